@@ -1,0 +1,35 @@
+"""batch-engage: turn a file of contacts into Twilio Studio Flow runs, paced, resumable, never twice.
+
+Use it from Python as ``batch_engage.run("jobs/campaign.toml")`` or
+``batch_engage.run(spec, frame=df)``; the ``batch-engage`` command is a thin layer over it.
+"""
+
+from .api import Validation, load_job, report, run, status, validate
+from .credentials import Credentials, credentials_from_env
+from .errors import BatchEngageError
+from .runner import Progress, RunControl, RunOptions, RunResult, RunSummary
+from .spec import FlowSpec, InputSpec, MappingSpec, OutputSpec, SendSpec, Spec, load_spec
+
+__all__ = [
+    "BatchEngageError",
+    "Credentials",
+    "FlowSpec",
+    "InputSpec",
+    "MappingSpec",
+    "OutputSpec",
+    "Progress",
+    "RunControl",
+    "RunOptions",
+    "RunResult",
+    "RunSummary",
+    "SendSpec",
+    "Spec",
+    "Validation",
+    "credentials_from_env",
+    "load_job",
+    "load_spec",
+    "report",
+    "run",
+    "status",
+    "validate",
+]

@@ -1,0 +1,7 @@
+"""``python -m batch_engage``: the same as the ``batch-engage`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,166 @@
+"""The Python API: everything the CLI does, callable without it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import httpx
+import polars as pl
+
+from .checkpoint import FINAL_STATES, empty_journal, read_only
+from .credentials import Credentials, credentials_from_env
+from .errors import UsageError
+from .results import build_results, counts_by_status, write_results
+from .runner import Progress, RunControl, RunOptions, RunResult, prepare, run_job
+from .spec import Spec, load_spec
+
+__all__ = ["Validation", "load_job", "report", "run", "status", "validate"]
+
+
+def load_job(job: str | Path | Spec, overrides: Mapping[str, Any] | None = None) -> Spec:
+    """A job file path (plus ``section.key`` overrides) or an existing ``Spec``, as a ``Spec``."""
+    if isinstance(job, Spec):
+        if overrides:
+            raise UsageError("overrides apply to job files; build the Spec with the values instead")
+        return job
+    return load_spec(job, overrides=overrides)
+
+
+def run(
+    job: str | Path | Spec,
+    *,
+    frame: pl.DataFrame | pl.LazyFrame | None = None,
+    credentials: Credentials | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    options: RunOptions = RunOptions(),
+    control: RunControl | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> RunResult:
+    """Run a job to the end and return its results table, counts and exit code.
+
+    ``frame`` (a polars DataFrame or LazyFrame) is used instead of ``[input]``.
+    Credentials default to :func:`credentials_from_env`. Raises a
+    ``BatchEngageError`` for anything that stops the job before it starts.
+    """
+    spec = load_job(job, overrides)
+    creds = credentials if credentials is not None else credentials_from_env()
+    return asyncio.run(
+        run_job(
+            spec,
+            credentials=creds,
+            frame=frame,
+            options=options,
+            control=control,
+            transport=transport,
+            on_progress=on_progress,
+        )
+    )
+
+
+@dataclass(frozen=True)
+class Validation:
+    """What a dry run found: counts, reasons, samples and the time the job would take."""
+
+    total: int
+    valid: int
+    invalid: int
+    duplicate: int
+    already_done: int
+    invalid_reasons: dict[str, int]
+    samples: list[dict[str, Any]]
+    estimated_seconds: float
+    results: pl.DataFrame
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every row is sendable, 1 when some are not."""
+        return 1 if self.invalid else 0
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data for JSON."""
+        return {
+            "rows": self.total,
+            "valid": self.valid,
+            "invalid": self.invalid,
+            "duplicate": self.duplicate,
+            "already_done": self.already_done,
+            "invalid_reasons": self.invalid_reasons,
+            "samples": self.samples,
+            "estimated_seconds": round(self.estimated_seconds, 1),
+        }
+
+
+def _reason_kind(message: str) -> str:
+    head, sep, tail = message.rpartition(": ")
+    return head if sep and tail.startswith(("'", '"')) else message
+
+
+def validate(
+    job: str | Path | Spec,
+    *,
+    frame: pl.DataFrame | pl.LazyFrame | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    output: str | Path | None = None,
+    stdin: BinaryIO | None = None,
+) -> Validation:
+    """Plan the job without any network: what would be sent, what would not, and why."""
+    spec = load_job(job, overrides)
+    plan, _ = prepare(spec, frame=frame, stdin=stdin)
+    done_rows = 0
+    if Path(spec.output.checkpoint).exists():
+        _, journal = read_only(spec.output.checkpoint)
+        done_rows = journal.filter(pl.col("state").is_in(FINAL_STATES)).height
+    statuses = Counter(plan.get_column("status").to_list())
+    invalid = plan.filter(pl.col("status") == "invalid")
+    reasons = Counter(_reason_kind(m) for m in invalid.get_column("error_message").to_list())
+    pending = plan.filter(pl.col("status") == "pending")
+    samples = [
+        {"row": r, "To": t, "From": f, **({"Parameters": p} if p is not None else {})}
+        for r, t, f, p in pending.head(3).select("row", "to", "from", "parameters").iter_rows()
+    ]
+    remaining = max(0, pending.height - done_rows)
+    results = build_results(plan, empty_journal())
+    if output is not None:
+        write_results(results, output)
+    return Validation(
+        total=plan.height,
+        valid=pending.height,
+        invalid=statuses.get("invalid", 0),
+        duplicate=statuses.get("duplicate", 0),
+        already_done=done_rows,
+        invalid_reasons=dict(reasons.most_common()),
+        samples=samples,
+        estimated_seconds=remaining / spec.send.rate,
+        results=results,
+    )
+
+
+def _from_checkpoint(spec: Spec) -> pl.DataFrame:
+    plan, journal = read_only(spec.output.checkpoint)
+    if plan is None:
+        raise UsageError(f"{spec.output.checkpoint}: the checkpoint has no plan yet; run the job once")
+    return build_results(plan, journal)
+
+
+def status(job: str | Path | Spec, *, overrides: Mapping[str, Any] | None = None) -> dict[str, int]:
+    """Counts by status from the checkpoint alone; sends nothing, works while a run is going on."""
+    return counts_by_status(_from_checkpoint(load_job(job, overrides)))
+
+
+def report(
+    job: str | Path | Spec,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    output: str | Path | None = None,
+) -> tuple[Path, dict[str, int]]:
+    """Write the results table again from the checkpoint alone; sends nothing."""
+    spec = load_job(job, overrides)
+    results = _from_checkpoint(spec)
+    target = write_results(results, output or spec.output.results)
+    return target, counts_by_status(results)

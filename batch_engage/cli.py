@@ -1,0 +1,337 @@
+"""The ``batch-engage`` command: the only module that parses flags, prints, and picks exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import re
+import signal
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Any, TextIO
+
+import structlog
+
+from . import api
+from .credentials import Credentials, credentials_from_env
+from .errors import BatchEngageError, CheckpointLocked, UsageError
+from .runner import Progress, RunControl, RunOptions, RunResult, prepare, run_job
+from .spec import Spec
+
+__all__ = ["build_parser", "main"]
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_ABORTED, EXIT_TEMPFAIL = 0, 1, 2, 3, 75
+_DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*$")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its usage errors as one line and exit 2."""
+
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"batch-engage: {message} (see --help)\n")
+
+
+def parse_duration(text: str) -> float:
+    """``50m``, ``1h30m``, ``90s`` or plain seconds, as seconds."""
+    match = _DURATION.match(text)
+    if not text.strip() or match is None or not any(match.groups()):
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (use e.g. 50m, 1h30m, 90s)")
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return value
+
+
+def _job_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("job", help="the job file (TOML)")
+    p.add_argument("--input", metavar="PATH", help="read contacts from PATH instead of [input] path ('-' = stdin)")
+    p.add_argument("--checkpoint", metavar="PATH", help="use this checkpoint instead of [output] checkpoint")
+
+
+def _log_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--log-format",
+        choices=["auto", "json", "console"],
+        default="auto",
+        help="log lines on stderr: JSON (the default when stderr is not a terminal) or console",
+    )
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info", help="least important log level shown")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary; logs at warning and above")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line, every command and option with its help."""
+    parser = _Parser(
+        prog="batch-engage",
+        description="Turn a CSV or Parquet file of contacts into Twilio Studio Flow runs: paced, resumable, never twice.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+
+    run = sub.add_parser("run", help="send every row of a job to Studio", description="Send every row of a job to Studio.")
+    _job_options(run)
+    run.add_argument("--output", metavar="PATH", help="write the results table to PATH instead of [output] results")
+    run.add_argument("--rate", type=float, metavar="N", help="requests per second (overrides [send] rate)")
+    run.add_argument("--concurrency", type=int, metavar="N", help="requests in flight at most (overrides [send] concurrency)")
+    run.add_argument("--base-url", metavar="URL", help="Studio's base URL (overrides [flow] base_url)")
+    run.add_argument("--limit", type=_positive_int, metavar="N", help="send at most N new rows in this run")
+    run.add_argument("--max-duration", type=parse_duration, metavar="DURATION", help="stop gracefully after this long (e.g. 50m), exit 75")
+    run.add_argument("--restart", action="store_true", help="start over: move the old checkpoint aside (never deleted)")
+    run.add_argument("--no-preflight", action="store_true", help="skip the GET of the Flow before the first row")
+    run.add_argument("--sandbox", action="store_true", help="run against the built-in Studio simulator, no Twilio account needed")
+    run.add_argument("--dry-run", action="store_true", help="validate only, send nothing (the same as 'validate')")
+    run.add_argument("--summary-json", metavar="PATH", help="also write the run summary as JSON to PATH")
+    _log_options(run)
+
+    val = sub.add_parser("validate", help="check a job's input without sending anything", description="Check a job's input and mapping; no network at all.")
+    _job_options(val)
+    val.add_argument("--output", metavar="PATH", help="write the results table (invalid, duplicate, pending) to PATH")
+    _log_options(val)
+
+    st = sub.add_parser("status", help="counts by status from the checkpoint", description="Counts by status from the checkpoint; sends nothing.")
+    _job_options(st)
+    _log_options(st)
+
+    rep = sub.add_parser("report", help="write the results table again from the checkpoint", description="Write the results table again from the checkpoint alone; sends nothing.")
+    _job_options(rep)
+    rep.add_argument("--output", metavar="PATH", help="write to PATH instead of [output] results")
+    _log_options(rep)
+
+    sb = sub.add_parser("sandbox", help="serve the Studio simulator for rehearsals", description="Serve the Studio simulator on 127.0.0.1 until interrupted.")
+    sb.add_argument("--port", type=int, default=0, help="port to listen on (default: a free one)")
+    sb.add_argument("--rate-limit", type=float, default=20.0, metavar="N", help="creates per second before it answers 429 (default 20)")
+    sb.add_argument("--latency", type=float, default=0.08, metavar="SECONDS", help="mean answer latency (default 0.08)")
+    sb.add_argument("--no-active-rule", action="store_true", help="switch off Studio's one-active-run-per-contact rule")
+    sb.add_argument("--lost-answer-rate", type=float, default=0.0, metavar="SHARE", help="share of creates that create the run but answer 503")
+    sb.add_argument("--error-rate", type=float, default=0.0, metavar="SHARE", help="share of creates answered 500/503 without creating a run")
+    return parser
+
+
+def _configure_logging(args: argparse.Namespace) -> None:
+    level = "warning" if getattr(args, "quiet", False) and args.log_level == "info" else args.log_level
+    fmt = args.log_format
+    if fmt == "auto":
+        fmt = "console" if sys.stderr.isatty() else "json"
+    renderer: Any = (
+        structlog.processors.JSONRenderer(ensure_ascii=False)
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    values = {
+        "input.path": getattr(args, "input", None),
+        "output.checkpoint": getattr(args, "checkpoint", None),
+        "output.results": getattr(args, "output", None) if args.command == "run" else None,
+        "send.rate": getattr(args, "rate", None),
+        "send.concurrency": getattr(args, "concurrency", None),
+        "flow.base_url": getattr(args, "base_url", None),
+    }
+    if getattr(args, "no_preflight", False):
+        values["send.preflight"] = False
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _print_summary(result: RunResult, out: TextIO) -> None:
+    s = result.summary
+    counts = ", ".join(f"{k} {v}" for k, v in s.counts.items() if v)
+    lines = [
+        f"rows: {sum(s.counts.values())} ({counts})",
+        f"requests: {s.requests}, 429s: {s.rate_limited}, retries: {s.retries}, reconciled: {s.reconciled}",
+        f"duration: {s.duration:.1f}s, achieved rate: {s.achieved_rate:.2f}/s "
+        f"(configured {s.configured_rate:g}/s, settled at {s.settled_rate:.2f}/s)",
+    ]
+    for err in s.top_errors:
+        lines.append(f"error {err['code']}: {err['message']} ({err['rows']} rows)")
+    if s.aborted:
+        lines.append(f"aborted: {s.aborted}")
+    if s.stopped_early:
+        lines.append("stopped early: run the same command again to finish")
+    lines.append(f"results: {s.results_path}")
+    lines.append(f"checkpoint: {s.checkpoint_path}")
+    lines.append(f"exit: {result.exit_code}")
+    print("\n".join(lines), file=out)
+
+
+@contextmanager
+def _progress_bar(enabled: bool) -> Iterator[Callable[[Progress], None] | None]:
+    if not enabled:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeRemainingColumn
+
+    bar = Bar(
+        TextColumn("[bold]sending"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:.1f}/s"),
+        TimeRemainingColumn(),
+        TextColumn("sent {task.fields[sent]} failed {task.fields[failed]} retried {task.fields[retried]}"),
+        console=Console(file=sys.stderr),
+        transient=False,
+    )
+    task = bar.add_task("send", total=None, rate=0.0, sent=0, failed=0, retried=0)
+
+    def update(p: Progress) -> None:
+        bar.update(task, completed=p.done, total=p.total, rate=p.rate, sent=p.sent, failed=p.failed, retried=p.retried)
+
+    with bar:
+        yield update
+
+
+async def _run_async(spec: Spec, args: argparse.Namespace, creds: Credentials, progress: Callable[[Progress], None] | None) -> RunResult:
+    control = RunControl()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, control.request_stop)
+    stdin = sys.stdin.buffer if spec.input.path == "-" else None
+    try:
+        return await run_job(
+            spec,
+            credentials=creds,
+            options=RunOptions(limit=args.limit, max_duration=args.max_duration, restart=args.restart),
+            control=control,
+            on_progress=progress,
+            stdin=stdin,
+        )
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    if args.dry_run:
+        return _cmd_validate(args)
+    overrides = _overrides(args)
+    sandbox_cm: Any = nullcontext()
+    if args.sandbox:
+        from .sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox
+
+        sandbox_cm = Sandbox()
+    with sandbox_cm as sandbox:
+        if sandbox is not None:
+            overrides["flow.base_url"] = sandbox.url
+            creds = Credentials(SANDBOX_USERNAME, SANDBOX_PASSWORD)
+        spec = api.load_job(args.job, overrides)
+        if sandbox is None:
+            creds = credentials_from_env()
+        show = sys.stderr.isatty() and not args.quiet
+        with _progress_bar(show) as progress:
+            result = asyncio.run(_run_async(spec, args, creds, progress))
+    if not args.quiet:
+        _print_summary(result, sys.stdout)
+    if args.summary_json:
+        Path(args.summary_json).write_text(json.dumps(result.summary.as_dict() | {"exit_code": result.exit_code}, indent=2))
+    return result.exit_code
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    overrides = _overrides(args)
+    overrides.pop("output.results", None)
+    stdin = sys.stdin.buffer if args.input == "-" else None
+    v = api.validate(args.job, overrides=overrides, output=args.output, stdin=stdin)
+    spec = api.load_job(args.job, overrides)
+    lines = [
+        f"rows: {v.total}",
+        f"valid: {v.valid}",
+        f"invalid: {v.invalid}",
+        *(f"  {n:>6}  {reason}" for reason, n in v.invalid_reasons.items()),
+        f"duplicate: {v.duplicate}",
+        f"already done (checkpoint): {v.already_done}",
+        f"estimated duration at {spec.send.rate:g}/s: {v.estimated_seconds:.0f}s",
+        "sample requests:",
+        *(f"  {json.dumps(s, ensure_ascii=False)}" for s in v.samples),
+    ]
+    if args.output:
+        lines.append(f"results: {args.output}")
+    print("\n".join(lines))
+    return v.exit_code
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    counts = api.status(args.job, overrides=_overrides(args))
+    width = max(len(k) for k in counts)
+    print("\n".join(f"{k:<{width}}  {v}" for k, v in counts.items()))
+    print(f"{'total':<{width}}  {sum(counts.values())}")
+    return EXIT_OK
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    overrides = _overrides(args)
+    path, counts = api.report(args.job, overrides=overrides, output=args.output)
+    print(f"results: {path} ({', '.join(f'{k} {v}' for k, v in counts.items() if v)})")
+    return EXIT_OK
+
+
+def _cmd_sandbox(args: argparse.Namespace) -> int:
+    from .sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, SandboxConfig, serve
+
+    config = SandboxConfig(
+        rate_limit=args.rate_limit or None,
+        latency=args.latency,
+        active_rule=not args.no_active_rule,
+        lost_answer_rate=args.lost_answer_rate,
+        error_rate=args.error_rate,
+    )
+
+    def ready(url: str) -> None:
+        print(f"Studio sandbox on {url}", flush=True)
+        print(f"  TWILIO_ACCOUNT_SID={SANDBOX_USERNAME} TWILIO_AUTH_TOKEN={SANDBOX_PASSWORD}", flush=True)
+        print(f"  batch-engage run JOB --base-url {url}", flush=True)
+
+    serve(config, port=args.port, on_ready=ready)
+    return EXIT_OK
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "run": _cmd_run,
+    "validate": _cmd_validate,
+    "status": _cmd_status,
+    "report": _cmd_report,
+    "sandbox": _cmd_sandbox,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: run one command and return its exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if hasattr(args, "log_format"):
+        _configure_logging(args)
+    try:
+        return _COMMANDS[args.command](args)
+    except CheckpointLocked as exc:
+        print(f"batch-engage: {exc}", file=sys.stderr)
+        return EXIT_TEMPFAIL
+    except UsageError as exc:
+        print(f"batch-engage: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except BatchEngageError as exc:
+        print(f"batch-engage: {exc}", file=sys.stderr)
+        return EXIT_ABORTED
+    except KeyboardInterrupt:
+        return EXIT_TEMPFAIL

@@ -1,0 +1,48 @@
+"""Credentials, named as Twilio's own tools name them: the one place that reads the environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from .errors import CredentialsError
+
+__all__ = ["Credentials", "credentials_from_env"]
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """HTTP Basic credentials for Twilio, plus the region and edge to reach it through."""
+
+    username: str
+    password: str = field(repr=False)
+    region: str | None = None
+    edge: str | None = None
+
+    def __str__(self) -> str:
+        return f"Credentials(username={self.username!r}, password=***)"
+
+
+def credentials_from_env(environ: Mapping[str, str] | None = None) -> Credentials:
+    """Read ``TWILIO_API_KEY`` + ``TWILIO_API_SECRET`` (preferred) or ``TWILIO_ACCOUNT_SID`` + ``TWILIO_AUTH_TOKEN``.
+
+    Also ``TWILIO_REGION`` and ``TWILIO_EDGE``. ``environ`` defaults to ``os.environ``;
+    this is the only function in the library that reads it.
+    """
+    env = os.environ if environ is None else environ
+    region = env.get("TWILIO_REGION") or None
+    edge = env.get("TWILIO_EDGE") or None
+    key, secret = env.get("TWILIO_API_KEY"), env.get("TWILIO_API_SECRET")
+    if key and secret:
+        return Credentials(key, secret, region, edge)
+    sid, token = env.get("TWILIO_ACCOUNT_SID"), env.get("TWILIO_AUTH_TOKEN")
+    if sid and token:
+        return Credentials(sid, token, region, edge)
+    if key or secret:
+        missing = "TWILIO_API_SECRET" if key else "TWILIO_API_KEY"
+        raise CredentialsError(f"{missing} is not set (TWILIO_API_KEY and TWILIO_API_SECRET go together)")
+    raise CredentialsError(
+        "no Twilio credentials: set TWILIO_API_KEY and TWILIO_API_SECRET "
+        "(or TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN), or use --sandbox"
+    )

@@ -1,0 +1,180 @@
+"""Everything that can go wrong, as one exception tree.
+
+::
+
+    BatchEngageError
+    ├── UsageError                  exit 2: the job cannot start; nothing was sent
+    │   ├── ConfigError             a job-file key or flag is wrong (names the key)
+    │   ├── InputFileError          the input file is unreadable (names file, line, column)
+    │   ├── CredentialsError        no usable credentials, or http:// to a non-loopback host
+    │   └── CheckpointMismatch      the checkpoint belongs to another input or mapping
+    ├── CheckpointLocked            exit 75: another process holds the checkpoint
+    └── StudioError                 an answer (or non-answer) from Studio for one request
+        ├── RetrySafe               never processed by Twilio: send again after a pause
+        │   ├── RateLimited         429 / 20429, maybe with Retry-After
+        │   └── NotConnected        connect error, DNS failure: the request never left
+        ├── PossiblySent            may have created a run: reconcile before any re-send
+        │   ├── ServerError         5xx
+        │   └── AnswerLost          read timeout, or the connection dropped after the write
+        ├── Rejected                4xx other than the above: the row fails, no retry
+        │   └── AlreadyActive       409 / 20409: the contact already has an active run
+        └── Fatal                   the whole run is wrong: stop it, exit 3
+            ├── AuthFailed          401 / 403 / 20003
+            └── FlowNotFound        404 on the Flow / 20404, or a draft v2 Flow
+
+The runner turns a ``StudioError`` into a row outcome with :func:`classify`'s table
+(see ``client.py``); only the CLI turns a ``BatchEngageError`` into an exit code.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AlreadyActive",
+    "AnswerLost",
+    "AuthFailed",
+    "BatchEngageError",
+    "CheckpointLocked",
+    "CheckpointMismatch",
+    "ConfigError",
+    "CredentialsError",
+    "Fatal",
+    "FlowNotFound",
+    "InputFileError",
+    "NotConnected",
+    "PossiblySent",
+    "RateLimited",
+    "Rejected",
+    "RetrySafe",
+    "ServerError",
+    "StudioError",
+    "UsageError",
+]
+
+
+class BatchEngageError(Exception):
+    """Base of every error batch-engage raises on purpose."""
+
+
+class UsageError(BatchEngageError):
+    """The job cannot start as given; nothing was sent (exit 2)."""
+
+
+class ConfigError(UsageError):
+    """A job-file key or flag is missing, unknown or of the wrong type."""
+
+    def __init__(self, key: str, message: str) -> None:
+        self.key = key
+        super().__init__(f"{key}: {message}")
+
+
+class InputFileError(UsageError):
+    """The input file cannot be read as a table of contacts."""
+
+    def __init__(
+        self,
+        path: str,
+        message: str,
+        *,
+        line: int | None = None,
+        column: str | None = None,
+    ) -> None:
+        self.path = path
+        self.line = line
+        self.column = column
+        where = path
+        if line is not None:
+            where += f":{line}"
+        if column is not None:
+            where += f": column {column!r}"
+        super().__init__(f"{where}: {message}")
+
+
+class CredentialsError(UsageError):
+    """Credentials are missing or would travel unencrypted."""
+
+
+class CheckpointMismatch(UsageError):
+    """The checkpoint was made for another input, flow, API or mapping."""
+
+
+class CheckpointLocked(BatchEngageError):
+    """Another process is running this job's checkpoint (exit 75)."""
+
+
+class StudioError(BatchEngageError):
+    """One request's unsuccessful answer, or the lack of one."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        http_status: int | None = None,
+        code: int | None = None,
+        details: dict[str, object] | None = None,
+    ) -> None:
+        self.message = message
+        self.http_status = http_status
+        self.code = code
+        self.details = details or {}
+        super().__init__(message)
+
+
+class RetrySafe(StudioError):
+    """Twilio never processed the request: it may be sent again."""
+
+
+class RateLimited(RetrySafe):
+    """HTTP 429 / 20429; ``retry_after`` is the server's hint in seconds, if any."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        http_status: int | None = 429,
+        code: int | None = 20429,
+    ) -> None:
+        super().__init__(message, http_status=http_status, code=code)
+        self.retry_after = retry_after
+
+
+class NotConnected(RetrySafe):
+    """The request never reached Twilio (connect error, DNS failure)."""
+
+
+class PossiblySent(StudioError):
+    """Twilio may have created the run: reconcile before sending again."""
+
+
+class ServerError(PossiblySent):
+    """A 5xx answer."""
+
+
+class AnswerLost(PossiblySent):
+    """The request was written but no answer came back (read timeout, dropped connection)."""
+
+
+class Rejected(StudioError):
+    """Twilio refused this row for good (a 4xx that is not rate limiting or fatal)."""
+
+
+class AlreadyActive(Rejected):
+    """The contact already has an active run on this Flow (409 / 20409)."""
+
+    @property
+    def conflicting_sid(self) -> str | None:
+        """The SID of the run that is already active, from ``details``."""
+        sid = self.details.get("conflicting_execution_sid")
+        return sid if isinstance(sid, str) else None
+
+
+class Fatal(StudioError):
+    """An answer that will be the same for every row: stop the run (exit 3)."""
+
+
+class AuthFailed(Fatal):
+    """The credentials were refused (401/403, 20003)."""
+
+
+class FlowNotFound(Fatal):
+    """The Flow does not exist for these credentials, or cannot be run."""

@@ -1,0 +1,130 @@
+"""The shared pacer: evenly spaced send slots at a rate that adapts to Twilio's 429s.
+
+Slots are handed out ``1/rate`` apart on the monotonic clock. A slot nobody took
+is not saved up beyond ``burst`` slots, so an idle pause never turns into a
+burst bigger than a fraction of a second's worth.
+
+Adaptation (AIMD, with two refinements so it settles near the real limit instead
+of saw-toothing around three quarters of it):
+
+* a 429 cuts the rate by ``decrease`` only if the refused request was sent after
+  the previous cut, so one overload costs one cut, not one per refused request;
+* the cut never goes below ``0.95 x`` what the server actually admitted over the
+  last ``window`` seconds, once that measurement is meaningful;
+* the rate then grows back by ``increase`` requests/s every second, never above
+  the configured ``rate``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+__all__ = ["Pacer", "PacerStats"]
+
+
+@dataclass(frozen=True)
+class PacerStats:
+    """What the pacer did: the rate it ended at, the lowest it went, and how often it was cut."""
+
+    configured: float
+    current: float
+    lowest: float
+    cuts: int
+
+
+class Pacer:
+    """A token bucket shared by every worker of one run."""
+
+    def __init__(
+        self,
+        rate: float,
+        *,
+        burst: float = 1.0,
+        decrease: float = 0.85,
+        increase: float | None = None,
+        window: float = 3.0,
+        floor: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.configured = rate
+        self.rate = rate
+        self._burst = max(1.0, burst)
+        self._decrease = decrease
+        self._increase = increase if increase is not None else max(0.2, rate * 0.01)
+        self._window = window
+        self._floor = min(floor, rate)
+        self._clock = clock
+        self._next = clock()
+        self._last_cut = float("-inf")
+        self._last_grow = clock()
+        self._admitted: deque[float] = deque()
+        self._lock = asyncio.Lock()
+        self._started = clock()
+        self.cuts = 0
+        self.lowest = rate
+
+    def _grow(self, now: float) -> None:
+        elapsed = now - self._last_grow
+        self._last_grow = now
+        if self.rate < self.configured:
+            self.rate = min(self.configured, self.rate + self._increase * elapsed)
+
+    def reserve(self) -> float:
+        """Take the next slot; return the monotonic time at which it may be used."""
+        now = self._clock()
+        self._grow(now)
+        interval = 1.0 / self.rate
+        slot = max(self._next, now - (self._burst - 1) * interval)
+        self._next = slot + interval
+        return slot
+
+    async def acquire(self) -> float:
+        """Wait for a slot; return the monotonic time the request leaves (for ``rate_limited``)."""
+        async with self._lock:
+            slot = self.reserve()
+        delay = slot - self._clock()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        return self._clock()
+
+    def admitted(self) -> None:
+        """Record one request the server accepted (used to estimate the real limit)."""
+        now = self._clock()
+        self._admitted.append(now)
+        while self._admitted and self._admitted[0] < now - self._window:
+            self._admitted.popleft()
+
+    def measured_rate(self) -> float | None:
+        """Requests/s the server admitted over the last window, once a window has passed."""
+        now = self._clock()
+        if now - self._started < self._window:
+            return None
+        while self._admitted and self._admitted[0] < now - self._window:
+            self._admitted.popleft()
+        return len(self._admitted) / self._window
+
+    def rate_limited(self, sent_at: float) -> bool:
+        """React to a 429 for a request sent at ``sent_at``; return True if the rate was cut."""
+        if sent_at <= self._last_cut:
+            return False
+        now = self._clock()
+        self._grow(now)
+        target = self.rate * self._decrease
+        measured = self.measured_rate()
+        if measured is not None and measured > 0:
+            target = max(target, min(self.rate, measured) * 0.95)
+        self.rate = max(self._floor, min(self.rate, target))
+        self.lowest = min(self.lowest, self.rate)
+        self._last_cut = now
+        self.cuts += 1
+        # Slots already handed out at the old rate are pushed back to the new spacing.
+        self._next = max(self._next, now + 1.0 / self.rate)
+        return True
+
+    def stats(self) -> PacerStats:
+        """A snapshot for the summary."""
+        return PacerStats(configured=self.configured, current=self.rate, lowest=self.lowest, cuts=self.cuts)
