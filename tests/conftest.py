@@ -1,0 +1,148 @@
+"""Shared fixtures: a clean environment, the sandbox over loopback, and job files in tmp_path."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+from batch_engage.credentials import Credentials
+from batch_engage.sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox, SandboxConfig
+
+FLOW_SID = "FW0123456789abcdef0123456789abcdef"
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test depends on the developer's shell: every TWILIO_* variable is cleared."""
+    for name in list(os.environ):
+        if name.startswith("TWILIO_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def sandbox_factory() -> Iterator[Callable[..., Sandbox]]:
+    """Start sandboxes with the given config; all are stopped after the test."""
+    started: list[Sandbox] = []
+
+    def make(**config: Any) -> Sandbox:
+        config.setdefault("latency", 0.0)
+        config.setdefault("jitter", 0.0)
+        config.setdefault("seed", 7)
+        sb = Sandbox(SandboxConfig(**config))
+        sb.start()
+        started.append(sb)
+        return sb
+
+    yield make
+    for sb in started:
+        sb.stop()
+
+
+@pytest.fixture
+def sandbox(sandbox_factory: Callable[..., Sandbox]) -> Sandbox:
+    """A sandbox with no latency and no rate limit: fast, for behaviour tests."""
+    return sandbox_factory(rate_limit=None)
+
+
+@pytest.fixture
+def sandbox_creds() -> Credentials:
+    """Credentials the sandbox accepts."""
+    return Credentials(SANDBOX_USERNAME, SANDBOX_PASSWORD)
+
+
+@pytest.fixture
+def sandbox_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """TWILIO_ACCOUNT_SID/TWILIO_AUTH_TOKEN set to the sandbox's credentials."""
+    monkeypatch.setenv("TWILIO_ACCOUNT_SID", SANDBOX_USERNAME)
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", SANDBOX_PASSWORD)
+    return {"TWILIO_ACCOUNT_SID": SANDBOX_USERNAME, "TWILIO_AUTH_TOKEN": SANDBOX_PASSWORD}
+
+
+def make_contacts(n: int, *, start: int = 100) -> pl.DataFrame:
+    """``n`` distinct valid contacts with a text, a number and a nested parameter."""
+    return pl.DataFrame(
+        {
+            "phone": [f"+1415555{start + i:04d}" for i in range(n)],
+            "name": [f"Person {i}" for i in range(n)],
+            "visits": list(range(n)),
+        }
+    )
+
+
+@pytest.fixture
+def contacts_csv(tmp_path: Path) -> Path:
+    """A CSV of 30 valid, distinct contacts."""
+    path = tmp_path / "contacts.csv"
+    make_contacts(30).write_csv(path)
+    return path
+
+
+@pytest.fixture
+def write_job(tmp_path: Path) -> Callable[..., Path]:
+    """Write a job file into tmp_path; keyword sections replace or extend the defaults."""
+
+    def write(
+        *,
+        input_path: Path | str,
+        base_url: str = "http://127.0.0.1:9",
+        api: str = "engagements",
+        extra: str = "",
+        send: str = "rate = 500\nconcurrency = 8\nreconcile_delay = 0.0",
+        mapping: str = 'to = "phone"\nfrom = "+15005550006"\n\n[mapping.parameters]\nname = "name"\nvisits = "visits"',
+        name: str = "job",
+    ) -> Path:
+        text = textwrap.dedent(
+            f"""
+            [input]
+            path = "{input_path}"
+
+            [flow]
+            sid = "{FLOW_SID}"
+            api = "{api}"
+            base_url = "{base_url}"
+
+            [mapping]
+            {{mapping}}
+
+            [send]
+            {{send}}
+
+            [output]
+            results = "{tmp_path / (name + '.results.csv')}"
+            checkpoint = "{tmp_path / (name + '.checkpoint')}"
+            """
+        ).format(mapping=mapping, send=send)
+        path = tmp_path / f"{name}.toml"
+        path.write_text(text + "\n" + extra)
+        return path
+
+    return write
+
+
+@pytest.fixture
+def make_spec(tmp_path: Path) -> Callable[..., Any]:
+    """Build a Spec for a frame-fed job against ``base_url``; ``send`` keys override fast defaults."""
+    from batch_engage.spec import load_spec
+
+    def make(base_url: str, *, api: str = "engagements", name: str = "job", **send: Any) -> Any:
+        send_table = {"rate": 1000, "concurrency": 8, "reconcile_delay": 0.0} | send
+        raw = {
+            "flow": {"sid": FLOW_SID, "api": api, "base_url": base_url},
+            "mapping": {"to": "phone", "from": "+15005550006", "parameters": {"name": "name", "visits": "visits"}},
+            "send": send_table,
+            "output": {
+                "results": str(tmp_path / f"{name}.results.csv"),
+                "checkpoint": str(tmp_path / f"{name}.checkpoint"),
+            },
+        }
+        return load_spec(raw=raw)
+
+    return make

@@ -1,0 +1,258 @@
+"""The whole job through the Python API against the sandbox over loopback."""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import polars as pl
+import pytest
+
+from batch_engage import Credentials, RunOptions, run
+from batch_engage.results import RESULT_COLUMNS
+from batch_engage.sandbox import Sandbox
+from conftest import make_contacts
+
+
+def ledger_counts(sb: Sandbox) -> Counter[str]:
+    return Counter(entry.to for entry in sb.ledger())
+
+
+class TestHappyPath:
+    def test_every_valid_row_is_sent_once_with_the_ledgers_sid(
+        self, sandbox: Sandbox, make_spec: Callable[..., Any], sandbox_creds: Credentials
+    ) -> None:
+        """Each row becomes one run; the results table holds the SID the sandbox created."""
+        frame = make_contacts(40)
+        result = run(make_spec(sandbox.url), frame=frame, credentials=sandbox_creds)
+        assert result.exit_code == 0
+        assert result.counts["sent"] == 40
+        by_to = {e.to: e.sid for e in sandbox.ledger()}
+        assert len(sandbox.ledger()) == 40
+        assert dict(zip(result.results["to"], result.results["sid"])) == by_to
+
+    def test_results_table_has_the_documented_columns_in_order(
+        self, sandbox: Sandbox, make_spec: Callable[..., Any], sandbox_creds: Credentials
+    ) -> None:
+        """The results file on disk has exactly the documented columns, one line per row, in input order."""
+        spec = make_spec(sandbox.url)
+        run(spec, frame=make_contacts(5), credentials=sandbox_creds)
+        table = pl.read_csv(spec.output.results)
+        assert table.columns == RESULT_COLUMNS
+        assert table["row"].to_list() == [1, 2, 3, 4, 5]
+        assert set(table["status"]) == {"sent"}
+        assert all(ts.endswith("Z") for ts in table["completed_at"])
+
+    def test_parameters_reach_studio_with_types_and_nesting(
+        self, sandbox: Sandbox, make_spec: Callable[..., Any], sandbox_creds: Credentials
+    ) -> None:
+        """Numbers stay numbers, text stays text (non-ASCII intact), nulls are left out, dotted keys nest."""
+        frame = pl.DataFrame(
+            {"phone": ["+14155550100", "+14155550101"], "name": ["Zoë", None], "visits": [3, 4], "total": [1.5, None]}
+        )
+        spec = make_spec(sandbox.url)
+        from dataclasses import replace
+
+        spec = spec.replace(mapping=replace(spec.mapping, parameters=(("name", "name"), ("visits", "visits"), ("order.total", "total"))))
+        run(spec, frame=frame, credentials=sandbox_creds)
+        params = {e.to: e.parameters for e in sandbox.ledger()}
+        assert params["+14155550100"] == {"name": "Zoë", "visits": 3, "order": {"total": 1.5}}
+        assert params["+14155550101"] == {"visits": 4}
+
+    def test_v2_executions_are_sent_and_counted_as_sent(
+        self, sandbox: Sandbox, make_spec: Callable[..., Any], sandbox_creds: Credentials
+    ) -> None:
+        """api = "executions" posts to /v2 (201) and every row ends sent."""
+        result = run(make_spec(sandbox.url, api="executions"), frame=make_contacts(10), credentials=sandbox_creds)
+        assert result.counts["sent"] == 10
+        assert {e.api for e in sandbox.ledger()} == {"executions"}
+
+    def test_limit_leaves_the_rest_pending_and_exit_0_then_resume_finishes(
+        self, sandbox: Sandbox, make_spec: Callable[..., Any], sandbox_creds: Credentials
+    ) -> None:
+        """--limit N sends N rows; the rest stay pending; the same job again sends only the rest."""
+        spec = make_spec(sandbox.url)
+        frame = make_contacts(12)
+        first = run(spec, frame=frame, credentials=sandbox_creds, options=RunOptions(limit=5))
+        assert (first.counts["sent"], first.counts["pending"], first.exit_code) == (5, 7, 0)
+        second = run(spec, frame=frame, credentials=sandbox_creds)
+        assert second.counts["sent"] == 12
+        assert max(ledger_counts(sandbox).values()) == 1
+        assert len(sandbox.ledger()) == 12
+
+
+class TestStudioAnswers:
+    def test_v2_conflict_becomes_already_active_with_the_conflicting_sid(
+        self, sandbox: Sandbox, make_spec: Callable[..., Any], sandbox_creds: Credentials
+    ) -> None:
+        """A 409/20409 is already_active, carrying details.conflicting_execution_sid; it is not a failure."""
+        frame = make_contacts(3)
+        run(make_spec(sandbox.url, api="executions", name="first"), frame=frame, credentials=sandbox_creds)
+        existing = {e.to: e.sid for e in sandbox.ledger()}
+        again = run(make_spec(sandbox.url, api="executions", name="second"), frame=frame, credentials=sandbox_creds)
+        assert again.counts["already_active"] == 3
+        assert again.exit_code == 0
+        assert dict(zip(again.results["to"], again.results["sid"])) == existing
+        assert len(sandbox.ledger()) == 3
+
+    def test_v1_hand_back_of_an_existing_run_is_already_active(
+        self, sandbox: Sandbox, make_spec: Callable[..., Any], sandbox_creds: Credentials
+    ) -> None:
+        """v1 answers 200 with the run that already existed; a second job sees it as already_active, not sent."""
+        frame = make_contacts(1)
+        spec = make_spec(sandbox.url, name="first", dedupe="none")
+        # The same contact twice in one job: the second row's 200 hands back the first row's SID.
+        twice = pl.concat([frame, frame])
+        result = run(spec, frame=twice, credentials=sandbox_creds)
+        assert sorted(result.results["status"].to_list()) == ["already_active", "sent"]
+        assert len(sandbox.ledger()) == 1
+
+    def test_rejected_row_fails_with_twilios_code_and_message(
+        self, make_spec: Callable[..., Any], sandbox_creds: Credentials
+    ) -> None:
+        """A 4xx other than 429/409 fails that row with Twilio's code and message, once; the others go on; exit 1."""
+        handler = FakeStudio(reject={"+14155550101"})
+        result = run(
+            make_spec("http://127.0.0.1:9"),
+            frame=make_contacts(3),
+            credentials=sandbox_creds,
+            transport=httpx.MockTransport(handler),
+        )
+        failed = result.results.filter(pl.col("status") == "failed").row(0, named=True)
+        assert failed["to"] == "+14155550101"
+        assert (failed["http_status"], failed["error_code"]) == (400, 21211)
+        assert failed["error_message"] == "The 'To' number +14155550101 is not a valid phone number."
+        assert failed["attempts"] == 1
+        assert result.counts["sent"] == 2
+        assert result.exit_code == 1
+        assert result.summary.top_errors[0]["code"] == 21211
+
+    def test_rate_limited_rows_are_retried_until_sent(
+        self, sandbox_factory: Callable[..., Sandbox], make_spec: Callable[..., Any], sandbox_creds: Credentials
+    ) -> None:
+        """A 429 storm (limit far below the configured rate) ends with every row sent once."""
+        sb = sandbox_factory(rate_limit=20.0)
+        result = run(make_spec(sb.url, rate=400, max_backoff=60), frame=make_contacts(60), credentials=sandbox_creds)
+        assert result.counts["sent"] == 60
+        assert result.summary.rate_limited > 0
+        assert max(ledger_counts(sb).values()) == 1
+        assert result.summary.settled_rate < 400
+
+    def test_retry_after_is_honoured_and_nothing_is_lost(
+        self, sandbox_factory: Callable[..., Sandbox], make_spec: Callable[..., Any], sandbox_creds: Credentials
+    ) -> None:
+        """With Retry-After on every 429, rows wait as told and all end sent, once."""
+        sb = sandbox_factory(rate_limit=30.0, retry_after=1)
+        result = run(make_spec(sb.url, rate=300), frame=make_contacts(40), credentials=sandbox_creds)
+        assert result.counts["sent"] == 40
+        assert max(ledger_counts(sb).values()) == 1
+
+    def test_server_errors_and_slow_answers_are_reconciled_not_resent(
+        self, sandbox_factory: Callable[..., Sandbox], make_spec: Callable[..., Any], sandbox_creds: Credentials
+    ) -> None:
+        """503s without a run, runs whose answer is lost, and answers past the read timeout: all sent once."""
+        sb = sandbox_factory(
+            rate_limit=None, active_rule=False, error_rate=0.15, lost_answer_rate=0.15, slow_rate=0.1, slow_seconds=1.0
+        )
+        result = run(make_spec(sb.url, read_timeout=0.3), frame=make_contacts(80), credentials=sandbox_creds)
+        assert result.counts["sent"] == 80
+        assert len(sb.ledger()) == 80
+        assert max(ledger_counts(sb).values()) == 1
+        assert result.summary.reconciled > 0
+        by_to = {e.to: e.sid for e in sb.ledger()}
+        assert dict(zip(result.results["to"], result.results["sid"])) == by_to
+
+    def test_lost_answers_recover_the_right_sids(
+        self, sandbox_factory: Callable[..., Sandbox], make_spec: Callable[..., Any], sandbox_creds: Credentials
+    ) -> None:
+        """A tenth of creates lose their answer: every row ends sent, no duplicate, SIDs recovered right."""
+        sb = sandbox_factory(rate_limit=None, active_rule=False, lost_answer_rate=0.1, drop_rate=0.0)
+        for api in ("engagements", "executions"):
+            result = run(make_spec(sb.url, api=api, name=api), frame=make_contacts(100), credentials=sandbox_creds)
+            ledger = [e for e in sb.ledger() if e.api == api]
+            assert result.counts["sent"] == 100
+            assert len(ledger) == 100
+            assert result.summary.reconciled >= 1
+            assert dict(zip(result.results["to"], result.results["sid"])) == {e.to: e.sid for e in ledger}
+
+
+class TestFatal:
+    @pytest.mark.parametrize("preflight", [True, False])
+    def test_bad_token_aborts_with_exit_3_after_few_requests(
+        self, sandbox: Sandbox, make_spec: Callable[..., Any], preflight: bool
+    ) -> None:
+        """Wrong credentials stop the whole run (exit 3) after at most 5 requests; rows stay pending."""
+        bad = Credentials("AC" + "0" * 32, "wrong-token")
+        result = run(make_spec(sandbox.url, preflight=preflight), frame=make_contacts(50), credentials=bad)
+        assert result.exit_code == 3
+        assert "credentials" in (result.summary.aborted or "")
+        assert sandbox.stats().create_requests + sandbox.stats().flow_requests <= 5
+        assert result.counts["pending"] == 50
+        assert sandbox.ledger() == []
+
+    def test_unknown_flow_aborts_with_exit_3(
+        self, sandbox_factory: Callable[..., Sandbox], make_spec: Callable[..., Any], sandbox_creds: Credentials
+    ) -> None:
+        """A Flow SID the account does not have stops the run before any row is sent."""
+        sb = sandbox_factory(rate_limit=None, flows={"FW" + "f" * 32: "published"})
+        result = run(make_spec(sb.url, preflight=False), frame=make_contacts(30), credentials=sandbox_creds)
+        assert result.exit_code == 3
+        assert "Flow was not found" in (result.summary.aborted or "")
+        assert sb.stats().create_requests <= 5
+
+    def test_draft_v2_flow_is_refused_by_the_preflight(
+        self, sandbox_factory: Callable[..., Sandbox], make_spec: Callable[..., Any], sandbox_creds: Credentials
+    ) -> None:
+        """A v2 Flow in draft status is refused before any row is sent."""
+        from conftest import FLOW_SID
+
+        sb = sandbox_factory(rate_limit=None, flows={FLOW_SID: "draft"})
+        result = run(make_spec(sb.url, api="executions"), frame=make_contacts(3), credentials=sandbox_creds)
+        assert result.exit_code == 3
+        assert "draft" in (result.summary.aborted or "")
+        assert sb.stats().create_requests == 0
+
+    def test_failure_breaker_stops_a_run_where_most_rows_fail(
+        self, make_spec: Callable[..., Any], sandbox_creds: Credentials
+    ) -> None:
+        """When more than half of the last rows failed, the run aborts (exit 3) instead of failing them all."""
+        frame = make_contacts(200)
+        handler = FakeStudio(reject=set(frame["phone"].to_list()))
+        result = run(
+            make_spec("http://127.0.0.1:9", breaker_window=20, concurrency=2),
+            frame=frame,
+            credentials=sandbox_creds,
+            transport=httpx.MockTransport(handler),
+        )
+        assert result.exit_code == 3
+        assert "failed" in (result.summary.aborted or "")
+        assert result.counts["failed"] < 40
+        assert result.counts["pending"] > 150
+
+
+class FakeStudio:
+    """A MockTransport handler: a published Flow, 400/21211 for the given To numbers, 200 otherwise."""
+
+    def __init__(self, reject: set[str]) -> None:
+        self.reject = reject
+        self.creates = 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            return httpx.Response(200, json={"sid": "FW" + "0" * 32, "status": "published"})
+        self.creates += 1
+        form = dict(urllib.parse.parse_qsl(request.content.decode()))
+        if form["To"] in self.reject:
+            return httpx.Response(
+                400,
+                json={
+                    "code": 21211,
+                    "message": f"The 'To' number {form['To']} is not a valid phone number.",
+                    "more_info": "https://www.twilio.com/docs/errors/21211",
+                    "status": 400,
+                },
+            )
+        return httpx.Response(200, json={"sid": f"FN{self.creates:032x}", "date_created": None})
