@@ -1,0 +1,81 @@
+"""Crash safety: SIGKILL the CLI at random moments, resume, and count runs in the sandbox's ledger."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import polars as pl
+
+from batch_engage.sandbox import Sandbox
+from conftest import REPO, make_contacts
+
+ROWS = 300
+
+
+def _start(job: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "batch_engage", "run", str(job), "--log-format", "json", "--log-level", "warning"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+    )
+
+
+def test_kill_9_at_random_moments_never_sends_twice_and_finishes(
+    sandbox_factory: Callable[..., Sandbox],
+    write_job: Callable[..., Path],
+    tmp_path: Path,
+    sandbox_env: dict[str, str],
+) -> None:
+    """Seven SIGKILLs (during start-up, sending and reconciling), then the same command finishes:
+    every contact has exactly one run in the ledger and the results table's SIDs are the ledger's."""
+    # No active-run rule: nothing on Studio's side would stop a duplicate, only the checkpoint does.
+    sb = sandbox_factory(rate_limit=None, latency=0.02, jitter=0.01, active_rule=False, lost_answer_rate=0.05)
+    path = tmp_path / "contacts.csv"
+    make_contacts(ROWS).write_csv(path)
+    job = write_job(input_path=path, base_url=sb.url, send="rate = 150\nconcurrency = 8\nreconcile_delay = 0.1")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TWILIO_")} | sandbox_env
+    rng = random.Random(1124)
+    kills = 0
+    for attempt in range(7):
+        before = len(sb.ledger())
+        if before >= ROWS - 10:
+            break
+        proc = _start(job, env)
+        if attempt % 2 == 0:
+            # Any instant, start-up included.
+            time.sleep(rng.uniform(0.05, 1.2))
+        else:
+            # Mid-send: once a random number of new runs exist.
+            target = before + rng.randint(3, 40)
+            deadline = time.monotonic() + 20
+            while len(sb.ledger()) < target and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.005)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait(timeout=10)
+        assert proc.stderr is not None
+        proc.stderr.close()
+    assert kills >= 5
+    final = subprocess.run(
+        [sys.executable, "-m", "batch_engage", "run", str(job)],
+        env=env, capture_output=True, cwd=REPO, timeout=120,
+    )
+    assert final.returncode == 0, final.stderr.decode()[-3000:]
+    ledger = sb.ledger()
+    per_contact = Counter(e.to for e in ledger)
+    assert len(per_contact) == ROWS
+    assert max(per_contact.values()) == 1
+    table = pl.read_csv(job.parent / "job.results.csv")
+    assert table["status"].to_list() == ["sent"] * ROWS
+    assert dict(zip(table["to"], table["sid"])) == {e.to: e.sid for e in ledger}

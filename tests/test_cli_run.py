@@ -1,0 +1,245 @@
+"""`batch-engage run`, `status` and `report` driven as a user would: in-process and as a subprocess."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+from batch_engage.cli import main
+from batch_engage.sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox
+from conftest import REPO, make_contacts
+
+
+def cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(args)
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return code, out, err
+
+
+class TestExitCodes:
+    def test_exit_0_when_every_row_is_sent(
+        self, sandbox: Sandbox, write_job: Callable[..., Path], contacts_csv: Path, sandbox_env: dict[str, str],
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """A clean list ends with exit 0 and a summary naming the results file."""
+        job = write_job(input_path=contacts_csv, base_url=sandbox.url)
+        code, out, _ = cli(["run", str(job), "--quiet"], capsys)
+        assert code == 0
+        code, out, _ = cli(["run", str(job)], capsys)
+        assert code == 0
+        assert "results:" in out and "sent 30" in out
+        assert len(sandbox.ledger()) == 30
+
+    def test_exit_1_when_some_rows_are_invalid(
+        self, sandbox: Sandbox, write_job: Callable[..., Path], tmp_path: Path, sandbox_env: dict[str, str],
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """Invalid rows are reported, the rest are sent, and the exit code is 1."""
+        path = tmp_path / "c.csv"
+        path.write_text("phone,name,visits\n+14155550100,A,1\nnope,B,2\n")
+        code, out, _ = cli(["run", str(write_job(input_path=path, base_url=sandbox.url))], capsys)
+        assert code == 1
+        assert "invalid 1" in out
+        assert len(sandbox.ledger()) == 1
+
+    def test_exit_2_on_a_config_error_naming_the_key(
+        self, sandbox: Sandbox, write_job: Callable[..., Path], contacts_csv: Path, sandbox_env: dict[str, str],
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """An unknown key or a wrong type is one line naming the key; exit 2; nothing sent."""
+        job = write_job(input_path=contacts_csv, base_url=sandbox.url, send="rate = 20\nburst = 3")
+        code, _, err = cli(["run", str(job)], capsys)
+        assert (code, err.strip()) == (2, "batch-engage: send.burst: is not a known key")
+        job = write_job(input_path=contacts_csv, base_url=sandbox.url, send='rate = "fast"')
+        code, _, err = cli(["run", str(job)], capsys)
+        assert (code, err.strip()) == (2, "batch-engage: send.rate: must be a number, not 'fast'")
+        assert sandbox.ledger() == []
+
+    def test_exit_2_on_a_bad_flow_sid_before_anything_is_sent(
+        self, sandbox: Sandbox, write_job: Callable[..., Path], contacts_csv: Path, sandbox_env: dict[str, str],
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """A Flow SID that is not FW + 32 hex is refused up front."""
+        job = write_job(input_path=contacts_csv, base_url=sandbox.url)
+        job.write_text(job.read_text().replace('sid = "FW', 'sid = "XX'))
+        code, _, err = cli(["run", str(job)], capsys)
+        assert code == 2 and "flow.sid" in err
+        assert sandbox.stats().create_requests == 0
+
+    def test_exit_2_when_credentials_are_missing(
+        self, sandbox: Sandbox, write_job: Callable[..., Path], contacts_csv: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """No TWILIO_* variables: one line saying which to set, exit 2, nothing sent."""
+        code, _, err = cli(["run", str(write_job(input_path=contacts_csv, base_url=sandbox.url))], capsys)
+        assert code == 2
+        assert err.count("\n") == 1 and "TWILIO_API_KEY" in err
+        assert sandbox.stats().create_requests == 0 and sandbox.stats().flow_requests == 0
+
+    def test_exit_3_on_a_refused_token(
+        self, sandbox: Sandbox, write_job: Callable[..., Path], contacts_csv: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """A wrong auth token aborts with exit 3 and a message naming the cause and the fix."""
+        monkeypatch.setenv("TWILIO_ACCOUNT_SID", SANDBOX_USERNAME)
+        monkeypatch.setenv("TWILIO_AUTH_TOKEN", "not-the-token")
+        code, out, _ = cli(["run", str(write_job(input_path=contacts_csv, base_url=sandbox.url))], capsys)
+        assert code == 3
+        assert "aborted: Twilio refused the credentials" in out and "TWILIO_AUTH_TOKEN" in out
+
+    def test_exit_75_when_another_process_holds_the_checkpoint(
+        self, sandbox: Sandbox, write_job: Callable[..., Path], contacts_csv: Path, sandbox_env: dict[str, str],
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """A second run on a locked checkpoint (cron overlap) exits 75 at once, sending nothing."""
+        from batch_engage.checkpoint import Checkpoint
+
+        job = write_job(input_path=contacts_csv, base_url=sandbox.url)
+        with Checkpoint.open(job.parent / "job.checkpoint", {"input": "other"}):
+            code, _, err = cli(["run", str(job)], capsys)
+        assert code == 75
+        assert "another batch-engage process is running this job" in err
+        assert sandbox.stats().create_requests == 0
+
+    def test_max_duration_stops_with_75_and_the_same_command_finishes(
+        self, sandbox_factory: Callable[..., Sandbox], write_job: Callable[..., Path], tmp_path: Path,
+        sandbox_env: dict[str, str], capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """--max-duration stops gracefully (exit 75, rest pending); the same command again finishes the job."""
+        sb = sandbox_factory(rate_limit=None)
+        path = tmp_path / "c.csv"
+        make_contacts(60).write_csv(path)
+        job = write_job(input_path=path, base_url=sb.url, send="rate = 40\nconcurrency = 4")
+        code, out, _ = cli(["run", str(job), "--max-duration", "0.3s"], capsys)
+        assert code == 75
+        assert "stopped early" in out
+        table = pl.read_csv(job.parent / "job.results.csv")
+        assert 0 < table.filter(pl.col("status") == "pending").height < 60
+        code, _, _ = cli(["run", str(job), "--rate", "1000"], capsys)
+        assert code == 0
+        assert len(sb.ledger()) == 60
+        assert max(Counter(e.to for e in sb.ledger()).values()) == 1
+
+
+class TestCheckpointCommands:
+    def test_changed_input_is_refused_with_what_changed_then_restart_moves_it_aside(
+        self, sandbox: Sandbox, write_job: Callable[..., Path], contacts_csv: Path, sandbox_env: dict[str, str],
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """A checkpoint made for other input is refused (exit 2, says what changed); --restart keeps the old one aside."""
+        job = write_job(input_path=contacts_csv, base_url=sandbox.url)
+        assert cli(["run", str(job), "--limit", "3"], capsys)[0] == 0
+        make_contacts(30, start=500).write_csv(contacts_csv)
+        code, _, err = cli(["run", str(job)], capsys)
+        assert code == 2
+        assert "the input file's content changed" in err and "--restart" in err
+        assert len(sandbox.ledger()) == 3
+        code, _, _ = cli(["run", str(job), "--restart"], capsys)
+        assert code == 0
+        assert len(sandbox.ledger()) == 33
+        kept = list(job.parent.glob("job.checkpoint.*.old"))
+        assert len(kept) == 1
+
+    def test_changed_mapping_is_refused(
+        self, sandbox: Sandbox, write_job: Callable[..., Path], contacts_csv: Path, sandbox_env: dict[str, str],
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """Mapping another column after a run started is refused, naming the mapping."""
+        job = write_job(input_path=contacts_csv, base_url=sandbox.url)
+        cli(["run", str(job), "--limit", "2"], capsys)
+        job.write_text(job.read_text().replace('visits = "visits"', 'count = "visits"'))
+        code, _, err = cli(["run", str(job)], capsys)
+        assert code == 2 and "the column mapping changed" in err
+
+    def test_status_and_report_read_the_checkpoint_without_sending(
+        self, sandbox: Sandbox, write_job: Callable[..., Path], contacts_csv: Path, sandbox_env: dict[str, str],
+        capsys: pytest.CaptureFixture[str], tmp_path: Path,
+    ) -> None:
+        """status prints counts; report rewrites the results table; neither sends a request."""
+        job = write_job(input_path=contacts_csv, base_url=sandbox.url)
+        cli(["run", str(job), "--limit", "10"], capsys)
+        before = sandbox.stats()
+        code, out, _ = cli(["status", str(job)], capsys)
+        assert code == 0
+        assert "sent            10" in out and "pending         20" in out
+        target = tmp_path / "again.parquet"
+        code, out, _ = cli(["report", str(job), "--output", str(target)], capsys)
+        assert code == 0
+        again = pl.read_parquet(target)
+        original = pl.read_csv(job.parent / "job.results.csv", schema=again.schema)
+        assert again.equals(original)
+        assert sandbox.stats() == before
+
+    def test_files_are_readable_by_their_owner_only(
+        self, sandbox: Sandbox, write_job: Callable[..., Path], contacts_csv: Path, sandbox_env: dict[str, str],
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """Results, checkpoint and the plan beside it are created with mode 0600."""
+        job = write_job(input_path=contacts_csv, base_url=sandbox.url)
+        cli(["run", str(job)], capsys)
+        for name in ("job.results.csv", "job.checkpoint", "job.checkpoint.plan.parquet"):
+            assert (job.parent / name).stat().st_mode & 0o777 == 0o600, name
+
+
+def _env(extra: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TWILIO_")}
+    return env | extra
+
+
+class TestSignals:
+    def test_sigterm_stops_with_75_and_the_run_resumes(
+        self, sandbox_factory: Callable[..., Sandbox], write_job: Callable[..., Path], tmp_path: Path,
+        sandbox_env: dict[str, str],
+    ) -> None:
+        """SIGTERM mid-run: exit 75, rows not sent stay pending; the same command again finishes, nobody twice."""
+        sb = sandbox_factory(rate_limit=None, latency=0.02)
+        path = tmp_path / "c.csv"
+        make_contacts(200).write_csv(path)
+        job = write_job(input_path=path, base_url=sb.url, send="rate = 50\nconcurrency = 4")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "batch_engage", "run", str(job), "--log-format", "json"],
+            env=_env(sandbox_env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO,
+        )
+        deadline = time.monotonic() + 30
+        while len(sb.ledger()) < 10 and time.monotonic() < deadline:
+            time.sleep(0.02)  # polling for a condition, not sleeping to make timing work
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 75, err.decode()[-2000:]
+        table = pl.read_csv(job.parent / "job.results.csv")
+        assert table.filter(pl.col("status") == "pending").height > 0
+        assert table.filter(pl.col("status") == "uncertain").height == 0
+        done = subprocess.run(
+            [sys.executable, "-m", "batch_engage", "run", str(job), "--rate", "1000"],
+            env=_env(sandbox_env), capture_output=True, cwd=REPO, timeout=60,
+        )
+        assert done.returncode == 0, done.stderr.decode()[-2000:]
+        assert len(sb.ledger()) == 200
+        assert max(Counter(e.to for e in sb.ledger()).values()) == 1
+
+
+def test_sample_job_runs_against_the_sandbox(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's sample command works: every valid sample row is sent, invalid and duplicate rows are reported."""
+    out_dir = tmp_path / "out"
+    code, out, _ = cli(
+        [
+            "run", str(REPO / "jobs" / "sample_campaign.toml"), "--sandbox", "--rate", "1000",
+            "--output", str(out_dir / "r.csv"), "--checkpoint", str(out_dir / "c"),
+        ],
+        capsys,
+    )
+    table = pl.read_csv(out_dir / "r.csv")
+    counts: dict[str, Any] = dict(Counter(table["status"].to_list()))
+    assert counts == {"sent": 195, "invalid": 4, "duplicate": 1}
+    assert code == 1
+    assert table.height == 200
