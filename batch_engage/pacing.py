@@ -10,7 +10,8 @@ of saw-toothing around three quarters of it):
 * a 429 cuts the rate by ``decrease`` only if the refused request was sent after
   the previous cut, so one overload costs one cut, not one per refused request;
 * the cut never goes below ``0.95 x`` what the server actually admitted over the
-  last ``window`` seconds, once that measurement is meaningful;
+  last ``window`` seconds, once that measurement is meaningful (if the server admits
+  less, the measurement follows it down within a window);
 * the rate then grows back by ``increase`` requests/s every second, never above
   the configured ``rate``.
 """
@@ -116,7 +117,8 @@ class Pacer:
         target = self.rate * self._decrease
         measured = self.measured_rate()
         if measured is not None and measured > 0:
-            target = max(target, min(self.rate, measured) * 0.95)
+            # Never cut below what the server demonstrably admits; the window follows it down.
+            target = max(target, measured * 0.95)
         self.rate = max(self._floor, min(self.rate, target))
         self.lowest = min(self.lowest, self.rate)
         self._last_cut = now

@@ -1,0 +1,83 @@
+"""The pacer on a controllable clock: spacing, bursts, and AIMD adaptation to 429s."""
+
+from __future__ import annotations
+
+from batch_engage.pacing import Pacer
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_slots_are_evenly_spaced_at_the_configured_rate() -> None:
+    """At rate 20, a thousand back-to-back requests get slots exactly 50 ms apart: 50 s in all."""
+    clock = Clock()
+    pacer = Pacer(20, clock=clock)
+    slots = [pacer.reserve() for _ in range(1000)]
+    gaps = {round(b - a, 9) for a, b in zip(slots, slots[1:])}
+    assert gaps == {0.05}
+    assert round(slots[-1] - slots[0], 6) == 49.95
+
+
+def test_an_idle_pause_does_not_turn_into_a_burst() -> None:
+    """After ten idle seconds, the next requests are still spaced, not released all at once."""
+    clock = Clock()
+    pacer = Pacer(20, clock=clock)
+    pacer.reserve()
+    clock.now += 10
+    slots = [pacer.reserve() for _ in range(5)]
+    assert slots[0] == clock.now
+    assert [round(s - clock.now, 6) for s in slots] == [0.0, 0.05, 0.1, 0.15, 0.2]
+
+
+def test_one_overload_costs_one_cut_not_one_per_refused_request() -> None:
+    """Many 429s for requests sent before a cut lower the rate once."""
+    clock = Clock()
+    pacer = Pacer(100, clock=clock)
+    sent = [clock.now + i * 0.01 for i in range(10)]
+    clock.now += 0.1
+    cuts = [pacer.rate_limited(t) for t in sent]
+    assert cuts.count(True) == 1
+    assert pacer.rate == 85.0
+    clock.now += 0.05
+    assert pacer.rate_limited(clock.now)
+    assert pacer.cuts == 2
+
+
+def test_rate_grows_back_additively_and_never_above_the_configured_rate() -> None:
+    """After a cut the rate climbs by a small step per second and stops at the configured rate."""
+    clock = Clock()
+    pacer = Pacer(50, increase=1.0, clock=clock)
+    pacer.rate_limited(clock.now)
+    low = pacer.rate
+    clock.now += 5
+    pacer.reserve()
+    assert round(pacer.rate - low, 6) == 5.0
+    clock.now += 1000
+    pacer.reserve()
+    assert pacer.rate == 50
+
+
+def test_settles_near_what_the_server_admits() -> None:
+    """Against a server admitting 50/s, a job configured at 200/s is cut to just under 50/s, not far below."""
+    clock = Clock()
+    pacer = Pacer(200, window=3.0, clock=clock)
+    # A little over three seconds of the server admitting 50 requests per second.
+    for _ in range(160):
+        clock.now += 0.02
+        pacer.admitted()
+    for _ in range(30):
+        # It goes on admitting 50/s while refusing the excess.
+        clock.now += 0.02
+        pacer.admitted()
+        clock.now += 0.02
+        pacer.admitted()
+        pacer.rate_limited(clock.now - 0.001)
+    assert 45 <= pacer.rate <= 50
+    assert pacer.stats().lowest >= 45
