@@ -10,6 +10,7 @@ from typing import Any
 
 import polars as pl
 import pytest
+import structlog
 
 from batch_engage.credentials import Credentials
 from batch_engage.sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox, SandboxConfig
@@ -25,6 +26,13 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("TWILIO_"):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture(autouse=True)
+def _reset_logging() -> Iterator[None]:
+    """The CLI configures structlog for the process; undo it so one test's streams never leak into the next."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture

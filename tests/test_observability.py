@@ -1,0 +1,172 @@
+"""What the people who run it see: JSON logs, the summary, masking, secrets, file safety, stdin, progress."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from batch_engage.cli import main
+from batch_engage.credentials import Credentials, credentials_from_env
+from batch_engage.errors import CredentialsError
+from batch_engage.phone import mask
+from batch_engage.sandbox import SANDBOX_USERNAME, Sandbox
+from conftest import REPO, make_contacts
+
+SECRET = "s3cr3t-TOKEN-8b1f0c9e"
+
+
+def _env(extra: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("TWILIO_")} | extra
+
+
+def _cli(args: list[str], env: dict[str, str], stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "batch_engage", *args], env=env, input=stdin, capture_output=True, cwd=REPO, timeout=120
+    )
+
+
+class TestLogs:
+    def test_json_logs_parse_line_by_line_and_end_with_the_summary_event(
+        self, sandbox: Sandbox, write_job: Callable[..., Path], contacts_csv: Path, sandbox_env: dict[str, str],
+        tmp_path: Path,
+    ) -> None:
+        """Off a terminal, stderr is JSON lines (one object each) with one run.summary event; --summary-json matches."""
+        job = write_job(input_path=contacts_csv, base_url=sandbox.url)
+        summary_path = tmp_path / "summary.json"
+        done = _cli(["run", str(job), "--log-level", "debug", "--summary-json", str(summary_path)], _env(sandbox_env))
+        assert done.returncode == 0
+        events = [json.loads(line) for line in done.stderr.decode().splitlines()]
+        summaries = [e for e in events if e["event"] == "run.summary"]
+        assert len(summaries) == 1 and summaries[0]["level"] == "info"
+        assert summaries[0]["counts"]["sent"] == 30
+        assert sum(1 for e in events if e["event"] == "row.outcome" and e["level"] == "debug") == 30
+        written = json.loads(summary_path.read_text())
+        assert written["counts"] == summaries[0]["counts"] and written["exit_code"] == 0
+
+    def test_phone_numbers_are_masked_in_logs_and_whole_in_results(
+        self, sandbox: Sandbox, write_job: Callable[..., Path], contacts_csv: Path, sandbox_env: dict[str, str]
+    ) -> None:
+        """Logs show +1415***0100; the results table keeps the full number."""
+        job = write_job(input_path=contacts_csv, base_url=sandbox.url)
+        done = _cli(["run", str(job), "--log-level", "debug"], _env(sandbox_env))
+        logs = done.stderr.decode()
+        assert "+1415***0100" in logs
+        assert "+14155550100" not in logs
+        assert "+14155550100" in (job.parent / "job.results.csv").read_text()
+
+    @pytest.mark.parametrize(
+        ("address", "masked"),
+        [("+14155550100", "+1415***0100"), ("whatsapp:+14155550100", "whatsapp:+1415***0100"),
+         ("alice@example.com", "al***@example.com"), ("", "")],
+    )
+    def test_mask_hides_the_middle_of_every_kind_of_address(self, address: str, masked: str) -> None:
+        """Every kind of address is masked, keeping only enough to recognize it."""
+        assert mask(address) == masked
+
+
+class TestSecrets:
+    def test_the_token_appears_in_no_output_file_or_error(
+        self, sandbox_factory: Callable[..., Sandbox], write_job: Callable[..., Path], contacts_csv: Path,
+        tmp_path: Path,
+    ) -> None:
+        """A recognizable secret, on success and on refusal, is in no log, result, checkpoint, error or --help."""
+        sb = sandbox_factory(rate_limit=None, credentials=((SANDBOX_USERNAME, SECRET),))
+        job = write_job(input_path=contacts_csv, base_url=sb.url)
+        env = _env({"TWILIO_ACCOUNT_SID": SANDBOX_USERNAME, "TWILIO_AUTH_TOKEN": SECRET})
+        outputs = [_cli(["run", str(job), "--log-level", "debug"], env)]
+        assert outputs[0].returncode == 0
+        wrong = _env({"TWILIO_ACCOUNT_SID": SANDBOX_USERNAME, "TWILIO_AUTH_TOKEN": SECRET + "x"})
+        job2 = write_job(input_path=contacts_csv, base_url=sb.url, name="refused")
+        outputs.append(_cli(["run", str(job2), "--log-level", "debug"], wrong))
+        assert outputs[1].returncode == 3
+        outputs += [_cli([cmd, "--help"], env) for cmd in ("run", "validate", "status", "report", "sandbox")]
+        outputs.append(_cli(["--help"], env))
+        for done in outputs:
+            assert SECRET.encode() not in done.stdout + done.stderr
+        for path in tmp_path.iterdir():
+            if path.is_file():
+                assert SECRET.encode() not in path.read_bytes(), path.name
+        creds = Credentials("AC1", SECRET)
+        assert SECRET not in repr(creds) and SECRET not in str(creds)
+
+    def test_plain_http_is_refused_except_to_loopback(
+        self, write_job: Callable[..., Path], contacts_csv: Path, sandbox_env: dict[str, str],
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """http:// to a non-loopback host is refused before anything is sent, so credentials never travel in clear."""
+        job = write_job(input_path=contacts_csv, base_url="http://studio.example.com")
+        code = main(["run", str(job)])
+        err = capsys.readouterr().err
+        assert code == 2
+        assert "refusing plain http:// to studio.example.com" in err
+
+    def test_credentials_come_from_twilios_variable_names(self) -> None:
+        """API key + secret is preferred over Account SID + token; a half-set pair names what is missing."""
+        both = {"TWILIO_API_KEY": "SK1", "TWILIO_API_SECRET": "k", "TWILIO_ACCOUNT_SID": "AC1", "TWILIO_AUTH_TOKEN": "t",
+                "TWILIO_REGION": "ie1", "TWILIO_EDGE": "dublin"}
+        creds = credentials_from_env(both)
+        assert (creds.username, creds.region, creds.edge) == ("SK1", "ie1", "dublin")
+        assert credentials_from_env({"TWILIO_ACCOUNT_SID": "AC1", "TWILIO_AUTH_TOKEN": "t"}).username == "AC1"
+        with pytest.raises(CredentialsError, match="TWILIO_API_SECRET is not set"):
+            credentials_from_env({"TWILIO_API_KEY": "SK1"})
+
+
+class TestRegions:
+    def test_region_and_edge_build_the_studio_host_like_twilios_sdks(self) -> None:
+        """studio.{edge}.{region}.twilio.com; an edge alone implies us1; base_url wins over both."""
+        from batch_engage.spec import FlowSpec, studio_base_url
+
+        flow = FlowSpec(sid="FW" + "0" * 32)
+        assert studio_base_url(flow) == "https://studio.twilio.com"
+        assert studio_base_url(flow, region="ie1", edge="dublin") == "https://studio.dublin.ie1.twilio.com"
+        assert studio_base_url(flow, edge="sydney") == "https://studio.sydney.us1.twilio.com"
+        assert studio_base_url(flow, region="au1") == "https://studio.au1.twilio.com"
+        own = FlowSpec(sid="FW" + "0" * 32, base_url="http://127.0.0.1:8080/")
+        assert studio_base_url(own, region="ie1") == "http://127.0.0.1:8080"
+
+
+class TestInputs:
+    def test_csv_from_stdin(
+        self, sandbox: Sandbox, write_job: Callable[..., Path], sandbox_env: dict[str, str]
+    ) -> None:
+        """--input - reads the CSV from standard input, for pipelines that pipe rows in."""
+        job = write_job(input_path="unused.csv", base_url=sandbox.url)
+        data = make_contacts(7).write_csv().encode()
+        done = _cli(["run", str(job), "--input", "-"], _env(sandbox_env), stdin=data)
+        assert done.returncode == 0, done.stderr.decode()[-1500:]
+        assert len(sandbox.ledger()) == 7
+
+    def test_python_api_takes_a_dataframe_and_returns_one(
+        self, sandbox: Sandbox, make_spec: Callable[..., object], sandbox_creds: Credentials
+    ) -> None:
+        """batch_engage.run(spec, frame=LazyFrame) returns the results as a polars DataFrame and the exit code."""
+        import batch_engage
+
+        result = batch_engage.run(make_spec(sandbox.url), frame=make_contacts(4).lazy(), credentials=sandbox_creds)
+        assert isinstance(result.results, pl.DataFrame)
+        assert result.results["status"].to_list() == ["sent"] * 4
+        assert (result.exit_code, result.counts["sent"]) == (0, 4)
+
+
+def test_progress_bar_shows_in_a_real_terminal(
+    sandbox: Sandbox, write_job: Callable[..., Path], contacts_csv: Path, sandbox_env: dict[str, str]
+) -> None:
+    """In a pseudo-terminal, a live bar shows rows done of total and the sent count; the summary follows."""
+    pexpect = pytest.importorskip("pexpect")
+    job = write_job(input_path=contacts_csv, base_url=sandbox.url, send="rate = 100\nconcurrency = 4")
+    child = pexpect.spawn(
+        sys.executable, ["-m", "batch_engage", "run", str(job)], env=_env(sandbox_env), cwd=str(REPO),
+        dimensions=(24, 160), timeout=60,
+    )
+    child.expect(r"30/30")
+    child.expect(r"sent 30")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
