@@ -149,13 +149,12 @@ class Checkpoint:
         try:
             if path.exists():
                 stored = cls._read_fingerprint(path)
-                if stored is not None and stored != dict(fingerprint):
-                    if not restart:
-                        raise CheckpointMismatch(
-                            f"{path}: this checkpoint was made for another job: "
-                            f"{describe_mismatch(stored, fingerprint)} changed. Nothing was sent. "
-                            "Use --restart to start over (the old checkpoint is kept aside)."
-                        )
+                if stored is not None and stored != dict(fingerprint) and not restart:
+                    raise CheckpointMismatch(
+                        f"{path}: this checkpoint was made for another job: "
+                        f"{describe_mismatch(stored, fingerprint)} changed. Nothing was sent. "
+                        "Use --restart to start over (the old checkpoint is kept aside)."
+                    )
                 if restart:
                     cls._move_aside(path)
             elif not create:
@@ -325,13 +324,19 @@ _JOURNAL_SCHEMA = {
 }
 
 
+_JOURNAL_SELECT = (
+    "SELECT row, key, state, sid, http_status, error_code, error_message, attempts, intent_at, completed_at "
+    "FROM journal ORDER BY row"
+)
+
+
 def empty_journal() -> pl.DataFrame:
     """A journal with no lines (a job that has never sent)."""
     return pl.DataFrame(schema=_JOURNAL_SCHEMA)
 
 
 def _read_journal(conn: sqlite3.Connection) -> pl.DataFrame:
-    cursor = conn.execute(f"SELECT {', '.join(_JOURNAL_SCHEMA)} FROM journal ORDER BY row")
+    cursor = conn.execute(_JOURNAL_SELECT)
     data = cursor.fetchall()
     return pl.DataFrame(data, schema=_JOURNAL_SCHEMA, orient="row") if data else empty_journal()
 

@@ -12,14 +12,18 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 import structlog
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+from rich.progress import Progress as Bar
 
 from . import api
 from .credentials import Credentials, credentials_from_env
 from .errors import BatchEngageError, CheckpointLocked, UsageError
-from .runner import Progress, RunControl, RunOptions, RunResult, prepare, run_job
+from .runner import Progress, RunControl, RunOptions, RunResult, run_job
+from .sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox, SandboxConfig, serve
 from .spec import Spec
 
 __all__ = ["build_parser", "main"]
@@ -31,7 +35,7 @@ _DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:
 class _Parser(argparse.ArgumentParser):
     """argparse, with its usage errors as one line and exit 2."""
 
-    def error(self, message: str) -> Any:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"batch-engage: {message} (see --help)\n")
 
 
@@ -67,54 +71,108 @@ def _log_options(p: argparse.ArgumentParser) -> None:
         default="auto",
         help="log lines on stderr: JSON (the default when stderr is not a terminal) or console",
     )
-    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info", help="least important log level shown")
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary; logs at warning and above")
+    p.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        default="info",
+        help="least important log level shown",
+    )
+    p.add_argument(
+        "--quiet", "-q", action="store_true", help="no progress bar and no summary; logs at warning and above"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line, every command and option with its help."""
     parser = _Parser(
         prog="batch-engage",
-        description="Turn a CSV or Parquet file of contacts into Twilio Studio Flow runs: paced, resumable, never twice.",
+        description=(
+            "Turn a CSV or Parquet file of contacts into Twilio Studio Flow runs: paced, resumable, never twice."
+        ),
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
-    run = sub.add_parser("run", help="send every row of a job to Studio", description="Send every row of a job to Studio.")
+    run = sub.add_parser(
+        "run", help="send every row of a job to Studio", description="Send every row of a job to Studio."
+    )
     _job_options(run)
     run.add_argument("--output", metavar="PATH", help="write the results table to PATH instead of [output] results")
     run.add_argument("--rate", type=float, metavar="N", help="requests per second (overrides [send] rate)")
-    run.add_argument("--concurrency", type=int, metavar="N", help="requests in flight at most (overrides [send] concurrency)")
+    run.add_argument(
+        "--concurrency", type=int, metavar="N", help="requests in flight at most (overrides [send] concurrency)"
+    )
     run.add_argument("--base-url", metavar="URL", help="Studio's base URL (overrides [flow] base_url)")
     run.add_argument("--limit", type=_positive_int, metavar="N", help="send at most N new rows in this run")
-    run.add_argument("--max-duration", type=parse_duration, metavar="DURATION", help="stop gracefully after this long (e.g. 50m), exit 75")
+    run.add_argument(
+        "--max-duration",
+        type=parse_duration,
+        metavar="DURATION",
+        help="stop gracefully after this long (e.g. 50m), exit 75",
+    )
     run.add_argument("--restart", action="store_true", help="start over: move the old checkpoint aside (never deleted)")
     run.add_argument("--no-preflight", action="store_true", help="skip the GET of the Flow before the first row")
-    run.add_argument("--sandbox", action="store_true", help="run against the built-in Studio simulator, no Twilio account needed")
+    run.add_argument(
+        "--sandbox", action="store_true", help="run against the built-in Studio simulator, no Twilio account needed"
+    )
     run.add_argument("--dry-run", action="store_true", help="validate only, send nothing (the same as 'validate')")
     run.add_argument("--summary-json", metavar="PATH", help="also write the run summary as JSON to PATH")
     _log_options(run)
 
-    val = sub.add_parser("validate", help="check a job's input without sending anything", description="Check a job's input and mapping; no network at all.")
+    val = sub.add_parser(
+        "validate",
+        help="check a job's input without sending anything",
+        description="Check a job's input and mapping; no network at all.",
+    )
     _job_options(val)
     val.add_argument("--output", metavar="PATH", help="write the results table (invalid, duplicate, pending) to PATH")
     _log_options(val)
 
-    st = sub.add_parser("status", help="counts by status from the checkpoint", description="Counts by status from the checkpoint; sends nothing.")
+    st = sub.add_parser(
+        "status",
+        help="counts by status from the checkpoint",
+        description="Counts by status from the checkpoint; sends nothing.",
+    )
     _job_options(st)
     _log_options(st)
 
-    rep = sub.add_parser("report", help="write the results table again from the checkpoint", description="Write the results table again from the checkpoint alone; sends nothing.")
+    rep = sub.add_parser(
+        "report",
+        help="write the results table again from the checkpoint",
+        description="Write the results table again from the checkpoint alone; sends nothing.",
+    )
     _job_options(rep)
     rep.add_argument("--output", metavar="PATH", help="write to PATH instead of [output] results")
     _log_options(rep)
 
-    sb = sub.add_parser("sandbox", help="serve the Studio simulator for rehearsals", description="Serve the Studio simulator on 127.0.0.1 until interrupted.")
+    sb = sub.add_parser(
+        "sandbox",
+        help="serve the Studio simulator for rehearsals",
+        description="Serve the Studio simulator on 127.0.0.1 until interrupted.",
+    )
     sb.add_argument("--port", type=int, default=0, help="port to listen on (default: a free one)")
-    sb.add_argument("--rate-limit", type=float, default=20.0, metavar="N", help="creates per second before it answers 429 (default 20)")
+    sb.add_argument(
+        "--rate-limit",
+        type=float,
+        default=20.0,
+        metavar="N",
+        help="creates per second before it answers 429 (default 20)",
+    )
     sb.add_argument("--latency", type=float, default=0.08, metavar="SECONDS", help="mean answer latency (default 0.08)")
     sb.add_argument("--no-active-rule", action="store_true", help="switch off Studio's one-active-run-per-contact rule")
-    sb.add_argument("--lost-answer-rate", type=float, default=0.0, metavar="SHARE", help="share of creates that create the run but answer 503")
-    sb.add_argument("--error-rate", type=float, default=0.0, metavar="SHARE", help="share of creates answered 500/503 without creating a run")
+    sb.add_argument(
+        "--lost-answer-rate",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="share of creates that create the run but answer 503",
+    )
+    sb.add_argument(
+        "--error-rate",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="share of creates answered 500/503 without creating a run",
+    )
     return parser
 
 
@@ -181,9 +239,6 @@ def _progress_bar(enabled: bool) -> Iterator[Callable[[Progress], None] | None]:
     if not enabled:
         yield None
         return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeRemainingColumn
-
     bar = Bar(
         TextColumn("[bold]sending"),
         BarColumn(),
@@ -203,7 +258,9 @@ def _progress_bar(enabled: bool) -> Iterator[Callable[[Progress], None] | None]:
         yield update
 
 
-async def _run_async(spec: Spec, args: argparse.Namespace, creds: Credentials, progress: Callable[[Progress], None] | None) -> RunResult:
+async def _run_async(
+    spec: Spec, args: argparse.Namespace, creds: Credentials, progress: Callable[[Progress], None] | None
+) -> RunResult:
     control = RunControl()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -229,8 +286,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
     overrides = _overrides(args)
     sandbox_cm: Any = nullcontext()
     if args.sandbox:
-        from .sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox
-
         sandbox_cm = Sandbox()
     with sandbox_cm as sandbox:
         if sandbox is not None:
@@ -245,7 +300,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if not args.quiet:
         _print_summary(result, sys.stdout)
     if args.summary_json:
-        Path(args.summary_json).write_text(json.dumps(result.summary.as_dict() | {"exit_code": result.exit_code}, indent=2))
+        Path(args.summary_json).write_text(
+            json.dumps(result.summary.as_dict() | {"exit_code": result.exit_code}, indent=2)
+        )
     return result.exit_code
 
 
@@ -288,8 +345,6 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_sandbox(args: argparse.Namespace) -> int:
-    from .sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, SandboxConfig, serve
-
     config = SandboxConfig(
         rate_limit=args.rate_limit or None,
         latency=args.latency,

@@ -27,8 +27,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 import httpx
 import structlog
+from httpx_aiohttp import AiohttpTransport
 
 from .errors import (
     AlreadyActive,
@@ -43,10 +45,10 @@ from .errors import (
 )
 
 __all__ = [
+    "USER_AGENT",
     "Created",
     "RunRecord",
     "StudioClient",
-    "USER_AGENT",
     "classify_exception",
     "classify_response",
     "make_http_client",
@@ -164,11 +166,7 @@ def classify_response(response: httpx.Response, *, what: str = "create") -> Crea
 def classify_exception(exc: httpx.HTTPError) -> StudioError:
     """Map a transport error to never-sent (``NotConnected``) or possibly-sent (``AnswerLost``)."""
     cause = exc.__cause__
-    try:
-        import aiohttp
-    except ImportError:  # pragma: no cover - aiohttp is a dependency
-        aiohttp = None  # type: ignore[assignment]
-    if aiohttp is not None and isinstance(cause, aiohttp.ClientError):
+    if isinstance(cause, aiohttp.ClientError):
         # httpx-aiohttp maps every aiohttp connection error to ConnectTimeout, including
         # a connection dropped after the body was written: judge by the real cause.
         if isinstance(cause, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
@@ -195,8 +193,6 @@ def make_http_client(
     """
     limits = httpx.Limits(max_connections=concurrency + 2, max_keepalive_connections=concurrency + 2)
     if transport is None:
-        from httpx_aiohttp import AiohttpTransport
-
         transport = AiohttpTransport(limits=limits, trust_env=False)
     return httpx.AsyncClient(
         auth=httpx.BasicAuth(username, password),

@@ -4,14 +4,21 @@ Slots are handed out ``1/rate`` apart on the monotonic clock. A slot nobody took
 is not saved up beyond ``burst`` slots, so an idle pause never turns into a
 burst bigger than a fraction of a second's worth.
 
+A run configured above Twilio's default of 20/s starts at 20/s (or an eighth of its
+rate, if that is more) and grows by half every
+second up to its rate (slow start); the first 429 during slow start halves the rate,
+since the server's own bucket hides an overshoot until it has grown large.
+
 Adaptation (AIMD, with two refinements so it settles near the real limit instead
 of saw-toothing around three quarters of it):
 
 * a 429 cuts the rate by ``decrease`` only if the refused request was sent after
-  the previous cut, so one overload costs one cut, not one per refused request;
-* the cut never goes below ``0.95 x`` what the server actually admitted over the
-  last ``window`` seconds, once that measurement is meaningful (if the server admits
-  less, the measurement follows it down within a window);
+  the previous cut and at least ``cooldown`` after it, so one overload costs one
+  cut per round trip, not one per refused request;
+* the cut never goes below ``0.95 x`` what the server admitted since it started
+  pushing back (over at most the last ``window`` seconds). Once a server answers
+  429 its bucket is empty, so from then on it admits exactly its real limit: the
+  measurement is not inflated by the burst it allowed before.
 * the rate then grows back by ``increase`` requests/s every second, never above
   the configured ``rate``.
 """
@@ -48,30 +55,44 @@ class Pacer:
         decrease: float = 0.85,
         increase: float | None = None,
         window: float = 3.0,
+        cooldown: float = 0.1,
         floor: float = 0.5,
+        start: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.configured = rate
-        self.rate = rate
+        self.rate = min(rate, start if start is not None else max(20.0, rate / 8))
+        self._slow_start = self.rate < rate
         self._burst = max(1.0, burst)
         self._decrease = decrease
         self._increase = increase if increase is not None else max(0.2, rate * 0.01)
         self._window = window
+        self._cooldown = cooldown
+        self._episode_start: float | None = None
+        self._last_429 = float("-inf")
         self._floor = min(floor, rate)
         self._clock = clock
         self._next = clock()
         self._last_cut = float("-inf")
-        self._last_grow = clock()
+        # Growth (and slow start) is timed from the first request, not from set-up.
+        self._last_grow: float | None = None
         self._admitted: deque[float] = deque()
         self._lock = asyncio.Lock()
-        self._started = clock()
         self.cuts = 0
         self.lowest = rate
 
     def _grow(self, now: float) -> None:
+        if self._last_grow is None:
+            self._last_grow = now
+            return
         elapsed = now - self._last_grow
         self._last_grow = now
-        if self.rate < self.configured:
+        if self.rate >= self.configured:
+            return
+        if self._slow_start:
+            self.rate = min(self.configured, self.rate * 1.5**elapsed)
+            self._slow_start = self.rate < self.configured
+        else:
             self.rate = min(self.configured, self.rate + self._increase * elapsed)
 
     def reserve(self) -> float:
@@ -100,21 +121,29 @@ class Pacer:
             self._admitted.popleft()
 
     def measured_rate(self) -> float | None:
-        """Requests/s the server admitted over the last window, once a window has passed."""
-        now = self._clock()
-        if now - self._started < self._window:
+        """Requests/s the server admitted since it started pushing back (None until that is known)."""
+        if self._episode_start is None:
             return None
-        while self._admitted and self._admitted[0] < now - self._window:
-            self._admitted.popleft()
-        return len(self._admitted) / self._window
+        now = self._clock()
+        start = max(now - self._window, self._episode_start)
+        span = now - start
+        if span < 0.3:
+            return None
+        return sum(1 for t in self._admitted if t >= start) / span
 
     def rate_limited(self, sent_at: float) -> bool:
         """React to a 429 for a request sent at ``sent_at``; return True if the rate was cut."""
-        if sent_at <= self._last_cut:
-            return False
         now = self._clock()
         self._grow(now)
-        target = self.rate * self._decrease
+        # Still in slow start: the server's bucket hid the overshoot, which is now large.
+        decrease = 0.5 if self._slow_start else self._decrease
+        self._slow_start = False
+        if self._episode_start is None or now - self._last_429 > self._window:
+            self._episode_start = now
+        self._last_429 = now
+        if sent_at <= self._last_cut or now - self._last_cut < self._cooldown:
+            return False
+        target = self.rate * decrease
         measured = self.measured_rate()
         if measured is not None and measured > 0:
             # Never cut below what the server demonstrably admits; the window follows it down.

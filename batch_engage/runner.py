@@ -46,6 +46,7 @@ from .errors import (
     RetrySafe,
     StudioError,
 )
+from .pacing import Pacer
 from .planning import plan as plan_rows
 from .planning import text_columns
 from .results import build_results, counts_by_status, write_results
@@ -267,8 +268,6 @@ class _Run:
         done: int,
         known_sids: set[str],
     ) -> None:
-        from .pacing import Pacer
-
         self.spec = spec
         self.cp = checkpoint
         self.client = client
@@ -302,17 +301,24 @@ class _Run:
     def stopping(self) -> bool:
         return self.control.stopping or self.aborted is not None
 
-    def record(self, item: _Item, state: str, *, created: Created | None = None, error: StudioError | None = None,
-               sid: str | None = None) -> None:
+    def record(
+        self,
+        item: _Item,
+        state: str,
+        *,
+        created: Created | None = None,
+        error: StudioError | None = None,
+        sid: str | None = None,
+    ) -> None:
         outcome = Outcome(
             row=item.row,
             state=state,
             sid=sid or (created.sid if created else None),
             http_status=created.http_status if created else (error.http_status if error else None),
             error_code=error.code if error else None,
-            error_message=error.message if error and state != "already_active" else (
-                "the contact already had an active run on this Flow" if state == "already_active" else None
-            ),
+            error_message=error.message
+            if error and state != "already_active"
+            else ("the contact already had an active run on this Flow" if state == "already_active" else None),
             attempts=item.attempts,
             completed_at=now_iso() if state not in ("pending", "intent") else None,
         )
@@ -325,11 +331,24 @@ class _Run:
                 self.known_sids.add(outcome.sid)
             if state == "failed" and error is not None:
                 self.stats.errors[(error.code or error.http_status, error.message)] += 1
-                log.warning("row.failed", row=item.row, to=phone.mask(item.to), http_status=error.http_status,
-                            code=error.code, message=error.message, attempts=item.attempts)
+                log.warning(
+                    "row.failed",
+                    row=item.row,
+                    to=phone.mask(item.to),
+                    http_status=error.http_status,
+                    code=error.code,
+                    message=error.message,
+                    attempts=item.attempts,
+                )
             else:
-                log.debug("row.outcome", row=item.row, to=phone.mask(item.to), status=state, sid=outcome.sid,
-                          attempts=item.attempts)
+                log.debug(
+                    "row.outcome",
+                    row=item.row,
+                    to=phone.mask(item.to),
+                    status=state,
+                    sid=outcome.sid,
+                    attempts=item.attempts,
+                )
             self._check_breaker()
         if self.on_progress is not None:
             self.on_progress(self.progress())
@@ -362,9 +381,11 @@ class _Run:
         batch, self.outcomes = self.outcomes, []
         await asyncio.to_thread(self.cp.write_outcomes, batch)
 
-    async def flusher(self) -> None:
-        while True:
-            await asyncio.sleep(OUTCOME_FLUSH_SECONDS)
+    async def flusher(self, done: asyncio.Event) -> None:
+        # Never cancelled: a write cancelled half-way would drop its batch of outcomes.
+        while not done.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), OUTCOME_FLUSH_SECONDS)
             await self.flush()
 
     async def notify(self) -> None:
@@ -520,8 +541,14 @@ class _Run:
             self.last_ambiguous = time.monotonic()
             self.uncertain.append(item)
             self.outcomes.append(
-                Outcome(row=item.row, state="uncertain", http_status=exc.http_status, error_code=exc.code,
-                        error_message=exc.message, attempts=item.attempts)
+                Outcome(
+                    row=item.row,
+                    state="uncertain",
+                    http_status=exc.http_status,
+                    error_code=exc.code,
+                    error_message=exc.message,
+                    attempts=item.attempts,
+                )
             )
             log.warning("row.uncertain", row=item.row, to=phone.mask(item.to), reason=exc.message)
             return
@@ -643,8 +670,9 @@ def _pending_items(plan: pl.DataFrame, journal: pl.DataFrame) -> Iterator[_Item]
     for row, to, from_, params, attempts in todo.select(
         "row", "to", "from", "parameters", pl.col("attempts").fill_null(0)
     ).iter_rows():
-        yield _Item(row=row, key=row_key(row, to, from_, params), to=to, from_=from_, parameters=params,
-                    attempts=attempts)
+        yield _Item(
+            row=row, key=row_key(row, to, from_, params), to=to, from_=from_, parameters=params, attempts=attempts
+        )
 
 
 async def run_job(
@@ -683,10 +711,12 @@ async def run_job(
             final = journal.filter(pl.col("state").is_in(["sent", "already_active", "failed"]))
             done = final.height
             total = int(plan.filter(pl.col("status") == "pending").height)
-            run = _Run(spec, cp, client, control, on_progress, total, done,
-                       set(final.get_column("sid").drop_nulls().to_list()))
+            run = _Run(
+                spec, cp, client, control, on_progress, total, done, set(final.get_column("sid").drop_nulls().to_list())
+            )
             stopped_early = False
-            flusher = asyncio.create_task(run.flusher())
+            flushing_done = asyncio.Event()
+            flusher = asyncio.create_task(run.flusher(flushing_done))
             timer: asyncio.TimerHandle | None = None
             if options.max_duration is not None:
                 timer = asyncio.get_running_loop().call_later(options.max_duration, control.request_stop)
@@ -709,7 +739,9 @@ async def run_job(
                     sendable = [i for i in retry if i.attempts < spec.send.max_attempts]
                     for item in retry:
                         if item.attempts >= spec.send.max_attempts:
-                            run.record_uncertain_final(item, f"possibly sent, not found in Studio after {item.attempts} attempts")
+                            run.record_uncertain_final(
+                                item, f"possibly sent, not found in Studio after {item.attempts} attempts"
+                            )
                     if sendable:
                         await run.dispatch(iter(sendable), None)
                 stopped_early = control.stopping
@@ -720,9 +752,8 @@ async def run_job(
             finally:
                 if timer is not None:
                     timer.cancel()
-                flusher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await flusher
+                flushing_done.set()
+                await flusher
                 await run.flush()
         journal = cp.journal()
     results = build_results(plan, journal)

@@ -48,7 +48,7 @@ __all__ = [
 SANDBOX_USERNAME: Final[str] = "AC" + "5a" * 16
 """The account SID the sandbox accepts by default."""
 
-SANDBOX_PASSWORD: Final[str] = "sandbox-auth-token"
+SANDBOX_PASSWORD: Final[str] = "sandbox-auth-token"  # noqa: S105 - a public, throwaway credential by design
 """The auth token the sandbox accepts by default."""
 
 _Api = Literal["engagements", "executions"]
@@ -86,37 +86,23 @@ class SandboxConfig:
     def __post_init__(self) -> None:
         """Reject settings the simulator cannot honour."""
         if self.rate_limit is not None and not self.rate_limit > 0:
-            raise ValueError(
-                f"rate_limit must be positive or None, got {self.rate_limit!r}"
-            )
+            raise ValueError(f"rate_limit must be positive or None, got {self.rate_limit!r}")
         for name in ("latency", "jitter", "run_lifetime", "slow_seconds"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         for name in ("error_rate", "lost_answer_rate", "drop_rate", "slow_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(
-                    f"{name} must be between 0 and 1, got {getattr(self, name)!r}"
-                )
+                raise ValueError(f"{name} must be between 0 and 1, got {getattr(self, name)!r}")
         if self.retry_after is not None and not self.retry_after >= 0:
-            raise ValueError(
-                f"retry_after must be >= 0 or None, got {self.retry_after!r}"
-            )
+            raise ValueError(f"retry_after must be >= 0 or None, got {self.retry_after!r}")
         if self.flows is not None:
-            bad = {
-                sid: status
-                for sid, status in self.flows.items()
-                if status not in _FLOW_STATUSES
-            }
+            bad = {sid: status for sid, status in self.flows.items() if status not in _FLOW_STATUSES}
             if bad:
-                raise ValueError(
-                    f"flow status must be 'published' or 'draft', got {bad!r}"
-                )
+                raise ValueError(f"flow status must be 'published' or 'draft', got {bad!r}")
             # A caller mutating its dict later must not change a frozen config.
             object.__setattr__(self, "flows", MappingProxyType(dict(self.flows)))
         if not self.credentials:
-            raise ValueError(
-                "credentials must hold at least one (username, password) pair"
-            )
+            raise ValueError("credentials must hold at least one (username, password) pair")
 
 
 _DEFAULT_CONFIG: Final = SandboxConfig()
@@ -181,10 +167,7 @@ class _TokenBucket:
     def take(self, rate: float, now: float) -> bool:
         """Spend one token if there is one."""
         capacity = max(1.0, rate)
-        if self._tokens is None:
-            tokens = capacity
-        else:
-            tokens = min(capacity, self._tokens + (now - self._stamp) * rate)
+        tokens = capacity if self._tokens is None else min(capacity, self._tokens + (now - self._stamp) * rate)
         self._stamp = now
         allowed = tokens >= 1.0
         self._tokens = tokens - 1.0 if allowed else tokens
@@ -239,15 +222,11 @@ def _parse_moment(name: str, raw: str) -> datetime:
     try:
         moment = datetime.fromisoformat(raw)
     except ValueError:
-        raise _ApiError(
-            400, 20001, f"Invalid {name}: {raw!r} is not an ISO 8601 date-time"
-        ) from None
+        raise _ApiError(400, 20001, f"Invalid {name}: {raw!r} is not an ISO 8601 date-time") from None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
-def _int_query(
-    query: Mapping[str, str], name: str, default: int, low: int, high: int | None
-) -> int:
+def _int_query(query: Mapping[str, str], name: str, default: int, low: int, high: int | None) -> int:
     """Read an integer query parameter within bounds, or answer 400."""
     raw = query.get(name)
     if raw is None:
@@ -255,9 +234,7 @@ def _int_query(
     try:
         value = int(raw)
     except ValueError:
-        raise _ApiError(
-            400, 20001, f"Invalid {name}: {raw!r} is not an integer"
-        ) from None
+        raise _ApiError(400, 20001, f"Invalid {name}: {raw!r} is not an integer") from None
     if value < low or (high is not None and value > high):
         limit = f"between {low} and {high}" if high is not None else f"at least {low}"
         raise _ApiError(400, 20001, f"Invalid {name}: {value} must be {limit}")
@@ -352,9 +329,7 @@ class _Studio:
         """Build the aiohttp application serving the Studio routes."""
 
         @web.middleware
-        async def twilio_gate(
-            request: web.Request, handler: Handler
-        ) -> web.StreamResponse:
+        async def twilio_gate(request: web.Request, handler: Handler) -> web.StreamResponse:
             if self._account(request) is None:
                 return _ApiError(
                     401,
@@ -367,9 +342,7 @@ class _Studio:
             except _ApiError as exc:
                 return exc.response()
             except web.HTTPNotFound:
-                return _ApiError(
-                    404, 20404, f"The requested resource {request.path} was not found"
-                ).response()
+                return _ApiError(404, 20404, f"The requested resource {request.path} was not found").response()
             except web.HTTPMethodNotAllowed:
                 return _ApiError(405, 20004, "Method not allowed").response()
 
@@ -417,9 +390,7 @@ class _Studio:
         else:
             status = flows.get(flow_sid)
         if status is None:
-            raise _ApiError(
-                404, 20404, f"The requested resource {request.path} was not found"
-            )
+            raise _ApiError(404, 20404, f"The requested resource {request.path} was not found")
         return status
 
     async def _fetch_flow_v1(self, request: web.Request) -> web.StreamResponse:
@@ -524,9 +495,7 @@ class _Studio:
         # aiohttp cannot write to the transport we closed; it swallows that quietly.
         return web.Response() if answer is None else answer
 
-    async def _answer_create(
-        self, request: web.Request, api: _Api
-    ) -> web.Response | None:
+    async def _answer_create(self, request: web.Request, api: _Api) -> web.Response | None:
         """Decide the answer to a create; None means drop the connection."""
         account_sid = self._account(request) or SANDBOX_USERNAME
         flow_sid = request.match_info["flow"]
@@ -541,17 +510,13 @@ class _Studio:
                 fields[name] = value
         for name in ("To", "From"):
             if name not in fields:
-                raise _ApiError(
-                    400, 20001, f"Missing required parameter {name} in the post body"
-                )
+                raise _ApiError(400, 20001, f"Missing required parameter {name} in the post body")
         parameters = self._parse_parameters(fields.get("Parameters"))
 
         with self._lock:
             config = self._config
             fault = self._draw_fault(config)
-            delay = max(
-                0.0, config.latency + self._rng.uniform(-config.jitter, config.jitter)
-            )
+            delay = max(0.0, config.latency + self._rng.uniform(-config.jitter, config.jitter))
             if fault == "error":
                 status = self._next_error
                 # Alternate so a client sees both flavours of server error.
@@ -590,8 +555,7 @@ class _Studio:
         raise _ApiError(
             409,
             20409,
-            "Execution already exists for this contact. "
-            "End the active Execution or wait for it to end.",
+            "Execution already exists for this contact. End the active Execution or wait for it to end.",
             details={"conflicting_execution_sid": run.sid},
         )
 
@@ -657,11 +621,7 @@ class _Studio:
         latest = self._latest.get(key)
         # Runs end all together or by age, so the newest run of a contact is the
         # last one to stop blocking it.
-        if (
-            config.active_rule
-            and latest is not None
-            and self._is_active(latest, config, now)
-        ):
+        if config.active_rule and latest is not None and self._is_active(latest, config, now):
             return latest, False
         run = _Run(
             seq=len(self._runs),
@@ -684,9 +644,7 @@ class _Studio:
 
     def _run_json(self, run: _Run, api: _Api, config: SandboxConfig) -> dict[str, Any]:
         """Render a run as an Engagement or an Execution (lock held)."""
-        version, collection = (
-            ("v1", "Engagements") if api == "engagements" else ("v2", "Executions")
-        )
+        version, collection = ("v1", "Engagements") if api == "engagements" else ("v2", "Executions")
         url = f"{self.base_url}/{version}/Flows/{run.flow_sid}/{collection}/{run.sid}"
         stamp = _iso(run.date_created)
         context = {
@@ -767,9 +725,7 @@ class _Studio:
                 if name in query:
                     wanted_status = query[name]
                     if wanted_status not in ("active", "ended"):
-                        raise _ApiError(
-                            400, 20001, f"Invalid {name}: {wanted_status!r}"
-                        )
+                        raise _ApiError(400, 20001, f"Invalid {name}: {wanted_status!r}")
                     filters[name] = wanted_status
 
         with self._lock:
@@ -785,8 +741,7 @@ class _Studio:
                 and (date_to is None or run.date_created < date_to)
                 and (
                     wanted_status is None
-                    or wanted_status
-                    == ("active" if self._is_active(run, config, now) else "ended")
+                    or wanted_status == ("active" if self._is_active(run, config, now) else "ended")
                 )
             ]
             matches.sort(key=_Run.order, reverse=True)
@@ -807,11 +762,7 @@ class _Studio:
             next_url = page_url(page + 1, f"PA{chosen[-1].seq}")
         else:
             next_url = None
-        previous_url = (
-            page_url(max(0, page - 1), f"PB{chosen[0].seq}")
-            if start > 0 and chosen
-            else None
-        )
+        previous_url = page_url(max(0, page - 1), f"PB{chosen[0].seq}") if start > 0 and chosen else None
         return web.json_response(
             {
                 api: items,
@@ -827,20 +778,14 @@ class _Studio:
             }
         )
 
-    def _page_bounds(
-        self, matches: list[_Run], token: str | None, page_size: int
-    ) -> tuple[int, int]:
+    def _page_bounds(self, matches: list[_Run], token: str | None, page_size: int) -> tuple[int, int]:
         """Turn a page token into a slice of the newest-first matches (lock held)."""
         if token is None:
             return 0, page_size
         # Tokens name a run rather than an offset, so runs created while a client is
         # paging do not shift later pages under it.
         anchor: _Run | None = None
-        if (
-            token[:2] in ("PA", "PB")
-            and token[2:].isdigit()
-            and int(token[2:]) < len(self._runs)
-        ):
+        if token[:2] in ("PA", "PB") and token[2:].isdigit() and int(token[2:]) < len(self._runs):
             anchor = self._runs[int(token[2:])]
         if anchor is None:
             raise _ApiError(400, 20001, f"Invalid PageToken: {token!r}")
@@ -955,9 +900,7 @@ class Sandbox:
         """Mark every run ended, so the active rule no longer blocks its contact."""
         self._studio.end_all_runs()
 
-    def _serve_in_thread(
-        self, ready: threading.Event, failures: list[BaseException]
-    ) -> None:
+    def _serve_in_thread(self, ready: threading.Event, failures: list[BaseException]) -> None:
         """Run the server's event loop until stop() stops it."""
         if hasattr(signal, "pthread_sigmask"):
             # The kernel hands a process signal to any thread that does not block
@@ -966,7 +909,7 @@ class Sandbox:
         loop = asyncio.new_event_loop()
         try:
             runner = loop.run_until_complete(self._open())
-        except BaseException as exc:  # noqa: BLE001 - handed to start() to raise
+        except BaseException as exc:
             failures.append(exc)
             _finish_loop(loop)
             ready.set()

@@ -5,6 +5,7 @@ Every default is a named module constant; every error names the key it is about.
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import ipaddress
 import re
@@ -272,8 +273,9 @@ def load_spec(
         expected, field_name = _SCHEMA[name][key]
         _check_type(dotted, value, expected)
         if name in ("input", "output") and key in ("path", "results", "checkpoint"):
-            value = _resolve(Path.cwd(), value)
-        sections[name][field_name] = value
+            sections[name][field_name] = _resolve(Path.cwd(), value)
+        else:
+            sections[name][field_name] = value
 
     for name, key in (("input", "path"), ("output", "results"), ("output", "checkpoint")):
         if key in sections[name] and not (overrides or {}).get(f"{name}.{key}"):
@@ -287,8 +289,6 @@ def _build(sections: dict[str, dict[str, Any]], base: Path, stem: str) -> Spec:
     if inp.get("format") is not None and inp["format"] not in INPUT_FORMATS:
         raise ConfigError("input.format", f"must be one of {', '.join(INPUT_FORMATS)}")
     if "encoding" in inp:
-        import codecs
-
         try:
             codecs.lookup(inp["encoding"])
         except LookupError:
@@ -338,9 +338,14 @@ def _build(sections: dict[str, dict[str, Any]], base: Path, stem: str) -> Spec:
         input=InputSpec(**inp),
         flow=FlowSpec(**flow),
         mapping=MappingSpec(**mapping),
-        send=SendSpec(**{k: float(v) if isinstance(v, int) and k in _FLOAT_KEYS else v for k, v in send.items()}),
+        send=SendSpec(**_floats(send)),
         output=OutputSpec(**out),
     )
+
+
+def _floats(send: dict[str, Any]) -> dict[str, Any]:
+    # TOML's `rate = 20` is an int; the spec promises floats for rates and durations.
+    return {k: float(v) if isinstance(v, int) and k in _FLOAT_KEYS else v for k, v in send.items()}
 
 
 _FLOAT_KEYS = {"rate", "max_backoff", "connect_timeout", "read_timeout", "reconcile_delay", "breaker_ratio"}

@@ -7,10 +7,45 @@ from pathlib import Path
 
 import polars as pl
 
-FIRST = ["Ana", "Zoë", "José", "Björn", "Chloé", "Åsa", "Mei", "Nikolai", "Renée", "Søren", "Amélie", "Łukasz",
-         "Priya", "Olumide", "Siobhán", "Dmitri", "Hana", "Grace", "Mateo", "Yūki"]
-LAST = ["García", "Müller", "Nguyen", "O'Brien", "Smith", "Kowalski", "Johansson", "Dubois", "Okafor", "Tanaka",
-        "Rossi", "Svensson", "Patel", "Novák", "Lee"]
+FIRST = [
+    "Ana",
+    "Zoë",
+    "José",
+    "Björn",
+    "Chloé",
+    "Åsa",
+    "Mei",
+    "Nikolai",
+    "Renée",
+    "Søren",
+    "Amélie",
+    "Łukasz",
+    "Priya",
+    "Olumide",
+    "Siobhán",
+    "Dmitri",
+    "Hana",
+    "Grace",
+    "Mateo",
+    "Yūki",
+]
+LAST = [
+    "García",
+    "Müller",
+    "Nguyen",
+    "O'Brien",
+    "Smith",
+    "Kowalski",
+    "Johansson",
+    "Dubois",
+    "Okafor",
+    "Tanaka",
+    "Rossi",
+    "Svensson",
+    "Patel",
+    "Novák",
+    "Lee",
+]
 AREAS = ["415", "212", "312", "617", "206"]
 CITIES = ["San Francisco", "New York", "Chicago", "Boston", "Seattle"]
 
@@ -25,7 +60,11 @@ def main() -> None:
         digits = numbers[i]
         style = i % 4
         phone = (
-            f"+1{digits}" if style in (0, 1) else f"1{digits}" if style == 2 else f"({digits[:3]}) {digits[3:6]}-{digits[6:]}"
+            f"+1{digits}"
+            if style in (0, 1)
+            else f"1{digits}"
+            if style == 2
+            else f"({digits[:3]}) {digits[3:6]}-{digits[6:]}"
         )
         rows.append(
             {

@@ -124,8 +124,8 @@ def write_job(tmp_path: Path) -> Callable[..., Path]:
             {{send}}
 
             [output]
-            results = "{tmp_path / (name + '.results.csv')}"
-            checkpoint = "{tmp_path / (name + '.checkpoint')}"
+            results = "{tmp_path / (name + ".results.csv")}"
+            checkpoint = "{tmp_path / (name + ".checkpoint")}"
             """
         ).format(mapping=mapping, send=send)
         path = tmp_path / f"{name}.toml"

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
+from conftest import REPO, make_contacts
 
 from batch_engage.sandbox import Sandbox
-from conftest import REPO, make_contacts
 
 ROWS = 300
 
@@ -69,7 +69,10 @@ def test_kill_9_at_random_moments_never_sends_twice_and_finishes(
     assert kills >= 5
     final = subprocess.run(
         [sys.executable, "-m", "batch_engage", "run", str(job)],
-        env=env, capture_output=True, cwd=REPO, timeout=120,
+        env=env,
+        capture_output=True,
+        cwd=REPO,
+        timeout=120,
     )
     assert final.returncode == 0, final.stderr.decode()[-3000:]
     ledger = sb.ledger()

@@ -14,10 +14,10 @@ from typing import Any
 
 import polars as pl
 import pytest
+from conftest import REPO, make_contacts
 
 from batch_engage.cli import main
-from batch_engage.sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox
-from conftest import REPO, make_contacts
+from batch_engage.sandbox import SANDBOX_USERNAME, Sandbox
 
 
 def cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -29,7 +29,11 @@ def cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
 
 class TestExitCodes:
     def test_exit_0_when_every_row_is_sent(
-        self, sandbox: Sandbox, write_job: Callable[..., Path], contacts_csv: Path, sandbox_env: dict[str, str],
+        self,
+        sandbox: Sandbox,
+        write_job: Callable[..., Path],
+        contacts_csv: Path,
+        sandbox_env: dict[str, str],
         capsys: pytest.CaptureFixture[str],
     ) -> None:
         """A clean list ends with exit 0 and a summary naming the results file."""
@@ -42,7 +46,11 @@ class TestExitCodes:
         assert len(sandbox.ledger()) == 30
 
     def test_exit_1_when_some_rows_are_invalid(
-        self, sandbox: Sandbox, write_job: Callable[..., Path], tmp_path: Path, sandbox_env: dict[str, str],
+        self,
+        sandbox: Sandbox,
+        write_job: Callable[..., Path],
+        tmp_path: Path,
+        sandbox_env: dict[str, str],
         capsys: pytest.CaptureFixture[str],
     ) -> None:
         """Invalid rows are reported, the rest are sent, and the exit code is 1."""
@@ -54,7 +62,11 @@ class TestExitCodes:
         assert len(sandbox.ledger()) == 1
 
     def test_exit_2_on_a_config_error_naming_the_key(
-        self, sandbox: Sandbox, write_job: Callable[..., Path], contacts_csv: Path, sandbox_env: dict[str, str],
+        self,
+        sandbox: Sandbox,
+        write_job: Callable[..., Path],
+        contacts_csv: Path,
+        sandbox_env: dict[str, str],
         capsys: pytest.CaptureFixture[str],
     ) -> None:
         """An unknown key or a wrong type is one line naming the key; exit 2; nothing sent."""
@@ -67,7 +79,11 @@ class TestExitCodes:
         assert sandbox.ledger() == []
 
     def test_exit_2_on_a_bad_flow_sid_before_anything_is_sent(
-        self, sandbox: Sandbox, write_job: Callable[..., Path], contacts_csv: Path, sandbox_env: dict[str, str],
+        self,
+        sandbox: Sandbox,
+        write_job: Callable[..., Path],
+        contacts_csv: Path,
+        sandbox_env: dict[str, str],
         capsys: pytest.CaptureFixture[str],
     ) -> None:
         """A Flow SID that is not FW + 32 hex is refused up front."""
@@ -87,7 +103,11 @@ class TestExitCodes:
         assert sandbox.stats().create_requests == 0 and sandbox.stats().flow_requests == 0
 
     def test_exit_3_on_a_refused_token(
-        self, sandbox: Sandbox, write_job: Callable[..., Path], contacts_csv: Path, monkeypatch: pytest.MonkeyPatch,
+        self,
+        sandbox: Sandbox,
+        write_job: Callable[..., Path],
+        contacts_csv: Path,
+        monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str],
     ) -> None:
         """A wrong auth token aborts with exit 3 and a message naming the cause and the fix."""
@@ -98,7 +118,11 @@ class TestExitCodes:
         assert "aborted: Twilio refused the credentials" in out and "TWILIO_AUTH_TOKEN" in out
 
     def test_exit_75_when_another_process_holds_the_checkpoint(
-        self, sandbox: Sandbox, write_job: Callable[..., Path], contacts_csv: Path, sandbox_env: dict[str, str],
+        self,
+        sandbox: Sandbox,
+        write_job: Callable[..., Path],
+        contacts_csv: Path,
+        sandbox_env: dict[str, str],
         capsys: pytest.CaptureFixture[str],
     ) -> None:
         """A second run on a locked checkpoint (cron overlap) exits 75 at once, sending nothing."""
@@ -112,8 +136,12 @@ class TestExitCodes:
         assert sandbox.stats().create_requests == 0
 
     def test_max_duration_stops_with_75_and_the_same_command_finishes(
-        self, sandbox_factory: Callable[..., Sandbox], write_job: Callable[..., Path], tmp_path: Path,
-        sandbox_env: dict[str, str], capsys: pytest.CaptureFixture[str],
+        self,
+        sandbox_factory: Callable[..., Sandbox],
+        write_job: Callable[..., Path],
+        tmp_path: Path,
+        sandbox_env: dict[str, str],
+        capsys: pytest.CaptureFixture[str],
     ) -> None:
         """--max-duration stops gracefully (exit 75, rest pending); the same command again finishes the job."""
         sb = sandbox_factory(rate_limit=None)
@@ -133,7 +161,11 @@ class TestExitCodes:
 
 class TestCheckpointCommands:
     def test_changed_input_is_refused_with_what_changed_then_restart_moves_it_aside(
-        self, sandbox: Sandbox, write_job: Callable[..., Path], contacts_csv: Path, sandbox_env: dict[str, str],
+        self,
+        sandbox: Sandbox,
+        write_job: Callable[..., Path],
+        contacts_csv: Path,
+        sandbox_env: dict[str, str],
         capsys: pytest.CaptureFixture[str],
     ) -> None:
         """A checkpoint made for other input is refused (exit 2, says what changed); --restart keeps the old one aside."""
@@ -151,7 +183,11 @@ class TestCheckpointCommands:
         assert len(kept) == 1
 
     def test_changed_mapping_is_refused(
-        self, sandbox: Sandbox, write_job: Callable[..., Path], contacts_csv: Path, sandbox_env: dict[str, str],
+        self,
+        sandbox: Sandbox,
+        write_job: Callable[..., Path],
+        contacts_csv: Path,
+        sandbox_env: dict[str, str],
         capsys: pytest.CaptureFixture[str],
     ) -> None:
         """Mapping another column after a run started is refused, naming the mapping."""
@@ -162,8 +198,13 @@ class TestCheckpointCommands:
         assert code == 2 and "the column mapping changed" in err
 
     def test_status_and_report_read_the_checkpoint_without_sending(
-        self, sandbox: Sandbox, write_job: Callable[..., Path], contacts_csv: Path, sandbox_env: dict[str, str],
-        capsys: pytest.CaptureFixture[str], tmp_path: Path,
+        self,
+        sandbox: Sandbox,
+        write_job: Callable[..., Path],
+        contacts_csv: Path,
+        sandbox_env: dict[str, str],
+        capsys: pytest.CaptureFixture[str],
+        tmp_path: Path,
     ) -> None:
         """status prints counts; report rewrites the results table; neither sends a request."""
         job = write_job(input_path=contacts_csv, base_url=sandbox.url)
@@ -181,7 +222,11 @@ class TestCheckpointCommands:
         assert sandbox.stats() == before
 
     def test_files_are_readable_by_their_owner_only(
-        self, sandbox: Sandbox, write_job: Callable[..., Path], contacts_csv: Path, sandbox_env: dict[str, str],
+        self,
+        sandbox: Sandbox,
+        write_job: Callable[..., Path],
+        contacts_csv: Path,
+        sandbox_env: dict[str, str],
         capsys: pytest.CaptureFixture[str],
     ) -> None:
         """Results, checkpoint and the plan beside it are created with mode 0600."""
@@ -198,7 +243,10 @@ def _env(extra: dict[str, str]) -> dict[str, str]:
 
 class TestSignals:
     def test_sigterm_stops_with_75_and_the_run_resumes(
-        self, sandbox_factory: Callable[..., Sandbox], write_job: Callable[..., Path], tmp_path: Path,
+        self,
+        sandbox_factory: Callable[..., Sandbox],
+        write_job: Callable[..., Path],
+        tmp_path: Path,
         sandbox_env: dict[str, str],
     ) -> None:
         """SIGTERM mid-run: exit 75, rows not sent stay pending; the same command again finishes, nobody twice."""
@@ -208,20 +256,26 @@ class TestSignals:
         job = write_job(input_path=path, base_url=sb.url, send="rate = 50\nconcurrency = 4")
         proc = subprocess.Popen(
             [sys.executable, "-m", "batch_engage", "run", str(job), "--log-format", "json"],
-            env=_env(sandbox_env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO,
+            env=_env(sandbox_env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=REPO,
         )
         deadline = time.monotonic() + 30
         while len(sb.ledger()) < 10 and time.monotonic() < deadline:
             time.sleep(0.02)  # polling for a condition, not sleeping to make timing work
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
+        _, err = proc.communicate(timeout=30)
         assert proc.returncode == 75, err.decode()[-2000:]
         table = pl.read_csv(job.parent / "job.results.csv")
         assert table.filter(pl.col("status") == "pending").height > 0
         assert table.filter(pl.col("status") == "uncertain").height == 0
         done = subprocess.run(
             [sys.executable, "-m", "batch_engage", "run", str(job), "--rate", "1000"],
-            env=_env(sandbox_env), capture_output=True, cwd=REPO, timeout=60,
+            env=_env(sandbox_env),
+            capture_output=True,
+            cwd=REPO,
+            timeout=60,
         )
         assert done.returncode == 0, done.stderr.decode()[-2000:]
         assert len(sb.ledger()) == 200
@@ -231,10 +285,17 @@ class TestSignals:
 def test_sample_job_runs_against_the_sandbox(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The README's sample command works: every valid sample row is sent, invalid and duplicate rows are reported."""
     out_dir = tmp_path / "out"
-    code, out, _ = cli(
+    code, _, _ = cli(
         [
-            "run", str(REPO / "jobs" / "sample_campaign.toml"), "--sandbox", "--rate", "1000",
-            "--output", str(out_dir / "r.csv"), "--checkpoint", str(out_dir / "c"),
+            "run",
+            str(REPO / "jobs" / "sample_campaign.toml"),
+            "--sandbox",
+            "--rate",
+            "1000",
+            "--output",
+            str(out_dir / "r.csv"),
+            "--checkpoint",
+            str(out_dir / "c"),
         ],
         capsys,
     )

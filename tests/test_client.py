@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from conftest import FLOW_SID, SHARED
 from openapi_core import OpenAPI
 from openapi_core.testing import MockRequest
 
@@ -26,7 +27,6 @@ from batch_engage.errors import (
     ServerError,
     StudioError,
 )
-from conftest import FLOW_SID, SHARED
 
 OAI = SHARED / "twilio-oai"
 
@@ -102,11 +102,14 @@ class TestRequests:
         """The contract check is real: a create without From is refused by the description."""
         spec = OpenAPI.from_path(OAI / "twilio_studio_v1.yaml")
         mock = MockRequest(
-            "https://studio.twilio.com", "post", f"/v1/Flows/{FLOW_SID}/Engagements",
+            "https://studio.twilio.com",
+            "post",
+            f"/v1/Flows/{FLOW_SID}/Engagements",
             headers={"Authorization": "Basic QUN4OnNlY3JldA=="},
-            data=b"To=%2B14155550100", content_type="application/x-www-form-urlencoded",
+            data=b"To=%2B14155550100",
+            content_type="application/x-www-form-urlencoded",
         )
-        with pytest.raises(Exception, match="(?i)from"):
+        with pytest.raises(Exception, match=r"(?i)from"):
             spec.validate_request(mock)
 
 
@@ -118,7 +121,12 @@ def answer(status: int, body: Any = None, headers: dict[str, str] | None = None)
 
 
 def twilio_error(status: int, code: int, message: str = "m", **extra: Any) -> dict[str, Any]:
-    return {"code": code, "message": message, "more_info": f"https://www.twilio.com/docs/errors/{code}", "status": status} | extra
+    return {
+        "code": code,
+        "message": message,
+        "more_info": f"https://www.twilio.com/docs/errors/{code}",
+        "status": status,
+    } | extra
 
 
 class TestClassification:
@@ -147,7 +155,9 @@ class TestClassification:
         """Code, message and details come from Twilio's JSON error body."""
         sid = "FN" + "c" * 32
         with pytest.raises(AlreadyActive) as info:
-            classify_response(answer(409, twilio_error(409, 20409, "already", details={"conflicting_execution_sid": sid})))
+            classify_response(
+                answer(409, twilio_error(409, 20409, "already", details={"conflicting_execution_sid": sid}))
+            )
         assert (info.value.code, info.value.message, info.value.conflicting_sid) == (20409, "already", sid)
 
     def test_a_non_json_error_falls_back_to_the_http_status(self) -> None:
@@ -223,10 +233,14 @@ class TestListing:
         base = f"https://studio.twilio.com/v1/Flows/{FLOW_SID}/Engagements?PageSize=2"
         run = lambda sid, when: {"sid": sid, "contact_channel_address": "+1", "date_created": when}  # noqa: E731
         pages = {
-            "first": {"engagements": [run("FN1", "2026-11-24T10:05:00Z"), run("FN2", "2026-11-24T10:04:00Z")],
-                      "meta": {"next_page_url": base + "&PageToken=p2"}},
-            "p2": {"engagements": [run("FN3", "2026-11-24T10:03:00Z"), run("FN4", "2026-11-24T09:00:00Z")],
-                   "meta": {"next_page_url": base + "&PageToken=p3"}},
+            "first": {
+                "engagements": [run("FN1", "2026-11-24T10:05:00Z"), run("FN2", "2026-11-24T10:04:00Z")],
+                "meta": {"next_page_url": base + "&PageToken=p2"},
+            },
+            "p2": {
+                "engagements": [run("FN3", "2026-11-24T10:03:00Z"), run("FN4", "2026-11-24T09:00:00Z")],
+                "meta": {"next_page_url": base + "&PageToken=p3"},
+            },
             "p3": {"engagements": [run("FN5", "2026-11-24T08:00:00Z")], "meta": {"next_page_url": None}},
         }
         client = studio(self._pages(pages))

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from conftest import REPO, make_contacts
 
 from batch_engage.cli import main
 from batch_engage.credentials import Credentials, credentials_from_env
 from batch_engage.errors import CredentialsError
 from batch_engage.phone import mask
 from batch_engage.sandbox import SANDBOX_USERNAME, Sandbox
-from conftest import REPO, make_contacts
 
 SECRET = "s3cr3t-TOKEN-8b1f0c9e"
 
@@ -34,7 +34,11 @@ def _cli(args: list[str], env: dict[str, str], stdin: bytes | None = None) -> su
 
 class TestLogs:
     def test_json_logs_parse_line_by_line_and_end_with_the_summary_event(
-        self, sandbox: Sandbox, write_job: Callable[..., Path], contacts_csv: Path, sandbox_env: dict[str, str],
+        self,
+        sandbox: Sandbox,
+        write_job: Callable[..., Path],
+        contacts_csv: Path,
+        sandbox_env: dict[str, str],
         tmp_path: Path,
     ) -> None:
         """Off a terminal, stderr is JSON lines (one object each) with one run.summary event; --summary-json matches."""
@@ -63,8 +67,12 @@ class TestLogs:
 
     @pytest.mark.parametrize(
         ("address", "masked"),
-        [("+14155550100", "+1415***0100"), ("whatsapp:+14155550100", "whatsapp:+1415***0100"),
-         ("alice@example.com", "al***@example.com"), ("", "")],
+        [
+            ("+14155550100", "+1415***0100"),
+            ("whatsapp:+14155550100", "whatsapp:+1415***0100"),
+            ("alice@example.com", "al***@example.com"),
+            ("", ""),
+        ],
     )
     def test_mask_hides_the_middle_of_every_kind_of_address(self, address: str, masked: str) -> None:
         """Every kind of address is masked, keeping only enough to recognize it."""
@@ -73,7 +81,10 @@ class TestLogs:
 
 class TestSecrets:
     def test_the_token_appears_in_no_output_file_or_error(
-        self, sandbox_factory: Callable[..., Sandbox], write_job: Callable[..., Path], contacts_csv: Path,
+        self,
+        sandbox_factory: Callable[..., Sandbox],
+        write_job: Callable[..., Path],
+        contacts_csv: Path,
         tmp_path: Path,
     ) -> None:
         """A recognizable secret, on success and on refusal, is in no log, result, checkpoint, error or --help."""
@@ -97,7 +108,10 @@ class TestSecrets:
         assert SECRET not in repr(creds) and SECRET not in str(creds)
 
     def test_plain_http_is_refused_except_to_loopback(
-        self, write_job: Callable[..., Path], contacts_csv: Path, sandbox_env: dict[str, str],
+        self,
+        write_job: Callable[..., Path],
+        contacts_csv: Path,
+        sandbox_env: dict[str, str],
         capsys: pytest.CaptureFixture[str],
     ) -> None:
         """http:// to a non-loopback host is refused before anything is sent, so credentials never travel in clear."""
@@ -109,8 +123,14 @@ class TestSecrets:
 
     def test_credentials_come_from_twilios_variable_names(self) -> None:
         """API key + secret is preferred over Account SID + token; a half-set pair names what is missing."""
-        both = {"TWILIO_API_KEY": "SK1", "TWILIO_API_SECRET": "k", "TWILIO_ACCOUNT_SID": "AC1", "TWILIO_AUTH_TOKEN": "t",
-                "TWILIO_REGION": "ie1", "TWILIO_EDGE": "dublin"}
+        both = {
+            "TWILIO_API_KEY": "SK1",
+            "TWILIO_API_SECRET": "k",
+            "TWILIO_ACCOUNT_SID": "AC1",
+            "TWILIO_AUTH_TOKEN": "t",
+            "TWILIO_REGION": "ie1",
+            "TWILIO_EDGE": "dublin",
+        }
         creds = credentials_from_env(both)
         assert (creds.username, creds.region, creds.edge) == ("SK1", "ie1", "dublin")
         assert credentials_from_env({"TWILIO_ACCOUNT_SID": "AC1", "TWILIO_AUTH_TOKEN": "t"}).username == "AC1"
@@ -162,8 +182,12 @@ def test_progress_bar_shows_in_a_real_terminal(
     pexpect = pytest.importorskip("pexpect")
     job = write_job(input_path=contacts_csv, base_url=sandbox.url, send="rate = 100\nconcurrency = 4")
     child = pexpect.spawn(
-        sys.executable, ["-m", "batch_engage", "run", str(job)], env=_env(sandbox_env), cwd=str(REPO),
-        dimensions=(24, 160), timeout=60,
+        sys.executable,
+        ["-m", "batch_engage", "run", str(job)],
+        env=_env(sandbox_env),
+        cwd=str(REPO),
+        dimensions=(24, 160),
+        timeout=60,
     )
     child.expect(r"30/30")
     child.expect(r"sent 30")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from batch_engage.pacing import Pacer
 
 
@@ -20,7 +22,7 @@ def test_slots_are_evenly_spaced_at_the_configured_rate() -> None:
     clock = Clock()
     pacer = Pacer(20, clock=clock)
     slots = [pacer.reserve() for _ in range(1000)]
-    gaps = {round(b - a, 9) for a, b in zip(slots, slots[1:])}
+    gaps = {round(b - a, 9) for a, b in itertools.pairwise(slots)}
     assert gaps == {0.05}
     assert round(slots[-1] - slots[0], 6) == 49.95
 
@@ -39,13 +41,13 @@ def test_an_idle_pause_does_not_turn_into_a_burst() -> None:
 def test_one_overload_costs_one_cut_not_one_per_refused_request() -> None:
     """Many 429s for requests sent before a cut lower the rate once."""
     clock = Clock()
-    pacer = Pacer(100, clock=clock)
+    pacer = Pacer(100, start=100, clock=clock)
     sent = [clock.now + i * 0.01 for i in range(10)]
     clock.now += 0.1
     cuts = [pacer.rate_limited(t) for t in sent]
     assert cuts.count(True) == 1
     assert pacer.rate == 85.0
-    clock.now += 0.05
+    clock.now += 0.15
     assert pacer.rate_limited(clock.now)
     assert pacer.cuts == 2
 
@@ -53,7 +55,7 @@ def test_one_overload_costs_one_cut_not_one_per_refused_request() -> None:
 def test_rate_grows_back_additively_and_never_above_the_configured_rate() -> None:
     """After a cut the rate climbs by a small step per second and stops at the configured rate."""
     clock = Clock()
-    pacer = Pacer(50, increase=1.0, clock=clock)
+    pacer = Pacer(50, start=50, increase=1.0, clock=clock)
     pacer.rate_limited(clock.now)
     low = pacer.rate
     clock.now += 5
@@ -67,7 +69,7 @@ def test_rate_grows_back_additively_and_never_above_the_configured_rate() -> Non
 def test_settles_near_what_the_server_admits() -> None:
     """Against a server admitting 50/s, a job configured at 200/s is cut to just under 50/s, not far below."""
     clock = Clock()
-    pacer = Pacer(200, window=3.0, clock=clock)
+    pacer = Pacer(200, start=200, window=3.0, clock=clock)
     # A little over three seconds of the server admitting 50 requests per second.
     for _ in range(160):
         clock.now += 0.02
@@ -81,3 +83,23 @@ def test_settles_near_what_the_server_admits() -> None:
         pacer.rate_limited(clock.now - 0.001)
     assert 45 <= pacer.rate <= 50
     assert pacer.stats().lowest >= 45
+
+
+def test_slow_start_grows_from_twilios_default_and_halves_on_the_first_429() -> None:
+    """A job at 100/s starts at Twilio's default 20/s, grows by half each second, halves on the first 429."""
+    clock = Clock()
+    pacer = Pacer(100, clock=clock)
+    pacer.reserve()
+    assert pacer.rate == 20
+    clock.now += 2
+    pacer.reserve()
+    assert round(pacer.rate, 6) == 45.0
+    clock.now += 10
+    pacer.reserve()
+    assert pacer.rate == 100
+    assert Pacer(800, clock=clock).rate == 100
+    fresh = Pacer(100, clock=clock)
+    fresh.reserve()
+    clock.now += 2
+    assert fresh.rate_limited(clock.now - 0.01)
+    assert round(fresh.rate, 6) == 22.5

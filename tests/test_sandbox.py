@@ -64,9 +64,7 @@ def open_studio() -> Iterator[OpenStudio]:
         def open_(**settings: Any) -> Studio:
             config = SandboxConfig(**{"latency": 0.0, "jitter": 0.0, **settings})
             sandbox = stack.enter_context(Sandbox(config))
-            http = stack.enter_context(
-                httpx.Client(base_url=sandbox.url, auth=AUTH, timeout=5.0, verify=TLS)
-            )
+            http = stack.enter_context(httpx.Client(base_url=sandbox.url, auth=AUTH, timeout=5.0, verify=TLS))
             return Studio(sandbox, http)
 
         yield open_
@@ -102,9 +100,7 @@ def test_v1_engagement_is_created_and_ledger_keeps_its_parameters(
     assert body["account_sid"] == SANDBOX_USERNAME
     assert body["contact_channel_address"] == "+15551230001"
     assert body["status"] == "active"
-    assert (
-        body["url"] == f"{studio.sandbox.url}/v1/Flows/{FLOW}/Engagements/{body['sid']}"
-    )
+    assert body["url"] == f"{studio.sandbox.url}/v1/Flows/{FLOW}/Engagements/{body['sid']}"
     [entry] = studio.sandbox.ledger()
     assert entry.sid == body["sid"]
     assert entry.api == "engagements"
@@ -134,9 +130,7 @@ def test_v2_execution_is_created_with_201(studio: Studio) -> None:
         ({"To": "+15551230003", "From": SENDER, "Parameters": "[1, 2]"}, "Parameters"),
     ],
 )
-def test_malformed_create_is_400_and_creates_nothing(
-    studio: Studio, form: dict[str, str], complaint: str
-) -> None:
+def test_malformed_create_is_400_and_creates_nothing(studio: Studio, form: dict[str, str], complaint: str) -> None:
     answer = studio.http.post(f"/v2/Flows/{FLOW}/Executions", data=form)
 
     assert error_of(answer) == (400, 20001)
@@ -169,23 +163,17 @@ def test_any_configured_credential_pair_is_accepted(open_studio: OpenStudio) -> 
     api_key = ("SK" + "1" * 32, "key-secret")
     studio = open_studio(credentials=(AUTH, api_key))
 
-    answer = httpx.get(
-        f"{studio.sandbox.url}/v2/Flows/{FLOW}", auth=api_key, verify=TLS
-    )
+    answer = httpx.get(f"{studio.sandbox.url}/v2/Flows/{FLOW}", auth=api_key, verify=TLS)
 
     assert answer.status_code == 200
     assert answer.json()["account_sid"] == SANDBOX_USERNAME
 
 
 def test_malformed_flow_sid_is_404_20404(studio: Studio) -> None:
-    answer = studio.http.post(
-        "/v2/Flows/FWnot-a-sid/Executions", data={"To": "+15551230005", "From": SENDER}
-    )
+    answer = studio.http.post("/v2/Flows/FWnot-a-sid/Executions", data={"To": "+15551230005", "From": SENDER})
 
     assert error_of(answer) == (404, 20404)
-    assert answer.json()["message"] == (
-        "The requested resource /v2/Flows/FWnot-a-sid/Executions was not found"
-    )
+    assert answer.json()["message"] == ("The requested resource /v2/Flows/FWnot-a-sid/Executions was not found")
 
 
 def test_flow_missing_from_the_configured_flows_is_404(
@@ -287,9 +275,7 @@ def test_v2_refuses_a_second_execution_with_409_naming_the_active_one(
     again = studio.execute("+15551290001")
 
     assert error_of(again) == (409, 20409)
-    assert again.json()["message"].startswith(
-        "Execution already exists for this contact"
-    )
+    assert again.json()["message"].startswith("Execution already exists for this contact")
     assert again.json()["details"] == {"conflicting_execution_sid": first["sid"]}
     assert len(studio.sandbox.ledger()) == 1
     assert studio.sandbox.stats().by_status == {201: 1, 409: 1}
@@ -504,9 +490,7 @@ def test_filters_survive_into_the_next_page_url(studio: Studio) -> None:
 
 
 def test_bad_date_filter_is_400(studio: Studio) -> None:
-    answer = studio.http.get(
-        f"/v2/Flows/{FLOW}/Executions", params={"DateCreatedFrom": "yesterday"}
-    )
+    answer = studio.http.get(f"/v2/Flows/{FLOW}/Executions", params={"DateCreatedFrom": "yesterday"})
 
     assert error_of(answer) == (400, 20001)
 
@@ -528,7 +512,8 @@ def test_answers_conform_to_twilios_openapi_description(studio: Studio) -> None:
     # CI has ../shared beside the clone: a missing description is a failure, not a skip.
     assert OAI_DIR.is_dir(), f"Twilio's OpenAPI files are not at {OAI_DIR}"
     import openapi_core
-    import openapi_core.testing as testing
+    from openapi_core import testing
+
     specs = {
         "v1": openapi_core.OpenAPI.from_path(OAI_DIR / "twilio_studio_v1.yaml"),
         "v2": openapi_core.OpenAPI.from_path(OAI_DIR / "twilio_studio_v2.yaml"),
@@ -587,9 +572,7 @@ def test_config_rejects_impossible_settings() -> None:
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-@pytest.mark.parametrize(
-    "stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"]
-)
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_serve_runs_in_the_foreground_until_ctrl_c_or_sigterm(
     stop_signal: signal.Signals,
 ) -> None:
