@@ -13,9 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
-from conftest import REPO, make_contacts
 
 from batch_engage.sandbox import Sandbox
+
+from conftest import REPO, make_contacts
 
 ROWS = 300
 

@@ -14,10 +14,11 @@ from typing import Any
 
 import polars as pl
 import pytest
-from conftest import REPO, make_contacts
 
 from batch_engage.cli import main
 from batch_engage.sandbox import SANDBOX_USERNAME, Sandbox
+
+from conftest import REPO, make_contacts
 
 
 def cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

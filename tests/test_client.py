@@ -11,7 +11,6 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import FLOW_SID, SHARED
 from openapi_core import OpenAPI
 from openapi_core.testing import MockRequest
 
@@ -27,6 +26,8 @@ from batch_engage.errors import (
     ServerError,
     StudioError,
 )
+
+from conftest import FLOW_SID, SHARED
 
 OAI = SHARED / "twilio-oai"
 

@@ -11,13 +11,14 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import REPO, make_contacts
 
 from batch_engage.cli import main
 from batch_engage.credentials import Credentials, credentials_from_env
 from batch_engage.errors import CredentialsError
 from batch_engage.phone import mask
 from batch_engage.sandbox import SANDBOX_USERNAME, Sandbox
+
+from conftest import REPO, make_contacts
 
 SECRET = "s3cr3t-TOKEN-8b1f0c9e"
 

@@ -10,11 +10,12 @@ from typing import Any
 import httpx
 import polars as pl
 import pytest
-from conftest import make_contacts
 
 from batch_engage import Credentials, RunOptions, run
 from batch_engage.results import RESULT_COLUMNS
 from batch_engage.sandbox import Sandbox
+
+from conftest import make_contacts
 
 
 def ledger_counts(sb: Sandbox) -> Counter[str]:
