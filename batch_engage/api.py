@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -15,11 +16,12 @@ import polars as pl
 from .checkpoint import FINAL_STATES, empty_journal, read_only
 from .credentials import Credentials, credentials_from_env
 from .errors import UsageError
+from .hygiene import History
 from .results import build_results, counts_by_status, write_results
 from .runner import Progress, RunControl, RunOptions, RunResult, prepare, run_job
 from .spec import Spec, load_spec
 
-__all__ = ["Validation", "load_job", "report", "run", "status", "validate"]
+__all__ = ["Validation", "history_stats", "import_history", "load_job", "report", "run", "status", "validate"]
 
 
 def load_job(job: str | Path | Spec, overrides: Mapping[str, Any] | None = None) -> Spec:
@@ -76,6 +78,8 @@ class Validation:
     samples: list[dict[str, Any]]
     estimated_seconds: float
     results: pl.DataFrame
+    suppressed: dict[str, int] = field(default_factory=dict)
+    capped: int = 0
 
     @property
     def exit_code(self) -> int:
@@ -91,6 +95,8 @@ class Validation:
             "duplicate": self.duplicate,
             "already_done": self.already_done,
             "invalid_reasons": self.invalid_reasons,
+            "suppressed": self.suppressed,
+            "capped": self.capped,
             "samples": self.samples,
             "estimated_seconds": round(self.estimated_seconds, 1),
         }
@@ -120,6 +126,10 @@ def validate(
     invalid = plan.filter(pl.col("status") == "invalid")
     reasons = Counter(_reason_kind(m) for m in invalid.get_column("error_message").to_list())
     pending = plan.filter(pl.col("status") == "pending")
+    suppressed = Counter(
+        m.removeprefix("on suppression list ")
+        for m in plan.filter(pl.col("status") == "suppressed").get_column("error_message").to_list()
+    )
     samples = [
         {"row": r, "To": t, "From": f, **({"Parameters": p} if p is not None else {})}
         for r, t, f, p in pending.head(3).select("row", "to", "from", "parameters").iter_rows()
@@ -138,6 +148,8 @@ def validate(
         samples=samples,
         estimated_seconds=remaining / spec.send.rate,
         results=results,
+        suppressed=dict(suppressed),
+        capped=statuses.get("capped", 0),
     )
 
 
@@ -164,3 +176,31 @@ def report(
     results = _from_checkpoint(spec)
     target = write_results(results, output or spec.output.results)
     return target, counts_by_status(results)
+
+
+def import_history(results: str | Path, *, history: str | Path, flow_sid: str) -> int:
+    """Seed the contact history from a results table's ``sent`` and ``already_active`` rows."""
+    path = str(results)
+    try:
+        table = pl.read_parquet(path) if path.endswith(".parquet") else pl.read_csv(path, infer_schema_length=0)
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise UsageError(f"{path}: cannot be read as a results table ({exc})") from None
+    missing = {"to", "status", "sid", "completed_at"} - set(table.columns)
+    if missing:
+        raise UsageError(f"{path}: not a results table (no column {', '.join(sorted(missing))})")
+    reached = table.filter(pl.col("status").is_in(["sent", "already_active"]))
+    rows = [
+        (to, flow_sid, sid, datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp())
+        for to, sid, at in reached.select("to", "sid", pl.col("completed_at").cast(pl.String)).iter_rows()
+        if to and at
+    ]
+    with History(history) as store:
+        return store.record(rows)
+
+
+def history_stats(history: str | Path) -> pl.DataFrame:
+    """Contacts reached per flow per day, from the history file."""
+    if not Path(history).exists():
+        raise UsageError(f"{history}: no contact history yet")
+    with History(history) as store:
+        return store.stats()

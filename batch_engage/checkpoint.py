@@ -5,7 +5,7 @@ A row's journal state is one of:
 * ``intent``   - about to be sent, or in flight: after a crash it is *possibly sent*;
 * ``uncertain``- an answer said it may have been processed (5xx, lost answer);
 * ``pending``  - reconciled as never created: safe to send;
-* ``sent``, ``already_active``, ``failed`` - final.
+* ``sent``, ``already_active``, ``failed``, ``capped`` - final.
 
 Rows not in the journal were never sent. Intents are committed (with fsync) before
 their requests leave; outcomes are committed in groups. The plan (every input row,
@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = "1"
-FINAL_STATES = ("sent", "already_active", "failed")
+FINAL_STATES = ("sent", "already_active", "failed", "capped")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS journal (

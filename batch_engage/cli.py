@@ -144,6 +144,26 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--output", metavar="PATH", help="write to PATH instead of [output] results")
     _log_options(rep)
 
+    hist = sub.add_parser(
+        "history",
+        help="seed or inspect the shared contact history",
+        description="Seed the contact history from a past results table, or show contacts reached per flow per day.",
+    )
+    hist_sub = hist.add_subparsers(
+        dest="history_command", required=True, metavar="ACTION", parser_class=_Parser, help="import or stats"
+    )
+    imp = hist_sub.add_parser(
+        "import", help="record a past results table's sent rows", description="Record a results table's sent rows."
+    )
+    imp.add_argument("file", help="a results table (.csv or .parquet) written by batch-engage")
+    stats = hist_sub.add_parser(
+        "stats", help="contacts reached per flow per day", description="Contacts reached per flow per day."
+    )
+    for p in (imp, stats):
+        p.add_argument("--job", metavar="JOB", help="take [history] path (and the Flow SID) from this job file")
+        p.add_argument("--history", metavar="PATH", help="the history file (instead of --job)")
+    imp.add_argument("--flow-sid", metavar="SID", help="the Flow the table's runs belong to (instead of --job)")
+
     sb = sub.add_parser(
         "sandbox",
         help="serve the Studio simulator for rehearsals",
@@ -318,6 +338,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         f"invalid: {v.invalid}",
         *(f"  {n:>6}  {reason}" for reason, n in v.invalid_reasons.items()),
         f"duplicate: {v.duplicate}",
+        *(f"suppressed ({name}): {n}" for name, n in v.suppressed.items()),
+        *([f"capped: {v.capped}"] if v.capped else []),
         f"already done (checkpoint): {v.already_done}",
         f"estimated duration at {spec.send.rate:g}/s: {v.estimated_seconds:.0f}s",
         "sample requests:",
@@ -362,7 +384,27 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_history(args: argparse.Namespace) -> int:
+    spec = api.load_job(args.job) if args.job else None
+    path = args.history or (spec.history.path if spec else None)
+    if not path:
+        raise UsageError("history: give --history PATH, or --job JOB with a [history] path")
+    if args.history_command == "import":
+        flow_sid = args.flow_sid or (spec.flow.sid if spec else None)
+        if not flow_sid:
+            raise UsageError("history import: give --flow-sid SID, or --job JOB")
+        n = api.import_history(args.file, history=path, flow_sid=flow_sid)
+        print(f"recorded {n} contacts from {args.file} in {path}")
+        return EXIT_OK
+    table = api.history_stats(path)
+    print("day         flow_sid                            contacts")
+    for flow_sid, day, contacts in table.select("flow_sid", "day", "contacts").iter_rows():
+        print(f"{day}  {flow_sid}  {contacts:>8}")
+    return EXIT_OK
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "history": _cmd_history,
     "run": _cmd_run,
     "validate": _cmd_validate,
     "status": _cmd_status,

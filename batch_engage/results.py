@@ -24,7 +24,17 @@ RESULT_COLUMNS = [
     "attempts",
     "completed_at",
 ]
-STATUSES = ("sent", "already_active", "failed", "invalid", "duplicate", "uncertain", "pending")
+STATUSES = (
+    "sent",
+    "already_active",
+    "failed",
+    "invalid",
+    "duplicate",
+    "suppressed",
+    "capped",
+    "uncertain",
+    "pending",
+)
 
 
 def build_results(plan: pl.DataFrame, journal: pl.DataFrame) -> pl.DataFrame:
@@ -34,7 +44,7 @@ def build_results(plan: pl.DataFrame, journal: pl.DataFrame) -> pl.DataFrame:
     status = (
         pl.when(pl.col("status") != "pending")
         .then(pl.col("status"))
-        .when(state.is_in(["sent", "already_active", "failed", "uncertain"]))
+        .when(state.is_in(["sent", "already_active", "failed", "capped", "uncertain"]))
         .then(state)
         .when(state == "intent")
         .then(pl.lit("uncertain"))

@@ -24,6 +24,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, BinaryIO
 
 import httpx
@@ -32,7 +33,7 @@ import structlog
 import tenacity
 
 from . import phone
-from .checkpoint import Checkpoint, Outcome, now_iso
+from .checkpoint import FINAL_STATES, Checkpoint, Outcome, now_iso
 from .client import Created, StudioClient, make_http_client
 from .credentials import Credentials
 from .errors import (
@@ -46,12 +47,13 @@ from .errors import (
     RetrySafe,
     StudioError,
 )
+from .hygiene import History, apply_history, apply_suppression, load_suppression
 from .pacing import Pacer
 from .planning import plan as plan_rows
 from .planning import text_columns
 from .results import build_results, counts_by_status, write_results
 from .source import Table, frame_digest, read_table
-from .spec import Spec, check_base_url, studio_base_url
+from .spec import Cap, Spec, check_base_url, parse_cap, studio_base_url
 
 __all__ = [
     "Progress",
@@ -225,7 +227,22 @@ def prepare(
     else:
         table = read_table(spec.input, text_columns=text_columns(spec.mapping), stdin=stdin)
     planned = plan_rows(table.frame, spec, source_name=table.name)
+    if spec.suppress.files:
+        lists = load_suppression(spec.suppress.files, spec.suppress.column, spec.mapping.default_region)
+        planned = apply_suppression(planned, lists)
+    caps = _caps(spec)
+    if spec.history.path and any(caps) and Path(spec.history.path).exists():
+        with History(spec.history.path) as history:
+            planned = apply_history(planned, history, spec.flow.sid, *caps, job=str(Path(spec.output.checkpoint)))
     return planned, fingerprint(spec, table.digest)
+
+
+def _caps(spec: Spec) -> tuple[Cap | None, Cap | None]:
+    h = spec.history
+    return (
+        parse_cap(h.cap, key="history.cap") if h.cap else None,
+        parse_cap(h.flow_cap, key="history.flow_cap") if h.flow_cap else None,
+    )
 
 
 @dataclass
@@ -267,6 +284,7 @@ class _Run:
         total: int,
         done: int,
         known_sids: set[str],
+        history: History | None = None,
     ) -> None:
         self.spec = spec
         self.cp = checkpoint
@@ -279,6 +297,9 @@ class _Run:
         self.done = done
         self.counts: Counter[str] = Counter()
         self.known_sids = known_sids
+        self.history = history
+        self.caps = _caps(spec)
+        self.settlements: list[tuple[str, str | None]] = []
         self.ready: deque[_Item] = deque()
         self.retry_ready: deque[_Item] = deque()
         self.scheduled: dict[int, tuple[_Item, asyncio.TimerHandle]] = {}
@@ -309,21 +330,26 @@ class _Run:
         created: Created | None = None,
         error: StudioError | None = None,
         sid: str | None = None,
+        message: str | None = None,
     ) -> None:
+        if state == "already_active":
+            message = "the contact already had an active run on this Flow"
+        elif error is not None:
+            message = error.message
         outcome = Outcome(
             row=item.row,
             state=state,
             sid=sid or (created.sid if created else None),
             http_status=created.http_status if created else (error.http_status if error else None),
             error_code=error.code if error else None,
-            error_message=error.message
-            if error and state != "already_active"
-            else ("the contact already had an active run on this Flow" if state == "already_active" else None),
+            error_message=message,
             attempts=item.attempts,
             completed_at=now_iso() if state not in ("pending", "intent") else None,
         )
         self.outcomes.append(outcome)
-        if state in ("sent", "already_active", "failed"):
+        if self.history is not None and state in ("sent", "already_active", "failed", "pending"):
+            self.settlements.append((self.owner(item), outcome.sid if state in ("sent", "already_active") else None))
+        if state in ("sent", "already_active", "failed", "capped"):
             self.done += 1
             self.counts[state] += 1
             self.recent.append(state == "failed")
@@ -375,11 +401,21 @@ class _Run:
                 "stopped so the rest of the list is not failed one by one"
             )
 
+    def owner(self, item: _Item) -> str:
+        return f"{Path(self.spec.output.checkpoint)}#{item.row}"
+
     async def flush(self) -> None:
-        if not self.outcomes:
+        if not self.outcomes and not self.settlements:
             return
         batch, self.outcomes = self.outcomes, []
-        await asyncio.to_thread(self.cp.write_outcomes, batch)
+        settled, self.settlements = self.settlements, []
+        await asyncio.to_thread(self._write, batch, settled)
+
+    def _write(self, batch: list[Outcome], settled: list[tuple[str, str | None]]) -> None:
+        self.cp.write_outcomes(batch)
+        if self.history is not None:
+            for owner, sid in settled:
+                self.history.settle(owner, sid)
 
     async def flusher(self, done: asyncio.Event) -> None:
         # Never cancelled: a write cancelled half-way would drop its batch of outcomes.
@@ -472,6 +508,13 @@ class _Run:
         if self.stopping():
             self.put_back(item)
             return
+        if self.history is not None:
+            blocker = await asyncio.to_thread(
+                self.history.claim, item.to, self.spec.flow.sid, self.owner(item), *self.caps
+            )
+            if blocker is not None:
+                self.record(item, "capped", message=blocker[0].describe(blocker[1]))
+                return
         item.attempts += 1
         self.stats.requests += 1
         if self.stats.first_send is None:
@@ -502,8 +545,10 @@ class _Run:
         return created.date_created is not None and created.date_created < sent_wall - HANDBACK_MARGIN
 
     def put_back(self, item: _Item) -> None:
-        # Never sent in this attempt: the row goes back to pending, its intent withdrawn.
+        # Never sent in this attempt: the row goes back to pending, its intent (and claim) withdrawn.
         self.outcomes.append(Outcome(row=item.row, state="pending", attempts=item.attempts))
+        if self.history is not None:
+            self.settlements.append((self.owner(item), None))
 
     def observe_latency(self, seconds: float) -> None:
         ewma = self.stats.latency_ewma
@@ -694,9 +739,8 @@ async def run_job(
     check_base_url(base_url)
     plan, fp = prepared if prepared is not None else prepare(spec, frame=frame, stdin=stdin)
     with Checkpoint.open(spec.output.checkpoint, fp, restart=options.restart) as cp:
-        stored_plan = cp.load_plan()
-        if stored_plan is None or stored_plan.height != plan.height:
-            await asyncio.to_thread(cp.save_plan, plan)
+        # Saved every run: suppression lists and caps may have changed the plan since the last one.
+        await asyncio.to_thread(cp.save_plan, plan)
         journal = cp.journal()
         http = make_http_client(
             username=credentials.username,
@@ -708,11 +752,20 @@ async def run_job(
         )
         async with http:
             client = StudioClient(http, base_url=base_url, flow_sid=spec.flow.sid, api=spec.flow.api)
-            final = journal.filter(pl.col("state").is_in(["sent", "already_active", "failed"]))
+            final = journal.filter(pl.col("state").is_in(FINAL_STATES))
             done = final.height
             total = int(plan.filter(pl.col("status") == "pending").height)
+            history = History(spec.history.path) if spec.history.path else None
             run = _Run(
-                spec, cp, client, control, on_progress, total, done, set(final.get_column("sid").drop_nulls().to_list())
+                spec,
+                cp,
+                client,
+                control,
+                on_progress,
+                total,
+                done,
+                set(final.get_column("sid").drop_nulls().to_list()),
+                history,
             )
             stopped_early = False
             flushing_done = asyncio.Event()
@@ -755,6 +808,8 @@ async def run_job(
                 flushing_done.set()
                 await flusher
                 await run.flush()
+                if history is not None:
+                    history.close()
         journal = cp.journal()
     results = build_results(plan, journal)
     counts = counts_by_status(results)

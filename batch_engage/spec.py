@@ -21,13 +21,17 @@ from .errors import ConfigError, CredentialsError
 __all__ = [
     "DEFAULT_BASE_URL",
     "FLOW_SID_PATTERN",
+    "Cap",
     "FlowSpec",
+    "HistorySpec",
     "InputSpec",
     "MappingSpec",
     "OutputSpec",
     "SendSpec",
     "Spec",
+    "SuppressSpec",
     "load_spec",
+    "parse_cap",
     "studio_base_url",
 ]
 
@@ -109,6 +113,23 @@ class OutputSpec:
 
 
 @dataclass(frozen=True, kw_only=True)
+class SuppressSpec:
+    """Lists of contacts never to reach (opt-outs, do-not-contact)."""
+
+    files: tuple[str, ...] = ()
+    column: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class HistorySpec:
+    """The contact history shared across jobs, and the frequency caps checked against it."""
+
+    path: str | None = None
+    cap: str | None = None
+    flow_cap: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class Spec:
     """A whole job, validated: build it with :func:`load_spec` or directly."""
 
@@ -117,6 +138,8 @@ class Spec:
     mapping: MappingSpec
     send: SendSpec = SendSpec()
     output: OutputSpec
+    suppress: SuppressSpec = SuppressSpec()
+    history: HistorySpec = HistorySpec()
 
     def replace(self, **sections: Any) -> Spec:
         """Return a copy with whole sections replaced."""
@@ -157,9 +180,18 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], str]]] = {
         "breaker_ratio": ((int, float), "breaker_ratio"),
     },
     "output": {"results": (str, "results"), "checkpoint": (str, "checkpoint")},
+    "suppress": {"files": (list, "files"), "column": (str, "column")},
+    "history": {"path": (str, "path"), "cap": (str, "cap"), "flow_cap": (str, "flow_cap")},
 }
 
-_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false", dict: "a table"}
+_TYPE_NAMES = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    dict: "a table",
+    list: "a list",
+}
 
 
 def accepted_keys() -> list[str]:
@@ -277,9 +309,14 @@ def load_spec(
         else:
             sections[name][field_name] = value
 
-    for name, key in (("input", "path"), ("output", "results"), ("output", "checkpoint")):
+    for name, key in (("input", "path"), ("output", "results"), ("output", "checkpoint"), ("history", "path")):
         if key in sections[name] and not (overrides or {}).get(f"{name}.{key}"):
             sections[name][key] = _resolve(base, sections[name][key])
+    if "files" in sections["suppress"]:
+        files = sections["suppress"]["files"]
+        if not all(isinstance(f, str) for f in files):
+            raise ConfigError("suppress.files", "must be a list of file paths")
+        sections["suppress"]["files"] = tuple(_resolve(base, f) or f for f in files)
 
     return _build(sections, base, stem)
 
@@ -334,7 +371,16 @@ def _build(sections: dict[str, dict[str, Any]], base: Path, stem: str) -> Spec:
     if not str(out["results"]).endswith((".csv", ".parquet")):
         raise ConfigError("output.results", "must end in .csv or .parquet")
 
+    history = sections["history"]
+    if ("cap" in history or "flow_cap" in history) and "path" not in history:
+        raise ConfigError("history.path", "is required when a cap is set")
+    for key in ("cap", "flow_cap"):
+        if key in history:
+            parse_cap(history[key], key=f"history.{key}")
+
     return Spec(
+        suppress=SuppressSpec(**sections["suppress"]),
+        history=HistorySpec(**history),
         input=InputSpec(**inp),
         flow=FlowSpec(**flow),
         mapping=MappingSpec(**mapping),
@@ -364,6 +410,27 @@ def _flatten_parameters_any(table: Mapping[str, Any], prefix: str = "") -> list[
 def static_parameter_pairs(statics: Mapping[str, Any]) -> list[tuple[str, Any]]:
     """Static parameters as ``(dotted key, value)`` pairs."""
     return _flatten_parameters_any(statics)
+
+
+@dataclass(frozen=True)
+class Cap:
+    """At most ``count`` contacts within ``seconds``."""
+
+    count: int
+    seconds: float
+    text: str
+
+
+def parse_cap(text: str, *, key: str) -> Cap:
+    """Parse ``"1 per 7d"`` (units m, h, d, w)."""
+    match = _CAP.match(text)
+    if match is None or int(match.group(1)) < 1 or int(match.group(2)) < 1:
+        raise ConfigError(key, f"must look like '1 per 7d' (units m, h, d, w), not {text!r}")
+    return Cap(int(match.group(1)), int(match.group(2)) * _UNIT_SECONDS[match.group(3)], text.strip())
+
+
+_CAP = re.compile(r"^\s*(\d+)\s*per\s*(\d+)\s*([mhdw])\s*$")
+_UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 def _is_loopback(host: str) -> bool:

@@ -14,10 +14,16 @@ from conftest import REPO
 README = (REPO / "README.md").read_text()
 
 
-def _subcommands() -> dict[str, argparse.ArgumentParser]:
-    parser = build_parser()
-    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return dict(action.choices)
+def _subcommands(parser: argparse.ArgumentParser | None = None, prefix: str = "") -> dict[str, argparse.ArgumentParser]:
+    """Every command, nested ones (``history import``) included, by its full name."""
+    parser = parser or build_parser()
+    found: dict[str, argparse.ArgumentParser] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found[prefix + name] = sub
+                found |= _subcommands(sub, prefix + name + " ")
+    return found
 
 
 def test_every_command_and_option_has_help_and_is_in_the_readme() -> None:
@@ -68,6 +74,7 @@ def test_public_api_is_exactly_all() -> None:
         "sandbox",
         "source",
         "spec",
+        "hygiene",
     }
     assert public - modules == set(batch_engage.__all__)
     for name in batch_engage.__all__:

@@ -1,0 +1,194 @@
+"""Campaign hygiene: suppression lists never reached, and frequency caps across jobs and processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from batch_engage.cli import main
+from batch_engage.hygiene import History
+from batch_engage.sandbox import Sandbox
+from batch_engage.spec import parse_cap
+from conftest import FLOW_SID, REPO, make_contacts
+
+OTHER_FLOW = "FW" + "f" * 32
+DAY = 86400.0
+
+
+class Clock:
+    """A wall clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class TestSuppression:
+    def test_suppressed_rows_never_reach_studio_and_validate_counts_them_per_list(
+        self,
+        sandbox: Sandbox,
+        write_job: Callable[..., Path],
+        tmp_path: Path,
+        sandbox_env: dict[str, str],
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """Numbers on an opt-out CSV (any format) or a DNC Parquet are `suppressed`, never sent; exit stays 0."""
+        contacts = make_contacts(10)
+        path = tmp_path / "contacts.csv"
+        contacts.write_csv(path)
+        (tmp_path / "optouts.csv").write_text("number,when\n(415) 555-0101,2026-01-01\n+14155550102,2026-02-01\n")
+        pl.DataFrame({"phone": ["+14155550105"]}).write_parquet(tmp_path / "dnc.parquet")
+        extra = '[suppress]\nfiles = ["optouts.csv", "dnc.parquet"]\n'
+        job = write_job(
+            input_path=path,
+            base_url=sandbox.url,
+            mapping='to = "phone"\nfrom = "+15005550006"\ndefault_region = "US"',
+            extra=extra,
+        )
+        assert main(["validate", str(job)]) == 0
+        out = capsys.readouterr().out
+        assert "suppressed (optouts.csv): 2" in out and "suppressed (dnc.parquet): 1" in out
+        assert main(["run", str(job)]) == 0
+        table = pl.read_csv(tmp_path / "job.results.csv")
+        suppressed = table.filter(pl.col("status") == "suppressed")
+        assert suppressed["to"].to_list() == ["+14155550101", "+14155550102", "+14155550105"]
+        assert suppressed["error_message"].to_list()[-1] == "on suppression list dnc.parquet"
+        sent_to = {e.to for e in sandbox.ledger()}
+        assert len(sent_to) == 7 and not sent_to & set(suppressed["to"].to_list())
+
+
+class TestCaps:
+    def test_caps_honour_their_windows(self, tmp_path: Path) -> None:
+        """`1 per 7d` blocks a contact six days later but not eight; `flow_cap` counts only the same flow."""
+        clock = Clock()
+        history = History(tmp_path / "h.sqlite", clock=clock)
+        history.record([("+14155550100", FLOW_SID, "FN1", clock.now)])
+        week, month = parse_cap("1 per 7d", key="cap"), parse_cap("1 per 30d", key="flow_cap")
+        clock.now += 6 * DAY
+        blocked = history.check("+14155550100", OTHER_FLOW, week, None)
+        assert blocked is not None and blocked[0].sid == "FN1"
+        assert "within the cap 1 per 7d" in blocked[0].describe(blocked[1])
+        clock.now += 2 * DAY
+        assert history.check("+14155550100", OTHER_FLOW, week, None) is None
+        assert history.check("+14155550100", OTHER_FLOW, None, month) is None
+        assert history.check("+14155550100", FLOW_SID, None, month) is not None
+        clock.now += 23 * DAY
+        assert history.check("+14155550100", FLOW_SID, None, month) is None
+        history.close()
+
+    def test_a_claim_blocks_others_and_a_withdrawn_claim_does_not(self, tmp_path: Path) -> None:
+        """The first job to claim a contact wins; a claim withdrawn (nothing sent) frees the contact again."""
+        history = History(tmp_path / "h.sqlite")
+        cap = parse_cap("1 per 1d", key="cap")
+        assert history.claim("+14155550100", FLOW_SID, "jobA#1", cap, None) is None
+        assert history.claim("+14155550100", FLOW_SID, "jobB#7", cap, None) is not None
+        assert history.claim("+14155550100", FLOW_SID, "jobA#1", cap, None) is None  # its own claim: not capped
+        history.settle("jobA#1", None)
+        assert history.claim("+14155550100", FLOW_SID, "jobB#7", cap, None) is None
+        history.close()
+
+    def test_two_concurrent_processes_reach_each_shared_contact_once(
+        self,
+        sandbox_factory: Callable[..., Sandbox],
+        write_job: Callable[..., Path],
+        tmp_path: Path,
+        sandbox_env: dict[str, str],
+    ) -> None:
+        """Two jobs on two flows, overlapping lists, one history with `cap = "1 per 7d"`, run at once: nobody twice."""
+        sb = sandbox_factory(rate_limit=None, latency=0.01, active_rule=False)
+        history = tmp_path / "contact-history.sqlite"
+        extra = f'[history]\npath = "{history}"\ncap = "1 per 7d"\n'
+        jobs = []
+        for name, start, flow in (("a", 100, FLOW_SID), ("b", 120, OTHER_FLOW)):
+            path = tmp_path / f"{name}.csv"
+            make_contacts(40, start=start).write_csv(path)
+            job = write_job(
+                input_path=path, base_url=sb.url, name=name, extra=extra, send="rate = 100\nconcurrency = 4"
+            )
+            job.write_text(job.read_text().replace(FLOW_SID, flow))
+            jobs.append(job)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TWILIO_")} | sandbox_env
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "batch_engage", "run", str(j)],
+                env=env,
+                cwd=REPO,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+            for j in jobs
+        ]
+        for p in procs:
+            _, err = p.communicate(timeout=120)
+            assert p.returncode == 0, err.decode()[-2000:]
+        per_contact = Counter(e.to for e in sb.ledger())
+        assert len(per_contact) == 60
+        assert max(per_contact.values()) == 1
+        tables = [pl.read_csv(tmp_path / f"{n}.results.csv") for n in ("a", "b")]
+        capped = sum(t.filter(pl.col("status") == "capped").height for t in tables)
+        assert capped == 20
+        assert all(
+            m.startswith("contacted at ")
+            for t in tables
+            for m in t.filter(pl.col("status") == "capped")["error_message"]
+        )
+
+    def test_resuming_a_job_is_not_capped_by_its_own_contacts(
+        self,
+        sandbox: Sandbox,
+        write_job: Callable[..., Path],
+        contacts_csv: Path,
+        tmp_path: Path,
+        sandbox_env: dict[str, str],
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """A job resumed after --limit keeps its sent rows `sent` and sends the rest; its own contacts don't cap it."""
+        extra = f'[history]\npath = "{tmp_path / "h.sqlite"}"\ncap = "1 per 7d"\n'
+        job = write_job(input_path=contacts_csv, base_url=sandbox.url, extra=extra)
+        assert main(["run", str(job), "--limit", "10"]) == 0
+        assert main(["run", str(job)]) == 0
+        table = pl.read_csv(tmp_path / "job.results.csv")
+        assert table["status"].to_list() == ["sent"] * 30
+        assert len(sandbox.ledger()) == 30
+
+
+class TestHistoryCommands:
+    def test_import_and_stats(
+        self,
+        sandbox: Sandbox,
+        write_job: Callable[..., Path],
+        contacts_csv: Path,
+        tmp_path: Path,
+        sandbox_env: dict[str, str],
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """`history import` seeds the history from a past results table; `history stats` counts per flow per day;
+        a job with a cap then skips the imported contacts."""
+        past = tmp_path / "past.csv"
+        job = write_job(input_path=contacts_csv, base_url=sandbox.url, name="past")
+        assert main(["run", str(job), "--limit", "5", "--output", str(past)]) == 0
+        history = tmp_path / "h.sqlite"
+        assert main(["history", "import", str(past), "--history", str(history), "--flow-sid", FLOW_SID]) == 0
+        assert "recorded 5 contacts" in capsys.readouterr().out
+        assert main(["history", "stats", "--history", str(history)]) == 0
+        out = capsys.readouterr().out
+        assert FLOW_SID in out and out.rstrip().endswith("5")
+        capped_job = write_job(
+            input_path=contacts_csv,
+            base_url=sandbox.url,
+            name="next",
+            extra=f'[history]\npath = "{history}"\nflow_cap = "1 per 30d"\n',
+        )
+        assert main(["validate", str(capped_job)]) == 0
+        assert "capped: 5" in capsys.readouterr().out
+        assert main(["run", str(capped_job)]) == 0
+        assert len(sandbox.ledger()) == 30
