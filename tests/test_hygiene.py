@@ -16,6 +16,7 @@ from batch_engage.cli import main
 from batch_engage.hygiene import History
 from batch_engage.sandbox import Sandbox
 from batch_engage.spec import parse_cap
+
 from conftest import FLOW_SID, REPO, make_contacts
 
 OTHER_FLOW = "FW" + "f" * 32
