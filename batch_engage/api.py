@@ -6,7 +6,7 @@ import asyncio
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -18,10 +18,30 @@ from .credentials import Credentials, credentials_from_env
 from .errors import UsageError
 from .hygiene import History
 from .results import build_results, counts_by_status, write_results
-from .runner import Progress, RunControl, RunOptions, RunResult, prepare, run_job
+from .runner import (
+    Progress,
+    RunControl,
+    RunOptions,
+    RunResult,
+    annotate_windows,
+    prepare,
+    run_job,
+    send_window,
+    window_openings,
+)
 from .spec import Spec, load_spec
 
-__all__ = ["Validation", "history_stats", "import_history", "load_job", "report", "run", "status", "validate"]
+__all__ = [
+    "Validation",
+    "history_stats",
+    "import_history",
+    "load_job",
+    "report",
+    "run",
+    "status",
+    "validate",
+    "waiting_for_window",
+]
 
 
 def load_job(job: str | Path | Spec, overrides: Mapping[str, Any] | None = None) -> Spec:
@@ -80,6 +100,7 @@ class Validation:
     results: pl.DataFrame
     suppressed: dict[str, int] = field(default_factory=dict)
     capped: int = 0
+    openings: dict[str, int] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
@@ -97,6 +118,7 @@ class Validation:
             "invalid_reasons": self.invalid_reasons,
             "suppressed": self.suppressed,
             "capped": self.capped,
+            "window_openings": self.openings,
             "samples": self.samples,
             "estimated_seconds": round(self.estimated_seconds, 1),
         }
@@ -114,6 +136,7 @@ def validate(
     overrides: Mapping[str, Any] | None = None,
     output: str | Path | None = None,
     stdin: BinaryIO | None = None,
+    now: datetime | None = None,
 ) -> Validation:
     """Plan the job without any network: what would be sent, what would not, and why."""
     spec = load_job(job, overrides)
@@ -135,7 +158,15 @@ def validate(
         for r, t, f, p in pending.head(3).select("row", "to", "from", "parameters").iter_rows()
     ]
     remaining = max(0, pending.height - done_rows)
-    results = build_results(plan, empty_journal())
+    moment = now or datetime.now(UTC)
+    results = annotate_windows(plan, build_results(plan, empty_journal()), spec, moment)
+    openings = window_openings(plan, results, spec, moment)
+    by_hour = Counter(
+        "never" if o is None else o.strftime("%Y-%m-%d %H:00Z") for o in openings.get_column("opens").to_list()
+    )
+    opening_counts = (
+        {"now": pending.height - openings.height, **dict(sorted(by_hour.items()))} if send_window(spec) else {}
+    )
     if output is not None:
         write_results(results, output)
     return Validation(
@@ -150,14 +181,27 @@ def validate(
         results=results,
         suppressed=dict(suppressed),
         capped=statuses.get("capped", 0),
+        openings=opening_counts,
     )
 
 
-def _from_checkpoint(spec: Spec) -> pl.DataFrame:
+def _from_checkpoint(spec: Spec, now: datetime | None = None) -> pl.DataFrame:
     plan, journal = read_only(spec.output.checkpoint)
     if plan is None:
         raise UsageError(f"{spec.output.checkpoint}: the checkpoint has no plan yet; run the job once")
-    return build_results(plan, journal)
+    return annotate_windows(plan, build_results(plan, journal), spec, now or datetime.now(UTC))
+
+
+def waiting_for_window(
+    job: str | Path | Spec, *, overrides: Mapping[str, Any] | None = None, now: datetime | None = None
+) -> tuple[int, datetime | None]:
+    """Rows pending only because their send window is closed, and when the first of them opens."""
+    spec = load_job(job, overrides)
+    plan, journal = read_only(spec.output.checkpoint)
+    if plan is None:
+        return 0, None
+    openings = window_openings(plan, build_results(plan, journal), spec, now or datetime.now(UTC))
+    return openings.height, openings.get_column("opens").min() if openings.height else None  # type: ignore[return-value]
 
 
 def status(job: str | Path | Spec, *, overrides: Mapping[str, Any] | None = None) -> dict[str, int]:

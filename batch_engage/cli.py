@@ -109,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DURATION",
         help="stop gracefully after this long (e.g. 50m), exit 75",
     )
+    run.add_argument("--wait", action="store_true", help="keep running and send each row as its send window opens")
     run.add_argument("--restart", action="store_true", help="start over: move the old checkpoint aside (never deleted)")
     run.add_argument("--no-preflight", action="store_true", help="skip the GET of the Flow before the first row")
     run.add_argument(
@@ -290,7 +291,7 @@ async def _run_async(
         return await run_job(
             spec,
             credentials=creds,
-            options=RunOptions(limit=args.limit, max_duration=args.max_duration, restart=args.restart),
+            options=RunOptions(limit=args.limit, max_duration=args.max_duration, restart=args.restart, wait=args.wait),
             control=control,
             on_progress=progress,
             stdin=stdin,
@@ -340,6 +341,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         f"duplicate: {v.duplicate}",
         *(f"suppressed ({name}): {n}" for name, n in v.suppressed.items()),
         *([f"capped: {v.capped}"] if v.capped else []),
+        *(["send window openings (rows):"] if v.openings else []),
+        *(f"  {when:>17}  {n}" for when, n in v.openings.items()),
         f"already done (checkpoint): {v.already_done}",
         f"estimated duration at {spec.send.rate:g}/s: {v.estimated_seconds:.0f}s",
         "sample requests:",
@@ -356,6 +359,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
     width = max(len(k) for k in counts)
     print("\n".join(f"{k:<{width}}  {v}" for k, v in counts.items()))
     print(f"{'total':<{width}}  {sum(counts.values())}")
+    waiting, opens = api.waiting_for_window(args.job, overrides=_overrides(args))
+    if waiting:
+        when = opens.strftime("%Y-%m-%dT%H:%M:%SZ") if opens else "never"
+        print(f"waiting for their send window: {waiting} (next opens at {when})")
     return EXIT_OK
 
 

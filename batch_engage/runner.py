@@ -17,11 +17,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import itertools
 import json
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -52,8 +51,9 @@ from .pacing import Pacer
 from .planning import plan as plan_rows
 from .planning import text_columns
 from .results import build_results, counts_by_status, write_results
-from .source import Table, frame_digest, read_table
+from .source import Table, frame_digest, read_table, require_columns
 from .spec import Cap, Spec, check_base_url, parse_cap, studio_base_url
+from .windows import SendWindow, parse_window, zones_for_rows
 
 __all__ = [
     "Progress",
@@ -83,6 +83,9 @@ class RunOptions:
     limit: int | None = None
     max_duration: float | None = None
     restart: bool = False
+    wait: bool = False
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC), compare=False)
+    sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep, compare=False)
 
 
 @dataclass(frozen=True)
@@ -153,6 +156,7 @@ class RunControl:
         self.stopping = False
         self.hard = False
         self._hard_event: asyncio.Event | None = None
+        self._stop_event: asyncio.Event | None = None
 
     def request_stop(self) -> None:
         """Ask the run to stop; a second call stops it at once (in-flight rows stay uncertain)."""
@@ -161,6 +165,20 @@ class RunControl:
             if self._hard_event is not None:
                 self._hard_event.set()
         self.stopping = True
+        if self._stop_event is not None:
+            self._stop_event.set()
+
+    async def wait_stop(self, seconds: float, sleep: Callable[[float], Awaitable[None]]) -> None:
+        """Sleep ``seconds`` (with ``sleep``), or less if a stop is requested meanwhile."""
+        self._stop_event = self._stop_event or asyncio.Event()
+        if self.stopping:
+            return
+        napping = asyncio.ensure_future(sleep(seconds))
+        stop = asyncio.ensure_future(self._stop_event.wait())
+        await asyncio.wait({napping, stop}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (napping, stop):
+            task.cancel()
+        await asyncio.gather(napping, stop, return_exceptions=True)
 
     def _bind(self) -> asyncio.Event:
         self._hard_event = asyncio.Event()
@@ -227,6 +245,8 @@ def prepare(
     else:
         table = read_table(spec.input, text_columns=text_columns(spec.mapping), stdin=stdin)
     planned = plan_rows(table.frame, spec, source_name=table.name)
+    if spec.send.window is not None:
+        planned = _assign_zones(planned, table.frame, spec)
     if spec.suppress.files:
         lists = load_suppression(spec.suppress.files, spec.suppress.column, spec.mapping.default_region)
         planned = apply_suppression(planned, lists)
@@ -235,6 +255,42 @@ def prepare(
         with History(spec.history.path) as history:
             planned = apply_history(planned, history, spec.flow.sid, *caps, job=str(Path(spec.output.checkpoint)))
     return planned, fingerprint(spec, table.digest)
+
+
+def _assign_zones(planned: pl.DataFrame, frame: pl.DataFrame, spec: Spec) -> pl.DataFrame:
+    """Each pending row's time zones; a row with none to go by is invalid."""
+    column = spec.mapping.timezone_column
+    if column is not None and column not in frame.columns:
+        require_columns("input", frame, [("mapping.timezone_column", column)])
+    explicit = frame.get_column(column).cast(pl.String) if column else None
+    zones, reasons = zones_for_rows(planned.get_column("to"), explicit, spec.send.default_timezone)
+    window = send_window(spec)
+    assert window is not None
+    # A window that is never open in all of a number's zones at once would hold its row forever.
+    never = {
+        z
+        for z in zones.drop_nulls().unique().to_list()
+        if window.next_open(tuple(z.split(",")), datetime.now(UTC)) is None
+    }
+    reasons = pl.Series(
+        "zone_reason",
+        [
+            f"the send window {spec.send.window} is never open in all of this number's zones ({z})" if z in never else r
+            for z, r in zip(zones.to_list(), reasons.to_list(), strict=True)
+        ],
+        dtype=pl.String,
+    )
+    pending = pl.col("status") == "pending"
+    bad = pending & pl.col("zone_reason").is_not_null()
+    return (
+        planned.with_columns(zones, reasons)
+        .with_columns(
+            status=pl.when(bad).then(pl.lit("invalid")).otherwise(pl.col("status")),
+            error_message=pl.when(bad).then(pl.col("zone_reason")).otherwise(pl.col("error_message")),
+            zones=pl.when(pending & ~bad).then(pl.col("zones")),
+        )
+        .drop("zone_reason")
+    )
 
 
 def _caps(spec: Spec) -> tuple[Cap | None, Cap | None]:
@@ -256,6 +312,7 @@ class _Item:
     backoff: float = 0.0
     last_error: StudioError | None = None
     intent_at: str | None = None
+    zones: str | None = None
 
 
 @dataclass
@@ -300,6 +357,10 @@ class _Run:
         self.history = history
         self.caps = _caps(spec)
         self.settlements: list[tuple[str, str | None]] = []
+        self.window = send_window(spec)
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self.held: list[_Item] = []
+        self.dispatched = 0
         self.ready: deque[_Item] = deque()
         self.retry_ready: deque[_Item] = deque()
         self.scheduled: dict[int, tuple[_Item, asyncio.TimerHandle]] = {}
@@ -442,6 +503,7 @@ class _Run:
                 size = min(size, self.limit_left)
             batch: list[_Item] = []
             for item in self.source:
+                self.dispatched += 1
                 batch.append(item)
                 if len(batch) >= size:
                     break
@@ -507,6 +569,11 @@ class _Run:
         sent_at = await self.pacer.acquire()
         if self.stopping():
             self.put_back(item)
+            return
+        if self.window is not None and item.zones and not self.window.is_open(item.zones.split(","), self.clock()):
+            # Checked again here: a row that waited in the queue must not leave late.
+            self.put_back(item)
+            self.held.append(item)
             return
         if self.history is not None:
             blocker = await asyncio.to_thread(
@@ -707,17 +774,110 @@ def _iso_ms(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _pending_items(plan: pl.DataFrame, journal: pl.DataFrame) -> Iterator[_Item]:
+def _pending_items(plan: pl.DataFrame, journal: pl.DataFrame) -> list[_Item]:
     todo = plan.filter(pl.col("status") == "pending").join(
         journal.select("row", "state", "attempts"), on="row", how="left", maintain_order="left"
     )
     todo = todo.filter(pl.col("state").is_null() | (pl.col("state") == "pending"))
-    for row, to, from_, params, attempts in todo.select(
-        "row", "to", "from", "parameters", pl.col("attempts").fill_null(0)
-    ).iter_rows():
-        yield _Item(
-            row=row, key=row_key(row, to, from_, params), to=to, from_=from_, parameters=params, attempts=attempts
+    zones = (
+        todo.get_column("zones")
+        if "zones" in todo.columns
+        else pl.repeat(None, todo.height, dtype=pl.String, eager=True)
+    )
+    return [
+        _Item(
+            row=row,
+            key=row_key(row, to, from_, params),
+            to=to,
+            from_=from_,
+            parameters=params,
+            attempts=attempts,
+            zones=zone,
         )
+        for (row, to, from_, params, attempts), zone in zip(
+            todo.select("row", "to", "from", "parameters", pl.col("attempts").fill_null(0)).iter_rows(),
+            zones.to_list(),
+            strict=True,
+        )
+    ]
+
+
+def send_window(spec: Spec) -> SendWindow | None:
+    """The job's send window, if it has one."""
+    if spec.send.window is None:
+        return None
+    return parse_window(spec.send.window, spec.send.days)
+
+
+async def _send_all(run: _Run, items: list[_Item], options: RunOptions) -> bool:
+    """Send every item whose window is open, waiting for windows with ``--wait``.
+
+    Returns True when rows are left waiting for their window (the run stopped early).
+    """
+    window = run.window
+    limit = options.limit
+    while True:
+        now = options.clock()
+        if window is None:
+            ready, held = items, []
+        else:
+            is_open = {z: window.is_open(z.split(","), now) for z in {i.zones for i in items if i.zones}}
+            ready = [i for i in items if not i.zones or is_open[i.zones]]
+            held = [i for i in items if i.zones and not is_open[i.zones]]
+        left = None if limit is None else limit - run.dispatched
+        await run.dispatch(iter(ready), left)
+        held += run.held
+        run.held = []
+        if not held or run.stopping() or (left is not None and run.dispatched >= limit):  # type: ignore[operator]
+            return bool(held) and not run.stopping()
+        if not options.wait:
+            log.info("window.waiting", rows=len(held), next_open=_iso_ms(_next_opening(window, held, now)))
+            return True
+        opens = _next_opening(window, held, options.clock())
+        log.info("window.sleep", rows=len(held), until=_iso_ms(opens))
+        await run.control.wait_stop(max(0.0, (opens - options.clock()).total_seconds()), options.sleep)
+        items = held
+
+
+def window_openings(plan: pl.DataFrame, results: pl.DataFrame, spec: Spec, now: datetime) -> pl.DataFrame:
+    """For each pending row waiting for its window: ``row`` and ``opens`` (aware UTC datetime)."""
+    window = send_window(spec)
+    empty = pl.DataFrame(schema={"row": pl.Int64, "opens": pl.Datetime("us", "UTC")})
+    if window is None or "zones" not in plan.columns:
+        return empty
+    waiting = results.filter(pl.col("status") == "pending").join(plan.select("row", "zones"), on="row")
+    waiting = waiting.filter(pl.col("zones").is_not_null())
+    opens = {z: window.next_open(tuple(z.split(",")), now) for z in waiting.get_column("zones").unique().to_list()}
+    later = {z for z, when in opens.items() if when is None or when > now}
+    rows = [(r, opens[z]) for r, z in waiting.select("row", "zones").iter_rows() if z in later]
+    if not rows:
+        return empty
+    return pl.DataFrame(rows, schema={"row": pl.Int64, "opens": pl.Datetime("us", "UTC")}, orient="row")
+
+
+def annotate_windows(plan: pl.DataFrame, results: pl.DataFrame, spec: Spec, now: datetime) -> pl.DataFrame:
+    """Say, in ``error_message``, when each row waiting for its send window opens."""
+    openings = window_openings(plan, results, spec, now)
+    if openings.height == 0:
+        return results
+    note = pl.format(
+        "outside the send window {} local; opens at {}",
+        pl.lit(spec.send.window),
+        pl.col("opens").dt.strftime("%Y-%m-%dT%H:%M:%SZ").fill_null("never (no allowed day)"),
+    )
+    return (
+        results.join(openings, on="row", how="left", maintain_order="left")
+        .with_columns(
+            error_message=pl.when(pl.col("opens").is_not_null()).then(note).otherwise(pl.col("error_message"))
+        )
+        .drop("opens")
+    )
+
+
+def _next_opening(window: SendWindow | None, items: list[_Item], now: datetime) -> datetime:
+    assert window is not None
+    opens = [window.next_open(tuple(z.split(",")), now) for z in {i.zones for i in items if i.zones}]
+    return min((o for o in opens if o is not None), default=now + timedelta(days=1))
 
 
 async def run_job(
@@ -776,14 +936,16 @@ async def run_job(
             try:
                 possibly = journal.filter(pl.col("state").is_in(["intent", "uncertain"]))
                 pending_left = _pending_items(plan, journal)
+                run.clock = options.clock
                 has_work = possibly.height > 0 or total - done > 0
                 if has_work and spec.send.preflight and not control.stopping:
                     await _preflight(client, spec, run)
                 again: list[_Item] = []
                 if run.aborted is None and possibly.height and not control.stopping:
                     again = await _reconcile_previous(run, plan, possibly)
+                waiting = False
                 if run.aborted is None and not control.stopping:
-                    await run.dispatch(itertools.chain(again, pending_left), options.limit)
+                    waiting = await _send_all(run, again + pending_left, options)
                 # Possibly-sent rows of this run: reconcile, then send the ones never created.
                 while run.uncertain and run.aborted is None and not control.stopping:
                     items, run.uncertain = run.uncertain, []
@@ -797,7 +959,7 @@ async def run_job(
                             )
                     if sendable:
                         await run.dispatch(iter(sendable), None)
-                stopped_early = control.stopping
+                stopped_early = control.stopping or waiting
             except StudioError as exc:
                 # Preflight could not reach Studio: nothing was sent; try again later.
                 log.error("run.unreachable", reason=exc.message)
@@ -811,7 +973,7 @@ async def run_job(
                 if history is not None:
                     history.close()
         journal = cp.journal()
-    results = build_results(plan, journal)
+    results = annotate_windows(plan, build_results(plan, journal), spec, options.clock())
     counts = counts_by_status(results)
     await asyncio.to_thread(write_results, results, spec.output.results)
     duration = time.monotonic() - started
@@ -864,11 +1026,12 @@ async def _preflight(client: StudioClient, spec: Spec, run: _Run) -> None:
 
 async def _reconcile_previous(run: _Run, plan: pl.DataFrame, possibly: pl.DataFrame) -> list[_Item]:
     """Rows a previous run may have sent: settle them before anything new is sent."""
-    rows = possibly.join(plan.select("row", "to", "from", "parameters"), on="row", how="left")
+    zones = pl.col("zones") if "zones" in plan.columns else pl.lit(None, dtype=pl.String).alias("zones")
+    rows = possibly.join(plan.select("row", "to", "from", "parameters", zones), on="row", how="left")
     items = [
-        _Item(row=r, key=k, to=to, from_=fr, parameters=p, attempts=a or 0, intent_at=at)
-        for r, k, to, fr, p, a, at in rows.select(
-            "row", "key", "to", "from", "parameters", "attempts", "intent_at"
+        _Item(row=r, key=k, to=to, from_=fr, parameters=p, attempts=a or 0, intent_at=at, zones=z)
+        for r, k, to, fr, p, a, at, z in rows.select(
+            "row", "key", "to", "from", "parameters", "attempts", "intent_at", "zones"
         ).iter_rows()
     ]
     # A checkpoint keyed to other values than these rows is a bug, never a reason to resend.

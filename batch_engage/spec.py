@@ -17,6 +17,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from .errors import ConfigError, CredentialsError
+from .windows import parse_window, valid_zone
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -84,6 +85,7 @@ class MappingSpec:
     static_parameters: Mapping[str, Any] = field(default_factory=dict)
     parameters_column: str | None = None
     default_region: str | None = None
+    timezone_column: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,6 +104,9 @@ class SendSpec:
     reconcile_delay: float = DEFAULT_RECONCILE_DELAY
     breaker_window: int = DEFAULT_BREAKER_WINDOW
     breaker_ratio: float = DEFAULT_BREAKER_RATIO
+    window: str | None = None
+    days: tuple[str, ...] | None = None
+    default_timezone: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -164,6 +169,7 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], str]]] = {
         "static_parameters": (dict, "static_parameters"),
         "parameters_column": (str, "parameters_column"),
         "default_region": (str, "default_region"),
+        "timezone_column": (str, "timezone_column"),
     },
     "send": {
         "rate": ((int, float), "rate"),
@@ -178,6 +184,9 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], str]]] = {
         "reconcile_delay": ((int, float), "reconcile_delay"),
         "breaker_window": (int, "breaker_window"),
         "breaker_ratio": ((int, float), "breaker_ratio"),
+        "window": (str, "window"),
+        "days": (list, "days"),
+        "default_timezone": (str, "default_timezone"),
     },
     "output": {"results": (str, "results"), "checkpoint": (str, "checkpoint")},
     "suppress": {"files": (list, "files"), "column": (str, "column")},
@@ -364,6 +373,16 @@ def _build(sections: dict[str, dict[str, Any]], base: Path, stem: str) -> Spec:
         raise ConfigError("send.dedupe", "must be 'to', 'to_from' or 'none'")
     if "breaker_ratio" in send and not 0 < send["breaker_ratio"] <= 1:
         raise ConfigError("send.breaker_ratio", "must be in (0, 1]")
+    if "days" in send:
+        if not all(isinstance(d, str) for d in send["days"]):
+            raise ConfigError("send.days", "must be a list of day names such as 'mon'")
+        send["days"] = tuple(send["days"])
+    if ("days" in send or "default_timezone" in send) and "window" not in send:
+        raise ConfigError("send.window", "is required with send.days or send.default_timezone")
+    if "window" in send:
+        parse_window(send["window"], send.get("days"))
+        if "default_timezone" in send and not valid_zone(send["default_timezone"]):
+            raise ConfigError("send.default_timezone", f"unknown time zone {send['default_timezone']!r}")
 
     out = sections["output"]
     out.setdefault("results", str(base / f"{stem}.results.csv"))
