@@ -95,9 +95,9 @@ class TestRule:
 
     def test_window_config_errors_name_the_key(self) -> None:
         """A malformed window or day is a configuration error naming the key."""
-        with pytest.raises(ConfigError, match="send.window"):
+        with pytest.raises(ConfigError, match=r"send\.window"):
             parse_window("9-5", None)
-        with pytest.raises(ConfigError, match="send.days"):
+        with pytest.raises(ConfigError, match=r"send\.days"):
             parse_window("09:00-17:00", ["someday"])
 
 
