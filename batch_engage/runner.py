@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import json
 import time
 from collections import Counter, deque
@@ -774,7 +775,8 @@ def _iso_ms(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _pending_items(plan: pl.DataFrame, journal: pl.DataFrame) -> list[_Item]:
+def _pending_items(plan: pl.DataFrame, journal: pl.DataFrame) -> Iterator[_Item]:
+    # A generator: a million-row job builds its items (and row keys) as it sends them.
     todo = plan.filter(pl.col("status") == "pending").join(
         journal.select("row", "state", "attempts"), on="row", how="left", maintain_order="left"
     )
@@ -784,8 +786,12 @@ def _pending_items(plan: pl.DataFrame, journal: pl.DataFrame) -> list[_Item]:
         if "zones" in todo.columns
         else pl.repeat(None, todo.height, dtype=pl.String, eager=True)
     )
-    return [
-        _Item(
+    for (row, to, from_, params, attempts), zone in zip(
+        todo.select("row", "to", "from", "parameters", pl.col("attempts").fill_null(0)).iter_rows(),
+        zones.to_list(),
+        strict=True,
+    ):
+        yield _Item(
             row=row,
             key=row_key(row, to, from_, params),
             to=to,
@@ -794,12 +800,6 @@ def _pending_items(plan: pl.DataFrame, journal: pl.DataFrame) -> list[_Item]:
             attempts=attempts,
             zones=zone,
         )
-        for (row, to, from_, params, attempts), zone in zip(
-            todo.select("row", "to", "from", "parameters", pl.col("attempts").fill_null(0)).iter_rows(),
-            zones.to_list(),
-            strict=True,
-        )
-    ]
 
 
 def send_window(spec: Spec) -> SendWindow | None:
@@ -809,27 +809,28 @@ def send_window(spec: Spec) -> SendWindow | None:
     return parse_window(spec.send.window, spec.send.days)
 
 
-async def _send_all(run: _Run, items: list[_Item], options: RunOptions) -> bool:
+async def _send_all(run: _Run, source: Iterator[_Item], options: RunOptions) -> bool:
     """Send every item whose window is open, waiting for windows with ``--wait``.
 
     Returns True when rows are left waiting for their window (the run stopped early).
     """
     window = run.window
-    limit = options.limit
+    if window is None:
+        await run.dispatch(source, options.limit)
+        return False
+    items = list(source)
     while True:
         now = options.clock()
-        if window is None:
-            ready, held = items, []
-        else:
-            is_open = {z: window.is_open(z.split(","), now) for z in {i.zones for i in items if i.zones}}
-            ready = [i for i in items if not i.zones or is_open[i.zones]]
-            held = [i for i in items if i.zones and not is_open[i.zones]]
-        left = None if limit is None else limit - run.dispatched
+        is_open = {z: window.is_open(z.split(","), now) for z in {i.zones for i in items if i.zones}}
+        ready = [i for i in items if not i.zones or is_open[i.zones]]
+        held = [i for i in items if i.zones and not is_open[i.zones]]
+        left = None if options.limit is None else options.limit - run.dispatched
         await run.dispatch(iter(ready), left)
         held += run.held
         run.held = []
-        if not held or run.stopping() or (left is not None and run.dispatched >= limit):  # type: ignore[operator]
-            return bool(held) and not run.stopping()
+        limit_reached = options.limit is not None and run.dispatched >= options.limit
+        if not held or run.stopping() or limit_reached:
+            return bool(held) and not run.stopping() and not limit_reached
         if not options.wait:
             log.info("window.waiting", rows=len(held), next_open=_iso_ms(_next_opening(window, held, now)))
             return True
@@ -945,7 +946,7 @@ async def run_job(
                     again = await _reconcile_previous(run, plan, possibly)
                 waiting = False
                 if run.aborted is None and not control.stopping:
-                    waiting = await _send_all(run, again + pending_left, options)
+                    waiting = await _send_all(run, itertools.chain(again, pending_left), options)
                 # Possibly-sent rows of this run: reconcile, then send the ones never created.
                 while run.uncertain and run.aborted is None and not control.stopping:
                     items, run.uncertain = run.uncertain, []
