@@ -165,6 +165,7 @@ class RunControl:
             self.hard = True
             if self._hard_event is not None:
                 self._hard_event.set()
+        log.warning("run.stopping", at_once=self.hard)
         self.stopping = True
         if self._stop_event is not None:
             self._stop_event.set()

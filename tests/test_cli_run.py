@@ -305,3 +305,46 @@ def test_sample_job_runs_against_the_sandbox(tmp_path: Path, capsys: pytest.Capt
     assert counts == {"sent": 195, "invalid": 4, "duplicate": 1}
     assert code == 1
     assert table.height == 200
+
+
+def test_second_sigint_stops_at_once_and_the_next_run_settles_the_rows_in_flight(
+    sandbox_factory: Callable[..., Sandbox], write_job: Callable[..., Path], tmp_path: Path, sandbox_env: dict[str, str]
+) -> None:
+    """Two SIGINTs: exit 75 without waiting for answers, rows in flight reported uncertain; the next run settles
+    them from Studio's list and finishes, nobody twice."""
+    sb = sandbox_factory(rate_limit=None, latency=1.5, active_rule=False)
+    path = tmp_path / "c.csv"
+    make_contacts(20).write_csv(path)
+    job = write_job(input_path=path, base_url=sb.url, send="rate = 100\nconcurrency = 4\nreconcile_delay = 2.0")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "batch_engage", "run", str(job)],
+        env=_env(sandbox_env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+    )
+    deadline = time.monotonic() + 30
+    while sb.stats().create_requests < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)  # polling for a condition, not sleeping to make timing work
+    proc.send_signal(signal.SIGINT)
+    assert proc.stderr is not None
+    # The second Ctrl-C comes after the first was seen, as a person's would.
+    for line in proc.stderr:
+        if b'"run.stopping"' in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 75, err.decode()[-2000:]
+    table = pl.read_csv(job.parent / "job.results.csv")
+    assert table.filter(pl.col("status") == "uncertain").height >= 1
+    assert table.filter(pl.col("status") == "sent").height == 0
+    done = subprocess.run(
+        [sys.executable, "-m", "batch_engage", "run", str(job)],
+        env=_env(sandbox_env),
+        capture_output=True,
+        cwd=REPO,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert len(sb.ledger()) == 20
+    assert max(Counter(e.to for e in sb.ledger()).values()) == 1
