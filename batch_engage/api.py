@@ -18,18 +18,9 @@ from .credentials import Credentials, credentials_from_env
 from .errors import UsageError
 from .hygiene import History
 from .results import build_results, counts_by_status, write_results
-from .runner import (
-    Progress,
-    RunControl,
-    RunOptions,
-    RunResult,
-    annotate_windows,
-    prepare,
-    run_job,
-    send_window,
-    window_openings,
-)
+from .runner import Progress, RunControl, RunOptions, RunResult, prepare, run_job
 from .spec import Spec, load_spec
+from .windows import annotate_windows, send_window, window_openings
 
 __all__ = [
     "Validation",

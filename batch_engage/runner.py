@@ -52,9 +52,9 @@ from .pacing import Pacer
 from .planning import plan as plan_rows
 from .planning import text_columns
 from .results import build_results, counts_by_status, write_results
-from .source import Table, frame_digest, read_table, require_columns
+from .source import Table, frame_digest, read_table
 from .spec import Cap, Spec, check_base_url, parse_cap, studio_base_url
-from .windows import SendWindow, parse_window, zones_for_rows
+from .windows import SendWindow, annotate_windows, assign_zones, send_window
 
 __all__ = [
     "Progress",
@@ -248,7 +248,7 @@ def prepare(
         table = read_table(spec.input, text_columns=text_columns(spec.mapping), stdin=stdin)
     planned = plan_rows(table.frame, spec, source_name=table.name)
     if spec.send.window is not None:
-        planned = _assign_zones(planned, table.frame, spec)
+        planned = assign_zones(planned, table.frame, spec)
     if spec.suppress.files:
         lists = load_suppression(spec.suppress.files, spec.suppress.column, spec.mapping.default_region)
         planned = apply_suppression(planned, lists)
@@ -257,42 +257,6 @@ def prepare(
         with History(spec.history.path) as history:
             planned = apply_history(planned, history, spec.flow.sid, *caps, job=str(Path(spec.output.checkpoint)))
     return planned, fingerprint(spec, table.digest)
-
-
-def _assign_zones(planned: pl.DataFrame, frame: pl.DataFrame, spec: Spec) -> pl.DataFrame:
-    """Each pending row's time zones; a row with none to go by is invalid."""
-    column = spec.mapping.timezone_column
-    if column is not None and column not in frame.columns:
-        require_columns("input", frame, [("mapping.timezone_column", column)])
-    explicit = frame.get_column(column).cast(pl.String) if column else None
-    zones, reasons = zones_for_rows(planned.get_column("to"), explicit, spec.send.default_timezone)
-    window = send_window(spec)
-    assert window is not None
-    # A window that is never open in all of a number's zones at once would hold its row forever.
-    never = {
-        z
-        for z in zones.drop_nulls().unique().to_list()
-        if window.next_open(tuple(z.split(",")), datetime.now(UTC)) is None
-    }
-    reasons = pl.Series(
-        "zone_reason",
-        [
-            f"the send window {spec.send.window} is never open in all of this number's zones ({z})" if z in never else r
-            for z, r in zip(zones.to_list(), reasons.to_list(), strict=True)
-        ],
-        dtype=pl.String,
-    )
-    pending = pl.col("status") == "pending"
-    bad = pending & pl.col("zone_reason").is_not_null()
-    return (
-        planned.with_columns(zones, reasons)
-        .with_columns(
-            status=pl.when(bad).then(pl.lit("invalid")).otherwise(pl.col("status")),
-            error_message=pl.when(bad).then(pl.col("zone_reason")).otherwise(pl.col("error_message")),
-            zones=pl.when(pending & ~bad).then(pl.col("zones")),
-        )
-        .drop("zone_reason")
-    )
 
 
 def _caps(spec: Spec) -> tuple[Cap | None, Cap | None]:
@@ -803,13 +767,6 @@ def _pending_items(plan: pl.DataFrame, journal: pl.DataFrame) -> Iterator[_Item]
         )
 
 
-def send_window(spec: Spec) -> SendWindow | None:
-    """The job's send window, if it has one."""
-    if spec.send.window is None:
-        return None
-    return parse_window(spec.send.window, spec.send.days)
-
-
 async def _send_all(run: _Run, source: Iterator[_Item], options: RunOptions) -> bool:
     """Send every item whose window is open, waiting for windows with ``--wait``.
 
@@ -839,41 +796,6 @@ async def _send_all(run: _Run, source: Iterator[_Item], options: RunOptions) -> 
         log.info("window.sleep", rows=len(held), until=_iso_ms(opens))
         await run.control.wait_stop(max(0.0, (opens - options.clock()).total_seconds()), options.sleep)
         items = held
-
-
-def window_openings(plan: pl.DataFrame, results: pl.DataFrame, spec: Spec, now: datetime) -> pl.DataFrame:
-    """For each pending row waiting for its window: ``row`` and ``opens`` (aware UTC datetime)."""
-    window = send_window(spec)
-    empty = pl.DataFrame(schema={"row": pl.Int64, "opens": pl.Datetime("us", "UTC")})
-    if window is None or "zones" not in plan.columns:
-        return empty
-    waiting = results.filter(pl.col("status") == "pending").join(plan.select("row", "zones"), on="row")
-    waiting = waiting.filter(pl.col("zones").is_not_null())
-    opens = {z: window.next_open(tuple(z.split(",")), now) for z in waiting.get_column("zones").unique().to_list()}
-    later = {z for z, when in opens.items() if when is None or when > now}
-    rows = [(r, opens[z]) for r, z in waiting.select("row", "zones").iter_rows() if z in later]
-    if not rows:
-        return empty
-    return pl.DataFrame(rows, schema={"row": pl.Int64, "opens": pl.Datetime("us", "UTC")}, orient="row")
-
-
-def annotate_windows(plan: pl.DataFrame, results: pl.DataFrame, spec: Spec, now: datetime) -> pl.DataFrame:
-    """Say, in ``error_message``, when each row waiting for its send window opens."""
-    openings = window_openings(plan, results, spec, now)
-    if openings.height == 0:
-        return results
-    note = pl.format(
-        "outside the send window {} local; opens at {}",
-        pl.lit(spec.send.window),
-        pl.col("opens").dt.strftime("%Y-%m-%dT%H:%M:%SZ").fill_null("never (no allowed day)"),
-    )
-    return (
-        results.join(openings, on="row", how="left", maintain_order="left")
-        .with_columns(
-            error_message=pl.when(pl.col("opens").is_not_null()).then(note).otherwise(pl.col("error_message"))
-        )
-        .drop("opens")
-    )
 
 
 def _next_opening(window: SendWindow | None, items: list[_Item], now: datetime) -> datetime:

@@ -13,15 +13,28 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 import polars as pl
 from phonenumbers import timezone as phone_timezone
 
-from .errors import ConfigError
+from .errors import ConfigError, InputFileError
 
-__all__ = ["DAYS", "SendWindow", "parse_window", "zones_for_rows"]
+if TYPE_CHECKING:
+    from .spec import Spec
+
+__all__ = [
+    "DAYS",
+    "SendWindow",
+    "annotate_windows",
+    "assign_zones",
+    "parse_window",
+    "send_window",
+    "window_openings",
+    "zones_for_rows",
+]
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _WINDOW = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
@@ -149,3 +162,85 @@ def zones_for_rows(
             zones.append(None)
             reasons.append("no time zone for this address (set send.default_timezone or mapping.timezone_column)")
     return pl.Series("zones", zones, dtype=pl.String), pl.Series("zone_reason", reasons, dtype=pl.String)
+
+
+def send_window(spec: Spec) -> SendWindow | None:
+    """The job's send window, if it has one."""
+    if spec.send.window is None:
+        return None
+    return parse_window(spec.send.window, spec.send.days)
+
+
+def assign_zones(planned: pl.DataFrame, frame: pl.DataFrame, spec: Spec) -> pl.DataFrame:
+    """Each pending row's time zones; a row with none to go by is invalid."""
+    column = spec.mapping.timezone_column
+    if column is not None and column not in frame.columns:
+        raise InputFileError(
+            "input",
+            f"mapping.timezone_column names a column that does not exist (columns: {', '.join(frame.columns)})",
+            column=column,
+        )
+    explicit = frame.get_column(column).cast(pl.String) if column else None
+    zones, reasons = zones_for_rows(planned.get_column("to"), explicit, spec.send.default_timezone)
+    window = send_window(spec)
+    assert window is not None
+    # A window that is never open in all of a number's zones at once would hold its row forever.
+    never = {
+        z
+        for z in zones.drop_nulls().unique().to_list()
+        if window.next_open(tuple(z.split(",")), datetime.now(UTC)) is None
+    }
+    reasons = pl.Series(
+        "zone_reason",
+        [
+            f"the send window {spec.send.window} is never open in all of this number's zones ({z})" if z in never else r
+            for z, r in zip(zones.to_list(), reasons.to_list(), strict=True)
+        ],
+        dtype=pl.String,
+    )
+    pending = pl.col("status") == "pending"
+    bad = pending & pl.col("zone_reason").is_not_null()
+    return (
+        planned.with_columns(zones, reasons)
+        .with_columns(
+            status=pl.when(bad).then(pl.lit("invalid")).otherwise(pl.col("status")),
+            error_message=pl.when(bad).then(pl.col("zone_reason")).otherwise(pl.col("error_message")),
+            zones=pl.when(pending & ~bad).then(pl.col("zones")),
+        )
+        .drop("zone_reason")
+    )
+
+
+def window_openings(plan: pl.DataFrame, results: pl.DataFrame, spec: Spec, now: datetime) -> pl.DataFrame:
+    """For each pending row waiting for its window: ``row`` and ``opens`` (aware UTC datetime)."""
+    window = send_window(spec)
+    empty = pl.DataFrame(schema={"row": pl.Int64, "opens": pl.Datetime("us", "UTC")})
+    if window is None or "zones" not in plan.columns:
+        return empty
+    waiting = results.filter(pl.col("status") == "pending").join(plan.select("row", "zones"), on="row")
+    waiting = waiting.filter(pl.col("zones").is_not_null())
+    opens = {z: window.next_open(tuple(z.split(",")), now) for z in waiting.get_column("zones").unique().to_list()}
+    later = {z for z, when in opens.items() if when is None or when > now}
+    rows = [(r, opens[z]) for r, z in waiting.select("row", "zones").iter_rows() if z in later]
+    if not rows:
+        return empty
+    return pl.DataFrame(rows, schema={"row": pl.Int64, "opens": pl.Datetime("us", "UTC")}, orient="row")
+
+
+def annotate_windows(plan: pl.DataFrame, results: pl.DataFrame, spec: Spec, now: datetime) -> pl.DataFrame:
+    """Say, in ``error_message``, when each row waiting for its send window opens."""
+    openings = window_openings(plan, results, spec, now)
+    if openings.height == 0:
+        return results
+    note = pl.format(
+        "outside the send window {} local; opens at {}",
+        pl.lit(spec.send.window),
+        pl.col("opens").dt.strftime("%Y-%m-%dT%H:%M:%SZ").fill_null("never (no allowed day)"),
+    )
+    return (
+        results.join(openings, on="row", how="left", maintain_order="left")
+        .with_columns(
+            error_message=pl.when(pl.col("opens").is_not_null()).then(note).otherwise(pl.col("error_message"))
+        )
+        .drop("opens")
+    )
