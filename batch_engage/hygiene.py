@@ -166,6 +166,14 @@ class History:
             else:
                 self._conn.execute("UPDATE contacts SET sid = ? WHERE owner = ?", (sid, owner))
 
+    def recent_addresses(self, seconds: float) -> set[str]:
+        """Every address contacted (or claimed) within the last ``seconds``."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT DISTINCT to_addr FROM contacts WHERE at >= ?", (self._clock() - seconds,)
+            ).fetchall()
+        return {r[0] for r in rows}
+
     def record(self, rows: Iterable[tuple[str, str, str | None, float]]) -> int:
         """Add past contacts ``(to, flow_sid, sid, at)``; return how many."""
         batch = list(rows)
@@ -191,7 +199,10 @@ def apply_history(
     """Mark pending rows whose contact was reached within a cap ``capped``, with the earlier contact."""
     if cap is None and flow_cap is None:
         return plan
-    pending = plan.filter(pl.col("status") == "pending").select("row", "to")
+    longest = max(c.seconds for c in (cap, flow_cap) if c is not None)
+    recent = history.recent_addresses(longest)
+    # Only contacts the history holds need the exact (per-contact) check.
+    pending = plan.filter((pl.col("status") == "pending") & pl.col("to").is_in(list(recent))).select("row", "to")
     messages: dict[int, str] = {}
     for row, to in pending.iter_rows():
         blocker = history.check(to, flow_sid, cap, flow_cap, job=job)
