@@ -1,4 +1,10 @@
-"""Reading the contacts file with polars, with one clear line for every way a file can be wrong."""
+"""Reading the contacts file with polars, with one clear line for every way a file can be wrong.
+
+Every file-level problem is an :class:`InputFileError` naming the file and, where it
+applies, the line and the column. The common case stays vectorized: a CSV is read by
+polars with every column as text, checked for short rows only when polars' null
+pattern says a row may have been padded, and typed afterwards with whole-column rules.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +12,41 @@ import csv
 import difflib
 import hashlib
 import io
+import json
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import polars as pl
 
 from .errors import InputFileError
-from .spec import InputSpec
 
-__all__ = ["Table", "frame_digest", "read_table", "require_columns"]
+if TYPE_CHECKING:
+    # Only a type here: spec.py imports modules that import this one (windows.py), so no cycle at run time.
+    from .spec import InputSpec
 
+__all__ = ["STDIN_NAME", "Table", "frame_digest", "read_table", "require_columns"]
+
+STDIN_NAME = "<stdin>"
 _EXTENSIONS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".ndjson": "ndjson", ".jsonl": "ndjson"}
+_KINDS = {"csv": "CSV", "parquet": "Parquet", "ndjson": "NDJSON"}
+_BOM = b"\xef\xbb\xbf"
+_PEEK_BYTES = 64 * 1024
+_MAX_LISTED_COLUMNS = 30
+
+# A CSV value becomes a number only when writing the number back gives the same text:
+# "02139", "+5", " 7" and "1.0000000000000000001" stay text, so zip codes keep their zeros.
+_INT_TEXT = r"^-?(?:0|[1-9][0-9]{0,17})$"
+_FLOAT_TEXT = r"^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]{1,3})?$"
+_BOOL_TEXT = r"^(?:true|false)$"
+_FLOAT_CHARS = 17  # "-", a point and 15 digits: a double holds any 15 significant digits exactly
+_QUOTED = r'"[^"]*"'
+_UNIT_SEPARATOR = "\x1f"  # a byte no contacts file has, used to read whole lines
+_SAMPLE_ROWS = 1000
+_MAX_SUSPECTS = 1000  # false alarms looked at one by one before the exact scan is cheaper
+_KINDS_OF_TEXT = ((_INT_TEXT, pl.Int64), (_FLOAT_TEXT, pl.Float64), (_BOOL_TEXT, pl.Boolean))
 
 
 @dataclass(frozen=True)
@@ -31,72 +58,297 @@ class Table:
     name: str
 
 
-def _format_of(spec: InputSpec, name: str) -> str:
+def _format_of(spec: InputSpec, name: str, shown: str) -> str:
     if spec.format:
         return spec.format
     if name == "-":
         return "csv"
-    suffix = Path(name.split("?")[0]).suffix.lower()
+    suffix = Path(name.split("?", maxsplit=1)[0]).suffix.lower()
     if suffix not in _EXTENSIONS:
         raise InputFileError(
-            name,
-            f"unknown file type {suffix or '(none)'!r}: use .csv, .parquet, .ndjson or .jsonl, or set input.format",
+            shown,
+            f"unknown file type {suffix or '(no extension)'!r} (use .csv, .parquet, .ndjson or .jsonl, "
+            "or set input.format)",
         )
     return _EXTENSIONS[suffix]
 
 
-def _read_bytes(name: str, stdin: BinaryIO | None) -> bytes:
+def _read_bytes(name: str, shown: str, stdin: BinaryIO | None) -> bytes:
     if name == "-":
         return (stdin or sys.stdin.buffer).read()
     path = Path(name)
     if not path.exists():
-        raise InputFileError(name, "no such file")
+        raise InputFileError(shown, "no such file")
     if path.is_dir():
-        raise InputFileError(name, "is a folder, not a file")
+        raise InputFileError(shown, "is a folder, not a file")
     try:
         return path.read_bytes()
     except OSError as exc:
-        raise InputFileError(name, f"cannot be read: {exc.strerror}") from None
+        raise InputFileError(shown, f"cannot be read: {exc.strerror}") from None
 
 
-def _decode(name: str, data: bytes, encoding: str) -> bytes:
-    """Return the bytes as UTF-8, or name the line that is not in ``encoding``."""
+def _is_blank(data: bytes) -> bool:
+    """Nothing but whitespace (and maybe a BOM); a large file is not copied to find out."""
+    if data[:_PEEK_BYTES].removeprefix(_BOM).strip():
+        return False
+    return not data.removeprefix(_BOM).strip()
+
+
+def _is_utf8(encoding: str) -> bool:
+    return encoding.lower().replace("-", "").replace("_", "") in ("utf8", "utf8sig")
+
+
+def _decode_error(shown: str, data: bytes, encoding: str, exc: UnicodeDecodeError) -> InputFileError:
+    line = data.count(b"\n", 0, exc.start) + 1
+    byte = data[exc.start : exc.start + 1].hex()
+    if _is_utf8(encoding):
+        return InputFileError(
+            shown,
+            f'not valid UTF-8 (byte 0x{byte}); if the file uses another encoding, set input.encoding (e.g. "latin-1")',
+            line=line,
+        )
+    return InputFileError(shown, f"not valid {encoding} (byte 0x{byte})", line=line)
+
+
+def _as_utf8(shown: str, data: bytes, encoding: str) -> bytes:
+    """The text as UTF-8 bytes without a BOM, or the line that is not in ``encoding``."""
+    if not _is_utf8(encoding):
+        try:
+            data = data.decode(encoding).encode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise _decode_error(shown, data, encoding, exc) from None
+    if data.startswith(_BOM):
+        data = data[len(_BOM) :]
     try:
-        text = data.decode(encoding)
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        hint = " (set input.encoding, e.g. \"latin-1\")" if encoding.lower().replace("-", "") == "utf8" else ""
-        raise InputFileError(name, f"bytes that are not {encoding}{hint}", line=line) from None
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    return data if encoding.lower().replace("-", "") == "utf8" and not data.startswith(b"\xef\xbb\xbf") else text.encode()
+        # Polars checks UTF-8 faster than Python and without a copy of the text as str.
+        pl.Series([data], dtype=pl.Binary).cast(pl.String)
+    except pl.exceptions.PolarsError:
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise _decode_error(shown, data, "utf-8", exc) from None
+        raise
+    return data
 
 
-def _check_csv_shape(name: str, data: bytes) -> None:
-    """Find the first ragged row or duplicate header; polars reports neither with a line number."""
-    reader = csv.reader(io.StringIO(data.decode("utf-8", errors="replace"), newline=""))
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise InputFileError(name, "the file is empty") from None
+def _header(data: bytes) -> list[str]:
+    start = 0
+    while data[start : start + 1] in (b"\r", b"\n"):
+        start += 1  # blank lines before the header, which polars skips too
+    end = data.find(b"\n", start)
+    first = data[start : end if end >= 0 else len(data)].decode("utf-8").rstrip("\r")
+    return next(csv.reader([first]), [])
+
+
+def _check_header(shown: str, header: list[str]) -> None:
     seen: set[str] = set()
     for column in header:
         if column in seen:
-            raise InputFileError(name, "duplicate column name in the header", line=1, column=column)
+            if not column:
+                raise InputFileError(shown, "more than one column has no name in the header", line=1)
+            raise InputFileError(shown, "appears twice in the header", line=1, column=column)
         seen.add(column)
-    width = len(header)
-    for row in reader:
-        if row and len(row) != width:
-            raise InputFileError(
-                name,
-                f"ragged row: {len(row)} fields where the header has {width}",
-                line=reader.line_num,
-            )
 
 
-def _header(name: str, data: bytes) -> list[str]:
-    first = data.split(b"\n", 1)[0].decode("utf-8", errors="replace").rstrip("\r")
-    return next(csv.reader([first]), [])
+def _ragged(shown: str, line: int, fields: int, width: int) -> InputFileError:
+    noun = "field" if fields == 1 else "fields"
+    return InputFileError(shown, f"ragged row: {fields} {noun} where the header has {width}", line=line)
+
+
+def _scan_records(shown: str, data: bytes, *, keep: list[list[str]] | None = None) -> list[int]:
+    """The exact, slow check (Python's csv module): raise on the first ragged row, else return blank records.
+
+    Used only when the vectorized check cannot decide (a quoted field spanning lines)
+    or when polars has failed; then ``keep`` collects the header and the rows.
+    """
+    # Strict only when polars has failed: then a quote never closed is the likely reason, and worth naming.
+    reader = csv.reader(io.StringIO(data.decode("utf-8"), newline=""), strict=keep is not None)
+    start = 1
+    try:
+        header = next(reader, None)
+        while header == []:
+            header = next(reader, None)  # blank lines before the header, which polars skips too
+        if header is None:
+            return []
+        width = len(header)
+        blanks: list[int] = []
+        start = reader.line_num + 1
+        if keep is not None:
+            keep.append(header)
+        for record, row in enumerate(reader):
+            if not row:
+                blanks.append(record)
+            elif len(row) != width:
+                raise _ragged(shown, start, len(row), width)
+            elif keep is not None:
+                keep.append(row)
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        what = "a quote opened on this line is never closed" if "end of data" in str(exc) else str(exc)
+        raise InputFileError(shown, f"not a valid CSV file: {what}", line=start) from None
+    return blanks
+
+
+def _read_with_csv_module(shown: str, data: bytes) -> pl.DataFrame:
+    """Read what polars refused but Python's csv module accepts (a stray quote mid-field, as in ``6" tall``)."""
+    rows: list[list[str]] = []
+    _scan_records(shown, data, keep=rows)
+    if not rows:
+        raise InputFileError(shown, "the file is empty")
+    header, body = rows[0], rows[1:]
+    frame = pl.DataFrame(body, schema=dict.fromkeys(header, pl.String), orient="row")
+    # Empty fields are null, as when polars reads them.
+    return frame.with_columns(pl.all().replace("", None))
+
+
+def _lines(data: bytes) -> pl.Series | None:
+    """Every physical line without its line ending, blank ones as null (polars splits them in parallel).
+
+    Reads the file as CSV with a separator that does not occur in it and no quoting;
+    None when the file holds that separator byte.
+    """
+    if _UNIT_SEPARATOR.encode() in data:
+        return None
+    return pl.read_csv(
+        data, has_header=False, separator=_UNIT_SEPARATOR, quote_char=None, infer_schema=False, new_columns=["line"]
+    ).to_series()
+
+
+def _field_counts(lines: pl.Series) -> pl.Series:
+    """Fields per line, commas inside quotes not counted (a line holding no quoted line break)."""
+    counts = lines.str.count_matches(",", literal=True) + 1
+    quoted = lines.str.contains('"', literal=True).fill_null(False)
+    if quoted.any():
+        where = quoted.arg_true()
+        unquoted = lines.gather(where).str.replace_all(_QUOTED, "").str.count_matches(",", literal=True) + 1
+        counts = counts.scatter(where, unquoted)
+    return counts
+
+
+def _check_rows(shown: str, data: bytes, frame: pl.DataFrame) -> pl.DataFrame:
+    """Raise on the first short row polars padded with nulls; drop blank lines (polars reads them as null rows).
+
+    Only rows whose last column is null can be short, so only their lines are looked
+    at. When a quoted field spans lines, lines are no longer records, and the exact
+    scan decides; a suspect is confirmed with the csv module before it is reported.
+    """
+    lines = _lines(data)
+    first = 0
+    if lines is not None:
+        first = lines.is_not_null().arg_true()[0]  # polars skips blank lines before the header
+    if lines is None or lines.len() - first - 1 != frame.height:
+        blanks = _scan_records(shown, data)
+        return frame.filter(_blank_mask(blanks, frame.height)) if blanks else frame
+    records = lines.slice(first + 1)
+    where = frame.get_column(frame.columns[-1]).is_null().arg_true()
+    picked = records.gather(where)
+    blank = picked.is_null()
+    fields = _field_counts(picked)
+    # Removing quoted sections only ever hides commas, so every short row is a suspect;
+    # a suspect is a false alarm when a quote mid-field (literal to polars and csv alike) fooled the count.
+    suspects = where.filter(~blank & (fields != frame.width))
+    for index in suspects.head(_MAX_SUSPECTS).to_list():
+        row = next(csv.reader([records[index]]), [])
+        if len(row) != frame.width:
+            raise _ragged(shown, first + 2 + index, len(row), frame.width)
+    if len(suspects) > _MAX_SUSPECTS:
+        blanks = _scan_records(shown, data)
+        return frame.filter(_blank_mask(blanks, frame.height)) if blanks else frame
+    if not blank.any():
+        return frame
+    return frame.filter(_blank_mask(where.filter(blank).to_list(), frame.height))
+
+
+def _blank_mask(blanks: list[int], height: int) -> pl.Series:
+    """True for the rows to keep."""
+    return pl.repeat(True, height, eager=True).scatter(blanks, False)
+
+
+def _infer_types(frame: pl.DataFrame, keep_text: set[str]) -> pl.DataFrame:
+    """Type each CSV column from all of its values (polars would look at the first rows only).
+
+    A sample of each column picks the one type worth checking; only then is the whole
+    column checked, so text columns cost next to nothing.
+    """
+    sample = frame.head(_SAMPLE_ROWS)
+    casts: list[pl.Expr] = []
+    for column, dtype in frame.schema.items():
+        if dtype != pl.String or column in keep_text or sample[column].null_count() == sample.height:
+            continue
+        col = pl.col(column)
+        for pattern, cast in _KINDS_OF_TEXT:
+            if not sample.select(col.str.contains(pattern).all()).item():
+                continue
+            fits = col.str.contains(pattern).all()
+            if cast == pl.Float64:
+                fits = fits & (col.str.len_bytes().max() <= _FLOAT_CHARS)
+            if frame.select(fits).item():
+                casts.append(col == "true" if cast == pl.Boolean else col.cast(cast))
+                break
+    return frame.with_columns(casts) if casts else frame
+
+
+def _read_csv(shown: str, data: bytes, keep_text: set[str]) -> pl.DataFrame:
+    header = _header(data)
+    _check_header(shown, header)
+    try:
+        frame = pl.read_csv(data, infer_schema=False, raise_if_empty=True)
+    except pl.exceptions.NoDataError:
+        raise InputFileError(shown, "the file is empty") from None
+    except pl.exceptions.PolarsError:
+        # Polars says "more fields than defined", never where: the exact scan finds the line,
+        # or, when no row is ragged, reads the file polars could not.
+        frame = _read_with_csv_module(shown, data)
+    else:
+        if frame.width and frame.height and frame.get_column(frame.columns[-1]).null_count():
+            # A short row is padded with nulls, so it always leaves one in the last column.
+            frame = _check_rows(shown, data, frame)
+    if frame.height == 0:
+        raise InputFileError(shown, "has a header but no data rows")
+    return _infer_types(frame, keep_text)
+
+
+def _ndjson_error(shown: str, data: bytes, exc: pl.exceptions.PolarsError) -> InputFileError:
+    for number, line in enumerate(data.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as err:
+            return InputFileError(shown, f"not valid JSON ({err.msg})", line=number)
+        if not isinstance(value, dict):
+            return InputFileError(shown, "not a JSON object", line=number)
+    return _not_valid(shown, "ndjson", exc)
+
+
+def _not_valid(shown: str, fmt: str, exc: Exception) -> InputFileError:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    first = first.removeprefix("parquet: ")
+    return InputFileError(shown, f"not a valid {_KINDS[fmt]} file: {first}")
+
+
+def _read_parquet(shown: str, data: bytes) -> pl.DataFrame:
+    if not data.endswith(b"PAR1"):
+        if data.startswith(b"PAR1"):
+            raise InputFileError(shown, "not a valid Parquet file: it ends before its footer (cut short?)")
+        raise InputFileError(shown, "not a Parquet file (it does not end with the Parquet footer)")
+    try:
+        return pl.read_parquet(io.BytesIO(data))
+    except pl.exceptions.PolarsError as exc:
+        raise _not_valid(shown, "parquet", exc) from None
+
+
+def _read_remote(name: str, fmt: str) -> pl.DataFrame:
+    try:
+        if fmt == "csv":
+            return pl.read_csv(name, infer_schema_length=10_000)
+        if fmt == "parquet":
+            return pl.read_parquet(name)
+        return pl.read_ndjson(name, infer_schema_length=10_000)
+    except pl.exceptions.PolarsError as exc:
+        raise _not_valid(name, fmt, exc) from None
+    except OSError as exc:
+        raise InputFileError(name, f"cannot be read: {exc}") from None
 
 
 def read_table(
@@ -109,51 +361,37 @@ def read_table(
     name = spec.path
     if name is None:
         raise InputFileError("(no input)", "no input file: set input.path or give a frame")
-    fmt = _format_of(spec, name)
-    remote = "://" in name
-    data = b"" if remote else _read_bytes(name, stdin)
-    if not remote and not data.strip():
-        raise InputFileError(name, "the file is empty")
-    wanted_text = list(dict.fromkeys(text_columns))
-    try:
+    shown = STDIN_NAME if name == "-" else name
+    fmt = _format_of(spec, name, shown)
+    keep_text = set(text_columns)
+    if "://" in name:
+        frame = _read_remote(name, fmt)
+        if frame.height == 0:
+            raise InputFileError(name, "has no data rows")
+        frame = frame.with_columns(pl.col(c).cast(pl.String) for c in keep_text if c in frame.columns)
+        return Table(frame=frame, digest=frame_digest(frame), name=name)
+
+    raw = _read_bytes(name, shown, stdin)
+    if _is_blank(raw):
+        raise InputFileError(shown, "the file is empty")
+    digest = hashlib.blake2b(raw, digest_size=16).hexdigest()
+    if fmt == "parquet":
+        frame = _read_parquet(shown, raw)
+        if frame.height == 0:
+            raise InputFileError(shown, "has no data rows")
+    else:
+        data = _as_utf8(shown, raw, spec.encoding)
         if fmt == "csv":
-            if not remote:
-                data = _decode(name, data, spec.encoding)
-                header = _header(name, data)
-                if len(set(header)) != len(header):
-                    _check_csv_shape(name, data)
-                overrides = {c: pl.String for c in wanted_text if c in header}
-            else:
-                overrides = {c: pl.String for c in wanted_text}
-            frame = pl.read_csv(
-                data if not remote else name,
-                schema_overrides=overrides,
-                infer_schema_length=10_000,
-            )
-        elif fmt == "parquet":
-            frame = pl.read_parquet(io.BytesIO(data) if not remote else name)
+            frame = _read_csv(shown, data, keep_text)
         else:
-            if not remote:
-                data = _decode(name, data, spec.encoding)
-            frame = pl.read_ndjson(io.BytesIO(data) if not remote else name, infer_schema_length=10_000)
-    except InputFileError:
-        raise
-    except pl.exceptions.PolarsError as exc:
-        if fmt == "csv" and not remote:
-            _check_csv_shape(name, data)
-        kind = {"csv": "CSV", "parquet": "Parquet", "ndjson": "NDJSON"}[fmt]
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputFileError(name, f"not a valid {kind} file: {first}") from None
-    except OSError as exc:
-        raise InputFileError(name, f"cannot be read: {exc}") from None
-    if fmt == "csv" and not remote and len(data) < 256 * 1024 * 1024:
-        # Short rows are silently padded by polars; a file that large is checked only on error.
-        _check_csv_shape(name, data)
-    if frame.height == 0:
-        raise InputFileError(name, "has a header but no data rows" if frame.width else "the file is empty")
-    frame = frame.with_columns(pl.col(c).cast(pl.String) for c in wanted_text if c in frame.columns)
-    digest = hashlib.blake2b(data, digest_size=16).hexdigest() if not remote else frame_digest(frame)
-    return Table(frame=frame, digest=digest, name=name)
+            try:
+                frame = pl.read_ndjson(io.BytesIO(data), infer_schema_length=None)
+            except pl.exceptions.PolarsError as exc:
+                raise _ndjson_error(shown, data, exc) from None
+            if frame.height == 0:
+                raise InputFileError(shown, "has no data rows")
+    frame = frame.with_columns(pl.col(c).cast(pl.String) for c in keep_text if c in frame.columns)
+    return Table(frame=frame, digest=digest, name=shown)
 
 
 def frame_digest(frame: pl.DataFrame) -> str:
@@ -163,14 +401,31 @@ def frame_digest(frame: pl.DataFrame) -> str:
     return hashlib.blake2b(buffer.getvalue(), digest_size=16).hexdigest()
 
 
+def _closest(column: str, columns: list[str]) -> str | None:
+    """The column a user most likely meant: same name in another case, a near spelling, or one containing it."""
+    folded = column.strip().casefold()
+    for candidate in columns:
+        if candidate.strip().casefold() == folded:
+            return candidate
+    close = difflib.get_close_matches(column, columns, n=1)
+    if close:
+        return close[0]
+    containing = [c for c in columns if folded and (folded in c.casefold() or c.casefold() in folded)]
+    return min(containing, key=len) if containing else None
+
+
 def require_columns(name: str, frame: pl.DataFrame, columns: Iterable[tuple[str, str]]) -> None:
-    """Refuse a mapping that names a column the file does not have, suggesting a close one."""
+    """Refuse a mapping that names a column the file does not have, listing those it has and the closest."""
     for key, column in columns:
-        if column not in frame.columns:
-            close = difflib.get_close_matches(column, frame.columns, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise InputFileError(
-                name,
-                f"{key} names a column that does not exist (columns: {', '.join(frame.columns)}){hint}",
-                column=column,
-            )
+        if column in frame.columns:
+            continue
+        listed = ", ".join(frame.columns[:_MAX_LISTED_COLUMNS])
+        if frame.width > _MAX_LISTED_COLUMNS:
+            listed += f", ... ({frame.width} in all)"
+        close = _closest(column, frame.columns)
+        hint = f"; did you mean {close!r}?" if close else ""
+        raise InputFileError(
+            name,
+            f"{key} names a column the file does not have (it has: {listed}){hint}",
+            column=column,
+        )

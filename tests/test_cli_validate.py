@@ -1,0 +1,206 @@
+"""`batch-engage validate` (and `run --dry-run`): the report a user reads before sending anything."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+from batch_engage.cli import main
+from batch_engage.sandbox import Sandbox
+
+MAPPING = (
+    'to = "phone"\nfrom = "+15005550006"\ndefault_region = "US"\n\n'
+    '[mapping.parameters]\nname = "name"\nvisits = "visits"'
+)
+CONTACTS = """phone,name,visits
++14155550100,Ana,1
+(415) 555-0101,Zoë,2
++14155550100,Ana again,3
+nope,Bob,4
++15555550100,Eve,5
+,Nobody,6
+n/a,Carl,7
++14155550102,José,
+"""
+REPORT = """rows: 8
+valid: 3
+invalid: 4
+       2  To: not a phone number
+       1  To: not a valid phone number
+       1  To is empty
+duplicate: 1
+already done (checkpoint): 0
+estimated duration at 500/s: 0s
+sample requests:
+  {"row": 1, "To": "+14155550100", "From": "+15005550006", "Parameters": "{\\"name\\":\\"Ana\\",\\"visits\\":1}"}
+  {"row": 2, "To": "+14155550101", "From": "+15005550006", "Parameters": "{\\"name\\":\\"Zoë\\",\\"visits\\":2}"}
+  {"row": 8, "To": "+14155550102", "From": "+15005550006", "Parameters": "{\\"name\\":\\"José\\"}"}
+"""
+
+
+def cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(args)
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return code, out, err
+
+
+@pytest.fixture
+def mixed_job(tmp_path: Path, write_job: Callable[..., Path]) -> Callable[..., Path]:
+    """A job over eight rows: three sendable, one duplicate, four invalid for three reasons."""
+    path = tmp_path / "mixed.csv"
+    path.write_text(CONTACTS)
+
+    def make(**kwargs: Any) -> Path:
+        return write_job(input_path=path, mapping=MAPPING, **kwargs)
+
+    return make
+
+
+class TestReport:
+    def test_the_report_counts_explains_and_shows_three_requests_as_sent(
+        self, mixed_job: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Rows, valid, invalid grouped by reason, duplicates, checkpoint rows, duration and 3 sample requests."""
+        code, out, err = cli(["validate", str(mixed_job())], capsys)
+        assert (code, out, err) == (1, REPORT, "")
+
+    def test_run_dry_run_is_the_same_report(
+        self, mixed_job: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """`run --dry-run` prints exactly what `validate` prints, with the same exit code."""
+        assert cli(["run", str(mixed_job()), "--dry-run"], capsys) == (1, REPORT, "")
+
+    def test_validate_opens_no_connection(
+        self, mixed_job: Callable[..., Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """No network at all: with every socket connection refused and no credentials, validate still answers."""
+
+        def refuse(*_: Any) -> None:
+            raise AssertionError("validate tried to connect")
+
+        monkeypatch.setattr(socket.socket, "connect", refuse)
+        monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+        assert cli(["validate", str(mixed_job())], capsys)[0] == 1
+
+    def test_the_duration_is_estimated_at_the_configured_rate(
+        self, mixed_job: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Three sendable rows at 0.1/s: 30 s."""
+        _, out, _ = cli(["validate", str(mixed_job(send="rate = 0.1"))], capsys)
+        assert "estimated duration at 0.1/s: 30s\n" in out
+
+    def test_rows_already_done_come_from_the_checkpoint(
+        self,
+        mixed_job: Callable[..., Path],
+        sandbox: Sandbox,
+        sandbox_env: dict[str, str],
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """After a run that sent 2 rows, validate counts 2 done, and the samples are what Studio received."""
+        job = mixed_job(base_url=sandbox.url)
+        assert cli(["run", str(job), "--limit", "2", "--quiet"], capsys)[0] in (0, 1)
+        code, out, _ = cli(["validate", str(job)], capsys)
+        assert code == 1
+        assert "already done (checkpoint): 2\n" in out
+        received = {e.to: (e.from_, e.parameters) for e in sandbox.ledger()}
+        samples = [json.loads(line) for line in out.splitlines() if line.startswith('  {"row"')]
+        for sample in samples[:2]:
+            assert received[sample["To"]] == (sample["From"], json.loads(sample["Parameters"]))
+
+
+class TestExitCodes:
+    def test_exit_0_when_every_row_is_sendable(
+        self, write_job: Callable[..., Path], contacts_csv: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A clean list: exit 0, everything valid, nothing invalid."""
+        code, out, _ = cli(["validate", str(write_job(input_path=contacts_csv))], capsys)
+        assert code == 0
+        assert out.startswith("rows: 30\nvalid: 30\ninvalid: 0\nduplicate: 0\n")
+
+    def test_duplicates_alone_do_not_make_it_fail(
+        self, tmp_path: Path, write_job: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A repeated contact is skipped by design (as `run` does): still exit 0."""
+        path = tmp_path / "c.csv"
+        path.write_text("phone,name,visits\n+14155550100,A,1\n+14155550100,A,1\n")
+        code, out, _ = cli(["validate", str(write_job(input_path=path))], capsys)
+        assert (code, "duplicate: 1\n" in out) == (0, True)
+
+    def test_exit_1_when_some_rows_are_not_sendable(
+        self, mixed_job: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Any invalid row: exit 1."""
+        assert cli(["validate", str(mixed_job())], capsys)[0] == 1
+
+    def test_exit_2_on_a_file_level_error(
+        self, tmp_path: Path, write_job: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A file that cannot be read at all: exit 2, one line on stderr, nothing on stdout."""
+        path = tmp_path / "c.csv"
+        path.write_text("phone,name,visits\n")
+        code, out, err = cli(["validate", str(write_job(input_path=path))], capsys)
+        assert (code, out, err) == (2, "", f"batch-engage: {path}: has a header but no data rows\n")
+
+    def test_exit_2_on_a_configuration_error(
+        self, contacts_csv: Path, write_job: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A key mapped twice is one line naming the key."""
+        mapping = 'to = "phone"\nfrom = "+15005550006"\n\n[mapping.parameters]\n"order.id" = "name"\n\n[mapping.parameters.order]\nid = "visits"'
+        code, out, err = cli(["validate", str(write_job(input_path=contacts_csv, mapping=mapping))], capsys)
+        assert (code, out, err) == (2, "", "batch-engage: mapping.parameters.order.id: is mapped twice\n")
+
+
+class TestOutputTable:
+    def test_output_writes_every_row_with_its_status_and_reason(
+        self, mixed_job: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """`--output` writes the results table: pending, duplicate and invalid rows, addresses as they would be sent."""
+        target = tmp_path / "check.csv"
+        code, out, _ = cli(["validate", str(mixed_job()), "--output", str(target)], capsys)
+        assert code == 1
+        assert out.endswith(f"results: {target}\n")
+        table = pl.read_csv(target, infer_schema=False)
+        assert table.select("row", "to", "status", "error_message").rows() == [
+            ("1", "+14155550100", "pending", None),
+            ("2", "+14155550101", "pending", None),
+            ("3", "+14155550100", "duplicate", "same contact as row 1"),
+            ("4", "nope", "invalid", "To: not a phone number: 'nope'"),
+            ("5", "+15555550100", "invalid", "To: not a valid phone number: '+15555550100'"),
+            ("6", None, "invalid", "To is empty"),
+            ("7", "n/a", "invalid", "To: not a phone number: 'n/a'"),
+            ("8", "+14155550102", "pending", None),
+        ]
+
+    def test_output_can_be_parquet(
+        self, mixed_job: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A .parquet --output holds the same statuses."""
+        target = tmp_path / "check.parquet"
+        cli(["validate", str(mixed_job()), "--output", str(target)], capsys)
+        assert pl.read_parquet(target)["status"].value_counts(sort=True).rows() == [
+            ("invalid", 4),
+            ("pending", 3),
+            ("duplicate", 1),
+        ]
+
+
+class TestStdin:
+    def test_a_job_whose_path_is_dash_reads_stdin(
+        self,
+        write_job: Callable[..., Path],
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """`[input] path = "-"` validates the CSV piped in."""
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(CONTACTS.encode())))
+        code, out, _ = cli(["validate", str(write_job(input_path="-", mapping=MAPPING))], capsys)
+        assert (code, out) == (1, REPORT)

@@ -1,0 +1,271 @@
+"""Planning: which rows are sent, with what To, From and Parameters, and why the others are not."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from batch_engage.errors import ConfigError, InputFileError
+from batch_engage.planning import plan
+from batch_engage.spec import Spec, load_spec
+
+from conftest import FLOW_SID
+
+
+def make_spec(mapping: dict[str, Any] | None = None, **send: Any) -> Spec:
+    """A job spec with ``to = "phone"``, a literal From, and the given mapping keys and send settings."""
+    given = mapping or {}
+    defaults = {"to": "phone", "default_region": "US"} | ({} if "from_column" in given else {"from": "+15005550006"})
+    raw: dict[str, Any] = {
+        "flow": {"sid": FLOW_SID},
+        "mapping": defaults | given,
+        "send": send,
+        "output": {"results": "never-written.results.csv", "checkpoint": "never-written.checkpoint"},
+    }
+    return load_spec(raw=raw)
+
+
+def planned(frame: pl.DataFrame | dict[str, list[Any]], **kwargs: Any) -> list[dict[str, Any]]:
+    data = frame if isinstance(frame, pl.DataFrame) else pl.DataFrame(frame)
+    return plan(data, make_spec(**kwargs)).to_dicts()
+
+
+def sent_parameters(rows: list[dict[str, Any]]) -> list[Any]:
+    return [None if r["parameters"] is None else json.loads(r["parameters"]) for r in rows]
+
+
+class TestDedupe:
+    CONTACTS = {  # noqa: RUF012
+        "phone": ["+14155550100", "(415) 555-0100", "+14155550101", "415.555.0100"],
+        "sender": ["+15005550006", "+15005550007", "+15005550006", "+15005550006"],
+    }
+
+    def test_default_marks_a_later_row_with_the_same_contact_duplicate(self) -> None:
+        """Dedupe on To (the default): (415) 555-0100 repeats +14155550100, and says which row it repeats."""
+        rows = planned(self.CONTACTS, mapping={"from_column": "sender"})
+        assert [(r["status"], r["error_message"]) for r in rows] == [
+            ("pending", None),
+            ("duplicate", "same contact as row 1"),
+            ("pending", None),
+            ("duplicate", "same contact as row 1"),
+        ]
+
+    def test_to_from_only_repeats_when_the_sender_is_the_same_too(self) -> None:
+        """`dedupe = "to_from"`: the same contact from another sender is sent; from the same sender it is not."""
+        rows = planned(self.CONTACTS, mapping={"from_column": "sender"}, dedupe="to_from")
+        assert [(r["status"], r["error_message"]) for r in rows] == [
+            ("pending", None),
+            ("pending", None),
+            ("pending", None),
+            ("duplicate", "same contact and sender as row 1"),
+        ]
+
+    def test_none_sends_every_row(self) -> None:
+        """`dedupe = "none"`: repeats are all pending."""
+        rows = planned(self.CONTACTS, mapping={"from_column": "sender"}, dedupe="none")
+        assert [r["status"] for r in rows] == ["pending"] * 4
+
+    def test_an_invalid_row_never_shadows_a_valid_one(self) -> None:
+        """A first row with a bad sender is invalid; the next row for that contact is sent, not a duplicate."""
+        rows = planned(
+            {"phone": ["+14155550100", "+14155550100"], "sender": ["nope", "+15005550006"]},
+            mapping={"from_column": "sender"},
+        )
+        assert [(r["status"], r["error_message"]) for r in rows] == [
+            ("invalid", "From: not a phone number: 'nope'"),
+            ("pending", None),
+        ]
+
+
+class TestAddresses:
+    def test_the_plan_holds_the_address_as_sent(self) -> None:
+        """A formatted number is planned (and shown in results) as the E.164 that will be sent."""
+        rows = planned({"phone": ["(415) 555-0100", "whatsapp:+14155550101"]})
+        assert [(r["to"], r["from"]) for r in rows] == [
+            ("+14155550100", "+15005550006"),
+            ("whatsapp:+14155550101", "+15005550006"),
+        ]
+
+    def test_to_and_from_over_300_bytes_together_are_invalid(self) -> None:
+        """Twilio's 81023: an address pair of 301 bytes is refused before sending; 300 bytes is fine."""
+        ok = "a" * (300 - len("+15005550006") - len("@x.io")) + "@x.io"
+        rows = planned({"phone": [ok, "b" + ok]})
+        assert [(r["status"], r["error_message"]) for r in rows] == [
+            ("pending", None),
+            ("invalid", "To and From together are over 300 bytes (Twilio error 81023)"),
+        ]
+
+    def test_a_bad_literal_from_is_a_configuration_error(self) -> None:
+        """`from = "+1555"` stops the job with the key named, before any row is looked at."""
+        with pytest.raises(ConfigError) as caught:
+            planned({"phone": ["+14155550100"]}, mapping={"from": "+1555"})
+        assert str(caught.value) == "mapping.from: not a valid phone number: '+1555'"
+
+    def test_an_unknown_default_region_is_a_configuration_error(self) -> None:
+        """`default_region = "USA"` is named as the wrong key, not blamed on every row."""
+        with pytest.raises(ConfigError) as caught:
+            planned({"phone": ["(415) 555-0100"]}, mapping={"default_region": "USA"})
+        assert caught.value.key == "mapping.default_region"
+
+    def test_a_mapped_column_that_is_missing_is_named_with_a_suggestion(self) -> None:
+        """A typo in a parameter's column: the error names the key, the column, and the close match."""
+        with pytest.raises(InputFileError) as caught:
+            planned({"phone": ["+14155550100"], "first_name": ["Ana"]}, mapping={"parameters": {"name": "firstname"}})
+        assert str(caught.value) == (
+            "input: column 'firstname': mapping.parameters.name names a column the file does not have "
+            "(it has: phone, first_name); did you mean 'first_name'?"
+        )
+
+
+class TestParameters:
+    def test_dotted_keys_nest_and_statics_join_them(self) -> None:
+        """`order.id` and `order.total` become {"order": {...}}; static values sit next to mapped ones."""
+        rows = planned(
+            {"phone": ["+14155550100"], "oid": ["A-1"], "total": [12.5]},
+            mapping={
+                "parameters": {"order.id": "oid", "order": {"total": "total"}},
+                "static_parameters": {"campaign": "spring", "launch": {"day": 3}},
+            },
+        )
+        assert rows[0]["parameters"] == '{"order":{"id":"A-1","total":12.5},"campaign":"spring","launch":{"day":3}}'
+
+    def test_nulls_are_left_out_and_an_object_of_nulls_disappears(self) -> None:
+        """A null value is not sent as null: its key is left out, and so is an object left empty."""
+        rows = planned(
+            {"phone": ["+14155550100", "+14155550101"], "oid": ["A-1", None], "n": [None, None]},
+            mapping={"parameters": {"order.id": "oid", "n": "n"}},
+        )
+        assert [r["parameters"] for r in rows] == ['{"order":{"id":"A-1"}}', None]
+
+    def test_non_ascii_text_is_sent_byte_for_byte(self) -> None:
+        """Zoë stays Zoë in the JSON (UTF-8, not \\u00eb), and quotes/newlines are escaped correctly."""
+        rows = planned(
+            {"phone": ["+14155550100"], "name": ['Zoë "Z"\n李'], "visits": [3]},
+            mapping={"parameters": {"name": "name", "visits": "visits"}},
+        )
+        assert rows[0]["parameters"] == '{"name":"Zoë \\"Z\\"\\n李","visits":3}'
+
+    def test_parameters_over_the_bound_are_invalid(self) -> None:
+        """A row whose Parameters is over send.max_parameters_bytes is invalid; the default bound is 16 KiB."""
+        frame = {"phone": ["+14155550100", "+14155550101"], "note": ["x" * 100, "x" * 16_384]}
+        rows = planned(frame, mapping={"parameters": {"note": "note"}})
+        assert [r["status"] for r in rows] == ["pending", "invalid"]
+        assert rows[1]["error_message"] == "Parameters is over 16384 bytes (send.max_parameters_bytes)"
+        rows = planned(frame, mapping={"parameters": {"note": "note"}}, max_parameters_bytes=50)
+        assert [r["error_message"] for r in rows] == ["Parameters is over 50 bytes (send.max_parameters_bytes)"] * 2
+
+    def test_a_json_column_is_merged_under_the_mapped_keys(self) -> None:
+        """`parameters_column` objects are merged: mapped keys win, nested keys merge, a null mapping hides nothing."""
+        rows = planned(
+            {
+                "phone": ["+14155550100", "+14155550101", "+14155550102"],
+                "name": ["Ana", None, "Zoë"],
+                "extra": ['{"name": "old", "order": {"note": "gift"}, "tier": 2}', '{"name": "kept"}', None],
+            },
+            mapping={"parameters": {"name": "name", "order.id": "name"}, "parameters_column": "extra"},
+        )
+        assert sent_parameters(rows) == [
+            {"name": "Ana", "order": {"note": "gift", "id": "Ana"}, "tier": 2},
+            {"name": "kept"},
+            {"name": "Zoë", "order": {"id": "Zoë"}},
+        ]
+
+    @pytest.mark.parametrize(
+        ("cell", "reason"),
+        [
+            ("[1, 2]", "extra: not a JSON object: '[1, 2]'"),
+            ('"text"', "extra: not a JSON object: '\"text\"'"),
+            ("{oops", "extra: not valid JSON: '{oops'"),
+        ],
+    )
+    def test_a_json_cell_that_is_not_an_object_makes_its_row_invalid(self, cell: str, reason: str) -> None:
+        """Only that row is refused, with the column and the value in the reason; its neighbours are sent."""
+        rows = planned(
+            {"phone": ["+14155550100", "+14155550101"], "extra": [cell, '{"a": 1}']},
+            mapping={"parameters_column": "extra"},
+        )
+        assert [(r["status"], r["error_message"]) for r in rows] == [("invalid", reason), ("pending", None)]
+
+    @pytest.mark.parametrize(
+        ("mapping", "key"),
+        [
+            ({"parameters": {"order.id": "a", "order": {"id": "b"}}}, "mapping.parameters.order.id"),
+            ({"parameters": {"campaign": "a"}, "static_parameters": {"campaign": "x"}}, "mapping.parameters.campaign"),
+            ({"parameters": {"order": "a", "order.id": "b"}}, "mapping.parameters.order.id"),
+        ],
+    )
+    def test_a_key_mapped_twice_is_a_configuration_error_naming_it(self, mapping: dict[str, Any], key: str) -> None:
+        """The same Parameters key from two places (dotted and nested, mapped and static, value and parent) is refused."""
+        with pytest.raises(ConfigError) as caught:
+            make_spec(mapping)
+        assert caught.value.key == key
+
+
+KEYS = st.lists(
+    st.lists(st.sampled_from(["a", "b", "c", "ü"]), min_size=1, max_size=3).map(".".join),
+    min_size=1,
+    max_size=5,
+    unique=True,
+).filter(lambda keys: not any(k.startswith(o + ".") for k in keys for o in keys))
+VALUES = st.one_of(
+    st.lists(st.one_of(st.none(), st.integers(-(2**62), 2**62)), min_size=3, max_size=3),
+    st.lists(st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False)), min_size=3, max_size=3),
+    st.lists(st.one_of(st.none(), st.text(max_size=20)), min_size=3, max_size=3),
+    st.lists(st.one_of(st.none(), st.booleans()), min_size=3, max_size=3),
+)
+
+
+def _expected(keys: list[str], columns: list[list[Any]], row: int) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for key, values in zip(keys, columns):
+        if values[row] is None:
+            continue
+        node = tree
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = values[row]
+    return tree
+
+
+class TestParametersRoundTrip:
+    @given(
+        KEYS.flatmap(lambda keys: st.tuples(st.just(keys), st.lists(VALUES, min_size=len(keys), max_size=len(keys))))
+    )
+    @settings(max_examples=150, deadline=None)
+    def test_what_is_sent_decodes_to_the_mapped_values(self, case: tuple[list[str], list[list[Any]]]) -> None:
+        """Ints, floats, booleans and any text (non-ASCII, quotes, control characters) come back equal, typed,
+        nested by their dotted keys, with nulls left out."""
+        keys, columns = case
+        data = {"phone": ["+14155550100", "+14155550101", "+14155550102"]}
+        data |= {f"c{i}": values for i, values in enumerate(columns)}
+        frame = pl.DataFrame(data, strict=False)
+        rows = planned(frame, mapping={"parameters": {k: f"c{i}" for i, k in enumerate(keys)}}, dedupe="none")
+        for i, row in enumerate(rows):
+            want = _expected(keys, columns, i)
+            got = {} if row["parameters"] is None else json.loads(row["parameters"])
+            assert got == want
+            assert _same_types(got, want)
+            for char in "".join(_texts(want)):
+                if ord(char) > 127:
+                    assert char in row["parameters"]  # sent as itself, never as a \u escape
+
+
+def _same_types(got: Any, want: Any) -> bool:
+    if isinstance(want, dict):
+        return isinstance(got, dict) and all(_same_types(got[k], v) for k, v in want.items())
+    if isinstance(want, float):
+        return isinstance(got, float) and (got == want or math.isclose(got, want))
+    return type(got) is type(want)
+
+
+def _texts(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _texts(v)]
+    return [value] if isinstance(value, str) else []

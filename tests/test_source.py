@@ -1,0 +1,304 @@
+"""Reading the contacts file: one clear line for every bad file, and the good ones read exactly as written."""
+
+from __future__ import annotations
+
+import io
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from batch_engage.cli import main
+from batch_engage.errors import InputFileError
+from batch_engage.sandbox import Sandbox
+from batch_engage.source import read_table
+from batch_engage.spec import InputSpec
+
+HEADER = "phone,name,visits\n"
+GOOD_ROWS = "+14155550100,Ana,1\n+14155550101,Zoë,2\n+14155550102,José,3\n"
+
+
+@dataclass(frozen=True)
+class BadFile:
+    """One broken input: where it is (or ``-`` for stdin), what stdin holds, and the one line a user must see."""
+
+    path: str
+    message: str
+    stdin: bytes | None = None
+
+
+def _parquet_bytes() -> bytes:
+    buffer = io.BytesIO()
+    pl.DataFrame({"phone": ["+14155550100"] * 50, "name": ["Ana"] * 50, "visits": list(range(50))}).write_parquet(
+        buffer
+    )
+    return buffer.getvalue()
+
+
+def build_bad_files(folder: Path) -> dict[str, BadFile]:
+    """The corpus: every file-level problem of issue 5, written into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files: dict[str, bytes] = {
+        "unknown_extension.xlsx": (HEADER + GOOD_ROWS).encode(),
+        "empty.csv": b"",
+        "blank.csv": b"\n \r\n\n",
+        "header_only.csv": HEADER.encode(),
+        "missing_column.csv": ("phone_number,name,visits\n" + GOOD_ROWS).encode(),
+        "latin1.csv": (HEADER + "+14155550100,Ana,1\n+14155550101,Zoë,2\n").encode("latin-1"),
+        "too_many_fields.csv": (HEADER + "+14155550100,Ana,1\n+14155550101,Zoë,2,extra\n").encode(),
+        "too_few_fields.csv": (HEADER + "+14155550100,Ana,1\n+14155550101,Zoë,\n+14155550102,José\n").encode(),
+        "too_few_after_a_quoted_line_break.csv": (
+            HEADER + '+14155550100,"Ana\nMaria",1\n+14155550101,Zoë,2\n+14155550102\n'
+        ).encode(),
+        "unclosed_quote.csv": (HEADER + '+14155550100,Ana,1\n+14155550101,"Zoë,2\n+14155550102,José,3\n').encode(),
+        "truncated.parquet": _parquet_bytes()[:-100],
+        "not_parquet.parquet": (HEADER + GOOD_ROWS).encode(),
+        "duplicate_header.csv": ("phone,name,phone\n" + GOOD_ROWS).encode(),
+    }
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+
+    def at(name: str) -> str:
+        return str(folder / name)
+
+    latin1_hint = 'if the file uses another encoding, set input.encoding (e.g. "latin-1")'
+    return {
+        "missing file": BadFile(at("nowhere.csv"), f"{at('nowhere.csv')}: no such file"),
+        "unknown extension": BadFile(
+            at("unknown_extension.xlsx"),
+            f"{at('unknown_extension.xlsx')}: unknown file type '.xlsx' "
+            "(use .csv, .parquet, .ndjson or .jsonl, or set input.format)",
+        ),
+        "empty file": BadFile(at("empty.csv"), f"{at('empty.csv')}: the file is empty"),
+        "only blank lines": BadFile(at("blank.csv"), f"{at('blank.csv')}: the file is empty"),
+        "header only": BadFile(at("header_only.csv"), f"{at('header_only.csv')}: has a header but no data rows"),
+        "mapped column missing": BadFile(
+            at("missing_column.csv"),
+            f"{at('missing_column.csv')}: column 'phone': mapping.to names a column the file does not have "
+            "(it has: phone_number, name, visits); did you mean 'phone_number'?",
+        ),
+        "not UTF-8": BadFile(at("latin1.csv"), f"{at('latin1.csv')}:3: not valid UTF-8 (byte 0xeb); {latin1_hint}"),
+        "too many fields": BadFile(
+            at("too_many_fields.csv"), f"{at('too_many_fields.csv')}:3: ragged row: 4 fields where the header has 3"
+        ),
+        "too few fields": BadFile(
+            at("too_few_fields.csv"), f"{at('too_few_fields.csv')}:4: ragged row: 2 fields where the header has 3"
+        ),
+        "too few fields after a quoted line break": BadFile(
+            at("too_few_after_a_quoted_line_break.csv"),
+            f"{at('too_few_after_a_quoted_line_break.csv')}:5: ragged row: 1 field where the header has 3",
+        ),
+        "unclosed quote": BadFile(
+            at("unclosed_quote.csv"),
+            f"{at('unclosed_quote.csv')}:3: not a valid CSV file: a quote opened on this line is never closed",
+        ),
+        "truncated Parquet": BadFile(
+            at("truncated.parquet"),
+            f"{at('truncated.parquet')}: not a valid Parquet file: it ends before its footer (cut short?)",
+        ),
+        "CSV named .parquet": BadFile(
+            at("not_parquet.parquet"),
+            f"{at('not_parquet.parquet')}: not a Parquet file (it does not end with the Parquet footer)",
+        ),
+        "duplicate header": BadFile(
+            at("duplicate_header.csv"), f"{at('duplicate_header.csv')}:1: column 'phone': appears twice in the header"
+        ),
+        "empty stdin": BadFile("-", "<stdin>: the file is empty", stdin=b""),
+        "ragged stdin": BadFile(
+            "-", "<stdin>:3: ragged row: 2 fields where the header has 3", stdin=(HEADER + "+1415,A,1\n+1,B\n").encode()
+        ),
+    }
+
+
+@pytest.fixture
+def bad_files(tmp_path: Path) -> dict[str, BadFile]:
+    """Every kind of broken input file, generated fresh in tmp_path."""
+    return build_bad_files(tmp_path / "bad")
+
+
+def _feed_stdin(monkeypatch: pytest.MonkeyPatch, data: bytes | None) -> None:
+    if data is not None:
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+
+
+CASES = [
+    "missing file",
+    "unknown extension",
+    "empty file",
+    "only blank lines",
+    "header only",
+    "mapped column missing",
+    "not UTF-8",
+    "too many fields",
+    "too few fields",
+    "too few fields after a quoted line break",
+    "unclosed quote",
+    "truncated Parquet",
+    "CSV named .parquet",
+    "duplicate header",
+    "empty stdin",
+    "ragged stdin",
+]
+
+
+class TestBadFilesGetOneLine:
+    @pytest.mark.parametrize("case", CASES)
+    def test_validate_prints_one_line_naming_the_file_and_exits_2(
+        self,
+        case: str,
+        bad_files: dict[str, BadFile],
+        write_job: Callable[..., Path],
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """`validate` on a broken file: exit 2, exactly one line on stderr naming file/line/column, no traceback."""
+        bad = bad_files[case]
+        _feed_stdin(monkeypatch, bad.stdin)
+        job = write_job(input_path=bad.path)
+        code = main(["validate", str(job)])
+        out, err = capsys.readouterr()
+        assert (code, err, out) == (2, f"batch-engage: {bad.message}\n", "")
+        assert "Traceback" not in out + err
+
+    @pytest.mark.parametrize("case", CASES)
+    def test_run_stops_before_sending_anything(
+        self,
+        case: str,
+        bad_files: dict[str, BadFile],
+        sandbox: Sandbox,
+        sandbox_env: dict[str, str],
+        write_job: Callable[..., Path],
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """`run` on a broken file: the same line, exit 2, no request reaches Studio and no checkpoint is made."""
+        bad = bad_files[case]
+        _feed_stdin(monkeypatch, bad.stdin)
+        job = write_job(input_path=bad.path, base_url=sandbox.url)
+        code = main(["run", str(job), "--quiet"])
+        out, err = capsys.readouterr()
+        assert (code, err, out) == (2, f"batch-engage: {bad.message}\n", "")
+        assert sandbox.ledger() == []
+        assert not (tmp_path / "job.checkpoint").exists()
+
+    def test_every_file_in_the_corpus_is_checked(self, bad_files: dict[str, BadFile]) -> None:
+        """No broken file is built and then forgotten by the parametrized tests."""
+        assert sorted(bad_files) == sorted(CASES)
+
+    def test_two_unnamed_columns_are_reported_as_such(self, tmp_path: Path) -> None:
+        """A header like `phone,,` says columns have no name, not that '' appears twice."""
+        with pytest.raises(InputFileError) as caught:
+            _read(tmp_path, "phone,,\n+14155550100,1,2\n")
+        assert str(caught.value).endswith(":1: more than one column has no name in the header")
+
+    def test_input_flag_dash_reads_csv_from_stdin(
+        self,
+        write_job: Callable[..., Path],
+        contacts_csv: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """`--input -` validates the CSV piped in, whatever the job file's path says."""
+        _feed_stdin(monkeypatch, contacts_csv.read_bytes())
+        job = write_job(input_path="/nowhere/at/all.parquet")
+        assert main(["validate", str(job), "--input", "-"]) == 0
+        assert "rows: 30\nvalid: 30\n" in capsys.readouterr().out
+
+    def test_named_encoding_reads_a_latin1_file(self, bad_files: dict[str, BadFile]) -> None:
+        """`[input] encoding = "latin-1"` reads the file UTF-8 refused, accents intact."""
+        table = read_table(InputSpec(path=bad_files["not UTF-8"].path, encoding="latin-1"), text_columns=["phone"])
+        assert table.frame["name"].to_list() == ["Ana", "Zoë"]
+
+    def test_a_wrong_named_encoding_names_the_line(self, tmp_path: Path) -> None:
+        """A byte the named encoding lacks is reported with its line, in that encoding's name."""
+        path = tmp_path / "c.csv"
+        path.write_bytes(HEADER.encode() + b"+14155550100,Ana,1\n+14155550101,Zo\x81,2\n")
+        with pytest.raises(InputFileError) as caught:
+            read_table(InputSpec(path=str(path), encoding="cp1252"))
+        assert str(caught.value) == f"{path}:3: not valid cp1252 (byte 0x81)"
+
+    def test_ndjson_syntax_error_names_the_line(self, tmp_path: Path) -> None:
+        """A broken NDJSON line is named, since polars only gives a character offset."""
+        path = tmp_path / "c.ndjson"
+        path.write_text('{"phone": "+14155550100"}\n{"phone": "+14155550101",\n')
+        with pytest.raises(InputFileError) as caught:
+            read_table(InputSpec(path=str(path)))
+        assert str(caught.value).startswith(f"{path}:2: not valid JSON (")
+
+
+def _read(tmp_path: Path, text: str | bytes, text_columns: tuple[str, ...] = ("phone",)) -> pl.DataFrame:
+    path = tmp_path / "contacts.csv"
+    path.write_bytes(text.encode() if isinstance(text, str) else text)
+    return read_table(InputSpec(path=str(path)), text_columns=text_columns).frame
+
+
+class TestShortRowsAndBlankLines:
+    def test_an_empty_last_field_is_not_a_short_row(self, tmp_path: Path) -> None:
+        """`a,b,` and `a,b,""` have every field; only a row missing one is ragged."""
+        frame = _read(tmp_path, HEADER + '+14155550100,Ana,\n+14155550101,Zoë,""\n+14155550102,José,3\n')
+        assert frame["visits"].to_list() == [None, "", "3"]
+
+    def test_blank_lines_are_skipped_not_read_as_empty_contacts(self, tmp_path: Path) -> None:
+        """Blank lines (middle, end, CRLF) are not rows: no `To is empty` for an editor's stray newline."""
+        frame = _read(tmp_path, "\r\n" + HEADER + "+14155550100,Ana,1\r\n\r\n+14155550101,Zoë,2\n\n\n")
+        assert frame["phone"].to_list() == ["+14155550100", "+14155550101"]
+
+    def test_commas_inside_quotes_and_quotes_mid_field_are_not_miscounted(self, tmp_path: Path) -> None:
+        """Quoted commas, doubled quotes and a literal quote mid-field: same row count, no false ragged row."""
+        text = HEADER + '+14155550100,"Smith, Ana",\n+14155550101,"Zoë ""Z""",\n+14155550102,6" tall,\n'
+        frame = _read(tmp_path, text)
+        assert frame["name"].to_list() == ["Smith, Ana", 'Zoë "Z"', '6" tall']
+
+    def test_a_quoted_looking_comma_mid_field_is_no_false_alarm(self, tmp_path: Path) -> None:
+        """`ab"c,d"e,` is three fields to polars and csv alike; the fast count's suspicion is checked, not reported."""
+        assert _read(tmp_path, 'x,y,z\nab"c,d"e,\n').rows() == [('ab"c', 'd"e', None)]
+        with pytest.raises(InputFileError) as caught:
+            _read(tmp_path, 'x,y,z\nab"c,d"e,\n1,2\n')
+        assert (caught.value.line, str(caught.value).rsplit(": ", 1)[1]) == (3, "2 fields where the header has 3")
+
+    def test_a_short_row_far_down_a_large_file_is_found_with_its_line(self, tmp_path: Path) -> None:
+        """The vectorized check reports the exact line of a short row after 50,000 good ones."""
+        rows = "".join(f"+1415555{i % 10000:04d},n{i},{'' if i % 3 else i}\n" for i in range(50_000))
+        with pytest.raises(InputFileError) as caught:
+            _read(tmp_path, HEADER + rows + "+14155550100,short\n" + rows[:200])
+        assert caught.value.line == 50_002
+        assert str(caught.value).endswith(":50002: ragged row: 2 fields where the header has 3")
+
+    def test_a_file_holding_the_unit_separator_is_still_checked(self, tmp_path: Path) -> None:
+        """The rare byte the fast line split relies on falls back to the exact scan, with the same answer."""
+        with pytest.raises(InputFileError) as caught:
+            _read(tmp_path, HEADER + "+14155550100,A\x1fB,1\n+14155550101,C\n")
+        assert (caught.value.line, str(caught.value).rsplit(": ", 1)[1]) == (3, "2 fields where the header has 3")
+
+    def test_a_utf8_bom_is_not_part_of_the_first_column_name(self, tmp_path: Path) -> None:
+        """Excel's byte order mark does not turn `phone` into `\\ufeffphone`."""
+        frame = _read(tmp_path, b"\xef\xbb\xbf" + (HEADER + GOOD_ROWS).encode())
+        assert frame.columns == ["phone", "name", "visits"]
+
+
+class TestColumnsKeepTheirText:
+    def test_address_columns_stay_text(self, tmp_path: Path) -> None:
+        """To/From read as text: 14155550100 is not an integer, leading + and 0 survive."""
+        frame = _read(tmp_path, "phone,sender\n14155550100,+15005550006\n0044207946000,00441\n", ("phone", "sender"))
+        assert frame.rows() == [("14155550100", "+15005550006"), ("0044207946000", "00441")]
+
+    def test_numbers_are_typed_from_the_whole_column(self, tmp_path: Path) -> None:
+        """Integers, decimals and booleans become numbers and booleans even when text appears after row 10,000."""
+        rows = "".join(f"+1415555{i % 10000:04d},{i},{i}.5,true,{i}\n" for i in range(10_050))
+        frame = _read(tmp_path, "phone,visits,score,vip,late\n" + rows + "+14155550100,1,2.5,false,n/a\n")
+        assert frame.schema == pl.Schema(
+            {"phone": pl.String, "visits": pl.Int64, "score": pl.Float64, "vip": pl.Boolean, "late": pl.String}
+        )
+        assert frame["late"][-1] == "n/a"
+
+    def test_values_a_number_would_change_stay_text(self, tmp_path: Path) -> None:
+        """Zip codes keep their leading zero; `+5`, ` 7`, 20-digit ids and NaN are not turned into numbers."""
+        frame = _read(
+            tmp_path,
+            "phone,zip,plus,spaced,big,nan,precise\n+14155550100,02139,+5, 7,12345678901234567890,NaN,0.10000000000000001\n",
+        )
+        assert frame.row(0)[1:] == ("02139", "+5", " 7", "12345678901234567890", "NaN", "0.10000000000000001")
