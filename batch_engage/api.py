@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -115,9 +116,13 @@ class Validation:
         }
 
 
+_QUOTED_TAIL = re.compile(r": (?=['\"])")
+
+
 def _reason_kind(message: str) -> str:
-    head, sep, tail = message.rpartition(": ")
-    return head if sep and tail.startswith(("'", '"')) else message
+    """A reason without the value it quotes last, so rows group by kind of problem."""
+    match = _QUOTED_TAIL.search(message)
+    return message[: match.start()] if match else message
 
 
 def validate(
@@ -136,7 +141,7 @@ def validate(
     if Path(spec.output.checkpoint).exists():
         _, journal = read_only(spec.output.checkpoint)
         done_rows = journal.filter(pl.col("state").is_in(FINAL_STATES)).height
-    statuses = Counter(plan.get_column("status").to_list())
+    statuses: dict[str, int] = dict(plan.group_by("status").len().iter_rows())
     invalid = plan.filter(pl.col("status") == "invalid")
     reasons = Counter(_reason_kind(m) for m in invalid.get_column("error_message").to_list())
     pending = plan.filter(pl.col("status") == "pending")

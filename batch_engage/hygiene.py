@@ -22,8 +22,7 @@ from typing import Any
 import polars as pl
 
 from . import phone
-from .errors import InputFileError
-from .source import read_table
+from .source import read_table, require_columns
 from .spec import Cap, InputSpec, parse_cap
 
 __all__ = ["Cap", "History", "Reached", "apply_history", "apply_suppression", "load_suppression", "parse_cap"]
@@ -49,10 +48,7 @@ def load_suppression(files: Iterable[str], column: str | None, default_region: s
         table = read_table(InputSpec(path=path), text_columns=[column] if column else [])
         frame = table.frame
         name = column or frame.columns[0]
-        if name not in frame.columns:
-            raise InputFileError(
-                path, f"suppress.column names a column that does not exist ({', '.join(frame.columns)})", column=name
-            )
+        require_columns(path, frame, [("suppress.column", name)])
         normalized = phone.normalize(frame[name].cast(pl.String), default_region)
         good = normalized.filter(pl.col("reason").is_null())["address"]
         lists[Path(path).name] = set(good.to_list())

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+import phonenumbers
+
 from .errors import ConfigError, CredentialsError
 from .windows import parse_window, valid_zone
 
@@ -355,6 +357,9 @@ def _build(sections: dict[str, dict[str, Any]], base: Path, stem: str) -> Spec:
         raise ConfigError("mapping.to", "is required: the column holding each contact's address")
     if ("from_" in mapping) == ("from_column" in mapping):
         raise ConfigError("mapping.from", "give exactly one of 'from' (a literal) or 'from_column'")
+    region = mapping.get("default_region")
+    if region is not None and region.strip().upper() not in phonenumbers.SUPPORTED_REGIONS:
+        raise ConfigError("mapping.default_region", f"unknown region {region!r} (use a two-letter code such as 'US')")
     params = _flatten_parameters(mapping.get("parameters", {}))
     statics = mapping.get("static_parameters", {})
     static_keys = [k for k, _ in _flatten_parameters_any(statics)]
