@@ -295,6 +295,34 @@ class Checkpoint:
         with self._db_lock:
             return _read_journal(self._conn)
 
+    def open_lines(self) -> pl.DataFrame:
+        """The lines a run still has to act on (``intent``, ``uncertain``, ``pending``), in full."""
+        with self._db_lock:
+            data = self._conn.execute(_OPEN_SELECT).fetchall()
+        return pl.DataFrame(data, schema=_JOURNAL_SCHEMA, orient="row") if data else empty_journal()
+
+    def settled_rows(self) -> pl.Series:
+        """Row numbers whose line is final, without reading the lines themselves.
+
+        One ``group_concat`` string split by polars: ~0.2 s for a million rows, where
+        fetching them as Python tuples takes ~2 s.
+        """
+        with self._db_lock:
+            (text,) = self._conn.execute(
+                "SELECT group_concat(row) FROM journal WHERE state NOT IN ('intent', 'uncertain', 'pending')"
+            ).fetchone()
+        if not text:
+            return pl.Series("row", [], dtype=pl.Int64)
+        return pl.Series("row", [text]).str.split(",").explode().cast(pl.Int64)
+
+    def sids_completed_since(self, since_iso: str) -> set[str]:
+        """SIDs of rows answered at or after ``since_iso`` (the only ones a hand-back check needs)."""
+        with self._db_lock:
+            rows = self._conn.execute(
+                "SELECT sid FROM journal WHERE sid IS NOT NULL AND completed_at >= ?", (since_iso,)
+            ).fetchall()
+        return {r[0] for r in rows}
+
     def known_sids(self, since_iso: str) -> set[str]:
         """SIDs already attributed to rows whose intent is at or after ``since_iso``."""
         with self._db_lock:
@@ -323,6 +351,12 @@ _JOURNAL_SCHEMA = {
     "completed_at": pl.String,
 }
 
+
+# Every state but FINAL_STATES: what a run still has to act on.
+_OPEN_SELECT = (
+    "SELECT row, key, state, sid, http_status, error_code, error_message, attempts, intent_at, completed_at "
+    "FROM journal WHERE state IN ('intent', 'uncertain', 'pending') ORDER BY row"
+)
 
 _JOURNAL_SELECT = (
     "SELECT row, key, state, sid, http_status, error_code, error_message, attempts, intent_at, completed_at "

@@ -33,7 +33,7 @@ import structlog
 import tenacity
 
 from . import phone
-from .checkpoint import FINAL_STATES, Checkpoint, Outcome, now_iso
+from .checkpoint import Checkpoint, Outcome, now_iso
 from .client import Created, StudioClient, make_http_client
 from .credentials import Credentials
 from .errors import (
@@ -341,6 +341,7 @@ class _Run:
         self.wake = asyncio.Condition()
         self.refill_lock = asyncio.Lock()
         self.recent: deque[bool] = deque(maxlen=spec.send.breaker_window)
+        self.recent_failed = 0  # sum(self.recent), kept up to date instead of summed for every row
         self.warned_concurrency = False
         self.backoff_wait = tenacity.wait_random_exponential(multiplier=0.5, max=30)
 
@@ -379,7 +380,10 @@ class _Run:
         if state in ("sent", "already_active", "failed", "capped"):
             self.done += 1
             self.counts[state] += 1
+            if len(self.recent) == self.recent.maxlen:
+                self.recent_failed -= self.recent[0]
             self.recent.append(state == "failed")
+            self.recent_failed += state == "failed"
             if outcome.sid:
                 self.known_sids.add(outcome.sid)
             if state == "failed" and error is not None:
@@ -420,7 +424,8 @@ class _Run:
 
     def _check_breaker(self) -> None:
         window = self.spec.send.breaker_window
-        if len(self.recent) >= window and sum(self.recent) > self.spec.send.breaker_ratio * window and not self.aborted:
+        tripped = len(self.recent) >= window and self.recent_failed > self.spec.send.breaker_ratio * window
+        if tripped and not self.aborted:
             top = self.stats.errors.most_common(1)
             cause = f" (most often: {top[0][0][1]})" if top else ""
             self.aborted = Fatal(
@@ -496,8 +501,11 @@ class _Run:
                 await self.refill()
             if self.ready:
                 item = self.ready.popleft()
-                if len(self.ready) < max(1, int(self.pacer.rate) // 2) and not self.source_done:
-                    # Write the next group's intents while this one is still being sent.
+                # Write the next group's intents while this one is still being sent: once, when the
+                # queue is down to half a group (the group is at most 1,000 rows, so comparing with
+                # half the *rate* would start a refill task for every row above 2,000/s).
+                half_group = max(1, min(int(self.pacer.rate), 1000) // 2)
+                if len(self.ready) < half_group and not self.source_done and not self.refill_lock.locked():
                     asyncio.get_running_loop().create_task(self.refill())
                 return item
             if self.source_done and self.outstanding() == 0:
@@ -740,11 +748,13 @@ def _iso_ms(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _pending_items(plan: pl.DataFrame, journal: pl.DataFrame) -> Iterator[_Item]:
+def _pending_items(plan: pl.DataFrame, journal: pl.DataFrame, settled: pl.Series | None = None) -> Iterator[_Item]:
     # A generator: a million-row job builds its items (and row keys) as it sends them.
-    todo = plan.filter(pl.col("status") == "pending").join(
-        journal.select("row", "state", "attempts"), on="row", how="left", maintain_order="left"
-    )
+    # ``settled`` (final rows' numbers) lets ``journal`` hold only the open lines.
+    todo = plan.filter(pl.col("status") == "pending")
+    if settled is not None:
+        todo = todo.filter(~pl.col("row").is_in(settled.implode()))
+    todo = todo.join(journal.select("row", "state", "attempts"), on="row", how="left", maintain_order="left")
     todo = todo.filter(pl.col("state").is_null() | (pl.col("state") == "pending"))
     zones = (
         todo.get_column("zones")
@@ -825,7 +835,10 @@ async def run_job(
     with Checkpoint.open(spec.output.checkpoint, fp, restart=options.restart) as cp:
         # Saved every run: suppression lists and caps may have changed the plan since the last one.
         await asyncio.to_thread(cp.save_plan, plan)
-        journal = cp.journal()
+        # Only the open lines in full: a resumed million-row job would spend seconds turning
+        # its finished lines into Python tuples before its first request.
+        journal = cp.open_lines()
+        settled = cp.settled_rows()
         http = make_http_client(
             username=credentials.username,
             password=credentials.password,
@@ -836,8 +849,7 @@ async def run_job(
         )
         async with http:
             client = StudioClient(http, base_url=base_url, flow_sid=spec.flow.sid, api=spec.flow.api)
-            final = journal.filter(pl.col("state").is_in(FINAL_STATES))
-            done = final.height
+            done = settled.len()
             total = int(plan.filter(pl.col("status") == "pending").height)
             history = History(spec.history.path) if spec.history.path else None
             run = _Run(
@@ -848,7 +860,11 @@ async def run_job(
                 on_progress,
                 total,
                 done,
-                set(final.get_column("sid").drop_nulls().to_list()),
+                # Only v1 hands back runs, and one older than HANDBACK_MARGIN (plus clock skew) is
+                # already told apart by its date_created: older SIDs need not be held.
+                cp.sids_completed_since(_iso_ms(datetime.now(UTC) - CLOCK_SKEW_MARGIN - HANDBACK_MARGIN))
+                if spec.flow.api == "engagements"
+                else set(),
                 history,
             )
             stopped_early = False
@@ -859,7 +875,7 @@ async def run_job(
                 timer = asyncio.get_running_loop().call_later(options.max_duration, control.request_stop)
             try:
                 possibly = journal.filter(pl.col("state").is_in(["intent", "uncertain"]))
-                pending_left = _pending_items(plan, journal)
+                pending_left = _pending_items(plan, journal, settled)
                 run.clock = options.clock
                 has_work = possibly.height > 0 or total - done > 0
                 if has_work and spec.send.preflight and not control.stopping:
