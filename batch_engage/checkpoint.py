@@ -245,12 +245,6 @@ class Checkpoint:
         plan.write_parquet(tmp, compression="zstd")
         os.replace(tmp, self.plan_path)
 
-    def load_plan(self) -> pl.DataFrame | None:
-        """The plan kept by an earlier run, if any."""
-        if not self.plan_path.exists():
-            return None
-        return pl.read_parquet(self.plan_path)
-
     # -- writing ----------------------------------------------------------------------
 
     def write_intents(self, rows: Iterable[tuple[int, str]]) -> str:
@@ -331,11 +325,6 @@ class Checkpoint:
                 (since_iso,),
             ).fetchall()
         return {r[0] for r in rows}
-
-    def meta(self) -> dict[str, str]:
-        """The checkpoint's own facts (fingerprint, creation time)."""
-        with self._db_lock:
-            return dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
 
 
 _JOURNAL_SCHEMA = {

@@ -21,7 +21,6 @@ any other 4xx                                          Rejected             fail
 from __future__ import annotations
 
 import email.utils
-import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -291,9 +290,3 @@ class StudioClient:
 
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def describe_error(exc: StudioError) -> str:
-    """One line for the results table: Twilio's message, without anything secret."""
-    text = exc.message
-    return json.dumps(text)[1:-1] if "\n" in text else text
