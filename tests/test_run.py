@@ -274,3 +274,18 @@ class FakeStudio:
                 },
             )
         return httpx.Response(200, json={"sid": f"FN{self.creates:032x}", "date_created": None})
+
+
+def test_warns_when_concurrency_cannot_reach_the_rate(
+    sandbox_factory: Callable[..., Sandbox], make_spec: Callable[..., Any], sandbox_creds: Credentials
+) -> None:
+    """rate x latency above concurrency: one warning saying how many requests in flight the rate needs."""
+    from structlog.testing import capture_logs
+
+    sb = sandbox_factory(rate_limit=None, latency=0.05)
+    with capture_logs() as events:
+        run(make_spec(sb.url, rate=200, concurrency=1), frame=make_contacts(30), credentials=sandbox_creds)
+    warnings = [e for e in events if e["event"] == "pacing.concurrency_too_low"]
+    assert len(warnings) == 1
+    assert warnings[0]["concurrency"] == 1 and warnings[0]["needed"] >= 2
+    assert warnings[0]["max_rate"] < 200
