@@ -4,7 +4,7 @@ Use it from Python as ``batch_engage.run("jobs/campaign.toml")`` or
 ``batch_engage.run(spec, frame=df)``; the ``batch-engage`` command is a thin layer over it.
 """
 
-from .api import Validation, history_stats, import_history, load_job, report, run, status, validate
+from .api import Status, Validation, history_stats, import_history, load_job, report, run, status, validate
 from .credentials import Credentials, credentials_from_env
 from .errors import BatchEngageError
 from .runner import Progress, RunControl, RunOptions, RunResult, RunSummary
@@ -24,6 +24,7 @@ __all__ = [
     "RunSummary",
     "SendSpec",
     "Spec",
+    "Status",
     "Validation",
     "credentials_from_env",
     "history_stats",

@@ -24,6 +24,7 @@ from .spec import Spec, load_spec
 from .windows import annotate_windows, send_window, window_openings
 
 __all__ = [
+    "Status",
     "Validation",
     "history_stats",
     "import_history",
@@ -32,7 +33,6 @@ __all__ = [
     "run",
     "status",
     "validate",
-    "waiting_for_window",
 ]
 
 
@@ -181,28 +181,36 @@ def validate(
     )
 
 
-def _from_checkpoint(spec: Spec, now: datetime | None = None) -> pl.DataFrame:
+def _from_checkpoint(spec: Spec) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The plan and the results table, from the checkpoint alone."""
     plan, journal = read_only(spec.output.checkpoint)
     if plan is None:
         raise UsageError(f"{spec.output.checkpoint}: the checkpoint has no plan yet; run the job once")
-    return annotate_windows(plan, build_results(plan, journal), spec, now or datetime.now(UTC))
+    return plan, build_results(plan, journal)
 
 
-def waiting_for_window(
+@dataclass(frozen=True)
+class Status:
+    """Counts by status, and the rows waiting for their send window (with the first opening)."""
+
+    counts: dict[str, int]
+    waiting_for_window: int = 0
+    next_opening: datetime | None = None
+
+
+def status(
     job: str | Path | Spec, *, overrides: Mapping[str, Any] | None = None, now: datetime | None = None
-) -> tuple[int, datetime | None]:
-    """Rows pending only because their send window is closed, and when the first of them opens."""
-    spec = load_job(job, overrides)
-    plan, journal = read_only(spec.output.checkpoint)
-    if plan is None:
-        return 0, None
-    openings = window_openings(plan, build_results(plan, journal), spec, now or datetime.now(UTC))
-    return openings.height, openings.get_column("opens").min() if openings.height else None  # type: ignore[return-value]
-
-
-def status(job: str | Path | Spec, *, overrides: Mapping[str, Any] | None = None) -> dict[str, int]:
+) -> Status:
     """Counts by status from the checkpoint alone; sends nothing, works while a run is going on."""
-    return counts_by_status(_from_checkpoint(load_job(job, overrides)))
+    spec = load_job(job, overrides)
+    plan, results = _from_checkpoint(spec)
+    openings = window_openings(plan, results, spec, now or datetime.now(UTC))
+    first = openings.get_column("opens").drop_nulls().min() if openings.height else None
+    return Status(
+        counts=counts_by_status(results),
+        waiting_for_window=openings.height,
+        next_opening=first if isinstance(first, datetime) else None,
+    )
 
 
 def report(
@@ -213,7 +221,8 @@ def report(
 ) -> tuple[Path, dict[str, int]]:
     """Write the results table again from the checkpoint alone; sends nothing."""
     spec = load_job(job, overrides)
-    results = _from_checkpoint(spec)
+    plan, results = _from_checkpoint(spec)
+    results = annotate_windows(plan, results, spec, datetime.now(UTC))
     target = write_results(results, output or spec.output.results)
     return target, counts_by_status(results)
 

@@ -355,14 +355,15 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    counts = api.status(args.job, overrides=_overrides(args))
+    state = api.status(args.job, overrides=_overrides(args))
+    counts = state.counts
     width = max(len(k) for k in counts)
     print("\n".join(f"{k:<{width}}  {v}" for k, v in counts.items()))
     print(f"{'total':<{width}}  {sum(counts.values())}")
-    waiting, opens = api.waiting_for_window(args.job, overrides=_overrides(args))
-    if waiting:
+    if state.waiting_for_window:
+        opens = state.next_opening
         when = opens.strftime("%Y-%m-%dT%H:%M:%SZ") if opens else "never"
-        print(f"waiting for their send window: {waiting} (next opens at {when})")
+        print(f"waiting for their send window: {state.waiting_for_window} (next opens at {when})")
     return EXIT_OK
 
 

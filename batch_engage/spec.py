@@ -225,16 +225,11 @@ def _check_type(key: str, value: Any, expected: type | tuple[type, ...]) -> None
         raise ConfigError(key, f"must be {_type_name(expected)}, not {value!r}")
 
 
-def _flatten_parameters(table: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str]]:
-    """``{"order": {"id": "col"}}`` (TOML's own nesting) and ``{"order.id": "col"}`` alike."""
-    pairs: list[tuple[str, str]] = []
-    for key, value in table.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, dict):
-            pairs.extend(_flatten_parameters(value, dotted + "."))
-        elif isinstance(value, str):
-            pairs.append((dotted, value))
-        else:
+def _flatten_parameters(table: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """``{"order": {"id": "col"}}`` (TOML's own nesting) and ``{"order.id": "col"}`` alike; values name columns."""
+    pairs = _flatten_parameters_any(table)
+    for dotted, value in pairs:
+        if not isinstance(value, str):
             raise ConfigError(f"mapping.parameters.{dotted}", f"must name a column, not {value!r}")
     return pairs
 

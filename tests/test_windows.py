@@ -13,7 +13,7 @@ import httpx
 import polars as pl
 import pytest
 
-from batch_engage import Credentials, RunOptions, run, validate
+from batch_engage import Credentials, RunOptions, run, status, validate
 from batch_engage.errors import ConfigError
 from batch_engage.windows import parse_window, zones_for_rows
 
@@ -118,6 +118,8 @@ class TestRun:
             "outside the send window 09:00-20:00 local; opens at 2026-11-24T17:00:00Z",
             "outside the send window 09:00-20:00 local; opens at 2026-11-24T19:00:00Z",
         ]
+        waiting = status(spec, now=clock())
+        assert (waiting.waiting_for_window, waiting.next_opening) == (2, utc("2026-11-24T17:00:00"))
         check = validate(spec, frame=frame(NY, LA, HNL), now=clock())
         assert check.openings == {"now": 1, "2026-11-24 17:00Z": 1, "2026-11-24 19:00Z": 1}
         clock.now = utc("2026-11-24T17:30:00")
