@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import re
 import signal
 import sys
@@ -20,15 +21,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemaini
 from rich.progress import Progress as Bar
 
 from . import api
-from .credentials import Credentials, credentials_from_env
-from .errors import BatchEngageError, CheckpointLocked, UsageError
-from .runner import Progress, RunControl, RunOptions, RunResult, run_job
+from .credentials import Credentials
+from .errors import BatchEngageError, TryLater, UsageError
+from .results import EXIT_ABORTED, EXIT_OK, EXIT_TEMPFAIL, EXIT_USAGE
+from .runner import Progress, RunControl, RunOptions, RunResult
 from .sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox, SandboxConfig, serve
-from .spec import Spec
 
 __all__ = ["build_parser", "main"]
 
-EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_ABORTED, EXIT_TEMPFAIL = 0, 1, 2, 3, 75
 _DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*$")
 
 
@@ -58,10 +58,19 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _job_options(p: argparse.ArgumentParser) -> None:
+def _job_options(p: argparse.ArgumentParser, *, period: bool = False) -> None:
     p.add_argument("job", help="the job file (TOML)")
     p.add_argument("--input", metavar="PATH", help="read contacts from PATH instead of [input] path ('-' = stdin)")
     p.add_argument("--checkpoint", metavar="PATH", help="use this checkpoint instead of [output] checkpoint")
+    p.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="the rehearsal on the built-in Studio simulator (no Twilio account): its own checkpoint and results",
+    )
+    if period:
+        p.add_argument(
+            "--period", metavar="PERIOD", help="another period of a job whose id has {date}, {week} or {month}"
+        )
 
 
 def _log_options(p: argparse.ArgumentParser) -> None:
@@ -80,6 +89,15 @@ def _log_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--quiet", "-q", action="store_true", help="no progress bar and no summary; logs at warning and above"
     )
+
+
+def _restart_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--restart",
+        action="store_true",
+        help="start over: forget every contact this job reached (the old checkpoint is moved aside, never deleted)",
+    )
+    p.add_argument("--yes", action="store_true", help="confirm --restart (it never asks: cron is safe)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,11 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop gracefully after this long (e.g. 50m), exit 75",
     )
     run.add_argument("--wait", action="store_true", help="keep running and send each row as its send window opens")
-    run.add_argument("--restart", action="store_true", help="start over: move the old checkpoint aside (never deleted)")
+    _restart_options(run)
     run.add_argument("--no-preflight", action="store_true", help="skip the GET of the Flow before the first row")
-    run.add_argument(
-        "--sandbox", action="store_true", help="run against the built-in Studio simulator, no Twilio account needed"
-    )
     run.add_argument("--dry-run", action="store_true", help="validate only, send nothing (the same as 'validate')")
     run.add_argument("--summary-json", metavar="PATH", help="also write the run summary as JSON to PATH")
     _log_options(run)
@@ -126,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _job_options(val)
     val.add_argument("--output", metavar="PATH", help="write the results table (invalid, duplicate, pending) to PATH")
+    _restart_options(val)
     _log_options(val)
 
     st = sub.add_parser(
@@ -133,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="counts by status from the checkpoint",
         description="Counts by status from the checkpoint; sends nothing.",
     )
-    _job_options(st)
+    _job_options(st, period=True)
     _log_options(st)
 
     rep = sub.add_parser(
@@ -141,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the results table again from the checkpoint",
         description="Write the results table again from the checkpoint alone; sends nothing.",
     )
-    _job_options(rep)
+    _job_options(rep, period=True)
     rep.add_argument("--output", metavar="PATH", help="write to PATH instead of [output] results")
     _log_options(rep)
 
@@ -239,7 +255,13 @@ def _print_summary(result: RunResult, out: TextIO) -> None:
     counts = ", ".join(f"{k} {v}" for k, v in s.counts.items() if v)
     lines = [
         f"rows: {sum(s.counts.values())} ({counts})",
-        f"requests: {s.requests}, 429s: {s.rate_limited}, retries: {s.retries}, reconciled: {s.reconciled}",
+        *(
+            [f"reached by earlier runs: {s.reached_earlier} (parameters changed since: {s.parameters_changed})"]
+            if s.reached_earlier
+            else []
+        ),
+        f"requests: {s.requests}, 429s: {s.rate_limited}, retries: {s.retries}, reconciled: {s.reconciled} "
+        f"({s.lookups} lookups)",
         f"duration: {s.duration:.1f}s, achieved rate: {s.achieved_rate:.2f}/s "
         f"(configured {s.configured_rate:g}/s, settled at {s.settled_rate:.2f}/s)",
     ]
@@ -280,49 +302,68 @@ def _progress_bar(enabled: bool) -> Iterator[Callable[[Progress], None] | None]:
 
 
 async def _run_async(
-    spec: Spec, args: argparse.Namespace, creds: Credentials, progress: Callable[[Progress], None] | None
+    args: argparse.Namespace,
+    creds: Credentials | None,
+    overrides: dict[str, Any],
+    progress: Callable[[Progress], None] | None,
 ) -> RunResult:
     control = RunControl()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, control.request_stop)
-    stdin = sys.stdin.buffer if spec.input.path == "-" else None
+    stdin = sys.stdin.buffer if args.input == "-" else None
+    options = RunOptions(
+        limit=args.limit,
+        max_duration=args.max_duration,
+        restart=args.restart,
+        yes=args.yes,
+        wait=args.wait,
+        sandbox=args.sandbox,
+    )
     try:
-        return await run_job(
-            spec,
-            credentials=creds,
-            options=RunOptions(limit=args.limit, max_duration=args.max_duration, restart=args.restart, wait=args.wait),
-            control=control,
-            on_progress=progress,
-            stdin=stdin,
+        job = api.load_job(args.job, overrides, sandbox=args.sandbox)
+        return await api.run_async(
+            job, credentials=creds, options=options, control=control, on_progress=progress, stdin=stdin
         )
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
 
 
+def _check_writable_folder(path: str, flag: str) -> None:
+    folder = Path(path).resolve().parent
+    if not folder.is_dir():
+        raise UsageError(f"{flag} {path}: the folder {folder} does not exist; nothing was sent")
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"{flag} {path}: the folder {folder} is not writable; nothing was sent")
+
+
+def _write_atomically(path: str, text: str) -> None:
+    target = Path(path)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, target)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         return _cmd_validate(args)
+    if args.summary_json:
+        _check_writable_folder(args.summary_json, "--summary-json")
     overrides = _overrides(args)
-    sandbox_cm: Any = nullcontext()
-    if args.sandbox:
-        sandbox_cm = Sandbox()
-    with sandbox_cm as sandbox:
+    creds: Credentials | None = None
+    with Sandbox() if args.sandbox else nullcontext() as sandbox:
         if sandbox is not None:
             overrides["flow.base_url"] = sandbox.url
             creds = Credentials(SANDBOX_USERNAME, SANDBOX_PASSWORD)
-        spec = api.load_job(args.job, overrides)
-        if sandbox is None:
-            creds = credentials_from_env()
         show = sys.stderr.isatty() and not args.quiet
         with _progress_bar(show) as progress:
-            result = asyncio.run(_run_async(spec, args, creds, progress))
+            result = asyncio.run(_run_async(args, creds, overrides, progress))
     if not args.quiet:
         _print_summary(result, sys.stdout)
     if args.summary_json:
-        Path(args.summary_json).write_text(
-            json.dumps(result.summary.as_dict() | {"exit_code": result.exit_code}, indent=2)
+        _write_atomically(
+            args.summary_json, json.dumps(result.summary.as_dict() | {"exit_code": result.exit_code}, indent=2)
         )
     return result.exit_code
 
@@ -331,7 +372,15 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     overrides = _overrides(args)
     overrides.pop("output.results", None)
     stdin = sys.stdin.buffer if args.input == "-" else None
-    v = api.validate(args.job, overrides=overrides, output=args.output, stdin=stdin)
+    v = api.validate(
+        args.job,
+        overrides=overrides,
+        output=args.output,
+        stdin=stdin,
+        sandbox=args.sandbox,
+        restart=args.restart,
+        yes=args.yes,
+    )
     spec = api.load_job(args.job, overrides)
     lines = [
         f"rows: {v.total}",
@@ -355,8 +404,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    state = api.status(args.job, overrides=_overrides(args))
+    state = api.status(args.job, overrides=_overrides(args), period=args.period, sandbox=args.sandbox)
     counts = state.counts
+    if state.period:
+        print(f"period: {state.period}")
     width = max(len(k) for k in counts)
     print("\n".join(f"{k:<{width}}  {v}" for k, v in counts.items()))
     print(f"{'total':<{width}}  {sum(counts.values())}")
@@ -369,7 +420,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     overrides = _overrides(args)
-    path, counts = api.report(args.job, overrides=overrides, output=args.output)
+    path, counts = api.report(
+        args.job, overrides=overrides, output=args.output, period=args.period, sandbox=args.sandbox
+    )
     print(f"results: {path} ({', '.join(f'{k} {v}' for k, v in counts.items() if v)})")
     return EXIT_OK
 
@@ -429,7 +482,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _configure_logging(args)
     try:
         return _COMMANDS[args.command](args)
-    except CheckpointLocked as exc:
+    except TryLater as exc:
         print(f"batch-engage: {exc}", file=sys.stderr)
         return EXIT_TEMPFAIL
     except UsageError as exc:

@@ -42,6 +42,7 @@ from .errors import (
     ServerError,
     StudioError,
 )
+from .twilio_clock import TwilioClock
 
 __all__ = [
     "USER_AGENT",
@@ -77,6 +78,7 @@ class RunRecord:
     sid: str
     address: str | None
     date_created: datetime | None
+    initiated_by: str | None = None
 
 
 def parse_datetime(value: object) -> datetime | None:
@@ -149,7 +151,7 @@ def classify_response(response: httpx.Response, *, what: str = "create") -> Crea
             "TWILIO_API_KEY/TWILIO_API_SECRET or TWILIO_ACCOUNT_SID/TWILIO_AUTH_TOKEN",
             **kw,
         )
-    if status == 404 and (what != "list" or code == 20404):
+    if status == 404 and (what not in ("list", "run") or (what == "list" and code == 20404)):
         raise FlowNotFound(
             f"the Flow was not found ({code or status}: {message}); check flow.sid and that the "
             "credentials belong to the Flow's account",
@@ -205,8 +207,11 @@ def make_http_client(
 class StudioClient:
     """Studio's create, list and fetch-Flow calls for one Flow and one API version."""
 
-    def __init__(self, http: httpx.AsyncClient, *, base_url: str, flow_sid: str, api: str) -> None:
+    def __init__(
+        self, http: httpx.AsyncClient, *, base_url: str, flow_sid: str, api: str, clock: TwilioClock | None = None
+    ) -> None:
         self._http = http
+        self.clock = clock or TwilioClock()
         self._base = base_url.rstrip("/")
         self.flow_sid = flow_sid
         self.api = api
@@ -224,18 +229,45 @@ class StudioClient:
             await response.aread()
         except httpx.HTTPError as exc:
             raise classify_exception(exc) from None
+        self.clock.observe(response.headers.get("Date"))
         return classify_response(response)
+
+    async def _get_json(self, url: str, what: str) -> dict[str, Any]:
+        try:
+            response = await self._http.get(url)
+        except httpx.HTTPError as exc:
+            raise classify_exception(exc) from None
+        self.clock.observe(response.headers.get("Date"))
+        if response.status_code != 200:
+            classify_response(response, what=what)
+        try:
+            body = response.json()
+        except (ValueError, UnicodeDecodeError):
+            raise ServerError(f"HTTP {response.status_code} with a body that is not JSON") from None
+        return body if isinstance(body, dict) else {}
 
     async def fetch_flow(self) -> dict[str, Any]:
         """GET the Flow (the preflight): proves the credentials and that the Flow exists."""
+        return await self._get_json(f"{self._base}/v2/Flows/{self.flow_sid}", "flow")
+
+    async def fetch_published(self) -> dict[str, Any] | None:
+        """The Flow's last published revision, or None when nothing is published."""
         try:
-            response = await self._http.get(self._flow_url)
-        except httpx.HTTPError as exc:
-            raise classify_exception(exc) from None
-        if response.status_code != 200:
-            classify_response(response, what="flow")
-        body = response.json()
-        return body if isinstance(body, dict) else {}
+            return await self._get_json(f"{self._base}/v2/Flows/{self.flow_sid}/Revisions/LatestPublished", "run")
+        except Rejected as exc:
+            if exc.http_status == 404:
+                return None
+            raise
+
+    async def fetch_run(self, sid: str) -> dict[str, Any]:
+        """GET one run."""
+        return await self._get_json(f"{self._runs_url}/{sid}", "run")
+
+    async def fetch_context(self, sid: str) -> dict[str, Any]:
+        """GET one run's Context; the ``context`` object."""
+        body = await self._get_json(f"{self._runs_url}/{sid}/Context", "run")
+        context = body.get("context")
+        return context if isinstance(context, dict) else {}
 
     async def list_runs(self, *, since: datetime, until: datetime | None = None) -> AsyncIterator[RunRecord]:
         """Every run created since ``since``, newest first, following ``next_page_url``.
@@ -263,6 +295,7 @@ class StudioClient:
             except httpx.HTTPError as exc:
                 raise classify_exception(exc) from None
             first = False
+            self.clock.observe(response.headers.get("Date"))
             if response.status_code != 200:
                 classify_response(response, what="list")
             body = response.json()
@@ -276,10 +309,12 @@ class StudioClient:
                     older = True
                     continue
                 address = item.get("contact_channel_address")
+                initiated = item.get("initiated_by")
                 yield RunRecord(
                     sid=item["sid"],
                     address=address if isinstance(address, str) else None,
                     date_created=created,
+                    initiated_by=initiated if isinstance(initiated, str) else None,
                 )
             meta = body.get("meta", {}) if isinstance(body, dict) else {}
             next_url = meta.get("next_page_url") if isinstance(meta, dict) else None

@@ -7,8 +7,10 @@
     │   ├── ConfigError             a job-file key or flag is wrong (names the key)
     │   ├── InputFileError          the input file is unreadable (names file, line, column)
     │   ├── CredentialsError        no usable credentials, or http:// to a non-loopback host
-    │   └── CheckpointMismatch      the checkpoint belongs to another input or mapping
-    ├── CheckpointLocked            exit 75: another process holds the checkpoint
+    │   └── CheckpointMismatch      the checkpoint belongs to another job or Twilio, or --restart lacks --yes
+    ├── TryLater                    exit 75: nothing wrong, but not now
+    │   ├── CheckpointLocked        another process holds the checkpoint
+    │   └── PeriodUnsettled         the previous period's possibly-sent contacts could not be settled
     └── StudioError                 an answer (or non-answer) from Studio for one request
         ├── RetrySafe               never processed by Twilio: send again after a pause
         │   ├── RateLimited         429 / 20429, maybe with Retry-After
@@ -22,8 +24,10 @@
             ├── AuthFailed          401 / 403 / 20003
             └── FlowNotFound        404 on the Flow / 20404, or a draft v2 Flow
 
-The runner turns a ``StudioError`` into a row outcome with :func:`classify`'s table
-(see ``client.py``); only the CLI turns a ``BatchEngageError`` into an exit code.
+``client.classify_response`` and ``client.classify_exception`` turn an answer into a
+``StudioError`` (the table in ``client.py``); the dispatcher turns that into a row's
+outcome; ``results.exit_code_for`` maps a finished run to its exit code, and the CLI
+maps a ``BatchEngageError`` to one.
 """
 
 from __future__ import annotations
@@ -41,12 +45,14 @@ __all__ = [
     "FlowNotFound",
     "InputFileError",
     "NotConnected",
+    "PeriodUnsettled",
     "PossiblySent",
     "RateLimited",
     "Rejected",
     "RetrySafe",
     "ServerError",
     "StudioError",
+    "TryLater",
     "UsageError",
 ]
 
@@ -97,8 +103,16 @@ class CheckpointMismatch(UsageError):
     """The checkpoint was made for another input, flow, API or mapping."""
 
 
-class CheckpointLocked(BatchEngageError):
-    """Another process is running this job's checkpoint (exit 75)."""
+class TryLater(BatchEngageError):
+    """Nothing is wrong, but the job cannot go on now; the same command later will (exit 75)."""
+
+
+class CheckpointLocked(TryLater):
+    """Another process is running this job's checkpoint."""
+
+
+class PeriodUnsettled(TryLater):
+    """The previous period's possibly-sent contacts could not be settled yet."""
 
 
 class StudioError(BatchEngageError):

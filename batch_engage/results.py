@@ -1,17 +1,33 @@
-"""The results table: the plan left-joined with the journal, one line per input row."""
+"""The results table: the plan joined with the journal by contact, one line per input row; and the exit code."""
 
 from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 
 import polars as pl
 
-from .checkpoint import private_file
+from ._files import private_file
+from .states import FINAL, REACHED, RowState
 
-__all__ = ["RESULT_COLUMNS", "STATUSES", "build_results", "counts_by_status", "write_results"]
+__all__ = [
+    "EXIT_ABORTED",
+    "EXIT_OK",
+    "EXIT_SOME_FAILED",
+    "EXIT_TEMPFAIL",
+    "EXIT_USAGE",
+    "RESULT_COLUMNS",
+    "STATUSES",
+    "build_results",
+    "counts_by_status",
+    "exit_code_for",
+    "write_results",
+]
 
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_ABORTED, EXIT_TEMPFAIL = 0, 1, 2, 3, 75
+REACHED_EARLIER = "reached by an earlier run"
 RESULT_COLUMNS = [
     "row",
     "to",
@@ -37,41 +53,85 @@ STATUSES = (
 )
 
 
-def build_results(plan: pl.DataFrame, journal: pl.DataFrame) -> pl.DataFrame:
-    """Project plan + journal into the results table, in input order."""
-    joined = plan.join(journal.drop("key"), on="row", how="left", maintain_order="left")
+def build_results(
+    plan: pl.DataFrame, journal: pl.DataFrame, *, input_digest: str | None = None, live: bool = False
+) -> pl.DataFrame:
+    """Project plan + journal into the results table, in input order.
+
+    A contact whose line was written for another input (an earlier export of the list)
+    and reached shows that run, with the message "reached by an earlier run". With
+    ``live`` (a run holds the checkpoint now) a contact whose request is out shows
+    ``in_flight`` rather than ``uncertain``.
+    """
+    lines = journal.select(
+        "contact",
+        "state",
+        "sid",
+        "http_status",
+        "error_code",
+        pl.col("error_message").alias("line_message"),
+        "attempts",
+        "completed_at",
+        pl.col("input").alias("line_input"),
+    )
+    joined = plan.join(lines, on="contact", how="left", maintain_order="left")
     state = pl.col("state")
+    sendable = pl.col("status") == "pending"
     status = (
-        pl.when(pl.col("status") != "pending")
+        pl.when(~sendable)
         .then(pl.col("status"))
-        .when(state.is_in(["sent", "already_active", "failed", "capped", "uncertain"]))
+        .when(state.is_in([s.value for s in FINAL | {RowState.UNCERTAIN}]))
         .then(state)
-        .when(state == "intent")
-        .then(pl.lit("uncertain"))
+        .when(state == RowState.INTENT.value)
+        .then(pl.lit("in_flight" if live else "uncertain"))
         .otherwise(pl.lit("pending"))
     )
-    in_journal = pl.col("status") == "pending"
+    earlier = (
+        state.is_in([s.value for s in REACHED])
+        & pl.col("line_input").is_not_null()
+        & (pl.col("line_input") != input_digest)
+        if input_digest is not None
+        else pl.lit(False)
+    )
+    message = (
+        pl.when(~sendable)
+        .then(pl.col("error_message"))
+        .when(earlier)
+        .then(pl.lit(REACHED_EARLIER))
+        .when(state.is_not_null() & (state != RowState.PENDING.value))
+        .then(pl.col("line_message"))
+    )
     return joined.select(
         pl.col("row"),
         pl.col("to"),
         pl.col("from"),
         status.alias("status"),
-        pl.when(in_journal).then(pl.col("sid")).alias("sid"),
-        pl.when(in_journal).then(pl.col("http_status")).alias("http_status"),
-        pl.when(in_journal).then(pl.col("error_code")).alias("error_code"),
-        pl.when(in_journal & pl.col("state").is_not_null() & (state != "pending"))
-        .then(pl.col("error_message_right"))
-        .otherwise(pl.col("error_message"))
-        .alias("error_message"),
-        pl.col("attempts").fill_null(0).alias("attempts"),
-        pl.when(in_journal).then(pl.col("completed_at")).alias("completed_at"),
+        pl.when(sendable).then(pl.col("sid")).alias("sid"),
+        pl.when(sendable).then(pl.col("http_status")).alias("http_status"),
+        pl.when(sendable).then(pl.col("error_code")).alias("error_code"),
+        message.alias("error_message"),
+        pl.when(sendable).then(pl.col("attempts")).fill_null(0).alias("attempts"),
+        pl.when(sendable).then(pl.col("completed_at")).alias("completed_at"),
     )
 
 
 def counts_by_status(results: pl.DataFrame) -> dict[str, int]:
-    """Rows per status, every status present (zero where none)."""
+    """Rows per status: every usual status (zero where none), then any other found (``in_flight``)."""
     found = Counter(dict(results.group_by("status").len().iter_rows()))
-    return {status: int(found.get(status, 0)) for status in STATUSES}
+    counts = {status: int(found.get(status, 0)) for status in STATUSES}
+    counts.update({status: int(n) for status, n in sorted(found.items()) if status not in counts})
+    return counts
+
+
+def exit_code_for(counts: Mapping[str, int], *, aborted: bool = False, stopped_early: bool = False) -> int:
+    """The one mapping to exit codes: 3 aborted, 75 stopped early, 1 some rows failed/invalid/uncertain, else 0."""
+    if aborted:
+        return EXIT_ABORTED
+    if stopped_early:
+        return EXIT_TEMPFAIL
+    if counts.get("failed", 0) or counts.get("invalid", 0) or counts.get("uncertain", 0):
+        return EXIT_SOME_FAILED
+    return EXIT_OK
 
 
 def write_results(results: pl.DataFrame, path: str | Path) -> Path:

@@ -12,12 +12,15 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import phonenumbers
 
+from . import periods
+from ._files import same_file
 from .errors import ConfigError, CredentialsError
 from .windows import parse_window, valid_zone
 
@@ -28,6 +31,7 @@ __all__ = [
     "FlowSpec",
     "HistorySpec",
     "InputSpec",
+    "JobSpec",
     "MappingSpec",
     "OutputSpec",
     "SendSpec",
@@ -50,6 +54,7 @@ DEFAULT_MAX_PARAMETERS_BYTES = 16 * 1024
 DEFAULT_RECONCILE_DELAY = 3.0
 DEFAULT_BREAKER_WINDOW = 100
 DEFAULT_BREAKER_RATIO = 0.5
+DEFAULT_MARKER_KEY = "_batch_engage"
 
 Api = Literal["engagements", "executions"]
 Dedupe = Literal["to", "to_from", "none"]
@@ -109,14 +114,27 @@ class SendSpec:
     window: str | None = None
     days: tuple[str, ...] | None = None
     default_timezone: str | None = None
+    marker_key: str = DEFAULT_MARKER_KEY
 
 
 @dataclass(frozen=True, kw_only=True)
 class OutputSpec:
-    """Where the results table and the checkpoint live."""
+    """Where the results table and the checkpoint live (``*_template``: before ``{id}``/``{date}`` were filled)."""
 
     results: str
     checkpoint: str
+    results_template: str | None = None
+    checkpoint_template: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobSpec:
+    """The campaign's name; with ``{date}``, ``{week}`` or ``{month}`` in it, one campaign per period."""
+
+    id: str = "job"
+    template: str = "job"
+    period_kind: periods.PeriodKind | None = None
+    period: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -147,14 +165,51 @@ class Spec:
     output: OutputSpec
     suppress: SuppressSpec = SuppressSpec()
     history: HistorySpec = HistorySpec()
+    job: JobSpec = JobSpec()
 
     def replace(self, **sections: Any) -> Spec:
         """Return a copy with whole sections replaced."""
         return dataclasses.replace(self, **sections)
 
+    def for_period(self, period: str) -> Spec:
+        """The same job for another period (its own id and output paths)."""
+        kind = self.job.period_kind
+        if kind is None:
+            raise ConfigError("job.id", "has no {date}, {week} or {month}: the job has no periods")
+        if not periods.is_period(kind, period):
+            raise ConfigError(
+                "--period", f"{period!r} is not a {kind} (e.g. {periods.current_period(kind, _EPOCH, None)})"
+            )
+        job = dataclasses.replace(self.job, id=periods.render(self.job.template, {kind: period}), period=period)
+        values = {"id": job.id, kind: period}
+        out = self.output
+        return dataclasses.replace(
+            self,
+            job=job,
+            output=dataclasses.replace(
+                out,
+                results=periods.render(out.results_template or out.results, values),
+                checkpoint=periods.render(out.checkpoint_template or out.checkpoint, values),
+            ),
+        )
+
+    def rehearsal(self) -> Spec:
+        """The same job against the sandbox: its own checkpoint and results beside the real ones, no history."""
+        results = Path(self.output.results)
+        return dataclasses.replace(
+            self,
+            output=dataclasses.replace(
+                self.output,
+                results=str(results.with_name(f"{results.stem}.sandbox{results.suffix}")),
+                checkpoint=self.output.checkpoint + ".sandbox",
+            ),
+            history=HistorySpec(),
+        )
+
 
 # key -> (type or types, section field name); "from" is a keyword in Python.
 _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], str]]] = {
+    "job": {"id": (str, "id")},
     "input": {"path": (str, "path"), "format": (str, "format"), "encoding": (str, "encoding")},
     "flow": {
         "sid": (str, "sid"),
@@ -189,6 +244,7 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], str]]] = {
         "window": (str, "window"),
         "days": (list, "days"),
         "default_timezone": (str, "default_timezone"),
+        "marker_key": (str, "marker_key"),
     },
     "output": {"results": (str, "results"), "checkpoint": (str, "checkpoint")},
     "suppress": {"files": (list, "files"), "column": (str, "column")},
@@ -279,11 +335,13 @@ def load_spec(
     *,
     raw: Mapping[str, Any] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    now: datetime | None = None,
 ) -> Spec:
     """Read a job file (or an already-parsed ``raw`` table) and apply ``section.key`` overrides.
 
     Relative paths in the file resolve against the file's folder; paths given as
-    overrides resolve against the current directory.
+    overrides resolve against the current directory. ``now`` fixes the period of a
+    ``[job] id`` with ``{date}``, ``{week}`` or ``{month}`` (default: the current time).
     """
     if raw is None:
         if path is None:
@@ -324,10 +382,87 @@ def load_spec(
             raise ConfigError("suppress.files", "must be a list of file paths")
         sections["suppress"]["files"] = tuple(_resolve(base, f) or f for f in files)
 
-    return _build(sections, base, stem)
+    return _build(sections, base, stem, now or datetime.now(UTC))
 
 
-def _build(sections: dict[str, dict[str, Any]], base: Path, stem: str) -> Spec:
+def _job(section: dict[str, Any], stem: str, send: dict[str, Any], now: datetime) -> JobSpec:
+    template = section.get("id", stem)
+    unknown = [name for name in periods.placeholders(template) if name not in periods.PLACEHOLDERS]
+    if unknown or not _JOB_ID.match(periods.render(template, dict.fromkeys(periods.PLACEHOLDERS, "x"))):
+        raise ConfigError(
+            "job.id",
+            f"{template!r}: use letters, digits, '.', '-' and '_', and at most one of {{date}}, {{week}}, {{month}}",
+        )
+    kinds = {name for name in periods.placeholders(template) if name in periods.PLACEHOLDERS}
+    if len(kinds) > 1:
+        raise ConfigError("job.id", f"{template!r}: use only one of {{date}}, {{week}}, {{month}}")
+    kind = periods.period_kind(template)
+    if kind is None:
+        return JobSpec(id=template, template=template)
+    period = periods.current_period(kind, now, send.get("default_timezone"))
+    return JobSpec(id=periods.render(template, {kind: period}), template=template, period_kind=kind, period=period)
+
+
+def _outputs(out: dict[str, Any], base: Path, job: JobSpec) -> OutputSpec:
+    templates = {
+        "results": out.get("results", str(base / "{id}.results.csv")),
+        "checkpoint": out.get("checkpoint", str(base / "{id}.checkpoint")),
+    }
+    values: dict[str, str] = {"id": job.id}
+    if job.period_kind and job.period:
+        values[job.period_kind] = job.period
+    for key, template in templates.items():
+        bad = [name for name in periods.placeholders(template) if name not in ("id", *periods.PLACEHOLDERS)]
+        if bad:
+            raise ConfigError(
+                f"output.{key}", f"unknown placeholder {{{bad[0]}}} (use {{id}}, {{date}}, {{week}}, {{month}})"
+            )
+        named = [name for name in periods.placeholders(template) if name in periods.PLACEHOLDERS]
+        if any(name != job.period_kind for name in named):
+            raise ConfigError(f"output.{key}", f"uses {{{named[0]}}}, but job.id has no such period")
+    if job.period_kind and not periods.placeholders(templates["checkpoint"]):
+        raise ConfigError(
+            "output.checkpoint",
+            "must contain {id} (or the period) when job.id has a period: each period needs its own checkpoint",
+        )
+    results = periods.render(templates["results"], values)
+    if not results.endswith((".csv", ".parquet")):
+        raise ConfigError("output.results", "must end in .csv or .parquet")
+    return OutputSpec(
+        results=results,
+        checkpoint=periods.render(templates["checkpoint"], values),
+        results_template=templates["results"],
+        checkpoint_template=templates["checkpoint"],
+    )
+
+
+def _check_paths(spec: Spec) -> None:
+    """Refuse outputs that would overwrite what the job reads: nothing is sent, exit 2."""
+    inputs = [("input.path", spec.input.path), *(("suppress.files", f) for f in spec.suppress.files)]
+    checkpoint = Path(spec.output.checkpoint)
+    outputs = [
+        ("output.results", Path(spec.output.results)),
+        *(
+            ("output.checkpoint", checkpoint.with_name(checkpoint.name + suffix))
+            for suffix in ("", ".plan.parquet", ".lock", "-wal", "-shm", ".sandbox")
+        ),
+    ]
+    if spec.history.path and "://" not in spec.history.path:
+        outputs.append(("history.path", Path(spec.history.path)))
+    for in_key, name in inputs:
+        if not name or name == "-" or "://" in name:
+            continue
+        source = Path(name)
+        for out_key, target in outputs:
+            inside = source.is_dir() and target.resolve().is_relative_to(source.resolve())
+            if same_file(source, target) or inside:
+                raise ConfigError(
+                    out_key,
+                    f"{target} would overwrite {in_key} ({source}); choose another path. Nothing was sent.",
+                )
+
+
+def _build(sections: dict[str, dict[str, Any]], base: Path, stem: str, now: datetime) -> Spec:
     inp = sections["input"]
     if inp.get("format") is not None and inp["format"] not in INPUT_FORMATS:
         raise ConfigError("input.format", f"must be one of {', '.join(INPUT_FORMATS)}")
@@ -384,11 +519,12 @@ def _build(sections: dict[str, dict[str, Any]], base: Path, stem: str) -> Spec:
         if "default_timezone" in send and not valid_zone(send["default_timezone"]):
             raise ConfigError("send.default_timezone", f"unknown time zone {send['default_timezone']!r}")
 
-    out = sections["output"]
-    out.setdefault("results", str(base / f"{stem}.results.csv"))
-    out.setdefault("checkpoint", str(base / f"{stem}.checkpoint"))
-    if not str(out["results"]).endswith((".csv", ".parquet")):
-        raise ConfigError("output.results", "must end in .csv or .parquet")
+    if send.get("marker_key"):
+        mapped = [k.split(".")[0] for k, _ in params] + [k.split(".")[0] for k in static_keys]
+        if send["marker_key"] in mapped:
+            raise ConfigError("send.marker_key", f"{send['marker_key']!r} is also a mapped parameter; choose another")
+    job = _job(sections["job"], stem, send, now)
+    output = _outputs(sections["output"], base, job)
 
     history = sections["history"]
     if ("cap" in history or "flow_cap" in history) and "path" not in history:
@@ -397,15 +533,18 @@ def _build(sections: dict[str, dict[str, Any]], base: Path, stem: str) -> Spec:
         if key in history:
             parse_cap(history[key], key=f"history.{key}")
 
-    return Spec(
+    spec = Spec(
         suppress=SuppressSpec(**sections["suppress"]),
         history=HistorySpec(**history),
         input=InputSpec(**inp),
         flow=FlowSpec(**flow),
         mapping=MappingSpec(**mapping),
         send=SendSpec(**_floats(send)),
-        output=OutputSpec(**out),
+        output=output,
+        job=job,
     )
+    _check_paths(spec)
+    return spec
 
 
 def _floats(send: dict[str, Any]) -> dict[str, Any]:
@@ -448,6 +587,8 @@ def parse_cap(text: str, *, key: str) -> Cap:
     return Cap(int(match.group(1)), int(match.group(2)) * _UNIT_SECONDS[match.group(3)], text.strip())
 
 
+_JOB_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
+_EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 _CAP = re.compile(r"^\s*(\d+)\s*per\s*(\d+)\s*([mhdw])\s*$")
 _UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 

@@ -1,0 +1,526 @@
+"""The dispatch loop: a queue of contacts, intents in groups, workers at the pacer's rate, answers into outcomes.
+
+Each group of about a second's worth of contacts has its intents committed before any of
+its requests leaves. A worker takes a pacer slot, checks the send window and the caps once
+more, sends, and turns the answer into an outcome with the table in ``client.py``:
+possibly-sent contacts wait for reconciliation, never-processed ones are retried after a
+backoff, the rest are final. Nothing here prints or exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from . import phone
+from ._time import iso_ms
+from .checkpoint import Checkpoint, Intent, Outcome
+from .client import Created, StudioClient
+from .errors import AlreadyActive, Fatal, PossiblySent, RateLimited, Rejected, RetrySafe, StudioError
+from .hygiene import History
+from .pacing import Pacer
+from .policy import backoff, is_handback
+from .prepare import caps, contact_hash, params_hash
+from .recorder import Recorder
+from .spec import Spec
+from .states import FINAL, RowState
+from .windows import SendWindow
+
+__all__ = ["DRAIN_GRACE", "Dispatcher", "Item", "Progress", "RunControl"]
+
+DRAIN_GRACE = 5.0
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A snapshot for progress displays."""
+
+    done: int
+    total: int
+    sent: int
+    failed: int
+    retried: int
+    rate: float
+
+
+@dataclass
+class Item:
+    """One contact on its way: what to send, and what happened to it so far."""
+
+    row: int
+    contact: str
+    to: str
+    from_: str
+    parameters: str | None
+    marker: str | None = None
+    attempts: int = 0
+    backoff: float = 0.0
+    intent_at: str | None = None
+    intent_twilio: datetime | None = None
+    zones: str | None = None
+
+    def body(self, marker_key: str) -> str | None:
+        """The Parameters to send: the row's, with the marker added."""
+        if not marker_key or self.marker is None:
+            return self.parameters
+        member = f"{json.dumps(marker_key)}:{json.dumps(self.marker)}"
+        if not self.parameters or self.parameters == "{}":
+            return "{" + member + "}"
+        return self.parameters[:-1] + "," + member + "}"
+
+    def intent(self) -> Intent:
+        """The journal's intent line for this contact."""
+        return Intent(self.contact, self.row, self.to, self.from_, params_hash(self.parameters), self.marker)
+
+
+def make_marker(token: str, contact: str) -> str:
+    """``<checkpoint token>:<contact hash>``: names this job's checkpoint and the person, never a row number."""
+    return f"{token}:{contact_hash(contact)}"
+
+
+class RunControl:
+    """Lets the caller stop a run: the first request drains in-flight answers, the second stops at once."""
+
+    def __init__(self) -> None:
+        self.stopping = False
+        self.hard = False
+        self._hard_event: asyncio.Event | None = None
+        self._stop_event: asyncio.Event | None = None
+
+    def request_stop(self) -> None:
+        """Ask the run to stop; a second call stops it at once (in-flight rows stay uncertain)."""
+        if self.stopping:
+            self.hard = True
+            if self._hard_event is not None:
+                self._hard_event.set()
+        log.warning("run.stopping", at_once=self.hard)
+        self.stopping = True
+        if self._stop_event is not None:
+            self._stop_event.set()
+
+    async def wait_stop(self, seconds: float, sleep: Callable[[float], Awaitable[None]]) -> None:
+        """Sleep ``seconds`` (with ``sleep``), or less if a stop is requested meanwhile."""
+        self._stop_event = self._stop_event or asyncio.Event()
+        if self.stopping:
+            return
+        napping = asyncio.ensure_future(sleep(seconds))
+        stop = asyncio.ensure_future(self._stop_event.wait())
+        await asyncio.wait({napping, stop}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (napping, stop):
+            task.cancel()
+        await asyncio.gather(napping, stop, return_exceptions=True)
+
+    def bind(self) -> asyncio.Event:
+        """The event set by a hard stop (made inside the running loop)."""
+        self._hard_event = asyncio.Event()
+        if self.hard:
+            self._hard_event.set()
+        return self._hard_event
+
+
+@dataclass
+class Stats:
+    """Counters for the summary."""
+
+    requests: int = 0
+    rate_limited: int = 0
+    retries: int = 0
+    created: int = 0
+    reconciled: int = 0
+    lookups: int = 0
+    first_send: float | None = None
+    last_answer: float | None = None
+    latency_ewma: float | None = None
+    errors: Counter[tuple[int | None, str]] = field(default_factory=Counter)
+
+
+class Dispatcher:
+    """Sends contacts at the pacer's rate and records what each answer means."""
+
+    def __init__(
+        self,
+        spec: Spec,
+        *,
+        checkpoint: Checkpoint,
+        client: StudioClient,
+        control: RunControl,
+        recorder: Recorder,
+        pacer: Pacer,
+        history: History | None,
+        window: SendWindow | None,
+        wall: Callable[[], datetime],
+        on_progress: Callable[[Progress], None] | None,
+        total: int,
+        done: int,
+        sids: set[str],
+    ) -> None:
+        self.spec = spec
+        self.cp = checkpoint
+        self.client = client
+        self.control = control
+        self.recorder = recorder
+        self.pacer = pacer
+        self.history = history
+        self.caps = caps(spec)
+        self.window = window
+        self.wall = wall
+        self.on_progress = on_progress
+        self.stats = Stats()
+        self.total = total
+        self.done = done
+        self.counts: Counter[str] = Counter()
+        self.sids = sids
+        self.aborted: StudioError | None = None
+        self.uncertain: list[Item] = []
+        self.held: list[Item] = []
+        self.last_ambiguous = 0.0
+        self.dispatched = 0
+        self._ready: deque[Item] = deque()
+        self._retry_ready: deque[Item] = deque()
+        self._scheduled: dict[str, tuple[Item, asyncio.TimerHandle]] = {}
+        self._in_flight = 0
+        self._source: Iterator[Item] = iter(())
+        self._source_done = True
+        self._limit_left: int | None = None
+        self._wake = asyncio.Condition()
+        self._refill_lock = asyncio.Lock()
+        self._recent: deque[bool] = deque(maxlen=spec.send.breaker_window)
+        self._recent_failed = 0  # sum(self._recent), kept up to date instead of summed for every row
+        self._warned_concurrency = False
+
+    # -- outcomes ----------------------------------------------------------------------
+
+    def stopping(self) -> bool:
+        """Whether the run is stopping (asked to, or aborted)."""
+        return self.control.stopping or self.aborted is not None
+
+    def owner(self, item: Item) -> str:
+        """The history claim's owner: this job and this contact."""
+        return f"{self.spec.job.id}#{item.contact}"
+
+    def record(
+        self,
+        item: Item,
+        state: RowState,
+        *,
+        created: Created | None = None,
+        error: StudioError | None = None,
+        sid: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        """Buffer a contact's outcome, and count, log and check the breaker for final ones."""
+        if state == RowState.ALREADY_ACTIVE:
+            message = "the contact already had an active run on this Flow"
+        elif error is not None:
+            message = error.message
+        outcome = Outcome(
+            contact=item.contact,
+            state=state,
+            sid=sid or (created.sid if created else None),
+            http_status=created.http_status if created else (error.http_status if error else None),
+            error_code=error.code if error else None,
+            error_message=message,
+            attempts=item.attempts,
+            completed_at=iso_ms(self.wall()) if state in FINAL else None,
+        )
+        self.recorder.outcome(outcome)
+        if state in (RowState.SENT, RowState.ALREADY_ACTIVE, RowState.FAILED, RowState.PENDING):
+            reached = state in (RowState.SENT, RowState.ALREADY_ACTIVE)
+            self.recorder.settle(self.owner(item), outcome.sid if reached else None)
+        if state in FINAL:
+            self._final(item, state, outcome, error)
+        if self.on_progress is not None:
+            self.on_progress(self.progress())
+
+    def _final(self, item: Item, state: RowState, outcome: Outcome, error: StudioError | None) -> None:
+        self.done += 1
+        self.counts[state] += 1
+        if len(self._recent) == self._recent.maxlen:
+            self._recent_failed -= self._recent[0]
+        failed = state == RowState.FAILED
+        self._recent.append(failed)
+        self._recent_failed += failed
+        if outcome.sid:
+            self.sids.add(outcome.sid)
+        if failed and error is not None:
+            self.stats.errors[(error.code or error.http_status, error.message)] += 1
+            log.warning(
+                "row.failed",
+                row=item.row,
+                to=phone.mask(item.to),
+                http_status=error.http_status,
+                code=error.code,
+                message=error.message,
+                attempts=item.attempts,
+            )
+        else:
+            log.debug("row.outcome", row=item.row, to=phone.mask(item.to), status=str(state), sid=outcome.sid)
+        self._check_breaker()
+
+    def put_back(self, item: Item) -> None:
+        """Never sent in this attempt: back to pending, its intent (and claim) withdrawn."""
+        self.recorder.outcome(Outcome(contact=item.contact, state=RowState.PENDING, attempts=item.attempts))
+        self.recorder.settle(self.owner(item), None)
+
+    def progress(self) -> Progress:
+        """A snapshot for progress displays."""
+        elapsed = (self.stats.last_answer or 0) - (self.stats.first_send or 0)
+        return Progress(
+            done=self.done,
+            total=self.total,
+            sent=self.counts[RowState.SENT] + self.counts[RowState.ALREADY_ACTIVE],
+            failed=self.counts[RowState.FAILED],
+            retried=self.stats.retries,
+            rate=self.stats.created / elapsed if elapsed > 0 else 0.0,
+        )
+
+    def _check_breaker(self) -> None:
+        window = self.spec.send.breaker_window
+        tripped = len(self._recent) >= window and self._recent_failed > self.spec.send.breaker_ratio * window
+        if tripped and not self.aborted:
+            top = self.stats.errors.most_common(1)
+            cause = f" (most often: {top[0][0][1]})" if top else ""
+            self.aborted = Fatal(
+                f"more than {self.spec.send.breaker_ratio:.0%} of the last {window} rows failed{cause}; "
+                "stopped so the rest of the list is not failed one by one"
+            )
+
+    async def _notify(self) -> None:
+        async with self._wake:
+            self._wake.notify_all()
+
+    # -- the queue ---------------------------------------------------------------------
+
+    def _outstanding(self) -> int:
+        return len(self._ready) + len(self._retry_ready) + len(self._scheduled) + self._in_flight
+
+    async def _refill(self) -> None:
+        async with self._refill_lock:
+            if self._ready or self._source_done or self.stopping():
+                return
+            size = max(1, min(int(self.pacer.rate) or 1, 1000))
+            if self._limit_left is not None:
+                size = min(size, self._limit_left)
+            batch: list[Item] = []
+            for item in self._source:
+                self.dispatched += 1
+                batch.append(item)
+                if len(batch) >= size:
+                    break
+            else:
+                self._source_done = True
+            if self._limit_left is not None:
+                self._limit_left -= len(batch)
+                if self._limit_left <= 0:
+                    self._source_done = True
+            if batch:
+                await self._write_intents(batch)
+                self._ready.extend(batch)
+        await self._notify()
+
+    async def _write_intents(self, batch: list[Item]) -> None:
+        for item in batch:
+            item.marker = item.marker or make_marker(self.cp.token, item.contact)
+        ours = self.wall()
+        theirs = self.client.clock.to_twilio(ours) if self.client.clock.offset is not None else None
+        at = iso_ms(ours)
+        await asyncio.to_thread(
+            self.cp.write_intents,
+            [i.intent() for i in batch],
+            at=at,
+            twilio_at=iso_ms(theirs) if theirs else None,
+        )
+        for item in batch:
+            item.intent_at = item.intent_at or at
+            item.intent_twilio = item.intent_twilio or theirs
+
+    async def _next_item(self) -> Item | None:
+        while True:
+            if self.stopping():
+                return None
+            if self._retry_ready:
+                return self._retry_ready.popleft()
+            if not self._ready and not self._source_done:
+                await self._refill()
+            if self._ready:
+                item = self._ready.popleft()
+                # Write the next group's intents while this one is still being sent: once, when the
+                # queue is down to half a group (a group is at most 1,000 rows).
+                half_group = max(1, min(int(self.pacer.rate), 1000) // 2)
+                if len(self._ready) < half_group and not self._source_done and not self._refill_lock.locked():
+                    asyncio.get_running_loop().create_task(self._refill())
+                return item
+            if self._source_done and self._outstanding() == 0:
+                return None
+            async with self._wake:
+                await self._wake.wait()
+
+    def _schedule_retry(self, item: Item, delay: float) -> None:
+        self.stats.retries += 1
+        self.recorder.count("retries")
+
+        def release() -> None:
+            self._scheduled.pop(item.contact, None)
+            self._retry_ready.append(item)
+            asyncio.get_running_loop().create_task(self._notify())
+
+        self._scheduled[item.contact] = (item, asyncio.get_running_loop().call_later(delay, release))
+
+    # -- one request -------------------------------------------------------------------
+
+    async def _worker(self) -> None:
+        while True:
+            item = await self._next_item()
+            if item is None:
+                await self._notify()
+                return
+            self._in_flight += 1
+            try:
+                await self._send(item)
+            finally:
+                self._in_flight -= 1
+                if self._outstanding() == 0 or self.stopping():
+                    await self._notify()
+
+    async def _send(self, item: Item) -> None:
+        sent_at = await self.pacer.acquire()
+        if self.stopping():
+            self.put_back(item)
+            return
+        if self.window is not None and item.zones and not self.window.is_open(item.zones.split(","), self.wall()):
+            # Checked again here: a row that waited in the queue must not leave late.
+            self.put_back(item)
+            self.held.append(item)
+            return
+        if self.history is not None:
+            blocker = await asyncio.to_thread(
+                self.history.claim, item.to, self.spec.flow.sid, self.owner(item), *self.caps
+            )
+            if blocker is not None:
+                self.record(item, RowState.CAPPED, message=blocker[0].describe(blocker[1]))
+                return
+        item.attempts += 1
+        self.stats.requests += 1
+        self.recorder.count("requests")
+        self.stats.first_send = self.stats.first_send or sent_at
+        wall = self.wall()
+        try:
+            created = await self.client.create(item.to, item.from_, item.body(self.spec.send.marker_key))
+        except StudioError as exc:
+            self.stats.last_answer = time.monotonic()
+            self._on_error(item, exc, sent_at)
+            return
+        answered = time.monotonic()
+        self.stats.last_answer = answered
+        self._observe_latency(answered - sent_at)
+        self.pacer.admitted()
+        self.stats.created += 1
+        self.recorder.count("ok")
+        handback = self.spec.flow.api == "engagements" and is_handback(
+            created, self.client.clock.to_twilio(wall), self.sids
+        )
+        self.record(item, RowState.ALREADY_ACTIVE if handback else RowState.SENT, created=created)
+
+    def _observe_latency(self, seconds: float) -> None:
+        ewma = self.stats.latency_ewma
+        self.stats.latency_ewma = seconds if ewma is None else 0.9 * ewma + 0.1 * seconds
+        if not self._warned_concurrency and self.stats.created >= 20:
+            needed = self.spec.send.rate * self.stats.latency_ewma
+            if needed > self.spec.send.concurrency:
+                self._warned_concurrency = True
+                log.warning(
+                    "pacing.concurrency_too_low",
+                    rate=self.spec.send.rate,
+                    latency_ms=round(self.stats.latency_ewma * 1000),
+                    concurrency=self.spec.send.concurrency,
+                    needed=int(needed) + 1,
+                    max_rate=round(self.spec.send.concurrency / self.stats.latency_ewma, 1),
+                )
+
+    def _on_error(self, item: Item, exc: StudioError, sent_at: float) -> None:
+        if isinstance(exc, Fatal):
+            if self.aborted is None:
+                self.aborted = exc
+                log.error("run.aborted", reason=exc.message, http_status=exc.http_status, code=exc.code)
+            self.put_back(item)
+        elif isinstance(exc, AlreadyActive):
+            self.pacer.admitted()
+            self.record(item, RowState.ALREADY_ACTIVE, error=exc, sid=exc.conflicting_sid)
+        elif isinstance(exc, Rejected):
+            self.pacer.admitted()
+            self.record(item, RowState.FAILED, error=exc)
+        elif isinstance(exc, PossiblySent):
+            self.last_ambiguous = time.monotonic()
+            self.uncertain.append(item)
+            self.record(item, RowState.UNCERTAIN, error=exc)
+            log.warning("row.uncertain", row=item.row, to=phone.mask(item.to), reason=exc.message)
+        else:
+            assert isinstance(exc, RetrySafe)
+            if isinstance(exc, RateLimited):
+                self.stats.rate_limited += 1
+                self.recorder.count("rate_limited")
+                self.pacer.rate_limited(sent_at)
+            delay = self._retry_delay(item, exc)
+            if delay is None:
+                self.record(item, RowState.FAILED, error=exc)
+            else:
+                log.debug("row.retry", row=item.row, delay=round(delay, 3), reason=type(exc).__name__)
+                self._schedule_retry(item, delay)
+
+    def _retry_delay(self, item: Item, exc: RetrySafe) -> float | None:
+        if item.attempts >= self.spec.send.max_attempts:
+            return None
+        delay = backoff(exc, item.attempts)
+        if item.backoff + delay > self.spec.send.max_backoff:
+            return None
+        item.backoff += delay
+        return delay
+
+    # -- the whole dispatch ------------------------------------------------------------
+
+    async def dispatch(self, items: Iterator[Item], limit: int | None) -> None:
+        """Send ``items`` (at most ``limit`` new ones) until done, stopped or aborted."""
+        self._source = items
+        self._source_done = limit is not None and limit <= 0
+        self._limit_left = limit
+        workers = [asyncio.create_task(self._worker()) for _ in range(self.spec.send.concurrency)]
+        hard_wait = asyncio.create_task(self.control.bind().wait())
+        drain: asyncio.Task[Any] | None = None
+        try:
+            pending: set[asyncio.Task[Any]] = set(workers)
+            while pending:
+                waiters = pending | {hard_wait}
+                if self.stopping() and drain is None:
+                    drain = asyncio.create_task(asyncio.sleep(self.spec.send.read_timeout + DRAIN_GRACE))
+                    await self._notify()
+                if drain is not None:
+                    waiters.add(drain)
+                done, _ = await asyncio.wait(waiters, timeout=0.2, return_when=asyncio.FIRST_COMPLETED)
+                pending = {w for w in workers if not w.done()}
+                if hard_wait in done or (drain is not None and drain in done):
+                    break
+            for w in workers:
+                if w.done() and not w.cancelled() and w.exception() is not None:
+                    raise w.exception()  # type: ignore[misc]
+        finally:
+            for w in [*workers, hard_wait] + ([drain] if drain else []):
+                w.cancel()
+            await asyncio.gather(*workers, hard_wait, *([drain] if drain else []), return_exceptions=True)
+        # Contacts queued (intent written) but never sent this time go back to pending.
+        for item, handle in self._scheduled.values():
+            handle.cancel()
+            self._ready.append(item)
+        self._scheduled.clear()
+        for item in [*self._ready, *self._retry_ready]:
+            self.put_back(item)
+        self._ready.clear()
+        self._retry_ready.clear()

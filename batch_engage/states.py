@@ -1,0 +1,51 @@
+"""The states a contact's line in the journal can be in, named once.
+
+::
+
+    (no line) --intent committed--> intent --2xx---------------------> sent
+                                        |----409 20409 / v1 hand-back--> already_active
+                                        |----other 4xx-----------------> failed
+                                        |----cap reached at send time--> capped
+                                        |----never left (stop, 429)----> pending
+                                        '----5xx / timeout / drop------> uncertain
+    uncertain --run found, marker proven--> sent;  --not found--> pending
+
+``intent`` and ``uncertain`` are *possibly sent*: nothing may send to that contact again
+until reconciliation has looked for the run. ``pending`` lines are safe to send.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = ["FINAL", "OPEN", "POSSIBLY_SENT", "REACHED", "RowState", "sql_list"]
+
+
+class RowState(StrEnum):
+    """A journal line's state (the results table shows the same words)."""
+
+    INTENT = "intent"
+    UNCERTAIN = "uncertain"
+    PENDING = "pending"
+    SENT = "sent"
+    ALREADY_ACTIVE = "already_active"
+    FAILED = "failed"
+    CAPPED = "capped"
+
+
+FINAL = frozenset({RowState.SENT, RowState.ALREADY_ACTIVE, RowState.FAILED, RowState.CAPPED})
+"""States a run never acts on again."""
+
+OPEN = frozenset({RowState.INTENT, RowState.UNCERTAIN, RowState.PENDING})
+"""States a run still has to act on."""
+
+POSSIBLY_SENT = frozenset({RowState.INTENT, RowState.UNCERTAIN})
+"""States whose request may have reached Twilio: reconcile before anything else."""
+
+REACHED = frozenset({RowState.SENT, RowState.ALREADY_ACTIVE})
+"""States in which the contact has a run: a re-exported list never sends to them again."""
+
+
+def sql_list(states: frozenset[RowState]) -> str:
+    """The states as a SQL ``IN (...)`` list, in a stable order (they are constants, never input)."""
+    return "(" + ", ".join(f"'{s.value}'" for s in sorted(states)) + ")"
