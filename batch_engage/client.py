@@ -1,4 +1,4 @@
-"""Twilio Studio v1/v2 over an injected ``httpx.AsyncClient``: create, list, fetch the Flow.
+"""Twilio Studio v1/v2 over an injected ``httpx.AsyncClient``: create, list and fetch runs, fetch the Flow.
 
 Every answer is classified by one table (``classify_response`` and
 ``classify_exception``), the same one the README prints:
@@ -6,7 +6,8 @@ Every answer is classified by one table (``classify_response`` and
 =====================================================  ===================  ==================
 answer                                                 error                row becomes
 =====================================================  ===================  ==================
-2xx                                                    (none)               sent
+2xx with a run SID                                     (none)               sent
+2xx without a readable run SID (HTML, empty, array)    AnswerLost           uncertain
 429 / 20429                                            RateLimited          retried
 connect error, DNS failure, connect/pool timeout       NotConnected         retried
 5xx                                                    ServerError          uncertain
@@ -16,15 +17,25 @@ read timeout, connection dropped after the write       AnswerLost           unce
 404 on the Flow, 20404                                 FlowNotFound         run aborted (3)
 any other 4xx                                          Rejected             failed
 =====================================================  ===================  ==================
+
+Reads (the Flow, its published revision, lists, one run, a run's Context) use the
+same table, except that a 404 on one run or its Context is ``Rejected`` (that run is
+gone, the Flow is not), and a 2xx whose body is not a JSON object is ``ServerError``:
+the caller retries a read; it never sees a ``ValueError``. The client never retries
+by itself, not even a 429: pacing is the caller's.
+
+Every answer's ``Date`` header, errors included, is observed into ``StudioClient.clock``.
 """
 
 from __future__ import annotations
 
 import email.utils
+import math
+import urllib.parse
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
 
 import aiohttp
 import httpx
@@ -61,6 +72,10 @@ MAX_LIST_PAGES = 100_000
 
 log = structlog.get_logger(__name__)
 
+# What a request was for: it decides what a 404 means.
+Purpose = Literal["create", "flow", "list", "run"]
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
 
 @dataclass(frozen=True)
 class Created:
@@ -90,7 +105,7 @@ def parse_datetime(value: object) -> datetime | None:
     except ValueError:
         try:
             parsed = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, IndexError):
             return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
@@ -101,45 +116,59 @@ def _retry_after(value: str | None) -> float | None:
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     when = parse_datetime(value)
     if when is None:
         return None
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-def _error_body(response: httpx.Response) -> tuple[int | None, str, dict[str, Any]]:
-    """Twilio's ``{code, message, more_info, status, details}``, read defensively."""
+def _json(response: httpx.Response) -> object:
+    """The body as JSON, or None when it is not JSON at all."""
     try:
-        body = response.json()
-    except (ValueError, UnicodeDecodeError):
-        body = None
+        return response.json()
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+
+
+def _code(value: object) -> int | None:
+    # Twilio sends an int; proxies and RFC 9457 bodies have been seen sending "20429".
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def _error_body(response: httpx.Response) -> tuple[int | None, str, dict[str, Any]]:
+    """Twilio's ``{code, message, more_info, status, details}``, or RFC 9457's ``{title, detail}``, read defensively."""
+    body = _json(response)
+    fallback = f"HTTP {response.status_code} {response.reason_phrase}".strip()
     if not isinstance(body, dict):
-        return None, f"HTTP {response.status_code} {response.reason_phrase}".strip(), {}
-    code = body.get("code")
-    message = body.get("message")
-    details = body.get("details")
-    return (
-        code if isinstance(code, int) and not isinstance(code, bool) else None,
-        message if isinstance(message, str) and message else f"HTTP {response.status_code}",
-        details if isinstance(details, dict) else {},
+        return None, fallback, {}
+    message = next(
+        (text for text in (body.get(k) for k in ("message", "detail", "title")) if isinstance(text, str) and text),
+        fallback,
     )
+    details = body.get("details")
+    return _code(body.get("code")), message, details if isinstance(details, dict) else {}
 
 
-def classify_response(response: httpx.Response, *, what: str = "create") -> Created:
+def classify_response(response: httpx.Response, *, what: Purpose = "create") -> Created:
     """Return a ``Created`` for a 2xx; raise the ``StudioError`` the table above names otherwise."""
     status = response.status_code
     if 200 <= status < 300:
-        try:
-            body = response.json()
-        except (ValueError, UnicodeDecodeError):
-            body = {}
+        body = _json(response)
         sid = body.get("sid") if isinstance(body, dict) else None
-        if not isinstance(sid, str):
-            # A 2xx we cannot read still created a run: treat it as possibly sent.
-            raise AnswerLost(f"HTTP {status} without a run SID", http_status=status)
+        if not isinstance(body, dict) or not isinstance(sid, str) or not sid:
+            # A 2xx we cannot read may still have created a run: possibly sent, never a crash.
+            raise AnswerLost(f"HTTP {status} without a run SID in its body", http_status=status)
         return Created(sid=sid, http_status=status, date_created=parse_datetime(body.get("date_created")))
     code, message, details = _error_body(response)
     kw: dict[str, Any] = {"http_status": status, "code": code, "details": details}
@@ -151,7 +180,7 @@ def classify_response(response: httpx.Response, *, what: str = "create") -> Crea
             "TWILIO_API_KEY/TWILIO_API_SECRET or TWILIO_ACCOUNT_SID/TWILIO_AUTH_TOKEN",
             **kw,
         )
-    if status == 404 and (what not in ("list", "run") or (what == "list" and code == 20404)):
+    if status == 404 and what != "run" and (what != "list" or code == 20404):
         raise FlowNotFound(
             f"the Flow was not found ({code or status}: {message}); check flow.sid and that the "
             "credentials belong to the Flow's account",
@@ -204,123 +233,173 @@ def make_http_client(
     )
 
 
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return url.scheme, url.host, url.port or _DEFAULT_PORTS.get(url.scheme)
+
+
 class StudioClient:
-    """Studio's create, list and fetch-Flow calls for one Flow and one API version."""
+    """Studio's calls for one Flow and one API version; ``clock`` learns Twilio's time from every answer."""
 
     def __init__(
-        self, http: httpx.AsyncClient, *, base_url: str, flow_sid: str, api: str, clock: TwilioClock | None = None
+        self,
+        http: httpx.AsyncClient,
+        *,
+        base_url: str,
+        flow_sid: str,
+        api: str,
+        clock: TwilioClock | None = None,
     ) -> None:
         self._http = http
-        self.clock = clock or TwilioClock()
         self._base = base_url.rstrip("/")
+        self._home = httpx.URL(self._base)
         self.flow_sid = flow_sid
         self.api = api
+        self.clock = clock if clock is not None else TwilioClock()
         version = "v1" if api == "engagements" else "v2"
-        self._flow_url = f"{self._base}/{version}/Flows/{flow_sid}"
-        self._runs_url = f"{self._flow_url}/{'Engagements' if api == 'engagements' else 'Executions'}"
+        flow_url = f"{self._base}/{version}/Flows/{flow_sid}"
+        self._runs_url = f"{flow_url}/{'Engagements' if api == 'engagements' else 'Executions'}"
+        # v1 and v2 share Flow SIDs, and only v2 shows a Flow's status and revisions.
+        self._flow_v2_url = f"{self._base}/v2/Flows/{flow_sid}"
 
-    async def create(self, to: str, from_: str, parameters: str | None) -> Created:
-        """Start one run; raise a ``StudioError`` for anything but a 2xx."""
-        form = {"To": to, "From": from_}
-        if parameters is not None:
-            form["Parameters"] = parameters
+    async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         try:
-            response = await self._http.post(self._runs_url, data=form)
+            response = await self._http.request(method, url, **kwargs)
             await response.aread()
         except httpx.HTTPError as exc:
             raise classify_exception(exc) from None
         self.clock.observe(response.headers.get("Date"))
+        return response
+
+    async def _get_object(self, url: str, *, what: Purpose, params: dict[str, str] | None = None) -> dict[str, Any]:
+        """GET a JSON object: a non-2xx raises by the table; a 2xx that is not an object is a ``ServerError``."""
+        response = await self._send("GET", url, params=params)
+        if not 200 <= response.status_code < 300:
+            classify_response(response, what=what)
+        body = _json(response)
+        if not isinstance(body, dict):
+            raise ServerError(
+                f"GET {response.request.url.path}: HTTP {response.status_code} with a body that is not a JSON object",
+                http_status=response.status_code,
+            )
+        return body
+
+    async def create(self, to: str, from_: str, parameters: str | None) -> Created:
+        """Start one run; raise a ``StudioError`` for anything but a 2xx with a run SID."""
+        form = {"To": to, "From": from_}
+        if parameters is not None:
+            form["Parameters"] = parameters
+        response = await self._send("POST", self._runs_url, data=form)
         return classify_response(response)
 
-    async def _get_json(self, url: str, what: str) -> dict[str, Any]:
-        try:
-            response = await self._http.get(url)
-        except httpx.HTTPError as exc:
-            raise classify_exception(exc) from None
-        self.clock.observe(response.headers.get("Date"))
-        if response.status_code != 200:
-            classify_response(response, what=what)
-        try:
-            body = response.json()
-        except (ValueError, UnicodeDecodeError):
-            raise ServerError(f"HTTP {response.status_code} with a body that is not JSON") from None
-        return body if isinstance(body, dict) else {}
-
     async def fetch_flow(self) -> dict[str, Any]:
-        """GET the Flow (the preflight): proves the credentials and that the Flow exists."""
-        return await self._get_json(f"{self._base}/v2/Flows/{self.flow_sid}", "flow")
+        """GET /v2/Flows/{sid} (also for v1 jobs): proves the credentials and that the Flow exists."""
+        return await self._get_object(self._flow_v2_url, what="flow")
 
     async def fetch_published(self) -> dict[str, Any] | None:
-        """The Flow's last published revision, or None when nothing is published."""
+        """GET the Flow's latest published revision; None when nothing is published (a 404).
+
+        Twilio answers 404 both when the Flow has no published revision and when the
+        Flow does not exist: call :meth:`fetch_flow` first to tell them apart.
+        """
         try:
-            return await self._get_json(f"{self._base}/v2/Flows/{self.flow_sid}/Revisions/LatestPublished", "run")
+            return await self._get_object(f"{self._flow_v2_url}/Revisions/LatestPublished", what="run")
         except Rejected as exc:
             if exc.http_status == 404:
                 return None
             raise
 
     async def fetch_run(self, sid: str) -> dict[str, Any]:
-        """GET one run."""
-        return await self._get_json(f"{self._runs_url}/{sid}", "run")
+        """GET one Engagement (v1) or Execution (v2); a 404 is ``Rejected``."""
+        return await self._get_object(self._run_url(sid), what="run")
 
     async def fetch_context(self, sid: str) -> dict[str, Any]:
-        """GET one run's Context; the ``context`` object."""
-        body = await self._get_json(f"{self._runs_url}/{sid}/Context", "run")
+        """The run's Context JSON (``flow.data``, ``widgets``, …); a 404 is ``Rejected``."""
+        body = await self._get_object(f"{self._run_url(sid)}/Context", what="run")
         context = body.get("context")
-        return context if isinstance(context, dict) else {}
+        if not isinstance(context, dict):
+            raise ServerError(f"the Context of run {sid} has no 'context' object")
+        return context
+
+    def _run_url(self, sid: str) -> str:
+        # A SID comes from Twilio's own answers; quoting keeps a strange one inside its path segment.
+        return f"{self._runs_url}/{urllib.parse.quote(sid, safe='')}"
+
+    def _next_url(self, current: httpx.URL, next_page_url: object) -> httpx.URL | None:
+        """Where the next page is, on the configured host only: credentials never go elsewhere."""
+        if not isinstance(next_page_url, str) or not next_page_url:
+            return None
+        target = current.join(next_page_url)
+        if _origin(target) == _origin(self._home):
+            return target
+        path = target.raw_path.decode("ascii")
+        prefix = self._home.raw_path.decode("ascii").rstrip("/")
+        if prefix and not path.startswith(prefix + "/"):
+            path = prefix + path
+        rebuilt = self._home.copy_with(raw_path=path.encode("ascii"))
+        log.warning("list.foreign_next_page", host=target.host, rebuilt_on=self._home.host)
+        return rebuilt
 
     async def list_runs(self, *, since: datetime, until: datetime | None = None) -> AsyncIterator[RunRecord]:
-        """Every run created since ``since``, newest first, following ``next_page_url``.
+        """Every run created from ``since`` (to ``until``), both on Twilio's clock, in the order listed.
 
-        v2 asks the server to filter by date; v1 has no filter, so paging stops at the
-        first run older than ``since``. A repeated ``next_page_url`` ends the listing
-        with an error instead of looping forever.
+        Twilio stamps runs to the second, so ``since`` counts from its whole second.
+        v2 filters on the server (``DateCreatedFrom``/``DateCreatedTo``) and every page
+        is read. v1 has no filter and nobody has proven its order, so paging stops
+        early only once every run seen so far was newest-first and a whole page was
+        older than ``since``; otherwise it reads to the end. A repeated page ends the
+        listing with a ``ServerError`` instead of looping forever.
         """
+        floor = _whole_second(since)
         params: dict[str, str] = {"PageSize": str(LIST_PAGE_SIZE)}
         if self.api == "executions":
-            params["DateCreatedFrom"] = _iso(since)
+            params["DateCreatedFrom"] = _iso(floor)
             if until is not None:
-                params["DateCreatedTo"] = _iso(until)
-        url: str | None = self._runs_url
+                # DateCreatedTo is exclusive ("starting before"): the next whole second keeps `until` itself.
+                params["DateCreatedTo"] = _iso(_whole_second(until) + timedelta(seconds=1))
+        url: httpx.URL | None = httpx.URL(self._runs_url)
         seen: set[str] = set()
-        first = True
+        newest_first = True
+        previous: datetime | None = None
         pages = 0
         while url is not None:
             pages += 1
-            if url in seen or pages > MAX_LIST_PAGES:
+            if str(url) in seen or pages > MAX_LIST_PAGES:
                 raise ServerError(f"the run listing repeats page {url}; stopped reading it")
-            seen.add(url)
-            try:
-                response = await self._http.get(url, params=params if first else None)
-            except httpx.HTTPError as exc:
-                raise classify_exception(exc) from None
-            first = False
-            self.clock.observe(response.headers.get("Date"))
-            if response.status_code != 200:
-                classify_response(response, what="list")
-            body = response.json()
-            items = body.get(self.api, []) if isinstance(body, dict) else []
-            older = False
-            for item in items if isinstance(items, list) else []:
+            seen.add(str(url))
+            body = await self._get_object(str(url), what="list", params=params if pages == 1 else None)
+            items = body.get(self.api)
+            if not isinstance(items, list):
+                # An empty answer would read as "no run was created" and lead to a re-send.
+                raise ServerError(f"the run listing has no {self.api!r} list; cannot tell which runs exist")
+            older = 0
+            for item in items:
                 if not isinstance(item, dict) or not isinstance(item.get("sid"), str):
                     continue
                 created = parse_datetime(item.get("date_created"))
-                if created is not None and created < since:
-                    older = True
+                if created is None or (previous is not None and created > previous):
+                    newest_first = False
+                previous = created if created is not None else previous
+                if created is not None and created < floor:
+                    older += 1
+                    continue
+                if created is not None and until is not None and created > until:
                     continue
                 address = item.get("contact_channel_address")
-                initiated = item.get("initiated_by")
+                initiated_by = item.get("initiated_by")
                 yield RunRecord(
                     sid=item["sid"],
                     address=address if isinstance(address, str) else None,
                     date_created=created,
-                    initiated_by=initiated if isinstance(initiated, str) else None,
+                    initiated_by=initiated_by if isinstance(initiated_by, str) else None,
                 )
-            meta = body.get("meta", {}) if isinstance(body, dict) else {}
-            next_url = meta.get("next_page_url") if isinstance(meta, dict) else None
-            if older and self.api == "engagements":
+            if self.api == "engagements" and newest_first and items and older == len(items):
                 break
-            url = next_url if isinstance(next_url, str) and next_url else None
+            meta = body.get("meta")
+            url = self._next_url(url, meta.get("next_page_url") if isinstance(meta, dict) else None)
+
+
+def _whole_second(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(microsecond=0)
 
 
 def _iso(moment: datetime) -> str:

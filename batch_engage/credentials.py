@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from .errors import CredentialsError
 
 __all__ = ["Credentials", "credentials_from_env"]
+
+ACCOUNT_SID_PATTERN = re.compile(r"^AC[0-9a-fA-F]{32}$")
+API_KEY_PATTERN = re.compile(r"^SK[0-9a-fA-F]{32}$")
 
 
 @dataclass(frozen=True)
@@ -20,25 +24,42 @@ class Credentials:
     region: str | None = None
     edge: str | None = None
 
+    @property
+    def identity(self) -> str:
+        """Who these credentials are (the Account SID or the API key SID): never a secret, safe to log."""
+        return self.username
+
     def __str__(self) -> str:
         return f"Credentials(username={self.username!r}, password=***)"
+
+
+def _check_sid(name: str, value: str, pattern: re.Pattern[str], prefix: str) -> None:
+    # A SID is not a secret, but a mistyped one could be a secret pasted in the wrong variable: never echo it.
+    if not pattern.match(value.strip()):
+        raise CredentialsError(
+            f"{name} must be '{prefix}' followed by 32 hex digits ({len(value)} characters given); "
+            f"copy it from the Twilio Console"
+        )
 
 
 def credentials_from_env(environ: Mapping[str, str] | None = None) -> Credentials:
     """Read ``TWILIO_API_KEY`` + ``TWILIO_API_SECRET`` (preferred) or ``TWILIO_ACCOUNT_SID`` + ``TWILIO_AUTH_TOKEN``.
 
     Also ``TWILIO_REGION`` and ``TWILIO_EDGE``. ``environ`` defaults to ``os.environ``;
-    this is the only function in the library that reads it.
+    this is the only function in the library that reads it. A malformed API key SID
+    or Account SID is refused here, before anything is sent.
     """
     env = os.environ if environ is None else environ
     region = env.get("TWILIO_REGION") or None
     edge = env.get("TWILIO_EDGE") or None
     key, secret = env.get("TWILIO_API_KEY"), env.get("TWILIO_API_SECRET")
     if key and secret:
-        return Credentials(key, secret, region, edge)
+        _check_sid("TWILIO_API_KEY", key, API_KEY_PATTERN, "SK")
+        return Credentials(key.strip(), secret, region, edge)
     sid, token = env.get("TWILIO_ACCOUNT_SID"), env.get("TWILIO_AUTH_TOKEN")
     if sid and token:
-        return Credentials(sid, token, region, edge)
+        _check_sid("TWILIO_ACCOUNT_SID", sid, ACCOUNT_SID_PATTERN, "AC")
+        return Credentials(sid.strip(), token, region, edge)
     if key or secret:
         missing = "TWILIO_API_SECRET" if key else "TWILIO_API_KEY"
         raise CredentialsError(f"{missing} is not set (TWILIO_API_KEY and TWILIO_API_SECRET go together)")

@@ -18,6 +18,23 @@ from batch_engage.sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox, Sa
 FLOW_SID = "FW0123456789abcdef0123456789abcdef"
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
+OAI_DIR = SHARED / "twilio-oai"
+
+
+def shared_folder(path: Path) -> Path:
+    """``path`` when it exists; otherwise skip the test, or fail it when ``CI`` is set (CI has ../shared)."""
+    if path.is_dir():
+        return path
+    reason = f"{path} is absent (Twilio's OpenAPI files live in ../shared beside the clone)"
+    if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
+        pytest.fail(f"{reason}; CI is set, so it must be there")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def twilio_oai() -> Path:
+    """The folder of Twilio's Studio OpenAPI descriptions (skips without it, fails without it under CI)."""
+    return shared_folder(OAI_DIR)
 
 
 @pytest.fixture(autouse=True)

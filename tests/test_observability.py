@@ -125,16 +125,19 @@ class TestSecrets:
     def test_credentials_come_from_twilios_variable_names(self) -> None:
         """API key + secret is preferred over Account SID + token; a half-set pair names what is missing."""
         both = {
-            "TWILIO_API_KEY": "SK1",
+            "TWILIO_API_KEY": "SK" + "1" * 32,
             "TWILIO_API_SECRET": "k",
-            "TWILIO_ACCOUNT_SID": "AC1",
+            "TWILIO_ACCOUNT_SID": "AC" + "1" * 32,
             "TWILIO_AUTH_TOKEN": "t",
             "TWILIO_REGION": "ie1",
             "TWILIO_EDGE": "dublin",
         }
         creds = credentials_from_env(both)
-        assert (creds.username, creds.region, creds.edge) == ("SK1", "ie1", "dublin")
-        assert credentials_from_env({"TWILIO_ACCOUNT_SID": "AC1", "TWILIO_AUTH_TOKEN": "t"}).username == "AC1"
+        assert (creds.username, creds.region, creds.edge) == ("SK" + "1" * 32, "ie1", "dublin")
+        assert (
+            credentials_from_env({"TWILIO_ACCOUNT_SID": "AC" + "1" * 32, "TWILIO_AUTH_TOKEN": "t"}).username
+            == "AC" + "1" * 32
+        )
         with pytest.raises(CredentialsError, match="TWILIO_API_SECRET is not set"):
             credentials_from_env({"TWILIO_API_KEY": "SK1"})
 
