@@ -1532,10 +1532,11 @@ def serve(
     def on_sigterm(signum: int, frame: FrameType | None) -> None:
         raise _Terminated
 
+    # Built first: a bad state file raises before any signal handler is swapped.
+    sandbox = Sandbox(config, host=host, port=port)
     # signal.signal only works on the main thread; elsewhere only Ctrl-C applies.
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, on_sigterm) if in_main_thread else None
-    sandbox = Sandbox(config, host=host, port=port)
     try:
         url = sandbox.start()
         if on_ready is not None:
