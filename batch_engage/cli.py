@@ -210,6 +210,65 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SHARE",
         help="share of creates answered 500/503 without creating a run",
     )
+    sb.add_argument(
+        "--retry-after", type=float, metavar="SECONDS", help="put Retry-After (rounded up) on every 429 (default: none)"
+    )
+    sb.add_argument("--seed", type=int, metavar="N", help="seed the random draws, so faults repeat run after run")
+    sb.add_argument(
+        "--run-lifetime",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="seconds until a run ends and its widgets have played (default 3600)",
+    )
+    sb.add_argument(
+        "--clock-offset",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="how far Twilio's clock is ahead of ours (negative: behind)",
+    )
+    sb.add_argument(
+        "--other-sender-rate",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="share of creates just before which an inbound message starts (and ends) a run for the same contact",
+    )
+    sb.add_argument(
+        "--read-rate-limit-rate",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="share of run-list, run and Context reads answered 429",
+    )
+    sb.add_argument(
+        "--flow",
+        action="append",
+        default=[],
+        metavar="SID=STATUS",
+        help="serve only these Flows; STATUS is published, draft or draft_over_published (repeatable)",
+    )
+    sb.add_argument(
+        "--list-drops-channel-prefix",
+        action="store_true",
+        help="run lists show contact_channel_address without its whatsapp: prefix",
+    )
+    sb.add_argument("--next-page-host", metavar="HOST", help="list paging URLs name this host instead of the sandbox")
+    sb.add_argument(
+        "--replies",
+        metavar="LIST",
+        default=",".join(SandboxConfig().replies),
+        help="comma-separated replies contacts pick from, one per contact (default YES,NO,STOP,4,5)",
+    )
+    sb.add_argument(
+        "--unwired-trigger",
+        action="store_true",
+        help="leave the Trigger's incomingRequest unconnected, so REST runs send nothing",
+    )
+    sb.add_argument(
+        "--state-path", metavar="PATH", help="keep runs in this file, so a later sandbox process serves the same runs"
+    )
     return parser
 
 
@@ -428,20 +487,42 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_sandbox(args: argparse.Namespace) -> int:
-    config = SandboxConfig(
-        rate_limit=args.rate_limit or None,
-        latency=args.latency,
-        active_rule=not args.no_active_rule,
-        lost_answer_rate=args.lost_answer_rate,
-        error_rate=args.error_rate,
-    )
+    flows = dict(flow.partition("=")[::2] for flow in args.flow)
+    for sid, status in flows.items():
+        if not status:
+            raise UsageError(f"sandbox: --flow {sid!r} needs =STATUS (published, draft or draft_over_published)")
+    try:
+        config = SandboxConfig(
+            rate_limit=args.rate_limit or None,
+            latency=args.latency,
+            active_rule=not args.no_active_rule,
+            lost_answer_rate=args.lost_answer_rate,
+            error_rate=args.error_rate,
+            retry_after=args.retry_after,
+            seed=args.seed,
+            run_lifetime=args.run_lifetime,
+            clock_offset=args.clock_offset,
+            other_sender_rate=args.other_sender_rate,
+            read_rate_limit_rate=args.read_rate_limit_rate,
+            flows=flows or None,
+            list_drops_channel_prefix=args.list_drops_channel_prefix,
+            next_page_host=args.next_page_host,
+            replies=tuple(reply.strip() for reply in args.replies.split(",")),
+            unwired_trigger=args.unwired_trigger,
+            state_path=args.state_path,
+        )
+    except ValueError as exc:
+        raise UsageError(f"sandbox: {exc}") from None
 
     def ready(url: str) -> None:
         print(f"Studio sandbox on {url}", flush=True)
         print(f"  TWILIO_ACCOUNT_SID={SANDBOX_USERNAME} TWILIO_AUTH_TOKEN={SANDBOX_PASSWORD}", flush=True)
         print(f"  batch-engage run JOB --base-url {url}", flush=True)
 
-    serve(config, port=args.port, on_ready=ready)
+    try:
+        serve(config, port=args.port, on_ready=ready)
+    except ValueError as exc:  # a state file that is not the sandbox's
+        raise UsageError(f"sandbox: {exc}") from None
     return EXIT_OK
 
 

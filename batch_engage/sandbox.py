@@ -1,12 +1,19 @@
 """A Twilio Studio simulator that serves real HTTP on the loopback interface.
 
-The sandbox answers Studio's v1 Engagements and v2 Executions endpoints (create and
-list) and the v1/v2 Flow fetch endpoints with JSON shaped like Twilio's OpenAPI
-description. It enforces Studio's one-active-run-per-contact rule and a per-account
-rate limit, and can inject the faults a bulk trigger has to survive: 5xx answers,
+The sandbox answers Studio's v1 Engagements and v2 Executions endpoints (create, list,
+fetch one, and its Context), the v1/v2 Flow fetch endpoints, v2 Flow revisions, and
+the 2010 Messages fetch for the messages its runs send, with JSON shaped like Twilio's
+OpenAPI description. It models what Twilio does rather than what a client expects:
+Studio's one-active-run-per-contact rule, a per-account rate limit on creates and
+random 429s on reads, Twilio's own clock (its `Date` header and timestamps may be off
+from ours), runs started by other senders (inbound messages) for the same contacts,
+Flows whose latest revision is an unpublished draft, list pages that drop the
+`whatsapp:` prefix or point at another host, and runs that end and leave widget
+outputs behind. It can inject the faults a bulk trigger has to survive: 5xx answers,
 answers lost after the run was created, dropped connections and slow answers. It runs
-in a background thread with its own event loop, so synchronous code can drive it, and
-it records every run it creates in a ledger that tests compare against.
+in a background thread with its own event loop, so synchronous code can drive it,
+records every run it creates in a ledger that tests compare against, and can keep its
+runs in a file so a later process sees them.
 """
 
 from __future__ import annotations
@@ -27,10 +34,12 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
 from types import FrameType, MappingProxyType, TracebackType
 from typing import Any, Final, Literal, Self
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from aiohttp import BasicAuth, web
 from aiohttp.typedefs import Handler
@@ -52,20 +61,54 @@ SANDBOX_PASSWORD: Final[str] = "sandbox-auth-token"  # noqa: S105 - a public, th
 """The auth token the sandbox accepts by default."""
 
 _Api = Literal["engagements", "executions"]
+_Source = Literal["rest", "inbound"]
 _Fault = Literal["error", "lost", "drop", "slow"] | None
 
 _FLOW_SID = re.compile(r"^FW[0-9a-fA-F]{32}$")
 _ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
-_FLOW_STATUSES: Final = frozenset({"published", "draft"})
+_HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?$")
+_FLOW_STATUSES: Final = ("published", "draft", "draft_over_published")
 _DEFAULT_PAGE_SIZE: Final = 50
 _MAX_PAGE_SIZE: Final = 1000
+_DEFAULT_REPLIES: Final = ("YES", "NO", "STOP", "4", "5")
+# One contact in this many never gets the Flow's messages (30003).
+_UNDELIVERED_ONE_IN: Final = 8
 # Pauses end early on shutdown, so in-flight answers need little time to finish.
 _SHUTDOWN_GRACE: Final = 1.0
 
 
 @dataclass(frozen=True, kw_only=True)
 class SandboxConfig:
-    """How the simulated Studio behaves."""
+    """How the simulated Studio behaves.
+
+    rate_limit: creates per second per account before 429/20429 (None: no limit).
+    latency, jitter: seconds each create answer takes, mean and spread.
+    active_rule: Studio's one-active-run-per-contact rule (v1 hands back, v2 409s).
+    run_lifetime: seconds after which a run ends by itself (and its widgets have played).
+    error_rate, lost_answer_rate, drop_rate, slow_rate: shares of one draw per create:
+        500/503 without a run, run created but 503, run created but connection
+        dropped, run created but answered after slow_seconds.
+    retry_after: seconds put in Retry-After on 429s (rounded up), or no header.
+    flows: Flow SID -> "published", "draft" (never published) or
+        "draft_over_published" (a published revision under a newer draft); None
+        means every well-formed Flow SID is a published Flow.
+    credentials: accepted (username, password) pairs.
+    repeat_next_page: list pages name themselves as next_page_url, forever.
+    seed: seeds the fault, other-sender and read-429 draws (None: random).
+    clock_offset: seconds Twilio's clock is ahead of ours (negative: behind); drives
+        date_created/date_updated, the Date header and v2 DateCreated filters.
+    other_sender_rate: share of creates before which an inbound message starts a run
+        of the same Flow for the same contact (initiated_by SM..., no Parameters); that
+        run ends at once, so it never blocks the create under the active rule.
+    read_rate_limit_rate: share of run-list, run and Context GETs answered 429/20429.
+    list_drops_channel_prefix: lists show contact_channel_address without "whatsapp:".
+    next_page_host: host (and port) that list paging URLs name instead of the sandbox's.
+    replies: what contacts answer the Flow's question, picked per contact.
+    unwired_trigger: the Trigger's incomingRequest has no next widget, so REST runs
+        end without sending anything.
+    state_path: JSON-lines file runs are appended to as they are created and loaded
+        from at start, so another process sees the same runs.
+    """
 
     rate_limit: float | None = 20.0
     latency: float = 0.08
@@ -82,6 +125,14 @@ class SandboxConfig:
     credentials: tuple[tuple[str, str], ...] = ((SANDBOX_USERNAME, SANDBOX_PASSWORD),)
     repeat_next_page: bool = False
     seed: int | None = None
+    clock_offset: float = 0.0
+    other_sender_rate: float = 0.0
+    read_rate_limit_rate: float = 0.0
+    list_drops_channel_prefix: bool = False
+    next_page_host: str | None = None
+    replies: tuple[str, ...] = _DEFAULT_REPLIES
+    unwired_trigger: bool = False
+    state_path: str | None = None
 
     def __post_init__(self) -> None:
         """Reject settings the simulator cannot honour."""
@@ -90,19 +141,29 @@ class SandboxConfig:
         for name in ("latency", "jitter", "run_lifetime", "slow_seconds"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
-        for name in ("error_rate", "lost_answer_rate", "drop_rate", "slow_rate"):
+        shares = ("error_rate", "lost_answer_rate", "drop_rate", "slow_rate", "other_sender_rate")
+        for name in (*shares, "read_rate_limit_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1, got {getattr(self, name)!r}")
         if self.retry_after is not None and not self.retry_after >= 0:
             raise ValueError(f"retry_after must be >= 0 or None, got {self.retry_after!r}")
+        if not math.isfinite(self.clock_offset):
+            raise ValueError(f"clock_offset must be a finite number of seconds, got {self.clock_offset!r}")
         if self.flows is not None:
             bad = {sid: status for sid, status in self.flows.items() if status not in _FLOW_STATUSES}
             if bad:
-                raise ValueError(f"flow status must be 'published' or 'draft', got {bad!r}")
+                raise ValueError(f"flow status must be one of {', '.join(_FLOW_STATUSES)}; got {bad!r}")
             # A caller mutating its dict later must not change a frozen config.
             object.__setattr__(self, "flows", MappingProxyType(dict(self.flows)))
         if not self.credentials:
             raise ValueError("credentials must hold at least one (username, password) pair")
+        if self.next_page_host is not None and not _HOST.match(self.next_page_host):
+            raise ValueError(f"next_page_host must be a host name with an optional :port, got {self.next_page_host!r}")
+        object.__setattr__(self, "replies", tuple(self.replies))
+        if not self.replies or not all(isinstance(reply, str) and reply for reply in self.replies):
+            raise ValueError(f"replies must be one or more non-empty strings, got {self.replies!r}")
+        if self.state_path is not None and not self.state_path:
+            raise ValueError("state_path must name a file, or be None")
 
 
 _DEFAULT_CONFIG: Final = SandboxConfig()
@@ -110,7 +171,7 @@ _DEFAULT_CONFIG: Final = SandboxConfig()
 
 @dataclass(frozen=True)
 class LedgerEntry:
-    """One run the sandbox created."""
+    """One run the sandbox created: by a REST create (source "rest") or an inbound message."""
 
     sid: str
     flow_sid: str
@@ -119,11 +180,17 @@ class LedgerEntry:
     from_: str
     parameters: dict[str, Any]
     date_created: datetime
+    initiated_by: str
+    source: _Source
 
 
 @dataclass(frozen=True)
 class SandboxStats:
-    """Counts of what the sandbox was asked and answered (0: connection dropped)."""
+    """Counts of what the sandbox was asked and answered (by_status 0: connection dropped).
+
+    by_status and rate_limited count creates only; read_rate_limited counts the 429s
+    given to run-list, run and Context GETs; inbound_runs counts runs other senders started.
+    """
 
     create_requests: int
     created: int
@@ -131,29 +198,71 @@ class SandboxStats:
     by_status: Mapping[int, int]
     list_requests: int
     flow_requests: int
+    run_requests: int
+    context_requests: int
+    revision_requests: int
+    message_requests: int
+    read_rate_limited: int
+    inbound_runs: int
 
 
 @dataclass(eq=False)
 class _Run:
-    """A run as the simulator tracks it; `ended` is the only field that changes."""
+    """A run as the simulator tracks it; `ended_at` is the only field that changes.
+
+    `born` is the monotonic time the run started, so its age does not jump with the
+    wall clock; `played` says whether the Flow's widgets run for it.
+    """
 
     seq: int
     sid: str
     api: _Api
     account_sid: str
     flow_sid: str
-    contact_sid: str
-    request_sid: str
+    initiated_by: str
+    source: _Source
     to: str
     from_: str
     parameters: dict[str, Any]
     date_created: datetime
     born: float
-    ended: bool = False
+    played: bool
+    ended_at: datetime | None = None
+
+    @property
+    def contact_sid(self) -> str:
+        """The Contact SID Studio gives this address in this account."""
+        return "FC" + _hex32("contact", self.account_sid, self.to)
 
     def order(self) -> tuple[datetime, int]:
         """Sort key for listings: date_created, then creation order."""
         return (self.date_created, self.seq)
+
+    def end(self, lifetime: float, now: float) -> datetime | None:
+        """When the run ended (Twilio's clock), or None while it is active."""
+        if self.ended_at is not None:
+            return self.ended_at
+        if now - self.born >= lifetime:
+            return self.date_created + timedelta(seconds=lifetime)
+        return None
+
+    def record(self) -> dict[str, Any]:
+        """The JSON line that keeps this run in a state file."""
+        return {
+            "type": "run",
+            "sid": self.sid,
+            "api": self.api,
+            "account_sid": self.account_sid,
+            "flow_sid": self.flow_sid,
+            "initiated_by": self.initiated_by,
+            "source": self.source,
+            "to": self.to,
+            "from": self.from_,
+            "parameters": self.parameters,
+            "date_created": self.date_created.isoformat(),
+            "played": self.played,
+            "ended_at": None if self.ended_at is None else self.ended_at.isoformat(),
+        }
 
 
 class _TokenBucket:
@@ -207,14 +316,35 @@ class _ApiError(Exception):
         return web.json_response(body, status=self.status, headers=self.headers)
 
 
+def _not_found(path: str) -> _ApiError:
+    """The 404 Twilio gives for anything it does not know."""
+    return _ApiError(404, 20404, f"The requested resource {path} was not found")
+
+
+def _too_many(retry_after: float | None) -> _ApiError:
+    """The 429 Twilio gives when an account goes too fast."""
+    headers = {} if retry_after is None else {"Retry-After": str(math.ceil(retry_after))}
+    return _ApiError(429, 20429, "Too Many Requests", headers=headers)
+
+
 def _iso(moment: datetime) -> str:
-    """Format a moment as Twilio does: UTC, whole seconds, trailing Z."""
+    """Format a moment as Studio does: UTC, whole seconds, trailing Z."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _rfc2822(moment: datetime) -> str:
+    """Format a moment as the 2010 API does: 'Wed, 25 Nov 2026 17:45:46 +0000'."""
+    return format_datetime(moment.astimezone(UTC).replace(microsecond=0))
 
 
 def _hex32(*parts: str) -> str:
     """Derive 32 stable hex digits from some strings."""
     return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=16).hexdigest()
+
+
+def _pick(salt: str, key: str, choices: int) -> int:
+    """Pick one of `choices` deterministically for a key."""
+    return int(_hex32(salt, key)[:8], 16) % choices
 
 
 def _parse_moment(name: str, raw: str) -> datetime:
@@ -241,36 +371,364 @@ def _int_query(query: Mapping[str, str], name: str, default: int, low: int, high
     return value
 
 
+# --- The Flow: its definition, the Liquid it uses, and what its widgets leave behind.
+
+_INTRO_BODY: Final = (
+    "Hi {{flow.data.first_name}}, your order {{flow.data.order.id}} ships soon"
+    " from {{flow.data.city | default: 'our store'}}."
+)
+_ASK_BODY: Final = "Reply YES to confirm{% if flow.data.visits %} (visit {{flow.data.visits}}){% endif %}"
+# The unpublished edit of a draft-over-published Flow: it reads a key no job maps,
+# so a client that checks the draft instead of what runs finds a problem that is not there.
+_DRAFT_ASK_BODY: Final = _ASK_BODY + " and use code {{flow.data.coupon}}"
+_LIQUID_IF = re.compile(r"\{%\s*if\s+([\w.]+)\s*%\}(.*?)\{%\s*endif\s*%\}", re.DOTALL)
+_LIQUID_OUT = re.compile(r"\{\{\s*([\w.]+)\s*(?:\|\s*default:\s*'([^']*)'\s*)?\}\}")
+
+
+def _definition(*, wired: bool, ask_body: str = _ASK_BODY) -> dict[str, Any]:
+    """Studio's JSON for the sandbox's Flow: Trigger -> send_intro -> ask."""
+    request: dict[str, str] = {"event": "incomingRequest"}
+    if wired:
+        request["next"] = "send_intro"
+    message_properties = {"service": "{{trigger.message.InstanceSid}}", "channel": "{{trigger.message.ChannelSid}}"}
+    return {
+        "description": "A New Flow",
+        "flags": {"allow_concurrent_calls": True},
+        "initial_state": "Trigger",
+        "states": [
+            {
+                "name": "Trigger",
+                "type": "trigger",
+                "properties": {"offset": {"x": 0, "y": 0}},
+                "transitions": [
+                    {"event": "incomingMessage"},
+                    {"event": "incomingCall"},
+                    {"event": "incomingConversationMessage"},
+                    request,
+                    {"event": "incomingParent"},
+                ],
+            },
+            {
+                "name": "send_intro",
+                "type": "send-message",
+                "properties": {
+                    "offset": {"x": 0, "y": 200},
+                    **message_properties,
+                    "from": "{{flow.channel.address}}",
+                    "to": "{{contact.channel.address}}",
+                    "body": _INTRO_BODY,
+                },
+                "transitions": [{"event": "sent", "next": "ask"}, {"event": "failed"}],
+            },
+            {
+                "name": "ask",
+                "type": "send-and-wait-for-reply",
+                "properties": {
+                    "offset": {"x": 0, "y": 400},
+                    **message_properties,
+                    "from": "{{flow.channel.address}}",
+                    "body": ask_body,
+                    "timeout": "3600",
+                },
+                "transitions": [{"event": "incomingMessage"}, {"event": "timeout"}, {"event": "deliveryFailure"}],
+            },
+        ],
+    }
+
+
+def _lookup(scope: Mapping[str, Any], path: str) -> Any:
+    """Follow a dotted Liquid path through nested objects; None when it leads nowhere."""
+    value: Any = scope
+    for part in path.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def _liquid_text(value: Any) -> str:
+    """Render a value as Liquid prints it."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict | list):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+def _render(template: str, scope: Mapping[str, Any]) -> str:
+    """Render the Liquid the sandbox's Flow uses: {{ path }}, | default: '...', {% if path %}."""
+
+    def branch(match: re.Match[str]) -> str:
+        # In Liquid only nil and false are falsy; 0 and "" are true.
+        return match.group(2) if _lookup(scope, match.group(1)) not in (None, False) else ""
+
+    def output(match: re.Match[str]) -> str:
+        value = _lookup(scope, match.group(1))
+        if match.group(2) is not None and value in (None, False, ""):
+            return match.group(2)
+        return _liquid_text(value)
+
+    return _LIQUID_OUT.sub(output, _LIQUID_IF.sub(branch, template))
+
+
+@dataclass(frozen=True)
+class _Message:
+    """A message a run sent or received, as the 2010 Messages API shows it."""
+
+    sid: str
+    run: _Run
+    direction: Literal["outbound-api", "inbound"]
+    body: str
+    to: str
+    from_: str
+    sent_at: datetime
+
+
+_MESSAGE_ROLES: Final = ("intro", "ask", "reply")
+
+
+def _message_sid(role: str, run: _Run) -> str:
+    """The SID of the message a run's widget sends (intro, ask) or receives (reply)."""
+    return "SM" + _hex32(role, run.sid)
+
+
+def _undelivered(to: str) -> bool:
+    """Tell whether the Flow's messages never reach this contact (30003)."""
+    return _pick("delivery", to, _UNDELIVERED_ONE_IN) == 0
+
+
+def _messages(run: _Run, replies: tuple[str, ...], ended: datetime) -> dict[str, _Message]:
+    """The messages a played run sent and received, by widget role: intro, ask, reply."""
+    scope = _context(run)
+    sent = {
+        role: _Message(
+            sid=_message_sid(role, run),
+            run=run,
+            direction="outbound-api",
+            body=_render(body, scope),
+            to=run.to,
+            from_=run.from_,
+            sent_at=run.date_created,
+        )
+        for role, body in (("intro", _INTRO_BODY), ("ask", _ASK_BODY))
+    }
+    if not _undelivered(run.to):
+        reply = replies[_pick("reply", run.to, len(replies))]
+        sent["reply"] = _Message(_message_sid("reply", run), run, "inbound", reply, run.from_, run.to, ended)
+    return sent
+
+
+def _context(run: _Run) -> dict[str, Any]:
+    """The Flow context a run starts with."""
+    return {
+        "flow": {"data": run.parameters, "channel": {"address": run.from_}, "flow_sid": run.flow_sid},
+        "contact": {"channel": {"address": run.to}},
+    }
+
+
+def _widgets(run: _Run, messages: Mapping[str, _Message]) -> dict[str, Any]:
+    """What the Flow's widgets leave in the context once the run has ended."""
+
+    def outbound(message: _Message) -> dict[str, Any]:
+        return {
+            "Sid": message.sid,
+            "AccountSid": run.account_sid,
+            "Status": "sent",
+            "To": message.to,
+            "From": message.from_,
+            "Body": message.body,
+        }
+
+    ask: dict[str, Any] = {"outbound": outbound(messages["ask"])}
+    reply = messages.get("reply")
+    if reply is not None:
+        ask["inbound"] = {
+            "Body": reply.body,
+            "From": run.to,
+            "To": run.from_,
+            "MessageSid": reply.sid,
+            "SmsMessageSid": reply.sid,
+            "AccountSid": run.account_sid,
+            "NumMedia": "0",
+            "ApiVersion": "2010-04-01",
+        }
+    return {"send_intro": {"outbound": outbound(messages["intro"])}, "ask": ask}
+
+
+def _message_json(message: _Message) -> dict[str, Any]:
+    """Render a message as GET /2010-04-01/Accounts/{AccountSid}/Messages/{Sid}.json does."""
+    run = message.run
+    failed = message.direction == "outbound-api" and _undelivered(run.to)
+    status = "received" if message.direction == "inbound" else ("undelivered" if failed else "delivered")
+    uri = f"/2010-04-01/Accounts/{run.account_sid}/Messages/{message.sid}.json"
+    stamp = _rfc2822(message.sent_at)
+    return {
+        "account_sid": run.account_sid,
+        "api_version": "2010-04-01",
+        "body": message.body,
+        "date_created": stamp,
+        "date_sent": stamp,
+        "date_updated": stamp,
+        "direction": message.direction,
+        "error_code": 30003 if failed else None,
+        "error_message": "Unreachable destination handset" if failed else None,
+        "from": message.from_,
+        "messaging_service_sid": None,
+        "num_media": "0",
+        "num_segments": "1",
+        "price": None,
+        "price_unit": "USD",
+        "sid": message.sid,
+        "status": status,
+        "subresource_uris": {"media": uri.replace(".json", "/Media.json")},
+        "to": message.to,
+        "uri": uri,
+    }
+
+
+# --- Flow revisions.
+
+
+@dataclass(frozen=True)
+class _FlowRevisions:
+    """Which revisions a Flow has: the latest, and the last published (None: never)."""
+
+    latest: int
+    published: int | None
+
+    @classmethod
+    def of(cls, status: str) -> _FlowRevisions:
+        """The revisions of a Flow configured with this status."""
+        if status == "draft":
+            return cls(latest=1, published=None)
+        if status == "draft_over_published":
+            return cls(latest=3, published=2)
+        return cls(latest=2, published=2)
+
+    def status(self, revision: int) -> str:
+        """A revision is published if it is the last one published, else a draft."""
+        return "published" if revision == self.published else "draft"
+
+
+# --- State that survives between processes.
+
+
+def _load_state(path: Path) -> list[dict[str, Any]]:
+    """Read a state file's records; a torn last line (a crash mid-write) is ignored."""
+    if not path.exists():
+        return []
+    text = path.read_text(encoding="utf-8")
+    lines = text.split("\n")
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict) or record.get("type") not in ("run", "end"):
+                raise ValueError(line)
+        except ValueError:
+            if number == len(lines):
+                break
+            raise ValueError(
+                f"{path}:{number}: not a sandbox state line; move the file aside to start with no runs"
+            ) from None
+        records.append(record)
+    return records
+
+
+def _append_state(path: Path, record: Mapping[str, Any]) -> None:
+    """Append one record to a state file, flushed before the caller answers."""
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record, separators=(",", ":")) + "\n")
+
+
 class _Studio:
     """The simulator's state and handlers, shared by the server and test threads."""
 
     def __init__(self, config: SandboxConfig) -> None:
-        """Start with no runs."""
+        """Start with the runs of the state file, if there is one, else none."""
         # One lock for all state: handlers run on the server thread while tests read
         # the ledger and reconfigure from theirs.
         self._lock = threading.Lock()
         self._config = config
-        self._rng = random.Random(config.seed)
+        self._seed_draws(config.seed)
         self._runs: list[_Run] = []
+        self._by_sid: dict[str, _Run] = {}
         self._latest: dict[tuple[str, str, str, str], _Run] = {}
+        # Message SID -> the run and the widget role (intro, ask, reply) that sends it.
+        self._messages: dict[str, tuple[_Run, str]] = {}
         self._buckets: dict[str, _TokenBucket] = {}
         self._next_error = 500
-        self._create_requests = 0
-        self._created = 0
-        self._rate_limited = 0
+        self._counts: Counter[str] = Counter()
         self._by_status: Counter[int] = Counter()
-        self._list_requests = 0
-        self._flow_requests = 0
-        self._flows_born = datetime.now(UTC).replace(microsecond=0)
+        self._flows_born = self._now(config).replace(microsecond=0)
+        self._state_path = None if config.state_path is None else Path(config.state_path)
         self.base_url = ""
         self._closing: asyncio.Event | None = None
+        if self._state_path is not None:
+            self._restore(_load_state(self._state_path))
+
+    def _seed_draws(self, seed: int | None) -> None:
+        """Start the three random streams; separate, so one rate never shifts another's draws."""
+        self._rng = random.Random(seed)
+        self._sender_rng = random.Random(None if seed is None else f"other-sender:{seed}")
+        self._read_rng = random.Random(None if seed is None else f"read-429:{seed}")
+
+    @staticmethod
+    def _now(config: SandboxConfig) -> datetime:
+        """Twilio's clock: ours plus the configured offset."""
+        return datetime.now(UTC) + timedelta(seconds=config.clock_offset)
+
+    def _restore(self, records: list[dict[str, Any]]) -> None:
+        """Rebuild runs from state-file records; their age follows their date_created."""
+        now, mono = self._now(self._config), time.monotonic()
+        for record in records:
+            if record["type"] == "end":
+                run = self._by_sid.get(record["sid"])
+                if run is not None:
+                    run.ended_at = datetime.fromisoformat(record["ended_at"])
+                continue
+            created = datetime.fromisoformat(record["date_created"])
+            run = _Run(
+                seq=len(self._runs),
+                sid=record["sid"],
+                api=record["api"],
+                account_sid=record["account_sid"],
+                flow_sid=record["flow_sid"],
+                initiated_by=record["initiated_by"],
+                source=record["source"],
+                to=record["to"],
+                from_=record["from"],
+                parameters=record["parameters"],
+                date_created=created,
+                born=mono - (now - created).total_seconds(),
+                played=record["played"],
+                ended_at=None if record["ended_at"] is None else datetime.fromisoformat(record["ended_at"]),
+            )
+            self._add(run)
+
+    def _add(self, run: _Run) -> None:
+        """Keep a run and index it (lock held)."""
+        self._runs.append(run)
+        self._by_sid[run.sid] = run
+        key = (run.account_sid, run.flow_sid, run.to, run.from_)
+        latest = self._latest.get(key)
+        # An inbound run is ended at birth; it must not hide an older active run.
+        if latest is None or run.source == "rest" or latest.ended_at is not None:
+            self._latest[key] = run
+        if run.played:
+            for role in _MESSAGE_ROLES:
+                self._messages[_message_sid(role, run)] = (run, role)
 
     def reconfigure(self, changes: Mapping[str, Any]) -> None:
-        """Replace the live config; a new seed restarts the fault sequence."""
+        """Replace the live config; a new seed restarts the random draws."""
         with self._lock:
             self._config = dataclasses.replace(self._config, **changes)
             if "seed" in changes:
-                self._rng = random.Random(self._config.seed)
+                self._seed_draws(self._config.seed)
 
     def ledger(self) -> list[LedgerEntry]:
         """Snapshot the runs created so far, oldest first."""
@@ -284,6 +742,8 @@ class _Studio:
                     from_=run.from_,
                     parameters=json.loads(json.dumps(run.parameters)),
                     date_created=run.date_created,
+                    initiated_by=run.initiated_by,
+                    source=run.source,
                 )
                 for run in self._runs
             ]
@@ -291,20 +751,36 @@ class _Studio:
     def stats(self) -> SandboxStats:
         """Snapshot the counters."""
         with self._lock:
+            counts = self._counts
             return SandboxStats(
-                create_requests=self._create_requests,
-                created=self._created,
-                rate_limited=self._rate_limited,
+                create_requests=counts["create_requests"],
+                created=counts["created"],
+                rate_limited=counts["rate_limited"],
                 by_status=MappingProxyType(dict(self._by_status)),
-                list_requests=self._list_requests,
-                flow_requests=self._flow_requests,
+                list_requests=counts["list_requests"],
+                flow_requests=counts["flow_requests"],
+                run_requests=counts["run_requests"],
+                context_requests=counts["context_requests"],
+                revision_requests=counts["revision_requests"],
+                message_requests=counts["message_requests"],
+                read_rate_limited=counts["read_rate_limited"],
+                inbound_runs=counts["inbound_runs"],
             )
 
     def end_all_runs(self) -> None:
-        """Mark every run created so far as ended."""
+        """Mark every active run ended, now on Twilio's clock."""
         with self._lock:
+            config = self._config
+            now, mono = self._now(config), time.monotonic()
             for run in self._runs:
-                run.ended = True
+                if run.end(config.run_lifetime, mono) is None:
+                    run.ended_at = now
+                    self._remember({"type": "end", "sid": run.sid, "ended_at": now.isoformat()})
+
+    def _remember(self, record: Mapping[str, Any]) -> None:
+        """Append a record to the state file, if there is one (lock held)."""
+        if self._state_path is not None:
+            _append_state(self._state_path, record)
 
     def serving_at(self, base_url: str) -> None:
         """Get ready to serve at base_url."""
@@ -342,18 +818,27 @@ class _Studio:
             except _ApiError as exc:
                 return exc.response()
             except web.HTTPNotFound:
-                return _ApiError(404, 20404, f"The requested resource {request.path} was not found").response()
+                return _not_found(request.path).response()
             except web.HTTPMethodNotAllowed:
                 return _ApiError(405, 20004, "Method not allowed").response()
 
         app = web.Application(middlewares=[twilio_gate])
-        app.router.add_get("/v1/Flows/{flow}", self._fetch_flow_v1)
-        app.router.add_get("/v2/Flows/{flow}", self._fetch_flow_v2)
-        app.router.add_post("/v1/Flows/{flow}/Engagements", self._create_engagement)
-        app.router.add_get("/v1/Flows/{flow}/Engagements", self._list_engagements)
-        app.router.add_post("/v2/Flows/{flow}/Executions", self._create_execution)
-        app.router.add_get("/v2/Flows/{flow}/Executions", self._list_executions)
+        app.on_response_prepare.append(self._stamp_date)
+        app.router.add_get("/v{version:[12]}/Flows/{flow}", self._fetch_flow)
+        app.router.add_get("/v2/Flows/{flow}/Revisions/{revision}", self._fetch_revision)
+        for runs in ("/v1/Flows/{flow}/{collection:Engagements}", "/v2/Flows/{flow}/{collection:Executions}"):
+            app.router.add_post(runs, self._create)
+            app.router.add_get(runs, self._list)
+            app.router.add_get(runs + "/{sid}", self._fetch_run)
+            app.router.add_get(runs + "/{sid}/Context", self._fetch_context)
+        app.router.add_get("/2010-04-01/Accounts/{account}/Messages/{sid}.json", self._fetch_message)
         return app
+
+    async def _stamp_date(self, request: web.Request, response: web.StreamResponse) -> None:
+        """Put Twilio's clock in the Date header of every answer, in place of aiohttp's."""
+        with self._lock:
+            now = self._now(self._config)
+        response.headers["Date"] = format_datetime(now.replace(microsecond=0), usegmt=True)
 
     def _account(self, request: web.Request) -> str | None:
         """Answer the account SID the request authenticates as, or None."""
@@ -377,8 +862,19 @@ class _Studio:
         # where a key is scoped to the account that made it.
         return auth.login if _ACCOUNT_SID.match(auth.login) else SANDBOX_USERNAME
 
+    @staticmethod
+    def _api(request: web.Request) -> _Api:
+        """Which run API the path names."""
+        return "engagements" if request.match_info["collection"] == "Engagements" else "executions"
+
+    def _count(self, counter: str) -> SandboxConfig:
+        """Count a request and answer the live config."""
+        with self._lock:
+            self._counts[counter] += 1
+            return self._config
+
     def _flow_status(self, request: web.Request) -> str:
-        """Answer the status of the path's flow, or raise the 404 Twilio gives."""
+        """Answer the configured status of the path's flow, or raise the 404 Twilio gives."""
         flow_sid = request.match_info["flow"]
         with self._lock:
             flows = self._config.flows
@@ -390,118 +886,122 @@ class _Studio:
         else:
             status = flows.get(flow_sid)
         if status is None:
-            raise _ApiError(404, 20404, f"The requested resource {request.path} was not found")
+            raise _not_found(request.path)
         return status
 
-    async def _fetch_flow_v1(self, request: web.Request) -> web.StreamResponse:
-        """GET /v1/Flows/{sid}."""
-        return self._fetch_flow(request, 1)
-
-    async def _fetch_flow_v2(self, request: web.Request) -> web.StreamResponse:
-        """GET /v2/Flows/{sid}."""
-        return self._fetch_flow(request, 2)
-
-    def _fetch_flow(self, request: web.Request, version: int) -> web.Response:
-        """Answer a flow resource in the shape of the given API version."""
-        account_sid = self._account(request) or SANDBOX_USERNAME
+    def _read_gate(self, counter: str) -> SandboxConfig:
+        """Count a run read and maybe refuse it with 429, as Twilio does under load."""
         with self._lock:
-            self._flow_requests += 1
-        status = self._flow_status(request)
+            self._counts[counter] += 1
+            config = self._config
+            refused = self._read_rng.random() < config.read_rate_limit_rate
+            if refused:
+                self._counts["read_rate_limited"] += 1
+        if refused:
+            raise _too_many(config.retry_after)
+        return config
+
+    # --- Flows and their revisions.
+
+    async def _fetch_flow(self, request: web.Request) -> web.StreamResponse:
+        """GET /v1/Flows/{sid} and /v2/Flows/{sid} (v2 shows the latest revision)."""
+        account_sid = self._account(request) or SANDBOX_USERNAME
+        config = self._count("flow_requests")
+        revisions = _FlowRevisions.of(self._flow_status(request))
         sid = request.match_info["flow"]
-        url = f"{self.base_url}/v{version}/Flows/{sid}"
-        webhook = f"https://webhooks.twilio.com/v1/Accounts/{account_sid}/Flows/{sid}"
-        born = _iso(self._flows_born)
-        name = f"Sandbox Flow {sid[-4:]}"
-        if version == 1:
+        url = f"{self.base_url}/v{request.match_info['version']}/Flows/{sid}"
+        if request.match_info["version"] == "1":
             return web.json_response(
                 {
                     "sid": sid,
                     "account_sid": account_sid,
-                    "friendly_name": name,
-                    "status": status,
+                    "friendly_name": f"Sandbox Flow {sid[-4:]}",
+                    "status": revisions.status(revisions.latest),
                     "version": 1,
-                    "date_created": born,
-                    "date_updated": None,
+                    "date_created": _iso(self._flows_born),
+                    "date_updated": self._revision_updated(revisions.latest),
                     "url": url,
-                    "links": {
-                        "engagements": f"{url}/Engagements",
-                        "executions": f"{url}/Executions",
-                    },
+                    "links": {"engagements": f"{url}/Engagements", "executions": f"{url}/Executions"},
                 }
             )
+        body = self._revision_json(account_sid, sid, revisions, revisions.latest, config)
+        body.update(
+            warnings=[],
+            webhook_url=f"https://webhooks.twilio.com/v1/Accounts/{account_sid}/Flows/{sid}",
+            url=url,
+            links={
+                "test_users": f"{url}/TestUsers",
+                "revisions": f"{url}/Revisions",
+                "executions": f"{url}/Executions",
+            },
+        )
+        return web.json_response(body)
+
+    async def _fetch_revision(self, request: web.Request) -> web.StreamResponse:
+        """GET /v2/Flows/{sid}/Revisions/{n | LatestPublished | LatestRevision}."""
+        account_sid = self._account(request) or SANDBOX_USERNAME
+        config = self._count("revision_requests")
+        revisions = _FlowRevisions.of(self._flow_status(request))
+        wanted = request.match_info["revision"]
+        number: int | None
+        if wanted == "LatestPublished":
+            number = revisions.published
+        elif wanted == "LatestRevision":
+            number = revisions.latest
+        else:
+            number = int(wanted) if wanted.isdigit() and 1 <= int(wanted) <= revisions.latest else None
+        if number is None:
+            raise _not_found(request.path)
         return web.json_response(
-            {
-                "sid": sid,
-                "account_sid": account_sid,
-                "author_sid": "US" + _hex32("author", account_sid),
-                "friendly_name": name,
-                "definition": {
-                    "description": "A New Flow",
-                    "flags": {"allow_concurrent_calls": True},
-                    "initial_state": "Trigger",
-                    "states": [
-                        {
-                            "name": "Trigger",
-                            "type": "trigger",
-                            "properties": {"offset": {"x": 0, "y": 0}},
-                            "transitions": [
-                                {"event": "incomingMessage"},
-                                {"event": "incomingCall"},
-                                {"event": "incomingConversationMessage"},
-                                {"event": "incomingRequest"},
-                                {"event": "incomingParent"},
-                            ],
-                        }
-                    ],
-                },
-                "status": status,
-                "revision": 1 if status == "draft" else 2,
-                "commit_message": None,
-                "valid": True,
-                "errors": [],
-                "warnings": [],
-                "webhook_url": webhook,
-                "date_created": born,
-                "date_updated": None,
-                "url": url,
-                "links": {
-                    "test_users": f"{url}/TestUsers",
-                    "revisions": f"{url}/Revisions",
-                    "executions": f"{url}/Executions",
-                },
-            }
+            self._revision_json(account_sid, request.match_info["flow"], revisions, number, config)
         )
 
-    async def _create_engagement(self, request: web.Request) -> web.StreamResponse:
-        """POST /v1/Flows/{sid}/Engagements."""
-        return await self._create(request, "engagements")
+    def _revision_updated(self, number: int) -> str | None:
+        """date_updated of a revision: revisions after the first are edits, a minute apart."""
+        return None if number == 1 else _iso(self._flows_born + timedelta(minutes=number - 1))
 
-    async def _create_execution(self, request: web.Request) -> web.StreamResponse:
-        """POST /v2/Flows/{sid}/Executions."""
-        return await self._create(request, "executions")
+    def _revision_json(
+        self, account_sid: str, sid: str, revisions: _FlowRevisions, number: int, config: SandboxConfig
+    ) -> dict[str, Any]:
+        """Render one revision of a Flow, in the shape v2 Flow and FlowRevision share."""
+        unpublished_edit = revisions.published is not None and number > revisions.published
+        definition = _definition(
+            wired=not config.unwired_trigger, ask_body=_DRAFT_ASK_BODY if unpublished_edit else _ASK_BODY
+        )
+        return {
+            "sid": sid,
+            "account_sid": account_sid,
+            "author_sid": "US" + _hex32("author", account_sid),
+            "friendly_name": f"Sandbox Flow {sid[-4:]}",
+            "definition": definition,
+            "status": revisions.status(number),
+            "revision": number,
+            "commit_message": "Ask for a coupon code" if unpublished_edit else None,
+            "valid": True,
+            "errors": [],
+            "date_created": _iso(self._flows_born),
+            "date_updated": self._revision_updated(number),
+            "url": f"{self.base_url}/v2/Flows/{sid}/Revisions/{number}",
+        }
 
-    async def _create(self, request: web.Request, api: _Api) -> web.StreamResponse:
-        """Answer a create request and count how it was answered."""
-        with self._lock:
-            self._create_requests += 1
+    # --- Creating runs.
+
+    async def _create(self, request: web.Request) -> web.StreamResponse:
+        """POST /v1/Flows/{sid}/Engagements and /v2/Flows/{sid}/Executions; count the answer."""
+        self._count("create_requests")
         try:
-            answer = await self._answer_create(request, api)
+            answer = await self._answer_create(request, self._api(request))
         except _ApiError as exc:
             answer = exc.response()
         with self._lock:
             self._by_status[0 if answer is None else answer.status] += 1
             if answer is not None and answer.status == 429:
-                self._rate_limited += 1
+                self._counts["rate_limited"] += 1
         # aiohttp cannot write to the transport we closed; it swallows that quietly.
         return web.Response() if answer is None else answer
 
-    async def _answer_create(self, request: web.Request, api: _Api) -> web.Response | None:
-        """Decide the answer to a create; None means drop the connection."""
-        account_sid = self._account(request) or SANDBOX_USERNAME
-        flow_sid = request.match_info["flow"]
-        self._flow_status(request)
-        self._spend_token(account_sid)
-
+    async def _read_create_form(self, request: web.Request) -> tuple[str, str, dict[str, Any]]:
+        """Read To, From and Parameters from a create's form, or raise the 400."""
         form = await request.post()
         fields: dict[str, str] = {}
         for name in ("To", "From", "Parameters"):
@@ -511,10 +1011,20 @@ class _Studio:
         for name in ("To", "From"):
             if name not in fields:
                 raise _ApiError(400, 20001, f"Missing required parameter {name} in the post body")
-        parameters = self._parse_parameters(fields.get("Parameters"))
+        return fields["To"], fields["From"], self._parse_parameters(fields.get("Parameters"))
+
+    async def _answer_create(self, request: web.Request, api: _Api) -> web.Response | None:
+        """Decide the answer to a create; None means drop the connection."""
+        account_sid = self._account(request) or SANDBOX_USERNAME
+        flow_sid = request.match_info["flow"]
+        self._flow_status(request)
+        self._spend_token(account_sid)
+        to, from_, parameters = await self._read_create_form(request)
 
         with self._lock:
             config = self._config
+            if self._sender_rng.random() < config.other_sender_rate:
+                self._start_inbound(config, api, account_sid, flow_sid, to, from_)
             fault = self._draw_fault(config)
             delay = max(0.0, config.latency + self._rng.uniform(-config.jitter, config.jitter))
             if fault == "error":
@@ -522,24 +1032,12 @@ class _Studio:
                 # Alternate so a client sees both flavours of server error.
                 self._next_error = 503 if status == 500 else 500
             else:
-                run, created = self._create_or_find(
-                    config,
-                    api,
-                    account_sid,
-                    flow_sid,
-                    fields["To"],
-                    fields["From"],
-                    parameters,
-                )
-                body = self._run_json(run, api, config)
+                run, created = self._create_or_find(config, api, account_sid, flow_sid, to, from_, parameters)
+                body = self._run_json(run, config)
 
         if fault == "error":
             await self._pause(delay)
-            raise _ApiError(
-                status,
-                20000 + status,
-                "Internal Server Error" if status == 500 else "Service Unavailable",
-            )
+            raise _ApiError(status, 20000 + status, "Internal Server Error" if status == 500 else "Service Unavailable")
         await self._pause(config.slow_seconds if fault == "slow" else delay)
         if fault == "lost":
             raise _ApiError(503, 20503, "Service Unavailable")
@@ -568,10 +1066,7 @@ class _Studio:
             bucket = self._buckets.setdefault(account_sid, _TokenBucket())
             if bucket.take(config.rate_limit, time.monotonic()):
                 return
-        headers = {}
-        if config.retry_after is not None:
-            headers["Retry-After"] = str(math.ceil(config.retry_after))
-        raise _ApiError(429, 20429, "Too Many Requests", headers=headers)
+        raise _too_many(config.retry_after)
 
     @staticmethod
     def _parse_parameters(raw: str | None) -> dict[str, Any]:
@@ -601,9 +1096,47 @@ class _Studio:
             draw -= share
         return None
 
-    def _is_active(self, run: _Run, config: SandboxConfig, now: float) -> bool:
+    def _active(self, run: _Run, config: SandboxConfig) -> bool:
         """Tell whether a run still counts as active (lock held)."""
-        return not run.ended and now - run.born < config.run_lifetime
+        return run.end(config.run_lifetime, time.monotonic()) is None
+
+    def _new_run(self, config: SandboxConfig, api: _Api, account_sid: str, flow_sid: str, to: str, from_: str) -> _Run:
+        """A fresh REST-started run with no Parameters yet (lock held)."""
+        return _Run(
+            seq=len(self._runs),
+            sid="FN" + uuid.uuid4().hex,
+            api=api,
+            account_sid=account_sid,
+            flow_sid=flow_sid,
+            initiated_by="RQ" + uuid.uuid4().hex,
+            source="rest",
+            to=to,
+            from_=from_,
+            parameters={},
+            date_created=self._now(config),
+            born=time.monotonic(),
+            played=not config.unwired_trigger,
+        )
+
+    def _start_inbound(
+        self, config: SandboxConfig, api: _Api, account_sid: str, flow_sid: str, to: str, from_: str
+    ) -> None:
+        """Start and end at once the run an inbound message from the contact triggers (lock held)."""
+        latest = self._latest.get((account_sid, flow_sid, to, from_))
+        # A message from a contact with an active run goes to that run, not a new one.
+        if config.active_rule and latest is not None and self._active(latest, config):
+            return
+        run = self._new_run(config, api, account_sid, flow_sid, to, from_)
+        # The Trigger's incomingMessage leads nowhere, so the run ends as it starts.
+        run.initiated_by, run.source, run.played, run.ended_at = (
+            "SM" + uuid.uuid4().hex,
+            "inbound",
+            False,
+            run.date_created,
+        )
+        self._add(run)
+        self._remember(run.record())
+        self._counts["inbound_runs"] += 1
 
     def _create_or_find(
         self,
@@ -615,100 +1148,177 @@ class _Studio:
         from_: str,
         parameters: dict[str, Any],
     ) -> tuple[_Run, bool]:
-        """Create a run, or find the active run that blocks it; True if created."""
-        key = (account_sid, flow_sid, to, from_)
-        now = time.monotonic()
-        latest = self._latest.get(key)
-        # Runs end all together or by age, so the newest run of a contact is the
+        """Create a run, or find the active run that blocks it; True if created (lock held)."""
+        latest = self._latest.get((account_sid, flow_sid, to, from_))
+        # Runs end all together or by age, so the newest REST run of a contact is the
         # last one to stop blocking it.
-        if config.active_rule and latest is not None and self._is_active(latest, config, now):
+        if config.active_rule and latest is not None and self._active(latest, config):
             return latest, False
-        run = _Run(
-            seq=len(self._runs),
-            sid="FN" + uuid.uuid4().hex,
-            api=api,
-            account_sid=account_sid,
-            flow_sid=flow_sid,
-            contact_sid="FC" + _hex32("contact", account_sid, to),
-            request_sid="RQ" + uuid.uuid4().hex,
-            to=to,
-            from_=from_,
-            parameters=parameters,
-            date_created=datetime.now(UTC),
-            born=now,
-        )
-        self._runs.append(run)
-        self._latest[key] = run
-        self._created += 1
+        run = self._new_run(config, api, account_sid, flow_sid, to, from_)
+        run.parameters = parameters
+        # Written before the answer, so a later process knows every run a client was told of.
+        self._remember(run.record())
+        self._add(run)
+        self._counts["created"] += 1
         return run, True
 
-    def _run_json(self, run: _Run, api: _Api, config: SandboxConfig) -> dict[str, Any]:
+    # --- Reading runs.
+
+    def _run_url(self, run: _Run) -> str:
+        """The absolute URL of a run."""
+        version, collection = ("v1", "Engagements") if run.api == "engagements" else ("v2", "Executions")
+        return f"{self.base_url}/{version}/Flows/{run.flow_sid}/{collection}/{run.sid}"
+
+    def _run_context(self, run: _Run, config: SandboxConfig) -> dict[str, Any]:
+        """A run's Flow context: what it started with, and widget outputs once ended (lock held)."""
+        context = _context(run)
+        ended = run.end(config.run_lifetime, time.monotonic())
+        if ended is not None and run.played:
+            context["widgets"] = _widgets(run, _messages(run, config.replies, ended))
+        return context
+
+    def _run_json(self, run: _Run, config: SandboxConfig, *, listed: bool = False) -> dict[str, Any]:
         """Render a run as an Engagement or an Execution (lock held)."""
-        version, collection = ("v1", "Engagements") if api == "engagements" else ("v2", "Executions")
-        url = f"{self.base_url}/{version}/Flows/{run.flow_sid}/{collection}/{run.sid}"
-        stamp = _iso(run.date_created)
-        context = {
-            "flow": {
-                "data": run.parameters,
-                "channel": {"address": run.from_},
-                "flow_sid": run.flow_sid,
-            },
-            "contact": {"channel": {"address": run.to}},
-        }
-        status = "active" if self._is_active(run, config, time.monotonic()) else "ended"
-        if api == "engagements":
-            return {
-                "sid": run.sid,
-                "account_sid": run.account_sid,
-                "flow_sid": run.flow_sid,
-                "contact_sid": run.contact_sid,
-                "contact_channel_address": run.to,
-                "context": context,
-                "status": status,
-                "date_created": stamp,
-                "date_updated": stamp,
-                "url": url,
-                "links": {
-                    "steps": f"{url}/Steps",
-                    "engagement_context": f"{url}/Context",
-                },
-            }
-        return {
+        url = self._run_url(run)
+        ended = run.end(config.run_lifetime, time.monotonic())
+        address = run.to
+        if listed and config.list_drops_channel_prefix:
+            address = address.removeprefix("whatsapp:")
+        body: dict[str, Any] = {
             "sid": run.sid,
             "account_sid": run.account_sid,
             "flow_sid": run.flow_sid,
-            "contact_channel_address": run.to,
             "contact_sid": run.contact_sid,
-            "flow_version": 2,
-            "context": context,
-            "status": status,
-            "date_created": stamp,
-            "date_updated": stamp,
-            "initiated_by": run.request_sid,
+            "contact_channel_address": address,
+            "context": self._run_context(run, config),
+            "status": "active" if ended is None else "ended",
+            "date_created": _iso(run.date_created),
+            "date_updated": _iso(run.date_created if ended is None else ended),
             "url": url,
-            "links": {"steps": f"{url}/Steps", "execution_context": f"{url}/Context"},
         }
+        if run.api == "engagements":
+            # Twilio's v1 Engagement has no initiated_by; never show it there.
+            body["links"] = {"steps": f"{url}/Steps", "engagement_context": f"{url}/Context"}
+        else:
+            body["flow_version"] = 2
+            body["initiated_by"] = run.initiated_by
+            body["links"] = {"steps": f"{url}/Steps", "execution_context": f"{url}/Context"}
+        return body
 
-    async def _list_engagements(self, request: web.Request) -> web.StreamResponse:
-        """GET /v1/Flows/{sid}/Engagements."""
-        return self._list(request, "engagements")
-
-    async def _list_executions(self, request: web.Request) -> web.StreamResponse:
-        """GET /v2/Flows/{sid}/Executions."""
-        return self._list(request, "executions")
-
-    def _list(self, request: web.Request, api: _Api) -> web.Response:
-        """Answer one page of runs, newest first, with Twilio's paging meta."""
+    def _find_run(self, request: web.Request) -> _Run:
+        """The run the path names, in the caller's account, or raise the 404."""
         account_sid = self._account(request) or SANDBOX_USERNAME
+        self._flow_status(request)
         with self._lock:
-            self._list_requests += 1
+            run = self._by_sid.get(request.match_info["sid"])
+        if (
+            run is None
+            or run.api != self._api(request)
+            or run.flow_sid != request.match_info["flow"]
+            or run.account_sid != account_sid
+        ):
+            raise _not_found(request.path)
+        return run
+
+    async def _fetch_run(self, request: web.Request) -> web.StreamResponse:
+        """GET /v1/Flows/{f}/Engagements/{sid} and /v2/Flows/{f}/Executions/{sid}."""
+        config = self._read_gate("run_requests")
+        run = self._find_run(request)
+        with self._lock:
+            return web.json_response(self._run_json(run, config))
+
+    async def _fetch_context(self, request: web.Request) -> web.StreamResponse:
+        """GET .../Engagements/{sid}/Context and .../Executions/{sid}/Context."""
+        config = self._read_gate("context_requests")
+        run = self._find_run(request)
+        with self._lock:
+            context = self._run_context(run, config)
+        key = "engagement_sid" if run.api == "engagements" else "execution_sid"
+        return web.json_response(
+            {
+                "account_sid": run.account_sid,
+                "context": context,
+                key: run.sid,
+                "flow_sid": run.flow_sid,
+                "url": f"{self._run_url(run)}/Context",
+            }
+        )
+
+    async def _fetch_message(self, request: web.Request) -> web.StreamResponse:
+        """GET /2010-04-01/Accounts/{AccountSid}/Messages/{Sid}.json for a message a run sent or got."""
+        account_sid = self._account(request) or SANDBOX_USERNAME
+        config = self._count("message_requests")
+        message: _Message | None = None
+        with self._lock:
+            run, role = self._messages.get(request.match_info["sid"], (None, ""))
+            # A message exists once its run has played out; a contact who never got
+            # the question never replied.
+            ended = None if run is None else run.end(config.run_lifetime, time.monotonic())
+            if run is not None and ended is not None:
+                message = _messages(run, config.replies, ended).get(role)
+        if message is None or account_sid != request.match_info["account"] or account_sid != message.run.account_sid:
+            raise _not_found(request.path)
+        return web.json_response(_message_json(message))
+
+    async def _list(self, request: web.Request) -> web.StreamResponse:
+        """GET /v1/Flows/{sid}/Engagements and /v2/Flows/{sid}/Executions: one page, newest first."""
+        api = self._api(request)
+        account_sid = self._account(request) or SANDBOX_USERNAME
+        self._read_gate("list_requests")
         flow_sid = request.match_info["flow"]
         self._flow_status(request)
         query = request.query
         page_size = _int_query(query, "PageSize", _DEFAULT_PAGE_SIZE, 1, _MAX_PAGE_SIZE)
         page = _int_query(query, "Page", 0, 0, None)
         token = query.get("PageToken")
+        filters, keep = self._list_filters(query, api)
 
+        with self._lock:
+            config = self._config
+            matches = [
+                run
+                for run in self._runs
+                if run.api == api and run.flow_sid == flow_sid and run.account_sid == account_sid and keep(run, config)
+            ]
+            matches.sort(key=_Run.order, reverse=True)
+            start, end = self._page_bounds(matches, token, page_size)
+            chosen = matches[start:end]
+            items = [self._run_json(run, config, listed=True) for run in chosen]
+
+        page_base = self.base_url
+        if config.next_page_host is not None:
+            # Only the host changes: a client that follows it must not send its credentials there.
+            page_base = urlunsplit(urlsplit(self.base_url)._replace(netloc=config.next_page_host))
+
+        def page_url(number: int, page_token: str | None) -> str:
+            params = {**filters, "PageSize": str(page_size), "Page": str(number)}
+            if page_token is not None:
+                params["PageToken"] = page_token
+            return f"{page_base}{request.path}?{urlencode(params)}"
+
+        url = page_url(page, token)
+        if config.repeat_next_page:
+            next_url: str | None = url
+        elif end < len(matches) and chosen:
+            next_url = page_url(page + 1, f"PA{chosen[-1].seq}")
+        else:
+            next_url = None
+        previous_url = page_url(max(0, page - 1), f"PB{chosen[0].seq}") if start > 0 and chosen else None
+        meta = {
+            "page": page,
+            "page_size": page_size,
+            "first_page_url": page_url(0, None),
+            "previous_page_url": previous_url,
+            "url": url,
+            "next_page_url": next_url,
+            "key": api,
+        }
+        return web.json_response({api: items, "meta": meta})
+
+    def _list_filters(
+        self, query: Mapping[str, str], api: _Api
+    ) -> tuple[dict[str, str], Callable[[_Run, SandboxConfig], bool]]:
+        """Read v2's DateCreatedFrom/To and status filters: the ones to echo, and a test (v1 has none)."""
         # Echoed into the paging URLs so following next_page_url keeps filtering.
         filters: dict[str, str] = {}
         date_from = date_to = None
@@ -728,55 +1338,15 @@ class _Studio:
                         raise _ApiError(400, 20001, f"Invalid {name}: {wanted_status!r}")
                     filters[name] = wanted_status
 
-        with self._lock:
-            config = self._config
-            now = time.monotonic()
-            matches = [
-                run
-                for run in self._runs
-                if run.api == api
-                and run.flow_sid == flow_sid
-                and run.account_sid == account_sid
-                and (date_from is None or run.date_created >= date_from)
-                and (date_to is None or run.date_created < date_to)
-                and (
-                    wanted_status is None
-                    or wanted_status == ("active" if self._is_active(run, config, now) else "ended")
-                )
-            ]
-            matches.sort(key=_Run.order, reverse=True)
-            start, end = self._page_bounds(matches, token, page_size)
-            chosen = matches[start:end]
-            items = [self._run_json(run, api, config) for run in chosen]
+        def keep(run: _Run, config: SandboxConfig) -> bool:
+            # Dates are compared on Twilio's clock: that is the clock run dates are on.
+            if date_from is not None and run.date_created < date_from:
+                return False
+            if date_to is not None and run.date_created >= date_to:
+                return False
+            return wanted_status is None or wanted_status == ("active" if self._active(run, config) else "ended")
 
-        def page_url(number: int, page_token: str | None) -> str:
-            params = {**filters, "PageSize": str(page_size), "Page": str(number)}
-            if page_token is not None:
-                params["PageToken"] = page_token
-            return f"{self.base_url}{request.path}?{urlencode(params)}"
-
-        url = page_url(page, token)
-        if config.repeat_next_page:
-            next_url: str | None = url
-        elif end < len(matches) and chosen:
-            next_url = page_url(page + 1, f"PA{chosen[-1].seq}")
-        else:
-            next_url = None
-        previous_url = page_url(max(0, page - 1), f"PB{chosen[0].seq}") if start > 0 and chosen else None
-        return web.json_response(
-            {
-                api: items,
-                "meta": {
-                    "page": page,
-                    "page_size": page_size,
-                    "first_page_url": page_url(0, None),
-                    "previous_page_url": previous_url,
-                    "url": url,
-                    "next_page_url": next_url,
-                    "key": api,
-                },
-            }
-        )
+        return filters, keep
 
     def _page_bounds(self, matches: list[_Run], token: str | None, page_size: int) -> tuple[int, int]:
         """Turn a page token into a slice of the newest-first matches (lock held)."""
@@ -962,10 +1532,11 @@ def serve(
     def on_sigterm(signum: int, frame: FrameType | None) -> None:
         raise _Terminated
 
+    # Built first: a bad state file raises before any signal handler is swapped.
+    sandbox = Sandbox(config, host=host, port=port)
     # signal.signal only works on the main thread; elsewhere only Ctrl-C applies.
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, on_sigterm) if in_main_thread else None
-    sandbox = Sandbox(config, host=host, port=port)
     try:
         url = sandbox.start()
         if on_ready is not None:
