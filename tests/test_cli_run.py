@@ -127,10 +127,10 @@ class TestExitCodes:
         capsys: pytest.CaptureFixture[str],
     ) -> None:
         """A second run on a locked checkpoint (cron overlap) exits 75 at once, sending nothing."""
-        from batch_engage.checkpoint import Checkpoint
+        from batch_engage.checkpoint import Checkpoint, Target
 
         job = write_job(input_path=contacts_csv, base_url=sandbox.url)
-        with Checkpoint.open(job.parent / "job.checkpoint", {"input": "other"}):
+        with Checkpoint.open(job.parent / "job.checkpoint", {"input": "other"}, Target(base_url="x", identity=None)):
             code, _, err = cli(["run", str(job)], capsys)
         assert code == 75
         assert "another batch-engage process is running this job" in err
@@ -161,7 +161,7 @@ class TestExitCodes:
 
 
 class TestCheckpointCommands:
-    def test_changed_input_is_refused_with_what_changed_then_restart_moves_it_aside(
+    def test_restart_says_what_it_would_forget_and_needs_yes(
         self,
         sandbox: Sandbox,
         write_job: Callable[..., Path],
@@ -169,15 +169,18 @@ class TestCheckpointCommands:
         sandbox_env: dict[str, str],
         capsys: pytest.CaptureFixture[str],
     ) -> None:
-        """A checkpoint made for other input is refused (exit 2, says what changed); --restart keeps the old one aside."""
+        """--restart alone refuses (exit 2, nothing sent) naming how many contacts it would send to again;
+        with --yes it starts over and keeps the old checkpoint aside."""
         job = write_job(input_path=contacts_csv, base_url=sandbox.url)
         assert cli(["run", str(job), "--limit", "3"], capsys)[0] == 0
-        make_contacts(30, start=500).write_csv(contacts_csv)
-        code, _, err = cli(["run", str(job)], capsys)
+        code, _, err = cli(["run", str(job), "--restart"], capsys)
         assert code == 2
-        assert "the input file's content changed" in err and "--restart" in err
+        assert "would forget 3 contacts" in err and "--yes" in err
         assert len(sandbox.ledger()) == 3
-        code, _, _ = cli(["run", str(job), "--restart"], capsys)
+        code, _, err = cli(["validate", str(job), "--restart"], capsys)
+        assert code == 2 and "would forget 3 contacts" in err
+        sandbox.end_all_runs()
+        code, _, _ = cli(["run", str(job), "--restart", "--yes"], capsys)
         assert code == 0
         assert len(sandbox.ledger()) == 33
         kept = list(job.parent.glob("job.checkpoint.*.old"))
@@ -300,7 +303,9 @@ def test_sample_job_runs_against_the_sandbox(tmp_path: Path, capsys: pytest.Capt
         ],
         capsys,
     )
-    table = pl.read_csv(out_dir / "r.csv")
+    # A rehearsal keeps its state apart from the real job's: the paths get ".sandbox".
+    table = pl.read_csv(out_dir / "r.sandbox.csv")
+    assert (out_dir / "c.sandbox").exists() and not (out_dir / "c").exists()
     counts: dict[str, Any] = dict(Counter(table["status"].to_list()))
     assert counts == {"sent": 195, "invalid": 4, "duplicate": 1}
     assert code == 1

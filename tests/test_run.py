@@ -62,8 +62,12 @@ class TestHappyPath:
         )
         run(spec, frame=frame, credentials=sandbox_creds)
         params = {e.to: e.parameters for e in sandbox.ledger()}
+        markers = {to: p.pop("_batch_engage") for to, p in params.items()}
         assert params["+14155550100"] == {"name": "Zoë", "visits": 3, "order": {"total": 1.5}}
         assert params["+14155550101"] == {"visits": 4}
+        # Each request carries this checkpoint's marker: one token, and a different hash per contact.
+        tokens = {m.split(":")[0] for m in markers.values()}
+        assert len(tokens) == 1 and len(set(markers.values())) == 2
 
     def test_v2_executions_are_sent_and_counted_as_sent(
         self, sandbox: Sandbox, make_spec: Callable[..., Any], sandbox_creds: Credentials
@@ -224,13 +228,13 @@ class TestFatal:
     def test_draft_v2_flow_is_refused_by_the_preflight(
         self, sandbox_factory: Callable[..., Sandbox], make_spec: Callable[..., Any], sandbox_creds: Credentials
     ) -> None:
-        """A v2 Flow in draft status is refused before any row is sent."""
+        """A v2 Flow that was never published is refused before any row is sent."""
         from conftest import FLOW_SID
 
         sb = sandbox_factory(rate_limit=None, flows={FLOW_SID: "draft"})
         result = run(make_spec(sb.url, api="executions"), frame=make_contacts(3), credentials=sandbox_creds)
         assert result.exit_code == 3
-        assert "draft" in (result.summary.aborted or "")
+        assert "no published revision" in (result.summary.aborted or "")
         assert sb.stats().create_requests == 0
 
     def test_failure_breaker_stops_a_run_where_most_rows_fail(
