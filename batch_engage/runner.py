@@ -45,6 +45,7 @@ __all__ = ["Progress", "RunControl", "RunOptions", "RunResult", "RunSummary", "e
 log = structlog.get_logger(__name__)
 
 CLOCK_WARNING_SECONDS = 5.0
+READ_ATTEMPTS = 12
 RECENT_SIDS = timedelta(minutes=10)
 
 
@@ -172,7 +173,8 @@ class _Run:
         self.reads = PacedReads(
             dispatcher.pacer,
             sleep=options.sleep,
-            attempts=spec.send.max_attempts,
+            # A read changes nothing at Twilio: it is worth more tries than a create.
+            attempts=max(READ_ATTEMPTS, 2 * spec.send.max_attempts),
             max_backoff=spec.send.max_backoff,
             on_request=lambda: dispatcher.recorder.count("lookups"),
         )

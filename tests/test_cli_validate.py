@@ -111,7 +111,9 @@ class TestReport:
         code, out, _ = cli(["validate", str(job)], capsys)
         assert code == 1
         assert "already done (checkpoint): 2\n" in out
-        received = {e.to: (e.from_, {k: v for k, v in e.parameters.items() if k != "_batch_engage"}) for e in sandbox.ledger()}
+        received = {
+            e.to: (e.from_, {k: v for k, v in e.parameters.items() if k != "_batch_engage"}) for e in sandbox.ledger()
+        }
         samples = [json.loads(line) for line in out.splitlines() if line.startswith('  {"row"')]
         for sample in samples[:2]:
             assert received[sample["To"]] == (sample["From"], json.loads(sample["Parameters"]))
