@@ -8,6 +8,7 @@ from __future__ import annotations
 import codecs
 import dataclasses
 import ipaddress
+import math
 import re
 import tomllib
 from collections.abc import Mapping
@@ -27,6 +28,7 @@ from .windows import parse_window, valid_zone
 __all__ = [
     "DEFAULT_BASE_URL",
     "FLOW_SID_PATTERN",
+    "REGION_EDGES",
     "Cap",
     "FlowSpec",
     "HistorySpec",
@@ -37,9 +39,12 @@ __all__ = [
     "SendSpec",
     "Spec",
     "SuppressSpec",
+    "api_base_url",
+    "check_number",
     "load_spec",
     "parse_cap",
     "studio_base_url",
+    "studio_region_warning",
 ]
 
 FLOW_SID_PATTERN = re.compile(r"^FW[0-9a-fA-F]{32}$")
@@ -481,6 +486,10 @@ def _build(sections: dict[str, dict[str, Any]], base: Path, stem: str, now: date
         raise ConfigError("flow.api", "must be 'engagements' (v1) or 'executions' (v2)")
     if "base_url" in flow:
         check_base_url(flow["base_url"], key="flow.base_url")
+    if "region" in flow:
+        flow["region"] = _processing_region(flow["region"], key="flow.region")
+    if "edge" in flow:
+        flow["edge"] = _edge(flow["edge"], key="flow.edge")
 
     mapping = dict(sections["mapping"])
     if "to" not in mapping:
@@ -498,16 +507,11 @@ def _build(sections: dict[str, dict[str, Any]], base: Path, stem: str, now: date
     mapping["static_parameters"] = statics
 
     send = sections["send"]
-    for key, low in (("rate", 0.0), ("connect_timeout", 0.0), ("read_timeout", 0.0)):
-        if key in send and send[key] <= low:
-            raise ConfigError(f"send.{key}", "must be greater than 0")
-    for key in ("concurrency", "max_attempts", "max_parameters_bytes", "breaker_window"):
-        if key in send and send[key] < 1:
-            raise ConfigError(f"send.{key}", "must be at least 1")
+    for key, value in send.items():
+        if key in _NUMBER_LIMITS:
+            check_number(f"send.{key}", value, *_NUMBER_LIMITS[key])
     if "dedupe" in send and send["dedupe"] not in ("to", "to_from", "none"):
         raise ConfigError("send.dedupe", "must be 'to', 'to_from' or 'none'")
-    if "breaker_ratio" in send and not 0 < send["breaker_ratio"] <= 1:
-        raise ConfigError("send.breaker_ratio", "must be in (0, 1]")
     if "days" in send:
         if not all(isinstance(d, str) for d in send["days"]):
             raise ConfigError("send.days", "must be a list of day names such as 'mon'")
@@ -553,6 +557,32 @@ def _floats(send: dict[str, Any]) -> dict[str, Any]:
 
 
 _FLOAT_KEYS = {"rate", "max_backoff", "connect_timeout", "read_timeout", "reconcile_delay", "breaker_ratio"}
+
+MAX_RATE = 10_000.0
+MAX_CONCURRENCY = 1_000
+MAX_TIMEOUT = 3_600.0
+# key -> (lowest, highest, whether the lowest itself is refused); beyond these a value is a typo, not a choice.
+_NUMBER_LIMITS: dict[str, tuple[float, float, bool]] = {
+    "rate": (0.0, MAX_RATE, True),
+    "concurrency": (1, MAX_CONCURRENCY, False),
+    "max_attempts": (1, 1_000, False),
+    "max_backoff": (0.0, 7 * 86_400.0, False),
+    "connect_timeout": (0.0, MAX_TIMEOUT, True),
+    "read_timeout": (0.0, MAX_TIMEOUT, True),
+    "max_parameters_bytes": (1, 16 * 1024 * 1024, False),
+    "reconcile_delay": (0.0, MAX_TIMEOUT, False),
+    "breaker_window": (1, 1_000_000, False),
+    "breaker_ratio": (0.0, 1.0, True),
+}
+
+
+def check_number(key: str, value: float, low: float, high: float, low_open: bool = False) -> None:
+    """Refuse ``nan``, infinities (``inf``, ``1e400``) and values outside ``[low, high]`` (``(low, high]``)."""
+    if not math.isfinite(value):
+        raise ConfigError(key, f"must be a finite number, not {value!r}")
+    if value < low or (low_open and value == low) or value > high:
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+        raise ConfigError(key, f"must be in {interval}, not {value!r}")
 
 
 def _flatten_parameters_any(table: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
@@ -614,18 +644,85 @@ def check_base_url(url: str, *, key: str = "flow.base_url") -> None:
         )
 
 
-def studio_base_url(flow: FlowSpec, *, region: str | None = None, edge: str | None = None) -> str:
-    """The Studio host for this flow, built the way Twilio's SDKs build it.
+# Twilio's processing ("home") regions and the edge each is reached through by default.
+# Checked 2026-11 against https://www.twilio.com/docs/global-infrastructure/api-domain-migration-guide
+# ("Twilio can process your data in the United States, Ireland, or Australia"; region-only hosts such
+# as api.ie1.twilio.com stop working, only us1's survives) and
+# https://www.twilio.com/docs/global-infrastructure/edge-locations/legacy-regions (us1 -> ashburn,
+# ie1 -> dublin, au1 -> sydney). br1, de1, jp1, sg1 and us2 are legacy edge IDs, not regions.
+REGION_EDGES: Mapping[str, str] = {"us1": "ashburn", "ie1": "dublin", "au1": "sydney"}
+# https://www.twilio.com/docs/global-infrastructure/regional-product-and-feature-availability: Studio is a
+# US1 product; IE1 lists it as a private beta, AU1 not at all.
+_STUDIO_REGION_NOTES: Mapping[str, str] = {
+    "ie1": "Twilio offers Studio in ie1 only as a private beta",
+    "au1": "Twilio does not list Studio among the products available in au1",
+}
+_EDGE_NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 
-    ``[flow] base_url`` wins; otherwise ``studio.{edge}.{region}.twilio.com`` from the
-    flow's region/edge (or the environment's), with Twilio's rule that an edge
-    without a region means region ``us1``.
+
+def _processing_region(region: str, *, key: str) -> str:
+    name = region.strip().lower()
+    if name not in REGION_EDGES:
+        raise ConfigError(
+            key,
+            f"{region!r} is not a Twilio processing region (use one of {', '.join(REGION_EDGES)}, or leave it unset)",
+        )
+    return name
+
+
+def _edge(edge: str, *, key: str) -> str:
+    name = edge.strip().lower()
+    if not _EDGE_NAME.match(name):
+        raise ConfigError(key, f"{edge!r} is not an edge location name such as 'dublin' or 'sydney'")
+    return name
+
+
+def _region_and_edge(region: str | None, edge: str | None, *, region_key: str, edge_key: str) -> tuple[str, str] | None:
+    """The (region, edge) pair to reach Twilio through, or None for the default global host."""
+    if not region and not edge:
+        return None
+    # Twilio's SDKs: an edge without a region means us1; a region without an edge gets its own edge.
+    name = _processing_region(region, key=region_key) if region else "us1"
+    return name, _edge(edge, key=edge_key) if edge else REGION_EDGES[name]
+
+
+def studio_base_url(flow: FlowSpec, *, region: str | None = None, edge: str | None = None) -> str:
+    """The Studio host for this flow: ``[flow] base_url``, else ``studio.{edge}.{region}.twilio.com``.
+
+    Region and edge come from the flow, else from the environment's ``TWILIO_REGION`` /
+    ``TWILIO_EDGE``. An edge without a region means ``us1``; a region without an edge gets
+    the edge Twilio documents for it (Twilio retires region-only hosts); a region Twilio
+    does not process in is a ``ConfigError``. Neither gives ``https://studio.twilio.com``.
     """
     if flow.base_url:
         return flow.base_url.rstrip("/")
-    region = flow.region or region
-    edge = flow.edge or edge
-    if edge and not region:
-        region = "us1"
-    host = ".".join(part for part in ("studio", edge, region, "twilio", "com") if part)
-    return f"https://{host}"
+    pair = _region_and_edge(
+        flow.region or region,
+        flow.edge or edge,
+        region_key="flow.region" if flow.region else "TWILIO_REGION",
+        edge_key="flow.edge" if flow.edge else "TWILIO_EDGE",
+    )
+    if pair is None:
+        return DEFAULT_BASE_URL
+    name, via = pair
+    return f"https://studio.{via}.{name}.twilio.com"
+
+
+def api_base_url(region: str | None = None, edge: str | None = None) -> str:
+    """The REST API host (Messages and the like): ``https://api.{edge}.{region}.twilio.com``, same rules as Studio's."""
+    pair = _region_and_edge(region, edge, region_key="TWILIO_REGION", edge_key="TWILIO_EDGE")
+    if pair is None:
+        return "https://api.twilio.com"
+    name, via = pair
+    return f"https://api.{via}.{name}.twilio.com"
+
+
+def studio_region_warning(region: str | None) -> str | None:
+    """The warning to log when Studio is not (generally) offered in ``region``; None for us1 or no region."""
+    if not region:
+        return None
+    name = region.strip().lower()
+    note = _STUDIO_REGION_NOTES.get(name)
+    if note is None:
+        return None
+    return f"region {name}: {note}; the run may fail with 404 or 401 (Studio is a us1 product)"

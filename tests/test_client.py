@@ -28,6 +28,7 @@ from batch_engage.errors import (
     ServerError,
     StudioError,
 )
+from batch_engage.sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox
 from batch_engage.twilio_clock import TwilioClock
 
 from conftest import FLOW_SID, shared_folder
@@ -638,3 +639,23 @@ class TestPaging:
         with pytest.raises(ServerError, match="repeats"):
             run(collect(studio(handler, "executions"), SINCE))
         assert len(seen) == 2
+
+
+class TestOverLoopback:
+    def test_the_real_transport_hands_the_date_header_to_the_clock(self, sandbox: Sandbox) -> None:
+        """Through httpx-aiohttp against the sandbox, a create and a list leave a clock offset of about zero."""
+        from batch_engage.client import make_http_client
+
+        async def go() -> float | None:
+            http = make_http_client(
+                username=SANDBOX_USERNAME, password=SANDBOX_PASSWORD, concurrency=1, connect_timeout=2, read_timeout=5
+            )
+            async with http:
+                client = StudioClient(http, base_url=sandbox.url, flow_sid=FLOW_SID, api="executions")
+                await client.create("+14155550100", "+15005550006", None)
+                records = await collect(client, datetime.now(UTC) - timedelta(minutes=1))
+                assert [r.address for r in records] == ["+14155550100"]
+                return client.clock.offset
+
+        offset = run(go())
+        assert offset is not None and abs(offset) < 2

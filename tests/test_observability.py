@@ -151,7 +151,7 @@ class TestRegions:
         assert studio_base_url(flow) == "https://studio.twilio.com"
         assert studio_base_url(flow, region="ie1", edge="dublin") == "https://studio.dublin.ie1.twilio.com"
         assert studio_base_url(flow, edge="sydney") == "https://studio.sydney.us1.twilio.com"
-        assert studio_base_url(flow, region="au1") == "https://studio.au1.twilio.com"
+        assert studio_base_url(flow, region="au1") == "https://studio.sydney.au1.twilio.com"
         own = FlowSpec(sid="FW" + "0" * 32, base_url="http://127.0.0.1:8080/")
         assert studio_base_url(own, region="ie1") == "http://127.0.0.1:8080"
 

@@ -1,0 +1,181 @@
+"""The job spec: regions and edges build the right Twilio hosts, and numeric settings refuse absurd values."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from batch_engage.cli import main
+from batch_engage.errors import ConfigError
+from batch_engage.spec import FlowSpec, api_base_url, load_spec, studio_base_url, studio_region_warning
+
+from conftest import FLOW_SID
+
+
+def raw_job(flow: dict[str, Any] | None = None, send: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "flow": {"sid": FLOW_SID} | (flow or {}),
+        "mapping": {"to": "phone", "from": "+15005550006"},
+        "send": send or {},
+    }
+
+
+class TestStudioHost:
+    @pytest.mark.parametrize(
+        ("flow", "env", "host"),
+        [
+            ({}, {}, "https://studio.twilio.com"),
+            ({}, {"region": "ie1", "edge": "dublin"}, "https://studio.dublin.ie1.twilio.com"),
+            ({}, {"region": "ie1"}, "https://studio.dublin.ie1.twilio.com"),
+            ({}, {"region": "au1"}, "https://studio.sydney.au1.twilio.com"),
+            ({}, {"region": "us1"}, "https://studio.ashburn.us1.twilio.com"),
+            ({}, {"region": "IE1"}, "https://studio.dublin.ie1.twilio.com"),
+            ({}, {"edge": "sydney"}, "https://studio.sydney.us1.twilio.com"),
+            ({}, {"region": "ie1", "edge": "frankfurt"}, "https://studio.frankfurt.ie1.twilio.com"),
+            ({"region": "au1"}, {"region": "ie1"}, "https://studio.sydney.au1.twilio.com"),
+            ({"edge": "tokyo"}, {"region": "ie1", "edge": "dublin"}, "https://studio.tokyo.ie1.twilio.com"),
+            ({"base_url": "http://127.0.0.1:8080/"}, {"region": "ie1"}, "http://127.0.0.1:8080"),
+        ],
+        ids=[
+            "nothing",
+            "region-and-edge",
+            "ie1-gets-dublin",
+            "au1-gets-sydney",
+            "us1-gets-ashburn",
+            "case-insensitive",
+            "edge-alone-means-us1",
+            "any-edge-with-any-region",
+            "flow-region-beats-env",
+            "flow-edge-beats-env",
+            "base-url-wins",
+        ],
+    )
+    def test_region_and_edge_build_the_host(self, flow: dict[str, str], env: dict[str, str], host: str) -> None:
+        """studio.{edge}.{region}.twilio.com with Twilio's defaults: never a region-only host, which Twilio retires."""
+        assert studio_base_url(FlowSpec(sid=FLOW_SID, **flow), **env) == host
+
+    @pytest.mark.parametrize("region", ["us2", "de1", "jp1", "gll", "eu1", "dublin"])
+    def test_a_region_twilio_does_not_process_in_names_the_valid_ones(self, region: str) -> None:
+        """A legacy edge ID or a made-up region is refused, naming TWILIO_REGION and listing us1, ie1, au1."""
+        with pytest.raises(ConfigError, match=r"^TWILIO_REGION: .*us1, ie1, au1") as info:
+            studio_base_url(FlowSpec(sid=FLOW_SID), region=region)
+        assert repr(region) in str(info.value)
+
+    def test_a_bad_flow_region_is_refused_when_the_job_is_loaded(self) -> None:
+        """[flow] region = "us2" fails at load time, naming flow.region."""
+        with pytest.raises(ConfigError, match=r"^flow\.region: 'us2' is not a Twilio processing region"):
+            load_spec(raw=raw_job(flow={"region": "us2"}))
+
+    def test_a_bad_edge_is_refused(self) -> None:
+        """An edge that is not a host label (a URL, a dot) is refused, naming its key."""
+        with pytest.raises(ConfigError, match=r"^flow\.edge: "):
+            load_spec(raw=raw_job(flow={"edge": "evil.example.com/"}))
+        with pytest.raises(ConfigError, match=r"^TWILIO_EDGE: "):
+            studio_base_url(FlowSpec(sid=FLOW_SID), edge="a.b")
+
+
+class TestApiHost:
+    @pytest.mark.parametrize(
+        ("region", "edge", "host"),
+        [
+            (None, None, "https://api.twilio.com"),
+            ("ie1", None, "https://api.dublin.ie1.twilio.com"),
+            ("au1", "sydney", "https://api.sydney.au1.twilio.com"),
+            (None, "dublin", "https://api.dublin.us1.twilio.com"),
+        ],
+    )
+    def test_the_rest_api_host_follows_the_same_rules(self, region: str | None, edge: str | None, host: str) -> None:
+        """api.{edge}.{region}.twilio.com, the Messages API host, built like Studio's."""
+        assert api_base_url(region, edge) == host
+
+
+class TestStudioRegionWarning:
+    @pytest.mark.parametrize("region", [None, "", "us1", "US1"])
+    def test_no_warning_where_studio_runs(self, region: str | None) -> None:
+        """us1 (or no region) is where Studio is offered: nothing to warn about."""
+        assert studio_region_warning(region) is None
+
+    @pytest.mark.parametrize(("region", "says"), [("ie1", "private beta"), ("au1", "does not list Studio")])
+    def test_a_warning_elsewhere(self, region: str, says: str) -> None:
+        """ie1 and au1 are allowed but warned about, naming the region and why."""
+        warning = studio_region_warning(region)
+        assert warning is not None and region in warning and says in warning
+
+
+LIMITED = [
+    ("rate", 10_001),
+    ("rate", 0),
+    ("concurrency", 1_001),
+    ("concurrency", 0),
+    ("max_attempts", 0),
+    ("max_attempts", 10**9),
+    ("connect_timeout", 3_601),
+    ("connect_timeout", 0),
+    ("read_timeout", 86_400),
+    ("read_timeout", -1),
+    ("max_backoff", -1),
+    ("max_backoff", 10**9),
+    ("reconcile_delay", -0.5),
+    ("reconcile_delay", 7_200),
+    ("breaker_ratio", 0),
+    ("breaker_ratio", 1.5),
+    ("breaker_window", 0),
+    ("max_parameters_bytes", 2**40),
+]
+FLOAT_KEYS = ["rate", "max_backoff", "connect_timeout", "read_timeout", "reconcile_delay", "breaker_ratio"]
+
+
+class TestNumbers:
+    @pytest.mark.parametrize("key", FLOAT_KEYS)
+    @pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")], ids=["nan", "inf", "-inf"])
+    def test_non_finite_values_are_refused(self, key: str, value: float) -> None:
+        """nan and infinities are refused with a ConfigError naming the key."""
+        with pytest.raises(ConfigError, match=rf"^send\.{key}: must be a finite number"):
+            load_spec(raw=raw_job(send={key: value}))
+
+    @pytest.mark.parametrize(("key", "value"), LIMITED, ids=[f"{k}={v}" for k, v in LIMITED])
+    def test_absurd_values_are_refused(self, key: str, value: float) -> None:
+        """Each numeric setting has a sane range; outside it the error names the key, the range and the value."""
+        with pytest.raises(ConfigError, match=rf"^send\.{key}: must be in [\[(].*\], not {value!r}$"):
+            load_spec(raw=raw_job(send={key: value}))
+
+    def test_the_defaults_and_the_edges_of_each_range_are_accepted(self) -> None:
+        """Defaults, and the largest value of each range, load as given."""
+        assert load_spec(raw=raw_job()).send.rate == 20.0
+        edges = {"rate": 10_000, "concurrency": 1_000, "read_timeout": 3_600, "breaker_ratio": 1, "reconcile_delay": 0}
+        send = load_spec(raw=raw_job(send=edges)).send
+        assert (send.rate, send.concurrency, send.read_timeout, send.breaker_ratio) == (10_000.0, 1_000, 3_600.0, 1.0)
+
+    def test_1e400_in_a_job_file_is_refused(self, tmp_path: Path) -> None:
+        """TOML reads 1e400 as infinity: a job file saying rate = 1e400 names send.rate."""
+        job = tmp_path / "job.toml"
+        job.write_text(
+            f'[flow]\nsid = "{FLOW_SID}"\n[mapping]\nto = "phone"\nfrom = "+15005550006"\n[send]\nrate = 1e400\n'
+        )
+        with pytest.raises(ConfigError, match=r"^send\.rate: must be a finite number, not inf$"):
+            load_spec(job)
+
+    @pytest.mark.parametrize(("key", "value"), [("send.rate", float("nan")), ("send.concurrency", 5_000)])
+    def test_overrides_go_through_the_same_check(self, key: str, value: float) -> None:
+        """A flag's value (load_spec overrides) is checked like the file's."""
+        with pytest.raises(ConfigError, match=rf"^{key}: "):
+            load_spec(raw=raw_job(), overrides={key: value})
+
+    @pytest.mark.parametrize(("flag", "value"), [("--rate", "nan"), ("--rate", "1e400"), ("--concurrency", "100000")])
+    def test_run_with_an_absurd_flag_exits_2_naming_it(
+        self,
+        flag: str,
+        value: str,
+        write_job: Callable[..., Path],
+        contacts_csv: Path,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """`run --rate nan` stops before anything is sent: exit 2, one line naming send.rate."""
+        job = write_job(input_path=contacts_csv)
+        code = main(["run", str(job), flag, value])
+        err = capsys.readouterr().err
+        assert code == 2
+        assert f"send.{flag[2:]}" in err and err.count("\n") == 1
