@@ -221,7 +221,6 @@ _LEX = re.compile(
     )""",
     re.X,
 )
-_TAG_NAME = re.compile(r"\s*(\S*)\s*(.*)", re.S)
 _WORD_LITERALS: dict[str, Any] = {
     "true": True,
     "false": False,
@@ -257,12 +256,12 @@ def _tokens(template: str) -> list[_Token]:
         if match is None:
             return out
         pos = match.end()
-        if match.group(2) is not None and match.group(0).startswith("{{"):
+        if match.group(0).startswith("{{"):
             strip_next = bool(match.group(3))
             out.append(_Token("output", match.group(2)))
             continue
         strip_next = bool(match.group(6))
-        name, rest = _TAG_NAME.match(match.group(5)).groups()  # type: ignore[union-attr]
+        name, _, rest = match.group(5).strip().replace("\n", " ").partition(" ")
         if name in ("raw", "comment"):
             end = re.compile(r"\{%-?\s*end" + name + r"\s*-?%\}").search(template, pos)
             if name == "raw":
@@ -405,7 +404,8 @@ def _condition(lex: _Lexer) -> _Cond:
     """``a op b and c or d``, grouped from the right as Liquid evaluates it."""
     parts: list[_Cond] = [_comparison(lex)]
     ops: list[str] = []
-    while lex.peek()[0] == "word" and lex.peek()[1] in ("and", "or"):
+    # more and/or than _MAX_DEPTH is noise, not a Flow: the rest is ignored so evaluation stays shallow
+    while lex.peek()[0] == "word" and lex.peek()[1] in ("and", "or") and len(ops) < _MAX_DEPTH:
         ops.append(lex.take()[1])
         parts.append(_comparison(lex))
     cond = parts.pop()
@@ -643,6 +643,9 @@ def flow_variables(definition: Mapping[str, Any]) -> list[FlowVariable]:
     A path is optional (``required=False``) when every read of it has a ``default``
     filter, is only tested in a condition, or sits inside a block whose condition
     proves it present (``{% if flow.data.x %}``, ``!= empty``, ``unless ... == blank``).
+    A split's ``input`` and a condition's ``arguments`` are ``{{ }}`` tags like any
+    other, so they count as required reads: a Flow that branches on a value the job
+    never supplies always takes the same branch.
     """
     order: dict[str, list[str]] = {}
     optional: dict[str, bool] = {}
