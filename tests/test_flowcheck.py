@@ -290,7 +290,9 @@ class TestFirstMessage:
         definition = {
             "states": [
                 {"name": "Trigger", "type": "trigger", "transitions": [{"event": "incomingRequest", "next": "fn"}]},
-                {"name": "fn", "type": "run-function", "transitions": [{"event": "fail", "next": "fn"}]},
+                {"name": "fn", "type": "run-function", "transitions": [{"event": "fail", "next": "retry"}]},
+                {"name": "retry", "type": "set-variables", "transitions": [{"event": "next", "next": "wait"}]},
+                {"name": "wait", "type": "run-function", "transitions": [{"event": "success", "next": "retry"}]},
                 {"name": "other", "type": "send-message", "properties": {"body": "unreached"}, "transitions": []},
             ]
         }
@@ -463,6 +465,12 @@ class TestRender:
         data = {"n": 3, "f": 2.5, "t": True, "tags": ["a", "b"], "o": {"id": 7}}
         template = "{{flow.data.n}} {{flow.data.f}} {{flow.data.t}} {{flow.data.tags}} {{flow.data.o.id}} [{{flow.data.o.nope}}]"
         assert render(template, data) == "3 2.5 true ab 7 []"
+
+    def test_size_first_and_last_properties(self) -> None:
+        """list.size, list.first, list.last and text.size work as Liquid's own properties."""
+        data = {"tags": ["new", "vip", "eu"], "name": "Ada"}
+        template = "{{flow.data.tags.size}} {{flow.data.tags.first}} {{flow.data.tags.last}} {{flow.data.name.size}}"
+        assert render(template, data) == "3 new eu 3"
 
     def test_loops_assign_capture_and_case(self) -> None:
         """for (with else, ranges and reversed), assign, capture and case render like Liquid."""
