@@ -60,14 +60,23 @@ STATUS_ORDER: tuple[str, ...] = (
     "pending",
 )
 
-#: The time chart never draws more bars than this; longer runs use coarser buckets.
-MAX_BUCKETS = 720
+#: The time chart never draws more bars than this (a day of minutes); longer spans use coarser buckets.
+MAX_BUCKETS = 1440
 
 # Bucket widths in seconds, finest first: the first one that fits the run within MAX_BUCKETS wins,
 # except that runs of ten minutes or more are always shown per minute or coarser (per-second bars
 # over an hour are noise).
 _BUCKETS = (1, 60, 300, 900, 3600, 21600, 86400)
 _PER_SECOND_LIMIT = 600
+_BUCKET_NAMES: Mapping[int, str] = {
+    1: "second",
+    60: "minute",
+    300: "5 minutes",
+    900: "15 minutes",
+    3600: "hour",
+    21600: "6 hours",
+    86400: "day",
+}
 
 _STATUS_COLOURS: Mapping[str, str] = {
     "sent": "#2e7d32",
@@ -289,7 +298,7 @@ def _failures_section(data: ReportData) -> str:
             )
         out.append(
             '<table class="failures"><thead><tr><th>Code</th><th>Twilio said</th><th class="n">Rows</th>'
-            f"<th>Examples</th></tr></thead><tbody>{''.join(rows)}</tbody></table>\n"
+            f'<th class="ex">Examples</th></tr></thead><tbody>{"".join(rows)}</tbody></table>\n'
         )
     if data.invalid_reasons:
         out.append("<h3>Invalid rows, by reason</h3>\n")
@@ -380,7 +389,7 @@ def _buckets(seconds: Sequence[SecondStats]) -> tuple[int, list[_Bucket]]:
 
 def _time_chart(seconds: Sequence[SecondStats], configured_rate: float) -> str:
     width, buckets = _buckets(seconds)
-    unit = {1: "second", 60: "minute", 3600: "hour"}.get(width, f"{_duration(width)}")
+    unit = _BUCKET_NAMES.get(width, _duration(width))
     w, h = 1000.0, 300.0
     left, right, top, bottom = 56.0, 16.0, 12.0, 40.0
     plot_w, plot_h = w - left - right, h - top - bottom
@@ -428,11 +437,11 @@ def _time_chart(seconds: Sequence[SecondStats], configured_rate: float) -> str:
         f'<li class="line" style="--c:{_RETRY_COLOUR}">retries <b>{totals[3]:,}</b></li></ul>'
     )
     chart = (
-        f'<svg class="chart" id="chart-time" viewBox="0 0 {_f(w)} {_f(h)}" role="img" '
+        f'<div class="scroll"><svg class="chart" id="chart-time" viewBox="0 0 {_f(w)} {_f(h)}" role="img" '
         'aria-labelledby="chart-time-title chart-time-desc">'
         f'<title id="chart-time-title">Requests per {_e(unit)}: 2xx, other answers and 429s stacked; '
         "retries as a line</title>"
-        f'<desc id="chart-time-desc">{totals[0]:,} requests in {len(buckets):,} buckets of {_e(_duration(width))}; '
+        f'<desc id="chart-time-desc">{totals[0]:,} requests in {len(buckets):,} buckets of one {_e(unit)}; '
         f"{totals[1]:,} answered 2xx, {totals[2]:,} answered 429, {totals[3]:,} retries.</desc>"
         f"{grid}"
         f'<path d="{"".join(ok_d)}" fill="{_OK_COLOUR}"/>'
@@ -440,7 +449,7 @@ def _time_chart(seconds: Sequence[SecondStats], configured_rate: float) -> str:
         f'<path d="{"".join(lim_d)}" fill="{_LIMITED_COLOUR}"/>'
         f'<polyline points="{retry_points}" fill="none" stroke="{_RETRY_COLOUR}" stroke-width="1.5"/>'
         f'<line x1="{_f(left)}" x2="{_f(w - right)}" y1="{_f(y(0))}" y2="{_f(y(0))}" class="axis"/>'
-        f"{xlabels}</svg>"
+        f"{xlabels}</svg></div>"
     )
     return f'<p class="note">Requests per {_e(unit)} (UTC).</p>\n{legend}\n{chart}\n' + _rate_chart(
         buckets, width, configured_rate
@@ -449,6 +458,7 @@ def _time_chart(seconds: Sequence[SecondStats], configured_rate: float) -> str:
 
 def _rate_chart(buckets: Sequence[_Bucket], width: int, configured_rate: float) -> str:
     """A thin strip of the pacer's rate under the sends, so a slowdown lines up with its 429s."""
+    unit = _BUCKET_NAMES.get(width, _duration(width))
     w, h = 1000.0, 110.0
     left, right, top, bottom = 56.0, 16.0, 10.0, 22.0
     plot_w, plot_h = w - left - right, h - top - bottom
@@ -479,48 +489,47 @@ def _rate_chart(buckets: Sequence[_Bucket], width: int, configured_rate: float) 
     return (
         f'<ul class="legend"><li class="line" style="--c:{_RATE_COLOUR}">pacer rate (requests/s)</li>'
         '<li class="dash">configured rate</li></ul>\n'
-        f'<svg class="chart" id="chart-rate" viewBox="0 0 {_f(w)} {_f(h)}" role="img" '
+        f'<div class="scroll"><svg class="chart" id="chart-rate" viewBox="0 0 {_f(w)} {_f(h)}" role="img" '
         'aria-labelledby="chart-rate-title">'
-        f'<title id="chart-rate-title">The pacer\'s rate at the end of each {_e(_duration(width))}, '
+        f'<title id="chart-rate-title">The pacer\'s rate at the end of each {_e(unit)}, '
         f"against the configured {_rate(configured_rate)}/s</title>"
         f'<line x1="{_f(left)}" x2="{_f(w - right)}" y1="{_f(y(configured_rate))}" y2="{_f(y(configured_rate))}" '
         'class="target"/>'
         f'<text x="{_f(left - 6)}" y="{_f(y(configured_rate) + 4)}" class="ytick">{_rate(configured_rate)}</text>'
         f'<text x="{_f(left - 6)}" y="{_f(y(0) + 4)}" class="ytick">0</text>'
         f"{polylines}"
-        f'<line x1="{_f(left)}" x2="{_f(w - right)}" y1="{_f(y(0))}" y2="{_f(y(0))}" class="axis"/></svg>\n'
+        f'<line x1="{_f(left)}" x2="{_f(w - right)}" y1="{_f(y(0))}" y2="{_f(y(0))}" class="axis"/></svg></div>\n'
     )
 
 
 def _hbars(chart_id: str, title: str, items: Iterable[tuple[str, int]], colour: str) -> str:
-    """Horizontal bars, one per (label, count), labels left, counts right; long labels are cut, kept in a tooltip."""
+    """Horizontal bars, one per (label, count): HTML labels and counts either side of an SVG of the bars.
+
+    Labels and counts are HTML text so they stay readable at any width; only the bars stretch.
+    """
     rows = list(items)
     if not rows:
         return f'<p class="note" id="{chart_id}-empty">Nothing recorded.</p>\n'
-    w, row_h = 1000.0, 26.0
-    # The label column fits the longest (cut) label, at roughly 7.5 units a character of 13px text.
-    label_w = min(max(8, *(len(label) for label, _ in rows)), 44) * 7.5 + 16
-    count_w = 90.0
-    bar_max = w - label_w - count_w
+    row_h = 26
     peak = max(1, *(count for _, count in rows))
     total = sum(count for _, count in rows)
-    h = row_h * len(rows) + 4
-    body = []
+    height = row_h * len(rows)
+    labels, counts, bars = [], [], []
     for i, (label, count) in enumerate(rows):
-        y = 2 + i * row_h
-        short = label if len(label) <= 44 else label[:43] + "…"
-        bar = max(count / peak * bar_max, 1.0 if count else 0.0)
-        body.append(
-            f"<g><title>{_e(label)}: {count:,} ({_pct(count / total if total else 0)})</title>"
-            f'<text x="{_f(label_w - 10)}" y="{_f(y + 17)}" class="hlabel">{_e(short)}</text>'
-            f'<rect x="{_f(label_w)}" y="{_f(y + 4)}" width="{_f(bar)}" height="{_f(row_h - 8)}" rx="3" '
-            f'fill="{colour}"/>'
-            f'<text x="{_f(label_w + bar + 8)}" y="{_f(y + 17)}" class="hcount">{count:,}</text></g>'
+        share = _pct(count / total if total else 0.0)
+        labels.append(f'<div title="{_e(label)}">{_e(label)}</div>')
+        counts.append(f"<div>{count:,}</div>")
+        width = max(count / peak * 1000, 2.0 if count else 0.0)
+        bars.append(
+            f'<rect class="track" x="0" y="{i * row_h + 5}" width="1000" height="{row_h - 10}"/>'
+            f'<rect x="0" y="{i * row_h + 5}" width="{_f(width)}" height="{row_h - 10}" fill="{colour}">'
+            f"<title>{_e(label)}: {count:,} ({share})</title></rect>"
         )
     return (
-        f'<svg class="chart hbars" id="{chart_id}" viewBox="0 0 {_f(w)} {_f(h)}" role="img" '
-        f'aria-labelledby="{chart_id}-title"><title id="{chart_id}-title">{_e(title)}</title>'
-        f"{''.join(body)}</svg>\n"
+        f'<div class="hbars"><div class="hb-l">{"".join(labels)}</div>'
+        f'<svg id="{chart_id}" viewBox="0 0 1000 {height}" preserveAspectRatio="none" style="height:{height}px" '
+        f'role="img" aria-labelledby="{chart_id}-title"><title id="{chart_id}-title">{_e(title)}</title>'
+        f'{"".join(bars)}</svg><div class="hb-n">{"".join(counts)}</div></div>\n'
     )
 
 
@@ -661,15 +670,20 @@ code{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:
 .tile.zero{opacity:.5}
 .tile.zero .count{color:var(--muted)}
 .sharebar{display:block;width:100%;height:14px;border-radius:7px;background:var(--line)}
-.chart{display:block;width:100%;height:auto}
+.chart{display:block;width:100%;height:auto;min-width:560px}
+.scroll{overflow-x:auto}
 .chart text{font-size:12px;fill:var(--muted);font-variant-numeric:tabular-nums}
 .chart .ytick{text-anchor:end}
 .chart .xtick{text-anchor:start}
-.chart .hlabel{text-anchor:end;fill:var(--fg);font-size:13px}
-.chart .hcount{font-size:13px;fill:var(--fg);font-weight:600}
 .chart .grid{stroke:var(--line);stroke-width:1}
 .chart .axis{stroke:#9aa3b0;stroke-width:1}
 .chart .target{stroke:#9aa3b0;stroke-width:1;stroke-dasharray:5 4}
+.hbars{display:flex;gap:12px;align-items:flex-start;font-size:.9rem;margin-bottom:6px}
+.hbars svg{flex:1 1 0;min-width:60px;display:block}
+.hbars .track{fill:#eef1f6}
+.hb-l{flex:0 1 auto;max-width:42%;min-width:0;text-align:right}
+.hb-l div,.hb-n div{height:26px;line-height:26px;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
+.hb-n{flex:0 0 auto;min-width:4.5em;font-weight:600;font-variant-numeric:tabular-nums}
 .legend{list-style:none;display:flex;flex-wrap:wrap;gap:6px 18px;padding:0;margin:0 0 6px;font-size:.85rem}
 .legend li::before{content:"";display:inline-block;width:11px;height:11px;border-radius:2px;background:var(--c);
 margin-right:6px;vertical-align:-1px}
