@@ -188,7 +188,7 @@ def render_report(data: ReportData) -> str:
 
 def _header(data: ReportData) -> str:
     api = {"engagements": "Engagements (v1)", "executions": "Executions (v2)"}.get(data.api, data.api)
-    runs = sorted(data.runs, key=lambda r: r.started)
+    runs = sorted(data.runs, key=lambda r: _utc(r.started))
     ends = _run_ends(runs, data.seconds)
     if not runs:
         finished = "never ran"
@@ -198,7 +198,8 @@ def _header(data: ReportData) -> str:
         finished = f"{_time(ends[-1])} (last event; the run recorded no stop)"
     else:
         finished = "not finished (still running, or stopped without a trace)"
-    active = sum(((end - run.started).total_seconds() for run, end in zip(runs, ends, strict=True) if end), 0.0)
+    spans = ((_utc(end) - _utc(run.started)).total_seconds() for run, end in zip(runs, ends, strict=True) if end)
+    active = sum((max(span, 0.0) for span in spans), 0.0)
     duration = _duration(active) if runs else "—"
     if len(runs) > 1:
         duration += f" over {len(runs)} runs"
@@ -312,7 +313,7 @@ def _windows_section(data: ReportData) -> str:
         return ""
     items = [
         (f"{_time(when, seconds=False)} ({_relative(when, data.as_of)})", count)
-        for when, count in sorted(data.window_openings)
+        for when, count in sorted(data.window_openings, key=lambda item: _utc(item[0]))
     ]
     total = sum(count for _, count in data.window_openings)
     return (
@@ -537,7 +538,8 @@ def _nice_ticks(peak: float) -> tuple[float, list[float]]:
     """A round axis maximum at or above ``peak`` and four or five evenly spaced ticks up to it."""
     raw = peak / 4
     magnitude = 10 ** math.floor(math.log10(raw)) if raw > 0 else 1
-    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    # Never finer than 1: the axes count requests, and "0.2 requests" is not a tick anyone wants.
+    step = max(next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw), 1)
     top = step * math.ceil(peak / step)
     return top, [step * k for k in range(round(top / step) + 1)]
 

@@ -16,6 +16,8 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from batch_engage.report_html import (
     MAX_BUCKETS,
@@ -187,6 +189,68 @@ class TestEscaping:
         )
         assert "<script" not in page
         assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;" in page
+
+
+any_text = st.text(max_size=40)
+any_seconds = st.lists(
+    st.builds(
+        SecondStats,
+        second=st.integers(1_700_000_000, 1_700_200_000),
+        requests=st.integers(0, 500),
+        ok=st.integers(0, 500),
+        rate_limited=st.integers(0, 500),
+        retries=st.integers(0, 500),
+        lookups=st.integers(0, 50),
+        pacer_rate=st.floats(0, 1000, allow_nan=False),
+    ),
+    max_size=40,
+)
+naive_or_aware = st.datetimes(
+    min_value=datetime(2020, 1, 1), max_value=datetime(2030, 1, 1), timezones=st.sampled_from([None, UTC])
+)
+
+
+class TestAnyInput:
+    """Whatever the checkpoint holds, the page renders, the same each time, with text kept as text."""
+
+    @given(
+        name=any_text,
+        message=any_text,
+        label=any_text,
+        counts=st.dictionaries(st.sampled_from(STATUS_ORDER), st.integers(0, 10**9)),
+        seconds=st.none() | any_seconds.map(tuple),
+        opens=st.lists(st.tuples(naive_or_aware, st.integers(0, 1000)), max_size=4).map(tuple),
+        started=naive_or_aware,
+    )
+    @settings(max_examples=150, deadline=None)
+    def test_renders_deterministically_without_injected_markup(
+        self,
+        name: str,
+        message: str,
+        label: str,
+        counts: dict[str, int],
+        seconds: tuple[SecondStats, ...] | None,
+        opens: tuple[tuple[datetime, int], ...],
+        started: datetime,
+    ) -> None:
+        """Random text, counts, run events and (naive or aware) times render twice to the same bytes, escaped."""
+        data = report(
+            job_name=name,
+            counts=counts,
+            seconds=seconds,
+            window_openings=opens,
+            runs=(RunSpan(started=started, stopped=None, exit_code=None),),
+            failures=(FailureGroup(code=20001, message=message, count=1, examples=(label,)),),
+            invalid_reasons=((label, 1),),
+            fields=(FieldValues(name=label, top=((message, 2),)),),
+        )
+        page = render_report(data)
+        assert page == render_report(data)
+        for text in (name, message, label):
+            if "<" in text:
+                assert text not in page
+        elements = parse(page)
+        assert all(elements.attrs[f"status-{s}"]["data-count"] == str(counts.get(s, 0)) for s in STATUS_ORDER)
 
 
 class TestStatusTiles:
