@@ -392,7 +392,7 @@ def _time_chart(seconds: Sequence[SecondStats], configured_rate: float) -> str:
     width, buckets = _buckets(seconds)
     unit = _BUCKET_NAMES.get(width, _duration(width))
     w, h = 1000.0, 300.0
-    left, right, top, bottom = 56.0, 16.0, 12.0, 40.0
+    left, right, top, bottom = 56.0, 16.0, 22.0, 40.0
     plot_w, plot_h = w - left - right, h - top - bottom
     peak = max(1, *(b.requests for b in buckets), *(b.retries for b in buckets))
     scale_max, ticks = _nice_ticks(peak)
@@ -414,6 +414,10 @@ def _time_chart(seconds: Sequence[SecondStats], configured_rate: float) -> str:
                 y0, y1 = y(base), y(base + value)
                 d.append(f"M{_f(x)} {_f(y0)}V{_f(y1)}h{_f(bar_w)}V{_f(y0)}z")
             base += value
+    # A few 429s in a bar of thousands are a sliver nobody sees; a mark above the plot cannot be missed.
+    marks = "".join(
+        f"M{_f(left + (i + 0.5) * step - 4)} {_f(top - 12)}h8l-4 7z" for i, b in enumerate(buckets) if b.rate_limited
+    )
     retry_points = " ".join(f"{_f(left + (i + 0.5) * step)},{_f(y(b.retries))}" for i, b in enumerate(buckets))
     grid = "".join(
         f'<line x1="{_f(left)}" x2="{_f(w - right)}" y1="{_f(y(t))}" y2="{_f(y(t))}" class="grid"/>'
@@ -434,7 +438,8 @@ def _time_chart(seconds: Sequence[SecondStats], configured_rate: float) -> str:
     legend = (
         f'<ul class="legend"><li style="--c:{_OK_COLOUR}">2xx <b>{totals[1]:,}</b></li>'
         f'<li style="--c:{_OTHER_COLOUR}">other answers <b>{totals[0] - totals[1] - totals[2]:,}</b></li>'
-        f'<li style="--c:{_LIMITED_COLOUR}">429 rate-limited <b>{totals[2]:,}</b></li>'
+        f'<li style="--c:{_LIMITED_COLOUR}">429 rate-limited (&#9660; above each bar with any) '
+        f"<b>{totals[2]:,}</b></li>"
         f'<li class="line" style="--c:{_RETRY_COLOUR}">retries <b>{totals[3]:,}</b></li></ul>'
     )
     chart = (
@@ -448,6 +453,7 @@ def _time_chart(seconds: Sequence[SecondStats], configured_rate: float) -> str:
         f'<path d="{"".join(ok_d)}" fill="{_OK_COLOUR}"/>'
         f'<path d="{"".join(other_d)}" fill="{_OTHER_COLOUR}"/>'
         f'<path d="{"".join(lim_d)}" fill="{_LIMITED_COLOUR}"/>'
+        f'<path class="marks-429" d="{marks}" fill="{_LIMITED_COLOUR}"/>'
         f'<polyline points="{retry_points}" fill="none" stroke="{_RETRY_COLOUR}" stroke-width="1.5"/>'
         f'<line x1="{_f(left)}" x2="{_f(w - right)}" y1="{_f(y(0))}" y2="{_f(y(0))}" class="axis"/>'
         f"{xlabels}</svg></div>"

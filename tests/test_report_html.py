@@ -343,8 +343,15 @@ class TestSendsOverTime:
         """The legend counts every 2xx, 429 and retry in the run events."""
         page = render_report(report(seconds=seconds_of(10, ok=20, limited_at=4)))
         assert "2xx <b>200</b>" in page
-        assert "429 rate-limited <b>3</b>" in page
+        assert "<b>3</b></li>" in page.split("429 rate-limited", 1)[1]
         assert "retries <b>3</b>" in page
+
+    def test_every_bucket_with_a_429_is_marked(self) -> None:
+        """One 429 among an hour of 2xx still gets its own marker above its minute's bar."""
+        page = render_report(report(seconds=seconds_of(3600, limited_at=1800)))
+        marks = re.search(r'class="marks-429" d="([^"]*)"', page)
+        assert marks is not None
+        assert marks.group(1).count("M") == 1
 
     def test_a_fourteen_hour_run_renders_fast_and_small(self) -> None:
         """50,000 seconds (14 hours) of events render per minute, in well under a second, into a page under 2 MB."""
