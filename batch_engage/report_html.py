@@ -145,13 +145,13 @@ class ReportData:
     job_name: str
     flow_sid: str
     api: str  # "engagements" (v1) or "executions" (v2)
-    counts: Mapping[str, int]
+    counts: Mapping[str, int]  # rows by status; missing statuses read 0, unknown ones get a tile too
     configured_rate: float
     runs: tuple[RunSpan, ...]
     seconds: tuple[SecondStats, ...] | None  # None: a checkpoint older than run events
     failures: tuple[FailureGroup, ...]
-    invalid_reasons: tuple[tuple[str, int], ...]
-    window_openings: tuple[tuple[datetime, int], ...]
+    invalid_reasons: tuple[tuple[str, int], ...]  # (reason, rows), shown in the order given
+    window_openings: tuple[tuple[datetime, int], ...]  # (hour the window opens, pending rows); empty: no window
     run_status: Mapping[str, int] | None  # None: outcomes were not collected
     fields: tuple[FieldValues, ...]
     checkpoint_path: str
