@@ -11,12 +11,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import FLOW_SID, make_contacts
 from structlog.testing import capture_logs
 
 from batch_engage import RunOptions, run
 from batch_engage.credentials import Credentials
 from batch_engage.sandbox import LedgerEntry, Sandbox
+
+from conftest import FLOW_SID, make_contacts
 
 
 async def _no_wait(seconds: float) -> None:
