@@ -17,13 +17,18 @@ import structlog
 
 from . import periods
 from .checkpoint import Target, check_binding, empty_journal, plan_path, read_only
+from .client import StudioClient, make_http_client
 from .credentials import Credentials, credentials_from_env
-from .errors import CredentialsError, PeriodUnsettled, UsageError
+from .errors import ConfigError, CredentialsError, FlowNotFound, FlowUnwired, PeriodUnsettled, UsageError
+from .flowcheck import FlowWiringError
+from .flowreview import FlowReview, review
 from .hygiene import History
+from .pacing import Pacer
 from .prepare import prepare
+from .reads import PacedReads
 from .results import build_results, counts_by_status, exit_code_for, write_results
 from .runner import Progress, RunControl, RunOptions, RunResult, run_job, target_for
-from .spec import Spec, load_spec
+from .spec import Spec, check_base_url, load_spec, studio_base_url
 from .states import FINAL, POSSIBLY_SENT
 from .windows import annotate_windows, send_window, window_openings
 
@@ -208,6 +213,7 @@ class Validation:
     suppressed: dict[str, int] = field(default_factory=dict)
     capped: int = 0
     openings: dict[str, int] = field(default_factory=dict)
+    flow: FlowReview | None = None
 
     @property
     def exit_code(self) -> int:
@@ -261,11 +267,16 @@ def validate(
     restart: bool = False,
     yes: bool = False,
     credentials: Credentials | None = None,
+    flow: bool = False,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> Validation:
-    """Plan the job without any network: what would be sent, what would not, and why.
+    """Plan the job: what would be sent, what would not, and why; no network unless ``flow``.
 
     Refuses exactly what ``run`` would refuse before sending (another job's or another
-    Twilio's checkpoint, ``--restart`` without ``--yes``), with the same message.
+    Twilio's checkpoint, ``--restart`` without ``--yes``), with the same message. With
+    ``flow``, also holds the job against the Flow's published revision (credentials and
+    network needed): an unwired REST trigger raises ``FlowUnwired``, missing variables with
+    ``flow.strict_variables`` raise ``ConfigError``.
     """
     spec = load_job(job, overrides, sandbox=sandbox)
     prepared = prepare(spec, frame=frame, stdin=stdin)
@@ -277,6 +288,16 @@ def validate(
         restart=restart,
         yes=yes,
     )
+    flow_review = None
+    if flow:
+        published = asyncio.run(_published(spec, _credentials(credentials), transport))
+        try:
+            flow_review = review(spec, plan, published)
+        except FlowWiringError as exc:
+            raise FlowUnwired(str(exc)) from None
+        if flow_review.check.missing and spec.flow.strict_variables:
+            names = ", ".join(f"flow.data.{v.path}" for v in flow_review.check.missing)
+            raise ConfigError("flow.strict_variables", f"the Flow prints {names}, which the job does not supply")
     pending = plan.filter(pl.col("status") == "pending")
     done_rows = 0
     if Path(spec.output.checkpoint).exists() and not restart:
@@ -317,7 +338,32 @@ def validate(
         suppressed=dict(suppressed),
         capped=statuses.get("capped", 0),
         openings=opening_counts,
+        flow=flow_review,
     )
+
+
+async def _published(
+    spec: Spec, credentials: Credentials, transport: httpx.AsyncBaseTransport | None
+) -> dict[str, Any]:
+    """The Flow's last published revision (with its definition), fetched as the run's preflight does."""
+    base_url = studio_base_url(spec.flow, region=credentials.region, edge=credentials.edge)
+    check_base_url(base_url)
+    http = make_http_client(
+        username=credentials.username,
+        password=credentials.password,
+        concurrency=2,
+        connect_timeout=spec.send.connect_timeout,
+        read_timeout=spec.send.read_timeout,
+        transport=transport,
+    )
+    async with http:
+        client = StudioClient(http, base_url=base_url, flow_sid=spec.flow.sid, api=spec.flow.api)
+        reads = PacedReads(Pacer(spec.send.rate), sleep=asyncio.sleep, attempts=6, max_backoff=60.0)
+        await reads.call("flow", client.fetch_flow)
+        published = await reads.call("published revision", client.fetch_published)
+    if published is None:
+        raise FlowNotFound(f"the Flow {spec.flow.sid} has no published revision: publish it in the Studio console")
+    return published
 
 
 def _from_checkpoint(spec: Spec) -> tuple[pl.DataFrame, pl.DataFrame]:

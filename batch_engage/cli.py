@@ -23,6 +23,7 @@ from rich.progress import Progress as Bar
 from . import api
 from .credentials import Credentials
 from .errors import BatchEngageError, TryLater, UsageError
+from .flowreview import FlowReview
 from .results import EXIT_ABORTED, EXIT_OK, EXIT_TEMPFAIL, EXIT_USAGE
 from .runner import Progress, RunControl, RunOptions, RunResult
 from .sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox, SandboxConfig, serve
@@ -91,6 +92,14 @@ def _log_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _strict_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--strict-variables",
+        action="store_true",
+        help="refuse (exit 2) when the Flow prints a flow.data variable the job does not supply",
+    )
+
+
 def _restart_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--restart",
@@ -129,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--wait", action="store_true", help="keep running and send each row as its send window opens")
     _restart_options(run)
+    _strict_option(run)
     run.add_argument("--no-preflight", action="store_true", help="skip the GET of the Flow before the first row")
     run.add_argument("--dry-run", action="store_true", help="validate only, send nothing (the same as 'validate')")
     run.add_argument("--summary-json", metavar="PATH", help="also write the run summary as JSON to PATH")
@@ -141,6 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _job_options(val)
     val.add_argument("--output", metavar="PATH", help="write the results table (invalid, duplicate, pending) to PATH")
+    val.add_argument(
+        "--flow",
+        action="store_true",
+        help="also check the job against the Flow's published revision (uses the network and credentials)",
+    )
+    _strict_option(val)
     _restart_options(val)
     _log_options(val)
 
@@ -306,6 +322,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     }
     if getattr(args, "no_preflight", False):
         values["send.preflight"] = False
+    if getattr(args, "strict_variables", False):
+        values["flow.strict_variables"] = True
     return {k: v for k, v in values.items() if v is not None}
 
 
@@ -427,19 +445,51 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+def _flow_lines(review: FlowReview) -> list[str]:
+    name = f"{review.name} " if review.name else ""
+    lines = [
+        f"flow: {name}(revision {review.revision}, the last published)",
+        f"the REST API trigger leads to: {review.trigger_target}",
+        "variables the Flow reads:",
+    ]
+    width = max((len(v.path) for v in review.variables), default=4) + len("flow.data.")
+    for v in review.variables:
+        source = "MISSING" if v.source is None else f"from {v.source}"
+        empty = f"; empty in {v.empty_rows} rows" if v.empty_rows else ""
+        kind = "required" if v.required else "optional"
+        lines.append(f"  {'flow.data.' + v.path:<{width}}  {kind:<8}  {source}{empty}  ({', '.join(v.widgets)})")
+    for v in review.variables:
+        if v.empty_rows and v.required:
+            lines.append(f"{v.path} is empty in {v.empty_rows} rows; the Flow prints it in {', '.join(v.widgets)}")
+    if review.check.unused:
+        lines.append(f"keys the Flow never reads: {', '.join(review.check.unused)}")
+    if review.message_widget:
+        lines.append(f"the first message ({review.message_widget}) for the first contacts:")
+        lines.extend(f"  {text}" for text in review.samples)
+    return lines
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     overrides = _overrides(args)
     overrides.pop("output.results", None)
     stdin = sys.stdin.buffer if args.input == "-" else None
-    v = api.validate(
-        args.job,
-        overrides=overrides,
-        output=args.output,
-        stdin=stdin,
-        sandbox=args.sandbox,
-        restart=args.restart,
-        yes=args.yes,
-    )
+    flow = getattr(args, "flow", False)
+    creds: Credentials | None = None
+    with Sandbox() if args.sandbox and flow else nullcontext() as sandbox:
+        if sandbox is not None:
+            overrides["flow.base_url"] = sandbox.url
+            creds = Credentials(SANDBOX_USERNAME, SANDBOX_PASSWORD)
+        v = api.validate(
+            args.job,
+            overrides=overrides,
+            output=args.output,
+            stdin=stdin,
+            sandbox=args.sandbox,
+            restart=args.restart,
+            yes=args.yes,
+            credentials=creds,
+            flow=flow,
+        )
     spec = api.load_job(args.job, overrides)
     lines = [
         f"rows: {v.total}",
@@ -455,6 +505,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         f"estimated duration at {spec.send.rate:g}/s: {v.estimated_seconds:.0f}s",
         "sample requests:",
         *(f"  {json.dumps(s, ensure_ascii=False)}" for s in v.samples),
+        *(_flow_lines(v.flow) if v.flow else []),
     ]
     if args.output:
         lines.append(f"results: {args.output}")

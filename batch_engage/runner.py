@@ -27,7 +27,9 @@ from .checkpoint import Checkpoint, Outcome, Target, read_only
 from .client import StudioClient, make_http_client
 from .credentials import Credentials
 from .dispatch import Dispatcher, Item, Progress, RunControl
-from .errors import FlowNotFound, StudioError
+from .errors import ConfigError, FlowNotFound, FlowUnwired, StudioError
+from .flowcheck import FlowWiringError
+from .flowreview import review
 from .hygiene import History
 from .pacing import Pacer
 from .prepare import Prepared, fingerprint, params_hash, prepare
@@ -164,8 +166,17 @@ def _to_send(plan: pl.DataFrame, open_lines: pl.DataFrame, settled: pl.Series) -
 class _Run:
     """One invocation's pieces, wired once; lives only inside :func:`run_job`."""
 
-    def __init__(self, spec: Spec, cp: Checkpoint, client: StudioClient, options: RunOptions, dispatcher: Dispatcher):
+    def __init__(
+        self,
+        spec: Spec,
+        plan: pl.DataFrame,
+        cp: Checkpoint,
+        client: StudioClient,
+        options: RunOptions,
+        dispatcher: Dispatcher,
+    ) -> None:
         self.spec = spec
+        self.plan = plan
         self.cp = cp
         self.client = client
         self.options = options
@@ -263,6 +274,31 @@ class _Run:
             if sendable:
                 await d.dispatch(iter(sendable), None)
 
+    def check_flow(self, published: dict[str, Any]) -> None:
+        """Hold the job against the published Flow: abort an unwired trigger, warn (or refuse) missing variables."""
+        try:
+            found = review(self.spec, self.plan, published)
+        except FlowWiringError as exc:
+            self.d.aborted = FlowUnwired(str(exc))
+            return
+        for variable in found.check.missing:
+            log.warning(
+                "flow.variable_missing",
+                path=variable.path,
+                widgets=list(variable.widgets),
+                message=f"the Flow prints flow.data.{variable.path} in {', '.join(variable.widgets)}, "
+                "but the job supplies no such key: every contact would see it empty",
+            )
+        if found.check.unused:
+            log.info("flow.unused_keys", keys=list(found.check.unused))
+        if found.check.missing and self.spec.flow.strict_variables:
+            names = ", ".join(f"flow.data.{v.path} ({', '.join(v.widgets)})" for v in found.check.missing)
+            raise ConfigError(
+                "flow.strict_variables",
+                f"the Flow prints {names}, which the job does not supply; map it or give it a default in the Flow. "
+                "Nothing was sent.",
+            )
+
     async def preflight(self) -> None:
         """Prove the credentials and that the Flow has a published revision before any row is sent."""
         try:
@@ -280,13 +316,14 @@ class _Run:
                 self.d.aborted = FlowNotFound(
                     f"the Flow {self.spec.flow.sid} has no published revision: publish it in the Studio console"
                 )
-            elif flow.get("revision") != published.get("revision"):
-                log.warning(
-                    "flow.draft",
-                    message=f"the Flow has a newer unpublished draft (revision {flow.get('revision')}); "
-                    f"runs will use revision {published.get('revision')}, the last published",
-                )
-            self.published = published
+            else:
+                if flow.get("revision") != published.get("revision"):
+                    log.warning(
+                        "flow.draft",
+                        message=f"the Flow has a newer unpublished draft (revision {flow.get('revision')}); "
+                        f"runs will use revision {published.get('revision')}, the last published",
+                    )
+                self.check_flow(published)
         if self.d.aborted is not None:
             log.error("run.aborted", reason=self.d.aborted.message, http_status=self.d.aborted.http_status)
         offset = self.client.clock.offset
@@ -466,7 +503,7 @@ async def _run_with_checkpoint(
             done=done,
             sids=cp.sids_since(iso_ms(options.clock() - RECENT_SIDS)) if spec.flow.api == "engagements" else set(),
         )
-        run = _Run(spec, cp, client, options, d)
+        run = _Run(spec, plan, cp, client, options, d)
         done_flushing = asyncio.Event()
         flusher = asyncio.create_task(recorder.run(done_flushing))
         timer = (

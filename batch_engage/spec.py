@@ -84,6 +84,7 @@ class FlowSpec:
     base_url: str | None = None
     region: str | None = None
     edge: str | None = None
+    strict_variables: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -222,6 +223,7 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], str]]] = {
         "base_url": (str, "base_url"),
         "region": (str, "region"),
         "edge": (str, "edge"),
+        "strict_variables": (bool, "strict_variables"),
     },
     "mapping": {
         "to": (str, "to"),
