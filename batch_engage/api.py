@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -16,6 +17,7 @@ import polars as pl
 import structlog
 
 from . import periods
+from ._files import private_file
 from .checkpoint import Target, check_binding, empty_journal, plan_path, read_only
 from .client import StudioClient, make_http_client
 from .credentials import Credentials, credentials_from_env
@@ -26,6 +28,8 @@ from .hygiene import History
 from .pacing import Pacer
 from .prepare import prepare
 from .reads import PacedReads
+from .report_data import report_data
+from .report_html import render_report
 from .results import build_results, counts_by_status, exit_code_for, write_results
 from .runner import Progress, RunControl, RunOptions, RunResult, run_job, target_for
 from .spec import Spec, check_base_url, load_spec, studio_base_url
@@ -412,13 +416,30 @@ def report(
     output: str | Path | None = None,
     period: str | None = None,
     sandbox: bool = False,
+    html: str | Path | None = None,
 ) -> tuple[Path, dict[str, int]]:
-    """Write the results table again from the checkpoint alone; sends nothing."""
+    """Write the results table again from the checkpoint alone (with ``html``, also the campaign page); no sends."""
     spec = load_job(job, overrides, period=period, sandbox=sandbox, latest=True)
     plan, results = _from_checkpoint(spec)
     results = annotate_windows(plan, results, spec, datetime.now(UTC))
     target = write_results(results, output or spec.output.results)
+    if html is not None:
+        write_report_html(spec, html)
     return target, counts_by_status(results)
+
+
+def write_report_html(spec: Spec, path: str | Path) -> Path:
+    """Write the campaign report page for ``spec``'s checkpoint: one self-contained file, owner-only, atomically."""
+    view = read_only(spec.output.checkpoint)
+    if view.plan is None:
+        raise UsageError(f"{spec.output.checkpoint}: the checkpoint has no plan yet; run the job once")
+    page = render_report(report_data(spec, view, spec.output.checkpoint))
+    target = Path(path)
+    tmp = target.with_name(target.name + ".tmp")
+    private_file(tmp)
+    tmp.write_text(page, encoding="utf-8")
+    os.replace(tmp, target)
+    return target
 
 
 def import_history(results: str | Path, *, history: str | Path, flow_sid: str) -> int:

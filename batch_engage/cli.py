@@ -142,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-preflight", action="store_true", help="skip the GET of the Flow before the first row")
     run.add_argument("--dry-run", action="store_true", help="validate only, send nothing (the same as 'validate')")
     run.add_argument("--summary-json", metavar="PATH", help="also write the run summary as JSON to PATH")
+    run.add_argument("--report-html", metavar="PATH", help="also write the campaign report page at the end of the run")
     _log_options(run)
 
     val = sub.add_parser(
@@ -175,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _job_options(rep, period=True)
     rep.add_argument("--output", metavar="PATH", help="write to PATH instead of [output] results")
+    rep.add_argument("--html", metavar="PATH", help="also write the campaign report: one self-contained HTML page")
     _log_options(rep)
 
     hist = sub.add_parser(
@@ -427,6 +429,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return _cmd_validate(args)
     if args.summary_json:
         _check_writable_folder(args.summary_json, "--summary-json")
+    if args.report_html:
+        _check_writable_folder(args.report_html, "--report-html")
     overrides = _overrides(args)
     creds: Credentials | None = None
     with Sandbox() if args.sandbox else nullcontext() as sandbox:
@@ -442,6 +446,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         _write_atomically(
             args.summary_json, json.dumps(result.summary.as_dict() | {"exit_code": result.exit_code}, indent=2)
         )
+    if args.report_html:
+        api.write_report_html(api.load_job(args.job, _overrides(args), sandbox=args.sandbox), args.report_html)
     return result.exit_code
 
 
@@ -531,9 +537,11 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     overrides = _overrides(args)
     path, counts = api.report(
-        args.job, overrides=overrides, output=args.output, period=args.period, sandbox=args.sandbox
+        args.job, overrides=overrides, output=args.output, period=args.period, sandbox=args.sandbox, html=args.html
     )
     print(f"results: {path} ({', '.join(f'{k} {v}' for k, v in counts.items() if v)})")
+    if args.html:
+        print(f"report: {args.html}")
     return EXIT_OK
 
 
