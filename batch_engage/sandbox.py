@@ -462,11 +462,13 @@ def _render(template: str, scope: Mapping[str, Any]) -> str:
 
     def branch(match: re.Match[str]) -> str:
         # In Liquid only nil and false are falsy; 0 and "" are true.
-        return match.group(2) if _lookup(scope, match.group(1)) not in (None, False) else ""
+        value = _lookup(scope, match.group(1))
+        return "" if value is None or value is False else match.group(2)
 
     def output(match: re.Match[str]) -> str:
         value = _lookup(scope, match.group(1))
-        if match.group(2) is not None and value in (None, False, ""):
+        # Identity, not equality: 0 == False in Python, but 0 is a value in Liquid.
+        if match.group(2) is not None and (value is None or value is False or value == ""):
             return match.group(2)
         return _liquid_text(value)
 
