@@ -617,8 +617,17 @@ class _FlowRevisions:
 # --- State that survives between processes.
 
 
+_RECORD_KEYS: Final = {
+    "run": frozenset(
+        {"type", "sid", "api", "account_sid", "flow_sid", "initiated_by", "source", "to", "from", "parameters"}
+        | {"date_created", "played", "ended_at"}
+    ),
+    "end": frozenset({"type", "sid", "ended_at"}),
+}
+
+
 def _load_state(path: Path) -> list[dict[str, Any]]:
-    """Read a state file's records; a torn last line (a crash mid-write) is ignored."""
+    """Read a state file's records; a torn last line (a crash mid-write) is cut off the file."""
     if not path.exists():
         return []
     text = path.read_text(encoding="utf-8")
@@ -629,10 +638,12 @@ def _load_state(path: Path) -> list[dict[str, Any]]:
             continue
         try:
             record = json.loads(line)
-            if not isinstance(record, dict) or record.get("type") not in ("run", "end"):
+            if not isinstance(record, dict) or _RECORD_KEYS.get(str(record.get("type"))) != set(record):
                 raise ValueError(line)
         except ValueError:
             if number == len(lines):
+                # Cut it off, or the next record appended would be glued to it.
+                path.write_text(text[: len(text) - len(line)], encoding="utf-8")
                 break
             raise ValueError(
                 f"{path}:{number}: not a sandbox state line; move the file aside to start with no runs"
@@ -1102,22 +1113,36 @@ class _Studio:
         """Tell whether a run still counts as active (lock held)."""
         return run.end(config.run_lifetime, time.monotonic()) is None
 
-    def _new_run(self, config: SandboxConfig, api: _Api, account_sid: str, flow_sid: str, to: str, from_: str) -> _Run:
-        """A fresh REST-started run with no Parameters yet (lock held)."""
+    def _new_run(
+        self,
+        config: SandboxConfig,
+        api: _Api,
+        account_sid: str,
+        flow_sid: str,
+        to: str,
+        from_: str,
+        source: _Source,
+        parameters: dict[str, Any],
+    ) -> _Run:
+        """A fresh run: a REST request's (RQ...) or an inbound message's (SM...) (lock held)."""
+        inbound = source == "inbound"
+        now = self._now(config)
         return _Run(
             seq=len(self._runs),
             sid="FN" + uuid.uuid4().hex,
             api=api,
             account_sid=account_sid,
             flow_sid=flow_sid,
-            initiated_by="RQ" + uuid.uuid4().hex,
-            source="rest",
+            initiated_by=("SM" if inbound else "RQ") + uuid.uuid4().hex,
+            source=source,
             to=to,
             from_=from_,
-            parameters={},
-            date_created=self._now(config),
+            parameters=parameters,
+            date_created=now,
             born=time.monotonic(),
-            played=not config.unwired_trigger,
+            # The Trigger's incomingMessage leads nowhere, so an inbound run ends as it starts.
+            played=not inbound and not config.unwired_trigger,
+            ended_at=now if inbound else None,
         )
 
     def _start_inbound(
@@ -1128,14 +1153,7 @@ class _Studio:
         # A message from a contact with an active run goes to that run, not a new one.
         if config.active_rule and latest is not None and self._active(latest, config):
             return
-        run = self._new_run(config, api, account_sid, flow_sid, to, from_)
-        # The Trigger's incomingMessage leads nowhere, so the run ends as it starts.
-        run.initiated_by, run.source, run.played, run.ended_at = (
-            "SM" + uuid.uuid4().hex,
-            "inbound",
-            False,
-            run.date_created,
-        )
+        run = self._new_run(config, api, account_sid, flow_sid, to, from_, "inbound", {})
         self._add(run)
         self._remember(run.record())
         self._counts["inbound_runs"] += 1
@@ -1156,8 +1174,7 @@ class _Studio:
         # last one to stop blocking it.
         if config.active_rule and latest is not None and self._active(latest, config):
             return latest, False
-        run = self._new_run(config, api, account_sid, flow_sid, to, from_)
-        run.parameters = parameters
+        run = self._new_run(config, api, account_sid, flow_sid, to, from_, "rest", parameters)
         # Written before the answer, so a later process knows every run a client was told of.
         self._remember(run.record())
         self._add(run)

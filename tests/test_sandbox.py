@@ -1213,8 +1213,8 @@ class TestStateFile:
         assert set(statuses(short).values()) == {"ended"}
         assert (kept["sid"], ended["sid"]) == tuple(e.sid for e in lasting.sandbox.ledger()[:2])
 
-    def test_a_torn_last_line_is_ignored(self, open_studio: OpenStudio, tmp_path: Path) -> None:
-        """A line cut short by a crash mid-write is dropped; the runs before it load."""
+    def test_a_torn_last_line_is_dropped(self, open_studio: OpenStudio, tmp_path: Path) -> None:
+        """A line cut short by a crash mid-write is dropped; the runs before it and after it load."""
         path = tmp_path / "studio.jsonl"
         first = open_studio(state_path=str(path))
         first.execute("+15551740001")
@@ -1222,12 +1222,19 @@ class TestStateFile:
         with path.open("a") as handle:
             handle.write('{"type": "run", "sid": "FN')
 
-        assert len(open_studio(state_path=str(path)).sandbox.ledger()) == 1
+        second = open_studio(state_path=str(path))
+        second.execute("+15551740002")
+        second.sandbox.stop()
+
+        assert [entry.to for entry in open_studio(state_path=str(path)).sandbox.ledger()] == [
+            "+15551740001",
+            "+15551740002",
+        ]
 
     def test_a_foreign_file_is_refused_naming_the_line(self, tmp_path: Path) -> None:
         """A file that is not the sandbox's is refused with its path and line number."""
         path = tmp_path / "notes.txt"
-        path.write_text("shopping list\nmilk\n")
+        path.write_text('{"type": "run", "sid": "FN1"}\nmilk\n')
 
         with pytest.raises(ValueError, match=r"notes\.txt:1: not a sandbox state line"):
             Sandbox(SandboxConfig(state_path=str(path)))
