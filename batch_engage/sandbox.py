@@ -638,7 +638,7 @@ def _load_state(path: Path) -> list[dict[str, Any]]:
             continue
         try:
             record = json.loads(line)
-            if not isinstance(record, dict) or _RECORD_KEYS.get(str(record.get("type"))) != set(record):
+            if not isinstance(record, dict) or _RECORD_KEYS.get(str(record.get("type"))) != frozenset(record):
                 raise ValueError(line)
         except ValueError:
             if number == len(lines):
