@@ -33,7 +33,7 @@ AUTH = (SANDBOX_USERNAME, SANDBOX_PASSWORD)
 FLOW = "FW" + "0123456789abcdef" * 2
 DRAFT_FLOW = "FW" + "fedcba9876543210" * 2
 SENDER = "+15005550006"
-SANDBOX_FILE = Path(__file__).resolve().parents[1] / "batch_engage" / "sandbox.py"
+SANDBOX_PACKAGE = Path(__file__).resolve().parents[1] / "batch_engage" / "sandbox"
 REPO = Path(__file__).resolve().parents[1]
 OAI_DIR = REPO.parent / "shared" / "twilio-oai"
 # Building an SSL context per client costs ~40 ms; loopback HTTP never uses it.
@@ -674,20 +674,22 @@ class TestLifecycle:
         self,
         stop_signal: signal.Signals,
     ) -> None:
-        """serve() runs until Ctrl-C or SIGTERM, exits 0, and imports nothing from the package."""
-        # Loading the file outside its package also proves it imports nothing from it.
+        """serve() runs until Ctrl-C or SIGTERM, exits 0, and the sandbox imports nothing from batch_engage."""
+        # Loading the sandbox package outside batch_engage also proves it imports nothing from it.
         program = (
             "import importlib.util, signal, sys\n"
             # A shell may start background jobs with Ctrl-C ignored; a terminal does not.
             "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
-            "spec = importlib.util.spec_from_file_location('sandbox', sys.argv[1])\n"
+            "spec = importlib.util.spec_from_file_location(\n"
+            "    'sandbox', sys.argv[1] + '/__init__.py', submodule_search_locations=[sys.argv[1]]\n"
+            ")\n"
             "sandbox = importlib.util.module_from_spec(spec)\n"
             "sys.modules['sandbox'] = sandbox\n"
             "spec.loader.exec_module(sandbox)\n"
             "sandbox.serve(on_ready=lambda url: print(url, flush=True))\n"
         )
         with subprocess.Popen(
-            [sys.executable, "-c", program, str(SANDBOX_FILE)],
+            [sys.executable, "-c", program, str(SANDBOX_PACKAGE)],
             stdout=subprocess.PIPE,
             text=True,
         ) as server:
