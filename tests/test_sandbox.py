@@ -667,6 +667,20 @@ class TestLifecycle:
             SandboxConfig(rate_limit=0.0)
         with pytest.raises(ValueError, match="flow status"):
             SandboxConfig(flows={FLOW: "archived"})
+        with pytest.raises(ValueError, match="flows keys must be Flow SIDs"):
+            SandboxConfig(flows={"my-flow": "published"})
+        with pytest.raises(ValueError, match="other_sender_rate"):
+            SandboxConfig(other_sender_rate=-0.1)
+        with pytest.raises(ValueError, match="read_rate_limit_rate"):
+            SandboxConfig(read_rate_limit_rate=2.0)
+        with pytest.raises(ValueError, match="clock_offset"):
+            SandboxConfig(clock_offset=float("nan"))
+        with pytest.raises(ValueError, match="next_page_host"):
+            SandboxConfig(next_page_host="https://elsewhere.example/path")
+        with pytest.raises(ValueError, match="replies"):
+            SandboxConfig(replies=())
+        with pytest.raises(ValueError, match="replies"):
+            SandboxConfig(replies=("YES", ""))
 
     @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
     @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])

@@ -10,6 +10,8 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Final, Literal
 
+from .shapes import FLOW_SID
+
 SANDBOX_USERNAME: Final[str] = "AC" + "5a" * 16
 """The account SID the sandbox accepts by default."""
 
@@ -57,7 +59,8 @@ class SandboxConfig:
     unwired_trigger: the Trigger's incomingRequest has no next widget, so REST runs
         end without sending anything.
     state_path: JSON-lines file runs are appended to as they are created and loaded
-        from at start, so another process sees the same runs.
+        from when the Sandbox is built (reconfigure does not reload it), so another
+        process sees the same runs.
     """
 
     rate_limit: float | None = 20.0
@@ -103,6 +106,9 @@ class SandboxConfig:
             bad = {sid: status for sid, status in self.flows.items() if status not in _FLOW_STATUSES}
             if bad:
                 raise ValueError(f"flow status must be one of {', '.join(_FLOW_STATUSES)}; got {bad!r}")
+            malformed = [sid for sid in self.flows if not FLOW_SID.match(sid)]
+            if malformed:
+                raise ValueError(f"flows keys must be Flow SIDs (FW and 32 hex digits), got {malformed!r}")
             # A caller mutating its dict later must not change a frozen config.
             object.__setattr__(self, "flows", MappingProxyType(dict(self.flows)))
         if not self.credentials:
