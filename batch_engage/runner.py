@@ -53,6 +53,7 @@ from .planning import plan as plan_rows
 from .planning import text_columns
 from .results import build_results, counts_by_status, write_results
 from .source import Table, frame_digest, read_table
+from .source_db import read_query
 from .spec import Cap, Spec, check_base_url, parse_cap, studio_base_url
 from .windows import SendWindow, annotate_windows, assign_zones, send_window
 
@@ -244,6 +245,8 @@ def prepare(
         columns = [c for c in text_columns(spec.mapping) if c in data.columns]
         data = data.with_columns(pl.col(c).cast(pl.String) for c in columns)
         table = Table(frame=data, digest=frame_digest(data), name="(frame)")
+    elif spec.input.query is not None:
+        table = read_query(spec.input, text_columns=text_columns(spec.mapping))
     else:
         table = read_table(spec.input, text_columns=text_columns(spec.mapping), stdin=stdin)
     planned = plan_rows(table.frame, spec, source_name=table.name)
