@@ -47,7 +47,8 @@ from .errors import (
     RetrySafe,
     StudioError,
 )
-from .hygiene import History, apply_history, apply_suppression, load_suppression
+from .history import owner as history_owner
+from .hygiene import HistoryStore, apply_history, apply_suppression, is_database_url, load_suppression, open_history
 from .pacing import Pacer
 from .planning import plan as plan_rows
 from .planning import text_columns
@@ -256,8 +257,8 @@ def prepare(
         lists = load_suppression(spec.suppress.files, spec.suppress.column, spec.mapping.default_region)
         planned = apply_suppression(planned, lists)
     caps = _caps(spec)
-    if spec.history.path and any(caps) and Path(spec.history.path).exists():
-        with History(spec.history.path) as history:
+    if spec.history.path and any(caps) and (is_database_url(spec.history.path) or Path(spec.history.path).exists()):
+        with open_history(spec.history.path) as history:
             planned = apply_history(planned, history, spec.flow.sid, *caps, job=str(Path(spec.output.checkpoint)))
     return planned, fingerprint(spec, table.digest)
 
@@ -310,7 +311,7 @@ class _Run:
         total: int,
         done: int,
         known_sids: set[str],
-        history: History | None = None,
+        history: HistoryStore | None = None,
     ) -> None:
         self.spec = spec
         self.cp = checkpoint
@@ -437,7 +438,7 @@ class _Run:
             )
 
     def owner(self, item: _Item) -> str:
-        return f"{Path(self.spec.output.checkpoint)}#{item.row}"
+        return history_owner(str(Path(self.spec.output.checkpoint)), str(item.row))
 
     async def flush(self) -> None:
         if not self.outcomes and not self.settlements:
@@ -854,7 +855,7 @@ async def run_job(
             client = StudioClient(http, base_url=base_url, flow_sid=spec.flow.sid, api=spec.flow.api)
             done = settled.len()
             total = int(plan.filter(pl.col("status") == "pending").height)
-            history = History(spec.history.path) if spec.history.path else None
+            history = open_history(spec.history.path) if spec.history.path else None
             run = _Run(
                 spec,
                 cp,
