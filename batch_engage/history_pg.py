@@ -83,14 +83,19 @@ class PgHistory:
         self._all: list[psycopg.Connection[Any]] = []
         self._opened = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self._guard = threading.Lock()
-        with self._connection() as conn:
-            self._create_tables(conn)
+        try:
+            with self._connection() as conn:
+                self._create_tables(conn)
+        except BaseException:
+            self.close()
+            raise
 
     def _connect(self) -> psycopg.Connection[Any]:
         try:
             return psycopg.connect(self._url, autocommit=True)
         except psycopg.OperationalError as exc:
-            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            reason = first.rsplit(" failed: ", 1)[-1].removeprefix("FATAL:").strip()
             raise ConfigError(_KEY, f"cannot reach PostgreSQL at {self.server} ({reason})") from None
 
     @contextmanager
@@ -168,20 +173,24 @@ class PgHistory:
         job: str | None,
     ) -> tuple[Reached, Cap] | None:
         # A job's own claims never cap it: within a job, dedupe decides.
-        prefix = make_owner(job, "") if job else "\0"
+        prefix = make_owner(job, "") if job else None
         now = self._clock()
         query = sql.SQL(
-            "SELECT at, sid, flow_sid FROM {} WHERE to_addr = %s AND at >= %s "
-            "AND (owner IS NULL OR left(owner, %s) <> %s) AND (%s::text IS NULL OR flow_sid = %s) "
-            "ORDER BY at DESC LIMIT %s"
+            "SELECT at, sid, flow_sid FROM {} WHERE to_addr = %(to)s AND at >= %(since)s "
+            "AND (%(prefix)s::text IS NULL OR owner IS NULL OR left(owner, length(%(prefix)s)) <> %(prefix)s) "
+            "AND (%(flow)s::text IS NULL OR flow_sid = %(flow)s) ORDER BY at DESC LIMIT %(count)s"
         ).format(self._table())
         for limit, same_flow in ((cap, False), (flow_cap, True)):
             if limit is None:
                 continue
-            flow = flow_sid if same_flow else None
-            rows = conn.execute(
-                query, (to, now - limit.seconds, len(prefix), prefix, flow, flow, limit.count)
-            ).fetchall()
+            params = {
+                "to": to,
+                "since": now - limit.seconds,
+                "prefix": prefix,
+                "flow": flow_sid if same_flow else None,
+                "count": limit.count,
+            }
+            rows = conn.execute(query, params).fetchall()
             if len(rows) >= limit.count:
                 at, sid, flow_of = rows[0]
                 return Reached(at=at, sid=sid, flow_sid=flow_of), limit
