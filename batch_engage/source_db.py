@@ -95,5 +95,10 @@ def read_query(spec: InputSpec, *, text_columns: Iterable[str] = ()) -> Table:
         raise InputFileError(QUERY_NAME, "the query returns no columns (is it a SELECT?)")
     if frame.height == 0:
         raise InputFileError(QUERY_NAME, "the query returned no rows")
+    # ADBC hands numeric and json as Arrow extension types that polars can neither cast nor encode
+    # as JSON; their storage is the server's exact text ("12.50"), which is what a file would hold.
+    opaque = [c for c, dtype in frame.schema.items() if isinstance(dtype, pl.Extension)]
+    if opaque:
+        frame = frame.with_columns(pl.col(c).ext.storage() for c in opaque)
     frame = frame.with_columns(pl.col(c).cast(pl.String) for c in set(text_columns) if c in frame.columns)
     return Table(frame=frame, digest=frame_digest(frame), name=QUERY_NAME)

@@ -74,6 +74,13 @@ class TestQueryInput:
         assert table.frame.schema["visits"].is_integer()
         assert table.name == "input.query"
 
+    def test_numeric_and_json_columns_arrive_as_the_servers_exact_text(self, pg: Schema) -> None:
+        """`numeric(10,2)` 12.50 stays "12.50" (no float rounding) and jsonb is its text, mapped or not."""
+        query = "select phone, 12.50::numeric(10,2) as total, '{\"a\": 1}'::jsonb as extra from appointments"
+        table = read_query(InputSpec(uri=pg.search_url, query=query), text_columns=["phone", "total"])
+        assert table.frame.schema["total"] == pl.String and table.frame.schema["extra"] == pl.String
+        assert (table.frame["total"][0], table.frame["extra"][0]) == ("12.50", '{"a": 1}')
+
     def test_the_digest_changes_with_the_result_and_only_with_it(self, pg: Schema) -> None:
         """Same rows, same digest (a resumed job matches its checkpoint); one changed row, another digest."""
         spec = InputSpec(uri=pg.search_url, query="select phone from appointments order by id")
