@@ -86,6 +86,12 @@ class PgHistory:
         try:
             with self._connection() as conn:
                 self._create_tables(conn)
+        except psycopg.Error as exc:
+            self.close()
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(
+                _KEY, f"cannot use schema {self.schema} on {self.server}: {reason} (see the README for the grants)"
+            ) from None
         except BaseException:
             self.close()
             raise
@@ -132,10 +138,14 @@ class PgHistory:
         schema = sql.Identifier(self.schema)
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK,))
-            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema))
-            for statement in _TABLES.split(";"):
-                if statement.strip():
-                    conn.execute(sql.SQL(statement).format(schema=schema))
+            # Looked up first: CREATE ... IF NOT EXISTS needs the CREATE privilege even when nothing is
+            # created, and a job's user may have been granted the tables only.
+            found = conn.execute("SELECT to_regclass(%s)", (f"{schema.as_string(conn)}.version",)).fetchone()
+            if found is None or found[0] is None:
+                conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema))
+                for statement in _TABLES.split(";"):
+                    if statement.strip():
+                        conn.execute(sql.SQL(statement).format(schema=schema))
             row = conn.execute(sql.SQL("SELECT max(version) FROM {}.version").format(schema)).fetchone()
             version = row[0] if row else None
             if version is None:

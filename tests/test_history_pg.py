@@ -10,9 +10,11 @@ import textwrap
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import polars as pl
 import pytest
+from psycopg import sql
 
 from batch_engage.cli import main
 from batch_engage.errors import ConfigError
@@ -62,6 +64,32 @@ class TestStore:
         with open_history(pg.history_url) as store:
             assert store.recent_addresses(1e12) == {"+14155550100"}
         assert pg.conn.execute(f"SELECT count(*) FROM {pg.name}.version").fetchone() == (1,)  # noqa: S608
+
+    def test_a_user_granted_only_the_tables_can_use_an_existing_history(self, pg: Schema) -> None:
+        """Once created, the history needs no CREATE privilege: a job's user granted the tables alone can claim;
+        where it may not create one, a one-line error names the schema."""
+        PgHistory(pg.history_url).close()
+        role = sql.Identifier(f"r_{pg.name}")
+        grants = [
+            "CREATE ROLE {role} LOGIN",
+            "GRANT USAGE ON SCHEMA {schema} TO {role}",
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON {schema}.contacts TO {role}",
+            "GRANT USAGE ON SEQUENCE {schema}.contacts_id_seq TO {role}",
+            "GRANT SELECT ON {schema}.version TO {role}",
+        ]
+        try:
+            for grant in grants:
+                pg.conn.execute(sql.SQL(grant).format(role=role, schema=sql.Identifier(pg.name)))  # type: ignore[arg-type]
+            url = urlsplit(pg.history_url)
+            as_role = urlunsplit(url._replace(netloc=url.netloc.replace(f"{url.username}@", f"r_{pg.name}@")))
+            with open_history(as_role) as store:
+                assert store.claim("+14155550100", FLOW_SID, "jobA#1", parse_cap("1 per 1d", key="cap"), None) is None
+            other = urlunsplit(urlsplit(as_role)._replace(query=f"schema=s_{pg.name}"))
+            with pytest.raises(ConfigError, match=r"^history\.path: cannot use schema s_\w+ on .*permission denied"):
+                open_history(other)
+        finally:
+            pg.conn.execute(sql.SQL("DROP OWNED BY {}").format(role))
+            pg.conn.execute(sql.SQL("DROP ROLE {}").format(role))
 
     def test_a_newer_schema_version_is_refused(self, pg: Schema) -> None:
         """A schema written by a later batch-engage: one line saying to upgrade, not a misread table."""
