@@ -21,7 +21,7 @@ from batch_engage.errors import ConfigError
 from batch_engage.history import History, job_of, open_history, owner
 from batch_engage.history_pg import SCHEMA_VERSION, PgHistory
 from batch_engage.sandbox import Sandbox
-from batch_engage.spec import parse_cap
+from batch_engage.spec import load_spec, parse_cap
 
 from conftest import FLOW_SID, REPO, make_contacts
 from pg import Schema, fresh_schema
@@ -158,6 +158,19 @@ class TestStore:
 
 
 class TestUrl:
+    def test_the_url_can_come_from_an_environment_variable(self, pg: Schema, monkeypatch: pytest.MonkeyPatch) -> None:
+        """`history.path = "env:NAME"` stays a reference in the job (not a file path) and opens NAME's database."""
+        raw = {
+            "flow": {"sid": FLOW_SID},
+            "mapping": {"to": "phone", "from": "+15005550006"},
+            "history": {"path": "env:CAMPAIGN_HISTORY", "cap": "1 per 7d"},
+        }
+        spec = load_spec(raw=raw)
+        assert spec.history.path == "env:CAMPAIGN_HISTORY"
+        monkeypatch.setenv("CAMPAIGN_HISTORY", pg.history_url)
+        with open_history(spec.history.path) as store:
+            assert isinstance(store, PgHistory) and store.schema == pg.name
+
     def test_a_password_in_the_url_is_refused(self) -> None:
         """The history URL follows input.uri's rule: the password comes from PGPASSWORD or ~/.pgpass."""
         with pytest.raises(ConfigError, match=r"^history\.path: holds a password.*PGPASSWORD"):
@@ -189,7 +202,7 @@ _CLAIMER = textwrap.dedent(
     """
     import json, sys, threading
     from batch_engage.history import open_history, owner
-    from batch_engage.spec import parse_cap
+    from batch_engage.spec import load_spec, parse_cap
     url, job = sys.argv[1], sys.argv[2]
     cap = parse_cap("1 per 7d", key="cap")
     contacts = [f"+1415555{i:04d}" for i in range(200)]
