@@ -321,6 +321,10 @@ def load_spec(
         _check_type(dotted, value, expected)
         if name in ("input", "output") and key in ("path", "results", "checkpoint"):
             sections[name][field_name] = _resolve(Path.cwd(), value)
+            if dotted == "input.path":
+                # --input replaces the job's whole source, a query included.
+                sections["input"].pop("uri", None)
+                sections["input"].pop("query", None)
         else:
             sections[name][field_name] = value
 

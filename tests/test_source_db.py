@@ -128,6 +128,16 @@ class TestQueryErrors:
         with pytest.raises(ConfigError, match=r"^input\.uri: names the environment variable 'CRM_URL', which is not"):
             read_query(InputSpec(uri="env:CRM_URL", query="select 1"))
 
+    def test_input_flag_replaces_the_query(self, tmp_path: Path) -> None:
+        """`--input FILE` on a query job reads the file instead (a rehearsal on an export), not an error."""
+        raw = {
+            "input": {"uri": "postgresql://localhost/crm", "query": "select 1"},
+            "flow": {"sid": "FW" + "0" * 32},
+            "mapping": {"to": "phone", "from": "+15005550006"},
+        }
+        spec = load_spec(raw=raw, overrides={"input.path": str(tmp_path / "export.csv")})
+        assert (spec.input.path, spec.input.uri, spec.input.query) == (str(tmp_path / "export.csv"), None, None)
+
     def test_uri_and_query_go_together_and_exclude_path(self) -> None:
         """A query without a URI, a URI without a query, or both a file and a query: the key at fault is named."""
         base = {"flow": {"sid": "FW" + "0" * 32}, "mapping": {"to": "phone", "from": "+15005550006"}}
