@@ -24,7 +24,7 @@ from .credentials import Credentials, credentials_from_env
 from .errors import ConfigError, CredentialsError, FlowNotFound, FlowUnwired, PeriodUnsettled, UsageError
 from .flowcheck import FlowWiringError
 from .flowreview import FlowReview, review
-from .hygiene import History
+from .hygiene import is_database_url, open_history
 from .pacing import Pacer
 from .prepare import prepare
 from .reads import PacedReads
@@ -458,13 +458,13 @@ def import_history(results: str | Path, *, history: str | Path, flow_sid: str) -
         for to, sid, at in reached.select("to", "sid", pl.col("completed_at").cast(pl.String)).iter_rows()
         if to and at
     ]
-    with History(history) as store:
+    with open_history(history) as store:
         return store.record(rows)
 
 
 def history_stats(history: str | Path) -> pl.DataFrame:
     """Contacts reached per flow per day, from the history file."""
-    if not Path(history).exists():
+    if not is_database_url(history) and not Path(history).exists():
         raise UsageError(f"{history}: no contact history yet")
-    with History(history) as store:
+    with open_history(history) as store:
         return store.stats()

@@ -30,7 +30,7 @@ from .dispatch import Dispatcher, Item, Progress, RunControl
 from .errors import ConfigError, FlowNotFound, FlowUnwired, StudioError
 from .flowcheck import FlowWiringError
 from .flowreview import review
-from .hygiene import History
+from .hygiene import HistoryStore, open_history
 from .pacing import Pacer
 from .prepare import Prepared, fingerprint, params_hash, prepare
 from .reads import PacedReads
@@ -407,7 +407,7 @@ async def run_job(
     ) as cp:
         cp.start_run(iso_ms(options.clock()), prepared.input_digest)
         await asyncio.to_thread(cp.save_plan, prepared.plan)
-        history = History(spec.history.path) if spec.history.path and not options.sandbox else None
+        history = open_history(spec.history.path) if spec.history.path and not options.sandbox else None
         try:
             outcome = await _run_with_checkpoint(
                 spec, prepared, cp, credentials, base_url, options, control, transport, on_progress, history
@@ -463,7 +463,7 @@ async def _run_with_checkpoint(
     control: RunControl,
     transport: httpx.AsyncBaseTransport | None,
     on_progress: Callable[[Progress], None] | None,
-    history: History | None,
+    history: HistoryStore | None,
 ) -> tuple[Dispatcher, bool, int, int]:
     plan = prepared.plan
     reached_earlier, changed = _earlier(plan, cp, prepared.input_digest)
