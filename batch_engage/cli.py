@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser(
         "run", help="send every row of a job to Studio", description="Send every row of a job to Studio."
     )
-    _job_options(run)
+    _job_options(run, period=True)
     run.add_argument("--output", metavar="PATH", help="write the results table to PATH instead of [output] results")
     run.add_argument("--rate", type=float, metavar="N", help="requests per second (overrides [send] rate)")
     run.add_argument(
@@ -400,7 +400,7 @@ async def _run_async(
         sandbox=args.sandbox,
     )
     try:
-        job = api.load_job(args.job, overrides, sandbox=args.sandbox)
+        job = api.load_job(args.job, overrides, sandbox=args.sandbox, period=args.period)
         return await api.run_async(
             job, credentials=creds, options=options, control=control, on_progress=progress, stdin=stdin
         )
@@ -447,7 +447,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             args.summary_json, json.dumps(result.summary.as_dict() | {"exit_code": result.exit_code}, indent=2)
         )
     if args.report_html:
-        api.write_report_html(api.load_job(args.job, _overrides(args), sandbox=args.sandbox), args.report_html)
+        spec = api.load_job(args.job, _overrides(args), sandbox=args.sandbox, period=args.period)
+        api.write_report_html(spec, args.report_html)
     return result.exit_code
 
 
