@@ -276,6 +276,9 @@ class _Run:
 
     def check_flow(self, published: dict[str, Any]) -> None:
         """Hold the job against the published Flow: abort an unwired trigger, warn (or refuse) missing variables."""
+        if not isinstance(published.get("definition"), dict):
+            log.warning("flow.unchecked", message="the published revision has no readable definition: not checked")
+            return
         try:
             found = review(self.spec, self.plan, published)
         except FlowWiringError as exc:
