@@ -123,6 +123,47 @@ class TestAddresses:
         )
 
 
+class TestSenders:
+    SID = "MG" + "0123456789abcdef" * 2
+
+    def test_every_kind_of_sender_studio_accepts_is_sent_as_such(self) -> None:
+        """From may be E.164 (after normalizing), whatsapp:, client:, sip: or a Messaging Service SID."""
+        senders = ["(415) 555-0199", "whatsapp:+14155550199", "client:agent_7", "sip:desk@pbx.example.com", self.SID]
+        rows = planned(
+            {"phone": [f"+1415555010{i}" for i in range(len(senders))], "sender": senders},
+            mapping={"from_column": "sender"},
+        )
+        assert [(r["from"], r["status"]) for r in rows] == [
+            ("+14155550199", "pending"),
+            ("whatsapp:+14155550199", "pending"),
+            ("client:agent_7", "pending"),
+            ("sip:desk@pbx.example.com", "pending"),
+            (self.SID, "pending"),
+        ]
+
+    def test_a_messaging_service_sid_as_the_literal_from_is_accepted(self) -> None:
+        """`from = "MG…"` is a sender, not a phone number that is "too long"."""
+        rows = planned({"phone": ["+14155550100"]}, mapping={"from": self.SID})
+        assert (rows[0]["from"], rows[0]["status"]) == (self.SID, "pending")
+
+    def test_a_bad_sender_names_the_rule_it_broke(self) -> None:
+        """A short MG SID, a client name with a space: each reason says which sender rule failed."""
+        rows = planned(
+            {"phone": ["+14155550100", "+14155550101"], "sender": ["MG123", "client:ana maria"]},
+            mapping={"from_column": "sender"},
+        )
+        assert [(r["status"], r["error_message"]) for r in rows] == [
+            ("invalid", "From: Messaging Service SID: must be 'MG' and 32 hex digits: 'MG123'"),
+            ("invalid", "From: client: address: the name must be letters, digits, '_', '.' or '-': 'client:ana maria'"),
+        ]
+
+    def test_a_messaging_service_sid_is_never_a_contact(self) -> None:
+        """An MG SID in the To column is invalid: Studio takes it as a sender only."""
+        rows = planned({"phone": [self.SID]})
+        assert rows[0]["status"] == "invalid"
+        assert rows[0]["error_message"].startswith("To: a Messaging Service SID (MG…) can only be the sender (From)")
+
+
 class TestParameters:
     def test_dotted_keys_nest_and_statics_join_them(self) -> None:
         """`order.id` and `order.total` become {"order": {...}}; static values sit next to mapped ones."""
