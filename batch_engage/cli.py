@@ -62,6 +62,12 @@ def _job_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("job", help="the job file (TOML)")
     p.add_argument("--input", metavar="PATH", help="read contacts from PATH instead of [input] path ('-' = stdin)")
     p.add_argument("--checkpoint", metavar="PATH", help="use this checkpoint instead of [output] checkpoint")
+    p.add_argument(
+        "--separator",
+        metavar="CHAR",
+        type=lambda text: "\t" if text in ("\\t", "tab") else text,
+        help="the CSV field separator: ',', ';', '|' or 'tab' (overrides [input] separator; default: detected)",
+    )
 
 
 def _log_options(p: argparse.ArgumentParser) -> None:
@@ -223,6 +229,7 @@ def _configure_logging(args: argparse.Namespace) -> None:
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     values = {
         "input.path": getattr(args, "input", None),
+        "input.separator": getattr(args, "separator", None),
         "output.checkpoint": getattr(args, "checkpoint", None),
         "output.results": getattr(args, "output", None) if args.command == "run" else None,
         "send.rate": getattr(args, "rate", None),

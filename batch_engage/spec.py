@@ -63,6 +63,7 @@ class InputSpec:
     path: str | None = None
     format: str | None = None
     encoding: str = "utf-8"
+    separator: str | None = None  # a CSV's field separator; None: detected from the header
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -155,7 +156,12 @@ class Spec:
 
 # key -> (type or types, section field name); "from" is a keyword in Python.
 _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], str]]] = {
-    "input": {"path": (str, "path"), "format": (str, "format"), "encoding": (str, "encoding")},
+    "input": {
+        "path": (str, "path"),
+        "format": (str, "format"),
+        "encoding": (str, "encoding"),
+        "separator": (str, "separator"),
+    },
     "flow": {
         "sid": (str, "sid"),
         "api": (str, "api"),
@@ -336,6 +342,8 @@ def _build(sections: dict[str, dict[str, Any]], base: Path, stem: str) -> Spec:
             codecs.lookup(inp["encoding"])
         except LookupError:
             raise ConfigError("input.encoding", f"unknown encoding {inp['encoding']!r}") from None
+    if inp.get("separator") is not None and inp["separator"] not in (",", ";", "\t", "|"):
+        raise ConfigError("input.separator", f"must be one of ',' ';' '\\t' '|', not {inp['separator']!r}")
 
     flow = sections["flow"]
     if "sid" not in flow:
