@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
+import phonenumbers
 import polars as pl
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from batch_engage.errors import ConfigError, InputFileError
-from batch_engage.planning import plan
-from batch_engage.spec import Spec, load_spec
+from batch_engage.planning import plan, text_columns
+from batch_engage.source import read_table
+from batch_engage.spec import InputSpec, Spec, load_spec
 
 from conftest import FLOW_SID
 
@@ -310,3 +314,93 @@ def _texts(value: Any) -> list[str]:
     if isinstance(value, dict):
         return [t for v in value.values() for t in _texts(v)]
     return [value] if isinstance(value, str) else []
+
+
+def _example_numbers() -> list[tuple[str, str]]:
+    """(region, E.164) of an example number of every type for every region phonenumbers knows."""
+    found: dict[str, str] = {}
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        for kind in range(11):
+            number = phonenumbers.example_number_for_type(region, kind)
+            if number is not None:
+                found.setdefault(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), region)
+    return sorted((region, e164) for e164, region in found.items())
+
+
+EXAMPLE_NUMBERS = _example_numbers()
+STYLES = (
+    "e164",
+    "international",
+    "national",
+    "separators",
+    "apostrophe",
+    "float",
+    "float column",
+    "scientific",
+    "truncated",
+)
+
+
+@st.composite
+def spreadsheet_numbers(draw: st.DrawFn) -> tuple[str | float, str | None, str, str]:
+    """A valid number (an example, maybe with its last digits changed) and how a spreadsheet wrote it.
+
+    Returns ``(cell, default_region, e164, style)``.
+    """
+    region, e164 = draw(st.sampled_from(EXAMPLE_NUMBERS))
+    tail = draw(st.integers(0, 3))
+    if tail:
+        varied = e164[:-tail] + "".join(str(draw(st.integers(0, 9))) for _ in range(tail))
+        if phonenumbers.is_valid_number(phonenumbers.parse(varied, None)):
+            e164 = varied
+    number = phonenumbers.parse(e164, None)
+    style = draw(st.sampled_from(STYLES))
+    fmt = phonenumbers.PhoneNumberFormat
+    default = draw(st.sampled_from([None, region, "US"] if style == "e164" else [None, region]))
+    cell: str | float = e164
+    if style == "international":
+        cell = phonenumbers.format_number(number, fmt.INTERNATIONAL)
+    elif style == "national":
+        cell, default = phonenumbers.format_number(number, fmt.NATIONAL), region
+    elif style == "separators":
+        cell = "".join(draw(st.sampled_from(["", "", " ", "-", "(", ")", "."])) + c for c in e164)
+    elif style == "apostrophe":
+        cell = "'" + e164
+    elif style in ("float", "float column"):
+        # E.164 without its '+' and no region, or the national number (its leading 0 lost) with its region.
+        digits, default = draw(st.sampled_from([(e164[1:], None), (str(number.national_number), region)]))
+        cell = digits + ".0" if style == "float" else float(digits)
+    elif style == "scientific":
+        cell = f"{int(e164[1:]):.{draw(st.integers(1, 8))}E}"
+    elif style == "truncated":
+        cell = e164[: -draw(st.integers(1, 3))]
+    return cell, default, e164, style
+
+
+class TestNeverADifferentNumber:
+    @given(spreadsheet_numbers())
+    @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    def test_a_number_as_a_spreadsheet_wrote_it_is_sent_to_that_number_or_refused(
+        self, tmp_path: Path, case: tuple[str | float, str | None, str, str]
+    ) -> None:
+        """National, international, separators, an apostrophe, `.0`, scientific, truncated: right number or invalid."""
+        cell, region, e164, style = case
+        mapping: dict[str, Any] = {"default_region": region} if region else {}
+        spec = make_spec(mapping)
+        if region is None:
+            spec = replace(spec, mapping=replace(spec.mapping, default_region=None))
+        if isinstance(cell, float):
+            frame = pl.DataFrame({"phone": [cell]})
+        else:
+            path = tmp_path / "contacts.csv"
+            pl.DataFrame({"phone": [cell], "name": ["Ana"]}).write_csv(path)
+            frame = read_table(InputSpec(path=str(path)), text_columns=text_columns(spec.mapping)).frame
+        row = plan(frame, spec).row(0, named=True)
+        written = e164[: len(str(cell))] if style == "truncated" else e164
+        if row["status"] == "pending":
+            assert row["to"] == written, (style, cell, region)
+        else:
+            assert row["status"] == "invalid"
+            assert row["error_message"].startswith("To: ")
+        if style == "scientific":
+            assert row["status"] == "invalid"
