@@ -52,13 +52,14 @@ MESSAGING_SERVICE_SID = r"^MG[0-9a-fA-F]{32}$"
 _LOOKS_LIKE_SID = re.compile(r"^MG[0-9A-Za-z]*$")
 _WHATSAPP = "whatsapp:"
 _SEPARATORS = r"[\s().\-]"
-_NANP_NATIONAL = r"^1?([2-9][0-9]{2}[2-9][0-9]{6})$"
+_NANP_NATIONAL = r"^1?([2-9][0-9]{9})$"  # phonenumbers reads these as +1 and the ten digits too
 _E164_SHAPE = r"^\+[0-9]+$"
 # phonenumbers refuses a national number longer than this (its _MAX_LENGTH_FOR_NSN) as too long.
 _MAX_NSN_DIGITS = 17
 # Excel writes 14155550100 as 1.41555501E+10 (or 1,41555501E+10 with a decimal comma).
 _SCIENTIFIC = re.compile(r"^[0-9]+(?:[.,][0-9]+)?[eE][+-]?[0-9]+$")
 _WHOLE_FLOAT_TEXT = r"^[0-9]+\.0+$"
+_FLOAT_DIGITS_LIMIT = 1e17  # beyond this a float's digits are not the ones written, and Int64 would overflow
 _DECIMAL = re.compile(r"^[0-9]+\.[0-9]*[1-9][0-9]*$")
 _SCIENTIFIC_REASON = "written in scientific notation: digits were lost; export the column as text"
 _DECIMAL_REASON = "a number with a decimal part, not a phone number; export the column as text"
@@ -252,41 +253,86 @@ def _shape_reasons(text: pl.Expr, *, sender: bool) -> pl.Expr:
     return reason
 
 
-def _respelled(values: pl.Series, region: str | None) -> pl.Series:
-    """Each value as the E.164 it spells when that is plain to see, else null.
+def _respelled(text: pl.Expr, region: str | None) -> tuple[pl.Expr, pl.Expr]:
+    """Each value as the E.164 it spells when that is plain to see (else null), and whether it did so nationally.
 
     ``+44 20 7946 0000`` loses its spaces; with a North American default region,
     ``(415) 555-0100`` and ``1-415-555-0100`` gain ``+1``. Whether the result is a
     valid number is still phonenumbers' metadata's call (the fast path's pattern).
     """
-    digits = values.str.replace_all(_SEPARATORS, "")
+    digits = text.str.replace_all(_SEPARATORS, "")
     national = pl.lit(None, pl.String)
     if region is not None and phonenumbers.country_code_for_region(region) == 1:
-        national = pl.concat_str([pl.lit("+1"), digits.str.extract(_NANP_NATIONAL, 1)])
-    spelled = pl.select(pl.when(digits.str.starts_with("+")).then(digits).otherwise(national)).to_series()
-    return pl.select(pl.when(spelled.str.contains(fast_path_pattern())).then(spelled)).to_series()
+        # Printable separators only: the reason quotes the value by hand, and a tab would need repr's escape.
+        plain = text.str.contains(r"^[0-9 ().\-]+$")
+        national = pl.when(plain).then(pl.concat_str([pl.lit("+1"), digits.str.extract(_NANP_NATIONAL, 1)]))
+    spelled = pl.when(digits.str.starts_with("+")).then(digits).otherwise(national)
+    return spelled, national.is_not_null()
 
 
 def _as_text(values: pl.Series) -> tuple[pl.Series, int]:
-    """Addresses as text, and how many came from whole numbers in a float column (``4155550123.0``).
+    """Addresses as text, and how many came from whole numbers in a float column.
 
-    A number column (Parquet, NDJSON, or a CSV column a spreadsheet wrote as ``4155550123.0``)
-    gives its digits, never ``4.155550123e9``; a value with a real decimal part stays as
-    written, to be refused.
+    A number column (Parquet, NDJSON) gives its digits, never ``4.155550123e9``; a
+    value with a real decimal part is written out as it is, to be refused.
     """
-    if values.dtype.is_float():
-        whole = values.is_finite() & (values == values.round(0)) & (values.abs() < 1e17)
-        text = pl.select(
-            pl.when(whole).then(values.cast(pl.Int64, strict=False).cast(pl.String)).otherwise(values.cast(pl.String))
-        ).to_series()
-        return text, int(whole.sum())
-    text = values.cast(pl.String)
-    if text.str.contains(".0", literal=True).any():
-        whole = text.str.strip_chars().str.contains(_WHOLE_FLOAT_TEXT)
-        if whole.any():
-            stripped = text.str.strip_chars().str.replace(r"\.0+$", "")
-            return pl.select(pl.when(whole).then(stripped).otherwise(text)).to_series(), int(whole.sum())
-    return text, 0
+    if not values.dtype.is_float():
+        return values.cast(pl.String), 0
+    whole = values.is_finite() & (values == values.round(0)) & (values.abs() < _FLOAT_DIGITS_LIMIT)
+    text = pl.select(
+        pl.when(whole).then(values.cast(pl.Int64, strict=False).cast(pl.String)).otherwise(values.cast(pl.String))
+    ).to_series()
+    return text, int(whole.sum())
+
+
+def _look_up(texts: pl.Series, region: str | None, what: str) -> pl.DataFrame:
+    """``address``, ``reason`` and ``whole`` (read from ``4155550123.0``) for values the fast path rejected.
+
+    Each distinct value is judged once: by its shape, by its plain respelling, and
+    only when neither tells, by phonenumbers.
+    """
+    sender = what == "From"
+    frame = texts.alias("text").to_frame()
+    distinct = frame.select(pl.col("text").unique())
+    whole = pl.col("text").str.contains(_WHOLE_FLOAT_TEXT)
+    distinct = distinct.with_columns(
+        whole=whole, value=pl.when(whole).then(pl.col("text").str.replace(r"\.0+$", "")).otherwise(pl.col("text"))
+    )
+    spelled, nationally = _respelled(pl.col("value"), region)
+    distinct = distinct.with_columns(
+        shape=_shape_reasons(pl.col("value"), sender=sender), spelled=spelled, nationally=nationally
+    ).with_columns(valid=pl.col("spelled").str.contains(fast_path_pattern()).fill_null(False))
+    # A North American number spelled nationally is +1 and its ten digits to phonenumbers too,
+    # so when the fast path finds that invalid, phonenumbers would only say the same.
+    national = pl.when(pl.col("nationally") & ~pl.col("valid")).then(
+        pl.lit(f"not a valid phone number for region {region}")
+    )
+    distinct = distinct.with_columns(shape=pl.coalesce("shape", national))
+    slow = distinct.filter(pl.col("shape").is_null() & ~pl.col("valid"))
+    normalized: list[str | None] = []
+    reasons: list[str | None] = []
+    for text, value in slow.select("text", "value").iter_rows():
+        address, why = normalize_one(value, region, sender=sender)
+        normalized.append(address)
+        # The value goes last, quoted: the report groups reasons by what precedes it.
+        reasons.append(None if why is None else f"{what}: {why}: {text!r}")
+    looked_up = pl.DataFrame(
+        {"text": slow["text"], "normalized": normalized, "reason": reasons, "whole": slow["whole"]},
+        schema={"text": pl.String, "normalized": pl.String, "reason": pl.String, "whole": pl.Boolean},
+    )
+    # Shape reasons quote values of '+', digits, '.', ',', 'e', spaces and brackets: by hand, that is their repr.
+    judged = distinct.filter(pl.col("shape").is_not_null() | pl.col("valid")).select(
+        "text",
+        normalized=pl.when(pl.col("shape").is_null()).then(pl.col("spelled")),
+        reason=pl.when(pl.col("shape").is_not_null()).then(
+            pl.format("{}: {}: '{}'", pl.lit(what), pl.col("shape"), pl.col("text"))
+        ),
+        whole="whole",
+    )
+    lookup = pl.concat([looked_up, judged])
+    return frame.join(lookup, on="text", how="left", maintain_order="left").select(
+        address=pl.coalesce("normalized", "text"), reason="reason", whole="whole"
+    )
 
 
 def normalize(values: pl.Series, default_region: str | None, *, what: str = "To") -> pl.DataFrame:
@@ -297,45 +343,24 @@ def normalize(values: pl.Series, default_region: str | None, *, what: str = "To"
     distinct values that are neither E.164 nor a plain spelling of it reach ``phonenumbers``.
     """
     region = default_region.strip().upper() if default_region else None
-    sender = what == "From"
-    text, from_floats = _as_text(values)
+    raw, from_floats = _as_text(values)
+    text = raw.str.strip_chars()
+    fast = text.str.contains(fast_path_pattern())
+    if what == "From":
+        fast = fast | text.str.contains(MESSAGING_SERVICE_SID)
+    empty = text.is_null() | (text == "")
+    address = pl.select(pl.when(empty).then(raw).otherwise(text)).to_series()
+    reason = pl.select(pl.when(empty).then(pl.lit(f"{what} is empty")).otherwise(pl.lit(None, pl.String))).to_series()
+    # Only the few rejected rows are looked up: joining every row would cost more than judging them.
+    rejected = (~fast & ~empty).arg_true()
+    if len(rejected):
+        looked = _look_up(text.gather(rejected), region, what)
+        address = address.scatter(rejected, looked["address"])
+        reason = reason.scatter(rejected, looked["reason"])
+        from_floats += int(looked["whole"].sum())
     if from_floats:
         log.info("input.float_column", column=values.name, what=what, rows=from_floats)
-    frame = pl.DataFrame([text.alias("raw")]).with_columns(text=pl.col("raw").str.strip_chars())
-    fast = pl.col("text").str.contains(fast_path_pattern())
-    if sender:
-        fast = fast | pl.col("text").str.contains(MESSAGING_SERVICE_SID)
-    frame = frame.with_columns(empty=pl.col("text").is_null() | (pl.col("text") == ""), fast=fast)
-    rejected = frame.filter(~pl.col("fast") & ~pl.col("empty")).select(pl.col("text").unique(maintain_order=True))
-    rejected = rejected.with_columns(shape=_shape_reasons(pl.col("text"), sender=sender))
-    slow = rejected.filter(pl.col("shape").is_null()).get_column("text")
-    normalized: list[str | None] = []
-    reasons: list[str | None] = []
-    for value, spelled in zip(slow.to_list(), _respelled(slow, region).to_list(), strict=True):
-        address, why = (spelled, None) if spelled is not None else normalize_one(value, region, sender=sender)
-        normalized.append(address)
-        # The value goes last, quoted: the report groups reasons by what precedes it.
-        reasons.append(None if why is None else f"{what}: {why}: {value!r}")
-    looked_up = pl.DataFrame(
-        {"text": slow, "normalized": normalized, "reason": reasons},
-        schema={"text": pl.String, "normalized": pl.String, "reason": pl.String},
-    )
-    # Shape reasons hold only '+', digits, '.', ',' and 'e' around the value, so quoting it by hand is its repr.
-    shaped = rejected.filter(pl.col("shape").is_not_null()).select(
-        "text",
-        normalized=pl.lit(None, pl.String),
-        reason=pl.format("{}: {}: '{}'", pl.lit(what), pl.col("shape"), pl.col("text")),
-    )
-    lookup = pl.concat([looked_up, shaped])
-    frame = frame.join(lookup, on="text", how="left", maintain_order="left")
-    return frame.select(
-        address=pl.when(pl.col("empty"))
-        .then(pl.col("raw"))
-        .when(pl.col("fast"))
-        .then(pl.col("text"))
-        .otherwise(pl.coalesce("normalized", "text")),
-        reason=pl.when(pl.col("empty")).then(pl.lit(f"{what} is empty")).otherwise(pl.col("reason")),
-    )
+    return pl.DataFrame({"address": address, "reason": reason})
 
 
 def mask(address: str | None) -> str:

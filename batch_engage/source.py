@@ -385,9 +385,21 @@ def _infer_types(frame: pl.DataFrame, keep_text: set[str]) -> pl.DataFrame:
     return frame.with_columns(casts) if casts else frame
 
 
-def _all_empty(frame: pl.DataFrame) -> pl.Expr:
-    """Rows whose every cell is empty or blank (every column is still text here)."""
-    return pl.all_horizontal(pl.col(c).is_null() | (pl.col(c).str.strip_chars() == "") for c in frame.columns)
+def _without_empty_rows(frame: pl.DataFrame) -> pl.DataFrame:
+    """Drop rows whose every cell is empty or blank: Excel writes ``,,,`` for rows it once formatted.
+
+    Only rows whose first cell is empty can be such rows, so only they are looked at whole.
+    """
+    first = frame.get_column(frame.columns[0])
+    maybe = (first.is_null() | first.str.contains(r"^\s*$")).fill_null(True)
+    if not maybe.any():
+        return frame
+    where = maybe.arg_true()
+    cells = [pl.col(c).is_null() | pl.col(c).str.contains(r"^\s*$") for c in frame.columns]
+    empty = frame[where].select(pl.all_horizontal(cells).fill_null(True)).to_series()
+    if not empty.any():
+        return frame
+    return frame.filter(_blank_mask(where.filter(empty).to_list(), frame.height))
 
 
 def _read_csv(shown: str, data: bytes, keep_text: set[str], separator: str | None) -> pl.DataFrame:
@@ -407,8 +419,7 @@ def _read_csv(shown: str, data: bytes, keep_text: set[str], separator: str | Non
             # A short row is padded with nulls, so it always leaves one in the last column.
             frame = _check_rows(shown, data, frame, separator)
     if frame.width and frame.height:
-        # Excel writes ",,," for rows it once formatted: no contact there, like a blank line.
-        frame = frame.filter(~_all_empty(frame))
+        frame = _without_empty_rows(frame)
     if frame.height == 0:
         raise InputFileError(shown, "has a header but no data rows")
     return _infer_types(frame, keep_text)
