@@ -11,9 +11,10 @@ is validated by ``batch_engage.api.validate`` in a child process of its own:
   (``os.wait4``, the per-child form of ``getrusage(RUSAGE_CHILDREN)``), so it includes
   the interpreter and polars themselves, as a user's process would.
 
-* against a bare read: the same child first times ``pl.read_csv`` of the same file
-  (best of three, no options), so validating and reading are measured side by side,
-  on one machine, in one run.
+* against a bare read: the CSV child then runs ``pl.read_csv`` of the same file (no
+  options) and ``validate()`` again, alternately, three times each; the ratio is best
+  validate over best read, side by side on one machine in one run (the first validate,
+  which also builds the fast path's pattern, is the ``seconds`` figure).
 
 The list has 2% unusable numbers, all distinct, as an old export has them: wrong E.164
 (``+1555…``, a digit too many), a US number in a bad area code written nationally, and
@@ -64,27 +65,33 @@ def with_invalid_numbers(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def child(path: str) -> None:
-    """Runs in the child: validate once and print what it found and how long it took."""
+    """Runs in the child: validate (first call, then best of three) and, for CSV, a bare read; print the figures."""
     quiet_logs()
     from batch_engage import api
 
     tmp = Path(path).parent
     spec = make_spec(tmp, input_path=path)
-    read_seconds = None
-    if path.endswith(".csv"):
-        timings = []
-        for _ in range(3):
-            started = time.perf_counter()
-            pl.read_csv(path)
-            timings.append(time.perf_counter() - started)
-        read_seconds = min(timings)
     started = time.perf_counter()
     v = api.validate(spec)
     seconds = time.perf_counter() - started
+    warm = seconds
+    read_seconds = None
+    if path.endswith(".csv"):
+        # Alternate the two so that neither gets a warmer cache or a quieter machine than the other.
+        reads = []
+        for _ in range(3):
+            started = time.perf_counter()
+            pl.read_csv(path)
+            reads.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            api.validate(spec)
+            warm = min(warm, time.perf_counter() - started)
+        read_seconds = min(reads)
     print(
         json.dumps(
             {
                 "seconds": seconds,
+                "warm_seconds": warm,
                 "bare_read_csv_seconds": read_seconds,
                 "rows": v.total,
                 "valid": v.valid,
@@ -144,12 +151,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         targets.append(Target(f"{fmt}: validate seconds", r["seconds"], "<=", 3, "s"))
         targets.append(Target(f"{fmt}: peak RSS", r["peak_rss_mb"], "<=", GB / 1024**2, "MB"))
     csv = results["csv"]
-    csv["read_ratio"] = csv["seconds"] / csv["bare_read_csv_seconds"]
-    targets.append(Target("csv: validate / bare pl.read_csv", csv["read_ratio"], "<=", MAX_READ_RATIO, "x"))
+    csv["read_ratio"] = csv["warm_seconds"] / csv["bare_read_csv_seconds"]
+    targets.append(
+        Target("csv: validate / bare pl.read_csv (best of 3 each)", csv["read_ratio"], "<=", MAX_READ_RATIO, "x")
+    )
     table = [
         (
             "csv: validate s | bare pl.read_csv s | ratio",
-            f"{csv['seconds']:.2f} | {csv['bare_read_csv_seconds']:.2f} | {csv['read_ratio']:.2f}x",
+            f"{csv['warm_seconds']:.3f} | {csv['bare_read_csv_seconds']:.3f} | {csv['read_ratio']:.2f}x",
         ),
     ]
     table += [
