@@ -72,6 +72,12 @@ def _job_options(p: argparse.ArgumentParser, *, period: bool = False) -> None:
         p.add_argument(
             "--period", metavar="PERIOD", help="another period of a job whose id has {date}, {week} or {month}"
         )
+    p.add_argument(
+        "--separator",
+        metavar="CHAR",
+        type=lambda text: "\t" if text in ("\\t", "tab") else text,
+        help="the CSV field separator: ',', ';', '|' or 'tab' (overrides [input] separator; default: detected)",
+    )
 
 
 def _log_options(p: argparse.ArgumentParser) -> None:
@@ -316,6 +322,7 @@ def _configure_logging(args: argparse.Namespace) -> None:
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     values = {
         "input.path": getattr(args, "input", None),
+        "input.separator": getattr(args, "separator", None),
         "output.checkpoint": getattr(args, "checkpoint", None),
         "output.results": getattr(args, "output", None) if args.command == "run" else None,
         "send.rate": getattr(args, "rate", None),

@@ -76,6 +76,7 @@ class InputSpec:
     encoding: str = "utf-8"
     uri: str | None = None
     query: str | None = None
+    separator: str | None = None  # a CSV's field separator; None: detected from the header
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -225,6 +226,7 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], str]]] = {
         "encoding": (str, "encoding"),
         "uri": (str, "uri"),
         "query": (str, "query"),
+        "separator": (str, "separator"),
     },
     "flow": {
         "sid": (str, "sid"),
@@ -498,6 +500,8 @@ def _build(sections: dict[str, dict[str, Any]], base: Path, stem: str, now: date
             raise ConfigError("input.path", "give input.path or input.uri + input.query, not both")
         if not inp["uri"].startswith("env:"):
             check_database_uri(inp["uri"], key="input.uri")
+    if inp.get("separator") is not None and inp["separator"] not in (",", ";", "\t", "|"):
+        raise ConfigError("input.separator", f"must be one of ',' ';' '\\t' '|', not {inp['separator']!r}")
 
     flow = sections["flow"]
     if "sid" not in flow:
