@@ -10,10 +10,10 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import Any, NoReturn, TextIO, cast
 
 import structlog
 from rich.console import Console
@@ -306,17 +306,36 @@ def _configure_logging(args: argparse.Namespace) -> None:
         if fmt == "json"
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
+    # On a console the human summary on stdout is the only summary; JSON logs keep the event for machines.
+    drop = [_drop_summary] if fmt == "console" else []
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            *drop,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=cast(TextIO, _CurrentStderr())),
         cache_logger_on_first_use=False,
     )
+
+
+def _drop_summary(logger: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    if event.get("event") == "run.summary":
+        raise structlog.DropEvent
+    return event
+
+
+class _CurrentStderr:
+    """Whatever ``sys.stderr`` is when a line is written: under the progress bar, rich's proxy prints above it."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -339,6 +358,13 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 def _print_summary(result: RunResult, out: TextIO) -> None:
     s = result.summary
     counts = ", ".join(f"{k} {v}" for k, v in s.counts.items() if v)
+    done = sum(s.counts.get(k, 0) for k in ("sent", "already_active", "failed", "capped"))
+    left = sum(s.counts.get(k, 0) for k in ("pending", "uncertain", "in_flight"))
+    if s.requests == 0 and s.lookups == 0 and done and not left and not s.aborted:
+        print(
+            f"all {done} rows were done by earlier runs (results: {s.results_path}); exit {result.exit_code}", file=out
+        )
+        return
     lines = [
         f"rows: {sum(s.counts.values())} ({counts})",
         *(
