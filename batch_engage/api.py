@@ -30,13 +30,40 @@ from .prepare import prepare
 from .reads import PacedReads
 from .report_data import report_data
 from .report_html import render_report
-from .results import build_results, counts_by_status, exit_code_for, write_results
+from .results import (
+    EXIT_ABORTED,
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    EXIT_TEMPFAIL,
+    EXIT_USAGE,
+    build_results,
+    counts_by_status,
+    exit_code_for,
+    write_results,
+)
 from .runner import Progress, RunControl, RunOptions, RunResult, run_job, target_for
+from .sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox, SandboxConfig
+from .sandbox import serve as serve_sandbox
 from .spec import Spec, check_base_url, load_spec, studio_base_url
 from .states import FINAL, POSSIBLY_SENT
 from .windows import annotate_windows, send_window, window_openings
 
 __all__ = [
+    "EXIT_ABORTED",
+    "EXIT_OK",
+    "EXIT_SOME_FAILED",
+    "EXIT_TEMPFAIL",
+    "EXIT_USAGE",
+    "SANDBOX_PASSWORD",
+    "SANDBOX_USERNAME",
+    "Credentials",
+    "FlowReview",
+    "Progress",
+    "RunControl",
+    "RunOptions",
+    "RunResult",
+    "Sandbox",
+    "SandboxConfig",
     "Status",
     "Validation",
     "history_stats",
@@ -45,8 +72,10 @@ __all__ = [
     "report",
     "run",
     "run_async",
+    "serve_sandbox",
     "status",
     "validate",
+    "write_report_html",
 ]
 
 log = structlog.get_logger(__name__)

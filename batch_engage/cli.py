@@ -21,12 +21,24 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemaini
 from rich.progress import Progress as Bar
 
 from . import api
-from .credentials import Credentials
+from .api import (
+    EXIT_ABORTED,
+    EXIT_OK,
+    EXIT_TEMPFAIL,
+    EXIT_USAGE,
+    SANDBOX_PASSWORD,
+    SANDBOX_USERNAME,
+    Credentials,
+    FlowReview,
+    Progress,
+    RunControl,
+    RunOptions,
+    RunResult,
+    Sandbox,
+    SandboxConfig,
+)
+from .api import serve_sandbox as serve
 from .errors import BatchEngageError, TryLater, UsageError
-from .flowreview import FlowReview
-from .results import EXIT_ABORTED, EXIT_OK, EXIT_TEMPFAIL, EXIT_USAGE
-from .runner import Progress, RunControl, RunOptions, RunResult
-from .sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox, SandboxConfig, serve
 
 __all__ = ["build_parser", "main"]
 
