@@ -18,7 +18,7 @@ import structlog
 
 from . import periods
 from ._files import private_file
-from .checkpoint import Target, check_binding, empty_journal, plan_path, read_only
+from .checkpoint import CheckpointView, Target, check_binding, empty_journal, plan_path, read_only
 from .client import StudioClient, make_http_client
 from .credentials import Credentials, credentials_from_env
 from .errors import ConfigError, CredentialsError, FlowNotFound, FlowUnwired, PeriodUnsettled, UsageError
@@ -399,12 +399,13 @@ async def _published(
     return published
 
 
-def _from_checkpoint(spec: Spec) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The plan and the results table, from the checkpoint alone (``in_flight`` while a run holds it)."""
+def _from_checkpoint(spec: Spec) -> tuple[pl.DataFrame, pl.DataFrame, CheckpointView]:
+    """The plan, the results table and the view, from the checkpoint alone (``in_flight`` while a run holds it)."""
     view = read_only(spec.output.checkpoint)
     if view.plan is None:
         raise UsageError(f"{spec.output.checkpoint}: the checkpoint has no plan yet; run the job once")
-    return view.plan, build_results(view.plan, view.journal, input_digest=view.meta.get("input"), live=view.live)
+    results = build_results(view.plan, view.journal, input_digest=view.meta.get("input"), live=view.live)
+    return view.plan, results, view
 
 
 @dataclass(frozen=True)
@@ -427,7 +428,7 @@ def status(
 ) -> Status:
     """Counts by status from the checkpoint alone; sends nothing, works while a run is going on."""
     spec = load_job(job, overrides, period=period, sandbox=sandbox, latest=True)
-    plan, results = _from_checkpoint(spec)
+    plan, results, _ = _from_checkpoint(spec)
     openings = window_openings(plan, results, spec, now or datetime.now(UTC))
     first = openings.get_column("opens").drop_nulls().min() if openings.height else None
     return Status(
@@ -449,17 +450,17 @@ def report(
 ) -> tuple[Path, dict[str, int]]:
     """Write the results table again from the checkpoint alone (with ``html``, also the campaign page); no sends."""
     spec = load_job(job, overrides, period=period, sandbox=sandbox, latest=True)
-    plan, results = _from_checkpoint(spec)
+    plan, results, view = _from_checkpoint(spec)
     results = annotate_windows(plan, results, spec, datetime.now(UTC))
     target = write_results(results, output or spec.output.results)
     if html is not None:
-        write_report_html(spec, html)
+        write_report_html(spec, html, view=view)
     return target, counts_by_status(results)
 
 
-def write_report_html(spec: Spec, path: str | Path) -> Path:
+def write_report_html(spec: Spec, path: str | Path, *, view: CheckpointView | None = None) -> Path:
     """Write the campaign report page for ``spec``'s checkpoint: one self-contained file, owner-only, atomically."""
-    view = read_only(spec.output.checkpoint)
+    view = view or read_only(spec.output.checkpoint)
     if view.plan is None:
         raise UsageError(f"{spec.output.checkpoint}: the checkpoint has no plan yet; run the job once")
     page = render_report(report_data(spec, view, spec.output.checkpoint))

@@ -38,7 +38,7 @@ from .reconcile import Lookup, Reconciler
 from .recorder import Recorder
 from .results import build_results, counts_by_status, exit_code_for, write_results
 from .spec import Spec, check_base_url, studio_base_url
-from .states import POSSIBLY_SENT, REACHED, RowState
+from .states import FINAL, POSSIBLY_SENT, RowState
 from .twilio_clock import TwilioClock
 from .windows import SendWindow, annotate_windows, send_window
 
@@ -136,9 +136,7 @@ def target_for(spec: Spec, credentials: Credentials | None, *, sandbox: bool) ->
 
 def _earlier(plan: pl.DataFrame, checkpoint: Checkpoint, digest: str) -> tuple[int, int]:
     """Rows whose contact a run for an earlier input reached, and how many of them now carry other Parameters."""
-    finals = checkpoint.journal().filter(
-        pl.col("state").is_in([s.value for s in REACHED]) & (pl.col("input") != digest)
-    )
+    finals = checkpoint.reached_for_other_input(digest)
     if finals.height == 0:
         return 0, 0
     rows = plan.filter(pl.col("status") == "pending").join(
@@ -487,7 +485,7 @@ async def _run_with_checkpoint(
         pacer = Pacer(spec.send.rate)
         recorder = Recorder(cp, history, now=lambda: options.clock().timestamp(), rate=lambda: pacer.rate)
         possibly = cp.open_lines().filter(pl.col("state").is_in([s.value for s in POSSIBLY_SENT]))
-        finals = cp.final_lines().get_column("contact")
+        finals = cp.contacts_in(FINAL)
         sendable = plan.filter(pl.col("status") == "pending")
         total = sendable.height
         done = sendable.filter(pl.col("contact").is_in(finals.implode())).height
@@ -523,7 +521,7 @@ async def _run_with_checkpoint(
                 await run.settle_earlier(possibly)
             waiting = False
             if d.aborted is None and not control.stopping:
-                settled = cp.journal().filter(pl.col("state") != "pending").get_column("contact")
+                settled = cp.contacts_in(FINAL | POSSIBLY_SENT)
                 waiting = await _send_all(run, _to_send(plan, cp.open_lines(), settled), options, d.window)
             await run.settle_this_run()
             stopped_early = control.stopping or waiting
