@@ -37,7 +37,7 @@ from .reads import PacedReads
 from .reconcile import Lookup, Reconciler
 from .recorder import Recorder
 from .results import build_results, counts_by_status, exit_code_for, write_results
-from .spec import Spec, check_base_url, studio_base_url
+from .spec import Spec, check_base_url, studio_base_url, studio_region_warning
 from .states import FINAL, POSSIBLY_SENT, RowState
 from .twilio_clock import TwilioClock
 from .windows import SendWindow, annotate_windows, send_window
@@ -391,6 +391,9 @@ async def run_job(
     started = time.monotonic()
     base_url = studio_base_url(spec.flow, region=credentials.region, edge=credentials.edge)
     check_base_url(base_url)
+    region_warning = None if spec.flow.base_url else studio_region_warning(spec.flow.region or credentials.region)
+    if region_warning:
+        log.warning("region.studio", message=region_warning)
     if settle_only:
         view = read_only(spec.output.checkpoint)
         assert view.plan is not None
