@@ -304,6 +304,9 @@ class _Run:
         """Prove the credentials and that the Flow has a published revision before any row is sent."""
         try:
             flow = await self.reads.call("flow", self.client.fetch_flow)
+            account = flow.get("account_sid")
+            if isinstance(account, str) and account and not self.options.sandbox:
+                await asyncio.to_thread(self.cp.learn_account, account)
             published = await self.reads.call("published revision", self.client.fetch_published)
         except FlowNotFound as exc:
             self.d.aborted = exc

@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -224,3 +225,49 @@ class TestStatusDuringARun:
             assert proc.wait(timeout=60) == 0
         assert counts.get("in_flight", 0) >= 8 and counts["uncertain"] == 0
         assert status(job).counts["sent"] == 30
+
+
+class TestCredentials:
+    """The target is the account, not the credential: a rotated key goes on, another account is refused."""
+
+    def test_a_rotated_api_key_of_the_same_account_continues_the_job(
+        self,
+        sandbox_factory: Callable[..., Sandbox],
+        make_spec: Callable[..., Any],
+    ) -> None:
+        """Sent 5 with the Account SID, then with a new API key: the rest are sent, nobody twice."""
+        from batch_engage import RunOptions, run
+        from batch_engage.credentials import Credentials
+        from batch_engage.sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME
+
+        key = ("SK" + "1" * 32, "key-secret")
+        sb = sandbox_factory(rate_limit=None, credentials=((SANDBOX_USERNAME, SANDBOX_PASSWORD), key))
+        spec = make_spec(sb.url)
+        run(
+            spec,
+            frame=make_contacts(12),
+            credentials=Credentials(SANDBOX_USERNAME, SANDBOX_PASSWORD),
+            options=RunOptions(limit=5),
+        )
+        result = run(spec, frame=make_contacts(12), credentials=Credentials(*key))
+        assert result.counts["sent"] == 12 and len(sb.ledger()) == 12
+
+    def test_another_account_is_refused_before_sending(
+        self,
+        sandbox_factory: Callable[..., Sandbox],
+        make_spec: Callable[..., Any],
+    ) -> None:
+        """A checkpoint of account A run with account B's credentials: exit 2 naming both accounts."""
+        from batch_engage import run
+        from batch_engage.credentials import Credentials
+        from batch_engage.errors import CheckpointMismatch
+        from batch_engage.sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME
+
+        other = ("AC" + "b" * 32, "other-token")
+        sb = sandbox_factory(rate_limit=None, credentials=((SANDBOX_USERNAME, SANDBOX_PASSWORD), other))
+        spec = make_spec(sb.url)
+        run(spec, frame=make_contacts(3), credentials=Credentials(SANDBOX_USERNAME, SANDBOX_PASSWORD))
+        with pytest.raises(CheckpointMismatch, match=other[0]) as refused:
+            run(spec, frame=make_contacts(3), credentials=Credentials(*other))
+        assert SANDBOX_USERNAME in str(refused.value)
+        assert len(sb.ledger()) == 3
