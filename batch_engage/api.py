@@ -21,6 +21,7 @@ from ._files import private_file
 from .checkpoint import CheckpointView, Target, check_binding, empty_journal, plan_path, read_only
 from .client import StudioClient, make_http_client
 from .credentials import Credentials, credentials_from_env
+from .dispatch import Item, make_marker
 from .errors import ConfigError, CredentialsError, FlowNotFound, FlowUnwired, PeriodUnsettled, UsageError
 from .flowcheck import FlowWiringError
 from .flowreview import FlowReview, review
@@ -333,9 +334,12 @@ def validate(
             raise ConfigError("flow.strict_variables", f"the Flow prints {names}, which the job does not supply")
     pending = plan.filter(pl.col("status") == "pending")
     done_rows = 0
+    marker_token = "<token of the new checkpoint>"  # noqa: S105 - a placeholder, not a secret
     if Path(spec.output.checkpoint).exists() and not restart:
-        finals = read_only(spec.output.checkpoint).journal.filter(pl.col("state").is_in([s.value for s in FINAL]))
+        view = read_only(spec.output.checkpoint)
+        finals = view.journal.filter(pl.col("state").is_in([s.value for s in FINAL]))
         done_rows = pending.filter(pl.col("contact").is_in(finals.get_column("contact").implode())).height
+        marker_token = view.meta.get("token", marker_token)
     statuses: dict[str, int] = dict(plan.group_by("status").len().iter_rows())
     invalid = plan.filter(pl.col("status") == "invalid")
     reasons = Counter(_reason_kind(m) for m in invalid.get_column("error_message").to_list())
@@ -343,10 +347,15 @@ def validate(
         m.removeprefix("on suppression list ")
         for m in plan.filter(pl.col("status") == "suppressed").get_column("error_message").to_list()
     )
-    samples = [
-        {"row": r, "To": t, "From": f, **({"Parameters": p} if p is not None else {})}
-        for r, t, f, p in pending.head(3).select("row", "to", "from", "parameters").iter_rows()
-    ]
+    samples = []
+    for row, contact, to, from_, params in (
+        pending.head(3).select("row", "contact", "to", "from", "parameters").iter_rows()
+    ):
+        body = Item(
+            row=row, contact=contact, to=to, from_=from_, parameters=params, marker=make_marker(marker_token, contact)
+        )
+        sent = body.body(spec.send.marker_key)
+        samples.append({"row": row, "To": to, "From": from_, **({"Parameters": sent} if sent is not None else {})})
     moment = now or datetime.now(UTC)
     results = annotate_windows(plan, build_results(plan, empty_journal()), spec, moment)
     openings = window_openings(plan, results, spec, moment)
