@@ -106,7 +106,7 @@ def prepare(
     stdin: BinaryIO | None = None,
     job_owner: str | None = None,
 ) -> Prepared:
-    """Read and plan the input (suppression, caps, send-window zones, contact keys). No network."""
+    """Read and plan the input (suppression, caps, send-window zones, contact keys); no call to Twilio."""
     if frame is not None:
         data = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
         columns = [c for c in text_columns(spec.mapping) if c in data.columns]
