@@ -1,7 +1,8 @@
 """batch-engage: turn a file of contacts into Twilio Studio Flow runs, paced, resumable, never twice.
 
 Use it from Python as ``batch_engage.run("jobs/campaign.toml")`` or
-``batch_engage.run(spec, frame=df)``; the ``batch-engage`` command is a thin layer over it.
+``batch_engage.run(spec, frame=df)``, and bring back what happened in each run with
+``batch_engage.collect("jobs/campaign.toml")``; the ``batch-engage`` command is a thin layer over them.
 """
 
 from .api import (

@@ -358,6 +358,16 @@ class TestWaitAndSandbox:
         assert result.exit_code == 0
         assert set(result.outcomes["run_status"]) == {"ended"}
 
+    def test_max_duration_ends_the_wait_with_75_while_runs_are_active(
+        self, ran: Path, sandbox: Sandbox, sandbox_creds: Credentials
+    ) -> None:
+        """With wait and max_duration, runs that never end stop the collect in time: exit 75, none `ended`."""
+        options = CollectOptions(wait=True, max_duration=0.2, sleep=no_wait)
+        result = batch_engage.collect(ran, credentials=sandbox_creds, options=options)
+        assert result.exit_code == 75 and result.stopped_early
+        assert result.counts["ended"] == 0
+        assert result.counts["active"] + result.counts.get("not_collected", 0) == 30
+
     def test_collect_sandbox_finds_the_runs_of_run_sandbox(
         self,
         write_job: Callable[..., Path],
@@ -407,6 +417,21 @@ class TestJobFile:
         assert spec.output.outcomes == str(Path.cwd() / "job.outcomes.csv")
         raw["output"] = {"outcomes": str(tmp_path / "{id}-answers.parquet")}
         assert batch_engage.load_spec(raw=raw).output.outcomes == str(tmp_path / "job-answers.parquet")
+
+    def test_outcomes_follow_the_period(self, tmp_path: Path) -> None:
+        """A job with {date} in its id writes each period's outcomes to that period's file."""
+        raw = {
+            "job": {"id": "daily-{date}"},
+            "flow": {"sid": FLOW_SID},
+            "mapping": {"to": "phone", "from": "+15005550006"},
+            "output": {
+                "checkpoint": str(tmp_path / "{id}.checkpoint"),
+                "outcomes": str(tmp_path / "{id}.outcomes.parquet"),
+            },
+        }
+        spec = batch_engage.load_spec(raw=raw).for_period("2026-11-20")
+        assert spec.output.outcomes == str(tmp_path / "daily-2026-11-20.outcomes.parquet")
+        assert spec.rehearsal().output.outcomes == str(tmp_path / "daily-2026-11-20.outcomes.sandbox.parquet")
 
     @pytest.mark.parametrize(
         ("collect", "key"),
