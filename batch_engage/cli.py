@@ -638,7 +638,11 @@ def _cmd_collect(args: argparse.Namespace) -> int:
     rehearsal = (
         api.load_job(args.job, overrides, period=args.period, sandbox=True, latest=True) if args.sandbox else None
     )
-    with Sandbox(api.sandbox_config(rehearsal)) if rehearsal is not None else nullcontext() as sandbox:
+    try:
+        simulator = Sandbox(api.sandbox_config(rehearsal)) if rehearsal is not None else None
+    except ValueError as exc:  # a state file that is not the sandbox's
+        raise UsageError(f"collect --sandbox: {exc}") from None
+    with simulator if simulator is not None else nullcontext() as sandbox:
         if sandbox is not None:
             overrides["flow.base_url"] = sandbox.url
             creds = Credentials(SANDBOX_USERNAME, SANDBOX_PASSWORD)

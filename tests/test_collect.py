@@ -232,6 +232,42 @@ class TestFetchedOnce:
         assert table.height == rows and set(table["run_status"]) == {"ended"}
 
 
+class TestSignals:
+    def test_sigterm_stops_with_75_writing_what_was_collected_and_the_next_collect_finishes(
+        self,
+        sandbox_factory: Callable[..., Sandbox],
+        write_job: Callable[..., Path],
+        tmp_path: Path,
+        sandbox_creds: Credentials,
+        sandbox_env: dict[str, str],
+    ) -> None:
+        """SIGTERM: exit 75, the table has the rows fetched so far and "not collected yet" for the rest."""
+        sb = sandbox_factory(rate_limit=None, latency=0.01)
+        path = tmp_path / "contacts.csv"
+        make_contacts(60).write_csv(path)
+        job = write_job(input_path=path, base_url=sb.url, extra="[collect]\nrate = 20\nconcurrency = 2\n")
+        assert batch_engage.run(job, credentials=sandbox_creds).exit_code == 0
+        sb.end_all_runs()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TWILIO_")} | sandbox_env
+        command = [sys.executable, "-m", "batch_engage", "collect", str(job), "--log-format", "json", "-q"]
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO)
+        store = outcomes_path(tmp_path / "job.checkpoint")
+        deadline = time.monotonic() + 20
+        while stored(store) < 5 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 75, err
+        table = read_outcomes(job)
+        assert table.height == 60
+        collected = table.filter(pl.col("run_status") == "ended").height
+        assert 5 <= collected < 60
+        assert set(table.filter(pl.col("run_status").is_null())["error_message"]) == {"not collected yet"}
+        done = subprocess.run(command, env=env, capture_output=True, cwd=REPO, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert set(read_outcomes(job)["run_status"]) == {"ended"}
+
+
 def stored(store: Path) -> int:
     """How many lines a collect has committed to its outcomes store so far."""
     if not store.exists():
