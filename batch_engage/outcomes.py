@@ -27,7 +27,7 @@ from typing import Any
 from ._files import private_file
 from .errors import CheckpointLocked, UsageError
 
-__all__ = ["OutcomeStore", "StoredOutcome", "outcomes_path"]
+__all__ = ["OutcomeStore", "StoredOutcome", "outcomes_path", "read_outcomes"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outcomes (
@@ -115,23 +115,7 @@ class OutcomeStore:
 
     def load(self) -> dict[str, StoredOutcome]:
         """Every stored line, by contact."""
-        rows = self._conn.execute(
-            "SELECT contact, sid, run_status, ended_at, error_message, vals, asked, final, fetched_at FROM outcomes"
-        ).fetchall()
-        return {
-            row[0]: StoredOutcome(
-                contact=row[0],
-                sid=row[1],
-                run_status=row[2],
-                ended_at=row[3],
-                error_message=row[4],
-                values=json.loads(row[5]),
-                asked=row[6],
-                final=bool(row[7]),
-                fetched_at=row[8],
-            )
-            for row in rows
-        }
+        return _load(self._conn)
 
     def save(self, outcomes: Iterable[StoredOutcome]) -> None:
         """Record a group of lines in one short transaction (a line replaces the contact's previous one)."""
@@ -158,3 +142,38 @@ class OutcomeStore:
             self._conn.execute("ROLLBACK")
             raise
         self._conn.execute("COMMIT")
+
+
+def _load(conn: sqlite3.Connection) -> dict[str, StoredOutcome]:
+    rows = conn.execute(
+        "SELECT contact, sid, run_status, ended_at, error_message, vals, asked, final, fetched_at FROM outcomes"
+    ).fetchall()
+    return {
+        row[0]: StoredOutcome(
+            contact=row[0],
+            sid=row[1],
+            run_status=row[2],
+            ended_at=row[3],
+            error_message=row[4],
+            values=json.loads(row[5]),
+            asked=row[6],
+            final=bool(row[7]),
+            fetched_at=row[8],
+        )
+        for row in rows
+    }
+
+
+def read_outcomes(checkpoint: str | Path) -> dict[str, StoredOutcome] | None:
+    """The collected outcomes beside ``checkpoint``, read without the lock (None when ``collect`` never ran)."""
+    path = outcomes_path(checkpoint)
+    if not path.exists():
+        return None
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            return _load(conn)
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError:
+        return None

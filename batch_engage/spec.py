@@ -222,7 +222,12 @@ class Spec:
         )
 
     def rehearsal(self) -> Spec:
-        """The same job against the sandbox: its own checkpoint and results beside the real ones, no history."""
+        """The same job against the sandbox: its own checkpoint and results beside the real ones, no history.
+
+        Idempotent: the rehearsal of a rehearsal is itself.
+        """
+        if self.output.checkpoint.endswith(".sandbox"):
+            return self
         results = Path(self.output.results)
         outcomes = Path(self.output.outcomes) if self.output.outcomes else None
         return dataclasses.replace(
