@@ -600,7 +600,6 @@ class TestFromTheCheckpoint:
         self, sandbox: Any, make_spec: Any, sandbox_creds: Any, tmp_path: Path
     ) -> None:
         """Written a second apart (and after a copy of the checkpoint), the bytes are the same; numbers are masked."""
-        import shutil
 
         from batch_engage import run
         from batch_engage.api import write_report_html
