@@ -496,6 +496,28 @@ def _write_atomically(path: str, text: str) -> None:
     os.replace(tmp, target)
 
 
+@contextmanager
+def _rehearsal(
+    args: argparse.Namespace, overrides: dict[str, Any], *, latest: bool = False
+) -> Iterator[Credentials | None]:
+    """With ``--sandbox``: serve the simulator and point the job at it; yield the credentials it takes (else None).
+
+    Its runs are kept beside the rehearsal's checkpoint, so a later ``run`` or ``collect --sandbox``
+    (another process) finds the same runs, as the real Studio would.
+    """
+    if not args.sandbox:
+        yield None
+        return
+    rehearsal = api.load_job(args.job, overrides, sandbox=True, period=args.period, latest=latest)
+    try:
+        simulator = Sandbox(api.sandbox_config(rehearsal))
+    except ValueError as exc:  # a state file that is not the sandbox's
+        raise UsageError(f"{args.command} --sandbox: {exc}") from None
+    with simulator as sandbox:
+        overrides["flow.base_url"] = sandbox.url
+        yield Credentials(SANDBOX_USERNAME, SANDBOX_PASSWORD)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         return _cmd_validate(args)
@@ -504,18 +526,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.report_html:
         _check_writable_folder(args.report_html, "--report-html")
     overrides = _overrides(args)
-    creds: Credentials | None = None
-    # The rehearsal's sandbox keeps its runs beside the rehearsal's checkpoint, so a later run or
-    # `collect --sandbox` (another process) finds the same runs, as the real Studio would.
-    simulator = (
-        Sandbox(api.sandbox_config(api.load_job(args.job, overrides, sandbox=True, period=args.period)))
-        if args.sandbox
-        else None
-    )
-    with simulator or nullcontext() as sandbox:
-        if sandbox is not None:
-            overrides["flow.base_url"] = sandbox.url
-            creds = Credentials(SANDBOX_USERNAME, SANDBOX_PASSWORD)
+    with _rehearsal(args, overrides) as creds:
         show = sys.stderr.isatty() and not args.quiet
         with _progress_bar(show) as progress:
             result = asyncio.run(_run_async(args, creds, overrides, progress))
@@ -746,18 +757,7 @@ _SANDBOX_POLL = 1.0
 
 def _cmd_collect(args: argparse.Namespace) -> int:
     overrides = _overrides(args)
-    creds: Credentials | None = None
-    rehearsal = (
-        api.load_job(args.job, overrides, period=args.period, sandbox=True, latest=True) if args.sandbox else None
-    )
-    try:
-        simulator = Sandbox(api.sandbox_config(rehearsal)) if rehearsal is not None else None
-    except ValueError as exc:  # a state file that is not the sandbox's
-        raise UsageError(f"collect --sandbox: {exc}") from None
-    with simulator if simulator is not None else nullcontext() as sandbox:
-        if sandbox is not None:
-            overrides["flow.base_url"] = sandbox.url
-            creds = Credentials(SANDBOX_USERNAME, SANDBOX_PASSWORD)
+    with _rehearsal(args, overrides, latest=True) as creds:
         show = sys.stderr.isatty() and not args.quiet
         with _collect_bar(show) as progress:
             result = asyncio.run(_collect_async(args, creds, overrides, progress))
