@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -132,6 +132,7 @@ def _buckets(seconds: Sequence[Second]) -> tuple[int, list[_Bucket]]:
 
 
 def time_chart(seconds: Sequence[Second], configured_rate: float) -> str:
+    """Requests per bucket (2xx, other, 429 stacked; retries as a line) over the pacer's rate strip."""
     width, buckets = _buckets(seconds)
     unit = _BUCKET_NAMES.get(width, duration_text(width))
     w, h = 1000.0, 300.0
@@ -145,18 +146,7 @@ def time_chart(seconds: Sequence[Second], configured_rate: float) -> str:
     def y(value: float) -> float:
         return top + plot_h - value / scale_max * plot_h
 
-    ok_d: list[str] = []
-    lim_d: list[str] = []
-    other_d: list[str] = []
-    for i, b in enumerate(buckets):
-        x = left + i * step
-        other = max(b.requests - b.ok - b.rate_limited, 0)
-        base = 0
-        for d, value in ((ok_d, b.ok), (other_d, other), (lim_d, b.rate_limited)):
-            if value:
-                y0, y1 = y(base), y(base + value)
-                d.append(f"M{coord(x)} {coord(y0)}V{coord(y1)}h{coord(bar_w)}V{coord(y0)}z")
-            base += value
+    ok_d, other_d, lim_d = _stacked_paths(buckets, left, step, bar_w, y)
     # A few 429s in a bar of thousands are a sliver nobody sees; a mark above the plot cannot be missed.
     marks = "".join(
         f"M{coord(left + (i + 0.5) * step - 4)} {coord(top - 12)}h8l-4 7z"
@@ -180,13 +170,7 @@ def time_chart(seconds: Sequence[Second], configured_rate: float) -> str:
         sum(b.rate_limited for b in buckets),
         sum(b.retries for b in buckets),
     )
-    legend = (
-        f'<ul class="legend"><li style="--c:{_OK_COLOUR}">2xx <b>{totals[1]:,}</b></li>'
-        f'<li style="--c:{OTHER_COLOUR}">other answers <b>{totals[0] - totals[1] - totals[2]:,}</b></li>'
-        f'<li style="--c:{_LIMITED_COLOUR}">429 rate-limited (&#9660; above each bar with any) '
-        f"<b>{totals[2]:,}</b></li>"
-        f'<li class="line" style="--c:{_RETRY_COLOUR}">retries <b>{totals[3]:,}</b></li></ul>'
-    )
+    legend = _time_legend(totals)
     chart = (
         f'<div class="scroll"><svg class="chart" id="chart-time" viewBox="0 0 {coord(w)} {coord(h)}" role="img" '
         'aria-labelledby="chart-time-title chart-time-desc">'
@@ -195,9 +179,9 @@ def time_chart(seconds: Sequence[Second], configured_rate: float) -> str:
         f'<desc id="chart-time-desc">{totals[0]:,} requests in {len(buckets):,} buckets of one {escape(unit)}; '
         f"{totals[1]:,} answered 2xx, {totals[2]:,} answered 429, {totals[3]:,} retries.</desc>"
         f"{grid}"
-        f'<path d="{"".join(ok_d)}" fill="{_OK_COLOUR}"/>'
-        f'<path d="{"".join(other_d)}" fill="{OTHER_COLOUR}"/>'
-        f'<path d="{"".join(lim_d)}" fill="{_LIMITED_COLOUR}"/>'
+        f'<path d="{ok_d}" fill="{_OK_COLOUR}"/>'
+        f'<path d="{other_d}" fill="{OTHER_COLOUR}"/>'
+        f'<path d="{lim_d}" fill="{_LIMITED_COLOUR}"/>'
         f'<path class="marks-429" d="{marks}" fill="{_LIMITED_COLOUR}"/>'
         f'<polyline points="{retry_points}" fill="none" stroke="{_RETRY_COLOUR}" stroke-width="1.5"/>'
         f'<line x1="{coord(left)}" x2="{coord(w - right)}" y1="{coord(y(0))}" y2="{coord(y(0))}" class="axis"/>'
@@ -205,6 +189,37 @@ def time_chart(seconds: Sequence[Second], configured_rate: float) -> str:
     )
     return f'<p class="note">Requests per {escape(unit)} (UTC).</p>\n{legend}\n{chart}\n' + _rate_chart(
         buckets, width, configured_rate
+    )
+
+
+def _stacked_paths(
+    buckets: Sequence[_Bucket], left: float, step: float, bar_w: float, y: Callable[[float], float]
+) -> tuple[str, str, str]:
+    """The 2xx, other and 429 bars as three SVG path strings, stacked in that order from the axis."""
+    ok_d: list[str] = []
+    lim_d: list[str] = []
+    other_d: list[str] = []
+    for i, b in enumerate(buckets):
+        x = left + i * step
+        other = max(b.requests - b.ok - b.rate_limited, 0)
+        base = 0
+        for d, value in ((ok_d, b.ok), (other_d, other), (lim_d, b.rate_limited)):
+            if value:
+                y0, y1 = y(base), y(base + value)
+                d.append(f"M{coord(x)} {coord(y0)}V{coord(y1)}h{coord(bar_w)}V{coord(y0)}z")
+            base += value
+    return "".join(ok_d), "".join(other_d), "".join(lim_d)
+
+
+def _time_legend(totals: tuple[int, int, int, int]) -> str:
+    """The time chart's legend from (requests, 2xx, 429, retries) totals."""
+    requests, ok, limited, retries = totals
+    return (
+        f'<ul class="legend"><li style="--c:{_OK_COLOUR}">2xx <b>{ok:,}</b></li>'
+        f'<li style="--c:{OTHER_COLOUR}">other answers <b>{requests - ok - limited:,}</b></li>'
+        f'<li style="--c:{_LIMITED_COLOUR}">429 rate-limited (&#9660; above each bar with any) '
+        f"<b>{limited:,}</b></li>"
+        f'<li class="line" style="--c:{_RETRY_COLOUR}">retries <b>{retries:,}</b></li></ul>'
     )
 
 
@@ -304,6 +319,7 @@ def _label_indices(count: int) -> list[int]:
 
 
 def escape(text: str) -> str:
+    """Text made safe for HTML content and attribute values."""
     return html.escape(text, quote=True)
 
 
@@ -318,10 +334,12 @@ def _num(value: float) -> str:
 
 
 def rate_text(value: float | None) -> str:
+    """A rate to two decimals, or an em dash when unknown."""
     return "—" if value is None else f"{value:.2f}"
 
 
 def percent(share: float) -> str:
+    """A share (0 to 1) as a percentage to one decimal."""
     return f"{share * 100:.1f}%"
 
 
@@ -333,6 +351,7 @@ def _clock(unix: int, width: int) -> str:
 
 
 def duration_text(seconds: float) -> str:
+    """A duration for people: seconds under a minute, else its two largest units (``4 min 05 s``, ``2 h 10 min``)."""
     if seconds < 60:
         return f"{seconds:.1f} s"
     whole = round(seconds)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from aiohttp import web
@@ -17,6 +18,17 @@ from .state import Run, TokenBucket
 __all__ = ["CreateRoutes"]
 
 _Fault = Literal["error", "lost", "drop", "slow"] | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Contact:
+    """Whom a create is for: the run API, the account, the Flow, and the contact's To and From."""
+
+    api: Api
+    account_sid: str
+    flow_sid: str
+    to: str
+    from_: str
 
 
 class CreateRoutes(Studio):
@@ -56,11 +68,12 @@ class CreateRoutes(Studio):
         self._flow_status(request)
         self._spend_token(account_sid)
         to, from_, parameters = await self._read_create_form(request)
+        contact = _Contact(api, account_sid, flow_sid, to, from_)
 
         with self._lock:
             config = self._config
             if self._sender_rng.random() < config.other_sender_rate:
-                self._start_inbound(config, api, account_sid, flow_sid, to, from_)
+                self._start_inbound(config, contact)
             fault = self._draw_fault(config)
             delay = max(0.0, config.latency + self._rng.uniform(-config.jitter, config.jitter))
             if fault == "error":
@@ -68,7 +81,7 @@ class CreateRoutes(Studio):
                 # Alternate so a client sees both flavours of server error.
                 self._next_error = 503 if status == 500 else 500
             else:
-                run, created = self._create_or_find(config, api, account_sid, flow_sid, to, from_, parameters)
+                run, created = self._create_or_find(config, contact, parameters)
                 body = self._run_json(run, config)
 
         if fault == "error":
@@ -132,30 +145,20 @@ class CreateRoutes(Studio):
             draw -= share
         return None
 
-    def _new_run(
-        self,
-        config: SandboxConfig,
-        api: Api,
-        account_sid: str,
-        flow_sid: str,
-        to: str,
-        from_: str,
-        source: Source,
-        parameters: dict[str, Any],
-    ) -> Run:
+    def _new_run(self, config: SandboxConfig, contact: _Contact, source: Source, parameters: dict[str, Any]) -> Run:
         """A fresh run: a REST request's (RQ...) or an inbound message's (SM...) (lock held)."""
         inbound = source == "inbound"
         now = self._now(config)
         return Run(
             seq=len(self._runs),
             sid="FN" + uuid.uuid4().hex,
-            api=api,
-            account_sid=account_sid,
-            flow_sid=flow_sid,
+            api=contact.api,
+            account_sid=contact.account_sid,
+            flow_sid=contact.flow_sid,
             initiated_by=("SM" if inbound else "RQ") + uuid.uuid4().hex,
             source=source,
-            to=to,
-            from_=from_,
+            to=contact.to,
+            from_=contact.from_,
             parameters=parameters,
             date_created=now,
             born=time.monotonic(),
@@ -164,36 +167,31 @@ class CreateRoutes(Studio):
             ended_at=now if inbound else None,
         )
 
-    def _start_inbound(
-        self, config: SandboxConfig, api: Api, account_sid: str, flow_sid: str, to: str, from_: str
-    ) -> None:
-        """Start and end at once the run an inbound message from the contact triggers (lock held)."""
-        latest = self._latest.get((account_sid, flow_sid, to, from_))
-        # A message from a contact with an active run goes to that run, not a new one.
+    def _blocking_run(self, config: SandboxConfig, contact: _Contact) -> Run | None:
+        """The contact's active run when the active-run rule is on, else None (lock held)."""
+        latest = self._latest.get((contact.account_sid, contact.flow_sid, contact.to, contact.from_))
+        # Runs end all together or by age, so the newest REST run of a contact is the
+        # last one to stop blocking it.
         if config.active_rule and latest is not None and self._active(latest, config):
+            return latest
+        return None
+
+    def _start_inbound(self, config: SandboxConfig, contact: _Contact) -> None:
+        """Start and end at once the run an inbound message from the contact triggers (lock held)."""
+        # A message from a contact with an active run goes to that run, not a new one.
+        if self._blocking_run(config, contact) is not None:
             return
-        run = self._new_run(config, api, account_sid, flow_sid, to, from_, "inbound", {})
+        run = self._new_run(config, contact, "inbound", {})
         self._add(run)
         self._remember(run.record())
         self._counts["inbound_runs"] += 1
 
-    def _create_or_find(
-        self,
-        config: SandboxConfig,
-        api: Api,
-        account_sid: str,
-        flow_sid: str,
-        to: str,
-        from_: str,
-        parameters: dict[str, Any],
-    ) -> tuple[Run, bool]:
+    def _create_or_find(self, config: SandboxConfig, contact: _Contact, parameters: dict[str, Any]) -> tuple[Run, bool]:
         """Create a run, or find the active run that blocks it; True if created (lock held)."""
-        latest = self._latest.get((account_sid, flow_sid, to, from_))
-        # Runs end all together or by age, so the newest REST run of a contact is the
-        # last one to stop blocking it.
-        if config.active_rule and latest is not None and self._active(latest, config):
-            return latest, False
-        run = self._new_run(config, api, account_sid, flow_sid, to, from_, "rest", parameters)
+        blocking = self._blocking_run(config, contact)
+        if blocking is not None:
+            return blocking, False
+        run = self._new_run(config, contact, "rest", parameters)
         # Written before the answer, so a later process knows every run a client was told of.
         self._remember(run.record())
         self._add(run)
