@@ -25,7 +25,7 @@ from .credentials import Credentials, credentials_from_env
 from .dispatch import Item, make_marker
 from .errors import ConfigError, CredentialsError, FlowNotFound, FlowUnwired, PeriodUnsettled, UsageError
 from .flowcheck import FlowWiringError
-from .flowreview import FlowReview, review
+from .flowreview import FlowReview, log_findings, review
 from .hygiene import is_database_url, open_history
 from .pacing import Pacer
 from .prepare import prepare
@@ -339,6 +339,7 @@ def validate(
             flow_review = review(spec, plan, published)
         except FlowWiringError as exc:
             raise FlowUnwired(str(exc)) from None
+        log_findings(flow_review)
         if flow_review.check.missing and spec.flow.strict_variables:
             names = ", ".join(f"flow.data.{v.path}" for v in flow_review.check.missing)
             raise ConfigError("flow.strict_variables", f"the Flow prints {names}, which the job does not supply")

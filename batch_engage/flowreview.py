@@ -11,11 +11,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
+import structlog
 
 from .flowcheck import FlowCheck, FlowVariable, compare, first_message, flow_variables, render, rest_trigger
 from .spec import Spec, static_parameter_pairs
 
-__all__ = ["FlowReview", "VariableLine", "review"]
+__all__ = ["FlowReview", "VariableLine", "log_findings", "review"]
+
+log = structlog.get_logger(__name__)
 
 _SAMPLES = 3
 _KEY_SAMPLE_ROWS = 10_000
@@ -129,3 +132,17 @@ def _source(path: str, supplied: dict[str, str]) -> str | None:
         if path == key or path.startswith(key + ".") or key.startswith(path + "."):
             return source
     return None
+
+
+def log_findings(found: FlowReview) -> None:
+    """A warning per variable the Flow prints and the job leaves empty (with its widgets); the unused keys at info."""
+    for variable in found.check.missing:
+        log.warning(
+            "flow.variable_missing",
+            path=variable.path,
+            widgets=list(variable.widgets),
+            message=f"the Flow prints flow.data.{variable.path} in {', '.join(variable.widgets)}, "
+            "but the job supplies no such key: every contact would see it empty",
+        )
+    if found.check.unused:
+        log.info("flow.unused_keys", keys=list(found.check.unused))

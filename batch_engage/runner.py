@@ -29,7 +29,7 @@ from .credentials import Credentials
 from .dispatch import Dispatcher, Item, Progress, RunControl
 from .errors import ConfigError, FlowNotFound, FlowUnwired, StudioError
 from .flowcheck import FlowWiringError
-from .flowreview import review
+from .flowreview import log_findings, review
 from .hygiene import HistoryStore, open_history
 from .pacing import Pacer
 from .prepare import Prepared, fingerprint, params_hash, prepare
@@ -282,16 +282,7 @@ class _Run:
         except FlowWiringError as exc:
             self.d.aborted = FlowUnwired(str(exc))
             return
-        for variable in found.check.missing:
-            log.warning(
-                "flow.variable_missing",
-                path=variable.path,
-                widgets=list(variable.widgets),
-                message=f"the Flow prints flow.data.{variable.path} in {', '.join(variable.widgets)}, "
-                "but the job supplies no such key: every contact would see it empty",
-            )
-        if found.check.unused:
-            log.info("flow.unused_keys", keys=list(found.check.unused))
+        log_findings(found)
         if found.check.missing and self.spec.flow.strict_variables:
             names = ", ".join(f"flow.data.{v.path} ({', '.join(v.widgets)})" for v in found.check.missing)
             raise ConfigError(

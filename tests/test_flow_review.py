@@ -82,14 +82,27 @@ class TestWiring:
 class TestValidateFlow:
     """`validate --flow` shows the Flow, the trigger's first widget, the variables and the first message."""
 
+    def test_validate_flow_warns_about_a_missing_variable_naming_its_widget(
+        self, sandbox: Sandbox, make_spec: Callable[..., Any], sandbox_creds: Credentials
+    ) -> None:
+        """The same warning as the run's preflight: path and widget; the table marks it MISSING."""
+        with capture_logs() as logs:
+            found = validate(make_spec(sandbox.url), frame=make_contacts(2), credentials=sandbox_creds, flow=True).flow
+        assert found is not None
+        warned = {e["path"]: e["widgets"] for e in logs if e["event"] == "flow.variable_missing"}
+        assert warned == {"first_name": ["send_intro"], "order.id": ["send_intro"]}
+        assert {v.path for v in found.variables if v.source is None and v.required} == set(warned)
+
     def test_validate_flow_renders_the_first_message_of_the_first_contacts(
         self, sandbox: Sandbox, make_spec: Callable[..., Any], sandbox_creds: Credentials
     ) -> None:
         """The sample message is rendered with each row's values, exactly as the hand-written text."""
         frame = make_contacts(2).with_columns(first_name=make_contacts(2)["name"], oid=make_contacts(2)["phone"])
         spec = _mapped(make_spec(sandbox.url), first_name="first_name", **{"order.id": "oid"}, visits="visits")
-        found = validate(spec, frame=frame, credentials=sandbox_creds, flow=True).flow
+        with capture_logs() as logs:
+            found = validate(spec, frame=frame, credentials=sandbox_creds, flow=True).flow
         assert found is not None
+        assert not [e for e in logs if e["event"] == "flow.variable_missing"]
         assert found.trigger_target == "send_intro" and found.message_widget == "send_intro"
         assert found.samples == (
             "Hi Person 0, your order +14155550100 ships soon from our store.",
