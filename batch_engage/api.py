@@ -16,7 +16,7 @@ import polars as pl
 import structlog
 
 from . import periods
-from .checkpoint import Target, check_binding, empty_journal, plan_path, read_only
+from .checkpoint import Target, check_binding, checkpoint_exists, empty_journal, read_checkpoint
 from .credentials import Credentials, credentials_from_env
 from .errors import CredentialsError, PeriodUnsettled, UsageError
 from .hygiene import History
@@ -72,7 +72,7 @@ def _latest_period(spec: Spec, *, sandbox: bool) -> Spec:
     kind = spec.job.period_kind
     assert kind is not None and spec.job.period is not None
     current = spec.rehearsal() if sandbox else spec
-    if Path(current.output.checkpoint).exists():
+    if checkpoint_exists(current.output.checkpoint):
         return spec
     template = spec.output.checkpoint_template or spec.output.checkpoint
     pattern = periods.render(template, {"id": periods.render(spec.job.template, {kind: "*"}), kind: "*"})
@@ -160,9 +160,9 @@ async def _settle_previous_period(
     previous = spec.for_period(periods.previous_period(spec.job.period_kind, spec.job.period))
     if options.sandbox:
         previous = previous.rehearsal()
-    if not plan_path(previous.output.checkpoint).exists():
+    if not checkpoint_exists(previous.output.checkpoint, plan=True):
         return
-    view = read_only(previous.output.checkpoint)
+    view = read_checkpoint(previous.output.checkpoint)
     possibly = view.journal.filter(pl.col("state").is_in([s.value for s in POSSIBLY_SENT])).height
     if possibly:
         log.info("period.settle", period=previous.job.period, rows=possibly)
@@ -179,7 +179,7 @@ async def _settle_previous_period(
                 f"{previous.job.period} may have been sent and could not be settled yet; nothing new was sent. "
                 "Run the same command again later."
             )
-        view = read_only(previous.output.checkpoint)
+        view = read_checkpoint(previous.output.checkpoint)
     assert view.plan is not None
     left = counts_by_status(build_results(view.plan, view.journal)).get("pending", 0)
     if left:
@@ -279,8 +279,8 @@ def validate(
     )
     pending = plan.filter(pl.col("status") == "pending")
     done_rows = 0
-    if Path(spec.output.checkpoint).exists() and not restart:
-        finals = read_only(spec.output.checkpoint).journal.filter(pl.col("state").is_in([s.value for s in FINAL]))
+    if checkpoint_exists(spec.output.checkpoint) and not restart:
+        finals = read_checkpoint(spec.output.checkpoint).journal.filter(pl.col("state").is_in([s.value for s in FINAL]))
         done_rows = pending.filter(pl.col("contact").is_in(finals.get_column("contact").implode())).height
     statuses: dict[str, int] = dict(plan.group_by("status").len().iter_rows())
     invalid = plan.filter(pl.col("status") == "invalid")
@@ -322,7 +322,7 @@ def validate(
 
 def _from_checkpoint(spec: Spec) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The plan and the results table, from the checkpoint alone (``in_flight`` while a run holds it)."""
-    view = read_only(spec.output.checkpoint)
+    view = read_checkpoint(spec.output.checkpoint)
     if view.plan is None:
         raise UsageError(f"{spec.output.checkpoint}: the checkpoint has no plan yet; run the job once")
     return view.plan, build_results(view.plan, view.journal, input_digest=view.meta.get("input"), live=view.live)

@@ -23,7 +23,7 @@ import polars as pl
 import structlog
 
 from ._time import iso_ms, parse_iso
-from .checkpoint import Checkpoint, Outcome, Target, read_only
+from .checkpoint import CheckpointStore, Outcome, Target, open_checkpoint, read_checkpoint
 from .client import StudioClient, make_http_client
 from .credentials import Credentials
 from .dispatch import Dispatcher, Item, Progress, RunControl
@@ -132,7 +132,7 @@ def target_for(spec: Spec, credentials: Credentials | None, *, sandbox: bool) ->
     )
 
 
-def _earlier(plan: pl.DataFrame, checkpoint: Checkpoint, digest: str) -> tuple[int, int]:
+def _earlier(plan: pl.DataFrame, checkpoint: CheckpointStore, digest: str) -> tuple[int, int]:
     """Rows whose contact a run for an earlier input reached, and how many of them now carry other Parameters."""
     finals = checkpoint.journal().filter(
         pl.col("state").is_in([s.value for s in REACHED]) & (pl.col("input") != digest)
@@ -164,7 +164,9 @@ def _to_send(plan: pl.DataFrame, open_lines: pl.DataFrame, settled: pl.Series) -
 class _Run:
     """One invocation's pieces, wired once; lives only inside :func:`run_job`."""
 
-    def __init__(self, spec: Spec, cp: Checkpoint, client: StudioClient, options: RunOptions, dispatcher: Dispatcher):
+    def __init__(
+        self, spec: Spec, cp: CheckpointStore, client: StudioClient, options: RunOptions, dispatcher: Dispatcher
+    ):
         self.spec = spec
         self.cp = cp
         self.client = client
@@ -354,13 +356,13 @@ async def run_job(
     base_url = studio_base_url(spec.flow, region=credentials.region, edge=credentials.edge)
     check_base_url(base_url)
     if settle_only:
-        view = read_only(spec.output.checkpoint)
+        view = read_checkpoint(spec.output.checkpoint)
         assert view.plan is not None
         prepared = Prepared(plan=view.plan, fingerprint=fingerprint(spec), input_digest=view.meta.get("input", ""))
     else:
         prepared = prepare(spec, frame=frame, stdin=stdin)
     target = target_for(spec, credentials, sandbox=options.sandbox)
-    with Checkpoint.open(
+    with open_checkpoint(
         spec.output.checkpoint,
         prepared.fingerprint,
         target,
@@ -419,7 +421,7 @@ async def run_job(
 async def _run_with_checkpoint(
     spec: Spec,
     prepared: Prepared,
-    cp: Checkpoint,
+    cp: CheckpointStore,
     credentials: Credentials,
     base_url: str,
     options: RunOptions,
