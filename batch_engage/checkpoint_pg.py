@@ -9,14 +9,23 @@ transaction-scoped advisory lock (two machines starting at once would otherwise 
 version can upgrade them.
 
 One run per job: a session advisory lock on the key, held on a *dedicated* connection
-(never pooled) that also carries every write. If that connection dies, the lock and the
-writes go together: a run can never write intents it no longer owns. A machine that
-vanishes without closing its socket must not hold the lock for hours, so the connection
-asks the *server* for TCP keepalives (``tcp_keepalives_*``, per session: a client's libpq
-keepalives only tell the client that the server died) and the client for libpq ones:
-30 s idle, then 6 probes 10 s apart, so the server drops a dead machine's session, and
-its lock, within about 90 s. ``keepalives_idle``/``keepalives_interval``/``keepalives_count``
-in the URL change both sides.
+(never pooled) that also carries every write. If that session ends, the lock and the
+writes go together: a run can never write intents it no longer owns.
+
+A machine that dies must not hold the lock for long. Two things see to it:
+
+- TCP keepalives on that connection, on *both* ends: libpq's (``keepalives_idle`` and
+  friends) tell the client that the server went away; the server's ``tcp_keepalives_*``,
+  set for the session, let the server drop a session whose machine vanished without
+  closing its socket (30 s idle, 6 probes 10 s apart: about 90 s). The URL's
+  ``keepalives_idle``/``keepalives_interval``/``keepalives_count`` change both.
+- A lease with a heartbeat: the holder renews ``leases.heartbeat_at`` (server time) every
+  quarter ``lease`` (default 60 s, ``?lease=`` in the URL) on the lock's own connection. A
+  run that finds the lock taken and the lease a whole ``lease`` old ends the holder's
+  session (``pg_terminate_backend``; the same database role may) and takes the job. This
+  also covers what keepalives cannot see, a frozen process or paused VM whose kernel still
+  answers probes, and it is what the tests can exercise here: this machine's kernel has no
+  packet filter to make a peer vanish, and a killed process's kernel closes its sockets.
 
 The plan is a zstd Parquet blob in ``plans``: ``status`` and ``report`` need nothing on disk.
 A ``--restart`` renames the old key to ``<key>@<UTC stamp>.old`` (kept, never deleted).
@@ -28,8 +37,10 @@ import contextlib
 import hashlib
 import io
 import json
+import os
 import re
 import secrets
+import socket
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
@@ -57,6 +68,7 @@ from .states import FINAL, OPEN, POSSIBLY_SENT, REACHED, sql_list
 
 __all__ = [
     "DEFAULT_KEEPALIVES",
+    "DEFAULT_LEASE",
     "DEFAULT_SCHEMA",
     "LAYOUT_VERSION",
     "PgCheckpoint",
@@ -72,6 +84,7 @@ __all__ = [
 DEFAULT_SCHEMA = "batch_engage"
 LAYOUT_VERSION = 1
 DEFAULT_KEEPALIVES = {"keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 6}
+DEFAULT_LEASE = 60
 _SCHEMES = ("postgresql://", "postgres://")
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 # A constant advisory key so only one session creates or upgrades the tables at a time.
@@ -126,8 +139,11 @@ CREATE TABLE IF NOT EXISTS {s}.events (
     PRIMARY KEY (job, run, second)
 );
 CREATE TABLE IF NOT EXISTS {s}.plans (job TEXT PRIMARY KEY, saved_at TEXT NOT NULL, plan BYTEA NOT NULL);
+CREATE TABLE IF NOT EXISTS {s}.leases (
+    job TEXT PRIMARY KEY, backend_pid INTEGER NOT NULL, holder TEXT NOT NULL, heartbeat_at TIMESTAMPTZ NOT NULL
+);
 """
-_TABLES = ("meta", "journal", "runs", "events", "plans")
+_TABLES = ("meta", "journal", "runs", "events", "plans", "leases")
 _COLUMNS = ", ".join(_JOURNAL_COLUMNS)
 
 
@@ -144,6 +160,7 @@ class PgLocation:
     schema: str
     key: str
     keepalives: dict[str, int]
+    lease: int = DEFAULT_LEASE
 
     def describe(self) -> str:
         """The location in words, for messages (never the password)."""
@@ -207,8 +224,11 @@ def parse_location(location: str) -> PgLocation:
             if not value.isdigit() or int(value) < 1:
                 raise UsageError(f"{name}={value!r} in the checkpoint URL: use a whole number of seconds (or probes)")
             keepalives[name] = int(value)
+    lease = query.pop("lease", str(DEFAULT_LEASE))
+    if not lease.isdigit() or int(lease) < 1:
+        raise UsageError(f"lease={lease!r} in the checkpoint URL: use a whole number of seconds")
     conninfo = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), ""))
-    return PgLocation(conninfo=conninfo, schema=schema, key=key, keepalives=keepalives)
+    return PgLocation(conninfo=conninfo, schema=schema, key=key, keepalives=keepalives, lease=int(lease))
 
 
 def _where(location: str | PgLocation) -> PgLocation:
@@ -289,6 +309,38 @@ def _try_lock(conn: psycopg.Connection[tuple[Any, ...]], loc: PgLocation) -> boo
     return bool(row and row[0])
 
 
+def _take_over(conn: psycopg.Connection[tuple[Any, ...]], loc: PgLocation) -> str | None:
+    """Take the lock from a holder whose heartbeat stopped for a whole lease; else say who holds it.
+
+    Only the backend that both holds the lock and owns the lease row is ended, so a run
+    that has just taken the lock (and not yet written its lease) is never touched.
+    """
+    if not _tables_exist(conn, loc):
+        return "a run that is starting"
+    row = conn.execute(
+        loc.sql(
+            "SELECT l.backend_pid, l.holder, EXTRACT(EPOCH FROM now() - l.heartbeat_at)::float8, "
+            "EXISTS (SELECT 1 FROM pg_locks k WHERE k.locktype = 'advisory' AND k.granted AND k.pid = l.backend_pid "
+            "AND k.classid::bigint = %s AND k.objid::bigint = %s AND k.objsubid = 1) "
+            "FROM {s}.leases l WHERE l.job = %s"
+        ),
+        ((loc.lock_id >> 32) & 0xFFFFFFFF, loc.lock_id & 0xFFFFFFFF, loc.key),
+    ).fetchone()
+    if row is None:
+        return "a run that is starting"
+    pid, holder, age, holds = int(row[0]), str(row[1]), float(row[2]), bool(row[3])
+    if not holds or age < loc.lease:
+        return f"{holder}, heartbeat {age:.0f} s ago"
+    # The holder's machine stopped answering (frozen, or gone without closing its socket):
+    # end its session, which releases the lock and fails any write it might still attempt.
+    conn.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))
+    for _ in range(50):
+        if _try_lock(conn, loc):
+            return None
+        conn.execute("SELECT pg_sleep(0.1)")
+    return f"{holder}, heartbeat {age:.0f} s ago (it could not be ended)"
+
+
 def is_locked(location: str | PgLocation) -> bool:
     """Whether a run holds this job now: try its lock from another session (and let go at once)."""
     loc = _where(location)
@@ -339,6 +391,19 @@ class PgCheckpoint:
         self.token: str = meta["token"]
         self.meta = meta
         self.run_id: int | None = None
+        self._stop = threading.Event()
+        self._heart = threading.Thread(target=self._beat, name="checkpoint-heartbeat", daemon=True)
+        self._heart.start()
+
+    def _beat(self) -> None:
+        """Renew the lease every quarter lease, on the lock's own connection (so a beat proves the lock)."""
+        sql = self._sql("UPDATE {s}.leases SET heartbeat_at = now() WHERE job = %s AND backend_pid = pg_backend_pid()")
+        while not self._stop.wait(self.location.lease / 4):
+            try:
+                with self._db_lock:
+                    self._conn.execute(sql, (self.location.key,))
+            except psycopg.Error:
+                return  # the session is gone: the next write fails and stops the run
 
     @classmethod
     def open(
@@ -356,11 +421,20 @@ class PgCheckpoint:
         conn = loc.connect()
         try:
             if not _try_lock(conn, loc):
-                raise CheckpointLocked(
-                    f"{loc.describe()}: another batch-engage process (on this or another machine) is running "
-                    "this job; nothing was sent"
-                )
+                holder = _take_over(conn, loc)
+                if holder is not None:
+                    raise CheckpointLocked(
+                        f"{loc.describe()}: another batch-engage process is running this job ({holder}); "
+                        "nothing was sent"
+                    )
             _create_tables(conn, loc)
+            conn.execute(
+                loc.sql(
+                    "INSERT INTO {s}.leases VALUES (%s, pg_backend_pid(), %s, now()) ON CONFLICT (job) DO UPDATE "
+                    "SET backend_pid = excluded.backend_pid, holder = excluded.holder, heartbeat_at = now()"
+                ),
+                (loc.key, f"{socket.gethostname()} pid {os.getpid()}"),
+            )
             _check(conn, loc, fingerprint, target, restart=restart, yes=yes)
             if restart:
                 _move_aside(conn, loc)
@@ -393,7 +467,9 @@ class PgCheckpoint:
             raise
 
     def close(self) -> None:
-        """Close the connection: the server lets go of the lock with it."""
+        """Stop the heartbeat and close the connection: the server lets go of the lock with it."""
+        self._stop.set()
+        self._heart.join()
         with self._db_lock:
             self._conn.close()
 
