@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -16,18 +17,54 @@ import polars as pl
 import structlog
 
 from . import periods
-from .checkpoint import Target, check_binding, checkpoint_exists, empty_journal, read_checkpoint
+from ._files import private_file
+from .checkpoint import CheckpointView, Target, check_binding, checkpoint_exists, empty_journal, read_checkpoint
+from .client import StudioClient, make_http_client
 from .credentials import Credentials, credentials_from_env
-from .errors import CredentialsError, PeriodUnsettled, UsageError
-from .hygiene import History
+from .dispatch import Item, make_marker
+from .errors import ConfigError, CredentialsError, FlowNotFound, FlowUnwired, PeriodUnsettled, UsageError
+from .flowcheck import FlowWiringError
+from .flowreview import FlowReview, review
+from .hygiene import is_database_url, open_history
+from .pacing import Pacer
 from .prepare import prepare
-from .results import build_results, counts_by_status, exit_code_for, write_results
+from .reads import PacedReads
+from .report_data import report_data
+from .report_html import render_report
+from .results import (
+    EXIT_ABORTED,
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    EXIT_TEMPFAIL,
+    EXIT_USAGE,
+    build_results,
+    counts_by_status,
+    exit_code_for,
+    write_results,
+)
 from .runner import Progress, RunControl, RunOptions, RunResult, run_job, target_for
-from .spec import Spec, load_spec
+from .sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox, SandboxConfig
+from .sandbox import serve as serve_sandbox
+from .spec import Spec, check_base_url, load_spec, studio_base_url
 from .states import FINAL, POSSIBLY_SENT
 from .windows import annotate_windows, send_window, window_openings
 
 __all__ = [
+    "EXIT_ABORTED",
+    "EXIT_OK",
+    "EXIT_SOME_FAILED",
+    "EXIT_TEMPFAIL",
+    "EXIT_USAGE",
+    "SANDBOX_PASSWORD",
+    "SANDBOX_USERNAME",
+    "Credentials",
+    "FlowReview",
+    "Progress",
+    "RunControl",
+    "RunOptions",
+    "RunResult",
+    "Sandbox",
+    "SandboxConfig",
     "Status",
     "Validation",
     "history_stats",
@@ -36,8 +73,10 @@ __all__ = [
     "report",
     "run",
     "run_async",
+    "serve_sandbox",
     "status",
     "validate",
+    "write_report_html",
 ]
 
 log = structlog.get_logger(__name__)
@@ -208,6 +247,7 @@ class Validation:
     suppressed: dict[str, int] = field(default_factory=dict)
     capped: int = 0
     openings: dict[str, int] = field(default_factory=dict)
+    flow: FlowReview | None = None
 
     @property
     def exit_code(self) -> int:
@@ -261,11 +301,16 @@ def validate(
     restart: bool = False,
     yes: bool = False,
     credentials: Credentials | None = None,
+    flow: bool = False,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> Validation:
-    """Plan the job without any network: what would be sent, what would not, and why.
+    """Plan the job: what would be sent, what would not, and why; no network unless ``flow``.
 
     Refuses exactly what ``run`` would refuse before sending (another job's or another
-    Twilio's checkpoint, ``--restart`` without ``--yes``), with the same message.
+    Twilio's checkpoint, ``--restart`` without ``--yes``), with the same message. With
+    ``flow``, also holds the job against the Flow's published revision (credentials and
+    network needed): an unwired REST trigger raises ``FlowUnwired``, missing variables with
+    ``flow.strict_variables`` raise ``ConfigError``.
     """
     spec = load_job(job, overrides, sandbox=sandbox)
     prepared = prepare(spec, frame=frame, stdin=stdin)
@@ -277,11 +322,24 @@ def validate(
         restart=restart,
         yes=yes,
     )
+    flow_review = None
+    if flow:
+        published = asyncio.run(_published(spec, _credentials(credentials), transport))
+        try:
+            flow_review = review(spec, plan, published)
+        except FlowWiringError as exc:
+            raise FlowUnwired(str(exc)) from None
+        if flow_review.check.missing and spec.flow.strict_variables:
+            names = ", ".join(f"flow.data.{v.path}" for v in flow_review.check.missing)
+            raise ConfigError("flow.strict_variables", f"the Flow prints {names}, which the job does not supply")
     pending = plan.filter(pl.col("status") == "pending")
     done_rows = 0
+    marker_token = "<token of the new checkpoint>"  # noqa: S105 - a placeholder, not a secret
     if checkpoint_exists(spec.output.checkpoint) and not restart:
-        finals = read_checkpoint(spec.output.checkpoint).journal.filter(pl.col("state").is_in([s.value for s in FINAL]))
+        view = read_checkpoint(spec.output.checkpoint)
+        finals = view.journal.filter(pl.col("state").is_in([s.value for s in FINAL]))
         done_rows = pending.filter(pl.col("contact").is_in(finals.get_column("contact").implode())).height
+        marker_token = view.meta.get("token", marker_token)
     statuses: dict[str, int] = dict(plan.group_by("status").len().iter_rows())
     invalid = plan.filter(pl.col("status") == "invalid")
     reasons = Counter(_reason_kind(m) for m in invalid.get_column("error_message").to_list())
@@ -289,10 +347,15 @@ def validate(
         m.removeprefix("on suppression list ")
         for m in plan.filter(pl.col("status") == "suppressed").get_column("error_message").to_list()
     )
-    samples = [
-        {"row": r, "To": t, "From": f, **({"Parameters": p} if p is not None else {})}
-        for r, t, f, p in pending.head(3).select("row", "to", "from", "parameters").iter_rows()
-    ]
+    samples = []
+    for row, contact, to, from_, params in (
+        pending.head(3).select("row", "contact", "to", "from", "parameters").iter_rows()
+    ):
+        body = Item(
+            row=row, contact=contact, to=to, from_=from_, parameters=params, marker=make_marker(marker_token, contact)
+        )
+        sent = body.body(spec.send.marker_key)
+        samples.append({"row": row, "To": to, "From": from_, **({"Parameters": sent} if sent is not None else {})})
     moment = now or datetime.now(UTC)
     results = annotate_windows(plan, build_results(plan, empty_journal()), spec, moment)
     openings = window_openings(plan, results, spec, moment)
@@ -317,15 +380,41 @@ def validate(
         suppressed=dict(suppressed),
         capped=statuses.get("capped", 0),
         openings=opening_counts,
+        flow=flow_review,
     )
 
 
-def _from_checkpoint(spec: Spec) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The plan and the results table, from the checkpoint alone (``in_flight`` while a run holds it)."""
+async def _published(
+    spec: Spec, credentials: Credentials, transport: httpx.AsyncBaseTransport | None
+) -> dict[str, Any]:
+    """The Flow's last published revision (with its definition), fetched as the run's preflight does."""
+    base_url = studio_base_url(spec.flow, region=credentials.region, edge=credentials.edge)
+    check_base_url(base_url)
+    http = make_http_client(
+        username=credentials.username,
+        password=credentials.password,
+        concurrency=2,
+        connect_timeout=spec.send.connect_timeout,
+        read_timeout=spec.send.read_timeout,
+        transport=transport,
+    )
+    async with http:
+        client = StudioClient(http, base_url=base_url, flow_sid=spec.flow.sid, api=spec.flow.api)
+        reads = PacedReads(Pacer(spec.send.rate), sleep=asyncio.sleep, attempts=6, max_backoff=60.0)
+        await reads.call("flow", client.fetch_flow)
+        published = await reads.call("published revision", client.fetch_published)
+    if published is None:
+        raise FlowNotFound(f"the Flow {spec.flow.sid} has no published revision: publish it in the Studio console")
+    return published
+
+
+def _from_checkpoint(spec: Spec) -> tuple[pl.DataFrame, pl.DataFrame, CheckpointView]:
+    """The plan, the results table and the view, from the checkpoint alone (``in_flight`` while a run holds it)."""
     view = read_checkpoint(spec.output.checkpoint)
     if view.plan is None:
         raise UsageError(f"{spec.output.checkpoint}: the checkpoint has no plan yet; run the job once")
-    return view.plan, build_results(view.plan, view.journal, input_digest=view.meta.get("input"), live=view.live)
+    results = build_results(view.plan, view.journal, input_digest=view.meta.get("input"), live=view.live)
+    return view.plan, results, view
 
 
 @dataclass(frozen=True)
@@ -348,7 +437,7 @@ def status(
 ) -> Status:
     """Counts by status from the checkpoint alone; sends nothing, works while a run is going on."""
     spec = load_job(job, overrides, period=period, sandbox=sandbox, latest=True)
-    plan, results = _from_checkpoint(spec)
+    plan, results, _ = _from_checkpoint(spec)
     openings = window_openings(plan, results, spec, now or datetime.now(UTC))
     first = openings.get_column("opens").drop_nulls().min() if openings.height else None
     return Status(
@@ -366,13 +455,30 @@ def report(
     output: str | Path | None = None,
     period: str | None = None,
     sandbox: bool = False,
+    html: str | Path | None = None,
 ) -> tuple[Path, dict[str, int]]:
-    """Write the results table again from the checkpoint alone; sends nothing."""
+    """Write the results table again from the checkpoint alone (with ``html``, also the campaign page); no sends."""
     spec = load_job(job, overrides, period=period, sandbox=sandbox, latest=True)
-    plan, results = _from_checkpoint(spec)
+    plan, results, view = _from_checkpoint(spec)
     results = annotate_windows(plan, results, spec, datetime.now(UTC))
     target = write_results(results, output or spec.output.results)
+    if html is not None:
+        write_report_html(spec, html, view=view)
     return target, counts_by_status(results)
+
+
+def write_report_html(spec: Spec, path: str | Path, *, view: CheckpointView | None = None) -> Path:
+    """Write the campaign report page for ``spec``'s checkpoint: one self-contained file, owner-only, atomically."""
+    view = view or read_checkpoint(spec.output.checkpoint)
+    if view.plan is None:
+        raise UsageError(f"{spec.output.checkpoint}: the checkpoint has no plan yet; run the job once")
+    page = render_report(report_data(spec, view, spec.output.checkpoint))
+    target = Path(path)
+    tmp = target.with_name(target.name + ".tmp")
+    private_file(tmp)
+    tmp.write_text(page, encoding="utf-8")
+    os.replace(tmp, target)
+    return target
 
 
 def import_history(results: str | Path, *, history: str | Path, flow_sid: str) -> int:
@@ -391,13 +497,13 @@ def import_history(results: str | Path, *, history: str | Path, flow_sid: str) -
         for to, sid, at in reached.select("to", "sid", pl.col("completed_at").cast(pl.String)).iter_rows()
         if to and at
     ]
-    with History(history) as store:
+    with open_history(history) as store:
         return store.record(rows)
 
 
 def history_stats(history: str | Path) -> pl.DataFrame:
     """Contacts reached per flow per day, from the history file."""
-    if not Path(history).exists():
+    if not is_database_url(history) and not Path(history).exists():
         raise UsageError(f"{history}: no contact history yet")
-    with History(history) as store:
+    with open_history(history) as store:
         return store.stats()

@@ -5,7 +5,7 @@ rendered ``[job] id``, plus ``.sandbox`` for a rehearsal, so a rehearsal never s
 state with the real job. ``schema`` (default ``batch_engage``) holds many jobs; every
 table carries a ``job`` column with the key. Tables are created on first use, under a
 transaction-scoped advisory lock (two machines starting at once would otherwise race on
-``CREATE TABLE IF NOT EXISTS``); ``schema_version`` records their layout so a later
+``CREATE TABLE IF NOT EXISTS``); ``checkpoint_version`` records their layout so a later
 version can upgrade them.
 
 One run per job: a session advisory lock on the key, held on a *dedicated* connection
@@ -43,7 +43,7 @@ import secrets
 import socket
 import threading
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
@@ -64,7 +64,7 @@ from .checkpoint import (
     empty_journal,
 )
 from .errors import CheckpointLocked, CheckpointMismatch, UsageError
-from .states import FINAL, OPEN, POSSIBLY_SENT, REACHED, sql_list
+from .states import OPEN, POSSIBLY_SENT, REACHED, RowState, sql_list
 
 __all__ = [
     "DEFAULT_KEEPALIVES",
@@ -92,7 +92,7 @@ _DDL_LOCK = 0x6261_7463_6865_6E67
 
 _DDL = """
 CREATE SCHEMA IF NOT EXISTS {s};
-CREATE TABLE IF NOT EXISTS {s}.schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS {s}.checkpoint_version (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS {s}.meta (
     job TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (job, key)
 );
@@ -359,7 +359,7 @@ def _create_tables(conn: psycopg.Connection[tuple[Any, ...]], loc: PgLocation) -
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK,))
         if _tables_exist(conn, loc):
-            row = conn.execute(loc.sql("SELECT max(version) FROM {s}.schema_version")).fetchone()
+            row = conn.execute(loc.sql("SELECT max(version) FROM {s}.checkpoint_version")).fetchone()
             version = int(row[0]) if row and row[0] is not None else 0
             if version > LAYOUT_VERSION:
                 raise UsageError(
@@ -371,8 +371,8 @@ def _create_tables(conn: psycopg.Connection[tuple[Any, ...]], loc: PgLocation) -
         for statement in loc.sql(_DDL).split(";"):
             if statement.strip():
                 conn.execute(statement)
-        conn.execute(loc.sql("DELETE FROM {s}.schema_version"))
-        conn.execute(loc.sql("INSERT INTO {s}.schema_version VALUES (%s)"), (LAYOUT_VERSION,))
+        conn.execute(loc.sql("DELETE FROM {s}.checkpoint_version"))
+        conn.execute(loc.sql("INSERT INTO {s}.checkpoint_version VALUES (%s)"), (LAYOUT_VERSION,))
 
 
 def _move_aside(conn: psycopg.Connection[tuple[Any, ...]], loc: PgLocation) -> str:
@@ -460,9 +460,16 @@ class PgCheckpoint:
                             loc.sql("INSERT INTO {s}.meta VALUES (%s, %s, %s)"),
                             [(loc.key, k, v) for k, v in meta.items()],
                         )
-                elif json.loads(meta["target"]).get("identity") is None and target.identity is not None:
-                    # Made by an offline check that could not know the identity: the first real run pins it.
-                    meta["target"] = json.dumps(asdict(target), sort_keys=True)
+                else:
+                    stored = Target(**json.loads(meta["target"]))
+                    # The latest credential is kept, and an account learned once is never forgotten.
+                    pinned = Target(
+                        base_url=stored.base_url,
+                        identity=target.identity or stored.identity,
+                        sandbox=stored.sandbox,
+                        account=stored.account or target.account,
+                    )
+                    meta["target"] = json.dumps(asdict(pinned), sort_keys=True)
                     conn.execute(
                         loc.sql("UPDATE {s}.meta SET value = %s WHERE job = %s AND key = 'target'"),
                         (meta["target"], loc.key),
@@ -478,6 +485,28 @@ class PgCheckpoint:
         self._heart.join()
         with self._db_lock:
             self._conn.close()
+
+    @property
+    def target(self) -> Target:
+        """The Twilio this checkpoint's runs were made against."""
+        return Target(**json.loads(self.meta["target"]))
+
+    def learn_account(self, account_sid: str) -> None:
+        """The account the Flow belongs to (read by the preflight): refuse another, remember it otherwise."""
+        was = self.target
+        if was.account is not None and was.account != account_sid:
+            raise CheckpointMismatch(
+                f"{self.path}: this checkpoint's runs were made in account {was.account}, and these credentials "
+                f"reach account {account_sid}; nothing was sent. Use another --checkpoint for that account, "
+                "or --restart --yes to forget this one."
+            )
+        if was.account is None:
+            self.meta["target"] = json.dumps(asdict(replace(was, account=account_sid)), sort_keys=True)
+            with self._transaction() as cur:
+                cur.execute(
+                    self._sql("UPDATE {s}.meta SET value = %s WHERE job = %s AND key = 'target'"),
+                    (self.meta["target"], self.location.key),
+                )
 
     def __enter__(self) -> PgCheckpoint:
         return self
@@ -669,16 +698,27 @@ class PgCheckpoint:
         """The lines a run still has to act on (``intent``, ``uncertain``, ``pending``), in full."""
         return self._select(f"AND state IN {sql_list(OPEN)}")
 
-    def final_lines(self) -> pl.DataFrame:
-        """Contacts whose line is final: contact, state, params_hash (what a re-planned list is compared with)."""
+    def contacts_in(self, states: frozenset[RowState]) -> pl.Series:
+        """Contacts whose line is in one of ``states``, as one text value polars splits (fast for millions)."""
         sql = self._sql(
-            f"SELECT contact, state, params_hash FROM {{s}}.journal WHERE job = %s AND state IN {sql_list(FINAL)}"  # noqa: S608
+            "SELECT string_agg(contact, chr(10)) FROM {s}.journal WHERE job = %s AND state = ANY(%s::text[])"
         )
         with self._db_lock:
-            rows = self._conn.execute(sql, (self.location.key,)).fetchall()
-        return pl.DataFrame(
-            rows, schema={"contact": pl.String, "state": pl.String, "params_hash": pl.String}, orient="row"
+            row = self._conn.execute(sql, (self.location.key, sorted(s.value for s in states))).fetchone()
+        text = row[0] if row else None
+        if not text:
+            return pl.Series("contact", [], dtype=pl.String)
+        return pl.Series("contact", [text]).str.split("\n").explode()
+
+    def reached_for_other_input(self, input_digest: str) -> pl.DataFrame:
+        """Contacts reached by runs for another input (an earlier export): contact, params_hash."""
+        sql = self._sql(
+            f"SELECT contact, params_hash FROM {{s}}.journal WHERE job = %s AND state IN {sql_list(REACHED)} "  # noqa: S608
+            "AND input IS DISTINCT FROM %s"
         )
+        with self._db_lock:
+            rows = self._conn.execute(sql, (self.location.key, input_digest)).fetchall()
+        return pl.DataFrame(rows, schema={"contact": pl.String, "params_hash": pl.String}, orient="row")
 
     def sids_since(self, since_iso: str) -> set[str]:
         """SIDs already attributed to contacts whose intent or answer is at or after ``since_iso``."""

@@ -10,10 +10,10 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import Any, NoReturn, TextIO, cast
 
 import structlog
 from rich.console import Console
@@ -21,11 +21,24 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemaini
 from rich.progress import Progress as Bar
 
 from . import api
-from .credentials import Credentials
+from .api import (
+    EXIT_ABORTED,
+    EXIT_OK,
+    EXIT_TEMPFAIL,
+    EXIT_USAGE,
+    SANDBOX_PASSWORD,
+    SANDBOX_USERNAME,
+    Credentials,
+    FlowReview,
+    Progress,
+    RunControl,
+    RunOptions,
+    RunResult,
+    Sandbox,
+    SandboxConfig,
+)
+from .api import serve_sandbox as serve
 from .errors import BatchEngageError, TryLater, UsageError
-from .results import EXIT_ABORTED, EXIT_OK, EXIT_TEMPFAIL, EXIT_USAGE
-from .runner import Progress, RunControl, RunOptions, RunResult
-from .sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox, SandboxConfig, serve
 
 __all__ = ["build_parser", "main"]
 
@@ -71,6 +84,12 @@ def _job_options(p: argparse.ArgumentParser, *, period: bool = False) -> None:
         p.add_argument(
             "--period", metavar="PERIOD", help="another period of a job whose id has {date}, {week} or {month}"
         )
+    p.add_argument(
+        "--separator",
+        metavar="CHAR",
+        type=lambda text: "\t" if text in ("\\t", "tab") else text,
+        help="the CSV field separator: ',', ';', '|' or 'tab' (overrides [input] separator; default: detected)",
+    )
 
 
 def _log_options(p: argparse.ArgumentParser) -> None:
@@ -88,6 +107,14 @@ def _log_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--quiet", "-q", action="store_true", help="no progress bar and no summary; logs at warning and above"
+    )
+
+
+def _strict_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--strict-variables",
+        action="store_true",
+        help="refuse (exit 2) when the Flow prints a flow.data variable the job does not supply",
     )
 
 
@@ -113,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser(
         "run", help="send every row of a job to Studio", description="Send every row of a job to Studio."
     )
-    _job_options(run)
+    _job_options(run, period=True)
     run.add_argument("--output", metavar="PATH", help="write the results table to PATH instead of [output] results")
     run.add_argument("--rate", type=float, metavar="N", help="requests per second (overrides [send] rate)")
     run.add_argument(
@@ -129,9 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--wait", action="store_true", help="keep running and send each row as its send window opens")
     _restart_options(run)
+    _strict_option(run)
     run.add_argument("--no-preflight", action="store_true", help="skip the GET of the Flow before the first row")
     run.add_argument("--dry-run", action="store_true", help="validate only, send nothing (the same as 'validate')")
     run.add_argument("--summary-json", metavar="PATH", help="also write the run summary as JSON to PATH")
+    run.add_argument("--report-html", metavar="PATH", help="also write the campaign report page at the end of the run")
     _log_options(run)
 
     val = sub.add_parser(
@@ -141,6 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _job_options(val)
     val.add_argument("--output", metavar="PATH", help="write the results table (invalid, duplicate, pending) to PATH")
+    val.add_argument(
+        "--flow",
+        action="store_true",
+        help="also check the job against the Flow's published revision (uses the network and credentials)",
+    )
+    _strict_option(val)
     _restart_options(val)
     _log_options(val)
 
@@ -159,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _job_options(rep, period=True)
     rep.add_argument("--output", metavar="PATH", help="write to PATH instead of [output] results")
+    rep.add_argument("--html", metavar="PATH", help="also write the campaign report: one self-contained HTML page")
     _log_options(rep)
 
     hist = sub.add_parser(
@@ -282,22 +318,42 @@ def _configure_logging(args: argparse.Namespace) -> None:
         if fmt == "json"
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
+    # On a console the human summary on stdout is the only summary; JSON logs keep the event for machines.
+    drop = [_drop_summary] if fmt == "console" else []
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            *drop,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=cast(TextIO, _CurrentStderr())),
         cache_logger_on_first_use=False,
     )
+
+
+def _drop_summary(logger: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    if event.get("event") == "run.summary":
+        raise structlog.DropEvent
+    return event
+
+
+class _CurrentStderr:
+    """Whatever ``sys.stderr`` is when a line is written: under the progress bar, rich's proxy prints above it."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     values = {
         "input.path": getattr(args, "input", None),
+        "input.separator": getattr(args, "separator", None),
         "output.checkpoint": getattr(args, "checkpoint", None),
         "output.results": getattr(args, "output", None) if args.command == "run" else None,
         "send.rate": getattr(args, "rate", None),
@@ -306,12 +362,21 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     }
     if getattr(args, "no_preflight", False):
         values["send.preflight"] = False
+    if getattr(args, "strict_variables", False):
+        values["flow.strict_variables"] = True
     return {k: v for k, v in values.items() if v is not None}
 
 
 def _print_summary(result: RunResult, out: TextIO) -> None:
     s = result.summary
     counts = ", ".join(f"{k} {v}" for k, v in s.counts.items() if v)
+    done = sum(s.counts.get(k, 0) for k in ("sent", "already_active", "failed", "capped"))
+    left = sum(s.counts.get(k, 0) for k in ("pending", "uncertain", "in_flight"))
+    if s.requests == 0 and s.lookups == 0 and done and not left and not s.aborted:
+        print(
+            f"all {done} rows were done by earlier runs (results: {s.results_path}); exit {result.exit_code}", file=out
+        )
+        return
     lines = [
         f"rows: {sum(s.counts.values())} ({counts})",
         *(
@@ -380,7 +445,7 @@ async def _run_async(
         sandbox=args.sandbox,
     )
     try:
-        job = api.load_job(args.job, overrides, sandbox=args.sandbox)
+        job = api.load_job(args.job, overrides, sandbox=args.sandbox, period=args.period)
         return await api.run_async(
             job, credentials=creds, options=options, control=control, on_progress=progress, stdin=stdin
         )
@@ -409,6 +474,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return _cmd_validate(args)
     if args.summary_json:
         _check_writable_folder(args.summary_json, "--summary-json")
+    if args.report_html:
+        _check_writable_folder(args.report_html, "--report-html")
     overrides = _overrides(args)
     creds: Credentials | None = None
     with Sandbox() if args.sandbox else nullcontext() as sandbox:
@@ -424,22 +491,57 @@ def _cmd_run(args: argparse.Namespace) -> int:
         _write_atomically(
             args.summary_json, json.dumps(result.summary.as_dict() | {"exit_code": result.exit_code}, indent=2)
         )
+    if args.report_html:
+        spec = api.load_job(args.job, _overrides(args), sandbox=args.sandbox, period=args.period)
+        api.write_report_html(spec, args.report_html)
     return result.exit_code
+
+
+def _flow_lines(review: FlowReview) -> list[str]:
+    name = f"{review.name} " if review.name else ""
+    lines = [
+        f"flow: {name}(revision {review.revision}, the last published)",
+        f"the REST API trigger leads to: {review.trigger_target}",
+        "variables the Flow reads:",
+    ]
+    width = max((len(v.path) for v in review.variables), default=4) + len("flow.data.")
+    for v in review.variables:
+        source = "MISSING" if v.source is None else f"from {v.source}"
+        empty = f"; empty in {v.empty_rows} rows" if v.empty_rows else ""
+        kind = "required" if v.required else "optional"
+        lines.append(f"  {'flow.data.' + v.path:<{width}}  {kind:<8}  {source}{empty}  ({', '.join(v.widgets)})")
+    for v in review.variables:
+        if v.empty_rows and v.required:
+            lines.append(f"{v.path} is empty in {v.empty_rows} rows; the Flow prints it in {', '.join(v.widgets)}")
+    if review.check.unused:
+        lines.append(f"keys the Flow never reads: {', '.join(review.check.unused)}")
+    if review.message_widget:
+        lines.append(f"the first message ({review.message_widget}) for the first contacts:")
+        lines.extend(f"  {text}" for text in review.samples)
+    return lines
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     overrides = _overrides(args)
     overrides.pop("output.results", None)
     stdin = sys.stdin.buffer if args.input == "-" else None
-    v = api.validate(
-        args.job,
-        overrides=overrides,
-        output=args.output,
-        stdin=stdin,
-        sandbox=args.sandbox,
-        restart=args.restart,
-        yes=args.yes,
-    )
+    flow = getattr(args, "flow", False)
+    creds: Credentials | None = None
+    with Sandbox() if args.sandbox and flow else nullcontext() as sandbox:
+        if sandbox is not None:
+            overrides["flow.base_url"] = sandbox.url
+            creds = Credentials(SANDBOX_USERNAME, SANDBOX_PASSWORD)
+        v = api.validate(
+            args.job,
+            overrides=overrides,
+            output=args.output,
+            stdin=stdin,
+            sandbox=args.sandbox,
+            restart=args.restart,
+            yes=args.yes,
+            credentials=creds,
+            flow=flow,
+        )
     spec = api.load_job(args.job, overrides)
     lines = [
         f"rows: {v.total}",
@@ -455,6 +557,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         f"estimated duration at {spec.send.rate:g}/s: {v.estimated_seconds:.0f}s",
         "sample requests:",
         *(f"  {json.dumps(s, ensure_ascii=False)}" for s in v.samples),
+        *(_flow_lines(v.flow) if v.flow else []),
     ]
     if args.output:
         lines.append(f"results: {args.output}")
@@ -480,9 +583,11 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     overrides = _overrides(args)
     path, counts = api.report(
-        args.job, overrides=overrides, output=args.output, period=args.period, sandbox=args.sandbox
+        args.job, overrides=overrides, output=args.output, period=args.period, sandbox=args.sandbox, html=args.html
     )
     print(f"results: {path} ({', '.join(f'{k} {v}' for k, v in counts.items() if v)})")
+    if args.html:
+        print(f"report: {args.html}")
     return EXIT_OK
 
 

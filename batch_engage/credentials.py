@@ -7,9 +7,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from .errors import CredentialsError
+from .errors import ConfigError, CredentialsError
 
-__all__ = ["Credentials", "credentials_from_env"]
+__all__ = ["Credentials", "credentials_from_env", "resolve_env_reference"]
 
 ACCOUNT_SID_PATTERN = re.compile(r"^AC[0-9a-fA-F]{32}$")
 API_KEY_PATTERN = re.compile(r"^SK[0-9a-fA-F]{32}$")
@@ -67,3 +67,16 @@ def credentials_from_env(environ: Mapping[str, str] | None = None) -> Credential
         "no Twilio credentials: set TWILIO_API_KEY and TWILIO_API_SECRET "
         "(or TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN), or use --sandbox"
     )
+
+
+def resolve_env_reference(value: str, key: str, environ: Mapping[str, str] | None = None) -> str:
+    """``value`` itself, or the variable it names as ``env:NAME`` (a ConfigError naming ``key`` when unset)."""
+    if not value.startswith("env:"):
+        return value
+    name = value.removeprefix("env:")
+    env = os.environ if environ is None else environ
+    resolved = env.get(name)
+    if not name or not resolved:
+        shown = name or "(none)"
+        raise ConfigError(key, f"names the environment variable {shown!r}, which is not set: set it or give the value")
+    return resolved

@@ -25,7 +25,8 @@ from ._time import iso_ms
 from .checkpoint import CheckpointStore, Intent, Outcome
 from .client import Created, StudioClient
 from .errors import AlreadyActive, Fatal, PossiblySent, RateLimited, Rejected, RetrySafe, StudioError
-from .hygiene import History
+from .history import owner as history_owner
+from .hygiene import HistoryStore
 from .pacing import Pacer
 from .policy import backoff, is_handback
 from .prepare import caps, contact_hash, params_hash
@@ -155,7 +156,7 @@ class Dispatcher:
         control: RunControl,
         recorder: Recorder,
         pacer: Pacer,
-        history: History | None,
+        history: HistoryStore | None,
         window: SendWindow | None,
         wall: Callable[[], datetime],
         on_progress: Callable[[Progress], None] | None,
@@ -205,7 +206,7 @@ class Dispatcher:
 
     def owner(self, item: Item) -> str:
         """The history claim's owner: this job and this contact."""
-        return f"{self.spec.job.id}#{item.contact}"
+        return history_owner(self.spec.job.id, item.contact)
 
     def record(
         self,

@@ -22,7 +22,8 @@
         │   └── AlreadyActive       409 / 20409: the contact already has an active run
         └── Fatal                   the whole run is wrong: stop it, exit 3
             ├── AuthFailed          401 / 403 / 20003
-            └── FlowNotFound        404 on the Flow / 20404, or a draft v2 Flow
+            ├── FlowNotFound        404 on the Flow / 20404, or nothing published
+            └── FlowUnwired         the Flow's REST API trigger leads to no widget
 
 ``client.classify_response`` and ``client.classify_exception`` turn an answer into a
 ``StudioError`` (the table in ``client.py``); the dispatcher turns that into a row's
@@ -43,6 +44,7 @@ __all__ = [
     "CredentialsError",
     "Fatal",
     "FlowNotFound",
+    "FlowUnwired",
     "InputFileError",
     "NotConnected",
     "PeriodUnsettled",
@@ -192,3 +194,7 @@ class AuthFailed(Fatal):
 
 class FlowNotFound(Fatal):
     """The Flow does not exist for these credentials, or cannot be run."""
+
+
+class FlowUnwired(Fatal):
+    """The Flow's REST API trigger is connected to nothing: every run would end at once."""

@@ -19,10 +19,11 @@ from typing import Any, BinaryIO
 
 import polars as pl
 
-from .hygiene import History, apply_history, apply_suppression, load_suppression
+from .hygiene import apply_history, apply_suppression, is_database_url, load_suppression, open_history
 from .planning import plan as plan_rows
 from .planning import text_columns
 from .source import Table, frame_digest, read_table
+from .source_db import read_query
 from .spec import Cap, Spec, parse_cap
 from .windows import assign_zones
 
@@ -94,7 +95,7 @@ def _contact(dedupe: str) -> pl.Expr:
         key = pl.concat_str([pl.col("to"), pl.col("from")], separator=" ")
     else:
         place = pl.col("row").rank("ordinal").over(pl.when(usable).then(pl.struct("to", "from")))
-        key = pl.concat_str([pl.col("to"), pl.col("from"), pl.format("#{}", place)], separator=" ")
+        key = pl.concat_str([pl.col("to"), pl.col("from"), pl.format("~{}", place)], separator=" ")
     return pl.when(usable).then(key).alias("contact")
 
 
@@ -105,12 +106,14 @@ def prepare(
     stdin: BinaryIO | None = None,
     job_owner: str | None = None,
 ) -> Prepared:
-    """Read and plan the input (suppression, caps, send-window zones, contact keys). No network."""
+    """Read and plan the input (suppression, caps, send-window zones, contact keys); no call to Twilio."""
     if frame is not None:
         data = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
         columns = [c for c in text_columns(spec.mapping) if c in data.columns]
         data = data.with_columns(pl.col(c).cast(pl.String) for c in columns)
         table = Table(frame=data, digest=frame_digest(data), name="(frame)")
+    elif spec.input.query is not None:
+        table = read_query(spec.input, text_columns=text_columns(spec.mapping))
     else:
         table = read_table(spec.input, text_columns=text_columns(spec.mapping), stdin=stdin)
     planned = plan_rows(table.frame, spec, source_name=table.name)
@@ -131,7 +134,8 @@ def prepare(
         lists = load_suppression(spec.suppress.files, spec.suppress.column, spec.mapping.default_region)
         planned = apply_suppression(planned, lists)
     job_caps = caps(spec)
-    if spec.history.path and any(job_caps) and Path(spec.history.path).exists():
-        with History(spec.history.path) as history:
+    known = spec.history.path and (is_database_url(spec.history.path) or Path(spec.history.path).exists())
+    if spec.history.path and any(job_caps) and known:
+        with open_history(spec.history.path) as history:
             planned = apply_history(planned, history, spec.flow.sid, *job_caps, job=job_owner or spec.job.id)
     return Prepared(plan=planned, fingerprint=fingerprint(spec), input_digest=table.digest)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 from .checkpoint import CheckpointStore, Outcome, SecondStats
-from .hygiene import History
+from .hygiene import HistoryStore
 
 __all__ = ["FLUSH_SECONDS", "Recorder"]
 
@@ -34,7 +34,7 @@ class Recorder:
     def __init__(
         self,
         checkpoint: CheckpointStore,
-        history: History | None,
+        history: HistoryStore | None,
         *,
         now: Callable[[], float],
         rate: Callable[[], float],

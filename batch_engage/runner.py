@@ -27,16 +27,18 @@ from .checkpoint import CheckpointStore, Outcome, Target, open_checkpoint, read_
 from .client import StudioClient, make_http_client
 from .credentials import Credentials
 from .dispatch import Dispatcher, Item, Progress, RunControl
-from .errors import FlowNotFound, StudioError
-from .hygiene import History
+from .errors import ConfigError, FlowNotFound, FlowUnwired, StudioError
+from .flowcheck import FlowWiringError
+from .flowreview import review
+from .hygiene import HistoryStore, open_history
 from .pacing import Pacer
 from .prepare import Prepared, fingerprint, params_hash, prepare
 from .reads import PacedReads
 from .reconcile import Lookup, Reconciler
 from .recorder import Recorder
 from .results import build_results, counts_by_status, exit_code_for, write_results
-from .spec import Spec, check_base_url, studio_base_url
-from .states import POSSIBLY_SENT, REACHED, RowState
+from .spec import Spec, check_base_url, studio_base_url, studio_region_warning
+from .states import FINAL, POSSIBLY_SENT, RowState
 from .twilio_clock import TwilioClock
 from .windows import SendWindow, annotate_windows, send_window
 
@@ -134,9 +136,7 @@ def target_for(spec: Spec, credentials: Credentials | None, *, sandbox: bool) ->
 
 def _earlier(plan: pl.DataFrame, checkpoint: CheckpointStore, digest: str) -> tuple[int, int]:
     """Rows whose contact a run for an earlier input reached, and how many of them now carry other Parameters."""
-    finals = checkpoint.journal().filter(
-        pl.col("state").is_in([s.value for s in REACHED]) & (pl.col("input") != digest)
-    )
+    finals = checkpoint.reached_for_other_input(digest)
     if finals.height == 0:
         return 0, 0
     rows = plan.filter(pl.col("status") == "pending").join(
@@ -165,9 +165,16 @@ class _Run:
     """One invocation's pieces, wired once; lives only inside :func:`run_job`."""
 
     def __init__(
-        self, spec: Spec, cp: CheckpointStore, client: StudioClient, options: RunOptions, dispatcher: Dispatcher
-    ):
+        self,
+        spec: Spec,
+        plan: pl.DataFrame,
+        cp: CheckpointStore,
+        client: StudioClient,
+        options: RunOptions,
+        dispatcher: Dispatcher,
+    ) -> None:
         self.spec = spec
+        self.plan = plan
         self.cp = cp
         self.client = client
         self.options = options
@@ -265,10 +272,41 @@ class _Run:
             if sendable:
                 await d.dispatch(iter(sendable), None)
 
+    def check_flow(self, published: dict[str, Any]) -> None:
+        """Hold the job against the published Flow: abort an unwired trigger, warn (or refuse) missing variables."""
+        if not isinstance(published.get("definition"), dict):
+            log.warning("flow.unchecked", message="the published revision has no readable definition: not checked")
+            return
+        try:
+            found = review(self.spec, self.plan, published)
+        except FlowWiringError as exc:
+            self.d.aborted = FlowUnwired(str(exc))
+            return
+        for variable in found.check.missing:
+            log.warning(
+                "flow.variable_missing",
+                path=variable.path,
+                widgets=list(variable.widgets),
+                message=f"the Flow prints flow.data.{variable.path} in {', '.join(variable.widgets)}, "
+                "but the job supplies no such key: every contact would see it empty",
+            )
+        if found.check.unused:
+            log.info("flow.unused_keys", keys=list(found.check.unused))
+        if found.check.missing and self.spec.flow.strict_variables:
+            names = ", ".join(f"flow.data.{v.path} ({', '.join(v.widgets)})" for v in found.check.missing)
+            raise ConfigError(
+                "flow.strict_variables",
+                f"the Flow prints {names}, which the job does not supply; map it or give it a default in the Flow. "
+                "Nothing was sent.",
+            )
+
     async def preflight(self) -> None:
         """Prove the credentials and that the Flow has a published revision before any row is sent."""
         try:
             flow = await self.reads.call("flow", self.client.fetch_flow)
+            account = flow.get("account_sid")
+            if isinstance(account, str) and account and not self.options.sandbox:
+                await asyncio.to_thread(self.cp.learn_account, account)
             published = await self.reads.call("published revision", self.client.fetch_published)
         except FlowNotFound as exc:
             self.d.aborted = exc
@@ -282,13 +320,14 @@ class _Run:
                 self.d.aborted = FlowNotFound(
                     f"the Flow {self.spec.flow.sid} has no published revision: publish it in the Studio console"
                 )
-            elif flow.get("revision") != published.get("revision"):
-                log.warning(
-                    "flow.draft",
-                    message=f"the Flow has a newer unpublished draft (revision {flow.get('revision')}); "
-                    f"runs will use revision {published.get('revision')}, the last published",
-                )
-            self.published = published
+            else:
+                if flow.get("revision") != published.get("revision"):
+                    log.warning(
+                        "flow.draft",
+                        message=f"the Flow has a newer unpublished draft (revision {flow.get('revision')}); "
+                        f"runs will use revision {published.get('revision')}, the last published",
+                    )
+                self.check_flow(published)
         if self.d.aborted is not None:
             log.error("run.aborted", reason=self.d.aborted.message, http_status=self.d.aborted.http_status)
         offset = self.client.clock.offset
@@ -355,6 +394,9 @@ async def run_job(
     started = time.monotonic()
     base_url = studio_base_url(spec.flow, region=credentials.region, edge=credentials.edge)
     check_base_url(base_url)
+    region_warning = None if spec.flow.base_url else studio_region_warning(spec.flow.region or credentials.region)
+    if region_warning:
+        log.warning("region.studio", message=region_warning)
     if settle_only:
         view = read_checkpoint(spec.output.checkpoint)
         assert view.plan is not None
@@ -372,7 +414,7 @@ async def run_job(
     ) as cp:
         cp.start_run(iso_ms(options.clock()), prepared.input_digest)
         await asyncio.to_thread(cp.save_plan, prepared.plan)
-        history = History(spec.history.path) if spec.history.path and not options.sandbox else None
+        history = open_history(spec.history.path) if spec.history.path and not options.sandbox else None
         try:
             outcome = await _run_with_checkpoint(
                 spec, prepared, cp, credentials, base_url, options, control, transport, on_progress, history
@@ -428,7 +470,7 @@ async def _run_with_checkpoint(
     control: RunControl,
     transport: httpx.AsyncBaseTransport | None,
     on_progress: Callable[[Progress], None] | None,
-    history: History | None,
+    history: HistoryStore | None,
 ) -> tuple[Dispatcher, bool, int, int]:
     plan = prepared.plan
     reached_earlier, changed = _earlier(plan, cp, prepared.input_digest)
@@ -449,7 +491,7 @@ async def _run_with_checkpoint(
         pacer = Pacer(spec.send.rate)
         recorder = Recorder(cp, history, now=lambda: options.clock().timestamp(), rate=lambda: pacer.rate)
         possibly = cp.open_lines().filter(pl.col("state").is_in([s.value for s in POSSIBLY_SENT]))
-        finals = cp.final_lines().get_column("contact")
+        finals = cp.contacts_in(FINAL)
         sendable = plan.filter(pl.col("status") == "pending")
         total = sendable.height
         done = sendable.filter(pl.col("contact").is_in(finals.implode())).height
@@ -468,7 +510,7 @@ async def _run_with_checkpoint(
             done=done,
             sids=cp.sids_since(iso_ms(options.clock() - RECENT_SIDS)) if spec.flow.api == "engagements" else set(),
         )
-        run = _Run(spec, cp, client, options, d)
+        run = _Run(spec, plan, cp, client, options, d)
         done_flushing = asyncio.Event()
         flusher = asyncio.create_task(recorder.run(done_flushing))
         timer = (
@@ -485,7 +527,7 @@ async def _run_with_checkpoint(
                 await run.settle_earlier(possibly)
             waiting = False
             if d.aborted is None and not control.stopping:
-                settled = cp.journal().filter(pl.col("state") != "pending").get_column("contact")
+                settled = cp.contacts_in(FINAL | POSSIBLY_SENT)
                 waiting = await _send_all(run, _to_send(plan, cp.open_lines(), settled), options, d.window)
             await run.settle_this_run()
             stopped_early = control.stopping or waiting

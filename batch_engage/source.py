@@ -4,15 +4,24 @@ Every file-level problem is an :class:`InputFileError` naming the file and, wher
 applies, the line and the column. The common case stays vectorized: a CSV is read by
 polars with every column as text, checked for short rows only when polars' null
 pattern says a row may have been padded, and typed afterwards with whole-column rules.
+
+What spreadsheets write is read as they meant it: the field separator (``,`` ``;``
+tab ``|``) is taken from ``input.separator`` or detected from the header line; a byte
+order mark (UTF-8, UTF-16, UTF-32) decides the encoding whatever ``input.encoding``
+says; old Mac line endings (CR alone) end lines; rows whose cells are all empty
+(Excel's trailing ``,,,``) are skipped like blank lines. No file, however broken,
+gives anything but an :class:`InputFileError`.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import difflib
 import hashlib
 import io
 import json
+import re
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -27,12 +36,22 @@ if TYPE_CHECKING:
     # Only a type here: spec.py imports modules that import this one (windows.py), so no cycle at run time.
     from .spec import InputSpec
 
-__all__ = ["STDIN_NAME", "Table", "frame_digest", "read_table", "require_columns"]
+__all__ = ["SEPARATORS", "STDIN_NAME", "Table", "frame_digest", "read_table", "require_columns"]
 
 STDIN_NAME = "<stdin>"
 _EXTENSIONS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".ndjson": "ndjson", ".jsonl": "ndjson"}
 _KINDS = {"csv": "CSV", "parquet": "Parquet", "ndjson": "NDJSON"}
-_BOM = b"\xef\xbb\xbf"
+_BOM = codecs.BOM_UTF8
+# Longest first: a UTF-32 LE mark starts with the UTF-16 LE one.
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+SEPARATORS = (",", ";", "\t", "|")
+_SNIFF_BYTES = 4096  # enough of a file to tell UTF-16 without a byte order mark by its zero bytes
 _PEEK_BYTES = 64 * 1024
 _MAX_LISTED_COLUMNS = 30
 
@@ -98,27 +117,69 @@ def _is_utf8(encoding: str) -> bool:
     return encoding.lower().replace("-", "").replace("_", "") in ("utf8", "utf8sig")
 
 
+def _line_of(data: bytes, encoding: str, offset: int) -> int:
+    """The line (CR, LF or CRLF ended) holding byte ``offset`` of text in ``encoding``."""
+    before = data[:offset].decode(encoding, errors="replace")
+    return before.count("\n") + before.count("\r") - before.count("\r\n") + 1
+
+
+def _encoding_hint(data: bytes) -> str:
+    """The encoding worth suggesting for bytes that are not UTF-8, or '' when none would be right."""
+    if b"\x00" in data:
+        return ""  # not a single-byte text encoding: suggesting one would only make a mess of it
+    if not re.search(rb"[\x80-\x9f]", data):
+        return "latin-1"  # latin-1 and cp1252 agree on every byte here
+    try:
+        data.decode("cp1252")
+    except UnicodeDecodeError:
+        return ""
+    return "cp1252"
+
+
 def _decode_error(shown: str, data: bytes, encoding: str, exc: UnicodeDecodeError) -> InputFileError:
-    line = data.count(b"\n", 0, exc.start) + 1
+    line = _line_of(data, encoding, exc.start)
     byte = data[exc.start : exc.start + 1].hex()
     if _is_utf8(encoding):
-        return InputFileError(
-            shown,
-            f'not valid UTF-8 (byte 0x{byte}); if the file uses another encoding, set input.encoding (e.g. "latin-1")',
-            line=line,
-        )
+        hint = _encoding_hint(data)
+        if hint:
+            advice = f'if the file uses another encoding, set input.encoding (e.g. "{hint}")'
+        else:
+            advice = "it is not text in any one-byte encoding either (a workbook or another binary file?)"
+        return InputFileError(shown, f"not valid UTF-8 (byte 0x{byte}); {advice}", line=line)
     return InputFileError(shown, f"not valid {encoding} (byte 0x{byte})", line=line)
 
 
+def _utf16_without_bom(data: bytes) -> str | None:
+    """``utf-16-le``/``-be`` when the start of the file is ASCII text with a zero byte after/before each character."""
+    sample = data[:_SNIFF_BYTES]
+    if len(sample) < 4 or b"\x00" not in sample:
+        return None
+    even, odd = sample[0::2], sample[1::2]
+    if odd.count(0) > 0.9 * len(odd) and even.count(0) < 0.1 * len(even):
+        return "utf-16-le"
+    if even.count(0) > 0.9 * len(even) and odd.count(0) < 0.1 * len(odd):
+        return "utf-16-be"
+    return None
+
+
 def _as_utf8(shown: str, data: bytes, encoding: str) -> bytes:
-    """The text as UTF-8 bytes without a BOM, or the line that is not in ``encoding``."""
+    """The text as UTF-8 bytes without a BOM and with LF or CRLF line ends, or the line that is not in ``encoding``.
+
+    A byte order mark decides the encoding: no other encoding's text starts with one.
+    """
+    for bom, marked in _BOMS:
+        if data.startswith(bom):
+            encoding, data = marked, data[len(bom) :]
+            break
+    else:
+        if _is_utf8(encoding):
+            encoding = _utf16_without_bom(data) or encoding
     if not _is_utf8(encoding):
         try:
             data = data.decode(encoding).encode("utf-8")
         except UnicodeDecodeError as exc:
             raise _decode_error(shown, data, encoding, exc) from None
-    if data.startswith(_BOM):
-        data = data[len(_BOM) :]
+        data = data.removeprefix(_BOM)  # "utf-16" and the like keep no mark, but "utf-8-sig"-like names might
     try:
         # Polars checks UTF-8 faster than Python and without a copy of the text as str.
         pl.Series([data], dtype=pl.Binary).cast(pl.String)
@@ -128,16 +189,45 @@ def _as_utf8(shown: str, data: bytes, encoding: str) -> bytes:
         except UnicodeDecodeError as exc:
             raise _decode_error(shown, data, "utf-8", exc) from None
         raise
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        raise InputFileError(
+            shown,
+            "holds a zero byte, so it is not a text file (a workbook? export it as CSV)",
+            line=_line_of(data, "utf-8", nul),
+        )
+    if b"\r" in data and data.count(b"\r") != data.count(b"\r\n"):
+        # A CR alone ends a line (old Mac, some Excel exports); polars and csv only know LF and CRLF.
+        data = re.sub(rb"\r(?!\n)", b"\n", data)
     return data
 
 
-def _header(data: bytes) -> list[str]:
+def _header_line(data: bytes) -> str:
     start = 0
     while data[start : start + 1] in (b"\r", b"\n"):
         start += 1  # blank lines before the header, which polars skips too
     end = data.find(b"\n", start)
-    first = data[start : end if end >= 0 else len(data)].decode("utf-8").rstrip("\r")
-    return next(csv.reader([first]), [])
+    return data[start : end if end >= 0 else len(data)].decode("utf-8").rstrip("\r")
+
+
+def _split(line: str, separator: str) -> list[str]:
+    return next(csv.reader([line], delimiter=separator), [])
+
+
+def _detect_separator(header: str, wanted: Iterable[str] = ()) -> str:
+    """The field separator a header line uses, of ``,`` ``;`` tab ``|`` (``,`` when none splits it).
+
+    The separator that makes every ``wanted`` column exist wins; among equals, the one
+    that splits the header into the most fields; then the earlier in that list.
+    """
+    needed = set(wanted)
+    best, best_rank = ",", (False, 1)
+    for separator in SEPARATORS:
+        fields = _split(header, separator)
+        rank = (needed <= set(fields) and bool(needed), len(fields))
+        if rank > best_rank:
+            best, best_rank = separator, rank
+    return best
 
 
 def _check_header(shown: str, header: list[str]) -> None:
@@ -155,14 +245,14 @@ def _ragged(shown: str, line: int, fields: int, width: int) -> InputFileError:
     return InputFileError(shown, f"ragged row: {fields} {noun} where the header has {width}", line=line)
 
 
-def _scan_records(shown: str, data: bytes, *, keep: list[list[str]] | None = None) -> list[int]:
+def _scan_records(shown: str, data: bytes, separator: str, *, keep: list[list[str]] | None = None) -> list[int]:
     """The exact, slow check (Python's csv module): raise on the first ragged row, else return blank records.
 
     Used only when the vectorized check cannot decide (a quoted field spanning lines)
     or when polars has failed; then ``keep`` collects the header and the rows.
     """
     # Strict only when polars has failed: then a quote never closed is the likely reason, and worth naming.
-    reader = csv.reader(io.StringIO(data.decode("utf-8"), newline=""), strict=keep is not None)
+    reader = csv.reader(io.StringIO(data.decode("utf-8"), newline=""), delimiter=separator, strict=keep is not None)
     start = 1
     try:
         header = next(reader, None)
@@ -189,10 +279,10 @@ def _scan_records(shown: str, data: bytes, *, keep: list[list[str]] | None = Non
     return blanks
 
 
-def _read_with_csv_module(shown: str, data: bytes) -> pl.DataFrame:
+def _read_with_csv_module(shown: str, data: bytes, separator: str) -> pl.DataFrame:
     """Read what polars refused but Python's csv module accepts (a stray quote mid-field, as in ``6" tall``)."""
     rows: list[list[str]] = []
-    _scan_records(shown, data, keep=rows)
+    _scan_records(shown, data, separator, keep=rows)
     if not rows:
         raise InputFileError(shown, "the file is empty")
     header, body = rows[0], rows[1:]
@@ -214,18 +304,18 @@ def _lines(data: bytes) -> pl.Series | None:
     ).to_series()
 
 
-def _field_counts(lines: pl.Series) -> pl.Series:
-    """Fields per line, commas inside quotes not counted (a line holding no quoted line break)."""
-    counts = lines.str.count_matches(",", literal=True) + 1
+def _field_counts(lines: pl.Series, separator: str) -> pl.Series:
+    """Fields per line, separators inside quotes not counted (a line holding no quoted line break)."""
+    counts = lines.str.count_matches(separator, literal=True) + 1
     quoted = lines.str.contains('"', literal=True).fill_null(False)
     if quoted.any():
         where = quoted.arg_true()
-        unquoted = lines.gather(where).str.replace_all(_QUOTED, "").str.count_matches(",", literal=True) + 1
+        unquoted = lines.gather(where).str.replace_all(_QUOTED, "").str.count_matches(separator, literal=True) + 1
         counts = counts.scatter(where, unquoted)
     return counts
 
 
-def _check_rows(shown: str, data: bytes, frame: pl.DataFrame) -> pl.DataFrame:
+def _check_rows(shown: str, data: bytes, frame: pl.DataFrame, separator: str) -> pl.DataFrame:
     """Raise on the first short row polars padded with nulls; drop blank lines (polars reads them as null rows).
 
     Only rows whose last column is null can be short, so only their lines are looked
@@ -237,26 +327,33 @@ def _check_rows(shown: str, data: bytes, frame: pl.DataFrame) -> pl.DataFrame:
     if lines is not None:
         first = lines.is_not_null().arg_true()[0]  # polars skips blank lines before the header
     if lines is None or lines.len() - first - 1 != frame.height:
-        blanks = _scan_records(shown, data)
-        return frame.filter(_blank_mask(blanks, frame.height)) if blanks else frame
+        return _without_blank_records(shown, data, frame, separator)
     records = lines.slice(first + 1)
     where = frame.get_column(frame.columns[-1]).is_null().arg_true()
     picked = records.gather(where)
     blank = picked.is_null()
-    fields = _field_counts(picked)
+    fields = _field_counts(picked, separator)
     # Removing quoted sections only ever hides commas, so every short row is a suspect;
     # a suspect is a false alarm when a quote mid-field (literal to polars and csv alike) fooled the count.
     suspects = where.filter(~blank & (fields != frame.width))
     for index in suspects.head(_MAX_SUSPECTS).to_list():
-        row = next(csv.reader([records[index]]), [])
+        row = _split(records[index], separator)
         if len(row) != frame.width:
             raise _ragged(shown, first + 2 + index, len(row), frame.width)
     if len(suspects) > _MAX_SUSPECTS:
-        blanks = _scan_records(shown, data)
-        return frame.filter(_blank_mask(blanks, frame.height)) if blanks else frame
+        return _without_blank_records(shown, data, frame, separator)
     if not blank.any():
         return frame
     return frame.filter(_blank_mask(where.filter(blank).to_list(), frame.height))
+
+
+def _without_blank_records(shown: str, data: bytes, frame: pl.DataFrame, separator: str) -> pl.DataFrame:
+    """The exact scan's verdict: raise on a ragged row, else drop the blank records."""
+    blanks = _scan_records(shown, data, separator)
+    if blanks and blanks[-1] >= frame.height:
+        # A stray quote made polars and the csv module see different records: the csv module's reading stands.
+        return _read_with_csv_module(shown, data, separator)
+    return frame.filter(_blank_mask(blanks, frame.height)) if blanks else frame
 
 
 def _blank_mask(blanks: list[int], height: int) -> pl.Series:
@@ -288,21 +385,41 @@ def _infer_types(frame: pl.DataFrame, keep_text: set[str]) -> pl.DataFrame:
     return frame.with_columns(casts) if casts else frame
 
 
-def _read_csv(shown: str, data: bytes, keep_text: set[str]) -> pl.DataFrame:
-    header = _header(data)
-    _check_header(shown, header)
+def _without_empty_rows(frame: pl.DataFrame) -> pl.DataFrame:
+    """Drop rows whose every cell is empty or blank: Excel writes ``,,,`` for rows it once formatted.
+
+    Only rows whose first cell is empty can be such rows, so only they are looked at whole.
+    """
+    first = frame.get_column(frame.columns[0])
+    maybe = (first.is_null() | first.str.contains(r"^\s*$")).fill_null(True)
+    if not maybe.any():
+        return frame
+    where = maybe.arg_true()
+    cells = [pl.col(c).is_null() | pl.col(c).str.contains(r"^\s*$") for c in frame.columns]
+    empty = frame[where].select(pl.all_horizontal(cells).fill_null(True)).to_series()
+    if not empty.any():
+        return frame
+    return frame.filter(_blank_mask(where.filter(empty).to_list(), frame.height))
+
+
+def _read_csv(shown: str, data: bytes, keep_text: set[str], separator: str | None) -> pl.DataFrame:
+    line = _header_line(data)
+    separator = separator or _detect_separator(line, keep_text)
+    _check_header(shown, _split(line, separator))
     try:
-        frame = pl.read_csv(data, infer_schema=False, raise_if_empty=True)
+        frame = pl.read_csv(data, infer_schema=False, raise_if_empty=True, separator=separator)
     except pl.exceptions.NoDataError:
         raise InputFileError(shown, "the file is empty") from None
     except pl.exceptions.PolarsError:
         # Polars says "more fields than defined", never where: the exact scan finds the line,
         # or, when no row is ragged, reads the file polars could not.
-        frame = _read_with_csv_module(shown, data)
+        frame = _read_with_csv_module(shown, data, separator)
     else:
         if frame.width and frame.height and frame.get_column(frame.columns[-1]).null_count():
             # A short row is padded with nulls, so it always leaves one in the last column.
-            frame = _check_rows(shown, data, frame)
+            frame = _check_rows(shown, data, frame, separator)
+    if frame.width and frame.height:
+        frame = _without_empty_rows(frame)
     if frame.height == 0:
         raise InputFileError(shown, "has a header but no data rows")
     return _infer_types(frame, keep_text)
@@ -338,10 +455,10 @@ def _read_parquet(shown: str, data: bytes) -> pl.DataFrame:
         raise _not_valid(shown, "parquet", exc) from None
 
 
-def _read_remote(name: str, fmt: str) -> pl.DataFrame:
+def _read_remote(name: str, fmt: str, separator: str | None) -> pl.DataFrame:
     try:
         if fmt == "csv":
-            return pl.read_csv(name, infer_schema_length=10_000)
+            return pl.read_csv(name, infer_schema_length=10_000, separator=separator or ",")
         if fmt == "parquet":
             return pl.read_parquet(name)
         return pl.read_ndjson(name, infer_schema_length=10_000)
@@ -365,7 +482,7 @@ def read_table(
     fmt = _format_of(spec, name, shown)
     keep_text = set(text_columns)
     if "://" in name:
-        frame = _read_remote(name, fmt)
+        frame = _read_remote(name, fmt, spec.separator)
         if frame.height == 0:
             raise InputFileError(name, "has no data rows")
         frame = frame.with_columns(pl.col(c).cast(pl.String) for c in keep_text if c in frame.columns)
@@ -382,12 +499,19 @@ def read_table(
     else:
         data = _as_utf8(shown, raw, spec.encoding)
         if fmt == "csv":
-            frame = _read_csv(shown, data, keep_text)
+            try:
+                frame = _read_csv(shown, data, keep_text, spec.separator)
+            except (pl.exceptions.PolarsError, csv.Error) as exc:
+                # The checks above name the usual problems; whatever is left is still one line, never a traceback.
+                raise _not_valid(shown, fmt, exc) from None
         else:
             try:
                 frame = pl.read_ndjson(io.BytesIO(data), infer_schema_length=None)
             except pl.exceptions.PolarsError as exc:
                 raise _ndjson_error(shown, data, exc) from None
+            except (ValueError, TypeError) as exc:
+                # Polars raises these too for some malformed lines (a value of a type it cannot hold).
+                raise _not_valid(shown, "ndjson", exc) from None
             if frame.height == 0:
                 raise InputFileError(shown, "has no data rows")
     frame = frame.with_columns(pl.col(c).cast(pl.String) for c in keep_text if c in frame.columns)
@@ -414,6 +538,19 @@ def _closest(column: str, columns: list[str]) -> str | None:
     return min(containing, key=len) if containing else None
 
 
+def _separator_hint(column: str, columns: list[str]) -> str:
+    """Advice to set ``input.separator`` when the header was split by the wrong one (``phone;first_name``).
+
+    Given when splitting a header cell by another separator yields the missing column,
+    or when the whole header is one cell holding a separator.
+    """
+    for separator in SEPARATORS:
+        holding = [name for name in columns if separator in name]
+        if any(column in _split(name, separator) for name in holding) or (holding and len(columns) == 1):
+            return f"; the header holds {separator!r}: if it separates the columns, set input.separator = {separator!r}"
+    return ""
+
+
 def require_columns(name: str, frame: pl.DataFrame, columns: Iterable[tuple[str, str]]) -> None:
     """Refuse a mapping that names a column the file does not have, listing those it has and the closest."""
     for key, column in columns:
@@ -422,8 +559,10 @@ def require_columns(name: str, frame: pl.DataFrame, columns: Iterable[tuple[str,
         listed = ", ".join(frame.columns[:_MAX_LISTED_COLUMNS])
         if frame.width > _MAX_LISTED_COLUMNS:
             listed += f", ... ({frame.width} in all)"
-        close = _closest(column, frame.columns)
-        hint = f"; did you mean {close!r}?" if close else ""
+        hint = _separator_hint(column, frame.columns)
+        if not hint:
+            close = _closest(column, frame.columns)
+            hint = f"; did you mean {close!r}?" if close else ""
         raise InputFileError(
             name,
             f"{key} names a column the file does not have (it has: {listed}){hint}",

@@ -23,6 +23,7 @@ import phonenumbers
 from . import periods
 from ._files import same_file
 from .errors import ConfigError, CredentialsError
+from .source_db import check_database_uri
 from .windows import parse_window, valid_zone
 
 __all__ = [
@@ -73,6 +74,9 @@ class InputSpec:
     path: str | None = None
     format: str | None = None
     encoding: str = "utf-8"
+    uri: str | None = None
+    query: str | None = None
+    separator: str | None = None  # a CSV's field separator; None: detected from the header
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,6 +88,7 @@ class FlowSpec:
     base_url: str | None = None
     region: str | None = None
     edge: str | None = None
+    strict_variables: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -215,13 +220,21 @@ class Spec:
 # key -> (type or types, section field name); "from" is a keyword in Python.
 _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], str]]] = {
     "job": {"id": (str, "id")},
-    "input": {"path": (str, "path"), "format": (str, "format"), "encoding": (str, "encoding")},
+    "input": {
+        "path": (str, "path"),
+        "format": (str, "format"),
+        "encoding": (str, "encoding"),
+        "uri": (str, "uri"),
+        "query": (str, "query"),
+        "separator": (str, "separator"),
+    },
     "flow": {
         "sid": (str, "sid"),
         "api": (str, "api"),
         "base_url": (str, "base_url"),
         "region": (str, "region"),
         "edge": (str, "edge"),
+        "strict_variables": (bool, "strict_variables"),
     },
     "mapping": {
         "to": (str, "to"),
@@ -313,7 +326,7 @@ def check_parameter_keys(keys: list[str], where: str = "mapping.parameters") -> 
 
 
 def _resolve(base: Path, value: str | None) -> str | None:
-    if value is None or value == "-" or "://" in value:
+    if value is None or value == "-" or "://" in value or value.startswith("env:"):
         return value
     path = Path(value).expanduser()
     return str(path if path.is_absolute() else (base / path).resolve())
@@ -375,6 +388,10 @@ def load_spec(
         _check_type(dotted, value, expected)
         if name in ("input", "output") and key in ("path", "results", "checkpoint"):
             sections[name][field_name] = _resolve(Path.cwd(), value)
+            if dotted == "input.path":
+                # --input replaces the job's whole source, a query included.
+                sections["input"].pop("uri", None)
+                sections["input"].pop("query", None)
         else:
             sections[name][field_name] = value
 
@@ -500,6 +517,15 @@ def _build(sections: dict[str, dict[str, Any]], base: Path, stem: str, now: date
             codecs.lookup(inp["encoding"])
         except LookupError:
             raise ConfigError("input.encoding", f"unknown encoding {inp['encoding']!r}") from None
+    if ("uri" in inp) != ("query" in inp):
+        raise ConfigError("input.query" if "uri" in inp else "input.uri", "input.uri and input.query go together")
+    if "uri" in inp:
+        if "path" in inp:
+            raise ConfigError("input.path", "give input.path or input.uri + input.query, not both")
+        if not inp["uri"].startswith("env:"):
+            check_database_uri(inp["uri"], key="input.uri")
+    if inp.get("separator") is not None and inp["separator"] not in (",", ";", "\t", "|"):
+        raise ConfigError("input.separator", f"must be one of ',' ';' '\\t' '|', not {inp['separator']!r}")
 
     flow = sections["flow"]
     if "sid" not in flow:

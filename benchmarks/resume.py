@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +43,13 @@ from benchkit import (
     stopwatch,
 )
 
-from batch_engage.checkpoint import Checkpoint, Outcome, now_iso
-from batch_engage.runner import prepare, row_key
+from batch_engage._time import iso_ms
+from batch_engage.checkpoint import Checkpoint, Outcome
+from batch_engage.checkpoint import Target as Studio
+from batch_engage.dispatch import Item, make_marker
+from batch_engage.prepare import prepare
 from batch_engage.spec import load_spec
+from batch_engage.states import RowState
 
 ROWS = 1_000_000
 DONE = 990_000
@@ -85,26 +90,38 @@ checkpoint = "out/resume.checkpoint"
     return job
 
 
-def build_checkpoint(job: Path, done: int) -> dict[str, Any]:
-    """Plan the job and journal its first ``done`` sendable rows as sent, through the Checkpoint API."""
+def build_checkpoint(job: Path, done: int, base_url: str) -> dict[str, Any]:
+    """Plan the job and journal its first ``done`` sendable contacts as sent, through the Checkpoint API."""
     spec = load_spec(job)
     with stopwatch() as plan_time:
-        plan, fingerprint = prepare(spec)
+        prepared = prepare(spec)
+    plan = prepared.plan
     pending = plan.filter(plan["status"] == "pending").head(done)
-    rows = pending.select("row", "to", "from", "parameters").rows()
-    keys = [(row, row_key(row, to, from_, params)) for row, to, from_, params in rows]
-    stamp = now_iso()
-    with stopwatch() as journal_time, Checkpoint.open(spec.output.checkpoint, fingerprint) as cp:
+    rows = pending.select("row", "contact", "to", "from", "parameters").rows()
+    stamp = iso_ms(datetime.now(UTC))
+    target = Studio(base_url=base_url, identity=LOOPBACK_USER)
+    with stopwatch() as journal_time, Checkpoint.open(spec.output.checkpoint, prepared.fingerprint, target) as cp:
+        cp.start_run(stamp, prepared.input_digest)
         cp.save_plan(plan)
-        cp.write_intents(keys)
+        items = [Item(row=r, contact=c, to=t, from_=f, parameters=p) for r, c, t, f, p in rows]
+        for item in items:
+            item.marker = make_marker(cp.token, item.contact)
+        cp.write_intents([i.intent() for i in items], at=stamp, twilio_at=stamp)
         cp.write_outcomes(
-            Outcome(row=row, state="sent", sid=f"FN{row:032x}", http_status=201, attempts=1, completed_at=stamp)
-            for row, _ in keys
+            Outcome(
+                contact=i.contact,
+                state=RowState.SENT,
+                sid=f"FN{i.row:032x}",
+                http_status=201,
+                attempts=1,
+                completed_at=stamp,
+            )
+            for i in items
         )
     return {
         "plan_rows": plan.height,
         "pending_rows": int((plan["status"] == "pending").sum()),
-        "journaled_sent": len(keys),
+        "journaled_sent": len(items),
         "setup_plan_s": plan_time["wall"],
         "setup_journal_s": journal_time["wall"],
     }
@@ -168,8 +185,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     try:
         realistic_contacts(args.rows).write_csv(tmp / "contacts.csv")
         job = write_job(tmp)
-        setup = build_checkpoint(job, args.done)
         with LoopbackServer() as server:
+            setup = build_checkpoint(job, args.done, server.url)
             timing = time_to_first_request(job, server, tmp / "run.log")
     finally:
         if args.keep:

@@ -1,8 +1,8 @@
 """Render a sample campaign report and screenshot it with headless Chromium: ``docs/report.png``.
 
-    python docs/make_screenshot.py                       # a representative made-up campaign
+    python docs/make_screenshot.py                         # the sample job, run on the sandbox
     python docs/make_screenshot.py --html out/report.html  # also keep the HTML
-    python docs/make_screenshot.py CHECKPOINT            # a real checkpoint (not wired yet, see TODO)
+    python docs/make_screenshot.py --made-up               # a made-up two-run campaign with 429s
 
 Needs Debian's ``chromium`` and ``chromium-driver`` (/usr/bin/chromium, /usr/bin/chromedriver) and
 ``selenium`` (the ``test`` extra). Selenium is pointed at both binaries explicitly, so its
@@ -23,7 +23,12 @@ from pathlib import Path
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
+from batch_engage import RunOptions, api
+from batch_engage.checkpoint import read_only
+from batch_engage.credentials import Credentials
+from batch_engage.report_data import report_data
 from batch_engage.report_html import FailureGroup, FieldValues, ReportData, RunSpan, SecondStats, render_report
+from batch_engage.sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox, SandboxConfig
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -168,21 +173,30 @@ def sample_report_data() -> ReportData:
     )
 
 
-def load_report_data(checkpoint: Path) -> ReportData:
-    """The report figures of a real checkpoint."""
-    # TODO(lead): build ReportData from the checkpoint once the report data source lands, e.g.
-    #   return batch_engage.api.report_data(checkpoint)
-    raise SystemExit(f"{checkpoint}: reading a checkpoint is not wired yet; run without a path for the sample")
+def sample_job_report_data() -> ReportData:
+    """The sample job (jobs/sample_campaign.toml) run on the sandbox at 50/s against its 20/s limit."""
+    repo = DOCS.parent
+    creds = Credentials(SANDBOX_USERNAME, SANDBOX_PASSWORD)
+    with tempfile.TemporaryDirectory(prefix="batch-engage-sample-") as tmp, Sandbox(SandboxConfig(latency=0.03)) as sb:
+        overrides = {
+            "flow.base_url": sb.url,
+            "output.results": f"{tmp}/sample.results.csv",
+            "output.checkpoint": f"{tmp}/sample.checkpoint",
+            "send.rate": 50.0,
+        }
+        spec = api.load_job(repo / "jobs" / "sample_campaign.toml", overrides, sandbox=True)
+        api.run(spec, credentials=creds, options=RunOptions(sandbox=True))
+        return report_data(spec, read_only(spec.output.checkpoint), "out/sample_campaign.checkpoint.sandbox")
 
 
 def main() -> None:
     """Render the sample (or a checkpoint's) report and save its screenshot."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoint", nargs="?", type=Path, help="a job's checkpoint (default: a made-up campaign)")
+    parser.add_argument("--made-up", action="store_true", help="a made-up campaign instead of the sample job")
     parser.add_argument("--out", type=Path, default=DOCS / "report.png", help="the PNG to write")
     parser.add_argument("--html", type=Path, help="also keep the HTML page here")
     args = parser.parse_args()
-    data = load_report_data(args.checkpoint) if args.checkpoint else sample_report_data()
+    data = sample_report_data() if args.made_up else sample_job_report_data()
     with tempfile.TemporaryDirectory(prefix="batch-engage-shot-") as tmp:
         page = Path(args.html) if args.html else Path(tmp) / "report.html"
         page.write_text(render_report(data), encoding="utf-8")

@@ -37,7 +37,7 @@ from batch_engage.errors import CheckpointMismatch, ConfigError
 from batch_engage.runner import RunOptions
 from batch_engage.sandbox import Sandbox
 from batch_engage.spec import load_spec
-from batch_engage.states import RowState
+from batch_engage.states import FINAL, OPEN, RowState
 
 from conftest import FLOW_SID, make_contacts
 
@@ -170,7 +170,8 @@ class TestJournal:
                 ]
             )
             journal = cp.journal()
-            assert cp.final_lines()["contact"].to_list() == ["a"]
+            assert cp.contacts_in(FINAL).to_list() == ["a"]
+            assert cp.contacts_in(OPEN).to_list() == ["b"]
             assert cp.sids_since("2026-01-01T00:00:00.000Z") == {"FN1"}
         line_b = journal.filter(pl.col("contact") == "b").row(0, named=True)
         assert line_b["state"] == "pending" and line_b["intent_at"] is None

@@ -40,9 +40,9 @@ duplicate: 1
 already done (checkpoint): 0
 estimated duration at 500/s: 0s
 sample requests:
-  {"row": 1, "To": "+14155550100", "From": "+15005550006", "Parameters": "{\\"name\\":\\"Ana\\",\\"visits\\":1}"}
-  {"row": 2, "To": "+14155550101", "From": "+15005550006", "Parameters": "{\\"name\\":\\"Zoë\\",\\"visits\\":2}"}
-  {"row": 8, "To": "+14155550102", "From": "+15005550006", "Parameters": "{\\"name\\":\\"José\\"}"}
+  {"row": 1, "To": "+14155550100", "From": "+15005550006", "Parameters": "{\\"name\\":\\"Ana\\",\\"visits\\":1,\\"_batch_engage\\":\\"<token of the new checkpoint>:74f21c74db99edf7\\"}"}
+  {"row": 2, "To": "+14155550101", "From": "+15005550006", "Parameters": "{\\"name\\":\\"Zoë\\",\\"visits\\":2,\\"_batch_engage\\":\\"<token of the new checkpoint>:3aec5bbba8314dec\\"}"}
+  {"row": 8, "To": "+14155550102", "From": "+15005550006", "Parameters": "{\\"name\\":\\"José\\",\\"_batch_engage\\":\\"<token of the new checkpoint>:c7ffb335a51d4c75\\"}"}
 """
 
 
@@ -111,9 +111,7 @@ class TestReport:
         code, out, _ = cli(["validate", str(job)], capsys)
         assert code == 1
         assert "already done (checkpoint): 2\n" in out
-        received = {
-            e.to: (e.from_, {k: v for k, v in e.parameters.items() if k != "_batch_engage"}) for e in sandbox.ledger()
-        }
+        received = {e.to: (e.from_, e.parameters) for e in sandbox.ledger()}
         samples = [json.loads(line) for line in out.splitlines() if line.startswith('  {"row"')]
         for sample in samples[:2]:
             assert received[sample["To"]] == (sample["From"], json.loads(sample["Parameters"]))

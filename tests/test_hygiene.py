@@ -162,6 +162,20 @@ class TestCaps:
         assert len(sandbox.ledger()) == 30
 
 
+class TestHistoryFile:
+    def test_the_history_file_is_readable_by_its_owner_only(self, tmp_path: Path) -> None:
+        """It holds phone numbers: created 0600 (its WAL too), and an older 0644 file is tightened on opening."""
+        path = tmp_path / "h.sqlite"
+        with History(path) as history:
+            history.record([("+14155550100", FLOW_SID, "FN1", 1_800_000_000.0)])
+            modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
+        assert modes["h.sqlite"] == 0o600
+        assert modes.get("h.sqlite-wal", 0o600) == 0o600
+        path.chmod(0o644)
+        History(path).close()
+        assert path.stat().st_mode & 0o777 == 0o600
+
+
 class TestHistoryCommands:
     def test_import_and_stats(
         self,

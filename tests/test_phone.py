@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from structlog.testing import capture_logs
 
 from batch_engage import phone
 
@@ -111,18 +112,18 @@ class TestNormalization:
     @example("+15555550100")
     @example("+390612345678")
     @example("+2600800012345")
-    def test_the_fast_path_and_phonenumbers_agree_on_e164_input(self, value: str) -> None:
-        """What the vectorized check accepts, phonenumbers finds valid and spells the same; the rest is its call."""
+    def test_e164_input_is_sent_as_written_or_refused_never_rewritten(self, value: str) -> None:
+        """E.164 that phonenumbers finds valid is sent as written; any other is refused, never sent to another number."""
         fast = pl.Series([value]).str.contains(phone.fast_path_pattern()).item()
         reference = _phonenumbers_e164(value, None)
-        if fast:
-            assert reference == value
         address, reason = _one(value, None)
-        if reference is None:
-            assert reason is not None and reason.startswith("To: ")
+        if reference == value:
+            assert fast
+            assert (address, reason) == (value, None)
         else:
-            # Zambia's +260 0800... is valid to phonenumbers without its trunk 0: the slow path sends that.
-            assert (address, reason) == (reference, None)
+            # Zambia's +260 0800... is valid to phonenumbers without its trunk 0: still not what was written.
+            assert not fast
+            assert reason is not None and reason.startswith("To: ")
 
     @given(spelled(), st.sampled_from(["US", "CA", "GB", None]))
     @settings(max_examples=300)
@@ -153,13 +154,12 @@ class TestNormalization:
         [
             ("whatsapp:(415) 555-0100", "whatsapp:+14155550100"),
             ("WhatsApp:+1 415 555 0100", "whatsapp:+14155550100"),
-            ("1.41555501E+10", "+14155550100"),
             ("+44 20 7946 0000", "+442079460000"),
             ("１４１５５５５０１００", "+14155550100"),
         ],
     )
     def test_other_spellings_are_sent_as_e164(self, value: str, sent: str) -> None:
-        """WhatsApp numbers in any format, spreadsheet exponents and full-width digits become E.164."""
+        """WhatsApp numbers in any format and full-width digits become E.164."""
         assert _one(value) == (sent, None)
 
     def test_a_national_number_uses_the_default_region(self) -> None:
@@ -193,7 +193,7 @@ class TestReasons:
             ("415-555-01", "To: not a valid phone number for region US: '415-555-01'"),
             ("+999123456789", "To: unknown country code: '+999123456789'"),
             ("1" * 300, f"To: too long: '{'1' * 300}'"),
-            ("whatsapp:+1555", "To: not a valid phone number: 'whatsapp:+1555'"),
+            ("whatsapp:+1555", "To: whatsapp: address: not a valid phone number: 'whatsapp:+1555'"),
         ],
     )
     def test_an_unusable_address_says_why_and_keeps_what_was_written(self, value: str, reason: str) -> None:
@@ -227,3 +227,115 @@ class TestReasons:
             "bo***@company.com",
             "",
         )
+
+
+SCIENTIFIC = "written in scientific notation: digits were lost; export the column as text"
+DECIMAL = "a number with a decimal part, not a phone number; export the column as text"
+
+
+class TestWhatASpreadsheetDid:
+    @pytest.mark.parametrize("value", ["1.41555501E+10", "1,41555501E+10", "1.4155550100e10", "4.15555E9"])
+    def test_scientific_notation_is_invalid_never_guessed_back(self, value: str) -> None:
+        """`1.41555501E+10` lost its last digits: refused with the reason, never sent to +14155550100 (someone else)."""
+        assert _one(value) == (value, f"To: {SCIENTIFIC}: '{value}'")
+
+    def test_whole_numbers_in_a_float_column_are_read_as_digits_and_logged_once(self) -> None:
+        """`4155550123.0` (Parquet, NDJSON, a CSV column typed float) is +14155550123; one log line says so."""
+        floats = pl.Series("phone", [4155550123.0, 4155550124.0, None])
+        texts = pl.Series("mobile", ["4155550123.0", "+14155550124", " 4155550125.00 "])
+        with capture_logs() as events:
+            from_floats = phone.normalize(floats, "US").rows()
+            from_texts = phone.normalize(texts, "US").rows()
+        assert from_floats == [("+14155550123", None), ("+14155550124", None), (None, "To is empty")]
+        assert from_texts == [("+14155550123", None), ("+14155550124", None), ("+14155550125", None)]
+        logged = [(e["event"], e["column"], e["rows"]) for e in events if e["event"] == "input.float_column"]
+        assert logged == [("input.float_column", "phone", 2), ("input.float_column", "mobile", 2)]
+
+    @pytest.mark.parametrize("value", [4155550123.5, "4155550123.5", "415555012.3"])
+    def test_a_number_with_a_decimal_part_is_invalid_naming_the_decimal(self, value: float | str) -> None:
+        """`415555012.3` is not (415) 555-0123: the row is refused and the reason mentions the decimal part."""
+        address, reason = _one(value)
+        assert reason == f"To: {DECIMAL}: '{value}'"
+        assert address == str(value)
+
+    @pytest.mark.parametrize(
+        ("value", "region", "sent"),
+        [
+            ("4915123456789", "DE", "+4915123456789"),
+            ("49 151 23456789", "DE", "+4915123456789"),
+            ("015123456789", "DE", "+4915123456789"),
+            ("447911123456", "GB", "+447911123456"),
+            ("07911 123456", "GB", "+447911123456"),
+            ("14155550100", "US", "+14155550100"),
+        ],
+    )
+    def test_the_regions_country_code_without_a_plus_is_read_internationally(
+        self, value: str, region: str, sent: str
+    ) -> None:
+        """`4915123456789` in DE is +49 1512 3456789, not +49 4915123456789; national spellings still work."""
+        assert _one(value, region) == (sent, None)
+
+
+class TestE164ShapedValuesAreJudgedInBulk:
+    def test_e164_shaped_values_the_fast_path_rejects_never_reach_phonenumbers(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """20,000 distinct wrong E.164 numbers are refused with phonenumbers' reasons without one call to it."""
+
+        def refuse(*args: Any, **kwargs: Any) -> Any:
+            raise AssertionError("phonenumbers was asked")
+
+        for name in ("parse", "is_valid_number", "is_valid_number_for_region"):
+            monkeypatch.setattr(phonenumbers, name, refuse)
+        wrong = [f"+1555{i:07d}" for i in range(20_000)]
+        odd = ["+999123456789", "+44" + "1" * 18, "+441", "whatsapp:+1555", "4155550123.5", "1.41555501E+10"]
+        result = phone.normalize(pl.Series(wrong + odd + ["+14155550100"]), "US")
+        reasons = result["reason"].to_list()
+        assert reasons[0] == "To: not a valid phone number: '+15550000000'"
+        assert reasons[20_000:] == [
+            "To: unknown country code: '+999123456789'",
+            f"To: too long: '+44{'1' * 18}'",
+            "To: too short: '+441'",
+            "To: whatsapp: address: not a valid phone number: 'whatsapp:+1555'",
+            f"To: {DECIMAL}: '4155550123.5'",
+            f"To: {SCIENTIFIC}: '1.41555501E+10'",
+            None,
+        ]
+
+    @given(near_valid_e164())
+    @settings(max_examples=300)
+    def test_the_bulk_reason_is_the_one_phonenumbers_gives_where_it_has_one(self, value: str) -> None:
+        """Unknown country code, too long and too short are worded as the slow path words them."""
+        fast_reason = _one(value, None)[1]
+        slow_reason = phone.normalize_one(value, None)[1]
+        if fast_reason is not None and slow_reason is not None and slow_reason != "not a valid phone number":
+            assert fast_reason == f"To: {slow_reason}: {value!r}"
+
+
+class TestChannels:
+    SID = "MG" + "0123456789abcdef" * 2
+
+    def test_a_messaging_service_sid_is_a_sender_only(self) -> None:
+        """`MG…` (32 hex) is a fine From, but as To it is refused saying it can only be the sender."""
+        assert phone.normalize(pl.Series([self.SID]), "US", what="From").row(0) == (self.SID, None)
+        assert _one(self.SID) == (
+            self.SID,
+            f"To: a Messaging Service SID (MG…) can only be the sender (From), not To: '{self.SID}'",
+        )
+
+    @pytest.mark.parametrize(
+        ("value", "reason"),
+        [
+            ("MG123", "Messaging Service SID: must be 'MG' and 32 hex digits"),
+            ("MG" + "g" * 32, "Messaging Service SID: must be 'MG' and 32 hex digits"),
+            ("client:ana maria", "client: address: the name must be letters, digits, '_', '.' or '-'"),
+            ("client:", "client: address: the name must be letters, digits, '_', '.' or '-'"),
+            ("sip:ana maria@pbx.example.com", "SIP address: must be user@host, without spaces"),
+            ("sip:pbx.example.com", "SIP address: must be user@host, without spaces"),
+            ("whatsapp:+1555", "whatsapp: address: not a valid phone number"),
+            ("whatsapp:(555) 555-0100", "whatsapp: address: not a valid phone number for region US"),
+        ],
+    )
+    def test_a_sender_that_breaks_its_channels_rule_names_the_rule(self, value: str, reason: str) -> None:
+        """A From is checked by the rule of what it looks like, and the reason says which rule failed."""
+        assert phone.normalize(pl.Series([value]), "US", what="From").row(0) == (value, f"From: {reason}: {value!r}")

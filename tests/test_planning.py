@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
+import phonenumbers
 import polars as pl
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from batch_engage.errors import ConfigError, InputFileError
-from batch_engage.planning import plan
-from batch_engage.spec import Spec, load_spec
+from batch_engage.planning import plan, text_columns
+from batch_engage.source import read_table
+from batch_engage.spec import InputSpec, Spec, load_spec
 
 from conftest import FLOW_SID
 
@@ -121,6 +125,47 @@ class TestAddresses:
             "input: column 'firstname': mapping.parameters.name names a column the file does not have "
             "(it has: phone, first_name); did you mean 'first_name'?"
         )
+
+
+class TestSenders:
+    SID = "MG" + "0123456789abcdef" * 2
+
+    def test_every_kind_of_sender_studio_accepts_is_sent_as_such(self) -> None:
+        """From may be E.164 (after normalizing), whatsapp:, client:, sip: or a Messaging Service SID."""
+        senders = ["(415) 555-0199", "whatsapp:+14155550199", "client:agent_7", "sip:desk@pbx.example.com", self.SID]
+        rows = planned(
+            {"phone": [f"+1415555010{i}" for i in range(len(senders))], "sender": senders},
+            mapping={"from_column": "sender"},
+        )
+        assert [(r["from"], r["status"]) for r in rows] == [
+            ("+14155550199", "pending"),
+            ("whatsapp:+14155550199", "pending"),
+            ("client:agent_7", "pending"),
+            ("sip:desk@pbx.example.com", "pending"),
+            (self.SID, "pending"),
+        ]
+
+    def test_a_messaging_service_sid_as_the_literal_from_is_accepted(self) -> None:
+        """`from = "MG…"` is a sender, not a phone number that is "too long"."""
+        rows = planned({"phone": ["+14155550100"]}, mapping={"from": self.SID})
+        assert (rows[0]["from"], rows[0]["status"]) == (self.SID, "pending")
+
+    def test_a_bad_sender_names_the_rule_it_broke(self) -> None:
+        """A short MG SID, a client name with a space: each reason says which sender rule failed."""
+        rows = planned(
+            {"phone": ["+14155550100", "+14155550101"], "sender": ["MG123", "client:ana maria"]},
+            mapping={"from_column": "sender"},
+        )
+        assert [(r["status"], r["error_message"]) for r in rows] == [
+            ("invalid", "From: Messaging Service SID: must be 'MG' and 32 hex digits: 'MG123'"),
+            ("invalid", "From: client: address: the name must be letters, digits, '_', '.' or '-': 'client:ana maria'"),
+        ]
+
+    def test_a_messaging_service_sid_is_never_a_contact(self) -> None:
+        """An MG SID in the To column is invalid: Studio takes it as a sender only."""
+        rows = planned({"phone": [self.SID]})
+        assert rows[0]["status"] == "invalid"
+        assert rows[0]["error_message"].startswith("To: a Messaging Service SID (MG…) can only be the sender (From)")
 
 
 class TestParameters:
@@ -269,3 +314,93 @@ def _texts(value: Any) -> list[str]:
     if isinstance(value, dict):
         return [t for v in value.values() for t in _texts(v)]
     return [value] if isinstance(value, str) else []
+
+
+def _example_numbers() -> list[tuple[str, str]]:
+    """(region, E.164) of an example number of every type for every region phonenumbers knows."""
+    found: dict[str, str] = {}
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        for kind in range(11):
+            number = phonenumbers.example_number_for_type(region, kind)
+            if number is not None:
+                found.setdefault(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), region)
+    return sorted((region, e164) for e164, region in found.items())
+
+
+EXAMPLE_NUMBERS = _example_numbers()
+STYLES = (
+    "e164",
+    "international",
+    "national",
+    "separators",
+    "apostrophe",
+    "float",
+    "float column",
+    "scientific",
+    "truncated",
+)
+
+
+@st.composite
+def spreadsheet_numbers(draw: st.DrawFn) -> tuple[str | float, str | None, str, str]:
+    """A valid number (an example, maybe with its last digits changed) and how a spreadsheet wrote it.
+
+    Returns ``(cell, default_region, e164, style)``.
+    """
+    region, e164 = draw(st.sampled_from(EXAMPLE_NUMBERS))
+    tail = draw(st.integers(0, 3))
+    if tail:
+        varied = e164[:-tail] + "".join(str(draw(st.integers(0, 9))) for _ in range(tail))
+        if phonenumbers.is_valid_number(phonenumbers.parse(varied, None)):
+            e164 = varied
+    number = phonenumbers.parse(e164, None)
+    style = draw(st.sampled_from(STYLES))
+    fmt = phonenumbers.PhoneNumberFormat
+    default = draw(st.sampled_from([None, region, "US"] if style == "e164" else [None, region]))
+    cell: str | float = e164
+    if style == "international":
+        cell = phonenumbers.format_number(number, fmt.INTERNATIONAL)
+    elif style == "national":
+        cell, default = phonenumbers.format_number(number, fmt.NATIONAL), region
+    elif style == "separators":
+        cell = "".join(draw(st.sampled_from(["", "", " ", "-", "(", ")", "."])) + c for c in e164)
+    elif style == "apostrophe":
+        cell = "'" + e164
+    elif style in ("float", "float column"):
+        # E.164 without its '+' and no region, or the national number (its leading 0 lost) with its region.
+        digits, default = draw(st.sampled_from([(e164[1:], None), (str(number.national_number), region)]))
+        cell = digits + ".0" if style == "float" else float(digits)
+    elif style == "scientific":
+        cell = f"{int(e164[1:]):.{draw(st.integers(1, 8))}E}"
+    elif style == "truncated":
+        cell = e164[: -draw(st.integers(1, 3))]
+    return cell, default, e164, style
+
+
+class TestNeverADifferentNumber:
+    @given(spreadsheet_numbers())
+    @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    def test_a_number_as_a_spreadsheet_wrote_it_is_sent_to_that_number_or_refused(
+        self, tmp_path: Path, case: tuple[str | float, str | None, str, str]
+    ) -> None:
+        """National, international, separators, an apostrophe, `.0`, scientific, truncated: right number or invalid."""
+        cell, region, e164, style = case
+        mapping: dict[str, Any] = {"default_region": region} if region else {}
+        spec = make_spec(mapping)
+        if region is None:
+            spec = replace(spec, mapping=replace(spec.mapping, default_region=None))
+        if isinstance(cell, float):
+            frame = pl.DataFrame({"phone": [cell]})
+        else:
+            path = tmp_path / "contacts.csv"
+            pl.DataFrame({"phone": [cell], "name": ["Ana"]}).write_csv(path)
+            frame = read_table(InputSpec(path=str(path)), text_columns=text_columns(spec.mapping)).frame
+        row = plan(frame, spec).row(0, named=True)
+        written = e164[: len(str(cell))] if style == "truncated" else e164
+        if row["status"] == "pending":
+            assert row["to"] == written, (style, cell, region)
+        else:
+            assert row["status"] == "invalid"
+            assert row["error_message"].startswith("To: ")
+        if style == "scientific":
+            assert row["status"] == "invalid"

@@ -152,3 +152,35 @@ class TestPreflight:
         assert result.counts["sent"] == 3
         draft = [e for e in logs if e["event"] == "flow.draft"]
         assert draft and "the last published" in draft[0]["message"]
+
+
+class TestRegions:
+    """A region where Studio is not generally offered is allowed, with a warning at start."""
+
+    def test_a_run_in_ie1_goes_to_the_dublin_edge_with_a_warning(self, tmp_path: Any) -> None:
+        """ie1 without an edge reaches studio.dublin.ie1.twilio.com, and the log warns that Studio is a us1 product."""
+        import httpx
+
+        from batch_engage.spec import load_spec
+
+        hosts: set[str] = set()
+
+        def studio(request: httpx.Request) -> httpx.Response:
+            hosts.add(request.url.host)
+            if request.method == "GET":
+                return httpx.Response(200, json={"sid": FLOW_SID, "revision": 1, "status": "published"})
+            return httpx.Response(201, json={"sid": "FN" + "1" * 32, "date_created": None})
+
+        spec = load_spec(
+            raw={
+                "flow": {"sid": FLOW_SID, "api": "executions"},
+                "mapping": {"to": "phone", "from": "+15005550006"},
+                "output": {"results": str(tmp_path / "r.csv"), "checkpoint": str(tmp_path / "c")},
+            }
+        )
+        creds = Credentials("AC" + "5a" * 16, "token", region="ie1")
+        with capture_logs() as logs:
+            result = run(spec, frame=make_contacts(1), credentials=creds, transport=httpx.MockTransport(studio))
+        assert result.counts["sent"] == 1
+        assert hosts == {"studio.dublin.ie1.twilio.com"}
+        assert any(e["event"] == "region.studio" and "us1" in e["message"] for e in logs)

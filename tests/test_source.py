@@ -10,6 +10,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from batch_engage.cli import main
 from batch_engage.errors import InputFileError
@@ -302,3 +304,138 @@ class TestColumnsKeepTheirText:
             "phone,zip,plus,spaced,big,nan,precise\n+14155550100,02139,+5, 7,12345678901234567890,NaN,0.10000000000000001\n",
         )
         assert frame.row(0)[1:] == ("02139", "+5", " 7", "12345678901234567890", "NaN", "0.10000000000000001")
+
+
+class TestWhatSpreadsheetsWrite:
+    def test_a_european_excel_export_reads_correctly(self, tmp_path: Path) -> None:
+        """Semicolons, a UTF-8 BOM, CR-only line ends and trailing `;;` rows: the contacts, nothing else."""
+        text = "phone;first_name;city\r+14155550100;Zoë;Köln\r+14155550101;Ana, Maria;Paris\r;;\r;;\r"
+        frame = _read(tmp_path, b"\xef\xbb\xbf" + text.encode())
+        assert frame.columns == ["phone", "first_name", "city"]
+        assert frame.rows() == [("+14155550100", "Zoë", "Köln"), ("+14155550101", "Ana, Maria", "Paris")]
+
+    def test_cr_only_line_ends_end_lines_and_name_the_right_line(self, tmp_path: Path) -> None:
+        """An old Mac file (CR alone) reads row by row; a short row in it is reported on its own line."""
+        assert _read(tmp_path, HEADER.replace("\n", "\r") + GOOD_ROWS.replace("\n", "\r"))["name"].to_list() == [
+            "Ana",
+            "Zoë",
+            "José",
+        ]
+        with pytest.raises(InputFileError) as caught:
+            _read(tmp_path, "phone,name,visits\r+14155550100,Ana,1\r+14155550101,Zoë\r")
+        assert str(caught.value).endswith(":3: ragged row: 2 fields where the header has 3")
+
+    @pytest.mark.parametrize("codec", ["utf-16", "utf-16-le-bom", "utf-16-be-bom", "utf-32"])
+    @pytest.mark.parametrize("named", ["utf-8", "latin-1", "utf-16"])
+    def test_a_byte_order_mark_decides_the_encoding(self, tmp_path: Path, codec: str, named: str) -> None:
+        """A UTF-16/32 file with its BOM reads the same whatever input.encoding says (Excel's "Unicode text")."""
+        text = HEADER + GOOD_ROWS
+        data = {
+            "utf-16": text.encode("utf-16"),
+            "utf-16-le-bom": b"\xff\xfe" + text.encode("utf-16-le"),
+            "utf-16-be-bom": b"\xfe\xff" + text.encode("utf-16-be"),
+            "utf-32": text.encode("utf-32"),
+        }[codec]
+        path = tmp_path / "c.csv"
+        path.write_bytes(data)
+        frame = read_table(InputSpec(path=str(path), encoding=named), text_columns=["phone"]).frame
+        assert frame["name"].to_list() == ["Ana", "Zoë", "José"]
+
+    def test_utf16_without_a_byte_order_mark_is_recognised(self, tmp_path: Path) -> None:
+        """UTF-16 LE text with no BOM is read as UTF-16, not refused with a hint to try latin-1."""
+        assert _read(tmp_path, (HEADER + GOOD_ROWS).encode("utf-16-le"))["name"].to_list() == ["Ana", "Zoë", "José"]
+
+    @pytest.mark.parametrize(
+        ("data", "advice"),
+        [
+            (HEADER.encode() + b"+14155550100,Zo\x93,1\n", 'set input.encoding (e.g. "cp1252")'),
+            (HEADER.encode() + b"+14155550100,Zo\xeb,1\n", 'set input.encoding (e.g. "latin-1")'),
+            (b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00\xb7\xe6", "not text in any one-byte encoding"),
+        ],
+    )
+    def test_only_an_encoding_that_fits_is_suggested(self, tmp_path: Path, data: bytes, advice: str) -> None:
+        """A smart quote suggests cp1252, an `ë` latin-1; a workbook's zero bytes get no encoding hint at all."""
+        with pytest.raises(InputFileError) as caught:
+            _read(tmp_path, data)
+        assert advice in str(caught.value)
+        assert "\n" not in str(caught.value)
+
+    @pytest.mark.parametrize("separator", [",", ";", "\t", "|"])
+    def test_the_separator_is_detected_from_the_header(self, tmp_path: Path, separator: str) -> None:
+        """`;`, tab and `|` files read without configuration, even with the other separators inside values."""
+        values = ['"+14155550100"', '"Smith; Ana"', '"a,b|c\td"']
+        text = separator.join(["phone", "name", "note"]) + "\n" + separator.join(values) + "\n"
+        frame = _read(tmp_path, text)
+        assert frame.rows() == [("+14155550100", "Smith; Ana", "a,b|c\td")]
+
+    def test_detection_picks_the_separator_that_makes_the_mapped_column_exist(self, tmp_path: Path) -> None:
+        """`id,x;phone`: ',' and ';' both split it in two, but only ';' gives the mapped column `phone`."""
+        frame = _read(tmp_path, "id,x;phone\n1,2;+14155550100\n")
+        assert frame.columns == ["id,x", "phone"]
+
+    def test_a_named_separator_is_used_as_given(self, tmp_path: Path) -> None:
+        """`separator = "|"` reads a pipe file whose header also holds commas and semicolons."""
+        path = tmp_path / "c.csv"
+        path.write_text("phone|a,b,c|d;e\n+14155550100|1|2\n")
+        frame = read_table(InputSpec(path=str(path), separator="|"), text_columns=["phone"]).frame
+        assert frame.columns == ["phone", "a,b,c", "d;e"]
+
+    def test_a_header_split_by_the_wrong_separator_says_to_set_it(
+        self,
+        tmp_path: Path,
+        write_job: Callable[..., Path],
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """`--separator ,` on a semicolon file: the one line names input.separator, not 'did you mean phone;name'."""
+        path = tmp_path / "c.csv"
+        path.write_text("phone;first_name\n+14155550100;Ana\n")
+        job = write_job(input_path=str(path))
+        assert main(["validate", str(job), "--separator", ","]) == 2
+        err = capsys.readouterr().err
+        assert err.endswith(
+            "(it has: phone;first_name); the header holds ';': if it separates the columns, set input.separator = ';'\n"
+        )
+        assert "did you mean" not in err
+
+    def test_rows_whose_cells_are_all_empty_are_skipped_like_blank_lines(self, tmp_path: Path) -> None:
+        """Excel's trailing `,,` rows (and `"",""`) are not contacts, so not `To is empty` either."""
+        frame = _read(tmp_path, HEADER + '+14155550100,Ana,1\n,,\n+14155550101,,\n"","", \n,,\n')
+        assert frame["phone"].to_list() == ["+14155550100", "+14155550101"]
+
+
+ENCODINGS = ["utf-8", "latin-1", "cp1252", "utf-16", "utf-16-le", "utf-32", "shift_jis", "ascii"]
+
+
+class TestNoFileGivesATraceback:
+    @given(
+        st.one_of(
+            st.binary(max_size=400),
+            st.lists(
+                st.lists(
+                    st.sampled_from(["+14155550100", "", '"', "a,b", ";", "\t", "|", "\r", "é", "\x00", "1e5"]),
+                    max_size=5,
+                ),
+                max_size=6,
+            ).map(lambda rows: "\n".join("".join(r) for r in rows).encode("utf-8")),
+        ),
+        st.sampled_from(ENCODINGS),
+        st.sampled_from(["csv", "ndjson"]),
+        st.sampled_from([None, ",", ";", "\t", "|"]),
+        st.sampled_from([b"", b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff", b"phone,name\n"]),
+    )
+    @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    def test_random_bytes_give_a_table_or_one_input_file_error(
+        self, tmp_path: Path, data: bytes, encoding: str, fmt: str, separator: str | None, prefix: bytes
+    ) -> None:
+        """Whatever the bytes, encoding and separator, read_table returns a table or raises InputFileError."""
+        path = tmp_path / "c.any"
+        path.write_bytes(prefix + data)
+        try:
+            read_table(
+                InputSpec(path=str(path), format=fmt, encoding=encoding, separator=separator), text_columns=["phone"]
+            )
+        except InputFileError as exc:
+            message = str(exc)
+        else:
+            message = ""
+        assert "\n" not in message.strip()

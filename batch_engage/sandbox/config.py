@@ -1,0 +1,163 @@
+"""The sandbox's public value objects: its settings, its ledger entries, its counters, its credentials."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any, Final, Literal
+
+from .shapes import FLOW_SID
+
+SANDBOX_USERNAME: Final[str] = "AC" + "5a" * 16
+"""The account SID the sandbox accepts by default."""
+
+SANDBOX_PASSWORD: Final[str] = "sandbox-auth-token"  # noqa: S105 - a public, throwaway credential by design
+"""The auth token the sandbox accepts by default."""
+
+_HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?$")
+_FLOW_STATUSES: Final = ("published", "draft", "draft_over_published")
+_DEFAULT_REPLIES: Final = ("YES", "NO", "STOP", "4", "5")
+
+Api = Literal["engagements", "executions"]
+"""The two run APIs: v1 Engagements and v2 Executions."""
+
+Source = Literal["rest", "inbound"]
+"""Who started a run: a REST create, or an inbound message from the contact."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SandboxConfig:
+    """How the simulated Studio behaves.
+
+    rate_limit: creates per second per account before 429/20429 (None: no limit).
+    latency, jitter: seconds each create answer takes, mean and spread.
+    active_rule: Studio's one-active-run-per-contact rule (v1 hands back, v2 409s).
+    run_lifetime: seconds after which a run ends by itself (and its widgets have played).
+    error_rate, lost_answer_rate, drop_rate, slow_rate: shares of one draw per create:
+        500/503 without a run, run created but 503, run created but connection
+        dropped, run created but answered after slow_seconds.
+    retry_after: seconds put in Retry-After on 429s (rounded up), or no header.
+    flows: Flow SID -> "published", "draft" (never published) or
+        "draft_over_published" (a published revision under a newer draft); None
+        means every well-formed Flow SID is a published Flow.
+    credentials: accepted (username, password) pairs.
+    repeat_next_page: list pages name themselves as next_page_url, forever.
+    seed: seeds the fault, other-sender and read-429 draws (None: random).
+    clock_offset: seconds Twilio's clock is ahead of ours (negative: behind); drives
+        date_created/date_updated, the Date header and v2 DateCreated filters.
+    other_sender_rate: share of creates before which an inbound message starts a run
+        of the same Flow for the same contact (initiated_by SM..., no Parameters); that
+        run ends at once, so it never blocks the create under the active rule.
+    read_rate_limit_rate: share of run-list, run and Context GETs answered 429/20429.
+    list_drops_channel_prefix: lists show contact_channel_address without "whatsapp:".
+    next_page_host: host (and port) that list paging URLs name instead of the sandbox's.
+    replies: what contacts answer the Flow's question, picked per contact.
+    unwired_trigger: the Trigger's incomingRequest has no next widget, so REST runs
+        end without sending anything.
+    state_path: JSON-lines file runs are appended to as they are created and loaded
+        from when the Sandbox is built (reconfigure does not reload it), so another
+        process sees the same runs.
+    """
+
+    rate_limit: float | None = 20.0
+    latency: float = 0.08
+    jitter: float = 0.02
+    active_rule: bool = True
+    run_lifetime: float = 3600.0
+    error_rate: float = 0.0
+    lost_answer_rate: float = 0.0
+    drop_rate: float = 0.0
+    slow_rate: float = 0.0
+    slow_seconds: float = 5.0
+    retry_after: float | None = None
+    flows: Mapping[str, str] | None = None
+    credentials: tuple[tuple[str, str], ...] = ((SANDBOX_USERNAME, SANDBOX_PASSWORD),)
+    repeat_next_page: bool = False
+    seed: int | None = None
+    clock_offset: float = 0.0
+    other_sender_rate: float = 0.0
+    read_rate_limit_rate: float = 0.0
+    list_drops_channel_prefix: bool = False
+    next_page_host: str | None = None
+    replies: tuple[str, ...] = _DEFAULT_REPLIES
+    unwired_trigger: bool = False
+    state_path: str | None = None
+
+    def __post_init__(self) -> None:
+        """Reject settings the simulator cannot honour."""
+        if self.rate_limit is not None and not self.rate_limit > 0:
+            raise ValueError(f"rate_limit must be positive or None, got {self.rate_limit!r}")
+        for name in ("latency", "jitter", "run_lifetime", "slow_seconds"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        shares = ("error_rate", "lost_answer_rate", "drop_rate", "slow_rate", "other_sender_rate")
+        for name in (*shares, "read_rate_limit_rate"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1, got {getattr(self, name)!r}")
+        if self.retry_after is not None and not self.retry_after >= 0:
+            raise ValueError(f"retry_after must be >= 0 or None, got {self.retry_after!r}")
+        if not math.isfinite(self.clock_offset):
+            raise ValueError(f"clock_offset must be a finite number of seconds, got {self.clock_offset!r}")
+        if self.flows is not None:
+            bad = {sid: status for sid, status in self.flows.items() if status not in _FLOW_STATUSES}
+            if bad:
+                raise ValueError(f"flow status must be one of {', '.join(_FLOW_STATUSES)}; got {bad!r}")
+            malformed = [sid for sid in self.flows if not FLOW_SID.match(sid)]
+            if malformed:
+                raise ValueError(f"flows keys must be Flow SIDs (FW and 32 hex digits), got {malformed!r}")
+            # A caller mutating its dict later must not change a frozen config.
+            object.__setattr__(self, "flows", MappingProxyType(dict(self.flows)))
+        if not self.credentials:
+            raise ValueError("credentials must hold at least one (username, password) pair")
+        if self.next_page_host is not None and not _HOST.match(self.next_page_host):
+            raise ValueError(f"next_page_host must be a host name with an optional :port, got {self.next_page_host!r}")
+        object.__setattr__(self, "replies", tuple(self.replies))
+        if not self.replies or not all(isinstance(reply, str) and reply for reply in self.replies):
+            raise ValueError(f"replies must be one or more non-empty strings, got {self.replies!r}")
+        if self.state_path is not None and not self.state_path:
+            raise ValueError("state_path must name a file, or be None")
+
+
+DEFAULT_CONFIG: Final = SandboxConfig()
+"""The settings a Sandbox gets when given none."""
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One run the sandbox created: by a REST create (source "rest") or an inbound message."""
+
+    sid: str
+    flow_sid: str
+    api: str
+    to: str
+    from_: str
+    parameters: dict[str, Any]
+    date_created: datetime
+    initiated_by: str
+    source: Source
+
+
+@dataclass(frozen=True)
+class SandboxStats:
+    """Counts of what the sandbox was asked and answered (by_status 0: connection dropped).
+
+    by_status and rate_limited count creates only; read_rate_limited counts the 429s
+    given to run-list, run and Context GETs; inbound_runs counts runs other senders started.
+    """
+
+    create_requests: int
+    created: int
+    rate_limited: int
+    by_status: Mapping[int, int]
+    list_requests: int
+    flow_requests: int
+    run_requests: int
+    context_requests: int
+    revision_requests: int
+    message_requests: int
+    read_rate_limited: int
+    inbound_runs: int

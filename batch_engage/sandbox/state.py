@@ -1,0 +1,256 @@
+"""What the sandbox remembers: runs, the messages they send and get, the token bucket, and the state file."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Final, Literal
+
+from .config import Api, Source
+from .shapes import ASK_BODY, INTRO_BODY, hex32, pick, render_liquid, rfc2822
+
+# One contact in this many never gets the Flow's messages (30003).
+_UNDELIVERED_ONE_IN: Final = 8
+
+
+@dataclass(eq=False)
+class Run:
+    """A run as the simulator tracks it; `ended_at` is the only field that changes.
+
+    `born` is the monotonic time the run started, so its age does not jump with the
+    wall clock; `played` says whether the Flow's widgets run for it.
+    """
+
+    seq: int
+    sid: str
+    api: Api
+    account_sid: str
+    flow_sid: str
+    initiated_by: str
+    source: Source
+    to: str
+    from_: str
+    parameters: dict[str, Any]
+    date_created: datetime
+    born: float
+    played: bool
+    ended_at: datetime | None = None
+
+    @property
+    def contact_sid(self) -> str:
+        """The Contact SID Studio gives this address in this account."""
+        return "FC" + hex32("contact", self.account_sid, self.to)
+
+    def order(self) -> tuple[datetime, int]:
+        """Sort key for listings: date_created, then creation order."""
+        return (self.date_created, self.seq)
+
+    def end(self, lifetime: float, now: float) -> datetime | None:
+        """When the run ended (Twilio's clock), or None while it is active."""
+        if self.ended_at is not None:
+            return self.ended_at
+        if now - self.born >= lifetime:
+            return self.date_created + timedelta(seconds=lifetime)
+        return None
+
+    def record(self) -> dict[str, Any]:
+        """The JSON line that keeps this run in a state file."""
+        return {
+            "type": "run",
+            "sid": self.sid,
+            "api": self.api,
+            "account_sid": self.account_sid,
+            "flow_sid": self.flow_sid,
+            "initiated_by": self.initiated_by,
+            "source": self.source,
+            "to": self.to,
+            "from": self.from_,
+            "parameters": self.parameters,
+            "date_created": self.date_created.isoformat(),
+            "played": self.played,
+            "ended_at": None if self.ended_at is None else self.ended_at.isoformat(),
+        }
+
+
+class TokenBucket:
+    """A continuously refilled token bucket that starts full."""
+
+    def __init__(self) -> None:
+        """Create a bucket that fills itself on first use."""
+        self._tokens: float | None = None
+        self._stamp = 0.0
+
+    def take(self, rate: float, now: float) -> bool:
+        """Spend one token if there is one."""
+        capacity = max(1.0, rate)
+        tokens = capacity if self._tokens is None else min(capacity, self._tokens + (now - self._stamp) * rate)
+        self._stamp = now
+        allowed = tokens >= 1.0
+        self._tokens = tokens - 1.0 if allowed else tokens
+        return allowed
+
+
+# --- What a run leaves behind.
+
+
+@dataclass(frozen=True)
+class Message:
+    """A message a run sent or received, as the 2010 Messages API shows it."""
+
+    sid: str
+    run: Run
+    direction: Literal["outbound-api", "inbound"]
+    body: str
+    to: str
+    from_: str
+    sent_at: datetime
+
+
+MESSAGE_ROLES: Final = ("intro", "ask", "reply")
+"""The messages of a played run: send_intro's, ask's, and the contact's reply."""
+
+
+def message_sid(role: str, run: Run) -> str:
+    """The SID of the message a run's widget sends (intro, ask) or receives (reply)."""
+    return "SM" + hex32(role, run.sid)
+
+
+def undelivered(to: str) -> bool:
+    """Tell whether the Flow's messages never reach this contact (30003)."""
+    return pick("delivery", to, _UNDELIVERED_ONE_IN) == 0
+
+
+def run_messages(run: Run, replies: tuple[str, ...], ended: datetime) -> dict[str, Message]:
+    """The messages a played run sent and received, by widget role: intro, ask, reply."""
+    scope = start_context(run)
+    sent = {
+        role: Message(
+            sid=message_sid(role, run),
+            run=run,
+            direction="outbound-api",
+            body=render_liquid(body, scope),
+            to=run.to,
+            from_=run.from_,
+            sent_at=run.date_created,
+        )
+        for role, body in (("intro", INTRO_BODY), ("ask", ASK_BODY))
+    }
+    if not undelivered(run.to):
+        reply = replies[pick("reply", run.to, len(replies))]
+        sent["reply"] = Message(message_sid("reply", run), run, "inbound", reply, run.from_, run.to, ended)
+    return sent
+
+
+def start_context(run: Run) -> dict[str, Any]:
+    """The Flow context a run starts with."""
+    return {
+        "flow": {"data": run.parameters, "channel": {"address": run.from_}, "flow_sid": run.flow_sid},
+        "contact": {"channel": {"address": run.to}},
+    }
+
+
+def widget_outputs(run: Run, messages: Mapping[str, Message]) -> dict[str, Any]:
+    """What the Flow's widgets leave in the context once the run has ended."""
+
+    def outbound(message: Message) -> dict[str, Any]:
+        return {
+            "Sid": message.sid,
+            "AccountSid": run.account_sid,
+            "Status": "sent",
+            "To": message.to,
+            "From": message.from_,
+            "Body": message.body,
+        }
+
+    ask: dict[str, Any] = {"outbound": outbound(messages["ask"])}
+    reply = messages.get("reply")
+    if reply is not None:
+        ask["inbound"] = {
+            "Body": reply.body,
+            "From": run.to,
+            "To": run.from_,
+            "MessageSid": reply.sid,
+            "SmsMessageSid": reply.sid,
+            "AccountSid": run.account_sid,
+            "NumMedia": "0",
+            "ApiVersion": "2010-04-01",
+        }
+    return {"send_intro": {"outbound": outbound(messages["intro"])}, "ask": ask}
+
+
+def message_json(message: Message) -> dict[str, Any]:
+    """Render a message as GET /2010-04-01/Accounts/{AccountSid}/Messages/{Sid}.json does."""
+    run = message.run
+    failed = message.direction == "outbound-api" and undelivered(run.to)
+    status = "received" if message.direction == "inbound" else ("undelivered" if failed else "delivered")
+    uri = f"/2010-04-01/Accounts/{run.account_sid}/Messages/{message.sid}.json"
+    stamp = rfc2822(message.sent_at)
+    return {
+        "account_sid": run.account_sid,
+        "api_version": "2010-04-01",
+        "body": message.body,
+        "date_created": stamp,
+        "date_sent": stamp,
+        "date_updated": stamp,
+        "direction": message.direction,
+        "error_code": 30003 if failed else None,
+        "error_message": "Unreachable destination handset" if failed else None,
+        "from": message.from_,
+        "messaging_service_sid": None,
+        "num_media": "0",
+        "num_segments": "1",
+        "price": None,
+        "price_unit": "USD",
+        "sid": message.sid,
+        "status": status,
+        "subresource_uris": {"media": uri.replace(".json", "/Media.json")},
+        "to": message.to,
+        "uri": uri,
+    }
+
+
+# --- State that survives between processes.
+
+
+_RECORD_KEYS: Final = {
+    "run": frozenset(
+        {"type", "sid", "api", "account_sid", "flow_sid", "initiated_by", "source", "to", "from", "parameters"}
+        | {"date_created", "played", "ended_at"}
+    ),
+    "end": frozenset({"type", "sid", "ended_at"}),
+}
+
+
+def load_state(path: Path) -> list[dict[str, Any]]:
+    """Read a state file's records; a torn last line (a crash mid-write) is cut off the file."""
+    if not path.exists():
+        return []
+    text = path.read_text(encoding="utf-8")
+    lines = text.split("\n")
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict) or _RECORD_KEYS.get(str(record.get("type"))) != frozenset(record):
+                raise ValueError(line)
+        except ValueError:
+            if number == len(lines):
+                # Cut it off, or the next record appended would be glued to it.
+                path.write_text(text[: len(text) - len(line)], encoding="utf-8")
+                break
+            raise ValueError(
+                f"{path}:{number}: not a sandbox state line; move the file aside to start with no runs"
+            ) from None
+        records.append(record)
+    return records
+
+
+def append_state(path: Path, record: Mapping[str, Any]) -> None:
+    """Append one record to a state file, flushed before the caller answers."""
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record, separators=(",", ":")) + "\n")

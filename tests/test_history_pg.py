@@ -1,0 +1,331 @@
+"""The contact history in PostgreSQL: the SQLite store's behaviour, shared by processes on any machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import polars as pl
+import pytest
+from psycopg import sql
+
+from batch_engage.cli import main
+from batch_engage.errors import ConfigError
+from batch_engage.history import History, job_of, open_history, owner
+from batch_engage.history_pg import SCHEMA_VERSION, PgHistory
+from batch_engage.sandbox import Sandbox
+from batch_engage.spec import load_spec, parse_cap
+
+from conftest import FLOW_SID, REPO, make_contacts
+from pg import Schema, fresh_schema
+
+OTHER_FLOW = "FW" + "f" * 32
+DAY = 86400.0
+
+
+class Clock:
+    """A wall clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def pg() -> Iterator[Schema]:
+    """A fresh, empty schema on the test server."""
+    with fresh_schema() as schema:
+        yield schema
+
+
+class TestStore:
+    def test_open_history_picks_the_backend_by_scheme(self, pg: Schema, tmp_path: Path) -> None:
+        """A postgresql:// path opens PostgreSQL, tables created in the named schema; any other path a SQLite file."""
+        with open_history(pg.history_url) as store:
+            assert isinstance(store, PgHistory)
+        version = pg.conn.execute(f"SELECT version FROM {pg.name}.version").fetchall()  # noqa: S608 - our own schema
+        assert version == [(SCHEMA_VERSION,)]
+        with open_history(tmp_path / "h.sqlite") as store:
+            assert isinstance(store, History)
+
+    def test_opening_twice_keeps_one_version_row_and_the_contacts(self, pg: Schema) -> None:
+        """Tables are created on first use only; a second opening finds what the first recorded."""
+        with open_history(pg.history_url) as store:
+            store.record([("+14155550100", FLOW_SID, "FN1", 1_800_000_000.0)])
+        with open_history(pg.history_url) as store:
+            assert store.recent_addresses(1e12) == {"+14155550100"}
+        assert pg.conn.execute(f"SELECT count(*) FROM {pg.name}.version").fetchone() == (1,)  # noqa: S608
+
+    def test_a_user_granted_only_the_tables_can_use_an_existing_history(self, pg: Schema) -> None:
+        """Once created, the history needs no CREATE privilege: a job's user granted the tables alone can claim;
+        where it may not create one, a one-line error names the schema."""
+        PgHistory(pg.history_url).close()
+        role = sql.Identifier(f"r_{pg.name}")
+        grants = [
+            "CREATE ROLE {role} LOGIN",
+            "GRANT USAGE ON SCHEMA {schema} TO {role}",
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON {schema}.contacts TO {role}",
+            "GRANT USAGE ON SEQUENCE {schema}.contacts_id_seq TO {role}",
+            "GRANT SELECT ON {schema}.version TO {role}",
+        ]
+        try:
+            for grant in grants:
+                pg.conn.execute(sql.SQL(grant).format(role=role, schema=sql.Identifier(pg.name)))  # type: ignore[arg-type]
+            url = urlsplit(pg.history_url)
+            as_role = urlunsplit(url._replace(netloc=url.netloc.replace(f"{url.username}@", f"r_{pg.name}@")))
+            with open_history(as_role) as store:
+                assert store.claim("+14155550100", FLOW_SID, "jobA#1", parse_cap("1 per 1d", key="cap"), None) is None
+            other = urlunsplit(urlsplit(as_role)._replace(query=f"schema=s_{pg.name}"))
+            with pytest.raises(ConfigError, match=r"^history\.path: cannot use schema s_\w+ on .*permission denied"):
+                open_history(other)
+        finally:
+            pg.conn.execute(sql.SQL("DROP OWNED BY {}").format(role))
+            pg.conn.execute(sql.SQL("DROP ROLE {}").format(role))
+
+    def test_a_newer_schema_version_is_refused(self, pg: Schema) -> None:
+        """A schema written by a later batch-engage: one line saying to upgrade, not a misread table."""
+        PgHistory(pg.history_url).close()
+        pg.execute("UPDATE {schema}.version SET version = 99")
+        with pytest.raises(ConfigError, match=r"^history\.path: schema t_\w+ on .* newer batch-engage.*upgrade"):
+            PgHistory(pg.history_url)
+
+    def test_caps_honour_their_windows(self, pg: Schema) -> None:
+        """`1 per 7d` blocks a contact six days later but not eight; `flow_cap` counts only the same flow."""
+        clock = Clock()
+        history = PgHistory(pg.history_url, clock=clock)
+        history.record([("+14155550100", FLOW_SID, "FN1", clock.now)])
+        week, month = parse_cap("1 per 7d", key="cap"), parse_cap("1 per 30d", key="flow_cap")
+        clock.now += 6 * DAY
+        blocked = history.check("+14155550100", OTHER_FLOW, week, None)
+        assert blocked is not None and blocked[0].sid == "FN1"
+        assert "within the cap 1 per 7d" in blocked[0].describe(blocked[1])
+        clock.now += 2 * DAY
+        assert history.check("+14155550100", OTHER_FLOW, week, None) is None
+        assert history.check("+14155550100", OTHER_FLOW, None, month) is None
+        assert history.check("+14155550100", FLOW_SID, None, month) is not None
+        clock.now += 23 * DAY
+        assert history.check("+14155550100", FLOW_SID, None, month) is None
+        history.close()
+
+    def test_a_cap_of_two_allows_a_second_contact_not_a_third(self, pg: Schema) -> None:
+        """`2 per 1d`: counts contacts, not just their presence."""
+        history = PgHistory(pg.history_url)
+        cap = parse_cap("2 per 1d", key="cap")
+        assert history.claim("+14155550100", FLOW_SID, owner("jobA", "1"), cap, None) is None
+        assert history.claim("+14155550100", FLOW_SID, owner("jobB", "1"), cap, None) is None
+        assert history.claim("+14155550100", FLOW_SID, owner("jobC", "1"), cap, None) is not None
+        history.close()
+
+    def test_a_claim_blocks_others_and_a_withdrawn_claim_does_not(self, pg: Schema) -> None:
+        """The first job to claim a contact wins; a claim withdrawn (nothing sent) frees the contact again."""
+        history = PgHistory(pg.history_url)
+        cap = parse_cap("1 per 1d", key="cap")
+        assert history.claim("+14155550100", FLOW_SID, "jobA#1", cap, None) is None
+        assert history.claim("+14155550100", FLOW_SID, "jobB#7", cap, None) is not None
+        assert history.claim("+14155550100", FLOW_SID, "jobA#1", cap, None) is None  # its own claim: not capped
+        history.settle("jobA#1", None)
+        assert history.claim("+14155550100", FLOW_SID, "jobB#7", cap, None) is None
+        history.settle("jobB#7", "FN7")
+        blocker = history.check("+14155550100", FLOW_SID, cap, None, job="jobA")
+        assert blocker is not None and blocker[0].sid == "FN7"
+        history.close()
+
+    def test_stats_count_reached_contacts_per_flow_per_utc_day(self, pg: Schema) -> None:
+        """Settled contacts count once per address per flow and day; open claims do not count."""
+        history = PgHistory(pg.history_url)
+        day = 1_800_000_000.0  # 2027-01-15 08:00 UTC
+        history.record(
+            [
+                ("+14155550100", FLOW_SID, "FN1", day),
+                ("+14155550100", FLOW_SID, "FN2", day + 60),
+                ("+14155550101", FLOW_SID, "FN3", day + 60),
+                ("+14155550101", OTHER_FLOW, "FN4", day + DAY),
+            ]
+        )
+        history.claim("+14155550109", FLOW_SID, "jobA#1", None, None)
+        rows = history.stats().rows()
+        assert rows == [(FLOW_SID, "2027-01-15", 2), (OTHER_FLOW, "2027-01-16", 1)]
+        history.close()
+
+
+class TestUrl:
+    def test_the_url_can_come_from_an_environment_variable(self, pg: Schema, monkeypatch: pytest.MonkeyPatch) -> None:
+        """`history.path = "env:NAME"` stays a reference in the job (not a file path) and opens NAME's database."""
+        raw = {
+            "flow": {"sid": FLOW_SID},
+            "mapping": {"to": "phone", "from": "+15005550006"},
+            "history": {"path": "env:CAMPAIGN_HISTORY", "cap": "1 per 7d"},
+        }
+        spec = load_spec(raw=raw)
+        assert spec.history.path == "env:CAMPAIGN_HISTORY"
+        monkeypatch.setenv("CAMPAIGN_HISTORY", pg.history_url)
+        with open_history(spec.history.path) as store:
+            assert isinstance(store, PgHistory) and store.schema == pg.name
+
+    def test_a_password_in_the_url_is_refused(self) -> None:
+        """The history URL follows input.uri's rule: the password comes from PGPASSWORD or ~/.pgpass."""
+        with pytest.raises(ConfigError, match=r"^history\.path: holds a password.*PGPASSWORD"):
+            open_history("postgresql://u:secret@127.0.0.1/test")
+
+    def test_an_unreachable_server_is_named(self) -> None:
+        """Nobody listening: a one-line ConfigError naming history.path and host:port."""
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        with pytest.raises(ConfigError, match=rf"^history\.path: cannot reach PostgreSQL at 127\.0\.0\.1:{port} \("):
+            open_history(f"postgresql://postgres@127.0.0.1:{port}/test")
+
+    def test_a_schema_that_is_not_an_identifier_is_refused(self) -> None:
+        """`?schema=` names one plain schema; anything else is refused before connecting."""
+        with pytest.raises(ConfigError, match=r"^history\.path: schema 'a;drop' is not a plain identifier"):
+            open_history("postgresql://postgres@127.0.0.1/test?schema=a;drop")
+
+    def test_owner_and_job_of_round_trip(self) -> None:
+        """The job part of an owner is the job, even when the job (a path) holds `#`; an item may not."""
+        assert job_of(owner("/jobs/a#b.checkpoint", "17")) == "/jobs/a#b.checkpoint"
+        with pytest.raises(ValueError, match="may not hold"):
+            owner("job", "a#b")
+
+
+_CLAIMER = textwrap.dedent(
+    """
+    import json, sys, threading
+    from batch_engage.history import open_history, owner
+    from batch_engage.spec import load_spec, parse_cap
+    url, job = sys.argv[1], sys.argv[2]
+    cap = parse_cap("1 per 7d", key="cap")
+    contacts = [f"+1415555{i:04d}" for i in range(200)]
+    won = []
+    with open_history(url) as store:
+        print("ready", flush=True)
+        sys.stdin.readline()  # the parent says go once both processes are connected
+        def claim(part):
+            for to in part:
+                if store.claim(to, "FW" + "0" * 32, owner(job, to), cap, None) is None:
+                    won.append(to)
+        threads = [threading.Thread(target=claim, args=(contacts[i::4],)) for i in range(4)]
+        for t in threads: t.start()
+        for t in threads: t.join()
+    print(json.dumps(won))
+    """
+)
+
+
+class TestConcurrency:
+    def test_two_processes_claiming_the_same_contacts_get_each_once_between_them(
+        self, pg: Schema, tmp_path: Path
+    ) -> None:
+        """200 shared contacts, `1 per 7d`, two processes of four threads each claiming all: every contact once."""
+        PgHistory(pg.history_url).close()  # tables exist before the race, as in a long-lived history
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", _CLAIMER, pg.history_url, job],
+                cwd=REPO,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for job in ("jobA", "jobB")
+        ]
+        for p in procs:
+            assert p.stdout is not None
+            assert p.stdout.readline() == "ready\n"
+        for p in procs:
+            assert p.stdin is not None
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        won = []
+        for p in procs:
+            out, err = p.communicate(timeout=120)
+            assert p.returncode == 0, err[-2000:]
+            won.append(json.loads(out))
+        claimed = Counter(won[0] + won[1])
+        assert len(claimed) == 200
+        assert max(claimed.values()) == 1
+        rows = pg.conn.execute(f"SELECT count(*), count(DISTINCT to_addr) FROM {pg.name}.contacts").fetchone()  # noqa: S608
+        assert rows == (200, 200)
+
+    def test_two_concurrent_jobs_reach_each_shared_contact_once(
+        self,
+        pg: Schema,
+        sandbox_factory: Callable[..., Sandbox],
+        write_job: Callable[..., Path],
+        tmp_path: Path,
+        sandbox_env: dict[str, str],
+    ) -> None:
+        """Two jobs on two flows, overlapping lists, one PostgreSQL history with `cap = "1 per 7d"`: nobody twice."""
+        sb = sandbox_factory(rate_limit=None, latency=0.01, active_rule=False)
+        extra = f'[history]\npath = "{pg.history_url}"\ncap = "1 per 7d"\n'
+        jobs = []
+        for name, start, flow in (("a", 100, FLOW_SID), ("b", 120, OTHER_FLOW)):
+            path = tmp_path / f"{name}.csv"
+            make_contacts(40, start=start).write_csv(path)
+            job = write_job(
+                input_path=path, base_url=sb.url, name=name, extra=extra, send="rate = 100\nconcurrency = 4"
+            )
+            job.write_text(job.read_text().replace(FLOW_SID, flow))
+            jobs.append(job)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TWILIO_")} | sandbox_env
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "batch_engage", "run", str(j)],
+                env=env,
+                cwd=REPO,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+            for j in jobs
+        ]
+        for p in procs:
+            _, err = p.communicate(timeout=120)
+            assert p.returncode == 0, err.decode()[-2000:]
+        per_contact = Counter(e.to for e in sb.ledger())
+        assert len(per_contact) == 60
+        assert max(per_contact.values()) == 1
+        tables = [pl.read_csv(tmp_path / f"{n}.results.csv") for n in ("a", "b")]
+        assert sum(t.filter(pl.col("status") == "capped").height for t in tables) == 20
+
+
+class TestHistoryCommands:
+    def test_import_and_stats_on_postgresql(
+        self,
+        pg: Schema,
+        sandbox: Sandbox,
+        write_job: Callable[..., Path],
+        contacts_csv: Path,
+        tmp_path: Path,
+        sandbox_env: dict[str, str],
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """`history import` / `history stats` with `--history postgresql://...`; a capped job then skips those five."""
+        past = tmp_path / "past.csv"
+        job = write_job(input_path=contacts_csv, base_url=sandbox.url, name="past")
+        assert main(["run", str(job), "--limit", "5", "--output", str(past)]) == 0
+        url = pg.history_url
+        assert main(["history", "import", str(past), "--history", url, "--flow-sid", FLOW_SID]) == 0
+        assert "recorded 5 contacts" in capsys.readouterr().out
+        assert main(["history", "stats", "--history", url]) == 0
+        out = capsys.readouterr().out
+        assert FLOW_SID in out and out.rstrip().endswith("5")
+        capped_job = write_job(
+            input_path=contacts_csv,
+            base_url=sandbox.url,
+            name="next",
+            extra=f'[history]\npath = "{url}"\nflow_cap = "1 per 30d"\n',
+        )
+        assert main(["validate", str(capped_job)]) == 0
+        assert "capped: 5" in capsys.readouterr().out
+        assert main(["run", str(capped_job)]) == 0
+        assert len(sandbox.ledger()) == 30

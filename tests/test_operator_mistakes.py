@@ -1,0 +1,273 @@
+"""People's mistakes end in the right send or a clear refusal: never a wrong send, never a silent "done".
+
+A rehearsal followed by the real run, a list re-exported with new rows, a path pointing at the wrong
+file, a number that is not a number, another Twilio, a status asked during a live run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+from batch_engage import status
+from batch_engage.cli import main
+from batch_engage.sandbox import Sandbox
+
+from conftest import make_contacts
+
+
+def cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """Run the CLI in-process; no output may hold a traceback."""
+    code = main(args)
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return code, out, err
+
+
+class TestRehearsalThenRun:
+    """A --sandbox rehearsal keeps its state apart, so the real run that follows sends to everyone."""
+
+    def test_the_real_run_after_a_rehearsal_sends_every_row(
+        self,
+        sandbox: Sandbox,
+        write_job: Callable[..., Path],
+        contacts_csv: Path,
+        sandbox_env: dict[str, str],
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """Rehearse with --sandbox, then drop it: the real Studio gets all 30 runs, none are "done" already."""
+        history = contacts_csv.parent / "history.db"
+        job = write_job(input_path=contacts_csv, base_url=sandbox.url, extra=f'[history]\npath = "{history}"\n')
+        assert cli(["run", str(job), "--sandbox", "--quiet"], capsys)[0] == 0
+        assert sandbox.ledger() == []
+        assert (
+            not history.exists() or sqlite3.connect(history).execute("SELECT COUNT(*) FROM contacts").fetchone()[0] == 0
+        )
+        code, _, _ = cli(["run", str(job), "--quiet"], capsys)
+        assert code == 0
+        assert len({e.to for e in sandbox.ledger()}) == 30
+        table = pl.read_csv(job.parent / "job.results.csv")
+        assert dict(zip(table["to"], table["sid"])) == {e.to: e.sid for e in sandbox.ledger()}
+
+
+class TestTheListChanges:
+    """A re-exported list continues: contacts reached are never sent again, new contacts are."""
+
+    def test_a_list_reexported_with_new_rows_sends_only_the_new_contacts(
+        self,
+        sandbox: Sandbox,
+        write_job: Callable[..., Path],
+        contacts_csv: Path,
+        sandbox_env: dict[str, str],
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """Day 2's export has 20 new rows at the top and the old rows moved and edited: 20 new runs, no re-send."""
+        job = write_job(input_path=contacts_csv, base_url=sandbox.url)
+        assert cli(["run", str(job), "--quiet"], capsys)[0] == 0
+        first = {e.to: e.sid for e in sandbox.ledger()}
+        sandbox.end_all_runs()
+        old = make_contacts(30).with_columns(name=pl.lit("Renamed"))
+        pl.concat([make_contacts(20, start=700), old]).write_csv(contacts_csv)
+        code, out, _ = cli(["run", str(job)], capsys)
+        assert code == 0
+        assert Counter(e.to for e in sandbox.ledger()).most_common(1)[0][1] == 1
+        assert len(sandbox.ledger()) == 50
+        assert "reached by earlier runs: 30 (parameters changed since: 30)" in out
+        table = pl.read_csv(job.parent / "job.results.csv")
+        earlier = table.filter(pl.col("error_message") == "reached by an earlier run")
+        assert earlier.height == 30
+        assert dict(zip(earlier["to"], earlier["sid"])) == first
+
+    def test_rows_that_moved_never_take_another_contacts_sid(
+        self,
+        sandbox: Sandbox,
+        write_job: Callable[..., Path],
+        contacts_csv: Path,
+        sandbox_env: dict[str, str],
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """Half sent, then the file is re-sorted: every row's SID is the run Studio made for that row's contact."""
+        job = write_job(input_path=contacts_csv, base_url=sandbox.url)
+        assert cli(["run", str(job), "--limit", "15", "--quiet"], capsys)[0] == 0
+        make_contacts(30).reverse().write_csv(contacts_csv)
+        assert cli(["run", str(job), "--quiet"], capsys)[0] == 0
+        table = pl.read_csv(job.parent / "job.results.csv")
+        assert dict(zip(table["to"], table["sid"])) == {e.to: e.sid for e in sandbox.ledger()}
+        assert len(sandbox.ledger()) == 30
+
+
+class TestRefusedBeforeSending:
+    """Mistakes caught before the first request: exit 2, one line naming the key or file, nothing sent."""
+
+    def test_results_path_pointing_at_the_contacts_file_is_refused(
+        self,
+        sandbox: Sandbox,
+        write_job: Callable[..., Path],
+        contacts_csv: Path,
+        sandbox_env: dict[str, str],
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """--output at the input file: exit 2 naming output.results, the contacts untouched, nothing sent."""
+        before = contacts_csv.read_bytes()
+        code, _, err = cli(
+            ["run", str(write_job(input_path=contacts_csv, base_url=sandbox.url)), "--output", str(contacts_csv)],
+            capsys,
+        )
+        assert code == 2 and "output.results" in err and "input.path" in err
+        assert contacts_csv.read_bytes() == before
+        assert sandbox.stats().create_requests == 0
+
+    @pytest.mark.parametrize("rate", ["nan", "1e400", "inf", "20000"])
+    def test_absurd_rates_are_refused_before_planning(
+        self,
+        rate: str,
+        sandbox: Sandbox,
+        write_job: Callable[..., Path],
+        contacts_csv: Path,
+        sandbox_env: dict[str, str],
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """--rate nan, inf, 1e400 or above 10,000/s: exit 2 naming send.rate."""
+        code, _, err = cli(
+            ["run", str(write_job(input_path=contacts_csv, base_url=sandbox.url)), "--rate", rate], capsys
+        )
+        assert code == 2 and "send.rate" in err and len(err.strip().splitlines()) == 1
+        assert sandbox.stats().create_requests == 0
+
+    def test_summary_json_into_a_missing_folder_is_refused_before_sending(
+        self,
+        sandbox: Sandbox,
+        write_job: Callable[..., Path],
+        contacts_csv: Path,
+        sandbox_env: dict[str, str],
+        capsys: pytest.CaptureFixture[str],
+        tmp_path: Path,
+    ) -> None:
+        """Not after sending everything (which cron would read as "rows failed"): exit 2, nothing sent."""
+        job = write_job(input_path=contacts_csv, base_url=sandbox.url)
+        code, _, err = cli(["run", str(job), "--summary-json", str(tmp_path / "nope" / "s.json")], capsys)
+        assert code == 2 and "--summary-json" in err and "does not exist" in err
+        assert sandbox.stats().create_requests == 0
+        assert cli(["run", str(job), "--quiet", "--summary-json", str(tmp_path / "s.json")], capsys)[0] == 0
+        assert json.loads((tmp_path / "s.json").read_text())["exit_code"] == 0
+
+
+class TestAnotherTwilio:
+    """A checkpoint belongs to the Twilio it was made against; validate agrees with run."""
+
+    def test_a_run_against_another_base_url_is_refused_naming_both(
+        self,
+        sandbox_factory: Callable[..., Sandbox],
+        write_job: Callable[..., Path],
+        contacts_csv: Path,
+        sandbox_env: dict[str, str],
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """Sent 3 against one Studio, then pointed at another: exit 2 naming both URLs; validate says the same."""
+        one, two = sandbox_factory(rate_limit=None), sandbox_factory(rate_limit=None)
+        job = write_job(input_path=contacts_csv, base_url=one.url)
+        assert cli(["run", str(job), "--limit", "3", "--quiet"], capsys)[0] == 0
+        job.write_text(job.read_text().replace(one.url, two.url))
+        code, _, err = cli(["run", str(job)], capsys)
+        assert code == 2 and one.url in err and two.url in err
+        assert two.stats().create_requests == 0
+        code, _, verr = cli(["validate", str(job)], capsys)
+        assert code == 2 and verr == err
+
+    def test_validate_refuses_a_changed_mapping_like_run(
+        self,
+        sandbox: Sandbox,
+        write_job: Callable[..., Path],
+        contacts_csv: Path,
+        sandbox_env: dict[str, str],
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """validate no longer says "exit 0, already done: 3" for a job run refuses: same message, same exit."""
+        job = write_job(input_path=contacts_csv, base_url=sandbox.url)
+        cli(["run", str(job), "--limit", "3", "--quiet"], capsys)
+        job.write_text(job.read_text().replace('visits = "visits"', 'count = "visits"'))
+        run_code, _, run_err = cli(["run", str(job)], capsys)
+        val_code, _, val_err = cli(["validate", str(job)], capsys)
+        assert run_code == val_code == 2 and run_err == val_err and "the column mapping changed" in run_err
+
+
+class TestStatusDuringARun:
+    """`status` while a run holds the checkpoint shows requests out as in_flight, not uncertain."""
+
+    def test_rows_in_flight_are_in_flight_while_the_run_is_going_on(
+        self,
+        sandbox_factory: Callable[..., Sandbox],
+        write_job: Callable[..., Path],
+        contacts_csv: Path,
+        sandbox_env: dict[str, str],
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """A slow Studio keeps requests out; status during the run counts them in_flight and none uncertain."""
+        sb = sandbox_factory(rate_limit=None, latency=2.0)
+        job = write_job(input_path=contacts_csv, base_url=sb.url)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TWILIO_")} | sandbox_env
+        with subprocess.Popen([sys.executable, "-m", "batch_engage", "run", str(job), "--quiet"], env=env) as proc:
+            deadline = time.monotonic() + 20
+            while sb.stats().create_requests < 8 and time.monotonic() < deadline:
+                time.sleep(0.02)  # waits for a condition, not for time to pass
+            counts = status(job).counts
+            assert proc.wait(timeout=60) == 0
+        assert counts.get("in_flight", 0) >= 8 and counts["uncertain"] == 0
+        assert status(job).counts["sent"] == 30
+
+
+class TestCredentials:
+    """The target is the account, not the credential: a rotated key goes on, another account is refused."""
+
+    def test_a_rotated_api_key_of_the_same_account_continues_the_job(
+        self,
+        sandbox_factory: Callable[..., Sandbox],
+        make_spec: Callable[..., Any],
+    ) -> None:
+        """Sent 5 with the Account SID, then with a new API key: the rest are sent, nobody twice."""
+        from batch_engage import RunOptions, run
+        from batch_engage.credentials import Credentials
+        from batch_engage.sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME
+
+        key = ("SK" + "1" * 32, "key-secret")
+        sb = sandbox_factory(rate_limit=None, credentials=((SANDBOX_USERNAME, SANDBOX_PASSWORD), key))
+        spec = make_spec(sb.url)
+        run(
+            spec,
+            frame=make_contacts(12),
+            credentials=Credentials(SANDBOX_USERNAME, SANDBOX_PASSWORD),
+            options=RunOptions(limit=5),
+        )
+        result = run(spec, frame=make_contacts(12), credentials=Credentials(*key))
+        assert result.counts["sent"] == 12 and len(sb.ledger()) == 12
+
+    def test_another_account_is_refused_before_sending(
+        self,
+        sandbox_factory: Callable[..., Sandbox],
+        make_spec: Callable[..., Any],
+    ) -> None:
+        """A checkpoint of account A run with account B's credentials: exit 2 naming both accounts."""
+        from batch_engage import run
+        from batch_engage.credentials import Credentials
+        from batch_engage.errors import CheckpointMismatch
+        from batch_engage.sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME
+
+        other = ("AC" + "b" * 32, "other-token")
+        sb = sandbox_factory(rate_limit=None, credentials=((SANDBOX_USERNAME, SANDBOX_PASSWORD), other))
+        spec = make_spec(sb.url)
+        run(spec, frame=make_contacts(3), credentials=Credentials(SANDBOX_USERNAME, SANDBOX_PASSWORD))
+        with pytest.raises(CheckpointMismatch, match=other[0]) as refused:
+            run(spec, frame=make_contacts(3), credentials=Credentials(*other))
+        assert SANDBOX_USERNAME in str(refused.value)
+        assert len(sb.ledger()) == 3
