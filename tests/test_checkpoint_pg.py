@@ -14,7 +14,6 @@ import subprocess
 import sys
 import textwrap
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -40,40 +39,23 @@ from batch_engage.spec import load_spec
 from batch_engage.states import FINAL, OPEN, RowState
 
 from conftest import FLOW_SID, make_contacts
+from pg import Schema, fresh_schema
 
-psycopg = pytest.importorskip("psycopg")
-
-SERVER = os.environ.get("BATCH_ENGAGE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 FAST_SEND = "rate = 500\nconcurrency = 8\nreconcile_delay = 0.0"
 TARGET = Target(base_url="http://127.0.0.1:9", identity=None, sandbox=False)
 
 
-def _ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
-@pytest.fixture(scope="module")
-def server() -> str:
-    """The test server's URL; skips the module when none answers (fails under CI)."""
-    try:
-        with psycopg.connect(SERVER, connect_timeout=3):
-            pass
-    except psycopg.OperationalError as exc:
-        reason = f"no PostgreSQL at {SERVER} ({' '.join(str(exc).split())[:200]}); set BATCH_ENGAGE_TEST_PG"
-        if _ci():
-            pytest.fail(f"{reason}; CI is set, so it must answer")
-        pytest.skip(reason)
-    return SERVER
+@pytest.fixture
+def pg_schema() -> Iterator[Schema]:
+    """A schema of this test's own on the test server (skips without a server, fails under CI)."""
+    with fresh_schema() as schema:
+        yield schema
 
 
 @pytest.fixture
-def pg_url(server: str) -> Iterator[str]:
-    """A checkpoint URL in a schema of this test's own (dropped afterwards)."""
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    sep = "&" if "?" in server else "?"
-    yield f"{server}{sep}schema={schema}"
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+def pg_url(pg_schema: Schema) -> str:
+    """``output.checkpoint`` for that schema (the spec adds the job key)."""
+    return pg_schema.history_url
 
 
 def _job(
@@ -185,7 +167,7 @@ class TestJournal:
         with pytest.raises(CheckpointMismatch, match="made against"):
             open_checkpoint(f"{pg_url}#j", {"flow_sid": "FWa"}, Target(base_url="https://other", identity=None))
 
-    def test_restart_keeps_the_old_state_aside(self, pg_url: str) -> None:
+    def test_restart_keeps_the_old_state_aside(self, pg_url: str, pg_schema: Schema) -> None:
         """--restart without --yes is refused; with it the job starts empty and the old lines still exist."""
         with open_checkpoint(f"{pg_url}#j", {"f": 1}, TARGET) as cp:
             cp.write_intents([_intent("a")], at="2026-01-01T00:00:00.000Z", twilio_at=None)
@@ -194,10 +176,8 @@ class TestJournal:
             open_checkpoint(f"{pg_url}#j", {"f": 1}, TARGET, restart=True)
         with open_checkpoint(f"{pg_url}#j", {"f": 1}, TARGET, restart=True, yes=True) as cp:
             assert cp.journal().height == 0
-        schema = pg_url.rsplit("schema=", 1)[1]
-        with psycopg.connect(SERVER) as conn:
-            query = f'SELECT job FROM "{schema}".journal WHERE contact = %s'  # noqa: S608 - our own schema name
-            kept = conn.execute(query, ("a",)).fetchall()
+        query = f'SELECT job FROM "{pg_schema.name}".journal WHERE contact = %s'  # noqa: S608 - our own schema
+        kept = pg_schema.conn.execute(query, ("a",)).fetchall()
         assert [k[0].startswith("j@") and k[0].endswith(".old") for k in kept] == [True]
 
 
