@@ -18,7 +18,16 @@ import structlog
 
 from . import periods
 from ._files import private_file
-from .checkpoint import CheckpointView, Target, check_binding, checkpoint_exists, empty_journal, read_checkpoint
+from .checkpoint import (
+    CheckpointView,
+    Target,
+    check_binding,
+    checkpoint_exists,
+    empty_journal,
+    is_postgres,
+    jobs_beside,
+    read_checkpoint,
+)
 from .client import StudioClient, make_http_client
 from .credentials import Credentials, credentials_from_env
 from .dispatch import Item, make_marker
@@ -113,6 +122,16 @@ def _latest_period(spec: Spec, *, sandbox: bool) -> Spec:
     current = spec.rehearsal() if sandbox else spec
     if checkpoint_exists(current.output.checkpoint):
         return spec
+    if is_postgres(current.output.checkpoint):
+        # Every job in the schema is a candidate; a period counts only if it renders to that very key.
+        kept = [
+            candidate
+            for location in jobs_beside(current.output.checkpoint)
+            for candidate in re.findall(r"\d{4}-(?:W\d{2}|\d{2}-\d{2}|\d{2})", location.rsplit("#", 1)[-1])
+            if periods.is_period(kind, candidate)
+            and load_job(spec.for_period(candidate), sandbox=sandbox).output.checkpoint == location
+        ]
+        return spec.for_period(max(kept)) if kept else spec
     template = spec.output.checkpoint_template or spec.output.checkpoint
     pattern = periods.render(template, {"id": periods.render(spec.job.template, {kind: "*"}), kind: "*"})
     folder = Path(pattern).parent

@@ -51,6 +51,8 @@ __all__ = [
     "check_meta",
     "checkpoint_exists",
     "empty_journal",
+    "is_postgres",
+    "jobs_beside",
     "open_checkpoint",
     "read_checkpoint",
     "read_only",
@@ -671,8 +673,19 @@ def read_only(path: str | Path) -> CheckpointView:
 # -- one interface, two backends: a file path is SQLite, a postgresql:// URL is PostgreSQL ------------
 
 
-def _is_postgres(location: str | Path) -> bool:
+def is_postgres(location: str | Path) -> bool:
+    """Whether a checkpoint location is a ``postgresql://`` URL (else it is a file path)."""
     return isinstance(location, str) and location.startswith(("postgresql://", "postgres://"))
+
+
+_is_postgres = is_postgres
+
+
+def jobs_beside(location: str) -> list[str]:
+    """For a PostgreSQL location: the location of every job whose checkpoint is in the same schema."""
+    from . import checkpoint_pg  # noqa: PLC0415 - as above
+
+    return checkpoint_pg.jobs_beside(location)
 
 
 class CheckpointStore(Protocol):

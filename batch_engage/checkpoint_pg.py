@@ -77,6 +77,7 @@ __all__ = [
     "exists",
     "is_locked",
     "is_postgres",
+    "jobs_beside",
     "parse_location",
     "read_only",
 ]
@@ -270,6 +271,17 @@ def exists(location: str | PgLocation, *, plan: bool = False) -> bool:
             return True
         row = conn.execute(loc.sql("SELECT 1 FROM {s}.plans WHERE job = %s"), (loc.key,)).fetchone()
         return row is not None
+
+
+def jobs_beside(location: str) -> list[str]:
+    """``location`` with the key of each job in its schema (rehearsals and set-aside ones included)."""
+    loc = _where(location)
+    with loc.connect() as conn:
+        if not _tables_exist(conn, loc):
+            return []
+        keys = conn.execute(loc.sql("SELECT DISTINCT job FROM {s}.meta ORDER BY job")).fetchall()
+    base = location.rsplit("#", 1)[0]
+    return [f"{base}#{key}" for (key,) in keys]
 
 
 def check_binding(

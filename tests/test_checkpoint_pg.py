@@ -220,6 +220,26 @@ class TestRunsThroughTheSandbox:
         assert checkpoint_exists(where, plan=True) and not checkpoint_exists(f"{pg_url}#other")
 
 
+class TestPeriods:
+    """A job with a period finds its state in the database as it does in files."""
+
+    def test_status_without_this_period_reads_the_latest_one_of_this_job(self, pg_url: str, tmp_path: Path) -> None:
+        """With no state for today, the newest period of *this* job is read: not a rehearsal's, not another job's."""
+        job = _job(tmp_path, contacts=tmp_path / "c.csv", base_url="http://127.0.0.1:9", checkpoint=pg_url,
+                   job_id="remind-{date}")  # fmt: skip
+        spec = api.load_job(job)
+        for where in (
+            spec.for_period("2026-03-01").output.checkpoint,
+            spec.for_period("2026-03-02").output.checkpoint,
+            spec.for_period("2026-03-05").rehearsal().output.checkpoint,
+            pg_url + "#other-2026-03-09",
+        ):
+            with open_checkpoint(where, {"f": 1}, TARGET):
+                pass
+        assert api.load_job(job, latest=True).job.period == "2026-03-02"
+        assert api.load_job(job, latest=True, sandbox=True).job.period == "2026-03-05"
+
+
 class TestOneRunPerJob:
     """One run per job, on any machine; a rehearsal never touches the real job's state."""
 
