@@ -63,7 +63,7 @@ from .checkpoint import (
     check_meta,
     empty_journal,
 )
-from .errors import CheckpointLocked, CheckpointMismatch, UsageError
+from .errors import CheckpointLocked, CheckpointMismatch, TryLater, UsageError
 from .states import OPEN, POSSIBLY_SENT, REACHED, RowState, sql_list
 
 __all__ = [
@@ -201,7 +201,7 @@ class PgLocation:
             conn.execute(f"SET tcp_keepalives_interval = {self.keepalives['keepalives_interval']}")
             conn.execute(f"SET tcp_keepalives_count = {self.keepalives['keepalives_count']}")
             # psycopg prepares repeated statements; a generic plan made while the journal was empty
-            # would scan it for every outcome as it grows. Plan each one for its own key instead.
+            # would not fit it once it has grown. Plan each statement for its own values instead.
             conn.execute("SET plan_cache_mode = force_custom_plan")
         return conn
 
@@ -349,7 +349,10 @@ def _take_over(conn: psycopg.Connection[tuple[Any, ...]], loc: PgLocation) -> st
         return f"{holder}, heartbeat {age:.0f} s ago"
     # The holder's machine stopped answering (frozen, or gone without closing its socket):
     # end its session, which releases the lock and fails any write it might still attempt.
-    conn.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))
+    try:
+        conn.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))
+    except psycopg.errors.InsufficientPrivilege:
+        return f"{holder}, silent for {age:.0f} s, under another database role: run every machine as one role"
     for _ in range(50):
         if _try_lock(conn, loc):
             return None
@@ -527,8 +530,21 @@ class PgCheckpoint:
         self.close()
 
     @contextlib.contextmanager
+    def _db(self) -> Iterator[None]:
+        """Hold the connection; a lost session is a one-line ``TryLater`` (exit 75): its lock is gone too."""
+        with self._db_lock:
+            try:
+                yield
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                reason = " ".join(str(exc).split()) or type(exc).__name__
+                raise TryLater(
+                    f"{self.path}: lost the connection to the checkpoint's database ({reason}); this run stops "
+                    "and holds the job no more. Run the same command again: it settles what was in flight."
+                ) from None
+
+    @contextlib.contextmanager
     def _transaction(self) -> Iterator[psycopg.Cursor[tuple[Any, ...]]]:
-        with self._db_lock, self._conn.transaction(), self._conn.cursor() as cur:
+        with self._db(), self._conn.transaction(), self._conn.cursor() as cur:
             cur.execute("SET LOCAL synchronous_commit = on")
             yield cur
 
@@ -540,7 +556,7 @@ class PgCheckpoint:
         second can lose the write. That is for outcomes, which a crash may lose anyway
         (they are grouped) and reconciliation recovers; intents are always durable.
         """
-        with self._db_lock, self._conn.cursor(binary=True) as cur:
+        with self._db(), self._conn.cursor(binary=True) as cur:
             if durable:
                 with self._conn.transaction():
                     cur.execute("SET LOCAL synchronous_commit = on")
@@ -698,7 +714,7 @@ class PgCheckpoint:
 
     def _select(self, where: str = "", params: tuple[Any, ...] = ()) -> pl.DataFrame:
         sql = self._sql(f"SELECT {_COLUMNS} FROM {{s}}.journal WHERE job = %s {where} ORDER BY row")  # noqa: S608
-        with self._db_lock:
+        with self._db():
             rows = self._conn.execute(sql, (self.location.key, *params)).fetchall()
         return _frame(rows)
 
@@ -715,7 +731,7 @@ class PgCheckpoint:
         sql = self._sql(
             "SELECT string_agg(contact, chr(10)) FROM {s}.journal WHERE job = %s AND state = ANY(%s::text[])"
         )
-        with self._db_lock:
+        with self._db():
             row = self._conn.execute(sql, (self.location.key, sorted(s.value for s in states))).fetchone()
         text = row[0] if row else None
         if not text:
@@ -728,13 +744,13 @@ class PgCheckpoint:
             f"SELECT contact, params_hash FROM {{s}}.journal WHERE job = %s AND state IN {sql_list(REACHED)} "  # noqa: S608
             "AND input IS DISTINCT FROM %s"
         )
-        with self._db_lock:
+        with self._db():
             rows = self._conn.execute(sql, (self.location.key, input_digest)).fetchall()
         return pl.DataFrame(rows, schema={"contact": pl.String, "params_hash": pl.String}, orient="row")
 
     def sids_since(self, since_iso: str) -> set[str]:
         """SIDs already attributed to contacts whose intent or answer is at or after ``since_iso``."""
-        with self._db_lock:
+        with self._db():
             rows = self._conn.execute(
                 self._sql(
                     "SELECT sid FROM {s}.journal WHERE job = %s AND sid IS NOT NULL "

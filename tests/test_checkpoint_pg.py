@@ -32,7 +32,7 @@ from batch_engage.checkpoint import (
     read_checkpoint,
 )
 from batch_engage.credentials import Credentials
-from batch_engage.errors import CheckpointMismatch, ConfigError
+from batch_engage.errors import CheckpointMismatch, ConfigError, TryLater
 from batch_engage.runner import RunOptions
 from batch_engage.sandbox import Sandbox
 from batch_engage.spec import load_spec
@@ -218,6 +218,25 @@ class TestRunsThroughTheSandbox:
             assert view.runs.height == 1
         assert not read_checkpoint(where).live
         assert checkpoint_exists(where, plan=True) and not checkpoint_exists(f"{pg_url}#other")
+
+
+class TestLostSession:
+    """A run whose database session ends stops with a clear answer, and the job is free for the next run."""
+
+    def test_a_write_after_the_session_ended_is_exit_75_and_the_job_is_free(
+        self, pg_url: str, pg_schema: Schema
+    ) -> None:
+        """The server ends the run's session: its next intent write raises TryLater naming the cause, and another
+        run can take the job at once."""
+        where = f"{pg_url}#j"
+        with open_checkpoint(where, {"f": 1}, TARGET) as cp:
+            query = f'SELECT backend_pid FROM "{pg_schema.name}".leases'  # noqa: S608 - our own schema
+            (pid,) = pg_schema.conn.execute(query).fetchone()
+            pg_schema.conn.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))
+            with pytest.raises(TryLater, match="lost the connection to the checkpoint's database"):
+                cp.write_intents([_intent("a")], at="2026-01-01T00:00:00.000Z", twilio_at=None)
+            with open_checkpoint(where, {"f": 1}, TARGET) as other:
+                assert other.journal().height == 0
 
 
 class TestPeriods:
