@@ -1,10 +1,24 @@
 """batch-engage: turn a file of contacts into Twilio Studio Flow runs, paced, resumable, never twice.
 
 Use it from Python as ``batch_engage.run("jobs/campaign.toml")`` or
-``batch_engage.run(spec, frame=df)``; the ``batch-engage`` command is a thin layer over it.
+``batch_engage.run(spec, frame=df)``, and bring back what happened in each run with
+``batch_engage.collect("jobs/campaign.toml")``; the ``batch-engage`` command is a thin layer over them.
 """
 
-from .api import Status, Validation, history_stats, import_history, load_job, report, run, status, validate
+from .api import (
+    CollectOptions,
+    CollectResult,
+    Status,
+    Validation,
+    collect,
+    history_stats,
+    import_history,
+    load_job,
+    report,
+    run,
+    status,
+    validate,
+)
 from .credentials import Credentials, credentials_from_env
 from .errors import BatchEngageError
 from .runner import Progress, RunControl, RunOptions, RunResult, RunSummary
@@ -12,6 +26,8 @@ from .spec import FlowSpec, InputSpec, MappingSpec, OutputSpec, SendSpec, Spec, 
 
 __all__ = [
     "BatchEngageError",
+    "CollectOptions",
+    "CollectResult",
     "Credentials",
     "FlowSpec",
     "InputSpec",
@@ -26,6 +42,7 @@ __all__ = [
     "Spec",
     "Status",
     "Validation",
+    "collect",
     "credentials_from_env",
     "history_stats",
     "import_history",

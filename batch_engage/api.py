@@ -29,6 +29,7 @@ from .checkpoint import (
     read_checkpoint,
 )
 from .client import StudioClient, make_http_client
+from .collect import CollectOptions, CollectProgress, CollectResult, collect_job
 from .credentials import Credentials, credentials_from_env
 from .dispatch import Item, make_marker
 from .errors import ConfigError, CredentialsError, FlowNotFound, FlowUnwired, PeriodUnsettled, UsageError
@@ -59,13 +60,18 @@ from .states import FINAL, POSSIBLY_SENT
 from .windows import annotate_windows, send_window, window_openings
 
 __all__ = [
+    "DEFAULT_COLLECT_POLL",
     "EXIT_ABORTED",
     "EXIT_OK",
     "EXIT_SOME_FAILED",
     "EXIT_TEMPFAIL",
     "EXIT_USAGE",
     "SANDBOX_PASSWORD",
+    "SANDBOX_RUN_LIFETIME",
     "SANDBOX_USERNAME",
+    "CollectOptions",
+    "CollectProgress",
+    "CollectResult",
     "Credentials",
     "FlowReview",
     "Progress",
@@ -76,12 +82,16 @@ __all__ = [
     "SandboxConfig",
     "Status",
     "Validation",
+    "collect",
+    "collect_async",
     "history_stats",
     "import_history",
     "load_job",
     "report",
     "run",
     "run_async",
+    "sandbox_config",
+    "sandbox_state_path",
     "serve_sandbox",
     "status",
     "validate",
@@ -526,3 +536,83 @@ def history_stats(history: str | Path) -> pl.DataFrame:
         raise UsageError(f"{history}: no contact history yet")
     with open_history(history) as store:
         return store.stats()
+
+
+# --- collect: what happened in each run.
+
+DEFAULT_COLLECT_POLL = 60.0
+"""Seconds between passes of ``collect --wait`` against Twilio."""
+
+SANDBOX_RUN_LIFETIME = 5.0
+"""Seconds a ``--sandbox`` run lives before it ends with answers: short, so a demo shows them coming back."""
+
+
+def sandbox_state_path(spec: Spec) -> str:
+    """Where ``--sandbox`` keeps its runs between commands: ``<rehearsal checkpoint>.runs.jsonl``.
+
+    ``spec`` is the rehearsal, as ``load_job(..., sandbox=True)`` returns it; ``run --sandbox``
+    and ``collect --sandbox`` both call this, so the second finds the first's runs.
+    """
+    return spec.output.checkpoint + ".runs.jsonl"
+
+
+def sandbox_config(spec: Spec) -> SandboxConfig:
+    """The sandbox ``--sandbox`` serves: runs kept in :func:`sandbox_state_path`, ending after a few seconds."""
+    return SandboxConfig(state_path=sandbox_state_path(spec), run_lifetime=SANDBOX_RUN_LIFETIME)
+
+
+async def collect_async(
+    job: str | Path | Spec,
+    *,
+    credentials: Credentials | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    options: CollectOptions | None = None,
+    period: str | None = None,
+    control: RunControl | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    on_progress: Callable[[CollectProgress], None] | None = None,
+) -> CollectResult:
+    """:func:`collect` for callers that already run an event loop."""
+    options = options or CollectOptions()
+    spec = load_job(job, overrides, period=period, sandbox=options.sandbox, latest=True)
+    return await collect_job(
+        spec,
+        credentials=_credentials(credentials),
+        options=options,
+        control=control,
+        transport=transport,
+        on_progress=on_progress,
+    )
+
+
+def collect(
+    job: str | Path | Spec,
+    *,
+    credentials: Credentials | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    options: CollectOptions | None = None,
+    period: str | None = None,
+    control: RunControl | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    on_progress: Callable[[CollectProgress], None] | None = None,
+) -> CollectResult:
+    """Fetch what happened in each run of a job that has run: status, ``[collect.fields]``, message delivery.
+
+    Reads the job's checkpoint (never locks it: a ``run`` may be going on), fetches only
+    what can still change, and writes ``output.outcomes``. ``options`` picks
+    ``refresh``, ``wait`` (poll until every run ended), ``max_duration`` and ``sandbox``
+    (the rehearsal's checkpoint). The result holds the outcomes as a polars DataFrame,
+    counts by ``run_status`` and the exit code the CLI would give.
+    """
+    return asyncio.run(
+        collect_async(
+            job,
+            credentials=credentials,
+            overrides=overrides,
+            options=options,
+            period=period,
+            control=control,
+            transport=transport,
+            on_progress=on_progress,
+        )
+    )

@@ -37,6 +37,7 @@ from ._files import private_file
 from ._time import iso_ms
 from .errors import CheckpointLocked, CheckpointMismatch, UsageError
 from .states import OPEN, POSSIBLY_SENT, REACHED, RowState, sql_list
+from .upgrade import V1_LINE_COLUMNS, take_v1_lines
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -330,6 +331,7 @@ class Checkpoint:
         path = Path(path)
         fd = _lock(path)
         try:
+            upgraded = None if restart or not path.exists() else take_v1_lines(path, fingerprint)
             check_binding(path, fingerprint, target, restart=restart, yes=yes)
             if restart and path.exists():
                 _move_aside(path)
@@ -351,6 +353,10 @@ class Checkpoint:
                         **(extra_meta or {}),
                     }
                     conn.executemany("INSERT INTO meta VALUES (?, ?)", list(meta.items()))
+                    if upgraded:
+                        columns = V1_LINE_COLUMNS
+                        marks = ", ".join("?" * len(upgraded[0]))
+                        conn.executemany(f"INSERT INTO journal ({columns}) VALUES ({marks})", upgraded)  # noqa: S608
                 else:
                     stored = Target(**json.loads(meta["target"]))
                     # The latest credential is kept, and an account learned once is never forgotten.

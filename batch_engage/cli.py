@@ -197,6 +197,33 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--html", metavar="PATH", help="also write the campaign report: one self-contained HTML page")
     _log_options(rep)
 
+    col = sub.add_parser(
+        "collect",
+        help="fetch what happened in each run: status, answers, delivery",
+        description=(
+            "Fetch each run's status, the [collect.fields] of its Context and its messages' delivery; "
+            "write the outcomes table. Exit 75 while some runs are still active."
+        ),
+    )
+    col.add_argument("job", help="the job file (TOML)")
+    col.add_argument("--checkpoint", metavar="PATH", help="use this checkpoint instead of [output] checkpoint")
+    col.add_argument(
+        "--sandbox", action="store_true", help="collect the rehearsal's runs from the built-in Studio simulator"
+    )
+    col.add_argument(
+        "--period", metavar="PERIOD", help="another period of a job whose id has {date}, {week} or {month}"
+    )
+    col.add_argument("--output", metavar="PATH", help="write the outcomes table to PATH instead of [output] outcomes")
+    col.add_argument("--refresh", action="store_true", help="fetch every run again, even those recorded as ended")
+    col.add_argument("--wait", action="store_true", help="poll until every run has ended (see --max-duration)")
+    col.add_argument(
+        "--max-duration",
+        type=parse_duration,
+        metavar="DURATION",
+        help="stop gracefully after this long (e.g. 50m); exit 75 if runs are still active",
+    )
+    _log_options(col)
+
     hist = sub.add_parser(
         "history",
         help="seed or inspect the shared contact history",
@@ -469,6 +496,28 @@ def _write_atomically(path: str, text: str) -> None:
     os.replace(tmp, target)
 
 
+@contextmanager
+def _rehearsal(
+    args: argparse.Namespace, overrides: dict[str, Any], *, latest: bool = False
+) -> Iterator[Credentials | None]:
+    """With ``--sandbox``: serve the simulator and point the job at it; yield the credentials it takes (else None).
+
+    Its runs are kept beside the rehearsal's checkpoint, so a later ``run`` or ``collect --sandbox``
+    (another process) finds the same runs, as the real Studio would.
+    """
+    if not args.sandbox:
+        yield None
+        return
+    rehearsal = api.load_job(args.job, overrides, sandbox=True, period=args.period, latest=latest)
+    try:
+        simulator = Sandbox(api.sandbox_config(rehearsal))
+    except ValueError as exc:  # a state file that is not the sandbox's
+        raise UsageError(f"{args.command} --sandbox: {exc}") from None
+    with simulator as sandbox:
+        overrides["flow.base_url"] = sandbox.url
+        yield Credentials(SANDBOX_USERNAME, SANDBOX_PASSWORD)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         return _cmd_validate(args)
@@ -477,11 +526,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.report_html:
         _check_writable_folder(args.report_html, "--report-html")
     overrides = _overrides(args)
-    creds: Credentials | None = None
-    with Sandbox() if args.sandbox else nullcontext() as sandbox:
-        if sandbox is not None:
-            overrides["flow.base_url"] = sandbox.url
-            creds = Credentials(SANDBOX_USERNAME, SANDBOX_PASSWORD)
+    with _rehearsal(args, overrides) as creds:
         show = sys.stderr.isatty() and not args.quiet
         with _progress_bar(show) as progress:
             result = asyncio.run(_run_async(args, creds, overrides, progress))
@@ -631,6 +676,96 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+@contextmanager
+def _collect_bar(enabled: bool) -> Iterator[Callable[[api.CollectProgress], None] | None]:
+    if not enabled:
+        yield None
+        return
+    bar = Bar(
+        TextColumn("[bold]collecting"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        TextColumn("ended {task.fields[ended]} active {task.fields[active]} failed {task.fields[failed]}"),
+        console=Console(file=sys.stderr),
+        transient=False,
+    )
+    task = bar.add_task("collect", total=None, ended=0, active=0, failed=0)
+
+    def update(p: api.CollectProgress) -> None:
+        bar.update(task, completed=p.done, total=p.total, ended=p.ended, active=p.active, failed=p.failed)
+
+    with bar:
+        yield update
+
+
+def _print_collect_summary(result: api.CollectResult, out: TextIO) -> None:
+    counts = result.counts
+    lines = [
+        f"runs: {sum(counts.values())} ({', '.join(f'{k} {v}' for k, v in counts.items() if v) or 'none'})",
+        f"still active: {result.still_active}",
+    ]
+    for name, values in result.top_values.items():
+        shown = ", ".join(f"{value!r} {n}" for value, n in values)
+        lines.append(f"{name}: {shown or '(no values yet)'}")
+    lines.append(f"requests: {result.requests}, retries: {result.retries}")
+    if result.aborted:
+        lines.append(f"aborted: {result.aborted}")
+    if result.still_active:
+        lines.append("some runs are still active: run the same command again later, or pass --wait")
+    lines.append(f"outcomes: {result.outcomes_path}")
+    lines.append(f"exit: {result.exit_code}")
+    print("\n".join(lines), file=out)
+
+
+async def _collect_async(
+    args: argparse.Namespace,
+    creds: Credentials | None,
+    overrides: dict[str, Any],
+    progress: Callable[[api.CollectProgress], None] | None,
+) -> api.CollectResult:
+    control = RunControl()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, control.request_stop)
+    options = api.CollectOptions(
+        refresh=args.refresh,
+        wait=args.wait,
+        max_duration=args.max_duration,
+        poll_interval=_SANDBOX_POLL if args.sandbox else api.DEFAULT_COLLECT_POLL,
+        sandbox=args.sandbox,
+        output=args.output,
+    )
+    try:
+        return await api.collect_async(
+            args.job,
+            credentials=creds,
+            overrides=overrides,
+            options=options,
+            period=args.period,
+            control=control,
+            on_progress=progress,
+        )
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+# --sandbox runs end after a few seconds, so --wait there polls often.
+_SANDBOX_POLL = 1.0
+
+
+def _cmd_collect(args: argparse.Namespace) -> int:
+    overrides = _overrides(args)
+    with _rehearsal(args, overrides, latest=True) as creds:
+        show = sys.stderr.isatty() and not args.quiet
+        with _collect_bar(show) as progress:
+            result = asyncio.run(_collect_async(args, creds, overrides, progress))
+    if not args.quiet:
+        _print_collect_summary(result, sys.stdout)
+    return result.exit_code
+
+
 def _cmd_history(args: argparse.Namespace) -> int:
     spec = api.load_job(args.job) if args.job else None
     path = args.history or (spec.history.path if spec else None)
@@ -651,6 +786,7 @@ def _cmd_history(args: argparse.Namespace) -> int:
 
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "collect": _cmd_collect,
     "history": _cmd_history,
     "run": _cmd_run,
     "validate": _cmd_validate,

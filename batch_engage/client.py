@@ -58,6 +58,7 @@ from .twilio_clock import TwilioClock
 __all__ = [
     "USER_AGENT",
     "Created",
+    "MessagesClient",
     "RunRecord",
     "StudioClient",
     "classify_exception",
@@ -396,6 +397,39 @@ class StudioClient:
                 break
             meta = body.get("meta")
             url = self._next_url(url, meta.get("next_page_url") if isinstance(meta, dict) else None)
+
+
+class MessagesClient:
+    """The one Messages API call ``collect`` needs, on the REST API host (not Studio's), over the same client.
+
+    Answers are classified like a run's read: a 404 is ``Rejected`` (no such message),
+    401/403 ``AuthFailed``, a 2xx that is not a JSON object a ``ServerError``.
+    """
+
+    def __init__(self, http: httpx.AsyncClient, *, base_url: str, clock: TwilioClock | None = None) -> None:
+        self._http = http
+        self._base = base_url.rstrip("/")
+        self.clock = clock if clock is not None else TwilioClock()
+
+    async def fetch_message(self, account_sid: str, sid: str) -> dict[str, Any]:
+        """GET /2010-04-01/Accounts/{account_sid}/Messages/{sid}.json: ``status``, ``error_code`` and the rest."""
+        account, message = (urllib.parse.quote(part, safe="") for part in (account_sid, sid))
+        url = f"{self._base}/2010-04-01/Accounts/{account}/Messages/{message}.json"
+        try:
+            response = await self._http.get(url)
+            await response.aread()
+        except httpx.HTTPError as exc:
+            raise classify_exception(exc) from None
+        self.clock.observe(response.headers.get("Date"))
+        if not 200 <= response.status_code < 300:
+            classify_response(response, what="run")
+        body = _json(response)
+        if not isinstance(body, dict):
+            raise ServerError(
+                f"GET {response.request.url.path}: HTTP {response.status_code} with a body that is not a JSON object",
+                http_status=response.status_code,
+            )
+        return body
 
 
 def _whole_second(moment: datetime) -> datetime:

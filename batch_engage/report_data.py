@@ -11,7 +11,8 @@ import polars as pl
 from . import phone
 from ._time import parse_iso
 from .checkpoint import CheckpointView
-from .report_html import FailureGroup, ReportData, RunSpan, SecondStats
+from .outcomes import StoredOutcome, read_outcomes
+from .report_html import FailureGroup, FieldValues, ReportData, RunSpan, SecondStats
 from .results import build_results, counts_by_status
 from .spec import Spec
 from .windows import window_openings
@@ -19,6 +20,7 @@ from .windows import window_openings
 __all__ = ["as_of", "report_data"]
 
 _EXAMPLES = 3
+_TOP = 5
 
 
 def as_of(view: CheckpointView) -> datetime:
@@ -40,6 +42,20 @@ def _version() -> str:
         return "unknown"
 
 
+def _field_values(collected: dict[str, StoredOutcome]) -> tuple[FieldValues, ...]:
+    """Each collected column's five most common values (nulls left out), columns in first-seen order."""
+    counters: dict[str, Counter[str]] = {}
+    for outcome in collected.values():
+        for name, value in outcome.values.items():
+            counter = counters.setdefault(name, Counter())
+            if value is not None:
+                counter[str(value)] += 1
+    return tuple(
+        FieldValues(name=name, top=tuple(sorted(c.most_common(_TOP), key=lambda kv: (-kv[1], kv[0]))))
+        for name, c in counters.items()
+    )
+
+
 def report_data(spec: Spec, view: CheckpointView, path: str) -> ReportData:
     """Everything the HTML report shows, for ``spec``'s checkpoint as ``view`` read it."""
     assert view.plan is not None
@@ -59,6 +75,7 @@ def report_data(spec: Spec, view: CheckpointView, path: str) -> ReportData:
     by_hour = Counter(
         o.replace(minute=0, second=0, microsecond=0) for o in openings.get_column("opens").to_list() if o is not None
     )
+    collected = read_outcomes(spec.output.checkpoint)
     events = view.events
     seconds = (
         tuple(
@@ -92,8 +109,8 @@ def report_data(spec: Spec, view: CheckpointView, path: str) -> ReportData:
         failures=failures,
         invalid_reasons=tuple(sorted(invalid.items(), key=lambda kv: (-kv[1], kv[0]))),
         window_openings=tuple(sorted(by_hour.items())),
-        run_status=None,
-        fields=(),
+        run_status=dict(Counter(o.run_status for o in collected.values())) if collected is not None else None,
+        fields=_field_values(collected) if collected is not None else (),
         checkpoint_path=path,
         as_of=moment,
         version=_version(),

@@ -24,17 +24,34 @@ Why it looks like this:
 * **Bounded.** A 14-hour run is 50,000 seconds; bucketing caps the chart at :data:`MAX_BUCKETS`
   bars, and each series is one SVG ``<path>``, so the page stays well under a megabyte and renders
   in milliseconds.
+
+The charts and the number formatting they share with the page live in the private ``_svg``, the
+stylesheet in ``_report_css``.
 """
 
 from __future__ import annotations
 
-import html
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from . import phone
+from ._report_css import CSS
+from ._svg import (
+    BAR_COLOUR,
+    MAX_BUCKETS,
+    OTHER_COLOUR,
+    STATUS_COLOURS,
+    coord,
+    duration_text,
+    escape,
+    hbars,
+    percent,
+    rate_text,
+    time_chart,
+)
+from .results import STATUSES
 
 __all__ = [
     "MAX_BUCKETS",
@@ -47,54 +64,9 @@ __all__ = [
     "render_report",
 ]
 
-#: Every status a row can end in, in the order the tiles show them.
-STATUS_ORDER: tuple[str, ...] = (
-    "sent",
-    "already_active",
-    "failed",
-    "invalid",
-    "duplicate",
-    "suppressed",
-    "capped",
-    "uncertain",
-    "pending",
-)
+#: Every status a row can end in, in the order the tiles show them (the results table's order).
+STATUS_ORDER: tuple[str, ...] = STATUSES
 
-#: The time chart never draws more bars than this (a day of minutes); longer spans use coarser buckets.
-MAX_BUCKETS = 1440
-
-# Bucket widths in seconds, finest first: the first one that fits the run within MAX_BUCKETS wins,
-# except that runs of ten minutes or more are always shown per minute or coarser (per-second bars
-# over an hour are noise).
-_BUCKETS = (1, 60, 300, 900, 3600, 21600, 86400)
-_PER_SECOND_LIMIT = 600
-_BUCKET_NAMES: Mapping[int, str] = {
-    1: "second",
-    60: "minute",
-    300: "5 minutes",
-    900: "15 minutes",
-    3600: "hour",
-    21600: "6 hours",
-    86400: "day",
-}
-
-_STATUS_COLOURS: Mapping[str, str] = {
-    "sent": "#2e7d32",
-    "already_active": "#00838f",
-    "failed": "#c62828",
-    "invalid": "#ef6c00",
-    "duplicate": "#795548",
-    "suppressed": "#5e35b1",
-    "capped": "#ad1457",
-    "uncertain": "#f9a825",
-    "pending": "#607d8b",
-}
-_OTHER_COLOUR = "#9e9e9e"
-_OK_COLOUR = _STATUS_COLOURS["sent"]
-_LIMITED_COLOUR = _STATUS_COLOURS["failed"]
-_RETRY_COLOUR = "#1565c0"
-_RATE_COLOUR = "#6a1b9a"
-_BAR_COLOUR = "#3f6fb5"
 _MORE_INFO = "https://www.twilio.com/docs/errors/{code}"
 
 
@@ -170,7 +142,7 @@ def render_report(data: ReportData) -> str:
         # Belt and braces: even a future edit that slips in a URL cannot make the page fetch it.
         '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
         "style-src 'unsafe-inline'; img-src data:\">\n",
-        f"<title>{_e(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n<main>\n",
+        f"<title>{escape(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<main>\n",
         _header(data),
         _tiles(data.counts),
         _time_section(data),
@@ -200,17 +172,17 @@ def _header(data: ReportData) -> str:
         finished = "not finished (still running, or stopped without a trace)"
     spans = ((_utc(end) - _utc(run.started)).total_seconds() for run, end in zip(runs, ends, strict=True) if end)
     active = sum((max(span, 0.0) for span in spans), 0.0)
-    duration = _duration(active) if runs else "—"
+    duration = duration_text(active) if runs else "—"
     if len(runs) > 1:
         duration += f" over {len(runs)} runs"
     started = runs[0].started if runs else None
     achieved, settled = _rates(data.seconds)
     facts = [
-        ("Flow", f"<code>{_e(data.flow_sid)}</code>"),
-        ("API", _e(api)),
-        ("Started", _e(_time(started)) if started else "—"),
-        ("Finished", _e(finished)),
-        ("Duration", _e(duration)),
+        ("Flow", f"<code>{escape(data.flow_sid)}</code>"),
+        ("API", escape(api)),
+        ("Started", escape(_time(started)) if started else "—"),
+        ("Finished", escape(finished)),
+        ("Duration", escape(duration)),
     ]
     rates = [
         ("achieved", achieved, "2xx answers per second in which anything was sent"),
@@ -219,13 +191,13 @@ def _header(data: ReportData) -> str:
     ]
     dl = "".join(f"<div><dt>{k}</dt><dd>{v}</dd></div>" for k, v in facts)
     rate_html = "".join(
-        f'<div class="rate" id="rate-{name}" title="{_e(why)}"><span class="num">{_rate(value)}</span>'
+        f'<div class="rate" id="rate-{name}" title="{escape(why)}"><span class="num">{rate_text(value)}</span>'
         f'<span class="unit">{"/s" if value is not None else ""}</span><span class="lbl">{name}</span></div>'
         for name, value, why in rates
     )
     return (
         '<header>\n<p class="kicker">batch-engage campaign report</p>\n'
-        f"<h1>{_e(data.job_name)}</h1>\n"
+        f"<h1>{escape(data.job_name)}</h1>\n"
         f'<div class="head-grid"><dl class="facts">{dl}</dl><div class="rates">{rate_html}</div></div>\n'
         "</header>\n"
     )
@@ -240,18 +212,19 @@ def _tiles(counts: Mapping[str, int]) -> str:
     for name in names:
         count = counts.get(name, 0)
         share = count / total if total else 0.0
-        colour = _STATUS_COLOURS.get(name, _OTHER_COLOUR)
+        colour = STATUS_COLOURS.get(name, OTHER_COLOUR)
         zero = " zero" if count == 0 else ""
         tiles.append(
-            f'<div class="tile{zero}" id="status-{_e(name)}" data-status="{_e(name)}" data-count="{count}" '
+            f'<div class="tile{zero}" id="status-{escape(name)}" data-status="{escape(name)}" data-count="{count}" '
             f'style="--c:{colour}"><span class="count">{count:,}</span>'
-            f'<span class="name">{_e(name.replace("_", " "))}</span><span class="share">{_pct(share)}</span></div>'
+            f'<span class="name">{escape(name.replace("_", " "))}</span>'
+            f'<span class="share">{percent(share)}</span></div>'
         )
         if count:
             width = share * 1000
             segments.append(
-                f'<rect x="{_f(x)}" y="0" width="{_f(width)}" height="14" fill="{colour}">'
-                f"<title>{_e(name)}: {count:,} ({_pct(share)})</title></rect>"
+                f'<rect x="{coord(x)}" y="0" width="{coord(width)}" height="14" fill="{colour}">'
+                f"<title>{escape(name)}: {count:,} ({percent(share)})</title></rect>"
             )
             x += width
     bar = (
@@ -275,7 +248,7 @@ def _time_section(data: ReportData) -> str:
         )
     if not data.seconds:
         return head + '<p class="note" id="no-run-events">No requests were sent yet.</p>\n</section>\n'
-    return head + _time_chart(data.seconds, data.configured_rate) + "</section>\n"
+    return head + time_chart(data.seconds, data.configured_rate) + "</section>\n"
 
 
 def _failures_section(data: ReportData) -> str:
@@ -291,10 +264,10 @@ def _failures_section(data: ReportData) -> str:
             else:
                 url = _MORE_INFO.format(code=group.code)
                 code = f"{group.code}"
-                link = f'<a href="{_e(url)}" rel="noreferrer">{_e(url)}</a>'
-            examples = ", ".join(f"<code>{_e(_masked(x))}</code>" for x in group.examples[:3])
+                link = f'<a href="{escape(url)}" rel="noreferrer">{escape(url)}</a>'
+            examples = ", ".join(f"<code>{escape(_masked(x))}</code>" for x in group.examples[:3])
             rows.append(
-                f'<tr><td class="code">{code}</td><td>{_e(group.message)}<div class="more">{link}</div></td>'
+                f'<tr><td class="code">{code}</td><td>{escape(group.message)}<div class="more">{link}</div></td>'
                 f'<td class="n">{group.count:,}</td><td class="ex">{examples}</td></tr>'
             )
         out.append(
@@ -303,7 +276,7 @@ def _failures_section(data: ReportData) -> str:
         )
     if data.invalid_reasons:
         out.append("<h3>Invalid rows, by reason</h3>\n")
-        out.append(_hbars("chart-invalid", "Invalid rows by reason", data.invalid_reasons, _STATUS_COLOURS["invalid"]))
+        out.append(hbars("chart-invalid", "Invalid rows by reason", data.invalid_reasons, STATUS_COLOURS["invalid"]))
     out.append("</section>\n")
     return "".join(out)
 
@@ -319,7 +292,7 @@ def _windows_section(data: ReportData) -> str:
     return (
         '<section id="windows">\n<h2>Send windows <span class="sub">'
         f"{total:,} pending rows wait for their window</span></h2>\n"
-        + _hbars("chart-windows", "Pending rows by the hour their send window opens", items, _STATUS_COLOURS["pending"])
+        + hbars("chart-windows", "Pending rows by the hour their send window opens", items, STATUS_COLOURS["pending"])
         + "</section>\n"
     )
 
@@ -331,10 +304,10 @@ def _outcomes_section(data: ReportData) -> str:
     if data.run_status is not None:
         items = sorted(data.run_status.items(), key=lambda kv: (-kv[1], kv[0]))
         out.append("<h3>Run status</h3>\n")
-        out.append(_hbars("chart-run-status", "Flow runs by status", items, _BAR_COLOUR))
+        out.append(hbars("chart-run-status", "Flow runs by status", items, BAR_COLOUR))
     for index, values in enumerate(data.fields):
-        out.append(f"<h3>{_e(values.name)}</h3>\n")
-        out.append(_hbars(f"chart-field-{index}", f"Most common values of {values.name}", values.top, _BAR_COLOUR))
+        out.append(f"<h3>{escape(values.name)}</h3>\n")
+        out.append(hbars(f"chart-field-{index}", f"Most common values of {values.name}", values.top, BAR_COLOUR))
     out.append("</section>\n")
     return "".join(out)
 
@@ -342,218 +315,10 @@ def _outcomes_section(data: ReportData) -> str:
 def _footer(data: ReportData) -> str:
     return (
         "<footer>\n"
-        f"<p>Figures from the checkpoint <code>{_e(data.checkpoint_path)}</code> as of "
-        f"<time>{_e(_time(data.as_of))}</time> (its last write), rendered by batch-engage "
-        f"{_e(data.version)}.</p>\n</footer>\n"
+        f"<p>Figures from the checkpoint <code>{escape(data.checkpoint_path)}</code> as of "
+        f"<time>{escape(_time(data.as_of))}</time> (its last write), rendered by batch-engage "
+        f"{escape(data.version)}.</p>\n</footer>\n"
     )
-
-
-# --- charts -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Bucket:
-    start: int
-    requests: int
-    ok: int
-    rate_limited: int
-    retries: int
-    pacer_rate: float | None
-
-
-def _bucket_width(span: int) -> int:
-    for width in _BUCKETS:
-        if width == 1 and span > _PER_SECOND_LIMIT:
-            continue
-        if math.ceil(span / width) <= MAX_BUCKETS:
-            return width
-    return _BUCKETS[-1] * math.ceil(span / (_BUCKETS[-1] * MAX_BUCKETS))
-
-
-def _buckets(seconds: Sequence[SecondStats]) -> tuple[int, list[_Bucket]]:
-    ordered = sorted(seconds, key=lambda s: s.second)
-    width = _bucket_width(ordered[-1].second - ordered[0].second + 1)
-    origin = ordered[0].second - ordered[0].second % width
-    count = (ordered[-1].second - origin) // width + 1
-    sums = [[0, 0, 0, 0] for _ in range(count)]
-    rates: list[float | None] = [None] * count
-    for s in ordered:
-        i = (s.second - origin) // width
-        acc = sums[i]
-        acc[0] += s.requests
-        acc[1] += s.ok
-        acc[2] += s.rate_limited
-        acc[3] += s.retries
-        rates[i] = s.pacer_rate  # sorted, so the last second of the bucket wins
-    return width, [_Bucket(origin + i * width, r, o, lim, ret, rates[i]) for i, (r, o, lim, ret) in enumerate(sums)]
-
-
-def _time_chart(seconds: Sequence[SecondStats], configured_rate: float) -> str:
-    width, buckets = _buckets(seconds)
-    unit = _BUCKET_NAMES.get(width, _duration(width))
-    w, h = 1000.0, 300.0
-    left, right, top, bottom = 56.0, 16.0, 22.0, 40.0
-    plot_w, plot_h = w - left - right, h - top - bottom
-    peak = max(1, *(b.requests for b in buckets), *(b.retries for b in buckets))
-    scale_max, ticks = _nice_ticks(peak)
-    step = plot_w / len(buckets)
-    bar_w = step * 0.82 if step > 2 else step
-
-    def y(value: float) -> float:
-        return top + plot_h - value / scale_max * plot_h
-
-    ok_d: list[str] = []
-    lim_d: list[str] = []
-    other_d: list[str] = []
-    for i, b in enumerate(buckets):
-        x = left + i * step
-        other = max(b.requests - b.ok - b.rate_limited, 0)
-        base = 0
-        for d, value in ((ok_d, b.ok), (other_d, other), (lim_d, b.rate_limited)):
-            if value:
-                y0, y1 = y(base), y(base + value)
-                d.append(f"M{_f(x)} {_f(y0)}V{_f(y1)}h{_f(bar_w)}V{_f(y0)}z")
-            base += value
-    # A few 429s in a bar of thousands are a sliver nobody sees; a mark above the plot cannot be missed.
-    marks = "".join(
-        f"M{_f(left + (i + 0.5) * step - 4)} {_f(top - 12)}h8l-4 7z" for i, b in enumerate(buckets) if b.rate_limited
-    )
-    retry_points = " ".join(f"{_f(left + (i + 0.5) * step)},{_f(y(b.retries))}" for i, b in enumerate(buckets))
-    grid = "".join(
-        f'<line x1="{_f(left)}" x2="{_f(w - right)}" y1="{_f(y(t))}" y2="{_f(y(t))}" class="grid"/>'
-        f'<text x="{_f(left - 6)}" y="{_f(y(t) + 4)}" class="ytick">{_num(t)}</text>'
-        for t in ticks
-    )
-    xlabels = "".join(
-        f'<text x="{_f(left + i * step)}" y="{_f(h - bottom + 18)}" class="xtick">'
-        f"{_e(_clock(buckets[i].start, width))}</text>"
-        for i in _label_indices(len(buckets))
-    )
-    totals = (
-        sum(b.requests for b in buckets),
-        sum(b.ok for b in buckets),
-        sum(b.rate_limited for b in buckets),
-        sum(b.retries for b in buckets),
-    )
-    legend = (
-        f'<ul class="legend"><li style="--c:{_OK_COLOUR}">2xx <b>{totals[1]:,}</b></li>'
-        f'<li style="--c:{_OTHER_COLOUR}">other answers <b>{totals[0] - totals[1] - totals[2]:,}</b></li>'
-        f'<li style="--c:{_LIMITED_COLOUR}">429 rate-limited (&#9660; above each bar with any) '
-        f"<b>{totals[2]:,}</b></li>"
-        f'<li class="line" style="--c:{_RETRY_COLOUR}">retries <b>{totals[3]:,}</b></li></ul>'
-    )
-    chart = (
-        f'<div class="scroll"><svg class="chart" id="chart-time" viewBox="0 0 {_f(w)} {_f(h)}" role="img" '
-        'aria-labelledby="chart-time-title chart-time-desc">'
-        f'<title id="chart-time-title">Requests per {_e(unit)}: 2xx, other answers and 429s stacked; '
-        "retries as a line</title>"
-        f'<desc id="chart-time-desc">{totals[0]:,} requests in {len(buckets):,} buckets of one {_e(unit)}; '
-        f"{totals[1]:,} answered 2xx, {totals[2]:,} answered 429, {totals[3]:,} retries.</desc>"
-        f"{grid}"
-        f'<path d="{"".join(ok_d)}" fill="{_OK_COLOUR}"/>'
-        f'<path d="{"".join(other_d)}" fill="{_OTHER_COLOUR}"/>'
-        f'<path d="{"".join(lim_d)}" fill="{_LIMITED_COLOUR}"/>'
-        f'<path class="marks-429" d="{marks}" fill="{_LIMITED_COLOUR}"/>'
-        f'<polyline points="{retry_points}" fill="none" stroke="{_RETRY_COLOUR}" stroke-width="1.5"/>'
-        f'<line x1="{_f(left)}" x2="{_f(w - right)}" y1="{_f(y(0))}" y2="{_f(y(0))}" class="axis"/>'
-        f"{xlabels}</svg></div>"
-    )
-    return f'<p class="note">Requests per {_e(unit)} (UTC).</p>\n{legend}\n{chart}\n' + _rate_chart(
-        buckets, width, configured_rate
-    )
-
-
-def _rate_chart(buckets: Sequence[_Bucket], width: int, configured_rate: float) -> str:
-    """A thin strip of the pacer's rate under the sends, so a slowdown lines up with its 429s."""
-    unit = _BUCKET_NAMES.get(width, _duration(width))
-    w, h = 1000.0, 110.0
-    left, right, top, bottom = 56.0, 16.0, 10.0, 22.0
-    plot_w, plot_h = w - left - right, h - top - bottom
-    known = [b.pacer_rate for b in buckets if b.pacer_rate is not None]
-    peak = max([configured_rate, *known, 1.0])
-    scale_max, _ = _nice_ticks(peak)
-    step = plot_w / len(buckets)
-
-    def y(value: float) -> float:
-        return top + plot_h - value / scale_max * plot_h
-
-    # One polyline per stretch of buckets with a rate: a gap between runs stays a gap.
-    lines: list[list[str]] = []
-    current: list[str] = []
-    for i, b in enumerate(buckets):
-        if b.pacer_rate is None:
-            if current:
-                lines.append(current)
-            current = []
-            continue
-        current.append(f"{_f(left + (i + 0.5) * step)},{_f(y(b.pacer_rate))}")
-    if current:
-        lines.append(current)
-    polylines = "".join(
-        f'<polyline points="{" ".join(points)}" fill="none" stroke="{_RATE_COLOUR}" stroke-width="1.5"/>'
-        for points in lines
-    )
-    return (
-        f'<ul class="legend"><li class="line" style="--c:{_RATE_COLOUR}">pacer rate (requests/s)</li>'
-        '<li class="dash">configured rate</li></ul>\n'
-        f'<div class="scroll"><svg class="chart" id="chart-rate" viewBox="0 0 {_f(w)} {_f(h)}" role="img" '
-        'aria-labelledby="chart-rate-title">'
-        f'<title id="chart-rate-title">The pacer\'s rate at the end of each {_e(unit)}, '
-        f"against the configured {_rate(configured_rate)}/s</title>"
-        f'<line x1="{_f(left)}" x2="{_f(w - right)}" y1="{_f(y(configured_rate))}" y2="{_f(y(configured_rate))}" '
-        'class="target"/>'
-        f'<text x="{_f(left - 6)}" y="{_f(y(configured_rate) + 4)}" class="ytick">{_rate(configured_rate)}</text>'
-        f'<text x="{_f(left - 6)}" y="{_f(y(0) + 4)}" class="ytick">0</text>'
-        f"{polylines}"
-        f'<line x1="{_f(left)}" x2="{_f(w - right)}" y1="{_f(y(0))}" y2="{_f(y(0))}" class="axis"/></svg></div>\n'
-    )
-
-
-def _hbars(chart_id: str, title: str, items: Iterable[tuple[str, int]], colour: str) -> str:
-    """Horizontal bars, one per (label, count): HTML labels and counts either side of an SVG of the bars.
-
-    Labels and counts are HTML text so they stay readable at any width; only the bars stretch.
-    """
-    rows = list(items)
-    if not rows:
-        return f'<p class="note" id="{chart_id}-empty">Nothing recorded.</p>\n'
-    row_h = 26
-    peak = max(1, *(count for _, count in rows))
-    total = sum(count for _, count in rows)
-    height = row_h * len(rows)
-    labels, counts, bars = [], [], []
-    for i, (label, count) in enumerate(rows):
-        share = _pct(count / total if total else 0.0)
-        labels.append(f'<div title="{_e(label)}">{_e(label)}</div>')
-        counts.append(f"<div>{count:,}</div>")
-        width = max(count / peak * 1000, 2.0 if count else 0.0)
-        bars.append(
-            f'<rect class="track" x="0" y="{i * row_h + 5}" width="1000" height="{row_h - 10}"/>'
-            f'<rect x="0" y="{i * row_h + 5}" width="{_f(width)}" height="{row_h - 10}" fill="{colour}">'
-            f"<title>{_e(label)}: {count:,} ({share})</title></rect>"
-        )
-    return (
-        f'<div class="hbars"><div class="hb-l">{"".join(labels)}</div>'
-        f'<svg id="{chart_id}" viewBox="0 0 1000 {height}" preserveAspectRatio="none" style="height:{height}px" '
-        f'role="img" aria-labelledby="{chart_id}-title"><title id="{chart_id}-title">{_e(title)}</title>'
-        f'{"".join(bars)}</svg><div class="hb-n">{"".join(counts)}</div></div>\n'
-    )
-
-
-def _nice_ticks(peak: float) -> tuple[float, list[float]]:
-    """A round axis maximum at or above ``peak`` and four or five evenly spaced ticks up to it."""
-    raw = peak / 4
-    magnitude = 10 ** math.floor(math.log10(raw)) if raw > 0 else 1
-    # Never finer than 1: the axes count requests, and "0.2 requests" is not a tick anyone wants.
-    step = max(next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw), 1)
-    top = step * math.ceil(peak / step)
-    return top, [step * k for k in range(round(top / step) + 1)]
-
-
-def _label_indices(count: int) -> list[int]:
-    """Which buckets get a time label: about eight, evenly spread, always the first."""
-    every = max(1, math.ceil(count / 8))
-    return list(range(0, count, every))
 
 
 # --- formatting -------------------------------------------------------------------------------
@@ -565,28 +330,6 @@ def _masked(address: str) -> str:
     return address if "***" in address else phone.mask(address)
 
 
-def _e(text: str) -> str:
-    return html.escape(text, quote=True)
-
-
-def _f(value: float) -> str:
-    """SVG coordinates to one decimal: stable across platforms, small, and finer than a pixel."""
-    text = f"{value:.1f}"
-    return text[:-2] if text.endswith(".0") else text
-
-
-def _num(value: float) -> str:
-    return f"{value:,.0f}" if value == int(value) else f"{value:,.1f}"
-
-
-def _rate(value: float | None) -> str:
-    return "—" if value is None else f"{value:.2f}"
-
-
-def _pct(share: float) -> str:
-    return f"{share * 100:.1f}%"
-
-
 def _utc(when: datetime) -> datetime:
     # A naive datetime from the checkpoint is already UTC; an aware one may come from a caller's zone.
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
@@ -596,29 +339,11 @@ def _time(when: datetime, *, seconds: bool = True) -> str:
     return _utc(when).strftime("%Y-%m-%d %H:%M:%S UTC" if seconds else "%Y-%m-%d %H:%M UTC")
 
 
-def _clock(unix: int, width: int) -> str:
-    when = datetime.fromtimestamp(unix, UTC)
-    if width >= 86400:
-        return when.strftime("%m-%d")
-    return when.strftime("%H:%M:%S" if width == 1 else "%H:%M")
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    whole = round(seconds)
-    if whole < 3600:
-        return f"{whole // 60} min {whole % 60:02d} s"
-    if whole < 86400:
-        return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
-    return f"{whole // 86400} d {whole % 86400 // 3600:02d} h"
-
-
 def _relative(when: datetime, as_of: datetime) -> str:
     delta = (_utc(when) - _utc(as_of)).total_seconds()
     if delta <= 0:
         return "open at the last write"
-    return "in " + _duration(delta)
+    return "in " + duration_text(delta)
 
 
 def _run_ends(runs: Sequence[RunSpan], seconds: Sequence[SecondStats] | None) -> list[datetime | None]:
@@ -643,73 +368,3 @@ def _rates(seconds: Sequence[SecondStats] | None) -> tuple[float | None, float |
     ok = sum(s.ok for s in seconds)
     last = max(seconds, key=lambda s: s.second)
     return (ok / active if active else None), last.pacer_rate
-
-
-_CSS = """
-:root{--fg:#1d2330;--muted:#5f6b7a;--line:#e3e7ee;--bg:#f6f7fb;--card:#fff;--accent:#3f6fb5;
-font-family:system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;color:var(--fg);
-background:var(--bg);line-height:1.45}
-body{margin:0}
-main{max-width:1100px;margin:0 auto;padding:28px 20px 40px}
-header,section,footer{background:var(--card);border:1px solid var(--line);border-radius:12px;padding:20px 24px;
-margin-bottom:18px}
-h1{font-size:1.9rem;margin:0 0 12px;letter-spacing:-.01em;overflow-wrap:anywhere}
-h2{font-size:1.15rem;margin:0 0 14px}
-h3{font-size:.95rem;margin:18px 0 6px;color:var(--muted);font-weight:600}
-.sub{font-weight:400;color:var(--muted);font-size:.9rem;margin-left:.4em}
-.kicker{margin:0 0 2px;text-transform:uppercase;letter-spacing:.08em;font-size:.72rem;color:var(--muted)}
-code{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.88em;overflow-wrap:anywhere}
-.head-grid{display:flex;flex-wrap:wrap;gap:16px 32px;align-items:flex-start;justify-content:space-between}
-.facts{display:flex;flex-wrap:wrap;gap:10px 30px;margin:0;flex:1 1 520px}
-.facts dd{white-space:nowrap}
-.facts dt{font-size:.75rem;color:var(--muted);text-transform:uppercase;letter-spacing:.05em}
-.facts dd{margin:0;font-weight:500}
-.rates{display:flex;gap:10px}
-.rate{border:1px solid var(--line);border-radius:10px;padding:8px 14px;min-width:92px;text-align:center}
-.rate .num{font-size:1.5rem;font-weight:650;font-variant-numeric:tabular-nums}
-.rate .unit{color:var(--muted);font-size:.85rem;margin-left:2px}
-.rate .lbl{display:block;font-size:.72rem;color:var(--muted);text-transform:uppercase;letter-spacing:.05em}
-#rate-achieved{border-color:var(--accent);background:#eef3fb}
-.tiles{display:grid;grid-template-columns:repeat(auto-fill,minmax(104px,1fr));gap:10px;margin-bottom:12px}
-.tile{border:1px solid var(--line);border-top:4px solid var(--c);border-radius:10px;padding:10px 12px}
-.tile .count{display:block;font-size:1.35rem;font-weight:650;font-variant-numeric:tabular-nums;color:var(--c)}
-.tile .name{display:block;font-size:.85rem;font-weight:500}
-.tile .share{display:block;font-size:.8rem;color:var(--muted);font-variant-numeric:tabular-nums}
-.tile.zero{opacity:.5}
-.tile.zero .count{color:var(--muted)}
-.sharebar{display:block;width:100%;height:14px;border-radius:7px;background:var(--line)}
-.chart{display:block;width:100%;height:auto;min-width:560px}
-.scroll{overflow-x:auto}
-.chart text{font-size:12px;fill:var(--muted);font-variant-numeric:tabular-nums}
-.chart .ytick{text-anchor:end}
-.chart .xtick{text-anchor:start}
-.chart .grid{stroke:var(--line);stroke-width:1}
-.chart .axis{stroke:#9aa3b0;stroke-width:1}
-.chart .target{stroke:#9aa3b0;stroke-width:1;stroke-dasharray:5 4}
-.hbars{display:flex;gap:12px;align-items:flex-start;font-size:.9rem;margin-bottom:6px}
-.hbars svg{flex:1 1 0;min-width:60px;display:block}
-.hbars .track{fill:#eef1f6}
-.hb-l{flex:0 1 auto;max-width:42%;min-width:0;text-align:right}
-.hb-l div,.hb-n div{height:26px;line-height:26px;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
-.hb-n{flex:0 0 auto;min-width:4.5em;font-weight:600;font-variant-numeric:tabular-nums}
-.legend{list-style:none;display:flex;flex-wrap:wrap;gap:6px 18px;padding:0;margin:0 0 6px;font-size:.85rem}
-.legend li::before{content:"";display:inline-block;width:11px;height:11px;border-radius:2px;background:var(--c);
-margin-right:6px;vertical-align:-1px}
-.legend li.line::before{height:3px;border-radius:0;vertical-align:3px}
-.legend li.dash::before{height:0;border-top:2px dashed #9aa3b0;background:none;vertical-align:3px}
-.note{color:var(--muted);margin:0 0 8px;font-size:.9rem}
-#no-run-events{background:#fff8e1;border:1px solid #ffe082;color:#6d4c00;border-radius:8px;padding:10px 14px}
-table.failures{width:100%;border-collapse:collapse;font-size:.92rem}
-.failures th{text-align:left;font-size:.75rem;text-transform:uppercase;letter-spacing:.05em;color:var(--muted);
-border-bottom:1px solid var(--line);padding:6px 8px}
-.failures td{border-bottom:1px solid var(--line);padding:8px;vertical-align:top}
-.failures .code{font-weight:650;color:#c62828;font-variant-numeric:tabular-nums;white-space:nowrap}
-.failures .n{text-align:right;font-variant-numeric:tabular-nums;font-weight:600}
-.failures .more{font-size:.8rem;overflow-wrap:anywhere}
-.failures .more a{color:var(--accent)}
-.failures .ex code{white-space:nowrap}
-footer{font-size:.85rem;color:var(--muted)}
-footer p{margin:0}
-@media (max-width:640px){main{padding:12px 8px}header,section,footer{padding:14px}.rates{flex-wrap:wrap}
-.failures .ex{display:none}}
-""".strip()

@@ -31,6 +31,7 @@ __all__ = [
     "FLOW_SID_PATTERN",
     "REGION_EDGES",
     "Cap",
+    "CollectSpec",
     "FlowSpec",
     "HistorySpec",
     "InputSpec",
@@ -129,12 +130,27 @@ class SendSpec:
 
 @dataclass(frozen=True, kw_only=True)
 class OutputSpec:
-    """Where the results table and the checkpoint live (``*_template``: before ``{id}``/``{date}`` were filled)."""
+    """Where the results, checkpoint and outcomes live (``*_template``: before ``{id}``/``{date}`` were filled)."""
 
     results: str
     checkpoint: str
     results_template: str | None = None
     checkpoint_template: str | None = None
+    outcomes: str | None = None
+    outcomes_template: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CollectSpec:
+    """What ``collect`` brings back per run: fields (column name, dotted Context path), delivery, and its pace.
+
+    ``rate`` and ``concurrency`` default (None) to ``[send]``'s.
+    """
+
+    fields: tuple[tuple[str, str], ...] = ()
+    message_status: tuple[str, ...] = ()
+    rate: float | None = None
+    concurrency: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -176,6 +192,7 @@ class Spec:
     suppress: SuppressSpec = SuppressSpec()
     history: HistorySpec = HistorySpec()
     job: JobSpec = JobSpec()
+    collect: CollectSpec = CollectSpec()
 
     def replace(self, **sections: Any) -> Spec:
         """Return a copy with whole sections replaced."""
@@ -200,18 +217,26 @@ class Spec:
                 out,
                 results=periods.render(out.results_template or out.results, values),
                 checkpoint=periods.render(out.checkpoint_template or out.checkpoint, values),
+                outcomes=periods.render(out.outcomes_template, values) if out.outcomes_template else out.outcomes,
             ),
         )
 
     def rehearsal(self) -> Spec:
-        """The same job against the sandbox: its own checkpoint and results beside the real ones, no history."""
+        """The same job against the sandbox: its own checkpoint and results beside the real ones, no history.
+
+        Idempotent: the rehearsal of a rehearsal is itself.
+        """
+        if self.output.checkpoint.endswith(".sandbox"):
+            return self
         results = Path(self.output.results)
+        outcomes = Path(self.output.outcomes) if self.output.outcomes else None
         return dataclasses.replace(
             self,
             output=dataclasses.replace(
                 self.output,
                 results=str(results.with_name(f"{results.stem}.sandbox{results.suffix}")),
                 checkpoint=self.output.checkpoint + ".sandbox",
+                outcomes=str(outcomes.with_name(f"{outcomes.stem}.sandbox{outcomes.suffix}")) if outcomes else None,
             ),
             history=HistorySpec(),
         )
@@ -264,9 +289,15 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], str]]] = {
         "default_timezone": (str, "default_timezone"),
         "marker_key": (str, "marker_key"),
     },
-    "output": {"results": (str, "results"), "checkpoint": (str, "checkpoint")},
+    "output": {"results": (str, "results"), "checkpoint": (str, "checkpoint"), "outcomes": (str, "outcomes")},
     "suppress": {"files": (list, "files"), "column": (str, "column")},
     "history": {"path": (str, "path"), "cap": (str, "cap"), "flow_cap": (str, "flow_cap")},
+    "collect": {
+        "fields": (dict, "fields"),
+        "message_status": (list, "message_status"),
+        "rate": ((int, float), "rate"),
+        "concurrency": (int, "concurrency"),
+    },
 }
 
 _TYPE_NAMES = {
@@ -386,7 +417,7 @@ def load_spec(
         name, _, key = dotted.partition(".")
         expected, field_name = _SCHEMA[name][key]
         _check_type(dotted, value, expected)
-        if name in ("input", "output") and key in ("path", "results", "checkpoint"):
+        if name in ("input", "output") and key in ("path", "results", "checkpoint", "outcomes"):
             sections[name][field_name] = _resolve(Path.cwd(), value)
             if dotted == "input.path":
                 # --input replaces the job's whole source, a query included.
@@ -395,7 +426,13 @@ def load_spec(
         else:
             sections[name][field_name] = value
 
-    for name, key in (("input", "path"), ("output", "results"), ("output", "checkpoint"), ("history", "path")):
+    for name, key in (
+        ("input", "path"),
+        ("output", "results"),
+        ("output", "checkpoint"),
+        ("output", "outcomes"),
+        ("history", "path"),
+    ):
         if key in sections[name] and not (overrides or {}).get(f"{name}.{key}"):
             sections[name][key] = _resolve(base, sections[name][key])
     if "files" in sections["suppress"]:
@@ -449,6 +486,7 @@ def _outputs(out: dict[str, Any], base: Path, job: JobSpec) -> OutputSpec:
     templates = {
         "results": out.get("results", str(base / "{id}.results.csv")),
         "checkpoint": out.get("checkpoint", str(base / "{id}.checkpoint")),
+        "outcomes": out.get("outcomes", str(base / "{id}.outcomes.csv")),
     }
     if templates["checkpoint"].startswith(_POSTGRES) and "#" not in templates["checkpoint"]:
         # The fragment is the job's key in the database; a rehearsal appends ".sandbox" to it.
@@ -473,11 +511,16 @@ def _outputs(out: dict[str, Any], base: Path, job: JobSpec) -> OutputSpec:
     results = periods.render(templates["results"], values)
     if not results.endswith((".csv", ".parquet")):
         raise ConfigError("output.results", "must end in .csv or .parquet")
+    outcomes = periods.render(templates["outcomes"], values)
+    if not outcomes.endswith((".csv", ".parquet")):
+        raise ConfigError("output.outcomes", "must end in .csv or .parquet")
     return OutputSpec(
         results=results,
         checkpoint=periods.render(templates["checkpoint"], values),
         results_template=templates["results"],
         checkpoint_template=templates["checkpoint"],
+        outcomes=outcomes,
+        outcomes_template=templates["outcomes"],
     )
 
 
@@ -487,9 +530,10 @@ def _check_paths(spec: Spec) -> None:
     checkpoint = Path(spec.output.checkpoint)
     outputs = [
         ("output.results", Path(spec.output.results)),
+        *([("output.outcomes", Path(spec.output.outcomes))] if spec.output.outcomes else []),
         *(
             ("output.checkpoint", checkpoint.with_name(checkpoint.name + suffix))
-            for suffix in ("", ".plan.parquet", ".lock", "-wal", "-shm", ".sandbox")
+            for suffix in ("", ".plan.parquet", ".lock", "-wal", "-shm", ".sandbox", ".outcomes", ".outcomes.lock")
             if not spec.output.checkpoint.startswith(_POSTGRES)
         ),
     ]
@@ -589,6 +633,7 @@ def _build(sections: dict[str, dict[str, Any]], base: Path, stem: str, now: date
             parse_cap(history[key], key=f"history.{key}")
 
     spec = Spec(
+        collect=_collect(sections["collect"]),
         suppress=SuppressSpec(**sections["suppress"]),
         history=HistorySpec(**history),
         input=InputSpec(**inp),
@@ -600,6 +645,47 @@ def _build(sections: dict[str, dict[str, Any]], base: Path, stem: str, now: date
     )
     _check_paths(spec)
     return spec
+
+
+# Columns every outcomes table has; a field may not take one of their names.
+OUTCOME_BASE_COLUMNS = ("row", "to", "sid", "run_status", "ended_at", "error_message")
+_COLUMN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_CONTEXT_PATH = re.compile(r"^[^.\s]+(\.[^.\s]+)*$")
+
+
+def _collect(section: dict[str, Any]) -> CollectSpec:
+    fields = _flatten_parameters_any(section.get("fields", {}))
+    taken = set(OUTCOME_BASE_COLUMNS)
+    for name, path in fields:
+        key = f"collect.fields.{name}"
+        if not _COLUMN_NAME.match(name):
+            raise ConfigError(key, "a field name becomes a column: use letters, digits and '_' (no dots)")
+        if name in taken:
+            raise ConfigError(key, f"{name!r} is already a column of the outcomes table; choose another name")
+        if not isinstance(path, str) or not _CONTEXT_PATH.match(path):
+            raise ConfigError(
+                key, f"must be a dotted path into the run's Context such as 'widgets.ask.inbound.Body', not {path!r}"
+            )
+        taken.add(name)
+    widgets = section.get("message_status", [])
+    if not all(isinstance(w, str) and _COLUMN_NAME.match(w) for w in widgets):
+        raise ConfigError(
+            "collect.message_status", f"must be a list of widget names such as ['send_intro'], not {widgets!r}"
+        )
+    for widget in widgets:
+        for column in (f"{widget}_delivery", f"{widget}_delivery_error_code"):
+            if column in taken:
+                raise ConfigError("collect.message_status", f"{widget!r} gives the column {column!r}, which is taken")
+            taken.add(column)
+    for key in ("rate", "concurrency"):
+        if key in section:
+            check_number(f"collect.{key}", section[key], *_NUMBER_LIMITS[key])
+    return CollectSpec(
+        fields=tuple(fields),
+        message_status=tuple(widgets),
+        rate=float(section["rate"]) if "rate" in section else None,
+        concurrency=section.get("concurrency"),
+    )
 
 
 def _floats(send: dict[str, Any]) -> dict[str, Any]:

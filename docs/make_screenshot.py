@@ -23,7 +23,7 @@ from pathlib import Path
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
-from batch_engage import RunOptions, api
+from batch_engage import CollectOptions, RunOptions, api
 from batch_engage.checkpoint import read_only
 from batch_engage.credentials import Credentials
 from batch_engage.report_data import report_data
@@ -174,7 +174,7 @@ def sample_report_data() -> ReportData:
 
 
 def sample_job_report_data() -> ReportData:
-    """The sample job (jobs/sample_campaign.toml) run on the sandbox at 50/s against its 20/s limit."""
+    """The sample job (jobs/sample_campaign.toml) run on the sandbox at 50/s against its 20/s limit, then collected."""
     repo = DOCS.parent
     creds = Credentials(SANDBOX_USERNAME, SANDBOX_PASSWORD)
     with tempfile.TemporaryDirectory(prefix="batch-engage-sample-") as tmp, Sandbox(SandboxConfig(latency=0.03)) as sb:
@@ -184,8 +184,12 @@ def sample_job_report_data() -> ReportData:
             "output.checkpoint": f"{tmp}/sample.checkpoint",
             "send.rate": 50.0,
         }
-        spec = api.load_job(repo / "jobs" / "sample_campaign.toml", overrides, sandbox=True)
+        spec = api.load_job(
+            repo / "jobs" / "sample_campaign.toml", overrides | {"output.outcomes": f"{tmp}/o.csv"}, sandbox=True
+        )
         api.run(spec, credentials=creds, options=RunOptions(sandbox=True))
+        sb.end_all_runs()  # the simulated contacts answer once their runs have ended
+        api.collect(spec, credentials=creds, options=CollectOptions(sandbox=True))
         return report_data(spec, read_only(spec.output.checkpoint), "out/sample_campaign.checkpoint.sandbox")
 
 

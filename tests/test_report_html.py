@@ -545,3 +545,71 @@ class TestInABrowser:
             assert height > 5, chart_id
             assert shapes > 0, chart_id
         assert (tmp_path / "report.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+class TestSandboxRunInABrowser:
+    """The report of a real run (on the sandbox) opens offline and its tiles are the checkpoint's counts."""
+
+    def test_the_report_of_a_sandbox_run_shows_the_checkpoints_counts(
+        self,
+        shots: ModuleType,
+        browser: Any,
+        sandbox: Any,
+        write_job: Any,
+        tmp_path: Path,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """`run --report-html` on a sandbox job: no request but the file, every chart drawn, tiles == status."""
+        import polars as pl
+        from selenium.webdriver.common.by import By
+
+        from batch_engage import status
+        from batch_engage.cli import main
+
+        contacts = tmp_path / "contacts.csv"
+        pl.DataFrame(
+            {"phone": [f"+1415555{i:04d}" for i in range(40)] + ["nope", "+14155550000"], "name": ["x"] * 42}
+        ).with_columns(visits=pl.lit(1)).write_csv(contacts)
+        job = write_job(input_path=contacts, base_url=sandbox.url)
+        page = tmp_path / "campaign.html"
+        assert main(["run", str(job), "--sandbox", "--quiet", "--report-html", str(page)]) == 1
+        capsys.readouterr()
+        requested_urls(browser)
+        console_errors(browser)
+        shots.screenshot(browser, page, tmp_path / "campaign.png")
+        assert console_errors(browser) == []
+        assert set(requested_urls(browser)) == {page.as_uri()}
+        shown = {
+            tile.get_attribute("data-status"): int(tile.find_element(By.CLASS_NAME, "count").text.replace(",", ""))
+            for tile in browser.find_elements(By.CSS_SELECTOR, "[data-status]")
+        }
+        assert shown == status(job, sandbox=True).counts
+        assert shown["sent"] == 40 and shown["invalid"] == 1 and shown["duplicate"] == 1
+        sizes = browser.execute_script(
+            "return [...document.querySelectorAll('svg')].map(s => [s.id, s.getBoundingClientRect().width,"
+            " s.querySelectorAll('rect, path[d], polyline').length])"
+        )
+        assert {"chart-shares", "chart-time", "chart-invalid"} <= {chart_id for chart_id, *_ in sizes}
+        assert all(width > 100 and shapes > 0 for _, width, shapes in sizes)
+
+
+class TestFromTheCheckpoint:
+    """The page depends on the checkpoint alone."""
+
+    def test_two_reports_of_one_checkpoint_are_byte_identical(
+        self, sandbox: Any, make_spec: Any, sandbox_creds: Any, tmp_path: Path
+    ) -> None:
+        """Written a second apart (and after a copy of the checkpoint), the bytes are the same; numbers are masked."""
+
+        from batch_engage import run
+        from batch_engage.api import write_report_html
+
+        from conftest import make_contacts
+
+        spec = make_spec(sandbox.url)
+        run(spec, frame=make_contacts(25), credentials=sandbox_creds)
+        first = write_report_html(spec, tmp_path / "a.html").read_bytes()
+        second = write_report_html(spec, tmp_path / "b.html").read_bytes()
+        assert first == second
+        assert b"+14155550100" not in first
+        assert (tmp_path / "a.html").stat().st_mode & 0o077 == 0

@@ -16,8 +16,10 @@ records every run it creates in a ledger that tests compare against, and can kee
 runs in a file so a later process sees them.
 
 The package: `config` (SandboxConfig, LedgerEntry, SandboxStats), `shapes` (Twilio's
-JSON and the Flow's definition), `state` (runs, their messages, the state file) and
-`http` (routes, the background server). It imports nothing from the rest of batch_engage.
+JSON and the Flow's definition), `state` (runs, their messages, the state file),
+`_core` (the simulator's state under one lock, auth, a run's JSON), the route mixins
+`_flows`, `_create` and `_reads`, and `http` (the application, the background server).
+It imports nothing from the rest of batch_engage.
 """
 
 from __future__ import annotations

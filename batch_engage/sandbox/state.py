@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -251,6 +252,7 @@ def load_state(path: Path) -> list[dict[str, Any]]:
 
 
 def append_state(path: Path, record: Mapping[str, Any]) -> None:
-    """Append one record to a state file, flushed before the caller answers."""
-    with path.open("a", encoding="utf-8") as handle:
+    """Append one record to a state file, flushed before the caller answers (owner-only: it holds numbers)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with open(fd, "a", encoding="utf-8") as handle:
         handle.write(json.dumps(record, separators=(",", ":")) + "\n")

@@ -1,0 +1,299 @@
+"""The simulator's core: its runs and counters under one lock, Twilio's clock, auth, and a run's JSON."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hmac
+import json
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from aiohttp import BasicAuth, web
+
+from .config import SANDBOX_USERNAME, Api, LedgerEntry, SandboxConfig, SandboxStats
+from .shapes import ACCOUNT_SID, FLOW_SID, iso, not_found, too_many
+from .state import (
+    MESSAGE_ROLES,
+    Run,
+    TokenBucket,
+    append_state,
+    load_state,
+    message_sid,
+    run_messages,
+    start_context,
+    widget_outputs,
+)
+
+__all__ = ["Studio"]
+
+
+class Studio:
+    """The simulator's state and rules, shared by the server and test threads; routes are added by mixins."""
+
+    def __init__(self, config: SandboxConfig) -> None:
+        """Start with the runs of the state file, if there is one, else none."""
+        # One lock for all state: handlers run on the server thread while tests read
+        # the ledger and reconfigure from theirs.
+        self._lock = threading.Lock()
+        self._config = config
+        self._seed_draws(config.seed)
+        self._runs: list[Run] = []
+        self._by_sid: dict[str, Run] = {}
+        self._latest: dict[tuple[str, str, str, str], Run] = {}
+        # Message SID -> the run and the widget role (intro, ask, reply) that sends it.
+        self._messages: dict[str, tuple[Run, str]] = {}
+        self._buckets: dict[str, TokenBucket] = {}
+        self._next_error = 500
+        self._counts: Counter[str] = Counter()
+        self._by_status: Counter[int] = Counter()
+        self._flows_born = self._now(config).replace(microsecond=0)
+        self._state_path = None if config.state_path is None else Path(config.state_path)
+        self.base_url = ""
+        self._closing: asyncio.Event | None = None
+        if self._state_path is not None:
+            self._restore(load_state(self._state_path))
+
+    def _seed_draws(self, seed: int | None) -> None:
+        """Start the three random streams; separate, so one rate never shifts another's draws."""
+        self._rng = random.Random(seed)
+        self._sender_rng = random.Random(None if seed is None else f"other-sender:{seed}")
+        self._read_rng = random.Random(None if seed is None else f"read-429:{seed}")
+
+    @staticmethod
+    def _now(config: SandboxConfig) -> datetime:
+        """Twilio's clock: ours plus the configured offset."""
+        return datetime.now(UTC) + timedelta(seconds=config.clock_offset)
+
+    def _restore(self, records: list[dict[str, Any]]) -> None:
+        """Rebuild runs from state-file records; their age follows their date_created."""
+        now, mono = self._now(self._config), time.monotonic()
+        for record in records:
+            if record["type"] == "end":
+                run = self._by_sid.get(record["sid"])
+                if run is not None:
+                    run.ended_at = datetime.fromisoformat(record["ended_at"])
+                continue
+            created = datetime.fromisoformat(record["date_created"])
+            run = Run(
+                seq=len(self._runs),
+                sid=record["sid"],
+                api=record["api"],
+                account_sid=record["account_sid"],
+                flow_sid=record["flow_sid"],
+                initiated_by=record["initiated_by"],
+                source=record["source"],
+                to=record["to"],
+                from_=record["from"],
+                parameters=record["parameters"],
+                date_created=created,
+                born=mono - (now - created).total_seconds(),
+                played=record["played"],
+                ended_at=None if record["ended_at"] is None else datetime.fromisoformat(record["ended_at"]),
+            )
+            self._add(run)
+
+    def _add(self, run: Run) -> None:
+        """Keep a run and index it (lock held)."""
+        self._runs.append(run)
+        self._by_sid[run.sid] = run
+        key = (run.account_sid, run.flow_sid, run.to, run.from_)
+        latest = self._latest.get(key)
+        # An inbound run is ended at birth; it must not hide an older active run.
+        if latest is None or run.source == "rest" or latest.ended_at is not None:
+            self._latest[key] = run
+        if run.played:
+            for role in MESSAGE_ROLES:
+                self._messages[message_sid(role, run)] = (run, role)
+
+    def reconfigure(self, changes: Mapping[str, Any]) -> None:
+        """Replace the live config; a new seed restarts the random draws."""
+        with self._lock:
+            self._config = dataclasses.replace(self._config, **changes)
+            if "seed" in changes:
+                self._seed_draws(self._config.seed)
+
+    def ledger(self) -> list[LedgerEntry]:
+        """Snapshot the runs created so far, oldest first."""
+        with self._lock:
+            return [
+                LedgerEntry(
+                    sid=run.sid,
+                    flow_sid=run.flow_sid,
+                    api=run.api,
+                    to=run.to,
+                    from_=run.from_,
+                    parameters=json.loads(json.dumps(run.parameters)),
+                    date_created=run.date_created,
+                    initiated_by=run.initiated_by,
+                    source=run.source,
+                )
+                for run in self._runs
+            ]
+
+    def stats(self) -> SandboxStats:
+        """Snapshot the counters."""
+        with self._lock:
+            counts = self._counts
+            return SandboxStats(
+                create_requests=counts["create_requests"],
+                created=counts["created"],
+                rate_limited=counts["rate_limited"],
+                by_status=MappingProxyType(dict(self._by_status)),
+                list_requests=counts["list_requests"],
+                flow_requests=counts["flow_requests"],
+                run_requests=counts["run_requests"],
+                context_requests=counts["context_requests"],
+                revision_requests=counts["revision_requests"],
+                message_requests=counts["message_requests"],
+                read_rate_limited=counts["read_rate_limited"],
+                inbound_runs=counts["inbound_runs"],
+            )
+
+    def end_all_runs(self) -> None:
+        """Mark every active run ended, now on Twilio's clock."""
+        with self._lock:
+            config = self._config
+            now, mono = self._now(config), time.monotonic()
+            for run in self._runs:
+                if run.end(config.run_lifetime, mono) is None:
+                    run.ended_at = now
+                    self._remember({"type": "end", "sid": run.sid, "ended_at": now.isoformat()})
+
+    def _remember(self, record: Mapping[str, Any]) -> None:
+        """Append a record to the state file, if there is one (lock held)."""
+        if self._state_path is not None:
+            append_state(self._state_path, record)
+
+    def serving_at(self, base_url: str) -> None:
+        """Get ready to serve at base_url."""
+        self.base_url = base_url
+        self._closing = asyncio.Event()
+
+    def begin_closing(self) -> None:
+        """Cut short every pause, so in-flight answers finish at once."""
+        if self._closing is not None:
+            self._closing.set()
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, unless the server is shutting down."""
+        if seconds <= 0 or self._closing is None:
+            return
+        # Without this, stopping during a slow-answer fault would wait out
+        # slow_seconds (or aiohttp's shutdown timeout) and stall the test suite.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closing.wait(), seconds)
+
+    def _account(self, request: web.Request) -> str | None:
+        """Answer the account SID the request authenticates as, or None."""
+        header = request.headers.get("Authorization")
+        if header is None:
+            return None
+        try:
+            auth = BasicAuth.decode(header)
+        except ValueError:
+            return None
+        with self._lock:
+            credentials = self._config.credentials
+        accepted = any(
+            hmac.compare_digest(auth.login.encode(), user.encode())
+            & hmac.compare_digest(auth.password.encode(), password.encode())
+            for user, password in credentials
+        )
+        if not accepted:
+            return None
+        # API-key usernames (SK...) belong to the sandbox's one account, as on Twilio
+        # where a key is scoped to the account that made it.
+        return auth.login if ACCOUNT_SID.match(auth.login) else SANDBOX_USERNAME
+
+    @staticmethod
+    def _api(request: web.Request) -> Api:
+        """Which run API the path names."""
+        return "engagements" if request.match_info["collection"] == "Engagements" else "executions"
+
+    def _count(self, counter: str) -> SandboxConfig:
+        """Count a request and answer the live config."""
+        with self._lock:
+            self._counts[counter] += 1
+            return self._config
+
+    def _flow_status(self, request: web.Request) -> str:
+        """Answer the configured status of the path's flow, or raise the 404 Twilio gives."""
+        flow_sid = request.match_info["flow"]
+        with self._lock:
+            flows = self._config.flows
+        status: str | None
+        if not FLOW_SID.match(flow_sid):
+            status = None
+        elif flows is None:
+            status = "published"
+        else:
+            status = flows.get(flow_sid)
+        if status is None:
+            raise not_found(request.path)
+        return status
+
+    def _read_gate(self, counter: str) -> SandboxConfig:
+        """Count a run read and maybe refuse it with 429, as Twilio does under load."""
+        with self._lock:
+            self._counts[counter] += 1
+            config = self._config
+            refused = self._read_rng.random() < config.read_rate_limit_rate
+            if refused:
+                self._counts["read_rate_limited"] += 1
+        if refused:
+            raise too_many(config.retry_after)
+        return config
+
+    def _active(self, run: Run, config: SandboxConfig) -> bool:
+        """Tell whether a run still counts as active (lock held)."""
+        return run.end(config.run_lifetime, time.monotonic()) is None
+
+    def _run_url(self, run: Run) -> str:
+        """The absolute URL of a run."""
+        version, collection = ("v1", "Engagements") if run.api == "engagements" else ("v2", "Executions")
+        return f"{self.base_url}/{version}/Flows/{run.flow_sid}/{collection}/{run.sid}"
+
+    def _run_context(self, run: Run, config: SandboxConfig) -> dict[str, Any]:
+        """A run's Flow context: what it started with, and widget outputs once ended (lock held)."""
+        context = start_context(run)
+        ended = run.end(config.run_lifetime, time.monotonic())
+        if ended is not None and run.played:
+            context["widgets"] = widget_outputs(run, run_messages(run, config.replies, ended))
+        return context
+
+    def _run_json(self, run: Run, config: SandboxConfig, *, listed: bool = False) -> dict[str, Any]:
+        """Render a run as an Engagement or an Execution (lock held)."""
+        url = self._run_url(run)
+        ended = run.end(config.run_lifetime, time.monotonic())
+        address = run.to
+        if listed and config.list_drops_channel_prefix:
+            address = address.removeprefix("whatsapp:")
+        body: dict[str, Any] = {
+            "sid": run.sid,
+            "account_sid": run.account_sid,
+            "flow_sid": run.flow_sid,
+            "contact_sid": run.contact_sid,
+            "contact_channel_address": address,
+            "context": self._run_context(run, config),
+            "status": "active" if ended is None else "ended",
+            "date_created": iso(run.date_created),
+            "date_updated": iso(run.date_created if ended is None else ended),
+            "url": url,
+        }
+        if run.api == "engagements":
+            # Twilio's v1 Engagement has no initiated_by; never show it there.
+            body["links"] = {"steps": f"{url}/Steps", "engagement_context": f"{url}/Context"}
+        else:
+            body["flow_version"] = 2
+            body["initiated_by"] = run.initiated_by
+            body["links"] = {"steps": f"{url}/Steps", "execution_context": f"{url}/Context"}
+        return body
