@@ -32,7 +32,7 @@ from batch_engage.checkpoint import (
     read_checkpoint,
 )
 from batch_engage.credentials import Credentials
-from batch_engage.errors import CheckpointMismatch, ConfigError, TryLater
+from batch_engage.errors import CheckpointMismatch, ConfigError, TryLater, UsageError
 from batch_engage.runner import RunOptions
 from batch_engage.sandbox import Sandbox
 from batch_engage.spec import load_spec
@@ -204,6 +204,18 @@ class TestRunsThroughTheSandbox:
         assert counts["sent"] == 30 and counts["pending"] == 0
         table = pl.read_csv(written)
         assert dict(zip(table["to"], table["sid"], strict=True)) == {e.to: e.sid for e in sandbox.ledger()}
+
+    def test_collect_says_in_one_line_that_it_does_not_work_here_yet(
+        self, pg_url: str, sandbox: Sandbox, sandbox_creds: Credentials, tmp_path: Path
+    ) -> None:
+        """collect refuses a PostgreSQL checkpoint with a usage error naming the job, and writes no file."""
+        contacts = tmp_path / "contacts.csv"
+        make_contacts(3).write_csv(contacts)
+        job = _job(tmp_path / "m", contacts=contacts, base_url=sandbox.url, checkpoint=pg_url)
+        api.run(job, credentials=sandbox_creds)
+        with pytest.raises(UsageError, match="job pgjob: collect does not work with a postgresql:// checkpoint"):
+            api.collect(job, credentials=sandbox_creds)
+        assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["job.toml", "results.csv"]
 
     def test_status_reads_while_a_run_holds_the_job(self, pg_url: str, tmp_path: Path) -> None:
         """While a run holds the lock, a reader sees its journal and that it is live; afterwards, not live."""
