@@ -558,7 +558,9 @@ def sandbox_state_path(spec: Spec) -> str:
 
 def sandbox_config(spec: Spec) -> SandboxConfig:
     """The sandbox ``--sandbox`` serves: runs kept in :func:`sandbox_state_path`, ending after a few seconds."""
-    return SandboxConfig(state_path=sandbox_state_path(spec), run_lifetime=SANDBOX_RUN_LIFETIME)
+    # A PostgreSQL checkpoint keeps nothing on disk, and collect (the reader of these runs) refuses it.
+    state = None if is_postgres(spec.output.checkpoint) else sandbox_state_path(spec)
+    return SandboxConfig(state_path=state, run_lifetime=SANDBOX_RUN_LIFETIME)
 
 
 async def collect_async(

@@ -316,6 +316,8 @@ class TestOneRunPerJob:
         assert read_checkpoint(rehearsal.output.checkpoint).journal.height == 12
         assert read_checkpoint(api.load_job(job).output.checkpoint).journal.height == 4
         assert len(sandbox.ledger()) == 4
+        assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["job.toml", "results.csv", "results.sandbox.csv"]
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["contacts.csv", "m"]
 
 
 def _start(job: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
