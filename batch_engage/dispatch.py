@@ -13,8 +13,8 @@ import asyncio
 import json
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +24,7 @@ from . import phone
 from ._time import iso_ms
 from .checkpoint import CheckpointStore, Intent, Outcome
 from .client import Created, StudioClient
+from .control import Progress, RunControl, Stats
 from .errors import AlreadyActive, Fatal, PossiblySent, RateLimited, Rejected, RetrySafe, StudioError
 from .history import owner as history_owner
 from .hygiene import HistoryStore
@@ -35,22 +36,10 @@ from .spec import Spec
 from .states import FINAL, RowState
 from .windows import SendWindow
 
-__all__ = ["DRAIN_GRACE", "Dispatcher", "Item", "Progress", "RunControl"]
+__all__ = ["DRAIN_GRACE", "Dispatcher", "Item", "Progress", "RunControl", "make_marker"]
 
 DRAIN_GRACE = 5.0
 log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class Progress:
-    """A snapshot for progress displays."""
-
-    done: int
-    total: int
-    sent: int
-    failed: int
-    retried: int
-    rate: float
 
 
 @dataclass
@@ -86,62 +75,6 @@ class Item:
 def make_marker(token: str, contact: str) -> str:
     """``<checkpoint token>:<contact hash>``: names this job's checkpoint and the person, never a row number."""
     return f"{token}:{contact_hash(contact)}"
-
-
-class RunControl:
-    """Lets the caller stop a run: the first request drains in-flight answers, the second stops at once."""
-
-    def __init__(self) -> None:
-        self.stopping = False
-        self.hard = False
-        self._hard_event: asyncio.Event | None = None
-        self._stop_event: asyncio.Event | None = None
-
-    def request_stop(self) -> None:
-        """Ask the run to stop; a second call stops it at once (in-flight rows stay uncertain)."""
-        if self.stopping:
-            self.hard = True
-            if self._hard_event is not None:
-                self._hard_event.set()
-        log.warning("run.stopping", at_once=self.hard)
-        self.stopping = True
-        if self._stop_event is not None:
-            self._stop_event.set()
-
-    async def wait_stop(self, seconds: float, sleep: Callable[[float], Awaitable[None]]) -> None:
-        """Sleep ``seconds`` (with ``sleep``), or less if a stop is requested meanwhile."""
-        self._stop_event = self._stop_event or asyncio.Event()
-        if self.stopping:
-            return
-        napping = asyncio.ensure_future(sleep(seconds))
-        stop = asyncio.ensure_future(self._stop_event.wait())
-        await asyncio.wait({napping, stop}, return_when=asyncio.FIRST_COMPLETED)
-        for task in (napping, stop):
-            task.cancel()
-        await asyncio.gather(napping, stop, return_exceptions=True)
-
-    def bind(self) -> asyncio.Event:
-        """The event set by a hard stop (made inside the running loop)."""
-        self._hard_event = asyncio.Event()
-        if self.hard:
-            self._hard_event.set()
-        return self._hard_event
-
-
-@dataclass
-class Stats:
-    """Counters for the summary."""
-
-    requests: int = 0
-    rate_limited: int = 0
-    retries: int = 0
-    created: int = 0
-    reconciled: int = 0
-    lookups: int = 0
-    first_send: float | None = None
-    last_answer: float | None = None
-    latency_ewma: float | None = None
-    errors: Counter[tuple[int | None, str]] = field(default_factory=Counter)
 
 
 class Dispatcher:

@@ -24,16 +24,8 @@ from .errors import ConfigError
 from .source import require_columns
 from .spec import MappingSpec, Spec, static_parameter_pairs
 
-__all__ = ["MAX_ADDRESS_BYTES", "PLAN_SCHEMA", "build_parameters", "plan", "text_columns"]
+__all__ = ["MAX_ADDRESS_BYTES", "build_parameters", "plan", "text_columns"]
 
-PLAN_SCHEMA = {
-    "row": pl.Int64,
-    "to": pl.String,
-    "from": pl.String,
-    "parameters": pl.String,
-    "status": pl.String,
-    "error_message": pl.String,
-}
 MAX_ADDRESS_BYTES = 300  # Twilio error 81023: To and From together
 _SHOWN_CHARS = 60  # how much of a bad JSON value an error message repeats
 _NEEDS_ESCAPE = r'["\\\x00-\x1f]'  # what JSON escapes in a string; text without any is its own JSON

@@ -1,0 +1,82 @@
+"""What a caller holds of a running job: the stop button, progress snapshots, and the counters of the summary."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import structlog
+
+__all__ = ["Progress", "RunControl", "Stats"]
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A snapshot for progress displays."""
+
+    done: int
+    total: int
+    sent: int
+    failed: int
+    retried: int
+    rate: float
+
+
+class RunControl:
+    """Lets the caller stop a run: the first request drains in-flight answers, the second stops at once."""
+
+    def __init__(self) -> None:
+        self.stopping = False
+        self.hard = False
+        self._hard_event: asyncio.Event | None = None
+        self._stop_event: asyncio.Event | None = None
+
+    def request_stop(self) -> None:
+        """Ask the run to stop; a second call stops it at once (in-flight rows stay uncertain)."""
+        if self.stopping:
+            self.hard = True
+            if self._hard_event is not None:
+                self._hard_event.set()
+        log.warning("run.stopping", at_once=self.hard)
+        self.stopping = True
+        if self._stop_event is not None:
+            self._stop_event.set()
+
+    async def wait_stop(self, seconds: float, sleep: Callable[[float], Awaitable[None]]) -> None:
+        """Sleep ``seconds`` (with ``sleep``), or less if a stop is requested meanwhile."""
+        self._stop_event = self._stop_event or asyncio.Event()
+        if self.stopping:
+            return
+        napping = asyncio.ensure_future(sleep(seconds))
+        stop = asyncio.ensure_future(self._stop_event.wait())
+        await asyncio.wait({napping, stop}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (napping, stop):
+            task.cancel()
+        await asyncio.gather(napping, stop, return_exceptions=True)
+
+    def bind(self) -> asyncio.Event:
+        """The event set by a hard stop (made inside the running loop)."""
+        self._hard_event = asyncio.Event()
+        if self.hard:
+            self._hard_event.set()
+        return self._hard_event
+
+
+@dataclass
+class Stats:
+    """Counters for the summary."""
+
+    requests: int = 0
+    rate_limited: int = 0
+    retries: int = 0
+    created: int = 0
+    reconciled: int = 0
+    lookups: int = 0
+    first_send: float | None = None
+    last_answer: float | None = None
+    latency_ewma: float | None = None
+    errors: Counter[tuple[int | None, str]] = field(default_factory=Counter)
