@@ -18,7 +18,16 @@ import structlog
 
 from . import periods
 from ._files import private_file
-from .checkpoint import CheckpointView, Target, check_binding, empty_journal, plan_path, read_only
+from .checkpoint import (
+    CheckpointView,
+    Target,
+    check_binding,
+    checkpoint_exists,
+    empty_journal,
+    is_postgres,
+    jobs_beside,
+    read_checkpoint,
+)
 from .client import StudioClient, make_http_client
 from .collect import CollectOptions, CollectProgress, CollectResult, collect_job
 from .credentials import Credentials, credentials_from_env
@@ -121,8 +130,18 @@ def _latest_period(spec: Spec, *, sandbox: bool) -> Spec:
     kind = spec.job.period_kind
     assert kind is not None and spec.job.period is not None
     current = spec.rehearsal() if sandbox else spec
-    if Path(current.output.checkpoint).exists():
+    if checkpoint_exists(current.output.checkpoint):
         return spec
+    if is_postgres(current.output.checkpoint):
+        # Every job in the schema is a candidate; a period counts only if it renders to that very key.
+        kept = [
+            candidate
+            for location in jobs_beside(current.output.checkpoint)
+            for candidate in re.findall(r"\d{4}-(?:W\d{2}|\d{2}-\d{2}|\d{2})", location.rsplit("#", 1)[-1])
+            if periods.is_period(kind, candidate)
+            and load_job(spec.for_period(candidate), sandbox=sandbox).output.checkpoint == location
+        ]
+        return spec.for_period(max(kept)) if kept else spec
     template = spec.output.checkpoint_template or spec.output.checkpoint
     pattern = periods.render(template, {"id": periods.render(spec.job.template, {kind: "*"}), kind: "*"})
     folder = Path(pattern).parent
@@ -209,9 +228,9 @@ async def _settle_previous_period(
     previous = spec.for_period(periods.previous_period(spec.job.period_kind, spec.job.period))
     if options.sandbox:
         previous = previous.rehearsal()
-    if not plan_path(previous.output.checkpoint).exists():
+    if not checkpoint_exists(previous.output.checkpoint, plan=True):
         return
-    view = read_only(previous.output.checkpoint)
+    view = read_checkpoint(previous.output.checkpoint)
     possibly = view.journal.filter(pl.col("state").is_in([s.value for s in POSSIBLY_SENT])).height
     if possibly:
         log.info("period.settle", period=previous.job.period, rows=possibly)
@@ -228,7 +247,7 @@ async def _settle_previous_period(
                 f"{previous.job.period} may have been sent and could not be settled yet; nothing new was sent. "
                 "Run the same command again later."
             )
-        view = read_only(previous.output.checkpoint)
+        view = read_checkpoint(previous.output.checkpoint)
     assert view.plan is not None
     left = counts_by_status(build_results(view.plan, view.journal)).get("pending", 0)
     if left:
@@ -346,8 +365,8 @@ def validate(
     pending = plan.filter(pl.col("status") == "pending")
     done_rows = 0
     marker_token = "<token of the new checkpoint>"  # noqa: S105 - a placeholder, not a secret
-    if Path(spec.output.checkpoint).exists() and not restart:
-        view = read_only(spec.output.checkpoint)
+    if checkpoint_exists(spec.output.checkpoint) and not restart:
+        view = read_checkpoint(spec.output.checkpoint)
         finals = view.journal.filter(pl.col("state").is_in([s.value for s in FINAL]))
         done_rows = pending.filter(pl.col("contact").is_in(finals.get_column("contact").implode())).height
         marker_token = view.meta.get("token", marker_token)
@@ -421,7 +440,7 @@ async def _published(
 
 def _from_checkpoint(spec: Spec) -> tuple[pl.DataFrame, pl.DataFrame, CheckpointView]:
     """The plan, the results table and the view, from the checkpoint alone (``in_flight`` while a run holds it)."""
-    view = read_only(spec.output.checkpoint)
+    view = read_checkpoint(spec.output.checkpoint)
     if view.plan is None:
         raise UsageError(f"{spec.output.checkpoint}: the checkpoint has no plan yet; run the job once")
     results = build_results(view.plan, view.journal, input_digest=view.meta.get("input"), live=view.live)
@@ -480,7 +499,7 @@ def report(
 
 def write_report_html(spec: Spec, path: str | Path, *, view: CheckpointView | None = None) -> Path:
     """Write the campaign report page for ``spec``'s checkpoint: one self-contained file, owner-only, atomically."""
-    view = view or read_only(spec.output.checkpoint)
+    view = view or read_checkpoint(spec.output.checkpoint)
     if view.plan is None:
         raise UsageError(f"{spec.output.checkpoint}: the checkpoint has no plan yet; run the job once")
     page = render_report(report_data(spec, view, spec.output.checkpoint))
@@ -540,7 +559,9 @@ def sandbox_state_path(spec: Spec) -> str:
 
 def sandbox_config(spec: Spec) -> SandboxConfig:
     """The sandbox ``--sandbox`` serves: runs kept in :func:`sandbox_state_path`, ending after a few seconds."""
-    return SandboxConfig(state_path=sandbox_state_path(spec), run_lifetime=SANDBOX_RUN_LIFETIME)
+    # A PostgreSQL checkpoint keeps nothing on disk, and collect (the reader of these runs) refuses it.
+    state = None if is_postgres(spec.output.checkpoint) else sandbox_state_path(spec)
+    return SandboxConfig(state_path=state, run_lifetime=SANDBOX_RUN_LIFETIME)
 
 
 async def collect_async(

@@ -29,7 +29,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import polars as pl
 
@@ -42,13 +42,20 @@ from .upgrade import V1_LINE_COLUMNS, take_v1_lines
 __all__ = [
     "SCHEMA_VERSION",
     "Checkpoint",
+    "CheckpointStore",
     "CheckpointView",
     "Intent",
     "Outcome",
     "SecondStats",
     "Target",
     "check_binding",
+    "check_meta",
+    "checkpoint_exists",
     "empty_journal",
+    "is_postgres",
+    "jobs_beside",
+    "open_checkpoint",
+    "read_checkpoint",
     "read_only",
 ]
 
@@ -237,7 +244,13 @@ def check_binding(
     """Refuse (``CheckpointMismatch``) what a run must refuse: another job, another Twilio, a restart without --yes.
 
     Reads only; ``validate`` calls it to give the same answer as ``run``, offline.
+    A ``postgresql://`` location is checked in the database.
     """
+    if _is_postgres(path):
+        from . import checkpoint_pg  # noqa: PLC0415 - it imports this module; SQLite users never load psycopg
+
+        checkpoint_pg.check_binding(str(path), fingerprint, target, restart=restart, yes=yes)
+        return
     path = Path(path)
     if not path.exists():
         return
@@ -249,7 +262,11 @@ def check_binding(
                 "to them again; nothing was sent. Add --yes to do it."
             )
         return
-    meta = _read_meta(path)
+    check_meta(str(path), _read_meta(path), fingerprint, target)
+
+
+def check_meta(path: str, meta: Mapping[str, str], fingerprint: Mapping[str, Any], target: Target) -> None:
+    """Refuse a stored checkpoint's ``meta`` made by another format, job or Twilio (both backends share this)."""
     version = meta.get("version")
     if version != SCHEMA_VERSION:
         raise CheckpointMismatch(
@@ -657,3 +674,118 @@ def read_only(path: str | Path) -> CheckpointView:
         live=is_locked(path),
         modified=datetime.fromtimestamp(newest, UTC),
     )
+
+
+# -- one interface, two backends: a file path is SQLite, a postgresql:// URL is PostgreSQL ------------
+
+
+def is_postgres(location: str | Path) -> bool:
+    """Whether a checkpoint location is a ``postgresql://`` URL (else it is a file path)."""
+    return isinstance(location, str) and location.startswith(("postgresql://", "postgres://"))
+
+
+_is_postgres = is_postgres
+
+
+def jobs_beside(location: str) -> list[str]:
+    """For a PostgreSQL location: the location of every job whose checkpoint is in the same schema."""
+    from . import checkpoint_pg  # noqa: PLC0415 - as above
+
+    return checkpoint_pg.jobs_beside(location)
+
+
+class CheckpointStore(Protocol):
+    """What a run uses of its checkpoint, whichever backend holds it (:class:`Checkpoint` or ``PgCheckpoint``)."""
+
+    token: str
+    meta: dict[str, str]
+    run_id: int | None
+
+    def close(self) -> None:
+        """Close it and release the lock."""
+
+    def __enter__(self) -> CheckpointStore: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    def save_plan(self, plan: pl.DataFrame) -> None:
+        """Keep the plan with the journal."""
+
+    def start_run(self, started_at: str, input_digest: str) -> int:
+        """Record that a run starts."""
+        ...
+
+    def finish_run(self, stopped_at: str, exit_code: int) -> None:
+        """Record how this run ended."""
+
+    def write_events(self, seconds: Iterable[SecondStats]) -> None:
+        """Add this run's per-second counters."""
+
+    def write_intents(self, intents: Iterable[Intent], *, at: str, twilio_at: str | None) -> None:
+        """Commit intents before their requests leave."""
+
+    def write_outcomes(self, outcomes: Iterable[Outcome]) -> None:
+        """Commit a group of outcomes."""
+
+    def journal(self) -> pl.DataFrame:
+        """Every journal line."""
+        ...
+
+    def open_lines(self) -> pl.DataFrame:
+        """The lines a run still has to act on."""
+        ...
+
+    @property
+    def target(self) -> Target:
+        """The Twilio this checkpoint's runs were made against."""
+        ...
+
+    def learn_account(self, account_sid: str) -> None:
+        """Refuse another account; remember this one."""
+
+    def contacts_in(self, states: frozenset[RowState]) -> pl.Series:
+        """Contacts whose line is in one of ``states``."""
+        ...
+
+    def reached_for_other_input(self, input_digest: str) -> pl.DataFrame:
+        """Contacts reached by runs for another input: contact, params_hash."""
+        ...
+
+    def sids_since(self, since_iso: str) -> set[str]:
+        """SIDs attributed since a moment."""
+        ...
+
+
+def open_checkpoint(
+    location: str | Path,
+    fingerprint: Mapping[str, Any],
+    target: Target,
+    *,
+    restart: bool = False,
+    yes: bool = False,
+    extra_meta: Mapping[str, str] | None = None,
+) -> CheckpointStore:
+    """:meth:`Checkpoint.open` for a file path, ``PgCheckpoint.open`` for a ``postgresql://`` location."""
+    if _is_postgres(location):
+        from .checkpoint_pg import PgCheckpoint  # noqa: PLC0415 - as above
+
+        return PgCheckpoint.open(str(location), fingerprint, target, restart=restart, yes=yes, extra_meta=extra_meta)
+    return Checkpoint.open(location, fingerprint, target, restart=restart, yes=yes, extra_meta=extra_meta)
+
+
+def read_checkpoint(location: str | Path) -> CheckpointView:
+    """:func:`read_only` for either backend: everything a checkpoint holds, safe while a run goes on."""
+    if _is_postgres(location):
+        from . import checkpoint_pg  # noqa: PLC0415 - it imports this module; SQLite users never load psycopg
+
+        return checkpoint_pg.read_only(str(location))
+    return read_only(location)
+
+
+def checkpoint_exists(location: str | Path, *, plan: bool = False) -> bool:
+    """Whether the job has a checkpoint (``plan``: one with its plan saved) at this location."""
+    if _is_postgres(location):
+        from . import checkpoint_pg  # noqa: PLC0415 - it imports this module; SQLite users never load psycopg
+
+        return checkpoint_pg.exists(str(location), plan=plan)
+    return plan_path(location).exists() if plan else Path(location).exists()

@@ -34,7 +34,7 @@ import polars as pl
 import structlog
 
 from ._time import iso_ms
-from .checkpoint import read_only
+from .checkpoint import is_postgres, read_checkpoint
 from .client import MessagesClient, StudioClient, make_http_client, parse_datetime
 from .credentials import Credentials
 from .dispatch import RunControl
@@ -186,7 +186,10 @@ class _Target:
 
 
 def _targets(spec: Spec, sandbox: bool) -> list[_Target]:
-    view = read_only(spec.output.checkpoint)
+    if is_postgres(spec.output.checkpoint):
+        # The outcomes store is a file beside the checkpoint; it has no PostgreSQL backend yet.
+        raise UsageError(f"job {spec.job.id}: collect does not work with a postgresql:// checkpoint yet")
+    view = read_checkpoint(spec.output.checkpoint)
     if view.plan is None:
         raise UsageError(f"{spec.output.checkpoint}: the checkpoint has no plan yet; run the job once")
     target = json.loads(view.meta.get("target", "{}"))

@@ -22,7 +22,7 @@ import structlog
 
 from . import phone
 from ._time import iso_ms
-from .checkpoint import Checkpoint, Intent, Outcome
+from .checkpoint import CheckpointStore, Intent, Outcome
 from .client import Created, StudioClient
 from .control import Progress, RunControl, Stats
 from .errors import AlreadyActive, Fatal, PossiblySent, RateLimited, Rejected, RetrySafe, StudioError
@@ -84,7 +84,7 @@ class Dispatcher:
         self,
         spec: Spec,
         *,
-        checkpoint: Checkpoint,
+        checkpoint: CheckpointStore,
         client: StudioClient,
         control: RunControl,
         recorder: Recorder,

@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 
-from .checkpoint import Checkpoint, Outcome, SecondStats
+from .checkpoint import CheckpointStore, Outcome, SecondStats
 from .hygiene import HistoryStore
 
 __all__ = ["FLUSH_SECONDS", "Recorder"]
@@ -33,7 +33,7 @@ class Recorder:
 
     def __init__(
         self,
-        checkpoint: Checkpoint,
+        checkpoint: CheckpointStore,
         history: HistoryStore | None,
         *,
         now: Callable[[], float],

@@ -23,7 +23,7 @@ import polars as pl
 import structlog
 
 from ._time import iso_ms, parse_iso
-from .checkpoint import Checkpoint, Outcome, Target, read_only
+from .checkpoint import CheckpointStore, Outcome, Target, open_checkpoint, read_checkpoint
 from .client import StudioClient, make_http_client
 from .credentials import Credentials
 from .dispatch import Dispatcher, Item, Progress, RunControl
@@ -134,7 +134,7 @@ def target_for(spec: Spec, credentials: Credentials | None, *, sandbox: bool) ->
     )
 
 
-def _earlier(plan: pl.DataFrame, checkpoint: Checkpoint, digest: str) -> tuple[int, int]:
+def _earlier(plan: pl.DataFrame, checkpoint: CheckpointStore, digest: str) -> tuple[int, int]:
     """Rows whose contact a run for an earlier input reached, and how many of them now carry other Parameters."""
     finals = checkpoint.reached_for_other_input(digest)
     if finals.height == 0:
@@ -168,7 +168,7 @@ class _Run:
         self,
         spec: Spec,
         plan: pl.DataFrame,
-        cp: Checkpoint,
+        cp: CheckpointStore,
         client: StudioClient,
         options: RunOptions,
         dispatcher: Dispatcher,
@@ -389,13 +389,13 @@ async def run_job(
     if region_warning:
         log.warning("region.studio", message=region_warning)
     if settle_only:
-        view = read_only(spec.output.checkpoint)
+        view = read_checkpoint(spec.output.checkpoint)
         assert view.plan is not None
         prepared = Prepared(plan=view.plan, fingerprint=fingerprint(spec), input_digest=view.meta.get("input", ""))
     else:
         prepared = prepare(spec, frame=frame, stdin=stdin)
     target = target_for(spec, credentials, sandbox=options.sandbox)
-    with Checkpoint.open(
+    with open_checkpoint(
         spec.output.checkpoint,
         prepared.fingerprint,
         target,
@@ -454,7 +454,7 @@ async def run_job(
 async def _run_with_checkpoint(
     spec: Spec,
     prepared: Prepared,
-    cp: Checkpoint,
+    cp: CheckpointStore,
     credentials: Credentials,
     base_url: str,
     options: RunOptions,

@@ -462,12 +462,35 @@ def _job(section: dict[str, Any], stem: str, send: dict[str, Any], now: datetime
     return JobSpec(id=periods.render(template, {kind: period}), template=template, period_kind=kind, period=period)
 
 
+_POSTGRES = ("postgresql://", "postgres://")
+
+
+def _check_postgres_checkpoint(out: dict[str, Any], job: dict[str, Any]) -> None:
+    """A PostgreSQL checkpoint is keyed by ``[job] id``: require it, and keep passwords out of the job file."""
+    url = out.get("checkpoint")
+    if not isinstance(url, str) or not url.startswith(_POSTGRES):
+        return
+    if "id" not in job:
+        raise ConfigError(
+            "job.id",
+            "is required when output.checkpoint is a postgresql:// URL: it keys the job's state in the database "
+            '(file names collide across folders); add [job] id = "..."',
+        )
+    if urlsplit(url).password:
+        raise ConfigError(
+            "output.checkpoint", "holds a password: remove it from the URL and use PGPASSWORD or ~/.pgpass"
+        )
+
+
 def _outputs(out: dict[str, Any], base: Path, job: JobSpec) -> OutputSpec:
     templates = {
         "results": out.get("results", str(base / "{id}.results.csv")),
         "checkpoint": out.get("checkpoint", str(base / "{id}.checkpoint")),
         "outcomes": out.get("outcomes", str(base / "{id}.outcomes.csv")),
     }
+    if templates["checkpoint"].startswith(_POSTGRES) and "#" not in templates["checkpoint"]:
+        # The fragment is the job's key in the database; a rehearsal appends ".sandbox" to it.
+        templates["checkpoint"] += "#{id}"
     values: dict[str, str] = {"id": job.id}
     if job.period_kind and job.period:
         values[job.period_kind] = job.period
@@ -511,6 +534,7 @@ def _check_paths(spec: Spec) -> None:
         *(
             ("output.checkpoint", checkpoint.with_name(checkpoint.name + suffix))
             for suffix in ("", ".plan.parquet", ".lock", "-wal", "-shm", ".sandbox", ".outcomes", ".outcomes.lock")
+            if not spec.output.checkpoint.startswith(_POSTGRES)
         ),
     ]
     if spec.history.path and "://" not in spec.history.path:
@@ -598,6 +622,7 @@ def _build(sections: dict[str, dict[str, Any]], base: Path, stem: str, now: date
         if send["marker_key"] in mapped:
             raise ConfigError("send.marker_key", f"{send['marker_key']!r} is also a mapped parameter; choose another")
     job = _job(sections["job"], stem, send, now)
+    _check_postgres_checkpoint(sections["output"], sections["job"])
     output = _outputs(sections["output"], base, job)
 
     history = sections["history"]

@@ -1,0 +1,430 @@
+"""The checkpoint in PostgreSQL: runs, resumes, status and report from the database alone, one run per job
+anywhere, a rehearsal apart, a frozen holder taken over, and two "machines" sharing only the URL under SIGKILL.
+
+Against the real server in ``BATCH_ENGAGE_TEST_PG`` (default ``postgresql://postgres@127.0.0.1:5432/test``);
+each test gets its own schema. Without a server they skip, or fail when ``CI`` is set.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from batch_engage import api
+from batch_engage.checkpoint import (
+    Intent,
+    Outcome,
+    Target,
+    check_binding,
+    checkpoint_exists,
+    open_checkpoint,
+    read_checkpoint,
+)
+from batch_engage.credentials import Credentials
+from batch_engage.errors import CheckpointMismatch, ConfigError, TryLater, UsageError
+from batch_engage.runner import RunOptions
+from batch_engage.sandbox import Sandbox
+from batch_engage.spec import load_spec
+from batch_engage.states import FINAL, OPEN, RowState
+
+from conftest import FLOW_SID, make_contacts
+from pg import Schema, fresh_schema
+
+FAST_SEND = "rate = 500\nconcurrency = 8\nreconcile_delay = 0.0"
+TARGET = Target(base_url="http://127.0.0.1:9", identity=None, sandbox=False)
+
+
+@pytest.fixture
+def pg_schema() -> Iterator[Schema]:
+    """A schema of this test's own on the test server (skips without a server, fails under CI)."""
+    with fresh_schema() as schema:
+        yield schema
+
+
+@pytest.fixture
+def pg_url(pg_schema: Schema) -> str:
+    """``output.checkpoint`` for that schema (the spec adds the job key)."""
+    return pg_schema.history_url
+
+
+def _job(
+    folder: Path, *, contacts: Path, base_url: str, checkpoint: str, job_id: str = "pgjob", send: str = ""
+) -> Path:
+    """A job file in ``folder`` whose results stay there and whose checkpoint is ``checkpoint``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "job.toml"
+    path.write_text(
+        textwrap.dedent(
+            f"""
+            [job]
+            id = "{job_id}"
+
+            [input]
+            path = "{contacts}"
+
+            [flow]
+            sid = "{FLOW_SID}"
+            api = "engagements"
+            base_url = "{base_url}"
+
+            [mapping]
+            to = "phone"
+            from = "+15005550006"
+
+            [mapping.parameters]
+            name = "name"
+
+            [output]
+            results = "{folder / "results.csv"}"
+            checkpoint = "{checkpoint}"
+            """
+        )
+        + f"\n[send]\n{send or FAST_SEND}\n"
+    )
+    return path
+
+
+def _intent(contact: str) -> Intent:
+    return Intent(contact=contact, row=1, to=contact, from_="+15005550006", params_hash="h", marker="m")
+
+
+class TestSpec:
+    """What the job file must say for a PostgreSQL checkpoint."""
+
+    def test_job_id_is_required(self, tmp_path: Path) -> None:
+        """Without [job] id the job is refused, naming job.id: file stems collide across folders."""
+        raw = {
+            "flow": {"sid": FLOW_SID},
+            "mapping": {"to": "phone", "from": "+15005550006"},
+            "output": {"checkpoint": "postgresql://db.example/crm", "results": str(tmp_path / "r.csv")},
+        }
+        with pytest.raises(ConfigError, match=r"job\.id"):
+            load_spec(raw=raw)
+
+    def test_a_password_in_the_url_is_refused(self, tmp_path: Path) -> None:
+        """A password in output.checkpoint is refused: it belongs in PGPASSWORD or ~/.pgpass."""
+        raw = {
+            "job": {"id": "j"},
+            "flow": {"sid": FLOW_SID},
+            "mapping": {"to": "phone", "from": "+15005550006"},
+            "output": {"checkpoint": "postgresql://u:secret@db.example/crm", "results": str(tmp_path / "r.csv")},
+        }
+        with pytest.raises(ConfigError, match=r"output\.checkpoint.*PGPASSWORD") as info:
+            load_spec(raw=raw)
+        assert "secret" not in str(info.value)
+
+    def test_the_key_is_the_rendered_job_id_and_a_rehearsal_has_its_own(self, tmp_path: Path) -> None:
+        """A {date} job id is keyed per period, and the rehearsal's key differs from the real job's."""
+        raw = {
+            "job": {"id": "remind-{date}"},
+            "flow": {"sid": FLOW_SID},
+            "mapping": {"to": "phone", "from": "+15005550006"},
+            "output": {"checkpoint": "postgresql://db.example/crm", "results": str(tmp_path / "{id}.csv")},
+        }
+        spec = load_spec(raw=raw).for_period("2026-03-04")
+        assert spec.output.checkpoint == "postgresql://db.example/crm#remind-2026-03-04"
+        assert spec.rehearsal().output.checkpoint == "postgresql://db.example/crm#remind-2026-03-04.sandbox"
+
+
+class TestJournal:
+    """The journal's guarantees, as the SQLite one gives them."""
+
+    def test_intents_and_outcomes_are_read_back_and_a_pending_outcome_withdraws_the_intent(self, pg_url: str) -> None:
+        """Committed intents are open lines; a sent outcome is final; a pending one clears the intent time."""
+        with open_checkpoint(f"{pg_url}#j", {"f": 1}, TARGET) as cp:
+            cp.write_intents([_intent("a"), _intent("b")], at="2026-01-01T00:00:00.000Z", twilio_at=None)
+            assert sorted(cp.open_lines()["contact"]) == ["a", "b"]
+            cp.write_outcomes(
+                [
+                    Outcome("a", RowState.SENT, sid="FN1", completed_at="2026-01-01T00:00:01.000Z"),
+                    Outcome("b", RowState.PENDING),
+                ]
+            )
+            journal = cp.journal()
+            assert cp.contacts_in(FINAL).to_list() == ["a"]
+            assert cp.contacts_in(OPEN).to_list() == ["b"]
+            assert cp.sids_since("2026-01-01T00:00:00.000Z") == {"FN1"}
+        line_b = journal.filter(pl.col("contact") == "b").row(0, named=True)
+        assert line_b["state"] == "pending" and line_b["intent_at"] is None
+
+    def test_another_job_or_another_twilio_is_refused(self, pg_url: str) -> None:
+        """A changed fingerprint or target is refused with a message naming what changed, nothing sent."""
+        with open_checkpoint(f"{pg_url}#j", {"flow_sid": "FWa"}, TARGET):
+            pass
+        with pytest.raises(CheckpointMismatch, match="the Flow SID changed"):
+            check_binding(f"{pg_url}#j", {"flow_sid": "FWb"}, TARGET)
+        with pytest.raises(CheckpointMismatch, match="made against"):
+            open_checkpoint(f"{pg_url}#j", {"flow_sid": "FWa"}, Target(base_url="https://other", identity=None))
+
+    def test_restart_keeps_the_old_state_aside(self, pg_url: str, pg_schema: Schema) -> None:
+        """--restart without --yes is refused; with it the job starts empty and the old lines still exist."""
+        with open_checkpoint(f"{pg_url}#j", {"f": 1}, TARGET) as cp:
+            cp.write_intents([_intent("a")], at="2026-01-01T00:00:00.000Z", twilio_at=None)
+            cp.write_outcomes([Outcome("a", RowState.SENT, sid="FN1")])
+        with pytest.raises(CheckpointMismatch, match="--yes"):
+            open_checkpoint(f"{pg_url}#j", {"f": 1}, TARGET, restart=True)
+        with open_checkpoint(f"{pg_url}#j", {"f": 1}, TARGET, restart=True, yes=True) as cp:
+            assert cp.journal().height == 0
+        query = f'SELECT job FROM "{pg_schema.name}".journal WHERE contact = %s'  # noqa: S608 - our own schema
+        kept = pg_schema.conn.execute(query, ("a",)).fetchall()
+        assert [k[0].startswith("j@") and k[0].endswith(".old") for k in kept] == [True]
+
+
+class TestRunsThroughTheSandbox:
+    """A job with its whole state in PostgreSQL runs, resumes, and reports with nothing on disk but its results."""
+
+    def test_a_job_finishes_and_resumes_and_status_and_report_read_the_database(
+        self, pg_url: str, sandbox: Sandbox, sandbox_creds: Credentials, tmp_path: Path
+    ) -> None:
+        """Ten rows, then the rest; each contact once in the ledger; status and report from the database alone."""
+        contacts = tmp_path / "in" / "contacts.csv"
+        contacts.parent.mkdir()
+        make_contacts(30).write_csv(contacts)
+        job = _job(tmp_path / "m", contacts=contacts, base_url=sandbox.url, checkpoint=pg_url)
+        first = api.run(job, credentials=sandbox_creds, options=RunOptions(limit=10))
+        assert first.counts.get("sent") == 10
+        second = api.run(job, credentials=sandbox_creds)
+        assert second.exit_code == 0 and second.counts["sent"] == 30
+        assert max(Counter(e.to for e in sandbox.ledger()).values()) == 1 and len(sandbox.ledger()) == 30
+        # Nothing but the job file and its results table on disk: the checkpoint and plan are in the database.
+        assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["job.toml", "results.csv"]
+        assert api.status(job).counts["sent"] == 30
+        written, counts = api.report(job, output=tmp_path / "again.csv")
+        assert counts["sent"] == 30 and counts["pending"] == 0
+        table = pl.read_csv(written)
+        assert dict(zip(table["to"], table["sid"], strict=True)) == {e.to: e.sid for e in sandbox.ledger()}
+
+    def test_collect_says_in_one_line_that_it_does_not_work_here_yet(
+        self, pg_url: str, sandbox: Sandbox, sandbox_creds: Credentials, tmp_path: Path
+    ) -> None:
+        """collect refuses a PostgreSQL checkpoint with a usage error naming the job, and writes no file."""
+        contacts = tmp_path / "contacts.csv"
+        make_contacts(3).write_csv(contacts)
+        job = _job(tmp_path / "m", contacts=contacts, base_url=sandbox.url, checkpoint=pg_url)
+        api.run(job, credentials=sandbox_creds)
+        with pytest.raises(UsageError, match="job pgjob: collect does not work with a postgresql:// checkpoint"):
+            api.collect(job, credentials=sandbox_creds)
+        assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["job.toml", "results.csv"]
+
+    def test_status_reads_while_a_run_holds_the_job(self, pg_url: str, tmp_path: Path) -> None:
+        """While a run holds the lock, a reader sees its journal and that it is live; afterwards, not live."""
+        where = f"{pg_url}#j"
+        with open_checkpoint(where, {"f": 1}, TARGET) as cp:
+            cp.start_run("2026-01-01T00:00:00.000Z", "digest")
+            cp.save_plan(pl.DataFrame({"row": [1], "contact": ["a"]}))
+            cp.write_intents([_intent("a")], at="2026-01-01T00:00:00.000Z", twilio_at=None)
+            view = read_checkpoint(where)
+            assert view.live and view.journal["state"].to_list() == ["intent"]
+            assert view.plan is not None and view.plan["contact"].to_list() == ["a"]
+            assert view.runs.height == 1
+        assert not read_checkpoint(where).live
+        assert checkpoint_exists(where, plan=True) and not checkpoint_exists(f"{pg_url}#other")
+
+
+class TestLostSession:
+    """A run whose database session ends stops with a clear answer, and the job is free for the next run."""
+
+    def test_a_write_after_the_session_ended_is_exit_75_and_the_job_is_free(
+        self, pg_url: str, pg_schema: Schema
+    ) -> None:
+        """The server ends the run's session: its next intent write raises TryLater naming the cause, and another
+        run can take the job at once."""
+        where = f"{pg_url}#j"
+        with open_checkpoint(where, {"f": 1}, TARGET) as cp:
+            query = f'SELECT backend_pid FROM "{pg_schema.name}".leases'  # noqa: S608 - our own schema
+            (pid,) = pg_schema.conn.execute(query).fetchone()
+            pg_schema.conn.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))
+            with pytest.raises(TryLater, match="lost the connection to the checkpoint's database"):
+                cp.write_intents([_intent("a")], at="2026-01-01T00:00:00.000Z", twilio_at=None)
+            with open_checkpoint(where, {"f": 1}, TARGET) as other:
+                assert other.journal().height == 0
+
+
+class TestPeriods:
+    """A job with a period finds its state in the database as it does in files."""
+
+    def test_status_without_this_period_reads_the_latest_one_of_this_job(self, pg_url: str, tmp_path: Path) -> None:
+        """With no state for today, the newest period of *this* job is read: not a rehearsal's, not another job's."""
+        job = _job(tmp_path, contacts=tmp_path / "c.csv", base_url="http://127.0.0.1:9", checkpoint=pg_url,
+                   job_id="remind-{date}")  # fmt: skip
+        spec = api.load_job(job)
+        for where in (
+            spec.for_period("2026-03-01").output.checkpoint,
+            spec.for_period("2026-03-02").output.checkpoint,
+            spec.for_period("2026-03-05").rehearsal().output.checkpoint,
+            pg_url + "#other-2026-03-09",
+        ):
+            with open_checkpoint(where, {"f": 1}, TARGET):
+                pass
+        assert api.load_job(job, latest=True).job.period == "2026-03-02"
+        assert api.load_job(job, latest=True, sandbox=True).job.period == "2026-03-05"
+
+
+class TestOneRunPerJob:
+    """One run per job, on any machine; a rehearsal never touches the real job's state."""
+
+    def test_a_second_run_exits_75_at_once_and_sends_nothing(
+        self, pg_url: str, sandbox: Sandbox, sandbox_env: dict[str, str], tmp_path: Path
+    ) -> None:
+        """While another process holds the job, `run` exits 75 in another folder and the sandbox sees nothing."""
+        contacts = tmp_path / "contacts.csv"
+        make_contacts(5).write_csv(contacts)
+        job = _job(tmp_path / "b", contacts=contacts, base_url=sandbox.url, checkpoint=pg_url)
+        spec = api.load_job(job)
+        with open_checkpoint(spec.output.checkpoint, {"f": 1}, TARGET):
+            started = time.monotonic()
+            done = subprocess.run(
+                [sys.executable, "-m", "batch_engage", "run", str(job)],
+                env=os.environ | sandbox_env,
+                capture_output=True,
+                cwd=tmp_path / "b",
+                timeout=60,
+            )
+            assert time.monotonic() - started < 20
+        assert done.returncode == 75, done.stderr.decode()[-2000:]
+        assert "another batch-engage process is running this job" in done.stderr.decode()
+        assert sandbox.ledger() == []
+
+    def test_a_rehearsal_keeps_its_state_apart(
+        self, pg_url: str, sandbox: Sandbox, sandbox_creds: Credentials, tmp_path: Path
+    ) -> None:
+        """The real job's journal is untouched by a rehearsal of the whole list, and the other way round."""
+        contacts = tmp_path / "contacts.csv"
+        make_contacts(12).write_csv(contacts)
+        job = _job(tmp_path / "m", contacts=contacts, base_url=sandbox.url, checkpoint=pg_url)
+        api.run(job, credentials=sandbox_creds, options=RunOptions(limit=4))
+        rehearsal = api.load_job(job, sandbox=True)
+        assert not checkpoint_exists(rehearsal.output.checkpoint)
+        done = subprocess.run(
+            [sys.executable, "-m", "batch_engage", "run", str(job), "--sandbox", "--rate", "1000"],
+            capture_output=True,
+            cwd=tmp_path,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr.decode()[-2000:]
+        assert read_checkpoint(rehearsal.output.checkpoint).journal.height == 12
+        assert read_checkpoint(api.load_job(job).output.checkpoint).journal.height == 4
+        assert len(sandbox.ledger()) == 4
+        assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["job.toml", "results.csv", "results.sandbox.csv"]
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["contacts.csv", "m"]
+
+
+def _start(job: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "batch_engage", "run", str(job), "--log-format", "json", "--log-level", "warning"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        cwd=job.parent,
+    )
+
+
+def _machines(root: Path, rows: int, sb: Sandbox, url: str, send: str) -> tuple[Path, Path]:
+    """Two folders, each with its own copy of the list and its own job file: they share only the URL."""
+    jobs = []
+    for name in ("a", "b"):
+        folder = root / f"machine-{name}"
+        folder.mkdir()
+        make_contacts(rows).write_csv(folder / "contacts.csv")
+        jobs.append(_job(folder, contacts=folder / "contacts.csv", base_url=sb.url, checkpoint=url, send=send))
+    return jobs[0], jobs[1]
+
+
+class TestTwoMachines:
+    """Processes in different folders with no shared file, only the PostgreSQL URL."""
+
+    ROWS = 600
+
+    def test_kill_9_on_one_machine_and_resume_on_the_other_reaches_everyone_once(
+        self, pg_url: str, sandbox_factory: Callable[..., Sandbox], sandbox_env: dict[str, str], tmp_path: Path
+    ) -> None:
+        """SIGKILLs at random moments, alternating machines, then the other machine finishes: every contact has
+        exactly one run in the ledger and the finishing machine's results carry the ledger's SIDs."""
+        sb = sandbox_factory(rate_limit=None, latency=0.02, jitter=0.01, active_rule=False, lost_answer_rate=0.05)
+        send = "rate = 200\nconcurrency = 8\nreconcile_delay = 0.1"
+        machines = _machines(tmp_path, self.ROWS, sb, pg_url, send)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TWILIO_")} | sandbox_env
+        rng = random.Random(1125)
+        kills = 0
+        for attempt in range(8):
+            before = len(sb.ledger())
+            if before >= self.ROWS - 20:
+                break
+            proc = _start(machines[attempt % 2], env)
+            if attempt % 2 == 0:
+                # Any instant, start-up included.
+                time.sleep(rng.uniform(0.2, 1.5))
+            else:
+                # Mid-send: once a random number of new runs exist.
+                target = before + rng.randint(5, 60)
+                deadline = time.monotonic() + 30
+                while len(sb.ledger()) < target and proc.poll() is None and time.monotonic() < deadline:
+                    time.sleep(0.005)
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                kills += 1
+            proc.wait(timeout=10)
+            assert proc.stderr is not None
+            proc.stderr.close()
+        assert kills >= 5
+        last = machines[1]
+        final = subprocess.run(
+            [sys.executable, "-m", "batch_engage", "run", str(last)], env=env, capture_output=True, cwd=last.parent
+        )
+        assert final.returncode == 0, final.stderr.decode()[-6000:]
+        ledger = [e for e in sb.ledger() if e.source == "rest"]
+        per_contact = Counter(e.to for e in ledger)
+        assert len(per_contact) == self.ROWS
+        assert max(per_contact.values()) == 1
+        table = pl.read_csv(last.parent / "results.csv")
+        assert table["status"].to_list() == ["sent"] * self.ROWS
+        assert dict(zip(table["to"], table["sid"], strict=True)) == {e.to: e.sid for e in ledger}
+
+    def test_a_frozen_machine_loses_the_job_to_the_other_after_one_lease(
+        self, pg_url: str, sandbox_factory: Callable[..., Sandbox], sandbox_env: dict[str, str], tmp_path: Path
+    ) -> None:
+        """A run frozen mid-send (SIGSTOP: its socket stays open, its kernel still answers) keeps the job while
+        its lease is fresh; after one lease the other machine takes it over and finishes, nobody twice."""
+        sb = sandbox_factory(rate_limit=None, latency=0.02, active_rule=False)
+        lease = 5
+        machines = _machines(tmp_path, 200, sb, f"{pg_url}&lease={lease}", "rate = 100\nconcurrency = 4")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TWILIO_")} | sandbox_env
+        frozen = _start(machines[0], env)
+        try:
+            deadline = time.monotonic() + 30
+            while len(sb.ledger()) < 20 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            frozen.send_signal(signal.SIGSTOP)
+            stopped = time.monotonic()
+            early = subprocess.run(
+                [sys.executable, "-m", "batch_engage", "run", str(machines[1])], env=env, capture_output=True
+            )
+            assert early.returncode == 75, "a fresh lease must keep the job with its holder"
+            while time.monotonic() - stopped < lease:
+                time.sleep(0.05)
+            takeover = subprocess.run(
+                [sys.executable, "-m", "batch_engage", "run", str(machines[1])],
+                env=env,
+                capture_output=True,
+                cwd=machines[1].parent,
+                timeout=120,
+            )
+            assert takeover.returncode == 0, takeover.stderr.decode()[-4000:]
+        finally:
+            frozen.send_signal(signal.SIGKILL)
+            frozen.wait(timeout=10)
+            assert frozen.stderr is not None
+            frozen.stderr.close()
+        per_contact = Counter(e.to for e in sb.ledger() if e.source == "rest")
+        assert len(per_contact) == 200 and max(per_contact.values()) == 1
