@@ -378,6 +378,10 @@ class Checkpoint:
         """The Twilio this checkpoint's runs were made against."""
         return Target(**json.loads(self.meta["target"]))
 
+    def holds(self) -> bool:
+        """Whether this run may still send (a file lock held by a live process cannot be taken over)."""
+        return True
+
     def learn_account(self, account_sid: str) -> None:
         """The account the Flow belongs to (read by the preflight): refuse another, remember it otherwise."""
         was = self.target
@@ -703,6 +707,10 @@ class CheckpointStore(Protocol):
 
     def close(self) -> None:
         """Close it and release the lock."""
+
+    def holds(self) -> bool:
+        """Whether this run may still send: it still holds the job (a lease-based backend may lose it)."""
+        ...
 
     def __enter__(self) -> CheckpointStore: ...
 

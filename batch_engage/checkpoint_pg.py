@@ -42,6 +42,7 @@ import re
 import secrets
 import socket
 import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
@@ -147,6 +148,11 @@ CREATE TABLE IF NOT EXISTS {s}.leases (
 """
 _TABLES = ("meta", "journal", "runs", "events", "plans", "leases")
 _COLUMNS = ", ".join(_JOURNAL_COLUMNS)
+
+
+def _boottime() -> float:
+    """Seconds on a clock that keeps counting while the machine is suspended (monotonic where that is missing)."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME) if hasattr(time, "CLOCK_BOOTTIME") else time.monotonic()
 
 
 def is_postgres(location: str | object) -> bool:
@@ -413,6 +419,7 @@ class PgCheckpoint:
         # Durable unless a write says otherwise (only outcomes do: see _statement).
         conn.execute("SET synchronous_commit = off")
         self._stop = threading.Event()
+        self._last_beat = _boottime()
         self._heart = threading.Thread(target=self._beat, name="checkpoint-heartbeat", daemon=True)
         self._heart.start()
 
@@ -425,6 +432,15 @@ class PgCheckpoint:
                     self._conn.execute(sql, (self.location.key,))
             except psycopg.Error:
                 return  # the session is gone: the next write fails and stops the run
+            self._last_beat = _boottime()
+
+    def holds(self) -> bool:
+        """Whether this run may still send: its last heartbeat is under half a lease old.
+
+        A machine frozen (a paused VM, SIGSTOP) for longer may have been taken over by another;
+        when it wakes, its queued requests must not leave before a beat proves the lock again.
+        """
+        return _boottime() - self._last_beat < self.location.lease / 2
 
     @classmethod
     def open(

@@ -330,6 +330,15 @@ class Dispatcher:
         if self.stopping():
             self.put_back(item)
             return
+        if not self.cp.holds():
+            # Frozen past its lease, this run may have been taken over: nothing more may leave from here.
+            self.put_back(item)
+            if not self.control.stopping:
+                log.error(
+                    "checkpoint.lease_lost", message="this run's hold on the job is stale; stopping, sending nothing"
+                )
+                self.control.request_stop()
+            return
         if self.window is not None and item.zones and not self.window.is_open(item.zones.split(","), self.wall()):
             # Checked again here: a row that waited in the queue must not leave late.
             self.put_back(item)

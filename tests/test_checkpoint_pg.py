@@ -395,7 +395,8 @@ class TestTwoMachines:
         self, pg_url: str, sandbox_factory: Callable[..., Sandbox], sandbox_env: dict[str, str], tmp_path: Path
     ) -> None:
         """A run frozen mid-send (SIGSTOP: its socket stays open, its kernel still answers) keeps the job while
-        its lease is fresh; after one lease the other machine takes it over and finishes, nobody twice."""
+        its lease is fresh; after one lease the other machine takes it over and finishes; the frozen one,
+        woken up, sends nothing more: nobody twice."""
         sb = sandbox_factory(rate_limit=None, latency=0.02, active_rule=False)
         lease = 5
         machines = _machines(tmp_path, 200, sb, f"{pg_url}&lease={lease}", "rate = 100\nconcurrency = 4")
@@ -421,9 +422,15 @@ class TestTwoMachines:
                 timeout=120,
             )
             assert takeover.returncode == 0, takeover.stderr.decode()[-4000:]
+            before = len(sb.ledger())
+            frozen.send_signal(signal.SIGCONT)
+            woken = frozen.wait(timeout=60)
+            assert woken != 0
+            assert len(sb.ledger()) == before
         finally:
-            frozen.send_signal(signal.SIGKILL)
-            frozen.wait(timeout=10)
+            if frozen.poll() is None:
+                frozen.send_signal(signal.SIGKILL)
+                frozen.wait(timeout=10)
             assert frozen.stderr is not None
             frozen.stderr.close()
         per_contact = Counter(e.to for e in sb.ledger() if e.source == "rest")
