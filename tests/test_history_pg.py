@@ -265,24 +265,33 @@ class TestConcurrency:
         tmp_path: Path,
         sandbox_env: dict[str, str],
     ) -> None:
-        """Two jobs on two flows, overlapping lists, one PostgreSQL history with `cap = "1 per 7d"`: nobody twice."""
+        """Two "machines" (own folders, no shared file, only the PostgreSQL URL for state and history), two jobs on
+        two flows over overlapping lists, `cap = "1 per 7d"`, started at the same moment: nobody twice."""
         sb = sandbox_factory(rate_limit=None, latency=0.01, active_rule=False)
-        extra = f'[history]\npath = "{pg.history_url}"\ncap = "1 per 7d"\n'
         jobs = []
         for name, start, flow in (("a", 100, FLOW_SID), ("b", 120, OTHER_FLOW)):
-            path = tmp_path / f"{name}.csv"
+            machine = tmp_path / f"machine-{name}"
+            machine.mkdir()
+            path = machine / "contacts.csv"
             make_contacts(40, start=start).write_csv(path)
+            extra = f'[job]\nid = "job-{name}"\n[history]\npath = "{pg.history_url}"\ncap = "1 per 7d"\n'
             job = write_job(
                 input_path=path, base_url=sb.url, name=name, extra=extra, send="rate = 100\nconcurrency = 4"
             )
-            job.write_text(job.read_text().replace(FLOW_SID, flow))
-            jobs.append(job)
+            text = job.read_text().replace(FLOW_SID, flow)
+            text = text.replace(
+                f'checkpoint = "{tmp_path / (name + ".checkpoint")}"', f'checkpoint = "{pg.history_url}"'
+            )
+            text = text.replace(str(tmp_path / f"{name}.results.csv"), str(machine / "results.csv"))
+            (machine / "job.toml").write_text(text)
+            job.unlink()
+            jobs.append(machine / "job.toml")
         env = {k: v for k, v in os.environ.items() if not k.startswith("TWILIO_")} | sandbox_env
         procs = [
             subprocess.Popen(
                 [sys.executable, "-m", "batch_engage", "run", str(j)],
                 env=env,
-                cwd=REPO,
+                cwd=j.parent,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
             )
@@ -294,8 +303,9 @@ class TestConcurrency:
         per_contact = Counter(e.to for e in sb.ledger())
         assert len(per_contact) == 60
         assert max(per_contact.values()) == 1
-        tables = [pl.read_csv(tmp_path / f"{n}.results.csv") for n in ("a", "b")]
+        tables = [pl.read_csv(j.parent / "results.csv") for j in jobs]
         assert sum(t.filter(pl.col("status") == "capped").height for t in tables) == 20
+        assert {p.name for j in jobs for p in j.parent.iterdir()} == {"contacts.csv", "job.toml", "results.csv"}
 
 
 class TestHistoryCommands:
