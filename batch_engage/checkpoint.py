@@ -209,6 +209,21 @@ def describe_mismatch(stored: Mapping[str, Any], current: Mapping[str, Any]) -> 
     return ", ".join(changed) or "the job"
 
 
+def with_account(meta: Mapping[str, str], account_sid: str, *, where: str) -> str | None:
+    """The target JSON with the account the Flow belongs to, when it was not known yet (None: nothing to store).
+
+    Raises ``CheckpointMismatch`` when the checkpoint's runs were made in another account.
+    """
+    was = Target(**json.loads(meta["target"]))
+    if was.account is not None and was.account != account_sid:
+        raise CheckpointMismatch(
+            f"{where}: this checkpoint's runs were made in account {was.account}, and these credentials "
+            f"reach account {account_sid}; nothing was sent. Use another --checkpoint for that account, "
+            "or --restart --yes to forget this one."
+        )
+    return None if was.account is not None else json.dumps(asdict(replace(was, account=account_sid)), sort_keys=True)
+
+
 def _read_meta(path: Path) -> dict[str, str]:
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
@@ -384,17 +399,11 @@ class Checkpoint:
 
     def learn_account(self, account_sid: str) -> None:
         """The account the Flow belongs to (read by the preflight): refuse another, remember it otherwise."""
-        was = self.target
-        if was.account is not None and was.account != account_sid:
-            raise CheckpointMismatch(
-                f"{self.path}: this checkpoint's runs were made in account {was.account}, and these credentials "
-                f"reach account {account_sid}; nothing was sent. Use another --checkpoint for that account, "
-                "or --restart --yes to forget this one."
-            )
-        if was.account is None:
-            self.meta["target"] = json.dumps(asdict(replace(was, account=account_sid)), sort_keys=True)
+        learned = with_account(self.meta, account_sid, where=str(self.path))
+        if learned is not None:
+            self.meta["target"] = learned
             with self._transaction() as conn:
-                conn.execute("UPDATE meta SET value = ? WHERE key = 'target'", (self.meta["target"],))
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'target'", (learned,))
 
     def close(self) -> None:
         """Close the database and release the lock."""

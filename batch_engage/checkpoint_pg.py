@@ -44,7 +44,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
@@ -63,6 +63,7 @@ from .checkpoint import (
     Target,
     check_meta,
     empty_journal,
+    with_account,
 )
 from .errors import CheckpointLocked, CheckpointMismatch, TryLater, UsageError
 from .states import OPEN, POSSIBLY_SENT, REACHED, RowState, sql_list
@@ -524,19 +525,13 @@ class PgCheckpoint:
 
     def learn_account(self, account_sid: str) -> None:
         """The account the Flow belongs to (read by the preflight): refuse another, remember it otherwise."""
-        was = self.target
-        if was.account is not None and was.account != account_sid:
-            raise CheckpointMismatch(
-                f"{self.path}: this checkpoint's runs were made in account {was.account}, and these credentials "
-                f"reach account {account_sid}; nothing was sent. Use another --checkpoint for that account, "
-                "or --restart --yes to forget this one."
-            )
-        if was.account is None:
-            self.meta["target"] = json.dumps(asdict(replace(was, account=account_sid)), sort_keys=True)
+        learned = with_account(self.meta, account_sid, where=self.path)
+        if learned is not None:
+            self.meta["target"] = learned
             with self._transaction() as cur:
                 cur.execute(
                     self._sql("UPDATE {s}.meta SET value = %s WHERE job = %s AND key = 'target'"),
-                    (self.meta["target"], self.location.key),
+                    (learned, self.location.key),
                 )
 
     def __enter__(self) -> PgCheckpoint:
