@@ -245,20 +245,23 @@ class Dispatcher:
             if self._limit_left is not None:
                 size = min(size, self._limit_left)
             batch: list[Item] = []
+            exhausted = False
             for item in self._source:
                 self.dispatched += 1
                 batch.append(item)
                 if len(batch) >= size:
                     break
             else:
-                self._source_done = True
+                exhausted = True
             if self._limit_left is not None:
                 self._limit_left -= len(batch)
-                if self._limit_left <= 0:
-                    self._source_done = True
+                exhausted = exhausted or self._limit_left <= 0
             if batch:
                 await self._write_intents(batch)
                 self._ready.extend(batch)
+            # Only now: a worker that saw the source done while this group's intents were being
+            # written (and nothing ready yet) would have left, and the group been sent one by one.
+            self._source_done = exhausted
         await self._notify()
 
     async def _write_intents(self, batch: list[Item]) -> None:
