@@ -390,6 +390,9 @@ class _Collector:
             return f"could not fetch the run's Context: {exc.message}; collect again to retry", False
         if target.status == "already_active" and not self._proven(context, target.marker):
             return ANOTHER_SENDER, True
+        if target.status == "sent" and self._disproven(context, target.marker):
+            # A v1 hand-back of another sender's run made a moment before ours reads as new: its marker tells.
+            return ANOTHER_SENDER, True
         for name, path in self.spec.collect.fields:
             values[name] = _as_text(context_value(context, path))
         settled = True
@@ -418,6 +421,12 @@ class _Collector:
             values[f"{widget}_delivery_error_code"] = _error_code(code)
             settled = settled and status in FINAL_DELIVERY
         return ("; ".join(notes) or None), settled
+
+    def _disproven(self, context: Mapping[str, Any], marker: str | None) -> bool:
+        """Whether a run recorded as this contact's carries another marker, or none (only when ours is known)."""
+        key = self.spec.send.marker_key
+        data = context_value(context, "flow.data")
+        return bool(key) and marker is not None and isinstance(data, Mapping) and data.get(key) != marker
 
     def _proven(self, context: Mapping[str, Any], marker: str | None) -> bool:
         """Whether an already-active run carries this contact's marker, so it is this job's."""

@@ -162,6 +162,31 @@ class TestRunStatusAndFields:
         assert all(line["intro"] == "sent" and line["error_message"] is None for line in ours)
         assert result.exit_code == 0
 
+    def test_a_v1_hand_back_taken_for_new_is_still_another_senders_run(
+        self,
+        sandbox: Sandbox,
+        write_job: Callable[..., Path],
+        tmp_path: Path,
+        sandbox_creds: Credentials,
+    ) -> None:
+        """v1 hands back a run another sender made a moment earlier; `run` counts it sent, but its Context lacks
+        the row's marker, so `collect` keeps its status and not its fields."""
+        path = tmp_path / "c.csv"
+        make_contacts(3).write_csv(path)
+        first = make_contacts(1)["phone"][0]
+        httpx.post(
+            f"{sandbox.url}/v1/Flows/{FLOW_SID}/Engagements",
+            data={"To": first, "From": "+15005550006"},
+            auth=(SANDBOX_USERNAME, SANDBOX_PASSWORD),
+        ).raise_for_status()
+        job = write_job(input_path=path, base_url=sandbox.url, extra=COLLECT)
+        assert batch_engage.run(job, credentials=sandbox_creds).counts["sent"] == 3
+        sandbox.end_all_runs()
+        result = batch_engage.collect(job, credentials=sandbox_creds)
+        other, *ours = result.outcomes.iter_rows(named=True)
+        assert (other["error_message"], other["answer"]) == (ANOTHER_SENDER, None)
+        assert all(line["error_message"] is None for line in ours)
+
 
 class TestFetchedOnce:
     def test_a_third_collect_makes_no_request_for_ended_runs(
