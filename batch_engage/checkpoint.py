@@ -119,6 +119,17 @@ _JOURNAL_COLUMNS = {
     "intent_twilio_at": pl.String,
     "completed_at": pl.String,
 }
+RUN_COLUMNS = {"id": pl.Int64, "started_at": pl.String, "stopped_at": pl.String, "exit_code": pl.Int64}
+EVENT_COLUMNS = {
+    "run": pl.Int64,
+    "second": pl.Int64,
+    "requests": pl.Int64,
+    "ok": pl.Int64,
+    "rate_limited": pl.Int64,
+    "retries": pl.Int64,
+    "lookups": pl.Int64,
+    "pacer_rate": pl.Float64,
+}
 _SELECT = f"SELECT {', '.join(_JOURNAL_COLUMNS)} FROM journal"  # noqa: S608 - constant column names
 
 
@@ -655,21 +666,12 @@ def read_only(path: str | Path) -> CheckpointView:
             journal = _frame(conn.execute(f"{_SELECT} ORDER BY row").fetchall())
             runs = pl.DataFrame(
                 conn.execute("SELECT id, started_at, stopped_at, exit_code FROM runs ORDER BY id").fetchall(),
-                schema={"id": pl.Int64, "started_at": pl.String, "stopped_at": pl.String, "exit_code": pl.Int64},
+                schema=RUN_COLUMNS,
                 orient="row",
             )
             events = pl.DataFrame(
                 conn.execute("SELECT * FROM events ORDER BY run, second").fetchall(),
-                schema={
-                    "run": pl.Int64,
-                    "second": pl.Int64,
-                    "requests": pl.Int64,
-                    "ok": pl.Int64,
-                    "rate_limited": pl.Int64,
-                    "retries": pl.Int64,
-                    "lookups": pl.Int64,
-                    "pacer_rate": pl.Float64,
-                },
+                schema=EVENT_COLUMNS,
                 orient="row",
             )
         finally:

@@ -55,6 +55,8 @@ import psycopg
 from ._time import iso_ms
 from .checkpoint import (
     _JOURNAL_COLUMNS,
+    EVENT_COLUMNS,
+    RUN_COLUMNS,
     SCHEMA_VERSION,
     CheckpointView,
     Intent,
@@ -800,7 +802,7 @@ def read_only(location: str | PgLocation) -> CheckpointView:
             conn.execute(
                 loc.sql("SELECT id, started_at, stopped_at, exit_code FROM {s}.runs WHERE job = %s ORDER BY id"), key
             ).fetchall(),
-            schema={"id": pl.Int64, "started_at": pl.String, "stopped_at": pl.String, "exit_code": pl.Int64},
+            schema=RUN_COLUMNS,
             orient="row",
         )
         events = pl.DataFrame(
@@ -811,16 +813,7 @@ def read_only(location: str | PgLocation) -> CheckpointView:
                 ),
                 key,
             ).fetchall(),
-            schema={
-                "run": pl.Int64,
-                "second": pl.Int64,
-                "requests": pl.Int64,
-                "ok": pl.Int64,
-                "rate_limited": pl.Int64,
-                "retries": pl.Int64,
-                "lookups": pl.Int64,
-                "pacer_rate": pl.Float64,
-            },
+            schema=EVENT_COLUMNS,
             orient="row",
         )
         blob = conn.execute(loc.sql("SELECT plan FROM {s}.plans WHERE job = %s"), key).fetchone()

@@ -171,3 +171,13 @@ def make_spec(tmp_path: Path) -> Callable[..., Any]:
         return load_spec(raw=raw)
 
     return make
+
+
+def cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """Run the CLI in-process: exit code, stdout, stderr; no output may hold a traceback."""
+    from batch_engage.cli import main
+
+    code = main(args)
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return code, out, err

@@ -15,17 +15,9 @@ from typing import Any
 import polars as pl
 import pytest
 
-from batch_engage.cli import main
 from batch_engage.sandbox import SANDBOX_USERNAME, Sandbox
 
-from conftest import REPO, make_contacts
-
-
-def cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    code = main(args)
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err
-    return code, out, err
+from conftest import REPO, cli, make_contacts
 
 
 class TestExitCodes:

@@ -13,8 +13,9 @@ from typing import Any
 import polars as pl
 import pytest
 
-from batch_engage.cli import main
 from batch_engage.sandbox import Sandbox
+
+from conftest import cli
 
 MAPPING = (
     'to = "phone"\nfrom = "+15005550006"\ndefault_region = "US"\n\n'
@@ -44,13 +45,6 @@ sample requests:
   {"row": 2, "To": "+14155550101", "From": "+15005550006", "Parameters": "{\\"name\\":\\"Zoë\\",\\"visits\\":2,\\"_batch_engage\\":\\"<token of the new checkpoint>:3aec5bbba8314dec\\"}"}
   {"row": 8, "To": "+14155550102", "From": "+15005550006", "Parameters": "{\\"name\\":\\"José\\",\\"_batch_engage\\":\\"<token of the new checkpoint>:c7ffb335a51d4c75\\"}"}
 """
-
-
-def cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    code = main(args)
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err
-    return code, out, err
 
 
 @pytest.fixture

@@ -19,14 +19,13 @@ import pytest
 
 import batch_engage
 from batch_engage import api
-from batch_engage.cli import main
 from batch_engage.collect import ANOTHER_SENDER, CollectOptions, context_value
 from batch_engage.credentials import Credentials
 from batch_engage.outcomes import OutcomeStore, outcomes_path
 from batch_engage.runner import RunOptions
 from batch_engage.sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox
 
-from conftest import FLOW_SID, REPO, make_contacts
+from conftest import FLOW_SID, REPO, cli, make_contacts
 
 COLLECT = """
 [collect]
@@ -37,13 +36,6 @@ answer = "widgets.ask.inbound.Body"
 intro = "widgets.send_intro.outbound.Status"
 data = "flow.data"
 """
-
-
-def cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    code = main(args)
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err
-    return code, out, err
 
 
 async def no_wait(seconds: float) -> None:

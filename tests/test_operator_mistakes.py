@@ -21,18 +21,9 @@ import polars as pl
 import pytest
 
 from batch_engage import status
-from batch_engage.cli import main
 from batch_engage.sandbox import Sandbox
 
-from conftest import make_contacts
-
-
-def cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """Run the CLI in-process; no output may hold a traceback."""
-    code = main(args)
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err
-    return code, out, err
+from conftest import cli, make_contacts
 
 
 class TestRehearsalThenRun:
