@@ -1,7 +1,9 @@
-"""The job spec: regions and edges build the right Twilio hosts, and numeric settings refuse absurd values."""
+"""The job spec: regions and edges build the right Twilio hosts, numeric settings refuse absurd values, and a
+job's fingerprint (what binds its checkpoint) stays the same across releases."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,6 +12,7 @@ import pytest
 
 from batch_engage.cli import main
 from batch_engage.errors import ConfigError
+from batch_engage.prepare import fingerprint
 from batch_engage.spec import FlowSpec, api_base_url, load_spec, studio_base_url, studio_region_warning
 
 from conftest import FLOW_SID
@@ -24,6 +27,8 @@ def raw_job(flow: dict[str, Any] | None = None, send: dict[str, Any] | None = No
 
 
 class TestStudioHost:
+    """The Studio host a job reaches, from [flow] settings and the environment's region and edge."""
+
     @pytest.mark.parametrize(
         ("flow", "env", "host"),
         [
@@ -78,6 +83,8 @@ class TestStudioHost:
 
 
 class TestApiHost:
+    """The REST API host (Messages) follows the same region and edge rules as Studio's."""
+
     @pytest.mark.parametrize(
         ("region", "edge", "host"),
         [
@@ -93,6 +100,8 @@ class TestApiHost:
 
 
 class TestStudioRegionWarning:
+    """Regions where Twilio does not generally offer Studio are allowed but warned about."""
+
     @pytest.mark.parametrize("region", [None, "", "us1", "US1"])
     def test_no_warning_where_studio_runs(self, region: str | None) -> None:
         """us1 (or no region) is where Studio is offered: nothing to warn about."""
@@ -129,6 +138,8 @@ FLOAT_KEYS = ["rate", "max_backoff", "connect_timeout", "read_timeout", "reconci
 
 
 class TestNumbers:
+    """Numeric [send] settings: finite, within a sane range, from the file and from flags alike."""
+
     @pytest.mark.parametrize("key", FLOAT_KEYS)
     @pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")], ids=["nan", "inf", "-inf"])
     def test_non_finite_values_are_refused(self, key: str, value: float) -> None:
@@ -179,3 +190,42 @@ class TestNumbers:
         err = capsys.readouterr().err
         assert code == 2
         assert f"send.{flag[2:]}" in err and err.count("\n") == 1
+
+
+# A job touching every setting the fingerprint holds, and its fingerprint as 0.x wrote it into checkpoints.
+FINGERPRINTED_JOB: dict[str, Any] = {
+    "flow": {"sid": "FW" + "0" * 32, "api": "executions"},
+    "mapping": {
+        "to": "phone",
+        "from_column": "sender",
+        "parameters": {"name": "first", "order": {"id": "oid"}},
+        "static_parameters": {"brand": "Acme", "n": 3, "nested": {"k": True}},
+        "default_region": "US",
+        "timezone_column": "tz",
+    },
+    "send": {
+        "dedupe": "to_from",
+        "max_parameters_bytes": 4096,
+        "marker_key": "_m",
+        "window": "09:00-20:00",
+        "days": ["mon", "tue"],
+        "default_timezone": "America/Chicago",
+    },
+    "history": {"path": "h.sqlite", "cap": "1 per 7d", "flow_cap": "2 per 1w"},
+}
+FINGERPRINT_JSON = (
+    '{"api": "executions", "flow_sid": "FW00000000000000000000000000000000", "mapping": {"default_region": "US", '
+    '"from": null, "from_column": "sender", "parameters": [["name", "first"], ["order.id", "oid"]], '
+    '"parameters_column": null, "static_parameters": {"brand": "Acme", "n": 3, "nested": {"k": true}}, '
+    '"to": "phone"}, "planning": {"dedupe": "to_from", "marker_key": "_m", "max_parameters_bytes": 4096}}'
+)
+
+
+class TestFingerprint:
+    """What binds a checkpoint to its job is byte-for-byte what earlier releases wrote."""
+
+    def test_a_fixed_jobs_fingerprint_is_unchanged(self) -> None:
+        """A checkpoint made before the spec carried parsed windows and caps still opens for the same job."""
+        spec = load_spec(raw=FINGERPRINTED_JOB)
+        assert spec.send.window is not None and spec.history.cap is not None
+        assert json.dumps(fingerprint(spec), sort_keys=True) == FINGERPRINT_JSON
