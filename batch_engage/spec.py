@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import codecs
 import dataclasses
-import ipaddress
 import math
 import re
 import tomllib
@@ -22,7 +21,17 @@ import phonenumbers
 
 from . import periods
 from ._files import same_file
-from .errors import ConfigError, CredentialsError
+from .errors import ConfigError
+from .hosts import (
+    DEFAULT_BASE_URL,
+    REGION_EDGES,
+    api_base_url,
+    check_base_url,
+    edge_name,
+    processing_region,
+    studio_base_url,
+    studio_region_warning,
+)
 from .source_db import check_database_uri
 from .windows import parse_window, valid_zone
 
@@ -42,6 +51,7 @@ __all__ = [
     "Spec",
     "SuppressSpec",
     "api_base_url",
+    "check_base_url",
     "check_number",
     "load_spec",
     "parse_cap",
@@ -50,7 +60,6 @@ __all__ = [
 ]
 
 FLOW_SID_PATTERN = re.compile(r"^FW[0-9a-fA-F]{32}$")
-DEFAULT_BASE_URL = "https://studio.twilio.com"
 DEFAULT_RATE = 20.0
 DEFAULT_CONCURRENCY = 8
 DEFAULT_MAX_ATTEMPTS = 6
@@ -581,9 +590,9 @@ def _build(sections: dict[str, dict[str, Any]], base: Path, stem: str, now: date
     if "base_url" in flow:
         check_base_url(flow["base_url"], key="flow.base_url")
     if "region" in flow:
-        flow["region"] = _processing_region(flow["region"], key="flow.region")
+        flow["region"] = processing_region(flow["region"], key="flow.region")
     if "edge" in flow:
-        flow["edge"] = _edge(flow["edge"], key="flow.edge")
+        flow["edge"] = edge_name(flow["edge"], key="flow.edge")
 
     mapping = dict(sections["mapping"])
     if "to" not in mapping:
@@ -758,108 +767,3 @@ _JOB_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
 _EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 _CAP = re.compile(r"^\s*(\d+)\s*per\s*(\d+)\s*([mhdw])\s*$")
 _UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def check_base_url(url: str, *, key: str = "flow.base_url") -> None:
-    """Refuse URLs that are not http(s), and plain http to anything but loopback."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(key, f"must be an http(s) URL, not {url!r}")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        raise CredentialsError(
-            f"{key}: refusing plain http:// to {parts.hostname}: credentials would travel "
-            "unencrypted (use https://, or a loopback address for the sandbox)"
-        )
-
-
-# Twilio's processing ("home") regions and the edge each is reached through by default.
-# Checked 2026-11 against https://www.twilio.com/docs/global-infrastructure/api-domain-migration-guide
-# ("Twilio can process your data in the United States, Ireland, or Australia"; region-only hosts such
-# as api.ie1.twilio.com stop working, only us1's survives) and
-# https://www.twilio.com/docs/global-infrastructure/edge-locations/legacy-regions (us1 -> ashburn,
-# ie1 -> dublin, au1 -> sydney). br1, de1, jp1, sg1 and us2 are legacy edge IDs, not regions.
-REGION_EDGES: Mapping[str, str] = {"us1": "ashburn", "ie1": "dublin", "au1": "sydney"}
-# https://www.twilio.com/docs/global-infrastructure/regional-product-and-feature-availability: Studio is a
-# US1 product; IE1 lists it as a private beta, AU1 not at all.
-_STUDIO_REGION_NOTES: Mapping[str, str] = {
-    "ie1": "Twilio offers Studio in ie1 only as a private beta",
-    "au1": "Twilio does not list Studio among the products available in au1",
-}
-_EDGE_NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
-
-
-def _processing_region(region: str, *, key: str) -> str:
-    name = region.strip().lower()
-    if name not in REGION_EDGES:
-        raise ConfigError(
-            key,
-            f"{region!r} is not a Twilio processing region (use one of {', '.join(REGION_EDGES)}, or leave it unset)",
-        )
-    return name
-
-
-def _edge(edge: str, *, key: str) -> str:
-    name = edge.strip().lower()
-    if not _EDGE_NAME.match(name):
-        raise ConfigError(key, f"{edge!r} is not an edge location name such as 'dublin' or 'sydney'")
-    return name
-
-
-def _region_and_edge(region: str | None, edge: str | None, *, region_key: str, edge_key: str) -> tuple[str, str] | None:
-    """The (region, edge) pair to reach Twilio through, or None for the default global host."""
-    if not region and not edge:
-        return None
-    # Twilio's SDKs: an edge without a region means us1; a region without an edge gets its own edge.
-    name = _processing_region(region, key=region_key) if region else "us1"
-    return name, _edge(edge, key=edge_key) if edge else REGION_EDGES[name]
-
-
-def studio_base_url(flow: FlowSpec, *, region: str | None = None, edge: str | None = None) -> str:
-    """The Studio host for this flow: ``[flow] base_url``, else ``studio.{edge}.{region}.twilio.com``.
-
-    Region and edge come from the flow, else from the environment's ``TWILIO_REGION`` /
-    ``TWILIO_EDGE``. An edge without a region means ``us1``; a region without an edge gets
-    the edge Twilio documents for it (Twilio retires region-only hosts); a region Twilio
-    does not process in is a ``ConfigError``. Neither gives ``https://studio.twilio.com``.
-    """
-    if flow.base_url:
-        return flow.base_url.rstrip("/")
-    pair = _region_and_edge(
-        flow.region or region,
-        flow.edge or edge,
-        region_key="flow.region" if flow.region else "TWILIO_REGION",
-        edge_key="flow.edge" if flow.edge else "TWILIO_EDGE",
-    )
-    if pair is None:
-        return DEFAULT_BASE_URL
-    name, via = pair
-    return f"https://studio.{via}.{name}.twilio.com"
-
-
-def api_base_url(region: str | None = None, edge: str | None = None) -> str:
-    """The REST API host (Messages and the like): ``https://api.{edge}.{region}.twilio.com``, same rules as Studio's."""
-    pair = _region_and_edge(region, edge, region_key="TWILIO_REGION", edge_key="TWILIO_EDGE")
-    if pair is None:
-        return "https://api.twilio.com"
-    name, via = pair
-    return f"https://api.{via}.{name}.twilio.com"
-
-
-def studio_region_warning(region: str | None) -> str | None:
-    """The warning to log when Studio is not (generally) offered in ``region``; None for us1 or no region."""
-    if not region:
-        return None
-    name = region.strip().lower()
-    note = _STUDIO_REGION_NOTES.get(name)
-    if note is None:
-        return None
-    return f"region {name}: {note}; the run may fail with 404 or 401 (Studio is a us1 product)"
