@@ -13,8 +13,8 @@ import polars as pl
 
 from . import phone
 from .history import History, HistoryStore, Reached, is_database_url, job_of, open_history, owner
-from .source import read_table, require_columns
-from .spec import Cap, InputSpec, parse_cap
+from .source import InputSpec, read_table, require_columns
+from .spec import Cap, parse_cap
 
 __all__ = [
     "Cap",

@@ -24,7 +24,7 @@ from .planning import plan as plan_rows
 from .planning import text_columns
 from .source import Table, frame_digest, read_table
 from .source_db import read_query
-from .spec import Cap, Spec, parse_cap
+from .spec import Cap, Spec
 from .windows import assign_zones
 
 __all__ = ["Prepared", "caps", "contact_hash", "fingerprint", "marker_overhead", "params_hash", "prepare"]
@@ -65,11 +65,7 @@ def fingerprint(spec: Spec) -> dict[str, Any]:
 
 def caps(spec: Spec) -> tuple[Cap | None, Cap | None]:
     """The job's frequency caps, parsed."""
-    h = spec.history
-    return (
-        parse_cap(h.cap, key="history.cap") if h.cap else None,
-        parse_cap(h.flow_cap, key="history.flow_cap") if h.flow_cap else None,
-    )
+    return spec.history.caps
 
 
 def contact_hash(contact: str) -> str:

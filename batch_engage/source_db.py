@@ -12,17 +12,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlsplit
 
 import polars as pl
 
 from .credentials import resolve_env_reference
 from .errors import ConfigError, InputFileError
-from .source import Table, frame_digest
-
-if TYPE_CHECKING:
-    from .spec import InputSpec
+from .source import InputSpec, Table, frame_digest
 
 __all__ = ["QUERY_NAME", "check_database_uri", "read_query", "server_of"]
 

@@ -13,6 +13,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -21,6 +22,7 @@ import phonenumbers
 
 from . import periods
 from ._files import same_file
+from ._local_hours import SendWindow, parse_window, valid_zone
 from .errors import ConfigError
 from .hosts import (
     DEFAULT_BASE_URL,
@@ -32,8 +34,8 @@ from .hosts import (
     studio_base_url,
     studio_region_warning,
 )
+from .source import InputSpec
 from .source_db import check_database_uri
-from .windows import parse_window, valid_zone
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -75,18 +77,6 @@ DEFAULT_MARKER_KEY = "_batch_engage"
 Api = Literal["engagements", "executions"]
 Dedupe = Literal["to", "to_from", "none"]
 INPUT_FORMATS = ("csv", "parquet", "ndjson")
-
-
-@dataclass(frozen=True, kw_only=True)
-class InputSpec:
-    """Where the contacts come from."""
-
-    path: str | None = None
-    format: str | None = None
-    encoding: str = "utf-8"
-    uri: str | None = None
-    query: str | None = None
-    separator: str | None = None  # a CSV's field separator; None: detected from the header
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -135,6 +125,11 @@ class SendSpec:
     days: tuple[str, ...] | None = None
     default_timezone: str | None = None
     marker_key: str = DEFAULT_MARKER_KEY
+
+    @cached_property
+    def send_window(self) -> SendWindow | None:
+        """``window`` and ``days`` parsed (None: no window); parsed once, when the job is loaded."""
+        return parse_window(self.window, self.days) if self.window is not None else None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -187,6 +182,14 @@ class HistorySpec:
     path: str | None = None
     cap: str | None = None
     flow_cap: str | None = None
+
+    @cached_property
+    def caps(self) -> tuple[Cap | None, Cap | None]:
+        """``cap`` and ``flow_cap`` parsed; parsed once, when the job is loaded."""
+        return (
+            parse_cap(self.cap, key="history.cap") if self.cap else None,
+            parse_cap(self.flow_cap, key="history.flow_cap") if self.flow_cap else None,
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
