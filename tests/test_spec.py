@@ -3,8 +3,11 @@ job's fingerprint (what binds its checkpoint) stays the same across releases."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 from collections.abc import Callable
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -229,3 +232,48 @@ class TestFingerprint:
         spec = load_spec(raw=FINGERPRINTED_JOB)
         assert spec.send.window is not None and spec.history.cap is not None
         assert json.dumps(fingerprint(spec), sort_keys=True) == FINGERPRINT_JSON
+
+
+class TestParsedSettings:
+    """The send window and the caps come parsed with the job, and a bad one stops the load naming its key."""
+
+    def test_the_window_and_caps_are_parsed_when_the_job_is_loaded(self) -> None:
+        """spec.send.send_window and spec.history.caps hold what the job file says."""
+        spec = load_spec(raw=FINGERPRINTED_JOB)
+        window = spec.send.send_window
+        assert window is not None
+        assert (window.start, window.end, window.days) == (time(9), time(20), frozenset({0, 1}))
+        monday_noon_chicago = datetime(2026, 3, 2, 18, tzinfo=UTC)
+        assert window.is_open(("America/Chicago",), monday_noon_chicago)
+        assert not window.is_open(("America/Chicago",), monday_noon_chicago + timedelta(days=2))
+        cap, flow_cap = spec.history.caps
+        assert cap is not None and (cap.count, cap.seconds) == (1, 7 * 86_400)
+        assert flow_cap is not None and (flow_cap.count, flow_cap.seconds) == (2, 7 * 86_400)
+
+    def test_a_job_without_window_or_caps_has_none(self) -> None:
+        """No [send] window and no caps: nothing to hold rows for, nothing to cap."""
+        spec = load_spec(raw=raw_job())
+        assert spec.send.send_window is None
+        assert spec.history.caps == (None, None)
+
+    def test_a_replaced_send_section_carries_its_own_window(self) -> None:
+        """A copy of the job with another window opens at the new hours, not the old ones."""
+        spec = load_spec(raw=FINGERPRINTED_JOB)
+        later = dataclasses.replace(spec.send, window="10:00-11:00", days=None).send_window
+        assert later is not None and (later.start, later.end, later.days) == (time(10), time(11), frozenset(range(7)))
+
+    @pytest.mark.parametrize(
+        ("section", "values", "key"),
+        [
+            ("send", {"window": "9-5"}, "send.window"),
+            ("send", {"window": "09:00-17:00", "days": ["someday"]}, "send.days"),
+            ("history", {"path": "h.sqlite", "cap": "often"}, "history.cap"),
+            ("history", {"path": "h.sqlite", "flow_cap": "0 per 1d"}, "history.flow_cap"),
+        ],
+    )
+    def test_a_bad_window_or_cap_fails_the_load_naming_its_key(
+        self, section: str, values: dict[str, Any], key: str
+    ) -> None:
+        """The job never loads with a window or cap that cannot be parsed."""
+        with pytest.raises(ConfigError, match=rf"^{re.escape(key)}: "):
+            load_spec(raw=raw_job() | {section: values})
