@@ -76,6 +76,15 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], str]]] = {
     },
 }
 
+# Keys that hold paths; relative ones in the file mean "beside the job file", wherever it is run from.
+_PATH_KEYS = (
+    ("input", "path"),
+    ("output", "results"),
+    ("output", "checkpoint"),
+    ("output", "outcomes"),
+    ("history", "path"),
+)
+
 _TYPE_NAMES = {
     str: "a string",
     int: "an integer",
@@ -152,6 +161,7 @@ def job_sections(raw: Mapping[str, Any], base: Path, overrides: Mapping[str, Any
             raise ConfigError(name, f"is not a known section (known: {', '.join(_SCHEMA)})")
     sections = {name: _section(raw, name) for name in _SCHEMA}
     _apply_overrides(sections, overrides)
+    # A path given as a flag was resolved against the current directory already.
     for name, key in _PATH_KEYS:
         if key in sections[name] and not overrides.get(f"{name}.{key}"):
             sections[name][key] = _resolve(base, sections[name][key])
@@ -161,15 +171,6 @@ def job_sections(raw: Mapping[str, Any], base: Path, overrides: Mapping[str, Any
             raise ConfigError("suppress.files", "must be a list of file paths")
         sections["suppress"]["files"] = tuple(_resolve(base, f) or f for f in files)
     return sections
-
-
-_PATH_KEYS = (
-    ("input", "path"),
-    ("output", "results"),
-    ("output", "checkpoint"),
-    ("output", "outcomes"),
-    ("history", "path"),
-)
 
 
 def _apply_overrides(sections: Sections, overrides: Mapping[str, Any]) -> None:
