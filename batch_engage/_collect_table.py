@@ -71,6 +71,7 @@ class Target:
 
 
 def targets(spec: Spec, sandbox: bool) -> list[Target]:
+    """The rows with a run (sent or already_active) in input order; ``UsageError`` for a checkpoint it cannot use."""
     if is_postgres(spec.output.checkpoint):
         # The outcomes store is a file beside the checkpoint; it has no PostgreSQL backend yet.
         raise UsageError(f"job {spec.job.id}: collect does not work with a postgresql:// checkpoint yet")
@@ -105,6 +106,7 @@ def asked(spec: Spec) -> str:
 
 
 def value_columns(spec: Spec) -> list[tuple[str, pl.DataType]]:
+    """The asked-for columns and their types: each field, then each message widget's delivery and error code."""
     columns: list[tuple[str, pl.DataType]] = [(name, pl.String()) for name, _ in spec.collect.fields]
     for widget in spec.collect.message_status:
         columns += [(f"{widget}_delivery", pl.String()), (f"{widget}_delivery_error_code", pl.Int64())]
@@ -145,6 +147,7 @@ def outcomes_table(spec: Spec, rows: list[Target], lines: Mapping[str, StoredOut
 
 
 def counts(table: pl.DataFrame) -> dict[str, int]:
+    """Lines by ``run_status`` (every status, zeros included), and ``not_collected`` when there are any."""
     found = Counter(s or "not_collected" for s in table.get_column("run_status").to_list())
     counts = {status: int(found.get(status, 0)) for status in RUN_STATUSES}
     if found.get("not_collected"):
@@ -153,6 +156,7 @@ def counts(table: pl.DataFrame) -> dict[str, int]:
 
 
 def top_values(spec: Spec, table: pl.DataFrame, n: int = 5) -> dict[str, list[tuple[str, int]]]:
+    """The ``n`` most common values of each asked-for column (error codes left out)."""
     top: dict[str, list[tuple[str, int]]] = {}
     for name, _ in value_columns(spec):
         if name.endswith("_delivery_error_code"):
