@@ -14,27 +14,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from . import _liquid_nodes as ln
 from ._liquid import parse
-from ._liquid_nodes import (
-    BLANK,
-    EMPTY,
-    Assign,
-    Capture,
-    Case,
-    Cond,
-    Expr,
-    Filter,
-    Filtered,
-    For,
-    If,
-    Literal,
-    Logic,
-    Node,
-    Output,
-    Special,
-    Text,
-    Var,
-)
 
 __all__ = ["MAX_LOOP", "render"]
 
@@ -59,7 +40,7 @@ class _Context:
 
 def _text(value: Any) -> str:  # noqa: PLR0911 - one return per type, as a table
     """How Liquid prints a value."""
-    if value is None or isinstance(value, Special):
+    if value is None or isinstance(value, ln.Special):
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -74,7 +55,7 @@ def _text(value: Any) -> str:  # noqa: PLR0911 - one return per type, as a table
     return str(value)
 
 
-def _lookup(var: Var, ctx: _Context) -> Any:
+def _lookup(var: ln.Var, ctx: _Context) -> Any:
     """A variable's value: locals first, then flow.data; anything else is a placeholder."""
     root = var.segments[0]
     if isinstance(root, str) and root in ctx.scope:
@@ -111,10 +92,10 @@ def _length_property(value: Any, key: Any) -> Any:
     return None
 
 
-def _evaluate(expr: Expr, ctx: _Context) -> Any:
-    if isinstance(expr, Literal):
+def _evaluate(expr: ln.Expr, ctx: _Context) -> Any:
+    if isinstance(expr, ln.Literal):
         return expr.value
-    if isinstance(expr, Var):
+    if isinstance(expr, ln.Var):
         return _lookup(expr, ctx)
     start, stop = _number(_evaluate(expr.start, ctx)), _number(_evaluate(expr.stop, ctx))
     if isinstance(start, int) and isinstance(stop, int):
@@ -145,10 +126,10 @@ def _is_blank(value: Any) -> bool:
 
 def _equal(left: Any, right: Any) -> bool:
     for a, b in ((left, right), (right, left)):
-        if a is EMPTY:
-            return b is EMPTY or _is_empty(b)
-        if a is BLANK:
-            return b is BLANK or _is_blank(b)
+        if a is ln.EMPTY:
+            return b is ln.EMPTY or _is_empty(b)
+        if a is ln.BLANK:
+            return b is ln.BLANK or _is_blank(b)
     if isinstance(left, bool) != isinstance(right, bool):
         return False
     if isinstance(left, int | float) or isinstance(right, int | float):
@@ -174,8 +155,8 @@ def _contains(left: Any, right: Any) -> bool:
     return False
 
 
-def _test(cond: Cond, ctx: _Context) -> bool:
-    if isinstance(cond, Logic):
+def _test(cond: ln.Cond, ctx: _Context) -> bool:
+    if isinstance(cond, ln.Logic):
         left = _test(cond.left, ctx)
         return (left and _test(cond.right, ctx)) if cond.op == "and" else (left or _test(cond.right, ctx))
     left = _evaluate(cond.left, ctx)
@@ -201,7 +182,7 @@ _TEXT_FILTERS: dict[str, Callable[[str], str]] = {
 }
 
 
-def _apply(f: Filter, value: Any, ctx: _Context) -> Any:  # noqa: PLR0911 - one return per filter, as a table
+def _apply(f: ln.Filter, value: Any, ctx: _Context) -> Any:  # noqa: PLR0911 - one return per filter, as a table
     """One filter; unknown filters, and any filter on a placeholder, pass the value through."""
     args = [_evaluate(a, ctx) for a in f.args]
     if f.name == "default":
@@ -219,34 +200,34 @@ def _apply(f: Filter, value: Any, ctx: _Context) -> Any:  # noqa: PLR0911 - one 
     return value
 
 
-def _value(value: Filtered, ctx: _Context) -> Any:
+def _value(value: ln.Filtered, ctx: _Context) -> Any:
     result = _evaluate(value.expr, ctx)
     for f in value.filters:
         result = _apply(f, result, ctx)
     return result
 
 
-def _render(nodes: Iterable[Node], ctx: _Context, out: list[str]) -> None:
+def _render(nodes: Iterable[ln.Node], ctx: _Context, out: list[str]) -> None:
     for node in nodes:
         ctx.steps -= 1
         if ctx.steps < 0:
             return
-        if isinstance(node, Text):
+        if isinstance(node, ln.Text):
             out.append(node.text)
-        elif isinstance(node, Output):
+        elif isinstance(node, ln.Output):
             out.append(_text(_value(node.value, ctx)))
-        elif isinstance(node, Assign):
+        elif isinstance(node, ln.Assign):
             ctx.scope[node.name] = _value(node.value, ctx)
-        elif isinstance(node, Capture):
+        elif isinstance(node, ln.Capture):
             captured: list[str] = []
             _render(node.body, ctx, captured)
             ctx.scope[node.name] = "".join(captured)
-        elif isinstance(node, If):
+        elif isinstance(node, ln.If):
             for branch in node.branches:
                 if branch.cond is None or _test(branch.cond, ctx) != branch.negated:
                     _render(branch.body, ctx, out)
                     break
-        elif isinstance(node, Case):
+        elif isinstance(node, ln.Case):
             subject = _evaluate(node.subject, ctx)
             for values, body in node.whens:
                 if any(_equal(subject, _evaluate(v, ctx)) for v in values):
@@ -258,7 +239,7 @@ def _render(nodes: Iterable[Node], ctx: _Context, out: list[str]) -> None:
             _render_for(node, ctx, out)
 
 
-def _render_for(node: For, ctx: _Context, out: list[str]) -> None:
+def _render_for(node: ln.For, ctx: _Context, out: list[str]) -> None:
     items = _value(node.iterable, ctx)
     if isinstance(items, Mapping):
         items = list(items.items())

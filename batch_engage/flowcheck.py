@@ -49,25 +49,8 @@ from typing import Any
 
 import polars as pl
 
+from . import _liquid_nodes as ln
 from ._liquid import parse
-from ._liquid_nodes import (
-    BLANK,
-    EMPTY,
-    Assign,
-    Capture,
-    Case,
-    Cond,
-    Expr,
-    Filtered,
-    For,
-    If,
-    Literal,
-    Logic,
-    Node,
-    Output,
-    Range,
-    Var,
-)
 from ._liquid_render import MAX_LOOP, render
 
 __all__ = [
@@ -117,7 +100,7 @@ class FlowCheck:
 # Which flow.data paths a template reads
 
 
-def _flow_path(var: Var) -> str | None:
+def _flow_path(var: ln.Var) -> str | None:
     """``flow.data.order.id`` -> ``order.id``; ``flow.data.items[0]`` -> ``items``; None outside flow.data."""
     seg = var.segments
     if len(seg) < 3 or seg[0] != "flow" or seg[1] != "data" or not isinstance(seg[2], str):
@@ -129,21 +112,21 @@ def _flow_path(var: Var) -> str | None:
     return ".".join(str(n) for n in names)
 
 
-def _vars(expr: Expr | None) -> Iterator[Var]:
+def _vars(expr: ln.Expr | None) -> Iterator[ln.Var]:
     """Every variable an expression reads, including those inside ``[index]``es and range bounds."""
-    if isinstance(expr, Var):
+    if isinstance(expr, ln.Var):
         yield expr
         for seg in expr.segments:
             if not isinstance(seg, str | int):
                 yield from _vars(seg)
-    elif isinstance(expr, Range):
+    elif isinstance(expr, ln.Range):
         yield from _vars(expr.start)
         yield from _vars(expr.stop)
 
 
-def _cond_vars(cond: Cond) -> Iterator[Var]:
+def _cond_vars(cond: ln.Cond) -> Iterator[ln.Var]:
     """Every variable a condition reads."""
-    if isinstance(cond, Logic):
+    if isinstance(cond, ln.Logic):
         yield from _cond_vars(cond.left)
         yield from _cond_vars(cond.right)
     else:
@@ -152,24 +135,24 @@ def _cond_vars(cond: Cond) -> Iterator[Var]:
 
 
 def _is_nothing(value: Any) -> bool:
-    return value is None or value is EMPTY or value is BLANK or value == ""
+    return value is None or value is ln.EMPTY or value is ln.BLANK or value == ""
 
 
-def _present_when(cond: Cond, outcome: bool) -> frozenset[str]:  # noqa: PLR0911 - one return per case, as a table
+def _present_when(cond: ln.Cond, outcome: bool) -> frozenset[str]:  # noqa: PLR0911 - one return per case, as a table
     """The flow.data paths known to hold a value when ``cond`` comes out as ``outcome``."""
-    if isinstance(cond, Logic):
+    if isinstance(cond, ln.Logic):
         left, right = _present_when(cond.left, outcome), _present_when(cond.right, outcome)
         # (a and b) true, or (a or b) false: both sides hold; otherwise only what both sides share
         both = (cond.op == "and") == outcome
         return left | right if both else left & right
     sides = [(cond.left, cond.right), (cond.right, cond.left)] if cond.right is not None else [(cond.left, None)]
     for var, other in sides:
-        path = _flow_path(var) if isinstance(var, Var) else None
+        path = _flow_path(var) if isinstance(var, ln.Var) else None
         if path is None:
             continue
         if cond.op is None:
             return frozenset({path}) if outcome else frozenset()
-        if not isinstance(other, Literal):
+        if not isinstance(other, ln.Literal):
             return frozenset()
         nothing = _is_nothing(other.value) or other.value is False
         if cond.op in ("!=", "<>") and _is_nothing(other.value):
@@ -188,14 +171,14 @@ class _Reads:
 
     optional: dict[str, bool] = field(default_factory=dict)
 
-    def add(self, var: Var, optional: bool, guards: frozenset[str]) -> None:
+    def add(self, var: ln.Var, optional: bool, guards: frozenset[str]) -> None:
         path = _flow_path(var)
         if not path:
             return
         guarded = any(g == path or g.startswith(path + ".") for g in guards)
         self.optional[path] = self.optional.get(path, True) and (optional or guarded)
 
-    def filtered(self, value: Filtered, guards: frozenset[str]) -> None:
+    def filtered(self, value: ln.Filtered, guards: frozenset[str]) -> None:
         defaulted = any(f.name == "default" for f in value.filters)
         for var in _vars(value.expr):
             self.add(var, defaulted, guards)
@@ -204,17 +187,17 @@ class _Reads:
                 for var in _vars(arg):
                     self.add(var, f.name == "default", guards)
 
-    def nodes(self, nodes: Iterable[Node], guards: frozenset[str]) -> None:
+    def nodes(self, nodes: Iterable[ln.Node], guards: frozenset[str]) -> None:
         for node in nodes:
-            if isinstance(node, Output | Assign):
+            if isinstance(node, ln.Output | ln.Assign):
                 self.filtered(node.value, guards)
-            elif isinstance(node, Capture):
+            elif isinstance(node, ln.Capture):
                 self.nodes(node.body, guards)
-            elif isinstance(node, For):
+            elif isinstance(node, ln.For):
                 self.filtered(node.iterable, guards)
                 self.nodes(node.body, guards)
                 self.nodes(node.otherwise, guards)
-            elif isinstance(node, If):
+            elif isinstance(node, ln.If):
                 known_false: frozenset[str] = frozenset()
                 for branch in node.branches:
                     inner = guards | known_false
@@ -224,16 +207,16 @@ class _Reads:
                         inner |= _present_when(branch.cond, not branch.negated)
                         known_false |= _present_when(branch.cond, branch.negated)
                     self.nodes(branch.body, inner)
-            elif isinstance(node, Case):
+            elif isinstance(node, ln.Case):
                 for var in _vars(node.subject):
                     self.add(var, True, guards)
-                subject = _flow_path(node.subject) if isinstance(node.subject, Var) else None
+                subject = _flow_path(node.subject) if isinstance(node.subject, ln.Var) else None
                 for values, body in node.whens:
                     for value in values:
                         for var in _vars(value):
                             self.add(var, True, guards)
                     present = subject is not None and all(
-                        isinstance(v, Literal) and not _is_nothing(v.value) and v.value is not False for v in values
+                        isinstance(v, ln.Literal) and not _is_nothing(v.value) and v.value is not False for v in values
                     )
                     self.nodes(body, guards | {subject} if present and subject else guards)
                 self.nodes(node.otherwise, guards)

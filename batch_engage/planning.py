@@ -193,31 +193,10 @@ def _from_addresses(frame: pl.DataFrame, mapping: MappingSpec, region: str | Non
 def plan(frame: pl.DataFrame, spec: Spec, *, source_name: str = "input") -> pl.DataFrame:
     """Validate and map every row; see the module docstring for the result's shape."""
     mapping = spec.mapping
-    needed = [("mapping.to", mapping.to)]
-    if mapping.from_column:
-        needed.append(("mapping.from_column", mapping.from_column))
-    if mapping.parameters_column:
-        needed.append(("mapping.parameters_column", mapping.parameters_column))
-    needed += [(f"mapping.parameters.{k}", c) for k, c in mapping.parameters]
-    require_columns(source_name, frame, needed)
-    try:
-        region = phone.region_code(mapping.default_region)
-    except ValueError as exc:
-        raise ConfigError("mapping.default_region", str(exc)) from None
-
+    region = _check_mapping(frame, mapping, source_name)
     to = phone.normalize(frame[mapping.to], region, what="To")
     from_ = _from_addresses(frame, mapping, region)
-    params_expr = build_parameters(mapping, frame)
-    params = (
-        frame.select(params_expr.alias("parameters")).to_series()
-        if params_expr is not None
-        else pl.repeat("{}", frame.height, eager=True, dtype=pl.String)
-    )
-    param_reason = pl.repeat(None, frame.height, eager=True, dtype=pl.String)
-    if mapping.parameters_column:
-        params, param_reason = _merge_column(params, frame[mapping.parameters_column], mapping.parameters_column)
-
-    limit = spec.send.max_parameters_bytes
+    params, param_reason = _parameters(frame, mapping)
     out = pl.DataFrame(
         {
             "to": to["address"],
@@ -228,22 +207,56 @@ def plan(frame: pl.DataFrame, spec: Spec, *, source_name: str = "input") -> pl.D
             "param_reason": param_reason,
         }
     ).with_row_index("row", offset=1)
-    out = out.with_columns(
-        pl.col("row").cast(pl.Int64),
-        reason=pl.coalesce(
-            "to_reason",
-            "from_reason",
-            pl.when((pl.col("to").str.len_bytes() + pl.col("from").str.len_bytes()) > MAX_ADDRESS_BYTES).then(
-                pl.lit(f"To and From together are over {MAX_ADDRESS_BYTES} bytes (Twilio error 81023)")
-            ),
-            "param_reason",
-            pl.when(pl.col("parameters").str.len_bytes() > limit).then(
-                pl.lit(f"Parameters is over {limit} bytes (send.max_parameters_bytes)")
-            ),
+    out = out.with_columns(pl.col("row").cast(pl.Int64), reason=_reason(spec.send.max_parameters_bytes))
+    return _statuses(out.with_columns(first=_first_row(spec.send.dedupe)), spec.send.dedupe)
+
+
+def _check_mapping(frame: pl.DataFrame, mapping: MappingSpec, source_name: str) -> str | None:
+    """Every mapped column is in the input (else ``ConfigError`` naming its key); return the default region."""
+    needed = [("mapping.to", mapping.to)]
+    if mapping.from_column:
+        needed.append(("mapping.from_column", mapping.from_column))
+    if mapping.parameters_column:
+        needed.append(("mapping.parameters_column", mapping.parameters_column))
+    needed += [(f"mapping.parameters.{k}", c) for k, c in mapping.parameters]
+    require_columns(source_name, frame, needed)
+    try:
+        return phone.region_code(mapping.default_region)
+    except ValueError as exc:
+        raise ConfigError("mapping.default_region", str(exc)) from None
+
+
+def _parameters(frame: pl.DataFrame, mapping: MappingSpec) -> tuple[pl.Series, pl.Series]:
+    """Each row's ``Parameters`` JSON (``{}`` when nothing is mapped) and why a row's cannot be sent."""
+    params_expr = build_parameters(mapping, frame)
+    params = (
+        frame.select(params_expr.alias("parameters")).to_series()
+        if params_expr is not None
+        else pl.repeat("{}", frame.height, eager=True, dtype=pl.String)
+    )
+    if mapping.parameters_column:
+        return _merge_column(params, frame[mapping.parameters_column], mapping.parameters_column)
+    return params, pl.repeat(None, frame.height, eager=True, dtype=pl.String)
+
+
+def _reason(limit: int) -> pl.Expr:
+    """The first reason a row is invalid: its To, its From, their length together, its Parameters, their size."""
+    return pl.coalesce(
+        "to_reason",
+        "from_reason",
+        pl.when((pl.col("to").str.len_bytes() + pl.col("from").str.len_bytes()) > MAX_ADDRESS_BYTES).then(
+            pl.lit(f"To and From together are over {MAX_ADDRESS_BYTES} bytes (Twilio error 81023)")
+        ),
+        "param_reason",
+        pl.when(pl.col("parameters").str.len_bytes() > limit).then(
+            pl.lit(f"Parameters is over {limit} bytes (send.max_parameters_bytes)")
         ),
     )
-    out = out.with_columns(first=_first_row(spec.send.dedupe))
-    what = "contact" if spec.send.dedupe == "to" else "contact and sender"
+
+
+def _statuses(out: pl.DataFrame, dedupe: str) -> pl.DataFrame:
+    """The plan's columns: each row ``invalid`` (with its reason), ``duplicate`` (naming the first) or ``pending``."""
+    what = "contact" if dedupe == "to" else "contact and sender"
     repeat = pl.col("first").is_not_null() & (pl.col("first") != pl.col("row"))
     return out.select(
         "row",

@@ -27,6 +27,10 @@ from batch_engage.sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox
 
 from conftest import FLOW_SID, REPO, cli, make_contacts
 
+# Pacing is not what these tests are about: at the highest rate (collect's defaults to it too),
+# slow start begins at 1250/s, so no test waits in real time for its requests' slots.
+FAST = "rate = 10000"
+FAST_SEND = f"{FAST}\nconcurrency = 8\nreconcile_delay = 0.0"
 COLLECT = """
 [collect]
 message_status = ["send_intro"]
@@ -42,11 +46,10 @@ async def no_wait(seconds: float) -> None:
     """Backoff and polling without the wait: tests never sleep to make timing work."""
 
 
-def twilio_context(sb: Sandbox, sid: str) -> dict[str, Any]:
-    """A run's Context as the sandbox itself serves it (not through batch-engage)."""
-    url = f"{sb.url}/v1/Flows/{FLOW_SID}/Engagements/{sid}/Context"
-    body = httpx.get(url, auth=(SANDBOX_USERNAME, SANDBOX_PASSWORD)).json()
-    return dict(body["context"])
+def twilio_run(http: httpx.Client, sid: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A run and its Context as the sandbox itself serves them (not through batch-engage)."""
+    url = f"/v1/Flows/{FLOW_SID}/Engagements/{sid}"
+    return http.get(url).json(), dict(http.get(f"{url}/Context").json()["context"])
 
 
 def read_outcomes(job: Path) -> pl.DataFrame:
@@ -56,7 +59,7 @@ def read_outcomes(job: Path) -> pl.DataFrame:
 @pytest.fixture
 def ran(sandbox: Sandbox, write_job: Callable[..., Path], contacts_csv: Path, sandbox_creds: Credentials) -> Path:
     """A job with [collect] fields whose 30 runs were just created in the sandbox (all still active)."""
-    job = write_job(input_path=contacts_csv, base_url=sandbox.url, extra=COLLECT)
+    job = write_job(input_path=contacts_csv, base_url=sandbox.url, send=FAST_SEND, extra=COLLECT)
     assert batch_engage.run(job, credentials=sandbox_creds).exit_code == 0
     return job
 
@@ -87,17 +90,16 @@ class TestRunStatusAndFields:
         assert table["row"].to_list() == results["row"].to_list()
         assert table["sid"].to_list() == results["sid"].to_list()
         assert set(table["run_status"]) == {"ended"}
-        for line in table.iter_rows(named=True):
-            context = twilio_context(sandbox, line["sid"])
-            run = httpx.get(
-                f"{sandbox.url}/v1/Flows/{FLOW_SID}/Engagements/{line['sid']}",
-                auth=(SANDBOX_USERNAME, SANDBOX_PASSWORD),
-            ).json()
-            assert line["ended_at"] == run["date_updated"]
-            assert line["answer"] == context_value(context, "widgets.ask.inbound.Body")
-            assert line["intro"] == "sent"
-            assert line["send_intro_delivery"] in ("delivered", "undelivered")
-            assert (line["send_intro_delivery_error_code"] == "30003") == (line["send_intro_delivery"] == "undelivered")
+        with httpx.Client(base_url=sandbox.url, auth=(SANDBOX_USERNAME, SANDBOX_PASSWORD)) as http:
+            for line in table.iter_rows(named=True):
+                run, context = twilio_run(http, line["sid"])
+                assert line["ended_at"] == run["date_updated"]
+                assert line["answer"] == context_value(context, "widgets.ask.inbound.Body")
+                assert line["intro"] == "sent"
+                assert line["send_intro_delivery"] in ("delivered", "undelivered")
+                assert (line["send_intro_delivery_error_code"] == "30003") == (
+                    line["send_intro_delivery"] == "undelivered"
+                )
         assert table["answer"].drop_nulls().len() > 0
         assert "answer: " in out and "still active: 0" in out
 
@@ -119,7 +121,10 @@ class TestRunStatusAndFields:
     ) -> None:
         """A field whose path is not in the Context is null, not an error."""
         job = write_job(
-            input_path=contacts_csv, base_url=sandbox.url, extra='[collect.fields]\nnope = "widgets.nope.inbound.Body"'
+            input_path=contacts_csv,
+            base_url=sandbox.url,
+            send=FAST_SEND,
+            extra='[collect.fields]\nnope = "widgets.nope.inbound.Body"',
         )
         batch_engage.run(job, credentials=sandbox_creds)
         sandbox.end_all_runs()
@@ -144,7 +149,7 @@ class TestRunStatusAndFields:
             data={"To": first, "From": "+15005550006"},
             auth=(SANDBOX_USERNAME, SANDBOX_PASSWORD),
         ).raise_for_status()
-        job = write_job(input_path=path, base_url=sandbox.url, api="executions", extra=COLLECT)
+        job = write_job(input_path=path, base_url=sandbox.url, api="executions", send=FAST_SEND, extra=COLLECT)
         assert batch_engage.run(job, credentials=sandbox_creds).counts["already_active"] == 1
         sandbox.end_all_runs()
         result = batch_engage.collect(job, credentials=sandbox_creds)
@@ -171,7 +176,7 @@ class TestRunStatusAndFields:
             data={"To": first, "From": "+15005550006"},
             auth=(SANDBOX_USERNAME, SANDBOX_PASSWORD),
         ).raise_for_status()
-        job = write_job(input_path=path, base_url=sandbox.url, extra=COLLECT)
+        job = write_job(input_path=path, base_url=sandbox.url, send=FAST_SEND, extra=COLLECT)
         assert batch_engage.run(job, credentials=sandbox_creds).counts["sent"] == 3
         sandbox.end_all_runs()
         result = batch_engage.collect(job, credentials=sandbox_creds)
@@ -226,8 +231,9 @@ class TestFetchedOnce:
         path = tmp_path / "contacts.csv"
         rows = 80
         make_contacts(rows).write_csv(path)
-        extra = '[collect]\nrate = 40\nconcurrency = 2\n\n[collect.fields]\nanswer = "widgets.ask.inbound.Body"\n'
-        job = write_job(input_path=path, base_url=sb.url, extra=extra)
+        # Slow enough (slow start at 50 GETs/s, two per row) for the kill to land between the first commits.
+        extra = '[collect]\nrate = 400\nconcurrency = 2\n\n[collect.fields]\nanswer = "widgets.ask.inbound.Body"\n'
+        job = write_job(input_path=path, base_url=sb.url, send=FAST_SEND, extra=extra)
         assert batch_engage.run(job, credentials=sandbox_creds).exit_code == 0
         sb.end_all_runs()
         env = {k: v for k, v in os.environ.items() if not k.startswith("TWILIO_")} | sandbox_env
@@ -241,6 +247,7 @@ class TestFetchedOnce:
         proc.wait(timeout=10)
         kept = stored(store)
         assert 10 <= kept < rows, "the kill must land mid-way"
+        fast_collect(job)
         before = sb.stats().run_requests
         done = subprocess.run(command, env=env, capture_output=True, cwd=REPO, timeout=60)
         assert done.returncode == 0, done.stderr
@@ -262,7 +269,9 @@ class TestSignals:
         sb = sandbox_factory(rate_limit=None, latency=0.01)
         path = tmp_path / "contacts.csv"
         make_contacts(60).write_csv(path)
-        job = write_job(input_path=path, base_url=sb.url, extra="[collect]\nrate = 20\nconcurrency = 2\n")
+        job = write_job(
+            input_path=path, base_url=sb.url, send=FAST_SEND, extra="[collect]\nrate = 20\nconcurrency = 2\n"
+        )
         assert batch_engage.run(job, credentials=sandbox_creds).exit_code == 0
         sb.end_all_runs()
         env = {k: v for k, v in os.environ.items() if not k.startswith("TWILIO_")} | sandbox_env
@@ -280,9 +289,17 @@ class TestSignals:
         collected = table.filter(pl.col("run_status") == "ended").height
         assert 5 <= collected < 60
         assert set(table.filter(pl.col("run_status").is_null())["error_message"]) == {"not collected yet"}
+        fast_collect(job)
         done = subprocess.run(command, env=env, capture_output=True, cwd=REPO, timeout=60)
         assert done.returncode == 0, done.stderr
         assert set(read_outcomes(job)["run_status"]) == {"ended"}
+
+
+def fast_collect(job: Path) -> None:
+    """Collect at the highest rate from now on (what a collect asks is unchanged, so stored lines stay final)."""
+    text = job.read_text()
+    start = text.index("[collect]\nrate = ") + len("[collect]\n")
+    job.write_text(text[:start] + FAST + text[text.index("\n", start) :])
 
 
 def stored(store: Path) -> int:
@@ -306,7 +323,7 @@ class TestFailures:
     ) -> None:
         """A third of the run and Context GETs answered 429: every row still comes back ended, exit 0."""
         sb = sandbox_factory(rate_limit=None)
-        job = write_job(input_path=contacts_csv, base_url=sb.url, extra=COLLECT)
+        job = write_job(input_path=contacts_csv, base_url=sb.url, send=FAST_SEND, extra=COLLECT)
         batch_engage.run(job, credentials=sandbox_creds)
         sb.end_all_runs()
         sb.reconfigure(read_rate_limit_rate=0.3)
@@ -429,7 +446,7 @@ class TestWaitAndSandbox:
         capsys: pytest.CaptureFixture[str],
     ) -> None:
         """`collect --sandbox` serves the rehearsal's runs from its state file: active at first, then ended."""
-        job = write_job(input_path=contacts_csv, extra=COLLECT)
+        job = write_job(input_path=contacts_csv, send=FAST_SEND, extra=COLLECT)
         rehearsal = api.load_job(job, sandbox=True)
         with Sandbox(api.sandbox_config(rehearsal)) as sb:
             spec = api.load_job(job, {"flow.base_url": sb.url}, sandbox=True)
@@ -453,7 +470,7 @@ class TestWaitAndSandbox:
         capsys: pytest.CaptureFixture[str],
     ) -> None:
         """Runs made on the sandbox cannot be fetched from Twilio: exit 2, saying to add --sandbox."""
-        job = write_job(input_path=contacts_csv, base_url=sandbox.url)
+        job = write_job(input_path=contacts_csv, base_url=sandbox.url, send=FAST_SEND)
         spec = api.load_job(job, sandbox=True)
         batch_engage.run(spec, credentials=sandbox_creds, options=RunOptions(sandbox=True))
         code, _, err = cli(["collect", str(job), "--checkpoint", spec.output.checkpoint], capsys)
