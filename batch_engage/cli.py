@@ -22,9 +22,7 @@ from rich.progress import Progress as Bar
 
 from . import api
 from .api import (
-    EXIT_ABORTED,
     EXIT_OK,
-    EXIT_TEMPFAIL,
     EXIT_USAGE,
     SANDBOX_PASSWORD,
     SANDBOX_USERNAME,
@@ -38,7 +36,7 @@ from .api import (
     SandboxConfig,
 )
 from .api import serve_sandbox as serve
-from .errors import BatchEngageError, TryLater, UsageError
+from .errors import BatchEngageError, UsageError
 
 __all__ = ["build_parser", "main"]
 
@@ -804,14 +802,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _configure_logging(args)
     try:
         return _COMMANDS[args.command](args)
-    except TryLater as exc:
-        print(f"batch-engage: {exc}", file=sys.stderr)
-        return EXIT_TEMPFAIL
-    except UsageError as exc:
-        print(f"batch-engage: {exc}", file=sys.stderr)
-        return EXIT_USAGE
     except BatchEngageError as exc:
         print(f"batch-engage: {exc}", file=sys.stderr)
-        return EXIT_ABORTED
-    except KeyboardInterrupt:
-        return EXIT_TEMPFAIL
+        return api.exit_code_for_error(exc)
+    except KeyboardInterrupt as exc:
+        return api.exit_code_for_error(exc)
