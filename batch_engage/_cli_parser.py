@@ -43,8 +43,35 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _command(sub: _Subparsers, name: str, summary: str, description: str) -> _Parser:
-    return sub.add_parser(name, help=summary, description=description)
+_ABOUT = {  # command: (its line in the list of commands, the description its --help opens with)
+    "run": ("send every row of a job to Studio", "Send every row of a job to Studio."),
+    "validate": ("check a job's input without sending anything", "Check a job's input and mapping; no network at all."),
+    "status": ("counts by status from the checkpoint", "Counts by status from the checkpoint; sends nothing."),
+    "report": (
+        "write the results table again from the checkpoint",
+        "Write the results table again from the checkpoint alone; sends nothing.",
+    ),
+    "collect": (
+        "fetch what happened in each run: status, answers, delivery",
+        "Fetch each run's status, the [collect.fields] of its Context and its messages' delivery; "
+        "write the outcomes table. Exit 75 while some runs are still active.",
+    ),
+    "history": (
+        "seed or inspect the shared contact history",
+        "Seed the contact history from a past results table, or show contacts reached per flow per day.",
+    ),
+    "history import": ("record a past results table's sent rows", "Record a results table's sent rows."),
+    "history stats": ("contacts reached per flow per day", "Contacts reached per flow per day."),
+    "sandbox": (
+        "serve the Studio simulator for rehearsals",
+        "Serve the Studio simulator on 127.0.0.1 until interrupted.",
+    ),
+}
+
+
+def _command(sub: _Subparsers, name: str) -> _Parser:
+    summary, description = _ABOUT[name]
+    return sub.add_parser(name.rsplit(" ", 1)[-1], help=summary, description=description)
 
 
 def _job_options(p: argparse.ArgumentParser, *, period: bool = False) -> None:
@@ -120,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_run(sub: _Subparsers) -> None:
-    run = _command(sub, "run", "send every row of a job to Studio", "Send every row of a job to Studio.")
+    run = _command(sub, "run")
     _job_options(run, period=True)
     run.add_argument("--output", metavar="PATH", help="write the results table to PATH instead of [output] results")
     run.add_argument("--rate", type=float, metavar="N", help="requests per second (overrides [send] rate)")
@@ -146,12 +173,7 @@ def _add_run(sub: _Subparsers) -> None:
 
 
 def _add_validate(sub: _Subparsers) -> None:
-    val = _command(
-        sub,
-        "validate",
-        "check a job's input without sending anything",
-        "Check a job's input and mapping; no network at all.",
-    )
+    val = _command(sub, "validate")
     _job_options(val)
     val.add_argument("--output", metavar="PATH", help="write the results table (invalid, duplicate, pending) to PATH")
     val.add_argument(
@@ -166,17 +188,10 @@ def _add_validate(sub: _Subparsers) -> None:
 
 def _add_checkpoint_readers(sub: _Subparsers) -> None:
     """``status`` and ``report``: the commands that read the checkpoint alone."""
-    st = _command(
-        sub, "status", "counts by status from the checkpoint", "Counts by status from the checkpoint; sends nothing."
-    )
+    st = _command(sub, "status")
     _job_options(st, period=True)
     _log_options(st)
-    rep = _command(
-        sub,
-        "report",
-        "write the results table again from the checkpoint",
-        "Write the results table again from the checkpoint alone; sends nothing.",
-    )
+    rep = _command(sub, "report")
     _job_options(rep, period=True)
     rep.add_argument("--output", metavar="PATH", help="write to PATH instead of [output] results")
     rep.add_argument("--html", metavar="PATH", help="also write the campaign report: one self-contained HTML page")
@@ -184,13 +199,7 @@ def _add_checkpoint_readers(sub: _Subparsers) -> None:
 
 
 def _add_collect(sub: _Subparsers) -> None:
-    col = _command(
-        sub,
-        "collect",
-        "fetch what happened in each run: status, answers, delivery",
-        "Fetch each run's status, the [collect.fields] of its Context and its messages' delivery; "
-        "write the outcomes table. Exit 75 while some runs are still active.",
-    )
+    col = _command(sub, "collect")
     col.add_argument("job", help="the job file (TOML)")
     col.add_argument("--checkpoint", metavar="PATH", help="use this checkpoint instead of [output] checkpoint")
     col.add_argument(
@@ -210,18 +219,13 @@ def _add_collect(sub: _Subparsers) -> None:
 
 
 def _add_history(sub: _Subparsers) -> None:
-    hist = _command(
-        sub,
-        "history",
-        "seed or inspect the shared contact history",
-        "Seed the contact history from a past results table, or show contacts reached per flow per day.",
-    )
+    hist = _command(sub, "history")
     hist_sub = hist.add_subparsers(
         dest="history_command", required=True, metavar="ACTION", parser_class=_Parser, help="import or stats"
     )
-    imp = _command(hist_sub, "import", "record a past results table's sent rows", "Record a results table's sent rows.")
+    imp = _command(hist_sub, "history import")
     imp.add_argument("file", help="a results table (.csv or .parquet) written by batch-engage")
-    stats = _command(hist_sub, "stats", "contacts reached per flow per day", "Contacts reached per flow per day.")
+    stats = _command(hist_sub, "history stats")
     for p in (imp, stats):
         p.add_argument("--job", metavar="JOB", help="take [history] path (and the Flow SID) from this job file")
         p.add_argument("--history", metavar="PATH", help="the history file (instead of --job)")
@@ -237,12 +241,7 @@ def _seconds(p: argparse.ArgumentParser, flag: str, default: float, what: str) -
 
 
 def _add_sandbox(sub: _Subparsers) -> None:
-    sb = _command(
-        sub,
-        "sandbox",
-        "serve the Studio simulator for rehearsals",
-        "Serve the Studio simulator on 127.0.0.1 until interrupted.",
-    )
+    sb = _command(sub, "sandbox")
     sb.add_argument("--port", type=int, default=0, help="port to listen on (default: a free one)")
     sb.add_argument(
         "--rate-limit",

@@ -71,6 +71,11 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
 
+def _flags(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    """These flags' values by name: the options objects' fields are named as the flags are."""
+    return {name: getattr(args, name) for name in names}
+
+
 def _sandbox_credentials() -> Credentials:
     return Credentials(api.SANDBOX_USERNAME, api.SANDBOX_PASSWORD)
 
@@ -133,14 +138,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             _check_writable_folder(path, flag)
     overrides = _overrides(args)
     stdin = sys.stdin.buffer if args.input == "-" else None
-    options = api.RunOptions(
-        limit=args.limit,
-        max_duration=args.max_duration,
-        restart=args.restart,
-        yes=args.yes,
-        wait=args.wait,
-        sandbox=args.sandbox,
-    )
+    options = api.RunOptions(**_flags(args, "limit", "max_duration", "restart", "yes", "wait", "sandbox"))
     with _rehearsal(args, overrides) as creds, progress_bar(sys.stderr.isatty() and not args.quiet) as progress:
 
         def send(control: RunControl) -> Awaitable[api.RunResult]:
@@ -246,12 +244,8 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
 def _cmd_collect(args: argparse.Namespace) -> int:
     overrides = _overrides(args)
     options = api.CollectOptions(
-        refresh=args.refresh,
-        wait=args.wait,
-        max_duration=args.max_duration,
         poll_interval=_SANDBOX_POLL if args.sandbox else api.DEFAULT_COLLECT_POLL,
-        sandbox=args.sandbox,
-        output=args.output,
+        **_flags(args, "refresh", "wait", "max_duration", "sandbox", "output"),
     )
     with _rehearsal(args, overrides, latest=True) as creds, collect_bar(sys.stderr.isatty() and not args.quiet) as bar:
 
