@@ -10,8 +10,8 @@ import polars as pl
 
 from ._files import private_file
 
-# The exit codes are re-exported: the run's table and its exit code are read together.
-from .exits import EXIT_ABORTED, EXIT_OK, EXIT_SOME_FAILED, EXIT_TEMPFAIL, EXIT_USAGE, exit_code_for
+# Re-exported for the modules that import them from here (runner, collect); exits is their home.
+from .exits import EXIT_ABORTED, EXIT_OK, EXIT_SOME_FAILED, EXIT_TEMPFAIL, exit_code_for
 from .states import FINAL, REACHED, RowState
 
 __all__ = [
@@ -19,7 +19,6 @@ __all__ = [
     "EXIT_OK",
     "EXIT_SOME_FAILED",
     "EXIT_TEMPFAIL",
-    "EXIT_USAGE",
     "RESULT_COLUMNS",
     "STATUSES",
     "build_results",
