@@ -27,8 +27,8 @@
 
 ``client.classify_response`` and ``client.classify_exception`` turn an answer into a
 ``StudioError`` (the table in ``client.py``); the dispatcher turns that into a row's
-outcome; ``results.exit_code_for`` maps a finished run to its exit code, and the CLI
-maps a ``BatchEngageError`` to one.
+outcome; ``exits`` maps a finished run, a finished collect, or a ``BatchEngageError``
+that stopped a command, to its exit code.
 """
 
 from __future__ import annotations

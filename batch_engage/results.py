@@ -1,15 +1,17 @@
-"""The results table: the plan joined with the journal by contact, one line per input row; and the exit code."""
+"""The results table: the plan joined with the journal by contact, one line per input row."""
 
 from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Mapping
 from pathlib import Path
 
 import polars as pl
 
 from ._files import private_file
+
+# Re-exported for the modules that import them from here (runner, collect); exits is their home.
+from .exits import EXIT_ABORTED, EXIT_OK, EXIT_SOME_FAILED, EXIT_TEMPFAIL, exit_code_for
 from .states import FINAL, REACHED, RowState
 
 __all__ = [
@@ -17,7 +19,6 @@ __all__ = [
     "EXIT_OK",
     "EXIT_SOME_FAILED",
     "EXIT_TEMPFAIL",
-    "EXIT_USAGE",
     "RESULT_COLUMNS",
     "STATUSES",
     "build_results",
@@ -26,7 +27,6 @@ __all__ = [
     "write_results",
 ]
 
-EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_ABORTED, EXIT_TEMPFAIL = 0, 1, 2, 3, 75
 REACHED_EARLIER = "reached by an earlier run"
 RESULT_COLUMNS = [
     "row",
@@ -121,17 +121,6 @@ def counts_by_status(results: pl.DataFrame) -> dict[str, int]:
     counts = {status: int(found.get(status, 0)) for status in STATUSES}
     counts.update({status: int(n) for status, n in sorted(found.items()) if status not in counts})
     return counts
-
-
-def exit_code_for(counts: Mapping[str, int], *, aborted: bool = False, stopped_early: bool = False) -> int:
-    """The one mapping to exit codes: 3 aborted, 75 stopped early, 1 some rows failed/invalid/uncertain, else 0."""
-    if aborted:
-        return EXIT_ABORTED
-    if stopped_early:
-        return EXIT_TEMPFAIL
-    if counts.get("failed", 0) or counts.get("invalid", 0) or counts.get("uncertain", 0):
-        return EXIT_SOME_FAILED
-    return EXIT_OK
 
 
 def write_results(results: pl.DataFrame, path: str | Path) -> Path:

@@ -1,0 +1,60 @@
+"""Every exit code, and every mapping to one: a finished run, a finished collect, an error that stopped a command.
+
+::
+
+    0   EXIT_OK           everything done
+    1   EXIT_SOME_FAILED  some rows failed, were invalid or stay uncertain (collect: some runs failed)
+    2   EXIT_USAGE        the command cannot start as given (UsageError); nothing was sent
+    3   EXIT_ABORTED      the run was stopped by a fatal answer or another BatchEngageError
+    75  EXIT_TEMPFAIL     not now: stopped early, locked, unsettled, runs still active; the same command later
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from .errors import BatchEngageError, TryLater, UsageError
+
+__all__ = [
+    "EXIT_ABORTED",
+    "EXIT_OK",
+    "EXIT_SOME_FAILED",
+    "EXIT_TEMPFAIL",
+    "EXIT_USAGE",
+    "collect_exit_code",
+    "exit_code_for",
+    "exit_code_for_error",
+]
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_ABORTED, EXIT_TEMPFAIL = 0, 1, 2, 3, 75
+
+
+def exit_code_for(counts: Mapping[str, int], *, aborted: bool = False, stopped_early: bool = False) -> int:
+    """A run's (or a dry run's) exit code: 3 aborted, 75 stopped early, 1 some failed/invalid/uncertain, else 0."""
+    if aborted:
+        return EXIT_ABORTED
+    if stopped_early:
+        return EXIT_TEMPFAIL
+    if counts.get("failed", 0) or counts.get("invalid", 0) or counts.get("uncertain", 0):
+        return EXIT_SOME_FAILED
+    return EXIT_OK
+
+
+def collect_exit_code(counts: Mapping[str, int], *, aborted: bool = False, stopped_early: bool = False) -> int:
+    """A collect's exit code: 3 aborted; 75 some run active or not collected; 1 some failed; else 0."""
+    if aborted:
+        return EXIT_ABORTED
+    if stopped_early or counts.get("active", 0) or counts.get("not_collected", 0):
+        return EXIT_TEMPFAIL
+    if counts.get("failed", 0):
+        return EXIT_SOME_FAILED
+    return EXIT_OK
+
+
+def exit_code_for_error(error: BatchEngageError | KeyboardInterrupt) -> int:
+    """The exit code of a command an exception stopped: 75 TryLater or Ctrl-C, 2 UsageError, 3 any other of ours."""
+    if isinstance(error, TryLater | KeyboardInterrupt):
+        return EXIT_TEMPFAIL
+    if isinstance(error, UsageError):
+        return EXIT_USAGE
+    return EXIT_ABORTED
