@@ -19,7 +19,7 @@ A 404 on a run is ``failed`` for that row alone; 401/403, or a 404 on the Flow, 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -36,8 +36,9 @@ from .client import MessagesClient, StudioClient, make_http_client
 from .control import RunControl
 from .credentials import Credentials
 from .errors import Fatal, StudioError
+from .exits import collect_exit_code
 from .outcomes import OutcomeStore
-from .results import EXIT_ABORTED, EXIT_OK, EXIT_SOME_FAILED, EXIT_TEMPFAIL, write_results
+from .results import write_results
 from .spec import Spec, api_base_url, check_base_url, studio_base_url
 from .twilio_clock import TwilioClock
 
@@ -102,17 +103,6 @@ class CollectResult:
             "stopped_early": self.stopped_early,
             "exit_code": self.exit_code,
         }
-
-
-def collect_exit_code(counts: Mapping[str, int], *, aborted: bool = False, stopped_early: bool = False) -> int:
-    """The one mapping for ``collect``: 3 aborted; 75 some run active or not collected; 1 some failed; else 0."""
-    if aborted:
-        return EXIT_ABORTED
-    if stopped_early or counts.get("active", 0) or counts.get("not_collected", 0):
-        return EXIT_TEMPFAIL
-    if counts.get("failed", 0):
-        return EXIT_SOME_FAILED
-    return EXIT_OK
 
 
 def messages_base_url(spec: Spec, credentials: Credentials) -> str:
