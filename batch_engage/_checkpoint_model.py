@@ -7,10 +7,10 @@ this (and on :mod:`batch_engage._checkpoint_binding`), so neither imports the ot
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol, Self
+from typing import Any, Protocol, Self, TypedDict
 
 import polars as pl
 
@@ -21,7 +21,9 @@ __all__ = [
     "CheckpointStore",
     "CheckpointView",
     "Intent",
+    "OpenOptions",
     "Outcome",
+    "RestartOptions",
     "SecondStats",
     "StoreBase",
     "Target",
@@ -64,6 +66,19 @@ class Target:
         if self.sandbox != other.sandbox or (not self.sandbox and self.base_url != other.base_url):
             return True
         return self.account is not None and other.account is not None and self.account != other.account
+
+
+class RestartOptions(TypedDict, total=False):
+    """Whether to start the job over (``restart``), and the operator's consent to forget what it reached (``yes``)."""
+
+    restart: bool
+    yes: bool
+
+
+class OpenOptions(RestartOptions, total=False):
+    """:class:`RestartOptions`, and what a new checkpoint's meta holds besides the binding (``extra_meta``)."""
+
+    extra_meta: Mapping[str, str] | None
 
 
 @dataclass(frozen=True)

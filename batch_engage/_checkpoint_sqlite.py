@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import polars as pl
 
@@ -24,7 +24,9 @@ from ._checkpoint_binding import bind_meta, check_meta, check_readable, restart_
 from ._checkpoint_model import (
     CheckpointView,
     Intent,
+    OpenOptions,
     Outcome,
+    RestartOptions,
     SecondStats,
     StoreBase,
     Target,
@@ -72,13 +74,13 @@ def _reached_count(path: Path) -> int:
 
 
 def check_file_binding(
-    path: Path, fingerprint: Mapping[str, Any], target: Target, *, restart: bool = False, yes: bool = False
+    path: Path, fingerprint: Mapping[str, Any], target: Target, **options: Unpack[RestartOptions]
 ) -> None:
     """Refuse (``CheckpointMismatch``) a checkpoint file of another job or Twilio, or a restart without --yes."""
     if not path.exists():
         return
-    if restart:
-        if not yes:
+    if options.get("restart"):
+        if not options.get("yes"):
             raise restart_refused(path, _reached_count(path))
         return
     check_meta(str(path), _read_meta(path), fingerprint, target)
@@ -108,14 +110,7 @@ class Checkpoint(StoreBase):
 
     @classmethod
     def open(
-        cls,
-        path: str | Path,
-        fingerprint: Mapping[str, Any],
-        target: Target,
-        *,
-        restart: bool = False,
-        yes: bool = False,
-        extra_meta: Mapping[str, str] | None = None,
+        cls, path: str | Path, fingerprint: Mapping[str, Any], target: Target, **options: Unpack[OpenOptions]
     ) -> Checkpoint:
         """Lock, then open or create the checkpoint for this job and target.
 
@@ -123,13 +118,13 @@ class Checkpoint(StoreBase):
         if it was made for another job or target, or ``restart`` lacks ``yes`` (a restart
         moves the old one aside, never deletes it).
         """
-        path = Path(path)
+        path, restart = Path(path), options.get("restart", False)
         fd = try_lock(cls.lock_path(path))
         if fd is None:
             raise CheckpointLocked(f"{path}: another batch-engage process is running this job; nothing was sent")
         try:
             upgraded = None if restart or not path.exists() else take_v1_lines(path, fingerprint)
-            check_file_binding(path, fingerprint, target, restart=restart, yes=yes)
+            check_file_binding(path, fingerprint, target, restart=restart, yes=options.get("yes", False))
             if restart and path.exists():
                 _move_aside(path)
             private_file(path)
@@ -139,7 +134,7 @@ class Checkpoint(StoreBase):
             conn.executescript(SQLITE_DDL)
             with conn:
                 conn.execute("BEGIN")
-                meta = _bind(conn, fingerprint, target, extra_meta, upgraded)
+                meta = _bind(conn, fingerprint, target, options.get("extra_meta"), upgraded)
             return cls(path, conn, fd, meta)
         except BaseException:
             os.close(fd)

@@ -26,17 +26,14 @@ import os
 import socket
 import threading
 import time
-from typing import Any
 
 import psycopg
 
 from ._pg_location import PgLocation, where
-from ._pg_tables import tables_exist
+from ._pg_tables import Connection, tables_exist
 from .errors import CheckpointLocked
 
 __all__ = ["Heartbeat", "is_locked", "lock_job", "write_lease"]
-
-Connection = psycopg.Connection[tuple[Any, ...]]
 
 
 def _boottime() -> float:

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Unpack
 
 import psycopg
 
 from ._checkpoint_binding import check_meta, restart_refused
-from ._checkpoint_model import Target
+from ._checkpoint_model import RestartOptions, Target
 from ._checkpoint_schema import JOURNAL_COLUMNS, PG_DDL, PG_TABLES
 from ._pg_location import PgLocation, where
 from .errors import UsageError
@@ -24,6 +24,7 @@ from .states import POSSIBLY_SENT, REACHED, sql_list
 
 __all__ = [
     "LAYOUT_VERSION",
+    "Connection",
     "check",
     "check_binding",
     "create_tables",
@@ -39,6 +40,7 @@ _DDL_LOCK = 0x6261_7463_6865_6E67
 _COLUMNS = ", ".join(JOURNAL_COLUMNS)
 
 Connection = psycopg.Connection[tuple[Any, ...]]
+"""A session with the checkpoint's database."""
 
 
 def journal_sql(loc: PgLocation, condition: str = "") -> str:
@@ -70,28 +72,27 @@ def _reached_count(conn: Connection, loc: PgLocation) -> int:
 
 
 def check_binding(
-    location: str | PgLocation,
-    fingerprint: Mapping[str, Any],
-    target: Target,
-    *,
-    restart: bool = False,
-    yes: bool = False,
+    location: str | PgLocation, fingerprint: Mapping[str, Any], target: Target, **options: Unpack[RestartOptions]
 ) -> None:
     """:func:`batch_engage.checkpoint.check_binding` for a PostgreSQL checkpoint (reads only)."""
     loc = where(location)
     with loc.connect() as conn:
-        check(conn, loc, fingerprint, target, restart=restart, yes=yes)
+        check(conn, loc, fingerprint, target, **options)
 
 
 def check(
-    conn: Connection, loc: PgLocation, fingerprint: Mapping[str, Any], target: Target, *, restart: bool, yes: bool
+    conn: Connection,
+    loc: PgLocation,
+    fingerprint: Mapping[str, Any],
+    target: Target,
+    **options: Unpack[RestartOptions],
 ) -> None:
     """Refuse (``CheckpointMismatch``) a job of another fingerprint or Twilio, or a restart without --yes."""
     meta = read_meta(conn, loc)
     if not meta:
         return
-    if restart:
-        if not yes:
+    if options.get("restart"):
+        if not options.get("yes"):
             raise restart_refused(loc.describe(), _reached_count(conn, loc))
         return
     check_meta(loc.describe(), meta, fingerprint, target)

@@ -17,14 +17,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 from ._checkpoint_binding import check_meta, describe_mismatch, with_account
 from ._checkpoint_model import (
     CheckpointStore,
     CheckpointView,
     Intent,
+    OpenOptions,
     Outcome,
+    RestartOptions,
     SecondStats,
     Target,
     empty_journal,
@@ -65,12 +67,7 @@ def is_postgres(location: str | Path) -> bool:
 
 
 def check_binding(
-    path: str | Path,
-    fingerprint: Mapping[str, Any],
-    target: Target,
-    *,
-    restart: bool = False,
-    yes: bool = False,
+    path: str | Path, fingerprint: Mapping[str, Any], target: Target, **options: Unpack[RestartOptions]
 ) -> None:
     """Refuse (``CheckpointMismatch``) what a run must refuse: another job, another Twilio, a restart without --yes.
 
@@ -80,9 +77,9 @@ def check_binding(
     if is_postgres(path):
         from . import checkpoint_pg  # noqa: PLC0415 - SQLite users never load psycopg
 
-        checkpoint_pg.check_binding(str(path), fingerprint, target, restart=restart, yes=yes)
+        checkpoint_pg.check_binding(str(path), fingerprint, target, **options)
         return
-    check_file_binding(Path(path), fingerprint, target, restart=restart, yes=yes)
+    check_file_binding(Path(path), fingerprint, target, **options)
 
 
 def jobs_beside(location: str) -> list[str]:
@@ -93,20 +90,14 @@ def jobs_beside(location: str) -> list[str]:
 
 
 def open_checkpoint(
-    location: str | Path,
-    fingerprint: Mapping[str, Any],
-    target: Target,
-    *,
-    restart: bool = False,
-    yes: bool = False,
-    extra_meta: Mapping[str, str] | None = None,
+    location: str | Path, fingerprint: Mapping[str, Any], target: Target, **options: Unpack[OpenOptions]
 ) -> CheckpointStore:
     """:meth:`Checkpoint.open` for a file path, ``PgCheckpoint.open`` for a ``postgresql://`` location."""
     if is_postgres(location):
         from .checkpoint_pg import PgCheckpoint  # noqa: PLC0415 - as above
 
-        return PgCheckpoint.open(str(location), fingerprint, target, restart=restart, yes=yes, extra_meta=extra_meta)
-    return Checkpoint.open(location, fingerprint, target, restart=restart, yes=yes, extra_meta=extra_meta)
+        return PgCheckpoint.open(str(location), fingerprint, target, **options)
+    return Checkpoint.open(location, fingerprint, target, **options)
 
 
 def read_checkpoint(location: str | Path) -> CheckpointView:

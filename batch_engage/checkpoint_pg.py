@@ -15,7 +15,7 @@ import io
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Unpack
 
 import polars as pl
 import psycopg
@@ -23,6 +23,7 @@ import psycopg
 from ._checkpoint_binding import bind_meta, with_account
 from ._checkpoint_model import (
     Intent,
+    OpenOptions,
     Outcome,
     SecondStats,
     StoreBase,
@@ -82,14 +83,7 @@ class PgCheckpoint(StoreBase):
 
     @classmethod
     def open(
-        cls,
-        location: str | PgLocation,
-        fingerprint: Mapping[str, Any],
-        target: Target,
-        *,
-        restart: bool = False,
-        yes: bool = False,
-        extra_meta: Mapping[str, str] | None = None,
+        cls, location: str | PgLocation, fingerprint: Mapping[str, Any], target: Target, **options: Unpack[OpenOptions]
     ) -> PgCheckpoint:
         """Lock the job (exit 75 at once if another run holds it), then open or create its checkpoint."""
         loc = where(location)
@@ -98,11 +92,12 @@ class PgCheckpoint(StoreBase):
             lock_job(conn, loc)
             create_tables(conn, loc)
             write_lease(conn, loc)
-            check(conn, loc, fingerprint, target, restart=restart, yes=yes)
+            restart = options.get("restart", False)
+            check(conn, loc, fingerprint, target, restart=restart, yes=options.get("yes", False))
             if restart:
                 move_aside(conn, loc)
             with conn.transaction():
-                meta, new = bind_meta(_read_meta(conn, loc), fingerprint, target, extra_meta)
+                meta, new = bind_meta(_read_meta(conn, loc), fingerprint, target, options.get("extra_meta"))
                 if new:
                     with conn.cursor() as cur:
                         cur.executemany(
