@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +21,7 @@ from .errors import CheckpointMismatch, UsageError
 
 __all__ = [
     "bind_meta",
+    "changed_parts",
     "check_meta",
     "check_readable",
     "describe_mismatch",
@@ -36,10 +37,15 @@ _FINGERPRINT_NAMES = {
 }
 
 
+def changed_parts(stored: Mapping[str, Any], current: Mapping[str, Any], *, ignore: Iterable[str] = ()) -> list[str]:
+    """The parts of the fingerprint (but those in ``ignore``) that differ, in words."""
+    skip = set(ignore)
+    return [name for key, name in _FINGERPRINT_NAMES.items() if key not in skip and stored.get(key) != current.get(key)]
+
+
 def describe_mismatch(stored: Mapping[str, Any], current: Mapping[str, Any]) -> str:
     """Say in words which parts of the fingerprint changed."""
-    changed = [name for key, name in _FINGERPRINT_NAMES.items() if stored.get(key) != current.get(key)]
-    return ", ".join(changed) or "the job"
+    return ", ".join(changed_parts(stored, current)) or "the job"
 
 
 def with_account(meta: Mapping[str, str], account_sid: str, *, where: str) -> str | None:

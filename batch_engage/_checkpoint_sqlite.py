@@ -35,7 +35,7 @@ from ._checkpoint_model import (
     reached_frame,
 )
 from ._checkpoint_schema import EVENT_COLUMNS, JOURNAL_COLUMNS, RUN_COLUMNS, SQLITE_DDL
-from ._files import holds_lock, private_file, release_lock, try_lock
+from ._files import holds_lock, move_with_sidecars, private_file, release_lock, try_lock
 from .errors import CheckpointLocked, UsageError
 from .states import OPEN, POSSIBLY_SENT, REACHED, RowState, sql_list
 from .upgrade import V1_LINE_COLUMNS, take_v1_lines
@@ -337,11 +337,7 @@ def _move_aside(path: Path) -> Path:
     while target.exists():
         n += 1
         target = path.with_name(f"{path.name}.{stamp}-{n}.old")
-    os.replace(path, target)
-    for suffix in ("-wal", "-shm", ".plan.parquet"):
-        extra = path.with_name(path.name + suffix)
-        if extra.exists():
-            os.replace(extra, target.with_name(target.name + suffix))
+    move_with_sidecars(path, target, ("-wal", "-shm", ".plan.parquet"))
     return target
 
 

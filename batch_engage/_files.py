@@ -5,9 +5,10 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["holds_lock", "private_file", "release_lock", "same_file", "try_lock"]
+__all__ = ["holds_lock", "move_with_sidecars", "private_file", "release_lock", "same_file", "try_lock"]
 
 
 def private_file(path: Path) -> None:
@@ -24,6 +25,15 @@ def same_file(a: str | Path, b: str | Path) -> bool:
     if pa.exists() and pb.exists():
         return os.path.samefile(pa, pb)
     return pa.resolve() == pb.resolve()
+
+
+def move_with_sidecars(path: Path, to: Path, suffixes: Iterable[str]) -> None:
+    """Rename ``path`` to ``to``, and each ``<path><suffix>`` that exists (a WAL, a plan) to ``<to><suffix>``."""
+    os.replace(path, to)
+    for suffix in suffixes:
+        extra = path.with_name(path.name + suffix)
+        if extra.exists():
+            os.replace(extra, to.with_name(to.name + suffix))
 
 
 def try_lock(lock_path: Path) -> int | None:
