@@ -35,8 +35,16 @@ from ._checkpoint_model import (
 from ._pg_lease import Heartbeat, is_locked, lock_job, write_lease
 from ._pg_location import DEFAULT_KEEPALIVES, DEFAULT_LEASE, DEFAULT_SCHEMA, PgLocation, parse_location, where
 from ._pg_read import exists, jobs_beside, read_only
-from ._pg_tables import LAYOUT_VERSION, Connection, check, check_binding, create_tables, journal_sql, move_aside
-from ._pg_tables import read_meta as _read_meta
+from ._pg_tables import (
+    LAYOUT_VERSION,
+    Connection,
+    check,
+    check_binding,
+    create_tables,
+    journal_sql,
+    move_aside,
+    read_meta,
+)
 from ._time import iso_ms
 from .errors import TryLater
 from .states import OPEN, REACHED, RowState, sql_list
@@ -97,7 +105,7 @@ class PgCheckpoint(StoreBase):
             if restart:
                 move_aside(conn, loc)
             with conn.transaction():
-                meta, new = bind_meta(_read_meta(conn, loc), fingerprint, target, options.get("extra_meta"))
+                meta, new = bind_meta(read_meta(conn, loc), fingerprint, target, options.get("extra_meta"))
                 if new:
                     with conn.cursor() as cur:
                         cur.executemany(
