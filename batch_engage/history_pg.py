@@ -30,9 +30,9 @@ import polars as pl
 import psycopg
 from psycopg import sql
 
+from ._history_model import Reached, job_of
+from ._history_model import owner as make_owner
 from .errors import ConfigError
-from .history import Reached, job_of
-from .history import owner as make_owner
 from .source_db import check_database_uri, server_of
 from .spec import Cap
 

@@ -14,8 +14,6 @@ Lines are committed in small groups, so a killed ``collect`` loses at most one g
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 import sqlite3
@@ -24,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._files import private_file
+from ._files import private_file, release_lock, try_lock
 from .errors import CheckpointLocked, UsageError
 
 __all__ = ["OutcomeStore", "StoredOutcome", "outcomes_path", "read_outcomes"]
@@ -77,16 +75,11 @@ class OutcomeStore:
     def open(cls, checkpoint: str | Path) -> OutcomeStore:
         """Lock, then open or create the outcomes beside ``checkpoint``; ``CheckpointLocked`` if another holds them."""
         path = outcomes_path(checkpoint)
-        lock_path = path.with_name(path.name + ".lock")
-        private_file(lock_path)
-        fd = os.open(lock_path, os.O_RDWR)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
+        fd = try_lock(path.with_name(path.name + ".lock"))
+        if fd is None:
             raise CheckpointLocked(
                 f"{path}: another collect of this job is running; nothing was fetched. Try again when it ends."
-            ) from None
+            )
         try:
             private_file(path)
             conn = sqlite3.connect(path, isolation_level=None)
@@ -103,9 +96,7 @@ class OutcomeStore:
     def close(self) -> None:
         """Close the file and release the lock."""
         self._conn.close()
-        with contextlib.suppress(OSError):
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-        os.close(self._lock_fd)
+        release_lock(self._lock_fd)
 
     def __enter__(self) -> OutcomeStore:
         return self

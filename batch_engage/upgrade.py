@@ -11,7 +11,6 @@ limit of ``marker_key = ""``); its later requests carry the marker.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,6 +19,8 @@ from typing import Any
 import polars as pl
 import structlog
 
+from ._checkpoint_binding import changed_parts
+from ._files import move_with_sidecars
 from .errors import CheckpointMismatch
 
 __all__ = ["V1_LINE_COLUMNS", "take_v1_lines"]
@@ -73,11 +74,8 @@ def take_v1_lines(path: Path, fingerprint: Mapping[str, Any]) -> list[tuple[Any,
         return None
     meta, lines = found
     old = json.loads(meta.get("fingerprint", "{}"))
-    changed = [
-        name
-        for key, name in (("flow_sid", "the Flow SID"), ("api", "the API"), ("mapping", "the column mapping"))
-        if old.get(key) != fingerprint.get(key)
-    ]
+    # Format 1 kept its planning settings in another shape: they cannot be compared.
+    changed = changed_parts(old, fingerprint, ignore=("planning",))
     if changed:
         raise CheckpointMismatch(
             f"{path}: this checkpoint (written by an older batch-engage) was made for another job: "
@@ -97,11 +95,7 @@ def take_v1_lines(path: Path, fingerprint: Mapping[str, Any]) -> list[tuple[Any,
         contact, to, from_ = by_row[row]
         moved.append((contact, row, to, from_, state, sid, status, code, message, attempts, intent_at, completed_at))
     aside = path.with_name(path.name + ".v1.old")
-    os.replace(path, aside)
-    for suffix in ("-wal", "-shm"):
-        extra = path.with_name(path.name + suffix)
-        if extra.exists():
-            os.replace(extra, aside.with_name(aside.name + suffix))
+    move_with_sidecars(path, aside, ("-wal", "-shm"))
     log.warning(
         "checkpoint.upgraded",
         path=str(path),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -85,3 +86,61 @@ class TestJournal:
             view = read_only(path)
         assert lines == {"+1": ("sent", AT), "+2": ("pending", None), "+3": ("intent", AT)}
         assert view.live and view.journal.height == 3 and view.meta["token"]
+
+
+# The tables format 2 has always written: a file made by an earlier or later release of format 2 opens in this one.
+FORMAT_2_TABLES = [
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE journal (
+    contact TEXT PRIMARY KEY,
+    row INTEGER NOT NULL,
+    to_addr TEXT NOT NULL,
+    from_addr TEXT NOT NULL,
+    params_hash TEXT,
+    marker TEXT,
+    input TEXT,
+    state TEXT NOT NULL,
+    sid TEXT,
+    http_status INTEGER,
+    error_code INTEGER,
+    error_message TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    intent_at TEXT,
+    intent_twilio_at TEXT,
+    completed_at TEXT
+)""",
+    "CREATE INDEX journal_state ON journal(state)",
+    """CREATE TABLE runs (
+    id INTEGER PRIMARY KEY,
+    started_at TEXT NOT NULL,
+    stopped_at TEXT,
+    exit_code INTEGER,
+    input TEXT
+)""",
+    """CREATE TABLE events (
+    run INTEGER NOT NULL,
+    second INTEGER NOT NULL,
+    requests INTEGER NOT NULL,
+    ok INTEGER NOT NULL,
+    rate_limited INTEGER NOT NULL,
+    retries INTEGER NOT NULL,
+    lookups INTEGER NOT NULL,
+    pacer_rate REAL NOT NULL,
+    PRIMARY KEY (run, second)
+)""",
+]
+
+
+class TestFormat:
+    """The file's layout is format 2's, to the letter."""
+
+    def test_a_new_checkpoint_has_the_tables_format_2_always_wrote(self, tmp_path: Path) -> None:
+        """Every table and index, as SQLite stores its definition, is the one format 2 has always written."""
+        path = tmp_path / "c"
+        Checkpoint.open(path, FP, TWILIO).close()
+        conn = sqlite3.connect(path)
+        try:
+            tables = [sql for (sql,) in conn.execute("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL")]
+        finally:
+            conn.close()
+        assert tables == FORMAT_2_TABLES

@@ -435,3 +435,51 @@ class TestTwoMachines:
             frozen.stderr.close()
         per_contact = Counter(e.to for e in sb.ledger() if e.source == "rest")
         assert len(per_contact) == 200 and max(per_contact.values()) == 1
+
+
+# Layout 1 as every release has made it ("!" marks NOT NULL): a schema made by any of them serves this one.
+LAYOUT_1_COLUMNS = {
+    "checkpoint_version": "version integer!",
+    "events": "job text!, run bigint!, second bigint!, requests integer!, ok integer!, rate_limited integer!, "
+    "retries integer!, lookups integer!, pacer_rate double precision!",
+    "journal": "job text!, contact text!, row bigint!, to_addr text!, from_addr text!, params_hash text, marker text, "
+    "input text, state text!, sid text, http_status integer, error_code integer, error_message text, "
+    "attempts integer!, intent_at text, intent_twilio_at text, completed_at text",
+    "leases": "job text!, backend_pid integer!, holder text!, heartbeat_at timestamp with time zone!",
+    "meta": "job text!, key text!, value text!",
+    "plans": "job text!, saved_at text!, plan bytea!",
+    "runs": "id bigint!, job text!, started_at text!, stopped_at text, exit_code integer, input text",
+}
+LAYOUT_1_INDEXES = [
+    "CREATE UNIQUE INDEX events_pkey ON S.events USING btree (job, run, second)",
+    "CREATE INDEX journal_open ON S.journal USING btree (job, state) "
+    "WHERE (state = ANY (ARRAY['intent'::text, 'uncertain'::text, 'pending'::text]))",
+    "CREATE UNIQUE INDEX journal_pkey ON S.journal USING btree (job, contact)",
+    "CREATE UNIQUE INDEX leases_pkey ON S.leases USING btree (job)",
+    "CREATE UNIQUE INDEX meta_pkey ON S.meta USING btree (job, key)",
+    "CREATE UNIQUE INDEX plans_pkey ON S.plans USING btree (job)",
+    "CREATE INDEX runs_job ON S.runs USING btree (job)",
+    "CREATE UNIQUE INDEX runs_pkey ON S.runs USING btree (id)",
+]
+
+
+class TestLayout:
+    """The tables are layout 1's, to the column."""
+
+    def test_a_new_schema_has_the_tables_layout_1_always_had(self, pg_url: str, pg_schema: Schema) -> None:
+        """Every column (type, NOT NULL, order), key and index is the one layout 1 has always had."""
+        with open_checkpoint(f"{pg_url}#j", {"f": 1}, TARGET):
+            pass
+        columns = pg_schema.conn.execute(
+            "SELECT table_name, column_name, data_type, is_nullable FROM information_schema.columns "
+            "WHERE table_schema = %s ORDER BY table_name, ordinal_position",
+            (pg_schema.name,),
+        ).fetchall()
+        found: dict[str, list[str]] = {}
+        for table, column, kind, nullable in columns:
+            found.setdefault(table, []).append(f"{column} {kind}{'!' if nullable == 'NO' else ''}")
+        assert {table: ", ".join(cols) for table, cols in found.items()} == LAYOUT_1_COLUMNS
+        indexes = pg_schema.conn.execute(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = %s ORDER BY indexname", (pg_schema.name,)
+        ).fetchall()
+        assert [d.replace(f"{pg_schema.name}.", "S.") for (d,) in indexes] == LAYOUT_1_INDEXES

@@ -1,0 +1,114 @@
+"""Where a PostgreSQL checkpoint lives: ``postgresql://host/db?schema=name#<key>``, parsed, and connections to it.
+
+The spec adds the fragment: the rendered ``[job] id``, plus ``.sandbox`` for a rehearsal,
+so a rehearsal never shares state with the real job. ``schema`` (default ``batch_engage``)
+holds many jobs. ``keepalives_idle``/``keepalives_interval``/``keepalives_count`` and
+``lease`` in the query are ours (taken out before libpq sees the URL).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+
+import psycopg
+
+from .errors import UsageError
+
+__all__ = ["DEFAULT_KEEPALIVES", "DEFAULT_LEASE", "DEFAULT_SCHEMA", "PgLocation", "parse_location", "where"]
+
+DEFAULT_SCHEMA = "batch_engage"
+DEFAULT_KEEPALIVES = {"keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 6}
+DEFAULT_LEASE = 60
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+@dataclass(frozen=True)
+class PgLocation:
+    """A parsed location: libpq URL (no schema, no key), schema, job key, and the keepalive settings."""
+
+    conninfo: str
+    schema: str
+    key: str
+    keepalives: dict[str, int]
+    lease: int = DEFAULT_LEASE
+
+    def describe(self) -> str:
+        """The location in words, for messages (never the password)."""
+        parts = urlsplit(self.conninfo)
+        host = parts.hostname or "localhost"
+        port = f":{parts.port}" if parts.port else ""
+        return f"postgresql://{host}{port}{parts.path} (schema {self.schema}, job {self.key})"
+
+    @property
+    def lock_id(self) -> int:
+        """The advisory lock's 64-bit key: the same on every machine and every version."""
+        digest = hashlib.blake2b(f"batch-engage/{self.schema}/{self.key}".encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "big", signed=True)
+
+    def connect(self, *, autocommit: bool = True) -> psycopg.Connection[tuple[Any, ...]]:
+        """A new connection with keepalives on both ends; an unreachable server is a one-line ``UsageError``."""
+        try:
+            conn = psycopg.connect(
+                self.conninfo,
+                autocommit=autocommit,
+                keepalives=1,
+                connect_timeout=10,
+                application_name="batch-engage",
+                keepalives_idle=self.keepalives["keepalives_idle"],
+                keepalives_interval=self.keepalives["keepalives_interval"],
+                keepalives_count=self.keepalives["keepalives_count"],
+            )
+        except psycopg.OperationalError as exc:
+            reason = " ".join(str(exc).split())
+            raise UsageError(
+                f"{self.describe()}: cannot connect ({reason}); check the server, and PGPASSWORD or ~/.pgpass"
+            ) from None
+        # Server-side keepalives: these let the *server* drop a session whose machine vanished.
+        with conn.transaction() if not autocommit else contextlib.nullcontext():
+            conn.execute(f"SET tcp_keepalives_idle = {self.keepalives['keepalives_idle']}")
+            conn.execute(f"SET tcp_keepalives_interval = {self.keepalives['keepalives_interval']}")
+            conn.execute(f"SET tcp_keepalives_count = {self.keepalives['keepalives_count']}")
+            # psycopg prepares repeated statements; a generic plan made while the journal was empty
+            # would not fit it once it has grown. Plan each statement for its own values instead.
+            conn.execute("SET plan_cache_mode = force_custom_plan")
+        return conn
+
+    def sql(self, text: str) -> str:
+        """``text`` with ``{s}`` replaced by the schema (validated as a plain identifier)."""
+        return text.replace("{s}", f'"{self.schema}"')
+
+
+def parse_location(location: str) -> PgLocation:
+    """Split ``postgresql://…?schema=name#key`` into what connecting and keying need."""
+    parts = urlsplit(location)
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    schema = query.pop("schema", DEFAULT_SCHEMA)
+    if not _IDENTIFIER.match(schema):
+        raise UsageError(
+            f"output.checkpoint: schema={schema!r} is not a plain lower-case name; use letters, digits and '_'"
+        )
+    key = unquote(parts.fragment)
+    if not key:
+        raise UsageError("a PostgreSQL checkpoint needs a job key (the spec adds '#<job id>'); set [job] id")
+    keepalives = dict(DEFAULT_KEEPALIVES)
+    for name in DEFAULT_KEEPALIVES:
+        if name in query:
+            value = query.pop(name)
+            if not value.isdigit() or int(value) < 1:
+                raise UsageError(f"{name}={value!r} in the checkpoint URL: use a whole number of seconds (or probes)")
+            keepalives[name] = int(value)
+    lease = query.pop("lease", str(DEFAULT_LEASE))
+    if not lease.isdigit() or int(lease) < 1:
+        raise UsageError(f"lease={lease!r} in the checkpoint URL: use a whole number of seconds")
+    conninfo = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), ""))
+    return PgLocation(conninfo=conninfo, schema=schema, key=key, keepalives=keepalives, lease=int(lease))
+
+
+def where(location: str | PgLocation) -> PgLocation:
+    """``location`` parsed, unless it already is."""
+    return location if isinstance(location, PgLocation) else parse_location(location)
