@@ -80,3 +80,9 @@ class Stats:
     last_answer: float | None = None
     latency_ewma: float | None = None
     errors: Counter[tuple[int | None, str]] = field(default_factory=Counter)
+
+    def observe_latency(self, seconds: float) -> float:
+        """Fold one answer's latency into the moving average; return the average."""
+        ewma = self.latency_ewma
+        self.latency_ewma = seconds if ewma is None else 0.9 * ewma + 0.1 * seconds
+        return self.latency_ewma

@@ -10,27 +10,25 @@ backoff, the rest are final. Nothing here prints or exits.
 from __future__ import annotations
 
 import asyncio
-import json
-import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import structlog
 
 from . import phone
+from ._clock import Clock
+from ._item import Item, make_marker
 from ._time import iso_ms
-from .checkpoint import CheckpointStore, Intent, Outcome
+from .checkpoint import CheckpointStore, Outcome
 from .client import Created, StudioClient
 from .control import Progress, RunControl, Stats
 from .errors import AlreadyActive, Fatal, PossiblySent, RateLimited, Rejected, RetrySafe, StudioError
 from .history import owner as history_owner
 from .hygiene import HistoryStore
 from .pacing import Pacer
-from .policy import backoff, is_handback
-from .prepare import caps, contact_hash, params_hash
+from .policy import Breaker, backoff, is_handback
+from .prepare import caps
 from .recorder import Recorder
 from .spec import Spec
 from .states import FINAL, RowState
@@ -40,41 +38,6 @@ __all__ = ["DRAIN_GRACE", "Dispatcher", "Item", "Progress", "RunControl", "make_
 
 DRAIN_GRACE = 5.0
 log = structlog.get_logger(__name__)
-
-
-@dataclass
-class Item:
-    """One contact on its way: what to send, and what happened to it so far."""
-
-    row: int
-    contact: str
-    to: str
-    from_: str
-    parameters: str | None
-    marker: str | None = None
-    attempts: int = 0
-    backoff: float = 0.0
-    intent_at: str | None = None
-    intent_twilio: datetime | None = None
-    zones: str | None = None
-
-    def body(self, marker_key: str) -> str | None:
-        """The Parameters to send: the row's, with the marker added."""
-        if not marker_key or self.marker is None:
-            return self.parameters
-        member = f"{json.dumps(marker_key)}:{json.dumps(self.marker)}"
-        if not self.parameters or self.parameters == "{}":
-            return "{" + member + "}"
-        return self.parameters[:-1] + "," + member + "}"
-
-    def intent(self) -> Intent:
-        """The journal's intent line for this contact."""
-        return Intent(self.contact, self.row, self.to, self.from_, params_hash(self.parameters), self.marker)
-
-
-def make_marker(token: str, contact: str) -> str:
-    """``<checkpoint token>:<contact hash>``: names this job's checkpoint and the person, never a row number."""
-    return f"{token}:{contact_hash(contact)}"
 
 
 class Dispatcher:
@@ -91,7 +54,7 @@ class Dispatcher:
         pacer: Pacer,
         history: HistoryStore | None,
         window: SendWindow | None,
-        wall: Callable[[], datetime],
+        clock: Clock,
         on_progress: Callable[[Progress], None] | None,
         total: int,
         done: int,
@@ -106,7 +69,7 @@ class Dispatcher:
         self.history = history
         self.caps = caps(spec)
         self.window = window
-        self.wall = wall
+        self.clock = clock
         self.on_progress = on_progress
         self.stats = Stats()
         self.total = total
@@ -120,15 +83,14 @@ class Dispatcher:
         self.dispatched = 0
         self._ready: deque[Item] = deque()
         self._retry_ready: deque[Item] = deque()
-        self._scheduled: dict[str, tuple[Item, asyncio.TimerHandle]] = {}
+        self._scheduled: dict[str, tuple[Item, asyncio.Task[None]]] = {}
         self._in_flight = 0
         self._source: Iterator[Item] = iter(())
         self._source_done = True
         self._limit_left: int | None = None
         self._wake = asyncio.Condition()
         self._refill_lock = asyncio.Lock()
-        self._recent: deque[bool] = deque(maxlen=spec.send.breaker_window)
-        self._recent_failed = 0  # sum(self._recent), kept up to date instead of summed for every row
+        self._breaker = Breaker(spec.send.breaker_window, spec.send.breaker_ratio)
         self._warned_concurrency = False
 
     # -- outcomes ----------------------------------------------------------------------
@@ -164,7 +126,7 @@ class Dispatcher:
             error_code=error.code if error else None,
             error_message=message,
             attempts=item.attempts,
-            completed_at=iso_ms(self.wall()) if state in FINAL else None,
+            completed_at=iso_ms(self.clock.now()) if state in FINAL else None,
         )
         self.recorder.outcome(outcome)
         if state in (RowState.SENT, RowState.ALREADY_ACTIVE, RowState.FAILED, RowState.PENDING):
@@ -178,11 +140,7 @@ class Dispatcher:
     def _final(self, item: Item, state: RowState, outcome: Outcome, error: StudioError | None) -> None:
         self.done += 1
         self.counts[state] += 1
-        if len(self._recent) == self._recent.maxlen:
-            self._recent_failed -= self._recent[0]
         failed = state == RowState.FAILED
-        self._recent.append(failed)
-        self._recent_failed += failed
         if outcome.sid:
             self.sids.add(outcome.sid)
         if failed and error is not None:
@@ -198,7 +156,8 @@ class Dispatcher:
             )
         else:
             log.debug("row.outcome", row=item.row, to=phone.mask(item.to), status=str(state), sid=outcome.sid)
-        self._check_breaker()
+        if self._breaker.add(failed) and not self.aborted:
+            self._trip()
 
     def put_back(self, item: Item) -> None:
         """Never sent in this attempt: back to pending, its intent (and claim) withdrawn."""
@@ -217,16 +176,13 @@ class Dispatcher:
             rate=self.stats.created / elapsed if elapsed > 0 else 0.0,
         )
 
-    def _check_breaker(self) -> None:
-        window = self.spec.send.breaker_window
-        tripped = len(self._recent) >= window and self._recent_failed > self.spec.send.breaker_ratio * window
-        if tripped and not self.aborted:
-            top = self.stats.errors.most_common(1)
-            cause = f" (most often: {top[0][0][1]})" if top else ""
-            self.aborted = Fatal(
-                f"more than {self.spec.send.breaker_ratio:.0%} of the last {window} rows failed{cause}; "
-                "stopped so the rest of the list is not failed one by one"
-            )
+    def _trip(self) -> None:
+        top = self.stats.errors.most_common(1)
+        cause = f" (most often: {top[0][0][1]})" if top else ""
+        self.aborted = Fatal(
+            f"more than {self._breaker.ratio:.0%} of the last {self._breaker.window} rows failed{cause}; "
+            "stopped so the rest of the list is not failed one by one"
+        )
 
     async def _notify(self) -> None:
         async with self._wake:
@@ -267,7 +223,7 @@ class Dispatcher:
     async def _write_intents(self, batch: list[Item]) -> None:
         for item in batch:
             item.marker = item.marker or make_marker(self.cp.token, item.contact)
-        ours = self.wall()
+        ours = self.clock.now()
         theirs = self.client.clock.to_twilio(ours) if self.client.clock.offset is not None else None
         at = iso_ms(ours)
         await asyncio.to_thread(
@@ -305,12 +261,13 @@ class Dispatcher:
         self.stats.retries += 1
         self.recorder.count("retries")
 
-        def release() -> None:
+        async def release() -> None:
+            await self.clock.sleep(delay)
             self._scheduled.pop(item.contact, None)
             self._retry_ready.append(item)
-            asyncio.get_running_loop().create_task(self._notify())
+            await self._notify()
 
-        self._scheduled[item.contact] = (item, asyncio.get_running_loop().call_later(delay, release))
+        self._scheduled[item.contact] = (item, asyncio.get_running_loop().create_task(release()))
 
     # -- one request -------------------------------------------------------------------
 
@@ -342,7 +299,7 @@ class Dispatcher:
                 )
                 self.control.request_stop()
             return
-        if self.window is not None and item.zones and not self.window.is_open(item.zones.split(","), self.wall()):
+        if self.window is not None and item.zones and not self.window.is_open(item.zones.split(","), self.clock.now()):
             # Checked again here: a row that waited in the queue must not leave late.
             self.put_back(item)
             self.held.append(item)
@@ -358,14 +315,14 @@ class Dispatcher:
         self.stats.requests += 1
         self.recorder.count("requests")
         self.stats.first_send = self.stats.first_send or sent_at
-        wall = self.wall()
+        wall = self.clock.now()
         try:
             created = await self.client.create(item.to, item.from_, item.body(self.spec.send.marker_key))
         except StudioError as exc:
-            self.stats.last_answer = time.monotonic()
+            self.stats.last_answer = self.clock.monotonic()
             self._on_error(item, exc, sent_at)
             return
-        answered = time.monotonic()
+        answered = self.clock.monotonic()
         self.stats.last_answer = answered
         self._observe_latency(answered - sent_at)
         self.pacer.admitted()
@@ -377,19 +334,18 @@ class Dispatcher:
         self.record(item, RowState.ALREADY_ACTIVE if handback else RowState.SENT, created=created)
 
     def _observe_latency(self, seconds: float) -> None:
-        ewma = self.stats.latency_ewma
-        self.stats.latency_ewma = seconds if ewma is None else 0.9 * ewma + 0.1 * seconds
+        latency = self.stats.observe_latency(seconds)
         if not self._warned_concurrency and self.stats.created >= 20:
-            needed = self.spec.send.rate * self.stats.latency_ewma
+            needed = self.spec.send.rate * latency
             if needed > self.spec.send.concurrency:
                 self._warned_concurrency = True
                 log.warning(
                     "pacing.concurrency_too_low",
                     rate=self.spec.send.rate,
-                    latency_ms=round(self.stats.latency_ewma * 1000),
+                    latency_ms=round(latency * 1000),
                     concurrency=self.spec.send.concurrency,
                     needed=int(needed) + 1,
-                    max_rate=round(self.spec.send.concurrency / self.stats.latency_ewma, 1),
+                    max_rate=round(self.spec.send.concurrency / latency, 1),
                 )
 
     def _on_error(self, item: Item, exc: StudioError, sent_at: float) -> None:
@@ -405,7 +361,7 @@ class Dispatcher:
             self.pacer.admitted()
             self.record(item, RowState.FAILED, error=exc)
         elif isinstance(exc, PossiblySent):
-            self.last_ambiguous = time.monotonic()
+            self.last_ambiguous = self.clock.monotonic()
             self.uncertain.append(item)
             self.record(item, RowState.UNCERTAIN, error=exc)
             log.warning("row.uncertain", row=item.row, to=phone.mask(item.to), reason=exc.message)
@@ -446,6 +402,7 @@ class Dispatcher:
             while pending:
                 waiters = pending | {hard_wait}
                 if self.stopping() and drain is None:
+                    # Real time, not the run's clock: it bounds the wait for real in-flight HTTP answers.
                     drain = asyncio.create_task(asyncio.sleep(self.spec.send.read_timeout + DRAIN_GRACE))
                     await self._notify()
                 if drain is not None:
@@ -462,8 +419,8 @@ class Dispatcher:
                 w.cancel()
             await asyncio.gather(*workers, hard_wait, *([drain] if drain else []), return_exceptions=True)
         # Contacts queued (intent written) but never sent this time go back to pending.
-        for item, handle in self._scheduled.values():
-            handle.cancel()
+        for item, waiting in self._scheduled.values():
+            waiting.cancel()
             self._ready.append(item)
         self._scheduled.clear()
         for item in [*self._ready, *self._retry_ready]:
