@@ -1,7 +1,7 @@
 """The dispatch loop: a queue of contacts, intents in groups, workers at the pacer's rate, answers into outcomes.
 
 Each group of about a second's worth of contacts has its intents committed before any of
-its requests leaves. A worker takes a pacer slot, checks the send window and the caps once
+its requests leaves (``_intake``). A worker takes a pacer slot, checks the send window and the caps once
 more, sends, and turns the answer into an outcome with the table in ``client.py``:
 possibly-sent contacts wait for reconciliation, never-processed ones are retried after a
 backoff, the rest are final. Nothing here prints or exits.
@@ -10,7 +10,7 @@ backoff, the rest are final. Nothing here prints or exits.
 from __future__ import annotations
 
 import asyncio
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -18,6 +18,7 @@ import structlog
 
 from . import phone
 from ._clock import Clock
+from ._intake import Intake
 from ._item import Item, make_marker
 from ._time import iso_ms
 from .checkpoint import CheckpointStore, Outcome
@@ -80,18 +81,14 @@ class Dispatcher:
         self.uncertain: list[Item] = []
         self.held: list[Item] = []
         self.last_ambiguous = 0.0
-        self.dispatched = 0
-        self._ready: deque[Item] = deque()
-        self._retry_ready: deque[Item] = deque()
-        self._scheduled: dict[str, tuple[Item, asyncio.Task[None]]] = {}
-        self._in_flight = 0
-        self._source: Iterator[Item] = iter(())
-        self._source_done = True
-        self._limit_left: int | None = None
-        self._wake = asyncio.Condition()
-        self._refill_lock = asyncio.Lock()
+        self._queue = Intake(checkpoint, pacer=pacer, clock=clock, twilio=client.clock, stopping=self.stopping)
         self._breaker = Breaker(spec.send.breaker_window, spec.send.breaker_ratio)
         self._warned_concurrency = False
+
+    @property
+    def dispatched(self) -> int:
+        """New contacts taken from the sources so far (what ``limit`` counts)."""
+        return self._queue.taken
 
     # -- outcomes ----------------------------------------------------------------------
 
@@ -184,106 +181,21 @@ class Dispatcher:
             "stopped so the rest of the list is not failed one by one"
         )
 
-    async def _notify(self) -> None:
-        async with self._wake:
-            self._wake.notify_all()
-
-    # -- the queue ---------------------------------------------------------------------
-
-    def _outstanding(self) -> int:
-        return len(self._ready) + len(self._retry_ready) + len(self._scheduled) + self._in_flight
-
-    async def _refill(self) -> None:
-        async with self._refill_lock:
-            if self._ready or self._source_done or self.stopping():
-                return
-            size = max(1, min(int(self.pacer.rate) or 1, 1000))
-            if self._limit_left is not None:
-                size = min(size, self._limit_left)
-            batch: list[Item] = []
-            exhausted = False
-            for item in self._source:
-                self.dispatched += 1
-                batch.append(item)
-                if len(batch) >= size:
-                    break
-            else:
-                exhausted = True
-            if self._limit_left is not None:
-                self._limit_left -= len(batch)
-                exhausted = exhausted or self._limit_left <= 0
-            if batch:
-                await self._write_intents(batch)
-                self._ready.extend(batch)
-            # Only now: a worker that saw the source done while this group's intents were being
-            # written (and nothing ready yet) would have left, and the group been sent one by one.
-            self._source_done = exhausted
-        await self._notify()
-
-    async def _write_intents(self, batch: list[Item]) -> None:
-        for item in batch:
-            item.marker = item.marker or make_marker(self.cp.token, item.contact)
-        ours = self.clock.now()
-        theirs = self.client.clock.to_twilio(ours) if self.client.clock.offset is not None else None
-        at = iso_ms(ours)
-        await asyncio.to_thread(
-            self.cp.write_intents,
-            [i.intent() for i in batch],
-            at=at,
-            twilio_at=iso_ms(theirs) if theirs else None,
-        )
-        for item in batch:
-            item.intent_at = item.intent_at or at
-            item.intent_twilio = item.intent_twilio or theirs
-
-    async def _next_item(self) -> Item | None:
-        while True:
-            if self.stopping():
-                return None
-            if self._retry_ready:
-                return self._retry_ready.popleft()
-            if not self._ready and not self._source_done:
-                await self._refill()
-            if self._ready:
-                item = self._ready.popleft()
-                # Write the next group's intents while this one is still being sent: once, when the
-                # queue is down to half a group (a group is at most 1,000 rows).
-                half_group = max(1, min(int(self.pacer.rate), 1000) // 2)
-                if len(self._ready) < half_group and not self._source_done and not self._refill_lock.locked():
-                    asyncio.get_running_loop().create_task(self._refill())
-                return item
-            if self._source_done and self._outstanding() == 0:
-                return None
-            async with self._wake:
-                await self._wake.wait()
-
-    def _schedule_retry(self, item: Item, delay: float) -> None:
-        self.stats.retries += 1
-        self.recorder.count("retries")
-
-        async def release() -> None:
-            await self.clock.sleep(delay)
-            self._scheduled.pop(item.contact, None)
-            self._retry_ready.append(item)
-            await self._notify()
-
-        self._scheduled[item.contact] = (item, asyncio.get_running_loop().create_task(release()))
-
     # -- one request -------------------------------------------------------------------
 
     async def _worker(self) -> None:
         while True:
-            item = await self._next_item()
+            item = await self._queue.next_item()
             if item is None:
-                await self._notify()
+                await self._queue.notify()
                 return
-            self._in_flight += 1
+            self._queue.in_flight += 1
             try:
                 await self._send(item)
             finally:
-                self._in_flight -= 1
-                if self._outstanding() == 0 or self.stopping():
-                    await self._notify()
+                self._queue.in_flight -= 1
+                if self._queue.outstanding() == 0 or self.stopping():
+                    await self._queue.notify()
 
     async def _send(self, item: Item) -> None:
         sent_at = await self.pacer.acquire()
@@ -376,7 +288,9 @@ class Dispatcher:
                 self.record(item, RowState.FAILED, error=exc)
             else:
                 log.debug("row.retry", row=item.row, delay=round(delay, 3), reason=type(exc).__name__)
-                self._schedule_retry(item, delay)
+                self.stats.retries += 1
+                self.recorder.count("retries")
+                self._queue.retry_later(item, delay)
 
     def _retry_delay(self, item: Item, exc: RetrySafe) -> float | None:
         if item.attempts >= self.spec.send.max_attempts:
@@ -391,9 +305,7 @@ class Dispatcher:
 
     async def dispatch(self, items: Iterator[Item], limit: int | None) -> None:
         """Send ``items`` (at most ``limit`` new ones) until done, stopped or aborted."""
-        self._source = items
-        self._source_done = limit is not None and limit <= 0
-        self._limit_left = limit
+        self._queue.load(items, limit)
         workers = [asyncio.create_task(self._worker()) for _ in range(self.spec.send.concurrency)]
         hard_wait = asyncio.create_task(self.control.bind().wait())
         drain: asyncio.Task[Any] | None = None
@@ -404,7 +316,7 @@ class Dispatcher:
                 if self.stopping() and drain is None:
                     # Real time, not the run's clock: it bounds the wait for real in-flight HTTP answers.
                     drain = asyncio.create_task(asyncio.sleep(self.spec.send.read_timeout + DRAIN_GRACE))
-                    await self._notify()
+                    await self._queue.notify()
                 if drain is not None:
                     waiters.add(drain)
                 done, _ = await asyncio.wait(waiters, timeout=0.2, return_when=asyncio.FIRST_COMPLETED)
@@ -419,11 +331,5 @@ class Dispatcher:
                 w.cancel()
             await asyncio.gather(*workers, hard_wait, *([drain] if drain else []), return_exceptions=True)
         # Contacts queued (intent written) but never sent this time go back to pending.
-        for item, waiting in self._scheduled.values():
-            waiting.cancel()
-            self._ready.append(item)
-        self._scheduled.clear()
-        for item in [*self._ready, *self._retry_ready]:
+        for item in self._queue.unsent():
             self.put_back(item)
-        self._ready.clear()
-        self._retry_ready.clear()
