@@ -11,11 +11,12 @@ __all__ = ["FakeClock"]
 class FakeClock:
     """Virtual time: ``sleep`` moves it forward at once, so backoff, windows and reconcile delays take no real time.
 
-    Pass it as ``RunOptions(clock=fake)``; ``fake()`` is its wall time, and ``slept`` adds up every wait.
+    Pass it as ``RunOptions(clock=fake)``. It starts at ``start`` (default: the real now); ``fake()`` is its
+    wall time, and ``slept`` adds up every wait asked of it.
     """
 
     def __init__(self, start: datetime | None = None) -> None:
-        self.start = start or datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+        self.start = start or datetime.now(UTC)
         self.elapsed = 0.0
         self.slept = 0.0
 
@@ -40,8 +41,8 @@ class FakeClock:
         self.elapsed = max(self.elapsed, (moment - self.start).total_seconds())
 
     async def sleep(self, seconds: float) -> None:
-        """Pass ``seconds`` of virtual time at once, and let other tasks run."""
-        if seconds > 0:
-            self.elapsed += seconds
-            self.slept += seconds
+        """Wake at once, ``seconds`` of virtual time later; sleeps that overlap end together, not one after another."""
+        wake = self.elapsed + max(0.0, seconds)
+        self.slept += max(0.0, seconds)
         await asyncio.sleep(0)
+        self.elapsed = max(self.elapsed, wake)
