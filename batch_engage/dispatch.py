@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -41,48 +42,40 @@ DRAIN_GRACE = 5.0
 log = structlog.get_logger(__name__)
 
 
+@dataclass(eq=False, kw_only=True)
 class Dispatcher:
-    """Sends contacts at the pacer's rate and records what each answer means."""
+    """Sends contacts at the pacer's rate and records what each answer means.
 
-    def __init__(
-        self,
-        spec: Spec,
-        *,
-        checkpoint: CheckpointStore,
-        client: StudioClient,
-        control: RunControl,
-        recorder: Recorder,
-        pacer: Pacer,
-        history: HistoryStore | None,
-        window: SendWindow | None,
-        clock: Clock,
-        on_progress: Callable[[Progress], None] | None,
-        total: int,
-        done: int,
-        sids: set[str],
-    ) -> None:
-        self.spec = spec
-        self.cp = checkpoint
-        self.client = client
-        self.control = control
-        self.recorder = recorder
-        self.pacer = pacer
-        self.history = history
-        self.caps = caps(spec)
-        self.window = window
-        self.clock = clock
-        self.on_progress = on_progress
-        self.stats = Stats()
-        self.total = total
-        self.done = done
-        self.counts: Counter[str] = Counter()
-        self.sids = sids
-        self.aborted: StudioError | None = None
-        self.uncertain: list[Item] = []
-        self.held: list[Item] = []
-        self.last_ambiguous = 0.0
-        self._queue = Intake(checkpoint, pacer=pacer, clock=clock, twilio=client.clock, stopping=self.stopping)
-        self._breaker = Breaker(spec.send.breaker_window, spec.send.breaker_ratio)
+    ``total`` and ``done`` count the plan's sendable contacts and those already final; ``sids``
+    holds the runs this job's contacts already have (a v1 answer naming one is a hand-back).
+    """
+
+    spec: Spec
+    cp: CheckpointStore
+    client: StudioClient
+    control: RunControl
+    recorder: Recorder
+    pacer: Pacer
+    history: HistoryStore | None
+    window: SendWindow | None
+    clock: Clock
+    on_progress: Callable[[Progress], None] | None
+    total: int
+    done: int
+    sids: set[str]
+    stats: Stats = field(default_factory=Stats, init=False)
+    counts: Counter[str] = field(default_factory=Counter, init=False)
+    aborted: StudioError | None = field(default=None, init=False)
+    uncertain: list[Item] = field(default_factory=list, init=False)
+    held: list[Item] = field(default_factory=list, init=False)
+    last_ambiguous: float = field(default=0.0, init=False)
+
+    def __post_init__(self) -> None:
+        self.caps = caps(self.spec)
+        self._queue = Intake(
+            self.cp, pacer=self.pacer, clock=self.clock, twilio=self.client.clock, stopping=self.stopping
+        )
+        self._breaker = Breaker(self.spec.send.breaker_window, self.spec.send.breaker_ratio)
         self._warned_concurrency = False
 
     @property

@@ -206,19 +206,18 @@ def _dispatcher(job: _Job, cp: CheckpointStore, client: StudioClient, history: H
     """The dispatcher of this run, with its pacer and recorder; it counts the contacts already final."""
     spec, clock = job.spec, job.clock
     pacer = Pacer(spec.send.rate, clock=clock)
-    recorder = Recorder(cp, history, now=lambda: clock.now().timestamp(), rate=lambda: pacer.rate)
     sendable = job.prepared.plan.filter(pl.col("status") == "pending")
     finals = cp.contacts_in(FINAL)
     return Dispatcher(
-        spec,
-        checkpoint=cp,
-        client=client,
-        control=job.control,
-        recorder=recorder,
-        pacer=pacer,
-        history=history,
+        spec=spec,
         window=send_window(spec),
+        cp=cp,
+        client=client,
+        history=history,
+        recorder=Recorder(cp, history, now=lambda: clock.now().timestamp(), rate=lambda: pacer.rate),
+        pacer=pacer,
         clock=clock,
+        control=job.control,
         on_progress=job.on_progress,
         total=sendable.height,
         done=sendable.filter(pl.col("contact").is_in(finals.implode())).height,

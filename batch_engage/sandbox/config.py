@@ -69,8 +69,8 @@ class SandboxConfig:
     rate_limited_first: int = 0
     latency: float = 0.08
     jitter: float = 0.02
-    active_rule: bool = True
     run_lifetime: float = 3600.0
+    active_rule: bool = True
     error_rate: float = 0.0
     lost_answer_rate: float = 0.0
     drop_rate: float = 0.0
