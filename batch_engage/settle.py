@@ -30,20 +30,14 @@ log = structlog.get_logger(__name__)
 def earlier_items(lines: pl.DataFrame) -> list[Item]:
     """Journal lines an earlier run left possibly sent, as items to settle."""
     columns = ("row", "contact", "to_addr", "from_addr", "marker", "attempts", "intent_at", "intent_twilio_at")
-    return [
-        Item(
-            row,
-            contact,
-            to,
-            from_,
-            None,
-            marker,
-            attempts or 0,
-            intent_at=at,
-            intent_twilio=theirs and parse_iso(theirs),
-        )
-        for row, contact, to, from_, marker, attempts, at, theirs in lines.select(*columns).iter_rows()
-    ]
+    items = []
+    for row, contact, to, from_, marker, attempts, at, theirs in lines.select(*columns).iter_rows():
+        # The Parameters are not needed: a contact found is recorded, one not found goes back to pending.
+        item = Item(row=row, contact=contact, to=to, from_=from_, parameters=None, marker=marker, intent_at=at)
+        item.attempts = attempts or 0
+        item.intent_twilio = parse_iso(theirs) if theirs else None
+        items.append(item)
+    return items
 
 
 class Settler:
