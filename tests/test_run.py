@@ -317,8 +317,8 @@ def test_warns_when_concurrency_cannot_reach_the_rate(
 
     sb = sandbox_factory(rate_limit=None, latency=0.01)
     with capture_logs() as events:
-        run(make_spec(sb.url, rate=200, concurrency=1), frame=make_contacts(22), credentials=sandbox_creds)
+        run(make_spec(sb.url, rate=1000, concurrency=1), frame=make_contacts(22), credentials=sandbox_creds)
     warnings = [e for e in events if e["event"] == "pacing.concurrency_too_low"]
     assert len(warnings) == 1
     assert warnings[0]["concurrency"] == 1 and warnings[0]["needed"] >= 2
-    assert warnings[0]["max_rate"] < 200
+    assert warnings[0]["max_rate"] < 1000
