@@ -70,13 +70,21 @@ class RunControl:
 class Stats:
     """Counters for the summary."""
 
+    # The achieved rate: creates over the time from the first request to the last answer (run's monotonic clock).
     requests: int = 0
-    rate_limited: int = 0
-    retries: int = 0
     created: int = 0
-    reconciled: int = 0
-    lookups: int = 0
     first_send: float | None = None
     last_answer: float | None = None
     latency_ewma: float | None = None
+    # What it took.
+    rate_limited: int = 0
+    retries: int = 0
+    reconciled: int = 0
+    lookups: int = 0
     errors: Counter[tuple[int | None, str]] = field(default_factory=Counter)
+
+    def observe_latency(self, seconds: float) -> float:
+        """Fold one answer's latency into the moving average; return the average."""
+        ewma = self.latency_ewma
+        self.latency_ewma = seconds if ewma is None else 0.9 * ewma + 0.1 * seconds
+        return self.latency_ewma

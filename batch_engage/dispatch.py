@@ -1,7 +1,7 @@
 """The dispatch loop: a queue of contacts, intents in groups, workers at the pacer's rate, answers into outcomes.
 
 Each group of about a second's worth of contacts has its intents committed before any of
-its requests leaves. A worker takes a pacer slot, checks the send window and the caps once
+its requests leaves (``_intake``). A worker takes a pacer slot, checks the send window and the caps once
 more, sends, and turns the answer into an outcome with the table in ``client.py``:
 possibly-sent contacts wait for reconciliation, never-processed ones are retried after a
 backoff, the rest are final. Nothing here prints or exits.
@@ -10,27 +10,27 @@ backoff, the rest are final. Nothing here prints or exits.
 from __future__ import annotations
 
 import asyncio
-import json
-import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
 from . import phone
+from ._clock import Clock
+from ._intake import Intake
+from ._item import Item, make_marker
 from ._time import iso_ms
-from .checkpoint import CheckpointStore, Intent, Outcome
+from .checkpoint import CheckpointStore, Outcome
 from .client import Created, StudioClient
 from .control import Progress, RunControl, Stats
 from .errors import AlreadyActive, Fatal, PossiblySent, RateLimited, Rejected, RetrySafe, StudioError
 from .history import owner as history_owner
 from .hygiene import HistoryStore
 from .pacing import Pacer
-from .policy import backoff, is_handback
-from .prepare import caps, contact_hash, params_hash
+from .policy import Breaker, backoff, is_handback
+from .prepare import caps
 from .recorder import Recorder
 from .spec import Spec
 from .states import FINAL, RowState
@@ -42,94 +42,46 @@ DRAIN_GRACE = 5.0
 log = structlog.get_logger(__name__)
 
 
-@dataclass
-class Item:
-    """One contact on its way: what to send, and what happened to it so far."""
-
-    row: int
-    contact: str
-    to: str
-    from_: str
-    parameters: str | None
-    marker: str | None = None
-    attempts: int = 0
-    backoff: float = 0.0
-    intent_at: str | None = None
-    intent_twilio: datetime | None = None
-    zones: str | None = None
-
-    def body(self, marker_key: str) -> str | None:
-        """The Parameters to send: the row's, with the marker added."""
-        if not marker_key or self.marker is None:
-            return self.parameters
-        member = f"{json.dumps(marker_key)}:{json.dumps(self.marker)}"
-        if not self.parameters or self.parameters == "{}":
-            return "{" + member + "}"
-        return self.parameters[:-1] + "," + member + "}"
-
-    def intent(self) -> Intent:
-        """The journal's intent line for this contact."""
-        return Intent(self.contact, self.row, self.to, self.from_, params_hash(self.parameters), self.marker)
-
-
-def make_marker(token: str, contact: str) -> str:
-    """``<checkpoint token>:<contact hash>``: names this job's checkpoint and the person, never a row number."""
-    return f"{token}:{contact_hash(contact)}"
-
-
+@dataclass(eq=False, kw_only=True)
 class Dispatcher:
-    """Sends contacts at the pacer's rate and records what each answer means."""
+    """Sends contacts at the pacer's rate and records what each answer means.
 
-    def __init__(
-        self,
-        spec: Spec,
-        *,
-        checkpoint: CheckpointStore,
-        client: StudioClient,
-        control: RunControl,
-        recorder: Recorder,
-        pacer: Pacer,
-        history: HistoryStore | None,
-        window: SendWindow | None,
-        wall: Callable[[], datetime],
-        on_progress: Callable[[Progress], None] | None,
-        total: int,
-        done: int,
-        sids: set[str],
-    ) -> None:
-        self.spec = spec
-        self.cp = checkpoint
-        self.client = client
-        self.control = control
-        self.recorder = recorder
-        self.pacer = pacer
-        self.history = history
-        self.caps = caps(spec)
-        self.window = window
-        self.wall = wall
-        self.on_progress = on_progress
-        self.stats = Stats()
-        self.total = total
-        self.done = done
-        self.counts: Counter[str] = Counter()
-        self.sids = sids
-        self.aborted: StudioError | None = None
-        self.uncertain: list[Item] = []
-        self.held: list[Item] = []
-        self.last_ambiguous = 0.0
-        self.dispatched = 0
-        self._ready: deque[Item] = deque()
-        self._retry_ready: deque[Item] = deque()
-        self._scheduled: dict[str, tuple[Item, asyncio.TimerHandle]] = {}
-        self._in_flight = 0
-        self._source: Iterator[Item] = iter(())
-        self._source_done = True
-        self._limit_left: int | None = None
-        self._wake = asyncio.Condition()
-        self._refill_lock = asyncio.Lock()
-        self._recent: deque[bool] = deque(maxlen=spec.send.breaker_window)
-        self._recent_failed = 0  # sum(self._recent), kept up to date instead of summed for every row
+    ``total`` and ``done`` count the plan's sendable contacts and those already final; ``sids``
+    holds the runs this job's contacts already have (a v1 answer naming one is a hand-back).
+    """
+
+    spec: Spec
+    cp: CheckpointStore
+    client: StudioClient
+    control: RunControl
+    recorder: Recorder
+    pacer: Pacer
+    history: HistoryStore | None
+    window: SendWindow | None
+    clock: Clock
+    on_progress: Callable[[Progress], None] | None
+    total: int
+    done: int
+    sids: set[str]
+    stats: Stats = field(default_factory=Stats, init=False)
+    counts: Counter[str] = field(default_factory=Counter, init=False)
+    aborted: StudioError | None = field(default=None, init=False)
+    uncertain: list[Item] = field(default_factory=list, init=False)
+    held: list[Item] = field(default_factory=list, init=False)
+    last_ambiguous: float = field(default=0.0, init=False)
+
+    def __post_init__(self) -> None:
+        self.caps = caps(self.spec)
+        self._queue = Intake(
+            self.cp, pacer=self.pacer, clock=self.clock, twilio=self.client.clock, stopping=self.stopping
+        )
+        self._breaker = Breaker(self.spec.send.breaker_window, self.spec.send.breaker_ratio)
         self._warned_concurrency = False
+
+    @property
+    def dispatched(self) -> int:
+        """New contacts taken from the sources so far (what ``limit`` counts)."""
+        return self._queue.taken
 
     # -- outcomes ----------------------------------------------------------------------
 
@@ -164,7 +116,7 @@ class Dispatcher:
             error_code=error.code if error else None,
             error_message=message,
             attempts=item.attempts,
-            completed_at=iso_ms(self.wall()) if state in FINAL else None,
+            completed_at=iso_ms(self.clock.now()) if state in FINAL else None,
         )
         self.recorder.outcome(outcome)
         if state in (RowState.SENT, RowState.ALREADY_ACTIVE, RowState.FAILED, RowState.PENDING):
@@ -178,11 +130,7 @@ class Dispatcher:
     def _final(self, item: Item, state: RowState, outcome: Outcome, error: StudioError | None) -> None:
         self.done += 1
         self.counts[state] += 1
-        if len(self._recent) == self._recent.maxlen:
-            self._recent_failed -= self._recent[0]
         failed = state == RowState.FAILED
-        self._recent.append(failed)
-        self._recent_failed += failed
         if outcome.sid:
             self.sids.add(outcome.sid)
         if failed and error is not None:
@@ -198,7 +146,8 @@ class Dispatcher:
             )
         else:
             log.debug("row.outcome", row=item.row, to=phone.mask(item.to), status=str(state), sid=outcome.sid)
-        self._check_breaker()
+        if self._breaker.add(failed) and not self.aborted:
+            self._trip()
 
     def put_back(self, item: Item) -> None:
         """Never sent in this attempt: back to pending, its intent (and claim) withdrawn."""
@@ -217,116 +166,29 @@ class Dispatcher:
             rate=self.stats.created / elapsed if elapsed > 0 else 0.0,
         )
 
-    def _check_breaker(self) -> None:
-        window = self.spec.send.breaker_window
-        tripped = len(self._recent) >= window and self._recent_failed > self.spec.send.breaker_ratio * window
-        if tripped and not self.aborted:
-            top = self.stats.errors.most_common(1)
-            cause = f" (most often: {top[0][0][1]})" if top else ""
-            self.aborted = Fatal(
-                f"more than {self.spec.send.breaker_ratio:.0%} of the last {window} rows failed{cause}; "
-                "stopped so the rest of the list is not failed one by one"
-            )
-
-    async def _notify(self) -> None:
-        async with self._wake:
-            self._wake.notify_all()
-
-    # -- the queue ---------------------------------------------------------------------
-
-    def _outstanding(self) -> int:
-        return len(self._ready) + len(self._retry_ready) + len(self._scheduled) + self._in_flight
-
-    async def _refill(self) -> None:
-        async with self._refill_lock:
-            if self._ready or self._source_done or self.stopping():
-                return
-            size = max(1, min(int(self.pacer.rate) or 1, 1000))
-            if self._limit_left is not None:
-                size = min(size, self._limit_left)
-            batch: list[Item] = []
-            exhausted = False
-            for item in self._source:
-                self.dispatched += 1
-                batch.append(item)
-                if len(batch) >= size:
-                    break
-            else:
-                exhausted = True
-            if self._limit_left is not None:
-                self._limit_left -= len(batch)
-                exhausted = exhausted or self._limit_left <= 0
-            if batch:
-                await self._write_intents(batch)
-                self._ready.extend(batch)
-            # Only now: a worker that saw the source done while this group's intents were being
-            # written (and nothing ready yet) would have left, and the group been sent one by one.
-            self._source_done = exhausted
-        await self._notify()
-
-    async def _write_intents(self, batch: list[Item]) -> None:
-        for item in batch:
-            item.marker = item.marker or make_marker(self.cp.token, item.contact)
-        ours = self.wall()
-        theirs = self.client.clock.to_twilio(ours) if self.client.clock.offset is not None else None
-        at = iso_ms(ours)
-        await asyncio.to_thread(
-            self.cp.write_intents,
-            [i.intent() for i in batch],
-            at=at,
-            twilio_at=iso_ms(theirs) if theirs else None,
+    def _trip(self) -> None:
+        top = self.stats.errors.most_common(1)
+        cause = f" (most often: {top[0][0][1]})" if top else ""
+        self.aborted = Fatal(
+            f"more than {self._breaker.ratio:.0%} of the last {self._breaker.window} rows failed{cause}; "
+            "stopped so the rest of the list is not failed one by one"
         )
-        for item in batch:
-            item.intent_at = item.intent_at or at
-            item.intent_twilio = item.intent_twilio or theirs
-
-    async def _next_item(self) -> Item | None:
-        while True:
-            if self.stopping():
-                return None
-            if self._retry_ready:
-                return self._retry_ready.popleft()
-            if not self._ready and not self._source_done:
-                await self._refill()
-            if self._ready:
-                item = self._ready.popleft()
-                # Write the next group's intents while this one is still being sent: once, when the
-                # queue is down to half a group (a group is at most 1,000 rows).
-                half_group = max(1, min(int(self.pacer.rate), 1000) // 2)
-                if len(self._ready) < half_group and not self._source_done and not self._refill_lock.locked():
-                    asyncio.get_running_loop().create_task(self._refill())
-                return item
-            if self._source_done and self._outstanding() == 0:
-                return None
-            async with self._wake:
-                await self._wake.wait()
-
-    def _schedule_retry(self, item: Item, delay: float) -> None:
-        self.stats.retries += 1
-        self.recorder.count("retries")
-
-        def release() -> None:
-            self._scheduled.pop(item.contact, None)
-            self._retry_ready.append(item)
-            asyncio.get_running_loop().create_task(self._notify())
-
-        self._scheduled[item.contact] = (item, asyncio.get_running_loop().call_later(delay, release))
 
     # -- one request -------------------------------------------------------------------
 
     async def _worker(self) -> None:
         while True:
-            item = await self._next_item()
+            item = await self._queue.next_item()
             if item is None:
-                await self._notify()
+                await self._queue.notify()
                 return
-            self._in_flight += 1
+            self._queue.in_flight += 1
             try:
                 await self._send(item)
             finally:
-                self._in_flight -= 1
-                if self._outstanding() == 0 or self.stopping():
-                    await self._notify()
+                self._queue.in_flight -= 1
+                if self._queue.outstanding() == 0 or self.stopping():
+                    await self._queue.notify()
 
     async def _send(self, item: Item) -> None:
         sent_at = await self.pacer.acquire()
@@ -342,7 +204,7 @@ class Dispatcher:
                 )
                 self.control.request_stop()
             return
-        if self.window is not None and item.zones and not self.window.is_open(item.zones.split(","), self.wall()):
+        if self.window is not None and item.zones and not self.window.is_open(item.zones.split(","), self.clock.now()):
             # Checked again here: a row that waited in the queue must not leave late.
             self.put_back(item)
             self.held.append(item)
@@ -358,14 +220,14 @@ class Dispatcher:
         self.stats.requests += 1
         self.recorder.count("requests")
         self.stats.first_send = self.stats.first_send or sent_at
-        wall = self.wall()
+        wall = self.clock.now()
         try:
             created = await self.client.create(item.to, item.from_, item.body(self.spec.send.marker_key))
         except StudioError as exc:
-            self.stats.last_answer = time.monotonic()
+            self.stats.last_answer = self.clock.monotonic()
             self._on_error(item, exc, sent_at)
             return
-        answered = time.monotonic()
+        answered = self.clock.monotonic()
         self.stats.last_answer = answered
         self._observe_latency(answered - sent_at)
         self.pacer.admitted()
@@ -377,19 +239,18 @@ class Dispatcher:
         self.record(item, RowState.ALREADY_ACTIVE if handback else RowState.SENT, created=created)
 
     def _observe_latency(self, seconds: float) -> None:
-        ewma = self.stats.latency_ewma
-        self.stats.latency_ewma = seconds if ewma is None else 0.9 * ewma + 0.1 * seconds
+        latency = self.stats.observe_latency(seconds)
         if not self._warned_concurrency and self.stats.created >= 20:
-            needed = self.spec.send.rate * self.stats.latency_ewma
+            needed = self.spec.send.rate * latency
             if needed > self.spec.send.concurrency:
                 self._warned_concurrency = True
                 log.warning(
                     "pacing.concurrency_too_low",
                     rate=self.spec.send.rate,
-                    latency_ms=round(self.stats.latency_ewma * 1000),
+                    latency_ms=round(latency * 1000),
                     concurrency=self.spec.send.concurrency,
                     needed=int(needed) + 1,
-                    max_rate=round(self.spec.send.concurrency / self.stats.latency_ewma, 1),
+                    max_rate=round(self.spec.send.concurrency / latency, 1),
                 )
 
     def _on_error(self, item: Item, exc: StudioError, sent_at: float) -> None:
@@ -405,7 +266,7 @@ class Dispatcher:
             self.pacer.admitted()
             self.record(item, RowState.FAILED, error=exc)
         elif isinstance(exc, PossiblySent):
-            self.last_ambiguous = time.monotonic()
+            self.last_ambiguous = self.clock.monotonic()
             self.uncertain.append(item)
             self.record(item, RowState.UNCERTAIN, error=exc)
             log.warning("row.uncertain", row=item.row, to=phone.mask(item.to), reason=exc.message)
@@ -420,7 +281,9 @@ class Dispatcher:
                 self.record(item, RowState.FAILED, error=exc)
             else:
                 log.debug("row.retry", row=item.row, delay=round(delay, 3), reason=type(exc).__name__)
-                self._schedule_retry(item, delay)
+                self.stats.retries += 1
+                self.recorder.count("retries")
+                self._queue.retry_later(item, delay)
 
     def _retry_delay(self, item: Item, exc: RetrySafe) -> float | None:
         if item.attempts >= self.spec.send.max_attempts:
@@ -435,9 +298,7 @@ class Dispatcher:
 
     async def dispatch(self, items: Iterator[Item], limit: int | None) -> None:
         """Send ``items`` (at most ``limit`` new ones) until done, stopped or aborted."""
-        self._source = items
-        self._source_done = limit is not None and limit <= 0
-        self._limit_left = limit
+        self._queue.load(items, limit)
         workers = [asyncio.create_task(self._worker()) for _ in range(self.spec.send.concurrency)]
         hard_wait = asyncio.create_task(self.control.bind().wait())
         drain: asyncio.Task[Any] | None = None
@@ -446,8 +307,9 @@ class Dispatcher:
             while pending:
                 waiters = pending | {hard_wait}
                 if self.stopping() and drain is None:
+                    # Real time, not the run's clock: it bounds the wait for real in-flight HTTP answers.
                     drain = asyncio.create_task(asyncio.sleep(self.spec.send.read_timeout + DRAIN_GRACE))
-                    await self._notify()
+                    await self._queue.notify()
                 if drain is not None:
                     waiters.add(drain)
                 done, _ = await asyncio.wait(waiters, timeout=0.2, return_when=asyncio.FIRST_COMPLETED)
@@ -462,11 +324,5 @@ class Dispatcher:
                 w.cancel()
             await asyncio.gather(*workers, hard_wait, *([drain] if drain else []), return_exceptions=True)
         # Contacts queued (intent written) but never sent this time go back to pending.
-        for item, handle in self._scheduled.values():
-            handle.cancel()
-            self._ready.append(item)
-        self._scheduled.clear()
-        for item in [*self._ready, *self._retry_ready]:
+        for item in self._queue.unsent():
             self.put_back(item)
-        self._ready.clear()
-        self._retry_ready.clear()

@@ -26,12 +26,14 @@ of saw-toothing around three quarters of it):
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 
+from ._clock import SYSTEM_CLOCK, Clock
+
 __all__ = ["Pacer", "PacerStats"]
+
+_SLOW_START_CAP = 60.0
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,7 @@ class Pacer:
         cooldown: float = 0.1,
         floor: float = 0.5,
         start: float | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.configured = rate
         self.rate = min(rate, start if start is not None else max(20.0, rate / 8))
@@ -71,8 +73,9 @@ class Pacer:
         self._episode_start: float | None = None
         self._last_429 = float("-inf")
         self._floor = min(floor, rate)
-        self._clock = clock
-        self._next = clock()
+        self._clock = clock.monotonic
+        self._sleep = clock.sleep
+        self._next = clock.monotonic()
         self._last_cut = float("-inf")
         # Growth (and slow start) is timed from the first request, not from set-up.
         self._last_grow: float | None = None
@@ -90,7 +93,8 @@ class Pacer:
         if self.rate >= self.configured:
             return
         if self._slow_start:
-            self.rate = min(self.configured, self.rate * 1.5**elapsed)
+            # Capped: after a long idle wait (a send window) 1.5**elapsed would overflow a float.
+            self.rate = min(self.configured, self.rate * 1.5 ** min(elapsed, _SLOW_START_CAP))
             self._slow_start = self.rate < self.configured
         else:
             self.rate = min(self.configured, self.rate + self._increase * elapsed)
@@ -110,7 +114,7 @@ class Pacer:
             slot = self.reserve()
         delay = slot - self._clock()
         if delay > 0:
-            await asyncio.sleep(delay)
+            await self._sleep(delay)
         return self._clock()
 
     def admitted(self) -> None:

@@ -1,10 +1,12 @@
-"""Pure decisions about answers: how long to wait before trying again, and whether a v1 answer is a hand-back.
+"""Pure decisions about answers: how long to wait before trying again, whether a v1 answer is a hand-back,
+and whether so many rows failed that the run should stop.
 
 Nothing here does I/O or reads a clock: the caller passes the facts.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Collection
 from datetime import datetime, timedelta
 
@@ -13,7 +15,7 @@ import tenacity
 from .client import Created
 from .errors import RateLimited, StudioError
 
-__all__ = ["HANDBACK_MARGIN", "backoff", "is_handback"]
+__all__ = ["HANDBACK_MARGIN", "Breaker", "backoff", "is_handback"]
 
 # Twilio's date_created has whole seconds and our estimate of its clock is good to about a
 # second, so a run created up to this long before our request was sent still counts as new.
@@ -40,3 +42,21 @@ def is_handback(created: Created, sent_at_twilio: datetime, other_contacts_sids:
     if created.sid in other_contacts_sids:
         return True
     return created.date_created is not None and created.date_created < sent_at_twilio - HANDBACK_MARGIN
+
+
+class Breaker:
+    """The failure breaker: trips when more than ``ratio`` of the last ``window`` final rows failed."""
+
+    def __init__(self, window: int, ratio: float) -> None:
+        self.window = window
+        self.ratio = ratio
+        self._recent: deque[bool] = deque(maxlen=window)
+        self._failed = 0  # sum(self._recent), kept up to date instead of summed for every row
+
+    def add(self, failed: bool) -> bool:
+        """Count one final row; True when the breaker is (now) tripped."""
+        if len(self._recent) == self._recent.maxlen:
+            self._failed -= self._recent[0]
+        self._recent.append(failed)
+        self._failed += failed
+        return len(self._recent) >= self.window and self._failed > self.ratio * self.window

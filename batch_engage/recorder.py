@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from typing import Final
 
 from .checkpoint import CheckpointStore, Outcome, SecondStats
 from .hygiene import HistoryStore
@@ -19,13 +20,8 @@ __all__ = ["FLUSH_SECONDS", "Recorder"]
 FLUSH_SECONDS = 0.05
 
 
-@dataclass
-class _Second:
-    requests: int = 0
-    ok: int = 0
-    rate_limited: int = 0
-    retries: int = 0
-    lookups: int = 0
+# The per-second counters, as the run-events table names them.
+_COUNTERS: Final = ("requests", "ok", "rate_limited", "retries", "lookups")
 
 
 class Recorder:
@@ -45,7 +41,7 @@ class Recorder:
         self._rate = rate
         self._outcomes: list[Outcome] = []
         self._settlements: list[tuple[str, str | None]] = []
-        self._seconds: dict[int, _Second] = {}
+        self._seconds: dict[int, Counter[str]] = {}
 
     def outcome(self, outcome: Outcome) -> None:
         """Buffer one outcome."""
@@ -58,8 +54,8 @@ class Recorder:
 
     def count(self, what: str, n: int = 1) -> None:
         """Add to this second's counter ``what`` (requests, ok, rate_limited, retries, lookups)."""
-        second = self._seconds.setdefault(int(self._now()), _Second())
-        setattr(second, what, getattr(second, what) + n)
+        assert what in _COUNTERS, what
+        self._seconds.setdefault(int(self._now()), Counter())[what] += n
 
     async def flush(self) -> None:
         """Commit what is buffered (off the event loop)."""
@@ -71,7 +67,7 @@ class Recorder:
         await asyncio.to_thread(self._write, batch, settled, seconds, self._rate())
 
     def _write(
-        self, batch: list[Outcome], settled: list[tuple[str, str | None]], seconds: dict[int, _Second], rate: float
+        self, batch: list[Outcome], settled: list[tuple[str, str | None]], seconds: dict[int, Counter[str]], rate: float
     ) -> None:
         if batch:
             self._cp.write_outcomes(batch)
@@ -79,8 +75,7 @@ class Recorder:
             for owner, sid in settled:
                 self._history.settle(owner, sid)
         self._cp.write_events(
-            SecondStats(second=s, pacer_rate=rate, **{f.name: getattr(c, f.name) for f in fields(c)})
-            for s, c in seconds.items()
+            SecondStats(second=s, pacer_rate=rate, **{name: c[name] for name in _COUNTERS}) for s, c in seconds.items()
         )
 
     async def run(self, done: asyncio.Event) -> None:

@@ -5,21 +5,12 @@ from __future__ import annotations
 import itertools
 
 from batch_engage.pacing import Pacer
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from batch_engage.testing import FakeClock
 
 
 def test_slots_are_evenly_spaced_at_the_configured_rate() -> None:
     """At rate 20, a thousand back-to-back requests get slots exactly 50 ms apart: 50 s in all."""
-    clock = Clock()
+    clock = FakeClock()
     pacer = Pacer(20, clock=clock)
     slots = [pacer.reserve() for _ in range(1000)]
     gaps = {round(b - a, 9) for a, b in itertools.pairwise(slots)}
@@ -29,77 +20,87 @@ def test_slots_are_evenly_spaced_at_the_configured_rate() -> None:
 
 def test_an_idle_pause_does_not_turn_into_a_burst() -> None:
     """After ten idle seconds, the next requests are still spaced, not released all at once."""
-    clock = Clock()
+    clock = FakeClock()
     pacer = Pacer(20, clock=clock)
     pacer.reserve()
-    clock.now += 10
+    clock.advance(10)
     slots = [pacer.reserve() for _ in range(5)]
-    assert slots[0] == clock.now
-    assert [round(s - clock.now, 6) for s in slots] == [0.0, 0.05, 0.1, 0.15, 0.2]
+    assert slots[0] == clock.monotonic()
+    assert [round(s - clock.monotonic(), 6) for s in slots] == [0.0, 0.05, 0.1, 0.15, 0.2]
 
 
 def test_one_overload_costs_one_cut_not_one_per_refused_request() -> None:
     """Many 429s for requests sent before a cut lower the rate once."""
-    clock = Clock()
+    clock = FakeClock()
     pacer = Pacer(100, start=100, clock=clock)
-    sent = [clock.now + i * 0.01 for i in range(10)]
-    clock.now += 0.1
+    sent = [clock.monotonic() + i * 0.01 for i in range(10)]
+    clock.advance(0.1)
     cuts = [pacer.rate_limited(t) for t in sent]
     assert cuts.count(True) == 1
     assert pacer.rate == 85.0
-    clock.now += 0.15
-    assert pacer.rate_limited(clock.now)
+    clock.advance(0.15)
+    assert pacer.rate_limited(clock.monotonic())
     assert pacer.cuts == 2
 
 
 def test_rate_grows_back_additively_and_never_above_the_configured_rate() -> None:
     """After a cut the rate climbs by a small step per second and stops at the configured rate."""
-    clock = Clock()
+    clock = FakeClock()
     pacer = Pacer(50, start=50, increase=1.0, clock=clock)
-    pacer.rate_limited(clock.now)
+    pacer.rate_limited(clock.monotonic())
     low = pacer.rate
-    clock.now += 5
+    clock.advance(5)
     pacer.reserve()
     assert round(pacer.rate - low, 6) == 5.0
-    clock.now += 1000
+    clock.advance(1000)
     pacer.reserve()
     assert pacer.rate == 50
 
 
 def test_settles_near_what_the_server_admits() -> None:
     """Against a server admitting 50/s, a job configured at 200/s is cut to just under 50/s, not far below."""
-    clock = Clock()
+    clock = FakeClock()
     pacer = Pacer(200, start=200, window=3.0, clock=clock)
     # A little over three seconds of the server admitting 50 requests per second.
     for _ in range(160):
-        clock.now += 0.02
+        clock.advance(0.02)
         pacer.admitted()
     for _ in range(30):
         # It goes on admitting 50/s while refusing the excess.
-        clock.now += 0.02
+        clock.advance(0.02)
         pacer.admitted()
-        clock.now += 0.02
+        clock.advance(0.02)
         pacer.admitted()
-        pacer.rate_limited(clock.now - 0.001)
+        pacer.rate_limited(clock.monotonic() - 0.001)
     assert 45 <= pacer.rate <= 50
     assert pacer.stats().lowest >= 45
 
 
 def test_slow_start_grows_from_twilios_default_and_halves_on_the_first_429() -> None:
     """A job at 100/s starts at Twilio's default 20/s, grows by half each second, halves on the first 429."""
-    clock = Clock()
+    clock = FakeClock()
     pacer = Pacer(100, clock=clock)
     pacer.reserve()
     assert pacer.rate == 20
-    clock.now += 2
+    clock.advance(2)
     pacer.reserve()
     assert round(pacer.rate, 6) == 45.0
-    clock.now += 10
+    clock.advance(10)
     pacer.reserve()
     assert pacer.rate == 100
     assert Pacer(800, clock=clock).rate == 100
     fresh = Pacer(100, clock=clock)
     fresh.reserve()
-    clock.now += 2
-    assert fresh.rate_limited(clock.now - 0.01)
+    clock.advance(2)
+    assert fresh.rate_limited(clock.monotonic() - 0.01)
     assert round(fresh.rate, 6) == 22.5
+
+
+def test_slow_start_survives_an_idle_wait_of_hours() -> None:
+    """A job at 100/s that waited three hours for a send window goes on at its rate (no overflow)."""
+    clock = FakeClock()
+    pacer = Pacer(100, clock=clock)
+    pacer.reserve()
+    clock.advance(3 * 3600)
+    pacer.reserve()
+    assert pacer.rate == 100

@@ -270,6 +270,16 @@ class TestCreateRateLimit:
             assert studio.http.get(f"/v2/Flows/{FLOW}/Executions").status_code == 200
         assert studio.execute("+15551260001").status_code == 201
 
+    def test_rate_limited_first_refuses_exactly_the_first_creates(self, open_studio: OpenStudio) -> None:
+        """rate_limited_first=3: the first three creates get 429/20429 (counted, nothing created), then none."""
+        studio = open_studio(rate_limit=None, rate_limited_first=3)
+
+        statuses = [studio.execute(f"+1555128{n:04d}").status_code for n in range(6)]
+
+        assert statuses == [429, 429, 429, 201, 201, 201]
+        assert studio.sandbox.stats().rate_limited == 3
+        assert len(studio.sandbox.ledger()) == 3
+
     def test_rate_limit_none_never_refuses(self, open_studio: OpenStudio) -> None:
         """rate_limit=None never answers 429."""
         studio = open_studio(rate_limit=None)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -15,29 +14,16 @@ import pytest
 
 from batch_engage import Credentials, RunOptions, run, status, validate
 from batch_engage.errors import ConfigError
+from batch_engage.testing import FakeClock
 from batch_engage.windows import parse_window, zones_for_rows
 
 NY, LA, HNL, SD = "+12125550100", "+12135550100", "+18085550100", "+16055550100"
 
 
-class Clock:
-    """Wall time the test moves; its `sleep` advances it instead of sleeping."""
-
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-        await asyncio.sleep(0)
-
-
 class Studio:
     """A MockTransport handler that notes the (fake) time each run was created."""
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: FakeClock) -> None:
         self.clock = clock
         self.created: list[tuple[str, datetime]] = []
 
@@ -104,10 +90,10 @@ class TestRule:
 class TestRun:
     def test_rows_are_held_until_their_local_window_and_the_run_exits_75(self, make_spec: Callable[..., Any]) -> None:
         """At 14:30Z New York (09:30) is sent; Los Angeles and Honolulu wait with their opening time; exit 75."""
-        clock = Clock(utc("2026-11-24T14:30:00"))
+        clock = FakeClock(utc("2026-11-24T14:30:00"))
         studio = Studio(clock)
         spec = windowed(make_spec)
-        options = RunOptions(clock=clock, sleep=clock.sleep)
+        options = RunOptions(clock=clock)
         first = run(
             spec, frame=frame(NY, LA, HNL), credentials=CREDS, options=options, transport=httpx.MockTransport(studio)
         )
@@ -122,13 +108,13 @@ class TestRun:
         assert (waiting.waiting_for_window, waiting.next_opening) == (2, utc("2026-11-24T17:00:00"))
         check = validate(spec, frame=frame(NY, LA, HNL), now=clock())
         assert check.openings == {"now": 1, "2026-11-24 17:00Z": 1, "2026-11-24 19:00Z": 1}
-        clock.now = utc("2026-11-24T17:30:00")
+        clock.set(utc("2026-11-24T17:30:00"))
         second = run(
             spec, frame=frame(NY, LA, HNL), credentials=CREDS, options=options, transport=httpx.MockTransport(studio)
         )
         assert second.exit_code == 75
         assert [to for to, _ in studio.created] == [NY, LA]
-        clock.now = utc("2026-11-24T19:30:00")
+        clock.set(utc("2026-11-24T19:30:00"))
         third = run(
             spec, frame=frame(NY, LA, HNL), credentials=CREDS, options=options, transport=httpx.MockTransport(studio)
         )
@@ -137,9 +123,9 @@ class TestRun:
 
     def test_wait_sends_each_row_as_its_window_opens(self, make_spec: Callable[..., Any]) -> None:
         """With --wait, one run releases every row at its own local 09:00, never earlier, and exits 0."""
-        clock = Clock(utc("2026-11-24T12:00:00"))
+        clock = FakeClock(utc("2026-11-24T12:00:00"))
         studio = Studio(clock)
-        options = RunOptions(wait=True, clock=clock, sleep=clock.sleep)
+        options = RunOptions(wait=True, clock=clock)
         result = run(
             windowed(make_spec),
             frame=frame(HNL, LA, NY),
@@ -156,7 +142,7 @@ class TestRun:
 
     def test_timezone_column_and_default_timezone(self, make_spec: Callable[..., Any]) -> None:
         """An IANA zone in the data wins over the number's; an unknown zone name makes the row invalid."""
-        clock = Clock(utc("2026-11-24T14:30:00"))
+        clock = FakeClock(utc("2026-11-24T14:30:00"))
         studio = Studio(clock)
         spec = windowed(make_spec)
         spec = spec.replace(mapping=replace(spec.mapping, timezone_column="tz"))
@@ -165,7 +151,7 @@ class TestRun:
             spec,
             frame=data,
             credentials=CREDS,
-            options=RunOptions(clock=clock, sleep=clock.sleep),
+            options=RunOptions(clock=clock),
             transport=httpx.MockTransport(studio),
         )
         assert [to for to, _ in studio.created] == [LA]
@@ -174,13 +160,13 @@ class TestRun:
 
     def test_window_is_checked_again_just_before_each_request(self, make_spec: Callable[..., Any]) -> None:
         """Rows that waited in the queue while the window closed are not sent late: they stay pending."""
-        clock = Clock(utc("2026-11-25T00:50:00"))  # 19:50 in New York: ten minutes left
+        clock = FakeClock(utc("2026-11-25T00:50:00"))  # 19:50 in New York: ten minutes left
 
         class Slow(Studio):
             def __call__(self, request: httpx.Request) -> httpx.Response:
                 answer = super().__call__(request)
                 if request.method == "POST":
-                    clock.now += timedelta(minutes=4)  # each answer takes four (fake) minutes
+                    clock.advance(4 * 60)  # each answer takes four (fake) minutes
                 return answer
 
         studio = Slow(clock)
@@ -190,7 +176,7 @@ class TestRun:
             spec,
             frame=frame(*numbers),
             credentials=CREDS,
-            options=RunOptions(clock=clock, sleep=clock.sleep),
+            options=RunOptions(clock=clock),
             transport=httpx.MockTransport(studio),
         )
         assert all(when < utc("2026-11-25T01:00:00") for _, when in studio.created)

@@ -35,6 +35,10 @@ from .state import (
 
 __all__ = ["Studio"]
 
+# What a ledger entry copies from a run as it is (Parameters are copied deep), and the counters SandboxStats shows.
+_ENTRY = tuple(f.name for f in dataclasses.fields(LedgerEntry) if f.name != "parameters")
+_COUNTERS = tuple(f.name for f in dataclasses.fields(SandboxStats) if f.name != "by_status")
+
 
 class Studio:
     """The simulator's state and rules, shared by the server and test threads; routes are added by mixins."""
@@ -83,23 +87,8 @@ class Studio:
                     run.ended_at = datetime.fromisoformat(record["ended_at"])
                 continue
             created = datetime.fromisoformat(record["date_created"])
-            run = Run(
-                seq=len(self._runs),
-                sid=record["sid"],
-                api=record["api"],
-                account_sid=record["account_sid"],
-                flow_sid=record["flow_sid"],
-                initiated_by=record["initiated_by"],
-                source=record["source"],
-                to=record["to"],
-                from_=record["from"],
-                parameters=record["parameters"],
-                date_created=created,
-                born=mono - (now - created).total_seconds(),
-                played=record["played"],
-                ended_at=None if record["ended_at"] is None else datetime.fromisoformat(record["ended_at"]),
-            )
-            self._add(run)
+            born = mono - (now - created).total_seconds()
+            self._add(Run.from_record(record, seq=len(self._runs), born=born))
 
     def _add(self, run: Run) -> None:
         """Keep a run and index it (lock held)."""
@@ -124,17 +113,10 @@ class Studio:
     def ledger(self) -> list[LedgerEntry]:
         """Snapshot the runs created so far, oldest first."""
         with self._lock:
+            # A deep copy of the Parameters: a test mutating its entry must not change the run.
             return [
                 LedgerEntry(
-                    sid=run.sid,
-                    flow_sid=run.flow_sid,
-                    api=run.api,
-                    to=run.to,
-                    from_=run.from_,
-                    parameters=json.loads(json.dumps(run.parameters)),
-                    date_created=run.date_created,
-                    initiated_by=run.initiated_by,
-                    source=run.source,
+                    **{name: getattr(run, name) for name in _ENTRY}, parameters=json.loads(json.dumps(run.parameters))
                 )
                 for run in self._runs
             ]
@@ -142,20 +124,8 @@ class Studio:
     def stats(self) -> SandboxStats:
         """Snapshot the counters."""
         with self._lock:
-            counts = self._counts
             return SandboxStats(
-                create_requests=counts["create_requests"],
-                created=counts["created"],
-                rate_limited=counts["rate_limited"],
-                by_status=MappingProxyType(dict(self._by_status)),
-                list_requests=counts["list_requests"],
-                flow_requests=counts["flow_requests"],
-                run_requests=counts["run_requests"],
-                context_requests=counts["context_requests"],
-                revision_requests=counts["revision_requests"],
-                message_requests=counts["message_requests"],
-                read_rate_limited=counts["read_rate_limited"],
-                inbound_runs=counts["inbound_runs"],
+                by_status=MappingProxyType(dict(self._by_status)), **{name: self._counts[name] for name in _COUNTERS}
             )
 
     def end_all_runs(self) -> None:

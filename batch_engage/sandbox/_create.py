@@ -110,6 +110,9 @@ class CreateRoutes(Studio):
         """Take one create from the account's bucket, or raise the 429."""
         with self._lock:
             config = self._config
+            if self._counts["forced_429"] < config.rate_limited_first:
+                self._counts["forced_429"] += 1
+                raise too_many(config.retry_after)
             if config.rate_limit is None:
                 return
             bucket = self._buckets.setdefault(account_sid, TokenBucket())

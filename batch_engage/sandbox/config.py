@@ -34,6 +34,8 @@ class SandboxConfig:
     """How the simulated Studio behaves.
 
     rate_limit: creates per second per account before 429/20429 (None: no limit).
+    rate_limited_first: the first this many creates are answered 429/20429, whatever
+        rate_limit says (a backoff to test that does not hang on real time).
     latency, jitter: seconds each create answer takes, mean and spread.
     active_rule: Studio's one-active-run-per-contact rule (v1 hands back, v2 409s).
     run_lifetime: seconds after which a run ends by itself (and its widgets have played).
@@ -64,10 +66,11 @@ class SandboxConfig:
     """
 
     rate_limit: float | None = 20.0
+    rate_limited_first: int = 0
     latency: float = 0.08
     jitter: float = 0.02
-    active_rule: bool = True
     run_lifetime: float = 3600.0
+    active_rule: bool = True
     error_rate: float = 0.0
     lost_answer_rate: float = 0.0
     drop_rate: float = 0.0
@@ -91,7 +94,7 @@ class SandboxConfig:
         """Reject settings the simulator cannot honour."""
         if self.rate_limit is not None and not self.rate_limit > 0:
             raise ValueError(f"rate_limit must be positive or None, got {self.rate_limit!r}")
-        for name in ("latency", "jitter", "run_lifetime", "slow_seconds"):
+        for name in ("latency", "jitter", "run_lifetime", "slow_seconds", "rate_limited_first"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         shares = ("error_rate", "lost_answer_rate", "drop_rate", "slow_rate", "other_sender_rate")

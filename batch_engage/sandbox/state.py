@@ -15,6 +15,11 @@ from .shapes import ASK_BODY, INTRO_BODY, hex32, pick, render_liquid, rfc2822
 
 # One contact in this many never gets the Flow's messages (30003).
 _UNDELIVERED_ONE_IN: Final = 8
+# A run's fields a state file keeps, in its order (``from_`` is written ``from``).
+_RECORDED: Final = (
+    "sid", "api", "account_sid", "flow_sid", "initiated_by", "source", "to", "from_", "parameters", "date_created",
+    "played", "ended_at",
+)  # fmt: skip
 
 
 @dataclass(eq=False)
@@ -59,21 +64,19 @@ class Run:
 
     def record(self) -> dict[str, Any]:
         """The JSON line that keeps this run in a state file."""
-        return {
-            "type": "run",
-            "sid": self.sid,
-            "api": self.api,
-            "account_sid": self.account_sid,
-            "flow_sid": self.flow_sid,
-            "initiated_by": self.initiated_by,
-            "source": self.source,
-            "to": self.to,
-            "from": self.from_,
-            "parameters": self.parameters,
-            "date_created": self.date_created.isoformat(),
-            "played": self.played,
-            "ended_at": None if self.ended_at is None else self.ended_at.isoformat(),
-        }
+        line: dict[str, Any] = {"type": "run"}
+        for name in _RECORDED:
+            value = getattr(self, name)
+            line[name.rstrip("_")] = value.isoformat() if isinstance(value, datetime) else value
+        return line
+
+    @classmethod
+    def from_record(cls, line: Mapping[str, Any], *, seq: int, born: float) -> Run:
+        """The run a state file's line keeps (see :meth:`record`)."""
+        values = {name: line[name.rstrip("_")] for name in _RECORDED}
+        for name in ("date_created", "ended_at"):
+            values[name] = None if values[name] is None else datetime.fromisoformat(values[name])
+        return cls(seq=seq, born=born, **values)
 
 
 class TokenBucket:

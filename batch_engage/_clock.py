@@ -1,0 +1,83 @@
+"""The one clock a run reads and waits on: wall time, monotonic time and sleep, injectable as a whole."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Protocol, runtime_checkable
+
+__all__ = ["SYSTEM_CLOCK", "Clock", "SystemClock", "clock_from", "wall_now"]
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """What everything that reads the time or waits is handed."""
+
+    def now(self) -> datetime:
+        """Wall time, aware UTC."""
+        ...
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never jumps (for spacing and delays)."""
+        ...
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds``."""
+        ...
+
+
+def wall_now() -> datetime:
+    """This machine's wall clock, aware UTC."""
+    return datetime.now(UTC)
+
+
+class SystemClock:
+    """The real clock: ``datetime.now``, ``time.monotonic`` and ``asyncio.sleep``."""
+
+    def now(self) -> datetime:
+        """Wall time, aware UTC."""
+        return wall_now()
+
+    def monotonic(self) -> float:
+        """``time.monotonic()``."""
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        """``asyncio.sleep(seconds)``."""
+        await asyncio.sleep(seconds)
+
+
+SYSTEM_CLOCK = SystemClock()
+"""The clock of a run nobody gave another one."""
+
+
+class _CallableClock:
+    """A clock made of a wall-time callable and a sleep callable (the older way of injecting time)."""
+
+    def __init__(self, wall: Callable[[], datetime], sleep: Callable[[float], Awaitable[None]]) -> None:
+        self._wall = wall
+        self._sleep = sleep
+
+    def now(self) -> datetime:
+        """The wall callable's time."""
+        return self._wall()
+
+    def monotonic(self) -> float:
+        """The real monotonic clock under the real wall; else the given wall, which only its sleep moves."""
+        return time.monotonic() if self._wall is wall_now else self._wall().timestamp()
+
+    async def sleep(self, seconds: float) -> None:
+        """The sleep callable."""
+        await self._sleep(seconds)
+
+
+def clock_from(wall: Callable[[], datetime], sleep: Callable[[float], Awaitable[None]]) -> Clock:
+    """One :class:`Clock` from a wall callable and a sleep: ``wall`` itself when it is a whole clock."""
+    whole: object = wall  # a FakeClock is both a wall callable and a Clock
+    if isinstance(whole, Clock):
+        return whole
+    if wall is wall_now and sleep is asyncio.sleep:
+        return SYSTEM_CLOCK
+    return _CallableClock(wall, sleep)
