@@ -30,7 +30,7 @@ from .exits import (
     exit_code_for_error,
 )
 from .flowreview import FlowReview
-from .hygiene import is_database_url, open_history
+from .history import is_database_url, open_history
 from .prepare import prepare
 from .runner import Progress, RunControl, RunOptions, RunResult, run_job
 from .sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox, SandboxConfig

@@ -26,8 +26,8 @@ from .checkpoint import CheckpointStore, Outcome
 from .client import Created, StudioClient
 from .control import Progress, RunControl, Stats
 from .errors import AlreadyActive, Fatal, PossiblySent, RateLimited, Rejected, RetrySafe, StudioError
+from .history import HistoryStore
 from .history import owner as history_owner
-from .hygiene import HistoryStore
 from .pacing import Pacer
 from .policy import Breaker, backoff, is_handback
 from .prepare import caps

@@ -1,7 +1,7 @@
 """Campaign hygiene across runs at planning time: suppression lists, and frequency caps against the history.
 
-The history itself (SQLite or PostgreSQL, claims and settlements) lives in ``history.py``;
-its names stay importable from here.
+The history itself (SQLite or PostgreSQL, claims, settlements and their owner format) lives in
+``history.py``; this module only filters the plan against it.
 """
 
 from __future__ import annotations
@@ -12,24 +12,11 @@ from pathlib import Path
 import polars as pl
 
 from . import phone
-from .history import History, HistoryStore, Reached, is_database_url, job_of, open_history, owner
+from .history import HistoryStore
 from .source import InputSpec, read_table, require_columns
-from .spec import Cap, parse_cap
+from .spec import Cap
 
-__all__ = [
-    "Cap",
-    "History",
-    "HistoryStore",
-    "Reached",
-    "apply_history",
-    "apply_suppression",
-    "is_database_url",
-    "job_of",
-    "load_suppression",
-    "open_history",
-    "owner",
-    "parse_cap",
-]
+__all__ = ["apply_history", "apply_suppression", "load_suppression"]
 
 
 def load_suppression(files: Iterable[str], column: str | None, default_region: str | None) -> dict[str, set[str]]:

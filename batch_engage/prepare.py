@@ -19,7 +19,8 @@ from typing import Any, BinaryIO
 
 import polars as pl
 
-from .hygiene import apply_history, apply_suppression, is_database_url, load_suppression, open_history
+from .history import is_database_url, open_history
+from .hygiene import apply_history, apply_suppression, load_suppression
 from .planning import plan as plan_rows
 from .planning import text_columns
 from .source import Table, frame_digest, read_table

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Final
 
 from .checkpoint import CheckpointStore, Outcome, SecondStats
-from .hygiene import HistoryStore
+from .history import HistoryStore
 
 __all__ = ["FLUSH_SECONDS", "Recorder"]
 

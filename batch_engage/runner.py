@@ -32,7 +32,7 @@ from .control import Progress, RunControl
 from .credentials import Credentials
 from .dispatch import Dispatcher
 from .errors import StudioError
-from .hygiene import HistoryStore, open_history
+from .history import HistoryStore, open_history
 from .pacing import Pacer
 from .preflight import preflight
 from .prepare import Prepared, fingerprint, params_hash, prepare

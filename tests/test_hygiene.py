@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 
 from batch_engage.cli import main
-from batch_engage.hygiene import History
+from batch_engage.history import History
 from batch_engage.sandbox import Sandbox
 from batch_engage.spec import parse_cap
 
