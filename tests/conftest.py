@@ -36,6 +36,7 @@ WORKERS_PER_CORE = 3
 MAX_WORKERS = 8
 
 
+@pytest.hookimpl(optionalhook=True)  # xdist's hooks: only called when it is installed
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """``-n auto``: three a usable core, at most MAX_WORKERS; PYTEST_XDIST_AUTO_NUM_WORKERS overrides."""
     if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS", "").isdigit():
@@ -53,6 +54,7 @@ SHARED_WORKER = {
 }
 
 
+@pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """One test at a time to whichever worker is free, except the SHARED_WORKER groups, each kept together."""
     from xdist.scheduler import LoadScopeScheduling
