@@ -18,7 +18,7 @@ from batch_engage.errors import CredentialsError
 from batch_engage.phone import mask
 from batch_engage.sandbox import SANDBOX_USERNAME, Sandbox
 
-from conftest import REPO, make_contacts
+from conftest import REPO, cli, make_contacts
 
 SECRET = "s3cr3t-TOKEN-8b1f0c9e"
 
@@ -62,12 +62,17 @@ class TestLogs:
         assert written["counts"] == summaries[0]["counts"] and written["exit_code"] == 0
 
     def test_phone_numbers_are_masked_in_logs_and_whole_in_results(
-        self, sandbox: Sandbox, write_job: Callable[..., Path], contacts_csv: Path, sandbox_env: dict[str, str]
+        self,
+        sandbox: Sandbox,
+        write_job: Callable[..., Path],
+        contacts_csv: Path,
+        sandbox_env: dict[str, str],
+        capsys: pytest.CaptureFixture[str],
     ) -> None:
         """Logs show +1415***0100; the results table keeps the full number."""
         job = write_job(input_path=contacts_csv, base_url=sandbox.url)
-        done = _cli(["run", str(job), "--log-level", "debug"], _env(sandbox_env))
-        logs = done.stderr.decode()
+        code, _, logs = cli(["run", str(job), "--log-level", "debug"], capsys)
+        assert code == 0 and '"event": "row.outcome"' in logs
         assert "+1415***0100" in logs
         assert "+14155550100" not in logs
         assert "+14155550100" in (job.parent / "job.results.csv").read_text()
