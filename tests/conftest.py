@@ -1,4 +1,6 @@
-"""Shared fixtures: a clean environment, the sandbox over loopback, and job files in tmp_path."""
+"""Shared fixtures (a clean environment, the sandbox over loopback, job files in tmp_path) and how the
+suite runs in parallel: worker count, slow tests first, one Chromium per run, Hypothesis without deadlines.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from typing import Any
 import polars as pl
 import pytest
 import structlog
+from hypothesis import HealthCheck, settings
 
 from batch_engage.credentials import Credentials
 from batch_engage.sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox, SandboxConfig
@@ -19,6 +22,53 @@ FLOW_SID = "FW0123456789abcdef0123456789abcdef"
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 OAI_DIR = SHARED / "twilio-oai"
+
+# Workers share the cores, so one example's wall time says nothing about the code under test:
+# a per-example deadline or a "too slow" health check would fail a correct test under load.
+settings.register_profile("parallel", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("parallel")
+
+# Three workers a core: most of the suite waits on loopback servers and subprocesses, not on the CPU
+# (on 2 cores, 6 workers leave the CPU idle a tenth of the time where 4 leave it idle a fifth).
+# At most 8: each worker's PostgreSQL tests hold a few connections (plus their subprocesses'), the
+# server's default max_connections is 100, and every worker pays the start-up imports again.
+WORKERS_PER_CORE = 3
+MAX_WORKERS = 8
+
+
+@pytest.hookimpl(optionalhook=True)  # xdist's hooks: only called when it is installed
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: three a usable core, at most MAX_WORKERS; PYTEST_XDIST_AUTO_NUM_WORKERS overrides."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS", "").isdigit():
+        return int(os.environ["PYTEST_XDIST_AUTO_NUM_WORKERS"])
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return min(MAX_WORKERS, WORKERS_PER_CORE * cores)
+
+
+# Tests that must run on one worker, by node ID prefix: the browser tests share one Chromium (a module
+# fixture), whose start-up is slow and whose first page must not be a test's. By ID because xdist's own
+# xdist_group mark is lost under pytest 9.2 (pytest-xdist issue 1386).
+SHARED_WORKER = {
+    "tests/test_report_html.py::TestInABrowser::": "chromium",
+    "tests/test_report_html.py::TestSandboxRunInABrowser::": "chromium",
+}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """One test at a time to whichever worker is free, except the SHARED_WORKER groups, each kept together."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class OneAtATime(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return next((group for prefix, group in SHARED_WORKER.items() if nodeid.startswith(prefix)), nodeid)
+
+    return OneAtATime(config, log)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow tests start first, so that none is left running alone at the end of a parallel run."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 def shared_folder(path: Path) -> Path:

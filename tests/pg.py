@@ -1,7 +1,8 @@
 """PostgreSQL for tests: the server named by ``BATCH_ENGAGE_TEST_PG``, and one fresh schema per test.
 
 With no server answering, a test skips (saying why); with ``CI`` set it fails instead,
-so CI cannot pass by skipping.
+so CI cannot pass by skipping. Parallel workers share the server but never a schema: every table,
+role and checkpoint lock a test makes is keyed by its schema's name, which names the worker too.
 """
 
 from __future__ import annotations
@@ -59,7 +60,8 @@ def fresh_schema() -> Iterator[Schema]:
         if os.environ.get("CI"):
             pytest.fail(reason)
         pytest.skip(reason)
-    name = f"t_{uuid.uuid4().hex[:12]}"
+    # The worker's name tells whose schema a leftover is (PYTEST_XDIST_WORKER: gw0, gw1, ...).
+    name = f"t_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_{uuid.uuid4().hex[:12]}"
     with conn:
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
         try:

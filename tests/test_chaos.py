@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 from batch_engage.sandbox import Sandbox
 
@@ -31,6 +32,7 @@ def _start(job: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     )
 
 
+@pytest.mark.slow
 def test_kill_9_at_random_moments_never_sends_twice_and_finishes(
     sandbox_factory: Callable[..., Sandbox],
     write_job: Callable[..., Path],

@@ -341,6 +341,7 @@ def _machines(root: Path, rows: int, sb: Sandbox, url: str, send: str) -> tuple[
     return jobs[0], jobs[1]
 
 
+@pytest.mark.slow
 class TestTwoMachines:
     """Processes in different folders with no shared file, only the PostgreSQL URL."""
 

@@ -279,6 +279,7 @@ class TestSignals:
         assert max(Counter(e.to for e in sb.ledger()).values()) == 1
 
 
+@pytest.mark.slow
 def test_sample_job_runs_against_the_sandbox(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The README's sample command works: every valid sample row is sent, invalid and duplicate rows are reported."""
     out_dir = tmp_path / "out"
@@ -305,6 +306,7 @@ def test_sample_job_runs_against_the_sandbox(tmp_path: Path, capsys: pytest.Capt
     assert table.height == 200
 
 
+@pytest.mark.slow
 def test_second_sigint_stops_at_once_and_the_next_run_settles_the_rows_in_flight(
     sandbox_factory: Callable[..., Sandbox], write_job: Callable[..., Path], tmp_path: Path, sandbox_env: dict[str, str]
 ) -> None:

@@ -218,6 +218,7 @@ class TestFetchedOnce:
         result = batch_engage.collect(ran, credentials=sandbox_creds)
         assert set(result.outcomes["from_address"]) == {"+15005550006"}
 
+    @pytest.mark.slow
     def test_a_killed_collect_resumes_without_fetching_an_ended_run_twice(
         self,
         sandbox_factory: Callable[..., Sandbox],
@@ -257,6 +258,7 @@ class TestFetchedOnce:
 
 
 class TestSignals:
+    @pytest.mark.slow
     def test_sigterm_stops_with_75_writing_what_was_collected_and_the_next_collect_finishes(
         self,
         sandbox_factory: Callable[..., Sandbox],

@@ -379,6 +379,7 @@ def spreadsheet_numbers(draw: st.DrawFn) -> tuple[str | float, str | None, str, 
 
 class TestNeverADifferentNumber:
     # Each example plans a row read from its own CSV (~10 ms): 200 still give every style about twenty tries.
+    @pytest.mark.slow
     @given(spreadsheet_numbers())
     @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
     def test_a_number_as_a_spreadsheet_wrote_it_is_sent_to_that_number_or_refused(

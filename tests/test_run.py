@@ -138,6 +138,7 @@ class TestStudioAnswers:
         assert result.exit_code == 1
         assert result.summary.top_errors[0]["code"] == 21211
 
+    @pytest.mark.slow
     def test_rate_limited_rows_are_retried_until_sent(
         self, sandbox_factory: Callable[..., Sandbox], make_spec: Callable[..., Any], sandbox_creds: Credentials
     ) -> None:
@@ -156,6 +157,7 @@ class TestStudioAnswers:
         assert result.summary.settled_rate < 400
         assert clock.slept > 0
 
+    @pytest.mark.slow
     def test_a_job_above_the_accounts_real_limit_settles_under_it(
         self, sandbox_factory: Callable[..., Sandbox], make_spec: Callable[..., Any], sandbox_creds: Credentials
     ) -> None:

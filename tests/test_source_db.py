@@ -39,12 +39,12 @@ def query_job(write_job: Callable[..., Path], uri: str, query: str, **kwargs: ob
     return job
 
 
-def free_port() -> int:
-    """A loopback port nobody listens on (bound, then released)."""
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A loopback port bound but not listening: connections are refused, and no parallel test can take it."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
+        yield s.getsockname()[1]
 
 
 class TestQueryInput:
@@ -150,9 +150,9 @@ class TestQueryErrors:
                 raw={**base, "input": {"path": "a.csv", "uri": "postgresql://localhost/crm", "query": "select 1"}}
             )
 
-    def test_an_unreachable_server_is_named_by_host_and_port(self) -> None:
+    def test_an_unreachable_server_is_named_by_host_and_port(self, closed_port: int) -> None:
         """Nobody listening: one line naming 127.0.0.1:<port>, no traceback."""
-        port = free_port()
+        port = closed_port
         spec = InputSpec(uri=f"postgresql://postgres@127.0.0.1:{port}/test", query="select 1")
         with pytest.raises(
             InputFileError, match=rf"^input\.query: cannot read from PostgreSQL at 127\.0\.0\.1:{port} "
