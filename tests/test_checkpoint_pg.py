@@ -399,7 +399,9 @@ class TestTwoMachines:
         its lease is fresh; after one lease the other machine takes it over and finishes; the frozen one,
         woken up, sends nothing more: nobody twice."""
         sb = sandbox_factory(rate_limit=None, latency=0.02, active_rule=False)
-        lease = 5
+        # The second machine's first try must start Python and read the lease before it ages out; a loaded
+        # CI machine (parallel workers) has taken over 3 s for that, so the lease leaves room.
+        lease = 10
         machines = _machines(tmp_path, 200, sb, f"{pg_url}&lease={lease}", "rate = 100\nconcurrency = 4")
         env = {k: v for k, v in os.environ.items() if not k.startswith("TWILIO_")} | sandbox_env
         frozen = _start(machines[0], env)
