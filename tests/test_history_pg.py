@@ -180,11 +180,14 @@ class TestUrl:
         """Nobody listening: a one-line ConfigError naming history.path and host:port."""
         import socket
 
+        # Bound but not listening while the test runs: refused, and no parallel test can take the port.
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        with pytest.raises(ConfigError, match=rf"^history\.path: cannot reach PostgreSQL at 127\.0\.0\.1:{port} \("):
-            open_history(f"postgresql://postgres@127.0.0.1:{port}/test")
+            with pytest.raises(
+                ConfigError, match=rf"^history\.path: cannot reach PostgreSQL at 127\.0\.0\.1:{port} \("
+            ):
+                open_history(f"postgresql://postgres@127.0.0.1:{port}/test")
 
     def test_a_schema_that_is_not_an_identifier_is_refused(self) -> None:
         """`?schema=` names one plain schema; anything else is refused before connecting."""
