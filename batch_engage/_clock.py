@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
-__all__ = ["SYSTEM_CLOCK", "Clock", "SystemClock", "clock_from", "wall_now"]
+__all__ = ["SYSTEM_CLOCK", "Clock", "SystemClock", "clock_from", "pacing_clock", "wall_now"]
 
 
 @runtime_checkable
@@ -65,8 +65,8 @@ class _CallableClock:
         return self._wall()
 
     def monotonic(self) -> float:
-        """The real monotonic clock under the real wall; else the given wall, which only its sleep moves."""
-        return time.monotonic() if self._wall is wall_now else self._wall().timestamp()
+        """The real monotonic clock: a wall callable may be frozen or step, and spacing must not follow it."""
+        return time.monotonic()
 
     async def sleep(self, seconds: float) -> None:
         """The sleep callable."""
@@ -81,3 +81,13 @@ def clock_from(wall: Callable[[], datetime], sleep: Callable[[float], Awaitable[
     if wall is wall_now and sleep is asyncio.sleep:
         return SYSTEM_CLOCK
     return _CallableClock(wall, sleep)
+
+
+def pacing_clock(wall: Callable[[], datetime], sleep: Callable[[float], Awaitable[None]]) -> Clock:
+    """The clock the pacer and 429 retries keep: the injected one only when it is a whole :class:`Clock`.
+
+    Callables injected the older way (a wall and a sleep) time windows, backoff of reads and the reconcile
+    delay; Twilio's limit is real time, so slots and retries after a 429 stay on the real clock then.
+    """
+    whole: object = wall
+    return whole if isinstance(whole, Clock) else SYSTEM_CLOCK

@@ -128,10 +128,10 @@ class Intake:
                 await self._wake.wait()
 
     def retry_later(self, item: Item, delay: float) -> None:
-        """Give ``item`` back to the workers once ``delay`` seconds have passed on the run's clock."""
+        """Give ``item`` back to the workers once ``delay`` seconds have passed on the pacer's clock."""
 
         async def release() -> None:
-            await self._clock.sleep(delay)
+            await self._pacer.clock.sleep(delay)
             self._scheduled.pop(item.contact, None)
             self._retry_ready.append(item)
             await self.notify()

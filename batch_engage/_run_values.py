@@ -10,7 +10,7 @@ from typing import Any
 
 import polars as pl
 
-from ._clock import Clock, clock_from, wall_now
+from ._clock import Clock, clock_from, pacing_clock, wall_now
 
 __all__ = ["RunOptions", "RunResult", "RunSummary"]
 
@@ -35,6 +35,10 @@ class RunOptions:
     def timing(self) -> Clock:
         """The one clock everything in the run reads and waits on."""
         return clock_from(self.clock, self.sleep)
+
+    def pacing(self) -> Clock:
+        """The clock of the pacer's slots and of retries after a 429 (see :func:`~batch_engage._clock.pacing_clock`)."""
+        return pacing_clock(self.clock, self.sleep)
 
 
 @dataclass(frozen=True)

@@ -70,9 +70,9 @@ class RunControl:
 class Stats:
     """Counters for the summary."""
 
-    # The achieved rate: creates over the time from the first request to the last answer (run's monotonic clock).
     requests: int = 0
     created: int = 0
+    # The achieved rate: creates over the time from the first request to the last answer (run's monotonic clock).
     first_send: float | None = None
     last_answer: float | None = None
     latency_ewma: float | None = None

@@ -29,11 +29,19 @@ class FlowHost(Protocol):
     """What a Flow's settings say about its host (``spec.FlowSpec`` has these)."""
 
     @property
-    def base_url(self) -> str | None: ...
+    def base_url(self) -> str | None:
+        """An explicit Studio base URL (the sandbox, a proxy), or None."""
+        ...
+
     @property
-    def region(self) -> str | None: ...
+    def region(self) -> str | None:
+        """Twilio's processing region (``us1``, ``ie1``, ``au1``), or None for the default."""
+        ...
+
     @property
-    def edge(self) -> str | None: ...
+    def edge(self) -> str | None:
+        """Twilio's edge location, or None for the region's default edge."""
+        ...
 
 
 def _is_loopback(host: str) -> bool:

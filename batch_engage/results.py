@@ -10,7 +10,7 @@ import polars as pl
 
 from ._files import private_file
 
-# Re-exported for the modules that import them from here (runner, collect); exits is their home.
+# Re-exported: older callers import them from here; exits is their home.
 from .exits import EXIT_ABORTED, EXIT_OK, EXIT_SOME_FAILED, EXIT_TEMPFAIL, exit_code_for
 from .states import FINAL, REACHED, RowState
 

@@ -205,7 +205,7 @@ async def run_job(
 def _dispatcher(job: _Job, cp: CheckpointStore, client: StudioClient, history: HistoryStore | None) -> Dispatcher:
     """The dispatcher of this run, with its pacer and recorder; it counts the contacts already final."""
     spec, clock = job.spec, job.clock
-    pacer = Pacer(spec.send.rate, clock=clock)
+    pacer = Pacer(spec.send.rate, clock=job.options.pacing())
     sendable = job.prepared.plan.filter(pl.col("status") == "pending")
     finals = cp.contacts_in(FINAL)
     return Dispatcher(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 import urllib.parse
 from collections import Counter
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -17,6 +19,12 @@ from batch_engage.sandbox import Sandbox
 from batch_engage.testing import FakeClock
 
 from conftest import make_contacts
+
+FROZEN = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+async def _instant(seconds: float) -> None:
+    return None
 
 
 def ledger_counts(sb: Sandbox) -> Counter[str]:
@@ -324,3 +332,27 @@ def test_warns_when_concurrency_cannot_reach_the_rate(
     assert len(warnings) == 1
     assert warnings[0]["concurrency"] == 1 and warnings[0]["needed"] >= 2
     assert warnings[0]["max_rate"] < 1000
+
+
+class TestTimeInjectedAsCallables:
+    """A wall callable and a sleep (the older way to inject time) never make a run outpace Twilio's limit."""
+
+    @pytest.mark.parametrize(
+        "options",
+        [
+            pytest.param(RunOptions(sleep=_instant), id="instant-sleep"),
+            pytest.param(RunOptions(clock=lambda: FROZEN), id="frozen-wall"),
+        ],
+    )
+    def test_slots_stay_on_real_time(
+        self, options: RunOptions, sandbox: Sandbox, make_spec: Callable[..., Any], sandbox_creds: Credentials
+    ) -> None:
+        """21 rows at rate 20 take at least a real second, and the summary's duration says so."""
+        started = time.monotonic()
+        result = run(
+            make_spec(sandbox.url, rate=20), frame=make_contacts(21), credentials=sandbox_creds, options=options
+        )
+        took = time.monotonic() - started
+        assert result.counts["sent"] == 21
+        assert took >= 0.95
+        assert result.summary.duration >= 0.95
