@@ -12,9 +12,9 @@ class FakeClock:
     """Virtual time: ``sleep`` moves it forward at once, so backoff, windows and reconcile delays take no real time.
 
     Pass it as ``RunOptions(clock=fake)``. It starts at ``start`` (default: the real now); ``fake()`` is its
-    wall time, and ``slept`` adds up every wait asked of it. Against a Studio on real time (the sandbox),
-    prefer v2 (``executions``): v1's hand-back check compares our send time with Twilio's ``date_created``,
-    and a virtual clock that jumps ahead of Twilio's can make a new run look handed back.
+    wall time, and ``slept`` adds up every wait asked of it. Give the sandbox the same clock
+    (``SandboxConfig(wall=fake)``): v1's hand-back check compares our send time with Twilio's
+    ``date_created``, and a virtual clock that jumps ahead of a real Twilio's makes a new run look handed back.
     """
 
     def __init__(self, start: datetime | None = None) -> None:

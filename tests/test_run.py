@@ -147,14 +147,19 @@ class TestStudioAnswers:
         assert result.summary.top_errors[0]["code"] == 21211
 
     @pytest.mark.slow
+    @pytest.mark.parametrize("api", ["engagements", "executions"])
     def test_rate_limited_rows_are_retried_until_sent(
-        self, sandbox_factory: Callable[..., Sandbox], make_spec: Callable[..., Any], sandbox_creds: Credentials
+        self,
+        api: str,
+        sandbox_factory: Callable[..., Sandbox],
+        make_spec: Callable[..., Any],
+        sandbox_creds: Credentials,
     ) -> None:
         """A 429 storm (the first 40 creates refused) ends with every row sent once, after backoff, at a cut rate."""
-        sb = sandbox_factory(rate_limit=None, rate_limited_first=40)
         clock = FakeClock()
+        sb = sandbox_factory(rate_limit=None, rate_limited_first=40, wall=clock)
         result = run(
-            make_spec(sb.url, api="executions", rate=400, max_backoff=60),
+            make_spec(sb.url, api=api, rate=400, max_backoff=60),
             frame=make_contacts(30),
             credentials=sandbox_creds,
             options=RunOptions(clock=clock),
@@ -182,14 +187,19 @@ class TestStudioAnswers:
         assert result.summary.rate_limited / result.summary.requests <= 0.05
         assert result.summary.settled_rate < 480
 
+    @pytest.mark.parametrize("api", ["engagements", "executions"])
     def test_retry_after_is_honoured_and_nothing_is_lost(
-        self, sandbox_factory: Callable[..., Sandbox], make_spec: Callable[..., Any], sandbox_creds: Credentials
+        self,
+        api: str,
+        sandbox_factory: Callable[..., Sandbox],
+        make_spec: Callable[..., Any],
+        sandbox_creds: Credentials,
     ) -> None:
         """With Retry-After on every 429, rows wait as told and all end sent, once."""
-        sb = sandbox_factory(rate_limit=None, rate_limited_first=10, retry_after=5)
         clock = FakeClock()
+        sb = sandbox_factory(rate_limit=None, rate_limited_first=10, retry_after=5, wall=clock)
         result = run(
-            make_spec(sb.url, api="executions", rate=300),
+            make_spec(sb.url, api=api, rate=300),
             frame=make_contacts(40),
             credentials=sandbox_creds,
             options=RunOptions(clock=clock),
@@ -200,19 +210,31 @@ class TestStudioAnswers:
         # Ten refused rows, each told to wait 5 s, each waited them (on the fake clock, at once).
         assert clock.slept >= 10 * 5.0 and clock.monotonic() >= 5.0
 
+    @pytest.mark.parametrize("api", ["engagements", "executions"])
     def test_server_errors_and_slow_answers_are_reconciled_not_resent(
-        self, sandbox_factory: Callable[..., Sandbox], make_spec: Callable[..., Any], sandbox_creds: Credentials
+        self,
+        api: str,
+        sandbox_factory: Callable[..., Sandbox],
+        make_spec: Callable[..., Any],
+        sandbox_creds: Credentials,
     ) -> None:
         """503s without a run, runs whose answer is lost, and answers past the read timeout: all sent once."""
+        # Twilio's clock and ours are the same fake one: v1 tells a hand-back by comparing them.
+        clock = FakeClock()
         sb = sandbox_factory(
-            rate_limit=None, active_rule=False, error_rate=0.15, lost_answer_rate=0.15, slow_rate=0.1, slow_seconds=0.4
+            rate_limit=None,
+            active_rule=False,
+            error_rate=0.15,
+            lost_answer_rate=0.15,
+            slow_rate=0.1,
+            slow_seconds=0.4,
+            wall=clock,
         )
         result = run(
-            # v2: a v1 hand-back is told by comparing clocks, and a fake one jumps ahead of Twilio's.
-            make_spec(sb.url, api="executions", read_timeout=0.2, reconcile_delay=3),
+            make_spec(sb.url, api=api, read_timeout=0.2, reconcile_delay=3),
             frame=make_contacts(80),
             credentials=sandbox_creds,
-            options=RunOptions(clock=FakeClock()),
+            options=RunOptions(clock=clock),
         )
         assert result.counts["sent"] == 80
         assert len(sb.ledger()) == 80

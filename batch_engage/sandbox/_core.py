@@ -74,8 +74,9 @@ class Studio:
 
     @staticmethod
     def _now(config: SandboxConfig) -> datetime:
-        """Twilio's clock: ours plus the configured offset."""
-        return datetime.now(UTC) + timedelta(seconds=config.clock_offset)
+        """Twilio's clock: ours (or the configured wall) plus the configured offset."""
+        ours = config.wall() if config.wall is not None else datetime.now(UTC)
+        return ours + timedelta(seconds=config.clock_offset)
 
     def _restore(self, records: list[dict[str, Any]]) -> None:
         """Rebuild runs from state-file records; their age follows their date_created."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
@@ -51,6 +51,8 @@ class SandboxConfig:
     seed: seeds the fault, other-sender and read-429 draws (None: random).
     clock_offset: seconds Twilio's clock is ahead of ours (negative: behind); drives
         date_created/date_updated, the Date header and v2 DateCreated filters.
+    wall: where "ours" is read (None: this machine's clock); a test that runs a job on a
+        ``batch_engage.testing.FakeClock`` passes the same one, so both sides share virtual time.
     other_sender_rate: share of creates before which an inbound message starts a run
         of the same Flow for the same contact (initiated_by SM..., no Parameters); that
         run ends at once, so it never blocks the create under the active rule.
@@ -82,6 +84,7 @@ class SandboxConfig:
     repeat_next_page: bool = False
     seed: int | None = None
     clock_offset: float = 0.0
+    wall: Callable[[], datetime] | None = None
     other_sender_rate: float = 0.0
     read_rate_limit_rate: float = 0.0
     list_drops_channel_prefix: bool = False
