@@ -11,7 +11,7 @@ import polars as pl
 from ._files import private_file
 
 # Re-exported: older callers import them from here; exits is their home.
-from .exits import EXIT_ABORTED, EXIT_OK, EXIT_SOME_FAILED, EXIT_TEMPFAIL, exit_code_for
+from .exits import EXIT_ABORTED, EXIT_OK, EXIT_SOME_FAILED, EXIT_TEMPFAIL, EXIT_USAGE, exit_code_for
 from .states import FINAL, REACHED, RowState
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_SOME_FAILED",
     "EXIT_TEMPFAIL",
+    "EXIT_USAGE",
     "RESULT_COLUMNS",
     "STATUSES",
     "build_results",

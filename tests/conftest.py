@@ -4,6 +4,7 @@ suite runs in parallel: worker count, slow tests first, one Chromium per run, Hy
 
 from __future__ import annotations
 
+import functools
 import os
 import textwrap
 from collections.abc import Callable, Iterator
@@ -231,3 +232,11 @@ def cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
     out, err = capsys.readouterr()
     assert "Traceback" not in out + err
     return code, out, err
+
+
+@functools.cache
+def twilio_specs(folder: Path) -> dict[str, Any]:
+    """Twilio's Studio v1 and v2 descriptions, parsed once per worker (each parse takes a quarter second)."""
+    from openapi_core import OpenAPI
+
+    return {v: OpenAPI.from_path(folder / f"twilio_studio_{v}.yaml") for v in ("v1", "v2")}

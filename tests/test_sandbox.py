@@ -28,6 +28,8 @@ from batch_engage.sandbox import (
     SandboxConfig,
 )
 
+from conftest import twilio_specs
+
 AUTH = (SANDBOX_USERNAME, SANDBOX_PASSWORD)
 FLOW = "FW" + "0123456789abcdef" * 2
 DRAFT_FLOW = "FW" + "fedcba9876543210" * 2
@@ -566,12 +568,7 @@ class TestContract:
     @pytest.fixture
     def specs(self, twilio_oai: Path) -> dict[str, Any]:
         """Twilio's Studio v1 and v2 descriptions, loaded with openapi-core (skip or fail as the fixture says)."""
-        import openapi_core
-
-        return {
-            "v1": openapi_core.OpenAPI.from_path(twilio_oai / "twilio_studio_v1.yaml"),
-            "v2": openapi_core.OpenAPI.from_path(twilio_oai / "twilio_studio_v2.yaml"),
-        }
+        return twilio_specs(twilio_oai)
 
     @staticmethod
     def conforms(specs: dict[str, Any], answer: httpx.Response) -> None:
