@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
-__all__ = ["SYSTEM_CLOCK", "Clock", "SystemClock", "clock_from", "pacing_clock", "wall_now"]
+__all__ = ["SYSTEM_CLOCK", "CallableClock", "Clock", "SystemClock", "clock_from", "pacing_clock", "wall_now"]
 
 
 @runtime_checkable
@@ -53,20 +53,29 @@ SYSTEM_CLOCK = SystemClock()
 """The clock of a run nobody gave another one."""
 
 
-class _CallableClock:
-    """A clock made of a wall-time callable and a sleep callable (the older way of injecting time)."""
+class CallableClock:
+    """A clock made of callables (the older way of injecting time); each defaults to the real one.
 
-    def __init__(self, wall: Callable[[], datetime], sleep: Callable[[float], Awaitable[None]]) -> None:
+    A wall callable never serves as the monotonic clock: it may be frozen or step, and spacing must not follow it.
+    """
+
+    def __init__(
+        self,
+        wall: Callable[[], datetime] = wall_now,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._wall = wall
         self._sleep = sleep
+        self._monotonic = monotonic
 
     def now(self) -> datetime:
         """The wall callable's time."""
         return self._wall()
 
     def monotonic(self) -> float:
-        """The real monotonic clock: a wall callable may be frozen or step, and spacing must not follow it."""
-        return time.monotonic()
+        """The monotonic callable's time."""
+        return self._monotonic()
 
     async def sleep(self, seconds: float) -> None:
         """The sleep callable."""
@@ -80,7 +89,7 @@ def clock_from(wall: Callable[[], datetime], sleep: Callable[[float], Awaitable[
         return whole
     if wall is wall_now and sleep is asyncio.sleep:
         return SYSTEM_CLOCK
-    return _CallableClock(wall, sleep)
+    return CallableClock(wall, sleep)
 
 
 def pacing_clock(wall: Callable[[], datetime], sleep: Callable[[float], Awaitable[None]]) -> Clock:

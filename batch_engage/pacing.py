@@ -29,32 +29,12 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 
-from ._clock import SYSTEM_CLOCK, Clock
+from ._clock import SYSTEM_CLOCK, CallableClock, Clock
 
 __all__ = ["Pacer", "PacerStats"]
 
 _SLOW_START_CAP = 60.0
-
-
-class _MonotonicOnly:
-    """A plain monotonic callable (how a pacer's time was injected before :class:`Clock`), real sleeps."""
-
-    def __init__(self, monotonic: Callable[[], float]) -> None:
-        self._monotonic = monotonic
-
-    def now(self) -> datetime:
-        """The real wall time (a pacer never reads it)."""
-        return SYSTEM_CLOCK.now()
-
-    def monotonic(self) -> float:
-        """The given callable's time."""
-        return self._monotonic()
-
-    async def sleep(self, seconds: float) -> None:
-        """``asyncio.sleep(seconds)``."""
-        await asyncio.sleep(seconds)
 
 
 @dataclass(frozen=True)
@@ -84,7 +64,7 @@ class Pacer:
         clock: Clock | Callable[[], float] = SYSTEM_CLOCK,
     ) -> None:
         if not isinstance(clock, Clock):
-            clock = _MonotonicOnly(clock)
+            clock = CallableClock(monotonic=clock)
         self.clock: Clock = clock
         self.configured = rate
         self.rate = min(rate, start if start is not None else max(20.0, rate / 8))
