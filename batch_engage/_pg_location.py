@@ -12,18 +12,30 @@ import contextlib
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
-import psycopg
+from .errors import ConfigError, UsageError
 
-from .errors import UsageError
+if TYPE_CHECKING:
+    import psycopg
 
-__all__ = ["DEFAULT_KEEPALIVES", "DEFAULT_LEASE", "DEFAULT_SCHEMA", "PgLocation", "parse_location", "where"]
+__all__ = [
+    "DEFAULT_KEEPALIVES",
+    "DEFAULT_LEASE",
+    "DEFAULT_SCHEMA",
+    "PgLocation",
+    "check_database_uri",
+    "parse_location",
+    "server_of",
+    "where",
+]
 
 DEFAULT_SCHEMA = "batch_engage"
 DEFAULT_KEEPALIVES = {"keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 6}
 DEFAULT_LEASE = 60
+_SCHEMES = ("postgresql", "postgres")
+_DEFAULT_PORT = 5432
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -52,6 +64,8 @@ class PgLocation:
 
     def connect(self, *, autocommit: bool = True) -> psycopg.Connection[tuple[Any, ...]]:
         """A new connection with keepalives on both ends; an unreachable server is a one-line ``UsageError``."""
+        import psycopg  # noqa: PLC0415 - only a PostgreSQL job pays for loading libpq
+
         try:
             conn = psycopg.connect(
                 self.conninfo,
@@ -112,3 +126,25 @@ def parse_location(location: str) -> PgLocation:
 def where(location: str | PgLocation) -> PgLocation:
     """``location`` parsed, unless it already is."""
     return location if isinstance(location, PgLocation) else parse_location(location)
+
+
+def check_database_uri(uri: str, *, key: str) -> None:
+    """Refuse a URI that is not ``postgresql://``, or that holds a password (libpq reads PGPASSWORD, ~/.pgpass)."""
+    parts = urlsplit(uri)
+    if parts.scheme not in _SCHEMES:
+        raise ConfigError(key, f"must start with postgresql:// (or be env:NAME), not {parts.scheme or uri!r}")
+    if parts.password is not None or any(name == "password" for name, _ in parse_qsl(parts.query)):
+        raise ConfigError(
+            key,
+            "holds a password: remove it and set PGPASSWORD or put it in ~/.pgpass (the job file is not a secret)",
+        )
+
+
+def server_of(uri: str) -> str:
+    """``host:port`` of a PostgreSQL URI, for messages (libpq's defaults when the URI names none)."""
+    parts = urlsplit(uri)
+    try:
+        port = parts.port or _DEFAULT_PORT
+    except ValueError:
+        port = _DEFAULT_PORT
+    return f"{parts.hostname or 'localhost'}:{port}"

@@ -11,9 +11,9 @@ from typing import Any
 import phonenumbers
 
 from ._local_hours import valid_zone
+from ._pg_location import check_database_uri
 from .errors import ConfigError
 from .hosts import check_base_url, edge_name, processing_region
-from .source_db import check_database_uri
 
 __all__ = [
     "FLOW_SID_PATTERN",

@@ -32,8 +32,8 @@ from psycopg import sql
 
 from ._history_model import Reached, job_of
 from ._history_model import owner as make_owner
+from ._pg_location import check_database_uri, server_of
 from .errors import ConfigError
-from .source_db import check_database_uri, server_of
 from .spec import Cap
 
 __all__ = ["DEFAULT_SCHEMA", "MAX_CONNECTIONS", "SCHEMA_VERSION", "PgHistory", "split_schema"]

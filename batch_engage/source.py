@@ -32,6 +32,7 @@ import polars as pl
 
 from ._csv import SEPARATORS, as_utf8, is_blank, read_csv, split_fields
 from .errors import InputFileError
+from .spec import InputSpec
 
 __all__ = ["SEPARATORS", "STDIN_NAME", "InputSpec", "Table", "frame_digest", "read_table", "require_columns"]
 
@@ -39,18 +40,6 @@ STDIN_NAME = "<stdin>"
 _EXTENSIONS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".ndjson": "ndjson", ".jsonl": "ndjson"}
 _KINDS = {"csv": "CSV", "parquet": "Parquet", "ndjson": "NDJSON"}
 _MAX_LISTED_COLUMNS = 30
-
-
-@dataclass(frozen=True, kw_only=True)
-class InputSpec:
-    """Where the contacts come from (``[input]`` of the job; ``spec.InputSpec`` is this)."""
-
-    path: str | None = None
-    format: str | None = None
-    encoding: str = "utf-8"
-    uri: str | None = None
-    query: str | None = None
-    separator: str | None = None  # a CSV's field separator; None: detected from the header
 
 
 @dataclass(frozen=True)

@@ -12,42 +12,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from urllib.parse import parse_qsl, urlsplit
 
 import polars as pl
 
+from ._pg_location import check_database_uri, server_of
 from .credentials import resolve_env_reference
 from .errors import ConfigError, InputFileError
 from .source import InputSpec, Table, frame_digest
 
-__all__ = ["QUERY_NAME", "check_database_uri", "read_query", "server_of"]
+__all__ = ["QUERY_NAME", "read_query"]
 
 QUERY_NAME = "input.query"
-_SCHEMES = ("postgresql", "postgres")
-_DEFAULT_PORT = 5432
 _SERVER_IN_MESSAGE = re.compile(r'server (?:at|on socket) "([^"]+)"(?:, port (\d+))?')
-
-
-def check_database_uri(uri: str, *, key: str) -> None:
-    """Refuse a URI that is not ``postgresql://``, or that holds a password (libpq reads PGPASSWORD, ~/.pgpass)."""
-    parts = urlsplit(uri)
-    if parts.scheme not in _SCHEMES:
-        raise ConfigError(key, f"must start with postgresql:// (or be env:NAME), not {parts.scheme or uri!r}")
-    if parts.password is not None or any(name == "password" for name, _ in parse_qsl(parts.query)):
-        raise ConfigError(
-            key,
-            "holds a password: remove it and set PGPASSWORD or put it in ~/.pgpass (the job file is not a secret)",
-        )
-
-
-def server_of(uri: str) -> str:
-    """``host:port`` of a PostgreSQL URI, for messages (libpq's defaults when the URI names none)."""
-    parts = urlsplit(uri)
-    try:
-        port = parts.port or _DEFAULT_PORT
-    except ValueError:
-        port = _DEFAULT_PORT
-    return f"{parts.hostname or 'localhost'}:{port}"
 
 
 def _first_line(text: str) -> str:

@@ -45,7 +45,6 @@ from .hosts import (
     studio_base_url,
     studio_region_warning,
 )
-from .source import InputSpec
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -94,6 +93,18 @@ Dedupe = Literal["to", "to_from", "none"]
 _EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 _CAP = re.compile(r"^\s*(\d+)\s*per\s*(\d+)\s*([mhdw])\s*$")
 _UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+@dataclass(frozen=True, kw_only=True)
+class InputSpec:
+    """Where the contacts come from (``[input]`` of the job; the readers take it)."""
+
+    path: str | None = None
+    format: str | None = None
+    encoding: str = "utf-8"
+    uri: str | None = None
+    query: str | None = None
+    separator: str | None = None  # a CSV's field separator; None: detected from the header
 
 
 @dataclass(frozen=True)
