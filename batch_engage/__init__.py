@@ -6,10 +6,6 @@ Use it from Python as ``batch_engage.run("jobs/campaign.toml")`` or
 """
 
 from .api import (
-    CollectOptions,
-    CollectResult,
-    Status,
-    Validation,
     collect,
     collect_async,
     history_stats,
@@ -21,10 +17,13 @@ from .api import (
     status,
     validate,
 )
+from .collector import CollectOptions, CollectResult
+from .commands import Status, Validation
+from .control import Progress, RunControl
 from .credentials import Credentials, credentials_from_env
 from .errors import BatchEngageError
-from .runner import Progress, RunControl, RunOptions, RunResult, RunSummary
-from .spec import FlowSpec, InputSpec, MappingSpec, OutputSpec, SendSpec, Spec, load_spec
+from .job import FlowSpec, InputSpec, MappingSpec, OutputSpec, SendSpec, Spec, load_spec
+from .runner import RunOptions, RunResult, RunSummary
 
 __all__ = [
     "BatchEngageError",

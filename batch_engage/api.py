@@ -12,11 +12,21 @@ from typing import Any, BinaryIO, ParamSpec, TypeVar
 import httpx
 import polars as pl
 
-from ._period_turnover import latest_period, settle_previous_period
-from ._status import Status, job_status, rewrite_results, write_report_html
-from ._validate import Validation, offline_target, review_flow, validation
 from .checkpoint import check_binding, is_postgres
-from .collect import CollectOptions, CollectProgress, CollectResult, collect_job
+from .collector import CollectOptions, CollectProgress, CollectResult, collect_job
+from .commands import (
+    Status,
+    Validation,
+    job_status,
+    latest_period,
+    offline_target,
+    review_flow,
+    rewrite_results,
+    settle_previous_period,
+    validation,
+    write_report_html,
+)
+from .control import Progress, RunControl
 from .credentials import Credentials, credentials_from_env
 from .errors import UsageError
 from .exits import (
@@ -29,13 +39,13 @@ from .exits import (
     exit_code_for,
     exit_code_for_error,
 )
-from .flowreview import FlowReview
+from .flow import FlowReview
 from .history import is_database_url, open_history
-from .prepare import prepare
-from .runner import Progress, RunControl, RunOptions, RunResult, run_job
+from .job import Spec, load_spec
+from .plan import prepare
+from .runner import RunOptions, RunResult, run_job
 from .sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox, SandboxConfig
 from .sandbox import serve as serve_sandbox
-from .spec import Spec, load_spec
 
 __all__ = [
     "DEFAULT_COLLECT_POLL",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import polars as pl
 
-from ._files import private_file
+from .disk import private_file
 
 # Re-exported: older callers import them from here; exits is their home.
 from .exits import EXIT_ABORTED, EXIT_OK, EXIT_SOME_FAILED, EXIT_TEMPFAIL, EXIT_USAGE, exit_code_for

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import psycopg
 
-from batch_engage.checkpoint import Intent, Outcome, Target, open_checkpoint
+from batch_engage.checkpoint.store import Intent, Outcome, Target, open_checkpoint
 from batch_engage.states import RowState
 
 SERVER = os.environ.get("BATCH_ENGAGE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")

@@ -42,9 +42,9 @@ from benchkit import (
     quiet_logs,
 )
 
-from batch_engage.client import USER_AGENT, StudioClient, make_http_client
 from batch_engage.credentials import Credentials
-from batch_engage.runner import RunOptions, run_job
+from batch_engage.runner.job import RunOptions, run_job
+from batch_engage.twilio.client import USER_AGENT, StudioClient, make_http_client
 
 CONCURRENCY = 64
 REQUESTS = 5_000

@@ -91,9 +91,10 @@ def child(path: str) -> None:
 def ratio_child(path: str) -> None:
     """Runs in a child of its own: a bare read, reading as validate does, judging To, and validate, best of three."""
     quiet_logs()
-    from batch_engage import api, phone
-    from batch_engage.planning import text_columns
-    from batch_engage.source import read_table
+    from batch_engage import api
+    from batch_engage.inputs.files import read_table
+    from batch_engage.plan import phone
+    from batch_engage.plan.rows import text_columns
 
     spec = make_spec(Path(path).parent, input_path=path)
     frame = read_table(spec.input, text_columns=text_columns(spec.mapping)).frame

@@ -20,7 +20,7 @@ from typing import Any
 from benchkit import Target, contacts, emit, make_spec, quiet_logs
 
 from batch_engage.credentials import Credentials
-from batch_engage.runner import RunOptions, run_job
+from batch_engage.runner.job import RunOptions, run_job
 from batch_engage.sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, LedgerEntry, Sandbox, SandboxConfig
 
 LIMIT = 20.0

@@ -21,10 +21,10 @@ from benchkit import LOOPBACK_USER, Target, emit, quiet_logs, realistic_contacts
 from resume import DONE, ROWS, build_checkpoint, write_job
 
 from batch_engage import api
-from batch_engage.checkpoint import Checkpoint, SecondStats
-from batch_engage.checkpoint import Target as Studio
-from batch_engage.prepare import fingerprint
-from batch_engage.spec import load_spec
+from batch_engage.checkpoint.store import Checkpoint, SecondStats
+from batch_engage.checkpoint.store import Target as Studio
+from batch_engage.job.spec import load_spec
+from batch_engage.plan.prepare import fingerprint
 
 BASE_URL = "http://127.0.0.1:9"
 EVENT_SECONDS = 14 * 3600  # 990,000 contacts at ~20/s

@@ -43,12 +43,12 @@ from benchkit import (
     stopwatch,
 )
 
-from batch_engage._time import iso_ms
-from batch_engage.checkpoint import Checkpoint, Outcome
-from batch_engage.checkpoint import Target as Studio
-from batch_engage.dispatch import Item, make_marker
-from batch_engage.prepare import prepare
-from batch_engage.spec import load_spec
+from batch_engage.checkpoint.store import Checkpoint, Outcome
+from batch_engage.checkpoint.store import Target as Studio
+from batch_engage.clock import iso_ms
+from batch_engage.job.spec import load_spec
+from batch_engage.plan.prepare import prepare
+from batch_engage.runner.dispatch import Item, make_marker
 from batch_engage.states import RowState
 
 ROWS = 1_000_000

@@ -40,7 +40,7 @@ from twilio.http.response import Response  # type: ignore[import-untyped]
 from twilio.rest import Client  # type: ignore[import-untyped]
 
 from batch_engage.credentials import Credentials
-from batch_engage.runner import RunOptions, run_job
+from batch_engage.runner.job import RunOptions, run_job
 from batch_engage.sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox, SandboxConfig
 
 ROWS = 500

@@ -23,7 +23,7 @@ from benchkit import Target, contacts, emit, make_spec, quiet_logs
 from rate_fidelity import ledger_rate
 
 from batch_engage.credentials import Credentials
-from batch_engage.runner import RunOptions, run_job
+from batch_engage.runner.job import RunOptions, run_job
 from batch_engage.sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox, SandboxConfig
 
 LIMIT = 50.0

@@ -24,10 +24,10 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
 from batch_engage import CollectOptions, RunOptions, api
-from batch_engage.checkpoint import read_only
+from batch_engage.checkpoint.store import read_only
 from batch_engage.credentials import Credentials
-from batch_engage.report_data import report_data
-from batch_engage.report_html import FailureGroup, FieldValues, ReportData, RunSpan, SecondStats, render_report
+from batch_engage.reporting.data import report_data
+from batch_engage.reporting.html import FailureGroup, FieldValues, ReportData, RunSpan, SecondStats, render_report
 from batch_engage.sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox, SandboxConfig
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -206,7 +206,7 @@ def write_job(tmp_path: Path) -> Callable[..., Path]:
 @pytest.fixture
 def make_spec(tmp_path: Path) -> Callable[..., Any]:
     """Build a Spec for a frame-fed job against ``base_url``; ``send`` keys override fast defaults."""
-    from batch_engage.spec import load_spec
+    from batch_engage.job.spec import load_spec
 
     def make(base_url: str, *, api: str = "engagements", name: str = "job", **send: Any) -> Any:
         send_table = {"rate": 1000, "concurrency": 8, "reconcile_delay": 0.0} | send
@@ -226,7 +226,7 @@ def make_spec(tmp_path: Path) -> Callable[..., Any]:
 
 def cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     """Run the CLI in-process: exit code, stdout, stderr; no output may hold a traceback."""
-    from batch_engage.cli import main
+    from batch_engage.cli.main import main
 
     code = main(args)
     out, err = capsys.readouterr()

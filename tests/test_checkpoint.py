@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from batch_engage.checkpoint import Checkpoint, Intent, Outcome, Target, is_locked, read_only
+from batch_engage.checkpoint.store import Checkpoint, Intent, Outcome, Target, is_locked, read_only
 from batch_engage.errors import CheckpointLocked, CheckpointMismatch
 from batch_engage.states import FINAL, POSSIBLY_SENT, RowState
 

@@ -22,7 +22,7 @@ import polars as pl
 import pytest
 
 from batch_engage import api
-from batch_engage.checkpoint import (
+from batch_engage.checkpoint.store import (
     Intent,
     Outcome,
     Target,
@@ -33,9 +33,9 @@ from batch_engage.checkpoint import (
 )
 from batch_engage.credentials import Credentials
 from batch_engage.errors import CheckpointMismatch, ConfigError, TryLater, UsageError
-from batch_engage.runner import RunOptions
+from batch_engage.job.spec import load_spec
+from batch_engage.runner.job import RunOptions
 from batch_engage.sandbox import Sandbox
-from batch_engage.spec import load_spec
 from batch_engage.states import FINAL, OPEN, RowState
 
 from conftest import FLOW_SID, make_contacts

@@ -120,7 +120,7 @@ class TestExitCodes:
         capsys: pytest.CaptureFixture[str],
     ) -> None:
         """A second run on a locked checkpoint (cron overlap) exits 75 at once, sending nothing."""
-        from batch_engage.checkpoint import Checkpoint, Target
+        from batch_engage.checkpoint.store import Checkpoint, Target
 
         job = write_job(input_path=contacts_csv, base_url=sandbox.url)
         with Checkpoint.open(job.parent / "job.checkpoint", {"input": "other"}, Target(base_url="x", identity=None)):

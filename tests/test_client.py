@@ -14,7 +14,6 @@ from typing import Any
 import httpx
 import pytest
 
-from batch_engage.client import RunRecord, StudioClient, classify_exception, classify_response
 from batch_engage.errors import (
     AlreadyActive,
     AnswerLost,
@@ -27,7 +26,8 @@ from batch_engage.errors import (
     StudioError,
 )
 from batch_engage.sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox
-from batch_engage.twilio_clock import TwilioClock
+from batch_engage.twilio.client import RunRecord, StudioClient, classify_exception, classify_response
+from batch_engage.twilio.clock import TwilioClock
 
 from conftest import FLOW_SID, shared_folder, twilio_specs
 
@@ -329,7 +329,7 @@ class TestClassification:
         """Through httpx-aiohttp, a refused connection (nothing listening) is classified as safe to retry."""
         import socket
 
-        from batch_engage.client import make_http_client
+        from batch_engage.twilio.client import make_http_client
 
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
@@ -646,7 +646,7 @@ class TestPaging:
 class TestOverLoopback:
     def test_the_real_transport_hands_the_date_header_to_the_clock(self, sandbox: Sandbox) -> None:
         """Through httpx-aiohttp against the sandbox, a create and a list leave a clock offset of about zero."""
-        from batch_engage.client import make_http_client
+        from batch_engage.twilio.client import make_http_client
 
         async def go() -> float | None:
             http = make_http_client(

@@ -11,7 +11,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from batch_engage import run, validate
-from batch_engage.cli import main
+from batch_engage.cli.main import main
 from batch_engage.credentials import Credentials
 from batch_engage.errors import ConfigError
 from batch_engage.sandbox import Sandbox

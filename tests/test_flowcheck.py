@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from batch_engage import flowcheck
-from batch_engage.flowcheck import FlowVariable, FlowWiringError, compare, first_message, flow_variables, render
+from batch_engage.flow import check as flowcheck
+from batch_engage.flow.check import FlowVariable, FlowWiringError, compare, first_message, flow_variables, render
 
 FLOWS = Path(__file__).parent / "flows"
 MARKER = "_batch_engage"

@@ -16,12 +16,12 @@ import polars as pl
 import pytest
 from psycopg import sql
 
-from batch_engage.cli import main
+from batch_engage.cli.main import main
 from batch_engage.errors import ConfigError
-from batch_engage.history import History, job_of, open_history, owner
-from batch_engage.history_pg import SCHEMA_VERSION, PgHistory
+from batch_engage.history.postgres import SCHEMA_VERSION, PgHistory
+from batch_engage.history.store import History, job_of, open_history, owner
+from batch_engage.job.spec import load_spec, parse_cap
 from batch_engage.sandbox import Sandbox
-from batch_engage.spec import load_spec, parse_cap
 
 from conftest import FLOW_SID, REPO, make_contacts
 from pg import Schema, fresh_schema
@@ -204,8 +204,8 @@ class TestUrl:
 _CLAIMER = textwrap.dedent(
     """
     import json, sys, threading
-    from batch_engage.history import open_history, owner
-    from batch_engage.spec import load_spec, parse_cap
+    from batch_engage.history.store import open_history, owner
+    from batch_engage.job.spec import load_spec, parse_cap
     url, job = sys.argv[1], sys.argv[2]
     cap = parse_cap("1 per 7d", key="cap")
     contacts = [f"+1415555{i:04d}" for i in range(200)]

@@ -12,10 +12,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from batch_engage.cli import main
-from batch_engage.history import History
+from batch_engage.cli.main import main
+from batch_engage.history.store import History
+from batch_engage.job.spec import parse_cap
 from batch_engage.sandbox import Sandbox
-from batch_engage.spec import parse_cap
 
 from conftest import FLOW_SID, REPO, make_contacts
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from batch_engage.cli import main
+from batch_engage.cli.main import main
 from batch_engage.credentials import Credentials, credentials_from_env
 from batch_engage.errors import CredentialsError
-from batch_engage.phone import mask
+from batch_engage.plan.phone import mask
 from batch_engage.sandbox import SANDBOX_USERNAME, Sandbox
 
 from conftest import REPO, cli, make_contacts
@@ -167,7 +167,7 @@ class TestSecrets:
 class TestRegions:
     def test_region_and_edge_build_the_studio_host_like_twilios_sdks(self) -> None:
         """studio.{edge}.{region}.twilio.com; an edge alone implies us1; base_url wins over both."""
-        from batch_engage.spec import FlowSpec, studio_base_url
+        from batch_engage.job.spec import FlowSpec, studio_base_url
 
         flow = FlowSpec(sid="FW" + "0" * 32)
         assert studio_base_url(flow) == "https://studio.twilio.com"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import itertools
 
-from batch_engage.pacing import Pacer
 from batch_engage.testing import FakeClock
+from batch_engage.twilio.pacing import Pacer
 
 
 def test_slots_are_evenly_spaced_at_the_configured_rate() -> None:

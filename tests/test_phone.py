@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from batch_engage import phone
+from batch_engage.plan import phone
 
 
 def _one(value: Any, region: str | None = "US") -> tuple[str | None, str | None]:

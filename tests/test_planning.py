@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from batch_engage.errors import ConfigError, InputFileError
-from batch_engage.planning import plan, text_columns
-from batch_engage.source import read_table
-from batch_engage.spec import InputSpec, Spec, load_spec
+from batch_engage.inputs.files import read_table
+from batch_engage.job.spec import InputSpec, Spec, load_spec
+from batch_engage.plan.rows import plan, text_columns
 
 from conftest import FLOW_SID
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import polars as pl
 
-from batch_engage.prepare import marker_overhead, prepare
+from batch_engage.plan.prepare import marker_overhead, prepare
 
 
 class TestContactKeys:

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from batch_engage.report_html import (
+from batch_engage.reporting.html import (
     MAX_BUCKETS,
     STATUS_ORDER,
     FailureGroup,
@@ -568,7 +568,7 @@ class TestSandboxRunInABrowser:
         from selenium.webdriver.common.by import By
 
         from batch_engage import status
-        from batch_engage.cli import main
+        from batch_engage.cli.main import main
 
         contacts = tmp_path / "contacts.csv"
         pl.DataFrame(

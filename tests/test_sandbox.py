@@ -1318,7 +1318,7 @@ class TestCommand:
 
     def test_bad_flag_values_are_usage_errors(self, capsys: pytest.CaptureFixture[str]) -> None:
         """An impossible share or a --flow without a status exits 2 naming what is wrong."""
-        from batch_engage.cli import main
+        from batch_engage.cli.main import main
 
         assert main(["sandbox", "--other-sender-rate", "1.5"]) == 2
         assert "other_sender_rate must be between 0 and 1" in capsys.readouterr().err

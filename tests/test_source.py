@@ -13,11 +13,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from batch_engage.cli import main
+from batch_engage.cli.main import main
 from batch_engage.errors import InputFileError
+from batch_engage.inputs.files import read_table
+from batch_engage.job.spec import InputSpec
 from batch_engage.sandbox import Sandbox
-from batch_engage.source import read_table
-from batch_engage.spec import InputSpec
 
 HEADER = "phone,name,visits\n"
 GOOD_ROWS = "+14155550100,Ana,1\n+14155550101,Zoë,2\n+14155550102,José,3\n"

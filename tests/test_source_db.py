@@ -9,11 +9,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from batch_engage.cli import main
+from batch_engage.cli.main import main
 from batch_engage.errors import ConfigError, InputFileError
+from batch_engage.inputs.database import read_query
+from batch_engage.job.spec import InputSpec, load_spec
 from batch_engage.sandbox import Sandbox
-from batch_engage.source_db import read_query
-from batch_engage.spec import InputSpec, load_spec
 
 from pg import Schema, fresh_schema
 

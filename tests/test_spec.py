@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from batch_engage.cli import main
+from batch_engage.cli.main import main
 from batch_engage.errors import ConfigError
-from batch_engage.prepare import fingerprint
-from batch_engage.spec import FlowSpec, api_base_url, load_spec, studio_base_url, studio_region_warning
+from batch_engage.job.spec import FlowSpec, api_base_url, load_spec, studio_base_url, studio_region_warning
+from batch_engage.plan.prepare import fingerprint
 
 from conftest import FLOW_SID
 

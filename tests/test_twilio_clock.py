@@ -7,7 +7,7 @@ from email.utils import format_datetime
 
 import pytest
 
-from batch_engage.twilio_clock import TwilioClock, parse_http_date
+from batch_engage.twilio.clock import TwilioClock, parse_http_date
 
 OURS = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
 

@@ -15,7 +15,7 @@ import pytest
 from batch_engage import run
 from batch_engage.credentials import Credentials
 from batch_engage.errors import CheckpointMismatch
-from batch_engage.prepare import fingerprint, prepare
+from batch_engage.plan.prepare import fingerprint, prepare
 from batch_engage.sandbox import Sandbox
 
 from conftest import FLOW_SID, make_contacts

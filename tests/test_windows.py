@@ -14,8 +14,8 @@ import pytest
 
 from batch_engage import Credentials, RunOptions, run, status, validate
 from batch_engage.errors import ConfigError
+from batch_engage.plan.windows import parse_window, zones_for_rows
 from batch_engage.testing import FakeClock
-from batch_engage.windows import parse_window, zones_for_rows
 
 NY, LA, HNL, SD = "+12125550100", "+12135550100", "+18085550100", "+16055550100"
 

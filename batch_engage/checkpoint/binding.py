@@ -1,0 +1,131 @@
+"""A checkpoint's binding to one job and one Twilio: its meta, and the refusals both backends give in the same words.
+
+``meta`` holds the format version, the job's *fingerprint* (Flow, API, mapping, planning
+settings), the *target* (Studio base URL, the credential's identity, sandbox or not, the
+account once known) and the *token* each request's marker starts with.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from ..clock import iso_ms
+from ..errors import CheckpointMismatch, UsageError
+from .model import Target
+from .schema import SCHEMA_VERSION
+
+__all__ = [
+    "bind_meta",
+    "changed_parts",
+    "check_meta",
+    "check_readable",
+    "describe_mismatch",
+    "restart_refused",
+    "with_account",
+]
+
+_FINGERPRINT_NAMES = {
+    "flow_sid": "the Flow SID",
+    "api": "the API",
+    "mapping": "the column mapping",
+    "planning": "the planning settings (dedupe, max_parameters_bytes, marker_key)",
+}
+
+
+def changed_parts(stored: Mapping[str, Any], current: Mapping[str, Any], *, ignore: Iterable[str] = ()) -> list[str]:
+    """The parts of the fingerprint (but those in ``ignore``) that differ, in words."""
+    skip = set(ignore)
+    return [name for key, name in _FINGERPRINT_NAMES.items() if key not in skip and stored.get(key) != current.get(key)]
+
+
+def describe_mismatch(stored: Mapping[str, Any], current: Mapping[str, Any]) -> str:
+    """Say in words which parts of the fingerprint changed."""
+    return ", ".join(changed_parts(stored, current)) or "the job"
+
+
+def with_account(meta: Mapping[str, str], account_sid: str, *, where: str) -> str | None:
+    """The target JSON with the account the Flow belongs to, when it was not known yet (None: nothing to store).
+
+    Raises ``CheckpointMismatch`` when the checkpoint's runs were made in another account.
+    """
+    was = Target(**json.loads(meta["target"]))
+    if was.account is not None and was.account != account_sid:
+        raise CheckpointMismatch(
+            f"{where}: this checkpoint's runs were made in account {was.account}, and these credentials "
+            f"reach account {account_sid}; nothing was sent. Use another --checkpoint for that account, "
+            "or --restart --yes to forget this one."
+        )
+    return None if was.account is not None else json.dumps(asdict(replace(was, account=account_sid)), sort_keys=True)
+
+
+def restart_refused(where: object, reached: int) -> CheckpointMismatch:
+    """The refusal of a ``--restart`` without ``--yes``, counting what it would forget."""
+    return CheckpointMismatch(
+        f"{where}: --restart would forget {reached} contacts this job reached (or may have reached) and send "
+        "to them again; nothing was sent. Add --yes to do it."
+    )
+
+
+def check_meta(path: str, meta: Mapping[str, str], fingerprint: Mapping[str, Any], target: Target) -> None:
+    """Refuse a stored checkpoint's ``meta`` made by another format, job or Twilio (both backends share this)."""
+    version = meta.get("version")
+    if version != SCHEMA_VERSION:
+        raise CheckpointMismatch(
+            f"{path}: written by another version of batch-engage (checkpoint format {version or '?'}, "
+            f"this one reads {SCHEMA_VERSION}); nothing was sent. Finish it with that version, "
+            "or use --restart --yes to start over."
+        )
+    stored = json.loads(meta.get("fingerprint", "{}"))
+    if stored != dict(fingerprint):
+        raise CheckpointMismatch(
+            f"{path}: this checkpoint was made for another job: {describe_mismatch(stored, fingerprint)} changed. "
+            "Nothing was sent. Use another --checkpoint, or --restart --yes to start over (the old one is kept aside)."
+        )
+    was = Target(**json.loads(meta["target"])) if "target" in meta else None
+    if was is not None and was.differs(target):
+        raise CheckpointMismatch(
+            f"{path}: this checkpoint was made against {was.describe()}, not {target.describe()}; "
+            "nothing was sent. Its runs cannot be looked up there: use another --checkpoint for this target, "
+            "or --restart --yes to forget it."
+        )
+
+
+def check_readable(where: object, meta: Mapping[str, str]) -> None:
+    """Refuse (``UsageError``) to read a checkpoint of another format."""
+    if meta.get("version") != SCHEMA_VERSION:
+        raise UsageError(
+            f"{where}: written by another version of batch-engage (checkpoint format "
+            f"{meta.get('version', '?')}); read it with that version"
+        )
+
+
+def bind_meta(
+    stored: dict[str, str], fingerprint: Mapping[str, Any], target: Target, extra_meta: Mapping[str, str] | None
+) -> tuple[dict[str, str], bool]:
+    """The meta an opened checkpoint holds, and whether it is new (every key to store) or only its target changed.
+
+    A new checkpoint gets a fresh token. An existing one keeps the latest credential, and an
+    account learned once is never forgotten.
+    """
+    if "fingerprint" not in stored:
+        return {
+            "version": SCHEMA_VERSION,
+            "fingerprint": json.dumps(dict(fingerprint), sort_keys=True),
+            "target": json.dumps(asdict(target), sort_keys=True),
+            "token": secrets.token_hex(8),
+            "created_at": iso_ms(datetime.now(UTC)),
+            **(extra_meta or {}),
+        }, True
+    was = Target(**json.loads(stored["target"]))
+    pinned = Target(
+        base_url=was.base_url,
+        identity=target.identity or was.identity,
+        sandbox=was.sandbox,
+        account=was.account or target.account,
+    )
+    return {**stored, "target": json.dumps(asdict(pinned), sort_keys=True)}, False

@@ -1,0 +1,246 @@
+"""What a checkpoint holds, whichever backend keeps it: target, intents, outcomes, per-second counters, the interface.
+
+:mod:`batch_engage._checkpoint_sqlite` and :mod:`batch_engage.checkpoint_pg` both build on
+this (and on :mod:`batch_engage._checkpoint_binding`), so neither imports the other.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol, Self, TypedDict
+
+import polars as pl
+
+from ..states import RowState
+from .schema import JOURNAL_COLUMNS
+
+__all__ = [
+    "CheckpointStore",
+    "CheckpointView",
+    "Intent",
+    "OpenOptions",
+    "Outcome",
+    "RestartOptions",
+    "SecondStats",
+    "StoreBase",
+    "Target",
+    "contacts_from_text",
+    "empty_journal",
+    "journal_frame",
+    "reached_frame",
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Target:
+    """The Twilio a checkpoint's runs were made against: where, as whom, and whether it was the sandbox."""
+
+    base_url: str
+    identity: str | None
+    sandbox: bool = False
+    account: str | None = None
+
+    def __post_init__(self) -> None:
+        """An Account SID identity names its account; an API key's account is learned from the Flow."""
+        if self.account is None and self.identity and self.identity.startswith("AC"):
+            object.__setattr__(self, "account", self.identity)
+
+    def describe(self) -> str:
+        """The target in words, for error messages (an identity is a SID, never a secret)."""
+        if self.sandbox:
+            return "the sandbox"
+        who = f" as {self.identity}" if self.identity else ""
+        account = f" (account {self.account})" if self.account and self.account != self.identity else ""
+        return f"{self.base_url}{who}{account}"
+
+    def differs(self, other: Target) -> bool:
+        """True when runs made against ``self`` cannot be found through ``other``.
+
+        Accounts are compared, not credentials: a rotated API key, or a key instead of the
+        Account SID, reaches the same runs. An account not known yet (an API key before the
+        preflight has read the Flow's ``account_sid``) matches any.
+        """
+        if self.sandbox != other.sandbox or (not self.sandbox and self.base_url != other.base_url):
+            return True
+        return self.account is not None and other.account is not None and self.account != other.account
+
+
+class RestartOptions(TypedDict, total=False):
+    """Whether to start the job over (``restart``), and the operator's consent to forget what it reached (``yes``)."""
+
+    restart: bool
+    yes: bool
+
+
+class OpenOptions(RestartOptions, total=False):
+    """:class:`RestartOptions`, and what a new checkpoint's meta holds besides the binding (``extra_meta``)."""
+
+    extra_meta: Mapping[str, str] | None
+
+
+@dataclass(frozen=True)
+class Intent:
+    """A contact about to be sent: who, from which row, and the marker its Parameters carry."""
+
+    contact: str
+    row: int
+    to: str
+    from_: str
+    params_hash: str
+    marker: str | None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One contact's answer, as the journal records it."""
+
+    contact: str
+    state: RowState
+    sid: str | None = None
+    http_status: int | None = None
+    error_code: int | None = None
+    error_message: str | None = None
+    attempts: int = 0
+    completed_at: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SecondStats:
+    """What one run did in one second: the run-events table's line."""
+
+    second: int
+    requests: int = 0
+    ok: int = 0
+    rate_limited: int = 0
+    retries: int = 0
+    lookups: int = 0
+    pacer_rate: float = 0.0
+
+
+@dataclass(frozen=True)
+class CheckpointView:
+    """A checkpoint read without its lock: plan, journal, meta, runs, events, and whether a run holds it now."""
+
+    plan: pl.DataFrame | None
+    journal: pl.DataFrame
+    meta: dict[str, str]
+    runs: pl.DataFrame
+    events: pl.DataFrame | None
+    live: bool
+    modified: datetime
+
+
+def empty_journal() -> pl.DataFrame:
+    """A journal with no lines (a job that has never sent)."""
+    return pl.DataFrame(schema=JOURNAL_COLUMNS)
+
+
+def journal_frame(rows: list[tuple[Any, ...]]) -> pl.DataFrame:
+    """Journal lines (in :data:`JOURNAL_COLUMNS` order) as a frame."""
+    return pl.DataFrame(rows, schema=JOURNAL_COLUMNS, orient="row") if rows else empty_journal()
+
+
+def contacts_from_text(text: str | None) -> pl.Series:
+    """Contacts aggregated into one newline-separated text by the database, as a series.
+
+    Splitting one string in polars takes ~0.2 s for a million contacts, where fetching
+    them as Python tuples takes seconds (a resumed job's first request waits on it).
+    """
+    if not text:
+        return pl.Series("contact", [], dtype=pl.String)
+    return pl.Series("contact", [text]).str.split("\n").explode()
+
+
+def reached_frame(rows: Iterable[tuple[Any, ...]]) -> pl.DataFrame:
+    """``(contact, params_hash)`` rows as the frame :meth:`CheckpointStore.reached_for_other_input` returns."""
+    return pl.DataFrame(list(rows), schema={"contact": pl.String, "params_hash": pl.String}, orient="row")
+
+
+class StoreBase:
+    """What both backends' open checkpoints share: their meta's target, and use as a context manager."""
+
+    meta: dict[str, str]
+
+    @property
+    def target(self) -> Target:
+        """The Twilio this checkpoint's runs were made against."""
+        return Target(**json.loads(self.meta["target"]))
+
+    def close(self) -> None:
+        """Close it and release the lock."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class CheckpointStore(Protocol):
+    """What a run uses of its checkpoint, whichever backend holds it (:class:`Checkpoint` or ``PgCheckpoint``)."""
+
+    token: str
+    meta: dict[str, str]
+    run_id: int | None
+
+    def close(self) -> None:
+        """Close it and release the lock."""
+
+    def holds(self) -> bool:
+        """Whether this run may still send: it still holds the job (a lease-based backend may lose it)."""
+        ...
+
+    def __enter__(self) -> CheckpointStore: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    def save_plan(self, plan: pl.DataFrame) -> None:
+        """Keep the plan with the journal."""
+
+    def start_run(self, started_at: str, input_digest: str) -> int:
+        """Record that a run starts."""
+        ...
+
+    def finish_run(self, stopped_at: str, exit_code: int) -> None:
+        """Record how this run ended."""
+
+    def write_events(self, seconds: Iterable[SecondStats]) -> None:
+        """Add this run's per-second counters."""
+
+    def write_intents(self, intents: Iterable[Intent], *, at: str, twilio_at: str | None) -> None:
+        """Commit intents before their requests leave."""
+
+    def write_outcomes(self, outcomes: Iterable[Outcome]) -> None:
+        """Commit a group of outcomes."""
+
+    def journal(self) -> pl.DataFrame:
+        """Every journal line."""
+        ...
+
+    def open_lines(self) -> pl.DataFrame:
+        """The lines a run still has to act on."""
+        ...
+
+    @property
+    def target(self) -> Target:
+        """The Twilio this checkpoint's runs were made against."""
+        ...
+
+    def learn_account(self, account_sid: str) -> None:
+        """Refuse another account; remember this one."""
+
+    def contacts_in(self, states: frozenset[RowState]) -> pl.Series:
+        """Contacts whose line is in one of ``states``."""
+        ...
+
+    def reached_for_other_input(self, input_digest: str) -> pl.DataFrame:
+        """Contacts reached by runs for another input: contact, params_hash."""
+        ...
+
+    def sids_since(self, since_iso: str) -> set[str]:
+        """SIDs attributed since a moment."""
+        ...

@@ -1,0 +1,348 @@
+"""The checkpoint in PostgreSQL: the same journal as the SQLite file, shared by every machine.
+
+A location is ``postgresql://host/db?schema=name#<key>`` (:mod:`batch_engage._pg_location`);
+the tables, made on first use, hold many jobs (:mod:`batch_engage._pg_tables`). One run per
+job: an advisory lock on a dedicated connection that also carries every write, and a lease
+whose heartbeat lets another machine take over a dead holder (:mod:`batch_engage._pg_lease`).
+The plan is a zstd Parquet blob in ``plans``: ``status`` and ``report`` need nothing on disk
+(:mod:`batch_engage._pg_read`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any, Unpack
+
+import polars as pl
+import psycopg
+
+from ...clock import iso_ms
+from ...errors import TryLater
+from ...postgres import DEFAULT_KEEPALIVES, DEFAULT_LEASE, DEFAULT_SCHEMA, PgLocation, parse_location, where
+from ...states import OPEN, REACHED, RowState, sql_list
+from ..binding import bind_meta, with_account
+from ..model import (
+    Intent,
+    OpenOptions,
+    Outcome,
+    SecondStats,
+    StoreBase,
+    Target,
+    contacts_from_text,
+    journal_frame,
+    reached_frame,
+)
+from .lease import Heartbeat, is_locked, lock_job, write_lease
+from .read import exists, jobs_beside, read_only
+from .tables import LAYOUT_VERSION, Connection, check, check_binding, create_tables, journal_sql, move_aside, read_meta
+
+__all__ = [
+    "DEFAULT_KEEPALIVES",
+    "DEFAULT_LEASE",
+    "DEFAULT_SCHEMA",
+    "LAYOUT_VERSION",
+    "PgCheckpoint",
+    "PgLocation",
+    "check_binding",
+    "exists",
+    "is_locked",
+    "jobs_beside",
+    "parse_location",
+    "read_only",
+]
+
+
+def _arrays(rows: list[tuple[Any, ...]]) -> tuple[list[Any], ...]:
+    """Rows as one list per column: the arrays ``unnest`` turns back into rows in one statement."""
+    return tuple(list(column) for column in zip(*rows, strict=True))
+
+
+class PgCheckpoint(StoreBase):
+    """One job's journal in PostgreSQL. Open with :meth:`open`; always :meth:`close` (or use ``with``)."""
+
+    def __init__(self, loc: PgLocation, conn: Connection, meta: dict[str, str]) -> None:
+        self.location = loc
+        self.path = loc.describe()
+        self._conn = conn
+        self._db_lock = threading.Lock()
+        self.token: str = meta["token"]
+        self.meta = meta
+        self.run_id: int | None = None
+        # Durable unless a write says otherwise (only outcomes do: see _statement).
+        conn.execute("SET synchronous_commit = off")
+        self._heart = Heartbeat(conn, self._db_lock, loc)
+
+    def holds(self) -> bool:
+        """Whether this run may still send: its last heartbeat is under half a lease old."""
+        return self._heart.fresh()
+
+    @classmethod
+    def open(
+        cls, location: str | PgLocation, fingerprint: Mapping[str, Any], target: Target, **options: Unpack[OpenOptions]
+    ) -> PgCheckpoint:
+        """Lock the job (exit 75 at once if another run holds it), then open or create its checkpoint."""
+        loc = where(location)
+        conn = loc.connect()
+        try:
+            lock_job(conn, loc)
+            create_tables(conn, loc)
+            write_lease(conn, loc)
+            restart = options.get("restart", False)
+            check(conn, loc, fingerprint, target, restart=restart, yes=options.get("yes", False))
+            if restart:
+                move_aside(conn, loc)
+            with conn.transaction():
+                meta, new = bind_meta(read_meta(conn, loc), fingerprint, target, options.get("extra_meta"))
+                if new:
+                    with conn.cursor() as cur:
+                        cur.executemany(
+                            loc.sql("INSERT INTO {s}.meta VALUES (%s, %s, %s)"),
+                            [(loc.key, k, v) for k, v in meta.items()],
+                        )
+                else:
+                    conn.execute(
+                        loc.sql("UPDATE {s}.meta SET value = %s WHERE job = %s AND key = 'target'"),
+                        (meta["target"], loc.key),
+                    )
+            return cls(loc, conn, meta)
+        except BaseException:
+            conn.close()
+            raise
+
+    def close(self) -> None:
+        """Stop the heartbeat and close the connection: the server lets go of the lock with it."""
+        self._heart.stop()
+        with self._db_lock:
+            self._conn.close()
+
+    def learn_account(self, account_sid: str) -> None:
+        """The account the Flow belongs to (read by the preflight): refuse another, remember it otherwise."""
+        learned = with_account(self.meta, account_sid, where=self.path)
+        if learned is not None:
+            self.meta["target"] = learned
+            with self._transaction() as cur:
+                cur.execute(
+                    self._sql("UPDATE {s}.meta SET value = %s WHERE job = %s AND key = 'target'"),
+                    (learned, self.location.key),
+                )
+
+    @contextlib.contextmanager
+    def _db(self) -> Iterator[None]:
+        """Hold the connection; a lost session is a one-line ``TryLater`` (exit 75): its lock is gone too."""
+        with self._db_lock:
+            try:
+                yield
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                reason = " ".join(str(exc).split()) or type(exc).__name__
+                raise TryLater(
+                    f"{self.path}: lost the connection to the checkpoint's database ({reason}); this run stops "
+                    "and holds the job no more. Run the same command again: it settles what was in flight."
+                ) from None
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[psycopg.Cursor[tuple[Any, ...]]]:
+        with self._db(), self._conn.transaction(), self._conn.cursor() as cur:
+            cur.execute("SET LOCAL synchronous_commit = on")
+            yield cur
+
+    def _statement(self, sql: str, params: tuple[Any, ...], *, durable: bool = True) -> list[tuple[Any, ...]]:
+        """One statement in its own transaction.
+
+        ``durable=False`` returns before the server has flushed its WAL to disk
+        (``synchronous_commit = off``): only a *server* crash in the next fraction of a
+        second can lose the write. That is for outcomes, which a crash may lose anyway
+        (they are grouped) and reconciliation recovers; intents are always durable.
+        """
+        with self._db(), self._conn.cursor(binary=True) as cur:
+            if durable:
+                with self._conn.transaction():
+                    cur.execute("SET LOCAL synchronous_commit = on")
+                    cur.execute(sql, params)
+            else:
+                cur.execute(sql, params)  # the session's default: synchronous_commit = off
+            return cur.fetchall() if cur.description else []
+
+    def _sql(self, text: str) -> str:
+        return self.location.sql(text)
+
+    # -- the plan and the runs ----------------------------------------------------------
+
+    def save_plan(self, plan: pl.DataFrame) -> None:
+        """Keep the plan in the database (a zstd Parquet blob), replacing the last one."""
+        buffer = io.BytesIO()
+        plan.write_parquet(buffer, compression="zstd")
+        with self._transaction() as cur:
+            cur.execute(
+                self._sql(
+                    "INSERT INTO {s}.plans VALUES (%s, %s, %s) ON CONFLICT (job) DO UPDATE SET "
+                    "saved_at = excluded.saved_at, plan = excluded.plan"
+                ),
+                (self.location.key, iso_ms(datetime.now(UTC)), buffer.getvalue()),
+            )
+
+    def start_run(self, started_at: str, input_digest: str) -> int:
+        """Record that a run starts (for the report); remember its id."""
+        with self._transaction() as cur:
+            cur.execute(
+                self._sql("INSERT INTO {s}.runs (job, started_at, input) VALUES (%s, %s, %s) RETURNING id"),
+                (self.location.key, started_at, input_digest),
+            )
+            row = cur.fetchone()
+            cur.execute(
+                self._sql(
+                    "INSERT INTO {s}.meta VALUES (%s, 'input', %s) "
+                    "ON CONFLICT (job, key) DO UPDATE SET value = excluded.value"
+                ),
+                (self.location.key, input_digest),
+            )
+        self.run_id = int(row[0]) if row else 0
+        self.meta["input"] = input_digest
+        return self.run_id
+
+    def finish_run(self, stopped_at: str, exit_code: int) -> None:
+        """Record how this run ended."""
+        with self._transaction() as cur:
+            cur.execute(
+                self._sql("UPDATE {s}.runs SET stopped_at = %s, exit_code = %s WHERE id = %s"),
+                (stopped_at, exit_code, self.run_id),
+            )
+
+    def write_events(self, seconds: Iterable[SecondStats]) -> None:
+        """Add (or add to) this run's per-second counters."""
+        rows = [
+            (self.location.key, self.run_id, s.second, s.requests, s.ok, s.rate_limited, s.retries, s.lookups,
+             s.pacer_rate)
+            for s in seconds
+        ]  # fmt: skip
+        if not rows or self.run_id is None:
+            return
+        with self._transaction() as cur:
+            cur.executemany(
+                self._sql(
+                    "INSERT INTO {s}.events AS e VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                    "ON CONFLICT (job, run, second) DO UPDATE SET "
+                    "requests = e.requests + excluded.requests, ok = e.ok + excluded.ok, "
+                    "rate_limited = e.rate_limited + excluded.rate_limited, retries = e.retries + excluded.retries, "
+                    "lookups = e.lookups + excluded.lookups, pacer_rate = excluded.pacer_rate"
+                ),
+                rows,
+            )
+
+    # -- the journal ------------------------------------------------------------------
+
+    def write_intents(self, intents: Iterable[Intent], *, at: str, twilio_at: str | None) -> None:
+        """Record that these contacts are about to be sent (committed, in one statement, before any leaves).
+
+        One statement per group (arrays through ``unnest``): a statement per row costs
+        the server a parse, plan and execute each, five times SQLite's cost per row.
+        """
+        # Later lines win, as they would written one by one; one statement cannot touch a row twice.
+        group = list({i.contact: i for i in intents}.values())
+        if not group:
+            return
+        columns = _arrays([(i.contact, i.row, i.to, i.from_, i.params_hash, i.marker) for i in group])
+        self._statement(
+            self._sql(
+                "INSERT INTO {s}.journal AS j (job, contact, row, to_addr, from_addr, params_hash, marker, "
+                "input, state, intent_at, intent_twilio_at) "
+                "SELECT %s, c, r, t, f, h, m, %s, 'intent', %s, %s "
+                "FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[]) "
+                "AS u(c, r, t, f, h, m) "
+                "ON CONFLICT (job, contact) DO UPDATE SET state = 'intent', row = excluded.row, "
+                "to_addr = excluded.to_addr, from_addr = excluded.from_addr, "
+                "params_hash = excluded.params_hash, marker = excluded.marker, input = excluded.input, "
+                "intent_at = COALESCE(j.intent_at, excluded.intent_at), "
+                "intent_twilio_at = COALESCE(j.intent_twilio_at, excluded.intent_twilio_at)"
+            ),
+            (self.location.key, self.meta.get("input"), at, twilio_at, *columns),
+        )
+
+    def write_outcomes(self, outcomes: Iterable[Outcome]) -> None:
+        """Record a group of outcomes in one transaction and one statement (a ``pending`` one withdraws the intent).
+
+        An upsert, not ``UPDATE … FROM``: its key lookups go straight to the primary key,
+        where a join would be planned from statistics that lag behind a growing journal.
+        A contact with no line (never the case: intents come first) gets none, as in SQLite.
+        """
+        group = list({o.contact: o for o in outcomes}.values())
+        if not group:
+            return
+        columns = _arrays(
+            [
+                (o.contact, o.state.value, o.sid, o.http_status, o.error_code, o.error_message, o.attempts,
+                 o.completed_at)
+                for o in group
+            ]
+        )  # fmt: skip
+        returned = self._statement(
+            self._sql(
+                "INSERT INTO {s}.journal AS j (job, contact, row, to_addr, from_addr, state, sid, http_status, "
+                "error_code, error_message, attempts, completed_at) "
+                "SELECT %s, c, -1, '', '', st, sid, hs, ec, em, at, ca "
+                "FROM unnest(%s::text[], %s::text[], %s::text[], %s::int[], %s::int[], %s::text[], %s::int[], "
+                "%s::text[]) AS o(c, st, sid, hs, ec, em, at, ca) "
+                "ON CONFLICT (job, contact) DO UPDATE SET state = excluded.state, sid = excluded.sid, "
+                "http_status = excluded.http_status, error_code = excluded.error_code, "
+                "error_message = excluded.error_message, attempts = excluded.attempts, "
+                "completed_at = excluded.completed_at, "
+                "intent_at = CASE WHEN excluded.state = 'pending' THEN NULL ELSE j.intent_at END, "
+                "intent_twilio_at = CASE WHEN excluded.state = 'pending' THEN NULL ELSE j.intent_twilio_at END "
+                "RETURNING CASE WHEN j.row = -1 THEN j.contact END"
+            ),
+            (self.location.key, *columns),
+            durable=False,
+        )
+        strays = [r[0] for r in returned if r[0] is not None]
+        if strays:
+            self._statement(
+                self._sql("DELETE FROM {s}.journal WHERE job = %s AND contact = ANY(%s::text[])"),
+                (self.location.key, strays),
+            )
+
+    def _select(self, condition: str = "") -> pl.DataFrame:
+        with self._db():
+            rows = self._conn.execute(journal_sql(self.location, condition), (self.location.key,)).fetchall()
+        return journal_frame(rows)
+
+    def journal(self) -> pl.DataFrame:
+        """Every journal line as a frame (contacts never sent are absent)."""
+        return self._select()
+
+    def open_lines(self) -> pl.DataFrame:
+        """The lines a run still has to act on (``intent``, ``uncertain``, ``pending``), in full."""
+        return self._select(f"AND state IN {sql_list(OPEN)}")
+
+    def contacts_in(self, states: frozenset[RowState]) -> pl.Series:
+        """Contacts whose line is in one of ``states``, as one text value polars splits (fast for millions)."""
+        sql = self._sql(
+            "SELECT string_agg(contact, chr(10)) FROM {s}.journal WHERE job = %s AND state = ANY(%s::text[])"
+        )
+        with self._db():
+            row = self._conn.execute(sql, (self.location.key, sorted(s.value for s in states))).fetchone()
+        return contacts_from_text(row[0] if row else None)
+
+    def reached_for_other_input(self, input_digest: str) -> pl.DataFrame:
+        """Contacts reached by runs for another input (an earlier export): contact, params_hash."""
+        sql = self._sql(
+            f"SELECT contact, params_hash FROM {{s}}.journal WHERE job = %s AND state IN {sql_list(REACHED)} "  # noqa: S608
+            "AND input IS DISTINCT FROM %s"
+        )
+        with self._db():
+            rows = self._conn.execute(sql, (self.location.key, input_digest)).fetchall()
+        return reached_frame(rows)
+
+    def sids_since(self, since_iso: str) -> set[str]:
+        """SIDs already attributed to contacts whose intent or answer is at or after ``since_iso``."""
+        with self._db():
+            rows = self._conn.execute(
+                self._sql(
+                    "SELECT sid FROM {s}.journal WHERE job = %s AND sid IS NOT NULL "
+                    "AND (completed_at >= %s OR intent_at >= %s)"
+                ),
+                (self.location.key, since_iso, since_iso),
+            ).fetchall()
+        return {str(r[0]) for r in rows}

@@ -1,0 +1,129 @@
+"""A PostgreSQL checkpoint's tables: made on first use, versioned, a job's meta read and checked, a job set aside.
+
+``schema`` holds many jobs; every table carries a ``job`` column with the key. Tables are
+created under a transaction-scoped advisory lock (two machines starting at once would
+otherwise race on ``CREATE TABLE IF NOT EXISTS``); ``checkpoint_version`` records their
+layout so a later version can upgrade them. A ``--restart`` renames the old key to
+``<key>@<UTC stamp>.old`` (kept, never deleted).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Unpack
+
+import psycopg
+
+from ...errors import UsageError
+from ...postgres import PgLocation, where
+from ...states import POSSIBLY_SENT, REACHED, sql_list
+from ..binding import check_meta, restart_refused
+from ..model import RestartOptions, Target
+from ..schema import JOURNAL_COLUMNS, PG_DDL, PG_TABLES
+
+__all__ = [
+    "LAYOUT_VERSION",
+    "Connection",
+    "check",
+    "check_binding",
+    "create_tables",
+    "journal_sql",
+    "move_aside",
+    "read_meta",
+    "tables_exist",
+]
+
+LAYOUT_VERSION = 1
+# A constant advisory key so only one session creates or upgrades the tables at a time.
+_DDL_LOCK = 0x6261_7463_6865_6E67
+_COLUMNS = ", ".join(JOURNAL_COLUMNS)
+
+Connection = psycopg.Connection[tuple[Any, ...]]
+"""A session with the checkpoint's database."""
+
+
+def journal_sql(loc: PgLocation, condition: str = "") -> str:
+    """The query for a job's journal lines (``condition``: more of the WHERE clause), in row order."""
+    return loc.sql(f"SELECT {_COLUMNS} FROM {{s}}.journal WHERE job = %s {condition} ORDER BY row")  # noqa: S608
+
+
+def tables_exist(conn: Connection, loc: PgLocation) -> bool:
+    """Whether the schema has the checkpoint tables yet."""
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f'"{loc.schema}".meta',)).fetchone()
+    return bool(row and row[0])
+
+
+def read_meta(conn: Connection, loc: PgLocation) -> dict[str, str]:
+    """The job's meta (empty when it has none: a job that never ran)."""
+    if not tables_exist(conn, loc):
+        return {}
+    rows = conn.execute(loc.sql("SELECT key, value FROM {s}.meta WHERE job = %s"), (loc.key,)).fetchall()
+    return {str(k): str(v) for k, v in rows}
+
+
+def _reached_count(conn: Connection, loc: PgLocation) -> int:
+    states = sql_list(REACHED | POSSIBLY_SENT)
+    row = conn.execute(
+        loc.sql(f"SELECT COUNT(*) FROM {{s}}.journal WHERE job = %s AND state IN {states}"),  # noqa: S608
+        (loc.key,),
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def check_binding(
+    location: str | PgLocation, fingerprint: Mapping[str, Any], target: Target, **options: Unpack[RestartOptions]
+) -> None:
+    """:func:`batch_engage.checkpoint.check_binding` for a PostgreSQL checkpoint (reads only)."""
+    loc = where(location)
+    with loc.connect() as conn:
+        check(conn, loc, fingerprint, target, **options)
+
+
+def check(
+    conn: Connection,
+    loc: PgLocation,
+    fingerprint: Mapping[str, Any],
+    target: Target,
+    **options: Unpack[RestartOptions],
+) -> None:
+    """Refuse (``CheckpointMismatch``) a job of another fingerprint or Twilio, or a restart without --yes."""
+    meta = read_meta(conn, loc)
+    if not meta:
+        return
+    if options.get("restart"):
+        if not options.get("yes"):
+            raise restart_refused(loc.describe(), _reached_count(conn, loc))
+        return
+    check_meta(loc.describe(), meta, fingerprint, target)
+
+
+def create_tables(conn: Connection, loc: PgLocation) -> None:
+    """Make (or upgrade) the schema's tables, one session at a time; refuse a layout newer than this version's."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK,))
+        if tables_exist(conn, loc):
+            row = conn.execute(loc.sql("SELECT max(version) FROM {s}.checkpoint_version")).fetchone()
+            version = int(row[0]) if row and row[0] is not None else 0
+            if version > LAYOUT_VERSION:
+                raise UsageError(
+                    f"{loc.describe()}: the tables were made by a newer batch-engage (layout {version}, "
+                    f"this one knows {LAYOUT_VERSION}); upgrade batch-engage on this machine"
+                )
+            if version == LAYOUT_VERSION:
+                return
+        for statement in loc.sql(PG_DDL).split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute(loc.sql("DELETE FROM {s}.checkpoint_version"))
+        conn.execute(loc.sql("INSERT INTO {s}.checkpoint_version VALUES (%s)"), (LAYOUT_VERSION,))
+
+
+def move_aside(conn: Connection, loc: PgLocation) -> str:
+    """Rename the job's lines to ``<key>@<UTC stamp>.old`` in every table; return that key."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    aside = f"{loc.key}@{stamp}.old"
+    with conn.transaction():
+        for table in PG_TABLES:
+            conn.execute(loc.sql(f"UPDATE {{s}}.{table} SET job = %s WHERE job = %s"), (aside, loc.key))  # noqa: S608
+    return aside

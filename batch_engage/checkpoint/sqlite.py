@@ -1,0 +1,371 @@
+"""The checkpoint in a SQLite file: a journal keyed by contact, bound to one job and one Twilio, locked to one process.
+
+One line per contact (the normalized ``To``, or To and From: the key dedupe uses), so a
+re-exported list whose rows moved never maps an old outcome or SID to another person.
+Intents are committed (with fsync) before their requests leave; outcomes are committed
+in groups. The lock is an ``flock`` on ``<checkpoint>.lock``; the plan is kept beside the
+journal as ``<checkpoint>.plan.parquet`` so ``report`` and ``status`` need nothing else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Unpack
+
+import polars as pl
+
+from ..disk import holds_lock, move_with_sidecars, private_file, release_lock, try_lock
+from ..errors import CheckpointLocked, UsageError
+from ..states import OPEN, POSSIBLY_SENT, REACHED, RowState, sql_list
+from .binding import bind_meta, check_meta, check_readable, restart_refused, with_account
+from .model import (
+    CheckpointView,
+    Intent,
+    OpenOptions,
+    Outcome,
+    RestartOptions,
+    SecondStats,
+    StoreBase,
+    Target,
+    contacts_from_text,
+    journal_frame,
+    reached_frame,
+)
+from .schema import EVENT_COLUMNS, JOURNAL_COLUMNS, RUN_COLUMNS, SQLITE_DDL
+from .upgrade import V1_LINE_COLUMNS, take_v1_lines
+
+__all__ = ["Checkpoint", "check_file_binding", "is_locked", "plan_path", "read_only"]
+
+_SELECT = f"SELECT {', '.join(JOURNAL_COLUMNS)} FROM journal"  # noqa: S608 - constant column names
+
+
+def _connect_ro(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+
+
+def _read_meta(path: Path) -> dict[str, str]:
+    try:
+        conn = _connect_ro(path)
+        try:
+            return dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise UsageError(f"{path}: not a batch-engage checkpoint ({exc}); use --restart --yes") from None
+
+
+def _reached_count(path: Path) -> int:
+    conn = _connect_ro(path)
+    try:
+        try:
+            states = sql_list(REACHED | POSSIBLY_SENT)
+            (n,) = conn.execute(f"SELECT COUNT(*) FROM journal WHERE state IN {states}").fetchone()  # noqa: S608
+        except sqlite3.OperationalError:
+            return 0
+        return int(n)
+    finally:
+        conn.close()
+
+
+def check_file_binding(
+    path: Path, fingerprint: Mapping[str, Any], target: Target, **options: Unpack[RestartOptions]
+) -> None:
+    """Refuse (``CheckpointMismatch``) a checkpoint file of another job or Twilio, or a restart without --yes."""
+    if not path.exists():
+        return
+    if options.get("restart"):
+        if not options.get("yes"):
+            raise restart_refused(path, _reached_count(path))
+        return
+    check_meta(str(path), _read_meta(path), fingerprint, target)
+
+
+class Checkpoint(StoreBase):
+    """One job's journal. Open with :meth:`open`; always :meth:`close` (or use ``with``)."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection, lock_fd: int, meta: dict[str, str]) -> None:
+        self.path = path
+        self._conn = conn
+        self._lock_fd = lock_fd
+        self._db_lock = threading.Lock()
+        self.token: str = meta["token"]
+        self.meta = meta
+        self.run_id: int | None = None
+
+    @property
+    def plan_path(self) -> Path:
+        """Where the plan is kept beside the journal."""
+        return plan_path(self.path)
+
+    @staticmethod
+    def lock_path(path: Path) -> Path:
+        """The lock file beside the checkpoint (never moved, so a lock outlives ``--restart``)."""
+        return path.with_name(path.name + ".lock")
+
+    @classmethod
+    def open(
+        cls, path: str | Path, fingerprint: Mapping[str, Any], target: Target, **options: Unpack[OpenOptions]
+    ) -> Checkpoint:
+        """Lock, then open or create the checkpoint for this job and target.
+
+        Raises ``CheckpointLocked`` if another process holds it, and ``CheckpointMismatch``
+        if it was made for another job or target, or ``restart`` lacks ``yes`` (a restart
+        moves the old one aside, never deletes it).
+        """
+        path, restart = Path(path), options.get("restart", False)
+        fd = try_lock(cls.lock_path(path))
+        if fd is None:
+            raise CheckpointLocked(f"{path}: another batch-engage process is running this job; nothing was sent")
+        try:
+            upgraded = None if restart or not path.exists() else take_v1_lines(path, fingerprint)
+            check_file_binding(path, fingerprint, target, restart=restart, yes=options.get("yes", False))
+            if restart and path.exists():
+                _move_aside(path)
+            private_file(path)
+            conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.executescript(SQLITE_DDL)
+            with conn:
+                conn.execute("BEGIN")
+                meta = _bind(conn, fingerprint, target, options.get("extra_meta"), upgraded)
+            return cls(path, conn, fd, meta)
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def holds(self) -> bool:
+        """Whether this run may still send (a file lock held by a live process cannot be taken over)."""
+        return True
+
+    def learn_account(self, account_sid: str) -> None:
+        """The account the Flow belongs to (read by the preflight): refuse another, remember it otherwise."""
+        learned = with_account(self.meta, account_sid, where=str(self.path))
+        if learned is not None:
+            self.meta["target"] = learned
+            with self._transaction() as conn:
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'target'", (learned,))
+
+    def close(self) -> None:
+        """Close the database and release the lock."""
+        with self._db_lock:
+            self._conn.close()
+        release_lock(self._lock_fd)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._db_lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    # -- the plan and the runs ----------------------------------------------------------
+
+    def save_plan(self, plan: pl.DataFrame) -> None:
+        """Keep the plan beside the journal (written atomically, owner-only)."""
+        tmp = self.plan_path.with_name(self.plan_path.name + ".tmp")
+        private_file(tmp)
+        plan.write_parquet(tmp, compression="zstd")
+        os.replace(tmp, self.plan_path)
+
+    def start_run(self, started_at: str, input_digest: str) -> int:
+        """Record that a run starts (for the report); remember its id."""
+        with self._transaction() as conn:
+            cursor = conn.execute("INSERT INTO runs (started_at, input) VALUES (?, ?)", (started_at, input_digest))
+            conn.execute(
+                "INSERT INTO meta VALUES ('input', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (input_digest,),
+            )
+        self.run_id = int(cursor.lastrowid or 0)
+        self.meta["input"] = input_digest
+        return self.run_id
+
+    def finish_run(self, stopped_at: str, exit_code: int) -> None:
+        """Record how this run ended."""
+        with self._transaction() as conn:
+            conn.execute(
+                "UPDATE runs SET stopped_at = ?, exit_code = ? WHERE id = ?", (stopped_at, exit_code, self.run_id)
+            )
+
+    def write_events(self, seconds: Iterable[SecondStats]) -> None:
+        """Add (or add to) this run's per-second counters."""
+        rows = [
+            (self.run_id, s.second, s.requests, s.ok, s.rate_limited, s.retries, s.lookups, s.pacer_rate)
+            for s in seconds
+        ]
+        if not rows or self.run_id is None:
+            return
+        with self._transaction() as conn:
+            conn.executemany(
+                "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(run, second) DO UPDATE SET "
+                "requests = requests + excluded.requests, ok = ok + excluded.ok, "
+                "rate_limited = rate_limited + excluded.rate_limited, retries = retries + excluded.retries, "
+                "lookups = lookups + excluded.lookups, pacer_rate = excluded.pacer_rate",
+                rows,
+            )
+
+    # -- the journal ------------------------------------------------------------------
+
+    def write_intents(self, intents: Iterable[Intent], *, at: str, twilio_at: str | None) -> None:
+        """Record that these contacts are about to be sent (committed with fsync before any leaves)."""
+        input_digest = self.meta.get("input")
+        with self._transaction() as conn:
+            conn.executemany(
+                "INSERT INTO journal (contact, row, to_addr, from_addr, params_hash, marker, input, state, "
+                "intent_at, intent_twilio_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'intent', ?, ?) "
+                "ON CONFLICT(contact) DO UPDATE SET state = 'intent', row = excluded.row, "
+                "to_addr = excluded.to_addr, from_addr = excluded.from_addr, params_hash = excluded.params_hash, "
+                "marker = excluded.marker, input = excluded.input, "
+                "intent_at = COALESCE(journal.intent_at, excluded.intent_at), "
+                "intent_twilio_at = COALESCE(journal.intent_twilio_at, excluded.intent_twilio_at)",
+                [
+                    (i.contact, i.row, i.to, i.from_, i.params_hash, i.marker, input_digest, at, twilio_at)
+                    for i in intents
+                ],
+            )
+
+    def write_outcomes(self, outcomes: Iterable[Outcome]) -> None:
+        """Record a group of outcomes in one transaction (a ``pending`` outcome withdraws the intent)."""
+        with self._transaction() as conn:
+            conn.executemany(
+                "UPDATE journal SET state = ?, sid = ?, http_status = ?, error_code = ?, "
+                "error_message = ?, attempts = ?, completed_at = ?, "
+                "intent_at = CASE WHEN ? = 'pending' THEN NULL ELSE intent_at END, "
+                "intent_twilio_at = CASE WHEN ? = 'pending' THEN NULL ELSE intent_twilio_at END "
+                "WHERE contact = ?",
+                [
+                    (
+                        o.state.value,
+                        o.sid,
+                        o.http_status,
+                        o.error_code,
+                        o.error_message,
+                        o.attempts,
+                        o.completed_at,
+                        o.state.value,
+                        o.state.value,
+                        o.contact,
+                    )
+                    for o in outcomes
+                ],
+            )
+
+    def journal(self) -> pl.DataFrame:
+        """Every journal line as a frame (contacts never sent are absent)."""
+        with self._db_lock:
+            return journal_frame(self._conn.execute(f"{_SELECT} ORDER BY row").fetchall())
+
+    def open_lines(self) -> pl.DataFrame:
+        """The lines a run still has to act on (``intent``, ``uncertain``, ``pending``), in full."""
+        with self._db_lock:
+            rows = self._conn.execute(f"{_SELECT} WHERE state IN {sql_list(OPEN)} ORDER BY row").fetchall()
+        return journal_frame(rows)
+
+    def contacts_in(self, states: frozenset[RowState]) -> pl.Series:
+        """Contacts whose line is in one of ``states``, without reading the lines themselves (one ``group_concat``)."""
+        with self._db_lock:
+            (text,) = self._conn.execute(
+                f"SELECT group_concat(contact, char(10)) FROM journal WHERE state IN {sql_list(states)}"  # noqa: S608
+            ).fetchone()
+        return contacts_from_text(text)
+
+    def reached_for_other_input(self, input_digest: str) -> pl.DataFrame:
+        """Contacts reached by runs for another input (an earlier export): contact, params_hash."""
+        with self._db_lock:
+            rows = self._conn.execute(
+                f"SELECT contact, params_hash FROM journal WHERE state IN {sql_list(REACHED)} "  # noqa: S608
+                "AND input IS NOT ? ",
+                (input_digest,),
+            ).fetchall()
+        return reached_frame(rows)
+
+    def sids_since(self, since_iso: str) -> set[str]:
+        """SIDs already attributed to contacts whose intent or answer is at or after ``since_iso``."""
+        with self._db_lock:
+            rows = self._conn.execute(
+                "SELECT sid FROM journal WHERE sid IS NOT NULL AND (completed_at >= ? OR intent_at >= ?)",
+                (since_iso, since_iso),
+            ).fetchall()
+        return {r[0] for r in rows}
+
+
+def _bind(
+    conn: sqlite3.Connection,
+    fingerprint: Mapping[str, Any],
+    target: Target,
+    extra_meta: Mapping[str, str] | None,
+    upgraded: list[tuple[Any, ...]] | None,
+) -> dict[str, str]:
+    """Store a new checkpoint's meta (and the lines a format-1 one had), or an existing one's latest target."""
+    stored = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    meta, new = bind_meta(stored, fingerprint, target, extra_meta)
+    if not new:
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'target'", (meta["target"],))
+        return meta
+    conn.executemany("INSERT INTO meta VALUES (?, ?)", list(meta.items()))
+    if upgraded:
+        marks = ", ".join("?" * len(upgraded[0]))
+        conn.executemany(f"INSERT INTO journal ({V1_LINE_COLUMNS}) VALUES ({marks})", upgraded)  # noqa: S608
+    return meta
+
+
+def plan_path(path: str | Path) -> Path:
+    """Where a checkpoint keeps its plan."""
+    path = Path(path)
+    return path.with_name(path.name + ".plan.parquet")
+
+
+def is_locked(path: str | Path) -> bool:
+    """Whether a run holds this checkpoint now (its lock is taken)."""
+    return holds_lock(Checkpoint.lock_path(Path(path)))
+
+
+def _move_aside(path: Path) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    target = path.with_name(f"{path.name}.{stamp}.old")
+    n = 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.{stamp}-{n}.old")
+    move_with_sidecars(path, target, ("-wal", "-shm", ".plan.parquet"))
+    return target
+
+
+def read_only(path: str | Path) -> CheckpointView:
+    """Everything a checkpoint holds, without its lock: safe while a run is going on."""
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"{path}: no checkpoint yet: the job has not run")
+    try:
+        conn = _connect_ro(path)
+        try:
+            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+            check_readable(path, meta)
+            journal = journal_frame(conn.execute(f"{_SELECT} ORDER BY row").fetchall())
+            runs = conn.execute(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs ORDER BY id").fetchall()  # noqa: S608
+            events = conn.execute(f"SELECT {', '.join(EVENT_COLUMNS)} FROM events ORDER BY run, second").fetchall()  # noqa: S608
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise UsageError(f"{path}: not a batch-engage checkpoint ({exc})") from None
+    plan_file = plan_path(path)
+    newest = max(p.stat().st_mtime for p in (path, path.with_name(path.name + "-wal")) if p.exists())
+    return CheckpointView(
+        plan=pl.read_parquet(plan_file) if plan_file.exists() else None,
+        journal=journal,
+        meta=meta,
+        runs=pl.DataFrame(runs, schema=RUN_COLUMNS, orient="row"),
+        events=pl.DataFrame(events, schema=EVENT_COLUMNS, orient="row"),
+        live=is_locked(path),
+        modified=datetime.fromtimestamp(newest, UTC),
+    )

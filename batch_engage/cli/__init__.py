@@ -1,0 +1,5 @@
+"""The batch-engage command: the only layer that parses flags, prints and picks exit codes."""
+
+from .main import main
+
+__all__ = ["main"]

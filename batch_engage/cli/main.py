@@ -1,0 +1,298 @@
+"""The ``batch-engage`` command: run one command and return its exit code.
+
+With ``_cli_parser`` (the flags) and ``_cli_output`` (what is shown), the only code that parses
+flags, prints, and picks exit codes (through ``api``); it calls nothing but ``api``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .. import api
+from ..control import RunControl
+from ..credentials import Credentials
+from ..errors import BatchEngageError, UsageError
+from ..exits import EXIT_OK
+from .output import (
+    collect_bar,
+    configure_logging,
+    print_collect_summary,
+    print_summary,
+    progress_bar,
+    sandbox_banner,
+    status_lines,
+    validation_lines,
+)
+from .parser import build_parser, parse_duration
+
+__all__ = ["build_parser", "main", "parse_duration"]
+
+_T = TypeVar("_T")
+
+# --sandbox runs end after a few seconds, so --wait there polls often.
+_SANDBOX_POLL = 1.0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: run one command and return its exit code."""
+    args = build_parser().parse_args(argv)
+    if hasattr(args, "log_format"):
+        configure_logging(args.log_format, args.log_level, quiet=getattr(args, "quiet", False))
+    try:
+        return _COMMANDS[args.command](args)
+    except BatchEngageError as exc:
+        print(f"batch-engage: {exc}", file=sys.stderr)
+        return api.exit_code_for_error(exc)
+    except KeyboardInterrupt as exc:
+        return api.exit_code_for_error(exc)
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    values = {
+        "input.path": getattr(args, "input", None),
+        "input.separator": getattr(args, "separator", None),
+        "output.checkpoint": getattr(args, "checkpoint", None),
+        "output.results": getattr(args, "output", None) if args.command == "run" else None,
+        "send.rate": getattr(args, "rate", None),
+        "send.concurrency": getattr(args, "concurrency", None),
+        "flow.base_url": getattr(args, "base_url", None),
+    }
+    if getattr(args, "no_preflight", False):
+        values["send.preflight"] = False
+    if getattr(args, "strict_variables", False):
+        values["flow.strict_variables"] = True
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _flags(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    """These flags' values by name: the options objects' fields are named as the flags are."""
+    return {name: getattr(args, name) for name in names}
+
+
+def _sandbox_credentials() -> Credentials:
+    return Credentials(api.SANDBOX_USERNAME, api.SANDBOX_PASSWORD)
+
+
+@contextmanager
+def _rehearsal(
+    args: argparse.Namespace, overrides: dict[str, Any], *, latest: bool = False
+) -> Iterator[Credentials | None]:
+    """With ``--sandbox``: serve the simulator and point the job at it; yield the credentials it takes (else None).
+
+    Its runs are kept beside the rehearsal's checkpoint, so a later ``run`` or ``collect --sandbox``
+    (another process) finds the same runs, as the real Studio would.
+    """
+    if not args.sandbox:
+        yield None
+        return
+    rehearsal = api.load_job(args.job, overrides, sandbox=True, period=args.period, latest=latest)
+    try:
+        simulator = api.Sandbox(api.sandbox_config(rehearsal))
+    except ValueError as exc:  # a state file that is not the sandbox's
+        raise UsageError(f"{args.command} --sandbox: {exc}") from None
+    with simulator as sandbox:
+        overrides["flow.base_url"] = sandbox.url
+        yield _sandbox_credentials()
+
+
+async def _until_stopped(work: Callable[[RunControl], Awaitable[_T]]) -> _T:
+    """``work`` given a RunControl that SIGINT and SIGTERM ask to stop (a second one: at once)."""
+    control = RunControl()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, control.request_stop)
+    try:
+        return await work(control)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def _check_writable_folder(path: str, flag: str) -> None:
+    folder = Path(path).resolve().parent
+    if not folder.is_dir():
+        raise UsageError(f"{flag} {path}: the folder {folder} does not exist; nothing was sent")
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"{flag} {path}: the folder {folder} is not writable; nothing was sent")
+
+
+def _write_atomically(path: str, text: str) -> None:
+    target = Path(path)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, target)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    if args.dry_run:
+        return _cmd_validate(args)
+    for path, flag in ((args.summary_json, "--summary-json"), (args.report_html, "--report-html")):
+        if path:
+            _check_writable_folder(path, flag)
+    overrides = _overrides(args)
+    stdin = sys.stdin.buffer if args.input == "-" else None
+    options = api.RunOptions(**_flags(args, "limit", "max_duration", "restart", "yes", "wait", "sandbox"))
+    with _rehearsal(args, overrides) as creds, progress_bar(sys.stderr.isatty() and not args.quiet) as progress:
+
+        def send(control: RunControl) -> Awaitable[api.RunResult]:
+            job = api.load_job(args.job, overrides, sandbox=args.sandbox, period=args.period)
+            return api.run_async(
+                job, credentials=creds, options=options, control=control, on_progress=progress, stdin=stdin
+            )
+
+        result = asyncio.run(_until_stopped(send))
+    if not args.quiet:
+        print_summary(result, sys.stdout)
+    if args.summary_json:
+        summary = result.summary.as_dict() | {"exit_code": result.exit_code}
+        _write_atomically(args.summary_json, json.dumps(summary, indent=2))
+    if args.report_html:
+        spec = api.load_job(args.job, _overrides(args), sandbox=args.sandbox, period=args.period)
+        api.write_report_html(spec, args.report_html)
+    return result.exit_code
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    overrides = _overrides(args)
+    overrides.pop("output.results", None)
+    flow = getattr(args, "flow", False)
+    creds: Credentials | None = None
+    with api.Sandbox() if args.sandbox and flow else nullcontext() as sandbox:
+        if sandbox is not None:
+            overrides["flow.base_url"] = sandbox.url
+            creds = _sandbox_credentials()
+        v = api.validate(
+            args.job,
+            overrides=overrides,
+            output=args.output,
+            stdin=sys.stdin.buffer if args.input == "-" else None,
+            sandbox=args.sandbox,
+            restart=args.restart,
+            yes=args.yes,
+            credentials=creds,
+            flow=flow,
+        )
+    lines = validation_lines(v, api.load_job(args.job, overrides).send.rate)
+    if args.output:
+        lines.append(f"results: {args.output}")
+    print("\n".join(lines))
+    return v.exit_code
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    state = api.status(args.job, overrides=_overrides(args), period=args.period, sandbox=args.sandbox)
+    print("\n".join(status_lines(state)))
+    return EXIT_OK
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    overrides = _overrides(args)
+    path, counts = api.report(
+        args.job, overrides=overrides, output=args.output, period=args.period, sandbox=args.sandbox, html=args.html
+    )
+    print(f"results: {path} ({', '.join(f'{k} {v}' for k, v in counts.items() if v)})")
+    if args.html:
+        print(f"report: {args.html}")
+    return EXIT_OK
+
+
+def _sandbox_config(args: argparse.Namespace) -> api.SandboxConfig:
+    flows = dict(flow.partition("=")[::2] for flow in args.flow)
+    for sid, status in flows.items():
+        if not status:
+            raise UsageError(f"sandbox: --flow {sid!r} needs =STATUS (published, draft or draft_over_published)")
+    try:
+        return api.SandboxConfig(
+            rate_limit=args.rate_limit or None,
+            latency=args.latency,
+            active_rule=not args.no_active_rule,
+            lost_answer_rate=args.lost_answer_rate,
+            error_rate=args.error_rate,
+            retry_after=args.retry_after,
+            seed=args.seed,
+            run_lifetime=args.run_lifetime,
+            clock_offset=args.clock_offset,
+            other_sender_rate=args.other_sender_rate,
+            read_rate_limit_rate=args.read_rate_limit_rate,
+            flows=flows or None,
+            list_drops_channel_prefix=args.list_drops_channel_prefix,
+            next_page_host=args.next_page_host,
+            replies=tuple(reply.strip() for reply in args.replies.split(",")),
+            unwired_trigger=args.unwired_trigger,
+            state_path=args.state_path,
+        )
+    except ValueError as exc:
+        raise UsageError(f"sandbox: {exc}") from None
+
+
+def _cmd_sandbox(args: argparse.Namespace) -> int:
+    config = _sandbox_config(args)
+    try:
+        api.serve_sandbox(config, port=args.port, on_ready=sandbox_banner)
+    except ValueError as exc:  # a state file that is not the sandbox's
+        raise UsageError(f"sandbox: {exc}") from None
+    return EXIT_OK
+
+
+def _cmd_collect(args: argparse.Namespace) -> int:
+    overrides = _overrides(args)
+    options = api.CollectOptions(
+        poll_interval=_SANDBOX_POLL if args.sandbox else api.DEFAULT_COLLECT_POLL,
+        **_flags(args, "refresh", "wait", "max_duration", "sandbox", "output"),
+    )
+    with _rehearsal(args, overrides, latest=True) as creds, collect_bar(sys.stderr.isatty() and not args.quiet) as bar:
+
+        def fetch(control: RunControl) -> Awaitable[api.CollectResult]:
+            return api.collect_async(
+                args.job,
+                credentials=creds,
+                overrides=overrides,
+                options=options,
+                period=args.period,
+                control=control,
+                on_progress=bar,
+            )
+
+        result = asyncio.run(_until_stopped(fetch))
+    if not args.quiet:
+        print_collect_summary(result, sys.stdout)
+    return result.exit_code
+
+
+def _cmd_history(args: argparse.Namespace) -> int:
+    spec = api.load_job(args.job) if args.job else None
+    path = args.history or (spec.history.path if spec else None)
+    if not path:
+        raise UsageError("history: give --history PATH, or --job JOB with a [history] path")
+    if args.history_command == "import":
+        flow_sid = args.flow_sid or (spec.flow.sid if spec else None)
+        if not flow_sid:
+            raise UsageError("history import: give --flow-sid SID, or --job JOB")
+        n = api.import_history(args.file, history=path, flow_sid=flow_sid)
+        print(f"recorded {n} contacts from {args.file} in {path}")
+        return EXIT_OK
+    table = api.history_stats(path)
+    print("day         flow_sid                            contacts")
+    for flow_sid, day, contacts in table.select("flow_sid", "day", "contacts").iter_rows():
+        print(f"{day}  {flow_sid}  {contacts:>8}")
+    return EXIT_OK
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "collect": _cmd_collect,
+    "history": _cmd_history,
+    "run": _cmd_run,
+    "validate": _cmd_validate,
+    "status": _cmd_status,
+    "report": _cmd_report,
+    "sandbox": _cmd_sandbox,
+}

@@ -1,0 +1,261 @@
+"""What the command shows: log configuration, progress bars, and the human summaries on stdout."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator, MutableMapping
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, TextIO, TypeVar, cast
+
+import structlog
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+from rich.progress import Progress as Bar
+
+from .. import api
+
+__all__ = [
+    "collect_bar",
+    "configure_logging",
+    "print_collect_summary",
+    "print_summary",
+    "progress_bar",
+    "sandbox_banner",
+    "status_lines",
+    "validation_lines",
+]
+
+_Seen = TypeVar("_Seen")
+
+
+def configure_logging(log_format: str, log_level: str, *, quiet: bool) -> None:
+    """Log lines on stderr as JSON or for a console, at ``log_level`` (warning when quiet and left at info)."""
+    level = "warning" if quiet and log_level == "info" else log_level
+    fmt = log_format
+    if fmt == "auto":
+        fmt = "console" if sys.stderr.isatty() else "json"
+    renderer: Any = (
+        structlog.processors.JSONRenderer(ensure_ascii=False)
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    # On a console the human summary on stdout is the only summary; JSON logs keep the event for machines.
+    drop = [_drop_summary] if fmt == "console" else []
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            *drop,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(file=cast(TextIO, _CurrentStderr())),
+        cache_logger_on_first_use=False,
+    )
+
+
+def _drop_summary(logger: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    if event.get("event") == "run.summary":
+        raise structlog.DropEvent
+    return event
+
+
+class _CurrentStderr:
+    """Whatever ``sys.stderr`` is when a line is written: under the progress bar, rich's proxy prints above it."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+@contextmanager
+def _bar(
+    enabled: bool,
+    label: str,
+    columns: tuple[str, ...],
+    start: dict[str, Any],
+    fields: Callable[[_Seen], dict[str, Any]],
+) -> Iterator[Callable[[_Seen], None] | None]:
+    """A bar on stderr: ``label``, the bar, done/total, ``columns`` (the last after time left); yields its update."""
+    if not enabled:
+        yield None
+        return
+    *before, after = (TextColumn(text) for text in columns)
+    bar = Bar(
+        TextColumn(f"[bold]{label}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        *before,
+        TimeRemainingColumn(),
+        after,
+        console=Console(file=sys.stderr),
+        transient=False,
+    )
+    task = bar.add_task(label, total=None, **start)
+    with bar:
+        yield lambda seen: bar.update(task, **fields(seen))
+
+
+def progress_bar(enabled: bool) -> AbstractContextManager[Callable[[api.Progress], None] | None]:
+    """The ``run`` bar: rows done, rate, time left, sent/failed/retried; yields the run's progress callback."""
+    return _bar(
+        enabled,
+        "sending",
+        (
+            "{task.fields[rate]:.1f}/s",
+            "sent {task.fields[sent]} failed {task.fields[failed]} retried {task.fields[retried]}",
+        ),
+        {"rate": 0.0, "sent": 0, "failed": 0, "retried": 0},
+        lambda p: {
+            "completed": p.done,
+            "total": p.total,
+            "rate": p.rate,
+            "sent": p.sent,
+            "failed": p.failed,
+            "retried": p.retried,
+        },
+    )
+
+
+def collect_bar(enabled: bool) -> AbstractContextManager[Callable[[api.CollectProgress], None] | None]:
+    """The ``collect`` bar: runs fetched, time left, ended/active/failed; yields collect's progress callback."""
+    return _bar(
+        enabled,
+        "collecting",
+        ("ended {task.fields[ended]} active {task.fields[active]} failed {task.fields[failed]}",),
+        {"ended": 0, "active": 0, "failed": 0},
+        lambda p: {"completed": p.done, "total": p.total, "ended": p.ended, "active": p.active, "failed": p.failed},
+    )
+
+
+def print_summary(result: api.RunResult, out: TextIO) -> None:
+    """The run's summary: counts, requests, rates, top errors, where the files are, and the exit code."""
+    s = result.summary
+    counts = ", ".join(f"{k} {v}" for k, v in s.counts.items() if v)
+    done = sum(s.counts.get(k, 0) for k in ("sent", "already_active", "failed", "capped"))
+    left = sum(s.counts.get(k, 0) for k in ("pending", "uncertain", "in_flight"))
+    if s.requests == 0 and s.lookups == 0 and done and not left and not s.aborted:
+        print(
+            f"all {done} rows were done by earlier runs (results: {s.results_path}); exit {result.exit_code}", file=out
+        )
+        return
+    lines = [
+        f"rows: {sum(s.counts.values())} ({counts})",
+        *(
+            [f"reached by earlier runs: {s.reached_earlier} (parameters changed since: {s.parameters_changed})"]
+            if s.reached_earlier
+            else []
+        ),
+        f"requests: {s.requests}, 429s: {s.rate_limited}, retries: {s.retries}, reconciled: {s.reconciled} "
+        f"({s.lookups} lookups)",
+        f"duration: {s.duration:.1f}s, achieved rate: {s.achieved_rate:.2f}/s "
+        f"(configured {s.configured_rate:g}/s, settled at {s.settled_rate:.2f}/s)",
+    ]
+    lines.extend(f"error {err['code']}: {err['message']} ({err['rows']} rows)" for err in s.top_errors)
+    lines += _closing_lines(
+        s.aborted,
+        "stopped early: run the same command again to finish" if s.stopped_early else None,
+        {"results": s.results_path, "checkpoint": s.checkpoint_path},
+        result.exit_code,
+    )
+    print("\n".join(lines), file=out)
+
+
+def print_collect_summary(result: api.CollectResult, out: TextIO) -> None:
+    """The collect's summary: runs by status, still active, top field values, requests, and the exit code."""
+    counts = result.counts
+    lines = [
+        f"runs: {sum(counts.values())} ({', '.join(f'{k} {v}' for k, v in counts.items() if v) or 'none'})",
+        f"still active: {result.still_active}",
+    ]
+    for name, values in result.top_values.items():
+        shown = ", ".join(f"{value!r} {n}" for value, n in values)
+        lines.append(f"{name}: {shown or '(no values yet)'}")
+    lines.append(f"requests: {result.requests}, retries: {result.retries}")
+    lines += _closing_lines(
+        result.aborted,
+        "some runs are still active: run the same command again later, or pass --wait" if result.still_active else None,
+        {"outcomes": result.outcomes_path},
+        result.exit_code,
+    )
+    print("\n".join(lines), file=out)
+
+
+def _closing_lines(aborted: object, advice: str | None, files: dict[str, object], exit_code: int) -> list[str]:
+    """A summary's last lines: why it was aborted, what to do next, where its files are, and the exit code."""
+    return [
+        *([f"aborted: {aborted}"] if aborted else []),
+        *([advice] if advice else []),
+        *(f"{name}: {path}" for name, path in files.items()),
+        f"exit: {exit_code}",
+    ]
+
+
+def validation_lines(v: api.Validation, rate: float) -> list[str]:
+    """The dry run's report: counts, reasons, openings, estimated duration at ``rate``, samples, the Flow's review."""
+    return [
+        f"rows: {v.total}",
+        f"valid: {v.valid}",
+        f"invalid: {v.invalid}",
+        *(f"  {n:>6}  {reason}" for reason, n in v.invalid_reasons.items()),
+        f"duplicate: {v.duplicate}",
+        *(f"suppressed ({name}): {n}" for name, n in v.suppressed.items()),
+        *([f"capped: {v.capped}"] if v.capped else []),
+        *(["send window openings (rows):"] if v.openings else []),
+        *(f"  {when:>17}  {n}" for when, n in v.openings.items()),
+        f"already done (checkpoint): {v.already_done}",
+        f"estimated duration at {rate:g}/s: {v.estimated_seconds:.0f}s",
+        "sample requests:",
+        *(f"  {json.dumps(s, ensure_ascii=False)}" for s in v.samples),
+        *(_flow_lines(v.flow) if v.flow else []),
+    ]
+
+
+def _flow_lines(review: api.FlowReview) -> list[str]:
+    name = f"{review.name} " if review.name else ""
+    lines = [
+        f"flow: {name}(revision {review.revision}, the last published)",
+        f"the REST API trigger leads to: {review.trigger_target}",
+        "variables the Flow reads:",
+    ]
+    width = max((len(v.path) for v in review.variables), default=4) + len("flow.data.")
+    for v in review.variables:
+        source = "MISSING" if v.source is None else f"from {v.source}"
+        empty = f"; empty in {v.empty_rows} rows" if v.empty_rows else ""
+        kind = "required" if v.required else "optional"
+        lines.append(f"  {'flow.data.' + v.path:<{width}}  {kind:<8}  {source}{empty}  ({', '.join(v.widgets)})")
+    for v in review.variables:
+        if v.empty_rows and v.required:
+            lines.append(f"{v.path} is empty in {v.empty_rows} rows; the Flow prints it in {', '.join(v.widgets)}")
+    if review.check.unused:
+        lines.append(f"keys the Flow never reads: {', '.join(review.check.unused)}")
+    if review.message_widget:
+        lines.append(f"the first message ({review.message_widget}) for the first contacts:")
+        lines.extend(f"  {text}" for text in review.samples)
+    return lines
+
+
+def status_lines(state: api.Status) -> list[str]:
+    """Counts by status aligned, their total, and the rows waiting for their send window."""
+    counts = state.counts
+    width = max(len(k) for k in counts)
+    lines = [f"period: {state.period}"] if state.period else []
+    lines += [f"{k:<{width}}  {v}" for k, v in counts.items()]
+    lines.append(f"{'total':<{width}}  {sum(counts.values())}")
+    if state.waiting_for_window:
+        opens = state.next_opening
+        when = opens.strftime("%Y-%m-%dT%H:%M:%SZ") if opens else "never"
+        lines.append(f"waiting for their send window: {state.waiting_for_window} (next opens at {when})")
+    return lines
+
+
+def sandbox_banner(url: str) -> None:
+    """Where the sandbox listens, the credentials it takes, and how to point a run at it."""
+    print(f"Studio sandbox on {url}", flush=True)
+    print(f"  TWILIO_ACCOUNT_SID={api.SANDBOX_USERNAME} TWILIO_AUTH_TOKEN={api.SANDBOX_PASSWORD}", flush=True)
+    print(f"  batch-engage run JOB --base-url {url}", flush=True)

@@ -1,0 +1,296 @@
+"""The command line as a table: every command and option with its help, and the parsers of flag values."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from typing import NoReturn, TypeAlias
+
+from ..api import SandboxConfig
+from ..exits import EXIT_USAGE
+
+__all__ = ["build_parser", "parse_duration"]
+
+_DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*$")
+_PERIOD_HELP = "another period of a job whose id has {date}, {week} or {month}"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its usage errors as one line and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"batch-engage: {message} (see --help)\n")
+
+
+_Subparsers: TypeAlias = "argparse._SubParsersAction[_Parser]"
+
+
+def parse_duration(text: str) -> float:
+    """``50m``, ``1h30m``, ``90s`` or plain seconds, as seconds."""
+    match = _DURATION.match(text)
+    if not text.strip() or match is None or not any(match.groups()):
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (use e.g. 50m, 1h30m, 90s)")
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return value
+
+
+_ABOUT = {  # command: (its line in the list of commands, the description its --help opens with)
+    "run": ("send every row of a job to Studio", "Send every row of a job to Studio."),
+    "validate": ("check a job's input without sending anything", "Check a job's input and mapping; no network at all."),
+    "status": ("counts by status from the checkpoint", "Counts by status from the checkpoint; sends nothing."),
+    "report": (
+        "write the results table again from the checkpoint",
+        "Write the results table again from the checkpoint alone; sends nothing.",
+    ),
+    "collect": (
+        "fetch what happened in each run: status, answers, delivery",
+        "Fetch each run's status, the [collect.fields] of its Context and its messages' delivery; "
+        "write the outcomes table. Exit 75 while some runs are still active.",
+    ),
+    "history": (
+        "seed or inspect the shared contact history",
+        "Seed the contact history from a past results table, or show contacts reached per flow per day.",
+    ),
+    "history import": ("record a past results table's sent rows", "Record a results table's sent rows."),
+    "history stats": ("contacts reached per flow per day", "Contacts reached per flow per day."),
+    "sandbox": (
+        "serve the Studio simulator for rehearsals",
+        "Serve the Studio simulator on 127.0.0.1 until interrupted.",
+    ),
+}
+
+
+def _command(sub: _Subparsers, name: str) -> _Parser:
+    summary, description = _ABOUT[name]
+    return sub.add_parser(name.rsplit(" ", 1)[-1], help=summary, description=description)
+
+
+def _job_options(p: argparse.ArgumentParser, *, period: bool = False) -> None:
+    p.add_argument("job", help="the job file (TOML)")
+    p.add_argument("--input", metavar="PATH", help="read contacts from PATH instead of [input] path ('-' = stdin)")
+    p.add_argument("--checkpoint", metavar="PATH", help="use this checkpoint instead of [output] checkpoint")
+    p.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="the rehearsal on the built-in Studio simulator (no Twilio account): its own checkpoint and results",
+    )
+    if period:
+        p.add_argument("--period", metavar="PERIOD", help=_PERIOD_HELP)
+    p.add_argument(
+        "--separator",
+        metavar="CHAR",
+        type=lambda text: "\t" if text in ("\\t", "tab") else text,
+        help="the CSV field separator: ',', ';', '|' or 'tab' (overrides [input] separator; default: detected)",
+    )
+
+
+def _log_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--log-format",
+        choices=["auto", "json", "console"],
+        default="auto",
+        help="log lines on stderr: JSON (the default when stderr is not a terminal) or console",
+    )
+    p.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        default="info",
+        help="least important log level shown",
+    )
+    p.add_argument(
+        "--quiet", "-q", action="store_true", help="no progress bar and no summary; logs at warning and above"
+    )
+
+
+def _strict_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--strict-variables",
+        action="store_true",
+        help="refuse (exit 2) when the Flow prints a flow.data variable the job does not supply",
+    )
+
+
+def _restart_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--restart",
+        action="store_true",
+        help="start over: forget every contact this job reached (the old checkpoint is moved aside, never deleted)",
+    )
+    p.add_argument("--yes", action="store_true", help="confirm --restart (it never asks: cron is safe)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line, every command and option with its help."""
+    parser = _Parser(
+        prog="batch-engage",
+        description=(
+            "Turn a CSV or Parquet file of contacts into Twilio Studio Flow runs: paced, resumable, never twice."
+        ),
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    _add_run(sub)
+    _add_validate(sub)
+    _add_checkpoint_readers(sub)
+    _add_collect(sub)
+    _add_history(sub)
+    _add_sandbox(sub)
+    return parser
+
+
+def _add_run(sub: _Subparsers) -> None:
+    run = _command(sub, "run")
+    _job_options(run, period=True)
+    run.add_argument("--output", metavar="PATH", help="write the results table to PATH instead of [output] results")
+    run.add_argument("--rate", type=float, metavar="N", help="requests per second (overrides [send] rate)")
+    run.add_argument(
+        "--concurrency", type=int, metavar="N", help="requests in flight at most (overrides [send] concurrency)"
+    )
+    run.add_argument("--base-url", metavar="URL", help="Studio's base URL (overrides [flow] base_url)")
+    run.add_argument("--limit", type=_positive_int, metavar="N", help="send at most N new rows in this run")
+    run.add_argument(
+        "--max-duration",
+        type=parse_duration,
+        metavar="DURATION",
+        help="stop gracefully after this long (e.g. 50m), exit 75",
+    )
+    run.add_argument("--wait", action="store_true", help="keep running and send each row as its send window opens")
+    _restart_options(run)
+    _strict_option(run)
+    run.add_argument("--no-preflight", action="store_true", help="skip the GET of the Flow before the first row")
+    run.add_argument("--dry-run", action="store_true", help="validate only, send nothing (the same as 'validate')")
+    run.add_argument("--summary-json", metavar="PATH", help="also write the run summary as JSON to PATH")
+    run.add_argument("--report-html", metavar="PATH", help="also write the campaign report page at the end of the run")
+    _log_options(run)
+
+
+def _add_validate(sub: _Subparsers) -> None:
+    val = _command(sub, "validate")
+    _job_options(val)
+    val.add_argument("--output", metavar="PATH", help="write the results table (invalid, duplicate, pending) to PATH")
+    val.add_argument(
+        "--flow",
+        action="store_true",
+        help="also check the job against the Flow's published revision (uses the network and credentials)",
+    )
+    _strict_option(val)
+    _restart_options(val)
+    _log_options(val)
+
+
+def _add_checkpoint_readers(sub: _Subparsers) -> None:
+    """``status`` and ``report``: the commands that read the checkpoint alone."""
+    st = _command(sub, "status")
+    _job_options(st, period=True)
+    _log_options(st)
+    rep = _command(sub, "report")
+    _job_options(rep, period=True)
+    rep.add_argument("--output", metavar="PATH", help="write to PATH instead of [output] results")
+    rep.add_argument("--html", metavar="PATH", help="also write the campaign report: one self-contained HTML page")
+    _log_options(rep)
+
+
+def _add_collect(sub: _Subparsers) -> None:
+    col = _command(sub, "collect")
+    col.add_argument("job", help="the job file (TOML)")
+    col.add_argument("--checkpoint", metavar="PATH", help="use this checkpoint instead of [output] checkpoint")
+    col.add_argument(
+        "--sandbox", action="store_true", help="collect the rehearsal's runs from the built-in Studio simulator"
+    )
+    col.add_argument("--period", metavar="PERIOD", help=_PERIOD_HELP)
+    col.add_argument("--output", metavar="PATH", help="write the outcomes table to PATH instead of [output] outcomes")
+    col.add_argument("--refresh", action="store_true", help="fetch every run again, even those recorded as ended")
+    col.add_argument("--wait", action="store_true", help="poll until every run has ended (see --max-duration)")
+    col.add_argument(
+        "--max-duration",
+        type=parse_duration,
+        metavar="DURATION",
+        help="stop gracefully after this long (e.g. 50m); exit 75 if runs are still active",
+    )
+    _log_options(col)
+
+
+def _add_history(sub: _Subparsers) -> None:
+    hist = _command(sub, "history")
+    hist_sub = hist.add_subparsers(
+        dest="history_command", required=True, metavar="ACTION", parser_class=_Parser, help="import or stats"
+    )
+    imp = _command(hist_sub, "history import")
+    imp.add_argument("file", help="a results table (.csv or .parquet) written by batch-engage")
+    stats = _command(hist_sub, "history stats")
+    for p in (imp, stats):
+        p.add_argument("--job", metavar="JOB", help="take [history] path (and the Flow SID) from this job file")
+        p.add_argument("--history", metavar="PATH", help="the history file (instead of --job)")
+    imp.add_argument("--flow-sid", metavar="SID", help="the Flow the table's runs belong to (instead of --job)")
+
+
+def _share(p: argparse.ArgumentParser, flag: str, what: str) -> None:
+    p.add_argument(flag, type=float, default=0.0, metavar="SHARE", help=f"share of {what}")
+
+
+def _seconds(p: argparse.ArgumentParser, flag: str, default: float, what: str) -> None:
+    p.add_argument(flag, type=float, default=default, metavar="SECONDS", help=what)
+
+
+def _add_sandbox(sub: _Subparsers) -> None:
+    sb = _command(sub, "sandbox")
+    sb.add_argument("--port", type=int, default=0, help="port to listen on (default: a free one)")
+    sb.add_argument(
+        "--rate-limit",
+        type=float,
+        default=20.0,
+        metavar="N",
+        help="creates per second before it answers 429 (default 20)",
+    )
+    _seconds(sb, "--latency", 0.08, "mean answer latency (default 0.08)")
+    sb.add_argument("--no-active-rule", action="store_true", help="switch off Studio's one-active-run-per-contact rule")
+    _share(sb, "--lost-answer-rate", "creates that create the run but answer 503")
+    _share(sb, "--error-rate", "creates answered 500/503 without creating a run")
+    sb.add_argument(
+        "--retry-after", type=float, metavar="SECONDS", help="put Retry-After (rounded up) on every 429 (default: none)"
+    )
+    sb.add_argument("--seed", type=int, metavar="N", help="seed the random draws, so faults repeat run after run")
+    _seconds(sb, "--run-lifetime", 3600.0, "seconds until a run ends and its widgets have played (default 3600)")
+    _seconds(sb, "--clock-offset", 0.0, "how far Twilio's clock is ahead of ours (negative: behind)")
+    _share(
+        sb,
+        "--other-sender-rate",
+        "creates just before which an inbound message starts (and ends) a run for the same contact",
+    )
+    _share(sb, "--read-rate-limit-rate", "run-list, run and Context reads answered 429")
+    sb.add_argument(
+        "--flow",
+        action="append",
+        default=[],
+        metavar="SID=STATUS",
+        help="serve only these Flows; STATUS is published, draft or draft_over_published (repeatable)",
+    )
+    sb.add_argument(
+        "--list-drops-channel-prefix",
+        action="store_true",
+        help="run lists show contact_channel_address without its whatsapp: prefix",
+    )
+    sb.add_argument("--next-page-host", metavar="HOST", help="list paging URLs name this host instead of the sandbox")
+    sb.add_argument(
+        "--replies",
+        metavar="LIST",
+        default=",".join(SandboxConfig().replies),
+        help="comma-separated replies contacts pick from, one per contact (default YES,NO,STOP,4,5)",
+    )
+    sb.add_argument(
+        "--unwired-trigger",
+        action="store_true",
+        help="leave the Trigger's incomingRequest unconnected, so REST runs send nothing",
+    )
+    sb.add_argument(
+        "--state-path", metavar="PATH", help="keep runs in this file, so a later sandbox process serves the same runs"
+    )

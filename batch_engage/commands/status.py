@@ -1,0 +1,80 @@
+"""``status`` and ``report``: what a job's checkpoint alone says, read while a run may hold it; nothing is sent."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+
+from ..checkpoint import CheckpointView, read_checkpoint
+from ..disk import private_file
+from ..errors import UsageError
+from ..job import Spec
+from ..plan import annotate_windows, window_openings
+from ..reporting import render_report, report_data
+from ..results import build_results, counts_by_status, write_results
+
+__all__ = ["Status", "job_status", "rewrite_results", "write_report_html"]
+
+
+@dataclass(frozen=True)
+class Status:
+    """Counts by status, and the rows waiting for their send window (with the first opening)."""
+
+    counts: dict[str, int]
+    waiting_for_window: int = 0
+    next_opening: datetime | None = None
+    period: str | None = None
+
+
+def _with_plan(spec: Spec, view: CheckpointView) -> pl.DataFrame:
+    if view.plan is None:
+        raise UsageError(f"{spec.output.checkpoint}: the checkpoint has no plan yet; run the job once")
+    return view.plan
+
+
+def _from_checkpoint(spec: Spec) -> tuple[pl.DataFrame, pl.DataFrame, CheckpointView]:
+    """The plan, the results table and the view, from the checkpoint alone (``in_flight`` while a run holds it)."""
+    view = read_checkpoint(spec.output.checkpoint)
+    plan = _with_plan(spec, view)
+    results = build_results(plan, view.journal, input_digest=view.meta.get("input"), live=view.live)
+    return plan, results, view
+
+
+def job_status(spec: Spec, now: datetime | None) -> Status:
+    """Counts by status and the rows waiting for their window, for ``spec``'s checkpoint."""
+    plan, results, _ = _from_checkpoint(spec)
+    openings = window_openings(plan, results, spec, now or datetime.now(UTC))
+    first = openings.get_column("opens").drop_nulls().min() if openings.height else None
+    return Status(
+        counts=counts_by_status(results),
+        waiting_for_window=openings.height,
+        next_opening=first if isinstance(first, datetime) else None,
+        period=spec.job.period,
+    )
+
+
+def rewrite_results(spec: Spec, output: str | Path | None, html: str | Path | None) -> tuple[Path, dict[str, int]]:
+    """Write ``spec``'s results table again (and with ``html`` the campaign page); its path and counts."""
+    plan, results, view = _from_checkpoint(spec)
+    results = annotate_windows(plan, results, spec, datetime.now(UTC))
+    target = write_results(results, output or spec.output.results)
+    if html is not None:
+        write_report_html(spec, html, view=view)
+    return target, counts_by_status(results)
+
+
+def write_report_html(spec: Spec, path: str | Path, *, view: CheckpointView | None = None) -> Path:
+    """Write the campaign report page for ``spec``'s checkpoint: one self-contained file, owner-only, atomically."""
+    view = view or read_checkpoint(spec.output.checkpoint)
+    _with_plan(spec, view)
+    page = render_report(report_data(spec, view, spec.output.checkpoint))
+    target = Path(path)
+    tmp = target.with_name(target.name + ".tmp")
+    private_file(tmp)
+    tmp.write_text(page, encoding="utf-8")
+    os.replace(tmp, target)
+    return target

@@ -1,0 +1,215 @@
+"""A dry run: plan a job and say what would be sent, what would not and why; the Flow held against it on request."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import polars as pl
+
+from ..checkpoint import Target, checkpoint_exists, empty_journal, read_checkpoint
+from ..credentials import Credentials, credentials_from_env
+from ..errors import ConfigError, CredentialsError, FlowNotFound, FlowUnwired
+from ..exits import exit_code_for
+from ..flow import FlowReview, FlowWiringError, log_findings, review
+from ..job import Spec
+from ..plan import annotate_windows, send_window, window_openings
+from ..results import build_results, write_results
+from ..runner import Item, make_marker, target_for
+from ..states import FINAL
+from ..twilio import PacedReads, Pacer, StudioClient, check_base_url, make_http_client, studio_base_url
+
+__all__ = ["Validation", "offline_target", "review_flow", "validation"]
+
+_QUOTED_TAIL = re.compile(r": (?=['\"])")
+_SAMPLES = 3
+
+
+@dataclass(frozen=True)
+class Validation:
+    """What a dry run found: counts, reasons, samples and the time the job would take."""
+
+    total: int
+    valid: int
+    invalid: int
+    duplicate: int
+    already_done: int
+    invalid_reasons: dict[str, int]
+    samples: list[dict[str, Any]]
+    estimated_seconds: float
+    results: pl.DataFrame
+    suppressed: dict[str, int] = field(default_factory=dict)
+    capped: int = 0
+    openings: dict[str, int] = field(default_factory=dict)
+    flow: FlowReview | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every row is sendable, 1 when some are not (the same mapping as ``run``)."""
+        return exit_code_for({"invalid": self.invalid})
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data for JSON."""
+        return {
+            "rows": self.total,
+            "valid": self.valid,
+            "invalid": self.invalid,
+            "duplicate": self.duplicate,
+            "already_done": self.already_done,
+            "invalid_reasons": self.invalid_reasons,
+            "suppressed": self.suppressed,
+            "capped": self.capped,
+            "window_openings": self.openings,
+            "samples": self.samples,
+            "estimated_seconds": round(self.estimated_seconds, 1),
+        }
+
+
+@dataclass(frozen=True)
+class _Checkpointed:
+    """What the existing checkpoint adds: rows already done, and the token the markers would carry."""
+
+    done_rows: int = 0
+    marker_token: str = "<token of the new checkpoint>"  # noqa: S105 - a placeholder, not a secret
+
+
+def validation(
+    spec: Spec,
+    plan: pl.DataFrame,
+    *,
+    flow_review: FlowReview | None,
+    restart: bool,
+    now: datetime | None,
+    output: str | Path | None,
+) -> Validation:
+    """What ``plan`` would send, and what not and why (the results table written to ``output``, if given)."""
+    pending = plan.filter(pl.col("status") == "pending")
+    earlier = _Checkpointed() if restart else _checkpointed(spec, pending)
+    statuses: dict[str, int] = dict(plan.group_by("status").len().iter_rows())
+    moment = now or datetime.now(UTC)
+    results = annotate_windows(plan, build_results(plan, empty_journal()), spec, moment)
+    if output is not None:
+        write_results(results, output)
+    return Validation(
+        total=plan.height,
+        valid=pending.height,
+        invalid=statuses.get("invalid", 0),
+        duplicate=statuses.get("duplicate", 0),
+        already_done=earlier.done_rows,
+        invalid_reasons=_invalid_reasons(plan),
+        samples=_samples(spec, pending, earlier.marker_token),
+        estimated_seconds=max(0, pending.height - earlier.done_rows) / spec.send.rate,
+        results=results,
+        suppressed=_suppressed(plan),
+        capped=statuses.get("capped", 0),
+        openings=_opening_counts(spec, plan, results, pending, moment),
+        flow=flow_review,
+    )
+
+
+def offline_target(spec: Spec, credentials: Credentials | None, sandbox: bool) -> Target:
+    """The Twilio a run would go to, worked out without the network (and without credentials, if there are none)."""
+    if credentials is None and not sandbox:
+        try:
+            credentials = credentials_from_env()
+        except CredentialsError:
+            credentials = None  # without credentials the identity is unknown; the base URL still counts
+    return target_for(spec, credentials, sandbox=sandbox)
+
+
+def review_flow(
+    spec: Spec, plan: pl.DataFrame, credentials: Credentials, transport: httpx.AsyncBaseTransport | None
+) -> FlowReview:
+    """Hold the plan against the Flow's published revision; raise what ``run``'s preflight would refuse."""
+    published = asyncio.run(_published(spec, credentials, transport))
+    try:
+        found = review(spec, plan, published)
+    except FlowWiringError as exc:
+        raise FlowUnwired(str(exc)) from None
+    log_findings(found)
+    if found.check.missing and spec.flow.strict_variables:
+        names = ", ".join(f"flow.data.{v.path}" for v in found.check.missing)
+        raise ConfigError("flow.strict_variables", f"the Flow prints {names}, which the job does not supply")
+    return found
+
+
+def _checkpointed(spec: Spec, pending: pl.DataFrame) -> _Checkpointed:
+    if not checkpoint_exists(spec.output.checkpoint):
+        return _Checkpointed()
+    view = read_checkpoint(spec.output.checkpoint)
+    finals = view.journal.filter(pl.col("state").is_in([s.value for s in FINAL]))
+    done = pending.filter(pl.col("contact").is_in(finals.get_column("contact").implode())).height
+    return _Checkpointed(done_rows=done, marker_token=view.meta.get("token", _Checkpointed.marker_token))
+
+
+def _reason_kind(message: str) -> str:
+    """A reason without the value it quotes last, so rows group by kind of problem."""
+    match = _QUOTED_TAIL.search(message)
+    return message[: match.start()] if match else message
+
+
+def _invalid_reasons(plan: pl.DataFrame) -> dict[str, int]:
+    invalid = plan.filter(pl.col("status") == "invalid")
+    return dict(Counter(_reason_kind(m) for m in invalid.get_column("error_message").to_list()).most_common())
+
+
+def _suppressed(plan: pl.DataFrame) -> dict[str, int]:
+    messages = plan.filter(pl.col("status") == "suppressed").get_column("error_message").to_list()
+    return dict(Counter(m.removeprefix("on suppression list ") for m in messages))
+
+
+def _samples(spec: Spec, pending: pl.DataFrame, marker_token: str) -> list[dict[str, Any]]:
+    """The first requests as they would leave, marker included."""
+    samples = []
+    for row, contact, to, from_, params in (
+        pending.head(_SAMPLES).select("row", "contact", "to", "from", "parameters").iter_rows()
+    ):
+        body = Item(
+            row=row, contact=contact, to=to, from_=from_, parameters=params, marker=make_marker(marker_token, contact)
+        )
+        sent = body.body(spec.send.marker_key)
+        samples.append({"row": row, "To": to, "From": from_, **({"Parameters": sent} if sent is not None else {})})
+    return samples
+
+
+def _opening_counts(
+    spec: Spec, plan: pl.DataFrame, results: pl.DataFrame, pending: pl.DataFrame, moment: datetime
+) -> dict[str, int]:
+    """Rows by the hour their send window opens (``now`` for those open already); empty without a window."""
+    openings = window_openings(plan, results, spec, moment)
+    if not send_window(spec):
+        return {}
+    by_hour = Counter(
+        "never" if o is None else o.strftime("%Y-%m-%d %H:00Z") for o in openings.get_column("opens").to_list()
+    )
+    return {"now": pending.height - openings.height, **dict(sorted(by_hour.items()))}
+
+
+async def _published(
+    spec: Spec, credentials: Credentials, transport: httpx.AsyncBaseTransport | None
+) -> dict[str, Any]:
+    """The Flow's last published revision (with its definition), fetched as the run's preflight does."""
+    base_url = studio_base_url(spec.flow, region=credentials.region, edge=credentials.edge)
+    check_base_url(base_url)
+    http = make_http_client(
+        username=credentials.username,
+        password=credentials.password,
+        concurrency=2,
+        connect_timeout=spec.send.connect_timeout,
+        read_timeout=spec.send.read_timeout,
+        transport=transport,
+    )
+    async with http:
+        client = StudioClient(http, base_url=base_url, flow_sid=spec.flow.sid, api=spec.flow.api)
+        reads = PacedReads(Pacer(spec.send.rate), sleep=asyncio.sleep, attempts=6, max_backoff=60.0)
+        await reads.call("flow", client.fetch_flow)
+        published = await reads.call("published revision", client.fetch_published)
+    if published is None:
+        raise FlowNotFound(f"the Flow {spec.flow.sid} has no published revision: publish it in the Studio console")
+    return published

@@ -1,0 +1,6 @@
+"""The Flow held against the job: its trigger, its variables and first messages rendered with Liquid."""
+
+from .check import FlowWiringError
+from .review import FlowReview, log_findings, review
+
+__all__ = ["FlowReview", "FlowWiringError", "log_findings", "review"]

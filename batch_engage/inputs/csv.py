@@ -1,0 +1,372 @@
+"""CSV as spreadsheets write it: encodings and byte order marks, the field separator, short and blank rows.
+
+Private to :mod:`batch_engage.source`, which reads every format; this module turns the bytes
+of a CSV file into a frame of typed columns, or one :class:`InputFileError` naming the line.
+The common case stays vectorized: polars reads every column as text, short rows are looked
+for only where polars' null pattern says a row may have been padded, and columns are typed
+afterwards with whole-column rules.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import re
+from collections.abc import Iterable
+
+import polars as pl
+
+from ..errors import InputFileError
+
+__all__ = ["SEPARATORS", "as_utf8", "is_blank", "read_csv", "split_fields"]
+
+_BOM = codecs.BOM_UTF8
+# Longest first: a UTF-32 LE mark starts with the UTF-16 LE one.
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+SEPARATORS = (",", ";", "\t", "|")
+"""The field separators a CSV may use, in the order detection prefers them among equals."""
+_SNIFF_BYTES = 4096  # enough of a file to tell UTF-16 without a byte order mark by its zero bytes
+_PEEK_BYTES = 64 * 1024
+
+# A CSV value becomes a number only when writing the number back gives the same text:
+# "02139", "+5", " 7" and "1.0000000000000000001" stay text, so zip codes keep their zeros.
+_INT_TEXT = r"^-?(?:0|[1-9][0-9]{0,17})$"
+_FLOAT_TEXT = r"^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]{1,3})?$"
+_BOOL_TEXT = r"^(?:true|false)$"
+_FLOAT_CHARS = 17  # "-", a point and 15 digits: a double holds any 15 significant digits exactly
+_QUOTED = r'"[^"]*"'
+_UNIT_SEPARATOR = "\x1f"  # a byte no contacts file has, used to read whole lines
+_SAMPLE_ROWS = 1000
+_MAX_SUSPECTS = 1000  # false alarms looked at one by one before the exact scan is cheaper
+_KINDS_OF_TEXT = ((_INT_TEXT, pl.Int64), (_FLOAT_TEXT, pl.Float64), (_BOOL_TEXT, pl.Boolean))
+
+
+def is_blank(data: bytes) -> bool:
+    """Nothing but whitespace (and maybe a BOM); a large file is not copied to find out."""
+    if data[:_PEEK_BYTES].removeprefix(_BOM).strip():
+        return False
+    return not data.removeprefix(_BOM).strip()
+
+
+def _is_utf8(encoding: str) -> bool:
+    return encoding.lower().replace("-", "").replace("_", "") in ("utf8", "utf8sig")
+
+
+def _line_of(data: bytes, encoding: str, offset: int) -> int:
+    """The line (CR, LF or CRLF ended) holding byte ``offset`` of text in ``encoding``."""
+    before = data[:offset].decode(encoding, errors="replace")
+    return before.count("\n") + before.count("\r") - before.count("\r\n") + 1
+
+
+def _encoding_hint(data: bytes) -> str:
+    """The encoding worth suggesting for bytes that are not UTF-8, or '' when none would be right."""
+    if b"\x00" in data:
+        return ""  # not a single-byte text encoding: suggesting one would only make a mess of it
+    if not re.search(rb"[\x80-\x9f]", data):
+        return "latin-1"  # latin-1 and cp1252 agree on every byte here
+    try:
+        data.decode("cp1252")
+    except UnicodeDecodeError:
+        return ""
+    return "cp1252"
+
+
+def _decode_error(shown: str, data: bytes, encoding: str, exc: UnicodeDecodeError) -> InputFileError:
+    line = _line_of(data, encoding, exc.start)
+    byte = data[exc.start : exc.start + 1].hex()
+    if _is_utf8(encoding):
+        hint = _encoding_hint(data)
+        if hint:
+            advice = f'if the file uses another encoding, set input.encoding (e.g. "{hint}")'
+        else:
+            advice = "it is not text in any one-byte encoding either (a workbook or another binary file?)"
+        return InputFileError(shown, f"not valid UTF-8 (byte 0x{byte}); {advice}", line=line)
+    return InputFileError(shown, f"not valid {encoding} (byte 0x{byte})", line=line)
+
+
+def _utf16_without_bom(data: bytes) -> str | None:
+    """``utf-16-le``/``-be`` when the start of the file is ASCII text with a zero byte after/before each character."""
+    sample = data[:_SNIFF_BYTES]
+    if len(sample) < 4 or b"\x00" not in sample:
+        return None
+    even, odd = sample[0::2], sample[1::2]
+    if odd.count(0) > 0.9 * len(odd) and even.count(0) < 0.1 * len(even):
+        return "utf-16-le"
+    if even.count(0) > 0.9 * len(even) and odd.count(0) < 0.1 * len(odd):
+        return "utf-16-be"
+    return None
+
+
+def as_utf8(shown: str, data: bytes, encoding: str) -> bytes:
+    """The text as UTF-8 bytes without a BOM and with LF or CRLF line ends, or the line that is not in ``encoding``.
+
+    A byte order mark decides the encoding: no other encoding's text starts with one.
+    """
+    for bom, marked in _BOMS:
+        if data.startswith(bom):
+            encoding, data = marked, data[len(bom) :]
+            break
+    else:
+        if _is_utf8(encoding):
+            encoding = _utf16_without_bom(data) or encoding
+    if not _is_utf8(encoding):
+        try:
+            data = data.decode(encoding).encode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise _decode_error(shown, data, encoding, exc) from None
+        data = data.removeprefix(_BOM)  # "utf-16" and the like keep no mark, but "utf-8-sig"-like names might
+    try:
+        # Polars checks UTF-8 faster than Python and without a copy of the text as str.
+        pl.Series([data], dtype=pl.Binary).cast(pl.String)
+    except pl.exceptions.PolarsError:
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise _decode_error(shown, data, "utf-8", exc) from None
+        raise
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        raise InputFileError(
+            shown,
+            "holds a zero byte, so it is not a text file (a workbook? export it as CSV)",
+            line=_line_of(data, "utf-8", nul),
+        )
+    if b"\r" in data and data.count(b"\r") != data.count(b"\r\n"):
+        # A CR alone ends a line (old Mac, some Excel exports); polars and csv only know LF and CRLF.
+        data = re.sub(rb"\r(?!\n)", b"\n", data)
+    return data
+
+
+def _header_line(data: bytes) -> str:
+    start = 0
+    while data[start : start + 1] in (b"\r", b"\n"):
+        start += 1  # blank lines before the header, which polars skips too
+    end = data.find(b"\n", start)
+    return data[start : end if end >= 0 else len(data)].decode("utf-8").rstrip("\r")
+
+
+def split_fields(line: str, separator: str) -> list[str]:
+    """One line's fields, quotes honoured as the csv module reads them."""
+    return next(csv.reader([line], delimiter=separator), [])
+
+
+def _detect_separator(header: str, wanted: Iterable[str] = ()) -> str:
+    """The field separator a header line uses, of ``,`` ``;`` tab ``|`` (``,`` when none splits it).
+
+    The separator that makes every ``wanted`` column exist wins; among equals, the one
+    that splits the header into the most fields; then the earlier in that list.
+    """
+    needed = set(wanted)
+    best, best_rank = ",", (False, 1)
+    for separator in SEPARATORS:
+        fields = split_fields(header, separator)
+        rank = (needed <= set(fields) and bool(needed), len(fields))
+        if rank > best_rank:
+            best, best_rank = separator, rank
+    return best
+
+
+def _check_header(shown: str, header: list[str]) -> None:
+    seen: set[str] = set()
+    for column in header:
+        if column in seen:
+            if not column:
+                raise InputFileError(shown, "more than one column has no name in the header", line=1)
+            raise InputFileError(shown, "appears twice in the header", line=1, column=column)
+        seen.add(column)
+
+
+def _ragged(shown: str, line: int, fields: int, width: int) -> InputFileError:
+    noun = "field" if fields == 1 else "fields"
+    return InputFileError(shown, f"ragged row: {fields} {noun} where the header has {width}", line=line)
+
+
+def _scan_records(shown: str, data: bytes, separator: str, *, keep: list[list[str]] | None = None) -> list[int]:
+    """The exact, slow check (Python's csv module): raise on the first ragged row, else return blank records.
+
+    Used only when the vectorized check cannot decide (a quoted field spanning lines)
+    or when polars has failed; then ``keep`` collects the header and the rows.
+    """
+    # Strict only when polars has failed: then a quote never closed is the likely reason, and worth naming.
+    reader = csv.reader(io.StringIO(data.decode("utf-8"), newline=""), delimiter=separator, strict=keep is not None)
+    start = 1
+    try:
+        header = next(reader, None)
+        while header == []:
+            header = next(reader, None)  # blank lines before the header, which polars skips too
+        if header is None:
+            return []
+        width = len(header)
+        blanks: list[int] = []
+        start = reader.line_num + 1
+        if keep is not None:
+            keep.append(header)
+        for record, row in enumerate(reader):
+            if not row:
+                blanks.append(record)
+            elif len(row) != width:
+                raise _ragged(shown, start, len(row), width)
+            elif keep is not None:
+                keep.append(row)
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        what = "a quote opened on this line is never closed" if "end of data" in str(exc) else str(exc)
+        raise InputFileError(shown, f"not a valid CSV file: {what}", line=start) from None
+    return blanks
+
+
+def _read_with_csv_module(shown: str, data: bytes, separator: str) -> pl.DataFrame:
+    """Read what polars refused but Python's csv module accepts (a stray quote mid-field, as in ``6" tall``)."""
+    rows: list[list[str]] = []
+    _scan_records(shown, data, separator, keep=rows)
+    if not rows:
+        raise InputFileError(shown, "the file is empty")
+    header, body = rows[0], rows[1:]
+    frame = pl.DataFrame(body, schema=dict.fromkeys(header, pl.String), orient="row")
+    # Empty fields are null, as when polars reads them.
+    return frame.with_columns(pl.all().replace("", None))
+
+
+def _lines(data: bytes) -> pl.Series | None:
+    """Every physical line without its line ending, blank ones as null (polars splits them in parallel).
+
+    Reads the file as CSV with a separator that does not occur in it and no quoting;
+    None when the file holds that separator byte.
+    """
+    if _UNIT_SEPARATOR.encode() in data:
+        return None
+    return pl.read_csv(
+        data, has_header=False, separator=_UNIT_SEPARATOR, quote_char=None, infer_schema=False, new_columns=["line"]
+    ).to_series()
+
+
+def _field_counts(lines: pl.Series, separator: str) -> pl.Series:
+    """Fields per line, separators inside quotes not counted (a line holding no quoted line break)."""
+    counts = lines.str.count_matches(separator, literal=True) + 1
+    quoted = lines.str.contains('"', literal=True).fill_null(False)
+    if quoted.any():
+        where = quoted.arg_true()
+        unquoted = lines.gather(where).str.replace_all(_QUOTED, "").str.count_matches(separator, literal=True) + 1
+        counts = counts.scatter(where, unquoted)
+    return counts
+
+
+def _check_rows(shown: str, data: bytes, frame: pl.DataFrame, separator: str) -> pl.DataFrame:
+    """Raise on the first short row polars padded with nulls; drop blank lines (polars reads them as null rows).
+
+    Only rows whose last column is null can be short, so only their lines are looked
+    at. When a quoted field spans lines, lines are no longer records, and the exact
+    scan decides; a suspect is confirmed with the csv module before it is reported.
+    """
+    lines = _lines(data)
+    first = 0
+    if lines is not None:
+        first = lines.is_not_null().arg_true()[0]  # polars skips blank lines before the header
+    if lines is None or lines.len() - first - 1 != frame.height:
+        return _without_blank_records(shown, data, frame, separator)
+    records = lines.slice(first + 1)
+    where = frame.get_column(frame.columns[-1]).is_null().arg_true()
+    picked = records.gather(where)
+    blank = picked.is_null()
+    fields = _field_counts(picked, separator)
+    # Removing quoted sections only ever hides commas, so every short row is a suspect;
+    # a suspect is a false alarm when a quote mid-field (literal to polars and csv alike) fooled the count.
+    suspects = where.filter(~blank & (fields != frame.width))
+    for index in suspects.head(_MAX_SUSPECTS).to_list():
+        row = split_fields(records[index], separator)
+        if len(row) != frame.width:
+            raise _ragged(shown, first + 2 + index, len(row), frame.width)
+    if len(suspects) > _MAX_SUSPECTS:
+        return _without_blank_records(shown, data, frame, separator)
+    if not blank.any():
+        return frame
+    return frame.filter(_blank_mask(where.filter(blank).to_list(), frame.height))
+
+
+def _without_blank_records(shown: str, data: bytes, frame: pl.DataFrame, separator: str) -> pl.DataFrame:
+    """The exact scan's verdict: raise on a ragged row, else drop the blank records."""
+    blanks = _scan_records(shown, data, separator)
+    if blanks and blanks[-1] >= frame.height:
+        # A stray quote made polars and the csv module see different records: the csv module's reading stands.
+        return _read_with_csv_module(shown, data, separator)
+    return frame.filter(_blank_mask(blanks, frame.height)) if blanks else frame
+
+
+def _blank_mask(blanks: list[int], height: int) -> pl.Series:
+    """True for the rows to keep."""
+    return pl.repeat(True, height, eager=True).scatter(blanks, False)
+
+
+def _infer_types(frame: pl.DataFrame, keep_text: set[str]) -> pl.DataFrame:
+    """Type each CSV column from all of its values (polars would look at the first rows only).
+
+    A sample of each column picks the one type worth checking; only then is the whole
+    column checked, so text columns cost next to nothing.
+    """
+    sample = frame.head(_SAMPLE_ROWS)
+    casts: list[pl.Expr] = []
+    for column, dtype in frame.schema.items():
+        if dtype != pl.String or column in keep_text or sample[column].null_count() == sample.height:
+            continue
+        col = pl.col(column)
+        for pattern, cast in _KINDS_OF_TEXT:
+            if not sample.select(col.str.contains(pattern).all()).item():
+                continue
+            fits = col.str.contains(pattern).all()
+            if cast == pl.Float64:
+                fits = fits & (col.str.len_bytes().max() <= _FLOAT_CHARS)
+            if frame.select(fits).item():
+                casts.append(col == "true" if cast == pl.Boolean else col.cast(cast))
+                break
+    return frame.with_columns(casts) if casts else frame
+
+
+def _without_empty_rows(frame: pl.DataFrame) -> pl.DataFrame:
+    """Drop rows whose every cell is empty or blank: Excel writes ``,,,`` for rows it once formatted.
+
+    Only rows whose first cell is empty can be such rows, so only they are looked at whole.
+    """
+    first = frame.get_column(frame.columns[0])
+    maybe = (first.is_null() | first.str.contains(r"^\s*$")).fill_null(True)
+    if not maybe.any():
+        return frame
+    where = maybe.arg_true()
+    cells = [pl.col(c).is_null() | pl.col(c).str.contains(r"^\s*$") for c in frame.columns]
+    empty = frame[where].select(pl.all_horizontal(cells).fill_null(True)).to_series()
+    if not empty.any():
+        return frame
+    return frame.filter(_blank_mask(where.filter(empty).to_list(), frame.height))
+
+
+def read_csv(shown: str, data: bytes, keep_text: set[str], separator: str | None) -> pl.DataFrame:
+    """A CSV file's rows as a frame: the header checked, short rows refused, blank rows dropped, columns typed.
+
+    ``keep_text`` columns stay text; ``separator`` None means detect it from the header.
+    """
+    line = _header_line(data)
+    separator = separator or _detect_separator(line, keep_text)
+    _check_header(shown, split_fields(line, separator))
+    try:
+        frame = pl.read_csv(data, infer_schema=False, raise_if_empty=True, separator=separator)
+    except pl.exceptions.NoDataError:
+        raise InputFileError(shown, "the file is empty") from None
+    except pl.exceptions.PolarsError:
+        # Polars says "more fields than defined", never where: the exact scan finds the line,
+        # or, when no row is ragged, reads the file polars could not.
+        frame = _read_with_csv_module(shown, data, separator)
+    else:
+        if frame.width and frame.height and frame.get_column(frame.columns[-1]).null_count():
+            # A short row is padded with nulls, so it always leaves one in the last column.
+            frame = _check_rows(shown, data, frame, separator)
+    if frame.width and frame.height:
+        frame = _without_empty_rows(frame)
+    if frame.height == 0:
+        raise InputFileError(shown, "has a header but no data rows")
+    return _infer_types(frame, keep_text)

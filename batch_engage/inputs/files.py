@@ -1,0 +1,225 @@
+"""Reading the contacts file with polars, with one clear line for every way a file can be wrong.
+
+Every file-level problem is an :class:`InputFileError` naming the file and, where it
+applies, the line and the column. The common case stays vectorized: a CSV is read by
+polars with every column as text, checked for short rows only when polars' null
+pattern says a row may have been padded, and typed afterwards with whole-column rules.
+
+What spreadsheets write is read as they meant it: the field separator (``,`` ``;``
+tab ``|``) is taken from ``input.separator`` or detected from the header line; a byte
+order mark (UTF-8, UTF-16, UTF-32) decides the encoding whatever ``input.encoding``
+says; old Mac line endings (CR alone) end lines; rows whose cells are all empty
+(Excel's trailing ``,,,``) are skipped like blank lines. No file, however broken,
+gives anything but an :class:`InputFileError`.
+
+The CSV details (encodings, separator, short and blank rows, typing) live in the private ``_csv``.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import hashlib
+import io
+import json
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import polars as pl
+
+from ..errors import InputFileError
+from ..job import InputSpec
+from .csv import SEPARATORS, as_utf8, is_blank, read_csv, split_fields
+
+__all__ = ["SEPARATORS", "STDIN_NAME", "InputSpec", "Table", "frame_digest", "read_table", "require_columns"]
+
+STDIN_NAME = "<stdin>"
+_EXTENSIONS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".ndjson": "ndjson", ".jsonl": "ndjson"}
+_KINDS = {"csv": "CSV", "parquet": "Parquet", "ndjson": "NDJSON"}
+_MAX_LISTED_COLUMNS = 30
+
+
+@dataclass(frozen=True)
+class Table:
+    """The input rows, and a digest of exactly what was read (for the checkpoint's fingerprint)."""
+
+    frame: pl.DataFrame
+    digest: str
+    name: str
+
+
+def _format_of(spec: InputSpec, name: str, shown: str) -> str:
+    if spec.format:
+        return spec.format
+    if name == "-":
+        return "csv"
+    suffix = Path(name.split("?", maxsplit=1)[0]).suffix.lower()
+    if suffix not in _EXTENSIONS:
+        raise InputFileError(
+            shown,
+            f"unknown file type {suffix or '(no extension)'!r} (use .csv, .parquet, .ndjson or .jsonl, "
+            "or set input.format)",
+        )
+    return _EXTENSIONS[suffix]
+
+
+def _read_bytes(name: str, shown: str, stdin: BinaryIO | None) -> bytes:
+    if name == "-":
+        return (stdin or sys.stdin.buffer).read()
+    path = Path(name)
+    if not path.exists():
+        raise InputFileError(shown, "no such file")
+    if path.is_dir():
+        raise InputFileError(shown, "is a folder, not a file")
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InputFileError(shown, f"cannot be read: {exc.strerror}") from None
+
+
+def _ndjson_error(shown: str, data: bytes, exc: pl.exceptions.PolarsError) -> InputFileError:
+    for number, line in enumerate(data.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as err:
+            return InputFileError(shown, f"not valid JSON ({err.msg})", line=number)
+        if not isinstance(value, dict):
+            return InputFileError(shown, "not a JSON object", line=number)
+    return _not_valid(shown, "ndjson", exc)
+
+
+def _not_valid(shown: str, fmt: str, exc: Exception) -> InputFileError:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    first = first.removeprefix("parquet: ")
+    return InputFileError(shown, f"not a valid {_KINDS[fmt]} file: {first}")
+
+
+def _read_parquet(shown: str, data: bytes) -> pl.DataFrame:
+    if not data.endswith(b"PAR1"):
+        if data.startswith(b"PAR1"):
+            raise InputFileError(shown, "not a valid Parquet file: it ends before its footer (cut short?)")
+        raise InputFileError(shown, "not a Parquet file (it does not end with the Parquet footer)")
+    try:
+        return pl.read_parquet(io.BytesIO(data))
+    except pl.exceptions.PolarsError as exc:
+        raise _not_valid(shown, "parquet", exc) from None
+
+
+def _read_remote(name: str, fmt: str, separator: str | None) -> pl.DataFrame:
+    try:
+        if fmt == "csv":
+            return pl.read_csv(name, infer_schema_length=10_000, separator=separator or ",")
+        if fmt == "parquet":
+            return pl.read_parquet(name)
+        return pl.read_ndjson(name, infer_schema_length=10_000)
+    except pl.exceptions.PolarsError as exc:
+        raise _not_valid(name, fmt, exc) from None
+    except OSError as exc:
+        raise InputFileError(name, f"cannot be read: {exc}") from None
+
+
+def read_table(
+    spec: InputSpec,
+    *,
+    text_columns: Iterable[str] = (),
+    stdin: BinaryIO | None = None,
+) -> Table:
+    """Read the input file; ``text_columns`` are read as strings, whatever they look like."""
+    name = spec.path
+    if name is None:
+        raise InputFileError("(no input)", "no input file: set input.path or give a frame")
+    shown = STDIN_NAME if name == "-" else name
+    fmt = _format_of(spec, name, shown)
+    keep_text = set(text_columns)
+    if "://" in name:
+        frame = _read_remote(name, fmt, spec.separator)
+        if frame.height == 0:
+            raise InputFileError(name, "has no data rows")
+        frame = frame.with_columns(pl.col(c).cast(pl.String) for c in keep_text if c in frame.columns)
+        return Table(frame=frame, digest=frame_digest(frame), name=name)
+
+    raw = _read_bytes(name, shown, stdin)
+    if is_blank(raw):
+        raise InputFileError(shown, "the file is empty")
+    digest = hashlib.blake2b(raw, digest_size=16).hexdigest()
+    if fmt == "parquet":
+        frame = _read_parquet(shown, raw)
+        if frame.height == 0:
+            raise InputFileError(shown, "has no data rows")
+    else:
+        data = as_utf8(shown, raw, spec.encoding)
+        if fmt == "csv":
+            try:
+                frame = read_csv(shown, data, keep_text, spec.separator)
+            except (pl.exceptions.PolarsError, csv.Error) as exc:
+                # The checks above name the usual problems; whatever is left is still one line, never a traceback.
+                raise _not_valid(shown, fmt, exc) from None
+        else:
+            try:
+                frame = pl.read_ndjson(io.BytesIO(data), infer_schema_length=None)
+            except pl.exceptions.PolarsError as exc:
+                raise _ndjson_error(shown, data, exc) from None
+            except (ValueError, TypeError) as exc:
+                # Polars raises these too for some malformed lines (a value of a type it cannot hold).
+                raise _not_valid(shown, "ndjson", exc) from None
+            if frame.height == 0:
+                raise InputFileError(shown, "has no data rows")
+    frame = frame.with_columns(pl.col(c).cast(pl.String) for c in keep_text if c in frame.columns)
+    return Table(frame=frame, digest=digest, name=shown)
+
+
+def frame_digest(frame: pl.DataFrame) -> str:
+    """A content digest of an in-memory frame (for jobs fed a DataFrame instead of a file)."""
+    buffer = io.BytesIO()
+    frame.write_ipc(buffer, compression="uncompressed")
+    return hashlib.blake2b(buffer.getvalue(), digest_size=16).hexdigest()
+
+
+def _closest(column: str, columns: list[str]) -> str | None:
+    """The column a user most likely meant: same name in another case, a near spelling, or one containing it."""
+    folded = column.strip().casefold()
+    for candidate in columns:
+        if candidate.strip().casefold() == folded:
+            return candidate
+    close = difflib.get_close_matches(column, columns, n=1)
+    if close:
+        return close[0]
+    containing = [c for c in columns if folded and (folded in c.casefold() or c.casefold() in folded)]
+    return min(containing, key=len) if containing else None
+
+
+def _separator_hint(column: str, columns: list[str]) -> str:
+    """Advice to set ``input.separator`` when the header was split by the wrong one (``phone;first_name``).
+
+    Given when splitting a header cell by another separator yields the missing column,
+    or when the whole header is one cell holding a separator.
+    """
+    for separator in SEPARATORS:
+        holding = [name for name in columns if separator in name]
+        if any(column in split_fields(name, separator) for name in holding) or (holding and len(columns) == 1):
+            return f"; the header holds {separator!r}: if it separates the columns, set input.separator = {separator!r}"
+    return ""
+
+
+def require_columns(name: str, frame: pl.DataFrame, columns: Iterable[tuple[str, str]]) -> None:
+    """Refuse a mapping that names a column the file does not have, listing those it has and the closest."""
+    for key, column in columns:
+        if column in frame.columns:
+            continue
+        listed = ", ".join(frame.columns[:_MAX_LISTED_COLUMNS])
+        if frame.width > _MAX_LISTED_COLUMNS:
+            listed += f", ... ({frame.width} in all)"
+        hint = _separator_hint(column, frame.columns)
+        if not hint:
+            close = _closest(column, frame.columns)
+            hint = f"; did you mean {close!r}?" if close else ""
+        raise InputFileError(
+            name,
+            f"{key} names a column the file does not have (it has: {listed}){hint}",
+            column=column,
+        )

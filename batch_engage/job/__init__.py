@@ -1,0 +1,27 @@
+"""The job: a TOML file read, checked and frozen into a Spec (paths, periods, send window); it knows no reader."""
+
+from .checks import OUTCOME_BASE_COLUMNS, static_parameter_pairs
+from .periods import is_period, previous_period
+from .periods import render as render_period
+from .send_window import DAYS, SendWindow, parse_window, valid_zone
+from .spec import Cap, FlowSpec, InputSpec, MappingSpec, OutputSpec, SendSpec, Spec, load_spec
+
+__all__ = [
+    "DAYS",
+    "OUTCOME_BASE_COLUMNS",
+    "Cap",
+    "FlowSpec",
+    "InputSpec",
+    "MappingSpec",
+    "OutputSpec",
+    "SendSpec",
+    "SendWindow",
+    "Spec",
+    "is_period",
+    "load_spec",
+    "parse_window",
+    "previous_period",
+    "render_period",
+    "static_parameter_pairs",
+    "valid_zone",
+]

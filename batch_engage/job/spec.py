@@ -1,0 +1,352 @@
+"""The job: a TOML file plus flag overrides, turned into one frozen ``Spec``.
+
+Every default is a named module constant; every error names the key it is about. Reading
+the file is ``_spec_read``'s job, checking each section ``_spec_checks``' and ``_spec_paths``',
+Twilio's hosts ``hosts``'; their public names stay importable from here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+from ..errors import ConfigError
+from ..twilio import (
+    DEFAULT_BASE_URL,
+    REGION_EDGES,
+    api_base_url,
+    check_base_url,
+    studio_base_url,
+    studio_region_warning,
+)
+from . import periods
+from .checks import (
+    FLOW_SID_PATTERN,
+    INPUT_FORMATS,
+    OUTCOME_BASE_COLUMNS,
+    check_flow,
+    check_history,
+    check_input,
+    check_mapping,
+    check_marker_key,
+    check_number,
+    check_parameter_keys,
+    check_send,
+    check_zone,
+    collect_fields,
+    static_parameter_pairs,
+)
+from .paths import check_paths, check_postgres_checkpoint, job_fields, output_fields
+from .read import accepted_keys, job_sections, read_job
+from .send_window import SendWindow, parse_window
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "FLOW_SID_PATTERN",
+    "INPUT_FORMATS",
+    "OUTCOME_BASE_COLUMNS",
+    "REGION_EDGES",
+    "Cap",
+    "CollectSpec",
+    "FlowSpec",
+    "HistorySpec",
+    "InputSpec",
+    "JobSpec",
+    "MappingSpec",
+    "OutputSpec",
+    "SendSpec",
+    "Spec",
+    "SuppressSpec",
+    "accepted_keys",
+    "api_base_url",
+    "check_base_url",
+    "check_number",
+    "check_parameter_keys",
+    "load_spec",
+    "parse_cap",
+    "static_parameter_pairs",
+    "studio_base_url",
+    "studio_region_warning",
+]
+
+DEFAULT_RATE = 20.0
+DEFAULT_CONCURRENCY = 8
+DEFAULT_MAX_ATTEMPTS = 6
+DEFAULT_MAX_BACKOFF = 300.0
+DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_READ_TIMEOUT = 15.0
+DEFAULT_MAX_PARAMETERS_BYTES = 16 * 1024
+DEFAULT_RECONCILE_DELAY = 3.0
+DEFAULT_BREAKER_WINDOW = 100
+DEFAULT_BREAKER_RATIO = 0.5
+DEFAULT_MARKER_KEY = "_batch_engage"
+
+Api = Literal["engagements", "executions"]
+Dedupe = Literal["to", "to_from", "none"]
+# A fixed day to show an example period from (for_period's error), whatever today is.
+_EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+_CAP = re.compile(r"^\s*(\d+)\s*per\s*(\d+)\s*([mhdw])\s*$")
+_UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+@dataclass(frozen=True, kw_only=True)
+class InputSpec:
+    """Where the contacts come from (``[input]`` of the job; the readers take it)."""
+
+    path: str | None = None
+    format: str | None = None
+    encoding: str = "utf-8"
+    uri: str | None = None
+    query: str | None = None
+    separator: str | None = None  # a CSV's field separator; None: detected from the header
+
+
+@dataclass(frozen=True)
+class Cap:
+    """At most ``count`` contacts within ``seconds``."""
+
+    count: int
+    seconds: float
+    text: str
+
+
+def parse_cap(text: str, *, key: str) -> Cap:
+    """Parse ``"1 per 7d"`` (units m, h, d, w)."""
+    match = _CAP.match(text)
+    if match is None or int(match.group(1)) < 1 or int(match.group(2)) < 1:
+        raise ConfigError(key, f"must look like '1 per 7d' (units m, h, d, w), not {text!r}")
+    return Cap(int(match.group(1)), int(match.group(2)) * _UNIT_SECONDS[match.group(3)], text.strip())
+
+
+@dataclass(frozen=True, kw_only=True)
+class FlowSpec:
+    """Which Flow to run, through which API and host."""
+
+    sid: str
+    api: Api = "engagements"
+    base_url: str | None = None
+    region: str | None = None
+    edge: str | None = None
+    strict_variables: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class MappingSpec:
+    """How columns become ``To``, ``From`` and ``Parameters``."""
+
+    to: str
+    from_: str | None = None
+    from_column: str | None = None
+    parameters: tuple[tuple[str, str], ...] = ()
+    static_parameters: Mapping[str, Any] = field(default_factory=dict)
+    parameters_column: str | None = None
+    default_region: str | None = None
+    timezone_column: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SendSpec:
+    """How fast, how persistently and how carefully to send."""
+
+    rate: float = DEFAULT_RATE
+    concurrency: int = DEFAULT_CONCURRENCY
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    max_backoff: float = DEFAULT_MAX_BACKOFF
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    read_timeout: float = DEFAULT_READ_TIMEOUT
+    dedupe: Dedupe = "to"
+    max_parameters_bytes: int = DEFAULT_MAX_PARAMETERS_BYTES
+    preflight: bool = True
+    reconcile_delay: float = DEFAULT_RECONCILE_DELAY
+    breaker_window: int = DEFAULT_BREAKER_WINDOW
+    breaker_ratio: float = DEFAULT_BREAKER_RATIO
+    window: str | None = None
+    days: tuple[str, ...] | None = None
+    default_timezone: str | None = None
+    marker_key: str = DEFAULT_MARKER_KEY
+
+    @cached_property
+    def send_window(self) -> SendWindow | None:
+        """``window`` and ``days`` parsed (None: no window); parsed once, when the job is loaded."""
+        return parse_window(self.window, self.days) if self.window is not None else None
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutputSpec:
+    """Where the results, checkpoint and outcomes live (``*_template``: before ``{id}``/``{date}`` were filled)."""
+
+    results: str
+    checkpoint: str
+    results_template: str | None = None
+    checkpoint_template: str | None = None
+    outcomes: str | None = None
+    outcomes_template: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CollectSpec:
+    """What ``collect`` brings back per run: fields (column name, dotted Context path), delivery, and its pace.
+
+    ``rate`` and ``concurrency`` default (None) to ``[send]``'s.
+    """
+
+    fields: tuple[tuple[str, str], ...] = ()
+    message_status: tuple[str, ...] = ()
+    rate: float | None = None
+    concurrency: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobSpec:
+    """The campaign's name; with ``{date}``, ``{week}`` or ``{month}`` in it, one campaign per period."""
+
+    id: str = "job"
+    template: str = "job"
+    period_kind: periods.PeriodKind | None = None
+    period: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SuppressSpec:
+    """Lists of contacts never to reach (opt-outs, do-not-contact)."""
+
+    files: tuple[str, ...] = ()
+    column: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class HistorySpec:
+    """The contact history shared across jobs, and the frequency caps checked against it."""
+
+    path: str | None = None
+    cap: str | None = None
+    flow_cap: str | None = None
+
+    @cached_property
+    def caps(self) -> tuple[Cap | None, Cap | None]:
+        """``cap`` and ``flow_cap`` parsed; parsed once, when the job is loaded."""
+        return (
+            parse_cap(self.cap, key="history.cap") if self.cap else None,
+            parse_cap(self.flow_cap, key="history.flow_cap") if self.flow_cap else None,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Spec:
+    """A whole job, validated: build it with :func:`load_spec` or directly."""
+
+    input: InputSpec
+    flow: FlowSpec
+    mapping: MappingSpec
+    send: SendSpec = SendSpec()
+    output: OutputSpec
+    suppress: SuppressSpec = SuppressSpec()
+    history: HistorySpec = HistorySpec()
+    job: JobSpec = JobSpec()
+    collect: CollectSpec = CollectSpec()
+
+    def replace(self, **sections: Any) -> Spec:
+        """Return a copy with whole sections replaced."""
+        return dataclasses.replace(self, **sections)
+
+    def for_period(self, period: str) -> Spec:
+        """The same job for another period (its own id and output paths)."""
+        kind = self.job.period_kind
+        if kind is None:
+            raise ConfigError("job.id", "has no {date}, {week} or {month}: the job has no periods")
+        if not periods.is_period(kind, period):
+            raise ConfigError(
+                "--period", f"{period!r} is not a {kind} (e.g. {periods.current_period(kind, _EPOCH, None)})"
+            )
+        job = dataclasses.replace(self.job, id=periods.render(self.job.template, {kind: period}), period=period)
+        values = {"id": job.id, kind: period}
+        out = self.output
+        return dataclasses.replace(
+            self,
+            job=job,
+            output=dataclasses.replace(
+                out,
+                results=periods.render(out.results_template or out.results, values),
+                checkpoint=periods.render(out.checkpoint_template or out.checkpoint, values),
+                outcomes=periods.render(out.outcomes_template, values) if out.outcomes_template else out.outcomes,
+            ),
+        )
+
+    def rehearsal(self) -> Spec:
+        """The same job against the sandbox: its own checkpoint and results beside the real ones, no history.
+
+        Idempotent: the rehearsal of a rehearsal is itself.
+        """
+        if self.output.checkpoint.endswith(".sandbox"):
+            return self
+        results = Path(self.output.results)
+        outcomes = Path(self.output.outcomes) if self.output.outcomes else None
+        return dataclasses.replace(
+            self,
+            output=dataclasses.replace(
+                self.output,
+                results=str(results.with_name(f"{results.stem}.sandbox{results.suffix}")),
+                checkpoint=self.output.checkpoint + ".sandbox",
+                outcomes=str(outcomes.with_name(f"{outcomes.stem}.sandbox{outcomes.suffix}")) if outcomes else None,
+            ),
+            history=HistorySpec(),
+        )
+
+
+def load_spec(
+    path: str | Path | None = None,
+    *,
+    raw: Mapping[str, Any] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    now: datetime | None = None,
+) -> Spec:
+    """Read a job file (or an already-parsed ``raw`` table) and apply ``section.key`` overrides.
+
+    Relative paths in the file resolve against the file's folder; paths given as
+    overrides resolve against the current directory. ``now`` fixes the period of a
+    ``[job] id`` with ``{date}``, ``{week}`` or ``{month}`` (default: the current time).
+    """
+    table, base, stem = read_job(path, raw)
+    sections = job_sections(table, base, overrides or {})
+    return _build(sections, base, stem, now or datetime.now(UTC))
+
+
+def _build(sections: dict[str, dict[str, Any]], base: Path, stem: str, now: datetime) -> Spec:
+    inp = InputSpec(**check_input(sections["input"]))
+    flow = FlowSpec(**check_flow(sections["flow"]))
+    mapping = check_mapping(sections["mapping"])
+    send = SendSpec(**check_send(sections["send"]))
+    # The window is parsed here, once: a bad one fails the load naming its key, and readers never parse it again.
+    if send.send_window is not None:
+        check_zone(send.default_timezone)
+    check_marker_key(sections["send"].get("marker_key"), mapping)
+    job = job_fields(sections["job"], stem, send.default_timezone, now)
+    check_postgres_checkpoint(sections["output"], sections["job"])
+    output = OutputSpec(**output_fields(sections["output"], base, job))
+    history = HistorySpec(**check_history(sections["history"]))
+    _ = history.caps  # parsed here, once, like the window
+    spec = Spec(
+        collect=CollectSpec(**collect_fields(sections["collect"])),
+        suppress=SuppressSpec(**sections["suppress"]),
+        history=history,
+        input=inp,
+        flow=flow,
+        mapping=MappingSpec(**mapping),
+        send=send,
+        output=output,
+        job=JobSpec(**job),
+    )
+    check_paths(
+        [("input.path", inp.path), *(("suppress.files", f) for f in spec.suppress.files)],
+        results=output.results,
+        checkpoint=output.checkpoint,
+        outcomes=output.outcomes,
+        history=history.path,
+    )
+    return spec

@@ -1,0 +1,18 @@
+"""Planning with no network: rows read, numbers normalized, deduplicated, suppressed, capped and windowed."""
+
+from .phone import mask
+from .prepare import Prepared, caps, contact_hash, fingerprint, params_hash, prepare
+from .windows import annotate_windows, send_window, window_openings
+
+__all__ = [
+    "Prepared",
+    "annotate_windows",
+    "caps",
+    "contact_hash",
+    "fingerprint",
+    "mask",
+    "params_hash",
+    "prepare",
+    "send_window",
+    "window_openings",
+]

@@ -1,0 +1,73 @@
+"""Campaign hygiene across runs at planning time: suppression lists, and frequency caps against the history.
+
+The history itself (SQLite or PostgreSQL, claims, settlements and their owner format) lives in
+``history.py``; this module only filters the plan against it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import polars as pl
+
+from ..history import HistoryStore
+from ..inputs import read_table, require_columns
+from ..job import Cap, InputSpec
+from . import phone
+
+__all__ = ["apply_history", "apply_suppression", "load_suppression"]
+
+
+def load_suppression(files: Iterable[str], column: str | None, default_region: str | None) -> dict[str, set[str]]:
+    """Each suppression list's normalized addresses, by the list's file name."""
+    lists: dict[str, set[str]] = {}
+    for path in files:
+        table = read_table(InputSpec(path=path), text_columns=[column] if column else [])
+        frame = table.frame
+        name = column or frame.columns[0]
+        require_columns(path, frame, [("suppress.column", name)])
+        normalized = phone.normalize(frame[name].cast(pl.String), default_region)
+        good = normalized.filter(pl.col("reason").is_null())["address"]
+        lists[Path(path).name] = set(good.to_list())
+    return lists
+
+
+def apply_suppression(plan: pl.DataFrame, lists: Mapping[str, set[str]]) -> pl.DataFrame:
+    """Mark pending rows whose To is on a list ``suppressed``, naming the list."""
+    for name, numbers in lists.items():
+        hit = (pl.col("status") == "pending") & pl.col("to").is_in(list(numbers))
+        plan = plan.with_columns(
+            status=pl.when(hit).then(pl.lit("suppressed")).otherwise(pl.col("status")),
+            error_message=pl.when(hit).then(pl.lit(f"on suppression list {name}")).otherwise(pl.col("error_message")),
+        )
+    return plan
+
+
+def apply_history(
+    plan: pl.DataFrame, history: HistoryStore, flow_sid: str, cap: Cap | None, flow_cap: Cap | None, *, job: str
+) -> pl.DataFrame:
+    """Mark pending rows whose contact was reached within a cap ``capped``, with the earlier contact."""
+    if cap is None and flow_cap is None:
+        return plan
+    longest = max(c.seconds for c in (cap, flow_cap) if c is not None)
+    recent = history.recent_addresses(longest)
+    # Only contacts the history holds need the exact (per-contact) check.
+    pending = plan.filter((pl.col("status") == "pending") & pl.col("to").is_in(list(recent))).select("row", "to")
+    messages: dict[int, str] = {}
+    for row, to in pending.iter_rows():
+        blocker = history.check(to, flow_sid, cap, flow_cap, job=job)
+        if blocker is not None:
+            messages[row] = blocker[0].describe(blocker[1])
+    if not messages:
+        return plan
+    capped = pl.DataFrame(
+        {"row": list(messages), "cap_message": list(messages.values())},
+        schema={"row": pl.Int64, "cap_message": pl.String},
+    )
+    joined = plan.join(capped, on="row", how="left", maintain_order="left")
+    hit = pl.col("cap_message").is_not_null()
+    return joined.with_columns(
+        status=pl.when(hit).then(pl.lit("capped")).otherwise(pl.col("status")),
+        error_message=pl.when(hit).then(pl.col("cap_message")).otherwise(pl.col("error_message")),
+    ).drop("cap_message")

@@ -1,0 +1,137 @@
+"""Everything a job knows before the network: read, plan, filter, key each row by contact.
+
+Shared by ``validate`` and ``run``.
+
+The plan has one line per input row, in input order: ``row, to, from, parameters,
+status, error_message, contact`` (and ``zones`` with a send window). ``contact`` is
+the key dedupe uses (the normalized To; To and From with ``dedupe = "to_from"``; with
+``dedupe = "none"`` also the row's place among that pair's rows), and the checkpoint's
+key: a re-exported list whose rows moved still maps every outcome to its person.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import polars as pl
+
+from ..history import is_database_url, open_history
+from ..inputs import Table, frame_digest, read_query, read_table
+from ..job import Cap, Spec
+from .hygiene import apply_history, apply_suppression, load_suppression
+from .rows import plan as plan_rows
+from .rows import text_columns
+from .windows import assign_zones
+
+__all__ = ["Prepared", "caps", "contact_hash", "fingerprint", "marker_overhead", "params_hash", "prepare"]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A planned job: the plan frame, what binds a checkpoint to it, and a digest of the input it was read from."""
+
+    plan: pl.DataFrame
+    fingerprint: dict[str, Any]
+    input_digest: str
+
+
+def fingerprint(spec: Spec) -> dict[str, Any]:
+    """What binds a checkpoint to its job: Flow, API, mapping, planning settings (not the input: lists change)."""
+    m = spec.mapping
+    mapping = {
+        "to": m.to,
+        "from": m.from_,
+        "from_column": m.from_column,
+        "parameters": sorted(m.parameters),
+        "static_parameters": m.static_parameters,
+        "parameters_column": m.parameters_column,
+        "default_region": m.default_region,
+    }
+    return {
+        "flow_sid": spec.flow.sid,
+        "api": spec.flow.api,
+        "mapping": json.loads(json.dumps(mapping, sort_keys=True, default=str)),
+        "planning": {
+            "dedupe": spec.send.dedupe,
+            "max_parameters_bytes": spec.send.max_parameters_bytes,
+            "marker_key": spec.send.marker_key,
+        },
+    }
+
+
+def caps(spec: Spec) -> tuple[Cap | None, Cap | None]:
+    """The job's frequency caps, parsed."""
+    return spec.history.caps
+
+
+def contact_hash(contact: str) -> str:
+    """A short, stable hash of a contact key: the part of the marker that names the person."""
+    return hashlib.blake2b(contact.encode(), digest_size=8).hexdigest()
+
+
+def params_hash(parameters: str | None) -> str:
+    """A short, stable hash of a row's Parameters (to tell "reached earlier, parameters changed")."""
+    return hashlib.blake2b((parameters or "").encode(), digest_size=8).hexdigest()
+
+
+def marker_overhead(marker_key: str) -> int:
+    """Bytes the marker adds to a row's Parameters (``,"key":"<16 hex>:<16 hex>"``)."""
+    return 0 if not marker_key else len("," + json.dumps(marker_key) + ":" + json.dumps("0" * 33))
+
+
+def _contact(dedupe: str) -> pl.Expr:
+    usable = pl.col("status") != "invalid"
+    if dedupe == "to":
+        key = pl.col("to")
+    elif dedupe == "to_from":
+        key = pl.concat_str([pl.col("to"), pl.col("from")], separator=" ")
+    else:
+        place = pl.col("row").rank("ordinal").over(pl.when(usable).then(pl.struct("to", "from")))
+        key = pl.concat_str([pl.col("to"), pl.col("from"), pl.format("~{}", place)], separator=" ")
+    return pl.when(usable).then(key).alias("contact")
+
+
+def prepare(
+    spec: Spec,
+    *,
+    frame: pl.DataFrame | pl.LazyFrame | None = None,
+    stdin: BinaryIO | None = None,
+    job_owner: str | None = None,
+) -> Prepared:
+    """Read and plan the input (suppression, caps, send-window zones, contact keys); no call to Twilio."""
+    if frame is not None:
+        data = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
+        columns = [c for c in text_columns(spec.mapping) if c in data.columns]
+        data = data.with_columns(pl.col(c).cast(pl.String) for c in columns)
+        table = Table(frame=data, digest=frame_digest(data), name="(frame)")
+    elif spec.input.query is not None:
+        table = read_query(spec.input, text_columns=text_columns(spec.mapping))
+    else:
+        table = read_table(spec.input, text_columns=text_columns(spec.mapping), stdin=stdin)
+    planned = plan_rows(table.frame, spec, source_name=table.name)
+    extra = marker_overhead(spec.send.marker_key)
+    if extra:
+        limit = spec.send.max_parameters_bytes
+        over = (pl.col("status") != "invalid") & (pl.col("parameters").fill_null("{}").str.len_bytes() + extra > limit)
+        planned = planned.with_columns(
+            status=pl.when(over).then(pl.lit("invalid")).otherwise(pl.col("status")),
+            error_message=pl.when(over)
+            .then(pl.lit(f"Parameters is over {limit} bytes with the marker (send.max_parameters_bytes)"))
+            .otherwise(pl.col("error_message")),
+        )
+    planned = planned.with_columns(_contact(spec.send.dedupe))
+    if spec.send.window is not None:
+        planned = assign_zones(planned, table.frame, spec)
+    if spec.suppress.files:
+        lists = load_suppression(spec.suppress.files, spec.suppress.column, spec.mapping.default_region)
+        planned = apply_suppression(planned, lists)
+    job_caps = caps(spec)
+    known = spec.history.path and (is_database_url(spec.history.path) or Path(spec.history.path).exists())
+    if spec.history.path and any(job_caps) and known:
+        with open_history(spec.history.path) as history:
+            planned = apply_history(planned, history, spec.flow.sid, *job_caps, job=job_owner or spec.job.id)
+    return Prepared(plan=planned, fingerprint=fingerprint(spec), input_digest=table.digest)

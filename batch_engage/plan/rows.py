@@ -1,0 +1,288 @@
+"""Turning input rows into planned requests: map, normalize, encode, dedupe.
+
+The plan is a polars frame with one line per input row, in input order:
+``row, to, from, parameters, status, error_message`` where status is
+``pending``, ``invalid`` or ``duplicate``. Planning is pure: no network, no checkpoint.
+
+``Parameters`` is built as text by polars expressions, one JSON fragment per key, so
+a null is left out without a Python pass over the rows; only rows with a
+``parameters_column`` object go through Python, to merge that object under the mapped keys.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, time
+from typing import Any
+
+import polars as pl
+
+from ..errors import ConfigError
+from ..inputs import require_columns
+from ..job import MappingSpec, Spec, static_parameter_pairs
+from . import phone
+
+__all__ = ["MAX_ADDRESS_BYTES", "build_parameters", "plan", "text_columns"]
+
+MAX_ADDRESS_BYTES = 300  # Twilio error 81023: To and From together
+_SHOWN_CHARS = 60  # how much of a bad JSON value an error message repeats
+_NEEDS_ESCAPE = r'["\\\x00-\x1f]'  # what JSON escapes in a string; text without any is its own JSON
+
+
+def text_columns(mapping: MappingSpec) -> list[str]:
+    """Columns that must be read as text whatever they look like (addresses, JSON)."""
+    cols = [mapping.to]
+    if mapping.from_column:
+        cols.append(mapping.from_column)
+    if mapping.parameters_column:
+        cols.append(mapping.parameters_column)
+    return cols
+
+
+def _dumps(value: Any) -> str:
+    # Compact and UTF-8 like polars' own encoding, so a row's bytes do not depend on which path built it.
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_iso)
+
+
+def _iso(value: Any) -> str:
+    # TOML has dates and times; JSON does not, so they travel as ISO 8601 text.
+    if isinstance(value, date | time):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+@dataclass(frozen=True)
+class _Json:
+    """JSON text as expressions to concatenate, and whether it is there on every row (else null where absent).
+
+    ``skip_nulls``: the pieces of an object hold members that may be absent, skipped when
+    joined; a value's pieces are joined as they are, so a null value makes the whole null.
+    """
+
+    pieces: tuple[pl.Expr, ...]
+    always: bool
+    skip_nulls: bool = False
+
+    def joined(self) -> pl.Expr:
+        """The pieces as one expression."""
+        if len(self.pieces) == 1:
+            return self.pieces[0]
+        return pl.concat_str(list(self.pieces), ignore_nulls=self.skip_nulls)
+
+
+def _json_value(frame: pl.DataFrame, column: str) -> _Json:
+    """Each value of ``column`` as JSON text, null where the value is null (or NaN, which JSON cannot hold)."""
+    col = pl.col(column)
+    series = frame.get_column(column)
+    always = series.null_count() == 0
+    if series.dtype.is_integer() or series.dtype == pl.Boolean:
+        return _Json((col.cast(pl.String),), always)
+    if series.dtype.is_float():
+        always = always and bool(series.is_finite().all())
+        # Polars writes floats as json_encode does (shortest round trip), so a plain cast is the JSON.
+        return _Json((col.cast(pl.String) if always else pl.when(col.is_finite()).then(col.cast(pl.String)),), always)
+    if series.dtype == pl.String and not series.str.contains(_NEEDS_ESCAPE).any():
+        return _Json((pl.lit('"'), col, pl.lit('"')), always)
+    encoded = pl.struct(col.alias("v")).struct.json_encode().str.slice(len('{"v":')).str.strip_suffix("}")
+    return _Json((encoded if always else pl.when(col.is_not_null()).then(encoded),), always)
+
+
+def _tree(pairs: list[tuple[str, _Json]]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for dotted, value in pairs:
+        node = tree
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return tree
+
+
+def _object(tree: Mapping[str, Any]) -> _Json:
+    """An object's JSON; absent (null) on rows where every member is, so an object of nulls is left out too."""
+    members = [(_dumps(key) + ":", _object(v) if isinstance(v, dict) else v) for key, v in tree.items()]
+    if members[0][1].always:
+        # One flat concatenation, nulls skipped: each later member carries its leading comma,
+        # and the first is on every row, so a member left out never leaves a stray comma.
+        pieces: list[pl.Expr] = [pl.lit("{")]
+        for i, (key, value) in enumerate(members):
+            prefix = pl.lit(("," if i else "") + key)
+            pieces += [prefix, *value.pieces] if value.always else [pl.concat_str([prefix, value.joined()])]
+        pieces.append(pl.lit("}"))
+        return _Json(tuple(pieces), always=True, skip_nulls=True)
+    fragments = [pl.concat_str([pl.lit(key), value.joined()]) for key, value in members]
+    inner = pl.concat_str(fragments, separator=",", ignore_nulls=True)
+    whole = pl.concat_str([pl.lit("{"), inner, pl.lit("}")])
+    if any(value.always for _, value in members):
+        return _Json((whole,), True)
+    return _Json((pl.when(inner != "").then(whole),), False)
+
+
+def build_parameters(mapping: MappingSpec, frame: pl.DataFrame) -> pl.Expr | None:
+    """The vectorized ``Parameters`` JSON expression for ``frame`` (nulls left out), or None when nothing is mapped."""
+    pairs = [(key, _json_value(frame, column)) for key, column in mapping.parameters]
+    for key, value in static_parameter_pairs(mapping.static_parameters):
+        try:
+            pairs.append((key, _Json((pl.lit(_dumps(value), pl.String),), True)))
+        except (TypeError, ValueError):
+            raise ConfigError(f"mapping.static_parameters.{key}", f"cannot be sent as JSON: {value!r}") from None
+    if not pairs:
+        return None
+    return _object(_tree(pairs)).joined().fill_null("{}")
+
+
+def _drop_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        cleaned = {k: _drop_nulls(v) for k, v in value.items() if v is not None}
+        return {k: v for k, v in cleaned.items() if v != {}}
+    return value
+
+
+def _merge_under(base: dict[str, Any], mapped: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in mapped.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge_under(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _shown(value: str) -> str:
+    return repr(value if len(value) <= _SHOWN_CHARS else value[:_SHOWN_CHARS] + "…")
+
+
+def _merge_column(params: pl.Series, extra: pl.Series, column: str) -> tuple[pl.Series, pl.Series]:
+    """Merge each row's JSON object under its mapped keys; the new Parameters and a reason per row."""
+    values = params.to_list()
+    reasons: list[str | None] = [None] * len(values)
+    texts = extra.str.strip_chars()
+    rows = (texts.is_not_null() & (texts != "")).arg_true().to_list()
+    objects = texts.gather(rows).to_list()
+    for i, text in zip(rows, objects, strict=True):
+        try:
+            base = json.loads(text)
+        except ValueError:
+            reasons[i] = f"{column}: not valid JSON: {_shown(text)}"
+            continue
+        if not isinstance(base, dict):
+            reasons[i] = f"{column}: not a JSON object: {_shown(text)}"
+            continue
+        values[i] = _dumps(_drop_nulls(_merge_under(base, json.loads(values[i]))))
+    return pl.Series(values, dtype=pl.String), pl.Series(reasons, dtype=pl.String)
+
+
+def _from_addresses(frame: pl.DataFrame, mapping: MappingSpec, region: str | None) -> pl.DataFrame:
+    if mapping.from_column:
+        return phone.normalize(frame[mapping.from_column], region, what="From")
+    assert mapping.from_ is not None
+    literal = phone.normalize(pl.Series([mapping.from_]), region, what="From")
+    reason = literal["reason"][0]
+    if reason is not None:
+        raise ConfigError("mapping.from", str(reason).removeprefix("From: "))
+    return pl.DataFrame(
+        {
+            "address": pl.repeat(literal["address"][0], frame.height, eager=True, dtype=pl.String),
+            "reason": pl.repeat(None, frame.height, eager=True, dtype=pl.String),
+        }
+    )
+
+
+def plan(frame: pl.DataFrame, spec: Spec, *, source_name: str = "input") -> pl.DataFrame:
+    """Validate and map every row; see the module docstring for the result's shape."""
+    mapping = spec.mapping
+    region = _check_mapping(frame, mapping, source_name)
+    to = phone.normalize(frame[mapping.to], region, what="To")
+    from_ = _from_addresses(frame, mapping, region)
+    params, param_reason = _parameters(frame, mapping)
+    out = pl.DataFrame(
+        {
+            "to": to["address"],
+            "from": from_["address"],
+            "parameters": params,
+            "to_reason": to["reason"],
+            "from_reason": from_["reason"],
+            "param_reason": param_reason,
+        }
+    ).with_row_index("row", offset=1)
+    out = out.with_columns(pl.col("row").cast(pl.Int64), reason=_reason(spec.send.max_parameters_bytes))
+    return _statuses(out.with_columns(first=_first_row(spec.send.dedupe)), spec.send.dedupe)
+
+
+def _check_mapping(frame: pl.DataFrame, mapping: MappingSpec, source_name: str) -> str | None:
+    """Every mapped column is in the input (else ``ConfigError`` naming its key); return the default region."""
+    needed = [("mapping.to", mapping.to)]
+    if mapping.from_column:
+        needed.append(("mapping.from_column", mapping.from_column))
+    if mapping.parameters_column:
+        needed.append(("mapping.parameters_column", mapping.parameters_column))
+    needed += [(f"mapping.parameters.{k}", c) for k, c in mapping.parameters]
+    require_columns(source_name, frame, needed)
+    try:
+        return phone.region_code(mapping.default_region)
+    except ValueError as exc:
+        raise ConfigError("mapping.default_region", str(exc)) from None
+
+
+def _parameters(frame: pl.DataFrame, mapping: MappingSpec) -> tuple[pl.Series, pl.Series]:
+    """Each row's ``Parameters`` JSON (``{}`` when nothing is mapped) and why a row's cannot be sent."""
+    params_expr = build_parameters(mapping, frame)
+    params = (
+        frame.select(params_expr.alias("parameters")).to_series()
+        if params_expr is not None
+        else pl.repeat("{}", frame.height, eager=True, dtype=pl.String)
+    )
+    if mapping.parameters_column:
+        return _merge_column(params, frame[mapping.parameters_column], mapping.parameters_column)
+    return params, pl.repeat(None, frame.height, eager=True, dtype=pl.String)
+
+
+def _reason(limit: int) -> pl.Expr:
+    """The first reason a row is invalid: its To, its From, their length together, its Parameters, their size."""
+    return pl.coalesce(
+        "to_reason",
+        "from_reason",
+        pl.when((pl.col("to").str.len_bytes() + pl.col("from").str.len_bytes()) > MAX_ADDRESS_BYTES).then(
+            pl.lit(f"To and From together are over {MAX_ADDRESS_BYTES} bytes (Twilio error 81023)")
+        ),
+        "param_reason",
+        pl.when(pl.col("parameters").str.len_bytes() > limit).then(
+            pl.lit(f"Parameters is over {limit} bytes (send.max_parameters_bytes)")
+        ),
+    )
+
+
+def _statuses(out: pl.DataFrame, dedupe: str) -> pl.DataFrame:
+    """The plan's columns: each row ``invalid`` (with its reason), ``duplicate`` (naming the first) or ``pending``."""
+    what = "contact" if dedupe == "to" else "contact and sender"
+    repeat = pl.col("first").is_not_null() & (pl.col("first") != pl.col("row"))
+    return out.select(
+        "row",
+        "to",
+        "from",
+        # No key at all: the request carries no Parameters field rather than an empty object.
+        pl.when(pl.col("parameters") != "{}").then(pl.col("parameters")).alias("parameters"),
+        pl.when(pl.col("reason").is_not_null())
+        .then(pl.lit("invalid"))
+        .when(repeat)
+        .then(pl.lit("duplicate"))
+        .otherwise(pl.lit("pending"))
+        .alias("status"),
+        pl.when(pl.col("reason").is_not_null())
+        .then(pl.col("reason"))
+        .when(repeat)
+        .then(pl.format("same {} as row {}", pl.lit(what), pl.col("first")))
+        .alias("error_message"),
+    )
+
+
+def _first_row(dedupe: str) -> pl.Expr:
+    """For each valid row, the first valid row with the same key (itself when it is the first)."""
+    if dedupe == "none":
+        return pl.lit(None, pl.Int64)
+    key = pl.col("to") if dedupe == "to" else pl.struct("to", "from")
+    # Invalid rows take no part: an unusable row cannot shadow a good one.
+    valid = pl.col("reason").is_null()
+    return pl.when(valid).then(pl.col("row").min().over(pl.when(valid).then(key)))

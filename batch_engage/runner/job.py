@@ -1,0 +1,303 @@
+"""The run, start to end: plan, lock the checkpoint, preflight, settle what earlier runs left open, send, report.
+
+::
+
+    prepare (no network) -> Checkpoint.open (job + target bound, locked) -> preflight (Flow published?)
+      -> reconcile possibly-sent contacts of earlier runs -> dispatch new contacts
+      -> reconcile this run's possibly-sent contacts, send the ones never created -> results table
+
+The pieces live beside it: ``preflight``, ``settle``, ``schedule`` (send windows), ``dispatch``.
+Nothing here prints or exits; the caller gets a :class:`RunResult`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import BinaryIO
+
+import httpx
+import polars as pl
+import structlog
+
+from ..checkpoint import CheckpointStore, Target, open_checkpoint, read_checkpoint
+from ..clock import Clock, iso_ms
+from ..control import Progress, RunControl
+from ..credentials import Credentials
+from ..errors import StudioError
+from ..exits import exit_code_for
+from ..history import HistoryStore, open_history
+from ..job import Spec
+from ..plan import Prepared, annotate_windows, fingerprint, params_hash, prepare, send_window
+from ..results import build_results, counts_by_status, write_results
+from ..states import FINAL, POSSIBLY_SENT
+from ..twilio import (
+    PacedReads,
+    Pacer,
+    StudioClient,
+    TwilioClock,
+    check_base_url,
+    make_http_client,
+    studio_base_url,
+    studio_region_warning,
+)
+from .dispatch import Dispatcher
+from .preflight import preflight
+from .recorder import Recorder
+from .schedule import send_all, to_send
+from .settle import Settler
+from .values import RunOptions, RunResult, RunSummary
+
+__all__ = ["Progress", "RunControl", "RunOptions", "RunResult", "RunSummary", "exit_code_for", "run_job", "target_for"]
+
+log = structlog.get_logger(__name__)
+
+READ_ATTEMPTS = 12
+DEFAULT_OPTIONS = RunOptions()
+RECENT_SIDS = timedelta(minutes=10)
+
+
+def target_for(spec: Spec, credentials: Credentials | None, *, sandbox: bool) -> Target:
+    """The Twilio this job's runs go to: base URL (with region and edge), the credential's SID, sandbox or not."""
+    if sandbox:
+        return Target(base_url="sandbox", identity=None, sandbox=True)
+    region = credentials.region if credentials else None
+    edge = credentials.edge if credentials else None
+    return Target(
+        base_url=studio_base_url(spec.flow, region=region, edge=edge),
+        identity=credentials.username if credentials else None,
+    )
+
+
+@dataclass
+class _Sent:
+    """What the sending part of a run hands back to the reporting part."""
+
+    d: Dispatcher
+    stopped_early: bool = False
+    reached_earlier: int = 0
+    changed: int = 0
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One invocation's inputs, as the sending part needs them."""
+
+    spec: Spec
+    prepared: Prepared
+    credentials: Credentials
+    base_url: str
+    options: RunOptions
+    clock: Clock
+    control: RunControl
+    transport: httpx.AsyncBaseTransport | None
+    on_progress: Callable[[Progress], None] | None
+
+
+def _earlier(plan: pl.DataFrame, checkpoint: CheckpointStore, digest: str) -> tuple[int, int]:
+    """Rows whose contact a run for an earlier input reached, and how many of them now carry other Parameters."""
+    finals = checkpoint.reached_for_other_input(digest)
+    if finals.height == 0:
+        return 0, 0
+    rows = plan.filter(pl.col("status") == "pending").join(
+        finals.select("contact", pl.col("params_hash").alias("was")), on="contact", how="inner"
+    )
+    changed = sum(params_hash(p) != was for p, was in rows.select("parameters", "was").iter_rows())
+    return rows.height, changed
+
+
+def _studio_url(spec: Spec, credentials: Credentials) -> str:
+    """Studio's base URL for this job, checked; a region where Studio is not generally offered is a warning."""
+    base_url = studio_base_url(spec.flow, region=credentials.region, edge=credentials.edge)
+    check_base_url(base_url)
+    region_warning = None if spec.flow.base_url else studio_region_warning(spec.flow.region or credentials.region)
+    if region_warning:
+        log.warning("region.studio", message=region_warning)
+    return base_url
+
+
+def _prepared(
+    spec: Spec, frame: pl.DataFrame | pl.LazyFrame | None, stdin: BinaryIO | None, *, stored: bool
+) -> Prepared:
+    """The plan: from the input, or (``stored``) the one the checkpoint keeps."""
+    if not stored:
+        return prepare(spec, frame=frame, stdin=stdin)
+    view = read_checkpoint(spec.output.checkpoint)
+    assert view.plan is not None
+    return Prepared(plan=view.plan, fingerprint=fingerprint(spec), input_digest=view.meta.get("input", ""))
+
+
+def _summary(spec: Spec, sent: _Sent, counts: dict[str, int], duration: float) -> RunSummary:
+    d, stats = sent.d, sent.d.stats
+    active = (stats.last_answer or 0) - (stats.first_send or 0)
+    return RunSummary(
+        counts=counts,
+        duration=duration,
+        requests=stats.requests,
+        rate_limited=stats.rate_limited,
+        retries=stats.retries,
+        achieved_rate=stats.created / active if active > 0 else 0.0,
+        configured_rate=spec.send.rate,
+        settled_rate=d.pacer.rate,
+        top_errors=[{"code": c, "message": m, "rows": n} for (c, m), n in stats.errors.most_common(5)],
+        results_path=spec.output.results,
+        checkpoint_path=spec.output.checkpoint,
+        aborted=d.aborted.message if d.aborted else None,
+        stopped_early=sent.stopped_early and d.aborted is None,
+        reconciled=stats.reconciled,
+        lookups=stats.lookups,
+        reached_earlier=sent.reached_earlier,
+        parameters_changed=sent.changed,
+        clock_offset=d.client.clock.offset,
+    )
+
+
+async def run_job(
+    spec: Spec,
+    *,
+    credentials: Credentials,
+    frame: pl.DataFrame | pl.LazyFrame | None = None,
+    options: RunOptions = DEFAULT_OPTIONS,
+    control: RunControl | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    stdin: BinaryIO | None = None,
+    settle_only: bool = False,
+) -> RunResult:
+    """Run one job to the end (or until stopped) and return its results.
+
+    ``settle_only`` reads no input: it reconciles what the checkpoint left possibly sent
+    (from the plan stored in it) and sends nothing; a new period does this to the last one.
+    """
+    clock = options.timing()
+    started = clock.monotonic()
+    base_url = _studio_url(spec, credentials)
+    prepared = _prepared(spec, frame, stdin, stored=settle_only)
+    job = _Job(spec, prepared, credentials, base_url, options, clock, control or RunControl(), transport, on_progress)
+    extra_meta = {"job_id": spec.job.id, **({"period": spec.job.period} if spec.job.period else {})}
+    target = target_for(spec, credentials, sandbox=options.sandbox)
+    with open_checkpoint(
+        spec.output.checkpoint,
+        prepared.fingerprint,
+        target,
+        restart=options.restart,
+        yes=options.yes,
+        extra_meta=extra_meta,
+    ) as cp:
+        cp.start_run(iso_ms(clock.now()), prepared.input_digest)
+        await asyncio.to_thread(cp.save_plan, prepared.plan)
+        history = open_history(spec.history.path) if spec.history.path and not options.sandbox else None
+        try:
+            sent = await _run_with_checkpoint(job, cp, history)
+        finally:
+            if history is not None:
+                history.close()
+        journal = build_results(prepared.plan, cp.journal(), input_digest=prepared.input_digest)
+        results = annotate_windows(prepared.plan, journal, spec, clock.now())
+        counts = counts_by_status(results)
+        stopped_early = sent.stopped_early and sent.d.aborted is None
+        code = exit_code_for(counts, aborted=sent.d.aborted is not None, stopped_early=stopped_early)
+        cp.finish_run(iso_ms(clock.now()), code)
+    await asyncio.to_thread(write_results, results, spec.output.results)
+    summary = _summary(spec, sent, counts, clock.monotonic() - started)
+    log.info("run.summary", exit_code=code, **summary.as_dict())
+    return RunResult(results=results, counts=counts, exit_code=code, summary=summary)
+
+
+def _dispatcher(job: _Job, cp: CheckpointStore, client: StudioClient, history: HistoryStore | None) -> Dispatcher:
+    """The dispatcher of this run, with its pacer and recorder; it counts the contacts already final."""
+    spec, clock = job.spec, job.clock
+    pacer = Pacer(spec.send.rate, clock=job.options.pacing())
+    sendable = job.prepared.plan.filter(pl.col("status") == "pending")
+    finals = cp.contacts_in(FINAL)
+    return Dispatcher(
+        spec=spec,
+        window=send_window(spec),
+        cp=cp,
+        client=client,
+        history=history,
+        recorder=Recorder(cp, history, now=lambda: clock.now().timestamp(), rate=lambda: pacer.rate),
+        pacer=pacer,
+        clock=clock,
+        control=job.control,
+        on_progress=job.on_progress,
+        total=sendable.height,
+        done=sendable.filter(pl.col("contact").is_in(finals.implode())).height,
+        sids=cp.sids_since(iso_ms(clock.now() - RECENT_SIDS)) if spec.flow.api == "engagements" else set(),
+    )
+
+
+@contextlib.asynccontextmanager
+async def _studio(job: _Job) -> AsyncIterator[StudioClient]:
+    """The Studio client over this run's HTTP connection pool, closed at the end."""
+    send = job.spec.send
+    http = make_http_client(
+        username=job.credentials.username,
+        password=job.credentials.password,
+        concurrency=send.concurrency,
+        connect_timeout=send.connect_timeout,
+        read_timeout=send.read_timeout,
+        transport=job.transport,
+    )
+    async with http:
+        flow = job.spec.flow
+        yield StudioClient(
+            http, base_url=job.base_url, flow_sid=flow.sid, api=flow.api, clock=TwilioClock(wall=job.clock.now)
+        )
+
+
+async def _run_with_checkpoint(job: _Job, cp: CheckpointStore, history: HistoryStore | None) -> _Sent:
+    """The sending part: the dispatcher and its flusher around the run's phases, with the --max-duration timer."""
+    control = job.control
+    reached_earlier, changed = _earlier(job.prepared.plan, cp, job.prepared.input_digest)
+    if reached_earlier:
+        log.info("input.reached_earlier", rows=reached_earlier, parameters_changed=changed)
+    async with _studio(job) as client:
+        d = _dispatcher(job, cp, client, history)
+        sent = _Sent(d, reached_earlier=reached_earlier, changed=changed)
+        done_flushing = asyncio.Event()
+        flusher = asyncio.create_task(d.recorder.run(done_flushing))
+        limit = job.options.max_duration
+        timer = asyncio.get_running_loop().call_later(limit, control.request_stop) if limit is not None else None
+        try:
+            sent.stopped_early = await _phases(job, cp, d)
+        except StudioError as exc:
+            # Preflight could not reach Studio: nothing was sent; try again later.
+            log.error("run.unreachable", reason=exc.message)
+            sent.stopped_early = True
+        finally:
+            if timer is not None:
+                timer.cancel()
+            done_flushing.set()
+            await flusher
+    return sent
+
+
+async def _phases(job: _Job, cp: CheckpointStore, d: Dispatcher) -> bool:
+    """Preflight, settle earlier runs' possibly-sent contacts, send, settle this run's; True if stopped early."""
+    spec, plan, control, clock = job.spec, job.prepared.plan, job.control, job.clock
+    reads = PacedReads(
+        d.pacer,
+        sleep=clock.sleep,
+        # A read changes nothing at Twilio: it is worth more tries than a create.
+        attempts=max(READ_ATTEMPTS, 2 * spec.send.max_attempts),
+        max_backoff=spec.send.max_backoff,
+        on_request=lambda: d.recorder.count("lookups"),
+    )
+    settler = Settler(spec, cp, d, reads, clock)
+    possibly = cp.open_lines().filter(pl.col("state").is_in([s.value for s in POSSIBLY_SENT]))
+    has_work = possibly.height > 0 or d.total > d.done
+    if has_work and spec.send.preflight and not control.stopping:
+        d.aborted = await preflight(spec, plan, d.client, reads, cp, sandbox=job.options.sandbox)
+    if d.aborted is None and possibly.height and not control.stopping:
+        await settler.settle_earlier(possibly)
+    waiting = False
+    if d.aborted is None and not control.stopping:
+        source = to_send(plan, cp.open_lines(), cp.contacts_in(FINAL | POSSIBLY_SENT))
+        options = job.options
+        waiting = await send_all(d, source, window=d.window, limit=options.limit, wait=options.wait, clock=clock)
+    await settler.settle_this_run()
+    return control.stopping or waiting

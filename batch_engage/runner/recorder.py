@@ -1,0 +1,87 @@
+"""Outcomes, history settlements and per-second counters, buffered and committed in groups.
+
+Outcomes are committed every ``FLUSH_SECONDS``: a
+crash loses at most that window, and reconciliation recovers those contacts' runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+from collections.abc import Callable
+from typing import Final
+
+from ..checkpoint import CheckpointStore, Outcome, SecondStats
+from ..history import HistoryStore
+
+__all__ = ["FLUSH_SECONDS", "Recorder"]
+
+FLUSH_SECONDS = 0.05
+
+
+# The per-second counters, as the run-events table names them.
+_COUNTERS: Final = ("requests", "ok", "rate_limited", "retries", "lookups")
+
+
+class Recorder:
+    """The run's one writer to the checkpoint (after intents) and to the shared history."""
+
+    def __init__(
+        self,
+        checkpoint: CheckpointStore,
+        history: HistoryStore | None,
+        *,
+        now: Callable[[], float],
+        rate: Callable[[], float],
+    ) -> None:
+        self._cp = checkpoint
+        self._history = history
+        self._now = now
+        self._rate = rate
+        self._outcomes: list[Outcome] = []
+        self._settlements: list[tuple[str, str | None]] = []
+        self._seconds: dict[int, Counter[str]] = {}
+
+    def outcome(self, outcome: Outcome) -> None:
+        """Buffer one outcome."""
+        self._outcomes.append(outcome)
+
+    def settle(self, owner: str, sid: str | None) -> None:
+        """Buffer a history claim's answer (a SID, or None to withdraw it)."""
+        if self._history is not None:
+            self._settlements.append((owner, sid))
+
+    def count(self, what: str, n: int = 1) -> None:
+        """Add to this second's counter ``what`` (requests, ok, rate_limited, retries, lookups)."""
+        assert what in _COUNTERS, what
+        self._seconds.setdefault(int(self._now()), Counter())[what] += n
+
+    async def flush(self) -> None:
+        """Commit what is buffered (off the event loop)."""
+        if not self._outcomes and not self._settlements and not self._seconds:
+            return
+        batch, self._outcomes = self._outcomes, []
+        settled, self._settlements = self._settlements, []
+        seconds, self._seconds = self._seconds, {}
+        await asyncio.to_thread(self._write, batch, settled, seconds, self._rate())
+
+    def _write(
+        self, batch: list[Outcome], settled: list[tuple[str, str | None]], seconds: dict[int, Counter[str]], rate: float
+    ) -> None:
+        if batch:
+            self._cp.write_outcomes(batch)
+        if self._history is not None:
+            for owner, sid in settled:
+                self._history.settle(owner, sid)
+        self._cp.write_events(
+            SecondStats(second=s, pacer_rate=rate, **{name: c[name] for name in _COUNTERS}) for s, c in seconds.items()
+        )
+
+    async def run(self, done: asyncio.Event) -> None:
+        """Flush every ``FLUSH_SECONDS`` until ``done``; never cancelled, so no write is cut in half."""
+        while not done.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), FLUSH_SECONDS)
+            await self.flush()
+        await self.flush()

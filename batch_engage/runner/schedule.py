@@ -1,0 +1,72 @@
+"""What is sent when: the plan's contacts still to send, released to the dispatcher as their send windows open.
+
+Without a window everything goes at once. With one, rows whose recipients' window is
+closed are held; without ``--wait`` the run ends there (resumable), with it the run
+sleeps on its clock until the next opening and sends again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+
+import polars as pl
+import structlog
+
+from ..clock import Clock, iso_ms
+from ..job import SendWindow
+from ..states import RowState
+from .dispatch import Dispatcher
+from .item import Item
+
+__all__ = ["send_all", "to_send"]
+
+log = structlog.get_logger(__name__)
+
+
+def to_send(plan: pl.DataFrame, open_lines: pl.DataFrame, settled: pl.Series) -> Iterator[Item]:
+    """Contacts of the plan with no final or possibly-sent line (a generator: a million rows build as they go)."""
+    todo = plan.filter((pl.col("status") == "pending") & ~pl.col("contact").is_in(settled.implode()))
+    todo = todo.join(open_lines.select("contact", "state", "attempts"), on="contact", how="left", maintain_order="left")
+    todo = todo.filter(pl.col("state").is_null() | (pl.col("state") == RowState.PENDING.value))
+    zones = (
+        todo.get_column("zones")
+        if "zones" in todo.columns
+        else pl.repeat(None, todo.height, dtype=pl.String, eager=True)
+    )
+    columns = todo.select("row", "contact", "to", "from", "parameters", pl.col("attempts").fill_null(0))
+    for (row, contact, to, from_, params, attempts), zone in zip(columns.iter_rows(), zones.to_list(), strict=True):
+        yield Item(row=row, contact=contact, to=to, from_=from_, parameters=params, attempts=attempts, zones=zone)
+
+
+async def send_all(
+    d: Dispatcher, source: Iterator[Item], *, window: SendWindow | None, limit: int | None, wait: bool, clock: Clock
+) -> bool:
+    """Send every item whose window is open, waiting for windows with ``wait``; True when rows are left waiting."""
+    if window is None:
+        await d.dispatch(source, limit)
+        return False
+    items = list(source)
+    while True:
+        now = clock.now()
+        is_open = {z: window.is_open(z.split(","), now) for z in {i.zones for i in items if i.zones}}
+        ready = [i for i in items if not i.zones or is_open[i.zones]]
+        held = [i for i in items if i.zones and not is_open[i.zones]]
+        await d.dispatch(iter(ready), None if limit is None else limit - d.dispatched)
+        held += d.held
+        d.held = []
+        limit_reached = limit is not None and d.dispatched >= limit
+        if not held or d.stopping() or limit_reached:
+            return bool(held) and not d.stopping() and not limit_reached
+        opens = _next_opening(window, held, clock.now())
+        if not wait:
+            log.info("window.waiting", rows=len(held), next_open=iso_ms(opens))
+            return True
+        log.info("window.sleep", rows=len(held), until=iso_ms(opens))
+        await d.control.wait_stop(max(0.0, (opens - clock.now()).total_seconds()), clock.sleep)
+        items = held
+
+
+def _next_opening(window: SendWindow, items: list[Item], now: datetime) -> datetime:
+    opens = [window.next_open(tuple(z.split(",")), now) for z in {i.zones for i in items if i.zones}]
+    return min((o for o in opens if o is not None), default=now + timedelta(days=1))

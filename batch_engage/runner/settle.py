@@ -1,0 +1,108 @@
+"""Settling possibly-sent contacts: wait out the reconcile delay, look each one up, record what was found.
+
+Earlier runs' possibly-sent contacts are settled before anything new is sent; this run's
+after its sending, and the ones never created are sent again (up to ``max_attempts``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+
+import polars as pl
+import structlog
+
+from ..checkpoint import CheckpointStore, Outcome
+from ..clock import Clock, iso_ms, parse_iso
+from ..job import Spec
+from ..states import RowState
+from ..twilio import PacedReads
+from .dispatch import Dispatcher
+from .item import Item
+from .reconcile import Lookup, Reconciler
+
+__all__ = ["Settler", "earlier_items"]
+
+log = structlog.get_logger(__name__)
+
+
+def earlier_items(lines: pl.DataFrame) -> list[Item]:
+    """Journal lines an earlier run left possibly sent, as items to settle."""
+    columns = ("row", "contact", "to_addr", "from_addr", "marker", "attempts", "intent_at", "intent_twilio_at")
+    items = []
+    for row, contact, to, from_, marker, attempts, at, theirs in lines.select(*columns).iter_rows():
+        # The Parameters are not needed: a contact found is recorded, one not found goes back to pending.
+        item = Item(row=row, contact=contact, to=to, from_=from_, parameters=None, marker=marker, intent_at=at)
+        item.attempts = attempts or 0
+        item.intent_twilio = parse_iso(theirs) if theirs else None
+        items.append(item)
+    return items
+
+
+class Settler:
+    """Reconciles possibly-sent contacts and records the answer, through the run's dispatcher."""
+
+    def __init__(self, spec: Spec, cp: CheckpointStore, d: Dispatcher, reads: PacedReads, clock: Clock) -> None:
+        self.spec = spec
+        self.cp = cp
+        self.d = d
+        self.clock = clock
+        self.reconciler = Reconciler(d.client, reads, marker_key=spec.send.marker_key, taken_sids=self._taken)
+
+    async def _taken(self, since: datetime) -> set[str]:
+        ours = since - timedelta(seconds=self.d.client.clock.offset or 0.0)
+        return await asyncio.to_thread(self.cp.sids_since, iso_ms(ours))
+
+    def lookup(self, item: Item) -> Lookup:
+        """What reconciliation needs of a possibly-sent item (its intent on Twilio's clock)."""
+        since = item.intent_twilio
+        if since is None:
+            since = self.d.client.clock.to_twilio(parse_iso(item.intent_at) if item.intent_at else self.clock.now())
+        return Lookup(contact=item.contact, to=item.to, marker=item.marker, since=since)
+
+    def _uncertain(self, item: Item, reason: str) -> None:
+        self.d.recorder.outcome(
+            Outcome(contact=item.contact, state=RowState.UNCERTAIN, error_message=reason, attempts=item.attempts)
+        )
+
+    async def settle(self, items: list[Item]) -> list[Item]:
+        """Reconcile possibly-sent items; record the found and the undecided; return those never created."""
+        wait = self.d.last_ambiguous + self.spec.send.reconcile_delay - self.clock.monotonic()
+        if wait > 0:
+            await self.clock.sleep(wait)
+        settlement = await self.reconciler.settle([self.lookup(i) for i in items])
+        self.d.stats.lookups += settlement.lookups
+        retry: list[Item] = []
+        for item in items:
+            if item.contact in settlement.found:
+                self.d.stats.reconciled += 1
+                self.d.record(item, RowState.SENT, sid=settlement.found[item.contact])
+            elif item.contact in settlement.undecided:
+                self._uncertain(item, f"possibly sent; {settlement.undecided[item.contact]}")
+            else:
+                retry.append(item)
+        return retry
+
+    async def settle_earlier(self, lines: pl.DataFrame) -> None:
+        """Contacts an earlier run may have sent: settle them before anything new is sent."""
+        items = earlier_items(lines)
+        newest = max((i.intent_at or "") for i in items)
+        age = (self.clock.now() - parse_iso(newest)).total_seconds() if newest else 0.0
+        self.d.last_ambiguous = self.clock.monotonic() - age
+        log.info("reconcile.start", rows=len(items))
+        for item in await self.settle(items):
+            self.d.recorder.outcome(Outcome(contact=item.contact, state=RowState.PENDING, attempts=item.attempts))
+        await self.d.recorder.flush()
+
+    async def settle_this_run(self) -> None:
+        """This run's possibly-sent contacts: reconcile, then send again the ones never created."""
+        d, most = self.d, self.spec.send.max_attempts
+        while d.uncertain and d.aborted is None and not d.control.stopping:
+            items, d.uncertain = d.uncertain, []
+            retry = await self.settle(items)
+            for item in retry:
+                if item.attempts >= most:
+                    self._uncertain(item, f"possibly sent, not found in Studio after {item.attempts} attempts")
+            sendable = [i for i in retry if i.attempts < most]
+            if sendable:
+                await d.dispatch(iter(sendable), None)

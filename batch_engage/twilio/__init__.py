@@ -1,0 +1,42 @@
+"""Twilio over the wire: the client, its answers classified, hosts, Twilio's clock, pacing and paced reads."""
+
+from .classify import Created, error_code, parse_datetime
+from .client import MessagesClient, RunRecord, StudioClient, make_http_client
+from .clock import TwilioClock
+from .hosts import (
+    DEFAULT_BASE_URL,
+    REGION_EDGES,
+    api_base_url,
+    check_base_url,
+    edge_name,
+    processing_region,
+    studio_base_url,
+    studio_region_warning,
+)
+from .pacing import Pacer
+from .policy import Breaker, backoff, is_handback
+from .reads import PacedReads
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "REGION_EDGES",
+    "Breaker",
+    "Created",
+    "MessagesClient",
+    "PacedReads",
+    "Pacer",
+    "RunRecord",
+    "StudioClient",
+    "TwilioClock",
+    "api_base_url",
+    "backoff",
+    "check_base_url",
+    "edge_name",
+    "error_code",
+    "is_handback",
+    "make_http_client",
+    "parse_datetime",
+    "processing_region",
+    "studio_base_url",
+    "studio_region_warning",
+]

@@ -1,0 +1,198 @@
+"""Classify Studio's answers: one table maps every HTTP answer and transport error to a result or a ``StudioError``.
+
+Every answer is classified by one table (``classify_response`` and
+``classify_exception``), the same one the README prints:
+
+=====================================================  ===================  ==================
+answer                                                 error                row becomes
+=====================================================  ===================  ==================
+2xx with a run SID                                     (none)               sent
+2xx without a readable run SID (HTML, empty, array)    AnswerLost           uncertain
+429 / 20429                                            RateLimited          retried
+connect error, DNS failure, connect/pool timeout       NotConnected         retried
+5xx                                                    ServerError          uncertain
+read timeout, connection dropped after the write       AnswerLost           uncertain
+409 / 20409                                            AlreadyActive        already_active
+401, 403, 20003                                        AuthFailed           run aborted (3)
+404 on the Flow, 20404                                 FlowNotFound         run aborted (3)
+any other 4xx                                          Rejected             failed
+=====================================================  ===================  ==================
+
+Reads (the Flow, its published revision, lists, one run, a run's Context) use the
+same table, except that a 404 on one run or its Context is ``Rejected`` (that run is
+gone, the Flow is not), and a 2xx whose body is not a JSON object is ``ServerError``:
+the caller retries a read; it never sees a ``ValueError``. The client never retries
+by itself, not even a 429: pacing is the caller's.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import aiohttp
+import httpx
+
+from ..errors import (
+    AlreadyActive,
+    AnswerLost,
+    AuthFailed,
+    FlowNotFound,
+    NotConnected,
+    RateLimited,
+    Rejected,
+    ServerError,
+    StudioError,
+)
+
+__all__ = [
+    "Created",
+    "Purpose",
+    "classify_exception",
+    "classify_response",
+    "error_code",
+    "json_body",
+    "object_body",
+    "parse_datetime",
+]
+
+# What a request was for: it decides what a 404 means.
+Purpose = Literal["create", "flow", "list", "run"]
+
+
+@dataclass(frozen=True)
+class Created:
+    """A successful create: the run's SID, and when Twilio says it was created."""
+
+    sid: str
+    http_status: int
+    date_created: datetime | None
+
+
+def parse_datetime(value: object) -> datetime | None:
+    """Parse Twilio's ISO 8601 (or, defensively, RFC 2822) timestamps to aware UTC."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        try:
+            parsed = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header: a number of seconds or an HTTP date."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
+    when = parse_datetime(value)
+    if when is None:
+        return None
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def json_body(response: httpx.Response) -> object:
+    """The body as JSON, or None when it is not JSON at all."""
+    try:
+        return response.json()
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+
+
+def error_code(value: object) -> int | None:
+    """An error code as an int, from an int or a digit string; ``None`` otherwise."""
+    # Twilio sends an int; proxies and RFC 9457 bodies have been seen sending "20429".
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def _error_body(response: httpx.Response) -> tuple[int | None, str, dict[str, Any]]:
+    """Twilio's ``{code, message, more_info, status, details}``, or RFC 9457's ``{title, detail}``, read defensively."""
+    body = json_body(response)
+    fallback = f"HTTP {response.status_code} {response.reason_phrase}".strip()
+    if not isinstance(body, dict):
+        return None, fallback, {}
+    message = next(
+        (text for text in (body.get(k) for k in ("message", "detail", "title")) if isinstance(text, str) and text),
+        fallback,
+    )
+    details = body.get("details")
+    return error_code(body.get("code")), message, details if isinstance(details, dict) else {}
+
+
+def classify_response(response: httpx.Response, *, what: Purpose = "create") -> Created:
+    """Return a ``Created`` for a 2xx; raise the ``StudioError`` the table above names otherwise."""
+    status = response.status_code
+    if 200 <= status < 300:
+        body = json_body(response)
+        sid = body.get("sid") if isinstance(body, dict) else None
+        if not isinstance(body, dict) or not isinstance(sid, str) or not sid:
+            # A 2xx we cannot read may still have created a run: possibly sent, never a crash.
+            raise AnswerLost(f"HTTP {status} without a run SID in its body", http_status=status)
+        return Created(sid=sid, http_status=status, date_created=parse_datetime(body.get("date_created")))
+    code, message, details = _error_body(response)
+    kw: dict[str, Any] = {"http_status": status, "code": code, "details": details}
+    if status == 429 or code == 20429:
+        raise RateLimited(message, retry_after=_retry_after(response.headers.get("Retry-After")), http_status=status)
+    if status in (401, 403) or code == 20003:
+        raise AuthFailed(
+            f"Twilio refused the credentials ({code or status}: {message}); check "
+            "TWILIO_API_KEY/TWILIO_API_SECRET or TWILIO_ACCOUNT_SID/TWILIO_AUTH_TOKEN",
+            **kw,
+        )
+    if status == 404 and what != "run" and (what != "list" or code == 20404):
+        raise FlowNotFound(
+            f"the Flow was not found ({code or status}: {message}); check flow.sid and that the "
+            "credentials belong to the Flow's account",
+            **kw,
+        )
+    if status == 409 and code == 20409:
+        raise AlreadyActive(message, **kw)
+    if status >= 500:
+        raise ServerError(message, **kw)
+    raise Rejected(message, **kw)
+
+
+def classify_exception(exc: httpx.HTTPError) -> StudioError:
+    """Map a transport error to never-sent (``NotConnected``) or possibly-sent (``AnswerLost``)."""
+    cause = exc.__cause__
+    if isinstance(cause, aiohttp.ClientError):
+        # httpx-aiohttp maps every aiohttp connection error to ConnectTimeout, including
+        # a connection dropped after the body was written: judge by the real cause.
+        if isinstance(cause, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
+            return NotConnected(f"could not connect: {cause}")
+        return AnswerLost(f"no answer: {type(cause).__name__}: {cause}")
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout | httpx.UnsupportedProtocol):
+        return NotConnected(f"could not connect: {type(exc).__name__}: {exc}")
+    return AnswerLost(f"no answer: {type(exc).__name__}: {exc}")
+
+
+def object_body(response: httpx.Response, *, what: Purpose) -> dict[str, Any]:
+    """A read's JSON object: a non-2xx raises by the table; a 2xx that is not an object is a ``ServerError``."""
+    if not 200 <= response.status_code < 300:
+        classify_response(response, what=what)
+    body = json_body(response)
+    if not isinstance(body, dict):
+        raise ServerError(
+            f"GET {response.request.url.path}: HTTP {response.status_code} with a body that is not a JSON object",
+            http_status=response.status_code,
+        )
+    return body

@@ -1,0 +1,62 @@
+"""Pure decisions about answers: how long to wait before trying again, whether a v1 answer is a hand-back,
+and whether so many rows failed that the run should stop.
+
+Nothing here does I/O or reads a clock: the caller passes the facts.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Collection
+from datetime import datetime, timedelta
+
+import tenacity
+
+from ..errors import RateLimited, StudioError
+from .classify import Created
+
+__all__ = ["HANDBACK_MARGIN", "Breaker", "backoff", "is_handback"]
+
+# Twilio's date_created has whole seconds and our estimate of its clock is good to about a
+# second, so a run created up to this long before our request was sent still counts as new.
+HANDBACK_MARGIN = timedelta(seconds=2.5)
+
+_WAIT = tenacity.wait_random_exponential(multiplier=0.5, max=30)
+
+
+def backoff(exc: StudioError, attempt: int) -> float:
+    """Seconds to wait before attempt ``attempt + 1``: the server's Retry-After, else a jittered exponential."""
+    if isinstance(exc, RateLimited) and exc.retry_after is not None:
+        return exc.retry_after
+    state = tenacity.RetryCallState(retry_object=tenacity.AsyncRetrying(), fn=None, args=(), kwargs={})
+    state.attempt_number = max(1, attempt)
+    return float(_WAIT(state))
+
+
+def is_handback(created: Created, sent_at_twilio: datetime, other_contacts_sids: Collection[str]) -> bool:
+    """Studio v1 answers 200 with the contact's *existing* active run instead of a new one: tell which this is.
+
+    A hand-back when the SID already belongs to another of this job's contacts, or when the
+    run was created (Twilio's clock) clearly before this request left (Twilio's clock too).
+    """
+    if created.sid in other_contacts_sids:
+        return True
+    return created.date_created is not None and created.date_created < sent_at_twilio - HANDBACK_MARGIN
+
+
+class Breaker:
+    """The failure breaker: trips when more than ``ratio`` of the last ``window`` final rows failed."""
+
+    def __init__(self, window: int, ratio: float) -> None:
+        self.window = window
+        self.ratio = ratio
+        self._recent: deque[bool] = deque(maxlen=window)
+        self._failed = 0  # sum(self._recent), kept up to date instead of summed for every row
+
+    def add(self, failed: bool) -> bool:
+        """Count one final row; True when the breaker is (now) tripped."""
+        if len(self._recent) == self._recent.maxlen:
+            self._failed -= self._recent[0]
+        self._recent.append(failed)
+        self._failed += failed
+        return len(self._recent) >= self.window and self._failed > self.ratio * self.window
