@@ -50,8 +50,8 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
 # fixture), whose start-up is slow and whose first page must not be a test's. By ID because xdist's own
 # xdist_group mark is lost under pytest 9.2 (pytest-xdist issue 1386).
 SHARED_WORKER = {
-    "tests/test_report_html.py::TestInABrowser::": "chromium",
-    "tests/test_report_html.py::TestSandboxRunInABrowser::": "chromium",
+    "tests/reporting/test_report_html.py::TestInABrowser::": "chromium",
+    "tests/reporting/test_report_html.py::TestSandboxRunInABrowser::": "chromium",
 }
 
 

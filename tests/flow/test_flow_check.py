@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from batch_engage.flow import check as flowcheck
 from batch_engage.flow.check import FlowVariable, FlowWiringError, compare, first_message, flow_variables, render
 
-FLOWS = Path(__file__).parent / "flows"
+FLOWS = Path(__file__).parents[1] / "flows"
 MARKER = "_batch_engage"
 
 

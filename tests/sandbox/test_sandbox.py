@@ -34,8 +34,8 @@ AUTH = (SANDBOX_USERNAME, SANDBOX_PASSWORD)
 FLOW = "FW" + "0123456789abcdef" * 2
 DRAFT_FLOW = "FW" + "fedcba9876543210" * 2
 SENDER = "+15005550006"
-SANDBOX_PACKAGE = Path(__file__).resolve().parents[1] / "batch_engage" / "sandbox"
-REPO = Path(__file__).resolve().parents[1]
+SANDBOX_PACKAGE = Path(__file__).resolve().parents[2] / "batch_engage" / "sandbox"
+REPO = Path(__file__).resolve().parents[2]
 # Building an SSL context per client costs ~40 ms; loopback HTTP never uses it.
 TLS = ssl.create_default_context()
 
