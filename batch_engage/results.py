@@ -55,14 +55,20 @@ STATUSES = (
 
 
 def build_results(
-    plan: pl.DataFrame, journal: pl.DataFrame, *, input_digest: str | None = None, live: bool = False
+    plan: pl.DataFrame,
+    journal: pl.DataFrame,
+    *,
+    input_digest: str | None = None,
+    live: bool = False,
+    pending_reason: str | None = None,
 ) -> pl.DataFrame:
     """Project plan + journal into the results table, in input order.
 
     A contact whose line was written for another input (an earlier export of the list)
     and reached shows that run, with the message "reached by an earlier run". With
     ``live`` (a run holds the checkpoint now) a contact whose request is out shows
-    ``in_flight`` rather than ``uncertain``.
+    ``in_flight`` rather than ``uncertain``. ``pending_reason`` is what a ``pending`` row says when its
+    line says nothing (why the run left it).
     """
     lines = journal.select(
         "contact",
@@ -101,6 +107,7 @@ def build_results(
         .then(pl.lit(REACHED_EARLIER))
         .when(state.is_not_null() & (state != RowState.PENDING.value))
         .then(pl.col("line_message"))
+        .otherwise(pl.lit(pending_reason, dtype=pl.String))
     )
     return joined.select(
         pl.col("row"),

@@ -97,6 +97,11 @@ def check_send(send: dict[str, Any]) -> dict[str, Any]:
     for key, value in send.items():
         if key in _NUMBER_LIMITS:
             check_number(f"send.{key}", value, *_NUMBER_LIMITS[key])
+    if "rate" in send and send["rate"] < MIN_RATE:
+        # Each wait ends on a stop, but a campaign paced slower than this is a typo (a unit mistaken).
+        raise ConfigError(
+            "send.rate", f"must be at least one request a minute ({MIN_RATE:.4f}/s), not {send['rate']!r}"
+        )
     if "dedupe" in send and send["dedupe"] not in ("to", "to_from", "none"):
         raise ConfigError("send.dedupe", "must be 'to', 'to_from' or 'none'")
     if "days" in send:
@@ -180,6 +185,7 @@ def _floats(send: dict[str, Any]) -> dict[str, Any]:
 _FLOAT_KEYS = {"rate", "max_backoff", "connect_timeout", "read_timeout", "reconcile_delay", "breaker_ratio"}
 
 MAX_RATE = 10_000.0
+MIN_RATE = 1 / 60
 MAX_CONCURRENCY = 1_000
 MAX_TIMEOUT = 3_600.0
 # key -> (lowest, highest, whether the lowest itself is refused); beyond these a value is a typo, not a choice.

@@ -64,8 +64,14 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], str]]] = {
         "days": (list, "days"),
         "default_timezone": (str, "default_timezone"),
         "marker_key": (str, "marker_key"),
+        "unreachable_timeout": ((int, float, str), "unreachable_timeout"),
     },
-    "output": {"results": (str, "results"), "checkpoint": (str, "checkpoint"), "outcomes": (str, "outcomes")},
+    "output": {
+        "results": (str, "results"),
+        "checkpoint": (str, "checkpoint"),
+        "outcomes": (str, "outcomes"),
+        "lock_wait": ((int, float, str), "lock_wait"),
+    },
     "suppress": {"files": (list, "files"), "column": (str, "column")},
     "history": {"path": (str, "path"), "cap": (str, "cap"), "flow_cap": (str, "flow_cap")},
     "collect": {
@@ -102,7 +108,7 @@ def accepted_keys() -> list[str]:
 
 def _type_name(expected: type | tuple[type, ...]) -> str:
     if isinstance(expected, tuple):
-        return _TYPE_NAMES[float]
+        return "a duration such as '60s'" if str in expected else _TYPE_NAMES[float]
     return _TYPE_NAMES[expected]
 
 

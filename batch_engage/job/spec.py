@@ -42,6 +42,7 @@ from .checks import (
     collect_fields,
     static_parameter_pairs,
 )
+from .durations import duration, timing_fields
 from .paths import check_paths, check_postgres_checkpoint, job_fields, output_fields
 from .read import accepted_keys, job_sections, read_job
 from .send_window import SendWindow, parse_window
@@ -86,6 +87,8 @@ DEFAULT_RECONCILE_DELAY = 3.0
 DEFAULT_BREAKER_WINDOW = 100
 DEFAULT_BREAKER_RATIO = 0.5
 DEFAULT_MARKER_KEY = "_batch_engage"
+DEFAULT_UNREACHABLE_TIMEOUT = 120.0
+DEFAULT_LOCK_WAIT = 60.0
 
 Api = Literal["engagements", "executions"]
 Dedupe = Literal["to", "to_from", "none"]
@@ -170,6 +173,7 @@ class SendSpec:
     days: tuple[str, ...] | None = None
     default_timezone: str | None = None
     marker_key: str = DEFAULT_MARKER_KEY
+    unreachable_timeout: float = DEFAULT_UNREACHABLE_TIMEOUT
 
     @cached_property
     def send_window(self) -> SendWindow | None:
@@ -187,6 +191,7 @@ class OutputSpec:
     checkpoint_template: str | None = None
     outcomes: str | None = None
     outcomes_template: str | None = None
+    lock_wait: float = DEFAULT_LOCK_WAIT
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -321,14 +326,17 @@ def _build(sections: dict[str, dict[str, Any]], base: Path, stem: str, now: date
     inp = InputSpec(**check_input(sections["input"]))
     flow = FlowSpec(**check_flow(sections["flow"]))
     mapping = check_mapping(sections["mapping"])
-    send = SendSpec(**check_send(sections["send"]))
+    send = SendSpec(
+        **check_send(sections["send"]) | timing_fields(sections["send"], "send", ("unreachable_timeout",))
+    )
     # The window is parsed here, once: a bad one fails the load naming its key, and readers never parse it again.
     if send.send_window is not None:
         check_zone(send.default_timezone)
     check_marker_key(sections["send"].get("marker_key"), mapping)
     job = job_fields(sections["job"], stem, send.default_timezone, now)
     check_postgres_checkpoint(sections["output"], sections["job"])
-    output = OutputSpec(**output_fields(sections["output"], base, job))
+    lock_wait = duration("output.lock_wait", sections["output"].get("lock_wait", DEFAULT_LOCK_WAIT))
+    output = OutputSpec(**output_fields(sections["output"], base, job), lock_wait=lock_wait)
     history = HistorySpec(**check_history(sections["history"]))
     _ = history.caps  # parsed here, once, like the window
     spec = Spec(

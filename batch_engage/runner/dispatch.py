@@ -20,13 +20,14 @@ import structlog
 from ..checkpoint import CheckpointStore, Outcome
 from ..clock import Clock, iso_ms
 from ..control import Progress, RunControl, Stats
-from ..errors import AlreadyActive, Fatal, PossiblySent, RateLimited, Rejected, RetrySafe, StudioError
+from ..errors import AlreadyActive, Fatal, PossiblySent, RateLimited, Rejected, RetrySafe, Stopped, StudioError
 from ..history import HistoryStore
 from ..history import owner as history_owner
 from ..job import SendWindow, Spec
 from ..plan import caps, mask
 from ..states import FINAL, RowState
 from ..twilio import Breaker, Created, Pacer, StudioClient, backoff, is_handback
+from .failures import Storage, off_loop
 from .intake import Intake
 from .item import Item, make_marker
 from .recorder import Recorder
@@ -50,6 +51,7 @@ class Dispatcher:
     client: StudioClient
     control: RunControl
     recorder: Recorder
+    storage: Storage
     pacer: Pacer
     history: HistoryStore | None
     window: SendWindow | None
@@ -68,7 +70,12 @@ class Dispatcher:
     def __post_init__(self) -> None:
         self.caps = caps(self.spec)
         self._queue = Intake(
-            self.cp, pacer=self.pacer, clock=self.clock, twilio=self.client.clock, stopping=self.stopping
+            self.cp,
+            pacer=self.pacer,
+            clock=self.clock,
+            twilio=self.client.clock,
+            stopping=self.stopping,
+            storage=self.storage,
         )
         self._breaker = Breaker(self.spec.send.breaker_window, self.spec.send.breaker_ratio)
         self._warned_concurrency = False
@@ -81,8 +88,8 @@ class Dispatcher:
     # -- outcomes ----------------------------------------------------------------------
 
     def stopping(self) -> bool:
-        """Whether the run is stopping (asked to, or aborted)."""
-        return self.control.stopping or self.aborted is not None
+        """Whether the run is stopping (asked to, aborted, or its storage failed)."""
+        return self.control.stopping or self.aborted is not None or self.storage.failure is not None
 
     def owner(self, item: Item) -> str:
         """The history claim's owner: this job and this contact."""
@@ -186,7 +193,10 @@ class Dispatcher:
                     await self._queue.notify()
 
     async def _send(self, item: Item) -> None:
-        sent_at = await self.pacer.acquire()
+        try:
+            sent_at = await self.pacer.acquire()
+        except Stopped:
+            sent_at = -1.0
         if self.stopping():
             self.put_back(item)
             return
@@ -205,13 +215,17 @@ class Dispatcher:
             self.held.append(item)
             return
         if self.history is not None:
-            blocker = await asyncio.to_thread(
-                self.history.claim, item.to, self.spec.flow.sid, self.owner(item), *self.caps
-            )
+            try:
+                blocker = await off_loop(self.history.claim, item.to, self.spec.flow.sid, self.owner(item), *self.caps)
+            except Exception as exc:
+                self.storage.failed("claiming the contact in the history", exc)
+                self.put_back(item)
+                return
             if blocker is not None:
                 self.record(item, RowState.CAPPED, message=blocker[0].describe(blocker[1]))
                 return
         item.attempts += 1
+        self.storage.sending_began = True
         self.stats.requests += 1
         self.recorder.count("requests")
         self.stats.first_send = self.stats.first_send or sent_at
@@ -318,6 +332,7 @@ class Dispatcher:
             for w in [*workers, hard_wait] + ([drain] if drain else []):
                 w.cancel()
             await asyncio.gather(*workers, hard_wait, *([drain] if drain else []), return_exceptions=True)
+            await self._queue.close()
         # Contacts queued (intent written) but never sent this time go back to pending.
         for item in self._queue.unsent():
             self.put_back(item)

@@ -25,9 +25,9 @@ import structlog
 
 from ..checkpoint import CheckpointStore, Target, open_checkpoint, read_checkpoint
 from ..clock import Clock, iso_ms
-from ..control import Progress, RunControl
+from ..control import Progress, RunControl, StoppableClock
 from ..credentials import Credentials
-from ..errors import StudioError
+from ..errors import Stopped, StorageFailed, StudioError, UsageError
 from ..exits import exit_code_for
 from ..history import HistoryStore, open_history
 from ..job import Spec
@@ -45,6 +45,8 @@ from ..twilio import (
     studio_region_warning,
 )
 from .dispatch import Dispatcher
+from .ending import Ending, ending
+from .failures import Storage, is_storage_error, off_loop
 from .preflight import preflight
 from .recorder import Recorder
 from .schedule import send_all, to_send
@@ -56,6 +58,8 @@ __all__ = ["Progress", "RunControl", "RunOptions", "RunResult", "RunSummary", "e
 log = structlog.get_logger(__name__)
 
 READ_ATTEMPTS = 12
+# After a stop, the last flush gets this long (seconds): a stop must end the run even while a write hangs.
+FLUSH_AFTER_STOP = 1.0
 DEFAULT_OPTIONS = RunOptions()
 RECENT_SIDS = timedelta(minutes=10)
 
@@ -80,6 +84,7 @@ class _Sent:
     stopped_early: bool = False
     reached_earlier: int = 0
     changed: int = 0
+    stop_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,7 @@ class _Job:
     options: RunOptions
     clock: Clock
     control: RunControl
+    storage: Storage
     transport: httpx.AsyncBaseTransport | None
     on_progress: Callable[[Progress], None] | None
 
@@ -130,7 +136,7 @@ def _prepared(
     return Prepared(plan=view.plan, fingerprint=fingerprint(spec), input_digest=view.meta.get("input", ""))
 
 
-def _summary(spec: Spec, sent: _Sent, counts: dict[str, int], duration: float) -> RunSummary:
+def _summary(spec: Spec, sent: _Sent, counts: dict[str, int], duration: float, end: Ending) -> RunSummary:
     d, stats = sent.d, sent.d.stats
     active = (stats.last_answer or 0) - (stats.first_send or 0)
     return RunSummary(
@@ -147,6 +153,7 @@ def _summary(spec: Spec, sent: _Sent, counts: dict[str, int], duration: float) -
         checkpoint_path=spec.output.checkpoint,
         aborted=d.aborted.message if d.aborted else None,
         stopped_early=sent.stopped_early and d.aborted is None,
+        stopped_because=end.reason,
         reconciled=stats.reconciled,
         lookups=stats.lookups,
         reached_earlier=sent.reached_earlier,
@@ -172,13 +179,30 @@ async def run_job(
     ``settle_only`` reads no input: it reconciles what the checkpoint left possibly sent
     (from the plan stored in it) and sends nothing; a new period does this to the last one.
     """
-    clock = options.timing()
+    control = control or RunControl()
+    clock = StoppableClock(options.timing(), control)
     started = clock.monotonic()
     base_url = _studio_url(spec, credentials)
     prepared = _prepared(spec, frame, stdin, stored=settle_only)
-    job = _Job(spec, prepared, credentials, base_url, options, clock, control or RunControl(), transport, on_progress)
+    storage = Storage(
+        lock_wait=spec.output.lock_wait,
+        wait=lambda seconds: control.wait_stop(seconds, asyncio.sleep),
+        stopping=lambda: control.stopping,
+    )
+    job = _Job(spec, prepared, credentials, base_url, options, clock, control, storage, transport, on_progress)
+    try:
+        return await _run_locked(job, started)
+    except StorageFailed as exc:
+        if exc.transient or storage.sending_began:
+            raise
+        raise UsageError(f"{exc}; nothing was sent") from None
+
+
+async def _run_locked(job: _Job, started: float) -> RunResult:
+    """The run with its checkpoint open: send, then settle the ending and write the results."""
+    spec, prepared, options, clock, storage = job.spec, job.prepared, job.options, job.clock, job.storage
     extra_meta = {"job_id": spec.job.id, **({"period": spec.job.period} if spec.job.period else {})}
-    target = target_for(spec, credentials, sandbox=options.sandbox)
+    target = target_for(spec, job.credentials, sandbox=options.sandbox)
     with open_checkpoint(
         spec.output.checkpoint,
         prepared.fingerprint,
@@ -187,30 +211,45 @@ async def run_job(
         yes=options.yes,
         extra_meta=extra_meta,
     ) as cp:
-        cp.start_run(iso_ms(clock.now()), prepared.input_digest)
-        await asyncio.to_thread(cp.save_plan, prepared.plan)
+        await storage.commit("starting the run", cp.start_run, iso_ms(clock.now()), prepared.input_digest)
+        await storage.commit("saving the plan", cp.save_plan, prepared.plan)
         history = open_history(spec.history.path) if spec.history.path and not options.sandbox else None
         try:
             sent = await _run_with_checkpoint(job, cp, history)
         finally:
             if history is not None:
                 history.close()
-        journal = build_results(prepared.plan, cp.journal(), input_digest=prepared.input_digest)
+        lines = await storage.commit("reading the journal", cp.journal, after_failure=True)
+        journal = build_results(prepared.plan, lines, input_digest=prepared.input_digest)
+        counts = counts_by_status(journal)
+        end = _ending(sent, counts, storage)
+        journal = build_results(
+            prepared.plan, lines, input_digest=prepared.input_digest, pending_reason=end.pending_reason
+        )
         results = annotate_windows(prepared.plan, journal, spec, clock.now())
-        counts = counts_by_status(results)
-        stopped_early = sent.stopped_early and sent.d.aborted is None
-        code = exit_code_for(counts, aborted=sent.d.aborted is not None, stopped_early=stopped_early)
-        cp.finish_run(iso_ms(clock.now()), code)
-    await asyncio.to_thread(write_results, results, spec.output.results)
-    summary = _summary(spec, sent, counts, clock.monotonic() - started)
-    log.info("run.summary", exit_code=code, **summary.as_dict())
-    return RunResult(results=results, counts=counts, exit_code=code, summary=summary)
+        with contextlib.suppress(StorageFailed):
+            await storage.commit("recording the run's end", cp.finish_run, iso_ms(clock.now()), end.exit_code)
+    await off_loop(write_results, results, spec.output.results)
+    summary = _summary(spec, sent, counts, clock.monotonic() - started, end)
+    log.info("run.summary", exit_code=end.exit_code, **summary.as_dict())
+    return RunResult(results=results, counts=counts, exit_code=end.exit_code, summary=summary)
+
+
+def _ending(sent: _Sent, counts: dict[str, int], storage: Storage) -> Ending:
+    return ending(
+        counts,
+        aborted=sent.d.aborted,
+        failure=storage.failure,
+        sending_began=storage.sending_began,
+        stopped_early=sent.stopped_early,
+        stop_reason=sent.stop_reason,
+    )
 
 
 def _dispatcher(job: _Job, cp: CheckpointStore, client: StudioClient, history: HistoryStore | None) -> Dispatcher:
     """The dispatcher of this run, with its pacer and recorder; it counts the contacts already final."""
     spec, clock = job.spec, job.clock
-    pacer = Pacer(spec.send.rate, clock=job.options.pacing())
+    pacer = Pacer(spec.send.rate, clock=StoppableClock(job.options.pacing(), job.control))
     sendable = job.prepared.plan.filter(pl.col("status") == "pending")
     finals = cp.contacts_in(FINAL)
     return Dispatcher(
@@ -219,7 +258,10 @@ def _dispatcher(job: _Job, cp: CheckpointStore, client: StudioClient, history: H
         cp=cp,
         client=client,
         history=history,
-        recorder=Recorder(cp, history, now=lambda: clock.now().timestamp(), rate=lambda: pacer.rate),
+        recorder=Recorder(
+            cp, history, now=lambda: clock.now().timestamp(), rate=lambda: pacer.rate, storage=job.storage
+        ),
+        storage=job.storage,
         pacer=pacer,
         clock=clock,
         control=job.control,
@@ -268,12 +310,32 @@ async def _run_with_checkpoint(job: _Job, cp: CheckpointStore, history: HistoryS
             # Preflight could not reach Studio: nothing was sent; try again later.
             log.error("run.unreachable", reason=exc.message)
             sent.stopped_early = True
+            sent.stop_reason = f"Studio could not be reached: {exc.message}"
+        except Stopped:
+            sent.stopped_early = True
+        except Exception as exc:
+            if not is_storage_error(exc):
+                raise
+            job.storage.failed("the checkpoint", exc)
         finally:
             if timer is not None:
                 timer.cancel()
             done_flushing.set()
-            await flusher
+            await _flushed(flusher, control)
+    if sent.stop_reason is None and control.stopping:
+        sent.stop_reason = "a stop was asked for"
     return sent
+
+
+async def _flushed(flusher: asyncio.Task[None], control: RunControl) -> None:
+    """Wait for the last flush; after a stop, only briefly: a hung write is abandoned (its intents stand)."""
+    if not control.stopping:
+        await flusher
+        return
+    done, _ = await asyncio.wait({flusher}, timeout=FLUSH_AFTER_STOP)
+    if not done:
+        log.warning("checkpoint.abandoned", message="the last outcomes could not be written; the next run settles them")
+        flusher.cancel()
 
 
 async def _phases(job: _Job, cp: CheckpointStore, d: Dispatcher) -> bool:
