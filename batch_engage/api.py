@@ -31,6 +31,7 @@ from .credentials import Credentials, credentials_from_env
 from .errors import UsageError
 from .exits import (
     EXIT_ABORTED,
+    EXIT_IOERR,
     EXIT_OK,
     EXIT_SOME_FAILED,
     EXIT_TEMPFAIL,
@@ -50,6 +51,7 @@ from .sandbox import serve as serve_sandbox
 __all__ = [
     "DEFAULT_COLLECT_POLL",
     "EXIT_ABORTED",
+    "EXIT_IOERR",
     "EXIT_OK",
     "EXIT_SOME_FAILED",
     "EXIT_TEMPFAIL",

@@ -42,6 +42,10 @@ from .upgrade import V1_LINE_COLUMNS, take_v1_lines
 
 __all__ = ["Checkpoint", "check_file_binding", "is_locked", "plan_path", "read_only"]
 
+# One try at a lock another connection holds; the run waits out longer ones itself (``output.lock_wait``),
+# logging each wait and watching for a stop between tries.
+BUSY_SECONDS = 1.0
+
 _SELECT = f"SELECT {', '.join(JOURNAL_COLUMNS)} FROM journal"  # noqa: S608 - constant column names
 
 
@@ -128,7 +132,7 @@ class Checkpoint(StoreBase):
             if restart and path.exists():
                 _move_aside(path)
             private_file(path)
-            conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            conn = sqlite3.connect(path, timeout=BUSY_SECONDS, check_same_thread=False, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.executescript(SQLITE_DDL)

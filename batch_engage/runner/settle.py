@@ -18,6 +18,7 @@ from ..job import Spec
 from ..states import RowState
 from ..twilio import PacedReads
 from .dispatch import Dispatcher
+from .failures import off_loop
 from .item import Item
 from .reconcile import Lookup, Reconciler
 
@@ -51,7 +52,7 @@ class Settler:
 
     async def _taken(self, since: datetime) -> set[str]:
         ours = since - timedelta(seconds=self.d.client.clock.offset or 0.0)
-        return await asyncio.to_thread(self.cp.sids_since, iso_ms(ours))
+        return await off_loop(self.cp.sids_since, iso_ms(ours))
 
     def lookup(self, item: Item) -> Lookup:
         """What reconciliation needs of a possibly-sent item (its intent on Twilio's clock)."""
