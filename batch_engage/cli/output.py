@@ -161,7 +161,7 @@ def print_summary(result: api.RunResult, out: TextIO) -> None:
     if s.stopped_because and not s.aborted:
         again = "; run the same command again to finish" if result.exit_code == api.EXIT_TEMPFAIL else ""
         advice = f"stopped: {s.stopped_because}{again}"
-    files = {"results": s.results_path, "checkpoint": s.checkpoint_path}
+    files: dict[str, object] = {"results": s.results_path, "checkpoint": s.checkpoint_path}
     lines += _closing_lines(s.aborted, advice, files, result.exit_code)
     print("\n".join(lines), file=out)
 

@@ -6,7 +6,6 @@ after its sending, and the ones never created are sent again (up to ``max_attemp
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timedelta
 
 import polars as pl
