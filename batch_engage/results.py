@@ -20,6 +20,7 @@ __all__ = [
     "EXIT_SOME_FAILED",
     "EXIT_TEMPFAIL",
     "EXIT_USAGE",
+    "NOT_SENT_YET",
     "RESULT_COLUMNS",
     "STATUSES",
     "build_results",
@@ -29,6 +30,7 @@ __all__ = [
 ]
 
 REACHED_EARLIER = "reached by an earlier run"
+NOT_SENT_YET = "not sent yet: run the same command again to send it"
 RESULT_COLUMNS = [
     "row",
     "to",

@@ -17,10 +17,10 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .. import api
+from .. import api, early
 from ..control import RunControl
 from ..credentials import Credentials
-from ..errors import BatchEngageError, UsageError
+from ..errors import BatchEngageError, Stopped, UsageError
 from ..exits import EXIT_OK
 from .output import (
     collect_bar,
@@ -38,12 +38,16 @@ __all__ = ["build_parser", "main", "parse_duration"]
 
 _T = TypeVar("_T")
 
+# Seconds a run gets to wind down after a second stop before it is cut off.
+_HARD_STOP_GRACE = 1.5
+
 # --sandbox runs end after a few seconds, so --wait there polls often.
 _SANDBOX_POLL = 1.0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: run one command and return its exit code."""
+    early.imported()
     args = build_parser().parse_args(argv)
     if hasattr(args, "log_format"):
         configure_logging(args.log_format, args.log_level, quiet=getattr(args, "quiet", False))
@@ -105,13 +109,27 @@ def _rehearsal(
 
 
 async def _until_stopped(work: Callable[[RunControl], Awaitable[_T]]) -> _T:
-    """``work`` given a RunControl that SIGINT and SIGTERM ask to stop (a second one: at once)."""
+    """``work`` given a RunControl that SIGINT and SIGTERM ask to stop; a second one ends it at once, whatever
+    it waits for (in-flight contacts stay possibly sent: the next run settles them)."""
     control = RunControl()
     loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(work(control))
+
+    def stop() -> None:
+        control.request_stop()
+        if control.hard:
+            # The run winds down at once (results written, in-flight rows uncertain); if something it waits
+            # for hangs (a frozen database), it is cut off after a moment.
+            loop.call_later(_HARD_STOP_GRACE, task.cancel)
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, control.request_stop)
+        loop.add_signal_handler(sig, stop)
     try:
-        return await work(control)
+        return await task
+    except asyncio.CancelledError:
+        if not control.hard:
+            raise
+        raise Stopped("stopped at once (a second signal); the next run settles what was in flight") from None
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

@@ -159,8 +159,10 @@ def print_summary(result: api.RunResult, out: TextIO) -> None:
     lines.extend(f"error {err['code']}: {err['message']} ({err['rows']} rows)" for err in s.top_errors)
     advice = "stopped early: run the same command again to finish" if s.stopped_early else None
     if s.stopped_because and not s.aborted:
-        again = "; run the same command again to finish" if result.exit_code == api.EXIT_TEMPFAIL else ""
-        advice = f"stopped: {s.stopped_because}{again}"
+        if result.exit_code == api.EXIT_TEMPFAIL:
+            advice = f"stopped early ({s.stopped_because}): run the same command again to finish"
+        else:
+            advice = f"stopped: {s.stopped_because}"
     files: dict[str, object] = {"results": s.results_path, "checkpoint": s.checkpoint_path}
     lines += _closing_lines(s.aborted, advice, files, result.exit_code)
     print("\n".join(lines), file=out)

@@ -15,7 +15,7 @@ from ..errors import UsageError
 from ..job import Spec
 from ..plan import annotate_windows, window_openings
 from ..reporting import render_report, report_data
-from ..results import build_results, counts_by_status, write_results
+from ..results import NOT_SENT_YET, build_results, counts_by_status, write_results
 
 __all__ = ["Status", "job_status", "rewrite_results", "write_report_html"]
 
@@ -40,7 +40,9 @@ def _from_checkpoint(spec: Spec) -> tuple[pl.DataFrame, pl.DataFrame, Checkpoint
     """The plan, the results table and the view, from the checkpoint alone (``in_flight`` while a run holds it)."""
     view = read_checkpoint(spec.output.checkpoint)
     plan = _with_plan(spec, view)
-    results = build_results(plan, view.journal, input_digest=view.meta.get("input"), live=view.live)
+    results = build_results(
+        plan, view.journal, input_digest=view.meta.get("input"), live=view.live, pending_reason=NOT_SENT_YET
+    )
     return plan, results, view
 
 

@@ -326,9 +326,7 @@ def _build(sections: dict[str, dict[str, Any]], base: Path, stem: str, now: date
     inp = InputSpec(**check_input(sections["input"]))
     flow = FlowSpec(**check_flow(sections["flow"]))
     mapping = check_mapping(sections["mapping"])
-    send = SendSpec(
-        **check_send(sections["send"]) | timing_fields(sections["send"], "send", ("unreachable_timeout",))
-    )
+    send = SendSpec(**check_send(sections["send"]) | timing_fields(sections["send"], "send", ("unreachable_timeout",)))
     # The window is parsed here, once: a bad one fails the load naming its key, and readers never parse it again.
     if send.send_window is not None:
         check_zone(send.default_timezone)

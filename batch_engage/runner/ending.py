@@ -11,10 +11,9 @@ from dataclasses import dataclass
 
 from ..errors import StorageFailed, StudioError
 from ..exits import exit_code_for, storage_exit_code
+from ..results import NOT_SENT_YET
 
 __all__ = ["Ending", "ending"]
-
-NOT_REACHED_YET = "not sent yet: run the same command again to send it"
 
 
 @dataclass(frozen=True)
@@ -48,4 +47,4 @@ def ending(
         code = exit_code_for(counts, stopped_early=True)
         return Ending(reason, f"not sent yet ({reason}): run the same command again to send it", code)
     # Left on purpose (--limit): the exit says done as asked, the rows say what is left.
-    return Ending(None, NOT_REACHED_YET, exit_code_for(counts))
+    return Ending(None, NOT_SENT_YET, exit_code_for(counts))

@@ -303,7 +303,14 @@ async def _run_with_checkpoint(job: _Job, cp: CheckpointStore, history: HistoryS
         done_flushing = asyncio.Event()
         flusher = asyncio.create_task(d.recorder.run(done_flushing))
         limit = job.options.max_duration
-        timer = asyncio.get_running_loop().call_later(limit, control.request_stop) if limit is not None else None
+        timer = None
+        if limit is not None:
+
+            def out_of_time() -> None:
+                sent.stop_reason = sent.stop_reason or f"--max-duration of {job.options.max_duration} s reached"
+                control.request_stop()
+
+            timer = asyncio.get_running_loop().call_later(limit, out_of_time)
         try:
             sent.stopped_early = await _phases(job, cp, d)
         except StudioError as exc:
