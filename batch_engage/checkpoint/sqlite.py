@@ -37,6 +37,7 @@ from .model import (
     journal_frame,
     reached_frame,
 )
+from .runlog import INTENTS_KEY, RunLog, lost_lines, read_runlog, refuse_lost_journal
 from .schema import EVENT_COLUMNS, JOURNAL_COLUMNS, RUN_COLUMNS, SQLITE_DDL
 from .upgrade import V1_LINE_COLUMNS, take_v1_lines
 
@@ -101,6 +102,9 @@ class Checkpoint(StoreBase):
         self.token: str = meta["token"]
         self.meta = meta
         self.run_id: int | None = None
+        self._written = int(meta.get(INTENTS_KEY, "0") or 0)
+        self.lost = lost_lines(read_runlog(path), self.token, self._written)
+        self._runlog = RunLog(path)
 
     @property
     def plan_path(self) -> Path:
@@ -127,6 +131,8 @@ class Checkpoint(StoreBase):
         if fd is None:
             raise CheckpointLocked(f"{path}: another batch-engage process is running this job; nothing was sent")
         try:
+            if not restart:
+                refuse_lost_journal(path, (options.get("extra_meta") or {}).get("token"))
             upgraded = None if restart or not path.exists() else take_v1_lines(path, fingerprint)
             check_file_binding(path, fingerprint, target, restart=restart, yes=options.get("yes", False))
             if restart and path.exists():
@@ -160,7 +166,17 @@ class Checkpoint(StoreBase):
         """Close the database and release the lock."""
         with self._db_lock:
             self._conn.close()
+        self._runlog.close()
         release_lock(self._lock_fd)
+
+    def acknowledge_lost(self) -> None:
+        """The lost lines are marked possibly sent: count what the run log counts again, so it is said once."""
+        if self.lost is None:
+            return
+        with self._transaction() as conn:
+            self._written = max(self._written, self.lost.expected)
+            _set_written(conn, self._written)
+        self.lost = None
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -223,7 +239,11 @@ class Checkpoint(StoreBase):
     def write_intents(self, intents: Iterable[Intent], *, at: str, twilio_at: str | None) -> None:
         """Record that these contacts are about to be sent (committed with fsync before any leaves)."""
         input_digest = self.meta.get("input")
+        rows = [
+            (i.contact, i.row, i.to, i.from_, i.params_hash, i.marker, input_digest, at, twilio_at) for i in intents
+        ]
         with self._transaction() as conn:
+            _set_written(conn, self._written + len(rows))
             conn.executemany(
                 "INSERT INTO journal (contact, row, to_addr, from_addr, params_hash, marker, input, state, "
                 "intent_at, intent_twilio_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'intent', ?, ?) "
@@ -232,11 +252,11 @@ class Checkpoint(StoreBase):
                 "marker = excluded.marker, input = excluded.input, "
                 "intent_at = COALESCE(journal.intent_at, excluded.intent_at), "
                 "intent_twilio_at = COALESCE(journal.intent_twilio_at, excluded.intent_twilio_at)",
-                [
-                    (i.contact, i.row, i.to, i.from_, i.params_hash, i.marker, input_digest, at, twilio_at)
-                    for i in intents
-                ],
+                rows,
             )
+        self._written += len(rows)
+        # After the commit: the run log may count less than the journal (a crash between), never more.
+        self._runlog.record(token=self.token, run=self.run_id, intents=self._written, at=at, twilio_at=twilio_at)
 
     def write_outcomes(self, outcomes: Iterable[Outcome]) -> None:
         """Record a group of outcomes in one transaction (a ``pending`` outcome withdraws the intent)."""
@@ -323,6 +343,12 @@ def _bind(
     return meta
 
 
+def _set_written(conn: sqlite3.Connection, written: int) -> None:
+    conn.execute(
+        "INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", (INTENTS_KEY, written)
+    )
+
+
 def plan_path(path: str | Path) -> Path:
     """Where a checkpoint keeps its plan."""
     path = Path(path)
@@ -341,7 +367,7 @@ def _move_aside(path: Path) -> Path:
     while target.exists():
         n += 1
         target = path.with_name(f"{path.name}.{stamp}-{n}.old")
-    move_with_sidecars(path, target, ("-wal", "-shm", ".plan.parquet"))
+    move_with_sidecars(path, target, ("-wal", "-shm", ".plan.parquet", ".runlog"))
     return target
 
 

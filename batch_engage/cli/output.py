@@ -157,6 +157,8 @@ def print_summary(result: api.RunResult, out: TextIO) -> None:
         f"(configured {s.configured_rate:g}/s, settled at {s.settled_rate:.2f}/s)",
     ]
     lines.extend(f"error {err['code']}: {err['message']} ({err['rows']} rows)" for err in s.top_errors)
+    if s.checkpoint_repaired:
+        lines.append(f"reconciled first: {s.checkpoint_repaired}")
     advice = "stopped early: run the same command again to finish" if s.stopped_early else None
     if s.stopped_because and not s.aborted:
         if result.exit_code == api.EXIT_TEMPFAIL:

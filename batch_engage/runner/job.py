@@ -47,6 +47,7 @@ from ..twilio import (
 from .dispatch import Dispatcher
 from .ending import Ending, ending
 from .failures import Storage, is_storage_error, off_loop
+from .lost import mark_lost_lines
 from .preflight import preflight
 from .recorder import Recorder
 from .schedule import send_all, to_send
@@ -85,6 +86,7 @@ class _Sent:
     reached_earlier: int = 0
     changed: int = 0
     stop_reason: str | None = None
+    repaired: str | None = None
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,7 @@ def _summary(spec: Spec, sent: _Sent, counts: dict[str, int], duration: float, e
         aborted=d.aborted.message if d.aborted else None,
         stopped_early=sent.stopped_early and d.aborted is None,
         stopped_because=end.reason,
+        checkpoint_repaired=sent.repaired,
         reconciled=stats.reconciled,
         lookups=stats.lookups,
         reached_earlier=sent.reached_earlier,
@@ -312,6 +315,7 @@ async def _run_with_checkpoint(job: _Job, cp: CheckpointStore, history: HistoryS
 
             timer = asyncio.get_running_loop().call_later(limit, out_of_time)
         try:
+            sent.repaired = await mark_lost_lines(cp, job.prepared.plan, job.storage)
             sent.stopped_early = await _phases(job, cp, d)
         except StudioError as exc:
             # Preflight could not reach Studio: nothing was sent; try again later.

@@ -64,6 +64,7 @@ class RunSummary:
     parameters_changed: int = 0
     clock_offset: float | None = None
     stopped_because: str | None = None
+    checkpoint_repaired: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The summary as plain JSON-ready data."""
@@ -87,6 +88,7 @@ class RunSummary:
             "reached_earlier_parameters_changed": self.parameters_changed,
             "clock_offset_seconds": None if self.clock_offset is None else round(self.clock_offset, 3),
             "stopped_because": self.stopped_because,
+            "checkpoint_repaired": self.checkpoint_repaired,
         }
 
 
