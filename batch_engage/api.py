@@ -44,7 +44,7 @@ from .flow import FlowReview
 from .history import is_database_url, open_history
 from .job import Spec, load_spec
 from .plan import prepare
-from .runner import RunOptions, RunResult, run_job
+from .runner import Recovery, RunOptions, RunResult, recover_job, run_job
 from .sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox, SandboxConfig
 from .sandbox import serve as serve_sandbox
 
@@ -65,6 +65,7 @@ __all__ = [
     "Credentials",
     "FlowReview",
     "Progress",
+    "Recovery",
     "RunControl",
     "RunOptions",
     "RunResult",
@@ -80,6 +81,8 @@ __all__ = [
     "history_stats",
     "import_history",
     "load_job",
+    "recover",
+    "recover_async",
     "report",
     "run",
     "run_async",
@@ -174,6 +177,32 @@ run = _blocking(
     ``frame`` (a polars DataFrame or LazyFrame) is used instead of ``[input]``.
     Credentials default to :func:`credentials_from_env`. Raises a
     ``BatchEngageError`` for anything that stops the job before it starts.
+    """,
+)
+
+
+async def recover_async(
+    job: str | Path | Spec,
+    *,
+    credentials: Credentials | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    options: RunOptions | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> Recovery:
+    """:func:`recover` for callers that already run an event loop."""
+    options = options or RunOptions()
+    spec = load_job(job, overrides, sandbox=options.sandbox)
+    return await recover_job(spec, credentials=_credentials(credentials), options=options, transport=transport)
+
+
+recover = _blocking(
+    recover_async,
+    "recover",
+    """Rebuild a file checkpoint's lost or damaged journal from Twilio by marker (its run log must stand).
+
+    The damaged files are moved aside; every contact of the plan is looked for by its marker since the
+    run log's first intent, and the ones found are recorded ``sent``. Nothing is sent. The result says how
+    many were found and how many were never reached (the next run sends only to those).
     """,
 )
 

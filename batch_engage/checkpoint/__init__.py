@@ -1,13 +1,16 @@
 """The checkpoint: the journal keyed by contact, bound to one job and one target, in SQLite or PostgreSQL."""
 
 from .model import CheckpointStore, CheckpointView, Intent, Outcome, SecondStats, Target, empty_journal
+from .runlog import LostLines, RunLogState, read_runlog, refuse_lost_journal, runlog_path, set_aside_damaged
 from .store import check_binding, checkpoint_exists, is_postgres, jobs_beside, open_checkpoint, read_checkpoint
 
 __all__ = [
     "CheckpointStore",
     "CheckpointView",
     "Intent",
+    "LostLines",
     "Outcome",
+    "RunLogState",
     "SecondStats",
     "Target",
     "check_binding",
@@ -17,4 +20,8 @@ __all__ = [
     "jobs_beside",
     "open_checkpoint",
     "read_checkpoint",
+    "read_runlog",
+    "refuse_lost_journal",
+    "runlog_path",
+    "set_aside_damaged",
 ]

@@ -29,6 +29,7 @@ __all__ = [
     "refuse_lost_journal",
     "refuse_without_journal",
     "runlog_path",
+    "set_aside_damaged",
 ]
 
 INTENTS_KEY = "intents_written"
@@ -152,3 +153,18 @@ class RunLog:
     def close(self) -> None:
         """Close the file."""
         os.close(self._fd)
+
+
+def set_aside_damaged(path: Path, stamp: str) -> list[Path]:
+    """Move a damaged checkpoint's files (main, WAL, shared memory: those that exist) aside, never deleting them.
+
+    The run log and the plan stay: the journal is rebuilt beside them under the run log's token.
+    """
+    moved = []
+    for suffix in ("", "-wal", "-shm"):
+        source = path.with_name(path.name + suffix)
+        if source.exists():
+            target = path.with_name(f"{path.name}.{stamp}.damaged{suffix}")
+            os.replace(source, target)
+            moved.append(target)
+    return moved

@@ -223,6 +223,25 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_recover(args: argparse.Namespace) -> int:
+    overrides = _overrides(args)
+    with _rehearsal(args, overrides) as creds:
+
+        def rebuild(control: RunControl) -> Awaitable[api.Recovery]:
+            job = api.load_job(args.job, overrides, sandbox=args.sandbox, period=args.period)
+            return api.recover_async(job, credentials=creds, options=api.RunOptions(sandbox=args.sandbox))
+
+        recovery = asyncio.run(_until_stopped(rebuild))
+    for path in recovery.moved:
+        print(f"moved aside: {path}")
+    print(
+        f"recovered: {recovery.found} contacts found reached in Twilio by marker, {recovery.pending} never reached "
+        f"(the run log counted {recovery.intents} intents); the next run sends only to those never reached"
+    )
+    print(f"exit: {recovery.result.exit_code}")
+    return recovery.result.exit_code
+
+
 def _sandbox_config(args: argparse.Namespace) -> api.SandboxConfig:
     flows = dict(flow.partition("=")[::2] for flow in args.flow)
     for sid, status in flows.items():
@@ -312,5 +331,6 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "validate": _cmd_validate,
     "status": _cmd_status,
     "report": _cmd_report,
+    "recover": _cmd_recover,
     "sandbox": _cmd_sandbox,
 }

@@ -2,6 +2,17 @@
 
 from .item import Item, make_marker
 from .job import run_job, target_for
+from .recover import Recovery, recover_job
 from .values import RunOptions, RunResult, RunSummary
 
-__all__ = ["Item", "RunOptions", "RunResult", "RunSummary", "make_marker", "run_job", "target_for"]
+__all__ = [
+    "Item",
+    "Recovery",
+    "RunOptions",
+    "RunResult",
+    "RunSummary",
+    "make_marker",
+    "recover_job",
+    "run_job",
+    "target_for",
+]

@@ -176,11 +176,13 @@ async def run_job(
     on_progress: Callable[[Progress], None] | None = None,
     stdin: BinaryIO | None = None,
     settle_only: bool = False,
+    recover: str | None = None,
 ) -> RunResult:
     """Run one job to the end (or until stopped) and return its results.
 
     ``settle_only`` reads no input: it reconciles what the checkpoint left possibly sent
     (from the plan stored in it) and sends nothing; a new period does this to the last one.
+    ``recover`` is a run log's token: a missing journal is made again under it (see ``recover``).
     """
     control = control or RunControl()
     clock = StoppableClock(options.timing(), control)
@@ -194,17 +196,19 @@ async def run_job(
     )
     job = _Job(spec, prepared, credentials, base_url, options, clock, control, storage, transport, on_progress)
     try:
-        return await _run_locked(job, started)
+        return await _run_locked(job, started, recover)
     except StorageFailed as exc:
         if exc.transient or storage.sending_began:
             raise
         raise UsageError(f"{exc}; nothing was sent") from None
 
 
-async def _run_locked(job: _Job, started: float) -> RunResult:
+async def _run_locked(job: _Job, started: float, recover: str | None) -> RunResult:
     """The run with its checkpoint open: send, then settle the ending and write the results."""
     spec, prepared, options, clock, storage = job.spec, job.prepared, job.options, job.clock, job.storage
     extra_meta = {"job_id": spec.job.id, **({"period": spec.job.period} if spec.job.period else {})}
+    if recover is not None:
+        extra_meta["token"] = recover
     target = target_for(spec, job.credentials, sandbox=options.sandbox)
     with open_checkpoint(
         spec.output.checkpoint,
