@@ -37,6 +37,7 @@ from ..states import FINAL, POSSIBLY_SENT
 from ..twilio import (
     PacedReads,
     Pacer,
+    Reach,
     StudioClient,
     TwilioClock,
     check_base_url,
@@ -52,6 +53,7 @@ from .preflight import preflight
 from .recorder import Recorder
 from .schedule import send_all, to_send
 from .settle import Settler
+from .unreachable import watched
 from .values import RunOptions, RunResult, RunSummary
 
 __all__ = ["Progress", "RunControl", "RunOptions", "RunResult", "RunSummary", "exit_code_for", "run_job", "target_for"]
@@ -101,6 +103,7 @@ class _Job:
     clock: Clock
     control: RunControl
     storage: Storage
+    reach: Reach
     transport: httpx.AsyncBaseTransport | None
     on_progress: Callable[[Progress], None] | None
 
@@ -194,7 +197,8 @@ async def run_job(
         wait=lambda seconds: control.wait_stop(seconds, asyncio.sleep),
         stopping=lambda: control.stopping,
     )
-    job = _Job(spec, prepared, credentials, base_url, options, clock, control, storage, transport, on_progress)
+    reach = Reach(httpx.URL(base_url).host)
+    job = _Job(spec, prepared, credentials, base_url, options, clock, control, storage, reach, transport, on_progress)
     try:
         return await _run_locked(job, started, recover)
     except StorageFailed as exc:
@@ -290,6 +294,7 @@ async def _studio(job: _Job) -> AsyncIterator[StudioClient]:
         connect_timeout=send.connect_timeout,
         read_timeout=send.read_timeout,
         transport=job.transport,
+        reach=job.reach,
     )
     async with http:
         flow = job.spec.flow
@@ -320,7 +325,14 @@ async def _run_with_checkpoint(job: _Job, cp: CheckpointStore, history: HistoryS
             timer = asyncio.get_running_loop().call_later(limit, out_of_time)
         try:
             sent.repaired = await mark_lost_lines(cp, job.prepared.plan, job.storage)
-            sent.stopped_early = await _phases(job, cp, d)
+            sent.stopped_early, gave_up = await watched(
+                _phases(job, cp, d),
+                job.reach,
+                control,
+                give_up_after=job.spec.send.unreachable_timeout,
+                sent=lambda: d.stats.created,
+            )
+            sent.stop_reason = gave_up or sent.stop_reason
         except StudioError as exc:
             # Preflight could not reach Studio: nothing was sent; try again later.
             log.error("run.unreachable", reason=exc.message)
@@ -363,6 +375,7 @@ async def _phases(job: _Job, cp: CheckpointStore, d: Dispatcher) -> bool:
         attempts=max(READ_ATTEMPTS, 2 * spec.send.max_attempts),
         max_backoff=spec.send.max_backoff,
         on_request=lambda: d.recorder.count("lookups"),
+        on_retry=job.reach.retrying_in,
     )
     settler = Settler(spec, cp, d, reads, clock)
     possibly = cp.open_lines().filter(pl.col("state").is_in([s.value for s in POSSIBLY_SENT]))

@@ -15,6 +15,7 @@ from .hosts import (
 )
 from .pacing import Pacer
 from .policy import Breaker, backoff, is_handback
+from .reach import Reach
 from .reads import PacedReads
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "MessagesClient",
     "PacedReads",
     "Pacer",
+    "Reach",
     "RunRecord",
     "StudioClient",
     "TwilioClock",
