@@ -325,14 +325,14 @@ async def _run_with_checkpoint(job: _Job, cp: CheckpointStore, history: HistoryS
             timer = asyncio.get_running_loop().call_later(limit, out_of_time)
         try:
             sent.repaired = await mark_lost_lines(cp, job.prepared.plan, job.storage)
-            sent.stopped_early, gave_up = await watched(
+            sent.stopped_early = await watched(
                 _phases(job, cp, d),
                 job.reach,
                 control,
                 give_up_after=job.spec.send.unreachable_timeout,
                 sent=lambda: d.stats.created,
+                gave_up=lambda why: setattr(sent, "stop_reason", why),
             )
-            sent.stop_reason = gave_up or sent.stop_reason
         except StudioError as exc:
             # Preflight could not reach Studio: nothing was sent; try again later.
             log.error("run.unreachable", reason=exc.message)

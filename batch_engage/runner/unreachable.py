@@ -20,7 +20,7 @@ from ..twilio import Reach
 __all__ = ["CUT_AFTER_STOP", "NOTICE_AFTER", "watched"]
 
 # A request with no answer for this long names the host (a port that accepts and never answers).
-NOTICE_AFTER = 8.0
+NOTICE_AFTER = 4.0
 # The warning is repeated this often while Studio stays silent.
 REPEAT = 10.0
 # After a stop, a run whose requests get no answer for this long is cut off (they stay possibly sent).
@@ -31,7 +31,10 @@ log = structlog.get_logger(__name__)
 
 
 class _Watch:
-    def __init__(self, reach: Reach, control: RunControl, timeout: float, sent: Callable[[], int]) -> None:
+    def __init__(
+        self, reach: Reach, control: RunControl, timeout: float, sent: Callable[[], int], give_up: Callable[[str], None]
+    ) -> None:
+        self.give_up = give_up
         self.reach = reach
         self.control = control
         self.timeout = timeout
@@ -67,6 +70,7 @@ class _Watch:
                 f"(send.unreachable_timeout; {cause}); {sent}"
             )
             log.error("run.unreachable", host=self.reach.host, reason=self.gave_up)
+            self.give_up(self.gave_up)
             self.control.request_stop()
 
     def cut_off(self, now: float) -> bool:
@@ -84,15 +88,16 @@ async def watched(
     *,
     give_up_after: float,
     sent: Callable[[], int],
-) -> tuple[bool, str | None]:
-    """Run ``phases`` under the watch: (what it returned, or True when cut off; why it gave up on Studio, if so)."""
+    gave_up: Callable[[str], None],
+) -> bool:
+    """Run ``phases`` under the watch: what it returned, or True when cut off; ``gave_up`` hears why, if so."""
     task = asyncio.ensure_future(phases)
-    watch = _Watch(reach, control, give_up_after, sent)
+    watch = _Watch(reach, control, give_up_after, sent, gave_up)
     try:
         while True:
             done, _ = await asyncio.wait({task}, timeout=_TICK)
             if done:
-                return task.result(), watch.gave_up
+                return task.result()
             now = time.monotonic()
             watch.look(now)
             if watch.cut_off(now):
@@ -103,7 +108,7 @@ async def watched(
                 )
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-                return True, watch.gave_up
+                return True
     except asyncio.CancelledError:
         task.cancel()
         raise

@@ -44,10 +44,10 @@ class Reach:
 
     def failed(self, ticket: int, exc: BaseException) -> None:
         """A request failed on the way (no answer): remember since when, and why."""
-        self.under_way.pop(ticket, None)
-        now = self._now()
+        # Silent since the failed request left: no answer has come since (an answer clears this).
+        started = self.under_way.pop(ticket, self._now())
         if self.failing_since is None:
-            self.failing_since = now
+            self.failing_since = started
         self.cause = _cause(exc)
 
     def retrying_in(self, seconds: float) -> None:
