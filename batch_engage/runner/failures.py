@@ -31,6 +31,15 @@ T = TypeVar("T")
 Kind = Literal["lock", "transient", "broken"]
 
 DEFAULT_LOCK_WAIT = 60.0
+# A call to the storage that has not answered in this long is abandoned (a frozen database server, a proxy that
+# stopped forwarding: TCP keepalives cannot see a peer whose kernel still answers). PostgreSQL's statement
+# timeout is the same, so a healthy server always answers first.
+CALL_DEADLINE = 30.0
+# After a stop, a call that has not answered in this long is abandoned: a stop ends the run within about 2 s.
+AFTER_STOP = 0.5
+# Once one call hung and was abandoned, later ones (the last outcomes, the journal for the results) get this long.
+AFTER_HUNG = 0.1
+_TICK = 0.1
 _FIRST_RETRY, _LONGEST_RETRY = 0.1, 2.0
 
 # SQLSTATEs (PostgreSQL) of a lock another session holds: worth waiting for.
@@ -133,6 +142,8 @@ class Storage:
         self._stopping = stopping
         self.failure: StorageFailed | None = None
         self.sending_began = False
+        self.deadline = CALL_DEADLINE
+        self.hung = False
 
     def fail(self, failure: StorageFailed) -> StorageFailed:
         """Hold ``failure`` as the run's (the first one wins) and log it once."""
@@ -140,6 +151,26 @@ class Storage:
             self.failure = failure
             log.error("checkpoint.failed", reason=str(failure), transient=failure.transient)
         return self.failure
+
+    async def _answer(self, what: str, fn: Callable[..., T], *args: object) -> T:
+        """``fn(*args)`` off the loop, given up on (``StorageFailed``) past the deadline or a second after a stop."""
+        call = asyncio.ensure_future(off_loop(fn, *args))
+        started = time.monotonic()
+        stopped_at: float | None = None
+        while True:
+            done, _ = await asyncio.wait({call}, timeout=_TICK)
+            if done:
+                return call.result()
+            now = time.monotonic()
+            if self._stopping():
+                stopped_at = stopped_at or now
+            patience = AFTER_HUNG if self.hung else AFTER_STOP
+            if now - started >= self.deadline or (stopped_at is not None and now - stopped_at >= patience):
+                call.cancel()
+                self.hung = True
+                waited = "after the stop" if stopped_at is not None else f"in {self.deadline:g} s"
+                message = f"{what}: the checkpoint did not answer {waited}; abandoned (the next run settles it)"
+                raise self.fail(StorageFailed(message, transient=True))
 
     def failed(self, what: str, exc: BaseException) -> StorageFailed:
         """Record ``exc`` (raised by ``what``) as the run's failure."""
@@ -159,7 +190,7 @@ class Storage:
         delay = _FIRST_RETRY
         while True:
             try:
-                return await off_loop(fn, *args)
+                return await self._answer(what, fn, *args)
             except Exception as exc:
                 if classify(exc) != "lock":
                     raise self.failed(what, exc) from exc

@@ -63,6 +63,7 @@ log = structlog.get_logger(__name__)
 READ_ATTEMPTS = 12
 # After a stop, the last flush gets this long (seconds): a stop must end the run even while a write hangs.
 FLUSH_AFTER_STOP = 1.0
+CLOSE_AFTER_STOP = 0.5
 DEFAULT_OPTIONS = RunOptions()
 RECENT_SIDS = timedelta(minutes=10)
 
@@ -214,14 +215,15 @@ async def _run_locked(job: _Job, started: float, recover: str | None) -> RunResu
     if recover is not None:
         extra_meta["token"] = recover
     target = target_for(spec, job.credentials, sandbox=options.sandbox)
-    with open_checkpoint(
+    cp = open_checkpoint(
         spec.output.checkpoint,
         prepared.fingerprint,
         target,
         restart=options.restart,
         yes=options.yes,
         extra_meta=extra_meta,
-    ) as cp:
+    )
+    try:
         await storage.commit("starting the run", cp.start_run, iso_ms(clock.now()), prepared.input_digest)
         await storage.commit("saving the plan", cp.save_plan, prepared.plan)
         history = open_history(spec.history.path) if spec.history.path and not options.sandbox else None
@@ -230,7 +232,7 @@ async def _run_locked(job: _Job, started: float, recover: str | None) -> RunResu
         finally:
             if history is not None:
                 history.close()
-        lines = await storage.commit("reading the journal", cp.journal, after_failure=True)
+        lines = await _journal(cp, storage)
         journal = build_results(prepared.plan, lines, input_digest=prepared.input_digest)
         counts = counts_by_status(journal)
         end = _ending(sent, counts, storage)
@@ -240,10 +242,30 @@ async def _run_locked(job: _Job, started: float, recover: str | None) -> RunResu
         results = annotate_windows(prepared.plan, journal, spec, clock.now())
         with contextlib.suppress(StorageFailed):
             await storage.commit("recording the run's end", cp.finish_run, iso_ms(clock.now()), end.exit_code)
+    finally:
+        await _close(cp, job.control, storage)
     await off_loop(write_results, results, spec.output.results)
     summary = _summary(spec, sent, counts, clock.monotonic() - started, end)
     log.info("run.summary", exit_code=end.exit_code, **summary.as_dict())
     return RunResult(results=results, counts=counts, exit_code=end.exit_code, summary=summary)
+
+
+async def _journal(cp: CheckpointStore, storage: Storage) -> pl.DataFrame:
+    """Every journal line, for the results table; a checkpoint that does not answer ends the run without one."""
+    try:
+        return await storage.commit("reading the journal", cp.journal, after_failure=True)
+    except StorageFailed as exc:
+        raise StorageFailed(
+            f"{exc}; the results table was not written: `batch-engage report` writes it once the checkpoint answers",
+            transient=exc.transient,
+        ) from None
+
+
+async def _close(cp: CheckpointStore, control: RunControl, storage: Storage) -> None:
+    """Close the checkpoint off the loop; one that hangs (a frozen server) is abandoned: the process still ends."""
+    wait = CLOSE_AFTER_STOP if control.stopping or storage.failure is not None else None
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(off_loop(cp.close), wait)
 
 
 def _ending(sent: _Sent, counts: dict[str, int], storage: Storage) -> Ending:

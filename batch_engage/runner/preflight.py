@@ -6,7 +6,6 @@ under ``strict_variables``) and logs our clock's offset from Twilio's.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import polars as pl
@@ -17,6 +16,7 @@ from ..errors import ConfigError, FlowNotFound, FlowUnwired, StudioError
 from ..flow import FlowWiringError, log_findings, review
 from ..job import Spec
 from ..twilio import PacedReads, StudioClient
+from .failures import off_loop
 
 __all__ = ["CLOCK_WARNING_SECONDS", "check_flow", "preflight"]
 
@@ -52,7 +52,7 @@ async def _published(
     flow = await reads.call("flow", client.fetch_flow)
     account = flow.get("account_sid")
     if isinstance(account, str) and account and not sandbox:
-        await asyncio.to_thread(cp.learn_account, account)
+        await off_loop(cp.learn_account, account)
     return flow, await reads.call("published revision", client.fetch_published)
 
 
