@@ -44,7 +44,7 @@ from .flow import FlowReview
 from .history import is_database_url, open_history
 from .job import Spec, load_spec
 from .plan import prepare
-from .runner import Recovery, RunOptions, RunResult, recover_job, run_job
+from .runner import Recovery, RunOptions, RunResult, calls_hanging, recover_job, run_job
 from .sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox, SandboxConfig
 from .sandbox import serve as serve_sandbox
 
@@ -73,6 +73,7 @@ __all__ = [
     "SandboxConfig",
     "Status",
     "Validation",
+    "calls_hanging",
     "collect",
     "collect_async",
     "collect_exit_code",

@@ -52,12 +52,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if hasattr(args, "log_format"):
         configure_logging(args.log_format, args.log_level, quiet=getattr(args, "quiet", False))
     try:
-        return _COMMANDS[args.command](args)
+        code = _COMMANDS[args.command](args)
     except BatchEngageError as exc:
         print(f"batch-engage: {exc}", file=sys.stderr)
-        return api.exit_code_for_error(exc)
+        code = api.exit_code_for_error(exc)
     except KeyboardInterrupt as exc:
-        return api.exit_code_for_error(exc)
+        code = api.exit_code_for_error(exc)
+    if api.calls_hanging():
+        # A call to a frozen database was abandoned: everything is said and written; a clean interpreter exit
+        # would wait on that call's connection, so end here.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:

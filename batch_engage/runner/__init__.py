@@ -1,5 +1,6 @@
 """One run of a job: preflight, settle earlier runs, schedule, dispatch paced requests, reconcile, record."""
 
+from .failures import calls_hanging
 from .item import Item, make_marker
 from .job import run_job, target_for
 from .recover import Recovery, recover_job
@@ -11,6 +12,7 @@ __all__ = [
     "RunOptions",
     "RunResult",
     "RunSummary",
+    "calls_hanging",
     "make_marker",
     "recover_job",
     "run_job",

@@ -25,7 +25,7 @@ import structlog
 
 from ..errors import Stopped, StorageFailed, TryLater
 
-__all__ = ["DEFAULT_LOCK_WAIT", "Storage", "classify", "is_storage_error", "off_loop"]
+__all__ = ["DEFAULT_LOCK_WAIT", "Storage", "calls_hanging", "classify", "is_storage_error", "off_loop"]
 
 T = TypeVar("T")
 Kind = Literal["lock", "transient", "broken"]
@@ -49,7 +49,16 @@ _PG_LOCK = ("55P03", "40001", "40P01")
 _PG_TRANSIENT = ("08", "40", "57", "53300")
 _BROKEN_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.EDQUOT}
 
+_THREAD_NAME = "batch-engage-storage"
 log = structlog.get_logger(__name__)
+
+
+_abandoned: list[float] = []
+
+
+def calls_hanging() -> bool:
+    """Whether a storage call the run abandoned still hangs (then a clean interpreter exit could wait on it)."""
+    return bool(_abandoned) and any(t.name == _THREAD_NAME and t.is_alive() for t in threading.enumerate())
 
 
 def _sqlstate(exc: BaseException) -> str | None:
@@ -123,7 +132,7 @@ async def off_loop(fn: Callable[..., T], *args: object) -> T:
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(_settle, future, value, error)
 
-    threading.Thread(target=work, name="batch-engage-storage", daemon=True).start()
+    threading.Thread(target=work, name=_THREAD_NAME, daemon=True).start()
     return await future
 
 
@@ -168,6 +177,7 @@ class Storage:
             if now - started >= self.deadline or (stopped_at is not None and now - stopped_at >= patience):
                 call.cancel()
                 self.hung = True
+                _abandoned.append(now)
                 waited = "after the stop" if stopped_at is not None else f"in {self.deadline:g} s"
                 message = f"{what}: the checkpoint did not answer {waited}; abandoned (the next run settles it)"
                 raise self.fail(StorageFailed(message, transient=True))
