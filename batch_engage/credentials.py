@@ -109,9 +109,7 @@ def _my_cnf_client(path: Path) -> dict[str, str]:
     return {k: (v or "").strip().strip("'\"") for k, v in parser.items("client")}
 
 
-def mysql_login(
-    user: str | None, environ: Mapping[str, str] | None = None, home: Path | None = None
-) -> MySqlLogin:
+def mysql_login(user: str | None, environ: Mapping[str, str] | None = None, home: Path | None = None) -> MySqlLogin:
     """The MySQL client's own conventions: ``MYSQL_PWD``, else ``password`` in ``~/.my.cnf``'s ``[client]``.
 
     The user is the URL's, else ``user`` in ``[client]``, else the login name (as ``mysql`` does).

@@ -35,7 +35,7 @@ from ..credentials import Credentials
 from ..errors import Fatal, StudioError
 from ..exits import collect_exit_code
 from ..job import Spec
-from ..results import write_results
+from ..tables import write_output
 from ..twilio import (
     MessagesClient,
     StudioClient,
@@ -157,7 +157,8 @@ async def collect_job(
             table = outcomes_table(spec, rows, c.lines)
     path = options.output or spec.output.outcomes
     if path is not None:
-        await asyncio.to_thread(write_results, table, path)
+        key = "--output" if options.output else "output.outcomes"
+        await asyncio.to_thread(write_output, table, path, job_id=spec.job.template, period=spec.job.period, key=key)
     result = _result(spec, c, table, path, stopped_early)
     log.info("collect.summary", **result.as_dict())
     return result
@@ -211,7 +212,7 @@ def _result(spec: Spec, c: Collector, table: pl.DataFrame, path: str | None, sto
         top_values=top_values(spec, table),
         requests=c.reads.requests,
         retries=c.reads.requests - c.calls,
-        outcomes_path=str(Path(path)) if path is not None else None,
+        outcomes_path=(path if "://" in path else str(Path(path))) if path is not None else None,
         aborted=c.aborted,
         stopped_early=stopped_early,
     )

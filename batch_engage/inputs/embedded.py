@@ -30,8 +30,12 @@ def _path(uri: str) -> Path:
     return path
 
 
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())
+
+
 def _refused(exc: Exception) -> InputFileError:
-    reason = " ".join(str(exc).split())
+    reason = _one_line(exc)
     return query_error(reason, writes=any(word in reason.lower() for word in _WRITE_WORDS))
 
 
@@ -43,12 +47,13 @@ def read_duckdb(uri: str, query: str) -> pl.DataFrame:
     try:
         conn = duckdb.connect(str(path), read_only=True)
     except duckdb.Error as exc:
-        raise InputFileError(QUERY_NAME, f"{path}: cannot open the DuckDB file ({' '.join(str(exc).split())})") from None
+        raise InputFileError(QUERY_NAME, f"{path}: cannot open the DuckDB file ({_one_line(exc)})") from None
     try:
         relation = conn.sql(query)
         if relation is None:
             raise InputFileError(QUERY_NAME, "the query returns no columns (is it a SELECT?)")
-        return relation.pl()
+        frame: pl.DataFrame = relation.pl()
+        return frame
     except duckdb.Error as exc:
         raise _refused(exc) from None
     finally:
@@ -64,7 +69,7 @@ def read_sqlite(uri: str, query: str) -> pl.DataFrame:
     try:
         conn = sqlitedb.connect(f"file:{quote(str(path.resolve()))}?mode=ro")
     except adbc_driver_manager.Error as exc:
-        raise InputFileError(QUERY_NAME, f"{path}: cannot open the SQLite file ({' '.join(str(exc).split())})") from None
+        raise InputFileError(QUERY_NAME, f"{path}: cannot open the SQLite file ({_one_line(exc)})") from None
     try:
         with conn.cursor() as cur:
             cur.execute(query)

@@ -34,7 +34,8 @@ def _where(uri: str) -> tuple[str, int, str, str | None]:
     if parts.password is not None or "password=" in parts.query:
         raise ConfigError(
             "input.uri",
-            "holds a password: remove it and set MYSQL_PWD or put it in ~/.my.cnf [client] (the job file is not a secret)",
+            "holds a password: remove it and set MYSQL_PWD or put it in ~/.my.cnf's [client] "
+            "(the job file is not a secret)",
         )
     database = unquote(parts.path.lstrip("/"))
     if not database or "/" in database:
