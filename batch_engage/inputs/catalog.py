@@ -20,6 +20,7 @@ from .pg_query import read_postgres
 __all__ = ["FILE_EXTENSIONS", "FILE_FORMATS", "QUERY_SOURCES", "SOURCES", "Source", "query_reader"]
 
 QueryReader = Callable[[str, str], pl.DataFrame]
+_FILE_CREDENTIALS = "none; a remote URL: polars' own (AWS_* for s3://)"
 
 
 @dataclass(frozen=True)
@@ -34,9 +35,9 @@ class Source:
 
 
 FILE_FORMATS = (
-    Source("CSV file", (".csv",), "polars (encoding, separator, short rows checked)", "none: a local path or URL"),
-    Source("Parquet file", (".parquet", ".pq"), "polars", "none: a local path or URL"),
-    Source("NDJSON file", (".ndjson", ".jsonl"), "polars", "none: a local path or URL"),
+    Source("CSV file", (".csv",), "polars (encoding, separator, short rows checked)", _FILE_CREDENTIALS),
+    Source("Parquet file", (".parquet", ".pq"), "polars", _FILE_CREDENTIALS),
+    Source("NDJSON file", (".ndjson", ".jsonl"), "polars", _FILE_CREDENTIALS),
 )
 QUERY_SOURCES = (
     Source(

@@ -65,7 +65,7 @@ def _check_login(host: str, port: int, database: str, login: MySqlLogin) -> None
         reason = str(exc.args[1]) if len(exc.args) > 1 else str(exc)
         raise InputFileError(
             QUERY_NAME,
-            f"cannot read from MySQL at {host}:{port}, database {database} ({' '.join(reason.split())}); "
+            f"cannot read from MySQL at {host}:{port} (database {database}: {' '.join(reason.split())}); "
             "check input.uri, that the server is up, and MYSQL_PWD or ~/.my.cnf",
         ) from None
     conn.close()

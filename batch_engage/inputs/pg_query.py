@@ -40,7 +40,7 @@ def _connect_error(uri: str, message: str) -> InputFileError:
     reason = reason.split(" failed: ", 1)[-1].removeprefix("FATAL:").strip()
     return InputFileError(
         QUERY_NAME,
-        f"cannot read from PostgreSQL at {server}, database {_database(uri)} ({reason}); "
+        f"cannot read from PostgreSQL at {server} (database {_database(uri)}: {reason}); "
         "check input.uri, that the server is up, and PGPASSWORD or ~/.pgpass",
     )
 
