@@ -227,8 +227,9 @@ class TestKilledWrite:
         assert main(["run", str(job)]) == SOME_NOT_SENT
         after = table(pg)
         assert after.height == CONTACTS + 2 + NEW
-        same = ["row", "to", "status", "sid"]  # error_message now says "reached by an earlier run"
-        assert after.filter(pl.col("row") <= CONTACTS + 2).select(same).equals(before.select(same))
+        # The new contacts come before the invalid and duplicate rows (order by id): compare by contact.
+        same = ["to", "status", "sid"]
+        assert set(before.select(same).rows()) <= set(after.select(same).rows())
 
 
 def wait_for_blocked_insert(pg: Schema, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
