@@ -207,20 +207,20 @@ class TestKilledWrite:
                 f'INSERT INTO "{pg.name}".results (job_id, period, "row") VALUES (%s, %s, %s)',  # noqa: S608
                 ("reminders", "", new_row),
             )
-            proc = subprocess.Popen(
+            with subprocess.Popen(
                 [sys.executable, "-m", "batch_engage", "run", str(job), "--quiet"],
                 env=sandbox_env() | {"PYTHONPATH": str(REPO)},
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
-            )
-            try:
-                wait_for_blocked_insert(pg, proc)
-                assert table(pg).equals(before)  # a reader sees the old rows, not a half-written table
-                proc.send_signal(signal.SIGKILL)
-                proc.wait(timeout=30)
-            finally:
-                if proc.poll() is None:
-                    proc.kill()
+            ) as proc:
+                try:
+                    wait_for_blocked_insert(pg, proc)
+                    assert table(pg).equals(before)  # a reader sees the old rows, not a half-written table
+                    proc.send_signal(signal.SIGKILL)
+                    assert proc.wait(timeout=30) == -signal.SIGKILL
+                finally:
+                    if proc.poll() is None:
+                        proc.kill()
             blocker.rollback()
         assert wait_for_no_writer(pg)
         assert table(pg).equals(before)
