@@ -48,11 +48,11 @@ __all__ = [
     "check_binding",
     "check_meta",
     "checkpoint_exists",
+    "checkpoints_beside",
     "describe_mismatch",
     "empty_journal",
     "is_locked",
     "is_postgres",
-    "jobs_beside",
     "open_checkpoint",
     "plan_path",
     "read_checkpoint",
@@ -82,11 +82,14 @@ def check_binding(
     check_file_binding(Path(path), fingerprint, target, **options)
 
 
-def jobs_beside(location: str) -> list[str]:
-    """For a PostgreSQL location: the location of every job whose checkpoint is in the same schema."""
-    from . import postgres as checkpoint_pg  # noqa: PLC0415 - as above
+def checkpoints_beside(location: str | Path) -> list[str]:
+    """The last part of every checkpoint beside ``location``: job keys in its schema, or file names in its folder."""
+    if is_postgres(location):
+        from . import postgres as checkpoint_pg  # noqa: PLC0415 - as above
 
-    return checkpoint_pg.jobs_beside(location)
+        return [other.rsplit("#", 1)[-1] for other in checkpoint_pg.jobs_beside(str(location))]
+    folder = Path(location).parent
+    return [path.name for path in folder.iterdir()] if folder.is_dir() else []
 
 
 def open_checkpoint(
