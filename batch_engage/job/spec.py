@@ -1,7 +1,7 @@
 """The job: a TOML file plus flag overrides, turned into one frozen ``Spec``.
 
 Every default is a named module constant; every error names the key it is about. Reading
-the file is ``_spec_read``'s job, checking each section ``_spec_checks``' and ``_spec_paths``',
+the file is ``read``'s job, checking each section ``checks``' and ``paths``',
 Twilio's hosts ``hosts``'; their public names stay importable from here.
 """
 

@@ -1,8 +1,8 @@
 """The dispatch loop: a queue of contacts, intents in groups, workers at the pacer's rate, answers into outcomes.
 
 Each group of about a second's worth of contacts has its intents committed before any of
-its requests leaves (``_intake``). A worker takes a pacer slot, checks the send window and the caps once
-more, sends, and turns the answer into an outcome with the table in ``client.py``:
+its requests leaves (``intake``). A worker takes a pacer slot, checks the send window and the caps once
+more, sends, and turns the answer into an outcome with the table in ``twilio/classify.py``:
 possibly-sent contacts wait for reconciliation, never-processed ones are retried after a
 backoff, the rest are final. Nothing here prints or exits.
 """
