@@ -10,43 +10,44 @@ The plan is a zstd Parquet blob in ``plans``: ``status`` and ``report`` need not
 
 from __future__ import annotations
 
+import contextlib
 import io
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
-from typing import Any, Unpack
+from typing import Any
 
 import polars as pl
 
 from ...clock import iso_ms
 from ...postgres import DEFAULT_KEEPALIVES, DEFAULT_LEASE, DEFAULT_SCHEMA, PgLocation, parse_location, where
-from ..binding import bind_meta, with_account
 from ..model import (
     Intent,
-    OpenOptions,
     Outcome,
     SecondStats,
     StoreBase,
-    Target,
+    with_account,
 )
 from .lease import Heartbeat, is_locked, lock_job, write_lease
 from .read import exists, jobs_beside, read_only
 from .session import PgSession
-from .tables import LAYOUT_VERSION, Connection, check, check_binding, create_tables, move_aside, read_meta
+from .tables import LAYOUT_VERSION, Connection, create_tables, move_aside, reached_count, read_meta
 
 __all__ = [
     "DEFAULT_KEEPALIVES",
     "DEFAULT_LEASE",
     "DEFAULT_SCHEMA",
     "LAYOUT_VERSION",
+    "PgBinding",
     "PgCheckpoint",
     "PgLocation",
-    "check_binding",
     "exists",
     "is_locked",
     "jobs_beside",
+    "lock_job_checkpoint",
     "parse_location",
     "read_only",
+    "reading_binding",
 ]
 
 
@@ -73,39 +74,6 @@ class PgCheckpoint(PgSession, StoreBase):
     def holds(self) -> bool:
         """Whether this run may still send: its last heartbeat is under half a lease old."""
         return self._heart.fresh()
-
-    @classmethod
-    def open(
-        cls, location: str | PgLocation, fingerprint: Mapping[str, Any], target: Target, **options: Unpack[OpenOptions]
-    ) -> PgCheckpoint:
-        """Lock the job (exit 75 at once if another run holds it), then open or create its checkpoint."""
-        loc = where(location)
-        conn = loc.connect()
-        try:
-            lock_job(conn, loc)
-            create_tables(conn, loc)
-            write_lease(conn, loc)
-            restart = options.get("restart", False)
-            check(conn, loc, fingerprint, target, restart=restart, yes=options.get("yes", False))
-            if restart:
-                move_aside(conn, loc)
-            with conn.transaction():
-                meta, new = bind_meta(read_meta(conn, loc), fingerprint, target, options.get("extra_meta"))
-                if new:
-                    with conn.cursor() as cur:
-                        cur.executemany(
-                            loc.sql("INSERT INTO {s}.meta VALUES (%s, %s, %s)"),
-                            [(loc.key, k, v) for k, v in meta.items()],
-                        )
-                else:
-                    conn.execute(
-                        loc.sql("UPDATE {s}.meta SET value = %s WHERE job = %s AND key = 'target'"),
-                        (meta["target"], loc.key),
-                    )
-            return cls(loc, conn, meta)
-        except BaseException:
-            conn.close()
-            raise
 
     def close(self) -> None:
         """Stop the heartbeat and close the connection: the server lets go of the lock with it."""
@@ -257,3 +225,73 @@ class PgCheckpoint(PgSession, StoreBase):
                 self._sql("DELETE FROM {s}.journal WHERE job = %s AND contact = ANY(%s::text[])"),
                 (self.location.key, strays),
             )
+
+
+class PgBinding:
+    """A job's checkpoint in PostgreSQL, locked on its own connection, before its meta is bound."""
+
+    def __init__(self, conn: Connection, loc: PgLocation) -> None:
+        self._conn = conn
+        self.location = loc
+        self.where = loc.describe()
+
+    def exists(self) -> bool:
+        """Whether the job has a checkpoint in the schema."""
+        return bool(read_meta(self._conn, self.location))
+
+    def stored_meta(self) -> dict[str, str]:
+        """The job's meta."""
+        return read_meta(self._conn, self.location)
+
+    def reached_count(self) -> int:
+        """Contacts the job's journal records as reached or possibly reached."""
+        return reached_count(self._conn, self.location)
+
+    def move_aside(self) -> None:
+        """Rename the job's lines to ``<key>@<UTC stamp>.old`` in every table."""
+        move_aside(self._conn, self.location)
+
+    def store_meta(self, meta: dict[str, str], *, new: bool) -> None:
+        """Store every key of a new checkpoint's meta, or an existing one's latest target, in one transaction."""
+        loc = self.location
+        with self._conn.transaction():
+            if new:
+                with self._conn.cursor() as cur:
+                    cur.executemany(
+                        loc.sql("INSERT INTO {s}.meta VALUES (%s, %s, %s)"), [(loc.key, k, v) for k, v in meta.items()]
+                    )
+            else:
+                self._conn.execute(
+                    loc.sql("UPDATE {s}.meta SET value = %s WHERE job = %s AND key = 'target'"),
+                    (meta["target"], loc.key),
+                )
+
+    def opened(self, meta: dict[str, str]) -> PgCheckpoint:
+        """The open checkpoint, once its meta is stored."""
+        return PgCheckpoint(self.location, self._conn, meta)
+
+    def abandon(self) -> None:
+        """Close the connection: the server lets go of the job's lock with it."""
+        self._conn.close()
+
+
+def lock_job_checkpoint(location: str | PgLocation) -> PgBinding:
+    """Lock the job (exit 75 at once if another run holds it), make the tables, take the lease: ready to bind."""
+    loc = where(location)
+    conn = loc.connect()
+    try:
+        lock_job(conn, loc)
+        create_tables(conn, loc)
+        write_lease(conn, loc)
+    except BaseException:
+        conn.close()
+        raise
+    return PgBinding(conn, loc)
+
+
+@contextlib.contextmanager
+def reading_binding(location: str | PgLocation) -> Iterator[PgBinding]:
+    """A binding to ask questions of without the lock (``validate``): it reads only."""
+    loc = where(location)
+    with loc.connect() as conn:
+        yield PgBinding(conn, loc)
