@@ -27,7 +27,7 @@ FLOOR_OF = {unit: level for level, units in enumerate(FLOORS) for unit in units}
 # The public face hands on names from every floor below the CLI; the simulator is a leaf that only the API starts.
 FACE = "__init__"
 SANDBOX = "sandbox"
-SANDBOX_USERS = {"api"}
+SANDBOX_USERS = {"api", "commands"}
 
 
 def _modules() -> dict[str, Path]:
