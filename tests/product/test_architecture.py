@@ -17,11 +17,14 @@ FLOORS: list[set[str]] = [
     {"api"},
     {"commands"},
     {"runner", "reporting"},
-    {"plan", "collector", "arrival"},
-    {"inputs", "flow", "history"},
-    {"job", "checkpoint", "results", "experiment", "tables"},
+    {"arrival"},
+    {"plan", "collector"},
+    {"inputs", "flow", "history", "experiment", "tables"},
+    {"job", "checkpoint", "results"},
     {"twilio", "postgres", "credentials", "exits"},
-    {"errors", "states", "clock", "control", "disk", "testing"},
+    {"control", "disk"},
+    {"clock", "states", "testing"},
+    {"errors"},
 ]
 FLOOR_OF = {unit: level for level, units in enumerate(FLOORS) for unit in units}
 # The public face hands on names from every floor below the CLI; the simulator is a leaf that only the API starts.
