@@ -34,9 +34,9 @@ def _one_line(exc: Exception) -> str:
     return " ".join(str(exc).split())
 
 
-def _refused(exc: Exception) -> InputFileError:
+def _refused(exc: Exception, path: Path) -> InputFileError:
     reason = _one_line(exc)
-    return query_error(reason, writes=any(word in reason.lower() for word in _WRITE_WORDS))
+    return query_error(reason, writes=any(word in reason.lower() for word in _WRITE_WORDS), where=str(path))
 
 
 def read_duckdb(uri: str, query: str) -> pl.DataFrame:
@@ -55,7 +55,7 @@ def read_duckdb(uri: str, query: str) -> pl.DataFrame:
         frame: pl.DataFrame = relation.pl()
         return frame
     except duckdb.Error as exc:
-        raise _refused(exc) from None
+        raise _refused(exc, path) from None
     finally:
         conn.close()
 
@@ -75,6 +75,6 @@ def read_sqlite(uri: str, query: str) -> pl.DataFrame:
             cur.execute(query)
             return pl.DataFrame(pl.from_arrow(cur.fetch_arrow_table()))
     except adbc_driver_manager.Error as exc:
-        raise _refused(exc) from None
+        raise _refused(exc, path) from None
     finally:
         conn.close()

@@ -71,11 +71,11 @@ def _check_login(host: str, port: int, database: str, login: MySqlLogin) -> None
     conn.close()
 
 
-def _refused(message: str) -> InputFileError:
+def _refused(message: str, where: str) -> InputFileError:
     reason = " ".join(message.split())
     if "ERROR " in reason:
         reason = reason.split("ERROR ", 1)[1].rstrip(" }")
-    return query_error(reason, writes=any(code in reason for code in _READ_ONLY_ERRORS))
+    return query_error(reason, writes=any(code in reason for code in _READ_ONLY_ERRORS), where=where)
 
 
 def read_mysql(uri: str, query: str) -> pl.DataFrame:
@@ -90,5 +90,6 @@ def read_mysql(uri: str, query: str) -> pl.DataFrame:
     try:
         frame = connectorx.read_sql(url, query, return_type="polars", pre_execution_query=_READ_ONLY)
     except (RuntimeError, ValueError) as exc:
-        raise _refused(str(exc).replace(url, "mysql://…")) from None
+        where = f"MySQL at {host}:{port}, database {database}"
+        raise _refused(str(exc).replace(url, "mysql://…"), where) from None
     return pl.DataFrame(frame)

@@ -45,20 +45,21 @@ def _connect_error(uri: str, message: str) -> InputFileError:
     )
 
 
-def query_error(reason: str, *, writes: bool) -> InputFileError:
-    """The one line for a query the server refused (``writes``: because it would change data)."""
+def query_error(reason: str, *, writes: bool, where: str) -> InputFileError:
+    """The one line for a query the database refused (``writes``: because it would change data), naming it."""
     if writes:
         return InputFileError(
-            QUERY_NAME, f"the query would write ({reason}); input.query must only read (nothing was changed)"
+            QUERY_NAME, f"the query would write ({reason}); input.query must only read (nothing was changed; {where})"
         )
-    return InputFileError(QUERY_NAME, f"the server refused the query: {reason}")
+    return InputFileError(QUERY_NAME, f"the server refused the query: {reason} ({where})")
 
 
-def _refused(exc: Exception) -> InputFileError:
+def _refused(uri: str, exc: Exception) -> InputFileError:
     message = str(exc)
     found = re.search(r"ERROR:\s+(.*)", message)
     reason = found[1].strip() if found else _first_line(message)
-    return query_error(reason, writes=getattr(exc, "sqlstate", None) == _READ_ONLY_VIOLATION)
+    where = f"PostgreSQL at {server_of(uri)}, database {_database(uri)}"
+    return query_error(reason, writes=getattr(exc, "sqlstate", None) == _READ_ONLY_VIOLATION, where=where)
 
 
 def read_postgres(uri: str, query: str) -> pl.DataFrame:
@@ -78,7 +79,7 @@ def read_postgres(uri: str, query: str) -> pl.DataFrame:
             cur.execute(query)
             return pl.DataFrame(pl.from_arrow(cur.fetch_arrow_table()))
     except adbc_driver_manager.Error as exc:
-        raise _refused(exc) from None
+        raise _refused(uri, exc) from None
     finally:
         try:
             conn.rollback()

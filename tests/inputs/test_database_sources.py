@@ -128,6 +128,7 @@ class TestMariaDB:
         assert code == 2
         assert output.strip().startswith("batch-engage: input.query: the server refused the query: 1146 (42S02)")
         assert "contatcs" in output and "\n" not in output.strip()
+        assert f"(MySQL at 127.0.0.1:3306, database {maria.name})" in output
         assert sandbox.ledger() == []
 
     @pytest.mark.parametrize(
