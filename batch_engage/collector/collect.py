@@ -34,7 +34,7 @@ from ..control import RunControl
 from ..credentials import Credentials
 from ..errors import Fatal, StudioError
 from ..exits import collect_exit_code
-from ..job import Spec
+from ..job import Spec, check_tables
 from ..tables import write_output
 from ..twilio import (
     MessagesClient,
@@ -134,6 +134,9 @@ async def collect_job(
     and ``CheckpointLocked`` when another collect of the job is running.
     """
     control = control or RunControl()
+    if options.output is not None:
+        out, history = spec.output, spec.history.path
+        check_tables([("--output", options.output)], checkpoint=out.checkpoint, history=history, source=spec.input)
     base_url = studio_base_url(spec.flow, region=credentials.region, edge=credentials.edge)
     check_base_url(base_url)
     rows = targets(spec, options.sandbox)

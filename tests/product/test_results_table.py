@@ -389,3 +389,21 @@ def test_an_unreachable_table_is_one_line_exit_2(
     assert code == 2
     assert err.startswith(f"batch-engage: postgresql://127.0.0.1:{port}/test#c.results: cannot connect (")
     assert "\n" not in err and "PGPASSWORD" in err
+
+
+READS_CONTACTS = (
+    '[job]\nid = "j"\n[input]\nuri = "postgresql://db.internal/crm"\nquery = "select phone from crm.contacts"\n'
+)
+
+
+def test_report_output_to_the_inputs_own_table_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`report --output` naming the table the query reads: exit 2 before anything is read or written."""
+    job = tmp_path / "j.toml"
+    job.write_text(READS_CONTACTS + f'[flow]\nsid = "{FLOW_SID}"\n[mapping]\nto = "phone"\nfrom = "+15005550006"\n')
+    code = main(["report", str(job), "--output", "postgresql://db.internal/crm#crm.contacts"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err == (
+        "batch-engage: --output: postgresql://db.internal:5432/crm#crm.contacts is a table input.query reads: "
+        "choose another"
+    )
