@@ -17,8 +17,8 @@ from .collector import CollectOptions, CollectProgress, CollectResult, collect_j
 from .commands import (
     Status,
     Validation,
+    job_for,
     job_status,
-    latest_period,
     offline_target,
     review_flow,
     rewrite_results,
@@ -42,7 +42,7 @@ from .exits import (
 )
 from .flow import FlowReview
 from .history import is_database_url, open_history
-from .job import Spec, load_spec
+from .job import Spec
 from .plan import prepare
 from .runner import Recovery, RunOptions, RunResult, calls_hanging, recover_job, run_job
 from .sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox, SandboxConfig
@@ -123,17 +123,7 @@ def load_job(
 
     ``latest`` picks the newest period that has a checkpoint (for ``status`` and ``report``).
     """
-    if isinstance(job, Spec):
-        if overrides:
-            raise UsageError("overrides apply to job files; build the Spec with the values instead")
-        spec = job
-    else:
-        spec = load_spec(job, overrides=overrides)
-    if period is not None:
-        spec = spec.for_period(period)
-    elif latest and spec.job.period_kind is not None:
-        spec = latest_period(spec, sandbox=sandbox)
-    return spec.rehearsal() if sandbox else spec
+    return job_for(job, overrides, period=period, sandbox=sandbox, latest=latest)
 
 
 def _credentials(credentials: Credentials | None) -> Credentials:
@@ -259,7 +249,7 @@ def report(
     period: str | None = None,
     sandbox: bool = False,
     html: str | Path | None = None,
-) -> tuple[Path, dict[str, int]]:
+) -> tuple[str, dict[str, int]]:
     """Write the results table again from the checkpoint alone (with ``html``, also the campaign page); no sends."""
     return rewrite_results(load_job(job, overrides, period=period, sandbox=sandbox, latest=True), output, html)
 

@@ -1,7 +1,7 @@
 """The job: a TOML file plus flag overrides, turned into one frozen ``Spec``.
 
 Every default is a named module constant; every error names the key it is about. Reading
-the file is ``_spec_read``'s job, checking each section ``_spec_checks``' and ``_spec_paths``',
+the file is ``read``'s job, checking each section ``checks``' and ``paths``',
 Twilio's hosts ``hosts``'; their public names stay importable from here.
 """
 
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import ConfigError
+from ..postgres import is_postgres_url, sandbox_table_url
 from ..twilio import (
     DEFAULT_BASE_URL,
     REGION_EDGES,
@@ -43,7 +44,7 @@ from .checks import (
     static_parameter_pairs,
 )
 from .durations import duration, timing_fields
-from .paths import check_paths, check_postgres_checkpoint, job_fields, output_fields
+from .paths import check_paths, check_postgres_checkpoint, check_tables, job_fields, output_fields
 from .read import accepted_keys, job_sections, read_job
 from .send_window import SendWindow, parse_window
 
@@ -283,6 +284,31 @@ class Spec:
             ),
         )
 
+    def period_of_checkpoint(self, tail: str, *, sandbox: bool) -> str | None:
+        """The period whose checkpoint ends in ``tail`` (a file name, or a key in a schema), or None.
+
+        ``sandbox`` asks about the rehearsal's checkpoints. One pattern, made from the job's own templates,
+        answers for every candidate, so finding the newest period never builds a Spec per candidate.
+        """
+        kind = self.job.period_kind
+        if kind is None:
+            return None
+        template = self.output.checkpoint_template or self.output.checkpoint
+        tail_template = template.rsplit("#", 1)[-1] if "#" in template else Path(template).name
+        marker = "\x00"
+        rendered = periods.render(
+            tail_template, {"id": periods.render(self.job.template, {kind: marker}), kind: marker}
+        )
+        rendered += ".sandbox" if sandbox else ""
+        first, *rest = re.escape(rendered).split(re.escape(marker))
+        if not rest:  # the period is in a folder's name, not the checkpoint's own: it is not looked for there
+            return None
+        pattern = first + "".join(
+            ("(?P<period>[0-9W-]+)" if i == 0 else "(?P=period)") + part for i, part in enumerate(rest)
+        )
+        found = re.fullmatch(pattern, tail)
+        return found["period"] if found and periods.is_period(kind, found["period"]) else None
+
     def rehearsal(self) -> Spec:
         """The same job against the sandbox: its own checkpoint and results beside the real ones, no history.
 
@@ -290,18 +316,24 @@ class Spec:
         """
         if self.output.checkpoint.endswith(".sandbox"):
             return self
-        results = Path(self.output.results)
-        outcomes = Path(self.output.outcomes) if self.output.outcomes else None
         return dataclasses.replace(
             self,
             output=dataclasses.replace(
                 self.output,
-                results=str(results.with_name(f"{results.stem}.sandbox{results.suffix}")),
+                results=_beside(self.output.results),
                 checkpoint=self.output.checkpoint + ".sandbox",
-                outcomes=str(outcomes.with_name(f"{outcomes.stem}.sandbox{outcomes.suffix}")) if outcomes else None,
+                outcomes=_beside(self.output.outcomes) if self.output.outcomes else None,
             ),
             history=HistorySpec(),
         )
+
+
+def _beside(target: str) -> str:
+    """A rehearsal's output beside the real one: ``x.sandbox.csv``, or the table ``#schema.x_sandbox``."""
+    if is_postgres_url(target):
+        return sandbox_table_url(target)
+    path = Path(target)
+    return str(path.with_name(f"{path.stem}.sandbox{path.suffix}"))
 
 
 def load_spec(
@@ -354,5 +386,11 @@ def _build(sections: dict[str, dict[str, Any]], base: Path, stem: str, now: date
         checkpoint=output.checkpoint,
         outcomes=output.outcomes,
         history=history.path,
+    )
+    check_tables(
+        [("output.results", output.results), ("output.outcomes", output.outcomes)],
+        checkpoint=output.checkpoint,
+        history=history.path,
+        source=inp,
     )
     return spec

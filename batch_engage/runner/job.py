@@ -17,6 +17,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from typing import BinaryIO
 
 import httpx
@@ -32,8 +33,9 @@ from ..exits import exit_code_for
 from ..history import HistoryStore, open_history
 from ..job import Spec
 from ..plan import Prepared, annotate_windows, fingerprint, params_hash, prepare, send_window
-from ..results import build_results, counts_by_status, write_results
+from ..results import build_results, counts_by_status
 from ..states import FINAL, POSSIBLY_SENT
+from ..tables import write_output
 from ..twilio import (
     PacedReads,
     Pacer,
@@ -244,7 +246,8 @@ async def _run_locked(job: _Job, started: float, recover: str | None) -> RunResu
             await storage.commit("recording the run's end", cp.finish_run, iso_ms(clock.now()), end.exit_code)
     finally:
         await _close(cp, job.control, storage)
-    await off_loop(write_results, results, spec.output.results)
+    job_id, period, output = spec.job.template, spec.job.period, spec.output.results
+    await off_loop(partial(write_output, results, output, job_id=job_id, period=period, key="output.results"))
     summary = _summary(spec, sent, counts, clock.monotonic() - started, end)
     log.info("run.summary", exit_code=end.exit_code, **summary.as_dict())
     return RunResult(results=results, counts=counts, exit_code=end.exit_code, summary=summary)
