@@ -24,8 +24,8 @@ NOTICE_AFTER = 4.0
 # The warning is repeated this often while Studio stays silent.
 REPEAT = 10.0
 # After a stop, a run whose requests get no answer for this long is cut off (they stay possibly sent).
-CUT_AFTER_STOP = 1.0
-_TICK = 0.25
+CUT_AFTER_STOP = 0.5
+_TICK = 0.1
 
 log = structlog.get_logger(__name__)
 
