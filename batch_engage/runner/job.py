@@ -50,6 +50,7 @@ from ..twilio import (
 from .dispatch import Dispatcher
 from .ending import Ending, ending
 from .failures import Storage, is_storage_error, off_loop
+from .lifecycle import close, flushed, journal_lines, opened
 from .lost import mark_lost_lines
 from .preflight import preflight
 from .recorder import Recorder
@@ -63,9 +64,6 @@ __all__ = ["Progress", "RunControl", "RunOptions", "RunResult", "RunSummary", "e
 log = structlog.get_logger(__name__)
 
 READ_ATTEMPTS = 12
-# After a stop, the last flush gets this long (seconds): a stop must end the run even while a write hangs.
-FLUSH_AFTER_STOP = 1.0
-CLOSE_AFTER_STOP = 0.5
 DEFAULT_OPTIONS = RunOptions()
 RECENT_SIDS = timedelta(minutes=10)
 
@@ -217,7 +215,8 @@ async def _run_locked(job: _Job, started: float, recover: str | None) -> RunResu
     if recover is not None:
         extra_meta["token"] = recover
     target = target_for(spec, job.credentials, sandbox=options.sandbox)
-    cp = open_checkpoint(
+    opening = partial(
+        open_checkpoint,
         spec.output.checkpoint,
         prepared.fingerprint,
         target,
@@ -225,6 +224,7 @@ async def _run_locked(job: _Job, started: float, recover: str | None) -> RunResu
         yes=options.yes,
         extra_meta=extra_meta,
     )
+    cp = await opened(opening, job.control)
     try:
         await storage.commit("starting the run", cp.start_run, iso_ms(clock.now()), prepared.input_digest)
         await storage.commit("saving the plan", cp.save_plan, prepared.plan)
@@ -234,7 +234,7 @@ async def _run_locked(job: _Job, started: float, recover: str | None) -> RunResu
         finally:
             if history is not None:
                 history.close()
-        lines = await _journal(cp, storage)
+        lines = await journal_lines(cp, storage)
         journal = build_results(prepared.plan, lines, input_digest=prepared.input_digest)
         counts = counts_by_status(journal)
         end = _ending(sent, counts, storage)
@@ -245,30 +245,12 @@ async def _run_locked(job: _Job, started: float, recover: str | None) -> RunResu
         with contextlib.suppress(StorageFailed):
             await storage.commit("recording the run's end", cp.finish_run, iso_ms(clock.now()), end.exit_code)
     finally:
-        await _close(cp, job.control, storage)
+        await close(cp, job.control, storage)
     job_id, period, output = spec.job.template, spec.job.period, spec.output.results
     await off_loop(partial(write_output, results, output, job_id=job_id, period=period, key="output.results"))
     summary = _summary(spec, sent, counts, clock.monotonic() - started, end)
     log.info("run.summary", exit_code=end.exit_code, **summary.as_dict())
     return RunResult(results=results, counts=counts, exit_code=end.exit_code, summary=summary)
-
-
-async def _journal(cp: CheckpointStore, storage: Storage) -> pl.DataFrame:
-    """Every journal line, for the results table; a checkpoint that does not answer ends the run without one."""
-    try:
-        return await storage.commit("reading the journal", cp.journal, after_failure=True)
-    except StorageFailed as exc:
-        raise StorageFailed(
-            f"{exc}; the results table was not written: `batch-engage report` writes it once the checkpoint answers",
-            transient=exc.transient,
-        ) from None
-
-
-async def _close(cp: CheckpointStore, control: RunControl, storage: Storage) -> None:
-    """Close the checkpoint off the loop; one that hangs (a frozen server) is abandoned: the process still ends."""
-    wait = CLOSE_AFTER_STOP if control.stopping or storage.failure is not None else None
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(off_loop(cp.close), wait)
 
 
 def _ending(sent: _Sent, counts: dict[str, int], storage: Storage) -> Ending:
@@ -373,21 +355,10 @@ async def _run_with_checkpoint(job: _Job, cp: CheckpointStore, history: HistoryS
             if timer is not None:
                 timer.cancel()
             done_flushing.set()
-            await _flushed(flusher, control)
+            await flushed(flusher, control)
     if sent.stop_reason is None and control.stopping:
         sent.stop_reason = "a stop was asked for"
     return sent
-
-
-async def _flushed(flusher: asyncio.Task[None], control: RunControl) -> None:
-    """Wait for the last flush; after a stop, only briefly: a hung write is abandoned (its intents stand)."""
-    if not control.stopping:
-        await flusher
-        return
-    done, _ = await asyncio.wait({flusher}, timeout=FLUSH_AFTER_STOP)
-    if not done:
-        log.warning("checkpoint.abandoned", message="the last outcomes could not be written; the next run settles them")
-        flusher.cancel()
 
 
 async def _phases(job: _Job, cp: CheckpointStore, d: Dispatcher) -> bool:
