@@ -39,7 +39,7 @@ __all__ = ["build_parser", "main", "parse_duration"]
 _T = TypeVar("_T")
 
 # Seconds a run gets to wind down after a second stop before it is cut off.
-_HARD_STOP_GRACE = 1.5
+_HARD_STOP_GRACE = 0.75
 
 # --sandbox runs end after a few seconds, so --wait there polls often.
 _SANDBOX_POLL = 1.0
