@@ -18,6 +18,7 @@ from .commands import (
     Status,
     Validation,
     job_status,
+    job_tokens,
     latest_period,
     offline_target,
     review_flow,
@@ -152,6 +153,7 @@ async def run_async(
     creds = _credentials(credentials)
     if spec.job.period_kind is not None:
         await settle_previous_period(spec, creds, options, transport)
+    tokens = job_tokens(spec, sandbox=options.sandbox) if spec.send.on_active == "end" else None
     return await run_job(
         spec,
         credentials=creds,
@@ -161,6 +163,7 @@ async def run_async(
         transport=transport,
         on_progress=on_progress,
         stdin=stdin,
+        tokens=tokens,
     )
 
 

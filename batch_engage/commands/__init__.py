@@ -1,6 +1,6 @@
 """What the API does beyond a run: validate, status and report, and the turnover of periods."""
 
-from .periods import latest_period, settle_previous_period
+from .periods import job_tokens, latest_period, settle_previous_period
 from .status import Status, job_status, rewrite_results, write_report_html
 from .validate import Validation, offline_target, review_flow, validation
 
@@ -8,6 +8,7 @@ __all__ = [
     "Status",
     "Validation",
     "job_status",
+    "job_tokens",
     "latest_period",
     "offline_target",
     "review_flow",

@@ -9,7 +9,7 @@ import httpx
 import polars as pl
 import structlog
 
-from ..checkpoint import checkpoint_exists, is_postgres, jobs_beside, read_checkpoint
+from ..checkpoint import checkpoint_exists, checkpoint_meta, is_postgres, jobs_beside, read_checkpoint
 from ..credentials import Credentials
 from ..errors import PeriodUnsettled
 from ..job import Spec, is_period, previous_period, render_period
@@ -17,7 +17,7 @@ from ..results import build_results, counts_by_status
 from ..runner import RunOptions, run_job
 from ..states import POSSIBLY_SENT
 
-__all__ = ["latest_period", "settle_previous_period"]
+__all__ = ["job_tokens", "latest_period", "settle_previous_period"]
 
 log = structlog.get_logger(__name__)
 
@@ -69,6 +69,37 @@ def _periods_on_disk(spec: Spec, sandbox: bool) -> list[str]:
             if is_period(kind, candidate) and Path(spec.for_period(candidate).output.checkpoint).name == stem:
                 found.append(candidate)
     return found
+
+
+def _set_aside(location: str) -> list[str]:
+    """Checkpoints ``--restart`` moved aside: files ``<name>.<stamp>.old``, keys ``<key>@<stamp>.old``."""
+    if is_postgres(location):
+        prefix = location + "@"
+        return [other for other in jobs_beside(location) if other.startswith(prefix) and other.endswith(".old")]
+    path = Path(location)
+    return [str(p) for p in path.parent.glob(path.name + ".*.old")]
+
+
+def job_tokens(spec: Spec, *, sandbox: bool) -> dict[str, str]:
+    """The marker token of every checkpoint this job has had (each period's, and those set aside), with whose it is.
+
+    A run's Context carrying ``<token>:...`` was started by this job, whichever period or checkpoint it came from.
+    """
+    current = _as_run(spec, sandbox)
+    places: list[tuple[str, str]] = [(current.output.checkpoint, f"job {spec.job.id}")]
+    if spec.job.period_kind is not None:
+        finder = _periods_in_database if is_postgres(current.output.checkpoint) else _periods_on_disk
+        for period in sorted(set(finder(spec, sandbox)) - {spec.job.period or ""}):
+            other = _as_run(spec.for_period(period), sandbox)
+            places.append((other.output.checkpoint, f"job {other.job.id} (period {period})"))
+    for location, whose in list(places):
+        places += [(aside, f"{whose}, set aside by --restart") for aside in _set_aside(location)]
+    tokens: dict[str, str] = {}
+    for location, whose in places:
+        token = checkpoint_meta(location).get("token")
+        if token:
+            tokens.setdefault(token, whose)
+    return tokens
 
 
 async def settle_previous_period(

@@ -10,9 +10,11 @@ backoff, the rest are final. Nothing here prints or exits.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import structlog
@@ -27,6 +29,7 @@ from ..job import SendWindow, Spec
 from ..plan import caps, mask
 from ..states import FINAL, RowState
 from ..twilio import Breaker, Created, Pacer, StudioClient, backoff, is_handback
+from .active import ActiveRuns
 from .intake import Intake
 from .item import Item, make_marker
 from .recorder import Recorder
@@ -64,6 +67,7 @@ class Dispatcher:
     uncertain: list[Item] = field(default_factory=list, init=False)
     held: list[Item] = field(default_factory=list, init=False)
     last_ambiguous: float = field(default=0.0, init=False)
+    active: ActiveRuns | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.caps = caps(self.spec)
@@ -112,9 +116,20 @@ class Dispatcher:
             error_message=message,
             attempts=item.attempts,
             completed_at=iso_ms(self.clock.now()) if state in FINAL else None,
+            ended_sid=item.ended_sid,
         )
+        if state == RowState.SENT and message is None:
+            outcome = dataclasses.replace(outcome, error_message=item.note)
+        if self.active is not None and state != RowState.WAITING_ACTIVE:
+            self.active.settled(item.contact)
         self.recorder.outcome(outcome)
-        if state in (RowState.SENT, RowState.ALREADY_ACTIVE, RowState.FAILED, RowState.PENDING):
+        if state in (
+            RowState.SENT,
+            RowState.ALREADY_ACTIVE,
+            RowState.FAILED,
+            RowState.PENDING,
+            RowState.WAITING_ACTIVE,
+        ):
             reached = state in (RowState.SENT, RowState.ALREADY_ACTIVE)
             self.recorder.settle(self.owner(item), outcome.sid if reached else None)
         if state in FINAL:
@@ -145,7 +160,9 @@ class Dispatcher:
             self._trip()
 
     def put_back(self, item: Item) -> None:
-        """Never sent in this attempt: back to pending, its intent (and claim) withdrawn."""
+        """Never sent in this attempt: back to pending (or waiting_active), its intent (and claim) withdrawn."""
+        if self.active is not None and self.active.still_waiting(item):
+            return
         self.recorder.outcome(Outcome(contact=item.contact, state=RowState.PENDING, attempts=item.attempts))
         self.recorder.settle(self.owner(item), None)
 
@@ -231,6 +248,9 @@ class Dispatcher:
         handback = self.spec.flow.api == "engagements" and is_handback(
             created, self.client.clock.to_twilio(wall), self.sids
         )
+        if handback and self.active is not None:
+            self._set_aside(item, created.sid)
+            return
         self.record(item, RowState.ALREADY_ACTIVE if handback else RowState.SENT, created=created)
 
     def _observe_latency(self, seconds: float) -> None:
@@ -256,7 +276,10 @@ class Dispatcher:
             self.put_back(item)
         elif isinstance(exc, AlreadyActive):
             self.pacer.admitted()
-            self.record(item, RowState.ALREADY_ACTIVE, error=exc, sid=exc.conflicting_sid)
+            if self.active is not None:
+                self._set_aside(item, exc.conflicting_sid)
+            else:
+                self.record(item, RowState.ALREADY_ACTIVE, error=exc, sid=exc.conflicting_sid)
         elif isinstance(exc, Rejected):
             self.pacer.admitted()
             self.record(item, RowState.FAILED, error=exc)
@@ -279,6 +302,11 @@ class Dispatcher:
                 self.stats.retries += 1
                 self.recorder.count("retries")
                 self._queue.retry_later(item, delay)
+
+    def _set_aside(self, item: Item, sid: str | None) -> None:
+        """``on_active`` wait or end: the contact stays outstanding until its earlier run is over (``active.py``)."""
+        assert self.active is not None
+        self._queue.hold(item, partial(self.active.blocked, item, sid))
 
     def _retry_delay(self, item: Item, exc: RetrySafe) -> float | None:
         if item.attempts >= self.spec.send.max_attempts:

@@ -27,6 +27,9 @@ class Item:
     intent_at: str | None = None
     intent_twilio: datetime | None = None
     zones: str | None = None
+    ended_sid: str | None = None  # this job's earlier run, ended so that this contact could be sent
+    note: str | None = None  # what its sent line says (why an earlier run was ended)
+    reintent: bool = False  # set aside after a 409: a new intent must be written before it is sent again
 
     def body(self, marker_key: str) -> str | None:
         """The Parameters to send: the row's, with the marker added."""

@@ -25,10 +25,11 @@ log = structlog.get_logger(__name__)
 
 
 def to_send(plan: pl.DataFrame, open_lines: pl.DataFrame, settled: pl.Series) -> Iterator[Item]:
-    """Contacts of the plan with no final or possibly-sent line (a generator: a million rows build as they go)."""
+    """Contacts of the plan with no final or possibly-sent line, those left waiting included (a generator)."""
     todo = plan.filter((pl.col("status") == "pending") & ~pl.col("contact").is_in(settled.implode()))
     todo = todo.join(open_lines.select("contact", "state", "attempts"), on="contact", how="left", maintain_order="left")
-    todo = todo.filter(pl.col("state").is_null() | (pl.col("state") == RowState.PENDING.value))
+    again = [RowState.PENDING.value, RowState.WAITING_ACTIVE.value]
+    todo = todo.filter(pl.col("state").is_null() | pl.col("state").is_in(again))
     zones = (
         todo.get_column("zones")
         if "zones" in todo.columns

@@ -441,13 +441,14 @@ class TestTwoMachines:
 
 
 # Layout 1 as every release has made it ("!" marks NOT NULL): a schema made by any of them serves this one.
+# Layout 2 appends the journal's ended_sid (nullable), added to a layout-1 table when a run opens it.
 LAYOUT_1_COLUMNS = {
     "checkpoint_version": "version integer!",
     "events": "job text!, run bigint!, second bigint!, requests integer!, ok integer!, rate_limited integer!, "
     "retries integer!, lookups integer!, pacer_rate double precision!",
     "journal": "job text!, contact text!, row bigint!, to_addr text!, from_addr text!, params_hash text, marker text, "
     "input text, state text!, sid text, http_status integer, error_code integer, error_message text, "
-    "attempts integer!, intent_at text, intent_twilio_at text, completed_at text",
+    "attempts integer!, intent_at text, intent_twilio_at text, completed_at text, ended_sid text",
     "leases": "job text!, backend_pid integer!, holder text!, heartbeat_at timestamp with time zone!",
     "meta": "job text!, key text!, value text!",
     "plans": "job text!, saved_at text!, plan bytea!",
@@ -467,7 +468,7 @@ LAYOUT_1_INDEXES = [
 
 
 class TestLayout:
-    """The tables are layout 1's, to the column."""
+    """The tables are layout 1's, to the column, with layout 2's one nullable journal column appended."""
 
     def test_a_new_schema_has_the_tables_layout_1_always_had(self, pg_url: str, pg_schema: Schema) -> None:
         """Every column (type, NOT NULL, order), key and index is the one layout 1 has always had."""
