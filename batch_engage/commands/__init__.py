@@ -1,11 +1,15 @@
-"""What the API does beyond a run: validate, status and report, and the turnover of periods."""
+"""What the API does beyond a run: validate, status and report, sweep, and the turnover of periods."""
 
 from .periods import job_tokens, latest_period, settle_previous_period
 from .status import Status, job_status, rewrite_results, write_report_html
+from .sweep import DEFAULT_OLDER_THAN, Sweep, SweptRun, sweep_job
 from .validate import Validation, offline_target, review_flow, validation
 
 __all__ = [
+    "DEFAULT_OLDER_THAN",
     "Status",
+    "Sweep",
+    "SweptRun",
     "Validation",
     "job_status",
     "job_tokens",
@@ -14,6 +18,7 @@ __all__ = [
     "review_flow",
     "rewrite_results",
     "settle_previous_period",
+    "sweep_job",
     "validation",
     "write_report_html",
 ]

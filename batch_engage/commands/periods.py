@@ -16,6 +16,7 @@ from ..job import Spec, is_period, previous_period, render_period
 from ..results import build_results, counts_by_status
 from ..runner import RunOptions, run_job
 from ..states import POSSIBLY_SENT
+from ..twilio import PAST_RETENTION
 
 __all__ = ["job_tokens", "latest_period", "settle_previous_period"]
 
@@ -121,9 +122,14 @@ async def settle_previous_period(
             transport=transport,
             settle_only=True,
         )
-        if result.counts.get("uncertain", 0):
+        results = result.results
+        # Past Twilio's retention nothing can settle them: waiting for them would hold every later period back.
+        unsettled = results.filter(
+            (pl.col("status") == "uncertain") & (pl.col("error_message").fill_null("") != PAST_RETENTION)
+        ).height
+        if unsettled:
             raise PeriodUnsettled(
-                f"{previous.output.checkpoint}: {result.counts['uncertain']} contacts of period "
+                f"{previous.output.checkpoint}: {unsettled} contacts of period "
                 f"{previous.job.period} may have been sent and could not be settled yet; nothing new was sent. "
                 "Run the same command again later."
             )

@@ -178,13 +178,13 @@ class TestEnd:
 class TestRefusals:
     def test_end_is_refused_for_v1_engagements(self, tmp_path: Path) -> None:
         """Twilio documents no update of a v1 Engagement: on_active = "end" with api = "engagements" is exit 2."""
-        with pytest.raises(ConfigError, match="send.on_active"):
+        with pytest.raises(ConfigError, match=r"send\.on_active"):
             survey(tmp_path, "http://127.0.0.1:9", NOW, api="engagements", on_active="end")
 
     @pytest.mark.parametrize(("key", "value"), [("on_active", "kill"), ("active_retry", "soon"), ("active_retry", 0)])
     def test_bad_values_name_their_key(self, tmp_path: Path, key: str, value: object) -> None:
         """An unknown on_active or a duration that is not one is refused, naming the key."""
-        with pytest.raises(ConfigError, match=f"send.{key}"):
+        with pytest.raises(ConfigError, match=rf"send\.{key}"):
             survey(tmp_path, "http://127.0.0.1:9", NOW, **{key: value})
 
     def test_a_job_without_on_active_still_skips(
