@@ -139,7 +139,7 @@ def print_summary(result: api.RunResult, out: TextIO) -> None:
     s = result.summary
     counts = ", ".join(f"{k} {v}" for k, v in s.counts.items() if v)
     done = sum(s.counts.get(k, 0) for k in ("sent", "already_active", "failed", "capped"))
-    left = sum(s.counts.get(k, 0) for k in ("pending", "uncertain", "in_flight"))
+    left = sum(s.counts.get(k, 0) for k in ("pending", "uncertain", "in_flight", "waiting_active"))
     if s.requests == 0 and s.lookups == 0 and done and not left and not s.aborted:
         print(
             f"all {done} rows were done by earlier runs (results: {s.results_path}); exit {result.exit_code}", file=out

@@ -10,7 +10,7 @@ from typing import Any
 import polars as pl
 import pytest
 
-from batch_engage import Credentials, Progress, RunControl, RunOptions, run
+from batch_engage import Credentials, Progress, RunControl, RunOptions, report, run
 from batch_engage.errors import ConfigError
 from batch_engage.job.spec import Spec, load_spec
 from batch_engage.sandbox import Sandbox
@@ -45,6 +45,13 @@ def stop_after(final: int) -> dict[str, Any]:
             control.request_stop()
 
     return {"control": control, "on_progress": watch}
+
+
+def report_page(tmp_path: Path) -> str:
+    """The campaign report of this week's run, as HTML."""
+    page = tmp_path / "report.html"
+    report(survey(tmp_path, "http://127.0.0.1:9", NOW), html=page)
+    return page.read_text()
 
 
 def first_runs(sb: Sandbox) -> dict[str, Any]:
@@ -137,6 +144,8 @@ class TestEnd:
         assert all("job survey-2026-W47 (period 2026-W47)" in m for m in ended["error_message"])
         # Ended at once, not after their 20 s: nothing waited for them.
         assert clock.monotonic() < 20
+        page = report_page(tmp_path)
+        assert 'id="active-ended"' in page and "job survey-2026-W47 (period 2026-W47)" in page
 
     def test_a_run_younger_than_end_active_after_is_waited_for_not_ended(
         self, tmp_path: Path, earlier_week: tuple[Sandbox, FakeClock], sandbox_creds: Credentials
@@ -173,6 +182,9 @@ class TestEnd:
         assert sorted(waiting["to"]) == sorted(taken)
         assert all("is an inbound conversation; never ended by batch-engage" in m for m in waiting["error_message"])
         assert waiting["ended_sid"].null_count() == 10
+        page = report_page(tmp_path)
+        assert 'id="active-refused"' in page and "is an inbound conversation" in page
+        assert 'id="active-ended"' not in page
 
 
 class TestRefusals:
