@@ -110,7 +110,7 @@ class CreateRoutes(Studio):
         )
 
     async def _update(self, request: web.Request) -> web.StreamResponse:
-        """POST /v1 and /v2 .../Executions/{sid} (UpdateExecution): ``Status=ended`` ends an active run."""
+        """POST /v2/Flows/{f}/Executions/{sid} (UpdateExecution): ``Status=ended`` ends an active run."""
         config = self._read_gate("update_requests")
         form = await request.post()
         status = form.get("Status")
