@@ -5,8 +5,8 @@ from .store import (
     check_binding,
     checkpoint_exists,
     checkpoint_meta,
+    checkpoints_beside,
     is_postgres,
-    jobs_beside,
     open_checkpoint,
     read_checkpoint,
 )
@@ -21,9 +21,9 @@ __all__ = [
     "check_binding",
     "checkpoint_exists",
     "checkpoint_meta",
+    "checkpoints_beside",
     "empty_journal",
     "is_postgres",
-    "jobs_beside",
     "open_checkpoint",
     "read_checkpoint",
 ]

@@ -1,6 +1,6 @@
 """What the API does beyond a run: validate, status and report, sweep, and the turnover of periods."""
 
-from .periods import job_tokens, latest_period, settle_previous_period
+from .periods import job_for, job_tokens, settle_previous_period
 from .status import Status, job_status, rewrite_results, write_report_html
 from .sweep import DEFAULT_OLDER_THAN, Sweep, SweptRun, sweep_job
 from .validate import Validation, offline_target, review_flow, validation
@@ -11,9 +11,9 @@ __all__ = [
     "Sweep",
     "SweptRun",
     "Validation",
+    "job_for",
     "job_status",
     "job_tokens",
-    "latest_period",
     "offline_target",
     "review_flow",
     "rewrite_results",
