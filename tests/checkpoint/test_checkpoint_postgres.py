@@ -158,6 +158,22 @@ class TestJournal:
         line_b = journal.filter(pl.col("contact") == "b").row(0, named=True)
         assert line_b["state"] == "pending" and line_b["intent_at"] is None
 
+    def test_an_ended_sid_is_kept_and_a_layout_1_journal_reads_and_upgrades(
+        self, pg_url: str, pg_schema: Schema
+    ) -> None:
+        """ended_sid survives later outcomes; a journal without the column reads (null) and a run adds it."""
+        with open_checkpoint(f"{pg_url}#j", {"f": 1}, TARGET) as cp:
+            cp.write_intents([_intent("a")], at="2026-01-01T00:00:00.000Z", twilio_at=None)
+            cp.write_outcomes([Outcome("a", RowState.WAITING_ACTIVE, ended_sid="FN1")])
+            cp.write_outcomes([Outcome("a", RowState.SENT, sid="FN2")])
+            assert cp.journal().row(0, named=True)["ended_sid"] == "FN1"
+        conn = pg_schema.conn
+        conn.execute(f'ALTER TABLE "{pg_schema.name}".journal DROP COLUMN ended_sid')
+        conn.execute(f'UPDATE "{pg_schema.name}".checkpoint_version SET version = 1')  # noqa: S608 - our own schema
+        assert read_checkpoint(f"{pg_url}#j").journal.row(0, named=True)["ended_sid"] is None
+        with open_checkpoint(f"{pg_url}#j", {"f": 1}, TARGET) as cp:
+            assert cp.journal().row(0, named=True)["state"] == "sent"
+
     def test_another_job_or_another_twilio_is_refused(self, pg_url: str) -> None:
         """A changed fingerprint or target is refused with a message naming what changed, nothing sent."""
         with open_checkpoint(f"{pg_url}#j", {"flow_sid": "FWa"}, TARGET):
