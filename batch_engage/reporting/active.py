@@ -17,35 +17,42 @@ _SID = re.compile(r"FN[0-9a-fA-F]{32}")
 _EXAMPLES = 3
 _KINDS = {
     "ended": "Earlier runs ended (this job's own), then sent",
-    "waiting": "Still waiting for their earlier run to end",
-    "refused": "Not ended: the earlier run is not this job's",
+    "waited": "Waited for their earlier run to end (sent after, or still waiting)",
+    "refused": "Not ended, waited: the earlier run is not this job's",
 }
+_WAITED = "sent after waiting"
 
 
 @dataclass(frozen=True, kw_only=True)
 class ActiveGroup:
     """Contacts that met an earlier active run for the same reason (SIDs left out), with masked examples."""
 
-    kind: str  # "ended", "waiting" or "refused"
+    kind: str  # "ended", "waited" or "refused"
     reason: str
     count: int
     examples: tuple[str, ...]
 
 
 def active_groups(results: pl.DataFrame) -> tuple[ActiveGroup, ...]:
-    """Group the results' rows whose earlier run was ended, or that still wait (and why), by reason."""
+    """Group the rows that met an earlier active run by what happened (ended, waited, refused) and why."""
     if "ended_sid" not in results.columns:
         return ()
-    ended = results.filter(pl.col("ended_sid").is_not_null()).with_columns(pl.lit("ended").alias("kind"))
-    waiting = results.filter(pl.col("status") == "waiting_active").with_columns(
-        pl.when(pl.col("error_message").fill_null("").str.starts_with("not ended"))
+    message = pl.col("error_message").fill_null("")
+    met = results.filter(
+        pl.col("ended_sid").is_not_null()
+        | (pl.col("status") == "waiting_active")
+        | ((pl.col("status") == "sent") & message.str.starts_with(_WAITED))
+    ).with_columns(
+        pl.when(pl.col("ended_sid").is_not_null())
+        .then(pl.lit("ended"))
+        .when(message.str.contains("not ended", literal=True))
         .then(pl.lit("refused"))
-        .otherwise(pl.lit("waiting"))
+        .otherwise(pl.lit("waited"))
         .alias("kind")
     )
     groups: dict[tuple[str, str], list[str]] = {}
-    for kind, message, to in pl.concat([ended, waiting]).select("kind", "error_message", "to").iter_rows():
-        reason = _SID.sub("FN…", message or "")
+    for kind, text, to in met.select("kind", "error_message", "to").iter_rows():
+        reason = _SID.sub("FN…", text or "")
         groups.setdefault((kind, reason), []).append(to)
     order = list(_KINDS)
     return tuple(

@@ -72,7 +72,7 @@ async def judge_run(
     token = marker_token(context, marker_key)
     whose = tokens.get(token) if token is not None else None
     if whose is not None:
-        return Verdict(sid, True, whose, age, f"this job's own run {sid} ({whose})")
+        return Verdict(sid, True, whose, age, f"this job's own run ({whose})")
     started_by = run.get("initiated_by")
     if isinstance(started_by, str) and not started_by.startswith("RQ"):
         who = "an inbound conversation"
@@ -113,6 +113,8 @@ class ActiveRuns:
         if self.waiting.get(item.contact) != (reason, sid) or item.attempts <= 1:
             log.info("row.waiting_active", row=item.row, sid=sid, reason=reason)
         self.waiting[item.contact] = (reason, sid)
+        # What its sent line will say if the earlier run ends by itself and the contact goes.
+        item.note = f"sent after waiting ({reason})"
         self.record(item, RowState.WAITING_ACTIVE, sid=sid, message=reason)
 
     async def blocked(self, item: Item, sid: str | None) -> bool:

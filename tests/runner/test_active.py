@@ -101,6 +101,12 @@ class TestWait:
                 assert (entry.date_created - before[entry.to].date_created).total_seconds() >= 20
         assert sb.stats().ended_by_request == 0
         assert result.results["ended_sid"].null_count() == 200
+        # Those that met their earlier run say so (on the fast fake clock some find it ended already).
+        waited = result.results.filter(pl.col("error_message").is_not_null())
+        assert 0 < waited.height <= 30 and set(waited["to"]) <= set(before)
+        assert all(m.startswith("sent after waiting (waiting for its earlier run FN") for m in waited["error_message"])
+        page = report_page(tmp_path)
+        assert 'id="active-waited"' in page and "sent after waiting (waiting for its earlier run FN… to end)" in page
 
     def test_a_stop_leaves_them_waiting_and_a_resumed_run_sends_them(
         self, tmp_path: Path, earlier_week: tuple[Sandbox, FakeClock], sandbox_creds: Credentials
