@@ -222,6 +222,8 @@ def _sandbox_config(args: argparse.Namespace) -> api.SandboxConfig:
             retry_after=args.retry_after,
             seed=args.seed,
             run_lifetime=args.run_lifetime,
+            wait_timeout=args.wait_timeout,
+            other_sender_active=tuple(a.strip() for a in args.other_sender_active.split(",") if a.strip()),
             clock_offset=args.clock_offset,
             other_sender_rate=args.other_sender_rate,
             read_rate_limit_rate=args.read_rate_limit_rate,

@@ -292,6 +292,18 @@ def _add_sandbox(sub: _Subparsers) -> None:
     )
     sb.add_argument("--seed", type=int, metavar="N", help="seed the random draws, so faults repeat run after run")
     _seconds(sb, "--run-lifetime", 3600.0, "seconds until a run ends and its widgets have played (default 3600)")
+    sb.add_argument(
+        "--wait-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="runs stay active this long on Twilio's clock, as a Send & Wait widget holds them (else --run-lifetime)",
+    )
+    sb.add_argument(
+        "--other-sender-active",
+        default="",
+        metavar="LIST",
+        help="comma-separated contacts already in another sender's active conversation at their first create",
+    )
     _seconds(sb, "--clock-offset", 0.0, "how far Twilio's clock is ahead of ours (negative: behind)")
     _share(
         sb,
