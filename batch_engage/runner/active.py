@@ -120,6 +120,7 @@ class ActiveRuns:
     async def blocked(self, item: Item, sid: str | None) -> bool:
         """Handle one blocked create; True to send the contact again now, False when the run is stopping."""
         send = self.spec.send
+        item.waits += 1
         # Known as waiting from the first 409 on, so a stop before it is judged still leaves it waiting_active.
         self.waiting.setdefault(item.contact, (self._waiting_for(sid), sid))
         if send.on_active == "end" and sid is not None:

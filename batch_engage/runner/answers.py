@@ -86,7 +86,7 @@ class Answers(Outcomes):
         self._queue.hold(item, partial(self.active.blocked, item, sid))
 
     def _retry_delay(self, item: Item, exc: RetrySafe) -> float | None:
-        if item.attempts >= self.spec.send.max_attempts:
+        if item.tries >= self.spec.send.max_attempts:
             return None
         delay = backoff(exc, item.attempts)
         if item.backoff + delay > self.spec.send.max_backoff:

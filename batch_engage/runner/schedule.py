@@ -35,9 +35,22 @@ def to_send(plan: pl.DataFrame, open_lines: pl.DataFrame, settled: pl.Series) ->
         if "zones" in todo.columns
         else pl.repeat(None, todo.height, dtype=pl.String, eager=True)
     )
-    columns = todo.select("row", "contact", "to", "from", "parameters", pl.col("attempts").fill_null(0))
-    for (row, contact, to, from_, params, attempts), zone in zip(columns.iter_rows(), zones.to_list(), strict=True):
-        yield Item(row=row, contact=contact, to=to, from_=from_, parameters=params, attempts=attempts, zones=zone)
+    # A contact left waiting_active spent its attempts meeting an earlier run: they do not count against it.
+    waited = (pl.col("state") == RowState.WAITING_ACTIVE.value).fill_null(False)
+    attempts = pl.col("attempts").fill_null(0)
+    columns = todo.select(
+        "row",
+        "contact",
+        "to",
+        "from",
+        "parameters",
+        attempts,
+        pl.when(waited).then(attempts).otherwise(0).alias("waits"),
+    )
+    for (row, contact, to, from_, params, tries, waits), zone in zip(columns.iter_rows(), zones.to_list(), strict=True):
+        yield Item(
+            row=row, contact=contact, to=to, from_=from_, parameters=params, attempts=tries, waits=waits, zones=zone
+        )
 
 
 async def send_all(

@@ -114,8 +114,8 @@ class Settler:
             items, d.uncertain = d.uncertain, []
             retry = await self.settle(items)
             for item in retry:
-                if item.attempts >= most:
+                if item.tries >= most:
                     self._uncertain(item, f"possibly sent, not found in Studio after {item.attempts} attempts")
-            sendable = [i for i in retry if i.attempts < most]
+            sendable = [i for i in retry if i.tries < most]
             if sendable:
                 await d.dispatch(iter(sendable), None)
