@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -47,7 +48,7 @@ def test_possibly_sent_contacts_past_retention_stay_uncertain_and_are_not_resent
 
 
 def test_collect_marks_vanished_runs_expired_and_never_fetches_them_again(
-    sandbox_factory: Callable[..., Sandbox], make_spec: Callable[..., Any], sandbox_creds: Credentials
+    sandbox_factory: Callable[..., Sandbox], make_spec: Callable[..., Any], sandbox_creds: Credentials, tmp_path: Path
 ) -> None:
     """Runs Twilio deleted after 30 days answer 404: collect marks them expired (exit 0) and does not ask again."""
     clock = FakeClock()
@@ -56,7 +57,7 @@ def test_collect_marks_vanished_runs_expired_and_never_fetches_them_again(
     assert run(spec, frame=make_contacts(10), credentials=sandbox_creds, options=RunOptions(clock=clock)).exit_code == 0
 
     clock.advance(31 * DAY)
-    options = CollectOptions(clock=clock, sleep=_no_wait)
+    options = CollectOptions(clock=clock, sleep=_no_wait, output=str(tmp_path / "outcomes.csv"))
     result = batch_engage.collect(spec, credentials=sandbox_creds, options=options)
     assert result.counts.get("expired") == 10 and result.exit_code == 0
     assert set(result.outcomes["error_message"]) == {"past Twilio's 30-day retention: the run is gone"}
@@ -66,7 +67,7 @@ def test_collect_marks_vanished_runs_expired_and_never_fetches_them_again(
 
 
 def test_a_younger_runs_404_is_still_a_failure(
-    sandbox_factory: Callable[..., Sandbox], make_spec: Callable[..., Any], sandbox_creds: Credentials
+    sandbox_factory: Callable[..., Sandbox], make_spec: Callable[..., Any], sandbox_creds: Credentials, tmp_path: Path
 ) -> None:
     """A 404 for a run younger than 30 days is failed, as before: only age explains a vanished run."""
     clock = FakeClock()
@@ -75,7 +76,11 @@ def test_a_younger_runs_404_is_still_a_failure(
     run(spec, frame=make_contacts(3), credentials=sandbox_creds, options=RunOptions(clock=clock))
     sb2 = sandbox_factory(rate_limit=None, wall=clock)  # a Twilio that never made these runs
     moved = spec.replace(flow=dataclasses.replace(spec.flow, base_url=sb2.url))
-    result = batch_engage.collect(moved, credentials=sandbox_creds, options=CollectOptions(clock=clock, sleep=_no_wait))
+    result = batch_engage.collect(
+        moved,
+        credentials=sandbox_creds,
+        options=CollectOptions(clock=clock, sleep=_no_wait, output=str(tmp_path / "o.csv")),
+    )
     assert result.counts["failed"] == 3 and "expired" not in result.counts
 
 
@@ -83,6 +88,7 @@ def test_collect_warns_when_uncollected_runs_near_retention(
     sandbox_factory: Callable[..., Sandbox],
     make_spec: Callable[..., Any],
     sandbox_creds: Credentials,
+    tmp_path: Path,
 ) -> None:
     """Runs still active after 26 days: collect warns, naming the days left before Twilio deletes them."""
     clock = FakeClock()
@@ -92,7 +98,9 @@ def test_collect_warns_when_uncollected_runs_near_retention(
     clock.advance(26 * DAY)
     with structlog.testing.capture_logs() as events:
         result = batch_engage.collect(
-            spec, credentials=sandbox_creds, options=CollectOptions(clock=clock, sleep=_no_wait)
+            spec,
+            credentials=sandbox_creds,
+            options=CollectOptions(clock=clock, sleep=_no_wait, output=str(tmp_path / "o.csv")),
         )
     assert result.counts["active"] == 4
     warning = next(e for e in events if e["event"] == "collect.retention")
