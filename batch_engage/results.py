@@ -40,6 +40,8 @@ RESULT_COLUMNS = [
     "error_message",
     "attempts",
     "completed_at",
+    # Appended (columns are only ever added at the end): the experiment's variant, or "holdout"; null without one.
+    "variant",
 ]
 STATUSES = (
     "sent",
@@ -49,6 +51,7 @@ STATUSES = (
     "duplicate",
     "suppressed",
     "capped",
+    "holdout",
     "uncertain",
     "pending",
 )
@@ -74,6 +77,9 @@ def build_results(
         "attempts",
         "completed_at",
         pl.col("input").alias("line_input"),
+        pl.col("variant").alias("line_variant")
+        if "variant" in journal.columns
+        else pl.lit(None, pl.String).alias("line_variant"),
     )
     joined = plan.join(lines, on="contact", how="left", maintain_order="left")
     state = pl.col("state")
@@ -113,7 +119,14 @@ def build_results(
         message.alias("error_message"),
         pl.when(sendable).then(pl.col("attempts")).fill_null(0).alias("attempts"),
         pl.when(sendable).then(pl.col("completed_at")).alias("completed_at"),
+        _variant(joined.columns),
     )
+
+
+def _variant(columns: list[str]) -> pl.Expr:
+    """The variant a contact was sent (the journal's), else the one the plan gives it; null without an experiment."""
+    planned = pl.col("variant") if "variant" in columns else pl.lit(None, pl.String)
+    return pl.coalesce(pl.col("line_variant"), planned).cast(pl.String).alias("variant")
 
 
 def counts_by_status(results: pl.DataFrame) -> dict[str, int]:

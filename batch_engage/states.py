@@ -6,6 +6,7 @@
                                         |----409 20409 / v1 hand-back--> already_active
                                         |----other 4xx-----------------> failed
                                         |----cap reached at send time--> capped
+    (no line; the plan holds the experiment's holdout out) -----------> holdout
                                         |----never left (stop, 429)----> pending
                                         '----5xx / timeout / drop------> uncertain
     uncertain --run found, marker proven--> sent;  --not found--> pending
@@ -31,10 +32,11 @@ class RowState(StrEnum):
     ALREADY_ACTIVE = "already_active"
     FAILED = "failed"
     CAPPED = "capped"
+    HOLDOUT = "holdout"
 
 
-FINAL = frozenset({RowState.SENT, RowState.ALREADY_ACTIVE, RowState.FAILED, RowState.CAPPED})
-"""States a run never acts on again."""
+FINAL = frozenset({RowState.SENT, RowState.ALREADY_ACTIVE, RowState.FAILED, RowState.CAPPED, RowState.HOLDOUT})
+"""States a run never acts on again (``holdout`` is the plan's: such a contact never gets a journal line)."""
 
 OPEN = frozenset({RowState.INTENT, RowState.UNCERTAIN, RowState.PENDING})
 """States a run still has to act on."""

@@ -37,16 +37,28 @@ from .model import (
     journal_frame,
     reached_frame,
 )
-from .schema import EVENT_COLUMNS, JOURNAL_COLUMNS, RUN_COLUMNS, SQLITE_DDL
+from .schema import ADDED_JOURNAL_COLUMNS, EVENT_COLUMNS, RUN_COLUMNS, SQLITE_ADDED, SQLITE_DDL, journal_select
 from .upgrade import V1_LINE_COLUMNS, take_v1_lines
 
 __all__ = ["Checkpoint", "check_file_binding", "is_locked", "plan_path", "read_only"]
 
-_SELECT = f"SELECT {', '.join(JOURNAL_COLUMNS)} FROM journal"  # noqa: S608 - constant column names
+_SELECT = f"SELECT {journal_select()} FROM journal"  # noqa: S608 - constant column names
 
 
 def _connect_ro(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+
+
+def _journal_columns(conn: sqlite3.Connection) -> set[str]:
+    return {str(row[1]) for row in conn.execute("PRAGMA table_info(journal)").fetchall()}
+
+
+def _add_columns(conn: sqlite3.Connection) -> None:
+    """Give a journal made before the added columns those columns (nullable: nothing else changes)."""
+    present = _journal_columns(conn)
+    for name, statement in zip(ADDED_JOURNAL_COLUMNS, SQLITE_ADDED, strict=True):
+        if name not in present:
+            conn.execute(statement)
 
 
 def _read_meta(path: Path) -> dict[str, str]:
@@ -132,6 +144,7 @@ class Checkpoint(StoreBase):
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.executescript(SQLITE_DDL)
+            _add_columns(conn)
             with conn:
                 conn.execute("BEGIN")
                 meta = _bind(conn, fingerprint, target, options.get("extra_meta"), upgraded)
@@ -222,14 +235,14 @@ class Checkpoint(StoreBase):
         with self._transaction() as conn:
             conn.executemany(
                 "INSERT INTO journal (contact, row, to_addr, from_addr, params_hash, marker, input, state, "
-                "intent_at, intent_twilio_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'intent', ?, ?) "
+                "intent_at, intent_twilio_at, variant) VALUES (?, ?, ?, ?, ?, ?, ?, 'intent', ?, ?, ?) "
                 "ON CONFLICT(contact) DO UPDATE SET state = 'intent', row = excluded.row, "
                 "to_addr = excluded.to_addr, from_addr = excluded.from_addr, params_hash = excluded.params_hash, "
-                "marker = excluded.marker, input = excluded.input, "
+                "marker = excluded.marker, input = excluded.input, variant = excluded.variant, "
                 "intent_at = COALESCE(journal.intent_at, excluded.intent_at), "
                 "intent_twilio_at = COALESCE(journal.intent_twilio_at, excluded.intent_twilio_at)",
                 [
-                    (i.contact, i.row, i.to, i.from_, i.params_hash, i.marker, input_digest, at, twilio_at)
+                    (i.contact, i.row, i.to, i.from_, i.params_hash, i.marker, input_digest, at, twilio_at, i.variant)
                     for i in intents
                 ],
             )
@@ -351,7 +364,8 @@ def read_only(path: str | Path) -> CheckpointView:
         try:
             meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
             check_readable(path, meta)
-            journal = journal_frame(conn.execute(f"{_SELECT} ORDER BY row").fetchall())
+            select = f"SELECT {journal_select(_journal_columns(conn))} FROM journal ORDER BY row"  # noqa: S608
+            journal = journal_frame(conn.execute(select).fetchall())
             runs = conn.execute(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs ORDER BY id").fetchall()  # noqa: S608
             events = conn.execute(f"SELECT {', '.join(EVENT_COLUMNS)} FROM events ORDER BY run, second").fetchall()  # noqa: S608
         finally:

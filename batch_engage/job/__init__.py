@@ -1,6 +1,7 @@
 """The job: a TOML file read, checked and frozen into a Spec (paths, periods, send window); it knows no reader."""
 
 from .checks import OUTCOME_BASE_COLUMNS, static_parameter_pairs
+from .experiment import HOLDOUT, ExperimentSpec, VariantSpec
 from .periods import is_period, previous_period
 from .periods import render as render_period
 from .send_window import DAYS, SendWindow, parse_window, valid_zone
@@ -8,8 +9,10 @@ from .spec import Cap, FlowSpec, InputSpec, MappingSpec, OutputSpec, SendSpec, S
 
 __all__ = [
     "DAYS",
+    "HOLDOUT",
     "OUTCOME_BASE_COLUMNS",
     "Cap",
+    "ExperimentSpec",
     "FlowSpec",
     "InputSpec",
     "MappingSpec",
@@ -17,6 +20,7 @@ __all__ = [
     "SendSpec",
     "SendWindow",
     "Spec",
+    "VariantSpec",
     "is_period",
     "load_spec",
     "parse_window",

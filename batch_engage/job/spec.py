@@ -42,6 +42,7 @@ from .checks import (
     collect_fields,
     static_parameter_pairs,
 )
+from .experiment import ExperimentSpec, check_experiment
 from .paths import check_paths, check_postgres_checkpoint, job_fields, output_fields
 from .read import accepted_keys, job_sections, read_job
 from .send_window import SendWindow, parse_window
@@ -54,6 +55,7 @@ __all__ = [
     "REGION_EDGES",
     "Cap",
     "CollectSpec",
+    "ExperimentSpec",
     "FlowSpec",
     "HistorySpec",
     "InputSpec",
@@ -250,6 +252,13 @@ class Spec:
     history: HistorySpec = HistorySpec()
     job: JobSpec = JobSpec()
     collect: CollectSpec = CollectSpec()
+    experiment: ExperimentSpec | None = None
+
+    def flow_sids(self) -> tuple[str, ...]:
+        """Every Flow the job runs: ``[flow] sid`` alone, or each variant's (first seen first)."""
+        if self.experiment is None:
+            return (self.flow.sid,)
+        return tuple(dict.fromkeys(self.experiment.flows(self.flow.sid).values()))
 
     def replace(self, **sections: Any) -> Spec:
         """Return a copy with whole sections replaced."""
@@ -341,6 +350,7 @@ def _build(sections: dict[str, dict[str, Any]], base: Path, stem: str, now: date
         send=send,
         output=output,
         job=JobSpec(**job),
+        experiment=check_experiment(sections["experiment"], salt=job["template"], mapping=mapping),
     )
     check_paths(
         [("input.path", inp.path), *(("suppress.files", f) for f in spec.suppress.files)],

@@ -27,6 +27,8 @@ class Item:
     intent_at: str | None = None
     intent_twilio: datetime | None = None
     zones: str | None = None
+    variant: str | None = None
+    flow: str | None = None  # the variant's Flow SID (None: the job's)
 
     def body(self, marker_key: str) -> str | None:
         """The Parameters to send: the row's, with the marker added."""
@@ -39,7 +41,9 @@ class Item:
 
     def intent(self) -> Intent:
         """The journal's intent line for this contact."""
-        return Intent(self.contact, self.row, self.to, self.from_, params_hash(self.parameters), self.marker)
+        return Intent(
+            self.contact, self.row, self.to, self.from_, params_hash(self.parameters), self.marker, self.variant
+        )
 
 
 def make_marker(token: str, contact: str) -> str:

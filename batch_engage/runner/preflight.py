@@ -7,6 +7,7 @@ under ``strict_variables``) and logs our clock's offset from Twilio's.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 import polars as pl
@@ -18,7 +19,7 @@ from ..flow import FlowWiringError, log_findings, review
 from ..job import Spec
 from ..twilio import PacedReads, StudioClient
 
-__all__ = ["CLOCK_WARNING_SECONDS", "check_flow", "preflight"]
+__all__ = ["CLOCK_WARNING_SECONDS", "check_flow", "flow_parts", "preflight"]
 
 log = structlog.get_logger(__name__)
 
@@ -67,13 +68,41 @@ def _log_clock(client: StudioClient) -> None:
         )
 
 
+def flow_parts(spec: Spec, plan: pl.DataFrame) -> list[tuple[Spec, pl.DataFrame]]:
+    """The job as each of its Flows sees it: that Flow's SID, and the plan's rows of the variants it runs."""
+    experiment = spec.experiment
+    if experiment is None:
+        return [(spec, plan)]
+    flows = experiment.flows(spec.flow.sid)
+    parts = []
+    for sid in spec.flow_sids():
+        names = [name for name, flow in flows.items() if flow == sid]
+        rows = plan.filter(pl.col("variant").is_in(names)) if "variant" in plan.columns else plan
+        parts.append((spec.replace(flow=dataclasses.replace(spec.flow, sid=sid)), rows))
+    return parts
+
+
 async def preflight(
     spec: Spec, plan: pl.DataFrame, client: StudioClient, reads: PacedReads, cp: CheckpointStore, *, sandbox: bool
 ) -> StudioError | None:
-    """Prove credentials and a published Flow before any row is sent; the reason to abort, or None.
+    """Prove credentials and a published Flow (each variant's, in an experiment) before any row is sent.
 
-    Raises the ``StudioError`` of a Studio it could not reach (nothing was sent: try again later).
+    Returns the reason to abort, or None. Raises the ``StudioError`` of a Studio it could not
+    reach (nothing was sent: try again later).
     """
+    aborted: StudioError | None = None
+    for part, rows in flow_parts(spec, plan):
+        aborted = await _preflight_one(part, rows, client.for_flow(part.flow.sid), reads, cp, sandbox=sandbox)
+        if aborted is not None:
+            break
+    _log_clock(client)
+    return aborted
+
+
+async def _preflight_one(
+    spec: Spec, plan: pl.DataFrame, client: StudioClient, reads: PacedReads, cp: CheckpointStore, *, sandbox: bool
+) -> StudioError | None:
+    """One Flow's preflight: published, wired, its variables supplied."""
     aborted: StudioError | None = None
     try:
         flow, published = await _published(client, reads, cp, sandbox=sandbox)
@@ -92,11 +121,11 @@ async def preflight(
             if flow.get("revision") != published.get("revision"):
                 log.warning(
                     "flow.draft",
+                    flow=spec.flow.sid,
                     message=f"the Flow has a newer unpublished draft (revision {flow.get('revision')}); "
                     f"runs will use revision {published.get('revision')}, the last published",
                 )
             aborted = check_flow(spec, plan, published)
     if aborted is not None:
         log.error("run.aborted", reason=aborted.message, http_status=aborted.http_status)
-    _log_clock(client)
     return aborted

@@ -447,7 +447,9 @@ LAYOUT_1_COLUMNS = {
     "retries integer!, lookups integer!, pacer_rate double precision!",
     "journal": "job text!, contact text!, row bigint!, to_addr text!, from_addr text!, params_hash text, marker text, "
     "input text, state text!, sid text, http_status integer, error_code integer, error_message text, "
-    "attempts integer!, intent_at text, intent_twilio_at text, completed_at text",
+    "attempts integer!, intent_at text, intent_twilio_at text, completed_at text"
+    # Added in place since (nullable, at the end): a schema made by an older release gains it on open.
+    ", variant text",
     "leases": "job text!, backend_pid integer!, holder text!, heartbeat_at timestamp with time zone!",
     "meta": "job text!, key text!, value text!",
     "plans": "job text!, saved_at text!, plan bytea!",

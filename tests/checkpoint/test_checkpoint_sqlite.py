@@ -108,7 +108,7 @@ FORMAT_2_TABLES = [
     intent_at TEXT,
     intent_twilio_at TEXT,
     completed_at TEXT
-)""",
+, variant TEXT)""",  # added in place since (nullable): an older release's file gains it on open, to the letter
     "CREATE INDEX journal_state ON journal(state)",
     """CREATE TABLE runs (
     id INTEGER PRIMARY KEY,

@@ -13,7 +13,7 @@ from ..binding import check_readable
 from ..model import CheckpointView, journal_frame
 from ..schema import EVENT_COLUMNS, RUN_COLUMNS
 from .lease import is_locked
-from .tables import Connection, journal_sql, read_meta, tables_exist
+from .tables import Connection, journal_columns, journal_sql, read_meta, tables_exist
 
 __all__ = ["exists", "jobs_beside", "read_only"]
 
@@ -76,7 +76,8 @@ def _read_tables(
 ) -> tuple[pl.DataFrame | None, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """The job's plan (None if never saved), journal, runs and events."""
     key = (loc.key,)
-    journal = journal_frame(conn.execute(journal_sql(loc), key).fetchall())
+    present = journal_columns(conn, loc)
+    journal = journal_frame(conn.execute(journal_sql(loc, present=present), key).fetchall())
     runs = conn.execute(
         loc.sql(f"SELECT {', '.join(RUN_COLUMNS)} FROM {{s}}.runs WHERE job = %s ORDER BY id"),  # noqa: S608
         key,
