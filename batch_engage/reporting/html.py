@@ -38,6 +38,7 @@ from datetime import UTC, datetime
 
 from ..plan import mask
 from ..results import STATUSES
+from .compare import ExperimentReport
 from .css import CSS
 from .svg import (
     BAR_COLOUR,
@@ -52,6 +53,7 @@ from .svg import (
     rate_text,
     time_chart,
 )
+from .variants import variants_section
 
 __all__ = [
     "MAX_BUCKETS",
@@ -130,6 +132,7 @@ class ReportData:
     as_of: datetime  # the checkpoint's last write, never the wall clock
     version: str
     title: str | None = field(default=None)  # the page title; default "<job_name> — campaign report"
+    experiment: ExperimentReport | None = None  # the variants side by side; None: the job has no experiment
 
 
 def render_report(data: ReportData) -> str:
@@ -145,6 +148,7 @@ def render_report(data: ReportData) -> str:
         f"<title>{escape(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<main>\n",
         _header(data),
         _tiles(data.counts),
+        variants_section(data.experiment),
         _time_section(data),
         _failures_section(data),
         _windows_section(data),

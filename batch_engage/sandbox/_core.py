@@ -238,7 +238,7 @@ class Studio:
         context = start_context(run)
         ended = run.end(config.run_lifetime, time.monotonic())
         if ended is not None and run.played:
-            context["widgets"] = widget_outputs(run, run_messages(run, config.replies, ended))
+            context["widgets"] = widget_outputs(run, run_messages(run, config.replies_for(run.parameters), ended))
         return context
 
     def _run_json(self, run: Run, config: SandboxConfig, *, listed: bool = False) -> dict[str, Any]:
