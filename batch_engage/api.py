@@ -39,11 +39,12 @@ from .exits import (
     exit_code_for,
     exit_code_for_error,
 )
+from .experiment import assign_frame
 from .flow import FlowReview
 from .history import is_database_url, open_history
-from .job import Spec, load_spec
+from .job import ExperimentSpec, Spec, load_spec
 from .plan import prepare
-from .runner import RunOptions, RunResult, run_job
+from .runner import RunOptions, RunResult, kept_variants, run_job
 from .sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox, SandboxConfig
 from .sandbox import serve as serve_sandbox
 
@@ -70,6 +71,7 @@ __all__ = [
     "SandboxConfig",
     "Status",
     "Validation",
+    "assign_variants",
     "collect",
     "collect_async",
     "collect_exit_code",
@@ -128,6 +130,29 @@ def load_job(
     elif latest and spec.job.period_kind is not None:
         spec = latest_period(spec, sandbox=sandbox)
     return spec.rehearsal() if sandbox else spec
+
+
+def assign_variants(
+    frame: pl.DataFrame | pl.LazyFrame,
+    experiment: str | Path | Spec | ExperimentSpec,
+    *,
+    contact: str = "contact",
+) -> pl.DataFrame:
+    """``frame`` with a ``variant`` column: the variant each row gets (``"holdout"``: sent nothing), before any send.
+
+    Given a job (file or ``Spec``), the rows are planned as a run plans them (numbers
+    normalized, contact keys; contacts the job's checkpoint already sent keep their
+    variant); a row with no contact key (invalid) gets null. Given an ``ExperimentSpec``,
+    the ``contact`` column is taken as the contact key as it is.
+    """
+    data = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
+    if isinstance(experiment, ExperimentSpec):
+        return assign_frame(data, experiment, contact=contact)
+    spec = load_job(experiment)
+    if spec.experiment is None:
+        raise UsageError(f"job {spec.job.id} has no [experiment]: every contact gets the one Flow")
+    plan = prepare(spec, frame=data, kept=kept_variants(spec, restart=False)).plan
+    return data.with_columns(plan.get_column("variant"))
 
 
 def _credentials(credentials: Credentials | None) -> Credentials:

@@ -77,7 +77,7 @@ _EVENTS = (
 )
 
 ADDED_JOURNAL_COLUMNS = tuple(c.name for c in _JOURNAL_ADDED)
-"""Journal columns added to format 2 in place (``ADD COLUMN``): a checkpoint made before them lacks them until opened."""
+"""Journal columns added to format 2 in place (``ADD COLUMN``): an older checkpoint lacks them until opened."""
 
 JOURNAL_COLUMNS = {c.name: _POLARS_TYPES[c.pg_type] for c in (*_JOURNAL, *_JOURNAL_ADDED)}
 """The journal's columns and their frame types, in table order."""

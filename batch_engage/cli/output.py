@@ -251,6 +251,9 @@ def status_lines(state: api.Status) -> list[str]:
         opens = state.next_opening
         when = opens.strftime("%Y-%m-%dT%H:%M:%SZ") if opens else "never"
         lines.append(f"waiting for their send window: {state.waiting_for_window} (next opens at {when})")
+    for name, by_status in state.variants.items():
+        detail = ", ".join(f"{status} {n}" for status, n in by_status.items())
+        lines.append(f"variant {name}: {sum(by_status.values())} ({detail})")
     return lines
 
 

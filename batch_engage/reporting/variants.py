@@ -24,7 +24,10 @@ def _points(value: float) -> str:
 def _cell(r: Rate, show_rate: bool) -> str:
     if r.value is None or r.low is None or r.high is None:
         return f'<td class="n" data-count="{r.count}" data-total="{r.total}">{r.count:,}<div class="ci">—</div></td>'
-    attrs = f'data-count="{r.count}" data-total="{r.total}" data-rate="{r.value:.4f}" data-low="{r.low:.4f}" data-high="{r.high:.4f}"'
+    attrs = (
+        f'data-count="{r.count}" data-total="{r.total}" '
+        f'data-rate="{r.value:.4f}" data-low="{r.low:.4f}" data-high="{r.high:.4f}"'
+    )
     interval = f"{_share(r.value)} <span>(95% CI {_share(r.low)}–{_share(r.high)})</span>" if show_rate else ""
     return f'<td class="n" {attrs}>{r.count:,}<div class="ci">{interval}</div></td>'
 
@@ -32,8 +35,12 @@ def _cell(r: Rate, show_rate: bool) -> str:
 def _diff_cell(d: Difference | None) -> str:
     if d is None:
         return '<td class="n">—</td>'
-    attrs = f'data-diff="{d.value:.4f}" data-low="{d.low:.4f}" data-high="{d.high:.4f}" data-excludes-zero="{str(d.excludes_zero).lower()}"'
-    return f'<td class="n" {attrs}>{_points(d.value)}<div class="ci">(95% CI {_points(d.low)} to {_points(d.high)})</div></td>'
+    attrs = (
+        f'data-diff="{d.value:.4f}" data-low="{d.low:.4f}" data-high="{d.high:.4f}" '
+        f'data-excludes-zero="{str(d.excludes_zero).lower()}"'
+    )
+    interval = f"(95% CI {_points(d.low)} to {_points(d.high)})"
+    return f'<td class="n" {attrs}>{_points(d.value)}<div class="ci">{interval}</div></td>'
 
 
 def _sentence(report: ExperimentReport, metric: Metric, index: int, d: Difference) -> str:

@@ -3,5 +3,6 @@
 from .item import Item, make_marker
 from .job import run_job, target_for
 from .values import RunOptions, RunResult, RunSummary
+from .variants import kept_variants
 
-__all__ = ["Item", "RunOptions", "RunResult", "RunSummary", "make_marker", "run_job", "target_for"]
+__all__ = ["Item", "RunOptions", "RunResult", "RunSummary", "kept_variants", "make_marker", "run_job", "target_for"]

@@ -1,4 +1,4 @@
-"""What a run does for a job's ``[experiment]`` besides sending: variants kept from the checkpoint, the holdout's claims."""
+"""A run's part in a job's ``[experiment]`` besides sending: variants kept from the checkpoint, the holdout's claims."""
 
 from __future__ import annotations
 
