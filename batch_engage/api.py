@@ -21,6 +21,7 @@ from .commands import (
     latest_period,
     offline_target,
     review_flow,
+    review_variants,
     rewrite_results,
     settle_previous_period,
     validation,
@@ -228,6 +229,12 @@ def validate(
     prepared = prepare(spec, frame=frame, stdin=stdin)
     target = offline_target(spec, credentials, sandbox)
     check_binding(spec.output.checkpoint, prepared.fingerprint, target, restart=restart, yes=yes)
+    if flow and spec.experiment is not None:
+        variants = review_variants(spec, prepared.plan, _credentials(credentials), transport)
+        first = next(iter(variants[0].values()), None)
+        return validation(
+            spec, prepared.plan, flow_review=first, restart=restart, now=now, output=output, variant_flows=variants
+        )
     found = review_flow(spec, prepared.plan, _credentials(credentials), transport) if flow else None
     return validation(spec, prepared.plan, flow_review=found, restart=restart, now=now, output=output)
 

@@ -212,7 +212,9 @@ def validation_lines(v: api.Validation, rate: float) -> list[str]:
         f"estimated duration at {rate:g}/s: {v.estimated_seconds:.0f}s",
         "sample requests:",
         *(f"  {json.dumps(s, ensure_ascii=False)}" for s in v.samples),
-        *(_flow_lines(v.flow) if v.flow else []),
+        *(_flow_lines(v.flow) if v.flow and not v.variant_flows else []),
+        *(line for name, review in v.variant_flows.items() for line in [f"variant {name}:", *_flow_lines(review)]),
+        *(f"warning: {w}" for w in v.flow_warnings),
     ]
 
 

@@ -2,7 +2,7 @@
 
 from .periods import latest_period, settle_previous_period
 from .status import Status, job_status, rewrite_results, write_report_html
-from .validate import Validation, offline_target, review_flow, validation
+from .validate import Validation, offline_target, review_flow, review_variants, validation
 
 __all__ = [
     "Status",
@@ -11,6 +11,7 @@ __all__ = [
     "latest_period",
     "offline_target",
     "review_flow",
+    "review_variants",
     "rewrite_results",
     "settle_previous_period",
     "validation",

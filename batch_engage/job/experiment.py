@@ -10,7 +10,7 @@ from typing import Any
 from ..errors import ConfigError
 from .checks import FLOW_SID_PATTERN, check_parameter_keys, static_parameter_pairs
 
-__all__ = ["HOLDOUT", "ExperimentSpec", "VariantSpec", "check_experiment"]
+__all__ = ["HOLDOUT", "ExperimentSpec", "VariantSpec", "check_experiment", "merged_parameters"]
 
 HOLDOUT = "holdout"
 """The name the holdout group goes by (in the ``variant`` column too), so no variant may take it."""
@@ -97,3 +97,12 @@ def check_experiment(section: dict[str, Any], *, salt: str, mapping: Mapping[str
     return ExperimentSpec(
         salt=chosen, variants=variants, holdout=float(holdout), holdout_counts=section.get("holdout_counts", False)
     )
+
+
+def merged_parameters(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """``extra`` added to ``base``; nested tables merge key by key (``meta.a`` and ``meta.b`` both stay)."""
+    out = dict(base)
+    for key, value in extra.items():
+        both = isinstance(out.get(key), Mapping) and isinstance(value, Mapping)
+        out[key] = merged_parameters(out[key], value) if both else value
+    return out

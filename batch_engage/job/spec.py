@@ -42,7 +42,7 @@ from .checks import (
     collect_fields,
     static_parameter_pairs,
 )
-from .experiment import ExperimentSpec, check_experiment
+from .experiment import ExperimentSpec, VariantSpec, check_experiment, merged_parameters
 from .paths import check_paths, check_postgres_checkpoint, job_fields, output_fields
 from .read import accepted_keys, job_sections, read_job
 from .send_window import SendWindow, parse_window
@@ -263,6 +263,15 @@ class Spec:
     def replace(self, **sections: Any) -> Spec:
         """Return a copy with whole sections replaced."""
         return dataclasses.replace(self, **sections)
+
+    def for_variant(self, variant: VariantSpec) -> Spec:
+        """The job as one variant sends it: the variant's Flow, its Parameters added to the static ones."""
+        statics = merged_parameters(self.mapping.static_parameters, variant.parameters)
+        return dataclasses.replace(
+            self,
+            flow=dataclasses.replace(self.flow, sid=variant.flow or self.flow.sid),
+            mapping=dataclasses.replace(self.mapping, static_parameters=statics),
+        )
 
     def for_period(self, period: str) -> Spec:
         """The same job for another period (its own id and output paths)."""

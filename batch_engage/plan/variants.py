@@ -7,7 +7,6 @@ limit like any other. Holdout contacts keep their line with status ``holdout``: 
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -50,28 +49,13 @@ def with_variants(
     for variant in experiment.variants:
         if not variant.parameters:
             continue
-        mapping = spec.mapping
-        statics = _merged(mapping.static_parameters, variant.parameters)
-        replanned = plan_rows(
-            source,
-            spec.replace(mapping=dataclasses.replace(mapping, static_parameters=statics)),
-            source_name=source_name,
-        )
+        replanned = plan_rows(source, spec.for_variant(variant), source_name=source_name)
         mine = pl.col(VARIANT_COLUMN) == variant.name
         assigned = assigned.with_columns(
             pl.when(mine).then(replanned.get_column(name)).otherwise(pl.col(name)).alias(name)
             for name in ("parameters", "status", "error_message")
         )
     return assigned
-
-
-def _merged(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    # Nested tables merge key by key: ``meta.a`` of the job and ``meta.b`` of a variant both stay.
-    out = dict(base)
-    for key, value in extra.items():
-        both = isinstance(out.get(key), Mapping) and isinstance(value, Mapping)
-        out[key] = _merged(out[key], value) if both else value
-    return out
 
 
 def hold_out(planned: pl.DataFrame) -> pl.DataFrame:
