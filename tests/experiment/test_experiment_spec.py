@@ -38,7 +38,7 @@ def raw(experiment: dict[str, Any] | None = None, **job: Any) -> dict[str, Any]:
             "parameters": {"name": "name", "order.total": "total"},
             "static_parameters": {"campaign": "spring"},
         },
-        "output": {"results": "/tmp/r.csv", "checkpoint": "/tmp/c"},
+        "output": {"results": "r.csv", "checkpoint": "c.checkpoint"},
     }
     if job:
         table["job"] = job
@@ -60,7 +60,7 @@ class TestSpec:
     def test_the_salt_defaults_to_the_job_id_as_written(self) -> None:
         """With ``{date}`` in the id, the salt is the id before the date is filled in: every period shares it."""
         spec = load_spec(
-            raw=raw(AB, id="spring-{date}") | {"output": {"results": "/tmp/{id}.csv", "checkpoint": "/tmp/{id}"}}
+            raw=raw(AB, id="spring-{date}") | {"output": {"results": "{id}.csv", "checkpoint": "{id}.checkpoint"}}
         )
         assert spec.experiment is not None and spec.experiment.salt == "spring-{date}"
         assert load_spec(raw=raw(AB | {"salt": "s1"})).experiment.salt == "s1"  # type: ignore[union-attr]
