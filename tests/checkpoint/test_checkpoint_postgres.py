@@ -488,3 +488,28 @@ class TestLayout:
             "SELECT indexdef FROM pg_indexes WHERE schemaname = %s ORDER BY indexname", (pg_schema.name,)
         ).fetchall()
         assert [d.replace(f"{pg_schema.name}.", "S.") for (d,) in indexes] == LAYOUT_1_INDEXES
+
+
+class TestAddedColumns:
+    """A schema made before the journal's ``variant`` column still serves: read as is, given the column on open."""
+
+    def test_a_schema_without_the_variant_column_is_read_then_gains_it_on_open(
+        self, pg_url: str, pg_schema: Schema
+    ) -> None:
+        """Read-only, lines show a null variant; the next open adds the column, and intents record their variant."""
+        location = f"{pg_url}#j"
+        with open_checkpoint(location, {"f": 1}, TARGET) as cp:
+            cp.write_intents(
+                [Intent("+14155550100", 1, "+14155550100", "+1500", "h", "t:m")],
+                at="2026-01-01T00:00:00.000Z",
+                twilio_at=None,
+            )
+        pg_schema.conn.execute(f"ALTER TABLE {pg_schema.name}.journal DROP COLUMN variant")
+        assert read_checkpoint(location).journal["variant"].to_list() == [None]
+        with open_checkpoint(location, {"f": 1}, TARGET) as cp:
+            cp.write_intents(
+                [Intent("+14155550101", 2, "+14155550101", "+1500", "h", "t:n", "B")],
+                at="2026-01-01T00:00:01.000Z",
+                twilio_at=None,
+            )
+        assert read_checkpoint(location).journal["variant"].to_list() == [None, "B"]
