@@ -20,6 +20,7 @@ __all__ = [
     "EXIT_SOME_FAILED",
     "EXIT_TEMPFAIL",
     "EXIT_USAGE",
+    "EXPERIMENT_STATUSES",
     "RESULT_COLUMNS",
     "STATUSES",
     "build_results",
@@ -55,6 +56,10 @@ STATUSES = (
     "uncertain",
     "pending",
 )
+
+
+EXPERIMENT_STATUSES = ("holdout",)
+"""Statuses only a job with an ``[experiment]`` has (counted, and shown as tiles, only there)."""
 
 
 def build_results(
@@ -130,9 +135,15 @@ def _variant(columns: list[str]) -> pl.Expr:
 
 
 def counts_by_status(results: pl.DataFrame) -> dict[str, int]:
-    """Rows per status: every usual status (zero where none), then any other found (``in_flight``)."""
+    """Rows per status: every usual status (zero where none), then any other found (``in_flight``).
+
+    ``holdout`` is usual only in a job with an experiment (a ``variant`` somewhere): the counts of
+    every other job stay what they were.
+    """
     found = Counter(dict(results.group_by("status").len().iter_rows()))
-    counts = {status: int(found.get(status, 0)) for status in STATUSES}
+    experiment = "variant" in results.columns and results.get_column("variant").is_not_null().any()
+    usual = STATUSES if experiment else tuple(s for s in STATUSES if s not in EXPERIMENT_STATUSES)
+    counts = {status: int(found.get(status, 0)) for status in usual}
     counts.update({status: int(n) for status, n in sorted(found.items()) if status not in counts})
     return counts
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from ..plan import mask
-from ..results import STATUSES
+from ..results import EXPERIMENT_STATUSES, STATUSES
 from .compare import ExperimentReport
 from .css import CSS
 from .svg import (
@@ -66,8 +66,9 @@ __all__ = [
     "render_report",
 ]
 
-#: Every status a row can end in, in the order the tiles show them (the results table's order).
-STATUS_ORDER: tuple[str, ...] = STATUSES
+#: Every status a row can end in, in the order the tiles show them (the results table's order); an experiment's
+#: own statuses (``holdout``) follow them, and only in a job with one.
+STATUS_ORDER: tuple[str, ...] = tuple(s for s in STATUSES if s not in EXPERIMENT_STATUSES)
 
 _MORE_INFO = "https://www.twilio.com/docs/errors/{code}"
 
@@ -208,7 +209,8 @@ def _header(data: ReportData) -> str:
 
 
 def _tiles(counts: Mapping[str, int]) -> str:
-    names = [*STATUS_ORDER, *sorted(set(counts) - set(STATUS_ORDER))]
+    extra = [s for s in EXPERIMENT_STATUSES if s in counts]
+    names = [*STATUS_ORDER, *extra, *sorted(set(counts) - set(STATUS_ORDER) - set(extra))]
     total = sum(counts.values())
     tiles = []
     segments = []
