@@ -81,3 +81,26 @@ def test_ten_thousand_contacts_split_one_to_one_with_a_tenth_held_out_and_a_reru
     assert {e.to for e in new_runs} <= set(newcomers["phone"])
     kept = dict(zip(second.results["to"], second.results["variant"], strict=True))
     assert all(kept[to] == v for to, v in by_to.items())
+
+
+def test_new_weights_move_only_contacts_not_yet_sent(
+    sandbox_factory: Callable[..., Sandbox], sandbox_creds: Credentials, tmp_path: Path
+) -> None:
+    """After a run at 1:1, B's weight is raised a thousandfold: every contact already sent keeps its variant
+    (from the checkpoint, Parameters included), and the newcomers almost all go to B."""
+    sb = sandbox_factory(rate_limit=None)
+    first = run(experiment_spec(tmp_path, sb.url, AB), frame=people(200), credentials=sandbox_creds)
+    was = dict(zip(first.results["to"], first.results["variant"], strict=True))
+    assert set(was.values()) == {"A", "B", "holdout"}
+    heavy_b = AB | {"variants": [AB["variants"][0], AB["variants"][1] | {"weight": 1000}]}
+    before = len(sb.ledger())
+    second = run(
+        experiment_spec(tmp_path, sb.url, heavy_b),
+        frame=pl.concat([people(200), people(100, exchange=666)]),
+        credentials=sandbox_creds,
+    )
+    now = dict(zip(second.results["to"], second.results["variant"], strict=True))
+    assert all(now[to] == v for to, v in was.items() if v != "holdout")
+    newcomers = [now[to] for to in people(100, exchange=666)["phone"]]
+    assert newcomers.count("A") <= 2
+    assert all(e.parameters["variant"] == now[e.to] for e in sb.ledger()[before:])
