@@ -52,6 +52,17 @@ def test_validate_flow_renders_each_variants_first_message_and_warns_about_share
     assert [e["message"] for e in logs if e["event"] == "experiment.replies"] == [warning]
 
 
+def test_validate_flow_on_the_command_line_shows_each_variant(
+    job: Path, sandbox_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`validate --flow` prints a block per variant (its first messages) and the replies warning."""
+    code, out, _ = cli(["validate", str(job), "--flow"], capsys)
+    assert code == 0
+    assert "variant A:" in out and "variant B:" in out
+    assert "from Oslo" in out and "from Rome" in out
+    assert "warning: variants A and B send from" in out
+
+
 def test_the_run_warns_about_shared_replies_and_status_shows_the_split(
     job: Path, sandbox_creds: Credentials, sandbox_env: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
