@@ -88,7 +88,9 @@ def experiment_report(
     if experiment is None or "variant" not in plan.columns:
         return None
     names = tuple(v.name for v in experiment.variants)
-    split = Counter(plan.filter(pl.col("contact").is_not_null()).get_column("variant").drop_nulls().to_list())
+    # Assigned: the contacts the plan would send (or holds out); duplicates, suppressed and capped rows are not.
+    assignable = plan.filter(pl.col("status").is_in(["pending", HOLDOUT]))
+    split = Counter(assignable.get_column("variant").drop_nulls().to_list())
     sent = _sent_by_variant(results, plan)
     totals = [len(sent.get(name, ())) for name in names]
     metrics = [_metric("sent", "Sent", totals, [split.get(name, 0) for name in names])]

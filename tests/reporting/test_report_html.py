@@ -499,6 +499,31 @@ def console_errors(driver: Any) -> list[str]:
     return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
 
 
+class TestVariants:
+    """The variants section: only with an experiment; a sentence only when a difference excludes zero."""
+
+    def test_a_job_without_an_experiment_has_no_variants_section_and_no_holdout_tile(self) -> None:
+        """The page of every other job is what it was."""
+        page = render_report(report())
+        assert 'id="variants"' not in page and 'id="status-holdout"' not in page
+
+    def test_close_rates_give_no_sentence_and_the_holdout_is_shown(self) -> None:
+        """30% against 31%: the interval holds zero, so the page says no difference excludes zero yet."""
+        from batch_engage.experiment import difference, rate
+        from batch_engage.reporting.compare import ExperimentReport, Metric
+
+        a, b = rate(30, 100), rate(31, 100)
+        metric = Metric(key="answered", label="Answered", rates=(a, b), differences=(difference(a, b),))
+        experiment = ExperimentReport(
+            variants=("A", "B"), assigned=(100, 100), holdout=22, holdout_share=0.1, metrics=(metric,), collected=True
+        )
+        page = render_report(report(experiment=experiment, counts=dict(COUNTS) | {"holdout": 22}))
+        elements = parse(page)
+        assert "no-verdict" in elements.attrs and "verdicts" not in elements.attrs
+        assert elements.attrs["holdout"]["data-count"] == "22"
+        assert elements.attrs["status-holdout"]["data-count"] == "22"
+
+
 class TestInABrowser:
     """Headless Chromium opens the page offline, shows the numbers, and requests nothing."""
 
