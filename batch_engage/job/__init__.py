@@ -2,6 +2,7 @@
 
 from .checks import OUTCOME_BASE_COLUMNS, static_parameter_pairs
 from .experiment import HOLDOUT, ExperimentSpec, VariantSpec
+from .paths import check_tables
 from .periods import is_period, previous_period
 from .periods import render as render_period
 from .send_window import DAYS, SendWindow, parse_window, valid_zone
@@ -21,6 +22,7 @@ __all__ = [
     "SendWindow",
     "Spec",
     "VariantSpec",
+    "check_tables",
     "is_period",
     "load_spec",
     "parse_window",
