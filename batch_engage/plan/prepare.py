@@ -26,7 +26,7 @@ from ..job import Cap, Spec
 from .hygiene import apply_history, apply_suppression, load_suppression
 from .rows import plan as plan_rows
 from .rows import text_columns
-from .variants import experiment_fingerprint, hold_out, with_variants
+from .variants import experiment_fingerprint, history_by_flow, hold_out, with_variants
 from .windows import assign_zones
 
 __all__ = ["Prepared", "caps", "contact_hash", "fingerprint", "marker_overhead", "params_hash", "prepare"]
@@ -147,7 +147,11 @@ def prepare(
     known = spec.history.path and (is_database_url(spec.history.path) or Path(spec.history.path).exists())
     if spec.history.path and any(job_caps) and known:
         with open_history(spec.history.path) as history:
-            planned = apply_history(planned, history, spec.flow.sid, *job_caps, job=job_owner or spec.job.id)
+            owner = job_owner or spec.job.id
+            if spec.experiment is None:
+                planned = apply_history(planned, history, spec.flow.sid, *job_caps, job=owner)
+            else:
+                planned = history_by_flow(planned, history, spec, job_caps, job=owner)
     if spec.experiment is not None:
         planned = hold_out(planned)
     return Prepared(plan=planned, fingerprint=fingerprint(spec), input_digest=table.digest)

@@ -13,10 +13,12 @@ from typing import Any
 import polars as pl
 
 from ..experiment import VARIANT_COLUMN, assign_frame
-from ..job import HOLDOUT, Spec
+from ..history import HistoryStore
+from ..job import HOLDOUT, Cap, Spec
+from .hygiene import apply_history
 from .rows import plan as plan_rows
 
-__all__ = ["experiment_fingerprint", "hold_out", "with_variants"]
+__all__ = ["experiment_fingerprint", "history_by_flow", "hold_out", "with_variants"]
 
 
 def experiment_fingerprint(spec: Spec) -> dict[str, Any] | None:
@@ -56,6 +58,33 @@ def with_variants(
             for name in ("parameters", "status", "error_message")
         )
     return assigned
+
+
+def history_by_flow(
+    planned: pl.DataFrame, history: HistoryStore, spec: Spec, caps: tuple[Cap | None, Cap | None], *, job: str
+) -> pl.DataFrame:
+    """The caps checked per variant: ``flow_cap`` against the Flow each contact's variant runs.
+
+    The holdout is checked by no Flow here: it is sent nothing, and ends ``holdout``.
+    """
+    experiment = spec.experiment
+    assert experiment is not None
+    flows = experiment.flows(spec.flow.sid)
+    for sid in spec.flow_sids():
+        mine = pl.col(VARIANT_COLUMN).is_in([name for name, flow in flows.items() if flow == sid])
+        # Rows of other Flows are hidden from the check (not pending), then given back their own status.
+        checked = apply_history(
+            planned.with_columns(status=pl.when(mine).then(pl.col("status")).otherwise(pl.lit("other"))),
+            history,
+            sid,
+            *caps,
+            job=job,
+        )
+        planned = planned.with_columns(
+            status=pl.when(mine).then(checked.get_column("status")).otherwise(pl.col("status")),
+            error_message=pl.when(mine).then(checked.get_column("error_message")).otherwise(pl.col("error_message")),
+        )
+    return planned
 
 
 def hold_out(planned: pl.DataFrame) -> pl.DataFrame:

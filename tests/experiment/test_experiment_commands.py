@@ -99,3 +99,24 @@ def test_holdout_counts_claims_the_holdout_in_the_history_as_if_contacted(
         write_job(input_path=path, base_url=sandbox.url, extra=second_extra, name="other"), credentials=sandbox_creds
     )
     assert second.counts["capped"] == 40 and second.counts["sent"] == 0
+
+
+def test_a_flow_cap_is_checked_against_each_variants_own_flow(
+    sandbox: Sandbox, write_job: Callable[..., Path], tmp_path: Path, sandbox_creds: Credentials
+) -> None:
+    """Contacts reached on B's Flow last week: those assigned B are `capped` (flow_cap), those assigned A are sent."""
+    import time
+
+    from batch_engage.history import open_history
+
+    path = tmp_path / "contacts.csv"
+    contacts = make_contacts(60)
+    contacts.write_csv(path)
+    history = tmp_path / "history.db"
+    with open_history(history) as store:
+        store.record((to, FLOW_B, "FN" + "0" * 32, time.time() - 7 * 86400) for to in contacts["phone"])
+    extra = f'[history]\npath = "{history}"\nflow_cap = "1 per 30d"\n' + EXPERIMENT
+    result = run(write_job(input_path=path, base_url=sandbox.url, extra=extra), credentials=sandbox_creds)
+    by_variant = {v: set(result.results.filter(result.results["variant"] == v)["status"].to_list()) for v in ("A", "B")}
+    assert by_variant == {"A": {"sent"}, "B": {"capped"}}
+    assert all(e.flow_sid != FLOW_B for e in sandbox.ledger())
