@@ -2,7 +2,8 @@
 
 Use it from Python as ``batch_engage.run("jobs/campaign.toml")`` or
 ``batch_engage.run(spec, frame=df)``, and bring back what happened in each run with
-``batch_engage.collect("jobs/campaign.toml")``; the ``batch-engage`` command is a thin layer over them.
+``batch_engage.collect("jobs/campaign.toml")``; ``batch_engage.assign_variants(frame, job)`` shows an
+experiment's split before any send; the ``batch-engage`` command is a thin layer over them.
 """
 
 # ruff: noqa: E402 - the imports follow the early stop handler on purpose
@@ -14,6 +15,7 @@ stop_before_start()
 del stop_before_start
 
 from .api import (
+    assign_variants,
     collect,
     collect_async,
     history_stats,
@@ -23,6 +25,7 @@ from .api import (
     run,
     run_async,
     status,
+    sweep,
     validate,
 )
 from .collector import CollectOptions, CollectResult
@@ -30,7 +33,7 @@ from .commands import Status, Validation
 from .control import Progress, RunControl
 from .credentials import Credentials, credentials_from_env
 from .errors import BatchEngageError
-from .job import FlowSpec, InputSpec, MappingSpec, OutputSpec, SendSpec, Spec, load_spec
+from .job import ExperimentSpec, FlowSpec, InputSpec, MappingSpec, OutputSpec, SendSpec, Spec, load_spec
 from .runner import RunOptions, RunResult, RunSummary
 
 __all__ = [
@@ -38,6 +41,7 @@ __all__ = [
     "CollectOptions",
     "CollectResult",
     "Credentials",
+    "ExperimentSpec",
     "FlowSpec",
     "InputSpec",
     "MappingSpec",
@@ -51,6 +55,7 @@ __all__ = [
     "Spec",
     "Status",
     "Validation",
+    "assign_variants",
     "collect",
     "collect_async",
     "credentials_from_env",
@@ -62,5 +67,6 @@ __all__ = [
     "run",
     "run_async",
     "status",
+    "sweep",
     "validate",
 ]

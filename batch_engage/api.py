@@ -15,14 +15,19 @@ import polars as pl
 from .checkpoint import check_binding, is_postgres
 from .collector import CollectOptions, CollectProgress, CollectResult, collect_job
 from .commands import (
+    DEFAULT_OLDER_THAN,
     Status,
+    Sweep,
     Validation,
     job_for,
     job_status,
+    job_tokens,
     offline_target,
     review_flow,
+    review_variants,
     rewrite_results,
     settle_previous_period,
+    sweep_job,
     validation,
     write_report_html,
 )
@@ -40,11 +45,12 @@ from .exits import (
     exit_code_for,
     exit_code_for_error,
 )
+from .experiment import assign_frame
 from .flow import FlowReview
 from .history import is_database_url, open_history
-from .job import Spec
+from .job import ExperimentSpec, Spec
 from .plan import prepare
-from .runner import Recovery, RunOptions, RunResult, calls_hanging, recover_job, run_job
+from .runner import Recovery, RunOptions, RunResult, calls_hanging, kept_variants, recover_job, run_job
 from .sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox, SandboxConfig
 from .sandbox import serve as serve_sandbox
 
@@ -72,7 +78,9 @@ __all__ = [
     "Sandbox",
     "SandboxConfig",
     "Status",
+    "Sweep",
     "Validation",
+    "assign_variants",
     "calls_hanging",
     "collect",
     "collect_async",
@@ -91,6 +99,8 @@ __all__ = [
     "sandbox_state_path",
     "serve_sandbox",
     "status",
+    "sweep",
+    "sweep_async",
     "validate",
     "write_report_html",
 ]
@@ -126,6 +136,29 @@ def load_job(
     return job_for(job, overrides, period=period, sandbox=sandbox, latest=latest)
 
 
+def assign_variants(
+    frame: pl.DataFrame | pl.LazyFrame,
+    experiment: str | Path | Spec | ExperimentSpec,
+    *,
+    contact: str = "contact",
+) -> pl.DataFrame:
+    """``frame`` with a ``variant`` column: the variant each row gets (``"holdout"``: sent nothing), before any send.
+
+    Given a job (file or ``Spec``), the rows are planned as a run plans them (numbers
+    normalized, contact keys; contacts the job's checkpoint already sent keep their
+    variant); a row with no contact key (invalid) gets null. Given an ``ExperimentSpec``,
+    the ``contact`` column is taken as the contact key as it is.
+    """
+    data = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
+    if isinstance(experiment, ExperimentSpec):
+        return assign_frame(data, experiment, contact=contact)
+    spec = load_job(experiment)
+    if spec.experiment is None:
+        raise UsageError(f"job {spec.job.id} has no [experiment]: every contact gets the one Flow")
+    plan = prepare(spec, frame=data, kept=kept_variants(spec, restart=False)).plan
+    return data.with_columns(plan.get_column("variant"))
+
+
 def _credentials(credentials: Credentials | None) -> Credentials:
     return credentials if credentials is not None else credentials_from_env()
 
@@ -148,6 +181,7 @@ async def run_async(
     creds = _credentials(credentials)
     if spec.job.period_kind is not None:
         await settle_previous_period(spec, creds, options, transport)
+    tokens = job_tokens(spec, sandbox=options.sandbox) if spec.send.on_active == "end" else None
     return await run_job(
         spec,
         credentials=creds,
@@ -157,6 +191,7 @@ async def run_async(
         transport=transport,
         on_progress=on_progress,
         stdin=stdin,
+        tokens=tokens,
     )
 
 
@@ -225,6 +260,12 @@ def validate(
     prepared = prepare(spec, frame=frame, stdin=stdin)
     target = offline_target(spec, credentials, sandbox)
     check_binding(spec.output.checkpoint, prepared.fingerprint, target, restart=restart, yes=yes)
+    if flow and spec.experiment is not None:
+        variants = review_variants(spec, prepared.plan, _credentials(credentials), transport)
+        first = next(iter(variants[0].values()), None)
+        return validation(
+            spec, prepared.plan, flow_review=first, restart=restart, now=now, output=output, variant_flows=variants
+        )
     found = review_flow(spec, prepared.plan, _credentials(credentials), transport) if flow else None
     return validation(spec, prepared.plan, flow_review=found, restart=restart, now=now, output=output)
 
@@ -252,6 +293,42 @@ def report(
 ) -> tuple[str, dict[str, int]]:
     """Write the results table again from the checkpoint alone (with ``html``, also the campaign page); no sends."""
     return rewrite_results(load_job(job, overrides, period=period, sandbox=sandbox, latest=True), output, html)
+
+
+async def sweep_async(
+    job: str | Path | Spec,
+    *,
+    credentials: Credentials | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    period: str | None = None,
+    sandbox: bool = False,
+    older_than: float = DEFAULT_OLDER_THAN,
+    yes: bool = False,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> Sweep:
+    """:func:`sweep` for callers that already run an event loop."""
+    spec = load_job(job, overrides, period=period, sandbox=sandbox, latest=True)
+    return await sweep_job(
+        spec,
+        credentials=_credentials(credentials),
+        older_than=older_than,
+        yes=yes,
+        sandbox=sandbox,
+        transport=transport,
+    )
+
+
+sweep = _blocking(
+    sweep_async,
+    "sweep",
+    """End this job's own runs still active and older than ``older_than`` seconds; a dry run unless ``yes``.
+
+    A run counts as the job's only when its Context carries a marker of one of the job's
+    checkpoints (any period); any other run is listed and left alone. Refuses
+    (``UsageError``) a job with ``api = "engagements"``. The result lists each active run
+    with what was (or would be) done and why, and the exit code the CLI gives.
+    """,
+)
 
 
 def import_history(results: str | Path, *, history: str | Path, flow_sid: str) -> int:

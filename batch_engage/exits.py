@@ -35,12 +35,13 @@ EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_ABORTED, EXIT_IOERR, EXIT_TEMPFAIL =
 def exit_code_for(
     counts: Mapping[str, int], *, aborted: bool = False, stopped_early: bool = False, io_error: bool = False
 ) -> int:
-    """A run's (or a dry run's) exit code: 3 aborted, 74 storage failed, 75 stopped early, 1 some failed, else 0."""
+    """A run's (or a dry run's) exit code: 3 aborted, 74 storage failed, 75 stopped early or waiting, 1 some
+    failed/uncertain, else 0."""
     if aborted:
         return EXIT_ABORTED
     if io_error:
         return EXIT_IOERR
-    if stopped_early:
+    if stopped_early or counts.get("waiting_active", 0):
         return EXIT_TEMPFAIL
     if counts.get("failed", 0) or counts.get("invalid", 0) or counts.get("uncertain", 0):
         return EXIT_SOME_FAILED

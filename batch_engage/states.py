@@ -6,9 +6,14 @@
                                         |----409 20409 / v1 hand-back--> already_active
                                         |----other 4xx-----------------> failed
                                         |----cap reached at send time--> capped
+    (no line; the plan holds the experiment's holdout out) -----------> holdout
                                         |----never left (stop, 429)----> pending
                                         '----5xx / timeout / drop------> uncertain
     uncertain --run found, marker proven--> sent;  --not found--> pending
+    (409 with [send] on_active = "wait" or "end") --> waiting_active --retried later--> intent ...
+
+``waiting_active``: the contact sits in an earlier active run; nothing was created for it,
+and a later try (this run's, or a resumed one's) sends it once that run has ended.
 
 ``intent`` and ``uncertain`` are *possibly sent*: nothing may send to that contact again
 until reconciliation has looked for the run. ``pending`` lines are safe to send.
@@ -31,12 +36,14 @@ class RowState(StrEnum):
     ALREADY_ACTIVE = "already_active"
     FAILED = "failed"
     CAPPED = "capped"
+    WAITING_ACTIVE = "waiting_active"
+    HOLDOUT = "holdout"
 
 
-FINAL = frozenset({RowState.SENT, RowState.ALREADY_ACTIVE, RowState.FAILED, RowState.CAPPED})
-"""States a run never acts on again."""
+FINAL = frozenset({RowState.SENT, RowState.ALREADY_ACTIVE, RowState.FAILED, RowState.CAPPED, RowState.HOLDOUT})
+"""States a run never acts on again (``holdout`` is the plan's: such a contact never gets a journal line)."""
 
-OPEN = frozenset({RowState.INTENT, RowState.UNCERTAIN, RowState.PENDING})
+OPEN = frozenset({RowState.INTENT, RowState.UNCERTAIN, RowState.PENDING, RowState.WAITING_ACTIVE})
 """States a run still has to act on."""
 
 POSSIBLY_SENT = frozenset({RowState.INTENT, RowState.UNCERTAIN})

@@ -2,7 +2,15 @@
 
 from .model import CheckpointStore, CheckpointView, Intent, Outcome, SecondStats, Target, empty_journal
 from .runlog import LostLines, RunLogState, read_runlog, refuse_lost_journal, runlog_path, set_aside_damaged
-from .store import check_binding, checkpoint_exists, checkpoints_beside, is_postgres, open_checkpoint, read_checkpoint
+from .store import (
+    check_binding,
+    checkpoint_exists,
+    checkpoint_meta,
+    checkpoints_beside,
+    is_postgres,
+    open_checkpoint,
+    read_checkpoint,
+)
 
 __all__ = [
     "CheckpointStore",
@@ -15,6 +23,7 @@ __all__ = [
     "Target",
     "check_binding",
     "checkpoint_exists",
+    "checkpoint_meta",
     "checkpoints_beside",
     "empty_journal",
     "is_postgres",

@@ -93,6 +93,7 @@ class Intent:
     from_: str
     params_hash: str
     marker: str | None
+    variant: str | None = None  # the experiment's variant it is sent (None: a job without one)
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,7 @@ class Outcome:
     error_message: str | None = None
     attempts: int = 0
     completed_at: str | None = None
+    ended_sid: str | None = None  # the earlier run of this job ended for it ([send] on_active = "end")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -10,7 +10,19 @@ from dataclasses import dataclass
 
 import polars as pl
 
-__all__ = ["EVENT_COLUMNS", "JOURNAL_COLUMNS", "PG_DDL", "PG_TABLES", "RUN_COLUMNS", "SCHEMA_VERSION", "SQLITE_DDL"]
+__all__ = [
+    "ADDED_JOURNAL_COLUMNS",
+    "EVENT_COLUMNS",
+    "JOURNAL_COLUMNS",
+    "PG_ADDED",
+    "PG_DDL",
+    "PG_TABLES",
+    "RUN_COLUMNS",
+    "SCHEMA_VERSION",
+    "SQLITE_ADDED",
+    "SQLITE_DDL",
+    "journal_select",
+]
 
 SCHEMA_VERSION = "2"
 
@@ -43,6 +55,12 @@ _JOURNAL = (
     _Column("intent_twilio_at", "TEXT"),
     _Column("completed_at", "TEXT"),
 )
+# Added after format 2 shipped, always by ALTER TABLE (new checkpoints too, so old and new are alike):
+# nullable, so a checkpoint of an older release gains them on open, keeps its format, and that release still reads it.
+_JOURNAL_ADDED = (
+    _Column("ended_sid", "TEXT"),  # the run ``on_active = "end"`` ended before this contact's new one
+    _Column("variant", "TEXT"),  # the experiment variant the contact was sent (or held out in)
+)
 # ``id`` is the key of its own (a serial in PostgreSQL), so it is not in this list.
 _RUNS = (
     _Column("started_at", "TEXT", "NOT NULL"),
@@ -61,13 +79,24 @@ _EVENTS = (
     _Column("pacer_rate", "DOUBLE PRECISION", "NOT NULL"),
 )
 
-JOURNAL_COLUMNS = {c.name: _POLARS_TYPES[c.pg_type] for c in _JOURNAL}
+ADDED_JOURNAL_COLUMNS = tuple(c.name for c in _JOURNAL_ADDED)
+"""Journal columns added to format 2 in place (``ADD COLUMN``): an older checkpoint lacks them until opened."""
+
+JOURNAL_COLUMNS = {c.name: _POLARS_TYPES[c.pg_type] for c in (*_JOURNAL, *_JOURNAL_ADDED)}
 """The journal's columns and their frame types, in table order."""
 # The input digest stays in the database: nothing that reads runs shows it.
 RUN_COLUMNS = {"id": pl.Int64} | {c.name: _POLARS_TYPES[c.pg_type] for c in _RUNS if c.name != "input"}
 """The columns a read of the runs table returns, and their frame types."""
 EVENT_COLUMNS = {c.name: _POLARS_TYPES[c.pg_type] for c in _EVENTS}
 """The per-second events' columns and their frame types, in table order."""
+
+
+def journal_select(present: set[str] | None = None) -> str:
+    """The journal's column list for a SELECT; an added column the table lacks (``present``) reads as NULL."""
+    return ", ".join(
+        name if present is None or name in present or name not in ADDED_JOURNAL_COLUMNS else f"NULL AS {name}"
+        for name in JOURNAL_COLUMNS
+    )
 
 
 def _sqlite_table(name: str, columns: tuple[_Column, ...], key: tuple[str, ...]) -> str:
@@ -117,6 +146,12 @@ PG_DDL = (
     ");\n"
 )
 """The PostgreSQL checkpoint's tables, ``{s}`` standing for the schema (statements split on ``;``)."""
+
+PG_ADDED = tuple(f"ALTER TABLE {{s}}.journal ADD COLUMN {c.name} {c.pg_type}" for c in _JOURNAL_ADDED)
+"""The statements that add :data:`ADDED_JOURNAL_COLUMNS` to an older PostgreSQL journal (run only when missing)."""
+
+SQLITE_ADDED = tuple(f"ALTER TABLE journal ADD COLUMN {c.name} {_SQLITE_TYPES[c.pg_type]}" for c in _JOURNAL_ADDED)
+"""The same for an older SQLite journal."""
 
 PG_TABLES = ("meta", "journal", "runs", "events", "plans", "leases")
 """The PostgreSQL tables that hold a job's lines (each has a ``job`` column)."""

@@ -36,20 +36,32 @@ from .model import (
     with_account,
 )
 from .runlog import INTENTS_KEY, RunLog, lost_lines, read_runlog, refuse_lost_journal
-from .schema import EVENT_COLUMNS, JOURNAL_COLUMNS, RUN_COLUMNS, SQLITE_DDL
+from .schema import ADDED_JOURNAL_COLUMNS, EVENT_COLUMNS, RUN_COLUMNS, SQLITE_ADDED, SQLITE_DDL, journal_select
 from .upgrade import V1_LINE_COLUMNS, take_v1_lines
 
-__all__ = ["Checkpoint", "FileBinding", "is_locked", "lock_file", "plan_path", "read_only"]
+__all__ = ["Checkpoint", "FileBinding", "is_locked", "lock_file", "meta_of_file", "plan_path", "read_only"]
 
 # One try at a lock another connection holds; the run waits out longer ones itself (``output.lock_wait``),
 # logging each wait and watching for a stop between tries.
 BUSY_SECONDS = 1.0
 
-_SELECT = f"SELECT {', '.join(JOURNAL_COLUMNS)} FROM journal"  # noqa: S608 - constant column names
+_SELECT = f"SELECT {journal_select()} FROM journal"  # noqa: S608 - constant column names
 
 
 def _connect_ro(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+
+
+def _journal_columns(conn: sqlite3.Connection) -> set[str]:
+    return {str(row[1]) for row in conn.execute("PRAGMA table_info(journal)").fetchall()}
+
+
+def _add_columns(conn: sqlite3.Connection) -> None:
+    """Give a journal made before the added columns those columns (nullable: nothing else changes)."""
+    present = _journal_columns(conn)
+    for name, statement in zip(ADDED_JOURNAL_COLUMNS, SQLITE_ADDED, strict=True):
+        if name not in present:
+            conn.execute(statement)
 
 
 def _read_meta(path: Path) -> dict[str, str]:
@@ -61,6 +73,11 @@ def _read_meta(path: Path) -> dict[str, str]:
             conn.close()
     except sqlite3.DatabaseError as exc:
         raise UsageError(f"{path}: not a batch-engage checkpoint ({exc}); use --restart --yes") from None
+
+
+def meta_of_file(path: Path) -> dict[str, str]:
+    """A checkpoint file's meta alone (its token, binding); empty when there is no such file."""
+    return _read_meta(path) if path.exists() else {}
 
 
 def _reached_count(path: Path) -> int:
@@ -191,16 +208,17 @@ class Checkpoint(StoreBase):
         """Record that these contacts are about to be sent (committed with fsync before any leaves)."""
         input_digest = self.meta.get("input")
         rows = [
-            (i.contact, i.row, i.to, i.from_, i.params_hash, i.marker, input_digest, at, twilio_at) for i in intents
+            (i.contact, i.row, i.to, i.from_, i.params_hash, i.marker, input_digest, at, twilio_at, i.variant)
+            for i in intents
         ]
         with self._transaction() as conn:
             _set_written(conn, self._written + len(rows))
             conn.executemany(
                 "INSERT INTO journal (contact, row, to_addr, from_addr, params_hash, marker, input, state, "
-                "intent_at, intent_twilio_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'intent', ?, ?) "
+                "intent_at, intent_twilio_at, variant) VALUES (?, ?, ?, ?, ?, ?, ?, 'intent', ?, ?, ?) "
                 "ON CONFLICT(contact) DO UPDATE SET state = 'intent', row = excluded.row, "
                 "to_addr = excluded.to_addr, from_addr = excluded.from_addr, params_hash = excluded.params_hash, "
-                "marker = excluded.marker, input = excluded.input, "
+                "marker = excluded.marker, input = excluded.input, variant = excluded.variant, "
                 "intent_at = COALESCE(journal.intent_at, excluded.intent_at), "
                 "intent_twilio_at = COALESCE(journal.intent_twilio_at, excluded.intent_twilio_at)",
                 rows,
@@ -214,7 +232,7 @@ class Checkpoint(StoreBase):
         with self._transaction() as conn:
             conn.executemany(
                 "UPDATE journal SET state = ?, sid = ?, http_status = ?, error_code = ?, "
-                "error_message = ?, attempts = ?, completed_at = ?, "
+                "error_message = ?, attempts = ?, completed_at = ?, ended_sid = COALESCE(?, ended_sid), "
                 "intent_at = CASE WHEN ? = 'pending' THEN NULL ELSE intent_at END, "
                 "intent_twilio_at = CASE WHEN ? = 'pending' THEN NULL ELSE intent_twilio_at END "
                 "WHERE contact = ?",
@@ -227,6 +245,7 @@ class Checkpoint(StoreBase):
                         o.error_message,
                         o.attempts,
                         o.completed_at,
+                        o.ended_sid,
                         o.state.value,
                         o.state.value,
                         o.contact,
@@ -309,6 +328,7 @@ class FileBinding:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.executescript(SQLITE_DDL)
+        _add_columns(conn)
         with conn:
             conn.execute("BEGIN")
             if not new:
@@ -393,7 +413,8 @@ def read_only(path: str | Path) -> CheckpointView:
         try:
             meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
             check_readable(path, meta)
-            journal = journal_frame(conn.execute(f"{_SELECT} ORDER BY row").fetchall())
+            select = f"SELECT {journal_select(_journal_columns(conn))} FROM journal ORDER BY row"  # noqa: S608
+            journal = journal_frame(conn.execute(select).fetchall())
             runs = conn.execute(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs ORDER BY id").fetchall()  # noqa: S608
             events = conn.execute(f"SELECT {', '.join(EVENT_COLUMNS)} FROM events ORDER BY run, second").fetchall()  # noqa: S608
         finally:

@@ -24,6 +24,7 @@ __all__ = [
     "progress_bar",
     "sandbox_banner",
     "status_lines",
+    "sweep_lines",
     "validation_lines",
 ]
 
@@ -138,7 +139,7 @@ def print_summary(result: api.RunResult, out: TextIO) -> None:
     s = result.summary
     counts = ", ".join(f"{k} {v}" for k, v in s.counts.items() if v)
     done = sum(s.counts.get(k, 0) for k in ("sent", "already_active", "failed", "capped"))
-    left = sum(s.counts.get(k, 0) for k in ("pending", "uncertain", "in_flight"))
+    left = sum(s.counts.get(k, 0) for k in ("pending", "uncertain", "in_flight", "waiting_active"))
     if s.requests == 0 and s.lookups == 0 and done and not left and not s.aborted:
         print(
             f"all {done} rows were done by earlier runs (results: {s.results_path}); exit {result.exit_code}", file=out
@@ -216,7 +217,9 @@ def validation_lines(v: api.Validation, rate: float) -> list[str]:
         f"estimated duration at {rate:g}/s: {v.estimated_seconds:.0f}s",
         "sample requests:",
         *(f"  {json.dumps(s, ensure_ascii=False)}" for s in v.samples),
-        *(_flow_lines(v.flow) if v.flow else []),
+        *(_flow_lines(v.flow) if v.flow and not v.variant_flows else []),
+        *(line for name, review in v.variant_flows.items() for line in [f"variant {name}:", *_flow_lines(review)]),
+        *(f"warning: {w}" for w in v.flow_warnings),
     ]
 
 
@@ -244,6 +247,18 @@ def _flow_lines(review: api.FlowReview) -> list[str]:
     return lines
 
 
+def sweep_lines(result: api.Sweep) -> list[str]:
+    """What ``sweep`` prints: each active run it looked at, what it did (or would do) and why, then the totals."""
+    lines = [f"{run.action:<12} {run.sid}  row {run.row}: {run.reason}" for run in result.runs]
+    verb = "would end" if result.dry_run else "ended"
+    lines.append(
+        f"{result.count(verb)} {verb}, {result.count('left active')} of this job's left active, "
+        f"{result.count('not ours')} not this job's (left alone), of {result.checked} runs in the checkpoint"
+        + ("; nothing was ended: add --yes to end them" if result.dry_run else "")
+    )
+    return lines
+
+
 def status_lines(state: api.Status) -> list[str]:
     """Counts by status aligned, their total, and the rows waiting for their send window."""
     counts = state.counts
@@ -255,6 +270,9 @@ def status_lines(state: api.Status) -> list[str]:
         opens = state.next_opening
         when = opens.strftime("%Y-%m-%dT%H:%M:%SZ") if opens else "never"
         lines.append(f"waiting for their send window: {state.waiting_for_window} (next opens at {when})")
+    for name, by_status in state.variants.items():
+        detail = ", ".join(f"{status} {n}" for status, n in by_status.items())
+        lines.append(f"variant {name}: {sum(by_status.values())} ({detail})")
     return lines
 
 

@@ -23,7 +23,16 @@ from ..clock import iso_ms
 from ..control import RunControl
 from ..errors import Fatal, Rejected, StudioError
 from ..job import Spec
-from ..twilio import MessagesClient, PacedReads, Pacer, StudioClient, error_code, parse_datetime
+from ..twilio import (
+    PAST_RETENTION,
+    MessagesClient,
+    PacedReads,
+    Pacer,
+    StudioClient,
+    error_code,
+    parse_datetime,
+    past_retention,
+)
 from .outcomes import OutcomeStore, StoredOutcome
 from .table import Target, as_text, asked, context_value, value_columns
 
@@ -101,11 +110,19 @@ class Collector:
                 due.append(t)
         return due
 
+    def studio_for(self, target: Target) -> StudioClient:
+        """The client of the Flow that holds the target's run (its variant's, in an experiment)."""
+        experiment = self.spec.experiment
+        if experiment is None or target.variant is None:
+            return self.studio
+        return self.studio.for_flow(experiment.flow_of(target.variant, self.spec.flow.sid))
+
     async def preflight(self) -> None:
-        """GET the Flow: proves credentials and Flow (else ``Fatal``), and names the Account SID for Messages."""
-        flow = await self.read("flow", self.studio.fetch_flow)
-        account = flow.get("account_sid")
-        self.account_sid = account if isinstance(account, str) else None
+        """GET each Flow: proves credentials and Flows (else ``Fatal``), and names the Account SID for Messages."""
+        for sid in self.spec.flow_sids():
+            flow = await self.read("flow", self.studio.for_flow(sid).fetch_flow)
+            account = flow.get("account_sid")
+            self.account_sid = account if isinstance(account, str) else None
 
     async def run_pass(self, targets: list[Target]) -> None:
         """Fetch these targets with ``concurrency`` workers until done, stopped or aborted; commit every line."""
@@ -172,11 +189,14 @@ class Collector:
     async def fetch(self, target: Target) -> StoredOutcome:
         """Everything asked of one run; ``Fatal`` propagates, any other failure is this row's alone."""
         try:
-            run = await self.read("run", partial(self.studio.fetch_run, target.sid))
+            run = await self.read("run", partial(self.studio_for(target).fetch_run, target.sid))
         except Fatal:
             raise
         except Rejected as exc:
             gone = exc.http_status == 404
+            if gone and target.started is not None and past_retention(target.started, self.studio.clock.now()):
+                # Studio deleted it, as it does every run 30 days after it starts: nothing left to fetch, ever.
+                return self._line(target, "expired", error_message=f"{PAST_RETENTION}: the run is gone", final=True)
             message = (
                 "Twilio no longer knows this run (404)" if gone else f"Twilio refused the run's GET: {exc.message}"
             )
@@ -207,7 +227,7 @@ class Collector:
     async def _read_context(self, target: Target, values: dict[str, Any]) -> tuple[str | None, bool]:
         """Fill ``values`` from the run's Context (and Messages); return a note and whether nothing is left to learn."""
         try:
-            context = await self.read("context", partial(self.studio.fetch_context, target.sid))
+            context = await self.read("context", partial(self.studio_for(target).fetch_context, target.sid))
         except Fatal:
             raise
         except Rejected as exc:

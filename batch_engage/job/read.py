@@ -65,6 +65,9 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], str]]] = {
         "default_timezone": (str, "default_timezone"),
         "marker_key": (str, "marker_key"),
         "unreachable_timeout": ((int, float, str), "unreachable_timeout"),
+        "on_active": (str, "on_active"),
+        "active_retry": ((str, int, float), "active_retry"),
+        "end_active_after": ((str, int, float), "end_active_after"),
     },
     "output": {
         "results": (str, "results"),
@@ -79,6 +82,12 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], str]]] = {
         "message_status": (list, "message_status"),
         "rate": ((int, float), "rate"),
         "concurrency": (int, "concurrency"),
+    },
+    "experiment": {
+        "salt": (str, "salt"),
+        "holdout": ((int, float), "holdout"),
+        "holdout_counts": (bool, "holdout_counts"),
+        "variants": (list, "variants"),
     },
 }
 
@@ -111,7 +120,7 @@ def accepted_keys() -> list[str]:
 
 def _type_name(expected: type | tuple[type, ...]) -> str:
     if isinstance(expected, tuple):
-        return "a duration such as '60s'" if str in expected else _TYPE_NAMES[float]
+        return _TYPE_NAMES[float]
     return _TYPE_NAMES[expected]
 
 

@@ -37,13 +37,15 @@ from .checks import (
     check_mapping,
     check_marker_key,
     check_number,
+    check_on_active,
     check_parameter_keys,
     check_send,
     check_zone,
     collect_fields,
+    parse_duration,
     static_parameter_pairs,
 )
-from .durations import duration, timing_fields
+from .experiment import ExperimentSpec, VariantSpec, check_experiment, merged_parameters
 from .paths import check_paths, check_postgres_checkpoint, check_tables, job_fields, output_fields
 from .read import accepted_keys, job_sections, read_job
 from .send_window import SendWindow, parse_window
@@ -56,6 +58,7 @@ __all__ = [
     "REGION_EDGES",
     "Cap",
     "CollectSpec",
+    "ExperimentSpec",
     "FlowSpec",
     "HistorySpec",
     "InputSpec",
@@ -90,9 +93,12 @@ DEFAULT_BREAKER_RATIO = 0.5
 DEFAULT_MARKER_KEY = "_batch_engage"
 DEFAULT_UNREACHABLE_TIMEOUT = 120.0
 DEFAULT_LOCK_WAIT = 60.0
+DEFAULT_ACTIVE_RETRY = 300.0
+DEFAULT_END_ACTIVE_AFTER = 86400.0
 
 Api = Literal["engagements", "executions"]
 Dedupe = Literal["to", "to_from", "none"]
+OnActive = Literal["skip", "wait", "end"]
 # A fixed day to show an example period from (for_period's error), whatever today is.
 _EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 _CAP = re.compile(r"^\s*(\d+)\s*per\s*(\d+)\s*([mhdw])\s*$")
@@ -175,6 +181,9 @@ class SendSpec:
     default_timezone: str | None = None
     marker_key: str = DEFAULT_MARKER_KEY
     unreachable_timeout: float = DEFAULT_UNREACHABLE_TIMEOUT
+    on_active: OnActive = "skip"
+    active_retry: float = DEFAULT_ACTIVE_RETRY
+    end_active_after: float = DEFAULT_END_ACTIVE_AFTER
 
     @cached_property
     def send_window(self) -> SendWindow | None:
@@ -256,10 +265,26 @@ class Spec:
     history: HistorySpec = HistorySpec()
     job: JobSpec = JobSpec()
     collect: CollectSpec = CollectSpec()
+    experiment: ExperimentSpec | None = None
+
+    def flow_sids(self) -> tuple[str, ...]:
+        """Every Flow the job runs: ``[flow] sid`` alone, or each variant's (first seen first)."""
+        if self.experiment is None:
+            return (self.flow.sid,)
+        return tuple(dict.fromkeys(self.experiment.flows(self.flow.sid).values()))
 
     def replace(self, **sections: Any) -> Spec:
         """Return a copy with whole sections replaced."""
         return dataclasses.replace(self, **sections)
+
+    def for_variant(self, variant: VariantSpec) -> Spec:
+        """The job as one variant sends it: the variant's Flow, its Parameters added to the static ones."""
+        statics = merged_parameters(self.mapping.static_parameters, variant.parameters)
+        return dataclasses.replace(
+            self,
+            flow=dataclasses.replace(self.flow, sid=variant.flow or self.flow.sid),
+            mapping=dataclasses.replace(self.mapping, static_parameters=statics),
+        )
 
     def for_period(self, period: str) -> Spec:
         """The same job for another period (its own id and output paths)."""
@@ -358,14 +383,15 @@ def _build(sections: dict[str, dict[str, Any]], base: Path, stem: str, now: date
     inp = InputSpec(**check_input(sections["input"]))
     flow = FlowSpec(**check_flow(sections["flow"]))
     mapping = check_mapping(sections["mapping"])
-    send = SendSpec(**check_send(sections["send"]) | timing_fields(sections["send"], "send", ("unreachable_timeout",)))
+    send = SendSpec(**check_send(sections["send"]))
     # The window is parsed here, once: a bad one fails the load naming its key, and readers never parse it again.
     if send.send_window is not None:
         check_zone(send.default_timezone)
     check_marker_key(sections["send"].get("marker_key"), mapping)
+    check_on_active(send.on_active, flow.api)
     job = job_fields(sections["job"], stem, send.default_timezone, now)
     check_postgres_checkpoint(sections["output"], sections["job"])
-    lock_wait = duration("output.lock_wait", sections["output"].get("lock_wait", DEFAULT_LOCK_WAIT))
+    lock_wait = parse_duration("output.lock_wait", sections["output"].get("lock_wait", DEFAULT_LOCK_WAIT))
     output = OutputSpec(**output_fields(sections["output"], base, job), lock_wait=lock_wait)
     history = HistorySpec(**check_history(sections["history"]))
     _ = history.caps  # parsed here, once, like the window
@@ -379,6 +405,7 @@ def _build(sections: dict[str, dict[str, Any]], base: Path, stem: str, now: date
         send=send,
         output=output,
         job=JobSpec(**job),
+        experiment=check_experiment(sections["experiment"], salt=job["template"], mapping=mapping),
     )
     check_paths(
         [("input.path", inp.path), *(("suppress.files", f) for f in spec.suppress.files)],

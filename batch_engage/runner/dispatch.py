@@ -26,6 +26,7 @@ from ..job import SendWindow, Spec
 from ..plan import caps
 from ..states import RowState
 from ..twilio import Breaker, Pacer, StudioClient, is_handback
+from .active import ActiveRuns
 from .answers import Answers
 from .failures import Storage, off_loop
 from .intake import Intake
@@ -66,6 +67,7 @@ class Dispatcher(Answers):
     uncertain: list[Item] = field(default_factory=list, init=False)
     held: list[Item] = field(default_factory=list, init=False)
     last_ambiguous: float = field(default=0.0, init=False)
+    active: ActiveRuns | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.caps = caps(self.spec)
@@ -79,6 +81,15 @@ class Dispatcher(Answers):
         )
         self._breaker = Breaker(self.spec.send.breaker_window, self.spec.send.breaker_ratio)
         self._warned_concurrency = False
+        self._clients: dict[str, StudioClient] = {}
+
+    def client_for(self, flow: str | None) -> StudioClient:
+        """The Studio client of ``flow`` (an experiment's variant's), sharing the run's connection; None: the job's."""
+        if flow is None or flow == self.client.flow_sid:
+            return self.client
+        if flow not in self._clients:
+            self._clients[flow] = self.client.for_flow(flow)
+        return self._clients[flow]
 
     @property
     def dispatched(self) -> int:
@@ -105,6 +116,22 @@ class Dispatcher(Answers):
                 if self._queue.outstanding() == 0 or self.stopping():
                     await self._queue.notify()
 
+    async def _claimed(self, item: Item) -> bool:
+        """Claim the contact in the shared history; False (recorded) when a cap holds it or the history failed."""
+        assert self.history is not None
+        flow = item.flow or self.spec.flow.sid
+        try:
+            blocker = await off_loop(self.history.claim, item.to, flow, self.owner(item), *self.caps)
+        except Exception as exc:
+            # A history that cannot answer stops the run, named.
+            self.storage.failed("claiming the contact in the history", exc)
+            self.put_back(item)
+            return False
+        if blocker is not None:
+            self.record(item, RowState.CAPPED, message=blocker[0].describe(blocker[1]))
+            return False
+        return True
+
     async def _send(self, item: Item) -> None:
         try:
             sent_at = await self.pacer.acquire()
@@ -127,17 +154,8 @@ class Dispatcher(Answers):
             self.put_back(item)
             self.held.append(item)
             return
-        if self.history is not None:
-            try:
-                blocker = await off_loop(self.history.claim, item.to, self.spec.flow.sid, self.owner(item), *self.caps)
-            except Exception as exc:
-                # A history that cannot answer stops the run, named.
-                self.storage.failed("claiming the contact in the history", exc)
-                self.put_back(item)
-                return
-            if blocker is not None:
-                self.record(item, RowState.CAPPED, message=blocker[0].describe(blocker[1]))
-                return
+        if self.history is not None and not await self._claimed(item):
+            return
         item.attempts += 1
         self.storage.sending_began = True
         self.stats.requests += 1
@@ -145,7 +163,7 @@ class Dispatcher(Answers):
         self.stats.first_send = self.stats.first_send or sent_at
         wall = self.clock.now()
         try:
-            created = await self.client.create(item.to, item.from_, item.body(self.spec.send.marker_key))
+            created = await self.client_for(item.flow).create(item.to, item.from_, item.body(self.spec.send.marker_key))
         except StudioError as exc:
             self.stats.last_answer = self.clock.monotonic()
             self._on_error(item, exc, sent_at)
@@ -159,6 +177,9 @@ class Dispatcher(Answers):
         handback = self.spec.flow.api == "engagements" and is_handback(
             created, self.client.clock.to_twilio(wall), self.sids
         )
+        if handback and self.active is not None:
+            self.set_aside(item, created.sid)
+            return
         self.record(item, RowState.ALREADY_ACTIVE if handback else RowState.SENT, created=created)
 
     # -- the whole dispatch ------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from functools import partial
 
 from ..checkpoint import CheckpointStore
@@ -121,7 +121,16 @@ class Intake:
             if self._stopping():
                 return None
             if self._retry_ready:
-                return self._retry_ready.popleft()
+                item = self._retry_ready.popleft()
+                if item.reintent:
+                    # Written by the worker that sends it, so a stop never leaves the write behind its outcome.
+                    item.reintent = False
+                    try:
+                        await self._write_intents([item])
+                    except Exception as exc:
+                        self._storage.failed("writing intents", exc)
+                        return None
+                return item
             if not self._ready and not self._source_done:
                 await self._refill()
             if self._ready:
@@ -172,6 +181,28 @@ class Intake:
                 return  # the run is stopping: unsent() hands the item back
             self._scheduled.pop(item.contact, None)
             self._retry_ready.append(item)
+            await self.notify()
+
+        self._scheduled[item.contact] = (item, asyncio.get_running_loop().create_task(release()))
+
+    def hold(self, item: Item, until: Callable[[], Awaitable[bool]]) -> None:
+        """Keep ``item`` outstanding while ``until`` runs; if it answers True, send it again under a new intent."""
+
+        async def release() -> None:
+            try:
+                again = await until()
+            except Stopped:
+                return  # the run is stopping: the contact's line stays as it is, the next run takes it up
+            except Exception as exc:
+                # Never a lost task exception: a failure of the wait is the run's, named.
+                self._storage.failed("waiting for an earlier run to end", exc)
+                return
+            finally:
+                self._scheduled.pop(item.contact, None)
+            if again:
+                # Its last line says it was never created: the worker writes a new intent before it leaves again.
+                item.reintent = True
+                self._retry_ready.append(item)
             await self.notify()
 
         self._scheduled[item.contact] = (item, asyncio.get_running_loop().create_task(release()))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
@@ -47,6 +47,7 @@ from ..twilio import (
     studio_base_url,
     studio_region_warning,
 )
+from .active import ActiveRuns
 from .dispatch import Dispatcher
 from .ending import Ending, ending
 from .failures import Storage, is_storage_error, off_loop
@@ -58,6 +59,7 @@ from .schedule import send_all, to_send
 from .settle import Settler
 from .unreachable import watched
 from .values import RunOptions, RunResult, RunSummary
+from .variants import count_holdout, kept_variants
 
 __all__ = ["Progress", "RunControl", "RunOptions", "RunResult", "RunSummary", "exit_code_for", "run_job", "target_for"]
 
@@ -107,6 +109,7 @@ class _Job:
     reach: Reach
     transport: httpx.AsyncBaseTransport | None
     on_progress: Callable[[Progress], None] | None
+    tokens: Mapping[str, str]
 
 
 def _earlier(plan: pl.DataFrame, checkpoint: CheckpointStore, digest: str) -> tuple[int, int]:
@@ -132,11 +135,11 @@ def _studio_url(spec: Spec, credentials: Credentials) -> str:
 
 
 def _prepared(
-    spec: Spec, frame: pl.DataFrame | pl.LazyFrame | None, stdin: BinaryIO | None, *, stored: bool
+    spec: Spec, frame: pl.DataFrame | pl.LazyFrame | None, stdin: BinaryIO | None, *, stored: bool, restart: bool
 ) -> Prepared:
     """The plan: from the input, or (``stored``) the one the checkpoint keeps."""
     if not stored:
-        return prepare(spec, frame=frame, stdin=stdin)
+        return prepare(spec, frame=frame, stdin=stdin, kept=kept_variants(spec, restart=restart))
     view = read_checkpoint(spec.output.checkpoint)
     assert view.plan is not None
     return Prepared(plan=view.plan, fingerprint=fingerprint(spec), input_digest=view.meta.get("input", ""))
@@ -181,34 +184,51 @@ async def run_job(
     stdin: BinaryIO | None = None,
     settle_only: bool = False,
     recover: str | None = None,
+    tokens: Mapping[str, str] | None = None,
 ) -> RunResult:
     """Run one job to the end (or until stopped) and return its results.
 
     ``settle_only`` reads no input: it reconciles what the checkpoint left possibly sent
     (from the plan stored in it) and sends nothing; a new period does this to the last one.
+    ``tokens``: the marker tokens of this job's other checkpoints (periods, set aside) and
+    whose they are; with ``on_active = "end"`` a run carrying one of them (or this
+    checkpoint's own) may be ended.
     ``recover`` is a run log's token: a missing journal is made again under it (see ``recover``).
     """
     control = control or RunControl()
     clock = StoppableClock(options.timing(), control)
     started = clock.monotonic()
     base_url = _studio_url(spec, credentials)
-    prepared = _prepared(spec, frame, stdin, stored=settle_only)
+    prepared = _prepared(spec, frame, stdin, stored=settle_only, restart=options.restart)
     storage = Storage(
         lock_wait=spec.output.lock_wait,
         wait=lambda seconds: control.wait_stop(seconds, asyncio.sleep),
         stopping=lambda: control.stopping,
     )
     reach = Reach(httpx.URL(base_url).host)
-    job = _Job(spec, prepared, credentials, base_url, options, clock, control, storage, reach, transport, on_progress)
+    job = _Job(
+        spec,
+        prepared,
+        credentials,
+        base_url,
+        options,
+        clock,
+        control,
+        storage,
+        reach,
+        transport,
+        on_progress,
+        tokens or {},
+    )
     try:
-        return await _run_locked(job, started, recover)
+        return await _run_locked(job, started, recover, settle_only=settle_only)
     except StorageFailed as exc:
         if exc.transient or storage.sending_began:
             raise
         raise UsageError(f"{exc}; nothing was sent") from None
 
 
-async def _run_locked(job: _Job, started: float, recover: str | None) -> RunResult:
+async def _run_locked(job: _Job, started: float, recover: str | None, *, settle_only: bool) -> RunResult:
     """The run with its checkpoint open: send, then settle the ending and write the results."""
     spec, prepared, options, clock, storage = job.spec, job.prepared, job.options, job.clock, job.storage
     extra_meta = {"job_id": spec.job.id, **({"period": spec.job.period} if spec.job.period else {})}
@@ -231,6 +251,8 @@ async def _run_locked(job: _Job, started: float, recover: str | None) -> RunResu
         history = open_history(spec.history.path) if spec.history.path and not options.sandbox else None
         try:
             sent = await _run_with_checkpoint(job, cp, history)
+            if history is not None and not settle_only:
+                await asyncio.to_thread(count_holdout, history, spec, prepared.plan)
         finally:
             if history is not None:
                 history.close()
@@ -374,6 +396,11 @@ async def _phases(job: _Job, cp: CheckpointStore, d: Dispatcher) -> bool:
         on_retry=job.reach.retrying_in,
     )
     settler = Settler(spec, cp, d, reads, clock)
+    if spec.send.on_active != "skip":
+        tokens = {**job.tokens, cp.token: f"job {spec.job.id}"}
+        d.active = ActiveRuns(
+            spec=spec, client=d.client, reads=reads, control=control, clock=clock, tokens=tokens, record=d.record
+        )
     possibly = cp.open_lines().filter(pl.col("state").is_in([s.value for s in POSSIBLY_SENT]))
     has_work = possibly.height > 0 or d.total > d.done
     if has_work and spec.send.preflight and not control.stopping:
@@ -382,7 +409,8 @@ async def _phases(job: _Job, cp: CheckpointStore, d: Dispatcher) -> bool:
         await settler.settle_earlier(possibly)
     waiting = False
     if d.aborted is None and not control.stopping:
-        source = to_send(plan, cp.open_lines(), cp.contacts_in(FINAL | POSSIBLY_SENT))
+        flows = spec.experiment.flows(spec.flow.sid) if spec.experiment is not None else None
+        source = to_send(plan, cp.open_lines(), cp.contacts_in(FINAL | POSSIBLY_SENT), flows)
         options = job.options
         waiting = await send_all(d, source, window=d.window, limit=options.limit, wait=options.wait, clock=clock)
     await settler.settle_this_run()

@@ -39,6 +39,12 @@ class SandboxConfig:
     latency, jitter: seconds each create answer takes, mean and spread.
     active_rule: Studio's one-active-run-per-contact rule (v1 hands back, v2 409s).
     run_lifetime: seconds after which a run ends by itself (and its widgets have played).
+    wait_timeout: when set, runs instead stay active this many seconds on Twilio's clock
+        (``wall`` plus ``clock_offset``), as a Send & Wait for Reply widget holds a run
+        until its timeout; a test on a FakeClock moves it by advancing that clock.
+    other_sender_active: contacts (To addresses) that, at their first create, already
+        sit in an active run another sender started (an inbound conversation: initiated_by
+        SM..., no Parameters); it blocks them like any active run until it ends.
     error_rate, lost_answer_rate, drop_rate, slow_rate: shares of one draw per create:
         500/503 without a run, run created but 503, run created but connection
         dropped, run created but answered after slow_seconds.
@@ -50,7 +56,8 @@ class SandboxConfig:
     repeat_next_page: list pages name themselves as next_page_url, forever.
     seed: seeds the fault, other-sender and read-429 draws (None: random).
     clock_offset: seconds Twilio's clock is ahead of ours (negative: behind); drives
-        date_created/date_updated, the Date header and v2 DateCreated filters.
+        date_created/date_updated, the Date header, v2 DateCreated filters and retention:
+        runs older than 30 days on this clock answer 404 and leave the lists.
     wall: where "ours" is read (None: this machine's clock); a test that runs a job on a
         ``batch_engage.testing.FakeClock`` passes the same one, so both sides share virtual time.
     other_sender_rate: share of creates before which an inbound message starts a run
@@ -60,6 +67,9 @@ class SandboxConfig:
     list_drops_channel_prefix: lists show contact_channel_address without "whatsapp:".
     next_page_host: host (and port) that list paging URLs name instead of the sandbox's.
     replies: what contacts answer the Flow's question, picked per contact.
+    replies_by: a Parameters key and, per value of it, the replies contacts whose run carries
+        that value pick from instead (e.g. ``("variant", {"B": ("YES", "NO")})``: B's contacts
+        answer YES more often); runs without the key, or another value, use ``replies``.
     unwired_trigger: the Trigger's incomingRequest has no next widget, so REST runs
         end without sending anything.
     state_path: JSON-lines file runs are appended to as they are created and loaded
@@ -72,6 +82,8 @@ class SandboxConfig:
     latency: float = 0.08
     jitter: float = 0.02
     run_lifetime: float = 3600.0
+    wait_timeout: float | None = None
+    other_sender_active: tuple[str, ...] = ()
     active_rule: bool = True
     error_rate: float = 0.0
     lost_answer_rate: float = 0.0
@@ -90,6 +102,7 @@ class SandboxConfig:
     list_drops_channel_prefix: bool = False
     next_page_host: str | None = None
     replies: tuple[str, ...] = _DEFAULT_REPLIES
+    replies_by: tuple[str, Mapping[str, tuple[str, ...]]] | None = None
     unwired_trigger: bool = False
     state_path: str | None = None
 
@@ -104,6 +117,9 @@ class SandboxConfig:
         for name in (*shares, "read_rate_limit_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1, got {getattr(self, name)!r}")
+        if self.wait_timeout is not None and not self.wait_timeout >= 0:
+            raise ValueError(f"wait_timeout must be >= 0 or None, got {self.wait_timeout!r}")
+        object.__setattr__(self, "other_sender_active", tuple(self.other_sender_active))
         if self.retry_after is not None and not self.retry_after >= 0:
             raise ValueError(f"retry_after must be >= 0 or None, got {self.retry_after!r}")
         if not math.isfinite(self.clock_offset):
@@ -124,8 +140,26 @@ class SandboxConfig:
         object.__setattr__(self, "replies", tuple(self.replies))
         if not self.replies or not all(isinstance(reply, str) and reply for reply in self.replies):
             raise ValueError(f"replies must be one or more non-empty strings, got {self.replies!r}")
+        if self.replies_by is not None:
+            key, table = self.replies_by
+            frozen = {value: tuple(options) for value, options in table.items()}
+            if not key or not all(
+                options and all(isinstance(o, str) and o for o in options) for options in frozen.values()
+            ):
+                raise ValueError(
+                    f"replies_by must be a Parameters key and non-empty replies per value, got {self.replies_by!r}"
+                )
+            object.__setattr__(self, "replies_by", (key, MappingProxyType(frozen)))
         if self.state_path is not None and not self.state_path:
             raise ValueError("state_path must name a file, or be None")
+
+    def replies_for(self, parameters: Mapping[str, Any]) -> tuple[str, ...]:
+        """The replies a contact whose run carries ``parameters`` picks from."""
+        if self.replies_by is None:
+            return self.replies
+        key, table = self.replies_by
+        value = parameters.get(key)
+        return table.get(value, self.replies) if isinstance(value, str) else self.replies
 
 
 DEFAULT_CONFIG: Final = SandboxConfig()
@@ -152,7 +186,8 @@ class SandboxStats:
     """Counts of what the sandbox was asked and answered (by_status 0: connection dropped).
 
     by_status and rate_limited count creates only; read_rate_limited counts the 429s
-    given to run-list, run and Context GETs; inbound_runs counts runs other senders started.
+    given to run-list, run and Context GETs; inbound_runs counts runs other senders started;
+    update_requests counts Status updates, ended_by_request the runs they ended.
     """
 
     create_requests: int
@@ -167,3 +202,5 @@ class SandboxStats:
     message_requests: int
     read_rate_limited: int
     inbound_runs: int
+    update_requests: int = 0
+    ended_by_request: int = 0

@@ -126,6 +126,12 @@ class StudioClient:
         # v1 and v2 share Flow SIDs, and only v2 shows a Flow's status and revisions.
         self._flow_v2_url = f"{self._base}/v2/Flows/{flow_sid}"
 
+    def for_flow(self, flow_sid: str) -> StudioClient:
+        """The same connection, host, API and Twilio clock, for another Flow (an experiment's variant)."""
+        if flow_sid == self.flow_sid:
+            return self
+        return StudioClient(self._http, base_url=self._base, flow_sid=flow_sid, api=self.api, clock=self.clock)
+
     async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         return await _request(self._http, self.clock, method, url, **kwargs)
 
@@ -169,6 +175,15 @@ class StudioClient:
         if not isinstance(context, dict):
             raise ServerError(f"the Context of run {sid} has no 'context' object")
         return context
+
+    async def end_run(self, sid: str) -> dict[str, Any]:
+        """POST ``Status=ended`` to /v2/Flows/{flow}/Executions/{sid} (UpdateExecution); a 404 is ``Rejected``.
+
+        Only v2 Executions: Twilio documents no update of a v1 Engagement, so callers refuse
+        ``api = "engagements"`` before they get here.
+        """
+        url = f"{self._flow_v2_url}/Executions/{urllib.parse.quote(sid, safe='')}"
+        return object_body(await self._send("POST", url, data={"Status": "ended"}), what="run")
 
     def _run_url(self, sid: str) -> str:
         # A SID comes from Twilio's own answers; quoting keeps a strange one inside its path segment.

@@ -108,7 +108,7 @@ FORMAT_2_TABLES = [
     intent_at TEXT,
     intent_twilio_at TEXT,
     completed_at TEXT
-)""",
+, ended_sid TEXT, variant TEXT)""",  # added in place since (nullable): an older release's file gains them on open
     "CREATE INDEX journal_state ON journal(state)",
     """CREATE TABLE runs (
     id INTEGER PRIMARY KEY,
@@ -132,7 +132,7 @@ FORMAT_2_TABLES = [
 
 
 class TestFormat:
-    """The file's layout is format 2's, to the letter."""
+    """The file's layout is format 2's, to the letter, with the journal's nullable ended_sid appended."""
 
     def test_a_new_checkpoint_has_the_tables_format_2_always_wrote(self, tmp_path: Path) -> None:
         """Every table and index, as SQLite stores its definition, is the one format 2 has always written."""
@@ -144,3 +144,63 @@ class TestFormat:
         finally:
             conn.close()
         assert tables == FORMAT_2_TABLES
+
+
+class TestEndedSidColumn:
+    """A checkpoint made before ``ended_sid`` existed still reads, and gets the column when a run opens it."""
+
+    def _older(self, path: Path) -> None:
+        open_checkpoint(path, FP, TWILIO).close()
+        conn = sqlite3.connect(path)
+        try:
+            conn.execute("ALTER TABLE journal DROP COLUMN ended_sid")
+            conn.commit()
+        finally:
+            conn.close()
+
+    def test_an_older_checkpoint_reads_with_no_ended_sid(self, tmp_path: Path) -> None:
+        """status and report read a journal without the column: ended_sid is null."""
+        path = tmp_path / "c"
+        self._older(path)
+        view = read_only(path)
+        assert "ended_sid" in view.journal.columns and view.journal.height == 0
+
+    def test_a_run_adds_the_column_and_keeps_the_ended_sid(self, tmp_path: Path) -> None:
+        """Opening an older file adds ended_sid; an outcome's ended SID stays when later outcomes name none."""
+        path = tmp_path / "c"
+        self._older(path)
+        with open_checkpoint(path, FP, TWILIO) as cp:
+            cp.write_intents(_intents("a"), at="2026-01-01T00:00:00.000Z", twilio_at=None)
+            cp.write_outcomes([Outcome("a", RowState.WAITING_ACTIVE, ended_sid="FN" + "1" * 32)])
+            cp.write_outcomes([Outcome("a", RowState.SENT, sid="FN" + "2" * 32)])
+            line = cp.journal().row(0, named=True)
+        assert line["ended_sid"] == "FN" + "1" * 32 and line["state"] == "sent"
+
+
+class TestAddedColumns:
+    """A checkpoint made before the journal's ``variant`` column still opens, reads and resumes."""
+
+    def test_a_checkpoint_without_the_variant_column_is_read_then_gains_it_on_open(self, tmp_path: Path) -> None:
+        """Read-only, its lines show a null variant; opened, it gains the column and keeps every line and its format."""
+        path = tmp_path / "c"
+        cp = open_checkpoint(path, FP, TWILIO)
+        cp.write_intents(
+            [Intent("+14155550100", 1, "+14155550100", "+15005550006", "h", "t:m")], at="a", twilio_at=None
+        )
+        cp.write_outcomes([Outcome(contact="+14155550100", state=RowState.SENT, sid="FN1", attempts=1)])
+        cp.close()
+        conn = sqlite3.connect(path)
+        conn.execute("ALTER TABLE journal DROP COLUMN variant")  # as the release before variants wrote it
+        conn.close()
+        view = read_only(path)
+        assert view.journal["variant"].to_list() == [None] and view.journal["sid"].to_list() == ["FN1"]
+        with open_checkpoint(path, FP, TWILIO) as reopened:
+            reopened.write_intents(
+                [Intent("+14155550101", 2, "+14155550101", "+15005550006", "h", "t:n", "B")], at="b", twilio_at=None
+            )
+            journal = reopened.journal()
+        assert journal.select("contact", "state", "variant").rows() == [
+            ("+14155550100", "sent", None),
+            ("+14155550101", "intent", "B"),
+        ]
+        assert read_only(path).meta["version"] == "2"

@@ -167,17 +167,18 @@ class PgCheckpoint(PgSession, StoreBase):
         group = list({i.contact: i for i in intents}.values())
         if not group:
             return
-        columns = _arrays([(i.contact, i.row, i.to, i.from_, i.params_hash, i.marker) for i in group])
+        columns = _arrays([(i.contact, i.row, i.to, i.from_, i.params_hash, i.marker, i.variant) for i in group])
         self._statement(
             self._sql(
                 "INSERT INTO {s}.journal AS j (job, contact, row, to_addr, from_addr, params_hash, marker, "
-                "input, state, intent_at, intent_twilio_at) "
-                "SELECT %s, c, r, t, f, h, m, %s, 'intent', %s, %s "
-                "FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[]) "
-                "AS u(c, r, t, f, h, m) "
+                "input, state, intent_at, intent_twilio_at, variant) "
+                "SELECT %s, c, r, t, f, h, m, %s, 'intent', %s, %s, v "
+                "FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[]) "
+                "AS u(c, r, t, f, h, m, v) "
                 "ON CONFLICT (job, contact) DO UPDATE SET state = 'intent', row = excluded.row, "
                 "to_addr = excluded.to_addr, from_addr = excluded.from_addr, "
                 "params_hash = excluded.params_hash, marker = excluded.marker, input = excluded.input, "
+                "variant = excluded.variant, "
                 "intent_at = COALESCE(j.intent_at, excluded.intent_at), "
                 "intent_twilio_at = COALESCE(j.intent_twilio_at, excluded.intent_twilio_at)"
             ),
@@ -197,21 +198,21 @@ class PgCheckpoint(PgSession, StoreBase):
         columns = _arrays(
             [
                 (o.contact, o.state.value, o.sid, o.http_status, o.error_code, o.error_message, o.attempts,
-                 o.completed_at)
+                 o.completed_at, o.ended_sid)
                 for o in group
             ]
         )  # fmt: skip
         returned = self._statement(
             self._sql(
                 "INSERT INTO {s}.journal AS j (job, contact, row, to_addr, from_addr, state, sid, http_status, "
-                "error_code, error_message, attempts, completed_at) "
-                "SELECT %s, c, -1, '', '', st, sid, hs, ec, em, at, ca "
+                "error_code, error_message, attempts, completed_at, ended_sid) "
+                "SELECT %s, c, -1, '', '', st, sid, hs, ec, em, at, ca, es "
                 "FROM unnest(%s::text[], %s::text[], %s::text[], %s::int[], %s::int[], %s::text[], %s::int[], "
-                "%s::text[]) AS o(c, st, sid, hs, ec, em, at, ca) "
+                "%s::text[], %s::text[]) AS o(c, st, sid, hs, ec, em, at, ca, es) "
                 "ON CONFLICT (job, contact) DO UPDATE SET state = excluded.state, sid = excluded.sid, "
                 "http_status = excluded.http_status, error_code = excluded.error_code, "
                 "error_message = excluded.error_message, attempts = excluded.attempts, "
-                "completed_at = excluded.completed_at, "
+                "completed_at = excluded.completed_at, ended_sid = COALESCE(excluded.ended_sid, j.ended_sid), "
                 "intent_at = CASE WHEN excluded.state = 'pending' THEN NULL ELSE j.intent_at END, "
                 "intent_twilio_at = CASE WHEN excluded.state = 'pending' THEN NULL ELSE j.intent_twilio_at END "
                 "RETURNING CASE WHEN j.row = -1 THEN j.contact END"

@@ -17,12 +17,13 @@ import psycopg
 from ...errors import UsageError
 from ...postgres import PgLocation
 from ...states import POSSIBLY_SENT, REACHED, sql_list
-from ..schema import JOURNAL_COLUMNS, PG_DDL, PG_TABLES
+from ..schema import ADDED_JOURNAL_COLUMNS, PG_ADDED, PG_DDL, PG_TABLES, journal_select
 
 __all__ = [
     "LAYOUT_VERSION",
     "Connection",
     "create_tables",
+    "journal_columns",
     "journal_sql",
     "move_aside",
     "reached_count",
@@ -33,15 +34,35 @@ __all__ = [
 LAYOUT_VERSION = 1
 # A constant advisory key so only one session creates or upgrades the tables at a time.
 _DDL_LOCK = 0x6261_7463_6865_6E67
-_COLUMNS = ", ".join(JOURNAL_COLUMNS)
 
 Connection = psycopg.Connection[tuple[Any, ...]]
 """A session with the checkpoint's database."""
 
 
-def journal_sql(loc: PgLocation, condition: str = "") -> str:
-    """The query for a job's journal lines (``condition``: more of the WHERE clause), in row order."""
-    return loc.sql(f"SELECT {_COLUMNS} FROM {{s}}.journal WHERE job = %s {condition} ORDER BY row")  # noqa: S608
+def journal_sql(loc: PgLocation, condition: str = "", present: set[str] | None = None) -> str:
+    """The query for a job's journal lines (``condition``: more of the WHERE clause), in row order.
+
+    ``present``: the journal's columns, when it may predate an added one (a read that does not open it).
+    """
+    columns = journal_select(present)
+    return loc.sql(f"SELECT {columns} FROM {{s}}.journal WHERE job = %s {condition} ORDER BY row")  # noqa: S608
+
+
+def journal_columns(conn: Connection, loc: PgLocation) -> set[str]:
+    """The columns the schema's journal has."""
+    rows = conn.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = 'journal'",
+        (loc.schema,),
+    ).fetchall()
+    return {str(r[0]) for r in rows}
+
+
+def _add_columns(conn: Connection, loc: PgLocation) -> None:
+    """Give a journal made before the added columns those columns (nullable; older versions still read it)."""
+    present = journal_columns(conn, loc)
+    for name, statement in zip(ADDED_JOURNAL_COLUMNS, PG_ADDED, strict=True):
+        if name not in present:
+            conn.execute(loc.sql(statement))
 
 
 def tables_exist(conn: Connection, loc: PgLocation) -> bool:
@@ -81,10 +102,12 @@ def create_tables(conn: Connection, loc: PgLocation) -> None:
                     f"this one knows {LAYOUT_VERSION}); upgrade batch-engage on this machine"
                 )
             if version == LAYOUT_VERSION:
+                _add_columns(conn, loc)
                 return
         for statement in loc.sql(PG_DDL).split(";"):
             if statement.strip():
                 conn.execute(statement)
+        _add_columns(conn, loc)
         conn.execute(loc.sql("DELETE FROM {s}.checkpoint_version"))
         conn.execute(loc.sql("INSERT INTO {s}.checkpoint_version VALUES (%s)"), (LAYOUT_VERSION,))
 
