@@ -40,6 +40,15 @@ def _wait_for(condition: Callable[[], bool], seconds: float) -> None:
     assert condition()
 
 
+def _catches_sigterm(pid: int) -> bool:
+    """Whether the process has its own SIGTERM handler yet (the kernel's SigCgt mask): batch-engage's code runs."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("SigCgt:"):
+                return bool(int(line.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+    return False
+
+
 def _slow_job(tmp_path: Path, sb: Sandbox, write_job: Callable[..., Path]) -> Path:
     contacts = tmp_path / "contacts.csv"
     make_contacts(5).write_csv(contacts)
@@ -97,7 +106,8 @@ class TestAStopEndsEveryWait:
                 proc.kill()
         _, err = proc.communicate()
         assert code == 75, err.decode()[-3000:]
-        assert took < 2.0
+        # At once: 2 s, plus the interpreter's own exit on a loaded machine.
+        assert took < 2.5
         assert b"Traceback" not in err
 
 
@@ -115,6 +125,9 @@ class TestASignalBeforeTheRunBegins:
         job = write_job(input_path=contacts_csv, base_url=sandbox.url)
         proc = _start(job, _env(sandbox_env))
         time.sleep(0.2)  # the behaviour under test is a signal this early
+        # Before batch-engage's first line runs (the interpreter starting, seconds on a loaded machine) the
+        # signal is the interpreter's own business: wait for that first line, not a moment longer.
+        _wait_for(lambda: proc.poll() is not None or _catches_sigterm(proc.pid), 30)
         proc.send_signal(sig)
         code = proc.wait(timeout=30)
         _, err = proc.communicate()
