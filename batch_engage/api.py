@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO, ParamSpec, TypeVar
@@ -12,9 +13,10 @@ from typing import Any, BinaryIO, ParamSpec, TypeVar
 import httpx
 import polars as pl
 
-from .checkpoint import check_binding, is_postgres
+from .checkpoint import check_binding
 from .collector import CollectOptions, CollectProgress, CollectResult, collect_job
 from .commands import (
+    SANDBOX_RUN_LIFETIME,
     Status,
     Validation,
     job_status,
@@ -22,7 +24,10 @@ from .commands import (
     offline_target,
     review_flow,
     rewrite_results,
+    sandbox_config,
+    sandbox_state_path,
     settle_previous_period,
+    simulated,
     validation,
     write_report_html,
 )
@@ -134,6 +139,12 @@ def _credentials(credentials: Credentials | None) -> Credentials:
     return credentials if credentials is not None else credentials_from_env()
 
 
+@contextmanager
+def _real(spec: Spec, credentials: Credentials | None) -> Iterator[tuple[Spec, Credentials]]:
+    """The job as given, with the caller's credentials (else the environment's): :func:`simulated`'s twin."""
+    yield spec, _credentials(credentials)
+
+
 async def run_async(
     job: str | Path | Spec,
     *,
@@ -148,20 +159,20 @@ async def run_async(
 ) -> RunResult:
     """:func:`run` for callers that already run an event loop."""
     options = options or RunOptions()
-    spec = load_job(job, overrides)
-    creds = _credentials(credentials)
-    if spec.job.period_kind is not None:
-        await settle_previous_period(spec, creds, options, transport)
-    return await run_job(
-        spec,
-        credentials=creds,
-        frame=frame,
-        options=options,
-        control=control,
-        transport=transport,
-        on_progress=on_progress,
-        stdin=stdin,
-    )
+    spec = load_job(job, overrides, sandbox=options.sandbox)
+    with simulated(spec) if options.sandbox else _real(spec, credentials) as (spec, creds):
+        if spec.job.period_kind is not None:
+            await settle_previous_period(spec, creds, options, transport)
+        return await run_job(
+            spec,
+            credentials=creds,
+            frame=frame,
+            options=options,
+            control=control,
+            transport=transport,
+            on_progress=on_progress,
+            stdin=stdin,
+        )
 
 
 run = _blocking(
@@ -172,6 +183,9 @@ run = _blocking(
     ``frame`` (a polars DataFrame or LazyFrame) is used instead of ``[input]``.
     Credentials default to :func:`credentials_from_env`. Raises a
     ``BatchEngageError`` for anything that stops the job before it starts.
+    With ``RunOptions(sandbox=True)`` the run is a rehearsal: it starts the built-in
+    simulator in-process, keeps its state in the ``.sandbox`` checkpoint, and talks to
+    nothing else, whatever ``credentials``, environment or ``[flow] base_url`` say.
     """,
 )
 
@@ -196,14 +210,18 @@ def validate(
     Refuses exactly what ``run`` would refuse before sending (another job's or another
     Twilio's checkpoint, ``--restart`` without ``--yes``), with the same message. With
     ``flow``, also holds the job against the Flow's published revision (credentials and
-    network needed): an unwired REST trigger raises ``FlowUnwired``, missing variables with
+    network needed; with ``sandbox``, the built-in simulator's, and nothing else): an
+    unwired REST trigger raises ``FlowUnwired``, missing variables with
     ``flow.strict_variables`` raise ``ConfigError``.
     """
     spec = load_job(job, overrides, sandbox=sandbox)
     prepared = prepare(spec, frame=frame, stdin=stdin)
-    target = offline_target(spec, credentials, sandbox)
+    target = offline_target(spec, None if sandbox else credentials, sandbox)
     check_binding(spec.output.checkpoint, prepared.fingerprint, target, restart=restart, yes=yes)
-    found = review_flow(spec, prepared.plan, _credentials(credentials), transport) if flow else None
+    found = None
+    if flow:
+        with simulated(spec, keep_runs=False) if sandbox else _real(spec, credentials) as (held, creds):
+            found = review_flow(held, prepared.plan, creds, transport)
     return validation(spec, prepared.plan, flow_review=found, restart=restart, now=now, output=output)
 
 
@@ -265,25 +283,6 @@ def history_stats(history: str | Path) -> pl.DataFrame:
 DEFAULT_COLLECT_POLL = 60.0
 """Seconds between passes of ``collect --wait`` against Twilio."""
 
-SANDBOX_RUN_LIFETIME = 5.0
-"""Seconds a ``--sandbox`` run lives before it ends with answers: short, so a demo shows them coming back."""
-
-
-def sandbox_state_path(spec: Spec) -> str:
-    """Where ``--sandbox`` keeps its runs between commands: ``<rehearsal checkpoint>.runs.jsonl``.
-
-    ``spec`` is the rehearsal, as ``load_job(..., sandbox=True)`` returns it; ``run --sandbox``
-    and ``collect --sandbox`` both call this, so the second finds the first's runs.
-    """
-    return spec.output.checkpoint + ".runs.jsonl"
-
-
-def sandbox_config(spec: Spec) -> SandboxConfig:
-    """The sandbox ``--sandbox`` serves: runs kept in :func:`sandbox_state_path`, ending after a few seconds."""
-    # A PostgreSQL checkpoint keeps nothing on disk, and collect (the reader of these runs) refuses it.
-    state = None if is_postgres(spec.output.checkpoint) else sandbox_state_path(spec)
-    return SandboxConfig(state_path=state, run_lifetime=SANDBOX_RUN_LIFETIME)
-
 
 async def collect_async(
     job: str | Path | Spec,
@@ -299,14 +298,10 @@ async def collect_async(
     """:func:`collect` for callers that already run an event loop."""
     options = options or CollectOptions()
     spec = load_job(job, overrides, period=period, sandbox=options.sandbox, latest=True)
-    return await collect_job(
-        spec,
-        credentials=_credentials(credentials),
-        options=options,
-        control=control,
-        transport=transport,
-        on_progress=on_progress,
-    )
+    with simulated(spec) if options.sandbox else _real(spec, credentials) as (spec, creds):
+        return await collect_job(
+            spec, credentials=creds, options=options, control=control, transport=transport, on_progress=on_progress
+        )
 
 
 collect = _blocking(
@@ -317,7 +312,8 @@ collect = _blocking(
     Reads the job's checkpoint (never locks it: a ``run`` may be going on), fetches only
     what can still change, and writes ``output.outcomes``. ``options`` picks
     ``refresh``, ``wait`` (poll until every run ended), ``max_duration`` and ``sandbox``
-    (the rehearsal's checkpoint). The result holds the outcomes as a polars DataFrame,
+    (the rehearsal's checkpoint, its runs served by the built-in simulator in-process;
+    nothing else is asked). The result holds the outcomes as a polars DataFrame,
     counts by ``run_status`` and the exit code the CLI would give.
     """,
 )
