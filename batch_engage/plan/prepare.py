@@ -21,7 +21,7 @@ import polars as pl
 
 from ..history import is_database_url, open_history
 from ..inputs import Table, frame_digest, read_query, read_table
-from ..job import Cap, Spec
+from ..job import Cap, Spec, history_identity
 from .hygiene import apply_history, apply_suppression, load_suppression
 from .rows import plan as plan_rows
 from .rows import text_columns
@@ -133,5 +133,5 @@ def prepare(
     known = spec.history.path and (is_database_url(spec.history.path) or Path(spec.history.path).exists())
     if spec.history.path and any(job_caps) and known:
         with open_history(spec.history.path) as history:
-            planned = apply_history(planned, history, spec.flow.sid, *job_caps, job=job_owner or spec.job.id)
+            planned = apply_history(planned, history, spec.flow.sid, *job_caps, job=job_owner or history_identity(spec))
     return Prepared(plan=planned, fingerprint=fingerprint(spec), input_digest=table.digest)

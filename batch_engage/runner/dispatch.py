@@ -23,7 +23,7 @@ from ..control import Progress, RunControl, Stats
 from ..errors import AlreadyActive, Fatal, PossiblySent, RateLimited, Rejected, RetrySafe, StudioError
 from ..history import HistoryStore
 from ..history import owner as history_owner
-from ..job import SendWindow, Spec
+from ..job import SendWindow, Spec, history_identity
 from ..plan import caps, mask
 from ..states import FINAL, RowState
 from ..twilio import Breaker, Created, Pacer, StudioClient, backoff, is_handback
@@ -67,6 +67,7 @@ class Dispatcher:
 
     def __post_init__(self) -> None:
         self.caps = caps(self.spec)
+        self._identity = history_identity(self.spec)
         self._queue = Intake(
             self.cp, pacer=self.pacer, clock=self.clock, twilio=self.client.clock, stopping=self.stopping
         )
@@ -85,8 +86,8 @@ class Dispatcher:
         return self.control.stopping or self.aborted is not None
 
     def owner(self, item: Item) -> str:
-        """The history claim's owner: this job and this contact."""
-        return history_owner(self.spec.job.id, item.contact)
+        """The history claim's owner: this job (its id as written and its state's place) and this contact."""
+        return history_owner(self._identity, item.contact)
 
     def record(
         self,
