@@ -215,14 +215,16 @@ def validate(
     ``flow.strict_variables`` raise ``ConfigError``.
     """
     spec = load_job(job, overrides, sandbox=sandbox)
-    prepared = prepare(spec, frame=frame, stdin=stdin)
+    prepared = prepare(spec, frame=frame, stdin=stdin, rewrites=True)
     target = offline_target(spec, None if sandbox else credentials, sandbox)
     check_binding(spec.output.checkpoint, prepared.fingerprint, target, restart=restart, yes=yes)
     found = None
     if flow:
         with simulated(spec, keep_runs=False) if sandbox else _real(spec, credentials) as (held, creds):
             found = review_flow(held, prepared.plan, creds, transport)
-    return validation(spec, prepared.plan, flow_review=found, restart=restart, now=now, output=output)
+    return validation(
+        spec, prepared.plan, flow_review=found, restart=restart, now=now, output=output, rewrites=prepared.rewrites
+    )
 
 
 def status(

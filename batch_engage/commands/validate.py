@@ -19,7 +19,7 @@ from ..errors import ConfigError, CredentialsError, FlowNotFound, FlowUnwired
 from ..exits import exit_code_for
 from ..flow import FlowReview, FlowWiringError, log_findings, review
 from ..job import Spec
-from ..plan import annotate_windows, send_window, window_openings
+from ..plan import Rewrite, annotate_windows, send_window, window_openings
 from ..results import build_results, write_results
 from ..runner import Item, make_marker, target_for
 from ..states import FINAL
@@ -48,6 +48,7 @@ class Validation:
     capped: int = 0
     openings: dict[str, int] = field(default_factory=dict)
     flow: FlowReview | None = None
+    rewrites: tuple[Rewrite, ...] = ()
 
     @property
     def exit_code(self) -> int:
@@ -68,6 +69,7 @@ class Validation:
             "window_openings": self.openings,
             "samples": self.samples,
             "estimated_seconds": round(self.estimated_seconds, 1),
+            "rewritten": [{"way": r.way, "written": r.written, "sent": r.sent} for r in self.rewrites],
         }
 
 
@@ -87,6 +89,7 @@ def validation(
     restart: bool,
     now: datetime | None,
     output: str | Path | None,
+    rewrites: tuple[Rewrite, ...] = (),
 ) -> Validation:
     """What ``plan`` would send, and what not and why (the results table written to ``output``, if given)."""
     pending = plan.filter(pl.col("status") == "pending")
@@ -110,6 +113,7 @@ def validation(
         capped=statuses.get("capped", 0),
         openings=_opening_counts(spec, plan, results, pending, moment),
         flow=flow_review,
+        rewrites=rewrites,
     )
 
 

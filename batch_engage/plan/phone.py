@@ -16,7 +16,10 @@ Only the distinct values in other shapes are handed to ``phonenumbers``.
 
 What a spreadsheet did to a number is never guessed back: ``1.41555501E+10`` lost
 digits, so it is invalid; ``4155550123.0`` (a number column) is read as its digits,
-and one ``input.float_column`` log line says so; ``4155550123.5`` is invalid.
+and one ``input.float_column`` log line says so; ``4155550123.5`` is invalid. A zero
+fraction is taken off before anything else reads the value, whatever its decimal mark
+and with or without ``+`` (``491712345684,0``, ``+491712345678.0``): read with the
+fraction, its zeros would become digits of another person's number.
 """
 
 from __future__ import annotations
@@ -58,9 +61,10 @@ _E164_SHAPE = r"^\+[0-9]+$"
 _MAX_NSN_DIGITS = 17
 # Excel writes 14155550100 as 1.41555501E+10 (or 1,41555501E+10 with a decimal comma).
 _SCIENTIFIC = re.compile(r"^[0-9]+(?:[.,][0-9]+)?[eE][+-]?[0-9]+$")
-_WHOLE_FLOAT_TEXT = r"^[0-9]+\.0+$"
+_WHOLE_FLOAT_TEXT = r"^\+?[0-9]+[.,]0+$"
+_ZERO_FRACTION = r"[.,]0+$"
 _FLOAT_DIGITS_LIMIT = 1e17  # beyond this a float's digits are not the ones written, and Int64 would overflow
-_DECIMAL = re.compile(r"^[0-9]+\.[0-9]*[1-9][0-9]*$")
+_DECIMAL = re.compile(r"^\+?[0-9]+[.,][0-9]*[1-9][0-9]*$")
 _SCIENTIFIC_REASON = "written in scientific notation: digits were lost; export the column as text"
 _DECIMAL_REASON = "a number with a decimal part, not a phone number; export the column as text"
 _PARSE_REASONS = {
@@ -153,7 +157,7 @@ def normalize_one(value: str, default_region: str | None, *, sender: bool = Fals
 def _phone_number(text: str, default_region: str | None) -> tuple[str | None, str | None]:
     """A phone number as written by people (no channel prefix): its E.164, or why not."""
     if re.fullmatch(_WHOLE_FLOAT_TEXT, text):
-        text = text.partition(".")[0]
+        text = re.sub(_ZERO_FRACTION, "", text)
     candidate = text
     if default_region is None and text.isdigit():
         # Without a region, a bare run of digits is most likely E.164 missing its '+'.
@@ -243,7 +247,7 @@ def _shape_reasons(text: pl.Expr, *, sender: bool) -> pl.Expr:
     reason = (
         pl.when(number.str.contains(_E164_SHAPE))
         .then(e164)
-        .when(text.str.contains(r"^[0-9]+\.[0-9]+$"))
+        .when(text.str.contains(r"^\+?[0-9]+[.,][0-9]+$"))
         .then(pl.lit(_DECIMAL_REASON))
         .when(text.str.contains(_SCIENTIFIC.pattern))
         .then(pl.lit(_SCIENTIFIC_REASON))
@@ -296,12 +300,15 @@ def _look_up(texts: pl.Series, region: str | None, what: str) -> pl.DataFrame:
     distinct = frame.select(pl.col("text").unique())
     whole = pl.col("text").str.contains(_WHOLE_FLOAT_TEXT)
     distinct = distinct.with_columns(
-        whole=whole, value=pl.when(whole).then(pl.col("text").str.replace(r"\.0+$", "")).otherwise(pl.col("text"))
+        whole=whole, value=pl.when(whole).then(pl.col("text").str.replace(_ZERO_FRACTION, "")).otherwise(pl.col("text"))
     )
     spelled, nationally = _respelled(pl.col("value"), region)
-    distinct = distinct.with_columns(
-        shape=_shape_reasons(pl.col("value"), sender=sender), spelled=spelled, nationally=nationally
-    ).with_columns(valid=pl.col("spelled").str.contains(fast_path_pattern()).fill_null(False))
+    distinct = distinct.with_columns(spelled=spelled, nationally=nationally).with_columns(
+        valid=pl.col("spelled").str.contains(fast_path_pattern()).fill_null(False)
+    )
+    # A value valid once its zero fraction is off (``+491712345678.0``) has no shape to blame.
+    shape = _shape_reasons(pl.col("value"), sender=sender)
+    distinct = distinct.with_columns(shape=pl.when(~(pl.col("whole") & pl.col("valid"))).then(shape))
     # A North American number spelled nationally is +1 and its ten digits to phonenumbers too,
     # so when the fast path finds that invalid, phonenumbers would only say the same.
     national = pl.when(pl.col("nationally") & ~pl.col("valid")).then(

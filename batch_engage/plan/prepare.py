@@ -23,6 +23,7 @@ from ..history import is_database_url, open_history
 from ..inputs import Table, frame_digest, read_query, read_table
 from ..job import Cap, Spec, history_identity
 from .hygiene import apply_history, apply_suppression, load_suppression
+from .rewrites import Rewrite, rewrite_examples
 from .rows import plan as plan_rows
 from .rows import text_columns
 from .windows import assign_zones
@@ -37,6 +38,7 @@ class Prepared:
     plan: pl.DataFrame
     fingerprint: dict[str, Any]
     input_digest: str
+    rewrites: tuple[Rewrite, ...] = ()
 
 
 def fingerprint(spec: Spec) -> dict[str, Any]:
@@ -101,8 +103,12 @@ def prepare(
     frame: pl.DataFrame | pl.LazyFrame | None = None,
     stdin: BinaryIO | None = None,
     job_owner: str | None = None,
+    rewrites: bool = False,
 ) -> Prepared:
-    """Read and plan the input (suppression, caps, send-window zones, contact keys); no call to Twilio."""
+    """Read and plan the input (suppression, caps, send-window zones, contact keys); no call to Twilio.
+
+    ``rewrites`` also finds one example of each way a To was rewritten (for ``validate``; a run skips the cost).
+    """
     if frame is not None:
         data = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
         columns = [c for c in text_columns(spec.mapping) if c in data.columns]
@@ -134,4 +140,5 @@ def prepare(
     if spec.history.path and any(job_caps) and known:
         with open_history(spec.history.path) as history:
             planned = apply_history(planned, history, spec.flow.sid, *job_caps, job=job_owner or history_identity(spec))
-    return Prepared(plan=planned, fingerprint=fingerprint(spec), input_digest=table.digest)
+    examples = rewrite_examples(table.frame[spec.mapping.to], planned) if rewrites else ()
+    return Prepared(plan=planned, fingerprint=fingerprint(spec), input_digest=table.digest, rewrites=examples)
