@@ -157,7 +157,7 @@ async def collect_job(
             table = outcomes_table(spec, rows, c.lines)
     path = options.output or spec.output.outcomes
     if path is not None:
-        await asyncio.to_thread(write_results, table, path)
+        await asyncio.to_thread(write_results, table, path, csv_guard=spec.output.csv_guard)
     result = _result(spec, c, table, path, stopped_early)
     log.info("collect.summary", **result.as_dict())
     return result

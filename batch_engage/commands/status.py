@@ -61,7 +61,7 @@ def rewrite_results(spec: Spec, output: str | Path | None, html: str | Path | No
     """Write ``spec``'s results table again (and with ``html`` the campaign page); its path and counts."""
     plan, results, view = _from_checkpoint(spec)
     results = annotate_windows(plan, results, spec, datetime.now(UTC))
-    target = write_results(results, output or spec.output.results)
+    target = write_results(results, output or spec.output.results, csv_guard=spec.output.csv_guard)
     if html is not None:
         write_report_html(spec, html, view=view)
     return target, counts_by_status(results)

@@ -98,7 +98,7 @@ def validation(
     moment = now or datetime.now(UTC)
     results = annotate_windows(plan, build_results(plan, empty_journal()), spec, moment)
     if output is not None:
-        write_results(results, output)
+        write_results(results, output, csv_guard=spec.output.csv_guard)
     return Validation(
         total=plan.height,
         valid=pending.height,

@@ -65,7 +65,12 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], str]]] = {
         "default_timezone": (str, "default_timezone"),
         "marker_key": (str, "marker_key"),
     },
-    "output": {"results": (str, "results"), "checkpoint": (str, "checkpoint"), "outcomes": (str, "outcomes")},
+    "output": {
+        "results": (str, "results"),
+        "checkpoint": (str, "checkpoint"),
+        "outcomes": (str, "outcomes"),
+        "csv_guard": (bool, "csv_guard"),
+    },
     "suppress": {"files": (list, "files"), "column": (str, "column")},
     "history": {"path": (str, "path"), "cap": (str, "cap"), "flow_cap": (str, "flow_cap")},
     "collect": {

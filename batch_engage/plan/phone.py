@@ -49,7 +49,10 @@ _NUMBER_TYPES = (
     "voicemail",
 )
 _CLIENT = r"client:[A-Za-z0-9_.\-]+"
-_SIP = r"(?:sips?:)?[^@\s:]+@[^@\s]+"
+# A SIP address is ``sip:user@host`` or ``user@host`` (as Twilio writes SIP contacts): the user part in these
+# characters and the host a host name, so that no formula (``=1+1@evil.example``) passes as an address.
+_SIP_HOST = r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z][A-Za-z0-9-]{0,62}(?::[0-9]{1,5})?"
+_SIP = rf"(?:sips?:)?[A-Za-z0-9._+\-]+@{_SIP_HOST}"
 _OTHER_CHANNELS = f"{_CLIENT}|{_SIP}"
 MESSAGING_SERVICE_SID = r"^MG[0-9a-fA-F]{32}$"
 _LOOKS_LIKE_SID = re.compile(r"^MG[0-9A-Za-z]*$")
@@ -114,6 +117,10 @@ def region_code(region: str | None) -> str | None:
     return code
 
 
+_SIP_REASON = (
+    "SIP address: must be sip:user@host or user@host, the user letters, digits, '.', '_', '-' or '+', "
+    "the host a host name"
+)
 _SID_AS_TO = "a Messaging Service SID (MG…) can only be the sender (From), not To"
 
 
@@ -126,7 +133,7 @@ def _channel_reason(text: str, *, sender: bool) -> str | None:
     elif text.lower().startswith("client:"):
         rule, why = _CLIENT, "client: address: the name must be letters, digits, '_', '.' or '-'"
     else:
-        rule, why = _SIP, "SIP address: must be user@host, without spaces"
+        rule, why = _SIP, _SIP_REASON
     return None if re.fullmatch(rule, text) else why
 
 

@@ -201,7 +201,7 @@ async def run_job(
         stopped_early = sent.stopped_early and sent.d.aborted is None
         code = exit_code_for(counts, aborted=sent.d.aborted is not None, stopped_early=stopped_early)
         cp.finish_run(iso_ms(clock.now()), code)
-    await asyncio.to_thread(write_results, results, spec.output.results)
+    await asyncio.to_thread(write_results, results, spec.output.results, csv_guard=spec.output.csv_guard)
     summary = _summary(spec, sent, counts, clock.monotonic() - started)
     log.info("run.summary", exit_code=code, **summary.as_dict())
     return RunResult(results=results, counts=counts, exit_code=code, summary=summary)
