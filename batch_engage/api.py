@@ -48,6 +48,7 @@ from .flow import FlowReview
 from .history import is_database_url, open_history
 from .job import Spec, load_spec
 from .plan import prepare
+from .results import unguarded
 from .runner import RunOptions, RunResult, run_job
 from .sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox, SandboxConfig
 from .sandbox import serve as serve_sandbox
@@ -264,7 +265,7 @@ def import_history(results: str | Path, *, history: str | Path, flow_sid: str) -
         raise UsageError(f"{path}: not a results table (no column {', '.join(sorted(missing))})")
     reached = table.filter(pl.col("status").is_in(["sent", "already_active"]))
     rows = [
-        (to, flow_sid, sid, datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp())
+        (unguarded(to), flow_sid, sid, datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp())
         for to, sid, at in reached.select("to", "sid", pl.col("completed_at").cast(pl.String)).iter_rows()
         if to and at
     ]

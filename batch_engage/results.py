@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -26,6 +27,7 @@ __all__ = [
     "counts_by_status",
     "exit_code_for",
     "guard_formulas",
+    "unguarded",
     "write_results",
 ]
 
@@ -147,6 +149,11 @@ def guard_formulas(table: pl.DataFrame) -> pl.DataFrame:
         .alias(c)
         for c in texts
     )
+
+
+def unguarded(text: str) -> str:
+    """A cell read back from a guarded CSV, without the ``'`` :func:`guard_formulas` put before it."""
+    return text[1:] if text.startswith("'") and re.match(_FORMULA_START, text[1:]) else text
 
 
 def write_results(results: pl.DataFrame, path: str | Path, *, csv_guard: bool = True) -> Path:

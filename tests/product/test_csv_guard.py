@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 import batch_engage
 from batch_engage.credentials import Credentials
 from batch_engage.plan import fingerprint
-from batch_engage.results import guard_formulas
+from batch_engage.results import guard_formulas, write_results
 from batch_engage.sandbox import Sandbox
 
 from conftest import FLOW_SID
@@ -157,3 +158,25 @@ def test_a_to_that_is_not_a_phone_number_is_a_sip_address_only_when_it_is_one(to
     (reason,) = checked.invalid_reasons
     assert reason.startswith("To: SIP address: must be sip:user@host or user@host")
     assert checked.valid == 2
+
+
+def test_history_import_reads_a_guarded_results_csv_back_as_written(tmp_path: Path) -> None:
+    """`history import` of a results CSV takes the guard's `'` off again: the history holds the address as sent."""
+    results = tmp_path / "r.csv"
+    table = pl.DataFrame(
+        {
+            "to": ["-ana@pbx.example.com", "+14155550100"],
+            "status": ["sent", "sent"],
+            "sid": ["FN" + "1" * 32, "FN" + "2" * 32],
+            "completed_at": ["2026-03-01T10:00:00Z", "2026-03-01T10:00:01Z"],
+        }
+    )
+    write_results(table, results)
+    assert _cells(results)[0]["to"] == "'-ana@pbx.example.com"
+    history = tmp_path / "h.sqlite"
+    assert batch_engage.import_history(results, history=history, flow_sid=FLOW_SID) == 2
+    with sqlite3.connect(history) as conn:
+        assert sorted(r[0] for r in conn.execute("SELECT to_addr FROM contacts")) == [
+            "+14155550100",
+            "-ana@pbx.example.com",
+        ]
