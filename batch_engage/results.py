@@ -80,7 +80,10 @@ def build_results(
     )
     joined = plan.join(lines, on="contact", how="left", maintain_order="left")
     state = pl.col("state")
-    sendable = pl.col("status") == "pending"
+    # What this job did outranks what the history says now: a contact it reached, capped since
+    # (by another job, or by claims it wrote before a history told jobs apart), shows that run.
+    reached_then_capped = ((pl.col("status") == "capped") & state.is_in([s.value for s in REACHED])).fill_null(False)
+    sendable = (pl.col("status") == "pending") | reached_then_capped
     status = (
         pl.when(~sendable)
         .then(pl.col("status"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -135,6 +136,24 @@ class TestSharedHistory:
         assert result.counts == {"sent": 2, "capped": 1} | {k: 0 for k in result.counts if k not in ("sent", "capped")}
         capped = result.results.filter(pl.col("status") == "capped")
         assert capped["to"].to_list() == ["+14155550100"]
+
+    def test_a_job_upgraded_mid_campaign_keeps_showing_the_runs_it_made(
+        self, sandbox: Sandbox, tmp_path: Path, sandbox_creds: Credentials
+    ) -> None:
+        """Its old claims (bare id) cap it, yet a contact its checkpoint reached stays `sent`, not `capped`."""
+        contacts = tmp_path / "c.csv"
+        make_contacts(6).write_csv(contacts)
+        history = tmp_path / "h.sqlite"
+        job = _job(tmp_path / "a", history, contacts, sandbox.url)
+        assert (
+            batch_engage.run(job, credentials=sandbox_creds, options=batch_engage.RunOptions(limit=3)).counts["sent"]
+            == 3
+        )
+        with sqlite3.connect(history) as conn:  # as the previous version wrote them: owner `job#<contact>`
+            conn.execute("UPDATE contacts SET owner = 'job#' || substr(owner, instr(owner, '#') + 1)")
+        result = batch_engage.run(job, credentials=sandbox_creds)
+        assert result.results["status"].to_list() == ["sent"] * 6
+        assert len(sandbox.ledger()) == 6
 
     def test_two_jobs_with_different_ids_in_one_folder_are_two_jobs(
         self, sandbox: Sandbox, tmp_path: Path, sandbox_creds: Credentials
