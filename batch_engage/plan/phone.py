@@ -69,6 +69,9 @@ _ZERO_FRACTION = r"[.,]0+$"
 _FLOAT_DIGITS_LIMIT = 1e17  # beyond this a float's digits are not the ones written, and Int64 would overflow
 _DECIMAL = re.compile(r"^\+?[0-9]+[.,][0-9]*[1-9][0-9]*$")
 _SCIENTIFIC_REASON = "written in scientific notation: digits were lost; export the column as text"
+_LEADING_ZERO_REASON = (
+    "a number column may have dropped its leading zero, and both readings are numbers; export the column as text"
+)
 _DECIMAL_REASON = "a number with a decimal part, not a phone number; export the column as text"
 _PARSE_REASONS = {
     phonenumbers.NumberParseException.INVALID_COUNTRY_CODE: "no country code (set mapping.default_region)",
@@ -281,19 +284,35 @@ def _respelled(text: pl.Expr, region: str | None) -> tuple[pl.Expr, pl.Expr]:
     return spelled, national.is_not_null()
 
 
-def _as_text(values: pl.Series) -> tuple[pl.Series, int]:
-    """Addresses as text, and how many came from whole numbers in a float column.
+def _as_text(values: pl.Series) -> pl.Series:
+    """Addresses as text; whole numbers in a float column as ``<digits>.0``.
 
     A number column (Parquet, NDJSON) gives its digits, never ``4.155550123e9``; a
     value with a real decimal part is written out as it is, to be refused.
     """
     if not values.dtype.is_float():
-        return values.cast(pl.String), 0
+        return values.cast(pl.String)
     whole = values.is_finite() & (values == values.round(0)) & (values.abs() < _FLOAT_DIGITS_LIMIT)
-    text = pl.select(
-        pl.when(whole).then(values.cast(pl.Int64, strict=False).cast(pl.String)).otherwise(values.cast(pl.String))
-    ).to_series()
-    return text, int(whole.sum())
+    # Written as a spreadsheet shows it (``4155550123.0``): the look-up reads it as its digits and counts
+    # it, and knows a leading zero may have been lost on the way (see _lost_leading_zero).
+    digits = values.cast(pl.Int64, strict=False).cast(pl.String) + ".0"
+    return pl.select(pl.when(whole).then(digits).otherwise(values.cast(pl.String))).to_series()
+
+
+def _lost_leading_zero(digits: str, region: str | None, address: str) -> bool:
+    """Whether a number column may have eaten a leading zero that made it another person's number.
+
+    Where a national number keeps its leading zero (``06031234`` in GA is +241 06031234), a
+    number column stores ``6031234``, which is also a valid number there: +241 6031234, someone else.
+    """
+    if region is None or not digits.isdigit() or digits.startswith("0") or address == "+" + digits:
+        # Read with its country code, every digit was there: no zero can have been dropped in front.
+        return False
+    try:
+        with_zero = _valid_e164(phonenumbers.parse("0" + digits, region), region)
+    except phonenumbers.NumberParseException:
+        return False
+    return with_zero is not None and with_zero != address
 
 
 def _look_up(texts: pl.Series, region: str | None, what: str) -> pl.DataFrame:
@@ -325,8 +344,10 @@ def _look_up(texts: pl.Series, region: str | None, what: str) -> pl.DataFrame:
     slow = distinct.filter(pl.col("shape").is_null() & ~pl.col("valid"))
     normalized: list[str | None] = []
     reasons: list[str | None] = []
-    for text, value in slow.select("text", "value").iter_rows():
+    for text, value, whole_number in slow.select("text", "value", "whole").iter_rows():
         address, why = normalize_one(value, region, sender=sender)
+        if whole_number and address is not None and _lost_leading_zero(value, region, address):
+            address, why = None, _LEADING_ZERO_REASON
         normalized.append(address)
         # The value goes last, quoted: the report groups reasons by what precedes it.
         reasons.append(None if why is None else f"{what}: {why}: {text!r}")
@@ -357,7 +378,7 @@ def normalize(values: pl.Series, default_region: str | None, *, what: str = "To"
     distinct values that are neither E.164 nor a plain spelling of it reach ``phonenumbers``.
     """
     region = default_region.strip().upper() if default_region else None
-    raw, from_floats = _as_text(values)
+    raw = _as_text(values)
     text = raw.str.strip_chars()
     fast = text.str.contains(fast_path_pattern())
     if what == "From":
@@ -371,9 +392,9 @@ def normalize(values: pl.Series, default_region: str | None, *, what: str = "To"
         looked = _look_up(text.gather(rejected), region, what)
         address = address.scatter(rejected, looked["address"])
         reason = reason.scatter(rejected, looked["reason"])
-        from_floats += int(looked["whole"].sum())
-    if from_floats:
-        log.info("input.float_column", column=values.name, what=what, rows=from_floats)
+        from_floats = int(looked["whole"].sum())
+        if from_floats:
+            log.info("input.float_column", column=values.name, what=what, rows=from_floats)
     return pl.DataFrame({"address": address, "reason": reason})
 
 
