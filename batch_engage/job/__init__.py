@@ -2,6 +2,7 @@
 
 from .checks import OUTCOME_BASE_COLUMNS, static_parameter_pairs
 from .identity import history_identity
+from .paths import check_tables
 from .periods import is_period, previous_period
 from .periods import render as render_period
 from .send_window import DAYS, SendWindow, parse_window, valid_zone
@@ -18,6 +19,7 @@ __all__ = [
     "SendSpec",
     "SendWindow",
     "Spec",
+    "check_tables",
     "history_identity",
     "is_period",
     "load_spec",

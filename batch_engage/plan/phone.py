@@ -31,6 +31,8 @@ import phonenumbers
 import polars as pl
 import structlog
 
+from .masking import mask
+
 __all__ = ["MESSAGING_SERVICE_SID", "fast_path_pattern", "mask", "normalize", "normalize_one", "region_code"]
 
 log = structlog.get_logger(__name__)
@@ -396,17 +398,3 @@ def normalize(values: pl.Series, default_region: str | None, *, what: str = "To"
         if from_floats:
             log.info("input.float_column", column=values.name, what=what, rows=from_floats)
     return pl.DataFrame({"address": address, "reason": reason})
-
-
-def mask(address: str | None) -> str:
-    """Hide the middle of an address for logs: ``+14155550100`` -> ``+1415***0100``."""
-    if not address:
-        return ""
-    if "@" in address:
-        name, _, host = address.partition("@")
-        return f"{name[:2]}***@{host}"
-    prefix = address[: address.find("+") + 1] if "+" in address else ""
-    digits = address[len(prefix) :]
-    if len(digits) <= 6:
-        return prefix + "***"
-    return f"{prefix}{digits[:4]}***{digits[-4:]}"

@@ -32,8 +32,9 @@ from ..exits import exit_code_for
 from ..history import HistoryStore, open_history
 from ..job import Spec
 from ..plan import Prepared, annotate_windows, fingerprint, params_hash, prepare, send_window
-from ..results import build_results, counts_by_status, write_results
+from ..results import build_results, counts_by_status
 from ..states import FINAL, POSSIBLY_SENT
+from ..tables import write_output
 from ..twilio import (
     PacedReads,
     Pacer,
@@ -201,7 +202,11 @@ async def run_job(
         stopped_early = sent.stopped_early and sent.d.aborted is None
         code = exit_code_for(counts, aborted=sent.d.aborted is not None, stopped_early=stopped_early)
         cp.finish_run(iso_ms(clock.now()), code)
-    await asyncio.to_thread(write_results, results, spec.output.results, csv_guard=spec.output.csv_guard)
+    job_id, period, output = spec.job.template, spec.job.period, spec.output.results
+    guard = spec.output.csv_guard
+    await asyncio.to_thread(
+        write_output, results, output, job_id=job_id, period=period, key="output.results", csv_guard=guard
+    )
     summary = _summary(spec, sent, counts, clock.monotonic() - started)
     log.info("run.summary", exit_code=code, **summary.as_dict())
     return RunResult(results=results, counts=counts, exit_code=code, summary=summary)
