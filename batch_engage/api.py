@@ -147,11 +147,12 @@ async def run_async(
     transport: httpx.AsyncBaseTransport | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     stdin: BinaryIO | None = None,
+    simulator: SandboxConfig | None = None,
 ) -> RunResult:
     """:func:`run` for callers that already run an event loop."""
     options = options or RunOptions()
     spec = load_job(job, overrides, sandbox=options.sandbox)
-    with simulated(spec) if options.sandbox else _real(spec, credentials) as (spec, creds):
+    with simulated(spec, config=simulator) if options.sandbox else _real(spec, credentials) as (spec, creds):
         if spec.job.period_kind is not None:
             await settle_previous_period(spec, creds, options, transport)
         return await run_job(
@@ -175,8 +176,9 @@ run = _blocking(
     Credentials default to :func:`credentials_from_env`. Raises a
     ``BatchEngageError`` for anything that stops the job before it starts.
     With ``RunOptions(sandbox=True)`` the run is a rehearsal: it starts the built-in
-    simulator in-process, keeps its state in the ``.sandbox`` checkpoint, and talks to
-    nothing else, whatever ``credentials``, environment or ``[flow] base_url`` say.
+    simulator in-process (``simulator``: one configured otherwise, e.g. with faults), keeps
+    its state in the ``.sandbox`` checkpoint, and talks to nothing else, whatever
+    ``credentials``, environment or ``[flow] base_url`` say.
     """,
 )
 
@@ -287,11 +289,12 @@ async def collect_async(
     control: RunControl | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     on_progress: Callable[[CollectProgress], None] | None = None,
+    simulator: SandboxConfig | None = None,
 ) -> CollectResult:
     """:func:`collect` for callers that already run an event loop."""
     options = options or CollectOptions()
     spec = load_job(job, overrides, period=period, sandbox=options.sandbox, latest=True)
-    with simulated(spec) if options.sandbox else _real(spec, credentials) as (spec, creds):
+    with simulated(spec, config=simulator) if options.sandbox else _real(spec, credentials) as (spec, creds):
         return await collect_job(
             spec, credentials=creds, options=options, control=control, transport=transport, on_progress=on_progress
         )
@@ -305,8 +308,8 @@ collect = _blocking(
     Reads the job's checkpoint (never locks it: a ``run`` may be going on), fetches only
     what can still change, and writes ``output.outcomes``. ``options`` picks
     ``refresh``, ``wait`` (poll until every run ended), ``max_duration`` and ``sandbox``
-    (the rehearsal's checkpoint, its runs served by the built-in simulator in-process;
-    nothing else is asked). The result holds the outcomes as a polars DataFrame,
+    (the rehearsal's checkpoint, its runs served by the built-in simulator in-process, or
+    by ``simulator``'s; nothing else is asked). The result holds the outcomes as a polars DataFrame,
     counts by ``run_status`` and the exit code the CLI would give.
     """,
 )

@@ -46,15 +46,21 @@ def sandbox_credentials() -> Credentials:
 
 
 @contextmanager
-def simulated(spec: Spec, *, keep_runs: bool = True) -> Iterator[tuple[Spec, Credentials]]:
+def simulated(
+    spec: Spec, *, keep_runs: bool = True, config: SandboxConfig | None = None
+) -> Iterator[tuple[Spec, Credentials]]:
     """Serve the simulator for the rehearsal ``spec``; yield the rehearsal pointed at it, and its credentials.
 
     ``keep_runs`` keeps the runs beside the rehearsal's checkpoint, so a later ``run`` or
     ``collect`` with ``sandbox`` (in another process too) finds the same runs, as Studio would.
+    ``config`` serves another simulator instead (its faults, its pace, its state file): still
+    in-process, still the only Studio the job talks to.
     """
     rehearsal = spec.rehearsal()
+    if config is None:
+        config = sandbox_config(rehearsal) if keep_runs else SandboxConfig()
     try:
-        simulator = Sandbox(sandbox_config(rehearsal) if keep_runs else SandboxConfig())
+        simulator = Sandbox(config)
         url = simulator.start()
     except ValueError as exc:  # a state file that is not the sandbox's
         raise UsageError(f"sandbox: {exc}") from None

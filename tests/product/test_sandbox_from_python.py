@@ -126,6 +126,15 @@ class TestSandboxOption:
         assert checked.flow is not None
         assert guard.hosts and set(guard.hosts) <= LOOPBACK
 
+    def test_a_configured_simulator_is_still_the_only_studio_asked(self, live_job: Path, tmp_path: Path) -> None:
+        """`simulator=SandboxConfig(...)` serves a simulator set up otherwise (here: 429s), and still nothing else."""
+        guard = LoopbackOnly()
+        simulator = batch_engage.api.SandboxConfig(rate_limit=50.0, state_path=str(tmp_path / "runs.jsonl"))
+        result = batch_engage.run(live_job, options=RunOptions(sandbox=True), transport=guard, simulator=simulator)
+        assert result.counts["sent"] == 30
+        assert set(guard.hosts) <= LOOPBACK
+        assert len((tmp_path / "runs.jsonl").read_text().splitlines()) == 30
+
 
 _IN_A_NAMESPACE = """
 import json, sys
