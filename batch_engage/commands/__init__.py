@@ -1,16 +1,21 @@
-"""What the API does beyond a run: validate, status and report, the turnover of periods, the rehearsal's simulator."""
+"""What the API does beyond a run: validate, status, report, sweep, periods' turnover, the rehearsal's simulator."""
 
-from .periods import job_for, settle_previous_period
+from .periods import job_for, job_tokens, settle_previous_period
 from .rehearsal import SANDBOX_RUN_LIFETIME, sandbox_config, sandbox_credentials, sandbox_state_path, simulated
 from .status import Status, job_status, rewrite_results, write_report_html
+from .sweep import DEFAULT_OLDER_THAN, Sweep, SweptRun, sweep_job
 from .validate import Validation, offline_target, review_flow, validation
 
 __all__ = [
+    "DEFAULT_OLDER_THAN",
     "SANDBOX_RUN_LIFETIME",
     "Status",
+    "Sweep",
+    "SweptRun",
     "Validation",
     "job_for",
     "job_status",
+    "job_tokens",
     "offline_target",
     "review_flow",
     "rewrite_results",
@@ -19,6 +24,7 @@ __all__ = [
     "sandbox_state_path",
     "settle_previous_period",
     "simulated",
+    "sweep_job",
     "validation",
     "write_report_html",
 ]

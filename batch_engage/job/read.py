@@ -64,6 +64,9 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], str]]] = {
         "days": (list, "days"),
         "default_timezone": (str, "default_timezone"),
         "marker_key": (str, "marker_key"),
+        "on_active": (str, "on_active"),
+        "active_retry": ((str, int, float), "active_retry"),
+        "end_active_after": ((str, int, float), "end_active_after"),
     },
     "output": {
         "results": (str, "results"),

@@ -14,6 +14,7 @@ from ..collector import StoredOutcome, read_outcomes
 from ..job import Spec
 from ..plan import mask, window_openings
 from ..results import build_results, counts_by_status
+from .active import active_groups
 from .html import FailureGroup, FieldValues, ReportData, RunSpan, SecondStats
 
 __all__ = ["as_of", "report_data"]
@@ -113,4 +114,5 @@ def report_data(spec: Spec, view: CheckpointView, path: str) -> ReportData:
         checkpoint_path=path,
         as_of=moment,
         version=_version(),
+        active=active_groups(results),
     )
