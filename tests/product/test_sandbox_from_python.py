@@ -135,6 +135,16 @@ class TestSandboxOption:
         assert set(guard.hosts) <= LOOPBACK
         assert len((tmp_path / "runs.jsonl").read_text().splitlines()) == 30
 
+    def test_sweep_with_sandbox_lists_the_rehearsals_runs_on_the_simulator_only(
+        self, write_job: Callable[..., Path], contacts_csv: Path
+    ) -> None:
+        """sweep(..., sandbox=True) reads the rehearsal's runs from the simulator; no request leaves loopback."""
+        job = write_job(input_path=contacts_csv, base_url="https://studio.twilio.com", api="executions", send=FAST_SEND)
+        batch_engage.run(job, options=RunOptions(sandbox=True), transport=LoopbackOnly())
+        guard = LoopbackOnly()
+        batch_engage.sweep(job, sandbox=True, older_than=0.0, transport=guard)
+        assert guard.hosts and set(guard.hosts) <= LOOPBACK
+
 
 _IN_A_NAMESPACE = """
 import json, sys
