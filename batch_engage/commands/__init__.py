@@ -4,7 +4,7 @@ from .periods import job_for, job_tokens, settle_previous_period
 from .rehearsal import SANDBOX_RUN_LIFETIME, sandbox_config, sandbox_credentials, sandbox_state_path, simulated
 from .status import Status, job_status, rewrite_results, write_report_html
 from .sweep import DEFAULT_OLDER_THAN, Sweep, SweptRun, sweep_job
-from .validate import Validation, offline_target, review_flow, validation
+from .validate import Validation, offline_target, review_flow, review_variants, validation
 
 __all__ = [
     "DEFAULT_OLDER_THAN",
@@ -18,6 +18,7 @@ __all__ = [
     "job_tokens",
     "offline_target",
     "review_flow",
+    "review_variants",
     "rewrite_results",
     "sandbox_config",
     "sandbox_credentials",

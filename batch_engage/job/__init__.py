@@ -1,6 +1,7 @@
 """The job: a TOML file read, checked and frozen into a Spec (paths, periods, send window); it knows no reader."""
 
 from .checks import OUTCOME_BASE_COLUMNS, static_parameter_pairs
+from .experiment import HOLDOUT, ExperimentSpec, VariantSpec
 from .identity import history_identity
 from .paths import check_tables
 from .periods import is_period, previous_period
@@ -10,8 +11,10 @@ from .spec import Cap, FlowSpec, InputSpec, MappingSpec, OutputSpec, SendSpec, S
 
 __all__ = [
     "DAYS",
+    "HOLDOUT",
     "OUTCOME_BASE_COLUMNS",
     "Cap",
+    "ExperimentSpec",
     "FlowSpec",
     "InputSpec",
     "MappingSpec",
@@ -19,6 +22,7 @@ __all__ = [
     "SendSpec",
     "SendWindow",
     "Spec",
+    "VariantSpec",
     "check_tables",
     "history_identity",
     "is_period",

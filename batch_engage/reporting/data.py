@@ -15,6 +15,7 @@ from ..job import Spec
 from ..plan import mask, window_openings
 from ..results import build_results, counts_by_status
 from .active import active_groups
+from .compare import experiment_report
 from .html import FailureGroup, FieldValues, ReportData, RunSpan, SecondStats
 
 __all__ = ["as_of", "report_data"]
@@ -115,4 +116,5 @@ def report_data(spec: Spec, view: CheckpointView, path: str) -> ReportData:
         as_of=moment,
         version=_version(),
         active=active_groups(results),
+        experiment=experiment_report(spec, plan, results, collected),
     )

@@ -52,6 +52,7 @@ from .recorder import Recorder
 from .schedule import send_all, to_send
 from .settle import Settler
 from .values import RunOptions, RunResult, RunSummary
+from .variants import count_holdout, kept_variants
 
 __all__ = ["Progress", "RunControl", "RunOptions", "RunResult", "RunSummary", "exit_code_for", "run_job", "target_for"]
 
@@ -123,11 +124,11 @@ def _studio_url(spec: Spec, credentials: Credentials) -> str:
 
 
 def _prepared(
-    spec: Spec, frame: pl.DataFrame | pl.LazyFrame | None, stdin: BinaryIO | None, *, stored: bool
+    spec: Spec, frame: pl.DataFrame | pl.LazyFrame | None, stdin: BinaryIO | None, *, stored: bool, restart: bool
 ) -> Prepared:
     """The plan: from the input, or (``stored``) the one the checkpoint keeps."""
     if not stored:
-        return prepare(spec, frame=frame, stdin=stdin)
+        return prepare(spec, frame=frame, stdin=stdin, kept=kept_variants(spec, restart=restart))
     view = read_checkpoint(spec.output.checkpoint)
     assert view.plan is not None
     return Prepared(plan=view.plan, fingerprint=fingerprint(spec), input_digest=view.meta.get("input", ""))
@@ -182,7 +183,7 @@ async def run_job(
     clock = options.timing()
     started = clock.monotonic()
     base_url = _studio_url(spec, credentials)
-    prepared = _prepared(spec, frame, stdin, stored=settle_only)
+    prepared = _prepared(spec, frame, stdin, stored=settle_only, restart=options.restart)
     job = _Job(
         spec,
         prepared,
@@ -210,6 +211,8 @@ async def run_job(
         history = open_history(spec.history.path) if spec.history.path and not options.sandbox else None
         try:
             sent = await _run_with_checkpoint(job, cp, history)
+            if history is not None and not settle_only:
+                await asyncio.to_thread(count_holdout, history, spec, prepared.plan)
         finally:
             if history is not None:
                 history.close()
@@ -323,7 +326,8 @@ async def _phases(job: _Job, cp: CheckpointStore, d: Dispatcher) -> bool:
         await settler.settle_earlier(possibly)
     waiting = False
     if d.aborted is None and not control.stopping:
-        source = to_send(plan, cp.open_lines(), cp.contacts_in(FINAL | POSSIBLY_SENT))
+        flows = spec.experiment.flows(spec.flow.sid) if spec.experiment is not None else None
+        source = to_send(plan, cp.open_lines(), cp.contacts_in(FINAL | POSSIBLY_SENT), flows)
         options = job.options
         waiting = await send_all(d, source, window=d.window, limit=options.limit, wait=options.wait, clock=clock)
     await settler.settle_this_run()
