@@ -98,8 +98,8 @@ def targets(spec: Spec, sandbox: bool) -> list[Target]:
         .select("row", "to", "sid", "contact", "status", "marker", "started", "variant")
     )
     return [
-        Target(row, to, sid, contact, status, marker, parse_iso(started) if started else None)
-        for row, to, sid, contact, status, marker, started in rows.iter_rows()
+        Target(row, to, sid, contact, status, marker, parse_iso(started) if started else None, variant)
+        for row, to, sid, contact, status, marker, started, variant in rows.iter_rows()
     ]
 
 
