@@ -74,6 +74,7 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], str]]] = {
         "checkpoint": (str, "checkpoint"),
         "outcomes": (str, "outcomes"),
         "lock_wait": ((int, float, str), "lock_wait"),
+        "csv_guard": (bool, "csv_guard"),
     },
     "suppress": {"files": (list, "files"), "column": (str, "column")},
     "history": {"path": (str, "path"), "cap": (str, "cap"), "flow_cap": (str, "flow_cap")},

@@ -202,6 +202,7 @@ class OutputSpec:
     outcomes: str | None = None
     outcomes_template: str | None = None
     lock_wait: float = DEFAULT_LOCK_WAIT
+    csv_guard: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -392,7 +393,8 @@ def _build(sections: dict[str, dict[str, Any]], base: Path, stem: str, now: date
     job = job_fields(sections["job"], stem, send.default_timezone, now)
     check_postgres_checkpoint(sections["output"], sections["job"])
     lock_wait = parse_duration("output.lock_wait", sections["output"].get("lock_wait", DEFAULT_LOCK_WAIT))
-    output = OutputSpec(**output_fields(sections["output"], base, job), lock_wait=lock_wait)
+    guard = sections["output"].get("csv_guard", True)
+    output = OutputSpec(**output_fields(sections["output"], base, job), lock_wait=lock_wait, csv_guard=guard)
     history = HistorySpec(**check_history(sections["history"]))
     _ = history.caps  # parsed here, once, like the window
     spec = Spec(

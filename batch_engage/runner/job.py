@@ -269,7 +269,9 @@ async def _run_locked(job: _Job, started: float, recover: str | None, *, settle_
     finally:
         await close(cp, job.control, storage)
     job_id, period, output = spec.job.template, spec.job.period, spec.output.results
-    await off_loop(partial(write_output, results, output, job_id=job_id, period=period, key="output.results"))
+    guard = spec.output.csv_guard
+    write = partial(write_output, results, output, job_id=job_id, period=period, key="output.results", csv_guard=guard)
+    await off_loop(write)
     summary = _summary(spec, sent, counts, clock.monotonic() - started, end)
     log.info("run.summary", exit_code=end.exit_code, **summary.as_dict())
     return RunResult(results=results, counts=counts, exit_code=end.exit_code, summary=summary)
