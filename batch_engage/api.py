@@ -12,6 +12,7 @@ from typing import Any, BinaryIO, ParamSpec, TypeVar
 import httpx
 import polars as pl
 
+from .arrival import Capacity
 from .checkpoint import check_binding, is_postgres
 from .collector import CollectOptions, CollectProgress, CollectResult, collect_job
 from .commands import (
@@ -57,6 +58,7 @@ __all__ = [
     "SANDBOX_PASSWORD",
     "SANDBOX_RUN_LIFETIME",
     "SANDBOX_USERNAME",
+    "Capacity",
     "CollectOptions",
     "CollectProgress",
     "CollectResult",
@@ -203,8 +205,10 @@ def validate(
     prepared = prepare(spec, frame=frame, stdin=stdin)
     target = offline_target(spec, credentials, sandbox)
     check_binding(spec.output.checkpoint, prepared.fingerprint, target, restart=restart, yes=yes)
-    found = review_flow(spec, prepared.plan, _credentials(credentials), transport) if flow else None
-    return validation(spec, prepared.plan, flow_review=found, restart=restart, now=now, output=output)
+    found, arrival = (
+        review_flow(spec, prepared.plan, _credentials(credentials), transport, now=now) if flow else (None, None)
+    )
+    return validation(spec, prepared.plan, flow_review=found, arrival=arrival, restart=restart, now=now, output=output)
 
 
 def status(

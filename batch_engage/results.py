@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 
 import polars as pl
@@ -25,6 +26,7 @@ __all__ = [
     "build_results",
     "counts_by_status",
     "exit_code_for",
+    "with_segments",
     "write_results",
 ]
 
@@ -40,6 +42,7 @@ RESULT_COLUMNS = [
     "error_message",
     "attempts",
     "completed_at",
+    "segments",
 ]
 STATUSES = (
     "sent",
@@ -113,7 +116,20 @@ def build_results(
         message.alias("error_message"),
         pl.when(sendable).then(pl.col("attempts")).fill_null(0).alias("attempts"),
         pl.when(sendable).then(pl.col("completed_at")).alias("completed_at"),
+        # Filled by the preflight's arrival check (with_segments); empty without one.
+        pl.lit(None, dtype=pl.Int64).alias("segments"),
     )
+
+
+def with_segments(results: pl.DataFrame, first: Mapping[int, int] | None) -> pl.DataFrame:
+    """The results with ``segments``: the SMS segments of each row's first message (empty where unknown)."""
+    if not first:
+        return results
+    counts = pl.DataFrame(
+        {"row": list(first), "_segments": list(first.values())}, schema={"row": pl.Int64, "_segments": pl.Int64}
+    )
+    joined = results.join(counts, on="row", how="left", maintain_order="left")
+    return joined.with_columns(segments=pl.col("_segments")).drop("_segments")
 
 
 def counts_by_status(results: pl.DataFrame) -> dict[str, int]:

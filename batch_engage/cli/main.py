@@ -185,6 +185,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     if args.output:
         lines.append(f"results: {args.output}")
     print("\n".join(lines))
+    if getattr(args, "summary_json", None):
+        _write_atomically(args.summary_json, json.dumps(v.as_dict() | {"exit_code": v.exit_code}, indent=2))
     return v.exit_code
 
 

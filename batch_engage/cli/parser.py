@@ -182,6 +182,9 @@ def _add_validate(sub: _Subparsers) -> None:
         action="store_true",
         help="also check the job against the Flow's published revision (uses the network and credentials)",
     )
+    val.add_argument(
+        "--summary-json", metavar="PATH", help="also write the counts (and with --flow the capacity) as JSON to PATH"
+    )
     _strict_option(val)
     _restart_options(val)
     _log_options(val)

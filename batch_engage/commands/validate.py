@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import polars as pl
 
+from ..arrival import Arrival, Capacity, check_arrival, log_capacity
 from ..checkpoint import Target, checkpoint_exists, empty_journal, read_checkpoint
 from ..credentials import Credentials, credentials_from_env
 from ..errors import ConfigError, CredentialsError, FlowNotFound, FlowUnwired
@@ -20,7 +21,7 @@ from ..exits import exit_code_for
 from ..flow import FlowReview, FlowWiringError, log_findings, review
 from ..job import Spec
 from ..plan import annotate_windows, send_window, window_openings
-from ..results import build_results, write_results
+from ..results import build_results, with_segments, write_results
 from ..runner import Item, make_marker, target_for
 from ..states import FINAL
 from ..twilio import PacedReads, Pacer, StudioClient, check_base_url, make_http_client, studio_base_url
@@ -48,6 +49,7 @@ class Validation:
     capped: int = 0
     openings: dict[str, int] = field(default_factory=dict)
     flow: FlowReview | None = None
+    capacity: Capacity | None = None
 
     @property
     def exit_code(self) -> int:
@@ -68,6 +70,7 @@ class Validation:
             "window_openings": self.openings,
             "samples": self.samples,
             "estimated_seconds": round(self.estimated_seconds, 1),
+            **({"capacity": self.capacity.as_dict()} if self.capacity is not None else {}),
         }
 
 
@@ -84,6 +87,7 @@ def validation(
     plan: pl.DataFrame,
     *,
     flow_review: FlowReview | None,
+    arrival: Arrival | None = None,
     restart: bool,
     now: datetime | None,
     output: str | Path | None,
@@ -94,6 +98,7 @@ def validation(
     statuses: dict[str, int] = dict(plan.group_by("status").len().iter_rows())
     moment = now or datetime.now(UTC)
     results = annotate_windows(plan, build_results(plan, empty_journal()), spec, moment)
+    results = with_segments(results, arrival.rows.first if arrival else None)
     if output is not None:
         write_results(results, output)
     return Validation(
@@ -110,6 +115,7 @@ def validation(
         capped=statuses.get("capped", 0),
         openings=_opening_counts(spec, plan, results, pending, moment),
         flow=flow_review,
+        capacity=arrival.capacity if arrival else None,
     )
 
 
@@ -124,10 +130,19 @@ def offline_target(spec: Spec, credentials: Credentials | None, sandbox: bool) -
 
 
 def review_flow(
-    spec: Spec, plan: pl.DataFrame, credentials: Credentials, transport: httpx.AsyncBaseTransport | None
-) -> FlowReview:
-    """Hold the plan against the Flow's published revision; raise what ``run``'s preflight would refuse."""
-    published = asyncio.run(_published(spec, credentials, transport))
+    spec: Spec,
+    plan: pl.DataFrame,
+    credentials: Credentials,
+    transport: httpx.AsyncBaseTransport | None,
+    *,
+    now: datetime | None = None,
+) -> tuple[FlowReview, Arrival | None]:
+    """Hold the plan against the Flow's published revision; raise what ``run``'s preflight would refuse.
+
+    Also projects whether the campaign arrives (segments, the sender's pace, reply routing): logged,
+    and its warnings kept; a reply-routing problem is a warning here (``run`` refuses it).
+    """
+    published, arrival = asyncio.run(_published(spec, plan, credentials, transport, now or datetime.now(UTC)))
     try:
         found = review(spec, plan, published)
     except FlowWiringError as exc:
@@ -136,7 +151,9 @@ def review_flow(
     if found.check.missing and spec.flow.strict_variables:
         names = ", ".join(f"flow.data.{v.path}" for v in found.check.missing)
         raise ConfigError("flow.strict_variables", f"the Flow prints {names}, which the job does not supply")
-    return found
+    if arrival is not None:
+        log_capacity(arrival.capacity)
+    return found, arrival
 
 
 def _checkpointed(spec: Spec, pending: pl.DataFrame) -> _Checkpointed:
@@ -192,9 +209,13 @@ def _opening_counts(
 
 
 async def _published(
-    spec: Spec, credentials: Credentials, transport: httpx.AsyncBaseTransport | None
-) -> dict[str, Any]:
-    """The Flow's last published revision (with its definition), fetched as the run's preflight does."""
+    spec: Spec,
+    plan: pl.DataFrame,
+    credentials: Credentials,
+    transport: httpx.AsyncBaseTransport | None,
+    now: datetime,
+) -> tuple[dict[str, Any], Arrival | None]:
+    """The Flow's last published revision (with its definition), fetched as the run's preflight does; its arrival."""
     base_url = studio_base_url(spec.flow, region=credentials.region, edge=credentials.edge)
     check_base_url(base_url)
     http = make_http_client(
@@ -208,8 +229,26 @@ async def _published(
     async with http:
         client = StudioClient(http, base_url=base_url, flow_sid=spec.flow.sid, api=spec.flow.api)
         reads = PacedReads(Pacer(spec.send.rate), sleep=asyncio.sleep, attempts=6, max_backoff=60.0)
-        await reads.call("flow", client.fetch_flow)
+        flow = await reads.call("flow", client.fetch_flow)
         published = await reads.call("published revision", client.fetch_published)
-    if published is None:
-        raise FlowNotFound(f"the Flow {spec.flow.sid} has no published revision: publish it in the Studio console")
-    return published
+        if published is None:
+            raise FlowNotFound(f"the Flow {spec.flow.sid} has no published revision: publish it in the Studio console")
+        definition = published.get("definition")
+        arrival = None
+        if isinstance(definition, dict):
+            account = flow.get("account_sid")
+            try:
+                arrival = await check_arrival(
+                    spec,
+                    plan,
+                    definition,
+                    http=http,
+                    reads=reads,
+                    account_sid=account if isinstance(account, str) else None,
+                    now=now,
+                    region=credentials.region,
+                    edge=credentials.edge,
+                )
+            except FlowWiringError:
+                arrival = None  # review() names the wiring problem
+    return published, arrival

@@ -36,6 +36,7 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], str]]] = {
         "region": (str, "region"),
         "edge": (str, "edge"),
         "strict_variables": (bool, "strict_variables"),
+        "replies": (str, "replies"),
     },
     "mapping": {
         "to": (str, "to"),
@@ -64,9 +65,12 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], str]]] = {
         "days": (list, "days"),
         "default_timezone": (str, "default_timezone"),
         "marker_key": (str, "marker_key"),
+        "sender_throughput": ((int, float), "sender_throughput"),
+        "pace": (str, "pace"),
+        "validity_period": (int, "validity_period"),
     },
     "output": {"results": (str, "results"), "checkpoint": (str, "checkpoint"), "outcomes": (str, "outcomes")},
-    "suppress": {"files": (list, "files"), "column": (str, "column")},
+    "suppress": {"files": (list, "files"), "column": (str, "column"), "opted_out": (str, "opted_out")},
     "history": {"path": (str, "path"), "cap": (str, "cap"), "flow_cap": (str, "flow_cap")},
     "collect": {
         "fields": (dict, "fields"),

@@ -19,8 +19,9 @@ from typing import Any
 
 from aiohttp import BasicAuth, web
 
+from ._queue import Fate, SenderQueues, segments
 from .config import SANDBOX_USERNAME, Api, LedgerEntry, SandboxConfig, SandboxStats
-from .shapes import ACCOUNT_SID, FLOW_SID, iso, not_found, too_many
+from .shapes import ACCOUNT_SID, ASK_BODY, FLOW_SID, INTRO_BODY, iso, not_found, render_liquid, too_many
 from .state import (
     MESSAGE_ROLES,
     Run,
@@ -56,6 +57,10 @@ class Studio:
         # Message SID -> the run and the widget role (intro, ask, reply) that sends it.
         self._messages: dict[str, tuple[Run, str]] = {}
         self._buckets: dict[str, TokenBucket] = {}
+        # Message SID -> what Twilio's queue (or an opt-out) made of it; none: sent as its run started.
+        self._fates: dict[str, Fate] = {}
+        self._queues = SenderQueues()
+        self._last_flow: str | None = None
         self._next_error = 500
         self._counts: Counter[str] = Counter()
         self._by_status: Counter[int] = Counter()
@@ -103,6 +108,42 @@ class Studio:
         if run.played:
             for role in MESSAGE_ROLES:
                 self._messages[message_sid(role, run)] = (run, role)
+
+    def reply_flow(self) -> str:
+        """The Flow a number routed to "this_flow" answers: the one its runs use (the last one asked about)."""
+        with self._lock:
+            last, flows = self._last_flow, self._config.flows
+        if last is not None:
+            return last
+        return next(iter(flows), "FW" + "0" * 32) if flows else "FW" + "0" * 32
+
+    def _saw_flow(self, flow_sid: str) -> None:
+        """Remember the Flow a client works with: the one "this_flow" routing means."""
+        with self._lock:
+            self._last_flow = flow_sid
+
+    def _queue_messages(self, run: Run, config: SandboxConfig) -> None:
+        """Decide the fate of a new run's messages: opted out (21610), or through its sender's queue (lock held)."""
+        if not run.played or (config.sender_pace is None and run.to not in config.opted_out):
+            return
+        service = config.services.get(run.from_)
+        validity = service.validity_period if service is not None else config.validity_period
+        scope = start_context(run)
+        for role, body in (("intro", INTRO_BODY), ("ask", ASK_BODY)):
+            units = segments(render_liquid(body, scope))
+            if run.to in config.opted_out:
+                fate = Fate("failed", 21610, None, units)
+            else:
+                assert config.sender_pace is not None
+                fate = self._queues.enqueue(
+                    run.from_,
+                    run.date_created,
+                    units,
+                    pace=config.sender_pace,
+                    validity=validity,
+                    limit=config.queue_limit,
+                )
+            self._fates[message_sid(role, run)] = fate
 
     def reconfigure(self, changes: Mapping[str, Any]) -> None:
         """Replace the live config; a new seed restarts the random draws."""
