@@ -45,7 +45,7 @@ from .history import is_database_url, open_history
 from .job import Spec, load_spec
 from .plan import prepare
 from .runner import RunOptions, RunResult, run_job
-from .sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox, SandboxConfig
+from .sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox, SandboxConfig, ServiceConfig
 from .sandbox import serve as serve_sandbox
 
 __all__ = [
@@ -70,6 +70,7 @@ __all__ = [
     "RunResult",
     "Sandbox",
     "SandboxConfig",
+    "ServiceConfig",
     "Status",
     "Validation",
     "collect",

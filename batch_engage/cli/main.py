@@ -231,9 +231,47 @@ def _sandbox_config(args: argparse.Namespace) -> api.SandboxConfig:
             replies=tuple(reply.strip() for reply in args.replies.split(",")),
             unwired_trigger=args.unwired_trigger,
             state_path=args.state_path,
+            **_sandbox_senders(args),
         )
     except ValueError as exc:
         raise UsageError(f"sandbox: {exc}") from None
+
+
+def _pairs(values: list[str], flag: str) -> dict[str, str]:
+    pairs = dict(value.partition("=")[::2] for value in values)
+    for key, value in pairs.items():
+        if not key or not value:
+            raise UsageError(f"sandbox: {flag} {key!r} needs KEY=VALUE")
+    return pairs
+
+
+def _sandbox_senders(args: argparse.Namespace) -> dict[str, Any]:
+    """The sandbox's senders from their flags: numbers, services, queues, opt-outs."""
+    pools = _pairs(args.service, "--service")
+    inbound = _pairs(args.service_inbound, "--service-inbound")
+    validity = _pairs(args.service_validity, "--service-validity")
+    for sid in {*inbound, *validity} - set(pools):
+        raise UsageError(f"sandbox: {sid} has no --service {sid}=NUMBERS")
+    try:
+        services = {
+            sid: api.ServiceConfig(
+                numbers=tuple(n.strip() for n in numbers.split(",") if n.strip()),
+                inbound=inbound.get(sid, "this_flow"),
+                validity_period=int(validity.get(sid, 36_000)),
+            )
+            for sid, numbers in pools.items()
+        }
+    except ValueError as exc:
+        raise UsageError(f"sandbox: {exc}") from None
+    return {
+        "reply_routing": args.reply_routing,
+        "numbers": _pairs(args.number, "--number"),
+        "services": services,
+        "sender_pace": args.sender_pace,
+        "validity_period": int(args.validity_period),
+        "queue_limit": args.queue_limit,
+        "opted_out": frozenset(n.strip() for value in args.opted_out for n in value.split(",") if n.strip()),
+    }
 
 
 def _cmd_sandbox(args: argparse.Namespace) -> int:

@@ -297,3 +297,44 @@ def _add_sandbox(sub: _Subparsers) -> None:
     sb.add_argument(
         "--state-path", metavar="PATH", help="keep runs in this file, so a later sandbox process serves the same runs"
     )
+    _add_sandbox_senders(sb)
+
+
+def _add_sandbox_senders(sb: argparse.ArgumentParser) -> None:
+    """The sandbox's senders: reply routing, Messaging Services, queues, opt-outs."""
+    routes = "this_flow, other_flow, none, absent (not the account's) or a URL"
+    sb.add_argument(
+        "--reply-routing", default="this_flow", metavar="ROUTE", help=f"where numbers' replies go: {routes}"
+    )
+    sb.add_argument(
+        "--number", action="append", default=[], metavar="NUMBER=ROUTE", help="one number's reply routing (repeatable)"
+    )
+    sb.add_argument(
+        "--service",
+        action="append",
+        default=[],
+        metavar="SID=NUMBERS",
+        help="a Messaging Service (MG...) and its comma-separated sender pool (repeatable)",
+    )
+    sb.add_argument(
+        "--service-inbound",
+        action="append",
+        default=[],
+        metavar="SID=ROUTE",
+        help="where a service's replies go: this_flow, other_flow, none, number (each number's own) or a URL",
+    )
+    sb.add_argument(
+        "--service-validity", action="append", default=[], metavar="SID=SECONDS", help="a service's validity period"
+    )
+    sb.add_argument(
+        "--sender-pace", type=float, metavar="N", help="segments a second each sender sends (default: no queue)"
+    )
+    _seconds(sb, "--validity-period", 36_000, "how long a number's message may wait in its queue (default 36000)")
+    _seconds(sb, "--queue-limit", 36_000, "seconds' worth of segments a queue holds before 21611/30001")
+    sb.add_argument(
+        "--opted-out",
+        action="append",
+        default=[],
+        metavar="NUMBERS",
+        help="comma-separated contacts who sent STOP: their messages fail with 21610 (repeatable)",
+    )

@@ -32,7 +32,7 @@ from ..exits import exit_code_for
 from ..history import HistoryStore, open_history
 from ..job import Spec
 from ..plan import Prepared, annotate_windows, fingerprint, params_hash, prepare, send_window
-from ..results import build_results, counts_by_status, write_results
+from ..results import build_results, counts_by_status, with_segments, write_results
 from ..states import FINAL, POSSIBLY_SENT
 from ..twilio import (
     PacedReads,
@@ -195,7 +195,9 @@ async def run_job(
         finally:
             if history is not None:
                 history.close()
-        journal = build_results(prepared.plan, cp.journal(), input_digest=prepared.input_digest)
+        journal = with_segments(
+            build_results(prepared.plan, cp.journal(), input_digest=prepared.input_digest), sent.d.segments
+        )
         results = annotate_windows(prepared.plan, journal, spec, clock.now())
         counts = counts_by_status(results)
         stopped_early = sent.stopped_early and sent.d.aborted is None
@@ -291,7 +293,12 @@ async def _phases(job: _Job, cp: CheckpointStore, d: Dispatcher) -> bool:
     possibly = cp.open_lines().filter(pl.col("state").is_in([s.value for s in POSSIBLY_SENT]))
     has_work = possibly.height > 0 or d.total > d.done
     if has_work and spec.send.preflight and not control.stopping:
-        d.aborted = await preflight(spec, plan, d.client, reads, cp, sandbox=job.options.sandbox)
+        found = await preflight(spec, plan, d.client, reads, cp, sandbox=job.options.sandbox, now=clock.now())
+        d.aborted = found.aborted
+        if found.arrival is not None:
+            d.segments = found.arrival.rows.first
+            if spec.send.pace == "sender":
+                d.pacer.cap(found.arrival.capacity.trigger_rate)
     if d.aborted is None and possibly.height and not control.stopping:
         await settler.settle_earlier(possibly)
     waiting = False

@@ -1,24 +1,29 @@
 """The preflight: before any row is sent, prove the credentials and that the Flow is published and wired.
 
 It also holds the job against the published definition (missing variables warn, or refuse
-under ``strict_variables``) and logs our clock's offset from Twilio's.
+under ``strict_variables``), checks whether the campaign can arrive (``arrival``: the
+projection is logged, a slow sender warns, replies that go to another Flow or nowhere
+refuse unless ``[flow] replies = "elsewhere"``), and logs our clock's offset from Twilio's.
 """
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import polars as pl
 import structlog
 
+from ..arrival import Arrival, check_arrival, log_capacity, refusal
 from ..checkpoint import CheckpointStore
-from ..errors import ConfigError, FlowNotFound, FlowUnwired, StudioError
+from ..errors import ConfigError, FlowNotFound, FlowUnwired, RepliesLost, StudioError
 from ..flow import FlowWiringError, log_findings, review
 from ..job import Spec
 from ..twilio import PacedReads, StudioClient
 
-__all__ = ["CLOCK_WARNING_SECONDS", "check_flow", "preflight"]
+__all__ = ["CLOCK_WARNING_SECONDS", "Preflight", "check_flow", "preflight"]
 
 log = structlog.get_logger(__name__)
 
@@ -67,14 +72,52 @@ def _log_clock(client: StudioClient) -> None:
         )
 
 
+@dataclass(frozen=True)
+class Preflight:
+    """What the preflight found: the reason to abort (None: go), and the arrival check of the Flow."""
+
+    aborted: StudioError | None
+    arrival: Arrival | None = None
+
+
+async def _arrival(
+    spec: Spec, plan: pl.DataFrame, client: StudioClient, reads: PacedReads, flow: dict[str, Any], now: datetime
+) -> tuple[Arrival | None, StudioError | None]:
+    """The arrival check of the published Flow: the projection logged, replies that cannot arrive refused."""
+    definition = flow.get("definition")
+    if not isinstance(definition, dict):
+        return None, None
+    account = flow.get("account_sid")
+    arrival = await check_arrival(
+        spec,
+        plan,
+        definition,
+        http=client.http,
+        reads=reads,
+        account_sid=account if isinstance(account, str) else None,
+        now=now,
+    )
+    log_capacity(arrival.capacity)
+    reason = refusal(spec, arrival)
+    return arrival, RepliesLost(reason) if reason else None
+
+
 async def preflight(
-    spec: Spec, plan: pl.DataFrame, client: StudioClient, reads: PacedReads, cp: CheckpointStore, *, sandbox: bool
-) -> StudioError | None:
-    """Prove credentials and a published Flow before any row is sent; the reason to abort, or None.
+    spec: Spec,
+    plan: pl.DataFrame,
+    client: StudioClient,
+    reads: PacedReads,
+    cp: CheckpointStore,
+    *,
+    sandbox: bool,
+    now: datetime,
+) -> Preflight:
+    """Prove credentials and a published Flow before any row is sent; the reason to abort (or None), the arrival.
 
     Raises the ``StudioError`` of a Studio it could not reach (nothing was sent: try again later).
     """
     aborted: StudioError | None = None
+    arrival: Arrival | None = None
     try:
         flow, published = await _published(client, reads, cp, sandbox=sandbox)
     except FlowNotFound as exc:
@@ -96,7 +139,15 @@ async def preflight(
                     f"runs will use revision {published.get('revision')}, the last published",
                 )
             aborted = check_flow(spec, plan, published)
+            if aborted is None:
+                arrival, aborted = await _arrival(spec, plan, client, reads, published | _account(flow), now)
     if aborted is not None:
         log.error("run.aborted", reason=aborted.message, http_status=aborted.http_status)
     _log_clock(client)
-    return aborted
+    return Preflight(aborted, arrival)
+
+
+def _account(flow: dict[str, Any]) -> dict[str, Any]:
+    """The Flow's account (a revision may not name it)."""
+    account = flow.get("account_sid")
+    return {"account_sid": account} if isinstance(account, str) and account else {}

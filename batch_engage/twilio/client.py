@@ -120,6 +120,11 @@ class StudioClient:
         # v1 and v2 share Flow SIDs, and only v2 shows a Flow's status and revisions.
         self._flow_v2_url = f"{self._base}/v2/Flows/{flow_sid}"
 
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The HTTP client under this one (other Twilio APIs' reads share its pool and credentials)."""
+        return self._http
+
     async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         return await _request(self._http, self.clock, method, url, **kwargs)
 
