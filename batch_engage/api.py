@@ -41,9 +41,10 @@ from .exits import (
     exit_code_for_error,
 )
 from .flow import FlowReview
-from .history import is_database_url, open_history
+from .history import is_database_url, open_history, opt_outs_path
 from .job import Spec, load_spec
 from .plan import prepare
+from .results import write_results
 from .runner import RunOptions, RunResult, run_job
 from .sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox, SandboxConfig, ServiceConfig
 from .sandbox import serve as serve_sandbox
@@ -78,9 +79,12 @@ __all__ = [
     "collect_exit_code",
     "exit_code_for",
     "exit_code_for_error",
+    "forget_opt_out",
+    "history_opt_outs",
     "history_stats",
     "import_history",
     "load_job",
+    "opt_outs_store",
     "report",
     "run",
     "run_async",
@@ -263,6 +267,46 @@ def history_stats(history: str | Path) -> pl.DataFrame:
         raise UsageError(f"{history}: no contact history yet")
     with open_history(history) as store:
         return store.stats()
+
+
+def opt_outs_store(job: str | Path | Spec | None, history: str | Path | None) -> str:
+    """The opt-out store of ``history``, else of the job (its [history] path, else beside its checkpoint)."""
+    if history:
+        return str(history)
+    path = opt_outs_path(load_job(job)) if job is not None else None
+    if path is None:
+        raise UsageError("history: give --history PATH, or --job JOB (its [history] path, or a file checkpoint)")
+    return path
+
+
+def history_opt_outs(history: str | Path, *, output: str | Path | None = None) -> pl.DataFrame:
+    """Every contact recorded as opted out (21610): ``to``, ``sender``, ``opted_out_at`` (ISO 8601, UTC).
+
+    With ``output``, also written there (CSV or Parquet by its suffix, owner-only, atomically).
+    """
+    table = pl.DataFrame(schema={"to": pl.String, "sender": pl.String, "at": pl.Float64})
+    if is_database_url(history) or Path(history).exists():
+        with open_history(history) as store:
+            table = store.opt_outs()
+    found = table.select(
+        "to",
+        "sender",
+        pl.from_epoch(pl.col("at"), time_unit="s")
+        .dt.replace_time_zone("UTC")
+        .dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+        .alias("opted_out_at"),
+    )
+    if output is not None:
+        write_results(found, output)
+    return found
+
+
+def forget_opt_out(history: str | Path, number: str) -> int:
+    """Remove a contact's opt-outs (they sent START, say); how many entries were removed."""
+    if not is_database_url(history) and not Path(history).exists():
+        return 0
+    with open_history(history) as store:
+        return store.forget(number.strip())
 
 
 # --- collect: what happened in each run.

@@ -75,7 +75,7 @@ def _widget(state: Mapping[str, Any]) -> MessageWidget:
 
 def flow_messages(definition: Mapping[str, Any]) -> FlowMessages:
     """The message widgets a REST API run can reach, breadth first (raises ``FlowWiringError`` as the check does)."""
-    start = rest_trigger(definition)
+    start = rest_trigger(definition) or ""
     states = definition.get("states")
     by_name = {str(s.get("name")): s for s in (states if isinstance(states, list) else []) if isinstance(s, Mapping)}
     edges: dict[str, tuple[str, ...]] = {}

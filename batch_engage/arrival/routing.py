@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal, TypeVar
 
 import structlog
@@ -82,7 +83,7 @@ class _Reader:
             sids = await self.call("messaging services", self.client.service_sids)
             self._pools = {}
             for sid in sids:
-                self._pools[sid] = await self.call("service numbers", lambda s=sid: self.client.service_numbers(s))
+                self._pools[sid] = await self.call("service numbers", partial(self.client.service_numbers, sid))
         return self._pools
 
     async def number_route(self, number: str) -> tuple[Routing, str | None, str | None]:

@@ -104,7 +104,7 @@ def _parsed(number: str) -> phonenumbers.PhoneNumber | None:
 
 def _country(number: str) -> str | None:
     parsed = _parsed(number)
-    if parsed is None:
+    if parsed is None or parsed.country_code is None:
         return None
     # By the country code, not the number's validity: a fictional or new range still has a country.
     region = phonenumbers.region_code_for_country_code(parsed.country_code)

@@ -308,7 +308,25 @@ def _cmd_collect(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+def _cmd_opt_outs(args: argparse.Namespace) -> int:
+    path = api.opt_outs_store(args.job, args.history)
+    if args.history_command == "forget":
+        n = api.forget_opt_out(path, args.number)
+        print(f"removed {n} opt-out entries of {args.number}")
+        return EXIT_OK
+    table = api.history_opt_outs(path, output=args.output)
+    if args.output:
+        print(f"{table.height} opt-outs written to {args.output}")
+        return EXIT_OK
+    print("to                sender                              opted_out_at")
+    for to, sender, at in table.iter_rows():
+        print(f"{to:<16}  {sender:<34}  {at}")
+    return EXIT_OK
+
+
 def _cmd_history(args: argparse.Namespace) -> int:
+    if args.history_command in ("opt-outs", "forget"):
+        return _cmd_opt_outs(args)
     spec = api.load_job(args.job) if args.job else None
     path = args.history or (spec.history.path if spec else None)
     if not path:

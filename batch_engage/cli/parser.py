@@ -63,6 +63,11 @@ _ABOUT = {  # command: (its line in the list of commands, the description its --
     ),
     "history import": ("record a past results table's sent rows", "Record a results table's sent rows."),
     "history stats": ("contacts reached per flow per day", "Contacts reached per flow per day."),
+    "history opt-outs": (
+        "contacts who opted out (21610), as collect learnt them",
+        "List (or export) the contacts collect saw fail with 21610, with their sender and date.",
+    ),
+    "history forget": ("remove a contact's opt-outs", "Remove a contact from the opt-outs (say, it sent START)."),
     "sandbox": (
         "serve the Studio simulator for rehearsals",
         "Serve the Studio simulator on 127.0.0.1 until interrupted.",
@@ -225,12 +230,20 @@ def _add_collect(sub: _Subparsers) -> None:
 def _add_history(sub: _Subparsers) -> None:
     hist = _command(sub, "history")
     hist_sub = hist.add_subparsers(
-        dest="history_command", required=True, metavar="ACTION", parser_class=_Parser, help="import or stats"
+        dest="history_command",
+        required=True,
+        metavar="ACTION",
+        parser_class=_Parser,
+        help="import, stats, opt-outs or forget",
     )
     imp = _command(hist_sub, "history import")
     imp.add_argument("file", help="a results table (.csv or .parquet) written by batch-engage")
     stats = _command(hist_sub, "history stats")
-    for p in (imp, stats):
+    opt_outs = _command(hist_sub, "history opt-outs")
+    opt_outs.add_argument("--output", metavar="PATH", help="export them to PATH (.csv or .parquet)")
+    forget = _command(hist_sub, "history forget")
+    forget.add_argument("number", help="the contact to remove from the opt-outs (say, it sent START)")
+    for p in (imp, stats, opt_outs, forget):
         p.add_argument("--job", metavar="JOB", help="take [history] path (and the Flow SID) from this job file")
         p.add_argument("--history", metavar="PATH", help="the history file (instead of --job)")
     imp.add_argument("--flow-sid", metavar="SID", help="the Flow the table's runs belong to (instead of --job)")
