@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -56,6 +57,7 @@ __all__ = ["Progress", "RunControl", "RunOptions", "RunResult", "RunSummary", "e
 log = structlog.get_logger(__name__)
 
 READ_ATTEMPTS = 12
+ARRIVAL_META = "arrival"
 DEFAULT_OPTIONS = RunOptions()
 RECENT_SIDS = timedelta(minutes=10)
 
@@ -297,6 +299,8 @@ async def _phases(job: _Job, cp: CheckpointStore, d: Dispatcher) -> bool:
         d.aborted = found.aborted
         if found.arrival is not None:
             d.segments = found.arrival.rows.first
+            # Kept for the report: what was projected, beside what collect later sees.
+            await asyncio.to_thread(cp.remember, ARRIVAL_META, json.dumps(found.arrival.capacity.as_dict()))
             if spec.send.pace == "sender":
                 d.pacer.cap(found.arrival.capacity.trigger_rate)
     if d.aborted is None and possibly.height and not control.stopping:

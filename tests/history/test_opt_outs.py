@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from batch_engage.history import open_history
+
 from pg import fresh_schema
 
 SENDER = "+15005550006"
@@ -36,7 +37,9 @@ def test_opt_outs_are_kept_per_contact_and_sender_with_the_latest_date(history_p
 def test_forget_removes_every_entry_of_one_contact(history_path: str) -> None:
     """A contact who sent START is removed by hand; the others stay."""
     with open_history(history_path) as store:
-        store.add_opt_outs([("+14155550100", SENDER, 1.0), ("+14155550100", SERVICE, 2.0), ("+14155550101", SENDER, 3.0)])
+        store.add_opt_outs(
+            [("+14155550100", SENDER, 1.0), ("+14155550100", SERVICE, 2.0), ("+14155550101", SENDER, 3.0)]
+        )
         assert store.forget("+14155550100") == 2
         assert store.opt_outs()["to"].to_list() == ["+14155550101"]
         assert store.forget("+14155550199") == 0

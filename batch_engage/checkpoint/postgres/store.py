@@ -130,6 +130,18 @@ class PgCheckpoint(StoreBase):
                     (learned, self.location.key),
                 )
 
+    def remember(self, key: str, value: str) -> None:
+        """Keep a note beside the binding (the preflight's projection, say); never one of the binding's own keys."""
+        self.meta[key] = value
+        with self._transaction() as cur:
+            cur.execute(
+                self._sql(
+                    "INSERT INTO {s}.meta (job, key, value) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (job, key) DO UPDATE SET value = excluded.value"
+                ),
+                (self.location.key, key, value),
+            )
+
     @contextlib.contextmanager
     def _db(self) -> Iterator[None]:
         """Hold the connection; a lost session is a one-line ``TryLater`` (exit 75): its lock is gone too."""
