@@ -14,6 +14,7 @@ from ..collector import StoredOutcome, read_outcomes
 from ..job import Spec
 from ..plan import mask, window_openings
 from ..results import build_results, counts_by_status
+from .arrival import arrival_figures
 from .html import FailureGroup, FieldValues, ReportData, RunSpan, SecondStats
 
 __all__ = ["as_of", "report_data"]
@@ -46,6 +47,8 @@ def _field_values(collected: dict[str, StoredOutcome]) -> tuple[FieldValues, ...
     counters: dict[str, Counter[str]] = {}
     for outcome in collected.values():
         for name, value in outcome.values.items():
+            if name.endswith("_queue_seconds"):
+                continue  # shown beside the projection, not as a field
             counter = counters.setdefault(name, Counter())
             if value is not None:
                 counter[str(value)] += 1
@@ -113,4 +116,5 @@ def report_data(spec: Spec, view: CheckpointView, path: str) -> ReportData:
         checkpoint_path=path,
         as_of=moment,
         version=_version(),
+        arrival=arrival_figures(view.meta, (o.values for o in (collected or {}).values())),
     )

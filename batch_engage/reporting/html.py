@@ -38,6 +38,7 @@ from datetime import UTC, datetime
 
 from ..plan import mask
 from ..results import STATUSES
+from .arrival import ArrivalFigures, arrival_section
 from .css import CSS
 from .svg import (
     BAR_COLOUR,
@@ -130,6 +131,7 @@ class ReportData:
     as_of: datetime  # the checkpoint's last write, never the wall clock
     version: str
     title: str | None = field(default=None)  # the page title; default "<job_name> — campaign report"
+    arrival: ArrivalFigures | None = None  # the preflight's projection beside what collect saw; None: neither
 
 
 def render_report(data: ReportData) -> str:
@@ -149,6 +151,7 @@ def render_report(data: ReportData) -> str:
         _failures_section(data),
         _windows_section(data),
         _outcomes_section(data),
+        arrival_section(data.arrival),
         _footer(data),
         "</main>\n</body>\n</html>\n",
     ]

@@ -12,7 +12,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from batch_engage import collect, run, validate
-from batch_engage.api import CollectOptions, history_opt_outs
+from batch_engage.api import CollectOptions, history_opt_outs, write_report_html
 from batch_engage.cli.main import main
 from batch_engage.credentials import Credentials
 from batch_engage.job.spec import load_spec
@@ -189,6 +189,10 @@ class TestSenderPace:
         failed = found.outcomes.filter(pl.col("send_intro_delivery_error_code") == 30036)
         assert failed.height > 0 and set(failed["send_intro_delivery"].to_list()) == {"failed"}
         assert found.queue_seconds_max is not None and found.queue_seconds_max <= 5
+        page = tmp_path / "report.html"
+        write_report_html(spec, page)
+        html = page.read_text()
+        assert "Will it arrive?" in html and "30036" in html and "Longest wait in Twilio" in html
 
 
 class TestOptOuts:
