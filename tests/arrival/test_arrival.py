@@ -254,3 +254,15 @@ class TestOptOuts:
         assert "+14155550101" in capsys.readouterr().out
         assert main(["history", "forget", "+14155550101", "--history", str(path)]) == 0
         assert history_opt_outs(path)["to"].to_list() == ["+14155550100"]
+
+
+def test_a_whatsapp_sender_with_a_free_text_first_message_is_warned_of_63016(
+    tmp_path: Path, sandbox: Sandbox, sandbox_creds: Credentials
+) -> None:
+    """The sandbox Flow's first message is free text: from whatsapp:, the projection warns with 63016's meaning."""
+    frame = make_contacts(3).with_columns(phone=pl.lit("whatsapp:") + pl.col("phone"))
+    mapping = {"to": "phone", "from": "whatsapp:" + FROM, "parameters": {"name": "name"}}
+    spec = _spec(tmp_path, sandbox.url, mapping=mapping)
+    found = validate(spec, frame=frame, credentials=sandbox_creds, flow=True).capacity
+    assert found is not None and found.sender_kind == "whatsapp"
+    assert any("63016" in w and "template" in w for w in found.warnings)
