@@ -295,7 +295,18 @@ async def _phases(job: _Job, cp: CheckpointStore, d: Dispatcher) -> bool:
     possibly = cp.open_lines().filter(pl.col("state").is_in([s.value for s in POSSIBLY_SENT]))
     has_work = possibly.height > 0 or d.total > d.done
     if has_work and spec.send.preflight and not control.stopping:
-        found = await preflight(spec, plan, d.client, reads, cp, sandbox=job.options.sandbox, now=clock.now())
+        creds = job.credentials
+        found = await preflight(
+            spec,
+            plan,
+            d.client,
+            reads,
+            cp,
+            sandbox=job.options.sandbox,
+            now=clock.now(),
+            region=creds.region,
+            edge=creds.edge,
+        )
         d.aborted = found.aborted
         if found.arrival is not None:
             d.segments = found.arrival.rows.first

@@ -81,7 +81,12 @@ class Preflight:
 
 
 async def _arrival(
-    spec: Spec, plan: pl.DataFrame, client: StudioClient, reads: PacedReads, flow: dict[str, Any], now: datetime
+    spec: Spec,
+    plan: pl.DataFrame,
+    client: StudioClient,
+    reads: PacedReads,
+    flow: dict[str, Any],
+    where: tuple[datetime, str | None, str | None],
 ) -> tuple[Arrival | None, StudioError | None]:
     """The arrival check of the published Flow: the projection logged, replies that cannot arrive refused."""
     definition = flow.get("definition")
@@ -95,7 +100,9 @@ async def _arrival(
         http=client.http,
         reads=reads,
         account_sid=account if isinstance(account, str) else None,
-        now=now,
+        now=where[0],
+        region=where[1],
+        edge=where[2],
     )
     log_capacity(arrival.capacity)
     reason = refusal(spec, arrival)
@@ -111,6 +118,8 @@ async def preflight(
     *,
     sandbox: bool,
     now: datetime,
+    region: str | None = None,
+    edge: str | None = None,
 ) -> Preflight:
     """Prove credentials and a published Flow before any row is sent; the reason to abort (or None), the arrival.
 
@@ -140,7 +149,9 @@ async def preflight(
                 )
             aborted = check_flow(spec, plan, published)
             if aborted is None:
-                arrival, aborted = await _arrival(spec, plan, client, reads, published | _account(flow), now)
+                arrival, aborted = await _arrival(
+                    spec, plan, client, reads, published | _account(flow), (now, region, edge)
+                )
     if aborted is not None:
         log.error("run.aborted", reason=aborted.message, http_status=aborted.http_status)
     _log_clock(client)
