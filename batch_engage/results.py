@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter
 from collections.abc import Mapping
@@ -22,10 +23,12 @@ __all__ = [
     "EXIT_TEMPFAIL",
     "EXIT_USAGE",
     "RESULT_COLUMNS",
+    "SEGMENTS_META",
     "STATUSES",
     "build_results",
     "counts_by_status",
     "exit_code_for",
+    "stored_segments",
     "with_segments",
     "write_results",
 ]
@@ -119,6 +122,16 @@ def build_results(
         # Filled by the preflight's arrival check (with_segments); empty without one.
         pl.lit(None, dtype=pl.Int64).alias("segments"),
     )
+
+
+SEGMENTS_META = "segments"
+"""The checkpoint's note of each row's first-message segments (JSON ``{row: segments}``), kept by the preflight."""
+
+
+def stored_segments(meta: Mapping[str, str]) -> dict[int, int] | None:
+    """The segments a run's preflight kept in the checkpoint (None: none kept)."""
+    raw = meta.get(SEGMENTS_META)
+    return {int(row): int(n) for row, n in json.loads(raw).items()} if raw else None
 
 
 def with_segments(results: pl.DataFrame, first: Mapping[int, int] | None) -> pl.DataFrame:

@@ -15,7 +15,7 @@ from ..errors import UsageError
 from ..job import Spec
 from ..plan import annotate_windows, window_openings
 from ..reporting import render_report, report_data
-from ..results import build_results, counts_by_status, write_results
+from ..results import build_results, counts_by_status, stored_segments, with_segments, write_results
 
 __all__ = ["Status", "job_status", "rewrite_results", "write_report_html"]
 
@@ -60,7 +60,7 @@ def job_status(spec: Spec, now: datetime | None) -> Status:
 def rewrite_results(spec: Spec, output: str | Path | None, html: str | Path | None) -> tuple[Path, dict[str, int]]:
     """Write ``spec``'s results table again (and with ``html`` the campaign page); its path and counts."""
     plan, results, view = _from_checkpoint(spec)
-    results = annotate_windows(plan, results, spec, datetime.now(UTC))
+    results = annotate_windows(plan, with_segments(results, stored_segments(view.meta)), spec, datetime.now(UTC))
     target = write_results(results, output or spec.output.results)
     if html is not None:
         write_report_html(spec, html, view=view)

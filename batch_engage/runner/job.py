@@ -33,7 +33,7 @@ from ..exits import exit_code_for
 from ..history import HistoryStore, open_history
 from ..job import Spec
 from ..plan import Prepared, annotate_windows, fingerprint, params_hash, prepare, send_window
-from ..results import build_results, counts_by_status, with_segments, write_results
+from ..results import SEGMENTS_META, build_results, counts_by_status, with_segments, write_results
 from ..states import FINAL, POSSIBLY_SENT
 from ..twilio import (
     PacedReads,
@@ -312,6 +312,7 @@ async def _phases(job: _Job, cp: CheckpointStore, d: Dispatcher) -> bool:
             d.segments = found.arrival.rows.first
             # Kept for the report: what was projected, beside what collect later sees.
             await asyncio.to_thread(cp.remember, ARRIVAL_META, json.dumps(found.arrival.capacity.as_dict()))
+            await asyncio.to_thread(cp.remember, SEGMENTS_META, json.dumps(d.segments, separators=(",", ":")))
             if spec.send.pace == "sender":
                 d.pacer.cap(found.arrival.capacity.trigger_rate)
     if d.aborted is None and possibly.height and not control.stopping:

@@ -34,7 +34,10 @@ from .state import (
     widget_outputs,
 )
 
-__all__ = ["Studio"]
+__all__ = ["FALLBACK_FLOW", "Studio"]
+
+FALLBACK_FLOW = "FW" + "0" * 32
+"""The Flow "this_flow" names before any Flow was asked about."""
 
 # What a ledger entry copies from a run as it is (Parameters are copied deep), and the counters SandboxStats shows.
 _ENTRY = tuple(f.name for f in dataclasses.fields(LedgerEntry) if f.name != "parameters")
@@ -60,7 +63,7 @@ class Studio:
         # Message SID -> what Twilio's queue (or an opt-out) made of it; none: sent as its run started.
         self._fates: dict[str, Fate] = {}
         self._queues = SenderQueues()
-        self._last_flow: str | None = None
+        self._seen_flows: dict[str, None] = {}
         self._next_error = 500
         self._counts: Counter[str] = Counter()
         self._by_status: Counter[int] = Counter()
@@ -109,18 +112,24 @@ class Studio:
             for role in MESSAGE_ROLES:
                 self._messages[message_sid(role, run)] = (run, role)
 
-    def reply_flow(self) -> str:
-        """The Flow a number routed to "this_flow" answers: the one its runs use (the last one asked about)."""
+    def reply_flow(self) -> str | None:
+        """The Flow a number routed to "this_flow" answers: the one Flow its runs use; None once it served several.
+
+        One number's replies reach one webhook. A sandbox that serves several Flows (tests running two jobs at
+        once) models the set-up that needs: a Function forwarding each reply to its contact's Flow.
+        """
         with self._lock:
-            last, flows = self._last_flow, self._config.flows
-        if last is not None:
-            return last
-        return next(iter(flows), "FW" + "0" * 32) if flows else "FW" + "0" * 32
+            seen, flows = list(self._seen_flows), self._config.flows
+        if len(seen) > 1:
+            return None
+        if seen:
+            return seen[0]
+        return next(iter(flows), FALLBACK_FLOW) if flows else FALLBACK_FLOW
 
     def _saw_flow(self, flow_sid: str) -> None:
-        """Remember the Flow a client works with: the one "this_flow" routing means."""
+        """Remember a Flow a client works with: "this_flow" routing means it (lock not held)."""
         with self._lock:
-            self._last_flow = flow_sid
+            self._seen_flows[flow_sid] = None
 
     def _queue_messages(self, run: Run, config: SandboxConfig) -> None:
         """Decide the fate of a new run's messages: opted out (21610), or through its sender's queue (lock held)."""

@@ -19,6 +19,8 @@ __all__ = ["NumberRoutes"]
 
 OTHER_FLOW_SID = "FW" + hex32("another team's flow")
 """The Flow a number routed to "other_flow" sends its replies to."""
+FORWARDER_URL = "https://sandbox-replies.twil.io/forward"
+"""Where "this_flow" replies go once the sandbox has served several Flows: a Function forwarding each reply."""
 
 
 class NumberRoutes(Studio):
@@ -31,6 +33,8 @@ class NumberRoutes(Studio):
         if route.startswith(("http://", "https://")):
             return route
         flow = OTHER_FLOW_SID if route == "other_flow" else self.reply_flow()
+        if flow is None:
+            return FORWARDER_URL
         return f"https://webhooks.twilio.com/v1/Accounts/{account_sid}/Flows/{flow}"
 
     def _numbers(self, config: SandboxConfig) -> list[str]:

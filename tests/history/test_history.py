@@ -282,8 +282,6 @@ class TestConcurrency:
                 input_path=path, base_url=sb.url, name=name, extra=extra, send="rate = 100\nconcurrency = 4"
             )
             text = job.read_text().replace(FLOW_SID, flow)
-            # Two Flows share one From, whose replies can reach only one of them: acknowledged, as a real job must.
-            text = text.replace('api = "engagements"', 'api = "engagements"\nreplies = "elsewhere"')
             text = text.replace(
                 f'checkpoint = "{tmp_path / (name + ".checkpoint")}"', f'checkpoint = "{pg.history_url}"'
             )
