@@ -126,6 +126,18 @@ class Studio:
             return seen[0]
         return next(iter(flows), FALLBACK_FLOW) if flows else FALLBACK_FLOW
 
+    @staticmethod
+    def replies_heard(run: Run, config: SandboxConfig) -> bool:
+        """Whether the contact's reply reaches the run's Flow: its From (or the service holding it) routes here."""
+        route = config.numbers.get(run.from_, config.reply_routing)
+        holder = config.services.get(run.from_) or next(
+            (s for s in config.services.values() if run.from_ in s.numbers), None
+        )
+        if holder is not None and holder.inbound != "number":
+            route = holder.inbound
+        # A URL may forward to the Flow; only a route that names no Flow of ours loses the reply for sure.
+        return route not in ("other_flow", "none", "absent")
+
     def _saw_flow(self, flow_sid: str) -> None:
         """Remember a Flow a client works with: "this_flow" routing means it (lock not held)."""
         with self._lock:
@@ -288,7 +300,8 @@ class Studio:
         context = start_context(run)
         ended = run.end(config.run_lifetime, time.monotonic())
         if ended is not None and run.played:
-            context["widgets"] = widget_outputs(run, run_messages(run, config.replies, ended))
+            messages = run_messages(run, config.replies, ended, heard=self.replies_heard(run, config))
+            context["widgets"] = widget_outputs(run, messages)
         return context
 
     def _run_json(self, run: Run, config: SandboxConfig, *, listed: bool = False) -> dict[str, Any]:

@@ -73,7 +73,8 @@ class ReadRoutes(Studio):
             # the question never replied.
             ended = None if run is None else run.end(config.run_lifetime, time.monotonic())
             if run is not None and ended is not None:
-                message = run_messages(run, config.replies, ended).get(role)
+                heard = self.replies_heard(run, config)
+                message = run_messages(run, config.replies, ended, heard=heard).get(role)
             intro = None if run is None else self._fates.get(message_sid("intro", run))
             fate = self._fates.get(request.match_info["sid"])
         if role == "reply" and intro is not None and intro.status == "failed":

@@ -128,8 +128,12 @@ def undelivered(to: str) -> bool:
     return pick("delivery", to, _UNDELIVERED_ONE_IN) == 0
 
 
-def run_messages(run: Run, replies: tuple[str, ...], ended: datetime) -> dict[str, Message]:
-    """The messages a played run sent and received, by widget role: intro, ask, reply."""
+def run_messages(run: Run, replies: tuple[str, ...], ended: datetime, *, heard: bool = True) -> dict[str, Message]:
+    """The messages a played run sent and received, by widget role: intro, ask, reply.
+
+    ``heard``: the From's replies reach this Flow; otherwise the contact's answer goes elsewhere and the
+    ask times out without one.
+    """
     scope = start_context(run)
     sent = {
         role: Message(
@@ -143,7 +147,7 @@ def run_messages(run: Run, replies: tuple[str, ...], ended: datetime) -> dict[st
         )
         for role, body in (("intro", INTRO_BODY), ("ask", ASK_BODY))
     }
-    if not undelivered(run.to):
+    if heard and not undelivered(run.to):
         reply = replies[pick("reply", run.to, len(replies))]
         sent["reply"] = Message(message_sid("reply", run), run, "inbound", reply, run.from_, run.to, ended)
     return sent

@@ -59,11 +59,14 @@ class TestReplyRouting:
     def test_replies_elsewhere_acknowledges_a_deliberate_setup_and_sends(
         self, tmp_path: Path, sandbox_factory: Callable[..., Sandbox], sandbox_creds: Credentials
     ) -> None:
-        """[flow] replies = "elsewhere": the same sandbox, every row sent."""
+        """[flow] replies = "elsewhere": the same sandbox, every row sent; the replies never reach these runs."""
         sb = sandbox_factory(rate_limit=None, numbers={FROM: "other_flow"})
-        spec = _spec(tmp_path, sb.url, flow={"replies": "elsewhere"})
+        answer = {"fields": {"answer": "widgets.ask.inbound.Body"}, "rate": 1000}
+        spec = _spec(tmp_path, sb.url, flow={"replies": "elsewhere"}, collect=answer)
         result = run(spec, frame=make_contacts(5), credentials=sandbox_creds)
         assert result.exit_code == 0 and len(sb.ledger()) == 5
+        sb.end_all_runs()
+        assert collect(spec, credentials=sandbox_creds).outcomes["answer"].null_count() == 5
 
     def test_a_service_with_inbound_off_drops_replies_and_refuses(
         self, tmp_path: Path, sandbox_factory: Callable[..., Sandbox], sandbox_creds: Credentials
