@@ -33,16 +33,20 @@ class Arrival:
     capacity: Capacity
 
 
-def first_opening(spec: Spec, plan: pl.DataFrame, now: datetime) -> datetime:
-    """When the first pending row may be sent: now, or its send window's first opening."""
+def openings(spec: Spec, plan: pl.DataFrame, now: datetime) -> tuple[datetime, datetime]:
+    """When the first and the last pending row may be sent: now, or their send windows' openings."""
     pending = plan.filter(pl.col("status") == "pending")
     if pending.height == 0:
-        return now
-    openings = window_openings(plan, plan.select("row", "status"), spec, now)
-    if openings.height < pending.height:
-        return now
-    opens = [o for o in openings.get_column("opens").to_list() if o is not None]
-    return min(opens) if opens else now
+        return now, now
+    waiting = window_openings(plan, plan.select("row", "status"), spec, now)
+    opens = [o for o in waiting.get_column("opens").to_list() if o is not None]
+    first = now if waiting.height < pending.height or not opens else min(opens)
+    return first, max(opens, default=first)
+
+
+def first_opening(spec: Spec, plan: pl.DataFrame, now: datetime) -> datetime:
+    """When the first pending row may be sent: now, or its send window's first opening."""
+    return openings(spec, plan, now)[0]
 
 
 def _hosts(spec: Spec, region: str | None, edge: str | None) -> tuple[str, str]:
@@ -82,6 +86,7 @@ async def check_arrival(
             senders=senders,
             routing=rows.messages.waits_for_reply,
         )
+    first, last = openings(spec, plan, now)
     routing = worst_routing(facts) if rows.messages.waits_for_reply else "not_needed"
     if routing == "not_needed" and rows.messages.waits_for_reply:
         routing = "unknown"
@@ -89,7 +94,8 @@ async def check_arrival(
     found = capacity(
         spec,
         rows,
-        start_at=first_opening(spec, plan, now),
+        start_at=first,
+        last_opening=last,
         facts=facts,
         routing=routing,
         replies_to=worst.replies_to if worst else None,

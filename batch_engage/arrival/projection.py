@@ -9,7 +9,7 @@ queue at Twilio and leave at its throughput (segments/s). A sender that receives
 ``S`` segments in ``trigger_seconds`` drains them in ``S / throughput`` seconds, so the last
 message waits about ``S / throughput - trigger_seconds`` (never less than 0). What waits longer
 than the validity period fails with 30036; a queue over 10 hours' worth is full (21611, 30001).
-A send window delays the start to its first opening.
+A send window delays the start to its first opening, and the finish to no earlier than its last.
 """
 
 from __future__ import annotations
@@ -174,6 +174,7 @@ def capacity(
     rows: RowSegments,
     *,
     start_at: datetime,
+    last_opening: datetime | None = None,
     facts: dict[str, SenderFacts] | None = None,
     routing: Routing = "not_needed",
     replies_to: str | None = None,
@@ -207,7 +208,8 @@ def capacity(
         queue_seconds=worst.queue_seconds if worst else 0.0,
         validity_period=validity,
         start_at=start_at,
-        finish_at=start_at + timedelta(seconds=math.ceil(longest)),
+        # Rows whose send window opens later start then: the campaign ends no earlier than the last opening.
+        finish_at=max(start_at + timedelta(seconds=math.ceil(longest)), last_opening or start_at),
         reply_routing=routing,
         replies_to=replies_to,
         loads=tuple(drained),

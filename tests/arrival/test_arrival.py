@@ -269,3 +269,18 @@ def test_a_whatsapp_sender_with_a_free_text_first_message_is_warned_of_63016(
     found = validate(spec, frame=frame, credentials=sandbox_creds, flow=True).capacity
     assert found is not None and found.sender_kind == "whatsapp"
     assert any("63016" in w and "template" in w for w in found.warnings)
+
+
+def test_a_closed_send_window_moves_the_projection_to_its_opening(
+    tmp_path: Path, sandbox: Sandbox, sandbox_creds: Credentials
+) -> None:
+    """At noon UTC, a 09:00-10:00 window for contacts in California (+1 415, PST) opens at 17:00 UTC: it starts then."""
+    from datetime import UTC, datetime
+
+    noon = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+    window = {"window": "09:00-10:00", "default_timezone": "UTC"}
+    spec = _spec(tmp_path, sandbox.url, send={"rate": 20, **window})
+    found = validate(spec, frame=make_contacts(40), credentials=sandbox_creds, flow=True, now=noon).capacity
+    assert found is not None
+    assert found.as_dict()["start_at"] == "2026-03-02T17:00:00Z"
+    assert found.finish_at > found.start_at
