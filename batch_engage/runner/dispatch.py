@@ -63,6 +63,7 @@ class Dispatcher(Answers):
     aborted: StudioError | None = field(default=None, init=False)
     # The first message's segments per row, as the preflight counted them (None: no preflight).
     segments: dict[int, int] | None = field(default=None, init=False)
+    capacity: dict[str, Any] | None = field(default=None, init=False)
     uncertain: list[Item] = field(default_factory=list, init=False)
     held: list[Item] = field(default_factory=list, init=False)
     last_ambiguous: float = field(default=0.0, init=False)

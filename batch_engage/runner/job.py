@@ -154,6 +154,7 @@ def _summary(spec: Spec, sent: _Sent, counts: dict[str, int], duration: float) -
         reached_earlier=sent.reached_earlier,
         parameters_changed=sent.changed,
         clock_offset=d.client.clock.offset,
+        capacity=d.capacity,
     )
 
 
@@ -310,8 +311,9 @@ async def _phases(job: _Job, cp: CheckpointStore, d: Dispatcher) -> bool:
         d.aborted = found.aborted
         if found.arrival is not None:
             d.segments = found.arrival.rows.first
+            d.capacity = found.arrival.capacity.as_dict()
             # Kept for the report: what was projected, beside what collect later sees.
-            await asyncio.to_thread(cp.remember, ARRIVAL_META, json.dumps(found.arrival.capacity.as_dict()))
+            await asyncio.to_thread(cp.remember, ARRIVAL_META, json.dumps(d.capacity))
             await asyncio.to_thread(cp.remember, SEGMENTS_META, json.dumps(d.segments, separators=(",", ":")))
             if spec.send.pace == "sender":
                 d.pacer.cap(found.arrival.capacity.trigger_rate)

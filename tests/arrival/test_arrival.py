@@ -150,9 +150,10 @@ class TestProjection:
         """The results table gains segments (last column); --no-preflight leaves it empty."""
         result = run(_spec(tmp_path, sandbox.url), frame=make_contacts(4), credentials=sandbox_creds)
         assert result.results.columns[-1] == "segments" and result.results["segments"].to_list() == [1] * 4
+        assert result.summary.as_dict()["capacity"]["segments"] == 8
         bare = _spec(tmp_path, sandbox.url, name="bare", send={"preflight": False})
         skipped = run(bare, frame=make_contacts(4, start=500), credentials=sandbox_creds)
-        assert skipped.results["segments"].null_count() == 4
+        assert skipped.results["segments"].null_count() == 4 and "capacity" not in skipped.summary.as_dict()
 
 
 class TestSenderPace:
