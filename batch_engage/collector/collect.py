@@ -35,8 +35,8 @@ from ..credentials import Credentials
 from ..errors import Fatal, StudioError
 from ..exits import collect_exit_code
 from ..history import open_opt_outs
-from ..job import Spec
-from ..results import write_results
+from ..job import Spec, check_tables
+from ..tables import write_output
 from ..twilio import (
     MessagesClient,
     StudioClient,
@@ -141,6 +141,9 @@ async def collect_job(
     and ``CheckpointLocked`` when another collect of the job is running.
     """
     control = control or RunControl()
+    if options.output is not None:
+        out, history = spec.output, spec.history.path
+        check_tables([("--output", options.output)], checkpoint=out.checkpoint, history=history, source=spec.input)
     base_url = studio_base_url(spec.flow, region=credentials.region, edge=credentials.edge)
     check_base_url(base_url)
     rows = targets(spec, options.sandbox)
@@ -165,7 +168,8 @@ async def collect_job(
     _record_opt_outs(spec, c.opted_out)
     path = options.output or spec.output.outcomes
     if path is not None:
-        await asyncio.to_thread(write_results, table, path)
+        key = "--output" if options.output else "output.outcomes"
+        await asyncio.to_thread(write_output, table, path, job_id=spec.job.template, period=spec.job.period, key=key)
     result = _result(spec, c, table, path, stopped_early)
     log.info("collect.summary", **result.as_dict())
     return result
@@ -240,7 +244,7 @@ def _result(spec: Spec, c: Collector, table: pl.DataFrame, path: str | None, sto
         top_values=top_values(spec, table),
         requests=c.reads.requests,
         retries=c.reads.requests - c.calls,
-        outcomes_path=str(Path(path)) if path is not None else None,
+        outcomes_path=(path if "://" in path else str(Path(path))) if path is not None else None,
         aborted=c.aborted,
         stopped_early=stopped_early,
     )

@@ -16,7 +16,7 @@ import polars as pl
 from ..arrival import Arrival, Capacity, check_arrival, log_capacity
 from ..checkpoint import Target, checkpoint_exists, empty_journal, read_checkpoint
 from ..credentials import Credentials, credentials_from_env
-from ..errors import ConfigError, CredentialsError, FlowNotFound, FlowUnwired
+from ..errors import ConfigError, CredentialsError, FlowNotFound, FlowUnwired, UsageError
 from ..exits import exit_code_for
 from ..flow import FlowReview, FlowWiringError, log_findings, review
 from ..job import Spec
@@ -100,6 +100,9 @@ def validation(
     results = annotate_windows(plan, build_results(plan, empty_journal()), spec, moment)
     results = with_segments(results, arrival.rows.first if arrival else None)
     if output is not None:
+        if "://" in str(output):
+            # A preview's "pending" rows would replace the job's real ones in the table.
+            raise UsageError("--output: validate writes a file (.csv or .parquet); run and report write tables")
         write_results(results, output)
     return Validation(
         total=plan.height,

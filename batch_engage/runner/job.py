@@ -33,8 +33,9 @@ from ..exits import exit_code_for
 from ..history import HistoryStore, open_history
 from ..job import Spec
 from ..plan import Prepared, annotate_windows, fingerprint, params_hash, prepare, send_window
-from ..results import SEGMENTS_META, build_results, counts_by_status, with_segments, write_results
+from ..results import SEGMENTS_META, build_results, counts_by_status, with_segments
 from ..states import FINAL, POSSIBLY_SENT
+from ..tables import write_output
 from ..twilio import (
     PacedReads,
     Pacer,
@@ -58,6 +59,9 @@ log = structlog.get_logger(__name__)
 
 READ_ATTEMPTS = 12
 ARRIVAL_META = "arrival"
+ARRIVAL_READ_RATE = 20.0
+ARRIVAL_READ_ATTEMPTS = 4
+ARRIVAL_MAX_BACKOFF = 30.0
 DEFAULT_OPTIONS = RunOptions()
 RECENT_SIDS = timedelta(minutes=10)
 
@@ -206,7 +210,8 @@ async def run_job(
         stopped_early = sent.stopped_early and sent.d.aborted is None
         code = exit_code_for(counts, aborted=sent.d.aborted is not None, stopped_early=stopped_early)
         cp.finish_run(iso_ms(clock.now()), code)
-    await asyncio.to_thread(write_results, results, spec.output.results)
+    job_id, period, output = spec.job.template, spec.job.period, spec.output.results
+    await asyncio.to_thread(write_output, results, output, job_id=job_id, period=period, key="output.results")
     summary = _summary(spec, sent, counts, clock.monotonic() - started)
     log.info("run.summary", exit_code=code, **summary.as_dict())
     return RunResult(results=results, counts=counts, exit_code=code, summary=summary)
@@ -296,27 +301,7 @@ async def _phases(job: _Job, cp: CheckpointStore, d: Dispatcher) -> bool:
     possibly = cp.open_lines().filter(pl.col("state").is_in([s.value for s in POSSIBLY_SENT]))
     has_work = possibly.height > 0 or d.total > d.done
     if has_work and spec.send.preflight and not control.stopping:
-        creds = job.credentials
-        found = await preflight(
-            spec,
-            plan,
-            d.client,
-            reads,
-            cp,
-            sandbox=job.options.sandbox,
-            now=clock.now(),
-            region=creds.region,
-            edge=creds.edge,
-        )
-        d.aborted = found.aborted
-        if found.arrival is not None:
-            d.segments = found.arrival.rows.first
-            d.capacity = found.arrival.capacity.as_dict()
-            # Kept for the report: what was projected, beside what collect later sees.
-            await asyncio.to_thread(cp.remember, ARRIVAL_META, json.dumps(d.capacity))
-            await asyncio.to_thread(cp.remember, SEGMENTS_META, json.dumps(d.segments, separators=(",", ":")))
-            if spec.send.pace == "sender":
-                d.pacer.cap(found.arrival.capacity.trigger_rate)
+        await _preflight(job, cp, d, reads)
     if d.aborted is None and possibly.height and not control.stopping:
         await settler.settle_earlier(possibly)
     waiting = False
@@ -326,3 +311,36 @@ async def _phases(job: _Job, cp: CheckpointStore, d: Dispatcher) -> bool:
         waiting = await send_all(d, source, window=d.window, limit=options.limit, wait=options.wait, clock=clock)
     await settler.settle_this_run()
     return control.stopping or waiting
+
+
+async def _preflight(job: _Job, cp: CheckpointStore, d: Dispatcher, reads: PacedReads) -> None:
+    """The preflight; its arrival check caps the pace (``pace = "sender"``) and is kept for results and report."""
+    spec, clock, creds = job.spec, job.clock, job.credentials
+    # The arrival check reads other APIs (numbers, Messaging Services): its own pace, not Studio's slots.
+    arrival_reads = PacedReads(
+        Pacer(ARRIVAL_READ_RATE, clock=job.options.pacing()),
+        sleep=clock.sleep,
+        attempts=ARRIVAL_READ_ATTEMPTS,
+        max_backoff=min(spec.send.max_backoff, ARRIVAL_MAX_BACKOFF),
+    )
+    found = await preflight(
+        spec,
+        job.prepared.plan,
+        d.client,
+        (reads, arrival_reads),
+        cp,
+        sandbox=job.options.sandbox,
+        now=clock.now(),
+        region=creds.region,
+        edge=creds.edge,
+    )
+    d.aborted = found.aborted
+    if found.arrival is None:
+        return
+    d.segments = found.arrival.rows.first
+    d.capacity = found.arrival.capacity.as_dict()
+    # Kept for the report: what was projected, beside what collect later sees.
+    await asyncio.to_thread(cp.remember, ARRIVAL_META, json.dumps(d.capacity))
+    await asyncio.to_thread(cp.remember, SEGMENTS_META, json.dumps(d.segments, separators=(",", ":")))
+    if spec.send.pace == "sender":
+        d.pacer.cap(found.arrival.capacity.trigger_rate)

@@ -113,7 +113,7 @@ async def preflight(
     spec: Spec,
     plan: pl.DataFrame,
     client: StudioClient,
-    reads: PacedReads,
+    reads: tuple[PacedReads, PacedReads],
     cp: CheckpointStore,
     *,
     sandbox: bool,
@@ -123,12 +123,14 @@ async def preflight(
 ) -> Preflight:
     """Prove credentials and a published Flow before any row is sent; the reason to abort (or None), the arrival.
 
+    ``reads``: Studio's paced reads, and the arrival check's (other APIs, their own pace).
+
     Raises the ``StudioError`` of a Studio it could not reach (nothing was sent: try again later).
     """
     aborted: StudioError | None = None
     arrival: Arrival | None = None
     try:
-        flow, published = await _published(client, reads, cp, sandbox=sandbox)
+        flow, published = await _published(client, reads[0], cp, sandbox=sandbox)
     except FlowNotFound as exc:
         aborted = exc
     except StudioError as exc:
@@ -150,7 +152,7 @@ async def preflight(
             aborted = check_flow(spec, plan, published)
             if aborted is None:
                 arrival, aborted = await _arrival(
-                    spec, plan, client, reads, published | _account(flow), (now, region, edge)
+                    spec, plan, client, reads[1], published | _account(flow), (now, region, edge)
                 )
     if aborted is not None:
         log.error("run.aborted", reason=aborted.message, http_status=aborted.http_status)
