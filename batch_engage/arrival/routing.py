@@ -15,6 +15,7 @@ A 403, a 404 or a number the account does not hold is a note (a warning), never 
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -134,12 +135,13 @@ async def _service(reader: _Reader, facts: SenderFacts, sid: str, *, routing: bo
 
 async def _number(reader: _Reader, facts: SenderFacts, number: str) -> None:
     """A number sender: the service that holds it decides its replies, else its own webhook."""
-    pools = await reader.pools()
+    # Both at once: the run waits for the preflight, and most numbers are in no service.
+    pools, own = await asyncio.gather(reader.pools(), reader.number_route(number))
     holder = next(
         (sid for sid, members in pools.items() if any(m.get("phone_number") == number for m in members)), None
     )
     if holder is None:
-        facts.routing, facts.replies_to, note = await reader.number_route(number)
+        facts.routing, facts.replies_to, note = own
         if note:
             facts.notes.append(note)
         return

@@ -59,7 +59,7 @@ log = structlog.get_logger(__name__)
 
 READ_ATTEMPTS = 12
 ARRIVAL_META = "arrival"
-ARRIVAL_READ_RATE = 20.0
+ARRIVAL_READ_RATE = 50.0
 ARRIVAL_READ_ATTEMPTS = 4
 ARRIVAL_MAX_BACKOFF = 30.0
 DEFAULT_OPTIONS = RunOptions()
@@ -202,6 +202,10 @@ async def run_job(
         finally:
             if history is not None:
                 history.close()
+        if sent.d.capacity is not None and sent.d.segments is not None:
+            # Kept (after sending, so as not to delay it) for the report: what was projected, and each row's count.
+            cp.remember(ARRIVAL_META, json.dumps(sent.d.capacity))
+            cp.remember(SEGMENTS_META, json.dumps(sent.d.segments, separators=(",", ":")))
         journal = with_segments(
             build_results(prepared.plan, cp.journal(), input_digest=prepared.input_digest), sent.d.segments
         )
@@ -339,8 +343,5 @@ async def _preflight(job: _Job, cp: CheckpointStore, d: Dispatcher, reads: Paced
         return
     d.segments = found.arrival.rows.first
     d.capacity = found.arrival.capacity.as_dict()
-    # Kept for the report: what was projected, beside what collect later sees.
-    await asyncio.to_thread(cp.remember, ARRIVAL_META, json.dumps(d.capacity))
-    await asyncio.to_thread(cp.remember, SEGMENTS_META, json.dumps(d.segments, separators=(",", ":")))
     if spec.send.pace == "sender":
         d.pacer.cap(found.arrival.capacity.trigger_rate)
