@@ -15,6 +15,7 @@ from .api import (
     run,
     run_async,
     status,
+    sweep,
     validate,
 )
 from .collector import CollectOptions, CollectResult
@@ -54,5 +55,6 @@ __all__ = [
     "run",
     "run_async",
     "status",
+    "sweep",
     "validate",
 ]

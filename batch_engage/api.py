@@ -16,14 +16,18 @@ from .arrival import Capacity
 from .checkpoint import check_binding, is_postgres
 from .collector import CollectOptions, CollectProgress, CollectResult, collect_job
 from .commands import (
+    DEFAULT_OLDER_THAN,
     Status,
+    Sweep,
     Validation,
     job_for,
     job_status,
+    job_tokens,
     offline_target,
     review_flow,
     rewrite_results,
     settle_previous_period,
+    sweep_job,
     validation,
     write_report_html,
 )
@@ -73,6 +77,7 @@ __all__ = [
     "SandboxConfig",
     "ServiceConfig",
     "Status",
+    "Sweep",
     "Validation",
     "collect",
     "collect_async",
@@ -92,6 +97,8 @@ __all__ = [
     "sandbox_state_path",
     "serve_sandbox",
     "status",
+    "sweep",
+    "sweep_async",
     "validate",
     "write_report_html",
 ]
@@ -149,6 +156,7 @@ async def run_async(
     creds = _credentials(credentials)
     if spec.job.period_kind is not None:
         await settle_previous_period(spec, creds, options, transport)
+    tokens = job_tokens(spec, sandbox=options.sandbox) if spec.send.on_active == "end" else None
     return await run_job(
         spec,
         credentials=creds,
@@ -158,6 +166,7 @@ async def run_async(
         transport=transport,
         on_progress=on_progress,
         stdin=stdin,
+        tokens=tokens,
     )
 
 
@@ -229,6 +238,42 @@ def report(
 ) -> tuple[str, dict[str, int]]:
     """Write the results table again from the checkpoint alone (with ``html``, also the campaign page); no sends."""
     return rewrite_results(load_job(job, overrides, period=period, sandbox=sandbox, latest=True), output, html)
+
+
+async def sweep_async(
+    job: str | Path | Spec,
+    *,
+    credentials: Credentials | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    period: str | None = None,
+    sandbox: bool = False,
+    older_than: float = DEFAULT_OLDER_THAN,
+    yes: bool = False,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> Sweep:
+    """:func:`sweep` for callers that already run an event loop."""
+    spec = load_job(job, overrides, period=period, sandbox=sandbox, latest=True)
+    return await sweep_job(
+        spec,
+        credentials=_credentials(credentials),
+        older_than=older_than,
+        yes=yes,
+        sandbox=sandbox,
+        transport=transport,
+    )
+
+
+sweep = _blocking(
+    sweep_async,
+    "sweep",
+    """End this job's own runs still active and older than ``older_than`` seconds; a dry run unless ``yes``.
+
+    A run counts as the job's only when its Context carries a marker of one of the job's
+    checkpoints (any period); any other run is listed and left alone. Refuses
+    (``UsageError``) a job with ``api = "engagements"``. The result lists each active run
+    with what was (or would be) done and why, and the exit code the CLI gives.
+    """,
+)
 
 
 def import_history(results: str | Path, *, history: str | Path, flow_sid: str) -> int:

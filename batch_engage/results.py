@@ -45,6 +45,7 @@ RESULT_COLUMNS = [
     "error_message",
     "attempts",
     "completed_at",
+    "ended_sid",
     "segments",
 ]
 STATUSES = (
@@ -79,6 +80,7 @@ def build_results(
         pl.col("error_message").alias("line_message"),
         "attempts",
         "completed_at",
+        "ended_sid",
         pl.col("input").alias("line_input"),
     )
     joined = plan.join(lines, on="contact", how="left", maintain_order="left")
@@ -87,7 +89,7 @@ def build_results(
     status = (
         pl.when(~sendable)
         .then(pl.col("status"))
-        .when(state.is_in([s.value for s in FINAL | {RowState.UNCERTAIN}]))
+        .when(state.is_in([s.value for s in FINAL | {RowState.UNCERTAIN, RowState.WAITING_ACTIVE}]))
         .then(state)
         .when(state == RowState.INTENT.value)
         .then(pl.lit("in_flight" if live else "uncertain"))
@@ -119,6 +121,7 @@ def build_results(
         message.alias("error_message"),
         pl.when(sendable).then(pl.col("attempts")).fill_null(0).alias("attempts"),
         pl.when(sendable).then(pl.col("completed_at")).alias("completed_at"),
+        pl.when(sendable).then(pl.col("ended_sid")).alias("ended_sid"),
         # Filled by the preflight's arrival check (with_segments); empty without one.
         pl.lit(None, dtype=pl.Int64).alias("segments"),
     )

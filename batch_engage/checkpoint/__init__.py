@@ -1,7 +1,15 @@
 """The checkpoint: the journal keyed by contact, bound to one job and one target, in SQLite or PostgreSQL."""
 
 from .model import CheckpointStore, CheckpointView, Intent, Outcome, SecondStats, Target, empty_journal
-from .store import check_binding, checkpoint_exists, checkpoints_beside, is_postgres, open_checkpoint, read_checkpoint
+from .store import (
+    check_binding,
+    checkpoint_exists,
+    checkpoint_meta,
+    checkpoints_beside,
+    is_postgres,
+    open_checkpoint,
+    read_checkpoint,
+)
 
 __all__ = [
     "CheckpointStore",
@@ -12,6 +20,7 @@ __all__ = [
     "Target",
     "check_binding",
     "checkpoint_exists",
+    "checkpoint_meta",
     "checkpoints_beside",
     "empty_journal",
     "is_postgres",

@@ -22,7 +22,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from ..history import open_opt_outs
 from ..job import Spec, check_tables
 from ..tables import write_output
 from ..twilio import (
+    RETENTION,
     MessagesClient,
     StudioClient,
     TwilioClock,
@@ -163,6 +164,7 @@ async def collect_job(
             c = Collector(spec, store, studio, messages, control, on_progress, clock=options.clock, sleep=options.sleep)
             with _stop_after(options.max_duration, control):
                 unreachable = await _passes(c, rows, options, control)
+            _warn_retention(c, rows, clock)
             stopped_early = unreachable or (control.stopping and bool(c.due(rows, refresh=False)))
             table = outcomes_table(spec, rows, c.lines)
     _record_opt_outs(spec, c.opted_out)
@@ -190,6 +192,30 @@ def _record_opt_outs(spec: Spec, opted_out: list[tuple[str, str, float]]) -> Non
     with store:
         store.add_opt_outs(opted_out)
     log.info("collect.opt_outs", contacts=len({to for to, _, _ in opted_out}))
+
+
+RETENTION_WARNING = timedelta(days=25)
+
+
+def _warn_retention(c: Collector, rows: list[Target], clock: TwilioClock) -> None:
+    """Warn when runs not fully collected yet are near Studio's 30-day retention, naming the days left."""
+    now = clock.now()
+    unfinished = [
+        t.started
+        for t in rows
+        if t.started is not None and not (t.contact in c.lines and c.lines[t.contact].final)
+        if now - t.started >= RETENTION_WARNING
+    ]
+    if not unfinished:
+        return
+    left = max(0.0, (min(unfinished) + RETENTION - now).total_seconds() / 86400)
+    log.warning(
+        "collect.retention",
+        runs=len(unfinished),
+        days_left=round(left, 1),
+        message=f"{len(unfinished)} runs not collected in full are older than 25 days: Twilio deletes runs "
+        f"30 days after they start, so the oldest has {left:.1f} days left; collect them soon",
+    )
 
 
 @contextmanager

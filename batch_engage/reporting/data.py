@@ -14,6 +14,7 @@ from ..collector import StoredOutcome, read_outcomes
 from ..job import Spec
 from ..plan import mask, window_openings
 from ..results import build_results, counts_by_status
+from .active import active_groups
 from .arrival import arrival_figures
 from .html import FailureGroup, FieldValues, ReportData, RunSpan, SecondStats
 
@@ -116,5 +117,6 @@ def report_data(spec: Spec, view: CheckpointView, path: str) -> ReportData:
         checkpoint_path=path,
         as_of=moment,
         version=_version(),
+        active=active_groups(results),
         arrival=arrival_figures(view.meta, (o.values for o in (collected or {}).values())),
     )

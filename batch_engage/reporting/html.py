@@ -38,6 +38,7 @@ from datetime import UTC, datetime
 
 from ..plan import mask
 from ..results import STATUSES
+from .active import ActiveGroup, active_section
 from .arrival import ArrivalFigures, arrival_section
 from .css import CSS
 from .svg import (
@@ -131,6 +132,7 @@ class ReportData:
     as_of: datetime  # the checkpoint's last write, never the wall clock
     version: str
     title: str | None = field(default=None)  # the page title; default "<job_name> — campaign report"
+    active: tuple[ActiveGroup, ...] = ()  # contacts that met an earlier active run ([send] on_active)
     arrival: ArrivalFigures | None = None  # the preflight's projection beside what collect saw; None: neither
 
 
@@ -149,6 +151,7 @@ def render_report(data: ReportData) -> str:
         _tiles(data.counts),
         _time_section(data),
         _failures_section(data),
+        active_section(data.active),
         _windows_section(data),
         _outcomes_section(data),
         arrival_section(data.arrival),

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import BinaryIO
@@ -46,6 +46,7 @@ from ..twilio import (
     studio_base_url,
     studio_region_warning,
 )
+from .active import ActiveRuns
 from .dispatch import Dispatcher
 from .preflight import preflight
 from .recorder import Recorder
@@ -101,6 +102,7 @@ class _Job:
     control: RunControl
     transport: httpx.AsyncBaseTransport | None
     on_progress: Callable[[Progress], None] | None
+    tokens: Mapping[str, str]
 
 
 def _earlier(plan: pl.DataFrame, checkpoint: CheckpointStore, digest: str) -> tuple[int, int]:
@@ -173,17 +175,32 @@ async def run_job(
     on_progress: Callable[[Progress], None] | None = None,
     stdin: BinaryIO | None = None,
     settle_only: bool = False,
+    tokens: Mapping[str, str] | None = None,
 ) -> RunResult:
     """Run one job to the end (or until stopped) and return its results.
 
     ``settle_only`` reads no input: it reconciles what the checkpoint left possibly sent
     (from the plan stored in it) and sends nothing; a new period does this to the last one.
+    ``tokens``: the marker tokens of this job's other checkpoints (periods, set aside) and
+    whose they are; with ``on_active = "end"`` a run carrying one of them (or this
+    checkpoint's own) may be ended.
     """
     clock = options.timing()
     started = clock.monotonic()
     base_url = _studio_url(spec, credentials)
     prepared = _prepared(spec, frame, stdin, stored=settle_only)
-    job = _Job(spec, prepared, credentials, base_url, options, clock, control or RunControl(), transport, on_progress)
+    job = _Job(
+        spec,
+        prepared,
+        credentials,
+        base_url,
+        options,
+        clock,
+        control or RunControl(),
+        transport,
+        on_progress,
+        tokens or {},
+    )
     extra_meta = {"job_id": spec.job.id, **({"period": spec.job.period} if spec.job.period else {})}
     target = target_for(spec, credentials, sandbox=options.sandbox)
     with open_checkpoint(
@@ -302,6 +319,11 @@ async def _phases(job: _Job, cp: CheckpointStore, d: Dispatcher) -> bool:
         on_request=lambda: d.recorder.count("lookups"),
     )
     settler = Settler(spec, cp, d, reads, clock)
+    if spec.send.on_active != "skip":
+        tokens = {**job.tokens, cp.token: f"job {spec.job.id}"}
+        d.active = ActiveRuns(
+            spec=spec, client=d.client, reads=reads, control=control, clock=clock, tokens=tokens, record=d.record
+        )
     possibly = cp.open_lines().filter(pl.col("state").is_in([s.value for s in POSSIBLY_SENT]))
     has_work = possibly.height > 0 or d.total > d.done
     if has_work and spec.send.preflight and not control.stopping:

@@ -58,6 +58,8 @@ class _Studio(FlowRoutes, CreateRoutes, ReadRoutes, NumberRoutes):
             app.router.add_get(runs, self._list)
             app.router.add_get(runs + "/{sid}", self._fetch_run)
             app.router.add_get(runs + "/{sid}/Context", self._fetch_context)
+        # UpdateExecution (Status=ended) exists for Executions only: Twilio documents no update of an Engagement.
+        app.router.add_post("/v2/Flows/{flow}/{collection:Executions}/{sid}", self._update)
         app.router.add_get("/2010-04-01/Accounts/{account}/Messages/{sid}.json", self._fetch_message)
         app.router.add_get("/2010-04-01/Accounts/{account}/IncomingPhoneNumbers.json", self._list_numbers)
         app.router.add_get("/v1/Services", self._list_services)

@@ -16,12 +16,14 @@ from .hosts import (
 )
 from .messaging import MessagingClient
 from .pacing import Pacer
-from .policy import Breaker, backoff, is_handback
+from .policy import PAST_RETENTION, RETENTION, Breaker, backoff, is_handback, past_retention
 from .reads import PacedReads
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "PAST_RETENTION",
     "REGION_EDGES",
+    "RETENTION",
     "Breaker",
     "Created",
     "MessagesClient",
@@ -40,6 +42,7 @@ __all__ = [
     "make_http_client",
     "messaging_base_url",
     "parse_datetime",
+    "past_retention",
     "processing_region",
     "studio_base_url",
     "studio_region_warning",
