@@ -2,10 +2,12 @@
 
 Use it from Python as ``batch_engage.run("jobs/campaign.toml")`` or
 ``batch_engage.run(spec, frame=df)``, and bring back what happened in each run with
-``batch_engage.collect("jobs/campaign.toml")``; the ``batch-engage`` command is a thin layer over them.
+``batch_engage.collect("jobs/campaign.toml")``; ``batch_engage.assign_variants(frame, job)`` shows an
+experiment's split before any send; the ``batch-engage`` command is a thin layer over them.
 """
 
 from .api import (
+    assign_variants,
     collect,
     collect_async,
     history_stats,
@@ -23,7 +25,7 @@ from .commands import Status, Validation
 from .control import Progress, RunControl
 from .credentials import Credentials, credentials_from_env
 from .errors import BatchEngageError
-from .job import FlowSpec, InputSpec, MappingSpec, OutputSpec, SendSpec, Spec, load_spec
+from .job import ExperimentSpec, FlowSpec, InputSpec, MappingSpec, OutputSpec, SendSpec, Spec, load_spec
 from .runner import RunOptions, RunResult, RunSummary
 
 __all__ = [
@@ -31,6 +33,7 @@ __all__ = [
     "CollectOptions",
     "CollectResult",
     "Credentials",
+    "ExperimentSpec",
     "FlowSpec",
     "InputSpec",
     "MappingSpec",
@@ -44,6 +47,7 @@ __all__ = [
     "Spec",
     "Status",
     "Validation",
+    "assign_variants",
     "collect",
     "collect_async",
     "credentials_from_env",

@@ -24,7 +24,9 @@ from .commands import (
     job_status,
     job_tokens,
     offline_target,
+    project_arrival,
     review_flow,
+    review_variants,
     rewrite_results,
     settle_previous_period,
     sweep_job,
@@ -44,12 +46,13 @@ from .exits import (
     exit_code_for,
     exit_code_for_error,
 )
+from .experiment import assign_frame
 from .flow import FlowReview
 from .history import is_database_url, open_history, opt_outs_path
-from .job import Spec
+from .job import ExperimentSpec, Spec
 from .plan import prepare
 from .results import write_results
-from .runner import RunOptions, RunResult, run_job
+from .runner import RunOptions, RunResult, kept_variants, run_job
 from .sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox, SandboxConfig, ServiceConfig
 from .sandbox import serve as serve_sandbox
 
@@ -79,6 +82,7 @@ __all__ = [
     "Status",
     "Sweep",
     "Validation",
+    "assign_variants",
     "collect",
     "collect_async",
     "collect_exit_code",
@@ -132,6 +136,29 @@ def load_job(
     ``latest`` picks the newest period that has a checkpoint (for ``status`` and ``report``).
     """
     return job_for(job, overrides, period=period, sandbox=sandbox, latest=latest)
+
+
+def assign_variants(
+    frame: pl.DataFrame | pl.LazyFrame,
+    experiment: str | Path | Spec | ExperimentSpec,
+    *,
+    contact: str = "contact",
+) -> pl.DataFrame:
+    """``frame`` with a ``variant`` column: the variant each row gets (``"holdout"``: sent nothing), before any send.
+
+    Given a job (file or ``Spec``), the rows are planned as a run plans them (numbers
+    normalized, contact keys; contacts the job's checkpoint already sent keep their
+    variant); a row with no contact key (invalid) gets null. Given an ``ExperimentSpec``,
+    the ``contact`` column is taken as the contact key as it is.
+    """
+    data = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
+    if isinstance(experiment, ExperimentSpec):
+        return assign_frame(data, experiment, contact=contact)
+    spec = load_job(experiment)
+    if spec.experiment is None:
+        raise UsageError(f"job {spec.job.id} has no [experiment]: every contact gets the one Flow")
+    plan = prepare(spec, frame=data, kept=kept_variants(spec, restart=False)).plan
+    return data.with_columns(plan.get_column("variant"))
 
 
 def _credentials(credentials: Credentials | None) -> Credentials:
@@ -209,10 +236,22 @@ def validate(
     prepared = prepare(spec, frame=frame, stdin=stdin)
     target = offline_target(spec, credentials, sandbox)
     check_binding(spec.output.checkpoint, prepared.fingerprint, target, restart=restart, yes=yes)
-    found, arrival = (
-        review_flow(spec, prepared.plan, _credentials(credentials), transport, now=now) if flow else (None, None)
+    creds = _credentials(credentials) if flow else None
+    if creds is None:
+        return validation(spec, prepared.plan, flow_review=None, restart=restart, now=now, output=output)
+    # The review first: it names what the run would refuse (no Flow, nothing published, unwired).
+    variants = review_variants(spec, prepared.plan, creds, transport) if spec.experiment is not None else None
+    found = next(iter(variants[0].values()), None) if variants else review_flow(spec, prepared.plan, creds, transport)
+    return validation(
+        spec,
+        prepared.plan,
+        flow_review=found,
+        restart=restart,
+        now=now,
+        output=output,
+        variant_flows=variants or ({}, []),
+        arrivals=project_arrival(spec, prepared.plan, creds, transport, now=now),
     )
-    return validation(spec, prepared.plan, flow_review=found, arrival=arrival, restart=restart, now=now, output=output)
 
 
 def status(

@@ -3,7 +3,7 @@
 from .periods import job_for, job_tokens, settle_previous_period
 from .status import Status, job_status, rewrite_results, write_report_html
 from .sweep import DEFAULT_OLDER_THAN, Sweep, SweptRun, sweep_job
-from .validate import Validation, offline_target, review_flow, validation
+from .validate import Validation, offline_target, project_arrival, review_flow, review_variants, validation
 
 __all__ = [
     "DEFAULT_OLDER_THAN",
@@ -15,7 +15,9 @@ __all__ = [
     "job_status",
     "job_tokens",
     "offline_target",
+    "project_arrival",
     "review_flow",
+    "review_variants",
     "rewrite_results",
     "settle_previous_period",
     "sweep_job",

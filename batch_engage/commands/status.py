@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,6 +12,7 @@ import polars as pl
 from ..checkpoint import CheckpointView, read_checkpoint
 from ..disk import private_file
 from ..errors import UsageError
+from ..experiment import split
 from ..job import Spec, check_tables
 from ..plan import annotate_windows, window_openings
 from ..reporting import render_report, report_data
@@ -29,6 +30,8 @@ class Status:
     waiting_for_window: int = 0
     next_opening: datetime | None = None
     period: str | None = None
+    variants: dict[str, dict[str, int]] = field(default_factory=dict)
+    """With an ``[experiment]``: per variant (the holdout last), its contacts by status; empty without one."""
 
 
 def _with_plan(spec: Spec, view: CheckpointView) -> pl.DataFrame:
@@ -55,7 +58,20 @@ def job_status(spec: Spec, now: datetime | None) -> Status:
         waiting_for_window=openings.height,
         next_opening=first if isinstance(first, datetime) else None,
         period=spec.job.period,
+        variants=variant_split(results),
     )
+
+
+def variant_split(results: pl.DataFrame) -> dict[str, dict[str, int]]:
+    """Contacts per variant by status, the variants in name order and the holdout last (empty: no experiment)."""
+    if "variant" not in results.columns:
+        return {}
+    names = split(results.get_column("variant").to_list())
+    lines = results.filter(pl.col("variant").is_not_null()).group_by("variant", "status").len()
+    out: dict[str, dict[str, int]] = {name: {} for name in names}
+    for variant, status, n in lines.sort("status").iter_rows():
+        out[variant][status] = int(n)
+    return out
 
 
 def rewrite_results(spec: Spec, output: str | Path | None, html: str | Path | None) -> tuple[str, dict[str, int]]:

@@ -12,13 +12,14 @@ from typing import Any
 
 import httpx
 import polars as pl
+import structlog
 
 from ..arrival import Arrival, Capacity, check_arrival, log_capacity
 from ..checkpoint import Target, checkpoint_exists, empty_journal, read_checkpoint
 from ..credentials import Credentials, credentials_from_env
 from ..errors import ConfigError, CredentialsError, FlowNotFound, FlowUnwired, UsageError
 from ..exits import exit_code_for
-from ..flow import FlowReview, FlowWiringError, log_findings, review
+from ..flow import FlowReview, FlowWiringError, log_findings, reply_conflicts, review, waits_for_replies
 from ..job import Spec
 from ..plan import annotate_windows, send_window, window_openings
 from ..results import build_results, with_segments, write_results
@@ -26,7 +27,9 @@ from ..runner import Item, make_marker, target_for
 from ..states import FINAL
 from ..twilio import PacedReads, Pacer, StudioClient, check_base_url, make_http_client, studio_base_url
 
-__all__ = ["Validation", "offline_target", "review_flow", "validation"]
+__all__ = ["Validation", "offline_target", "review_flow", "review_variants", "validation"]
+
+log = structlog.get_logger(__name__)
 
 _QUOTED_TAIL = re.compile(r": (?=['\"])")
 _SAMPLES = 3
@@ -49,7 +52,11 @@ class Validation:
     capped: int = 0
     openings: dict[str, int] = field(default_factory=dict)
     flow: FlowReview | None = None
+    variant_flows: dict[str, FlowReview] = field(default_factory=dict)
+    """With an ``[experiment]`` and ``--flow``: each variant's Flow held against that variant's rows."""
+    flow_warnings: list[str] = field(default_factory=list)
     capacity: Capacity | None = None
+    """With ``--flow``: will it arrive (the first variant's, in an experiment)."""
 
     @property
     def exit_code(self) -> int:
@@ -87,8 +94,9 @@ def validation(
     plan: pl.DataFrame,
     *,
     flow_review: FlowReview | None,
-    arrival: Arrival | None = None,
     restart: bool,
+    variant_flows: tuple[dict[str, FlowReview], list[str]] = ({}, []),
+    arrivals: tuple[Arrival, ...] = (),
     now: datetime | None,
     output: str | Path | None,
 ) -> Validation:
@@ -98,7 +106,7 @@ def validation(
     statuses: dict[str, int] = dict(plan.group_by("status").len().iter_rows())
     moment = now or datetime.now(UTC)
     results = annotate_windows(plan, build_results(plan, empty_journal()), spec, moment)
-    results = with_segments(results, arrival.rows.first if arrival else None)
+    results = with_segments(results, {row: n for a in arrivals for row, n in a.rows.first.items()})
     if output is not None:
         if "://" in str(output):
             # A preview's "pending" rows would replace the job's real ones in the table.
@@ -118,7 +126,9 @@ def validation(
         capped=statuses.get("capped", 0),
         openings=_opening_counts(spec, plan, results, pending, moment),
         flow=flow_review,
-        capacity=arrival.capacity if arrival else None,
+        variant_flows=variant_flows[0],
+        flow_warnings=variant_flows[1],
+        capacity=arrivals[0].capacity if arrivals else None,
     )
 
 
@@ -138,14 +148,11 @@ def review_flow(
     credentials: Credentials,
     transport: httpx.AsyncBaseTransport | None,
     *,
-    now: datetime | None = None,
-) -> tuple[FlowReview, Arrival | None]:
-    """Hold the plan against the Flow's published revision; raise what ``run``'s preflight would refuse.
-
-    Also projects whether the campaign arrives (segments, the sender's pace, reply routing): logged,
-    and its warnings kept; a reply-routing problem is a warning here (``run`` refuses it).
-    """
-    published, arrival = asyncio.run(_published(spec, plan, credentials, transport, now or datetime.now(UTC)))
+    published: dict[str, Any] | None = None,
+) -> FlowReview:
+    """Hold the plan against the Flow's published revision; raise what ``run``'s preflight would refuse."""
+    if published is None:
+        published = asyncio.run(_published(spec, credentials, transport))
     try:
         found = review(spec, plan, published)
     except FlowWiringError as exc:
@@ -154,9 +161,97 @@ def review_flow(
     if found.check.missing and spec.flow.strict_variables:
         names = ", ".join(f"flow.data.{v.path}" for v in found.check.missing)
         raise ConfigError("flow.strict_variables", f"the Flow prints {names}, which the job does not supply")
-    if arrival is not None:
+    return found
+
+
+def project_arrival(
+    spec: Spec,
+    plan: pl.DataFrame,
+    credentials: Credentials,
+    transport: httpx.AsyncBaseTransport | None,
+    *,
+    now: datetime | None = None,
+) -> tuple[Arrival, ...]:
+    """Will it arrive, per Flow (each variant's rows with its Flow, in an experiment): logged, and returned."""
+    experiment = spec.experiment
+    parts = (
+        [(spec.for_variant(v), plan.filter(pl.col("variant") == v.name)) for v in experiment.variants]
+        if experiment is not None and "variant" in plan.columns
+        else [(spec, plan)]
+    )
+    found = asyncio.run(_arrivals(parts, credentials, transport, now or datetime.now(UTC)))
+    for arrival in found:
         log_capacity(arrival.capacity)
-    return found, arrival
+    return found
+
+
+async def _arrivals(
+    parts: list[tuple[Spec, pl.DataFrame]],
+    credentials: Credentials,
+    transport: httpx.AsyncBaseTransport | None,
+    now: datetime,
+) -> tuple[Arrival, ...]:
+    """Each part's arrival check, over one connection: its Flow's published definition, its senders' set-up."""
+    spec = parts[0][0]
+    base_url = studio_base_url(spec.flow, region=credentials.region, edge=credentials.edge)
+    check_base_url(base_url)
+    http = make_http_client(
+        username=credentials.username,
+        password=credentials.password,
+        concurrency=2,
+        connect_timeout=spec.send.connect_timeout,
+        read_timeout=spec.send.read_timeout,
+        transport=transport,
+    )
+    found = []
+    async with http:
+        reads = PacedReads(Pacer(spec.send.rate), sleep=asyncio.sleep, attempts=6, max_backoff=60.0)
+        for part, rows in parts:
+            client = StudioClient(http, base_url=base_url, flow_sid=part.flow.sid, api=part.flow.api)
+            published = await reads.call("published revision", client.fetch_published)
+            definition = published.get("definition") if published else None
+            if not isinstance(definition, dict):
+                continue
+            account = published.get("account_sid") if published else None
+            try:
+                arrival = await check_arrival(
+                    part,
+                    rows,
+                    definition,
+                    http=http,
+                    reads=reads,
+                    account_sid=account if isinstance(account, str) else None,
+                    now=now,
+                    region=credentials.region,
+                    edge=credentials.edge,
+                )
+            except FlowWiringError:
+                continue  # the review names the wiring problem
+            found.append(arrival)
+    return tuple(found)
+
+
+def review_variants(
+    spec: Spec, plan: pl.DataFrame, credentials: Credentials, transport: httpx.AsyncBaseTransport | None
+) -> tuple[dict[str, FlowReview], list[str]]:
+    """Each variant's Flow (fetched once per Flow) held against that variant's rows and Parameters; and the
+    warnings about replies that two variant Flows sharing one sender would split."""
+    experiment = spec.experiment
+    if experiment is None:
+        return {}, []
+    published: dict[str, dict[str, Any]] = {}
+    reviews: dict[str, FlowReview] = {}
+    for variant in experiment.variants:
+        part = spec.for_variant(variant)
+        if part.flow.sid not in published:
+            published[part.flow.sid] = asyncio.run(_published(part, credentials, transport))
+        rows = plan.filter(pl.col("variant") == variant.name)
+        reviews[variant.name] = review_flow(part, rows, credentials, transport, published=published[part.flow.sid])
+    waits = {sid: waits_for_replies(p.get("definition") or {}) for sid, p in published.items()}
+    warnings = reply_conflicts(spec, waits)
+    for warning in warnings:
+        log.warning("experiment.replies", message=warning)
+    return reviews, warnings
 
 
 def _checkpointed(spec: Spec, pending: pl.DataFrame) -> _Checkpointed:
@@ -212,13 +307,9 @@ def _opening_counts(
 
 
 async def _published(
-    spec: Spec,
-    plan: pl.DataFrame,
-    credentials: Credentials,
-    transport: httpx.AsyncBaseTransport | None,
-    now: datetime,
-) -> tuple[dict[str, Any], Arrival | None]:
-    """The Flow's last published revision (with its definition), fetched as the run's preflight does; its arrival."""
+    spec: Spec, credentials: Credentials, transport: httpx.AsyncBaseTransport | None
+) -> dict[str, Any]:
+    """The Flow's last published revision (with its definition), fetched as the run's preflight does."""
     base_url = studio_base_url(spec.flow, region=credentials.region, edge=credentials.edge)
     check_base_url(base_url)
     http = make_http_client(
@@ -232,26 +323,8 @@ async def _published(
     async with http:
         client = StudioClient(http, base_url=base_url, flow_sid=spec.flow.sid, api=spec.flow.api)
         reads = PacedReads(Pacer(spec.send.rate), sleep=asyncio.sleep, attempts=6, max_backoff=60.0)
-        flow = await reads.call("flow", client.fetch_flow)
+        await reads.call("flow", client.fetch_flow)
         published = await reads.call("published revision", client.fetch_published)
-        if published is None:
-            raise FlowNotFound(f"the Flow {spec.flow.sid} has no published revision: publish it in the Studio console")
-        definition = published.get("definition")
-        arrival = None
-        if isinstance(definition, dict):
-            account = flow.get("account_sid")
-            try:
-                arrival = await check_arrival(
-                    spec,
-                    plan,
-                    definition,
-                    http=http,
-                    reads=reads,
-                    account_sid=account if isinstance(account, str) else None,
-                    now=now,
-                    region=credentials.region,
-                    edge=credentials.edge,
-                )
-            except FlowWiringError:
-                arrival = None  # review() names the wiring problem
-    return published, arrival
+    if published is None:
+        raise FlowNotFound(f"the Flow {spec.flow.sid} has no published revision: publish it in the Studio console")
+    return published

@@ -2,6 +2,16 @@
 
 from .check import FlowWiringError, rest_trigger
 from .liquid_render import render
+from .replies import reply_conflicts, waits_for_replies
 from .review import FlowReview, log_findings, review
 
-__all__ = ["FlowReview", "FlowWiringError", "log_findings", "render", "rest_trigger", "review"]
+__all__ = [
+    "FlowReview",
+    "FlowWiringError",
+    "log_findings",
+    "render",
+    "reply_conflicts",
+    "rest_trigger",
+    "review",
+    "waits_for_replies",
+]

@@ -1,6 +1,7 @@
 """The job: a TOML file read, checked and frozen into a Spec (paths, periods, send window); it knows no reader."""
 
 from .checks import OUTCOME_BASE_COLUMNS, static_parameter_pairs
+from .experiment import HOLDOUT, ExperimentSpec, VariantSpec
 from .paths import check_tables
 from .periods import is_period, previous_period
 from .periods import render as render_period
@@ -9,8 +10,10 @@ from .spec import Cap, FlowSpec, InputSpec, MappingSpec, OutputSpec, SendSpec, S
 
 __all__ = [
     "DAYS",
+    "HOLDOUT",
     "OUTCOME_BASE_COLUMNS",
     "Cap",
+    "ExperimentSpec",
     "FlowSpec",
     "InputSpec",
     "MappingSpec",
@@ -18,6 +21,7 @@ __all__ = [
     "SendSpec",
     "SendWindow",
     "Spec",
+    "VariantSpec",
     "check_tables",
     "is_period",
     "load_spec",

@@ -16,6 +16,7 @@ from ..plan import mask, window_openings
 from ..results import build_results, counts_by_status
 from .active import active_groups
 from .arrival import arrival_figures
+from .compare import experiment_report
 from .html import FailureGroup, FieldValues, ReportData, RunSpan, SecondStats
 
 __all__ = ["as_of", "report_data"]
@@ -119,4 +120,5 @@ def report_data(spec: Spec, view: CheckpointView, path: str) -> ReportData:
         version=_version(),
         active=active_groups(results),
         arrival=arrival_figures(view.meta, (o.values for o in (collected or {}).values())),
+        experiment=experiment_report(spec, plan, results, collected),
     )

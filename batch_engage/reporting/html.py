@@ -37,9 +37,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from ..plan import mask
-from ..results import STATUSES
+from ..results import EXPERIMENT_STATUSES, STATUSES
 from .active import ActiveGroup, active_section
 from .arrival import ArrivalFigures, arrival_section
+from .compare import ExperimentReport
 from .css import CSS
 from .svg import (
     BAR_COLOUR,
@@ -54,6 +55,7 @@ from .svg import (
     rate_text,
     time_chart,
 )
+from .variants import variants_section
 
 __all__ = [
     "MAX_BUCKETS",
@@ -66,8 +68,9 @@ __all__ = [
     "render_report",
 ]
 
-#: Every status a row can end in, in the order the tiles show them (the results table's order).
-STATUS_ORDER: tuple[str, ...] = STATUSES
+#: Every status a row can end in, in the order the tiles show them (the results table's order); an experiment's
+#: own statuses (``holdout``) follow them, and only in a job with one.
+STATUS_ORDER: tuple[str, ...] = tuple(s for s in STATUSES if s not in EXPERIMENT_STATUSES)
 
 _MORE_INFO = "https://www.twilio.com/docs/errors/{code}"
 
@@ -134,6 +137,7 @@ class ReportData:
     title: str | None = field(default=None)  # the page title; default "<job_name> — campaign report"
     active: tuple[ActiveGroup, ...] = ()  # contacts that met an earlier active run ([send] on_active)
     arrival: ArrivalFigures | None = None  # the preflight's projection beside what collect saw; None: neither
+    experiment: ExperimentReport | None = None  # the variants side by side; None: the job has no experiment
 
 
 def render_report(data: ReportData) -> str:
@@ -149,6 +153,7 @@ def render_report(data: ReportData) -> str:
         f"<title>{escape(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<main>\n",
         _header(data),
         _tiles(data.counts),
+        variants_section(data.experiment),
         _time_section(data),
         _failures_section(data),
         active_section(data.active),
@@ -210,7 +215,8 @@ def _header(data: ReportData) -> str:
 
 
 def _tiles(counts: Mapping[str, int]) -> str:
-    names = [*STATUS_ORDER, *sorted(set(counts) - set(STATUS_ORDER))]
+    extra = [s for s in EXPERIMENT_STATUSES if s in counts]
+    names = [*STATUS_ORDER, *extra, *sorted(set(counts) - set(STATUS_ORDER) - set(extra))]
     total = sum(counts.values())
     tiles = []
     segments = []

@@ -53,6 +53,7 @@ from .recorder import Recorder
 from .schedule import send_all, to_send
 from .settle import Settler
 from .values import RunOptions, RunResult, RunSummary
+from .variants import count_holdout, kept_variants
 
 __all__ = ["Progress", "RunControl", "RunOptions", "RunResult", "RunSummary", "exit_code_for", "run_job", "target_for"]
 
@@ -128,11 +129,11 @@ def _studio_url(spec: Spec, credentials: Credentials) -> str:
 
 
 def _prepared(
-    spec: Spec, frame: pl.DataFrame | pl.LazyFrame | None, stdin: BinaryIO | None, *, stored: bool
+    spec: Spec, frame: pl.DataFrame | pl.LazyFrame | None, stdin: BinaryIO | None, *, stored: bool, restart: bool
 ) -> Prepared:
     """The plan: from the input, or (``stored``) the one the checkpoint keeps."""
     if not stored:
-        return prepare(spec, frame=frame, stdin=stdin)
+        return prepare(spec, frame=frame, stdin=stdin, kept=kept_variants(spec, restart=restart))
     view = read_checkpoint(spec.output.checkpoint)
     assert view.plan is not None
     return Prepared(plan=view.plan, fingerprint=fingerprint(spec), input_digest=view.meta.get("input", ""))
@@ -188,7 +189,7 @@ async def run_job(
     clock = options.timing()
     started = clock.monotonic()
     base_url = _studio_url(spec, credentials)
-    prepared = _prepared(spec, frame, stdin, stored=settle_only)
+    prepared = _prepared(spec, frame, stdin, stored=settle_only, restart=options.restart)
     job = _Job(
         spec,
         prepared,
@@ -216,6 +217,8 @@ async def run_job(
         history = open_history(spec.history.path) if spec.history.path and not options.sandbox else None
         try:
             sent = await _run_with_checkpoint(job, cp, history)
+            if history is not None and not settle_only:
+                await asyncio.to_thread(count_holdout, history, spec, prepared.plan)
         finally:
             if history is not None:
                 history.close()
@@ -332,7 +335,8 @@ async def _phases(job: _Job, cp: CheckpointStore, d: Dispatcher) -> bool:
         await settler.settle_earlier(possibly)
     waiting = False
     if d.aborted is None and not control.stopping:
-        source = to_send(plan, cp.open_lines(), cp.contacts_in(FINAL | POSSIBLY_SENT))
+        flows = spec.experiment.flows(spec.flow.sid) if spec.experiment is not None else None
+        source = to_send(plan, cp.open_lines(), cp.contacts_in(FINAL | POSSIBLY_SENT), flows)
         options = job.options
         waiting = await send_all(d, source, window=d.window, limit=options.limit, wait=options.wait, clock=clock)
     await settler.settle_this_run()
@@ -361,9 +365,13 @@ async def _preflight(job: _Job, cp: CheckpointStore, d: Dispatcher, reads: Paced
         edge=creds.edge,
     )
     d.aborted = found.aborted
-    if found.arrival is None:
+    if not found.arrivals:
         return
-    d.segments = found.arrival.rows.first
-    d.capacity = found.arrival.capacity.as_dict()
+    d.segments = {row: n for arrival in found.arrivals for row, n in arrival.rows.first.items()}
+    capacities = [arrival.capacity for arrival in found.arrivals]
+    # One capacity object (the first Flow's); with an experiment's several Flows, each in order beside it.
+    d.capacity = capacities[0].as_dict()
+    if len(capacities) > 1:
+        d.capacity["per_flow"] = [c.as_dict() for c in capacities]
     if spec.send.pace == "sender":
-        d.pacer.cap(found.arrival.capacity.trigger_rate)
+        d.pacer.cap(min(c.trigger_rate for c in capacities))

@@ -1,9 +1,9 @@
 """The preflight: before any row is sent, prove the credentials and that the Flow is published and wired.
 
 It also holds the job against the published definition (missing variables warn, or refuse
-under ``strict_variables``), checks whether the campaign can arrive (``arrival``: the
-projection is logged, a slow sender warns, replies that go to another Flow or nowhere
-refuse unless ``[flow] replies = "elsewhere"``), and logs our clock's offset from Twilio's.
+under ``strict_variables``), checks whether the campaign can arrive (``arrival``, per Flow: the
+projection is logged, a slow sender warns, replies that go to another Flow or nowhere refuse
+unless ``[flow] replies = "elsewhere"``), and logs our clock's offset from Twilio's.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ import structlog
 from ..arrival import Arrival, check_arrival, log_capacity, refusal
 from ..checkpoint import CheckpointStore
 from ..errors import ConfigError, FlowNotFound, FlowUnwired, RepliesLost, StudioError
-from ..flow import FlowWiringError, log_findings, review
+from ..flow import FlowWiringError, log_findings, reply_conflicts, review, waits_for_replies
 from ..job import Spec
 from ..twilio import PacedReads, StudioClient
 
-__all__ = ["CLOCK_WARNING_SECONDS", "Preflight", "check_flow", "preflight"]
+__all__ = ["CLOCK_WARNING_SECONDS", "Preflight", "check_flow", "preflight", "variant_parts"]
 
 log = structlog.get_logger(__name__)
 
@@ -72,12 +72,23 @@ def _log_clock(client: StudioClient) -> None:
         )
 
 
+def variant_parts(spec: Spec, plan: pl.DataFrame) -> list[tuple[str | None, Spec, pl.DataFrame]]:
+    """The job as each variant sends it (its Flow, its Parameters) with the plan's rows of that variant.
+
+    A job without an experiment is one part, named None.
+    """
+    experiment = spec.experiment
+    if experiment is None or "variant" not in plan.columns:
+        return [(None, spec, plan)]
+    return [(v.name, spec.for_variant(v), plan.filter(pl.col("variant") == v.name)) for v in experiment.variants]
+
+
 @dataclass(frozen=True)
 class Preflight:
-    """What the preflight found: the reason to abort (None: go), and the arrival check of the Flow."""
+    """What the preflight found: the reason to abort (None: go), and each Flow's arrival check."""
 
     aborted: StudioError | None
-    arrival: Arrival | None = None
+    arrivals: tuple[Arrival, ...] = ()
 
 
 async def _arrival(
@@ -85,14 +96,14 @@ async def _arrival(
     plan: pl.DataFrame,
     client: StudioClient,
     reads: PacedReads,
-    flow: dict[str, Any],
+    published: dict[str, Any],
     where: tuple[datetime, str | None, str | None],
 ) -> tuple[Arrival | None, StudioError | None]:
-    """The arrival check of the published Flow: the projection logged, replies that cannot arrive refused."""
-    definition = flow.get("definition")
+    """One Flow's arrival check: the projection logged, replies that cannot arrive refused."""
+    definition = published.get("definition")
     if not isinstance(definition, dict):
         return None, None
-    account = flow.get("account_sid")
+    account = published.get("account_sid")
     arrival = await check_arrival(
         spec,
         plan,
@@ -121,46 +132,69 @@ async def preflight(
     region: str | None = None,
     edge: str | None = None,
 ) -> Preflight:
-    """Prove credentials and a published Flow before any row is sent; the reason to abort (or None), the arrival.
+    """Prove credentials and a published Flow (each variant's, in an experiment) before any row is sent.
 
-    ``reads``: Studio's paced reads, and the arrival check's (other APIs, their own pace).
-
-    Raises the ``StudioError`` of a Studio it could not reach (nothing was sent: try again later).
+    Returns the reason to abort (or None) and each Flow's arrival check. ``reads``: Studio's paced
+    reads, and the arrival check's (other APIs, their own pace). Raises the ``StudioError`` of a
+    Studio it could not reach (nothing was sent: try again later).
     """
     aborted: StudioError | None = None
-    arrival: Arrival | None = None
-    try:
-        flow, published = await _published(client, reads[0], cp, sandbox=sandbox)
-    except FlowNotFound as exc:
-        aborted = exc
-    except StudioError as exc:
-        if exc.http_status not in (401, 403) and exc.code != 20003:
-            raise
-        aborted = exc
-    else:
-        if published is None:
-            aborted = FlowNotFound(
-                f"the Flow {spec.flow.sid} has no published revision: publish it in the Studio console"
-            )
-        else:
-            if flow.get("revision") != published.get("revision"):
-                log.warning(
-                    "flow.draft",
-                    message=f"the Flow has a newer unpublished draft (revision {flow.get('revision')}); "
-                    f"runs will use revision {published.get('revision')}, the last published",
-                )
-            aborted = check_flow(spec, plan, published)
-            if aborted is None:
-                arrival, aborted = await _arrival(
-                    spec, plan, client, reads[1], published | _account(flow), (now, region, edge)
-                )
+    published: dict[str, dict[str, Any]] = {}
+    parts = variant_parts(spec, plan)
+    for _, part, rows in parts:
+        sid = part.flow.sid
+        if sid not in published:
+            found = await _fetch(part, client.for_flow(sid), reads[0], cp, sandbox=sandbox)
+            if isinstance(found, StudioError):
+                aborted = found
+                break
+            published[sid] = found
+        aborted = check_flow(part, rows, published[sid])
+        if aborted is not None:
+            break
+    arrivals: list[Arrival] = []
+    if aborted is None:
+        waits = {sid: waits_for_replies(_definition(p)) for sid, p in published.items()}
+        for warning in reply_conflicts(spec, waits):
+            log.warning("experiment.replies", message=warning)
+        for _, part, rows in parts:
+            sid = part.flow.sid
+            arrival, aborted = await _arrival(part, rows, client, reads[1], published[sid], (now, region, edge))
+            arrivals.extend([arrival] if arrival is not None else [])
+            if aborted is not None:
+                break
     if aborted is not None:
         log.error("run.aborted", reason=aborted.message, http_status=aborted.http_status)
     _log_clock(client)
-    return Preflight(aborted, arrival)
+    return Preflight(aborted, tuple(arrivals))
 
 
-def _account(flow: dict[str, Any]) -> dict[str, Any]:
-    """The Flow's account (a revision may not name it)."""
+def _definition(published: dict[str, Any]) -> dict[str, Any]:
+    definition = published.get("definition")
+    return definition if isinstance(definition, dict) else {}
+
+
+async def _fetch(
+    spec: Spec, client: StudioClient, reads: PacedReads, cp: CheckpointStore, *, sandbox: bool
+) -> dict[str, Any] | StudioError:
+    """One Flow's published revision, or the reason to abort (missing, unpublished, credentials refused)."""
+    try:
+        flow, published = await _published(client, reads, cp, sandbox=sandbox)
+    except FlowNotFound as exc:
+        return exc
+    except StudioError as exc:
+        if exc.http_status not in (401, 403) and exc.code != 20003:
+            raise
+        return exc
+    if published is None:
+        return FlowNotFound(f"the Flow {spec.flow.sid} has no published revision: publish it in the Studio console")
+    if flow.get("revision") != published.get("revision"):
+        log.warning(
+            "flow.draft",
+            flow=spec.flow.sid,
+            message=f"the Flow has a newer unpublished draft (revision {flow.get('revision')}); "
+            f"runs will use revision {published.get('revision')}, the last published",
+        )
     account = flow.get("account_sid")
-    return {"account_sid": account} if isinstance(account, str) and account else {}
+    # A revision may not name its account; the arrival check reads the account's numbers.
+    return published | ({"account_sid": account} if isinstance(account, str) and account else {})

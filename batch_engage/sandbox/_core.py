@@ -342,7 +342,8 @@ class Studio:
         context = start_context(run)
         ended = self._ended_at(run, config)
         if ended is not None and run.played:
-            messages = run_messages(run, config.replies, ended, heard=self.replies_heard(run, config))
+            heard = self.replies_heard(run, config)
+            messages = run_messages(run, config.replies_for(run.parameters), ended, heard=heard)
             context["widgets"] = widget_outputs(run, messages)
         return context
 

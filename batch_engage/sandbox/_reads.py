@@ -58,7 +58,7 @@ class ReadRoutes(Studio):
             ended = None if run is None else self._ended_at(run, config)
             if run is not None and ended is not None:
                 heard = self.replies_heard(run, config)
-                message = run_messages(run, config.replies, ended, heard=heard).get(role)
+                message = run_messages(run, config.replies_for(run.parameters), ended, heard=heard).get(role)
             intro = None if run is None else self._fates.get(message_sid("intro", run))
             fate = self._fates.get(request.match_info["sid"])
         if role == "reply" and intro is not None and intro.status == "failed":

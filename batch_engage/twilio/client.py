@@ -125,6 +125,12 @@ class StudioClient:
         """The HTTP client under this one (other Twilio APIs' reads share its pool and credentials)."""
         return self._http
 
+    def for_flow(self, flow_sid: str) -> StudioClient:
+        """The same connection, host, API and Twilio clock, for another Flow (an experiment's variant)."""
+        if flow_sid == self.flow_sid:
+            return self
+        return StudioClient(self._http, base_url=self._base, flow_sid=flow_sid, api=self.api, clock=self.clock)
+
     async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         return await _request(self._http, self.clock, method, url, **kwargs)
 
