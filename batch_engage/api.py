@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO, ParamSpec, TypeVar
@@ -13,10 +14,11 @@ import httpx
 import polars as pl
 
 from .arrival import Capacity
-from .checkpoint import check_binding, is_postgres
+from .checkpoint import check_binding
 from .collector import CollectOptions, CollectProgress, CollectResult, collect_job
 from .commands import (
     DEFAULT_OLDER_THAN,
+    SANDBOX_RUN_LIFETIME,
     Status,
     Sweep,
     Validation,
@@ -28,7 +30,10 @@ from .commands import (
     review_flow,
     review_variants,
     rewrite_results,
+    sandbox_config,
+    sandbox_state_path,
     settle_previous_period,
+    simulated,
     sweep_job,
     validation,
     write_report_html,
@@ -51,7 +56,7 @@ from .flow import FlowReview
 from .history import is_database_url, open_history, opt_outs_path
 from .job import ExperimentSpec, Spec
 from .plan import prepare
-from .results import write_results
+from .results import unguarded, write_results
 from .runner import RunOptions, RunResult, kept_variants, run_job
 from .sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox, SandboxConfig, ServiceConfig
 from .sandbox import serve as serve_sandbox
@@ -165,6 +170,12 @@ def _credentials(credentials: Credentials | None) -> Credentials:
     return credentials if credentials is not None else credentials_from_env()
 
 
+@contextmanager
+def _real(spec: Spec, credentials: Credentials | None) -> Iterator[tuple[Spec, Credentials]]:
+    """The job as given, with the caller's credentials (else the environment's): :func:`simulated`'s twin."""
+    yield spec, _credentials(credentials)
+
+
 async def run_async(
     job: str | Path | Spec,
     *,
@@ -176,25 +187,26 @@ async def run_async(
     transport: httpx.AsyncBaseTransport | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     stdin: BinaryIO | None = None,
+    simulator: SandboxConfig | None = None,
 ) -> RunResult:
     """:func:`run` for callers that already run an event loop."""
     options = options or RunOptions()
-    spec = load_job(job, overrides)
-    creds = _credentials(credentials)
-    if spec.job.period_kind is not None:
-        await settle_previous_period(spec, creds, options, transport)
-    tokens = job_tokens(spec, sandbox=options.sandbox) if spec.send.on_active == "end" else None
-    return await run_job(
-        spec,
-        credentials=creds,
-        frame=frame,
-        options=options,
-        control=control,
-        transport=transport,
-        on_progress=on_progress,
-        stdin=stdin,
-        tokens=tokens,
-    )
+    spec = load_job(job, overrides, sandbox=options.sandbox)
+    with simulated(spec, config=simulator) if options.sandbox else _real(spec, credentials) as (spec, creds):
+        if spec.job.period_kind is not None:
+            await settle_previous_period(spec, creds, options, transport)
+        tokens = job_tokens(spec, sandbox=options.sandbox) if spec.send.on_active == "end" else None
+        return await run_job(
+            spec,
+            credentials=creds,
+            frame=frame,
+            options=options,
+            control=control,
+            transport=transport,
+            on_progress=on_progress,
+            stdin=stdin,
+            tokens=tokens,
+        )
 
 
 run = _blocking(
@@ -205,6 +217,10 @@ run = _blocking(
     ``frame`` (a polars DataFrame or LazyFrame) is used instead of ``[input]``.
     Credentials default to :func:`credentials_from_env`. Raises a
     ``BatchEngageError`` for anything that stops the job before it starts.
+    With ``RunOptions(sandbox=True)`` the run is a rehearsal: it starts the built-in
+    simulator in-process (``simulator``: one configured otherwise, e.g. with faults), keeps
+    its state in the ``.sandbox`` checkpoint, and talks to nothing else, whatever
+    ``credentials``, environment or ``[flow] base_url`` say.
     """,
 )
 
@@ -229,19 +245,25 @@ def validate(
     Refuses exactly what ``run`` would refuse before sending (another job's or another
     Twilio's checkpoint, ``--restart`` without ``--yes``), with the same message. With
     ``flow``, also holds the job against the Flow's published revision (credentials and
-    network needed): an unwired REST trigger raises ``FlowUnwired``, missing variables with
+    network needed; with ``sandbox``, the built-in simulator's, and nothing else): an
+    unwired REST trigger raises ``FlowUnwired``, missing variables with
     ``flow.strict_variables`` raise ``ConfigError``.
     """
     spec = load_job(job, overrides, sandbox=sandbox)
-    prepared = prepare(spec, frame=frame, stdin=stdin)
-    target = offline_target(spec, credentials, sandbox)
+    prepared = prepare(spec, frame=frame, stdin=stdin, rewrites=True)
+    target = offline_target(spec, None if sandbox else credentials, sandbox)
     check_binding(spec.output.checkpoint, prepared.fingerprint, target, restart=restart, yes=yes)
-    creds = _credentials(credentials) if flow else None
-    if creds is None:
-        return validation(spec, prepared.plan, flow_review=None, restart=restart, now=now, output=output)
-    # The review first: it names what the run would refuse (no Flow, nothing published, unwired).
-    variants = review_variants(spec, prepared.plan, creds, transport) if spec.experiment is not None else None
-    found = next(iter(variants[0].values()), None) if variants else review_flow(spec, prepared.plan, creds, transport)
+    if not flow:
+        return validation(
+            spec, prepared.plan, flow_review=None, restart=restart, now=now, output=output, rewrites=prepared.rewrites
+        )
+    with simulated(spec, keep_runs=False) if sandbox else _real(spec, credentials) as (held, creds):
+        # The review first: it names what the run would refuse (no Flow, nothing published, unwired).
+        variants = review_variants(held, prepared.plan, creds, transport) if spec.experiment is not None else None
+        found = (
+            next(iter(variants[0].values()), None) if variants else review_flow(held, prepared.plan, creds, transport)
+        )
+        arrivals = project_arrival(held, prepared.plan, creds, transport, now=now)
     return validation(
         spec,
         prepared.plan,
@@ -250,7 +272,8 @@ def validate(
         now=now,
         output=output,
         variant_flows=variants or ({}, []),
-        arrivals=project_arrival(spec, prepared.plan, creds, transport, now=now),
+        rewrites=prepared.rewrites,
+        arrivals=arrivals,
     )
 
 
@@ -292,14 +315,10 @@ async def sweep_async(
 ) -> Sweep:
     """:func:`sweep` for callers that already run an event loop."""
     spec = load_job(job, overrides, period=period, sandbox=sandbox, latest=True)
-    return await sweep_job(
-        spec,
-        credentials=_credentials(credentials),
-        older_than=older_than,
-        yes=yes,
-        sandbox=sandbox,
-        transport=transport,
-    )
+    with simulated(spec) if sandbox else _real(spec, credentials) as (spec, creds):
+        return await sweep_job(
+            spec, credentials=creds, older_than=older_than, yes=yes, sandbox=sandbox, transport=transport
+        )
 
 
 sweep = _blocking(
@@ -310,7 +329,8 @@ sweep = _blocking(
     A run counts as the job's only when its Context carries a marker of one of the job's
     checkpoints (any period); any other run is listed and left alone. Refuses
     (``UsageError``) a job with ``api = "engagements"``. The result lists each active run
-    with what was (or would be) done and why, and the exit code the CLI gives.
+    with what was (or would be) done and why, and the exit code the CLI gives. With
+    ``sandbox``, the rehearsal's runs on the built-in simulator, and nothing else.
     """,
 )
 
@@ -327,7 +347,7 @@ def import_history(results: str | Path, *, history: str | Path, flow_sid: str) -
         raise UsageError(f"{path}: not a results table (no column {', '.join(sorted(missing))})")
     reached = table.filter(pl.col("status").is_in(["sent", "already_active"]))
     rows = [
-        (to, flow_sid, sid, datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp())
+        (unguarded(to), flow_sid, sid, datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp())
         for to, sid, at in reached.select("to", "sid", pl.col("completed_at").cast(pl.String)).iter_rows()
         if to and at
     ]
@@ -388,25 +408,6 @@ def forget_opt_out(history: str | Path, number: str) -> int:
 DEFAULT_COLLECT_POLL = 60.0
 """Seconds between passes of ``collect --wait`` against Twilio."""
 
-SANDBOX_RUN_LIFETIME = 5.0
-"""Seconds a ``--sandbox`` run lives before it ends with answers: short, so a demo shows them coming back."""
-
-
-def sandbox_state_path(spec: Spec) -> str:
-    """Where ``--sandbox`` keeps its runs between commands: ``<rehearsal checkpoint>.runs.jsonl``.
-
-    ``spec`` is the rehearsal, as ``load_job(..., sandbox=True)`` returns it; ``run --sandbox``
-    and ``collect --sandbox`` both call this, so the second finds the first's runs.
-    """
-    return spec.output.checkpoint + ".runs.jsonl"
-
-
-def sandbox_config(spec: Spec) -> SandboxConfig:
-    """The sandbox ``--sandbox`` serves: runs kept in :func:`sandbox_state_path`, ending after a few seconds."""
-    # A PostgreSQL checkpoint keeps nothing on disk, and collect (the reader of these runs) refuses it.
-    state = None if is_postgres(spec.output.checkpoint) else sandbox_state_path(spec)
-    return SandboxConfig(state_path=state, run_lifetime=SANDBOX_RUN_LIFETIME)
-
 
 async def collect_async(
     job: str | Path | Spec,
@@ -418,18 +419,15 @@ async def collect_async(
     control: RunControl | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     on_progress: Callable[[CollectProgress], None] | None = None,
+    simulator: SandboxConfig | None = None,
 ) -> CollectResult:
     """:func:`collect` for callers that already run an event loop."""
     options = options or CollectOptions()
     spec = load_job(job, overrides, period=period, sandbox=options.sandbox, latest=True)
-    return await collect_job(
-        spec,
-        credentials=_credentials(credentials),
-        options=options,
-        control=control,
-        transport=transport,
-        on_progress=on_progress,
-    )
+    with simulated(spec, config=simulator) if options.sandbox else _real(spec, credentials) as (spec, creds):
+        return await collect_job(
+            spec, credentials=creds, options=options, control=control, transport=transport, on_progress=on_progress
+        )
 
 
 collect = _blocking(
@@ -440,7 +438,8 @@ collect = _blocking(
     Reads the job's checkpoint (never locks it: a ``run`` may be going on), fetches only
     what can still change, and writes ``output.outcomes``. ``options`` picks
     ``refresh``, ``wait`` (poll until every run ended), ``max_duration`` and ``sandbox``
-    (the rehearsal's checkpoint). The result holds the outcomes as a polars DataFrame,
+    (the rehearsal's checkpoint, its runs served by the built-in simulator in-process, or
+    by ``simulator``'s; nothing else is asked). The result holds the outcomes as a polars DataFrame,
     counts by ``run_status`` and the exit code the CLI would give.
     """,
 )

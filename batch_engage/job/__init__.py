@@ -2,6 +2,7 @@
 
 from .checks import OUTCOME_BASE_COLUMNS, static_parameter_pairs
 from .experiment import HOLDOUT, ExperimentSpec, VariantSpec
+from .identity import history_identity
 from .paths import check_tables
 from .periods import is_period, previous_period
 from .periods import render as render_period
@@ -23,6 +24,7 @@ __all__ = [
     "Spec",
     "VariantSpec",
     "check_tables",
+    "history_identity",
     "is_period",
     "load_spec",
     "parse_window",

@@ -72,7 +72,12 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], str]]] = {
         "pace": (str, "pace"),
         "validity_period": (int, "validity_period"),
     },
-    "output": {"results": (str, "results"), "checkpoint": (str, "checkpoint"), "outcomes": (str, "outcomes")},
+    "output": {
+        "results": (str, "results"),
+        "checkpoint": (str, "checkpoint"),
+        "outcomes": (str, "outcomes"),
+        "csv_guard": (bool, "csv_guard"),
+    },
     "suppress": {"files": (list, "files"), "column": (str, "column"), "opted_out": (str, "opted_out")},
     "history": {"path": (str, "path"), "cap": (str, "cap"), "flow_cap": (str, "flow_cap")},
     "collect": {

@@ -235,7 +235,10 @@ async def run_job(
         code = exit_code_for(counts, aborted=sent.d.aborted is not None, stopped_early=stopped_early)
         cp.finish_run(iso_ms(clock.now()), code)
     job_id, period, output = spec.job.template, spec.job.period, spec.output.results
-    await asyncio.to_thread(write_output, results, output, job_id=job_id, period=period, key="output.results")
+    guard = spec.output.csv_guard
+    await asyncio.to_thread(
+        write_output, results, output, job_id=job_id, period=period, key="output.results", csv_guard=guard
+    )
     summary = _summary(spec, sent, counts, clock.monotonic() - started)
     log.info("run.summary", exit_code=code, **summary.as_dict())
     return RunResult(results=results, counts=counts, exit_code=code, summary=summary)
