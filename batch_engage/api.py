@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 from collections.abc import Callable, Coroutine, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -24,10 +25,11 @@ from .commands import (
     rewrite_results,
     settle_previous_period,
     validation,
-    write_report_html,
 )
+from .commands import write_report_html as _write_report_html
 from .control import Progress, RunControl
 from .credentials import Credentials, credentials_from_env
+from .disk import write_text_atomically
 from .errors import UsageError
 from .exits import (
     EXIT_ABORTED,
@@ -41,9 +43,9 @@ from .exits import (
 )
 from .flow import FlowReview
 from .history import is_database_url, open_history
-from .job import Spec, load_spec
+from .job import Spec, check_outputs, load_spec
 from .plan import prepare
-from .runner import RunOptions, RunResult, run_job
+from .runner import RunOptions, RunResult, prove_outputs, run_job
 from .sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox, SandboxConfig
 from .sandbox import serve as serve_sandbox
 
@@ -78,6 +80,7 @@ __all__ = [
     "history_stats",
     "import_history",
     "load_job",
+    "prove_outputs",
     "report",
     "run",
     "run_async",
@@ -87,6 +90,7 @@ __all__ = [
     "status",
     "validate",
     "write_report_html",
+    "write_summary_json",
 ]
 
 _P = ParamSpec("_P")
@@ -149,6 +153,7 @@ async def run_async(
     """:func:`run` for callers that already run an event loop."""
     options = options or RunOptions()
     spec = load_job(job, overrides)
+    prove_outputs(spec)
     creds = _credentials(credentials)
     if spec.job.period_kind is not None:
         await settle_previous_period(spec, creds, options, transport)
@@ -200,6 +205,7 @@ def validate(
     ``flow.strict_variables`` raise ``ConfigError``.
     """
     spec = load_job(job, overrides, sandbox=sandbox)
+    check_outputs(spec, [("--output", output)])
     prepared = prepare(spec, frame=frame, stdin=stdin)
     target = offline_target(spec, credentials, sandbox)
     check_binding(spec.output.checkpoint, prepared.fingerprint, target, restart=restart, yes=yes)
@@ -229,7 +235,21 @@ def report(
     html: str | Path | None = None,
 ) -> tuple[Path, dict[str, int]]:
     """Write the results table again from the checkpoint alone (with ``html``, also the campaign page); no sends."""
-    return rewrite_results(load_job(job, overrides, period=period, sandbox=sandbox, latest=True), output, html)
+    spec = load_job(job, overrides, period=period, sandbox=sandbox, latest=True)
+    check_outputs(spec, [("--output" if output else "output.results", output or spec.output.results), ("--html", html)])
+    return rewrite_results(spec, output, html)
+
+
+def write_report_html(spec: Spec, path: str | Path) -> Path:
+    """Write the campaign report page for ``spec``'s checkpoint (refused over the job's own files), owner-only."""
+    check_outputs(spec, [("--report-html", path)])
+    return _write_report_html(spec, path)
+
+
+def write_summary_json(spec: Spec, path: str | Path, summary: Mapping[str, Any]) -> Path:
+    """A run's summary as JSON, owner-only (it names files and counts), never over the job's own files."""
+    check_outputs(spec, [("--summary-json", path)])
+    return write_text_atomically(path, json.dumps(summary, indent=2))
 
 
 def import_history(results: str | Path, *, history: str | Path, flow_sid: str) -> int:
@@ -299,6 +319,7 @@ async def collect_async(
     """:func:`collect` for callers that already run an event loop."""
     options = options or CollectOptions()
     spec = load_job(job, overrides, period=period, sandbox=options.sandbox, latest=True)
+    check_outputs(spec, [("--output" if options.output else "output.outcomes", options.output or spec.output.outcomes)])
     return await collect_job(
         spec,
         credentials=_credentials(credentials),

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from pathlib import Path
 
 import polars as pl
 
-from .disk import private_file
+from .disk import write_atomically
 
 # Re-exported: older callers import them from here; exits is their home.
 from .exits import EXIT_ABORTED, EXIT_OK, EXIT_SOME_FAILED, EXIT_TEMPFAIL, EXIT_USAGE, exit_code_for
@@ -127,11 +126,6 @@ def counts_by_status(results: pl.DataFrame) -> dict[str, int]:
 def write_results(results: pl.DataFrame, path: str | Path) -> Path:
     """Write atomically, readable by the owner only; CSV or Parquet by extension."""
     target = Path(path)
-    tmp = target.with_name(target.name + ".tmp")
-    private_file(tmp)
     if target.suffix == ".parquet":
-        results.write_parquet(tmp)
-    else:
-        results.write_csv(tmp)
-    os.replace(tmp, target)
-    return target
+        return write_atomically(target, results.write_parquet)
+    return write_atomically(target, results.write_csv)

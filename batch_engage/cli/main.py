@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from pathlib import Path
 from typing import Any, TypeVar
 
 from .. import api
@@ -117,28 +114,19 @@ async def _until_stopped(work: Callable[[RunControl], Awaitable[_T]]) -> _T:
             loop.remove_signal_handler(sig)
 
 
-def _check_writable_folder(path: str, flag: str) -> None:
-    folder = Path(path).resolve().parent
-    if not folder.is_dir():
-        raise UsageError(f"{flag} {path}: the folder {folder} does not exist; nothing was sent")
-    if not os.access(folder, os.W_OK):
-        raise UsageError(f"{flag} {path}: the folder {folder} is not writable; nothing was sent")
-
-
-def _write_atomically(path: str, text: str) -> None:
-    target = Path(path)
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, target)
+def _prove_outputs(args: argparse.Namespace, overrides: dict[str, Any]) -> None:
+    """Every file the run will write, held against the job's own and proven writable, before anything is sent."""
+    spec = api.load_job(args.job, overrides, sandbox=args.sandbox, period=args.period)
+    extra = [("--summary-json", args.summary_json), ("--report-html", args.report_html)]
+    for folder in api.prove_outputs(spec, extra):
+        print(f"batch-engage: created the folder {folder}", file=sys.stderr)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         return _cmd_validate(args)
-    for path, flag in ((args.summary_json, "--summary-json"), (args.report_html, "--report-html")):
-        if path:
-            _check_writable_folder(path, flag)
     overrides = _overrides(args)
+    _prove_outputs(args, overrides)
     stdin = sys.stdin.buffer if args.input == "-" else None
     options = api.RunOptions(**_flags(args, "limit", "max_duration", "restart", "yes", "wait", "sandbox"))
     with _rehearsal(args, overrides) as creds, progress_bar(sys.stderr.isatty() and not args.quiet) as progress:
@@ -152,11 +140,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         result = asyncio.run(_until_stopped(send))
     if not args.quiet:
         print_summary(result, sys.stdout)
+    spec = api.load_job(args.job, _overrides(args), sandbox=args.sandbox, period=args.period)
     if args.summary_json:
-        summary = result.summary.as_dict() | {"exit_code": result.exit_code}
-        _write_atomically(args.summary_json, json.dumps(summary, indent=2))
+        api.write_summary_json(spec, args.summary_json, result.summary.as_dict() | {"exit_code": result.exit_code})
     if args.report_html:
-        spec = api.load_job(args.job, _overrides(args), sandbox=args.sandbox, period=args.period)
         api.write_report_html(spec, args.report_html)
     return result.exit_code
 

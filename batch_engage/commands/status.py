@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import polars as pl
 
 from ..checkpoint import CheckpointView, read_checkpoint
-from ..disk import private_file
+from ..disk import write_text_atomically
 from ..errors import UsageError
 from ..job import Spec
 from ..plan import annotate_windows, window_openings
@@ -72,9 +71,4 @@ def write_report_html(spec: Spec, path: str | Path, *, view: CheckpointView | No
     view = view or read_checkpoint(spec.output.checkpoint)
     _with_plan(spec, view)
     page = render_report(report_data(spec, view, spec.output.checkpoint))
-    target = Path(path)
-    tmp = target.with_name(target.name + ".tmp")
-    private_file(tmp)
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, target)
-    return target
+    return write_text_atomically(path, page)

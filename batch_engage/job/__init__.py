@@ -1,6 +1,7 @@
 """The job: a TOML file read, checked and frozen into a Spec (paths, periods, send window); it knows no reader."""
 
 from .checks import OUTCOME_BASE_COLUMNS, static_parameter_pairs
+from .outputs import check_outputs, checkpoint_family
 from .periods import is_period, previous_period
 from .periods import render as render_period
 from .send_window import DAYS, SendWindow, parse_window, valid_zone
@@ -17,6 +18,8 @@ __all__ = [
     "SendSpec",
     "SendWindow",
     "Spec",
+    "check_outputs",
+    "checkpoint_family",
     "is_period",
     "load_spec",
     "parse_window",

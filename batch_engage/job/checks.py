@@ -11,7 +11,7 @@ from typing import Any
 import phonenumbers
 
 from ..errors import ConfigError
-from ..postgres import check_database_uri
+from ..postgres import check_database_uri, split_schema
 from ..twilio import check_base_url, edge_name, processing_region
 from .send_window import valid_zone
 
@@ -127,6 +127,8 @@ def check_history(history: dict[str, Any]) -> dict[str, Any]:
     """``[history]`` checked: a cap needs a history to count in (the caps themselves are parsed by ``HistorySpec``)."""
     if ("cap" in history or "flow_cap" in history) and "path" not in history:
         raise ConfigError("history.path", "is required when a cap is set")
+    if str(history.get("path", "")).startswith(("postgresql://", "postgres://")):
+        split_schema(history["path"], key="history.path")
     return history
 
 

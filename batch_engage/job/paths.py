@@ -7,10 +7,10 @@ from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from ..disk import same_file
 from ..errors import ConfigError
+from ..postgres import parse_location
 from . import periods
 
 __all__ = ["check_paths", "check_postgres_checkpoint", "job_fields", "output_fields"]
@@ -51,10 +51,7 @@ def check_postgres_checkpoint(out: dict[str, Any], job: dict[str, Any]) -> None:
             "is required when output.checkpoint is a postgresql:// URL: it keys the job's state in the database "
             '(file names collide across folders); add [job] id = "..."',
         )
-    if urlsplit(url).password:
-        raise ConfigError(
-            "output.checkpoint", "holds a password: remove it from the URL and use PGPASSWORD or ~/.pgpass"
-        )
+    parse_location(url if "#" in url else url + "#key", key="output.checkpoint")
 
 
 def output_fields(out: dict[str, Any], base: Path, job: Mapping[str, Any]) -> dict[str, Any]:

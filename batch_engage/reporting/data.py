@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from datetime import UTC, datetime
 from importlib import metadata
@@ -13,13 +14,49 @@ from ..clock import parse_iso
 from ..collector import StoredOutcome, read_outcomes
 from ..job import Spec
 from ..plan import mask, window_openings
+from ..postgres import masked
 from ..results import build_results, counts_by_status
 from .html import FailureGroup, FieldValues, ReportData, RunSpan, SecondStats
 
-__all__ = ["as_of", "report_data"]
+__all__ = ["MAX_REASONS", "as_of", "mask_numbers", "report_data"]
 
 _EXAMPLES = 3
 _TOP = 5
+# The page stays small whatever the input: at most this many reasons, the rest counted in one line.
+MAX_REASONS = 20
+_FIELD_CHARS = 120
+# A reason ends with the value as written (`...: '+4917...'`); the value is an example, not part of the reason.
+_QUOTED_TAIL = re.compile(r"""^(?P<reason>.*?):\s*(?P<value>'[^']*'|"[^"]*")$""")
+# Digits enough to be a phone number, wherever they stand in a message (Twilio's name the number).
+_NUMBER = re.compile(r"\+?\d[\d ().-]{5,}\d")
+
+
+def mask_numbers(text: str) -> str:
+    """``text`` with every run of digits long enough to be a phone number masked (``+1415***0100``)."""
+    return _NUMBER.sub(lambda m: mask(re.sub(r"[^\d+]", "", m[0])), text)
+
+
+def _bounded(groups: dict[str, tuple[int, list[str]]]) -> list[tuple[str, int, tuple[str, ...]]]:
+    """``(reason, rows, masked examples)``, most rows first, at most :data:`MAX_REASONS` (then one for the rest)."""
+    ranked = sorted(groups.items(), key=lambda kv: (-kv[1][0], kv[0]))
+    shown = [(reason, n, tuple(mask(v) for v in values[:_EXAMPLES])) for reason, (n, values) in ranked[:MAX_REASONS]]
+    rest = ranked[MAX_REASONS:]
+    if rest:
+        shown.append((f"{len(rest):,} other reasons", sum(n for _, (n, _) in rest), ()))
+    return shown
+
+
+def _invalid_groups(messages: list[str | None]) -> dict[str, tuple[int, list[str]]]:
+    """Invalid rows by reason, the value as written taken out of it (kept as an example), numbers masked."""
+    groups: dict[str, tuple[int, list[str]]] = {}
+    for message in messages:
+        found = _QUOTED_TAIL.match(message or "")
+        reason, value = (found["reason"], found["value"][1:-1]) if found else (message or "no reason given", "")
+        n, examples = groups.get(mask_numbers(reason), (0, []))
+        if value and len(examples) < _EXAMPLES:
+            examples.append(value)
+        groups[mask_numbers(reason)] = (n + 1, examples)
+    return groups
 
 
 def as_of(view: CheckpointView) -> datetime:
@@ -48,7 +85,7 @@ def _field_values(collected: dict[str, StoredOutcome]) -> tuple[FieldValues, ...
         for name, value in outcome.values.items():
             counter = counters.setdefault(name, Counter())
             if value is not None:
-                counter[str(value)] += 1
+                counter[mask_numbers(str(value))[:_FIELD_CHARS]] += 1
     return tuple(
         FieldValues(name=name, top=tuple(sorted(c.most_common(_TOP), key=lambda kv: (-kv[1], kv[0]))))
         for name, c in counters.items()
@@ -62,14 +99,24 @@ def report_data(spec: Spec, view: CheckpointView, path: str) -> ReportData:
     results = build_results(plan, view.journal, input_digest=view.meta.get("input"), live=view.live)
     moment = as_of(view)
     failed = results.filter(pl.col("status") == "failed")
-    groups: dict[tuple[int | None, str], list[str]] = {}
+    groups: dict[tuple[int | None, str], tuple[int, list[str]]] = {}
     for code, message, to in failed.select("error_code", "error_message", "to").iter_rows():
-        groups.setdefault((code, message or ""), []).append(to)
-    failures = tuple(
-        FailureGroup(code=code, message=message, count=len(tos), examples=tuple(mask(t) for t in tos[:_EXAMPLES]))
-        for (code, message), tos in sorted(groups.items(), key=lambda kv: (-len(kv[1]), str(kv[0])))
+        n, examples = groups.get((code, mask_numbers(message or "")), (0, []))
+        if to and len(examples) < _EXAMPLES:
+            examples.append(to)
+        groups[(code, mask_numbers(message or ""))] = (n + 1, examples)
+    ranked = sorted(groups.items(), key=lambda kv: (-kv[1][0], str(kv[0])))
+    failures = [
+        FailureGroup(code=code, message=message, count=n, examples=tuple(mask(t) for t in tos))
+        for (code, message), (n, tos) in ranked[:MAX_REASONS]
+    ]
+    if len(ranked) > MAX_REASONS:
+        rest = ranked[MAX_REASONS:]
+        others = f"{len(rest):,} other errors"
+        failures.append(FailureGroup(code=None, message=others, count=sum(n for _, (n, _) in rest), examples=()))
+    invalid = _bounded(
+        _invalid_groups(plan.filter(pl.col("status") == "invalid").get_column("error_message").to_list())
     )
-    invalid = Counter(plan.filter(pl.col("status") == "invalid").get_column("error_message").to_list())
     openings = window_openings(plan, results, spec, moment)
     by_hour = Counter(
         o.replace(minute=0, second=0, microsecond=0) for o in openings.get_column("opens").to_list() if o is not None
@@ -105,12 +152,13 @@ def report_data(spec: Spec, view: CheckpointView, path: str) -> ReportData:
             for a, b, code in view.runs.select("started_at", "stopped_at", "exit_code").iter_rows()
         ),
         seconds=seconds,
-        failures=failures,
-        invalid_reasons=tuple(sorted(invalid.items(), key=lambda kv: (-kv[1], kv[0]))),
+        failures=tuple(failures),
+        invalid_reasons=tuple((reason, n) for reason, n, _ in invalid),
+        invalid_examples=tuple((reason, examples) for reason, _, examples in invalid if examples),
         window_openings=tuple(sorted(by_hour.items())),
         run_status=dict(Counter(o.run_status for o in collected.values())) if collected is not None else None,
         fields=_field_values(collected) if collected is not None else (),
-        checkpoint_path=path,
+        checkpoint_path=masked(path),
         as_of=moment,
         version=_version(),
     )

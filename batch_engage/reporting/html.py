@@ -130,6 +130,7 @@ class ReportData:
     as_of: datetime  # the checkpoint's last write, never the wall clock
     version: str
     title: str | None = field(default=None)  # the page title; default "<job_name> — campaign report"
+    invalid_examples: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (reason, masked values as written)
 
 
 def render_report(data: ReportData) -> str:
@@ -277,6 +278,12 @@ def _failures_section(data: ReportData) -> str:
     if data.invalid_reasons:
         out.append("<h3>Invalid rows, by reason</h3>\n")
         out.append(hbars("chart-invalid", "Invalid rows by reason", data.invalid_reasons, STATUS_COLOURS["invalid"]))
+        if data.invalid_examples:
+            items = "".join(
+                f"<li>{escape(reason)}: {', '.join(f'<code>{escape(_masked(x))}</code>' for x in examples[:3])}</li>"
+                for reason, examples in data.invalid_examples
+            )
+            out.append(f'<ul class="examples" id="invalid-examples">{items}</ul>\n')
     out.append("</section>\n")
     return "".join(out)
 

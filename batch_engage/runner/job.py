@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import BinaryIO
 
 import httpx
@@ -27,11 +28,12 @@ from ..checkpoint import CheckpointStore, Target, open_checkpoint, read_checkpoi
 from ..clock import Clock, iso_ms
 from ..control import Progress, RunControl
 from ..credentials import Credentials
-from ..errors import StudioError
+from ..errors import OutputFailed, StudioError
 from ..exits import exit_code_for
 from ..history import HistoryStore, open_history
-from ..job import Spec
+from ..job import Spec, check_outputs
 from ..plan import Prepared, annotate_windows, fingerprint, params_hash, prepare, send_window
+from ..postgres import masked
 from ..results import build_results, counts_by_status, write_results
 from ..states import FINAL, POSSIBLY_SENT
 from ..twilio import (
@@ -51,7 +53,17 @@ from .schedule import send_all, to_send
 from .settle import Settler
 from .values import RunOptions, RunResult, RunSummary
 
-__all__ = ["Progress", "RunControl", "RunOptions", "RunResult", "RunSummary", "exit_code_for", "run_job", "target_for"]
+__all__ = [
+    "Progress",
+    "RunControl",
+    "RunOptions",
+    "RunResult",
+    "RunSummary",
+    "exit_code_for",
+    "prove_outputs",
+    "run_job",
+    "target_for",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -174,6 +186,7 @@ async def run_job(
     """
     clock = options.timing()
     started = clock.monotonic()
+    prove_outputs(spec)
     base_url = _studio_url(spec, credentials)
     prepared = _prepared(spec, frame, stdin, stored=settle_only)
     job = _Job(spec, prepared, credentials, base_url, options, clock, control or RunControl(), transport, on_progress)
@@ -201,10 +214,35 @@ async def run_job(
         stopped_early = sent.stopped_early and sent.d.aborted is None
         code = exit_code_for(counts, aborted=sent.d.aborted is not None, stopped_early=stopped_early)
         cp.finish_run(iso_ms(clock.now()), code)
-    await asyncio.to_thread(write_results, results, spec.output.results)
+    await _write_results(spec, results)
     summary = _summary(spec, sent, counts, clock.monotonic() - started)
     log.info("run.summary", exit_code=code, **summary.as_dict())
     return RunResult(results=results, counts=counts, exit_code=code, summary=summary)
+
+
+def prove_outputs(spec: Spec, extra: Sequence[tuple[str, str | None]] = ()) -> list[Path]:
+    """Before any request: refuse outputs that would overwrite the job's files, prove them all writable.
+
+    ``extra`` are the caller's own outputs (the CLI's ``--summary-json``, ``--report-html``).
+    Returns the folders made for them (each logged).
+    """
+    created = check_outputs(spec, [("output.results", spec.output.results), *extra], checkpoint=True)
+    for folder in created:
+        log.info("output.folder_created", path=str(folder))
+    return created
+
+
+async def _write_results(spec: Spec, results: pl.DataFrame) -> None:
+    """The results table written; a failure now (a full disk) loses nothing sent, and says how to get it back."""
+    try:
+        await asyncio.to_thread(write_results, results, spec.output.results)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise OutputFailed(
+            f"{spec.output.results}: the results could not be written ({reason}). Nothing sent is lost: "
+            f"the journal is in {masked(spec.output.checkpoint)}; once there is room, "
+            "`batch-engage report JOB` writes the table again"
+        ) from None
 
 
 def _dispatcher(job: _Job, cp: CheckpointStore, client: StudioClient, history: HistoryStore | None) -> Dispatcher:
