@@ -227,6 +227,9 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
         api.serve_sandbox(config, port=args.port, on_ready=sandbox_banner)
     except ValueError as exc:  # a state file that is not the sandbox's
         raise UsageError(f"sandbox: {exc}") from None
+    except OSError as exc:  # the port is taken, or not ours to bind
+        reason = exc.strerror or str(exc)
+        raise UsageError(f"sandbox: cannot listen on port {args.port} ({reason}); choose another --port") from None
     return EXIT_OK
 
 
