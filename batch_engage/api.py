@@ -6,7 +6,8 @@ import asyncio
 import functools
 import json
 from collections.abc import Callable, Coroutine, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
 from typing import Any, BinaryIO, ParamSpec, TypeVar
 
@@ -43,7 +44,7 @@ from .exits import (
 )
 from .flow import FlowReview
 from .history import is_database_url, open_history
-from .job import Spec, check_outputs, load_spec
+from .job import Spec, check_outputs, current_period, is_future_period, load_spec
 from .plan import prepare
 from .runner import RunOptions, RunResult, prove_outputs, run_job
 from .sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox, SandboxConfig
@@ -89,6 +90,7 @@ __all__ = [
     "serve_sandbox",
     "status",
     "validate",
+    "version",
     "write_report_html",
     "write_summary_json",
 ]
@@ -107,6 +109,14 @@ def _blocking(twin: Callable[_P, Coroutine[Any, Any, _T]], name: str, doc: str) 
     call.__name__ = call.__qualname__ = name
     call.__doc__ = doc
     return call
+
+
+def version() -> str:
+    """This installation's version (``unknown`` when run from a checkout that was never installed)."""
+    try:
+        return metadata.version("batch-engage")
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def load_job(
@@ -134,6 +144,20 @@ def load_job(
     return spec.rehearsal() if sandbox else spec
 
 
+def _refuse_future_period(spec: Spec, *, yes: bool, now: datetime | None = None) -> None:
+    """A run for a period that has not begun sends early: only with ``yes`` (``--yes``)."""
+    kind, period = spec.job.period_kind, spec.job.period
+    if kind is None or period is None or yes:
+        return
+    moment = now or datetime.now(UTC)
+    if is_future_period(kind, period, moment, spec.send.default_timezone):
+        today = current_period(kind, moment, spec.send.default_timezone)
+        raise UsageError(
+            f"--period {period} has not begun (the current {kind} is {today}); nothing was sent. "
+            "Add --yes to send for it now"
+        )
+
+
 def _credentials(credentials: Credentials | None) -> Credentials:
     return credentials if credentials is not None else credentials_from_env()
 
@@ -149,10 +173,12 @@ async def run_async(
     transport: httpx.AsyncBaseTransport | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     stdin: BinaryIO | None = None,
+    on_start: Callable[[str], None] | None = None,
 ) -> RunResult:
-    """:func:`run` for callers that already run an event loop."""
+    """:func:`run` for callers that already run an event loop (``on_start``: the line shown before a real send)."""
     options = options or RunOptions()
     spec = load_job(job, overrides)
+    _refuse_future_period(spec, yes=options.yes)
     prove_outputs(spec)
     creds = _credentials(credentials)
     if spec.job.period_kind is not None:
@@ -166,6 +192,7 @@ async def run_async(
         transport=transport,
         on_progress=on_progress,
         stdin=stdin,
+        on_start=on_start,
     )
 
 

@@ -28,6 +28,10 @@ __all__ = [
 ]
 
 REACHED_EARLIER = "reached by an earlier run"
+UNCERTAIN_REASON = (
+    "no answer came back for the request, so Twilio may have created the run; "
+    "the next run looks for it by its marker before sending again"
+)
 RESULT_COLUMNS = [
     "row",
     "to",
@@ -101,6 +105,8 @@ def build_results(
         .when(state.is_not_null() & (state != RowState.PENDING.value))
         .then(pl.col("line_message"))
     )
+    # An uncertain row always says why, and what happens to it next.
+    with_reason = pl.when(status == "uncertain").then(pl.coalesce(message, pl.lit(UNCERTAIN_REASON))).otherwise(message)
     return joined.select(
         pl.col("row"),
         pl.col("to"),
@@ -109,7 +115,7 @@ def build_results(
         pl.when(sendable).then(pl.col("sid")).alias("sid"),
         pl.when(sendable).then(pl.col("http_status")).alias("http_status"),
         pl.when(sendable).then(pl.col("error_code")).alias("error_code"),
-        message.alias("error_message"),
+        with_reason.alias("error_message"),
         pl.when(sendable).then(pl.col("attempts")).fill_null(0).alias("attempts"),
         pl.when(sendable).then(pl.col("completed_at")).alias("completed_at"),
     )

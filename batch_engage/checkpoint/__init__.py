@@ -1,7 +1,15 @@
 """The checkpoint: the journal keyed by contact, bound to one job and one target, in SQLite or PostgreSQL."""
 
 from .model import CheckpointStore, CheckpointView, Intent, Outcome, SecondStats, Target, empty_journal
-from .store import check_binding, checkpoint_exists, is_postgres, jobs_beside, open_checkpoint, read_checkpoint
+from .store import (
+    check_binding,
+    checkpoint_exists,
+    is_locked,
+    is_postgres,
+    jobs_beside,
+    open_checkpoint,
+    read_checkpoint,
+)
 
 __all__ = [
     "CheckpointStore",
@@ -13,6 +21,7 @@ __all__ = [
     "check_binding",
     "checkpoint_exists",
     "empty_journal",
+    "is_locked",
     "is_postgres",
     "jobs_beside",
     "open_checkpoint",

@@ -27,6 +27,7 @@ from .output import (
     progress_bar,
     sandbox_banner,
     status_lines,
+    stop_acknowledged,
     validation_lines,
 )
 from .parser import build_parser, parse_duration
@@ -106,12 +107,16 @@ async def _until_stopped(work: Callable[[RunControl], Awaitable[_T]]) -> _T:
     control = RunControl()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, control.request_stop)
+        loop.add_signal_handler(sig, stop_acknowledged, control)
     try:
         return await work(control)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+
+
+def _say(line: str) -> None:
+    print(f"batch-engage: {line}", file=sys.stderr, flush=True)
 
 
 def _prove_outputs(args: argparse.Namespace, overrides: dict[str, Any]) -> None:
@@ -134,7 +139,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         def send(control: RunControl) -> Awaitable[api.RunResult]:
             job = api.load_job(args.job, overrides, sandbox=args.sandbox, period=args.period)
             return api.run_async(
-                job, credentials=creds, options=options, control=control, on_progress=progress, stdin=stdin
+                job,
+                credentials=creds,
+                options=options,
+                control=control,
+                on_progress=progress,
+                stdin=stdin,
+                on_start=None if args.quiet else _say,
             )
 
         result = asyncio.run(_until_stopped(send))

@@ -24,6 +24,7 @@ __all__ = [
     "progress_bar",
     "sandbox_banner",
     "status_lines",
+    "stop_acknowledged",
     "validation_lines",
 ]
 
@@ -91,6 +92,7 @@ def _bar(
         BarColumn(),
         MofNCompleteColumn(),
         *before,
+        TextColumn("left"),
         TimeRemainingColumn(),
         after,
         console=Console(file=sys.stderr),
@@ -177,9 +179,16 @@ def print_collect_summary(result: api.CollectResult, out: TextIO) -> None:
         shown = ", ".join(f"{value!r} {n}" for value, n in values)
         lines.append(f"{name}: {shown or '(no values yet)'}")
     lines.append(f"requests: {result.requests}, retries: {result.retries}")
+    advice = (
+        "a run of this job is still sending: collect again when it has ended"
+        if result.run_sending
+        else "some runs are still active: run the same command again later, or pass --wait"
+        if result.still_active
+        else None
+    )
     lines += _closing_lines(
         result.aborted,
-        "some runs are still active: run the same command again later, or pass --wait" if result.still_active else None,
+        advice,
         {"outcomes": result.outcomes_path},
         result.exit_code,
     )
@@ -244,7 +253,8 @@ def status_lines(state: api.Status) -> list[str]:
     """Counts by status aligned, their total, and the rows waiting for their send window."""
     counts = state.counts
     width = max(len(k) for k in counts)
-    lines = [f"period: {state.period}"] if state.period else []
+    lines = [f"checkpoint: {state.checkpoint}"] if state.checkpoint else []
+    lines += [f"period: {state.period}"] if state.period else []
     lines += [f"{k:<{width}}  {v}" for k, v in counts.items()]
     lines.append(f"{'total':<{width}}  {sum(counts.values())}")
     if state.waiting_for_window:
@@ -252,6 +262,21 @@ def status_lines(state: api.Status) -> list[str]:
         when = opens.strftime("%Y-%m-%dT%H:%M:%SZ") if opens else "never"
         lines.append(f"waiting for their send window: {state.waiting_for_window} (next opens at {when})")
     return lines
+
+
+def stop_acknowledged(control: api.RunControl) -> None:
+    """Ask ``control`` to stop, and say so on stderr: the first time gently, the second time at once."""
+    hard = control.stopping
+    control.request_stop()
+    if hard:
+        print("batch-engage: stopping now; requests in flight are looked up by the next run", file=sys.stderr)
+    else:
+        print(
+            "batch-engage: stopping: waiting for the answers in flight (again to stop at once); "
+            "the same command resumes",
+            file=sys.stderr,
+        )
+    sys.stderr.flush()
 
 
 def sandbox_banner(url: str) -> None:

@@ -13,6 +13,7 @@ from ..disk import write_text_atomically
 from ..errors import UsageError
 from ..job import Spec
 from ..plan import annotate_windows, window_openings
+from ..postgres import masked
 from ..reporting import render_report, report_data
 from ..results import build_results, counts_by_status, write_results
 
@@ -27,6 +28,7 @@ class Status:
     waiting_for_window: int = 0
     next_opening: datetime | None = None
     period: str | None = None
+    checkpoint: str = ""  # which checkpoint the counts come from (a URL masked)
 
 
 def _with_plan(spec: Spec, view: CheckpointView) -> pl.DataFrame:
@@ -53,6 +55,7 @@ def job_status(spec: Spec, now: datetime | None) -> Status:
         waiting_for_window=openings.height,
         next_opening=first if isinstance(first, datetime) else None,
         period=spec.job.period,
+        checkpoint=masked(spec.output.checkpoint),
     )
 
 

@@ -2,7 +2,8 @@
 
 from .checks import OUTCOME_BASE_COLUMNS, static_parameter_pairs
 from .outputs import check_outputs, checkpoint_family
-from .periods import is_period, previous_period
+from .periods import current_period, is_period, previous_period
+from .periods import is_future as is_future_period
 from .periods import render as render_period
 from .send_window import DAYS, SendWindow, parse_window, valid_zone
 from .spec import Cap, FlowSpec, InputSpec, MappingSpec, OutputSpec, SendSpec, Spec, load_spec
@@ -20,6 +21,8 @@ __all__ = [
     "Spec",
     "check_outputs",
     "checkpoint_family",
+    "current_period",
+    "is_future_period",
     "is_period",
     "load_spec",
     "parse_window",

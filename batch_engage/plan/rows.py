@@ -72,7 +72,7 @@ class _Json:
         return pl.concat_str(list(self.pieces), ignore_nulls=self.skip_nulls)
 
 
-def _holds_bytes(dtype: pl.DataType) -> bool:
+def _holds_bytes(dtype: Any) -> bool:
     """Whether values of ``dtype`` hold raw bytes or Python objects somewhere (JSON has no way to carry them)."""
     if dtype in (pl.Binary, pl.Object):
         return True

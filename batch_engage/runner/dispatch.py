@@ -57,6 +57,9 @@ class Dispatcher:
     on_progress: Callable[[Progress], None] | None
     total: int
     done: int
+    # Reached and failed by earlier runs of this job: a resumed bar counts the whole job, not one invocation.
+    sent_before: int = 0
+    failed_before: int = 0
     sids: set[str]
     stats: Stats = field(default_factory=Stats, init=False)
     counts: Counter[str] = field(default_factory=Counter, init=False)
@@ -155,8 +158,8 @@ class Dispatcher:
         return Progress(
             done=self.done,
             total=self.total,
-            sent=self.counts[RowState.SENT] + self.counts[RowState.ALREADY_ACTIVE],
-            failed=self.counts[RowState.FAILED],
+            sent=self.sent_before + self.counts[RowState.SENT] + self.counts[RowState.ALREADY_ACTIVE],
+            failed=self.failed_before + self.counts[RowState.FAILED],
             retried=self.stats.retries,
             rate=self.stats.created / elapsed if elapsed > 0 else 0.0,
         )

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import httpx
 import polars as pl
@@ -35,7 +35,7 @@ from ..job import Spec, check_outputs
 from ..plan import Prepared, annotate_windows, fingerprint, params_hash, prepare, send_window
 from ..postgres import masked
 from ..results import build_results, counts_by_status, write_results
-from ..states import FINAL, POSSIBLY_SENT
+from ..states import FINAL, POSSIBLY_SENT, REACHED, RowState
 from ..twilio import (
     PacedReads,
     Pacer,
@@ -107,6 +107,7 @@ class _Job:
     control: RunControl
     transport: httpx.AsyncBaseTransport | None
     on_progress: Callable[[Progress], None] | None
+    on_start: Callable[[str], None] | None = None
 
 
 def _earlier(plan: pl.DataFrame, checkpoint: CheckpointStore, digest: str) -> tuple[int, int]:
@@ -178,18 +179,23 @@ async def run_job(
     on_progress: Callable[[Progress], None] | None = None,
     stdin: BinaryIO | None = None,
     settle_only: bool = False,
+    on_start: Callable[[str], None] | None = None,
 ) -> RunResult:
     """Run one job to the end (or until stopped) and return its results.
 
     ``settle_only`` reads no input: it reconciles what the checkpoint left possibly sent
     (from the plan stored in it) and sends nothing; a new period does this to the last one.
+    ``on_start`` is handed one line before a real (not sandbox) send: how many contacts go to
+    which Flow, in which account, at which rate.
     """
     clock = options.timing()
     started = clock.monotonic()
     prove_outputs(spec)
     base_url = _studio_url(spec, credentials)
     prepared = _prepared(spec, frame, stdin, stored=settle_only)
-    job = _Job(spec, prepared, credentials, base_url, options, clock, control or RunControl(), transport, on_progress)
+    job = _Job(
+        spec, prepared, credentials, base_url, options, clock, control or RunControl(), transport, on_progress, on_start
+    )
     extra_meta = {"job_id": spec.job.id, **({"period": spec.job.period} if spec.job.period else {})}
     target = target_for(spec, credentials, sandbox=options.sandbox)
     with open_checkpoint(
@@ -264,6 +270,10 @@ def _dispatcher(job: _Job, cp: CheckpointStore, client: StudioClient, history: H
         on_progress=job.on_progress,
         total=sendable.height,
         done=sendable.filter(pl.col("contact").is_in(finals.implode())).height,
+        sent_before=sendable.filter(pl.col("contact").is_in(cp.contacts_in(REACHED).implode())).height,
+        failed_before=sendable.filter(
+            pl.col("contact").is_in(cp.contacts_in(frozenset({RowState.FAILED})).implode())
+        ).height,
         sids=cp.sids_since(iso_ms(clock.now() - RECENT_SIDS)) if spec.flow.api == "engagements" else set(),
     )
 
@@ -314,6 +324,21 @@ async def _run_with_checkpoint(job: _Job, cp: CheckpointStore, history: HistoryS
     return sent
 
 
+def _announce(job: _Job, contacts: int, flow: dict[str, Any]) -> None:
+    """Before a real send: one line saying how many contacts go to which Flow, in which account, how fast."""
+    if job.options.sandbox or contacts <= 0:
+        return
+    name = flow.get("friendly_name")
+    account = flow.get("account_sid") or job.credentials.username
+    line = (
+        f"sending {contacts:,} contacts → Flow {job.spec.flow.sid}{f' ({name})' if name else ''}, "
+        f"account {account}, at most {job.spec.send.rate:g}/s"
+    )
+    log.info("run.sending", contacts=contacts, flow=job.spec.flow.sid, friendly_name=name, account=account)
+    if job.on_start is not None:
+        job.on_start(line)
+
+
 async def _phases(job: _Job, cp: CheckpointStore, d: Dispatcher) -> bool:
     """Preflight, settle earlier runs' possibly-sent contacts, send, settle this run's; True if stopped early."""
     spec, plan, control, clock = job.spec, job.prepared.plan, job.control, job.clock
@@ -328,14 +353,16 @@ async def _phases(job: _Job, cp: CheckpointStore, d: Dispatcher) -> bool:
     settler = Settler(spec, cp, d, reads, clock)
     possibly = cp.open_lines().filter(pl.col("state").is_in([s.value for s in POSSIBLY_SENT]))
     has_work = possibly.height > 0 or d.total > d.done
+    flow: dict[str, Any] = {}
     if has_work and spec.send.preflight and not control.stopping:
-        d.aborted = await preflight(spec, plan, d.client, reads, cp, sandbox=job.options.sandbox)
+        d.aborted = await preflight(spec, plan, d.client, reads, cp, sandbox=job.options.sandbox, found=flow)
     if d.aborted is None and possibly.height and not control.stopping:
         await settler.settle_earlier(possibly)
     waiting = False
     if d.aborted is None and not control.stopping:
         source = to_send(plan, cp.open_lines(), cp.contacts_in(FINAL | POSSIBLY_SENT))
         options = job.options
+        _announce(job, d.total - d.done, flow)
         waiting = await send_all(d, source, window=d.window, limit=options.limit, wait=options.wait, clock=clock)
     await settler.settle_this_run()
     return control.stopping or waiting

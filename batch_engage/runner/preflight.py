@@ -68,11 +68,19 @@ def _log_clock(client: StudioClient) -> None:
 
 
 async def preflight(
-    spec: Spec, plan: pl.DataFrame, client: StudioClient, reads: PacedReads, cp: CheckpointStore, *, sandbox: bool
+    spec: Spec,
+    plan: pl.DataFrame,
+    client: StudioClient,
+    reads: PacedReads,
+    cp: CheckpointStore,
+    *,
+    sandbox: bool,
+    found: dict[str, Any] | None = None,
 ) -> StudioError | None:
     """Prove credentials and a published Flow before any row is sent; the reason to abort, or None.
 
     Raises the ``StudioError`` of a Studio it could not reach (nothing was sent: try again later).
+    ``found``, if given, receives the Flow as Studio described it (its friendly name, its account).
     """
     aborted: StudioError | None = None
     try:
@@ -84,6 +92,8 @@ async def preflight(
             raise
         aborted = exc
     else:
+        if found is not None:
+            found.update(flow)
         if published is None:
             aborted = FlowNotFound(
                 f"the Flow {spec.flow.sid} has no published revision: publish it in the Studio console"

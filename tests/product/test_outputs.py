@@ -127,8 +127,13 @@ class TestWritableBeforeTheFirstRequest:
         assert _requests(sandbox) == 0
 
     def test_a_summary_in_a_missing_folder_creates_it_and_says_so(
-        self, sandbox: Sandbox, write_job: Callable[..., Path], contacts_csv: Path, sandbox_env: dict[str, str],
-        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        self,
+        sandbox: Sandbox,
+        write_job: Callable[..., Path],
+        contacts_csv: Path,
+        sandbox_env: dict[str, str],
+        tmp_path: Path,
+        capsys: pytest.CaptureFixture[str],
     ) -> None:
         """One rule for output folders: missing ones are created, for every output, and the path is printed."""
         job = write_job(input_path=contacts_csv, base_url=sandbox.url)
@@ -143,8 +148,13 @@ class TestWritableBeforeTheFirstRequest:
         assert f"created the folder {tmp_path / 'pages'}" in err
 
     def test_the_summary_json_is_readable_by_its_owner_only(
-        self, sandbox: Sandbox, write_job: Callable[..., Path], contacts_csv: Path, sandbox_env: dict[str, str],
-        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        self,
+        sandbox: Sandbox,
+        write_job: Callable[..., Path],
+        contacts_csv: Path,
+        sandbox_env: dict[str, str],
+        tmp_path: Path,
+        capsys: pytest.CaptureFixture[str],
     ) -> None:
         """``--summary-json`` is written 0600, like every file batch-engage writes."""
         job = write_job(input_path=contacts_csv, base_url=sandbox.url)
@@ -157,8 +167,13 @@ class TestAFullDiskAfterSending:
     """Results that cannot be written after sending: nothing sent is lost, the way back is said, exit 74."""
 
     def test_a_results_write_failing_after_sending_exits_74_and_report_writes_the_table_again(
-        self, sandbox: Sandbox, write_job: Callable[..., Path], contacts_csv: Path, sandbox_env: dict[str, str],
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        self,
+        sandbox: Sandbox,
+        write_job: Callable[..., Path],
+        contacts_csv: Path,
+        sandbox_env: dict[str, str],
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
     ) -> None:
         """ENOSPC while writing results: exit 74, one line naming the journal and `report`; then report recovers."""
         import batch_engage.runner.job as runner_job
@@ -184,10 +199,18 @@ class TestAFullDiskAfterSending:
 class TestPlantedLinks:
     """A link someone placed at a temporary or lock path is never followed: its target stays as it was."""
 
-    @pytest.mark.parametrize("planted", ["job.results.csv.tmp", "r.html.tmp", "s.json.tmp", "job.checkpoint.plan.parquet.tmp"])
+    @pytest.mark.parametrize(
+        "planted", ["job.results.csv.tmp", "r.html.tmp", "s.json.tmp", "job.checkpoint.plan.parquet.tmp"]
+    )
     def test_a_link_at_a_tmp_path_leaves_its_target_unchanged(
-        self, sandbox: Sandbox, write_job: Callable[..., Path], contacts_csv: Path, sandbox_env: dict[str, str],
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], planted: str,
+        self,
+        sandbox: Sandbox,
+        write_job: Callable[..., Path],
+        contacts_csv: Path,
+        sandbox_env: dict[str, str],
+        tmp_path: Path,
+        capsys: pytest.CaptureFixture[str],
+        planted: str,
     ) -> None:
         """``<output>.tmp`` -> a precious file: the run writes its outputs, the precious file is untouched."""
         job = write_job(input_path=contacts_csv, base_url=sandbox.url)
@@ -203,8 +226,14 @@ class TestPlantedLinks:
 
     @pytest.mark.parametrize("planted", ["job.checkpoint.lock", "job.checkpoint.outcomes.lock"])
     def test_a_link_at_a_lock_path_is_refused_and_its_target_unchanged(
-        self, sandbox: Sandbox, write_job: Callable[..., Path], contacts_csv: Path, sandbox_env: dict[str, str],
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], planted: str,
+        self,
+        sandbox: Sandbox,
+        write_job: Callable[..., Path],
+        contacts_csv: Path,
+        sandbox_env: dict[str, str],
+        tmp_path: Path,
+        capsys: pytest.CaptureFixture[str],
+        planted: str,
     ) -> None:
         """``<checkpoint>.lock`` -> a file: the run or collect refuses in one line; the file's mode and bytes stay."""
         job = write_job(input_path=contacts_csv, base_url=sandbox.url)

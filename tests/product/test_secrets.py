@@ -46,8 +46,12 @@ def _job(write_job: Callable[..., Path], contacts_csv: Path, key: str, value: st
 )
 @pytest.mark.parametrize("command", ["run", "validate", "status", "report"])
 def test_a_password_in_the_checkpoint_url_exits_2_and_appears_in_no_output(
-    write_job: Callable[..., Path], contacts_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-    url: str, command: str,
+    write_job: Callable[..., Path],
+    contacts_csv: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    url: str,
+    command: str,
 ) -> None:
     """``?password=`` (any case) or ``user:pw@`` in output.checkpoint: exit 2, one line, the password nowhere."""
     job = _job(write_job, contacts_csv, "output.checkpoint", url)
@@ -115,6 +119,6 @@ def test_the_history_parses_its_url_with_the_one_postgres_parser() -> None:
     """history.path's schema rule, default and password rule are postgres.py's own (no second copy)."""
     assert history_pg.split_schema is postgres.split_schema
     assert history_pg.DEFAULT_SCHEMA is postgres.DEFAULT_SCHEMA
-    with pytest.raises(ConfigError, match="^history.path: holds a password"):
+    with pytest.raises(ConfigError, match=r"^history\.path: holds a password"):
         postgres.split_schema(f"postgresql://db/x?PASSWORD={SECRET}", key="history.path")
     assert postgres.split_schema("postgresql://db/x?schema=Crm_1", key="history.path") == ("postgresql://db/x", "Crm_1")
