@@ -1,6 +1,6 @@
 """The checkpoint: the journal keyed by contact, bound to one job and one target, in SQLite or PostgreSQL."""
 
-from .model import CheckpointStore, CheckpointView, Intent, Outcome, SecondStats, Target, empty_journal
+from .model import CheckpointStore, CheckpointView, Intent, Outcome, SecondStats, Target, achieved_rate, empty_journal
 from .store import (
     check_binding,
     checkpoint_exists,
@@ -18,6 +18,7 @@ __all__ = [
     "Outcome",
     "SecondStats",
     "Target",
+    "achieved_rate",
     "check_binding",
     "checkpoint_exists",
     "empty_journal",

@@ -27,6 +27,7 @@ __all__ = [
     "SecondStats",
     "StoreBase",
     "Target",
+    "achieved_rate",
     "contacts_from_text",
     "empty_journal",
     "journal_frame",
@@ -105,6 +106,18 @@ class Outcome:
     error_message: str | None = None
     attempts: int = 0
     completed_at: str | None = None
+
+
+def achieved_rate(seconds: Iterable[tuple[int, int]]) -> float | None:
+    """2xx answers per second in which anything was sent, from ``(requests, ok)`` per second; None if none sent.
+
+    The one definition: the run's summary and the report page both call it, so they agree.
+    """
+    active = ok = 0
+    for requests, answered in seconds:
+        active += requests > 0
+        ok += answered
+    return ok / active if active else None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -67,6 +67,9 @@ border-bottom:1px solid var(--line);padding:6px 8px}
 .failures .more{font-size:.8rem;overflow-wrap:anywhere}
 .failures .more a{color:var(--accent)}
 .failures .ex code{white-space:nowrap}
+.rehearsal{margin:0 0 10px;padding:8px 12px;border-radius:6px;background:#fff3cd;color:#5c4400;
+border:1px solid #f0c36d}
+.examples{font-size:.85rem;color:var(--muted)}
 footer{font-size:.85rem;color:var(--muted)}
 footer p{margin:0}
 @media (max-width:640px){main{padding:12px 8px}header,section,footer{padding:14px}.rates{flex-wrap:wrap}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from datetime import UTC, datetime
@@ -86,10 +87,24 @@ def _field_values(collected: dict[str, StoredOutcome]) -> tuple[FieldValues, ...
             counter = counters.setdefault(name, Counter())
             if value is not None:
                 counter[mask_numbers(str(value))[:_FIELD_CHARS]] += 1
+    runs = len(collected)
     return tuple(
-        FieldValues(name=name, top=tuple(sorted(c.most_common(_TOP), key=lambda kv: (-kv[1], kv[0]))))
+        FieldValues(
+            name=name,
+            top=tuple(sorted(c.most_common(_TOP), key=lambda kv: (-kv[1], kv[0]))),
+            no_reply=runs - sum(c.values()),
+        )
         for name, c in counters.items()
     )
+
+
+def _rehearsal(spec: Spec, view: CheckpointView) -> bool:
+    """Whether the checkpoint's runs were made on the sandbox (its target says so, or its name)."""
+    try:
+        target = json.loads(view.meta.get("target", "{}"))
+    except ValueError:
+        target = {}
+    return bool(target.get("sandbox")) or spec.output.checkpoint.endswith(".sandbox")
 
 
 def report_data(spec: Spec, view: CheckpointView, path: str) -> ReportData:
@@ -159,6 +174,7 @@ def report_data(spec: Spec, view: CheckpointView, path: str) -> ReportData:
         run_status=dict(Counter(o.run_status for o in collected.values())) if collected is not None else None,
         fields=_field_values(collected) if collected is not None else (),
         checkpoint_path=masked(path),
+        rehearsal=_rehearsal(spec, view),
         as_of=moment,
         version=_version(),
     )

@@ -145,14 +145,13 @@ def _prepared(
 
 def _summary(spec: Spec, sent: _Sent, counts: dict[str, int], duration: float) -> RunSummary:
     d, stats = sent.d, sent.d.stats
-    active = (stats.last_answer or 0) - (stats.first_send or 0)
     return RunSummary(
         counts=counts,
         duration=duration,
         requests=stats.requests,
         rate_limited=stats.rate_limited,
         retries=stats.retries,
-        achieved_rate=stats.created / active if active > 0 else 0.0,
+        achieved_rate=d.recorder.achieved_rate(),
         configured_rate=spec.send.rate,
         settled_rate=d.pacer.rate,
         top_errors=[{"code": c, "message": m, "rows": n} for (c, m), n in stats.errors.most_common(5)],
