@@ -156,7 +156,7 @@ def _summary(spec: Spec, sent: _Sent, counts: dict[str, int], duration: float) -
         settled_rate=d.pacer.rate,
         top_errors=[{"code": c, "message": m, "rows": n} for (c, m), n in stats.errors.most_common(5)],
         results_path=spec.output.results,
-        checkpoint_path=spec.output.checkpoint,
+        checkpoint_path=masked(spec.output.checkpoint),
         aborted=d.aborted.message if d.aborted else None,
         stopped_early=sent.stopped_early and d.aborted is None,
         reconciled=stats.reconciled,
