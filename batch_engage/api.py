@@ -263,7 +263,8 @@ def report(
 ) -> tuple[Path, dict[str, int]]:
     """Write the results table again from the checkpoint alone (with ``html``, also the campaign page); no sends."""
     spec = load_job(job, overrides, period=period, sandbox=sandbox, latest=True)
-    check_outputs(spec, [("--output" if output else "output.results", output or spec.output.results), ("--html", html)])
+    outputs = [("--output" if output else "output.results", output or spec.output.results), ("--html", html)]
+    check_outputs(spec, outputs, replaces=["output.results"])
     return rewrite_results(spec, output, html)
 
 
@@ -346,7 +347,8 @@ async def collect_async(
     """:func:`collect` for callers that already run an event loop."""
     options = options or CollectOptions()
     spec = load_job(job, overrides, period=period, sandbox=options.sandbox, latest=True)
-    check_outputs(spec, [("--output" if options.output else "output.outcomes", options.output or spec.output.outcomes)])
+    outcomes = options.output or spec.output.outcomes
+    check_outputs(spec, [("--output" if options.output else "output.outcomes", outcomes)], replaces=["output.outcomes"])
     return await collect_job(
         spec,
         credentials=_credentials(credentials),

@@ -22,6 +22,7 @@ from ..exits import EXIT_OK
 from .output import (
     collect_bar,
     configure_logging,
+    notice,
     print_collect_summary,
     print_summary,
     progress_bar,
@@ -116,7 +117,7 @@ async def _until_stopped(work: Callable[[RunControl], Awaitable[_T]]) -> _T:
 
 
 def _say(line: str) -> None:
-    print(f"batch-engage: {line}", file=sys.stderr, flush=True)
+    notice(line, None)  # the run logs it as run.sending
 
 
 def _prove_outputs(args: argparse.Namespace, overrides: dict[str, Any]) -> None:
@@ -124,7 +125,7 @@ def _prove_outputs(args: argparse.Namespace, overrides: dict[str, Any]) -> None:
     spec = api.load_job(args.job, overrides, sandbox=args.sandbox, period=args.period)
     extra = [("--summary-json", args.summary_json), ("--report-html", args.report_html)]
     for folder in api.prove_outputs(spec, extra):
-        print(f"batch-engage: created the folder {folder}", file=sys.stderr)
+        notice(f"created the folder {folder}", "output.folder_created", path=str(folder))
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

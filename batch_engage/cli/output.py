@@ -19,6 +19,7 @@ from .. import api
 __all__ = [
     "collect_bar",
     "configure_logging",
+    "notice",
     "print_collect_summary",
     "print_summary",
     "progress_bar",
@@ -30,6 +31,19 @@ __all__ = [
 
 _Seen = TypeVar("_Seen")
 
+# How stderr is read: "console" (a person: plain lines are welcome) or "json" (a machine: events only).
+_stderr_format = {"format": "console"}
+_log = structlog.get_logger("batch_engage.cli")
+
+
+def notice(line: str, event: str | None, **fields: Any) -> None:
+    """Tell the user ``line`` on stderr; when stderr is JSON logs, the event ``event`` instead (None: already logged)."""
+    if _stderr_format["format"] == "json":
+        if event is not None:
+            _log.warning(event, message=line, **fields)
+    else:
+        print(f"batch-engage: {line}", file=sys.stderr, flush=True)
+
 
 def configure_logging(log_format: str, log_level: str, *, quiet: bool) -> None:
     """Log lines on stderr as JSON or for a console, at ``log_level`` (warning when quiet and left at info)."""
@@ -37,6 +51,7 @@ def configure_logging(log_format: str, log_level: str, *, quiet: bool) -> None:
     fmt = log_format
     if fmt == "auto":
         fmt = "console" if sys.stderr.isatty() else "json"
+    _stderr_format["format"] = fmt
     renderer: Any = (
         structlog.processors.JSONRenderer(ensure_ascii=False)
         if fmt == "json"
@@ -269,14 +284,12 @@ def stop_acknowledged(control: api.RunControl) -> None:
     hard = control.stopping
     control.request_stop()
     if hard:
-        print("batch-engage: stopping now; requests in flight are looked up by the next run", file=sys.stderr)
+        notice("stopping now; requests in flight are looked up by the next run", "stop.now")
     else:
-        print(
-            "batch-engage: stopping: waiting for the answers in flight (again to stop at once); "
-            "the same command resumes",
-            file=sys.stderr,
+        notice(
+            "stopping: waiting for the answers in flight (again to stop at once); the same command resumes",
+            "stop.requested",
         )
-    sys.stderr.flush()
 
 
 def sandbox_banner(url: str) -> None:

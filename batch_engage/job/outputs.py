@@ -70,14 +70,14 @@ def _refuse(key: str, target: Path, what: str, path: Path) -> UsageError:
     return UsageError(f"{key} {target} would overwrite {what} ({path}); choose another path. Nothing was written.")
 
 
-def _check_collisions(spec: Spec, outputs: Sequence[tuple[str, Path]]) -> None:
+def _check_collisions(spec: Spec, outputs: Sequence[tuple[str, Path]], replaces: Iterable[str]) -> None:
     kept = _kept(spec)
     for key, target in outputs:
         for what, path, kin in kept:
             inside = path.is_dir() and target.resolve().is_relative_to(path.resolve())
             if (_is_kin(target, path) if kin else same_file(target, path)) or inside:
                 raise _refuse(key, target, what, path)
-    named = {key for key, _ in outputs}
+    named = {key for key, _ in outputs} | set(replaces)
     job_outputs = [("output.results", spec.output.results), ("output.outcomes", spec.output.outcomes)]
     others = [(k, _absolute(p)) for k, p in job_outputs if p and k not in named]
     for i, (key, target) in enumerate(outputs):
@@ -99,16 +99,22 @@ def _check_checkpoint(checkpoint: str) -> list[Path]:
 
 
 def check_outputs(
-    spec: Spec, outputs: Iterable[tuple[str, str | Path | None]], *, checkpoint: bool = False
+    spec: Spec,
+    outputs: Iterable[tuple[str, str | Path | None]],
+    *,
+    checkpoint: bool = False,
+    replaces: Iterable[str] = (),
 ) -> list[Path]:
     """Refuse outputs that would overwrite what the job reads or keeps, or each other; prove each writable.
 
     ``outputs`` are ``(flag or key, path)`` pairs (``None`` paths are skipped). With ``checkpoint``
     the checkpoint's own folder and siblings are proven too (a command that writes it: ``run``).
+    ``replaces`` names the job's outputs (``output.results``, ``output.outcomes``) that a flag
+    stands in for: writing over those is the command's job, not a collision.
     Returns the folders that had to be created, in order, for the caller to show.
     """
     named = [(key, _absolute(path)) for key, path in outputs if path is not None and str(path) != ""]
-    _check_collisions(spec, named)
+    _check_collisions(spec, named, replaces)
     created: list[Path] = []
     if checkpoint:
         created += _check_checkpoint(spec.output.checkpoint)

@@ -149,7 +149,7 @@ def test_a_real_send_is_announced_with_contacts_flow_account_and_rate(
 ) -> None:
     """Before sending for real: one line with N contacts → Flow FW… (its name), the account, the rate."""
     job = write_job(input_path=contacts_csv, base_url=sandbox.url)
-    code, _, err = cli(["run", str(job), "--log-format", "json", "--log-level", "warning"], capsys)
+    code, _, err = cli(["run", str(job), "--log-format", "console", "--log-level", "warning"], capsys)
     assert code == 0
     account = sandbox_env["TWILIO_ACCOUNT_SID"]
     line = f"batch-engage: sending 30 contacts → Flow {FLOW_SID} (Sandbox Flow {FLOW_SID[-4:]}), account {account}"
@@ -178,7 +178,7 @@ def test_ctrl_c_is_acknowledged_with_a_line(
     make_contacts(200).write_csv(path)
     job = write_job(input_path=path, base_url=sb.url, send="rate = 20\nconcurrency = 2")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "batch_engage", "run", str(job), "--log-format", "json", "--log-level", "error"],
+        [sys.executable, "-m", "batch_engage", "run", str(job), "--log-format", "console", "--log-level", "error"],
         env=_env(sandbox_env) | {"PYTHONPATH": str(REPO)},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -195,12 +195,13 @@ def test_ctrl_c_is_acknowledged_with_a_line(
 
 def test_the_stop_acknowledgment_says_a_second_stop_is_immediate(capsys: pytest.CaptureFixture[str]) -> None:
     """The first Ctrl-C says it waits for answers in flight; the second says it stops now."""
-    from batch_engage.cli.output import stop_acknowledged
+    from batch_engage.cli.output import configure_logging, stop_acknowledged
 
+    configure_logging("console", "info", quiet=False)
     control = RunControl()
     stop_acknowledged(control)
     stop_acknowledged(control)
-    lines = capsys.readouterr().err.splitlines()
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("batch-engage:")]
     assert control.hard
     assert lines[0].startswith("batch-engage: stopping: waiting") and lines[1].startswith("batch-engage: stopping now")
 

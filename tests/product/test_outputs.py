@@ -250,3 +250,16 @@ class TestPlantedLinks:
         assert precious.read_text() == "keep me"
         assert stat.S_IMODE(precious.stat().st_mode) == 0o644
         assert os.path.islink(tmp_path / planted)
+
+
+def test_report_may_write_the_results_table_to_its_own_path_given_as_output(
+    sandbox: Sandbox,
+    write_job: Callable[..., Path],
+    contacts_csv: Path,
+    sandbox_env: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``report --output <output.results>`` rewrites the job's own results: that is what report is for."""
+    job = write_job(input_path=contacts_csv, base_url=sandbox.url)
+    assert cli(["run", str(job), "--quiet"], capsys)[0] == 0
+    assert cli(["report", str(job), "--output", str(job.parent / "job.results.csv")], capsys)[0] == 0
