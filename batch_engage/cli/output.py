@@ -37,7 +37,7 @@ _log = structlog.get_logger("batch_engage.cli")
 
 
 def notice(line: str, event: str | None, **fields: Any) -> None:
-    """Tell the user ``line`` on stderr; when stderr is JSON logs, the event ``event`` instead (None: already logged)."""
+    """Tell the user ``line`` on stderr; under JSON logs, the event ``event`` instead (None: already logged)."""
     if _stderr_format["format"] == "json":
         if event is not None:
             _log.warning(event, message=line, **fields)
