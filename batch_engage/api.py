@@ -19,8 +19,8 @@ from .collector import CollectOptions, CollectProgress, CollectResult, collect_j
 from .commands import (
     Status,
     Validation,
+    job_for,
     job_status,
-    latest_period,
     offline_target,
     review_flow,
     rewrite_results,
@@ -44,7 +44,7 @@ from .exits import (
 )
 from .flow import FlowReview
 from .history import is_database_url, open_history
-from .job import Spec, check_outputs, current_period, is_future_period, load_spec
+from .job import Spec, check_outputs, current_period, is_future_period
 from .plan import prepare
 from .runner import RunOptions, RunResult, prove_outputs, run_job
 from .sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox, SandboxConfig
@@ -131,17 +131,7 @@ def load_job(
 
     ``latest`` picks the newest period that has a checkpoint (for ``status`` and ``report``).
     """
-    if isinstance(job, Spec):
-        if overrides:
-            raise UsageError("overrides apply to job files; build the Spec with the values instead")
-        spec = job
-    else:
-        spec = load_spec(job, overrides=overrides)
-    if period is not None:
-        spec = spec.for_period(period)
-    elif latest and spec.job.period_kind is not None:
-        spec = latest_period(spec, sandbox=sandbox)
-    return spec.rehearsal() if sandbox else spec
+    return job_for(job, overrides, period=period, sandbox=sandbox, latest=latest)
 
 
 def _refuse_future_period(spec: Spec, *, yes: bool, now: datetime | None = None) -> None:

@@ -27,7 +27,7 @@
             └── FlowUnwired         the Flow's REST API trigger leads to no widget
 
 ``client.classify_response`` and ``client.classify_exception`` turn an answer into a
-``StudioError`` (the table in ``client.py``); the dispatcher turns that into a row's
+``StudioError`` (the table in ``twilio/classify.py``); the dispatcher turns that into a row's
 outcome; ``exits`` maps a finished run, a finished collect, or a ``BatchEngageError``
 that stopped a command, to its exit code.
 """

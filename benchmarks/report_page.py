@@ -21,7 +21,7 @@ from benchkit import LOOPBACK_USER, Target, emit, quiet_logs, realistic_contacts
 from resume import DONE, ROWS, build_checkpoint, write_job
 
 from batch_engage import api
-from batch_engage.checkpoint.store import Checkpoint, SecondStats
+from batch_engage.checkpoint.store import SecondStats, open_checkpoint
 from batch_engage.checkpoint.store import Target as Studio
 from batch_engage.job.spec import load_spec
 from batch_engage.plan.prepare import fingerprint
@@ -34,7 +34,7 @@ def add_run_events(job: Path) -> None:
     """A day of per-second counters, as a 14-hour run at 20/s leaves them."""
     spec = load_spec(job)
     target = Studio(base_url=BASE_URL, identity=LOOPBACK_USER)
-    with Checkpoint.open(spec.output.checkpoint, fingerprint(spec), target) as cp:
+    with open_checkpoint(spec.output.checkpoint, fingerprint(spec), target) as cp:
         cp.start_run("2026-11-24T06:00:00.000Z", cp.meta.get("input", ""))
         start = 1_795_500_000
         cp.write_events(

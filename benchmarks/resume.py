@@ -43,7 +43,7 @@ from benchkit import (
     stopwatch,
 )
 
-from batch_engage.checkpoint.store import Checkpoint, Outcome
+from batch_engage.checkpoint.store import Outcome, open_checkpoint
 from batch_engage.checkpoint.store import Target as Studio
 from batch_engage.clock import iso_ms
 from batch_engage.job.spec import load_spec
@@ -100,7 +100,7 @@ def build_checkpoint(job: Path, done: int, base_url: str) -> dict[str, Any]:
     rows = pending.select("row", "contact", "to", "from", "parameters").rows()
     stamp = iso_ms(datetime.now(UTC))
     target = Studio(base_url=base_url, identity=LOOPBACK_USER)
-    with stopwatch() as journal_time, Checkpoint.open(spec.output.checkpoint, prepared.fingerprint, target) as cp:
+    with stopwatch() as journal_time, open_checkpoint(spec.output.checkpoint, prepared.fingerprint, target) as cp:
         cp.start_run(stamp, prepared.input_digest)
         cp.save_plan(plan)
         items = [Item(row=r, contact=c, to=t, from_=f, parameters=p) for r, c, t, f, p in rows]

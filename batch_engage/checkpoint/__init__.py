@@ -4,9 +4,9 @@ from .model import CheckpointStore, CheckpointView, Intent, Outcome, SecondStats
 from .store import (
     check_binding,
     checkpoint_exists,
+    checkpoints_beside,
     is_locked,
     is_postgres,
-    jobs_beside,
     open_checkpoint,
     read_checkpoint,
 )
@@ -21,10 +21,10 @@ __all__ = [
     "achieved_rate",
     "check_binding",
     "checkpoint_exists",
+    "checkpoints_beside",
     "empty_journal",
     "is_locked",
     "is_postgres",
-    "jobs_beside",
     "open_checkpoint",
     "read_checkpoint",
 ]

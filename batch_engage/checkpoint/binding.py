@@ -1,4 +1,8 @@
-"""A checkpoint's binding to one job and one Twilio: its meta, and the refusals both backends give in the same words.
+"""A checkpoint's binding to one job and one Twilio, done here alone: both backends only answer its questions.
+
+:func:`bind` asks a backend's :class:`Binding` (a checkpoint locked, not yet bound) whether a checkpoint is
+there, what it says and how many contacts it reached; refuses another job or Twilio, or a restart without
+``--yes``, in the same words for both; moves a confirmed restart's checkpoint aside; and stores the meta.
 
 ``meta`` holds the format version, the job's *fingerprint* (Flow, API, mapping, planning
 settings), the *target* (Studio base URL, the credential's identity, sandbox or not, the
@@ -10,23 +14,24 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol, Unpack
 
 from ..clock import iso_ms
-from ..errors import CheckpointMismatch, UsageError
-from .model import Target
+from ..errors import CheckpointMismatch
+from .model import RestartOptions, Target
 from .schema import SCHEMA_VERSION
 
 __all__ = [
+    "Binding",
+    "bind",
     "bind_meta",
     "changed_parts",
+    "check",
     "check_meta",
-    "check_readable",
     "describe_mismatch",
     "restart_refused",
-    "with_account",
 ]
 
 _FINGERPRINT_NAMES = {
@@ -46,21 +51,6 @@ def changed_parts(stored: Mapping[str, Any], current: Mapping[str, Any], *, igno
 def describe_mismatch(stored: Mapping[str, Any], current: Mapping[str, Any]) -> str:
     """Say in words which parts of the fingerprint changed."""
     return ", ".join(changed_parts(stored, current)) or "the job"
-
-
-def with_account(meta: Mapping[str, str], account_sid: str, *, where: str) -> str | None:
-    """The target JSON with the account the Flow belongs to, when it was not known yet (None: nothing to store).
-
-    Raises ``CheckpointMismatch`` when the checkpoint's runs were made in another account.
-    """
-    was = Target(**json.loads(meta["target"]))
-    if was.account is not None and was.account != account_sid:
-        raise CheckpointMismatch(
-            f"{where}: this checkpoint's runs were made in account {was.account}, and these credentials "
-            f"reach account {account_sid}; nothing was sent. Use another --checkpoint for that account, "
-            "or --restart --yes to forget this one."
-        )
-    return None if was.account is not None else json.dumps(asdict(replace(was, account=account_sid)), sort_keys=True)
 
 
 def restart_refused(where: object, reached: int) -> CheckpointMismatch:
@@ -95,15 +85,6 @@ def check_meta(path: str, meta: Mapping[str, str], fingerprint: Mapping[str, Any
         )
 
 
-def check_readable(where: object, meta: Mapping[str, str]) -> None:
-    """Refuse (``UsageError``) to read a checkpoint of another format."""
-    if meta.get("version") != SCHEMA_VERSION:
-        raise UsageError(
-            f"{where}: written by another version of batch-engage (checkpoint format "
-            f"{meta.get('version', '?')}); read it with that version"
-        )
-
-
 def bind_meta(
     stored: dict[str, str], fingerprint: Mapping[str, Any], target: Target, extra_meta: Mapping[str, str] | None
 ) -> tuple[dict[str, str], bool]:
@@ -129,3 +110,51 @@ def bind_meta(
         account=was.account or target.account,
     )
     return {**stored, "target": json.dumps(asdict(pinned), sort_keys=True)}, False
+
+
+class Binding(Protocol):
+    """What the binding asks of a backend's checkpoint, locked but not yet bound."""
+
+    where: str
+
+    def exists(self) -> bool:
+        """Whether a checkpoint is already there."""
+
+    def stored_meta(self) -> dict[str, str]:
+        """The meta it holds (empty for a new one)."""
+
+    def reached_count(self) -> int:
+        """How many contacts it has reached or may have reached: what a restart would forget."""
+
+    def move_aside(self) -> None:
+        """Keep it under another name, never delete it, so a restart starts empty."""
+
+    def store_meta(self, meta: dict[str, str], *, new: bool) -> None:
+        """Store the meta: every key for a new checkpoint, the latest target for an existing one."""
+
+
+def check(binding: Binding, fingerprint: Mapping[str, Any], target: Target, **options: Unpack[RestartOptions]) -> bool:
+    """Refuse what a run must refuse; True when a confirmed restart must move the checkpoint aside. Reads only."""
+    if not binding.exists():
+        return False
+    if options.get("restart"):
+        if not options.get("yes"):
+            raise restart_refused(binding.where, binding.reached_count())
+        return True
+    check_meta(binding.where, binding.stored_meta(), fingerprint, target)
+    return False
+
+
+def bind(
+    binding: Binding,
+    fingerprint: Mapping[str, Any],
+    target: Target,
+    extra_meta: Mapping[str, str] | None = None,
+    **options: Unpack[RestartOptions],
+) -> dict[str, str]:
+    """Bind a locked checkpoint to this job and target, and return the meta it then holds."""
+    if check(binding, fingerprint, target, **options):
+        binding.move_aside()
+    meta, new = bind_meta(binding.stored_meta() if binding.exists() else {}, fingerprint, target, extra_meta)
+    binding.store_meta(meta, new=new)
+    return meta

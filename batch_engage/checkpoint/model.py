@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol, Self, TypedDict
 
 import polars as pl
 
+from ..errors import CheckpointMismatch, UsageError
 from ..states import RowState
-from .schema import JOURNAL_COLUMNS
+from .schema import JOURNAL_COLUMNS, SCHEMA_VERSION
 
 __all__ = [
     "CheckpointStore",
@@ -257,3 +258,27 @@ class CheckpointStore(Protocol):
     def sids_since(self, since_iso: str) -> set[str]:
         """SIDs attributed since a moment."""
         ...
+
+
+def with_account(meta: Mapping[str, str], account_sid: str, *, where: str) -> str | None:
+    """The target JSON with the account the Flow belongs to, when it was not known yet (None: nothing to store).
+
+    Raises ``CheckpointMismatch`` when the checkpoint's runs were made in another account.
+    """
+    was = Target(**json.loads(meta["target"]))
+    if was.account is not None and was.account != account_sid:
+        raise CheckpointMismatch(
+            f"{where}: this checkpoint's runs were made in account {was.account}, and these credentials "
+            f"reach account {account_sid}; nothing was sent. Use another --checkpoint for that account, "
+            "or --restart --yes to forget this one."
+        )
+    return None if was.account is not None else json.dumps(asdict(replace(was, account=account_sid)), sort_keys=True)
+
+
+def check_readable(where: object, meta: Mapping[str, str]) -> None:
+    """Refuse (``UsageError``) to read a checkpoint of another format."""
+    if meta.get("version") != SCHEMA_VERSION:
+        raise UsageError(
+            f"{where}: written by another version of batch-engage (checkpoint format "
+            f"{meta.get('version', '?')}); read it with that version"
+        )

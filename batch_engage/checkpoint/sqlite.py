@@ -16,31 +16,29 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Unpack
+from typing import Any
 
 import polars as pl
 
 from ..disk import holds_lock, move_with_sidecars, private_file, release_lock, try_lock, write_atomically
 from ..errors import CheckpointLocked, UsageError
 from ..states import OPEN, POSSIBLY_SENT, REACHED, RowState, sql_list
-from .binding import bind_meta, check_meta, check_readable, restart_refused, with_account
 from .model import (
     CheckpointView,
     Intent,
-    OpenOptions,
     Outcome,
-    RestartOptions,
     SecondStats,
     StoreBase,
-    Target,
+    check_readable,
     contacts_from_text,
     journal_frame,
     reached_frame,
+    with_account,
 )
 from .schema import EVENT_COLUMNS, JOURNAL_COLUMNS, RUN_COLUMNS, SQLITE_DDL
 from .upgrade import V1_LINE_COLUMNS, take_v1_lines
 
-__all__ = ["Checkpoint", "check_file_binding", "is_locked", "plan_path", "read_only"]
+__all__ = ["Checkpoint", "FileBinding", "is_locked", "lock_file", "plan_path", "read_only"]
 
 _SELECT = f"SELECT {', '.join(JOURNAL_COLUMNS)} FROM journal"  # noqa: S608 - constant column names
 
@@ -73,19 +71,6 @@ def _reached_count(path: Path) -> int:
         conn.close()
 
 
-def check_file_binding(
-    path: Path, fingerprint: Mapping[str, Any], target: Target, **options: Unpack[RestartOptions]
-) -> None:
-    """Refuse (``CheckpointMismatch``) a checkpoint file of another job or Twilio, or a restart without --yes."""
-    if not path.exists():
-        return
-    if options.get("restart"):
-        if not options.get("yes"):
-            raise restart_refused(path, _reached_count(path))
-        return
-    check_meta(str(path), _read_meta(path), fingerprint, target)
-
-
 class Checkpoint(StoreBase):
     """One job's journal. Open with :meth:`open`; always :meth:`close` (or use ``with``)."""
 
@@ -107,38 +92,6 @@ class Checkpoint(StoreBase):
     def lock_path(path: Path) -> Path:
         """The lock file beside the checkpoint (never moved, so a lock outlives ``--restart``)."""
         return path.with_name(path.name + ".lock")
-
-    @classmethod
-    def open(
-        cls, path: str | Path, fingerprint: Mapping[str, Any], target: Target, **options: Unpack[OpenOptions]
-    ) -> Checkpoint:
-        """Lock, then open or create the checkpoint for this job and target.
-
-        Raises ``CheckpointLocked`` if another process holds it, and ``CheckpointMismatch``
-        if it was made for another job or target, or ``restart`` lacks ``yes`` (a restart
-        moves the old one aside, never deletes it).
-        """
-        path, restart = Path(path), options.get("restart", False)
-        fd = try_lock(cls.lock_path(path))
-        if fd is None:
-            raise CheckpointLocked(f"{path}: another batch-engage process is running this job; nothing was sent")
-        try:
-            upgraded = None if restart or not path.exists() else take_v1_lines(path, fingerprint)
-            check_file_binding(path, fingerprint, target, restart=restart, yes=options.get("yes", False))
-            if restart and path.exists():
-                _move_aside(path)
-            private_file(path)
-            conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.executescript(SQLITE_DDL)
-            with conn:
-                conn.execute("BEGIN")
-                meta = _bind(conn, fingerprint, target, options.get("extra_meta"), upgraded)
-            return cls(path, conn, fd, meta)
-        except BaseException:
-            os.close(fd)
-            raise
 
     def holds(self) -> bool:
         """Whether this run may still send (a file lock held by a live process cannot be taken over)."""
@@ -296,24 +249,77 @@ class Checkpoint(StoreBase):
         return {r[0] for r in rows}
 
 
-def _bind(
-    conn: sqlite3.Connection,
-    fingerprint: Mapping[str, Any],
-    target: Target,
-    extra_meta: Mapping[str, str] | None,
-    upgraded: list[tuple[Any, ...]] | None,
-) -> dict[str, str]:
-    """Store a new checkpoint's meta (and the lines a format-1 one had), or an existing one's latest target."""
-    stored = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-    meta, new = bind_meta(stored, fingerprint, target, extra_meta)
-    if not new:
-        conn.execute("UPDATE meta SET value = ? WHERE key = 'target'", (meta["target"],))
-        return meta
-    conn.executemany("INSERT INTO meta VALUES (?, ?)", list(meta.items()))
-    if upgraded:
-        marks = ", ".join("?" * len(upgraded[0]))
-        conn.executemany(f"INSERT INTO journal ({V1_LINE_COLUMNS}) VALUES ({marks})", upgraded)  # noqa: S608
-    return meta
+class FileBinding:
+    """A checkpoint file locked by this process, before its meta is bound: the binding's questions, answered."""
+
+    def __init__(self, path: Path, lock_fd: int | None = None, upgraded: list[tuple[Any, ...]] | None = None) -> None:
+        self.path = path
+        self.where = str(path)
+        self._lock_fd = lock_fd
+        self._upgraded = upgraded
+        self._conn: sqlite3.Connection | None = None
+
+    def exists(self) -> bool:
+        """Whether a checkpoint file is there."""
+        return self.path.exists()
+
+    def stored_meta(self) -> dict[str, str]:
+        """The meta the file holds."""
+        return _read_meta(self.path)
+
+    def reached_count(self) -> int:
+        """Contacts the file records as reached or possibly reached."""
+        return _reached_count(self.path)
+
+    def move_aside(self) -> None:
+        """Rename the file and its sidecars to ``<name>.<UTC stamp>.old``."""
+        _move_aside(self.path)
+
+    def store_meta(self, meta: dict[str, str], *, new: bool) -> None:
+        """Create or open the database, then store the meta (and the lines a format-1 checkpoint had) at once."""
+        private_file(self.path)
+        conn = self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.executescript(SQLITE_DDL)
+        with conn:
+            conn.execute("BEGIN")
+            if not new:
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'target'", (meta["target"],))
+                return
+            conn.executemany("INSERT INTO meta VALUES (?, ?)", list(meta.items()))
+            if self._upgraded:
+                marks = ", ".join("?" * len(self._upgraded[0]))
+                conn.executemany(f"INSERT INTO journal ({V1_LINE_COLUMNS}) VALUES ({marks})", self._upgraded)  # noqa: S608
+
+    def opened(self, meta: dict[str, str]) -> Checkpoint:
+        """The open checkpoint, once its meta is stored."""
+        assert self._conn is not None and self._lock_fd is not None
+        return Checkpoint(self.path, self._conn, self._lock_fd, meta)
+
+    def abandon(self) -> None:
+        """Close what was opened and let go of the lock."""
+        if self._conn is not None:
+            self._conn.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+
+
+def lock_file(path: str | Path, fingerprint: Mapping[str, Any], *, restart: bool) -> FileBinding:
+    """Lock a checkpoint file for this process (``CheckpointLocked`` if another holds it), ready to be bound.
+
+    A format-1 checkpoint is taken over here: moved aside, its lines kept for the new one.
+    """
+    path = Path(path)
+    fd = try_lock(Checkpoint.lock_path(path))
+    if fd is None:
+        raise CheckpointLocked(f"{path}: another batch-engage process is running this job; nothing was sent")
+    try:
+        upgraded = None if restart or not path.exists() else take_v1_lines(path, fingerprint)
+    except BaseException:
+        os.close(fd)
+        raise
+    return FileBinding(path, fd, upgraded)
 
 
 def plan_path(path: str | Path) -> Path:

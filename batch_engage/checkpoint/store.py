@@ -1,9 +1,9 @@
 """The checkpoint: a journal keyed by *contact*, bound to one job and one Twilio, locked to one process.
 
-One interface, two backends: a file path is SQLite (:mod:`batch_engage._checkpoint_sqlite`),
-a ``postgresql://`` URL is PostgreSQL (:mod:`batch_engage.checkpoint_pg`, loaded only by jobs
+One interface, two backends: a file path is SQLite (:mod:`.sqlite`),
+a ``postgresql://`` URL is PostgreSQL (:mod:`.postgres`, loaded only by jobs
 that use it, so SQLite users never load psycopg). This module picks one by the location and
-re-exports the vocabulary both share (:mod:`batch_engage._checkpoint_model`).
+re-exports the vocabulary both share (:mod:`.model`); :mod:`.binding` binds either to its job.
 
 A line's state is one of :class:`~batch_engage.states.RowState`. ``meta`` binds the
 checkpoint to its job (the *fingerprint*) and to its *target*, and holds the *token*: a
@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Unpack
 
-from .binding import check_meta, describe_mismatch, with_account
+from .binding import bind, check, check_meta, describe_mismatch
 from .model import (
     CheckpointStore,
     CheckpointView,
@@ -30,9 +30,10 @@ from .model import (
     SecondStats,
     Target,
     empty_journal,
+    with_account,
 )
 from .schema import EVENT_COLUMNS, RUN_COLUMNS, SCHEMA_VERSION
-from .sqlite import Checkpoint, check_file_binding, is_locked, plan_path, read_only
+from .sqlite import Checkpoint, FileBinding, is_locked, lock_file, plan_path, read_only
 
 __all__ = [
     "EVENT_COLUMNS",
@@ -48,11 +49,11 @@ __all__ = [
     "check_binding",
     "check_meta",
     "checkpoint_exists",
+    "checkpoints_beside",
     "describe_mismatch",
     "empty_journal",
     "is_locked",
     "is_postgres",
-    "jobs_beside",
     "open_checkpoint",
     "plan_path",
     "read_checkpoint",
@@ -77,27 +78,46 @@ def check_binding(
     if is_postgres(path):
         from . import postgres as checkpoint_pg  # noqa: PLC0415 - SQLite users never load psycopg
 
-        checkpoint_pg.check_binding(str(path), fingerprint, target, **options)
+        with checkpoint_pg.reading_binding(str(path)) as binding:
+            check(binding, fingerprint, target, **options)
         return
-    check_file_binding(Path(path), fingerprint, target, **options)
+    check(FileBinding(Path(path)), fingerprint, target, **options)
 
 
-def jobs_beside(location: str) -> list[str]:
-    """For a PostgreSQL location: the location of every job whose checkpoint is in the same schema."""
-    from . import postgres as checkpoint_pg  # noqa: PLC0415 - as above
+def checkpoints_beside(location: str | Path) -> list[str]:
+    """The last part of every checkpoint beside ``location``: job keys in its schema, or file names in its folder."""
+    if is_postgres(location):
+        from . import postgres as checkpoint_pg  # noqa: PLC0415 - as above
 
-    return checkpoint_pg.jobs_beside(location)
+        return [other.rsplit("#", 1)[-1] for other in checkpoint_pg.jobs_beside(str(location))]
+    folder = Path(location).parent
+    return [path.name for path in folder.iterdir()] if folder.is_dir() else []
 
 
 def open_checkpoint(
     location: str | Path, fingerprint: Mapping[str, Any], target: Target, **options: Unpack[OpenOptions]
 ) -> CheckpointStore:
-    """:meth:`Checkpoint.open` for a file path, ``PgCheckpoint.open`` for a ``postgresql://`` location."""
-    if is_postgres(location):
-        from .postgres import PgCheckpoint  # noqa: PLC0415 - as above
+    """Lock the job's checkpoint, bind it to this job and target (creating it if new), and open it.
 
-        return PgCheckpoint.open(str(location), fingerprint, target, **options)
-    return Checkpoint.open(location, fingerprint, target, **options)
+    Raises ``CheckpointLocked`` if another process holds it, and ``CheckpointMismatch`` if it
+    was made for another job or target, or ``restart`` lacks ``yes`` (a restart moves the old
+    one aside, never deletes it). A ``postgresql://`` location is a PostgreSQL checkpoint.
+    """
+    restart = options.get("restart", False)
+    if is_postgres(location):
+        from . import postgres as checkpoint_pg  # noqa: PLC0415 - as above
+
+        locked: checkpoint_pg.PgBinding | FileBinding = checkpoint_pg.lock_job_checkpoint(str(location))
+    else:
+        locked = lock_file(location, fingerprint, restart=restart)
+    try:
+        meta = bind(
+            locked, fingerprint, target, options.get("extra_meta"), restart=restart, yes=options.get("yes", False)
+        )
+        return locked.opened(meta)
+    except BaseException:
+        locked.abandon()
+        raise
 
 
 def read_checkpoint(location: str | Path) -> CheckpointView:

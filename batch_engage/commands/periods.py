@@ -2,73 +2,61 @@
 
 from __future__ import annotations
 
-import re
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import httpx
 import polars as pl
 import structlog
 
-from ..checkpoint import checkpoint_exists, is_postgres, jobs_beside, read_checkpoint
+from ..checkpoint import checkpoint_exists, checkpoints_beside, read_checkpoint
 from ..credentials import Credentials
-from ..errors import PeriodUnsettled
-from ..job import Spec, is_period, previous_period, render_period
+from ..errors import PeriodUnsettled, UsageError
+from ..job import Spec, load_spec, previous_period
 from ..results import build_results, counts_by_status
 from ..runner import RunOptions, run_job
 from ..states import POSSIBLY_SENT
 
-__all__ = ["latest_period", "settle_previous_period"]
+__all__ = ["job_for", "settle_previous_period"]
 
 log = structlog.get_logger(__name__)
-
-_PERIOD_IN_NAME = re.compile(r"\d{4}-(?:W\d{2}|\d{2}-\d{2}|\d{2})")
 
 
 def _as_run(spec: Spec, sandbox: bool) -> Spec:
     return spec.rehearsal() if sandbox else spec
 
 
-def latest_period(spec: Spec, *, sandbox: bool) -> Spec:
-    """``spec`` for the newest period that has a checkpoint (``spec`` itself when its own exists, or none does)."""
-    kind = spec.job.period_kind
-    assert kind is not None and spec.job.period is not None
-    current = _as_run(spec, sandbox)
-    if checkpoint_exists(current.output.checkpoint):
-        return spec
-    found = (
-        _periods_in_database(spec, sandbox)
-        if is_postgres(current.output.checkpoint)
-        else _periods_on_disk(spec, sandbox)
-    )
-    return spec.for_period(max(found)) if found else spec
+def job_for(
+    job: str | Path | Spec,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    period: str | None = None,
+    sandbox: bool = False,
+    latest: bool = False,
+) -> Spec:
+    """The Spec a command works on, in one pass: the job, its period (given, or the newest with a checkpoint
+    when ``latest``), and its rehearsal twin when ``sandbox``."""
+    if isinstance(job, Spec):
+        if overrides:
+            raise UsageError("overrides apply to job files; build the Spec with the values instead")
+        spec = job
+    else:
+        spec = load_spec(job, overrides=overrides)
+    if period is None and latest and spec.job.period_kind is not None:
+        period = _newest_period(spec, sandbox)
+    if period is not None:
+        spec = spec.for_period(period)
+    return _as_run(spec, sandbox)
 
 
-def _periods_in_database(spec: Spec, sandbox: bool) -> list[str]:
-    kind = spec.job.period_kind
-    assert kind is not None
+def _newest_period(spec: Spec, sandbox: bool) -> str | None:
+    """The newest period with a checkpoint; None when the current one has its own, or none has any."""
     location = _as_run(spec, sandbox).output.checkpoint
-    # Every job in the schema is a candidate; a period counts only if it renders to that very key.
-    return [
-        candidate
-        for other in jobs_beside(location)
-        for candidate in _PERIOD_IN_NAME.findall(other.rsplit("#", 1)[-1])
-        if is_period(kind, candidate) and _as_run(spec.for_period(candidate), sandbox).output.checkpoint == other
-    ]
-
-
-def _periods_on_disk(spec: Spec, sandbox: bool) -> list[str]:
-    kind = spec.job.period_kind
-    assert kind is not None
-    template = spec.output.checkpoint_template or spec.output.checkpoint
-    pattern = render_period(template, {"id": render_period(spec.job.template, {kind: "*"}), kind: "*"})
-    suffix = ".sandbox" if sandbox else ""
-    found: list[str] = []
-    for path in Path(pattern).parent.glob(Path(pattern).name + suffix):
-        stem = path.name.removesuffix(suffix)
-        for candidate in _PERIOD_IN_NAME.findall(stem):
-            if is_period(kind, candidate) and Path(spec.for_period(candidate).output.checkpoint).name == stem:
-                found.append(candidate)
-    return found
+    if checkpoint_exists(location):
+        return None
+    found = [p for tail in checkpoints_beside(location) if (p := spec.period_of_checkpoint(tail, sandbox=sandbox))]
+    return max(found, default=None)
 
 
 async def settle_previous_period(

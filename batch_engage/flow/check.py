@@ -35,7 +35,7 @@ The renderer is a subset meant for a preview, never for sending: unknown tags re
 nothing, unknown filters pass their value through, a loop shows at most
 ``MAX_LOOP`` items, and it never raises.
 
-The Liquid itself lives in private modules: ``_liquid`` parses a template into a
+The Liquid itself lives in private modules: ``liquid`` parses a template into a
 ``_liquid_nodes`` tree, ``_liquid_render`` renders one; this module holds what concerns a Flow.
 """
 

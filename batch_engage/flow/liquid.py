@@ -2,9 +2,9 @@
 
 The parser never raises: unknown tags are skipped, a malformed expression reads as nil,
 and nesting deeper than a few dozen levels is treated as an unknown tag, so any text a Flow
-holds parses. The tree is made of :mod:`batch_engage._liquid_nodes`;
-:mod:`batch_engage._liquid_render` renders it for a preview;
-:mod:`batch_engage.flowcheck` reads it for the ``flow.data`` paths a widget uses.
+holds parses. The tree is made of :mod:`.liquid_nodes`;
+:mod:`.liquid_render` renders it for a preview;
+:mod:`.check` reads it for the ``flow.data`` paths a widget uses.
 
 Shopify's Liquid reference is the model (truthiness, ``empty``/``blank``, ``and``/``or``
 grouped from the right, without precedence).

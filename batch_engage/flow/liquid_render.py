@@ -3,7 +3,7 @@
 A subset meant for a preview, never for sending: unknown tags render nothing, unknown
 filters pass their value through, a loop shows at most ``MAX_LOOP`` items, and a render
 visits a bounded number of nodes. ``nil`` counts as ``empty`` (see
-:mod:`batch_engage.flowcheck` for why).
+:mod:`.check` for why).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """A job held against the Flow it triggers: which variables the Flow prints that the job leaves empty, and what it says.
 
 Built from the Flow's last published revision (what runs use) and the plan; shared by
-the run's preflight and ``validate --flow``. The checks themselves are in ``flowcheck``.
+the run's preflight and ``validate --flow``. The checks themselves are in ``check``.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def _empty_rows(plan: pl.DataFrame, variables: list[FlowVariable]) -> dict[str, 
 
 
 def review(spec: Spec, plan: pl.DataFrame, published: dict[str, Any]) -> FlowReview:
-    """Hold the job against the published revision; raises ``flowcheck.FlowWiringError`` for an unwired Flow."""
+    """Hold the job against the published revision; raises ``check.FlowWiringError`` for an unwired Flow."""
     definition = published.get("definition")
     definition = definition if isinstance(definition, dict) else {}
     target = rest_trigger(definition) or ""

@@ -1,6 +1,6 @@
 """What both contact-history stores share: a claim's owner, the contact a cap counts against, and their interface.
 
-:mod:`batch_engage.history` (SQLite) and :mod:`batch_engage.history_pg` (PostgreSQL) both build on
+:mod:`.store` (SQLite) and :mod:`.postgres` (PostgreSQL) both build on
 this, so neither imports the other.
 """
 

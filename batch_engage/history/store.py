@@ -2,7 +2,7 @@
 
 Two stores share one interface (:class:`HistoryStore`): a SQLite file (the default, any
 number of processes on one machine) and PostgreSQL (``history.path =
-"postgresql://..."``, any number of machines; see ``history_pg.py``).
+"postgresql://..."``, any number of machines; see ``postgres.py``).
 :func:`open_history` picks one by the path's scheme.
 
 A row is *claimed* (inside one transaction that also checks the caps) just before its

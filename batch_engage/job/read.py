@@ -2,7 +2,7 @@
 
 Relative paths in the file resolve against the file's folder; paths given as overrides
 resolve against the current directory. Values are checked here for type only: what
-they mean is checked by ``_spec_checks`` and ``_spec_paths``.
+they mean is checked by ``checks`` and ``paths``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The job: a TOML file plus flag overrides, turned into one frozen ``Spec``.
 
 Every default is a named module constant; every error names the key it is about. Reading
-the file is ``_spec_read``'s job, checking each section ``_spec_checks``' and ``_spec_paths``',
+the file is ``read``'s job, checking each section ``checks``' and ``paths``',
 Twilio's hosts ``hosts``'; their public names stay importable from here.
 """
 
@@ -278,6 +278,31 @@ class Spec:
                 outcomes=periods.render(out.outcomes_template, values) if out.outcomes_template else out.outcomes,
             ),
         )
+
+    def period_of_checkpoint(self, tail: str, *, sandbox: bool) -> str | None:
+        """The period whose checkpoint ends in ``tail`` (a file name, or a key in a schema), or None.
+
+        ``sandbox`` asks about the rehearsal's checkpoints. One pattern, made from the job's own templates,
+        answers for every candidate, so finding the newest period never builds a Spec per candidate.
+        """
+        kind = self.job.period_kind
+        if kind is None:
+            return None
+        template = self.output.checkpoint_template or self.output.checkpoint
+        tail_template = template.rsplit("#", 1)[-1] if "#" in template else Path(template).name
+        marker = "\x00"
+        rendered = periods.render(
+            tail_template, {"id": periods.render(self.job.template, {kind: marker}), kind: marker}
+        )
+        rendered += ".sandbox" if sandbox else ""
+        first, *rest = re.escape(rendered).split(re.escape(marker))
+        if not rest:  # the period is in a folder's name, not the checkpoint's own: it is not looked for there
+            return None
+        pattern = first + "".join(
+            ("(?P<period>[0-9W-]+)" if i == 0 else "(?P=period)") + part for i, part in enumerate(rest)
+        )
+        found = re.fullmatch(pattern, tail)
+        return found["period"] if found and periods.is_period(kind, found["period"]) else None
 
     def rehearsal(self) -> Spec:
         """The same job against the sandbox: its own checkpoint and results beside the real ones, no history.

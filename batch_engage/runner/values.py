@@ -19,7 +19,7 @@ __all__ = ["RunOptions", "RunResult", "RunSummary"]
 class RunOptions:
     """Choices for one invocation, as opposed to the job itself.
 
-    ``clock`` and ``sleep`` inject time; ``clock`` may also be a whole :class:`~batch_engage._clock.Clock`
+    ``clock`` and ``sleep`` inject time; ``clock`` may also be a whole :class:`~batch_engage.clock.Clock`
     (such as :class:`batch_engage.testing.FakeClock`), which then also times the sleeps.
     """
 
@@ -37,7 +37,7 @@ class RunOptions:
         return clock_from(self.clock, self.sleep)
 
     def pacing(self) -> Clock:
-        """The clock of the pacer's slots and of retries after a 429 (see :func:`~batch_engage._clock.pacing_clock`)."""
+        """The clock of the pacer's slots and of retries after a 429 (see :func:`~batch_engage.clock.pacing_clock`)."""
         return pacing_clock(self.clock, self.sleep)
 
 

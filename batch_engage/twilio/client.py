@@ -1,6 +1,6 @@
 """Twilio Studio v1/v2 over an injected ``httpx.AsyncClient``: create, list and fetch runs, fetch the Flow.
 
-Every answer is classified by the table in :mod:`batch_engage._classify` (the one the
+Every answer is classified by the table in :mod:`.classify` (the one the
 README prints); a read's 2xx that is not a JSON object is a ``ServerError``, so the
 caller retries a read and never sees a ``ValueError``. The client never retries by
 itself, not even a 429: pacing is the caller's.

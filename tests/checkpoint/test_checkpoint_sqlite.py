@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from batch_engage.checkpoint.store import Checkpoint, Intent, Outcome, Target, is_locked, read_only
+from batch_engage.checkpoint.store import Checkpoint, Intent, Outcome, Target, is_locked, open_checkpoint, read_only
 from batch_engage.errors import CheckpointLocked, CheckpointMismatch
 from batch_engage.states import FINAL, POSSIBLY_SENT, RowState
 
@@ -26,27 +26,27 @@ class TestBinding:
     def test_another_flow_is_refused_naming_what_changed(self, tmp_path: Path) -> None:
         """The Flow SID changed: CheckpointMismatch says so, and nothing of the old file changes."""
         path = tmp_path / "c"
-        Checkpoint.open(path, FP, TWILIO).close()
+        open_checkpoint(path, FP, TWILIO).close()
         with pytest.raises(CheckpointMismatch, match="the Flow SID changed"):
-            Checkpoint.open(path, FP | {"flow_sid": "FW" + "2" * 32}, TWILIO)
+            open_checkpoint(path, FP | {"flow_sid": "FW" + "2" * 32}, TWILIO)
 
     def test_the_sandbox_and_twilio_never_share_a_checkpoint(self, tmp_path: Path) -> None:
         """A rehearsal's checkpoint opened against Twilio is refused, naming both."""
         path = tmp_path / "c"
-        Checkpoint.open(path, FP, Target(base_url="sandbox", identity=None, sandbox=True)).close()
+        open_checkpoint(path, FP, Target(base_url="sandbox", identity=None, sandbox=True)).close()
         with pytest.raises(CheckpointMismatch, match="the sandbox"):
-            Checkpoint.open(path, FP, TWILIO)
+            open_checkpoint(path, FP, TWILIO)
 
     def test_restart_without_yes_counts_what_it_would_forget(self, tmp_path: Path) -> None:
         """Two contacts reached and one in flight: --restart alone refuses naming 3; with --yes it starts over."""
         path = tmp_path / "c"
-        with Checkpoint.open(path, FP, TWILIO) as cp:
+        with open_checkpoint(path, FP, TWILIO) as cp:
             cp.write_intents(_intents("+1", "+2", "+3", "+4"), at=AT, twilio_at=None)
             cp.write_outcomes([Outcome("+1", RowState.SENT, sid="FN1"), Outcome("+2", RowState.ALREADY_ACTIVE)])
             cp.write_outcomes([Outcome("+4", RowState.PENDING)])
         with pytest.raises(CheckpointMismatch, match="forget 3 contacts"):
-            Checkpoint.open(path, FP, TWILIO, restart=True)
-        with Checkpoint.open(path, FP, TWILIO, restart=True, yes=True) as cp:
+            open_checkpoint(path, FP, TWILIO, restart=True)
+        with open_checkpoint(path, FP, TWILIO, restart=True, yes=True) as cp:
             assert cp.journal().height == 0
         assert len(list(tmp_path.glob("c.*.old"))) == 1
 
@@ -57,16 +57,16 @@ class TestLockAndFiles:
     def test_a_second_open_is_locked_out_and_status_sees_the_run(self, tmp_path: Path) -> None:
         """While one process holds it, another gets CheckpointLocked and is_locked is true."""
         path = tmp_path / "c"
-        with Checkpoint.open(path, FP, TWILIO):
+        with open_checkpoint(path, FP, TWILIO):
             assert is_locked(path)
             with pytest.raises(CheckpointLocked):
-                Checkpoint.open(path, FP, TWILIO)
+                open_checkpoint(path, FP, TWILIO)
         assert not is_locked(path)
 
     def test_the_checkpoint_and_its_lock_are_owner_only(self, tmp_path: Path) -> None:
         """No group or other bits on what holds phone numbers."""
         path = tmp_path / "c"
-        Checkpoint.open(path, FP, TWILIO).close()
+        open_checkpoint(path, FP, TWILIO).close()
         for file in (path, Checkpoint.lock_path(path)):
             assert file.stat().st_mode & 0o077 == 0, file
 
@@ -77,7 +77,7 @@ class TestJournal:
     def test_contacts_by_state_and_intents_withdrawn(self, tmp_path: Path) -> None:
         """contacts_in reads states; a pending outcome clears the intent times; the view reads without the lock."""
         path = tmp_path / "c"
-        with Checkpoint.open(path, FP, TWILIO) as cp:
+        with open_checkpoint(path, FP, TWILIO) as cp:
             cp.write_intents(_intents("+1", "+2", "+3"), at=AT, twilio_at=AT)
             cp.write_outcomes([Outcome("+1", RowState.SENT, sid="FN1"), Outcome("+2", RowState.PENDING)])
             assert set(cp.contacts_in(FINAL).to_list()) == {"+1"}
@@ -137,7 +137,7 @@ class TestFormat:
     def test_a_new_checkpoint_has_the_tables_format_2_always_wrote(self, tmp_path: Path) -> None:
         """Every table and index, as SQLite stores its definition, is the one format 2 has always written."""
         path = tmp_path / "c"
-        Checkpoint.open(path, FP, TWILIO).close()
+        open_checkpoint(path, FP, TWILIO).close()
         conn = sqlite3.connect(path)
         try:
             tables = [sql for (sql,) in conn.execute("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL")]

@@ -120,10 +120,10 @@ class TestExitCodes:
         capsys: pytest.CaptureFixture[str],
     ) -> None:
         """A second run on a locked checkpoint (cron overlap) exits 75 at once, sending nothing."""
-        from batch_engage.checkpoint.store import Checkpoint, Target
+        from batch_engage.checkpoint.store import Target, open_checkpoint
 
         job = write_job(input_path=contacts_csv, base_url=sandbox.url)
-        with Checkpoint.open(job.parent / "job.checkpoint", {"input": "other"}, Target(base_url="x", identity=None)):
+        with open_checkpoint(job.parent / "job.checkpoint", {"input": "other"}, Target(base_url="x", identity=None)):
             code, _, err = cli(["run", str(job)], capsys)
         assert code == 75
         assert "another batch-engage process is running this job" in err

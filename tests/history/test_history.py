@@ -98,64 +98,6 @@ class TestStore:
         with pytest.raises(ConfigError, match=r"^history\.path: schema t_\w+ on .* newer batch-engage.*upgrade"):
             PgHistory(pg.history_url)
 
-    def test_caps_honour_their_windows(self, pg: Schema) -> None:
-        """`1 per 7d` blocks a contact six days later but not eight; `flow_cap` counts only the same flow."""
-        clock = Clock()
-        history = PgHistory(pg.history_url, clock=clock)
-        history.record([("+14155550100", FLOW_SID, "FN1", clock.now)])
-        week, month = parse_cap("1 per 7d", key="cap"), parse_cap("1 per 30d", key="flow_cap")
-        clock.now += 6 * DAY
-        blocked = history.check("+14155550100", OTHER_FLOW, week, None)
-        assert blocked is not None and blocked[0].sid == "FN1"
-        assert "within the cap 1 per 7d" in blocked[0].describe(blocked[1])
-        clock.now += 2 * DAY
-        assert history.check("+14155550100", OTHER_FLOW, week, None) is None
-        assert history.check("+14155550100", OTHER_FLOW, None, month) is None
-        assert history.check("+14155550100", FLOW_SID, None, month) is not None
-        clock.now += 23 * DAY
-        assert history.check("+14155550100", FLOW_SID, None, month) is None
-        history.close()
-
-    def test_a_cap_of_two_allows_a_second_contact_not_a_third(self, pg: Schema) -> None:
-        """`2 per 1d`: counts contacts, not just their presence."""
-        history = PgHistory(pg.history_url)
-        cap = parse_cap("2 per 1d", key="cap")
-        assert history.claim("+14155550100", FLOW_SID, owner("jobA", "1"), cap, None) is None
-        assert history.claim("+14155550100", FLOW_SID, owner("jobB", "1"), cap, None) is None
-        assert history.claim("+14155550100", FLOW_SID, owner("jobC", "1"), cap, None) is not None
-        history.close()
-
-    def test_a_claim_blocks_others_and_a_withdrawn_claim_does_not(self, pg: Schema) -> None:
-        """The first job to claim a contact wins; a claim withdrawn (nothing sent) frees the contact again."""
-        history = PgHistory(pg.history_url)
-        cap = parse_cap("1 per 1d", key="cap")
-        assert history.claim("+14155550100", FLOW_SID, "jobA#1", cap, None) is None
-        assert history.claim("+14155550100", FLOW_SID, "jobB#7", cap, None) is not None
-        assert history.claim("+14155550100", FLOW_SID, "jobA#1", cap, None) is None  # its own claim: not capped
-        history.settle("jobA#1", None)
-        assert history.claim("+14155550100", FLOW_SID, "jobB#7", cap, None) is None
-        history.settle("jobB#7", "FN7")
-        blocker = history.check("+14155550100", FLOW_SID, cap, None, job="jobA")
-        assert blocker is not None and blocker[0].sid == "FN7"
-        history.close()
-
-    def test_stats_count_reached_contacts_per_flow_per_utc_day(self, pg: Schema) -> None:
-        """Settled contacts count once per address per flow and day; open claims do not count."""
-        history = PgHistory(pg.history_url)
-        day = 1_800_000_000.0  # 2027-01-15 08:00 UTC
-        history.record(
-            [
-                ("+14155550100", FLOW_SID, "FN1", day),
-                ("+14155550100", FLOW_SID, "FN2", day + 60),
-                ("+14155550101", FLOW_SID, "FN3", day + 60),
-                ("+14155550101", OTHER_FLOW, "FN4", day + DAY),
-            ]
-        )
-        history.claim("+14155550109", FLOW_SID, "jobA#1", None, None)
-        rows = history.stats().rows()
-        assert rows == [(FLOW_SID, "2027-01-15", 2), (OTHER_FLOW, "2027-01-16", 1)]
-        history.close()
-
 
 class TestUrl:
     def test_the_url_can_come_from_an_environment_variable(self, pg: Schema, monkeypatch: pytest.MonkeyPatch) -> None:

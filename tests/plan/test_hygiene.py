@@ -14,7 +14,6 @@ import pytest
 
 from batch_engage.cli.main import main
 from batch_engage.history.store import History
-from batch_engage.job.spec import parse_cap
 from batch_engage.sandbox import Sandbox
 
 from conftest import FLOW_SID, REPO, make_contacts
@@ -68,35 +67,6 @@ class TestSuppression:
 
 
 class TestCaps:
-    def test_caps_honour_their_windows(self, tmp_path: Path) -> None:
-        """`1 per 7d` blocks a contact six days later but not eight; `flow_cap` counts only the same flow."""
-        clock = Clock()
-        history = History(tmp_path / "h.sqlite", clock=clock)
-        history.record([("+14155550100", FLOW_SID, "FN1", clock.now)])
-        week, month = parse_cap("1 per 7d", key="cap"), parse_cap("1 per 30d", key="flow_cap")
-        clock.now += 6 * DAY
-        blocked = history.check("+14155550100", OTHER_FLOW, week, None)
-        assert blocked is not None and blocked[0].sid == "FN1"
-        assert "within the cap 1 per 7d" in blocked[0].describe(blocked[1])
-        clock.now += 2 * DAY
-        assert history.check("+14155550100", OTHER_FLOW, week, None) is None
-        assert history.check("+14155550100", OTHER_FLOW, None, month) is None
-        assert history.check("+14155550100", FLOW_SID, None, month) is not None
-        clock.now += 23 * DAY
-        assert history.check("+14155550100", FLOW_SID, None, month) is None
-        history.close()
-
-    def test_a_claim_blocks_others_and_a_withdrawn_claim_does_not(self, tmp_path: Path) -> None:
-        """The first job to claim a contact wins; a claim withdrawn (nothing sent) frees the contact again."""
-        history = History(tmp_path / "h.sqlite")
-        cap = parse_cap("1 per 1d", key="cap")
-        assert history.claim("+14155550100", FLOW_SID, "jobA#1", cap, None) is None
-        assert history.claim("+14155550100", FLOW_SID, "jobB#7", cap, None) is not None
-        assert history.claim("+14155550100", FLOW_SID, "jobA#1", cap, None) is None  # its own claim: not capped
-        history.settle("jobA#1", None)
-        assert history.claim("+14155550100", FLOW_SID, "jobB#7", cap, None) is None
-        history.close()
-
     def test_two_concurrent_processes_reach_each_shared_contact_once(
         self,
         sandbox_factory: Callable[..., Sandbox],

@@ -1,7 +1,6 @@
 """The checkpoint in PostgreSQL: a lease per job, its tables, and read-only views."""
 
 from .read import exists, jobs_beside, read_only
-from .store import PgCheckpoint
-from .tables import check_binding
+from .store import PgBinding, PgCheckpoint, lock_job_checkpoint, reading_binding
 
-__all__ = ["PgCheckpoint", "check_binding", "exists", "jobs_beside", "read_only"]
+__all__ = ["PgBinding", "PgCheckpoint", "exists", "jobs_beside", "lock_job_checkpoint", "read_only", "reading_binding"]

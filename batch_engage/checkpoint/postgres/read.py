@@ -9,8 +9,7 @@ import polars as pl
 
 from ...errors import UsageError
 from ...postgres import PgLocation, where
-from ..binding import check_readable
-from ..model import CheckpointView, journal_frame
+from ..model import CheckpointView, check_readable, journal_frame
 from ..schema import EVENT_COLUMNS, RUN_COLUMNS
 from .lease import is_locked
 from .tables import Connection, journal_sql, read_meta, tables_exist

@@ -1,11 +1,11 @@
 """The checkpoint in PostgreSQL: the same journal as the SQLite file, shared by every machine.
 
-A location is ``postgresql://host/db?schema=name#<key>`` (:mod:`batch_engage._pg_location`);
-the tables, made on first use, hold many jobs (:mod:`batch_engage._pg_tables`). One run per
+A location is ``postgresql://host/db?schema=name#<key>`` (:mod:`batch_engage.postgres`);
+the tables, made on first use, hold many jobs (:mod:`.tables`). One run per
 job: an advisory lock on a dedicated connection that also carries every write, and a lease
-whose heartbeat lets another machine take over a dead holder (:mod:`batch_engage._pg_lease`).
+whose heartbeat lets another machine take over a dead holder (:mod:`.lease`).
 The plan is a zstd Parquet blob in ``plans``: ``status`` and ``report`` need nothing on disk
-(:mod:`batch_engage._pg_read`).
+(:mod:`.read`).
 """
 
 from __future__ import annotations
@@ -13,46 +13,41 @@ from __future__ import annotations
 import contextlib
 import io
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
-from typing import Any, Unpack
+from typing import Any
 
 import polars as pl
-import psycopg
 
 from ...clock import iso_ms
-from ...errors import TryLater
 from ...postgres import DEFAULT_KEEPALIVES, DEFAULT_LEASE, DEFAULT_SCHEMA, PgLocation, parse_location, where
-from ...states import OPEN, REACHED, RowState, sql_list
-from ..binding import bind_meta, with_account
 from ..model import (
     Intent,
-    OpenOptions,
     Outcome,
     SecondStats,
     StoreBase,
-    Target,
-    contacts_from_text,
-    journal_frame,
-    reached_frame,
+    with_account,
 )
 from .lease import Heartbeat, is_locked, lock_job, write_lease
 from .read import exists, jobs_beside, read_only
-from .tables import LAYOUT_VERSION, Connection, check, check_binding, create_tables, journal_sql, move_aside, read_meta
+from .session import PgSession
+from .tables import LAYOUT_VERSION, Connection, create_tables, move_aside, reached_count, read_meta
 
 __all__ = [
     "DEFAULT_KEEPALIVES",
     "DEFAULT_LEASE",
     "DEFAULT_SCHEMA",
     "LAYOUT_VERSION",
+    "PgBinding",
     "PgCheckpoint",
     "PgLocation",
-    "check_binding",
     "exists",
     "is_locked",
     "jobs_beside",
+    "lock_job_checkpoint",
     "parse_location",
     "read_only",
+    "reading_binding",
 ]
 
 
@@ -61,7 +56,7 @@ def _arrays(rows: list[tuple[Any, ...]]) -> tuple[list[Any], ...]:
     return tuple(list(column) for column in zip(*rows, strict=True))
 
 
-class PgCheckpoint(StoreBase):
+class PgCheckpoint(PgSession, StoreBase):
     """One job's journal in PostgreSQL. Open with :meth:`open`; always :meth:`close` (or use ``with``)."""
 
     def __init__(self, loc: PgLocation, conn: Connection, meta: dict[str, str]) -> None:
@@ -80,39 +75,6 @@ class PgCheckpoint(StoreBase):
         """Whether this run may still send: its last heartbeat is under half a lease old."""
         return self._heart.fresh()
 
-    @classmethod
-    def open(
-        cls, location: str | PgLocation, fingerprint: Mapping[str, Any], target: Target, **options: Unpack[OpenOptions]
-    ) -> PgCheckpoint:
-        """Lock the job (exit 75 at once if another run holds it), then open or create its checkpoint."""
-        loc = where(location)
-        conn = loc.connect()
-        try:
-            lock_job(conn, loc)
-            create_tables(conn, loc)
-            write_lease(conn, loc)
-            restart = options.get("restart", False)
-            check(conn, loc, fingerprint, target, restart=restart, yes=options.get("yes", False))
-            if restart:
-                move_aside(conn, loc)
-            with conn.transaction():
-                meta, new = bind_meta(read_meta(conn, loc), fingerprint, target, options.get("extra_meta"))
-                if new:
-                    with conn.cursor() as cur:
-                        cur.executemany(
-                            loc.sql("INSERT INTO {s}.meta VALUES (%s, %s, %s)"),
-                            [(loc.key, k, v) for k, v in meta.items()],
-                        )
-                else:
-                    conn.execute(
-                        loc.sql("UPDATE {s}.meta SET value = %s WHERE job = %s AND key = 'target'"),
-                        (meta["target"], loc.key),
-                    )
-            return cls(loc, conn, meta)
-        except BaseException:
-            conn.close()
-            raise
-
     def close(self) -> None:
         """Stop the heartbeat and close the connection: the server lets go of the lock with it."""
         self._heart.stop()
@@ -129,45 +91,6 @@ class PgCheckpoint(StoreBase):
                     self._sql("UPDATE {s}.meta SET value = %s WHERE job = %s AND key = 'target'"),
                     (learned, self.location.key),
                 )
-
-    @contextlib.contextmanager
-    def _db(self) -> Iterator[None]:
-        """Hold the connection; a lost session is a one-line ``TryLater`` (exit 75): its lock is gone too."""
-        with self._db_lock:
-            try:
-                yield
-            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-                reason = " ".join(str(exc).split()) or type(exc).__name__
-                raise TryLater(
-                    f"{self.path}: lost the connection to the checkpoint's database ({reason}); this run stops "
-                    "and holds the job no more. Run the same command again: it settles what was in flight."
-                ) from None
-
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[psycopg.Cursor[tuple[Any, ...]]]:
-        with self._db(), self._conn.transaction(), self._conn.cursor() as cur:
-            cur.execute("SET LOCAL synchronous_commit = on")
-            yield cur
-
-    def _statement(self, sql: str, params: tuple[Any, ...], *, durable: bool = True) -> list[tuple[Any, ...]]:
-        """One statement in its own transaction.
-
-        ``durable=False`` returns before the server has flushed its WAL to disk
-        (``synchronous_commit = off``): only a *server* crash in the next fraction of a
-        second can lose the write. That is for outcomes, which a crash may lose anyway
-        (they are grouped) and reconciliation recovers; intents are always durable.
-        """
-        with self._db(), self._conn.cursor(binary=True) as cur:
-            if durable:
-                with self._conn.transaction():
-                    cur.execute("SET LOCAL synchronous_commit = on")
-                    cur.execute(sql, params)
-            else:
-                cur.execute(sql, params)  # the session's default: synchronous_commit = off
-            return cur.fetchall() if cur.description else []
-
-    def _sql(self, text: str) -> str:
-        return self.location.sql(text)
 
     # -- the plan and the runs ----------------------------------------------------------
 
@@ -303,46 +226,72 @@ class PgCheckpoint(StoreBase):
                 (self.location.key, strays),
             )
 
-    def _select(self, condition: str = "") -> pl.DataFrame:
-        with self._db():
-            rows = self._conn.execute(journal_sql(self.location, condition), (self.location.key,)).fetchall()
-        return journal_frame(rows)
 
-    def journal(self) -> pl.DataFrame:
-        """Every journal line as a frame (contacts never sent are absent)."""
-        return self._select()
+class PgBinding:
+    """A job's checkpoint in PostgreSQL, locked on its own connection, before its meta is bound."""
 
-    def open_lines(self) -> pl.DataFrame:
-        """The lines a run still has to act on (``intent``, ``uncertain``, ``pending``), in full."""
-        return self._select(f"AND state IN {sql_list(OPEN)}")
+    def __init__(self, conn: Connection, loc: PgLocation) -> None:
+        self._conn = conn
+        self.location = loc
+        self.where = loc.describe()
 
-    def contacts_in(self, states: frozenset[RowState]) -> pl.Series:
-        """Contacts whose line is in one of ``states``, as one text value polars splits (fast for millions)."""
-        sql = self._sql(
-            "SELECT string_agg(contact, chr(10)) FROM {s}.journal WHERE job = %s AND state = ANY(%s::text[])"
-        )
-        with self._db():
-            row = self._conn.execute(sql, (self.location.key, sorted(s.value for s in states))).fetchone()
-        return contacts_from_text(row[0] if row else None)
+    def exists(self) -> bool:
+        """Whether the job has a checkpoint in the schema."""
+        return bool(read_meta(self._conn, self.location))
 
-    def reached_for_other_input(self, input_digest: str) -> pl.DataFrame:
-        """Contacts reached by runs for another input (an earlier export): contact, params_hash."""
-        sql = self._sql(
-            f"SELECT contact, params_hash FROM {{s}}.journal WHERE job = %s AND state IN {sql_list(REACHED)} "  # noqa: S608
-            "AND input IS DISTINCT FROM %s"
-        )
-        with self._db():
-            rows = self._conn.execute(sql, (self.location.key, input_digest)).fetchall()
-        return reached_frame(rows)
+    def stored_meta(self) -> dict[str, str]:
+        """The job's meta."""
+        return read_meta(self._conn, self.location)
 
-    def sids_since(self, since_iso: str) -> set[str]:
-        """SIDs already attributed to contacts whose intent or answer is at or after ``since_iso``."""
-        with self._db():
-            rows = self._conn.execute(
-                self._sql(
-                    "SELECT sid FROM {s}.journal WHERE job = %s AND sid IS NOT NULL "
-                    "AND (completed_at >= %s OR intent_at >= %s)"
-                ),
-                (self.location.key, since_iso, since_iso),
-            ).fetchall()
-        return {str(r[0]) for r in rows}
+    def reached_count(self) -> int:
+        """Contacts the job's journal records as reached or possibly reached."""
+        return reached_count(self._conn, self.location)
+
+    def move_aside(self) -> None:
+        """Rename the job's lines to ``<key>@<UTC stamp>.old`` in every table."""
+        move_aside(self._conn, self.location)
+
+    def store_meta(self, meta: dict[str, str], *, new: bool) -> None:
+        """Store every key of a new checkpoint's meta, or an existing one's latest target, in one transaction."""
+        loc = self.location
+        with self._conn.transaction():
+            if new:
+                with self._conn.cursor() as cur:
+                    cur.executemany(
+                        loc.sql("INSERT INTO {s}.meta VALUES (%s, %s, %s)"), [(loc.key, k, v) for k, v in meta.items()]
+                    )
+            else:
+                self._conn.execute(
+                    loc.sql("UPDATE {s}.meta SET value = %s WHERE job = %s AND key = 'target'"),
+                    (meta["target"], loc.key),
+                )
+
+    def opened(self, meta: dict[str, str]) -> PgCheckpoint:
+        """The open checkpoint, once its meta is stored."""
+        return PgCheckpoint(self.location, self._conn, meta)
+
+    def abandon(self) -> None:
+        """Close the connection: the server lets go of the job's lock with it."""
+        self._conn.close()
+
+
+def lock_job_checkpoint(location: str | PgLocation) -> PgBinding:
+    """Lock the job (exit 75 at once if another run holds it), make the tables, take the lease: ready to bind."""
+    loc = where(location)
+    conn = loc.connect()
+    try:
+        lock_job(conn, loc)
+        create_tables(conn, loc)
+        write_lease(conn, loc)
+    except BaseException:
+        conn.close()
+        raise
+    return PgBinding(conn, loc)
+
+
+@contextlib.contextmanager
+def reading_binding(location: str | PgLocation) -> Iterator[PgBinding]:
+    """A binding to ask questions of without the lock (``validate``): it reads only."""
+    loc = where(location)
+    with loc.connect() as conn:
+        yield PgBinding(conn, loc)

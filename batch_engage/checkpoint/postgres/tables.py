@@ -9,27 +9,23 @@ layout so a later version can upgrade them. A ``--restart`` renames the old key 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Unpack
+from typing import Any
 
 import psycopg
 
 from ...errors import UsageError
-from ...postgres import PgLocation, where
+from ...postgres import PgLocation
 from ...states import POSSIBLY_SENT, REACHED, sql_list
-from ..binding import check_meta, restart_refused
-from ..model import RestartOptions, Target
 from ..schema import JOURNAL_COLUMNS, PG_DDL, PG_TABLES
 
 __all__ = [
     "LAYOUT_VERSION",
     "Connection",
-    "check",
-    "check_binding",
     "create_tables",
     "journal_sql",
     "move_aside",
+    "reached_count",
     "read_meta",
     "tables_exist",
 ]
@@ -62,40 +58,14 @@ def read_meta(conn: Connection, loc: PgLocation) -> dict[str, str]:
     return {str(k): str(v) for k, v in rows}
 
 
-def _reached_count(conn: Connection, loc: PgLocation) -> int:
+def reached_count(conn: Connection, loc: PgLocation) -> int:
+    """How many of the job's contacts its journal records as reached or possibly reached."""
     states = sql_list(REACHED | POSSIBLY_SENT)
     row = conn.execute(
         loc.sql(f"SELECT COUNT(*) FROM {{s}}.journal WHERE job = %s AND state IN {states}"),  # noqa: S608
         (loc.key,),
     ).fetchone()
     return int(row[0]) if row else 0
-
-
-def check_binding(
-    location: str | PgLocation, fingerprint: Mapping[str, Any], target: Target, **options: Unpack[RestartOptions]
-) -> None:
-    """:func:`batch_engage.checkpoint.check_binding` for a PostgreSQL checkpoint (reads only)."""
-    loc = where(location)
-    with loc.connect() as conn:
-        check(conn, loc, fingerprint, target, **options)
-
-
-def check(
-    conn: Connection,
-    loc: PgLocation,
-    fingerprint: Mapping[str, Any],
-    target: Target,
-    **options: Unpack[RestartOptions],
-) -> None:
-    """Refuse (``CheckpointMismatch``) a job of another fingerprint or Twilio, or a restart without --yes."""
-    meta = read_meta(conn, loc)
-    if not meta:
-        return
-    if options.get("restart"):
-        if not options.get("yes"):
-            raise restart_refused(loc.describe(), _reached_count(conn, loc))
-        return
-    check_meta(loc.describe(), meta, fingerprint, target)
 
 
 def create_tables(conn: Connection, loc: PgLocation) -> None:

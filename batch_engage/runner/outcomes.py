@@ -1,0 +1,127 @@
+"""What each answer leaves behind: a contact's outcome buffered, counted, logged, and the breaker fed."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+
+import structlog
+
+from ..checkpoint import Outcome
+from ..clock import Clock, iso_ms
+from ..control import Progress, Stats
+from ..errors import Fatal, StudioError
+from ..history import owner as history_owner
+from ..job import Spec
+from ..plan import mask
+from ..states import FINAL, RowState
+from ..twilio import Breaker, Created
+from .item import Item
+from .recorder import Recorder
+
+__all__ = ["Outcomes"]
+
+log = structlog.get_logger(__name__)
+
+
+class Outcomes:
+    """The outcome half of the dispatcher: what it knows of every contact that got an answer (or none)."""
+
+    spec: Spec
+    recorder: Recorder
+    clock: Clock
+    on_progress: Callable[[Progress], None] | None
+    total: int
+    done: int
+    sent_before: int
+    failed_before: int
+    sids: set[str]
+    stats: Stats
+    counts: Counter[str]
+    aborted: StudioError | None
+    _breaker: Breaker
+
+    def owner(self, item: Item) -> str:
+        """The history claim's owner: this job and this contact."""
+        return history_owner(self.spec.job.id, item.contact)
+
+    def record(
+        self,
+        item: Item,
+        state: RowState,
+        *,
+        created: Created | None = None,
+        error: StudioError | None = None,
+        sid: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        """Buffer a contact's outcome, and count, log and check the breaker for final ones."""
+        if state == RowState.ALREADY_ACTIVE:
+            message = "the contact already had an active run on this Flow"
+        elif error is not None:
+            message = error.message
+        outcome = Outcome(
+            contact=item.contact,
+            state=state,
+            sid=sid or (created.sid if created else None),
+            http_status=created.http_status if created else (error.http_status if error else None),
+            error_code=error.code if error else None,
+            error_message=message,
+            attempts=item.attempts,
+            completed_at=iso_ms(self.clock.now()) if state in FINAL else None,
+        )
+        self.recorder.outcome(outcome)
+        if state in (RowState.SENT, RowState.ALREADY_ACTIVE, RowState.FAILED, RowState.PENDING):
+            reached = state in (RowState.SENT, RowState.ALREADY_ACTIVE)
+            self.recorder.settle(self.owner(item), outcome.sid if reached else None)
+        if state in FINAL:
+            self._final(item, state, outcome, error)
+        if self.on_progress is not None:
+            self.on_progress(self.progress())
+
+    def _final(self, item: Item, state: RowState, outcome: Outcome, error: StudioError | None) -> None:
+        self.done += 1
+        self.counts[state] += 1
+        failed = state == RowState.FAILED
+        if outcome.sid:
+            self.sids.add(outcome.sid)
+        if failed and error is not None:
+            self.stats.errors[(error.code or error.http_status, error.message)] += 1
+            log.warning(
+                "row.failed",
+                row=item.row,
+                to=mask(item.to),
+                http_status=error.http_status,
+                code=error.code,
+                message=error.message,
+                attempts=item.attempts,
+            )
+        else:
+            log.debug("row.outcome", row=item.row, to=mask(item.to), status=str(state), sid=outcome.sid)
+        if self._breaker.add(failed) and not self.aborted:
+            self._trip()
+
+    def put_back(self, item: Item) -> None:
+        """Never sent in this attempt: back to pending, its intent (and claim) withdrawn."""
+        self.recorder.outcome(Outcome(contact=item.contact, state=RowState.PENDING, attempts=item.attempts))
+        self.recorder.settle(self.owner(item), None)
+
+    def progress(self) -> Progress:
+        """A snapshot for progress displays."""
+        elapsed = (self.stats.last_answer or 0) - (self.stats.first_send or 0)
+        return Progress(
+            done=self.done,
+            total=self.total,
+            sent=self.sent_before + self.counts[RowState.SENT] + self.counts[RowState.ALREADY_ACTIVE],
+            failed=self.failed_before + self.counts[RowState.FAILED],
+            retried=self.stats.retries,
+            rate=self.stats.created / elapsed if elapsed > 0 else 0.0,
+        )
+
+    def _trip(self) -> None:
+        top = self.stats.errors.most_common(1)
+        cause = f" (most often: {top[0][0][1]})" if top else ""
+        self.aborted = Fatal(
+            f"more than {self._breaker.ratio:.0%} of the last {self._breaker.window} rows failed{cause}; "
+            "stopped so the rest of the list is not failed one by one"
+        )
