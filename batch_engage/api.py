@@ -31,7 +31,7 @@ from .commands import write_report_html as _write_report_html
 from .control import Progress, RunControl
 from .credentials import Credentials, credentials_from_env
 from .disk import write_text_atomically
-from .errors import UsageError
+from .errors import OutputFailed, UsageError
 from .exits import (
     EXIT_ABORTED,
     EXIT_OK,
@@ -255,19 +255,37 @@ def report(
     spec = load_job(job, overrides, period=period, sandbox=sandbox, latest=True)
     outputs = [("--output" if output else "output.results", output or spec.output.results), ("--html", html)]
     check_outputs(spec, outputs, replaces=["output.results"])
-    return rewrite_results(spec, output, html)
+    try:
+        return rewrite_results(spec, output, html)
+    except OSError as exc:
+        raise _not_written(output or spec.output.results, exc) from None
 
 
 def write_report_html(spec: Spec, path: str | Path) -> Path:
     """Write the campaign report page for ``spec``'s checkpoint (refused over the job's own files), owner-only."""
     check_outputs(spec, [("--report-html", path)])
-    return _write_report_html(spec, path)
+    try:
+        return _write_report_html(spec, path)
+    except OSError as exc:
+        raise _not_written(path, exc) from None
 
 
 def write_summary_json(spec: Spec, path: str | Path, summary: Mapping[str, Any]) -> Path:
     """A run's summary as JSON, owner-only (it names files and counts), never over the job's own files."""
     check_outputs(spec, [("--summary-json", path)])
-    return write_text_atomically(path, json.dumps(summary, indent=2))
+    try:
+        return write_text_atomically(path, json.dumps(summary, indent=2))
+    except OSError as exc:
+        raise _not_written(path, exc) from None
+
+
+def _not_written(path: str | Path, exc: OSError) -> OutputFailed:
+    """A page or summary that could not be written (a full disk): exit 74, and how to get it later."""
+    reason = exc.strerror or type(exc).__name__
+    return OutputFailed(
+        f"{path}: could not be written ({reason}); the checkpoint keeps everything, "
+        "so `batch-engage report JOB --html PATH` writes the page again once there is room"
+    )
 
 
 def import_history(results: str | Path, *, history: str | Path, flow_sid: str) -> int:

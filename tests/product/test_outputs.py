@@ -263,3 +263,28 @@ def test_report_may_write_the_results_table_to_its_own_path_given_as_output(
     job = write_job(input_path=contacts_csv, base_url=sandbox.url)
     assert cli(["run", str(job), "--quiet"], capsys)[0] == 0
     assert cli(["report", str(job), "--output", str(job.parent / "job.results.csv")], capsys)[0] == 0
+
+
+def test_a_summary_that_cannot_be_written_after_sending_is_one_line_exit_74(
+    sandbox: Sandbox,
+    write_job: Callable[..., Path],
+    contacts_csv: Path,
+    sandbox_env: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The disk fills between the check and the end of the run: exit 74 and one line, never a traceback."""
+    import batch_engage.api as api
+
+    job = write_job(input_path=contacts_csv, base_url=sandbox.url)
+
+    def full(*_: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(api, "write_text_atomically", full)
+    code, _, err = cli(["run", str(job), "--quiet", "--summary-json", str(tmp_path / "s.json")], capsys)
+    assert code == 74
+    assert err.strip().splitlines()[-1].startswith("batch-engage: ")
+    assert "No space left on device" in err
+    assert len(sandbox.ledger()) == 30
