@@ -105,8 +105,6 @@ def build_results(
         .when(state.is_not_null() & (state != RowState.PENDING.value))
         .then(pl.col("line_message"))
     )
-    # An uncertain row always says why, and what happens to it next.
-    with_reason = pl.when(status == "uncertain").then(pl.coalesce(message, pl.lit(UNCERTAIN_REASON))).otherwise(message)
     return joined.select(
         pl.col("row"),
         pl.col("to"),
@@ -115,10 +113,15 @@ def build_results(
         pl.when(sendable).then(pl.col("sid")).alias("sid"),
         pl.when(sendable).then(pl.col("http_status")).alias("http_status"),
         pl.when(sendable).then(pl.col("error_code")).alias("error_code"),
-        with_reason.alias("error_message"),
+        _with_reason(status, message).alias("error_message"),
         pl.when(sendable).then(pl.col("attempts")).fill_null(0).alias("attempts"),
         pl.when(sendable).then(pl.col("completed_at")).alias("completed_at"),
     )
+
+
+def _with_reason(status: pl.Expr, message: pl.Expr) -> pl.Expr:
+    """An ``uncertain`` row always says why, and what happens to it next."""
+    return pl.when(status == "uncertain").then(pl.coalesce(message, pl.lit(UNCERTAIN_REASON))).otherwise(message)
 
 
 def counts_by_status(results: pl.DataFrame) -> dict[str, int]:

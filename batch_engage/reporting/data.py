@@ -107,13 +107,8 @@ def _rehearsal(spec: Spec, view: CheckpointView) -> bool:
     return bool(target.get("sandbox")) or spec.output.checkpoint.endswith(".sandbox")
 
 
-def report_data(spec: Spec, view: CheckpointView, path: str) -> ReportData:
-    """Everything the HTML report shows, for ``spec``'s checkpoint as ``view`` read it."""
-    assert view.plan is not None
-    plan = view.plan
-    results = build_results(plan, view.journal, input_digest=view.meta.get("input"), live=view.live)
-    moment = as_of(view)
-    failed = results.filter(pl.col("status") == "failed")
+def _failures(failed: pl.DataFrame) -> tuple[FailureGroup, ...]:
+    """Failed rows by Twilio's code and message (numbers masked), at most :data:`MAX_REASONS` groups, then the rest."""
     groups: dict[tuple[int | None, str], tuple[int, list[str]]] = {}
     for code, message, to in failed.select("error_code", "error_message", "to").iter_rows():
         n, examples = groups.get((code, mask_numbers(message or "")), (0, []))
@@ -121,14 +116,44 @@ def report_data(spec: Spec, view: CheckpointView, path: str) -> ReportData:
             examples.append(to)
         groups[(code, mask_numbers(message or ""))] = (n + 1, examples)
     ranked = sorted(groups.items(), key=lambda kv: (-kv[1][0], str(kv[0])))
-    failures = [
+    shown = [
         FailureGroup(code=code, message=message, count=n, examples=tuple(mask(t) for t in tos))
         for (code, message), (n, tos) in ranked[:MAX_REASONS]
     ]
-    if len(ranked) > MAX_REASONS:
-        rest = ranked[MAX_REASONS:]
+    rest = ranked[MAX_REASONS:]
+    if rest:
         others = f"{len(rest):,} other errors"
-        failures.append(FailureGroup(code=None, message=others, count=sum(n for _, (n, _) in rest), examples=()))
+        shown.append(FailureGroup(code=None, message=others, count=sum(n for _, (n, _) in rest), examples=()))
+    return tuple(shown)
+
+
+def _seconds(events: pl.DataFrame | None) -> tuple[SecondStats, ...] | None:
+    """The run events summed per second over every run (None: a checkpoint older than run events)."""
+    if events is None:
+        return None
+    return tuple(
+        SecondStats(second=s, requests=r, ok=ok, rate_limited=rl, retries=rt, lookups=lk, pacer_rate=float(rate))
+        for s, r, ok, rl, rt, lk, rate in events.group_by("second")
+        .agg(
+            pl.col("requests").sum(),
+            pl.col("ok").sum(),
+            pl.col("rate_limited").sum(),
+            pl.col("retries").sum(),
+            pl.col("lookups").sum(),
+            pl.col("pacer_rate").last(),
+        )
+        .sort("second")
+        .iter_rows()
+    )
+
+
+def report_data(spec: Spec, view: CheckpointView, path: str) -> ReportData:
+    """Everything the HTML report shows, for ``spec``'s checkpoint as ``view`` read it."""
+    assert view.plan is not None
+    plan = view.plan
+    results = build_results(plan, view.journal, input_digest=view.meta.get("input"), live=view.live)
+    moment = as_of(view)
+    failures = _failures(results.filter(pl.col("status") == "failed"))
     invalid = _bounded(
         _invalid_groups(plan.filter(pl.col("status") == "invalid").get_column("error_message").to_list())
     )
@@ -137,25 +162,6 @@ def report_data(spec: Spec, view: CheckpointView, path: str) -> ReportData:
         o.replace(minute=0, second=0, microsecond=0) for o in openings.get_column("opens").to_list() if o is not None
     )
     collected = read_outcomes(spec.output.checkpoint)
-    events = view.events
-    seconds = (
-        tuple(
-            SecondStats(second=s, requests=r, ok=ok, rate_limited=rl, retries=rt, lookups=lk, pacer_rate=float(rate))
-            for s, r, ok, rl, rt, lk, rate in events.group_by("second")
-            .agg(
-                pl.col("requests").sum(),
-                pl.col("ok").sum(),
-                pl.col("rate_limited").sum(),
-                pl.col("retries").sum(),
-                pl.col("lookups").sum(),
-                pl.col("pacer_rate").last(),
-            )
-            .sort("second")
-            .iter_rows()
-        )
-        if events is not None
-        else None
-    )
     return ReportData(
         job_name=view.meta.get("job_id", spec.job.id),
         flow_sid=spec.flow.sid,
@@ -166,8 +172,8 @@ def report_data(spec: Spec, view: CheckpointView, path: str) -> ReportData:
             RunSpan(started=parse_iso(a), stopped=parse_iso(b) if b else None, exit_code=code)
             for a, b, code in view.runs.select("started_at", "stopped_at", "exit_code").iter_rows()
         ),
-        seconds=seconds,
-        failures=tuple(failures),
+        seconds=_seconds(view.events),
+        failures=failures,
         invalid_reasons=tuple((reason, n) for reason, n, _ in invalid),
         invalid_examples=tuple((reason, examples) for reason, _, examples in invalid if examples),
         window_openings=tuple(sorted(by_hour.items())),

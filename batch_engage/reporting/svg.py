@@ -178,14 +178,7 @@ def time_chart(seconds: Sequence[Second], configured_rate: float) -> str:
         f"{escape(_clock(buckets[i].start, width))}</text>"
         for i in _label_indices(len(buckets))
     )
-    totals = (
-        sum(b.requests for b in buckets),
-        sum(b.ok for b in buckets),
-        sum(b.rate_limited for b in buckets),
-        sum(b.retries for b in buckets),
-        sum(b.other for b in buckets),
-        sum(b.reads for b in buckets),
-    )
+    totals = _totals(buckets)
     legend = _time_legend(totals)
     chart = (
         f'<div class="scroll"><svg class="chart" id="chart-time" viewBox="0 0 {coord(w)} {coord(h)}" role="img" '
@@ -207,6 +200,18 @@ def time_chart(seconds: Sequence[Second], configured_rate: float) -> str:
     )
     return f'<p class="note">Requests per {escape(unit)} (UTC).</p>\n{legend}\n{chart}\n' + _rate_chart(
         buckets, width, configured_rate
+    )
+
+
+def _totals(buckets: Sequence[_Bucket]) -> tuple[int, int, int, int, int, int]:
+    """What each series adds up to: requests, 2xx, 429, retries, other answers (as drawn), reads."""
+    return (
+        sum(b.requests for b in buckets),
+        sum(b.ok for b in buckets),
+        sum(b.rate_limited for b in buckets),
+        sum(b.retries for b in buckets),
+        sum(b.other for b in buckets),
+        sum(b.reads for b in buckets),
     )
 
 
