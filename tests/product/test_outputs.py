@@ -224,7 +224,9 @@ class TestPlantedLinks:
         assert stat.S_IMODE(precious.stat().st_mode) == 0o644
         assert (tmp_path / planted).is_symlink()
 
-    @pytest.mark.parametrize("planted", ["job.checkpoint.lock", "job.checkpoint.outcomes.lock"])
+    @pytest.mark.parametrize(
+        "planted", ["job.checkpoint.lock", "job.checkpoint.outcomes.lock", "job.checkpoint-wal", "job.checkpoint-shm"]
+    )
     def test_a_link_at_a_lock_path_is_refused_and_its_target_unchanged(
         self,
         sandbox: Sandbox,
