@@ -165,11 +165,11 @@ def job_sections(raw: Mapping[str, Any], base: Path, overrides: Mapping[str, Any
         if name not in _SCHEMA:
             raise ConfigError(name, f"is not a known section (known: {', '.join(_SCHEMA)})")
     sections = {name: _section(raw, name) for name in _SCHEMA}
-    _apply_overrides(sections, overrides)
     for name, key in (*_PATH_KEYS, ("input", "uri")):
-        value = sections[name].get(key)
-        if isinstance(value, str) and is_libpq_keywords(value):
-            split_url(value, key=f"{name}.{key}")  # refuses it, with the pointer to PGPASSWORD / ~/.pgpass
+        for value in (sections[name].get(key), overrides.get(f"{name}.{key}")):
+            if isinstance(value, str) and is_libpq_keywords(value):
+                split_url(value, key=f"{name}.{key}")  # refuses it, with the pointer to PGPASSWORD / ~/.pgpass
+    _apply_overrides(sections, overrides)
     # A path given as a flag was resolved against the current directory already.
     for name, key in _PATH_KEYS:
         if key in sections[name] and not overrides.get(f"{name}.{key}"):

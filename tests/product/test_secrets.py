@@ -122,3 +122,14 @@ def test_the_history_parses_its_url_with_the_one_postgres_parser() -> None:
     with pytest.raises(ConfigError, match=r"^history\.path: holds a password"):
         postgres.split_schema(f"postgresql://db/x?PASSWORD={SECRET}", key="history.path")
     assert postgres.split_schema("postgresql://db/x?schema=Crm_1", key="history.path") == ("postgresql://db/x", "Crm_1")
+
+
+def test_a_libpq_key_value_string_given_as_checkpoint_flag_is_refused(
+    write_job: Callable[..., Path], contacts_csv: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--checkpoint "host=db dbname=crm"`` is not a file in the current folder: one line, exit 2."""
+    job = write_job(input_path=contacts_csv)
+    code, _, err = cli(["validate", str(job), "--checkpoint", f"host=db dbname=crm password={SECRET}"], capsys)
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1
+    assert "libpq key/value" in err and SECRET not in err
