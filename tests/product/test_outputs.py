@@ -277,7 +277,7 @@ def test_a_summary_that_cannot_be_written_after_sending_is_one_line_exit_74(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """The disk fills between the check and the end of the run: exit 74 and one line, never a traceback."""
-    import batch_engage.api as api
+    from batch_engage import api
 
     job = write_job(input_path=contacts_csv, base_url=sandbox.url)
 
