@@ -250,7 +250,7 @@ def report(
     period: str | None = None,
     sandbox: bool = False,
     html: str | Path | None = None,
-) -> tuple[Path, dict[str, int]]:
+) -> tuple[str, dict[str, int]]:
     """Write the results table again from the checkpoint alone (with ``html``, also the campaign page); no sends."""
     spec = load_job(job, overrides, period=period, sandbox=sandbox, latest=True)
     outputs = [("--output" if output else "output.results", output or spec.output.results), ("--html", html)]

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import configparser
+import getpass
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .errors import ConfigError, CredentialsError
 
-__all__ = ["Credentials", "credentials_from_env", "resolve_env_reference"]
+__all__ = ["Credentials", "MySqlLogin", "credentials_from_env", "mysql_login", "resolve_env_reference"]
 
 ACCOUNT_SID_PATTERN = re.compile(r"^AC[0-9a-fA-F]{32}$")
 API_KEY_PATTERN = re.compile(r"^SK[0-9a-fA-F]{32}$")
@@ -80,3 +83,41 @@ def resolve_env_reference(value: str, key: str, environ: Mapping[str, str] | Non
         shown = name or "(none)"
         raise ConfigError(key, f"names the environment variable {shown!r}, which is not set: set it or give the value")
     return resolved
+
+
+@dataclass(frozen=True)
+class MySqlLogin:
+    """Who to log in to MySQL/MariaDB as: the user, and the password found where the ``mysql`` client looks."""
+
+    user: str
+    password: str | None = field(repr=False)
+
+    def __str__(self) -> str:
+        return f"MySqlLogin(user={self.user!r}, password=***)"
+
+
+def _my_cnf_client(path: Path) -> dict[str, str]:
+    """The ``[client]`` group of an option file (empty when it is missing or unreadable)."""
+    parser = configparser.ConfigParser(allow_no_value=True, strict=False, interpolation=None)
+    try:
+        parser.read(path, encoding="utf-8")
+    except (configparser.Error, OSError, UnicodeDecodeError):
+        return {}
+    if not parser.has_section("client"):
+        return {}
+    # The client's option files may quote values; the quotes are not part of them.
+    return {k: (v or "").strip().strip("'\"") for k, v in parser.items("client")}
+
+
+def mysql_login(user: str | None, environ: Mapping[str, str] | None = None, home: Path | None = None) -> MySqlLogin:
+    """The MySQL client's own conventions: ``MYSQL_PWD``, else ``password`` in ``~/.my.cnf``'s ``[client]``.
+
+    The user is the URL's, else ``user`` in ``[client]``, else the login name (as ``mysql`` does).
+    """
+    env = os.environ if environ is None else environ
+    client = _my_cnf_client((home or Path.home()) / ".my.cnf")
+    name = user or client.get("user") or env.get("USER") or getpass.getuser()
+    password = env.get("MYSQL_PWD")
+    if password is None:
+        password = client.get("password")
+    return MySqlLogin(user=name, password=password)

@@ -31,10 +31,16 @@ __all__ = [
     "DEFAULT_LEASE",
     "DEFAULT_SCHEMA",
     "PgLocation",
+    "PgTable",
     "check_database_uri",
+    "database_of",
     "is_libpq_keywords",
+    "is_postgres_url",
     "masked",
     "parse_location",
+    "parse_table_url",
+    "sandbox_table_url",
+    "schema_param",
     "server_of",
     "split_schema",
     "split_url",
@@ -203,3 +209,68 @@ def server_of(uri: str) -> str:
     except ValueError:
         port = _DEFAULT_PORT
     return f"{parts.hostname or 'localhost'}:{port}"
+
+
+_SANDBOX_SUFFIX = "_sandbox"
+_PUBLIC = "public"
+
+
+def is_postgres_url(value: str | None) -> bool:
+    """Whether ``value`` is a ``postgresql://`` (or ``postgres://``) URL."""
+    return value is not None and urlsplit(value).scheme in _SCHEMES
+
+
+def database_of(url: str) -> tuple[str, int, str]:
+    """``(host, port, database)`` a PostgreSQL URL points at: two URLs with the same are the same database."""
+    parts = urlsplit(url)
+    host, port = server_of(url).rsplit(":", 1)
+    return host, int(port), unquote(parts.path.lstrip("/")) or (parts.username or "")
+
+
+@dataclass(frozen=True)
+class PgTable:
+    """A table named by URL, ``postgresql://host/db#schema.table``: libpq URL, schema and table (plain names)."""
+
+    conninfo: str
+    schema: str
+    table: str
+
+    def describe(self) -> str:
+        """The table in words, for messages (never the password)."""
+        host, port, database = database_of(self.conninfo)
+        return f"postgresql://{host}:{port}/{database}#{self.schema}.{self.table}"
+
+    @property
+    def qualified(self) -> str:
+        """``"schema"."table"`` for SQL (both validated as plain identifiers)."""
+        return f'"{self.schema}"."{self.table}"'
+
+
+def parse_table_url(url: str, *, key: str) -> PgTable:
+    """Split ``postgresql://host/db#schema.table`` (schema ``public`` when the fragment names only the table)."""
+    check_database_uri(url, key=key)
+    parts = urlsplit(url)
+    name = unquote(parts.fragment)
+    schema, _, table = name.rpartition(".")
+    schema = schema or _PUBLIC
+    if not table or not _IDENTIFIER.match(schema) or not _IDENTIFIER.match(table + _SANDBOX_SUFFIX):
+        raise ConfigError(
+            key,
+            f"name the table after '#', as schema.table in plain names "
+            f"(letters, digits, '_'; at most {63 - len(_SANDBOX_SUFFIX)} characters), not {name!r}",
+        )
+    conninfo = urlunsplit((parts.scheme, parts.netloc, parts.path, parts.query, ""))
+    return PgTable(conninfo=conninfo, schema=schema, table=table)
+
+
+def sandbox_table_url(url: str) -> str:
+    """The rehearsal's table beside a real one: ``#schema.table`` becomes ``#schema.table_sandbox`` (idempotent)."""
+    base, _, fragment = url.partition("#")
+    if fragment.endswith(_SANDBOX_SUFFIX):
+        return url
+    return f"{base}#{fragment}{_SANDBOX_SUFFIX}"
+
+
+def schema_param(url: str) -> str:
+    """The schema a checkpoint or history URL keeps its tables in (``?schema=``, else ``batch_engage``)."""
+    return dict(parse_qsl(urlsplit(url).query)).get("schema", DEFAULT_SCHEMA)

@@ -36,8 +36,8 @@ from ..control import RunControl
 from ..credentials import Credentials
 from ..errors import Fatal, StudioError
 from ..exits import collect_exit_code
-from ..job import Spec
-from ..results import write_results
+from ..job import Spec, check_tables
+from ..tables import write_output
 from ..twilio import (
     MessagesClient,
     StudioClient,
@@ -138,6 +138,9 @@ async def collect_job(
     and ``CheckpointLocked`` when another collect of the job is running.
     """
     control = control or RunControl()
+    if options.output is not None:
+        out, history = spec.output, spec.history.path
+        check_tables([("--output", options.output)], checkpoint=out.checkpoint, history=history, source=spec.input)
     base_url = studio_base_url(spec.flow, region=credentials.region, edge=credentials.edge)
     check_base_url(base_url)
     rows = targets(spec, options.sandbox)
@@ -161,7 +164,8 @@ async def collect_job(
             table = outcomes_table(spec, rows, c.lines)
     path = options.output or spec.output.outcomes
     if path is not None:
-        await asyncio.to_thread(write_results, table, path)
+        key = "--output" if options.output else "output.outcomes"
+        await asyncio.to_thread(write_output, table, path, job_id=spec.job.template, period=spec.job.period, key=key)
     sending = not is_postgres(spec.output.checkpoint) and is_locked(spec.output.checkpoint)
     if sending:
         log.warning("collect.run_still_sending", checkpoint=spec.output.checkpoint)
@@ -219,7 +223,7 @@ def _result(spec: Spec, c: Collector, table: pl.DataFrame, path: str | None, sto
         top_values=top_values(spec, table),
         requests=c.reads.requests,
         retries=c.reads.requests - c.calls,
-        outcomes_path=str(Path(path)) if path is not None else None,
+        outcomes_path=(path if "://" in path else str(Path(path))) if path is not None else None,
         aborted=c.aborted,
         stopped_early=stopped_early,
     )

@@ -11,11 +11,12 @@ import polars as pl
 from ..checkpoint import CheckpointView, read_checkpoint
 from ..disk import write_text_atomically
 from ..errors import UsageError
-from ..job import Spec
+from ..job import Spec, check_tables
 from ..plan import annotate_windows, window_openings
 from ..postgres import masked
 from ..reporting import render_report, report_data
-from ..results import build_results, counts_by_status, write_results
+from ..results import build_results, counts_by_status
+from ..tables import write_output
 
 __all__ = ["Status", "job_status", "rewrite_results", "write_report_html"]
 
@@ -59,11 +60,17 @@ def job_status(spec: Spec, now: datetime | None) -> Status:
     )
 
 
-def rewrite_results(spec: Spec, output: str | Path | None, html: str | Path | None) -> tuple[Path, dict[str, int]]:
-    """Write ``spec``'s results table again (and with ``html`` the campaign page); its path and counts."""
+def rewrite_results(spec: Spec, output: str | Path | None, html: str | Path | None) -> tuple[str, dict[str, int]]:
+    """Write ``spec``'s results table again (and with ``html`` the campaign page); where it went, and counts."""
+    key = "--output" if output else "output.results"
+    if output is not None:
+        out, history = spec.output, spec.history.path
+        check_tables([(key, str(output))], checkpoint=out.checkpoint, history=history, source=spec.input)
     plan, results, view = _from_checkpoint(spec)
     results = annotate_windows(plan, results, spec, datetime.now(UTC))
-    target = write_results(results, output or spec.output.results)
+    target = write_output(
+        results, output or spec.output.results, job_id=spec.job.template, period=spec.job.period, key=key
+    )
     if html is not None:
         write_report_html(spec, html, view=view)
     return target, counts_by_status(results)

@@ -15,7 +15,7 @@ import polars as pl
 
 from ..checkpoint import Target, checkpoint_exists, empty_journal, read_checkpoint
 from ..credentials import Credentials, credentials_from_env
-from ..errors import ConfigError, CredentialsError, FlowNotFound, FlowUnwired
+from ..errors import ConfigError, CredentialsError, FlowNotFound, FlowUnwired, UsageError
 from ..exits import exit_code_for
 from ..flow import FlowReview, FlowWiringError, log_findings, review
 from ..job import Spec
@@ -95,6 +95,9 @@ def validation(
     moment = now or datetime.now(UTC)
     results = annotate_windows(plan, build_results(plan, empty_journal()), spec, moment)
     if output is not None:
+        if "://" in str(output):
+            # A preview's "pending" rows would replace the job's real ones in the table.
+            raise UsageError("--output: validate writes a file (.csv or .parquet); run and report write tables")
         write_results(results, output)
     return Validation(
         total=plan.height,

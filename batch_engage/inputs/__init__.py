@@ -1,6 +1,7 @@
-"""Every reader of contacts (CSV, Parquet, NDJSON, a database query) and the one list of formats."""
+"""Every reader of contacts (CSV, Parquet, NDJSON, a database query) and the one catalog of them."""
 
+from .catalog import QUERY_SOURCES, SOURCES, Source
 from .database import read_query
 from .files import Table, frame_digest, read_table, require_columns
 
-__all__ = ["Table", "frame_digest", "read_query", "read_table", "require_columns"]
+__all__ = ["QUERY_SOURCES", "SOURCES", "Source", "Table", "frame_digest", "read_query", "read_table", "require_columns"]

@@ -32,12 +32,13 @@ import polars as pl
 
 from ..errors import InputFileError
 from ..job import InputSpec
+from .catalog import FILE_EXTENSIONS
 from .csv import SEPARATORS, as_utf8, is_blank, read_csv, split_fields
 
 __all__ = ["SEPARATORS", "STDIN_NAME", "InputSpec", "Table", "frame_digest", "read_table", "require_columns"]
 
 STDIN_NAME = "<stdin>"
-_EXTENSIONS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".ndjson": "ndjson", ".jsonl": "ndjson"}
+_EXTENSIONS = FILE_EXTENSIONS
 _KINDS = {"csv": "CSV", "parquet": "Parquet", "ndjson": "NDJSON"}
 _MAX_LISTED_COLUMNS = 30
 

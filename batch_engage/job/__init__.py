@@ -2,6 +2,7 @@
 
 from .checks import OUTCOME_BASE_COLUMNS, static_parameter_pairs
 from .outputs import check_outputs, checkpoint_family
+from .paths import check_tables
 from .periods import current_period, is_period, previous_period
 from .periods import is_future as is_future_period
 from .periods import render as render_period
@@ -20,6 +21,7 @@ __all__ = [
     "SendWindow",
     "Spec",
     "check_outputs",
+    "check_tables",
     "checkpoint_family",
     "current_period",
     "is_future_period",

@@ -7,6 +7,7 @@ import math
 import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import phonenumbers
 
@@ -36,6 +37,17 @@ FLOW_SID_PATTERN = re.compile(r"^FW[0-9a-fA-F]{32}$")
 INPUT_FORMATS = ("csv", "parquet", "ndjson")
 
 
+def _check_input_uri(uri: str) -> None:
+    """PostgreSQL's URL rules for a PostgreSQL input; for any other, no password (the reader checks its scheme)."""
+    parts = urlsplit(uri)
+    if parts.scheme in ("postgresql", "postgres"):
+        check_database_uri(uri, key="input.uri")
+    elif parts.password is not None or any(k.lower() == "password" for k, _ in parse_qsl(parts.query)):
+        raise ConfigError(
+            "input.uri", "holds a password: remove it; the README's table of inputs says where each one is read from"
+        )
+
+
 def check_input(inp: dict[str, Any]) -> dict[str, Any]:
     """``[input]`` checked: a known format and encoding, and a file or a query (not both)."""
     if inp.get("format") is not None and inp["format"] not in INPUT_FORMATS:
@@ -51,7 +63,7 @@ def check_input(inp: dict[str, Any]) -> dict[str, Any]:
         if "path" in inp:
             raise ConfigError("input.path", "give input.path or input.uri + input.query, not both")
         if not inp["uri"].startswith("env:"):
-            check_database_uri(inp["uri"], key="input.uri")
+            _check_input_uri(inp["uri"])
     if inp.get("separator") is not None and inp["separator"] not in (",", ";", "\t", "|"):
         raise ConfigError("input.separator", f"must be one of ',' ';' '\\t' '|', not {inp['separator']!r}")
     return inp

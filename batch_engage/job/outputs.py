@@ -28,6 +28,11 @@ def _absolute(path: str | Path) -> Path:
     return Path(os.path.abspath(Path(path).expanduser()))
 
 
+def _is_file(path: str | Path) -> bool:
+    """Whether an output names a file (not ``""``, not a URL such as a PostgreSQL table)."""
+    return str(path) != "" and "://" not in str(path)
+
+
 def checkpoint_family(checkpoint: str) -> Path | None:
     """The real checkpoint's path (a rehearsal's ``.sandbox`` taken off): every file named after it is kin."""
     if checkpoint.startswith(_POSTGRES):
@@ -79,7 +84,7 @@ def _check_collisions(spec: Spec, outputs: Sequence[tuple[str, Path]], replaces:
                 raise _refuse(key, target, what, path)
     named = {key for key, _ in outputs} | set(replaces)
     job_outputs = [("output.results", spec.output.results), ("output.outcomes", spec.output.outcomes)]
-    others = [(k, _absolute(p)) for k, p in job_outputs if p and k not in named]
+    others = [(k, _absolute(p)) for k, p in job_outputs if p and _is_file(p) and k not in named]
     for i, (key, target) in enumerate(outputs):
         for other_key, other in [*outputs[:i], *others]:
             if same_file(target, other):
@@ -113,7 +118,8 @@ def check_outputs(
     stands in for: writing over those is the command's job, not a collision.
     Returns the folders that had to be created, in order, for the caller to show.
     """
-    named = [(key, _absolute(path)) for key, path in outputs if path is not None and str(path) != ""]
+    # A database table (postgresql://…#schema.table) is not a file: job/paths.check_tables holds those.
+    named = [(key, _absolute(path)) for key, path in outputs if path is not None and _is_file(path)]
     _check_collisions(spec, named, replaces)
     created: list[Path] = []
     if checkpoint:

@@ -10,10 +10,10 @@ from typing import Any
 
 from ..disk import same_file
 from ..errors import ConfigError
-from ..postgres import parse_location
+from ..postgres import database_of, is_postgres_url, parse_location, parse_table_url, schema_param
 from . import periods
 
-__all__ = ["check_paths", "check_postgres_checkpoint", "job_fields", "output_fields"]
+__all__ = ["check_paths", "check_postgres_checkpoint", "check_tables", "job_fields", "output_fields"]
 
 _JOB_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -41,7 +41,14 @@ _POSTGRES = ("postgresql://", "postgres://")
 
 
 def check_postgres_checkpoint(out: dict[str, Any], job: dict[str, Any]) -> None:
-    """A PostgreSQL checkpoint is keyed by ``[job] id``: require it, and keep passwords out of the job file."""
+    """A PostgreSQL checkpoint or table is keyed by ``[job] id``: require it, and keep passwords out of the job file."""
+    for key in ("results", "outcomes"):
+        if is_postgres_url(out.get(key)) and "id" not in job:
+            raise ConfigError(
+                "job.id",
+                f"is required when output.{key} is a postgresql:// table: it keys the job's rows in it "
+                '(with the period and the row); add [job] id = "..."',
+            )
     url = out.get("checkpoint")
     if not isinstance(url, str) or not url.startswith(_POSTGRES):
         return
@@ -83,11 +90,12 @@ def output_fields(out: dict[str, Any], base: Path, job: Mapping[str, Any]) -> di
             "must contain {id} (or the period) when job.id has a period: each period needs its own checkpoint",
         )
     results = periods.render(templates["results"], values)
-    if not results.endswith((".csv", ".parquet")):
-        raise ConfigError("output.results", "must end in .csv or .parquet")
     outcomes = periods.render(templates["outcomes"], values)
-    if not outcomes.endswith((".csv", ".parquet")):
-        raise ConfigError("output.outcomes", "must end in .csv or .parquet")
+    for key, target in (("output.results", results), ("output.outcomes", outcomes)):
+        if is_postgres_url(target):
+            parse_table_url(target, key=key)
+        elif not target.endswith((".csv", ".parquet")):
+            raise ConfigError(key, "must end in .csv or .parquet, or be postgresql://host/db#schema.table")
     return {
         "results": results,
         "checkpoint": periods.render(templates["checkpoint"], values),
@@ -98,14 +106,40 @@ def output_fields(out: dict[str, Any], base: Path, job: Mapping[str, Any]) -> di
     }
 
 
+def _query_reads(query: str, schema: str, table: str) -> bool:
+    """Whether ``query`` names ``table`` after FROM or JOIN (bare, or qualified by ``schema``)."""
+    name = rf'(?:"?{re.escape(schema)}"?\s*\.\s*)?"?{re.escape(table)}"?'
+    return re.search(rf"\b(?:from|join)\s+{name}(?![\w.])", query, re.IGNORECASE) is not None
+
+
+def check_tables(tables: list[tuple[str, str | None]], *, checkpoint: str, history: str | None, source: Any) -> None:
+    """Refuse a results or outcomes table in the checkpoint's or the history's schema, or one the input reads."""
+    owners = [("output.checkpoint", checkpoint), ("history.path", history)]
+    for key, url in tables:
+        if not is_postgres_url(url):
+            continue
+        assert url is not None
+        table = parse_table_url(url, key=key)
+        place = database_of(table.conninfo)
+        for owner_key, owner in owners:
+            if is_postgres_url(owner) and database_of(owner or "") == place:
+                schema = schema_param(owner or "")
+                if schema == table.schema:
+                    raise ConfigError(key, f"{table.describe()} is in {owner_key}'s schema {schema}: choose another")
+        uri, query = getattr(source, "uri", None), getattr(source, "query", None)
+        same_place = isinstance(uri, str) and is_postgres_url(uri) and database_of(uri) == place
+        if same_place and query and _query_reads(query, table.schema, table.table):
+            raise ConfigError(key, f"{table.describe()} is a table input.query reads: choose another")
+
+
 def check_paths(
     inputs: list[tuple[str, str | None]], *, results: str, checkpoint: str, outcomes: str | None, history: str | None
 ) -> None:
     """Refuse outputs (results, outcomes, checkpoint, history) that would overwrite an input ``(key, path)``: exit 2."""
     base = Path(checkpoint)
     outputs = [
-        ("output.results", Path(results)),
-        *([("output.outcomes", Path(outcomes))] if outcomes else []),
+        *([("output.results", Path(results))] if not is_postgres_url(results) else []),
+        *([("output.outcomes", Path(outcomes))] if outcomes and not is_postgres_url(outcomes) else []),
         *(
             ("output.checkpoint", base.with_name(base.name + suffix))
             for suffix in ("", ".plan.parquet", ".lock", "-wal", "-shm", ".sandbox", ".outcomes", ".outcomes.lock")

@@ -86,6 +86,9 @@ _PATH_KEYS = (
     ("history", "path"),
 )
 
+# Database files named by URL: a relative path in it resolves like any other path in the job file.
+_FILE_SCHEMES = ("duckdb", "sqlite")
+
 _TYPE_NAMES = {
     str: "a string",
     int: "an integer",
@@ -114,6 +117,14 @@ def _check_type(key: str, value: Any, expected: type | tuple[type, ...]) -> None
         raise ConfigError(key, f"must be {_type_name(expected)}, not {value!r}")
     if not isinstance(value, wanted):
         raise ConfigError(key, f"must be {_type_name(expected)}, not {value!r}")
+
+
+def _resolve_file_uri(base: Path, uri: str) -> str:
+    """``duckdb:///x.db`` (relative, SQLAlchemy's convention) made absolute against ``base``, like a path."""
+    scheme, sep, rest = uri.partition(":///")
+    if not sep or scheme not in _FILE_SCHEMES or rest.startswith("/"):
+        return uri
+    return f"{scheme}:///{(base / Path(rest).expanduser()).resolve()}"
 
 
 def _resolve(base: Path, value: str | None) -> str | None:
@@ -174,6 +185,8 @@ def job_sections(raw: Mapping[str, Any], base: Path, overrides: Mapping[str, Any
     for name, key in _PATH_KEYS:
         if key in sections[name] and not overrides.get(f"{name}.{key}"):
             sections[name][key] = _resolve(base, sections[name][key])
+    if isinstance(sections["input"].get("uri"), str):
+        sections["input"]["uri"] = _resolve_file_uri(base, sections["input"]["uri"])
     if "files" in sections["suppress"]:
         files = sections["suppress"]["files"]
         if not all(isinstance(f, str) for f in files):

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import ConfigError
+from ..postgres import is_postgres_url, sandbox_table_url
 from ..twilio import (
     DEFAULT_BASE_URL,
     REGION_EDGES,
@@ -42,7 +43,7 @@ from .checks import (
     collect_fields,
     static_parameter_pairs,
 )
-from .paths import check_paths, check_postgres_checkpoint, job_fields, output_fields
+from .paths import check_paths, check_postgres_checkpoint, check_tables, job_fields, output_fields
 from .read import accepted_keys, job_sections, read_job
 from .send_window import SendWindow, parse_window
 
@@ -311,18 +312,24 @@ class Spec:
         """
         if self.output.checkpoint.endswith(".sandbox"):
             return self
-        results = Path(self.output.results)
-        outcomes = Path(self.output.outcomes) if self.output.outcomes else None
         return dataclasses.replace(
             self,
             output=dataclasses.replace(
                 self.output,
-                results=str(results.with_name(f"{results.stem}.sandbox{results.suffix}")),
+                results=_beside(self.output.results),
                 checkpoint=self.output.checkpoint + ".sandbox",
-                outcomes=str(outcomes.with_name(f"{outcomes.stem}.sandbox{outcomes.suffix}")) if outcomes else None,
+                outcomes=_beside(self.output.outcomes) if self.output.outcomes else None,
             ),
             history=HistorySpec(),
         )
+
+
+def _beside(target: str) -> str:
+    """A rehearsal's output beside the real one: ``x.sandbox.csv``, or the table ``#schema.x_sandbox``."""
+    if is_postgres_url(target):
+        return sandbox_table_url(target)
+    path = Path(target)
+    return str(path.with_name(f"{path.stem}.sandbox{path.suffix}"))
 
 
 def load_spec(
@@ -375,5 +382,11 @@ def _build(sections: dict[str, dict[str, Any]], base: Path, stem: str, now: date
         checkpoint=output.checkpoint,
         outcomes=output.outcomes,
         history=history.path,
+    )
+    check_tables(
+        [("output.results", output.results), ("output.outcomes", output.outcomes)],
+        checkpoint=output.checkpoint,
+        history=history.path,
+        source=inp,
     )
     return spec

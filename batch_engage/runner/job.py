@@ -34,8 +34,9 @@ from ..history import HistoryStore, open_history
 from ..job import Spec, check_outputs
 from ..plan import Prepared, annotate_windows, fingerprint, params_hash, prepare, send_window
 from ..postgres import masked
-from ..results import build_results, counts_by_status, write_results
+from ..results import build_results, counts_by_status
 from ..states import FINAL, POSSIBLY_SENT, REACHED, RowState
+from ..tables import write_output
 from ..twilio import (
     PacedReads,
     Pacer,
@@ -240,7 +241,8 @@ def prove_outputs(spec: Spec, extra: Sequence[tuple[str, str | None]] = ()) -> l
 async def _write_results(spec: Spec, results: pl.DataFrame) -> None:
     """The results table written; a failure now (a full disk) loses nothing sent, and says how to get it back."""
     try:
-        await asyncio.to_thread(write_results, results, spec.output.results)
+        job_id, period, output = spec.job.template, spec.job.period, spec.output.results
+        await asyncio.to_thread(write_output, results, output, job_id=job_id, period=period, key="output.results")
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise OutputFailed(

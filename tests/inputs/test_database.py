@@ -183,3 +183,24 @@ class TestQueryErrors:
         err = capsys.readouterr().err.strip()
         assert err.startswith("batch-engage: input.query: column 'phone': mapping.to names a column")
         assert "mobile" in err and "\n" not in err
+
+
+class TestReadOnly:
+    def test_a_query_that_writes_is_refused_and_changes_nothing(
+        self,
+        pg: Schema,
+        sandbox: Sandbox,
+        write_job: Callable[..., Path],
+        sandbox_env: dict[str, str],
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """`DELETE … RETURNING` runs in a read-only transaction: exit 2, one line, no row deleted, nothing sent."""
+        job = query_job(
+            write_job, pg.search_url, "delete from appointments where id <= 3 returning phone", base_url=sandbox.url
+        )
+        assert main(["run", str(job)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("batch-engage: input.query: the query would write (cannot execute DELETE in a read-only")
+        assert "\n" not in err
+        assert pg.conn.execute(f'SELECT count(*) FROM "{pg.name}".appointments').fetchone() == (12,)  # noqa: S608
+        assert sandbox.ledger() == []

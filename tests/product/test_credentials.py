@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from batch_engage.credentials import Credentials, credentials_from_env
@@ -59,3 +61,22 @@ class TestWellFormed:
     def test_direct_construction_is_not_checked(self) -> None:
         """Only the environment is checked: code building Credentials itself (the sandbox, tests) is trusted."""
         assert Credentials("user", "pass").identity == "user"
+
+
+class TestMySqlLogin:
+    def test_mysql_pwd_wins_over_my_cnf_and_quotes_are_not_part_of_the_password(self, tmp_path: Path) -> None:
+        """The mysql client's order: MYSQL_PWD, then [client] password in ~/.my.cnf (quoted or not)."""
+        from batch_engage.credentials import mysql_login
+
+        (tmp_path / ".my.cnf").write_text('[client]\nuser = reader\npassword = "p@ss #1"\n')
+        assert mysql_login(None, {}, tmp_path).password == "p@ss #1"
+        assert mysql_login(None, {}, tmp_path).user == "reader"
+        assert mysql_login("crm", {"MYSQL_PWD": "env"}, tmp_path).password == "env"
+        assert mysql_login("crm", {"MYSQL_PWD": "env"}, tmp_path).user == "crm"
+        assert "env" not in str(mysql_login("crm", {"MYSQL_PWD": "env"}, tmp_path))
+
+    def test_no_file_and_no_variable_is_no_password(self, tmp_path: Path) -> None:
+        """Nothing found: log in without a password (root on a developer's MariaDB), as the client does."""
+        from batch_engage.credentials import mysql_login
+
+        assert mysql_login("root", {}, tmp_path).password is None

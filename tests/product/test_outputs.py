@@ -183,7 +183,7 @@ class TestAFullDiskAfterSending:
         def full(*_: object) -> None:
             raise OSError(28, "No space left on device")
 
-        monkeypatch.setattr(runner_job, "write_results", full)
+        monkeypatch.setattr(runner_job, "write_output", full)
         code, _, err = cli(["run", str(job), "--quiet"], capsys)
         assert code == 74
         last = err.strip().splitlines()[-1]
