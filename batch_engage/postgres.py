@@ -54,6 +54,8 @@ _SCHEMES = ("postgresql", "postgres")
 _DEFAULT_PORT = 5432
 # One rule for every schema name: a plain identifier (quoted in SQL, so case is kept).
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+# A results or outcomes table is named in lower case: one name for every tool that reads it unquoted.
+_TABLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 # libpq's other spelling, "host=db dbname=crm user=app": refused, it is not a URL (and invites a password).
 _KEYWORDS = re.compile(r"^\s*[A-Za-z_]+\s*=\s*\S*(\s+[A-Za-z_]+\s*=\s*\S*)*\s*$")
 _LIBPQ_KEYS = ("host", "hostaddr", "dbname", "user", "port", "password", "service", "sslmode")
@@ -253,10 +255,10 @@ def parse_table_url(url: str, *, key: str) -> PgTable:
     name = unquote(parts.fragment)
     schema, _, table = name.rpartition(".")
     schema = schema or _PUBLIC
-    if not table or not _IDENTIFIER.match(schema) or not _IDENTIFIER.match(table + _SANDBOX_SUFFIX):
+    if not table or not _TABLE_NAME.match(schema) or not _TABLE_NAME.match(table + _SANDBOX_SUFFIX):
         raise ConfigError(
             key,
-            f"name the table after '#', as schema.table in plain names "
+            f"name the table after '#', as schema.table in plain lower-case names "
             f"(letters, digits, '_'; at most {63 - len(_SANDBOX_SUFFIX)} characters), not {name!r}",
         )
     conninfo = urlunsplit((parts.scheme, parts.netloc, parts.path, parts.query, ""))

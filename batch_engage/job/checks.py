@@ -39,7 +39,10 @@ INPUT_FORMATS = ("csv", "parquet", "ndjson")
 
 def _check_input_uri(uri: str) -> None:
     """PostgreSQL's URL rules for a PostgreSQL input; for any other, no password (the reader checks its scheme)."""
-    parts = urlsplit(uri)
+    try:
+        parts = urlsplit(uri)
+    except ValueError as exc:
+        raise ConfigError("input.uri", f"is not a valid URL ({exc})") from None
     if parts.scheme in ("postgresql", "postgres"):
         check_database_uri(uri, key="input.uri")
     elif parts.password is not None or any(k.lower() == "password" for k, _ in parse_qsl(parts.query)):

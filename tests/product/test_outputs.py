@@ -180,7 +180,7 @@ class TestAFullDiskAfterSending:
 
         job = write_job(input_path=contacts_csv, base_url=sandbox.url)
 
-        def full(*_: object) -> None:
+        def full(*_: object, **__: object) -> None:
             raise OSError(28, "No space left on device")
 
         monkeypatch.setattr(runner_job, "write_output", full)
