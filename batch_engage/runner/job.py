@@ -28,7 +28,7 @@ from ..checkpoint import CheckpointStore, Target, open_checkpoint, read_checkpoi
 from ..clock import Clock, iso_ms
 from ..control import Progress, RunControl
 from ..credentials import Credentials
-from ..errors import OutputFailed, StudioError
+from ..errors import OutputFailed, StudioError, UsageError
 from ..exits import exit_code_for
 from ..history import HistoryStore, open_history
 from ..job import Spec, check_outputs
@@ -243,10 +243,11 @@ async def _write_results(spec: Spec, results: pl.DataFrame) -> None:
     try:
         job_id, period, output = spec.job.template, spec.job.period, spec.output.results
         await asyncio.to_thread(write_output, results, output, job_id=job_id, period=period, key="output.results")
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
+    except (OSError, UsageError) as exc:
+        # A full disk, a read-only folder, a database table that refused the rows: all after sending.
+        reason = (exc.strerror or type(exc).__name__) if isinstance(exc, OSError) else str(exc)
         raise OutputFailed(
-            f"{spec.output.results}: the results could not be written ({reason}). Nothing sent is lost: "
+            f"{masked(spec.output.results)}: the results could not be written ({reason}). Nothing sent is lost: "
             f"the journal is in {masked(spec.output.checkpoint)}; once there is room, "
             "`batch-engage report JOB` writes the table again"
         ) from None
