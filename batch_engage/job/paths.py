@@ -52,13 +52,14 @@ def check_postgres_checkpoint(out: dict[str, Any], job: dict[str, Any]) -> None:
     url = out.get("checkpoint")
     if not isinstance(url, str) or not url.startswith(_POSTGRES):
         return
+    # The URL's own rules first: a password in it is the first thing to say.
+    parse_location(url if "#" in url else url + "#key", key="output.checkpoint")
     if "id" not in job:
         raise ConfigError(
             "job.id",
             "is required when output.checkpoint is a postgresql:// URL: it keys the job's state in the database "
             '(file names collide across folders); add [job] id = "..."',
         )
-    parse_location(url if "#" in url else url + "#key", key="output.checkpoint")
 
 
 def output_fields(out: dict[str, Any], base: Path, job: Mapping[str, Any]) -> dict[str, Any]:
