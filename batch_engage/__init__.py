@@ -19,6 +19,7 @@ from .api import (
     run,
     run_async,
     status,
+    sweep,
     validate,
 )
 from .collector import CollectOptions, CollectResult
@@ -58,6 +59,7 @@ __all__ = [
     "run",
     "run_async",
     "status",
+    "sweep",
     "validate",
 ]
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 from collections.abc import Callable, Coroutine, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any, BinaryIO, ParamSpec, TypeVar
@@ -17,21 +16,26 @@ import polars as pl
 from .checkpoint import check_binding, is_postgres
 from .collector import CollectOptions, CollectProgress, CollectResult, collect_job
 from .commands import (
+    DEFAULT_OLDER_THAN,
     Status,
+    Sweep,
     Validation,
+    guarded_report,
+    guarded_report_html,
+    guarded_summary_json,
     job_for,
     job_status,
+    job_tokens,
     offline_target,
+    refuse_future_period,
     review_flow,
-    rewrite_results,
     settle_previous_period,
+    sweep_job,
     validation,
 )
-from .commands import write_report_html as _write_report_html
 from .control import Progress, RunControl
 from .credentials import Credentials, credentials_from_env
-from .disk import write_text_atomically
-from .errors import OutputFailed, UsageError
+from .errors import UsageError
 from .exits import (
     EXIT_ABORTED,
     EXIT_OK,
@@ -44,7 +48,7 @@ from .exits import (
 )
 from .flow import FlowReview
 from .history import is_database_url, open_history
-from .job import Spec, check_outputs, current_period, is_future_period
+from .job import Spec, check_outputs
 from .plan import prepare
 from .runner import RunOptions, RunResult, prove_outputs, run_job
 from .sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox, SandboxConfig
@@ -72,6 +76,7 @@ __all__ = [
     "Sandbox",
     "SandboxConfig",
     "Status",
+    "Sweep",
     "Validation",
     "collect",
     "collect_async",
@@ -89,6 +94,8 @@ __all__ = [
     "sandbox_state_path",
     "serve_sandbox",
     "status",
+    "sweep",
+    "sweep_async",
     "validate",
     "version",
     "write_report_html",
@@ -134,20 +141,6 @@ def load_job(
     return job_for(job, overrides, period=period, sandbox=sandbox, latest=latest)
 
 
-def _refuse_future_period(spec: Spec, *, yes: bool, now: datetime | None = None) -> None:
-    """A run for a period that has not begun sends early: only with ``yes`` (``--yes``)."""
-    kind, period = spec.job.period_kind, spec.job.period
-    if kind is None or period is None or yes:
-        return
-    moment = now or datetime.now(UTC)
-    if is_future_period(kind, period, moment, spec.send.default_timezone):
-        today = current_period(kind, moment, spec.send.default_timezone)
-        raise UsageError(
-            f"--period {period} has not begun (the current {kind} is {today}); nothing was sent. "
-            "Add --yes to send for it now"
-        )
-
-
 def _credentials(credentials: Credentials | None) -> Credentials:
     return credentials if credentials is not None else credentials_from_env()
 
@@ -168,11 +161,12 @@ async def run_async(
     """:func:`run` for callers that already run an event loop (``on_start``: the line shown before a real send)."""
     options = options or RunOptions()
     spec = load_job(job, overrides)
-    _refuse_future_period(spec, yes=options.yes)
+    refuse_future_period(spec, yes=options.yes)
     prove_outputs(spec)
     creds = _credentials(credentials)
     if spec.job.period_kind is not None:
         await settle_previous_period(spec, creds, options, transport)
+    tokens = job_tokens(spec, sandbox=options.sandbox) if spec.send.on_active == "end" else None
     return await run_job(
         spec,
         credentials=creds,
@@ -183,6 +177,7 @@ async def run_async(
         on_progress=on_progress,
         stdin=stdin,
         on_start=on_start,
+        tokens=tokens,
     )
 
 
@@ -252,40 +247,53 @@ def report(
     html: str | Path | None = None,
 ) -> tuple[str, dict[str, int]]:
     """Write the results table again from the checkpoint alone (with ``html``, also the campaign page); no sends."""
-    spec = load_job(job, overrides, period=period, sandbox=sandbox, latest=True)
-    outputs = [("--output" if output else "output.results", output or spec.output.results), ("--html", html)]
-    check_outputs(spec, outputs, replaces=["output.results"])
-    try:
-        return rewrite_results(spec, output, html)
-    except OSError as exc:
-        raise _not_written(output or spec.output.results, exc) from None
+    return guarded_report(load_job(job, overrides, period=period, sandbox=sandbox, latest=True), output, html)
 
 
 def write_report_html(spec: Spec, path: str | Path) -> Path:
     """Write the campaign report page for ``spec``'s checkpoint (refused over the job's own files), owner-only."""
-    check_outputs(spec, [("--report-html", path)])
-    try:
-        return _write_report_html(spec, path)
-    except OSError as exc:
-        raise _not_written(path, exc) from None
+    return guarded_report_html(spec, path)
 
 
 def write_summary_json(spec: Spec, path: str | Path, summary: Mapping[str, Any]) -> Path:
     """A run's summary as JSON, owner-only (it names files and counts), never over the job's own files."""
-    check_outputs(spec, [("--summary-json", path)])
-    try:
-        return write_text_atomically(path, json.dumps(summary, indent=2))
-    except OSError as exc:
-        raise _not_written(path, exc) from None
+    return guarded_summary_json(spec, path, summary)
 
 
-def _not_written(path: str | Path, exc: OSError) -> OutputFailed:
-    """A page or summary that could not be written (a full disk): exit 74, and how to get it later."""
-    reason = exc.strerror or type(exc).__name__
-    return OutputFailed(
-        f"{path}: could not be written ({reason}); the checkpoint keeps everything, "
-        "so `batch-engage report JOB --html PATH` writes the page again once there is room"
+async def sweep_async(
+    job: str | Path | Spec,
+    *,
+    credentials: Credentials | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    period: str | None = None,
+    sandbox: bool = False,
+    older_than: float = DEFAULT_OLDER_THAN,
+    yes: bool = False,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> Sweep:
+    """:func:`sweep` for callers that already run an event loop."""
+    spec = load_job(job, overrides, period=period, sandbox=sandbox, latest=True)
+    return await sweep_job(
+        spec,
+        credentials=_credentials(credentials),
+        older_than=older_than,
+        yes=yes,
+        sandbox=sandbox,
+        transport=transport,
     )
+
+
+sweep = _blocking(
+    sweep_async,
+    "sweep",
+    """End this job's own runs still active and older than ``older_than`` seconds; a dry run unless ``yes``.
+
+    A run counts as the job's only when its Context carries a marker of one of the job's
+    checkpoints (any period); any other run is listed and left alone. Refuses
+    (``UsageError``) a job with ``api = "engagements"``. The result lists each active run
+    with what was (or would be) done and why, and the exit code the CLI gives.
+    """,
+)
 
 
 def import_history(results: str | Path, *, history: str | Path, flow_sid: str) -> int:

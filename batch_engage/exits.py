@@ -33,10 +33,10 @@ EXIT_IOERR = 74
 
 
 def exit_code_for(counts: Mapping[str, int], *, aborted: bool = False, stopped_early: bool = False) -> int:
-    """A run's (or a dry run's) exit code: 3 aborted, 75 stopped early, 1 some failed/invalid/uncertain, else 0."""
+    """A run's (or a dry run's) exit code: 3 aborted, 75 stopped early or waiting, 1 some failed/uncertain, else 0."""
     if aborted:
         return EXIT_ABORTED
-    if stopped_early:
+    if stopped_early or counts.get("waiting_active", 0):
         return EXIT_TEMPFAIL
     if counts.get("failed", 0) or counts.get("invalid", 0) or counts.get("uncertain", 0):
         return EXIT_SOME_FAILED

@@ -43,6 +43,7 @@ RESULT_COLUMNS = [
     "error_message",
     "attempts",
     "completed_at",
+    "ended_sid",
 ]
 STATUSES = (
     "sent",
@@ -76,6 +77,7 @@ def build_results(
         pl.col("error_message").alias("line_message"),
         "attempts",
         "completed_at",
+        "ended_sid",
         pl.col("input").alias("line_input"),
     )
     joined = plan.join(lines, on="contact", how="left", maintain_order="left")
@@ -84,7 +86,7 @@ def build_results(
     status = (
         pl.when(~sendable)
         .then(pl.col("status"))
-        .when(state.is_in([s.value for s in FINAL | {RowState.UNCERTAIN}]))
+        .when(state.is_in([s.value for s in FINAL | {RowState.UNCERTAIN, RowState.WAITING_ACTIVE}]))
         .then(state)
         .when(state == RowState.INTENT.value)
         .then(pl.lit("in_flight" if live else "uncertain"))
@@ -116,6 +118,7 @@ def build_results(
         _with_reason(status, message).alias("error_message"),
         pl.when(sendable).then(pl.col("attempts")).fill_null(0).alias("attempts"),
         pl.when(sendable).then(pl.col("completed_at")).alias("completed_at"),
+        pl.when(sendable).then(pl.col("ended_sid")).alias("ended_sid"),
     )
 
 

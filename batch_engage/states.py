@@ -9,6 +9,10 @@
                                         |----never left (stop, 429)----> pending
                                         '----5xx / timeout / drop------> uncertain
     uncertain --run found, marker proven--> sent;  --not found--> pending
+    (409 with [send] on_active = "wait" or "end") --> waiting_active --retried later--> intent ...
+
+``waiting_active``: the contact sits in an earlier active run; nothing was created for it,
+and a later try (this run's, or a resumed one's) sends it once that run has ended.
 
 ``intent`` and ``uncertain`` are *possibly sent*: nothing may send to that contact again
 until reconciliation has looked for the run. ``pending`` lines are safe to send.
@@ -31,12 +35,13 @@ class RowState(StrEnum):
     ALREADY_ACTIVE = "already_active"
     FAILED = "failed"
     CAPPED = "capped"
+    WAITING_ACTIVE = "waiting_active"
 
 
 FINAL = frozenset({RowState.SENT, RowState.ALREADY_ACTIVE, RowState.FAILED, RowState.CAPPED})
 """States a run never acts on again."""
 
-OPEN = frozenset({RowState.INTENT, RowState.UNCERTAIN, RowState.PENDING})
+OPEN = frozenset({RowState.INTENT, RowState.UNCERTAIN, RowState.PENDING, RowState.WAITING_ACTIVE})
 """States a run still has to act on."""
 
 POSSIBLY_SENT = frozenset({RowState.INTENT, RowState.UNCERTAIN})

@@ -4,6 +4,7 @@ from .model import CheckpointStore, CheckpointView, Intent, Outcome, SecondStats
 from .store import (
     check_binding,
     checkpoint_exists,
+    checkpoint_meta,
     checkpoints_beside,
     is_locked,
     is_postgres,
@@ -21,6 +22,7 @@ __all__ = [
     "achieved_rate",
     "check_binding",
     "checkpoint_exists",
+    "checkpoint_meta",
     "checkpoints_beside",
     "empty_journal",
     "is_locked",

@@ -107,6 +107,7 @@ class Outcome:
     error_message: str | None = None
     attempts: int = 0
     completed_at: str | None = None
+    ended_sid: str | None = None  # the earlier run of this job ended for it ([send] on_active = "end")
 
 
 def achieved_rate(seconds: Iterable[tuple[int, int]]) -> float | None:

@@ -10,7 +10,17 @@ from dataclasses import dataclass
 
 import polars as pl
 
-__all__ = ["EVENT_COLUMNS", "JOURNAL_COLUMNS", "PG_DDL", "PG_TABLES", "RUN_COLUMNS", "SCHEMA_VERSION", "SQLITE_DDL"]
+__all__ = [
+    "ADDED_JOURNAL_COLUMNS",
+    "EVENT_COLUMNS",
+    "JOURNAL_COLUMNS",
+    "PG_DDL",
+    "PG_TABLES",
+    "RUN_COLUMNS",
+    "SCHEMA_VERSION",
+    "SQLITE_DDL",
+    "journal_select",
+]
 
 SCHEMA_VERSION = "2"
 
@@ -42,6 +52,8 @@ _JOURNAL = (
     _Column("intent_at", "TEXT"),
     _Column("intent_twilio_at", "TEXT"),
     _Column("completed_at", "TEXT"),
+    # Added after the first release: older tables get it by ALTER TABLE when a run opens them.
+    _Column("ended_sid", "TEXT"),
 )
 # ``id`` is the key of its own (a serial in PostgreSQL), so it is not in this list.
 _RUNS = (
@@ -63,6 +75,18 @@ _EVENTS = (
 
 JOURNAL_COLUMNS = {c.name: _POLARS_TYPES[c.pg_type] for c in _JOURNAL}
 """The journal's columns and their frame types, in table order."""
+ADDED_JOURNAL_COLUMNS = ("ended_sid",)
+"""Journal columns a table made by an older version lacks until a run opens it (readers select NULL)."""
+
+
+def journal_select(present: set[str] | None = None) -> str:
+    """The journal's columns for a SELECT list; an added column a table lacks (not in ``present``) reads as NULL."""
+    return ", ".join(
+        f"NULL AS {name}" if present is not None and name in ADDED_JOURNAL_COLUMNS and name not in present else name
+        for name in JOURNAL_COLUMNS
+    )
+
+
 # The input digest stays in the database: nothing that reads runs shows it.
 RUN_COLUMNS = {"id": pl.Int64} | {c.name: _POLARS_TYPES[c.pg_type] for c in _RUNS if c.name != "input"}
 """The columns a read of the runs table returns, and their frame types."""
@@ -105,6 +129,7 @@ PG_DDL = (
     "    job TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (job, key)\n"
     ");\n"
     + _pg_table("journal", _JOURNAL, ("contact",))
+    + "ALTER TABLE {s}.journal ADD COLUMN IF NOT EXISTS ended_sid TEXT;\n"
     + "-- Partial, so that the outcome's key lookup can only take the primary key.\n"
     "CREATE INDEX IF NOT EXISTS journal_open ON {s}.journal (job, state) "
     "WHERE state IN ('intent', 'uncertain', 'pending');\n"

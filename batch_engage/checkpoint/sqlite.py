@@ -35,12 +35,24 @@ from .model import (
     reached_frame,
     with_account,
 )
-from .schema import EVENT_COLUMNS, JOURNAL_COLUMNS, RUN_COLUMNS, SQLITE_DDL
+from .schema import ADDED_JOURNAL_COLUMNS, EVENT_COLUMNS, JOURNAL_COLUMNS, RUN_COLUMNS, SQLITE_DDL, journal_select
 from .upgrade import V1_LINE_COLUMNS, take_v1_lines
 
-__all__ = ["Checkpoint", "FileBinding", "is_locked", "lock_file", "plan_path", "read_only"]
+__all__ = ["Checkpoint", "FileBinding", "is_locked", "lock_file", "meta_of_file", "plan_path", "read_only"]
 
 _SELECT = f"SELECT {', '.join(JOURNAL_COLUMNS)} FROM journal"  # noqa: S608 - constant column names
+
+
+def _journal_columns(conn: sqlite3.Connection) -> set[str]:
+    return {row[1] for row in conn.execute("PRAGMA table_info(journal)").fetchall()}
+
+
+def _add_columns(conn: sqlite3.Connection) -> None:
+    """Give a journal made by an older version the columns added since (each is nullable)."""
+    present = _journal_columns(conn)
+    for name in ADDED_JOURNAL_COLUMNS:
+        if name not in present:
+            conn.execute(f"ALTER TABLE journal ADD COLUMN {name} TEXT")
 
 
 def _connect_ro(path: Path) -> sqlite3.Connection:
@@ -56,6 +68,11 @@ def _read_meta(path: Path) -> dict[str, str]:
             conn.close()
     except sqlite3.DatabaseError as exc:
         raise UsageError(f"{path}: not a batch-engage checkpoint ({exc}); use --restart --yes") from None
+
+
+def meta_of_file(path: Path) -> dict[str, str]:
+    """A checkpoint file's meta alone (its token, binding); empty when there is no such file."""
+    return _read_meta(path) if path.exists() else {}
 
 
 def _reached_count(path: Path) -> int:
@@ -189,7 +206,7 @@ class Checkpoint(StoreBase):
         with self._transaction() as conn:
             conn.executemany(
                 "UPDATE journal SET state = ?, sid = ?, http_status = ?, error_code = ?, "
-                "error_message = ?, attempts = ?, completed_at = ?, "
+                "error_message = ?, attempts = ?, completed_at = ?, ended_sid = COALESCE(?, ended_sid), "
                 "intent_at = CASE WHEN ? = 'pending' THEN NULL ELSE intent_at END, "
                 "intent_twilio_at = CASE WHEN ? = 'pending' THEN NULL ELSE intent_twilio_at END "
                 "WHERE contact = ?",
@@ -202,6 +219,7 @@ class Checkpoint(StoreBase):
                         o.error_message,
                         o.attempts,
                         o.completed_at,
+                        o.ended_sid,
                         o.state.value,
                         o.state.value,
                         o.contact,
@@ -282,6 +300,7 @@ class FileBinding:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.executescript(SQLITE_DDL)
+        _add_columns(conn)
         with conn:
             conn.execute("BEGIN")
             if not new:
@@ -354,7 +373,8 @@ def read_only(path: str | Path) -> CheckpointView:
         try:
             meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
             check_readable(path, meta)
-            journal = journal_frame(conn.execute(f"{_SELECT} ORDER BY row").fetchall())
+            select = f"SELECT {journal_select(_journal_columns(conn))} FROM journal ORDER BY row"  # noqa: S608
+            journal = journal_frame(conn.execute(select).fetchall())
             runs = conn.execute(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs ORDER BY id").fetchall()  # noqa: S608
             events = conn.execute(f"SELECT {', '.join(EVENT_COLUMNS)} FROM events ORDER BY run, second").fetchall()  # noqa: S608
         finally:

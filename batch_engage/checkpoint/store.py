@@ -33,7 +33,7 @@ from .model import (
     with_account,
 )
 from .schema import EVENT_COLUMNS, RUN_COLUMNS, SCHEMA_VERSION
-from .sqlite import Checkpoint, FileBinding, is_locked, lock_file, plan_path, read_only
+from .sqlite import Checkpoint, FileBinding, is_locked, lock_file, meta_of_file, plan_path, read_only
 
 __all__ = [
     "EVENT_COLUMNS",
@@ -49,6 +49,7 @@ __all__ = [
     "check_binding",
     "check_meta",
     "checkpoint_exists",
+    "checkpoint_meta",
     "checkpoints_beside",
     "describe_mismatch",
     "empty_journal",
@@ -127,6 +128,15 @@ def read_checkpoint(location: str | Path) -> CheckpointView:
 
         return checkpoint_pg.read_only(str(location))
     return read_only(location)
+
+
+def checkpoint_meta(location: str | Path) -> dict[str, str]:
+    """A checkpoint's meta alone (its token among it), without reading its journal; empty when there is none."""
+    if is_postgres(location):
+        from . import postgres as checkpoint_pg  # noqa: PLC0415 - as above
+
+        return checkpoint_pg.meta_of(str(location))
+    return meta_of_file(Path(location))
 
 
 def checkpoint_exists(location: str | Path, *, plan: bool = False) -> bool:

@@ -29,6 +29,7 @@ from .output import (
     sandbox_banner,
     status_lines,
     stop_acknowledged,
+    sweep_lines,
     validation_lines,
 )
 from .parser import build_parser, parse_duration
@@ -63,6 +64,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "output.results": getattr(args, "output", None) if args.command == "run" else None,
         "send.rate": getattr(args, "rate", None),
         "send.concurrency": getattr(args, "concurrency", None),
+        "send.on_active": getattr(args, "on_active", None),
         "flow.base_url": getattr(args, "base_url", None),
     }
     if getattr(args, "no_preflight", False):
@@ -219,6 +221,8 @@ def _sandbox_config(args: argparse.Namespace) -> api.SandboxConfig:
             retry_after=args.retry_after,
             seed=args.seed,
             run_lifetime=args.run_lifetime,
+            wait_timeout=args.wait_timeout,
+            other_sender_active=tuple(a.strip() for a in args.other_sender_active.split(",") if a.strip()),
             clock_offset=args.clock_offset,
             other_sender_rate=args.other_sender_rate,
             read_rate_limit_rate=args.read_rate_limit_rate,
@@ -270,6 +274,24 @@ def _cmd_collect(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    overrides = _overrides(args)
+    with _rehearsal(args, overrides, latest=True) as creds:
+        result = api.sweep(
+            args.job,
+            credentials=creds,
+            overrides=overrides,
+            period=args.period,
+            sandbox=args.sandbox,
+            older_than=args.older_than,
+            yes=args.yes,
+        )
+    if not args.quiet:
+        for line in sweep_lines(result):
+            print(line)
+    return result.exit_code
+
+
 def _cmd_history(args: argparse.Namespace) -> int:
     spec = api.load_job(args.job) if args.job else None
     path = args.history or (spec.history.path if spec else None)
@@ -295,6 +317,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": _cmd_run,
     "validate": _cmd_validate,
     "status": _cmd_status,
+    "sweep": _cmd_sweep,
     "report": _cmd_report,
     "sandbox": _cmd_sandbox,
 }

@@ -26,6 +26,7 @@ __all__ = [
     "sandbox_banner",
     "status_lines",
     "stop_acknowledged",
+    "sweep_lines",
     "validation_lines",
 ]
 
@@ -155,7 +156,7 @@ def print_summary(result: api.RunResult, out: TextIO) -> None:
     s = result.summary
     counts = ", ".join(f"{k} {v}" for k, v in s.counts.items() if v)
     done = sum(s.counts.get(k, 0) for k in ("sent", "already_active", "failed", "capped"))
-    left = sum(s.counts.get(k, 0) for k in ("pending", "uncertain", "in_flight"))
+    left = sum(s.counts.get(k, 0) for k in ("pending", "uncertain", "in_flight", "waiting_active"))
     if s.requests == 0 and s.lookups == 0 and done and not left and not s.aborted:
         print(
             f"all {done} rows were done by earlier runs (results: {s.results_path}); exit {result.exit_code}", file=out
@@ -261,6 +262,18 @@ def _flow_lines(review: api.FlowReview) -> list[str]:
     if review.message_widget:
         lines.append(f"the first message ({review.message_widget}) for the first contacts:")
         lines.extend(f"  {text}" for text in review.samples)
+    return lines
+
+
+def sweep_lines(result: api.Sweep) -> list[str]:
+    """What ``sweep`` prints: each active run it looked at, what it did (or would do) and why, then the totals."""
+    lines = [f"{run.action:<12} {run.sid}  row {run.row}: {run.reason}" for run in result.runs]
+    verb = "would end" if result.dry_run else "ended"
+    lines.append(
+        f"{result.count(verb)} {verb}, {result.count('left active')} of this job's left active, "
+        f"{result.count('not ours')} not this job's (left alone), of {result.checked} runs in the checkpoint"
+        + ("; nothing was ended: add --yes to end them" if result.dry_run else "")
+    )
     return lines
 
 

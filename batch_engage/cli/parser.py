@@ -58,6 +58,12 @@ _ABOUT = {  # command: (its line in the list of commands, the description its --
         "Fetch each run's status, the [collect.fields] of its Context and its messages' delivery; "
         "write the outcomes table. Exit 75 while some runs are still active.",
     ),
+    "sweep": (
+        "end this job's own runs still active (a dry run unless --yes)",
+        "End this job's own runs that are still active: runs the checkpoint names whose Context carries a "
+        "marker of this job. A dry run unless --yes. Exit 0 when none of them is left active, 75 when some "
+        'could not be ended yet. Not for api = "engagements" (exit 2).',
+    ),
     "history": (
         "seed or inspect the shared contact history",
         "Seed the contact history from a past results table, or show contacts reached per flow per day.",
@@ -144,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_validate(sub)
     _add_checkpoint_readers(sub)
     _add_collect(sub)
+    _add_sweep(sub)
     _add_history(sub)
     _add_sandbox(sub)
     return parser
@@ -166,6 +173,12 @@ def _add_run(sub: _Subparsers) -> None:
         help="stop gracefully after this long (e.g. 50m), exit 75",
     )
     run.add_argument("--wait", action="store_true", help="keep running and send each row as its send window opens")
+    run.add_argument(
+        "--on-active",
+        choices=["skip", "wait", "end"],
+        help="a contact still in an earlier active run: skip it, wait for that run, or end it when it is this "
+        "job's (overrides [send] on_active)",
+    )
     _restart_options(run)
     _strict_option(run)
     run.add_argument("--no-preflight", action="store_true", help="skip the GET of the Flow before the first row")
@@ -221,6 +234,25 @@ def _add_collect(sub: _Subparsers) -> None:
     _log_options(col)
 
 
+def _add_sweep(sub: _Subparsers) -> None:
+    sw = _command(sub, "sweep")
+    sw.add_argument("job", help="the job file (TOML)")
+    sw.add_argument("--checkpoint", metavar="PATH", help="use this checkpoint instead of [output] checkpoint")
+    sw.add_argument(
+        "--sandbox", action="store_true", help="sweep the rehearsal's runs on the built-in Studio simulator"
+    )
+    sw.add_argument("--period", metavar="PERIOD", help=_PERIOD_HELP)
+    sw.add_argument(
+        "--older-than",
+        type=parse_duration,
+        default=86400.0,
+        metavar="DURATION",
+        help="end only runs older than this on Twilio's clock (default 24h)",
+    )
+    sw.add_argument("--yes", action="store_true", help="end them (without it: list what would be ended, end nothing)")
+    _log_options(sw)
+
+
 def _add_history(sub: _Subparsers) -> None:
     hist = _command(sub, "history")
     hist_sub = hist.add_subparsers(
@@ -262,6 +294,18 @@ def _add_sandbox(sub: _Subparsers) -> None:
     )
     sb.add_argument("--seed", type=int, metavar="N", help="seed the random draws, so faults repeat run after run")
     _seconds(sb, "--run-lifetime", 3600.0, "seconds until a run ends and its widgets have played (default 3600)")
+    sb.add_argument(
+        "--wait-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="runs stay active this long on Twilio's clock, as a Send & Wait widget holds them (else --run-lifetime)",
+    )
+    sb.add_argument(
+        "--other-sender-active",
+        default="",
+        metavar="LIST",
+        help="comma-separated contacts already in another sender's active conversation at their first create",
+    )
     _seconds(sb, "--clock-offset", 0.0, "how far Twilio's clock is ahead of ours (negative: behind)")
     _share(
         sb,

@@ -23,7 +23,7 @@ import dataclasses
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from ..exits import collect_exit_code
 from ..job import Spec, check_tables
 from ..tables import write_output
 from ..twilio import (
+    RETENTION,
     MessagesClient,
     StudioClient,
     TwilioClock,
@@ -160,6 +161,7 @@ async def collect_job(
             c = Collector(spec, store, studio, messages, control, on_progress, clock=options.clock, sleep=options.sleep)
             with _stop_after(options.max_duration, control):
                 unreachable = await _passes(c, rows, options, control)
+            _warn_retention(c, rows, clock)
             stopped_early = unreachable or (control.stopping and bool(c.due(rows, refresh=False)))
             table = outcomes_table(spec, rows, c.lines)
     path = options.output or spec.output.outcomes
@@ -173,6 +175,30 @@ async def collect_job(
     result = dataclasses.replace(result, run_sending=sending)
     log.info("collect.summary", **result.as_dict())
     return result
+
+
+RETENTION_WARNING = timedelta(days=25)
+
+
+def _warn_retention(c: Collector, rows: list[Target], clock: TwilioClock) -> None:
+    """Warn when runs not fully collected yet are near Studio's 30-day retention, naming the days left."""
+    now = clock.now()
+    unfinished = [
+        t.started
+        for t in rows
+        if t.started is not None and not (t.contact in c.lines and c.lines[t.contact].final)
+        if now - t.started >= RETENTION_WARNING
+    ]
+    if not unfinished:
+        return
+    left = max(0.0, (min(unfinished) + RETENTION - now).total_seconds() / 86400)
+    log.warning(
+        "collect.retention",
+        runs=len(unfinished),
+        days_left=round(left, 1),
+        message=f"{len(unfinished)} runs not collected in full are older than 25 days: Twilio deletes runs "
+        f"30 days after they start, so the oldest has {left:.1f} days left; collect them soon",
+    )
 
 
 @contextmanager

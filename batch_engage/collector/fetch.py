@@ -23,7 +23,16 @@ from ..clock import iso_ms
 from ..control import RunControl
 from ..errors import Fatal, Rejected, StudioError
 from ..job import Spec
-from ..twilio import MessagesClient, PacedReads, Pacer, StudioClient, error_code, parse_datetime
+from ..twilio import (
+    PAST_RETENTION,
+    MessagesClient,
+    PacedReads,
+    Pacer,
+    StudioClient,
+    error_code,
+    parse_datetime,
+    past_retention,
+)
 from .outcomes import OutcomeStore, StoredOutcome
 from .table import Target, as_text, asked, context_value, value_columns
 
@@ -177,6 +186,9 @@ class Collector:
             raise
         except Rejected as exc:
             gone = exc.http_status == 404
+            if gone and target.started is not None and past_retention(target.started, self.studio.clock.now()):
+                # Studio deleted it, as it does every run 30 days after it starts: nothing left to fetch, ever.
+                return self._line(target, "expired", error_message=f"{PAST_RETENTION}: the run is gone", final=True)
             message = (
                 "Twilio no longer knows this run (404)" if gone else f"Twilio refused the run's GET: {exc.message}"
             )

@@ -6,11 +6,13 @@ import json
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import polars as pl
 
 from ..checkpoint import is_postgres, read_checkpoint
+from ..clock import parse_iso
 from ..errors import UsageError
 from ..job import OUTCOME_BASE_COLUMNS, Spec
 from ..results import build_results
@@ -68,6 +70,7 @@ class Target:
     contact: str
     status: str
     marker: str | None
+    started: datetime | None = None  # when its run started, about (the intent on Twilio's clock, else the answer)
 
 
 def targets(spec: Spec, sandbox: bool) -> list[Target]:
@@ -87,13 +90,16 @@ def targets(spec: Spec, sandbox: bool) -> list[Target]:
         )
     results = build_results(view.plan, view.journal, input_digest=view.meta.get("input"), live=view.live)
     results = results.with_columns(view.plan.get_column("contact"))
-    markers = view.journal.select("contact", "marker")
+    markers = view.journal.select("contact", "marker", pl.coalesce("intent_twilio_at", "completed_at").alias("started"))
     rows = (
         results.filter(pl.col("status").is_in(["sent", "already_active"]) & pl.col("sid").is_not_null())
         .join(markers, on="contact", how="left", maintain_order="left")
-        .select("row", "to", "sid", "contact", "status", "marker")
+        .select("row", "to", "sid", "contact", "status", "marker", "started")
     )
-    return [Target(*r) for r in rows.iter_rows()]
+    return [
+        Target(row, to, sid, contact, status, marker, parse_iso(started) if started else None)
+        for row, to, sid, contact, status, marker, started in rows.iter_rows()
+    ]
 
 
 def asked(spec: Spec) -> str:
@@ -147,11 +153,12 @@ def outcomes_table(spec: Spec, rows: list[Target], lines: Mapping[str, StoredOut
 
 
 def counts(table: pl.DataFrame) -> dict[str, int]:
-    """Lines by ``run_status`` (every status, zeros included), and ``not_collected`` when there are any."""
+    """Lines by ``run_status`` (every status, zeros included), and ``expired``/``not_collected`` when there are any."""
     found = Counter(s or "not_collected" for s in table.get_column("run_status").to_list())
     counts = {status: int(found.get(status, 0)) for status in RUN_STATUSES}
-    if found.get("not_collected"):
-        counts["not_collected"] = found["not_collected"]
+    for extra in ("expired", "not_collected"):
+        if found.get(extra):
+            counts[extra] = found[extra]
     return counts
 
 

@@ -10,15 +10,16 @@ import httpx
 import polars as pl
 import structlog
 
-from ..checkpoint import checkpoint_exists, checkpoints_beside, read_checkpoint
+from ..checkpoint import checkpoint_exists, checkpoint_meta, checkpoints_beside, is_postgres, read_checkpoint
 from ..credentials import Credentials
 from ..errors import PeriodUnsettled, UsageError
 from ..job import Spec, load_spec, previous_period
 from ..results import build_results, counts_by_status
 from ..runner import RunOptions, run_job
 from ..states import POSSIBLY_SENT
+from ..twilio import PAST_RETENTION
 
-__all__ = ["job_for", "settle_previous_period"]
+__all__ = ["job_for", "job_tokens", "settle_previous_period"]
 
 log = structlog.get_logger(__name__)
 
@@ -59,6 +60,38 @@ def _newest_period(spec: Spec, sandbox: bool) -> str | None:
     return max(found, default=None)
 
 
+def _set_aside(location: str, tails: list[str]) -> list[str]:
+    """Checkpoints ``--restart`` moved aside: files ``<name>.<stamp>.old``, keys ``<key>@<stamp>.old``."""
+    if is_postgres(location):
+        base, key = location.rsplit("#", 1)
+        return [f"{base}#{t}" for t in tails if t.startswith(key + "@") and t.endswith(".old")]
+    path = Path(location)
+    return [str(path.with_name(t)) for t in tails if t.startswith(path.name + ".") and t.endswith(".old")]
+
+
+def job_tokens(spec: Spec, *, sandbox: bool) -> dict[str, str]:
+    """The marker token of every checkpoint this job has had (each period's, and those set aside), with whose it is.
+
+    A run's Context carrying ``<token>:...`` was started by this job, whichever period or checkpoint it came from.
+    """
+    location = _as_run(spec, sandbox).output.checkpoint
+    tails = checkpoints_beside(location)
+    places: list[tuple[str, str]] = [(location, f"job {spec.job.id}")]
+    if spec.job.period_kind is not None:
+        periods = {p for tail in tails if (p := spec.period_of_checkpoint(tail, sandbox=sandbox))}
+        for period in sorted(periods - {spec.job.period or ""}):
+            other = _as_run(spec.for_period(period), sandbox)
+            places.append((other.output.checkpoint, f"job {other.job.id} (period {period})"))
+    for place, whose in list(places):
+        places += [(aside, f"{whose}, set aside by --restart") for aside in _set_aside(place, tails)]
+    tokens: dict[str, str] = {}
+    for place, whose in places:
+        token = checkpoint_meta(place).get("token")
+        if token:
+            tokens.setdefault(token, whose)
+    return tokens
+
+
 async def settle_previous_period(
     spec: Spec, credentials: Credentials, options: RunOptions, transport: httpx.AsyncBaseTransport | None
 ) -> None:
@@ -78,9 +111,14 @@ async def settle_previous_period(
             transport=transport,
             settle_only=True,
         )
-        if result.counts.get("uncertain", 0):
+        results = result.results
+        # Past Twilio's retention nothing can settle them: waiting for them would hold every later period back.
+        unsettled = results.filter(
+            (pl.col("status") == "uncertain") & (pl.col("error_message").fill_null("") != PAST_RETENTION)
+        ).height
+        if unsettled:
             raise PeriodUnsettled(
-                f"{previous.output.checkpoint}: {result.counts['uncertain']} contacts of period "
+                f"{previous.output.checkpoint}: {unsettled} contacts of period "
                 f"{previous.job.period} may have been sent and could not be settled yet; nothing new was sent. "
                 "Run the same command again later."
             )

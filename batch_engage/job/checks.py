@@ -19,6 +19,7 @@ from .send_window import valid_zone
 __all__ = [
     "FLOW_SID_PATTERN",
     "INPUT_FORMATS",
+    "ON_ACTIVE",
     "OUTCOME_BASE_COLUMNS",
     "check_flow",
     "check_history",
@@ -26,10 +27,12 @@ __all__ = [
     "check_mapping",
     "check_marker_key",
     "check_number",
+    "check_on_active",
     "check_parameter_keys",
     "check_send",
     "check_zone",
     "collect_fields",
+    "parse_duration",
     "static_parameter_pairs",
 ]
 
@@ -120,7 +123,49 @@ def check_send(send: dict[str, Any]) -> dict[str, Any]:
         send["days"] = tuple(send["days"])
     if ("days" in send or "default_timezone" in send) and "window" not in send:
         raise ConfigError("send.window", "is required with send.days or send.default_timezone")
+    if "on_active" in send and send["on_active"] not in ON_ACTIVE:
+        raise ConfigError("send.on_active", "must be 'skip', 'wait' or 'end'")
+    for key in ("active_retry", "end_active_after"):
+        if key in send:
+            send[key] = parse_duration(f"send.{key}", send[key])
+    if send.get("active_retry") == 0:
+        raise ConfigError("send.active_retry", "must be more than 0 seconds")
     return _floats(send)
+
+
+ON_ACTIVE = ("skip", "wait", "end")
+"""What a run does with a contact still inside an earlier active run (``[send] on_active``)."""
+
+_DURATION = re.compile(
+    r"^\s*(?:(\d+(?:\.\d+)?)d)?\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*$"
+)
+
+
+def parse_duration(key: str, value: object) -> float:
+    """``"5m"``, ``"1h30m"``, ``"24h"``, ``"2d"``, ``"90s"`` or a number of seconds, as seconds."""
+    if isinstance(value, bool):
+        raise ConfigError(key, f"must be a duration such as '5m' or '24h', not {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not str(value).strip() or match is None or not any(match.groups()):
+            raise ConfigError(key, f"must be a duration such as '5m' or '24h', not {value!r}")
+        days, hours, minutes, secs = (float(g) if g else 0.0 for g in match.groups())
+        seconds = days * 86400 + hours * 3600 + minutes * 60 + secs
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ConfigError(key, f"must be a duration of 0 seconds or more, not {value!r}")
+    return seconds
+
+
+def check_on_active(on_active: str, api: str) -> None:
+    """Refuse ``on_active = "end"`` for v1 Engagements: Twilio documents no way to end one but deleting it."""
+    if on_active == "end" and api == "engagements":
+        raise ConfigError(
+            "send.on_active",
+            "'end' needs flow.api = 'executions': Twilio documents no update of a v1 Engagement "
+            "(only POST /v2/.../Executions/{sid} Status=ended), so batch-engage never ends one",
+        )
 
 
 def check_zone(name: str | None) -> None:

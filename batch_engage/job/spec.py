@@ -37,6 +37,7 @@ from .checks import (
     check_mapping,
     check_marker_key,
     check_number,
+    check_on_active,
     check_parameter_keys,
     check_send,
     check_zone,
@@ -87,9 +88,12 @@ DEFAULT_RECONCILE_DELAY = 3.0
 DEFAULT_BREAKER_WINDOW = 100
 DEFAULT_BREAKER_RATIO = 0.5
 DEFAULT_MARKER_KEY = "_batch_engage"
+DEFAULT_ACTIVE_RETRY = 300.0
+DEFAULT_END_ACTIVE_AFTER = 86400.0
 
 Api = Literal["engagements", "executions"]
 Dedupe = Literal["to", "to_from", "none"]
+OnActive = Literal["skip", "wait", "end"]
 # A fixed day to show an example period from (for_period's error), whatever today is.
 _EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 _CAP = re.compile(r"^\s*(\d+)\s*per\s*(\d+)\s*([mhdw])\s*$")
@@ -171,6 +175,9 @@ class SendSpec:
     days: tuple[str, ...] | None = None
     default_timezone: str | None = None
     marker_key: str = DEFAULT_MARKER_KEY
+    on_active: OnActive = "skip"
+    active_retry: float = DEFAULT_ACTIVE_RETRY
+    end_active_after: float = DEFAULT_END_ACTIVE_AFTER
 
     @cached_property
     def send_window(self) -> SendWindow | None:
@@ -360,6 +367,7 @@ def _build(sections: dict[str, dict[str, Any]], base: Path, stem: str, now: date
     if send.send_window is not None:
         check_zone(send.default_timezone)
     check_marker_key(sections["send"].get("marker_key"), mapping)
+    check_on_active(send.on_active, flow.api)
     job = job_fields(sections["job"], stem, send.default_timezone, now)
     check_postgres_checkpoint(sections["output"], sections["job"])
     output = OutputSpec(**output_fields(sections["output"], base, job))

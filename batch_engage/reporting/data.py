@@ -17,6 +17,7 @@ from ..job import Spec
 from ..plan import mask, window_openings
 from ..postgres import masked
 from ..results import build_results, counts_by_status
+from .active import active_groups
 from .html import FailureGroup, FieldValues, ReportData, RunSpan, SecondStats
 
 __all__ = ["MAX_REASONS", "as_of", "mask_numbers", "report_data"]
@@ -183,4 +184,5 @@ def report_data(spec: Spec, view: CheckpointView, path: str) -> ReportData:
         rehearsal=_rehearsal(spec, view),
         as_of=moment,
         version=_version(),
+        active=active_groups(results),
     )

@@ -39,6 +39,7 @@ from datetime import UTC, datetime
 from ..checkpoint import achieved_rate
 from ..plan import mask
 from ..results import STATUSES
+from .active import ActiveGroup, active_section
 from .css import CSS
 from .svg import (
     BAR_COLOUR,
@@ -134,6 +135,7 @@ class ReportData:
     title: str | None = field(default=None)  # the page title; default "<job_name> — campaign report"
     invalid_examples: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (reason, masked values as written)
     rehearsal: bool = False  # made on the sandbox: said at the top, so nobody reads it as a campaign
+    active: tuple[ActiveGroup, ...] = ()  # contacts that met an earlier active run ([send] on_active)
 
 
 def render_report(data: ReportData) -> str:
@@ -151,6 +153,7 @@ def render_report(data: ReportData) -> str:
         _tiles(data.counts),
         _time_section(data),
         _failures_section(data),
+        active_section(data.active),
         _windows_section(data),
         _outcomes_section(data),
         _footer(data),

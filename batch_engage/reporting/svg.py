@@ -57,6 +57,7 @@ STATUS_COLOURS: Mapping[str, str] = {
     "capped": "#ad1457",
     "uncertain": "#f9a825",
     "pending": "#607d8b",
+    "waiting_active": "#4e7fa3",
 }
 OTHER_COLOUR = "#9e9e9e"  # a status without its own colour, and answers neither 2xx nor 429
 _OK_COLOUR = STATUS_COLOURS["sent"]

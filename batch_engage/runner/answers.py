@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import structlog
 
 from ..errors import AlreadyActive, Fatal, PossiblySent, RateLimited, Rejected, RetrySafe, StudioError
@@ -51,7 +53,10 @@ class Answers(Outcomes):
             self.put_back(item)
         elif isinstance(exc, AlreadyActive):
             self.pacer.admitted()
-            self.record(item, RowState.ALREADY_ACTIVE, error=exc, sid=exc.conflicting_sid)
+            if self.active is not None:
+                self.set_aside(item, exc.conflicting_sid)
+            else:
+                self.record(item, RowState.ALREADY_ACTIVE, error=exc, sid=exc.conflicting_sid)
         elif isinstance(exc, Rejected):
             self.pacer.admitted()
             self.record(item, RowState.FAILED, error=exc)
@@ -75,8 +80,13 @@ class Answers(Outcomes):
                 self.recorder.count("retries")
                 self._queue.retry_later(item, delay)
 
+    def set_aside(self, item: Item, sid: str | None) -> None:
+        """``on_active`` wait or end: the contact stays outstanding until its earlier run is over (``active.py``)."""
+        assert self.active is not None
+        self._queue.hold(item, partial(self.active.blocked, item, sid))
+
     def _retry_delay(self, item: Item, exc: RetrySafe) -> float | None:
-        if item.attempts >= self.spec.send.max_attempts:
+        if item.tries >= self.spec.send.max_attempts:
             return None
         delay = backoff(exc, item.attempts)
         if item.backoff + delay > self.spec.send.max_backoff:

@@ -26,6 +26,7 @@ from ..job import SendWindow, Spec
 from ..plan import caps
 from ..states import RowState
 from ..twilio import Breaker, Pacer, StudioClient, is_handback
+from .active import ActiveRuns
 from .answers import Answers
 from .intake import Intake
 from .item import Item, make_marker
@@ -67,6 +68,7 @@ class Dispatcher(Answers):
     uncertain: list[Item] = field(default_factory=list, init=False)
     held: list[Item] = field(default_factory=list, init=False)
     last_ambiguous: float = field(default=0.0, init=False)
+    active: ActiveRuns | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.caps = caps(self.spec)
@@ -147,6 +149,9 @@ class Dispatcher(Answers):
         handback = self.spec.flow.api == "engagements" and is_handback(
             created, self.client.clock.to_twilio(wall), self.sids
         )
+        if handback and self.active is not None:
+            self.set_aside(item, created.sid)
+            return
         self.record(item, RowState.ALREADY_ACTIVE if handback else RowState.SENT, created=created)
 
     # -- the whole dispatch ------------------------------------------------------------

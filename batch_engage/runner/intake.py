@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 from ..checkpoint import CheckpointStore
 from ..clock import Clock, iso_ms
@@ -109,7 +109,12 @@ class Intake:
             if self._stopping():
                 return None
             if self._retry_ready:
-                return self._retry_ready.popleft()
+                item = self._retry_ready.popleft()
+                if item.reintent:
+                    # Written by the worker that sends it, so a stop never leaves the write behind its outcome.
+                    item.reintent = False
+                    await self._write_intents([item])
+                return item
             if not self._ready and not self._source_done:
                 await self._refill()
             if self._ready:
@@ -132,6 +137,22 @@ class Intake:
             await self._pacer.clock.sleep(delay)
             self._scheduled.pop(item.contact, None)
             self._retry_ready.append(item)
+            await self.notify()
+
+        self._scheduled[item.contact] = (item, asyncio.get_running_loop().create_task(release()))
+
+    def hold(self, item: Item, until: Callable[[], Awaitable[bool]]) -> None:
+        """Keep ``item`` outstanding while ``until`` runs; if it answers True, send it again under a new intent."""
+
+        async def release() -> None:
+            try:
+                again = await until()
+            finally:
+                self._scheduled.pop(item.contact, None)
+            if again:
+                # Its last line says it was never created: the worker writes a new intent before it leaves again.
+                item.reintent = True
+                self._retry_ready.append(item)
             await self.notify()
 
         self._scheduled[item.contact] = (item, asyncio.get_running_loop().create_task(release()))

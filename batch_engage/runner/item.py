@@ -27,6 +27,10 @@ class Item:
     intent_at: str | None = None
     intent_twilio: datetime | None = None
     zones: str | None = None
+    ended_sid: str | None = None  # this job's earlier run, ended so that this contact could be sent
+    note: str | None = None  # what its sent line says (why an earlier run was ended)
+    waits: int = 0  # requests answered "an earlier run is active": they do not count against max_attempts
+    reintent: bool = False  # set aside after a 409: a new intent must be written before it is sent again
 
     def body(self, marker_key: str) -> str | None:
         """The Parameters to send: the row's, with the marker added."""
@@ -36,6 +40,11 @@ class Item:
         if not self.parameters or self.parameters == "{}":
             return "{" + member + "}"
         return self.parameters[:-1] + "," + member + "}"
+
+    @property
+    def tries(self) -> int:
+        """Attempts that count against ``max_attempts``: those not met by an earlier active run."""
+        return self.attempts - self.waits
 
     def intent(self) -> Intent:
         """The journal's intent line for this contact."""

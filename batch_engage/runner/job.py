@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -47,6 +47,7 @@ from ..twilio import (
     studio_base_url,
     studio_region_warning,
 )
+from .active import ActiveRuns
 from .dispatch import Dispatcher
 from .preflight import preflight
 from .recorder import Recorder
@@ -108,6 +109,7 @@ class _Job:
     control: RunControl
     transport: httpx.AsyncBaseTransport | None
     on_progress: Callable[[Progress], None] | None
+    tokens: Mapping[str, str]
     on_start: Callable[[str], None] | None = None
 
 
@@ -179,6 +181,7 @@ async def run_job(
     on_progress: Callable[[Progress], None] | None = None,
     stdin: BinaryIO | None = None,
     settle_only: bool = False,
+    tokens: Mapping[str, str] | None = None,
     on_start: Callable[[str], None] | None = None,
 ) -> RunResult:
     """Run one job to the end (or until stopped) and return its results.
@@ -187,6 +190,9 @@ async def run_job(
     (from the plan stored in it) and sends nothing; a new period does this to the last one.
     ``on_start`` is handed one line before a real (not sandbox) send: how many contacts go to
     which Flow, in which account, at which rate.
+    ``tokens``: the marker tokens of this job's other checkpoints (periods, set aside) and
+    whose they are; with ``on_active = "end"`` a run carrying one of them (or this
+    checkpoint's own) may be ended.
     """
     clock = options.timing()
     started = clock.monotonic()
@@ -194,7 +200,17 @@ async def run_job(
     base_url = _studio_url(spec, credentials)
     prepared = _prepared(spec, frame, stdin, stored=settle_only)
     job = _Job(
-        spec, prepared, credentials, base_url, options, clock, control or RunControl(), transport, on_progress, on_start
+        spec,
+        prepared,
+        credentials,
+        base_url,
+        options,
+        clock,
+        control or RunControl(),
+        transport,
+        on_progress,
+        tokens or {},
+        on_start,
     )
     extra_meta = {"job_id": spec.job.id, **({"period": spec.job.period} if spec.job.period else {})}
     target = target_for(spec, credentials, sandbox=options.sandbox)
@@ -353,6 +369,11 @@ async def _phases(job: _Job, cp: CheckpointStore, d: Dispatcher) -> bool:
         on_request=lambda: d.recorder.count("lookups"),
     )
     settler = Settler(spec, cp, d, reads, clock)
+    if spec.send.on_active != "skip":
+        tokens = {**job.tokens, cp.token: f"job {spec.job.id}"}
+        d.active = ActiveRuns(
+            spec=spec, client=d.client, reads=reads, control=control, clock=clock, tokens=tokens, record=d.record
+        )
     possibly = cp.open_lines().filter(pl.col("state").is_in([s.value for s in POSSIBLY_SENT]))
     has_work = possibly.height > 0 or d.total > d.done
     flow: dict[str, Any] = {}

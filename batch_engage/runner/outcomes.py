@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Callable
 
@@ -16,12 +17,18 @@ from ..job import Spec
 from ..plan import mask
 from ..states import FINAL, RowState
 from ..twilio import Breaker, Created
+from .active import ActiveRuns
 from .item import Item
 from .recorder import Recorder
 
 __all__ = ["Outcomes"]
 
 log = structlog.get_logger(__name__)
+
+# States whose outcome answers the contact's history claim (a SID for the reached, None to withdraw it).
+_SETTLES = frozenset(
+    {RowState.SENT, RowState.ALREADY_ACTIVE, RowState.FAILED, RowState.PENDING, RowState.WAITING_ACTIVE}
+)
 
 
 class Outcomes:
@@ -39,6 +46,7 @@ class Outcomes:
     stats: Stats
     counts: Counter[str]
     aborted: StudioError | None
+    active: ActiveRuns | None
     _breaker: Breaker
 
     def owner(self, item: Item) -> str:
@@ -69,9 +77,14 @@ class Outcomes:
             error_message=message,
             attempts=item.attempts,
             completed_at=iso_ms(self.clock.now()) if state in FINAL else None,
+            ended_sid=item.ended_sid,
         )
+        if state == RowState.SENT and message is None:
+            outcome = dataclasses.replace(outcome, error_message=item.note)
+        if self.active is not None and state != RowState.WAITING_ACTIVE:
+            self.active.settled(item.contact)
         self.recorder.outcome(outcome)
-        if state in (RowState.SENT, RowState.ALREADY_ACTIVE, RowState.FAILED, RowState.PENDING):
+        if state in _SETTLES:
             reached = state in (RowState.SENT, RowState.ALREADY_ACTIVE)
             self.recorder.settle(self.owner(item), outcome.sid if reached else None)
         if state in FINAL:
@@ -102,7 +115,9 @@ class Outcomes:
             self._trip()
 
     def put_back(self, item: Item) -> None:
-        """Never sent in this attempt: back to pending, its intent (and claim) withdrawn."""
+        """Never sent in this attempt: back to pending (or waiting_active), its intent (and claim) withdrawn."""
+        if self.active is not None and self.active.still_waiting(item):
+            return
         self.recorder.outcome(Outcome(contact=item.contact, state=RowState.PENDING, attempts=item.attempts))
         self.recorder.settle(self.owner(item), None)
 

@@ -25,18 +25,32 @@ log = structlog.get_logger(__name__)
 
 
 def to_send(plan: pl.DataFrame, open_lines: pl.DataFrame, settled: pl.Series) -> Iterator[Item]:
-    """Contacts of the plan with no final or possibly-sent line (a generator: a million rows build as they go)."""
+    """Contacts of the plan with no final or possibly-sent line, those left waiting included (a generator)."""
     todo = plan.filter((pl.col("status") == "pending") & ~pl.col("contact").is_in(settled.implode()))
     todo = todo.join(open_lines.select("contact", "state", "attempts"), on="contact", how="left", maintain_order="left")
-    todo = todo.filter(pl.col("state").is_null() | (pl.col("state") == RowState.PENDING.value))
+    again = [RowState.PENDING.value, RowState.WAITING_ACTIVE.value]
+    todo = todo.filter(pl.col("state").is_null() | pl.col("state").is_in(again))
     zones = (
         todo.get_column("zones")
         if "zones" in todo.columns
         else pl.repeat(None, todo.height, dtype=pl.String, eager=True)
     )
-    columns = todo.select("row", "contact", "to", "from", "parameters", pl.col("attempts").fill_null(0))
-    for (row, contact, to, from_, params, attempts), zone in zip(columns.iter_rows(), zones.to_list(), strict=True):
-        yield Item(row=row, contact=contact, to=to, from_=from_, parameters=params, attempts=attempts, zones=zone)
+    # A contact left waiting_active spent its attempts meeting an earlier run: they do not count against it.
+    waited = (pl.col("state") == RowState.WAITING_ACTIVE.value).fill_null(False)
+    attempts = pl.col("attempts").fill_null(0)
+    columns = todo.select(
+        "row",
+        "contact",
+        "to",
+        "from",
+        "parameters",
+        attempts,
+        pl.when(waited).then(attempts).otherwise(0).alias("waits"),
+    )
+    for (row, contact, to, from_, params, tries, waits), zone in zip(columns.iter_rows(), zones.to_list(), strict=True):
+        yield Item(
+            row=row, contact=contact, to=to, from_=from_, parameters=params, attempts=tries, waits=waits, zones=zone
+        )
 
 
 async def send_all(

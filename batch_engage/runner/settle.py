@@ -16,7 +16,7 @@ from ..checkpoint import CheckpointStore, Outcome
 from ..clock import Clock, iso_ms, parse_iso
 from ..job import Spec
 from ..states import RowState
-from ..twilio import PacedReads
+from ..twilio import PAST_RETENTION, PacedReads, past_retention
 from .dispatch import Dispatcher
 from .item import Item
 from .reconcile import Lookup, Reconciler
@@ -66,7 +66,20 @@ class Settler:
         )
 
     async def settle(self, items: list[Item]) -> list[Item]:
-        """Reconcile possibly-sent items; record the found and the undecided; return those never created."""
+        """Reconcile possibly-sent items; record the found and the undecided; return those never created.
+
+        An item whose intent is older than Studio's retention can no longer be looked up: its run, if any,
+        is gone. It stays uncertain (never sent again blindly, never waited on).
+        """
+        twilio_now = self.d.client.clock.now()
+        expired = [i for i in items if past_retention(self.lookup(i).since, twilio_now)]
+        for item in expired:
+            self._uncertain(item, PAST_RETENTION)
+        if expired:
+            log.warning("reconcile.past_retention", rows=len(expired), reason=PAST_RETENTION)
+            items = [i for i in items if i not in expired]
+        if not items:
+            return []
         wait = self.d.last_ambiguous + self.spec.send.reconcile_delay - self.clock.monotonic()
         if wait > 0:
             await self.clock.sleep(wait)
@@ -101,8 +114,8 @@ class Settler:
             items, d.uncertain = d.uncertain, []
             retry = await self.settle(items)
             for item in retry:
-                if item.attempts >= most:
+                if item.tries >= most:
                     self._uncertain(item, f"possibly sent, not found in Studio after {item.attempts} attempts")
-            sendable = [i for i in retry if i.attempts < most]
+            sendable = [i for i in retry if i.tries < most]
             if sendable:
                 await d.dispatch(iter(sendable), None)

@@ -33,7 +33,10 @@ from .state import (
     widget_outputs,
 )
 
-__all__ = ["Studio"]
+__all__ = ["RETENTION", "Studio"]
+
+RETENTION = timedelta(days=30)
+"""How long Studio keeps a run after it starts: then it is ended, and gone from every read and list."""
 
 # What a ledger entry copies from a run as it is (Parameters are copied deep), and the counters SandboxStats shows.
 _ENTRY = tuple(f.name for f in dataclasses.fields(LedgerEntry) if f.name != "parameters")
@@ -57,6 +60,8 @@ class Studio:
         self._messages: dict[str, tuple[Run, str]] = {}
         self._buckets: dict[str, TokenBucket] = {}
         self._next_error = 500
+        # Contacts whose other-sender run (other_sender_active) was started: one each, at their first create.
+        self._foreign_seeded: set[str] = set()
         self._counts: Counter[str] = Counter()
         self._by_status: Counter[int] = Counter()
         self._flows_born = self._now(config).replace(microsecond=0)
@@ -133,9 +138,9 @@ class Studio:
         """Mark every active run ended, now on Twilio's clock."""
         with self._lock:
             config = self._config
-            now, mono = self._now(config), time.monotonic()
+            now = self._now(config)
             for run in self._runs:
-                if run.end(config.run_lifetime, mono) is None:
+                if self._ended_at(run, config) is None:
                     run.ended_at = now
                     self._remember({"type": "end", "sid": run.sid, "ended_at": now.isoformat()})
 
@@ -226,7 +231,45 @@ class Studio:
 
     def _active(self, run: Run, config: SandboxConfig) -> bool:
         """Tell whether a run still counts as active (lock held)."""
-        return run.end(config.run_lifetime, time.monotonic()) is None
+        return self._ended_at(run, config) is None
+
+    def _ended_at(self, run: Run, config: SandboxConfig) -> datetime | None:
+        """When a run ended (Twilio's clock), or None while active: ended by a call, its timeout, or retention."""
+        if run.ended_at is not None:
+            return run.ended_at
+        now = self._now(config)
+        if config.wait_timeout is not None:
+            timeout = run.date_created + timedelta(seconds=config.wait_timeout)
+            if now >= timeout:
+                return timeout
+        else:
+            ended = run.end(config.run_lifetime, time.monotonic())
+            if ended is not None:
+                return ended
+        # Studio ends every run 30 days after it started, whatever it waits for.
+        horizon = run.date_created + RETENTION
+        return horizon if now >= horizon else None
+
+    def _expired(self, run: Run, config: SandboxConfig) -> bool:
+        """Whether Studio has deleted a run: 30 days after it started, on Twilio's clock (lock held)."""
+        return self._now(config) >= run.date_created + RETENTION
+
+    def _find_run(self, request: web.Request) -> Run:
+        """The run the path names, in the caller's account, or raise the 404."""
+        account_sid = self._account(request) or SANDBOX_USERNAME
+        self._flow_status(request)
+        with self._lock:
+            run = self._by_sid.get(request.match_info["sid"])
+            expired = run is not None and self._expired(run, self._config)
+        if (
+            run is None
+            or expired
+            or run.api != self._api(request)
+            or run.flow_sid != request.match_info["flow"]
+            or run.account_sid != account_sid
+        ):
+            raise not_found(request.path)
+        return run
 
     def _run_url(self, run: Run) -> str:
         """The absolute URL of a run."""
@@ -236,7 +279,7 @@ class Studio:
     def _run_context(self, run: Run, config: SandboxConfig) -> dict[str, Any]:
         """A run's Flow context: what it started with, and widget outputs once ended (lock held)."""
         context = start_context(run)
-        ended = run.end(config.run_lifetime, time.monotonic())
+        ended = self._ended_at(run, config)
         if ended is not None and run.played:
             context["widgets"] = widget_outputs(run, run_messages(run, config.replies, ended))
         return context
@@ -244,7 +287,7 @@ class Studio:
     def _run_json(self, run: Run, config: SandboxConfig, *, listed: bool = False) -> dict[str, Any]:
         """Render a run as an Engagement or an Execution (lock held)."""
         url = self._run_url(run)
-        ended = run.end(config.run_lifetime, time.monotonic())
+        ended = self._ended_at(run, config)
         address = run.to
         if listed and config.list_drops_channel_prefix:
             address = address.removeprefix("whatsapp:")

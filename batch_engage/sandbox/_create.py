@@ -74,6 +74,9 @@ class CreateRoutes(Studio):
             config = self._config
             if self._sender_rng.random() < config.other_sender_rate:
                 self._start_inbound(config, contact)
+            if to in config.other_sender_active and to not in self._foreign_seeded:
+                self._foreign_seeded.add(to)
+                self._start_inbound(config, contact, stays=True)
             fault = self._draw_fault(config)
             delay = max(0.0, config.latency + self._rng.uniform(-config.jitter, config.jitter))
             if fault == "error":
@@ -105,6 +108,21 @@ class CreateRoutes(Studio):
             "Execution already exists for this contact. End the active Execution or wait for it to end.",
             details={"conflicting_execution_sid": run.sid},
         )
+
+    async def _update(self, request: web.Request) -> web.StreamResponse:
+        """POST /v2/Flows/{f}/Executions/{sid} (UpdateExecution): ``Status=ended`` ends an active run."""
+        config = self._read_gate("update_requests")
+        form = await request.post()
+        status = form.get("Status")
+        if status not in ("active", "ended"):
+            raise ApiError(400, 20001, "Missing required parameter Status in the post body (active or ended)")
+        run = self._find_run(request)
+        with self._lock:
+            if status == "ended" and self._ended_at(run, config) is None:
+                run.ended_at = self._now(config)
+                self._remember({"type": "end", "sid": run.sid, "ended_at": run.ended_at.isoformat()})
+                self._counts["ended_by_request"] += 1
+            return web.json_response(self._run_json(run, config))
 
     def _spend_token(self, account_sid: str) -> None:
         """Take one create from the account's bucket, or raise the 429."""
@@ -148,8 +166,16 @@ class CreateRoutes(Studio):
             draw -= share
         return None
 
-    def _new_run(self, config: SandboxConfig, contact: _Contact, source: Source, parameters: dict[str, Any]) -> Run:
-        """A fresh run: a REST request's (RQ...) or an inbound message's (SM...) (lock held)."""
+    def _new_run(
+        self,
+        config: SandboxConfig,
+        contact: _Contact,
+        source: Source,
+        parameters: dict[str, Any],
+        *,
+        stays: bool = False,
+    ) -> Run:
+        """A fresh run: a REST request's (RQ...) or an inbound message's (SM...); ``stays``: an inbound one waits."""
         inbound = source == "inbound"
         now = self._now(config)
         return Run(
@@ -167,7 +193,7 @@ class CreateRoutes(Studio):
             born=time.monotonic(),
             # The Trigger's incomingMessage leads nowhere, so an inbound run ends as it starts.
             played=not inbound and not config.unwired_trigger,
-            ended_at=now if inbound else None,
+            ended_at=now if inbound and not stays else None,
         )
 
     def _blocking_run(self, config: SandboxConfig, contact: _Contact) -> Run | None:
@@ -179,12 +205,12 @@ class CreateRoutes(Studio):
             return latest
         return None
 
-    def _start_inbound(self, config: SandboxConfig, contact: _Contact) -> None:
-        """Start and end at once the run an inbound message from the contact triggers (lock held)."""
+    def _start_inbound(self, config: SandboxConfig, contact: _Contact, *, stays: bool = False) -> None:
+        """Start the run an inbound message from the contact triggers: ended at once, or (``stays``) left waiting."""
         # A message from a contact with an active run goes to that run, not a new one.
         if self._blocking_run(config, contact) is not None:
             return
-        run = self._new_run(config, contact, "inbound", {})
+        run = self._new_run(config, contact, "inbound", {}, stays=stays)
         self._add(run)
         self._remember(run.record())
         self._counts["inbound_runs"] += 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 from typing import Final
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -22,21 +21,6 @@ _MAX_PAGE_SIZE: Final = 1000
 
 class ReadRoutes(Studio):
     """The read handlers: a run, its Context, a message, and a page of the list."""
-
-    def _find_run(self, request: web.Request) -> Run:
-        """The run the path names, in the caller's account, or raise the 404."""
-        account_sid = self._account(request) or SANDBOX_USERNAME
-        self._flow_status(request)
-        with self._lock:
-            run = self._by_sid.get(request.match_info["sid"])
-        if (
-            run is None
-            or run.api != self._api(request)
-            or run.flow_sid != request.match_info["flow"]
-            or run.account_sid != account_sid
-        ):
-            raise not_found(request.path)
-        return run
 
     async def _fetch_run(self, request: web.Request) -> web.StreamResponse:
         """GET /v1/Flows/{f}/Engagements/{sid} and /v2/Flows/{f}/Executions/{sid}."""
@@ -71,7 +55,7 @@ class ReadRoutes(Studio):
             run, role = self._messages.get(request.match_info["sid"], (None, ""))
             # A message exists once its run has played out; a contact who never got
             # the question never replied.
-            ended = None if run is None else run.end(config.run_lifetime, time.monotonic())
+            ended = None if run is None else self._ended_at(run, config)
             if run is not None and ended is not None:
                 message = run_messages(run, config.replies, ended).get(role)
         if message is None or account_sid != request.match_info["account"] or account_sid != message.run.account_sid:
@@ -157,6 +141,8 @@ class ReadRoutes(Studio):
                     filters[name] = wanted_status
 
         def keep(run: Run, config: SandboxConfig) -> bool:
+            if self._expired(run, config):
+                return False
             # Dates are compared on Twilio's clock: that is the clock run dates are on.
             if date_from is not None and run.date_created < date_from:
                 return False

@@ -39,6 +39,12 @@ class SandboxConfig:
     latency, jitter: seconds each create answer takes, mean and spread.
     active_rule: Studio's one-active-run-per-contact rule (v1 hands back, v2 409s).
     run_lifetime: seconds after which a run ends by itself (and its widgets have played).
+    wait_timeout: when set, runs instead stay active this many seconds on Twilio's clock
+        (``wall`` plus ``clock_offset``), as a Send & Wait for Reply widget holds a run
+        until its timeout; a test on a FakeClock moves it by advancing that clock.
+    other_sender_active: contacts (To addresses) that, at their first create, already
+        sit in an active run another sender started (an inbound conversation: initiated_by
+        SM..., no Parameters); it blocks them like any active run until it ends.
     error_rate, lost_answer_rate, drop_rate, slow_rate: shares of one draw per create:
         500/503 without a run, run created but 503, run created but connection
         dropped, run created but answered after slow_seconds.
@@ -50,7 +56,8 @@ class SandboxConfig:
     repeat_next_page: list pages name themselves as next_page_url, forever.
     seed: seeds the fault, other-sender and read-429 draws (None: random).
     clock_offset: seconds Twilio's clock is ahead of ours (negative: behind); drives
-        date_created/date_updated, the Date header and v2 DateCreated filters.
+        date_created/date_updated, the Date header, v2 DateCreated filters and retention:
+        runs older than 30 days on this clock answer 404 and leave the lists.
     wall: where "ours" is read (None: this machine's clock); a test that runs a job on a
         ``batch_engage.testing.FakeClock`` passes the same one, so both sides share virtual time.
     other_sender_rate: share of creates before which an inbound message starts a run
@@ -72,6 +79,8 @@ class SandboxConfig:
     latency: float = 0.08
     jitter: float = 0.02
     run_lifetime: float = 3600.0
+    wait_timeout: float | None = None
+    other_sender_active: tuple[str, ...] = ()
     active_rule: bool = True
     error_rate: float = 0.0
     lost_answer_rate: float = 0.0
@@ -104,6 +113,9 @@ class SandboxConfig:
         for name in (*shares, "read_rate_limit_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1, got {getattr(self, name)!r}")
+        if self.wait_timeout is not None and not self.wait_timeout >= 0:
+            raise ValueError(f"wait_timeout must be >= 0 or None, got {self.wait_timeout!r}")
+        object.__setattr__(self, "other_sender_active", tuple(self.other_sender_active))
         if self.retry_after is not None and not self.retry_after >= 0:
             raise ValueError(f"retry_after must be >= 0 or None, got {self.retry_after!r}")
         if not math.isfinite(self.clock_offset):
@@ -152,7 +164,8 @@ class SandboxStats:
     """Counts of what the sandbox was asked and answered (by_status 0: connection dropped).
 
     by_status and rate_limited count creates only; read_rate_limited counts the 429s
-    given to run-list, run and Context GETs; inbound_runs counts runs other senders started.
+    given to run-list, run and Context GETs; inbound_runs counts runs other senders started;
+    update_requests counts Status updates, ended_by_request the runs they ended.
     """
 
     create_requests: int
@@ -167,3 +180,5 @@ class SandboxStats:
     message_requests: int
     read_rate_limited: int
     inbound_runs: int
+    update_requests: int = 0
+    ended_by_request: int = 0

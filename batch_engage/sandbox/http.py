@@ -57,6 +57,8 @@ class _Studio(FlowRoutes, CreateRoutes, ReadRoutes):
             app.router.add_get(runs, self._list)
             app.router.add_get(runs + "/{sid}", self._fetch_run)
             app.router.add_get(runs + "/{sid}/Context", self._fetch_context)
+        # UpdateExecution (Status=ended) exists for Executions only: Twilio documents no update of an Engagement.
+        app.router.add_post("/v2/Flows/{flow}/{collection:Executions}/{sid}", self._update)
         app.router.add_get("/2010-04-01/Accounts/{account}/Messages/{sid}.json", self._fetch_message)
         return app
 

@@ -14,12 +14,14 @@ from .hosts import (
     studio_region_warning,
 )
 from .pacing import Pacer
-from .policy import Breaker, backoff, is_handback
+from .policy import PAST_RETENTION, RETENTION, Breaker, backoff, is_handback, past_retention
 from .reads import PacedReads
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "PAST_RETENTION",
     "REGION_EDGES",
+    "RETENTION",
     "Breaker",
     "Created",
     "MessagesClient",
@@ -36,6 +38,7 @@ __all__ = [
     "is_handback",
     "make_http_client",
     "parse_datetime",
+    "past_retention",
     "processing_region",
     "studio_base_url",
     "studio_region_warning",

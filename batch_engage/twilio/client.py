@@ -164,6 +164,15 @@ class StudioClient:
             raise ServerError(f"the Context of run {sid} has no 'context' object")
         return context
 
+    async def end_run(self, sid: str) -> dict[str, Any]:
+        """POST ``Status=ended`` to /v2/Flows/{flow}/Executions/{sid} (UpdateExecution); a 404 is ``Rejected``.
+
+        Only v2 Executions: Twilio documents no update of a v1 Engagement, so callers refuse
+        ``api = "engagements"`` before they get here.
+        """
+        url = f"{self._flow_v2_url}/Executions/{urllib.parse.quote(sid, safe='')}"
+        return object_body(await self._send("POST", url, data={"Status": "ended"}), what="run")
+
     def _run_url(self, sid: str) -> str:
         # A SID comes from Twilio's own answers; quoting keeps a strange one inside its path segment.
         return f"{self._runs_url}/{urllib.parse.quote(sid, safe='')}"

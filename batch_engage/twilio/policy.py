@@ -15,7 +15,18 @@ import tenacity
 from ..errors import RateLimited, StudioError
 from .classify import Created
 
-__all__ = ["HANDBACK_MARGIN", "Breaker", "backoff", "is_handback"]
+__all__ = ["HANDBACK_MARGIN", "PAST_RETENTION", "RETENTION", "Breaker", "backoff", "is_handback", "past_retention"]
+
+RETENTION = timedelta(days=30)
+"""Studio keeps a run (and its Context) 30 days after it starts, on Twilio's clock; then every read answers 404."""
+PAST_RETENTION = "past Twilio's 30-day retention"
+"""The reason a possibly-sent contact older than that stays uncertain: nothing can prove it either way."""
+
+
+def past_retention(started: datetime, twilio_now: datetime) -> bool:
+    """Whether a run that started (or may have) at ``started`` is beyond Studio's retention at ``twilio_now``."""
+    return twilio_now - started >= RETENTION
+
 
 # Twilio's date_created has whole seconds and our estimate of its clock is good to about a
 # second, so a run created up to this long before our request was sent still counts as new.

@@ -158,6 +158,22 @@ class TestJournal:
         line_b = journal.filter(pl.col("contact") == "b").row(0, named=True)
         assert line_b["state"] == "pending" and line_b["intent_at"] is None
 
+    def test_an_ended_sid_is_kept_and_a_layout_1_journal_reads_and_upgrades(
+        self, pg_url: str, pg_schema: Schema
+    ) -> None:
+        """ended_sid survives later outcomes; a journal without the column reads (null) and a run adds it."""
+        with open_checkpoint(f"{pg_url}#j", {"f": 1}, TARGET) as cp:
+            cp.write_intents([_intent("a")], at="2026-01-01T00:00:00.000Z", twilio_at=None)
+            cp.write_outcomes([Outcome("a", RowState.WAITING_ACTIVE, ended_sid="FN1")])
+            cp.write_outcomes([Outcome("a", RowState.SENT, sid="FN2")])
+            assert cp.journal().row(0, named=True)["ended_sid"] == "FN1"
+        conn = pg_schema.conn
+        conn.execute(f'ALTER TABLE "{pg_schema.name}".journal DROP COLUMN ended_sid')
+        conn.execute(f'UPDATE "{pg_schema.name}".checkpoint_version SET version = 1')  # noqa: S608 - our own schema
+        assert read_checkpoint(f"{pg_url}#j").journal.row(0, named=True)["ended_sid"] is None
+        with open_checkpoint(f"{pg_url}#j", {"f": 1}, TARGET) as cp:
+            assert cp.journal().row(0, named=True)["state"] == "sent"
+
     def test_another_job_or_another_twilio_is_refused(self, pg_url: str) -> None:
         """A changed fingerprint or target is refused with a message naming what changed, nothing sent."""
         with open_checkpoint(f"{pg_url}#j", {"flow_sid": "FWa"}, TARGET):
@@ -441,13 +457,14 @@ class TestTwoMachines:
 
 
 # Layout 1 as every release has made it ("!" marks NOT NULL): a schema made by any of them serves this one.
+# Layout 2 appends the journal's ended_sid (nullable), added to a layout-1 table when a run opens it.
 LAYOUT_1_COLUMNS = {
     "checkpoint_version": "version integer!",
     "events": "job text!, run bigint!, second bigint!, requests integer!, ok integer!, rate_limited integer!, "
     "retries integer!, lookups integer!, pacer_rate double precision!",
     "journal": "job text!, contact text!, row bigint!, to_addr text!, from_addr text!, params_hash text, marker text, "
     "input text, state text!, sid text, http_status integer, error_code integer, error_message text, "
-    "attempts integer!, intent_at text, intent_twilio_at text, completed_at text",
+    "attempts integer!, intent_at text, intent_twilio_at text, completed_at text, ended_sid text",
     "leases": "job text!, backend_pid integer!, holder text!, heartbeat_at timestamp with time zone!",
     "meta": "job text!, key text!, value text!",
     "plans": "job text!, saved_at text!, plan bytea!",
@@ -467,7 +484,7 @@ LAYOUT_1_INDEXES = [
 
 
 class TestLayout:
-    """The tables are layout 1's, to the column."""
+    """The tables are layout 1's, to the column, with layout 2's one nullable journal column appended."""
 
     def test_a_new_schema_has_the_tables_layout_1_always_had(self, pg_url: str, pg_schema: Schema) -> None:
         """Every column (type, NOT NULL, order), key and index is the one layout 1 has always had."""

@@ -107,7 +107,8 @@ FORMAT_2_TABLES = [
     attempts INTEGER NOT NULL DEFAULT 0,
     intent_at TEXT,
     intent_twilio_at TEXT,
-    completed_at TEXT
+    completed_at TEXT,
+    ended_sid TEXT
 )""",
     "CREATE INDEX journal_state ON journal(state)",
     """CREATE TABLE runs (
@@ -132,7 +133,7 @@ FORMAT_2_TABLES = [
 
 
 class TestFormat:
-    """The file's layout is format 2's, to the letter."""
+    """The file's layout is format 2's, to the letter, with the journal's nullable ended_sid appended."""
 
     def test_a_new_checkpoint_has_the_tables_format_2_always_wrote(self, tmp_path: Path) -> None:
         """Every table and index, as SQLite stores its definition, is the one format 2 has always written."""
@@ -144,3 +145,34 @@ class TestFormat:
         finally:
             conn.close()
         assert tables == FORMAT_2_TABLES
+
+
+class TestEndedSidColumn:
+    """A checkpoint made before ``ended_sid`` existed still reads, and gets the column when a run opens it."""
+
+    def _older(self, path: Path) -> None:
+        open_checkpoint(path, FP, TWILIO).close()
+        conn = sqlite3.connect(path)
+        try:
+            conn.execute("ALTER TABLE journal DROP COLUMN ended_sid")
+            conn.commit()
+        finally:
+            conn.close()
+
+    def test_an_older_checkpoint_reads_with_no_ended_sid(self, tmp_path: Path) -> None:
+        """status and report read a journal without the column: ended_sid is null."""
+        path = tmp_path / "c"
+        self._older(path)
+        view = read_only(path)
+        assert "ended_sid" in view.journal.columns and view.journal.height == 0
+
+    def test_a_run_adds_the_column_and_keeps_the_ended_sid(self, tmp_path: Path) -> None:
+        """Opening an older file adds ended_sid; an outcome's ended SID stays when later outcomes name none."""
+        path = tmp_path / "c"
+        self._older(path)
+        with open_checkpoint(path, FP, TWILIO) as cp:
+            cp.write_intents(_intents("a"), at="2026-01-01T00:00:00.000Z", twilio_at=None)
+            cp.write_outcomes([Outcome("a", RowState.WAITING_ACTIVE, ended_sid="FN" + "1" * 32)])
+            cp.write_outcomes([Outcome("a", RowState.SENT, sid="FN" + "2" * 32)])
+            line = cp.journal().row(0, named=True)
+        assert line["ended_sid"] == "FN" + "1" * 32 and line["state"] == "sent"

@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 
 import batch_engage
+from batch_engage.checkpoint import empty_journal
 from batch_engage.control import Progress, RunControl
 from batch_engage.credentials import Credentials
 from batch_engage.disk import release_lock, try_lock
@@ -33,26 +34,9 @@ def test_an_uncertain_row_says_why_and_what_happens_next() -> None:
         {"row": [1], "to": ["+14155550100"], "from": ["+15005550006"], "status": ["pending"], "error_message": [None]},
         schema_overrides={"error_message": pl.String},
     ).with_columns(contact=pl.lit("c1"))
-    journal = pl.DataFrame(
-        {
-            "contact": ["c1"],
-            "state": ["uncertain"],
-            "sid": [None],
-            "http_status": [None],
-            "error_code": [None],
-            "error_message": [None],
-            "attempts": [1],
-            "completed_at": [None],
-            "input": ["d"],
-        },
-        schema_overrides={
-            "sid": pl.String,
-            "http_status": pl.Int64,
-            "error_code": pl.Int64,
-            "error_message": pl.String,
-            "completed_at": pl.String,
-        },
-    )
+    schema = empty_journal().schema
+    line = {"contact": "c1", "state": "uncertain", "attempts": 1, "input": "d"}
+    journal = pl.DataFrame([{name: line.get(name) for name in schema}], schema=schema)
     for state in ("uncertain", "intent"):
         table = build_results(plan, journal.with_columns(state=pl.lit(state)), input_digest="d")
         assert table["status"].to_list() == ["uncertain"]

@@ -277,14 +277,14 @@ def test_a_summary_that_cannot_be_written_after_sending_is_one_line_exit_74(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """The disk fills between the check and the end of the run: exit 74 and one line, never a traceback."""
-    from batch_engage import api
+    from batch_engage.commands import written
 
     job = write_job(input_path=contacts_csv, base_url=sandbox.url)
 
     def full(*_: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(api, "write_text_atomically", full)
+    monkeypatch.setattr(written, "write_text_atomically", full)
     code, _, err = cli(["run", str(job), "--quiet", "--summary-json", str(tmp_path / "s.json")], capsys)
     assert code == 74
     assert err.strip().splitlines()[-1].startswith("batch-engage: ")

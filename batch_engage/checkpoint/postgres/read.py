@@ -12,9 +12,9 @@ from ...postgres import PgLocation, where
 from ..model import CheckpointView, check_readable, journal_frame
 from ..schema import EVENT_COLUMNS, RUN_COLUMNS
 from .lease import is_locked
-from .tables import Connection, journal_sql, read_meta, tables_exist
+from .tables import Connection, journal_columns, journal_sql, read_meta, tables_exist
 
-__all__ = ["exists", "jobs_beside", "read_only"]
+__all__ = ["exists", "jobs_beside", "meta_of", "read_only"]
 
 
 def exists(location: str | PgLocation, *, plan: bool = False) -> bool:
@@ -27,6 +27,13 @@ def exists(location: str | PgLocation, *, plan: bool = False) -> bool:
             return True
         row = conn.execute(loc.sql("SELECT 1 FROM {s}.plans WHERE job = %s"), (loc.key,)).fetchone()
         return row is not None
+
+
+def meta_of(location: str | PgLocation) -> dict[str, str]:
+    """This job's meta alone (its token, binding); empty when it has none."""
+    loc = where(location)
+    with loc.connect() as conn:
+        return read_meta(conn, loc)
 
 
 def jobs_beside(location: str) -> list[str]:
@@ -75,7 +82,7 @@ def _read_tables(
 ) -> tuple[pl.DataFrame | None, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """The job's plan (None if never saved), journal, runs and events."""
     key = (loc.key,)
-    journal = journal_frame(conn.execute(journal_sql(loc), key).fetchall())
+    journal = journal_frame(conn.execute(journal_sql(loc, present=journal_columns(conn, loc)), key).fetchall())
     runs = conn.execute(
         loc.sql(f"SELECT {', '.join(RUN_COLUMNS)} FROM {{s}}.runs WHERE job = %s ORDER BY id"),  # noqa: S608
         key,

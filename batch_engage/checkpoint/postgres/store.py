@@ -197,21 +197,21 @@ class PgCheckpoint(PgSession, StoreBase):
         columns = _arrays(
             [
                 (o.contact, o.state.value, o.sid, o.http_status, o.error_code, o.error_message, o.attempts,
-                 o.completed_at)
+                 o.completed_at, o.ended_sid)
                 for o in group
             ]
         )  # fmt: skip
         returned = self._statement(
             self._sql(
                 "INSERT INTO {s}.journal AS j (job, contact, row, to_addr, from_addr, state, sid, http_status, "
-                "error_code, error_message, attempts, completed_at) "
-                "SELECT %s, c, -1, '', '', st, sid, hs, ec, em, at, ca "
+                "error_code, error_message, attempts, completed_at, ended_sid) "
+                "SELECT %s, c, -1, '', '', st, sid, hs, ec, em, at, ca, es "
                 "FROM unnest(%s::text[], %s::text[], %s::text[], %s::int[], %s::int[], %s::text[], %s::int[], "
-                "%s::text[]) AS o(c, st, sid, hs, ec, em, at, ca) "
+                "%s::text[], %s::text[]) AS o(c, st, sid, hs, ec, em, at, ca, es) "
                 "ON CONFLICT (job, contact) DO UPDATE SET state = excluded.state, sid = excluded.sid, "
                 "http_status = excluded.http_status, error_code = excluded.error_code, "
                 "error_message = excluded.error_message, attempts = excluded.attempts, "
-                "completed_at = excluded.completed_at, "
+                "completed_at = excluded.completed_at, ended_sid = COALESCE(excluded.ended_sid, j.ended_sid), "
                 "intent_at = CASE WHEN excluded.state = 'pending' THEN NULL ELSE j.intent_at END, "
                 "intent_twilio_at = CASE WHEN excluded.state = 'pending' THEN NULL ELSE j.intent_twilio_at END "
                 "RETURNING CASE WHEN j.row = -1 THEN j.contact END"

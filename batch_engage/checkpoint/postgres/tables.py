@@ -17,12 +17,13 @@ import psycopg
 from ...errors import UsageError
 from ...postgres import PgLocation
 from ...states import POSSIBLY_SENT, REACHED, sql_list
-from ..schema import JOURNAL_COLUMNS, PG_DDL, PG_TABLES
+from ..schema import JOURNAL_COLUMNS, PG_DDL, PG_TABLES, journal_select
 
 __all__ = [
     "LAYOUT_VERSION",
     "Connection",
     "create_tables",
+    "journal_columns",
     "journal_sql",
     "move_aside",
     "reached_count",
@@ -30,7 +31,7 @@ __all__ = [
     "tables_exist",
 ]
 
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
 # A constant advisory key so only one session creates or upgrades the tables at a time.
 _DDL_LOCK = 0x6261_7463_6865_6E67
 _COLUMNS = ", ".join(JOURNAL_COLUMNS)
@@ -39,9 +40,22 @@ Connection = psycopg.Connection[tuple[Any, ...]]
 """A session with the checkpoint's database."""
 
 
-def journal_sql(loc: PgLocation, condition: str = "") -> str:
-    """The query for a job's journal lines (``condition``: more of the WHERE clause), in row order."""
-    return loc.sql(f"SELECT {_COLUMNS} FROM {{s}}.journal WHERE job = %s {condition} ORDER BY row")  # noqa: S608
+def journal_sql(loc: PgLocation, condition: str = "", present: set[str] | None = None) -> str:
+    """The query for a job's journal lines (``condition``: more of the WHERE clause), in row order.
+
+    ``present``: the columns the table has, when it may be an older layout's (a reader never upgrades it).
+    """
+    columns = _COLUMNS if present is None else journal_select(present)
+    return loc.sql(f"SELECT {columns} FROM {{s}}.journal WHERE job = %s {condition} ORDER BY row")  # noqa: S608
+
+
+def journal_columns(conn: Connection, loc: PgLocation) -> set[str]:
+    """The columns the schema's journal table has."""
+    rows = conn.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = 'journal'",
+        (loc.schema,),
+    ).fetchall()
+    return {str(r[0]) for r in rows}
 
 
 def tables_exist(conn: Connection, loc: PgLocation) -> bool:

@@ -1,0 +1,220 @@
+"""Contacts still inside an earlier active run: ``[send] on_active`` wait and end, on the sandbox and a fake clock."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+from batch_engage import Credentials, Progress, RunControl, RunOptions, report, run
+from batch_engage.errors import ConfigError
+from batch_engage.job.spec import Spec, load_spec
+from batch_engage.sandbox import Sandbox
+from batch_engage.testing import FakeClock
+
+from conftest import FLOW_SID, make_contacts
+
+EARLIER, NOW = "2026-W47", "2026-W48"
+
+
+def survey(tmp_path: Path, base_url: str, period: str, **send: Any) -> Spec:
+    """A weekly survey job (one checkpoint per week) on the sandbox, for ``period``."""
+    raw = {
+        "job": {"id": "survey-{week}"},
+        "flow": {"sid": FLOW_SID, "api": send.pop("api", "executions"), "base_url": base_url},
+        "mapping": {"to": "phone", "from": "+15005550006", "parameters": {"name": "name"}},
+        "send": {"rate": 1000, "concurrency": 8, "reconcile_delay": 0.0} | send,
+        "output": {
+            "results": str(tmp_path / "{id}.results.csv"),
+            "checkpoint": str(tmp_path / "{id}.checkpoint"),
+        },
+    }
+    return load_spec(raw=raw).for_period(period)
+
+
+def stop_after(final: int) -> dict[str, Any]:
+    """run() keywords that stop the run (as Ctrl-C or --max-duration would) once ``final`` contacts are final."""
+    control = RunControl()
+
+    def watch(progress: Progress) -> None:
+        if progress.done >= final:
+            control.request_stop()
+
+    return {"control": control, "on_progress": watch}
+
+
+def report_page(tmp_path: Path) -> str:
+    """The campaign report of this week's run, as HTML."""
+    page = tmp_path / "report.html"
+    report(survey(tmp_path, "http://127.0.0.1:9", NOW), html=page)
+    return page.read_text()
+
+
+def first_runs(sb: Sandbox) -> dict[str, Any]:
+    """Each contact's first REST run in the ledger."""
+    found: dict[str, Any] = {}
+    for entry in sb.ledger():
+        if entry.source == "rest":
+            found.setdefault(entry.to, entry)
+    return found
+
+
+@pytest.fixture
+def earlier_week(
+    tmp_path: Path, sandbox_factory: Callable[..., Sandbox], sandbox_creds: Credentials
+) -> tuple[Sandbox, FakeClock]:
+    """Last week's survey reached 30 contacts whose runs wait 20 s for a reply (Send & Wait), still active now."""
+    clock = FakeClock()
+    sb = sandbox_factory(rate_limit=None, wait_timeout=20.0, wall=clock)
+    result = run(
+        survey(tmp_path, sb.url, EARLIER),
+        frame=make_contacts(30),
+        credentials=sandbox_creds,
+        options=RunOptions(clock=clock),
+    )
+    assert result.counts["sent"] == 30
+    return sb, clock
+
+
+class TestWait:
+    def test_waiting_contacts_are_reached_once_after_their_earlier_runs_end(
+        self, tmp_path: Path, earlier_week: tuple[Sandbox, FakeClock], sandbox_creds: Credentials
+    ) -> None:
+        """on_active = "wait": all 200 reached once this week; the 30 only after last week's runs ended; exit 0."""
+        sb, clock = earlier_week
+        before = first_runs(sb)
+        result = run(
+            survey(tmp_path, sb.url, NOW, on_active="wait", active_retry="5s"),
+            frame=make_contacts(200),
+            credentials=sandbox_creds,
+            options=RunOptions(clock=clock),
+        )
+        assert result.exit_code == 0 and result.counts["sent"] == 200
+        this_week = [e for e in sb.ledger() if e.source == "rest"][30:]
+        assert Counter(e.to for e in this_week) == Counter(make_contacts(200)["phone"].to_list())
+        for entry in this_week:
+            if entry.to in before:
+                assert (entry.date_created - before[entry.to].date_created).total_seconds() >= 20
+        assert sb.stats().ended_by_request == 0
+        assert result.results["ended_sid"].null_count() == 200
+        # Those that met their earlier run say so (on the fast fake clock some find it ended already).
+        waited = result.results.filter(pl.col("error_message").is_not_null())
+        assert 0 < waited.height <= 30 and set(waited["to"]) <= set(before)
+        assert all(m.startswith("sent after waiting (waiting for its earlier run FN") for m in waited["error_message"])
+        page = report_page(tmp_path)
+        assert 'id="active-waited"' in page and "sent after waiting (waiting for its earlier run FN… to end)" in page
+
+    def test_a_stop_leaves_them_waiting_and_a_resumed_run_sends_them(
+        self, tmp_path: Path, earlier_week: tuple[Sandbox, FakeClock], sandbox_creds: Credentials
+    ) -> None:
+        """Stopped while 30 wait: they stay waiting_active (exit 75); the next run sends them, once."""
+        sb, clock = earlier_week
+        spec = survey(tmp_path, sb.url, NOW, on_active="wait", active_retry="5m")
+        frame = make_contacts(200)
+        # This run keeps real time while the sandbox's fake clock stands still: last week's runs never end in it.
+        stopped = run(spec, frame=frame, credentials=sandbox_creds, **stop_after(170))
+        assert stopped.exit_code == 75
+        assert stopped.counts["sent"] == 170 and stopped.counts["waiting_active"] == 30
+        waiting = stopped.results.filter(pl.col("status") == "waiting_active")
+        assert all(m.startswith("waiting for its earlier run FN") for m in waiting["error_message"])
+        clock.advance(30)
+        resumed = run(spec, frame=frame, credentials=sandbox_creds, options=RunOptions(clock=clock))
+        assert resumed.exit_code == 0 and resumed.counts["sent"] == 200
+        assert max(Counter(e.to for e in sb.ledger() if e.source == "rest").values()) == 2
+
+
+class TestEnd:
+    def test_our_own_earlier_runs_are_ended_and_each_contact_gets_one_new_run(
+        self, tmp_path: Path, earlier_week: tuple[Sandbox, FakeClock], sandbox_creds: Credentials
+    ) -> None:
+        """on_active = "end", end_active_after = "1s": last week's 30 runs are ended; one new run each; exit 0."""
+        sb, clock = earlier_week
+        before = first_runs(sb)
+        clock.advance(2)
+        result = run(
+            survey(tmp_path, sb.url, NOW, on_active="end", end_active_after="1s"),
+            frame=make_contacts(200),
+            credentials=sandbox_creds,
+            options=RunOptions(clock=clock),
+        )
+        assert result.exit_code == 0 and result.counts["sent"] == 200
+        assert sb.stats().ended_by_request == 30
+        this_week = [e for e in sb.ledger() if e.source == "rest"][30:]
+        assert len(this_week) == 200 and len({e.to for e in this_week}) == 200
+        ended = result.results.filter(pl.col("ended_sid").is_not_null())
+        assert sorted(ended["ended_sid"]) == sorted(e.sid for e in before.values())
+        assert all("job survey-2026-W47 (period 2026-W47)" in m for m in ended["error_message"])
+        # Ended at once, not after their 20 s: nothing waited for them.
+        assert clock.monotonic() < 20
+        page = report_page(tmp_path)
+        assert 'id="active-ended"' in page and "job survey-2026-W47 (period 2026-W47)" in page
+
+    def test_a_run_younger_than_end_active_after_is_waited_for_not_ended(
+        self, tmp_path: Path, earlier_week: tuple[Sandbox, FakeClock], sandbox_creds: Credentials
+    ) -> None:
+        """end_active_after = "24h" (the default): our 20 s runs are too young, so the contacts wait them out."""
+        sb, clock = earlier_week
+        result = run(
+            survey(tmp_path, sb.url, NOW, on_active="end", active_retry="5s"),
+            frame=make_contacts(200),
+            credentials=sandbox_creds,
+            options=RunOptions(clock=clock),
+        )
+        assert result.exit_code == 0 and result.counts["sent"] == 200
+        assert sb.stats().ended_by_request == 0
+
+    def test_another_senders_active_runs_are_never_ended(
+        self, tmp_path: Path, sandbox_factory: Callable[..., Sandbox], sandbox_creds: Credentials
+    ) -> None:
+        """10 contacts sit in inbound conversations: "end" ends none of them; they wait and say why."""
+        clock = FakeClock()
+        taken = make_contacts(10)["phone"].to_list()
+        sb = sandbox_factory(rate_limit=None, wait_timeout=3600.0, other_sender_active=tuple(taken), wall=clock)
+        # Real time here, the sandbox's clock standing still: the conversations outlast the run, which is stopped.
+        result = run(
+            survey(tmp_path, sb.url, NOW, on_active="end", end_active_after="1s"),
+            frame=make_contacts(50),
+            credentials=sandbox_creds,
+            **stop_after(40),
+        )
+        assert result.exit_code == 75
+        assert result.counts["sent"] == 40 and result.counts["waiting_active"] == 10
+        assert sb.stats().ended_by_request == 0
+        waiting = result.results.filter(pl.col("status") == "waiting_active")
+        assert sorted(waiting["to"]) == sorted(taken)
+        assert all("is an inbound conversation; never ended by batch-engage" in m for m in waiting["error_message"])
+        assert waiting["ended_sid"].null_count() == 10
+        page = report_page(tmp_path)
+        assert 'id="active-refused"' in page and "is an inbound conversation" in page
+        assert 'id="active-ended"' not in page
+
+
+class TestRefusals:
+    def test_end_is_refused_for_v1_engagements(self, tmp_path: Path) -> None:
+        """Twilio documents no update of a v1 Engagement: on_active = "end" with api = "engagements" is exit 2."""
+        with pytest.raises(ConfigError, match=r"send\.on_active"):
+            survey(tmp_path, "http://127.0.0.1:9", NOW, api="engagements", on_active="end")
+
+    @pytest.mark.parametrize(("key", "value"), [("on_active", "kill"), ("active_retry", "soon"), ("active_retry", 0)])
+    def test_bad_values_name_their_key(self, tmp_path: Path, key: str, value: object) -> None:
+        """An unknown on_active or a duration that is not one is refused, naming the key."""
+        with pytest.raises(ConfigError, match=rf"send\.{key}"):
+            survey(tmp_path, "http://127.0.0.1:9", NOW, **{key: value})
+
+    def test_a_job_without_on_active_still_skips(
+        self, tmp_path: Path, earlier_week: tuple[Sandbox, FakeClock], sandbox_creds: Credentials
+    ) -> None:
+        """The default, "skip": the 30 end already_active (final), as before; nothing waits, nothing is ended."""
+        sb, clock = earlier_week
+        result = run(
+            survey(tmp_path, sb.url, NOW),
+            frame=make_contacts(200),
+            credentials=sandbox_creds,
+            options=RunOptions(clock=clock),
+        )
+        assert result.counts["already_active"] == 30 and result.counts["sent"] == 170
+        assert "waiting_active" not in result.counts and result.exit_code == 0
