@@ -2,7 +2,8 @@
 
 Use it from Python as ``batch_engage.run("jobs/campaign.toml")`` or
 ``batch_engage.run(spec, frame=df)``, and bring back what happened in each run with
-``batch_engage.collect("jobs/campaign.toml")``; the ``batch-engage`` command is a thin layer over them.
+``batch_engage.collect("jobs/campaign.toml")``; ``batch_engage.assign_variants(frame, job)`` shows an
+experiment's split before any send; the ``batch-engage`` command is a thin layer over them.
 """
 
 import logging as _logging
@@ -10,6 +11,7 @@ import logging as _logging
 import structlog as _structlog
 
 from .api import (
+    assign_variants,
     collect,
     collect_async,
     history_stats,
@@ -27,7 +29,7 @@ from .commands import Status, Validation
 from .control import Progress, RunControl
 from .credentials import Credentials, credentials_from_env
 from .errors import BatchEngageError
-from .job import FlowSpec, InputSpec, MappingSpec, OutputSpec, SendSpec, Spec, load_spec
+from .job import ExperimentSpec, FlowSpec, InputSpec, MappingSpec, OutputSpec, SendSpec, Spec, load_spec
 from .runner import RunOptions, RunResult, RunSummary
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "CollectOptions",
     "CollectResult",
     "Credentials",
+    "ExperimentSpec",
     "FlowSpec",
     "InputSpec",
     "MappingSpec",
@@ -48,6 +51,7 @@ __all__ = [
     "Spec",
     "Status",
     "Validation",
+    "assign_variants",
     "collect",
     "collect_async",
     "credentials_from_env",

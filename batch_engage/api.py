@@ -29,6 +29,7 @@ from .commands import (
     offline_target,
     refuse_future_period,
     review_flow,
+    review_variants,
     settle_previous_period,
     sweep_job,
     validation,
@@ -46,11 +47,12 @@ from .exits import (
     exit_code_for,
     exit_code_for_error,
 )
+from .experiment import assign_frame
 from .flow import FlowReview
 from .history import is_database_url, open_history
-from .job import Spec, check_outputs
+from .job import ExperimentSpec, Spec, check_outputs
 from .plan import prepare
-from .runner import RunOptions, RunResult, prove_outputs, run_job
+from .runner import RunOptions, RunResult, kept_variants, prove_outputs, run_job
 from .sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox, SandboxConfig
 from .sandbox import serve as serve_sandbox
 
@@ -78,6 +80,7 @@ __all__ = [
     "Status",
     "Sweep",
     "Validation",
+    "assign_variants",
     "collect",
     "collect_async",
     "collect_exit_code",
@@ -139,6 +142,29 @@ def load_job(
     ``latest`` picks the newest period that has a checkpoint (for ``status`` and ``report``).
     """
     return job_for(job, overrides, period=period, sandbox=sandbox, latest=latest)
+
+
+def assign_variants(
+    frame: pl.DataFrame | pl.LazyFrame,
+    experiment: str | Path | Spec | ExperimentSpec,
+    *,
+    contact: str = "contact",
+) -> pl.DataFrame:
+    """``frame`` with a ``variant`` column: the variant each row gets (``"holdout"``: sent nothing), before any send.
+
+    Given a job (file or ``Spec``), the rows are planned as a run plans them (numbers
+    normalized, contact keys; contacts the job's checkpoint already sent keep their
+    variant); a row with no contact key (invalid) gets null. Given an ``ExperimentSpec``,
+    the ``contact`` column is taken as the contact key as it is.
+    """
+    data = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
+    if isinstance(experiment, ExperimentSpec):
+        return assign_frame(data, experiment, contact=contact)
+    spec = load_job(experiment)
+    if spec.experiment is None:
+        raise UsageError(f"job {spec.job.id} has no [experiment]: every contact gets the one Flow")
+    plan = prepare(spec, frame=data, kept=kept_variants(spec, restart=False)).plan
+    return data.with_columns(plan.get_column("variant"))
 
 
 def _credentials(credentials: Credentials | None) -> Credentials:
@@ -221,6 +247,12 @@ def validate(
     prepared = prepare(spec, frame=frame, stdin=stdin)
     target = offline_target(spec, credentials, sandbox)
     check_binding(spec.output.checkpoint, prepared.fingerprint, target, restart=restart, yes=yes)
+    if flow and spec.experiment is not None:
+        variants = review_variants(spec, prepared.plan, _credentials(credentials), transport)
+        first = next(iter(variants[0].values()), None)
+        return validation(
+            spec, prepared.plan, flow_review=first, restart=restart, now=now, output=output, variant_flows=variants
+        )
     found = review_flow(spec, prepared.plan, _credentials(credentials), transport) if flow else None
     return validation(spec, prepared.plan, flow_review=found, restart=restart, now=now, output=output)
 

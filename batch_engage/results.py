@@ -19,6 +19,7 @@ __all__ = [
     "EXIT_SOME_FAILED",
     "EXIT_TEMPFAIL",
     "EXIT_USAGE",
+    "EXPERIMENT_STATUSES",
     "RESULT_COLUMNS",
     "STATUSES",
     "build_results",
@@ -44,6 +45,8 @@ RESULT_COLUMNS = [
     "attempts",
     "completed_at",
     "ended_sid",
+    # Appended (columns are only ever added at the end): the experiment's variant, or "holdout"; null without one.
+    "variant",
 ]
 STATUSES = (
     "sent",
@@ -53,9 +56,14 @@ STATUSES = (
     "duplicate",
     "suppressed",
     "capped",
+    "holdout",
     "uncertain",
     "pending",
 )
+
+
+EXPERIMENT_STATUSES = ("holdout",)
+"""Statuses only a job with an ``[experiment]`` has (counted, and shown as tiles, only there)."""
 
 
 def build_results(
@@ -79,6 +87,9 @@ def build_results(
         "completed_at",
         "ended_sid",
         pl.col("input").alias("line_input"),
+        pl.col("variant").alias("line_variant")
+        if "variant" in journal.columns
+        else pl.lit(None, pl.String).alias("line_variant"),
     )
     joined = plan.join(lines, on="contact", how="left", maintain_order="left")
     state = pl.col("state")
@@ -119,6 +130,7 @@ def build_results(
         pl.when(sendable).then(pl.col("attempts")).fill_null(0).alias("attempts"),
         pl.when(sendable).then(pl.col("completed_at")).alias("completed_at"),
         pl.when(sendable).then(pl.col("ended_sid")).alias("ended_sid"),
+        _variant(joined.columns),
     )
 
 
@@ -127,10 +139,22 @@ def _with_reason(status: pl.Expr, message: pl.Expr) -> pl.Expr:
     return pl.when(status == "uncertain").then(pl.coalesce(message, pl.lit(UNCERTAIN_REASON))).otherwise(message)
 
 
+def _variant(columns: list[str]) -> pl.Expr:
+    """The variant a contact was sent (the journal's), else the one the plan gives it; null without an experiment."""
+    planned = pl.col("variant") if "variant" in columns else pl.lit(None, pl.String)
+    return pl.coalesce(pl.col("line_variant"), planned).cast(pl.String).alias("variant")
+
+
 def counts_by_status(results: pl.DataFrame) -> dict[str, int]:
-    """Rows per status: every usual status (zero where none), then any other found (``in_flight``)."""
+    """Rows per status: every usual status (zero where none), then any other found (``in_flight``).
+
+    ``holdout`` is usual only in a job with an experiment (a ``variant`` somewhere): the counts of
+    every other job stay what they were.
+    """
     found = Counter(dict(results.group_by("status").len().iter_rows()))
-    counts = {status: int(found.get(status, 0)) for status in STATUSES}
+    experiment = "variant" in results.columns and results.get_column("variant").is_not_null().any()
+    usual = STATUSES if experiment else tuple(s for s in STATUSES if s not in EXPERIMENT_STATUSES)
+    counts = {status: int(found.get(status, 0)) for status in usual}
     counts.update({status: int(n) for status, n in sorted(found.items()) if status not in counts})
     return counts
 

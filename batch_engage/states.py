@@ -6,6 +6,7 @@
                                         |----409 20409 / v1 hand-back--> already_active
                                         |----other 4xx-----------------> failed
                                         |----cap reached at send time--> capped
+    (no line; the plan holds the experiment's holdout out) -----------> holdout
                                         |----never left (stop, 429)----> pending
                                         '----5xx / timeout / drop------> uncertain
     uncertain --run found, marker proven--> sent;  --not found--> pending
@@ -36,10 +37,11 @@ class RowState(StrEnum):
     FAILED = "failed"
     CAPPED = "capped"
     WAITING_ACTIVE = "waiting_active"
+    HOLDOUT = "holdout"
 
 
-FINAL = frozenset({RowState.SENT, RowState.ALREADY_ACTIVE, RowState.FAILED, RowState.CAPPED})
-"""States a run never acts on again."""
+FINAL = frozenset({RowState.SENT, RowState.ALREADY_ACTIVE, RowState.FAILED, RowState.CAPPED, RowState.HOLDOUT})
+"""States a run never acts on again (``holdout`` is the plan's: such a contact never gets a journal line)."""
 
 OPEN = frozenset({RowState.INTENT, RowState.UNCERTAIN, RowState.PENDING, RowState.WAITING_ACTIVE})
 """States a run still has to act on."""

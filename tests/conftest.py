@@ -53,6 +53,7 @@ SHARED_WORKER = {
     "tests/reporting/test_report_html.py::TestInABrowser::": "chromium",
     "tests/reporting/test_report_html.py::TestSandboxRunInABrowser::": "chromium",
     "tests/reporting/test_report_html.py::TestTheTruthInABrowser::": "chromium",
+    "tests/reporting/test_report_html.py::TestExperimentInABrowser::": "chromium",
 }
 
 

@@ -39,6 +39,7 @@ _FINGERPRINT_NAMES = {
     "api": "the API",
     "mapping": "the column mapping",
     "planning": "the planning settings (dedupe, max_parameters_bytes, marker_key)",
+    "experiment": "the experiment (its salt, or a variant's Flow or Parameters)",
 }
 
 

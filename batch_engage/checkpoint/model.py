@@ -93,6 +93,7 @@ class Intent:
     from_: str
     params_hash: str
     marker: str | None
+    variant: str | None = None  # the experiment's variant it is sent (None: a job without one)
 
 
 @dataclass(frozen=True)

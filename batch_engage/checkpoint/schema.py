@@ -14,10 +14,12 @@ __all__ = [
     "ADDED_JOURNAL_COLUMNS",
     "EVENT_COLUMNS",
     "JOURNAL_COLUMNS",
+    "PG_ADDED",
     "PG_DDL",
     "PG_TABLES",
     "RUN_COLUMNS",
     "SCHEMA_VERSION",
+    "SQLITE_ADDED",
     "SQLITE_DDL",
     "journal_select",
 ]
@@ -52,8 +54,12 @@ _JOURNAL = (
     _Column("intent_at", "TEXT"),
     _Column("intent_twilio_at", "TEXT"),
     _Column("completed_at", "TEXT"),
-    # Added after the first release: older tables get it by ALTER TABLE when a run opens them.
-    _Column("ended_sid", "TEXT"),
+)
+# Added after format 2 shipped, always by ALTER TABLE (new checkpoints too, so old and new are alike):
+# nullable, so a checkpoint of an older release gains them on open, keeps its format, and that release still reads it.
+_JOURNAL_ADDED = (
+    _Column("ended_sid", "TEXT"),  # the run ``on_active = "end"`` ended before this contact's new one
+    _Column("variant", "TEXT"),  # the experiment variant the contact was sent (or held out in)
 )
 # ``id`` is the key of its own (a serial in PostgreSQL), so it is not in this list.
 _RUNS = (
@@ -73,25 +79,24 @@ _EVENTS = (
     _Column("pacer_rate", "DOUBLE PRECISION", "NOT NULL"),
 )
 
-JOURNAL_COLUMNS = {c.name: _POLARS_TYPES[c.pg_type] for c in _JOURNAL}
+ADDED_JOURNAL_COLUMNS = tuple(c.name for c in _JOURNAL_ADDED)
+"""Journal columns added to format 2 in place (``ADD COLUMN``): an older checkpoint lacks them until opened."""
+
+JOURNAL_COLUMNS = {c.name: _POLARS_TYPES[c.pg_type] for c in (*_JOURNAL, *_JOURNAL_ADDED)}
 """The journal's columns and their frame types, in table order."""
-ADDED_JOURNAL_COLUMNS = ("ended_sid",)
-"""Journal columns a table made by an older version lacks until a run opens it (readers select NULL)."""
-
-
-def journal_select(present: set[str] | None = None) -> str:
-    """The journal's columns for a SELECT list; an added column a table lacks (not in ``present``) reads as NULL."""
-    return ", ".join(
-        f"NULL AS {name}" if present is not None and name in ADDED_JOURNAL_COLUMNS and name not in present else name
-        for name in JOURNAL_COLUMNS
-    )
-
-
 # The input digest stays in the database: nothing that reads runs shows it.
 RUN_COLUMNS = {"id": pl.Int64} | {c.name: _POLARS_TYPES[c.pg_type] for c in _RUNS if c.name != "input"}
 """The columns a read of the runs table returns, and their frame types."""
 EVENT_COLUMNS = {c.name: _POLARS_TYPES[c.pg_type] for c in _EVENTS}
 """The per-second events' columns and their frame types, in table order."""
+
+
+def journal_select(present: set[str] | None = None) -> str:
+    """The journal's column list for a SELECT; an added column the table lacks (``present``) reads as NULL."""
+    return ", ".join(
+        name if present is None or name in present or name not in ADDED_JOURNAL_COLUMNS else f"NULL AS {name}"
+        for name in JOURNAL_COLUMNS
+    )
 
 
 def _sqlite_table(name: str, columns: tuple[_Column, ...], key: tuple[str, ...]) -> str:
@@ -129,7 +134,6 @@ PG_DDL = (
     "    job TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (job, key)\n"
     ");\n"
     + _pg_table("journal", _JOURNAL, ("contact",))
-    + "ALTER TABLE {s}.journal ADD COLUMN IF NOT EXISTS ended_sid TEXT;\n"
     + "-- Partial, so that the outcome's key lookup can only take the primary key.\n"
     "CREATE INDEX IF NOT EXISTS journal_open ON {s}.journal (job, state) "
     "WHERE state IN ('intent', 'uncertain', 'pending');\n"
@@ -142,6 +146,12 @@ PG_DDL = (
     ");\n"
 )
 """The PostgreSQL checkpoint's tables, ``{s}`` standing for the schema (statements split on ``;``)."""
+
+PG_ADDED = tuple(f"ALTER TABLE {{s}}.journal ADD COLUMN {c.name} {c.pg_type}" for c in _JOURNAL_ADDED)
+"""The statements that add :data:`ADDED_JOURNAL_COLUMNS` to an older PostgreSQL journal (run only when missing)."""
+
+SQLITE_ADDED = tuple(f"ALTER TABLE journal ADD COLUMN {c.name} {_SQLITE_TYPES[c.pg_type]}" for c in _JOURNAL_ADDED)
+"""The same for an older SQLite journal."""
 
 PG_TABLES = ("meta", "journal", "runs", "events", "plans", "leases")
 """The PostgreSQL tables that hold a job's lines (each has a ``job`` column)."""

@@ -35,28 +35,28 @@ from .model import (
     reached_frame,
     with_account,
 )
-from .schema import ADDED_JOURNAL_COLUMNS, EVENT_COLUMNS, JOURNAL_COLUMNS, RUN_COLUMNS, SQLITE_DDL, journal_select
+from .schema import ADDED_JOURNAL_COLUMNS, EVENT_COLUMNS, RUN_COLUMNS, SQLITE_ADDED, SQLITE_DDL, journal_select
 from .upgrade import V1_LINE_COLUMNS, take_v1_lines
 
 __all__ = ["Checkpoint", "FileBinding", "is_locked", "lock_file", "meta_of_file", "plan_path", "read_only"]
 
-_SELECT = f"SELECT {', '.join(JOURNAL_COLUMNS)} FROM journal"  # noqa: S608 - constant column names
-
-
-def _journal_columns(conn: sqlite3.Connection) -> set[str]:
-    return {row[1] for row in conn.execute("PRAGMA table_info(journal)").fetchall()}
-
-
-def _add_columns(conn: sqlite3.Connection) -> None:
-    """Give a journal made by an older version the columns added since (each is nullable)."""
-    present = _journal_columns(conn)
-    for name in ADDED_JOURNAL_COLUMNS:
-        if name not in present:
-            conn.execute(f"ALTER TABLE journal ADD COLUMN {name} TEXT")
+_SELECT = f"SELECT {journal_select()} FROM journal"  # noqa: S608 - constant column names
 
 
 def _connect_ro(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+
+
+def _journal_columns(conn: sqlite3.Connection) -> set[str]:
+    return {str(row[1]) for row in conn.execute("PRAGMA table_info(journal)").fetchall()}
+
+
+def _add_columns(conn: sqlite3.Connection) -> None:
+    """Give a journal made before the added columns those columns (nullable: nothing else changes)."""
+    present = _journal_columns(conn)
+    for name, statement in zip(ADDED_JOURNAL_COLUMNS, SQLITE_ADDED, strict=True):
+        if name not in present:
+            conn.execute(statement)
 
 
 def _read_meta(path: Path) -> dict[str, str]:
@@ -189,14 +189,14 @@ class Checkpoint(StoreBase):
         with self._transaction() as conn:
             conn.executemany(
                 "INSERT INTO journal (contact, row, to_addr, from_addr, params_hash, marker, input, state, "
-                "intent_at, intent_twilio_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'intent', ?, ?) "
+                "intent_at, intent_twilio_at, variant) VALUES (?, ?, ?, ?, ?, ?, ?, 'intent', ?, ?, ?) "
                 "ON CONFLICT(contact) DO UPDATE SET state = 'intent', row = excluded.row, "
                 "to_addr = excluded.to_addr, from_addr = excluded.from_addr, params_hash = excluded.params_hash, "
-                "marker = excluded.marker, input = excluded.input, "
+                "marker = excluded.marker, input = excluded.input, variant = excluded.variant, "
                 "intent_at = COALESCE(journal.intent_at, excluded.intent_at), "
                 "intent_twilio_at = COALESCE(journal.intent_twilio_at, excluded.intent_twilio_at)",
                 [
-                    (i.contact, i.row, i.to, i.from_, i.params_hash, i.marker, input_digest, at, twilio_at)
+                    (i.contact, i.row, i.to, i.from_, i.params_hash, i.marker, input_digest, at, twilio_at, i.variant)
                     for i in intents
                 ],
             )

@@ -237,7 +237,9 @@ def validation_lines(v: api.Validation, rate: float) -> list[str]:
         f"estimated duration at {rate:g}/s: {v.estimated_seconds:.0f}s",
         "sample requests:",
         *(f"  {json.dumps(s, ensure_ascii=False)}" for s in v.samples),
-        *(_flow_lines(v.flow) if v.flow else []),
+        *(_flow_lines(v.flow) if v.flow and not v.variant_flows else []),
+        *(line for name, review in v.variant_flows.items() for line in [f"variant {name}:", *_flow_lines(review)]),
+        *(f"warning: {w}" for w in v.flow_warnings),
     ]
 
 
@@ -289,6 +291,9 @@ def status_lines(state: api.Status) -> list[str]:
         opens = state.next_opening
         when = opens.strftime("%Y-%m-%dT%H:%M:%SZ") if opens else "never"
         lines.append(f"waiting for their send window: {state.waiting_for_window} (next opens at {when})")
+    for name, by_status in state.variants.items():
+        detail = ", ".join(f"{status} {n}" for status, n in by_status.items())
+        lines.append(f"variant {name}: {sum(by_status.values())} ({detail})")
     return lines
 
 

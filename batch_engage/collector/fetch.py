@@ -110,11 +110,19 @@ class Collector:
                 due.append(t)
         return due
 
+    def studio_for(self, target: Target) -> StudioClient:
+        """The client of the Flow that holds the target's run (its variant's, in an experiment)."""
+        experiment = self.spec.experiment
+        if experiment is None or target.variant is None:
+            return self.studio
+        return self.studio.for_flow(experiment.flow_of(target.variant, self.spec.flow.sid))
+
     async def preflight(self) -> None:
-        """GET the Flow: proves credentials and Flow (else ``Fatal``), and names the Account SID for Messages."""
-        flow = await self.read("flow", self.studio.fetch_flow)
-        account = flow.get("account_sid")
-        self.account_sid = account if isinstance(account, str) else None
+        """GET each Flow: proves credentials and Flows (else ``Fatal``), and names the Account SID for Messages."""
+        for sid in self.spec.flow_sids():
+            flow = await self.read("flow", self.studio.for_flow(sid).fetch_flow)
+            account = flow.get("account_sid")
+            self.account_sid = account if isinstance(account, str) else None
 
     async def run_pass(self, targets: list[Target]) -> None:
         """Fetch these targets with ``concurrency`` workers until done, stopped or aborted; commit every line."""
@@ -181,7 +189,7 @@ class Collector:
     async def fetch(self, target: Target) -> StoredOutcome:
         """Everything asked of one run; ``Fatal`` propagates, any other failure is this row's alone."""
         try:
-            run = await self.read("run", partial(self.studio.fetch_run, target.sid))
+            run = await self.read("run", partial(self.studio_for(target).fetch_run, target.sid))
         except Fatal:
             raise
         except Rejected as exc:
@@ -219,7 +227,7 @@ class Collector:
     async def _read_context(self, target: Target, values: dict[str, Any]) -> tuple[str | None, bool]:
         """Fill ``values`` from the run's Context (and Messages); return a note and whether nothing is left to learn."""
         try:
-            context = await self.read("context", partial(self.studio.fetch_context, target.sid))
+            context = await self.read("context", partial(self.studio_for(target).fetch_context, target.sid))
         except Fatal:
             raise
         except Rejected as exc:

@@ -71,6 +71,7 @@ class Target:
     status: str
     marker: str | None
     started: datetime | None = None  # when its run started, about (the intent on Twilio's clock, else the answer)
+    variant: str | None = None  # the experiment's variant (its Flow holds the run); None without one
 
 
 def targets(spec: Spec, sandbox: bool) -> list[Target]:
@@ -94,11 +95,11 @@ def targets(spec: Spec, sandbox: bool) -> list[Target]:
     rows = (
         results.filter(pl.col("status").is_in(["sent", "already_active"]) & pl.col("sid").is_not_null())
         .join(markers, on="contact", how="left", maintain_order="left")
-        .select("row", "to", "sid", "contact", "status", "marker", "started")
+        .select("row", "to", "sid", "contact", "status", "marker", "started", "variant")
     )
     return [
-        Target(row, to, sid, contact, status, marker, parse_iso(started) if started else None)
-        for row, to, sid, contact, status, marker, started in rows.iter_rows()
+        Target(row, to, sid, contact, status, marker, parse_iso(started) if started else None, variant)
+        for row, to, sid, contact, status, marker, started, variant in rows.iter_rows()
     ]
 
 
@@ -130,13 +131,15 @@ def outcomes_table(spec: Spec, rows: list[Target], lines: Mapping[str, StoredOut
         "ended_at": pl.String(),
         "error_message": pl.String(),
         **dict(columns),
+        # Appended after every other column (so columns are only ever added at the end).
+        "variant": pl.String(),
     }
     assert tuple(schema)[: len(OUTCOME_BASE_COLUMNS)] == OUTCOME_BASE_COLUMNS
     records = []
     for t in rows:
         line = lines.get(t.contact)
         if line is None or line.sid != t.sid:
-            records.append((t.row, t.to, t.sid, None, None, NOT_COLLECTED, *(None for _ in columns)))
+            records.append((t.row, t.to, t.sid, None, None, NOT_COLLECTED, *(None for _ in columns), t.variant))
             continue
         records.append(
             (
@@ -147,6 +150,7 @@ def outcomes_table(spec: Spec, rows: list[Target], lines: Mapping[str, StoredOut
                 line.ended_at,
                 line.error_message,
                 *(line.values.get(name) for name, _ in columns),
+                t.variant,
             )
         )
     return pl.DataFrame(records, schema=schema, orient="row")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,6 +11,7 @@ import polars as pl
 from ..checkpoint import CheckpointView, read_checkpoint
 from ..disk import write_text_atomically
 from ..errors import UsageError
+from ..experiment import split
 from ..job import Spec, check_tables
 from ..plan import annotate_windows, window_openings
 from ..postgres import masked
@@ -30,6 +31,8 @@ class Status:
     next_opening: datetime | None = None
     period: str | None = None
     checkpoint: str = ""  # which checkpoint the counts come from (a URL masked)
+    variants: dict[str, dict[str, int]] = field(default_factory=dict)
+    """With an ``[experiment]``: per variant (the holdout last), its contacts by status; empty without one."""
 
 
 def _with_plan(spec: Spec, view: CheckpointView) -> pl.DataFrame:
@@ -57,7 +60,20 @@ def job_status(spec: Spec, now: datetime | None) -> Status:
         next_opening=first if isinstance(first, datetime) else None,
         period=spec.job.period,
         checkpoint=masked(spec.output.checkpoint),
+        variants=variant_split(results),
     )
+
+
+def variant_split(results: pl.DataFrame) -> dict[str, dict[str, int]]:
+    """Contacts per variant by status, the variants in name order and the holdout last (empty: no experiment)."""
+    if "variant" not in results.columns:
+        return {}
+    names = split(results.get_column("variant").to_list())
+    lines = results.filter(pl.col("variant").is_not_null()).group_by("variant", "status").len()
+    out: dict[str, dict[str, int]] = {name: {} for name in names}
+    for variant, status, n in lines.sort("status").iter_rows():
+        out[variant][status] = int(n)
+    return out
 
 
 def rewrite_results(spec: Spec, output: str | Path | None, html: str | Path | None) -> tuple[str, dict[str, int]]:

@@ -12,12 +12,13 @@ from typing import Any
 
 import httpx
 import polars as pl
+import structlog
 
 from ..checkpoint import Target, checkpoint_exists, empty_journal, read_checkpoint
 from ..credentials import Credentials, credentials_from_env
 from ..errors import ConfigError, CredentialsError, FlowNotFound, FlowUnwired, UsageError
 from ..exits import exit_code_for
-from ..flow import FlowReview, FlowWiringError, log_findings, review
+from ..flow import FlowReview, FlowWiringError, log_findings, reply_conflicts, review, waits_for_replies
 from ..job import Spec
 from ..plan import annotate_windows, send_window, window_openings
 from ..results import build_results, write_results
@@ -25,7 +26,9 @@ from ..runner import Item, make_marker, target_for
 from ..states import FINAL
 from ..twilio import PacedReads, Pacer, StudioClient, check_base_url, make_http_client, studio_base_url
 
-__all__ = ["Validation", "offline_target", "review_flow", "validation"]
+__all__ = ["Validation", "offline_target", "review_flow", "review_variants", "validation"]
+
+log = structlog.get_logger(__name__)
 
 _QUOTED_TAIL = re.compile(r": (?=['\"])")
 _SAMPLES = 3
@@ -48,6 +51,9 @@ class Validation:
     capped: int = 0
     openings: dict[str, int] = field(default_factory=dict)
     flow: FlowReview | None = None
+    variant_flows: dict[str, FlowReview] = field(default_factory=dict)
+    """With an ``[experiment]`` and ``--flow``: each variant's Flow held against that variant's rows."""
+    flow_warnings: list[str] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -85,6 +91,7 @@ def validation(
     *,
     flow_review: FlowReview | None,
     restart: bool,
+    variant_flows: tuple[dict[str, FlowReview], list[str]] = ({}, []),
     now: datetime | None,
     output: str | Path | None,
 ) -> Validation:
@@ -113,6 +120,8 @@ def validation(
         capped=statuses.get("capped", 0),
         openings=_opening_counts(spec, plan, results, pending, moment),
         flow=flow_review,
+        variant_flows=variant_flows[0],
+        flow_warnings=variant_flows[1],
     )
 
 
@@ -127,10 +136,16 @@ def offline_target(spec: Spec, credentials: Credentials | None, sandbox: bool) -
 
 
 def review_flow(
-    spec: Spec, plan: pl.DataFrame, credentials: Credentials, transport: httpx.AsyncBaseTransport | None
+    spec: Spec,
+    plan: pl.DataFrame,
+    credentials: Credentials,
+    transport: httpx.AsyncBaseTransport | None,
+    *,
+    published: dict[str, Any] | None = None,
 ) -> FlowReview:
     """Hold the plan against the Flow's published revision; raise what ``run``'s preflight would refuse."""
-    published = asyncio.run(_published(spec, credentials, transport))
+    if published is None:
+        published = asyncio.run(_published(spec, credentials, transport))
     try:
         found = review(spec, plan, published)
     except FlowWiringError as exc:
@@ -140,6 +155,29 @@ def review_flow(
         names = ", ".join(f"flow.data.{v.path}" for v in found.check.missing)
         raise ConfigError("flow.strict_variables", f"the Flow prints {names}, which the job does not supply")
     return found
+
+
+def review_variants(
+    spec: Spec, plan: pl.DataFrame, credentials: Credentials, transport: httpx.AsyncBaseTransport | None
+) -> tuple[dict[str, FlowReview], list[str]]:
+    """Each variant's Flow (fetched once per Flow) held against that variant's rows and Parameters; and the
+    warnings about replies that two variant Flows sharing one sender would split."""
+    experiment = spec.experiment
+    if experiment is None:
+        return {}, []
+    published: dict[str, dict[str, Any]] = {}
+    reviews: dict[str, FlowReview] = {}
+    for variant in experiment.variants:
+        part = spec.for_variant(variant)
+        if part.flow.sid not in published:
+            published[part.flow.sid] = asyncio.run(_published(part, credentials, transport))
+        rows = plan.filter(pl.col("variant") == variant.name)
+        reviews[variant.name] = review_flow(part, rows, credentials, transport, published=published[part.flow.sid])
+    waits = {sid: waits_for_replies(p.get("definition") or {}) for sid, p in published.items()}
+    warnings = reply_conflicts(spec, waits)
+    for warning in warnings:
+        log.warning("experiment.replies", message=warning)
+    return reviews, warnings
 
 
 def _checkpointed(spec: Spec, pending: pl.DataFrame) -> _Checkpointed:

@@ -1,6 +1,7 @@
 """The job: a TOML file read, checked and frozen into a Spec (paths, periods, send window); it knows no reader."""
 
 from .checks import OUTCOME_BASE_COLUMNS, static_parameter_pairs
+from .experiment import HOLDOUT, ExperimentSpec, VariantSpec
 from .outputs import check_outputs, checkpoint_family
 from .paths import check_tables
 from .periods import current_period, is_period, previous_period
@@ -11,8 +12,10 @@ from .spec import Cap, FlowSpec, InputSpec, MappingSpec, OutputSpec, SendSpec, S
 
 __all__ = [
     "DAYS",
+    "HOLDOUT",
     "OUTCOME_BASE_COLUMNS",
     "Cap",
+    "ExperimentSpec",
     "FlowSpec",
     "InputSpec",
     "MappingSpec",
@@ -20,6 +23,7 @@ __all__ = [
     "SendSpec",
     "SendWindow",
     "Spec",
+    "VariantSpec",
     "check_outputs",
     "check_tables",
     "checkpoint_family",

@@ -78,6 +78,12 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], str]]] = {
         "rate": ((int, float), "rate"),
         "concurrency": (int, "concurrency"),
     },
+    "experiment": {
+        "salt": (str, "salt"),
+        "holdout": ((int, float), "holdout"),
+        "holdout_counts": (bool, "holdout_counts"),
+        "variants": (list, "variants"),
+    },
 }
 
 # Keys that hold paths; relative ones in the file mean "beside the job file", wherever it is run from.

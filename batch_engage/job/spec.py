@@ -44,6 +44,7 @@ from .checks import (
     collect_fields,
     static_parameter_pairs,
 )
+from .experiment import ExperimentSpec, VariantSpec, check_experiment, merged_parameters
 from .paths import check_paths, check_postgres_checkpoint, check_tables, job_fields, output_fields
 from .read import accepted_keys, job_sections, read_job
 from .send_window import SendWindow, parse_window
@@ -56,6 +57,7 @@ __all__ = [
     "REGION_EDGES",
     "Cap",
     "CollectSpec",
+    "ExperimentSpec",
     "FlowSpec",
     "HistorySpec",
     "InputSpec",
@@ -258,11 +260,27 @@ class Spec:
     history: HistorySpec = HistorySpec()
     job: JobSpec = JobSpec()
     collect: CollectSpec = CollectSpec()
+    experiment: ExperimentSpec | None = None
     job_file: str | None = None  # the TOML it was read from: no output may overwrite it
+
+    def flow_sids(self) -> tuple[str, ...]:
+        """Every Flow the job runs: ``[flow] sid`` alone, or each variant's (first seen first)."""
+        if self.experiment is None:
+            return (self.flow.sid,)
+        return tuple(dict.fromkeys(self.experiment.flows(self.flow.sid).values()))
 
     def replace(self, **sections: Any) -> Spec:
         """Return a copy with whole sections replaced."""
         return dataclasses.replace(self, **sections)
+
+    def for_variant(self, variant: VariantSpec) -> Spec:
+        """The job as one variant sends it: the variant's Flow, its Parameters added to the static ones."""
+        statics = merged_parameters(self.mapping.static_parameters, variant.parameters)
+        return dataclasses.replace(
+            self,
+            flow=dataclasses.replace(self.flow, sid=variant.flow or self.flow.sid),
+            mapping=dataclasses.replace(self.mapping, static_parameters=statics),
+        )
 
     def for_period(self, period: str) -> Spec:
         """The same job for another period (its own id and output paths)."""
@@ -383,6 +401,7 @@ def _build(sections: dict[str, dict[str, Any]], base: Path, stem: str, now: date
         send=send,
         output=output,
         job=JobSpec(**job),
+        experiment=check_experiment(sections["experiment"], salt=job["template"], mapping=mapping),
     )
     check_paths(
         [("input.path", inp.path), *(("suppress.files", f) for f in spec.suppress.files)],

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -25,6 +26,7 @@ from ..job import Cap, Spec
 from .hygiene import apply_history, apply_suppression, load_suppression
 from .rows import plan as plan_rows
 from .rows import text_columns
+from .variants import experiment_fingerprint, history_by_flow, hold_out, with_variants
 from .windows import assign_zones
 
 __all__ = ["Prepared", "caps", "contact_hash", "fingerprint", "marker_overhead", "params_hash", "prepare"]
@@ -51,7 +53,7 @@ def fingerprint(spec: Spec) -> dict[str, Any]:
         "parameters_column": m.parameters_column,
         "default_region": m.default_region,
     }
-    return {
+    bound = {
         "flow_sid": spec.flow.sid,
         "api": spec.flow.api,
         "mapping": json.loads(json.dumps(mapping, sort_keys=True, default=str)),
@@ -61,6 +63,11 @@ def fingerprint(spec: Spec) -> dict[str, Any]:
             "marker_key": spec.send.marker_key,
         },
     }
+    experiment = experiment_fingerprint(spec)
+    # Only a job with an experiment has the key: every other job's fingerprint stays what it was.
+    if experiment is not None:
+        bound["experiment"] = json.loads(json.dumps(experiment, sort_keys=True, default=str))
+    return bound
 
 
 def caps(spec: Spec) -> tuple[Cap | None, Cap | None]:
@@ -101,8 +108,12 @@ def prepare(
     frame: pl.DataFrame | pl.LazyFrame | None = None,
     stdin: BinaryIO | None = None,
     job_owner: str | None = None,
+    kept: Mapping[str, str] | None = None,
 ) -> Prepared:
-    """Read and plan the input (suppression, caps, send-window zones, contact keys); no call to Twilio."""
+    """Read and plan the input (suppression, caps, send-window zones, contact keys, variants); no call to Twilio.
+
+    ``kept``: contacts already sent a variant (from the checkpoint), who keep it.
+    """
     if frame is not None:
         data = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
         columns = [c for c in text_columns(spec.mapping) if c in data.columns]
@@ -113,6 +124,9 @@ def prepare(
     else:
         table = read_table(spec.input, text_columns=text_columns(spec.mapping), stdin=stdin)
     planned = plan_rows(table.frame, spec, source_name=table.name)
+    if spec.experiment is not None:
+        contact = _contact(spec.send.dedupe)
+        planned = with_variants(planned, table.frame, spec, source_name=table.name, contact=contact, kept=kept or {})
     extra = marker_overhead(spec.send.marker_key)
     if extra:
         limit = spec.send.max_parameters_bytes
@@ -133,5 +147,11 @@ def prepare(
     known = spec.history.path and (is_database_url(spec.history.path) or Path(spec.history.path).exists())
     if spec.history.path and any(job_caps) and known:
         with open_history(spec.history.path) as history:
-            planned = apply_history(planned, history, spec.flow.sid, *job_caps, job=job_owner or spec.job.id)
+            owner = job_owner or spec.job.id
+            if spec.experiment is None:
+                planned = apply_history(planned, history, spec.flow.sid, *job_caps, job=owner)
+            else:
+                planned = history_by_flow(planned, history, spec, job_caps, job=owner)
+    if spec.experiment is not None:
+        planned = hold_out(planned)
     return Prepared(plan=planned, fingerprint=fingerprint(spec), input_digest=table.digest)

@@ -70,6 +70,13 @@ border-bottom:1px solid var(--line);padding:6px 8px}
 .rehearsal{margin:0 0 10px;padding:8px 12px;border-radius:6px;background:#fff3cd;color:#5c4400;
 border:1px solid #f0c36d}
 .examples{font-size:.85rem;color:var(--muted)}
+table.variants{width:100%;border-collapse:collapse;font-size:.92rem}
+.variants th{text-align:left;font-weight:600;border-bottom:1px solid var(--line);padding:6px 8px}
+.variants td{border-bottom:1px solid var(--line);padding:8px;text-align:right;font-variant-numeric:tabular-nums}
+.variants th.n{text-align:right}
+.variants .ci{font-size:.8rem;color:var(--muted)}
+.verdicts{margin:10px 0;padding-left:20px}
+.verdict{margin:4px 0}
 footer{font-size:.85rem;color:var(--muted)}
 footer p{margin:0}
 @media (max-width:640px){main{padding:12px 8px}header,section,footer{padding:14px}.rates{flex-wrap:wrap}

@@ -18,6 +18,7 @@ from ..plan import mask, window_openings
 from ..postgres import masked
 from ..results import build_results, counts_by_status
 from .active import active_groups
+from .compare import experiment_report
 from .html import FailureGroup, FieldValues, ReportData, RunSpan, SecondStats
 
 __all__ = ["MAX_REASONS", "as_of", "mask_numbers", "report_data"]
@@ -185,4 +186,5 @@ def report_data(spec: Spec, view: CheckpointView, path: str) -> ReportData:
         as_of=moment,
         version=_version(),
         active=active_groups(results),
+        experiment=experiment_report(spec, plan, results, collected),
     )

@@ -38,8 +38,9 @@ from datetime import UTC, datetime
 
 from ..checkpoint import achieved_rate
 from ..plan import mask
-from ..results import STATUSES
+from ..results import EXPERIMENT_STATUSES, STATUSES
 from .active import ActiveGroup, active_section
+from .compare import ExperimentReport
 from .css import CSS
 from .svg import (
     BAR_COLOUR,
@@ -54,6 +55,7 @@ from .svg import (
     rate_text,
     time_chart,
 )
+from .variants import variants_section
 
 __all__ = [
     "MAX_BUCKETS",
@@ -66,8 +68,9 @@ __all__ = [
     "render_report",
 ]
 
-#: Every status a row can end in, in the order the tiles show them (the results table's order).
-STATUS_ORDER: tuple[str, ...] = STATUSES
+#: Every status a row can end in, in the order the tiles show them (the results table's order); an experiment's
+#: own statuses (``holdout``) follow them, and only in a job with one.
+STATUS_ORDER: tuple[str, ...] = tuple(s for s in STATUSES if s not in EXPERIMENT_STATUSES)
 
 _MORE_INFO = "https://www.twilio.com/docs/errors/{code}"
 
@@ -136,6 +139,7 @@ class ReportData:
     invalid_examples: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (reason, masked values as written)
     rehearsal: bool = False  # made on the sandbox: said at the top, so nobody reads it as a campaign
     active: tuple[ActiveGroup, ...] = ()  # contacts that met an earlier active run ([send] on_active)
+    experiment: ExperimentReport | None = None  # the variants side by side; None: the job has no experiment
 
 
 def render_report(data: ReportData) -> str:
@@ -151,6 +155,7 @@ def render_report(data: ReportData) -> str:
         f"<title>{escape(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<main>\n",
         _header(data),
         _tiles(data.counts),
+        variants_section(data.experiment),
         _time_section(data),
         _failures_section(data),
         active_section(data.active),
@@ -218,7 +223,8 @@ def _header(data: ReportData) -> str:
 
 
 def _tiles(counts: Mapping[str, int]) -> str:
-    names = [*STATUS_ORDER, *sorted(set(counts) - set(STATUS_ORDER))]
+    extra = [s for s in EXPERIMENT_STATUSES if s in counts]
+    names = [*STATUS_ORDER, *extra, *sorted(set(counts) - set(STATUS_ORDER) - set(extra))]
     total = sum(counts.values())
     tiles = []
     segments = []

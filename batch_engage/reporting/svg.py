@@ -55,6 +55,7 @@ STATUS_COLOURS: Mapping[str, str] = {
     "duplicate": "#795548",
     "suppressed": "#5e35b1",
     "capped": "#ad1457",
+    "holdout": "#455a64",
     "uncertain": "#f9a825",
     "pending": "#607d8b",
     "waiting_active": "#4e7fa3",

@@ -4,6 +4,7 @@ from .active import Verdict, judge_run
 from .item import Item, make_marker
 from .job import prove_outputs, run_job, target_for
 from .values import RunOptions, RunResult, RunSummary
+from .variants import kept_variants
 
 __all__ = [
     "Item",
@@ -12,6 +13,7 @@ __all__ = [
     "RunSummary",
     "Verdict",
     "judge_run",
+    "kept_variants",
     "make_marker",
     "prove_outputs",
     "run_job",

@@ -77,6 +77,15 @@ class Dispatcher(Answers):
         )
         self._breaker = Breaker(self.spec.send.breaker_window, self.spec.send.breaker_ratio)
         self._warned_concurrency = False
+        self._clients: dict[str, StudioClient] = {}
+
+    def client_for(self, flow: str | None) -> StudioClient:
+        """The Studio client of ``flow`` (an experiment's variant's), sharing the run's connection; None: the job's."""
+        if flow is None or flow == self.client.flow_sid:
+            return self.client
+        if flow not in self._clients:
+            self._clients[flow] = self.client.for_flow(flow)
+        return self._clients[flow]
 
     @property
     def dispatched(self) -> int:
@@ -124,7 +133,7 @@ class Dispatcher(Answers):
             return
         if self.history is not None:
             blocker = await asyncio.to_thread(
-                self.history.claim, item.to, self.spec.flow.sid, self.owner(item), *self.caps
+                self.history.claim, item.to, item.flow or self.spec.flow.sid, self.owner(item), *self.caps
             )
             if blocker is not None:
                 self.record(item, RowState.CAPPED, message=blocker[0].describe(blocker[1]))
@@ -135,7 +144,7 @@ class Dispatcher(Answers):
         self.stats.first_send = self.stats.first_send or sent_at
         wall = self.clock.now()
         try:
-            created = await self.client.create(item.to, item.from_, item.body(self.spec.send.marker_key))
+            created = await self.client_for(item.flow).create(item.to, item.from_, item.body(self.spec.send.marker_key))
         except StudioError as exc:
             self.stats.last_answer = self.clock.monotonic()
             self._on_error(item, exc, sent_at)

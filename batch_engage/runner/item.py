@@ -31,6 +31,8 @@ class Item:
     note: str | None = None  # what its sent line says (why an earlier run was ended)
     waits: int = 0  # requests answered "an earlier run is active": they do not count against max_attempts
     reintent: bool = False  # set aside after a 409: a new intent must be written before it is sent again
+    variant: str | None = None
+    flow: str | None = None  # the variant's Flow SID (None: the job's)
 
     def body(self, marker_key: str) -> str | None:
         """The Parameters to send: the row's, with the marker added."""
@@ -48,7 +50,9 @@ class Item:
 
     def intent(self) -> Intent:
         """The journal's intent line for this contact."""
-        return Intent(self.contact, self.row, self.to, self.from_, params_hash(self.parameters), self.marker)
+        return Intent(
+            self.contact, self.row, self.to, self.from_, params_hash(self.parameters), self.marker, self.variant
+        )
 
 
 def make_marker(token: str, contact: str) -> str:

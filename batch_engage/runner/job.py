@@ -54,6 +54,7 @@ from .recorder import Recorder
 from .schedule import send_all, to_send
 from .settle import Settler
 from .values import RunOptions, RunResult, RunSummary
+from .variants import count_holdout, kept_variants
 
 __all__ = [
     "Progress",
@@ -136,11 +137,11 @@ def _studio_url(spec: Spec, credentials: Credentials) -> str:
 
 
 def _prepared(
-    spec: Spec, frame: pl.DataFrame | pl.LazyFrame | None, stdin: BinaryIO | None, *, stored: bool
+    spec: Spec, frame: pl.DataFrame | pl.LazyFrame | None, stdin: BinaryIO | None, *, stored: bool, restart: bool
 ) -> Prepared:
     """The plan: from the input, or (``stored``) the one the checkpoint keeps."""
     if not stored:
-        return prepare(spec, frame=frame, stdin=stdin)
+        return prepare(spec, frame=frame, stdin=stdin, kept=kept_variants(spec, restart=restart))
     view = read_checkpoint(spec.output.checkpoint)
     assert view.plan is not None
     return Prepared(plan=view.plan, fingerprint=fingerprint(spec), input_digest=view.meta.get("input", ""))
@@ -198,7 +199,7 @@ async def run_job(
     started = clock.monotonic()
     prove_outputs(spec)
     base_url = _studio_url(spec, credentials)
-    prepared = _prepared(spec, frame, stdin, stored=settle_only)
+    prepared = _prepared(spec, frame, stdin, stored=settle_only, restart=options.restart)
     job = _Job(
         spec,
         prepared,
@@ -227,6 +228,8 @@ async def run_job(
         history = open_history(spec.history.path) if spec.history.path and not options.sandbox else None
         try:
             sent = await _run_with_checkpoint(job, cp, history)
+            if history is not None and not settle_only:
+                await asyncio.to_thread(count_holdout, history, spec, prepared.plan)
         finally:
             if history is not None:
                 history.close()
@@ -348,10 +351,10 @@ def _announce(job: _Job, contacts: int, flow: dict[str, Any]) -> None:
         return
     name = flow.get("friendly_name")
     account = flow.get("account_sid") or job.credentials.username
-    line = (
-        f"sending {contacts:,} contacts → Flow {job.spec.flow.sid}{f' ({name})' if name else ''}, "
-        f"account {account}, at most {job.spec.send.rate:g}/s"
-    )
+    flows = job.spec.flow_sids()
+    # An experiment sends to each variant's Flow: name them all (the friendly name is the first one's).
+    where = f"Flow {flows[0]}{f' ({name})' if name else ''}" if len(flows) == 1 else f"Flows {', '.join(flows)}"
+    line = f"sending {contacts:,} contacts → {where}, account {account}, at most {job.spec.send.rate:g}/s"
     log.info("run.sending", contacts=contacts, flow=job.spec.flow.sid, friendly_name=name, account=account)
     if job.on_start is not None:
         job.on_start(line)
@@ -378,12 +381,13 @@ async def _phases(job: _Job, cp: CheckpointStore, d: Dispatcher) -> bool:
     has_work = possibly.height > 0 or d.total > d.done
     flow: dict[str, Any] = {}
     if has_work and spec.send.preflight and not control.stopping:
-        d.aborted = await preflight(spec, plan, d.client, reads, cp, sandbox=job.options.sandbox, found=flow)
+        d.aborted = await preflight(spec, plan, d.client, reads, cp, sandbox=job.options.sandbox, flow_info=flow)
     if d.aborted is None and possibly.height and not control.stopping:
         await settler.settle_earlier(possibly)
     waiting = False
     if d.aborted is None and not control.stopping:
-        source = to_send(plan, cp.open_lines(), cp.contacts_in(FINAL | POSSIBLY_SENT))
+        flows = spec.experiment.flows(spec.flow.sid) if spec.experiment is not None else None
+        source = to_send(plan, cp.open_lines(), cp.contacts_in(FINAL | POSSIBLY_SENT), flows)
         options = job.options
         _announce(job, d.total - d.done, flow)
         waiting = await send_all(d, source, window=d.window, limit=options.limit, wait=options.wait, clock=clock)

@@ -7,7 +7,7 @@ sleeps on its clock until the next opening and sends again.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
 
 import polars as pl
@@ -24,8 +24,16 @@ __all__ = ["send_all", "to_send"]
 log = structlog.get_logger(__name__)
 
 
-def to_send(plan: pl.DataFrame, open_lines: pl.DataFrame, settled: pl.Series) -> Iterator[Item]:
-    """Contacts of the plan with no final or possibly-sent line, those left waiting included (a generator)."""
+def to_send(
+    plan: pl.DataFrame, open_lines: pl.DataFrame, settled: pl.Series, flows: Mapping[str, str] | None = None
+) -> Iterator[Item]:
+    """Contacts of the plan with no final or possibly-sent line, those left waiting included.
+
+    A generator: a million rows build as they go.
+
+    ``flows``: each variant's Flow SID, for a job with an experiment.
+    """
+    flows = flows or {}
     todo = plan.filter((pl.col("status") == "pending") & ~pl.col("contact").is_in(settled.implode()))
     todo = todo.join(open_lines.select("contact", "state", "attempts"), on="contact", how="left", maintain_order="left")
     again = [RowState.PENDING.value, RowState.WAITING_ACTIVE.value]
@@ -38,6 +46,11 @@ def to_send(plan: pl.DataFrame, open_lines: pl.DataFrame, settled: pl.Series) ->
     # A contact left waiting_active spent its attempts meeting an earlier run: they do not count against it.
     waited = (pl.col("state") == RowState.WAITING_ACTIVE.value).fill_null(False)
     attempts = pl.col("attempts").fill_null(0)
+    variants = (
+        todo.get_column("variant")
+        if "variant" in todo.columns
+        else pl.repeat(None, todo.height, dtype=pl.String, eager=True)
+    )
     columns = todo.select(
         "row",
         "contact",
@@ -47,10 +60,14 @@ def to_send(plan: pl.DataFrame, open_lines: pl.DataFrame, settled: pl.Series) ->
         attempts,
         pl.when(waited).then(attempts).otherwise(0).alias("waits"),
     )
-    for (row, contact, to, from_, params, tries, waits), zone in zip(columns.iter_rows(), zones.to_list(), strict=True):
-        yield Item(
+    rows = zip(columns.iter_rows(), zones.to_list(), variants.to_list(), strict=True)
+    for (row, contact, to, from_, params, tries, waits), zone, variant in rows:
+        item = Item(
             row=row, contact=contact, to=to, from_=from_, parameters=params, attempts=tries, waits=waits, zones=zone
         )
+        item.variant = variant
+        item.flow = flows.get(variant) if variant is not None else None
+        yield item
 
 
 async def send_all(

@@ -7,6 +7,7 @@ after its sending, and the ones never created are sent again (up to ``max_attemp
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 import polars as pl
@@ -19,22 +20,26 @@ from ..states import RowState
 from ..twilio import PAST_RETENTION, PacedReads, past_retention
 from .dispatch import Dispatcher
 from .item import Item
-from .reconcile import Lookup, Reconciler
+from .reconcile import Lookup, Reconciler, Settlement
 
 __all__ = ["Settler", "earlier_items"]
 
 log = structlog.get_logger(__name__)
 
 
-def earlier_items(lines: pl.DataFrame) -> list[Item]:
-    """Journal lines an earlier run left possibly sent, as items to settle."""
+def earlier_items(lines: pl.DataFrame, flows: Mapping[str, str] | None = None) -> list[Item]:
+    """Journal lines an earlier run left possibly sent, as items to settle (on their variant's Flow: ``flows``)."""
     columns = ("row", "contact", "to_addr", "from_addr", "marker", "attempts", "intent_at", "intent_twilio_at")
     items = []
-    for row, contact, to, from_, marker, attempts, at, theirs in lines.select(*columns).iter_rows():
+    variants = lines.get_column("variant").to_list() if "variant" in lines.columns else [None] * lines.height
+    rows = zip(lines.select(*columns).iter_rows(), variants, strict=True)
+    for (row, contact, to, from_, marker, attempts, at, theirs), variant in rows:
         # The Parameters are not needed: a contact found is recorded, one not found goes back to pending.
         item = Item(row=row, contact=contact, to=to, from_=from_, parameters=None, marker=marker, intent_at=at)
         item.attempts = attempts or 0
         item.intent_twilio = parse_iso(theirs) if theirs else None
+        item.variant = variant
+        item.flow = (flows or {}).get(variant) if variant is not None else None
         items.append(item)
     return items
 
@@ -47,7 +52,34 @@ class Settler:
         self.cp = cp
         self.d = d
         self.clock = clock
+        self.reads = reads
         self.reconciler = Reconciler(d.client, reads, marker_key=spec.send.marker_key, taken_sids=self._taken)
+        self._reconcilers: dict[str, Reconciler] = {}
+        experiment = spec.experiment
+        self.flows = experiment.flows(spec.flow.sid) if experiment is not None else {}
+
+    def _reconciler(self, flow: str | None) -> Reconciler:
+        """The reconciler that lists ``flow``'s runs (each variant's Flow has its own list)."""
+        if flow is None or flow == self.d.client.flow_sid:
+            return self.reconciler
+        if flow not in self._reconcilers:
+            client = self.d.client_for(flow)
+            marker_key = self.spec.send.marker_key
+            self._reconcilers[flow] = Reconciler(client, self.reads, marker_key=marker_key, taken_sids=self._taken)
+        return self._reconcilers[flow]
+
+    async def _reconcile(self, items: list[Item]) -> Settlement:
+        """Every item looked for among its own Flow's runs."""
+        by_flow: dict[str | None, list[Item]] = {}
+        for item in items:
+            by_flow.setdefault(item.flow, []).append(item)
+        settlement = Settlement()
+        for flow, group in by_flow.items():
+            part = await self._reconciler(flow).settle([self.lookup(i) for i in group])
+            settlement.found.update(part.found)
+            settlement.undecided.update(part.undecided)
+            settlement.lookups += part.lookups
+        return settlement
 
     async def _taken(self, since: datetime) -> set[str]:
         ours = since - timedelta(seconds=self.d.client.clock.offset or 0.0)
@@ -83,7 +115,7 @@ class Settler:
         wait = self.d.last_ambiguous + self.spec.send.reconcile_delay - self.clock.monotonic()
         if wait > 0:
             await self.clock.sleep(wait)
-        settlement = await self.reconciler.settle([self.lookup(i) for i in items])
+        settlement = await self._reconcile(items)
         self.d.stats.lookups += settlement.lookups
         retry: list[Item] = []
         for item in items:
@@ -98,7 +130,7 @@ class Settler:
 
     async def settle_earlier(self, lines: pl.DataFrame) -> None:
         """Contacts an earlier run may have sent: settle them before anything new is sent."""
-        items = earlier_items(lines)
+        items = earlier_items(lines, self.flows)
         newest = max((i.intent_at or "") for i in items)
         age = (self.clock.now() - parse_iso(newest)).total_seconds() if newest else 0.0
         self.d.last_ambiguous = self.clock.monotonic() - age

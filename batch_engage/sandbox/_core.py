@@ -281,7 +281,7 @@ class Studio:
         context = start_context(run)
         ended = self._ended_at(run, config)
         if ended is not None and run.played:
-            context["widgets"] = widget_outputs(run, run_messages(run, config.replies, ended))
+            context["widgets"] = widget_outputs(run, run_messages(run, config.replies_for(run.parameters), ended))
         return context
 
     def _run_json(self, run: Run, config: SandboxConfig, *, listed: bool = False) -> dict[str, Any]:

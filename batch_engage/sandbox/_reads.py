@@ -57,7 +57,7 @@ class ReadRoutes(Studio):
             # the question never replied.
             ended = None if run is None else self._ended_at(run, config)
             if run is not None and ended is not None:
-                message = run_messages(run, config.replies, ended).get(role)
+                message = run_messages(run, config.replies_for(run.parameters), ended).get(role)
         if message is None or account_sid != request.match_info["account"] or account_sid != message.run.account_sid:
             raise not_found(request.path)
         return web.json_response(message_json(message))

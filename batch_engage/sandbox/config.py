@@ -67,6 +67,9 @@ class SandboxConfig:
     list_drops_channel_prefix: lists show contact_channel_address without "whatsapp:".
     next_page_host: host (and port) that list paging URLs name instead of the sandbox's.
     replies: what contacts answer the Flow's question, picked per contact.
+    replies_by: a Parameters key and, per value of it, the replies contacts whose run carries
+        that value pick from instead (e.g. ``("variant", {"B": ("YES", "NO")})``: B's contacts
+        answer YES more often); runs without the key, or another value, use ``replies``.
     unwired_trigger: the Trigger's incomingRequest has no next widget, so REST runs
         end without sending anything.
     state_path: JSON-lines file runs are appended to as they are created and loaded
@@ -99,6 +102,7 @@ class SandboxConfig:
     list_drops_channel_prefix: bool = False
     next_page_host: str | None = None
     replies: tuple[str, ...] = _DEFAULT_REPLIES
+    replies_by: tuple[str, Mapping[str, tuple[str, ...]]] | None = None
     unwired_trigger: bool = False
     state_path: str | None = None
 
@@ -136,8 +140,26 @@ class SandboxConfig:
         object.__setattr__(self, "replies", tuple(self.replies))
         if not self.replies or not all(isinstance(reply, str) and reply for reply in self.replies):
             raise ValueError(f"replies must be one or more non-empty strings, got {self.replies!r}")
+        if self.replies_by is not None:
+            key, table = self.replies_by
+            frozen = {value: tuple(options) for value, options in table.items()}
+            if not key or not all(
+                options and all(isinstance(o, str) and o for o in options) for options in frozen.values()
+            ):
+                raise ValueError(
+                    f"replies_by must be a Parameters key and non-empty replies per value, got {self.replies_by!r}"
+                )
+            object.__setattr__(self, "replies_by", (key, MappingProxyType(frozen)))
         if self.state_path is not None and not self.state_path:
             raise ValueError("state_path must name a file, or be None")
+
+    def replies_for(self, parameters: Mapping[str, Any]) -> tuple[str, ...]:
+        """The replies a contact whose run carries ``parameters`` picks from."""
+        if self.replies_by is None:
+            return self.replies
+        key, table = self.replies_by
+        value = parameters.get(key)
+        return table.get(value, self.replies) if isinstance(value, str) else self.replies
 
 
 DEFAULT_CONFIG: Final = SandboxConfig()

@@ -120,6 +120,12 @@ class StudioClient:
         # v1 and v2 share Flow SIDs, and only v2 shows a Flow's status and revisions.
         self._flow_v2_url = f"{self._base}/v2/Flows/{flow_sid}"
 
+    def for_flow(self, flow_sid: str) -> StudioClient:
+        """The same connection, host, API and Twilio clock, for another Flow (an experiment's variant)."""
+        if flow_sid == self.flow_sid:
+            return self
+        return StudioClient(self._http, base_url=self._base, flow_sid=flow_sid, api=self.api, clock=self.clock)
+
     async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         return await _request(self._http, self.clock, method, url, **kwargs)
 

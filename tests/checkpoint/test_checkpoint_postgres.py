@@ -464,7 +464,9 @@ LAYOUT_1_COLUMNS = {
     "retries integer!, lookups integer!, pacer_rate double precision!",
     "journal": "job text!, contact text!, row bigint!, to_addr text!, from_addr text!, params_hash text, marker text, "
     "input text, state text!, sid text, http_status integer, error_code integer, error_message text, "
-    "attempts integer!, intent_at text, intent_twilio_at text, completed_at text, ended_sid text",
+    "attempts integer!, intent_at text, intent_twilio_at text, completed_at text"
+    # Added in place since (nullable, at the end): a schema made by an older release gains them on open.
+    ", ended_sid text, variant text",
     "leases": "job text!, backend_pid integer!, holder text!, heartbeat_at timestamp with time zone!",
     "meta": "job text!, key text!, value text!",
     "plans": "job text!, saved_at text!, plan bytea!",
@@ -484,7 +486,7 @@ LAYOUT_1_INDEXES = [
 
 
 class TestLayout:
-    """The tables are layout 1's, to the column, with layout 2's one nullable journal column appended."""
+    """The tables are layout 1's, to the column, with the nullable journal columns added since appended."""
 
     def test_a_new_schema_has_the_tables_layout_1_always_had(self, pg_url: str, pg_schema: Schema) -> None:
         """Every column (type, NOT NULL, order), key and index is the one layout 1 has always had."""
@@ -503,3 +505,28 @@ class TestLayout:
             "SELECT indexdef FROM pg_indexes WHERE schemaname = %s ORDER BY indexname", (pg_schema.name,)
         ).fetchall()
         assert [d.replace(f"{pg_schema.name}.", "S.") for (d,) in indexes] == LAYOUT_1_INDEXES
+
+
+class TestAddedColumns:
+    """A schema made before the journal's ``variant`` column still serves: read as is, given the column on open."""
+
+    def test_a_schema_without_the_variant_column_is_read_then_gains_it_on_open(
+        self, pg_url: str, pg_schema: Schema
+    ) -> None:
+        """Read-only, lines show a null variant; the next open adds the column, and intents record their variant."""
+        location = f"{pg_url}#j"
+        with open_checkpoint(location, {"f": 1}, TARGET) as cp:
+            cp.write_intents(
+                [Intent("+14155550100", 1, "+14155550100", "+1500", "h", "t:m")],
+                at="2026-01-01T00:00:00.000Z",
+                twilio_at=None,
+            )
+        pg_schema.conn.execute(f"ALTER TABLE {pg_schema.name}.journal DROP COLUMN variant")
+        assert read_checkpoint(location).journal["variant"].to_list() == [None]
+        with open_checkpoint(location, {"f": 1}, TARGET) as cp:
+            cp.write_intents(
+                [Intent("+14155550101", 2, "+14155550101", "+1500", "h", "t:n", "B")],
+                at="2026-01-01T00:00:01.000Z",
+                twilio_at=None,
+            )
+        assert read_checkpoint(location).journal["variant"].to_list() == [None, "B"]

@@ -107,9 +107,8 @@ FORMAT_2_TABLES = [
     attempts INTEGER NOT NULL DEFAULT 0,
     intent_at TEXT,
     intent_twilio_at TEXT,
-    completed_at TEXT,
-    ended_sid TEXT
-)""",
+    completed_at TEXT
+, ended_sid TEXT, variant TEXT)""",  # added in place since (nullable): an older release's file gains them on open
     "CREATE INDEX journal_state ON journal(state)",
     """CREATE TABLE runs (
     id INTEGER PRIMARY KEY,
@@ -176,3 +175,32 @@ class TestEndedSidColumn:
             cp.write_outcomes([Outcome("a", RowState.SENT, sid="FN" + "2" * 32)])
             line = cp.journal().row(0, named=True)
         assert line["ended_sid"] == "FN" + "1" * 32 and line["state"] == "sent"
+
+
+class TestAddedColumns:
+    """A checkpoint made before the journal's ``variant`` column still opens, reads and resumes."""
+
+    def test_a_checkpoint_without_the_variant_column_is_read_then_gains_it_on_open(self, tmp_path: Path) -> None:
+        """Read-only, its lines show a null variant; opened, it gains the column and keeps every line and its format."""
+        path = tmp_path / "c"
+        cp = open_checkpoint(path, FP, TWILIO)
+        cp.write_intents(
+            [Intent("+14155550100", 1, "+14155550100", "+15005550006", "h", "t:m")], at="a", twilio_at=None
+        )
+        cp.write_outcomes([Outcome(contact="+14155550100", state=RowState.SENT, sid="FN1", attempts=1)])
+        cp.close()
+        conn = sqlite3.connect(path)
+        conn.execute("ALTER TABLE journal DROP COLUMN variant")  # as the release before variants wrote it
+        conn.close()
+        view = read_only(path)
+        assert view.journal["variant"].to_list() == [None] and view.journal["sid"].to_list() == ["FN1"]
+        with open_checkpoint(path, FP, TWILIO) as reopened:
+            reopened.write_intents(
+                [Intent("+14155550101", 2, "+14155550101", "+15005550006", "h", "t:n", "B")], at="b", twilio_at=None
+            )
+            journal = reopened.journal()
+        assert journal.select("contact", "state", "variant").rows() == [
+            ("+14155550100", "sent", None),
+            ("+14155550101", "intent", "B"),
+        ]
+        assert read_only(path).meta["version"] == "2"

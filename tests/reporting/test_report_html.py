@@ -499,6 +499,31 @@ def console_errors(driver: Any) -> list[str]:
     return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
 
 
+class TestVariants:
+    """The variants section: only with an experiment; a sentence only when a difference excludes zero."""
+
+    def test_a_job_without_an_experiment_has_no_variants_section_and_no_holdout_tile(self) -> None:
+        """The page of every other job is what it was."""
+        page = render_report(report())
+        assert 'id="variants"' not in page and 'id="status-holdout"' not in page
+
+    def test_close_rates_give_no_sentence_and_the_holdout_is_shown(self) -> None:
+        """30% against 31%: the interval holds zero, so the page says no difference excludes zero yet."""
+        from batch_engage.experiment import difference, rate
+        from batch_engage.reporting.compare import ExperimentReport, Metric
+
+        a, b = rate(30, 100), rate(31, 100)
+        metric = Metric(key="answered", label="Answered", rates=(a, b), differences=(difference(a, b),))
+        experiment = ExperimentReport(
+            variants=("A", "B"), assigned=(100, 100), holdout=22, holdout_share=0.1, metrics=(metric,), collected=True
+        )
+        page = render_report(report(experiment=experiment, counts=dict(COUNTS) | {"holdout": 22}))
+        elements = parse(page)
+        assert "no-verdict" in elements.attrs and "verdicts" not in elements.attrs
+        assert elements.attrs["holdout"]["data-count"] == "22"
+        assert elements.attrs["status-holdout"]["data-count"] == "22"
+
+
 class TestInABrowser:
     """Headless Chromium opens the page offline, shows the numbers, and requests nothing."""
 
@@ -702,3 +727,74 @@ def test_runs_without_a_value_for_a_field_are_counted_as_no_reply() -> None:
     (answer,) = _field_values(collected)
     assert answer.top == (("yes", 2), ("no", 1))
     assert answer.no_reply == 3
+
+
+class TestExperimentInABrowser:
+    """Two variants whose contacts answer differently: the page compares them and says when they really differ."""
+
+    def test_b_answers_yes_twice_as_often_and_the_page_says_the_difference_excludes_zero(
+        self,
+        browser: Any,
+        sandbox_factory: Any,
+        write_job: Any,
+        sandbox_creds: Any,
+        tmp_path: Path,
+    ) -> None:
+        """After collect, B's YES rate is above A's, the difference's interval excludes zero, and a sentence says so;
+        the holdout's size is shown beside the variants."""
+        import polars as pl
+        from selenium.webdriver.common.by import By
+
+        import batch_engage
+        from batch_engage.api import write_report_html
+
+        # A's contacts answer YES one time in four, B's one in two: twice as often.
+        sb = sandbox_factory(
+            rate_limit=None, replies_by=("variant", {"A": ("YES", "NO", "NO", "NO"), "B": ("YES", "NO")})
+        )
+        contacts = tmp_path / "contacts.csv"
+        pl.DataFrame({"phone": [f"+1415555{i:04d}" for i in range(800)], "name": ["x"] * 800}).with_columns(
+            visits=pl.lit(1)
+        ).write_csv(contacts)
+        extra = f"""
+[collect]
+message_status = ["send_intro"]
+
+[collect.fields]
+answer = "widgets.ask.inbound.Body"
+
+[experiment]
+holdout = 0.1
+
+[[experiment.variants]]
+name = "A"
+parameters = {{ variant = "A" }}
+
+[[experiment.variants]]
+name = "B"
+flow = "FW{"b" * 32}"
+parameters = {{ variant = "B" }}
+"""
+        send = "rate = 5000\nconcurrency = 8\nreconcile_delay = 0.0"
+        job = write_job(input_path=contacts, base_url=sb.url, send=send, extra=extra)
+        assert batch_engage.run(job, credentials=sandbox_creds).exit_code == 0
+        sb.end_all_runs()
+        collected = batch_engage.collect(job, credentials=sandbox_creds)
+        assert collected.exit_code == 0
+        assert set(collected.outcomes["variant"]) == {"A", "B"}
+        page = write_report_html(batch_engage.load_job(job), tmp_path / "experiment.html")
+
+        requested_urls(browser)
+        console_errors(browser)
+        browser.get(page.as_uri())
+        assert console_errors(browser) == []
+        row = browser.find_element(By.CSS_SELECTOR, '#variants-table tr[data-metric="field:answer=YES"]')
+        a, b, diff = row.find_elements(By.CSS_SELECTOR, "td")
+        assert float(b.get_attribute("data-rate")) > float(a.get_attribute("data-rate"))
+        assert diff.get_attribute("data-excludes-zero") == "true"
+        assert float(diff.get_attribute("data-low")) > 0
+        verdict = browser.find_element(By.CSS_SELECTOR, '.verdict[data-metric="field:answer=YES"][data-variant="B"]')
+        assert verdict.is_displayed()
+        assert "B's rate is higher than A's" in verdict.text and "excludes zero" in verdict.text
+        holdout = browser.find_element(By.ID, "holdout")
+        assert 40 <= int(holdout.get_attribute("data-count")) <= 120 and holdout.is_displayed()

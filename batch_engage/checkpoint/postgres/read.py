@@ -82,7 +82,8 @@ def _read_tables(
 ) -> tuple[pl.DataFrame | None, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """The job's plan (None if never saved), journal, runs and events."""
     key = (loc.key,)
-    journal = journal_frame(conn.execute(journal_sql(loc, present=journal_columns(conn, loc)), key).fetchall())
+    present = journal_columns(conn, loc)
+    journal = journal_frame(conn.execute(journal_sql(loc, present=present), key).fetchall())
     runs = conn.execute(
         loc.sql(f"SELECT {', '.join(RUN_COLUMNS)} FROM {{s}}.runs WHERE job = %s ORDER BY id"),  # noqa: S608
         key,

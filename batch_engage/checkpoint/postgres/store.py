@@ -167,17 +167,18 @@ class PgCheckpoint(PgSession, StoreBase):
         group = list({i.contact: i for i in intents}.values())
         if not group:
             return
-        columns = _arrays([(i.contact, i.row, i.to, i.from_, i.params_hash, i.marker) for i in group])
+        columns = _arrays([(i.contact, i.row, i.to, i.from_, i.params_hash, i.marker, i.variant) for i in group])
         self._statement(
             self._sql(
                 "INSERT INTO {s}.journal AS j (job, contact, row, to_addr, from_addr, params_hash, marker, "
-                "input, state, intent_at, intent_twilio_at) "
-                "SELECT %s, c, r, t, f, h, m, %s, 'intent', %s, %s "
-                "FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[]) "
-                "AS u(c, r, t, f, h, m) "
+                "input, state, intent_at, intent_twilio_at, variant) "
+                "SELECT %s, c, r, t, f, h, m, %s, 'intent', %s, %s, v "
+                "FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[]) "
+                "AS u(c, r, t, f, h, m, v) "
                 "ON CONFLICT (job, contact) DO UPDATE SET state = 'intent', row = excluded.row, "
                 "to_addr = excluded.to_addr, from_addr = excluded.from_addr, "
                 "params_hash = excluded.params_hash, marker = excluded.marker, input = excluded.input, "
+                "variant = excluded.variant, "
                 "intent_at = COALESCE(j.intent_at, excluded.intent_at), "
                 "intent_twilio_at = COALESCE(j.intent_twilio_at, excluded.intent_twilio_at)"
             ),

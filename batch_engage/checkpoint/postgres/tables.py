@@ -17,7 +17,7 @@ import psycopg
 from ...errors import UsageError
 from ...postgres import PgLocation
 from ...states import POSSIBLY_SENT, REACHED, sql_list
-from ..schema import JOURNAL_COLUMNS, PG_DDL, PG_TABLES, journal_select
+from ..schema import ADDED_JOURNAL_COLUMNS, PG_ADDED, PG_DDL, PG_TABLES, journal_select
 
 __all__ = [
     "LAYOUT_VERSION",
@@ -31,10 +31,9 @@ __all__ = [
     "tables_exist",
 ]
 
-LAYOUT_VERSION = 2
+LAYOUT_VERSION = 1
 # A constant advisory key so only one session creates or upgrades the tables at a time.
 _DDL_LOCK = 0x6261_7463_6865_6E67
-_COLUMNS = ", ".join(JOURNAL_COLUMNS)
 
 Connection = psycopg.Connection[tuple[Any, ...]]
 """A session with the checkpoint's database."""
@@ -43,19 +42,27 @@ Connection = psycopg.Connection[tuple[Any, ...]]
 def journal_sql(loc: PgLocation, condition: str = "", present: set[str] | None = None) -> str:
     """The query for a job's journal lines (``condition``: more of the WHERE clause), in row order.
 
-    ``present``: the columns the table has, when it may be an older layout's (a reader never upgrades it).
+    ``present``: the journal's columns, when it may predate an added one (a read that does not open it).
     """
-    columns = _COLUMNS if present is None else journal_select(present)
+    columns = journal_select(present)
     return loc.sql(f"SELECT {columns} FROM {{s}}.journal WHERE job = %s {condition} ORDER BY row")  # noqa: S608
 
 
 def journal_columns(conn: Connection, loc: PgLocation) -> set[str]:
-    """The columns the schema's journal table has."""
+    """The columns the schema's journal has."""
     rows = conn.execute(
         "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = 'journal'",
         (loc.schema,),
     ).fetchall()
     return {str(r[0]) for r in rows}
+
+
+def _add_columns(conn: Connection, loc: PgLocation) -> None:
+    """Give a journal made before the added columns those columns (nullable; older versions still read it)."""
+    present = journal_columns(conn, loc)
+    for name, statement in zip(ADDED_JOURNAL_COLUMNS, PG_ADDED, strict=True):
+        if name not in present:
+            conn.execute(loc.sql(statement))
 
 
 def tables_exist(conn: Connection, loc: PgLocation) -> bool:
@@ -95,10 +102,12 @@ def create_tables(conn: Connection, loc: PgLocation) -> None:
                     f"this one knows {LAYOUT_VERSION}); upgrade batch-engage on this machine"
                 )
             if version == LAYOUT_VERSION:
+                _add_columns(conn, loc)
                 return
         for statement in loc.sql(PG_DDL).split(";"):
             if statement.strip():
                 conn.execute(statement)
+        _add_columns(conn, loc)
         conn.execute(loc.sql("DELETE FROM {s}.checkpoint_version"))
         conn.execute(loc.sql("INSERT INTO {s}.checkpoint_version VALUES (%s)"), (LAYOUT_VERSION,))
 
