@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
@@ -13,10 +14,11 @@ from typing import Any, BinaryIO, ParamSpec, TypeVar
 import httpx
 import polars as pl
 
-from .checkpoint import check_binding, is_postgres
+from .checkpoint import check_binding
 from .collector import CollectOptions, CollectProgress, CollectResult, collect_job
 from .commands import (
     DEFAULT_OLDER_THAN,
+    SANDBOX_RUN_LIFETIME,
     Status,
     Sweep,
     Validation,
@@ -30,7 +32,10 @@ from .commands import (
     refuse_future_period,
     review_flow,
     review_variants,
+    sandbox_config,
+    sandbox_state_path,
     settle_previous_period,
+    simulated,
     sweep_job,
     validation,
 )
@@ -52,6 +57,7 @@ from .flow import FlowReview
 from .history import is_database_url, open_history
 from .job import ExperimentSpec, Spec, check_outputs
 from .plan import prepare
+from .results import unguarded
 from .runner import RunOptions, RunResult, kept_variants, prove_outputs, run_job
 from .sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox, SandboxConfig
 from .sandbox import serve as serve_sandbox
@@ -171,6 +177,12 @@ def _credentials(credentials: Credentials | None) -> Credentials:
     return credentials if credentials is not None else credentials_from_env()
 
 
+@contextmanager
+def _real(spec: Spec, credentials: Credentials | None) -> Iterator[tuple[Spec, Credentials]]:
+    """The job as given, with the caller's credentials (else the environment's): :func:`simulated`'s twin."""
+    yield spec, _credentials(credentials)
+
+
 async def run_async(
     job: str | Path | Spec,
     *,
@@ -183,28 +195,29 @@ async def run_async(
     on_progress: Callable[[Progress], None] | None = None,
     stdin: BinaryIO | None = None,
     on_start: Callable[[str], None] | None = None,
+    simulator: SandboxConfig | None = None,
 ) -> RunResult:
     """:func:`run` for callers that already run an event loop (``on_start``: the line shown before a real send)."""
     options = options or RunOptions()
-    spec = load_job(job, overrides)
+    spec = load_job(job, overrides, sandbox=options.sandbox)
     refuse_future_period(spec, yes=options.yes)
     prove_outputs(spec)
-    creds = _credentials(credentials)
-    if spec.job.period_kind is not None:
-        await settle_previous_period(spec, creds, options, transport)
-    tokens = job_tokens(spec, sandbox=options.sandbox) if spec.send.on_active == "end" else None
-    return await run_job(
-        spec,
-        credentials=creds,
-        frame=frame,
-        options=options,
-        control=control,
-        transport=transport,
-        on_progress=on_progress,
-        stdin=stdin,
-        on_start=on_start,
-        tokens=tokens,
-    )
+    with simulated(spec, config=simulator) if options.sandbox else _real(spec, credentials) as (spec, creds):
+        if spec.job.period_kind is not None:
+            await settle_previous_period(spec, creds, options, transport)
+        tokens = job_tokens(spec, sandbox=options.sandbox) if spec.send.on_active == "end" else None
+        return await run_job(
+            spec,
+            credentials=creds,
+            frame=frame,
+            options=options,
+            control=control,
+            transport=transport,
+            on_progress=on_progress,
+            stdin=stdin,
+            on_start=on_start,
+            tokens=tokens,
+        )
 
 
 run = _blocking(
@@ -215,6 +228,10 @@ run = _blocking(
     ``frame`` (a polars DataFrame or LazyFrame) is used instead of ``[input]``.
     Credentials default to :func:`credentials_from_env`. Raises a
     ``BatchEngageError`` for anything that stops the job before it starts.
+    With ``RunOptions(sandbox=True)`` the run is a rehearsal: it starts the built-in
+    simulator in-process (``simulator``: one configured otherwise, e.g. with faults), keeps
+    its state in the ``.sandbox`` checkpoint, and talks to nothing else, whatever
+    ``credentials``, environment or ``[flow] base_url`` say.
     """,
 )
 
@@ -239,22 +256,37 @@ def validate(
     Refuses exactly what ``run`` would refuse before sending (another job's or another
     Twilio's checkpoint, ``--restart`` without ``--yes``), with the same message. With
     ``flow``, also holds the job against the Flow's published revision (credentials and
-    network needed): an unwired REST trigger raises ``FlowUnwired``, missing variables with
+    network needed; with ``sandbox``, the built-in simulator's, and nothing else): an
+    unwired REST trigger raises ``FlowUnwired``, missing variables with
     ``flow.strict_variables`` raise ``ConfigError``.
     """
     spec = load_job(job, overrides, sandbox=sandbox)
     check_outputs(spec, [("--output", output)])
-    prepared = prepare(spec, frame=frame, stdin=stdin)
-    target = offline_target(spec, credentials, sandbox)
+    prepared = prepare(spec, frame=frame, stdin=stdin, rewrites=True)
+    target = offline_target(spec, None if sandbox else credentials, sandbox)
     check_binding(spec.output.checkpoint, prepared.fingerprint, target, restart=restart, yes=yes)
-    if flow and spec.experiment is not None:
-        variants = review_variants(spec, prepared.plan, _credentials(credentials), transport)
-        first = next(iter(variants[0].values()), None)
+    if not flow:
         return validation(
-            spec, prepared.plan, flow_review=first, restart=restart, now=now, output=output, variant_flows=variants
+            spec, prepared.plan, flow_review=None, restart=restart, now=now, output=output, rewrites=prepared.rewrites
         )
-    found = review_flow(spec, prepared.plan, _credentials(credentials), transport) if flow else None
-    return validation(spec, prepared.plan, flow_review=found, restart=restart, now=now, output=output)
+    with simulated(spec, keep_runs=False) if sandbox else _real(spec, credentials) as (held, creds):
+        if spec.experiment is not None:
+            variants = review_variants(held, prepared.plan, creds, transport)
+            first = next(iter(variants[0].values()), None)
+            return validation(
+                spec,
+                prepared.plan,
+                flow_review=first,
+                restart=restart,
+                now=now,
+                output=output,
+                variant_flows=variants,
+                rewrites=prepared.rewrites,
+            )
+        found = review_flow(held, prepared.plan, creds, transport)
+    return validation(
+        spec, prepared.plan, flow_review=found, restart=restart, now=now, output=output, rewrites=prepared.rewrites
+    )
 
 
 def status(
@@ -305,14 +337,10 @@ async def sweep_async(
 ) -> Sweep:
     """:func:`sweep` for callers that already run an event loop."""
     spec = load_job(job, overrides, period=period, sandbox=sandbox, latest=True)
-    return await sweep_job(
-        spec,
-        credentials=_credentials(credentials),
-        older_than=older_than,
-        yes=yes,
-        sandbox=sandbox,
-        transport=transport,
-    )
+    with simulated(spec) if sandbox else _real(spec, credentials) as (spec, creds):
+        return await sweep_job(
+            spec, credentials=creds, older_than=older_than, yes=yes, sandbox=sandbox, transport=transport
+        )
 
 
 sweep = _blocking(
@@ -323,7 +351,8 @@ sweep = _blocking(
     A run counts as the job's only when its Context carries a marker of one of the job's
     checkpoints (any period); any other run is listed and left alone. Refuses
     (``UsageError``) a job with ``api = "engagements"``. The result lists each active run
-    with what was (or would be) done and why, and the exit code the CLI gives.
+    with what was (or would be) done and why, and the exit code the CLI gives. With
+    ``sandbox``, the rehearsal's runs on the built-in simulator, and nothing else.
     """,
 )
 
@@ -340,7 +369,7 @@ def import_history(results: str | Path, *, history: str | Path, flow_sid: str) -
         raise UsageError(f"{path}: not a results table (no column {', '.join(sorted(missing))})")
     reached = table.filter(pl.col("status").is_in(["sent", "already_active"]))
     rows = [
-        (to, flow_sid, sid, datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp())
+        (unguarded(to), flow_sid, sid, datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp())
         for to, sid, at in reached.select("to", "sid", pl.col("completed_at").cast(pl.String)).iter_rows()
         if to and at
     ]
@@ -361,25 +390,6 @@ def history_stats(history: str | Path) -> pl.DataFrame:
 DEFAULT_COLLECT_POLL = 60.0
 """Seconds between passes of ``collect --wait`` against Twilio."""
 
-SANDBOX_RUN_LIFETIME = 5.0
-"""Seconds a ``--sandbox`` run lives before it ends with answers: short, so a demo shows them coming back."""
-
-
-def sandbox_state_path(spec: Spec) -> str:
-    """Where ``--sandbox`` keeps its runs between commands: ``<rehearsal checkpoint>.runs.jsonl``.
-
-    ``spec`` is the rehearsal, as ``load_job(..., sandbox=True)`` returns it; ``run --sandbox``
-    and ``collect --sandbox`` both call this, so the second finds the first's runs.
-    """
-    return spec.output.checkpoint + ".runs.jsonl"
-
-
-def sandbox_config(spec: Spec) -> SandboxConfig:
-    """The sandbox ``--sandbox`` serves: runs kept in :func:`sandbox_state_path`, ending after a few seconds."""
-    # A PostgreSQL checkpoint keeps nothing on disk, and collect (the reader of these runs) refuses it.
-    state = None if is_postgres(spec.output.checkpoint) else sandbox_state_path(spec)
-    return SandboxConfig(state_path=state, run_lifetime=SANDBOX_RUN_LIFETIME)
-
 
 async def collect_async(
     job: str | Path | Spec,
@@ -391,20 +401,17 @@ async def collect_async(
     control: RunControl | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     on_progress: Callable[[CollectProgress], None] | None = None,
+    simulator: SandboxConfig | None = None,
 ) -> CollectResult:
     """:func:`collect` for callers that already run an event loop."""
     options = options or CollectOptions()
     spec = load_job(job, overrides, period=period, sandbox=options.sandbox, latest=True)
     outcomes = options.output or spec.output.outcomes
     check_outputs(spec, [("--output" if options.output else "output.outcomes", outcomes)], replaces=["output.outcomes"])
-    return await collect_job(
-        spec,
-        credentials=_credentials(credentials),
-        options=options,
-        control=control,
-        transport=transport,
-        on_progress=on_progress,
-    )
+    with simulated(spec, config=simulator) if options.sandbox else _real(spec, credentials) as (spec, creds):
+        return await collect_job(
+            spec, credentials=creds, options=options, control=control, transport=transport, on_progress=on_progress
+        )
 
 
 collect = _blocking(
@@ -415,7 +422,8 @@ collect = _blocking(
     Reads the job's checkpoint (never locks it: a ``run`` may be going on), fetches only
     what can still change, and writes ``output.outcomes``. ``options`` picks
     ``refresh``, ``wait`` (poll until every run ended), ``max_duration`` and ``sandbox``
-    (the rehearsal's checkpoint). The result holds the outcomes as a polars DataFrame,
+    (the rehearsal's checkpoint, its runs served by the built-in simulator in-process, or
+    by ``simulator``'s; nothing else is asked). The result holds the outcomes as a polars DataFrame,
     counts by ``run_status`` and the exit code the CLI would give.
     """,
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -25,6 +26,8 @@ __all__ = [
     "build_results",
     "counts_by_status",
     "exit_code_for",
+    "guard_formulas",
+    "unguarded",
     "write_results",
 ]
 
@@ -93,7 +96,10 @@ def build_results(
     )
     joined = plan.join(lines, on="contact", how="left", maintain_order="left")
     state = pl.col("state")
-    sendable = pl.col("status") == "pending"
+    # What this job did outranks what the history says now: a contact it reached, capped since
+    # (by another job, or by claims it wrote before a history told jobs apart), shows that run.
+    reached_then_capped = ((pl.col("status") == "capped") & state.is_in([s.value for s in REACHED])).fill_null(False)
+    sendable = (pl.col("status") == "pending") | reached_then_capped
     status = (
         pl.when(~sendable)
         .then(pl.col("status"))
@@ -159,9 +165,43 @@ def counts_by_status(results: pl.DataFrame) -> dict[str, int]:
     return counts
 
 
-def write_results(results: pl.DataFrame, path: str | Path) -> Path:
-    """Write atomically, readable by the owner only; CSV or Parquet by extension."""
+# OWASP's CSV injection rule: a spreadsheet runs a cell that starts with one of these as a formula.
+_FORMULA_START = r"^[=+\-@\t\r]"
+# A phone number as sent (``+14155550100``, ``whatsapp:+14155550100``) is the one such text that is data.
+_PLAIN_NUMBER = r"^(?:whatsapp:)?\+[0-9]+$"
+
+
+def guard_formulas(table: pl.DataFrame) -> pl.DataFrame:
+    """Every text cell a spreadsheet would run as a formula, behind a leading ``'`` (OWASP); E.164 numbers exempt.
+
+    Anyone can text a Flow, so a reply (or a name in the input) may be ``=HYPERLINK(…)``;
+    a campaign owner opening the CSV in Excel must see it as text.
+    """
+    texts = [name for name, dtype in table.schema.items() if dtype == pl.String]
+    if not texts:
+        return table
+    return table.with_columns(
+        pl.when(pl.col(c).str.contains(_FORMULA_START) & ~pl.col(c).str.contains(_PLAIN_NUMBER))
+        .then(pl.lit("'") + pl.col(c))
+        .otherwise(pl.col(c))
+        .alias(c)
+        for c in texts
+    )
+
+
+def unguarded(text: str) -> str:
+    """A cell read back from a guarded CSV, without the ``'`` :func:`guard_formulas` put before it."""
+    return text[1:] if text.startswith("'") and re.match(_FORMULA_START, text[1:]) else text
+
+
+def write_results(results: pl.DataFrame, path: str | Path, *, csv_guard: bool = True) -> Path:
+    """Write atomically, readable by the owner only; CSV or Parquet by extension.
+
+    A CSV's formula-like text cells are guarded (:func:`guard_formulas`) unless ``csv_guard`` is off;
+    Parquet keeps the raw text (code reads it, not a spreadsheet).
+    """
     target = Path(path)
     if target.suffix == ".parquet":
         return write_atomically(target, results.write_parquet)
-    return write_atomically(target, results.write_csv)
+    table = guard_formulas(results) if csv_guard else results
+    return write_atomically(target, table.write_csv)

@@ -124,8 +124,13 @@ def write_table(frame: pl.DataFrame, target: PgTable, *, job_id: str, period: st
     return target.describe()
 
 
-def write_output(frame: pl.DataFrame, target: str | Path, *, job_id: str, period: str | None, key: str) -> str:
-    """Write ``frame`` to a PostgreSQL table (``postgresql://…#schema.table``) or to a CSV/Parquet file."""
+def write_output(
+    frame: pl.DataFrame, target: str | Path, *, job_id: str, period: str | None, key: str, csv_guard: bool = True
+) -> str:
+    """Write ``frame`` to a PostgreSQL table (``postgresql://…#schema.table``) or to a CSV/Parquet file.
+
+    Only a CSV guards its formula-like cells (``csv_guard``); a table keeps the raw text.
+    """
     if isinstance(target, str) and is_postgres_url(target):
         return write_table(frame, parse_table_url(target, key=key), job_id=job_id, period=period)
-    return str(write_results(frame, target))
+    return str(write_results(frame, target, csv_guard=csv_guard))

@@ -25,10 +25,9 @@ from selenium.webdriver.chrome.service import Service
 
 from batch_engage import CollectOptions, RunOptions, api
 from batch_engage.checkpoint.store import read_only
-from batch_engage.credentials import Credentials
 from batch_engage.reporting.data import report_data
 from batch_engage.reporting.html import FailureGroup, FieldValues, ReportData, RunSpan, SecondStats, render_report
-from batch_engage.sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox, SandboxConfig
+from batch_engage.sandbox import Sandbox, SandboxConfig
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -176,10 +175,8 @@ def sample_report_data() -> ReportData:
 def sample_job_report_data() -> ReportData:
     """The sample job (jobs/sample_campaign.toml) run on the sandbox at 50/s against its 20/s limit, then collected."""
     repo = DOCS.parent
-    creds = Credentials(SANDBOX_USERNAME, SANDBOX_PASSWORD)
-    with tempfile.TemporaryDirectory(prefix="batch-engage-sample-") as tmp, Sandbox(SandboxConfig(latency=0.03)) as sb:
+    with tempfile.TemporaryDirectory(prefix="batch-engage-sample-") as tmp:
         overrides = {
-            "flow.base_url": sb.url,
             "output.results": f"{tmp}/sample.results.csv",
             "output.checkpoint": f"{tmp}/sample.checkpoint",
             "send.rate": 50.0,
@@ -187,9 +184,12 @@ def sample_job_report_data() -> ReportData:
         spec = api.load_job(
             repo / "jobs" / "sample_campaign.toml", overrides | {"output.outcomes": f"{tmp}/o.csv"}, sandbox=True
         )
-        api.run(spec, credentials=creds, options=RunOptions(sandbox=True))
-        sb.end_all_runs()  # the simulated contacts answer once their runs have ended
-        api.collect(spec, credentials=creds, options=CollectOptions(sandbox=True))
+        # One simulator's runs, kept in a state file: the run's simulator and collect's serve the same ones.
+        simulator = SandboxConfig(latency=0.03, state_path=f"{tmp}/runs.jsonl")
+        api.run(spec, options=RunOptions(sandbox=True), simulator=simulator)
+        with Sandbox(simulator) as sb:
+            sb.end_all_runs()  # the simulated contacts answer once their runs have ended
+        api.collect(spec, options=CollectOptions(sandbox=True), simulator=simulator)
         return report_data(spec, read_only(spec.output.checkpoint), "out/sample_campaign.checkpoint.sandbox")
 
 

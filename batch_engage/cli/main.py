@@ -10,13 +10,11 @@ import argparse
 import asyncio
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from .. import api
 from ..control import RunControl
-from ..credentials import Credentials
 from ..errors import BatchEngageError, UsageError
 from ..exits import EXIT_OK
 from .output import (
@@ -79,32 +77,6 @@ def _flags(args: argparse.Namespace, *names: str) -> dict[str, Any]:
     return {name: getattr(args, name) for name in names}
 
 
-def _sandbox_credentials() -> Credentials:
-    return Credentials(api.SANDBOX_USERNAME, api.SANDBOX_PASSWORD)
-
-
-@contextmanager
-def _rehearsal(
-    args: argparse.Namespace, overrides: dict[str, Any], *, latest: bool = False
-) -> Iterator[Credentials | None]:
-    """With ``--sandbox``: serve the simulator and point the job at it; yield the credentials it takes (else None).
-
-    Its runs are kept beside the rehearsal's checkpoint, so a later ``run`` or ``collect --sandbox``
-    (another process) finds the same runs, as the real Studio would.
-    """
-    if not args.sandbox:
-        yield None
-        return
-    rehearsal = api.load_job(args.job, overrides, sandbox=True, period=args.period, latest=latest)
-    try:
-        simulator = api.Sandbox(api.sandbox_config(rehearsal))
-    except ValueError as exc:  # a state file that is not the sandbox's
-        raise UsageError(f"{args.command} --sandbox: {exc}") from None
-    with simulator as sandbox:
-        overrides["flow.base_url"] = sandbox.url
-        yield _sandbox_credentials()
-
-
 async def _until_stopped(work: Callable[[RunControl], Awaitable[_T]]) -> _T:
     """``work`` given a RunControl that SIGINT and SIGTERM ask to stop (a second one: at once)."""
     control = RunControl()
@@ -137,13 +109,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     _prove_outputs(args, overrides)
     stdin = sys.stdin.buffer if args.input == "-" else None
     options = api.RunOptions(**_flags(args, "limit", "max_duration", "restart", "yes", "wait", "sandbox"))
-    with _rehearsal(args, overrides) as creds, progress_bar(sys.stderr.isatty() and not args.quiet) as progress:
+    # With --sandbox the library serves the simulator itself: the CLI and Python callers share one path.
+    with progress_bar(sys.stderr.isatty() and not args.quiet) as progress:
 
         def send(control: RunControl) -> Awaitable[api.RunResult]:
             job = api.load_job(args.job, overrides, sandbox=args.sandbox, period=args.period)
             return api.run_async(
                 job,
-                credentials=creds,
                 options=options,
                 control=control,
                 on_progress=progress,
@@ -165,23 +137,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_validate(args: argparse.Namespace) -> int:
     overrides = _overrides(args)
     overrides.pop("output.results", None)
-    flow = getattr(args, "flow", False)
-    creds: Credentials | None = None
-    with api.Sandbox() if args.sandbox and flow else nullcontext() as sandbox:
-        if sandbox is not None:
-            overrides["flow.base_url"] = sandbox.url
-            creds = _sandbox_credentials()
-        v = api.validate(
-            args.job,
-            overrides=overrides,
-            output=args.output,
-            stdin=sys.stdin.buffer if args.input == "-" else None,
-            sandbox=args.sandbox,
-            restart=args.restart,
-            yes=args.yes,
-            credentials=creds,
-            flow=flow,
-        )
+    v = api.validate(
+        args.job,
+        overrides=overrides,
+        output=args.output,
+        stdin=sys.stdin.buffer if args.input == "-" else None,
+        sandbox=args.sandbox,
+        restart=args.restart,
+        yes=args.yes,
+        flow=getattr(args, "flow", False),
+    )
     lines = validation_lines(v, api.load_job(args.job, overrides).send.rate)
     if args.output:
         lines.append(f"results: {args.output}")
@@ -255,12 +220,11 @@ def _cmd_collect(args: argparse.Namespace) -> int:
         poll_interval=_SANDBOX_POLL if args.sandbox else api.DEFAULT_COLLECT_POLL,
         **_flags(args, "refresh", "wait", "max_duration", "sandbox", "output"),
     )
-    with _rehearsal(args, overrides, latest=True) as creds, collect_bar(sys.stderr.isatty() and not args.quiet) as bar:
+    with collect_bar(sys.stderr.isatty() and not args.quiet) as bar:
 
         def fetch(control: RunControl) -> Awaitable[api.CollectResult]:
             return api.collect_async(
                 args.job,
-                credentials=creds,
                 overrides=overrides,
                 options=options,
                 period=args.period,
@@ -276,16 +240,14 @@ def _cmd_collect(args: argparse.Namespace) -> int:
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     overrides = _overrides(args)
-    with _rehearsal(args, overrides, latest=True) as creds:
-        result = api.sweep(
-            args.job,
-            credentials=creds,
-            overrides=overrides,
-            period=args.period,
-            sandbox=args.sandbox,
-            older_than=args.older_than,
-            yes=args.yes,
-        )
+    result = api.sweep(
+        args.job,
+        overrides=overrides,
+        period=args.period,
+        sandbox=args.sandbox,
+        older_than=args.older_than,
+        yes=args.yes,
+    )
     if not args.quiet:
         for line in sweep_lines(result):
             print(line)

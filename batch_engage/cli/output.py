@@ -228,6 +228,8 @@ def validation_lines(v: api.Validation, rate: float) -> list[str]:
         f"valid: {v.valid}",
         f"invalid: {v.invalid}",
         *(f"  {n:>6}  {reason}" for reason, n in v.invalid_reasons.items()),
+        *(["numbers rewritten (one example of each way, as written → as sent):"] if v.rewrites else []),
+        *(f"  {r.written} → {r.sent}  ({r.way})" for r in v.rewrites),
         f"duplicate: {v.duplicate}",
         *(f"suppressed ({name}): {n}" for name, n in v.suppressed.items()),
         *([f"capped: {v.capped}"] if v.capped else []),

@@ -167,7 +167,8 @@ async def collect_job(
     path = options.output or spec.output.outcomes
     if path is not None:
         key = "--output" if options.output else "output.outcomes"
-        await asyncio.to_thread(write_output, table, path, job_id=spec.job.template, period=spec.job.period, key=key)
+        job_id, period, guard = spec.job.template, spec.job.period, spec.output.csv_guard
+        await asyncio.to_thread(write_output, table, path, job_id=job_id, period=period, key=key, csv_guard=guard)
     sending = not is_postgres(spec.output.checkpoint) and is_locked(spec.output.checkpoint)
     if sending:
         log.warning("collect.run_still_sending", checkpoint=spec.output.checkpoint)

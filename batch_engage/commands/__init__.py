@@ -1,6 +1,7 @@
-"""What the API does beyond a run: validate, status and report, sweep, and the turnover of periods."""
+"""What the API does beyond a run: validate, status, report, sweep, periods' turnover, the rehearsal's simulator."""
 
 from .periods import job_for, job_tokens, settle_previous_period
+from .rehearsal import SANDBOX_RUN_LIFETIME, sandbox_config, sandbox_credentials, sandbox_state_path, simulated
 from .status import Status, job_status, rewrite_results, write_report_html
 from .sweep import DEFAULT_OLDER_THAN, Sweep, SweptRun, sweep_job
 from .validate import Validation, offline_target, review_flow, review_variants, validation
@@ -8,6 +9,7 @@ from .written import guarded_report, guarded_report_html, guarded_summary_json, 
 
 __all__ = [
     "DEFAULT_OLDER_THAN",
+    "SANDBOX_RUN_LIFETIME",
     "Status",
     "Sweep",
     "SweptRun",
@@ -23,7 +25,11 @@ __all__ = [
     "review_flow",
     "review_variants",
     "rewrite_results",
+    "sandbox_config",
+    "sandbox_credentials",
+    "sandbox_state_path",
     "settle_previous_period",
+    "simulated",
     "sweep_job",
     "validation",
     "write_report_html",

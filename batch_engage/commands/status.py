@@ -85,7 +85,12 @@ def rewrite_results(spec: Spec, output: str | Path | None, html: str | Path | No
     plan, results, view = _from_checkpoint(spec)
     results = annotate_windows(plan, results, spec, datetime.now(UTC))
     target = write_output(
-        results, output or spec.output.results, job_id=spec.job.template, period=spec.job.period, key=key
+        results,
+        output or spec.output.results,
+        job_id=spec.job.template,
+        period=spec.job.period,
+        key=key,
+        csv_guard=spec.output.csv_guard,
     )
     if html is not None:
         write_report_html(spec, html, view=view)

@@ -20,7 +20,7 @@ from ..errors import ConfigError, CredentialsError, FlowNotFound, FlowUnwired, U
 from ..exits import exit_code_for
 from ..flow import FlowReview, FlowWiringError, log_findings, reply_conflicts, review, waits_for_replies
 from ..job import Spec
-from ..plan import annotate_windows, send_window, window_openings
+from ..plan import Rewrite, annotate_windows, send_window, window_openings
 from ..results import build_results, write_results
 from ..runner import Item, make_marker, target_for
 from ..states import FINAL
@@ -51,6 +51,7 @@ class Validation:
     capped: int = 0
     openings: dict[str, int] = field(default_factory=dict)
     flow: FlowReview | None = None
+    rewrites: tuple[Rewrite, ...] = ()
     variant_flows: dict[str, FlowReview] = field(default_factory=dict)
     """With an ``[experiment]`` and ``--flow``: each variant's Flow held against that variant's rows."""
     flow_warnings: list[str] = field(default_factory=list)
@@ -74,6 +75,7 @@ class Validation:
             "window_openings": self.openings,
             "samples": self.samples,
             "estimated_seconds": round(self.estimated_seconds, 1),
+            "rewritten": [{"way": r.way, "written": r.written, "sent": r.sent} for r in self.rewrites],
         }
 
 
@@ -94,6 +96,7 @@ def validation(
     variant_flows: tuple[dict[str, FlowReview], list[str]] = ({}, []),
     now: datetime | None,
     output: str | Path | None,
+    rewrites: tuple[Rewrite, ...] = (),
 ) -> Validation:
     """What ``plan`` would send, and what not and why (the results table written to ``output``, if given)."""
     pending = plan.filter(pl.col("status") == "pending")
@@ -105,7 +108,7 @@ def validation(
         if "://" in str(output):
             # A preview's "pending" rows would replace the job's real ones in the table.
             raise UsageError("--output: validate writes a file (.csv or .parquet); run and report write tables")
-        write_results(results, output)
+        write_results(results, output, csv_guard=spec.output.csv_guard)
     return Validation(
         total=plan.height,
         valid=pending.height,
@@ -120,6 +123,7 @@ def validation(
         capped=statuses.get("capped", 0),
         openings=_opening_counts(spec, plan, results, pending, moment),
         flow=flow_review,
+        rewrites=rewrites,
         variant_flows=variant_flows[0],
         flow_warnings=variant_flows[1],
     )

@@ -2,6 +2,7 @@
 
 from .checks import OUTCOME_BASE_COLUMNS, static_parameter_pairs
 from .experiment import HOLDOUT, ExperimentSpec, VariantSpec
+from .identity import history_identity
 from .outputs import check_outputs, checkpoint_family
 from .paths import check_tables
 from .periods import current_period, is_period, previous_period
@@ -28,6 +29,7 @@ __all__ = [
     "check_tables",
     "checkpoint_family",
     "current_period",
+    "history_identity",
     "is_future_period",
     "is_period",
     "load_spec",

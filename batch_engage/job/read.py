@@ -69,7 +69,12 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], str]]] = {
         "active_retry": ((str, int, float), "active_retry"),
         "end_active_after": ((str, int, float), "end_active_after"),
     },
-    "output": {"results": (str, "results"), "checkpoint": (str, "checkpoint"), "outcomes": (str, "outcomes")},
+    "output": {
+        "results": (str, "results"),
+        "checkpoint": (str, "checkpoint"),
+        "outcomes": (str, "outcomes"),
+        "csv_guard": (bool, "csv_guard"),
+    },
     "suppress": {"files": (list, "files"), "column": (str, "column")},
     "history": {"path": (str, "path"), "cap": (str, "cap"), "flow_cap": (str, "flow_cap")},
     "collect": {

@@ -197,6 +197,7 @@ class OutputSpec:
     checkpoint_template: str | None = None
     outcomes: str | None = None
     outcomes_template: str | None = None
+    csv_guard: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -388,7 +389,8 @@ def _build(sections: dict[str, dict[str, Any]], base: Path, stem: str, now: date
     check_on_active(send.on_active, flow.api)
     job = job_fields(sections["job"], stem, send.default_timezone, now)
     check_postgres_checkpoint(sections["output"], sections["job"])
-    output = OutputSpec(**output_fields(sections["output"], base, job))
+    guard = sections["output"].get("csv_guard", True)
+    output = OutputSpec(**output_fields(sections["output"], base, job), csv_guard=guard)
     history = HistorySpec(**check_history(sections["history"]))
     _ = history.caps  # parsed here, once, like the window
     spec = Spec(

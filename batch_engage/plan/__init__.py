@@ -2,10 +2,12 @@
 
 from .phone import mask
 from .prepare import Prepared, caps, contact_hash, fingerprint, params_hash, prepare
+from .rewrites import Rewrite
 from .windows import annotate_windows, send_window, window_openings
 
 __all__ = [
     "Prepared",
+    "Rewrite",
     "annotate_windows",
     "caps",
     "contact_hash",

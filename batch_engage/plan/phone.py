@@ -16,7 +16,10 @@ Only the distinct values in other shapes are handed to ``phonenumbers``.
 
 What a spreadsheet did to a number is never guessed back: ``1.41555501E+10`` lost
 digits, so it is invalid; ``4155550123.0`` (a number column) is read as its digits,
-and one ``input.float_column`` log line says so; ``4155550123.5`` is invalid.
+and one ``input.float_column`` log line says so; ``4155550123.5`` is invalid. A zero
+fraction is taken off before anything else reads the value, whatever its decimal mark
+and with or without ``+`` (``491712345684,0``, ``+491712345678.0``): read with the
+fraction, its zeros would become digits of another person's number.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ import re
 import phonenumbers
 import polars as pl
 import structlog
+
+from .masking import mask
 
 __all__ = ["MESSAGING_SERVICE_SID", "fast_path_pattern", "mask", "normalize", "normalize_one", "region_code"]
 
@@ -46,7 +51,10 @@ _NUMBER_TYPES = (
     "voicemail",
 )
 _CLIENT = r"client:[A-Za-z0-9_.\-]+"
-_SIP = r"(?:sips?:)?[^@\s:]+@[^@\s]+"
+# A SIP address is ``sip:user@host`` or ``user@host`` (as Twilio writes SIP contacts): the user part in these
+# characters and the host a host name, so that no formula (``=1+1@evil.example``) passes as an address.
+_SIP_HOST = r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z][A-Za-z0-9-]{0,62}(?::[0-9]{1,5})?"
+_SIP = rf"(?:sips?:)?[A-Za-z0-9._+\-]+@{_SIP_HOST}"
 _OTHER_CHANNELS = f"{_CLIENT}|{_SIP}"
 MESSAGING_SERVICE_SID = r"^MG[0-9a-fA-F]{32}$"
 _LOOKS_LIKE_SID = re.compile(r"^MG[0-9A-Za-z]*$")
@@ -58,10 +66,14 @@ _E164_SHAPE = r"^\+[0-9]+$"
 _MAX_NSN_DIGITS = 17
 # Excel writes 14155550100 as 1.41555501E+10 (or 1,41555501E+10 with a decimal comma).
 _SCIENTIFIC = re.compile(r"^[0-9]+(?:[.,][0-9]+)?[eE][+-]?[0-9]+$")
-_WHOLE_FLOAT_TEXT = r"^[0-9]+\.0+$"
+_WHOLE_FLOAT_TEXT = r"^\+?[0-9]+[.,]0+$"
+_ZERO_FRACTION = r"[.,]0+$"
 _FLOAT_DIGITS_LIMIT = 1e17  # beyond this a float's digits are not the ones written, and Int64 would overflow
-_DECIMAL = re.compile(r"^[0-9]+\.[0-9]*[1-9][0-9]*$")
+_DECIMAL = re.compile(r"^\+?[0-9]+[.,][0-9]*[1-9][0-9]*$")
 _SCIENTIFIC_REASON = "written in scientific notation: digits were lost; export the column as text"
+_LEADING_ZERO_REASON = (
+    "a number column may have dropped its leading zero, and both readings are numbers; export the column as text"
+)
 _DECIMAL_REASON = "a number with a decimal part, not a phone number; export the column as text"
 _PARSE_REASONS = {
     phonenumbers.NumberParseException.INVALID_COUNTRY_CODE: "no country code (set mapping.default_region)",
@@ -110,6 +122,10 @@ def region_code(region: str | None) -> str | None:
     return code
 
 
+_SIP_REASON = (
+    "SIP address: must be sip:user@host or user@host, the user letters, digits, '.', '_', '-' or '+', "
+    "the host a host name"
+)
 _SID_AS_TO = "a Messaging Service SID (MG…) can only be the sender (From), not To"
 
 
@@ -122,7 +138,7 @@ def _channel_reason(text: str, *, sender: bool) -> str | None:
     elif text.lower().startswith("client:"):
         rule, why = _CLIENT, "client: address: the name must be letters, digits, '_', '.' or '-'"
     else:
-        rule, why = _SIP, "SIP address: must be user@host, without spaces"
+        rule, why = _SIP, _SIP_REASON
     return None if re.fullmatch(rule, text) else why
 
 
@@ -153,7 +169,7 @@ def normalize_one(value: str, default_region: str | None, *, sender: bool = Fals
 def _phone_number(text: str, default_region: str | None) -> tuple[str | None, str | None]:
     """A phone number as written by people (no channel prefix): its E.164, or why not."""
     if re.fullmatch(_WHOLE_FLOAT_TEXT, text):
-        text = text.partition(".")[0]
+        text = re.sub(_ZERO_FRACTION, "", text)
     candidate = text
     if default_region is None and text.isdigit():
         # Without a region, a bare run of digits is most likely E.164 missing its '+'.
@@ -243,7 +259,7 @@ def _shape_reasons(text: pl.Expr, *, sender: bool) -> pl.Expr:
     reason = (
         pl.when(number.str.contains(_E164_SHAPE))
         .then(e164)
-        .when(text.str.contains(r"^[0-9]+\.[0-9]+$"))
+        .when(text.str.contains(r"^\+?[0-9]+[.,][0-9]+$"))
         .then(pl.lit(_DECIMAL_REASON))
         .when(text.str.contains(_SCIENTIFIC.pattern))
         .then(pl.lit(_SCIENTIFIC_REASON))
@@ -270,19 +286,35 @@ def _respelled(text: pl.Expr, region: str | None) -> tuple[pl.Expr, pl.Expr]:
     return spelled, national.is_not_null()
 
 
-def _as_text(values: pl.Series) -> tuple[pl.Series, int]:
-    """Addresses as text, and how many came from whole numbers in a float column.
+def _as_text(values: pl.Series) -> pl.Series:
+    """Addresses as text; whole numbers in a float column as ``<digits>.0``.
 
     A number column (Parquet, NDJSON) gives its digits, never ``4.155550123e9``; a
     value with a real decimal part is written out as it is, to be refused.
     """
     if not values.dtype.is_float():
-        return values.cast(pl.String), 0
+        return values.cast(pl.String)
     whole = values.is_finite() & (values == values.round(0)) & (values.abs() < _FLOAT_DIGITS_LIMIT)
-    text = pl.select(
-        pl.when(whole).then(values.cast(pl.Int64, strict=False).cast(pl.String)).otherwise(values.cast(pl.String))
-    ).to_series()
-    return text, int(whole.sum())
+    # Written as a spreadsheet shows it (``4155550123.0``): the look-up reads it as its digits and counts
+    # it, and knows a leading zero may have been lost on the way (see _lost_leading_zero).
+    digits = values.cast(pl.Int64, strict=False).cast(pl.String) + ".0"
+    return pl.select(pl.when(whole).then(digits).otherwise(values.cast(pl.String))).to_series()
+
+
+def _lost_leading_zero(digits: str, region: str | None, address: str) -> bool:
+    """Whether a number column may have eaten a leading zero that made it another person's number.
+
+    Where a national number keeps its leading zero (``06031234`` in GA is +241 06031234), a
+    number column stores ``6031234``, which is also a valid number there: +241 6031234, someone else.
+    """
+    if region is None or not digits.isdigit() or digits.startswith("0") or address == "+" + digits:
+        # Read with its country code, every digit was there: no zero can have been dropped in front.
+        return False
+    try:
+        with_zero = _valid_e164(phonenumbers.parse("0" + digits, region), region)
+    except phonenumbers.NumberParseException:
+        return False
+    return with_zero is not None and with_zero != address
 
 
 def _look_up(texts: pl.Series, region: str | None, what: str) -> pl.DataFrame:
@@ -296,12 +328,15 @@ def _look_up(texts: pl.Series, region: str | None, what: str) -> pl.DataFrame:
     distinct = frame.select(pl.col("text").unique())
     whole = pl.col("text").str.contains(_WHOLE_FLOAT_TEXT)
     distinct = distinct.with_columns(
-        whole=whole, value=pl.when(whole).then(pl.col("text").str.replace(r"\.0+$", "")).otherwise(pl.col("text"))
+        whole=whole, value=pl.when(whole).then(pl.col("text").str.replace(_ZERO_FRACTION, "")).otherwise(pl.col("text"))
     )
     spelled, nationally = _respelled(pl.col("value"), region)
-    distinct = distinct.with_columns(
-        shape=_shape_reasons(pl.col("value"), sender=sender), spelled=spelled, nationally=nationally
-    ).with_columns(valid=pl.col("spelled").str.contains(fast_path_pattern()).fill_null(False))
+    distinct = distinct.with_columns(spelled=spelled, nationally=nationally).with_columns(
+        valid=pl.col("spelled").str.contains(fast_path_pattern()).fill_null(False)
+    )
+    # A value valid once its zero fraction is off (``+491712345678.0``) has no shape to blame.
+    shape = _shape_reasons(pl.col("value"), sender=sender)
+    distinct = distinct.with_columns(shape=pl.when(~(pl.col("whole") & pl.col("valid"))).then(shape))
     # A North American number spelled nationally is +1 and its ten digits to phonenumbers too,
     # so when the fast path finds that invalid, phonenumbers would only say the same.
     national = pl.when(pl.col("nationally") & ~pl.col("valid")).then(
@@ -311,8 +346,10 @@ def _look_up(texts: pl.Series, region: str | None, what: str) -> pl.DataFrame:
     slow = distinct.filter(pl.col("shape").is_null() & ~pl.col("valid"))
     normalized: list[str | None] = []
     reasons: list[str | None] = []
-    for text, value in slow.select("text", "value").iter_rows():
+    for text, value, whole_number in slow.select("text", "value", "whole").iter_rows():
         address, why = normalize_one(value, region, sender=sender)
+        if whole_number and address is not None and _lost_leading_zero(value, region, address):
+            address, why = None, _LEADING_ZERO_REASON
         normalized.append(address)
         # The value goes last, quoted: the report groups reasons by what precedes it.
         reasons.append(None if why is None else f"{what}: {why}: {text!r}")
@@ -343,7 +380,7 @@ def normalize(values: pl.Series, default_region: str | None, *, what: str = "To"
     distinct values that are neither E.164 nor a plain spelling of it reach ``phonenumbers``.
     """
     region = default_region.strip().upper() if default_region else None
-    raw, from_floats = _as_text(values)
+    raw = _as_text(values)
     text = raw.str.strip_chars()
     fast = text.str.contains(fast_path_pattern())
     if what == "From":
@@ -357,21 +394,7 @@ def normalize(values: pl.Series, default_region: str | None, *, what: str = "To"
         looked = _look_up(text.gather(rejected), region, what)
         address = address.scatter(rejected, looked["address"])
         reason = reason.scatter(rejected, looked["reason"])
-        from_floats += int(looked["whole"].sum())
-    if from_floats:
-        log.info("input.float_column", column=values.name, what=what, rows=from_floats)
+        from_floats = int(looked["whole"].sum())
+        if from_floats:
+            log.info("input.float_column", column=values.name, what=what, rows=from_floats)
     return pl.DataFrame({"address": address, "reason": reason})
-
-
-def mask(address: str | None) -> str:
-    """Hide the middle of an address for logs: ``+14155550100`` -> ``+1415***0100``."""
-    if not address:
-        return ""
-    if "@" in address:
-        name, _, host = address.partition("@")
-        return f"{name[:2]}***@{host}"
-    prefix = address[: address.find("+") + 1] if "+" in address else ""
-    digits = address[len(prefix) :]
-    if len(digits) <= 6:
-        return prefix + "***"
-    return f"{prefix}{digits[:4]}***{digits[-4:]}"

@@ -22,8 +22,9 @@ import polars as pl
 
 from ..history import is_database_url, open_history
 from ..inputs import Table, frame_digest, read_query, read_table
-from ..job import Cap, Spec
+from ..job import Cap, Spec, history_identity
 from .hygiene import apply_history, apply_suppression, load_suppression
+from .rewrites import Rewrite, rewrite_examples
 from .rows import plan as plan_rows
 from .rows import text_columns
 from .variants import experiment_fingerprint, history_by_flow, hold_out, with_variants
@@ -39,6 +40,7 @@ class Prepared:
     plan: pl.DataFrame
     fingerprint: dict[str, Any]
     input_digest: str
+    rewrites: tuple[Rewrite, ...] = ()
 
 
 def fingerprint(spec: Spec) -> dict[str, Any]:
@@ -109,10 +111,12 @@ def prepare(
     stdin: BinaryIO | None = None,
     job_owner: str | None = None,
     kept: Mapping[str, str] | None = None,
+    rewrites: bool = False,
 ) -> Prepared:
     """Read and plan the input (suppression, caps, send-window zones, contact keys, variants); no call to Twilio.
 
-    ``kept``: contacts already sent a variant (from the checkpoint), who keep it.
+    ``kept``: contacts already sent a variant (from the checkpoint), who keep it. ``rewrites`` also finds
+    one example of each way a To was rewritten (for ``validate``; a run skips the cost).
     """
     if frame is not None:
         data = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
@@ -147,11 +151,12 @@ def prepare(
     known = spec.history.path and (is_database_url(spec.history.path) or Path(spec.history.path).exists())
     if spec.history.path and any(job_caps) and known:
         with open_history(spec.history.path) as history:
-            owner = job_owner or spec.job.id
+            owner = job_owner or history_identity(spec)
             if spec.experiment is None:
                 planned = apply_history(planned, history, spec.flow.sid, *job_caps, job=owner)
             else:
                 planned = history_by_flow(planned, history, spec, job_caps, job=owner)
     if spec.experiment is not None:
         planned = hold_out(planned)
-    return Prepared(plan=planned, fingerprint=fingerprint(spec), input_digest=table.digest)
+    examples = rewrite_examples(table.frame[spec.mapping.to], planned) if rewrites else ()
+    return Prepared(plan=planned, fingerprint=fingerprint(spec), input_digest=table.digest, rewrites=examples)

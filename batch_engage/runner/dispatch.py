@@ -22,7 +22,7 @@ from ..clock import Clock
 from ..control import Progress, RunControl, Stats
 from ..errors import StudioError
 from ..history import HistoryStore
-from ..job import SendWindow, Spec
+from ..job import SendWindow, Spec, history_identity
 from ..plan import caps
 from ..states import RowState
 from ..twilio import Breaker, Pacer, StudioClient, is_handback
@@ -72,6 +72,7 @@ class Dispatcher(Answers):
 
     def __post_init__(self) -> None:
         self.caps = caps(self.spec)
+        self._identity = history_identity(self.spec)
         self._queue = Intake(
             self.cp, pacer=self.pacer, clock=self.clock, twilio=self.client.clock, stopping=self.stopping
         )

@@ -260,8 +260,10 @@ def prove_outputs(spec: Spec, extra: Sequence[tuple[str, str | None]] = ()) -> l
 async def _write_results(spec: Spec, results: pl.DataFrame) -> None:
     """The results table written; a failure now (a full disk) loses nothing sent, and says how to get it back."""
     try:
-        job_id, period, output = spec.job.template, spec.job.period, spec.output.results
-        await asyncio.to_thread(write_output, results, output, job_id=job_id, period=period, key="output.results")
+        job_id, period, output, guard = spec.job.template, spec.job.period, spec.output.results, spec.output.csv_guard
+        await asyncio.to_thread(
+            write_output, results, output, job_id=job_id, period=period, key="output.results", csv_guard=guard
+        )
     except (OSError, UsageError) as exc:
         # A full disk, a read-only folder, a database table that refused the rows: all after sending.
         reason = (exc.strerror or type(exc).__name__) if isinstance(exc, OSError) else str(exc)

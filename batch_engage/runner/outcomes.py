@@ -48,10 +48,11 @@ class Outcomes:
     aborted: StudioError | None
     active: ActiveRuns | None
     _breaker: Breaker
+    _identity: str  # the job as the shared history knows it (job.history_identity), worked out once
 
     def owner(self, item: Item) -> str:
-        """The history claim's owner: this job and this contact."""
-        return history_owner(self.spec.job.id, item.contact)
+        """The history claim's owner: this job (its id as written and its state's place) and this contact."""
+        return history_owner(self._identity, item.contact)
 
     def record(
         self,

@@ -37,6 +37,8 @@ invalid: 4
        2  To: not a phone number
        1  To: not a valid phone number
        1  To is empty
+numbers rewritten (one example of each way, as written → as sent):
+  (415) 555-0101 → +14155550101  (national number: country code of mapping.default_region)
 duplicate: 1
 already done (checkpoint): 0
 estimated duration at 500/s: 0s

@@ -449,12 +449,10 @@ class TestWaitAndSandbox:
     ) -> None:
         """`collect --sandbox` serves the rehearsal's runs from its state file: active at first, then ended."""
         job = write_job(input_path=contacts_csv, send=FAST_SEND, extra=COLLECT)
-        rehearsal = api.load_job(job, sandbox=True)
-        with Sandbox(api.sandbox_config(rehearsal)) as sb:
-            spec = api.load_job(job, {"flow.base_url": sb.url}, sandbox=True)
-            assert batch_engage.run(spec, credentials=sandbox_creds, options=RunOptions(sandbox=True)).exit_code == 0
-            code, _, _ = cli(["collect", str(job), "--sandbox", "-q"], capsys)
-            assert code == 75
+        assert batch_engage.run(job, options=RunOptions(sandbox=True)).exit_code == 0
+        code, _, _ = cli(["collect", str(job), "--sandbox", "-q"], capsys)
+        assert code == 75
+        with Sandbox(api.sandbox_config(api.load_job(job, sandbox=True))) as sb:
             sb.end_all_runs()
         code, _, _ = cli(["collect", str(job), "--sandbox", "-q"], capsys)
         assert code == 0

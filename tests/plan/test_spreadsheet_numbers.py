@@ -1,0 +1,185 @@
+"""What a spreadsheet does to a phone number (a float's `,0`, a decimal part, an exponent): the right person or none."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import phonenumbers
+import polars as pl
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+import batch_engage
+from batch_engage.plan import phone
+
+from conftest import FLOW_SID, cli
+
+REGIONS = ["US", "GB", "DE", "FR", "IT", "ES", "BR", "IN", "AU", "JP"]
+ZERO_FRACTIONS = [".0", ",0", ".00", ",00", ".000"]
+OTHER_FRACTIONS = [".5", ",5", ",25", ".01", ",10"]
+DECIMAL = "a number with a decimal part, not a phone number; export the column as text"
+
+
+def _one(value: str, region: str | None) -> tuple[str | None, str | None]:
+    address, reason = phone.normalize(pl.Series([value]), region).row(0)
+    return address, reason
+
+
+class TestTheGermanCases:
+    @pytest.mark.parametrize(
+        ("written", "sent"),
+        [
+            ("491712345684,0", "+491712345684"),
+            ("+491712345678.0", "+491712345678"),
+            ("4915112345678.00", "+4915112345678"),
+            ("1,5E+11", None),
+        ],
+    )
+    def test_german_spreadsheet_numbers_reach_the_right_person_or_are_invalid(
+        self, written: str, sent: str | None
+    ) -> None:
+        """With default_region DE: a float's zeros never become digits (+49491712345684, +4917123456780 are gone)."""
+        address, reason = _one(written, "DE")
+        if sent is None:
+            assert reason is not None
+        else:
+            assert (address, reason) == (sent, None)
+
+    @pytest.mark.parametrize("fraction", [",0", ".0", ",00", ".00"])
+    @pytest.mark.parametrize("number", ["491712345684", "+491712345684", "01712345684"])
+    def test_a_zero_fraction_is_stripped_before_the_number_is_read(self, number: str, fraction: str) -> None:
+        """`,0`, `.0`, `,00` after a number, with or without `+`, is dropped: the number as if written without it."""
+        assert _one(number + fraction, "DE") == ("+491712345684", None)
+
+    @pytest.mark.parametrize("written", ["491712345684,5", "+491712345678.25", "+491712345678,01", "4915112345678.10"])
+    def test_any_other_fraction_is_invalid_with_that_reason(self, written: str) -> None:
+        """A decimal part that is not all zeros is no phone number: `invalid`, the reason names the decimal part."""
+        assert _one(written, "DE") == (written, f"To: {DECIMAL}: '{written}'")
+
+
+@st.composite
+def numbers(draw: st.DrawFn) -> tuple[str, phonenumbers.PhoneNumber]:
+    """A valid number of one of ten regions (an example with its last digits changed), and the region."""
+    region = draw(st.sampled_from(REGIONS))
+    kind = draw(st.sampled_from([phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE]))
+    example = phonenumbers.example_number_for_type(region, kind)
+    assume(example is not None)
+    nsn = list(phonenumbers.national_significant_number(example))
+    for place in draw(st.lists(st.integers(1, 3), max_size=3)):
+        nsn[-place] = str(draw(st.integers(0, 9)))
+    number = phonenumbers.parse(f"+{example.country_code}{''.join(nsn)}", None)
+    assume(phonenumbers.is_valid_number(number))
+    return region, number
+
+
+def _written(number: phonenumbers.PhoneNumber, region: str, form: str) -> str:
+    """The number as a spreadsheet cell holds it, before any damage: digits only, in one of four forms."""
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    national = "".join(
+        c for c in phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL) if c.isdigit()
+    )
+    return {
+        "e164": e164,
+        "without_plus": e164[1:],
+        "national": national,
+        "significant": phonenumbers.national_significant_number(number),
+    }[form]
+
+
+FORMS = ["e164", "without_plus", "national", "significant"]
+
+
+@given(
+    drawn=numbers(),
+    form=st.sampled_from(FORMS),
+    damage=st.sampled_from(ZERO_FRACTIONS + OTHER_FRACTIONS + ["scientific"]),
+)
+def test_spreadsheet_damage_never_sends_to_another_number_in_ten_regions(
+    drawn: tuple[str, phonenumbers.PhoneNumber], form: str, damage: str
+) -> None:
+    """Damage never changes who is reached: a zero fraction gives what the clean cell gives; the rest is invalid."""
+    region, number = drawn
+    clean = _written(number, region, form)
+    if damage == "scientific":
+        digits = clean.lstrip("+")
+        damaged = f"{digits[0]},{digits[1:6]}E+{len(digits) - 1}"
+    else:
+        damaged = clean + damage
+    address, reason = _one(damaged, region)
+    if damage in ZERO_FRACTIONS:
+        # The clean cell's reading, or refused where the float may have eaten a leading zero.
+        assert reason is not None or (address, reason) == _one(clean, region)
+    else:
+        assert reason is not None, (damaged, address)
+    if reason is None:
+        assert address == phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164) or (
+            address == _one(clean, region)[0]
+        )
+
+
+class TestLeadingZeros:
+    @pytest.mark.parametrize("cell", ["6031234.0", 6031234.0])
+    def test_a_number_column_that_may_have_dropped_a_leading_zero_is_invalid(self, cell: str | float) -> None:
+        """In GA `06031234` is a number and so is `6031234`: from a number column, which one is unknowable."""
+        _, reason = phone.normalize(pl.Series([cell]), "GA").row(0)
+        assert reason is not None and "leading zero" in reason
+
+    @pytest.mark.parametrize(
+        ("cell", "region", "sent"), [(1712345684.0, "DE", "+491712345684"), ("06031234", "GA", "+24106031234")]
+    )
+    def test_a_trunk_zero_or_a_zero_written_as_text_is_no_doubt(
+        self, cell: str | float, region: str, sent: str
+    ) -> None:
+        """Where 0 is only the trunk prefix (DE), or the cell is text that kept its zero, the number is sent."""
+        assert phone.normalize(pl.Series([cell]), region).row(0) == (sent, None)
+
+
+class TestValidateShowsRewrites:
+    @pytest.fixture
+    def job(self, tmp_path: Path) -> Path:
+        contacts = tmp_path / "de.csv"
+        contacts.write_text(
+            "phone\n"
+            '"491712345684,0"\n+491712345678.0\n4915112345678.00\n"1,5E+11"\n'
+            "0171 2345679\n01712345670\n+49 171 2345671\n4915112345679\n+491712345672\n"
+        )
+        path = tmp_path / "de.toml"
+        path.write_text(
+            f'[input]\npath = "{contacts}"\n\n[flow]\nsid = "{FLOW_SID}"\n\n'
+            '[mapping]\nto = "phone"\nfrom = "+15005550006"\ndefault_region = "DE"\n'
+        )
+        return path
+
+    def test_validate_shows_one_example_of_each_way_a_number_was_rewritten(self, job: Path) -> None:
+        """Each distinct way (zeros dropped, country code added, punctuation dropped) once: as written → as sent."""
+        found = batch_engage.validate(job)
+        shown = [(r.written, r.sent) for r in found.rewrites]
+        assert shown == [
+            ("491712345684,0", "+491712345684"),
+            ("+491712345678.0", "+491712345678"),
+            ("0171 2345679", "+491712345679"),
+            ("+49 171 2345671", "+491712345671"),
+            ("4915112345679", "+4915112345679"),
+        ]
+        assert len({r.way for r in found.rewrites}) == len(found.rewrites)
+        assert found.as_dict()["rewritten"][0] == {
+            "way": "a spreadsheet's decimal zeros dropped, country code written without '+'",
+            "written": "491712345684,0",
+            "sent": "+491712345684",
+        }
+
+    def test_validate_prints_the_rewrites_as_written_and_as_sent(
+        self, job: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """The CLI shows each example on its own line, `as written → as sent`, with the way in brackets."""
+        code, out, _ = cli(["validate", str(job)], capsys)
+        assert code == 1  # the scientific one is invalid
+        assert "  +491712345678.0 → +491712345678  (a spreadsheet's decimal zeros dropped)" in out
+
+    def test_validate_shows_no_rewrites_when_every_number_is_sent_as_written(
+        self, write_job: Callable[..., Path], contacts_csv: Path
+    ) -> None:
+        """A list already in E.164 shows no rewrite at all."""
+        assert batch_engage.validate(write_job(input_path=contacts_csv)).rewrites == ()
