@@ -79,19 +79,28 @@ def variant_parts(spec: Spec, plan: pl.DataFrame) -> list[tuple[str | None, Spec
 
 
 async def preflight(
-    spec: Spec, plan: pl.DataFrame, client: StudioClient, reads: PacedReads, cp: CheckpointStore, *, sandbox: bool
+    spec: Spec,
+    plan: pl.DataFrame,
+    client: StudioClient,
+    reads: PacedReads,
+    cp: CheckpointStore,
+    *,
+    sandbox: bool,
+    flow_info: dict[str, Any] | None = None,
 ) -> StudioError | None:
     """Prove credentials and a published Flow (each variant's, in an experiment) before any row is sent.
 
     Returns the reason to abort, or None. Raises the ``StudioError`` of a Studio it could not
     reach (nothing was sent: try again later).
+    ``flow_info``, if given, receives the first Flow as Studio described it (its friendly name, its account).
     """
     aborted: StudioError | None = None
     published: dict[str, dict[str, Any]] = {}
     for _, part, rows in variant_parts(spec, plan):
         sid = part.flow.sid
         if sid not in published:
-            found = await _fetch(part, client.for_flow(sid), reads, cp, sandbox=sandbox)
+            found = await _fetch(part, client.for_flow(sid), reads, cp, sandbox=sandbox, flow_info=flow_info)
+            flow_info = None  # the first Flow names the send; the others are the variants'.
             if isinstance(found, StudioError):
                 aborted = found
                 break
@@ -115,7 +124,13 @@ def _definition(published: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _fetch(
-    spec: Spec, client: StudioClient, reads: PacedReads, cp: CheckpointStore, *, sandbox: bool
+    spec: Spec,
+    client: StudioClient,
+    reads: PacedReads,
+    cp: CheckpointStore,
+    *,
+    sandbox: bool,
+    flow_info: dict[str, Any] | None = None,
 ) -> dict[str, Any] | StudioError:
     """One Flow's published revision, or the reason to abort (missing, unpublished, credentials refused)."""
     try:
@@ -126,6 +141,8 @@ async def _fetch(
         if exc.http_status not in (401, 403) and exc.code != 20003:
             raise
         return exc
+    if flow_info is not None:
+        flow_info.update(flow)
     if published is None:
         return FlowNotFound(f"the Flow {spec.flow.sid} has no published revision: publish it in the Studio console")
     if flow.get("revision") != published.get("revision"):
