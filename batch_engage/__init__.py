@@ -6,6 +6,10 @@ Use it from Python as ``batch_engage.run("jobs/campaign.toml")`` or
 experiment's split before any send; the ``batch-engage`` command is a thin layer over them.
 """
 
+import logging as _logging
+
+import structlog as _structlog
+
 from .api import (
     assign_variants,
     collect,
@@ -62,3 +66,8 @@ __all__ = [
     "sweep",
     "validate",
 ]
+
+# A library is quiet by default: structlog, left unconfigured, prints every debug line. Only
+# warnings and errors show until the caller configures structlog (the CLI does, from its flags).
+if not _structlog.is_configured():
+    _structlog.configure(wrapper_class=_structlog.make_filtering_bound_logger(_logging.WARNING))

@@ -7,6 +7,7 @@ import functools
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
+from importlib import metadata
 from pathlib import Path
 from typing import Any, BinaryIO, ParamSpec, TypeVar
 
@@ -22,21 +23,23 @@ from .commands import (
     Status,
     Sweep,
     Validation,
+    guarded_report,
+    guarded_report_html,
+    guarded_summary_json,
     job_for,
     job_status,
     job_tokens,
     offline_target,
     project_arrival,
+    refuse_future_period,
     review_flow,
     review_variants,
-    rewrite_results,
     sandbox_config,
     sandbox_state_path,
     settle_previous_period,
     simulated,
     sweep_job,
     validation,
-    write_report_html,
 )
 from .control import Progress, RunControl
 from .credentials import Credentials, credentials_from_env
@@ -54,10 +57,10 @@ from .exits import (
 from .experiment import assign_frame
 from .flow import FlowReview
 from .history import is_database_url, open_history, opt_outs_path
-from .job import ExperimentSpec, Spec
+from .job import ExperimentSpec, Spec, check_outputs
 from .plan import prepare
 from .results import unguarded, write_results
-from .runner import RunOptions, RunResult, kept_variants, run_job
+from .runner import RunOptions, RunResult, kept_variants, prove_outputs, run_job
 from .sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox, SandboxConfig, ServiceConfig
 from .sandbox import serve as serve_sandbox
 
@@ -99,6 +102,7 @@ __all__ = [
     "import_history",
     "load_job",
     "opt_outs_store",
+    "prove_outputs",
     "report",
     "run",
     "run_async",
@@ -109,7 +113,9 @@ __all__ = [
     "sweep",
     "sweep_async",
     "validate",
+    "version",
     "write_report_html",
+    "write_summary_json",
 ]
 
 _P = ParamSpec("_P")
@@ -126,6 +132,14 @@ def _blocking(twin: Callable[_P, Coroutine[Any, Any, _T]], name: str, doc: str) 
     call.__name__ = call.__qualname__ = name
     call.__doc__ = doc
     return call
+
+
+def version() -> str:
+    """This installation's version (``unknown`` when run from a checkout that was never installed)."""
+    try:
+        return metadata.version("batch-engage")
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def load_job(
@@ -187,11 +201,14 @@ async def run_async(
     transport: httpx.AsyncBaseTransport | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     stdin: BinaryIO | None = None,
+    on_start: Callable[[str], None] | None = None,
     simulator: SandboxConfig | None = None,
 ) -> RunResult:
-    """:func:`run` for callers that already run an event loop."""
+    """:func:`run` for callers that already run an event loop (``on_start``: the line shown before a real send)."""
     options = options or RunOptions()
     spec = load_job(job, overrides, sandbox=options.sandbox)
+    refuse_future_period(spec, yes=options.yes)
+    prove_outputs(spec)
     with simulated(spec, config=simulator) if options.sandbox else _real(spec, credentials) as (spec, creds):
         if spec.job.period_kind is not None:
             await settle_previous_period(spec, creds, options, transport)
@@ -205,6 +222,7 @@ async def run_async(
             transport=transport,
             on_progress=on_progress,
             stdin=stdin,
+            on_start=on_start,
             tokens=tokens,
         )
 
@@ -250,6 +268,7 @@ def validate(
     ``flow.strict_variables`` raise ``ConfigError``.
     """
     spec = load_job(job, overrides, sandbox=sandbox)
+    check_outputs(spec, [("--output", output)])
     prepared = prepare(spec, frame=frame, stdin=stdin, rewrites=True)
     target = offline_target(spec, None if sandbox else credentials, sandbox)
     check_binding(spec.output.checkpoint, prepared.fingerprint, target, restart=restart, yes=yes)
@@ -299,7 +318,17 @@ def report(
     html: str | Path | None = None,
 ) -> tuple[str, dict[str, int]]:
     """Write the results table again from the checkpoint alone (with ``html``, also the campaign page); no sends."""
-    return rewrite_results(load_job(job, overrides, period=period, sandbox=sandbox, latest=True), output, html)
+    return guarded_report(load_job(job, overrides, period=period, sandbox=sandbox, latest=True), output, html)
+
+
+def write_report_html(spec: Spec, path: str | Path) -> Path:
+    """Write the campaign report page for ``spec``'s checkpoint (refused over the job's own files), owner-only."""
+    return guarded_report_html(spec, path)
+
+
+def write_summary_json(spec: Spec, path: str | Path, summary: Mapping[str, Any]) -> Path:
+    """A run's summary as JSON, owner-only (it names files and counts), never over the job's own files."""
+    return guarded_summary_json(spec, path, summary)
 
 
 async def sweep_async(
@@ -424,6 +453,8 @@ async def collect_async(
     """:func:`collect` for callers that already run an event loop."""
     options = options or CollectOptions()
     spec = load_job(job, overrides, period=period, sandbox=options.sandbox, latest=True)
+    outcomes = options.output or spec.output.outcomes
+    check_outputs(spec, [("--output" if options.output else "output.outcomes", outcomes)], replaces=["output.outcomes"])
     with simulated(spec, config=simulator) if options.sandbox else _real(spec, credentials) as (spec, creds):
         return await collect_job(
             spec, credentials=creds, options=options, control=control, transport=transport, on_progress=on_progress

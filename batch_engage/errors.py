@@ -11,6 +11,7 @@
     ├── TryLater                    exit 75: nothing wrong, but not now
     │   ├── CheckpointLocked        another process holds the checkpoint
     │   └── PeriodUnsettled         the previous period's possibly-sent contacts could not be settled
+    ├── OutputFailed                exit 74: an output could not be written after sending began
     └── StudioError                 an answer (or non-answer) from Studio for one request
         ├── RetrySafe               never processed by Twilio: send again after a pause
         │   ├── RateLimited         429 / 20429, maybe with Retry-After
@@ -48,6 +49,7 @@ __all__ = [
     "FlowUnwired",
     "InputFileError",
     "NotConnected",
+    "OutputFailed",
     "PeriodUnsettled",
     "PossiblySent",
     "RateLimited",
@@ -117,6 +119,10 @@ class CheckpointLocked(TryLater):
 
 class PeriodUnsettled(TryLater):
     """The previous period's possibly-sent contacts could not be settled yet."""
+
+
+class OutputFailed(BatchEngageError):
+    """An output could not be written after sending began; the checkpoint keeps what was sent (exit 74)."""
 
 
 class StudioError(BatchEngageError):

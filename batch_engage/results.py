@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections import Counter
 from collections.abc import Mapping
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import polars as pl
 
-from .disk import private_file
+from .disk import write_atomically
 
 # Re-exported: older callers import them from here; exits is their home.
 from .exits import EXIT_ABORTED, EXIT_OK, EXIT_SOME_FAILED, EXIT_TEMPFAIL, EXIT_USAGE, exit_code_for
@@ -38,6 +37,10 @@ __all__ = [
 ]
 
 REACHED_EARLIER = "reached by an earlier run"
+UNCERTAIN_REASON = (
+    "no answer came back for the request, so Twilio may have created the run; "
+    "the next run looks for it by its marker before sending again"
+)
 RESULT_COLUMNS = [
     "row",
     "to",
@@ -135,7 +138,7 @@ def build_results(
         pl.when(sendable).then(pl.col("sid")).alias("sid"),
         pl.when(sendable).then(pl.col("http_status")).alias("http_status"),
         pl.when(sendable).then(pl.col("error_code")).alias("error_code"),
-        message.alias("error_message"),
+        _with_reason(status, message).alias("error_message"),
         pl.when(sendable).then(pl.col("attempts")).fill_null(0).alias("attempts"),
         pl.when(sendable).then(pl.col("completed_at")).alias("completed_at"),
         pl.when(sendable).then(pl.col("ended_sid")).alias("ended_sid"),
@@ -143,6 +146,11 @@ def build_results(
         # Filled by the preflight's arrival check (with_segments); empty without one.
         pl.lit(None, dtype=pl.Int64).alias("segments"),
     )
+
+
+def _with_reason(status: pl.Expr, message: pl.Expr) -> pl.Expr:
+    """An ``uncertain`` row always says why, and what happens to it next."""
+    return pl.when(status == "uncertain").then(pl.coalesce(message, pl.lit(UNCERTAIN_REASON))).otherwise(message)
 
 
 def _variant(columns: list[str]) -> pl.Expr:
@@ -222,11 +230,7 @@ def write_results(results: pl.DataFrame, path: str | Path, *, csv_guard: bool = 
     Parquet keeps the raw text (code reads it, not a spreadsheet).
     """
     target = Path(path)
-    tmp = target.with_name(target.name + ".tmp")
-    private_file(tmp)
     if target.suffix == ".parquet":
-        results.write_parquet(tmp)
-    else:
-        (guard_formulas(results) if csv_guard else results).write_csv(tmp)
-    os.replace(tmp, target)
-    return target
+        return write_atomically(target, results.write_parquet)
+    table = guard_formulas(results) if csv_guard else results
+    return write_atomically(target, table.write_csv)

@@ -1,11 +1,12 @@
 """The checkpoint: the journal keyed by contact, bound to one job and one target, in SQLite or PostgreSQL."""
 
-from .model import CheckpointStore, CheckpointView, Intent, Outcome, SecondStats, Target, empty_journal
+from .model import CheckpointStore, CheckpointView, Intent, Outcome, SecondStats, Target, achieved_rate, empty_journal
 from .store import (
     check_binding,
     checkpoint_exists,
     checkpoint_meta,
     checkpoints_beside,
+    is_locked,
     is_postgres,
     open_checkpoint,
     read_checkpoint,
@@ -18,11 +19,13 @@ __all__ = [
     "Outcome",
     "SecondStats",
     "Target",
+    "achieved_rate",
     "check_binding",
     "checkpoint_exists",
     "checkpoint_meta",
     "checkpoints_beside",
     "empty_journal",
+    "is_locked",
     "is_postgres",
     "open_checkpoint",
     "read_checkpoint",

@@ -28,6 +28,7 @@ __all__ = [
     "SecondStats",
     "StoreBase",
     "Target",
+    "achieved_rate",
     "contacts_from_text",
     "empty_journal",
     "journal_frame",
@@ -108,6 +109,18 @@ class Outcome:
     attempts: int = 0
     completed_at: str | None = None
     ended_sid: str | None = None  # the earlier run of this job ended for it ([send] on_active = "end")
+
+
+def achieved_rate(seconds: Iterable[tuple[int, int]]) -> float | None:
+    """2xx answers per second in which anything was sent, from ``(requests, ok)`` per second; None if none sent.
+
+    The one definition: the run's summary and the report page both call it, so they agree.
+    """
+    active = ok = 0
+    for requests, answered in seconds:
+        active += requests > 0
+        ok += answered
+    return ok / active if active else None
 
 
 @dataclass(frozen=True, kw_only=True)

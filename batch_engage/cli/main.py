@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from pathlib import Path
 from typing import Any, TypeVar
 
 from .. import api
@@ -23,11 +20,13 @@ from ..exits import EXIT_OK
 from .output import (
     collect_bar,
     configure_logging,
+    notice,
     print_collect_summary,
     print_summary,
     progress_bar,
     sandbox_banner,
     status_lines,
+    stop_acknowledged,
     sweep_lines,
     validation_lines,
 )
@@ -83,7 +82,7 @@ async def _until_stopped(work: Callable[[RunControl], Awaitable[_T]]) -> _T:
     control = RunControl()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, control.request_stop)
+        loop.add_signal_handler(sig, stop_acknowledged, control)
     try:
         return await work(control)
     finally:
@@ -91,28 +90,23 @@ async def _until_stopped(work: Callable[[RunControl], Awaitable[_T]]) -> _T:
             loop.remove_signal_handler(sig)
 
 
-def _check_writable_folder(path: str, flag: str) -> None:
-    folder = Path(path).resolve().parent
-    if not folder.is_dir():
-        raise UsageError(f"{flag} {path}: the folder {folder} does not exist; nothing was sent")
-    if not os.access(folder, os.W_OK):
-        raise UsageError(f"{flag} {path}: the folder {folder} is not writable; nothing was sent")
+def _say(line: str) -> None:
+    notice(line, None)  # the run logs it as run.sending
 
 
-def _write_atomically(path: str, text: str) -> None:
-    target = Path(path)
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, target)
+def _prove_outputs(args: argparse.Namespace, overrides: dict[str, Any]) -> None:
+    """Every file the run will write, held against the job's own and proven writable, before anything is sent."""
+    spec = api.load_job(args.job, overrides, sandbox=args.sandbox, period=args.period)
+    extra = [("--summary-json", args.summary_json), ("--report-html", args.report_html)]
+    for folder in api.prove_outputs(spec, extra):
+        notice(f"created the folder {folder}", "output.folder_created", path=str(folder))
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         return _cmd_validate(args)
-    for path, flag in ((args.summary_json, "--summary-json"), (args.report_html, "--report-html")):
-        if path:
-            _check_writable_folder(path, flag)
     overrides = _overrides(args)
+    _prove_outputs(args, overrides)
     stdin = sys.stdin.buffer if args.input == "-" else None
     options = api.RunOptions(**_flags(args, "limit", "max_duration", "restart", "yes", "wait", "sandbox"))
     # With --sandbox the library serves the simulator itself: the CLI and Python callers share one path.
@@ -120,16 +114,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         def send(control: RunControl) -> Awaitable[api.RunResult]:
             job = api.load_job(args.job, overrides, sandbox=args.sandbox, period=args.period)
-            return api.run_async(job, options=options, control=control, on_progress=progress, stdin=stdin)
+            return api.run_async(
+                job,
+                options=options,
+                control=control,
+                on_progress=progress,
+                stdin=stdin,
+                on_start=None if args.quiet else _say,
+            )
 
         result = asyncio.run(_until_stopped(send))
     if not args.quiet:
         print_summary(result, sys.stdout)
+    spec = api.load_job(args.job, _overrides(args), sandbox=args.sandbox, period=args.period)
     if args.summary_json:
-        summary = result.summary.as_dict() | {"exit_code": result.exit_code}
-        _write_atomically(args.summary_json, json.dumps(summary, indent=2))
+        api.write_summary_json(spec, args.summary_json, result.summary.as_dict() | {"exit_code": result.exit_code})
     if args.report_html:
-        spec = api.load_job(args.job, _overrides(args), sandbox=args.sandbox, period=args.period)
         api.write_report_html(spec, args.report_html)
     return result.exit_code
 
@@ -152,7 +152,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         lines.append(f"results: {args.output}")
     print("\n".join(lines))
     if getattr(args, "summary_json", None):
-        _write_atomically(args.summary_json, json.dumps(v.as_dict() | {"exit_code": v.exit_code}, indent=2))
+        spec = api.load_job(args.job, overrides, sandbox=args.sandbox)
+        api.write_summary_json(spec, args.summary_json, v.as_dict() | {"exit_code": v.exit_code})
     return v.exit_code
 
 
@@ -248,6 +249,9 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
         api.serve_sandbox(config, port=args.port, on_ready=sandbox_banner)
     except ValueError as exc:  # a state file that is not the sandbox's
         raise UsageError(f"sandbox: {exc}") from None
+    except OSError as exc:  # the port is taken, or not ours to bind
+        reason = exc.strerror or str(exc)
+        raise UsageError(f"sandbox: cannot listen on port {args.port} ({reason}); choose another --port") from None
     return EXIT_OK
 
 

@@ -6,6 +6,7 @@ import argparse
 import re
 from typing import NoReturn, TypeAlias
 
+from .. import api
 from ..api import SandboxConfig
 from ..exits import EXIT_USAGE
 
@@ -148,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
             "Turn a CSV or Parquet file of contacts into Twilio Studio Flow runs: paced, resumable, never twice."
         ),
     )
+    parser.add_argument("--version", action="version", version=f"batch-engage {api.version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     _add_run(sub)
     _add_validate(sub)

@@ -19,6 +19,7 @@ A 404 on a run is ``failed`` for that row alone; 401/403, or a 404 on the Flow, 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ import httpx
 import polars as pl
 import structlog
 
+from ..checkpoint import is_locked, is_postgres
 from ..control import RunControl
 from ..credentials import Credentials
 from ..errors import Fatal, StudioError
@@ -93,6 +95,7 @@ class CollectResult:
     outcomes_path: str | None
     aborted: str | None = None
     stopped_early: bool = False
+    run_sending: bool = False  # a run of the job held its checkpoint when collect ended: more runs may come
     opted_out: int = 0
     queue_seconds_max: float | None = None
     queue_seconds_median: float | None = None
@@ -113,6 +116,7 @@ class CollectResult:
             "outcomes": self.outcomes_path,
             "aborted": self.aborted,
             "stopped_early": self.stopped_early,
+            "run_sending": self.run_sending,
             "opted_out": self.opted_out,
             "queue_seconds_max": self.queue_seconds_max,
             "queue_seconds_median": self.queue_seconds_median,
@@ -173,7 +177,11 @@ async def collect_job(
         key = "--output" if options.output else "output.outcomes"
         job_id, period, guard = spec.job.template, spec.job.period, spec.output.csv_guard
         await asyncio.to_thread(write_output, table, path, job_id=job_id, period=period, key=key, csv_guard=guard)
-    result = _result(spec, c, table, path, stopped_early)
+    sending = not is_postgres(spec.output.checkpoint) and is_locked(spec.output.checkpoint)
+    if sending:
+        log.warning("collect.run_still_sending", checkpoint=spec.output.checkpoint)
+    result = _result(spec, c, table, path, stopped_early or sending)
+    result = dataclasses.replace(result, run_sending=sending)
     log.info("collect.summary", **result.as_dict())
     return result
 

@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import contextlib
 import queue
-import re
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import polars as pl
 import psycopg
@@ -32,17 +30,15 @@ from psycopg import sql
 
 from ..errors import ConfigError
 from ..job import Cap
-from ..postgres import check_database_uri, server_of
+from ..postgres import DEFAULT_SCHEMA, server_of, split_schema
 from .model import OPT_OUT_SCHEMA, Reached, job_of
 from .model import owner as make_owner
 
 __all__ = ["DEFAULT_SCHEMA", "MAX_CONNECTIONS", "SCHEMA_VERSION", "PgHistory", "split_schema"]
 
-DEFAULT_SCHEMA = "batch_engage"
 MAX_CONNECTIONS = 4
 SCHEMA_VERSION = 1
 _KEY = "history.path"
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 # Any constant serializes the first-use DDL of every process (CREATE ... IF NOT EXISTS races in PostgreSQL).
 _DDL_LOCK = 0x62617463
 
@@ -69,23 +65,11 @@ CREATE TABLE IF NOT EXISTS {schema}.opt_outs (
 """
 
 
-def split_schema(url: str) -> tuple[str, str]:
-    """The URL libpq is given (without ``schema=``), and the schema the tables live in."""
-    parts = urlsplit(url)
-    params = parse_qsl(parts.query, keep_blank_values=True)
-    schema = next((v for k, v in params if k == "schema"), DEFAULT_SCHEMA)
-    if not _IDENTIFIER.match(schema):
-        raise ConfigError(_KEY, f"schema {schema!r} is not a plain identifier (letters, digits, _)")
-    rest = urlencode([(k, v) for k, v in params if k != "schema"])
-    return urlunsplit(parts._replace(query=rest)), schema
-
-
 class PgHistory:
     """The shared contact history in a PostgreSQL schema (safe for many processes and machines at once)."""
 
     def __init__(self, url: str, *, clock: Any = time.time) -> None:
-        check_database_uri(url, key=_KEY)
-        self._url, self.schema = split_schema(url)
+        self._url, self.schema = split_schema(url, key=_KEY)
         self.server = server_of(self._url)
         self._clock = clock
         self._idle: queue.LifoQueue[psycopg.Connection[Any]] = queue.LifoQueue()

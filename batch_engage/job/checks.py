@@ -7,12 +7,12 @@ import math
 import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import phonenumbers
 
 from ..errors import ConfigError
-from ..postgres import check_database_uri
+from ..postgres import check_database_uri, split_schema
 from ..twilio import check_base_url, edge_name, processing_region
 from .send_window import valid_zone
 
@@ -43,10 +43,13 @@ INPUT_FORMATS = ("csv", "parquet", "ndjson")
 
 def _check_input_uri(uri: str) -> None:
     """PostgreSQL's URL rules for a PostgreSQL input; for any other, no password (the reader checks its scheme)."""
-    parts = urlsplit(uri)
+    try:
+        parts = urlsplit(uri)
+    except ValueError as exc:
+        raise ConfigError("input.uri", f"is not a valid URL ({exc})") from None
     if parts.scheme in ("postgresql", "postgres"):
         check_database_uri(uri, key="input.uri")
-    elif parts.password is not None:
+    elif parts.password is not None or any(k.lower() == "password" for k, _ in parse_qsl(parts.query)):
         raise ConfigError(
             "input.uri", "holds a password: remove it; the README's table of inputs says where each one is read from"
         )
@@ -196,6 +199,8 @@ def check_history(history: dict[str, Any]) -> dict[str, Any]:
     """``[history]`` checked: a cap needs a history to count in (the caps themselves are parsed by ``HistorySpec``)."""
     if ("cap" in history or "flow_cap" in history) and "path" not in history:
         raise ConfigError("history.path", "is required when a cap is set")
+    if str(history.get("path", "")).startswith(("postgresql://", "postgres://")):
+        split_schema(history["path"], key="history.path")
     return history
 
 

@@ -268,6 +268,7 @@ class Spec:
     job: JobSpec = JobSpec()
     collect: CollectSpec = CollectSpec()
     experiment: ExperimentSpec | None = None
+    job_file: str | None = None  # the TOML it was read from: no output may overwrite it
 
     def flow_sids(self) -> tuple[str, ...]:
         """Every Flow the job runs: ``[flow] sid`` alone, or each variant's (first seen first)."""
@@ -378,7 +379,8 @@ def load_spec(
     """
     table, base, stem = read_job(path, raw)
     sections = job_sections(table, base, overrides or {})
-    return _build(sections, base, stem, now or datetime.now(UTC))
+    spec = _build(sections, base, stem, now or datetime.now(UTC))
+    return dataclasses.replace(spec, job_file=str(Path(path).resolve())) if raw is None and path is not None else spec
 
 
 def _build(sections: dict[str, dict[str, Any]], base: Path, stem: str, now: datetime) -> Spec:

@@ -2,7 +2,7 @@
 
 from .active import Verdict, judge_run
 from .item import Item, make_marker
-from .job import run_job, target_for
+from .job import prove_outputs, run_job, target_for
 from .values import RunOptions, RunResult, RunSummary
 from .variants import kept_variants
 
@@ -15,6 +15,7 @@ __all__ = [
     "judge_run",
     "kept_variants",
     "make_marker",
+    "prove_outputs",
     "run_job",
     "target_for",
 ]

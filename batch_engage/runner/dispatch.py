@@ -59,6 +59,9 @@ class Dispatcher(Answers):
     total: int
     done: int
     sids: set[str]
+    # Reached and failed by earlier runs of this job: a resumed bar counts the whole job, not one invocation.
+    sent_before: int = 0
+    failed_before: int = 0
     stats: Stats = field(default_factory=Stats, init=False)
     counts: Counter[str] = field(default_factory=Counter, init=False)
     aborted: StudioError | None = field(default=None, init=False)

@@ -15,10 +15,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import BinaryIO
+from pathlib import Path
+from typing import Any, BinaryIO
 
 import httpx
 import polars as pl
@@ -28,13 +29,14 @@ from ..checkpoint import CheckpointStore, Target, open_checkpoint, read_checkpoi
 from ..clock import Clock, iso_ms
 from ..control import Progress, RunControl
 from ..credentials import Credentials
-from ..errors import StudioError
+from ..errors import OutputFailed, StudioError, UsageError
 from ..exits import exit_code_for
 from ..history import HistoryStore, open_history
-from ..job import Spec
+from ..job import Spec, check_outputs
 from ..plan import Prepared, annotate_windows, fingerprint, params_hash, prepare, send_window
+from ..postgres import masked
 from ..results import SEGMENTS_META, build_results, counts_by_status, with_segments
-from ..states import FINAL, POSSIBLY_SENT
+from ..states import FINAL, POSSIBLY_SENT, REACHED, RowState
 from ..tables import write_output
 from ..twilio import (
     PacedReads,
@@ -55,7 +57,17 @@ from .settle import Settler
 from .values import RunOptions, RunResult, RunSummary
 from .variants import count_holdout, kept_variants
 
-__all__ = ["Progress", "RunControl", "RunOptions", "RunResult", "RunSummary", "exit_code_for", "run_job", "target_for"]
+__all__ = [
+    "Progress",
+    "RunControl",
+    "RunOptions",
+    "RunResult",
+    "RunSummary",
+    "exit_code_for",
+    "prove_outputs",
+    "run_job",
+    "target_for",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -104,6 +116,7 @@ class _Job:
     transport: httpx.AsyncBaseTransport | None
     on_progress: Callable[[Progress], None] | None
     tokens: Mapping[str, str]
+    on_start: Callable[[str], None] | None = None
 
 
 def _earlier(plan: pl.DataFrame, checkpoint: CheckpointStore, digest: str) -> tuple[int, int]:
@@ -141,19 +154,18 @@ def _prepared(
 
 def _summary(spec: Spec, sent: _Sent, counts: dict[str, int], duration: float) -> RunSummary:
     d, stats = sent.d, sent.d.stats
-    active = (stats.last_answer or 0) - (stats.first_send or 0)
     return RunSummary(
         counts=counts,
         duration=duration,
         requests=stats.requests,
         rate_limited=stats.rate_limited,
         retries=stats.retries,
-        achieved_rate=stats.created / active if active > 0 else 0.0,
+        achieved_rate=d.recorder.achieved_rate(),
         configured_rate=spec.send.rate,
         settled_rate=d.pacer.rate,
         top_errors=[{"code": c, "message": m, "rows": n} for (c, m), n in stats.errors.most_common(5)],
         results_path=spec.output.results,
-        checkpoint_path=spec.output.checkpoint,
+        checkpoint_path=masked(spec.output.checkpoint),
         aborted=d.aborted.message if d.aborted else None,
         stopped_early=sent.stopped_early and d.aborted is None,
         reconciled=stats.reconciled,
@@ -177,17 +189,21 @@ async def run_job(
     stdin: BinaryIO | None = None,
     settle_only: bool = False,
     tokens: Mapping[str, str] | None = None,
+    on_start: Callable[[str], None] | None = None,
 ) -> RunResult:
     """Run one job to the end (or until stopped) and return its results.
 
     ``settle_only`` reads no input: it reconciles what the checkpoint left possibly sent
     (from the plan stored in it) and sends nothing; a new period does this to the last one.
+    ``on_start`` is handed one line before a real (not sandbox) send: how many contacts go to
+    which Flow, in which account, at which rate.
     ``tokens``: the marker tokens of this job's other checkpoints (periods, set aside) and
     whose they are; with ``on_active = "end"`` a run carrying one of them (or this
     checkpoint's own) may be ended.
     """
     clock = options.timing()
     started = clock.monotonic()
+    prove_outputs(spec)
     base_url = _studio_url(spec, credentials)
     prepared = _prepared(spec, frame, stdin, stored=settle_only, restart=options.restart)
     job = _Job(
@@ -201,6 +217,7 @@ async def run_job(
         transport,
         on_progress,
         tokens or {},
+        on_start,
     )
     extra_meta = {"job_id": spec.job.id, **({"period": spec.job.period} if spec.job.period else {})}
     target = target_for(spec, credentials, sandbox=options.sandbox)
@@ -234,14 +251,39 @@ async def run_job(
         stopped_early = sent.stopped_early and sent.d.aborted is None
         code = exit_code_for(counts, aborted=sent.d.aborted is not None, stopped_early=stopped_early)
         cp.finish_run(iso_ms(clock.now()), code)
-    job_id, period, output = spec.job.template, spec.job.period, spec.output.results
-    guard = spec.output.csv_guard
-    await asyncio.to_thread(
-        write_output, results, output, job_id=job_id, period=period, key="output.results", csv_guard=guard
-    )
+    await _write_results(spec, results)
     summary = _summary(spec, sent, counts, clock.monotonic() - started)
     log.info("run.summary", exit_code=code, **summary.as_dict())
     return RunResult(results=results, counts=counts, exit_code=code, summary=summary)
+
+
+def prove_outputs(spec: Spec, extra: Sequence[tuple[str, str | None]] = ()) -> list[Path]:
+    """Before any request: refuse outputs that would overwrite the job's files, prove them all writable.
+
+    ``extra`` are the caller's own outputs (the CLI's ``--summary-json``, ``--report-html``).
+    Returns the folders made for them (each logged).
+    """
+    created = check_outputs(spec, [("output.results", spec.output.results), *extra], checkpoint=True)
+    for folder in created:
+        log.info("output.folder_created", path=str(folder))
+    return created
+
+
+async def _write_results(spec: Spec, results: pl.DataFrame) -> None:
+    """The results table written; a failure now (a full disk) loses nothing sent, and says how to get it back."""
+    try:
+        job_id, period, output, guard = spec.job.template, spec.job.period, spec.output.results, spec.output.csv_guard
+        await asyncio.to_thread(
+            write_output, results, output, job_id=job_id, period=period, key="output.results", csv_guard=guard
+        )
+    except (OSError, UsageError) as exc:
+        # A full disk, a read-only folder, a database table that refused the rows: all after sending.
+        reason = (exc.strerror or type(exc).__name__) if isinstance(exc, OSError) else str(exc)
+        raise OutputFailed(
+            f"{masked(spec.output.results)}: the results could not be written ({reason}). Nothing sent is lost: "
+            f"the journal is in {masked(spec.output.checkpoint)}; once there is room, "
+            "`batch-engage report JOB` writes the table again"
+        ) from None
 
 
 def _dispatcher(job: _Job, cp: CheckpointStore, client: StudioClient, history: HistoryStore | None) -> Dispatcher:
@@ -263,6 +305,10 @@ def _dispatcher(job: _Job, cp: CheckpointStore, client: StudioClient, history: H
         on_progress=job.on_progress,
         total=sendable.height,
         done=sendable.filter(pl.col("contact").is_in(finals.implode())).height,
+        sent_before=sendable.filter(pl.col("contact").is_in(cp.contacts_in(REACHED).implode())).height,
+        failed_before=sendable.filter(
+            pl.col("contact").is_in(cp.contacts_in(frozenset({RowState.FAILED})).implode())
+        ).height,
         sids=cp.sids_since(iso_ms(clock.now() - RECENT_SIDS)) if spec.flow.api == "engagements" else set(),
     )
 
@@ -313,6 +359,21 @@ async def _run_with_checkpoint(job: _Job, cp: CheckpointStore, history: HistoryS
     return sent
 
 
+def _announce(job: _Job, contacts: int, flow: dict[str, Any]) -> None:
+    """Before a real send: one line saying how many contacts go to which Flow, in which account, how fast."""
+    if job.options.sandbox or contacts <= 0:
+        return
+    name = flow.get("friendly_name")
+    account = flow.get("account_sid") or job.credentials.username
+    flows = job.spec.flow_sids()
+    # An experiment sends to each variant's Flow: name them all (the friendly name is the first one's).
+    where = f"Flow {flows[0]}{f' ({name})' if name else ''}" if len(flows) == 1 else f"Flows {', '.join(flows)}"
+    line = f"sending {contacts:,} contacts → {where}, account {account}, at most {job.spec.send.rate:g}/s"
+    log.info("run.sending", contacts=contacts, flow=job.spec.flow.sid, friendly_name=name, account=account)
+    if job.on_start is not None:
+        job.on_start(line)
+
+
 async def _phases(job: _Job, cp: CheckpointStore, d: Dispatcher) -> bool:
     """Preflight, settle earlier runs' possibly-sent contacts, send, settle this run's; True if stopped early."""
     spec, plan, control, clock = job.spec, job.prepared.plan, job.control, job.clock
@@ -332,8 +393,9 @@ async def _phases(job: _Job, cp: CheckpointStore, d: Dispatcher) -> bool:
         )
     possibly = cp.open_lines().filter(pl.col("state").is_in([s.value for s in POSSIBLY_SENT]))
     has_work = possibly.height > 0 or d.total > d.done
+    flow: dict[str, Any] = {}
     if has_work and spec.send.preflight and not control.stopping:
-        await _preflight(job, cp, d, reads)
+        await _preflight(job, cp, d, reads, flow)
     if d.aborted is None and possibly.height and not control.stopping:
         await settler.settle_earlier(possibly)
     waiting = False
@@ -341,13 +403,17 @@ async def _phases(job: _Job, cp: CheckpointStore, d: Dispatcher) -> bool:
         flows = spec.experiment.flows(spec.flow.sid) if spec.experiment is not None else None
         source = to_send(plan, cp.open_lines(), cp.contacts_in(FINAL | POSSIBLY_SENT), flows)
         options = job.options
+        _announce(job, d.total - d.done, flow)
         waiting = await send_all(d, source, window=d.window, limit=options.limit, wait=options.wait, clock=clock)
     await settler.settle_this_run()
     return control.stopping or waiting
 
 
-async def _preflight(job: _Job, cp: CheckpointStore, d: Dispatcher, reads: PacedReads) -> None:
-    """The preflight; its arrival check caps the pace (``pace = "sender"``) and is kept for results and report."""
+async def _preflight(
+    job: _Job, cp: CheckpointStore, d: Dispatcher, reads: PacedReads, flow_info: dict[str, Any]
+) -> None:
+    """The preflight (``flow_info`` receives the first Flow); its arrival check caps the pace (``pace =
+    "sender"``) and is kept for results and report."""
     spec, clock, creds = job.spec, job.clock, job.credentials
     # The arrival check reads other APIs (numbers, Messaging Services): its own pace, not Studio's slots.
     arrival_reads = PacedReads(
@@ -366,6 +432,7 @@ async def _preflight(job: _Job, cp: CheckpointStore, d: Dispatcher, reads: Paced
         now=clock.now(),
         region=creds.region,
         edge=creds.edge,
+        flow_info=flow_info,
     )
     d.aborted = found.aborted
     if not found.arrivals:

@@ -131,12 +131,14 @@ async def preflight(
     now: datetime,
     region: str | None = None,
     edge: str | None = None,
+    flow_info: dict[str, Any] | None = None,
 ) -> Preflight:
     """Prove credentials and a published Flow (each variant's, in an experiment) before any row is sent.
 
     Returns the reason to abort (or None) and each Flow's arrival check. ``reads``: Studio's paced
     reads, and the arrival check's (other APIs, their own pace). Raises the ``StudioError`` of a
     Studio it could not reach (nothing was sent: try again later).
+    ``flow_info``, if given, receives the first Flow as Studio described it (its friendly name, its account).
     """
     aborted: StudioError | None = None
     published: dict[str, dict[str, Any]] = {}
@@ -144,7 +146,8 @@ async def preflight(
     for _, part, rows in parts:
         sid = part.flow.sid
         if sid not in published:
-            found = await _fetch(part, client.for_flow(sid), reads[0], cp, sandbox=sandbox)
+            found = await _fetch(part, client.for_flow(sid), reads[0], cp, sandbox=sandbox, flow_info=flow_info)
+            flow_info = None  # the first Flow names the send; the others are the variants'.
             if isinstance(found, StudioError):
                 aborted = found
                 break
@@ -175,7 +178,13 @@ def _definition(published: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _fetch(
-    spec: Spec, client: StudioClient, reads: PacedReads, cp: CheckpointStore, *, sandbox: bool
+    spec: Spec,
+    client: StudioClient,
+    reads: PacedReads,
+    cp: CheckpointStore,
+    *,
+    sandbox: bool,
+    flow_info: dict[str, Any] | None = None,
 ) -> dict[str, Any] | StudioError:
     """One Flow's published revision, or the reason to abort (missing, unpublished, credentials refused)."""
     try:
@@ -186,6 +195,8 @@ async def _fetch(
         if exc.http_status not in (401, 403) and exc.code != 20003:
             raise
         return exc
+    if flow_info is not None:
+        flow_info.update(flow)
     if published is None:
         return FlowNotFound(f"the Flow {spec.flow.sid} has no published revision: publish it in the Studio console")
     if flow.get("revision") != published.get("revision"):

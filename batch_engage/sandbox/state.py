@@ -271,6 +271,7 @@ def load_state(path: Path) -> list[dict[str, Any]]:
 
 def append_state(path: Path, record: Mapping[str, Any]) -> None:
     """Append one record to a state file, flushed before the caller answers (owner-only: it holds numbers)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    # O_NOFOLLOW: a link planted at the state file's name is refused (ELOOP), never appended through.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0), 0o600)
     with open(fd, "a", encoding="utf-8") as handle:
         handle.write(json.dumps(record, separators=(",", ":")) + "\n")
