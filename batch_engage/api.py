@@ -14,6 +14,7 @@ from typing import Any, BinaryIO, ParamSpec, TypeVar
 import httpx
 import polars as pl
 
+from .arrival import Capacity
 from .checkpoint import check_binding
 from .collector import CollectOptions, CollectProgress, CollectResult, collect_job
 from .commands import (
@@ -29,6 +30,7 @@ from .commands import (
     job_status,
     job_tokens,
     offline_target,
+    project_arrival,
     refuse_future_period,
     review_flow,
     review_variants,
@@ -54,12 +56,12 @@ from .exits import (
 )
 from .experiment import assign_frame
 from .flow import FlowReview
-from .history import is_database_url, open_history
+from .history import is_database_url, open_history, opt_outs_path
 from .job import ExperimentSpec, Spec, check_outputs
 from .plan import prepare
-from .results import unguarded
+from .results import unguarded, write_results
 from .runner import RunOptions, RunResult, kept_variants, prove_outputs, run_job
-from .sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox, SandboxConfig
+from .sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox, SandboxConfig, ServiceConfig
 from .sandbox import serve as serve_sandbox
 
 __all__ = [
@@ -72,6 +74,7 @@ __all__ = [
     "SANDBOX_PASSWORD",
     "SANDBOX_RUN_LIFETIME",
     "SANDBOX_USERNAME",
+    "Capacity",
     "CollectOptions",
     "CollectProgress",
     "CollectResult",
@@ -83,6 +86,7 @@ __all__ = [
     "RunResult",
     "Sandbox",
     "SandboxConfig",
+    "ServiceConfig",
     "Status",
     "Sweep",
     "Validation",
@@ -92,9 +96,12 @@ __all__ = [
     "collect_exit_code",
     "exit_code_for",
     "exit_code_for_error",
+    "forget_opt_out",
+    "history_opt_outs",
     "history_stats",
     "import_history",
     "load_job",
+    "opt_outs_store",
     "prove_outputs",
     "report",
     "run",
@@ -270,22 +277,22 @@ def validate(
             spec, prepared.plan, flow_review=None, restart=restart, now=now, output=output, rewrites=prepared.rewrites
         )
     with simulated(spec, keep_runs=False) if sandbox else _real(spec, credentials) as (held, creds):
-        if spec.experiment is not None:
-            variants = review_variants(held, prepared.plan, creds, transport)
-            first = next(iter(variants[0].values()), None)
-            return validation(
-                spec,
-                prepared.plan,
-                flow_review=first,
-                restart=restart,
-                now=now,
-                output=output,
-                variant_flows=variants,
-                rewrites=prepared.rewrites,
-            )
-        found = review_flow(held, prepared.plan, creds, transport)
+        # The review first: it names what the run would refuse (no Flow, nothing published, unwired).
+        variants = review_variants(held, prepared.plan, creds, transport) if spec.experiment is not None else None
+        found = (
+            next(iter(variants[0].values()), None) if variants else review_flow(held, prepared.plan, creds, transport)
+        )
+        arrivals = project_arrival(held, prepared.plan, creds, transport, now=now)
     return validation(
-        spec, prepared.plan, flow_review=found, restart=restart, now=now, output=output, rewrites=prepared.rewrites
+        spec,
+        prepared.plan,
+        flow_review=found,
+        restart=restart,
+        now=now,
+        output=output,
+        variant_flows=variants or ({}, []),
+        rewrites=prepared.rewrites,
+        arrivals=arrivals,
     )
 
 
@@ -383,6 +390,46 @@ def history_stats(history: str | Path) -> pl.DataFrame:
         raise UsageError(f"{history}: no contact history yet")
     with open_history(history) as store:
         return store.stats()
+
+
+def opt_outs_store(job: str | Path | Spec | None, history: str | Path | None) -> str:
+    """The opt-out store of ``history``, else of the job (its [history] path, else beside its checkpoint)."""
+    if history:
+        return str(history)
+    path = opt_outs_path(load_job(job)) if job is not None else None
+    if path is None:
+        raise UsageError("history: give --history PATH, or --job JOB (its [history] path, or a file checkpoint)")
+    return path
+
+
+def history_opt_outs(history: str | Path, *, output: str | Path | None = None) -> pl.DataFrame:
+    """Every contact recorded as opted out (21610): ``to``, ``sender``, ``opted_out_at`` (ISO 8601, UTC).
+
+    With ``output``, also written there (CSV or Parquet by its suffix, owner-only, atomically).
+    """
+    table = pl.DataFrame(schema={"to": pl.String, "sender": pl.String, "at": pl.Float64})
+    if is_database_url(history) or Path(history).exists():
+        with open_history(history) as store:
+            table = store.opt_outs()
+    found = table.select(
+        "to",
+        "sender",
+        pl.from_epoch(pl.col("at"), time_unit="s")
+        .dt.replace_time_zone("UTC")
+        .dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+        .alias("opted_out_at"),
+    )
+    if output is not None:
+        write_results(found, output)
+    return found
+
+
+def forget_opt_out(history: str | Path, number: str) -> int:
+    """Remove a contact's opt-outs (they sent START, say); how many entries were removed."""
+    if not is_database_url(history) and not Path(history).exists():
+        return 0
+    with open_history(history) as store:
+        return store.forget(number.strip())
 
 
 # --- collect: what happened in each run.

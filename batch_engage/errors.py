@@ -24,7 +24,8 @@
         └── Fatal                   the whole run is wrong: stop it, exit 3
             ├── AuthFailed          401 / 403 / 20003
             ├── FlowNotFound        404 on the Flow / 20404, or nothing published
-            └── FlowUnwired         the Flow's REST API trigger leads to no widget
+            ├── FlowUnwired         the Flow's REST API trigger leads to no widget
+            └── RepliesLost         the Flow waits for replies that go to another Flow or nowhere
 
 ``client.classify_response`` and ``client.classify_exception`` turn an answer into a
 ``StudioError`` (the table in ``twilio/classify.py``); the dispatcher turns that into a row's
@@ -53,6 +54,7 @@ __all__ = [
     "PossiblySent",
     "RateLimited",
     "Rejected",
+    "RepliesLost",
     "RetrySafe",
     "ServerError",
     "StudioError",
@@ -192,6 +194,10 @@ class AlreadyActive(Rejected):
 
 class Fatal(StudioError):
     """An answer that will be the same for every row: stop the run (exit 3)."""
+
+
+class RepliesLost(Fatal):
+    """The Flow waits for replies, but the sender's replies go to another Flow or nowhere."""
 
 
 class AuthFailed(Fatal):

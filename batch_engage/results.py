@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 
 import polars as pl
@@ -22,12 +24,15 @@ __all__ = [
     "EXIT_USAGE",
     "EXPERIMENT_STATUSES",
     "RESULT_COLUMNS",
+    "SEGMENTS_META",
     "STATUSES",
     "build_results",
     "counts_by_status",
     "exit_code_for",
     "guard_formulas",
+    "stored_segments",
     "unguarded",
+    "with_segments",
     "write_results",
 ]
 
@@ -50,6 +55,7 @@ RESULT_COLUMNS = [
     "ended_sid",
     # Appended (columns are only ever added at the end): the experiment's variant, or "holdout"; null without one.
     "variant",
+    "segments",
 ]
 STATUSES = (
     "sent",
@@ -137,6 +143,8 @@ def build_results(
         pl.when(sendable).then(pl.col("completed_at")).alias("completed_at"),
         pl.when(sendable).then(pl.col("ended_sid")).alias("ended_sid"),
         _variant(joined.columns),
+        # Filled by the preflight's arrival check (with_segments); empty without one.
+        pl.lit(None, dtype=pl.Int64).alias("segments"),
     )
 
 
@@ -149,6 +157,27 @@ def _variant(columns: list[str]) -> pl.Expr:
     """The variant a contact was sent (the journal's), else the one the plan gives it; null without an experiment."""
     planned = pl.col("variant") if "variant" in columns else pl.lit(None, pl.String)
     return pl.coalesce(pl.col("line_variant"), planned).cast(pl.String).alias("variant")
+
+
+SEGMENTS_META = "segments"
+"""The checkpoint's note of each row's first-message segments (JSON ``{row: segments}``), kept by the preflight."""
+
+
+def stored_segments(meta: Mapping[str, str]) -> dict[int, int] | None:
+    """The segments a run's preflight kept in the checkpoint (None: none kept)."""
+    raw = meta.get(SEGMENTS_META)
+    return {int(row): int(n) for row, n in json.loads(raw).items()} if raw else None
+
+
+def with_segments(results: pl.DataFrame, first: Mapping[int, int] | None) -> pl.DataFrame:
+    """The results with ``segments``: the SMS segments of each row's first message (empty where unknown)."""
+    if not first:
+        return results
+    counts = pl.DataFrame(
+        {"row": list(first), "_segments": list(first.values())}, schema={"row": pl.Int64, "_segments": pl.Int64}
+    )
+    joined = results.join(counts, on="row", how="left", maintain_order="left")
+    return joined.with_columns(segments=pl.col("_segments")).drop("_segments")
 
 
 def counts_by_status(results: pl.DataFrame) -> dict[str, int]:

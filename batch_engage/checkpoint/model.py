@@ -249,6 +249,9 @@ class CheckpointStore(Protocol):
     def learn_account(self, account_sid: str) -> None:
         """Refuse another account; remember this one."""
 
+    def remember(self, key: str, value: str) -> None:
+        """Keep a note beside the binding (the preflight's projection, say)."""
+
     def contacts_in(self, states: frozenset[RowState]) -> pl.Series:
         """Contacts whose line is in one of ``states``."""
         ...

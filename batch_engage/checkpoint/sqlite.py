@@ -122,6 +122,15 @@ class Checkpoint(StoreBase):
             with self._transaction() as conn:
                 conn.execute("UPDATE meta SET value = ? WHERE key = 'target'", (learned,))
 
+    def remember(self, key: str, value: str) -> None:
+        """Keep a note beside the binding (the preflight's projection, say); never one of the binding's own keys."""
+        self.meta[key] = value
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+
     def close(self) -> None:
         """Close the database and release the lock."""
         with self._db_lock:

@@ -151,6 +151,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     if args.output:
         lines.append(f"results: {args.output}")
     print("\n".join(lines))
+    if getattr(args, "summary_json", None):
+        spec = api.load_job(args.job, overrides, sandbox=args.sandbox)
+        api.write_summary_json(spec, args.summary_json, v.as_dict() | {"exit_code": v.exit_code})
     return v.exit_code
 
 
@@ -197,9 +200,47 @@ def _sandbox_config(args: argparse.Namespace) -> api.SandboxConfig:
             replies=tuple(reply.strip() for reply in args.replies.split(",")),
             unwired_trigger=args.unwired_trigger,
             state_path=args.state_path,
+            **_sandbox_senders(args),
         )
     except ValueError as exc:
         raise UsageError(f"sandbox: {exc}") from None
+
+
+def _pairs(values: list[str], flag: str) -> dict[str, str]:
+    pairs = dict(value.partition("=")[::2] for value in values)
+    for key, value in pairs.items():
+        if not key or not value:
+            raise UsageError(f"sandbox: {flag} {key!r} needs KEY=VALUE")
+    return pairs
+
+
+def _sandbox_senders(args: argparse.Namespace) -> dict[str, Any]:
+    """The sandbox's senders from their flags: numbers, services, queues, opt-outs."""
+    pools = _pairs(args.service, "--service")
+    inbound = _pairs(args.service_inbound, "--service-inbound")
+    validity = _pairs(args.service_validity, "--service-validity")
+    for sid in {*inbound, *validity} - set(pools):
+        raise UsageError(f"sandbox: {sid} has no --service {sid}=NUMBERS")
+    try:
+        services = {
+            sid: api.ServiceConfig(
+                numbers=tuple(n.strip() for n in numbers.split(",") if n.strip()),
+                inbound=inbound.get(sid, "this_flow"),
+                validity_period=int(validity.get(sid, 36_000)),
+            )
+            for sid, numbers in pools.items()
+        }
+    except ValueError as exc:
+        raise UsageError(f"sandbox: {exc}") from None
+    return {
+        "reply_routing": args.reply_routing,
+        "numbers": _pairs(args.number, "--number"),
+        "services": services,
+        "sender_pace": args.sender_pace,
+        "validity_period": int(args.validity_period),
+        "queue_limit": args.queue_limit,
+        "opted_out": frozenset(n.strip() for value in args.opted_out for n in value.split(",") if n.strip()),
+    }
 
 
 def _cmd_sandbox(args: argparse.Namespace) -> int:
@@ -238,6 +279,22 @@ def _cmd_collect(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+def _cmd_opt_outs(args: argparse.Namespace) -> int:
+    path = api.opt_outs_store(args.job, args.history)
+    if args.history_command == "forget":
+        n = api.forget_opt_out(path, args.number)
+        print(f"removed {n} opt-out entries of {args.number}")
+        return EXIT_OK
+    table = api.history_opt_outs(path, output=args.output)
+    if args.output:
+        print(f"{table.height} opt-outs written to {args.output}")
+        return EXIT_OK
+    print("to                sender                              opted_out_at")
+    for to, sender, at in table.iter_rows():
+        print(f"{to:<16}  {sender:<34}  {at}")
+    return EXIT_OK
+
+
 def _cmd_sweep(args: argparse.Namespace) -> int:
     overrides = _overrides(args)
     result = api.sweep(
@@ -255,6 +312,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _cmd_history(args: argparse.Namespace) -> int:
+    if args.history_command in ("opt-outs", "forget"):
+        return _cmd_opt_outs(args)
     spec = api.load_job(args.job) if args.job else None
     path = args.history or (spec.history.path if spec else None)
     if not path:

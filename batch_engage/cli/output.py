@@ -242,6 +242,23 @@ def validation_lines(v: api.Validation, rate: float) -> list[str]:
         *(_flow_lines(v.flow) if v.flow and not v.variant_flows else []),
         *(line for name, review in v.variant_flows.items() for line in [f"variant {name}:", *_flow_lines(review)]),
         *(f"warning: {w}" for w in v.flow_warnings),
+        *(capacity_lines(v.capacity) if v.capacity else []),
+    ]
+
+
+def capacity_lines(c: api.Capacity) -> list[str]:
+    """Will it arrive: the first message's segments, the sender and its pace, trigger and queue time, warnings."""
+    data = c.as_dict()
+    distribution = ", ".join(f"{n} x {k}" for k, n in c.first_segments.items()) or "none"
+    return [
+        f"first message segments (rows x segments): {distribution}",
+        f"segments per run (upper bound over the Flow's paths): at most {c.segments_per_run_max}; {c.segments} in all",
+        f"sender: {c.sender} ({c.sender_label}), {c.sender_throughput or 0:g} segments/s",
+        f"trigger: {c.runs} runs at {c.trigger_rate:g}/s, about {c.trigger_seconds:,.0f}s",
+        f"Twilio's queue: about {c.queue_seconds:,.0f}s (validity period {c.validity_period:,}s)",
+        f"projected finish: {data['finish_at']}",
+        f"replies: {c.reply_routing}" + (f" ({c.replies_to})" if c.replies_to else ""),
+        *(f"warning: {w}" for w in c.warnings),
     ]
 
 

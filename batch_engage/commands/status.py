@@ -16,7 +16,7 @@ from ..job import Spec, check_tables
 from ..plan import annotate_windows, window_openings
 from ..postgres import masked
 from ..reporting import render_report, report_data
-from ..results import build_results, counts_by_status
+from ..results import build_results, counts_by_status, stored_segments, with_segments
 from ..tables import write_output
 
 __all__ = ["Status", "job_status", "rewrite_results", "write_report_html"]
@@ -83,7 +83,7 @@ def rewrite_results(spec: Spec, output: str | Path | None, html: str | Path | No
         out, history = spec.output, spec.history.path
         check_tables([(key, str(output))], checkpoint=out.checkpoint, history=history, source=spec.input)
     plan, results, view = _from_checkpoint(spec)
-    results = annotate_windows(plan, results, spec, datetime.now(UTC))
+    results = annotate_windows(plan, with_segments(results, stored_segments(view.meta)), spec, datetime.now(UTC))
     target = write_output(
         results,
         output or spec.output.results,

@@ -31,7 +31,7 @@ from psycopg import sql
 from ..errors import ConfigError
 from ..job import Cap
 from ..postgres import DEFAULT_SCHEMA, server_of, split_schema
-from .model import Reached, job_of
+from .model import OPT_OUT_SCHEMA, Reached, job_of
 from .model import owner as make_owner
 
 __all__ = ["DEFAULT_SCHEMA", "MAX_CONNECTIONS", "SCHEMA_VERSION", "PgHistory", "split_schema"]
@@ -53,6 +53,15 @@ CREATE TABLE IF NOT EXISTS {schema}.contacts (
     owner text UNIQUE
 );
 CREATE INDEX IF NOT EXISTS contacts_to ON {schema}.contacts (to_addr, at);
+"""
+# Added later than the tables above: created on its own, so a schema made by an older version gains it.
+_OPT_OUTS = """
+CREATE TABLE IF NOT EXISTS {schema}.opt_outs (
+    to_addr text NOT NULL,
+    sender text NOT NULL,
+    at double precision NOT NULL,
+    PRIMARY KEY (to_addr, sender)
+)
 """
 
 
@@ -140,6 +149,9 @@ class PgHistory:
                     f"schema {self.schema} on {self.server} was made by a newer batch-engage (version {version}); "
                     "upgrade batch-engage",
                 )
+            found = conn.execute("SELECT to_regclass(%s)", (f"{schema.as_string(conn)}.opt_outs",)).fetchone()
+            if found is None or found[0] is None:
+                conn.execute(sql.SQL(_OPT_OUTS).format(schema=schema))
 
     def _table(self) -> sql.Composed:
         return sql.SQL("{}.contacts").format(sql.Identifier(self.schema))
@@ -243,6 +255,37 @@ class PgHistory:
                 for row in batch:
                     writer.write_row(row)
         return len(batch)
+
+    def _opt_outs(self) -> sql.Composed:
+        return sql.SQL("{}.opt_outs").format(sql.Identifier(self.schema))
+
+    def add_opt_outs(self, rows: Iterable[tuple[str, str, float]]) -> int:
+        """Record contacts who opted out ``(to, sender, at)`` (the latest date kept); return how many."""
+        batch = list(rows)
+        with self._connection() as conn, conn.transaction():
+            for row in batch:
+                conn.execute(
+                    sql.SQL(
+                        "INSERT INTO {} (to_addr, sender, at) VALUES (%s, %s, %s) "
+                        "ON CONFLICT (to_addr, sender) DO UPDATE SET at = GREATEST({}.at, excluded.at)"
+                    ).format(self._opt_outs(), self._opt_outs()),
+                    row,
+                )
+        return len(batch)
+
+    def opt_outs(self) -> pl.DataFrame:
+        """Every recorded opt-out: ``to``, ``sender``, ``at`` (seconds since the epoch), oldest first."""
+        with self._connection() as conn:
+            rows = conn.execute(
+                sql.SQL("SELECT to_addr, sender, at FROM {} ORDER BY at, to_addr").format(self._opt_outs())
+            ).fetchall()
+        return pl.DataFrame(rows, schema=OPT_OUT_SCHEMA, orient="row")
+
+    def forget(self, to: str) -> int:
+        """Remove every opt-out of ``to``; return how many were removed."""
+        with self._connection() as conn:
+            cur = conn.execute(sql.SQL("DELETE FROM {} WHERE to_addr = %s").format(self._opt_outs()), (to,))
+            return cur.rowcount
 
     def stats(self) -> pl.DataFrame:
         """Contacts reached per flow per day (UTC)."""

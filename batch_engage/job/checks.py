@@ -30,6 +30,7 @@ __all__ = [
     "check_on_active",
     "check_parameter_keys",
     "check_send",
+    "check_suppress",
     "check_zone",
     "collect_fields",
     "parse_duration",
@@ -89,6 +90,8 @@ def check_flow(flow: dict[str, Any]) -> dict[str, Any]:
         flow["region"] = processing_region(flow["region"], key="flow.region")
     if "edge" in flow:
         flow["edge"] = edge_name(flow["edge"], key="flow.edge")
+    if flow.get("replies", "here") not in ("here", "elsewhere"):
+        raise ConfigError("flow.replies", "must be 'here' (replies reach this Flow) or 'elsewhere' (on purpose)")
     return flow
 
 
@@ -130,7 +133,16 @@ def check_send(send: dict[str, Any]) -> dict[str, Any]:
             send[key] = parse_duration(f"send.{key}", send[key])
     if send.get("active_retry") == 0:
         raise ConfigError("send.active_retry", "must be more than 0 seconds")
+    if send.get("pace", "rate") not in ("rate", "sender"):
+        raise ConfigError("send.pace", "must be 'rate' ([send] rate alone) or 'sender' (no faster than the sender)")
     return _floats(send)
+
+
+def check_suppress(suppress: dict[str, Any]) -> dict[str, Any]:
+    """``[suppress]`` checked: ``opted_out`` is 'sender' (Twilio's own scope) or 'everywhere'."""
+    if suppress.get("opted_out", "sender") not in ("sender", "everywhere"):
+        raise ConfigError("suppress.opted_out", "must be 'sender' (the sender they opted out of) or 'everywhere'")
+    return suppress
 
 
 ON_ACTIVE = ("skip", "wait", "end")
@@ -239,7 +251,15 @@ def _floats(send: dict[str, Any]) -> dict[str, Any]:
     return {k: float(v) if isinstance(v, int) and k in _FLOAT_KEYS else v for k, v in send.items()}
 
 
-_FLOAT_KEYS = {"rate", "max_backoff", "connect_timeout", "read_timeout", "reconcile_delay", "breaker_ratio"}
+_FLOAT_KEYS = {
+    "rate",
+    "sender_throughput",
+    "max_backoff",
+    "connect_timeout",
+    "read_timeout",
+    "reconcile_delay",
+    "breaker_ratio",
+}
 
 MAX_RATE = 10_000.0
 MAX_CONCURRENCY = 1_000
@@ -247,6 +267,9 @@ MAX_TIMEOUT = 3_600.0
 # key -> (lowest, highest, whether the lowest itself is refused); beyond these a value is a typo, not a choice.
 _NUMBER_LIMITS: dict[str, tuple[float, float, bool]] = {
     "rate": (0.0, MAX_RATE, True),
+    "sender_throughput": (0.0, MAX_RATE, True),
+    # Twilio's ValidityPeriod: 1 to 36,000 seconds (Message create, Messaging Service).
+    "validity_period": (1, 36_000, False),
     "concurrency": (1, MAX_CONCURRENCY, False),
     "max_attempts": (1, 1_000, False),
     "max_backoff": (0.0, 7 * 86_400.0, False),

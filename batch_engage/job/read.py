@@ -37,6 +37,7 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], str]]] = {
         "region": (str, "region"),
         "edge": (str, "edge"),
         "strict_variables": (bool, "strict_variables"),
+        "replies": (str, "replies"),
     },
     "mapping": {
         "to": (str, "to"),
@@ -68,6 +69,9 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], str]]] = {
         "on_active": (str, "on_active"),
         "active_retry": ((str, int, float), "active_retry"),
         "end_active_after": ((str, int, float), "end_active_after"),
+        "sender_throughput": ((int, float), "sender_throughput"),
+        "pace": (str, "pace"),
+        "validity_period": (int, "validity_period"),
     },
     "output": {
         "results": (str, "results"),
@@ -75,7 +79,7 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], str]]] = {
         "outcomes": (str, "outcomes"),
         "csv_guard": (bool, "csv_guard"),
     },
-    "suppress": {"files": (list, "files"), "column": (str, "column")},
+    "suppress": {"files": (list, "files"), "column": (str, "column"), "opted_out": (str, "opted_out")},
     "history": {"path": (str, "path"), "cap": (str, "cap"), "flow_cap": (str, "flow_cap")},
     "collect": {
         "fields": (dict, "fields"),

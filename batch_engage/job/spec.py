@@ -40,6 +40,7 @@ from .checks import (
     check_on_active,
     check_parameter_keys,
     check_send,
+    check_suppress,
     check_zone,
     collect_fields,
     static_parameter_pairs,
@@ -141,6 +142,7 @@ class FlowSpec:
     region: str | None = None
     edge: str | None = None
     strict_variables: bool = False
+    replies: Literal["here", "elsewhere"] = "here"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -180,6 +182,9 @@ class SendSpec:
     on_active: OnActive = "skip"
     active_retry: float = DEFAULT_ACTIVE_RETRY
     end_active_after: float = DEFAULT_END_ACTIVE_AFTER
+    sender_throughput: float | None = None  # segments/s; None: the sender kind's documented default
+    pace: Literal["rate", "sender"] = "rate"
+    validity_period: int | None = None  # seconds; None: the Messaging Service's own, else Twilio's 36,000
 
     @cached_property
     def send_window(self) -> SendWindow | None:
@@ -229,6 +234,7 @@ class SuppressSpec:
 
     files: tuple[str, ...] = ()
     column: str | None = None
+    opted_out: Literal["sender", "everywhere"] = "sender"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -395,7 +401,7 @@ def _build(sections: dict[str, dict[str, Any]], base: Path, stem: str, now: date
     _ = history.caps  # parsed here, once, like the window
     spec = Spec(
         collect=CollectSpec(**collect_fields(sections["collect"])),
-        suppress=SuppressSpec(**sections["suppress"]),
+        suppress=SuppressSpec(**check_suppress(sections["suppress"])),
         history=history,
         input=inp,
         flow=flow,

@@ -18,6 +18,7 @@ from ..plan import mask, window_openings
 from ..postgres import masked
 from ..results import build_results, counts_by_status
 from .active import active_groups
+from .arrival import arrival_figures
 from .compare import experiment_report
 from .html import FailureGroup, FieldValues, ReportData, RunSpan, SecondStats
 
@@ -86,6 +87,8 @@ def _field_values(collected: dict[str, StoredOutcome]) -> tuple[FieldValues, ...
     counters: dict[str, Counter[str]] = {}
     for outcome in collected.values():
         for name, value in outcome.values.items():
+            if name.endswith("_queue_seconds"):
+                continue  # shown beside the projection, not as a field
             counter = counters.setdefault(name, Counter())
             if value is not None:
                 counter[mask_numbers(str(value))[:_FIELD_CHARS]] += 1
@@ -186,5 +189,6 @@ def report_data(spec: Spec, view: CheckpointView, path: str) -> ReportData:
         as_of=moment,
         version=_version(),
         active=active_groups(results),
+        arrival=arrival_figures(view.meta, (o.values for o in (collected or {}).values())),
         experiment=experiment_report(spec, plan, results, collected),
     )

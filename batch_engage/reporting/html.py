@@ -40,6 +40,7 @@ from ..checkpoint import achieved_rate
 from ..plan import mask
 from ..results import EXPERIMENT_STATUSES, STATUSES
 from .active import ActiveGroup, active_section
+from .arrival import ArrivalFigures, arrival_section
 from .compare import ExperimentReport
 from .css import CSS
 from .svg import (
@@ -139,6 +140,7 @@ class ReportData:
     invalid_examples: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (reason, masked values as written)
     rehearsal: bool = False  # made on the sandbox: said at the top, so nobody reads it as a campaign
     active: tuple[ActiveGroup, ...] = ()  # contacts that met an earlier active run ([send] on_active)
+    arrival: ArrivalFigures | None = None  # the preflight's projection beside what collect saw; None: neither
     experiment: ExperimentReport | None = None  # the variants side by side; None: the job has no experiment
 
 
@@ -161,6 +163,7 @@ def render_report(data: ReportData) -> str:
         active_section(data.active),
         _windows_section(data),
         _outcomes_section(data),
+        arrival_section(data.arrival),
         _footer(data),
         "</main>\n</body>\n</html>\n",
     ]

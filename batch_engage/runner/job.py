@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -34,7 +35,7 @@ from ..history import HistoryStore, open_history
 from ..job import Spec, check_outputs
 from ..plan import Prepared, annotate_windows, fingerprint, params_hash, prepare, send_window
 from ..postgres import masked
-from ..results import build_results, counts_by_status
+from ..results import SEGMENTS_META, build_results, counts_by_status, with_segments
 from ..states import FINAL, POSSIBLY_SENT, REACHED, RowState
 from ..tables import write_output
 from ..twilio import (
@@ -71,6 +72,10 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 READ_ATTEMPTS = 12
+ARRIVAL_META = "arrival"
+ARRIVAL_READ_RATE = 50.0
+ARRIVAL_READ_ATTEMPTS = 4
+ARRIVAL_MAX_BACKOFF = 30.0
 DEFAULT_OPTIONS = RunOptions()
 RECENT_SIDS = timedelta(minutes=10)
 
@@ -168,6 +173,7 @@ def _summary(spec: Spec, sent: _Sent, counts: dict[str, int], duration: float) -
         reached_earlier=sent.reached_earlier,
         parameters_changed=sent.changed,
         clock_offset=d.client.clock.offset,
+        capacity=d.capacity,
     )
 
 
@@ -233,7 +239,13 @@ async def run_job(
         finally:
             if history is not None:
                 history.close()
-        journal = build_results(prepared.plan, cp.journal(), input_digest=prepared.input_digest)
+        if sent.d.capacity is not None and sent.d.segments is not None:
+            # Kept (after sending, so as not to delay it) for the report: what was projected, and each row's count.
+            cp.remember(ARRIVAL_META, json.dumps(sent.d.capacity))
+            cp.remember(SEGMENTS_META, json.dumps(sent.d.segments, separators=(",", ":")))
+        journal = with_segments(
+            build_results(prepared.plan, cp.journal(), input_digest=prepared.input_digest), sent.d.segments
+        )
         results = annotate_windows(prepared.plan, journal, spec, clock.now())
         counts = counts_by_status(results)
         stopped_early = sent.stopped_early and sent.d.aborted is None
@@ -383,7 +395,7 @@ async def _phases(job: _Job, cp: CheckpointStore, d: Dispatcher) -> bool:
     has_work = possibly.height > 0 or d.total > d.done
     flow: dict[str, Any] = {}
     if has_work and spec.send.preflight and not control.stopping:
-        d.aborted = await preflight(spec, plan, d.client, reads, cp, sandbox=job.options.sandbox, flow_info=flow)
+        await _preflight(job, cp, d, reads, flow)
     if d.aborted is None and possibly.height and not control.stopping:
         await settler.settle_earlier(possibly)
     waiting = False
@@ -395,3 +407,41 @@ async def _phases(job: _Job, cp: CheckpointStore, d: Dispatcher) -> bool:
         waiting = await send_all(d, source, window=d.window, limit=options.limit, wait=options.wait, clock=clock)
     await settler.settle_this_run()
     return control.stopping or waiting
+
+
+async def _preflight(
+    job: _Job, cp: CheckpointStore, d: Dispatcher, reads: PacedReads, flow_info: dict[str, Any]
+) -> None:
+    """The preflight (``flow_info`` receives the first Flow); its arrival check caps the pace (``pace =
+    "sender"``) and is kept for results and report."""
+    spec, clock, creds = job.spec, job.clock, job.credentials
+    # The arrival check reads other APIs (numbers, Messaging Services): its own pace, not Studio's slots.
+    arrival_reads = PacedReads(
+        Pacer(ARRIVAL_READ_RATE, clock=job.options.pacing()),
+        sleep=clock.sleep,
+        attempts=ARRIVAL_READ_ATTEMPTS,
+        max_backoff=min(spec.send.max_backoff, ARRIVAL_MAX_BACKOFF),
+    )
+    found = await preflight(
+        spec,
+        job.prepared.plan,
+        d.client,
+        (reads, arrival_reads),
+        cp,
+        sandbox=job.options.sandbox,
+        now=clock.now(),
+        region=creds.region,
+        edge=creds.edge,
+        flow_info=flow_info,
+    )
+    d.aborted = found.aborted
+    if not found.arrivals:
+        return
+    d.segments = {row: n for arrival in found.arrivals for row, n in arrival.rows.first.items()}
+    capacities = [arrival.capacity for arrival in found.arrivals]
+    # One capacity object (the first Flow's); with an experiment's several Flows, each in order beside it.
+    d.capacity = capacities[0].as_dict()
+    if len(capacities) > 1:
+        d.capacity["per_flow"] = [c.as_dict() for c in capacities]
+    if spec.send.pace == "sender":
+        d.pacer.cap(min(c.trigger_rate for c in capacities))

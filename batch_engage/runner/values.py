@@ -63,6 +63,7 @@ class RunSummary:
     reached_earlier: int = 0
     parameters_changed: int = 0
     clock_offset: float | None = None
+    capacity: dict[str, Any] | None = None  # the preflight's projection (None: no preflight ran)
 
     def as_dict(self) -> dict[str, Any]:
         """The summary as plain JSON-ready data."""
@@ -85,6 +86,7 @@ class RunSummary:
             "reached_by_earlier_runs": self.reached_earlier,
             "reached_earlier_parameters_changed": self.parameters_changed,
             "clock_offset_seconds": None if self.clock_offset is None else round(self.clock_offset, 3),
+            **({"capacity": self.capacity} if self.capacity is not None else {}),
         }
 
 
