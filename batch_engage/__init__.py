@@ -14,6 +14,10 @@ from .early import stop_before_start
 stop_before_start()
 del stop_before_start
 
+import logging as _logging
+
+import structlog as _structlog
+
 from .api import (
     assign_variants,
     collect,
@@ -70,3 +74,8 @@ __all__ = [
     "sweep",
     "validate",
 ]
+
+# A library is quiet by default: structlog, left unconfigured, prints every debug line. Only
+# warnings and errors show until the caller configures structlog (the CLI does, from its flags).
+if not _structlog.is_configured():
+    _structlog.configure(wrapper_class=_structlog.make_filtering_bound_logger(_logging.WARNING))

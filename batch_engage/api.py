@@ -7,12 +7,14 @@ import functools
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
+from importlib import metadata
 from pathlib import Path
 from typing import Any, BinaryIO, ParamSpec, TypeVar
 
 import httpx
 import polars as pl
 
+from .arrival import Capacity
 from .checkpoint import check_binding
 from .collector import CollectOptions, CollectProgress, CollectResult, collect_job
 from .commands import (
@@ -21,20 +23,23 @@ from .commands import (
     Status,
     Sweep,
     Validation,
+    guarded_report,
+    guarded_report_html,
+    guarded_summary_json,
     job_for,
     job_status,
     job_tokens,
     offline_target,
+    project_arrival,
+    refuse_future_period,
     review_flow,
     review_variants,
-    rewrite_results,
     sandbox_config,
     sandbox_state_path,
     settle_previous_period,
     simulated,
     sweep_job,
     validation,
-    write_report_html,
 )
 from .control import Progress, RunControl
 from .credentials import Credentials, credentials_from_env
@@ -52,12 +57,12 @@ from .exits import (
 )
 from .experiment import assign_frame
 from .flow import FlowReview
-from .history import is_database_url, open_history
-from .job import ExperimentSpec, Spec
+from .history import is_database_url, open_history, opt_outs_path
+from .job import ExperimentSpec, Spec, check_outputs
 from .plan import prepare
-from .results import unguarded
-from .runner import Recovery, RunOptions, RunResult, calls_hanging, kept_variants, recover_job, run_job
-from .sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox, SandboxConfig
+from .results import unguarded, write_results
+from .runner import Recovery, RunOptions, RunResult, calls_hanging, kept_variants, prove_outputs, recover_job, run_job
+from .sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox, SandboxConfig, ServiceConfig
 from .sandbox import serve as serve_sandbox
 
 __all__ = [
@@ -71,6 +76,7 @@ __all__ = [
     "SANDBOX_PASSWORD",
     "SANDBOX_RUN_LIFETIME",
     "SANDBOX_USERNAME",
+    "Capacity",
     "CollectOptions",
     "CollectProgress",
     "CollectResult",
@@ -83,6 +89,7 @@ __all__ = [
     "RunResult",
     "Sandbox",
     "SandboxConfig",
+    "ServiceConfig",
     "Status",
     "Sweep",
     "Validation",
@@ -93,9 +100,13 @@ __all__ = [
     "collect_exit_code",
     "exit_code_for",
     "exit_code_for_error",
+    "forget_opt_out",
+    "history_opt_outs",
     "history_stats",
     "import_history",
     "load_job",
+    "opt_outs_store",
+    "prove_outputs",
     "recover",
     "recover_async",
     "report",
@@ -108,7 +119,9 @@ __all__ = [
     "sweep",
     "sweep_async",
     "validate",
+    "version",
     "write_report_html",
+    "write_summary_json",
 ]
 
 _P = ParamSpec("_P")
@@ -125,6 +138,14 @@ def _blocking(twin: Callable[_P, Coroutine[Any, Any, _T]], name: str, doc: str) 
     call.__name__ = call.__qualname__ = name
     call.__doc__ = doc
     return call
+
+
+def version() -> str:
+    """This installation's version (``unknown`` when run from a checkout that was never installed)."""
+    try:
+        return metadata.version("batch-engage")
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def load_job(
@@ -186,11 +207,14 @@ async def run_async(
     transport: httpx.AsyncBaseTransport | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     stdin: BinaryIO | None = None,
+    on_start: Callable[[str], None] | None = None,
     simulator: SandboxConfig | None = None,
 ) -> RunResult:
-    """:func:`run` for callers that already run an event loop."""
+    """:func:`run` for callers that already run an event loop (``on_start``: the line shown before a real send)."""
     options = options or RunOptions()
     spec = load_job(job, overrides, sandbox=options.sandbox)
+    refuse_future_period(spec, yes=options.yes)
+    prove_outputs(spec)
     with simulated(spec, config=simulator) if options.sandbox else _real(spec, credentials) as (spec, creds):
         if spec.job.period_kind is not None:
             await settle_previous_period(spec, creds, options, transport)
@@ -204,6 +228,7 @@ async def run_async(
             transport=transport,
             on_progress=on_progress,
             stdin=stdin,
+            on_start=on_start,
             tokens=tokens,
         )
 
@@ -276,6 +301,7 @@ def validate(
     ``flow.strict_variables`` raise ``ConfigError``.
     """
     spec = load_job(job, overrides, sandbox=sandbox)
+    check_outputs(spec, [("--output", output)])
     prepared = prepare(spec, frame=frame, stdin=stdin, rewrites=True)
     target = offline_target(spec, None if sandbox else credentials, sandbox)
     check_binding(spec.output.checkpoint, prepared.fingerprint, target, restart=restart, yes=yes)
@@ -284,22 +310,22 @@ def validate(
             spec, prepared.plan, flow_review=None, restart=restart, now=now, output=output, rewrites=prepared.rewrites
         )
     with simulated(spec, keep_runs=False) if sandbox else _real(spec, credentials) as (held, creds):
-        if spec.experiment is not None:
-            variants = review_variants(held, prepared.plan, creds, transport)
-            first = next(iter(variants[0].values()), None)
-            return validation(
-                spec,
-                prepared.plan,
-                flow_review=first,
-                restart=restart,
-                now=now,
-                output=output,
-                variant_flows=variants,
-                rewrites=prepared.rewrites,
-            )
-        found = review_flow(held, prepared.plan, creds, transport)
+        # The review first: it names what the run would refuse (no Flow, nothing published, unwired).
+        variants = review_variants(held, prepared.plan, creds, transport) if spec.experiment is not None else None
+        found = (
+            next(iter(variants[0].values()), None) if variants else review_flow(held, prepared.plan, creds, transport)
+        )
+        arrivals = project_arrival(held, prepared.plan, creds, transport, now=now)
     return validation(
-        spec, prepared.plan, flow_review=found, restart=restart, now=now, output=output, rewrites=prepared.rewrites
+        spec,
+        prepared.plan,
+        flow_review=found,
+        restart=restart,
+        now=now,
+        output=output,
+        variant_flows=variants or ({}, []),
+        rewrites=prepared.rewrites,
+        arrivals=arrivals,
     )
 
 
@@ -325,7 +351,17 @@ def report(
     html: str | Path | None = None,
 ) -> tuple[str, dict[str, int]]:
     """Write the results table again from the checkpoint alone (with ``html``, also the campaign page); no sends."""
-    return rewrite_results(load_job(job, overrides, period=period, sandbox=sandbox, latest=True), output, html)
+    return guarded_report(load_job(job, overrides, period=period, sandbox=sandbox, latest=True), output, html)
+
+
+def write_report_html(spec: Spec, path: str | Path) -> Path:
+    """Write the campaign report page for ``spec``'s checkpoint (refused over the job's own files), owner-only."""
+    return guarded_report_html(spec, path)
+
+
+def write_summary_json(spec: Spec, path: str | Path, summary: Mapping[str, Any]) -> Path:
+    """A run's summary as JSON, owner-only (it names files and counts), never over the job's own files."""
+    return guarded_summary_json(spec, path, summary)
 
 
 async def sweep_async(
@@ -389,6 +425,46 @@ def history_stats(history: str | Path) -> pl.DataFrame:
         return store.stats()
 
 
+def opt_outs_store(job: str | Path | Spec | None, history: str | Path | None) -> str:
+    """The opt-out store of ``history``, else of the job (its [history] path, else beside its checkpoint)."""
+    if history:
+        return str(history)
+    path = opt_outs_path(load_job(job)) if job is not None else None
+    if path is None:
+        raise UsageError("history: give --history PATH, or --job JOB (its [history] path, or a file checkpoint)")
+    return path
+
+
+def history_opt_outs(history: str | Path, *, output: str | Path | None = None) -> pl.DataFrame:
+    """Every contact recorded as opted out (21610): ``to``, ``sender``, ``opted_out_at`` (ISO 8601, UTC).
+
+    With ``output``, also written there (CSV or Parquet by its suffix, owner-only, atomically).
+    """
+    table = pl.DataFrame(schema={"to": pl.String, "sender": pl.String, "at": pl.Float64})
+    if is_database_url(history) or Path(history).exists():
+        with open_history(history) as store:
+            table = store.opt_outs()
+    found = table.select(
+        "to",
+        "sender",
+        pl.from_epoch(pl.col("at"), time_unit="s")
+        .dt.replace_time_zone("UTC")
+        .dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+        .alias("opted_out_at"),
+    )
+    if output is not None:
+        write_results(found, output)
+    return found
+
+
+def forget_opt_out(history: str | Path, number: str) -> int:
+    """Remove a contact's opt-outs (they sent START, say); how many entries were removed."""
+    if not is_database_url(history) and not Path(history).exists():
+        return 0
+    with open_history(history) as store:
+        return store.forget(number.strip())
+
+
 # --- collect: what happened in each run.
 
 DEFAULT_COLLECT_POLL = 60.0
@@ -410,6 +486,8 @@ async def collect_async(
     """:func:`collect` for callers that already run an event loop."""
     options = options or CollectOptions()
     spec = load_job(job, overrides, period=period, sandbox=options.sandbox, latest=True)
+    outcomes = options.output or spec.output.outcomes
+    check_outputs(spec, [("--output" if options.output else "output.outcomes", outcomes)], replaces=["output.outcomes"])
     with simulated(spec, config=simulator) if options.sandbox else _real(spec, credentials) as (spec, creds):
         return await collect_job(
             spec, credentials=creds, options=options, control=control, transport=transport, on_progress=on_progress

@@ -13,6 +13,7 @@
     │   ├── PeriodUnsettled         the previous period's possibly-sent contacts could not be settled
     │   └── Stopped                 a stop ended a wait: the run winds down, the same command later goes on
     ├── StorageFailed               exit 74 (75 when transient): the checkpoint could not commit
+    ├── OutputFailed                exit 74: an output could not be written after sending began
     └── StudioError                 an answer (or non-answer) from Studio for one request
         ├── RetrySafe               never processed by Twilio: send again after a pause
         │   ├── RateLimited         429 / 20429, maybe with Retry-After
@@ -25,7 +26,8 @@
         └── Fatal                   the whole run is wrong: stop it, exit 3
             ├── AuthFailed          401 / 403 / 20003
             ├── FlowNotFound        404 on the Flow / 20404, or nothing published
-            └── FlowUnwired         the Flow's REST API trigger leads to no widget
+            ├── FlowUnwired         the Flow's REST API trigger leads to no widget
+            └── RepliesLost         the Flow waits for replies that go to another Flow or nowhere
 
 ``client.classify_response`` and ``client.classify_exception`` turn an answer into a
 ``StudioError`` (the table in ``twilio/classify.py``); the dispatcher turns that into a row's
@@ -49,10 +51,12 @@ __all__ = [
     "FlowUnwired",
     "InputFileError",
     "NotConnected",
+    "OutputFailed",
     "PeriodUnsettled",
     "PossiblySent",
     "RateLimited",
     "Rejected",
+    "RepliesLost",
     "RetrySafe",
     "ServerError",
     "Stopped",
@@ -133,6 +137,10 @@ class StorageFailed(BatchEngageError):
         super().__init__(message)
 
 
+class OutputFailed(BatchEngageError):
+    """An output could not be written after sending began; the checkpoint keeps what was sent (exit 74)."""
+
+
 class StudioError(BatchEngageError):
     """One request's unsuccessful answer, or the lack of one."""
 
@@ -202,6 +210,10 @@ class AlreadyActive(Rejected):
 
 class Fatal(StudioError):
     """An answer that will be the same for every row: stop the run (exit 3)."""
+
+
+class RepliesLost(Fatal):
+    """The Flow waits for replies, but the sender's replies go to another Flow or nowhere."""
 
 
 class AuthFailed(Fatal):

@@ -6,7 +6,7 @@
     1   EXIT_SOME_FAILED  some rows failed, were invalid or stay uncertain (collect: some runs failed)
     2   EXIT_USAGE        the command cannot start as given (UsageError); nothing was sent
     3   EXIT_ABORTED      the run was stopped by a fatal answer or another BatchEngageError
-    74  EXIT_IOERR        the checkpoint (or another output) failed after sending began; nothing sent is lost
+    74  EXIT_IOERR        storage failed after sending began (OutputFailed, StorageFailed); nothing sent is lost
     75  EXIT_TEMPFAIL     not now: stopped early, locked, unsettled, runs still active; the same command later
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from .errors import BatchEngageError, StorageFailed, TryLater, UsageError
+from .errors import BatchEngageError, OutputFailed, StorageFailed, TryLater, UsageError
 
 __all__ = [
     "EXIT_ABORTED",
@@ -29,7 +29,8 @@ __all__ = [
     "storage_exit_code",
 ]
 
-EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_ABORTED, EXIT_IOERR, EXIT_TEMPFAIL = 0, 1, 2, 3, 74, 75
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_ABORTED, EXIT_TEMPFAIL = 0, 1, 2, 3, 75
+EXIT_IOERR = 74
 
 
 def exit_code_for(
@@ -67,11 +68,14 @@ def collect_exit_code(counts: Mapping[str, int], *, aborted: bool = False, stopp
 
 
 def exit_code_for_error(error: BatchEngageError | KeyboardInterrupt) -> int:
-    """The exit code of a command an exception stopped: 75 TryLater or Ctrl-C, 2 UsageError, 74/75 storage, else 3."""
+    """The exit code of a command an exception stopped: 75 TryLater or Ctrl-C, 2 UsageError, 74 OutputFailed or
+    StorageFailed (75 when transient), else 3."""
     if isinstance(error, TryLater | KeyboardInterrupt):
         return EXIT_TEMPFAIL
     if isinstance(error, StorageFailed):
         return EXIT_TEMPFAIL if error.transient else EXIT_IOERR
+    if isinstance(error, OutputFailed):
+        return EXIT_IOERR
     if isinstance(error, UsageError):
         return EXIT_USAGE
     return EXIT_ABORTED

@@ -1,4 +1,10 @@
-"""Where a PostgreSQL checkpoint lives: ``postgresql://host/db?schema=name#<key>``, parsed, and connections to it.
+"""PostgreSQL URL rules, the one home of them: input.uri, history.path and output.checkpoint all parse here.
+
+One parser (:func:`split_url`) refuses what none of them may hold: a malformed URL, a password
+(in the userinfo or the query, any case), a libpq ``key=value`` string; and takes ``schema=``
+out (one identifier rule, one default). :func:`masked` is how every URL is shown.
+
+Where a PostgreSQL checkpoint lives: ``postgresql://host/db?schema=name#<key>``, parsed, and connections to it.
 
 The spec adds the fragment: the rendered ``[job] id``, plus ``.sandbox`` for a rehearsal,
 so a rehearsal never shares state with the real job. ``schema`` (default ``batch_engage``)
@@ -13,7 +19,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from .errors import ConfigError, UsageError
 
@@ -28,12 +34,16 @@ __all__ = [
     "PgTable",
     "check_database_uri",
     "database_of",
+    "is_libpq_keywords",
     "is_postgres_url",
+    "masked",
     "parse_location",
     "parse_table_url",
     "sandbox_table_url",
     "schema_param",
     "server_of",
+    "split_schema",
+    "split_url",
     "where",
 ]
 
@@ -48,7 +58,16 @@ LOCK_TIMEOUT = "10s"
 DEFAULT_LEASE = 60
 _SCHEMES = ("postgresql", "postgres")
 _DEFAULT_PORT = 5432
-_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+# One rule for every schema name: a plain identifier (quoted in SQL, so case is kept).
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+# A results or outcomes table is named in lower case: one name for every tool that reads it unquoted.
+_TABLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+# libpq's other spelling, "host=db dbname=crm user=app": refused, it is not a URL (and invites a password).
+_KEYWORDS = re.compile(r"^\s*[A-Za-z_]+\s*=\s*\S*(\s+[A-Za-z_]+\s*=\s*\S*)*\s*$")
+_LIBPQ_KEYS = ("host", "hostaddr", "dbname", "user", "port", "password", "service", "sslmode")
+_SECRET_KEYS = ("password", "passfile", "sslpassword")
+_SECRET_IN_TEXT = re.compile(r"(?i)((?:^|[?&;\s])(?:password|passfile|sslpassword)=)[^&#\s]*")
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^/@\s:]*):[^/@\s]*@")
 
 
 @dataclass(frozen=True)
@@ -112,18 +131,63 @@ class PgLocation:
         return text.replace("{s}", f'"{self.schema}"')
 
 
-def parse_location(location: str) -> PgLocation:
-    """Split ``postgresql://…?schema=name#key`` into what connecting and keying need."""
-    parts = urlsplit(location)
-    query = dict(parse_qsl(parts.query, keep_blank_values=True))
-    schema = query.pop("schema", DEFAULT_SCHEMA)
-    if not _IDENTIFIER.match(schema):
-        raise UsageError(
-            f"output.checkpoint: schema={schema!r} is not a plain lower-case name; use letters, digits and '_'"
+def is_libpq_keywords(text: str) -> bool:
+    """Whether ``text`` is a libpq key/value connection string (``host=db dbname=crm``), not a URL or a path."""
+    if "://" in text or not _KEYWORDS.match(text):
+        return False
+    keys = {name.lower() for name in re.findall(r"([A-Za-z_]+)\s*=", text)}
+    return bool(keys & set(_LIBPQ_KEYS))
+
+
+def masked(text: str) -> str:
+    """``text`` with any URL's password (userinfo, or ``password=`` in a query) shown as ``***``."""
+    text = _USERINFO.sub(lambda m: f"{m[1]}{m[2]}:***@", text)
+    return _SECRET_IN_TEXT.sub(lambda m: f"{m[1]}***", text)
+
+
+def split_url(url: str, *, key: str) -> tuple[SplitResult, list[tuple[str, str]]]:
+    """``url`` checked for ``key``: a well-formed ``postgresql://`` URL holding no password; its parts and query."""
+    if is_libpq_keywords(url):
+        raise ConfigError(
+            key,
+            "is a libpq key/value string; write it as postgresql://host:port/dbname, and keep the password "
+            "in PGPASSWORD or ~/.pgpass (never in the job file)",
         )
-    key = unquote(parts.fragment)
-    if not key:
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # a port that is not a number raises here
+        params = parse_qsl(parts.query, keep_blank_values=True)
+    except ValueError as exc:
+        raise ConfigError(key, f"is not a valid URL ({exc})") from None
+    if parts.scheme.lower() not in _SCHEMES:
+        shown = parts.scheme or masked(url)
+        raise ConfigError(key, f"must start with postgresql:// (or be env:NAME), not {shown!r}")
+    if parts.password is not None or any(name.lower() in _SECRET_KEYS for name, _ in params):
+        raise ConfigError(
+            key,
+            "holds a password: remove it and set PGPASSWORD or put it in ~/.pgpass (never in the job file)",
+        )
+    return parts, params
+
+
+def split_schema(url: str, *, key: str) -> tuple[str, str]:
+    """The URL libpq is given (checked by :func:`split_url`, without ``schema=``), and the schema named (or default)."""
+    parts, params = split_url(url, key=key)
+    schema = next((v for k, v in params if k == "schema"), DEFAULT_SCHEMA)
+    if not _IDENTIFIER.match(schema):
+        raise ConfigError(key, f"schema {schema!r} is not a plain identifier (letters, digits, _)")
+    rest = urlencode([(k, v) for k, v in params if k != "schema"])
+    return urlunsplit(parts._replace(query=rest, fragment="")), schema
+
+
+def parse_location(location: str, *, key: str = "output.checkpoint") -> PgLocation:
+    """Split ``postgresql://…?schema=name#key`` into what connecting and keying need (checked as any URL here)."""
+    parts, _ = split_url(location, key=key)
+    conninfo, schema = split_schema(location, key=key)
+    job_key = unquote(parts.fragment)
+    if not job_key:
         raise UsageError("a PostgreSQL checkpoint needs a job key (the spec adds '#<job id>'); set [job] id")
+    query = dict(parse_qsl(urlsplit(conninfo).query, keep_blank_values=True))
     keepalives = dict(DEFAULT_KEEPALIVES)
     for name in DEFAULT_KEEPALIVES:
         if name in query:
@@ -135,7 +199,7 @@ def parse_location(location: str) -> PgLocation:
     if not lease.isdigit() or int(lease) < 1:
         raise UsageError(f"lease={lease!r} in the checkpoint URL: use a whole number of seconds")
     conninfo = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), ""))
-    return PgLocation(conninfo=conninfo, schema=schema, key=key, keepalives=keepalives, lease=int(lease))
+    return PgLocation(conninfo=conninfo, schema=schema, key=job_key, keepalives=keepalives, lease=int(lease))
 
 
 def where(location: str | PgLocation) -> PgLocation:
@@ -144,15 +208,8 @@ def where(location: str | PgLocation) -> PgLocation:
 
 
 def check_database_uri(uri: str, *, key: str) -> None:
-    """Refuse a URI that is not ``postgresql://``, or that holds a password (libpq reads PGPASSWORD, ~/.pgpass)."""
-    parts = urlsplit(uri)
-    if parts.scheme not in _SCHEMES:
-        raise ConfigError(key, f"must start with postgresql:// (or be env:NAME), not {parts.scheme or uri!r}")
-    if parts.password is not None or any(name == "password" for name, _ in parse_qsl(parts.query)):
-        raise ConfigError(
-            key,
-            "holds a password: remove it and set PGPASSWORD or put it in ~/.pgpass (the job file is not a secret)",
-        )
+    """Refuse a URI that is not ``postgresql://``, is malformed, or holds a password (libpq reads PGPASSWORD)."""
+    split_url(uri, key=key)
 
 
 def server_of(uri: str) -> str:
@@ -207,7 +264,7 @@ def parse_table_url(url: str, *, key: str) -> PgTable:
     name = unquote(parts.fragment)
     schema, _, table = name.rpartition(".")
     schema = schema or _PUBLIC
-    if not table or not _IDENTIFIER.match(schema) or not _IDENTIFIER.match(table + _SANDBOX_SUFFIX):
+    if not table or not _TABLE_NAME.match(schema) or not _TABLE_NAME.match(table + _SANDBOX_SUFFIX):
         raise ConfigError(
             key,
             f"name the table after '#', as schema.table in plain lower-case names "

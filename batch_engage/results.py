@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import os
+import json
 import re
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 
 import polars as pl
 
-from .disk import private_file
+from .disk import write_atomically
 
 # Re-exported: older callers import them from here; exits is their home.
 from .exits import EXIT_ABORTED, EXIT_OK, EXIT_SOME_FAILED, EXIT_TEMPFAIL, EXIT_USAGE, exit_code_for
@@ -24,17 +25,24 @@ __all__ = [
     "EXPERIMENT_STATUSES",
     "NOT_SENT_YET",
     "RESULT_COLUMNS",
+    "SEGMENTS_META",
     "STATUSES",
     "build_results",
     "counts_by_status",
     "exit_code_for",
     "guard_formulas",
+    "stored_segments",
     "unguarded",
+    "with_segments",
     "write_results",
 ]
 
 REACHED_EARLIER = "reached by an earlier run"
 NOT_SENT_YET = "not sent yet: run the same command again to send it"
+UNCERTAIN_REASON = (
+    "no answer came back for the request, so Twilio may have created the run; "
+    "the next run looks for it by its marker before sending again"
+)
 RESULT_COLUMNS = [
     "row",
     "to",
@@ -49,6 +57,7 @@ RESULT_COLUMNS = [
     "ended_sid",
     # Appended (columns are only ever added at the end): the experiment's variant, or "holdout"; null without one.
     "variant",
+    "segments",
 ]
 STATUSES = (
     "sent",
@@ -138,18 +147,46 @@ def build_results(
         pl.when(sendable).then(pl.col("sid")).alias("sid"),
         pl.when(sendable).then(pl.col("http_status")).alias("http_status"),
         pl.when(sendable).then(pl.col("error_code")).alias("error_code"),
-        message.alias("error_message"),
+        _with_reason(status, message).alias("error_message"),
         pl.when(sendable).then(pl.col("attempts")).fill_null(0).alias("attempts"),
         pl.when(sendable).then(pl.col("completed_at")).alias("completed_at"),
         pl.when(sendable).then(pl.col("ended_sid")).alias("ended_sid"),
         _variant(joined.columns),
+        # Filled by the preflight's arrival check (with_segments); empty without one.
+        pl.lit(None, dtype=pl.Int64).alias("segments"),
     )
+
+
+def _with_reason(status: pl.Expr, message: pl.Expr) -> pl.Expr:
+    """An ``uncertain`` row always says why, and what happens to it next."""
+    return pl.when(status == "uncertain").then(pl.coalesce(message, pl.lit(UNCERTAIN_REASON))).otherwise(message)
 
 
 def _variant(columns: list[str]) -> pl.Expr:
     """The variant a contact was sent (the journal's), else the one the plan gives it; null without an experiment."""
     planned = pl.col("variant") if "variant" in columns else pl.lit(None, pl.String)
     return pl.coalesce(pl.col("line_variant"), planned).cast(pl.String).alias("variant")
+
+
+SEGMENTS_META = "segments"
+"""The checkpoint's note of each row's first-message segments (JSON ``{row: segments}``), kept by the preflight."""
+
+
+def stored_segments(meta: Mapping[str, str]) -> dict[int, int] | None:
+    """The segments a run's preflight kept in the checkpoint (None: none kept)."""
+    raw = meta.get(SEGMENTS_META)
+    return {int(row): int(n) for row, n in json.loads(raw).items()} if raw else None
+
+
+def with_segments(results: pl.DataFrame, first: Mapping[int, int] | None) -> pl.DataFrame:
+    """The results with ``segments``: the SMS segments of each row's first message (empty where unknown)."""
+    if not first:
+        return results
+    counts = pl.DataFrame(
+        {"row": list(first), "_segments": list(first.values())}, schema={"row": pl.Int64, "_segments": pl.Int64}
+    )
+    joined = results.join(counts, on="row", how="left", maintain_order="left")
+    return joined.with_columns(segments=pl.col("_segments")).drop("_segments")
 
 
 def counts_by_status(results: pl.DataFrame) -> dict[str, int]:
@@ -202,11 +239,7 @@ def write_results(results: pl.DataFrame, path: str | Path, *, csv_guard: bool = 
     Parquet keeps the raw text (code reads it, not a spreadsheet).
     """
     target = Path(path)
-    tmp = target.with_name(target.name + ".tmp")
-    private_file(tmp)
     if target.suffix == ".parquet":
-        results.write_parquet(tmp)
-    else:
-        (guard_formulas(results) if csv_guard else results).write_csv(tmp)
-    os.replace(tmp, target)
-    return target
+        return write_atomically(target, results.write_parquet)
+    table = guard_formulas(results) if csv_guard else results
+    return write_atomically(target, table.write_csv)

@@ -52,6 +52,7 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
 SHARED_WORKER = {
     "tests/reporting/test_report_html.py::TestInABrowser::": "chromium",
     "tests/reporting/test_report_html.py::TestSandboxRunInABrowser::": "chromium",
+    "tests/reporting/test_report_html.py::TestTheTruthInABrowser::": "chromium",
     "tests/reporting/test_report_html.py::TestExperimentInABrowser::": "chromium",
 }
 

@@ -1,12 +1,13 @@
 """The checkpoint: the journal keyed by contact, bound to one job and one target, in SQLite or PostgreSQL."""
 
-from .model import CheckpointStore, CheckpointView, Intent, Outcome, SecondStats, Target, empty_journal
+from .model import CheckpointStore, CheckpointView, Intent, Outcome, SecondStats, Target, achieved_rate, empty_journal
 from .runlog import LostLines, RunLogState, read_runlog, refuse_lost_journal, runlog_path, set_aside_damaged
 from .store import (
     check_binding,
     checkpoint_exists,
     checkpoint_meta,
     checkpoints_beside,
+    is_locked,
     is_postgres,
     open_checkpoint,
     read_checkpoint,
@@ -21,11 +22,13 @@ __all__ = [
     "RunLogState",
     "SecondStats",
     "Target",
+    "achieved_rate",
     "check_binding",
     "checkpoint_exists",
     "checkpoint_meta",
     "checkpoints_beside",
     "empty_journal",
+    "is_locked",
     "is_postgres",
     "open_checkpoint",
     "read_checkpoint",

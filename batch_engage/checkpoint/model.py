@@ -29,6 +29,7 @@ __all__ = [
     "SecondStats",
     "StoreBase",
     "Target",
+    "achieved_rate",
     "contacts_from_text",
     "empty_journal",
     "journal_frame",
@@ -109,6 +110,18 @@ class Outcome:
     attempts: int = 0
     completed_at: str | None = None
     ended_sid: str | None = None  # the earlier run of this job ended for it ([send] on_active = "end")
+
+
+def achieved_rate(seconds: Iterable[tuple[int, int]]) -> float | None:
+    """2xx answers per second in which anything was sent, from ``(requests, ok)`` per second; None if none sent.
+
+    The one definition: the run's summary and the report page both call it, so they agree.
+    """
+    active = ok = 0
+    for requests, answered in seconds:
+        active += requests > 0
+        ok += answered
+    return ok / active if active else None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -246,6 +259,9 @@ class CheckpointStore(Protocol):
 
     def learn_account(self, account_sid: str) -> None:
         """Refuse another account; remember this one."""
+
+    def remember(self, key: str, value: str) -> None:
+        """Keep a note beside the binding (the preflight's projection, say)."""
 
     def contacts_in(self, states: frozenset[RowState]) -> pl.Series:
         """Contacts whose line is in one of ``states``."""

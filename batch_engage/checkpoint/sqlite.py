@@ -20,7 +20,7 @@ from typing import Any
 
 import polars as pl
 
-from ..disk import holds_lock, move_with_sidecars, private_file, release_lock, try_lock
+from ..disk import holds_lock, move_with_sidecars, private_file, release_lock, try_lock, write_atomically
 from ..errors import CheckpointLocked, UsageError
 from ..states import OPEN, POSSIBLY_SENT, REACHED, RowState, sql_list
 from .model import (
@@ -130,6 +130,15 @@ class Checkpoint(StoreBase):
             with self._transaction() as conn:
                 conn.execute("UPDATE meta SET value = ? WHERE key = 'target'", (learned,))
 
+    def remember(self, key: str, value: str) -> None:
+        """Keep a note beside the binding (the preflight's projection, say); never one of the binding's own keys."""
+        self.meta[key] = value
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+
     def close(self) -> None:
         """Close the database and release the lock."""
         with self._db_lock:
@@ -161,10 +170,7 @@ class Checkpoint(StoreBase):
 
     def save_plan(self, plan: pl.DataFrame) -> None:
         """Keep the plan beside the journal (written atomically, owner-only)."""
-        tmp = self.plan_path.with_name(self.plan_path.name + ".tmp")
-        private_file(tmp)
-        plan.write_parquet(tmp, compression="zstd")
-        os.replace(tmp, self.plan_path)
+        write_atomically(self.plan_path, lambda tmp: plan.write_parquet(tmp, compression="zstd"))
 
     def start_run(self, started_at: str, input_digest: str) -> int:
         """Record that a run starts (for the report); remember its id."""

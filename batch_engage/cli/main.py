@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from pathlib import Path
 from typing import Any, TypeVar
 
 from .. import api, early
@@ -23,11 +21,13 @@ from ..exits import EXIT_OK
 from .output import (
     collect_bar,
     configure_logging,
+    notice,
     print_collect_summary,
     print_summary,
     progress_bar,
     sandbox_banner,
     status_lines,
+    stop_acknowledged,
     sweep_lines,
     validation_lines,
 )
@@ -97,7 +97,7 @@ async def _until_stopped(work: Callable[[RunControl], Awaitable[_T]]) -> _T:
     task = asyncio.ensure_future(work(control))
 
     def stop() -> None:
-        control.request_stop()
+        stop_acknowledged(control)
         if control.hard:
             # The run winds down at once (results written, in-flight rows uncertain); if something it waits
             # for hangs (a frozen database), it is cut off after a moment.
@@ -116,28 +116,23 @@ async def _until_stopped(work: Callable[[RunControl], Awaitable[_T]]) -> _T:
             loop.remove_signal_handler(sig)
 
 
-def _check_writable_folder(path: str, flag: str) -> None:
-    folder = Path(path).resolve().parent
-    if not folder.is_dir():
-        raise UsageError(f"{flag} {path}: the folder {folder} does not exist; nothing was sent")
-    if not os.access(folder, os.W_OK):
-        raise UsageError(f"{flag} {path}: the folder {folder} is not writable; nothing was sent")
+def _say(line: str) -> None:
+    notice(line, None)  # the run logs it as run.sending
 
 
-def _write_atomically(path: str, text: str) -> None:
-    target = Path(path)
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, target)
+def _prove_outputs(args: argparse.Namespace, overrides: dict[str, Any]) -> None:
+    """Every file the run will write, held against the job's own and proven writable, before anything is sent."""
+    spec = api.load_job(args.job, overrides, sandbox=args.sandbox, period=args.period)
+    extra = [("--summary-json", args.summary_json), ("--report-html", args.report_html)]
+    for folder in api.prove_outputs(spec, extra):
+        notice(f"created the folder {folder}", "output.folder_created", path=str(folder))
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         return _cmd_validate(args)
-    for path, flag in ((args.summary_json, "--summary-json"), (args.report_html, "--report-html")):
-        if path:
-            _check_writable_folder(path, flag)
     overrides = _overrides(args)
+    _prove_outputs(args, overrides)
     stdin = sys.stdin.buffer if args.input == "-" else None
     options = api.RunOptions(**_flags(args, "limit", "max_duration", "restart", "yes", "wait", "sandbox"))
     # With --sandbox the library serves the simulator itself: the CLI and Python callers share one path.
@@ -145,16 +140,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         def send(control: RunControl) -> Awaitable[api.RunResult]:
             job = api.load_job(args.job, overrides, sandbox=args.sandbox, period=args.period)
-            return api.run_async(job, options=options, control=control, on_progress=progress, stdin=stdin)
+            return api.run_async(
+                job,
+                options=options,
+                control=control,
+                on_progress=progress,
+                stdin=stdin,
+                on_start=None if args.quiet else _say,
+            )
 
         result = asyncio.run(_until_stopped(send))
     if not args.quiet:
         print_summary(result, sys.stdout)
+    spec = api.load_job(args.job, _overrides(args), sandbox=args.sandbox, period=args.period)
     if args.summary_json:
-        summary = result.summary.as_dict() | {"exit_code": result.exit_code}
-        _write_atomically(args.summary_json, json.dumps(summary, indent=2))
+        api.write_summary_json(spec, args.summary_json, result.summary.as_dict() | {"exit_code": result.exit_code})
     if args.report_html:
-        spec = api.load_job(args.job, _overrides(args), sandbox=args.sandbox, period=args.period)
         api.write_report_html(spec, args.report_html)
     return result.exit_code
 
@@ -176,6 +177,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     if args.output:
         lines.append(f"results: {args.output}")
     print("\n".join(lines))
+    if getattr(args, "summary_json", None):
+        spec = api.load_job(args.job, overrides, sandbox=args.sandbox)
+        api.write_summary_json(spec, args.summary_json, v.as_dict() | {"exit_code": v.exit_code})
     return v.exit_code
 
 
@@ -241,9 +245,47 @@ def _sandbox_config(args: argparse.Namespace) -> api.SandboxConfig:
             replies=tuple(reply.strip() for reply in args.replies.split(",")),
             unwired_trigger=args.unwired_trigger,
             state_path=args.state_path,
+            **_sandbox_senders(args),
         )
     except ValueError as exc:
         raise UsageError(f"sandbox: {exc}") from None
+
+
+def _pairs(values: list[str], flag: str) -> dict[str, str]:
+    pairs = dict(value.partition("=")[::2] for value in values)
+    for key, value in pairs.items():
+        if not key or not value:
+            raise UsageError(f"sandbox: {flag} {key!r} needs KEY=VALUE")
+    return pairs
+
+
+def _sandbox_senders(args: argparse.Namespace) -> dict[str, Any]:
+    """The sandbox's senders from their flags: numbers, services, queues, opt-outs."""
+    pools = _pairs(args.service, "--service")
+    inbound = _pairs(args.service_inbound, "--service-inbound")
+    validity = _pairs(args.service_validity, "--service-validity")
+    for sid in {*inbound, *validity} - set(pools):
+        raise UsageError(f"sandbox: {sid} has no --service {sid}=NUMBERS")
+    try:
+        services = {
+            sid: api.ServiceConfig(
+                numbers=tuple(n.strip() for n in numbers.split(",") if n.strip()),
+                inbound=inbound.get(sid, "this_flow"),
+                validity_period=int(validity.get(sid, 36_000)),
+            )
+            for sid, numbers in pools.items()
+        }
+    except ValueError as exc:
+        raise UsageError(f"sandbox: {exc}") from None
+    return {
+        "reply_routing": args.reply_routing,
+        "numbers": _pairs(args.number, "--number"),
+        "services": services,
+        "sender_pace": args.sender_pace,
+        "validity_period": int(args.validity_period),
+        "queue_limit": args.queue_limit,
+        "opted_out": frozenset(n.strip() for value in args.opted_out for n in value.split(",") if n.strip()),
+    }
 
 
 def _cmd_sandbox(args: argparse.Namespace) -> int:
@@ -252,6 +294,9 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
         api.serve_sandbox(config, port=args.port, on_ready=sandbox_banner)
     except ValueError as exc:  # a state file that is not the sandbox's
         raise UsageError(f"sandbox: {exc}") from None
+    except OSError as exc:  # the port is taken, or not ours to bind
+        reason = exc.strerror or str(exc)
+        raise UsageError(f"sandbox: cannot listen on port {args.port} ({reason}); choose another --port") from None
     return EXIT_OK
 
 
@@ -279,6 +324,22 @@ def _cmd_collect(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+def _cmd_opt_outs(args: argparse.Namespace) -> int:
+    path = api.opt_outs_store(args.job, args.history)
+    if args.history_command == "forget":
+        n = api.forget_opt_out(path, args.number)
+        print(f"removed {n} opt-out entries of {args.number}")
+        return EXIT_OK
+    table = api.history_opt_outs(path, output=args.output)
+    if args.output:
+        print(f"{table.height} opt-outs written to {args.output}")
+        return EXIT_OK
+    print("to                sender                              opted_out_at")
+    for to, sender, at in table.iter_rows():
+        print(f"{to:<16}  {sender:<34}  {at}")
+    return EXIT_OK
+
+
 def _cmd_sweep(args: argparse.Namespace) -> int:
     overrides = _overrides(args)
     result = api.sweep(
@@ -296,6 +357,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _cmd_history(args: argparse.Namespace) -> int:
+    if args.history_command in ("opt-outs", "forget"):
+        return _cmd_opt_outs(args)
     spec = api.load_job(args.job) if args.job else None
     path = args.history or (spec.history.path if spec else None)
     if not path:

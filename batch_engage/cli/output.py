@@ -19,16 +19,31 @@ from .. import api
 __all__ = [
     "collect_bar",
     "configure_logging",
+    "notice",
     "print_collect_summary",
     "print_summary",
     "progress_bar",
     "sandbox_banner",
     "status_lines",
+    "stop_acknowledged",
     "sweep_lines",
     "validation_lines",
 ]
 
 _Seen = TypeVar("_Seen")
+
+# How stderr is read: "console" (a person: plain lines are welcome) or "json" (a machine: events only).
+_stderr_format = {"format": "console"}
+_log = structlog.get_logger("batch_engage.cli")
+
+
+def notice(line: str, event: str | None, **fields: Any) -> None:
+    """Tell the user ``line`` on stderr; under JSON logs, the event ``event`` instead (None: already logged)."""
+    if _stderr_format["format"] == "json":
+        if event is not None:
+            _log.warning(event, message=line, **fields)
+    else:
+        print(f"batch-engage: {line}", file=sys.stderr, flush=True)
 
 
 def configure_logging(log_format: str, log_level: str, *, quiet: bool) -> None:
@@ -37,6 +52,7 @@ def configure_logging(log_format: str, log_level: str, *, quiet: bool) -> None:
     fmt = log_format
     if fmt == "auto":
         fmt = "console" if sys.stderr.isatty() else "json"
+    _stderr_format["format"] = fmt
     renderer: Any = (
         structlog.processors.JSONRenderer(ensure_ascii=False)
         if fmt == "json"
@@ -92,6 +108,7 @@ def _bar(
         BarColumn(),
         MofNCompleteColumn(),
         *before,
+        TextColumn("left"),
         TimeRemainingColumn(),
         after,
         console=Console(file=sys.stderr),
@@ -182,9 +199,16 @@ def print_collect_summary(result: api.CollectResult, out: TextIO) -> None:
         shown = ", ".join(f"{value!r} {n}" for value, n in values)
         lines.append(f"{name}: {shown or '(no values yet)'}")
     lines.append(f"requests: {result.requests}, retries: {result.retries}")
+    advice = (
+        "a run of this job is still sending: collect again when it has ended"
+        if result.run_sending
+        else "some runs are still active: run the same command again later, or pass --wait"
+        if result.still_active
+        else None
+    )
     lines += _closing_lines(
         result.aborted,
-        "some runs are still active: run the same command again later, or pass --wait" if result.still_active else None,
+        advice,
         {"outcomes": result.outcomes_path},
         result.exit_code,
     )
@@ -222,6 +246,23 @@ def validation_lines(v: api.Validation, rate: float) -> list[str]:
         *(_flow_lines(v.flow) if v.flow and not v.variant_flows else []),
         *(line for name, review in v.variant_flows.items() for line in [f"variant {name}:", *_flow_lines(review)]),
         *(f"warning: {w}" for w in v.flow_warnings),
+        *(capacity_lines(v.capacity) if v.capacity else []),
+    ]
+
+
+def capacity_lines(c: api.Capacity) -> list[str]:
+    """Will it arrive: the first message's segments, the sender and its pace, trigger and queue time, warnings."""
+    data = c.as_dict()
+    distribution = ", ".join(f"{n} x {k}" for k, n in c.first_segments.items()) or "none"
+    return [
+        f"first message segments (rows x segments): {distribution}",
+        f"segments per run (upper bound over the Flow's paths): at most {c.segments_per_run_max}; {c.segments} in all",
+        f"sender: {c.sender} ({c.sender_label}), {c.sender_throughput or 0:g} segments/s",
+        f"trigger: {c.runs} runs at {c.trigger_rate:g}/s, about {c.trigger_seconds:,.0f}s",
+        f"Twilio's queue: about {c.queue_seconds:,.0f}s (validity period {c.validity_period:,}s)",
+        f"projected finish: {data['finish_at']}",
+        f"replies: {c.reply_routing}" + (f" ({c.replies_to})" if c.replies_to else ""),
+        *(f"warning: {w}" for w in c.warnings),
     ]
 
 
@@ -265,7 +306,8 @@ def status_lines(state: api.Status) -> list[str]:
     """Counts by status aligned, their total, and the rows waiting for their send window."""
     counts = state.counts
     width = max(len(k) for k in counts)
-    lines = [f"period: {state.period}"] if state.period else []
+    lines = [f"checkpoint: {state.checkpoint}"] if state.checkpoint else []
+    lines += [f"period: {state.period}"] if state.period else []
     lines += [f"{k:<{width}}  {v}" for k, v in counts.items()]
     lines.append(f"{'total':<{width}}  {sum(counts.values())}")
     if state.waiting_for_window:
@@ -276,6 +318,19 @@ def status_lines(state: api.Status) -> list[str]:
         detail = ", ".join(f"{status} {n}" for status, n in by_status.items())
         lines.append(f"variant {name}: {sum(by_status.values())} ({detail})")
     return lines
+
+
+def stop_acknowledged(control: api.RunControl) -> None:
+    """Ask ``control`` to stop, and say so on stderr: the first time gently, the second time at once."""
+    hard = control.stopping
+    control.request_stop()
+    if hard:
+        notice("stopping now; requests in flight are looked up by the next run", "stop.now")
+    else:
+        notice(
+            "stopping: waiting for the answers in flight (again to stop at once); the same command resumes",
+            "stop.requested",
+        )
 
 
 def sandbox_banner(url: str) -> None:

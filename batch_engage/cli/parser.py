@@ -6,6 +6,7 @@ import argparse
 import re
 from typing import NoReturn, TypeAlias
 
+from .. import api
 from ..api import SandboxConfig
 from ..exits import EXIT_USAGE
 
@@ -74,6 +75,11 @@ _ABOUT = {  # command: (its line in the list of commands, the description its --
     ),
     "history import": ("record a past results table's sent rows", "Record a results table's sent rows."),
     "history stats": ("contacts reached per flow per day", "Contacts reached per flow per day."),
+    "history opt-outs": (
+        "contacts who opted out (21610), as collect learnt them",
+        "List (or export) the contacts collect saw fail with 21610, with their sender and date.",
+    ),
+    "history forget": ("remove a contact's opt-outs", "Remove a contact from the opt-outs (say, it sent START)."),
     "sandbox": (
         "serve the Studio simulator for rehearsals",
         "Serve the Studio simulator on 127.0.0.1 until interrupted.",
@@ -148,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
             "Turn a CSV or Parquet file of contacts into Twilio Studio Flow runs: paced, resumable, never twice."
         ),
     )
+    parser.add_argument("--version", action="version", version=f"batch-engage {api.version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     _add_run(sub)
     _add_validate(sub)
@@ -199,6 +206,9 @@ def _add_validate(sub: _Subparsers) -> None:
         "--flow",
         action="store_true",
         help="also check the job against the Flow's published revision (uses the network and credentials)",
+    )
+    val.add_argument(
+        "--summary-json", metavar="PATH", help="also write the counts (and with --flow the capacity) as JSON to PATH"
     )
     _strict_option(val)
     _restart_options(val)
@@ -262,12 +272,20 @@ def _add_sweep(sub: _Subparsers) -> None:
 def _add_history(sub: _Subparsers) -> None:
     hist = _command(sub, "history")
     hist_sub = hist.add_subparsers(
-        dest="history_command", required=True, metavar="ACTION", parser_class=_Parser, help="import or stats"
+        dest="history_command",
+        required=True,
+        metavar="ACTION",
+        parser_class=_Parser,
+        help="import, stats, opt-outs or forget",
     )
     imp = _command(hist_sub, "history import")
     imp.add_argument("file", help="a results table (.csv or .parquet) written by batch-engage")
     stats = _command(hist_sub, "history stats")
-    for p in (imp, stats):
+    opt_outs = _command(hist_sub, "history opt-outs")
+    opt_outs.add_argument("--output", metavar="PATH", help="export them to PATH (.csv or .parquet)")
+    forget = _command(hist_sub, "history forget")
+    forget.add_argument("number", help="the contact to remove from the opt-outs (say, it sent START)")
+    for p in (imp, stats, opt_outs, forget):
         p.add_argument("--job", metavar="JOB", help="take [history] path (and the Flow SID) from this job file")
         p.add_argument("--history", metavar="PATH", help="the history file (instead of --job)")
     imp.add_argument("--flow-sid", metavar="SID", help="the Flow the table's runs belong to (instead of --job)")
@@ -345,4 +363,45 @@ def _add_sandbox(sub: _Subparsers) -> None:
     )
     sb.add_argument(
         "--state-path", metavar="PATH", help="keep runs in this file, so a later sandbox process serves the same runs"
+    )
+    _add_sandbox_senders(sb)
+
+
+def _add_sandbox_senders(sb: argparse.ArgumentParser) -> None:
+    """The sandbox's senders: reply routing, Messaging Services, queues, opt-outs."""
+    routes = "this_flow, other_flow, none, absent (not the account's) or a URL"
+    sb.add_argument(
+        "--reply-routing", default="this_flow", metavar="ROUTE", help=f"where numbers' replies go: {routes}"
+    )
+    sb.add_argument(
+        "--number", action="append", default=[], metavar="NUMBER=ROUTE", help="one number's reply routing (repeatable)"
+    )
+    sb.add_argument(
+        "--service",
+        action="append",
+        default=[],
+        metavar="SID=NUMBERS",
+        help="a Messaging Service (MG...) and its comma-separated sender pool (repeatable)",
+    )
+    sb.add_argument(
+        "--service-inbound",
+        action="append",
+        default=[],
+        metavar="SID=ROUTE",
+        help="where a service's replies go: this_flow, other_flow, none, number (each number's own) or a URL",
+    )
+    sb.add_argument(
+        "--service-validity", action="append", default=[], metavar="SID=SECONDS", help="a service's validity period"
+    )
+    sb.add_argument(
+        "--sender-pace", type=float, metavar="N", help="segments a second each sender sends (default: no queue)"
+    )
+    _seconds(sb, "--validity-period", 36_000, "how long a number's message may wait in its queue (default 36000)")
+    _seconds(sb, "--queue-limit", 36_000, "seconds' worth of segments a queue holds before 21611/30001")
+    sb.add_argument(
+        "--opted-out",
+        action="append",
+        default=[],
+        metavar="NUMBERS",
+        help="comma-separated contacts who sent STOP: their messages fail with 21610 (repeatable)",
     )

@@ -19,6 +19,7 @@ A 404 on a run is ``failed`` for that row alone; 401/403, or a 404 on the Flow, 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,10 +31,12 @@ import httpx
 import polars as pl
 import structlog
 
+from ..checkpoint import is_locked, is_postgres
 from ..control import RunControl
 from ..credentials import Credentials
 from ..errors import Fatal, StudioError
 from ..exits import collect_exit_code
+from ..history import open_opt_outs
 from ..job import Spec, check_tables
 from ..tables import write_output
 from ..twilio import (
@@ -92,6 +95,10 @@ class CollectResult:
     outcomes_path: str | None
     aborted: str | None = None
     stopped_early: bool = False
+    run_sending: bool = False  # a run of the job held its checkpoint when collect ended: more runs may come
+    opted_out: int = 0
+    queue_seconds_max: float | None = None
+    queue_seconds_median: float | None = None
 
     @property
     def still_active(self) -> int:
@@ -109,6 +116,10 @@ class CollectResult:
             "outcomes": self.outcomes_path,
             "aborted": self.aborted,
             "stopped_early": self.stopped_early,
+            "run_sending": self.run_sending,
+            "opted_out": self.opted_out,
+            "queue_seconds_max": self.queue_seconds_max,
+            "queue_seconds_median": self.queue_seconds_median,
             "exit_code": self.exit_code,
         }
 
@@ -160,14 +171,36 @@ async def collect_job(
             _warn_retention(c, rows, clock)
             stopped_early = unreachable or (control.stopping and bool(c.due(rows, refresh=False)))
             table = outcomes_table(spec, rows, c.lines)
+    _record_opt_outs(spec, c.opted_out)
     path = options.output or spec.output.outcomes
     if path is not None:
         key = "--output" if options.output else "output.outcomes"
         job_id, period, guard = spec.job.template, spec.job.period, spec.output.csv_guard
         await asyncio.to_thread(write_output, table, path, job_id=job_id, period=period, key=key, csv_guard=guard)
-    result = _result(spec, c, table, path, stopped_early)
+    sending = not is_postgres(spec.output.checkpoint) and is_locked(spec.output.checkpoint)
+    if sending:
+        log.warning("collect.run_still_sending", checkpoint=spec.output.checkpoint)
+    result = _result(spec, c, table, path, stopped_early or sending)
+    result = dataclasses.replace(result, run_sending=sending)
     log.info("collect.summary", **result.as_dict())
     return result
+
+
+def _record_opt_outs(spec: Spec, opted_out: list[tuple[str, str, float]]) -> None:
+    """Keep the contacts whose messages failed with 21610, so later jobs from that sender leave them out."""
+    if not opted_out:
+        return
+    store = open_opt_outs(spec, create=True)
+    if store is None:
+        log.warning(
+            "collect.opt_outs_unkept",
+            contacts=len(opted_out),
+            message="contacts opted out (21610), but the job has no [history] path to keep them in",
+        )
+        return
+    with store:
+        store.add_opt_outs(opted_out)
+    log.info("collect.opt_outs", contacts=len({to for to, _, _ in opted_out}))
 
 
 RETENTION_WARNING = timedelta(days=25)
@@ -235,7 +268,11 @@ async def _passes(c: Collector, rows: list[Target], options: CollectOptions, con
 def _result(spec: Spec, c: Collector, table: pl.DataFrame, path: str | None, stopped_early: bool) -> CollectResult:
     """The result of one collect: counts, the exit code they map to, the top values, the requests made."""
     found = counts(table)
+    waits = sorted(c.queue_seconds)
     return CollectResult(
+        opted_out=len({to for to, _, _ in c.opted_out}),
+        queue_seconds_max=waits[-1] if waits else None,
+        queue_seconds_median=waits[len(waits) // 2] if waits else None,
         outcomes=table,
         counts=found,
         exit_code=collect_exit_code(found, aborted=c.aborted is not None, stopped_early=stopped_early),

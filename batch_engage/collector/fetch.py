@@ -42,6 +42,7 @@ log = structlog.get_logger(__name__)
 
 ANOTHER_SENDER = "another sender's run"
 READ_ATTEMPTS = 12
+OPT_OUT_CODE = 21610
 # A group is committed after this many rows or this long, whichever comes first: a kill loses at most one.
 GROUP_ROWS = 50
 GROUP_SECONDS = 0.5
@@ -93,6 +94,9 @@ class Collector:
         self.lines: dict[str, StoredOutcome] = store.load()
         self._group: list[StoredOutcome] = []
         self._flushed = time.monotonic()
+        # Learnt from the messages fetched: contacts who opted out (to, sender, at), and Twilio's queue times.
+        self.opted_out: list[tuple[str, str, float]] = []
+        self.queue_seconds: list[float] = []
 
     async def read(self, what: str, fn: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
         """One read, paced and retried; counted, so that the retries are the requests beyond the calls."""
@@ -263,10 +267,29 @@ class Collector:
                 continue
             status = message.get("status")
             code = message.get("error_code")
+            values[f"{widget}_queue_seconds"] = self._learn(message)
             values[f"{widget}_delivery"] = status if isinstance(status, str) else None
             values[f"{widget}_delivery_error_code"] = error_code(code)
             settled = settled and status in FINAL_DELIVERY
         return ("; ".join(notes) or None), settled
+
+    def _learn(self, message: Mapping[str, Any]) -> float | None:
+        """Note an opt-out (21610: to, the sender it covers, when); the seconds the message waited in the queue."""
+        created = parse_datetime(message.get("date_created"))
+        sent = parse_datetime(message.get("date_sent"))
+        waited = None
+        if created is not None and sent is not None and message.get("direction") != "inbound":
+            waited = max(0.0, (sent - created).total_seconds())
+            self.queue_seconds.append(waited)
+        if error_code(message.get("error_code")) != OPT_OUT_CODE:
+            return waited
+        to, service, sender = message.get("to"), message.get("messaging_service_sid"), message.get("from")
+        # An opt-out from a number of a Messaging Service covers the whole service (docs/api/errors/21610).
+        covered = service if isinstance(service, str) and service else sender
+        if isinstance(to, str) and to and isinstance(covered, str) and covered:
+            at = created.timestamp() if created is not None else self.clock().timestamp()
+            self.opted_out.append((to, covered, at))
+        return waited
 
     def _disproven(self, context: Mapping[str, Any], marker: str | None) -> bool:
         """Whether a run recorded as this contact's carries another marker, or none (only when ours is known)."""

@@ -113,10 +113,13 @@ def asked(spec: Spec) -> str:
 
 
 def value_columns(spec: Spec) -> list[tuple[str, pl.DataType]]:
-    """The asked-for columns and their types: each field, then each message widget's delivery and error code."""
+    """The asked-for columns and their types: each field, each message widget's delivery and error code, then
+    each widget's time in Twilio's queue (``date_created`` to ``date_sent``, seconds)."""
     columns: list[tuple[str, pl.DataType]] = [(name, pl.String()) for name, _ in spec.collect.fields]
     for widget in spec.collect.message_status:
         columns += [(f"{widget}_delivery", pl.String()), (f"{widget}_delivery_error_code", pl.Int64())]
+    # Appended after the others, so earlier readers of the table find their columns where they were.
+    columns += [(f"{widget}_queue_seconds", pl.Float64()) for widget in spec.collect.message_status]
     return columns
 
 
@@ -167,10 +170,10 @@ def counts(table: pl.DataFrame) -> dict[str, int]:
 
 
 def top_values(spec: Spec, table: pl.DataFrame, n: int = 5) -> dict[str, list[tuple[str, int]]]:
-    """The ``n`` most common values of each asked-for column (error codes left out)."""
+    """The ``n`` most common values of each asked-for column (error codes and queue times left out)."""
     top: dict[str, list[tuple[str, int]]] = {}
     for name, _ in value_columns(spec):
-        if name.endswith("_delivery_error_code"):
+        if name.endswith(("_delivery_error_code", "_queue_seconds")):
             continue
         values = Counter(str(v) for v in table.get_column(name).to_list() if v is not None)
         top[name] = values.most_common(n)

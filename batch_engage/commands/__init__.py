@@ -4,7 +4,8 @@ from .periods import job_for, job_tokens, settle_previous_period
 from .rehearsal import SANDBOX_RUN_LIFETIME, sandbox_config, sandbox_credentials, sandbox_state_path, simulated
 from .status import Status, job_status, rewrite_results, write_report_html
 from .sweep import DEFAULT_OLDER_THAN, Sweep, SweptRun, sweep_job
-from .validate import Validation, offline_target, review_flow, review_variants, validation
+from .validate import Validation, offline_target, project_arrival, review_flow, review_variants, validation
+from .written import guarded_report, guarded_report_html, guarded_summary_json, refuse_future_period
 
 __all__ = [
     "DEFAULT_OLDER_THAN",
@@ -13,10 +14,15 @@ __all__ = [
     "Sweep",
     "SweptRun",
     "Validation",
+    "guarded_report",
+    "guarded_report_html",
+    "guarded_summary_json",
     "job_for",
     "job_status",
     "job_tokens",
     "offline_target",
+    "project_arrival",
+    "refuse_future_period",
     "review_flow",
     "review_variants",
     "rewrite_results",

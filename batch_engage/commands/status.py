@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,13 +9,14 @@ from pathlib import Path
 import polars as pl
 
 from ..checkpoint import CheckpointView, read_checkpoint
-from ..disk import private_file
+from ..disk import write_text_atomically
 from ..errors import UsageError
 from ..experiment import split
 from ..job import Spec, check_tables
 from ..plan import annotate_windows, window_openings
+from ..postgres import masked
 from ..reporting import render_report, report_data
-from ..results import NOT_SENT_YET, build_results, counts_by_status
+from ..results import NOT_SENT_YET, build_results, counts_by_status, stored_segments, with_segments
 from ..tables import write_output
 
 __all__ = ["Status", "job_status", "rewrite_results", "write_report_html"]
@@ -30,6 +30,7 @@ class Status:
     waiting_for_window: int = 0
     next_opening: datetime | None = None
     period: str | None = None
+    checkpoint: str = ""  # which checkpoint the counts come from (a URL masked)
     variants: dict[str, dict[str, int]] = field(default_factory=dict)
     """With an ``[experiment]``: per variant (the holdout last), its contacts by status; empty without one."""
 
@@ -60,6 +61,7 @@ def job_status(spec: Spec, now: datetime | None) -> Status:
         waiting_for_window=openings.height,
         next_opening=first if isinstance(first, datetime) else None,
         period=spec.job.period,
+        checkpoint=masked(spec.output.checkpoint),
         variants=variant_split(results),
     )
 
@@ -83,7 +85,7 @@ def rewrite_results(spec: Spec, output: str | Path | None, html: str | Path | No
         out, history = spec.output, spec.history.path
         check_tables([(key, str(output))], checkpoint=out.checkpoint, history=history, source=spec.input)
     plan, results, view = _from_checkpoint(spec)
-    results = annotate_windows(plan, results, spec, datetime.now(UTC))
+    results = annotate_windows(plan, with_segments(results, stored_segments(view.meta)), spec, datetime.now(UTC))
     target = write_output(
         results,
         output or spec.output.results,
@@ -102,9 +104,4 @@ def write_report_html(spec: Spec, path: str | Path, *, view: CheckpointView | No
     view = view or read_checkpoint(spec.output.checkpoint)
     _with_plan(spec, view)
     page = render_report(report_data(spec, view, spec.output.checkpoint))
-    target = Path(path)
-    tmp = target.with_name(target.name + ".tmp")
-    private_file(tmp)
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, target)
-    return target
+    return write_text_atomically(path, page)

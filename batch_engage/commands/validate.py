@@ -14,6 +14,7 @@ import httpx
 import polars as pl
 import structlog
 
+from ..arrival import Arrival, Capacity, check_arrival, log_capacity
 from ..checkpoint import Target, checkpoint_exists, empty_journal, read_checkpoint
 from ..credentials import Credentials, credentials_from_env
 from ..errors import ConfigError, CredentialsError, FlowNotFound, FlowUnwired, UsageError
@@ -21,7 +22,7 @@ from ..exits import exit_code_for
 from ..flow import FlowReview, FlowWiringError, log_findings, reply_conflicts, review, waits_for_replies
 from ..job import Spec
 from ..plan import Rewrite, annotate_windows, send_window, window_openings
-from ..results import build_results, write_results
+from ..results import build_results, with_segments, write_results
 from ..runner import Item, make_marker, target_for
 from ..states import FINAL
 from ..twilio import PacedReads, Pacer, StudioClient, check_base_url, make_http_client, studio_base_url
@@ -55,6 +56,8 @@ class Validation:
     variant_flows: dict[str, FlowReview] = field(default_factory=dict)
     """With an ``[experiment]`` and ``--flow``: each variant's Flow held against that variant's rows."""
     flow_warnings: list[str] = field(default_factory=list)
+    capacity: Capacity | None = None
+    """With ``--flow``: will it arrive (the first variant's, in an experiment)."""
 
     @property
     def exit_code(self) -> int:
@@ -76,6 +79,7 @@ class Validation:
             "samples": self.samples,
             "estimated_seconds": round(self.estimated_seconds, 1),
             "rewritten": [{"way": r.way, "written": r.written, "sent": r.sent} for r in self.rewrites],
+            **({"capacity": self.capacity.as_dict()} if self.capacity is not None else {}),
         }
 
 
@@ -94,6 +98,7 @@ def validation(
     flow_review: FlowReview | None,
     restart: bool,
     variant_flows: tuple[dict[str, FlowReview], list[str]] = ({}, []),
+    arrivals: tuple[Arrival, ...] = (),
     now: datetime | None,
     output: str | Path | None,
     rewrites: tuple[Rewrite, ...] = (),
@@ -104,6 +109,7 @@ def validation(
     statuses: dict[str, int] = dict(plan.group_by("status").len().iter_rows())
     moment = now or datetime.now(UTC)
     results = annotate_windows(plan, build_results(plan, empty_journal()), spec, moment)
+    results = with_segments(results, {row: n for a in arrivals for row, n in a.rows.first.items()})
     if output is not None:
         if "://" in str(output):
             # A preview's "pending" rows would replace the job's real ones in the table.
@@ -126,6 +132,7 @@ def validation(
         rewrites=rewrites,
         variant_flows=variant_flows[0],
         flow_warnings=variant_flows[1],
+        capacity=arrivals[0].capacity if arrivals else None,
     )
 
 
@@ -159,6 +166,73 @@ def review_flow(
         names = ", ".join(f"flow.data.{v.path}" for v in found.check.missing)
         raise ConfigError("flow.strict_variables", f"the Flow prints {names}, which the job does not supply")
     return found
+
+
+def project_arrival(
+    spec: Spec,
+    plan: pl.DataFrame,
+    credentials: Credentials,
+    transport: httpx.AsyncBaseTransport | None,
+    *,
+    now: datetime | None = None,
+) -> tuple[Arrival, ...]:
+    """Will it arrive, per Flow (each variant's rows with its Flow, in an experiment): logged, and returned."""
+    experiment = spec.experiment
+    parts = (
+        [(spec.for_variant(v), plan.filter(pl.col("variant") == v.name)) for v in experiment.variants]
+        if experiment is not None and "variant" in plan.columns
+        else [(spec, plan)]
+    )
+    found = asyncio.run(_arrivals(parts, credentials, transport, now or datetime.now(UTC)))
+    for arrival in found:
+        log_capacity(arrival.capacity)
+    return found
+
+
+async def _arrivals(
+    parts: list[tuple[Spec, pl.DataFrame]],
+    credentials: Credentials,
+    transport: httpx.AsyncBaseTransport | None,
+    now: datetime,
+) -> tuple[Arrival, ...]:
+    """Each part's arrival check, over one connection: its Flow's published definition, its senders' set-up."""
+    spec = parts[0][0]
+    base_url = studio_base_url(spec.flow, region=credentials.region, edge=credentials.edge)
+    check_base_url(base_url)
+    http = make_http_client(
+        username=credentials.username,
+        password=credentials.password,
+        concurrency=2,
+        connect_timeout=spec.send.connect_timeout,
+        read_timeout=spec.send.read_timeout,
+        transport=transport,
+    )
+    found = []
+    async with http:
+        reads = PacedReads(Pacer(spec.send.rate), sleep=asyncio.sleep, attempts=6, max_backoff=60.0)
+        for part, rows in parts:
+            client = StudioClient(http, base_url=base_url, flow_sid=part.flow.sid, api=part.flow.api)
+            published = await reads.call("published revision", client.fetch_published)
+            definition = published.get("definition") if published else None
+            if not isinstance(definition, dict):
+                continue
+            account = published.get("account_sid") if published else None
+            try:
+                arrival = await check_arrival(
+                    part,
+                    rows,
+                    definition,
+                    http=http,
+                    reads=reads,
+                    account_sid=account if isinstance(account, str) else None,
+                    now=now,
+                    region=credentials.region,
+                    edge=credentials.edge,
+                )
+            except FlowWiringError:
+                continue  # the review names the wiring problem
+            found.append(arrival)
+    return tuple(found)
 
 
 def review_variants(

@@ -16,7 +16,13 @@ import polars as pl
 
 from ..job import Cap
 
-__all__ = ["HistoryStore", "Reached", "is_database_url", "job_of", "owner"]
+__all__ = ["OPT_OUT_REASON", "OPT_OUT_SCHEMA", "HistoryStore", "Reached", "is_database_url", "job_of", "owner"]
+
+OPT_OUT_SCHEMA = {"to": pl.String, "sender": pl.String, "at": pl.Float64}
+"""The columns of a history's opt-outs: the contact, the sender (number or Messaging Service), when."""
+
+OPT_OUT_REASON = "opted out (21610)"
+"""The ``error_message`` of a row planned ``suppressed`` because its contact opted out of its sender."""
 
 _SEPARATOR = "#"
 
@@ -76,6 +82,15 @@ class HistoryStore(Protocol):
 
     def stats(self) -> pl.DataFrame:
         """Contacts reached per flow per day."""
+
+    def add_opt_outs(self, rows: Iterable[tuple[str, str, float]]) -> int:
+        """Record contacts who opted out ``(to, sender, at)``; return how many."""
+
+    def opt_outs(self) -> pl.DataFrame:
+        """Every recorded opt-out: ``to``, ``sender``, ``at``."""
+
+    def forget(self, to: str) -> int:
+        """Remove every opt-out of ``to``; return how many were removed."""
 
     def close(self) -> None:
         """Release the database."""

@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import contextlib
 import queue
-import re
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import polars as pl
 import psycopg
@@ -32,17 +30,15 @@ from psycopg import sql
 
 from ..errors import ConfigError
 from ..job import Cap
-from ..postgres import check_database_uri, server_of
-from .model import Reached, job_of
+from ..postgres import DEFAULT_SCHEMA, server_of, split_schema
+from .model import OPT_OUT_SCHEMA, Reached, job_of
 from .model import owner as make_owner
 
 __all__ = ["DEFAULT_SCHEMA", "MAX_CONNECTIONS", "SCHEMA_VERSION", "PgHistory", "split_schema"]
 
-DEFAULT_SCHEMA = "batch_engage"
 MAX_CONNECTIONS = 4
 SCHEMA_VERSION = 1
 _KEY = "history.path"
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 # Any constant serializes the first-use DDL of every process (CREATE ... IF NOT EXISTS races in PostgreSQL).
 _DDL_LOCK = 0x62617463
 
@@ -58,25 +54,22 @@ CREATE TABLE IF NOT EXISTS {schema}.contacts (
 );
 CREATE INDEX IF NOT EXISTS contacts_to ON {schema}.contacts (to_addr, at);
 """
-
-
-def split_schema(url: str) -> tuple[str, str]:
-    """The URL libpq is given (without ``schema=``), and the schema the tables live in."""
-    parts = urlsplit(url)
-    params = parse_qsl(parts.query, keep_blank_values=True)
-    schema = next((v for k, v in params if k == "schema"), DEFAULT_SCHEMA)
-    if not _IDENTIFIER.match(schema):
-        raise ConfigError(_KEY, f"schema {schema!r} is not a plain identifier (letters, digits, _)")
-    rest = urlencode([(k, v) for k, v in params if k != "schema"])
-    return urlunsplit(parts._replace(query=rest)), schema
+# Added later than the tables above: created on its own, so a schema made by an older version gains it.
+_OPT_OUTS = """
+CREATE TABLE IF NOT EXISTS {schema}.opt_outs (
+    to_addr text NOT NULL,
+    sender text NOT NULL,
+    at double precision NOT NULL,
+    PRIMARY KEY (to_addr, sender)
+)
+"""
 
 
 class PgHistory:
     """The shared contact history in a PostgreSQL schema (safe for many processes and machines at once)."""
 
     def __init__(self, url: str, *, clock: Any = time.time) -> None:
-        check_database_uri(url, key=_KEY)
-        self._url, self.schema = split_schema(url)
+        self._url, self.schema = split_schema(url, key=_KEY)
         self.server = server_of(self._url)
         self._clock = clock
         self._idle: queue.LifoQueue[psycopg.Connection[Any]] = queue.LifoQueue()
@@ -156,6 +149,9 @@ class PgHistory:
                     f"schema {self.schema} on {self.server} was made by a newer batch-engage (version {version}); "
                     "upgrade batch-engage",
                 )
+            found = conn.execute("SELECT to_regclass(%s)", (f"{schema.as_string(conn)}.opt_outs",)).fetchone()
+            if found is None or found[0] is None:
+                conn.execute(sql.SQL(_OPT_OUTS).format(schema=schema))
 
     def _table(self) -> sql.Composed:
         return sql.SQL("{}.contacts").format(sql.Identifier(self.schema))
@@ -259,6 +255,37 @@ class PgHistory:
                 for row in batch:
                     writer.write_row(row)
         return len(batch)
+
+    def _opt_outs(self) -> sql.Composed:
+        return sql.SQL("{}.opt_outs").format(sql.Identifier(self.schema))
+
+    def add_opt_outs(self, rows: Iterable[tuple[str, str, float]]) -> int:
+        """Record contacts who opted out ``(to, sender, at)`` (the latest date kept); return how many."""
+        batch = list(rows)
+        with self._connection() as conn, conn.transaction():
+            for row in batch:
+                conn.execute(
+                    sql.SQL(
+                        "INSERT INTO {} (to_addr, sender, at) VALUES (%s, %s, %s) "
+                        "ON CONFLICT (to_addr, sender) DO UPDATE SET at = GREATEST({}.at, excluded.at)"
+                    ).format(self._opt_outs(), self._opt_outs()),
+                    row,
+                )
+        return len(batch)
+
+    def opt_outs(self) -> pl.DataFrame:
+        """Every recorded opt-out: ``to``, ``sender``, ``at`` (seconds since the epoch), oldest first."""
+        with self._connection() as conn:
+            rows = conn.execute(
+                sql.SQL("SELECT to_addr, sender, at FROM {} ORDER BY at, to_addr").format(self._opt_outs())
+            ).fetchall()
+        return pl.DataFrame(rows, schema=OPT_OUT_SCHEMA, orient="row")
+
+    def forget(self, to: str) -> int:
+        """Remove every opt-out of ``to``; return how many were removed."""
+        with self._connection() as conn:
+            cur = conn.execute(sql.SQL("DELETE FROM {} WHERE to_addr = %s").format(self._opt_outs()), (to,))
+            return cur.rowcount
 
     def stats(self) -> pl.DataFrame:
         """Contacts reached per flow per day (UTC)."""

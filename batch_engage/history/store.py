@@ -27,7 +27,7 @@ import polars as pl
 from ..credentials import resolve_env_reference
 from ..disk import private_file
 from ..job import Cap
-from .model import HistoryStore, Reached, is_database_url, job_of, owner
+from .model import OPT_OUT_SCHEMA, HistoryStore, Reached, is_database_url, job_of, owner
 
 __all__ = ["History", "HistoryStore", "Reached", "is_database_url", "job_of", "open_history", "owner"]
 
@@ -42,6 +42,12 @@ CREATE TABLE IF NOT EXISTS contacts (
 );
 CREATE INDEX IF NOT EXISTS contacts_to ON contacts(to_addr, at);
 CREATE UNIQUE INDEX IF NOT EXISTS contacts_owner ON contacts(owner) WHERE owner IS NOT NULL;
+CREATE TABLE IF NOT EXISTS opt_outs (
+    to_addr TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    at REAL NOT NULL,
+    PRIMARY KEY (to_addr, sender)
+);
 """
 
 
@@ -144,6 +150,30 @@ class History:
             self._conn.executemany("INSERT INTO contacts (to_addr, flow_sid, sid, at) VALUES (?, ?, ?, ?)", batch)
             self._conn.execute("COMMIT")
         return len(batch)
+
+    def add_opt_outs(self, rows: Iterable[tuple[str, str, float]]) -> int:
+        """Record contacts who opted out ``(to, sender, at)`` (the latest date kept); return how many."""
+        batch = list(rows)
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.executemany(
+                "INSERT INTO opt_outs (to_addr, sender, at) VALUES (?, ?, ?) "
+                "ON CONFLICT(to_addr, sender) DO UPDATE SET at = max(at, excluded.at)",
+                batch,
+            )
+            self._conn.execute("COMMIT")
+        return len(batch)
+
+    def opt_outs(self) -> pl.DataFrame:
+        """Every recorded opt-out: ``to``, ``sender``, ``at`` (seconds since the epoch), oldest first."""
+        with self._lock:
+            rows = self._conn.execute("SELECT to_addr, sender, at FROM opt_outs ORDER BY at, to_addr").fetchall()
+        return pl.DataFrame(rows, schema=OPT_OUT_SCHEMA, orient="row")
+
+    def forget(self, to: str) -> int:
+        """Remove every opt-out of ``to``; return how many were removed."""
+        with self._lock:
+            return self._conn.execute("DELETE FROM opt_outs WHERE to_addr = ?", (to,)).rowcount
 
     def stats(self) -> pl.DataFrame:
         """Contacts reached per flow per day."""

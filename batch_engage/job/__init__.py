@@ -3,8 +3,10 @@
 from .checks import OUTCOME_BASE_COLUMNS, static_parameter_pairs
 from .experiment import HOLDOUT, ExperimentSpec, VariantSpec
 from .identity import history_identity
+from .outputs import check_outputs, checkpoint_family
 from .paths import check_tables
-from .periods import is_period, previous_period
+from .periods import current_period, is_period, previous_period
+from .periods import is_future as is_future_period
 from .periods import render as render_period
 from .send_window import DAYS, SendWindow, parse_window, valid_zone
 from .spec import Cap, FlowSpec, InputSpec, MappingSpec, OutputSpec, SendSpec, Spec, load_spec
@@ -23,8 +25,12 @@ __all__ = [
     "SendWindow",
     "Spec",
     "VariantSpec",
+    "check_outputs",
     "check_tables",
+    "checkpoint_family",
+    "current_period",
     "history_identity",
+    "is_future_period",
     "is_period",
     "load_spec",
     "parse_window",

@@ -7,12 +7,12 @@ import math
 import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import phonenumbers
 
 from ..errors import ConfigError
-from ..postgres import check_database_uri
+from ..postgres import check_database_uri, split_schema
 from ..twilio import check_base_url, edge_name, processing_region
 from .send_window import valid_zone
 
@@ -30,6 +30,7 @@ __all__ = [
     "check_on_active",
     "check_parameter_keys",
     "check_send",
+    "check_suppress",
     "check_zone",
     "collect_fields",
     "parse_duration",
@@ -42,10 +43,13 @@ INPUT_FORMATS = ("csv", "parquet", "ndjson")
 
 def _check_input_uri(uri: str) -> None:
     """PostgreSQL's URL rules for a PostgreSQL input; for any other, no password (the reader checks its scheme)."""
-    parts = urlsplit(uri)
+    try:
+        parts = urlsplit(uri)
+    except ValueError as exc:
+        raise ConfigError("input.uri", f"is not a valid URL ({exc})") from None
     if parts.scheme in ("postgresql", "postgres"):
         check_database_uri(uri, key="input.uri")
-    elif parts.password is not None:
+    elif parts.password is not None or any(k.lower() == "password" for k, _ in parse_qsl(parts.query)):
         raise ConfigError(
             "input.uri", "holds a password: remove it; the README's table of inputs says where each one is read from"
         )
@@ -86,6 +90,8 @@ def check_flow(flow: dict[str, Any]) -> dict[str, Any]:
         flow["region"] = processing_region(flow["region"], key="flow.region")
     if "edge" in flow:
         flow["edge"] = edge_name(flow["edge"], key="flow.edge")
+    if flow.get("replies", "here") not in ("here", "elsewhere"):
+        raise ConfigError("flow.replies", "must be 'here' (replies reach this Flow) or 'elsewhere' (on purpose)")
     return flow
 
 
@@ -132,7 +138,16 @@ def check_send(send: dict[str, Any]) -> dict[str, Any]:
             send[key] = parse_duration(f"send.{key}", send[key])
     if send.get("active_retry") == 0:
         raise ConfigError("send.active_retry", "must be more than 0 seconds")
+    if send.get("pace", "rate") not in ("rate", "sender"):
+        raise ConfigError("send.pace", "must be 'rate' ([send] rate alone) or 'sender' (no faster than the sender)")
     return _floats(send)
+
+
+def check_suppress(suppress: dict[str, Any]) -> dict[str, Any]:
+    """``[suppress]`` checked: ``opted_out`` is 'sender' (Twilio's own scope) or 'everywhere'."""
+    if suppress.get("opted_out", "sender") not in ("sender", "everywhere"):
+        raise ConfigError("suppress.opted_out", "must be 'sender' (the sender they opted out of) or 'everywhere'")
+    return suppress
 
 
 ON_ACTIVE = ("skip", "wait", "end")
@@ -189,6 +204,8 @@ def check_history(history: dict[str, Any]) -> dict[str, Any]:
     """``[history]`` checked: a cap needs a history to count in (the caps themselves are parsed by ``HistorySpec``)."""
     if ("cap" in history or "flow_cap" in history) and "path" not in history:
         raise ConfigError("history.path", "is required when a cap is set")
+    if str(history.get("path", "")).startswith(("postgresql://", "postgres://")):
+        split_schema(history["path"], key="history.path")
     return history
 
 
@@ -239,7 +256,15 @@ def _floats(send: dict[str, Any]) -> dict[str, Any]:
     return {k: float(v) if isinstance(v, int) and k in _FLOAT_KEYS else v for k, v in send.items()}
 
 
-_FLOAT_KEYS = {"rate", "max_backoff", "connect_timeout", "read_timeout", "reconcile_delay", "breaker_ratio"}
+_FLOAT_KEYS = {
+    "rate",
+    "sender_throughput",
+    "max_backoff",
+    "connect_timeout",
+    "read_timeout",
+    "reconcile_delay",
+    "breaker_ratio",
+}
 
 MAX_RATE = 10_000.0
 MIN_RATE = 1 / 60
@@ -248,6 +273,9 @@ MAX_TIMEOUT = 3_600.0
 # key -> (lowest, highest, whether the lowest itself is refused); beyond these a value is a typo, not a choice.
 _NUMBER_LIMITS: dict[str, tuple[float, float, bool]] = {
     "rate": (0.0, MAX_RATE, True),
+    "sender_throughput": (0.0, MAX_RATE, True),
+    # Twilio's ValidityPeriod: 1 to 36,000 seconds (Message create, Messaging Service).
+    "validity_period": (1, 36_000, False),
     "concurrency": (1, MAX_CONCURRENCY, False),
     "max_attempts": (1, 1_000, False),
     "max_backoff": (0.0, 7 * 86_400.0, False),

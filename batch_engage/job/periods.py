@@ -49,6 +49,11 @@ def _format(kind: PeriodKind, day: date) -> str:
     return f"{day.year}-{day.month:02d}"
 
 
+def is_future(kind: PeriodKind, period: str, now: datetime, timezone: str | None) -> bool:
+    """Whether ``period`` comes after the one ``now`` falls in (the texts of one kind sort as time does)."""
+    return period > current_period(kind, now, timezone)
+
+
 def is_period(kind: PeriodKind, text: str) -> bool:
     """Whether ``text`` is a period of that kind (for ``--period``)."""
     return bool(_SHAPES[kind].match(text))

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..postgres import is_libpq_keywords, split_url
 
 __all__ = ["accepted_keys", "job_sections", "read_job"]
 
@@ -36,6 +37,7 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], str]]] = {
         "region": (str, "region"),
         "edge": (str, "edge"),
         "strict_variables": (bool, "strict_variables"),
+        "replies": (str, "replies"),
     },
     "mapping": {
         "to": (str, "to"),
@@ -68,6 +70,9 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], str]]] = {
         "on_active": (str, "on_active"),
         "active_retry": ((str, int, float), "active_retry"),
         "end_active_after": ((str, int, float), "end_active_after"),
+        "sender_throughput": ((int, float), "sender_throughput"),
+        "pace": (str, "pace"),
+        "validity_period": (int, "validity_period"),
     },
     "output": {
         "results": (str, "results"),
@@ -76,7 +81,7 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], str]]] = {
         "lock_wait": ((int, float, str), "lock_wait"),
         "csv_guard": (bool, "csv_guard"),
     },
-    "suppress": {"files": (list, "files"), "column": (str, "column")},
+    "suppress": {"files": (list, "files"), "column": (str, "column"), "opted_out": (str, "opted_out")},
     "history": {"path": (str, "path"), "cap": (str, "cap"), "flow_cap": (str, "flow_cap")},
     "collect": {
         "fields": (dict, "fields"),
@@ -176,6 +181,10 @@ def read_job(path: str | Path | None, raw: Mapping[str, Any] | None) -> tuple[Ma
         table = tomllib.loads(job_path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError("job", f"no such job file: {job_path}") from None
+    except IsADirectoryError:
+        raise ConfigError("job", f"{job_path} is a folder; give the job's .toml file") from None
+    except PermissionError:
+        raise ConfigError("job", f"{job_path} cannot be read (permission denied)") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError("job", f"{job_path} is not valid TOML: {exc}") from None
     return table, job_path.resolve().parent, job_path.stem
@@ -187,6 +196,10 @@ def job_sections(raw: Mapping[str, Any], base: Path, overrides: Mapping[str, Any
         if name not in _SCHEMA:
             raise ConfigError(name, f"is not a known section (known: {', '.join(_SCHEMA)})")
     sections = {name: _section(raw, name) for name in _SCHEMA}
+    for name, key in (*_PATH_KEYS, ("input", "uri")):
+        for value in (sections[name].get(key), overrides.get(f"{name}.{key}")):
+            if isinstance(value, str) and is_libpq_keywords(value):
+                split_url(value, key=f"{name}.{key}")  # refuses it, with the pointer to PGPASSWORD / ~/.pgpass
     _apply_overrides(sections, overrides)
     # A path given as a flag was resolved against the current directory already.
     for name, key in _PATH_KEYS:

@@ -40,6 +40,7 @@ from .checks import (
     check_on_active,
     check_parameter_keys,
     check_send,
+    check_suppress,
     check_zone,
     collect_fields,
     parse_duration,
@@ -144,6 +145,7 @@ class FlowSpec:
     region: str | None = None
     edge: str | None = None
     strict_variables: bool = False
+    replies: Literal["here", "elsewhere"] = "here"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -184,6 +186,9 @@ class SendSpec:
     on_active: OnActive = "skip"
     active_retry: float = DEFAULT_ACTIVE_RETRY
     end_active_after: float = DEFAULT_END_ACTIVE_AFTER
+    sender_throughput: float | None = None  # segments/s; None: the sender kind's documented default
+    pace: Literal["rate", "sender"] = "rate"
+    validity_period: int | None = None  # seconds; None: the Messaging Service's own, else Twilio's 36,000
 
     @cached_property
     def send_window(self) -> SendWindow | None:
@@ -234,6 +239,7 @@ class SuppressSpec:
 
     files: tuple[str, ...] = ()
     column: str | None = None
+    opted_out: Literal["sender", "everywhere"] = "sender"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -267,6 +273,7 @@ class Spec:
     job: JobSpec = JobSpec()
     collect: CollectSpec = CollectSpec()
     experiment: ExperimentSpec | None = None
+    job_file: str | None = None  # the TOML it was read from: no output may overwrite it
 
     def flow_sids(self) -> tuple[str, ...]:
         """Every Flow the job runs: ``[flow] sid`` alone, or each variant's (first seen first)."""
@@ -377,7 +384,8 @@ def load_spec(
     """
     table, base, stem = read_job(path, raw)
     sections = job_sections(table, base, overrides or {})
-    return _build(sections, base, stem, now or datetime.now(UTC))
+    spec = _build(sections, base, stem, now or datetime.now(UTC))
+    return dataclasses.replace(spec, job_file=str(Path(path).resolve())) if raw is None and path is not None else spec
 
 
 def _build(sections: dict[str, dict[str, Any]], base: Path, stem: str, now: datetime) -> Spec:
@@ -399,7 +407,7 @@ def _build(sections: dict[str, dict[str, Any]], base: Path, stem: str, now: date
     _ = history.caps  # parsed here, once, like the window
     spec = Spec(
         collect=CollectSpec(**collect_fields(sections["collect"])),
-        suppress=SuppressSpec(**sections["suppress"]),
+        suppress=SuppressSpec(**check_suppress(sections["suppress"])),
         history=history,
         input=inp,
         flow=flow,

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import polars as pl
 
-from ..history import HistoryStore
+from ..history import OPT_OUT_REASON, HistoryStore
 from ..inputs import read_table, require_columns
 from ..job import Cap, InputSpec
 from . import phone
 
-__all__ = ["apply_history", "apply_suppression", "load_suppression"]
+__all__ = ["apply_history", "apply_opt_outs", "apply_suppression", "load_suppression"]
 
 
 def load_suppression(files: Iterable[str], column: str | None, default_region: str | None) -> dict[str, set[str]]:
@@ -42,6 +42,26 @@ def apply_suppression(plan: pl.DataFrame, lists: Mapping[str, set[str]]) -> pl.D
             error_message=pl.when(hit).then(pl.lit(f"on suppression list {name}")).otherwise(pl.col("error_message")),
         )
     return plan
+
+
+def apply_opt_outs(plan: pl.DataFrame, opt_outs: pl.DataFrame, *, everywhere: bool) -> pl.DataFrame:
+    """Mark pending rows ``suppressed`` whose contact opted out of the row's From (of any sender: ``everywhere``).
+
+    Twilio scopes an opt-out to the sender it was sent to (a number, or a whole Messaging Service);
+    a From that is a number of a service is not matched against the service here (that needs the network).
+    """
+    if opt_outs.height == 0:
+        return plan
+    if everywhere:
+        hit = pl.col("to").is_in(opt_outs.get_column("to").unique().implode())
+    else:
+        pairs = (opt_outs.get_column("to") + "\x1f" + opt_outs.get_column("sender")).unique()
+        hit = (pl.col("to") + "\x1f" + pl.col("from").fill_null("")).is_in(pairs.implode())
+    hit = (pl.col("status") == "pending") & hit
+    return plan.with_columns(
+        status=pl.when(hit).then(pl.lit("suppressed")).otherwise(pl.col("status")),
+        error_message=pl.when(hit).then(pl.lit(OPT_OUT_REASON)).otherwise(pl.col("error_message")),
+    )
 
 
 def apply_history(

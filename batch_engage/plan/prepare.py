@@ -20,10 +20,10 @@ from typing import Any, BinaryIO
 
 import polars as pl
 
-from ..history import is_database_url, open_history
+from ..history import is_database_url, open_history, open_opt_outs
 from ..inputs import Table, frame_digest, read_query, read_table
 from ..job import Cap, Spec, history_identity
-from .hygiene import apply_history, apply_suppression, load_suppression
+from .hygiene import apply_history, apply_opt_outs, apply_suppression, load_suppression
 from .rewrites import Rewrite, rewrite_examples
 from .rows import plan as plan_rows
 from .rows import text_columns
@@ -147,6 +147,11 @@ def prepare(
     if spec.suppress.files:
         lists = load_suppression(spec.suppress.files, spec.suppress.column, spec.mapping.default_region)
         planned = apply_suppression(planned, lists)
+    store = open_opt_outs(spec, create=False)
+    if store is not None:
+        with store:
+            opted = store.opt_outs()
+        planned = apply_opt_outs(planned, opted, everywhere=spec.suppress.opted_out == "everywhere")
     job_caps = caps(spec)
     known = spec.history.path and (is_database_url(spec.history.path) or Path(spec.history.path).exists())
     if spec.history.path and any(job_caps) and known:

@@ -72,10 +72,31 @@ class _Json:
         return pl.concat_str(list(self.pieces), ignore_nulls=self.skip_nulls)
 
 
-def _json_value(frame: pl.DataFrame, column: str) -> _Json:
-    """Each value of ``column`` as JSON text, null where the value is null (or NaN, which JSON cannot hold)."""
+def _holds_bytes(dtype: Any) -> bool:
+    """Whether values of ``dtype`` hold raw bytes or Python objects somewhere (JSON has no way to carry them)."""
+    if dtype in (pl.Binary, pl.Object):
+        return True
+    if isinstance(dtype, pl.List | pl.Array):
+        return _holds_bytes(dtype.inner)
+    if isinstance(dtype, pl.Struct):
+        return any(_holds_bytes(f.dtype) for f in dtype.fields)
+    return False
+
+
+def _json_value(frame: pl.DataFrame, column: str, key: str) -> _Json:
+    """Each value of ``column`` as JSON text, null where the value is null (or NaN, which JSON cannot hold).
+
+    A list column becomes a JSON array (what Studio hands the Flow as ``flow.data.<key>``); a
+    binary one is refused by name: bytes have no JSON form.
+    """
     col = pl.col(column)
     series = frame.get_column(column)
+    if _holds_bytes(series.dtype):
+        raise ConfigError(
+            f"mapping.parameters.{key}",
+            f"column {column!r} holds binary data ({series.dtype}), which Parameters (JSON) cannot carry; "
+            "cast it to text in the input",
+        )
     always = series.null_count() == 0
     if series.dtype.is_integer() or series.dtype == pl.Boolean:
         return _Json((col.cast(pl.String),), always)
@@ -122,7 +143,7 @@ def _object(tree: Mapping[str, Any]) -> _Json:
 
 def build_parameters(mapping: MappingSpec, frame: pl.DataFrame) -> pl.Expr | None:
     """The vectorized ``Parameters`` JSON expression for ``frame`` (nulls left out), or None when nothing is mapped."""
-    pairs = [(key, _json_value(frame, column)) for key, column in mapping.parameters]
+    pairs = [(key, _json_value(frame, column, key)) for key, column in mapping.parameters]
     for key, value in static_parameter_pairs(mapping.static_parameters):
         try:
             pairs.append((key, _Json((pl.lit(_dumps(value), pl.String),), True)))
@@ -234,6 +255,9 @@ def _parameters(frame: pl.DataFrame, mapping: MappingSpec) -> tuple[pl.Series, p
         if params_expr is not None
         else pl.repeat("{}", frame.height, eager=True, dtype=pl.String)
     )
+    if params.len() != frame.height:
+        # Only static parameters: the expression is a literal, one value for every row.
+        params = pl.repeat(params[0], frame.height, eager=True, dtype=pl.String)
     if mapping.parameters_column:
         return _merge_column(params, frame[mapping.parameters_column], mapping.parameters_column)
     return params, pl.repeat(None, frame.height, eager=True, dtype=pl.String)

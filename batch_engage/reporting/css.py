@@ -67,6 +67,9 @@ border-bottom:1px solid var(--line);padding:6px 8px}
 .failures .more{font-size:.8rem;overflow-wrap:anywhere}
 .failures .more a{color:var(--accent)}
 .failures .ex code{white-space:nowrap}
+.rehearsal{margin:0 0 10px;padding:8px 12px;border-radius:6px;background:#fff3cd;color:#5c4400;
+border:1px solid #f0c36d}
+.examples{font-size:.85rem;color:var(--muted)}
 table.variants{width:100%;border-collapse:collapse;font-size:.92rem}
 .variants th{text-align:left;font-weight:600;border-bottom:1px solid var(--line);padding:6px 8px}
 .variants td{border-bottom:1px solid var(--line);padding:8px;text-align:right;font-variant-numeric:tabular-nums}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections import Counter
 from datetime import UTC, datetime
 from importlib import metadata
@@ -13,15 +15,52 @@ from ..clock import parse_iso
 from ..collector import StoredOutcome, read_outcomes
 from ..job import Spec
 from ..plan import mask, window_openings
+from ..postgres import masked
 from ..results import build_results, counts_by_status
 from .active import active_groups
+from .arrival import arrival_figures
 from .compare import experiment_report
 from .html import FailureGroup, FieldValues, ReportData, RunSpan, SecondStats
 
-__all__ = ["as_of", "report_data"]
+__all__ = ["MAX_REASONS", "as_of", "mask_numbers", "report_data"]
 
 _EXAMPLES = 3
 _TOP = 5
+# The page stays small whatever the input: at most this many reasons, the rest counted in one line.
+MAX_REASONS = 20
+_FIELD_CHARS = 120
+# A reason ends with the value as written (`...: '+4917...'`); the value is an example, not part of the reason.
+_QUOTED_TAIL = re.compile(r"""^(?P<reason>.*?):\s*(?P<value>'[^']*'|"[^"]*")$""")
+# Digits enough to be a phone number, wherever they stand in a message (Twilio's name the number).
+_NUMBER = re.compile(r"\+?\d[\d ().-]{5,}\d")
+
+
+def mask_numbers(text: str) -> str:
+    """``text`` with every run of digits long enough to be a phone number masked (``+1415***0100``)."""
+    return _NUMBER.sub(lambda m: mask(re.sub(r"[^\d+]", "", m[0])), text)
+
+
+def _bounded(groups: dict[str, tuple[int, list[str]]]) -> list[tuple[str, int, tuple[str, ...]]]:
+    """``(reason, rows, masked examples)``, most rows first, at most :data:`MAX_REASONS` (then one for the rest)."""
+    ranked = sorted(groups.items(), key=lambda kv: (-kv[1][0], kv[0]))
+    shown = [(reason, n, tuple(mask(v) for v in values[:_EXAMPLES])) for reason, (n, values) in ranked[:MAX_REASONS]]
+    rest = ranked[MAX_REASONS:]
+    if rest:
+        shown.append((f"{len(rest):,} other reasons", sum(n for _, (n, _) in rest), ()))
+    return shown
+
+
+def _invalid_groups(messages: list[str | None]) -> dict[str, tuple[int, list[str]]]:
+    """Invalid rows by reason, the value as written taken out of it (kept as an example), numbers masked."""
+    groups: dict[str, tuple[int, list[str]]] = {}
+    for message in messages:
+        found = _QUOTED_TAIL.match(message or "")
+        reason, value = (found["reason"], found["value"][1:-1]) if found else (message or "no reason given", "")
+        n, examples = groups.get(mask_numbers(reason), (0, []))
+        if value and len(examples) < _EXAMPLES:
+            examples.append(value)
+        groups[mask_numbers(reason)] = (n + 1, examples)
+    return groups
 
 
 def as_of(view: CheckpointView) -> datetime:
@@ -48,12 +87,68 @@ def _field_values(collected: dict[str, StoredOutcome]) -> tuple[FieldValues, ...
     counters: dict[str, Counter[str]] = {}
     for outcome in collected.values():
         for name, value in outcome.values.items():
+            if name.endswith("_queue_seconds"):
+                continue  # shown beside the projection, not as a field
             counter = counters.setdefault(name, Counter())
             if value is not None:
-                counter[str(value)] += 1
+                counter[mask_numbers(str(value))[:_FIELD_CHARS]] += 1
+    runs = len(collected)
     return tuple(
-        FieldValues(name=name, top=tuple(sorted(c.most_common(_TOP), key=lambda kv: (-kv[1], kv[0]))))
+        FieldValues(
+            name=name,
+            top=tuple(sorted(c.most_common(_TOP), key=lambda kv: (-kv[1], kv[0]))),
+            no_reply=runs - sum(c.values()),
+        )
         for name, c in counters.items()
+    )
+
+
+def _rehearsal(spec: Spec, view: CheckpointView) -> bool:
+    """Whether the checkpoint's runs were made on the sandbox (its target says so, or its name)."""
+    try:
+        target = json.loads(view.meta.get("target", "{}"))
+    except ValueError:
+        target = {}
+    return bool(target.get("sandbox")) or spec.output.checkpoint.endswith(".sandbox")
+
+
+def _failures(failed: pl.DataFrame) -> tuple[FailureGroup, ...]:
+    """Failed rows by Twilio's code and message (numbers masked), at most :data:`MAX_REASONS` groups, then the rest."""
+    groups: dict[tuple[int | None, str], tuple[int, list[str]]] = {}
+    for code, message, to in failed.select("error_code", "error_message", "to").iter_rows():
+        n, examples = groups.get((code, mask_numbers(message or "")), (0, []))
+        if to and len(examples) < _EXAMPLES:
+            examples.append(to)
+        groups[(code, mask_numbers(message or ""))] = (n + 1, examples)
+    ranked = sorted(groups.items(), key=lambda kv: (-kv[1][0], str(kv[0])))
+    shown = [
+        FailureGroup(code=code, message=message, count=n, examples=tuple(mask(t) for t in tos))
+        for (code, message), (n, tos) in ranked[:MAX_REASONS]
+    ]
+    rest = ranked[MAX_REASONS:]
+    if rest:
+        others = f"{len(rest):,} other errors"
+        shown.append(FailureGroup(code=None, message=others, count=sum(n for _, (n, _) in rest), examples=()))
+    return tuple(shown)
+
+
+def _seconds(events: pl.DataFrame | None) -> tuple[SecondStats, ...] | None:
+    """The run events summed per second over every run (None: a checkpoint older than run events)."""
+    if events is None:
+        return None
+    return tuple(
+        SecondStats(second=s, requests=r, ok=ok, rate_limited=rl, retries=rt, lookups=lk, pacer_rate=float(rate))
+        for s, r, ok, rl, rt, lk, rate in events.group_by("second")
+        .agg(
+            pl.col("requests").sum(),
+            pl.col("ok").sum(),
+            pl.col("rate_limited").sum(),
+            pl.col("retries").sum(),
+            pl.col("lookups").sum(),
+            pl.col("pacer_rate").last(),
+        )
+        .sort("second")
+        .iter_rows()
     )
 
 
@@ -63,39 +158,15 @@ def report_data(spec: Spec, view: CheckpointView, path: str) -> ReportData:
     plan = view.plan
     results = build_results(plan, view.journal, input_digest=view.meta.get("input"), live=view.live)
     moment = as_of(view)
-    failed = results.filter(pl.col("status") == "failed")
-    groups: dict[tuple[int | None, str], list[str]] = {}
-    for code, message, to in failed.select("error_code", "error_message", "to").iter_rows():
-        groups.setdefault((code, message or ""), []).append(to)
-    failures = tuple(
-        FailureGroup(code=code, message=message, count=len(tos), examples=tuple(mask(t) for t in tos[:_EXAMPLES]))
-        for (code, message), tos in sorted(groups.items(), key=lambda kv: (-len(kv[1]), str(kv[0])))
+    failures = _failures(results.filter(pl.col("status") == "failed"))
+    invalid = _bounded(
+        _invalid_groups(plan.filter(pl.col("status") == "invalid").get_column("error_message").to_list())
     )
-    invalid = Counter(plan.filter(pl.col("status") == "invalid").get_column("error_message").to_list())
     openings = window_openings(plan, results, spec, moment)
     by_hour = Counter(
         o.replace(minute=0, second=0, microsecond=0) for o in openings.get_column("opens").to_list() if o is not None
     )
     collected = read_outcomes(spec.output.checkpoint)
-    events = view.events
-    seconds = (
-        tuple(
-            SecondStats(second=s, requests=r, ok=ok, rate_limited=rl, retries=rt, lookups=lk, pacer_rate=float(rate))
-            for s, r, ok, rl, rt, lk, rate in events.group_by("second")
-            .agg(
-                pl.col("requests").sum(),
-                pl.col("ok").sum(),
-                pl.col("rate_limited").sum(),
-                pl.col("retries").sum(),
-                pl.col("lookups").sum(),
-                pl.col("pacer_rate").last(),
-            )
-            .sort("second")
-            .iter_rows()
-        )
-        if events is not None
-        else None
-    )
     return ReportData(
         job_name=view.meta.get("job_id", spec.job.id),
         flow_sid=spec.flow.sid,
@@ -106,15 +177,18 @@ def report_data(spec: Spec, view: CheckpointView, path: str) -> ReportData:
             RunSpan(started=parse_iso(a), stopped=parse_iso(b) if b else None, exit_code=code)
             for a, b, code in view.runs.select("started_at", "stopped_at", "exit_code").iter_rows()
         ),
-        seconds=seconds,
+        seconds=_seconds(view.events),
         failures=failures,
-        invalid_reasons=tuple(sorted(invalid.items(), key=lambda kv: (-kv[1], kv[0]))),
+        invalid_reasons=tuple((reason, n) for reason, n, _ in invalid),
+        invalid_examples=tuple((reason, examples) for reason, _, examples in invalid if examples),
         window_openings=tuple(sorted(by_hour.items())),
         run_status=dict(Counter(o.run_status for o in collected.values())) if collected is not None else None,
         fields=_field_values(collected) if collected is not None else (),
-        checkpoint_path=path,
+        checkpoint_path=masked(path),
+        rehearsal=_rehearsal(spec, view),
         as_of=moment,
         version=_version(),
         active=active_groups(results),
+        arrival=arrival_figures(view.meta, (o.values for o in (collected or {}).values())),
         experiment=experiment_report(spec, plan, results, collected),
     )

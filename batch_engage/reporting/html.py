@@ -36,9 +36,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from ..checkpoint import achieved_rate
 from ..plan import mask
 from ..results import EXPERIMENT_STATUSES, STATUSES
 from .active import ActiveGroup, active_section
+from .arrival import ArrivalFigures, arrival_section
 from .compare import ExperimentReport
 from .css import CSS
 from .svg import (
@@ -112,6 +114,7 @@ class FieldValues:
 
     name: str
     top: tuple[tuple[str, int], ...]
+    no_reply: int = 0  # collected runs without a value for it (no answer yet, or never)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -134,7 +137,10 @@ class ReportData:
     as_of: datetime  # the checkpoint's last write, never the wall clock
     version: str
     title: str | None = field(default=None)  # the page title; default "<job_name> — campaign report"
+    invalid_examples: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (reason, masked values as written)
+    rehearsal: bool = False  # made on the sandbox: said at the top, so nobody reads it as a campaign
     active: tuple[ActiveGroup, ...] = ()  # contacts that met an earlier active run ([send] on_active)
+    arrival: ArrivalFigures | None = None  # the preflight's projection beside what collect saw; None: neither
     experiment: ExperimentReport | None = None  # the variants side by side; None: the job has no experiment
 
 
@@ -157,6 +163,7 @@ def render_report(data: ReportData) -> str:
         active_section(data.active),
         _windows_section(data),
         _outcomes_section(data),
+        arrival_section(data.arrival),
         _footer(data),
         "</main>\n</body>\n</html>\n",
     ]
@@ -203,8 +210,15 @@ def _header(data: ReportData) -> str:
         f'<span class="unit">{"/s" if value is not None else ""}</span><span class="lbl">{name}</span></div>'
         for name, value, why in rates
     )
+    rehearsal = (
+        '<p class="rehearsal" id="rehearsal"><strong>Rehearsal</strong>: these runs were made on the built-in '
+        "sandbox; no message reached anyone.</p>\n"
+        if data.rehearsal
+        else ""
+    )
+    kicker = "batch-engage rehearsal report (sandbox)" if data.rehearsal else "batch-engage campaign report"
     return (
-        '<header>\n<p class="kicker">batch-engage campaign report</p>\n'
+        f'<header>\n{rehearsal}<p class="kicker">{kicker}</p>\n'
         f"<h1>{escape(data.job_name)}</h1>\n"
         f'<div class="head-grid"><dl class="facts">{dl}</dl><div class="rates">{rate_html}</div></div>\n'
         "</header>\n"
@@ -286,6 +300,12 @@ def _failures_section(data: ReportData) -> str:
     if data.invalid_reasons:
         out.append("<h3>Invalid rows, by reason</h3>\n")
         out.append(hbars("chart-invalid", "Invalid rows by reason", data.invalid_reasons, STATUS_COLOURS["invalid"]))
+        if data.invalid_examples:
+            items = "".join(
+                f"<li>{escape(reason)}: {', '.join(f'<code>{escape(_masked(x))}</code>' for x in examples[:3])}</li>"
+                for reason, examples in data.invalid_examples
+            )
+            out.append(f'<ul class="examples" id="invalid-examples">{items}</ul>\n')
     out.append("</section>\n")
     return "".join(out)
 
@@ -316,7 +336,8 @@ def _outcomes_section(data: ReportData) -> str:
         out.append(hbars("chart-run-status", "Flow runs by status", items, BAR_COLOUR))
     for index, values in enumerate(data.fields):
         out.append(f"<h3>{escape(values.name)}</h3>\n")
-        out.append(hbars(f"chart-field-{index}", f"Most common values of {values.name}", values.top, BAR_COLOUR))
+        answers = [*values.top, *([("no reply", values.no_reply)] if values.no_reply else [])]
+        out.append(hbars(f"chart-field-{index}", f"Most common values of {values.name}", answers, BAR_COLOUR))
     out.append("</section>\n")
     return "".join(out)
 
@@ -373,7 +394,5 @@ def _rates(seconds: Sequence[SecondStats] | None) -> tuple[float | None, float |
     """Achieved (2xx per second in which anything was sent) and settled (the last pacer rate)."""
     if not seconds:
         return None, None
-    active = sum(1 for s in seconds if s.requests)
-    ok = sum(s.ok for s in seconds)
     last = max(seconds, key=lambda s: s.second)
-    return (ok / active if active else None), last.pacer_rate
+    return achieved_rate((s.requests, s.ok) for s in seconds), last.pacer_rate

@@ -64,6 +64,7 @@ OTHER_COLOUR = "#9e9e9e"  # a status without its own colour, and answers neither
 _OK_COLOUR = STATUS_COLOURS["sent"]
 _LIMITED_COLOUR = STATUS_COLOURS["failed"]
 _RETRY_COLOUR = "#1565c0"
+_READ_COLOUR = "#90caf9"  # reads: the preflight's Flow checks and reconciliation's lookups, not sends
 _RATE_COLOUR = "#6a1b9a"
 BAR_COLOUR = "#3f6fb5"  # bars that are not statuses (run status, field values)
 
@@ -92,6 +93,10 @@ class Second(Protocol):
         """Requests that were retries."""
 
     @property
+    def lookups(self) -> int:
+        """Reads made in it: the preflight's Flow checks and reconciliation's lookups."""
+
+    @property
     def pacer_rate(self) -> float:
         """The pacer's rate at the end of the second."""
 
@@ -104,6 +109,12 @@ class _Bucket:
     rate_limited: int
     retries: int
     pacer_rate: float | None
+    reads: int = 0
+
+    @property
+    def other(self) -> int:
+        """Creates answered neither 2xx nor 429 within the bucket (an answer may land in the next one)."""
+        return max(self.requests - self.ok - self.rate_limited, 0)
 
 
 def _bucket_width(span: int) -> int:
@@ -120,7 +131,7 @@ def _buckets(seconds: Sequence[Second]) -> tuple[int, list[_Bucket]]:
     width = _bucket_width(ordered[-1].second - ordered[0].second + 1)
     origin = ordered[0].second - ordered[0].second % width
     count = (ordered[-1].second - origin) // width + 1
-    sums = [[0, 0, 0, 0] for _ in range(count)]
+    sums = [[0, 0, 0, 0, 0] for _ in range(count)]
     rates: list[float | None] = [None] * count
     for s in ordered:
         i = (s.second - origin) // width
@@ -129,8 +140,11 @@ def _buckets(seconds: Sequence[Second]) -> tuple[int, list[_Bucket]]:
         acc[1] += s.ok
         acc[2] += s.rate_limited
         acc[3] += s.retries
+        acc[4] += s.lookups
         rates[i] = s.pacer_rate  # sorted, so the last second of the bucket wins
-    return width, [_Bucket(origin + i * width, r, o, lim, ret, rates[i]) for i, (r, o, lim, ret) in enumerate(sums)]
+    return width, [
+        _Bucket(origin + i * width, r, o, lim, ret, rates[i], reads) for i, (r, o, lim, ret, reads) in enumerate(sums)
+    ]
 
 
 def time_chart(seconds: Sequence[Second], configured_rate: float) -> str:
@@ -140,7 +154,7 @@ def time_chart(seconds: Sequence[Second], configured_rate: float) -> str:
     w, h = 1000.0, 300.0
     left, right, top, bottom = 56.0, 16.0, 22.0, 40.0
     plot_w, plot_h = w - left - right, h - top - bottom
-    peak = max(1, *(b.requests for b in buckets), *(b.retries for b in buckets))
+    peak = max(1, *(b.requests + b.reads for b in buckets), *(b.retries for b in buckets))
     scale_max, ticks = _nice_ticks(peak)
     step = plot_w / len(buckets)
     bar_w = step * 0.82 if step > 2 else step
@@ -148,7 +162,7 @@ def time_chart(seconds: Sequence[Second], configured_rate: float) -> str:
     def y(value: float) -> float:
         return top + plot_h - value / scale_max * plot_h
 
-    ok_d, other_d, lim_d = _stacked_paths(buckets, left, step, bar_w, y)
+    ok_d, other_d, lim_d, read_d = _stacked_paths(buckets, left, step, bar_w, y)
     # A few 429s in a bar of thousands are a sliver nobody sees; a mark above the plot cannot be missed.
     marks = "".join(
         f"M{coord(left + (i + 0.5) * step - 4)} {coord(top - 12)}h8l-4 7z"
@@ -166,24 +180,21 @@ def time_chart(seconds: Sequence[Second], configured_rate: float) -> str:
         f"{escape(_clock(buckets[i].start, width))}</text>"
         for i in _label_indices(len(buckets))
     )
-    totals = (
-        sum(b.requests for b in buckets),
-        sum(b.ok for b in buckets),
-        sum(b.rate_limited for b in buckets),
-        sum(b.retries for b in buckets),
-    )
+    totals = _totals(buckets)
     legend = _time_legend(totals)
     chart = (
         f'<div class="scroll"><svg class="chart" id="chart-time" viewBox="0 0 {coord(w)} {coord(h)}" role="img" '
         'aria-labelledby="chart-time-title chart-time-desc">'
-        f'<title id="chart-time-title">Requests per {escape(unit)}: 2xx, other answers and 429s stacked; '
+        f'<title id="chart-time-title">Requests per {escape(unit)}: 2xx, other answers, 429s and reads stacked; '
         "retries as a line</title>"
         f'<desc id="chart-time-desc">{totals[0]:,} requests in {len(buckets):,} buckets of one {escape(unit)}; '
-        f"{totals[1]:,} answered 2xx, {totals[2]:,} answered 429, {totals[3]:,} retries.</desc>"
+        f"{totals[1]:,} answered 2xx, {totals[2]:,} answered 429, {totals[3]:,} retries; "
+        f"{totals[5]:,} reads.</desc>"
         f"{grid}"
         f'<path d="{ok_d}" fill="{_OK_COLOUR}"/>'
         f'<path d="{other_d}" fill="{OTHER_COLOUR}"/>'
         f'<path d="{lim_d}" fill="{_LIMITED_COLOUR}"/>'
+        f'<path class="reads" d="{read_d}" fill="{_READ_COLOUR}"/>'
         f'<path class="marks-429" d="{marks}" fill="{_LIMITED_COLOUR}"/>'
         f'<polyline points="{retry_points}" fill="none" stroke="{_RETRY_COLOUR}" stroke-width="1.5"/>'
         f'<line x1="{coord(left)}" x2="{coord(w - right)}" y1="{coord(y(0))}" y2="{coord(y(0))}" class="axis"/>'
@@ -194,33 +205,47 @@ def time_chart(seconds: Sequence[Second], configured_rate: float) -> str:
     )
 
 
+def _totals(buckets: Sequence[_Bucket]) -> tuple[int, int, int, int, int, int]:
+    """What each series adds up to: requests, 2xx, 429, retries, other answers (as drawn), reads."""
+    return (
+        sum(b.requests for b in buckets),
+        sum(b.ok for b in buckets),
+        sum(b.rate_limited for b in buckets),
+        sum(b.retries for b in buckets),
+        sum(b.other for b in buckets),
+        sum(b.reads for b in buckets),
+    )
+
+
 def _stacked_paths(
     buckets: Sequence[_Bucket], left: float, step: float, bar_w: float, y: Callable[[float], float]
-) -> tuple[str, str, str]:
-    """The 2xx, other and 429 bars as three SVG path strings, stacked in that order from the axis."""
+) -> tuple[str, str, str, str]:
+    """The 2xx, other, 429 and read bars as four SVG path strings, stacked in that order from the axis."""
     ok_d: list[str] = []
     lim_d: list[str] = []
     other_d: list[str] = []
+    read_d: list[str] = []
     for i, b in enumerate(buckets):
         x = left + i * step
-        other = max(b.requests - b.ok - b.rate_limited, 0)
         base = 0
-        for d, value in ((ok_d, b.ok), (other_d, other), (lim_d, b.rate_limited)):
+        for d, value in ((ok_d, b.ok), (other_d, b.other), (lim_d, b.rate_limited), (read_d, b.reads)):
             if value:
                 y0, y1 = y(base), y(base + value)
                 d.append(f"M{coord(x)} {coord(y0)}V{coord(y1)}h{coord(bar_w)}V{coord(y0)}z")
             base += value
-    return "".join(ok_d), "".join(other_d), "".join(lim_d)
+    return "".join(ok_d), "".join(other_d), "".join(lim_d), "".join(read_d)
 
 
-def _time_legend(totals: tuple[int, int, int, int]) -> str:
-    """The time chart's legend from (requests, 2xx, 429, retries) totals."""
-    requests, ok, limited, retries = totals
+def _time_legend(totals: tuple[int, int, int, int, int, int]) -> str:
+    """The time chart's legend: what each drawn series adds up to (2xx, other, 429, reads, retries)."""
+    _, ok, limited, retries, other, reads = totals
     return (
         f'<ul class="legend"><li style="--c:{_OK_COLOUR}">2xx <b>{ok:,}</b></li>'
-        f'<li style="--c:{OTHER_COLOUR}">other answers <b>{requests - ok - limited:,}</b></li>'
+        f'<li style="--c:{OTHER_COLOUR}">other answers <b>{other:,}</b></li>'
         f'<li style="--c:{_LIMITED_COLOUR}">429 rate-limited (&#9660; above each bar with any) '
         f"<b>{limited:,}</b></li>"
+        f'<li style="--c:{_READ_COLOUR}" id="legend-reads">reads (Flow checks, lookups; not sends) '
+        f"<b>{reads:,}</b></li>"
         f'<li class="line" style="--c:{_RETRY_COLOUR}">retries <b>{retries:,}</b></li></ul>'
     )
 

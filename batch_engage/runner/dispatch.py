@@ -61,9 +61,15 @@ class Dispatcher(Answers):
     total: int
     done: int
     sids: set[str]
+    # Reached and failed by earlier runs of this job: a resumed bar counts the whole job, not one invocation.
+    sent_before: int = 0
+    failed_before: int = 0
     stats: Stats = field(default_factory=Stats, init=False)
     counts: Counter[str] = field(default_factory=Counter, init=False)
     aborted: StudioError | None = field(default=None, init=False)
+    # The first message's segments per row, as the preflight counted them (None: no preflight).
+    segments: dict[int, int] | None = field(default=None, init=False)
+    capacity: dict[str, Any] | None = field(default=None, init=False)
     uncertain: list[Item] = field(default_factory=list, init=False)
     held: list[Item] = field(default_factory=list, init=False)
     last_ambiguous: float = field(default=0.0, init=False)

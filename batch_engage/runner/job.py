@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Mapping
+import json
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
-from typing import BinaryIO
+from pathlib import Path
+from typing import Any, BinaryIO
 
 import httpx
 import polars as pl
@@ -28,13 +30,14 @@ from ..checkpoint import CheckpointStore, Target, open_checkpoint, read_checkpoi
 from ..clock import Clock, iso_ms
 from ..control import Progress, RunControl, StoppableClock
 from ..credentials import Credentials
-from ..errors import Stopped, StorageFailed, StudioError, UsageError
+from ..errors import OutputFailed, Stopped, StorageFailed, StudioError, UsageError
 from ..exits import exit_code_for
 from ..history import HistoryStore, open_history
-from ..job import Spec
+from ..job import Spec, check_outputs
 from ..plan import Prepared, annotate_windows, fingerprint, params_hash, prepare, send_window
-from ..results import build_results, counts_by_status
-from ..states import FINAL, POSSIBLY_SENT
+from ..postgres import masked
+from ..results import SEGMENTS_META, build_results, counts_by_status, with_segments
+from ..states import FINAL, POSSIBLY_SENT, REACHED, RowState
 from ..tables import write_output
 from ..twilio import (
     PacedReads,
@@ -50,7 +53,7 @@ from ..twilio import (
 from .active import ActiveRuns
 from .dispatch import Dispatcher
 from .ending import Ending, ending
-from .failures import Storage, is_storage_error, off_loop
+from .failures import Storage, is_storage_error
 from .lifecycle import close, flushed, journal_lines, opened
 from .lost import mark_lost_lines
 from .preflight import preflight
@@ -61,11 +64,25 @@ from .unreachable import watched
 from .values import RunOptions, RunResult, RunSummary
 from .variants import count_holdout, kept_variants
 
-__all__ = ["Progress", "RunControl", "RunOptions", "RunResult", "RunSummary", "exit_code_for", "run_job", "target_for"]
+__all__ = [
+    "Progress",
+    "RunControl",
+    "RunOptions",
+    "RunResult",
+    "RunSummary",
+    "exit_code_for",
+    "prove_outputs",
+    "run_job",
+    "target_for",
+]
 
 log = structlog.get_logger(__name__)
 
 READ_ATTEMPTS = 12
+ARRIVAL_META = "arrival"
+ARRIVAL_READ_RATE = 50.0
+ARRIVAL_READ_ATTEMPTS = 4
+ARRIVAL_MAX_BACKOFF = 30.0
 DEFAULT_OPTIONS = RunOptions()
 RECENT_SIDS = timedelta(minutes=10)
 
@@ -110,6 +127,7 @@ class _Job:
     transport: httpx.AsyncBaseTransport | None
     on_progress: Callable[[Progress], None] | None
     tokens: Mapping[str, str]
+    on_start: Callable[[str], None] | None = None
 
 
 def _earlier(plan: pl.DataFrame, checkpoint: CheckpointStore, digest: str) -> tuple[int, int]:
@@ -147,19 +165,18 @@ def _prepared(
 
 def _summary(spec: Spec, sent: _Sent, counts: dict[str, int], duration: float, end: Ending) -> RunSummary:
     d, stats = sent.d, sent.d.stats
-    active = (stats.last_answer or 0) - (stats.first_send or 0)
     return RunSummary(
         counts=counts,
         duration=duration,
         requests=stats.requests,
         rate_limited=stats.rate_limited,
         retries=stats.retries,
-        achieved_rate=stats.created / active if active > 0 else 0.0,
+        achieved_rate=d.recorder.achieved_rate(),
         configured_rate=spec.send.rate,
         settled_rate=d.pacer.rate,
         top_errors=[{"code": c, "message": m, "rows": n} for (c, m), n in stats.errors.most_common(5)],
         results_path=spec.output.results,
-        checkpoint_path=spec.output.checkpoint,
+        checkpoint_path=masked(spec.output.checkpoint),
         aborted=d.aborted.message if d.aborted else None,
         stopped_early=sent.stopped_early and d.aborted is None,
         stopped_because=end.reason,
@@ -169,6 +186,7 @@ def _summary(spec: Spec, sent: _Sent, counts: dict[str, int], duration: float, e
         reached_earlier=sent.reached_earlier,
         parameters_changed=sent.changed,
         clock_offset=d.client.clock.offset,
+        capacity=d.capacity,
     )
 
 
@@ -185,11 +203,14 @@ async def run_job(
     settle_only: bool = False,
     recover: str | None = None,
     tokens: Mapping[str, str] | None = None,
+    on_start: Callable[[str], None] | None = None,
 ) -> RunResult:
     """Run one job to the end (or until stopped) and return its results.
 
     ``settle_only`` reads no input: it reconciles what the checkpoint left possibly sent
     (from the plan stored in it) and sends nothing; a new period does this to the last one.
+    ``on_start`` is handed one line before a real (not sandbox) send: how many contacts go to
+    which Flow, in which account, at which rate.
     ``tokens``: the marker tokens of this job's other checkpoints (periods, set aside) and
     whose they are; with ``on_active = "end"`` a run carrying one of them (or this
     checkpoint's own) may be ended.
@@ -198,6 +219,7 @@ async def run_job(
     control = control or RunControl()
     clock = StoppableClock(options.timing(), control)
     started = clock.monotonic()
+    prove_outputs(spec)
     base_url = _studio_url(spec, credentials)
     prepared = _prepared(spec, frame, stdin, stored=settle_only, restart=options.restart)
     storage = Storage(
@@ -219,6 +241,7 @@ async def run_job(
         transport,
         on_progress,
         tokens or {},
+        on_start,
     )
     try:
         return await _run_locked(job, started, recover, settle_only=settle_only)
@@ -256,22 +279,26 @@ async def _run_locked(job: _Job, started: float, recover: str | None, *, settle_
         finally:
             if history is not None:
                 history.close()
+        if sent.d.capacity is not None and sent.d.segments is not None:
+            # Kept (after sending, so as not to delay it) for the report: what was projected, and each row's count.
+            with contextlib.suppress(StorageFailed):
+                await storage.commit("keeping the projection", cp.remember, ARRIVAL_META, json.dumps(sent.d.capacity))
+                segments = json.dumps(sent.d.segments, separators=(",", ":"))
+                await storage.commit("keeping the segments", cp.remember, SEGMENTS_META, segments)
         lines = await journal_lines(cp, storage)
         journal = build_results(prepared.plan, lines, input_digest=prepared.input_digest)
         counts = counts_by_status(journal)
         end = _ending(sent, counts, storage)
-        journal = build_results(
-            prepared.plan, lines, input_digest=prepared.input_digest, pending_reason=end.pending_reason
+        journal = with_segments(
+            build_results(prepared.plan, lines, input_digest=prepared.input_digest, pending_reason=end.pending_reason),
+            sent.d.segments,
         )
         results = annotate_windows(prepared.plan, journal, spec, clock.now())
         with contextlib.suppress(StorageFailed):
             await storage.commit("recording the run's end", cp.finish_run, iso_ms(clock.now()), end.exit_code)
     finally:
         await close(cp, job.control, storage)
-    job_id, period, output = spec.job.template, spec.job.period, spec.output.results
-    guard = spec.output.csv_guard
-    write = partial(write_output, results, output, job_id=job_id, period=period, key="output.results", csv_guard=guard)
-    await off_loop(write)
+    await _write_results(spec, results)
     summary = _summary(spec, sent, counts, clock.monotonic() - started, end)
     log.info("run.summary", exit_code=end.exit_code, **summary.as_dict())
     return RunResult(results=results, counts=counts, exit_code=end.exit_code, summary=summary)
@@ -286,6 +313,35 @@ def _ending(sent: _Sent, counts: dict[str, int], storage: Storage) -> Ending:
         stopped_early=sent.stopped_early,
         stop_reason=sent.stop_reason,
     )
+
+
+def prove_outputs(spec: Spec, extra: Sequence[tuple[str, str | None]] = ()) -> list[Path]:
+    """Before any request: refuse outputs that would overwrite the job's files, prove them all writable.
+
+    ``extra`` are the caller's own outputs (the CLI's ``--summary-json``, ``--report-html``).
+    Returns the folders made for them (each logged).
+    """
+    created = check_outputs(spec, [("output.results", spec.output.results), *extra], checkpoint=True)
+    for folder in created:
+        log.info("output.folder_created", path=str(folder))
+    return created
+
+
+async def _write_results(spec: Spec, results: pl.DataFrame) -> None:
+    """The results table written; a failure now (a full disk) loses nothing sent, and says how to get it back."""
+    try:
+        job_id, period, output, guard = spec.job.template, spec.job.period, spec.output.results, spec.output.csv_guard
+        await asyncio.to_thread(
+            write_output, results, output, job_id=job_id, period=period, key="output.results", csv_guard=guard
+        )
+    except (OSError, UsageError) as exc:
+        # A full disk, a read-only folder, a database table that refused the rows: all after sending.
+        reason = (exc.strerror or type(exc).__name__) if isinstance(exc, OSError) else str(exc)
+        raise OutputFailed(
+            f"{masked(spec.output.results)}: the results could not be written ({reason}). Nothing sent is lost: "
+            f"the journal is in {masked(spec.output.checkpoint)}; once there is room, "
+            "`batch-engage report JOB` writes the table again"
+        ) from None
 
 
 def _dispatcher(job: _Job, cp: CheckpointStore, client: StudioClient, history: HistoryStore | None) -> Dispatcher:
@@ -310,6 +366,10 @@ def _dispatcher(job: _Job, cp: CheckpointStore, client: StudioClient, history: H
         on_progress=job.on_progress,
         total=sendable.height,
         done=sendable.filter(pl.col("contact").is_in(finals.implode())).height,
+        sent_before=sendable.filter(pl.col("contact").is_in(cp.contacts_in(REACHED).implode())).height,
+        failed_before=sendable.filter(
+            pl.col("contact").is_in(cp.contacts_in(frozenset({RowState.FAILED})).implode())
+        ).height,
         sids=cp.sids_since(iso_ms(clock.now() - RECENT_SIDS)) if spec.flow.api == "engagements" else set(),
     )
 
@@ -385,6 +445,21 @@ async def _run_with_checkpoint(job: _Job, cp: CheckpointStore, history: HistoryS
     return sent
 
 
+def _announce(job: _Job, contacts: int, flow: dict[str, Any]) -> None:
+    """Before a real send: one line saying how many contacts go to which Flow, in which account, how fast."""
+    if job.options.sandbox or contacts <= 0:
+        return
+    name = flow.get("friendly_name")
+    account = flow.get("account_sid") or job.credentials.username
+    flows = job.spec.flow_sids()
+    # An experiment sends to each variant's Flow: name them all (the friendly name is the first one's).
+    where = f"Flow {flows[0]}{f' ({name})' if name else ''}" if len(flows) == 1 else f"Flows {', '.join(flows)}"
+    line = f"sending {contacts:,} contacts → {where}, account {account}, at most {job.spec.send.rate:g}/s"
+    log.info("run.sending", contacts=contacts, flow=job.spec.flow.sid, friendly_name=name, account=account)
+    if job.on_start is not None:
+        job.on_start(line)
+
+
 async def _phases(job: _Job, cp: CheckpointStore, d: Dispatcher) -> bool:
     """Preflight, settle earlier runs' possibly-sent contacts, send, settle this run's; True if stopped early."""
     spec, plan, control, clock = job.spec, job.prepared.plan, job.control, job.clock
@@ -405,8 +480,9 @@ async def _phases(job: _Job, cp: CheckpointStore, d: Dispatcher) -> bool:
         )
     possibly = cp.open_lines().filter(pl.col("state").is_in([s.value for s in POSSIBLY_SENT]))
     has_work = possibly.height > 0 or d.total > d.done
+    flow: dict[str, Any] = {}
     if has_work and spec.send.preflight and not control.stopping:
-        d.aborted = await preflight(spec, plan, d.client, reads, cp, sandbox=job.options.sandbox)
+        await _preflight(job, cp, d, reads, flow)
     if d.aborted is None and possibly.height and not control.stopping:
         await settler.settle_earlier(possibly)
     waiting = False
@@ -414,6 +490,45 @@ async def _phases(job: _Job, cp: CheckpointStore, d: Dispatcher) -> bool:
         flows = spec.experiment.flows(spec.flow.sid) if spec.experiment is not None else None
         source = to_send(plan, cp.open_lines(), cp.contacts_in(FINAL | POSSIBLY_SENT), flows)
         options = job.options
+        _announce(job, d.total - d.done, flow)
         waiting = await send_all(d, source, window=d.window, limit=options.limit, wait=options.wait, clock=clock)
     await settler.settle_this_run()
     return control.stopping or waiting
+
+
+async def _preflight(
+    job: _Job, cp: CheckpointStore, d: Dispatcher, reads: PacedReads, flow_info: dict[str, Any]
+) -> None:
+    """The preflight (``flow_info`` receives the first Flow); its arrival check caps the pace (``pace =
+    "sender"``) and is kept for results and report."""
+    spec, clock, creds = job.spec, job.clock, job.credentials
+    # The arrival check reads other APIs (numbers, Messaging Services): its own pace, not Studio's slots.
+    arrival_reads = PacedReads(
+        Pacer(ARRIVAL_READ_RATE, clock=job.options.pacing()),
+        sleep=clock.sleep,
+        attempts=ARRIVAL_READ_ATTEMPTS,
+        max_backoff=min(spec.send.max_backoff, ARRIVAL_MAX_BACKOFF),
+    )
+    found = await preflight(
+        spec,
+        job.prepared.plan,
+        d.client,
+        (reads, arrival_reads),
+        cp,
+        sandbox=job.options.sandbox,
+        now=clock.now(),
+        region=creds.region,
+        edge=creds.edge,
+        flow_info=flow_info,
+    )
+    d.aborted = found.aborted
+    if not found.arrivals:
+        return
+    d.segments = {row: n for arrival in found.arrivals for row, n in arrival.rows.first.items()}
+    capacities = [arrival.capacity for arrival in found.arrivals]
+    # One capacity object (the first Flow's); with an experiment's several Flows, each in order beside it.
+    d.capacity = capacities[0].as_dict()
+    if len(capacities) > 1:
+        d.capacity["per_flow"] = [c.as_dict() for c in capacities]
+    if spec.send.pace == "sender":
+        d.pacer.cap(min(c.trigger_rate for c in capacities))

@@ -40,6 +40,8 @@ class Outcomes:
     on_progress: Callable[[Progress], None] | None
     total: int
     done: int
+    sent_before: int
+    failed_before: int
     sids: set[str]
     stats: Stats
     counts: Counter[str]
@@ -126,8 +128,8 @@ class Outcomes:
         return Progress(
             done=self.done,
             total=self.total,
-            sent=self.counts[RowState.SENT] + self.counts[RowState.ALREADY_ACTIVE],
-            failed=self.counts[RowState.FAILED],
+            sent=self.sent_before + self.counts[RowState.SENT] + self.counts[RowState.ALREADY_ACTIVE],
+            failed=self.failed_before + self.counts[RowState.FAILED],
             retried=self.stats.retries,
             rate=self.stats.created / elapsed if elapsed > 0 else 0.0,
         )

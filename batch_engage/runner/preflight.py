@@ -1,24 +1,29 @@
 """The preflight: before any row is sent, prove the credentials and that the Flow is published and wired.
 
 It also holds the job against the published definition (missing variables warn, or refuse
-under ``strict_variables``) and logs our clock's offset from Twilio's.
+under ``strict_variables``), checks whether the campaign can arrive (``arrival``, per Flow: the
+projection is logged, a slow sender warns, replies that go to another Flow or nowhere refuse
+unless ``[flow] replies = "elsewhere"``), and logs our clock's offset from Twilio's.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import polars as pl
 import structlog
 
+from ..arrival import Arrival, check_arrival, log_capacity, refusal
 from ..checkpoint import CheckpointStore
-from ..errors import ConfigError, FlowNotFound, FlowUnwired, StudioError
+from ..errors import ConfigError, FlowNotFound, FlowUnwired, RepliesLost, StudioError
 from ..flow import FlowWiringError, log_findings, reply_conflicts, review, waits_for_replies
 from ..job import Spec
 from ..twilio import PacedReads, StudioClient
 from .failures import off_loop
 
-__all__ = ["CLOCK_WARNING_SECONDS", "check_flow", "preflight", "variant_parts"]
+__all__ = ["CLOCK_WARNING_SECONDS", "Preflight", "check_flow", "preflight", "variant_parts"]
 
 log = structlog.get_logger(__name__)
 
@@ -78,20 +83,71 @@ def variant_parts(spec: Spec, plan: pl.DataFrame) -> list[tuple[str | None, Spec
     return [(v.name, spec.for_variant(v), plan.filter(pl.col("variant") == v.name)) for v in experiment.variants]
 
 
+@dataclass(frozen=True)
+class Preflight:
+    """What the preflight found: the reason to abort (None: go), and each Flow's arrival check."""
+
+    aborted: StudioError | None
+    arrivals: tuple[Arrival, ...] = ()
+
+
+async def _arrival(
+    spec: Spec,
+    plan: pl.DataFrame,
+    client: StudioClient,
+    reads: PacedReads,
+    published: dict[str, Any],
+    where: tuple[datetime, str | None, str | None],
+) -> tuple[Arrival | None, StudioError | None]:
+    """One Flow's arrival check: the projection logged, replies that cannot arrive refused."""
+    definition = published.get("definition")
+    if not isinstance(definition, dict):
+        return None, None
+    account = published.get("account_sid")
+    arrival = await check_arrival(
+        spec,
+        plan,
+        definition,
+        http=client.http,
+        reads=reads,
+        account_sid=account if isinstance(account, str) else None,
+        now=where[0],
+        region=where[1],
+        edge=where[2],
+    )
+    log_capacity(arrival.capacity)
+    reason = refusal(spec, arrival)
+    return arrival, RepliesLost(reason) if reason else None
+
+
 async def preflight(
-    spec: Spec, plan: pl.DataFrame, client: StudioClient, reads: PacedReads, cp: CheckpointStore, *, sandbox: bool
-) -> StudioError | None:
+    spec: Spec,
+    plan: pl.DataFrame,
+    client: StudioClient,
+    reads: tuple[PacedReads, PacedReads],
+    cp: CheckpointStore,
+    *,
+    sandbox: bool,
+    now: datetime,
+    region: str | None = None,
+    edge: str | None = None,
+    flow_info: dict[str, Any] | None = None,
+) -> Preflight:
     """Prove credentials and a published Flow (each variant's, in an experiment) before any row is sent.
 
-    Returns the reason to abort, or None. Raises the ``StudioError`` of a Studio it could not
-    reach (nothing was sent: try again later).
+    Returns the reason to abort (or None) and each Flow's arrival check. ``reads``: Studio's paced
+    reads, and the arrival check's (other APIs, their own pace). Raises the ``StudioError`` of a
+    Studio it could not reach (nothing was sent: try again later).
+    ``flow_info``, if given, receives the first Flow as Studio described it (its friendly name, its account).
     """
     aborted: StudioError | None = None
     published: dict[str, dict[str, Any]] = {}
-    for _, part, rows in variant_parts(spec, plan):
+    parts = variant_parts(spec, plan)
+    for _, part, rows in parts:
         sid = part.flow.sid
         if sid not in published:
-            found = await _fetch(part, client.for_flow(sid), reads, cp, sandbox=sandbox)
+            found = await _fetch(part, client.for_flow(sid), reads[0], cp, sandbox=sandbox, flow_info=flow_info)
+            flow_info = None  # the first Flow names the send; the others are the variants'.
             if isinstance(found, StudioError):
                 aborted = found
                 break
@@ -99,14 +155,21 @@ async def preflight(
         aborted = check_flow(part, rows, published[sid])
         if aborted is not None:
             break
-    if aborted is not None:
-        log.error("run.aborted", reason=aborted.message, http_status=aborted.http_status)
-    else:
+    arrivals: list[Arrival] = []
+    if aborted is None:
         waits = {sid: waits_for_replies(_definition(p)) for sid, p in published.items()}
         for warning in reply_conflicts(spec, waits):
             log.warning("experiment.replies", message=warning)
+        for _, part, rows in parts:
+            sid = part.flow.sid
+            arrival, aborted = await _arrival(part, rows, client, reads[1], published[sid], (now, region, edge))
+            arrivals.extend([arrival] if arrival is not None else [])
+            if aborted is not None:
+                break
+    if aborted is not None:
+        log.error("run.aborted", reason=aborted.message, http_status=aborted.http_status)
     _log_clock(client)
-    return aborted
+    return Preflight(aborted, tuple(arrivals))
 
 
 def _definition(published: dict[str, Any]) -> dict[str, Any]:
@@ -115,7 +178,13 @@ def _definition(published: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _fetch(
-    spec: Spec, client: StudioClient, reads: PacedReads, cp: CheckpointStore, *, sandbox: bool
+    spec: Spec,
+    client: StudioClient,
+    reads: PacedReads,
+    cp: CheckpointStore,
+    *,
+    sandbox: bool,
+    flow_info: dict[str, Any] | None = None,
 ) -> dict[str, Any] | StudioError:
     """One Flow's published revision, or the reason to abort (missing, unpublished, credentials refused)."""
     try:
@@ -126,6 +195,8 @@ async def _fetch(
         if exc.http_status not in (401, 403) and exc.code != 20003:
             raise
         return exc
+    if flow_info is not None:
+        flow_info.update(flow)
     if published is None:
         return FlowNotFound(f"the Flow {spec.flow.sid} has no published revision: publish it in the Studio console")
     if flow.get("revision") != published.get("revision"):
@@ -135,4 +206,6 @@ async def _fetch(
             message=f"the Flow has a newer unpublished draft (revision {flow.get('revision')}); "
             f"runs will use revision {published.get('revision')}, the last published",
         )
-    return published
+    account = flow.get("account_sid")
+    # A revision may not name its account; the arrival check reads the account's numbers.
+    return published | ({"account_sid": account} if isinstance(account, str) and account else {})

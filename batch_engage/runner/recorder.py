@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Final
 
-from ..checkpoint import CheckpointStore, Outcome, SecondStats
+from ..checkpoint import CheckpointStore, Outcome, SecondStats, achieved_rate
 from ..errors import StorageFailed
 from ..history import HistoryStore
 from .failures import Storage
@@ -49,6 +49,8 @@ class Recorder:
         self._outcomes: list[Outcome] = []
         self._settlements: list[tuple[str, str | None]] = []
         self._seconds: dict[int, Counter[str]] = {}
+        # Every second of this run, (requests, 2xx): what the summary's achieved rate is computed from.
+        self._sent: dict[int, list[int]] = {}
 
     def outcome(self, outcome: Outcome) -> None:
         """Buffer one outcome."""
@@ -62,7 +64,14 @@ class Recorder:
     def count(self, what: str, n: int = 1) -> None:
         """Add to this second's counter ``what`` (requests, ok, rate_limited, retries, lookups)."""
         assert what in _COUNTERS, what
-        self._seconds.setdefault(int(self._now()), Counter())[what] += n
+        second = int(self._now())
+        self._seconds.setdefault(second, Counter())[what] += n
+        if what in ("requests", "ok"):
+            self._sent.setdefault(second, [0, 0])[what == "ok"] += n
+
+    def achieved_rate(self) -> float:
+        """This run's 2xx per second in which anything was sent, as the report page computes it (0 if none)."""
+        return achieved_rate((requests, ok) for requests, ok in self._sent.values()) or 0.0
 
     async def flush(self) -> None:
         """Commit what is buffered (off the event loop); after a failed flush, nothing more is written."""

@@ -65,6 +65,7 @@ class RunSummary:
     clock_offset: float | None = None
     stopped_because: str | None = None
     checkpoint_repaired: str | None = None
+    capacity: dict[str, Any] | None = None  # the preflight's projection (None: no preflight ran)
 
     def as_dict(self) -> dict[str, Any]:
         """The summary as plain JSON-ready data."""
@@ -89,6 +90,7 @@ class RunSummary:
             "clock_offset_seconds": None if self.clock_offset is None else round(self.clock_offset, 3),
             "stopped_because": self.stopped_because,
             "checkpoint_repaired": self.checkpoint_repaired,
+            **({"capacity": self.capacity} if self.capacity is not None else {}),
         }
 
 

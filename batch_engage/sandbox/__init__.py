@@ -19,20 +19,27 @@ The package: `config` (SandboxConfig, LedgerEntry, SandboxStats), `shapes` (Twil
 JSON and the Flow's definition), `state` (runs, their messages, the state file),
 `_core` (the simulator's state under one lock, auth, a run's JSON), the route mixins
 `_flows`, `_create` and `_reads`, and `http` (the application, the background server).
+It also holds the account's senders (`_numbers`, `_queue`): numbers and Messaging Services
+whose replies go to this Flow, another Flow, a URL or nowhere; each sender's queue at a set
+pace (what waits past its validity period fails with 30036, a full queue with 21611 or 30001);
+contacts who opted out (21610); all as the Messages it reports show.
 It imports nothing from the rest of batch_engage.
 """
 
 from __future__ import annotations
 
-from .config import SANDBOX_PASSWORD, SANDBOX_USERNAME, LedgerEntry, SandboxConfig, SandboxStats
+from ._numbers import OTHER_FLOW_SID
+from .config import SANDBOX_PASSWORD, SANDBOX_USERNAME, LedgerEntry, SandboxConfig, SandboxStats, ServiceConfig
 from .http import Sandbox, serve
 
 __all__ = [
+    "OTHER_FLOW_SID",
     "SANDBOX_PASSWORD",
     "SANDBOX_USERNAME",
     "LedgerEntry",
     "Sandbox",
     "SandboxConfig",
     "SandboxStats",
+    "ServiceConfig",
     "serve",
 ]

@@ -19,8 +19,9 @@ from typing import Any
 
 from aiohttp import BasicAuth, web
 
+from ._queue import Fate, SenderQueues, segments
 from .config import SANDBOX_USERNAME, Api, LedgerEntry, SandboxConfig, SandboxStats
-from .shapes import ACCOUNT_SID, FLOW_SID, iso, not_found, too_many
+from .shapes import ACCOUNT_SID, ASK_BODY, FLOW_SID, INTRO_BODY, iso, not_found, render_liquid, too_many
 from .state import (
     MESSAGE_ROLES,
     Run,
@@ -33,8 +34,10 @@ from .state import (
     widget_outputs,
 )
 
-__all__ = ["RETENTION", "Studio"]
+__all__ = ["FALLBACK_FLOW", "RETENTION", "Studio"]
 
+FALLBACK_FLOW = "FW" + "0" * 32
+"""The Flow "this_flow" names before any Flow was asked about."""
 RETENTION = timedelta(days=30)
 """How long Studio keeps a run after it starts: then it is ended, and gone from every read and list."""
 
@@ -59,6 +62,10 @@ class Studio:
         # Message SID -> the run and the widget role (intro, ask, reply) that sends it.
         self._messages: dict[str, tuple[Run, str]] = {}
         self._buckets: dict[str, TokenBucket] = {}
+        # Message SID -> what Twilio's queue (or an opt-out) made of it; none: sent as its run started.
+        self._fates: dict[str, Fate] = {}
+        self._queues = SenderQueues()
+        self._seen_flows: dict[str, None] = {}
         self._next_error = 500
         # Contacts whose other-sender run (other_sender_active) was started: one each, at their first create.
         self._foreign_seeded: set[str] = set()
@@ -108,6 +115,60 @@ class Studio:
         if run.played:
             for role in MESSAGE_ROLES:
                 self._messages[message_sid(role, run)] = (run, role)
+
+    def reply_flow(self) -> str | None:
+        """The Flow a number routed to "this_flow" answers: the one Flow its runs use; None once it served several.
+
+        One number's replies reach one webhook. A sandbox that serves several Flows (tests running two jobs at
+        once) models the set-up that needs: a Function forwarding each reply to its contact's Flow.
+        """
+        with self._lock:
+            seen, flows = list(self._seen_flows), self._config.flows
+        if len(seen) > 1:
+            return None
+        if seen:
+            return seen[0]
+        return next(iter(flows), FALLBACK_FLOW) if flows else FALLBACK_FLOW
+
+    @staticmethod
+    def replies_heard(run: Run, config: SandboxConfig) -> bool:
+        """Whether the contact's reply reaches the run's Flow: its From (or the service holding it) routes here."""
+        route = config.numbers.get(run.from_, config.reply_routing)
+        holder = config.services.get(run.from_) or next(
+            (s for s in config.services.values() if run.from_ in s.numbers), None
+        )
+        if holder is not None and holder.inbound != "number":
+            route = holder.inbound
+        # A URL may forward to the Flow; only a route that names no Flow of ours loses the reply for sure.
+        return route not in ("other_flow", "none", "absent")
+
+    def _saw_flow(self, flow_sid: str) -> None:
+        """Remember a Flow a client works with: "this_flow" routing means it (lock not held)."""
+        with self._lock:
+            self._seen_flows[flow_sid] = None
+
+    def _queue_messages(self, run: Run, config: SandboxConfig) -> None:
+        """Decide the fate of a new run's messages: opted out (21610), or through its sender's queue (lock held)."""
+        if not run.played or (config.sender_pace is None and run.to not in config.opted_out):
+            return
+        service = config.services.get(run.from_)
+        validity = service.validity_period if service is not None else config.validity_period
+        scope = start_context(run)
+        for role, body in (("intro", INTRO_BODY), ("ask", ASK_BODY)):
+            units = segments(render_liquid(body, scope))
+            if run.to in config.opted_out:
+                fate = Fate("failed", 21610, None, units)
+            else:
+                assert config.sender_pace is not None
+                fate = self._queues.enqueue(
+                    run.from_,
+                    run.date_created,
+                    units,
+                    pace=config.sender_pace,
+                    validity=validity,
+                    limit=config.queue_limit,
+                )
+            self._fates[message_sid(role, run)] = fate
 
     def reconfigure(self, changes: Mapping[str, Any]) -> None:
         """Replace the live config; a new seed restarts the random draws."""
@@ -281,7 +342,9 @@ class Studio:
         context = start_context(run)
         ended = self._ended_at(run, config)
         if ended is not None and run.played:
-            context["widgets"] = widget_outputs(run, run_messages(run, config.replies_for(run.parameters), ended))
+            heard = self.replies_heard(run, config)
+            messages = run_messages(run, config.replies_for(run.parameters), ended, heard=heard)
+            context["widgets"] = widget_outputs(run, messages)
         return context
 
     def _run_json(self, run: Run, config: SandboxConfig, *, listed: bool = False) -> dict[str, Any]:

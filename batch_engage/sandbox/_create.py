@@ -224,5 +224,7 @@ class CreateRoutes(Studio):
         # Written before the answer, so a later process knows every run a client was told of.
         self._remember(run.record())
         self._add(run)
+        self._seen_flows[run.flow_sid] = None
+        self._queue_messages(run, config)
         self._counts["created"] += 1
         return run, True

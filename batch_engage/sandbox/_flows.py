@@ -23,6 +23,7 @@ class FlowRoutes(Studio):
         config = self._count("flow_requests")
         revisions = FlowRevisions.of(self._flow_status(request))
         sid = request.match_info["flow"]
+        self._saw_flow(sid)
         url = f"{self.base_url}/v{request.match_info['version']}/Flows/{sid}"
         if request.match_info["version"] == "1":
             return web.json_response(

@@ -11,7 +11,7 @@ from aiohttp import web
 from ._core import Studio
 from .config import SANDBOX_USERNAME, Api, SandboxConfig
 from .shapes import ApiError, int_query, not_found, parse_moment
-from .state import Message, Run, message_json, run_messages
+from .state import Message, Run, message_json, message_sid, run_messages
 
 __all__ = ["ReadRoutes"]
 
@@ -57,10 +57,15 @@ class ReadRoutes(Studio):
             # the question never replied.
             ended = None if run is None else self._ended_at(run, config)
             if run is not None and ended is not None:
-                message = run_messages(run, config.replies_for(run.parameters), ended).get(role)
+                heard = self.replies_heard(run, config)
+                message = run_messages(run, config.replies_for(run.parameters), ended, heard=heard).get(role)
+            intro = None if run is None else self._fates.get(message_sid("intro", run))
+            fate = self._fates.get(request.match_info["sid"])
+        if role == "reply" and intro is not None and intro.status == "failed":
+            message = None  # a contact who never got the question never replied
         if message is None or account_sid != request.match_info["account"] or account_sid != message.run.account_sid:
             raise not_found(request.path)
-        return web.json_response(message_json(message))
+        return web.json_response(message_json(message, fate))
 
     async def _list(self, request: web.Request) -> web.StreamResponse:
         """GET /v1/Flows/{sid}/Engagements and /v2/Flows/{sid}/Executions: one page, newest first."""

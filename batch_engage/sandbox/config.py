@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Final, Literal
@@ -27,6 +27,33 @@ Api = Literal["engagements", "executions"]
 
 Source = Literal["rest", "inbound"]
 """Who started a run: a REST create, or an inbound message from the contact."""
+
+ROUTES: Final = ("this_flow", "other_flow", "none", "absent")
+"""Where a number's replies go: the Flow its runs use, another Flow, no SMS URL; absent: not the account's."""
+SERVICE_ROUTES: Final = ("this_flow", "other_flow", "none", "number")
+"""Where a service's replies go; "number": ``use_inbound_webhook_on_number``, so each number's own."""
+MAX_VALIDITY: Final = 36_000
+
+
+def _check_route(route: str, allowed: tuple[str, ...], what: str) -> None:
+    if route not in allowed and not route.startswith(("http://", "https://")):
+        raise ValueError(f"{what} must be one of {', '.join(allowed)} or an http(s) URL, got {route!r}")
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """A Messaging Service: its sender pool, where its replies go, and its validity period (seconds)."""
+
+    numbers: tuple[str, ...] = ()
+    inbound: str = "this_flow"
+    validity_period: int = MAX_VALIDITY
+
+    def __post_init__(self) -> None:
+        """Reject what Twilio would not hold."""
+        object.__setattr__(self, "numbers", tuple(self.numbers))
+        _check_route(self.inbound, SERVICE_ROUTES, "a service's inbound")
+        if not 1 <= self.validity_period <= MAX_VALIDITY:
+            raise ValueError(f"validity_period must be 1 to {MAX_VALIDITY}, got {self.validity_period!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,6 +102,15 @@ class SandboxConfig:
     state_path: JSON-lines file runs are appended to as they are created and loaded
         from when the Sandbox is built (reconfigure does not reload it), so another
         process sees the same runs.
+    reply_routing: where replies to a number go unless ``numbers`` says otherwise
+        ("this_flow": the Flow its runs use, "other_flow", "none", "absent": the account
+        has no such number, or an http(s) URL).
+    numbers: From number -> its own reply routing (same values).
+    services: Messaging Service SID -> ServiceConfig (pool, inbound, validity period).
+    sender_pace: segments a second each sender sends; None: no queue (every message sent at once).
+    validity_period: seconds a number's message may wait (a service's has its own).
+    queue_limit: seconds' worth of segments a queue holds before 21611/30001.
+    opted_out: To addresses that sent STOP: every message to them fails with 21610.
     """
 
     rate_limit: float | None = 20.0
@@ -105,6 +141,13 @@ class SandboxConfig:
     replies_by: tuple[str, Mapping[str, tuple[str, ...]]] | None = None
     unwired_trigger: bool = False
     state_path: str | None = None
+    reply_routing: str = "this_flow"
+    numbers: Mapping[str, str] = field(default_factory=dict)
+    services: Mapping[str, ServiceConfig] = field(default_factory=dict)
+    sender_pace: float | None = None
+    validity_period: int = MAX_VALIDITY
+    queue_limit: float = float(MAX_VALIDITY)
+    opted_out: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         """Reject settings the simulator cannot honour."""
@@ -152,6 +195,25 @@ class SandboxConfig:
             object.__setattr__(self, "replies_by", (key, MappingProxyType(frozen)))
         if self.state_path is not None and not self.state_path:
             raise ValueError("state_path must name a file, or be None")
+        self._check_senders()
+
+    def _check_senders(self) -> None:
+        """Reject reply routings, services and queue settings Twilio would not have."""
+        _check_route(self.reply_routing, ROUTES, "reply_routing")
+        for number, route in self.numbers.items():
+            _check_route(route, ROUTES, f"numbers[{number!r}]")
+        for sid, service in self.services.items():
+            if not re.match(r"^MG[0-9a-fA-F]{32}$", sid) or not isinstance(service, ServiceConfig):
+                raise ValueError(f"services maps Messaging Service SIDs (MG...) to ServiceConfig, got {sid!r}")
+        if self.sender_pace is not None and not self.sender_pace > 0:
+            raise ValueError(f"sender_pace must be positive or None, got {self.sender_pace!r}")
+        if not 1 <= self.validity_period <= MAX_VALIDITY:
+            raise ValueError(f"validity_period must be 1 to {MAX_VALIDITY}, got {self.validity_period!r}")
+        if not self.queue_limit > 0:
+            raise ValueError(f"queue_limit must be positive, got {self.queue_limit!r}")
+        object.__setattr__(self, "numbers", MappingProxyType(dict(self.numbers)))
+        object.__setattr__(self, "services", MappingProxyType(dict(self.services)))
+        object.__setattr__(self, "opted_out", frozenset(self.opted_out))
 
     def replies_for(self, parameters: Mapping[str, Any]) -> tuple[str, ...]:
         """The replies a contact whose run carries ``parameters`` picks from."""
@@ -204,3 +266,5 @@ class SandboxStats:
     inbound_runs: int
     update_requests: int = 0
     ended_by_request: int = 0
+    number_requests: int = 0
+    service_requests: int = 0

@@ -16,6 +16,7 @@ from aiohttp.typedefs import Handler
 
 from ._create import CreateRoutes
 from ._flows import FlowRoutes
+from ._numbers import NumberRoutes
 from ._reads import ReadRoutes
 from .config import DEFAULT_CONFIG, LedgerEntry, SandboxConfig, SandboxStats
 from .shapes import ApiError, not_found
@@ -24,7 +25,7 @@ from .shapes import ApiError, not_found
 _SHUTDOWN_GRACE: Final = 1.0
 
 
-class _Studio(FlowRoutes, CreateRoutes, ReadRoutes):
+class _Studio(FlowRoutes, CreateRoutes, ReadRoutes, NumberRoutes):
     """The whole simulator: its state and every route, served as one aiohttp application."""
 
     def make_app(self) -> web.Application:
@@ -60,6 +61,10 @@ class _Studio(FlowRoutes, CreateRoutes, ReadRoutes):
         # UpdateExecution (Status=ended) exists for Executions only: Twilio documents no update of an Engagement.
         app.router.add_post("/v2/Flows/{flow}/{collection:Executions}/{sid}", self._update)
         app.router.add_get("/2010-04-01/Accounts/{account}/Messages/{sid}.json", self._fetch_message)
+        app.router.add_get("/2010-04-01/Accounts/{account}/IncomingPhoneNumbers.json", self._list_numbers)
+        app.router.add_get("/v1/Services", self._list_services)
+        app.router.add_get("/v1/Services/{service}", self._fetch_service)
+        app.router.add_get("/v1/Services/{service}/PhoneNumbers", self._list_service_numbers)
         return app
 
     async def _stamp_date(self, request: web.Request, response: web.StreamResponse) -> None:

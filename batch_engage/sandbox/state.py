@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, Literal
 
+from ._queue import ERROR_MESSAGES, Fate
 from .config import Api, Source
 from .shapes import ASK_BODY, INTRO_BODY, hex32, pick, render_liquid, rfc2822
 
@@ -127,8 +128,12 @@ def undelivered(to: str) -> bool:
     return pick("delivery", to, _UNDELIVERED_ONE_IN) == 0
 
 
-def run_messages(run: Run, replies: tuple[str, ...], ended: datetime) -> dict[str, Message]:
-    """The messages a played run sent and received, by widget role: intro, ask, reply."""
+def run_messages(run: Run, replies: tuple[str, ...], ended: datetime, *, heard: bool = True) -> dict[str, Message]:
+    """The messages a played run sent and received, by widget role: intro, ask, reply.
+
+    ``heard``: the From's replies reach this Flow; otherwise the contact's answer goes elsewhere and the
+    ask times out without one.
+    """
     scope = start_context(run)
     sent = {
         role: Message(
@@ -142,7 +147,7 @@ def run_messages(run: Run, replies: tuple[str, ...], ended: datetime) -> dict[st
         )
         for role, body in (("intro", INTRO_BODY), ("ask", ASK_BODY))
     }
-    if not undelivered(run.to):
+    if heard and not undelivered(run.to):
         reply = replies[pick("reply", run.to, len(replies))]
         sent["reply"] = Message(message_sid("reply", run), run, "inbound", reply, run.from_, run.to, ended)
     return sent
@@ -185,11 +190,21 @@ def widget_outputs(run: Run, messages: Mapping[str, Message]) -> dict[str, Any]:
     return {"send_intro": {"outbound": outbound(messages["intro"])}, "ask": ask}
 
 
-def message_json(message: Message) -> dict[str, Any]:
-    """Render a message as GET /2010-04-01/Accounts/{AccountSid}/Messages/{Sid}.json does."""
+def message_json(message: Message, fate: Fate | None = None) -> dict[str, Any]:
+    """Render a message as GET /2010-04-01/Accounts/{AccountSid}/Messages/{Sid}.json does.
+
+    ``fate``: what the sender's queue or an opt-out made of it (None: sent as its run started).
+    """
     run = message.run
     failed = message.direction == "outbound-api" and undelivered(run.to)
     status = "received" if message.direction == "inbound" else ("undelivered" if failed else "delivered")
+    code: int | None = 30003 if failed else None
+    text = "Unreachable destination handset" if failed else None
+    sent_at: datetime | None = message.sent_at
+    if fate is not None and fate.status == "failed":
+        status, code, text, sent_at = "failed", fate.error_code, ERROR_MESSAGES.get(fate.error_code or 0), None
+    elif fate is not None:
+        sent_at = fate.date_sent
     uri = f"/2010-04-01/Accounts/{run.account_sid}/Messages/{message.sid}.json"
     stamp = rfc2822(message.sent_at)
     return {
@@ -197,15 +212,15 @@ def message_json(message: Message) -> dict[str, Any]:
         "api_version": "2010-04-01",
         "body": message.body,
         "date_created": stamp,
-        "date_sent": stamp,
-        "date_updated": stamp,
+        "date_sent": rfc2822(sent_at) if sent_at is not None else None,
+        "date_updated": rfc2822(sent_at) if sent_at is not None else stamp,
         "direction": message.direction,
-        "error_code": 30003 if failed else None,
-        "error_message": "Unreachable destination handset" if failed else None,
+        "error_code": code,
+        "error_message": text,
         "from": message.from_,
         "messaging_service_sid": None,
         "num_media": "0",
-        "num_segments": "1",
+        "num_segments": str(fate.segments if fate is not None else 1),
         "price": None,
         "price_unit": "USD",
         "sid": message.sid,
@@ -256,6 +271,7 @@ def load_state(path: Path) -> list[dict[str, Any]]:
 
 def append_state(path: Path, record: Mapping[str, Any]) -> None:
     """Append one record to a state file, flushed before the caller answers (owner-only: it holds numbers)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    # O_NOFOLLOW: a link planted at the state file's name is refused (ELOOP), never appended through.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0), 0o600)
     with open(fd, "a", encoding="utf-8") as handle:
         handle.write(json.dumps(record, separators=(",", ":")) + "\n")

@@ -9,10 +9,12 @@ from .hosts import (
     api_base_url,
     check_base_url,
     edge_name,
+    messaging_base_url,
     processing_region,
     studio_base_url,
     studio_region_warning,
 )
+from .messaging import MessagingClient
 from .pacing import Pacer
 from .policy import PAST_RETENTION, RETENTION, Breaker, backoff, is_handback, past_retention
 from .reach import Reach
@@ -26,6 +28,7 @@ __all__ = [
     "Breaker",
     "Created",
     "MessagesClient",
+    "MessagingClient",
     "PacedReads",
     "Pacer",
     "Reach",
@@ -39,6 +42,7 @@ __all__ = [
     "error_code",
     "is_handback",
     "make_http_client",
+    "messaging_base_url",
     "parse_datetime",
     "past_retention",
     "processing_region",

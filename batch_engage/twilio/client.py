@@ -126,6 +126,11 @@ class StudioClient:
         # v1 and v2 share Flow SIDs, and only v2 shows a Flow's status and revisions.
         self._flow_v2_url = f"{self._base}/v2/Flows/{flow_sid}"
 
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The HTTP client under this one (other Twilio APIs' reads share its pool and credentials)."""
+        return self._http
+
     def for_flow(self, flow_sid: str) -> StudioClient:
         """The same connection, host, API and Twilio clock, for another Flow (an experiment's variant)."""
         if flow_sid == self.flow_sid:

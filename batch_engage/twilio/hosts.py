@@ -17,6 +17,7 @@ __all__ = [
     "api_base_url",
     "check_base_url",
     "edge_name",
+    "messaging_base_url",
     "processing_region",
     "studio_base_url",
     "studio_region_warning",
@@ -138,6 +139,15 @@ def api_base_url(region: str | None = None, edge: str | None = None) -> str:
         return "https://api.twilio.com"
     name, via = pair
     return f"https://api.{via}.{name}.twilio.com"
+
+
+def messaging_base_url(region: str | None = None, edge: str | None = None) -> str:
+    """The Messaging API host (Messaging Services): ``https://messaging.{edge}.{region}.twilio.com``, as the others."""
+    pair = _region_and_edge(region, edge, region_key="TWILIO_REGION", edge_key="TWILIO_EDGE")
+    if pair is None:
+        return "https://messaging.twilio.com"
+    name, via = pair
+    return f"https://messaging.{via}.{name}.twilio.com"
 
 
 def studio_region_warning(region: str | None) -> str | None:

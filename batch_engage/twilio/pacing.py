@@ -164,6 +164,17 @@ class Pacer:
         self._next = max(self._next, now + 1.0 / self.rate)
         return True
 
+    def cap(self, rate: float) -> None:
+        """Never go faster than ``rate`` from now on (a slow sender's pace, learnt in the preflight)."""
+        if rate >= self.configured:
+            return
+        self.configured = rate
+        self.rate = min(self.rate, rate)
+        self._slow_start = self.rate < rate
+        self._floor = min(self._floor, rate)
+        self._increase = min(self._increase, max(0.2, rate * 0.01))
+        self.lowest = min(self.lowest, self.rate)
+
     def stats(self) -> PacerStats:
         """A snapshot for the summary."""
         return PacerStats(configured=self.configured, current=self.rate, lowest=self.lowest, cuts=self.cuts)

@@ -120,3 +120,12 @@ def test_a_flow_cap_is_checked_against_each_variants_own_flow(
     by_variant = {v: set(result.results.filter(result.results["variant"] == v)["status"].to_list()) for v in ("A", "B")}
     assert by_variant == {"A": {"sent"}, "B": {"capped"}}
     assert all(e.flow_sid != FLOW_B for e in sandbox.ledger())
+
+
+def test_the_arrival_check_runs_once_per_variants_flow(job: Path, sandbox_creds: Credentials) -> None:
+    """Each variant's rows are counted against its own Flow: validate and the run's summary project each."""
+    found = validate(job, credentials=sandbox_creds, flow=True)
+    assert found.capacity is not None and found.results["segments"].drop_nulls().len() == found.valid
+    result = run(job, credentials=sandbox_creds)
+    capacity = result.summary.as_dict()["capacity"]
+    assert len(capacity["per_flow"]) == 2 and sum(c["runs"] for c in capacity["per_flow"]) == found.valid

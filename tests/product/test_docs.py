@@ -48,6 +48,13 @@ def test_readme_job_reference_lists_exactly_the_accepted_keys() -> None:
     assert documented == set(accepted_keys())
 
 
+def test_each_job_file_key_has_exactly_one_row_in_the_readme() -> None:
+    """No key is documented twice (``input.encoding`` once was, with two different texts)."""
+    section = README.split("### Job-file reference", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `([a-z_]+\.[a-z_]+)` \|", section, flags=re.MULTILINE)
+    assert sorted(rows) == sorted(set(rows))
+
+
 def test_readme_test_command_is_what_ci_runs() -> None:
     """The README's test command is the one .ci/run runs (through .ci/check) in a fresh environment."""
     assert "pip install -e '.[test]' && pytest" in README

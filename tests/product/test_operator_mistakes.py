@@ -138,7 +138,7 @@ class TestRefusedBeforeSending:
         assert code == 2 and "send.rate" in err and len(err.strip().splitlines()) == 1
         assert sandbox.stats().create_requests == 0
 
-    def test_summary_json_into_a_missing_folder_is_refused_before_sending(
+    def test_summary_json_through_a_file_is_refused_before_sending(
         self,
         sandbox: Sandbox,
         write_job: Callable[..., Path],
@@ -149,8 +149,8 @@ class TestRefusedBeforeSending:
     ) -> None:
         """Not after sending everything (which cron would read as "rows failed"): exit 2, nothing sent."""
         job = write_job(input_path=contacts_csv, base_url=sandbox.url)
-        code, _, err = cli(["run", str(job), "--summary-json", str(tmp_path / "nope" / "s.json")], capsys)
-        assert code == 2 and "--summary-json" in err and "does not exist" in err
+        code, _, err = cli(["run", str(job), "--summary-json", str(contacts_csv / "s.json")], capsys)
+        assert code == 2 and "--summary-json" in err and "is a file, not a folder" in err
         assert sandbox.stats().create_requests == 0
         assert cli(["run", str(job), "--quiet", "--summary-json", str(tmp_path / "s.json")], capsys)[0] == 0
         assert json.loads((tmp_path / "s.json").read_text())["exit_code"] == 0

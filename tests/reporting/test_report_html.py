@@ -644,6 +644,91 @@ class TestFromTheCheckpoint:
         assert (tmp_path / "a.html").stat().st_mode & 0o077 == 0
 
 
+class TestTheTruthInABrowser:
+    """What the page says is so: its achieved rate is the CLI's, reads are reads, a rehearsal says it is one."""
+
+    def _run(self, argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+        from batch_engage.cli.main import main
+
+        main(argv)
+        return capsys.readouterr().out
+
+    def test_the_pages_achieved_rate_equals_the_clis_and_reads_are_named_as_reads(
+        self,
+        browser: Any,
+        sandbox: Any,
+        write_job: Any,
+        tmp_path: Path,
+        capsys: pytest.CaptureFixture[str],
+        sandbox_env: dict[str, str],
+    ) -> None:
+        """One run: the page's "achieved" is the summary's; the preflight's reads are drawn as reads, not answers."""
+        from selenium.webdriver.common.by import By
+
+        from conftest import make_contacts
+
+        contacts = tmp_path / "contacts.csv"
+        make_contacts(60).write_csv(contacts)
+        job = write_job(input_path=contacts, base_url=sandbox.url, send="rate = 40\nconcurrency = 4")
+        page = tmp_path / "campaign.html"
+        out = self._run(["run", str(job), "--report-html", str(page), "--log-level", "error"], capsys)
+        cli_rate = re.search(r"achieved rate: ([0-9.]+)/s", out)
+        assert cli_rate is not None, out
+        browser.get(page.as_uri())
+        shown = browser.find_element(By.CSS_SELECTOR, "#rate-achieved .num").text
+        assert shown == cli_rate[1]
+        reads = browser.find_element(By.ID, "legend-reads")
+        assert reads.is_displayed() and "reads" in reads.text
+        assert int(reads.find_element(By.TAG_NAME, "b").text.replace(",", "")) >= 2  # the Flow and its revision
+        assert browser.find_elements(By.ID, "rehearsal") == []
+
+    def test_a_rehearsals_page_says_so_at_the_top(
+        self, browser: Any, write_job: Any, contacts_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """`run --sandbox --report-html`: a visible "Rehearsal" notice above the job's name."""
+        from selenium.webdriver.common.by import By
+
+        job = write_job(input_path=contacts_csv)
+        page = tmp_path / "rehearsal.html"
+        self._run(["run", str(job), "--sandbox", "--quiet", "--report-html", str(page)], capsys)
+        browser.get(page.as_uri())
+        notice = browser.find_element(By.ID, "rehearsal")
+        title = browser.find_element(By.TAG_NAME, "h1")
+        assert notice.is_displayed() and "Rehearsal" in notice.text
+        assert notice.location["y"] < title.location["y"]
+
+    def test_an_answer_chart_counts_the_runs_with_no_reply(self, browser: Any, tmp_path: Path) -> None:
+        """174 answers of 195 runs: the chart shows a "no reply" bar of 21, so its bars add up to 195."""
+        from selenium.webdriver.common.by import By
+
+        data = dataclasses.replace(
+            report(), fields=(FieldValues(name="answer", top=(("yes", 120), ("no", 54)), no_reply=21),)
+        )
+        page = tmp_path / "answers.html"
+        page.write_text(render_report(data), encoding="utf-8")
+        browser.get(page.as_uri())
+        chart = browser.find_element(By.ID, "chart-field-0").find_element(By.XPATH, "..")
+        labels = [e.text for e in chart.find_elements(By.CSS_SELECTOR, ".hb-l div")]
+        counts = [int(e.text.replace(",", "")) for e in chart.find_elements(By.CSS_SELECTOR, ".hb-n div")]
+        assert labels == ["yes", "no", "no reply"]
+        assert sum(counts) == 195
+
+
+def test_runs_without_a_value_for_a_field_are_counted_as_no_reply() -> None:
+    """Collected runs whose answer is empty (or absent) are counted, not left out of the chart."""
+    from batch_engage.collector import StoredOutcome
+    from batch_engage.reporting.data import _field_values
+
+    collected = {
+        f"c{i}": StoredOutcome(contact=f"c{i}", sid=f"FN{i}", run_status="ended", values={"answer": v})
+        for i, v in enumerate(["yes", "yes", "no", None, None])
+    }
+    collected["c9"] = StoredOutcome(contact="c9", sid="FN9", run_status="active", values={})
+    (answer,) = _field_values(collected)
+    assert answer.top == (("yes", 2), ("no", 1))
+    assert answer.no_reply == 3
+
+
 class TestExperimentInABrowser:
     """Two variants whose contacts answer differently: the page compares them and says when they really differ."""
 

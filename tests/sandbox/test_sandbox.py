@@ -223,7 +223,7 @@ class TestFlows:
 
     def test_unknown_path_is_a_twilio_404(self, studio: Studio) -> None:
         """An unknown path is a Twilio-shaped 404."""
-        assert error_of(studio.http.get("/v1/Services")) == (404, 20404)
+        assert error_of(studio.http.get("/v1/Nowhere")) == (404, 20404)
 
 
 class TestCreateRateLimit:
@@ -738,7 +738,7 @@ class TestTwilioClock:
             studio.execute("+15551500001"),
             studio.execute("+15551500001"),
             studio.execute("+15551500002"),
-            studio.http.get("/v1/Services"),
+            studio.http.get("/v1/Nowhere"),
             httpx.get(f"{studio.sandbox.url}/v2/Flows/{FLOW}", verify=TLS),
         ]
 

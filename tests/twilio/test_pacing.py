@@ -104,3 +104,18 @@ def test_slow_start_survives_an_idle_wait_of_hours() -> None:
     clock.advance(3 * 3600)
     pacer.reserve()
     assert pacer.rate == 100
+
+
+def test_a_cap_learnt_mid_run_slows_the_slots_for_good() -> None:
+    """pace = "sender": capped at 5/s after the preflight's reads, slots are 200 ms apart and never grow back."""
+    clock = FakeClock()
+    pacer = Pacer(50, clock=clock)
+    pacer.reserve()
+    pacer.cap(5.0)
+    slots = [pacer.reserve() for _ in range(50)]
+    assert {round(b - a, 9) for a, b in itertools.pairwise(slots[1:])} == {0.2}
+    clock.advance(600)
+    later = [pacer.reserve() for _ in range(3)]
+    assert pacer.rate == 5.0 and round(later[2] - later[1], 9) == 0.2
+    pacer.cap(80.0)  # never faster than before
+    assert pacer.configured == 5.0

@@ -92,6 +92,18 @@ class PgCheckpoint(PgSession, StoreBase):
                     (learned, self.location.key),
                 )
 
+    def remember(self, key: str, value: str) -> None:
+        """Keep a note beside the binding (the preflight's projection, say); never one of the binding's own keys."""
+        self.meta[key] = value
+        with self._transaction() as cur:
+            cur.execute(
+                self._sql(
+                    "INSERT INTO {s}.meta (job, key, value) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (job, key) DO UPDATE SET value = excluded.value"
+                ),
+                (self.location.key, key, value),
+            )
+
     # -- the plan and the runs ----------------------------------------------------------
 
     def save_plan(self, plan: pl.DataFrame) -> None:

@@ -1,0 +1,71 @@
+"""What a command writes besides a run's results: each output held against the job's own files first.
+
+A write that fails after sending (a full disk) is one line and exit 74 (``OutputFailed``),
+saying how to get the file again; a period that has not begun is refused without ``yes``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ..disk import write_text_atomically
+from ..errors import OutputFailed, UsageError
+from ..job import Spec, check_outputs, current_period, is_future_period
+from .status import rewrite_results, write_report_html
+
+__all__ = ["guarded_report", "guarded_report_html", "guarded_summary_json", "refuse_future_period"]
+
+
+def refuse_future_period(spec: Spec, *, yes: bool, now: datetime | None = None) -> None:
+    """A run for a period that has not begun sends early: only with ``yes`` (``--yes``)."""
+    kind, period = spec.job.period_kind, spec.job.period
+    if kind is None or period is None or yes:
+        return
+    moment = now or datetime.now(UTC)
+    if is_future_period(kind, period, moment, spec.send.default_timezone):
+        today = current_period(kind, moment, spec.send.default_timezone)
+        raise UsageError(
+            f"--period {period} has not begun (the current {kind} is {today}); nothing was sent. "
+            "Add --yes to send for it now"
+        )
+
+
+def _not_written(path: str | Path, exc: OSError) -> OutputFailed:
+    """A page, summary or table that could not be written (a full disk): exit 74, and how to get it later."""
+    reason = exc.strerror or type(exc).__name__
+    return OutputFailed(
+        f"{path}: could not be written ({reason}); the checkpoint keeps everything, "
+        "so `batch-engage report JOB` (with `--html PATH` for the page) writes it again once there is room"
+    )
+
+
+def guarded_report(spec: Spec, output: str | Path | None, html: str | Path | None) -> tuple[str, dict[str, int]]:
+    """``report``: the results table again (``output`` or the job's own), and with ``html`` the page."""
+    outputs = [("--output" if output else "output.results", output or spec.output.results), ("--html", html)]
+    check_outputs(spec, outputs, replaces=["output.results"])
+    try:
+        return rewrite_results(spec, output, html)
+    except OSError as exc:
+        raise _not_written(output or spec.output.results, exc) from None
+
+
+def guarded_report_html(spec: Spec, path: str | Path) -> Path:
+    """The campaign page for ``spec``'s checkpoint, never over the job's own files, owner-only."""
+    check_outputs(spec, [("--report-html", path)])
+    try:
+        return write_report_html(spec, path)
+    except OSError as exc:
+        raise _not_written(path, exc) from None
+
+
+def guarded_summary_json(spec: Spec, path: str | Path, summary: Mapping[str, Any]) -> Path:
+    """A run's summary as JSON, owner-only (it names files and counts), never over the job's own files."""
+    check_outputs(spec, [("--summary-json", path)])
+    try:
+        return write_text_atomically(path, json.dumps(summary, indent=2))
+    except OSError as exc:
+        raise _not_written(path, exc) from None

@@ -1,0 +1,115 @@
+"""Segments, sender kinds, the paths through a Flow and where a webhook routes replies: pure, by Twilio's rules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from batch_engage.arrival import count_segments, describe_sender, flow_messages, route_of, sender_of
+from batch_engage.arrival.paths import most_segments
+
+FLOW = "FW" + "1" * 32
+ACCOUNT = "AC" + "2" * 32
+
+
+@pytest.mark.parametrize(
+    ("body", "encoding", "units", "segments"),
+    [
+        pytest.param("Hello, your order ships today.", "GSM-7", 30, 1, id="plain"),
+        pytest.param("a" * 160, "GSM-7", 160, 1, id="exactly-160"),
+        pytest.param("a" * 161, "GSM-7", 161, 2, id="161-splits-153+8"),
+        pytest.param("a" * 306, "GSM-7", 306, 2, id="two-full-parts"),
+        pytest.param("a" * 307, "GSM-7", 307, 3, id="one-over-two-parts"),
+        pytest.param("Price: 5€", "GSM-7", 10, 1, id="euro-counts-2"),
+        pytest.param("a" * 159 + "€", "GSM-7", 161, 2, id="euro-pushes-past-160"),
+        pytest.param("a" * 159 + "^", "GSM-7", 161, 2, id="caret-counts-2"),
+        pytest.param("{x}", "GSM-7", 5, 1, id="braces-count-2"),
+        pytest.param("a" * 152 + "{" + "b" * 10, "GSM-7", 164, 2, id="escape-pair-never-split"),
+        pytest.param("Ça va? à bientôt", "UCS-2", 16, 1, id="o-circumflex-is-not-gsm"),
+        pytest.param("Thanks 🎉", "UCS-2", 9, 1, id="emoji-is-two-units"),
+        pytest.param("a" * 70, "GSM-7", 70, 1, id="70-gsm"),
+        pytest.param("é" * 69 + "🎉", "UCS-2", 71, 2, id="one-emoji-makes-gsm-text-ucs2"),
+        pytest.param("ü" + "日" * 69, "UCS-2", 70, 1, id="exactly-70-units"),
+        pytest.param("日" * 71, "UCS-2", 71, 2, id="71-units-splits-67+4"),
+        pytest.param("日" * 66 + "🎉" + "日", "UCS-2", 69, 1, id="emoji-within-70"),
+        pytest.param("日" * 66 + "🎉" + "日" * 2, "UCS-2", 70, 1, id="emoji-at-70"),
+        pytest.param("日" * 66 + "🎉" + "日" * 3, "UCS-2", 71, 2, id="surrogate-pair-never-split"),
+        pytest.param("", "GSM-7", 0, 0, id="empty"),
+    ],
+)
+def test_segments_match_twilios_rules(body: str, encoding: str, units: int, segments: int) -> None:
+    """GSM-7 160/153 with extension characters counting 2; else UCS-2 70/67 UTF-16 units (an emoji is 2)."""
+    found = count_segments(body)
+    assert (found.encoding, found.units, found.segments) == (encoding, units, segments)
+
+
+@pytest.mark.parametrize(
+    ("sender", "kind", "throughput"),
+    [
+        ("+14155550100", "long_code", 1.0),
+        ("+18005550100", "toll_free", 3.0),
+        ("+447700900123", "long_code", 10.0),
+        ("12345", "short_code", 100.0),
+        ("MyShop", "alphanumeric", 10.0),
+        ("whatsapp:+14155550100", "whatsapp", 10.0),
+        ("MG" + "a" * 32, "messaging_service", 0.0),
+    ],
+)
+def test_each_sender_kind_has_its_documented_default_throughput(sender: str, kind: str, throughput: float) -> None:
+    """Long code 1/s in the US (10DLC), 10 elsewhere; toll-free 3; short code 100; a service counts its pool."""
+    line = describe_sender(sender)
+    assert (line.kind, line.throughput) == (kind, throughput)
+    if sender == "+14155550100":
+        assert line.country == "US" and line.ten_dlc and line.label() == "long_code (US, 10DLC)"
+
+
+def test_the_widgets_own_sender_wins_over_the_runs_from() -> None:
+    """A literal ``from`` or ``service`` on the widget sends; Studio's default ``{{flow.channel.address}}`` is From."""
+    assert sender_of("{{flow.channel.address}}", "{{trigger.message.InstanceSid}}", "+14155550100") == "+14155550100"
+    assert sender_of("+18005550100", "", "+14155550100") == "+18005550100"
+    assert sender_of("", "MG" + "b" * 32, "+14155550100") == "MG" + "b" * 32
+
+
+def _state(name: str, kind: str, body: str = "", nxt: list[str] | None = None, **props: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "type": kind,
+        "properties": {"body": body, **props},
+        "transitions": [{"event": f"e{i}", "next": n} for i, n in enumerate(nxt or [])],
+    }
+
+
+def test_a_branching_flow_bounds_a_run_by_its_longest_path() -> None:
+    """Trigger -> hello -> split -> (long survey | short thanks); a loop back is followed once."""
+    definition = {
+        "states": [
+            {"name": "Trigger", "type": "trigger", "transitions": [{"event": "incomingRequest", "next": "hello"}]},
+            _state("hello", "send-message", "Hi", ["split"]),
+            _state("split", "split-based-on", "", ["survey", "thanks"]),
+            _state("survey", "send-and-wait-for-reply", "x" * 200, ["hello"]),
+            _state("thanks", "send-message", "Thanks"),
+        ]
+    }
+    messages = flow_messages(definition)
+    assert messages.first is not None and messages.first.name == "hello"
+    assert messages.waits_for_reply and messages.branches
+    counts = {w.name: count_segments(w.body).segments for w in messages.widgets}
+    assert counts == {"hello": 1, "survey": 2, "thanks": 1}
+    assert most_segments(messages, counts) == 3
+
+
+@pytest.mark.parametrize(
+    ("url", "routing"),
+    [
+        (f"https://webhooks.twilio.com/v1/Accounts/{ACCOUNT}/Flows/{FLOW}", "this_flow"),
+        (f"https://webhooks.twilio.com/v1/Accounts/{ACCOUNT}/Flows/{FLOW}/?FlowEvent=x", "this_flow"),
+        (f"http://webhooks.twilio.com/v1/Accounts/{ACCOUNT}/Flows/FW{'9' * 32}", "other_flow"),
+        ("https://example.com/sms", "url"),
+        ("", "none"),
+        (None, "none"),
+    ],
+)
+def test_a_webhook_url_says_where_replies_go(url: str | None, routing: str) -> None:
+    """This Flow's webhook, another Flow's, another URL, or nothing."""
+    assert route_of(url, FLOW)[0] == routing

@@ -1,0 +1,135 @@
+"""Passwords stay out of job files and out of everything batch-engage shows or writes.
+
+One parser (``batch_engage.postgres``) holds the rules for input.uri, history.path and
+output.checkpoint: no password in the userinfo or the query (any case), no libpq key/value
+string, a malformed URL refused in one line.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from batch_engage import postgres
+from batch_engage.errors import ConfigError
+from batch_engage.history import postgres as history_pg
+from batch_engage.job import load_spec
+
+from conftest import FLOW_SID, cli
+
+SECRET = "Sup3rS3cretPW"
+
+
+def _job(write_job: Callable[..., Path], contacts_csv: Path, key: str, value: str) -> Path:
+    """A job with ``[job] id`` whose ``key`` (output.checkpoint or history.path) is ``value``."""
+    path = write_job(input_path=contacts_csv, extra='[job]\nid = "j"\n')
+    text = path.read_text()
+    if key == "output.checkpoint":
+        text = re.sub(r'(?m)^checkpoint = ".*"$', lambda _: f'checkpoint = "{value}"', text)
+    else:
+        text += f'\n[history]\npath = "{value}"\n'
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"postgresql://127.0.0.1/test?schema=x&password={SECRET}",
+        f"postgresql://127.0.0.1/test?schema=x&PASSWORD={SECRET}",
+        f"postgresql://127.0.0.1/test?Password={SECRET}",
+        f"postgresql://app:{SECRET}@127.0.0.1/test",
+    ],
+)
+@pytest.mark.parametrize("command", ["run", "validate", "status", "report"])
+def test_a_password_in_the_checkpoint_url_exits_2_and_appears_in_no_output(
+    write_job: Callable[..., Path],
+    contacts_csv: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    url: str,
+    command: str,
+) -> None:
+    """``?password=`` (any case) or ``user:pw@`` in output.checkpoint: exit 2, one line, the password nowhere."""
+    job = _job(write_job, contacts_csv, "output.checkpoint", url)
+    code, out, err = cli([command, str(job)], capsys)
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1
+    assert "PGPASSWORD" in err
+    assert SECRET not in out + err
+    for path in tmp_path.rglob("*"):
+        if path.is_file() and path != job:
+            assert SECRET.encode() not in path.read_bytes(), path
+
+
+@pytest.mark.parametrize("key", ["output.checkpoint", "history.path", "input.uri"])
+def test_a_libpq_key_value_string_is_refused_with_a_pointer_to_pgpassword(key: str, tmp_path: Path) -> None:
+    """``host=db dbname=crm`` is not taken as a file name: refused, naming the key and PGPASSWORD / ~/.pgpass."""
+    section, name = key.split(".")
+    raw: dict[str, dict[str, str]] = {
+        "job": {"id": "j"},
+        "flow": {"sid": FLOW_SID},
+        "mapping": {"to": "phone", "from": "+15005550006"},
+        "output": {"results": str(tmp_path / "r.csv"), "checkpoint": str(tmp_path / "c")},
+    }
+    raw.setdefault(section, {})[name] = f"host=db.example dbname=crm user=app password={SECRET}"
+    if key == "input.uri":
+        raw["input"]["query"] = "select 1"
+    with pytest.raises(ConfigError, match=rf"^{key}: is a libpq key/value string.*PGPASSWORD or ~/\.pgpass") as info:
+        load_spec(raw=raw)
+    assert SECRET not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "url"),
+    [
+        ("output.checkpoint", "postgresql://127.0.0.1:notaport/test"),
+        ("output.checkpoint", "postgresql://[::1/test"),
+        ("history.path", "postgresql://127.0.0.1:99999999/test"),
+        ("input.uri", "postgresql://[zz/test"),
+    ],
+)
+def test_a_malformed_database_url_is_one_line_exit_2(
+    write_job: Callable[..., Path], contacts_csv: Path, capsys: pytest.CaptureFixture[str], key: str, url: str
+) -> None:
+    """A URL that does not parse: one line naming the key, exit 2, no traceback."""
+    if key == "input.uri":
+        job = write_job(input_path=contacts_csv)
+        job.write_text(job.read_text().replace(f'path = "{contacts_csv}"', f'uri = "{url}"\nquery = "select 1"'))
+    else:
+        job = _job(write_job, contacts_csv, key, url)
+    code, _, err = cli(["validate", str(job)], capsys)
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1
+    assert key in err
+
+
+def test_every_url_shown_is_masked() -> None:
+    """``masked`` hides a userinfo password and any password= in a query, whatever its case."""
+    text = f"see postgresql://app:{SECRET}@db/x?schema=s&PassWord={SECRET}&lease=5 and passfile=/home/a/.pgpass"
+    shown = postgres.masked(text)
+    assert SECRET not in shown and "/home/a/.pgpass" not in shown
+    assert "postgresql://app:***@db/x?schema=s&PassWord=***&lease=5" in shown
+
+
+def test_the_history_parses_its_url_with_the_one_postgres_parser() -> None:
+    """history.path's schema rule, default and password rule are postgres.py's own (no second copy)."""
+    assert history_pg.split_schema is postgres.split_schema
+    assert history_pg.DEFAULT_SCHEMA is postgres.DEFAULT_SCHEMA
+    with pytest.raises(ConfigError, match=r"^history\.path: holds a password"):
+        postgres.split_schema(f"postgresql://db/x?PASSWORD={SECRET}", key="history.path")
+    assert postgres.split_schema("postgresql://db/x?schema=Crm_1", key="history.path") == ("postgresql://db/x", "Crm_1")
+
+
+def test_a_libpq_key_value_string_given_as_checkpoint_flag_is_refused(
+    write_job: Callable[..., Path], contacts_csv: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--checkpoint "host=db dbname=crm"`` is not a file in the current folder: one line, exit 2."""
+    job = write_job(input_path=contacts_csv)
+    code, _, err = cli(["validate", str(job), "--checkpoint", f"host=db dbname=crm password={SECRET}"], capsys)
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1
+    assert "libpq key/value" in err and SECRET not in err
