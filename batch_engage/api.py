@@ -349,8 +349,9 @@ def report(
     period: str | None = None,
     sandbox: bool = False,
     html: str | Path | None = None,
-) -> tuple[str, dict[str, int]]:
-    """Write the results table again from the checkpoint alone (with ``html``, also the campaign page); no sends."""
+) -> tuple[str | None, dict[str, int]]:
+    """Write the results table again from the checkpoint alone, or with ``html`` (and no ``output``) only the
+    campaign page; where the table went (None: not written), and the counts. Nothing is sent."""
     return guarded_report(load_job(job, overrides, period=period, sandbox=sandbox, latest=True), output, html)
 
 

@@ -5,7 +5,8 @@ journaled ``sent`` through the Checkpoint API, with a day of per-second run even
 Timed: ``batch_engage.api.report(job, html=...)``, in-process: reading the checkpoint, projecting the
 results table, gathering the figures and rendering the page.
 
-Targets (issue 18): under 10 s, and a file under 2 MB.
+Targets: under 2 s (issue 30; issue 18 asked for 10), and a file under 2 MB (issues 18, 25).
+``report --html`` alone writes only the page: the results table is left as it is.
 """
 
 from __future__ import annotations
@@ -64,10 +65,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         shutil.rmtree(tmp, ignore_errors=True)
     figures = {"rows": args.rows, "sent_in_checkpoint": args.done, "seconds_s": took["wall"], "bytes": size}
     targets = [
-        Target("report of the checkpoint", took["wall"], "<=", 10, "s"),
+        Target("report --html of the checkpoint", took["wall"], "<=", 2, "s"),
         Target("page size", size / 1e6, "<=", 2, "MB"),
     ]
-    notes = ["includes writing the results table again (api.report always does), ~100 MB of CSV"]
+    notes = ["the page alone: the results table is not written again"]
     return emit("report_page", figures, targets, notes=notes)
 
 

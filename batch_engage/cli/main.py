@@ -194,7 +194,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
     path, counts = api.report(
         args.job, overrides=overrides, output=args.output, period=args.period, sandbox=args.sandbox, html=args.html
     )
-    print(f"results: {path} ({', '.join(f'{k} {v}' for k, v in counts.items() if v)})")
+    shown = ", ".join(f"{k} {v}" for k, v in counts.items() if v)
+    print(f"results: {path} ({shown})" if path is not None else f"rows: {shown}")
     if args.html:
         print(f"report: {args.html}")
     return EXIT_OK

@@ -78,22 +78,28 @@ def variant_split(results: pl.DataFrame) -> dict[str, dict[str, int]]:
     return out
 
 
-def rewrite_results(spec: Spec, output: str | Path | None, html: str | Path | None) -> tuple[str, dict[str, int]]:
-    """Write ``spec``'s results table again (and with ``html`` the campaign page); where it went, and counts."""
+def rewrite_results(
+    spec: Spec, output: str | Path | None, html: str | Path | None
+) -> tuple[str | None, dict[str, int]]:
+    """Write ``spec``'s results table again, or with ``html`` alone only the campaign page; where the table
+    went (None when only the page was asked for), and the counts."""
     key = "--output" if output else "output.results"
     if output is not None:
         out, history = spec.output, spec.history.path
         check_tables([(key, str(output))], checkpoint=out.checkpoint, history=history, source=spec.input)
     plan, results, view = _from_checkpoint(spec)
-    results = annotate_windows(plan, with_segments(results, stored_segments(view.meta)), spec, datetime.now(UTC))
-    target = write_output(
-        results,
-        output or spec.output.results,
-        job_id=spec.job.template,
-        period=spec.job.period,
-        key=key,
-        csv_guard=spec.output.csv_guard,
-    )
+    target = None
+    if html is None or output is not None:
+        # A page alone needs no rewrite of a table that may be a hundred megabytes, and nobody asked for it.
+        results = annotate_windows(plan, with_segments(results, stored_segments(view.meta)), spec, datetime.now(UTC))
+        target = write_output(
+            results,
+            output or spec.output.results,
+            job_id=spec.job.template,
+            period=spec.job.period,
+            key=key,
+            csv_guard=spec.output.csv_guard,
+        )
     if html is not None:
         write_report_html(spec, html, view=view)
     return target, counts_by_status(results)
