@@ -6,6 +6,14 @@ Use it from Python as ``batch_engage.run("jobs/campaign.toml")`` or
 experiment's split before any send; the ``batch-engage`` command is a thin layer over them.
 """
 
+# ruff: noqa: E402 - the imports follow the early stop handler on purpose
+
+from .early import stop_before_start
+
+# First, before the seconds of importing below: a stop now ends the command cleanly (the command only).
+stop_before_start()
+del stop_before_start
+
 import logging as _logging
 
 import structlog as _structlog

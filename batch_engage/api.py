@@ -46,6 +46,7 @@ from .credentials import Credentials, credentials_from_env
 from .errors import UsageError
 from .exits import (
     EXIT_ABORTED,
+    EXIT_IOERR,
     EXIT_OK,
     EXIT_SOME_FAILED,
     EXIT_TEMPFAIL,
@@ -60,13 +61,14 @@ from .history import is_database_url, open_history, opt_outs_path
 from .job import ExperimentSpec, Spec, check_outputs
 from .plan import prepare
 from .results import unguarded, write_results
-from .runner import RunOptions, RunResult, kept_variants, prove_outputs, run_job
+from .runner import Recovery, RunOptions, RunResult, calls_hanging, kept_variants, prove_outputs, recover_job, run_job
 from .sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox, SandboxConfig, ServiceConfig
 from .sandbox import serve as serve_sandbox
 
 __all__ = [
     "DEFAULT_COLLECT_POLL",
     "EXIT_ABORTED",
+    "EXIT_IOERR",
     "EXIT_OK",
     "EXIT_SOME_FAILED",
     "EXIT_TEMPFAIL",
@@ -81,6 +83,7 @@ __all__ = [
     "Credentials",
     "FlowReview",
     "Progress",
+    "Recovery",
     "RunControl",
     "RunOptions",
     "RunResult",
@@ -91,6 +94,7 @@ __all__ = [
     "Sweep",
     "Validation",
     "assign_variants",
+    "calls_hanging",
     "collect",
     "collect_async",
     "collect_exit_code",
@@ -103,6 +107,8 @@ __all__ = [
     "load_job",
     "opt_outs_store",
     "prove_outputs",
+    "recover",
+    "recover_async",
     "report",
     "run",
     "run_async",
@@ -239,6 +245,33 @@ run = _blocking(
     simulator in-process (``simulator``: one configured otherwise, e.g. with faults), keeps
     its state in the ``.sandbox`` checkpoint, and talks to nothing else, whatever
     ``credentials``, environment or ``[flow] base_url`` say.
+    """,
+)
+
+
+async def recover_async(
+    job: str | Path | Spec,
+    *,
+    credentials: Credentials | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    options: RunOptions | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> Recovery:
+    """:func:`recover` for callers that already run an event loop."""
+    options = options or RunOptions()
+    spec = load_job(job, overrides, sandbox=options.sandbox)
+    with simulated(spec) if options.sandbox else _real(spec, credentials) as (spec, creds):
+        return await recover_job(spec, credentials=creds, options=options, transport=transport)
+
+
+recover = _blocking(
+    recover_async,
+    "recover",
+    """Rebuild a file checkpoint's lost or damaged journal from Twilio by marker (its run log must stand).
+
+    The damaged files are moved aside; every contact of the plan is looked for by its marker since the
+    run log's first intent, and the ones found are recorded ``sent``. Nothing is sent. The result says how
+    many were found and how many were never reached (the next run sends only to those).
     """,
 )
 

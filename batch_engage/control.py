@@ -6,10 +6,14 @@ import asyncio
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import structlog
 
-__all__ = ["Progress", "RunControl", "Stats"]
+from .clock import Clock
+from .errors import Stopped
+
+__all__ = ["Progress", "RunControl", "Stats", "StoppableClock"]
 
 log = structlog.get_logger(__name__)
 
@@ -64,6 +68,33 @@ class RunControl:
         if self.hard:
             self._hard_event.set()
         return self._hard_event
+
+
+class StoppableClock:
+    """``inner`` whose every sleep ends at a stop, raising :class:`~batch_engage.errors.Stopped`.
+
+    The run's waits (pacer slots, backoff, windows, the reconcile delay) all sleep on it, so a
+    stop ends each within the loop's next turn, however long it was meant to be.
+    """
+
+    def __init__(self, inner: Clock, control: RunControl) -> None:
+        self.inner = inner
+        self._control = control
+
+    def now(self) -> datetime:
+        """The inner clock's wall time."""
+        return self.inner.now()
+
+    def monotonic(self) -> float:
+        """The inner clock's monotonic time."""
+        return self.inner.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep on the inner clock; raise ``Stopped`` if a stop came first (or comes meanwhile)."""
+        if not self._control.stopping:
+            await self._control.wait_stop(seconds, self.inner.sleep)
+        if self._control.stopping:
+            raise Stopped("a stop was asked for")
 
 
 @dataclass

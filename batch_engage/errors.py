@@ -10,7 +10,9 @@
     │   └── CheckpointMismatch      the checkpoint belongs to another job or Twilio, or --restart lacks --yes
     ├── TryLater                    exit 75: nothing wrong, but not now
     │   ├── CheckpointLocked        another process holds the checkpoint
-    │   └── PeriodUnsettled         the previous period's possibly-sent contacts could not be settled
+    │   ├── PeriodUnsettled         the previous period's possibly-sent contacts could not be settled
+    │   └── Stopped                 a stop ended a wait: the run winds down, the same command later goes on
+    ├── StorageFailed               exit 74 (75 when transient): the checkpoint could not commit
     ├── OutputFailed                exit 74: an output could not be written after sending began
     └── StudioError                 an answer (or non-answer) from Studio for one request
         ├── RetrySafe               never processed by Twilio: send again after a pause
@@ -57,6 +59,8 @@ __all__ = [
     "RepliesLost",
     "RetrySafe",
     "ServerError",
+    "Stopped",
+    "StorageFailed",
     "StudioError",
     "TryLater",
     "UsageError",
@@ -119,6 +123,18 @@ class CheckpointLocked(TryLater):
 
 class PeriodUnsettled(TryLater):
     """The previous period's possibly-sent contacts could not be settled yet."""
+
+
+class Stopped(TryLater):
+    """A stop was asked for while the run waited: whatever waited gives up, nothing more is sent."""
+
+
+class StorageFailed(BatchEngageError):
+    """A checkpoint write (or read) failed: the run stops sending; ``transient`` ones pass if tried again later."""
+
+    def __init__(self, message: str, *, transient: bool) -> None:
+        self.transient = transient
+        super().__init__(message)
 
 
 class OutputFailed(BatchEngageError):

@@ -48,7 +48,13 @@ __all__ = [
 ]
 
 DEFAULT_SCHEMA = "batch_engage"
-DEFAULT_KEEPALIVES = {"keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 6}
+# A connection whose peer went silent is dropped within about 25 s (10 s idle, then 3 probes 5 s apart), and
+# data left unacknowledged for 30 s ends the call (tcp_user_timeout); every statement and lock wait has a
+# deadline on the server too. A stopped run abandons a call that hangs anyway (the run's storage deadline).
+DEFAULT_KEEPALIVES = {"keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
+TCP_USER_TIMEOUT_MS = 30_000
+STATEMENT_TIMEOUT = "30s"
+LOCK_TIMEOUT = "10s"
 DEFAULT_LEASE = 60
 _SCHEMES = ("postgresql", "postgres")
 _DEFAULT_PORT = 5432
@@ -101,6 +107,7 @@ class PgLocation:
                 keepalives_idle=self.keepalives["keepalives_idle"],
                 keepalives_interval=self.keepalives["keepalives_interval"],
                 keepalives_count=self.keepalives["keepalives_count"],
+                tcp_user_timeout=TCP_USER_TIMEOUT_MS,
             )
         except psycopg.OperationalError as exc:
             reason = " ".join(str(exc).split())
@@ -115,6 +122,8 @@ class PgLocation:
             # psycopg prepares repeated statements; a generic plan made while the journal was empty
             # would not fit it once it has grown. Plan each statement for its own values instead.
             conn.execute("SET plan_cache_mode = force_custom_plan")
+            conn.execute(f"SET statement_timeout = '{STATEMENT_TIMEOUT}'")
+            conn.execute(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
         return conn
 
     def sql(self, text: str) -> str:

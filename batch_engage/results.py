@@ -23,6 +23,7 @@ __all__ = [
     "EXIT_TEMPFAIL",
     "EXIT_USAGE",
     "EXPERIMENT_STATUSES",
+    "NOT_SENT_YET",
     "RESULT_COLUMNS",
     "SEGMENTS_META",
     "STATUSES",
@@ -37,6 +38,7 @@ __all__ = [
 ]
 
 REACHED_EARLIER = "reached by an earlier run"
+NOT_SENT_YET = "not sent yet: run the same command again to send it"
 UNCERTAIN_REASON = (
     "no answer came back for the request, so Twilio may have created the run; "
     "the next run looks for it by its marker before sending again"
@@ -76,14 +78,20 @@ EXPERIMENT_STATUSES = ("holdout",)
 
 
 def build_results(
-    plan: pl.DataFrame, journal: pl.DataFrame, *, input_digest: str | None = None, live: bool = False
+    plan: pl.DataFrame,
+    journal: pl.DataFrame,
+    *,
+    input_digest: str | None = None,
+    live: bool = False,
+    pending_reason: str | None = None,
 ) -> pl.DataFrame:
     """Project plan + journal into the results table, in input order.
 
     A contact whose line was written for another input (an earlier export of the list)
     and reached shows that run, with the message "reached by an earlier run". With
     ``live`` (a run holds the checkpoint now) a contact whose request is out shows
-    ``in_flight`` rather than ``uncertain``.
+    ``in_flight`` rather than ``uncertain``. ``pending_reason`` is what a ``pending`` row says when its
+    line says nothing (why the run left it).
     """
     lines = journal.select(
         "contact",
@@ -129,6 +137,7 @@ def build_results(
         .then(pl.lit(REACHED_EARLIER))
         .when(state.is_not_null() & (state != RowState.PENDING.value))
         .then(pl.col("line_message"))
+        .otherwise(pl.lit(pending_reason, dtype=pl.String))
     )
     return joined.select(
         pl.col("row"),

@@ -1,6 +1,7 @@
 """The checkpoint: the journal keyed by contact, bound to one job and one target, in SQLite or PostgreSQL."""
 
 from .model import CheckpointStore, CheckpointView, Intent, Outcome, SecondStats, Target, achieved_rate, empty_journal
+from .runlog import LostLines, RunLogState, read_runlog, refuse_lost_journal, runlog_path, set_aside_damaged
 from .store import (
     check_binding,
     checkpoint_exists,
@@ -16,7 +17,9 @@ __all__ = [
     "CheckpointStore",
     "CheckpointView",
     "Intent",
+    "LostLines",
     "Outcome",
+    "RunLogState",
     "SecondStats",
     "Target",
     "achieved_rate",
@@ -29,4 +32,8 @@ __all__ = [
     "is_postgres",
     "open_checkpoint",
     "read_checkpoint",
+    "read_runlog",
+    "refuse_lost_journal",
+    "runlog_path",
+    "set_aside_damaged",
 ]

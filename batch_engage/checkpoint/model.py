@@ -16,6 +16,7 @@ import polars as pl
 
 from ..errors import CheckpointMismatch, UsageError
 from ..states import RowState
+from .runlog import LostLines
 from .schema import JOURNAL_COLUMNS, SCHEMA_VERSION
 
 __all__ = [
@@ -179,11 +180,17 @@ class StoreBase:
     """What both backends' open checkpoints share: their meta's target, and use as a context manager."""
 
     meta: dict[str, str]
+    # Set on open when the journal holds fewer intents than its run log counts (file checkpoints only).
+    lost: LostLines | None = None
 
     @property
     def target(self) -> Target:
         """The Twilio this checkpoint's runs were made against."""
         return Target(**json.loads(self.meta["target"]))
+
+    def acknowledge_lost(self) -> None:
+        """The lost lines are marked possibly sent: the journal counts what its run log does again."""
+        self.lost = None
 
     def close(self) -> None:
         """Close it and release the lock."""
@@ -202,6 +209,10 @@ class CheckpointStore(Protocol):
     token: str
     meta: dict[str, str]
     run_id: int | None
+    lost: LostLines | None
+
+    def acknowledge_lost(self) -> None:
+        """The lost lines are marked possibly sent: the journal counts what its run log does again."""
 
     def close(self) -> None:
         """Close it and release the lock."""

@@ -35,10 +35,15 @@ from .model import (
     reached_frame,
     with_account,
 )
+from .runlog import INTENTS_KEY, RunLog, lost_lines, read_runlog, refuse_lost_journal
 from .schema import ADDED_JOURNAL_COLUMNS, EVENT_COLUMNS, RUN_COLUMNS, SQLITE_ADDED, SQLITE_DDL, journal_select
 from .upgrade import V1_LINE_COLUMNS, take_v1_lines
 
 __all__ = ["Checkpoint", "FileBinding", "is_locked", "lock_file", "meta_of_file", "plan_path", "read_only"]
+
+# One try at a lock another connection holds; the run waits out longer ones itself (``output.lock_wait``),
+# logging each wait and watching for a stop between tries.
+BUSY_SECONDS = 1.0
 
 _SELECT = f"SELECT {journal_select()} FROM journal"  # noqa: S608 - constant column names
 
@@ -99,6 +104,9 @@ class Checkpoint(StoreBase):
         self.token: str = meta["token"]
         self.meta = meta
         self.run_id: int | None = None
+        self._written = int(meta.get(INTENTS_KEY, "0") or 0)
+        self.lost = lost_lines(read_runlog(path), self.token, self._written)
+        self._runlog = RunLog(path)
 
     @property
     def plan_path(self) -> Path:
@@ -135,7 +143,17 @@ class Checkpoint(StoreBase):
         """Close the database and release the lock."""
         with self._db_lock:
             self._conn.close()
+        self._runlog.close()
         release_lock(self._lock_fd)
+
+    def acknowledge_lost(self) -> None:
+        """The lost lines are marked possibly sent: count what the run log counts again, so it is said once."""
+        if self.lost is None:
+            return
+        with self._transaction() as conn:
+            self._written = max(self._written, self.lost.expected)
+            _set_written(conn, self._written)
+        self.lost = None
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -195,7 +213,12 @@ class Checkpoint(StoreBase):
     def write_intents(self, intents: Iterable[Intent], *, at: str, twilio_at: str | None) -> None:
         """Record that these contacts are about to be sent (committed with fsync before any leaves)."""
         input_digest = self.meta.get("input")
+        rows = [
+            (i.contact, i.row, i.to, i.from_, i.params_hash, i.marker, input_digest, at, twilio_at, i.variant)
+            for i in intents
+        ]
         with self._transaction() as conn:
+            _set_written(conn, self._written + len(rows))
             conn.executemany(
                 "INSERT INTO journal (contact, row, to_addr, from_addr, params_hash, marker, input, state, "
                 "intent_at, intent_twilio_at, variant) VALUES (?, ?, ?, ?, ?, ?, ?, 'intent', ?, ?, ?) "
@@ -204,11 +227,11 @@ class Checkpoint(StoreBase):
                 "marker = excluded.marker, input = excluded.input, variant = excluded.variant, "
                 "intent_at = COALESCE(journal.intent_at, excluded.intent_at), "
                 "intent_twilio_at = COALESCE(journal.intent_twilio_at, excluded.intent_twilio_at)",
-                [
-                    (i.contact, i.row, i.to, i.from_, i.params_hash, i.marker, input_digest, at, twilio_at, i.variant)
-                    for i in intents
-                ],
+                rows,
             )
+        self._written += len(rows)
+        # After the commit: the run log may count less than the journal (a crash between), never more.
+        self._runlog.record(token=self.token, run=self.run_id, intents=self._written, at=at, twilio_at=twilio_at)
 
     def write_outcomes(self, outcomes: Iterable[Outcome]) -> None:
         """Record a group of outcomes in one transaction (a ``pending`` outcome withdraws the intent)."""
@@ -305,7 +328,9 @@ class FileBinding:
     def store_meta(self, meta: dict[str, str], *, new: bool) -> None:
         """Create or open the database, then store the meta (and the lines a format-1 checkpoint had) at once."""
         private_file(self.path)
-        conn = self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        conn = self._conn = sqlite3.connect(
+            self.path, timeout=BUSY_SECONDS, check_same_thread=False, isolation_level=None
+        )
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.executescript(SQLITE_DDL)
@@ -333,21 +358,33 @@ class FileBinding:
             os.close(self._lock_fd)
 
 
-def lock_file(path: str | Path, fingerprint: Mapping[str, Any], *, restart: bool) -> FileBinding:
+def lock_file(
+    path: str | Path, fingerprint: Mapping[str, Any], *, restart: bool, recovering: str | None = None
+) -> FileBinding:
     """Lock a checkpoint file for this process (``CheckpointLocked`` if another holds it), ready to be bound.
 
-    A format-1 checkpoint is taken over here: moved aside, its lines kept for the new one.
+    A format-1 checkpoint is taken over here: moved aside, its lines kept for the new one. A journal missing
+    or damaged while its run log counts intents is refused (but for ``recover``, rebuilding it under
+    ``recovering``, the run log's token).
     """
     path = Path(path)
     fd = try_lock(Checkpoint.lock_path(path))
     if fd is None:
         raise CheckpointLocked(f"{path}: another batch-engage process is running this job; nothing was sent")
     try:
+        if not restart:
+            refuse_lost_journal(path, recovering)
         upgraded = None if restart or not path.exists() else take_v1_lines(path, fingerprint)
     except BaseException:
         os.close(fd)
         raise
     return FileBinding(path, fd, upgraded)
+
+
+def _set_written(conn: sqlite3.Connection, written: int) -> None:
+    conn.execute(
+        "INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", (INTENTS_KEY, written)
+    )
 
 
 def plan_path(path: str | Path) -> Path:
@@ -368,7 +405,7 @@ def _move_aside(path: Path) -> Path:
     while target.exists():
         n += 1
         target = path.with_name(f"{path.name}.{stamp}-{n}.old")
-    move_with_sidecars(path, target, ("-wal", "-shm", ".plan.parquet"))
+    move_with_sidecars(path, target, ("-wal", "-shm", ".plan.parquet", ".runlog"))
     return target
 
 

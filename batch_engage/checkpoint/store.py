@@ -110,7 +110,8 @@ def open_checkpoint(
 
         locked: checkpoint_pg.PgBinding | FileBinding = checkpoint_pg.lock_job_checkpoint(str(location))
     else:
-        locked = lock_file(location, fingerprint, restart=restart)
+        recovering = (options.get("extra_meta") or {}).get("token")
+        locked = lock_file(location, fingerprint, restart=restart, recovering=recovering)
     try:
         meta = bind(
             locked, fingerprint, target, options.get("extra_meta"), restart=restart, yes=options.get("yes", False)

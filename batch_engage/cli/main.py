@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from .. import api
+from .. import api, early
 from ..control import RunControl
-from ..errors import BatchEngageError, UsageError
+from ..errors import BatchEngageError, Stopped, UsageError
 from ..exits import EXIT_OK
 from .output import (
     collect_bar,
@@ -36,22 +37,33 @@ __all__ = ["build_parser", "main", "parse_duration"]
 
 _T = TypeVar("_T")
 
+# Seconds a run gets to wind down after a second stop before it is cut off.
+_HARD_STOP_GRACE = 0.75
+
 # --sandbox runs end after a few seconds, so --wait there polls often.
 _SANDBOX_POLL = 1.0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: run one command and return its exit code."""
+    early.imported()
     args = build_parser().parse_args(argv)
     if hasattr(args, "log_format"):
         configure_logging(args.log_format, args.log_level, quiet=getattr(args, "quiet", False))
     try:
-        return _COMMANDS[args.command](args)
+        code = _COMMANDS[args.command](args)
     except BatchEngageError as exc:
         print(f"batch-engage: {exc}", file=sys.stderr)
-        return api.exit_code_for_error(exc)
+        code = api.exit_code_for_error(exc)
     except KeyboardInterrupt as exc:
-        return api.exit_code_for_error(exc)
+        code = api.exit_code_for_error(exc)
+    if api.calls_hanging():
+        # A call to a frozen database was abandoned: everything is said and written; a clean interpreter exit
+        # would wait on that call's connection, so end here.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -78,13 +90,27 @@ def _flags(args: argparse.Namespace, *names: str) -> dict[str, Any]:
 
 
 async def _until_stopped(work: Callable[[RunControl], Awaitable[_T]]) -> _T:
-    """``work`` given a RunControl that SIGINT and SIGTERM ask to stop (a second one: at once)."""
+    """``work`` given a RunControl that SIGINT and SIGTERM ask to stop; a second one ends it at once, whatever
+    it waits for (in-flight contacts stay possibly sent: the next run settles them)."""
     control = RunControl()
     loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(work(control))
+
+    def stop() -> None:
+        stop_acknowledged(control)
+        if control.hard:
+            # The run winds down at once (results written, in-flight rows uncertain); if something it waits
+            # for hangs (a frozen database), it is cut off after a moment.
+            loop.call_later(_HARD_STOP_GRACE, task.cancel)
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop_acknowledged, control)
+        loop.add_signal_handler(sig, stop)
     try:
-        return await work(control)
+        return await task
+    except asyncio.CancelledError:
+        if not control.hard:
+            raise
+        raise Stopped("stopped at once (a second signal); the next run settles what was in flight") from None
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
@@ -173,6 +199,25 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if args.html:
         print(f"report: {args.html}")
     return EXIT_OK
+
+
+def _cmd_recover(args: argparse.Namespace) -> int:
+    overrides = _overrides(args)
+    options = api.RunOptions(sandbox=args.sandbox)
+
+    def rebuild(control: RunControl) -> Awaitable[api.Recovery]:
+        job = api.load_job(args.job, overrides, sandbox=args.sandbox, period=args.period)
+        return api.recover_async(job, options=options)
+
+    recovery = asyncio.run(_until_stopped(rebuild))
+    for path in recovery.moved:
+        print(f"moved aside: {path}")
+    print(
+        f"recovered: {recovery.found} contacts found reached in Twilio by marker, {recovery.pending} never reached "
+        f"(the run log counted {recovery.intents} intents); the next run sends only to those never reached"
+    )
+    print(f"exit: {recovery.result.exit_code}")
+    return recovery.result.exit_code
 
 
 def _sandbox_config(args: argparse.Namespace) -> api.SandboxConfig:
@@ -341,5 +386,6 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "status": _cmd_status,
     "sweep": _cmd_sweep,
     "report": _cmd_report,
+    "recover": _cmd_recover,
     "sandbox": _cmd_sandbox,
 }

@@ -175,12 +175,16 @@ def print_summary(result: api.RunResult, out: TextIO) -> None:
         f"(configured {s.configured_rate:g}/s, settled at {s.settled_rate:.2f}/s)",
     ]
     lines.extend(f"error {err['code']}: {err['message']} ({err['rows']} rows)" for err in s.top_errors)
-    lines += _closing_lines(
-        s.aborted,
-        "stopped early: run the same command again to finish" if s.stopped_early else None,
-        {"results": s.results_path, "checkpoint": s.checkpoint_path},
-        result.exit_code,
-    )
+    if s.checkpoint_repaired:
+        lines.append(f"reconciled first: {s.checkpoint_repaired}")
+    advice = "stopped early: run the same command again to finish" if s.stopped_early else None
+    if s.stopped_because and not s.aborted:
+        if result.exit_code == api.EXIT_TEMPFAIL:
+            advice = f"stopped early ({s.stopped_because}): run the same command again to finish"
+        else:
+            advice = f"stopped: {s.stopped_because}"
+    files: dict[str, object] = {"results": s.results_path, "checkpoint": s.checkpoint_path}
+    lines += _closing_lines(s.aborted, advice, files, result.exit_code)
     print("\n".join(lines), file=out)
 
 

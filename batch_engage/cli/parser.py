@@ -53,6 +53,11 @@ _ABOUT = {  # command: (its line in the list of commands, the description its --
         "write the results table again from the checkpoint",
         "Write the results table again from the checkpoint alone; sends nothing.",
     ),
+    "recover": (
+        "rebuild a lost or damaged checkpoint journal from Twilio",
+        "Rebuild a file checkpoint's journal from Twilio by marker, when it was lost or damaged and its run log "
+        "stands: the damaged files are moved aside, the contacts found are recorded sent; nothing is sent.",
+    ),
     "collect": (
         "fetch what happened in each run: status, answers, delivery",
         "Fetch each run's status, the [collect.fields] of its Context and its messages' delivery; "
@@ -220,6 +225,9 @@ def _add_checkpoint_readers(sub: _Subparsers) -> None:
     rep.add_argument("--output", metavar="PATH", help="write to PATH instead of [output] results")
     rep.add_argument("--html", metavar="PATH", help="also write the campaign report: one self-contained HTML page")
     _log_options(rep)
+    rec = _command(sub, "recover")
+    _job_options(rec, period=True)
+    _log_options(rec)
 
 
 def _add_collect(sub: _Subparsers) -> None:

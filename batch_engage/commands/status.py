@@ -16,7 +16,7 @@ from ..job import Spec, check_tables
 from ..plan import annotate_windows, window_openings
 from ..postgres import masked
 from ..reporting import render_report, report_data
-from ..results import build_results, counts_by_status, stored_segments, with_segments
+from ..results import NOT_SENT_YET, build_results, counts_by_status, stored_segments, with_segments
 from ..tables import write_output
 
 __all__ = ["Status", "job_status", "rewrite_results", "write_report_html"]
@@ -45,7 +45,9 @@ def _from_checkpoint(spec: Spec) -> tuple[pl.DataFrame, pl.DataFrame, Checkpoint
     """The plan, the results table and the view, from the checkpoint alone (``in_flight`` while a run holds it)."""
     view = read_checkpoint(spec.output.checkpoint)
     plan = _with_plan(spec, view)
-    results = build_results(plan, view.journal, input_digest=view.meta.get("input"), live=view.live)
+    results = build_results(
+        plan, view.journal, input_digest=view.meta.get("input"), live=view.live, pending_reason=NOT_SENT_YET
+    )
     return plan, results, view
 
 

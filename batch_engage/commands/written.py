@@ -43,9 +43,7 @@ def _not_written(path: str | Path, exc: OSError) -> OutputFailed:
     )
 
 
-def guarded_report(
-    spec: Spec, output: str | Path | None, html: str | Path | None
-) -> tuple[str | None, dict[str, int]]:
+def guarded_report(spec: Spec, output: str | Path | None, html: str | Path | None) -> tuple[str | None, dict[str, int]]:
     """``report``: the results table again (``output`` or the job's own), or with ``html`` alone only the page."""
     table = output or (spec.output.results if html is None else None)
     outputs = [("--output" if output else "output.results", table), ("--html", html)]

@@ -118,6 +118,11 @@ def check_send(send: dict[str, Any]) -> dict[str, Any]:
     for key, value in send.items():
         if key in _NUMBER_LIMITS:
             check_number(f"send.{key}", value, *_NUMBER_LIMITS[key])
+    if "rate" in send and send["rate"] < MIN_RATE:
+        # Each wait ends on a stop, but a campaign paced slower than this is a typo (a unit mistaken).
+        raise ConfigError(
+            "send.rate", f"must be at least one request a minute ({MIN_RATE:.4f}/s), not {send['rate']!r}"
+        )
     if "dedupe" in send and send["dedupe"] not in ("to", "to_from", "none"):
         raise ConfigError("send.dedupe", "must be 'to', 'to_from' or 'none'")
     if "days" in send:
@@ -128,7 +133,7 @@ def check_send(send: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError("send.window", "is required with send.days or send.default_timezone")
     if "on_active" in send and send["on_active"] not in ON_ACTIVE:
         raise ConfigError("send.on_active", "must be 'skip', 'wait' or 'end'")
-    for key in ("active_retry", "end_active_after"):
+    for key in ("active_retry", "end_active_after", "unreachable_timeout"):
         if key in send:
             send[key] = parse_duration(f"send.{key}", send[key])
     if send.get("active_retry") == 0:
@@ -262,6 +267,7 @@ _FLOAT_KEYS = {
 }
 
 MAX_RATE = 10_000.0
+MIN_RATE = 1 / 60
 MAX_CONCURRENCY = 1_000
 MAX_TIMEOUT = 3_600.0
 # key -> (lowest, highest, whether the lowest itself is refused); beyond these a value is a typo, not a choice.

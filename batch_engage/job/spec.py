@@ -43,6 +43,7 @@ from .checks import (
     check_suppress,
     check_zone,
     collect_fields,
+    parse_duration,
     static_parameter_pairs,
 )
 from .experiment import ExperimentSpec, VariantSpec, check_experiment, merged_parameters
@@ -91,6 +92,8 @@ DEFAULT_RECONCILE_DELAY = 3.0
 DEFAULT_BREAKER_WINDOW = 100
 DEFAULT_BREAKER_RATIO = 0.5
 DEFAULT_MARKER_KEY = "_batch_engage"
+DEFAULT_UNREACHABLE_TIMEOUT = 120.0
+DEFAULT_LOCK_WAIT = 60.0
 DEFAULT_ACTIVE_RETRY = 300.0
 DEFAULT_END_ACTIVE_AFTER = 86400.0
 
@@ -179,6 +182,7 @@ class SendSpec:
     days: tuple[str, ...] | None = None
     default_timezone: str | None = None
     marker_key: str = DEFAULT_MARKER_KEY
+    unreachable_timeout: float = DEFAULT_UNREACHABLE_TIMEOUT
     on_active: OnActive = "skip"
     active_retry: float = DEFAULT_ACTIVE_RETRY
     end_active_after: float = DEFAULT_END_ACTIVE_AFTER
@@ -202,6 +206,7 @@ class OutputSpec:
     checkpoint_template: str | None = None
     outcomes: str | None = None
     outcomes_template: str | None = None
+    lock_wait: float = DEFAULT_LOCK_WAIT
     csv_guard: bool = True
 
 
@@ -395,8 +400,9 @@ def _build(sections: dict[str, dict[str, Any]], base: Path, stem: str, now: date
     check_on_active(send.on_active, flow.api)
     job = job_fields(sections["job"], stem, send.default_timezone, now)
     check_postgres_checkpoint(sections["output"], sections["job"])
+    lock_wait = parse_duration("output.lock_wait", sections["output"].get("lock_wait", DEFAULT_LOCK_WAIT))
     guard = sections["output"].get("csv_guard", True)
-    output = OutputSpec(**output_fields(sections["output"], base, job), csv_guard=guard)
+    output = OutputSpec(**output_fields(sections["output"], base, job), lock_wait=lock_wait, csv_guard=guard)
     history = HistorySpec(**check_history(sections["history"]))
     _ = history.caps  # parsed here, once, like the window
     spec = Spec(

@@ -1,21 +1,26 @@
 """One run of a job: preflight, settle earlier runs, schedule, dispatch paced requests, reconcile, record."""
 
 from .active import Verdict, judge_run
+from .failures import calls_hanging
 from .item import Item, make_marker
 from .job import prove_outputs, run_job, target_for
+from .recover import Recovery, recover_job
 from .values import RunOptions, RunResult, RunSummary
 from .variants import kept_variants
 
 __all__ = [
     "Item",
+    "Recovery",
     "RunOptions",
     "RunResult",
     "RunSummary",
     "Verdict",
+    "calls_hanging",
     "judge_run",
     "kept_variants",
     "make_marker",
     "prove_outputs",
+    "recover_job",
     "run_job",
     "target_for",
 ]

@@ -20,7 +20,7 @@ import structlog
 from ..checkpoint import CheckpointStore
 from ..clock import Clock
 from ..control import Progress, RunControl, Stats
-from ..errors import StudioError
+from ..errors import Stopped, StudioError
 from ..history import HistoryStore
 from ..job import SendWindow, Spec, history_identity
 from ..plan import caps
@@ -28,6 +28,7 @@ from ..states import RowState
 from ..twilio import Breaker, Pacer, StudioClient, is_handback
 from .active import ActiveRuns
 from .answers import Answers
+from .failures import Storage, off_loop
 from .intake import Intake
 from .item import Item, make_marker
 from .recorder import Recorder
@@ -51,6 +52,7 @@ class Dispatcher(Answers):
     client: StudioClient
     control: RunControl
     recorder: Recorder
+    storage: Storage
     pacer: Pacer
     history: HistoryStore | None
     window: SendWindow | None
@@ -77,7 +79,12 @@ class Dispatcher(Answers):
         self.caps = caps(self.spec)
         self._identity = history_identity(self.spec)
         self._queue = Intake(
-            self.cp, pacer=self.pacer, clock=self.clock, twilio=self.client.clock, stopping=self.stopping
+            self.cp,
+            pacer=self.pacer,
+            clock=self.clock,
+            twilio=self.client.clock,
+            stopping=self.stopping,
+            storage=self.storage,
         )
         self._breaker = Breaker(self.spec.send.breaker_window, self.spec.send.breaker_ratio)
         self._warned_concurrency = False
@@ -97,8 +104,8 @@ class Dispatcher(Answers):
         return self._queue.taken
 
     def stopping(self) -> bool:
-        """Whether the run is stopping (asked to, or aborted)."""
-        return self.control.stopping or self.aborted is not None
+        """Whether the run is stopping (asked to, aborted, or its storage failed)."""
+        return self.control.stopping or self.aborted is not None or self.storage.failure is not None
 
     # -- one request -------------------------------------------------------------------
 
@@ -116,8 +123,27 @@ class Dispatcher(Answers):
                 if self._queue.outstanding() == 0 or self.stopping():
                     await self._queue.notify()
 
+    async def _claimed(self, item: Item) -> bool:
+        """Claim the contact in the shared history; False (recorded) when a cap holds it or the history failed."""
+        assert self.history is not None
+        flow = item.flow or self.spec.flow.sid
+        try:
+            blocker = await off_loop(self.history.claim, item.to, flow, self.owner(item), *self.caps)
+        except Exception as exc:
+            # A history that cannot answer stops the run, named.
+            self.storage.failed("claiming the contact in the history", exc)
+            self.put_back(item)
+            return False
+        if blocker is not None:
+            self.record(item, RowState.CAPPED, message=blocker[0].describe(blocker[1]))
+            return False
+        return True
+
     async def _send(self, item: Item) -> None:
-        sent_at = await self.pacer.acquire()
+        try:
+            sent_at = await self.pacer.acquire()
+        except Stopped:
+            sent_at = -1.0
         if self.stopping():
             self.put_back(item)
             return
@@ -135,14 +161,10 @@ class Dispatcher(Answers):
             self.put_back(item)
             self.held.append(item)
             return
-        if self.history is not None:
-            blocker = await asyncio.to_thread(
-                self.history.claim, item.to, item.flow or self.spec.flow.sid, self.owner(item), *self.caps
-            )
-            if blocker is not None:
-                self.record(item, RowState.CAPPED, message=blocker[0].describe(blocker[1]))
-                return
+        if self.history is not None and not await self._claimed(item):
+            return
         item.attempts += 1
+        self.storage.sending_began = True
         self.stats.requests += 1
         self.recorder.count("requests")
         self.stats.first_send = self.stats.first_send or sent_at
@@ -196,6 +218,7 @@ class Dispatcher(Answers):
             for w in [*workers, hard_wait] + ([drain] if drain else []):
                 w.cancel()
             await asyncio.gather(*workers, hard_wait, *([drain] if drain else []), return_exceptions=True)
+            await self._queue.close()
         # Contacts queued (intent written) but never sent this time go back to pending.
         for item in self._queue.unsent():
             self.put_back(item)

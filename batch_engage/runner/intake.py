@@ -6,10 +6,13 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
+from functools import partial
 
 from ..checkpoint import CheckpointStore
 from ..clock import Clock, iso_ms
+from ..errors import Stopped
 from ..twilio import Pacer, TwilioClock
+from .failures import Storage
 from .item import Item, make_marker
 
 __all__ = ["GROUP_MAX", "Intake"]
@@ -28,8 +31,10 @@ class Intake:
         clock: Clock,
         twilio: TwilioClock,
         stopping: Callable[[], bool],
+        storage: Storage,
     ) -> None:
         self._cp = cp
+        self._storage = storage
         self._pacer = pacer
         self._clock = clock
         self._twilio = twilio
@@ -44,6 +49,7 @@ class Intake:
         self._limit_left: int | None = None
         self._wake = asyncio.Condition()
         self._refill_lock = asyncio.Lock()
+        self._refilling: asyncio.Task[None] | None = None
 
     def load(self, items: Iterator[Item], limit: int | None) -> None:
         """Take contacts from ``items`` from now on, at most ``limit`` of them."""
@@ -83,7 +89,14 @@ class Intake:
                 self._limit_left -= len(batch)
                 exhausted = exhausted or self._limit_left <= 0
             if batch:
-                await self._write_intents(batch)
+                try:
+                    await self._write_intents(batch)
+                except Exception as exc:
+                    # Held by the storage: the run stops; this group's contacts were never sent.
+                    self._storage.failed("writing intents", exc)
+                    self._source_done = True
+                    await self.notify()
+                    return
                 self._ready.extend(batch)
             # Only now: a worker that saw the source done while this group's intents were being
             # written (and nothing ready yet) would have left, and the group been sent one by one.
@@ -96,9 +109,8 @@ class Intake:
         ours = self._clock.now()
         theirs = self._twilio.to_twilio(ours) if self._twilio.offset is not None else None
         at = iso_ms(ours)
-        await asyncio.to_thread(
-            self._cp.write_intents, [i.intent() for i in batch], at=at, twilio_at=iso_ms(theirs) if theirs else None
-        )
+        write = partial(self._cp.write_intents, at=at, twilio_at=iso_ms(theirs) if theirs else None)
+        await self._storage.commit("writing intents", write, [i.intent() for i in batch])
         for item in batch:
             item.intent_at = item.intent_at or at
             item.intent_twilio = item.intent_twilio or theirs
@@ -113,7 +125,11 @@ class Intake:
                 if item.reintent:
                     # Written by the worker that sends it, so a stop never leaves the write behind its outcome.
                     item.reintent = False
-                    await self._write_intents([item])
+                    try:
+                        await self._write_intents([item])
+                    except Exception as exc:
+                        self._storage.failed("writing intents", exc)
+                        return None
                 return item
             if not self._ready and not self._source_done:
                 await self._refill()
@@ -123,18 +139,46 @@ class Intake:
                 # queue is down to half a group.
                 half_group = max(1, min(int(self._pacer.rate), GROUP_MAX) // 2)
                 if len(self._ready) < half_group and not self._source_done and not self._refill_lock.locked():
-                    asyncio.get_running_loop().create_task(self._refill())
+                    self._refill_ahead()
                 return item
             if self._source_done and self.outstanding() == 0:
                 return None
             async with self._wake:
                 await self._wake.wait()
 
+    def _refill_ahead(self) -> None:
+        """Refill in the background, the task kept: whatever it raises becomes the run's failure, never lost."""
+        if self._refilling is not None and not self._refilling.done():
+            return
+        self._refilling = asyncio.get_running_loop().create_task(self._refill())
+        self._refilling.add_done_callback(self._refilled)
+
+    def _refilled(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:
+            # The dispatcher sees the failure in stopping() and wakes the workers.
+            self._storage.failed("writing intents", error)
+            self._source_done = True
+
+    async def close(self) -> None:
+        """Wait for (or, stopping, give up on) a refill still under way."""
+        task, self._refilling = self._refilling, None
+        if task is None or task.done():
+            return
+        if self._stopping():
+            task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
     def retry_later(self, item: Item, delay: float) -> None:
         """Give ``item`` back to the workers once ``delay`` seconds have passed on the pacer's clock."""
 
         async def release() -> None:
-            await self._pacer.clock.sleep(delay)
+            try:
+                await self._pacer.clock.sleep(delay)
+            except Stopped:
+                return  # the run is stopping: unsent() hands the item back
             self._scheduled.pop(item.contact, None)
             self._retry_ready.append(item)
             await self.notify()
@@ -147,6 +191,12 @@ class Intake:
         async def release() -> None:
             try:
                 again = await until()
+            except Stopped:
+                return  # the run is stopping: the contact's line stays as it is, the next run takes it up
+            except Exception as exc:
+                # Never a lost task exception: a failure of the wait is the run's, named.
+                self._storage.failed("waiting for an earlier run to end", exc)
+                return
             finally:
                 self._scheduled.pop(item.contact, None)
             if again:

@@ -18,6 +18,7 @@ import json
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -27,9 +28,9 @@ import structlog
 
 from ..checkpoint import CheckpointStore, Target, open_checkpoint, read_checkpoint
 from ..clock import Clock, iso_ms
-from ..control import Progress, RunControl
+from ..control import Progress, RunControl, StoppableClock
 from ..credentials import Credentials
-from ..errors import OutputFailed, StudioError, UsageError
+from ..errors import OutputFailed, Stopped, StorageFailed, StudioError, UsageError
 from ..exits import exit_code_for
 from ..history import HistoryStore, open_history
 from ..job import Spec, check_outputs
@@ -41,6 +42,7 @@ from ..tables import write_output
 from ..twilio import (
     PacedReads,
     Pacer,
+    Reach,
     StudioClient,
     TwilioClock,
     check_base_url,
@@ -50,10 +52,15 @@ from ..twilio import (
 )
 from .active import ActiveRuns
 from .dispatch import Dispatcher
+from .ending import Ending, ending
+from .failures import Storage, is_storage_error
+from .lifecycle import close, flushed, journal_lines, opened
+from .lost import mark_lost_lines
 from .preflight import preflight
 from .recorder import Recorder
 from .schedule import send_all, to_send
 from .settle import Settler
+from .unreachable import watched
 from .values import RunOptions, RunResult, RunSummary
 from .variants import count_holdout, kept_variants
 
@@ -100,6 +107,8 @@ class _Sent:
     stopped_early: bool = False
     reached_earlier: int = 0
     changed: int = 0
+    stop_reason: str | None = None
+    repaired: str | None = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +122,8 @@ class _Job:
     options: RunOptions
     clock: Clock
     control: RunControl
+    storage: Storage
+    reach: Reach
     transport: httpx.AsyncBaseTransport | None
     on_progress: Callable[[Progress], None] | None
     tokens: Mapping[str, str]
@@ -152,7 +163,7 @@ def _prepared(
     return Prepared(plan=view.plan, fingerprint=fingerprint(spec), input_digest=view.meta.get("input", ""))
 
 
-def _summary(spec: Spec, sent: _Sent, counts: dict[str, int], duration: float) -> RunSummary:
+def _summary(spec: Spec, sent: _Sent, counts: dict[str, int], duration: float, end: Ending) -> RunSummary:
     d, stats = sent.d, sent.d.stats
     return RunSummary(
         counts=counts,
@@ -168,6 +179,8 @@ def _summary(spec: Spec, sent: _Sent, counts: dict[str, int], duration: float) -
         checkpoint_path=masked(spec.output.checkpoint),
         aborted=d.aborted.message if d.aborted else None,
         stopped_early=sent.stopped_early and d.aborted is None,
+        stopped_because=end.reason,
+        checkpoint_repaired=sent.repaired,
         reconciled=stats.reconciled,
         lookups=stats.lookups,
         reached_earlier=sent.reached_earlier,
@@ -188,6 +201,7 @@ async def run_job(
     on_progress: Callable[[Progress], None] | None = None,
     stdin: BinaryIO | None = None,
     settle_only: bool = False,
+    recover: str | None = None,
     tokens: Mapping[str, str] | None = None,
     on_start: Callable[[str], None] | None = None,
 ) -> RunResult:
@@ -200,12 +214,20 @@ async def run_job(
     ``tokens``: the marker tokens of this job's other checkpoints (periods, set aside) and
     whose they are; with ``on_active = "end"`` a run carrying one of them (or this
     checkpoint's own) may be ended.
+    ``recover`` is a run log's token: a missing journal is made again under it (see ``recover``).
     """
-    clock = options.timing()
+    control = control or RunControl()
+    clock = StoppableClock(options.timing(), control)
     started = clock.monotonic()
     prove_outputs(spec)
     base_url = _studio_url(spec, credentials)
     prepared = _prepared(spec, frame, stdin, stored=settle_only, restart=options.restart)
+    storage = Storage(
+        lock_wait=spec.output.lock_wait,
+        wait=lambda seconds: control.wait_stop(seconds, asyncio.sleep),
+        stopping=lambda: control.stopping,
+    )
+    reach = Reach(httpx.URL(base_url).host)
     job = _Job(
         spec,
         prepared,
@@ -213,24 +235,42 @@ async def run_job(
         base_url,
         options,
         clock,
-        control or RunControl(),
+        control,
+        storage,
+        reach,
         transport,
         on_progress,
         tokens or {},
         on_start,
     )
+    try:
+        return await _run_locked(job, started, recover, settle_only=settle_only)
+    except StorageFailed as exc:
+        if exc.transient or storage.sending_began:
+            raise
+        raise UsageError(f"{exc}; nothing was sent") from None
+
+
+async def _run_locked(job: _Job, started: float, recover: str | None, *, settle_only: bool) -> RunResult:
+    """The run with its checkpoint open: send, then settle the ending and write the results."""
+    spec, prepared, options, clock, storage = job.spec, job.prepared, job.options, job.clock, job.storage
     extra_meta = {"job_id": spec.job.id, **({"period": spec.job.period} if spec.job.period else {})}
-    target = target_for(spec, credentials, sandbox=options.sandbox)
-    with open_checkpoint(
+    if recover is not None:
+        extra_meta["token"] = recover
+    target = target_for(spec, job.credentials, sandbox=options.sandbox)
+    opening = partial(
+        open_checkpoint,
         spec.output.checkpoint,
         prepared.fingerprint,
         target,
         restart=options.restart,
         yes=options.yes,
         extra_meta=extra_meta,
-    ) as cp:
-        cp.start_run(iso_ms(clock.now()), prepared.input_digest)
-        await asyncio.to_thread(cp.save_plan, prepared.plan)
+    )
+    cp = await opened(opening, job.control)
+    try:
+        await storage.commit("starting the run", cp.start_run, iso_ms(clock.now()), prepared.input_digest)
+        await storage.commit("saving the plan", cp.save_plan, prepared.plan)
         history = open_history(spec.history.path) if spec.history.path and not options.sandbox else None
         try:
             sent = await _run_with_checkpoint(job, cp, history)
@@ -241,20 +281,38 @@ async def run_job(
                 history.close()
         if sent.d.capacity is not None and sent.d.segments is not None:
             # Kept (after sending, so as not to delay it) for the report: what was projected, and each row's count.
-            cp.remember(ARRIVAL_META, json.dumps(sent.d.capacity))
-            cp.remember(SEGMENTS_META, json.dumps(sent.d.segments, separators=(",", ":")))
+            with contextlib.suppress(StorageFailed):
+                await storage.commit("keeping the projection", cp.remember, ARRIVAL_META, json.dumps(sent.d.capacity))
+                segments = json.dumps(sent.d.segments, separators=(",", ":"))
+                await storage.commit("keeping the segments", cp.remember, SEGMENTS_META, segments)
+        lines = await journal_lines(cp, storage)
+        journal = build_results(prepared.plan, lines, input_digest=prepared.input_digest)
+        counts = counts_by_status(journal)
+        end = _ending(sent, counts, storage)
         journal = with_segments(
-            build_results(prepared.plan, cp.journal(), input_digest=prepared.input_digest), sent.d.segments
+            build_results(prepared.plan, lines, input_digest=prepared.input_digest, pending_reason=end.pending_reason),
+            sent.d.segments,
         )
         results = annotate_windows(prepared.plan, journal, spec, clock.now())
-        counts = counts_by_status(results)
-        stopped_early = sent.stopped_early and sent.d.aborted is None
-        code = exit_code_for(counts, aborted=sent.d.aborted is not None, stopped_early=stopped_early)
-        cp.finish_run(iso_ms(clock.now()), code)
+        with contextlib.suppress(StorageFailed):
+            await storage.commit("recording the run's end", cp.finish_run, iso_ms(clock.now()), end.exit_code)
+    finally:
+        await close(cp, job.control, storage)
     await _write_results(spec, results)
-    summary = _summary(spec, sent, counts, clock.monotonic() - started)
-    log.info("run.summary", exit_code=code, **summary.as_dict())
-    return RunResult(results=results, counts=counts, exit_code=code, summary=summary)
+    summary = _summary(spec, sent, counts, clock.monotonic() - started, end)
+    log.info("run.summary", exit_code=end.exit_code, **summary.as_dict())
+    return RunResult(results=results, counts=counts, exit_code=end.exit_code, summary=summary)
+
+
+def _ending(sent: _Sent, counts: dict[str, int], storage: Storage) -> Ending:
+    return ending(
+        counts,
+        aborted=sent.d.aborted,
+        failure=storage.failure,
+        sending_began=storage.sending_began,
+        stopped_early=sent.stopped_early,
+        stop_reason=sent.stop_reason,
+    )
 
 
 def prove_outputs(spec: Spec, extra: Sequence[tuple[str, str | None]] = ()) -> list[Path]:
@@ -289,7 +347,7 @@ async def _write_results(spec: Spec, results: pl.DataFrame) -> None:
 def _dispatcher(job: _Job, cp: CheckpointStore, client: StudioClient, history: HistoryStore | None) -> Dispatcher:
     """The dispatcher of this run, with its pacer and recorder; it counts the contacts already final."""
     spec, clock = job.spec, job.clock
-    pacer = Pacer(spec.send.rate, clock=job.options.pacing())
+    pacer = Pacer(spec.send.rate, clock=StoppableClock(job.options.pacing(), job.control))
     sendable = job.prepared.plan.filter(pl.col("status") == "pending")
     finals = cp.contacts_in(FINAL)
     return Dispatcher(
@@ -298,7 +356,10 @@ def _dispatcher(job: _Job, cp: CheckpointStore, client: StudioClient, history: H
         cp=cp,
         client=client,
         history=history,
-        recorder=Recorder(cp, history, now=lambda: clock.now().timestamp(), rate=lambda: pacer.rate),
+        recorder=Recorder(
+            cp, history, now=lambda: clock.now().timestamp(), rate=lambda: pacer.rate, storage=job.storage
+        ),
+        storage=job.storage,
         pacer=pacer,
         clock=clock,
         control=job.control,
@@ -324,6 +385,7 @@ async def _studio(job: _Job) -> AsyncIterator[StudioClient]:
         connect_timeout=send.connect_timeout,
         read_timeout=send.read_timeout,
         transport=job.transport,
+        reach=job.reach,
     )
     async with http:
         flow = job.spec.flow
@@ -344,18 +406,42 @@ async def _run_with_checkpoint(job: _Job, cp: CheckpointStore, history: HistoryS
         done_flushing = asyncio.Event()
         flusher = asyncio.create_task(d.recorder.run(done_flushing))
         limit = job.options.max_duration
-        timer = asyncio.get_running_loop().call_later(limit, control.request_stop) if limit is not None else None
+        timer = None
+        if limit is not None:
+
+            def out_of_time() -> None:
+                sent.stop_reason = sent.stop_reason or f"--max-duration of {job.options.max_duration} s reached"
+                control.request_stop()
+
+            timer = asyncio.get_running_loop().call_later(limit, out_of_time)
         try:
-            sent.stopped_early = await _phases(job, cp, d)
+            sent.repaired = await mark_lost_lines(cp, job.prepared.plan, job.storage)
+            sent.stopped_early = await watched(
+                _phases(job, cp, d),
+                job.reach,
+                control,
+                give_up_after=job.spec.send.unreachable_timeout,
+                sent=lambda: d.stats.created,
+                gave_up=lambda why: setattr(sent, "stop_reason", why),
+            )
         except StudioError as exc:
             # Preflight could not reach Studio: nothing was sent; try again later.
             log.error("run.unreachable", reason=exc.message)
             sent.stopped_early = True
+            sent.stop_reason = f"Studio could not be reached: {exc.message}"
+        except Stopped:
+            sent.stopped_early = True
+        except Exception as exc:
+            if not is_storage_error(exc):
+                raise
+            job.storage.failed("the checkpoint", exc)
         finally:
             if timer is not None:
                 timer.cancel()
             done_flushing.set()
-            await flusher
+            await flushed(flusher, control)
+    if sent.stop_reason is None and control.stopping:
+        sent.stop_reason = "a stop was asked for"
     return sent
 
 
@@ -384,6 +470,7 @@ async def _phases(job: _Job, cp: CheckpointStore, d: Dispatcher) -> bool:
         attempts=max(READ_ATTEMPTS, 2 * spec.send.max_attempts),
         max_backoff=spec.send.max_backoff,
         on_request=lambda: d.recorder.count("lookups"),
+        on_retry=job.reach.retrying_in,
     )
     settler = Settler(spec, cp, d, reads, clock)
     if spec.send.on_active != "skip":

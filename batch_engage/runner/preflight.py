@@ -8,7 +8,6 @@ unless ``[flow] replies = "elsewhere"``), and logs our clock's offset from Twili
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,6 +21,7 @@ from ..errors import ConfigError, FlowNotFound, FlowUnwired, RepliesLost, Studio
 from ..flow import FlowWiringError, log_findings, reply_conflicts, review, waits_for_replies
 from ..job import Spec
 from ..twilio import PacedReads, StudioClient
+from .failures import off_loop
 
 __all__ = ["CLOCK_WARNING_SECONDS", "Preflight", "check_flow", "preflight", "variant_parts"]
 
@@ -57,7 +57,7 @@ async def _published(
     flow = await reads.call("flow", client.fetch_flow)
     account = flow.get("account_sid")
     if isinstance(account, str) and account and not sandbox:
-        await asyncio.to_thread(cp.learn_account, account)
+        await off_loop(cp.learn_account, account)
     return flow, await reads.call("published revision", client.fetch_published)
 
 

@@ -1,7 +1,9 @@
 """Outcomes, history settlements and per-second counters, buffered and committed in groups.
 
 Outcomes are committed every ``FLUSH_SECONDS``: a
-crash loses at most that window, and reconciliation recovers those contacts' runs.
+crash loses at most that window, and reconciliation recovers those contacts' runs. A flush
+that cannot commit is the run's failure (held by :class:`~.failures.Storage`): the run stops
+sending, and the next one reconciles the contacts whose outcomes were lost.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from collections.abc import Callable
 from typing import Final
 
 from ..checkpoint import CheckpointStore, Outcome, SecondStats, achieved_rate
+from ..errors import StorageFailed
 from ..history import HistoryStore
+from .failures import Storage
 
 __all__ = ["FLUSH_SECONDS", "Recorder"]
 
@@ -34,8 +38,11 @@ class Recorder:
         *,
         now: Callable[[], float],
         rate: Callable[[], float],
+        storage: Storage,
     ) -> None:
         self._cp = checkpoint
+        self._storage = storage
+        self.broken = False
         self._history = history
         self._now = now
         self._rate = rate
@@ -67,13 +74,19 @@ class Recorder:
         return achieved_rate((requests, ok) for requests, ok in self._sent.values()) or 0.0
 
     async def flush(self) -> None:
-        """Commit what is buffered (off the event loop)."""
-        if not self._outcomes and not self._settlements and not self._seconds:
+        """Commit what is buffered (off the event loop); after a failed flush, nothing more is written."""
+        if self.broken or (not self._outcomes and not self._settlements and not self._seconds):
             return
         batch, self._outcomes = self._outcomes, []
         settled, self._settlements = self._settlements, []
         seconds, self._seconds = self._seconds, {}
-        await asyncio.to_thread(self._write, batch, settled, seconds, self._rate())
+        try:
+            await self._storage.commit(
+                "recording outcomes", self._write, batch, settled, seconds, self._rate(), after_failure=True
+            )
+        except StorageFailed:
+            # Their intents are committed: the next run reconciles these contacts.
+            self.broken = True
 
     def _write(
         self, batch: list[Outcome], settled: list[tuple[str, str | None]], seconds: dict[int, Counter[str]], rate: float

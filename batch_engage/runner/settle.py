@@ -6,7 +6,6 @@ after its sending, and the ones never created are sent again (up to ``max_attemp
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 
@@ -19,6 +18,7 @@ from ..job import Spec
 from ..states import RowState
 from ..twilio import PAST_RETENTION, PacedReads, past_retention
 from .dispatch import Dispatcher
+from .failures import off_loop
 from .item import Item
 from .reconcile import Lookup, Reconciler, Settlement
 
@@ -83,7 +83,7 @@ class Settler:
 
     async def _taken(self, since: datetime) -> set[str]:
         ours = since - timedelta(seconds=self.d.client.clock.offset or 0.0)
-        return await asyncio.to_thread(self.cp.sids_since, iso_ms(ours))
+        return await off_loop(self.cp.sids_since, iso_ms(ours))
 
     def lookup(self, item: Item) -> Lookup:
         """What reconciliation needs of a possibly-sent item (its intent on Twilio's clock)."""

@@ -63,6 +63,8 @@ class RunSummary:
     reached_earlier: int = 0
     parameters_changed: int = 0
     clock_offset: float | None = None
+    stopped_because: str | None = None
+    checkpoint_repaired: str | None = None
     capacity: dict[str, Any] | None = None  # the preflight's projection (None: no preflight ran)
 
     def as_dict(self) -> dict[str, Any]:
@@ -86,6 +88,8 @@ class RunSummary:
             "reached_by_earlier_runs": self.reached_earlier,
             "reached_earlier_parameters_changed": self.parameters_changed,
             "clock_offset_seconds": None if self.clock_offset is None else round(self.clock_offset, 3),
+            "stopped_because": self.stopped_because,
+            "checkpoint_repaired": self.checkpoint_repaired,
             **({"capacity": self.capacity} if self.capacity is not None else {}),
         }
 

@@ -17,6 +17,7 @@ from .hosts import (
 from .messaging import MessagingClient
 from .pacing import Pacer
 from .policy import PAST_RETENTION, RETENTION, Breaker, backoff, is_handback, past_retention
+from .reach import Reach
 from .reads import PacedReads
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "MessagingClient",
     "PacedReads",
     "Pacer",
+    "Reach",
     "RunRecord",
     "StudioClient",
     "TwilioClock",

@@ -23,6 +23,7 @@ from httpx_aiohttp import AiohttpTransport
 from ..errors import Rejected, ServerError
 from .classify import Created, Purpose, classify_exception, classify_response, object_body, parse_datetime
 from .clock import TwilioClock
+from .reach import Reach, WatchedTransport
 
 __all__ = [
     "USER_AGENT",
@@ -63,8 +64,11 @@ def make_http_client(
     connect_timeout: float,
     read_timeout: float,
     transport: httpx.AsyncBaseTransport | None = None,
+    reach: Reach | None = None,
 ) -> httpx.AsyncClient:
     """The ``httpx.AsyncClient`` the runner uses: Basic auth, timeouts, pool sized to ``concurrency``.
+
+    With ``reach``, every request is reported to it (is Studio answering at all?).
 
     The default transport is httpx-aiohttp: the same httpx API at about a tenth of
     the CPU per request of httpx's own pool (see benchmarks/client_ceiling.py).
@@ -72,6 +76,8 @@ def make_http_client(
     limits = httpx.Limits(max_connections=concurrency + 2, max_keepalive_connections=concurrency + 2)
     if transport is None:
         transport = AiohttpTransport(limits=limits, trust_env=False)
+    if reach is not None:
+        transport = WatchedTransport(transport, reach)
     return httpx.AsyncClient(
         auth=httpx.BasicAuth(username, password),
         timeout=httpx.Timeout(connect=connect_timeout, read=read_timeout, write=read_timeout, pool=None),

@@ -32,12 +32,14 @@ class PacedReads:
         attempts: int,
         max_backoff: float,
         on_request: Callable[[], None] | None = None,
+        on_retry: Callable[[float], None] | None = None,
     ) -> None:
         self._pacer = pacer
         self._sleep = sleep
         self._attempts = max(1, attempts)
         self._max_backoff = max_backoff
         self._on_request = on_request
+        self._on_retry = on_retry
         self.requests = 0
 
     async def call(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
@@ -56,5 +58,7 @@ class PacedReads:
                     raise
                 waited += delay
                 log.debug("read.retry", what=what, attempt=attempt, delay=round(delay, 3), reason=type(exc).__name__)
+                if self._on_retry is not None:
+                    self._on_retry(delay)
                 await self._sleep(delay)
         raise StudioError(f"{what}: no attempt was made")  # pragma: no cover - the loop always returns or raises

@@ -39,6 +39,7 @@ from batch_engage.sandbox import Sandbox
 from batch_engage.states import FINAL, OPEN, RowState
 
 from conftest import FLOW_SID, make_contacts
+from killing import kill_9, kill_9_when, start_run
 from pg import Schema, fresh_schema
 
 FAST_SEND = "rate = 500\nconcurrency = 8\nreconcile_delay = 0.0"
@@ -336,16 +337,6 @@ class TestOneRunPerJob:
         assert sorted(p.name for p in tmp_path.iterdir()) == ["contacts.csv", "m"]
 
 
-def _start(job: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "batch_engage", "run", str(job), "--log-format", "json", "--log-level", "warning"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        cwd=job.parent,
-    )
-
-
 def _machines(root: Path, rows: int, sb: Sandbox, url: str, send: str) -> tuple[Path, Path]:
     """Two folders, each with its own copy of the list and its own job file: they share only the URL."""
     jobs = []
@@ -378,22 +369,15 @@ class TestTwoMachines:
             before = len(sb.ledger())
             if before >= self.ROWS - 20:
                 break
-            proc = _start(machines[attempt % 2], env)
+            proc = start_run(machines[attempt % 2], env)
             if attempt % 2 == 0:
                 # Any instant, start-up included.
                 time.sleep(rng.uniform(0.2, 1.5))
+                kills += kill_9(proc)
             else:
                 # Mid-send: once a random number of new runs exist.
                 target = before + rng.randint(5, 60)
-                deadline = time.monotonic() + 30
-                while len(sb.ledger()) < target and proc.poll() is None and time.monotonic() < deadline:
-                    time.sleep(0.005)
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
-                kills += 1
-            proc.wait(timeout=10)
-            assert proc.stderr is not None
-            proc.stderr.close()
+                kills += kill_9_when(proc, lambda target=target: len(sb.ledger()) >= target)
         assert kills >= 5
         last = machines[1]
         final = subprocess.run(
@@ -420,7 +404,7 @@ class TestTwoMachines:
         lease = 10
         machines = _machines(tmp_path, 200, sb, f"{pg_url}&lease={lease}", "rate = 100\nconcurrency = 4")
         env = {k: v for k, v in os.environ.items() if not k.startswith("TWILIO_")} | sandbox_env
-        frozen = _start(machines[0], env)
+        frozen = start_run(machines[0], env)
         try:
             deadline = time.monotonic() + 30
             while len(sb.ledger()) < 20 and time.monotonic() < deadline:

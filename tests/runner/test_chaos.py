@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import subprocess
 import sys
 import time
@@ -18,18 +17,9 @@ import pytest
 from batch_engage.sandbox import Sandbox
 
 from conftest import REPO, make_contacts
+from killing import kill_9, kill_9_when, start_run
 
 ROWS = 300
-
-
-def _start(job: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "batch_engage", "run", str(job), "--log-format", "json", "--log-level", "warning"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        cwd=REPO,
-    )
 
 
 @pytest.mark.slow
@@ -53,22 +43,15 @@ def test_kill_9_at_random_moments_never_sends_twice_and_finishes(
         before = len(sb.ledger())
         if before >= ROWS - 10:
             break
-        proc = _start(job, env)
+        proc = start_run(job, env, cwd=REPO)
         if attempt % 2 == 0:
             # Any instant, start-up included.
             time.sleep(rng.uniform(0.05, 1.2))
+            kills += kill_9(proc)
         else:
             # Mid-send: once a random number of new runs exist.
             target = before + rng.randint(3, 40)
-            deadline = time.monotonic() + 20
-            while len(sb.ledger()) < target and proc.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.005)
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            kills += 1
-        proc.wait(timeout=10)
-        assert proc.stderr is not None
-        proc.stderr.close()
+            kills += kill_9_when(proc, lambda target=target: len(sb.ledger()) >= target, within=20)
     assert kills >= 5
     final = subprocess.run(
         [sys.executable, "-m", "batch_engage", "run", str(job)],

@@ -1,0 +1,56 @@
+"""A stop before the command has started: SIGINT or SIGTERM while Python is still importing (seconds on a
+busy machine) ends the ``batch-engage`` command with exit 75 and one line, never a traceback.
+
+Only the command installs this (its own process, its main thread, handlers still Python's defaults);
+a program that imports the library keeps its signals as they were. The run replaces these handlers
+with its own stop button as soon as its event loop starts.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import sys
+import threading
+from types import FrameType
+
+__all__ = ["EXIT_STOPPED_EARLY", "imported", "stop_before_start"]
+
+EXIT_STOPPED_EARLY = 75  # exits.EXIT_TEMPFAIL, not imported: this runs before anything heavy is loaded
+
+
+def _is_the_command() -> bool:
+    argv = getattr(sys, "orig_argv", sys.argv)
+    if os.path.basename(sys.argv[0] if sys.argv else "") == "batch-engage":
+        return True
+    return any(a == "-m" and b == "batch_engage" for a, b in itertools.pairwise(argv))
+
+
+def _stopped(signum: int, frame: FrameType | None) -> None:
+    # Not SystemExit: raised inside an import's bookkeeping it is swallowed, and the command would go on.
+    # Nothing is open yet, so there is nothing to close.
+    sys.stderr.write(f"batch-engage: stopped by {signal.Signals(signum).name} before the run began; nothing was sent\n")
+    sys.stderr.flush()
+    os._exit(EXIT_STOPPED_EARLY)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def imported() -> None:
+    """The imports are done: from now on a stop is a ``KeyboardInterrupt`` the command turns into exit 75."""
+    if signal.getsignal(signal.SIGINT) is _stopped:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, _interrupt)
+
+
+def stop_before_start() -> None:
+    """In the command's process: until the run takes over, a stop signal exits 75 with one line."""
+    if not _is_the_command() or threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _stopped)

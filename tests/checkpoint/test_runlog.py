@@ -1,0 +1,109 @@
+"""A checkpoint that lost committed lines is noticed: its run log counts more intents than the journal holds.
+After SIGKILL, a WAL cut in half or a journal deleted must never lead to a contact reached twice (counted in the
+sandbox's ledger), and no message may advise ``--restart --yes`` while contacts may have been reached."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from batch_engage.checkpoint.runlog import lost_lines, read_runlog, runlog_path
+from batch_engage.sandbox import Sandbox
+
+from conftest import make_contacts
+from killing import cli_env, kill_9_when, start_run
+
+ROWS = 300
+
+
+def _cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "batch_engage", *args], env=env, capture_output=True, text=True, cwd=cwd, timeout=180
+    )
+
+
+def _killed_mid_run(
+    sb: Sandbox, write_job: Callable[..., Path], tmp_path: Path, env: dict[str, str]
+) -> tuple[Path, Path]:
+    contacts = tmp_path / "contacts.csv"
+    make_contacts(ROWS).write_csv(contacts)
+    job = write_job(input_path=contacts, base_url=sb.url, send="rate = 150\nconcurrency = 8\nreconcile_delay = 0.1")
+    proc = start_run(job, env)
+    assert kill_9_when(proc, lambda: len(sb.ledger()) >= ROWS // 2, within=60)
+    return job, tmp_path / "job.checkpoint"
+
+
+def _once_each(sb: Sandbox) -> None:
+    per_contact = Counter(e.to for e in sb.ledger() if e.source == "rest")
+    assert len(per_contact) == ROWS
+    assert max(per_contact.values()) == 1
+
+
+@pytest.mark.slow
+def test_a_wal_cut_in_half_after_sigkill_is_reconciled_first_and_nobody_is_reached_twice(
+    sandbox_factory: Callable[..., Sandbox], write_job: Callable[..., Path], tmp_path: Path, sandbox_env: dict[str, str]
+) -> None:
+    """SIGKILL mid-run, the WAL truncated to half its size, run again: the run says it reconciled because the
+    checkpoint had lost lines, finishes with exit 0, and every contact has exactly one run."""
+    sb = sandbox_factory(rate_limit=None, active_rule=False)
+    env = cli_env(sandbox_env)
+    job, checkpoint = _killed_mid_run(sb, write_job, tmp_path, env)
+    wal = checkpoint.with_name(checkpoint.name + "-wal")
+    assert wal.stat().st_size > 0
+    os.truncate(wal, wal.stat().st_size // 2)
+    again = _cli(["run", str(job)], env, tmp_path)
+    assert again.returncode == 0, again.stderr[-4000:]
+    assert "reconciled first: the checkpoint had lost lines" in again.stdout
+    _once_each(sb)
+
+
+def test_a_deleted_journal_is_refused_without_restart_advice_and_recover_rebuilds_it(
+    sandbox_factory: Callable[..., Sandbox], write_job: Callable[..., Path], tmp_path: Path, sandbox_env: dict[str, str]
+) -> None:
+    """SIGKILL mid-run, the checkpoint and its WAL deleted (the run log kept): a run refuses (exit 2) pointing at
+    `recover`, never at --restart --yes; `recover` finds the contacts reached by marker; the next run sends only
+    to the contacts never reached."""
+    sb = sandbox_factory(rate_limit=None, active_rule=False)
+    env = cli_env(sandbox_env)
+    job, checkpoint = _killed_mid_run(sb, write_job, tmp_path, env)
+    reached = len(sb.ledger())
+    for suffix in ("", "-wal", "-shm"):
+        checkpoint.with_name(checkpoint.name + suffix).unlink(missing_ok=True)
+    assert runlog_path(checkpoint).exists()
+
+    refused = _cli(["run", str(job)], env, tmp_path)
+    assert refused.returncode == 2
+    assert "batch-engage recover" in refused.stderr and "--restart" not in refused.stderr
+    assert len(sb.ledger()) == reached
+
+    recovered = _cli(["recover", str(job)], env, tmp_path)
+    assert recovered.returncode == 0, recovered.stderr[-4000:]
+    assert f"recovered: {reached} contacts found" in recovered.stdout
+    assert len(sb.ledger()) == reached
+
+    done = _cli(["run", str(job)], env, tmp_path)
+    assert done.returncode == 0, done.stderr[-4000:]
+    _once_each(sb)
+
+
+def test_the_run_log_counts_each_group_and_a_shorter_journal_is_lost_lines(tmp_path: Path) -> None:
+    """The run log keeps the latest count per token; a torn last line is skipped; a journal counting fewer
+    intents than it is lost lines, one counting as many is not."""
+    checkpoint = tmp_path / "job.checkpoint"
+    runlog_path(checkpoint).write_text(
+        '{"token": "t1", "run": 1, "intents": 20, "at": "2026-01-01T00:00:00.000Z", "twilio_at": null}\n'
+        '{"token": "t1", "run": 1, "intents": 40, "at": "2026-01-01T00:00:01.000Z", "twilio_at": null}\n'
+        '{"token": "t1", "run": 2, "int'
+    )
+    state = read_runlog(checkpoint)
+    assert state is not None and (state.token, state.intents, state.first_at) == ("t1", 40, "2026-01-01T00:00:00.000Z")
+    assert lost_lines(state, "t1", 40) is None
+    assert lost_lines(state, "other", 0) is None
+    lost = lost_lines(state, "t1", 25)
+    assert lost is not None and (lost.expected, lost.found) == (40, 25)
