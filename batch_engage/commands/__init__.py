@@ -1,5 +1,6 @@
 """What the API does beyond a run: validate, status, report, sweep, periods' turnover, the rehearsal's simulator."""
 
+from .history import forget_opt_out, history_opt_outs, history_stats, import_history
 from .periods import job_for, job_tokens, settle_previous_period
 from .rehearsal import SANDBOX_RUN_LIFETIME, sandbox_config, sandbox_credentials, sandbox_state_path, simulated
 from .status import Status, job_status, rewrite_results, write_report_html
@@ -14,9 +15,13 @@ __all__ = [
     "Sweep",
     "SweptRun",
     "Validation",
+    "forget_opt_out",
     "guarded_report",
     "guarded_report_html",
     "guarded_summary_json",
+    "history_opt_outs",
+    "history_stats",
+    "import_history",
     "job_for",
     "job_status",
     "job_tokens",

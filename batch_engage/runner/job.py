@@ -20,14 +20,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import httpx
 import polars as pl
 import structlog
 
 from ..checkpoint import CheckpointStore, Target, open_checkpoint, read_checkpoint
-from ..clock import Clock, iso_ms
+from ..clock import iso_ms
 from ..control import Progress, RunControl, StoppableClock
 from ..credentials import Credentials
 from ..errors import OutputFailed, Stopped, StorageFailed, StudioError, UsageError
@@ -37,10 +37,9 @@ from ..job import Spec, check_outputs
 from ..plan import Prepared, annotate_windows, fingerprint, params_hash, prepare, send_window
 from ..postgres import masked
 from ..results import SEGMENTS_META, build_results, counts_by_status, with_segments
-from ..states import FINAL, POSSIBLY_SENT, REACHED, RowState
+from ..states import FINAL, REACHED, RowState
 from ..tables import write_output
 from ..twilio import (
-    PacedReads,
     Pacer,
     Reach,
     StudioClient,
@@ -50,16 +49,13 @@ from ..twilio import (
     studio_base_url,
     studio_region_warning,
 )
-from .active import ActiveRuns
 from .dispatch import Dispatcher
 from .ending import Ending, ending
 from .failures import Storage, is_storage_error
 from .lifecycle import close, flushed, journal_lines, opened
 from .lost import mark_lost_lines
-from .preflight import preflight
+from .phases import ARRIVAL_META, Invocation, phases
 from .recorder import Recorder
-from .schedule import send_all, to_send
-from .settle import Settler
 from .unreachable import watched
 from .values import RunOptions, RunResult, RunSummary
 from .variants import count_holdout, kept_variants
@@ -78,11 +74,6 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
-READ_ATTEMPTS = 12
-ARRIVAL_META = "arrival"
-ARRIVAL_READ_RATE = 50.0
-ARRIVAL_READ_ATTEMPTS = 4
-ARRIVAL_MAX_BACKOFF = 30.0
 DEFAULT_OPTIONS = RunOptions()
 RECENT_SIDS = timedelta(minutes=10)
 
@@ -109,25 +100,6 @@ class _Sent:
     changed: int = 0
     stop_reason: str | None = None
     repaired: str | None = None
-
-
-@dataclass(frozen=True)
-class _Job:
-    """One invocation's inputs, as the sending part needs them."""
-
-    spec: Spec
-    prepared: Prepared
-    credentials: Credentials
-    base_url: str
-    options: RunOptions
-    clock: Clock
-    control: RunControl
-    storage: Storage
-    reach: Reach
-    transport: httpx.AsyncBaseTransport | None
-    on_progress: Callable[[Progress], None] | None
-    tokens: Mapping[str, str]
-    on_start: Callable[[str], None] | None = None
 
 
 def _earlier(plan: pl.DataFrame, checkpoint: CheckpointStore, digest: str) -> tuple[int, int]:
@@ -228,7 +200,7 @@ async def run_job(
         stopping=lambda: control.stopping,
     )
     reach = Reach(httpx.URL(base_url).host)
-    job = _Job(
+    job = Invocation(
         spec,
         prepared,
         credentials,
@@ -251,7 +223,7 @@ async def run_job(
         raise UsageError(f"{exc}; nothing was sent") from None
 
 
-async def _run_locked(job: _Job, started: float, recover: str | None, *, settle_only: bool) -> RunResult:
+async def _run_locked(job: Invocation, started: float, recover: str | None, *, settle_only: bool) -> RunResult:
     """The run with its checkpoint open: send, then settle the ending and write the results."""
     spec, prepared, options, clock, storage = job.spec, job.prepared, job.options, job.clock, job.storage
     extra_meta = {"job_id": spec.job.id, **({"period": spec.job.period} if spec.job.period else {})}
@@ -344,7 +316,7 @@ async def _write_results(spec: Spec, results: pl.DataFrame) -> None:
         ) from None
 
 
-def _dispatcher(job: _Job, cp: CheckpointStore, client: StudioClient, history: HistoryStore | None) -> Dispatcher:
+def _dispatcher(job: Invocation, cp: CheckpointStore, client: StudioClient, history: HistoryStore | None) -> Dispatcher:
     """The dispatcher of this run, with its pacer and recorder; it counts the contacts already final."""
     spec, clock = job.spec, job.clock
     pacer = Pacer(spec.send.rate, clock=StoppableClock(job.options.pacing(), job.control))
@@ -375,7 +347,7 @@ def _dispatcher(job: _Job, cp: CheckpointStore, client: StudioClient, history: H
 
 
 @contextlib.asynccontextmanager
-async def _studio(job: _Job) -> AsyncIterator[StudioClient]:
+async def _studio(job: Invocation) -> AsyncIterator[StudioClient]:
     """The Studio client over this run's HTTP connection pool, closed at the end."""
     send = job.spec.send
     http = make_http_client(
@@ -394,7 +366,7 @@ async def _studio(job: _Job) -> AsyncIterator[StudioClient]:
         )
 
 
-async def _run_with_checkpoint(job: _Job, cp: CheckpointStore, history: HistoryStore | None) -> _Sent:
+async def _run_with_checkpoint(job: Invocation, cp: CheckpointStore, history: HistoryStore | None) -> _Sent:
     """The sending part: the dispatcher and its flusher around the run's phases, with the --max-duration timer."""
     control = job.control
     reached_earlier, changed = _earlier(job.prepared.plan, cp, job.prepared.input_digest)
@@ -417,7 +389,7 @@ async def _run_with_checkpoint(job: _Job, cp: CheckpointStore, history: HistoryS
         try:
             sent.repaired = await mark_lost_lines(cp, job.prepared.plan, job.storage)
             sent.stopped_early = await watched(
-                _phases(job, cp, d),
+                phases(job, cp, d),
                 job.reach,
                 control,
                 give_up_after=job.spec.send.unreachable_timeout,
@@ -443,92 +415,3 @@ async def _run_with_checkpoint(job: _Job, cp: CheckpointStore, history: HistoryS
     if sent.stop_reason is None and control.stopping:
         sent.stop_reason = "a stop was asked for"
     return sent
-
-
-def _announce(job: _Job, contacts: int, flow: dict[str, Any]) -> None:
-    """Before a real send: one line saying how many contacts go to which Flow, in which account, how fast."""
-    if job.options.sandbox or contacts <= 0:
-        return
-    name = flow.get("friendly_name")
-    account = flow.get("account_sid") or job.credentials.username
-    flows = job.spec.flow_sids()
-    # An experiment sends to each variant's Flow: name them all (the friendly name is the first one's).
-    where = f"Flow {flows[0]}{f' ({name})' if name else ''}" if len(flows) == 1 else f"Flows {', '.join(flows)}"
-    line = f"sending {contacts:,} contacts → {where}, account {account}, at most {job.spec.send.rate:g}/s"
-    log.info("run.sending", contacts=contacts, flow=job.spec.flow.sid, friendly_name=name, account=account)
-    if job.on_start is not None:
-        job.on_start(line)
-
-
-async def _phases(job: _Job, cp: CheckpointStore, d: Dispatcher) -> bool:
-    """Preflight, settle earlier runs' possibly-sent contacts, send, settle this run's; True if stopped early."""
-    spec, plan, control, clock = job.spec, job.prepared.plan, job.control, job.clock
-    reads = PacedReads(
-        d.pacer,
-        sleep=clock.sleep,
-        # A read changes nothing at Twilio: it is worth more tries than a create.
-        attempts=max(READ_ATTEMPTS, 2 * spec.send.max_attempts),
-        max_backoff=spec.send.max_backoff,
-        on_request=lambda: d.recorder.count("lookups"),
-        on_retry=job.reach.retrying_in,
-    )
-    settler = Settler(spec, cp, d, reads, clock)
-    if spec.send.on_active != "skip":
-        tokens = {**job.tokens, cp.token: f"job {spec.job.id}"}
-        d.active = ActiveRuns(
-            spec=spec, client=d.client, reads=reads, control=control, clock=clock, tokens=tokens, record=d.record
-        )
-    possibly = cp.open_lines().filter(pl.col("state").is_in([s.value for s in POSSIBLY_SENT]))
-    has_work = possibly.height > 0 or d.total > d.done
-    flow: dict[str, Any] = {}
-    if has_work and spec.send.preflight and not control.stopping:
-        await _preflight(job, cp, d, reads, flow)
-    if d.aborted is None and possibly.height and not control.stopping:
-        await settler.settle_earlier(possibly)
-    waiting = False
-    if d.aborted is None and not control.stopping:
-        flows = spec.experiment.flows(spec.flow.sid) if spec.experiment is not None else None
-        source = to_send(plan, cp.open_lines(), cp.contacts_in(FINAL | POSSIBLY_SENT), flows)
-        options = job.options
-        _announce(job, d.total - d.done, flow)
-        waiting = await send_all(d, source, window=d.window, limit=options.limit, wait=options.wait, clock=clock)
-    await settler.settle_this_run()
-    return control.stopping or waiting
-
-
-async def _preflight(
-    job: _Job, cp: CheckpointStore, d: Dispatcher, reads: PacedReads, flow_info: dict[str, Any]
-) -> None:
-    """The preflight (``flow_info`` receives the first Flow); its arrival check caps the pace (``pace =
-    "sender"``) and is kept for results and report."""
-    spec, clock, creds = job.spec, job.clock, job.credentials
-    # The arrival check reads other APIs (numbers, Messaging Services): its own pace, not Studio's slots.
-    arrival_reads = PacedReads(
-        Pacer(ARRIVAL_READ_RATE, clock=job.options.pacing()),
-        sleep=clock.sleep,
-        attempts=ARRIVAL_READ_ATTEMPTS,
-        max_backoff=min(spec.send.max_backoff, ARRIVAL_MAX_BACKOFF),
-    )
-    found = await preflight(
-        spec,
-        job.prepared.plan,
-        d.client,
-        (reads, arrival_reads),
-        cp,
-        sandbox=job.options.sandbox,
-        now=clock.now(),
-        region=creds.region,
-        edge=creds.edge,
-        flow_info=flow_info,
-    )
-    d.aborted = found.aborted
-    if not found.arrivals:
-        return
-    d.segments = {row: n for arrival in found.arrivals for row, n in arrival.rows.first.items()}
-    capacities = [arrival.capacity for arrival in found.arrivals]
-    # One capacity object (the first Flow's); with an experiment's several Flows, each in order beside it.
-    d.capacity = capacities[0].as_dict()
-    if len(capacities) > 1:
-        d.capacity["per_flow"] = [c.as_dict() for c in capacities]
-    if spec.send.pace == "sender":
-        d.pacer.cap(min(c.trigger_rate for c in capacities))
