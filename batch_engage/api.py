@@ -62,7 +62,7 @@ from .exits import (
 from .experiment import assign_frame
 from .flow import FlowReview
 from .history import opt_outs_path
-from .job import ExperimentSpec, Spec, check_outputs
+from .job import ExperimentSpec, Spec, check_outputs, parse_duration
 from .plan import prepare
 from .runner import Recovery, RunOptions, RunResult, calls_hanging, kept_variants, prove_outputs, recover_job, run_job
 from .sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox, SandboxConfig, ServiceConfig
@@ -109,6 +109,7 @@ __all__ = [
     "import_history",
     "load_job",
     "opt_outs_store",
+    "parse_duration",
     "prove_outputs",
     "recover",
     "recover_async",

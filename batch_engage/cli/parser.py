@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import re
 from typing import NoReturn, TypeAlias
 
 from .. import api
 from ..api import SandboxConfig
+from ..errors import ConfigError
 from ..exits import EXIT_USAGE
 
 __all__ = ["build_parser", "parse_duration"]
 
-_DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*$")
 _PERIOD_HELP = "another period of a job whose id has {date}, {week} or {month}"
 
 
@@ -27,12 +26,11 @@ _Subparsers: TypeAlias = "argparse._SubParsersAction[_Parser]"
 
 
 def parse_duration(text: str) -> float:
-    """``50m``, ``1h30m``, ``90s`` or plain seconds, as seconds."""
-    match = _DURATION.match(text)
-    if not text.strip() or match is None or not any(match.groups()):
-        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (use e.g. 50m, 1h30m, 90s)")
-    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
-    return hours * 3600 + minutes * 60 + seconds
+    """``50m``, ``1h30m``, ``2d``, ``90s`` or plain seconds, as seconds: the job file's own rule."""
+    try:
+        return api.parse_duration("duration", text)
+    except ConfigError:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (use e.g. 50m, 1h30m, 90s)") from None
 
 
 def _positive_int(text: str) -> int:

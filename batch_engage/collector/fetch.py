@@ -25,6 +25,7 @@ from ..errors import Fatal, Rejected, StudioError
 from ..job import Spec
 from ..twilio import (
     PAST_RETENTION,
+    READ_ATTEMPTS,
     MessagesClient,
     PacedReads,
     Pacer,
@@ -41,7 +42,6 @@ __all__ = ["ANOTHER_SENDER", "CollectProgress", "Collector"]
 log = structlog.get_logger(__name__)
 
 ANOTHER_SENDER = "another sender's run"
-READ_ATTEMPTS = 12
 OPT_OUT_CODE = 21610
 # A group is committed after this many rows or this long, whichever comes first: a kill loses at most one.
 GROUP_ROWS = 50

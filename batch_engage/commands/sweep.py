@@ -23,7 +23,7 @@ from ..errors import StudioError, UsageError
 from ..exits import EXIT_OK, EXIT_TEMPFAIL
 from ..job import Spec
 from ..runner import Verdict, judge_run
-from ..twilio import PacedReads, Pacer, StudioClient, make_http_client, studio_base_url
+from ..twilio import READ_ATTEMPTS, PacedReads, Pacer, StudioClient, make_http_client, studio_base_url
 from .periods import job_tokens
 
 __all__ = ["DEFAULT_OLDER_THAN", "Sweep", "SweptRun", "sweep_job"]
@@ -31,7 +31,6 @@ __all__ = ["DEFAULT_OLDER_THAN", "Sweep", "SweptRun", "sweep_job"]
 log = structlog.get_logger(__name__)
 
 DEFAULT_OLDER_THAN = 86400.0
-READ_ATTEMPTS = 12
 
 
 @dataclass(frozen=True)

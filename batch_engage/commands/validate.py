@@ -189,14 +189,10 @@ def project_arrival(
     return found
 
 
-async def _arrivals(
-    parts: list[tuple[Spec, pl.DataFrame]],
-    credentials: Credentials,
-    transport: httpx.AsyncBaseTransport | None,
-    now: datetime,
-) -> tuple[Arrival, ...]:
-    """Each part's arrival check, over one connection: its Flow's published definition, its senders' set-up."""
-    spec = parts[0][0]
+def _studio_http(
+    spec: Spec, credentials: Credentials, transport: httpx.AsyncBaseTransport | None
+) -> tuple[str, httpx.AsyncClient]:
+    """The Studio base URL (checked) and a small client for validate's reads, with the job's timeouts."""
     base_url = studio_base_url(spec.flow, region=credentials.region, edge=credentials.edge)
     check_base_url(base_url)
     http = make_http_client(
@@ -207,6 +203,18 @@ async def _arrivals(
         read_timeout=spec.send.read_timeout,
         transport=transport,
     )
+    return base_url, http
+
+
+async def _arrivals(
+    parts: list[tuple[Spec, pl.DataFrame]],
+    credentials: Credentials,
+    transport: httpx.AsyncBaseTransport | None,
+    now: datetime,
+) -> tuple[Arrival, ...]:
+    """Each part's arrival check, over one connection: its Flow's published definition, its senders' set-up."""
+    spec = parts[0][0]
+    base_url, http = _studio_http(spec, credentials, transport)
     found = []
     async with http:
         reads = PacedReads(Pacer(spec.send.rate), sleep=asyncio.sleep, attempts=6, max_backoff=60.0)
@@ -314,16 +322,7 @@ async def _published(
     spec: Spec, credentials: Credentials, transport: httpx.AsyncBaseTransport | None
 ) -> dict[str, Any]:
     """The Flow's last published revision (with its definition), fetched as the run's preflight does."""
-    base_url = studio_base_url(spec.flow, region=credentials.region, edge=credentials.edge)
-    check_base_url(base_url)
-    http = make_http_client(
-        username=credentials.username,
-        password=credentials.password,
-        concurrency=2,
-        connect_timeout=spec.send.connect_timeout,
-        read_timeout=spec.send.read_timeout,
-        transport=transport,
-    )
+    base_url, http = _studio_http(spec, credentials, transport)
     async with http:
         client = StudioClient(http, base_url=base_url, flow_sid=spec.flow.sid, api=spec.flow.api)
         reads = PacedReads(Pacer(spec.send.rate), sleep=asyncio.sleep, attempts=6, max_backoff=60.0)

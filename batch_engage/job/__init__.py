@@ -1,6 +1,6 @@
 """The job: a TOML file read, checked and frozen into a Spec (paths, periods, send window); it knows no reader."""
 
-from .checks import OUTCOME_BASE_COLUMNS, static_parameter_pairs
+from .checks import OUTCOME_BASE_COLUMNS, parse_duration, static_parameter_pairs
 from .experiment import HOLDOUT, ExperimentSpec, VariantSpec
 from .identity import history_identity
 from .outputs import check_outputs, checkpoint_family
@@ -33,6 +33,7 @@ __all__ = [
     "is_future_period",
     "is_period",
     "load_spec",
+    "parse_duration",
     "parse_window",
     "previous_period",
     "render_period",

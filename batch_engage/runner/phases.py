@@ -22,6 +22,7 @@ from ..job import Spec
 from ..plan import Prepared
 from ..states import FINAL, POSSIBLY_SENT
 from ..twilio import (
+    READ_ATTEMPTS,
     PacedReads,
     Pacer,
     Reach,
@@ -34,11 +35,10 @@ from .schedule import send_all, to_send
 from .settle import Settler
 from .values import RunOptions
 
-__all__ = ["ARRIVAL_META", "READ_ATTEMPTS", "Invocation", "announce", "phases", "run_preflight"]
+__all__ = ["ARRIVAL_META", "Invocation", "announce", "phases", "run_preflight"]
 
 log = structlog.get_logger(__name__)
 
-READ_ATTEMPTS = 12
 ARRIVAL_META = "arrival"
 ARRIVAL_READ_RATE = 50.0
 ARRIVAL_READ_ATTEMPTS = 4

@@ -18,11 +18,12 @@ from .messaging import MessagingClient
 from .pacing import Pacer
 from .policy import PAST_RETENTION, RETENTION, Breaker, backoff, is_handback, past_retention
 from .reach import Reach
-from .reads import PacedReads
+from .reads import READ_ATTEMPTS, PacedReads
 
 __all__ = [
     "DEFAULT_BASE_URL",
     "PAST_RETENTION",
+    "READ_ATTEMPTS",
     "REGION_EDGES",
     "RETENTION",
     "Breaker",

@@ -15,7 +15,10 @@ from ..errors import PossiblySent, RetrySafe, StudioError
 from .pacing import Pacer
 from .policy import backoff
 
-__all__ = ["PacedReads"]
+__all__ = ["READ_ATTEMPTS", "PacedReads"]
+
+READ_ATTEMPTS = 12
+"""Tries for one read: a GET changes nothing at Twilio, so it is worth more tries than a create."""
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
