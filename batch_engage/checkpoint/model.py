@@ -34,6 +34,7 @@ __all__ = [
     "empty_journal",
     "journal_frame",
     "reached_frame",
+    "states_from_text",
 ]
 
 
@@ -171,6 +172,18 @@ def contacts_from_text(text: str | None) -> pl.Series:
     return pl.Series("contact", [text]).str.split("\n").explode()
 
 
+def states_from_text(contacts: str | None, states: str | None, earlier: str | None) -> pl.DataFrame:
+    """Contacts and states aggregated by the database into newline-separated texts (in one order), and one
+    ``0``/``1`` character a line for "written for another input", as the frame ``states`` returns."""
+    if not contacts or states is None or earlier is None:
+        return pl.DataFrame(schema={"contact": pl.String, "state": pl.String, "earlier_input": pl.Boolean})
+    return pl.DataFrame({"contact": [contacts], "state": [states], "earlier_input": [earlier]}).select(
+        pl.col("contact").str.split("\n").explode(),
+        pl.col("state").str.split("\n").explode(),
+        pl.col("earlier_input").str.split("").explode().eq("1"),
+    )
+
+
 def reached_frame(rows: Iterable[tuple[Any, ...]]) -> pl.DataFrame:
     """``(contact, params_hash)`` rows as the frame :meth:`CheckpointStore.reached_for_other_input` returns."""
     return pl.DataFrame(list(rows), schema={"contact": pl.String, "params_hash": pl.String}, orient="row")
@@ -265,6 +278,10 @@ class CheckpointStore(Protocol):
 
     def contacts_in(self, states: frozenset[RowState]) -> pl.Series:
         """Contacts whose line is in one of ``states``."""
+        ...
+
+    def states(self, input_digest: str) -> pl.DataFrame:
+        """Every line's contact, state and whether it was written for another input than ``input_digest``."""
         ...
 
     def reached_for_other_input(self, input_digest: str) -> pl.DataFrame:
