@@ -34,9 +34,8 @@ __all__ = [
 STATE_COLUMNS = {"contact": pl.String, "state": pl.String, "earlier_input": pl.Boolean}
 """Each line's contact and state, and whether it was written for another input than the one given."""
 
-# The lines the report page needs no more of than their contact, variant and times: sent, with nothing to say.
-_PLAIN_SENT = f"state = '{RowState.SENT.value}' AND error_message IS NULL"
-_BRIEF_COLUMNS = ("contact", "variant", "intent_at", "completed_at")
+# What the report page reads of a ``sent`` line (most of a big journal): no SID, addresses, HTTP status, attempts.
+_BRIEF_SENT = ("contact", "variant", "error_message", "ended_sid", "intent_at", "completed_at")
 
 
 def connect_ro(path: Path) -> sqlite3.Connection:
@@ -94,16 +93,23 @@ def read_states(path: Path, input_digest: str) -> pl.DataFrame:
 
 
 def _brief_journal(path: Path, present: set[str]) -> pl.DataFrame:
-    """The journal with its plain sent lines (most of a big one) read as contact, variant and times alone."""
-    plain = _PLAIN_SENT + (" AND ended_sid IS NULL" if "ended_sid" in present else "")
-    others = read_journal(path, f"NOT ({plain})", present)
-    columns = [c if c in present or c not in ADDED_JOURNAL_COLUMNS else f"NULL AS {c}" for c in _BRIEF_COLUMNS]
-    sql = f"SELECT {', '.join(columns)} FROM journal WHERE {plain}"  # noqa: S608 - constants
-    sent = read_frame(path, sql, {c: JOURNAL_COLUMNS[c] for c in _BRIEF_COLUMNS})
-    sent = sent.with_columns(state=pl.lit(RowState.SENT.value))
-    return pl.concat([others, sent], how="diagonal_relaxed").select(
+    """The journal with its ``sent`` lines (most of a big one) read without what the report page never shows."""
+    others = read_journal(path, f"state IN {sql_list(frozenset(RowState) - {RowState.SENT})}", present)
+    columns = [c if c in present or c not in ADDED_JOURNAL_COLUMNS else f"NULL AS {c}" for c in _BRIEF_SENT]
+    sql = f"SELECT {', '.join(columns)} FROM journal WHERE state = '{RowState.SENT.value}'"  # noqa: S608 - constants
+    sent = read_frame(path, sql, {c: JOURNAL_COLUMNS[c] for c in _BRIEF_SENT})
+    return pl.concat([others, sent.with_columns(state=pl.lit(RowState.SENT.value))], how="diagonal_relaxed").select(
         pl.col(name).cast(dtype) for name, dtype in JOURNAL_COLUMNS.items()
     )
+
+
+def _read_plan(plan_file: Path, *, brief: bool) -> pl.DataFrame | None:
+    """The plan kept beside the checkpoint (None: never saved); ``brief``: without the Parameters (the bulk)."""
+    if not plan_file.exists():
+        return None
+    if not brief:
+        return pl.read_parquet(plan_file)
+    return pl.read_parquet(plan_file, columns=[c for c in pl.read_parquet_schema(plan_file) if c != "parameters"])
 
 
 def plan_path(path: str | Path) -> Path:
@@ -125,8 +131,8 @@ def is_locked(path: str | Path) -> bool:
 def read_only(path: str | Path, *, brief: bool = False) -> CheckpointView:
     """Everything a checkpoint holds, without its lock: safe while a run is going on.
 
-    ``brief``: for the report page, the journal's plain ``sent`` lines (no message, nothing ended) come with
-    their contact, variant and times alone (their SID, addresses and HTTP status left empty).
+    ``brief``: for the report page, the journal's ``sent`` lines come without their SID, addresses, HTTP
+    status and attempts (left empty), and the plan without the rows' Parameters.
     """
     path = Path(path)
     if not path.exists():
@@ -137,21 +143,22 @@ def read_only(path: str | Path, *, brief: bool = False) -> CheckpointView:
             meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
             check_readable(path, meta)
             present = journal_columns(conn)
-            runs = conn.execute(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs ORDER BY id").fetchall()  # noqa: S608
-            events = conn.execute(f"SELECT {', '.join(EVENT_COLUMNS)} FROM events ORDER BY run, second").fetchall()  # noqa: S608
         finally:
             conn.close()
         journal = _brief_journal(path, present) if brief else read_journal(path, present=present)
+        runs = read_frame(path, f"SELECT {', '.join(RUN_COLUMNS)} FROM runs ORDER BY id", RUN_COLUMNS)  # noqa: S608
+        # Fourteen hours of a run are 50,000 seconds: columns here too.
+        events_sql = f"SELECT {', '.join(EVENT_COLUMNS)} FROM events ORDER BY run, second"  # noqa: S608
+        events = read_frame(path, events_sql, EVENT_COLUMNS)
     except sqlite3.DatabaseError as exc:
         raise UsageError(f"{path}: not a batch-engage checkpoint ({exc})") from None
-    plan_file = plan_path(path)
     newest = max(p.stat().st_mtime for p in (path, path.with_name(path.name + "-wal")) if p.exists())
     return CheckpointView(
-        plan=pl.read_parquet(plan_file) if plan_file.exists() else None,
+        plan=_read_plan(plan_path(path), brief=brief),
         journal=journal,
         meta=meta,
-        runs=pl.DataFrame(runs, schema=RUN_COLUMNS, orient="row"),
-        events=pl.DataFrame(events, schema=EVENT_COLUMNS, orient="row"),
+        runs=runs,
+        events=events,
         live=is_locked(path),
         modified=datetime.fromtimestamp(newest, UTC),
     )
