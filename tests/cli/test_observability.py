@@ -42,14 +42,11 @@ def _cli(args: list[str], env: dict[str, str], stdin: bytes | None = None) -> su
 class TestLogs:
     def test_json_logs_parse_line_by_line_and_end_with_the_summary_event(
         self,
-        sandbox: Sandbox,
-        write_job: Callable[..., Path],
-        contacts_csv: Path,
+        job: Path,
         sandbox_env: dict[str, str],
         tmp_path: Path,
     ) -> None:
         """Off a terminal, stderr is JSON lines (one object each) with one run.summary event; --summary-json matches."""
-        job = write_job(input_path=contacts_csv, base_url=sandbox.url)
         summary_path = tmp_path / "summary.json"
         done = _cli(["run", str(job), "--log-level", "debug", "--summary-json", str(summary_path)], _env(sandbox_env))
         assert done.returncode == 0
@@ -63,14 +60,10 @@ class TestLogs:
 
     def test_phone_numbers_are_masked_in_logs_and_whole_in_results(
         self,
-        sandbox: Sandbox,
-        write_job: Callable[..., Path],
-        contacts_csv: Path,
-        sandbox_env: dict[str, str],
+        job: Path,
         capsys: pytest.CaptureFixture[str],
     ) -> None:
         """Logs show +1415***0100; the results table keeps the full number."""
-        job = write_job(input_path=contacts_csv, base_url=sandbox.url)
         code, _, logs = cli(["run", str(job), "--log-level", "debug"], capsys)
         assert code == 0 and '"event": "row.outcome"' in logs
         assert "+1415***0100" in logs
@@ -201,12 +194,9 @@ class TestInputs:
         assert (result.exit_code, result.counts["sent"]) == (0, 4)
 
 
-def test_progress_bar_shows_in_a_real_terminal(
-    sandbox: Sandbox, write_job: Callable[..., Path], contacts_csv: Path, sandbox_env: dict[str, str]
-) -> None:
+def test_progress_bar_shows_in_a_real_terminal(job: Path, sandbox_env: dict[str, str]) -> None:
     """In a pseudo-terminal, a live bar shows rows done of total and the sent count; the summary follows."""
     pexpect = pytest.importorskip("pexpect")
-    job = write_job(input_path=contacts_csv, base_url=sandbox.url)
     child = pexpect.spawn(
         sys.executable,
         ["-m", "batch_engage", "run", str(job)],

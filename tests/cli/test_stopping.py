@@ -115,14 +115,12 @@ class TestASignalBeforeTheRunBegins:
     @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
     def test_exits_75_with_one_line_and_no_traceback(
         self,
+        job: Path,
         sig: signal.Signals,
         sandbox: Sandbox,
-        write_job: Callable[..., Path],
-        contacts_csv: Path,
         sandbox_env: dict[str, str],
     ) -> None:
         """A signal 0.2 s after start (Python still importing): exit 75, one line, nothing sent."""
-        job = write_job(input_path=contacts_csv, base_url=sandbox.url)
         proc = _start(job, _env(sandbox_env))
         time.sleep(0.2)  # the behaviour under test is a signal this early
         # Before batch-engage's first line runs (the interpreter starting, seconds on a loaded machine) the
@@ -139,14 +137,11 @@ class TestASignalBeforeTheRunBegins:
 class TestTooSlowARate:
     def test_a_rate_below_one_a_minute_is_refused_with_exit_2(
         self,
+        job: Path,
         sandbox: Sandbox,
-        write_job: Callable[..., Path],
-        contacts_csv: Path,
-        sandbox_env: dict[str, str],
         capsys: pytest.CaptureFixture[str],
     ) -> None:
         """rate = 0.0000001 is no campaign: exit 2, a message naming send.rate, nothing sent."""
-        job = write_job(input_path=contacts_csv, base_url=sandbox.url)
         code, _, err = cli(["run", str(job), "--rate", "0.0000001"], capsys)
         assert code == 2
         assert "send.rate" in err and "a minute" in err

@@ -44,14 +44,10 @@ def test_an_uncertain_row_says_why_and_what_happens_next() -> None:
 
 
 def test_status_names_the_checkpoint_it_read(
-    sandbox: Sandbox,
-    write_job: Callable[..., Path],
-    contacts_csv: Path,
-    sandbox_env: dict[str, str],
+    job: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """``status`` says which checkpoint its counts come from."""
-    job = write_job(input_path=contacts_csv, base_url=sandbox.url)
     assert cli(["run", str(job), "--quiet"], capsys)[0] == 0
     code, out, _ = cli(["status", str(job)], capsys)
     assert code == 0
@@ -59,14 +55,10 @@ def test_status_names_the_checkpoint_it_read(
 
 
 def test_collect_exits_75_while_a_run_of_the_job_is_still_sending(
-    sandbox: Sandbox,
-    write_job: Callable[..., Path],
-    contacts_csv: Path,
-    sandbox_env: dict[str, str],
+    job: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A run holds the checkpoint: collect brings back what it can, then exits 75 saying a run is still sending."""
-    job = write_job(input_path=contacts_csv, base_url=sandbox.url)
     assert cli(["run", str(job), "--quiet", "--limit", "5"], capsys)[0] == 0
     fd = try_lock(job.parent / "job.checkpoint.lock")
     assert fd is not None
@@ -125,14 +117,11 @@ def test_the_progress_counts_the_whole_job_on_a_resume(
 
 
 def test_a_real_send_is_announced_with_contacts_flow_account_and_rate(
-    sandbox: Sandbox,
-    write_job: Callable[..., Path],
-    contacts_csv: Path,
+    job: Path,
     sandbox_env: dict[str, str],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Before sending for real: one line with N contacts → Flow FW… (its name), the account, the rate."""
-    job = write_job(input_path=contacts_csv, base_url=sandbox.url)
     code, _, err = cli(["run", str(job), "--log-format", "console", "--log-level", "warning"], capsys)
     assert code == 0
     account = sandbox_env["TWILIO_ACCOUNT_SID"]
@@ -191,10 +180,9 @@ def test_the_stop_acknowledgment_says_a_second_stop_is_immediate(capsys: pytest.
 
 
 def test_the_library_logs_only_warnings_unless_the_caller_configures_logging(
-    sandbox: Sandbox, write_job: Callable[..., Path], contacts_csv: Path, sandbox_env: dict[str, str]
+    job: Path, sandbox_env: dict[str, str]
 ) -> None:
     """``batch_engage.run`` from Python prints no debug or info lines by default."""
-    job = write_job(input_path=contacts_csv, base_url=sandbox.url)
     code = f"import batch_engage; r = batch_engage.run({str(job)!r}); print('exit', r.exit_code)"
     done = subprocess.run(
         [sys.executable, "-c", code],

@@ -59,14 +59,12 @@ class TestTheListChanges:
 
     def test_a_list_reexported_with_new_rows_sends_only_the_new_contacts(
         self,
+        job: Path,
         sandbox: Sandbox,
-        write_job: Callable[..., Path],
         contacts_csv: Path,
-        sandbox_env: dict[str, str],
         capsys: pytest.CaptureFixture[str],
     ) -> None:
         """Day 2's export has 20 new rows at the top and the old rows moved and edited: 20 new runs, no re-send."""
-        job = write_job(input_path=contacts_csv, base_url=sandbox.url)
         assert cli(["run", str(job), "--quiet"], capsys)[0] == 0
         first = {e.to: e.sid for e in sandbox.ledger()}
         sandbox.end_all_runs()
@@ -84,14 +82,12 @@ class TestTheListChanges:
 
     def test_rows_that_moved_never_take_another_contacts_sid(
         self,
+        job: Path,
         sandbox: Sandbox,
-        write_job: Callable[..., Path],
         contacts_csv: Path,
-        sandbox_env: dict[str, str],
         capsys: pytest.CaptureFixture[str],
     ) -> None:
         """Half sent, then the file is re-sorted: every row's SID is the run Studio made for that row's contact."""
-        job = write_job(input_path=contacts_csv, base_url=sandbox.url)
         assert cli(["run", str(job), "--limit", "15", "--quiet"], capsys)[0] == 0
         make_contacts(30).reverse().write_csv(contacts_csv)
         assert cli(["run", str(job), "--quiet"], capsys)[0] == 0
@@ -140,15 +136,13 @@ class TestRefusedBeforeSending:
 
     def test_summary_json_through_a_file_is_refused_before_sending(
         self,
+        job: Path,
         sandbox: Sandbox,
-        write_job: Callable[..., Path],
         contacts_csv: Path,
-        sandbox_env: dict[str, str],
         capsys: pytest.CaptureFixture[str],
         tmp_path: Path,
     ) -> None:
         """Not after sending everything (which cron would read as "rows failed"): exit 2, nothing sent."""
-        job = write_job(input_path=contacts_csv, base_url=sandbox.url)
         code, _, err = cli(["run", str(job), "--summary-json", str(contacts_csv / "s.json")], capsys)
         assert code == 2 and "--summary-json" in err and "is a file, not a folder" in err
         assert sandbox.stats().create_requests == 0
@@ -180,14 +174,10 @@ class TestAnotherTwilio:
 
     def test_validate_refuses_a_changed_mapping_like_run(
         self,
-        sandbox: Sandbox,
-        write_job: Callable[..., Path],
-        contacts_csv: Path,
-        sandbox_env: dict[str, str],
+        job: Path,
         capsys: pytest.CaptureFixture[str],
     ) -> None:
         """validate no longer says "exit 0, already done: 3" for a job run refuses: same message, same exit."""
-        job = write_job(input_path=contacts_csv, base_url=sandbox.url)
         cli(["run", str(job), "--limit", "3", "--quiet"], capsys)
         job.write_text(job.read_text().replace('visits = "visits"', 'count = "visits"'))
         run_code, _, run_err = cli(["run", str(job)], capsys)

@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -370,14 +370,10 @@ class TestRefusals:
 
 
 def test_an_unreachable_table_is_one_line_exit_2(
-    sandbox: Sandbox,
-    write_job: Callable[..., Path],
-    contacts_csv: Path,
-    sandbox_env: dict[str, str],
+    job: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """`report --output` to a server that does not answer: exit 2, one line naming the table, no password hint lost."""
-    job = write_job(input_path=contacts_csv, base_url=sandbox.url)
     job.write_text(job.read_text() + '\n[job]\nid = "j"\n')
     assert main(["run", str(job)]) == 0
     capsys.readouterr()
