@@ -14,6 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import polars as pl
 import pytest
+from handclock import OTHER_FLOW
 from psycopg import sql
 
 from batch_engage.cli.main import main
@@ -25,19 +26,6 @@ from batch_engage.sandbox import Sandbox
 
 from conftest import FLOW_SID, REPO, make_contacts
 from pg import Schema, fresh_schema
-
-OTHER_FLOW = "FW" + "f" * 32
-DAY = 86400.0
-
-
-class Clock:
-    """A wall clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

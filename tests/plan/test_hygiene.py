@@ -11,25 +11,13 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from handclock import OTHER_FLOW
 
 from batch_engage.cli.main import main
 from batch_engage.history.store import History
 from batch_engage.sandbox import Sandbox
 
 from conftest import FLOW_SID, REPO, make_contacts
-
-OTHER_FLOW = "FW" + "f" * 32
-DAY = 86400.0
-
-
-class Clock:
-    """A wall clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class TestSuppression:
