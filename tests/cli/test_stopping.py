@@ -56,6 +56,26 @@ def _slow_job(tmp_path: Path, sb: Sandbox, write_job: Callable[..., Path]) -> Pa
     return write_job(input_path=contacts, base_url=sb.url, send="rate = 0.0334\nconcurrency = 1\npreflight = false")
 
 
+def _signal_after_the_first_create(
+    proc: subprocess.Popen[bytes], sb: Sandbox, signals: list[signal.Signals], *, pause: float = 0.0
+) -> tuple[int, float, bytes]:
+    """Send ``signals`` once the run's first create reached ``sb`` (``pause`` s later): the exit code, the seconds
+    from the signals to the exit, and stderr. A run that does not stop within 10 s is killed."""
+    try:
+        _wait_for(lambda: len(sb.ledger()) >= 1, 30)
+        if pause:
+            time.sleep(pause)
+        asked = time.monotonic()
+        for sig in signals:
+            proc.send_signal(sig)
+        code = proc.wait(timeout=10)
+        took = time.monotonic() - asked
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return code, took, proc.communicate()[1]
+
+
 class TestAStopEndsEveryWait:
     def test_sigterm_during_a_30s_pacer_wait_exits_within_2s_with_75(
         self,
@@ -66,19 +86,9 @@ class TestAStopEndsEveryWait:
     ) -> None:
         """At one request per 30 s, SIGTERM while the run waits for its next slot: exit 75 within 2 s, the
         rows left pending say why, and the same command later sends the rest, nobody twice."""
-        job = _slow_job(tmp_path, sandbox, write_job)
-        proc = _start(job, _env(sandbox_env))
-        try:
-            _wait_for(lambda: len(sandbox.ledger()) >= 1, 30)
-            time.sleep(0.3)  # into the 30 s wait for the next slot
-            asked = time.monotonic()
-            proc.send_signal(signal.SIGTERM)
-            code = proc.wait(timeout=10)
-            took = time.monotonic() - asked
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-        _, err = proc.communicate()
+        proc = _start(_slow_job(tmp_path, sandbox, write_job), _env(sandbox_env))
+        # 0.3 s: into the 30 s wait for the next slot
+        code, took, err = _signal_after_the_first_create(proc, sandbox, [signal.SIGTERM], pause=0.3)
         assert code == 75, err.decode()[-3000:]
         assert took < 2.0
         assert b"Traceback" not in err
@@ -92,19 +102,8 @@ class TestAStopEndsEveryWait:
         sandbox_env: dict[str, str],
     ) -> None:
         """Two SIGINTs: the command exits 75 at once, without a traceback."""
-        job = _slow_job(tmp_path, sandbox, write_job)
-        proc = _start(job, _env(sandbox_env))
-        try:
-            _wait_for(lambda: len(sandbox.ledger()) >= 1, 30)
-            asked = time.monotonic()
-            proc.send_signal(signal.SIGINT)
-            proc.send_signal(signal.SIGINT)
-            code = proc.wait(timeout=10)
-            took = time.monotonic() - asked
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-        _, err = proc.communicate()
+        proc = _start(_slow_job(tmp_path, sandbox, write_job), _env(sandbox_env))
+        code, took, err = _signal_after_the_first_create(proc, sandbox, [signal.SIGINT, signal.SIGINT])
         assert code == 75, err.decode()[-3000:]
         # At once: 2 s, plus the interpreter's own exit on a loaded machine.
         assert took < 2.5
