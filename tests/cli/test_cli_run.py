@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +16,7 @@ import pytest
 from batch_engage.sandbox import SANDBOX_USERNAME, Sandbox
 
 from conftest import REPO, cli, make_contacts
+from killing import cli_env, wait_until
 
 
 class TestExitCodes:
@@ -210,11 +209,6 @@ class TestCheckpointCommands:
             assert (job.parent / name).stat().st_mode & 0o777 == 0o600, name
 
 
-def _env(extra: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TWILIO_")}
-    return env | extra
-
-
 class TestSignals:
     def test_sigterm_stops_with_75_and_the_run_resumes(
         self,
@@ -230,14 +224,12 @@ class TestSignals:
         job = write_job(input_path=path, base_url=sb.url, send="rate = 50\nconcurrency = 4")
         proc = subprocess.Popen(
             [sys.executable, "-m", "batch_engage", "run", str(job), "--log-format", "json"],
-            env=_env(sandbox_env),
+            env=cli_env(sandbox_env),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             cwd=REPO,
         )
-        deadline = time.monotonic() + 30
-        while len(sb.ledger()) < 10 and time.monotonic() < deadline:
-            time.sleep(0.02)  # polling for a condition, not sleeping to make timing work
+        wait_until(proc, lambda: len(sb.ledger()) >= 10)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
         assert proc.returncode == 75, err.decode()[-2000:]
@@ -246,7 +238,7 @@ class TestSignals:
         assert table.filter(pl.col("status") == "uncertain").height == 0
         done = subprocess.run(
             [sys.executable, "-m", "batch_engage", "run", str(job), "--rate", "1000"],
-            env=_env(sandbox_env),
+            env=cli_env(sandbox_env),
             capture_output=True,
             cwd=REPO,
             timeout=60,
@@ -295,14 +287,12 @@ def test_second_sigint_stops_at_once_and_the_next_run_settles_the_rows_in_flight
     job = write_job(input_path=path, base_url=sb.url, send="rate = 100\nconcurrency = 4\nreconcile_delay = 2.0")
     proc = subprocess.Popen(
         [sys.executable, "-m", "batch_engage", "run", str(job)],
-        env=_env(sandbox_env),
+        env=cli_env(sandbox_env),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         cwd=REPO,
     )
-    deadline = time.monotonic() + 30
-    while sb.stats().create_requests < 4 and time.monotonic() < deadline:
-        time.sleep(0.01)  # polling for a condition, not sleeping to make timing work
+    wait_until(proc, lambda: sb.stats().create_requests >= 4)
     proc.send_signal(signal.SIGINT)
     assert proc.stderr is not None
     # The second Ctrl-C comes after the first was seen, as a person's would.
@@ -317,7 +307,7 @@ def test_second_sigint_stops_at_once_and_the_next_run_settles_the_rows_in_flight
     assert table.filter(pl.col("status") == "sent").height == 0
     done = subprocess.run(
         [sys.executable, "-m", "batch_engage", "run", str(job)],
-        env=_env(sandbox_env),
+        env=cli_env(sandbox_env),
         capture_output=True,
         cwd=REPO,
         timeout=120,

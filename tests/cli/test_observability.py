@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -19,12 +18,9 @@ from batch_engage.plan.phone import mask
 from batch_engage.sandbox import SANDBOX_USERNAME, Sandbox
 
 from conftest import REPO, cli, make_contacts
+from killing import cli_env
 
 SECRET = "s3cr3t-TOKEN-8b1f0c9e"
-
-
-def _env(extra: dict[str, str]) -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("TWILIO_")} | extra
 
 
 def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -48,7 +44,9 @@ class TestLogs:
     ) -> None:
         """Off a terminal, stderr is JSON lines (one object each) with one run.summary event; --summary-json matches."""
         summary_path = tmp_path / "summary.json"
-        done = _cli(["run", str(job), "--log-level", "debug", "--summary-json", str(summary_path)], _env(sandbox_env))
+        done = _cli(
+            ["run", str(job), "--log-level", "debug", "--summary-json", str(summary_path)], cli_env(sandbox_env)
+        )
         assert done.returncode == 0
         events = [json.loads(line) for line in done.stderr.decode().splitlines()]
         summaries = [e for e in events if e["event"] == "run.summary"]
@@ -97,8 +95,8 @@ class TestSecrets:
         """A recognizable secret, on success and on refusal, is in no log, result, checkpoint, error or --help."""
         sb = sandbox_factory(rate_limit=None, credentials=((SANDBOX_USERNAME, SECRET),))
         job = write_job(input_path=contacts_csv, base_url=sb.url)
-        env = _env({"TWILIO_ACCOUNT_SID": SANDBOX_USERNAME, "TWILIO_AUTH_TOKEN": SECRET})
-        wrong = _env({"TWILIO_ACCOUNT_SID": SANDBOX_USERNAME, "TWILIO_AUTH_TOKEN": SECRET + "x"})
+        env = cli_env({"TWILIO_ACCOUNT_SID": SANDBOX_USERNAME, "TWILIO_AUTH_TOKEN": SECRET})
+        wrong = cli_env({"TWILIO_ACCOUNT_SID": SANDBOX_USERNAME, "TWILIO_AUTH_TOKEN": SECRET + "x"})
         job2 = write_job(input_path=contacts_csv, base_url=sb.url, name="refused")
         # Two separate jobs: the accepted and the refused run go at the same time.
         runs = [
@@ -178,7 +176,7 @@ class TestInputs:
         """--input - reads the CSV from standard input, for pipelines that pipe rows in."""
         job = write_job(input_path="unused.csv", base_url=sandbox.url)
         data = make_contacts(7).write_csv().encode()
-        done = _cli(["run", str(job), "--input", "-"], _env(sandbox_env), stdin=data)
+        done = _cli(["run", str(job), "--input", "-"], cli_env(sandbox_env), stdin=data)
         assert done.returncode == 0, done.stderr.decode()[-1500:]
         assert len(sandbox.ledger()) == 7
 
@@ -200,7 +198,7 @@ def test_progress_bar_shows_in_a_real_terminal(job: Path, sandbox_env: dict[str,
     child = pexpect.spawn(
         sys.executable,
         ["-m", "batch_engage", "run", str(job)],
-        env=_env(sandbox_env),
+        env=cli_env(sandbox_env),
         cwd=str(REPO),
         dimensions=(24, 160),
         timeout=60,

@@ -4,7 +4,6 @@ refused. Real processes and real signals: the behaviour under test is real time.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import pytest
 from batch_engage.sandbox import Sandbox
 
 from conftest import REPO, cli, make_contacts
+from killing import cli_env
 
 
 def _start(job: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -27,10 +27,6 @@ def _start(job: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
         stderr=subprocess.PIPE,
         cwd=REPO,
     )
-
-
-def _env(sandbox_env: dict[str, str]) -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("TWILIO_")} | sandbox_env
 
 
 def _wait_for(condition: Callable[[], bool], seconds: float) -> None:
@@ -86,7 +82,7 @@ class TestAStopEndsEveryWait:
     ) -> None:
         """At one request per 30 s, SIGTERM while the run waits for its next slot: exit 75 within 2 s, the
         rows left pending say why, and the same command later sends the rest, nobody twice."""
-        proc = _start(_slow_job(tmp_path, sandbox, write_job), _env(sandbox_env))
+        proc = _start(_slow_job(tmp_path, sandbox, write_job), cli_env(sandbox_env))
         # 0.3 s: into the 30 s wait for the next slot
         code, took, err = _signal_after_the_first_create(proc, sandbox, [signal.SIGTERM], pause=0.3)
         assert code == 75, err.decode()[-3000:]
@@ -102,7 +98,7 @@ class TestAStopEndsEveryWait:
         sandbox_env: dict[str, str],
     ) -> None:
         """Two SIGINTs: the command exits 75 at once, without a traceback."""
-        proc = _start(_slow_job(tmp_path, sandbox, write_job), _env(sandbox_env))
+        proc = _start(_slow_job(tmp_path, sandbox, write_job), cli_env(sandbox_env))
         code, took, err = _signal_after_the_first_create(proc, sandbox, [signal.SIGINT, signal.SIGINT])
         assert code == 75, err.decode()[-3000:]
         # At once: 2 s, plus the interpreter's own exit on a loaded machine.
@@ -120,7 +116,7 @@ class TestASignalBeforeTheRunBegins:
         sandbox_env: dict[str, str],
     ) -> None:
         """A signal 0.2 s after start (Python still importing): exit 75, one line, nothing sent."""
-        proc = _start(job, _env(sandbox_env))
+        proc = _start(job, cli_env(sandbox_env))
         time.sleep(0.2)  # the behaviour under test is a signal this early
         # Before batch-engage's first line runs (the interpreter starting, seconds on a loaded machine) the
         # signal is the interpreter's own business: wait for that first line, not a moment longer.

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,10 +20,7 @@ from batch_engage.results import build_results
 from batch_engage.sandbox import Sandbox
 
 from conftest import FLOW_SID, REPO, cli, make_contacts
-
-
-def _env(extra: dict[str, str]) -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("TWILIO_")} | extra
+from killing import cli_env, wait_until
 
 
 def test_an_uncertain_row_says_why_and_what_happens_next() -> None:
@@ -152,14 +147,12 @@ def test_ctrl_c_is_acknowledged_with_a_line(
     job = write_job(input_path=path, base_url=sb.url, send="rate = 20\nconcurrency = 2")
     proc = subprocess.Popen(
         [sys.executable, "-m", "batch_engage", "run", str(job), "--log-format", "console", "--log-level", "error"],
-        env=_env(sandbox_env) | {"PYTHONPATH": str(REPO)},
+        env=cli_env(sandbox_env) | {"PYTHONPATH": str(REPO)},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         cwd=REPO,
     )
-    deadline = time.monotonic() + 30
-    while len(sb.ledger()) < 3 and time.monotonic() < deadline:
-        time.sleep(0.02)  # polling for a condition, not sleeping to make timing work
+    wait_until(proc, lambda: len(sb.ledger()) >= 3)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 75, err.decode()[-2000:]
@@ -186,7 +179,7 @@ def test_the_library_logs_only_warnings_unless_the_caller_configures_logging(
     code = f"import batch_engage; r = batch_engage.run({str(job)!r}); print('exit', r.exit_code)"
     done = subprocess.run(
         [sys.executable, "-c", code],
-        env=_env(sandbox_env) | {"PYTHONPATH": str(REPO)},
+        env=cli_env(sandbox_env) | {"PYTHONPATH": str(REPO)},
         capture_output=True,
         text=True,
         timeout=120,

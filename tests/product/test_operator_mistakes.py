@@ -7,11 +7,9 @@ file, a number that is not a number, another Twilio, a status asked during a liv
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +22,7 @@ from batch_engage import status
 from batch_engage.sandbox import Sandbox
 
 from conftest import cli, make_contacts
+from killing import cli_env, wait_until
 
 
 class TestRehearsalThenRun:
@@ -199,11 +198,9 @@ class TestStatusDuringARun:
         """A slow Studio keeps requests out; status during the run counts them in_flight and none uncertain."""
         sb = sandbox_factory(rate_limit=None, latency=2.0)
         job = write_job(input_path=contacts_csv, base_url=sb.url)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TWILIO_")} | sandbox_env
-        with subprocess.Popen([sys.executable, "-m", "batch_engage", "run", str(job), "--quiet"], env=env) as proc:
-            deadline = time.monotonic() + 20
-            while sb.stats().create_requests < 8 and time.monotonic() < deadline:
-                time.sleep(0.02)  # waits for a condition, not for time to pass
+        command = [sys.executable, "-m", "batch_engage", "run", str(job), "--quiet"]
+        with subprocess.Popen(command, env=cli_env(sandbox_env)) as proc:
+            wait_until(proc, lambda: sb.stats().create_requests >= 8, within=20)
             counts = status(job).counts
             # Seen: the rest of the rows need not wait on a slow Studio too.
             sb.reconfigure(latency=0.0)
