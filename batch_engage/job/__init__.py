@@ -3,6 +3,7 @@
 from .checks import OUTCOME_BASE_COLUMNS, parse_duration, static_parameter_pairs
 from .experiment import HOLDOUT, ExperimentSpec, VariantSpec
 from .identity import history_identity
+from .openings import window_openings
 from .outputs import check_outputs, checkpoint_family
 from .paths import check_tables
 from .periods import current_period, is_period, previous_period
@@ -39,4 +40,5 @@ __all__ = [
     "render_period",
     "static_parameter_pairs",
     "valid_zone",
+    "window_openings",
 ]
