@@ -6,13 +6,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from handclock import DAY, OTHER_FLOW, Clock
 
 from batch_engage.history.model import HistoryStore
 from batch_engage.history.store import History, owner
 from batch_engage.job.spec import parse_cap
 
 from conftest import FLOW_SID
+from histories import DAY, OTHER_FLOW, Clock
 from pg import fresh_schema
 
 
