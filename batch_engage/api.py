@@ -62,9 +62,9 @@ from .exits import (
 from .experiment import assign_frame
 from .flow import FlowReview
 from .history import opt_outs_path
-from .job import ExperimentSpec, Spec, check_outputs, parse_duration
+from .job import ExperimentSpec, Spec, check_outputs, parse_duration, prove_outputs
 from .plan import prepare
-from .runner import Recovery, RunOptions, RunResult, calls_hanging, kept_variants, prove_outputs, recover_job, run_job
+from .runner import Recovery, RunOptions, RunResult, calls_hanging, kept_variants, recover_job, run_job
 from .sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox, SandboxConfig, ServiceConfig
 from .sandbox import serve as serve_sandbox
 

@@ -206,6 +206,13 @@ def write_job(tmp_path: Path) -> Callable[..., Path]:
 
 
 @pytest.fixture
+def job(sandbox: Sandbox, write_job: Callable[..., Path], contacts_csv: Path, sandbox_env: dict[str, str]) -> Path:
+    """The job most CLI tests start from: the 30 contacts of ``contacts_csv`` against ``sandbox``, whose credentials
+    the environment holds."""
+    return write_job(input_path=contacts_csv, base_url=sandbox.url)
+
+
+@pytest.fixture
 def make_spec(tmp_path: Path) -> Callable[..., Any]:
     """Build a Spec for a frame-fed job against ``base_url``; ``send`` keys override fast defaults."""
     from batch_engage.job.spec import load_spec

@@ -3,7 +3,8 @@
 from .checks import OUTCOME_BASE_COLUMNS, parse_duration, static_parameter_pairs
 from .experiment import HOLDOUT, ExperimentSpec, VariantSpec
 from .identity import history_identity
-from .outputs import check_outputs, checkpoint_family
+from .openings import window_openings
+from .outputs import check_outputs, checkpoint_family, prove_outputs
 from .paths import check_tables
 from .periods import current_period, is_period, previous_period
 from .periods import is_future as is_future_period
@@ -36,7 +37,9 @@ __all__ = [
     "parse_duration",
     "parse_window",
     "previous_period",
+    "prove_outputs",
     "render_period",
     "static_parameter_pairs",
     "valid_zone",
+    "window_openings",
 ]
