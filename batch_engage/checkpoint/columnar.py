@@ -14,21 +14,19 @@ from typing import Any
 
 import polars as pl
 
-__all__ = ["read_frame"]
+__all__ = ["read_frame", "read_only_uri"]
 
 # The driver types each column from the first batch it reads; a column null all through that batch would be
 # typed INT64 and a later text in it refused. One batch for the whole result types each column by all its values.
 _ONE_BATCH = {"adbc.sqlite.query.batch_rows": str(2**30)}
 
 
-def _uri(path: Path) -> str:
-    # as_uri escapes what a URI would read otherwise (spaces, '?', '#'); read-only, so it never writes.
+def read_only_uri(path: Path) -> str:
+    """The ``file:`` URI that opens ``path`` read-only; escaped, so a folder named ``a?b#c`` is that folder."""
     return path.resolve().as_uri() + "?mode=ro"
 
 
-def read_frame(
-    path: Path, sql: str, schema: Mapping[str, pl.DataType | type[pl.DataType]], params: Sequence[Any] = ()
-) -> pl.DataFrame:
+def read_frame(path: Path, sql: str, schema: Mapping[str, Any], params: Sequence[Any] = ()) -> pl.DataFrame:
     """The rows of ``sql`` over the checkpoint file at ``path`` as a frame of ``schema`` (columns in its order).
 
     A database error is raised as :class:`sqlite3.OperationalError` (what the run's storage rules know).
@@ -37,7 +35,7 @@ def read_frame(
     import adbc_driver_sqlite.dbapi as sqlite_adbc  # noqa: PLC0415
 
     try:
-        with sqlite_adbc.connect(_uri(path)) as conn, conn.cursor() as cursor:
+        with sqlite_adbc.connect(read_only_uri(path)) as conn, conn.cursor() as cursor:
             cursor.adbc_statement.set_options(**_ONE_BATCH)
             cursor.execute(sql, tuple(params) if params else None)
             table = cursor.fetch_arrow_table()

@@ -172,15 +172,15 @@ def contacts_from_text(text: str | None) -> pl.Series:
     return pl.Series("contact", [text]).str.split("\n").explode()
 
 
-def states_from_text(contacts: str | None, states: str | None, earlier: str | None) -> pl.DataFrame:
-    """Contacts and states aggregated by the database into newline-separated texts (in one order), and one
-    ``0``/``1`` character a line for "written for another input", as the frame ``states`` returns."""
-    if not contacts or states is None or earlier is None:
-        return pl.DataFrame(schema={"contact": pl.String, "state": pl.String, "earlier_input": pl.Boolean})
-    return pl.DataFrame({"contact": [contacts], "state": [states], "earlier_input": [earlier]}).select(
-        pl.col("contact").str.split("\n").explode(),
-        pl.col("state").str.split("\n").explode(),
-        pl.col("earlier_input").str.split("").explode().eq("1"),
+def states_from_text(contacts: str | None, states: str | None, inputs: str | None) -> pl.DataFrame:
+    """Contacts, states and input digests aggregated by the database into newline-separated texts (in one
+    order; no digest: an empty line), as the frame ``states`` returns."""
+    schema = {"contact": pl.String, "state": pl.String, "input": pl.Categorical}
+    if not contacts or states is None or inputs is None:
+        return pl.DataFrame(schema=schema)
+    frame = pl.DataFrame({"contact": [contacts], "state": [states], "input": [inputs]})
+    return frame.select(pl.all().str.split("\n").explode()).with_columns(
+        pl.when(pl.col("input") != "").then(pl.col("input")).cast(pl.Categorical)
     )
 
 
@@ -280,8 +280,8 @@ class CheckpointStore(Protocol):
         """Contacts whose line is in one of ``states``."""
         ...
 
-    def states(self, input_digest: str) -> pl.DataFrame:
-        """Every line's contact, state and whether it was written for another input than ``input_digest``."""
+    def states(self) -> pl.DataFrame:
+        """Every line's contact, state and the digest of the input it was written for."""
         ...
 
     def reached_for_other_input(self, input_digest: str) -> pl.DataFrame:

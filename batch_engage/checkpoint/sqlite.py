@@ -229,9 +229,9 @@ class Checkpoint(StoreBase):
         """The lines a run still has to act on (``intent``, ``uncertain``, ``pending``), in full."""
         return read_journal(self.path, f"state IN {sql_list(OPEN)}")
 
-    def states(self, input_digest: str) -> pl.DataFrame:
-        """Every line's contact and state, and whether it was written for another input (one columnar read)."""
-        return read_states(self.path, input_digest)
+    def states(self) -> pl.DataFrame:
+        """Every line's contact, state and the input it was written for (one columnar read)."""
+        return read_states(self.path)
 
     def contacts_in(self, states: frozenset[RowState]) -> pl.Series:
         """Contacts whose line is in one of ``states``, without reading the lines themselves (one ``group_concat``)."""

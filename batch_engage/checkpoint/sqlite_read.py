@@ -12,7 +12,7 @@ import polars as pl
 from ..disk import holds_lock
 from ..errors import UsageError
 from ..states import POSSIBLY_SENT, REACHED, RowState, sql_list
-from .columnar import read_frame
+from .columnar import read_frame, read_only_uri
 from .model import CheckpointView, check_readable
 from .schema import ADDED_JOURNAL_COLUMNS, EVENT_COLUMNS, JOURNAL_COLUMNS, RUN_COLUMNS, journal_select
 
@@ -31,8 +31,8 @@ __all__ = [
     "read_states",
 ]
 
-STATE_COLUMNS = {"contact": pl.String, "state": pl.String, "earlier_input": pl.Boolean}
-"""Each line's contact and state, and whether it was written for another input than the one given."""
+STATE_COLUMNS = {"contact": pl.String, "state": pl.String, "input": pl.Categorical}
+"""Each line's contact and state, and the digest of the input it was written for (a few distinct values)."""
 
 # What the report page reads of a ``sent`` line (most of a big journal): no SID, addresses, HTTP status, attempts.
 _BRIEF_SENT = ("contact", "variant", "error_message", "ended_sid", "intent_at", "completed_at")
@@ -40,7 +40,7 @@ _BRIEF_SENT = ("contact", "variant", "error_message", "ended_sid", "intent_at", 
 
 def connect_ro(path: Path) -> sqlite3.Connection:
     """A read-only connection to the checkpoint file (it never writes, never takes the run's lock)."""
-    return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    return sqlite3.connect(read_only_uri(path), uri=True)
 
 
 def journal_columns(conn: sqlite3.Connection) -> set[str]:
@@ -86,10 +86,9 @@ def read_journal(path: Path, where: str = "", present: set[str] | None = None) -
     return read_frame(path, sql, JOURNAL_COLUMNS).sort("row", maintain_order=True)
 
 
-def read_states(path: Path, input_digest: str) -> pl.DataFrame:
-    """Every line's contact and state (:data:`STATE_COLUMNS`), in one columnar read."""
-    sql = "SELECT contact, state, input IS NOT ? AS earlier_input FROM journal"
-    return read_frame(path, sql, STATE_COLUMNS, (input_digest,))
+def read_states(path: Path) -> pl.DataFrame:
+    """Every line's contact, state and input (:data:`STATE_COLUMNS`), in one columnar read."""
+    return read_frame(path, "SELECT contact, state, input FROM journal", STATE_COLUMNS)
 
 
 def _brief_journal(path: Path, present: set[str]) -> pl.DataFrame:

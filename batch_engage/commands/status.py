@@ -90,7 +90,7 @@ def rewrite_results(
     if output is None and html is not None:
         # A page alone needs no rewrite of a table that may be a hundred megabytes, and nobody asked for it:
         # nor the journal's every detail (a brief read), nor the table built twice.
-        return None, _page(spec, html, read_checkpoint(spec.output.checkpoint, brief=True)).counts
+        return None, dict(_page(spec, html, read_checkpoint(spec.output.checkpoint, brief=True)).counts)
     plan, results, view = _from_checkpoint(spec)
     results = annotate_windows(plan, with_segments(results, stored_segments(view.meta)), spec, datetime.now(UTC))
     target = write_output(

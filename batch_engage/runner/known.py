@@ -25,15 +25,16 @@ def _values(states: frozenset[RowState]) -> list[str]:
 
 @dataclass(frozen=True)
 class Known:
-    """The plan's sendable rows with their contact's journal line (``state``, ``earlier_input``; null: no line),
-    as read at one moment."""
+    """The plan's sendable rows with their contact's journal line (``state``, ``input``; null: no line), as read
+    at one moment."""
 
     sendable: pl.DataFrame
 
     @classmethod
-    def read(cls, cp: CheckpointStore, plan: pl.DataFrame, input_digest: str) -> Known:
-        """Read the journal's states once (the run holds the checkpoint: only it writes to it)."""
-        return cls(with_states(plan, cp.states(input_digest)))
+    def read(cls, cp: CheckpointStore, plan: pl.DataFrame, lines: pl.DataFrame | None = None) -> Known:
+        """The journal's states (``lines``, if read since the run opened it: only the run writes to it) joined
+        to the plan."""
+        return cls(with_states(plan, cp.states() if lines is None else lines))
 
     def count(self, states: frozenset[RowState]) -> int:
         """Sendable rows whose contact's line is in one of ``states``."""
@@ -41,7 +42,9 @@ class Known:
 
     def earlier(self, cp: CheckpointStore, plan: pl.DataFrame, input_digest: str) -> tuple[int, int]:
         """Sendable rows whose contact a run for an earlier input reached, and how many now carry other Parameters."""
-        reached = self.sendable.filter(pl.col("state").is_in(_values(REACHED)) & pl.col("earlier_input"))
+        # ``input IS NOT digest``: a line with no digest (an older release's) counts as another input's.
+        other = pl.col("input").cast(pl.String).ne_missing(input_digest)
+        reached = self.sendable.filter(pl.col("state").is_in(_values(REACHED)) & other)
         if reached.height == 0:
             return 0, 0
         # Rare (a re-exported list): only then are the Parameters' hashes read.

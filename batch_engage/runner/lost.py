@@ -27,8 +27,7 @@ async def mark_lost_lines(cp: CheckpointStore, plan: pl.DataFrame, storage: Stor
         return None
     note = lost.describe()
     log.warning("checkpoint.lost_lines", expected=lost.expected, found=lost.found, message=note)
-    # The input's digest only tells lines of an earlier input apart, which marking does not ask.
-    items = list(to_send(with_states(plan, cp.states("")), cp.open_lines()))
+    items = list(to_send(with_states(plan, cp.states()), cp.open_lines()))
     write = partial(cp.write_intents, at=lost.since, twilio_at=lost.since_twilio)
     for start in range(0, len(items), _GROUP):
         group = items[start : start + _GROUP]

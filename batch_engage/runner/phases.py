@@ -114,7 +114,7 @@ async def phases(job: Invocation, cp: CheckpointStore, d: Dispatcher, known: Kno
         # Settling changed the journal: then it is read again (this run alone writes to it).
         sendable = known.sendable if known is not None and possibly.height == 0 else None
         if sendable is None:
-            sendable = with_states(plan, cp.states(job.prepared.input_digest))
+            sendable = with_states(plan, cp.states())
         source = to_send(sendable, cp.open_lines(), flows)
         options = job.options
         announce(job, d.total - d.done, flow)

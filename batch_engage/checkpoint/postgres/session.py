@@ -91,16 +91,15 @@ class PgSession:
             row = self._conn.execute(sql, (self.location.key, sorted(s.value for s in states))).fetchone()
         return contacts_from_text(row[0] if row else None)
 
-    def states(self, input_digest: str) -> pl.DataFrame:
-        """Every line's contact and state, and whether it was written for another input: three texts polars splits
-        (one ordering for all three, so their lines stay together)."""
+    def states(self) -> pl.DataFrame:
+        """Every line's contact, state and input digest: three texts polars splits (one ordering for all three,
+        so their lines stay together)."""
         sql = self._sql(
             "SELECT string_agg(contact, chr(10) ORDER BY contact), string_agg(state, chr(10) ORDER BY contact), "
-            "string_agg(CASE WHEN input IS DISTINCT FROM %s THEN '1' ELSE '0' END, '' ORDER BY contact) "
-            "FROM {s}.journal WHERE job = %s"
+            "string_agg(coalesce(input, ''), chr(10) ORDER BY contact) FROM {s}.journal WHERE job = %s"
         )
         with self._db():
-            row = self._conn.execute(sql, (input_digest, self.location.key)).fetchone()
+            row = self._conn.execute(sql, (self.location.key,)).fetchone()
         return states_from_text(*(row or (None, None, None)))
 
     def reached_for_other_input(self, input_digest: str) -> pl.DataFrame:
