@@ -17,7 +17,6 @@ ALLOWED = {
     "api.py",
     "job/spec.py",
     "plan/prepare.py::prepare",
-    "results.py::build_results",
 }
 
 
