@@ -14,9 +14,7 @@ CLASS_LINES = 250
 # What is over a limit today, each in an area being reworked elsewhere; the list only shrinks. An entry is a
 # module's path, or ``path::name`` for a function or class (nested ones as ``outer.inner``).
 ALLOWED = {
-    "api.py",
     "checkpoint/sqlite.py",
-    "job/spec.py",
     "runner/job.py",
     "plan/prepare.py::prepare",
     "results.py::build_results",
