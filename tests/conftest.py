@@ -215,7 +215,7 @@ def job(sandbox: Sandbox, write_job: Callable[..., Path], contacts_csv: Path, sa
 @pytest.fixture
 def make_spec(tmp_path: Path) -> Callable[..., Any]:
     """Build a Spec for a frame-fed job against ``base_url``; ``send`` keys override fast defaults."""
-    from batch_engage.job.spec import load_spec
+    from batch_engage.job import load_spec
 
     def make(base_url: str, *, api: str = "engagements", name: str = "job", **send: Any) -> Any:
         send_table = {"rate": 1000, "concurrency": 8, "reconcile_delay": 0.0} | send

@@ -9,8 +9,9 @@ from .paths import check_tables
 from .periods import current_period, is_period, previous_period
 from .periods import is_future as is_future_period
 from .periods import render as render_period
+from .sections import Cap, FlowSpec, InputSpec, MappingSpec, OutputSpec, SendSpec
 from .send_window import DAYS, SendWindow, parse_window, valid_zone
-from .spec import Cap, FlowSpec, InputSpec, MappingSpec, OutputSpec, SendSpec, Spec, load_spec
+from .spec import Spec, load_spec
 
 __all__ = [
     "DAYS",

@@ -158,7 +158,8 @@ class TestSecrets:
 class TestRegions:
     def test_region_and_edge_build_the_studio_host_like_twilios_sdks(self) -> None:
         """studio.{edge}.{region}.twilio.com; an edge alone implies us1; base_url wins over both."""
-        from batch_engage.job.spec import FlowSpec, studio_base_url
+        from batch_engage.job import FlowSpec
+        from batch_engage.twilio import studio_base_url
 
         flow = FlowSpec(sid="FW" + "0" * 32)
         assert studio_base_url(flow) == "https://studio.twilio.com"

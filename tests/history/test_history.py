@@ -19,7 +19,8 @@ from psycopg import sql
 from batch_engage.errors import ConfigError
 from batch_engage.history.postgres import SCHEMA_VERSION, PgHistory
 from batch_engage.history.store import History, job_of, open_history, owner
-from batch_engage.job.spec import load_spec, parse_cap
+from batch_engage.job import load_spec
+from batch_engage.job.sections import parse_cap
 from batch_engage.sandbox import Sandbox
 
 from conftest import FLOW_SID, REPO, make_contacts
@@ -134,7 +135,8 @@ _CLAIMER = textwrap.dedent(
     """
     import json, sys, threading
     from batch_engage.history.store import open_history, owner
-    from batch_engage.job.spec import load_spec, parse_cap
+    from batch_engage.job import load_spec
+    from batch_engage.job.sections import parse_cap
     url, job = sys.argv[1], sys.argv[2]
     cap = parse_cap("1 per 7d", key="cap")
     contacts = [f"+1415555{i:04d}" for i in range(200)]

@@ -9,7 +9,7 @@ import pytest
 
 from batch_engage.history.model import HistoryStore
 from batch_engage.history.store import History, owner
-from batch_engage.job.spec import parse_cap
+from batch_engage.job.sections import parse_cap
 
 from conftest import FLOW_SID
 from histories import DAY, OTHER_FLOW, Clock

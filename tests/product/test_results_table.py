@@ -19,7 +19,7 @@ import pytest
 
 from batch_engage.cli.main import main
 from batch_engage.errors import ConfigError
-from batch_engage.job.spec import load_spec
+from batch_engage.job import load_spec
 from batch_engage.sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox
 
 from conftest import FLOW_SID, REPO, make_contacts

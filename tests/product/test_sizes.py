@@ -14,8 +14,6 @@ CLASS_LINES = 250
 # What is over a limit today, each in an area being reworked elsewhere; the list only shrinks. An entry is a
 # module's path, or ``path::name`` for a function or class (nested ones as ``outer.inner``).
 ALLOWED = {
-    "api.py",
-    "job/spec.py",
     "plan/prepare.py::prepare",
 }
 
