@@ -1,8 +1,11 @@
 """A SQLite checkpoint's tables read column by column (ADBC into Arrow), not row by row into Python.
 
 Reading a million journal lines as Python tuples and building a frame from them takes seconds;
-the ADBC SQLite driver hands polars Arrow columns instead. Its connection is its own, read-only:
-it sees what the run's connection committed (WAL), and never takes the run's lock.
+the ADBC SQLite driver hands polars Arrow columns instead. Its connection is its own, read-only: it
+sees what a run committed (WAL), and never takes the run's lock. The driver carries a SQLite of its
+own, and two SQLites in one process release each other's file locks when either closes the file
+(SQLite's "how to corrupt" 2.2.1): it is used only by a process with no connection of Python's
+``sqlite3`` open on that file meanwhile (``report``, ``status``), never by a run.
 """
 
 from __future__ import annotations

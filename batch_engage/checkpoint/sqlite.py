@@ -23,25 +23,41 @@ import polars as pl
 from ..disk import move_with_sidecars, private_file, release_lock, try_lock
 from ..errors import CheckpointLocked
 from ..states import OPEN, REACHED, RowState, sql_list
-from .model import Intent, Outcome, SecondStats, StoreBase, contacts_from_text, reached_frame, with_account
+from .model import (
+    Intent,
+    Outcome,
+    SecondStats,
+    StoreBase,
+    contacts_from_text,
+    journal_frame,
+    reached_frame,
+    states_from_text,
+    with_account,
+)
 from .plan_file import save_plan
 from .runlog import INTENTS_KEY, RunLog, lost_lines, read_runlog, refuse_lost_journal
-from .schema import ADDED_JOURNAL_COLUMNS, SQLITE_ADDED, SQLITE_DDL
+from .schema import ADDED_JOURNAL_COLUMNS, SQLITE_ADDED, SQLITE_DDL, journal_select
 from .sqlite_read import (
+    hold,
     is_locked,
     journal_columns,
+    let_go,
     lock_path,
     meta_of_file,
     plan_path,
     reached_count,
-    read_journal,
     read_meta,
     read_only,
-    read_states,
 )
 from .upgrade import V1_LINE_COLUMNS, take_v1_lines
 
 __all__ = ["Checkpoint", "FileBinding", "is_locked", "lock_file", "meta_of_file", "plan_path", "read_only"]
+
+_SELECT = f"SELECT {journal_select()} FROM journal"  # noqa: S608 - constant column names
+_STATES = (
+    "SELECT group_concat(contact, char(10)), group_concat(state, char(10)), "
+    "group_concat(coalesce(input, ''), char(10)) FROM journal"
+)
 
 # One try at a lock another connection holds; the run waits out longer ones itself (``output.lock_wait``),
 # logging each wait and watching for a stop between tries.
@@ -103,6 +119,7 @@ class Checkpoint(StoreBase):
         """Close the database and release the lock."""
         with self._db_lock:
             self._conn.close()
+        let_go(self.path)
         self._runlog.close()
         release_lock(self._lock_fd)
 
@@ -220,18 +237,25 @@ class Checkpoint(StoreBase):
                 ],
             )
 
-    # The reads below go through a connection of their own, as columns: what this one committed, they see.
+    # Read through this connection, never the columnar reader's: that driver carries a SQLite of its own, and
+    # two SQLites in one process drop each other's file locks (SQLite's "how to corrupt" 2.2.1).
     def journal(self) -> pl.DataFrame:
         """Every journal line as a frame (contacts never sent are absent)."""
-        return read_journal(self.path)
+        with self._db_lock:
+            return journal_frame(self._conn.execute(f"{_SELECT} ORDER BY row").fetchall())
 
     def open_lines(self) -> pl.DataFrame:
         """The lines a run still has to act on (``intent``, ``uncertain``, ``pending``), in full."""
-        return read_journal(self.path, f"state IN {sql_list(OPEN)}")
+        with self._db_lock:
+            rows = self._conn.execute(f"{_SELECT} WHERE state IN {sql_list(OPEN)} ORDER BY row").fetchall()
+        return journal_frame(rows)
 
     def states(self) -> pl.DataFrame:
-        """Every line's contact, state and the input it was written for (one columnar read)."""
-        return read_states(self.path)
+        """Every line's contact, state and the input it was written for: three texts the database joins in one
+        pass (so their lines stay together) and polars splits."""
+        with self._db_lock:
+            texts = self._conn.execute(_STATES).fetchone()
+        return states_from_text(*texts)
 
     def contacts_in(self, states: frozenset[RowState]) -> pl.Series:
         """Contacts whose line is in one of ``states``, without reading the lines themselves (one ``group_concat``)."""
@@ -293,6 +317,7 @@ class FileBinding:
         conn = self._conn = sqlite3.connect(
             self.path, timeout=BUSY_SECONDS, check_same_thread=False, isolation_level=None
         )
+        hold(self.path)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.executescript(SQLITE_DDL)
@@ -316,6 +341,7 @@ class FileBinding:
         """Close what was opened and let go of the lock."""
         if self._conn is not None:
             self._conn.close()
+            let_go(self.path)
         if self._lock_fd is not None:
             os.close(self._lock_fd)
 

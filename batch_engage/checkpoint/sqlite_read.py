@@ -4,6 +4,7 @@ read as columns: what :mod:`.sqlite` opens and writes, this module only reads.""
 from __future__ import annotations
 
 import sqlite3
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,14 +15,15 @@ from ..disk import holds_lock
 from ..errors import UsageError
 from ..states import POSSIBLY_SENT, REACHED, RowState, sql_list
 from .columnar import read_frame, read_only_uri
-from .model import CheckpointView, check_readable
+from .model import CheckpointView, check_readable, journal_frame
 from .schema import ADDED_JOURNAL_COLUMNS, EVENT_COLUMNS, JOURNAL_COLUMNS, RUN_COLUMNS, journal_select
 
 __all__ = [
-    "STATE_COLUMNS",
     "connect_ro",
+    "hold",
     "is_locked",
     "journal_columns",
+    "let_go",
     "lock_path",
     "meta_of_file",
     "plan_path",
@@ -29,14 +31,35 @@ __all__ = [
     "read_journal",
     "read_meta",
     "read_only",
-    "read_states",
 ]
-
-STATE_COLUMNS = {"contact": pl.String, "state": pl.String, "input": pl.Categorical}
-"""Each line's contact and state, and the digest of the input it was written for (a few distinct values)."""
 
 # What the report page reads of a ``sent`` line (most of a big journal): no SID, addresses, HTTP status, attempts.
 _BRIEF_SENT = ("contact", "variant", "error_message", "ended_sid", "intent_at", "completed_at")
+
+
+_RUNS = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs ORDER BY id"  # noqa: S608 - constants
+_EVENTS = f"SELECT {', '.join(EVENT_COLUMNS)} FROM events ORDER BY run, second"  # noqa: S608
+
+# The checkpoint files this process has a connection open on (a run, in this thread or another).
+_HELD: set[Path] = set()
+_HELD_LOCK = threading.Lock()
+
+
+def hold(path: Path) -> None:
+    """This process has opened a connection on the checkpoint file at ``path`` (its reads stay Python's SQLite)."""
+    with _HELD_LOCK:
+        _HELD.add(path.resolve())
+
+
+def let_go(path: Path) -> None:
+    """That connection is closed."""
+    with _HELD_LOCK:
+        _HELD.discard(path.resolve())
+
+
+def _held_here(path: Path) -> bool:
+    with _HELD_LOCK:
+        return path.resolve() in _HELD
 
 
 def connect_ro(path: Path) -> sqlite3.Connection:
@@ -87,11 +110,6 @@ def read_journal(path: Path, where: str = "", present: set[str] | None = None) -
     return read_frame(path, sql, JOURNAL_COLUMNS).sort("row", maintain_order=True)
 
 
-def read_states(path: Path) -> pl.DataFrame:
-    """Every line's contact, state and input (:data:`STATE_COLUMNS`), in one columnar read."""
-    return read_frame(path, "SELECT contact, state, input FROM journal", STATE_COLUMNS)
-
-
 def _brief_journal(path: Path, present: set[str]) -> pl.DataFrame:
     """The journal with its ``sent`` lines (most of a big one) read without what the report page never shows."""
     others = read_journal(path, f"state IN {sql_list(frozenset(RowState) - {RowState.SENT})}", present)
@@ -130,44 +148,53 @@ def is_locked(path: str | Path) -> bool:
 
 def _runs_and_events(path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The runs, and their per-second events (fourteen hours of a run are 50,000 lines: columns here too)."""
-    runs = read_frame(path, f"SELECT {', '.join(RUN_COLUMNS)} FROM runs ORDER BY id", RUN_COLUMNS)  # noqa: S608
-    events_sql = f"SELECT {', '.join(EVENT_COLUMNS)} FROM events ORDER BY run, second"  # noqa: S608
-    return runs, read_frame(path, events_sql, EVENT_COLUMNS)
+    return read_frame(path, _RUNS, RUN_COLUMNS), read_frame(path, _EVENTS, EVENT_COLUMNS)
+
+
+def _by_rows(conn: sqlite3.Connection, present: set[str]) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Journal, runs and events through Python's SQLite, row by row (a checkpoint this process holds open)."""
+    journal = journal_frame(conn.execute(f"SELECT {journal_select(present)} FROM journal ORDER BY row").fetchall())  # noqa: S608
+    runs = pl.DataFrame(conn.execute(_RUNS).fetchall(), schema=RUN_COLUMNS, orient="row")
+    return journal, runs, pl.DataFrame(conn.execute(_EVENTS).fetchall(), schema=EVENT_COLUMNS, orient="row")
 
 
 def read_only(path: str | Path, *, brief: bool = False) -> CheckpointView:
     """Everything a checkpoint holds, without its lock: safe while a run is going on.
 
-    ``brief``: for the report page, the journal's ``sent`` lines come without their SID, addresses, HTTP
+    ``brief``: for the report page, the journal's ``sent`` lines may come without their SID, addresses, HTTP
     status and attempts (left empty), and the plan without the rows' Parameters.
     """
     path = Path(path)
     if not path.exists():
         raise UsageError(f"{path}: no checkpoint yet: the job has not run")
+    # Columns (another SQLite, the driver's) only if this process has no connection of its own open on the file.
+    columnar = not _held_here(path)
     # The journal is read here while a second thread reads the plan, the runs and the events: SQLite and
     # polars let go of the interpreter, so on two cores the smaller reads cost no time.
     with ThreadPoolExecutor(1, thread_name_prefix="batch-engage-read") as beside:
+        plan = beside.submit(_read_plan, plan_path(path), brief=brief and columnar)
         try:
             conn = connect_ro(path)
             try:
                 meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
                 check_readable(path, meta)
                 present = journal_columns(conn)
+                tables = None if columnar else _by_rows(conn, present)
             finally:
                 conn.close()
-            plan = beside.submit(_read_plan, plan_path(path), brief=brief)
-            tables = beside.submit(_runs_and_events, path)
-            journal = _brief_journal(path, present) if brief else read_journal(path, present=present)
-            runs, events = tables.result()
+            if tables is None:
+                beside_tables = beside.submit(_runs_and_events, path)
+                journal = _brief_journal(path, present) if brief else read_journal(path, present=present)
+                tables = (journal, *beside_tables.result())
         except sqlite3.DatabaseError as exc:
             raise UsageError(f"{path}: not a batch-engage checkpoint ({exc})") from None
         newest = max(p.stat().st_mtime for p in (path, path.with_name(path.name + "-wal")) if p.exists())
         return CheckpointView(
             plan=plan.result(),
-            journal=journal,
+            journal=tables[0],
             meta=meta,
-            runs=runs,
-            events=events,
+            runs=tables[1],
+            events=tables[2],
             live=is_locked(path),
             modified=datetime.fromtimestamp(newest, UTC),
         )

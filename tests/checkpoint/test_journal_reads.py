@@ -44,8 +44,8 @@ def test_a_message_after_thousands_of_silent_lines_is_read_as_written(tmp_path: 
     path = tmp_path / "c"
     _journal(path)
     with open_checkpoint(path, FP, TWILIO) as cp:
-        lines = {r["contact"]: r for r in cp.journal().iter_rows(named=True)}
         states = cp.states()
+    lines = {r["contact"]: r for r in read_only(path).journal.iter_rows(named=True)}
     failed, uncertain = lines[_contact(SILENT)], lines[_contact(SILENT + 1)]
     assert (failed["state"], failed["error_code"], failed["error_message"]) == ("failed", 20001, "Bad To")
     assert (uncertain["state"], uncertain["error_message"]) == ("uncertain", "timed out")
