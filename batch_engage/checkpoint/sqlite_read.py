@@ -151,11 +151,40 @@ def _runs_and_events(path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     return read_frame(path, _RUNS, RUN_COLUMNS), read_frame(path, _EVENTS, EVENT_COLUMNS)
 
 
-def _by_rows(conn: sqlite3.Connection, present: set[str]) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+Tables = tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]
+
+
+def _by_rows(conn: sqlite3.Connection, present: set[str]) -> Tables:
     """Journal, runs and events through Python's SQLite, row by row (a checkpoint this process holds open)."""
     journal = journal_frame(conn.execute(f"SELECT {journal_select(present)} FROM journal ORDER BY row").fetchall())  # noqa: S608
     runs = pl.DataFrame(conn.execute(_RUNS).fetchall(), schema=RUN_COLUMNS, orient="row")
     return journal, runs, pl.DataFrame(conn.execute(_EVENTS).fetchall(), schema=EVENT_COLUMNS, orient="row")
+
+
+def _tables(path: Path, *, brief: bool, beside: ThreadPoolExecutor) -> tuple[dict[str, str], Tables]:
+    """The meta, and journal, runs and events: as columns (runs and events in the ``beside`` thread) when this
+    process has no connection of its own open on the file, else (or when the columnar reader is refused) by rows.
+    """
+    conn = connect_ro(path)
+    try:
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        check_readable(path, meta)
+        present = journal_columns(conn)
+        if _held_here(path):
+            return meta, _by_rows(conn, present)
+    finally:
+        conn.close()
+    try:
+        runs_and_events = beside.submit(_runs_and_events, path)
+        journal = _brief_journal(path, present) if brief else read_journal(path, present=present)
+        return meta, (journal, *runs_and_events.result())
+    except sqlite3.OperationalError:
+        # The driver's SQLite found the file busy (another SQLite of this process holds it): Python's reads it.
+        conn = connect_ro(path)
+        try:
+            return meta, _by_rows(conn, present)
+        finally:
+            conn.close()
 
 
 def read_only(path: str | Path, *, brief: bool = False) -> CheckpointView:
@@ -167,34 +196,21 @@ def read_only(path: str | Path, *, brief: bool = False) -> CheckpointView:
     path = Path(path)
     if not path.exists():
         raise UsageError(f"{path}: no checkpoint yet: the job has not run")
-    # Columns (another SQLite, the driver's) only if this process has no connection of its own open on the file.
-    columnar = not _held_here(path)
     # The journal is read here while a second thread reads the plan, the runs and the events: SQLite and
     # polars let go of the interpreter, so on two cores the smaller reads cost no time.
     with ThreadPoolExecutor(1, thread_name_prefix="batch-engage-read") as beside:
-        plan = beside.submit(_read_plan, plan_path(path), brief=brief and columnar)
+        plan = beside.submit(_read_plan, plan_path(path), brief=brief)
         try:
-            conn = connect_ro(path)
-            try:
-                meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-                check_readable(path, meta)
-                present = journal_columns(conn)
-                tables = None if columnar else _by_rows(conn, present)
-            finally:
-                conn.close()
-            if tables is None:
-                beside_tables = beside.submit(_runs_and_events, path)
-                journal = _brief_journal(path, present) if brief else read_journal(path, present=present)
-                tables = (journal, *beside_tables.result())
+            meta, (journal, runs, events) = _tables(path, brief=brief, beside=beside)
         except sqlite3.DatabaseError as exc:
             raise UsageError(f"{path}: not a batch-engage checkpoint ({exc})") from None
         newest = max(p.stat().st_mtime for p in (path, path.with_name(path.name + "-wal")) if p.exists())
         return CheckpointView(
             plan=plan.result(),
-            journal=tables[0],
+            journal=journal,
             meta=meta,
-            runs=tables[1],
-            events=tables[2],
+            runs=runs,
+            events=events,
             live=is_locked(path),
             modified=datetime.fromtimestamp(newest, UTC),
         )
