@@ -24,6 +24,9 @@ __all__ = ["read_frame", "read_only_uri"]
 _ONE_BATCH = {"adbc.sqlite.query.batch_rows": str(2**30)}
 
 
+BUSY_MS = 1000
+
+
 def read_only_uri(path: Path) -> str:
     """The ``file:`` URI that opens ``path`` read-only; escaped, so a folder named ``a?b#c`` is that folder."""
     return path.resolve().as_uri() + "?mode=ro"
@@ -39,6 +42,10 @@ def read_frame(path: Path, sql: str, schema: Mapping[str, Any], params: Sequence
 
     try:
         with sqlite_adbc.connect(read_only_uri(path)) as conn, conn.cursor() as cursor:
+            # The driver does not wait on a lock by itself: a reader opening beside another one (or beside a
+            # run's checkpoint of its write-ahead log) would be refused at once instead of a moment later.
+            cursor.execute(f"PRAGMA busy_timeout = {BUSY_MS}")
+            cursor.fetchall()
             cursor.adbc_statement.set_options(**_ONE_BATCH)
             cursor.execute(sql, tuple(params) if params else None)
             table = cursor.fetch_arrow_table()
