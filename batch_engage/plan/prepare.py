@@ -25,7 +25,7 @@ from ..inputs import Table, frame_digest, read_query, read_table
 from ..job import Cap, Spec, history_identity
 from .hygiene import apply_history, apply_opt_outs, apply_suppression, load_suppression
 from .rewrites import Rewrite, rewrite_examples
-from .rows import plan as plan_rows
+from .rows import planned as planned_rows
 from .rows import text_columns
 from .variants import experiment_fingerprint, history_by_flow, hold_out, with_variants
 from .windows import assign_zones
@@ -104,6 +104,21 @@ def _contact(dedupe: str) -> pl.Expr:
     return pl.when(usable).then(key).alias("contact")
 
 
+def _with_marker(planned: pl.LazyFrame, spec: Spec) -> pl.LazyFrame:
+    """A row whose Parameters would be over the limit once the marker is added is invalid, and says so."""
+    extra = marker_overhead(spec.send.marker_key)
+    if not extra:
+        return planned
+    limit = spec.send.max_parameters_bytes
+    over = (pl.col("status") != "invalid") & (pl.col("parameters").fill_null("{}").str.len_bytes() + extra > limit)
+    return planned.with_columns(
+        status=pl.when(over).then(pl.lit("invalid")).otherwise(pl.col("status")),
+        error_message=pl.when(over)
+        .then(pl.lit(f"Parameters is over {limit} bytes with the marker (send.max_parameters_bytes)"))
+        .otherwise(pl.col("error_message")),
+    )
+
+
 def prepare(
     spec: Spec,
     *,
@@ -127,21 +142,14 @@ def prepare(
         table = read_query(spec.input, text_columns=text_columns(spec.mapping))
     else:
         table = read_table(spec.input, text_columns=text_columns(spec.mapping), stdin=stdin)
-    planned = plan_rows(table.frame, spec, source_name=table.name)
+    query = planned_rows(table.frame, spec, source_name=table.name)
     if spec.experiment is not None:
         contact = _contact(spec.send.dedupe)
-        planned = with_variants(planned, table.frame, spec, source_name=table.name, contact=contact, kept=kept or {})
-    extra = marker_overhead(spec.send.marker_key)
-    if extra:
-        limit = spec.send.max_parameters_bytes
-        over = (pl.col("status") != "invalid") & (pl.col("parameters").fill_null("{}").str.len_bytes() + extra > limit)
-        planned = planned.with_columns(
-            status=pl.when(over).then(pl.lit("invalid")).otherwise(pl.col("status")),
-            error_message=pl.when(over)
-            .then(pl.lit(f"Parameters is over {limit} bytes with the marker (send.max_parameters_bytes)"))
-            .otherwise(pl.col("error_message")),
+        rows = with_variants(
+            query.collect(), table.frame, spec, source_name=table.name, contact=contact, kept=kept or {}
         )
-    planned = planned.with_columns(_contact(spec.send.dedupe))
+        query = rows.lazy()
+    planned = _with_marker(query, spec).with_columns(_contact(spec.send.dedupe)).collect()
     if spec.send.window is not None:
         planned = assign_zones(planned, table.frame, spec)
     if spec.suppress.files:

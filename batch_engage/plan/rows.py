@@ -24,7 +24,7 @@ from ..inputs import require_columns
 from ..job import MappingSpec, Spec, static_parameter_pairs
 from . import phone
 
-__all__ = ["MAX_ADDRESS_BYTES", "build_parameters", "plan", "text_columns"]
+__all__ = ["MAX_ADDRESS_BYTES", "build_parameters", "plan", "planned", "text_columns"]
 
 MAX_ADDRESS_BYTES = 300  # Twilio error 81023: To and From together
 _SHOWN_CHARS = 60  # how much of a bad JSON value an error message repeats
@@ -83,11 +83,30 @@ def _holds_bytes(dtype: Any) -> bool:
     return False
 
 
-def _json_value(frame: pl.DataFrame, column: str, key: str) -> _Json:
+def _plain_columns(frame: pl.DataFrame, columns: list[str]) -> set[str]:
+    """The float columns with only finite values and the text columns with nothing to escape, in one pass.
+
+    Their JSON is their text (quoted, for text); each check is a scan of the column, and one ``select``
+    lets polars run them side by side.
+    """
+    checks = []
+    for column in dict.fromkeys(columns):
+        dtype = frame.schema[column]
+        if dtype.is_float():
+            checks.append(pl.col(column).is_finite().all().alias(column))
+        elif dtype == pl.String:
+            checks.append(pl.col(column).str.contains(_NEEDS_ESCAPE).any().not_().alias(column))
+    if not checks:
+        return set()
+    found = frame.select(checks).row(0, named=True)
+    return {column for column, plain in found.items() if plain}
+
+
+def _json_value(frame: pl.DataFrame, column: str, key: str, plain: set[str]) -> _Json:
     """Each value of ``column`` as JSON text, null where the value is null (or NaN, which JSON cannot hold).
 
     A list column becomes a JSON array (what Studio hands the Flow as ``flow.data.<key>``); a
-    binary one is refused by name: bytes have no JSON form.
+    binary one is refused by name: bytes have no JSON form. ``plain``: see :func:`_plain_columns`.
     """
     col = pl.col(column)
     series = frame.get_column(column)
@@ -101,10 +120,10 @@ def _json_value(frame: pl.DataFrame, column: str, key: str) -> _Json:
     if series.dtype.is_integer() or series.dtype == pl.Boolean:
         return _Json((col.cast(pl.String),), always)
     if series.dtype.is_float():
-        always = always and bool(series.is_finite().all())
+        always = always and column in plain
         # Polars writes floats as json_encode does (shortest round trip), so a plain cast is the JSON.
         return _Json((col.cast(pl.String) if always else pl.when(col.is_finite()).then(col.cast(pl.String)),), always)
-    if series.dtype == pl.String and not series.str.contains(_NEEDS_ESCAPE).any():
+    if series.dtype == pl.String and column in plain:
         return _Json((pl.lit('"'), col, pl.lit('"')), always)
     encoded = pl.struct(col.alias("v")).struct.json_encode().str.slice(len('{"v":')).str.strip_suffix("}")
     return _Json((encoded if always else pl.when(col.is_not_null()).then(encoded),), always)
@@ -143,7 +162,10 @@ def _object(tree: Mapping[str, Any]) -> _Json:
 
 def build_parameters(mapping: MappingSpec, frame: pl.DataFrame) -> pl.Expr | None:
     """The vectorized ``Parameters`` JSON expression for ``frame`` (nulls left out), or None when nothing is mapped."""
-    pairs = [(key, _json_value(frame, column, key)) for key, column in mapping.parameters]
+    plain = _plain_columns(
+        frame, [column for _, column in mapping.parameters if not _holds_bytes(frame.schema[column])]
+    )
+    pairs = [(key, _json_value(frame, column, key, plain)) for key, column in mapping.parameters]
     for key, value in static_parameter_pairs(mapping.static_parameters):
         try:
             pairs.append((key, _Json((pl.lit(_dumps(value), pl.String),), True)))
@@ -195,40 +217,46 @@ def _merge_column(params: pl.Series, extra: pl.Series, column: str) -> tuple[pl.
     return pl.Series(values, dtype=pl.String), pl.Series(reasons, dtype=pl.String)
 
 
-def _from_addresses(frame: pl.DataFrame, mapping: MappingSpec, region: str | None) -> pl.DataFrame:
+def _from_addresses(frame: pl.DataFrame, mapping: MappingSpec, region: str | None) -> tuple[pl.Expr, pl.Expr]:
+    """Each row's From and why it cannot be sent, as expressions (one literal for ``mapping.from``)."""
     if mapping.from_column:
-        return phone.normalize(frame[mapping.from_column], region, what="From")
+        found = phone.normalize(frame[mapping.from_column], region, what="From")
+        return pl.lit(found["address"]), pl.lit(found["reason"])
     assert mapping.from_ is not None
     literal = phone.normalize(pl.Series([mapping.from_]), region, what="From")
     reason = literal["reason"][0]
     if reason is not None:
         raise ConfigError("mapping.from", str(reason).removeprefix("From: "))
-    return pl.DataFrame(
-        {
-            "address": pl.repeat(literal["address"][0], frame.height, eager=True, dtype=pl.String),
-            "reason": pl.repeat(None, frame.height, eager=True, dtype=pl.String),
-        }
-    )
+    return pl.lit(literal["address"][0], pl.String), pl.lit(None, pl.String)
 
 
 def plan(frame: pl.DataFrame, spec: Spec, *, source_name: str = "input") -> pl.DataFrame:
     """Validate and map every row; see the module docstring for the result's shape."""
+    return planned(frame, spec, source_name=source_name).collect()
+
+
+def planned(frame: pl.DataFrame, spec: Spec, *, source_name: str = "input") -> pl.LazyFrame:
+    """:func:`plan` as a query not yet run, for a caller that adds columns before the one ``collect``.
+
+    The addresses are judged (and the Parameters merged with a ``parameters_column``) first; the rest,
+    Parameters, reasons, deduplication and statuses, is one polars query, so its steps run side by side.
+    """
     mapping = spec.mapping
     region = _check_mapping(frame, mapping, source_name)
     to = phone.normalize(frame[mapping.to], region, what="To")
-    from_ = _from_addresses(frame, mapping, region)
+    from_, from_reason = _from_addresses(frame, mapping, region)
     params, param_reason = _parameters(frame, mapping)
-    out = pl.DataFrame(
-        {
-            "to": to["address"],
-            "from": from_["address"],
-            "parameters": params,
-            "to_reason": to["reason"],
-            "from_reason": from_["reason"],
-            "param_reason": param_reason,
-        }
-    ).with_row_index("row", offset=1)
-    out = out.with_columns(pl.col("row").cast(pl.Int64), reason=_reason(spec.send.max_parameters_bytes))
+    out = frame.lazy().select(
+        pl.lit(to["address"]).alias("to"),
+        from_.alias("from"),
+        params.alias("parameters"),
+        pl.lit(to["reason"]).alias("to_reason"),
+        from_reason.alias("from_reason"),
+        param_reason.alias("param_reason"),
+    )
+    out = out.with_row_index("row", offset=1).with_columns(
+        pl.col("row").cast(pl.Int64), reason=_reason(spec.send.max_parameters_bytes)
+    )
     return _statuses(out.with_columns(first=_first_row(spec.send.dedupe)), spec.send.dedupe)
 
 
@@ -247,20 +275,19 @@ def _check_mapping(frame: pl.DataFrame, mapping: MappingSpec, source_name: str) 
         raise ConfigError("mapping.default_region", str(exc)) from None
 
 
-def _parameters(frame: pl.DataFrame, mapping: MappingSpec) -> tuple[pl.Series, pl.Series]:
-    """Each row's ``Parameters`` JSON (``{}`` when nothing is mapped) and why a row's cannot be sent."""
+def _parameters(frame: pl.DataFrame, mapping: MappingSpec) -> tuple[pl.Expr, pl.Expr]:
+    """Each row's ``Parameters`` JSON (``{}`` when nothing is mapped) and why a row's cannot be sent, as expressions."""
     params_expr = build_parameters(mapping, frame)
-    params = (
-        frame.select(params_expr.alias("parameters")).to_series()
-        if params_expr is not None
-        else pl.repeat("{}", frame.height, eager=True, dtype=pl.String)
-    )
+    if params_expr is None:
+        params_expr = pl.lit("{}", pl.String)
+    if not mapping.parameters_column:
+        return params_expr, pl.lit(None, pl.String)
+    params = frame.select(params_expr.alias("parameters")).to_series()
     if params.len() != frame.height:
         # Only static parameters: the expression is a literal, one value for every row.
         params = pl.repeat(params[0], frame.height, eager=True, dtype=pl.String)
-    if mapping.parameters_column:
-        return _merge_column(params, frame[mapping.parameters_column], mapping.parameters_column)
-    return params, pl.repeat(None, frame.height, eager=True, dtype=pl.String)
+    merged, reasons = _merge_column(params, frame[mapping.parameters_column], mapping.parameters_column)
+    return pl.lit(merged), pl.lit(reasons)
 
 
 def _reason(limit: int) -> pl.Expr:
@@ -278,7 +305,7 @@ def _reason(limit: int) -> pl.Expr:
     )
 
 
-def _statuses(out: pl.DataFrame, dedupe: str) -> pl.DataFrame:
+def _statuses(out: pl.LazyFrame, dedupe: str) -> pl.LazyFrame:
     """The plan's columns: each row ``invalid`` (with its reason), ``duplicate`` (naming the first) or ``pending``."""
     what = "contact" if dedupe == "to" else "contact and sender"
     repeat = pl.col("first").is_not_null() & (pl.col("first") != pl.col("row"))
