@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any, BinaryIO, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, ParamSpec, TypeVar
 
 import httpx
 import polars as pl
@@ -65,8 +65,11 @@ from .history import opt_outs_path
 from .job import ExperimentSpec, Spec, check_outputs, parse_duration
 from .plan import prepare
 from .runner import Recovery, RunOptions, RunResult, calls_hanging, kept_variants, prove_outputs, recover_job, run_job
-from .sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox, SandboxConfig, ServiceConfig
-from .sandbox import serve as serve_sandbox
+from .sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, SandboxConfig, ServiceConfig
+
+if TYPE_CHECKING:
+    from .sandbox import Sandbox
+    from .sandbox import serve as serve_sandbox
 
 __all__ = [
     "DEFAULT_COLLECT_POLL",
@@ -127,6 +130,16 @@ __all__ = [
     "write_report_html",
     "write_summary_json",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``Sandbox`` and ``serve_sandbox`` load the simulator's server (aiohttp): only when first asked for."""
+    if name in ("Sandbox", "serve_sandbox"):
+        from . import sandbox  # noqa: PLC0415 - the simulator's server loads aiohttp
+
+        return getattr(sandbox, "serve" if name == "serve_sandbox" else name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
