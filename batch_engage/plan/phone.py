@@ -62,6 +62,7 @@ _WHATSAPP = "whatsapp:"
 _SEPARATORS = r"[\s().\-]"
 _NANP_NATIONAL = r"^1?([2-9][0-9]{9})$"  # phonenumbers reads these as +1 and the ten digits too
 _E164_SHAPE = r"^\+[0-9]+$"
+_CODE_SAMPLE = 4096  # values the first look takes its country codes from
 # phonenumbers refuses a national number longer than this (its _MAX_LENGTH_FOR_NSN) as too long.
 _MAX_NSN_DIGITS = 17
 # Excel writes 14155550100 as 1.41555501E+10 (or 1,41555501E+10 with a decimal comma).
@@ -137,9 +138,12 @@ def _country_codes(text: pl.Series) -> frozenset[int]:
     return frozenset(codes)
 
 
-def _fast(text: pl.Series, *, sender: bool) -> pl.Series:
-    """Whether each value is sendable as written (null stays null): the fast path's one regular expression."""
-    fast = text.str.contains(fast_path_pattern(_country_codes(text)))
+def _fast(text: pl.Series, *, sender: bool, codes: frozenset[int] | None = None) -> pl.Series:
+    """Whether each value is sendable as written (null stays null): the fast path's one regular expression.
+
+    ``codes``: the country codes to compile (default: every code the values start with).
+    """
+    fast = text.str.contains(fast_path_pattern(_country_codes(text) if codes is None else codes))
     return fast | text.str.contains(MESSAGING_SERVICE_SID) if sender else fast
 
 
@@ -300,21 +304,28 @@ def _shape_reasons(text: pl.Expr, *, sender: bool) -> pl.Expr:
     return reason
 
 
-def _respelled(text: pl.Expr, region: str | None) -> tuple[pl.Expr, pl.Expr]:
-    """Each value as the E.164 it spells when that is plain to see (else null), and whether it did so nationally.
+def _respelled(frame: pl.LazyFrame, region: str | None) -> pl.LazyFrame:
+    """``frame`` with ``spelled``, each ``value`` as the E.164 it spells when that is plain to see (else null),
+    and ``nationally``, whether it did so nationally.
 
     ``+44 20 7946 0000`` loses its spaces; with a North American default region,
     ``(415) 555-0100`` and ``1-415-555-0100`` gain ``+1``. Whether the result is a
     valid number is still phonenumbers' metadata's call (the fast path's pattern).
     """
-    digits = text.str.replace_all(_SEPARATORS, "")
+    text = pl.col("value")
+    # In steps, so that each intermediate column is computed once.
+    frame = frame.with_columns(_digits=text.str.replace_all(_SEPARATORS, ""))
     national = pl.lit(None, pl.String)
     if region is not None and phonenumbers.country_code_for_region(region) == 1:
         # Printable separators only: the reason quotes the value by hand, and a tab would need repr's escape.
         plain = text.str.contains(r"^[0-9 ().\-]+$")
-        national = pl.when(plain).then(pl.concat_str([pl.lit("+1"), digits.str.extract(_NANP_NATIONAL, 1)]))
-    spelled = pl.when(digits.str.starts_with("+")).then(digits).otherwise(national)
-    return spelled, national.is_not_null()
+        national = pl.when(plain).then(pl.concat_str([pl.lit("+1"), pl.col("_digits").str.extract(_NANP_NATIONAL, 1)]))
+    frame = frame.with_columns(_national=national)
+    digits = pl.col("_digits")
+    return frame.with_columns(
+        spelled=pl.when(digits.str.starts_with("+")).then(digits).otherwise("_national"),
+        nationally=pl.col("_national").is_not_null(),
+    ).drop("_digits", "_national")
 
 
 def _as_text(values: pl.Series) -> pl.Series:
@@ -351,22 +362,21 @@ def _lost_leading_zero(digits: str, region: str | None, address: str) -> bool:
 def _look_up(texts: pl.Series, region: str | None, what: str) -> pl.DataFrame:
     """``address``, ``reason`` and ``whole`` (read from ``4155550123.0``) for values the fast path rejected.
 
-    Each distinct value is judged once: by its shape, by its plain respelling, and
-    only when neither tells, by phonenumbers.
+    Each value is judged by its shape and by its plain respelling, column-wise; only the distinct
+    values neither tells about are handed to phonenumbers, each once.
     """
     sender = what == "From"
-    frame = texts.alias("text").to_frame()
     whole = pl.col("text").str.contains(_WHOLE_FLOAT_TEXT)
-    spelled, nationally = _respelled(pl.col("value"), region)
-    distinct = (
-        frame.lazy()
-        .unique()
+    judged = (
+        texts.alias("text")
+        .to_frame()
+        .lazy()
         .with_columns(whole=whole)
         .with_columns(value=pl.when("whole").then(pl.col("text").str.replace(_ZERO_FRACTION, "")).otherwise("text"))
-        .with_columns(spelled=spelled, nationally=nationally)
+        .pipe(_respelled, region)
         .collect()
     )
-    pattern = fast_path_pattern(_country_codes(distinct.get_column("spelled")))
+    pattern = fast_path_pattern(_country_codes(judged.get_column("spelled")))
     valid = pl.col("spelled").str.contains(pattern).fill_null(False)
     # A value valid once its zero fraction is off (``+491712345678.0``) has no shape to blame.
     shape = pl.when(~(pl.col("whole") & pl.col("valid"))).then(_shape_reasons(pl.col("value"), sender=sender))
@@ -375,33 +385,56 @@ def _look_up(texts: pl.Series, region: str | None, what: str) -> pl.DataFrame:
     national = pl.when(pl.col("nationally") & ~pl.col("valid")).then(
         pl.lit(f"not a valid phone number for region {region}")
     )
-    distinct = distinct.lazy().with_columns(valid=valid).with_columns(shape=pl.coalesce(shape, national)).collect()
-    slow = distinct.filter(pl.col("shape").is_null() & ~pl.col("valid"))
+    judged = (
+        judged.lazy()
+        .with_columns(valid=valid)
+        .with_columns(shape=pl.coalesce(shape, national))
+        .select(
+            # Shape reasons quote values of '+', digits, '.', ',', 'e', spaces and brackets: by hand, their repr.
+            address=pl.when(pl.col("shape").is_null() & pl.col("valid")).then("spelled").otherwise("text"),
+            reason=pl.when(pl.col("shape").is_not_null()).then(
+                pl.format("{}: {}: '{}'", pl.lit(what), pl.col("shape"), pl.col("text"))
+            ),
+            whole="whole",
+            slow=pl.col("shape").is_null() & ~pl.col("valid"),
+            value="value",
+        )
+        .collect()
+    )
+    slow = judged.get_column("slow").arg_true()
+    if not len(slow):
+        return judged.select("address", "reason", "whole")
+    looked_up = _by_phonenumbers(
+        texts.gather(slow), judged.get_column("value").gather(slow), judged["whole"].gather(slow), region, what
+    )
+    return judged.select(
+        address=judged.get_column("address").scatter(slow, looked_up["address"]),
+        reason=judged.get_column("reason").scatter(slow, looked_up["reason"]),
+        whole="whole",
+    )
+
+
+def _by_phonenumbers(
+    texts: pl.Series, values: pl.Series, whole: pl.Series, region: str | None, what: str
+) -> pl.DataFrame:
+    """``address`` (the text as given where unusable) and ``reason`` by phonenumbers, each distinct value once."""
+    sender = what == "From"
+    frame = pl.DataFrame({"text": texts, "value": values, "whole": whole})
+    distinct = frame.unique(maintain_order=True)
     normalized: list[str | None] = []
     reasons: list[str | None] = []
-    for text, value, whole_number in slow.select("text", "value", "whole").iter_rows():
+    for text, value, whole_number in distinct.iter_rows():
         address, why = normalize_one(value, region, sender=sender)
         if whole_number and address is not None and _lost_leading_zero(value, region, address):
             address, why = None, _LEADING_ZERO_REASON
         normalized.append(address)
         # The value goes last, quoted: the report groups reasons by what precedes it.
         reasons.append(None if why is None else f"{what}: {why}: {text!r}")
-    looked_up = pl.DataFrame(
-        {"text": slow["text"], "normalized": normalized, "reason": reasons, "whole": slow["whole"]},
-        schema={"text": pl.String, "normalized": pl.String, "reason": pl.String, "whole": pl.Boolean},
+    looked_up = distinct.with_columns(
+        normalized=pl.Series(normalized, dtype=pl.String), reason=pl.Series(reasons, dtype=pl.String)
     )
-    # Shape reasons quote values of '+', digits, '.', ',', 'e', spaces and brackets: by hand, that is their repr.
-    judged = distinct.filter(pl.col("shape").is_not_null() | pl.col("valid")).select(
-        "text",
-        normalized=pl.when(pl.col("shape").is_null()).then(pl.col("spelled")),
-        reason=pl.when(pl.col("shape").is_not_null()).then(
-            pl.format("{}: {}: '{}'", pl.lit(what), pl.col("shape"), pl.col("text"))
-        ),
-        whole="whole",
-    )
-    lookup = pl.concat([looked_up, judged])
-    return frame.join(lookup, on="text", how="left", maintain_order="left").select(
-        address=pl.coalesce("normalized", "text"), reason="reason", whole="whole"
+    return frame.join(looked_up, on=["text", "value", "whole"], how="left", maintain_order="left").select(
+        address=pl.coalesce("normalized", "text"), reason="reason"
     )
 
 
@@ -416,8 +449,11 @@ def normalize(values: pl.Series, default_region: str | None, *, what: str = "To"
     sender = what == "From"
     raw = _as_text(values)
     # No value the fast path accepts has a space at either end, so what it accepts as written needs no
-    # stripping: only the rest (a few in a hundred) is stripped, then judged as before.
-    rejected = (~_fast(raw, sender=sender)).fill_null(True).arg_true()
+    # stripping: only the rest (a few in a hundred) is stripped, then judged as before. Its country codes
+    # are a spread sample's: a code the sample missed only sends its numbers on to that second look,
+    # which compiles every code among them.
+    sample = raw.gather_every(max(1, raw.len() // _CODE_SAMPLE))
+    rejected = (~_fast(raw, sender=sender, codes=_country_codes(sample))).fill_null(True).arg_true()
     reason = pl.repeat(None, raw.len(), eager=True, dtype=pl.String)
     if not len(rejected):
         return pl.DataFrame({"address": raw, "reason": reason})

@@ -61,15 +61,20 @@ class _Json:
     joined; a value's pieces are joined as they are, so a null value makes the whole null.
     """
 
-    pieces: tuple[pl.Expr, ...]
+    pieces: tuple[pl.Expr | str, ...]
     always: bool
     skip_nulls: bool = False
 
     def joined(self) -> pl.Expr:
-        """The pieces as one expression."""
-        if len(self.pieces) == 1:
-            return self.pieces[0]
-        return pl.concat_str(list(self.pieces), ignore_nulls=self.skip_nulls)
+        """The pieces as one expression; neighbouring literal text is one piece (each piece costs a pass)."""
+        merged: list[pl.Expr | str] = []
+        for piece in self.pieces:
+            if isinstance(piece, str) and merged and isinstance(merged[-1], str):
+                merged[-1] += piece
+            else:
+                merged.append(piece)
+        exprs = [pl.lit(piece, pl.String) if isinstance(piece, str) else piece for piece in merged]
+        return exprs[0] if len(exprs) == 1 else pl.concat_str(exprs, ignore_nulls=self.skip_nulls)
 
 
 def _holds_bytes(dtype: Any) -> bool:
@@ -124,7 +129,7 @@ def _json_value(frame: pl.DataFrame, column: str, key: str, plain: set[str]) -> 
         # Polars writes floats as json_encode does (shortest round trip), so a plain cast is the JSON.
         return _Json((col.cast(pl.String) if always else pl.when(col.is_finite()).then(col.cast(pl.String)),), always)
     if series.dtype == pl.String and column in plain:
-        return _Json((pl.lit('"'), col, pl.lit('"')), always)
+        return _Json(('"', col, '"'), always)
     encoded = pl.struct(col.alias("v")).struct.json_encode().str.slice(len('{"v":')).str.strip_suffix("}")
     return _Json((encoded if always else pl.when(col.is_not_null()).then(encoded),), always)
 
@@ -146,11 +151,11 @@ def _object(tree: Mapping[str, Any]) -> _Json:
     if members[0][1].always:
         # One flat concatenation, nulls skipped: each later member carries its leading comma,
         # and the first is on every row, so a member left out never leaves a stray comma.
-        pieces: list[pl.Expr] = [pl.lit("{")]
+        pieces: list[pl.Expr | str] = ["{"]
         for i, (key, value) in enumerate(members):
-            prefix = pl.lit(("," if i else "") + key)
-            pieces += [prefix, *value.pieces] if value.always else [pl.concat_str([prefix, value.joined()])]
-        pieces.append(pl.lit("}"))
+            prefix = ("," if i else "") + key
+            pieces += [prefix, *value.pieces] if value.always else [pl.concat_str([pl.lit(prefix), value.joined()])]
+        pieces.append("}")
         return _Json(tuple(pieces), always=True, skip_nulls=True)
     fragments = [pl.concat_str([pl.lit(key), value.joined()]) for key, value in members]
     inner = pl.concat_str(fragments, separator=",", ignore_nulls=True)
@@ -168,7 +173,7 @@ def build_parameters(mapping: MappingSpec, frame: pl.DataFrame) -> pl.Expr | Non
     pairs = [(key, _json_value(frame, column, key, plain)) for key, column in mapping.parameters]
     for key, value in static_parameter_pairs(mapping.static_parameters):
         try:
-            pairs.append((key, _Json((pl.lit(_dumps(value), pl.String),), True)))
+            pairs.append((key, _Json((_dumps(value),), True)))
         except (TypeError, ValueError):
             raise ConfigError(f"mapping.static_parameters.{key}", f"cannot be sent as JSON: {value!r}") from None
     if not pairs:
@@ -257,7 +262,8 @@ def planned(frame: pl.DataFrame, spec: Spec, *, source_name: str = "input") -> p
     out = out.with_row_index("row", offset=1).with_columns(
         pl.col("row").cast(pl.Int64), reason=_reason(spec.send.max_parameters_bytes)
     )
-    return _statuses(out.with_columns(first=_first_row(spec.send.dedupe)), spec.send.dedupe)
+    rows = out.collect()
+    return _statuses(rows.lazy().with_columns(first=_first_rows(rows, spec.send.dedupe)), spec.send.dedupe)
 
 
 def _check_mapping(frame: pl.DataFrame, mapping: MappingSpec, source_name: str) -> str | None:
@@ -329,11 +335,36 @@ def _statuses(out: pl.LazyFrame, dedupe: str) -> pl.LazyFrame:
     )
 
 
-def _first_row(dedupe: str) -> pl.Expr:
-    """For each valid row, the first valid row with the same key (itself when it is the first)."""
+def _first_rows(out: pl.DataFrame, dedupe: str) -> pl.Expr:
+    """For each valid row, the first valid row with the same key (itself when it is the first).
+
+    Rows are grouped by a 64-bit hash of their key, a third of the cost of grouping the text. Two keys
+    may share a hash (about one pair in 10^7 lists of a million contacts): then a row would name a
+    first row with another key, so every repeat is checked against the key of the row it names, and
+    grouping by the key itself decides whenever one differs.
+    """
     if dedupe == "none":
         return pl.lit(None, pl.Int64)
-    key = pl.col("to") if dedupe == "to" else pl.struct("to", "from")
+    keys = ["to"] if dedupe == "to" else ["to", "from"]
+    key = pl.col("to") if dedupe == "to" else pl.struct(keys)
+    first = _grouped_min(out, key.hash())
+    if _collided(out, first, keys):
+        first = _grouped_min(out, key)
+    return pl.lit(first)
+
+
+def _grouped_min(out: pl.DataFrame, key: pl.Expr) -> pl.Series:
+    """Each valid row's smallest row number among the valid rows with the same ``key``."""
     # Invalid rows take no part: an unusable row cannot shadow a good one.
     valid = pl.col("reason").is_null()
-    return pl.when(valid).then(pl.col("row").min().over(pl.when(valid).then(key)))
+    grouped = pl.when(valid).then(pl.col("row").min().over(pl.when(valid).then(key)))
+    return out.lazy().select(grouped.alias("first")).collect().to_series()
+
+
+def _collided(out: pl.DataFrame, first: pl.Series, keys: list[str]) -> bool:
+    """Whether some row names as its first a row with another key (a shared hash, not a repeat)."""
+    repeats = (first.is_not_null() & (first != out.get_column("row"))).arg_true()
+    if not len(repeats):
+        return False
+    named = first.gather(repeats) - 1  # row r is at index r - 1
+    return any(bool((out[c].gather(repeats) != out[c].gather(named)).any()) for c in keys)
