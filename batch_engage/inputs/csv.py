@@ -34,6 +34,7 @@ SEPARATORS = (",", ";", "\t", "|")
 """The field separators a CSV may use, in the order detection prefers them among equals."""
 _SNIFF_BYTES = 4096  # enough of a file to tell UTF-16 without a byte order mark by its zero bytes
 _PEEK_BYTES = 64 * 1024
+_UTF8_SLICE_BYTES = 4 * 1024 * 1024
 
 # A CSV value becomes a number only when writing the number back gives the same text:
 # "02139", "+5", " 7" and "1.0000000000000000001" stay text, so zip codes keep their zeros.
@@ -104,6 +105,27 @@ def _utf16_without_bom(data: bytes) -> str | None:
     return None
 
 
+def _check_utf8(shown: str, data: bytes) -> None:
+    """Raise the line that is not UTF-8, if one is not.
+
+    Polars checks UTF-8 faster than Python and without a copy of the text as str; a few megabytes at a
+    time, cut after a line end (never inside a character), so no second copy of a large file is held.
+    """
+    start = 0
+    while start < len(data):
+        end = data.find(b"\n", start + _UTF8_SLICE_BYTES)
+        end = len(data) if end < 0 else end + 1
+        try:
+            pl.Series([data[start:end]], dtype=pl.Binary).cast(pl.String)
+        except pl.exceptions.PolarsError:
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise _decode_error(shown, data, "utf-8", exc) from None
+            raise
+        start = end
+
+
 def as_utf8(shown: str, data: bytes, encoding: str) -> bytes:
     """The text as UTF-8 bytes without a BOM and with LF or CRLF line ends, or the line that is not in ``encoding``.
 
@@ -122,15 +144,7 @@ def as_utf8(shown: str, data: bytes, encoding: str) -> bytes:
         except UnicodeDecodeError as exc:
             raise _decode_error(shown, data, encoding, exc) from None
         data = data.removeprefix(_BOM)  # "utf-16" and the like keep no mark, but "utf-8-sig"-like names might
-    try:
-        # Polars checks UTF-8 faster than Python and without a copy of the text as str.
-        pl.Series([data], dtype=pl.Binary).cast(pl.String)
-    except pl.exceptions.PolarsError:
-        try:
-            data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise _decode_error(shown, data, "utf-8", exc) from None
-        raise
+    _check_utf8(shown, data)
     nul = data.find(b"\x00")
     if nul >= 0:
         raise InputFileError(
@@ -308,24 +322,46 @@ def _infer_types(frame: pl.DataFrame, keep_text: set[str]) -> pl.DataFrame:
     """Type each CSV column from all of its values (polars would look at the first rows only).
 
     A sample of each column picks the one type worth checking; only then is the whole
-    column checked, so text columns cost next to nothing.
+    column checked, so text columns cost next to nothing. Every column's check is in one
+    ``select``, so polars runs them side by side.
     """
     sample = frame.head(_SAMPLE_ROWS)
+    columns = [
+        column
+        for column, dtype in frame.schema.items()
+        if dtype == pl.String and column not in keep_text and sample[column].null_count() != sample.height
+    ]
+    if not columns:
+        return frame
+    checks = [(c, kind) for c in columns for kind in _KINDS_OF_TEXT]
+    allowed = sample.select(pl.col(c).str.contains(kind[0]).all().alias(str(i)) for i, (c, kind) in enumerate(checks))
+    candidates: dict[str, list[tuple[str, type[pl.DataType]]]] = {}
+    for (column, kind), fit in zip(checks, allowed.row(0), strict=True):
+        if fit:
+            candidates.setdefault(column, []).append(kind)
     casts: list[pl.Expr] = []
-    for column, dtype in frame.schema.items():
-        if dtype != pl.String or column in keep_text or sample[column].null_count() == sample.height:
-            continue
-        col = pl.col(column)
-        for pattern, cast in _KINDS_OF_TEXT:
-            if not sample.select(col.str.contains(pattern).all()).item():
-                continue
-            fits = col.str.contains(pattern).all()
-            if cast == pl.Float64:
-                fits = fits & (col.str.len_bytes().max() <= _FLOAT_CHARS)
-            if frame.select(fits).item():
+    while candidates:
+        # Each column's first kind its sample allows, checked on the whole column; the next kind if it fails.
+        tried = [(c, *left[0]) for c, left in candidates.items()]
+        fits = frame.select(_fits(pl.col(c), pattern, cast).alias(c) for c, pattern, cast in tried).row(0)
+        for (column, _, cast), fit in zip(tried, fits, strict=True):
+            if fit:
+                col = pl.col(column)
                 casts.append(col == "true" if cast == pl.Boolean else col.cast(cast))
-                break
+                del candidates[column]
+            elif len(candidates[column]) > 1:
+                candidates[column] = candidates[column][1:]
+            else:
+                del candidates[column]
     return frame.with_columns(casts) if casts else frame
+
+
+def _fits(col: pl.Expr, pattern: str, cast: type[pl.DataType]) -> pl.Expr:
+    """Whether every value of ``col`` reads as ``cast`` and writes back as the same text."""
+    fits = col.str.contains(pattern).all()
+    if cast == pl.Float64:
+        fits = fits & (col.str.len_bytes().max() <= _FLOAT_CHARS)
+    return fits
 
 
 def _without_empty_rows(frame: pl.DataFrame) -> pl.DataFrame:
