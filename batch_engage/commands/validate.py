@@ -112,7 +112,7 @@ def validation(
     rewrites: tuple[Rewrite, ...] = (),
 ) -> Validation:
     """What ``plan`` would send, and what not and why (the results table written to ``output``, if given)."""
-    statuses: dict[str, int] = dict(plan.group_by("status").len().iter_rows())
+    statuses: dict[str, int] = dict(plan.lazy().group_by("status").len().collect().iter_rows())
     pending = statuses.get("pending", 0)
     earlier = _Checkpointed() if restart else _checkpointed(spec, plan)
     moment = now or datetime.now(UTC)
