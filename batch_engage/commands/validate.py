@@ -22,14 +22,14 @@ from ..credentials import Credentials, credentials_from_env
 from ..errors import ConfigError, CredentialsError, FlowNotFound, FlowUnwired, UsageError
 from ..exits import exit_code_for
 from ..flow import FlowReview, FlowWiringError, log_findings, reply_conflicts, review, waits_for_replies
-from ..job import Spec
-from ..plan import Rewrite, annotate_windows, send_window, window_openings
+from ..job import Spec, window_openings
+from ..plan import Rewrite, annotate_windows, send_window
 from ..results import build_results, with_segments, write_results
 from ..runner import Item, make_marker, target_for
 from ..states import FINAL
 from ..twilio import PacedReads, Pacer, StudioClient, check_base_url, make_http_client, studio_base_url
 
-__all__ = ["Validation", "offline_target", "review_flow", "review_variants", "validation"]
+__all__ = ["Validation", "held_against_flow", "offline_target", "review_flow", "review_variants", "validation"]
 
 log = structlog.get_logger(__name__)
 
@@ -200,6 +200,21 @@ def project_arrival(
     for arrival in found:
         log_capacity(arrival.capacity)
     return found
+
+
+def held_against_flow(
+    spec: Spec,
+    plan: pl.DataFrame,
+    credentials: Credentials,
+    transport: httpx.AsyncBaseTransport | None,
+    *,
+    now: datetime | None,
+) -> tuple[FlowReview | None, tuple[dict[str, FlowReview], list[str]], tuple[Arrival, ...]]:
+    """``--flow``: the Flow's review (each variant's, in an experiment), and will it arrive."""
+    # The review first: it names what the run would refuse (no Flow, nothing published, unwired).
+    variants = review_variants(spec, plan, credentials, transport) if spec.experiment is not None else None
+    found = next(iter(variants[0].values()), None) if variants else review_flow(spec, plan, credentials, transport)
+    return found, variants or ({}, []), project_arrival(spec, plan, credentials, transport, now=now)
 
 
 def _studio_http(

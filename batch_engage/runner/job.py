@@ -15,11 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
-from pathlib import Path
 from typing import BinaryIO
 
 import httpx
@@ -33,7 +32,7 @@ from ..credentials import Credentials
 from ..errors import OutputFailed, Stopped, StorageFailed, StudioError, UsageError
 from ..exits import exit_code_for
 from ..history import HistoryStore, open_history
-from ..job import Spec, check_outputs
+from ..job import Spec, prove_outputs
 from ..plan import Prepared, annotate_windows, fingerprint, params_hash, prepare, send_window
 from ..postgres import masked
 from ..results import SEGMENTS_META, build_results, counts_by_status, with_segments
@@ -67,7 +66,6 @@ __all__ = [
     "RunResult",
     "RunSummary",
     "exit_code_for",
-    "prove_outputs",
     "run_job",
     "target_for",
 ]
@@ -285,18 +283,6 @@ def _ending(sent: _Sent, counts: dict[str, int], storage: Storage) -> Ending:
         stopped_early=sent.stopped_early,
         stop_reason=sent.stop_reason,
     )
-
-
-def prove_outputs(spec: Spec, extra: Sequence[tuple[str, str | None]] = ()) -> list[Path]:
-    """Before any request: refuse outputs that would overwrite the job's files, prove them all writable.
-
-    ``extra`` are the caller's own outputs (the CLI's ``--summary-json``, ``--report-html``).
-    Returns the folders made for them (each logged).
-    """
-    created = check_outputs(spec, [("output.results", spec.output.results), *extra], checkpoint=True)
-    for folder in created:
-        log.info("output.folder_created", path=str(folder))
-    return created
 
 
 async def _write_results(spec: Spec, results: pl.DataFrame) -> None:
