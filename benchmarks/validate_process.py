@@ -147,6 +147,7 @@ def measure(job: Path, contacts: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Write the file and the job, time both processes side by side, print the record and the table."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=ROWS)
     args = parser.parse_args(argv)
