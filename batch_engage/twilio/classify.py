@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import aiohttp
 import httpx
 
 from ..errors import (
@@ -173,6 +172,8 @@ def classify_response(response: httpx.Response, *, what: Purpose = "create") -> 
 
 def classify_exception(exc: httpx.HTTPError) -> StudioError:
     """Map a transport error to never-sent (``NotConnected``) or possibly-sent (``AnswerLost``)."""
+    import aiohttp  # noqa: PLC0415 - a command that never connects (validate) is spared loading it
+
     cause = exc.__cause__
     if isinstance(cause, aiohttp.ClientError):
         # httpx-aiohttp maps every aiohttp connection error to ConnectTimeout, including

@@ -16,7 +16,6 @@ CLASS_LINES = 250
 ALLOWED = {
     "checkpoint/sqlite.py",
     "runner/job.py",
-    "plan/prepare.py::prepare",
     "results.py::build_results",
 }
 
