@@ -49,6 +49,7 @@ class Outcomes:
     active: ActiveRuns | None
     _breaker: Breaker
     _identity: str  # the job as the shared history knows it (job.history_identity), worked out once
+    _debug: bool  # whether debug events are kept: a row's debug line is not even built otherwise
 
     def owner(self, item: Item) -> str:
         """The history claim's owner: this job (its id as written and its state's place) and this contact."""
@@ -85,7 +86,7 @@ class Outcomes:
         if self.active is not None and state != RowState.WAITING_ACTIVE:
             self.active.settled(item.contact)
         self.recorder.outcome(outcome)
-        if state in _SETTLES:
+        if state in _SETTLES and self.recorder.settles:
             reached = state in (RowState.SENT, RowState.ALREADY_ACTIVE)
             self.recorder.settle(self.owner(item), outcome.sid if reached else None)
         if state in FINAL:
@@ -110,7 +111,7 @@ class Outcomes:
                 message=error.message,
                 attempts=item.attempts,
             )
-        else:
+        elif self._debug:
             log.debug("row.outcome", row=item.row, to=mask(item.to), status=str(state), sid=outcome.sid)
         if self._breaker.add(failed) and not self.aborted:
             self._trip()
@@ -120,7 +121,8 @@ class Outcomes:
         if self.active is not None and self.active.still_waiting(item):
             return
         self.recorder.outcome(Outcome(contact=item.contact, state=RowState.PENDING, attempts=item.attempts))
-        self.recorder.settle(self.owner(item), None)
+        if self.recorder.settles:
+            self.recorder.settle(self.owner(item), None)
 
     def progress(self) -> Progress:
         """A snapshot for progress displays."""

@@ -56,6 +56,11 @@ class Recorder:
         """Buffer one outcome."""
         self._outcomes.append(outcome)
 
+    @property
+    def settles(self) -> bool:
+        """Whether there is a shared history to settle claims in (else the owner need not be worked out)."""
+        return self._history is not None
+
     def settle(self, owner: str, sid: str | None) -> None:
         """Buffer a history claim's answer (a SID, or None to withdraw it)."""
         if self._history is not None:
