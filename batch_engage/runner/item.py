@@ -12,7 +12,7 @@ from ..plan import contact_hash, params_hash
 __all__ = ["Item", "make_marker"]
 
 
-@dataclass
+@dataclass(slots=True)
 class Item:
     """One contact on its way: what to send, and what happened to it so far."""
 

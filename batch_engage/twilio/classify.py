@@ -63,7 +63,7 @@ __all__ = [
 Purpose = Literal["create", "flow", "list", "run"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Created:
     """A successful create: the run's SID, and when Twilio says it was created."""
 
