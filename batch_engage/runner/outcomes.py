@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
 from collections.abc import Callable
 
@@ -70,6 +69,8 @@ class Outcomes:
             message = "the contact already had an active run on this Flow"
         elif error is not None:
             message = error.message
+        elif state == RowState.SENT and message is None:
+            message = item.note
         outcome = Outcome(
             contact=item.contact,
             state=state,
@@ -81,8 +82,6 @@ class Outcomes:
             completed_at=iso_ms(self.clock.now()) if state in FINAL else None,
             ended_sid=item.ended_sid,
         )
-        if state == RowState.SENT and message is None:
-            outcome = dataclasses.replace(outcome, error_message=item.note)
         if self.active is not None and state != RowState.WAITING_ACTIVE:
             self.active.settled(item.contact)
         self.recorder.outcome(outcome)
