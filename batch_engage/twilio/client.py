@@ -10,6 +10,8 @@ Every answer's ``Date`` header, errors included, is observed into ``StudioClient
 
 from __future__ import annotations
 
+import functools
+import ssl
 import urllib.parse
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -76,7 +78,7 @@ def make_http_client(
     """
     limits = httpx.Limits(max_connections=concurrency + 2, max_keepalive_connections=concurrency + 2)
     if transport is None:
-        transport = AiohttpTransport(limits=limits, trust_env=False)
+        transport = AiohttpTransport(limits=limits, trust_env=False, verify=_tls())
     if reach is not None:
         transport = WatchedTransport(transport, reach)
     return httpx.AsyncClient(
@@ -86,6 +88,12 @@ def make_http_client(
         transport=transport,
         headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
     )
+
+
+@functools.lru_cache(maxsize=1)
+def _tls() -> ssl.SSLContext:
+    """certifi's roots, as httpx-aiohttp would load them for every client: once per process is enough."""
+    return httpx.create_ssl_context(trust_env=False)
 
 
 async def _exchange(http: httpx.AsyncClient, clock: TwilioClock, request: httpx.Request) -> httpx.Response:
