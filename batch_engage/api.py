@@ -23,17 +23,17 @@ from .commands import (
     Status,
     Sweep,
     Validation,
+    assign_variants,
     forget_opt_out,
     guarded_report,
-    guarded_report_html,
-    guarded_summary_json,
     history_opt_outs,
     history_stats,
     import_history,
-    job_for,
     job_status,
     job_tokens,
+    load_job,
     offline_target,
+    opt_outs_store,
     project_arrival,
     refuse_future_period,
     review_flow,
@@ -45,9 +45,10 @@ from .commands import (
     sweep_job,
     validation,
 )
+from .commands import guarded_report_html as write_report_html
+from .commands import guarded_summary_json as write_summary_json
 from .control import Progress, RunControl
 from .credentials import Credentials, credentials_from_env
-from .errors import UsageError
 from .exits import (
     EXIT_ABORTED,
     EXIT_IOERR,
@@ -59,12 +60,10 @@ from .exits import (
     exit_code_for,
     exit_code_for_error,
 )
-from .experiment import assign_frame
 from .flow import FlowReview
-from .history import opt_outs_path
-from .job import ExperimentSpec, Spec, check_outputs, parse_duration
+from .job import Spec, check_outputs, parse_duration, prove_outputs
 from .plan import prepare
-from .runner import Recovery, RunOptions, RunResult, calls_hanging, kept_variants, prove_outputs, recover_job, run_job
+from .runner import Recovery, RunOptions, RunResult, calls_hanging, recover_job, run_job
 from .sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox, SandboxConfig, ServiceConfig
 from .sandbox import serve as serve_sandbox
 
@@ -150,44 +149,6 @@ def version() -> str:
         return metadata.version("batch-engage")
     except metadata.PackageNotFoundError:
         return "unknown"
-
-
-def load_job(
-    job: str | Path | Spec,
-    overrides: Mapping[str, Any] | None = None,
-    *,
-    period: str | None = None,
-    sandbox: bool = False,
-    latest: bool = False,
-) -> Spec:
-    """A job file path (plus ``section.key`` overrides) or a ``Spec``, for a period, rehearsed on the sandbox or not.
-
-    ``latest`` picks the newest period that has a checkpoint (for ``status`` and ``report``).
-    """
-    return job_for(job, overrides, period=period, sandbox=sandbox, latest=latest)
-
-
-def assign_variants(
-    frame: pl.DataFrame | pl.LazyFrame,
-    experiment: str | Path | Spec | ExperimentSpec,
-    *,
-    contact: str = "contact",
-) -> pl.DataFrame:
-    """``frame`` with a ``variant`` column: the variant each row gets (``"holdout"``: sent nothing), before any send.
-
-    Given a job (file or ``Spec``), the rows are planned as a run plans them (numbers
-    normalized, contact keys; contacts the job's checkpoint already sent keep their
-    variant); a row with no contact key (invalid) gets null. Given an ``ExperimentSpec``,
-    the ``contact`` column is taken as the contact key as it is.
-    """
-    data = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
-    if isinstance(experiment, ExperimentSpec):
-        return assign_frame(data, experiment, contact=contact)
-    spec = load_job(experiment)
-    if spec.experiment is None:
-        raise UsageError(f"job {spec.job.id} has no [experiment]: every contact gets the one Flow")
-    plan = prepare(spec, frame=data, kept=kept_variants(spec, restart=False)).plan
-    return data.with_columns(plan.get_column("variant"))
 
 
 def _credentials(credentials: Credentials | None) -> Credentials:
@@ -359,16 +320,6 @@ def report(
     return guarded_report(load_job(job, overrides, period=period, sandbox=sandbox, latest=True), output, html)
 
 
-def write_report_html(spec: Spec, path: str | Path) -> Path:
-    """Write the campaign report page for ``spec``'s checkpoint (refused over the job's own files), owner-only."""
-    return guarded_report_html(spec, path)
-
-
-def write_summary_json(spec: Spec, path: str | Path, summary: Mapping[str, Any]) -> Path:
-    """A run's summary as JSON, owner-only (it names files and counts), never over the job's own files."""
-    return guarded_summary_json(spec, path, summary)
-
-
 async def sweep_async(
     job: str | Path | Spec,
     *,
@@ -400,16 +351,6 @@ sweep = _blocking(
     ``sandbox``, the rehearsal's runs on the built-in simulator, and nothing else.
     """,
 )
-
-
-def opt_outs_store(job: str | Path | Spec | None, history: str | Path | None) -> str:
-    """The opt-out store of ``history``, else of the job (its [history] path, else beside its checkpoint)."""
-    if history:
-        return str(history)
-    path = opt_outs_path(load_job(job)) if job is not None else None
-    if path is None:
-        raise UsageError("history: give --history PATH, or --job JOB (its [history] path, or a file checkpoint)")
-    return path
 
 
 # --- collect: what happened in each run.

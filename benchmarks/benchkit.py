@@ -27,7 +27,7 @@ from typing import Any, Literal
 import polars as pl
 import structlog
 
-from batch_engage.job.spec import FlowSpec, InputSpec, MappingSpec, OutputSpec, SendSpec, Spec
+from batch_engage.job import FlowSpec, InputSpec, MappingSpec, OutputSpec, SendSpec, Spec
 
 HERE = Path(__file__).resolve().parent
 FLOW_SID = "FW0123456789abcdef0123456789abcdef"

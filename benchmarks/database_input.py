@@ -46,7 +46,7 @@ def child(uri: str) -> None:
     import dataclasses
 
     from batch_engage import api
-    from batch_engage.job.spec import InputSpec
+    from batch_engage.job import InputSpec
 
     with tempfile.TemporaryDirectory(prefix="bench-db-") as tmpdir:
         spec = dataclasses.replace(make_spec(Path(tmpdir)), input=InputSpec(uri=uri, query=QUERY))
@@ -72,7 +72,7 @@ def measure_validate(uri: str) -> dict[str, Any]:
 def time_reads(uri: str) -> float:
     """Median seconds of REPEATS reads of the whole result, as a job reads it."""
     from batch_engage.inputs import read_query
-    from batch_engage.job.spec import InputSpec
+    from batch_engage.job import InputSpec
 
     seconds = []
     for _ in range(REPEATS):

@@ -28,7 +28,7 @@ import psycopg
 from benchkit import FLOW_SID, emit, median, quiet_logs
 
 from batch_engage.history.store import HistoryStore, open_history, owner
-from batch_engage.job.spec import parse_cap
+from batch_engage.job.sections import parse_cap
 
 CLAIMS = 2_000
 SEED_ROWS = 100_000

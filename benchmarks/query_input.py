@@ -53,7 +53,7 @@ def child(uri: str, query: str) -> None:
     import dataclasses
 
     from batch_engage import api
-    from batch_engage.job.spec import InputSpec
+    from batch_engage.job import InputSpec
 
     with tempfile.TemporaryDirectory(prefix="bench-query-") as tmpdir:
         spec = make_spec(Path(tmpdir))

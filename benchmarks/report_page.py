@@ -24,7 +24,7 @@ from resume import DONE, ROWS, build_checkpoint, write_job
 from batch_engage import api
 from batch_engage.checkpoint.store import SecondStats, open_checkpoint
 from batch_engage.checkpoint.store import Target as Studio
-from batch_engage.job.spec import load_spec
+from batch_engage.job import load_spec
 from batch_engage.plan.prepare import fingerprint
 
 BASE_URL = "http://127.0.0.1:9"

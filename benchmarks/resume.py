@@ -46,7 +46,7 @@ from benchkit import (
 from batch_engage.checkpoint.store import Outcome, open_checkpoint
 from batch_engage.checkpoint.store import Target as Studio
 from batch_engage.clock import iso_ms
-from batch_engage.job.spec import load_spec
+from batch_engage.job import load_spec
 from batch_engage.plan.prepare import prepare
 from batch_engage.runner.dispatch import Item, make_marker
 from batch_engage.states import RowState

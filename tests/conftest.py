@@ -206,9 +206,16 @@ def write_job(tmp_path: Path) -> Callable[..., Path]:
 
 
 @pytest.fixture
+def job(sandbox: Sandbox, write_job: Callable[..., Path], contacts_csv: Path, sandbox_env: dict[str, str]) -> Path:
+    """The job most CLI tests start from: the 30 contacts of ``contacts_csv`` against ``sandbox``, whose credentials
+    the environment holds."""
+    return write_job(input_path=contacts_csv, base_url=sandbox.url)
+
+
+@pytest.fixture
 def make_spec(tmp_path: Path) -> Callable[..., Any]:
     """Build a Spec for a frame-fed job against ``base_url``; ``send`` keys override fast defaults."""
-    from batch_engage.job.spec import load_spec
+    from batch_engage.job import load_spec
 
     def make(base_url: str, *, api: str = "engagements", name: str = "job", **send: Any) -> Any:
         send_table = {"rate": 1000, "concurrency": 8, "reconcile_delay": 0.0} | send

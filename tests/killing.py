@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["cli_env", "kill_9", "kill_9_when", "start_run"]
+__all__ = ["cli_env", "kill_9", "kill_9_when", "start_run", "wait_until"]
 
 
 def cli_env(sandbox_env: dict[str, str]) -> dict[str, str]:
@@ -43,7 +43,12 @@ def kill_9(proc: subprocess.Popen[bytes]) -> bool:
 
 def kill_9_when(proc: subprocess.Popen[bytes], condition: Callable[[], bool], *, within: float = 30.0) -> bool:
     """SIGKILL ``proc`` once ``condition()`` holds (or it ended, or ``within`` seconds passed); True if killed."""
+    wait_until(proc, condition, within=within)
+    return kill_9(proc)
+
+
+def wait_until(proc: subprocess.Popen[bytes], condition: Callable[[], bool], *, within: float = 30.0) -> None:
+    """Return once ``condition()`` holds, ``proc`` has ended, or ``within`` seconds have passed, whichever is first."""
     deadline = time.monotonic() + within
     while not condition() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
-    return kill_9(proc)

@@ -13,8 +13,7 @@ import httpx
 import polars as pl
 import structlog
 
-from ..job import Spec
-from ..plan import window_openings
+from ..job import Spec, window_openings
 from ..twilio import MessagingClient, PacedReads, TwilioClock, api_base_url, messaging_base_url
 from .projection import Capacity, RowSegments, capacity, row_segments
 from .routing import SenderFacts, read_senders, worst_routing

@@ -6,9 +6,9 @@ import argparse
 from typing import NoReturn, TypeAlias
 
 from .. import api
-from ..api import SandboxConfig
 from ..errors import ConfigError
 from ..exits import EXIT_USAGE
+from .sandbox_flags import add_sandbox_options
 
 __all__ = ["build_parser", "parse_duration"]
 
@@ -109,6 +109,14 @@ def _job_options(p: argparse.ArgumentParser, *, period: bool = False) -> None:
     )
 
 
+def _runs_job_options(p: argparse.ArgumentParser, sandbox: str) -> None:
+    """A job's runs, as collect and sweep read them: from its checkpoint; no input, no separator."""
+    p.add_argument("job", help="the job file (TOML)")
+    p.add_argument("--checkpoint", metavar="PATH", help="use this checkpoint instead of [output] checkpoint")
+    p.add_argument("--sandbox", action="store_true", help=sandbox)
+    p.add_argument("--period", metavar="PERIOD", help=_PERIOD_HELP)
+
+
 def _log_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--log-format",
@@ -160,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_collect(sub)
     _add_sweep(sub)
     _add_history(sub)
-    _add_sandbox(sub)
+    add_sandbox_options(_command(sub, "sandbox"))
     return parser
 
 
@@ -230,12 +238,7 @@ def _add_checkpoint_readers(sub: _Subparsers) -> None:
 
 def _add_collect(sub: _Subparsers) -> None:
     col = _command(sub, "collect")
-    col.add_argument("job", help="the job file (TOML)")
-    col.add_argument("--checkpoint", metavar="PATH", help="use this checkpoint instead of [output] checkpoint")
-    col.add_argument(
-        "--sandbox", action="store_true", help="collect the rehearsal's runs from the built-in Studio simulator"
-    )
-    col.add_argument("--period", metavar="PERIOD", help=_PERIOD_HELP)
+    _runs_job_options(col, "collect the rehearsal's runs from the built-in Studio simulator")
     col.add_argument("--output", metavar="PATH", help="write the outcomes table to PATH instead of [output] outcomes")
     col.add_argument("--refresh", action="store_true", help="fetch every run again, even those recorded as ended")
     col.add_argument("--wait", action="store_true", help="poll until every run has ended (see --max-duration)")
@@ -250,12 +253,7 @@ def _add_collect(sub: _Subparsers) -> None:
 
 def _add_sweep(sub: _Subparsers) -> None:
     sw = _command(sub, "sweep")
-    sw.add_argument("job", help="the job file (TOML)")
-    sw.add_argument("--checkpoint", metavar="PATH", help="use this checkpoint instead of [output] checkpoint")
-    sw.add_argument(
-        "--sandbox", action="store_true", help="sweep the rehearsal's runs on the built-in Studio simulator"
-    )
-    sw.add_argument("--period", metavar="PERIOD", help=_PERIOD_HELP)
+    _runs_job_options(sw, "sweep the rehearsal's runs on the built-in Studio simulator")
     sw.add_argument(
         "--older-than",
         type=parse_duration,
@@ -287,119 +285,3 @@ def _add_history(sub: _Subparsers) -> None:
         p.add_argument("--job", metavar="JOB", help="take [history] path (and the Flow SID) from this job file")
         p.add_argument("--history", metavar="PATH", help="the history file (instead of --job)")
     imp.add_argument("--flow-sid", metavar="SID", help="the Flow the table's runs belong to (instead of --job)")
-
-
-def _share(p: argparse.ArgumentParser, flag: str, what: str) -> None:
-    p.add_argument(flag, type=float, default=0.0, metavar="SHARE", help=f"share of {what}")
-
-
-def _seconds(p: argparse.ArgumentParser, flag: str, default: float, what: str) -> None:
-    p.add_argument(flag, type=float, default=default, metavar="SECONDS", help=what)
-
-
-def _add_sandbox(sub: _Subparsers) -> None:
-    sb = _command(sub, "sandbox")
-    sb.add_argument("--port", type=int, default=0, help="port to listen on (default: a free one)")
-    sb.add_argument(
-        "--rate-limit",
-        type=float,
-        default=20.0,
-        metavar="N",
-        help="creates per second before it answers 429 (default 20)",
-    )
-    _seconds(sb, "--latency", 0.08, "mean answer latency (default 0.08)")
-    sb.add_argument("--no-active-rule", action="store_true", help="switch off Studio's one-active-run-per-contact rule")
-    _share(sb, "--lost-answer-rate", "creates that create the run but answer 503")
-    _share(sb, "--error-rate", "creates answered 500/503 without creating a run")
-    sb.add_argument(
-        "--retry-after", type=float, metavar="SECONDS", help="put Retry-After (rounded up) on every 429 (default: none)"
-    )
-    sb.add_argument("--seed", type=int, metavar="N", help="seed the random draws, so faults repeat run after run")
-    _seconds(sb, "--run-lifetime", 3600.0, "seconds until a run ends and its widgets have played (default 3600)")
-    sb.add_argument(
-        "--wait-timeout",
-        type=float,
-        metavar="SECONDS",
-        help="runs stay active this long on Twilio's clock, as a Send & Wait widget holds them (else --run-lifetime)",
-    )
-    sb.add_argument(
-        "--other-sender-active",
-        default="",
-        metavar="LIST",
-        help="comma-separated contacts already in another sender's active conversation at their first create",
-    )
-    _seconds(sb, "--clock-offset", 0.0, "how far Twilio's clock is ahead of ours (negative: behind)")
-    _share(
-        sb,
-        "--other-sender-rate",
-        "creates just before which an inbound message starts (and ends) a run for the same contact",
-    )
-    _share(sb, "--read-rate-limit-rate", "run-list, run and Context reads answered 429")
-    sb.add_argument(
-        "--flow",
-        action="append",
-        default=[],
-        metavar="SID=STATUS",
-        help="serve only these Flows; STATUS is published, draft or draft_over_published (repeatable)",
-    )
-    sb.add_argument(
-        "--list-drops-channel-prefix",
-        action="store_true",
-        help="run lists show contact_channel_address without its whatsapp: prefix",
-    )
-    sb.add_argument("--next-page-host", metavar="HOST", help="list paging URLs name this host instead of the sandbox")
-    sb.add_argument(
-        "--replies",
-        metavar="LIST",
-        default=",".join(SandboxConfig().replies),
-        help="comma-separated replies contacts pick from, one per contact (default YES,NO,STOP,4,5)",
-    )
-    sb.add_argument(
-        "--unwired-trigger",
-        action="store_true",
-        help="leave the Trigger's incomingRequest unconnected, so REST runs send nothing",
-    )
-    sb.add_argument(
-        "--state-path", metavar="PATH", help="keep runs in this file, so a later sandbox process serves the same runs"
-    )
-    _add_sandbox_senders(sb)
-
-
-def _add_sandbox_senders(sb: argparse.ArgumentParser) -> None:
-    """The sandbox's senders: reply routing, Messaging Services, queues, opt-outs."""
-    routes = "this_flow, other_flow, none, absent (not the account's) or a URL"
-    sb.add_argument(
-        "--reply-routing", default="this_flow", metavar="ROUTE", help=f"where numbers' replies go: {routes}"
-    )
-    sb.add_argument(
-        "--number", action="append", default=[], metavar="NUMBER=ROUTE", help="one number's reply routing (repeatable)"
-    )
-    sb.add_argument(
-        "--service",
-        action="append",
-        default=[],
-        metavar="SID=NUMBERS",
-        help="a Messaging Service (MG...) and its comma-separated sender pool (repeatable)",
-    )
-    sb.add_argument(
-        "--service-inbound",
-        action="append",
-        default=[],
-        metavar="SID=ROUTE",
-        help="where a service's replies go: this_flow, other_flow, none, number (each number's own) or a URL",
-    )
-    sb.add_argument(
-        "--service-validity", action="append", default=[], metavar="SID=SECONDS", help="a service's validity period"
-    )
-    sb.add_argument(
-        "--sender-pace", type=float, metavar="N", help="segments a second each sender sends (default: no queue)"
-    )
-    _seconds(sb, "--validity-period", 36_000, "how long a number's message may wait in its queue (default 36000)")
-    _seconds(sb, "--queue-limit", 36_000, "seconds' worth of segments a queue holds before 21611/30001")
-    sb.add_argument(
-        "--opted-out",
-        action="append",
-        default=[],
-        metavar="NUMBERS",
-        help="comma-separated contacts who sent STOP: their messages fail with 21610 (repeatable)",
-    )

@@ -1,11 +1,12 @@
 """What the API does beyond a run: validate, status, report, sweep, periods' turnover, the rehearsal's simulator."""
 
-from .history import forget_opt_out, history_opt_outs, history_stats, import_history
-from .periods import job_for, job_tokens, settle_previous_period
+from .history import forget_opt_out, history_opt_outs, history_stats, import_history, opt_outs_store
+from .periods import job_tokens, load_job, settle_previous_period
 from .rehearsal import SANDBOX_RUN_LIFETIME, sandbox_config, sandbox_credentials, sandbox_state_path, simulated
 from .status import Status, job_status, rewrite_results, write_report_html
 from .sweep import DEFAULT_OLDER_THAN, Sweep, SweptRun, sweep_job
 from .validate import Validation, offline_target, project_arrival, review_flow, review_variants, validation
+from .variants import assign_variants
 from .written import guarded_report, guarded_report_html, guarded_summary_json, refuse_future_period
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "Sweep",
     "SweptRun",
     "Validation",
+    "assign_variants",
     "forget_opt_out",
     "guarded_report",
     "guarded_report_html",
@@ -22,10 +24,11 @@ __all__ = [
     "history_opt_outs",
     "history_stats",
     "import_history",
-    "job_for",
     "job_status",
     "job_tokens",
+    "load_job",
     "offline_target",
+    "opt_outs_store",
     "project_arrival",
     "refuse_future_period",
     "review_flow",

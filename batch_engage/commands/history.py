@@ -8,10 +8,12 @@ from pathlib import Path
 import polars as pl
 
 from ..errors import UsageError
-from ..history import is_database_url, open_history
+from ..history import is_database_url, open_history, opt_outs_path
+from ..job import Spec
 from ..results import unguarded, write_results
+from .periods import load_job
 
-__all__ = ["forget_opt_out", "history_opt_outs", "history_stats", "import_history"]
+__all__ = ["forget_opt_out", "history_opt_outs", "history_stats", "import_history", "opt_outs_store"]
 
 
 def import_history(results: str | Path, *, history: str | Path, flow_sid: str) -> int:
@@ -70,3 +72,13 @@ def forget_opt_out(history: str | Path, number: str) -> int:
         return 0
     with open_history(history) as store:
         return store.forget(number.strip())
+
+
+def opt_outs_store(job: str | Path | Spec | None, history: str | Path | None) -> str:
+    """The opt-out store of ``history``, else of the job (its [history] path, else beside its checkpoint)."""
+    if history:
+        return str(history)
+    path = opt_outs_path(load_job(job)) if job is not None else None
+    if path is None:
+        raise UsageError("history: give --history PATH, or --job JOB (its [history] path, or a file checkpoint)")
+    return path

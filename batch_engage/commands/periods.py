@@ -19,7 +19,7 @@ from ..runner import RunOptions, run_job
 from ..states import POSSIBLY_SENT
 from ..twilio import PAST_RETENTION
 
-__all__ = ["job_for", "job_tokens", "settle_previous_period"]
+__all__ = ["job_tokens", "load_job", "settle_previous_period"]
 
 log = structlog.get_logger(__name__)
 
@@ -28,7 +28,7 @@ def _as_run(spec: Spec, sandbox: bool) -> Spec:
     return spec.rehearsal() if sandbox else spec
 
 
-def job_for(
+def load_job(
     job: str | Path | Spec,
     overrides: Mapping[str, Any] | None = None,
     *,
@@ -36,8 +36,11 @@ def job_for(
     sandbox: bool = False,
     latest: bool = False,
 ) -> Spec:
-    """The Spec a command works on, in one pass: the job, its period (given, or the newest with a checkpoint
-    when ``latest``), and its rehearsal twin when ``sandbox``."""
+    """A job file path (plus ``section.key`` overrides) or a ``Spec``, for a period, rehearsed on the sandbox or not.
+
+    One pass: the job, its period (given, or with ``latest`` the newest that has a checkpoint, for ``status``
+    and ``report``), and its rehearsal twin when ``sandbox``.
+    """
     if isinstance(job, Spec):
         if overrides:
             raise UsageError("overrides apply to job files; build the Spec with the values instead")

@@ -12,8 +12,8 @@ from ..checkpoint import CheckpointView, read_checkpoint
 from ..disk import write_text_atomically
 from ..errors import UsageError
 from ..experiment import split
-from ..job import Spec, check_tables
-from ..plan import annotate_windows, window_openings
+from ..job import Spec, check_tables, window_openings
+from ..plan import annotate_windows
 from ..postgres import masked
 from ..reporting import render_report, report_data
 from ..results import NOT_SENT_YET, build_results, counts_by_status, stored_segments, with_segments

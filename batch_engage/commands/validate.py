@@ -20,8 +20,8 @@ from ..credentials import Credentials, credentials_from_env
 from ..errors import ConfigError, CredentialsError, FlowNotFound, FlowUnwired, UsageError
 from ..exits import exit_code_for
 from ..flow import FlowReview, FlowWiringError, log_findings, reply_conflicts, review, waits_for_replies
-from ..job import Spec
-from ..plan import Rewrite, annotate_windows, send_window, window_openings
+from ..job import Spec, window_openings
+from ..plan import Rewrite, annotate_windows, send_window
 from ..results import build_results, with_segments, write_results
 from ..runner import Item, make_marker, target_for
 from ..states import FINAL

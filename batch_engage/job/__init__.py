@@ -3,13 +3,15 @@
 from .checks import OUTCOME_BASE_COLUMNS, parse_duration, static_parameter_pairs
 from .experiment import HOLDOUT, ExperimentSpec, VariantSpec
 from .identity import history_identity
-from .outputs import check_outputs, checkpoint_family
+from .openings import window_openings
+from .outputs import check_outputs, checkpoint_family, prove_outputs
 from .paths import check_tables
 from .periods import current_period, is_period, previous_period
 from .periods import is_future as is_future_period
 from .periods import render as render_period
+from .sections import Cap, FlowSpec, InputSpec, MappingSpec, OutputSpec, SendSpec
 from .send_window import DAYS, SendWindow, parse_window, valid_zone
-from .spec import Cap, FlowSpec, InputSpec, MappingSpec, OutputSpec, SendSpec, Spec, load_spec
+from .spec import Spec, load_spec
 
 __all__ = [
     "DAYS",
@@ -36,7 +38,9 @@ __all__ = [
     "parse_duration",
     "parse_window",
     "previous_period",
+    "prove_outputs",
     "render_period",
     "static_parameter_pairs",
     "valid_zone",
+    "window_openings",
 ]

@@ -11,11 +11,15 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import structlog
+
 from ..disk import check_writable, same_file
 from ..errors import UsageError
 from .spec import Spec
 
-__all__ = ["check_outputs", "checkpoint_family"]
+__all__ = ["check_outputs", "checkpoint_family", "prove_outputs"]
+
+log = structlog.get_logger(__name__)
 
 _POSTGRES = ("postgresql://", "postgres://")
 _REHEARSAL = ".sandbox"
@@ -126,4 +130,16 @@ def check_outputs(
         created += _check_checkpoint(spec.output.checkpoint)
     for key, target in named:
         created += check_writable(target, key)
+    return created
+
+
+def prove_outputs(spec: Spec, extra: Sequence[tuple[str, str | None]] = ()) -> list[Path]:
+    """Before any request: refuse outputs that would overwrite the job's files, prove them all writable.
+
+    ``extra`` are the caller's own outputs (the CLI's ``--summary-json``, ``--report-html``).
+    Returns the folders made for them (each logged).
+    """
+    created = check_outputs(spec, [("output.results", spec.output.results), *extra], checkpoint=True)
+    for folder in created:
+        log.info("output.folder_created", path=str(folder))
     return created

@@ -3,7 +3,7 @@
 from .phone import mask
 from .prepare import Prepared, caps, contact_hash, fingerprint, params_hash, prepare
 from .rewrites import Rewrite
-from .windows import annotate_windows, send_window, window_openings
+from .windows import annotate_windows, send_window
 
 __all__ = [
     "Prepared",
@@ -16,5 +16,4 @@ __all__ = [
     "params_hash",
     "prepare",
     "send_window",
-    "window_openings",
 ]

@@ -15,7 +15,7 @@ import polars as pl
 from phonenumbers import timezone as phone_timezone
 
 from ..errors import InputFileError
-from ..job import DAYS, SendWindow, Spec, parse_window, valid_zone
+from ..job import DAYS, SendWindow, Spec, parse_window, valid_zone, window_openings
 
 __all__ = [
     "DAYS",
@@ -25,7 +25,6 @@ __all__ = [
     "parse_window",
     "send_window",
     "valid_zone",
-    "window_openings",
     "zones_for_rows",
 ]
 
@@ -123,22 +122,6 @@ def assign_zones(planned: pl.DataFrame, frame: pl.DataFrame, spec: Spec) -> pl.D
         )
         .drop("zone_reason")
     )
-
-
-def window_openings(plan: pl.DataFrame, results: pl.DataFrame, spec: Spec, now: datetime) -> pl.DataFrame:
-    """For each pending row waiting for its window: ``row`` and ``opens`` (aware UTC datetime)."""
-    window = send_window(spec)
-    empty = pl.DataFrame(schema={"row": pl.Int64, "opens": pl.Datetime("us", "UTC")})
-    if window is None or "zones" not in plan.columns:
-        return empty
-    waiting = results.filter(pl.col("status") == "pending").join(plan.select("row", "zones"), on="row")
-    waiting = waiting.filter(pl.col("zones").is_not_null())
-    opens = {z: window.next_open(tuple(z.split(",")), now) for z in waiting.get_column("zones").unique().to_list()}
-    later = {z for z, when in opens.items() if when is None or when > now}
-    rows = [(r, opens[z]) for r, z in waiting.select("row", "zones").iter_rows() if z in later]
-    if not rows:
-        return empty
-    return pl.DataFrame(rows, schema={"row": pl.Int64, "opens": pl.Datetime("us", "UTC")}, orient="row")
 
 
 def annotate_windows(plan: pl.DataFrame, results: pl.DataFrame, spec: Spec, now: datetime) -> pl.DataFrame:

@@ -13,8 +13,8 @@ import polars as pl
 from ..checkpoint import CheckpointView
 from ..clock import parse_iso
 from ..collector import StoredOutcome, read_outcomes
-from ..job import Spec
-from ..plan import mask, window_openings
+from ..job import Spec, window_openings
+from ..plan import mask
 from ..postgres import masked
 from ..results import build_results, counts_by_status
 from .active import active_groups

@@ -3,7 +3,7 @@
 from .active import Verdict, judge_run
 from .failures import calls_hanging
 from .item import Item, make_marker
-from .job import prove_outputs, run_job, target_for
+from .job import run_job, target_for
 from .recover import Recovery, recover_job
 from .values import RunOptions, RunResult, RunSummary
 from .variants import kept_variants
@@ -19,7 +19,6 @@ __all__ = [
     "judge_run",
     "kept_variants",
     "make_marker",
-    "prove_outputs",
     "recover_job",
     "run_job",
     "target_for",

@@ -15,9 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from functools import partial
-from pathlib import Path
 from typing import BinaryIO
 
 import httpx
@@ -31,7 +30,7 @@ from ..credentials import Credentials
 from ..errors import OutputFailed, StorageFailed, UsageError
 from ..exits import exit_code_for
 from ..history import open_history
-from ..job import Spec, check_outputs
+from ..job import Spec, prove_outputs
 from ..plan import Prepared, annotate_windows, fingerprint, prepare
 from ..postgres import masked
 from ..results import SEGMENTS_META, build_results, counts_by_status, with_segments
@@ -57,7 +56,6 @@ __all__ = [
     "RunResult",
     "RunSummary",
     "exit_code_for",
-    "prove_outputs",
     "run_job",
     "target_for",
 ]
@@ -250,18 +248,6 @@ def _ending(sent: Sent, counts: dict[str, int], storage: Storage) -> Ending:
         stopped_early=sent.stopped_early,
         stop_reason=sent.stop_reason,
     )
-
-
-def prove_outputs(spec: Spec, extra: Sequence[tuple[str, str | None]] = ()) -> list[Path]:
-    """Before any request: refuse outputs that would overwrite the job's files, prove them all writable.
-
-    ``extra`` are the caller's own outputs (the CLI's ``--summary-json``, ``--report-html``).
-    Returns the folders made for them (each logged).
-    """
-    created = check_outputs(spec, [("output.results", spec.output.results), *extra], checkpoint=True)
-    for folder in created:
-        log.info("output.folder_created", path=str(folder))
-    return created
 
 
 async def _write_results(spec: Spec, results: pl.DataFrame) -> None:

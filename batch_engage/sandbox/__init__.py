@@ -17,8 +17,9 @@ runs in a file so a later process sees them.
 
 The package: `config` (SandboxConfig, LedgerEntry, SandboxStats), `shapes` (Twilio's
 JSON and the Flow's definition), `state` (runs, their messages, the state file),
-`_core` (the simulator's state under one lock, auth, a run's JSON), the route mixins
-`_flows`, `_create` and `_reads`, and `http` (the application, the background server).
+`_core` (the simulator's state under one lock, auth), `_views` (a run's lifetime on Twilio's
+clock, its JSON), the route mixins `_flows`, `_create` and `_reads`, and `http` (the application,
+the background server).
 It also holds the account's senders (`_numbers`, `_queue`): numbers and Messaging Services
 whose replies go to this Flow, another Flow, a URL or nowhere; each sender's queue at a set
 pace (what waits past its validity period fails with 30036, a full queue with 21611 or 30001);

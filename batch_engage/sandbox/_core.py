@@ -1,4 +1,4 @@
-"""The simulator's core: its runs and counters under one lock, Twilio's clock, auth, and a run's JSON."""
+"""The simulator's core: its runs and counters under one lock, the state file, auth and the request gates."""
 
 from __future__ import annotations
 
@@ -12,16 +12,17 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 from aiohttp import BasicAuth, web
 
-from ._queue import Fate, SenderQueues, segments
+from ._queue import Fate, SenderQueues
+from ._views import ended_at, expired, twilio_now
 from .config import SANDBOX_USERNAME, Api, LedgerEntry, SandboxConfig, SandboxStats
-from .shapes import ACCOUNT_SID, ASK_BODY, FLOW_SID, INTRO_BODY, iso, not_found, render_liquid, too_many
+from .shapes import ACCOUNT_SID, FLOW_SID, not_found, too_many
 from .state import (
     MESSAGE_ROLES,
     Run,
@@ -29,17 +30,12 @@ from .state import (
     append_state,
     load_state,
     message_sid,
-    run_messages,
-    start_context,
-    widget_outputs,
 )
 
-__all__ = ["FALLBACK_FLOW", "RETENTION", "Studio"]
+__all__ = ["FALLBACK_FLOW", "Studio"]
 
 FALLBACK_FLOW = "FW" + "0" * 32
 """The Flow "this_flow" names before any Flow was asked about."""
-RETENTION = timedelta(days=30)
-"""How long Studio keeps a run after it starts: then it is ended, and gone from every read and list."""
 
 # What a ledger entry copies from a run as it is (Parameters are copied deep), and the counters SandboxStats shows.
 _ENTRY = tuple(f.name for f in dataclasses.fields(LedgerEntry) if f.name != "parameters")
@@ -71,7 +67,7 @@ class Studio:
         self._foreign_seeded: set[str] = set()
         self._counts: Counter[str] = Counter()
         self._by_status: Counter[int] = Counter()
-        self._flows_born = self._now(config).replace(microsecond=0)
+        self._flows_born = twilio_now(config).replace(microsecond=0)
         self._state_path = None if config.state_path is None else Path(config.state_path)
         self.base_url = ""
         self._closing: asyncio.Event | None = None
@@ -84,15 +80,9 @@ class Studio:
         self._sender_rng = random.Random(None if seed is None else f"other-sender:{seed}")
         self._read_rng = random.Random(None if seed is None else f"read-429:{seed}")
 
-    @staticmethod
-    def _now(config: SandboxConfig) -> datetime:
-        """Twilio's clock: ours (or the configured wall) plus the configured offset."""
-        ours = config.wall() if config.wall is not None else datetime.now(UTC)
-        return ours + timedelta(seconds=config.clock_offset)
-
     def _restore(self, records: list[dict[str, Any]]) -> None:
         """Rebuild runs from state-file records; their age follows their date_created."""
-        now, mono = self._now(self._config), time.monotonic()
+        now, mono = twilio_now(self._config), time.monotonic()
         for record in records:
             if record["type"] == "end":
                 run = self._by_sid.get(record["sid"])
@@ -130,45 +120,10 @@ class Studio:
             return seen[0]
         return next(iter(flows), FALLBACK_FLOW) if flows else FALLBACK_FLOW
 
-    @staticmethod
-    def replies_heard(run: Run, config: SandboxConfig) -> bool:
-        """Whether the contact's reply reaches the run's Flow: its From (or the service holding it) routes here."""
-        route = config.numbers.get(run.from_, config.reply_routing)
-        holder = config.services.get(run.from_) or next(
-            (s for s in config.services.values() if run.from_ in s.numbers), None
-        )
-        if holder is not None and holder.inbound != "number":
-            route = holder.inbound
-        # A URL may forward to the Flow; only a route that names no Flow of ours loses the reply for sure.
-        return route not in ("other_flow", "none", "absent")
-
     def _saw_flow(self, flow_sid: str) -> None:
         """Remember a Flow a client works with: "this_flow" routing means it (lock not held)."""
         with self._lock:
             self._seen_flows[flow_sid] = None
-
-    def _queue_messages(self, run: Run, config: SandboxConfig) -> None:
-        """Decide the fate of a new run's messages: opted out (21610), or through its sender's queue (lock held)."""
-        if not run.played or (config.sender_pace is None and run.to not in config.opted_out):
-            return
-        service = config.services.get(run.from_)
-        validity = service.validity_period if service is not None else config.validity_period
-        scope = start_context(run)
-        for role, body in (("intro", INTRO_BODY), ("ask", ASK_BODY)):
-            units = segments(render_liquid(body, scope))
-            if run.to in config.opted_out:
-                fate = Fate("failed", 21610, None, units)
-            else:
-                assert config.sender_pace is not None
-                fate = self._queues.enqueue(
-                    run.from_,
-                    run.date_created,
-                    units,
-                    pace=config.sender_pace,
-                    validity=validity,
-                    limit=config.queue_limit,
-                )
-            self._fates[message_sid(role, run)] = fate
 
     def reconfigure(self, changes: Mapping[str, Any]) -> None:
         """Replace the live config; a new seed restarts the random draws."""
@@ -199,9 +154,9 @@ class Studio:
         """Mark every active run ended, now on Twilio's clock."""
         with self._lock:
             config = self._config
-            now = self._now(config)
+            now = twilio_now(config)
             for run in self._runs:
-                if self._ended_at(run, config) is None:
+                if ended_at(run, config) is None:
                     run.ended_at = now
                     self._remember({"type": "end", "sid": run.sid, "ended_at": now.isoformat()})
 
@@ -290,87 +245,19 @@ class Studio:
             raise too_many(config.retry_after)
         return config
 
-    def _active(self, run: Run, config: SandboxConfig) -> bool:
-        """Tell whether a run still counts as active (lock held)."""
-        return self._ended_at(run, config) is None
-
-    def _ended_at(self, run: Run, config: SandboxConfig) -> datetime | None:
-        """When a run ended (Twilio's clock), or None while active: ended by a call, its timeout, or retention."""
-        if run.ended_at is not None:
-            return run.ended_at
-        now = self._now(config)
-        if config.wait_timeout is not None:
-            timeout = run.date_created + timedelta(seconds=config.wait_timeout)
-            if now >= timeout:
-                return timeout
-        else:
-            ended = run.end(config.run_lifetime, time.monotonic())
-            if ended is not None:
-                return ended
-        # Studio ends every run 30 days after it started, whatever it waits for.
-        horizon = run.date_created + RETENTION
-        return horizon if now >= horizon else None
-
-    def _expired(self, run: Run, config: SandboxConfig) -> bool:
-        """Whether Studio has deleted a run: 30 days after it started, on Twilio's clock (lock held)."""
-        return self._now(config) >= run.date_created + RETENTION
-
     def _find_run(self, request: web.Request) -> Run:
         """The run the path names, in the caller's account, or raise the 404."""
         account_sid = self._account(request) or SANDBOX_USERNAME
         self._flow_status(request)
         with self._lock:
             run = self._by_sid.get(request.match_info["sid"])
-            expired = run is not None and self._expired(run, self._config)
+            gone = run is not None and expired(run, self._config)
         if (
             run is None
-            or expired
+            or gone
             or run.api != self._api(request)
             or run.flow_sid != request.match_info["flow"]
             or run.account_sid != account_sid
         ):
             raise not_found(request.path)
         return run
-
-    def _run_url(self, run: Run) -> str:
-        """The absolute URL of a run."""
-        version, collection = ("v1", "Engagements") if run.api == "engagements" else ("v2", "Executions")
-        return f"{self.base_url}/{version}/Flows/{run.flow_sid}/{collection}/{run.sid}"
-
-    def _run_context(self, run: Run, config: SandboxConfig) -> dict[str, Any]:
-        """A run's Flow context: what it started with, and widget outputs once ended (lock held)."""
-        context = start_context(run)
-        ended = self._ended_at(run, config)
-        if ended is not None and run.played:
-            heard = self.replies_heard(run, config)
-            messages = run_messages(run, config.replies_for(run.parameters), ended, heard=heard)
-            context["widgets"] = widget_outputs(run, messages)
-        return context
-
-    def _run_json(self, run: Run, config: SandboxConfig, *, listed: bool = False) -> dict[str, Any]:
-        """Render a run as an Engagement or an Execution (lock held)."""
-        url = self._run_url(run)
-        ended = self._ended_at(run, config)
-        address = run.to
-        if listed and config.list_drops_channel_prefix:
-            address = address.removeprefix("whatsapp:")
-        body: dict[str, Any] = {
-            "sid": run.sid,
-            "account_sid": run.account_sid,
-            "flow_sid": run.flow_sid,
-            "contact_sid": run.contact_sid,
-            "contact_channel_address": address,
-            "context": self._run_context(run, config),
-            "status": "active" if ended is None else "ended",
-            "date_created": iso(run.date_created),
-            "date_updated": iso(run.date_created if ended is None else ended),
-            "url": url,
-        }
-        if run.api == "engagements":
-            # Twilio's v1 Engagement has no initiated_by; never show it there.
-            body["links"] = {"steps": f"{url}/Steps", "engagement_context": f"{url}/Context"}
-        else:
-            body["flow_version"] = 2
-            body["initiated_by"] = run.initiated_by
-            body["links"] = {"steps": f"{url}/Steps", "execution_context": f"{url}/Context"}
-        return body

@@ -11,9 +11,10 @@ from typing import Any, Literal
 from aiohttp import web
 
 from ._core import Studio
+from ._views import ended_at, run_json, twilio_now
 from .config import SANDBOX_USERNAME, Api, SandboxConfig, Source
 from .shapes import ApiError, too_many
-from .state import Run, TokenBucket
+from .state import Run, TokenBucket, message_fates
 
 __all__ = ["CreateRoutes"]
 
@@ -85,7 +86,7 @@ class CreateRoutes(Studio):
                 self._next_error = 503 if status == 500 else 500
             else:
                 run, created = self._create_or_find(config, contact, parameters)
-                body = self._run_json(run, config)
+                body = run_json(run, config, self.base_url)
 
         if fault == "error":
             await self._pause(delay)
@@ -118,11 +119,11 @@ class CreateRoutes(Studio):
             raise ApiError(400, 20001, "Missing required parameter Status in the post body (active or ended)")
         run = self._find_run(request)
         with self._lock:
-            if status == "ended" and self._ended_at(run, config) is None:
-                run.ended_at = self._now(config)
+            if status == "ended" and ended_at(run, config) is None:
+                run.ended_at = twilio_now(config)
                 self._remember({"type": "end", "sid": run.sid, "ended_at": run.ended_at.isoformat()})
                 self._counts["ended_by_request"] += 1
-            return web.json_response(self._run_json(run, config))
+            return web.json_response(run_json(run, config, self.base_url))
 
     def _spend_token(self, account_sid: str) -> None:
         """Take one create from the account's bucket, or raise the 429."""
@@ -177,7 +178,7 @@ class CreateRoutes(Studio):
     ) -> Run:
         """A fresh run: a REST request's (RQ...) or an inbound message's (SM...); ``stays``: an inbound one waits."""
         inbound = source == "inbound"
-        now = self._now(config)
+        now = twilio_now(config)
         return Run(
             seq=len(self._runs),
             sid="FN" + uuid.uuid4().hex,
@@ -201,7 +202,7 @@ class CreateRoutes(Studio):
         latest = self._latest.get((contact.account_sid, contact.flow_sid, contact.to, contact.from_))
         # Runs end all together or by age, so the newest REST run of a contact is the
         # last one to stop blocking it.
-        if config.active_rule and latest is not None and self._active(latest, config):
+        if config.active_rule and latest is not None and ended_at(latest, config) is None:
             return latest
         return None
 
@@ -225,6 +226,6 @@ class CreateRoutes(Studio):
         self._remember(run.record())
         self._add(run)
         self._seen_flows[run.flow_sid] = None
-        self._queue_messages(run, config)
+        self._fates.update(message_fates(run, config, self._queues))
         self._counts["created"] += 1
         return run, True

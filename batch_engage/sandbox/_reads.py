@@ -9,6 +9,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 from aiohttp import web
 
 from ._core import Studio
+from ._views import ended_at, expired, replies_heard, run_context, run_json, run_url
 from .config import SANDBOX_USERNAME, Api, SandboxConfig
 from .shapes import ApiError, int_query, not_found, parse_moment
 from .state import Message, Run, message_json, message_sid, run_messages
@@ -27,14 +28,14 @@ class ReadRoutes(Studio):
         config = self._read_gate("run_requests")
         run = self._find_run(request)
         with self._lock:
-            return web.json_response(self._run_json(run, config))
+            return web.json_response(run_json(run, config, self.base_url))
 
     async def _fetch_context(self, request: web.Request) -> web.StreamResponse:
         """GET .../Engagements/{sid}/Context and .../Executions/{sid}/Context."""
         config = self._read_gate("context_requests")
         run = self._find_run(request)
         with self._lock:
-            context = self._run_context(run, config)
+            context = run_context(run, config)
         key = "engagement_sid" if run.api == "engagements" else "execution_sid"
         return web.json_response(
             {
@@ -42,7 +43,7 @@ class ReadRoutes(Studio):
                 "context": context,
                 key: run.sid,
                 "flow_sid": run.flow_sid,
-                "url": f"{self._run_url(run)}/Context",
+                "url": f"{run_url(run, self.base_url)}/Context",
             }
         )
 
@@ -55,9 +56,9 @@ class ReadRoutes(Studio):
             run, role = self._messages.get(request.match_info["sid"], (None, ""))
             # A message exists once its run has played out; a contact who never got
             # the question never replied.
-            ended = None if run is None else self._ended_at(run, config)
+            ended = None if run is None else ended_at(run, config)
             if run is not None and ended is not None:
-                heard = self.replies_heard(run, config)
+                heard = replies_heard(run, config)
                 message = run_messages(run, config.replies_for(run.parameters), ended, heard=heard).get(role)
             intro = None if run is None else self._fates.get(message_sid("intro", run))
             fate = self._fates.get(request.match_info["sid"])
@@ -90,7 +91,7 @@ class ReadRoutes(Studio):
             matches.sort(key=Run.order, reverse=True)
             start, end = self._page_bounds(matches, token, page_size)
             chosen = matches[start:end]
-            items = [self._run_json(run, config, listed=True) for run in chosen]
+            items = [run_json(run, config, self.base_url, listed=True) for run in chosen]
 
         page_base = self.base_url
         if config.next_page_host is not None:
@@ -146,14 +147,14 @@ class ReadRoutes(Studio):
                     filters[name] = wanted_status
 
         def keep(run: Run, config: SandboxConfig) -> bool:
-            if self._expired(run, config):
+            if expired(run, config):
                 return False
             # Dates are compared on Twilio's clock: that is the clock run dates are on.
             if date_from is not None and run.date_created < date_from:
                 return False
             if date_to is not None and run.date_created >= date_to:
                 return False
-            return wanted_status is None or wanted_status == ("active" if self._active(run, config) else "ended")
+            return wanted_status is None or wanted_status == ("active" if ended_at(run, config) is None else "ended")
 
         return filters, keep
 

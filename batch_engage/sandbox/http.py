@@ -18,6 +18,7 @@ from ._create import CreateRoutes
 from ._flows import FlowRoutes
 from ._numbers import NumberRoutes
 from ._reads import ReadRoutes
+from ._views import twilio_now
 from .config import DEFAULT_CONFIG, LedgerEntry, SandboxConfig, SandboxStats
 from .shapes import ApiError, not_found
 
@@ -70,7 +71,7 @@ class _Studio(FlowRoutes, CreateRoutes, ReadRoutes, NumberRoutes):
     async def _stamp_date(self, request: web.Request, response: web.StreamResponse) -> None:
         """Put Twilio's clock in the Date header of every answer, in place of aiohttp's."""
         with self._lock:
-            now = self._now(self._config)
+            now = twilio_now(self._config)
         response.headers["Date"] = format_datetime(now.replace(microsecond=0), usegmt=True)
 
 

@@ -10,8 +10,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from ._queue import ERROR_MESSAGES, Fate
-from .config import Api, Source
+from ._queue import ERROR_MESSAGES, Fate, SenderQueues, segments
+from .config import Api, SandboxConfig, Source
 from .shapes import ASK_BODY, INTRO_BODY, hex32, pick, render_liquid, rfc2822
 
 # One contact in this many never gets the Flow's messages (30003).
@@ -241,6 +241,32 @@ _RECORD_KEYS: Final = {
     ),
     "end": frozenset({"type", "sid", "ended_at"}),
 }
+
+
+def message_fates(run: Run, config: SandboxConfig, queues: SenderQueues) -> dict[str, Fate]:
+    """The fate of a new run's messages by SID: opted out (21610), or through its sender's queue; none: sent."""
+    if not run.played or (config.sender_pace is None and run.to not in config.opted_out):
+        return {}
+    service = config.services.get(run.from_)
+    validity = service.validity_period if service is not None else config.validity_period
+    scope = start_context(run)
+    fates = {}
+    for role, body in (("intro", INTRO_BODY), ("ask", ASK_BODY)):
+        units = segments(render_liquid(body, scope))
+        if run.to in config.opted_out:
+            fate = Fate("failed", 21610, None, units)
+        else:
+            assert config.sender_pace is not None
+            fate = queues.enqueue(
+                run.from_,
+                run.date_created,
+                units,
+                pace=config.sender_pace,
+                validity=validity,
+                limit=config.queue_limit,
+            )
+        fates[message_sid(role, run)] = fate
+    return fates
 
 
 def load_state(path: Path) -> list[dict[str, Any]]:

@@ -110,6 +110,14 @@ def _region_and_edge(region: str | None, edge: str | None, *, region_key: str, e
     return name, edge_name(edge, key=edge_key) if edge else REGION_EDGES[name]
 
 
+def _host(product: str, pair: tuple[str, str] | None) -> str:
+    """``https://{product}.{edge}.{region}.twilio.com``, or the product's global host without a pair."""
+    if pair is None:
+        return f"https://{product}.twilio.com"
+    name, via = pair
+    return f"https://{product}.{via}.{name}.twilio.com"
+
+
 def studio_base_url(flow: FlowHost, *, region: str | None = None, edge: str | None = None) -> str:
     """The Studio host for this flow: ``[flow] base_url``, else ``studio.{edge}.{region}.twilio.com``.
 
@@ -126,28 +134,17 @@ def studio_base_url(flow: FlowHost, *, region: str | None = None, edge: str | No
         region_key="flow.region" if flow.region else "TWILIO_REGION",
         edge_key="flow.edge" if flow.edge else "TWILIO_EDGE",
     )
-    if pair is None:
-        return DEFAULT_BASE_URL
-    name, via = pair
-    return f"https://studio.{via}.{name}.twilio.com"
+    return _host("studio", pair)
 
 
 def api_base_url(region: str | None = None, edge: str | None = None) -> str:
     """The REST API host (Messages and the like): ``https://api.{edge}.{region}.twilio.com``, same rules as Studio's."""
-    pair = _region_and_edge(region, edge, region_key="TWILIO_REGION", edge_key="TWILIO_EDGE")
-    if pair is None:
-        return "https://api.twilio.com"
-    name, via = pair
-    return f"https://api.{via}.{name}.twilio.com"
+    return _host("api", _region_and_edge(region, edge, region_key="TWILIO_REGION", edge_key="TWILIO_EDGE"))
 
 
 def messaging_base_url(region: str | None = None, edge: str | None = None) -> str:
     """The Messaging API host (Messaging Services): ``https://messaging.{edge}.{region}.twilio.com``, as the others."""
-    pair = _region_and_edge(region, edge, region_key="TWILIO_REGION", edge_key="TWILIO_EDGE")
-    if pair is None:
-        return "https://messaging.twilio.com"
-    name, via = pair
-    return f"https://messaging.{via}.{name}.twilio.com"
+    return _host("messaging", _region_and_edge(region, edge, region_key="TWILIO_REGION", edge_key="TWILIO_EDGE"))
 
 
 def studio_region_warning(region: str | None) -> str | None:

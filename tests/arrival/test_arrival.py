@@ -15,7 +15,7 @@ from batch_engage import collect, run, validate
 from batch_engage.api import CollectOptions, history_opt_outs, write_report_html
 from batch_engage.cli.main import main
 from batch_engage.credentials import Credentials
-from batch_engage.job.spec import load_spec
+from batch_engage.job import load_spec
 from batch_engage.runner import RunOptions
 from batch_engage.sandbox import OTHER_FLOW_SID, Sandbox, ServiceConfig
 from batch_engage.testing import FakeClock

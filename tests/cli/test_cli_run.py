@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -18,19 +16,17 @@ import pytest
 from batch_engage.sandbox import SANDBOX_USERNAME, Sandbox
 
 from conftest import REPO, cli, make_contacts
+from killing import cli_env, wait_until
 
 
 class TestExitCodes:
     def test_exit_0_when_every_row_is_sent(
         self,
+        job: Path,
         sandbox: Sandbox,
-        write_job: Callable[..., Path],
-        contacts_csv: Path,
-        sandbox_env: dict[str, str],
         capsys: pytest.CaptureFixture[str],
     ) -> None:
         """A clean list ends with exit 0 and a summary naming the results file."""
-        job = write_job(input_path=contacts_csv, base_url=sandbox.url)
         code, out, _ = cli(["run", str(job)], capsys)
         assert code == 0
         assert "results:" in out and "sent 30" in out
@@ -74,14 +70,11 @@ class TestExitCodes:
 
     def test_exit_2_on_a_bad_flow_sid_before_anything_is_sent(
         self,
+        job: Path,
         sandbox: Sandbox,
-        write_job: Callable[..., Path],
-        contacts_csv: Path,
-        sandbox_env: dict[str, str],
         capsys: pytest.CaptureFixture[str],
     ) -> None:
         """A Flow SID that is not FW + 32 hex is refused up front."""
-        job = write_job(input_path=contacts_csv, base_url=sandbox.url)
         job.write_text(job.read_text().replace('sid = "FW', 'sid = "XX'))
         code, _, err = cli(["run", str(job)], capsys)
         assert code == 2 and "flow.sid" in err
@@ -113,16 +106,13 @@ class TestExitCodes:
 
     def test_exit_75_when_another_process_holds_the_checkpoint(
         self,
+        job: Path,
         sandbox: Sandbox,
-        write_job: Callable[..., Path],
-        contacts_csv: Path,
-        sandbox_env: dict[str, str],
         capsys: pytest.CaptureFixture[str],
     ) -> None:
         """A second run on a locked checkpoint (cron overlap) exits 75 at once, sending nothing."""
         from batch_engage.checkpoint.store import Target, open_checkpoint
 
-        job = write_job(input_path=contacts_csv, base_url=sandbox.url)
         with open_checkpoint(job.parent / "job.checkpoint", {"input": "other"}, Target(base_url="x", identity=None)):
             code, _, err = cli(["run", str(job)], capsys)
         assert code == 75
@@ -156,15 +146,12 @@ class TestExitCodes:
 class TestCheckpointCommands:
     def test_restart_says_what_it_would_forget_and_needs_yes(
         self,
+        job: Path,
         sandbox: Sandbox,
-        write_job: Callable[..., Path],
-        contacts_csv: Path,
-        sandbox_env: dict[str, str],
         capsys: pytest.CaptureFixture[str],
     ) -> None:
         """--restart alone refuses (exit 2, nothing sent) naming how many contacts it would send to again;
         with --yes it starts over and keeps the old checkpoint aside."""
-        job = write_job(input_path=contacts_csv, base_url=sandbox.url)
         assert cli(["run", str(job), "--limit", "3"], capsys)[0] == 0
         code, _, err = cli(["run", str(job), "--restart"], capsys)
         assert code == 2
@@ -181,14 +168,10 @@ class TestCheckpointCommands:
 
     def test_changed_mapping_is_refused(
         self,
-        sandbox: Sandbox,
-        write_job: Callable[..., Path],
-        contacts_csv: Path,
-        sandbox_env: dict[str, str],
+        job: Path,
         capsys: pytest.CaptureFixture[str],
     ) -> None:
         """Mapping another column after a run started is refused, naming the mapping."""
-        job = write_job(input_path=contacts_csv, base_url=sandbox.url)
         cli(["run", str(job), "--limit", "2"], capsys)
         job.write_text(job.read_text().replace('visits = "visits"', 'count = "visits"'))
         code, _, err = cli(["run", str(job)], capsys)
@@ -196,15 +179,12 @@ class TestCheckpointCommands:
 
     def test_status_and_report_read_the_checkpoint_without_sending(
         self,
+        job: Path,
         sandbox: Sandbox,
-        write_job: Callable[..., Path],
-        contacts_csv: Path,
-        sandbox_env: dict[str, str],
         capsys: pytest.CaptureFixture[str],
         tmp_path: Path,
     ) -> None:
         """status prints counts; report rewrites the results table; neither sends a request."""
-        job = write_job(input_path=contacts_csv, base_url=sandbox.url)
         cli(["run", str(job), "--limit", "10"], capsys)
         before = sandbox.stats()
         code, out, _ = cli(["status", str(job)], capsys)
@@ -220,22 +200,13 @@ class TestCheckpointCommands:
 
     def test_files_are_readable_by_their_owner_only(
         self,
-        sandbox: Sandbox,
-        write_job: Callable[..., Path],
-        contacts_csv: Path,
-        sandbox_env: dict[str, str],
+        job: Path,
         capsys: pytest.CaptureFixture[str],
     ) -> None:
         """Results, checkpoint and the plan beside it are created with mode 0600."""
-        job = write_job(input_path=contacts_csv, base_url=sandbox.url)
         cli(["run", str(job)], capsys)
         for name in ("job.results.csv", "job.checkpoint", "job.checkpoint.plan.parquet"):
             assert (job.parent / name).stat().st_mode & 0o777 == 0o600, name
-
-
-def _env(extra: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TWILIO_")}
-    return env | extra
 
 
 class TestSignals:
@@ -253,14 +224,12 @@ class TestSignals:
         job = write_job(input_path=path, base_url=sb.url, send="rate = 50\nconcurrency = 4")
         proc = subprocess.Popen(
             [sys.executable, "-m", "batch_engage", "run", str(job), "--log-format", "json"],
-            env=_env(sandbox_env),
+            env=cli_env(sandbox_env),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             cwd=REPO,
         )
-        deadline = time.monotonic() + 30
-        while len(sb.ledger()) < 10 and time.monotonic() < deadline:
-            time.sleep(0.02)  # polling for a condition, not sleeping to make timing work
+        wait_until(proc, lambda: len(sb.ledger()) >= 10)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
         assert proc.returncode == 75, err.decode()[-2000:]
@@ -269,7 +238,7 @@ class TestSignals:
         assert table.filter(pl.col("status") == "uncertain").height == 0
         done = subprocess.run(
             [sys.executable, "-m", "batch_engage", "run", str(job), "--rate", "1000"],
-            env=_env(sandbox_env),
+            env=cli_env(sandbox_env),
             capture_output=True,
             cwd=REPO,
             timeout=60,
@@ -318,14 +287,12 @@ def test_second_sigint_stops_at_once_and_the_next_run_settles_the_rows_in_flight
     job = write_job(input_path=path, base_url=sb.url, send="rate = 100\nconcurrency = 4\nreconcile_delay = 2.0")
     proc = subprocess.Popen(
         [sys.executable, "-m", "batch_engage", "run", str(job)],
-        env=_env(sandbox_env),
+        env=cli_env(sandbox_env),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         cwd=REPO,
     )
-    deadline = time.monotonic() + 30
-    while sb.stats().create_requests < 4 and time.monotonic() < deadline:
-        time.sleep(0.01)  # polling for a condition, not sleeping to make timing work
+    wait_until(proc, lambda: sb.stats().create_requests >= 4)
     proc.send_signal(signal.SIGINT)
     assert proc.stderr is not None
     # The second Ctrl-C comes after the first was seen, as a person's would.
@@ -340,7 +307,7 @@ def test_second_sigint_stops_at_once_and_the_next_run_settles_the_rows_in_flight
     assert table.filter(pl.col("status") == "sent").height == 0
     done = subprocess.run(
         [sys.executable, "-m", "batch_engage", "run", str(job)],
-        env=_env(sandbox_env),
+        env=cli_env(sandbox_env),
         capture_output=True,
         cwd=REPO,
         timeout=120,

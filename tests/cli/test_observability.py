@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -19,12 +18,9 @@ from batch_engage.plan.phone import mask
 from batch_engage.sandbox import SANDBOX_USERNAME, Sandbox
 
 from conftest import REPO, cli, make_contacts
+from killing import cli_env
 
 SECRET = "s3cr3t-TOKEN-8b1f0c9e"
-
-
-def _env(extra: dict[str, str]) -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("TWILIO_")} | extra
 
 
 def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -42,16 +38,15 @@ def _cli(args: list[str], env: dict[str, str], stdin: bytes | None = None) -> su
 class TestLogs:
     def test_json_logs_parse_line_by_line_and_end_with_the_summary_event(
         self,
-        sandbox: Sandbox,
-        write_job: Callable[..., Path],
-        contacts_csv: Path,
+        job: Path,
         sandbox_env: dict[str, str],
         tmp_path: Path,
     ) -> None:
         """Off a terminal, stderr is JSON lines (one object each) with one run.summary event; --summary-json matches."""
-        job = write_job(input_path=contacts_csv, base_url=sandbox.url)
         summary_path = tmp_path / "summary.json"
-        done = _cli(["run", str(job), "--log-level", "debug", "--summary-json", str(summary_path)], _env(sandbox_env))
+        done = _cli(
+            ["run", str(job), "--log-level", "debug", "--summary-json", str(summary_path)], cli_env(sandbox_env)
+        )
         assert done.returncode == 0
         events = [json.loads(line) for line in done.stderr.decode().splitlines()]
         summaries = [e for e in events if e["event"] == "run.summary"]
@@ -63,14 +58,10 @@ class TestLogs:
 
     def test_phone_numbers_are_masked_in_logs_and_whole_in_results(
         self,
-        sandbox: Sandbox,
-        write_job: Callable[..., Path],
-        contacts_csv: Path,
-        sandbox_env: dict[str, str],
+        job: Path,
         capsys: pytest.CaptureFixture[str],
     ) -> None:
         """Logs show +1415***0100; the results table keeps the full number."""
-        job = write_job(input_path=contacts_csv, base_url=sandbox.url)
         code, _, logs = cli(["run", str(job), "--log-level", "debug"], capsys)
         assert code == 0 and '"event": "row.outcome"' in logs
         assert "+1415***0100" in logs
@@ -104,8 +95,8 @@ class TestSecrets:
         """A recognizable secret, on success and on refusal, is in no log, result, checkpoint, error or --help."""
         sb = sandbox_factory(rate_limit=None, credentials=((SANDBOX_USERNAME, SECRET),))
         job = write_job(input_path=contacts_csv, base_url=sb.url)
-        env = _env({"TWILIO_ACCOUNT_SID": SANDBOX_USERNAME, "TWILIO_AUTH_TOKEN": SECRET})
-        wrong = _env({"TWILIO_ACCOUNT_SID": SANDBOX_USERNAME, "TWILIO_AUTH_TOKEN": SECRET + "x"})
+        env = cli_env({"TWILIO_ACCOUNT_SID": SANDBOX_USERNAME, "TWILIO_AUTH_TOKEN": SECRET})
+        wrong = cli_env({"TWILIO_ACCOUNT_SID": SANDBOX_USERNAME, "TWILIO_AUTH_TOKEN": SECRET + "x"})
         job2 = write_job(input_path=contacts_csv, base_url=sb.url, name="refused")
         # Two separate jobs: the accepted and the refused run go at the same time.
         runs = [
@@ -167,7 +158,8 @@ class TestSecrets:
 class TestRegions:
     def test_region_and_edge_build_the_studio_host_like_twilios_sdks(self) -> None:
         """studio.{edge}.{region}.twilio.com; an edge alone implies us1; base_url wins over both."""
-        from batch_engage.job.spec import FlowSpec, studio_base_url
+        from batch_engage.job import FlowSpec
+        from batch_engage.twilio import studio_base_url
 
         flow = FlowSpec(sid="FW" + "0" * 32)
         assert studio_base_url(flow) == "https://studio.twilio.com"
@@ -185,7 +177,7 @@ class TestInputs:
         """--input - reads the CSV from standard input, for pipelines that pipe rows in."""
         job = write_job(input_path="unused.csv", base_url=sandbox.url)
         data = make_contacts(7).write_csv().encode()
-        done = _cli(["run", str(job), "--input", "-"], _env(sandbox_env), stdin=data)
+        done = _cli(["run", str(job), "--input", "-"], cli_env(sandbox_env), stdin=data)
         assert done.returncode == 0, done.stderr.decode()[-1500:]
         assert len(sandbox.ledger()) == 7
 
@@ -201,16 +193,13 @@ class TestInputs:
         assert (result.exit_code, result.counts["sent"]) == (0, 4)
 
 
-def test_progress_bar_shows_in_a_real_terminal(
-    sandbox: Sandbox, write_job: Callable[..., Path], contacts_csv: Path, sandbox_env: dict[str, str]
-) -> None:
+def test_progress_bar_shows_in_a_real_terminal(job: Path, sandbox_env: dict[str, str]) -> None:
     """In a pseudo-terminal, a live bar shows rows done of total and the sent count; the summary follows."""
     pexpect = pytest.importorskip("pexpect")
-    job = write_job(input_path=contacts_csv, base_url=sandbox.url)
     child = pexpect.spawn(
         sys.executable,
         ["-m", "batch_engage", "run", str(job)],
-        env=_env(sandbox_env),
+        env=cli_env(sandbox_env),
         cwd=str(REPO),
         dimensions=(24, 160),
         timeout=60,

@@ -4,7 +4,6 @@ refused. Real processes and real signals: the behaviour under test is real time.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import pytest
 from batch_engage.sandbox import Sandbox
 
 from conftest import REPO, cli, make_contacts
+from killing import cli_env
 
 
 def _start(job: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -27,10 +27,6 @@ def _start(job: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
         stderr=subprocess.PIPE,
         cwd=REPO,
     )
-
-
-def _env(sandbox_env: dict[str, str]) -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("TWILIO_")} | sandbox_env
 
 
 def _wait_for(condition: Callable[[], bool], seconds: float) -> None:
@@ -56,6 +52,26 @@ def _slow_job(tmp_path: Path, sb: Sandbox, write_job: Callable[..., Path]) -> Pa
     return write_job(input_path=contacts, base_url=sb.url, send="rate = 0.0334\nconcurrency = 1\npreflight = false")
 
 
+def _signal_after_the_first_create(
+    proc: subprocess.Popen[bytes], sb: Sandbox, signals: list[signal.Signals], *, pause: float = 0.0
+) -> tuple[int, float, bytes]:
+    """Send ``signals`` once the run's first create reached ``sb`` (``pause`` s later): the exit code, the seconds
+    from the signals to the exit, and stderr. A run that does not stop within 10 s is killed."""
+    try:
+        _wait_for(lambda: len(sb.ledger()) >= 1, 30)
+        if pause:
+            time.sleep(pause)
+        asked = time.monotonic()
+        for sig in signals:
+            proc.send_signal(sig)
+        code = proc.wait(timeout=10)
+        took = time.monotonic() - asked
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return code, took, proc.communicate()[1]
+
+
 class TestAStopEndsEveryWait:
     def test_sigterm_during_a_30s_pacer_wait_exits_within_2s_with_75(
         self,
@@ -66,19 +82,9 @@ class TestAStopEndsEveryWait:
     ) -> None:
         """At one request per 30 s, SIGTERM while the run waits for its next slot: exit 75 within 2 s, the
         rows left pending say why, and the same command later sends the rest, nobody twice."""
-        job = _slow_job(tmp_path, sandbox, write_job)
-        proc = _start(job, _env(sandbox_env))
-        try:
-            _wait_for(lambda: len(sandbox.ledger()) >= 1, 30)
-            time.sleep(0.3)  # into the 30 s wait for the next slot
-            asked = time.monotonic()
-            proc.send_signal(signal.SIGTERM)
-            code = proc.wait(timeout=10)
-            took = time.monotonic() - asked
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-        _, err = proc.communicate()
+        proc = _start(_slow_job(tmp_path, sandbox, write_job), cli_env(sandbox_env))
+        # 0.3 s: into the 30 s wait for the next slot
+        code, took, err = _signal_after_the_first_create(proc, sandbox, [signal.SIGTERM], pause=0.3)
         assert code == 75, err.decode()[-3000:]
         assert took < 2.0
         assert b"Traceback" not in err
@@ -92,19 +98,8 @@ class TestAStopEndsEveryWait:
         sandbox_env: dict[str, str],
     ) -> None:
         """Two SIGINTs: the command exits 75 at once, without a traceback."""
-        job = _slow_job(tmp_path, sandbox, write_job)
-        proc = _start(job, _env(sandbox_env))
-        try:
-            _wait_for(lambda: len(sandbox.ledger()) >= 1, 30)
-            asked = time.monotonic()
-            proc.send_signal(signal.SIGINT)
-            proc.send_signal(signal.SIGINT)
-            code = proc.wait(timeout=10)
-            took = time.monotonic() - asked
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-        _, err = proc.communicate()
+        proc = _start(_slow_job(tmp_path, sandbox, write_job), cli_env(sandbox_env))
+        code, took, err = _signal_after_the_first_create(proc, sandbox, [signal.SIGINT, signal.SIGINT])
         assert code == 75, err.decode()[-3000:]
         # At once: 2 s, plus the interpreter's own exit on a loaded machine.
         assert took < 2.5
@@ -115,15 +110,13 @@ class TestASignalBeforeTheRunBegins:
     @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
     def test_exits_75_with_one_line_and_no_traceback(
         self,
+        job: Path,
         sig: signal.Signals,
         sandbox: Sandbox,
-        write_job: Callable[..., Path],
-        contacts_csv: Path,
         sandbox_env: dict[str, str],
     ) -> None:
         """A signal 0.2 s after start (Python still importing): exit 75, one line, nothing sent."""
-        job = write_job(input_path=contacts_csv, base_url=sandbox.url)
-        proc = _start(job, _env(sandbox_env))
+        proc = _start(job, cli_env(sandbox_env))
         time.sleep(0.2)  # the behaviour under test is a signal this early
         # Before batch-engage's first line runs (the interpreter starting, seconds on a loaded machine) the
         # signal is the interpreter's own business: wait for that first line, not a moment longer.
@@ -139,14 +132,11 @@ class TestASignalBeforeTheRunBegins:
 class TestTooSlowARate:
     def test_a_rate_below_one_a_minute_is_refused_with_exit_2(
         self,
+        job: Path,
         sandbox: Sandbox,
-        write_job: Callable[..., Path],
-        contacts_csv: Path,
-        sandbox_env: dict[str, str],
         capsys: pytest.CaptureFixture[str],
     ) -> None:
         """rate = 0.0000001 is no campaign: exit 2, a message naming send.rate, nothing sent."""
-        job = write_job(input_path=contacts_csv, base_url=sandbox.url)
         code, _, err = cli(["run", str(job), "--rate", "0.0000001"], capsys)
         assert code == 2
         assert "send.rate" in err and "a minute" in err

@@ -8,7 +8,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from batch_engage.runner.job import RunOptions
 from batch_engage.sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox
 
 from conftest import FLOW_SID, REPO, cli, make_contacts
+from killing import cli_env, kill_9_when, wait_until
 
 # Pacing is not what these tests are about: at the highest rate (collect's defaults to it too),
 # slow start begins at 1250/s, so no test waits in real time for its requests' slots.
@@ -229,23 +229,14 @@ class TestFetchedOnce:
     ) -> None:
         """SIGKILL mid-way, then again: every row collected; the rows the first one recorded are not fetched again."""
         sb = sandbox_factory(rate_limit=None, latency=0.01)
-        path = tmp_path / "contacts.csv"
         rows = 80
-        make_contacts(rows).write_csv(path)
         # Slow enough (slow start at 50 GETs/s, two per row) for the kill to land between the first commits.
         extra = '[collect]\nrate = 400\nconcurrency = 2\n\n[collect.fields]\nanswer = "widgets.ask.inbound.Body"\n'
-        job = write_job(input_path=path, base_url=sb.url, send=FAST_SEND, extra=extra)
-        assert batch_engage.run(job, credentials=sandbox_creds).exit_code == 0
-        sb.end_all_runs()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TWILIO_")} | sandbox_env
-        command = [sys.executable, "-m", "batch_engage", "collect", str(job), "--log-format", "json", "-q"]
+        job = ended_job(sb, write_job, sandbox_creds, rows, extra)
+        env, command = cli_env(sandbox_env), collect_command(job)
         proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
         store = outcomes_path(tmp_path / "job.checkpoint")
-        deadline = time.monotonic() + 20
-        while stored(store) < 10 and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
+        kill_9_when(proc, lambda: stored(store) >= 10, within=20)
         kept = stored(store)
         assert 10 <= kept < rows, "the kill must land mid-way"
         fast_collect(job)
@@ -269,20 +260,11 @@ class TestSignals:
     ) -> None:
         """SIGTERM: exit 75, the table has the rows fetched so far and "not collected yet" for the rest."""
         sb = sandbox_factory(rate_limit=None, latency=0.01)
-        path = tmp_path / "contacts.csv"
-        make_contacts(60).write_csv(path)
-        job = write_job(
-            input_path=path, base_url=sb.url, send=FAST_SEND, extra="[collect]\nrate = 20\nconcurrency = 2\n"
-        )
-        assert batch_engage.run(job, credentials=sandbox_creds).exit_code == 0
-        sb.end_all_runs()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TWILIO_")} | sandbox_env
-        command = [sys.executable, "-m", "batch_engage", "collect", str(job), "--log-format", "json", "-q"]
+        job = ended_job(sb, write_job, sandbox_creds, 60, "[collect]\nrate = 20\nconcurrency = 2\n")
+        env, command = cli_env(sandbox_env), collect_command(job)
         proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO)
         store = outcomes_path(tmp_path / "job.checkpoint")
-        deadline = time.monotonic() + 20
-        while stored(store) < 5 and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(proc, lambda: stored(store) >= 5, within=20)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
         assert proc.returncode == 75, err
@@ -295,6 +277,22 @@ class TestSignals:
         done = subprocess.run(command, env=env, capture_output=True, cwd=REPO, timeout=60)
         assert done.returncode == 0, done.stderr
         assert set(read_outcomes(job)["run_status"]) == {"ended"}
+
+
+def ended_job(sb: Sandbox, write_job: Callable[..., Path], creds: Credentials, rows: int, extra: str) -> Path:
+    """A job (``extra``: its [collect] tables) whose ``rows`` runs were created and have all ended: ready to collect.
+
+    Its contacts file is written beside the job, in the test's folder that ``write_job`` writes to."""
+    job = write_job(input_path="contacts.csv", base_url=sb.url, send=FAST_SEND, extra=extra)
+    make_contacts(rows).write_csv(job.with_name("contacts.csv"))
+    assert batch_engage.run(job, credentials=creds).exit_code == 0
+    sb.end_all_runs()
+    return job
+
+
+def collect_command(job: Path) -> list[str]:
+    """``batch-engage collect JOB`` as a process of its own runs it, logging JSON."""
+    return [sys.executable, "-m", "batch_engage", "collect", str(job), "--log-format", "json", "-q"]
 
 
 def fast_collect(job: Path) -> None:

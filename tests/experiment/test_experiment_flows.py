@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +15,7 @@ import pytest
 from batch_engage.sandbox import Sandbox
 
 from conftest import FLOW_SID, REPO, make_contacts
+from killing import cli_env, kill_9_when
 
 FLOW_B = "FW" + "b" * 32
 ROWS = 300
@@ -82,17 +81,11 @@ def test_kill_9_mid_run_and_a_resume_keep_each_contact_once_on_its_own_flow(
     make_contacts(ROWS).write_csv(path)
     send = "rate = 150\nconcurrency = 8\nreconcile_delay = 0.1"
     job = write_job(input_path=path, base_url=sb.url, send=send, extra=TWO_FLOWS)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TWILIO_")} | sandbox_env
+    env = cli_env(sandbox_env)
     kills = 0
     for step in (15, 60, 120):
         proc = _start(job, env)
-        deadline = time.monotonic() + 20
-        while len(sb.ledger()) < step and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.005)
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            kills += 1
-        proc.wait(timeout=10)
+        kills += kill_9_when(proc, lambda: len(sb.ledger()) >= step, within=20)  # noqa: B023 (called at once)
     assert kills >= 2
     final = subprocess.run(
         [sys.executable, "-m", "batch_engage", "run", str(job)], env=env, capture_output=True, cwd=REPO, timeout=120

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from batch_engage import Credentials, run
-from batch_engage.job.spec import load_spec
+from batch_engage.job import load_spec
 from batch_engage.sandbox import Sandbox
 
 from conftest import FLOW_SID

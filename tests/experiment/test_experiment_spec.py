@@ -13,8 +13,7 @@ import batch_engage
 from batch_engage.errors import ConfigError
 from batch_engage.experiment import assign, assign_frame, difference, position, rate, split, wilson
 from batch_engage.flow import reply_conflicts
-from batch_engage.job import ExperimentSpec, VariantSpec
-from batch_engage.job.spec import load_spec
+from batch_engage.job import ExperimentSpec, VariantSpec, load_spec
 from batch_engage.plan.prepare import fingerprint
 
 FLOW = "FW0123456789abcdef0123456789abcdef"

@@ -16,28 +16,16 @@ import polars as pl
 import pytest
 from psycopg import sql
 
-from batch_engage.cli.main import main
 from batch_engage.errors import ConfigError
 from batch_engage.history.postgres import SCHEMA_VERSION, PgHistory
 from batch_engage.history.store import History, job_of, open_history, owner
-from batch_engage.job.spec import load_spec, parse_cap
+from batch_engage.job import load_spec
+from batch_engage.job.sections import parse_cap
 from batch_engage.sandbox import Sandbox
 
 from conftest import FLOW_SID, REPO, make_contacts
+from histories import OTHER_FLOW, import_stats_and_cap
 from pg import Schema, fresh_schema
-
-OTHER_FLOW = "FW" + "f" * 32
-DAY = 86400.0
-
-
-class Clock:
-    """A wall clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -147,7 +135,8 @@ _CLAIMER = textwrap.dedent(
     """
     import json, sys, threading
     from batch_engage.history.store import open_history, owner
-    from batch_engage.job.spec import load_spec, parse_cap
+    from batch_engage.job import load_spec
+    from batch_engage.job.sections import parse_cap
     url, job = sys.argv[1], sys.argv[2]
     cap = parse_cap("1 per 7d", key="cap")
     contacts = [f"+1415555{i:04d}" for i in range(200)]
@@ -260,27 +249,8 @@ class TestHistoryCommands:
         sandbox: Sandbox,
         write_job: Callable[..., Path],
         contacts_csv: Path,
-        tmp_path: Path,
         sandbox_env: dict[str, str],
         capsys: pytest.CaptureFixture[str],
     ) -> None:
         """`history import` / `history stats` with `--history postgresql://...`; a capped job then skips those five."""
-        past = tmp_path / "past.csv"
-        job = write_job(input_path=contacts_csv, base_url=sandbox.url, name="past")
-        assert main(["run", str(job), "--limit", "5", "--output", str(past)]) == 0
-        url = pg.history_url
-        assert main(["history", "import", str(past), "--history", url, "--flow-sid", FLOW_SID]) == 0
-        assert "recorded 5 contacts" in capsys.readouterr().out
-        assert main(["history", "stats", "--history", url]) == 0
-        out = capsys.readouterr().out
-        assert FLOW_SID in out and out.rstrip().endswith("5")
-        capped_job = write_job(
-            input_path=contacts_csv,
-            base_url=sandbox.url,
-            name="next",
-            extra=f'[history]\npath = "{url}"\nflow_cap = "1 per 30d"\n',
-        )
-        assert main(["validate", str(capped_job)]) == 0
-        assert "capped: 5" in capsys.readouterr().out
-        assert main(["run", str(capped_job)]) == 0
-        assert len(sandbox.ledger()) == 30
+        import_stats_and_cap(pg.history_url, sandbox, write_job, contacts_csv, capsys)

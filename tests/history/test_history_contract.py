@@ -9,23 +9,11 @@ import pytest
 
 from batch_engage.history.model import HistoryStore
 from batch_engage.history.store import History, owner
-from batch_engage.job.spec import parse_cap
+from batch_engage.job.sections import parse_cap
 
 from conftest import FLOW_SID
+from histories import DAY, OTHER_FLOW, Clock
 from pg import fresh_schema
-
-OTHER_FLOW = "FW" + "f" * 32
-DAY = 86400.0
-
-
-class Clock:
-    """A wall clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

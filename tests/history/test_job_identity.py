@@ -15,7 +15,7 @@ import batch_engage
 from batch_engage.credentials import Credentials
 from batch_engage.history.store import History, owner
 from batch_engage.job import history_identity, load_spec
-from batch_engage.job.spec import parse_cap
+from batch_engage.job.sections import parse_cap
 from batch_engage.sandbox import Sandbox
 
 from conftest import FLOW_SID, make_contacts

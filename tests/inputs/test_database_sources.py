@@ -13,7 +13,7 @@ import pytest
 from batch_engage.cli.main import main
 from batch_engage.errors import ConfigError, InputFileError
 from batch_engage.inputs import SOURCES, read_query
-from batch_engage.job.spec import InputSpec, load_spec
+from batch_engage.job import InputSpec, load_spec
 from batch_engage.sandbox import Sandbox
 
 from conftest import REPO, make_contacts

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from batch_engage.cli.main import main
 from batch_engage.errors import InputFileError
 from batch_engage.inputs.files import read_table
-from batch_engage.job.spec import InputSpec
+from batch_engage.job import InputSpec
 from batch_engage.sandbox import Sandbox
 
 HEADER = "phone,name,visits\n"

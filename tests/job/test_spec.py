@@ -15,8 +15,9 @@ import pytest
 
 from batch_engage.cli.main import main
 from batch_engage.errors import ConfigError
-from batch_engage.job.spec import FlowSpec, api_base_url, load_spec, studio_base_url, studio_region_warning
+from batch_engage.job import FlowSpec, load_spec
 from batch_engage.plan.prepare import fingerprint
+from batch_engage.twilio import api_base_url, studio_base_url, studio_region_warning
 
 from conftest import FLOW_SID
 

@@ -17,19 +17,7 @@ from batch_engage.history.store import History
 from batch_engage.sandbox import Sandbox
 
 from conftest import FLOW_SID, REPO, make_contacts
-
-OTHER_FLOW = "FW" + "f" * 32
-DAY = 86400.0
-
-
-class Clock:
-    """A wall clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from histories import OTHER_FLOW, import_stats_and_cap
 
 
 class TestSuppression:
@@ -158,22 +146,4 @@ class TestHistoryCommands:
     ) -> None:
         """`history import` seeds the history from a past results table; `history stats` counts per flow per day;
         a job with a cap then skips the imported contacts."""
-        past = tmp_path / "past.csv"
-        job = write_job(input_path=contacts_csv, base_url=sandbox.url, name="past")
-        assert main(["run", str(job), "--limit", "5", "--output", str(past)]) == 0
-        history = tmp_path / "h.sqlite"
-        assert main(["history", "import", str(past), "--history", str(history), "--flow-sid", FLOW_SID]) == 0
-        assert "recorded 5 contacts" in capsys.readouterr().out
-        assert main(["history", "stats", "--history", str(history)]) == 0
-        out = capsys.readouterr().out
-        assert FLOW_SID in out and out.rstrip().endswith("5")
-        capped_job = write_job(
-            input_path=contacts_csv,
-            base_url=sandbox.url,
-            name="next",
-            extra=f'[history]\npath = "{history}"\nflow_cap = "1 per 30d"\n',
-        )
-        assert main(["validate", str(capped_job)]) == 0
-        assert "capped: 5" in capsys.readouterr().out
-        assert main(["run", str(capped_job)]) == 0
-        assert len(sandbox.ledger()) == 30
+        import_stats_and_cap(str(tmp_path / "h.sqlite"), sandbox, write_job, contacts_csv, capsys)

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from batch_engage.errors import ConfigError, InputFileError
 from batch_engage.inputs.files import read_table
-from batch_engage.job.spec import InputSpec, Spec, load_spec
+from batch_engage.job import InputSpec, Spec, load_spec
 from batch_engage.plan.rows import plan, text_columns
 
 from conftest import FLOW_SID

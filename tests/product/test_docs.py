@@ -8,7 +8,7 @@ from types import ModuleType
 
 import batch_engage
 from batch_engage.cli.main import build_parser
-from batch_engage.job.spec import accepted_keys
+from batch_engage.job.read import accepted_keys
 
 from conftest import REPO
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,10 +20,7 @@ from batch_engage.results import build_results
 from batch_engage.sandbox import Sandbox
 
 from conftest import FLOW_SID, REPO, cli, make_contacts
-
-
-def _env(extra: dict[str, str]) -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("TWILIO_")} | extra
+from killing import cli_env, wait_until
 
 
 def test_an_uncertain_row_says_why_and_what_happens_next() -> None:
@@ -44,14 +39,10 @@ def test_an_uncertain_row_says_why_and_what_happens_next() -> None:
 
 
 def test_status_names_the_checkpoint_it_read(
-    sandbox: Sandbox,
-    write_job: Callable[..., Path],
-    contacts_csv: Path,
-    sandbox_env: dict[str, str],
+    job: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """``status`` says which checkpoint its counts come from."""
-    job = write_job(input_path=contacts_csv, base_url=sandbox.url)
     assert cli(["run", str(job), "--quiet"], capsys)[0] == 0
     code, out, _ = cli(["status", str(job)], capsys)
     assert code == 0
@@ -59,14 +50,10 @@ def test_status_names_the_checkpoint_it_read(
 
 
 def test_collect_exits_75_while_a_run_of_the_job_is_still_sending(
-    sandbox: Sandbox,
-    write_job: Callable[..., Path],
-    contacts_csv: Path,
-    sandbox_env: dict[str, str],
+    job: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A run holds the checkpoint: collect brings back what it can, then exits 75 saying a run is still sending."""
-    job = write_job(input_path=contacts_csv, base_url=sandbox.url)
     assert cli(["run", str(job), "--quiet", "--limit", "5"], capsys)[0] == 0
     fd = try_lock(job.parent / "job.checkpoint.lock")
     assert fd is not None
@@ -125,14 +112,11 @@ def test_the_progress_counts_the_whole_job_on_a_resume(
 
 
 def test_a_real_send_is_announced_with_contacts_flow_account_and_rate(
-    sandbox: Sandbox,
-    write_job: Callable[..., Path],
-    contacts_csv: Path,
+    job: Path,
     sandbox_env: dict[str, str],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Before sending for real: one line with N contacts → Flow FW… (its name), the account, the rate."""
-    job = write_job(input_path=contacts_csv, base_url=sandbox.url)
     code, _, err = cli(["run", str(job), "--log-format", "console", "--log-level", "warning"], capsys)
     assert code == 0
     account = sandbox_env["TWILIO_ACCOUNT_SID"]
@@ -163,14 +147,12 @@ def test_ctrl_c_is_acknowledged_with_a_line(
     job = write_job(input_path=path, base_url=sb.url, send="rate = 20\nconcurrency = 2")
     proc = subprocess.Popen(
         [sys.executable, "-m", "batch_engage", "run", str(job), "--log-format", "console", "--log-level", "error"],
-        env=_env(sandbox_env) | {"PYTHONPATH": str(REPO)},
+        env=cli_env(sandbox_env) | {"PYTHONPATH": str(REPO)},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         cwd=REPO,
     )
-    deadline = time.monotonic() + 30
-    while len(sb.ledger()) < 3 and time.monotonic() < deadline:
-        time.sleep(0.02)  # polling for a condition, not sleeping to make timing work
+    wait_until(proc, lambda: len(sb.ledger()) >= 3)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 75, err.decode()[-2000:]
@@ -191,14 +173,13 @@ def test_the_stop_acknowledgment_says_a_second_stop_is_immediate(capsys: pytest.
 
 
 def test_the_library_logs_only_warnings_unless_the_caller_configures_logging(
-    sandbox: Sandbox, write_job: Callable[..., Path], contacts_csv: Path, sandbox_env: dict[str, str]
+    job: Path, sandbox_env: dict[str, str]
 ) -> None:
     """``batch_engage.run`` from Python prints no debug or info lines by default."""
-    job = write_job(input_path=contacts_csv, base_url=sandbox.url)
     code = f"import batch_engage; r = batch_engage.run({str(job)!r}); print('exit', r.exit_code)"
     done = subprocess.run(
         [sys.executable, "-c", code],
-        env=_env(sandbox_env) | {"PYTHONPATH": str(REPO)},
+        env=cli_env(sandbox_env) | {"PYTHONPATH": str(REPO)},
         capture_output=True,
         text=True,
         timeout=120,

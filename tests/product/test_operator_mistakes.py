@@ -7,11 +7,9 @@ file, a number that is not a number, another Twilio, a status asked during a liv
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +22,7 @@ from batch_engage import status
 from batch_engage.sandbox import Sandbox
 
 from conftest import cli, make_contacts
+from killing import cli_env, wait_until
 
 
 class TestRehearsalThenRun:
@@ -59,14 +58,12 @@ class TestTheListChanges:
 
     def test_a_list_reexported_with_new_rows_sends_only_the_new_contacts(
         self,
+        job: Path,
         sandbox: Sandbox,
-        write_job: Callable[..., Path],
         contacts_csv: Path,
-        sandbox_env: dict[str, str],
         capsys: pytest.CaptureFixture[str],
     ) -> None:
         """Day 2's export has 20 new rows at the top and the old rows moved and edited: 20 new runs, no re-send."""
-        job = write_job(input_path=contacts_csv, base_url=sandbox.url)
         assert cli(["run", str(job), "--quiet"], capsys)[0] == 0
         first = {e.to: e.sid for e in sandbox.ledger()}
         sandbox.end_all_runs()
@@ -84,14 +81,12 @@ class TestTheListChanges:
 
     def test_rows_that_moved_never_take_another_contacts_sid(
         self,
+        job: Path,
         sandbox: Sandbox,
-        write_job: Callable[..., Path],
         contacts_csv: Path,
-        sandbox_env: dict[str, str],
         capsys: pytest.CaptureFixture[str],
     ) -> None:
         """Half sent, then the file is re-sorted: every row's SID is the run Studio made for that row's contact."""
-        job = write_job(input_path=contacts_csv, base_url=sandbox.url)
         assert cli(["run", str(job), "--limit", "15", "--quiet"], capsys)[0] == 0
         make_contacts(30).reverse().write_csv(contacts_csv)
         assert cli(["run", str(job), "--quiet"], capsys)[0] == 0
@@ -140,15 +135,13 @@ class TestRefusedBeforeSending:
 
     def test_summary_json_through_a_file_is_refused_before_sending(
         self,
+        job: Path,
         sandbox: Sandbox,
-        write_job: Callable[..., Path],
         contacts_csv: Path,
-        sandbox_env: dict[str, str],
         capsys: pytest.CaptureFixture[str],
         tmp_path: Path,
     ) -> None:
         """Not after sending everything (which cron would read as "rows failed"): exit 2, nothing sent."""
-        job = write_job(input_path=contacts_csv, base_url=sandbox.url)
         code, _, err = cli(["run", str(job), "--summary-json", str(contacts_csv / "s.json")], capsys)
         assert code == 2 and "--summary-json" in err and "is a file, not a folder" in err
         assert sandbox.stats().create_requests == 0
@@ -180,14 +173,10 @@ class TestAnotherTwilio:
 
     def test_validate_refuses_a_changed_mapping_like_run(
         self,
-        sandbox: Sandbox,
-        write_job: Callable[..., Path],
-        contacts_csv: Path,
-        sandbox_env: dict[str, str],
+        job: Path,
         capsys: pytest.CaptureFixture[str],
     ) -> None:
         """validate no longer says "exit 0, already done: 3" for a job run refuses: same message, same exit."""
-        job = write_job(input_path=contacts_csv, base_url=sandbox.url)
         cli(["run", str(job), "--limit", "3", "--quiet"], capsys)
         job.write_text(job.read_text().replace('visits = "visits"', 'count = "visits"'))
         run_code, _, run_err = cli(["run", str(job)], capsys)
@@ -209,11 +198,9 @@ class TestStatusDuringARun:
         """A slow Studio keeps requests out; status during the run counts them in_flight and none uncertain."""
         sb = sandbox_factory(rate_limit=None, latency=2.0)
         job = write_job(input_path=contacts_csv, base_url=sb.url)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TWILIO_")} | sandbox_env
-        with subprocess.Popen([sys.executable, "-m", "batch_engage", "run", str(job), "--quiet"], env=env) as proc:
-            deadline = time.monotonic() + 20
-            while sb.stats().create_requests < 8 and time.monotonic() < deadline:
-                time.sleep(0.02)  # waits for a condition, not for time to pass
+        command = [sys.executable, "-m", "batch_engage", "run", str(job), "--quiet"]
+        with subprocess.Popen(command, env=cli_env(sandbox_env)) as proc:
+            wait_until(proc, lambda: sb.stats().create_requests >= 8, within=20)
             counts = status(job).counts
             # Seen: the rest of the rows need not wait on a slow Studio too.
             sb.reconfigure(latency=0.0)

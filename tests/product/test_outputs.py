@@ -5,7 +5,6 @@ and no file is written through a link someone planted.
 from __future__ import annotations
 
 import contextlib
-import os
 import stat
 import subprocess
 from collections.abc import Callable, Iterator
@@ -196,6 +195,22 @@ class TestAFullDiskAfterSending:
         assert table["status"].to_list() == ["sent"] * 30
 
 
+def _plant_link(at: Path) -> Path:
+    """A precious file (mode 0644, "keep me") beside ``at``, and a symbolic link to it planted at ``at``."""
+    precious = at.with_name("precious.txt")
+    precious.write_text("keep me")
+    precious.chmod(0o644)
+    at.symlink_to(precious)
+    return precious
+
+
+def _assert_untouched(precious: Path, link: Path) -> None:
+    """The precious file keeps its bytes and mode, and the planted link is still a link."""
+    assert precious.read_text() == "keep me"
+    assert stat.S_IMODE(precious.stat().st_mode) == 0o644
+    assert link.is_symlink()
+
+
 class TestPlantedLinks:
     """A link someone placed at a temporary or lock path is never followed: its target stays as it was."""
 
@@ -214,15 +229,10 @@ class TestPlantedLinks:
     ) -> None:
         """``<output>.tmp`` -> a precious file: the run writes its outputs, the precious file is untouched."""
         job = write_job(input_path=contacts_csv, base_url=sandbox.url)
-        precious = tmp_path / "precious.txt"
-        precious.write_text("keep me")
-        precious.chmod(0o644)
-        (tmp_path / planted).symlink_to(precious)
+        precious = _plant_link(tmp_path / planted)
         argv = ["run", str(job), "--quiet", "--summary-json", str(tmp_path / "s.json")]
         assert cli([*argv, "--report-html", str(tmp_path / "r.html")], capsys)[0] == 0
-        assert precious.read_text() == "keep me"
-        assert stat.S_IMODE(precious.stat().st_mode) == 0o644
-        assert (tmp_path / planted).is_symlink()
+        _assert_untouched(precious, tmp_path / planted)
 
     @pytest.mark.parametrize(
         "planted", ["job.checkpoint.lock", "job.checkpoint.outcomes.lock", "job.checkpoint-wal", "job.checkpoint-shm"]
@@ -241,17 +251,12 @@ class TestPlantedLinks:
         job = write_job(input_path=contacts_csv, base_url=sandbox.url)
         if planted.endswith("outcomes.lock"):
             assert cli(["run", str(job), "--quiet"], capsys)[0] == 0
-        precious = tmp_path / "precious.txt"
-        precious.write_text("keep me")
-        precious.chmod(0o644)
-        (tmp_path / planted).symlink_to(precious)
+        precious = _plant_link(tmp_path / planted)
         command = "collect" if planted.endswith("outcomes.lock") else "run"
         code, _, err = cli([command, str(job), "--quiet"], capsys)
         assert code == 2
         assert len(err.strip().splitlines()) == 1 and "symbolic link" in err
-        assert precious.read_text() == "keep me"
-        assert stat.S_IMODE(precious.stat().st_mode) == 0o644
-        assert os.path.islink(tmp_path / planted)
+        _assert_untouched(precious, tmp_path / planted)
 
 
 def test_report_may_write_the_results_table_to_its_own_path_given_as_output(

@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ import pytest
 
 from batch_engage.cli.main import main
 from batch_engage.errors import ConfigError
-from batch_engage.job.spec import load_spec
+from batch_engage.job import load_spec
 from batch_engage.sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox
 
 from conftest import FLOW_SID, REPO, make_contacts
@@ -106,16 +106,22 @@ def sandbox_env() -> dict[str, str]:
     return {**os.environ, "TWILIO_ACCOUNT_SID": SANDBOX_USERNAME, "TWILIO_AUTH_TOKEN": SANDBOX_PASSWORD}
 
 
+def ran_once(tmp_path: Path, maria: Database, pg: Schema, sb: Sandbox, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The pipeline job, run once by the CLI with the sandbox's credentials: all sent but the invalid and duplicate."""
+    monkeypatch.setenv("TWILIO_ACCOUNT_SID", SANDBOX_USERNAME)
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", SANDBOX_PASSWORD)
+    job = pipeline_job(tmp_path, maria, pg, sb.url)
+    assert main(["run", str(job)]) == SOME_NOT_SENT
+    return job
+
+
 class TestPipeline:
     @pytest.mark.slow
     def test_results_reach_the_table_one_row_per_input_row_and_a_rerun_updates_in_place(
         self, maria: Database, pg: Schema, sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """MariaDB in, PostgreSQL out: one row per input row with the CSV's statuses and SIDs; new contacts add rows."""
-        monkeypatch.setenv("TWILIO_ACCOUNT_SID", SANDBOX_USERNAME)
-        monkeypatch.setenv("TWILIO_AUTH_TOKEN", SANDBOX_PASSWORD)
-        job = pipeline_job(tmp_path, maria, pg, sandbox.url)
-        assert main(["run", str(job)]) == SOME_NOT_SENT
+        job = ran_once(tmp_path, maria, pg, sandbox, monkeypatch)
         written = table(pg)
         assert written.height == CONTACTS + 2
         assert written["row"].to_list() == list(range(1, CONTACTS + 3))
@@ -193,10 +199,7 @@ class TestKilledWrite:
         self, maria: Database, pg: Schema, sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """Killed with the write's transaction open: readers saw the old rows throughout; they stay; a rerun writes all."""
-        monkeypatch.setenv("TWILIO_ACCOUNT_SID", SANDBOX_USERNAME)
-        monkeypatch.setenv("TWILIO_AUTH_TOKEN", SANDBOX_PASSWORD)
-        job = pipeline_job(tmp_path, maria, pg, sandbox.url)
-        assert main(["run", str(job)]) == SOME_NOT_SENT
+        job = ran_once(tmp_path, maria, pg, sandbox, monkeypatch)
         before = table(pg)
         add_contacts(maria, CONTACTS, NEW)
         new_row = CONTACTS + 2 + NEW
@@ -370,14 +373,10 @@ class TestRefusals:
 
 
 def test_an_unreachable_table_is_one_line_exit_2(
-    sandbox: Sandbox,
-    write_job: Callable[..., Path],
-    contacts_csv: Path,
-    sandbox_env: dict[str, str],
+    job: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """`report --output` to a server that does not answer: exit 2, one line naming the table, no password hint lost."""
-    job = write_job(input_path=contacts_csv, base_url=sandbox.url)
     job.write_text(job.read_text() + '\n[job]\nid = "j"\n')
     assert main(["run", str(job)]) == 0
     capsys.readouterr()

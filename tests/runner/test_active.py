@@ -12,7 +12,7 @@ import pytest
 
 from batch_engage import Credentials, Progress, RunControl, RunOptions, report, run
 from batch_engage.errors import ConfigError
-from batch_engage.job.spec import Spec, load_spec
+from batch_engage.job import Spec, load_spec
 from batch_engage.sandbox import Sandbox
 from batch_engage.testing import FakeClock
 

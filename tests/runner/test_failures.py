@@ -20,7 +20,7 @@ from batch_engage import api
 from batch_engage.control import Progress
 from batch_engage.credentials import Credentials
 from batch_engage.errors import StorageFailed
-from batch_engage.job.spec import load_spec
+from batch_engage.job import load_spec
 from batch_engage.runner.failures import Storage, classify
 from batch_engage.sandbox import Sandbox
 

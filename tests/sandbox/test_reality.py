@@ -161,7 +161,7 @@ class TestRegions:
         """ie1 without an edge reaches studio.dublin.ie1.twilio.com, and the log warns that Studio is a us1 product."""
         import httpx
 
-        from batch_engage.job.spec import load_spec
+        from batch_engage.job import load_spec
 
         hosts: set[str] = set()
 
