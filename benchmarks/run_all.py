@@ -1,6 +1,6 @@
 """Run every benchmark, each in its own process, and print one combined table.
 
-    python benchmarks/run_all.py                 # all eight, about 6 minutes on 2 cores
+    python benchmarks/run_all.py                 # all nine, about 8 minutes on 2 cores
     python benchmarks/run_all.py --only planning,resume
     python benchmarks/run_all.py --json out/bench.json
 
@@ -28,6 +28,7 @@ BENCHMARKS = (
     "rate_fidelity",
     "unknown_limit",
     "client_ceiling",
+    "send_path",
     "planning",
     "validate_process",
     "resume",
