@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any, BinaryIO, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, ParamSpec, TypeVar
 
 import httpx
 import polars as pl
@@ -26,6 +26,7 @@ from .commands import (
     assign_variants,
     forget_opt_out,
     guarded_report,
+    held_against_flow,
     history_opt_outs,
     history_stats,
     import_history,
@@ -34,10 +35,7 @@ from .commands import (
     load_job,
     offline_target,
     opt_outs_store,
-    project_arrival,
     refuse_future_period,
-    review_flow,
-    review_variants,
     sandbox_config,
     sandbox_state_path,
     settle_previous_period,
@@ -64,8 +62,11 @@ from .flow import FlowReview
 from .job import Spec, check_outputs, parse_duration, prove_outputs
 from .plan import prepare
 from .runner import Recovery, RunOptions, RunResult, calls_hanging, recover_job, run_job
-from .sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox, SandboxConfig, ServiceConfig
-from .sandbox import serve as serve_sandbox
+from .sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, SandboxConfig, ServiceConfig
+
+if TYPE_CHECKING:
+    from .sandbox import Sandbox
+    from .sandbox import serve as serve_sandbox
 
 __all__ = [
     "DEFAULT_COLLECT_POLL",
@@ -127,6 +128,16 @@ __all__ = [
     "write_summary_json",
 ]
 
+
+def __getattr__(name: str) -> Any:
+    """``Sandbox`` and ``serve_sandbox`` load the simulator's server (aiohttp): only when first asked for."""
+    if name not in ("Sandbox", "serve_sandbox"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from . import sandbox  # noqa: PLC0415
+
+    return getattr(sandbox, "serve" if name == "serve_sandbox" else name)
+
+
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
 
@@ -151,14 +162,10 @@ def version() -> str:
         return "unknown"
 
 
-def _credentials(credentials: Credentials | None) -> Credentials:
-    return credentials if credentials is not None else credentials_from_env()
-
-
 @contextmanager
 def _real(spec: Spec, credentials: Credentials | None) -> Iterator[tuple[Spec, Credentials]]:
     """The job as given, with the caller's credentials (else the environment's): :func:`simulated`'s twin."""
-    yield spec, _credentials(credentials)
+    yield spec, credentials if credentials is not None else credentials_from_env()
 
 
 async def run_async(
@@ -275,12 +282,7 @@ def validate(
             spec, prepared.plan, flow_review=None, restart=restart, now=now, output=output, rewrites=prepared.rewrites
         )
     with simulated(spec, keep_runs=False) if sandbox else _real(spec, credentials) as (held, creds):
-        # The review first: it names what the run would refuse (no Flow, nothing published, unwired).
-        variants = review_variants(held, prepared.plan, creds, transport) if spec.experiment is not None else None
-        found = (
-            next(iter(variants[0].values()), None) if variants else review_flow(held, prepared.plan, creds, transport)
-        )
-        arrivals = project_arrival(held, prepared.plan, creds, transport, now=now)
+        found, variants, arrivals = held_against_flow(held, prepared.plan, creds, transport, now=now)
     return validation(
         spec,
         prepared.plan,
@@ -288,7 +290,7 @@ def validate(
         restart=restart,
         now=now,
         output=output,
-        variant_flows=variants or ({}, []),
+        variant_flows=variants,
         rewrites=prepared.rewrites,
         arrivals=arrivals,
     )

@@ -10,12 +10,15 @@ from datetime import datetime
 
 import structlog
 
-from .clock import Clock
+from .clock import Clock, SystemClock
 from .errors import Stopped
 
 __all__ = ["Progress", "RunControl", "Stats", "StoppableClock"]
 
 log = structlog.get_logger(__name__)
+
+# asyncio's own sleep, as imported: a stand-in put in its place (a test's) is awaited as given, never bypassed.
+_REAL_SLEEP = asyncio.sleep
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class RunControl:
         self.hard = False
         self._hard_event: asyncio.Event | None = None
         self._stop_event: asyncio.Event | None = None
+        self._napping: set[asyncio.Future[None]] = set()
 
     def request_stop(self) -> None:
         """Ask the run to stop; a second call stops it at once (in-flight rows stay uncertain)."""
@@ -49,11 +53,16 @@ class RunControl:
         self.stopping = True
         if self._stop_event is not None:
             self._stop_event.set()
+        for waiter in list(self._napping):
+            _wake(waiter)
 
     async def wait_stop(self, seconds: float, sleep: Callable[[float], Awaitable[None]]) -> None:
         """Sleep ``seconds`` (with ``sleep``), or less if a stop is requested meanwhile."""
         self._stop_event = self._stop_event or asyncio.Event()
         if self.stopping:
+            return
+        if sleep is _REAL_SLEEP:
+            await self._nap(seconds)
             return
         napping = asyncio.ensure_future(sleep(seconds))
         stop = asyncio.ensure_future(self._stop_event.wait())
@@ -62,12 +71,29 @@ class RunControl:
             task.cancel()
         await asyncio.gather(napping, stop, return_exceptions=True)
 
+    async def _nap(self, seconds: float) -> None:
+        """The real clock's sleep, ended early by a stop: one timer and one future (a pacer slot waits here)."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        timer = loop.call_later(seconds, _wake, waiter)
+        self._napping.add(waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._napping.discard(waiter)
+
     def bind(self) -> asyncio.Event:
         """The event set by a hard stop (made inside the running loop)."""
         self._hard_event = asyncio.Event()
         if self.hard:
             self._hard_event.set()
         return self._hard_event
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class StoppableClock:
@@ -92,7 +118,9 @@ class StoppableClock:
     async def sleep(self, seconds: float) -> None:
         """Sleep on the inner clock; raise ``Stopped`` if a stop came first (or comes meanwhile)."""
         if not self._control.stopping:
-            await self._control.wait_stop(seconds, self.inner.sleep)
+            # The real clock's sleep is asyncio.sleep itself, which wait_stop can wait on without tasks.
+            real = isinstance(self.inner, SystemClock)
+            await self._control.wait_stop(seconds, asyncio.sleep if real else self.inner.sleep)
         if self._control.stopping:
             raise Stopped("a stop was asked for")
 

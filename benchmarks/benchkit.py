@@ -285,6 +285,29 @@ def realistic_contacts(n: int, *, seed: int = 20261124) -> pl.DataFrame:
     return out.sample(fraction=1.0, shuffle=True, seed=rng.randrange(2**32))
 
 
+def with_invalid_numbers(frame: pl.DataFrame) -> pl.DataFrame:
+    """Make 2% of the phone numbers unusable, each a different value (so no cache of distinct values helps).
+
+    As an old export has them: wrong E.164 (``+1555…``, a digit too many), a US number in a bad area code
+    written nationally, and a column a spreadsheet turned into scientific notation or decimals.
+    """
+    i = pl.int_range(0, pl.len())
+    pick = (i * 2_654_435_761 + 12_345) % 1000
+    serial = i.cast(pl.String).str.zfill(7)
+    bad = (
+        pl.when(pick < 10)
+        .then(pl.concat_str(pl.lit("+1555"), serial))  # no such area code
+        .when(pick < 14)
+        .then(pl.concat_str(pl.lit("+1415"), serial, pl.lit("1")))  # a digit too many
+        .when(pick < 17)
+        .then(pl.format("(555) {}-{}", serial.str.slice(0, 3), serial.str.slice(3, 4)))  # national, no such area
+        .when(pick < 19)
+        .then(pl.format("1.{}E+10", serial))  # scientific notation
+        .otherwise(pl.format("{}.5", serial))  # a decimal part
+    )
+    return frame.with_columns(phone=pl.when(pick < 20).then(bad).otherwise(pl.col("phone")))
+
+
 # -- the loopback server (a separate process) ------------------------------------------
 
 

@@ -37,31 +37,11 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from benchkit import Target, emit, make_spec, quiet_logs, realistic_contacts
+from benchkit import Target, emit, make_spec, quiet_logs, realistic_contacts, with_invalid_numbers
 
 ROWS = 1_000_000
 GB = 1024**3
-INVALID_PER_MILLE = 20  # 2% of the rows hold an unusable number
 MAX_READ_RATIO = 3.0
-
-
-def with_invalid_numbers(frame: pl.DataFrame) -> pl.DataFrame:
-    """Make 2% of the phone numbers unusable, each a different value (so no cache of distinct values helps)."""
-    i = pl.int_range(0, pl.len())
-    pick = (i * 2_654_435_761 + 12_345) % 1000
-    serial = i.cast(pl.String).str.zfill(7)
-    bad = (
-        pl.when(pick < 10)
-        .then(pl.concat_str(pl.lit("+1555"), serial))  # no such area code
-        .when(pick < 14)
-        .then(pl.concat_str(pl.lit("+1415"), serial, pl.lit("1")))  # a digit too many
-        .when(pick < 17)
-        .then(pl.format("(555) {}-{}", serial.str.slice(0, 3), serial.str.slice(3, 4)))  # national, no such area
-        .when(pick < 19)
-        .then(pl.format("1.{}E+10", serial))  # scientific notation
-        .otherwise(pl.format("{}.5", serial))  # a decimal part
-    )
-    return frame.with_columns(phone=pl.when(pick < INVALID_PER_MILLE).then(bad).otherwise(pl.col("phone")))
 
 
 def child(path: str) -> None:

@@ -1,6 +1,6 @@
 """Run every benchmark, each in its own process, and print one combined table.
 
-    python benchmarks/run_all.py                 # all seven, about 6 minutes on 2 cores
+    python benchmarks/run_all.py                 # all nine, about 8 minutes on 2 cores
     python benchmarks/run_all.py --only planning,resume
     python benchmarks/run_all.py --json out/bench.json
 
@@ -24,7 +24,17 @@ from benchkit import HERE, machine, print_table
 
 # In the issue's order; the slow, sleep-bound ones are not run in parallel on purpose:
 # two at once would share 2 cores and skew each other's CPU figures.
-BENCHMARKS = ("rate_fidelity", "unknown_limit", "client_ceiling", "planning", "resume", "report_page", "sdk_comparison")
+BENCHMARKS = (
+    "rate_fidelity",
+    "unknown_limit",
+    "client_ceiling",
+    "send_path",
+    "planning",
+    "validate_process",
+    "resume",
+    "report_page",
+    "sdk_comparison",
+)
 BUDGET_S = 300.0
 
 

@@ -85,7 +85,7 @@ class OpenOptions(RestartOptions, total=False):
     extra_meta: Mapping[str, str] | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Intent:
     """A contact about to be sent: who, from which row, and the marker its Parameters carry."""
 
@@ -98,7 +98,7 @@ class Intent:
     variant: str | None = None  # the experiment's variant it is sent (None: a job without one)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Outcome:
     """One contact's answer, as the journal records it."""
 

@@ -5,7 +5,7 @@ from .periods import job_tokens, load_job, settle_previous_period
 from .rehearsal import SANDBOX_RUN_LIFETIME, sandbox_config, sandbox_credentials, sandbox_state_path, simulated
 from .status import Status, job_status, rewrite_results, write_report_html
 from .sweep import DEFAULT_OLDER_THAN, Sweep, SweptRun, sweep_job
-from .validate import Validation, offline_target, project_arrival, review_flow, review_variants, validation
+from .validate import Validation, held_against_flow, offline_target, validation
 from .variants import assign_variants
 from .written import guarded_report, guarded_report_html, guarded_summary_json, refuse_future_period
 
@@ -21,6 +21,7 @@ __all__ = [
     "guarded_report",
     "guarded_report_html",
     "guarded_summary_json",
+    "held_against_flow",
     "history_opt_outs",
     "history_stats",
     "import_history",
@@ -29,10 +30,7 @@ __all__ = [
     "load_job",
     "offline_target",
     "opt_outs_store",
-    "project_arrival",
     "refuse_future_period",
-    "review_flow",
-    "review_variants",
     "rewrite_results",
     "sandbox_config",
     "sandbox_credentials",

@@ -16,7 +16,7 @@ from ..checkpoint import is_postgres
 from ..credentials import Credentials
 from ..errors import UsageError
 from ..job import Spec
-from ..sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox, SandboxConfig
+from ..sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, SandboxConfig
 
 __all__ = ["SANDBOX_RUN_LIFETIME", "sandbox_config", "sandbox_credentials", "sandbox_state_path", "simulated"]
 
@@ -56,6 +56,8 @@ def simulated(
     ``config`` serves another simulator instead (its faults, its pace, its state file): still
     in-process, still the only Studio the job talks to.
     """
+    from ..sandbox import Sandbox  # noqa: PLC0415 - it loads aiohttp, which only --sandbox needs
+
     rehearsal = spec.rehearsal()
     if config is None:
         config = sandbox_config(rehearsal) if keep_runs else SandboxConfig()

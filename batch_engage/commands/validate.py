@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +29,7 @@ from ..runner import Item, make_marker, target_for
 from ..states import FINAL
 from ..twilio import PacedReads, Pacer, StudioClient, check_base_url, make_http_client, studio_base_url
 
-__all__ = ["Validation", "offline_target", "review_flow", "review_variants", "validation"]
+__all__ = ["Validation", "held_against_flow", "offline_target", "review_flow", "review_variants", "validation"]
 
 log = structlog.get_logger(__name__)
 
@@ -47,7 +49,8 @@ class Validation:
     invalid_reasons: dict[str, int]
     samples: list[dict[str, Any]]
     estimated_seconds: float
-    results: pl.DataFrame
+    results_table: Callable[[], pl.DataFrame] = field(repr=False, compare=False)
+    """Builds :attr:`results`; a dry run on the command line never reads the table, so it is built on demand."""
     suppressed: dict[str, int] = field(default_factory=dict)
     capped: int = 0
     openings: dict[str, int] = field(default_factory=dict)
@@ -58,6 +61,11 @@ class Validation:
     flow_warnings: list[str] = field(default_factory=list)
     capacity: Capacity | None = None
     """With ``--flow``: will it arrive (the first variant's, in an experiment)."""
+
+    @functools.cached_property
+    def results(self) -> pl.DataFrame:
+        """The results table as the run would begin it: each row's status and why (built on first use)."""
+        return self.results_table()
 
     @property
     def exit_code(self) -> int:
@@ -104,27 +112,32 @@ def validation(
     rewrites: tuple[Rewrite, ...] = (),
 ) -> Validation:
     """What ``plan`` would send, and what not and why (the results table written to ``output``, if given)."""
-    pending = plan.filter(pl.col("status") == "pending")
-    earlier = _Checkpointed() if restart else _checkpointed(spec, pending)
-    statuses: dict[str, int] = dict(plan.group_by("status").len().iter_rows())
+    statuses: dict[str, int] = dict(plan.lazy().group_by("status").len().collect().iter_rows())
+    pending = statuses.get("pending", 0)
+    earlier = _Checkpointed() if restart else _checkpointed(spec, plan)
     moment = now or datetime.now(UTC)
-    results = annotate_windows(plan, build_results(plan, empty_journal()), spec, moment)
-    results = with_segments(results, {row: n for a in arrivals for row, n in a.rows.first.items()})
+    segments = {row: n for a in arrivals for row, n in a.rows.first.items()}
+
+    @functools.cache
+    def results() -> pl.DataFrame:
+        table = annotate_windows(plan, build_results(plan, empty_journal()), spec, moment)
+        return with_segments(table, segments)
+
     if output is not None:
         if "://" in str(output):
             # A preview's "pending" rows would replace the job's real ones in the table.
             raise UsageError("--output: validate writes a file (.csv or .parquet); run and report write tables")
-        write_results(results, output, csv_guard=spec.output.csv_guard)
+        write_results(results(), output, csv_guard=spec.output.csv_guard)
     return Validation(
         total=plan.height,
-        valid=pending.height,
+        valid=pending,
         invalid=statuses.get("invalid", 0),
         duplicate=statuses.get("duplicate", 0),
         already_done=earlier.done_rows,
         invalid_reasons=_invalid_reasons(plan),
-        samples=_samples(spec, pending, earlier.marker_token),
-        estimated_seconds=max(0, pending.height - earlier.done_rows) / spec.send.rate,
-        results=results,
+        samples=_samples(spec, plan, earlier.marker_token),
+        estimated_seconds=max(0, pending - earlier.done_rows) / spec.send.rate,
+        results_table=results,
         suppressed=_suppressed(plan),
         capped=statuses.get("capped", 0),
         openings=_opening_counts(spec, plan, results, pending, moment),
@@ -187,6 +200,21 @@ def project_arrival(
     for arrival in found:
         log_capacity(arrival.capacity)
     return found
+
+
+def held_against_flow(
+    spec: Spec,
+    plan: pl.DataFrame,
+    credentials: Credentials,
+    transport: httpx.AsyncBaseTransport | None,
+    *,
+    now: datetime | None,
+) -> tuple[FlowReview | None, tuple[dict[str, FlowReview], list[str]], tuple[Arrival, ...]]:
+    """``--flow``: the Flow's review (each variant's, in an experiment), and will it arrive."""
+    # The review first: it names what the run would refuse (no Flow, nothing published, unwired).
+    variants = review_variants(spec, plan, credentials, transport) if spec.experiment is not None else None
+    found = next(iter(variants[0].values()), None) if variants else review_flow(spec, plan, credentials, transport)
+    return found, variants or ({}, []), project_arrival(spec, plan, credentials, transport, now=now)
 
 
 def _studio_http(
@@ -266,9 +294,10 @@ def review_variants(
     return reviews, warnings
 
 
-def _checkpointed(spec: Spec, pending: pl.DataFrame) -> _Checkpointed:
+def _checkpointed(spec: Spec, plan: pl.DataFrame) -> _Checkpointed:
     if not checkpoint_exists(spec.output.checkpoint):
         return _Checkpointed()
+    pending = plan.filter(pl.col("status") == "pending")
     view = read_checkpoint(spec.output.checkpoint)
     finals = view.journal.filter(pl.col("state").is_in([s.value for s in FINAL]))
     done = pending.filter(pl.col("contact").is_in(finals.get_column("contact").implode())).height
@@ -291,11 +320,12 @@ def _suppressed(plan: pl.DataFrame) -> dict[str, int]:
     return dict(Counter(m.removeprefix("on suppression list ") for m in messages))
 
 
-def _samples(spec: Spec, pending: pl.DataFrame, marker_token: str) -> list[dict[str, Any]]:
+def _samples(spec: Spec, plan: pl.DataFrame, marker_token: str) -> list[dict[str, Any]]:
     """The first requests as they would leave, marker included."""
     samples = []
+    first = plan.lazy().filter(pl.col("status") == "pending").head(_SAMPLES)
     for row, contact, to, from_, params in (
-        pending.head(_SAMPLES).select("row", "contact", "to", "from", "parameters").iter_rows()
+        first.select("row", "contact", "to", "from", "parameters").collect().iter_rows()
     ):
         body = Item(
             row=row, contact=contact, to=to, from_=from_, parameters=params, marker=make_marker(marker_token, contact)
@@ -306,16 +336,16 @@ def _samples(spec: Spec, pending: pl.DataFrame, marker_token: str) -> list[dict[
 
 
 def _opening_counts(
-    spec: Spec, plan: pl.DataFrame, results: pl.DataFrame, pending: pl.DataFrame, moment: datetime
+    spec: Spec, plan: pl.DataFrame, results: Callable[[], pl.DataFrame], pending: int, moment: datetime
 ) -> dict[str, int]:
     """Rows by the hour their send window opens (``now`` for those open already); empty without a window."""
-    openings = window_openings(plan, results, spec, moment)
     if not send_window(spec):
         return {}
+    openings = window_openings(plan, results(), spec, moment)
     by_hour = Counter(
         "never" if o is None else o.strftime("%Y-%m-%d %H:00Z") for o in openings.get_column("opens").to_list()
     )
-    return {"now": pending.height - openings.height, **dict(sorted(by_hour.items()))}
+    return {"now": pending - openings.height, **dict(sorted(by_hour.items()))}
 
 
 async def _published(

@@ -1,7 +1,8 @@
-"""CSV as spreadsheets write it: encodings and byte order marks, the field separator, short and blank rows.
+"""CSV as spreadsheets write it: the field separator, short and blank rows, columns typed from every value.
 
-Private to :mod:`batch_engage.source`, which reads every format; this module turns the bytes
-of a CSV file into a frame of typed columns, or one :class:`InputFileError` naming the line.
+Private to :mod:`batch_engage.inputs.files`, which reads every format; this module turns the UTF-8
+bytes of a CSV file (:mod:`.encoding` makes them so) into a frame of typed columns, or one
+:class:`InputFileError` naming the line.
 The common case stays vectorized: polars reads every column as text, short rows are looked
 for only where polars' null pattern says a row may have been padded, and columns are typed
 afterwards with whole-column rules.
@@ -9,32 +10,18 @@ afterwards with whole-column rules.
 
 from __future__ import annotations
 
-import codecs
 import csv
 import io
-import re
 from collections.abc import Iterable
 
 import polars as pl
 
 from ..errors import InputFileError
 
-__all__ = ["SEPARATORS", "as_utf8", "is_blank", "read_csv", "split_fields"]
+__all__ = ["SEPARATORS", "read_csv", "split_fields"]
 
-_BOM = codecs.BOM_UTF8
-# Longest first: a UTF-32 LE mark starts with the UTF-16 LE one.
-_BOMS = (
-    (codecs.BOM_UTF32_LE, "utf-32-le"),
-    (codecs.BOM_UTF32_BE, "utf-32-be"),
-    (codecs.BOM_UTF8, "utf-8"),
-    (codecs.BOM_UTF16_LE, "utf-16-le"),
-    (codecs.BOM_UTF16_BE, "utf-16-be"),
-)
 SEPARATORS = (",", ";", "\t", "|")
 """The field separators a CSV may use, in the order detection prefers them among equals."""
-_SNIFF_BYTES = 4096  # enough of a file to tell UTF-16 without a byte order mark by its zero bytes
-_PEEK_BYTES = 64 * 1024
-
 # A CSV value becomes a number only when writing the number back gives the same text:
 # "02139", "+5", " 7" and "1.0000000000000000001" stay text, so zip codes keep their zeros.
 _INT_TEXT = r"^-?(?:0|[1-9][0-9]{0,17})$"
@@ -46,102 +33,6 @@ _UNIT_SEPARATOR = "\x1f"  # a byte no contacts file has, used to read whole line
 _SAMPLE_ROWS = 1000
 _MAX_SUSPECTS = 1000  # false alarms looked at one by one before the exact scan is cheaper
 _KINDS_OF_TEXT = ((_INT_TEXT, pl.Int64), (_FLOAT_TEXT, pl.Float64), (_BOOL_TEXT, pl.Boolean))
-
-
-def is_blank(data: bytes) -> bool:
-    """Nothing but whitespace (and maybe a BOM); a large file is not copied to find out."""
-    if data[:_PEEK_BYTES].removeprefix(_BOM).strip():
-        return False
-    return not data.removeprefix(_BOM).strip()
-
-
-def _is_utf8(encoding: str) -> bool:
-    return encoding.lower().replace("-", "").replace("_", "") in ("utf8", "utf8sig")
-
-
-def _line_of(data: bytes, encoding: str, offset: int) -> int:
-    """The line (CR, LF or CRLF ended) holding byte ``offset`` of text in ``encoding``."""
-    before = data[:offset].decode(encoding, errors="replace")
-    return before.count("\n") + before.count("\r") - before.count("\r\n") + 1
-
-
-def _encoding_hint(data: bytes) -> str:
-    """The encoding worth suggesting for bytes that are not UTF-8, or '' when none would be right."""
-    if b"\x00" in data:
-        return ""  # not a single-byte text encoding: suggesting one would only make a mess of it
-    if not re.search(rb"[\x80-\x9f]", data):
-        return "latin-1"  # latin-1 and cp1252 agree on every byte here
-    try:
-        data.decode("cp1252")
-    except UnicodeDecodeError:
-        return ""
-    return "cp1252"
-
-
-def _decode_error(shown: str, data: bytes, encoding: str, exc: UnicodeDecodeError) -> InputFileError:
-    line = _line_of(data, encoding, exc.start)
-    byte = data[exc.start : exc.start + 1].hex()
-    if _is_utf8(encoding):
-        hint = _encoding_hint(data)
-        if hint:
-            advice = f'if the file uses another encoding, set input.encoding (e.g. "{hint}")'
-        else:
-            advice = "it is not text in any one-byte encoding either (a workbook or another binary file?)"
-        return InputFileError(shown, f"not valid UTF-8 (byte 0x{byte}); {advice}", line=line)
-    return InputFileError(shown, f"not valid {encoding} (byte 0x{byte})", line=line)
-
-
-def _utf16_without_bom(data: bytes) -> str | None:
-    """``utf-16-le``/``-be`` when the start of the file is ASCII text with a zero byte after/before each character."""
-    sample = data[:_SNIFF_BYTES]
-    if len(sample) < 4 or b"\x00" not in sample:
-        return None
-    even, odd = sample[0::2], sample[1::2]
-    if odd.count(0) > 0.9 * len(odd) and even.count(0) < 0.1 * len(even):
-        return "utf-16-le"
-    if even.count(0) > 0.9 * len(even) and odd.count(0) < 0.1 * len(odd):
-        return "utf-16-be"
-    return None
-
-
-def as_utf8(shown: str, data: bytes, encoding: str) -> bytes:
-    """The text as UTF-8 bytes without a BOM and with LF or CRLF line ends, or the line that is not in ``encoding``.
-
-    A byte order mark decides the encoding: no other encoding's text starts with one.
-    """
-    for bom, marked in _BOMS:
-        if data.startswith(bom):
-            encoding, data = marked, data[len(bom) :]
-            break
-    else:
-        if _is_utf8(encoding):
-            encoding = _utf16_without_bom(data) or encoding
-    if not _is_utf8(encoding):
-        try:
-            data = data.decode(encoding).encode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise _decode_error(shown, data, encoding, exc) from None
-        data = data.removeprefix(_BOM)  # "utf-16" and the like keep no mark, but "utf-8-sig"-like names might
-    try:
-        # Polars checks UTF-8 faster than Python and without a copy of the text as str.
-        pl.Series([data], dtype=pl.Binary).cast(pl.String)
-    except pl.exceptions.PolarsError:
-        try:
-            data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise _decode_error(shown, data, "utf-8", exc) from None
-        raise
-    nul = data.find(b"\x00")
-    if nul >= 0:
-        raise InputFileError(
-            shown,
-            "holds a zero byte, so it is not a text file (a workbook? export it as CSV)",
-            line=_line_of(data, "utf-8", nul),
-        )
-    if b"\r" in data and data.count(b"\r") != data.count(b"\r\n"):
-        # A CR alone ends a line (old Mac, some Excel exports); polars and csv only know LF and CRLF.
-        data = re.sub(rb"\r(?!\n)", b"\n", data)
-    return data
 
 
 def _header_line(data: bytes) -> str:
@@ -308,24 +199,46 @@ def _infer_types(frame: pl.DataFrame, keep_text: set[str]) -> pl.DataFrame:
     """Type each CSV column from all of its values (polars would look at the first rows only).
 
     A sample of each column picks the one type worth checking; only then is the whole
-    column checked, so text columns cost next to nothing.
+    column checked, so text columns cost next to nothing. Every column's check is in one
+    ``select``, so polars runs them side by side.
     """
     sample = frame.head(_SAMPLE_ROWS)
+    columns = [
+        column
+        for column, dtype in frame.schema.items()
+        if dtype == pl.String and column not in keep_text and sample[column].null_count() != sample.height
+    ]
+    if not columns:
+        return frame
+    checks = [(c, kind) for c in columns for kind in _KINDS_OF_TEXT]
+    allowed = sample.select(pl.col(c).str.contains(kind[0]).all().alias(str(i)) for i, (c, kind) in enumerate(checks))
+    candidates: dict[str, list[tuple[str, type[pl.DataType]]]] = {}
+    for (column, kind), fit in zip(checks, allowed.row(0), strict=True):
+        if fit:
+            candidates.setdefault(column, []).append(kind)
     casts: list[pl.Expr] = []
-    for column, dtype in frame.schema.items():
-        if dtype != pl.String or column in keep_text or sample[column].null_count() == sample.height:
-            continue
-        col = pl.col(column)
-        for pattern, cast in _KINDS_OF_TEXT:
-            if not sample.select(col.str.contains(pattern).all()).item():
-                continue
-            fits = col.str.contains(pattern).all()
-            if cast == pl.Float64:
-                fits = fits & (col.str.len_bytes().max() <= _FLOAT_CHARS)
-            if frame.select(fits).item():
+    while candidates:
+        # Each column's first kind its sample allows, checked on the whole column; the next kind if it fails.
+        tried = [(c, *left[0]) for c, left in candidates.items()]
+        fits = frame.select(_fits(pl.col(c), pattern, cast).alias(c) for c, pattern, cast in tried).row(0)
+        for (column, _, cast), fit in zip(tried, fits, strict=True):
+            if fit:
+                col = pl.col(column)
                 casts.append(col == "true" if cast == pl.Boolean else col.cast(cast))
-                break
+                del candidates[column]
+            elif len(candidates[column]) > 1:
+                candidates[column] = candidates[column][1:]
+            else:
+                del candidates[column]
     return frame.with_columns(casts) if casts else frame
+
+
+def _fits(col: pl.Expr, pattern: str, cast: type[pl.DataType]) -> pl.Expr:
+    """Whether every value of ``col`` reads as ``cast`` and writes back as the same text."""
+    fits = col.str.contains(pattern).all()
+    if cast == pl.Float64:
+        fits = fits & (col.str.len_bytes().max() <= _FLOAT_CHARS)
+    return fits
 
 
 def _without_empty_rows(frame: pl.DataFrame) -> pl.DataFrame:

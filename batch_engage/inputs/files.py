@@ -12,7 +12,7 @@ says; old Mac line endings (CR alone) end lines; rows whose cells are all empty
 (Excel's trailing ``,,,``) are skipped like blank lines. No file, however broken,
 gives anything but an :class:`InputFileError`.
 
-The CSV details (encodings, separator, short and blank rows, typing) live in the private ``_csv``.
+The bytes become UTF-8 text in ``encoding``; the CSV details (separator, short and blank rows, typing) live in ``csv``.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ import polars as pl
 from ..errors import InputFileError
 from ..job import InputSpec
 from .catalog import FILE_EXTENSIONS
-from .csv import SEPARATORS, as_utf8, is_blank, read_csv, split_fields
+from .csv import SEPARATORS, read_csv, split_fields
+from .encoding import as_utf8, is_blank
 
 __all__ = ["SEPARATORS", "STDIN_NAME", "InputSpec", "Table", "frame_digest", "read_table", "require_columns"]
 

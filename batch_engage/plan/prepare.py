@@ -25,7 +25,7 @@ from ..inputs import Table, frame_digest, read_query, read_table
 from ..job import Cap, Spec, history_identity
 from .hygiene import apply_history, apply_opt_outs, apply_suppression, load_suppression
 from .rewrites import Rewrite, rewrite_examples
-from .rows import plan as plan_rows
+from .rows import planned as planned_rows
 from .rows import text_columns
 from .variants import experiment_fingerprint, history_by_flow, hold_out, with_variants
 from .windows import assign_zones
@@ -104,6 +104,21 @@ def _contact(dedupe: str) -> pl.Expr:
     return pl.when(usable).then(key).alias("contact")
 
 
+def _with_marker(planned: pl.LazyFrame, spec: Spec) -> pl.LazyFrame:
+    """A row whose Parameters would be over the limit once the marker is added is invalid, and says so."""
+    extra = marker_overhead(spec.send.marker_key)
+    if not extra:
+        return planned
+    limit = spec.send.max_parameters_bytes
+    over = (pl.col("status") != "invalid") & (pl.col("parameters").fill_null("{}").str.len_bytes() + extra > limit)
+    return planned.with_columns(
+        status=pl.when(over).then(pl.lit("invalid")).otherwise(pl.col("status")),
+        error_message=pl.when(over)
+        .then(pl.lit(f"Parameters is over {limit} bytes with the marker (send.max_parameters_bytes)"))
+        .otherwise(pl.col("error_message")),
+    )
+
+
 def prepare(
     spec: Spec,
     *,
@@ -118,32 +133,40 @@ def prepare(
     ``kept``: contacts already sent a variant (from the checkpoint), who keep it. ``rewrites`` also finds
     one example of each way a To was rewritten (for ``validate``; a run skips the cost).
     """
+    table = _read(spec, frame, stdin)
+    query = planned_rows(table.frame, spec, source_name=table.name)
+    if spec.experiment is not None:
+        contact = _contact(spec.send.dedupe)
+        rows = with_variants(
+            query.collect(), table.frame, spec, source_name=table.name, contact=contact, kept=kept or {}
+        )
+        query = rows.lazy()
+    planned = _with_marker(query, spec).with_columns(_contact(spec.send.dedupe)).collect()
+    if spec.send.window is not None:
+        planned = assign_zones(planned, table.frame, spec)
+    written = table.frame.get_column(spec.mapping.to) if rewrites else None
+    digest = table.digest
+    # The other input columns are done with: a million rows of them are worth giving back before the hygiene.
+    del table
+    planned = _hygiene(planned, spec, job_owner)
+    examples = rewrite_examples(written, planned) if written is not None else ()
+    return Prepared(plan=planned, fingerprint=fingerprint(spec), input_digest=digest, rewrites=examples)
+
+
+def _read(spec: Spec, frame: pl.DataFrame | pl.LazyFrame | None, stdin: BinaryIO | None) -> Table:
+    """The job's rows: the frame given, the query's, or the file's; address and JSON columns as text."""
     if frame is not None:
         data = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
         columns = [c for c in text_columns(spec.mapping) if c in data.columns]
         data = data.with_columns(pl.col(c).cast(pl.String) for c in columns)
-        table = Table(frame=data, digest=frame_digest(data), name="(frame)")
-    elif spec.input.query is not None:
-        table = read_query(spec.input, text_columns=text_columns(spec.mapping))
-    else:
-        table = read_table(spec.input, text_columns=text_columns(spec.mapping), stdin=stdin)
-    planned = plan_rows(table.frame, spec, source_name=table.name)
-    if spec.experiment is not None:
-        contact = _contact(spec.send.dedupe)
-        planned = with_variants(planned, table.frame, spec, source_name=table.name, contact=contact, kept=kept or {})
-    extra = marker_overhead(spec.send.marker_key)
-    if extra:
-        limit = spec.send.max_parameters_bytes
-        over = (pl.col("status") != "invalid") & (pl.col("parameters").fill_null("{}").str.len_bytes() + extra > limit)
-        planned = planned.with_columns(
-            status=pl.when(over).then(pl.lit("invalid")).otherwise(pl.col("status")),
-            error_message=pl.when(over)
-            .then(pl.lit(f"Parameters is over {limit} bytes with the marker (send.max_parameters_bytes)"))
-            .otherwise(pl.col("error_message")),
-        )
-    planned = planned.with_columns(_contact(spec.send.dedupe))
-    if spec.send.window is not None:
-        planned = assign_zones(planned, table.frame, spec)
+        return Table(frame=data, digest=frame_digest(data), name="(frame)")
+    if spec.input.query is not None:
+        return read_query(spec.input, text_columns=text_columns(spec.mapping))
+    return read_table(spec.input, text_columns=text_columns(spec.mapping), stdin=stdin)
+
+
+def _hygiene(planned: pl.DataFrame, spec: Spec, job_owner: str | None) -> pl.DataFrame:
+    """Suppression lists, opt-outs, frequency caps against the history, and the experiment's holdout."""
     if spec.suppress.files:
         lists = load_suppression(spec.suppress.files, spec.suppress.column, spec.mapping.default_region)
         planned = apply_suppression(planned, lists)
@@ -163,5 +186,4 @@ def prepare(
                 planned = history_by_flow(planned, history, spec, job_caps, job=owner)
     if spec.experiment is not None:
         planned = hold_out(planned)
-    examples = rewrite_examples(table.frame[spec.mapping.to], planned) if rewrites else ()
-    return Prepared(plan=planned, fingerprint=fingerprint(spec), input_digest=table.digest, rewrites=examples)
+    return planned

@@ -52,11 +52,11 @@ def _ways(written: pl.Expr, sent: pl.Expr) -> pl.Expr:
 def rewrite_examples(written: pl.Series, plan: pl.DataFrame) -> tuple[Rewrite, ...]:
     """The first example of each way a sendable row's To differs from its cell (``written`` is the To column)."""
     # A float column's cell reads as the file shows it (``4155550123.0``), not as its digits.
-    cells = written.cast(pl.String).str.strip_chars()
-    frame = pl.DataFrame({"written": cells, "sent": plan["to"], "status": plan["status"]})
-    changed = frame.filter((pl.col("status") != "invalid") & (pl.col("written") != pl.col("sent")))
-    if changed.height == 0:
-        return ()
+    frame = pl.DataFrame({"written": written.cast(pl.String), "sent": plan["to"], "status": plan["status"]})
+    # A sendable row's To has no space at either end, so a cell equal to it as written is equal once stripped:
+    # only the few cells that differ are stripped and compared again.
+    differ = frame.lazy().filter((pl.col("status") != "invalid") & (pl.col("written") != pl.col("sent")))
+    changed = differ.with_columns(pl.col("written").str.strip_chars()).filter(pl.col("written") != pl.col("sent"))
     ways = changed.with_columns(way=_ways(pl.col("written"), pl.col("sent"))).filter(pl.col("way") != "")
-    first = ways.group_by("way", maintain_order=True).first()
+    first = ways.group_by("way", maintain_order=True).first().collect()
     return tuple(Rewrite(way, w, s) for way, w, s in first.select("way", "written", "sent").iter_rows())

@@ -24,11 +24,12 @@ from ..inputs import require_columns
 from ..job import MappingSpec, Spec, static_parameter_pairs
 from . import phone
 
-__all__ = ["MAX_ADDRESS_BYTES", "build_parameters", "plan", "text_columns"]
+__all__ = ["MAX_ADDRESS_BYTES", "build_parameters", "plan", "planned", "text_columns"]
 
 MAX_ADDRESS_BYTES = 300  # Twilio error 81023: To and From together
 _SHOWN_CHARS = 60  # how much of a bad JSON value an error message repeats
-_NEEDS_ESCAPE = r'["\\\x00-\x1f]'  # what JSON escapes in a string; text without any is its own JSON
+# What JSON escapes in a string: text without any is its own JSON (literal needles: faster than a class).
+_NEEDS_ESCAPE = ['"', "\\", *map(chr, range(0x20))]
 
 
 def text_columns(mapping: MappingSpec) -> list[str]:
@@ -61,15 +62,20 @@ class _Json:
     joined; a value's pieces are joined as they are, so a null value makes the whole null.
     """
 
-    pieces: tuple[pl.Expr, ...]
+    pieces: tuple[pl.Expr | str, ...]
     always: bool
     skip_nulls: bool = False
 
     def joined(self) -> pl.Expr:
-        """The pieces as one expression."""
-        if len(self.pieces) == 1:
-            return self.pieces[0]
-        return pl.concat_str(list(self.pieces), ignore_nulls=self.skip_nulls)
+        """The pieces as one expression; neighbouring literal text is one piece (each piece costs a pass)."""
+        merged: list[pl.Expr | str] = []
+        for piece in self.pieces:
+            if isinstance(piece, str) and merged and isinstance(merged[-1], str):
+                merged[-1] += piece
+            else:
+                merged.append(piece)
+        exprs = [pl.lit(piece, pl.String) if isinstance(piece, str) else piece for piece in merged]
+        return exprs[0] if len(exprs) == 1 else pl.concat_str(exprs, ignore_nulls=self.skip_nulls)
 
 
 def _holds_bytes(dtype: Any) -> bool:
@@ -83,11 +89,30 @@ def _holds_bytes(dtype: Any) -> bool:
     return False
 
 
-def _json_value(frame: pl.DataFrame, column: str, key: str) -> _Json:
+def _plain_columns(frame: pl.DataFrame, columns: list[str]) -> set[str]:
+    """The float columns with only finite values and the text columns with nothing to escape, in one pass.
+
+    Their JSON is their text (quoted, for text); each check is a scan of the column, and one ``select``
+    lets polars run them side by side.
+    """
+    checks = []
+    for column in dict.fromkeys(columns):
+        dtype = frame.schema[column]
+        if dtype.is_float():
+            checks.append(pl.col(column).is_finite().all().alias(column))
+        elif dtype == pl.String:
+            checks.append(pl.col(column).str.contains_any(_NEEDS_ESCAPE).any().not_().alias(column))
+    if not checks:
+        return set()
+    found = frame.select(checks).row(0, named=True)
+    return {column for column, plain in found.items() if plain}
+
+
+def _json_value(frame: pl.DataFrame, column: str, key: str, plain: set[str]) -> _Json:
     """Each value of ``column`` as JSON text, null where the value is null (or NaN, which JSON cannot hold).
 
     A list column becomes a JSON array (what Studio hands the Flow as ``flow.data.<key>``); a
-    binary one is refused by name: bytes have no JSON form.
+    binary one is refused by name: bytes have no JSON form. ``plain``: see :func:`_plain_columns`.
     """
     col = pl.col(column)
     series = frame.get_column(column)
@@ -101,11 +126,11 @@ def _json_value(frame: pl.DataFrame, column: str, key: str) -> _Json:
     if series.dtype.is_integer() or series.dtype == pl.Boolean:
         return _Json((col.cast(pl.String),), always)
     if series.dtype.is_float():
-        always = always and bool(series.is_finite().all())
+        always = always and column in plain
         # Polars writes floats as json_encode does (shortest round trip), so a plain cast is the JSON.
         return _Json((col.cast(pl.String) if always else pl.when(col.is_finite()).then(col.cast(pl.String)),), always)
-    if series.dtype == pl.String and not series.str.contains(_NEEDS_ESCAPE).any():
-        return _Json((pl.lit('"'), col, pl.lit('"')), always)
+    if series.dtype == pl.String and column in plain:
+        return _Json(('"', col, '"'), always)
     encoded = pl.struct(col.alias("v")).struct.json_encode().str.slice(len('{"v":')).str.strip_suffix("}")
     return _Json((encoded if always else pl.when(col.is_not_null()).then(encoded),), always)
 
@@ -127,11 +152,11 @@ def _object(tree: Mapping[str, Any]) -> _Json:
     if members[0][1].always:
         # One flat concatenation, nulls skipped: each later member carries its leading comma,
         # and the first is on every row, so a member left out never leaves a stray comma.
-        pieces: list[pl.Expr] = [pl.lit("{")]
+        pieces: list[pl.Expr | str] = ["{"]
         for i, (key, value) in enumerate(members):
-            prefix = pl.lit(("," if i else "") + key)
-            pieces += [prefix, *value.pieces] if value.always else [pl.concat_str([prefix, value.joined()])]
-        pieces.append(pl.lit("}"))
+            prefix = ("," if i else "") + key
+            pieces += [prefix, *value.pieces] if value.always else [pl.concat_str([pl.lit(prefix), value.joined()])]
+        pieces.append("}")
         return _Json(tuple(pieces), always=True, skip_nulls=True)
     fragments = [pl.concat_str([pl.lit(key), value.joined()]) for key, value in members]
     inner = pl.concat_str(fragments, separator=",", ignore_nulls=True)
@@ -143,10 +168,13 @@ def _object(tree: Mapping[str, Any]) -> _Json:
 
 def build_parameters(mapping: MappingSpec, frame: pl.DataFrame) -> pl.Expr | None:
     """The vectorized ``Parameters`` JSON expression for ``frame`` (nulls left out), or None when nothing is mapped."""
-    pairs = [(key, _json_value(frame, column, key)) for key, column in mapping.parameters]
+    plain = _plain_columns(
+        frame, [column for _, column in mapping.parameters if not _holds_bytes(frame.schema[column])]
+    )
+    pairs = [(key, _json_value(frame, column, key, plain)) for key, column in mapping.parameters]
     for key, value in static_parameter_pairs(mapping.static_parameters):
         try:
-            pairs.append((key, _Json((pl.lit(_dumps(value), pl.String),), True)))
+            pairs.append((key, _Json((_dumps(value),), True)))
         except (TypeError, ValueError):
             raise ConfigError(f"mapping.static_parameters.{key}", f"cannot be sent as JSON: {value!r}") from None
     if not pairs:
@@ -195,41 +223,48 @@ def _merge_column(params: pl.Series, extra: pl.Series, column: str) -> tuple[pl.
     return pl.Series(values, dtype=pl.String), pl.Series(reasons, dtype=pl.String)
 
 
-def _from_addresses(frame: pl.DataFrame, mapping: MappingSpec, region: str | None) -> pl.DataFrame:
+def _from_addresses(frame: pl.DataFrame, mapping: MappingSpec, region: str | None) -> tuple[pl.Expr, pl.Expr]:
+    """Each row's From and why it cannot be sent, as expressions (one literal for ``mapping.from``)."""
     if mapping.from_column:
-        return phone.normalize(frame[mapping.from_column], region, what="From")
+        found = phone.normalize(frame[mapping.from_column], region, what="From")
+        return pl.lit(found["address"]), pl.lit(found["reason"])
     assert mapping.from_ is not None
     literal = phone.normalize(pl.Series([mapping.from_]), region, what="From")
     reason = literal["reason"][0]
     if reason is not None:
         raise ConfigError("mapping.from", str(reason).removeprefix("From: "))
-    return pl.DataFrame(
-        {
-            "address": pl.repeat(literal["address"][0], frame.height, eager=True, dtype=pl.String),
-            "reason": pl.repeat(None, frame.height, eager=True, dtype=pl.String),
-        }
-    )
+    return pl.lit(literal["address"][0], pl.String), pl.lit(None, pl.String)
 
 
 def plan(frame: pl.DataFrame, spec: Spec, *, source_name: str = "input") -> pl.DataFrame:
     """Validate and map every row; see the module docstring for the result's shape."""
+    return planned(frame, spec, source_name=source_name).collect()
+
+
+def planned(frame: pl.DataFrame, spec: Spec, *, source_name: str = "input") -> pl.LazyFrame:
+    """:func:`plan` as a query not yet run, for a caller that adds columns before the one ``collect``.
+
+    The addresses are judged (and the Parameters merged with a ``parameters_column``) first; the rest,
+    Parameters, reasons, deduplication and statuses, is one polars query, so its steps run side by side.
+    """
     mapping = spec.mapping
     region = _check_mapping(frame, mapping, source_name)
     to = phone.normalize(frame[mapping.to], region, what="To")
-    from_ = _from_addresses(frame, mapping, region)
+    from_, from_reason = _from_addresses(frame, mapping, region)
     params, param_reason = _parameters(frame, mapping)
-    out = pl.DataFrame(
-        {
-            "to": to["address"],
-            "from": from_["address"],
-            "parameters": params,
-            "to_reason": to["reason"],
-            "from_reason": from_["reason"],
-            "param_reason": param_reason,
-        }
-    ).with_row_index("row", offset=1)
-    out = out.with_columns(pl.col("row").cast(pl.Int64), reason=_reason(spec.send.max_parameters_bytes))
-    return _statuses(out.with_columns(first=_first_row(spec.send.dedupe)), spec.send.dedupe)
+    out = frame.lazy().select(
+        pl.lit(to["address"]).alias("to"),
+        from_.alias("from"),
+        params.alias("parameters"),
+        pl.lit(to["reason"]).alias("to_reason"),
+        from_reason.alias("from_reason"),
+        param_reason.alias("param_reason"),
+    )
+    out = out.with_row_index("row", offset=1).with_columns(
+        pl.col("row").cast(pl.Int64), reason=_reason(spec.send.max_parameters_bytes)
+    )
+    rows = out.collect()
+    return _statuses(rows.lazy().with_columns(first=_first_rows(rows, spec.send.dedupe)), spec.send.dedupe)
 
 
 def _check_mapping(frame: pl.DataFrame, mapping: MappingSpec, source_name: str) -> str | None:
@@ -247,20 +282,19 @@ def _check_mapping(frame: pl.DataFrame, mapping: MappingSpec, source_name: str) 
         raise ConfigError("mapping.default_region", str(exc)) from None
 
 
-def _parameters(frame: pl.DataFrame, mapping: MappingSpec) -> tuple[pl.Series, pl.Series]:
-    """Each row's ``Parameters`` JSON (``{}`` when nothing is mapped) and why a row's cannot be sent."""
+def _parameters(frame: pl.DataFrame, mapping: MappingSpec) -> tuple[pl.Expr, pl.Expr]:
+    """Each row's ``Parameters`` JSON (``{}`` when nothing is mapped) and why a row's cannot be sent, as expressions."""
     params_expr = build_parameters(mapping, frame)
-    params = (
-        frame.select(params_expr.alias("parameters")).to_series()
-        if params_expr is not None
-        else pl.repeat("{}", frame.height, eager=True, dtype=pl.String)
-    )
+    if params_expr is None:
+        params_expr = pl.lit("{}", pl.String)
+    if not mapping.parameters_column:
+        return params_expr, pl.lit(None, pl.String)
+    params = frame.select(params_expr.alias("parameters")).to_series()
     if params.len() != frame.height:
         # Only static parameters: the expression is a literal, one value for every row.
         params = pl.repeat(params[0], frame.height, eager=True, dtype=pl.String)
-    if mapping.parameters_column:
-        return _merge_column(params, frame[mapping.parameters_column], mapping.parameters_column)
-    return params, pl.repeat(None, frame.height, eager=True, dtype=pl.String)
+    merged, reasons = _merge_column(params, frame[mapping.parameters_column], mapping.parameters_column)
+    return pl.lit(merged), pl.lit(reasons)
 
 
 def _reason(limit: int) -> pl.Expr:
@@ -278,7 +312,7 @@ def _reason(limit: int) -> pl.Expr:
     )
 
 
-def _statuses(out: pl.DataFrame, dedupe: str) -> pl.DataFrame:
+def _statuses(out: pl.LazyFrame, dedupe: str) -> pl.LazyFrame:
     """The plan's columns: each row ``invalid`` (with its reason), ``duplicate`` (naming the first) or ``pending``."""
     what = "contact" if dedupe == "to" else "contact and sender"
     repeat = pl.col("first").is_not_null() & (pl.col("first") != pl.col("row"))
@@ -302,11 +336,36 @@ def _statuses(out: pl.DataFrame, dedupe: str) -> pl.DataFrame:
     )
 
 
-def _first_row(dedupe: str) -> pl.Expr:
-    """For each valid row, the first valid row with the same key (itself when it is the first)."""
+def _first_rows(out: pl.DataFrame, dedupe: str) -> pl.Expr:
+    """For each valid row, the first valid row with the same key (itself when it is the first).
+
+    Rows are grouped by a 64-bit hash of their key, a third of the cost of grouping the text. Two keys
+    may share a hash (about one pair in 10^7 lists of a million contacts): then a row would name a
+    first row with another key, so every repeat is checked against the key of the row it names, and
+    grouping by the key itself decides whenever one differs.
+    """
     if dedupe == "none":
         return pl.lit(None, pl.Int64)
-    key = pl.col("to") if dedupe == "to" else pl.struct("to", "from")
+    keys = ["to"] if dedupe == "to" else ["to", "from"]
+    key = pl.col("to") if dedupe == "to" else pl.struct(keys)
+    first = _grouped_min(out, key.hash())
+    if _collided(out, first, keys):
+        first = _grouped_min(out, key)
+    return pl.lit(first)
+
+
+def _grouped_min(out: pl.DataFrame, key: pl.Expr) -> pl.Series:
+    """Each valid row's smallest row number among the valid rows with the same ``key``."""
     # Invalid rows take no part: an unusable row cannot shadow a good one.
     valid = pl.col("reason").is_null()
-    return pl.when(valid).then(pl.col("row").min().over(pl.when(valid).then(key)))
+    grouped = pl.when(valid).then(pl.col("row").min().over(pl.when(valid).then(key)))
+    return out.lazy().select(grouped.alias("first")).collect().to_series()
+
+
+def _collided(out: pl.DataFrame, first: pl.Series, keys: list[str]) -> bool:
+    """Whether some row names as its first a row with another key (a shared hash, not a repeat)."""
+    repeats = (first.is_not_null() & (first != out.get_column("row"))).arg_true()
+    if not len(repeats):
+        return False
+    named = first.gather(repeats) - 1  # row r is at index r - 1
+    return any(bool((out[c].gather(repeats) != out[c].gather(named)).any()) for c in keys)

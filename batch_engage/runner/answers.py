@@ -75,7 +75,8 @@ class Answers(Outcomes):
             if delay is None:
                 self.record(item, RowState.FAILED, error=exc)
             else:
-                log.debug("row.retry", row=item.row, delay=round(delay, 3), reason=type(exc).__name__)
+                if self._debug:
+                    log.debug("row.retry", row=item.row, delay=round(delay, 3), reason=type(exc).__name__)
                 self.stats.retries += 1
                 self.recorder.count("retries")
                 self._queue.retry_later(item, delay)

@@ -10,6 +10,7 @@ backoff, the rest are final. Nothing here prints or exits.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -37,6 +38,12 @@ __all__ = ["DRAIN_GRACE", "Dispatcher", "Item", "Progress", "RunControl", "make_
 
 DRAIN_GRACE = 5.0
 log = structlog.get_logger(__name__)
+
+
+def _debug_enabled() -> bool:
+    """Whether debug events are kept now (a filtering logger drops them as a no-op, but not their arguments)."""
+    check = getattr(log.bind(), "is_enabled_for", None)
+    return bool(check(logging.DEBUG)) if check is not None else True
 
 
 @dataclass(eq=False, kw_only=True)
@@ -88,6 +95,9 @@ class Dispatcher(Answers):
         )
         self._breaker = Breaker(self.spec.send.breaker_window, self.spec.send.breaker_ratio)
         self._warned_concurrency = False
+        self._debug = _debug_enabled()
+        self._v1 = self.spec.flow.api == "engagements"
+        self._marker_key = self.spec.send.marker_key
         self._clients: dict[str, StudioClient] = {}
 
     def client_for(self, flow: str | None) -> StudioClient:
@@ -168,9 +178,10 @@ class Dispatcher(Answers):
         self.stats.requests += 1
         self.recorder.count("requests")
         self.stats.first_send = self.stats.first_send or sent_at
-        wall = self.clock.now()
+        # Only v1 can hand a run back, and only the moment the request left tells one.
+        wall = self.clock.now() if self._v1 else None
         try:
-            created = await self.client_for(item.flow).create(item.to, item.from_, item.body(self.spec.send.marker_key))
+            created = await self.client_for(item.flow).create(item.to, item.from_, item.body(self._marker_key))
         except StudioError as exc:
             self.stats.last_answer = self.clock.monotonic()
             self._on_error(item, exc, sent_at)
@@ -181,9 +192,7 @@ class Dispatcher(Answers):
         self.pacer.admitted()
         self.stats.created += 1
         self.recorder.count("ok")
-        handback = self.spec.flow.api == "engagements" and is_handback(
-            created, self.client.clock.to_twilio(wall), self.sids
-        )
+        handback = wall is not None and is_handback(created, self.client.clock.to_twilio(wall), self.sids)
         if handback and self.active is not None:
             self.set_aside(item, created.sid)
             return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,8 +12,11 @@ from ..plan import contact_hash, params_hash
 
 __all__ = ["Item", "make_marker"]
 
+# One marker key per job, quoted for every row's body: once is enough.
+_quoted = functools.lru_cache(maxsize=8)(json.dumps)
 
-@dataclass
+
+@dataclass(slots=True)
 class Item:
     """One contact on its way: what to send, and what happened to it so far."""
 
@@ -38,7 +42,7 @@ class Item:
         """The Parameters to send: the row's, with the marker added."""
         if not marker_key or self.marker is None:
             return self.parameters
-        member = f"{json.dumps(marker_key)}:{json.dumps(self.marker)}"
+        member = f"{_quoted(marker_key)}:{json.dumps(self.marker)}"
         if not self.parameters or self.parameters == "{}":
             return "{" + member + "}"
         return self.parameters[:-1] + "," + member + "}"

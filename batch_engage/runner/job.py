@@ -15,9 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
-from datetime import timedelta
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import BinaryIO
 
@@ -29,35 +27,26 @@ from ..checkpoint import CheckpointStore, read_checkpoint
 from ..clock import iso_ms
 from ..control import Progress, RunControl, StoppableClock
 from ..credentials import Credentials
-from ..errors import OutputFailed, Stopped, StorageFailed, StudioError, UsageError
+from ..errors import OutputFailed, StorageFailed, UsageError
 from ..exits import exit_code_for
-from ..history import HistoryStore, open_history
+from ..history import open_history
 from ..job import Spec, prove_outputs
-from ..plan import Prepared, annotate_windows, fingerprint, prepare, send_window
+from ..plan import Prepared, annotate_windows, fingerprint, prepare
 from ..postgres import masked
 from ..results import SEGMENTS_META, build_results, counts_by_status, with_segments
-from ..states import FINAL, REACHED, RowState
 from ..tables import write_output
 from ..twilio import (
-    Pacer,
     Reach,
-    StudioClient,
-    TwilioClock,
     check_base_url,
-    make_http_client,
     studio_base_url,
     studio_region_warning,
 )
-from .dispatch import Dispatcher
 from .ending import Ending, ending
-from .failures import Storage, is_storage_error
-from .known import Known
-from .lifecycle import close, flushed, journal_lines, opened
-from .lost import mark_lost_lines
+from .failures import Storage
+from .lifecycle import close, journal_lines, opened
 from .opening import EarlyOpening, checkpoint_opening, opens_early, plan_while_opening, target_for
-from .phases import ARRIVAL_META, Invocation, phases
-from .recorder import Recorder
-from .unreachable import watched
+from .phases import ARRIVAL_META, Invocation
+from .sending import Sent, run_with_checkpoint
 from .values import RunOptions, RunResult, RunSummary
 from .variants import count_holdout, kept_variants
 
@@ -75,19 +64,6 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 DEFAULT_OPTIONS = RunOptions()
-RECENT_SIDS = timedelta(minutes=10)
-
-
-@dataclass
-class _Sent:
-    """What the sending part of a run hands back to the reporting part."""
-
-    d: Dispatcher
-    stopped_early: bool = False
-    reached_earlier: int = 0
-    changed: int = 0
-    stop_reason: str | None = None
-    repaired: str | None = None
 
 
 def _studio_url(spec: Spec, credentials: Credentials) -> str:
@@ -111,7 +87,7 @@ def _prepared(
     return Prepared(plan=view.plan, fingerprint=fingerprint(spec), input_digest=view.meta.get("input", ""))
 
 
-def _summary(spec: Spec, sent: _Sent, counts: dict[str, int], duration: float, end: Ending) -> RunSummary:
+def _summary(spec: Spec, sent: Sent, counts: dict[str, int], duration: float, end: Ending) -> RunSummary:
     d, stats = sent.d, sent.d.stats
     return RunSummary(
         counts=counts,
@@ -223,7 +199,7 @@ async def _run_locked(
         await storage.commit("saving the plan", cp.save_plan, prepared.plan)
         history = open_history(spec.history.path) if spec.history.path and not options.sandbox else None
         try:
-            sent = await _run_with_checkpoint(job, cp, history, lines)
+            sent = await run_with_checkpoint(job, cp, history, lines)
             if history is not None and not settle_only:
                 await asyncio.to_thread(count_holdout, history, spec, prepared.plan)
         finally:
@@ -254,7 +230,7 @@ async def _run_locked(
     return RunResult(results=results, counts=counts, exit_code=end.exit_code, summary=summary)
 
 
-def _ending(sent: _Sent, counts: dict[str, int], storage: Storage) -> Ending:
+def _ending(sent: Sent, counts: dict[str, int], storage: Storage) -> Ending:
     return ending(
         counts,
         aborted=sent.d.aborted,
@@ -280,109 +256,3 @@ async def _write_results(spec: Spec, results: pl.DataFrame) -> None:
             f"the journal is in {masked(spec.output.checkpoint)}; once there is room, "
             "`batch-engage report JOB` writes the table again"
         ) from None
-
-
-def _dispatcher(
-    job: Invocation, cp: CheckpointStore, client: StudioClient, history: HistoryStore | None, known: Known
-) -> Dispatcher:
-    """The dispatcher of this run, with its pacer and recorder; it counts the contacts already final."""
-    spec, clock = job.spec, job.clock
-    pacer = Pacer(spec.send.rate, clock=StoppableClock(job.options.pacing(), job.control))
-    return Dispatcher(
-        spec=spec,
-        window=send_window(spec),
-        cp=cp,
-        client=client,
-        history=history,
-        recorder=Recorder(
-            cp, history, now=lambda: clock.now().timestamp(), rate=lambda: pacer.rate, storage=job.storage
-        ),
-        storage=job.storage,
-        pacer=pacer,
-        clock=clock,
-        control=job.control,
-        on_progress=job.on_progress,
-        total=known.sendable.height,
-        done=known.count(FINAL),
-        sent_before=known.count(REACHED),
-        failed_before=known.count(frozenset({RowState.FAILED})),
-        sids=cp.sids_since(iso_ms(clock.now() - RECENT_SIDS)) if spec.flow.api == "engagements" else set(),
-    )
-
-
-@contextlib.asynccontextmanager
-async def _studio(job: Invocation) -> AsyncIterator[StudioClient]:
-    """The Studio client over this run's HTTP connection pool, closed at the end."""
-    send = job.spec.send
-    http = make_http_client(
-        username=job.credentials.username,
-        password=job.credentials.password,
-        concurrency=send.concurrency,
-        connect_timeout=send.connect_timeout,
-        read_timeout=send.read_timeout,
-        transport=job.transport,
-        reach=job.reach,
-    )
-    async with http:
-        flow = job.spec.flow
-        yield StudioClient(
-            http, base_url=job.base_url, flow_sid=flow.sid, api=flow.api, clock=TwilioClock(wall=job.clock.now)
-        )
-
-
-async def _run_with_checkpoint(
-    job: Invocation, cp: CheckpointStore, history: HistoryStore | None, lines: pl.DataFrame | None
-) -> _Sent:
-    """The sending part: the dispatcher and its flusher around the run's phases, with the --max-duration timer.
-
-    ``lines``: the journal's states, read when the checkpoint was opened (None: read now).
-    """
-    control, prepared = job.control, job.prepared
-    known = Known.read(cp, prepared.plan, lines)
-    reached_earlier, changed = known.earlier(cp, prepared.plan, prepared.input_digest)
-    if reached_earlier:
-        log.info("input.reached_earlier", rows=reached_earlier, parameters_changed=changed)
-    async with _studio(job) as client:
-        d = _dispatcher(job, cp, client, history, known)
-        sent = _Sent(d, reached_earlier=reached_earlier, changed=changed)
-        done_flushing = asyncio.Event()
-        flusher = asyncio.create_task(d.recorder.run(done_flushing))
-        limit = job.options.max_duration
-        timer = None
-        if limit is not None:
-
-            def out_of_time() -> None:
-                sent.stop_reason = sent.stop_reason or f"--max-duration of {job.options.max_duration} s reached"
-                control.request_stop()
-
-            timer = asyncio.get_running_loop().call_later(limit, out_of_time)
-        try:
-            sent.repaired = await mark_lost_lines(cp, prepared.plan, job.storage)
-            sent.stopped_early = await watched(
-                # Lines marked lost changed the journal: the phases read it again.
-                phases(job, cp, d, known if sent.repaired is None else None),
-                job.reach,
-                control,
-                give_up_after=job.spec.send.unreachable_timeout,
-                sent=lambda: d.stats.created,
-                gave_up=lambda why: setattr(sent, "stop_reason", why),
-            )
-        except StudioError as exc:
-            # Preflight could not reach Studio: nothing was sent; try again later.
-            log.error("run.unreachable", reason=exc.message)
-            sent.stopped_early = True
-            sent.stop_reason = f"Studio could not be reached: {exc.message}"
-        except Stopped:
-            sent.stopped_early = True
-        except Exception as exc:
-            if not is_storage_error(exc):
-                raise
-            job.storage.failed("the checkpoint", exc)
-        finally:
-            if timer is not None:
-                timer.cancel()
-            done_flushing.set()
-            await flushed(flusher, control)
-    if sent.stop_reason is None and control.stopping:
-        sent.stop_reason = "a stop was asked for"
-    return sent

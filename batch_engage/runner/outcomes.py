@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
 from collections.abc import Callable
 
@@ -49,6 +48,7 @@ class Outcomes:
     active: ActiveRuns | None
     _breaker: Breaker
     _identity: str  # the job as the shared history knows it (job.history_identity), worked out once
+    _debug: bool  # whether debug events are kept: a row's debug line is not even built otherwise
 
     def owner(self, item: Item) -> str:
         """The history claim's owner: this job (its id as written and its state's place) and this contact."""
@@ -69,6 +69,8 @@ class Outcomes:
             message = "the contact already had an active run on this Flow"
         elif error is not None:
             message = error.message
+        elif state == RowState.SENT and message is None:
+            message = item.note
         outcome = Outcome(
             contact=item.contact,
             state=state,
@@ -80,12 +82,10 @@ class Outcomes:
             completed_at=iso_ms(self.clock.now()) if state in FINAL else None,
             ended_sid=item.ended_sid,
         )
-        if state == RowState.SENT and message is None:
-            outcome = dataclasses.replace(outcome, error_message=item.note)
         if self.active is not None and state != RowState.WAITING_ACTIVE:
             self.active.settled(item.contact)
         self.recorder.outcome(outcome)
-        if state in _SETTLES:
+        if state in _SETTLES and self.recorder.settles:
             reached = state in (RowState.SENT, RowState.ALREADY_ACTIVE)
             self.recorder.settle(self.owner(item), outcome.sid if reached else None)
         if state in FINAL:
@@ -110,7 +110,7 @@ class Outcomes:
                 message=error.message,
                 attempts=item.attempts,
             )
-        else:
+        elif self._debug:
             log.debug("row.outcome", row=item.row, to=mask(item.to), status=str(state), sid=outcome.sid)
         if self._breaker.add(failed) and not self.aborted:
             self._trip()
@@ -120,7 +120,8 @@ class Outcomes:
         if self.active is not None and self.active.still_waiting(item):
             return
         self.recorder.outcome(Outcome(contact=item.contact, state=RowState.PENDING, attempts=item.attempts))
-        self.recorder.settle(self.owner(item), None)
+        if self.recorder.settles:
+            self.recorder.settle(self.owner(item), None)
 
     def progress(self) -> Progress:
         """A snapshot for progress displays."""

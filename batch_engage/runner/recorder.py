@@ -56,6 +56,11 @@ class Recorder:
         """Buffer one outcome."""
         self._outcomes.append(outcome)
 
+    @property
+    def settles(self) -> bool:
+        """Whether there is a shared history to settle claims in (else the owner need not be worked out)."""
+        return self._history is not None
+
     def settle(self, owner: str, sid: str | None) -> None:
         """Buffer a history claim's answer (a SID, or None to withdraw it)."""
         if self._history is not None:
@@ -65,9 +70,15 @@ class Recorder:
         """Add to this second's counter ``what`` (requests, ok, rate_limited, retries, lookups)."""
         assert what in _COUNTERS, what
         second = int(self._now())
-        self._seconds.setdefault(second, Counter())[what] += n
+        counters = self._seconds.get(second)
+        if counters is None:
+            counters = self._seconds[second] = Counter()
+        counters[what] += n
         if what in ("requests", "ok"):
-            self._sent.setdefault(second, [0, 0])[what == "ok"] += n
+            sent = self._sent.get(second)
+            if sent is None:
+                sent = self._sent[second] = [0, 0]
+            sent[what == "ok"] += n
 
     def achieved_rate(self) -> float:
         """This run's 2xx per second in which anything was sent, as the report page computes it (0 if none)."""

@@ -29,9 +29,13 @@ It imports nothing from the rest of batch_engage.
 
 from __future__ import annotations
 
-from ._numbers import OTHER_FLOW_SID
+from typing import TYPE_CHECKING, Any
+
 from .config import SANDBOX_PASSWORD, SANDBOX_USERNAME, LedgerEntry, SandboxConfig, SandboxStats, ServiceConfig
-from .http import Sandbox, serve
+
+if TYPE_CHECKING:
+    from ._numbers import OTHER_FLOW_SID
+    from .http import Sandbox, serve
 
 __all__ = [
     "OTHER_FLOW_SID",
@@ -44,3 +48,16 @@ __all__ = [
     "ServiceConfig",
     "serve",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """The simulator itself (``Sandbox``, ``serve``) and its routes load aiohttp: only when first asked for."""
+    if name in ("Sandbox", "serve"):
+        from . import http  # noqa: PLC0415 - aiohttp is loaded only by a simulator that serves
+
+        return getattr(http, name)
+    if name == "OTHER_FLOW_SID":
+        from . import _numbers  # noqa: PLC0415
+
+        return _numbers.OTHER_FLOW_SID
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,9 +10,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from aiohttp import web
+if TYPE_CHECKING:
+    from aiohttp import web
 
 FLOW_SID: Final = re.compile(r"^FW[0-9a-fA-F]{32}$")
 """A well-formed Flow SID."""
@@ -50,6 +51,8 @@ class ApiError(Exception):
         }
         if self.details is not None:
             body["details"] = self.details
+        from aiohttp import web  # noqa: PLC0415 - the configuration imports this module; aiohttp is for serving
+
         return web.json_response(body, status=self.status, headers=self.headers)
 
 

@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import aiohttp
 import httpx
 
 from ..errors import (
@@ -63,13 +62,19 @@ __all__ = [
 Purpose = Literal["create", "flow", "list", "run"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Created:
     """A successful create: the run's SID, and when Twilio says it was created."""
 
     sid: str
     http_status: int
-    date_created: datetime | None
+    # As Twilio sent it, read only when asked: only v1's hand-back test needs it.
+    created_text: object = None
+
+    @property
+    def date_created(self) -> datetime | None:
+        """When Twilio says the run was created (aware UTC), None if it does not say."""
+        return parse_datetime(self.created_text)
 
 
 def parse_datetime(value: object) -> datetime | None:
@@ -147,7 +152,7 @@ def classify_response(response: httpx.Response, *, what: Purpose = "create") -> 
         if not isinstance(body, dict) or not isinstance(sid, str) or not sid:
             # A 2xx we cannot read may still have created a run: possibly sent, never a crash.
             raise AnswerLost(f"HTTP {status} without a run SID in its body", http_status=status)
-        return Created(sid=sid, http_status=status, date_created=parse_datetime(body.get("date_created")))
+        return Created(sid=sid, http_status=status, created_text=body.get("date_created"))
     code, message, details = _error_body(response)
     kw: dict[str, Any] = {"http_status": status, "code": code, "details": details}
     if status == 429 or code == 20429:
@@ -173,6 +178,8 @@ def classify_response(response: httpx.Response, *, what: Purpose = "create") -> 
 
 def classify_exception(exc: httpx.HTTPError) -> StudioError:
     """Map a transport error to never-sent (``NotConnected``) or possibly-sent (``AnswerLost``)."""
+    import aiohttp  # noqa: PLC0415 - a command that never connects (validate) is spared loading it
+
     cause = exc.__cause__
     if isinstance(cause, aiohttp.ClientError):
         # httpx-aiohttp maps every aiohttp connection error to ConnectTimeout, including

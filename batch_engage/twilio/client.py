@@ -10,6 +10,8 @@ Every answer's ``Date`` header, errors included, is observed into ``StudioClient
 
 from __future__ import annotations
 
+import functools
+import ssl
 import urllib.parse
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -18,7 +20,6 @@ from typing import Any
 
 import httpx
 import structlog
-from httpx_aiohttp import AiohttpTransport
 
 from ..errors import Rejected, ServerError
 from .classify import Created, Purpose, classify_exception, classify_response, object_body, parse_datetime
@@ -44,6 +45,7 @@ MAX_LIST_PAGES = 100_000
 log = structlog.get_logger(__name__)
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,9 @@ def make_http_client(
     """
     limits = httpx.Limits(max_connections=concurrency + 2, max_keepalive_connections=concurrency + 2)
     if transport is None:
-        transport = AiohttpTransport(limits=limits, trust_env=False)
+        from httpx_aiohttp import AiohttpTransport  # noqa: PLC0415 - aiohttp loads in 0.2 s; validate never connects
+
+        transport = AiohttpTransport(limits=limits, trust_env=False, verify=_tls())
     if reach is not None:
         transport = WatchedTransport(transport, reach)
     return httpx.AsyncClient(
@@ -87,15 +91,25 @@ def make_http_client(
     )
 
 
-async def _request(http: httpx.AsyncClient, clock: TwilioClock, method: str, url: str, **kwargs: Any) -> httpx.Response:
-    """One request, read to the end; a transport error raised by the table, the answer's Date observed."""
+@functools.lru_cache(maxsize=1)
+def _tls() -> ssl.SSLContext:
+    """certifi's roots, as httpx-aiohttp would load them for every client: once per process is enough."""
+    return httpx.create_ssl_context(trust_env=False)
+
+
+async def _exchange(http: httpx.AsyncClient, clock: TwilioClock, request: httpx.Request) -> httpx.Response:
+    """Send ``request``, its answer read to the end; a transport error raised by the table, the Date observed."""
     try:
-        response = await http.request(method, url, **kwargs)
-        await response.aread()
+        response = await http.send(request)
     except httpx.HTTPError as exc:
         raise classify_exception(exc) from None
     clock.observe(response.headers.get("Date"))
     return response
+
+
+async def _request(http: httpx.AsyncClient, clock: TwilioClock, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    """One request, as :func:`_exchange` sends it."""
+    return await _exchange(http, clock, http.build_request(method, url, **kwargs))
 
 
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
@@ -123,6 +137,7 @@ class StudioClient:
         version = "v1" if api == "engagements" else "v2"
         flow_url = f"{self._base}/{version}/Flows/{flow_sid}"
         self._runs_url = f"{flow_url}/{'Engagements' if api == 'engagements' else 'Executions'}"
+        self._runs_target = httpx.URL(self._runs_url)
         # v1 and v2 share Flow SIDs, and only v2 shows a Flow's status and revisions.
         self._flow_v2_url = f"{self._base}/v2/Flows/{flow_sid}"
 
@@ -146,11 +161,14 @@ class StudioClient:
 
     async def create(self, to: str, from_: str, parameters: str | None) -> Created:
         """Start one run; raise a ``StudioError`` for anything but a 2xx with a run SID."""
-        form = {"To": to, "From": from_}
+        form = [("To", to), ("From", from_)]
         if parameters is not None:
-            form["Parameters"] = parameters
-        response = await self._send("POST", self._runs_url, data=form)
-        return classify_response(response)
+            form.append(("Parameters", parameters))
+        # The form encoded here (as httpx would) and the URL parsed once: the send path's
+        # CPU is mostly the HTTP client's, and httpx's per-call URL and form handling was a tenth of it.
+        body = urllib.parse.urlencode(form).encode("ascii")
+        request = self._http.build_request("POST", self._runs_target, content=body, headers=_FORM)
+        return classify_response(await _exchange(self._http, self.clock, request))
 
     async def fetch_flow(self) -> dict[str, Any]:
         """GET /v2/Flows/{sid} (also for v1 jobs): proves the credentials and that the Flow exists."""

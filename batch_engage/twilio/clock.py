@@ -10,6 +10,7 @@ stray proxy or a cached answer, which a mean would not.
 from __future__ import annotations
 
 import email.utils
+import functools
 import math
 import statistics
 from collections import deque
@@ -36,6 +37,10 @@ def parse_http_date(value: str | None) -> datetime | None:
     return parsed.astimezone(UTC)
 
 
+# A Date header changes once a second while every answer carries one: parse each value once.
+_parse_cached = functools.lru_cache(maxsize=16)(parse_http_date)
+
+
 class TwilioClock:
     """An estimate of Twilio's clock from the Date header of its answers."""
 
@@ -49,7 +54,7 @@ class TwilioClock:
 
     def observe(self, date_header: str | None) -> None:
         """Take one answer's ``Date`` header, read as the answer arrived; None or garbage is ignored."""
-        theirs = parse_http_date(date_header)
+        theirs = _parse_cached(date_header) if date_header else None
         if theirs is None:
             return
         sample = (theirs - self._wall()).total_seconds() + _HALF_SECOND

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import socket
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +17,7 @@ import pytest
 
 from batch_engage.sandbox import Sandbox
 
-from conftest import cli
+from conftest import REPO, cli
 
 MAPPING = (
     'to = "phone"\nfrom = "+15005550006"\ndefault_region = "US"\n\n'
@@ -86,6 +88,24 @@ class TestReport:
         monkeypatch.setattr(socket.socket, "connect", refuse)
         monkeypatch.setattr(socket.socket, "connect_ex", refuse)
         assert cli(["validate", str(mixed_job())], capsys)[0] == 1
+
+    def test_validate_loads_no_http_client_or_simulator(self, mixed_job: Callable[..., Path]) -> None:
+        """A dry run starts without loading aiohttp (the HTTP client's transport and the simulator's server)."""
+        probe = (
+            "import sys\nfrom batch_engage.cli import main\n"
+            f"code = main(['validate', {str(mixed_job())!r}])\n"
+            "print(code, sorted(m for m in ('aiohttp', 'httpx_aiohttp') if m in sys.modules))"
+        )
+        ran = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO)
+        assert ran.stdout.splitlines()[-1] == "1 []"
+
+    def test_a_program_calling_the_cli_keeps_its_garbage_collector_as_it_was(
+        self, mixed_job: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Only the command's own process freezes what its imports made; a program calling ``main`` is left alone."""
+        before = gc.get_freeze_count()
+        cli(["validate", str(mixed_job())], capsys)
+        assert gc.get_freeze_count() == before
 
     def test_the_duration_is_estimated_at_the_configured_rate(
         self, mixed_job: Callable[..., Path], capsys: pytest.CaptureFixture[str]

@@ -270,6 +270,16 @@ class TestShortRowsAndBlankLines:
         assert caught.value.line == 50_002
         assert str(caught.value).endswith(":50002: ragged row: 2 fields where the header has 3")
 
+    def test_a_byte_that_is_not_utf8_deep_in_a_large_file_is_named_by_its_line(self, tmp_path: Path) -> None:
+        """UTF-8 is checked a few megabytes at a time; a bad byte 200,000 lines down still names its line."""
+        rows = "".join(f"+1415555{i % 10000:04d},Zoë,{i}\n" for i in range(200_000)).encode()
+        with pytest.raises(InputFileError) as caught:
+            _read(tmp_path, HEADER.encode() + rows + b"+14155550100,Zo\xeb,1\n" + rows[:100])
+        assert (caught.value.line, str(caught.value).split(": ", 1)[1].split(";")[0]) == (
+            200_002,
+            "not valid UTF-8 (byte 0xeb)",
+        )
+
     def test_a_file_holding_the_unit_separator_is_still_checked(self, tmp_path: Path) -> None:
         """The rare byte the fast line split relies on falls back to the exact scan, with the same answer."""
         with pytest.raises(InputFileError) as caught:

@@ -238,6 +238,17 @@ class TestReasons:
         assert result["reason"].null_count() == 10_500
         assert len(seen) <= 2
 
+    def test_a_country_only_a_few_rows_have_is_judged_as_if_each_row_stood_alone(self) -> None:
+        """20,000 US rows and a few British, German and WhatsApp ones (too few to be in the first look's sample
+        of country codes): every row is sent or refused exactly as it would be on a list of its own."""
+        rare = ["+442079460000", " +4915123456789", "whatsapp:+442079460001", "+44207946000", "+4930 901820"]
+        values = [f"+1415555{i % 10_000:04d}" for i in range(20_000)]
+        for at, value in zip((3_001, 9_999, 12_345, 17_777, 19_998), rare, strict=True):
+            values[at] = value
+        result = phone.normalize(pl.Series(values), "US")
+        assert [result.row(at) for at in (3_001, 9_999, 12_345, 17_777, 19_998)] == [_one(v) for v in rare]
+        assert result["reason"].null_count() == 20_000 - 1
+
     def test_mask_hides_the_middle_of_an_address(self) -> None:
         """Logs show +1415***0100, never the whole number."""
         assert (phone.mask("+14155550100"), phone.mask("bob@company.com"), phone.mask(None)) == (

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from batch_engage.errors import ConfigError, InputFileError
 from batch_engage.inputs.files import read_table
 from batch_engage.job import InputSpec, Spec, load_spec
+from batch_engage.plan import rows as rows_module
 from batch_engage.plan.rows import plan, text_columns
 
 from conftest import FLOW_SID
@@ -85,6 +86,27 @@ class TestDedupe:
             ("invalid", "From: not a phone number: 'nope'"),
             ("pending", None),
         ]
+
+    def test_two_contacts_sharing_a_hash_are_still_told_apart(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Rows are grouped by a hash of the contact; should two numbers share one, neither is taken for a
+        repeat of the other: each row's first row is checked, and the numbers themselves decide."""
+        grouped_min = rows_module._grouped_min
+        calls: list[str] = []
+
+        def sharing(out: pl.DataFrame, key: pl.Expr) -> pl.Series:
+            calls.append(str(key))
+            # A shared hash, taken to the extreme: every valid row in one group.
+            return grouped_min(out, pl.lit(0) if len(calls) == 1 else key)
+
+        monkeypatch.setattr(rows_module, "_grouped_min", sharing)
+        rows = planned({"phone": ["+14155550100", "+14155550101", "(415) 555-0100", "+14155550101"]})
+        assert [(r["status"], r["error_message"]) for r in rows] == [
+            ("pending", None),
+            ("pending", None),
+            ("duplicate", "same contact as row 1"),
+            ("duplicate", "same contact as row 2"),
+        ]
+        assert len(calls) == 2
 
 
 class TestAddresses:

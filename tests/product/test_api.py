@@ -65,6 +65,15 @@ class TestValidate:
         assert pl.read_csv(tmp_path / "dry.csv")["status"].to_list() == ["pending"] * 3 + ["invalid"]
         assert not Path(spec.output.checkpoint).exists()
 
+    def test_the_results_table_is_the_one_written_to_output(
+        self, make_spec: Callable[..., Any], tmp_path: Path
+    ) -> None:
+        """``Validation.results`` (built when first read) is the table ``output`` receives, row for row."""
+        frame = pl.concat([make_contacts(3), pl.DataFrame({"phone": ["nope"], "name": ["X"], "visits": [9]})])
+        found = api.validate(make_spec("http://127.0.0.1:9"), frame=frame, output=tmp_path / "dry.parquet")
+        assert found.results.equals(pl.read_parquet(tmp_path / "dry.parquet"))
+        assert found.results["status"].to_list() == ["pending"] * 3 + ["invalid"]
+
     def test_every_row_sendable_exits_0(self, make_spec: Callable[..., Any]) -> None:
         """No invalid row: the exit code the CLI would give is 0."""
         assert api.validate(make_spec("http://127.0.0.1:9"), frame=make_contacts(2)).exit_code == 0

@@ -1,0 +1,140 @@
+"""Bytes to UTF-8 text: byte order marks, the encoding a job names, and the line that is not in it.
+
+Private to :mod:`batch_engage.inputs.files`: a byte order mark decides the encoding whatever
+``input.encoding`` says, UTF-16 without one is recognised by its zero bytes, a zero byte is
+refused as not text, and old Mac line ends (CR alone) become LF. A file that is not in its
+encoding is one :class:`InputFileError` naming the line and the byte, with the encoding worth trying.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+
+import polars as pl
+
+from ..errors import InputFileError
+
+__all__ = ["as_utf8", "is_blank"]
+
+_BOM = codecs.BOM_UTF8
+# Longest first: a UTF-32 LE mark starts with the UTF-16 LE one.
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+_SNIFF_BYTES = 4096  # enough of a file to tell UTF-16 without a byte order mark by its zero bytes
+_PEEK_BYTES = 64 * 1024
+_UTF8_SLICE_BYTES = 4 * 1024 * 1024
+
+
+def is_blank(data: bytes) -> bool:
+    """Nothing but whitespace (and maybe a BOM); a large file is not copied to find out."""
+    if data[:_PEEK_BYTES].removeprefix(_BOM).strip():
+        return False
+    return not data.removeprefix(_BOM).strip()
+
+
+def _is_utf8(encoding: str) -> bool:
+    return encoding.lower().replace("-", "").replace("_", "") in ("utf8", "utf8sig")
+
+
+def _line_of(data: bytes, encoding: str, offset: int) -> int:
+    """The line (CR, LF or CRLF ended) holding byte ``offset`` of text in ``encoding``."""
+    before = data[:offset].decode(encoding, errors="replace")
+    return before.count("\n") + before.count("\r") - before.count("\r\n") + 1
+
+
+def _encoding_hint(data: bytes) -> str:
+    """The encoding worth suggesting for bytes that are not UTF-8, or '' when none would be right."""
+    if b"\x00" in data:
+        return ""  # not a single-byte text encoding: suggesting one would only make a mess of it
+    if not re.search(rb"[\x80-\x9f]", data):
+        return "latin-1"  # latin-1 and cp1252 agree on every byte here
+    try:
+        data.decode("cp1252")
+    except UnicodeDecodeError:
+        return ""
+    return "cp1252"
+
+
+def _decode_error(shown: str, data: bytes, encoding: str, exc: UnicodeDecodeError) -> InputFileError:
+    line = _line_of(data, encoding, exc.start)
+    byte = data[exc.start : exc.start + 1].hex()
+    if _is_utf8(encoding):
+        hint = _encoding_hint(data)
+        if hint:
+            advice = f'if the file uses another encoding, set input.encoding (e.g. "{hint}")'
+        else:
+            advice = "it is not text in any one-byte encoding either (a workbook or another binary file?)"
+        return InputFileError(shown, f"not valid UTF-8 (byte 0x{byte}); {advice}", line=line)
+    return InputFileError(shown, f"not valid {encoding} (byte 0x{byte})", line=line)
+
+
+def _utf16_without_bom(data: bytes) -> str | None:
+    """``utf-16-le``/``-be`` when the start of the file is ASCII text with a zero byte after/before each character."""
+    sample = data[:_SNIFF_BYTES]
+    if len(sample) < 4 or b"\x00" not in sample:
+        return None
+    even, odd = sample[0::2], sample[1::2]
+    if odd.count(0) > 0.9 * len(odd) and even.count(0) < 0.1 * len(even):
+        return "utf-16-le"
+    if even.count(0) > 0.9 * len(even) and odd.count(0) < 0.1 * len(odd):
+        return "utf-16-be"
+    return None
+
+
+def _check_utf8(shown: str, data: bytes) -> None:
+    """Raise the line that is not UTF-8, if one is not.
+
+    Polars checks UTF-8 faster than Python and without a copy of the text as str; a few megabytes at a
+    time, cut after a line end (never inside a character), so no second copy of a large file is held.
+    """
+    start = 0
+    while start < len(data):
+        end = data.find(b"\n", start + _UTF8_SLICE_BYTES)
+        end = len(data) if end < 0 else end + 1
+        try:
+            pl.Series([data[start:end]], dtype=pl.Binary).cast(pl.String)
+        except pl.exceptions.PolarsError:
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise _decode_error(shown, data, "utf-8", exc) from None
+            raise
+        start = end
+
+
+def as_utf8(shown: str, data: bytes, encoding: str) -> bytes:
+    """The text as UTF-8 bytes without a BOM and with LF or CRLF line ends, or the line that is not in ``encoding``.
+
+    A byte order mark decides the encoding: no other encoding's text starts with one.
+    """
+    for bom, marked in _BOMS:
+        if data.startswith(bom):
+            encoding, data = marked, data[len(bom) :]
+            break
+    else:
+        if _is_utf8(encoding):
+            encoding = _utf16_without_bom(data) or encoding
+    if not _is_utf8(encoding):
+        try:
+            data = data.decode(encoding).encode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise _decode_error(shown, data, encoding, exc) from None
+        data = data.removeprefix(_BOM)  # "utf-16" and the like keep no mark, but "utf-8-sig"-like names might
+    _check_utf8(shown, data)
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        raise InputFileError(
+            shown,
+            "holds a zero byte, so it is not a text file (a workbook? export it as CSV)",
+            line=_line_of(data, "utf-8", nul),
+        )
+    if b"\r" in data and data.count(b"\r") != data.count(b"\r\n"):
+        # A CR alone ends a line (old Mac, some Excel exports); polars and csv only know LF and CRLF.
+        data = re.sub(rb"\r(?!\n)", b"\n", data)
+    return data

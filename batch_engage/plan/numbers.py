@@ -1,0 +1,243 @@
+"""One address judged the slow way, and the rules the fast path shares with it.
+
+Studio accepts phone numbers in E.164, ``whatsapp:+E164``, ``client:name`` and SIP
+addresses (``name@company.com``) as To and From; a Messaging Service SID (``MG`` and
+32 hex digits) as From only. :func:`normalize_one` parses anything else with ``phonenumbers``
+(optionally with a default region) and either normalizes it to E.164 or gives a reason
+naming the rule it broke. :func:`fast_path_pattern` is those rules as one regular expression,
+its E.164 part built from phonenumbers' own metadata, so the fast path (``phone``) cannot
+drift from this one.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+import phonenumbers
+
+__all__ = [
+    "DECIMAL_REASON",
+    "LEADING_ZERO_REASON",
+    "MESSAGING_SERVICE_SID",
+    "SCIENTIFIC",
+    "SCIENTIFIC_REASON",
+    "SEPARATORS",
+    "SID_AS_TO",
+    "WHATSAPP",
+    "WHOLE_FLOAT_TEXT",
+    "ZERO_FRACTION",
+    "fast_path_pattern",
+    "lost_leading_zero",
+    "normalize_one",
+    "region_code",
+]
+
+# The descriptions is_valid_number tries; a number is valid when one of its region's matches.
+_NUMBER_TYPES = (
+    "fixed_line",
+    "mobile",
+    "toll_free",
+    "premium_rate",
+    "shared_cost",
+    "personal_number",
+    "voip",
+    "pager",
+    "uan",
+    "voicemail",
+)
+_CLIENT = r"client:[A-Za-z0-9_.\-]+"
+# A SIP address is ``sip:user@host`` or ``user@host`` (as Twilio writes SIP contacts): the user part in these
+# characters and the host a host name, so that no formula (``=1+1@evil.example``) passes as an address.
+_SIP_HOST = r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z][A-Za-z0-9-]{0,62}(?::[0-9]{1,5})?"
+_SIP = rf"(?:sips?:)?[A-Za-z0-9._+\-]+@{_SIP_HOST}"
+_OTHER_CHANNELS = f"{_CLIENT}|{_SIP}"
+MESSAGING_SERVICE_SID = r"^MG[0-9a-fA-F]{32}$"
+_LOOKS_LIKE_SID = re.compile(r"^MG[0-9A-Za-z]*$")
+WHATSAPP = "whatsapp:"
+SEPARATORS = r"[\s().\-]"
+# Excel writes 14155550100 as 1.41555501E+10 (or 1,41555501E+10 with a decimal comma).
+SCIENTIFIC = re.compile(r"^[0-9]+(?:[.,][0-9]+)?[eE][+-]?[0-9]+$")
+WHOLE_FLOAT_TEXT = r"^\+?[0-9]+[.,]0+$"
+ZERO_FRACTION = r"[.,]0+$"
+_DECIMAL = re.compile(r"^\+?[0-9]+[.,][0-9]*[1-9][0-9]*$")
+SCIENTIFIC_REASON = "written in scientific notation: digits were lost; export the column as text"
+LEADING_ZERO_REASON = (
+    "a number column may have dropped its leading zero, and both readings are numbers; export the column as text"
+)
+DECIMAL_REASON = "a number with a decimal part, not a phone number; export the column as text"
+_PARSE_REASONS = {
+    phonenumbers.NumberParseException.INVALID_COUNTRY_CODE: "no country code (set mapping.default_region)",
+    phonenumbers.NumberParseException.NOT_A_NUMBER: "not a phone number",
+    phonenumbers.NumberParseException.TOO_SHORT_AFTER_IDD: "too short",
+    phonenumbers.NumberParseException.TOO_SHORT_NSN: "too short",
+    phonenumbers.NumberParseException.TOO_LONG: "too long",
+}
+
+
+def _national_patterns(code: int, regions: tuple[str, ...]) -> list[str]:
+    patterns: list[str] = []
+    for region in regions:
+        metadata = (
+            phonenumbers.PhoneMetadata.metadata_for_nongeo_region(code)
+            if region == phonenumbers.REGION_CODE_FOR_NON_GEO_ENTITY
+            else phonenumbers.PhoneMetadata.metadata_for_region(region)
+        )
+        for kind in _NUMBER_TYPES:
+            desc = getattr(metadata, kind, None)
+            if desc is not None and desc.national_number_pattern:
+                # \d is any Unicode digit to polars' regex engine; Studio wants ASCII digits.
+                patterns.append(desc.national_number_pattern.replace(r"\d", "[0-9]"))
+    return list(dict.fromkeys(patterns))
+
+
+@functools.cache
+def fast_path_pattern(codes: frozenset[int] | None = None) -> str:
+    """The fast path's regular expression (valid E.164, ``whatsapp:`` E.164, client and SIP), built once.
+
+    ``codes``: only these country codes' numbers (every code when None). A number is judged by its
+    own code's branch alone, so leaving out codes no value starts with changes no answer; it spares
+    loading every region's metadata and compiling the whole world's patterns (a tenth of a second).
+    """
+    branches = []
+    for code, regions in sorted(phonenumbers.COUNTRY_CODE_TO_REGION_CODE.items()):
+        if codes is not None and code not in codes:
+            continue
+        patterns = _national_patterns(code, regions)
+        if patterns:
+            branches.append(f"{code}(?:" + "|".join(f"(?:{p})" for p in patterns) + ")")
+    if not branches:
+        return f"^(?:{_OTHER_CHANNELS})$"
+    e164 = r"\+(?:" + "|".join(branches) + ")"
+    return f"^(?:(?:{WHATSAPP})?{e164}|{_OTHER_CHANNELS})$"
+
+
+def region_code(region: str | None) -> str | None:
+    """A default region as phonenumbers wants it (``us`` -> ``US``); ValueError for one it does not know."""
+    if region is None:
+        return None
+    code = region.strip().upper()
+    if code not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValueError(f"unknown region {region!r} (use a two-letter code such as 'US' or 'GB')")
+    return code
+
+
+_SIP_REASON = (
+    "SIP address: must be sip:user@host or user@host, the user letters, digits, '.', '_', '-' or '+', "
+    "the host a host name"
+)
+SID_AS_TO = "a Messaging Service SID (MG…) can only be the sender (From), not To"
+
+
+def _channel_reason(text: str, *, sender: bool) -> str | None:
+    """Why a SID, client or SIP address breaks its own rule, or None when it keeps it."""
+    if _LOOKS_LIKE_SID.match(text):
+        if not sender:
+            return SID_AS_TO
+        rule, why = MESSAGING_SERVICE_SID, "Messaging Service SID: must be 'MG' and 32 hex digits"
+    elif text.lower().startswith("client:"):
+        rule, why = _CLIENT, "client: address: the name must be letters, digits, '_', '.' or '-'"
+    else:
+        rule, why = _SIP, _SIP_REASON
+    return None if re.fullmatch(rule, text) else why
+
+
+def _is_channel(text: str) -> bool:
+    """A value meant as a Messaging Service SID, client or SIP address rather than a phone number."""
+    return bool(_LOOKS_LIKE_SID.match(text)) or text.lower().startswith(("client:", "sip:", "sips:")) or "@" in text
+
+
+def normalize_one(value: str, default_region: str | None, *, sender: bool = False) -> tuple[str | None, str | None]:
+    """Normalize one address the slow way: ``(address, None)`` or ``(None, reason)``.
+
+    ``sender``: the value is a From, which may also be a Messaging Service SID.
+    """
+    text = value.strip()
+    if text.lower().startswith(WHATSAPP):
+        number, reason = normalize_one(text[len(WHATSAPP) :], default_region)
+        return (None, f"whatsapp: address: {reason}") if number is None else (WHATSAPP + number, None)
+    if _is_channel(text):
+        reason = _channel_reason(text, sender=sender)
+        return (text, None) if reason is None else (None, reason)
+    if SCIENTIFIC.match(text):
+        return None, SCIENTIFIC_REASON
+    if _DECIMAL.match(text):
+        return None, DECIMAL_REASON
+    return _phone_number(text, default_region)
+
+
+def _phone_number(text: str, default_region: str | None) -> tuple[str | None, str | None]:
+    """A phone number as written by people (no channel prefix): its E.164, or why not."""
+    if re.fullmatch(WHOLE_FLOAT_TEXT, text):
+        text = re.sub(ZERO_FRACTION, "", text)
+    candidate = text
+    if default_region is None and text.isdigit():
+        # Without a region, a bare run of digits is most likely E.164 missing its '+'.
+        candidate = "+" + text
+    try:
+        parsed = phonenumbers.parse(candidate, default_region)
+    except phonenumbers.NumberParseException as exc:
+        if exc.error_type == phonenumbers.NumberParseException.INVALID_COUNTRY_CODE and candidate.startswith("+"):
+            return None, "unknown country code"
+        return None, _PARSE_REASONS.get(exc.error_type, "not a phone number")
+    address = _valid_e164(parsed, default_region)
+    if default_region is not None and not candidate.startswith("+"):
+        international = _international_reading(text, default_region, national=address)
+        if international is not None:
+            return international, None
+    if address is not None:
+        return address, None
+    where = f" for region {default_region}" if default_region and not candidate.startswith("+") else ""
+    return None, f"not a valid phone number{where}"
+
+
+def _international_reading(text: str, region: str, *, national: str | None) -> str | None:
+    """The E.164 a value means when it is the region's country code and a valid number without the ``+``.
+
+    Taken only where the national reading fails: phonenumbers finds it invalid, or the
+    region dials nationally with a trunk prefix (``0`` in DE) that the value lacks, so
+    ``4915123456789`` in DE is +49 1512…, not +49 4915…. In North America the country
+    code and the trunk prefix are both ``1``, and phonenumbers already reads both ways alike.
+    """
+    digits = re.sub(SEPARATORS, "", text)
+    code = str(phonenumbers.country_code_for_region(region))
+    if not (digits.isascii() and digits.isdigit() and digits.startswith(code)):
+        return None
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    trunk = metadata.national_prefix if metadata is not None else None
+    if national is not None and (not trunk or digits.startswith(trunk)):
+        return None
+    try:
+        parsed = phonenumbers.parse("+" + digits, None)
+    except phonenumbers.NumberParseException:
+        return None
+    if parsed.country_code != int(code):
+        return None
+    international = _valid_e164(parsed, region)
+    return international if international != national else None
+
+
+def _valid_e164(number: phonenumbers.PhoneNumber, region: str | None) -> str | None:
+    """The number in E.164 when phonenumbers finds it valid, else None."""
+    # Checking the default region first is half the cost of is_valid_number, which tries every region of the code.
+    if (region is not None and phonenumbers.is_valid_number_for_region(number, region)) or phonenumbers.is_valid_number(
+        number
+    ):
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return None
+
+
+def lost_leading_zero(digits: str, region: str | None, address: str) -> bool:
+    """Whether a number column may have eaten a leading zero that made it another person's number.
+
+    Where a national number keeps its leading zero (``06031234`` in GA is +241 06031234), a
+    number column stores ``6031234``, which is also a valid number there: +241 6031234, someone else.
+    """
+    if region is None or not digits.isdigit() or digits.startswith("0") or address == "+" + digits:
+        # Read with its country code, every digit was there: no zero can have been dropped in front.
+        return False
+    try:
+        with_zero = _valid_e164(phonenumbers.parse("0" + digits, region), region)
+    except phonenumbers.NumberParseException:
+        return False
+    return with_zero is not None and with_zero != address
