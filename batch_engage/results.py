@@ -109,36 +109,13 @@ def build_results(
         else pl.lit(None, pl.String).alias("line_variant"),
     )
     joined = plan.join(lines, on="contact", how="left", maintain_order="left")
-    state = pl.col("state")
     # What this job did outranks what the history says now: a contact it reached, capped since
     # (by another job, or by claims it wrote before a history told jobs apart), shows that run.
-    reached_then_capped = ((pl.col("status") == "capped") & state.is_in([s.value for s in REACHED])).fill_null(False)
+    reached = pl.col("state").is_in([s.value for s in REACHED])
+    reached_then_capped = ((pl.col("status") == "capped") & reached).fill_null(False)
     sendable = (pl.col("status") == "pending") | reached_then_capped
-    status = (
-        pl.when(~sendable)
-        .then(pl.col("status"))
-        .when(state.is_in([s.value for s in FINAL | {RowState.UNCERTAIN, RowState.WAITING_ACTIVE}]))
-        .then(state)
-        .when(state == RowState.INTENT.value)
-        .then(pl.lit("in_flight" if live else "uncertain"))
-        .otherwise(pl.lit("pending"))
-    )
-    earlier = (
-        state.is_in([s.value for s in REACHED])
-        & pl.col("line_input").is_not_null()
-        & (pl.col("line_input") != input_digest)
-        if input_digest is not None
-        else pl.lit(False)
-    )
-    message = (
-        pl.when(~sendable)
-        .then(pl.col("error_message"))
-        .when(earlier)
-        .then(pl.lit(REACHED_EARLIER))
-        .when(state.is_not_null() & (state != RowState.PENDING.value))
-        .then(pl.col("line_message"))
-        .otherwise(pl.lit(pending_reason, dtype=pl.String))
-    )
+    status = _status(sendable, live=live)
+    message = _message(sendable, input_digest, pending_reason)
     return joined.select(
         pl.col("row"),
         pl.col("to"),
@@ -154,6 +131,41 @@ def build_results(
         _variant(joined.columns),
         # Filled by the preflight's arrival check (with_segments); empty without one.
         pl.lit(None, dtype=pl.Int64).alias("segments"),
+    )
+
+
+def _status(sendable: pl.Expr, *, live: bool) -> pl.Expr:
+    """A row's status: the plan's, unless it was sendable; then its line's (an intent: in flight or uncertain)."""
+    state = pl.col("state")
+    return (
+        pl.when(~sendable)
+        .then(pl.col("status"))
+        .when(state.is_in([s.value for s in FINAL | {RowState.UNCERTAIN, RowState.WAITING_ACTIVE}]))
+        .then(state)
+        .when(state == RowState.INTENT.value)
+        .then(pl.lit("in_flight" if live else "uncertain"))
+        .otherwise(pl.lit("pending"))
+    )
+
+
+def _message(sendable: pl.Expr, input_digest: str | None, pending_reason: str | None) -> pl.Expr:
+    """A row's message: the plan's, "reached by an earlier run", its line's, or why a pending row waits."""
+    state = pl.col("state")
+    earlier = (
+        state.is_in([s.value for s in REACHED])
+        & pl.col("line_input").is_not_null()
+        & (pl.col("line_input") != input_digest)
+        if input_digest is not None
+        else pl.lit(False)
+    )
+    return (
+        pl.when(~sendable)
+        .then(pl.col("error_message"))
+        .when(earlier)
+        .then(pl.lit(REACHED_EARLIER))
+        .when(state.is_not_null() & (state != RowState.PENDING.value))
+        .then(pl.col("line_message"))
+        .otherwise(pl.lit(pending_reason, dtype=pl.String))
     )
 
 

@@ -2,26 +2,31 @@
 
 Set-up (not timed): the same million-row job and checkpoint as the resume benchmark (990,000 contacts
 journaled ``sent`` through the Checkpoint API, with a day of per-second run events).
-Timed: ``batch_engage.api.report(job, html=...)``, in-process: reading the checkpoint, projecting the
-results table, gathering the figures and rendering the page.
+Timed: ``batch-engage report JOB --html PAGE`` as a subprocess, as a user runs it, from just before it is
+spawned until it has exited (interpreter start and imports included): reading the checkpoint, gathering
+the figures and rendering the page. Its CPU seconds (``RUSAGE_CHILDREN``) are shown beside.
 
-Targets: under 2 s (issue 30; issue 18 asked for 10), and a file under 2 MB (issues 18, 25).
-``report --html`` alone writes only the page: the results table is left as it is.
+Targets: under 2 s (issue 30; issue 18 asked for 10), a file under 2 MB (issues 18, 25), and the results
+table untouched: ``report --html`` alone writes only the page (a results file put there before is
+compared, bytes and modification time, after).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import resource
 import shutil
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
-from benchkit import LOOPBACK_USER, Target, emit, quiet_logs, realistic_contacts, stopwatch
-from resume import DONE, ROWS, build_checkpoint, write_job
+from benchkit import LOOPBACK_USER, Target, emit, quiet_logs, realistic_contacts
+from resume import DONE, ROWS, build_checkpoint, cli, write_job
 
-from batch_engage import api
 from batch_engage.checkpoint.store import SecondStats, open_checkpoint
 from batch_engage.checkpoint.store import Target as Studio
 from batch_engage.job import load_spec
@@ -45,6 +50,33 @@ def add_run_events(job: Path) -> None:
         cp.finish_run("2026-11-24T20:00:00.000Z", 0)
 
 
+def _stamp(path: Path) -> tuple[str, int]:
+    return hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mtime_ns
+
+
+def time_report(job: Path, page: Path) -> dict[str, Any]:
+    """``batch-engage report JOB --html PAGE`` in its own process: wall and CPU seconds; the results table kept."""
+    results = load_spec(job).output.results
+    table = Path(results if Path(results).is_absolute() else job.parent / results)
+    table.parent.mkdir(parents=True, exist_ok=True)
+    table.write_text("row,status\n1,sent\n", encoding="utf-8")  # what a run wrote before, in miniature
+    before = _stamp(table)
+    cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    command = [*cli(), "report", str(job), "--html", str(page)]
+    done = subprocess.run(command, check=False, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        raise RuntimeError(f"report failed ({done.returncode}): {done.stderr.strip()}")
+    return {
+        "seconds_s": wall,
+        "cpu_s": (after.ru_utime - cpu.ru_utime) + (after.ru_stime - cpu.ru_stime),
+        "table_untouched": _stamp(table) == before,
+        "bytes": page.stat().st_size,
+    }
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=ROWS)
@@ -57,19 +89,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         job = write_job(tmp)
         build_checkpoint(job, args.done, BASE_URL)
         add_run_events(job)
-        page = tmp / "report.html"
-        with stopwatch() as took:
-            api.report(job, html=page)
-        size = page.stat().st_size
+        timing = time_report(job, tmp / "report.html")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    figures = {"rows": args.rows, "sent_in_checkpoint": args.done, "seconds_s": took["wall"], "bytes": size}
+    figures = {"rows": args.rows, "sent_in_checkpoint": args.done, **timing}
     targets = [
-        Target("report --html of the checkpoint", took["wall"], "<=", 2, "s"),
-        Target("page size", size / 1e6, "<=", 2, "MB"),
+        Target("report --html of the checkpoint (whole process)", timing["seconds_s"], "<=", 2, "s"),
+        Target("page size", timing["bytes"] / 1e6, "<=", 2, "MB"),
+        # 1: the results file put there before is byte for byte (and by its modification time) as it was.
+        Target("results table untouched (1 = yes)", int(timing["table_untouched"]), "==", 1),
     ]
-    notes = ["the page alone: the results table is not written again"]
-    return emit("report_page", figures, targets, notes=notes)
+    table = [("report process CPU s", timing["cpu_s"])]
+    notes = ["the page alone: the results table is not written again", "wall measured around the CLI process"]
+    return emit("report_page", figures, targets, table=table, notes=notes)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from .model import CheckpointStore, CheckpointView, Intent, Outcome, SecondStats, Target, achieved_rate, empty_journal
 from .runlog import LostLines, RunLogState, read_runlog, refuse_lost_journal, runlog_path, set_aside_damaged
+from .schema import SCHEMA_VERSION
 from .store import (
     check_binding,
     checkpoint_exists,
@@ -14,6 +15,7 @@ from .store import (
 )
 
 __all__ = [
+    "SCHEMA_VERSION",
     "CheckpointStore",
     "CheckpointView",
     "Intent",

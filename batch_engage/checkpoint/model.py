@@ -34,6 +34,7 @@ __all__ = [
     "empty_journal",
     "journal_frame",
     "reached_frame",
+    "states_from_text",
 ]
 
 
@@ -171,6 +172,18 @@ def contacts_from_text(text: str | None) -> pl.Series:
     return pl.Series("contact", [text]).str.split("\n").explode()
 
 
+def states_from_text(contacts: str | None, states: str | None, inputs: str | None) -> pl.DataFrame:
+    """Contacts, states and input digests aggregated by the database into newline-separated texts (in one
+    order; no digest: an empty line), as the frame ``states`` returns."""
+    schema = {"contact": pl.String, "state": pl.String, "input": pl.Categorical}
+    if not contacts or states is None or inputs is None:
+        return pl.DataFrame(schema=schema)
+    frame = pl.DataFrame({"contact": [contacts], "state": [states], "input": [inputs]})
+    return frame.select(pl.all().str.split("\n").explode()).with_columns(
+        pl.when(pl.col("input") != "").then(pl.col("input")).cast(pl.Categorical)
+    )
+
+
 def reached_frame(rows: Iterable[tuple[Any, ...]]) -> pl.DataFrame:
     """``(contact, params_hash)`` rows as the frame :meth:`CheckpointStore.reached_for_other_input` returns."""
     return pl.DataFrame(list(rows), schema={"contact": pl.String, "params_hash": pl.String}, orient="row")
@@ -265,6 +278,10 @@ class CheckpointStore(Protocol):
 
     def contacts_in(self, states: frozenset[RowState]) -> pl.Series:
         """Contacts whose line is in one of ``states``."""
+        ...
+
+    def states(self) -> pl.DataFrame:
+        """Every line's contact, state and the digest of the input it was written for."""
         ...
 
     def reached_for_other_input(self, input_digest: str) -> pl.DataFrame:

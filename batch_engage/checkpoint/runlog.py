@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import CheckpointMismatch
+from .columnar import read_only_uri
 
 __all__ = [
     "INTENTS_KEY",
@@ -125,7 +126,7 @@ def refuse_lost_journal(path: Path, recovering: str | None) -> None:
     if not path.exists():
         raise refuse_without_journal(path, state, "the checkpoint file is missing")
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        conn = sqlite3.connect(read_only_uri(path), uri=True)
         try:
             token = dict(conn.execute("SELECT key, value FROM meta").fetchall()).get("token")
         finally:

@@ -20,77 +20,56 @@ from typing import Any
 
 import polars as pl
 
-from ..disk import holds_lock, move_with_sidecars, private_file, release_lock, try_lock, write_atomically
-from ..errors import CheckpointLocked, UsageError
-from ..states import OPEN, POSSIBLY_SENT, REACHED, RowState, sql_list
+from ..disk import move_with_sidecars, private_file, release_lock, try_lock
+from ..errors import CheckpointLocked
+from ..states import OPEN, REACHED, RowState, sql_list
 from .model import (
-    CheckpointView,
     Intent,
     Outcome,
     SecondStats,
     StoreBase,
-    check_readable,
     contacts_from_text,
     journal_frame,
     reached_frame,
+    states_from_text,
     with_account,
 )
+from .plan_file import save_plan
 from .runlog import INTENTS_KEY, RunLog, lost_lines, read_runlog, refuse_lost_journal
-from .schema import ADDED_JOURNAL_COLUMNS, EVENT_COLUMNS, RUN_COLUMNS, SQLITE_ADDED, SQLITE_DDL, journal_select
+from .schema import ADDED_JOURNAL_COLUMNS, SQLITE_ADDED, SQLITE_DDL, journal_select
+from .sqlite_read import (
+    hold,
+    is_locked,
+    journal_columns,
+    let_go,
+    lock_path,
+    meta_of_file,
+    plan_path,
+    reached_count,
+    read_meta,
+    read_only,
+)
 from .upgrade import V1_LINE_COLUMNS, take_v1_lines
 
 __all__ = ["Checkpoint", "FileBinding", "is_locked", "lock_file", "meta_of_file", "plan_path", "read_only"]
+
+_SELECT = f"SELECT {journal_select()} FROM journal"  # noqa: S608 - constant column names
+_STATES = (
+    "SELECT group_concat(contact, char(10)), group_concat(state, char(10)), "
+    "group_concat(coalesce(input, ''), char(10)) FROM journal"
+)
 
 # One try at a lock another connection holds; the run waits out longer ones itself (``output.lock_wait``),
 # logging each wait and watching for a stop between tries.
 BUSY_SECONDS = 1.0
 
-_SELECT = f"SELECT {journal_select()} FROM journal"  # noqa: S608 - constant column names
-
-
-def _connect_ro(path: Path) -> sqlite3.Connection:
-    return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-
-
-def _journal_columns(conn: sqlite3.Connection) -> set[str]:
-    return {str(row[1]) for row in conn.execute("PRAGMA table_info(journal)").fetchall()}
-
 
 def _add_columns(conn: sqlite3.Connection) -> None:
     """Give a journal made before the added columns those columns (nullable: nothing else changes)."""
-    present = _journal_columns(conn)
+    present = journal_columns(conn)
     for name, statement in zip(ADDED_JOURNAL_COLUMNS, SQLITE_ADDED, strict=True):
         if name not in present:
             conn.execute(statement)
-
-
-def _read_meta(path: Path) -> dict[str, str]:
-    try:
-        conn = _connect_ro(path)
-        try:
-            return dict(conn.execute("SELECT key, value FROM meta").fetchall())
-        finally:
-            conn.close()
-    except sqlite3.DatabaseError as exc:
-        raise UsageError(f"{path}: not a batch-engage checkpoint ({exc}); use --restart --yes") from None
-
-
-def meta_of_file(path: Path) -> dict[str, str]:
-    """A checkpoint file's meta alone (its token, binding); empty when there is no such file."""
-    return _read_meta(path) if path.exists() else {}
-
-
-def _reached_count(path: Path) -> int:
-    conn = _connect_ro(path)
-    try:
-        try:
-            states = sql_list(REACHED | POSSIBLY_SENT)
-            (n,) = conn.execute(f"SELECT COUNT(*) FROM journal WHERE state IN {states}").fetchone()  # noqa: S608
-        except sqlite3.OperationalError:
-            return 0
-        return int(n)
-    finally:
-        conn.close()
 
 
 class Checkpoint(StoreBase):
@@ -113,10 +92,7 @@ class Checkpoint(StoreBase):
         """Where the plan is kept beside the journal."""
         return plan_path(self.path)
 
-    @staticmethod
-    def lock_path(path: Path) -> Path:
-        """The lock file beside the checkpoint (never moved, so a lock outlives ``--restart``)."""
-        return path.with_name(path.name + ".lock")
+    lock_path = staticmethod(lock_path)
 
     def holds(self) -> bool:
         """Whether this run may still send (a file lock held by a live process cannot be taken over)."""
@@ -143,6 +119,7 @@ class Checkpoint(StoreBase):
         """Close the database and release the lock."""
         with self._db_lock:
             self._conn.close()
+        let_go(self.path)
         self._runlog.close()
         release_lock(self._lock_fd)
 
@@ -169,8 +146,8 @@ class Checkpoint(StoreBase):
     # -- the plan and the runs ----------------------------------------------------------
 
     def save_plan(self, plan: pl.DataFrame) -> None:
-        """Keep the plan beside the journal (written atomically, owner-only)."""
-        write_atomically(self.plan_path, lambda tmp: plan.write_parquet(tmp, compression="zstd"))
+        """Keep the plan beside the journal (written atomically, owner-only; not again when it is the same)."""
+        save_plan(self.plan_path, plan, self.meta, self.remember)
 
     def start_run(self, started_at: str, input_digest: str) -> int:
         """Record that a run starts (for the report); remember its id."""
@@ -260,6 +237,8 @@ class Checkpoint(StoreBase):
                 ],
             )
 
+    # Read through this connection, never the columnar reader's: that driver carries a SQLite of its own, and
+    # two SQLites in one process drop each other's file locks (SQLite's "how to corrupt" 2.2.1).
     def journal(self) -> pl.DataFrame:
         """Every journal line as a frame (contacts never sent are absent)."""
         with self._db_lock:
@@ -270,6 +249,13 @@ class Checkpoint(StoreBase):
         with self._db_lock:
             rows = self._conn.execute(f"{_SELECT} WHERE state IN {sql_list(OPEN)} ORDER BY row").fetchall()
         return journal_frame(rows)
+
+    def states(self) -> pl.DataFrame:
+        """Every line's contact, state and the input it was written for: three texts the database joins in one
+        pass (so their lines stay together) and polars splits."""
+        with self._db_lock:
+            texts = self._conn.execute(_STATES).fetchone()
+        return states_from_text(*texts)
 
     def contacts_in(self, states: frozenset[RowState]) -> pl.Series:
         """Contacts whose line is in one of ``states``, without reading the lines themselves (one ``group_concat``)."""
@@ -315,11 +301,11 @@ class FileBinding:
 
     def stored_meta(self) -> dict[str, str]:
         """The meta the file holds."""
-        return _read_meta(self.path)
+        return read_meta(self.path)
 
     def reached_count(self) -> int:
         """Contacts the file records as reached or possibly reached."""
-        return _reached_count(self.path)
+        return reached_count(self.path)
 
     def move_aside(self) -> None:
         """Rename the file and its sidecars to ``<name>.<UTC stamp>.old``."""
@@ -331,6 +317,7 @@ class FileBinding:
         conn = self._conn = sqlite3.connect(
             self.path, timeout=BUSY_SECONDS, check_same_thread=False, isolation_level=None
         )
+        hold(self.path)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.executescript(SQLITE_DDL)
@@ -354,6 +341,7 @@ class FileBinding:
         """Close what was opened and let go of the lock."""
         if self._conn is not None:
             self._conn.close()
+            let_go(self.path)
         if self._lock_fd is not None:
             os.close(self._lock_fd)
 
@@ -387,17 +375,6 @@ def _set_written(conn: sqlite3.Connection, written: int) -> None:
     )
 
 
-def plan_path(path: str | Path) -> Path:
-    """Where a checkpoint keeps its plan."""
-    path = Path(path)
-    return path.with_name(path.name + ".plan.parquet")
-
-
-def is_locked(path: str | Path) -> bool:
-    """Whether a run holds this checkpoint now (its lock is taken)."""
-    return holds_lock(Checkpoint.lock_path(Path(path)))
-
-
 def _move_aside(path: Path) -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     target = path.with_name(f"{path.name}.{stamp}.old")
@@ -407,34 +384,3 @@ def _move_aside(path: Path) -> Path:
         target = path.with_name(f"{path.name}.{stamp}-{n}.old")
     move_with_sidecars(path, target, ("-wal", "-shm", ".plan.parquet", ".runlog"))
     return target
-
-
-def read_only(path: str | Path) -> CheckpointView:
-    """Everything a checkpoint holds, without its lock: safe while a run is going on."""
-    path = Path(path)
-    if not path.exists():
-        raise UsageError(f"{path}: no checkpoint yet: the job has not run")
-    try:
-        conn = _connect_ro(path)
-        try:
-            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-            check_readable(path, meta)
-            select = f"SELECT {journal_select(_journal_columns(conn))} FROM journal ORDER BY row"  # noqa: S608
-            journal = journal_frame(conn.execute(select).fetchall())
-            runs = conn.execute(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs ORDER BY id").fetchall()  # noqa: S608
-            events = conn.execute(f"SELECT {', '.join(EVENT_COLUMNS)} FROM events ORDER BY run, second").fetchall()  # noqa: S608
-        finally:
-            conn.close()
-    except sqlite3.DatabaseError as exc:
-        raise UsageError(f"{path}: not a batch-engage checkpoint ({exc})") from None
-    plan_file = plan_path(path)
-    newest = max(p.stat().st_mtime for p in (path, path.with_name(path.name + "-wal")) if p.exists())
-    return CheckpointView(
-        plan=pl.read_parquet(plan_file) if plan_file.exists() else None,
-        journal=journal,
-        meta=meta,
-        runs=pl.DataFrame(runs, schema=RUN_COLUMNS, orient="row"),
-        events=pl.DataFrame(events, schema=EVENT_COLUMNS, orient="row"),
-        live=is_locked(path),
-        modified=datetime.fromtimestamp(newest, UTC),
-    )

@@ -122,13 +122,17 @@ def open_checkpoint(
         raise
 
 
-def read_checkpoint(location: str | Path) -> CheckpointView:
-    """:func:`read_only` for either backend: everything a checkpoint holds, safe while a run goes on."""
+def read_checkpoint(location: str | Path, *, brief: bool = False) -> CheckpointView:
+    """:func:`read_only` for either backend: everything a checkpoint holds, safe while a run goes on.
+
+    ``brief`` (the report page): a file checkpoint's plain ``sent`` lines may come without their SID and
+    addresses; a PostgreSQL one reads them in full.
+    """
     if is_postgres(location):
         from . import postgres as checkpoint_pg  # noqa: PLC0415 - as above
 
         return checkpoint_pg.read_only(str(location))
-    return read_only(location)
+    return read_only(location, brief=brief)
 
 
 def checkpoint_meta(location: str | Path) -> dict[str, str]:

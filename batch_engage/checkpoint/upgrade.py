@@ -22,6 +22,7 @@ import structlog
 from ..disk import move_with_sidecars
 from ..errors import CheckpointMismatch
 from .binding import changed_parts
+from .columnar import read_only_uri
 
 __all__ = ["V1_LINE_COLUMNS", "take_v1_lines"]
 
@@ -32,7 +33,7 @@ _V1_COLUMNS = "row, state, sid, http_status, error_code, error_message, attempts
 
 def _v1(path: Path) -> tuple[dict[str, str], list[tuple[Any, ...]]] | None:
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        conn = sqlite3.connect(read_only_uri(path), uri=True)
         try:
             meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
             if meta.get("version") != "1":

@@ -15,7 +15,7 @@ from ..experiment import split
 from ..job import Spec, check_tables, window_openings
 from ..plan import annotate_windows
 from ..postgres import masked
-from ..reporting import render_report, report_data
+from ..reporting import ReportData, render_report, report_data
 from ..results import NOT_SENT_YET, build_results, counts_by_status, stored_segments, with_segments
 from ..tables import write_output
 
@@ -87,27 +87,34 @@ def rewrite_results(
     if output is not None:
         out, history = spec.output, spec.history.path
         check_tables([(key, str(output))], checkpoint=out.checkpoint, history=history, source=spec.input)
+    if output is None and html is not None:
+        # A page alone needs no rewrite of a table that may be a hundred megabytes, and nobody asked for it:
+        # nor the journal's every detail (a brief read), nor the table built twice.
+        return None, dict(_page(spec, html, read_checkpoint(spec.output.checkpoint, brief=True)).counts)
     plan, results, view = _from_checkpoint(spec)
-    target = None
-    if html is None or output is not None:
-        # A page alone needs no rewrite of a table that may be a hundred megabytes, and nobody asked for it.
-        results = annotate_windows(plan, with_segments(results, stored_segments(view.meta)), spec, datetime.now(UTC))
-        target = write_output(
-            results,
-            output or spec.output.results,
-            job_id=spec.job.template,
-            period=spec.job.period,
-            key=key,
-            csv_guard=spec.output.csv_guard,
-        )
+    results = annotate_windows(plan, with_segments(results, stored_segments(view.meta)), spec, datetime.now(UTC))
+    target = write_output(
+        results,
+        output or spec.output.results,
+        job_id=spec.job.template,
+        period=spec.job.period,
+        key=key,
+        csv_guard=spec.output.csv_guard,
+    )
     if html is not None:
-        write_report_html(spec, html, view=view)
+        _page(spec, html, view)
     return target, counts_by_status(results)
+
+
+def _page(spec: Spec, path: str | Path, view: CheckpointView) -> ReportData:
+    """Write the page for ``view`` at ``path``; what it shows."""
+    _with_plan(spec, view)
+    data = report_data(spec, view, spec.output.checkpoint)
+    write_text_atomically(path, render_report(data))
+    return data
 
 
 def write_report_html(spec: Spec, path: str | Path, *, view: CheckpointView | None = None) -> Path:
     """Write the campaign report page for ``spec``'s checkpoint: one self-contained file, owner-only, atomically."""
-    view = view or read_checkpoint(spec.output.checkpoint)
-    _with_plan(spec, view)
-    page = render_report(report_data(spec, view, spec.output.checkpoint))
-    return write_text_atomically(path, page)
+    _page(spec, path, view or read_checkpoint(spec.output.checkpoint, brief=True))
+    return Path(path)

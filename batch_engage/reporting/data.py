@@ -143,20 +143,17 @@ def _seconds(events: pl.DataFrame | None) -> tuple[SecondStats, ...] | None:
     """The run events summed per second over every run (None: a checkpoint older than run events)."""
     if events is None:
         return None
-    return tuple(
-        SecondStats(second=s, requests=r, ok=ok, rate_limited=rl, retries=rt, lookups=lk, pacer_rate=float(rate))
-        for s, r, ok, rl, rt, lk, rate in events.group_by("second")
-        .agg(
-            pl.col("requests").sum(),
-            pl.col("ok").sum(),
-            pl.col("rate_limited").sum(),
-            pl.col("retries").sum(),
-            pl.col("lookups").sum(),
-            pl.col("pacer_rate").last(),
-        )
-        .sort("second")
-        .iter_rows()
+    per_second = events.group_by("second").agg(
+        pl.col("requests").sum(),
+        pl.col("ok").sum(),
+        pl.col("rate_limited").sum(),
+        pl.col("retries").sum(),
+        pl.col("lookups").sum(),
+        pl.col("pacer_rate").last().cast(pl.Float64),
     )
+    # Columns in the tuple's field order, so each row is one at once.
+    columns = per_second.sort("second").select(SecondStats._fields)
+    return tuple(map(SecondStats._make, columns.iter_rows()))
 
 
 def report_data(spec: Spec, view: CheckpointView, path: str) -> ReportData:

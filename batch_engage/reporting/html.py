@@ -35,6 +35,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from ..checkpoint import achieved_rate
 from ..plan import mask
@@ -76,9 +77,8 @@ STATUS_ORDER: tuple[str, ...] = tuple(s for s in STATUSES if s not in EXPERIMENT
 _MORE_INFO = "https://www.twilio.com/docs/errors/{code}"
 
 
-@dataclass(frozen=True, kw_only=True)
-class SecondStats:
-    """One row of the run-events table: what happened in one second of one run."""
+class SecondStats(NamedTuple):
+    """One row of the run-events table: one second of one run (a tuple: a 14-hour run has 50,000 of them)."""
 
     second: int  # unix time (UTC) of the second
     requests: int

@@ -23,7 +23,7 @@ import httpx
 import polars as pl
 import structlog
 
-from ..checkpoint import Target, open_checkpoint, read_checkpoint
+from ..checkpoint import CheckpointStore, read_checkpoint
 from ..clock import iso_ms
 from ..control import Progress, RunControl, StoppableClock
 from ..credentials import Credentials
@@ -44,6 +44,7 @@ from ..twilio import (
 from .ending import Ending, ending
 from .failures import Storage
 from .lifecycle import close, journal_lines, opened
+from .opening import EarlyOpening, checkpoint_opening, opens_early, plan_while_opening, target_for
 from .phases import ARRIVAL_META, Invocation
 from .sending import Sent, run_with_checkpoint
 from .values import RunOptions, RunResult, RunSummary
@@ -63,18 +64,6 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 DEFAULT_OPTIONS = RunOptions()
-
-
-def target_for(spec: Spec, credentials: Credentials | None, *, sandbox: bool) -> Target:
-    """The Twilio this job's runs go to: base URL (with region and edge), the credential's SID, sandbox or not."""
-    if sandbox:
-        return Target(base_url="sandbox", identity=None, sandbox=True)
-    region = credentials.region if credentials else None
-    edge = credentials.edge if credentials else None
-    return Target(
-        base_url=studio_base_url(spec.flow, region=region, edge=edge),
-        identity=credentials.username if credentials else None,
-    )
 
 
 def _studio_url(spec: Spec, credentials: Credentials) -> str:
@@ -125,6 +114,15 @@ def _summary(spec: Spec, sent: Sent, counts: dict[str, int], duration: float, en
     )
 
 
+def _storage(spec: Spec, control: RunControl) -> Storage:
+    """The run's storage rules: lock waits bounded by the job's ``lock_wait``, every wait ended by a stop."""
+    return Storage(
+        lock_wait=spec.output.lock_wait,
+        wait=lambda seconds: control.wait_stop(seconds, asyncio.sleep),
+        stopping=lambda: control.stopping,
+    )
+
+
 async def run_job(
     spec: Spec,
     *,
@@ -156,12 +154,12 @@ async def run_job(
     started = clock.monotonic()
     prove_outputs(spec)
     base_url = _studio_url(spec, credentials)
-    prepared = _prepared(spec, frame, stdin, stored=settle_only, restart=options.restart)
-    storage = Storage(
-        lock_wait=spec.output.lock_wait,
-        wait=lambda seconds: control.wait_stop(seconds, asyncio.sleep),
-        stopping=lambda: control.stopping,
+    prepared, opening = plan_while_opening(
+        partial(_prepared, spec, frame, stdin, stored=settle_only, restart=options.restart),
+        checkpoint_opening(spec, credentials, options, recover),
+        early=opens_early(spec, options, planned=not settle_only, recover=recover),
     )
+    storage = _storage(spec, control)
     reach = Reach(httpx.URL(base_url).host)
     job = Invocation(
         spec,
@@ -179,36 +177,29 @@ async def run_job(
         on_start,
     )
     try:
-        return await _run_locked(job, started, recover, settle_only=settle_only)
+        return await _run_locked(job, started, opening, settle_only=settle_only)
     except StorageFailed as exc:
         if exc.transient or storage.sending_began:
             raise
         raise UsageError(f"{exc}; nothing was sent") from None
 
 
-async def _run_locked(job: Invocation, started: float, recover: str | None, *, settle_only: bool) -> RunResult:
-    """The run with its checkpoint open: send, then settle the ending and write the results."""
+async def _run_locked(
+    job: Invocation, started: float, opening: EarlyOpening | Callable[[], CheckpointStore], *, settle_only: bool
+) -> RunResult:
+    """The run with its checkpoint open (``opening``: opened early, or to open now): send, then settle the
+    ending and write the results."""
     spec, prepared, options, clock, storage = job.spec, job.prepared, job.options, job.clock, job.storage
-    extra_meta = {"job_id": spec.job.id, **({"period": spec.job.period} if spec.job.period else {})}
-    if recover is not None:
-        extra_meta["token"] = recover
-    target = target_for(spec, job.credentials, sandbox=options.sandbox)
-    opening = partial(
-        open_checkpoint,
-        spec.output.checkpoint,
-        prepared.fingerprint,
-        target,
-        restart=options.restart,
-        yes=options.yes,
-        extra_meta=extra_meta,
-    )
-    cp = await opened(opening, job.control)
+    if isinstance(opening, EarlyOpening):
+        cp, lines = await opening.result(job.control)
+    else:
+        cp, lines = await opened(opening, job.control), None
     try:
         await storage.commit("starting the run", cp.start_run, iso_ms(clock.now()), prepared.input_digest)
         await storage.commit("saving the plan", cp.save_plan, prepared.plan)
         history = open_history(spec.history.path) if spec.history.path and not options.sandbox else None
         try:
-            sent = await run_with_checkpoint(job, cp, history)
+            sent = await run_with_checkpoint(job, cp, history, lines)
             if history is not None and not settle_only:
                 await asyncio.to_thread(count_holdout, history, spec, prepared.plan)
         finally:

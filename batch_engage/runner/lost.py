@@ -10,10 +10,9 @@ import polars as pl
 import structlog
 
 from ..checkpoint import CheckpointStore
-from ..states import FINAL, POSSIBLY_SENT
 from .failures import Storage
 from .item import make_marker
-from .schedule import to_send
+from .schedule import to_send, with_states
 
 __all__ = ["mark_lost_lines"]
 
@@ -28,7 +27,7 @@ async def mark_lost_lines(cp: CheckpointStore, plan: pl.DataFrame, storage: Stor
         return None
     note = lost.describe()
     log.warning("checkpoint.lost_lines", expected=lost.expected, found=lost.found, message=note)
-    items = list(to_send(plan, cp.open_lines(), cp.contacts_in(FINAL | POSSIBLY_SENT)))
+    items = list(to_send(with_states(plan, cp.states()), cp.open_lines()))
     write = partial(cp.write_intents, at=lost.since, twilio_at=lost.since_twilio)
     for start in range(0, len(items), _GROUP):
         group = items[start : start + _GROUP]

@@ -20,7 +20,7 @@ from ..control import Progress, RunControl
 from ..credentials import Credentials
 from ..job import Spec
 from ..plan import Prepared
-from ..states import FINAL, POSSIBLY_SENT
+from ..states import POSSIBLY_SENT
 from ..twilio import (
     READ_ATTEMPTS,
     PacedReads,
@@ -30,8 +30,9 @@ from ..twilio import (
 from .active import ActiveRuns
 from .dispatch import Dispatcher
 from .failures import Storage
+from .known import Known
 from .preflight import preflight
-from .schedule import send_all, to_send
+from .schedule import send_all, to_send, with_states
 from .settle import Settler
 from .values import RunOptions
 
@@ -79,8 +80,11 @@ def announce(job: Invocation, contacts: int, flow: dict[str, Any]) -> None:
         job.on_start(line)
 
 
-async def phases(job: Invocation, cp: CheckpointStore, d: Dispatcher) -> bool:
-    """Preflight, settle earlier runs' possibly-sent contacts, send, settle this run's; True if stopped early."""
+async def phases(job: Invocation, cp: CheckpointStore, d: Dispatcher, known: Known | None = None) -> bool:
+    """Preflight, settle earlier runs' possibly-sent contacts, send, settle this run's; True if stopped early.
+
+    ``known``: the journal's states as the run read them at its start, if nothing has written to it since.
+    """
     spec, plan, control, clock = job.spec, job.prepared.plan, job.control, job.clock
     reads = PacedReads(
         d.pacer,
@@ -107,7 +111,11 @@ async def phases(job: Invocation, cp: CheckpointStore, d: Dispatcher) -> bool:
     waiting = False
     if d.aborted is None and not control.stopping:
         flows = spec.experiment.flows(spec.flow.sid) if spec.experiment is not None else None
-        source = to_send(plan, cp.open_lines(), cp.contacts_in(FINAL | POSSIBLY_SENT), flows)
+        # Settling changed the journal: then it is read again (this run alone writes to it).
+        sendable = known.sendable if known is not None and possibly.height == 0 else None
+        if sendable is None:
+            sendable = with_states(plan, cp.states())
+        source = to_send(sendable, cp.open_lines(), flows)
         options = job.options
         announce(job, d.total - d.done, flow)
         waiting = await send_all(d, source, window=d.window, limit=options.limit, wait=options.wait, clock=clock)

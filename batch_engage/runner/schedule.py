@@ -19,25 +19,30 @@ from ..states import RowState
 from .dispatch import Dispatcher
 from .item import Item
 
-__all__ = ["send_all", "to_send"]
+__all__ = ["send_all", "to_send", "with_states"]
 
 log = structlog.get_logger(__name__)
 
 
-def to_send(
-    plan: pl.DataFrame, open_lines: pl.DataFrame, settled: pl.Series, flows: Mapping[str, str] | None = None
-) -> Iterator[Item]:
-    """Contacts of the plan with no final or possibly-sent line, those left waiting included.
+def with_states(plan: pl.DataFrame, lines: pl.DataFrame) -> pl.DataFrame:
+    """The plan's sendable rows in input order, each with its contact's journal line's ``state`` (null: none).
 
-    A generator: a million rows build as they go.
+    ``lines``: every journal line's ``contact`` and ``state`` (``CheckpointStore.states``), other columns kept.
+    """
+    return plan.filter(pl.col("status") == "pending").join(lines, on="contact", how="left", maintain_order="left")
 
+
+def to_send(sendable: pl.DataFrame, open_lines: pl.DataFrame, flows: Mapping[str, str] | None = None) -> Iterator[Item]:
+    """Contacts of ``sendable`` (:func:`with_states`) with no line, or a line left ``pending`` or waiting:
+    never one final, possibly sent, or in a state this release does not know.
+
+    ``open_lines``: the open lines in full (their attempts). A generator: a million rows build as they go.
     ``flows``: each variant's Flow SID, for a job with an experiment.
     """
     flows = flows or {}
-    todo = plan.filter((pl.col("status") == "pending") & ~pl.col("contact").is_in(settled.implode()))
-    todo = todo.join(open_lines.select("contact", "state", "attempts"), on="contact", how="left", maintain_order="left")
     again = [RowState.PENDING.value, RowState.WAITING_ACTIVE.value]
-    todo = todo.filter(pl.col("state").is_null() | pl.col("state").is_in(again))
+    todo = sendable.filter(pl.col("state").is_null() | pl.col("state").is_in(again))
+    todo = todo.join(open_lines.select("contact", "attempts"), on="contact", how="left", maintain_order="left")
     zones = (
         todo.get_column("zones")
         if "zones" in todo.columns

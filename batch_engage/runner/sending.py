@@ -18,11 +18,12 @@ from ..clock import iso_ms
 from ..control import StoppableClock
 from ..errors import Stopped, StudioError
 from ..history import HistoryStore
-from ..plan import params_hash, send_window
+from ..plan import send_window
 from ..states import FINAL, REACHED, RowState
 from ..twilio import Pacer, StudioClient, TwilioClock, make_http_client
 from .dispatch import Dispatcher
 from .failures import is_storage_error
+from .known import Known
 from .lifecycle import flushed
 from .lost import mark_lost_lines
 from .phases import Invocation, phases
@@ -62,24 +63,12 @@ class Sent:
     repaired: str | None = None
 
 
-def _earlier(plan: pl.DataFrame, checkpoint: CheckpointStore, digest: str) -> tuple[int, int]:
-    """Rows whose contact a run for an earlier input reached, and how many of them now carry other Parameters."""
-    finals = checkpoint.reached_for_other_input(digest)
-    if finals.height == 0:
-        return 0, 0
-    rows = plan.filter(pl.col("status") == "pending").join(
-        finals.select("contact", pl.col("params_hash").alias("was")), on="contact", how="inner"
-    )
-    changed = sum(params_hash(p) != was for p, was in rows.select("parameters", "was").iter_rows())
-    return rows.height, changed
-
-
-def _dispatcher(job: Invocation, cp: CheckpointStore, client: StudioClient, history: HistoryStore | None) -> Dispatcher:
+def _dispatcher(
+    job: Invocation, cp: CheckpointStore, client: StudioClient, history: HistoryStore | None, known: Known
+) -> Dispatcher:
     """The dispatcher of this run, with its pacer and recorder; it counts the contacts already final."""
     spec, clock = job.spec, job.clock
     pacer = Pacer(spec.send.rate, clock=StoppableClock(job.options.pacing(), job.control))
-    sendable = job.prepared.plan.filter(pl.col("status") == "pending")
-    finals = cp.contacts_in(FINAL)
     return Dispatcher(
         spec=spec,
         window=send_window(spec),
@@ -94,12 +83,10 @@ def _dispatcher(job: Invocation, cp: CheckpointStore, client: StudioClient, hist
         clock=clock,
         control=job.control,
         on_progress=job.on_progress,
-        total=sendable.height,
-        done=sendable.filter(pl.col("contact").is_in(finals.implode())).height,
-        sent_before=sendable.filter(pl.col("contact").is_in(cp.contacts_in(REACHED).implode())).height,
-        failed_before=sendable.filter(
-            pl.col("contact").is_in(cp.contacts_in(frozenset({RowState.FAILED})).implode())
-        ).height,
+        total=known.sendable.height,
+        done=known.count(FINAL),
+        sent_before=known.count(REACHED),
+        failed_before=known.count(frozenset({RowState.FAILED})),
         sids=cp.sids_since(iso_ms(clock.now() - RECENT_SIDS)) if spec.flow.api == "engagements" else set(),
     )
 
@@ -124,14 +111,20 @@ async def _studio(job: Invocation) -> AsyncIterator[StudioClient]:
         )
 
 
-async def run_with_checkpoint(job: Invocation, cp: CheckpointStore, history: HistoryStore | None) -> Sent:
-    """The sending part: the dispatcher and its flusher around the run's phases, with the --max-duration timer."""
-    control = job.control
-    reached_earlier, changed = _earlier(job.prepared.plan, cp, job.prepared.input_digest)
+async def run_with_checkpoint(
+    job: Invocation, cp: CheckpointStore, history: HistoryStore | None, lines: pl.DataFrame | None = None
+) -> Sent:
+    """The sending part: the dispatcher and its flusher around the run's phases, with the --max-duration timer.
+
+    ``lines``: the journal's states, read when the checkpoint was opened (None: read now).
+    """
+    control, prepared = job.control, job.prepared
+    known = Known.read(cp, prepared.plan, lines)
+    reached_earlier, changed = known.earlier(cp, prepared.plan, prepared.input_digest)
     if reached_earlier:
         log.info("input.reached_earlier", rows=reached_earlier, parameters_changed=changed)
     async with _studio(job) as client:
-        d = _dispatcher(job, cp, client, history)
+        d = _dispatcher(job, cp, client, history, known)
         sent = Sent(d, reached_earlier=reached_earlier, changed=changed)
         done_flushing = asyncio.Event()
         flusher = asyncio.create_task(d.recorder.run(done_flushing))
@@ -148,7 +141,8 @@ async def run_with_checkpoint(job: Invocation, cp: CheckpointStore, history: His
             sent.repaired = await mark_lost_lines(cp, job.prepared.plan, job.storage)
             with frozen_heap():
                 sent.stopped_early = await watched(
-                    phases(job, cp, d),
+                    # Lines marked lost changed the journal: the phases read it again.
+                    phases(job, cp, d, known if sent.repaired is None else None),
                     job.reach,
                     control,
                     give_up_after=job.spec.send.unreachable_timeout,

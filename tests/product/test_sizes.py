@@ -13,10 +13,7 @@ CLASS_LINES = 250
 
 # What is over a limit today, each in an area being reworked elsewhere; the list only shrinks. An entry is a
 # module's path, or ``path::name`` for a function or class (nested ones as ``outer.inner``).
-ALLOWED = {
-    "checkpoint/sqlite.py",
-    "results.py::build_results",
-}
+ALLOWED: set[str] = set()
 
 
 def _measure(source: str, where: str, limits: dict[str, int] | None = None) -> dict[str, int]:

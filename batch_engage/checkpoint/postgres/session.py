@@ -14,7 +14,7 @@ import psycopg
 from ...errors import TryLater
 from ...postgres import PgLocation
 from ...states import OPEN, REACHED, RowState, sql_list
-from ..model import contacts_from_text, journal_frame, reached_frame
+from ..model import contacts_from_text, journal_frame, reached_frame, states_from_text
 from .tables import Connection, journal_sql
 
 __all__ = ["PgSession"]
@@ -90,6 +90,17 @@ class PgSession:
         with self._db():
             row = self._conn.execute(sql, (self.location.key, sorted(s.value for s in states))).fetchone()
         return contacts_from_text(row[0] if row else None)
+
+    def states(self) -> pl.DataFrame:
+        """Every line's contact, state and input digest: three texts polars splits (one ordering for all three,
+        so their lines stay together)."""
+        sql = self._sql(
+            "SELECT string_agg(contact, chr(10) ORDER BY contact), string_agg(state, chr(10) ORDER BY contact), "
+            "string_agg(coalesce(input, ''), chr(10) ORDER BY contact) FROM {s}.journal WHERE job = %s"
+        )
+        with self._db():
+            row = self._conn.execute(sql, (self.location.key,)).fetchone()
+        return states_from_text(*(row or (None, None, None)))
 
     def reached_for_other_input(self, input_digest: str) -> pl.DataFrame:
         """Contacts reached by runs for another input (an earlier export): contact, params_hash."""

@@ -1,0 +1,90 @@
+"""The journal read as columns: every value as written, whatever came before it; the plan kept, written again
+only when it changed; the report page's brief read leaves out only what the page never shows."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import polars as pl
+
+from batch_engage.checkpoint.store import Intent, Outcome, Target, open_checkpoint, read_only
+from batch_engage.states import RowState
+
+FP = {"flow_sid": "FW" + "1" * 32, "api": "engagements", "mapping": {"to": "phone"}, "planning": {}}
+TWILIO = Target(base_url="https://studio.twilio.com", identity="AC" + "a" * 32)
+AT = "2026-11-25T10:00:00.000Z"
+LATER = "2026-11-25T11:00:00.000Z"
+SILENT = 3000  # more than one batch of the driver's type inference (1,024 rows)
+
+
+def _contact(i: int) -> str:
+    return f"+1415{i:07d}"
+
+
+def _journal(path: Path) -> None:
+    """SILENT lines sent with nothing to say, then one failed with Twilio's message and one uncertain."""
+    contacts = [_contact(i) for i in range(SILENT + 2)]
+    with open_checkpoint(path, FP, TWILIO) as cp:
+        cp.start_run(AT, "digest-1")
+        cp.write_intents(
+            [Intent(c, i + 1, c, "+15005550006", "h", f"t:{i}") for i, c in enumerate(contacts)], at=AT, twilio_at=AT
+        )
+        cp.write_outcomes(Outcome(c, RowState.SENT, sid=f"FN{i:032x}", completed_at=AT) for i, c in enumerate(contacts))
+        cp.write_outcomes(
+            [
+                Outcome(contacts[SILENT], RowState.FAILED, http_status=400, error_code=20001, error_message="Bad To"),
+                Outcome(contacts[SILENT + 1], RowState.UNCERTAIN, error_message="timed out", completed_at=LATER),
+            ]
+        )
+
+
+def test_a_message_after_thousands_of_silent_lines_is_read_as_written(tmp_path: Path) -> None:
+    """The failed line's code and message, and the uncertain one's, come back after 3,000 lines without any."""
+    path = tmp_path / "c"
+    _journal(path)
+    with open_checkpoint(path, FP, TWILIO) as cp:
+        states = cp.states()
+    lines = {r["contact"]: r for r in read_only(path).journal.iter_rows(named=True)}
+    failed, uncertain = lines[_contact(SILENT)], lines[_contact(SILENT + 1)]
+    assert (failed["state"], failed["error_code"], failed["error_message"]) == ("failed", 20001, "Bad To")
+    assert (uncertain["state"], uncertain["error_message"]) == ("uncertain", "timed out")
+    assert lines[_contact(0)]["sid"] == "FN" + "0" * 32 and lines[_contact(0)]["error_message"] is None
+    assert states.height == SILENT + 2
+    assert dict(states.group_by("state").len().iter_rows()) == {"sent": SILENT, "failed": 1, "uncertain": 1}
+
+
+def test_a_checkpoint_in_a_folder_named_with_spaces_and_signs_reads(tmp_path: Path) -> None:
+    """A folder named ``a b?#c`` holds a checkpoint that reads like any other (its path is never taken for a URI)."""
+    path = tmp_path / "a b?#c" / "c"
+    path.parent.mkdir()
+    _journal(path)
+    assert read_only(path).journal.height == SILENT + 2
+
+
+def test_the_report_pages_brief_read_leaves_out_only_what_the_page_never_shows(tmp_path: Path) -> None:
+    """Every line's contact, state, message, variant and times as in full; sent lines without their SID."""
+    path = tmp_path / "c"
+    _journal(path)
+    full, brief = read_only(path).journal, read_only(path, brief=True).journal
+    shown = ["contact", "state", "error_code", "error_message", "ended_sid", "variant", "intent_at", "completed_at"]
+    assert brief.sort("contact").select(shown).equals(full.sort("contact").select(shown))
+    assert brief.filter(pl.col("state") == "sent").get_column("sid").null_count() == SILENT
+    assert brief.filter(pl.col("state") == "failed").get_column("http_status").to_list() == [400]
+
+
+def test_the_plan_is_written_again_only_when_it_changed(tmp_path: Path) -> None:
+    """The same plan saved again leaves the file as it was; another plan replaces it, and reads back."""
+    path = tmp_path / "c"
+    plan = pl.DataFrame({"row": [1, 2], "contact": ["+1", "+2"], "parameters": ['{"a":1}', '{"a":2}']})
+    with open_checkpoint(path, FP, TWILIO) as cp:
+        cp.save_plan(plan)
+        kept = cp.plan_path
+        os.utime(kept, ns=(1, 1))  # a moment no write of today's would leave
+        cp.save_plan(plan.clone())
+        assert kept.stat().st_mtime_ns == 1
+        changed = plan.with_columns(parameters=pl.lit('{"a":3}'))
+        cp.save_plan(changed)
+    assert kept.stat().st_mtime_ns != 1
+    assert read_only(path).plan is not None and read_only(path).plan.equals(changed)  # type: ignore[union-attr]
+    assert "parameters" not in read_only(path, brief=True).plan.columns  # type: ignore[union-attr]
