@@ -1,5 +1,6 @@
 """The checkpoint: the journal keyed by contact, bound to one job and one target, in SQLite or PostgreSQL."""
 
+from .columnar import read_only_uri
 from .model import CheckpointStore, CheckpointView, Intent, Outcome, SecondStats, Target, achieved_rate, empty_journal
 from .runlog import LostLines, RunLogState, read_runlog, refuse_lost_journal, runlog_path, set_aside_damaged
 from .schema import SCHEMA_VERSION
@@ -34,6 +35,7 @@ __all__ = [
     "is_postgres",
     "open_checkpoint",
     "read_checkpoint",
+    "read_only_uri",
     "read_runlog",
     "refuse_lost_journal",
     "runlog_path",

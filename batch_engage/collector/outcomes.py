@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..checkpoint import read_only_uri
 from ..disk import private_file, release_lock, try_lock
 from ..errors import CheckpointLocked, UsageError
 
@@ -161,7 +162,7 @@ def read_outcomes(checkpoint: str | Path) -> dict[str, StoredOutcome] | None:
     if not path.exists():
         return None
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        conn = sqlite3.connect(read_only_uri(path), uri=True)
         try:
             return _load(conn)
         finally:
