@@ -391,8 +391,8 @@ def _run_ends(runs: Sequence[RunSpan], seconds: Sequence[SecondStats] | None) ->
 
 
 def _rates(seconds: Sequence[SecondStats] | None) -> tuple[float | None, float | None]:
-    """Achieved (2xx per second in which anything was sent) and settled (the last pacer rate)."""
+    """Achieved (the pace held: ``achieved_rate``) and settled (the last pacer rate)."""
     if not seconds:
         return None, None
-    last = max(seconds, key=lambda s: s.second)
-    return achieved_rate((s.requests, s.ok) for s in seconds), last.pacer_rate
+    ordered = sorted(seconds, key=lambda s: s.second)
+    return achieved_rate((s.requests, s.ok) for s in ordered), ordered[-1].pacer_rate

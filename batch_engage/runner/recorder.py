@@ -81,7 +81,7 @@ class Recorder:
             sent[what == "ok"] += n
 
     def achieved_rate(self) -> float:
-        """This run's 2xx per second in which anything was sent, as the report page computes it (0 if none)."""
+        """The pace this run held (``checkpoint.achieved_rate``), as the report page computes it (0 if none sent)."""
         return achieved_rate((requests, ok) for requests, ok in self._sent.values()) or 0.0
 
     async def flush(self) -> None:

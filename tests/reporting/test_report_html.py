@@ -292,13 +292,14 @@ class TestHeader:
     """The header answers: which flow, when, for how long, and how fast against the configured rate."""
 
     def test_rates_achieved_configured_and_settled(self) -> None:
-        """Achieved is 2xx per second with sends, settled is the last pacer rate."""
+        """Achieved is the pace held (2xx per second of sending, the partial first and last left out), settled is
+        the last pacer rate."""
         seconds = (
             *seconds_of(10, ok=20, limited_at=4),
             *seconds_of(5, start=int(START.timestamp()) + 100, ok=10, limited_at=0),
         )
         elements = parse(render_report(report(seconds=seconds, configured_rate=25.0)))
-        assert elements.text["rate-achieved"].startswith("16.67")  # (10*20 + 5*10) / 15 active seconds
+        assert elements.text["rate-achieved"].startswith("16.92")  # (9*20 + 4*10) / 13 seconds between first and last
         assert elements.text["rate-configured"].startswith("25.00")
         assert elements.text["rate-settled"].startswith("18.00")
 
