@@ -161,16 +161,17 @@ def _by_rows(conn: sqlite3.Connection, present: set[str]) -> Tables:
     return journal, runs, pl.DataFrame(conn.execute(_EVENTS).fetchall(), schema=EVENT_COLUMNS, orient="row")
 
 
-def _tables(path: Path, *, brief: bool, beside: ThreadPoolExecutor) -> tuple[dict[str, str], Tables]:
-    """The meta, and journal, runs and events: as columns (runs and events in the ``beside`` thread) when this
-    process has no connection of its own open on the file, else (or when the columnar reader is refused) by rows.
+def _tables(path: Path, *, brief: bool, columns: bool, beside: ThreadPoolExecutor) -> tuple[dict[str, str], Tables]:
+    """The meta, and journal, runs and events: as columns (runs and events in the ``beside`` thread) when the
+    caller asked for ``columns`` and this process has no connection of its own open on the file, else (or when
+    the columnar reader is refused) by rows.
     """
     conn = connect_ro(path)
     try:
         meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         check_readable(path, meta)
         present = journal_columns(conn)
-        if _held_here(path):
+        if not columns or _held_here(path):
             return meta, _by_rows(conn, present)
     finally:
         conn.close()
@@ -187,11 +188,14 @@ def _tables(path: Path, *, brief: bool, beside: ThreadPoolExecutor) -> tuple[dic
             conn.close()
 
 
-def read_only(path: str | Path, *, brief: bool = False) -> CheckpointView:
+def read_only(path: str | Path, *, brief: bool = False, columns: bool = False) -> CheckpointView:
     """Everything a checkpoint holds, without its lock: safe while a run is going on.
 
     ``brief``: for the report page, the journal's ``sent`` lines may come without their SID, addresses, HTTP
-    status and attempts (left empty), and the plan without the rows' Parameters.
+    status and attempts (left empty), and the plan without the rows' Parameters. ``columns``: read through the
+    columnar reader, which carries a SQLite of its own; only a command that opens nothing else on the file
+    meanwhile (``status``, ``report``) asks for it, never a run: two SQLites in one process drop each other's
+    file locks, and a run may open its checkpoint in another thread while it still reads.
     """
     path = Path(path)
     if not path.exists():
@@ -201,7 +205,7 @@ def read_only(path: str | Path, *, brief: bool = False) -> CheckpointView:
     with ThreadPoolExecutor(1, thread_name_prefix="batch-engage-read") as beside:
         plan = beside.submit(_read_plan, plan_path(path), brief=brief)
         try:
-            meta, (journal, runs, events) = _tables(path, brief=brief, beside=beside)
+            meta, (journal, runs, events) = _tables(path, brief=brief, columns=columns, beside=beside)
         except sqlite3.DatabaseError as exc:
             raise UsageError(f"{path}: not a batch-engage checkpoint ({exc})") from None
         newest = max(p.stat().st_mtime for p in (path, path.with_name(path.name + "-wal")) if p.exists())

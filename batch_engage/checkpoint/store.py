@@ -122,17 +122,18 @@ def open_checkpoint(
         raise
 
 
-def read_checkpoint(location: str | Path, *, brief: bool = False) -> CheckpointView:
+def read_checkpoint(location: str | Path, *, brief: bool = False, columns: bool = False) -> CheckpointView:
     """:func:`read_only` for either backend: everything a checkpoint holds, safe while a run goes on.
 
     ``brief`` (the report page): a file checkpoint's plain ``sent`` lines may come without their SID and
-    addresses; a PostgreSQL one reads them in full.
+    addresses; a PostgreSQL one reads them in full. ``columns``: a file checkpoint read as columns, for
+    ``status`` and ``report`` alone (see :func:`read_only`).
     """
     if is_postgres(location):
         from . import postgres as checkpoint_pg  # noqa: PLC0415 - as above
 
         return checkpoint_pg.read_only(str(location))
-    return read_only(location, brief=brief)
+    return read_only(location, brief=brief, columns=columns)
 
 
 def checkpoint_meta(location: str | Path) -> dict[str, str]:

@@ -43,7 +43,7 @@ def _with_plan(spec: Spec, view: CheckpointView) -> pl.DataFrame:
 
 def _from_checkpoint(spec: Spec) -> tuple[pl.DataFrame, pl.DataFrame, CheckpointView]:
     """The plan, the results table and the view, from the checkpoint alone (``in_flight`` while a run holds it)."""
-    view = read_checkpoint(spec.output.checkpoint)
+    view = read_checkpoint(spec.output.checkpoint, columns=True)
     plan = _with_plan(spec, view)
     results = build_results(
         plan, view.journal, input_digest=view.meta.get("input"), live=view.live, pending_reason=NOT_SENT_YET
@@ -90,7 +90,7 @@ def rewrite_results(
     if output is None and html is not None:
         # A page alone needs no rewrite of a table that may be a hundred megabytes, and nobody asked for it:
         # nor the journal's every detail (a brief read), nor the table built twice.
-        return None, dict(_page(spec, html, read_checkpoint(spec.output.checkpoint, brief=True)).counts)
+        return None, dict(_page(spec, html, read_checkpoint(spec.output.checkpoint, brief=True, columns=True)).counts)
     plan, results, view = _from_checkpoint(spec)
     results = annotate_windows(plan, with_segments(results, stored_segments(view.meta)), spec, datetime.now(UTC))
     target = write_output(

@@ -24,7 +24,7 @@ import polars as pl
 from ..checkpoint import SCHEMA_VERSION, CheckpointStore, Target, checkpoint_meta, is_postgres, open_checkpoint
 from ..control import RunControl
 from ..credentials import Credentials
-from ..errors import Stopped
+from ..errors import Stopped, UsageError
 from ..job import Spec
 from ..plan import Prepared, fingerprint
 from ..twilio import studio_base_url
@@ -70,8 +70,12 @@ def opens_early(spec: Spec, options: RunOptions, *, planned: bool, recover: str 
     location = spec.output.checkpoint
     if not planned or recover is not None or options.restart or is_postgres(location) or not Path(location).exists():
         return False
-    # A format-1 checkpoint is moved aside when opened: that waits for an input known to be good.
-    return checkpoint_meta(location).get("version") == SCHEMA_VERSION
+    # A format-1 checkpoint is moved aside when opened: that waits for an input known to be good. So does a
+    # file that is no checkpoint: the input's own error comes first, as it did before the early open.
+    try:
+        return checkpoint_meta(location).get("version") == SCHEMA_VERSION
+    except UsageError:
+        return False
 
 
 def plan_while_opening(

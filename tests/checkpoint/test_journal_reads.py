@@ -7,7 +7,9 @@ import os
 from pathlib import Path
 
 import polars as pl
+import pytest
 
+from batch_engage.checkpoint import sqlite_read
 from batch_engage.checkpoint.store import Intent, Outcome, Target, open_checkpoint, read_only
 from batch_engage.states import RowState
 
@@ -39,13 +41,14 @@ def _journal(path: Path) -> None:
         )
 
 
-def test_a_message_after_thousands_of_silent_lines_is_read_as_written(tmp_path: Path) -> None:
+@pytest.mark.parametrize("columns", [True, False], ids=["as columns", "by rows"])
+def test_a_message_after_thousands_of_silent_lines_is_read_as_written(tmp_path: Path, columns: bool) -> None:
     """The failed line's code and message, and the uncertain one's, come back after 3,000 lines without any."""
     path = tmp_path / "c"
     _journal(path)
     with open_checkpoint(path, FP, TWILIO) as cp:
         states = cp.states()
-    lines = {r["contact"]: r for r in read_only(path).journal.iter_rows(named=True)}
+    lines = {r["contact"]: r for r in read_only(path, columns=columns).journal.iter_rows(named=True)}
     failed, uncertain = lines[_contact(SILENT)], lines[_contact(SILENT + 1)]
     assert (failed["state"], failed["error_code"], failed["error_message"]) == ("failed", 20001, "Bad To")
     assert (uncertain["state"], uncertain["error_message"]) == ("uncertain", "timed out")
@@ -59,14 +62,30 @@ def test_a_checkpoint_in_a_folder_named_with_spaces_and_signs_reads(tmp_path: Pa
     path = tmp_path / "a b?#c" / "c"
     path.parent.mkdir()
     _journal(path)
-    assert read_only(path).journal.height == SILENT + 2
+    assert read_only(path).journal.height == read_only(path, columns=True).journal.height == SILENT + 2
+
+
+def test_only_a_reader_that_asks_for_columns_loads_a_second_sqlite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run's own reads (variants kept, a stored plan) never go through the columnar driver's SQLite: two
+    SQLites in one process drop each other's locks; ``status`` and ``report`` ask for it, and get it."""
+    path = tmp_path / "c"
+    _journal(path)
+    used: list[str] = []
+    real = sqlite_read.read_frame
+    monkeypatch.setattr(sqlite_read, "read_frame", lambda *a, **k: used.append("columns") or real(*a, **k))
+    by_rows = read_only(path)
+    assert used == []
+    assert read_only(path, columns=True).journal.sort("contact").equals(by_rows.journal.sort("contact"))
+    assert used
 
 
 def test_the_report_pages_brief_read_leaves_out_only_what_the_page_never_shows(tmp_path: Path) -> None:
     """Every line's contact, state, message, variant and times as in full; sent lines without their SID."""
     path = tmp_path / "c"
     _journal(path)
-    full, brief = read_only(path).journal, read_only(path, brief=True).journal
+    full, brief = read_only(path).journal, read_only(path, brief=True, columns=True).journal
     shown = ["contact", "state", "error_code", "error_message", "ended_sid", "variant", "intent_at", "completed_at"]
     assert brief.sort("contact").select(shown).equals(full.sort("contact").select(shown))
     assert brief.filter(pl.col("state") == "sent").get_column("sid").null_count() == SILENT

@@ -60,3 +60,18 @@ def test_while_another_run_holds_the_job_a_refused_input_is_still_the_answer(
         assert code != 0 and "another batch-engage process is running this job" in err
     finally:
         os.close(held)
+
+
+def test_a_file_that_is_no_checkpoint_does_not_hide_the_inputs_own_problem(
+    write_job: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], sandbox_env: dict[str, str]
+) -> None:
+    """The checkpoint's path holds something else and the input lacks its column: the input's error comes first
+    (exit 2, naming the column), as before the checkpoint was opened early; the other file is left as it was."""
+    job, checkpoint = _resumable(write_job, tmp_path, capsys)
+    for kin in (checkpoint.with_name(checkpoint.name + s) for s in ("-wal", "-shm")):
+        kin.unlink(missing_ok=True)
+    checkpoint.write_bytes(b"not a database, just some bytes" * 200)
+    _break_input(tmp_path)
+    code, _, err = cli(["run", str(job), "--sandbox", "--quiet"], capsys)
+    assert code == 2 and "phone" in err and "not a batch-engage checkpoint" not in err
+    assert checkpoint.read_bytes() == b"not a database, just some bytes" * 200
