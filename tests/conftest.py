@@ -8,6 +8,7 @@ import functools
 import os
 import textwrap
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -231,6 +232,21 @@ def make_spec(tmp_path: Path) -> Callable[..., Any]:
         return load_spec(raw=raw)
 
     return make
+
+
+@dataclass(frozen=True)
+class Rig:
+    """What a frame-fed job's test against the simulator takes: start one, a Spec for it, the credentials it accepts."""
+
+    sandbox: Callable[..., Sandbox]
+    spec: Callable[..., Any]
+    creds: Credentials
+
+
+@pytest.fixture
+def rig(sandbox_factory: Callable[..., Sandbox], make_spec: Callable[..., Any], sandbox_creds: Credentials) -> Rig:
+    """``sandbox_factory``, ``make_spec`` and ``sandbox_creds`` as one: ``rig.sandbox(...)``, ``rig.spec(url)``, ``rig.creds``."""
+    return Rig(sandbox_factory, make_spec, sandbox_creds)
 
 
 def cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

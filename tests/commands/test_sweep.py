@@ -14,22 +14,20 @@ from batch_engage.errors import UsageError
 from batch_engage.sandbox import Sandbox
 from batch_engage.testing import FakeClock
 
-from conftest import cli, make_contacts
+from conftest import Rig, cli, make_contacts
 
 DAY = 86400.0
 
 
 @pytest.fixture
-def swept_job(
-    sandbox_factory: Callable[..., Sandbox], make_spec: Callable[..., Any], sandbox_creds: Credentials
-) -> tuple[Sandbox, FakeClock, Any]:
+def swept_job(rig: Rig) -> tuple[Sandbox, FakeClock, Any]:
     """40 contacts: 30 sent into runs that wait a day; 10 sat in another sender's conversation (already_active)."""
     clock = FakeClock()
     others = tuple(make_contacts(10, start=500)["phone"].to_list())
-    sb = sandbox_factory(rate_limit=None, wait_timeout=DAY, other_sender_active=others, wall=clock)
-    spec = make_spec(sb.url, api="executions")
+    sb = rig.sandbox(rate_limit=None, wait_timeout=DAY, other_sender_active=others, wall=clock)
+    spec = rig.spec(sb.url, api="executions")
     frame = make_contacts(30).vstack(make_contacts(10, start=500))
-    result = run(spec, frame=frame, credentials=sandbox_creds, options=RunOptions(clock=clock))
+    result = run(spec, frame=frame, credentials=rig.creds, options=RunOptions(clock=clock))
     assert result.counts["sent"] == 30 and result.counts["already_active"] == 10
     clock.advance(5)
     return sb, clock, spec

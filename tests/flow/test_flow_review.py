@@ -16,7 +16,7 @@ from batch_engage.credentials import Credentials
 from batch_engage.errors import ConfigError
 from batch_engage.sandbox import Sandbox
 
-from conftest import make_contacts
+from conftest import Rig, make_contacts
 
 
 def _mapped(spec: Any, **parameters: str) -> Any:
@@ -67,13 +67,11 @@ class TestWiring:
     def test_an_unwired_rest_trigger_aborts_with_exit_3_and_no_create(
         self,
         api: str,
-        sandbox_factory: Callable[..., Sandbox],
-        make_spec: Callable[..., Any],
-        sandbox_creds: Credentials,
+        rig: Rig,
     ) -> None:
         """Exit 3, nothing created, and the reason says what to connect in the Studio editor."""
-        sb = sandbox_factory(rate_limit=None, unwired_trigger=True)
-        result = run(make_spec(sb.url, api=api), frame=make_contacts(3), credentials=sandbox_creds)
+        sb = rig.sandbox(rate_limit=None, unwired_trigger=True)
+        result = run(rig.spec(sb.url, api=api), frame=make_contacts(3), credentials=rig.creds)
         assert result.exit_code == 3
         assert "connect REST API" in (result.summary.aborted or "")
         assert sb.stats().create_requests == 0

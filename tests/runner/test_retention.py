@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 import structlog
 
 import batch_engage
-from batch_engage import CollectOptions, Credentials, RunOptions, run
-from batch_engage.sandbox import Sandbox
+from batch_engage import CollectOptions, RunOptions, run
 from batch_engage.testing import FakeClock
 
-from conftest import make_contacts
+from conftest import Rig, make_contacts
 
 DAY = 86400.0
 
@@ -24,22 +21,20 @@ async def _no_wait(seconds: float) -> None:
     return None
 
 
-def test_possibly_sent_contacts_past_retention_stay_uncertain_and_are_not_resent(
-    sandbox_factory: Callable[..., Sandbox], make_spec: Callable[..., Any], sandbox_creds: Credentials
-) -> None:
+def test_possibly_sent_contacts_past_retention_stay_uncertain_and_are_not_resent(rig: Rig) -> None:
     """31 days on (both clocks): a contact left possibly sent ends uncertain, past retention; nothing is re-sent."""
     clock = FakeClock()
-    sb = sandbox_factory(rate_limit=None, lost_answer_rate=0.5, read_rate_limit_rate=1.0, wall=clock)
-    spec = make_spec(sb.url, api="executions", max_backoff=5)
+    sb = rig.sandbox(rate_limit=None, lost_answer_rate=0.5, read_rate_limit_rate=1.0, wall=clock)
+    spec = rig.spec(sb.url, api="executions", max_backoff=5)
     frame = make_contacts(20)
-    first = run(spec, frame=frame, credentials=sandbox_creds, options=RunOptions(clock=clock))
+    first = run(spec, frame=frame, credentials=rig.creds, options=RunOptions(clock=clock))
     lost = first.counts["uncertain"]
     assert lost > 0 and first.counts["sent"] == 20 - lost
     created = len(sb.ledger())
 
     clock.advance(31 * DAY)
     sb.reconfigure(lost_answer_rate=0.0, read_rate_limit_rate=0.0)
-    later = run(spec, frame=frame, credentials=sandbox_creds, options=RunOptions(clock=clock))
+    later = run(spec, frame=frame, credentials=rig.creds, options=RunOptions(clock=clock))
     assert len(sb.ledger()) == created
     assert later.counts["uncertain"] == lost and later.exit_code == 1
     uncertain = later.results.filter(pl.col("status") == "uncertain")
@@ -47,59 +42,53 @@ def test_possibly_sent_contacts_past_retention_stay_uncertain_and_are_not_resent
     assert later.summary.lookups == 0
 
 
-def test_collect_marks_vanished_runs_expired_and_never_fetches_them_again(
-    sandbox_factory: Callable[..., Sandbox], make_spec: Callable[..., Any], sandbox_creds: Credentials, tmp_path: Path
-) -> None:
+def test_collect_marks_vanished_runs_expired_and_never_fetches_them_again(rig: Rig, tmp_path: Path) -> None:
     """Runs Twilio deleted after 30 days answer 404: collect marks them expired (exit 0) and does not ask again."""
     clock = FakeClock()
-    sb = sandbox_factory(rate_limit=None, wait_timeout=60.0, wall=clock)
-    spec = make_spec(sb.url, api="executions")
-    assert run(spec, frame=make_contacts(10), credentials=sandbox_creds, options=RunOptions(clock=clock)).exit_code == 0
+    sb = rig.sandbox(rate_limit=None, wait_timeout=60.0, wall=clock)
+    spec = rig.spec(sb.url, api="executions")
+    assert run(spec, frame=make_contacts(10), credentials=rig.creds, options=RunOptions(clock=clock)).exit_code == 0
 
     clock.advance(31 * DAY)
     options = CollectOptions(clock=clock, sleep=_no_wait, output=str(tmp_path / "outcomes.csv"))
-    result = batch_engage.collect(spec, credentials=sandbox_creds, options=options)
+    result = batch_engage.collect(spec, credentials=rig.creds, options=options)
     assert result.counts.get("expired") == 10 and result.exit_code == 0
     assert set(result.outcomes["error_message"]) == {"past Twilio's 30-day retention: the run is gone"}
     fetched = sb.stats().run_requests
-    again = batch_engage.collect(spec, credentials=sandbox_creds, options=options)
+    again = batch_engage.collect(spec, credentials=rig.creds, options=options)
     assert again.counts.get("expired") == 10 and sb.stats().run_requests == fetched
 
 
-def test_a_younger_runs_404_is_still_a_failure(
-    sandbox_factory: Callable[..., Sandbox], make_spec: Callable[..., Any], sandbox_creds: Credentials, tmp_path: Path
-) -> None:
+def test_a_younger_runs_404_is_still_a_failure(rig: Rig, tmp_path: Path) -> None:
     """A 404 for a run younger than 30 days is failed, as before: only age explains a vanished run."""
     clock = FakeClock()
-    sb = sandbox_factory(rate_limit=None, wall=clock)
-    spec = make_spec(sb.url, api="executions")
-    run(spec, frame=make_contacts(3), credentials=sandbox_creds, options=RunOptions(clock=clock))
-    sb2 = sandbox_factory(rate_limit=None, wall=clock)  # a Twilio that never made these runs
+    sb = rig.sandbox(rate_limit=None, wall=clock)
+    spec = rig.spec(sb.url, api="executions")
+    run(spec, frame=make_contacts(3), credentials=rig.creds, options=RunOptions(clock=clock))
+    sb2 = rig.sandbox(rate_limit=None, wall=clock)  # a Twilio that never made these runs
     moved = spec.replace(flow=dataclasses.replace(spec.flow, base_url=sb2.url))
     result = batch_engage.collect(
         moved,
-        credentials=sandbox_creds,
+        credentials=rig.creds,
         options=CollectOptions(clock=clock, sleep=_no_wait, output=str(tmp_path / "o.csv")),
     )
     assert result.counts["failed"] == 3 and "expired" not in result.counts
 
 
 def test_collect_warns_when_uncollected_runs_near_retention(
-    sandbox_factory: Callable[..., Sandbox],
-    make_spec: Callable[..., Any],
-    sandbox_creds: Credentials,
+    rig: Rig,
     tmp_path: Path,
 ) -> None:
     """Runs still active after 26 days: collect warns, naming the days left before Twilio deletes them."""
     clock = FakeClock()
-    sb = sandbox_factory(rate_limit=None, wait_timeout=40 * DAY, wall=clock)
-    spec = make_spec(sb.url, api="executions")
-    run(spec, frame=make_contacts(4), credentials=sandbox_creds, options=RunOptions(clock=clock))
+    sb = rig.sandbox(rate_limit=None, wait_timeout=40 * DAY, wall=clock)
+    spec = rig.spec(sb.url, api="executions")
+    run(spec, frame=make_contacts(4), credentials=rig.creds, options=RunOptions(clock=clock))
     clock.advance(26 * DAY)
     with structlog.testing.capture_logs() as events:
         result = batch_engage.collect(
             spec,
-            credentials=sandbox_creds,
+            credentials=rig.creds,
             options=CollectOptions(clock=clock, sleep=_no_wait, output=str(tmp_path / "o.csv")),
         )
     assert result.counts["active"] == 4

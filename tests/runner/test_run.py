@@ -18,7 +18,7 @@ from batch_engage.results import RESULT_COLUMNS
 from batch_engage.sandbox import Sandbox
 from batch_engage.testing import FakeClock
 
-from conftest import make_contacts
+from conftest import Rig, make_contacts
 
 FROZEN = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
@@ -151,17 +151,15 @@ class TestStudioAnswers:
     def test_rate_limited_rows_are_retried_until_sent(
         self,
         api: str,
-        sandbox_factory: Callable[..., Sandbox],
-        make_spec: Callable[..., Any],
-        sandbox_creds: Credentials,
+        rig: Rig,
     ) -> None:
         """A 429 storm (the first 40 creates refused) ends with every row sent once, after backoff, at a cut rate."""
         clock = FakeClock()
-        sb = sandbox_factory(rate_limit=None, rate_limited_first=40, wall=clock)
+        sb = rig.sandbox(rate_limit=None, rate_limited_first=40, wall=clock)
         result = run(
-            make_spec(sb.url, api=api, rate=400, max_backoff=60),
+            rig.spec(sb.url, api=api, rate=400, max_backoff=60),
             frame=make_contacts(30),
-            credentials=sandbox_creds,
+            credentials=rig.creds,
             options=RunOptions(clock=clock),
         )
         assert result.counts["sent"] == 30
@@ -171,16 +169,14 @@ class TestStudioAnswers:
         assert clock.slept > 0
 
     @pytest.mark.slow
-    def test_a_job_above_the_accounts_real_limit_settles_under_it(
-        self, sandbox_factory: Callable[..., Sandbox], make_spec: Callable[..., Any], sandbox_creds: Credentials
-    ) -> None:
+    def test_a_job_above_the_accounts_real_limit_settles_under_it(self, rig: Rig) -> None:
         """rate = 4x an account's limit: every row sent once, at most 5% of requests answered 429.
 
         Real time on purpose (the sandbox's bucket is what the pacer adapts to), so kept short: about
         5 s of sending. (The achieved rate is measured by benchmarks/, not asserted on a shared machine.)
         """
-        sb = sandbox_factory(rate_limit=120.0, latency=0.04, jitter=0.01)
-        result = run(make_spec(sb.url, rate=480, concurrency=32), frame=make_contacts(600), credentials=sandbox_creds)
+        sb = rig.sandbox(rate_limit=120.0, latency=0.04, jitter=0.01)
+        result = run(rig.spec(sb.url, rate=480, concurrency=32), frame=make_contacts(600), credentials=rig.creds)
         assert result.counts["sent"] == 600
         assert len(sb.ledger()) == 600 and max(ledger_counts(sb).values()) == 1
         assert sb.stats().rate_limited == result.summary.rate_limited
@@ -192,17 +188,15 @@ class TestStudioAnswers:
     def test_retry_after_is_honoured_and_nothing_is_lost(
         self,
         api: str,
-        sandbox_factory: Callable[..., Sandbox],
-        make_spec: Callable[..., Any],
-        sandbox_creds: Credentials,
+        rig: Rig,
     ) -> None:
         """With Retry-After on every 429, rows wait as told and all end sent, once."""
         clock = FakeClock()
-        sb = sandbox_factory(rate_limit=None, rate_limited_first=10, retry_after=5, wall=clock)
+        sb = rig.sandbox(rate_limit=None, rate_limited_first=10, retry_after=5, wall=clock)
         result = run(
-            make_spec(sb.url, api=api, rate=300),
+            rig.spec(sb.url, api=api, rate=300),
             frame=make_contacts(40),
-            credentials=sandbox_creds,
+            credentials=rig.creds,
             options=RunOptions(clock=clock),
         )
         assert result.counts["sent"] == 40
@@ -215,14 +209,12 @@ class TestStudioAnswers:
     def test_server_errors_and_slow_answers_are_reconciled_not_resent(
         self,
         api: str,
-        sandbox_factory: Callable[..., Sandbox],
-        make_spec: Callable[..., Any],
-        sandbox_creds: Credentials,
+        rig: Rig,
     ) -> None:
         """503s without a run, runs whose answer is lost, and answers past the read timeout: all sent once."""
         # Twilio's clock and ours are the same fake one: v1 tells a hand-back by comparing them.
         clock = FakeClock()
-        sb = sandbox_factory(
+        sb = rig.sandbox(
             rate_limit=None,
             active_rule=False,
             error_rate=0.15,
@@ -232,9 +224,9 @@ class TestStudioAnswers:
             wall=clock,
         )
         result = run(
-            make_spec(sb.url, api=api, read_timeout=0.2, reconcile_delay=3),
+            rig.spec(sb.url, api=api, read_timeout=0.2, reconcile_delay=3),
             frame=make_contacts(80),
-            credentials=sandbox_creds,
+            credentials=rig.creds,
             options=RunOptions(clock=clock),
         )
         assert result.counts["sent"] == 80
@@ -244,16 +236,14 @@ class TestStudioAnswers:
         by_to = {e.to: e.sid for e in sb.ledger()}
         assert dict(zip(result.results["to"], result.results["sid"])) == by_to
 
-    def test_lost_answers_recover_the_right_sids(
-        self, sandbox_factory: Callable[..., Sandbox], make_spec: Callable[..., Any], sandbox_creds: Credentials
-    ) -> None:
+    def test_lost_answers_recover_the_right_sids(self, rig: Rig) -> None:
         """A tenth of creates lose their answer: every row ends sent, no duplicate, SIDs recovered right."""
-        sb = sandbox_factory(rate_limit=None, active_rule=False, lost_answer_rate=0.1, drop_rate=0.0)
+        sb = rig.sandbox(rate_limit=None, active_rule=False, lost_answer_rate=0.1, drop_rate=0.0)
         for api in ("engagements", "executions"):
             result = run(
-                make_spec(sb.url, api=api, name=api),
+                rig.spec(sb.url, api=api, name=api),
                 frame=make_contacts(100),
-                credentials=sandbox_creds,
+                credentials=rig.creds,
                 options=RunOptions(clock=FakeClock()),
             )
             ledger = [e for e in sb.ledger() if e.api == api]
@@ -277,24 +267,20 @@ class TestFatal:
         assert result.counts["pending"] == 50
         assert sandbox.ledger() == []
 
-    def test_unknown_flow_aborts_with_exit_3(
-        self, sandbox_factory: Callable[..., Sandbox], make_spec: Callable[..., Any], sandbox_creds: Credentials
-    ) -> None:
+    def test_unknown_flow_aborts_with_exit_3(self, rig: Rig) -> None:
         """A Flow SID the account does not have stops the run before any row is sent."""
-        sb = sandbox_factory(rate_limit=None, flows={"FW" + "f" * 32: "published"})
-        result = run(make_spec(sb.url, preflight=False), frame=make_contacts(30), credentials=sandbox_creds)
+        sb = rig.sandbox(rate_limit=None, flows={"FW" + "f" * 32: "published"})
+        result = run(rig.spec(sb.url, preflight=False), frame=make_contacts(30), credentials=rig.creds)
         assert result.exit_code == 3
         assert "Flow was not found" in (result.summary.aborted or "")
         assert sb.stats().create_requests <= 5
 
-    def test_draft_v2_flow_is_refused_by_the_preflight(
-        self, sandbox_factory: Callable[..., Sandbox], make_spec: Callable[..., Any], sandbox_creds: Credentials
-    ) -> None:
+    def test_draft_v2_flow_is_refused_by_the_preflight(self, rig: Rig) -> None:
         """A v2 Flow that was never published is refused before any row is sent."""
         from conftest import FLOW_SID
 
-        sb = sandbox_factory(rate_limit=None, flows={FLOW_SID: "draft"})
-        result = run(make_spec(sb.url, api="executions"), frame=make_contacts(3), credentials=sandbox_creds)
+        sb = rig.sandbox(rate_limit=None, flows={FLOW_SID: "draft"})
+        result = run(rig.spec(sb.url, api="executions"), frame=make_contacts(3), credentials=rig.creds)
         assert result.exit_code == 3
         assert "no published revision" in (result.summary.aborted or "")
         assert sb.stats().create_requests == 0
@@ -342,15 +328,13 @@ class FakeStudio:
         return httpx.Response(200, json={"sid": f"FN{self.creates:032x}", "date_created": None})
 
 
-def test_warns_when_concurrency_cannot_reach_the_rate(
-    sandbox_factory: Callable[..., Sandbox], make_spec: Callable[..., Any], sandbox_creds: Credentials
-) -> None:
+def test_warns_when_concurrency_cannot_reach_the_rate(rig: Rig) -> None:
     """rate x latency above concurrency: one warning saying how many requests in flight the rate needs."""
     from structlog.testing import capture_logs
 
-    sb = sandbox_factory(rate_limit=None, latency=0.01)
+    sb = rig.sandbox(rate_limit=None, latency=0.01)
     with capture_logs() as events:
-        run(make_spec(sb.url, rate=1000, concurrency=1), frame=make_contacts(22), credentials=sandbox_creds)
+        run(rig.spec(sb.url, rate=1000, concurrency=1), frame=make_contacts(22), credentials=rig.creds)
     warnings = [e for e in events if e["event"] == "pacing.concurrency_too_low"]
     assert len(warnings) == 1
     assert warnings[0]["concurrency"] == 1 and warnings[0]["needed"] >= 2

@@ -7,7 +7,6 @@ the tool's own opinion of itself.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,7 +16,7 @@ from batch_engage import RunOptions, run
 from batch_engage.credentials import Credentials
 from batch_engage.sandbox import LedgerEntry, Sandbox
 
-from conftest import FLOW_SID, make_contacts
+from conftest import FLOW_SID, Rig, make_contacts
 
 
 async def _no_wait(seconds: float) -> None:
@@ -48,34 +47,26 @@ class TestTwilioClock:
     def test_v1_runs_are_sent_whatever_the_clock_skew(
         self,
         offset: float,
-        sandbox_factory: Callable[..., Sandbox],
-        make_spec: Callable[..., Any],
-        sandbox_creds: Credentials,
+        rig: Rig,
     ) -> None:
         """With Twilio's clock 30 s ahead of or behind ours, new v1 runs are `sent`, not taken for hand-backs."""
-        sb = sandbox_factory(rate_limit=None, clock_offset=offset)
-        result = run(make_spec(sb.url), frame=make_contacts(40), credentials=sandbox_creds, options=FAST)
+        sb = rig.sandbox(rate_limit=None, clock_offset=offset)
+        result = run(rig.spec(sb.url), frame=make_contacts(40), credentials=rig.creds, options=FAST)
         assert result.counts["sent"] == 40 and result.counts["already_active"] == 0
         assert result.summary.clock_offset == pytest.approx(offset, abs=2.0)
 
-    def test_a_skew_over_five_seconds_is_a_warning_naming_ntp(
-        self, sandbox_factory: Callable[..., Sandbox], make_spec: Callable[..., Any], sandbox_creds: Credentials
-    ) -> None:
+    def test_a_skew_over_five_seconds_is_a_warning_naming_ntp(self, rig: Rig) -> None:
         """The estimate is logged at start, and a skew over 5 s is a warning that names NTP."""
-        sb = sandbox_factory(rate_limit=None, clock_offset=-90)
+        sb = rig.sandbox(rate_limit=None, clock_offset=-90)
         with capture_logs() as logs:
-            run(make_spec(sb.url), frame=make_contacts(2), credentials=sandbox_creds, options=FAST)
+            run(rig.spec(sb.url), frame=make_contacts(2), credentials=rig.creds, options=FAST)
         skew = [e for e in logs if e["event"] == "clock.skew"]
         assert skew and "NTP" in skew[0]["message"] and skew[0]["seconds"] == pytest.approx(-90, abs=2)
 
-    def test_twilio_ten_minutes_behind_with_lost_answers_makes_no_duplicates(
-        self, sandbox_factory: Callable[..., Sandbox], make_spec: Callable[..., Any], sandbox_creds: Credentials
-    ) -> None:
+    def test_twilio_ten_minutes_behind_with_lost_answers_makes_no_duplicates(self, rig: Rig) -> None:
         """Twilio 10 minutes behind and 15% of answers lost: every lost answer is found in the list, nobody twice."""
-        sb = sandbox_factory(rate_limit=None, active_rule=False, clock_offset=-600, lost_answer_rate=0.15)
-        result = run(
-            make_spec(sb.url, api="executions"), frame=make_contacts(200), credentials=sandbox_creds, options=FAST
-        )
+        sb = rig.sandbox(rate_limit=None, active_rule=False, clock_offset=-600, lost_answer_rate=0.15)
+        result = run(rig.spec(sb.url, api="executions"), frame=make_contacts(200), credentials=rig.creds, options=FAST)
         _assert_each_contact_once(sb, result, 200)
         assert result.summary.reconciled > 10
 
@@ -87,28 +78,24 @@ class TestOtherSenders:
     def test_other_senders_racing_server_errors_and_read_429s(
         self,
         api: str,
-        sandbox_factory: Callable[..., Sandbox],
-        make_spec: Callable[..., Any],
-        sandbox_creds: Credentials,
+        rig: Rig,
     ) -> None:
         """10% uncommitted 503s while inbound messages start runs for the same contacts, and half the GETs 429:
         each contact gets exactly one run of this job, and no other run is ever recorded as a row's."""
-        sb = sandbox_factory(
+        sb = rig.sandbox(
             rate_limit=None, active_rule=False, error_rate=0.10, other_sender_rate=0.5, read_rate_limit_rate=0.5
         )
-        result = run(make_spec(sb.url, api=api), frame=make_contacts(150), credentials=sandbox_creds, options=FAST)
+        result = run(rig.spec(sb.url, api=api), frame=make_contacts(150), credentials=rig.creds, options=FAST)
         _assert_each_contact_once(sb, result, 150)
         inbound = {e.sid for e in sb.ledger() if e.source == "inbound"}
         assert len(inbound) > 20
         assert not inbound & set(result.results["sid"].to_list())
         assert result.summary.lookups > 0
 
-    def test_without_the_marker_another_senders_run_can_be_taken_for_ours(
-        self, sandbox_factory: Callable[..., Sandbox], make_spec: Callable[..., Any], sandbox_creds: Credentials
-    ) -> None:
+    def test_without_the_marker_another_senders_run_can_be_taken_for_ours(self, rig: Rig) -> None:
         """marker_key = "" keeps the old matching by address, which cannot tell other senders' runs apart."""
-        sb = sandbox_factory(rate_limit=None, active_rule=False, error_rate=0.2, other_sender_rate=1.0, seed=3)
-        result = run(make_spec(sb.url, marker_key=""), frame=make_contacts(60), credentials=sandbox_creds, options=FAST)
+        sb = rig.sandbox(rate_limit=None, active_rule=False, error_rate=0.2, other_sender_rate=1.0, seed=3)
+        result = run(rig.spec(sb.url, marker_key=""), frame=make_contacts(60), credentials=rig.creds, options=FAST)
         inbound = {e.sid for e in sb.ledger() if e.source == "inbound"}
         assert inbound & set(result.results["sid"].to_list())
 
@@ -116,21 +103,17 @@ class TestOtherSenders:
 class TestReadsPushThrough:
     """List and Context GETs are paced and retried; a row is final-uncertain only when retries are spent."""
 
-    def test_429s_on_every_other_read_still_settle_every_lost_answer(
-        self, sandbox_factory: Callable[..., Sandbox], make_spec: Callable[..., Any], sandbox_creds: Credentials
-    ) -> None:
+    def test_429s_on_every_other_read_still_settle_every_lost_answer(self, rig: Rig) -> None:
         """Half the list and Context GETs answered 429: reconciliation retries them and settles every row."""
-        sb = sandbox_factory(rate_limit=None, active_rule=False, lost_answer_rate=0.2, read_rate_limit_rate=0.5)
-        result = run(make_spec(sb.url), frame=make_contacts(80), credentials=sandbox_creds, options=FAST)
+        sb = rig.sandbox(rate_limit=None, active_rule=False, lost_answer_rate=0.2, read_rate_limit_rate=0.5)
+        result = run(rig.spec(sb.url), frame=make_contacts(80), credentials=rig.creds, options=FAST)
         _assert_each_contact_once(sb, result, 80)
 
-    def test_whatsapp_addresses_listed_without_their_prefix_are_still_found(
-        self, sandbox_factory: Callable[..., Sandbox], make_spec: Callable[..., Any], sandbox_creds: Credentials
-    ) -> None:
+    def test_whatsapp_addresses_listed_without_their_prefix_are_still_found(self, rig: Rig) -> None:
         """Twilio may list `whatsapp:+1…` as `+1…`: lost answers for WhatsApp contacts are still found, not resent."""
-        sb = sandbox_factory(rate_limit=None, active_rule=False, lost_answer_rate=0.3, list_drops_channel_prefix=True)
+        sb = rig.sandbox(rate_limit=None, active_rule=False, lost_answer_rate=0.3, list_drops_channel_prefix=True)
         frame = make_contacts(40).with_columns(phone="whatsapp:" + make_contacts(40)["phone"])
-        result = run(make_spec(sb.url), frame=frame, credentials=sandbox_creds, options=FAST)
+        result = run(rig.spec(sb.url), frame=frame, credentials=rig.creds, options=FAST)
         _assert_each_contact_once(sb, result, 40)
 
 
@@ -141,14 +124,12 @@ class TestPreflight:
     def test_a_published_flow_with_a_newer_draft_runs_with_a_warning(
         self,
         api: str,
-        sandbox_factory: Callable[..., Sandbox],
-        make_spec: Callable[..., Any],
-        sandbox_creds: Credentials,
+        rig: Rig,
     ) -> None:
         """A newer unpublished draft is a warning naming the revision runs will use; the job runs."""
-        sb = sandbox_factory(rate_limit=None, flows={FLOW_SID: "draft_over_published"})
+        sb = rig.sandbox(rate_limit=None, flows={FLOW_SID: "draft_over_published"})
         with capture_logs() as logs:
-            result = run(make_spec(sb.url, api=api), frame=make_contacts(3), credentials=sandbox_creds, options=FAST)
+            result = run(rig.spec(sb.url, api=api), frame=make_contacts(3), credentials=rig.creds, options=FAST)
         assert result.counts["sent"] == 3
         draft = [e for e in logs if e["event"] == "flow.draft"]
         assert draft and "the last published" in draft[0]["message"]
