@@ -221,6 +221,34 @@ def make_spec(
     )
 
 
+def write_job_file(
+    path: Path,
+    *,
+    input_path: str | Path,
+    results: str | Path,
+    checkpoint: str | Path,
+    api: Literal["engagements", "executions"] = "engagements",
+    rate: float = 20.0,
+    concurrency: int = 8,
+) -> Path:
+    """:func:`make_spec`'s job as a TOML file at ``path``, for the benchmarks that run the CLI."""
+    params = "\n".join(f'"{key}" = "{column}"' for key, column in PARAMETERS)
+    path.write_text(
+        f'[input]\npath = "{input_path}"\n\n[flow]\nsid = "{FLOW_SID}"\napi = "{api}"\n\n'
+        f'[mapping]\nto = "phone"\nfrom = "{FROM}"\ndefault_region = "US"\n\n[mapping.parameters]\n{params}\n\n'
+        f"[send]\nrate = {rate}\nconcurrency = {concurrency}\n\n"
+        f'[output]\nresults = "{results}"\ncheckpoint = "{checkpoint}"\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+def cli() -> list[str]:
+    """The console script beside this interpreter, as a user runs it; ``-m`` if it is not installed."""
+    script = Path(sys.executable).with_name("batch-engage")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "batch_engage"]
+
+
 def contacts(n: int, *, seed: int = 7, first: int = 2_000_000) -> pl.DataFrame:
     """``n`` distinct, valid E.164 contacts (so every row is meant to be sent once)."""
     rng = random.Random(seed)

@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchkit import LOOPBACK_USER, Target, emit, quiet_logs, realistic_contacts
-from resume import DONE, ROWS, build_checkpoint, cli, write_job
+from benchkit import LOOPBACK_USER, Target, cli, emit, quiet_logs, realistic_contacts
+from resume import DONE, ROWS, build_checkpoint, write_job
 
 from batch_engage.checkpoint.store import SecondStats, open_checkpoint
 from batch_engage.checkpoint.store import Target as Studio

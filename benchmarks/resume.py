@@ -30,17 +30,16 @@ from pathlib import Path
 from typing import Any
 
 from benchkit import (
-    FLOW_SID,
-    FROM,
     LOOPBACK_PASSWORD,
     LOOPBACK_USER,
-    PARAMETERS,
     LoopbackServer,
     Target,
+    cli,
     emit,
     quiet_logs,
     realistic_contacts,
     stopwatch,
+    write_job_file,
 )
 
 from batch_engage.checkpoint.store import Outcome, open_checkpoint
@@ -59,35 +58,14 @@ REQUESTS_BEFORE_STOP = 5
 
 
 def write_job(tmp: Path) -> Path:
-    params = "\n".join(f'"{key}" = "{column}"' for key, column in PARAMETERS)
-    job = tmp / "resume.toml"
-    job.write_text(
-        f"""[input]
-path = "contacts.csv"
-
-[flow]
-sid = "{FLOW_SID}"
-api = "executions"
-
-[mapping]
-to = "phone"
-from = "{FROM}"
-default_region = "US"
-
-[mapping.parameters]
-{params}
-
-[send]
-rate = 20
-concurrency = 8
-
-[output]
-results = "out/resume.results.csv"
-checkpoint = "out/resume.checkpoint"
-""",
-        encoding="utf-8",
+    """The resumed job: the contacts beside it, results and checkpoint under ``out/``."""
+    return write_job_file(
+        tmp / "resume.toml",
+        input_path="contacts.csv",
+        api="executions",
+        results="out/resume.results.csv",
+        checkpoint="out/resume.checkpoint",
     )
-    return job
 
 
 def build_checkpoint(job: Path, done: int, base_url: str) -> dict[str, Any]:
@@ -125,12 +103,6 @@ def build_checkpoint(job: Path, done: int, base_url: str) -> dict[str, Any]:
         "setup_plan_s": plan_time["wall"],
         "setup_journal_s": journal_time["wall"],
     }
-
-
-def cli() -> list[str]:
-    """The console script beside this interpreter, as a user runs it; ``-m`` if it is not installed."""
-    script = Path(sys.executable).with_name("batch-engage")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "batch_engage"]
 
 
 def time_to_first_request(job: Path, server: LoopbackServer, log: Path) -> dict[str, Any]:

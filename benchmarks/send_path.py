@@ -41,12 +41,13 @@ from benchkit import (
     FROM,
     LOOPBACK_PASSWORD,
     LOOPBACK_USER,
-    PARAMETERS,
     LoopbackServer,
     Target,
+    cli,
     contacts,
     emit,
     median,
+    write_job_file,
 )
 
 ROWS = 10_000
@@ -58,41 +59,15 @@ REPEATS = 3
 def write_job(tmp: Path, rows: int) -> Path:
     """The contacts CSV and a job file reading it (results and checkpoint under ``out/``)."""
     contacts(rows).write_csv(tmp / "contacts.csv")
-    params = "\n".join(f'"{key}" = "{column}"' for key, column in PARAMETERS)
-    job = tmp / "send.toml"
-    job.write_text(
-        f"""[input]
-path = "contacts.csv"
-
-[flow]
-sid = "{FLOW_SID}"
-api = "executions"
-
-[mapping]
-to = "phone"
-from = "{FROM}"
-default_region = "US"
-
-[mapping.parameters]
-{params}
-
-[send]
-rate = {RATE}
-concurrency = {CONCURRENCY}
-
-[output]
-results = "out/send.results.csv"
-checkpoint = "out/send.checkpoint"
-""",
-        encoding="utf-8",
+    return write_job_file(
+        tmp / "send.toml",
+        input_path="contacts.csv",
+        api="executions",
+        rate=RATE,
+        concurrency=CONCURRENCY,
+        results="out/send.results.csv",
+        checkpoint="out/send.checkpoint",
     )
-    return job
-
-
-def cli() -> list[str]:
-    """The console script beside this interpreter, as a user runs it; ``-m`` if it is not installed."""
-    script = Path(sys.executable).with_name("batch-engage")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "batch_engage"]
 
 
 def child(command: list[str], log: Path) -> dict[str, float]:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from benchkit import FLOW_SID, FROM, PARAMETERS, Target, emit, quiet_logs, realistic_contacts, with_invalid_numbers
+from benchkit import Target, emit, quiet_logs, realistic_contacts, with_invalid_numbers, write_job_file
 
 ROWS = 1_000_000
 NATIONAL_SHARE = 0.05
@@ -76,15 +76,12 @@ def the_mix(frame: pl.DataFrame) -> dict[str, float]:
 
 def write_job(tmp: Path, contacts: Path) -> Path:
     """The job file: the sample campaign's shape (one literal sender, four mapped parameters, one nested)."""
-    params = "\n".join(f'"{key}" = "{column}"' for key, column in PARAMETERS)
-    job = tmp / "job.toml"
-    job.write_text(
-        f'[input]\npath = "{contacts}"\n\n[flow]\nsid = "{FLOW_SID}"\napi = "engagements"\n\n'
-        f'[mapping]\nto = "phone"\nfrom = "{FROM}"\ndefault_region = "US"\n\n[mapping.parameters]\n{params}\n\n'
-        f'[send]\nrate = 20\n\n[output]\nresults = "{tmp / "results.csv"}"\ncheckpoint = "{tmp / "job.checkpoint"}"\n',
-        encoding="utf-8",
+    return write_job_file(
+        tmp / "job.toml",
+        input_path=contacts,
+        results=tmp / "results.csv",
+        checkpoint=tmp / "job.checkpoint",
     )
-    return job
 
 
 def timed(argv: list[str]) -> dict[str, Any]:
