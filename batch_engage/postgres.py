@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
@@ -39,7 +40,7 @@ __all__ = [
     "masked",
     "parse_location",
     "parse_table_url",
-    "sandbox_table_url",
+    "sandbox_twin",
     "schema_param",
     "server_of",
     "split_schema",
@@ -274,11 +275,17 @@ def parse_table_url(url: str, *, key: str) -> PgTable:
     return PgTable(conninfo=conninfo, schema=schema, table=table)
 
 
-def sandbox_table_url(url: str) -> str:
-    """The rehearsal's table beside a real one: ``#schema.table`` becomes ``#schema.table_sandbox`` (idempotent)."""
-    base, _, fragment = url.partition("#")
+def sandbox_twin(target: str) -> str:
+    """A rehearsal's output beside the real one: the table ``#schema.x_sandbox`` (idempotent), or ``x.sandbox.csv``.
+
+    Here rather than with the job because the table's name follows this module's URL rules; a file's is one line.
+    """
+    if not is_postgres_url(target):
+        path = Path(target)
+        return str(path.with_name(f"{path.stem}.sandbox{path.suffix}"))
+    base, _, fragment = target.partition("#")
     if fragment.endswith(_SANDBOX_SUFFIX):
-        return url
+        return target
     return f"{base}#{fragment}{_SANDBOX_SUFFIX}"
 
 

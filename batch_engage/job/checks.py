@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl, urlsplit
 import phonenumbers
 
 from ..errors import ConfigError
-from ..postgres import check_database_uri, split_schema
+from ..postgres import check_database_uri, parse_location, split_schema
 from ..twilio import check_base_url, edge_name, processing_region
 from .send_window import valid_zone
 
@@ -39,6 +39,7 @@ __all__ = [
 
 FLOW_SID_PATTERN = re.compile(r"^FW[0-9a-fA-F]{32}$")
 INPUT_FORMATS = ("csv", "parquet", "ndjson")
+_POSTGRES = ("postgresql://", "postgres://")
 
 
 def _check_input_uri(uri: str) -> None:
@@ -55,6 +56,29 @@ def _check_input_uri(uri: str) -> None:
         )
 
 
+def check_addresses(sections: Mapping[str, dict[str, Any]]) -> None:
+    """Every address the job names, held to its own rules before anything else is said (a password in one first).
+
+    The input's URL, a PostgreSQL checkpoint's and history's, the Flow's base URL; the Flow's region and edge
+    are put in the form Twilio's hosts use.
+    """
+    uri = sections["input"].get("uri")
+    if isinstance(uri, str) and not uri.startswith("env:"):
+        _check_input_uri(uri)
+    checkpoint = sections["output"].get("checkpoint")
+    if isinstance(checkpoint, str) and checkpoint.startswith(_POSTGRES):
+        parse_location(checkpoint if "#" in checkpoint else checkpoint + "#key", key="output.checkpoint")
+    if str(sections["history"].get("path", "")).startswith(_POSTGRES):
+        split_schema(sections["history"]["path"], key="history.path")
+    flow = sections["flow"]
+    if "base_url" in flow:
+        check_base_url(flow["base_url"], key="flow.base_url")
+    if "region" in flow:
+        flow["region"] = processing_region(flow["region"], key="flow.region")
+    if "edge" in flow:
+        flow["edge"] = edge_name(flow["edge"], key="flow.edge")
+
+
 def check_input(inp: dict[str, Any]) -> dict[str, Any]:
     """``[input]`` checked: a known format and encoding, and a file or a query (not both)."""
     if inp.get("format") is not None and inp["format"] not in INPUT_FORMATS:
@@ -66,30 +90,21 @@ def check_input(inp: dict[str, Any]) -> dict[str, Any]:
             raise ConfigError("input.encoding", f"unknown encoding {inp['encoding']!r}") from None
     if ("uri" in inp) != ("query" in inp):
         raise ConfigError("input.query" if "uri" in inp else "input.uri", "input.uri and input.query go together")
-    if "uri" in inp:
-        if "path" in inp:
-            raise ConfigError("input.path", "give input.path or input.uri + input.query, not both")
-        if not inp["uri"].startswith("env:"):
-            _check_input_uri(inp["uri"])
+    if "uri" in inp and "path" in inp:
+        raise ConfigError("input.path", "give input.path or input.uri + input.query, not both")
     if inp.get("separator") is not None and inp["separator"] not in (",", ";", "\t", "|"):
         raise ConfigError("input.separator", f"must be one of ',' ';' '\\t' '|', not {inp['separator']!r}")
     return inp
 
 
 def check_flow(flow: dict[str, Any]) -> dict[str, Any]:
-    """``[flow]`` checked: a Flow SID, a known API, a safe base URL; region and edge in lower case."""
+    """``[flow]`` checked: a Flow SID, a known API, where replies go (its addresses: :func:`check_addresses`)."""
     if "sid" not in flow:
         raise ConfigError("flow.sid", "is required")
     if not FLOW_SID_PATTERN.match(flow["sid"]):
         raise ConfigError("flow.sid", f"must be 'FW' and 32 hex digits, not {flow['sid']!r}")
     if flow.get("api", "engagements") not in ("engagements", "executions"):
         raise ConfigError("flow.api", "must be 'engagements' (v1) or 'executions' (v2)")
-    if "base_url" in flow:
-        check_base_url(flow["base_url"], key="flow.base_url")
-    if "region" in flow:
-        flow["region"] = processing_region(flow["region"], key="flow.region")
-    if "edge" in flow:
-        flow["edge"] = edge_name(flow["edge"], key="flow.edge")
     if flow.get("replies", "here") not in ("here", "elsewhere"):
         raise ConfigError("flow.replies", "must be 'here' (replies reach this Flow) or 'elsewhere' (on purpose)")
     return flow
@@ -204,8 +219,6 @@ def check_history(history: dict[str, Any]) -> dict[str, Any]:
     """``[history]`` checked: a cap needs a history to count in (the caps themselves are parsed by ``HistorySpec``)."""
     if ("cap" in history or "flow_cap" in history) and "path" not in history:
         raise ConfigError("history.path", "is required when a cap is set")
-    if str(history.get("path", "")).startswith(("postgresql://", "postgres://")):
-        split_schema(history["path"], key="history.path")
     return history
 
 

@@ -14,10 +14,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
-from ..postgres import is_postgres_url, sandbox_table_url
+from ..errors import ConfigError, UsageError
+from ..postgres import sandbox_twin
 from . import periods
 from .checks import (
+    check_addresses,
     check_flow,
     check_history,
     check_input,
@@ -87,6 +88,19 @@ class Spec:
             mapping=dataclasses.replace(self.mapping, static_parameters=statics),
         )
 
+    def refuse_early_period(self, *, yes: bool, now: datetime | None = None) -> None:
+        """A run for a period that has not begun sends early: refused unless ``yes`` (``--yes``)."""
+        kind, period = self.job.period_kind, self.job.period
+        if kind is None or period is None or yes:
+            return
+        moment = now or datetime.now(UTC)
+        if periods.is_future(kind, period, moment, self.send.default_timezone):
+            today = periods.current_period(kind, moment, self.send.default_timezone)
+            raise UsageError(
+                f"--period {period} has not begun (the current {kind} is {today}); nothing was sent. "
+                "Add --yes to send for it now"
+            )
+
     def for_period(self, period: str) -> Spec:
         """The same job for another period (its own id and output paths)."""
         kind = self.job.period_kind
@@ -146,20 +160,12 @@ class Spec:
             self,
             output=dataclasses.replace(
                 self.output,
-                results=_beside(self.output.results),
+                results=sandbox_twin(self.output.results),
                 checkpoint=self.output.checkpoint + ".sandbox",
-                outcomes=_beside(self.output.outcomes) if self.output.outcomes else None,
+                outcomes=sandbox_twin(self.output.outcomes) if self.output.outcomes else None,
             ),
             history=HistorySpec(),
         )
-
-
-def _beside(target: str) -> str:
-    """A rehearsal's output beside the real one: ``x.sandbox.csv``, or the table ``#schema.x_sandbox``."""
-    if is_postgres_url(target):
-        return sandbox_table_url(target)
-    path = Path(target)
-    return str(path.with_name(f"{path.stem}.sandbox{path.suffix}"))
 
 
 def load_spec(
@@ -182,6 +188,8 @@ def load_spec(
 
 
 def _build(sections: dict[str, dict[str, Any]], base: Path, stem: str, now: datetime) -> Spec:
+    check_addresses(sections)
+    # Each section's own rules, then the paths and the period (these read several sections together).
     inp = InputSpec(**check_input(sections["input"]))
     flow = FlowSpec(**check_flow(sections["flow"]))
     mapping = check_mapping(sections["mapping"])
@@ -191,16 +199,18 @@ def _build(sections: dict[str, dict[str, Any]], base: Path, stem: str, now: date
         check_zone(send.default_timezone)
     check_marker_key(sections["send"].get("marker_key"), mapping)
     check_on_active(send.on_active, flow.api)
-    job = job_fields(sections["job"], stem, send.default_timezone, now)
-    check_postgres_checkpoint(sections["output"], sections["job"])
     lock_wait = parse_duration("output.lock_wait", sections["output"].get("lock_wait", DEFAULT_LOCK_WAIT))
-    guard = sections["output"].get("csv_guard", True)
-    output = OutputSpec(**output_fields(sections["output"], base, job), lock_wait=lock_wait, csv_guard=guard)
     history = HistorySpec(**check_history(sections["history"]))
     _ = history.caps  # parsed here, once, like the window
+    collect = CollectSpec(**collect_fields(sections["collect"]))
+    suppress = SuppressSpec(**check_suppress(sections["suppress"]))
+    check_postgres_checkpoint(sections["output"], sections["job"])
+    job = job_fields(sections["job"], stem, send.default_timezone, now)
+    guard = sections["output"].get("csv_guard", True)
+    output = OutputSpec(**output_fields(sections["output"], base, job), lock_wait=lock_wait, csv_guard=guard)
     spec = Spec(
-        collect=CollectSpec(**collect_fields(sections["collect"])),
-        suppress=SuppressSpec(**check_suppress(sections["suppress"])),
+        collect=collect,
+        suppress=suppress,
         history=history,
         input=inp,
         flow=flow,

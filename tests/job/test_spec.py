@@ -278,3 +278,20 @@ class TestParsedSettings:
         """The job never loads with a window or cap that cannot be parsed."""
         with pytest.raises(ConfigError, match=rf"^{re.escape(key)}: "):
             load_spec(raw=raw_job() | {section: values})
+
+
+@pytest.mark.parametrize(
+    ("section", "address"),
+    [
+        ("history", {"path": "postgresql://u:s3cret@127.0.0.1/test"}),
+        ("output", {"checkpoint": "postgresql://u:s3cret@127.0.0.1/test#job"}),
+        ("input", {"uri": "postgresql://u:s3cret@127.0.0.1/test", "query": "select 1"}),
+    ],
+    ids=["history", "checkpoint", "input"],
+)
+def test_a_password_in_an_address_is_said_before_any_other_mistake(section: str, address: dict[str, str]) -> None:
+    """A job with a bad Flow SID and a password in a PostgreSQL URL: the password is what the one line names."""
+    raw = raw_job(flow={"sid": "nope"}) | {section: address}
+    with pytest.raises(ConfigError, match="holds a password") as refused:
+        load_spec(raw=raw)
+    assert "s3cret" not in str(refused.value)
