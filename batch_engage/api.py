@@ -31,14 +31,12 @@ from .commands import (
     history_stats,
     import_history,
     job_status,
-    job_tokens,
+    launched,
     load_job,
     offline_target,
     opt_outs_store,
-    refuse_future_period,
     sandbox_config,
     sandbox_state_path,
-    settle_previous_period,
     simulated,
     sweep_job,
     validation,
@@ -184,16 +182,11 @@ async def run_async(
 ) -> RunResult:
     """:func:`run` for callers that already run an event loop (``on_start``: the line shown before a real send)."""
     options = options or RunOptions()
-    spec = load_job(job, overrides, sandbox=options.sandbox)
-    refuse_future_period(spec, yes=options.yes)
-    prove_outputs(spec)
-    with simulated(spec, config=simulator) if options.sandbox else _real(spec, credentials) as (spec, creds):
-        if spec.job.period_kind is not None:
-            await settle_previous_period(spec, creds, options, transport)
-        tokens = job_tokens(spec, sandbox=options.sandbox) if spec.send.on_active == "end" else None
+    async with launched(
+        job, overrides, options, credentials=credentials, simulator=simulator, transport=transport
+    ) as resolved:
         return await run_job(
-            spec,
-            credentials=creds,
+            resolved,
             frame=frame,
             options=options,
             control=control,
@@ -201,7 +194,6 @@ async def run_async(
             on_progress=on_progress,
             stdin=stdin,
             on_start=on_start,
-            tokens=tokens,
         )
 
 

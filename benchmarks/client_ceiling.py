@@ -43,7 +43,7 @@ from benchkit import (
 )
 
 from batch_engage.credentials import Credentials
-from batch_engage.runner.job import RunOptions, run_job
+from batch_engage.runner import RunOptions, launch, run_job
 from batch_engage.twilio.client import USER_AGENT, StudioClient, make_http_client
 
 CONCURRENCY = 64
@@ -106,7 +106,7 @@ async def measure_runner(base_url: str, rows: int, tmp: Path) -> dict[str, float
     gc.collect()
     wall, cpu = time.perf_counter(), time.process_time()
     result = await run_job(
-        spec, credentials=Credentials(LOOPBACK_USER, LOOPBACK_PASSWORD), frame=frame, options=RunOptions()
+        launch(spec, Credentials(LOOPBACK_USER, LOOPBACK_PASSWORD), sandbox=False), frame=frame, options=RunOptions()
     )
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     sent = result.counts.get("sent", 0)

@@ -20,7 +20,7 @@ from typing import Any
 from benchkit import Target, contacts, emit, make_spec, quiet_logs
 
 from batch_engage.credentials import Credentials
-from batch_engage.runner.job import RunOptions, run_job
+from batch_engage.runner import RunOptions, launch, run_job
 from batch_engage.sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, LedgerEntry, Sandbox, SandboxConfig
 
 LIMIT = 20.0
@@ -49,8 +49,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         spec = make_spec(Path(tmp), base_url=sandbox.url, rate=LIMIT, concurrency=8)
         result = asyncio.run(
             run_job(
-                spec,
-                credentials=Credentials(SANDBOX_USERNAME, SANDBOX_PASSWORD),
+                launch(spec, Credentials(SANDBOX_USERNAME, SANDBOX_PASSWORD), sandbox=False),
                 frame=contacts(args.rows),
                 options=RunOptions(),
             )

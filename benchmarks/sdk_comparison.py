@@ -40,7 +40,7 @@ from twilio.http.response import Response  # type: ignore[import-untyped]
 from twilio.rest import Client  # type: ignore[import-untyped]
 
 from batch_engage.credentials import Credentials
-from batch_engage.runner.job import RunOptions, run_job
+from batch_engage.runner import RunOptions, launch, run_job
 from batch_engage.sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox, SandboxConfig
 
 ROWS = 500
@@ -99,7 +99,11 @@ def run_sdk(base_url: str, rows: list[tuple[str, dict[str, Any]]], threads: int)
 def run_batch_engage(base_url: str, frame: pl.DataFrame, tmp: Path) -> Counter[str]:
     spec = make_spec(tmp, base_url=base_url, rate=LIMIT, concurrency=THREADS)
     result = asyncio.run(
-        run_job(spec, credentials=Credentials(SANDBOX_USERNAME, SANDBOX_PASSWORD), frame=frame, options=RunOptions())
+        run_job(
+            launch(spec, Credentials(SANDBOX_USERNAME, SANDBOX_PASSWORD), sandbox=False),
+            frame=frame,
+            options=RunOptions(),
+        )
     )
     outcome: Counter[str] = Counter({k: v for k, v in result.counts.items() if v})
     outcome["http_429_retried"] = result.summary.rate_limited

@@ -23,7 +23,7 @@ from benchkit import Target, contacts, emit, make_spec, quiet_logs
 from rate_fidelity import ledger_rate
 
 from batch_engage.credentials import Credentials
-from batch_engage.runner.job import RunOptions, run_job
+from batch_engage.runner import RunOptions, launch, run_job
 from batch_engage.sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox, SandboxConfig
 
 LIMIT = 50.0
@@ -47,7 +47,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         spec = make_spec(Path(tmp), base_url=sandbox.url, rate=RATE, concurrency=CONCURRENCY)
         result = asyncio.run(
             run_job(
-                spec, credentials=Credentials(SANDBOX_USERNAME, SANDBOX_PASSWORD), frame=frame, options=RunOptions()
+                launch(spec, Credentials(SANDBOX_USERNAME, SANDBOX_PASSWORD), sandbox=False),
+                frame=frame,
+                options=RunOptions(),
             )
         )
         ledger = sandbox.ledger()

@@ -1,13 +1,13 @@
 """What the API does beyond a run: validate, status, report, sweep, periods' turnover, the rehearsal's simulator."""
 
 from .history import forget_opt_out, history_opt_outs, history_stats, import_history, opt_outs_store
-from .periods import job_tokens, load_job, settle_previous_period
 from .rehearsal import SANDBOX_RUN_LIFETIME, sandbox_config, sandbox_credentials, sandbox_state_path, simulated
+from .resolve import job_tokens, launched, load_job, settle_previous_period
 from .status import Status, job_status, rewrite_results, write_report_html
 from .sweep import DEFAULT_OLDER_THAN, Sweep, SweptRun, sweep_job
 from .validate import Validation, held_against_flow, offline_target, validation
 from .variants import assign_variants
-from .written import guarded_report, guarded_report_html, guarded_summary_json, refuse_future_period
+from .written import guarded_report, guarded_report_html, guarded_summary_json
 
 __all__ = [
     "DEFAULT_OLDER_THAN",
@@ -27,10 +27,10 @@ __all__ = [
     "import_history",
     "job_status",
     "job_tokens",
+    "launched",
     "load_job",
     "offline_target",
     "opt_outs_store",
-    "refuse_future_period",
     "rewrite_results",
     "sandbox_config",
     "sandbox_credentials",

@@ -11,7 +11,7 @@ from ..errors import UsageError
 from ..history import is_database_url, open_history, opt_outs_path
 from ..job import Spec
 from ..results import unguarded, write_results
-from .periods import load_job
+from .resolve import load_job
 
 __all__ = ["forget_opt_out", "history_opt_outs", "history_stats", "import_history", "opt_outs_store"]
 

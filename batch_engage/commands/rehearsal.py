@@ -25,19 +25,18 @@ SANDBOX_RUN_LIFETIME = 5.0
 
 
 def sandbox_state_path(spec: Spec) -> str:
-    """Where ``--sandbox`` keeps its runs between commands: ``<rehearsal checkpoint>.runs.jsonl``.
+    """Where ``--sandbox`` keeps the runs of ``spec``'s rehearsal: ``<rehearsal checkpoint>.runs.jsonl``.
 
-    ``spec`` is the rehearsal, as ``load_job(..., sandbox=True)`` returns it; ``run --sandbox``
-    and ``collect --sandbox`` both call this, so the second finds the first's runs.
+    ``run --sandbox`` and ``collect --sandbox`` both call this, so the second finds the first's runs.
     """
-    return spec.output.checkpoint + ".runs.jsonl"
+    return spec.rehearsal().output.checkpoint + ".runs.jsonl"
 
 
 def sandbox_config(spec: Spec) -> SandboxConfig:
-    """The sandbox ``--sandbox`` serves: runs kept in :func:`sandbox_state_path`, ending after a few seconds."""
+    """What ``--sandbox`` serves for ``spec``'s rehearsal: runs kept in :func:`sandbox_state_path`, ending soon."""
+    state = sandbox_state_path(spec)
     # A PostgreSQL checkpoint keeps nothing on disk, and collect (the reader of these runs) refuses it.
-    state = None if is_postgres(spec.output.checkpoint) else sandbox_state_path(spec)
-    return SandboxConfig(state_path=state, run_lifetime=SANDBOX_RUN_LIFETIME)
+    return SandboxConfig(state_path=None if is_postgres(state) else state, run_lifetime=SANDBOX_RUN_LIFETIME)
 
 
 def sandbox_credentials() -> Credentials:
@@ -58,9 +57,9 @@ def simulated(
     """
     from ..sandbox import Sandbox  # noqa: PLC0415 - it loads aiohttp, which only --sandbox needs
 
-    rehearsal = spec.rehearsal()
     if config is None:
-        config = sandbox_config(rehearsal) if keep_runs else SandboxConfig()
+        config = sandbox_config(spec) if keep_runs else SandboxConfig()
+    rehearsal = spec.rehearsal()
     try:
         simulator = Sandbox(config)
         url = simulator.start()

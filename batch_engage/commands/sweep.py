@@ -24,7 +24,7 @@ from ..exits import EXIT_OK, EXIT_TEMPFAIL
 from ..job import Spec
 from ..runner import Verdict, judge_run
 from ..twilio import READ_ATTEMPTS, PacedReads, Pacer, StudioClient, make_http_client, studio_base_url
-from .periods import job_tokens
+from .resolve import job_tokens
 
 __all__ = ["DEFAULT_OLDER_THAN", "Sweep", "SweptRun", "sweep_job"]
 

@@ -11,7 +11,7 @@ from ..experiment import assign_frame
 from ..job import ExperimentSpec, Spec
 from ..plan import prepare
 from ..runner import kept_variants
-from .periods import load_job
+from .resolve import load_job
 
 __all__ = ["assign_variants"]
 

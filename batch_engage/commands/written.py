@@ -1,37 +1,22 @@
 """What a command writes besides a run's results: each output held against the job's own files first.
 
 A write that fails after sending (a full disk) is one line and exit 74 (``OutputFailed``),
-saying how to get the file again; a period that has not begun is refused without ``yes``.
+saying how to get the file again.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ..disk import write_text_atomically
-from ..errors import OutputFailed, UsageError
-from ..job import Spec, check_outputs, current_period, is_future_period
+from ..errors import OutputFailed
+from ..job import Spec, check_outputs
 from .status import rewrite_results, write_report_html
 
-__all__ = ["guarded_report", "guarded_report_html", "guarded_summary_json", "refuse_future_period"]
-
-
-def refuse_future_period(spec: Spec, *, yes: bool, now: datetime | None = None) -> None:
-    """A run for a period that has not begun sends early: only with ``yes`` (``--yes``)."""
-    kind, period = spec.job.period_kind, spec.job.period
-    if kind is None or period is None or yes:
-        return
-    moment = now or datetime.now(UTC)
-    if is_future_period(kind, period, moment, spec.send.default_timezone):
-        today = current_period(kind, moment, spec.send.default_timezone)
-        raise UsageError(
-            f"--period {period} has not begun (the current {kind} is {today}); nothing was sent. "
-            "Add --yes to send for it now"
-        )
+__all__ = ["guarded_report", "guarded_report_html", "guarded_summary_json"]
 
 
 def _not_written(path: str | Path, exc: OSError) -> OutputFailed:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from functools import partial
 from typing import BinaryIO
 
@@ -26,65 +26,39 @@ import structlog
 from ..checkpoint import CheckpointStore, read_checkpoint
 from ..clock import iso_ms
 from ..control import Progress, RunControl, StoppableClock
-from ..credentials import Credentials
 from ..errors import OutputFailed, StorageFailed, UsageError
-from ..exits import exit_code_for
 from ..history import open_history
-from ..job import Spec, prove_outputs
-from ..plan import Prepared, annotate_windows, fingerprint, prepare
+from ..job import Spec
+from ..plan import Prepared, annotate_windows, prepare
 from ..postgres import masked
 from ..results import SEGMENTS_META, build_results, counts_by_status, with_segments
 from ..tables import write_output
-from ..twilio import (
-    Reach,
-    check_base_url,
-    studio_base_url,
-    studio_region_warning,
-)
 from .ending import Ending, ending
 from .failures import Storage
+from .launch import Launch
 from .lifecycle import close, journal_lines, opened
-from .opening import EarlyOpening, checkpoint_opening, opens_early, plan_while_opening, target_for
+from .opening import EarlyOpening, checkpoint_opening, opens_early, plan_while_opening
 from .phases import ARRIVAL_META, Invocation
 from .sending import Sent, run_with_checkpoint
 from .values import RunOptions, RunResult, RunSummary
 from .variants import count_holdout, kept_variants
 
-__all__ = [
-    "Progress",
-    "RunControl",
-    "RunOptions",
-    "RunResult",
-    "RunSummary",
-    "exit_code_for",
-    "run_job",
-    "target_for",
-]
+__all__ = ["run_job"]
 
 log = structlog.get_logger(__name__)
 
 DEFAULT_OPTIONS = RunOptions()
 
 
-def _studio_url(spec: Spec, credentials: Credentials) -> str:
-    """Studio's base URL for this job, checked; a region where Studio is not generally offered is a warning."""
-    base_url = studio_base_url(spec.flow, region=credentials.region, edge=credentials.edge)
-    check_base_url(base_url)
-    region_warning = None if spec.flow.base_url else studio_region_warning(spec.flow.region or credentials.region)
-    if region_warning:
-        log.warning("region.studio", message=region_warning)
-    return base_url
-
-
 def _prepared(
-    spec: Spec, frame: pl.DataFrame | pl.LazyFrame | None, stdin: BinaryIO | None, *, stored: bool, restart: bool
+    job: Launch, frame: pl.DataFrame | pl.LazyFrame | None, stdin: BinaryIO | None, *, stored: bool, restart: bool
 ) -> Prepared:
     """The plan: from the input, or (``stored``) the one the checkpoint keeps."""
     if not stored:
-        return prepare(spec, frame=frame, stdin=stdin, kept=kept_variants(spec, restart=restart))
-    view = read_checkpoint(spec.output.checkpoint)
+        return prepare(job.spec, frame=frame, stdin=stdin, kept=kept_variants(job.spec, restart=restart))
+    view = read_checkpoint(job.spec.output.checkpoint)
     assert view.plan is not None
-    return Prepared(plan=view.plan, fingerprint=fingerprint(spec), input_digest=view.meta.get("input", ""))
+    return Prepared(plan=view.plan, fingerprint=dict(job.fingerprint), input_digest=view.meta.get("input", ""))
 
 
 def _summary(spec: Spec, sent: Sent, counts: dict[str, int], duration: float, end: Ending) -> RunSummary:
@@ -114,19 +88,9 @@ def _summary(spec: Spec, sent: Sent, counts: dict[str, int], duration: float, en
     )
 
 
-def _storage(spec: Spec, control: RunControl) -> Storage:
-    """The run's storage rules: lock waits bounded by the job's ``lock_wait``, every wait ended by a stop."""
-    return Storage(
-        lock_wait=spec.output.lock_wait,
-        wait=lambda seconds: control.wait_stop(seconds, asyncio.sleep),
-        stopping=lambda: control.stopping,
-    )
-
-
 async def run_job(
-    spec: Spec,
+    launched: Launch,
     *,
-    credentials: Credentials,
     frame: pl.DataFrame | pl.LazyFrame | None = None,
     options: RunOptions = DEFAULT_OPTIONS,
     control: RunControl | None = None,
@@ -135,45 +99,42 @@ async def run_job(
     stdin: BinaryIO | None = None,
     settle_only: bool = False,
     recover: str | None = None,
-    tokens: Mapping[str, str] | None = None,
     on_start: Callable[[str], None] | None = None,
 ) -> RunResult:
-    """Run one job to the end (or until stopped) and return its results.
+    """Run one job, resolved by :func:`launch`, to the end (or until stopped) and return its results.
 
     ``settle_only`` reads no input: it reconciles what the checkpoint left possibly sent
     (from the plan stored in it) and sends nothing; a new period does this to the last one.
     ``on_start`` is handed one line before a real (not sandbox) send: how many contacts go to
     which Flow, in which account, at which rate.
-    ``tokens``: the marker tokens of this job's other checkpoints (periods, set aside) and
-    whose they are; with ``on_active = "end"`` a run carrying one of them (or this
-    checkpoint's own) may be ended.
     ``recover`` is a run log's token: a missing journal is made again under it (see ``recover``).
     """
     control = control or RunControl()
     clock = StoppableClock(options.timing(), control)
     started = clock.monotonic()
-    prove_outputs(spec)
-    base_url = _studio_url(spec, credentials)
     prepared, opening = plan_while_opening(
-        partial(_prepared, spec, frame, stdin, stored=settle_only, restart=options.restart),
-        checkpoint_opening(spec, credentials, options, recover),
-        early=opens_early(spec, options, planned=not settle_only, recover=recover),
+        partial(_prepared, launched, frame, stdin, stored=settle_only, restart=options.restart),
+        checkpoint_opening(launched, options, recover),
+        early=opens_early(launched.spec.output.checkpoint, options, planned=not settle_only, recover=recover),
     )
-    storage = _storage(spec, control)
-    reach = Reach(httpx.URL(base_url).host)
+    # Lock waits bounded by the job's ``lock_wait``; every wait ended by a stop.
+    storage = Storage(
+        lock_wait=launched.spec.output.lock_wait,
+        wait=lambda seconds: control.wait_stop(seconds, asyncio.sleep),
+        stopping=lambda: control.stopping,
+    )
     job = Invocation(
-        spec,
+        launched.spec,
         prepared,
-        credentials,
-        base_url,
+        launched.credentials,
+        launched.base_url,
         options,
         clock,
         control,
         storage,
-        reach,
         transport,
         on_progress,
-        tokens or {},
+        launched.tokens,
         on_start,
     )
     try:

@@ -21,53 +21,37 @@ from pathlib import Path
 
 import polars as pl
 
-from ..checkpoint import SCHEMA_VERSION, CheckpointStore, Target, checkpoint_meta, is_postgres, open_checkpoint
+from ..checkpoint import SCHEMA_VERSION, CheckpointStore, checkpoint_meta, is_postgres, open_checkpoint
 from ..control import RunControl
-from ..credentials import Credentials
 from ..errors import Stopped, UsageError
-from ..job import Spec
-from ..plan import Prepared, fingerprint
-from ..twilio import studio_base_url
+from ..plan import Prepared
+from .launch import Launch
 from .values import RunOptions
 
-__all__ = ["EarlyOpening", "checkpoint_opening", "opens_early", "plan_while_opening", "target_for"]
+__all__ = ["EarlyOpening", "checkpoint_opening", "opens_early", "plan_while_opening"]
 
 _Opened = tuple[CheckpointStore, pl.DataFrame | None]
 
 
-def target_for(spec: Spec, credentials: Credentials | None, *, sandbox: bool) -> Target:
-    """The Twilio this job's runs go to: base URL (with region and edge), the credential's SID, sandbox or not."""
-    if sandbox:
-        return Target(base_url="sandbox", identity=None, sandbox=True)
-    region = credentials.region if credentials else None
-    edge = credentials.edge if credentials else None
-    return Target(
-        base_url=studio_base_url(spec.flow, region=region, edge=edge),
-        identity=credentials.username if credentials else None,
-    )
-
-
-def checkpoint_opening(
-    spec: Spec, credentials: Credentials, options: RunOptions, recover: str | None
-) -> Callable[[], CheckpointStore]:
+def checkpoint_opening(launched: Launch, options: RunOptions, recover: str | None) -> Callable[[], CheckpointStore]:
     """The call that locks, binds and opens this run's checkpoint (``recover``: a run log's token to make it under)."""
-    extra_meta = {"job_id": spec.job.id, **({"period": spec.job.period} if spec.job.period else {})}
+    job = launched.spec.job
+    extra_meta = {"job_id": job.id, **({"period": job.period} if job.period else {})}
     if recover is not None:
         extra_meta["token"] = recover
     return partial(
         open_checkpoint,
-        spec.output.checkpoint,
-        fingerprint(spec),
-        target_for(spec, credentials, sandbox=options.sandbox),
+        launched.spec.output.checkpoint,
+        launched.fingerprint,
+        launched.target,
         restart=options.restart,
         yes=options.yes,
         extra_meta=extra_meta,
     )
 
 
-def opens_early(spec: Spec, options: RunOptions, *, planned: bool, recover: str | None) -> bool:
-    """Whether this run may open its checkpoint while it plans (``planned``: it reads its input)."""
-    location = spec.output.checkpoint
+def opens_early(location: str, options: RunOptions, *, planned: bool, recover: str | None) -> bool:
+    """Whether this run may open its checkpoint (at ``location``) while it plans (``planned``: it reads its input)."""
     if not planned or recover is not None or options.restart or is_postgres(location) or not Path(location).exists():
         return False
     # A format-1 checkpoint is moved aside when opened: that waits for an input known to be good. So does a

@@ -7,7 +7,7 @@ are here so that each module keeps to one job.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -58,11 +58,15 @@ class Invocation:
     clock: Clock
     control: RunControl
     storage: Storage
-    reach: Reach
+    reach: Reach = field(init=False)
+    """What the run knows of Studio's host (``base_url``'s): requests under way, the last answer."""
     transport: httpx.AsyncBaseTransport | None
     on_progress: Callable[[Progress], None] | None
     tokens: Mapping[str, str]
     on_start: Callable[[str], None] | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "reach", Reach(httpx.URL(self.base_url).host))
 
 
 def announce(job: Invocation, contacts: int, flow: dict[str, Any]) -> None:

@@ -21,8 +21,9 @@ from ..checkpoint import is_postgres, read_runlog, refuse_lost_journal, runlog_p
 from ..credentials import Credentials
 from ..disk import release_lock, try_lock
 from ..errors import CheckpointLocked, CheckpointMismatch, UsageError
-from ..job import Spec
+from ..job import Spec, prove_outputs
 from .job import run_job
+from .launch import launch
 from .values import RunOptions, RunResult
 
 __all__ = ["Recovery", "recover_job"]
@@ -67,13 +68,15 @@ async def recover_job(
     state = read_runlog(path)
     if state is None:
         raise UsageError(f"{path}: no run log ({runlog_path(path).name}) beside it; nothing to recover from")
+    prove_outputs(spec)  # before anything is moved aside
     moved = _set_aside(path, state.token)
     if moved:
         log.warning("recover.set_aside", files=[str(p) for p in moved])
     settle = RunOptions(
         limit=0, sandbox=options.sandbox, clock=options.clock, sleep=options.sleep, max_duration=options.max_duration
     )
-    result = await run_job(spec, credentials=credentials, options=settle, transport=transport, recover=state.token)
+    job = launch(spec, credentials, sandbox=options.sandbox)
+    result = await run_job(job, options=settle, transport=transport, recover=state.token)
     return Recovery(
         found=result.summary.reconciled,
         pending=result.counts.get("pending", 0),

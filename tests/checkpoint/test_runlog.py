@@ -13,10 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from batch_engage.api import recover
 from batch_engage.checkpoint.runlog import lost_lines, read_runlog, runlog_path
+from batch_engage.credentials import Credentials
+from batch_engage.errors import BatchEngageError
+from batch_engage.job import load_spec
 from batch_engage.sandbox import Sandbox
 
-from conftest import make_contacts
+from conftest import FLOW_SID, make_contacts
 from killing import cli_env, kill_9_when, start_run
 
 ROWS = 300
@@ -107,3 +111,27 @@ def test_the_run_log_counts_each_group_and_a_shorter_journal_is_lost_lines(tmp_p
     assert lost_lines(state, "other", 0) is None
     lost = lost_lines(state, "t1", 25)
     assert lost is not None and (lost.expected, lost.found) == (40, 25)
+
+
+def test_recover_refuses_an_unwritable_output_before_moving_anything_aside(tmp_path: Path) -> None:
+    """`recover` with results that cannot be written: refused (one line), the damaged checkpoint left where it was."""
+    contacts = tmp_path / "contacts.csv"
+    contacts.write_text("phone\n+14155550100\n")
+    checkpoint = tmp_path / "job.checkpoint"
+    checkpoint.write_bytes(b"not a database, damaged")
+    runlog_path(checkpoint).write_text(
+        '{"token": "t1", "run": 1, "intents": 1, "at": "2026-01-01T00:00:00.000Z", "twilio_at": null}\n'
+    )
+    spec = load_spec(
+        raw={
+            "input": {"path": str(contacts)},
+            "flow": {"sid": FLOW_SID},
+            "mapping": {"to": "phone", "from": "+15005550006"},
+            "output": {"checkpoint": str(checkpoint), "results": str(contacts / "results.csv")},
+        }
+    )
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(BatchEngageError, match=r"results\.csv"):
+        recover(spec, credentials=Credentials("AC" + "0" * 32, "token"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert checkpoint.read_bytes() == b"not a database, damaged"
