@@ -358,14 +358,10 @@ class TestSendsOverTime:
         assert marks is not None
         assert marks.group(1).count("M") == 1
 
-    def test_a_fourteen_hour_run_renders_fast_and_small(self) -> None:
-        """50,000 seconds (14 hours) of events render per minute, in well under a second, into a page under 2 MB."""
-        data = report(seconds=seconds_of(50_000, limited_at=20_000))
-        began = time.perf_counter()
-        page = render_report(data)
-        elapsed = time.perf_counter() - began
+    def test_a_fourteen_hour_run_renders_per_minute_and_small(self) -> None:
+        """50,000 seconds (14 hours) of events render per minute into a page under 2 MB (its time: the benchmark)."""
+        page = render_report(report(seconds=seconds_of(50_000, limited_at=20_000)))
         assert len(page.encode()) < 2_000_000
-        assert elapsed < 1.0
         buckets = re.search(r"in ([\d,]+) buckets", page)
         assert buckets is not None
         assert int(buckets.group(1).replace(",", "")) <= MAX_BUCKETS
