@@ -32,7 +32,7 @@ import polars as pl
 
 from ..errors import InputFileError
 from ..job import InputSpec
-from .catalog import FILE_EXTENSIONS
+from .catalog import FILE_EXTENSIONS, FILE_FORMATS
 from .csv import SEPARATORS, read_csv, split_fields
 from .encoding import as_utf8, is_blank
 
@@ -40,7 +40,7 @@ __all__ = ["SEPARATORS", "STDIN_NAME", "InputSpec", "Table", "frame_digest", "re
 
 STDIN_NAME = "<stdin>"
 _EXTENSIONS = FILE_EXTENSIONS
-_KINDS = {"csv": "CSV", "parquet": "Parquet", "ndjson": "NDJSON"}
+_KINDS = {(kind := source.kind.split()[0]).lower(): kind for source in FILE_FORMATS}  # {"csv": "CSV", ...}
 _MAX_LISTED_COLUMNS = 30
 
 
