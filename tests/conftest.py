@@ -207,10 +207,26 @@ def write_job(tmp_path: Path) -> Callable[..., Path]:
 
 
 @pytest.fixture
-def job(sandbox: Sandbox, write_job: Callable[..., Path], contacts_csv: Path, sandbox_env: dict[str, str]) -> Path:
+def job_for(
+    write_job: Callable[..., Path], contacts_csv: Path, sandbox_env: dict[str, str], tmp_path: Path
+) -> Callable[..., Path]:
+    """Write a job against the sandbox ``sb``, whose credentials the environment holds: the 30 contacts of
+    ``contacts_csv``, ``contacts=n`` others (written to c.csv) or ``input_path``; other keywords as ``write_job``'s."""
+
+    def write(sb: Sandbox, *, contacts: int | None = None, **sections: Any) -> Path:
+        if contacts is not None:
+            sections["input_path"] = tmp_path / "c.csv"
+            make_contacts(contacts).write_csv(sections["input_path"])
+        return write_job(**{"input_path": contacts_csv} | sections, base_url=sb.url)
+
+    return write
+
+
+@pytest.fixture
+def job(sandbox: Sandbox, job_for: Callable[..., Path]) -> Path:
     """The job most CLI tests start from: the 30 contacts of ``contacts_csv`` against ``sandbox``, whose credentials
     the environment holds."""
-    return write_job(input_path=contacts_csv, base_url=sandbox.url)
+    return job_for(sandbox)
 
 
 @pytest.fixture
