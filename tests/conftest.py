@@ -210,14 +210,16 @@ def write_job(tmp_path: Path) -> Callable[..., Path]:
 def job_for(
     write_job: Callable[..., Path], contacts_csv: Path, sandbox_env: dict[str, str], tmp_path: Path
 ) -> Callable[..., Path]:
-    """Write a job against the sandbox ``sb``, whose credentials the environment holds: the 30 contacts of
-    ``contacts_csv``, ``contacts=n`` others (written to c.csv) or ``input_path``; other keywords as ``write_job``'s."""
+    """Write a job against the sandbox (or base URL) ``at``, with the sandbox's credentials in the environment: the 30
+    contacts of ``contacts_csv``, ``contacts=n`` others (written to c.csv) or ``input_path``; other keywords as
+    ``write_job``'s."""
 
-    def write(sb: Sandbox, *, contacts: int | None = None, **sections: Any) -> Path:
+    def write(at: Sandbox | str, *, contacts: int | None = None, **sections: Any) -> Path:
         if contacts is not None:
             sections["input_path"] = tmp_path / "c.csv"
             make_contacts(contacts).write_csv(sections["input_path"])
-        return write_job(**{"input_path": contacts_csv} | sections, base_url=sb.url)
+        base_url = at if isinstance(at, str) else at.url
+        return write_job(**{"input_path": contacts_csv} | sections, base_url=base_url)
 
     return write
 

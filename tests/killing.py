@@ -32,10 +32,12 @@ def start_run(job: Path, env: dict[str, str], *, cwd: Path | None = None) -> sub
     )
 
 
-def start_cli(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """``batch-engage ARGS`` in a process of its own, its stdout and stderr piped back to the test."""
+def start_cli(
+    args: list[str], env: dict[str, str], *, stdout: int = subprocess.PIPE, stderr: int = subprocess.PIPE
+) -> subprocess.Popen[bytes]:
+    """``batch-engage ARGS`` in a process of its own, its stdout and stderr piped back to the test (or ``DEVNULL``)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "batch_engage", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO
+        [sys.executable, "-m", "batch_engage", *args], env=env, stdout=stdout, stderr=stderr, cwd=REPO
     )
 
 
