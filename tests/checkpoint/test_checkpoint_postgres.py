@@ -17,6 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -96,6 +97,16 @@ def _job(
     return path
 
 
+def _raw(checkpoint: str, results: Path, *, job_id: str | None = None) -> dict[str, Any]:
+    """A job's table (no [input]) whose checkpoint is ``checkpoint``; with ``job_id``, a [job] id too."""
+    raw: dict[str, Any] = {
+        "flow": {"sid": FLOW_SID},
+        "mapping": {"to": "phone", "from": "+15005550006"},
+        "output": {"checkpoint": checkpoint, "results": str(results)},
+    }
+    return raw | ({"job": {"id": job_id}} if job_id else {})
+
+
 def _intent(contact: str) -> Intent:
     return Intent(contact=contact, row=1, to=contact, from_="+15005550006", params_hash="h", marker="m")
 
@@ -105,34 +116,18 @@ class TestSpec:
 
     def test_job_id_is_required(self, tmp_path: Path) -> None:
         """Without [job] id the job is refused, naming job.id: file stems collide across folders."""
-        raw = {
-            "flow": {"sid": FLOW_SID},
-            "mapping": {"to": "phone", "from": "+15005550006"},
-            "output": {"checkpoint": "postgresql://db.example/crm", "results": str(tmp_path / "r.csv")},
-        }
         with pytest.raises(ConfigError, match=r"job\.id"):
-            load_spec(raw=raw)
+            load_spec(raw=_raw("postgresql://db.example/crm", tmp_path / "r.csv"))
 
     def test_a_password_in_the_url_is_refused(self, tmp_path: Path) -> None:
         """A password in output.checkpoint is refused: it belongs in PGPASSWORD or ~/.pgpass."""
-        raw = {
-            "job": {"id": "j"},
-            "flow": {"sid": FLOW_SID},
-            "mapping": {"to": "phone", "from": "+15005550006"},
-            "output": {"checkpoint": "postgresql://u:secret@db.example/crm", "results": str(tmp_path / "r.csv")},
-        }
         with pytest.raises(ConfigError, match=r"output\.checkpoint.*PGPASSWORD") as info:
-            load_spec(raw=raw)
+            load_spec(raw=_raw("postgresql://u:secret@db.example/crm", tmp_path / "r.csv", job_id="j"))
         assert "secret" not in str(info.value)
 
     def test_the_key_is_the_rendered_job_id_and_a_rehearsal_has_its_own(self, tmp_path: Path) -> None:
         """A {date} job id is keyed per period, and the rehearsal's key differs from the real job's."""
-        raw = {
-            "job": {"id": "remind-{date}"},
-            "flow": {"sid": FLOW_SID},
-            "mapping": {"to": "phone", "from": "+15005550006"},
-            "output": {"checkpoint": "postgresql://db.example/crm", "results": str(tmp_path / "{id}.csv")},
-        }
+        raw = _raw("postgresql://db.example/crm", tmp_path / "{id}.csv", job_id="remind-{date}")
         spec = load_spec(raw=raw).for_period("2026-03-04")
         assert spec.output.checkpoint == "postgresql://db.example/crm#remind-2026-03-04"
         assert spec.rehearsal().output.checkpoint == "postgresql://db.example/crm#remind-2026-03-04.sandbox"
