@@ -299,6 +299,16 @@ def cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
     return code, out, err
 
 
+def digest_follows_the_rows(spec: Any, change_a_row: Callable[[], None]) -> None:
+    """A query input's digest stays while its rows do (a resumed job matches its checkpoint), and changes with them."""
+    from batch_engage.inputs import read_query
+
+    first = read_query(spec).digest
+    assert read_query(spec).digest == first
+    change_a_row()
+    assert read_query(spec).digest != first
+
+
 @functools.cache
 def twilio_specs(folder: Path) -> dict[str, Any]:
     """Twilio's Studio v1 and v2 descriptions, parsed once per worker (each parse takes a quarter second)."""

@@ -15,6 +15,7 @@ from batch_engage.inputs.database import read_query
 from batch_engage.job import InputSpec, load_spec
 from batch_engage.sandbox import Sandbox
 
+from conftest import digest_follows_the_rows
 from pg import Schema, fresh_schema
 
 
@@ -72,10 +73,9 @@ class TestQueryInput:
     def test_the_digest_changes_with_the_result_and_only_with_it(self, pg: Schema) -> None:
         """Same rows, same digest (a resumed job matches its checkpoint); one changed row, another digest."""
         spec = InputSpec(uri=pg.search_url, query="select phone from appointments order by id")
-        first = read_query(spec).digest
-        assert read_query(spec).digest == first
-        pg.execute("UPDATE {schema}.appointments SET phone = '+14155550999' WHERE id = 3")
-        assert read_query(spec).digest != first
+        digest_follows_the_rows(
+            spec, lambda: pg.execute("UPDATE {schema}.appointments SET phone = '+14155550999' WHERE id = 3")
+        )
 
     def test_libpq_environment_variables_are_honoured(self, pg: Schema, monkeypatch: pytest.MonkeyPatch) -> None:
         """The driver is libpq: PGOPTIONS (like PGPASSWORD, PGSSLMODE) applies, so an unqualified table is found."""
