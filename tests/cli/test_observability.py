@@ -81,18 +81,17 @@ class TestSecrets:
     def test_the_token_appears_in_no_output_file_or_error(
         self,
         sandbox_factory: Callable[..., Sandbox],
-        write_job: Callable[..., Path],
-        contacts_csv: Path,
+        job_for: Callable[..., Path],
         tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str],
     ) -> None:
         """A recognizable secret, on success and on refusal, is in no log, result, checkpoint, error or --help."""
         sb = sandbox_factory(rate_limit=None, credentials=((SANDBOX_USERNAME, SECRET),))
-        job = write_job(input_path=contacts_csv, base_url=sb.url)
+        job = job_for(sb)
         env = cli_env({"TWILIO_ACCOUNT_SID": SANDBOX_USERNAME, "TWILIO_AUTH_TOKEN": SECRET})
         wrong = cli_env({"TWILIO_ACCOUNT_SID": SANDBOX_USERNAME, "TWILIO_AUTH_TOKEN": SECRET + "x"})
-        job2 = write_job(input_path=contacts_csv, base_url=sb.url, name="refused")
+        job2 = job_for(sb, name="refused")
         # Two separate jobs: the accepted and the refused run go at the same time.
         runs = [
             _start(["run", str(job), "--log-level", "debug"], env),

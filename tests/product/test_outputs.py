@@ -88,6 +88,15 @@ def _immutable(folder: Path) -> Iterator[None]:
         subprocess.run(["chattr", "-i", str(folder)], check=False)
 
 
+def _refused_before_sending(job: Path, results: str, sandbox: Sandbox, capsys: pytest.CaptureFixture[str]) -> str:
+    """``run JOB --output RESULTS`` exits 2 with one line on stderr and sends nothing; that line."""
+    code, _, err = cli(["run", str(job), "--output", results], capsys)
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1
+    assert _requests(sandbox) == 0
+    return err
+
+
 class TestWritableBeforeTheFirstRequest:
     """An output that cannot be written is found before anything is sent: exit 2, one line."""
 
@@ -95,11 +104,8 @@ class TestWritableBeforeTheFirstRequest:
         self, job: Path, sandbox: Sandbox, contacts_csv: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
         """``results = "contacts.csv/x.results.csv"``: refused before the preflight, naming the file in the way."""
-        code, _, err = cli(["run", str(job), "--output", f"{contacts_csv}/x.results.csv"], capsys)
-        assert code == 2
-        assert len(err.strip().splitlines()) == 1
+        err = _refused_before_sending(job, f"{contacts_csv}/x.results.csv", sandbox, capsys)
         assert "is a file, not a folder" in err
-        assert _requests(sandbox) == 0
 
     def test_a_read_only_output_folder_exits_2_before_any_request(
         self, job: Path, sandbox: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -108,11 +114,8 @@ class TestWritableBeforeTheFirstRequest:
         locked = tmp_path / "locked"
         locked.mkdir()
         with _immutable(locked):
-            code, _, err = cli(["run", str(job), "--output", str(locked / "r.csv")], capsys)
-        assert code == 2
-        assert len(err.strip().splitlines()) == 1
+            err = _refused_before_sending(job, str(locked / "r.csv"), sandbox, capsys)
         assert "cannot write there" in err
-        assert _requests(sandbox) == 0
 
     def test_a_dangling_link_at_the_results_path_exits_2_before_any_request(
         self, job: Path, sandbox: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -120,11 +123,9 @@ class TestWritableBeforeTheFirstRequest:
         """A link at the results path pointing nowhere: refused, the link left alone, nothing sent."""
         link = tmp_path / "r.csv"
         link.symlink_to(tmp_path / "nowhere" / "r.csv")
-        code, _, err = cli(["run", str(job), "--output", str(link)], capsys)
-        assert code == 2
+        err = _refused_before_sending(job, str(link), sandbox, capsys)
         assert "symbolic link" in err
         assert link.is_symlink()
-        assert _requests(sandbox) == 0
 
     def test_a_summary_in_a_missing_folder_creates_it_and_says_so(
         self, job: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
