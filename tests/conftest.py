@@ -7,10 +7,11 @@ from __future__ import annotations
 import functools
 import os
 import textwrap
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import polars as pl
 import pytest
@@ -75,14 +76,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
-def shared_folder(path: Path) -> Path:
-    """``path`` when it exists; otherwise skip the test, or fail it when ``CI`` is set (CI has ../shared)."""
-    if path.is_dir():
-        return path
-    reason = f"{path} is absent (Twilio's OpenAPI files live in ../shared beside the clone)"
+def absent(reason: str) -> NoReturn:
+    """Skip the test for want of a server or folder (``reason``), or fail it when ``CI`` is set (CI has them all)."""
     if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
         pytest.fail(f"{reason}; CI is set, so it must be there")
     pytest.skip(reason)
+
+
+def unique_name() -> str:
+    """A database or schema name no other test uses; the worker's name in it tells whose a leftover is."""
+    return f"t_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_{uuid.uuid4().hex[:12]}"
+
+
+def shared_folder(path: Path) -> Path:
+    """``path`` when it exists; otherwise skip the test, or fail it when ``CI`` is set (CI has ../shared)."""
+    if not path.is_dir():
+        absent(f"{path} is absent (Twilio's OpenAPI files live in ../shared beside the clone)")
+    return path
 
 
 @pytest.fixture
@@ -207,10 +217,40 @@ def write_job(tmp_path: Path) -> Callable[..., Path]:
 
 
 @pytest.fixture
-def job(sandbox: Sandbox, write_job: Callable[..., Path], contacts_csv: Path, sandbox_env: dict[str, str]) -> Path:
+def job_for(
+    write_job: Callable[..., Path], contacts_csv: Path, sandbox_env: dict[str, str], tmp_path: Path
+) -> Callable[..., Path]:
+    """Write a job against the sandbox (or base URL) ``at``, with the sandbox's credentials in the environment: the 30
+    contacts of ``contacts_csv``, ``contacts=n`` others (written to c.csv) or ``input_path``; other keywords as
+    ``write_job``'s."""
+
+    def write(at: Sandbox | str, *, contacts: int | None = None, **sections: Any) -> Path:
+        if contacts is not None:
+            sections["input_path"] = tmp_path / "c.csv"
+            make_contacts(contacts).write_csv(sections["input_path"])
+        base_url = at if isinstance(at, str) else at.url
+        return write_job(**{"input_path": contacts_csv} | sections, base_url=base_url)
+
+    return write
+
+
+@pytest.fixture
+def job(sandbox: Sandbox, job_for: Callable[..., Path]) -> Path:
     """The job most CLI tests start from: the 30 contacts of ``contacts_csv`` against ``sandbox``, whose credentials
     the environment holds."""
-    return write_job(input_path=contacts_csv, base_url=sandbox.url)
+    return job_for(sandbox)
+
+
+@pytest.fixture
+def query_job(sandbox: Sandbox, job_for: Callable[..., Path]) -> Callable[..., Path]:
+    """``query_job(uri, query)``: a job against ``sandbox`` whose [input] is ``uri`` + ``query`` instead of a file."""
+
+    def write(uri: str, query: str, **sections: Any) -> Path:
+        job = job_for(sandbox, input_path="PLACEHOLDER", **sections)
+        job.write_text(job.read_text().replace('path = "PLACEHOLDER"', f'uri = "{uri}"\nquery = "{query}"'))
+        return job
+
+    return write
 
 
 @pytest.fixture
@@ -257,6 +297,16 @@ def cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
     out, err = capsys.readouterr()
     assert "Traceback" not in out + err
     return code, out, err
+
+
+def digest_follows_the_rows(spec: Any, change_a_row: Callable[[], None]) -> None:
+    """A query input's digest stays while its rows do (a resumed job matches its checkpoint), and changes with them."""
+    from batch_engage.inputs import read_query
+
+    first = read_query(spec).digest
+    assert read_query(spec).digest == first
+    change_a_row()
+    assert read_query(spec).digest != first
 
 
 @functools.cache

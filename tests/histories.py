@@ -32,28 +32,19 @@ class Clock:
 
 
 def import_stats_and_cap(
-    history: str,
-    sb: Sandbox,
-    write_job: Callable[..., Path],
-    contacts_csv: Path,
-    capsys: pytest.CaptureFixture[str],
+    history: str, sb: Sandbox, job_for: Callable[..., Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Five contacts sent, their results imported into ``history`` and counted by ``history stats``; a job with a
     Flow cap then validates them as capped and sends only the other 25 (the sandbox then holds 30 runs)."""
-    past = contacts_csv.with_name("past.csv")
-    job = write_job(input_path=contacts_csv, base_url=sb.url, name="past")
+    job = job_for(sb, name="past")
+    past = job.with_name("past.csv")
     assert main(["run", str(job), "--limit", "5", "--output", str(past)]) == 0
     assert main(["history", "import", str(past), "--history", history, "--flow-sid", FLOW_SID]) == 0
     assert "recorded 5 contacts" in capsys.readouterr().out
     assert main(["history", "stats", "--history", history]) == 0
     out = capsys.readouterr().out
     assert FLOW_SID in out and out.rstrip().endswith("5")
-    capped_job = write_job(
-        input_path=contacts_csv,
-        base_url=sb.url,
-        name="next",
-        extra=f'[history]\npath = "{history}"\nflow_cap = "1 per 30d"\n',
-    )
+    capped_job = job_for(sb, name="next", extra=f'[history]\npath = "{history}"\nflow_cap = "1 per 30d"\n')
     assert main(["validate", str(capped_job)]) == 0
     assert "capped: 5" in capsys.readouterr().out
     assert main(["run", str(capped_job)]) == 0

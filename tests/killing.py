@@ -1,5 +1,5 @@
-"""Crashing the CLI on purpose, shared by the crash tests: start ``batch-engage run`` as a process of its own, and
-SIGKILL it once a condition holds (polled: the condition is the point, not the time it takes)."""
+"""The CLI as a process of its own, shared by the crash, signal and concurrency tests: start ``batch-engage``, SIGKILL
+it once a condition holds (polled: the condition is the point, not the time it takes), or run it to its end."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["cli_env", "kill_9", "kill_9_when", "start_run", "wait_until"]
+from conftest import REPO
+
+__all__ = ["cli_env", "finish", "kill_9", "kill_9_when", "run_at_once", "start_cli", "start_run", "wait_until"]
 
 
 def cli_env(sandbox_env: dict[str, str]) -> dict[str, str]:
@@ -28,6 +30,31 @@ def start_run(job: Path, env: dict[str, str], *, cwd: Path | None = None) -> sub
         stderr=subprocess.PIPE,
         cwd=cwd or job.parent,
     )
+
+
+def start_cli(
+    args: list[str], env: dict[str, str], *, stdout: int = subprocess.PIPE, stderr: int = subprocess.PIPE
+) -> subprocess.Popen[bytes]:
+    """``batch-engage ARGS`` in a process of its own, its stdout and stderr piped back to the test (or ``DEVNULL``)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "batch_engage", *args], env=env, stdout=stdout, stderr=stderr, cwd=REPO
+    )
+
+
+def finish(args: list[str], env: dict[str, str], *, timeout: float = 120) -> None:
+    """``batch-engage ARGS`` in a process of its own, to its end: it must exit 0 (the tail of its stderr says why not)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "batch_engage", *args], env=env, capture_output=True, cwd=REPO, timeout=timeout
+    )
+    assert done.returncode == 0, done.stderr.decode()[-4000:]
+
+
+def run_at_once(jobs: list[Path], env: dict[str, str]) -> None:
+    """``batch-engage run`` for every job, each in a process of its own, all started together; each must exit 0."""
+    procs = [start_run(job, env) for job in jobs]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err.decode()[-2000:]
 
 
 def kill_9(proc: subprocess.Popen[bytes]) -> bool:

@@ -7,7 +7,6 @@ instead. Each test gets a database of its own, named after its worker, dropped a
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,7 +14,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pymysql
-import pytest
+
+from conftest import absent, unique_name
 
 DEFAULT_URL = "mysql://root@127.0.0.1:3306/test"
 
@@ -56,11 +56,8 @@ def fresh_database() -> Iterator[Database]:
             connect_timeout=5,
         )
     except pymysql.MySQLError as exc:
-        reason = f"no MariaDB/MySQL at {host}:{port} ({exc}); set BATCH_ENGAGE_TEST_MYSQL"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    name = f"t_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_{uuid.uuid4().hex[:12]}"
+        absent(f"no MariaDB/MySQL at {host}:{port} ({exc}); set BATCH_ENGAGE_TEST_MYSQL")
+    name = unique_name()
     with conn.cursor() as cur:
         cur.execute(f"CREATE DATABASE `{name}`")
     conn.select_db(name)

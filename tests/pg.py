@@ -8,15 +8,15 @@ role and checkpoint lock a test makes is keyed by its schema's name, which names
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-import pytest
 from psycopg import sql
+
+from conftest import absent, unique_name
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -56,12 +56,8 @@ def fresh_schema() -> Iterator[Schema]:
     try:
         conn = psycopg.connect(url, autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as exc:
-        reason = f"no PostgreSQL at {url} ({str(exc).strip().splitlines()[0]}); set BATCH_ENGAGE_TEST_PG"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    # The worker's name tells whose schema a leftover is (PYTEST_XDIST_WORKER: gw0, gw1, ...).
-    name = f"t_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_{uuid.uuid4().hex[:12]}"
+        absent(f"no PostgreSQL at {url} ({str(exc).strip().splitlines()[0]}); set BATCH_ENGAGE_TEST_PG")
+    name = unique_name()
     with conn:
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
         try:

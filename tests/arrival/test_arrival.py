@@ -123,17 +123,11 @@ class TestProjection:
         assert found.queue_seconds == pytest.approx(0.0, abs=0.5)
 
     def test_validate_flow_summary_json_holds_the_capacity_keys(
-        self,
-        tmp_path: Path,
-        sandbox: Sandbox,
-        write_job: Callable[..., Path],
-        contacts_csv: Path,
-        sandbox_env: dict[str, str],
-        capsys: pytest.CaptureFixture[str],
+        self, tmp_path: Path, sandbox: Sandbox, job_for: Callable[..., Path], capsys: pytest.CaptureFixture[str]
     ) -> None:
         """The counts, and a capacity object with the keys a pipeline reads; the text shows the same projection."""
         out = tmp_path / "summary.json"
-        job = write_job(input_path=contacts_csv, base_url=sandbox.url, api="executions")
+        job = job_for(sandbox, api="executions")
         code = main(["validate", str(job), "--flow", "--summary-json", str(out)])
         text = capsys.readouterr().out
         assert code == 0 and "Twilio's queue" in text and "first message segments" in text

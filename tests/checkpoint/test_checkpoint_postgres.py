@@ -17,6 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -59,6 +60,19 @@ def pg_url(pg_schema: Schema) -> str:
     return pg_schema.history_url
 
 
+@pytest.fixture
+def pg_job(tmp_path: Path, sandbox: Sandbox, pg_url: str) -> Callable[..., Path]:
+    """``pg_job(n)``: ``n`` contacts in tmp_path and a job for them on ``sandbox`` in ``tmp_path/m`` (or
+    ``folder``), its checkpoint in this test's schema."""
+
+    def write(n: int, *, folder: str = "m") -> Path:
+        contacts = tmp_path / "contacts.csv"
+        make_contacts(n).write_csv(contacts)
+        return _job(tmp_path / folder, contacts=contacts, base_url=sandbox.url, checkpoint=pg_url)
+
+    return write
+
+
 def _job(
     folder: Path, *, contacts: Path, base_url: str, checkpoint: str, job_id: str = "pgjob", send: str = ""
 ) -> Path:
@@ -96,6 +110,16 @@ def _job(
     return path
 
 
+def _raw(checkpoint: str, results: Path, *, job_id: str | None = None) -> dict[str, Any]:
+    """A job's table (no [input]) whose checkpoint is ``checkpoint``; with ``job_id``, a [job] id too."""
+    raw: dict[str, Any] = {
+        "flow": {"sid": FLOW_SID},
+        "mapping": {"to": "phone", "from": "+15005550006"},
+        "output": {"checkpoint": checkpoint, "results": str(results)},
+    }
+    return raw | ({"job": {"id": job_id}} if job_id else {})
+
+
 def _intent(contact: str) -> Intent:
     return Intent(contact=contact, row=1, to=contact, from_="+15005550006", params_hash="h", marker="m")
 
@@ -105,34 +129,18 @@ class TestSpec:
 
     def test_job_id_is_required(self, tmp_path: Path) -> None:
         """Without [job] id the job is refused, naming job.id: file stems collide across folders."""
-        raw = {
-            "flow": {"sid": FLOW_SID},
-            "mapping": {"to": "phone", "from": "+15005550006"},
-            "output": {"checkpoint": "postgresql://db.example/crm", "results": str(tmp_path / "r.csv")},
-        }
         with pytest.raises(ConfigError, match=r"job\.id"):
-            load_spec(raw=raw)
+            load_spec(raw=_raw("postgresql://db.example/crm", tmp_path / "r.csv"))
 
     def test_a_password_in_the_url_is_refused(self, tmp_path: Path) -> None:
         """A password in output.checkpoint is refused: it belongs in PGPASSWORD or ~/.pgpass."""
-        raw = {
-            "job": {"id": "j"},
-            "flow": {"sid": FLOW_SID},
-            "mapping": {"to": "phone", "from": "+15005550006"},
-            "output": {"checkpoint": "postgresql://u:secret@db.example/crm", "results": str(tmp_path / "r.csv")},
-        }
         with pytest.raises(ConfigError, match=r"output\.checkpoint.*PGPASSWORD") as info:
-            load_spec(raw=raw)
+            load_spec(raw=_raw("postgresql://u:secret@db.example/crm", tmp_path / "r.csv", job_id="j"))
         assert "secret" not in str(info.value)
 
     def test_the_key_is_the_rendered_job_id_and_a_rehearsal_has_its_own(self, tmp_path: Path) -> None:
         """A {date} job id is keyed per period, and the rehearsal's key differs from the real job's."""
-        raw = {
-            "job": {"id": "remind-{date}"},
-            "flow": {"sid": FLOW_SID},
-            "mapping": {"to": "phone", "from": "+15005550006"},
-            "output": {"checkpoint": "postgresql://db.example/crm", "results": str(tmp_path / "{id}.csv")},
-        }
+        raw = _raw("postgresql://db.example/crm", tmp_path / "{id}.csv", job_id="remind-{date}")
         spec = load_spec(raw=raw).for_period("2026-03-04")
         assert spec.output.checkpoint == "postgresql://db.example/crm#remind-2026-03-04"
         assert spec.rehearsal().output.checkpoint == "postgresql://db.example/crm#remind-2026-03-04.sandbox"
@@ -223,18 +231,16 @@ class TestRunsThroughTheSandbox:
         assert dict(zip(table["to"], table["sid"], strict=True)) == {e.to: e.sid for e in sandbox.ledger()}
 
     def test_collect_says_in_one_line_that_it_does_not_work_here_yet(
-        self, pg_url: str, sandbox: Sandbox, sandbox_creds: Credentials, tmp_path: Path
+        self, pg_job: Callable[..., Path], sandbox_creds: Credentials, tmp_path: Path
     ) -> None:
         """collect refuses a PostgreSQL checkpoint with a usage error naming the job, and writes no file."""
-        contacts = tmp_path / "contacts.csv"
-        make_contacts(3).write_csv(contacts)
-        job = _job(tmp_path / "m", contacts=contacts, base_url=sandbox.url, checkpoint=pg_url)
+        job = pg_job(3)
         api.run(job, credentials=sandbox_creds)
         with pytest.raises(UsageError, match="job pgjob: collect does not work with a postgresql:// checkpoint"):
             api.collect(job, credentials=sandbox_creds)
         assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["job.toml", "results.csv"]
 
-    def test_status_reads_while_a_run_holds_the_job(self, pg_url: str, tmp_path: Path) -> None:
+    def test_status_reads_while_a_run_holds_the_job(self, pg_url: str) -> None:
         """While a run holds the lock, a reader sees its journal and that it is live; afterwards, not live."""
         where = f"{pg_url}#j"
         with open_checkpoint(where, {"f": 1}, TARGET) as cp:
@@ -292,12 +298,10 @@ class TestOneRunPerJob:
     """One run per job, on any machine; a rehearsal never touches the real job's state."""
 
     def test_a_second_run_exits_75_at_once_and_sends_nothing(
-        self, pg_url: str, sandbox: Sandbox, sandbox_env: dict[str, str], tmp_path: Path
+        self, pg_job: Callable[..., Path], sandbox: Sandbox, sandbox_env: dict[str, str], tmp_path: Path
     ) -> None:
         """While another process holds the job, `run` exits 75 in another folder and the sandbox sees nothing."""
-        contacts = tmp_path / "contacts.csv"
-        make_contacts(5).write_csv(contacts)
-        job = _job(tmp_path / "b", contacts=contacts, base_url=sandbox.url, checkpoint=pg_url)
+        job = pg_job(5, folder="b")
         spec = api.load_job(job)
         with open_checkpoint(spec.output.checkpoint, {"f": 1}, TARGET):
             started = time.monotonic()
@@ -314,12 +318,10 @@ class TestOneRunPerJob:
         assert sandbox.ledger() == []
 
     def test_a_rehearsal_keeps_its_state_apart(
-        self, pg_url: str, sandbox: Sandbox, sandbox_creds: Credentials, tmp_path: Path
+        self, pg_job: Callable[..., Path], sandbox: Sandbox, sandbox_creds: Credentials, tmp_path: Path
     ) -> None:
         """The real job's journal is untouched by a rehearsal of the whole list, and the other way round."""
-        contacts = tmp_path / "contacts.csv"
-        make_contacts(12).write_csv(contacts)
-        job = _job(tmp_path / "m", contacts=contacts, base_url=sandbox.url, checkpoint=pg_url)
+        job = pg_job(12)
         api.run(job, credentials=sandbox_creds, options=RunOptions(limit=4))
         rehearsal = api.load_job(job, sandbox=True)
         assert not checkpoint_exists(rehearsal.output.checkpoint)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -15,16 +13,13 @@ import pytest
 
 from batch_engage.sandbox import SANDBOX_USERNAME, Sandbox
 
-from conftest import REPO, cli, make_contacts
-from killing import cli_env, wait_until
+from conftest import REPO, cli
+from killing import cli_env, finish, start_cli, wait_until
 
 
 class TestExitCodes:
     def test_exit_0_when_every_row_is_sent(
-        self,
-        job: Path,
-        sandbox: Sandbox,
-        capsys: pytest.CaptureFixture[str],
+        self, job: Path, sandbox: Sandbox, capsys: pytest.CaptureFixture[str]
     ) -> None:
         """A clean list ends with exit 0 and a summary naming the results file."""
         code, out, _ = cli(["run", str(job)], capsys)
@@ -36,43 +31,30 @@ class TestExitCodes:
         assert len(sandbox.ledger()) == 30
 
     def test_exit_1_when_some_rows_are_invalid(
-        self,
-        sandbox: Sandbox,
-        write_job: Callable[..., Path],
-        tmp_path: Path,
-        sandbox_env: dict[str, str],
-        capsys: pytest.CaptureFixture[str],
+        self, sandbox: Sandbox, job_for: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
         """Invalid rows are reported, the rest are sent, and the exit code is 1."""
         path = tmp_path / "c.csv"
         path.write_text("phone,name,visits\n+14155550100,A,1\nnope,B,2\n")
-        code, out, _ = cli(["run", str(write_job(input_path=path, base_url=sandbox.url))], capsys)
+        code, out, _ = cli(["run", str(job_for(sandbox, input_path=path))], capsys)
         assert code == 1
         assert "invalid 1" in out
         assert len(sandbox.ledger()) == 1
 
     def test_exit_2_on_a_config_error_naming_the_key(
-        self,
-        sandbox: Sandbox,
-        write_job: Callable[..., Path],
-        contacts_csv: Path,
-        sandbox_env: dict[str, str],
-        capsys: pytest.CaptureFixture[str],
+        self, sandbox: Sandbox, job_for: Callable[..., Path], capsys: pytest.CaptureFixture[str]
     ) -> None:
         """An unknown key or a wrong type is one line naming the key; exit 2; nothing sent."""
-        job = write_job(input_path=contacts_csv, base_url=sandbox.url, send="rate = 20\nburst = 3")
+        job = job_for(sandbox, send="rate = 20\nburst = 3")
         code, _, err = cli(["run", str(job)], capsys)
         assert (code, err.strip()) == (2, "batch-engage: send.burst: is not a known key")
-        job = write_job(input_path=contacts_csv, base_url=sandbox.url, send='rate = "fast"')
+        job = job_for(sandbox, send='rate = "fast"')
         code, _, err = cli(["run", str(job)], capsys)
         assert (code, err.strip()) == (2, "batch-engage: send.rate: must be a number, not 'fast'")
         assert sandbox.ledger() == []
 
     def test_exit_2_on_a_bad_flow_sid_before_anything_is_sent(
-        self,
-        job: Path,
-        sandbox: Sandbox,
-        capsys: pytest.CaptureFixture[str],
+        self, job: Path, sandbox: Sandbox, capsys: pytest.CaptureFixture[str]
     ) -> None:
         """A Flow SID that is not FW + 32 hex is refused up front."""
         job.write_text(job.read_text().replace('sid = "FW', 'sid = "XX'))
@@ -105,10 +87,7 @@ class TestExitCodes:
         assert "aborted: Twilio refused the credentials" in out and "TWILIO_AUTH_TOKEN" in out
 
     def test_exit_75_when_another_process_holds_the_checkpoint(
-        self,
-        job: Path,
-        sandbox: Sandbox,
-        capsys: pytest.CaptureFixture[str],
+        self, job: Path, sandbox: Sandbox, capsys: pytest.CaptureFixture[str]
     ) -> None:
         """A second run on a locked checkpoint (cron overlap) exits 75 at once, sending nothing."""
         from batch_engage.checkpoint.store import Target, open_checkpoint
@@ -120,18 +99,11 @@ class TestExitCodes:
         assert sandbox.stats().create_requests == 0
 
     def test_max_duration_stops_with_75_and_the_same_command_finishes(
-        self,
-        sandbox_factory: Callable[..., Sandbox],
-        write_job: Callable[..., Path],
-        tmp_path: Path,
-        sandbox_env: dict[str, str],
-        capsys: pytest.CaptureFixture[str],
+        self, sandbox_factory: Callable[..., Sandbox], job_for: Callable[..., Path], capsys: pytest.CaptureFixture[str]
     ) -> None:
         """--max-duration stops gracefully (exit 75, rest pending); the same command again finishes the job."""
         sb = sandbox_factory(rate_limit=None)
-        path = tmp_path / "c.csv"
-        make_contacts(60).write_csv(path)
-        job = write_job(input_path=path, base_url=sb.url, send="rate = 40\nconcurrency = 4")
+        job = job_for(sb, contacts=60, send="rate = 40\nconcurrency = 4")
         code, out, _ = cli(["run", str(job), "--max-duration", "0.3s"], capsys)
         assert code == 75
         assert "stopped early" in out
@@ -145,10 +117,7 @@ class TestExitCodes:
 
 class TestCheckpointCommands:
     def test_restart_says_what_it_would_forget_and_needs_yes(
-        self,
-        job: Path,
-        sandbox: Sandbox,
-        capsys: pytest.CaptureFixture[str],
+        self, job: Path, sandbox: Sandbox, capsys: pytest.CaptureFixture[str]
     ) -> None:
         """--restart alone refuses (exit 2, nothing sent) naming how many contacts it would send to again;
         with --yes it starts over and keeps the old checkpoint aside."""
@@ -166,11 +135,7 @@ class TestCheckpointCommands:
         kept = list(job.parent.glob("job.checkpoint.*.old"))
         assert len(kept) == 1
 
-    def test_changed_mapping_is_refused(
-        self,
-        job: Path,
-        capsys: pytest.CaptureFixture[str],
-    ) -> None:
+    def test_changed_mapping_is_refused(self, job: Path, capsys: pytest.CaptureFixture[str]) -> None:
         """Mapping another column after a run started is refused, naming the mapping."""
         cli(["run", str(job), "--limit", "2"], capsys)
         job.write_text(job.read_text().replace('visits = "visits"', 'count = "visits"'))
@@ -178,11 +143,7 @@ class TestCheckpointCommands:
         assert code == 2 and "the column mapping changed" in err
 
     def test_status_and_report_read_the_checkpoint_without_sending(
-        self,
-        job: Path,
-        sandbox: Sandbox,
-        capsys: pytest.CaptureFixture[str],
-        tmp_path: Path,
+        self, job: Path, sandbox: Sandbox, capsys: pytest.CaptureFixture[str], tmp_path: Path
     ) -> None:
         """status prints counts; report rewrites the results table; neither sends a request."""
         cli(["run", str(job), "--limit", "10"], capsys)
@@ -198,11 +159,7 @@ class TestCheckpointCommands:
         assert again.equals(original)
         assert sandbox.stats() == before
 
-    def test_files_are_readable_by_their_owner_only(
-        self,
-        job: Path,
-        capsys: pytest.CaptureFixture[str],
-    ) -> None:
+    def test_files_are_readable_by_their_owner_only(self, job: Path, capsys: pytest.CaptureFixture[str]) -> None:
         """Results, checkpoint and the plan beside it are created with mode 0600."""
         cli(["run", str(job)], capsys)
         for name in ("job.results.csv", "job.checkpoint", "job.checkpoint.plan.parquet"):
@@ -211,24 +168,12 @@ class TestCheckpointCommands:
 
 class TestSignals:
     def test_sigterm_stops_with_75_and_the_run_resumes(
-        self,
-        sandbox_factory: Callable[..., Sandbox],
-        write_job: Callable[..., Path],
-        tmp_path: Path,
-        sandbox_env: dict[str, str],
+        self, sandbox_factory: Callable[..., Sandbox], job_for: Callable[..., Path], sandbox_env: dict[str, str]
     ) -> None:
         """SIGTERM mid-run: exit 75, rows not sent stay pending; the same command again finishes, nobody twice."""
         sb = sandbox_factory(rate_limit=None, latency=0.02)
-        path = tmp_path / "c.csv"
-        make_contacts(200).write_csv(path)
-        job = write_job(input_path=path, base_url=sb.url, send="rate = 50\nconcurrency = 4")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "batch_engage", "run", str(job), "--log-format", "json"],
-            env=cli_env(sandbox_env),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=REPO,
-        )
+        job = job_for(sb, contacts=200, send="rate = 50\nconcurrency = 4")
+        proc = start_cli(["run", str(job), "--log-format", "json"], cli_env(sandbox_env))
         wait_until(proc, lambda: len(sb.ledger()) >= 10)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
@@ -236,14 +181,7 @@ class TestSignals:
         table = pl.read_csv(job.parent / "job.results.csv")
         assert table.filter(pl.col("status") == "pending").height > 0
         assert table.filter(pl.col("status") == "uncertain").height == 0
-        done = subprocess.run(
-            [sys.executable, "-m", "batch_engage", "run", str(job), "--rate", "1000"],
-            env=cli_env(sandbox_env),
-            capture_output=True,
-            cwd=REPO,
-            timeout=60,
-        )
-        assert done.returncode == 0, done.stderr.decode()[-2000:]
+        finish(["run", str(job), "--rate", "1000"], cli_env(sandbox_env), timeout=60)
         assert len(sb.ledger()) == 200
         assert max(Counter(e.to for e in sb.ledger()).values()) == 1
 
@@ -277,21 +215,13 @@ def test_sample_job_runs_against_the_sandbox(tmp_path: Path, capsys: pytest.Capt
 
 @pytest.mark.slow
 def test_second_sigint_stops_at_once_and_the_next_run_settles_the_rows_in_flight(
-    sandbox_factory: Callable[..., Sandbox], write_job: Callable[..., Path], tmp_path: Path, sandbox_env: dict[str, str]
+    sandbox_factory: Callable[..., Sandbox], job_for: Callable[..., Path], sandbox_env: dict[str, str]
 ) -> None:
     """Two SIGINTs: exit 75 without waiting for answers, rows in flight reported uncertain; the next run settles
     them from Studio's list and finishes, nobody twice."""
     sb = sandbox_factory(rate_limit=None, latency=1.5, active_rule=False)
-    path = tmp_path / "c.csv"
-    make_contacts(20).write_csv(path)
-    job = write_job(input_path=path, base_url=sb.url, send="rate = 100\nconcurrency = 4\nreconcile_delay = 2.0")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "batch_engage", "run", str(job)],
-        env=cli_env(sandbox_env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=REPO,
-    )
+    job = job_for(sb, contacts=20, send="rate = 100\nconcurrency = 4\nreconcile_delay = 2.0")
+    proc = start_cli(["run", str(job)], cli_env(sandbox_env))
     wait_until(proc, lambda: sb.stats().create_requests >= 4)
     proc.send_signal(signal.SIGINT)
     assert proc.stderr is not None
@@ -305,13 +235,6 @@ def test_second_sigint_stops_at_once_and_the_next_run_settles_the_rows_in_flight
     table = pl.read_csv(job.parent / "job.results.csv")
     assert table.filter(pl.col("status") == "uncertain").height >= 1
     assert table.filter(pl.col("status") == "sent").height == 0
-    done = subprocess.run(
-        [sys.executable, "-m", "batch_engage", "run", str(job)],
-        env=cli_env(sandbox_env),
-        capture_output=True,
-        cwd=REPO,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    finish(["run", str(job)], cli_env(sandbox_env))
     assert len(sb.ledger()) == 20
     assert max(Counter(e.to for e in sb.ledger()).values()) == 1

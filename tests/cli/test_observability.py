@@ -37,10 +37,7 @@ def _cli(args: list[str], env: dict[str, str], stdin: bytes | None = None) -> su
 
 class TestLogs:
     def test_json_logs_parse_line_by_line_and_end_with_the_summary_event(
-        self,
-        job: Path,
-        sandbox_env: dict[str, str],
-        tmp_path: Path,
+        self, job: Path, sandbox_env: dict[str, str], tmp_path: Path
     ) -> None:
         """Off a terminal, stderr is JSON lines (one object each) with one run.summary event; --summary-json matches."""
         summary_path = tmp_path / "summary.json"
@@ -57,9 +54,7 @@ class TestLogs:
         assert written["counts"] == summaries[0]["counts"] and written["exit_code"] == 0
 
     def test_phone_numbers_are_masked_in_logs_and_whole_in_results(
-        self,
-        job: Path,
-        capsys: pytest.CaptureFixture[str],
+        self, job: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
         """Logs show +1415***0100; the results table keeps the full number."""
         code, _, logs = cli(["run", str(job), "--log-level", "debug"], capsys)
@@ -86,18 +81,17 @@ class TestSecrets:
     def test_the_token_appears_in_no_output_file_or_error(
         self,
         sandbox_factory: Callable[..., Sandbox],
-        write_job: Callable[..., Path],
-        contacts_csv: Path,
+        job_for: Callable[..., Path],
         tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str],
     ) -> None:
         """A recognizable secret, on success and on refusal, is in no log, result, checkpoint, error or --help."""
         sb = sandbox_factory(rate_limit=None, credentials=((SANDBOX_USERNAME, SECRET),))
-        job = write_job(input_path=contacts_csv, base_url=sb.url)
+        job = job_for(sb)
         env = cli_env({"TWILIO_ACCOUNT_SID": SANDBOX_USERNAME, "TWILIO_AUTH_TOKEN": SECRET})
         wrong = cli_env({"TWILIO_ACCOUNT_SID": SANDBOX_USERNAME, "TWILIO_AUTH_TOKEN": SECRET + "x"})
-        job2 = write_job(input_path=contacts_csv, base_url=sb.url, name="refused")
+        job2 = job_for(sb, name="refused")
         # Two separate jobs: the accepted and the refused run go at the same time.
         runs = [
             _start(["run", str(job), "--log-level", "debug"], env),
@@ -122,14 +116,10 @@ class TestSecrets:
         assert SECRET not in repr(creds) and SECRET not in str(creds)
 
     def test_plain_http_is_refused_except_to_loopback(
-        self,
-        write_job: Callable[..., Path],
-        contacts_csv: Path,
-        sandbox_env: dict[str, str],
-        capsys: pytest.CaptureFixture[str],
+        self, job_for: Callable[..., Path], capsys: pytest.CaptureFixture[str]
     ) -> None:
         """http:// to a non-loopback host is refused before anything is sent, so credentials never travel in clear."""
-        job = write_job(input_path=contacts_csv, base_url="http://studio.example.com")
+        job = job_for("http://studio.example.com")
         code = main(["run", str(job)])
         err = capsys.readouterr().err
         assert code == 2

@@ -15,7 +15,7 @@ import pytest
 
 from batch_engage.sandbox import Sandbox
 
-from conftest import REPO, cli, make_contacts
+from conftest import REPO, cli
 from killing import cli_env
 
 
@@ -45,11 +45,11 @@ def _catches_sigterm(pid: int) -> bool:
     return False
 
 
-def _slow_job(tmp_path: Path, sb: Sandbox, write_job: Callable[..., Path]) -> Path:
-    contacts = tmp_path / "contacts.csv"
-    make_contacts(5).write_csv(contacts)
-    # One request every 30 s, no preflight: the first create leaves at once, the second waits 30 s for its slot.
-    return write_job(input_path=contacts, base_url=sb.url, send="rate = 0.0334\nconcurrency = 1\npreflight = false")
+@pytest.fixture
+def slow_job(sandbox: Sandbox, job_for: Callable[..., Path]) -> Path:
+    """Five contacts against ``sandbox`` at one request every 30 s."""
+    # No preflight: the first create leaves at once, the second waits 30 s for its slot.
+    return job_for(sandbox, contacts=5, send="rate = 0.0334\nconcurrency = 1\npreflight = false")
 
 
 def _signal_after_the_first_create(
@@ -74,15 +74,11 @@ def _signal_after_the_first_create(
 
 class TestAStopEndsEveryWait:
     def test_sigterm_during_a_30s_pacer_wait_exits_within_2s_with_75(
-        self,
-        sandbox: Sandbox,
-        write_job: Callable[..., Path],
-        tmp_path: Path,
-        sandbox_env: dict[str, str],
+        self, slow_job: Path, sandbox: Sandbox, sandbox_env: dict[str, str]
     ) -> None:
         """At one request per 30 s, SIGTERM while the run waits for its next slot: exit 75 within 2 s, the
         rows left pending say why, and the same command later sends the rest, nobody twice."""
-        proc = _start(_slow_job(tmp_path, sandbox, write_job), cli_env(sandbox_env))
+        proc = _start(slow_job, cli_env(sandbox_env))
         # 0.3 s: into the 30 s wait for the next slot
         code, took, err = _signal_after_the_first_create(proc, sandbox, [signal.SIGTERM], pause=0.3)
         assert code == 75, err.decode()[-3000:]
@@ -91,14 +87,10 @@ class TestAStopEndsEveryWait:
         assert len(sandbox.ledger()) == 1
 
     def test_a_second_signal_ends_the_run_at_once(
-        self,
-        sandbox: Sandbox,
-        write_job: Callable[..., Path],
-        tmp_path: Path,
-        sandbox_env: dict[str, str],
+        self, slow_job: Path, sandbox: Sandbox, sandbox_env: dict[str, str]
     ) -> None:
         """Two SIGINTs: the command exits 75 at once, without a traceback."""
-        proc = _start(_slow_job(tmp_path, sandbox, write_job), cli_env(sandbox_env))
+        proc = _start(slow_job, cli_env(sandbox_env))
         code, took, err = _signal_after_the_first_create(proc, sandbox, [signal.SIGINT, signal.SIGINT])
         assert code == 75, err.decode()[-3000:]
         # At once: 2 s, plus the interpreter's own exit on a loaded machine.
@@ -109,11 +101,7 @@ class TestAStopEndsEveryWait:
 class TestASignalBeforeTheRunBegins:
     @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
     def test_exits_75_with_one_line_and_no_traceback(
-        self,
-        job: Path,
-        sig: signal.Signals,
-        sandbox: Sandbox,
-        sandbox_env: dict[str, str],
+        self, job: Path, sig: signal.Signals, sandbox: Sandbox, sandbox_env: dict[str, str]
     ) -> None:
         """A signal 0.2 s after start (Python still importing): exit 75, one line, nothing sent."""
         proc = _start(job, cli_env(sandbox_env))
@@ -131,10 +119,7 @@ class TestASignalBeforeTheRunBegins:
 
 class TestTooSlowARate:
     def test_a_rate_below_one_a_minute_is_refused_with_exit_2(
-        self,
-        job: Path,
-        sandbox: Sandbox,
-        capsys: pytest.CaptureFixture[str],
+        self, job: Path, sandbox: Sandbox, capsys: pytest.CaptureFixture[str]
     ) -> None:
         """rate = 0.0000001 is no campaign: exit 2, a message naming send.rate, nothing sent."""
         code, _, err = cli(["run", str(job), "--rate", "0.0000001"], capsys)

@@ -7,7 +7,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from batch_engage.runner.job import RunOptions
 from batch_engage.sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox
 
 from conftest import FLOW_SID, REPO, cli, make_contacts
-from killing import cli_env, kill_9_when, wait_until
+from killing import cli_env, finish, kill_9_when, start_cli, wait_until
 
 # Pacing is not what these tests are about: at the highest rate (collect's defaults to it too),
 # slow start begins at 1250/s, so no test waits in real time for its requests' slots.
@@ -56,10 +55,17 @@ def read_outcomes(job: Path) -> pl.DataFrame:
     return pl.read_csv(job.with_name("job.outcomes.csv"), infer_schema_length=0)
 
 
+def another_sender_starts_the_first_contact(sb: Sandbox, path: str) -> None:
+    """A run for the first of ``make_contacts``' contacts, created straight through the sandbox's ``path``."""
+    first = make_contacts(1)["phone"][0]
+    data = {"To": first, "From": "+15005550006"}
+    httpx.post(f"{sb.url}{path}", data=data, auth=(SANDBOX_USERNAME, SANDBOX_PASSWORD)).raise_for_status()
+
+
 @pytest.fixture
-def ran(sandbox: Sandbox, write_job: Callable[..., Path], contacts_csv: Path, sandbox_creds: Credentials) -> Path:
+def ran(sandbox: Sandbox, job_for: Callable[..., Path], sandbox_creds: Credentials) -> Path:
     """A job with [collect] fields whose 30 runs were just created in the sandbox (all still active)."""
-    job = write_job(input_path=contacts_csv, base_url=sandbox.url, send=FAST_SEND, extra=COLLECT)
+    job = job_for(sandbox, send=FAST_SEND, extra=COLLECT)
     assert batch_engage.run(job, credentials=sandbox_creds).exit_code == 0
     return job
 
@@ -113,19 +119,10 @@ class TestRunStatusAndFields:
         assert json.loads(first["data"])["name"] == "Person 0"
 
     def test_an_absent_path_gives_null(
-        self,
-        sandbox: Sandbox,
-        write_job: Callable[..., Path],
-        contacts_csv: Path,
-        sandbox_creds: Credentials,
+        self, sandbox: Sandbox, job_for: Callable[..., Path], sandbox_creds: Credentials
     ) -> None:
         """A field whose path is not in the Context is null, not an error."""
-        job = write_job(
-            input_path=contacts_csv,
-            base_url=sandbox.url,
-            send=FAST_SEND,
-            extra='[collect.fields]\nnope = "widgets.nope.inbound.Body"',
-        )
+        job = job_for(sandbox, send=FAST_SEND, extra='[collect.fields]\nnope = "widgets.nope.inbound.Body"')
         batch_engage.run(job, credentials=sandbox_creds)
         sandbox.end_all_runs()
         result = batch_engage.collect(job, credentials=sandbox_creds)
@@ -133,23 +130,12 @@ class TestRunStatusAndFields:
         assert result.outcomes["nope"].null_count() == 30
 
     def test_another_senders_active_run_keeps_its_status_but_not_its_fields(
-        self,
-        sandbox: Sandbox,
-        write_job: Callable[..., Path],
-        tmp_path: Path,
-        sandbox_creds: Credentials,
+        self, sandbox: Sandbox, job_for: Callable[..., Path], sandbox_creds: Credentials
     ) -> None:
         """An `already_active` run without the row's marker: status collected, fields null, "another sender's run"."""
-        path = tmp_path / "c.csv"
-        make_contacts(3).write_csv(path)
-        first = make_contacts(1)["phone"][0]
         # v2, because a v1 hand-back of a run made a moment earlier cannot be told from a new run.
-        httpx.post(
-            f"{sandbox.url}/v2/Flows/{FLOW_SID}/Executions",
-            data={"To": first, "From": "+15005550006"},
-            auth=(SANDBOX_USERNAME, SANDBOX_PASSWORD),
-        ).raise_for_status()
-        job = write_job(input_path=path, base_url=sandbox.url, api="executions", send=FAST_SEND, extra=COLLECT)
+        another_sender_starts_the_first_contact(sandbox, f"/v2/Flows/{FLOW_SID}/Executions")
+        job = job_for(sandbox, contacts=3, api="executions", send=FAST_SEND, extra=COLLECT)
         assert batch_engage.run(job, credentials=sandbox_creds).counts["already_active"] == 1
         sandbox.end_all_runs()
         result = batch_engage.collect(job, credentials=sandbox_creds)
@@ -160,23 +146,12 @@ class TestRunStatusAndFields:
         assert result.exit_code == 0
 
     def test_a_v1_hand_back_taken_for_new_is_still_another_senders_run(
-        self,
-        sandbox: Sandbox,
-        write_job: Callable[..., Path],
-        tmp_path: Path,
-        sandbox_creds: Credentials,
+        self, sandbox: Sandbox, job_for: Callable[..., Path], sandbox_creds: Credentials
     ) -> None:
         """v1 hands back a run another sender made a moment earlier; `run` counts it sent, but its Context lacks
         the row's marker, so `collect` keeps its status and not its fields."""
-        path = tmp_path / "c.csv"
-        make_contacts(3).write_csv(path)
-        first = make_contacts(1)["phone"][0]
-        httpx.post(
-            f"{sandbox.url}/v1/Flows/{FLOW_SID}/Engagements",
-            data={"To": first, "From": "+15005550006"},
-            auth=(SANDBOX_USERNAME, SANDBOX_PASSWORD),
-        ).raise_for_status()
-        job = write_job(input_path=path, base_url=sandbox.url, send=FAST_SEND, extra=COLLECT)
+        another_sender_starts_the_first_contact(sandbox, f"/v1/Flows/{FLOW_SID}/Engagements")
+        job = job_for(sandbox, contacts=3, send=FAST_SEND, extra=COLLECT)
         assert batch_engage.run(job, credentials=sandbox_creds).counts["sent"] == 3
         sandbox.end_all_runs()
         result = batch_engage.collect(job, credentials=sandbox_creds)
@@ -220,29 +195,22 @@ class TestFetchedOnce:
 
     @pytest.mark.slow
     def test_a_killed_collect_resumes_without_fetching_an_ended_run_twice(
-        self,
-        sandbox_factory: Callable[..., Sandbox],
-        write_job: Callable[..., Path],
-        tmp_path: Path,
-        sandbox_creds: Credentials,
-        sandbox_env: dict[str, str],
+        self, ended_job: Callable[..., tuple[Sandbox, Path]], tmp_path: Path, sandbox_env: dict[str, str]
     ) -> None:
         """SIGKILL mid-way, then again: every row collected; the rows the first one recorded are not fetched again."""
-        sb = sandbox_factory(rate_limit=None, latency=0.01)
         rows = 80
         # Slow enough (slow start at 50 GETs/s, two per row) for the kill to land between the first commits.
         extra = '[collect]\nrate = 400\nconcurrency = 2\n\n[collect.fields]\nanswer = "widgets.ask.inbound.Body"\n'
-        job = ended_job(sb, write_job, sandbox_creds, rows, extra)
-        env, command = cli_env(sandbox_env), collect_command(job)
-        proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
+        sb, job = ended_job(rows, extra)
+        env, args = cli_env(sandbox_env), collect_args(job)
+        proc = start_cli(args, env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         store = outcomes_path(tmp_path / "job.checkpoint")
         kill_9_when(proc, lambda: stored(store) >= 10, within=20)
         kept = stored(store)
         assert 10 <= kept < rows, "the kill must land mid-way"
         fast_collect(job)
         before = sb.stats().run_requests
-        done = subprocess.run(command, env=env, capture_output=True, cwd=REPO, timeout=60)
-        assert done.returncode == 0, done.stderr
+        finish(args, env, timeout=60)
         assert sb.stats().run_requests - before == rows - kept
         table = read_outcomes(job)
         assert table.height == rows and set(table["run_status"]) == {"ended"}
@@ -251,18 +219,12 @@ class TestFetchedOnce:
 class TestSignals:
     @pytest.mark.slow
     def test_sigterm_stops_with_75_writing_what_was_collected_and_the_next_collect_finishes(
-        self,
-        sandbox_factory: Callable[..., Sandbox],
-        write_job: Callable[..., Path],
-        tmp_path: Path,
-        sandbox_creds: Credentials,
-        sandbox_env: dict[str, str],
+        self, ended_job: Callable[..., tuple[Sandbox, Path]], tmp_path: Path, sandbox_env: dict[str, str]
     ) -> None:
         """SIGTERM: exit 75, the table has the rows fetched so far and "not collected yet" for the rest."""
-        sb = sandbox_factory(rate_limit=None, latency=0.01)
-        job = ended_job(sb, write_job, sandbox_creds, 60, "[collect]\nrate = 20\nconcurrency = 2\n")
-        env, command = cli_env(sandbox_env), collect_command(job)
-        proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO)
+        _, job = ended_job(60, "[collect]\nrate = 20\nconcurrency = 2\n")
+        env, args = cli_env(sandbox_env), collect_args(job)
+        proc = start_cli(args, env, stdout=subprocess.DEVNULL)
         store = outcomes_path(tmp_path / "job.checkpoint")
         wait_until(proc, lambda: stored(store) >= 5, within=20)
         proc.send_signal(signal.SIGTERM)
@@ -274,25 +236,31 @@ class TestSignals:
         assert 5 <= collected < 60
         assert set(table.filter(pl.col("run_status").is_null())["error_message"]) == {"not collected yet"}
         fast_collect(job)
-        done = subprocess.run(command, env=env, capture_output=True, cwd=REPO, timeout=60)
-        assert done.returncode == 0, done.stderr
+        finish(args, env, timeout=60)
         assert set(read_outcomes(job)["run_status"]) == {"ended"}
 
 
-def ended_job(sb: Sandbox, write_job: Callable[..., Path], creds: Credentials, rows: int, extra: str) -> Path:
-    """A job (``extra``: its [collect] tables) whose ``rows`` runs were created and have all ended: ready to collect.
+@pytest.fixture
+def ended_job(
+    sandbox_factory: Callable[..., Sandbox], job_for: Callable[..., Path], sandbox_creds: Credentials
+) -> Callable[[int, str], tuple[Sandbox, Path]]:
+    """``ended_job(rows, extra)``: a sandbox, and a job on it (``extra``: its [collect] tables) whose ``rows`` runs were
+    created and have all ended: ready to collect. Its contacts file is named relative to the job, beside it."""
 
-    Its contacts file is written beside the job, in the test's folder that ``write_job`` writes to."""
-    job = write_job(input_path="contacts.csv", base_url=sb.url, send=FAST_SEND, extra=extra)
-    make_contacts(rows).write_csv(job.with_name("contacts.csv"))
-    assert batch_engage.run(job, credentials=creds).exit_code == 0
-    sb.end_all_runs()
-    return job
+    def make(rows: int, extra: str) -> tuple[Sandbox, Path]:
+        sb = sandbox_factory(rate_limit=None, latency=0.01)
+        job = job_for(sb, input_path="contacts.csv", send=FAST_SEND, extra=extra)
+        make_contacts(rows).write_csv(job.with_name("contacts.csv"))
+        assert batch_engage.run(job, credentials=sandbox_creds).exit_code == 0
+        sb.end_all_runs()
+        return sb, job
+
+    return make
 
 
-def collect_command(job: Path) -> list[str]:
+def collect_args(job: Path) -> list[str]:
     """``batch-engage collect JOB`` as a process of its own runs it, logging JSON."""
-    return [sys.executable, "-m", "batch_engage", "collect", str(job), "--log-format", "json", "-q"]
+    return ["collect", str(job), "--log-format", "json", "-q"]
 
 
 def fast_collect(job: Path) -> None:
@@ -315,15 +283,11 @@ def stored(store: Path) -> int:
 
 class TestFailures:
     def test_429s_on_reads_are_retried(
-        self,
-        sandbox_factory: Callable[..., Sandbox],
-        write_job: Callable[..., Path],
-        contacts_csv: Path,
-        sandbox_creds: Credentials,
+        self, sandbox_factory: Callable[..., Sandbox], job_for: Callable[..., Path], sandbox_creds: Credentials
     ) -> None:
         """A third of the run and Context GETs answered 429: every row still comes back ended, exit 0."""
         sb = sandbox_factory(rate_limit=None)
-        job = write_job(input_path=contacts_csv, base_url=sb.url, send=FAST_SEND, extra=COLLECT)
+        job = job_for(sb, send=FAST_SEND, extra=COLLECT)
         batch_engage.run(job, credentials=sandbox_creds)
         sb.end_all_runs()
         sb.reconfigure(read_rate_limit_rate=0.3)
@@ -375,15 +339,8 @@ class TestFailures:
         monkeypatch.setenv("TWILIO_AUTH_TOKEN", "wrong")
         assert cli(["collect", str(ran)], capsys)[0] == 3
 
-    def test_a_job_that_never_ran_is_a_usage_error(
-        self,
-        write_job: Callable[..., Path],
-        contacts_csv: Path,
-        sandbox_env: dict[str, str],
-        capsys: pytest.CaptureFixture[str],
-    ) -> None:
+    def test_a_job_that_never_ran_is_a_usage_error(self, job: Path, capsys: pytest.CaptureFixture[str]) -> None:
         """No checkpoint yet: exit 2 with one line naming it."""
-        job = write_job(input_path=contacts_csv)
         code, _, err = cli(["collect", str(job)], capsys)
         assert code == 2
         assert "job.checkpoint: no checkpoint yet" in err
@@ -461,14 +418,12 @@ class TestWaitAndSandbox:
     def test_a_rehearsals_checkpoint_is_refused_without_sandbox(
         self,
         sandbox: Sandbox,
-        write_job: Callable[..., Path],
-        contacts_csv: Path,
+        job_for: Callable[..., Path],
         sandbox_creds: Credentials,
-        sandbox_env: dict[str, str],
         capsys: pytest.CaptureFixture[str],
     ) -> None:
         """Runs made on the sandbox cannot be fetched from Twilio: exit 2, saying to add --sandbox."""
-        job = write_job(input_path=contacts_csv, base_url=sandbox.url, send=FAST_SEND)
+        job = job_for(sandbox, send=FAST_SEND)
         spec = api.load_job(job, sandbox=True)
         batch_engage.run(spec, credentials=sandbox_creds, options=RunOptions(sandbox=True))
         code, _, err = cli(["collect", str(job), "--checkpoint", spec.output.checkpoint], capsys)

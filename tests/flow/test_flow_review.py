@@ -64,11 +64,7 @@ class TestWiring:
     """A Flow whose REST API trigger leads nowhere is refused before the first request."""
 
     @pytest.mark.parametrize("api", ["engagements", "executions"])
-    def test_an_unwired_rest_trigger_aborts_with_exit_3_and_no_create(
-        self,
-        api: str,
-        rig: Rig,
-    ) -> None:
+    def test_an_unwired_rest_trigger_aborts_with_exit_3_and_no_create(self, api: str, rig: Rig) -> None:
         """Exit 3, nothing created, and the reason says what to connect in the Studio editor."""
         sb = rig.sandbox(rate_limit=None, unwired_trigger=True)
         result = run(rig.spec(sb.url, api=api), frame=make_contacts(3), credentials=rig.creds)
@@ -109,15 +105,10 @@ class TestValidateFlow:
         assert {v.path: v.source for v in found.variables}["city"] is None
 
     def test_validate_flow_on_the_command_line_exits_3_for_an_unwired_trigger(
-        self,
-        sandbox_factory: Callable[..., Sandbox],
-        write_job: Callable[..., Path],
-        contacts_csv: Path,
-        sandbox_env: dict[str, str],
-        capsys: pytest.CaptureFixture[str],
+        self, sandbox_factory: Callable[..., Sandbox], job_for: Callable[..., Path], capsys: pytest.CaptureFixture[str]
     ) -> None:
         """One line on stderr, exit 3."""
         sb = sandbox_factory(rate_limit=None, unwired_trigger=True)
-        code = main(["validate", str(write_job(input_path=contacts_csv, base_url=sb.url)), "--flow"])
+        code = main(["validate", str(job_for(sb)), "--flow"])
         err = capsys.readouterr().err
         assert code == 3 and "REST API" in err and len(err.strip().splitlines()) == 1

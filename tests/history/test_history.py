@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -25,6 +24,7 @@ from batch_engage.sandbox import Sandbox
 
 from conftest import FLOW_SID, REPO, make_contacts
 from histories import OTHER_FLOW, import_stats_and_cap
+from killing import cli_env, run_at_once
 from pg import Schema, fresh_schema
 
 
@@ -195,7 +195,7 @@ class TestConcurrency:
         self,
         pg: Schema,
         sandbox_factory: Callable[..., Sandbox],
-        write_job: Callable[..., Path],
+        job_for: Callable[..., Path],
         tmp_path: Path,
         sandbox_env: dict[str, str],
     ) -> None:
@@ -209,9 +209,7 @@ class TestConcurrency:
             path = machine / "contacts.csv"
             make_contacts(40, start=start).write_csv(path)
             extra = f'[job]\nid = "job-{name}"\n[history]\npath = "{pg.history_url}"\ncap = "1 per 7d"\n'
-            job = write_job(
-                input_path=path, base_url=sb.url, name=name, extra=extra, send="rate = 100\nconcurrency = 4"
-            )
+            job = job_for(sb, input_path=path, name=name, extra=extra, send="rate = 100\nconcurrency = 4")
             text = job.read_text().replace(FLOW_SID, flow)
             text = text.replace(
                 f'checkpoint = "{tmp_path / (name + ".checkpoint")}"', f'checkpoint = "{pg.history_url}"'
@@ -220,20 +218,7 @@ class TestConcurrency:
             (machine / "job.toml").write_text(text)
             job.unlink()
             jobs.append(machine / "job.toml")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TWILIO_")} | sandbox_env
-        procs = [
-            subprocess.Popen(
-                [sys.executable, "-m", "batch_engage", "run", str(j)],
-                env=env,
-                cwd=j.parent,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-            )
-            for j in jobs
-        ]
-        for p in procs:
-            _, err = p.communicate(timeout=120)
-            assert p.returncode == 0, err.decode()[-2000:]
+        run_at_once(jobs, cli_env(sandbox_env))
         per_contact = Counter(e.to for e in sb.ledger())
         assert len(per_contact) == 60
         assert max(per_contact.values()) == 1
@@ -244,13 +229,7 @@ class TestConcurrency:
 
 class TestHistoryCommands:
     def test_import_and_stats_on_postgresql(
-        self,
-        pg: Schema,
-        sandbox: Sandbox,
-        write_job: Callable[..., Path],
-        contacts_csv: Path,
-        sandbox_env: dict[str, str],
-        capsys: pytest.CaptureFixture[str],
+        self, pg: Schema, sandbox: Sandbox, job_for: Callable[..., Path], capsys: pytest.CaptureFixture[str]
     ) -> None:
         """`history import` / `history stats` with `--history postgresql://...`; a capped job then skips those five."""
-        import_stats_and_cap(pg.history_url, sandbox, write_job, contacts_csv, capsys)
+        import_stats_and_cap(pg.history_url, sandbox, job_for, capsys)

@@ -38,6 +38,19 @@ def _job(folder: Path, history: Path, contacts: Path, base_url: str, *, job_id: 
     return path
 
 
+@pytest.fixture
+def capped_job(tmp_path: Path, sandbox: Sandbox) -> Callable[..., Path]:
+    """``capped_job(n)``: ``n`` contacts and a job for them on ``sandbox`` in ``tmp_path/a`` (or ``folder``),
+    capped by the history ``tmp_path/h.sqlite``."""
+
+    def write(n: int, *, folder: str = "a", job_id: str | None = None) -> Path:
+        contacts = tmp_path / "c.csv"
+        make_contacts(n).write_csv(contacts)
+        return _job(tmp_path / folder, tmp_path / "h.sqlite", contacts, sandbox.url, job_id=job_id)
+
+    return write
+
+
 class TestIdentity:
     def test_jobs_with_the_same_file_name_in_two_folders_are_two_jobs(self, tmp_path: Path) -> None:
         """a/job.toml and b/job.toml both default to the id `job`, yet their checkpoints' folders differ."""
@@ -107,12 +120,10 @@ class TestSharedHistory:
         assert sum(r.counts.get("capped", 0) for r in results.values()) == 20
 
     def test_a_restarted_job_is_not_held_back_by_its_own_earlier_claims(
-        self, sandbox: Sandbox, tmp_path: Path, sandbox_creds: Credentials
+        self, capped_job: Callable[..., Path], sandbox: Sandbox, sandbox_creds: Credentials
     ) -> None:
         """`--restart --yes` is the same job: its earlier claims don't cap it, every contact is sent to again."""
-        contacts = tmp_path / "c.csv"
-        make_contacts(10).write_csv(contacts)
-        job = _job(tmp_path / "a", tmp_path / "h.sqlite", contacts, sandbox.url)
+        job = capped_job(10)
         assert batch_engage.run(job, credentials=sandbox_creds).counts["sent"] == 10
         sandbox.end_all_runs()
         options = batch_engage.RunOptions(restart=True, yes=True)
@@ -120,48 +131,42 @@ class TestSharedHistory:
         assert len(sandbox.ledger()) == 20
 
     def test_claims_written_under_the_bare_job_id_count_as_another_jobs(
-        self, sandbox: Sandbox, tmp_path: Path, sandbox_creds: Credentials
+        self, capped_job: Callable[..., Path], tmp_path: Path, sandbox_creds: Credentials
     ) -> None:
         """A history from before (owners `<id>#<contact>`) is not migrated: those contacts cap every job, safely."""
-        contacts = tmp_path / "c.csv"
-        make_contacts(3).write_csv(contacts)
-        history = tmp_path / "h.sqlite"
-        with History(history) as store:
+        job = capped_job(3)
+        with History(tmp_path / "h.sqlite") as store:
             store.claim(
                 "+14155550100", FLOW_SID, owner("job", "+14155550100"), parse_cap("1 per 7d", key="history.cap"), None
             )
             store.settle(owner("job", "+14155550100"), "FN" + "0" * 32)
-        job = _job(tmp_path / "a", history, contacts, sandbox.url)
         result = batch_engage.run(job, credentials=sandbox_creds)
         assert result.counts == {"sent": 2, "capped": 1} | {k: 0 for k in result.counts if k not in ("sent", "capped")}
         capped = result.results.filter(pl.col("status") == "capped")
         assert capped["to"].to_list() == ["+14155550100"]
 
     def test_a_job_upgraded_mid_campaign_keeps_showing_the_runs_it_made(
-        self, sandbox: Sandbox, tmp_path: Path, sandbox_creds: Credentials
+        self, capped_job: Callable[..., Path], tmp_path: Path, sandbox: Sandbox, sandbox_creds: Credentials
     ) -> None:
         """Its old claims (bare id) cap it, yet a contact its checkpoint reached stays `sent`, not `capped`."""
-        contacts = tmp_path / "c.csv"
-        make_contacts(6).write_csv(contacts)
-        history = tmp_path / "h.sqlite"
-        job = _job(tmp_path / "a", history, contacts, sandbox.url)
+        job = capped_job(6)
         assert (
             batch_engage.run(job, credentials=sandbox_creds, options=batch_engage.RunOptions(limit=3)).counts["sent"]
             == 3
         )
-        with sqlite3.connect(history) as conn:  # as the previous version wrote them: owner `job#<contact>`
+        with sqlite3.connect(
+            tmp_path / "h.sqlite"
+        ) as conn:  # as the previous version wrote them: owner `job#<contact>`
             conn.execute("UPDATE contacts SET owner = 'job#' || substr(owner, instr(owner, '#') + 1)")
         result = batch_engage.run(job, credentials=sandbox_creds)
         assert result.results["status"].to_list() == ["sent"] * 6
         assert len(sandbox.ledger()) == 6
 
     def test_two_jobs_with_different_ids_in_one_folder_are_two_jobs(
-        self, sandbox: Sandbox, tmp_path: Path, sandbox_creds: Credentials
+        self, capped_job: Callable[..., Path], sandbox: Sandbox, sandbox_creds: Credentials
     ) -> None:
         """Two ids whose checkpoints share a folder cap each other: the second job reaches nobody the first did."""
-        contacts = tmp_path / "c.csv"
-        make_contacts(5).write_csv(contacts)
-        first = _job(tmp_path / "x", tmp_path / "h.sqlite", contacts, sandbox.url, job_id="first")
+        first = capped_job(5, folder="x", job_id="first")
         second = first.with_name("second.toml")
         second.write_text(first.read_text().replace('id = "first"', 'id = "second"'))
         assert batch_engage.run(first, credentials=sandbox_creds).counts["sent"] == 5

@@ -15,6 +15,7 @@ from batch_engage.inputs.database import read_query
 from batch_engage.job import InputSpec, load_spec
 from batch_engage.sandbox import Sandbox
 
+from conftest import digest_follows_the_rows
 from pg import Schema, fresh_schema
 
 
@@ -32,13 +33,6 @@ def pg() -> Iterator[Schema]:
         yield schema
 
 
-def query_job(write_job: Callable[..., Path], uri: str, query: str, **kwargs: object) -> Path:
-    """A job file whose [input] is ``uri`` + ``query`` instead of a file."""
-    job = write_job(input_path="PLACEHOLDER", **kwargs)
-    job.write_text(job.read_text().replace('path = "PLACEHOLDER"', f'uri = "{uri}"\nquery = "{query}"'))
-    return job
-
-
 @pytest.fixture
 def closed_port() -> Iterator[int]:
     """A loopback port bound but not listening: connections are refused, and no parallel test can take it."""
@@ -49,16 +43,11 @@ def closed_port() -> Iterator[int]:
 
 class TestQueryInput:
     def test_a_job_runs_the_rows_its_query_returns_in_the_querys_order(
-        self,
-        pg: Schema,
-        sandbox: Sandbox,
-        write_job: Callable[..., Path],
-        tmp_path: Path,
-        sandbox_env: dict[str, str],
+        self, pg: Schema, sandbox: Sandbox, query_job: Callable[..., Path], tmp_path: Path
     ) -> None:
         """`[input] uri + query`: validate and run see exactly the query's rows; row numbers follow its `order by`."""
         query = "select phone, first_name as name, visits from appointments where id <= 10 order by id desc"
-        job = query_job(write_job, pg.search_url, query, base_url=sandbox.url)
+        job = query_job(pg.search_url, query)
         assert main(["validate", str(job)]) == 0
         assert main(["run", str(job)]) == 0
         table = pl.read_csv(tmp_path / "job.results.csv", infer_schema_length=0)
@@ -84,10 +73,9 @@ class TestQueryInput:
     def test_the_digest_changes_with_the_result_and_only_with_it(self, pg: Schema) -> None:
         """Same rows, same digest (a resumed job matches its checkpoint); one changed row, another digest."""
         spec = InputSpec(uri=pg.search_url, query="select phone from appointments order by id")
-        first = read_query(spec).digest
-        assert read_query(spec).digest == first
-        pg.execute("UPDATE {schema}.appointments SET phone = '+14155550999' WHERE id = 3")
-        assert read_query(spec).digest != first
+        digest_follows_the_rows(
+            spec, lambda: pg.execute("UPDATE {schema}.appointments SET phone = '+14155550999' WHERE id = 3")
+        )
 
     def test_libpq_environment_variables_are_honoured(self, pg: Schema, monkeypatch: pytest.MonkeyPatch) -> None:
         """The driver is libpq: PGOPTIONS (like PGPASSWORD, PGSSLMODE) applies, so an unqualified table is found."""
@@ -173,12 +161,10 @@ class TestQueryErrors:
             read_query(InputSpec(uri=pg.search_url, query="select phone from appointments where false"))
 
     def test_a_mapped_column_the_query_does_not_return_is_named_with_those_it_does(
-        self, pg: Schema, write_job: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+        self, pg: Schema, query_job: Callable[..., Path], capsys: pytest.CaptureFixture[str]
     ) -> None:
         """`mapping.to = "phone"` on a query returning `mobile`: exit 2, one line listing the result's columns."""
-        job = query_job(
-            write_job, pg.search_url, "select phone as mobile, first_name as name, visits from appointments"
-        )
+        job = query_job(pg.search_url, "select phone as mobile, first_name as name, visits from appointments")
         assert main(["validate", str(job)]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("batch-engage: input.query: column 'phone': mapping.to names a column")
@@ -187,17 +173,10 @@ class TestQueryErrors:
 
 class TestReadOnly:
     def test_a_query_that_writes_is_refused_and_changes_nothing(
-        self,
-        pg: Schema,
-        sandbox: Sandbox,
-        write_job: Callable[..., Path],
-        sandbox_env: dict[str, str],
-        capsys: pytest.CaptureFixture[str],
+        self, pg: Schema, sandbox: Sandbox, query_job: Callable[..., Path], capsys: pytest.CaptureFixture[str]
     ) -> None:
         """`DELETE … RETURNING` runs in a read-only transaction: exit 2, one line, no row deleted, nothing sent."""
-        job = query_job(
-            write_job, pg.search_url, "delete from appointments where id <= 3 returning phone", base_url=sandbox.url
-        )
+        job = query_job(pg.search_url, "delete from appointments where id <= 3 returning phone")
         assert main(["run", str(job)]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("batch-engage: input.query: the query would write (cannot execute DELETE in a read-only")

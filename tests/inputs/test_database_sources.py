@@ -16,7 +16,7 @@ from batch_engage.inputs import SOURCES, read_query
 from batch_engage.job import InputSpec, load_spec
 from batch_engage.sandbox import Sandbox
 
-from conftest import REPO, make_contacts
+from conftest import REPO, digest_follows_the_rows, make_contacts
 from mariadb import Database, fresh_database
 
 SECRET = "S3cret:p@ss/word#1"
@@ -42,13 +42,6 @@ def login(maria: Database) -> Iterator[str]:
     maria.execute(f"DROP USER '{user}'@'127.0.0.1'")
 
 
-def query_job(write_job: Callable[..., Path], uri: str, query: str, **kwargs: object) -> Path:
-    """A job file whose [input] is ``uri`` + ``query``."""
-    job = write_job(input_path="PLACEHOLDER", **kwargs)
-    job.write_text(job.read_text().replace('path = "PLACEHOLDER"', f'uri = "{uri}"\nquery = "{query}"'))
-    return job
-
-
 def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     """Exit code and everything printed (stdout and stderr together)."""
     code = main(args)
@@ -58,15 +51,10 @@ def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
 
 class TestMariaDB:
     def test_a_job_runs_the_rows_its_query_returns_in_the_querys_order(
-        self, maria: Database, sandbox: Sandbox, write_job: Callable[..., Path], tmp_path: Path, sandbox_env: object
+        self, maria: Database, sandbox: Sandbox, query_job: Callable[..., Path], tmp_path: Path
     ) -> None:
         """`uri = "mysql://…"` + query: validate and run see exactly the query's rows, in its order."""
-        job = query_job(
-            write_job,
-            maria.url,
-            "select phone, name, visits from contacts where id <= 10 order by id desc",
-            base_url=sandbox.url,
-        )
+        job = query_job(maria.url, "select phone, name, visits from contacts where id <= 10 order by id desc")
         assert main(["validate", str(job)]) == 0
         assert main(["run", str(job)]) == 0
         table = pl.read_csv(tmp_path / "job.results.csv", infer_schema_length=0)
@@ -77,10 +65,7 @@ class TestMariaDB:
     def test_the_digest_changes_with_the_result_and_only_with_it(self, maria: Database) -> None:
         """Same rows, same digest (a resumed job matches its checkpoint); one changed row, another digest."""
         spec = InputSpec(uri=maria.url, query="select phone from contacts order by id")
-        first = read_query(spec).digest
-        assert read_query(spec).digest == first
-        maria.execute("UPDATE contacts SET phone = '+14155550999' WHERE id = 3")
-        assert read_query(spec).digest != first
+        digest_follows_the_rows(spec, lambda: maria.execute("UPDATE contacts SET phone = '+14155550999' WHERE id = 3"))
 
     def test_the_password_comes_from_mysql_pwd(self, login: str, monkeypatch: pytest.MonkeyPatch) -> None:
         """MYSQL_PWD, as the mysql client reads it, logs in (a password with : @ / # in it too)."""
@@ -98,14 +83,13 @@ class TestMariaDB:
         self,
         login: str,
         sandbox: Sandbox,
-        write_job: Callable[..., Path],
-        sandbox_env: object,
+        query_job: Callable[..., Path],
         monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str],
     ) -> None:
         """Access denied: exit 2 at once (not after connectorx's 30 s of retries), host and database named, nothing sent."""
         monkeypatch.setenv("MYSQL_PWD", "wrong-" + SECRET)
-        job = query_job(write_job, login, "select phone, name, visits from contacts", base_url=sandbox.url)
+        job = query_job(login, "select phone, name, visits from contacts")
         code, output = run_cli(["run", str(job)], capsys)
         assert code == 2
         line = output.strip()
@@ -115,15 +99,10 @@ class TestMariaDB:
         assert sandbox.ledger() == []
 
     def test_an_unknown_table_is_one_line_exit_2(
-        self,
-        maria: Database,
-        sandbox: Sandbox,
-        write_job: Callable[..., Path],
-        sandbox_env: object,
-        capsys: pytest.CaptureFixture[str],
+        self, maria: Database, sandbox: Sandbox, query_job: Callable[..., Path], capsys: pytest.CaptureFixture[str]
     ) -> None:
         """A typo in the table name: the server's own words, one line, nothing sent."""
-        job = query_job(write_job, maria.url, "select phone from contatcs", base_url=sandbox.url)
+        job = query_job(maria.url, "select phone from contatcs")
         code, output = run_cli(["run", str(job)], capsys)
         assert code == 2
         assert output.strip().startswith("batch-engage: input.query: the server refused the query: 1146 (42S02)")
@@ -143,13 +122,12 @@ class TestMariaDB:
         self,
         maria: Database,
         sandbox: Sandbox,
-        write_job: Callable[..., Path],
-        sandbox_env: object,
+        query_job: Callable[..., Path],
         capsys: pytest.CaptureFixture[str],
         query: str,
     ) -> None:
         """The session is read-only: the server refuses the write (1792), exit 2, every row intact, nothing sent."""
-        job = query_job(write_job, maria.url, query, base_url=sandbox.url)
+        job = query_job(maria.url, query)
         code, output = run_cli(["run", str(job)], capsys)
         assert code == 2
         assert output.strip().startswith("batch-engage: input.query: the query would write (1792 (25006)")
@@ -194,23 +172,11 @@ def lite(tmp_path: Path) -> Path:
 class TestFiles:
     @pytest.mark.parametrize("scheme", ["duckdb", "sqlite"])
     def test_a_job_runs_the_rows_of_a_query_on_a_database_file(
-        self,
-        scheme: str,
-        duck: Path,
-        lite: Path,
-        sandbox: Sandbox,
-        write_job: Callable[..., Path],
-        tmp_path: Path,
-        sandbox_env: object,
+        self, scheme: str, duck: Path, lite: Path, query_job: Callable[..., Path], tmp_path: Path
     ) -> None:
         """`duckdb:///crm.duckdb` / `sqlite:///crm.db` (beside the job file) + query: the query's rows are sent."""
         name = (duck if scheme == "duckdb" else lite).name
-        job = query_job(
-            write_job,
-            f"{scheme}:///{name}",
-            "select phone, name, visits from contacts order by visits desc",
-            base_url=sandbox.url,
-        )
+        job = query_job(f"{scheme}:///{name}", "select phone, name, visits from contacts order by visits desc")
         assert main(["run", str(job)]) == 0
         table = pl.read_csv(tmp_path / "job.results.csv", infer_schema_length=0)
         assert table["to"].to_list() == make_contacts(12)["phone"].to_list()[::-1]

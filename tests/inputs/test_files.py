@@ -63,51 +63,41 @@ def build_bad_files(folder: Path) -> dict[str, BadFile]:
     for name, data in files.items():
         (folder / name).write_bytes(data)
 
-    def at(name: str) -> str:
-        return str(folder / name)
+    def bad(name: str, said: str) -> BadFile:
+        """The file ``name`` in ``folder``, and the line a user must see: its path, then ``said``."""
+        return BadFile(str(folder / name), f"{folder / name}{said}")
 
     latin1_hint = 'if the file uses another encoding, set input.encoding (e.g. "latin-1")'
     return {
-        "missing file": BadFile(at("nowhere.csv"), f"{at('nowhere.csv')}: no such file"),
-        "unknown extension": BadFile(
-            at("unknown_extension.xlsx"),
-            f"{at('unknown_extension.xlsx')}: unknown file type '.xlsx' "
-            "(use .csv, .parquet, .ndjson or .jsonl, or set input.format)",
+        "missing file": bad("nowhere.csv", ": no such file"),
+        "unknown extension": bad(
+            "unknown_extension.xlsx",
+            ": unknown file type '.xlsx' (use .csv, .parquet, .ndjson or .jsonl, or set input.format)",
         ),
-        "empty file": BadFile(at("empty.csv"), f"{at('empty.csv')}: the file is empty"),
-        "only blank lines": BadFile(at("blank.csv"), f"{at('blank.csv')}: the file is empty"),
-        "header only": BadFile(at("header_only.csv"), f"{at('header_only.csv')}: has a header but no data rows"),
-        "mapped column missing": BadFile(
-            at("missing_column.csv"),
-            f"{at('missing_column.csv')}: column 'phone': mapping.to names a column the file does not have "
+        "empty file": bad("empty.csv", ": the file is empty"),
+        "only blank lines": bad("blank.csv", ": the file is empty"),
+        "header only": bad("header_only.csv", ": has a header but no data rows"),
+        "mapped column missing": bad(
+            "missing_column.csv",
+            ": column 'phone': mapping.to names a column the file does not have "
             "(it has: phone_number, name, visits); did you mean 'phone_number'?",
         ),
-        "not UTF-8": BadFile(at("latin1.csv"), f"{at('latin1.csv')}:3: not valid UTF-8 (byte 0xeb); {latin1_hint}"),
-        "too many fields": BadFile(
-            at("too_many_fields.csv"), f"{at('too_many_fields.csv')}:3: ragged row: 4 fields where the header has 3"
+        "not UTF-8": bad("latin1.csv", f":3: not valid UTF-8 (byte 0xeb); {latin1_hint}"),
+        "too many fields": bad("too_many_fields.csv", ":3: ragged row: 4 fields where the header has 3"),
+        "too few fields": bad("too_few_fields.csv", ":4: ragged row: 2 fields where the header has 3"),
+        "too few fields after a quoted line break": bad(
+            "too_few_after_a_quoted_line_break.csv", ":5: ragged row: 1 field where the header has 3"
         ),
-        "too few fields": BadFile(
-            at("too_few_fields.csv"), f"{at('too_few_fields.csv')}:4: ragged row: 2 fields where the header has 3"
+        "unclosed quote": bad(
+            "unclosed_quote.csv", ":3: not a valid CSV file: a quote opened on this line is never closed"
         ),
-        "too few fields after a quoted line break": BadFile(
-            at("too_few_after_a_quoted_line_break.csv"),
-            f"{at('too_few_after_a_quoted_line_break.csv')}:5: ragged row: 1 field where the header has 3",
+        "truncated Parquet": bad(
+            "truncated.parquet", ": not a valid Parquet file: it ends before its footer (cut short?)"
         ),
-        "unclosed quote": BadFile(
-            at("unclosed_quote.csv"),
-            f"{at('unclosed_quote.csv')}:3: not a valid CSV file: a quote opened on this line is never closed",
+        "CSV named .parquet": bad(
+            "not_parquet.parquet", ": not a Parquet file (it does not end with the Parquet footer)"
         ),
-        "truncated Parquet": BadFile(
-            at("truncated.parquet"),
-            f"{at('truncated.parquet')}: not a valid Parquet file: it ends before its footer (cut short?)",
-        ),
-        "CSV named .parquet": BadFile(
-            at("not_parquet.parquet"),
-            f"{at('not_parquet.parquet')}: not a Parquet file (it does not end with the Parquet footer)",
-        ),
-        "duplicate header": BadFile(
-            at("duplicate_header.csv"), f"{at('duplicate_header.csv')}:1: column 'phone': appears twice in the header"
-        ),
+        "duplicate header": bad("duplicate_header.csv", ":1: column 'phone': appears twice in the header"),
         "empty stdin": BadFile("-", "<stdin>: the file is empty", stdin=b""),
         "ragged stdin": BadFile(
             "-", "<stdin>:3: ragged row: 2 fields where the header has 3", stdin=(HEADER + "+1415,A,1\n+1,B\n").encode()

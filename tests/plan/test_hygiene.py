@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -16,29 +13,22 @@ from batch_engage.cli.main import main
 from batch_engage.history.store import History
 from batch_engage.sandbox import Sandbox
 
-from conftest import FLOW_SID, REPO, make_contacts
+from conftest import FLOW_SID, make_contacts
 from histories import OTHER_FLOW, import_stats_and_cap
+from killing import cli_env, run_at_once
 
 
 class TestSuppression:
     def test_suppressed_rows_never_reach_studio_and_validate_counts_them_per_list(
-        self,
-        sandbox: Sandbox,
-        write_job: Callable[..., Path],
-        tmp_path: Path,
-        sandbox_env: dict[str, str],
-        capsys: pytest.CaptureFixture[str],
+        self, sandbox: Sandbox, job_for: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
         """Numbers on an opt-out CSV (any format) or a DNC Parquet are `suppressed`, never sent; exit stays 0."""
-        contacts = make_contacts(10)
-        path = tmp_path / "contacts.csv"
-        contacts.write_csv(path)
         (tmp_path / "optouts.csv").write_text("number,when\n(415) 555-0101,2026-01-01\n+14155550102,2026-02-01\n")
         pl.DataFrame({"phone": ["+14155550105"]}).write_parquet(tmp_path / "dnc.parquet")
         extra = '[suppress]\nfiles = ["optouts.csv", "dnc.parquet"]\n'
-        job = write_job(
-            input_path=path,
-            base_url=sandbox.url,
+        job = job_for(
+            sandbox,
+            contacts=10,
             mapping='to = "phone"\nfrom = "+15005550006"\ndefault_region = "US"',
             extra=extra,
         )
@@ -58,7 +48,7 @@ class TestCaps:
     def test_two_concurrent_processes_reach_each_shared_contact_once(
         self,
         sandbox_factory: Callable[..., Sandbox],
-        write_job: Callable[..., Path],
+        job_for: Callable[..., Path],
         tmp_path: Path,
         sandbox_env: dict[str, str],
     ) -> None:
@@ -70,25 +60,10 @@ class TestCaps:
         for name, start, flow in (("a", 100, FLOW_SID), ("b", 120, OTHER_FLOW)):
             path = tmp_path / f"{name}.csv"
             make_contacts(40, start=start).write_csv(path)
-            job = write_job(
-                input_path=path, base_url=sb.url, name=name, extra=extra, send="rate = 100\nconcurrency = 4"
-            )
+            job = job_for(sb, input_path=path, name=name, extra=extra, send="rate = 100\nconcurrency = 4")
             job.write_text(job.read_text().replace(FLOW_SID, flow))
             jobs.append(job)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TWILIO_")} | sandbox_env
-        procs = [
-            subprocess.Popen(
-                [sys.executable, "-m", "batch_engage", "run", str(j)],
-                env=env,
-                cwd=REPO,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-            )
-            for j in jobs
-        ]
-        for p in procs:
-            _, err = p.communicate(timeout=120)
-            assert p.returncode == 0, err.decode()[-2000:]
+        run_at_once(jobs, cli_env(sandbox_env))
         per_contact = Counter(e.to for e in sb.ledger())
         assert len(per_contact) == 60
         assert max(per_contact.values()) == 1
@@ -102,17 +77,11 @@ class TestCaps:
         )
 
     def test_resuming_a_job_is_not_capped_by_its_own_contacts(
-        self,
-        sandbox: Sandbox,
-        write_job: Callable[..., Path],
-        contacts_csv: Path,
-        tmp_path: Path,
-        sandbox_env: dict[str, str],
-        capsys: pytest.CaptureFixture[str],
+        self, sandbox: Sandbox, job_for: Callable[..., Path], tmp_path: Path
     ) -> None:
         """A job resumed after --limit keeps its sent rows `sent` and sends the rest; its own contacts don't cap it."""
         extra = f'[history]\npath = "{tmp_path / "h.sqlite"}"\ncap = "1 per 7d"\n'
-        job = write_job(input_path=contacts_csv, base_url=sandbox.url, extra=extra)
+        job = job_for(sandbox, extra=extra)
         assert main(["run", str(job), "--limit", "10"]) == 0
         assert main(["run", str(job)]) == 0
         table = pl.read_csv(tmp_path / "job.results.csv")
@@ -136,14 +105,8 @@ class TestHistoryFile:
 
 class TestHistoryCommands:
     def test_import_and_stats(
-        self,
-        sandbox: Sandbox,
-        write_job: Callable[..., Path],
-        contacts_csv: Path,
-        tmp_path: Path,
-        sandbox_env: dict[str, str],
-        capsys: pytest.CaptureFixture[str],
+        self, sandbox: Sandbox, job_for: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
         """`history import` seeds the history from a past results table; `history stats` counts per flow per day;
         a job with a cap then skips the imported contacts."""
-        import_stats_and_cap(str(tmp_path / "h.sqlite"), sandbox, write_job, contacts_csv, capsys)
+        import_stats_and_cap(str(tmp_path / "h.sqlite"), sandbox, job_for, capsys)

@@ -20,7 +20,7 @@ from batch_engage.results import build_results
 from batch_engage.sandbox import Sandbox
 
 from conftest import FLOW_SID, REPO, cli, make_contacts
-from killing import cli_env, wait_until
+from killing import cli_env, start_cli, wait_until
 
 
 def test_an_uncertain_row_says_why_and_what_happens_next() -> None:
@@ -38,10 +38,7 @@ def test_an_uncertain_row_says_why_and_what_happens_next() -> None:
         assert "marker" in table["error_message"][0]
 
 
-def test_status_names_the_checkpoint_it_read(
-    job: Path,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
+def test_status_names_the_checkpoint_it_read(job: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """``status`` says which checkpoint its counts come from."""
     assert cli(["run", str(job), "--quiet"], capsys)[0] == 0
     code, out, _ = cli(["status", str(job)], capsys)
@@ -50,8 +47,7 @@ def test_status_names_the_checkpoint_it_read(
 
 
 def test_collect_exits_75_while_a_run_of_the_job_is_still_sending(
-    job: Path,
-    capsys: pytest.CaptureFixture[str],
+    job: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A run holds the checkpoint: collect brings back what it can, then exits 75 saying a run is still sending."""
     assert cli(["run", str(job), "--quiet", "--limit", "5"], capsys)[0] == 0
@@ -66,14 +62,10 @@ def test_collect_exits_75_while_a_run_of_the_job_is_still_sending(
 
 
 def test_a_future_period_needs_yes(
-    sandbox: Sandbox,
-    write_job: Callable[..., Path],
-    contacts_csv: Path,
-    sandbox_env: dict[str, str],
-    capsys: pytest.CaptureFixture[str],
+    sandbox: Sandbox, job_for: Callable[..., Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     """``--period`` after today's: refused (exit 2, nothing sent) unless ``--yes``."""
-    job = write_job(input_path=contacts_csv, base_url=sandbox.url, extra='[job]\nid = "daily-{date}"\n')
+    job = job_for(sandbox, extra='[job]\nid = "daily-{date}"\n')
     text = job.read_text()
     job.write_text(
         text.replace(f'results = "{job.parent / "job.results.csv"}"', 'results = "{id}.results.csv"').replace(
@@ -112,9 +104,7 @@ def test_the_progress_counts_the_whole_job_on_a_resume(
 
 
 def test_a_real_send_is_announced_with_contacts_flow_account_and_rate(
-    job: Path,
-    sandbox_env: dict[str, str],
-    capsys: pytest.CaptureFixture[str],
+    job: Path, sandbox_env: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Before sending for real: one line with N contacts → Flow FW… (its name), the account, the rate."""
     code, _, err = cli(["run", str(job), "--log-format", "console", "--log-level", "warning"], capsys)
@@ -135,23 +125,13 @@ def test_a_rehearsal_is_not_announced_as_a_real_send(
 
 
 def test_ctrl_c_is_acknowledged_with_a_line(
-    sandbox_factory: Callable[..., Sandbox],
-    write_job: Callable[..., Path],
-    tmp_path: Path,
-    sandbox_env: dict[str, str],
+    sandbox_factory: Callable[..., Sandbox], job_for: Callable[..., Path], sandbox_env: dict[str, str]
 ) -> None:
     """SIGINT mid-run: a line on stderr says it is stopping and how to stop at once; exit 75."""
     sb = sandbox_factory(rate_limit=None, latency=0.02)
-    path = tmp_path / "c.csv"
-    make_contacts(200).write_csv(path)
-    job = write_job(input_path=path, base_url=sb.url, send="rate = 20\nconcurrency = 2")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "batch_engage", "run", str(job), "--log-format", "console", "--log-level", "error"],
-        env=cli_env(sandbox_env) | {"PYTHONPATH": str(REPO)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=REPO,
-    )
+    job = job_for(sb, contacts=200, send="rate = 20\nconcurrency = 2")
+    argv = ["run", str(job), "--log-format", "console", "--log-level", "error"]
+    proc = start_cli(argv, cli_env(sandbox_env) | {"PYTHONPATH": str(REPO)})
     wait_until(proc, lambda: len(sb.ledger()) >= 3)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)

@@ -19,9 +19,10 @@ import polars as pl
 import pytest
 
 from batch_engage import status
+from batch_engage.credentials import Credentials
 from batch_engage.sandbox import Sandbox
 
-from conftest import cli, make_contacts
+from conftest import Rig, cli, make_contacts
 from killing import cli_env, wait_until
 
 
@@ -29,18 +30,12 @@ class TestRehearsalThenRun:
     """A --sandbox rehearsal keeps its state apart, so the real run that follows sends to everyone."""
 
     def test_the_real_run_after_a_rehearsal_sends_every_row(
-        self,
-        sandbox: Sandbox,
-        write_job: Callable[..., Path],
-        contacts_csv: Path,
-        sandbox_env: dict[str, str],
-        capsys: pytest.CaptureFixture[str],
+        self, sandbox: Sandbox, job_for: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
         """Rehearse with --sandbox, then drop it: the real Studio gets all 6 runs, none are "done" already."""
         # Six contacts: the rehearsal's own sandbox has Twilio's default limit of 20 creates a second.
-        make_contacts(6).write_csv(contacts_csv)
-        history = contacts_csv.parent / "history.db"
-        job = write_job(input_path=contacts_csv, base_url=sandbox.url, extra=f'[history]\npath = "{history}"\n')
+        history = tmp_path / "history.db"
+        job = job_for(sandbox, contacts=6, extra=f'[history]\npath = "{history}"\n')
         assert cli(["run", str(job), "--sandbox", "--quiet"], capsys)[0] == 0
         assert sandbox.ledger() == []
         assert (
@@ -57,11 +52,7 @@ class TestTheListChanges:
     """A re-exported list continues: contacts reached are never sent again, new contacts are."""
 
     def test_a_list_reexported_with_new_rows_sends_only_the_new_contacts(
-        self,
-        job: Path,
-        sandbox: Sandbox,
-        contacts_csv: Path,
-        capsys: pytest.CaptureFixture[str],
+        self, job: Path, sandbox: Sandbox, contacts_csv: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
         """Day 2's export has 20 new rows at the top and the old rows moved and edited: 20 new runs, no re-send."""
         assert cli(["run", str(job), "--quiet"], capsys)[0] == 0
@@ -80,11 +71,7 @@ class TestTheListChanges:
         assert dict(zip(earlier["to"], earlier["sid"])) == first
 
     def test_rows_that_moved_never_take_another_contacts_sid(
-        self,
-        job: Path,
-        sandbox: Sandbox,
-        contacts_csv: Path,
-        capsys: pytest.CaptureFixture[str],
+        self, job: Path, sandbox: Sandbox, contacts_csv: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
         """Half sent, then the file is re-sorted: every row's SID is the run Studio made for that row's contact."""
         assert cli(["run", str(job), "--limit", "15", "--quiet"], capsys)[0] == 0
@@ -99,47 +86,26 @@ class TestRefusedBeforeSending:
     """Mistakes caught before the first request: exit 2, one line naming the key or file, nothing sent."""
 
     def test_results_path_pointing_at_the_contacts_file_is_refused(
-        self,
-        sandbox: Sandbox,
-        write_job: Callable[..., Path],
-        contacts_csv: Path,
-        sandbox_env: dict[str, str],
-        capsys: pytest.CaptureFixture[str],
+        self, job: Path, sandbox: Sandbox, contacts_csv: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
         """--output at the input file: exit 2 naming output.results, the contacts untouched, nothing sent."""
         before = contacts_csv.read_bytes()
-        code, _, err = cli(
-            ["run", str(write_job(input_path=contacts_csv, base_url=sandbox.url)), "--output", str(contacts_csv)],
-            capsys,
-        )
+        code, _, err = cli(["run", str(job), "--output", str(contacts_csv)], capsys)
         assert code == 2 and "output.results" in err and "input.path" in err
         assert contacts_csv.read_bytes() == before
         assert sandbox.stats().create_requests == 0
 
     @pytest.mark.parametrize("rate", ["nan", "1e400", "inf", "20000"])
     def test_absurd_rates_are_refused_before_planning(
-        self,
-        rate: str,
-        sandbox: Sandbox,
-        write_job: Callable[..., Path],
-        contacts_csv: Path,
-        sandbox_env: dict[str, str],
-        capsys: pytest.CaptureFixture[str],
+        self, rate: str, job: Path, sandbox: Sandbox, capsys: pytest.CaptureFixture[str]
     ) -> None:
         """--rate nan, inf, 1e400 or above 10,000/s: exit 2 naming send.rate."""
-        code, _, err = cli(
-            ["run", str(write_job(input_path=contacts_csv, base_url=sandbox.url)), "--rate", rate], capsys
-        )
+        code, _, err = cli(["run", str(job), "--rate", rate], capsys)
         assert code == 2 and "send.rate" in err and len(err.strip().splitlines()) == 1
         assert sandbox.stats().create_requests == 0
 
     def test_summary_json_through_a_file_is_refused_before_sending(
-        self,
-        job: Path,
-        sandbox: Sandbox,
-        contacts_csv: Path,
-        capsys: pytest.CaptureFixture[str],
-        tmp_path: Path,
+        self, job: Path, sandbox: Sandbox, contacts_csv: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
     ) -> None:
         """Not after sending everything (which cron would read as "rows failed"): exit 2, nothing sent."""
         code, _, err = cli(["run", str(job), "--summary-json", str(contacts_csv / "s.json")], capsys)
@@ -153,16 +119,11 @@ class TestAnotherTwilio:
     """A checkpoint belongs to the Twilio it was made against; validate agrees with run."""
 
     def test_a_run_against_another_base_url_is_refused_naming_both(
-        self,
-        sandbox_factory: Callable[..., Sandbox],
-        write_job: Callable[..., Path],
-        contacts_csv: Path,
-        sandbox_env: dict[str, str],
-        capsys: pytest.CaptureFixture[str],
+        self, sandbox_factory: Callable[..., Sandbox], job_for: Callable[..., Path], capsys: pytest.CaptureFixture[str]
     ) -> None:
         """Sent 3 against one Studio, then pointed at another: exit 2 naming both URLs; validate says the same."""
         one, two = sandbox_factory(rate_limit=None), sandbox_factory(rate_limit=None)
-        job = write_job(input_path=contacts_csv, base_url=one.url)
+        job = job_for(one)
         assert cli(["run", str(job), "--limit", "3", "--quiet"], capsys)[0] == 0
         job.write_text(job.read_text().replace(one.url, two.url))
         code, _, err = cli(["run", str(job)], capsys)
@@ -171,11 +132,7 @@ class TestAnotherTwilio:
         code, _, verr = cli(["validate", str(job)], capsys)
         assert code == 2 and verr == err
 
-    def test_validate_refuses_a_changed_mapping_like_run(
-        self,
-        job: Path,
-        capsys: pytest.CaptureFixture[str],
-    ) -> None:
+    def test_validate_refuses_a_changed_mapping_like_run(self, job: Path, capsys: pytest.CaptureFixture[str]) -> None:
         """validate no longer says "exit 0, already done: 3" for a job run refuses: same message, same exit."""
         cli(["run", str(job), "--limit", "3", "--quiet"], capsys)
         job.write_text(job.read_text().replace('visits = "visits"', 'count = "visits"'))
@@ -188,16 +145,11 @@ class TestStatusDuringARun:
     """`status` while a run holds the checkpoint shows requests out as in_flight, not uncertain."""
 
     def test_rows_in_flight_are_in_flight_while_the_run_is_going_on(
-        self,
-        sandbox_factory: Callable[..., Sandbox],
-        write_job: Callable[..., Path],
-        contacts_csv: Path,
-        sandbox_env: dict[str, str],
-        capsys: pytest.CaptureFixture[str],
+        self, sandbox_factory: Callable[..., Sandbox], job_for: Callable[..., Path], sandbox_env: dict[str, str]
     ) -> None:
         """A slow Studio keeps requests out; status during the run counts them in_flight and none uncertain."""
         sb = sandbox_factory(rate_limit=None, latency=2.0)
-        job = write_job(input_path=contacts_csv, base_url=sb.url)
+        job = job_for(sb)
         command = [sys.executable, "-m", "batch_engage", "run", str(job), "--quiet"]
         with subprocess.Popen(command, env=cli_env(sandbox_env)) as proc:
             wait_until(proc, lambda: sb.stats().create_requests >= 8, within=20)
@@ -212,44 +164,33 @@ class TestStatusDuringARun:
 class TestCredentials:
     """The target is the account, not the credential: a rotated key goes on, another account is refused."""
 
-    def test_a_rotated_api_key_of_the_same_account_continues_the_job(
-        self,
-        sandbox_factory: Callable[..., Sandbox],
-        make_spec: Callable[..., Any],
-    ) -> None:
+    def test_a_rotated_api_key_of_the_same_account_continues_the_job(self, rig: Rig) -> None:
         """Sent 5 with the Account SID, then with a new API key: the rest are sent, nobody twice."""
         from batch_engage import RunOptions, run
-        from batch_engage.credentials import Credentials
-        from batch_engage.sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME
 
-        key = ("SK" + "1" * 32, "key-secret")
-        sb = sandbox_factory(rate_limit=None, credentials=((SANDBOX_USERNAME, SANDBOX_PASSWORD), key))
-        spec = make_spec(sb.url)
-        run(
-            spec,
-            frame=make_contacts(12),
-            credentials=Credentials(SANDBOX_USERNAME, SANDBOX_PASSWORD),
-            options=RunOptions(limit=5),
-        )
-        result = run(spec, frame=make_contacts(12), credentials=Credentials(*key))
+        key = Credentials("SK" + "1" * 32, "key-secret")
+        sb, spec = _accepting_also(rig, key)
+        run(spec, frame=make_contacts(12), credentials=rig.creds, options=RunOptions(limit=5))
+        result = run(spec, frame=make_contacts(12), credentials=key)
         assert result.counts["sent"] == 12 and len(sb.ledger()) == 12
 
-    def test_another_account_is_refused_before_sending(
-        self,
-        sandbox_factory: Callable[..., Sandbox],
-        make_spec: Callable[..., Any],
-    ) -> None:
+    def test_another_account_is_refused_before_sending(self, rig: Rig) -> None:
         """A checkpoint of account A run with account B's credentials: exit 2 naming both accounts."""
         from batch_engage import run
-        from batch_engage.credentials import Credentials
         from batch_engage.errors import CheckpointMismatch
-        from batch_engage.sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME
 
-        other = ("AC" + "b" * 32, "other-token")
-        sb = sandbox_factory(rate_limit=None, credentials=((SANDBOX_USERNAME, SANDBOX_PASSWORD), other))
-        spec = make_spec(sb.url)
-        run(spec, frame=make_contacts(3), credentials=Credentials(SANDBOX_USERNAME, SANDBOX_PASSWORD))
-        with pytest.raises(CheckpointMismatch, match=other[0]) as refused:
-            run(spec, frame=make_contacts(3), credentials=Credentials(*other))
-        assert SANDBOX_USERNAME in str(refused.value)
+        other = Credentials("AC" + "b" * 32, "other-token")
+        sb, spec = _accepting_also(rig, other)
+        run(spec, frame=make_contacts(3), credentials=rig.creds)
+        with pytest.raises(CheckpointMismatch, match=other.username) as refused:
+            run(spec, frame=make_contacts(3), credentials=other)
+        assert rig.creds.username in str(refused.value)
         assert len(sb.ledger()) == 3
+
+
+def _accepting_also(rig: Rig, second: Credentials) -> tuple[Sandbox, Any]:
+    """A sandbox that accepts its own credentials and ``second``, and a Spec for a job against it."""
+    sb = rig.sandbox(
+        rate_limit=None, credentials=((rig.creds.username, rig.creds.password), (second.username, second.password))
+    )
+    return sb, rig.spec(sb.url)

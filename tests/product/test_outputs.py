@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import stat
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
@@ -24,9 +24,9 @@ def _requests(sandbox: Sandbox) -> int:
 
 
 @pytest.fixture
-def job(sandbox: Sandbox, write_job: Callable[..., Path], contacts_csv: Path, sandbox_env: dict[str, str]) -> Path:
+def job_beside_its_state(job: Path) -> Path:
     """A job against the sandbox with a checkpoint file (and WAL) already there, as after an earlier run."""
-    path = write_job(input_path=contacts_csv, base_url=sandbox.url)
+    path = job
     (path.parent / "job.checkpoint").write_bytes(b"checkpoint bytes")
     (path.parent / "job.checkpoint-wal").write_bytes(b"wal bytes")
     (path.parent / "job.checkpoint.sandbox").write_bytes(b"rehearsal bytes")
@@ -60,9 +60,10 @@ _OVERWRITES = [
 
 @pytest.mark.parametrize(("argv", "named"), _OVERWRITES, ids=lambda v: " ".join(v) if isinstance(v, list) else v)
 def test_an_output_flag_pointed_at_the_input_job_checkpoint_or_another_output_exits_2_and_changes_nothing(
-    job: Path, sandbox: Sandbox, capsys: pytest.CaptureFixture[str], argv: list[str], named: str | None
+    job_beside_its_state: Path, sandbox: Sandbox, capsys: pytest.CaptureFixture[str], argv: list[str], named: str | None
 ) -> None:
     """Each output flag aimed at a file the job reads or keeps (or at another output): exit 2, one line, unchanged."""
+    job = job_beside_its_state
     folder = job.parent
     before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
     code, _, err = cli([a.format(job=job, d=folder) for a in argv], capsys)
@@ -87,6 +88,15 @@ def _immutable(folder: Path) -> Iterator[None]:
         subprocess.run(["chattr", "-i", str(folder)], check=False)
 
 
+def _refused_before_sending(job: Path, results: str, sandbox: Sandbox, capsys: pytest.CaptureFixture[str]) -> str:
+    """``run JOB --output RESULTS`` exits 2 with one line on stderr and sends nothing; that line."""
+    code, _, err = cli(["run", str(job), "--output", results], capsys)
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1
+    assert _requests(sandbox) == 0
+    return err
+
+
 class TestWritableBeforeTheFirstRequest:
     """An output that cannot be written is found before anything is sent: exit 2, one line."""
 
@@ -94,11 +104,8 @@ class TestWritableBeforeTheFirstRequest:
         self, job: Path, sandbox: Sandbox, contacts_csv: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
         """``results = "contacts.csv/x.results.csv"``: refused before the preflight, naming the file in the way."""
-        code, _, err = cli(["run", str(job), "--output", f"{contacts_csv}/x.results.csv"], capsys)
-        assert code == 2
-        assert len(err.strip().splitlines()) == 1
+        err = _refused_before_sending(job, f"{contacts_csv}/x.results.csv", sandbox, capsys)
         assert "is a file, not a folder" in err
-        assert _requests(sandbox) == 0
 
     def test_a_read_only_output_folder_exits_2_before_any_request(
         self, job: Path, sandbox: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -107,11 +114,8 @@ class TestWritableBeforeTheFirstRequest:
         locked = tmp_path / "locked"
         locked.mkdir()
         with _immutable(locked):
-            code, _, err = cli(["run", str(job), "--output", str(locked / "r.csv")], capsys)
-        assert code == 2
-        assert len(err.strip().splitlines()) == 1
+            err = _refused_before_sending(job, str(locked / "r.csv"), sandbox, capsys)
         assert "cannot write there" in err
-        assert _requests(sandbox) == 0
 
     def test_a_dangling_link_at_the_results_path_exits_2_before_any_request(
         self, job: Path, sandbox: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -119,23 +123,14 @@ class TestWritableBeforeTheFirstRequest:
         """A link at the results path pointing nowhere: refused, the link left alone, nothing sent."""
         link = tmp_path / "r.csv"
         link.symlink_to(tmp_path / "nowhere" / "r.csv")
-        code, _, err = cli(["run", str(job), "--output", str(link)], capsys)
-        assert code == 2
+        err = _refused_before_sending(job, str(link), sandbox, capsys)
         assert "symbolic link" in err
         assert link.is_symlink()
-        assert _requests(sandbox) == 0
 
     def test_a_summary_in_a_missing_folder_creates_it_and_says_so(
-        self,
-        sandbox: Sandbox,
-        write_job: Callable[..., Path],
-        contacts_csv: Path,
-        sandbox_env: dict[str, str],
-        tmp_path: Path,
-        capsys: pytest.CaptureFixture[str],
+        self, job: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
         """One rule for output folders: missing ones are created, for every output, and the path is printed."""
-        job = write_job(input_path=contacts_csv, base_url=sandbox.url)
         summary = tmp_path / "new" / "deeper" / "s.json"
         report = tmp_path / "pages" / "r.html"
         code, _, err = cli(
@@ -147,16 +142,9 @@ class TestWritableBeforeTheFirstRequest:
         assert f"created the folder {tmp_path / 'pages'}" in err
 
     def test_the_summary_json_is_readable_by_its_owner_only(
-        self,
-        sandbox: Sandbox,
-        write_job: Callable[..., Path],
-        contacts_csv: Path,
-        sandbox_env: dict[str, str],
-        tmp_path: Path,
-        capsys: pytest.CaptureFixture[str],
+        self, job: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
         """``--summary-json`` is written 0600, like every file batch-engage writes."""
-        job = write_job(input_path=contacts_csv, base_url=sandbox.url)
         summary = tmp_path / "s.json"
         assert cli(["run", str(job), "--quiet", "--summary-json", str(summary)], capsys)[0] == 0
         assert stat.S_IMODE(summary.stat().st_mode) == 0o600
@@ -166,18 +154,10 @@ class TestAFullDiskAfterSending:
     """Results that cannot be written after sending: nothing sent is lost, the way back is said, exit 74."""
 
     def test_a_results_write_failing_after_sending_exits_74_and_report_writes_the_table_again(
-        self,
-        sandbox: Sandbox,
-        write_job: Callable[..., Path],
-        contacts_csv: Path,
-        sandbox_env: dict[str, str],
-        monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str],
+        self, job: Path, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
     ) -> None:
         """ENOSPC while writing results: exit 74, one line naming the journal and `report`; then report recovers."""
         import batch_engage.runner.job as runner_job
-
-        job = write_job(input_path=contacts_csv, base_url=sandbox.url)
 
         def full(*_: object, **__: object) -> None:
             raise OSError(28, "No space left on device")
@@ -218,17 +198,9 @@ class TestPlantedLinks:
         "planted", ["job.results.csv.tmp", "r.html.tmp", "s.json.tmp", "job.checkpoint.plan.parquet.tmp"]
     )
     def test_a_link_at_a_tmp_path_leaves_its_target_unchanged(
-        self,
-        sandbox: Sandbox,
-        write_job: Callable[..., Path],
-        contacts_csv: Path,
-        sandbox_env: dict[str, str],
-        tmp_path: Path,
-        capsys: pytest.CaptureFixture[str],
-        planted: str,
+        self, job: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], planted: str
     ) -> None:
         """``<output>.tmp`` -> a precious file: the run writes its outputs, the precious file is untouched."""
-        job = write_job(input_path=contacts_csv, base_url=sandbox.url)
         precious = _plant_link(tmp_path / planted)
         argv = ["run", str(job), "--quiet", "--summary-json", str(tmp_path / "s.json")]
         assert cli([*argv, "--report-html", str(tmp_path / "r.html")], capsys)[0] == 0
@@ -238,17 +210,9 @@ class TestPlantedLinks:
         "planted", ["job.checkpoint.lock", "job.checkpoint.outcomes.lock", "job.checkpoint-wal", "job.checkpoint-shm"]
     )
     def test_a_link_at_a_lock_path_is_refused_and_its_target_unchanged(
-        self,
-        sandbox: Sandbox,
-        write_job: Callable[..., Path],
-        contacts_csv: Path,
-        sandbox_env: dict[str, str],
-        tmp_path: Path,
-        capsys: pytest.CaptureFixture[str],
-        planted: str,
+        self, job: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], planted: str
     ) -> None:
         """``<checkpoint>.lock`` -> a file: the run or collect refuses in one line; the file's mode and bytes stay."""
-        job = write_job(input_path=contacts_csv, base_url=sandbox.url)
         if planted.endswith("outcomes.lock"):
             assert cli(["run", str(job), "--quiet"], capsys)[0] == 0
         precious = _plant_link(tmp_path / planted)
@@ -260,31 +224,18 @@ class TestPlantedLinks:
 
 
 def test_report_may_write_the_results_table_to_its_own_path_given_as_output(
-    sandbox: Sandbox,
-    write_job: Callable[..., Path],
-    contacts_csv: Path,
-    sandbox_env: dict[str, str],
-    capsys: pytest.CaptureFixture[str],
+    job: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """``report --output <output.results>`` rewrites the job's own results: that is what report is for."""
-    job = write_job(input_path=contacts_csv, base_url=sandbox.url)
     assert cli(["run", str(job), "--quiet"], capsys)[0] == 0
     assert cli(["report", str(job), "--output", str(job.parent / "job.results.csv")], capsys)[0] == 0
 
 
 def test_a_summary_that_cannot_be_written_after_sending_is_one_line_exit_74(
-    sandbox: Sandbox,
-    write_job: Callable[..., Path],
-    contacts_csv: Path,
-    sandbox_env: dict[str, str],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    job: Path, sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The disk fills between the check and the end of the run: exit 74 and one line, never a traceback."""
     from batch_engage.commands import written
-
-    job = write_job(input_path=contacts_csv, base_url=sandbox.url)
 
     def full(*_: object) -> None:
         raise OSError(28, "No space left on device")

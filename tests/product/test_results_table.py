@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +19,10 @@ import pytest
 from batch_engage.cli.main import main
 from batch_engage.errors import ConfigError
 from batch_engage.job import load_spec
-from batch_engage.sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox
+from batch_engage.sandbox import Sandbox
 
 from conftest import FLOW_SID, REPO, make_contacts
+from killing import cli_env
 from mariadb import Database, fresh_database
 from pg import Schema, fresh_schema
 
@@ -58,11 +58,17 @@ def add_contacts(db: Database, start: int, n: int) -> None:
         cur.executemany("INSERT INTO contacts VALUES (%s, %s, %s, %s)", rows)
 
 
-def pipeline_job(tmp_path: Path, maria: Database, pg: Schema, base_url: str, *, extra: str = "") -> Path:
-    """A job reading ``contacts`` from MariaDB and writing its results (and outcomes) to PostgreSQL tables."""
-    job = tmp_path / "reminders.toml"
-    job.write_text(
-        f"""
+@pytest.fixture
+def pipeline_job(
+    tmp_path: Path, maria: Database, pg: Schema, sandbox: Sandbox, sandbox_env: dict[str, str]
+) -> Callable[..., Path]:
+    """``pipeline_job(extra="")``: a job against ``sandbox`` (its credentials in the environment) reading
+    ``contacts`` from MariaDB and writing its results (and outcomes) to PostgreSQL tables."""
+
+    def write(extra: str = "") -> Path:
+        job = tmp_path / "reminders.toml"
+        job.write_text(
+            f"""
 [job]
 id = "reminders"
 
@@ -72,7 +78,7 @@ query = "select phone, name, visits from contacts order by id"
 
 [flow]
 sid = "{FLOW_SID}"
-base_url = "{base_url}"
+base_url = "{sandbox.url}"
 
 [mapping]
 to = "phone"
@@ -90,8 +96,10 @@ outcomes = "{pg.url}#{pg.name}.outcomes"
 checkpoint = "{tmp_path / "reminders.checkpoint"}"
 {extra}
 """  # noqa: S608
-    )
-    return job
+        )
+        return job
+
+    return write
 
 
 def table(pg: Schema, name: str = "results") -> pl.DataFrame:
@@ -101,16 +109,10 @@ def table(pg: Schema, name: str = "results") -> pl.DataFrame:
     return pl.DataFrame(rows.fetchall(), schema=columns, orient="row", infer_schema_length=None)
 
 
-def sandbox_env() -> dict[str, str]:
-    """The process environment plus the sandbox's credentials, for the CLI run as a subprocess."""
-    return {**os.environ, "TWILIO_ACCOUNT_SID": SANDBOX_USERNAME, "TWILIO_AUTH_TOKEN": SANDBOX_PASSWORD}
-
-
-def ran_once(tmp_path: Path, maria: Database, pg: Schema, sb: Sandbox, monkeypatch: pytest.MonkeyPatch) -> Path:
+@pytest.fixture
+def ran_once(pipeline_job: Callable[..., Path]) -> Path:
     """The pipeline job, run once by the CLI with the sandbox's credentials: all sent but the invalid and duplicate."""
-    monkeypatch.setenv("TWILIO_ACCOUNT_SID", SANDBOX_USERNAME)
-    monkeypatch.setenv("TWILIO_AUTH_TOKEN", SANDBOX_PASSWORD)
-    job = pipeline_job(tmp_path, maria, pg, sb.url)
+    job = pipeline_job()
     assert main(["run", str(job)]) == SOME_NOT_SENT
     return job
 
@@ -118,10 +120,10 @@ def ran_once(tmp_path: Path, maria: Database, pg: Schema, sb: Sandbox, monkeypat
 class TestPipeline:
     @pytest.mark.slow
     def test_results_reach_the_table_one_row_per_input_row_and_a_rerun_updates_in_place(
-        self, maria: Database, pg: Schema, sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+        self, ran_once: Path, maria: Database, pg: Schema, sandbox: Sandbox, tmp_path: Path
     ) -> None:
         """MariaDB in, PostgreSQL out: one row per input row with the CSV's statuses and SIDs; new contacts add rows."""
-        job = ran_once(tmp_path, maria, pg, sandbox, monkeypatch)
+        job = ran_once
         written = table(pg)
         assert written.height == CONTACTS + 2
         assert written["row"].to_list() == list(range(1, CONTACTS + 3))
@@ -145,9 +147,9 @@ class TestPipeline:
         assert again.filter(pl.col("status") == "sent").height == CONTACTS + NEW
         assert len(sandbox.ledger()) == CONTACTS + NEW
 
-    def test_columns_are_typed(self, maria: Database, pg: Schema, sandbox: Sandbox, tmp_path: Path) -> None:
+    def test_columns_are_typed(self, pipeline_job: Callable[..., Path], pg: Schema) -> None:
         """Timestamps are timestamptz, http_status an integer, and the key is (job_id, period, row)."""
-        job = pipeline_job(tmp_path, maria, pg, sandbox.url)
+        job = pipeline_job()
         spec = load_spec(job)
         from batch_engage.tables import write_output
 
@@ -177,9 +179,7 @@ class TestPipeline:
         ).fetchone()
         assert key == (["job_id", "period", "row"],)
 
-    def test_other_jobs_and_periods_are_untouched_and_a_shrunk_list_leaves_no_stale_rows(
-        self, maria: Database, pg: Schema, sandbox: Sandbox, tmp_path: Path
-    ) -> None:
+    def test_other_jobs_and_periods_are_untouched_and_a_shrunk_list_leaves_no_stale_rows(self, pg: Schema) -> None:
         """A write replaces exactly its own job-and-period's rows."""
         from batch_engage.tables import write_output
 
@@ -196,10 +196,10 @@ class TestPipeline:
 class TestKilledWrite:
     @pytest.mark.slow
     def test_sigkill_during_the_write_leaves_the_table_as_it_was_and_the_next_run_completes_it(
-        self, maria: Database, pg: Schema, sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+        self, ran_once: Path, maria: Database, pg: Schema, sandbox_env: dict[str, str]
     ) -> None:
         """Killed with the write's transaction open: readers saw the old rows throughout; they stay; a rerun writes all."""
-        job = ran_once(tmp_path, maria, pg, sandbox, monkeypatch)
+        job = ran_once
         before = table(pg)
         add_contacts(maria, CONTACTS, NEW)
         new_row = CONTACTS + 2 + NEW
@@ -212,7 +212,7 @@ class TestKilledWrite:
             )
             with subprocess.Popen(
                 [sys.executable, "-m", "batch_engage", "run", str(job), "--quiet"],
-                env=sandbox_env() | {"PYTHONPATH": str(REPO)},
+                env=cli_env(sandbox_env) | {"PYTHONPATH": str(REPO)},
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
             ) as proc:
@@ -268,15 +268,11 @@ def wait_for_no_writer(pg: Schema, timeout: float = 30) -> bool:
 
 class TestCollect:
     def test_collect_writes_outcomes_to_a_table_that_joins_the_results_as_the_readme_shows(
-        self, maria: Database, pg: Schema, sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+        self, pipeline_job: Callable[..., Path], maria: Database, pg: Schema, sandbox: Sandbox
     ) -> None:
         """`collect` replaces the job's outcome rows in one transaction; the README's join returns each row's reply."""
-        monkeypatch.setenv("TWILIO_ACCOUNT_SID", SANDBOX_USERNAME)
-        monkeypatch.setenv("TWILIO_AUTH_TOKEN", SANDBOX_PASSWORD)
         maria.execute("DELETE FROM contacts WHERE id > 20 AND id < 1000000")
-        job = pipeline_job(
-            tmp_path, maria, pg, sandbox.url, extra='\n[collect.fields]\nanswer = "widgets.ask.inbound.Body"\n'
-        )
+        job = pipeline_job(extra='\n[collect.fields]\nanswer = "widgets.ask.inbound.Body"\n')
         job.write_text(job.read_text().replace('id = "reminders"', 'id = "spring-reminders"'))
         assert main(["run", str(job)]) == SOME_NOT_SENT
         assert main(["collect", str(job)]) == 75

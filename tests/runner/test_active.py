@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pytest
 
-from batch_engage import Credentials, Progress, RunControl, RunOptions, report, run
+from batch_engage import Credentials, Progress, RunControl, RunOptions, RunResult, report, run
 from batch_engage.errors import ConfigError
 from batch_engage.job import Spec, load_spec
 from batch_engage.sandbox import Sandbox
@@ -63,36 +64,36 @@ def first_runs(sb: Sandbox) -> dict[str, Any]:
     return found
 
 
+@dataclass(frozen=True)
+class Weeks:
+    """The sandbox holding last week's runs, the fake clock both weeks keep, and this week's survey on them."""
+
+    sb: Sandbox
+    clock: FakeClock
+    tmp_path: Path
+    creds: Credentials
+
+    def run(self, period: str = NOW, contacts: int = 200, **send: Any) -> RunResult:
+        """The survey of ``period`` (this week's) for ``contacts`` contacts, on the fake clock."""
+        spec = survey(self.tmp_path, self.sb.url, period, **send)
+        return run(spec, frame=make_contacts(contacts), credentials=self.creds, options=RunOptions(clock=self.clock))
+
+
 @pytest.fixture
-def earlier_week(
-    tmp_path: Path, sandbox_factory: Callable[..., Sandbox], sandbox_creds: Credentials
-) -> tuple[Sandbox, FakeClock]:
+def weeks(tmp_path: Path, sandbox_factory: Callable[..., Sandbox], sandbox_creds: Credentials) -> Weeks:
     """Last week's survey reached 30 contacts whose runs wait 20 s for a reply (Send & Wait), still active now."""
     clock = FakeClock()
-    sb = sandbox_factory(rate_limit=None, wait_timeout=20.0, wall=clock)
-    result = run(
-        survey(tmp_path, sb.url, EARLIER),
-        frame=make_contacts(30),
-        credentials=sandbox_creds,
-        options=RunOptions(clock=clock),
-    )
-    assert result.counts["sent"] == 30
-    return sb, clock
+    weeks = Weeks(sandbox_factory(rate_limit=None, wait_timeout=20.0, wall=clock), clock, tmp_path, sandbox_creds)
+    assert weeks.run(EARLIER, contacts=30).counts["sent"] == 30
+    return weeks
 
 
 class TestWait:
-    def test_waiting_contacts_are_reached_once_after_their_earlier_runs_end(
-        self, tmp_path: Path, earlier_week: tuple[Sandbox, FakeClock], sandbox_creds: Credentials
-    ) -> None:
+    def test_waiting_contacts_are_reached_once_after_their_earlier_runs_end(self, tmp_path: Path, weeks: Weeks) -> None:
         """on_active = "wait": all 200 reached once this week; the 30 only after last week's runs ended; exit 0."""
-        sb, clock = earlier_week
+        sb = weeks.sb
         before = first_runs(sb)
-        result = run(
-            survey(tmp_path, sb.url, NOW, on_active="wait", active_retry="5s"),
-            frame=make_contacts(200),
-            credentials=sandbox_creds,
-            options=RunOptions(clock=clock),
-        )
+        result = weeks.run(on_active="wait", active_retry="5s")
         assert result.exit_code == 0 and result.counts["sent"] == 200
         this_week = [e for e in sb.ledger() if e.source == "rest"][30:]
         assert Counter(e.to for e in this_week) == Counter(make_contacts(200)["phone"].to_list())
@@ -108,39 +109,31 @@ class TestWait:
         page = report_page(tmp_path)
         assert 'id="active-waited"' in page and "sent after waiting (waiting for its earlier run FN… to end)" in page
 
-    def test_a_stop_leaves_them_waiting_and_a_resumed_run_sends_them(
-        self, tmp_path: Path, earlier_week: tuple[Sandbox, FakeClock], sandbox_creds: Credentials
-    ) -> None:
+    def test_a_stop_leaves_them_waiting_and_a_resumed_run_sends_them(self, tmp_path: Path, weeks: Weeks) -> None:
         """Stopped while 30 wait: they stay waiting_active (exit 75); the next run sends them, once."""
-        sb, clock = earlier_week
+        sb, clock = weeks.sb, weeks.clock
         spec = survey(tmp_path, sb.url, NOW, on_active="wait", active_retry="5m")
-        frame = make_contacts(200)
         # This run keeps real time while the sandbox's fake clock stands still: last week's runs never end in it.
-        stopped = run(spec, frame=frame, credentials=sandbox_creds, **stop_after(170))
+        stopped = run(spec, frame=make_contacts(200), credentials=weeks.creds, **stop_after(170))
         assert stopped.exit_code == 75
         assert stopped.counts["sent"] == 170 and stopped.counts["waiting_active"] == 30
         waiting = stopped.results.filter(pl.col("status") == "waiting_active")
         assert all(m.startswith("waiting for its earlier run FN") for m in waiting["error_message"])
         clock.advance(30)
-        resumed = run(spec, frame=frame, credentials=sandbox_creds, options=RunOptions(clock=clock))
+        resumed = weeks.run(on_active="wait", active_retry="5m")
         assert resumed.exit_code == 0 and resumed.counts["sent"] == 200
         assert max(Counter(e.to for e in sb.ledger() if e.source == "rest").values()) == 2
 
 
 class TestEnd:
     def test_our_own_earlier_runs_are_ended_and_each_contact_gets_one_new_run(
-        self, tmp_path: Path, earlier_week: tuple[Sandbox, FakeClock], sandbox_creds: Credentials
+        self, tmp_path: Path, weeks: Weeks
     ) -> None:
         """on_active = "end", end_active_after = "1s": last week's 30 runs are ended; one new run each; exit 0."""
-        sb, clock = earlier_week
+        sb, clock = weeks.sb, weeks.clock
         before = first_runs(sb)
         clock.advance(2)
-        result = run(
-            survey(tmp_path, sb.url, NOW, on_active="end", end_active_after="1s"),
-            frame=make_contacts(200),
-            credentials=sandbox_creds,
-            options=RunOptions(clock=clock),
-        )
+        result = weeks.run(on_active="end", end_active_after="1s")
         assert result.exit_code == 0 and result.counts["sent"] == 200
         assert sb.stats().ended_by_request == 30
         this_week = [e for e in sb.ledger() if e.source == "rest"][30:]
@@ -153,17 +146,10 @@ class TestEnd:
         page = report_page(tmp_path)
         assert 'id="active-ended"' in page and "job survey-2026-W47 (period 2026-W47)" in page
 
-    def test_a_run_younger_than_end_active_after_is_waited_for_not_ended(
-        self, tmp_path: Path, earlier_week: tuple[Sandbox, FakeClock], sandbox_creds: Credentials
-    ) -> None:
+    def test_a_run_younger_than_end_active_after_is_waited_for_not_ended(self, weeks: Weeks) -> None:
         """end_active_after = "24h" (the default): our 20 s runs are too young, so the contacts wait them out."""
-        sb, clock = earlier_week
-        result = run(
-            survey(tmp_path, sb.url, NOW, on_active="end", active_retry="5s"),
-            frame=make_contacts(200),
-            credentials=sandbox_creds,
-            options=RunOptions(clock=clock),
-        )
+        sb = weeks.sb
+        result = weeks.run(on_active="end", active_retry="5s")
         assert result.exit_code == 0 and result.counts["sent"] == 200
         assert sb.stats().ended_by_request == 0
 
@@ -205,16 +191,8 @@ class TestRefusals:
         with pytest.raises(ConfigError, match=rf"send\.{key}"):
             survey(tmp_path, "http://127.0.0.1:9", NOW, **{key: value})
 
-    def test_a_job_without_on_active_still_skips(
-        self, tmp_path: Path, earlier_week: tuple[Sandbox, FakeClock], sandbox_creds: Credentials
-    ) -> None:
+    def test_a_job_without_on_active_still_skips(self, weeks: Weeks) -> None:
         """The default, "skip": the 30 end already_active (final), as before; nothing waits, nothing is ended."""
-        sb, clock = earlier_week
-        result = run(
-            survey(tmp_path, sb.url, NOW),
-            frame=make_contacts(200),
-            credentials=sandbox_creds,
-            options=RunOptions(clock=clock),
-        )
+        result = weeks.run()
         assert result.counts["already_active"] == 30 and result.counts["sent"] == 170
         assert "waiting_active" not in result.counts and result.exit_code == 0

@@ -13,7 +13,7 @@ import httpx
 import polars as pl
 import pytest
 
-from batch_engage import Credentials, RunOptions, run
+from batch_engage import Credentials, RunOptions, RunResult, run
 from batch_engage.results import RESULT_COLUMNS
 from batch_engage.sandbox import Sandbox
 from batch_engage.testing import FakeClock
@@ -29,6 +29,11 @@ async def _instant(seconds: float) -> None:
 
 def ledger_counts(sb: Sandbox) -> Counter[str]:
     return Counter(entry.to for entry in sb.ledger())
+
+
+def on_the_clock(rig: Rig, spec: Any, contacts: int, clock: FakeClock) -> RunResult:
+    """``spec`` run for ``contacts`` contacts with the rig's credentials, its waits on the fake ``clock``."""
+    return run(spec, frame=make_contacts(contacts), credentials=rig.creds, options=RunOptions(clock=clock))
 
 
 class TestHappyPath:
@@ -148,20 +153,11 @@ class TestStudioAnswers:
 
     @pytest.mark.slow
     @pytest.mark.parametrize("api", ["engagements", "executions"])
-    def test_rate_limited_rows_are_retried_until_sent(
-        self,
-        api: str,
-        rig: Rig,
-    ) -> None:
+    def test_rate_limited_rows_are_retried_until_sent(self, api: str, rig: Rig) -> None:
         """A 429 storm (the first 40 creates refused) ends with every row sent once, after backoff, at a cut rate."""
         clock = FakeClock()
         sb = rig.sandbox(rate_limit=None, rate_limited_first=40, wall=clock)
-        result = run(
-            rig.spec(sb.url, api=api, rate=400, max_backoff=60),
-            frame=make_contacts(30),
-            credentials=rig.creds,
-            options=RunOptions(clock=clock),
-        )
+        result = on_the_clock(rig, rig.spec(sb.url, api=api, rate=400, max_backoff=60), 30, clock)
         assert result.counts["sent"] == 30
         assert result.summary.rate_limited == sb.stats().rate_limited == 40
         assert max(ledger_counts(sb).values()) == 1
@@ -185,20 +181,11 @@ class TestStudioAnswers:
         assert result.summary.rate_limited == 0 or result.summary.settled_rate < 480
 
     @pytest.mark.parametrize("api", ["engagements", "executions"])
-    def test_retry_after_is_honoured_and_nothing_is_lost(
-        self,
-        api: str,
-        rig: Rig,
-    ) -> None:
+    def test_retry_after_is_honoured_and_nothing_is_lost(self, api: str, rig: Rig) -> None:
         """With Retry-After on every 429, rows wait as told and all end sent, once."""
         clock = FakeClock()
         sb = rig.sandbox(rate_limit=None, rate_limited_first=10, retry_after=5, wall=clock)
-        result = run(
-            rig.spec(sb.url, api=api, rate=300),
-            frame=make_contacts(40),
-            credentials=rig.creds,
-            options=RunOptions(clock=clock),
-        )
+        result = on_the_clock(rig, rig.spec(sb.url, api=api, rate=300), 40, clock)
         assert result.counts["sent"] == 40
         assert max(ledger_counts(sb).values()) == 1
         assert result.summary.retries == 10
@@ -206,11 +193,7 @@ class TestStudioAnswers:
         assert clock.slept >= 10 * 5.0 and clock.monotonic() >= 5.0
 
     @pytest.mark.parametrize("api", ["engagements", "executions"])
-    def test_server_errors_and_slow_answers_are_reconciled_not_resent(
-        self,
-        api: str,
-        rig: Rig,
-    ) -> None:
+    def test_server_errors_and_slow_answers_are_reconciled_not_resent(self, api: str, rig: Rig) -> None:
         """503s without a run, runs whose answer is lost, and answers past the read timeout: all sent once."""
         # Twilio's clock and ours are the same fake one: v1 tells a hand-back by comparing them.
         clock = FakeClock()
@@ -223,12 +206,7 @@ class TestStudioAnswers:
             slow_seconds=0.4,
             wall=clock,
         )
-        result = run(
-            rig.spec(sb.url, api=api, read_timeout=0.2, reconcile_delay=3),
-            frame=make_contacts(80),
-            credentials=rig.creds,
-            options=RunOptions(clock=clock),
-        )
+        result = on_the_clock(rig, rig.spec(sb.url, api=api, read_timeout=0.2, reconcile_delay=3), 80, clock)
         assert result.counts["sent"] == 80
         assert len(sb.ledger()) == 80
         assert max(ledger_counts(sb).values()) == 1
