@@ -661,3 +661,32 @@ class TestOverLoopback:
 
         offset = run(go())
         assert offset is not None and abs(offset) < 2
+
+
+def test_a_cookie_an_answer_sets_is_never_sent_back() -> None:
+    """Studio's answers carry no state for us: a Set-Cookie is not kept, and the next request carries no Cookie."""
+    from batch_engage.twilio.client import make_http_client
+
+    seen: list[str | None] = []
+
+    def studio(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("Cookie"))
+        return httpx.Response(201, json={"sid": "FN" + "0" * 32}, headers={"Set-Cookie": "lb=node-7; Path=/"})
+
+    async def two_creates() -> None:
+        http = make_http_client(
+            username="u",
+            password="p",
+            concurrency=1,
+            connect_timeout=2,
+            read_timeout=2,
+            transport=httpx.MockTransport(studio),
+        )
+        async with http:
+            client = StudioClient(http, base_url="https://studio.twilio.com", flow_sid=FLOW_SID, api="executions")
+            for _ in range(2):
+                await client.create("+14155550100", "+15005550006", None)
+            assert len(http.cookies) == 0
+
+    asyncio.run(two_creates())
+    assert seen == [None, None]
