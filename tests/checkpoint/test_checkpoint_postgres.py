@@ -27,17 +27,16 @@ from batch_engage.checkpoint.store import (
     Intent,
     Outcome,
     Target,
-    check_binding,
     checkpoint_exists,
     open_checkpoint,
     read_checkpoint,
 )
 from batch_engage.credentials import Credentials
-from batch_engage.errors import CheckpointMismatch, ConfigError, TryLater, UsageError
+from batch_engage.errors import ConfigError, TryLater, UsageError
 from batch_engage.job import load_spec
 from batch_engage.runner.job import RunOptions
 from batch_engage.sandbox import Sandbox
-from batch_engage.states import FINAL, OPEN, RowState
+from batch_engage.states import RowState
 
 from conftest import FLOW_SID, make_contacts
 from killing import kill_9, kill_9_when, start_run
@@ -147,25 +146,7 @@ class TestSpec:
 
 
 class TestJournal:
-    """The journal's guarantees, as the SQLite one gives them."""
-
-    def test_intents_and_outcomes_are_read_back_and_a_pending_outcome_withdraws_the_intent(self, pg_url: str) -> None:
-        """Committed intents are open lines; a sent outcome is final; a pending one clears the intent time."""
-        with open_checkpoint(f"{pg_url}#j", {"f": 1}, TARGET) as cp:
-            cp.write_intents([_intent("a"), _intent("b")], at="2026-01-01T00:00:00.000Z", twilio_at=None)
-            assert sorted(cp.open_lines()["contact"]) == ["a", "b"]
-            cp.write_outcomes(
-                [
-                    Outcome("a", RowState.SENT, sid="FN1", completed_at="2026-01-01T00:00:01.000Z"),
-                    Outcome("b", RowState.PENDING),
-                ]
-            )
-            journal = cp.journal()
-            assert cp.contacts_in(FINAL).to_list() == ["a"]
-            assert cp.contacts_in(OPEN).to_list() == ["b"]
-            assert cp.sids_since("2026-01-01T00:00:00.000Z") == {"FN1"}
-        line_b = journal.filter(pl.col("contact") == "b").row(0, named=True)
-        assert line_b["state"] == "pending" and line_b["intent_at"] is None
+    """The journal's layout upgrade (what both backends promise: test_checkpoint_contract.py)."""
 
     def test_an_ended_sid_is_kept_and_a_layout_1_journal_reads_and_upgrades(
         self, pg_url: str, pg_schema: Schema
@@ -182,28 +163,6 @@ class TestJournal:
         assert read_checkpoint(f"{pg_url}#j").journal.row(0, named=True)["ended_sid"] is None
         with open_checkpoint(f"{pg_url}#j", {"f": 1}, TARGET) as cp:
             assert cp.journal().row(0, named=True)["state"] == "sent"
-
-    def test_another_job_or_another_twilio_is_refused(self, pg_url: str) -> None:
-        """A changed fingerprint or target is refused with a message naming what changed, nothing sent."""
-        with open_checkpoint(f"{pg_url}#j", {"flow_sid": "FWa"}, TARGET):
-            pass
-        with pytest.raises(CheckpointMismatch, match="the Flow SID changed"):
-            check_binding(f"{pg_url}#j", {"flow_sid": "FWb"}, TARGET)
-        with pytest.raises(CheckpointMismatch, match="made against"):
-            open_checkpoint(f"{pg_url}#j", {"flow_sid": "FWa"}, Target(base_url="https://other", identity=None))
-
-    def test_restart_keeps_the_old_state_aside(self, pg_url: str, pg_schema: Schema) -> None:
-        """--restart without --yes is refused; with it the job starts empty and the old lines still exist."""
-        with open_checkpoint(f"{pg_url}#j", {"f": 1}, TARGET) as cp:
-            cp.write_intents([_intent("a")], at="2026-01-01T00:00:00.000Z", twilio_at=None)
-            cp.write_outcomes([Outcome("a", RowState.SENT, sid="FN1")])
-        with pytest.raises(CheckpointMismatch, match="--yes"):
-            open_checkpoint(f"{pg_url}#j", {"f": 1}, TARGET, restart=True)
-        with open_checkpoint(f"{pg_url}#j", {"f": 1}, TARGET, restart=True, yes=True) as cp:
-            assert cp.journal().height == 0
-        query = f'SELECT job FROM "{pg_schema.name}".journal WHERE contact = %s'  # noqa: S608 - our own schema
-        kept = pg_schema.conn.execute(query, ("a",)).fetchall()
-        assert [k[0].startswith("j@") and k[0].endswith(".old") for k in kept] == [True]
 
 
 class TestRunsThroughTheSandbox:
