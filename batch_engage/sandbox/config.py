@@ -111,6 +111,8 @@ class SandboxConfig:
     validity_period: seconds a number's message may wait (a service's has its own).
     queue_limit: seconds' worth of segments a queue holds before 21611/30001.
     opted_out: To addresses that sent STOP: every message to them fails with 21610.
+    set_cookie: a ``Set-Cookie`` value put on every answer (a load balancer's stickiness cookie, say);
+        ``SandboxStats.cookies_sent_back`` counts the requests that carried a ``Cookie`` header anyway.
     """
 
     rate_limit: float | None = 20.0
@@ -148,6 +150,7 @@ class SandboxConfig:
     validity_period: int = MAX_VALIDITY
     queue_limit: float = float(MAX_VALIDITY)
     opted_out: frozenset[str] = frozenset()
+    set_cookie: str | None = None
 
     def __post_init__(self) -> None:
         """Reject settings the simulator cannot honour."""
@@ -268,3 +271,4 @@ class SandboxStats:
     ended_by_request: int = 0
     number_requests: int = 0
     service_requests: int = 0
+    cookies_sent_back: int = 0

@@ -34,6 +34,9 @@ class _Studio(FlowRoutes, CreateRoutes, ReadRoutes, NumberRoutes):
 
         @web.middleware
         async def twilio_gate(request: web.Request, handler: Handler) -> web.StreamResponse:
+            if "Cookie" in request.headers:
+                with self._lock:
+                    self._counts["cookies_sent_back"] += 1
             if self._account(request) is None:
                 return ApiError(
                     401,
@@ -69,10 +72,12 @@ class _Studio(FlowRoutes, CreateRoutes, ReadRoutes, NumberRoutes):
         return app
 
     async def _stamp_date(self, request: web.Request, response: web.StreamResponse) -> None:
-        """Put Twilio's clock in the Date header of every answer, in place of aiohttp's."""
+        """Put Twilio's clock in the Date header of every answer, in place of aiohttp's (and a cookie, if set)."""
         with self._lock:
             now = twilio_now(self._config)
         response.headers["Date"] = format_datetime(now.replace(microsecond=0), usegmt=True)
+        if self._config.set_cookie is not None:
+            response.headers["Set-Cookie"] = self._config.set_cookie
 
 
 def _finish_loop(loop: asyncio.AbstractEventLoop) -> None:

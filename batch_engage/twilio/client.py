@@ -65,6 +65,18 @@ class _NoCookies(httpx.Cookies):
     def extract_cookies(self, response: httpx.Response) -> None:
         """Nothing to keep."""
 
+    def set(self, name: str, value: str, domain: str = "", path: str = "/") -> None:
+        """Refused: one empty jar serves every client of the process."""
+        raise TypeError("batch-engage's HTTP client keeps no cookies")
+
+    def __setitem__(self, name: str, value: str) -> None:
+        self.set(name, value)
+
+    def update(self, cookies: object = None) -> None:  # type: ignore[override]
+        """Refused, as :meth:`set`."""
+        if cookies:
+            raise TypeError("batch-engage's HTTP client keeps no cookies")
+
 
 class _StudioHttp(httpx.AsyncClient):
     """httpx's client with no cookie jar (:class:`_NoCookies`); everything else as httpx does it."""
@@ -80,6 +92,22 @@ class _StudioHttp(httpx.AsyncClient):
 
 
 _NO_COOKIES = _NoCookies()
+
+
+def _aiohttp_transport(limits: httpx.Limits) -> httpx.AsyncBaseTransport:
+    """httpx-aiohttp's transport over a session of our own: aiohttp keeps a cookie jar of its own beneath
+    httpx's, and a cookie an answer sets would otherwise go back with every later request."""
+    import aiohttp  # noqa: PLC0415 - aiohttp loads in 0.2 s; validate never connects
+    from httpx_aiohttp import AiohttpTransport  # noqa: PLC0415 - as above
+
+    def session() -> aiohttp.ClientSession:
+        # What the transport's own session would be (pool limit, keep-alive, TLS roots), less the cookie jar.
+        connector = aiohttp.TCPConnector(
+            keepalive_timeout=limits.keepalive_expiry, ssl=_tls(), limit=limits.max_connections or 0
+        )
+        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+
+    return AiohttpTransport(limits=limits, trust_env=False, verify=_tls(), client=session)
 
 
 def make_http_client(
@@ -101,9 +129,7 @@ def make_http_client(
     """
     limits = httpx.Limits(max_connections=concurrency + 2, max_keepalive_connections=concurrency + 2)
     if transport is None:
-        from httpx_aiohttp import AiohttpTransport  # noqa: PLC0415 - aiohttp loads in 0.2 s; validate never connects
-
-        transport = AiohttpTransport(limits=limits, trust_env=False, verify=_tls())
+        transport = _aiohttp_transport(limits)
     if reach is not None:
         transport = WatchedTransport(transport, reach)
     return _StudioHttp(
