@@ -16,6 +16,7 @@ from ..errors import UsageError
 from ..states import POSSIBLY_SENT, REACHED, RowState, sql_list
 from .columnar import read_frame, read_only_uri
 from .model import CheckpointView, check_readable, journal_frame
+from .runlog import refuse_lost_journal
 from .schema import ADDED_JOURNAL_COLUMNS, EVENT_COLUMNS, JOURNAL_COLUMNS, RUN_COLUMNS, journal_select
 
 __all__ = [
@@ -81,6 +82,8 @@ def read_meta(path: Path) -> dict[str, str]:
         finally:
             conn.close()
     except sqlite3.DatabaseError as exc:
+        # A damaged file whose run log counts intents is a lost journal: `recover`, never --restart, is the advice.
+        refuse_lost_journal(path, None)
         raise UsageError(f"{path}: not a batch-engage checkpoint ({exc}); use --restart --yes") from None
 
 

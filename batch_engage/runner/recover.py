@@ -68,14 +68,15 @@ async def recover_job(
     state = read_runlog(path)
     if state is None:
         raise UsageError(f"{path}: no run log ({runlog_path(path).name}) beside it; nothing to recover from")
-    prove_outputs(spec)  # before anything is moved aside
+    # Whatever can refuse the job (its outputs, its Studio's address) is asked before anything is moved aside.
+    prove_outputs(spec)
+    job = launch(spec, credentials, sandbox=options.sandbox)
     moved = _set_aside(path, state.token)
     if moved:
         log.warning("recover.set_aside", files=[str(p) for p in moved])
     settle = RunOptions(
         limit=0, sandbox=options.sandbox, clock=options.clock, sleep=options.sleep, max_duration=options.max_duration
     )
-    job = launch(spec, credentials, sandbox=options.sandbox)
     result = await run_job(job, options=settle, transport=transport, recover=state.token)
     return Recovery(
         found=result.summary.reconciled,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from batch_engage.api import recover
+from batch_engage.api import recover, run
 from batch_engage.checkpoint.runlog import lost_lines, read_runlog, runlog_path
 from batch_engage.credentials import Credentials
 from batch_engage.errors import BatchEngageError
@@ -134,4 +134,32 @@ def test_recover_refuses_an_unwritable_output_before_moving_anything_aside(tmp_p
     with pytest.raises(BatchEngageError, match=r"results\.csv"):
         recover(spec, credentials=Credentials("AC" + "0" * 32, "token"))
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert checkpoint.read_bytes() == b"not a database, damaged"
+
+
+@pytest.mark.parametrize("on_active", ["skip", "end"])
+def test_a_damaged_journal_is_refused_pointing_at_recover_whatever_on_active_says(
+    on_active: str, tmp_path: Path
+) -> None:
+    """A damaged checkpoint whose run log counts intents: the run refuses, naming `recover`, never --restart
+    (with on_active = "end" the job's tokens are read first, and that read said --restart --yes)."""
+    contacts = tmp_path / "contacts.csv"
+    contacts.write_text("phone\n+14155550100\n")
+    checkpoint = tmp_path / "job.checkpoint"
+    checkpoint.write_bytes(b"not a database, damaged")
+    runlog_path(checkpoint).write_text(
+        '{"token": "t1", "run": 1, "intents": 1, "at": "2026-01-01T00:00:00.000Z", "twilio_at": null}\n'
+    )
+    spec = load_spec(
+        raw={
+            "input": {"path": str(contacts)},
+            "flow": {"sid": FLOW_SID, "api": "executions"},
+            "mapping": {"to": "phone", "from": "+15005550006"},
+            "send": {"on_active": on_active},
+            "output": {"checkpoint": str(checkpoint), "results": str(tmp_path / "results.csv")},
+        }
+    )
+    with pytest.raises(BatchEngageError, match="batch-engage recover") as refused:
+        run(spec, credentials=Credentials("AC" + "0" * 32, "token"))
+    assert "--restart" not in str(refused.value)
     assert checkpoint.read_bytes() == b"not a database, damaged"
