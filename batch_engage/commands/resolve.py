@@ -156,6 +156,7 @@ async def settle_previous_period(
         log.info("period.settle", period=previous.job.period, rows=possibly)
         prove_outputs(previous)
         # The same Flow, Studio and credentials, so the same launch but for its Spec (a fingerprint knows no period).
+        # A rehearsal's simulator is this period's, though: the last period's simulated runs are not in it.
         result = await run_job(
             dataclasses.replace(current, spec=previous, tokens={}),
             options=RunOptions(limit=0, sandbox=options.sandbox, clock=options.clock, sleep=options.sleep),

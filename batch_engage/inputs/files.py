@@ -40,7 +40,7 @@ __all__ = ["SEPARATORS", "STDIN_NAME", "InputSpec", "Table", "frame_digest", "re
 
 STDIN_NAME = "<stdin>"
 _EXTENSIONS = FILE_EXTENSIONS
-_KINDS = {(kind := source.kind.split()[0]).lower(): kind for source in FILE_FORMATS}  # {"csv": "CSV", ...}
+_KINDS = {source.kind.split()[0].lower(): source.kind.split()[0] for source in FILE_FORMATS}  # {"csv": "CSV", ...}
 _MAX_LISTED_COLUMNS = 30
 
 

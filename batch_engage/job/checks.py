@@ -68,6 +68,10 @@ def check_addresses(sections: Mapping[str, dict[str, Any]]) -> None:
     checkpoint = sections["output"].get("checkpoint")
     if isinstance(checkpoint, str) and checkpoint.startswith(_POSTGRES):
         parse_location(checkpoint if "#" in checkpoint else checkpoint + "#key", key="output.checkpoint")
+    for key in ("results", "outcomes"):
+        table = sections["output"].get(key)
+        if isinstance(table, str) and table.startswith(_POSTGRES):
+            check_database_uri(table, key=f"output.{key}")
     if str(sections["history"].get("path", "")).startswith(_POSTGRES):
         split_schema(sections["history"]["path"], key="history.path")
     flow = sections["flow"]

@@ -34,7 +34,7 @@ from batch_engage.checkpoint.store import (
 from batch_engage.credentials import Credentials
 from batch_engage.errors import ConfigError, TryLater, UsageError
 from batch_engage.job import load_spec
-from batch_engage.runner.job import RunOptions
+from batch_engage.runner import RunOptions
 from batch_engage.sandbox import Sandbox
 from batch_engage.states import RowState
 

@@ -20,7 +20,7 @@ from batch_engage import api
 from batch_engage.collector.collect import ANOTHER_SENDER, CollectOptions, context_value
 from batch_engage.collector.outcomes import OutcomeStore, outcomes_path
 from batch_engage.credentials import Credentials
-from batch_engage.runner.job import RunOptions
+from batch_engage.runner import RunOptions
 from batch_engage.sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox
 
 from conftest import FLOW_SID, REPO, cli, make_contacts

@@ -286,8 +286,9 @@ class TestParsedSettings:
         ("history", {"path": "postgresql://u:s3cret@127.0.0.1/test"}),
         ("output", {"checkpoint": "postgresql://u:s3cret@127.0.0.1/test#job"}),
         ("input", {"uri": "postgresql://u:s3cret@127.0.0.1/test", "query": "select 1"}),
+        ("output", {"results": "postgresql://u:s3cret@127.0.0.1/test#public.results"}),
     ],
-    ids=["history", "checkpoint", "input"],
+    ids=["history", "checkpoint", "input", "results-table"],
 )
 def test_a_password_in_an_address_is_said_before_any_other_mistake(section: str, address: dict[str, str]) -> None:
     """A job with a bad Flow SID and a password in a PostgreSQL URL: the password is what the one line names."""
