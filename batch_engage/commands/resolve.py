@@ -47,8 +47,7 @@ def _spec_of(job: str | Path | Spec, overrides: Mapping[str, Any] | None) -> Spe
 
 
 def run_spec(job: str | Path | Spec, overrides: Mapping[str, Any] | None = None, *, sandbox: bool = False) -> Spec:
-    """The job as a run takes it: a job file path (plus ``section.key`` overrides) or a ``Spec``, in its current
-    period, and its rehearsal twin when ``sandbox``."""
+    """The job as a run takes it (a path plus overrides, or a Spec): its current period; its twin if ``sandbox``."""
     spec = _spec_of(job, overrides)
     return spec.rehearsal() if sandbox else spec
 
@@ -71,8 +70,7 @@ async def launched(
     spec.refuse_early_period(yes=options.yes)
     prove_outputs(spec)
     tokens = job_tokens(spec, sandbox=options.sandbox) if spec.send.on_active == "end" else None
-    real = nullcontext((spec, credentials)) if not options.sandbox else None
-    with real or simulated(spec, config=simulator) as (spec, creds):
+    with simulated(spec, config=simulator) if options.sandbox else nullcontext((spec, credentials)) as (spec, creds):
         resolved = launch(spec, creds or credentials_from_env(), sandbox=options.sandbox, tokens=tokens)
         if spec.job.period_kind is not None:
             await settle_previous_period(resolved, options, transport)
