@@ -10,6 +10,7 @@ import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,7 +18,7 @@ from batch_engage.api import recover, run
 from batch_engage.checkpoint.runlog import lost_lines, read_runlog, runlog_path
 from batch_engage.credentials import Credentials
 from batch_engage.errors import BatchEngageError
-from batch_engage.job import load_spec
+from batch_engage.job import Spec, load_spec
 from batch_engage.sandbox import Sandbox
 
 from conftest import FLOW_SID, make_contacts
@@ -113,28 +114,37 @@ def test_the_run_log_counts_each_group_and_a_shorter_journal_is_lost_lines(tmp_p
     assert lost is not None and (lost.expected, lost.found) == (40, 25)
 
 
-def test_recover_refuses_an_unwritable_output_before_moving_anything_aside(tmp_path: Path) -> None:
-    """`recover` with results that cannot be written: refused (one line), the damaged checkpoint left where it was."""
+DAMAGED = b"not a database, damaged"
+
+
+def _damaged_job(tmp_path: Path, **sections: dict[str, Any]) -> tuple[Spec, Path]:
+    """A job whose checkpoint file is damaged while its run log counts one intent (``sections`` added on top)."""
     contacts = tmp_path / "contacts.csv"
     contacts.write_text("phone\n+14155550100\n")
     checkpoint = tmp_path / "job.checkpoint"
-    checkpoint.write_bytes(b"not a database, damaged")
+    checkpoint.write_bytes(DAMAGED)
     runlog_path(checkpoint).write_text(
         '{"token": "t1", "run": 1, "intents": 1, "at": "2026-01-01T00:00:00.000Z", "twilio_at": null}\n'
     )
-    spec = load_spec(
-        raw={
-            "input": {"path": str(contacts)},
-            "flow": {"sid": FLOW_SID},
-            "mapping": {"to": "phone", "from": "+15005550006"},
-            "output": {"checkpoint": str(checkpoint), "results": str(contacts / "results.csv")},
-        }
-    )
+    raw: dict[str, Any] = {
+        "input": {"path": str(contacts)},
+        "flow": {"sid": FLOW_SID, "api": "executions"},
+        "mapping": {"to": "phone", "from": "+15005550006"},
+        "output": {"checkpoint": str(checkpoint), "results": str(tmp_path / "results.csv")},
+    }
+    for name, values in sections.items():
+        raw[name] = raw.get(name, {}) | values
+    return load_spec(raw=raw), checkpoint
+
+
+def test_recover_refuses_an_unwritable_output_before_moving_anything_aside(tmp_path: Path) -> None:
+    """`recover` with results that cannot be written: refused (one line), the damaged checkpoint left where it was."""
+    spec, checkpoint = _damaged_job(tmp_path, output={"results": str(tmp_path / "contacts.csv" / "results.csv")})
     before = sorted(p.name for p in tmp_path.iterdir())
     with pytest.raises(BatchEngageError, match=r"results\.csv"):
         recover(spec, credentials=Credentials("AC" + "0" * 32, "token"))
     assert sorted(p.name for p in tmp_path.iterdir()) == before
-    assert checkpoint.read_bytes() == b"not a database, damaged"
+    assert checkpoint.read_bytes() == DAMAGED
 
 
 @pytest.mark.parametrize("on_active", ["skip", "end"])
@@ -143,23 +153,8 @@ def test_a_damaged_journal_is_refused_pointing_at_recover_whatever_on_active_say
 ) -> None:
     """A damaged checkpoint whose run log counts intents: the run refuses, naming `recover`, never --restart
     (with on_active = "end" the job's tokens are read first, and that read said --restart --yes)."""
-    contacts = tmp_path / "contacts.csv"
-    contacts.write_text("phone\n+14155550100\n")
-    checkpoint = tmp_path / "job.checkpoint"
-    checkpoint.write_bytes(b"not a database, damaged")
-    runlog_path(checkpoint).write_text(
-        '{"token": "t1", "run": 1, "intents": 1, "at": "2026-01-01T00:00:00.000Z", "twilio_at": null}\n'
-    )
-    spec = load_spec(
-        raw={
-            "input": {"path": str(contacts)},
-            "flow": {"sid": FLOW_SID, "api": "executions"},
-            "mapping": {"to": "phone", "from": "+15005550006"},
-            "send": {"on_active": on_active},
-            "output": {"checkpoint": str(checkpoint), "results": str(tmp_path / "results.csv")},
-        }
-    )
+    spec, checkpoint = _damaged_job(tmp_path, send={"on_active": on_active})
     with pytest.raises(BatchEngageError, match="batch-engage recover") as refused:
         run(spec, credentials=Credentials("AC" + "0" * 32, "token"))
     assert "--restart" not in str(refused.value)
-    assert checkpoint.read_bytes() == b"not a database, damaged"
+    assert checkpoint.read_bytes() == DAMAGED
