@@ -22,18 +22,20 @@ A machine that dies must not hold the lock for long. Two things see to it:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
 import time
 
 import psycopg
+from psycopg.pq import TransactionStatus
 
 from ...errors import CheckpointLocked
 from ...postgres import PgLocation, where
 from .tables import Connection, tables_exist
 
-__all__ = ["Heartbeat", "is_locked", "lock_job", "write_lease"]
+__all__ = ["Heartbeat", "is_locked", "let_go", "lock_job", "write_lease"]
 
 
 def _boottime() -> float:
@@ -101,6 +103,21 @@ def write_lease(conn: Connection, loc: PgLocation) -> None:
         ),
         (loc.key, f"{socket.gethostname()} pid {os.getpid()}"),
     )
+
+
+def let_go(conn: Connection, loc: PgLocation) -> None:
+    """Release the job's lock when the server has just answered, then close the connection.
+
+    The server ends a closed session's backend, and with it the lock, a moment after the client leaves: a
+    command started at once (``--restart --yes`` after a refused ``--restart``) could find the job still held.
+    A session whose last query did not come back (a frozen server, a stop mid-query) is only closed: asking
+    it anything could hang.
+    """
+    idle = conn.info.transaction_status in (TransactionStatus.IDLE, TransactionStatus.INTRANS)
+    if idle:
+        with contextlib.suppress(psycopg.Error):
+            conn.execute("SELECT pg_advisory_unlock(%s)", (loc.lock_id,))
+    conn.close()
 
 
 def is_locked(location: str | PgLocation) -> bool:

@@ -28,7 +28,7 @@ from ..model import (
     StoreBase,
     with_account,
 )
-from .lease import Heartbeat, is_locked, lock_job, write_lease
+from .lease import Heartbeat, is_locked, let_go, lock_job, write_lease
 from .read import exists, jobs_beside, read_only
 from .session import PgSession
 from .tables import LAYOUT_VERSION, Connection, create_tables, move_aside, reached_count, read_meta
@@ -284,8 +284,8 @@ class PgBinding:
         return PgCheckpoint(self.location, self._conn, meta)
 
     def abandon(self) -> None:
-        """Close the connection: the server lets go of the job's lock with it."""
-        self._conn.close()
+        """Let go of the job's lock (the binding was refused, or failed) and close the connection."""
+        let_go(self._conn, self.location)
 
 
 def lock_job_checkpoint(location: str | PgLocation) -> PgBinding:
