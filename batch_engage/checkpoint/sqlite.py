@@ -24,6 +24,7 @@ from ..disk import move_with_sidecars, private_file, release_lock, try_lock
 from ..errors import CheckpointLocked
 from ..states import OPEN, REACHED, RowState, sql_list
 from .model import (
+    USUAL_INPUT,
     Intent,
     Outcome,
     SecondStats,
@@ -56,7 +57,7 @@ __all__ = ["Checkpoint", "FileBinding", "is_locked", "lock_file", "meta_of_file"
 _SELECT = f"SELECT {journal_select()} FROM journal"  # noqa: S608 - constant column names
 _STATES = (
     "SELECT group_concat(contact, char(10)), group_concat(state, char(10)), "
-    "group_concat(coalesce(input, ''), char(10)) FROM journal"
+    "group_concat(CASE WHEN input IS ?1 THEN ?2 ELSE coalesce(input, '') END, char(10)) FROM journal"
 )
 
 # One try at a lock another connection holds; the run waits out longer ones itself (``output.lock_wait``),
@@ -254,8 +255,9 @@ class Checkpoint(StoreBase):
         """Every line's contact, state and the input it was written for: three texts the database joins in one
         pass (so their lines stay together) and polars splits."""
         with self._db_lock:
-            texts = self._conn.execute(_STATES).fetchone()
-        return states_from_text(*texts)
+            usual = self.meta.get("input")
+            texts = self._conn.execute(_STATES, (usual, USUAL_INPUT)).fetchone()
+        return states_from_text(*texts, usual)
 
     def contacts_in(self, states: frozenset[RowState]) -> pl.Series:
         """Contacts whose line is in one of ``states``, without reading the lines themselves (one ``group_concat``)."""

@@ -99,6 +99,20 @@ class TestJournal:
         view = read_checkpoint(location)
         assert view.journal.height == 3 and view.meta["token"]
 
+    def test_each_line_keeps_the_input_it_was_written_for(self, location: str) -> None:
+        """A resumed run tells lines of the last export from an earlier export's and from a line with none."""
+        with open_checkpoint(location, FP, TWILIO) as cp:
+            cp.write_intents(_intents("+0"), at=AT, twilio_at=AT)
+            cp.start_run(AT, "earlier-export")
+            cp.write_intents(_intents("+1"), at=AT, twilio_at=AT)
+            cp.start_run(AT, "last-export")
+            cp.write_intents(_intents("+2", "+3"), at=AT, twilio_at=AT)
+        expected = {"+0": None, "+1": "earlier-export", "+2": "last-export", "+3": "last-export"}
+        with open_checkpoint(location, FP, TWILIO) as cp:
+            states = cp.states()
+        assert dict(states.select("contact", pl.col("input").cast(pl.String)).iter_rows()) == expected
+        assert set(states["state"]) == {"intent"}
+
     def test_an_ended_sid_outlives_later_outcomes(self, location: str) -> None:
         """The run a contact was waiting on, once ended, stays named after the contact is sent."""
         with open_checkpoint(location, FP, TWILIO) as cp:

@@ -14,7 +14,7 @@ import psycopg
 from ...errors import TryLater
 from ...postgres import PgLocation
 from ...states import OPEN, REACHED, RowState, sql_list
-from ..model import contacts_from_text, journal_frame, reached_frame, states_from_text
+from ..model import USUAL_INPUT, contacts_from_text, journal_frame, reached_frame, states_from_text
 from .tables import Connection, journal_sql
 
 __all__ = ["PgSession"]
@@ -96,11 +96,13 @@ class PgSession:
         so their lines stay together)."""
         sql = self._sql(
             "SELECT string_agg(contact, chr(10) ORDER BY contact), string_agg(state, chr(10) ORDER BY contact), "
-            "string_agg(coalesce(input, ''), chr(10) ORDER BY contact) FROM {s}.journal WHERE job = %s"
+            "string_agg(CASE WHEN input IS NOT DISTINCT FROM %s::text THEN %s::text ELSE coalesce(input, '') END, "
+            "chr(10) ORDER BY contact) FROM {s}.journal WHERE job = %s"
         )
+        usual = self.meta.get("input")
         with self._db():
-            row = self._conn.execute(sql, (self.location.key,)).fetchone()
-        return states_from_text(*(row or (None, None, None)))
+            row = self._conn.execute(sql, (usual, USUAL_INPUT, self.location.key)).fetchone()
+        return states_from_text(*(row or (None, None, None)), usual)
 
     def reached_for_other_input(self, input_digest: str) -> pl.DataFrame:
         """Contacts reached by runs for another input (an earlier export): contact, params_hash."""
