@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from benchkit import Target, emit, quiet_logs, realistic_contacts, with_invalid_numbers, write_job_file
+from benchkit import Target, compiled, emit, quiet_logs, realistic_contacts, with_invalid_numbers, write_job_file
 
 ROWS = 1_000_000
 NATIONAL_SHARE = 0.05
@@ -119,6 +119,7 @@ def counts(stdout: str) -> dict[str, int]:
 
 def measure(job: Path, contacts: Path) -> dict[str, Any]:
     """Both processes, interleaved, ``ROUNDS`` times each: the best of each, and validate's highest peak RSS."""
+    compiled()
     validate = [sys.executable, "-m", "batch_engage", "validate", str(job)]
     bare = [sys.executable, "-c", f"import polars as pl; pl.read_csv({str(contacts)!r})"]
     runs: dict[str, list[dict[str, Any]]] = {"validate": [], "bare": []}

@@ -750,7 +750,8 @@ class TestExperimentInABrowser:
             rate_limit=None, replies_by=("variant", {"A": ("YES", "NO", "NO", "NO"), "B": ("YES", "NO")})
         )
         contacts = tmp_path / "contacts.csv"
-        pl.DataFrame({"phone": [f"+1415555{i:04d}" for i in range(800)], "name": ["x"] * 800}).with_columns(
+        # About 135 contacts a variant: rates of 1/4 and 1/2 then differ by some four standard errors.
+        pl.DataFrame({"phone": [f"+1415555{i:04d}" for i in range(300)], "name": ["x"] * 300}).with_columns(
             visits=pl.lit(1)
         ).write_csv(contacts)
         extra = f"""
@@ -774,7 +775,8 @@ parameters = {{ variant = "B" }}
 """
         send = "rate = 5000\nconcurrency = 8\nreconcile_delay = 0.0"
         job = write_job(input_path=contacts, base_url=sb.url, send=send, extra=extra)
-        assert batch_engage.run(job, credentials=sandbox_creds).exit_code == 0
+        ran = batch_engage.run(job, credentials=sandbox_creds)
+        assert ran.exit_code == 0
         sb.end_all_runs()
         collected = batch_engage.collect(job, credentials=sandbox_creds)
         assert collected.exit_code == 0
@@ -794,4 +796,4 @@ parameters = {{ variant = "B" }}
         assert verdict.is_displayed()
         assert "B's rate is higher than A's" in verdict.text and "excludes zero" in verdict.text
         holdout = browser.find_element(By.ID, "holdout")
-        assert 40 <= int(holdout.get_attribute("data-count")) <= 120 and holdout.is_displayed()
+        assert 15 <= int(holdout.get_attribute("data-count")) == ran.counts["holdout"] <= 45 and holdout.is_displayed()
