@@ -22,7 +22,7 @@ from batch_engage.job import Spec, load_spec
 from batch_engage.sandbox import Sandbox
 
 from conftest import FLOW_SID, make_contacts
-from killing import cli_env, kill_9_when, start_run
+from killing import cli_env, kill_9_when, ledger_length, start_run
 
 ROWS = 300
 
@@ -40,7 +40,7 @@ def _killed_mid_run(
     make_contacts(ROWS).write_csv(contacts)
     job = write_job(input_path=contacts, base_url=sb.url, send="rate = 150\nconcurrency = 8\nreconcile_delay = 0.1")
     proc = start_run(job, env)
-    assert kill_9_when(proc, lambda: len(sb.ledger()) >= ROWS // 2, within=60)
+    assert kill_9_when(proc, lambda: ledger_length(sb) >= ROWS // 2, within=60)
     return job, tmp_path / "job.checkpoint"
 
 

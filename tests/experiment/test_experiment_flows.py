@@ -15,7 +15,7 @@ import pytest
 from batch_engage.sandbox import Sandbox
 
 from conftest import FLOW_SID, REPO, make_contacts
-from killing import cli_env, kill_9_when
+from killing import cli_env, kill_9_when, ledger_length
 
 FLOW_B = "FW" + "b" * 32
 ROWS = 300
@@ -85,7 +85,7 @@ def test_kill_9_mid_run_and_a_resume_keep_each_contact_once_on_its_own_flow(
     kills = 0
     for step in (15, 60, 120):
         proc = _start(job, env)
-        kills += kill_9_when(proc, lambda: len(sb.ledger()) >= step, within=20)  # noqa: B023 (called at once)
+        kills += kill_9_when(proc, lambda: ledger_length(sb) >= step, within=20)  # noqa: B023 (called at once)
     assert kills >= 2
     final = subprocess.run(
         [sys.executable, "-m", "batch_engage", "run", str(job)], env=env, capture_output=True, cwd=REPO, timeout=120

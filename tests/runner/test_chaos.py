@@ -17,7 +17,7 @@ import pytest
 from batch_engage.sandbox import Sandbox
 
 from conftest import REPO, make_contacts
-from killing import kill_9, kill_9_when, start_run
+from killing import kill_9, kill_9_when, ledger_length, start_run
 
 ROWS = 300
 
@@ -51,7 +51,7 @@ def test_kill_9_at_random_moments_never_sends_twice_and_finishes(
         else:
             # Mid-send: once a random number of new runs exist.
             target = before + rng.randint(3, 40)
-            kills += kill_9_when(proc, lambda target=target: len(sb.ledger()) >= target, within=20)
+            kills += kill_9_when(proc, lambda target=target: ledger_length(sb) >= target, within=20)
     assert kills >= 5
     final = subprocess.run(
         [sys.executable, "-m", "batch_engage", "run", str(job)],
