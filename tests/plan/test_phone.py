@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -64,8 +65,13 @@ def _spellings(d: str) -> list[str]:
     ]
 
 
+@functools.cache
 def _examples() -> list[str]:
-    """An example number of every type for every region phonenumbers knows, in E.164."""
+    """An example number of every type for every region phonenumbers knows, in E.164.
+
+    Built when a test first draws from it, not at import: every worker imports this module to collect it,
+    and only the one running these tests needs the list (a quarter second to build).
+    """
     found: set[str] = set()
     for region in phonenumbers.SUPPORTED_REGIONS:
         for kind in range(11):
@@ -75,13 +81,10 @@ def _examples() -> list[str]:
     return sorted(found)
 
 
-EXAMPLES = _examples()
-
-
 @st.composite
 def near_valid_e164(draw: st.DrawFn) -> str:
     """An example number with a few digits changed, one added or one dropped: valid or invalid, always close."""
-    digits = list(draw(st.sampled_from(EXAMPLES))[1:])
+    digits = list(draw(st.sampled_from(_examples()))[1:])
     for _ in range(draw(st.integers(0, 3))):
         digits[draw(st.integers(0, len(digits) - 1))] = str(draw(st.integers(0, 9)))
     change = draw(st.sampled_from(["keep", "keep", "add", "drop"]))
@@ -157,7 +160,7 @@ class TestNormalization:
             else:
                 assert (address if reason is None else None) == _phonenumbers_e164(value, region), value
 
-    @given(st.sampled_from(EXAMPLES), st.sampled_from(["US", "GB", "DE", None]))
+    @given(st.deferred(lambda: st.sampled_from(_examples())), st.sampled_from(["US", "GB", "DE", None]))
     @settings(max_examples=100)
     def test_whatsapp_addresses_of_valid_numbers_pass_unchanged(self, number: str, region: str | None) -> None:
         """`whatsapp:+E164` is a channel address: it passes as written whatever the default region."""
