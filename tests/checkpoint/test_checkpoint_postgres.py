@@ -39,7 +39,7 @@ from batch_engage.sandbox import Sandbox
 from batch_engage.states import RowState
 
 from conftest import FLOW_SID, make_contacts
-from killing import kill_9, kill_9_when, start_run
+from killing import kill_9, kill_9_when, ledger_length, start_run
 from pg import Schema, fresh_schema
 
 FAST_SEND = "rate = 500\nconcurrency = 8\nreconcile_delay = 0.0"
@@ -338,7 +338,7 @@ class TestTwoMachines:
             else:
                 # Mid-send: once a random number of new runs exist.
                 target = before + rng.randint(5, 60)
-                kills += kill_9_when(proc, lambda target=target: len(sb.ledger()) >= target)
+                kills += kill_9_when(proc, lambda target=target: ledger_length(sb) >= target)
         assert kills >= 5
         last = machines[1]
         final = subprocess.run(
@@ -368,7 +368,7 @@ class TestTwoMachines:
         frozen = start_run(machines[0], env)
         try:
             deadline = time.monotonic() + 30
-            while len(sb.ledger()) < 20 and time.monotonic() < deadline:
+            while ledger_length(sb) < 20 and time.monotonic() < deadline:
                 time.sleep(0.01)
             frozen.send_signal(signal.SIGSTOP)
             stopped = time.monotonic()

@@ -21,7 +21,7 @@ import pytest
 from batch_engage.sandbox import Sandbox
 
 from conftest import FLOW_SID, make_contacts
-from killing import cli_env, start_run
+from killing import cli_env, ledger_length, start_run
 from pg import Schema, fresh_schema
 
 ROWS = 600
@@ -133,7 +133,7 @@ def test_sigterm_with_postgresql_frozen_ends_within_2s_with_75_and_the_next_run_
         env = cli_env(sandbox_env)
         proc = start_run(_job(tmp_path, contacts, sb, through_proxy), env)
         deadline = time.monotonic() + 60
-        while len(sb.ledger()) < ROWS // 4 and proc.poll() is None and time.monotonic() < deadline:
+        while ledger_length(sb) < ROWS // 4 and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)  # polling for a condition, not sleeping to make timing work
         proxy.frozen.set()
         time.sleep(1.0)  # the behaviour under test: calls hang on the frozen connection for a while

@@ -5,8 +5,6 @@ sandbox's ledger), and no message may advise ``--restart --yes`` while contacts 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -21,16 +19,10 @@ from batch_engage.errors import BatchEngageError
 from batch_engage.job import Spec, load_spec
 from batch_engage.sandbox import Sandbox
 
-from conftest import FLOW_SID, make_contacts
-from killing import cli_env, kill_9_when, start_run
+from conftest import FLOW_SID, cli, make_contacts
+from killing import cli_env, kill_9_when, ledger_length, start_run
 
 ROWS = 300
-
-
-def _cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "batch_engage", *args], env=env, capture_output=True, text=True, cwd=cwd, timeout=180
-    )
 
 
 def _killed_mid_run(
@@ -40,7 +32,7 @@ def _killed_mid_run(
     make_contacts(ROWS).write_csv(contacts)
     job = write_job(input_path=contacts, base_url=sb.url, send="rate = 150\nconcurrency = 8\nreconcile_delay = 0.1")
     proc = start_run(job, env)
-    assert kill_9_when(proc, lambda: len(sb.ledger()) >= ROWS // 2, within=60)
+    assert kill_9_when(proc, lambda: ledger_length(sb) >= ROWS // 2, within=60)
     return job, tmp_path / "job.checkpoint"
 
 
@@ -52,7 +44,11 @@ def _once_each(sb: Sandbox) -> None:
 
 @pytest.mark.slow
 def test_a_wal_cut_in_half_after_sigkill_is_reconciled_first_and_nobody_is_reached_twice(
-    sandbox_factory: Callable[..., Sandbox], write_job: Callable[..., Path], tmp_path: Path, sandbox_env: dict[str, str]
+    sandbox_factory: Callable[..., Sandbox],
+    write_job: Callable[..., Path],
+    tmp_path: Path,
+    sandbox_env: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """SIGKILL mid-run, the WAL truncated to half its size, run again: the run says it reconciled because the
     checkpoint had lost lines, finishes with exit 0, and every contact has exactly one run."""
@@ -62,14 +58,20 @@ def test_a_wal_cut_in_half_after_sigkill_is_reconciled_first_and_nobody_is_reach
     wal = checkpoint.with_name(checkpoint.name + "-wal")
     assert wal.stat().st_size > 0
     os.truncate(wal, wal.stat().st_size // 2)
-    again = _cli(["run", str(job)], env, tmp_path)
-    assert again.returncode == 0, again.stderr[-4000:]
-    assert "reconciled first: the checkpoint had lost lines" in again.stdout
+    # Only the killed run needs a process of its own: the commands after it run in this one (sandbox_env has
+    # put the credentials in its environment).
+    code, out, err = cli(["run", str(job)], capsys)
+    assert code == 0, err[-4000:]
+    assert "reconciled first: the checkpoint had lost lines" in out
     _once_each(sb)
 
 
 def test_a_deleted_journal_is_refused_without_restart_advice_and_recover_rebuilds_it(
-    sandbox_factory: Callable[..., Sandbox], write_job: Callable[..., Path], tmp_path: Path, sandbox_env: dict[str, str]
+    sandbox_factory: Callable[..., Sandbox],
+    write_job: Callable[..., Path],
+    tmp_path: Path,
+    sandbox_env: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """SIGKILL mid-run, the checkpoint and its WAL deleted (the run log kept): a run refuses (exit 2) pointing at
     `recover`, never at --restart --yes; `recover` finds the contacts reached by marker; the next run sends only
@@ -82,18 +84,20 @@ def test_a_deleted_journal_is_refused_without_restart_advice_and_recover_rebuild
         checkpoint.with_name(checkpoint.name + suffix).unlink(missing_ok=True)
     assert runlog_path(checkpoint).exists()
 
-    refused = _cli(["run", str(job)], env, tmp_path)
-    assert refused.returncode == 2
-    assert "batch-engage recover" in refused.stderr and "--restart" not in refused.stderr
+    # Only the killed run needs a process of its own: the commands after it run in this one (sandbox_env has
+    # put the credentials in its environment).
+    code, _, err = cli(["run", str(job)], capsys)
+    assert code == 2
+    assert "batch-engage recover" in err and "--restart" not in err
     assert len(sb.ledger()) == reached
 
-    recovered = _cli(["recover", str(job)], env, tmp_path)
-    assert recovered.returncode == 0, recovered.stderr[-4000:]
-    assert f"recovered: {reached} contacts found" in recovered.stdout
+    code, out, err = cli(["recover", str(job)], capsys)
+    assert code == 0, err[-4000:]
+    assert f"recovered: {reached} contacts found" in out
     assert len(sb.ledger()) == reached
 
-    done = _cli(["run", str(job)], env, tmp_path)
-    assert done.returncode == 0, done.stderr[-4000:]
+    code, _, err = cli(["run", str(job)], capsys)
+    assert code == 0, err[-4000:]
     _once_each(sb)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections import Counter
@@ -14,8 +13,8 @@ import pytest
 
 from batch_engage.sandbox import Sandbox
 
-from conftest import FLOW_SID, REPO, make_contacts
-from killing import cli_env, kill_9_when
+from conftest import FLOW_SID, REPO, cli, make_contacts
+from killing import cli_env, kill_9_when, ledger_length
 
 FLOW_B = "FW" + "b" * 32
 ROWS = 300
@@ -57,22 +56,28 @@ def _flows_match_variants(sb: Sandbox, results: pl.DataFrame) -> None:
 
 
 def test_each_flow_gets_only_its_variants_contacts(
-    sandbox_factory: Callable[..., Sandbox], write_job: Callable[..., Path], tmp_path: Path, sandbox_env: dict[str, str]
+    sandbox_factory: Callable[..., Sandbox],
+    write_job: Callable[..., Path],
+    tmp_path: Path,
+    sandbox_env: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Variant B names its own Flow: the sandbox's record of runs shows A's contacts on the job's Flow, B's on B's."""
     sb = sandbox_factory(rate_limit=None)
     path = tmp_path / "contacts.csv"
     make_contacts(60).write_csv(path)
     job = write_job(input_path=path, base_url=sb.url, extra=TWO_FLOWS)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TWILIO_")} | sandbox_env
-    done = subprocess.run([sys.executable, "-m", "batch_engage", "run", str(job)], env=env, cwd=REPO, timeout=120)
-    assert done.returncode == 0
+    assert cli(["run", str(job)], capsys)[0] == 0
     _flows_match_variants(sb, pl.read_csv(job.parent / "job.results.csv"))
 
 
 @pytest.mark.slow
 def test_kill_9_mid_run_and_a_resume_keep_each_contact_once_on_its_own_flow(
-    sandbox_factory: Callable[..., Sandbox], write_job: Callable[..., Path], tmp_path: Path, sandbox_env: dict[str, str]
+    sandbox_factory: Callable[..., Sandbox],
+    write_job: Callable[..., Path],
+    tmp_path: Path,
+    sandbox_env: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """SIGKILLs while sending (answers lost too, so reconciliation must look in each variant's Flow), then the
     same command finishes: every contact exactly once, on its own variant's Flow."""
@@ -85,12 +90,12 @@ def test_kill_9_mid_run_and_a_resume_keep_each_contact_once_on_its_own_flow(
     kills = 0
     for step in (15, 60, 120):
         proc = _start(job, env)
-        kills += kill_9_when(proc, lambda: len(sb.ledger()) >= step, within=20)  # noqa: B023 (called at once)
+        kills += kill_9_when(proc, lambda: ledger_length(sb) >= step, within=20)  # noqa: B023 (called at once)
     assert kills >= 2
-    final = subprocess.run(
-        [sys.executable, "-m", "batch_engage", "run", str(job)], env=env, capture_output=True, cwd=REPO, timeout=120
-    )
-    assert final.returncode == 0, final.stderr.decode()[-4000:]
+    # Only the killed runs need processes of their own: the resume runs in this one (sandbox_env has put the
+    # credentials in its environment).
+    code, _, err = cli(["run", str(job)], capsys)
+    assert code == 0, err[-4000:]
     results = pl.read_csv(job.parent / "job.results.csv")
     assert set(results["status"]) == {"sent", "holdout"}
     _flows_match_variants(sb, results)

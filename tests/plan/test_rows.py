@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import replace
@@ -338,8 +339,12 @@ def _texts(value: Any) -> list[str]:
     return [value] if isinstance(value, str) else []
 
 
+@functools.cache
 def _example_numbers() -> list[tuple[str, str]]:
-    """(region, E.164) of an example number of every type for every region phonenumbers knows."""
+    """(region, E.164) of an example number of every type for every region phonenumbers knows.
+
+    Built when a test first draws from it, not at import: every worker imports this module to collect it.
+    """
     found: dict[str, str] = {}
     for region in sorted(phonenumbers.SUPPORTED_REGIONS):
         for kind in range(11):
@@ -349,7 +354,6 @@ def _example_numbers() -> list[tuple[str, str]]:
     return sorted((region, e164) for e164, region in found.items())
 
 
-EXAMPLE_NUMBERS = _example_numbers()
 STYLES = (
     "e164",
     "international",
@@ -369,7 +373,7 @@ def spreadsheet_numbers(draw: st.DrawFn) -> tuple[str | float, str | None, str, 
 
     Returns ``(cell, default_region, e164, style)``.
     """
-    region, e164 = draw(st.sampled_from(EXAMPLE_NUMBERS))
+    region, e164 = draw(st.sampled_from(_example_numbers()))
     tail = draw(st.integers(0, 3))
     if tail:
         varied = e164[:-tail] + "".join(str(draw(st.integers(0, 9))) for _ in range(tail))
