@@ -33,6 +33,7 @@ from ..plan import Prepared, annotate_windows, prepare
 from ..postgres import masked
 from ..results import SEGMENTS_META, build_results, counts_by_status, with_segments
 from ..tables import write_output
+from ..twilio import load_transport
 from .ending import Ending, ending
 from .failures import Storage
 from .launch import Launch
@@ -116,6 +117,7 @@ async def run_job(
         partial(_prepared, launched, frame, stdin, stored=settle_only, restart=options.restart),
         checkpoint_opening(launched, options, recover),
         early=opens_early(launched.spec.output.checkpoint, options, planned=not settle_only, recover=recover),
+        then=load_transport if transport is None else None,
     )
     # Lock waits bounded by the job's ``lock_wait``; every wait ended by a stop.
     storage = Storage(

@@ -63,15 +63,21 @@ def opens_early(location: str, options: RunOptions, *, planned: bool, recover: s
 
 
 def plan_while_opening(
-    plan: Callable[[], Prepared], opening: Callable[[], CheckpointStore], *, early: bool
+    plan: Callable[[], Prepared],
+    opening: Callable[[], CheckpointStore],
+    *,
+    early: bool,
+    then: Callable[[], None] | None = None,
 ) -> tuple[Prepared, EarlyOpening | Callable[[], CheckpointStore]]:
     """``plan()``, with the checkpoint opened meanwhile when ``early``; and what gives the run its checkpoint.
+
+    ``then``: called in the opening's thread once the checkpoint is open (to load what sending needs).
 
     An input refused while the checkpoint was opening closes it again, and is the answer.
     """
     if not early:
         return plan(), opening
-    started = EarlyOpening(opening)
+    started = EarlyOpening(opening, then)
     try:
         return plan(), started
     except BaseException:
@@ -82,11 +88,11 @@ def plan_while_opening(
 class EarlyOpening:
     """The checkpoint being opened, and its states read, in a thread started now."""
 
-    def __init__(self, opening: Callable[[], CheckpointStore]) -> None:
+    def __init__(self, opening: Callable[[], CheckpointStore], then: Callable[[], None] | None = None) -> None:
         self._future: concurrent.futures.Future[_Opened] = concurrent.futures.Future()
-        threading.Thread(target=self._work, args=(opening,), name="batch-engage-open", daemon=True).start()
+        threading.Thread(target=self._work, args=(opening, then), name="batch-engage-open", daemon=True).start()
 
-    def _work(self, opening: Callable[[], CheckpointStore]) -> None:
+    def _work(self, opening: Callable[[], CheckpointStore], then: Callable[[], None] | None) -> None:
         try:
             cp = opening()
         except BaseException as exc:
@@ -97,6 +103,10 @@ class EarlyOpening:
         except Exception:
             states = None  # read again by the run, where a failing checkpoint is the storage's to report
         self._future.set_result((cp, states))
+        if then is not None:
+            # The planning still runs: what the first request needs next is loaded meanwhile.
+            with contextlib.suppress(Exception):
+                then()
 
     async def result(self, control: RunControl) -> _Opened:
         """The open checkpoint and its states (None: to read again); its refusal raised; a stop meanwhile ends it."""

@@ -1,7 +1,7 @@
 """Twilio over the wire: the client, its answers classified, hosts, Twilio's clock, pacing and paced reads."""
 
 from .classify import Created, error_code, parse_datetime
-from .client import MessagesClient, RunRecord, StudioClient, make_http_client
+from .client import MessagesClient, RunRecord, StudioClient, load_transport, make_http_client
 from .clock import TwilioClock
 from .hosts import (
     DEFAULT_BASE_URL,
@@ -42,6 +42,7 @@ __all__ = [
     "edge_name",
     "error_code",
     "is_handback",
+    "load_transport",
     "make_http_client",
     "messaging_base_url",
     "parse_datetime",

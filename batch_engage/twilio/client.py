@@ -110,6 +110,13 @@ def _aiohttp_transport(limits: httpx.Limits) -> httpx.AsyncBaseTransport:
     return AiohttpTransport(limits=limits, trust_env=False, verify=_tls(), client=session)
 
 
+def load_transport() -> None:
+    """Load the default transport's modules and TLS roots now (0.2 s), so the first request does not wait on them."""
+    import httpx_aiohttp  # noqa: F401, PLC0415 - loads aiohttp too; what _aiohttp_transport imports
+
+    _tls()
+
+
 def make_http_client(
     *,
     username: str,
