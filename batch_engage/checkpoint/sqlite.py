@@ -256,8 +256,8 @@ class Checkpoint(StoreBase):
         pass (so their lines stay together) and polars splits."""
         with self._db_lock:
             usual = self.meta.get("input")
-            texts = self._conn.execute(_STATES, (usual, USUAL_INPUT)).fetchone()
-        return states_from_text(*texts, usual)
+            contacts, states, inputs = self._conn.execute(_STATES, (usual, USUAL_INPUT)).fetchone()
+        return states_from_text(contacts, states, inputs, usual)
 
     def contacts_in(self, states: frozenset[RowState]) -> pl.Series:
         """Contacts whose line is in one of ``states``, without reading the lines themselves (one ``group_concat``)."""

@@ -25,6 +25,7 @@ class PgSession:
 
     location: PgLocation
     path: str
+    meta: dict[str, str]
     _conn: Connection
     _db_lock: threading.Lock
 
@@ -102,7 +103,8 @@ class PgSession:
         usual = self.meta.get("input")
         with self._db():
             row = self._conn.execute(sql, (usual, USUAL_INPUT, self.location.key)).fetchone()
-        return states_from_text(*(row or (None, None, None)), usual)
+        contacts, states, inputs = row or (None, None, None)
+        return states_from_text(contacts, states, inputs, usual)
 
     def reached_for_other_input(self, input_digest: str) -> pl.DataFrame:
         """Contacts reached by runs for another input (an earlier export): contact, params_hash."""
