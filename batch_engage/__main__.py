@@ -1,7 +1,5 @@
 """``python -m batch_engage``: the same as the ``batch-engage`` command."""
 
-import sys
+from .cli import entry
 
-from .cli import main
-
-sys.exit(main())
+entry()
