@@ -65,6 +65,20 @@ class TestValidate:
         assert pl.read_csv(tmp_path / "dry.csv")["status"].to_list() == ["pending"] * 3 + ["invalid"]
         assert not Path(spec.output.checkpoint).exists()
 
+    def test_invalid_rows_are_counted_by_kind_of_problem_most_common_first_without_the_values(
+        self, make_spec: Callable[..., Any]
+    ) -> None:
+        """Rows refused for the same reason count together whatever value each quotes; the commonest kind leads."""
+        bad = ["nope", "abc", 'no\'pe: "x"', "+1", "+12", "+123", "", "1.5"]
+        frame = pl.concat(
+            [make_contacts(2), pl.DataFrame({"phone": bad, "name": ["X"] * len(bad), "visits": [1] * len(bad)})]
+        )
+        found = api.validate(make_spec("http://127.0.0.1:9"), frame=frame)
+        kinds = found.invalid_reasons
+        assert sum(kinds.values()) == found.invalid == len(bad)
+        assert list(kinds.values()) == sorted(kinds.values(), reverse=True) and max(kinds.values()) >= 2
+        assert not any(value in kind for kind in kinds for value in ("nope", "abc", "+123", "1.5"))
+
     def test_the_results_table_is_the_one_written_to_output(
         self, make_spec: Callable[..., Any], tmp_path: Path
     ) -> None:
