@@ -192,7 +192,7 @@ def states_from_text(contacts: str | None, states: str | None, inputs: str | Non
     given = pl.col("input")
     return frame.select(pl.all().str.split("\n").explode()).with_columns(
         pl.when(given == USUAL_INPUT)
-        .then(pl.lit(usual, pl.String))
+        .then(pl.lit(usual or None, pl.String))
         .when(given != "")
         .then(given)
         .cast(pl.Categorical)

@@ -9,6 +9,7 @@ import sys
 import threading
 from typing import NoReturn
 
+from ..exits import EXIT_IOERR
 from .main import main
 
 __all__ = ["entry"]
@@ -19,15 +20,24 @@ def entry() -> NoReturn:
 
     Finalizing the thousand modules a command loads took 0.1 s of every command (a tenth of ``validate``'s
     wall time on a million rows) and does nothing for an ended one: its files and connections are closed
-    inside ``main``; here its other threads are waited for, its log handlers and output flushed, as a normal
-    exit would. A program calling ``main`` is left to exit its own way.
+    inside ``main``. The exit is the usual one whenever something may still want it: a thread still running
+    (a pool's idle workers leave only at the interpreter's own exit), a profiler or tracer (they write their
+    report then). A program calling ``main`` is left to exit its own way.
     """
     code = main()
-    for thread in threading.enumerate():
-        if thread is not threading.current_thread() and not thread.daemon:
-            thread.join()
+    others = [t for t in threading.enumerate() if t is not threading.current_thread() and not t.daemon]
+    if others or sys.getprofile() is not None or sys.gettrace() is not None:
+        sys.exit(code)
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):  # a reader that went away, a stream closed
+        try:
             stream.flush()
+        except (BrokenPipeError, ValueError):  # a reader that went away, a stream already closed
+            pass
+        except OSError as exc:
+            # A full disk under a redirected output: said, and the exit says so, as a normal exit's would.
+            with contextlib.suppress(OSError, ValueError):
+                sys.stderr.write(f"batch-engage: the output could not be written: {exc}\n")
+                sys.stderr.flush()
+            code = EXIT_IOERR
     os._exit(code)

@@ -117,7 +117,9 @@ async def run_job(
         partial(_prepared, launched, frame, stdin, stored=settle_only, restart=options.restart),
         checkpoint_opening(launched, options, recover),
         early=opens_early(launched.spec.output.checkpoint, options, planned=not settle_only, recover=recover),
-        then=load_transport if transport is None else None,
+        # Not beside a database input's own driver imports, which planning makes meanwhile: two threads importing
+        # at once can trip Python's import locks.
+        then=load_transport if transport is None and launched.spec.input.query is None else None,
     )
     # Lock waits bounded by the job's ``lock_wait``; every wait ended by a stop.
     storage = Storage(

@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 
 from batch_engage.checkpoint import sqlite_read
+from batch_engage.checkpoint.model import states_from_text
 from batch_engage.checkpoint.store import Intent, Outcome, Target, open_checkpoint, read_only
 from batch_engage.states import RowState
 
@@ -107,3 +108,9 @@ def test_the_plan_is_written_again_only_when_it_changed(tmp_path: Path) -> None:
     assert kept.stat().st_mtime_ns != 1
     assert read_only(path).plan is not None and read_only(path).plan.equals(changed)  # type: ignore[union-attr]
     assert "parameters" not in read_only(path, brief=True).plan.columns  # type: ignore[union-attr]
+
+
+def test_lines_of_a_run_that_had_no_input_digest_read_as_no_input() -> None:
+    """A settle-only run records an empty digest: its lines are "no input", never an input called ""."""
+    states = states_from_text("+1\n+2", "sent\nsent", "=\n", "")
+    assert states.get_column("input").to_list() == [None, None]

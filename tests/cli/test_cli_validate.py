@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import io
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -98,6 +99,37 @@ class TestReport:
         )
         ran = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO)
         assert ran.stdout.splitlines()[-1] == "1 []"
+
+    def test_output_that_cannot_be_written_is_said_and_the_exit_is_74(self, mixed_job: Callable[..., Path]) -> None:
+        """A command whose output goes to a full disk (``/dev/full``) says so on stderr and exits 74, never 0."""
+        # Buffered, as a redirected output is unless PYTHONUNBUFFERED says otherwise: written when the command ends.
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+        with open("/dev/full", "w") as full:
+            ran = subprocess.run(
+                [sys.executable, "-m", "batch_engage", "validate", str(mixed_job())],
+                env=env,
+                stdout=full,
+                stderr=subprocess.PIPE,
+                text=True,
+                cwd=REPO,
+                timeout=60,
+            )
+        assert ran.returncode == 74
+        assert "the output could not be written" in ran.stderr
+
+    def test_a_profiled_command_still_writes_its_profile(self, mixed_job: Callable[..., Path], tmp_path: Path) -> None:
+        """``python -m cProfile -o FILE -m batch_engage ...`` leaves its profile: the quick exit waits for it."""
+        profile = tmp_path / "validate.prof"
+        ran = subprocess.run(
+            [sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "batch_engage", "validate", str(mixed_job())],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=60,
+        )
+        # cProfile's own exit status is 0 whatever the command's: what matters is that the profile was written.
+        assert "rows:" in ran.stdout, ran.stderr
+        assert profile.stat().st_size > 0
 
     def test_a_program_calling_the_cli_keeps_its_garbage_collector_as_it_was(
         self, mixed_job: Callable[..., Path], capsys: pytest.CaptureFixture[str]
