@@ -266,7 +266,7 @@ def validate(
     """
     spec = load_job(job, overrides, sandbox=sandbox)
     check_outputs(spec, [("--output", output)])
-    prepared = prepare(spec, frame=frame, stdin=stdin, rewrites=True)
+    prepared = prepare(spec, frame=frame, stdin=stdin, rewrites=True, digest=False)
     target = offline_target(spec, None if sandbox else credentials, sandbox)
     check_binding(spec.output.checkpoint, prepared.fingerprint, target, restart=restart, yes=yes)
     if not flow:

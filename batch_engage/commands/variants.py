@@ -35,5 +35,5 @@ def assign_variants(
     spec = load_job(experiment)
     if spec.experiment is None:
         raise UsageError(f"job {spec.job.id} has no [experiment]: every contact gets the one Flow")
-    plan = prepare(spec, frame=data, kept=kept_variants(spec, restart=False)).plan
+    plan = prepare(spec, frame=data, kept=kept_variants(spec, restart=False), digest=False).plan
     return data.with_columns(plan.get_column("variant"))

@@ -23,7 +23,7 @@ def load_suppression(files: Iterable[str], column: str | None, default_region: s
     """Each suppression list's normalized addresses, by the list's file name."""
     lists: dict[str, set[str]] = {}
     for path in files:
-        table = read_table(InputSpec(path=path), text_columns=[column] if column else [])
+        table = read_table(InputSpec(path=path), text_columns=[column] if column else [], digest=False)
         frame = table.frame
         name = column or frame.columns[0]
         require_columns(path, frame, [("suppress.column", name)])

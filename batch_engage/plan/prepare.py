@@ -127,13 +127,15 @@ def prepare(
     job_owner: str | None = None,
     kept: Mapping[str, str] | None = None,
     rewrites: bool = False,
+    digest: bool = True,
 ) -> Prepared:
     """Read and plan the input (suppression, caps, send-window zones, contact keys, variants); no call to Twilio.
 
     ``kept``: contacts already sent a variant (from the checkpoint), who keep it. ``rewrites`` also finds
-    one example of each way a To was rewritten (for ``validate``; a run skips the cost).
+    one example of each way a To was rewritten (for ``validate``; a run skips the cost). Without ``digest``
+    the input's digest, which only a run keeps, is not taken (``input_digest`` is empty).
     """
-    table = _read(spec, frame, stdin)
+    table = _read(spec, frame, stdin, digest=digest)
     query = planned_rows(table.frame, spec, source_name=table.name)
     if spec.experiment is not None:
         contact = _contact(spec.send.dedupe)
@@ -145,24 +147,24 @@ def prepare(
     if spec.send.window is not None:
         planned = assign_zones(planned, table.frame, spec)
     written = table.frame.get_column(spec.mapping.to) if rewrites else None
-    digest = table.digest
+    taken = table.digest
     # The other input columns are done with: a million rows of them are worth giving back before the hygiene.
     del table
     planned = _hygiene(planned, spec, job_owner)
     examples = rewrite_examples(written, planned) if written is not None else ()
-    return Prepared(plan=planned, fingerprint=fingerprint(spec), input_digest=digest, rewrites=examples)
+    return Prepared(plan=planned, fingerprint=fingerprint(spec), input_digest=taken, rewrites=examples)
 
 
-def _read(spec: Spec, frame: pl.DataFrame | pl.LazyFrame | None, stdin: BinaryIO | None) -> Table:
+def _read(spec: Spec, frame: pl.DataFrame | pl.LazyFrame | None, stdin: BinaryIO | None, *, digest: bool) -> Table:
     """The job's rows: the frame given, the query's, or the file's; address and JSON columns as text."""
     if frame is not None:
         data = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
         columns = [c for c in text_columns(spec.mapping) if c in data.columns]
         data = data.with_columns(pl.col(c).cast(pl.String) for c in columns)
-        return Table(frame=data, digest=frame_digest(data), name="(frame)")
+        return Table(frame=data, digest=frame_digest(data) if digest else "", name="(frame)")
     if spec.input.query is not None:
         return read_query(spec.input, text_columns=text_columns(spec.mapping))
-    return read_table(spec.input, text_columns=text_columns(spec.mapping), stdin=stdin)
+    return read_table(spec.input, text_columns=text_columns(spec.mapping), stdin=stdin, digest=digest)
 
 
 def _hygiene(planned: pl.DataFrame, spec: Spec, job_owner: str | None) -> pl.DataFrame:
