@@ -19,6 +19,7 @@ from ..control import RunControl
 from ..errors import BatchEngageError, Stopped, UsageError
 from ..exits import EXIT_OK
 from .output import (
+    UNWRITABLE,
     collect_bar,
     configure_logging,
     notice,
@@ -29,6 +30,7 @@ from .output import (
     status_lines,
     stop_acknowledged,
     sweep_lines,
+    unwritable,
     validation_lines,
 )
 from .parser import build_parser, parse_duration
@@ -57,6 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = api.exit_code_for_error(exc)
     except KeyboardInterrupt as exc:
         code = api.exit_code_for_error(exc)
+    except OSError as exc:
+        if exc.errno not in UNWRITABLE:
+            raise
+        code = unwritable(exc)
     if api.calls_hanging():
         # A call to a frozen database was abandoned: everything is said and written; a clean interpreter exit
         # would wait on that call's connection, so end here.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
 import sys
@@ -17,6 +19,7 @@ from rich.progress import Progress as Bar
 from .. import api
 
 __all__ = [
+    "UNWRITABLE",
     "collect_bar",
     "configure_logging",
     "notice",
@@ -27,6 +30,7 @@ __all__ = [
     "status_lines",
     "stop_acknowledged",
     "sweep_lines",
+    "unwritable",
     "validation_lines",
 ]
 
@@ -338,3 +342,16 @@ def sandbox_banner(url: str) -> None:
     print(f"Studio sandbox on {url}", flush=True)
     print(f"  TWILIO_ACCOUNT_SID={api.SANDBOX_USERNAME} TWILIO_AUTH_TOKEN={api.SANDBOX_PASSWORD}", flush=True)
     print(f"  batch-engage run JOB --base-url {url}", flush=True)
+
+
+# An output that cannot take what the command writes: a full disk or quota, a failing device, a reader gone.
+UNWRITABLE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EPIPE})
+
+
+def unwritable(exc: OSError) -> int:
+    """Say that the output could not be written (not when its reader went away: nobody is there to tell); 74."""
+    if exc.errno != errno.EPIPE:
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.write(f"batch-engage: the output could not be written: {exc}\n")
+            sys.stderr.flush()
+    return api.EXIT_IOERR

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import sys
 import threading
 from typing import NoReturn
 
-from ..exits import EXIT_IOERR
 from .main import main
+from .output import unwritable
 
 __all__ = ["entry"]
 
@@ -32,12 +31,9 @@ def entry() -> NoReturn:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except (BrokenPipeError, ValueError):  # a reader that went away, a stream already closed
+        except ValueError:  # a stream already closed
             pass
         except OSError as exc:
             # A full disk under a redirected output: said, and the exit says so, as a normal exit's would.
-            with contextlib.suppress(OSError, ValueError):
-                sys.stderr.write(f"batch-engage: the output could not be written: {exc}\n")
-                sys.stderr.flush()
-            code = EXIT_IOERR
+            code = unwritable(exc)
     os._exit(code)

@@ -100,10 +100,15 @@ class TestReport:
         ran = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO)
         assert ran.stdout.splitlines()[-1] == "1 []"
 
-    def test_output_that_cannot_be_written_is_said_and_the_exit_is_74(self, mixed_job: Callable[..., Path]) -> None:
-        """A command whose output goes to a full disk (``/dev/full``) says so on stderr and exits 74, never 0."""
-        # Buffered, as a redirected output is unless PYTHONUNBUFFERED says otherwise: written when the command ends.
+    @pytest.mark.parametrize("unbuffered", [False, True], ids=["written at the end", "PYTHONUNBUFFERED"])
+    def test_output_that_cannot_be_written_is_said_and_the_exit_is_74(
+        self, mixed_job: Callable[..., Path], unbuffered: bool
+    ) -> None:
+        """A command whose output goes to a full disk (``/dev/full``) says so in one line and exits 74: never 0,
+        never a traceback, whether its output is written as it goes (PYTHONUNBUFFERED) or when it ends."""
         env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+        if unbuffered:
+            env["PYTHONUNBUFFERED"] = "1"
         with open("/dev/full", "w") as full:
             ran = subprocess.run(
                 [sys.executable, "-m", "batch_engage", "validate", str(mixed_job())],
@@ -115,7 +120,7 @@ class TestReport:
                 timeout=60,
             )
         assert ran.returncode == 74
-        assert "the output could not be written" in ran.stderr
+        assert "the output could not be written" in ran.stderr and "Traceback" not in ran.stderr
 
     def test_a_profiled_command_still_writes_its_profile(self, mixed_job: Callable[..., Path], tmp_path: Path) -> None:
         """``python -m cProfile -o FILE -m batch_engage ...`` leaves its profile: the quick exit waits for it."""
