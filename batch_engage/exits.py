@@ -6,7 +6,8 @@
     1   EXIT_SOME_FAILED  some rows failed, were invalid or stay uncertain (collect: some runs failed)
     2   EXIT_USAGE        the command cannot start as given (UsageError); nothing was sent
     3   EXIT_ABORTED      the run was stopped by a fatal answer or another BatchEngageError
-    74  EXIT_IOERR        storage failed after sending began (OutputFailed, StorageFailed); nothing sent is lost
+    74  EXIT_IOERR        storage failed after sending began (OutputFailed, StorageFailed); nothing sent is lost;
+                          or the command's own output could not be written (cli.output.unwritable)
     75  EXIT_TEMPFAIL     not now: stopped early, locked, unsettled, runs still active; the same command later
 """
 
