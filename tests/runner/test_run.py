@@ -169,12 +169,14 @@ class TestStudioAnswers:
         """rate = 4x an account's limit: every row sent once, at most 5% of requests answered 429.
 
         Real time on purpose (the sandbox's bucket is what the pacer adapts to), so kept short: about
-        5 s of sending. (The achieved rate is measured by benchmarks/, not asserted on a shared machine.)
+        7 s of sending. (The achieved rate is measured by benchmarks/, not asserted on a shared machine.)
+        Finding the limit costs some 17 refusals at the start whatever the length; 900 rows, not 600, keep
+        that under 2% and leave room for what a loaded machine's stalls add (32 of 632 were seen in CI).
         """
         sb = rig.sandbox(rate_limit=120.0, latency=0.04, jitter=0.01)
-        result = run(rig.spec(sb.url, rate=480, concurrency=32), frame=make_contacts(600), credentials=rig.creds)
-        assert result.counts["sent"] == 600
-        assert len(sb.ledger()) == 600 and max(ledger_counts(sb).values()) == 1
+        result = run(rig.spec(sb.url, rate=480, concurrency=32), frame=make_contacts(900), credentials=rig.creds)
+        assert result.counts["sent"] == 900
+        assert len(sb.ledger()) == 900 and max(ledger_counts(sb).values()) == 1
         assert sb.stats().rate_limited == result.summary.rate_limited
         assert result.summary.rate_limited / result.summary.requests <= 0.05
         # A loaded machine may never reach the account's limit; once Twilio said 429, the pace settled under 480.
