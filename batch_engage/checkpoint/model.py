@@ -20,7 +20,6 @@ from .runlog import LostLines
 from .schema import JOURNAL_COLUMNS, SCHEMA_VERSION
 
 __all__ = [
-    "USUAL_INPUT",
     "CheckpointStore",
     "CheckpointView",
     "Intent",
@@ -37,9 +36,6 @@ __all__ = [
     "reached_frame",
     "states_from_text",
 ]
-
-# How ``states`` texts spell the usual input digest (no digest is 32 hex digits or empty).
-USUAL_INPUT = "="
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -178,26 +174,27 @@ def contacts_from_text(text: str | None) -> pl.Series:
     return pl.Series("contact", [text]).str.split("\n").explode()
 
 
-def states_from_text(contacts: str | None, states: str | None, inputs: str | None, usual: str | None) -> pl.DataFrame:
-    """Contacts, states and input digests aggregated by the database into newline-separated texts (in one
-    order), as the frame ``states`` returns.
+def states_from_text(contacts: str | None, states: str | None, others: str | None, usual: str | None) -> pl.DataFrame:
+    """Contacts and states aggregated by the database into newline-separated texts (in one order), and the
+    lines written for another input than ``usual`` (the last run's) as ``contact<TAB>input`` lines (no
+    digest: empty), as the frame ``states`` returns.
 
-    An input line is ``=`` for the ``usual`` digest (the last run's: most lines), empty for none, else the
-    digest: 33 bytes a line for the database to join and polars to split were a third of a resume's wait.
+    Only the few lines of an earlier export carry their digest: 33 bytes a line for the database to join and
+    polars to split were a third of a resumed run's wait.
     """
     schema = {"contact": pl.String, "state": pl.String, "input": pl.Categorical}
-    if not contacts or states is None or inputs is None:
+    if not contacts or states is None:
         return pl.DataFrame(schema=schema)
-    frame = pl.DataFrame({"contact": [contacts], "state": [states], "input": [inputs]})
-    given = pl.col("input")
-    return frame.select(pl.all().str.split("\n").explode()).with_columns(
-        pl.when(given == USUAL_INPUT)
-        .then(pl.lit(usual or None, pl.String))
-        .when(given != "")
-        .then(given)
-        .cast(pl.Categorical)
-        .alias("input")
-    )
+    frame = pl.DataFrame({"contact": [contacts], "state": [states]}).select(pl.all().str.split("\n").explode())
+    frame = frame.with_columns(input=pl.lit(usual or None, pl.String))
+    if others:
+        lines = pl.Series([others]).str.split("\n").explode().str.split_exact("\t", 1)
+        written = lines.struct.rename_fields(["contact", "input"]).struct.unnest()
+        given = pl.col("input")
+        frame = frame.update(
+            written.with_columns(pl.when(given != "").then(given).alias("input")), on="contact", include_nulls=True
+        )
+    return frame.with_columns(pl.col("input").cast(pl.Categorical))
 
 
 def reached_frame(rows: Iterable[tuple[Any, ...]]) -> pl.DataFrame:

@@ -24,7 +24,6 @@ from ..disk import move_with_sidecars, private_file, release_lock, try_lock
 from ..errors import CheckpointLocked
 from ..states import OPEN, REACHED, RowState, sql_list
 from .model import (
-    USUAL_INPUT,
     Intent,
     Outcome,
     SecondStats,
@@ -55,9 +54,11 @@ from .upgrade import V1_LINE_COLUMNS, take_v1_lines
 __all__ = ["Checkpoint", "FileBinding", "is_locked", "lock_file", "meta_of_file", "plan_path", "read_only"]
 
 _SELECT = f"SELECT {journal_select()} FROM journal"  # noqa: S608 - constant column names
+# One statement, so one snapshot; the lines of another input than the last run's (few) with their digest.
 _STATES = (
     "SELECT group_concat(contact, char(10)), group_concat(state, char(10)), "
-    "group_concat(CASE WHEN input IS ?1 THEN ?2 ELSE coalesce(input, '') END, char(10)) FROM journal"
+    "(SELECT group_concat(contact || char(9) || coalesce(input, ''), char(10)) FROM journal WHERE input IS NOT ?1) "
+    "FROM journal"
 )
 
 # One try at a lock another connection holds; the run waits out longer ones itself (``output.lock_wait``),
@@ -252,12 +253,12 @@ class Checkpoint(StoreBase):
         return journal_frame(rows)
 
     def states(self) -> pl.DataFrame:
-        """Every line's contact, state and the input it was written for: three texts the database joins in one
-        pass (so their lines stay together) and polars splits."""
+        """Every line's contact, state and the input it was written for: texts the database joins in one pass
+        (so their lines stay together) and polars splits."""
         with self._db_lock:
             usual = self.meta.get("input")
-            contacts, states, inputs = self._conn.execute(_STATES, (usual, USUAL_INPUT)).fetchone()
-        return states_from_text(contacts, states, inputs, usual)
+            contacts, states, others = self._conn.execute(_STATES, (usual,)).fetchone()
+        return states_from_text(contacts, states, others, usual)
 
     def contacts_in(self, states: frozenset[RowState]) -> pl.Series:
         """Contacts whose line is in one of ``states``, without reading the lines themselves (one ``group_concat``)."""

@@ -112,5 +112,5 @@ def test_the_plan_is_written_again_only_when_it_changed(tmp_path: Path) -> None:
 
 def test_lines_of_a_run_that_had_no_input_digest_read_as_no_input() -> None:
     """A settle-only run records an empty digest: its lines are "no input", never an input called ""."""
-    states = states_from_text("+1\n+2", "sent\nsent", "=\n", "")
+    states = states_from_text("+1\n+2", "sent\nsent", None, "")
     assert states.get_column("input").to_list() == [None, None]

@@ -14,7 +14,7 @@ import psycopg
 from ...errors import TryLater
 from ...postgres import PgLocation
 from ...states import OPEN, REACHED, RowState, sql_list
-from ..model import USUAL_INPUT, contacts_from_text, journal_frame, reached_frame, states_from_text
+from ..model import contacts_from_text, journal_frame, reached_frame, states_from_text
 from .tables import Connection, journal_sql
 
 __all__ = ["PgSession"]
@@ -93,18 +93,18 @@ class PgSession:
         return contacts_from_text(row[0] if row else None)
 
     def states(self) -> pl.DataFrame:
-        """Every line's contact, state and input digest: three texts polars splits (one ordering for all three,
-        so their lines stay together)."""
+        """Every line's contact, state and input digest: texts polars splits (one ordering for contact and state,
+        so their lines stay together; the few lines of another input than the last run's apart, with theirs)."""
         sql = self._sql(
             "SELECT string_agg(contact, chr(10) ORDER BY contact), string_agg(state, chr(10) ORDER BY contact), "
-            "string_agg(CASE WHEN input IS NOT DISTINCT FROM %s::text THEN %s::text ELSE coalesce(input, '') END, "
-            "chr(10) ORDER BY contact) FROM {s}.journal WHERE job = %s"
+            "(SELECT string_agg(contact || chr(9) || coalesce(input, ''), chr(10)) FROM {s}.journal "
+            "WHERE job = %s AND input IS DISTINCT FROM %s::text) FROM {s}.journal WHERE job = %s"
         )
         usual = self.meta.get("input")
         with self._db():
-            row = self._conn.execute(sql, (usual, USUAL_INPUT, self.location.key)).fetchone()
-        contacts, states, inputs = row or (None, None, None)
-        return states_from_text(contacts, states, inputs, usual)
+            row = self._conn.execute(sql, (self.location.key, usual, self.location.key)).fetchone()
+        contacts, states, others = row or (None, None, None)
+        return states_from_text(contacts, states, others, usual)
 
     def reached_for_other_input(self, input_digest: str) -> pl.DataFrame:
         """Contacts reached by runs for another input (an earlier export): contact, params_hash."""
