@@ -9,6 +9,7 @@ from __future__ import annotations
 import compileall
 import contextlib
 import datetime as dt
+import functools
 import importlib.metadata
 import json
 import logging
@@ -244,6 +245,7 @@ def write_job_file(
     return path
 
 
+@functools.cache
 def compiled() -> None:
     """The package byte-compiled, as pip leaves an installed one: under PYTHONDONTWRITEBYTECODE an editable
     checkout would compile its 150 modules again in every process measured (0.15 s each)."""
