@@ -26,8 +26,11 @@ from batch_engage.sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox, Sa
 # pytest keeps each test module's assertion-rewritten bytecode beside it unless told not to write bytecode
 # (PYTHONDONTWRITEBYTECODE, set on CI-like machines): then every xdist worker parses and rewrites all 190
 # test files again, 3 s of CPU each. The suite's own caches are written anyway (``tests/__pycache__``,
-# ignored by git); the package is compiled once in ``pytest_configure``.
+# ignored by git); the package is compiled once in ``pytest_configure``. The xdist workers inherit the
+# environment, not this flag, and import the plugins (anyio, hypothesis, xdist: rewritten too, as pytest
+# plugins' packages) before this file: without the variable they keep those rewrites as well.
 sys.dont_write_bytecode = False
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 FLOW_SID = "FW0123456789abcdef0123456789abcdef"
 REPO = Path(__file__).resolve().parents[1]

@@ -85,17 +85,22 @@ class _Run:
         return code, took, out
 
 
+# Past the 4 s after which a silent Studio is named, so the name comes first; no longer, because a worker
+# waits out every second of it.
+GIVE_UP_AFTER = 8.0
+
+
 def _job(write_job: Callable[..., Path], contacts_csv: Path, port: int) -> Path:
     return write_job(
         input_path=contacts_csv,
         base_url=f"http://127.0.0.1:{port}",
-        send='rate = 50\nconcurrency = 4\nread_timeout = 15\nunreachable_timeout = "20s"',
+        send=f'rate = 50\nconcurrency = 4\nread_timeout = 15\nunreachable_timeout = "{GIVE_UP_AFTER:g}s"',
     )
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["refused", "silent"])
-def test_an_unreachable_studio_is_named_within_10s_and_the_run_ends_75_within_30s(
+def test_an_unreachable_studio_is_named_within_10s_and_the_run_ends_75_at_its_timeout(
     kind: str,
     refusing_port: int,
     silent_port: int,
@@ -104,7 +109,8 @@ def test_an_unreachable_studio_is_named_within_10s_and_the_run_ends_75_within_30
     sandbox_env: dict[str, str],
 ) -> None:
     """Connection refused, or a port that accepts and never answers: a studio.unreachable line naming the host
-    within 10 s; with unreachable_timeout = "20s", exit 75 within 30 s, saying nothing was sent."""
+    within 10 s; with unreachable_timeout = "8s", exit 75 no sooner than that and within 10 s more, saying nothing
+    was sent."""
     port = refusing_port if kind == "refused" else silent_port
     run = _Run(_job(write_job, contacts_csv, port), cli_env(sandbox_env))
     # 10 s of the run, plus the interpreter's start-up (seconds on a loaded machine).
@@ -112,9 +118,9 @@ def test_an_unreachable_studio_is_named_within_10s_and_the_run_ends_75_within_30
     assert at <= 12.0
     assert line["host"] == "127.0.0.1"
     assert line["cause"]
-    code, took, out = run.finish(within=40)
+    code, took, out = run.finish(within=GIVE_UP_AFTER + 30)
     assert code == 75
-    assert took <= 30.0
+    assert GIVE_UP_AFTER <= took <= GIVE_UP_AFTER + 10.0
     assert "nothing was sent" in out
 
 
