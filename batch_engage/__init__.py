@@ -15,6 +15,7 @@ stop_before_start()
 del stop_before_start
 
 import logging as _logging
+from typing import TYPE_CHECKING
 
 import structlog as _structlog
 
@@ -32,13 +33,16 @@ from .api import (
     sweep,
     validate,
 )
-from .collector import CollectOptions, CollectResult
-from .commands import Status, Validation
 from .control import Progress, RunControl
 from .credentials import Credentials, credentials_from_env
 from .errors import BatchEngageError
+from .faces import lazy_face
 from .job import ExperimentSpec, FlowSpec, InputSpec, MappingSpec, OutputSpec, SendSpec, Spec, load_spec
-from .runner import RunOptions, RunResult, RunSummary
+
+if TYPE_CHECKING:
+    from .collector import CollectOptions, CollectResult
+    from .commands import Status, Validation
+    from .runner import RunOptions, RunResult, RunSummary
 
 __all__ = [
     "BatchEngageError",
@@ -74,6 +78,17 @@ __all__ = [
     "sweep",
     "validate",
 ]
+
+# The run's and collect's types load with the first that asks: ``batch-engage validate`` needs none of them.
+__getattr__, __dir__ = lazy_face(
+    __name__,
+    {
+        "collector": "CollectOptions CollectResult",
+        "commands": "Status Validation",
+        "runner": "RunOptions RunResult RunSummary",
+    },
+)
+del TYPE_CHECKING, lazy_face
 
 # A library is quiet by default: structlog, left unconfigured, prints every debug line. Only
 # warnings and errors show until the caller configures structlog (the CLI does, from its flags).

@@ -4,47 +4,38 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable, Coroutine, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, ParamSpec, TypeVar
 
-import httpx
 import polars as pl
 
-from .arrival import Capacity
 from .checkpoint import check_binding
-from .collector import CollectOptions, CollectProgress, CollectResult, collect_job
 from .commands import (
     DEFAULT_OLDER_THAN,
     SANDBOX_RUN_LIFETIME,
-    Status,
     Sweep,
     Validation,
     assign_variants,
     forget_opt_out,
-    guarded_report,
-    held_against_flow,
     history_opt_outs,
     history_stats,
     import_history,
-    job_status,
     launched,
     load_job,
     offline_target,
     opt_outs_store,
+    real,
     sandbox_config,
     sandbox_state_path,
     simulated,
     sweep_job,
     validation,
 )
-from .commands import guarded_report_html as write_report_html
-from .commands import guarded_summary_json as write_summary_json
 from .control import Progress, RunControl
-from .credentials import Credentials, credentials_from_env
+from .credentials import Credentials
 from .exits import (
     EXIT_ABORTED,
     EXIT_IOERR,
@@ -56,13 +47,23 @@ from .exits import (
     exit_code_for,
     exit_code_for_error,
 )
-from .flow import FlowReview
+from .faces import lazy_face
 from .job import Spec, check_outputs, parse_duration, prove_outputs
 from .plan import prepare
-from .runner import Recovery, RunOptions, RunResult, calls_hanging, recover_job, run_job
+from .runner import calls_hanging
 from .sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, SandboxConfig, ServiceConfig
 
 if TYPE_CHECKING:
+    import httpx
+
+    from .arrival import Capacity
+    from .collector import DEFAULT_POLL_INTERVAL as DEFAULT_COLLECT_POLL
+    from .collector import CollectOptions, CollectProgress, CollectResult
+    from .commands import Status
+    from .commands import guarded_report_html as write_report_html
+    from .commands import guarded_summary_json as write_summary_json
+    from .flow import FlowReview
+    from .runner import Recovery, RunOptions, RunResult
     from .sandbox import Sandbox
     from .sandbox import serve as serve_sandbox
 
@@ -127,13 +128,19 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """``Sandbox`` and ``serve_sandbox`` load the simulator's server (aiohttp): only when first asked for."""
-    if name not in ("Sandbox", "serve_sandbox"):
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from . import sandbox  # noqa: PLC0415
-
-    return getattr(sandbox, "serve" if name == "serve_sandbox" else name)
+# A dry run's names are imported above; the rest load when first asked for (the simulator's server: aiohttp).
+__getattr__, __dir__ = lazy_face(
+    __name__,
+    {
+        "arrival": "Capacity",
+        "collector": "CollectOptions CollectProgress CollectResult DEFAULT_COLLECT_POLL=DEFAULT_POLL_INTERVAL",
+        "commands": "Status write_report_html=guarded_report_html write_summary_json=guarded_summary_json",
+        "flow": "FlowReview",
+        "runner": "Recovery RunOptions RunResult",
+        "sandbox": "Sandbox serve_sandbox=serve",
+    },
+    within=__package__,
+)
 
 
 _P = ParamSpec("_P")
@@ -160,12 +167,6 @@ def version() -> str:
         return "unknown"
 
 
-@contextmanager
-def _real(spec: Spec, credentials: Credentials | None) -> Iterator[tuple[Spec, Credentials]]:
-    """The job as given, with the caller's credentials (else the environment's): :func:`simulated`'s twin."""
-    yield spec, credentials if credentials is not None else credentials_from_env()
-
-
 async def run_async(
     job: str | Path | Spec,
     *,
@@ -181,6 +182,8 @@ async def run_async(
     simulator: SandboxConfig | None = None,
 ) -> RunResult:
     """:func:`run` for callers that already run an event loop (``on_start``: the line shown before a real send)."""
+    from .runner import RunOptions, run_job  # noqa: PLC0415 - a run loads the runner; a dry run does not
+
     options = options or RunOptions()
     async with launched(
         job, overrides, options, credentials=credentials, simulator=simulator, transport=transport
@@ -222,9 +225,11 @@ async def recover_async(
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> Recovery:
     """:func:`recover` for callers that already run an event loop."""
+    from .runner import RunOptions, recover_job  # noqa: PLC0415 - the runner loads for the commands that run
+
     options = options or RunOptions()
     spec = load_job(job, overrides, sandbox=options.sandbox)
-    with simulated(spec) if options.sandbox else _real(spec, credentials) as (spec, creds):
+    with simulated(spec) if options.sandbox else real(spec, credentials) as (spec, creds):
         return await recover_job(spec, credentials=creds, options=options, transport=transport)
 
 
@@ -273,7 +278,9 @@ def validate(
         return validation(
             spec, prepared.plan, flow_review=None, restart=restart, now=now, output=output, rewrites=prepared.rewrites
         )
-    with simulated(spec, keep_runs=False) if sandbox else _real(spec, credentials) as (held, creds):
+    from .commands import held_against_flow  # noqa: PLC0415 - only --flow talks to Twilio
+
+    with simulated(spec, keep_runs=False) if sandbox else real(spec, credentials) as (held, creds):
         found, variants, arrivals = held_against_flow(held, prepared.plan, creds, transport, now=now)
     return validation(
         spec,
@@ -297,6 +304,8 @@ def status(
     sandbox: bool = False,
 ) -> Status:
     """Counts by status from the checkpoint alone; sends nothing, works while a run is going on."""
+    from .commands import job_status  # noqa: PLC0415 - each command loads what it needs
+
     return job_status(load_job(job, overrides, period=period, sandbox=sandbox, latest=True), now)
 
 
@@ -311,6 +320,8 @@ def report(
 ) -> tuple[str | None, dict[str, int]]:
     """Write the results table again from the checkpoint alone, or with ``html`` (and no ``output``) only the
     campaign page; where the table went (None: not written), and the counts. Nothing is sent."""
+    from .commands import guarded_report  # noqa: PLC0415 - each command loads what it needs
+
     return guarded_report(load_job(job, overrides, period=period, sandbox=sandbox, latest=True), output, html)
 
 
@@ -327,7 +338,7 @@ async def sweep_async(
 ) -> Sweep:
     """:func:`sweep` for callers that already run an event loop."""
     spec = load_job(job, overrides, period=period, sandbox=sandbox, latest=True)
-    with simulated(spec) if sandbox else _real(spec, credentials) as (spec, creds):
+    with simulated(spec) if sandbox else real(spec, credentials) as (spec, creds):
         return await sweep_job(
             spec, credentials=creds, older_than=older_than, yes=yes, sandbox=sandbox, transport=transport
         )
@@ -347,12 +358,6 @@ sweep = _blocking(
 )
 
 
-# --- collect: what happened in each run.
-
-DEFAULT_COLLECT_POLL = 60.0
-"""Seconds between passes of ``collect --wait`` against Twilio."""
-
-
 async def collect_async(
     job: str | Path | Spec,
     *,
@@ -366,11 +371,13 @@ async def collect_async(
     simulator: SandboxConfig | None = None,
 ) -> CollectResult:
     """:func:`collect` for callers that already run an event loop."""
+    from .collector import CollectOptions, collect_job  # noqa: PLC0415 - each command loads what it needs
+
     options = options or CollectOptions()
     spec = load_job(job, overrides, period=period, sandbox=options.sandbox, latest=True)
     outcomes = options.output or spec.output.outcomes
     check_outputs(spec, [("--output" if options.output else "output.outcomes", outcomes)], replaces=["output.outcomes"])
-    with simulated(spec, config=simulator) if options.sandbox else _real(spec, credentials) as (spec, creds):
+    with simulated(spec, config=simulator) if options.sandbox else real(spec, credentials) as (spec, creds):
         return await collect_job(
             spec, credentials=creds, options=options, control=control, transport=transport, on_progress=on_progress
         )

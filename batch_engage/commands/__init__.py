@@ -1,13 +1,28 @@
 """What the API does beyond a run: validate, status, report, sweep, periods' turnover, the rehearsal's simulator."""
 
-from .history import forget_opt_out, history_opt_outs, history_stats, import_history, opt_outs_store
-from .rehearsal import SANDBOX_RUN_LIFETIME, sandbox_config, sandbox_credentials, sandbox_state_path, simulated
-from .resolve import job_tokens, launched, load_job, settle_previous_period
-from .status import Status, job_status, rewrite_results, write_report_html
-from .sweep import DEFAULT_OLDER_THAN, Sweep, SweptRun, sweep_job
-from .validate import Validation, held_against_flow, offline_target, validation
-from .variants import assign_variants
-from .written import guarded_report, guarded_report_html, guarded_summary_json
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..faces import lazy_face
+
+if TYPE_CHECKING:
+    from .held import held_against_flow
+    from .history import forget_opt_out, history_opt_outs, history_stats, import_history, opt_outs_store
+    from .rehearsal import (
+        SANDBOX_RUN_LIFETIME,
+        real,
+        sandbox_config,
+        sandbox_credentials,
+        sandbox_state_path,
+        simulated,
+    )
+    from .resolve import job_tokens, launched, load_job, settle_previous_period
+    from .status import Status, job_status, rewrite_results, write_report_html
+    from .sweep import DEFAULT_OLDER_THAN, Sweep, SweptRun, sweep_job
+    from .validate import Validation, offline_target, validation
+    from .variants import assign_variants
+    from .written import guarded_report, guarded_report_html, guarded_summary_json
 
 __all__ = [
     "DEFAULT_OLDER_THAN",
@@ -31,6 +46,7 @@ __all__ = [
     "load_job",
     "offline_target",
     "opt_outs_store",
+    "real",
     "rewrite_results",
     "sandbox_config",
     "sandbox_credentials",
@@ -41,3 +57,19 @@ __all__ = [
     "validation",
     "write_report_html",
 ]
+
+# Each command loads its own module, and what that needs, when first asked for: validate is not the runner.
+__getattr__, __dir__ = lazy_face(
+    __name__,
+    {
+        "held": "held_against_flow",
+        "history": "forget_opt_out history_opt_outs history_stats import_history opt_outs_store",
+        "rehearsal": "SANDBOX_RUN_LIFETIME real sandbox_config sandbox_credentials sandbox_state_path simulated",
+        "resolve": "job_tokens launched load_job settle_previous_period",
+        "status": "Status job_status rewrite_results write_report_html",
+        "sweep": "DEFAULT_OLDER_THAN Sweep SweptRun sweep_job",
+        "validate": "Validation offline_target validation",
+        "variants": "assign_variants",
+        "written": "guarded_report guarded_report_html guarded_summary_json",
+    },
+)

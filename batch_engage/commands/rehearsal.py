@@ -13,12 +13,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from ..checkpoint import is_postgres
-from ..credentials import Credentials
+from ..credentials import Credentials, credentials_from_env
 from ..errors import UsageError
 from ..job import Spec
 from ..sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, SandboxConfig
 
-__all__ = ["SANDBOX_RUN_LIFETIME", "sandbox_config", "sandbox_credentials", "sandbox_state_path", "simulated"]
+__all__ = ["SANDBOX_RUN_LIFETIME", "real", "sandbox_config", "sandbox_credentials", "sandbox_state_path", "simulated"]
 
 SANDBOX_RUN_LIFETIME = 5.0
 """Seconds a ``--sandbox`` run lives before it ends with answers: short, so a demo shows them coming back."""
@@ -70,3 +70,9 @@ def simulated(
         yield dataclasses.replace(rehearsal, flow=flow), sandbox_credentials()
     finally:
         simulator.stop()
+
+
+@contextmanager
+def real(spec: Spec, credentials: Credentials | None) -> Iterator[tuple[Spec, Credentials]]:
+    """The job as given, with the caller's credentials (else the environment's): :func:`simulated`'s twin."""
+    yield spec, credentials if credentials is not None else credentials_from_env()

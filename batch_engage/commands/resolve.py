@@ -12,9 +12,8 @@ import dataclasses
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import polars as pl
 import structlog
 
@@ -23,11 +22,15 @@ from ..credentials import Credentials, credentials_from_env
 from ..errors import PeriodUnsettled, UsageError
 from ..job import Spec, load_spec, previous_period, prove_outputs
 from ..results import build_results, counts_by_status
-from ..runner import Launch, RunOptions, launch, run_job
+from ..runner import launch
 from ..sandbox import SandboxConfig
 from ..states import POSSIBLY_SENT
-from ..twilio import PAST_RETENTION
 from .rehearsal import simulated
+
+if TYPE_CHECKING:
+    import httpx
+
+    from ..runner import Launch, RunOptions
 
 __all__ = ["job_tokens", "launched", "load_job", "run_spec", "settle_previous_period"]
 
@@ -143,6 +146,9 @@ async def settle_previous_period(
     current: Launch, options: RunOptions, transport: httpx.AsyncBaseTransport | None
 ) -> None:
     """Before a new period starts: settle the last period's possibly-sent contacts; warn about its unsent ones."""
+    from ..runner import RunOptions, run_job  # noqa: PLC0415 - load_job, which every command uses, needs no runner
+    from ..twilio import PAST_RETENTION  # noqa: PLC0415
+
     spec = current.spec
     assert spec.job.period_kind is not None and spec.job.period is not None
     previous = _as_run(spec.for_period(previous_period(spec.job.period_kind, spec.job.period)), options.sandbox)

@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from functools import partial
+from typing import TYPE_CHECKING
 
-import httpx
 import polars as pl
 import structlog
 
@@ -22,9 +22,14 @@ from ..credentials import Credentials
 from ..errors import StudioError, UsageError
 from ..exits import EXIT_OK, EXIT_TEMPFAIL
 from ..job import Spec
-from ..runner import Verdict, judge_run
-from ..twilio import READ_ATTEMPTS, PacedReads, Pacer, StudioClient, make_http_client, studio_base_url
+from ..twilio import studio_base_url
 from .resolve import job_tokens
+
+if TYPE_CHECKING:
+    import httpx
+
+    from ..runner import Verdict
+    from ..twilio import PacedReads, StudioClient
 
 __all__ = ["DEFAULT_OLDER_THAN", "Sweep", "SweptRun", "sweep_job"]
 
@@ -83,6 +88,9 @@ async def sweep_job(
             "sweep: Twilio documents no way to end a v1 Engagement but deleting it (flow.api = 'engagements'); "
             "nothing was ended"
         )
+    # The API's default above is this module's: the HTTP client loads only when a sweep runs.
+    from ..twilio import READ_ATTEMPTS, PacedReads, Pacer, StudioClient, make_http_client  # noqa: PLC0415
+
     runs = _runs_of(spec)
     tokens = job_tokens(spec, sandbox=sandbox)
     http = make_http_client(
@@ -130,6 +138,8 @@ async def _one(
     older_than: float,
 ) -> SweptRun | None:
     """What to do with one run; None when it is no longer active (or gone)."""
+    from ..runner import judge_run  # noqa: PLC0415 - with the HTTP client, only when a sweep runs
+
     try:
         verdict = await judge_run(client, reads, sid, tokens=tokens, marker_key=marker_key)
     except StudioError as exc:

@@ -1,13 +1,20 @@
 """One run of a job: preflight, settle earlier runs, schedule, dispatch paced requests, reconcile, record."""
 
-from .active import Verdict, judge_run
-from .failures import calls_hanging
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..faces import lazy_face
 from .item import Item, make_marker
-from .job import run_job
 from .launch import Launch, launch, target_for
-from .recover import Recovery, recover_job
-from .values import RunOptions, RunResult, RunSummary
-from .variants import kept_variants
+
+if TYPE_CHECKING:
+    from .active import Verdict, judge_run
+    from .failures import calls_hanging
+    from .job import run_job
+    from .recover import Recovery, recover_job
+    from .values import RunOptions, RunResult, RunSummary
+    from .variants import kept_variants
 
 __all__ = [
     "Item",
@@ -26,3 +33,16 @@ __all__ = [
     "run_job",
     "target_for",
 ]
+
+# A plan's dry run needs only the item and the launch: the rest (the run itself) loads when first asked for.
+__getattr__, __dir__ = lazy_face(
+    __name__,
+    {
+        "active": "Verdict judge_run",
+        "failures": "calls_hanging",
+        "job": "run_job",
+        "recover": "Recovery recover_job",
+        "values": "RunOptions RunResult RunSummary",
+        "variants": "kept_variants",
+    },
+)

@@ -1,8 +1,10 @@
 """Twilio over the wire: the client, its answers classified, hosts, Twilio's clock, pacing and paced reads."""
 
-from .classify import Created, error_code, parse_datetime
-from .client import MessagesClient, RunRecord, StudioClient, load_transport, make_http_client
-from .clock import TwilioClock
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..faces import lazy_face
 from .hosts import (
     DEFAULT_BASE_URL,
     REGION_EDGES,
@@ -14,11 +16,16 @@ from .hosts import (
     studio_base_url,
     studio_region_warning,
 )
-from .messaging import MessagingClient
-from .pacing import Pacer
-from .policy import PAST_RETENTION, RETENTION, Breaker, backoff, is_handback, past_retention
-from .reach import Reach
-from .reads import READ_ATTEMPTS, PacedReads
+
+if TYPE_CHECKING:
+    from .classify import Created, error_code, parse_datetime
+    from .client import MessagesClient, RunRecord, StudioClient, load_transport, make_http_client
+    from .clock import TwilioClock
+    from .messaging import MessagingClient
+    from .pacing import Pacer
+    from .policy import PAST_RETENTION, RETENTION, Breaker, backoff, is_handback, past_retention
+    from .reach import Reach
+    from .reads import READ_ATTEMPTS, PacedReads
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -51,3 +58,18 @@ __all__ = [
     "studio_base_url",
     "studio_region_warning",
 ]
+
+# A job's checks need only the hosts: the client, httpx and tenacity load when a command first asks.
+__getattr__, __dir__ = lazy_face(
+    __name__,
+    {
+        "classify": "Created error_code parse_datetime",
+        "client": "MessagesClient RunRecord StudioClient load_transport make_http_client",
+        "clock": "TwilioClock",
+        "messaging": "MessagingClient",
+        "pacing": "Pacer",
+        "policy": "PAST_RETENTION RETENTION Breaker backoff is_handback past_retention",
+        "reach": "Reach",
+        "reads": "READ_ATTEMPTS PacedReads",
+    },
+)

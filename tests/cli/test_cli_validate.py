@@ -91,14 +91,27 @@ class TestReport:
         assert cli(["validate", str(mixed_job())], capsys)[0] == 1
 
     def test_validate_loads_no_http_client_or_simulator(self, mixed_job: Callable[..., Path]) -> None:
-        """A dry run starts without loading aiohttp (the HTTP client's transport and the simulator's server)."""
+        """A dry run starts without loading the HTTP client (httpx, aiohttp, tenacity's retries), the simulator's
+        server or the runner: its process is done in the time of reading the file and judging its rows."""
+        heavy = ("aiohttp", "httpx_aiohttp", "httpx", "tenacity", "batch_engage.runner.job", "batch_engage.collector")
         probe = (
             "import sys\nfrom batch_engage.cli import main\n"
             f"code = main(['validate', {str(mixed_job())!r}])\n"
-            "print(code, sorted(m for m in ('aiohttp', 'httpx_aiohttp') if m in sys.modules))"
+            f"print(code, sorted(m for m in {heavy!r} if m in sys.modules))"
         )
         ran = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO)
         assert ran.stdout.splitlines()[-1] == "1 []"
+
+    def test_what_a_dry_run_leaves_unloaded_loads_when_asked_for(self) -> None:
+        """The names a dry run leaves unloaded are still there for the commands that need them."""
+        probe = (
+            "import sys\nimport batch_engage\nfrom batch_engage import api\n"
+            "assert 'aiohttp' not in sys.modules\n"
+            "print(api.RunOptions.__name__, batch_engage.RunResult.__name__, callable(api.serve_sandbox), "
+            "'aiohttp' in sys.modules)"
+        )
+        ran = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO)
+        assert ran.stdout.split() == ["RunOptions", "RunResult", "True", "True"]
 
     @pytest.mark.parametrize("unbuffered", [False, True], ids=["written at the end", "PYTHONUNBUFFERED"])
     def test_output_that_cannot_be_written_is_said_and_the_exit_is_74(

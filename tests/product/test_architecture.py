@@ -23,7 +23,7 @@ FLOORS: list[set[str]] = [
     {"twilio", "postgres", "credentials", "exits"},
     {"control", "disk"},
     {"clock", "states", "testing"},
-    {"errors", "early"},
+    {"errors", "early", "faces"},
 ]
 FLOOR_OF = {unit: level for level, units in enumerate(FLOORS) for unit in units}
 # The public face hands on names from every floor below the CLI; the simulator is a leaf that only the API starts.
