@@ -11,7 +11,7 @@ own, and two SQLites in one process release each other's file locks when either 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,27 +32,38 @@ def read_only_uri(path: Path) -> str:
     return path.resolve().as_uri() + "?mode=ro"
 
 
-def read_frame(path: Path, sql: str, schema: Mapping[str, Any], params: Sequence[Any] = ()) -> pl.DataFrame:
+def _statement_rows(path: Path, sql: str) -> pl.DataFrame:
+    """The rows of ``sql`` as the driver types them, through its own statements: its DB-API module would load
+    pyarrow (a tenth of a second) only to hand polars the Arrow stream that polars takes by itself."""
+    import adbc_driver_manager as adbc  # noqa: PLC0415 - loaded by the first read, not by every import
+    import adbc_driver_sqlite  # noqa: PLC0415
+
+    with (
+        adbc_driver_sqlite.connect(read_only_uri(path)) as database,
+        adbc.AdbcConnection(database) as conn,
+        adbc.AdbcStatement(conn) as statement,
+    ):
+        # The driver does not wait on a lock by itself: a reader opening beside another one (or beside a
+        # run's checkpoint of its write-ahead log) would be refused at once instead of a moment later.
+        statement.set_sql_query(f"PRAGMA busy_timeout = {BUSY_MS}")
+        statement.execute_update()
+        statement.set_options(**_ONE_BATCH)
+        statement.set_sql_query(sql)
+        stream, _ = statement.execute_query()
+        return pl.DataFrame(stream)
+
+
+def read_frame(path: Path, sql: str, schema: Mapping[str, Any]) -> pl.DataFrame:
     """The rows of ``sql`` over the checkpoint file at ``path`` as a frame of ``schema`` (columns in its order).
 
     A database error is raised as :class:`sqlite3.OperationalError` (what the run's storage rules know).
     """
-    import adbc_driver_manager  # noqa: PLC0415 - loaded by the first read, not by every import
-    import adbc_driver_sqlite.dbapi as sqlite_adbc  # noqa: PLC0415
+    import adbc_driver_manager  # noqa: PLC0415 - as above
 
     try:
-        with sqlite_adbc.connect(read_only_uri(path)) as conn, conn.cursor() as cursor:
-            # The driver does not wait on a lock by itself: a reader opening beside another one (or beside a
-            # run's checkpoint of its write-ahead log) would be refused at once instead of a moment later.
-            cursor.execute(f"PRAGMA busy_timeout = {BUSY_MS}")
-            cursor.fetchall()
-            cursor.adbc_statement.set_options(**_ONE_BATCH)
-            cursor.execute(sql, tuple(params) if params else None)
-            table = cursor.fetch_arrow_table()
+        frame = _statement_rows(path, sql)
     except adbc_driver_manager.Error as exc:
         raise sqlite3.OperationalError(f"{path}: {' '.join(str(exc).split())}") from None
-    frame = pl.from_arrow(table)
-    assert isinstance(frame, pl.DataFrame)
     if frame.height == 0:
         return pl.DataFrame(schema=dict(schema))
     return frame.select(pl.col(name).cast(dtype) for name, dtype in schema.items())

@@ -151,6 +151,9 @@ class CheckpointView:
     events: pl.DataFrame | None
     live: bool
     modified: datetime
+    latest_line: str | None = None
+    """A brief read's latest intent or completion stamp over every line (its ``sent`` lines come without theirs);
+    None: the journal's own stamps say it."""
 
 
 def empty_journal() -> pl.DataFrame:

@@ -34,9 +34,10 @@ __all__ = [
     "read_only",
 ]
 
-# What the report page reads of a ``sent`` line (most of a big journal): no SID, addresses, HTTP status, attempts.
-_BRIEF_SENT = ("contact", "variant", "error_message", "ended_sid", "intent_at", "completed_at")
-
+# What the report page reads of a ``sent`` line (most of a big journal): its contact and what the page groups
+# by. Not its SID, addresses, HTTP status, attempts, nor its stamps: SQLite gives the latest of those at once.
+_BRIEF_SENT = ("contact", "variant", "error_message", "ended_sid")
+_LATEST_LINE = "SELECT MAX(MAX(COALESCE(intent_at, '')), MAX(COALESCE(completed_at, ''))) AS latest FROM journal"
 
 _RUNS = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs ORDER BY id"  # noqa: S608 - constants
 _EVENTS = f"SELECT {', '.join(EVENT_COLUMNS)} FROM events ORDER BY run, second"  # noqa: S608
@@ -117,11 +118,19 @@ def _brief_journal(path: Path, present: set[str]) -> pl.DataFrame:
     """The journal with its ``sent`` lines (most of a big one) read without what the report page never shows."""
     others = read_journal(path, f"state IN {sql_list(frozenset(RowState) - {RowState.SENT})}", present)
     columns = [c if c in present or c not in ADDED_JOURNAL_COLUMNS else f"NULL AS {c}" for c in _BRIEF_SENT]
-    sql = f"SELECT {', '.join(columns)} FROM journal WHERE state = '{RowState.SENT.value}'"  # noqa: S608 - constants
+    # NOT INDEXED: through the state index SQLite would look each sent line up by its rowid, slower than
+    # reading the table through when most lines are sent (a big journal's are).
+    sql = f"SELECT {', '.join(columns)} FROM journal NOT INDEXED WHERE state = '{RowState.SENT.value}'"  # noqa: S608 - constants
     sent = read_frame(path, sql, {c: JOURNAL_COLUMNS[c] for c in _BRIEF_SENT})
     return pl.concat([others, sent.with_columns(state=pl.lit(RowState.SENT.value))], how="diagonal_relaxed").select(
         pl.col(name).cast(dtype) for name, dtype in JOURNAL_COLUMNS.items()
     )
+
+
+def _latest_line(path: Path) -> str | None:
+    """The journal's latest intent or completion stamp (each is written in one ISO form: the text maximum)."""
+    latest = read_frame(path, _LATEST_LINE, {"latest": pl.String}).get_column("latest")
+    return str(latest[0]) if latest.len() and latest[0] else None
 
 
 def _read_plan(plan_file: Path, *, brief: bool) -> pl.DataFrame | None:
@@ -149,25 +158,29 @@ def is_locked(path: str | Path) -> bool:
     return holds_lock(lock_path(Path(path)))
 
 
-def _runs_and_events(path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The runs, and their per-second events (fourteen hours of a run are 50,000 lines: columns here too)."""
-    return read_frame(path, _RUNS, RUN_COLUMNS), read_frame(path, _EVENTS, EVENT_COLUMNS)
+def _runs_and_events(path: Path, *, brief: bool) -> tuple[pl.DataFrame, pl.DataFrame, str | None]:
+    """The runs, and their per-second events (fourteen hours of a run are 50,000 lines: columns here too); for a
+    ``brief`` read, the journal's latest stamp too."""
+    latest = _latest_line(path) if brief else None
+    return read_frame(path, _RUNS, RUN_COLUMNS), read_frame(path, _EVENTS, EVENT_COLUMNS), latest
 
 
-Tables = tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]
+# Journal, runs, events, and a brief read's latest stamp of the journal.
+Tables = tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, str | None]
 
 
 def _by_rows(conn: sqlite3.Connection, present: set[str]) -> Tables:
     """Journal, runs and events through Python's SQLite, row by row (a checkpoint this process holds open)."""
     journal = journal_frame(conn.execute(f"SELECT {journal_select(present)} FROM journal ORDER BY row").fetchall())  # noqa: S608
     runs = pl.DataFrame(conn.execute(_RUNS).fetchall(), schema=RUN_COLUMNS, orient="row")
-    return journal, runs, pl.DataFrame(conn.execute(_EVENTS).fetchall(), schema=EVENT_COLUMNS, orient="row")
+    events = pl.DataFrame(conn.execute(_EVENTS).fetchall(), schema=EVENT_COLUMNS, orient="row")
+    return journal, runs, events, None
 
 
 def _tables(path: Path, *, brief: bool, columns: bool, beside: ThreadPoolExecutor) -> tuple[dict[str, str], Tables]:
-    """The meta, and journal, runs and events: as columns (runs and events in the ``beside`` thread) when the
-    caller asked for ``columns`` and this process has no connection of its own open on the file, else (or when
-    the columnar reader is refused) by rows.
+    """The meta, and journal, runs and events: as columns (runs, events and a brief read's latest stamp in the
+    ``beside`` thread) when the caller asked for ``columns`` and this process has no connection of its own open
+    on the file, else (or when the columnar reader is refused) by rows.
     """
     conn = connect_ro(path)
     try:
@@ -179,7 +192,7 @@ def _tables(path: Path, *, brief: bool, columns: bool, beside: ThreadPoolExecuto
     finally:
         conn.close()
     try:
-        runs_and_events = beside.submit(_runs_and_events, path)
+        runs_and_events = beside.submit(_runs_and_events, path, brief=brief)
         journal = _brief_journal(path, present) if brief else read_journal(path, present=present)
         return meta, (journal, *runs_and_events.result())
     except sqlite3.OperationalError:
@@ -195,10 +208,11 @@ def read_only(path: str | Path, *, brief: bool = False, columns: bool = False) -
     """Everything a checkpoint holds, without its lock: safe while a run is going on.
 
     ``brief``: for the report page, the journal's ``sent`` lines may come without their SID, addresses, HTTP
-    status and attempts (left empty), and the plan without the rows' Parameters. ``columns``: read through the
-    columnar reader, which carries a SQLite of its own; only a command that opens nothing else on the file
-    meanwhile (``status``, ``report``) asks for it, never a run: two SQLites in one process drop each other's
-    file locks, and a run may open its checkpoint in another thread while it still reads.
+    status, attempts and stamps (left empty; ``latest_line`` says the latest stamp), and the plan without the
+    rows' Parameters. ``columns``: read through the columnar reader, which carries a SQLite of its own; only a
+    command that opens nothing else on the file meanwhile (``status``, ``report``) asks for it, never a run: two
+    SQLites in one process drop each other's file locks, and a run may open its checkpoint in another thread
+    while it still reads.
     """
     path = Path(path)
     if not path.exists():
@@ -208,7 +222,7 @@ def read_only(path: str | Path, *, brief: bool = False, columns: bool = False) -
     with ThreadPoolExecutor(1, thread_name_prefix="batch-engage-read") as beside:
         plan = beside.submit(_read_plan, plan_path(path), brief=brief)
         try:
-            meta, (journal, runs, events) = _tables(path, brief=brief, columns=columns, beside=beside)
+            meta, (journal, runs, events, latest) = _tables(path, brief=brief, columns=columns, beside=beside)
         except sqlite3.DatabaseError as exc:
             raise UsageError(f"{path}: not a batch-engage checkpoint ({exc})") from None
         newest = max(p.stat().st_mtime for p in (path, path.with_name(path.name + "-wal")) if p.exists())
@@ -220,4 +234,5 @@ def read_only(path: str | Path, *, brief: bool = False, columns: bool = False) -
             events=events,
             live=is_locked(path),
             modified=datetime.fromtimestamp(newest, UTC),
+            latest_line=latest,
         )

@@ -79,6 +79,8 @@ def as_of(view: CheckpointView) -> datetime:
     stamps = [str(s) for s in latest if s is not None] + (
         [view.meta["created_at"]] if "created_at" in view.meta else []
     )
+    if view.latest_line is not None:  # a brief read: the sent lines came without their stamps
+        stamps.append(view.latest_line)
     return max((parse_iso(s) for s in stamps), default=datetime(1970, 1, 1, tzinfo=UTC))
 
 

@@ -83,14 +83,18 @@ def test_only_a_reader_that_asks_for_columns_loads_a_second_sqlite(
 
 
 def test_the_report_pages_brief_read_leaves_out_only_what_the_page_never_shows(tmp_path: Path) -> None:
-    """Every line's contact, state, message, variant and times as in full; sent lines without their SID."""
+    """Every line's contact, state, message and variant as in full; sent lines without their SID and stamps, the
+    latest stamp of every line said once."""
     path = tmp_path / "c"
     _journal(path)
-    full, brief = read_only(path).journal, read_only(path, brief=True, columns=True).journal
-    shown = ["contact", "state", "error_code", "error_message", "ended_sid", "variant", "intent_at", "completed_at"]
-    assert brief.sort("contact").select(shown).equals(full.sort("contact").select(shown))
-    assert brief.filter(pl.col("state") == "sent").get_column("sid").null_count() == SILENT
-    assert brief.filter(pl.col("state") == "failed").get_column("http_status").to_list() == [400]
+    full, brief = read_only(path), read_only(path, brief=True, columns=True)
+    shown = ["contact", "state", "error_code", "error_message", "ended_sid", "variant"]
+    assert brief.journal.sort("contact").select(shown).equals(full.journal.sort("contact").select(shown))
+    sent = brief.journal.filter(pl.col("state") == "sent")
+    assert sent.get_column("sid").null_count() == sent.get_column("completed_at").null_count() == SILENT
+    assert brief.journal.filter(pl.col("state") == "failed").get_column("http_status").to_list() == [400]
+    assert full.latest_line is None
+    assert brief.latest_line == LATER == max(full.journal.get_column("completed_at").max(), AT)  # type: ignore[type-var]
 
 
 def test_the_plan_is_written_again_only_when_it_changed(tmp_path: Path) -> None:

@@ -46,3 +46,6 @@ def test_report_without_html_writes_the_results_table_again(
         == 0
     )
     assert again.read_text() == results.read_text()
+    # The page alone comes from a brief read of the checkpoint; beside the table, from the full one: one page.
+    assert cli(["report", str(job), "--sandbox", "--html", str(tmp_path / "alone.html")], capsys)[0] == 0
+    assert (tmp_path / "alone.html").read_bytes() == (tmp_path / "p.html").read_bytes()
