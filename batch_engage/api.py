@@ -6,7 +6,6 @@ import asyncio
 import functools
 from collections.abc import Callable, Coroutine, Mapping
 from datetime import datetime
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, ParamSpec, TypeVar
 
@@ -161,6 +160,8 @@ def _blocking(twin: Callable[_P, Coroutine[Any, Any, _T]], name: str, doc: str) 
 
 def version() -> str:
     """This installation's version (``unknown`` when run from a checkout that was never installed)."""
+    from importlib import metadata  # noqa: PLC0415 - only --version and reports ask; importing it costs every command
+
     try:
         return metadata.version("batch-engage")
     except metadata.PackageNotFoundError:

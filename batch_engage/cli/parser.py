@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from typing import NoReturn, TypeAlias
+from collections.abc import Sequence
+from typing import Any, NoReturn, TypeAlias
 
 from .. import api
 from ..errors import ConfigError
@@ -20,6 +21,20 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"batch-engage: {message} (see --help)\n")
+
+
+class _Version(argparse._VersionAction):
+    """``--version``, the installation's version looked up only when asked for (every command paid for it)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        self.version = f"batch-engage {api.version()}"
+        super().__call__(parser, namespace, values, option_string)
 
 
 _Subparsers: TypeAlias = "argparse._SubParsersAction[_Parser]"
@@ -160,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
             "Turn a CSV or Parquet file of contacts into Twilio Studio Flow runs: paced, resumable, never twice."
         ),
     )
-    parser.add_argument("--version", action="version", version=f"batch-engage {api.version()}")
+    parser.add_argument("--version", action=_Version)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     _add_run(sub)
     _add_validate(sub)
