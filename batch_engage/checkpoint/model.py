@@ -251,8 +251,8 @@ class CheckpointStore(Protocol):
 
     def __exit__(self, *exc: object) -> None: ...
 
-    def save_plan(self, plan: pl.DataFrame) -> None:
-        """Keep the plan with the journal."""
+    def save_plan(self, plan: pl.DataFrame, key: str = "") -> None:
+        """Keep the plan with the journal, and the ``key`` it was made from (``plan.plan_key``) where it is a file."""
 
     def start_run(self, started_at: str, input_digest: str) -> int:
         """Record that a run starts."""

@@ -147,9 +147,10 @@ class Checkpoint(StoreBase):
 
     # -- the plan and the runs ----------------------------------------------------------
 
-    def save_plan(self, plan: pl.DataFrame) -> None:
-        """Keep the plan beside the journal (written atomically, owner-only; not again when it is the same)."""
-        save_plan(self.plan_path, plan, self.meta, self.remember)
+    def save_plan(self, plan: pl.DataFrame, key: str = "") -> None:
+        """Keep the plan beside the journal with the ``key`` it was made from (written atomically, owner-only; not
+        again when it is the same)."""
+        save_plan(self.plan_path, plan, self.meta, self.remember, key)
 
     def start_run(self, started_at: str, input_digest: str) -> int:
         """Record that a run starts (for the report); remember its id."""

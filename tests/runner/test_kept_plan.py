@@ -1,0 +1,142 @@
+"""A resumed run takes the plan its checkpoint keeps when nothing it was made from changed, and plans its input
+again when anything did: the sandbox's ledger shows what was sent, never the tool's own opinion."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+import batch_engage
+from batch_engage.checkpoint.store import plan_path
+from batch_engage.job import load_spec
+from batch_engage.plan import prepare
+from batch_engage.plan.again import PLANNING_FLOW, PLANNING_SEND, keyed_input
+from batch_engage.sandbox import Sandbox
+
+from conftest import cli, make_contacts
+
+PACKAGE = Path(batch_engage.__file__).parent
+
+
+def _sent(sandbox: Sandbox) -> Counter[str]:
+    return Counter(entry.to for entry in sandbox.ledger())
+
+
+def _first_ten(job: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    """Run ``job`` for ten contacts; the plan file it keeps beside its checkpoint."""
+    code, _, _ = cli(["run", str(job), "--limit", "10", "--quiet"], capsys)
+    assert code == 0
+    spec = load_spec(job)
+    kept = plan_path(spec.output.checkpoint)
+    assert kept.exists()
+    return kept
+
+
+class TestTakenAgain:
+    def test_an_unchanged_job_resumes_on_its_kept_plan_and_sends_each_contact_once(
+        self, sandbox: Sandbox, job: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """The plan file is not written again (it is the plan), and the rest go, each once."""
+        kept = _first_ten(job, capsys)
+        written = kept.stat().st_mtime_ns
+        code, out, _ = cli(["run", str(job)], capsys)
+        assert code == 0 and "sent 30" in out
+        assert len(sandbox.ledger()) == 30 and max(_sent(sandbox).values()) == 1
+        assert kept.stat().st_mtime_ns == written
+
+    def test_flags_that_change_no_row_keep_the_plan(self, job: Path) -> None:
+        """The pace and the preflight are not planning: the key stays; a mapping's default region changes it."""
+        spec = load_spec(job)
+        faster = spec.replace(send=dataclasses.replace(spec.send, rate=7.0, preflight=False))
+        first, again = keyed_input(spec), keyed_input(faster)
+        assert first is not None and again is not None and first.key == again.key
+        regional = spec.replace(mapping=dataclasses.replace(spec.mapping, default_region="GB"))
+        other = keyed_input(regional)
+        assert other is not None and other.key != first.key
+
+
+class TestPlannedAgain:
+    def test_an_input_changed_in_place_is_planned_again(
+        self, sandbox: Sandbox, job: Path, contacts_csv: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Same file, new rows: a contact taken off the list is not sent, a changed one goes with its new
+        Parameters, a new one goes; the ten sent before are not sent again."""
+        _first_ten(job, capsys)
+        rows = make_contacts(30)
+        gone, changed = rows["phone"][15], rows["phone"][20]
+        rows = rows.filter(pl.col("phone") != gone).with_columns(
+            name=pl.when(pl.col("phone") == changed).then(pl.lit("Renamed")).otherwise(pl.col("name"))
+        )
+        pl.concat([rows, make_contacts(1, start=900)]).write_csv(contacts_csv)
+        code, _, _ = cli(["run", str(job), "--quiet"], capsys)
+        assert code == 0
+        sent = _sent(sandbox)
+        assert max(sent.values()) == 1 and len(sent) == 30
+        assert gone not in sent and make_contacts(1, start=900)["phone"][0] in sent
+        assert {e.to: e.parameters for e in sandbox.ledger()}[changed]["name"] == "Renamed"
+
+    def test_a_suppression_list_added_later_is_honoured(
+        self, sandbox: Sandbox, job: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A job that reads a suppression list is always planned again: a contact listed since is not sent."""
+        _first_ten(job, capsys)
+        listed = make_contacts(30)["phone"][25]
+        (tmp_path / "stop.csv").write_text(f"phone\n{listed}\n")
+        job.write_text(job.read_text() + f'\n[suppress]\nfiles = ["{tmp_path / "stop.csv"}"]\n')
+        code, _, _ = cli(["run", str(job), "--quiet"], capsys)
+        assert code == 0
+        sent = _sent(sandbox)
+        assert listed not in sent and len(sent) == 29 and max(sent.values()) == 1
+
+    def test_a_damaged_plan_file_is_planned_again(
+        self, sandbox: Sandbox, job: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """The kept plan cut short: the input is planned again, the rest go once, and the file is whole again."""
+        kept = _first_ten(job, capsys)
+        kept.write_bytes(kept.read_bytes()[: kept.stat().st_size // 2])
+        code, out, _ = cli(["run", str(job)], capsys)
+        assert code == 0 and "sent 30" in out
+        assert len(sandbox.ledger()) == 30 and max(_sent(sandbox).values()) == 1
+        assert pl.read_parquet(kept).height == 30
+
+    def test_a_plan_kept_under_another_key_is_not_taken(self, job: Path) -> None:
+        """``prepare`` asks for the kept plan by this plan's key: a plan kept under any other is never handed back."""
+        spec = load_spec(job)
+        asked: list[str] = []
+
+        def stored(key: str) -> pl.DataFrame | None:
+            asked.append(key)
+            return None
+
+        prepared = prepare(spec, stored=stored)
+        keyed = keyed_input(spec)
+        assert keyed is not None and asked == [keyed.key] == [prepared.key] and not prepared.kept
+
+
+def test_every_setting_planning_reads_is_in_the_key() -> None:
+    """The ``[send]`` and ``[flow]`` settings the planning code reads are all in the plan's key."""
+    code = "\n".join(p.read_text() for folder in ("plan", "inputs") for p in (PACKAGE / folder).glob("*.py"))
+    send = set(re.findall(r"spec\.send\.(\w+)", code)) - {"send_window"}
+    flow = set(re.findall(r"spec\.flow\.(\w+)", code))
+    assert send <= set(PLANNING_SEND), send - set(PLANNING_SEND)
+    assert flow <= set(PLANNING_FLOW), flow - set(PLANNING_FLOW)
+
+
+def test_jobs_whose_plan_reads_a_changing_store_have_no_key(
+    write_job: Callable[..., Path], contacts_csv: Path, tmp_path: Path
+) -> None:
+    """Suppression lists, a history, or the opt-outs learnt beside the checkpoint: planned every time."""
+    plain = load_spec(write_job(input_path=contacts_csv))
+    assert keyed_input(plain) is not None
+    Path(plain.output.checkpoint + ".opt-outs").write_bytes(b"")
+    assert keyed_input(plain) is None
+    suppressed = load_spec(write_job(input_path=contacts_csv, extra=f'[suppress]\nfiles = ["{contacts_csv}"]\n'))
+    assert keyed_input(suppressed) is None
+    remembered = load_spec(write_job(input_path=contacts_csv, extra=f'[history]\npath = "{tmp_path / "h.db"}"\n'))
+    assert keyed_input(remembered) is None
