@@ -4,6 +4,7 @@ again when anything did: the sandbox's ledger shows what was sent, never the too
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import re
 from collections import Counter
 from collections.abc import Callable
@@ -15,13 +16,15 @@ import pytest
 import batch_engage
 from batch_engage.checkpoint.store import plan_path
 from batch_engage.job import load_spec
-from batch_engage.plan import prepare
+from batch_engage.plan import again, prepare
 from batch_engage.plan.again import PLANNING_FLOW, PLANNING_SEND, keyed_input
 from batch_engage.sandbox import Sandbox
 
 from conftest import cli, make_contacts
 
 PACKAGE = Path(batch_engage.__file__).parent
+# The module, not the function the package's face names the same.
+prepare_module = importlib.import_module("batch_engage.plan.prepare")
 
 
 def _sent(sandbox: Sandbox) -> Counter[str]:
@@ -40,25 +43,34 @@ def _first_ten(job: Path, capsys: pytest.CaptureFixture[str]) -> Path:
 
 class TestTakenAgain:
     def test_an_unchanged_job_resumes_on_its_kept_plan_and_sends_each_contact_once(
-        self, sandbox: Sandbox, job: Path, capsys: pytest.CaptureFixture[str]
+        self, sandbox: Sandbox, job: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """The plan file is not written again (it is the plan), and the rest go, each once."""
+        """The input is not parsed again nor the plan file written again (it is the plan); the rest go, each once."""
         kept = _first_ten(job, capsys)
         written = kept.stat().st_mtime_ns
+
+        def not_again(*args: object, **kwargs: object) -> None:
+            raise AssertionError("the input was parsed again")
+
+        monkeypatch.setattr(prepare_module, "read_table", not_again)
         code, out, _ = cli(["run", str(job)], capsys)
         assert code == 0 and "sent 30" in out
         assert len(sandbox.ledger()) == 30 and max(_sent(sandbox).values()) == 1
         assert kept.stat().st_mtime_ns == written
 
-    def test_flags_that_change_no_row_keep_the_plan(self, job: Path) -> None:
-        """The pace and the preflight are not planning: the key stays; a mapping's default region changes it."""
+    def test_flags_that_change_no_row_keep_the_plan(self, job: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """The pace and the preflight are not planning: the key stays; a mapping's default region, or another
+        release's code, changes it."""
         spec = load_spec(job)
         faster = spec.replace(send=dataclasses.replace(spec.send, rate=7.0, preflight=False))
-        first, again = keyed_input(spec), keyed_input(faster)
-        assert first is not None and again is not None and first.key == again.key
+        first, paced = keyed_input(spec), keyed_input(faster)
+        assert first is not None and paced is not None and first.key == paced.key
         regional = spec.replace(mapping=dataclasses.replace(spec.mapping, default_region="GB"))
         other = keyed_input(regional)
         assert other is not None and other.key != first.key
+        monkeypatch.setattr(again, "_source_digest", lambda: "another release")
+        upgraded = keyed_input(spec)
+        assert upgraded is not None and upgraded.key != first.key
 
 
 class TestPlannedAgain:
