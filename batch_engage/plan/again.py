@@ -46,11 +46,13 @@ class KeyedInput:
 
 @functools.cache
 def _source_digest() -> str:
-    """This package's own source: a release, or an edited checkout, plans with what it holds."""
+    """This package's own source: a release, or an edited checkout, plans with what it holds. Empty when its
+    source is not there to read (a zip, compiled files only): then no plan has a key."""
     digest = hashlib.blake2b(digest_size=16)
-    for path in sorted(_PACKAGE.rglob("*.py")):
+    sources = sorted(_PACKAGE.rglob("*.py"))
+    for path in sources:
         digest.update(path.relative_to(_PACKAGE).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()
+    return digest.hexdigest() if sources else ""
 
 
 def _depends_on_more(spec: Spec) -> bool:
@@ -67,6 +69,9 @@ def keyed_input(spec: Spec) -> KeyedInput | None:
     path = spec.input.path
     if path is None or path == "-" or "://" in path or spec.input.query is not None or _depends_on_more(spec):
         return None
+    code = _source_digest()
+    if not code:
+        return None
     try:
         raw = Path(path).read_bytes()
     except OSError:
@@ -76,6 +81,6 @@ def keyed_input(spec: Spec) -> KeyedInput | None:
     flow = [getattr(spec.flow, name) for name in PLANNING_FLOW]
     sections = (spec.input, spec.mapping, spec.suppress, spec.history, spec.experiment, spec.job)
     versions = [pl.__version__, phonenumbers.__version__, platform.python_version()]
-    made_of = [digest, *map(repr, (*sections, send, flow)), _source_digest(), *versions]
+    made_of = [digest, *map(repr, (*sections, send, flow)), code, *versions]
     key = hashlib.blake2b(json.dumps(made_of).encode(), digest_size=16).hexdigest()
     return KeyedInput(raw=raw, digest=digest, key=key)

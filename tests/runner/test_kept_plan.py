@@ -152,3 +152,18 @@ def test_jobs_whose_plan_reads_a_changing_store_have_no_key(
     assert keyed_input(suppressed) is None
     remembered = load_spec(write_job(input_path=contacts_csv, extra=f'[history]\npath = "{tmp_path / "h.db"}"\n'))
     assert keyed_input(remembered) is None
+
+
+def test_without_its_own_source_to_read_no_plan_has_a_key(
+    job: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Installed with compiled files only (or zipped), the code cannot be told from another release's: planned
+    every time."""
+    spec = load_spec(job)
+    monkeypatch.setattr(again, "_PACKAGE", tmp_path / "no-source")
+    again._source_digest.cache_clear()
+    try:
+        assert keyed_input(spec) is None
+    finally:
+        monkeypatch.undo()
+        again._source_digest.cache_clear()
