@@ -2,7 +2,8 @@
 
 Planning a million rows again is half a second of a resumed run's start, for the same rows. A plan
 follows from the input's bytes, the job's settings that planning reads, and the code that plans (this package's
-source, polars', phonenumbers' and Python's versions): those make its key, and a plan kept under the
+source, polars', phonenumbers' and Python's versions; with a send window, the time-zone database its zone
+names are checked against): those make its key, and a plan kept under the
 same key is the plan this run would make. Some jobs' plans follow from more, from stores that change
 between runs by themselves: suppression lists, the contact history (caps, opt-outs), the opt-outs
 ``collect`` learns beside the checkpoint, an experiment's kept variants. Those jobs, and inputs that are
@@ -11,10 +12,13 @@ not a local file (a query, stdin, a URL, a frame), have no key: they are always 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
+import importlib.metadata
 import json
 import platform
+import zoneinfo
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +59,17 @@ def _source_digest() -> str:
     return digest.hexdigest() if sources else ""
 
 
+def _zones_version() -> str:
+    """Which time-zone database this machine's ``zoneinfo`` reads (a send window's zone names are checked
+    against it); empty when that cannot be told."""
+    for folder in zoneinfo.TZPATH:
+        with contextlib.suppress(OSError), (Path(folder) / "tzdata.zi").open() as table:
+            return f"{folder}:{table.readline().strip()}"
+    with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+        return f"tzdata:{importlib.metadata.version('tzdata')}"
+    return ""
+
+
 def _depends_on_more(spec: Spec) -> bool:
     """Whether the job's plan reads a store that changes between runs by itself (or an experiment's variants)."""
     if spec.suppress.files or spec.history.path or spec.experiment is not None:
@@ -70,7 +85,8 @@ def keyed_input(spec: Spec) -> KeyedInput | None:
     if path is None or path == "-" or "://" in path or spec.input.query is not None or _depends_on_more(spec):
         return None
     code = _source_digest()
-    if not code:
+    zones = _zones_version() if spec.send.window is not None else "no window"
+    if not code or not zones:
         return None
     try:
         raw = Path(path).read_bytes()
@@ -81,6 +97,6 @@ def keyed_input(spec: Spec) -> KeyedInput | None:
     flow = [getattr(spec.flow, name) for name in PLANNING_FLOW]
     sections = (spec.input, spec.mapping, spec.suppress, spec.history, spec.experiment, spec.job)
     versions = [pl.__version__, phonenumbers.__version__, platform.python_version()]
-    made_of = [digest, *map(repr, (*sections, send, flow)), code, *versions]
+    made_of = [digest, *map(repr, (*sections, send, flow)), code, zones, *versions]
     key = hashlib.blake2b(json.dumps(made_of).encode(), digest_size=16).hexdigest()
     return KeyedInput(raw=raw, digest=digest, key=key)

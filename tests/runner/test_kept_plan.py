@@ -167,3 +167,18 @@ def test_without_its_own_source_to_read_no_plan_has_a_key(
     finally:
         monkeypatch.undo()
         again._source_digest.cache_clear()
+
+
+def test_a_windowed_jobs_key_follows_the_time_zone_database(job: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Zone names are checked against this machine's database: another one keys another plan, and a machine
+    whose database cannot be told plans every time; a job without a window does not care."""
+    spec = load_spec(job)
+    windowed = spec.replace(send=dataclasses.replace(spec.send, window="09:00-20:00"))
+    first, plain = keyed_input(windowed), keyed_input(spec)
+    assert first is not None and plain is not None
+    monkeypatch.setattr(again, "_zones_version", lambda: "tzdata:2099z")
+    updated = keyed_input(windowed)
+    assert updated is not None and updated.key != first.key
+    assert keyed_input(spec) == plain
+    monkeypatch.setattr(again, "_zones_version", lambda: "")
+    assert keyed_input(windowed) is None
