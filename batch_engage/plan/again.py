@@ -53,9 +53,12 @@ def _source_digest() -> str:
     """This package's own source: a release, or an edited checkout, plans with what it holds. Empty when its
     source is not there to read (a zip, compiled files only): then no plan has a key."""
     digest = hashlib.blake2b(digest_size=16)
-    sources = sorted(_PACKAGE.rglob("*.py"))
-    for path in sources:
-        digest.update(path.relative_to(_PACKAGE).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    try:
+        sources = sorted(_PACKAGE.rglob("*.py"))
+        for path in sources:
+            digest.update(path.relative_to(_PACKAGE).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    except OSError:
+        return ""  # a source that cannot be read now: this run plans, it never fails for it
     return digest.hexdigest() if sources else ""
 
 
