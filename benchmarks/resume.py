@@ -80,7 +80,8 @@ def build_checkpoint(job: Path, done: int, base_url: str) -> dict[str, Any]:
     target = Studio(base_url=base_url, identity=LOOPBACK_USER)
     with stopwatch() as journal_time, open_checkpoint(spec.output.checkpoint, prepared.fingerprint, target) as cp:
         cp.start_run(stamp, prepared.input_digest)
-        cp.save_plan(plan)
+        # As a real run keeps it: with the key of what it was made from, so the resumed run may take it again.
+        cp.save_plan(plan, prepared.key)
         items = [Item(row=r, contact=c, to=t, from_=f, parameters=p) for r, c, t, f, p in rows]
         for item in items:
             item.marker = make_marker(cp.token, item.contact)

@@ -13,6 +13,7 @@ from .store import (
     is_postgres,
     open_checkpoint,
     read_checkpoint,
+    stored_plan,
 )
 
 __all__ = [
@@ -40,4 +41,5 @@ __all__ = [
     "refuse_lost_journal",
     "runlog_path",
     "set_aside_damaged",
+    "stored_plan",
 ]

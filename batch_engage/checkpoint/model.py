@@ -7,7 +7,7 @@ this (and on :mod:`batch_engage._checkpoint_binding`), so neither imports the ot
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol, Self, TypedDict
@@ -34,6 +34,7 @@ __all__ = [
     "empty_journal",
     "journal_frame",
     "reached_frame",
+    "states_from_parts",
     "states_from_text",
 ]
 
@@ -177,6 +178,9 @@ def contacts_from_text(text: str | None) -> pl.Series:
     return pl.Series("contact", [text]).str.split("\n").explode()
 
 
+_STATES_SCHEMA = {"contact": pl.String, "state": pl.String, "input": pl.Categorical}
+
+
 def states_from_text(contacts: str | None, states: str | None, others: str | None, usual: str | None) -> pl.DataFrame:
     """Contacts and states aggregated by the database into newline-separated texts (in one order), and the
     lines written for another input than ``usual`` (the last run's) as ``contact<TAB>input`` lines (no
@@ -185,10 +189,34 @@ def states_from_text(contacts: str | None, states: str | None, others: str | Non
     Only the few lines of an earlier export carry their digest: 33 bytes a line for the database to join and
     polars to split were a third of a resumed run's wait.
     """
-    schema = {"contact": pl.String, "state": pl.String, "input": pl.Categorical}
     if not contacts or states is None:
-        return pl.DataFrame(schema=schema)
+        return pl.DataFrame(schema=_STATES_SCHEMA)
     frame = pl.DataFrame({"contact": [contacts], "state": [states]}).select(pl.all().str.split("\n").explode())
+    return _with_inputs(frame, others, usual)
+
+
+def states_from_parts(
+    contacts: str | None, unsent: Sequence[tuple[str, str]], others: str | None, usual: str | None
+) -> pl.DataFrame:
+    """Every line's contact (one newline-separated text), the ``(contact, state)`` of the lines not ``sent``,
+    and the lines of another input than ``usual`` (as :func:`states_from_text`), as the frame ``states`` returns.
+
+    Read this way, the contacts come from their own index and the states of the few lines not sent from the
+    state's: a third of the table's bytes for the database to walk.
+    """
+    if not contacts:
+        return pl.DataFrame(schema=_STATES_SCHEMA)
+    frame = pl.DataFrame({"contact": [contacts]}).select(pl.col("contact").str.split("\n").explode())
+    frame = frame.with_columns(state=pl.lit(RowState.SENT.value))
+    if unsent:
+        other = pl.DataFrame(list(unsent), schema={"contact": pl.String, "state": pl.String}, orient="row")
+        known = frame.filter(~pl.col("contact").is_in(other.get_column("contact").implode()))
+        frame = pl.concat([known, other])
+    return _with_inputs(frame, others, usual)
+
+
+def _with_inputs(frame: pl.DataFrame, others: str | None, usual: str | None) -> pl.DataFrame:
+    """``frame`` with each line's ``input``: ``usual``, but for the ``contact<TAB>input`` lines of ``others``."""
     frame = frame.with_columns(input=pl.lit(usual or None, pl.String))
     if others:
         lines = pl.Series([others]).str.split("\n").explode().str.split_exact("\t", 1)
@@ -254,8 +282,8 @@ class CheckpointStore(Protocol):
 
     def __exit__(self, *exc: object) -> None: ...
 
-    def save_plan(self, plan: pl.DataFrame) -> None:
-        """Keep the plan with the journal."""
+    def save_plan(self, plan: pl.DataFrame, key: str = "") -> None:
+        """Keep the plan with the journal, and the ``key`` it was made from (``plan.plan_key``) where it is a file."""
 
     def start_run(self, started_at: str, input_digest: str) -> int:
         """Record that a run starts."""

@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Unpack
 
+import polars as pl
+
 from .binding import bind, check, check_meta, describe_mismatch
 from .model import (
     CheckpointStore,
@@ -32,6 +34,7 @@ from .model import (
     empty_journal,
     with_account,
 )
+from .plan_file import stored_plan as _stored_plan
 from .schema import EVENT_COLUMNS, RUN_COLUMNS, SCHEMA_VERSION
 from .sqlite import Checkpoint, FileBinding, is_locked, lock_file, meta_of_file, plan_path, read_only
 
@@ -59,6 +62,7 @@ __all__ = [
     "plan_path",
     "read_checkpoint",
     "read_only",
+    "stored_plan",
     "with_account",
 ]
 
@@ -152,3 +156,11 @@ def checkpoint_exists(location: str | Path, *, plan: bool = False) -> bool:
 
         return checkpoint_pg.exists(str(location), plan=plan)
     return plan_path(location).exists() if plan else Path(location).exists()
+
+
+def stored_plan(location: str | Path, key: str) -> pl.DataFrame | None:
+    """The plan a file checkpoint keeps, when it was made from ``key`` (``plan.plan_key``); else None (always for
+    PostgreSQL, whose run opens its checkpoint only after planning)."""
+    if is_postgres(location):
+        return None
+    return _stored_plan(plan_path(location), key)

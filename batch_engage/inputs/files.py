@@ -132,11 +132,13 @@ def read_table(
     text_columns: Iterable[str] = (),
     stdin: BinaryIO | None = None,
     digest: bool = True,
+    raw: tuple[bytes, str] | None = None,
 ) -> Table:
     """Read the input file; ``text_columns`` are read as strings, whatever they look like.
 
     ``digest``: take the digest of what was read (a run keeps it; a dry run or a suppression list does not need
-    it, and on a million rows it is a fifth of the read).
+    it, and on a million rows it is a fifth of the read). ``raw``: the local file's bytes and their digest,
+    read already (by a resumed run looking for its kept plan).
     """
     name = spec.path
     if name is None:
@@ -151,10 +153,16 @@ def read_table(
         frame = frame.with_columns(pl.col(c).cast(pl.String) for c in keep_text if c in frame.columns)
         return Table(frame=frame, digest=frame_digest(frame) if digest else "", name=name)
 
-    raw = _read_bytes(name, shown, stdin)
-    if is_blank(raw):
+    data, taken = raw if raw is not None else (_read_bytes(name, shown, stdin), "")
+    if is_blank(data):
         raise InputFileError(shown, "the file is empty")
-    taken = hashlib.blake2b(raw, digest_size=16).hexdigest() if digest else ""
+    if digest and not taken:
+        taken = hashlib.blake2b(data, digest_size=16).hexdigest()
+    return Table(frame=_parsed(spec, fmt, shown, data, keep_text), digest=taken if digest else "", name=shown)
+
+
+def _parsed(spec: InputSpec, fmt: str, shown: str, raw: bytes, keep_text: set[str]) -> pl.DataFrame:
+    """A local file's bytes as rows, in its format; the ``keep_text`` columns as strings."""
     if fmt == "parquet":
         frame = _read_parquet(shown, raw)
         if frame.height == 0:
@@ -177,8 +185,7 @@ def read_table(
                 raise _not_valid(shown, "ndjson", exc) from None
             if frame.height == 0:
                 raise InputFileError(shown, "has no data rows")
-    frame = frame.with_columns(pl.col(c).cast(pl.String) for c in keep_text if c in frame.columns)
-    return Table(frame=frame, digest=taken, name=shown)
+    return frame.with_columns(pl.col(c).cast(pl.String) for c in keep_text if c in frame.columns)
 
 
 def frame_digest(frame: pl.DataFrame) -> str:

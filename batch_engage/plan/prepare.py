@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -23,6 +23,7 @@ import polars as pl
 from ..history import is_database_url, open_history, open_opt_outs
 from ..inputs import Table, frame_digest, read_query, read_table
 from ..job import Cap, Spec, history_identity
+from .again import KeyedInput, keyed_input
 from .hygiene import apply_history, apply_opt_outs, apply_suppression, load_suppression
 from .rewrites import Rewrite, rewrite_examples
 from .rows import planned as planned_rows
@@ -41,6 +42,10 @@ class Prepared:
     fingerprint: dict[str, Any]
     input_digest: str
     rewrites: tuple[Rewrite, ...] = ()
+    key: str = ""
+    """What the plan was made from (``again.keyed_input``), kept with it; empty: it is always made again."""
+    kept: bool = False
+    """The plan was taken from the checkpoint, as kept under ``key``: it needs no saving."""
 
 
 def fingerprint(spec: Spec) -> dict[str, Any]:
@@ -128,14 +133,24 @@ def prepare(
     kept: Mapping[str, str] | None = None,
     rewrites: bool = False,
     digest: bool = True,
+    stored: Callable[[str], pl.DataFrame | None] | None = None,
 ) -> Prepared:
     """Read and plan the input (suppression, caps, send-window zones, contact keys, variants); no call to Twilio.
 
     ``kept``: contacts already sent a variant (from the checkpoint), who keep it. ``rewrites`` also finds
     one example of each way a To was rewritten (for ``validate``; a run skips the cost). Without ``digest``
-    the input's digest, which only a run keeps, is not taken (``input_digest`` is empty).
+    the input's digest, which only a run keeps, is not taken (``input_digest`` is empty). ``stored``: the
+    plan a resumed run's checkpoint keeps under a key, if any; taken instead of planning when the key is this
+    plan's.
     """
-    table = _read(spec, frame, stdin, digest=digest)
+    keyed = keyed_input(spec) if frame is None and digest else None
+    if keyed is not None and stored is not None:
+        plan = stored(keyed.key)
+        if plan is not None:
+            return Prepared(plan, fingerprint(spec), keyed.digest, key=keyed.key, kept=True)
+    table = _read(spec, frame, stdin, digest=digest, keyed=keyed)
+    key = keyed.key if keyed is not None else ""
+    del keyed  # its bytes are read
     query = planned_rows(table.frame, spec, source_name=table.name)
     if spec.experiment is not None:
         contact = _contact(spec.send.dedupe)
@@ -152,10 +167,17 @@ def prepare(
     del table
     planned = _hygiene(planned, spec, job_owner)
     examples = rewrite_examples(written, planned) if written is not None else ()
-    return Prepared(plan=planned, fingerprint=fingerprint(spec), input_digest=taken, rewrites=examples)
+    return Prepared(plan=planned, fingerprint=fingerprint(spec), input_digest=taken, rewrites=examples, key=key)
 
 
-def _read(spec: Spec, frame: pl.DataFrame | pl.LazyFrame | None, stdin: BinaryIO | None, *, digest: bool) -> Table:
+def _read(
+    spec: Spec,
+    frame: pl.DataFrame | pl.LazyFrame | None,
+    stdin: BinaryIO | None,
+    *,
+    digest: bool,
+    keyed: KeyedInput | None = None,
+) -> Table:
     """The job's rows: the frame given, the query's, or the file's; address and JSON columns as text."""
     if frame is not None:
         data = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
@@ -164,7 +186,8 @@ def _read(spec: Spec, frame: pl.DataFrame | pl.LazyFrame | None, stdin: BinaryIO
         return Table(frame=data, digest=frame_digest(data) if digest else "", name="(frame)")
     if spec.input.query is not None:
         return read_query(spec.input, text_columns=text_columns(spec.mapping))
-    return read_table(spec.input, text_columns=text_columns(spec.mapping), stdin=stdin, digest=digest)
+    raw = (keyed.raw, keyed.digest) if keyed is not None else None
+    return read_table(spec.input, text_columns=text_columns(spec.mapping), stdin=stdin, digest=digest, raw=raw)
 
 
 def _hygiene(planned: pl.DataFrame, spec: Spec, job_owner: str | None) -> pl.DataFrame:

@@ -23,7 +23,7 @@ import httpx
 import polars as pl
 import structlog
 
-from ..checkpoint import CheckpointStore, read_checkpoint
+from ..checkpoint import CheckpointStore, read_checkpoint, stored_plan
 from ..clock import iso_ms
 from ..control import Progress, RunControl, StoppableClock
 from ..errors import OutputFailed, StorageFailed, UsageError
@@ -52,11 +52,20 @@ DEFAULT_OPTIONS = RunOptions()
 
 
 def _prepared(
-    job: Launch, frame: pl.DataFrame | pl.LazyFrame | None, stdin: BinaryIO | None, *, stored: bool, restart: bool
+    job: Launch,
+    frame: pl.DataFrame | pl.LazyFrame | None,
+    stdin: BinaryIO | None,
+    *,
+    stored: bool,
+    restart: bool,
+    resumed: bool,
 ) -> Prepared:
-    """The plan: from the input, or (``stored``) the one the checkpoint keeps."""
+    """The plan: from the input, or (``stored``) the one the checkpoint keeps. A ``resumed`` run (its checkpoint
+    opened early) takes the kept plan when it was made from what this one would be made from."""
     if not stored:
-        return prepare(job.spec, frame=frame, stdin=stdin, kept=kept_variants(job.spec, restart=restart))
+        kept_plan = partial(stored_plan, job.spec.output.checkpoint) if resumed else None
+        kept = kept_variants(job.spec, restart=restart)
+        return prepare(job.spec, frame=frame, stdin=stdin, kept=kept, stored=kept_plan)
     view = read_checkpoint(job.spec.output.checkpoint)
     assert view.plan is not None
     return Prepared(plan=view.plan, fingerprint=dict(job.fingerprint), input_digest=view.meta.get("input", ""))
@@ -113,10 +122,11 @@ async def run_job(
     control = control or RunControl()
     clock = StoppableClock(options.timing(), control)
     started = clock.monotonic()
+    early = opens_early(launched.spec.output.checkpoint, options, planned=not settle_only, recover=recover)
     prepared, opening = plan_while_opening(
-        partial(_prepared, launched, frame, stdin, stored=settle_only, restart=options.restart),
+        partial(_prepared, launched, frame, stdin, stored=settle_only, restart=options.restart, resumed=early),
         checkpoint_opening(launched, options, recover),
-        early=opens_early(launched.spec.output.checkpoint, options, planned=not settle_only, recover=recover),
+        early=early,
         # Not beside a database input's own driver imports, which planning makes meanwhile: two threads importing
         # at once can trip Python's import locks.
         then=load_transport if transport is None and launched.spec.input.query is None else None,
@@ -161,7 +171,8 @@ async def _run_locked(
         cp, lines = await opened(opening, job.control), None
     try:
         await storage.commit("starting the run", cp.start_run, iso_ms(clock.now()), prepared.input_digest)
-        await storage.commit("saving the plan", cp.save_plan, prepared.plan)
+        if not prepared.kept:
+            await storage.commit("saving the plan", cp.save_plan, prepared.plan, prepared.key)
         history = open_history(spec.history.path) if spec.history.path and not options.sandbox else None
         try:
             sent = await run_with_checkpoint(job, cp, history, lines)

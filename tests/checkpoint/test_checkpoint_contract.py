@@ -113,6 +113,23 @@ class TestJournal:
         assert dict(states.select("contact", pl.col("input").cast(pl.String)).iter_rows()) == expected
         assert set(states["state"]) == {"intent"}
 
+    def test_states_reads_every_line_in_the_state_it_was_left_in(self, location: str) -> None:
+        """Each state a line can be in (the journal's bulk ``sent`` among them) comes back as the journal holds it:
+        the frame a resumed run decides from never takes an open or possibly-sent line for a finished one."""
+        left = [s for s in RowState if s is not RowState.INTENT]
+        contacts = [f"+1{i:03d}" for i in range(3 * len(left) + 1)]
+        with open_checkpoint(location, FP, TWILIO) as cp:
+            cp.write_intents(_intents(*contacts), at=AT, twilio_at=AT)
+            cp.write_outcomes(Outcome(c, left[i % len(left)]) for i, c in enumerate(contacts[1:]))
+        with open_checkpoint(location, FP, TWILIO) as cp:
+            states = cp.states()
+            journal = cp.journal()
+        assert states.height == len(contacts) and states.get_column("contact").is_unique().all()
+        assert dict(states.select("contact", "state").iter_rows()) == dict(
+            journal.select("contact", "state").iter_rows()
+        )
+        assert set(states.get_column("state")) == {s.value for s in RowState}
+
     def test_an_ended_sid_outlives_later_outcomes(self, location: str) -> None:
         """The run a contact was waiting on, once ended, stays named after the contact is sent."""
         with open_checkpoint(location, FP, TWILIO) as cp:

@@ -4,6 +4,7 @@ only when it changed; the report page's brief read leaves out only what the page
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 
 import polars as pl
@@ -118,3 +119,18 @@ def test_lines_of_a_run_that_had_no_input_digest_read_as_no_input() -> None:
     """A settle-only run records an empty digest: its lines are "no input", never an input called ""."""
     states = states_from_text("+1\n+2", "sent\nsent", None, "")
     assert states.get_column("input").to_list() == [None, None]
+
+
+def test_a_state_this_release_does_not_know_is_read_as_written(tmp_path: Path) -> None:
+    """A line a later release left in a state of its own (either side of ``sent``) is read with that state, so a
+    resumed run never counts it sent nor sends it; the lines around it read as they are."""
+    path = tmp_path / "c"
+    _journal(path)
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE journal SET state = 'aaa_new' WHERE contact = ?", (_contact(1),))
+        conn.execute("UPDATE journal SET state = 'zzz_new' WHERE contact = ?", (_contact(2),))
+    with open_checkpoint(path, FP, TWILIO) as cp:
+        states = dict(cp.states().select("contact", "state").iter_rows())
+    assert states[_contact(1)] == "aaa_new" and states[_contact(2)] == "zzz_new"
+    assert states[_contact(SILENT)] == "failed" and states[_contact(SILENT + 1)] == "uncertain"
+    assert states[_contact(0)] == "sent" and len(states) == SILENT + 2

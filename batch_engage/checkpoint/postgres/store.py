@@ -106,8 +106,9 @@ class PgCheckpoint(PgSession, StoreBase):
 
     # -- the plan and the runs ----------------------------------------------------------
 
-    def save_plan(self, plan: pl.DataFrame) -> None:
-        """Keep the plan in the database (a zstd Parquet blob), replacing the last one."""
+    def save_plan(self, plan: pl.DataFrame, key: str = "") -> None:
+        """Keep the plan in the database (a zstd Parquet blob), replacing the last one; ``key`` is not kept: a
+        run opens a PostgreSQL checkpoint only after planning, so never takes a plan from it."""
         buffer = io.BytesIO()
         plan.write_parquet(buffer, compression="zstd")
         with self._transaction() as cur:
