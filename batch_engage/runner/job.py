@@ -55,10 +55,10 @@ def _prepared(
     job: Launch,
     frame: pl.DataFrame | pl.LazyFrame | None,
     stdin: BinaryIO | None,
+    resumed: bool,
     *,
     stored: bool,
     restart: bool,
-    resumed: bool,
 ) -> Prepared:
     """The plan: from the input, or (``stored``) the one the checkpoint keeps. A ``resumed`` run (its checkpoint
     opened early) takes the kept plan when it was made from what this one would be made from."""
@@ -122,11 +122,10 @@ async def run_job(
     control = control or RunControl()
     clock = StoppableClock(options.timing(), control)
     started = clock.monotonic()
-    early = opens_early(launched.spec.output.checkpoint, options, planned=not settle_only, recover=recover)
     prepared, opening = plan_while_opening(
-        partial(_prepared, launched, frame, stdin, stored=settle_only, restart=options.restart, resumed=early),
+        partial(_prepared, launched, frame, stdin, stored=settle_only, restart=options.restart),
         checkpoint_opening(launched, options, recover),
-        early=early,
+        early=opens_early(launched.spec.output.checkpoint, options, planned=not settle_only, recover=recover),
         # Not beside a database input's own driver imports, which planning makes meanwhile: two threads importing
         # at once can trip Python's import locks.
         then=load_transport if transport is None and launched.spec.input.query is None else None,

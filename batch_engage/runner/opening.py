@@ -63,23 +63,25 @@ def opens_early(location: str, options: RunOptions, *, planned: bool, recover: s
 
 
 def plan_while_opening(
-    plan: Callable[[], Prepared],
+    plan: Callable[[bool], Prepared],
     opening: Callable[[], CheckpointStore],
     *,
     early: bool,
     then: Callable[[], None] | None = None,
 ) -> tuple[Prepared, EarlyOpening | Callable[[], CheckpointStore]]:
-    """``plan()``, with the checkpoint opened meanwhile when ``early``; and what gives the run its checkpoint.
+    """``plan(early)``, with the checkpoint opened meanwhile when ``early``; and what gives the run its checkpoint.
+
+    ``plan`` is told: a run that opens early is a resumed one, which may take the plan its checkpoint keeps.
 
     ``then``: called in the opening's thread once the checkpoint is open (to load what sending needs).
 
     An input refused while the checkpoint was opening closes it again, and is the answer.
     """
     if not early:
-        return plan(), opening
+        return plan(False), opening
     started = EarlyOpening(opening, then)
     try:
-        return plan(), started
+        return plan(True), started
     except BaseException:
         started.discard()
         raise
