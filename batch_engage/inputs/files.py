@@ -36,7 +36,16 @@ from .catalog import FILE_EXTENSIONS, FILE_FORMATS
 from .csv import SEPARATORS, read_csv, split_fields
 from .encoding import as_utf8, is_blank
 
-__all__ = ["SEPARATORS", "STDIN_NAME", "InputSpec", "Table", "frame_digest", "read_table", "require_columns"]
+__all__ = [
+    "SEPARATORS",
+    "STDIN_NAME",
+    "InputSpec",
+    "Table",
+    "frame_digest",
+    "is_local_file",
+    "read_table",
+    "require_columns",
+]
 
 STDIN_NAME = "<stdin>"
 _EXTENSIONS = FILE_EXTENSIONS
@@ -67,6 +76,15 @@ def _format_of(spec: InputSpec, name: str, shown: str) -> str:
             "or set input.format)",
         )
     return _EXTENSIONS[suffix]
+
+
+def _is_remote(name: str) -> bool:
+    return "://" in name
+
+
+def is_local_file(name: str) -> bool:
+    """Whether ``input.path`` names a file on this machine (not standard input, not a remote URL)."""
+    return name != "-" and not _is_remote(name)
 
 
 def _read_bytes(name: str, shown: str, stdin: BinaryIO | None) -> bytes:
@@ -146,7 +164,7 @@ def read_table(
     shown = STDIN_NAME if name == "-" else name
     fmt = _format_of(spec, name, shown)
     keep_text = set(text_columns)
-    if "://" in name:
+    if _is_remote(name):
         frame = _read_remote(name, fmt, spec.separator)
         if frame.height == 0:
             raise InputFileError(name, "has no data rows")

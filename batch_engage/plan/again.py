@@ -26,6 +26,7 @@ import phonenumbers
 import polars as pl
 
 from ..history import opt_outs_path
+from ..inputs import is_local_file
 from ..job import Spec
 
 __all__ = ["PLANNING_FLOW", "PLANNING_SEND", "KeyedInput", "keyed_input"]
@@ -85,7 +86,7 @@ def keyed_input(spec: Spec) -> KeyedInput | None:
     """The input file read once, with its digest and the plan's key; None when the plan has no key (or the file
     cannot be read here: reading it again then gives its own answer)."""
     path = spec.input.path
-    if path is None or path == "-" or "://" in path or spec.input.query is not None or _depends_on_more(spec):
+    if path is None or not is_local_file(path) or spec.input.query is not None or _depends_on_more(spec):
         return None
     code = _source_digest()
     zones = _zones_version() if spec.send.window is not None else "no window"
