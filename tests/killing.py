@@ -4,6 +4,7 @@ it once a condition holds (polled: the condition is the point, not the time it t
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ __all__ = [
     "cli_env",
     "finish",
     "kill_9",
+    "kill_9_at_random",
     "kill_9_when",
     "ledger_length",
     "run_at_once",
@@ -95,6 +97,39 @@ def kill_9_when(proc: subprocess.Popen[bytes], condition: Callable[[], bool], *,
     """SIGKILL ``proc`` once ``condition()`` holds (or it ended, or ``within`` seconds passed); True if killed."""
     wait_until(proc, condition, within=within)
     return kill_9(proc)
+
+
+def kill_9_at_random(
+    start: Callable[[int], subprocess.Popen[bytes]],
+    sb: Sandbox,
+    *,
+    attempts: int,
+    until_runs: int,
+    seed: int,
+    pause: tuple[float, float],
+    new_runs: tuple[int, int],
+    within: float = 30.0,
+) -> int:
+    """Start ``start(attempt)`` and SIGKILL it, ``attempts`` times or until ``sb`` holds ``until_runs`` runs; the kills.
+
+    Even attempts die at any instant, start-up included (``pause``: a uniform draw of seconds); odd ones mid-send,
+    once a random number of new runs exist (``new_runs``: a draw of ``randint``). ``seed`` makes the moments the same
+    on every machine.
+    """
+    rng = random.Random(seed)
+    kills = 0
+    for attempt in range(attempts):
+        before = ledger_length(sb)
+        if before >= until_runs:
+            break
+        proc = start(attempt)
+        if attempt % 2 == 0:
+            time.sleep(rng.uniform(*pause))
+            kills += kill_9(proc)
+        else:
+            target = before + rng.randint(*new_runs)
+            kills += kill_9_when(proc, lambda target=target: ledger_length(sb) >= target, within=within)
+    return kills
 
 
 def wait_until(proc: subprocess.Popen[bytes], condition: Callable[[], bool], *, within: float = 30.0) -> None:

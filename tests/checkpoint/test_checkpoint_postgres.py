@@ -8,7 +8,6 @@ each test gets its own schema. Without a server they skip, or fail when ``CI`` i
 from __future__ import annotations
 
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -39,7 +38,7 @@ from batch_engage.sandbox import Sandbox
 from batch_engage.states import RowState
 
 from conftest import FLOW_SID, make_contacts
-from killing import kill_9, kill_9_when, ledger_length, start_run
+from killing import cli_env, kill_9_at_random, ledger_length, start_run
 from pg import Schema, fresh_schema
 
 FAST_SEND = "rate = 500\nconcurrency = 8\nreconcile_delay = 0.0"
@@ -323,22 +322,16 @@ class TestTwoMachines:
         sb = sandbox_factory(rate_limit=None, latency=0.02, jitter=0.01, active_rule=False, lost_answer_rate=0.05)
         send = "rate = 200\nconcurrency = 8\nreconcile_delay = 0.1"
         machines = _machines(tmp_path, self.ROWS, sb, pg_url, send)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TWILIO_")} | sandbox_env
-        rng = random.Random(1125)
-        kills = 0
-        for attempt in range(8):
-            before = len(sb.ledger())
-            if before >= self.ROWS - 20:
-                break
-            proc = start_run(machines[attempt % 2], env)
-            if attempt % 2 == 0:
-                # Any instant, start-up included.
-                time.sleep(rng.uniform(0.2, 1.5))
-                kills += kill_9(proc)
-            else:
-                # Mid-send: once a random number of new runs exist.
-                target = before + rng.randint(5, 60)
-                kills += kill_9_when(proc, lambda target=target: ledger_length(sb) >= target)
+        env = cli_env(sandbox_env)
+        kills = kill_9_at_random(
+            lambda attempt: start_run(machines[attempt % 2], env),
+            sb,
+            attempts=8,
+            until_runs=self.ROWS - 20,
+            seed=1125,
+            pause=(0.2, 1.5),
+            new_runs=(5, 60),
+        )
         assert kills >= 5
         last = machines[1]
         final = subprocess.run(
@@ -364,7 +357,7 @@ class TestTwoMachines:
         # CI machine (parallel workers) has taken over 3 s for that, so the lease leaves room.
         lease = 10
         machines = _machines(tmp_path, 200, sb, f"{pg_url}&lease={lease}", "rate = 100\nconcurrency = 4")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TWILIO_")} | sandbox_env
+        env = cli_env(sandbox_env)
         frozen = start_run(machines[0], env)
         try:
             deadline = time.monotonic() + 30

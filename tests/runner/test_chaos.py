@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import random
-import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +12,7 @@ import pytest
 from batch_engage.sandbox import Sandbox
 
 from conftest import REPO, cli, make_contacts
-from killing import kill_9, kill_9_when, ledger_length, start_run
+from killing import cli_env, kill_9_at_random, start_run
 
 ROWS = 300
 
@@ -35,22 +32,17 @@ def test_kill_9_at_random_moments_never_sends_twice_and_finishes(
     path = tmp_path / "contacts.csv"
     make_contacts(ROWS).write_csv(path)
     job = write_job(input_path=path, base_url=sb.url, send="rate = 150\nconcurrency = 8\nreconcile_delay = 0.1")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TWILIO_")} | sandbox_env
-    rng = random.Random(1124)
-    kills = 0
-    for attempt in range(7):
-        before = len(sb.ledger())
-        if before >= ROWS - 10:
-            break
-        proc = start_run(job, env, cwd=REPO)
-        if attempt % 2 == 0:
-            # Any instant, start-up included.
-            time.sleep(rng.uniform(0.05, 1.2))
-            kills += kill_9(proc)
-        else:
-            # Mid-send: once a random number of new runs exist.
-            target = before + rng.randint(3, 40)
-            kills += kill_9_when(proc, lambda target=target: ledger_length(sb) >= target, within=20)
+    env = cli_env(sandbox_env)
+    kills = kill_9_at_random(
+        lambda _: start_run(job, env, cwd=REPO),
+        sb,
+        attempts=7,
+        until_runs=ROWS - 10,
+        seed=1124,
+        pause=(0.05, 1.2),
+        new_runs=(3, 40),
+        within=20,
+    )
     assert kills >= 5
     # Only the killed runs need processes of their own: the last runs in this one (sandbox_env has put the
     # credentials in its environment).
