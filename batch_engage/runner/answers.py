@@ -71,6 +71,9 @@ class Answers(Outcomes):
                 self.stats.rate_limited += 1
                 self.recorder.count("rate_limited")
                 self.pacer.rate_limited(sent_at)
+                # Twilio never processed it: the pace was too fast, not the row wrong. Only max_backoff bounds
+                # such retries, so a run paced far above its account's limit loses no row while it finds it.
+                item.waits += 1
             delay = self._retry_delay(item, exc)
             if delay is None:
                 self.record(item, RowState.FAILED, error=exc)

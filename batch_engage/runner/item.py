@@ -33,7 +33,7 @@ class Item:
     zones: str | None = None
     ended_sid: str | None = None  # this job's earlier run, ended so that this contact could be sent
     note: str | None = None  # what its sent line says (why an earlier run was ended)
-    waits: int = 0  # requests answered "an earlier run is active": they do not count against max_attempts
+    waits: int = 0  # requests answered 429 or "an earlier run is active": they do not count against max_attempts
     reintent: bool = False  # set aside after a 409: a new intent must be written before it is sent again
     variant: str | None = None
     flow: str | None = None  # the variant's Flow SID (None: the job's)
@@ -49,7 +49,7 @@ class Item:
 
     @property
     def tries(self) -> int:
-        """Attempts that count against ``max_attempts``: those not met by an earlier active run."""
+        """Attempts that count against ``max_attempts``: those not refused for the pace or for an earlier active run."""
         return self.attempts - self.waits
 
     def intent(self) -> Intent:

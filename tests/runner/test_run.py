@@ -151,7 +151,6 @@ class TestStudioAnswers:
         assert result.exit_code == 1
         assert result.summary.top_errors[0]["code"] == 21211
 
-    @pytest.mark.slow
     @pytest.mark.parametrize("api", ["engagements", "executions"])
     def test_rate_limited_rows_are_retried_until_sent(self, api: str, rig: Rig) -> None:
         """A 429 storm (the first 40 creates refused) ends with every row sent once, after backoff, at a cut rate."""
@@ -181,6 +180,15 @@ class TestStudioAnswers:
         assert result.summary.rate_limited / result.summary.requests <= 0.05
         # A loaded machine may never reach the account's limit; once Twilio said 429, the pace settled under 480.
         assert result.summary.rate_limited == 0 or result.summary.settled_rate < 480
+
+    def test_a_row_refused_429_more_often_than_max_attempts_is_still_sent(self, rig: Rig) -> None:
+        """A 429 was never processed: retried past max_attempts (max_backoff bounds it), the row ends sent, once."""
+        clock = FakeClock()
+        sb = rig.sandbox(rate_limit=None, rate_limited_first=5, retry_after=1, wall=clock)
+        result = on_the_clock(rig, rig.spec(sb.url, rate=300, concurrency=1, max_attempts=2), 1, clock)
+        assert result.counts["sent"] == 1
+        assert len(sb.ledger()) == 1
+        assert result.summary.rate_limited == 5
 
     @pytest.mark.parametrize("api", ["engagements", "executions"])
     def test_retry_after_is_honoured_and_nothing_is_lost(self, api: str, rig: Rig) -> None:
