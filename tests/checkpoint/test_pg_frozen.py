@@ -104,7 +104,7 @@ def _job(folder: Path, contacts: Path, sb: Sandbox, checkpoint: str) -> Path:
             from = "+15005550006"
 
             [send]
-            rate = 100
+            rate = 300
             concurrency = 4
             reconcile_delay = 0.1
 

@@ -197,8 +197,6 @@ def test_sample_job_runs_against_the_sandbox(tmp_path: Path, capsys: pytest.Capt
             "run",
             str(REPO / "jobs" / "sample_campaign.toml"),
             "--sandbox",
-            "--rate",
-            "1000",
             "--output",
             str(out_dir / "r.csv"),
             "--checkpoint",
