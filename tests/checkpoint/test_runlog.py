@@ -66,6 +66,7 @@ def test_a_wal_cut_in_half_after_sigkill_is_reconciled_first_and_nobody_is_reach
     _once_each(sb)
 
 
+@pytest.mark.slow
 def test_a_deleted_journal_is_refused_without_restart_advice_and_recover_rebuilds_it(
     sandbox_factory: Callable[..., Sandbox],
     write_job: Callable[..., Path],

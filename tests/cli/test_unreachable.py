@@ -124,6 +124,7 @@ def test_an_unreachable_studio_is_named_within_10s_and_the_run_ends_75_at_its_ti
     assert "nothing was sent" in out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("after", [1.0, 4.0])
 def test_ctrl_c_while_studio_never_answers_exits_within_2s(
     after: float, silent_port: int, write_job: Callable[..., Path], contacts_csv: Path, sandbox_env: dict[str, str]

@@ -119,7 +119,6 @@ def ran_once(pipeline_job: Callable[..., Path]) -> Path:
 
 
 class TestPipeline:
-    @pytest.mark.slow
     def test_results_reach_the_table_one_row_per_input_row_and_a_rerun_updates_in_place(
         self, ran_once: Path, maria: Database, pg: Schema, sandbox: Sandbox, tmp_path: Path
     ) -> None:

@@ -55,6 +55,7 @@ def _once_per_contact(sb: Sandbox, rows: int) -> None:
 class TestAFailedIntentWrite:
     ROWS = 300
 
+    @pytest.mark.slow
     def test_ends_75_every_pending_row_says_why_and_the_next_run_reaches_exactly_the_rest(
         self,
         pg_schema: Schema,
@@ -148,6 +149,7 @@ class TestALockedSqliteCheckpoint:
         assert result.exit_code == 0, result.summary
         _once_per_contact(sb, 600)
 
+    @pytest.mark.slow
     def test_a_lock_held_past_lock_wait_ends_75_and_the_next_run_finishes(
         self, sandbox_factory: Callable[..., Sandbox], sandbox_creds: Credentials, tmp_path: Path
     ) -> None:
