@@ -189,7 +189,7 @@ class Dispatcher(Answers):
         answered = self.clock.monotonic()
         self.stats.last_answer = answered
         self._observe_latency(answered - sent_at)
-        self.pacer.admitted()
+        self.pacer.admitted(sent_at)
         self.stats.created += 1
         self.recorder.count("ok")
         handback = wall is not None and is_handback(created, self.client.clock.to_twilio(wall), self.sids)
