@@ -10,6 +10,7 @@ journal as ``<checkpoint>.plan.parquet`` so ``report`` and ``status`` need nothi
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import sqlite3
 import threading
@@ -37,6 +38,7 @@ from .model import (
 from .plan_file import save_plan
 from .runlog import INTENTS_KEY, RunLog, lost_lines, read_runlog, refuse_lost_journal
 from .schema import ADDED_JOURNAL_COLUMNS, SQLITE_ADDED, SQLITE_DDL, journal_select
+from .sqlite_lines import INTENT, OUTCOME, OUTCOME_VALUES, SENT, SENT_VALUES, is_sent
 from .sqlite_read import (
     hold,
     is_locked,
@@ -204,16 +206,7 @@ class Checkpoint(StoreBase):
         ]
         with self._transaction() as conn:
             _set_written(conn, self._written + len(rows))
-            conn.executemany(
-                "INSERT INTO journal (contact, row, to_addr, from_addr, params_hash, marker, input, state, "
-                "intent_at, intent_twilio_at, variant) VALUES (?, ?, ?, ?, ?, ?, ?, 'intent', ?, ?, ?) "
-                "ON CONFLICT(contact) DO UPDATE SET state = 'intent', row = excluded.row, "
-                "to_addr = excluded.to_addr, from_addr = excluded.from_addr, params_hash = excluded.params_hash, "
-                "marker = excluded.marker, input = excluded.input, variant = excluded.variant, "
-                "intent_at = COALESCE(journal.intent_at, excluded.intent_at), "
-                "intent_twilio_at = COALESCE(journal.intent_twilio_at, excluded.intent_twilio_at)",
-                rows,
-            )
+            conn.executemany(INTENT, rows)
         self._written += len(rows)
         # After the commit: the run log may count less than the journal (a crash between), never more.
         self._runlog.record(token=self.token, run=self.run_id, intents=self._written, at=at, twilio_at=twilio_at)
@@ -221,29 +214,11 @@ class Checkpoint(StoreBase):
     def write_outcomes(self, outcomes: Iterable[Outcome]) -> None:
         """Record a group of outcomes in one transaction (a ``pending`` outcome withdraws the intent)."""
         with self._transaction() as conn:
-            conn.executemany(
-                "UPDATE journal SET state = ?, sid = ?, http_status = ?, error_code = ?, "
-                "error_message = ?, attempts = ?, completed_at = ?, ended_sid = COALESCE(?, ended_sid), "
-                "intent_at = CASE WHEN ? = 'pending' THEN NULL ELSE intent_at END, "
-                "intent_twilio_at = CASE WHEN ? = 'pending' THEN NULL ELSE intent_twilio_at END "
-                "WHERE contact = ?",
-                [
-                    (
-                        o.state.value,
-                        o.sid,
-                        o.http_status,
-                        o.error_code,
-                        o.error_message,
-                        o.attempts,
-                        o.completed_at,
-                        o.ended_sid,
-                        o.state.value,
-                        o.state.value,
-                        o.contact,
-                    )
-                    for o in outcomes
-                ],
-            )
+            # In order (a contact may have two outcomes in one group); runs of ``sent`` lines, nearly all of
+            # them, take the statement without the withdrawal's cases.
+            for sent, run in itertools.groupby(outcomes, key=is_sent):
+                statement, values = (SENT, SENT_VALUES) if sent else (OUTCOME, OUTCOME_VALUES)
+                conn.executemany(statement, map(values, run))
 
     # Read through this connection, never the columnar reader's: that driver carries a SQLite of its own, and
     # two SQLites in one process drop each other's file locks (SQLite's "how to corrupt" 2.2.1).

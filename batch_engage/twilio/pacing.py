@@ -132,11 +132,22 @@ class Pacer:
         """Wait for a slot; return the monotonic time the request leaves (for ``rate_limited``)."""
         # One waiter at a time takes its slot, when it is next in line: a slot is spaced at the rate of that
         # moment, so a cut slows every worker still waiting at once, not after a train of slots at the old rate.
-        async with self._lock:
-            delay = self.reserve() - self._clock()
-            if delay > 0:
-                await self._sleep(delay)
-        return self._clock()
+        if self._lock.locked():
+            async with self._lock:
+                delay = self.reserve() - self._clock()
+                if delay > 0:
+                    await self._sleep(delay)
+            return self._clock()
+        # Nobody waits: the slot is taken at once (a fast server's case: no wait at all), the line only to sleep.
+        slot = self.reserve()
+        now = self._clock()
+        if slot > now:
+            async with self._lock:
+                delay = slot - self._clock()
+                if delay > 0:
+                    await self._sleep(delay)
+            now = self._clock()
+        return now
 
     def admitted(self, sent_at: float | None = None) -> None:
         """Record one request the server accepted, sent at ``sent_at`` (None: now), for the estimate of the real
