@@ -10,7 +10,6 @@ journal as ``<checkpoint>.plan.parquet`` so ``report`` and ``status`` need nothi
 from __future__ import annotations
 
 import contextlib
-import itertools
 import os
 import sqlite3
 import threading
@@ -38,7 +37,7 @@ from .model import (
 from .plan_file import save_plan
 from .runlog import INTENTS_KEY, RunLog, lost_lines, read_runlog, refuse_lost_journal
 from .schema import ADDED_JOURNAL_COLUMNS, SQLITE_ADDED, SQLITE_DDL, journal_select
-from .sqlite_lines import INTENT, OUTCOME, OUTCOME_VALUES, SENT, SENT_VALUES, is_sent
+from .sqlite_lines import journal_in_one_step, write_intent_lines, write_outcome_lines, writes_in_one_step
 from .sqlite_read import (
     hold,
     is_locked,
@@ -95,6 +94,7 @@ class Checkpoint(StoreBase):
         self._written = int(meta.get(INTENTS_KEY, "0") or 0)
         self.lost = lost_lines(read_runlog(path), self.token, self._written)
         self._runlog = RunLog(path)
+        self._one_step = writes_in_one_step(conn)
 
     @property
     def plan_path(self) -> Path:
@@ -199,32 +199,28 @@ class Checkpoint(StoreBase):
 
     def write_intents(self, intents: Iterable[Intent], *, at: str, twilio_at: str | None) -> None:
         """Record that these contacts are about to be sent (committed with fsync before any leaves)."""
-        input_digest = self.meta.get("input")
-        rows = [
-            (i.contact, i.row, i.to, i.from_, i.params_hash, i.marker, input_digest, at, twilio_at, i.variant)
-            for i in intents
-        ]
+        lines = list(intents)
         with self._transaction() as conn:
-            _set_written(conn, self._written + len(rows))
-            conn.executemany(INTENT, rows)
-        self._written += len(rows)
+            _set_written(conn, self._written + len(lines))
+            write_intent_lines(
+                conn, lines, input_digest=self.meta.get("input"), at=at, twilio_at=twilio_at, one_step=self._one_step
+            )
+        self._written += len(lines)
         # After the commit: the run log may count less than the journal (a crash between), never more.
         self._runlog.record(token=self.token, run=self.run_id, intents=self._written, at=at, twilio_at=twilio_at)
 
     def write_outcomes(self, outcomes: Iterable[Outcome]) -> None:
         """Record a group of outcomes in one transaction (a ``pending`` outcome withdraws the intent)."""
         with self._transaction() as conn:
-            # In order (a contact may have two outcomes in one group); runs of ``sent`` lines, nearly all of
-            # them, take the statement without the withdrawal's cases.
-            for sent, run in itertools.groupby(outcomes, key=is_sent):
-                statement, values = (SENT, SENT_VALUES) if sent else (OUTCOME, OUTCOME_VALUES)
-                conn.executemany(statement, map(values, run))
+            write_outcome_lines(conn, outcomes, one_step=self._one_step)
 
     # Read through this connection, never the columnar reader's: that driver carries a SQLite of its own, and
     # two SQLites in one process drop each other's file locks (SQLite's "how to corrupt" 2.2.1).
     def journal(self) -> pl.DataFrame:
         """Every journal line as a frame (contacts never sent are absent)."""
         with self._db_lock:
+            if self._one_step:
+                return journal_in_one_step(self._conn)
             return journal_frame(self._conn.execute(f"{_SELECT} ORDER BY row").fetchall())
 
     def open_lines(self) -> pl.DataFrame:
