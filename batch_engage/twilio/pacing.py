@@ -121,7 +121,20 @@ class Pacer:
 
     def reserve(self) -> float:
         """Take the next slot; return the monotonic time at which it may be used."""
+        return self._reserve(self._clock())
+
+    def take_now(self) -> float | None:
+        """Take a slot that needs no wait and return its time (now); None when one must be waited for (acquire)."""
+        # A fast server's common case, without a coroutine: nobody waits in line and the next slot is due.
+        if self._lock.locked():
+            return None
         now = self._clock()
+        if self._next > now:
+            return None
+        self._reserve(now)
+        return now
+
+    def _reserve(self, now: float) -> float:
         self._grow(now)
         interval = 1.0 / self.rate
         slot = max(self._next, now - (self._burst - 1) * interval)
