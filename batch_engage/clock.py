@@ -121,8 +121,9 @@ def iso_ms(moment: datetime) -> str:
 
 
 def wall_seconds(clock: Clock) -> Callable[[], float]:
-    """Seconds since the epoch on ``clock``'s wall: ``time.time`` itself for the system's clock."""
-    if clock is SYSTEM_CLOCK:
+    """Seconds since the epoch on ``clock``'s wall: ``time.time`` itself for the system's clock (or one that reads
+    its ``now``, as a run's stoppable clock does)."""
+    if clock.now == SYSTEM_CLOCK.now:
         return time.time
     return lambda: clock.now().timestamp()
 
