@@ -18,6 +18,7 @@ __all__ = [
     "pacing_clock",
     "parse_iso",
     "wall_now",
+    "wall_seconds",
 ]
 
 
@@ -48,11 +49,10 @@ class SystemClock:
 
     def now(self) -> datetime:
         """Wall time, aware UTC."""
-        return wall_now()
+        return datetime.now(UTC)
 
-    def monotonic(self) -> float:
-        """``time.monotonic()``."""
-        return time.monotonic()
+    # The function itself, not a method calling it: a run reads it several times for every row it sends.
+    monotonic = staticmethod(time.monotonic)
 
     async def sleep(self, seconds: float) -> None:
         """``asyncio.sleep(seconds)``."""
@@ -114,7 +114,18 @@ def pacing_clock(wall: Callable[[], datetime], sleep: Callable[[float], Awaitabl
 
 def iso_ms(moment: datetime) -> str:
     """``2026-11-25T17:10:02.123Z``."""
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    # An aware UTC moment always ends in "+00:00" (written for every outcome a run records).
+    return moment.isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
+def wall_seconds(clock: Clock) -> Callable[[], float]:
+    """Seconds since the epoch on ``clock``'s wall: ``time.time`` itself for the system's clock (or one that reads
+    its ``now``, as a run's stoppable clock does)."""
+    if clock.now == SYSTEM_CLOCK.now:
+        return time.time
+    return lambda: clock.now().timestamp()
 
 
 def parse_iso(text: str) -> datetime:

@@ -86,7 +86,9 @@ class OpenOptions(RestartOptions, total=False):
     extra_meta: Mapping[str, str] | None
 
 
-@dataclass(frozen=True, slots=True)
+# Intent and Outcome are made for every row a run sends: not frozen, since a frozen dataclass sets each field
+# through object.__setattr__ (0.9 us a line against 0.4). Nothing changes them once made.
+@dataclass(slots=True)
 class Intent:
     """A contact about to be sent: who, from which row, and the marker its Parameters carry."""
 
@@ -99,7 +101,7 @@ class Intent:
     variant: str | None = None  # the experiment's variant it is sent (None: a job without one)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Outcome:
     """One contact's answer, as the journal records it."""
 

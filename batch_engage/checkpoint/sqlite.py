@@ -37,6 +37,7 @@ from .model import (
 from .plan_file import save_plan
 from .runlog import INTENTS_KEY, RunLog, lost_lines, read_runlog, refuse_lost_journal
 from .schema import ADDED_JOURNAL_COLUMNS, SQLITE_ADDED, SQLITE_DDL, journal_select
+from .sqlite_lines import journal_in_one_step, write_intent_lines, write_outcome_lines, writes_in_one_step
 from .sqlite_read import (
     hold,
     is_locked,
@@ -93,6 +94,7 @@ class Checkpoint(StoreBase):
         self._written = int(meta.get(INTENTS_KEY, "0") or 0)
         self.lost = lost_lines(read_runlog(path), self.token, self._written)
         self._runlog = RunLog(path)
+        self._one_step = writes_in_one_step(conn)
 
     @property
     def plan_path(self) -> Path:
@@ -197,59 +199,28 @@ class Checkpoint(StoreBase):
 
     def write_intents(self, intents: Iterable[Intent], *, at: str, twilio_at: str | None) -> None:
         """Record that these contacts are about to be sent (committed with fsync before any leaves)."""
-        input_digest = self.meta.get("input")
-        rows = [
-            (i.contact, i.row, i.to, i.from_, i.params_hash, i.marker, input_digest, at, twilio_at, i.variant)
-            for i in intents
-        ]
+        lines = list(intents)
         with self._transaction() as conn:
-            _set_written(conn, self._written + len(rows))
-            conn.executemany(
-                "INSERT INTO journal (contact, row, to_addr, from_addr, params_hash, marker, input, state, "
-                "intent_at, intent_twilio_at, variant) VALUES (?, ?, ?, ?, ?, ?, ?, 'intent', ?, ?, ?) "
-                "ON CONFLICT(contact) DO UPDATE SET state = 'intent', row = excluded.row, "
-                "to_addr = excluded.to_addr, from_addr = excluded.from_addr, params_hash = excluded.params_hash, "
-                "marker = excluded.marker, input = excluded.input, variant = excluded.variant, "
-                "intent_at = COALESCE(journal.intent_at, excluded.intent_at), "
-                "intent_twilio_at = COALESCE(journal.intent_twilio_at, excluded.intent_twilio_at)",
-                rows,
+            _set_written(conn, self._written + len(lines))
+            write_intent_lines(
+                conn, lines, input_digest=self.meta.get("input"), at=at, twilio_at=twilio_at, one_step=self._one_step
             )
-        self._written += len(rows)
+        self._written += len(lines)
         # After the commit: the run log may count less than the journal (a crash between), never more.
         self._runlog.record(token=self.token, run=self.run_id, intents=self._written, at=at, twilio_at=twilio_at)
 
     def write_outcomes(self, outcomes: Iterable[Outcome]) -> None:
         """Record a group of outcomes in one transaction (a ``pending`` outcome withdraws the intent)."""
         with self._transaction() as conn:
-            conn.executemany(
-                "UPDATE journal SET state = ?, sid = ?, http_status = ?, error_code = ?, "
-                "error_message = ?, attempts = ?, completed_at = ?, ended_sid = COALESCE(?, ended_sid), "
-                "intent_at = CASE WHEN ? = 'pending' THEN NULL ELSE intent_at END, "
-                "intent_twilio_at = CASE WHEN ? = 'pending' THEN NULL ELSE intent_twilio_at END "
-                "WHERE contact = ?",
-                [
-                    (
-                        o.state.value,
-                        o.sid,
-                        o.http_status,
-                        o.error_code,
-                        o.error_message,
-                        o.attempts,
-                        o.completed_at,
-                        o.ended_sid,
-                        o.state.value,
-                        o.state.value,
-                        o.contact,
-                    )
-                    for o in outcomes
-                ],
-            )
+            write_outcome_lines(conn, outcomes, one_step=self._one_step)
 
     # Read through this connection, never the columnar reader's: that driver carries a SQLite of its own, and
     # two SQLites in one process drop each other's file locks (SQLite's "how to corrupt" 2.2.1).
     def journal(self) -> pl.DataFrame:
         """Every journal line as a frame (contacts never sent are absent)."""
         with self._db_lock:
+            if self._one_step:
+                return journal_in_one_step(self._conn)
             return journal_frame(self._conn.execute(f"{_SELECT} ORDER BY row").fetchall())
 
     def open_lines(self) -> pl.DataFrame:

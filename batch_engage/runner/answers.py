@@ -52,13 +52,13 @@ class Answers(Outcomes):
                 log.error("run.aborted", reason=exc.message, http_status=exc.http_status, code=exc.code)
             self.put_back(item)
         elif isinstance(exc, AlreadyActive):
-            self.pacer.admitted()
+            self.pacer.admitted(sent_at)
             if self.active is not None:
                 self.set_aside(item, exc.conflicting_sid)
             else:
                 self.record(item, RowState.ALREADY_ACTIVE, error=exc, sid=exc.conflicting_sid)
         elif isinstance(exc, Rejected):
-            self.pacer.admitted()
+            self.pacer.admitted(sent_at)
             self.record(item, RowState.FAILED, error=exc)
         elif isinstance(exc, PossiblySent):
             self.last_ambiguous = self.clock.monotonic()

@@ -115,6 +115,21 @@ class Intake:
             item.intent_at = item.intent_at or at
             item.intent_twilio = item.intent_twilio or theirs
 
+    def take(self) -> Item | None:
+        """The next contact if one is ready now (no retry due, no write to wait for); None: ask :meth:`next_item`."""
+        if self._retry_ready or not self._ready or self._stopping():
+            return None
+        return self._taken()
+
+    def _taken(self) -> Item:
+        item = self._ready.popleft()
+        # Write the next group's intents while this one is still being sent: once, when the
+        # queue is down to half a group.
+        half_group = max(1, min(int(self._pacer.rate), GROUP_MAX) // 2)
+        if len(self._ready) < half_group and not self._source_done and not self._refill_lock.locked():
+            self._refill_ahead()
+        return item
+
     async def next_item(self) -> Item | None:
         """The next contact to send, waiting for one; None when there is none left or the run is stopping."""
         while True:
@@ -134,13 +149,7 @@ class Intake:
             if not self._ready and not self._source_done:
                 await self._refill()
             if self._ready:
-                item = self._ready.popleft()
-                # Write the next group's intents while this one is still being sent: once, when the
-                # queue is down to half a group.
-                half_group = max(1, min(int(self._pacer.rate), GROUP_MAX) // 2)
-                if len(self._ready) < half_group and not self._source_done and not self._refill_lock.locked():
-                    self._refill_ahead()
-                return item
+                return self._taken()
             if self._source_done and self.outstanding() == 0:
                 return None
             async with self._wake:

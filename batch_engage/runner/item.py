@@ -6,6 +6,7 @@ import functools
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from json.encoder import encode_basestring_ascii  # json.dumps of a str, without its checks
 
 from ..checkpoint import Intent
 from ..plan import contact_hash, params_hash
@@ -42,7 +43,7 @@ class Item:
         """The Parameters to send: the row's, with the marker added."""
         if not marker_key or self.marker is None:
             return self.parameters
-        member = f"{_quoted(marker_key)}:{json.dumps(self.marker)}"
+        member = f"{_quoted(marker_key)}:{encode_basestring_ascii(self.marker)}"
         if not self.parameters or self.parameters == "{}":
             return "{" + member + "}"
         return self.parameters[:-1] + "," + member + "}"

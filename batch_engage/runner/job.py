@@ -190,10 +190,12 @@ async def _run_locked(
         journal = build_results(prepared.plan, lines, input_digest=prepared.input_digest)
         counts = counts_by_status(journal)
         end = _ending(sent, counts, storage)
-        journal = with_segments(
-            build_results(prepared.plan, lines, input_digest=prepared.input_digest, pending_reason=end.pending_reason),
-            sent.d.segments,
-        )
+        if counts.get("pending"):
+            # Only pending rows say why they wait: without one, the table is the same.
+            journal = build_results(
+                prepared.plan, lines, input_digest=prepared.input_digest, pending_reason=end.pending_reason
+            )
+        journal = with_segments(journal, sent.d.segments)
         results = annotate_windows(prepared.plan, journal, spec, clock.now())
         with contextlib.suppress(StorageFailed):
             await storage.commit("recording the run's end", cp.finish_run, iso_ms(clock.now()), end.exit_code)

@@ -49,6 +49,7 @@ class Outcomes:
     _breaker: Breaker
     _identity: str  # the job as the shared history knows it (job.history_identity), worked out once
     _debug: bool  # whether debug events are kept: a row's debug line is not even built otherwise
+    _v1: bool  # only v1 hands a run back, told by the SIDs this job's contacts already have (``sids``)
 
     def owner(self, item: Item) -> str:
         """The history claim's owner: this job (its id as written and its state's place) and this contact."""
@@ -71,6 +72,7 @@ class Outcomes:
             message = error.message
         elif state == RowState.SENT and message is None:
             message = item.note
+        final = state in FINAL
         outcome = Outcome(
             contact=item.contact,
             state=state,
@@ -79,16 +81,16 @@ class Outcomes:
             error_code=error.code if error else None,
             error_message=message,
             attempts=item.attempts,
-            completed_at=iso_ms(self.clock.now()) if state in FINAL else None,
+            completed_at=iso_ms(self.clock.now()) if final else None,
             ended_sid=item.ended_sid,
         )
         if self.active is not None and state != RowState.WAITING_ACTIVE:
             self.active.settled(item.contact)
         self.recorder.outcome(outcome)
-        if state in _SETTLES and self.recorder.settles:
+        if self.recorder.settles and state in _SETTLES:
             reached = state in (RowState.SENT, RowState.ALREADY_ACTIVE)
             self.recorder.settle(self.owner(item), outcome.sid if reached else None)
-        if state in FINAL:
+        if final:
             self._final(item, state, outcome, error)
         if self.on_progress is not None:
             self.on_progress(self.progress())
@@ -97,7 +99,7 @@ class Outcomes:
         self.done += 1
         self.counts[state] += 1
         failed = state == RowState.FAILED
-        if outcome.sid:
+        if outcome.sid and self._v1:
             self.sids.add(outcome.sid)
         if failed and error is not None:
             self.stats.errors[(error.code or error.http_status, error.message)] += 1

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import Counter
 from collections.abc import Callable
 from typing import Final
 
@@ -24,8 +23,9 @@ __all__ = ["FLUSH_SECONDS", "Recorder"]
 FLUSH_SECONDS = 0.05
 
 
-# The per-second counters, as the run-events table names them.
+# The per-second counters, as the run-events table names them, and where each is in a second's list.
 _COUNTERS: Final = ("requests", "ok", "rate_limited", "retries", "lookups")
+_INDEX: Final = {name: i for i, name in enumerate(_COUNTERS)}
 
 
 class Recorder:
@@ -44,22 +44,22 @@ class Recorder:
         self._storage = storage
         self.broken = False
         self._history = history
+        # Whether there is a shared history to settle claims in (else the owner need not be worked out).
+        self.settles = history is not None
         self._now = now
         self._rate = rate
         self._outcomes: list[Outcome] = []
         self._settlements: list[tuple[str, str | None]] = []
-        self._seconds: dict[int, Counter[str]] = {}
-        # Every second of this run, (requests, 2xx): what the summary's achieved rate is computed from.
+        # Each second's counters (in _COUNTERS' order) since the last flush, and the second counted last.
+        self._seconds: dict[int, list[int]] = {}
+        self._second: int | None = None
+        self._counters: list[int] = []
+        # Every flushed second of this run, (requests, 2xx): what the summary's achieved rate is computed from.
         self._sent: dict[int, list[int]] = {}
 
     def outcome(self, outcome: Outcome) -> None:
         """Buffer one outcome."""
         self._outcomes.append(outcome)
-
-    @property
-    def settles(self) -> bool:
-        """Whether there is a shared history to settle claims in (else the owner need not be worked out)."""
-        return self._history is not None
 
     def settle(self, owner: str, sid: str | None) -> None:
         """Buffer a history claim's answer (a SID, or None to withdraw it)."""
@@ -68,21 +68,32 @@ class Recorder:
 
     def count(self, what: str, n: int = 1) -> None:
         """Add to this second's counter ``what`` (requests, ok, rate_limited, retries, lookups)."""
-        assert what in _COUNTERS, what
+        # Twice for every row sent: the second's list is kept at hand until the clock leaves it.
         second = int(self._now())
-        counters = self._seconds.get(second)
-        if counters is None:
-            counters = self._seconds[second] = Counter()
-        counters[what] += n
-        if what in ("requests", "ok"):
-            sent = self._sent.get(second)
-            if sent is None:
-                sent = self._sent[second] = [0, 0]
-            sent[what == "ok"] += n
+        if second != self._second:
+            counters = self._seconds.get(second)
+            if counters is None:
+                counters = self._seconds[second] = [0] * len(_COUNTERS)
+            self._second, self._counters = second, counters
+        self._counters[_INDEX[what]] += n
 
     def achieved_rate(self) -> float:
         """The pace this run held (``checkpoint.achieved_rate``), as the report page computes it (0 if none sent)."""
-        return achieved_rate((requests, ok) for requests, ok in self._sent.values()) or 0.0
+        seconds = {s: list(c) for s, c in self._sent.items()}
+        for s, c in self._seconds.items():
+            sent = seconds.setdefault(s, [0, 0])
+            sent[0] += c[0]
+            sent[1] += c[1]
+        return achieved_rate((seconds[s][0], seconds[s][1]) for s in sorted(seconds)) or 0.0
+
+    def _take_seconds(self) -> dict[int, list[int]]:
+        """The seconds counted since the last flush, folded into the run's (requests, 2xx); counting starts anew."""
+        seconds, self._seconds, self._second = self._seconds, {}, None
+        for s, c in seconds.items():
+            sent = self._sent.setdefault(s, [0, 0])
+            sent[0] += c[0]
+            sent[1] += c[1]
+        return seconds
 
     async def flush(self) -> None:
         """Commit what is buffered (off the event loop); after a failed flush, nothing more is written."""
@@ -90,7 +101,7 @@ class Recorder:
             return
         batch, self._outcomes = self._outcomes, []
         settled, self._settlements = self._settlements, []
-        seconds, self._seconds = self._seconds, {}
+        seconds = self._take_seconds()
         try:
             await self._storage.commit(
                 "recording outcomes", self._write, batch, settled, seconds, self._rate(), after_failure=True
@@ -100,7 +111,7 @@ class Recorder:
             self.broken = True
 
     def _write(
-        self, batch: list[Outcome], settled: list[tuple[str, str | None]], seconds: dict[int, Counter[str]], rate: float
+        self, batch: list[Outcome], settled: list[tuple[str, str | None]], seconds: dict[int, list[int]], rate: float
     ) -> None:
         if batch:
             self._cp.write_outcomes(batch)
@@ -108,7 +119,7 @@ class Recorder:
             for owner, sid in settled:
                 self._history.settle(owner, sid)
         self._cp.write_events(
-            SecondStats(second=s, pacer_rate=rate, **{name: c[name] for name in _COUNTERS}) for s, c in seconds.items()
+            SecondStats(second=s, pacer_rate=rate, **dict(zip(_COUNTERS, c, strict=True))) for s, c in seconds.items()
         )
 
     async def run(self, done: asyncio.Event) -> None:

@@ -14,7 +14,7 @@ import polars as pl
 import structlog
 
 from ..checkpoint import CheckpointStore
-from ..clock import iso_ms
+from ..clock import iso_ms, wall_seconds
 from ..control import StoppableClock
 from ..errors import Stopped, StudioError
 from ..history import HistoryStore
@@ -75,9 +75,7 @@ def _dispatcher(
         cp=cp,
         client=client,
         history=history,
-        recorder=Recorder(
-            cp, history, now=lambda: clock.now().timestamp(), rate=lambda: pacer.rate, storage=job.storage
-        ),
+        recorder=Recorder(cp, history, now=wall_seconds(clock), rate=lambda: pacer.rate, storage=job.storage),
         storage=job.storage,
         pacer=pacer,
         clock=clock,

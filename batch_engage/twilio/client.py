@@ -46,6 +46,14 @@ log = structlog.get_logger(__name__)
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+# Each UTF-8 byte as urllib.parse.quote_plus writes it: unreserved bytes as themselves, a space as "+", the rest %XX.
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
+_FORM_BYTES = tuple("+" if b == 0x20 else chr(b) if b in _UNRESERVED else f"%{b:02X}" for b in range(256))
+
+
+def _form_value(text: str) -> str:
+    """``quote_plus(text)``, in one C call: urlencode's per-byte Python quoting was a twentieth of a send's CPU."""
+    return text.encode("utf-8").decode("latin-1").translate(_FORM_BYTES)
 
 
 @dataclass(frozen=True)
@@ -218,12 +226,12 @@ class StudioClient:
 
     async def create(self, to: str, from_: str, parameters: str | None) -> Created:
         """Start one run; raise a ``StudioError`` for anything but a 2xx with a run SID."""
-        form = [("To", to), ("From", from_)]
-        if parameters is not None:
-            form.append(("Parameters", parameters))
         # The form encoded here (as httpx would) and the URL parsed once: the send path's
         # CPU is mostly the HTTP client's, and httpx's per-call URL and form handling was a tenth of it.
-        body = urllib.parse.urlencode(form).encode("ascii")
+        form = f"To={_form_value(to)}&From={_form_value(from_)}"
+        if parameters is not None:
+            form += f"&Parameters={_form_value(parameters)}"
+        body = form.encode("ascii")
         request = self._http.build_request("POST", self._runs_target, content=body, headers=_FORM)
         return classify_response(await _exchange(self._http, self.clock, request))
 

@@ -61,13 +61,20 @@ class Breaker:
     def __init__(self, window: int, ratio: float) -> None:
         self.window = window
         self.ratio = ratio
-        self._recent: deque[bool] = deque(maxlen=window)
-        self._failed = 0  # sum(self._recent), kept up to date instead of summed for every row
+        self._rows = 0
+        # The numbers of the failed rows among the last ``window``: a row that did not fail (nearly all) costs a count.
+        self._failures: deque[int] = deque()
 
     def add(self, failed: bool) -> bool:
         """Count one final row; True when the breaker is (now) tripped."""
-        if len(self._recent) == self._recent.maxlen:
-            self._failed -= self._recent[0]
-        self._recent.append(failed)
-        self._failed += failed
-        return len(self._recent) >= self.window and self._failed > self.ratio * self.window
+        self._rows += 1
+        failures = self._failures
+        if failed:
+            failures.append(self._rows)
+        if not failures:
+            return False
+        while failures[0] <= self._rows - self.window:
+            failures.popleft()
+            if not failures:
+                return False
+        return self._rows >= self.window and len(failures) > self.ratio * self.window

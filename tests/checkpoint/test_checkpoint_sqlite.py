@@ -157,3 +157,53 @@ class TestAddedColumns:
             ("+14155550101", "intent", "B"),
         ]
         assert read_only(path).meta["version"] == "2"
+
+
+class TestGroupsInOneStep:
+    """A group of lines goes to SQLite as one JSON array; where SQLite cannot take it so, line by line, alike."""
+
+    def _write(self, path: Path, *, one_step: bool) -> list[tuple[object, ...]]:
+        with open_checkpoint(path, FP, TWILIO) as cp:
+            assert isinstance(cp, Checkpoint)
+            cp._one_step = one_step
+            cp.start_run(AT, "digest")
+            contacts = [f"+1415555{i:04d}" for i in range(6)]
+            cp.write_intents(_intents(*contacts), at=AT, twilio_at=None)
+            cp.write_outcomes(
+                [
+                    Outcome(contacts[0], RowState.SENT, sid="FN0", http_status=201, attempts=1, completed_at=AT),
+                    Outcome(
+                        contacts[1],
+                        RowState.FAILED,
+                        http_status=400,
+                        error_code=21211,
+                        error_message='Zürich "x"\n',
+                        attempts=2,
+                        completed_at=AT,
+                    ),
+                    # A contact named twice in one group: its outcomes in order (a withdrawal, then sent).
+                    Outcome(contacts[2], RowState.PENDING, attempts=1, ended_sid="FN9"),
+                    Outcome(contacts[3], RowState.SENT, sid="FN3", http_status=201, attempts=1, completed_at=AT),
+                    Outcome(contacts[2], RowState.SENT, sid="FN2", http_status=201, attempts=2, completed_at=AT),
+                    Outcome(contacts[4], RowState.PENDING, attempts=1),
+                ]
+            )
+            # Written again: the first intent stamp stays, and a line unknown to the journal is not made.
+            cp.write_intents(_intents(contacts[4]), at="2026-11-25T11:00:00.000Z", twilio_at="2026-11-25T11:00:00.500Z")
+            cp.write_outcomes([Outcome("+19995550000", RowState.SENT, sid="FNx", http_status=201, attempts=1)])
+            # The journal read back in one step is the journal read line by line.
+            read = cp.journal()
+            cp._one_step = False
+            assert read.equals(cp.journal())
+            assert read.height == 6
+        with sqlite3.connect(path) as conn:
+            return conn.execute("SELECT * FROM journal ORDER BY contact").fetchall()
+
+    def test_one_step_writes_what_line_by_line_writes(self, tmp_path: Path) -> None:
+        """Intents, sent and other outcomes, a withdrawal, a contact twice in a group: the same journal either way."""
+        one = self._write(tmp_path / "one", one_step=True)
+        lines = self._write(tmp_path / "lines", one_step=False)
+        assert one == lines
+        assert [row[7] for row in one] == ["sent", "failed", "sent", "sent", "intent", "intent"]
+        assert one[1][11] == 'Zürich "x"\n'
+        assert one[2][16] == "FN9"

@@ -76,6 +76,29 @@ def test_settles_near_what_the_server_admits() -> None:
     assert pacer.stats().lowest >= 45
 
 
+def test_the_admitted_rate_counts_by_sending_time_so_slow_answers_do_not_inflate_it() -> None:
+    """2xx answered 100 ms late, 429s at once: once the bucket is empty, the estimate is the server's 50/s,
+    not 50/s plus the answers still arriving for the burst sent before the first 429."""
+    clock = FakeClock()
+    pacer = Pacer(200, start=200, clock=clock)
+    # Sent at 200/s for a second: the server's full bucket admits all of it, then only every fourth.
+    answers = []
+    for i in range(300):
+        sent = i * 0.005
+        admitted = sent < 1.0 or i % 4 == 0
+        answers.append((sent + (0.1 if admitted else 0.0), sent, admitted))
+    for at, sent, admitted in sorted(answers):
+        clock.advance(at - clock.monotonic())
+        if admitted:
+            pacer.admitted(sent)
+        else:
+            pacer.rate_limited(sent)
+    measured = pacer.measured_rate()
+    assert measured is not None
+    assert 45 <= measured <= 55
+    assert pacer.rate >= 0.95 * 45
+
+
 def test_slow_start_grows_from_twilios_default_and_halves_on_the_first_429() -> None:
     """A job at 100/s starts at Twilio's default 20/s, grows by half each second, halves on the first 429."""
     clock = FakeClock()
@@ -94,6 +117,47 @@ def test_slow_start_grows_from_twilios_default_and_halves_on_the_first_429() -> 
     clock.advance(2)
     assert fresh.rate_limited(clock.monotonic() - 0.01)
     assert round(fresh.rate, 6) == 22.5
+
+
+def test_slow_start_grows_by_half_per_round_trip_of_answers() -> None:
+    """Against a fast server, slow start grows once per round of answers, not once a second; a 429 still halves it."""
+    clock = FakeClock()
+    pacer = Pacer(10_000, clock=clock)
+    first = pacer.reserve()
+    assert pacer.rate == 1250
+    # Answers to requests sent before the round began do not end it; the first one sent after it does.
+    clock.advance(0.02)
+    pacer.admitted(first - 0.001)
+    assert pacer.rate == 1250
+    pacer.admitted(first)
+    assert pacer.rate == 1875
+    pacer.admitted(first + 0.001)
+    assert pacer.rate == 1875
+    for _ in range(5):
+        sent = clock.monotonic()
+        clock.advance(0.02)
+        pacer.admitted(sent)
+    assert pacer.rate == 10_000
+    # Slots handed out before a growth were spaced at the old rate: their answers do not end the new round.
+    slow = Pacer(100, clock=clock)
+    slots = [slow.reserve() for _ in range(10)]
+    slow.admitted(slots[0])
+    assert slow.rate == 30
+    slow.admitted(slots[9])
+    assert slow.rate == 30
+    slow.admitted(slow.reserve())
+    assert slow.rate == 45
+    fresh = Pacer(1000, clock=clock)
+    sent = fresh.reserve()
+    clock.advance(0.05)
+    fresh.admitted(sent)
+    assert fresh.rate == 187.5
+    assert fresh.rate_limited(sent)
+    halved = fresh.rate
+    # Halved (after the 50 ms of growth by the second that came first), and no longer grown by rounds.
+    assert round(halved, 6) == round(187.5 * 1.5**0.05 / 2, 6)
+    fresh.admitted(clock.monotonic())
+    assert fresh.rate == halved
 
 
 def test_slow_start_survives_an_idle_wait_of_hours() -> None:
