@@ -76,6 +76,20 @@ def test_settles_near_what_the_server_admits() -> None:
     assert pacer.stats().lowest >= 45
 
 
+def test_an_overshoot_many_times_the_limit_is_cut_to_what_the_server_admits() -> None:
+    """Refused at 200/s by a server admitting 20/s: once that is measured, the next cut goes to it, not to 85 %."""
+    clock = FakeClock()
+    pacer = Pacer(200, start=200, clock=clock)
+    # Half a second of sending at 200/s, the server admitting one request in ten and refusing the rest.
+    for i in range(100):
+        clock.advance(0.005)
+        if i % 10 == 0:
+            pacer.admitted(clock.monotonic())
+        else:
+            pacer.rate_limited(clock.monotonic())
+    assert 19 <= pacer.rate <= 21
+
+
 def test_the_admitted_rate_counts_by_sending_time_so_slow_answers_do_not_inflate_it() -> None:
     """2xx answered 100 ms late, 429s at once: once the bucket is empty, the estimate is the server's 50/s,
     not 50/s plus the answers still arriving for the burst sent before the first 429."""
