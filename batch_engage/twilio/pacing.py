@@ -172,9 +172,16 @@ class Pacer:
         self._admitted.append(left)
         while self._admitted and self._admitted[0] < now - self._window - self._latency:
             self._admitted.popleft()
-        if self._slow_start and sent_at is not None and self._round is not None and sent_at >= self._round:
+        if sent_at is not None:
+            self.answered(sent_at)
+
+    def answered(self, sent_at: float) -> None:
+        """An answer other than a 429 to a request sent at ``sent_at``: it ends slow start's round if it left after
+        the round began (a read's too: the run's reads and creates share one pace)."""
+        if self._slow_start and self._round is not None and sent_at >= self._round:
             # A round trip at the last rate passed without a 429: grow, and let the next round begin with the
             # first slot not handed out yet (those handed out before were spaced at the old rate, untested).
+            now = self._clock()
             self._round = max(now, self._next)
             self._slow_grow(1.5, now)
 

@@ -49,12 +49,12 @@ class PacedReads:
         """Call ``fn`` until it answers; raise its last ``StudioError`` once the retries are spent."""
         waited = 0.0
         for attempt in range(1, self._attempts + 1):
-            await self._pacer.acquire()
+            sent_at = await self._pacer.acquire()
             self.requests += 1
             if self._on_request is not None:
                 self._on_request()
             try:
-                return await fn()
+                answer = await fn()
             except (RetrySafe, PossiblySent) as exc:
                 delay = backoff(exc, attempt)
                 if attempt == self._attempts or waited + delay > self._max_backoff:
@@ -64,4 +64,8 @@ class PacedReads:
                 if self._on_retry is not None:
                     self._on_retry(delay)
                 await self._sleep(delay)
+            else:
+                # Settling a resumed run reads hundreds of runs before its first create: they ramp the pace too.
+                self._pacer.answered(sent_at)
+                return answer
         raise StudioError(f"{what}: no attempt was made")  # pragma: no cover - the loop always returns or raises

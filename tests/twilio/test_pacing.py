@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 
 from batch_engage.testing import FakeClock
 from batch_engage.twilio.pacing import Pacer
+from batch_engage.twilio.reads import PacedReads
 
 
 def test_slots_are_evenly_spaced_at_the_configured_rate() -> None:
@@ -197,3 +199,21 @@ def test_a_cap_learnt_mid_run_slows_the_slots_for_good() -> None:
     assert pacer.rate == 5.0 and round(later[2] - later[1], 9) == 0.2
     pacer.cap(80.0)  # never faster than before
     assert pacer.configured == 5.0
+
+
+def test_answered_reads_grow_slow_start_per_round_trip_as_creates_do() -> None:
+    """A run that reads first (settling earlier runs) reaches its rate in round trips of reads, not seconds."""
+    clock = FakeClock()
+    pacer = Pacer(400, clock=clock)
+    reads = PacedReads(pacer, sleep=clock.sleep, attempts=1, max_backoff=0.0)
+
+    async def answer() -> None:
+        return None
+
+    async def forty_reads() -> None:
+        for _ in range(40):
+            await reads.call("a run", answer)
+
+    asyncio.run(forty_reads())
+    assert pacer.rate == 400
+    assert clock.monotonic() < 0.3
