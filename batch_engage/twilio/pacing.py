@@ -7,7 +7,8 @@ burst bigger than a fraction of a second's worth.
 A run configured above Twilio's default of 20/s starts at 20/s (or an eighth of its
 rate, if that is more) and grows by half every round trip, as TCP's slow start does:
 once an answer comes back to the first request given its slot after the last growth
-(so sent at the grown rate). It grows by half every second at least, up to its rate.
+(so sent at the grown rate); a read's answer counts too. It grows by half every second
+at least, up to its rate.
 A fast server is so reached in a few of its round trips instead of seconds, while the
 first 429 during slow start still halves the rate, since the server's own bucket hides
 an overshoot until it has grown large.
@@ -19,7 +20,8 @@ of saw-toothing around three quarters of it):
   the previous cut and at least ``cooldown`` after it, so one overload costs one
   cut per round trip, not one per refused request;
 * the cut never goes below ``0.95 x`` what the server admitted since it started
-  pushing back (over at most the last ``window`` seconds). Once a server answers
+  pushing back (over at most the last ``window`` seconds), and goes straight down
+  to it when the rate is still above it (a ramp may overshoot many times over). Once a server answers
   429 its bucket is empty, so from then on it admits exactly its real limit: the
   measurement is not inflated by the burst it allowed before. Admitted requests are
   counted by when they were sent, up to a round trip ago: a 429 comes back at once
