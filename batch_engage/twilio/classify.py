@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import email.utils
 import math
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -117,6 +118,18 @@ def json_body(response: httpx.Response) -> object:
         return None
 
 
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(text: str) -> str:
+    """``text`` as every store takes it: a lone surrogate (JSON's ``\\ud800``) and NUL become U+FFFD.
+
+    A server's words reach the journal: SQLite cannot read such a line back, PostgreSQL refuses to write it.
+    """
+    # JSON decodes a valid pair into one character: a surrogate left in a str is a lone one.
+    return _UNSTORABLE.sub("\ufffd", text)
+
+
 def error_code(value: object) -> int | None:
     """An error code as an int, from an int or a digit string; ``None`` otherwise."""
     # Twilio sends an int; proxies and RFC 9457 bodies have been seen sending "20429".
@@ -139,8 +152,16 @@ def _error_body(response: httpx.Response) -> tuple[int | None, str, dict[str, An
         (text for text in (body.get(k) for k in ("message", "detail", "title")) if isinstance(text, str) and text),
         fallback,
     )
+    message = storable(message)
     details = body.get("details")
-    return error_code(body.get("code")), message, details if isinstance(details, dict) else {}
+    if not isinstance(details, dict):
+        return error_code(body.get("code")), message, {}
+    # Its conflicting run's SID is kept as a contact's.
+    return (
+        error_code(body.get("code")),
+        message,
+        {k: storable(v) if isinstance(v, str) else v for k, v in details.items()},
+    )
 
 
 def classify_response(response: httpx.Response, *, what: Purpose = "create") -> Created:
@@ -152,7 +173,7 @@ def classify_response(response: httpx.Response, *, what: Purpose = "create") -> 
         if not isinstance(body, dict) or not isinstance(sid, str) or not sid:
             # A 2xx we cannot read may still have created a run: possibly sent, never a crash.
             raise AnswerLost(f"HTTP {status} without a run SID in its body", http_status=status)
-        return Created(sid=sid, http_status=status, created_text=body.get("date_created"))
+        return Created(sid=storable(sid), http_status=status, created_text=body.get("date_created"))
     code, message, details = _error_body(response)
     kw: dict[str, Any] = {"http_status": status, "code": code, "details": details}
     if status == 429 or code == 20429:

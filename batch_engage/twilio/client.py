@@ -22,7 +22,15 @@ import httpx
 import structlog
 
 from ..errors import Rejected, ServerError
-from .classify import Created, Purpose, classify_exception, classify_response, object_body, parse_datetime
+from .classify import (
+    Created,
+    Purpose,
+    classify_exception,
+    classify_response,
+    object_body,
+    parse_datetime,
+    storable,
+)
 from .clock import TwilioClock
 from .reach import Reach, WatchedTransport
 
@@ -340,7 +348,7 @@ class StudioClient:
                 address = item.get("contact_channel_address")
                 initiated_by = item.get("initiated_by")
                 yield RunRecord(
-                    sid=item["sid"],
+                    sid=storable(item["sid"]),
                     address=address if isinstance(address, str) else None,
                     date_created=created,
                     initiated_by=initiated_by if isinstance(initiated_by, str) else None,

@@ -260,6 +260,15 @@ class TestClassification:
             classify_response(answer(400, body))
         assert info.value.message == text
 
+    def test_a_lone_surrogate_or_a_nul_in_a_message_reaches_the_journal_as_storable_text(self) -> None:
+        """Whatever a server writes in its message (JSON's \\ud800, \\u0000) becomes text every store can write and
+        read back: the rest of it kept, the bad characters shown as U+FFFD."""
+        body = b'{"code": 21211, "message": "bad \\ud800 To\\u0000x \\u00e9"}'
+        with pytest.raises(Rejected) as info:
+            classify_response(answer(400, body))
+        assert info.value.message == "bad \ufffd To\ufffdx \u00e9"
+        info.value.message.encode("utf-8")
+
     def test_a_non_json_error_falls_back_to_the_http_status(self) -> None:
         """A proxy's HTML 502 still yields a readable message and the status."""
         with pytest.raises(ServerError) as info:
