@@ -307,6 +307,10 @@ class CheckpointStore(Protocol):
         """Every journal line."""
         ...
 
+    def result_lines(self) -> pl.DataFrame:
+        """The journal's lines as the run's results table needs them (at least its columns, in any order)."""
+        ...
+
     def open_lines(self) -> pl.DataFrame:
         """The lines a run still has to act on."""
         ...

@@ -25,7 +25,13 @@ from ..states import RowState
 from .model import Intent, Outcome
 from .schema import JOURNAL_COLUMNS
 
-__all__ = ["journal_in_one_step", "write_intent_lines", "write_outcome_lines", "writes_in_one_step"]
+__all__ = [
+    "RESULT_LINE_COLUMNS",
+    "journal_in_one_step",
+    "write_intent_lines",
+    "write_outcome_lines",
+    "writes_in_one_step",
+]
 
 _INTENT_COLUMNS = (
     "contact, row, to_addr, from_addr, params_hash, marker, input, state, intent_at, intent_twilio_at, variant"
@@ -78,6 +84,13 @@ _SENTS = (
     f"error_code = {_at(2)}, error_message = {_at(3)}, attempts = {_at(4)}, completed_at = {_at(5)}, "
     f"ended_sid = COALESCE({_at(6)}, journal.ended_sid) FROM json_each(?) AS o WHERE journal.contact = {_at(7)}"
 )
+# A sent outcome with no error and no run ended before it: nearly every line's. Each json_extract parses the line
+# again (~0.2 us), so a group of these sends only what varies: a third less SQLite time per line.
+_PLAIN_SENTS = (
+    f"UPDATE journal SET state = '{RowState.SENT.value}', sid = {_at(0)}, http_status = {_at(1)}, "  # noqa: S608 - a constant
+    f"error_code = NULL, error_message = NULL, attempts = {_at(2)}, completed_at = {_at(3)} "
+    f"FROM json_each(?) AS o WHERE journal.contact = {_at(4)}"
+)
 
 # An outcome's values for each statement, read in C (the state as itself: a StrEnum is its text, in SQL and JSON).
 _OUTCOME_VALUES = operator.attrgetter(
@@ -127,19 +140,53 @@ def write_outcome_lines(conn: sqlite3.Connection, outcomes: Iterable[Outcome], *
         group = list(map(values, run))
         # UPDATE ... FROM takes one line of the array per contact, whichever: a contact named twice goes in order.
         if one_step and len({line[-1] for line in group}) == len(group):
-            conn.execute(_SENTS if sent else _OUTCOMES, (json.dumps(group),))
+            if sent and all(line[2] is None and line[3] is None and line[6] is None for line in group):
+                # ended_sid = COALESCE(NULL, ended_sid) leaves it as it is: the plain statement does not touch it.
+                plain = [(sid, status, attempts, at, contact) for sid, status, _, _, attempts, at, _, contact in group]
+                conn.execute(_PLAIN_SENTS, (json.dumps(plain),))
+            else:
+                conn.execute(_SENTS if sent else _OUTCOMES, (json.dumps(group),))
         elif sent:
             conn.executemany(_SENT, group)
         else:
             conn.executemany(_OUTCOME, [(*line[:-1], line[0], line[0], line[-1]) for line in group])
 
 
-# Every column aggregated alike, so the arrays line up whatever order SQLite reads the lines in.
-_COLUMN_ARRAYS = f"SELECT {', '.join(f'json_group_array({name})' for name in JOURNAL_COLUMNS)} FROM journal"  # noqa: S608 - constants
+RESULT_LINE_COLUMNS = (
+    "contact",
+    "state",
+    "sid",
+    "http_status",
+    "error_code",
+    "error_message",
+    "attempts",
+    "completed_at",
+    "ended_sid",
+    "input",
+    "variant",
+)
+"""The journal columns a results table is built from (``results.build_results``): not the addresses, marker or
+intent stamps, which are most of a line's bytes."""
 
 
-def journal_in_one_step(conn: sqlite3.Connection) -> pl.DataFrame:
-    """Every journal line as a frame, in row order (where :func:`writes_in_one_step` is true)."""
+def _column_arrays(names: Sequence[str]) -> str:
+    # Every column aggregated alike, so the arrays line up whatever order SQLite reads the lines in.
+    return f"SELECT {', '.join(f'json_group_array({name})' for name in names)} FROM journal"  # noqa: S608 - constants
+
+
+_COLUMN_ARRAYS = _column_arrays(tuple(JOURNAL_COLUMNS))
+_RESULT_ARRAYS = _column_arrays(RESULT_LINE_COLUMNS)
+
+
+def journal_in_one_step(conn: sqlite3.Connection, *, for_results: bool = False) -> pl.DataFrame:
+    """Every journal line as a frame, in row order (where :func:`writes_in_one_step` is true).
+
+    ``for_results``: only :data:`RESULT_LINE_COLUMNS`, in no particular order (the results join them to the plan).
+    """
+    if for_results:
+        arrays = conn.execute(_RESULT_ARRAYS).fetchone()
+        named = zip(RESULT_LINE_COLUMNS, arrays, strict=True)
+        return pl.DataFrame([pl.Series(n, json.loads(a), dtype=JOURNAL_COLUMNS[n]) for n, a in named])
     arrays = conn.execute(_COLUMN_ARRAYS).fetchone()
     columns = zip(JOURNAL_COLUMNS.items(), arrays, strict=True)
     return pl.DataFrame([pl.Series(name, json.loads(array), dtype=dtype) for (name, dtype), array in columns]).sort(

@@ -38,9 +38,10 @@ async def opened(opening: Callable[[], CheckpointStore], control: RunControl) ->
 
 
 async def journal_lines(cp: CheckpointStore, storage: Storage) -> pl.DataFrame:
-    """Every journal line, for the results table; a checkpoint that does not answer ends the run without one."""
+    """Every journal line, in the columns the results table reads (``result_lines``); a checkpoint that does not
+    answer ends the run without one."""
     try:
-        return await storage.commit("reading the journal", cp.journal, after_failure=True)
+        return await storage.commit("reading the journal", cp.result_lines, after_failure=True)
     except StorageFailed as exc:
         raise StorageFailed(
             f"{exc}; the results table was not written: `batch-engage report` writes it once the checkpoint answers",

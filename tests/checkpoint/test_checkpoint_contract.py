@@ -130,6 +130,23 @@ class TestJournal:
         )
         assert set(states.get_column("state")) == {s.value for s in RowState}
 
+    def test_result_lines_hold_what_the_journal_holds_in_their_columns(self, location: str) -> None:
+        """The read a run's results table is built from: every line, each column as the whole journal has it."""
+        contacts = [f"+1{i:03d}" for i in range(4)]
+        with open_checkpoint(location, FP, TWILIO) as cp:
+            cp.write_intents(_intents(*contacts), at=AT, twilio_at=AT)
+            cp.write_outcomes(
+                [
+                    Outcome(contacts[0], RowState.SENT, sid="FN0", http_status=201, attempts=1, completed_at=AT),
+                    Outcome(contacts[1], RowState.FAILED, http_status=400, error_code=21211, error_message="bad"),
+                    Outcome(contacts[2], RowState.PENDING, attempts=1, ended_sid="FN9"),
+                ]
+            )
+            narrow = cp.result_lines().sort("contact")
+            whole = cp.journal().sort("contact")
+        assert narrow.height == len(contacts)
+        assert narrow.equals(whole.select(narrow.columns))
+
     def test_an_ended_sid_outlives_later_outcomes(self, location: str) -> None:
         """The run a contact was waiting on, once ended, stays named after the contact is sent."""
         with open_checkpoint(location, FP, TWILIO) as cp:

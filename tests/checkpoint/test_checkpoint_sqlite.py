@@ -199,6 +199,49 @@ class TestGroupsInOneStep:
         with sqlite3.connect(path) as conn:
             return conn.execute("SELECT * FROM journal ORDER BY contact").fetchall()
 
+    def _after_a_retry(self, path: Path, *, one_step: bool) -> tuple[list[tuple[object, ...]], Checkpoint]:
+        cp = open_checkpoint(path, FP, TWILIO)
+        assert isinstance(cp, Checkpoint)
+        cp._one_step = one_step
+        cp.start_run(AT, "digest")
+        cp.write_intents(_intents("+14155550000", "+14155550001"), at=AT, twilio_at=None)
+        cp.write_outcomes(
+            [
+                Outcome("+14155550000", RowState.PENDING, http_status=429, error_code=20429, error_message="slow"),
+                Outcome("+14155550001", RowState.PENDING, attempts=1, ended_sid="FN9", error_message="ended"),
+            ]
+        )
+        cp.write_intents(_intents("+14155550000", "+14155550001"), at=AT, twilio_at=None)
+        cp.write_outcomes(
+            [
+                Outcome(c, RowState.SENT, sid="FN" + c[-1], http_status=201, attempts=2, completed_at=AT)
+                for c in ("+14155550000", "+14155550001")
+            ]
+        )
+        return cp.journal().rows(), cp
+
+    def test_a_plain_sent_group_clears_the_error_and_keeps_the_ended_run(self, tmp_path: Path) -> None:
+        """Sent lines without an error or an ended run take a shorter statement: the same lines as the full one."""
+        one, cp = self._after_a_retry(tmp_path / "one", one_step=True)
+        cp.close()
+        lines, cp = self._after_a_retry(tmp_path / "lines", one_step=False)
+        cp.close()
+        assert one == lines
+        by_contact = {row[0]: row for row in one}
+        assert by_contact["+14155550000"][9:12] == (201, None, None)
+        assert by_contact["+14155550001"][11] is None
+        assert by_contact["+14155550001"][16] == "FN9"
+
+    def test_result_lines_are_the_journal_columns_the_results_read(self, tmp_path: Path) -> None:
+        """The narrow read for the results table holds what the whole journal holds in those columns."""
+        for one_step in (True, False):
+            _, cp = self._after_a_retry(tmp_path / str(one_step), one_step=one_step)
+            with cp:
+                narrow = cp.result_lines().sort("contact")
+                whole = cp.journal().sort("contact").select(narrow.columns)
+            assert narrow.equals(whole)
+            assert {"contact", "state", "sid", "error_message", "ended_sid", "input", "variant"} <= set(narrow.columns)
+
     def test_one_step_writes_what_line_by_line_writes(self, tmp_path: Path) -> None:
         """Intents, sent and other outcomes, a withdrawal, a contact twice in a group: the same journal either way."""
         one = self._write(tmp_path / "one", one_step=True)

@@ -79,6 +79,10 @@ class PgSession:
         """Every journal line as a frame (contacts never sent are absent)."""
         return self._select()
 
+    def result_lines(self) -> pl.DataFrame:
+        """The journal's lines for the run's results table: the whole journal, as :meth:`journal` reads it."""
+        return self._select()
+
     def open_lines(self) -> pl.DataFrame:
         """The lines a run still has to act on (``intent``, ``uncertain``, ``pending``), in full."""
         return self._select(f"AND state IN {sql_list(OPEN)}")
