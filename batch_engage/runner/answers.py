@@ -19,6 +19,9 @@ __all__ = ["Answers"]
 
 log = structlog.get_logger(__name__)
 
+RATE_LIMITED_MIN_SPEND = 1.0
+"""Seconds of a row's ``max_backoff`` a 429 spends at least, whatever its Retry-After says."""
+
 
 class Answers(Outcomes):
     """The answer half of the dispatcher: latency watched, errors sorted into outcomes and retries."""
@@ -93,7 +96,10 @@ class Answers(Outcomes):
         if item.tries >= self.spec.send.max_attempts:
             return None
         delay = backoff(exc, item.attempts)
-        if item.backoff + delay > self.spec.send.max_backoff:
+        # A 429 does not count against max_attempts, so it spends at least a second of max_backoff: a server
+        # that answers 429 with "Retry-After: 0" forever still ends the row instead of holding the run.
+        spent = max(delay, RATE_LIMITED_MIN_SPEND) if isinstance(exc, RateLimited) else delay
+        if item.backoff + spent > self.spec.send.max_backoff:
             return None
-        item.backoff += delay
+        item.backoff += spent
         return delay

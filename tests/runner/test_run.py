@@ -190,6 +190,18 @@ class TestStudioAnswers:
         assert len(sb.ledger()) == 1
         assert result.summary.rate_limited == 5
 
+    def test_a_server_answering_429_with_retry_after_0_forever_ends_the_row_at_max_backoff(self, rig: Rig) -> None:
+        """Each 429 spends at least a second of max_backoff: with max_backoff = 5 the row fails after six requests
+        (its 429 the reason) and the run ends, instead of retrying at once forever."""
+        clock = FakeClock()
+        sb = rig.sandbox(rate_limit=None, rate_limited_first=1000, retry_after=0, wall=clock)
+        spec = rig.spec(sb.url, rate=300, concurrency=1, max_attempts=2, max_backoff=5)
+        result = on_the_clock(rig, spec, 1, clock)
+        assert result.counts["failed"] == 1
+        assert result.results["http_status"].to_list() == [429]
+        assert sb.stats().create_requests == 6
+        assert len(sb.ledger()) == 0
+
     @pytest.mark.parametrize("api", ["engagements", "executions"])
     def test_retry_after_is_honoured_and_nothing_is_lost(self, api: str, rig: Rig) -> None:
         """With Retry-After on every 429, rows wait as told and all end sent, once."""
