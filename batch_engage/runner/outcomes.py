@@ -80,7 +80,8 @@ class Outcomes:
             http_status=created.http_status if created else (error.http_status if error else None),
             error_code=error.code if error else None,
             error_message=message,
-            attempts=item.attempts,
+            # A line a later run takes up again carries only the tries that count (``max_attempts``): 429s do not.
+            attempts=item.attempts if final or state == RowState.WAITING_ACTIVE else item.tries,
             completed_at=iso_ms(self.clock.now()) if final else None,
             ended_sid=item.ended_sid,
         )
@@ -121,7 +122,7 @@ class Outcomes:
         """Never sent in this attempt: back to pending (or waiting_active), its intent (and claim) withdrawn."""
         if self.active is not None and self.active.still_waiting(item):
             return
-        self.recorder.outcome(Outcome(contact=item.contact, state=RowState.PENDING, attempts=item.attempts))
+        self.recorder.outcome(Outcome(contact=item.contact, state=RowState.PENDING, attempts=item.tries))
         if self.recorder.settles:
             self.recorder.settle(self.owner(item), None)
 

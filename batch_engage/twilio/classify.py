@@ -118,6 +118,7 @@ def json_body(response: httpx.Response) -> object:
         return None
 
 
+_MAX_CODE = 2**31  # PostgreSQL's integer
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
@@ -133,12 +134,14 @@ def storable(text: str) -> str:
 def error_code(value: object) -> int | None:
     """An error code as an int, from an int or a digit string; ``None`` otherwise."""
     # Twilio sends an int; proxies and RFC 9457 bodies have been seen sending "20429".
+    # Kept to what every store's integer column holds: a server's "code" is untrusted (a 10**30 became a REAL in
+    # SQLite's journal, which no read could then load; "²" passes isdigit and int() refuses it).
     if isinstance(value, bool):
         return None
-    if isinstance(value, int):
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, int) and 0 <= value < _MAX_CODE:
         return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
     return None
 
 

@@ -13,7 +13,7 @@ import httpx
 import polars as pl
 import pytest
 
-from batch_engage import Credentials, RunOptions, RunResult, run
+from batch_engage import Credentials, RunControl, RunOptions, RunResult, run
 from batch_engage.results import RESULT_COLUMNS
 from batch_engage.sandbox import Sandbox
 from batch_engage.testing import FakeClock
@@ -201,6 +201,31 @@ class TestStudioAnswers:
         assert result.results["http_status"].to_list() == [429]
         assert sb.stats().create_requests == 6
         assert len(sb.ledger()) == 0
+
+    def test_429s_before_a_stop_still_do_not_count_after_it(self, rig: Rig) -> None:
+        """Three 429s, then a stop leaves the row pending; the next run (max_attempts = 2) meets two more 429s
+        and still sends it: the journal carries only the tries that count."""
+        control = RunControl()
+
+        class StopOnThirdWait(FakeClock):
+            waits = 0
+
+            async def sleep(self, seconds: float) -> None:
+                self.waits += seconds >= 10  # a Retry-After wait, not the pacer's
+                if self.waits == 3:
+                    control.request_stop()
+                await super().sleep(seconds)
+
+        clock = StopOnThirdWait()
+        sb = rig.sandbox(rate_limit=None, rate_limited_first=5, retry_after=10, wall=clock)
+        spec = rig.spec(sb.url, rate=300, concurrency=1, max_attempts=2)
+        options = RunOptions(clock=clock)
+        first = run(spec, frame=make_contacts(1), credentials=rig.creds, options=options, control=control)
+        assert first.exit_code == 75 and first.counts["pending"] == 1
+        assert sb.stats().rate_limited == 3 and len(sb.ledger()) == 0
+        again = on_the_clock(rig, spec, 1, clock)
+        assert again.counts["sent"] == 1
+        assert sb.stats().rate_limited == 5 and len(sb.ledger()) == 1
 
     @pytest.mark.parametrize("api", ["engagements", "executions"])
     def test_retry_after_is_honoured_and_nothing_is_lost(self, api: str, rig: Rig) -> None:

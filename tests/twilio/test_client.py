@@ -269,6 +269,14 @@ class TestClassification:
         assert info.value.message == "bad \ufffd To\ufffdx \u00e9"
         info.value.message.encode("utf-8")
 
+    @pytest.mark.parametrize("code", [10**30, "9223372036854775808", 2**31, -5, "²", "1e3"])
+    def test_a_code_no_store_can_hold_is_no_code(self, code: object) -> None:
+        """A server's out-of-range or odd "code" becomes no code (the status still says what happened), never a
+        value that breaks the journal or a crash."""
+        with pytest.raises(Rejected) as info:
+            classify_response(answer(400, {"code": code, "message": "m"}))
+        assert info.value.code is None and info.value.http_status == 400
+
     def test_a_non_json_error_falls_back_to_the_http_status(self) -> None:
         """A proxy's HTML 502 still yields a readable message and the status."""
         with pytest.raises(ServerError) as info:
