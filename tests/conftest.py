@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
+import launch
 import polars as pl
 import pytest
 import structlog
@@ -51,7 +52,7 @@ MAX_WORKERS = 8
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """The package byte-compiled once, before any worker or CLI subprocess imports it.
+    """The package byte-compiled once, before any worker or CLI subprocess imports it; the CLI's fork server started.
 
     Under PYTHONDONTWRITEBYTECODE every worker and every ``batch-engage`` subprocess of the suite would
     otherwise compile its 150 modules again: 0.15 s of CPU each, some hundred times a run. pip leaves an
@@ -59,6 +60,7 @@ def pytest_configure(config: pytest.Config) -> None:
     """
     if not hasattr(config, "workerinput"):  # xdist's workers find it done
         compileall.compile_dir(REPO / "batch_engage", quiet=2)
+        launch.start_server()  # one for the run: its imports are paid once, not once a worker
 
 
 @pytest.hookimpl(optionalhook=True)  # xdist's hooks: only called when it is installed

@@ -7,10 +7,12 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+import launch
+from launch import Running
 
 from batch_engage.sandbox import Sandbox
 
@@ -46,10 +48,10 @@ def ledger_length(sb: Sandbox) -> int:
     return stats.created + stats.inbound_runs
 
 
-def start_run(job: Path, env: dict[str, str], *, cwd: Path | None = None) -> subprocess.Popen[bytes]:
+def start_run(job: Path, env: dict[str, str], *, cwd: Path | None = None) -> Running:
     """``batch-engage run JOB`` in a process of its own (warnings as JSON on stderr), from ``cwd`` (the job's folder)."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "batch_engage", "run", str(job), "--log-format", "json", "--log-level", "warning"],
+    return launch.start(
+        ["run", str(job), "--log-format", "json", "--log-level", "warning"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -59,18 +61,14 @@ def start_run(job: Path, env: dict[str, str], *, cwd: Path | None = None) -> sub
 
 def start_cli(
     args: list[str], env: dict[str, str], *, stdout: int = subprocess.PIPE, stderr: int = subprocess.PIPE
-) -> subprocess.Popen[bytes]:
+) -> Running:
     """``batch-engage ARGS`` in a process of its own, its stdout and stderr piped back to the test (or ``DEVNULL``)."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "batch_engage", *args], env=env, stdout=stdout, stderr=stderr, cwd=REPO
-    )
+    return launch.start(args, env=env, stdout=stdout, stderr=stderr, cwd=REPO)
 
 
 def finish(args: list[str], env: dict[str, str], *, timeout: float = 120) -> None:
     """``batch-engage ARGS`` in a process of its own, to its end: it must exit 0 (the tail of its stderr says why not)."""
-    done = subprocess.run(
-        [sys.executable, "-m", "batch_engage", *args], env=env, capture_output=True, cwd=REPO, timeout=timeout
-    )
+    done = launch.run(args, env=env, capture_output=True, cwd=REPO, timeout=timeout)
     assert done.returncode == 0, done.stderr.decode()[-4000:]
 
 
@@ -82,7 +80,7 @@ def run_at_once(jobs: list[Path], env: dict[str, str]) -> None:
         assert proc.returncode == 0, err.decode()[-2000:]
 
 
-def kill_9(proc: subprocess.Popen[bytes]) -> bool:
+def kill_9(proc: Running) -> bool:
     """SIGKILL ``proc`` if it still runs, reap it and close its stderr; True if it was killed."""
     killed = proc.poll() is None
     if killed:
@@ -93,14 +91,14 @@ def kill_9(proc: subprocess.Popen[bytes]) -> bool:
     return killed
 
 
-def kill_9_when(proc: subprocess.Popen[bytes], condition: Callable[[], bool], *, within: float = 30.0) -> bool:
+def kill_9_when(proc: Running, condition: Callable[[], bool], *, within: float = 30.0) -> bool:
     """SIGKILL ``proc`` once ``condition()`` holds (or it ended, or ``within`` seconds passed); True if killed."""
     wait_until(proc, condition, within=within)
     return kill_9(proc)
 
 
 def kill_9_at_random(
-    start: Callable[[int], subprocess.Popen[bytes]],
+    start: Callable[[int], Running],
     sb: Sandbox,
     *,
     attempts: int,
@@ -132,7 +130,7 @@ def kill_9_at_random(
     return kills
 
 
-def wait_until(proc: subprocess.Popen[bytes], condition: Callable[[], bool], *, within: float = 30.0) -> None:
+def wait_until(proc: Running, condition: Callable[[], bool], *, within: float = 30.0) -> None:
     """Return once ``condition()`` holds, ``proc`` has ended, or ``within`` seconds have passed, whichever is first."""
     deadline = time.monotonic() + within
     while not condition() and proc.poll() is None and time.monotonic() < deadline:

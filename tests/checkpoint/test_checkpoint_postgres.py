@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import textwrap
 import time
 from collections import Counter
@@ -18,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import launch
 import polars as pl
 import pytest
 
@@ -263,8 +262,8 @@ class TestOneRunPerJob:
         spec = api.load_job(job)
         with open_checkpoint(spec.output.checkpoint, {"f": 1}, TARGET):
             started = time.monotonic()
-            done = subprocess.run(
-                [sys.executable, "-m", "batch_engage", "run", str(job)],
+            done = launch.run(
+                ["run", str(job)],
                 env=os.environ | sandbox_env,
                 capture_output=True,
                 cwd=tmp_path / "b",
@@ -283,8 +282,8 @@ class TestOneRunPerJob:
         api.run(job, credentials=sandbox_creds, options=RunOptions(limit=4))
         rehearsal = api.load_job(job, sandbox=True)
         assert not checkpoint_exists(rehearsal.output.checkpoint)
-        done = subprocess.run(
-            [sys.executable, "-m", "batch_engage", "run", str(job), "--sandbox", "--rate", "1000"],
+        done = launch.run(
+            ["run", str(job), "--sandbox", "--rate", "1000"],
             capture_output=True,
             cwd=tmp_path,
             timeout=120,
@@ -334,9 +333,7 @@ class TestTwoMachines:
         )
         assert kills >= 5
         last = machines[1]
-        final = subprocess.run(
-            [sys.executable, "-m", "batch_engage", "run", str(last)], env=env, capture_output=True, cwd=last.parent
-        )
+        final = launch.run(["run", str(last)], env=env, capture_output=True, cwd=last.parent)
         assert final.returncode == 0, final.stderr.decode()[-6000:]
         ledger = [e for e in sb.ledger() if e.source == "rest"]
         per_contact = Counter(e.to for e in ledger)
@@ -375,8 +372,8 @@ class TestTwoMachines:
             assert cli(["run", str(machines[1])], capsys)[0] == 75, "a fresh lease must keep the job with its holder"
             while time.monotonic() - stopped < lease:
                 time.sleep(0.05)
-            takeover = subprocess.run(
-                [sys.executable, "-m", "batch_engage", "run", str(machines[1])],
+            takeover = launch.run(
+                ["run", str(machines[1])],
                 env=env,
                 capture_output=True,
                 cwd=machines[1].parent,

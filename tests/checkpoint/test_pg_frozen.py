@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import signal
 import socket
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -16,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import launch
 import pytest
 
 from batch_engage.sandbox import Sandbox
@@ -150,8 +149,8 @@ def test_sigterm_with_postgresql_frozen_ends_within_2s_with_75_and_the_next_run_
         assert "Traceback" not in err
     finally:
         proxy.close()
-    done = subprocess.run(
-        [sys.executable, "-m", "batch_engage", "run", str(_job(tmp_path, contacts, sb, pg_schema.history_url))],
+    done = launch.run(
+        ["run", str(_job(tmp_path, contacts, sb, pg_schema.history_url))],
         env=env,
         capture_output=True,
         text=True,

@@ -8,8 +8,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import launch
 import polars as pl
 import pytest
+from launch import Running
 
 from batch_engage.cli.main import main
 from batch_engage.credentials import Credentials, credentials_from_env
@@ -23,16 +25,12 @@ from killing import cli_env
 SECRET = "s3cr3t-TOKEN-8b1f0c9e"
 
 
-def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "batch_engage", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO
-    )
+def _start(args: list[str], env: dict[str, str]) -> Running:
+    return launch.start(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
 
 
 def _cli(args: list[str], env: dict[str, str], stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [sys.executable, "-m", "batch_engage", *args], env=env, input=stdin, capture_output=True, cwd=REPO, timeout=120
-    )
+    return launch.run(args, env=env, input=stdin, capture_output=True, cwd=REPO, timeout=120)
 
 
 class TestLogs:

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import launch
 import pytest
+from launch import Running
 
 from batch_engage.sandbox import Sandbox
 
@@ -19,9 +20,9 @@ from conftest import REPO, cli
 from killing import cli_env
 
 
-def _start(job: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "batch_engage", "run", str(job), "--log-format", "json"],
+def _start(job: Path, env: dict[str, str]) -> Running:
+    return launch.start(
+        ["run", str(job), "--log-format", "json"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -53,7 +54,7 @@ def slow_job(sandbox: Sandbox, job_for: Callable[..., Path]) -> Path:
 
 
 def _signal_after_the_first_create(
-    proc: subprocess.Popen[bytes], sb: Sandbox, signals: list[signal.Signals], *, pause: float = 0.0
+    proc: Running, sb: Sandbox, signals: list[signal.Signals], *, pause: float = 0.0
 ) -> tuple[int, float, bytes]:
     """Send ``signals`` once the run's first create reached ``sb`` (``pause`` s later): the exit code, the seconds
     from the signals to the exit, and stderr. A run that does not stop within 10 s is killed."""

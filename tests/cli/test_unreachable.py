@@ -8,12 +8,12 @@ import json
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import launch
 import pytest
 
 from conftest import REPO
@@ -42,8 +42,8 @@ class _Run:
 
     def __init__(self, job: Path, env: dict[str, str]) -> None:
         self.started = time.monotonic()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "batch_engage", "run", str(job), "--log-format", "json"],
+        self.proc = launch.start(
+            ["run", str(job), "--log-format", "json"],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import launch
 import polars as pl
 import pytest
+from launch import Running
 
 from batch_engage.sandbox import Sandbox
 
@@ -32,9 +33,9 @@ flow = "{FLOW_B}"
 """
 
 
-def _start(job: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "batch_engage", "run", str(job), "--log-format", "json", "--log-level", "warning"],
+def _start(job: Path, env: dict[str, str]) -> Running:
+    return launch.start(
+        ["run", str(job), "--log-format", "json", "--log-level", "warning"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

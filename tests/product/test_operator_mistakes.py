@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import launch
 import polars as pl
 import pytest
 
@@ -150,8 +149,7 @@ class TestStatusDuringARun:
         """A slow Studio keeps requests out; status during the run counts them in_flight and none uncertain."""
         sb = sandbox_factory(rate_limit=None, latency=2.0)
         job = job_for(sb)
-        command = [sys.executable, "-m", "batch_engage", "run", str(job), "--quiet"]
-        with subprocess.Popen(command, env=cli_env(sandbox_env)) as proc:
+        with launch.start(["run", str(job), "--quiet"], env=cli_env(sandbox_env)) as proc:
             wait_until(proc, lambda: sb.stats().create_requests >= 8, within=20)
             counts = status(job).counts
             # Seen: the rest of the rows need not wait on a slow Studio too.

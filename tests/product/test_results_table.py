@@ -6,15 +6,16 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import launch
 import polars as pl
 import psycopg
 import pytest
+from launch import Running
 
 from batch_engage.cli.main import main
 from batch_engage.errors import ConfigError
@@ -210,8 +211,8 @@ class TestKilledWrite:
                 f'INSERT INTO "{pg.name}".results (job_id, period, "row") VALUES (%s, %s, %s)',  # noqa: S608
                 ("reminders", "", new_row),
             )
-            with subprocess.Popen(
-                [sys.executable, "-m", "batch_engage", "run", str(job), "--quiet"],
+            with launch.start(
+                ["run", str(job), "--quiet"],
                 env=cli_env(sandbox_env) | {"PYTHONPATH": str(REPO)},
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
@@ -235,7 +236,7 @@ class TestKilledWrite:
         assert set(before.select(same).rows()) <= set(after.select(same).rows())
 
 
-def wait_for_blocked_insert(pg: Schema, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
+def wait_for_blocked_insert(pg: Schema, proc: Running, timeout: float = 120) -> None:
     """Poll until a session waits on a lock while inserting into the schema's results table."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import launch
 import pytest
 
 from batch_engage.sandbox import (
@@ -1291,9 +1292,7 @@ class TestCommand:
             "--latency",
             "0",
         ]
-        with subprocess.Popen(
-            [sys.executable, "-m", "batch_engage", "sandbox", *flags], stdout=subprocess.PIPE, text=True
-        ) as server:
+        with launch.start(["sandbox", *flags], stdout=subprocess.PIPE, text=True) as server:
             try:
                 assert server.stdout is not None
                 url = server.stdout.readline().split()[-1]
