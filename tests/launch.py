@@ -2,9 +2,9 @@
 once, or read what the command prints): :func:`start` is ``subprocess.Popen``, :func:`run` is ``subprocess.run``.
 
 Each process is forked from a server that has imported the package already (``forkserver.py``, one for the
-run, shared by its workers): the 0.4-0.5 s of CPU a command spends importing cost the suite some 30 s of CPU. The child is a real
-process all the same (its own pid, descriptors, environment, folder and exit status), running what
-``python -m batch_engage ARGS`` runs. ``BATCH_ENGAGE_TEST_EXEC=1`` starts each with ``python -m batch_engage``
+run, shared by its workers): the 0.4-0.5 s of CPU a command spends importing cost the suite some 30 s of CPU.
+The child is a real process all the same (its own pid, descriptors, environment, folder and exit status),
+running what ``python -m batch_engage ARGS`` runs. ``BATCH_ENGAGE_TEST_EXEC=1`` starts each with ``python -m batch_engage``
 instead: the suite passes both ways. The tests of the interpreter's own behaviour (a full disk under stdout with
 ``PYTHONUNBUFFERED``, a profiler, a terminal) start ``python`` themselves.
 """
