@@ -12,6 +12,7 @@ grouped from the right, without precedence).
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -314,6 +315,7 @@ def _block(tokens: list[_Token], i: int, opener: _Token, depth: int) -> tuple[No
     return Capture(opener.text.split(" ", 1)[0].strip(), tuple(body)), i
 
 
+@functools.lru_cache(maxsize=1024)
 def parse(template: str) -> tuple[Node, ...]:
-    """A template's node tree."""
+    """A template's node tree (kept: the arrival check renders each widget's body once per contact)."""
     return tuple(_parse(_tokens(template), 0, frozenset(), 0)[0])
