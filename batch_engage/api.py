@@ -91,6 +91,7 @@ __all__ = [
     "Sandbox",
     "SandboxConfig",
     "ServiceConfig",
+    "Spec",
     "Status",
     "Sweep",
     "Validation",

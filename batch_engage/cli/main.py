@@ -126,9 +126,8 @@ def _say(line: str) -> None:
     notice(line, None)  # the run logs it as run.sending
 
 
-def _prove_outputs(args: argparse.Namespace, overrides: dict[str, Any]) -> None:
+def _prove_outputs(args: argparse.Namespace, spec: api.Spec) -> None:
     """Every file the run will write, held against the job's own and proven writable, before anything is sent."""
-    spec = api.load_job(args.job, overrides, sandbox=args.sandbox, period=args.period)
     extra = [("--summary-json", args.summary_json), ("--report-html", args.report_html)]
     for folder in api.prove_outputs(spec, extra):
         notice(f"created the folder {folder}", "output.folder_created", path=str(folder))
@@ -137,17 +136,18 @@ def _prove_outputs(args: argparse.Namespace, overrides: dict[str, Any]) -> None:
 def _cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         return _cmd_validate(args)
-    overrides = _overrides(args)
-    _prove_outputs(args, overrides)
+    # Read once: the outputs proven, the run, its summary and its report are of one job and one period (a run that
+    # crosses midnight reports on the period it sent for).
+    spec = api.load_job(args.job, _overrides(args), sandbox=args.sandbox, period=args.period)
+    _prove_outputs(args, spec)
     stdin = sys.stdin.buffer if args.input == "-" else None
     options = api.RunOptions(**_flags(args, "limit", "max_duration", "restart", "yes", "wait", "sandbox"))
     # With --sandbox the library serves the simulator itself: the CLI and Python callers share one path.
     with progress_bar(sys.stderr.isatty() and not args.quiet) as progress:
 
         def send(control: RunControl) -> Awaitable[api.RunResult]:
-            job = api.load_job(args.job, overrides, sandbox=args.sandbox, period=args.period)
             return api.run_async(
-                job,
+                spec,
                 options=options,
                 control=control,
                 on_progress=progress,
@@ -158,7 +158,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
         result = asyncio.run(_until_stopped(send))
     if not args.quiet:
         print_summary(result, sys.stdout)
-    spec = api.load_job(args.job, _overrides(args), sandbox=args.sandbox, period=args.period)
     if args.summary_json:
         api.write_summary_json(spec, args.summary_json, result.summary.as_dict() | {"exit_code": result.exit_code})
     if args.report_html:
