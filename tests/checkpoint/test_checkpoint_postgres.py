@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import textwrap
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -21,6 +22,8 @@ import polars as pl
 import pytest
 
 from batch_engage import api
+from batch_engage.checkpoint.postgres.lease import RELEASE_GRACE, lock_job, write_lease
+from batch_engage.checkpoint.postgres.tables import create_tables
 from batch_engage.checkpoint.store import (
     Intent,
     Outcome,
@@ -30,8 +33,9 @@ from batch_engage.checkpoint.store import (
     read_checkpoint,
 )
 from batch_engage.credentials import Credentials
-from batch_engage.errors import ConfigError, TryLater, UsageError
+from batch_engage.errors import CheckpointLocked, ConfigError, TryLater, UsageError
 from batch_engage.job import load_spec
+from batch_engage.postgres import parse_location
 from batch_engage.runner import RunOptions
 from batch_engage.sandbox import Sandbox
 from batch_engage.states import RowState
@@ -198,7 +202,8 @@ class TestRunsThroughTheSandbox:
         assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["job.toml", "results.csv"]
 
     def test_status_reads_while_a_run_holds_the_job(self, pg_url: str) -> None:
-        """While a run holds the lock, a reader sees its journal and that it is live; afterwards, not live."""
+        """While a run holds the lock, a reader sees its journal and that it is live; afterwards (once the server has
+        ended the closed session, a moment later), not live."""
         where = f"{pg_url}#j"
         with open_checkpoint(where, {"f": 1}, TARGET) as cp:
             cp.start_run("2026-01-01T00:00:00.000Z", "digest")
@@ -208,6 +213,11 @@ class TestRunsThroughTheSandbox:
             assert view.live and view.journal["state"].to_list() == ["intent"]
             assert view.plan is not None and view.plan["contact"].to_list() == ["a"]
             assert view.runs.height == 1
+        # A run closes its session without asking the server anything more (that could hang on a frozen server);
+        # the server releases the lock a moment later, and a reader may see the run live for that moment.
+        closed = time.monotonic()
+        while read_checkpoint(where).live and time.monotonic() - closed < 2:
+            time.sleep(0.01)
         assert not read_checkpoint(where).live
         assert checkpoint_exists(where, plan=True) and not checkpoint_exists(f"{pg_url}#other")
 
@@ -273,6 +283,27 @@ class TestOneRunPerJob:
         assert done.returncode == 75, done.stderr.decode()[-2000:]
         assert "another batch-engage process is running this job" in done.stderr.decode()
         assert sandbox.ledger() == []
+
+    def test_a_run_started_while_a_killed_holders_session_ends_takes_the_job(
+        self, pg_job: Callable[..., Path], tmp_path: Path
+    ) -> None:
+        """A holder gone without letting go (killed: the server ends its session a moment later) is waited for, not
+        called running: a run started in that moment takes the job; one still held past the grace is refused."""
+        loc = parse_location(api.load_job(pg_job(5)).output.checkpoint)
+        with loc.connect() as gone, loc.connect() as still, loc.connect() as next_run:
+            create_tables(gone, loc)
+            lock_job(gone, loc)
+            write_lease(gone, loc)
+            # Its socket closes 0.3 s from now with the lock never released, as a killed process's does.
+            threading.Timer(0.3, gone.close).start()
+            lock_job(next_run, loc)
+            next_run.execute("SELECT pg_advisory_unlock(%s)", (loc.lock_id,))
+            lock_job(still, loc)
+            write_lease(still, loc)
+            asked = time.monotonic()
+            with pytest.raises(CheckpointLocked, match="another batch-engage process is running this job"):
+                lock_job(next_run, loc)
+            assert RELEASE_GRACE <= time.monotonic() - asked < RELEASE_GRACE + 5
 
     def test_a_rehearsal_keeps_its_state_apart(
         self, pg_job: Callable[..., Path], sandbox: Sandbox, sandbox_creds: Credentials, tmp_path: Path

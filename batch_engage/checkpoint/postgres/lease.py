@@ -48,15 +48,23 @@ def _try_lock(conn: Connection, loc: PgLocation) -> bool:
     return bool(row and row[0])
 
 
+# A holder killed a moment ago holds the lock until the server sees its socket close and ends its session. A
+# run started as quickly (a supervisor restarting a killed run) would call it running: it asks again for this long.
+RELEASE_GRACE = 1.0
+
+
 def lock_job(conn: Connection, loc: PgLocation) -> None:
-    """Take the job's lock on ``conn``, or a dead holder's; else ``CheckpointLocked`` (exit 75) at once."""
-    if _try_lock(conn, loc):
-        return
-    holder = _take_over(conn, loc)
-    if holder is not None:
-        raise CheckpointLocked(
-            f"{loc.describe()}: another batch-engage process is running this job ({holder}); nothing was sent"
-        )
+    """Take the job's lock on ``conn``, or a dead holder's; else ``CheckpointLocked`` (exit 75) within RELEASE_GRACE."""
+    asked_until = time.monotonic() + RELEASE_GRACE
+    while not _try_lock(conn, loc):
+        holder = _take_over(conn, loc)
+        if holder is None:
+            return
+        if time.monotonic() >= asked_until:
+            raise CheckpointLocked(
+                f"{loc.describe()}: another batch-engage process is running this job ({holder}); nothing was sent"
+            )
+        time.sleep(0.05)
 
 
 def _take_over(conn: Connection, loc: PgLocation) -> str | None:
