@@ -4,10 +4,13 @@ suite runs in parallel: worker count, slow tests first, one Chromium per run, Hy
 
 from __future__ import annotations
 
+import atexit
 import compileall
 import functools
+import gc
 import os
 import sys
+import tempfile
 import textwrap
 import uuid
 from collections.abc import Callable, Iterator
@@ -32,6 +35,12 @@ from batch_engage.sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox, Sa
 # plugins' packages) before this file: without the variable they keep those rewrites as well.
 sys.dont_write_bytecode = False
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+
+# At exit the interpreter runs the cyclic collector over everything a process still holds: a worker's heap
+# after some two hundred tests took 0.2-0.5 s of CPU to walk, six workers at once at the very end of every
+# run. Frozen objects are left to the operating system; atexit runs its handlers last in, first out, so
+# every handler registered after this one (the fork server's stop among them) still runs first.
+atexit.register(gc.freeze)
 
 FLOW_SID = "FW0123456789abcdef0123456789abcdef"
 REPO = Path(__file__).resolve().parents[1]
@@ -61,6 +70,10 @@ def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput"):  # xdist's workers find it done
         compileall.compile_dir(REPO / "batch_engage", quiet=2)
         launch.start_server()  # one for the run: its imports are paid once, not once a worker
+        groups = tempfile.NamedTemporaryFile(prefix="be-test-groups-", suffix=".txt", delete=False)  # noqa: SIM115
+        groups.close()
+        atexit.register(os.unlink, groups.name)
+        os.environ[TEST_GROUPS] = groups.name  # the workers are started after this, with this environment
 
 
 @pytest.hookimpl(optionalhook=True)  # xdist's hooks: only called when it is installed
@@ -72,25 +85,41 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     return min(MAX_WORKERS, WORKERS_PER_CORE * cores)
 
 
-# Tests that must run on one worker, by node ID prefix: the browser tests share one Chromium (a module
-# fixture), whose start-up is slow and whose first page must not be a test's. By ID because xdist's own
-# xdist_group mark is lost under pytest 9.2 (pytest-xdist issue 1386).
-SHARED_WORKER = {
-    "tests/reporting/test_report_html.py::TestInABrowser::": "chromium",
-    "tests/reporting/test_report_html.py::TestSandboxRunInABrowser::": "chromium",
-    "tests/reporting/test_report_html.py::TestTheTruthInABrowser::": "chromium",
-    "tests/reporting/test_report_html.py::TestExperimentInABrowser::": "chromium",
+# Which tests share a worker is told by their fixtures, which xdist's controller cannot see (it has node IDs;
+# its own xdist_group mark is lost under pytest 9.2, pytest-xdist issue 1386): each worker writes the groups to
+# the file named here as it collects (they all collect the same tests), and the scheduler reads it.
+TEST_GROUPS = "BATCH_ENGAGE_TEST_GROUPS"
+# Groups whose tests run together on one worker, as one unit of work.
+GROUPS = {
+    # One headless Chromium a run (a module fixture): slow to start, and its first page must not be a test's.
+    "chromium",
+    # Twilio's OpenAPI descriptions: openapi_core's import and their parse cost a second of CPU in each worker
+    # that reads them, so one worker reads them for the run.
+    "openapi",
 }
+
+
+def _group(item: pytest.Item) -> str | None:
+    """The one of GROUPS a test belongs to, if any."""
+    names = getattr(item, "fixturenames", ())
+    if "browser" in names:
+        return "chromium"
+    return "openapi" if "twilio_oai" in names else None
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """One test at a time to whichever worker is free, except the SHARED_WORKER groups, each kept together."""
+    """One test at a time to whichever worker is free, but each of GROUPS kept together on one worker."""
     from xdist.scheduler import LoadScopeScheduling
 
     class OneAtATime(LoadScopeScheduling):  # type: ignore[misc]
+        groups: dict[str, str] | None = None
+
         def _split_scope(self, nodeid: str) -> str:
-            return next((group for prefix, group in SHARED_WORKER.items() if nodeid.startswith(prefix)), nodeid)
+            if self.groups is None:  # read once, after every worker has reported its collection
+                lines = Path(os.environ[TEST_GROUPS]).read_text().splitlines()
+                self.groups = dict(line.rsplit(" ", 1) for line in lines)
+            return self.groups.get(nodeid, nodeid)
 
     return OneAtATime(config, log)
 
@@ -99,8 +128,9 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 SLOW_STRIDE = 30
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Slow tests start in the first half of a parallel run, one every SLOW_STRIDE others.
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Slow tests start in the first half of a parallel run, one every SLOW_STRIDE others; under xdist, each
+    test's group written for the scheduler.
 
     Early, so that none is left running alone at the end. Spread, because a slow test mostly waits (a lease, a
     timeout, a lock held on the real clock): all of them first left five of six workers waiting and the cores
@@ -113,6 +143,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         items.append(item)
         items.extend(rest[at * SLOW_STRIDE : (at + 1) * SLOW_STRIDE])
     items.extend(rest[len(slow) * SLOW_STRIDE :])
+    if hasattr(config, "workerinput") and TEST_GROUPS in os.environ:
+        groups = "".join(f"{item.nodeid} {group}\n" for item in items if (group := _group(item)) is not None)
+        written = Path(f"{os.environ[TEST_GROUPS]}.{config.workerinput['workerid']}")
+        written.write_text(groups)
+        written.replace(os.environ[TEST_GROUPS])  # whole, whichever worker writes last
 
 
 def absent(reason: str) -> NoReturn:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
@@ -56,7 +57,8 @@ def _package_of(name: str) -> list[str]:
     return parts if _is_package(name) else parts[:-1]
 
 
-def imports_of(name: str, added: str = "") -> list[tuple[str, int]]:
+@functools.cache  # every check reads every module: each is parsed once a run
+def imports_of(name: str, added: str = "") -> tuple[tuple[str, int], ...]:
     """``(imported module, line)`` for every import of the package in ``name``: top-level, lazy and TYPE_CHECKING."""
     tree = ast.parse(MODULES[name].read_text() + added)
     found = []
@@ -81,7 +83,7 @@ def imports_of(name: str, added: str = "") -> list[tuple[str, int]]:
             for alias in node.names:
                 if alias.name.split(".")[0] == "batch_engage":
                     found.append((".".join(alias.name.split(".")[1:]) or FACE, node.lineno))
-    return found
+    return tuple(found)
 
 
 def unit_of(name: str) -> str:
