@@ -11,6 +11,7 @@
     ├── TryLater                    exit 75: nothing wrong, but not now
     │   ├── CheckpointLocked        another process holds the checkpoint
     │   ├── PeriodUnsettled         the previous period's possibly-sent contacts could not be settled
+    │   ├── HoldLost                the run's lease on the job is stale: a request about to leave stays
     │   └── Stopped                 a stop ended a wait: the run winds down, the same command later goes on
     ├── StorageFailed               exit 74 (75 when transient): the checkpoint could not commit
     ├── OutputFailed                exit 74: an output could not be written after sending began
@@ -49,6 +50,7 @@ __all__ = [
     "Fatal",
     "FlowNotFound",
     "FlowUnwired",
+    "HoldLost",
     "InputFileError",
     "NotConnected",
     "OutputFailed",
@@ -123,6 +125,10 @@ class CheckpointLocked(TryLater):
 
 class PeriodUnsettled(TryLater):
     """The previous period's possibly-sent contacts could not be settled yet."""
+
+
+class HoldLost(TryLater):
+    """The run's hold on its job went stale (frozen past its lease, maybe taken over): nothing more may leave."""
 
 
 class Stopped(TryLater):

@@ -241,6 +241,8 @@ class StoreBase:
     meta: dict[str, str]
     # Set on open when the journal holds fewer intents than its run log counts (file checkpoints only).
     lost: LostLines | None = None
+    # Whether the hold can go stale (a lease another machine may take over): see ``holds``.
+    leased: bool = False
 
     @property
     def target(self) -> Target:
@@ -269,6 +271,7 @@ class CheckpointStore(Protocol):
     meta: dict[str, str]
     run_id: int | None
     lost: LostLines | None
+    leased: bool
 
     def acknowledge_lost(self) -> None:
         """The lost lines are marked possibly sent: the journal counts what its run log does again."""

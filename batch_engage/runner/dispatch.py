@@ -21,7 +21,7 @@ import structlog
 from ..checkpoint import CheckpointStore
 from ..clock import Clock
 from ..control import Progress, RunControl, Stats
-from ..errors import Stopped, StudioError
+from ..errors import HoldLost, Stopped, StudioError
 from ..history import HistoryStore
 from ..job import SendWindow, Spec, history_identity
 from ..plan import caps
@@ -157,22 +157,7 @@ class Dispatcher(Answers):
                 sent_at = await self.pacer.acquire()
             except Stopped:
                 sent_at = -1.0
-        if self.stopping():
-            self.put_back(item)
-            return
-        if not self.cp.holds():
-            # Frozen past its lease, this run may have been taken over: nothing more may leave from here.
-            self.put_back(item)
-            if not self.control.stopping:
-                log.error(
-                    "checkpoint.lease_lost", message="this run's hold on the job is stale; stopping, sending nothing"
-                )
-                self.control.request_stop()
-            return
-        if self.window is not None and item.zones and not self.window.is_open(item.zones.split(","), self.clock.now()):
-            # Checked again here: a row that waited in the queue must not leave late.
-            self.put_back(item)
-            self.held.append(item)
+        if not self._may_leave(item):
             return
         if self.history is not None and not await self._claimed(item):
             return
@@ -185,6 +170,10 @@ class Dispatcher(Answers):
         wall = self.clock.now() if self._v1 else None
         try:
             created = await self.client_for(item.flow).create(item.to, item.from_, item.body(self._marker_key))
+        except HoldLost:  # asked again as it was written (the transport's fence): it never left
+            item.attempts -= 1
+            self._hold_lost(item)
+            return
         except StudioError as exc:
             self.stats.last_answer = self.clock.monotonic()
             self._on_error(item, exc, sent_at)
@@ -200,6 +189,28 @@ class Dispatcher(Answers):
             self.set_aside(item, created.sid)
             return
         self.record(item, RowState.ALREADY_ACTIVE if handback else RowState.SENT, created=created)
+
+    def _may_leave(self, item: Item) -> bool:
+        """Whether ``item`` may leave now its slot has come; if not, it is put back (held, or the run stopped)."""
+        if self.stopping():
+            self.put_back(item)
+            return False
+        if not self.cp.holds():
+            self._hold_lost(item)
+            return False
+        if self.window is not None and item.zones and not self.window.is_open(item.zones.split(","), self.clock.now()):
+            # Checked again here: a row that waited in the queue must not leave late.
+            self.put_back(item)
+            self.held.append(item)
+            return False
+        return True
+
+    def _hold_lost(self, item: Item) -> None:
+        """Frozen past its lease, this run may have been taken over: nothing more may leave from here."""
+        self.put_back(item)
+        if not self.control.stopping:
+            log.error("checkpoint.lease_lost", message="this run's hold on the job is stale; stopping, sending nothing")
+            self.control.request_stop()
 
     # -- the whole dispatch ------------------------------------------------------------
 

@@ -90,8 +90,9 @@ def _dispatcher(
 
 
 @contextlib.asynccontextmanager
-async def _studio(job: Invocation) -> AsyncIterator[StudioClient]:
-    """The Studio client over this run's HTTP connection pool, closed at the end."""
+async def _studio(job: Invocation, cp: CheckpointStore) -> AsyncIterator[StudioClient]:
+    """The Studio client over this run's HTTP connection pool, closed at the end; a leased checkpoint's hold is
+    asked once more as each request is written."""
     send = job.spec.send
     http = make_http_client(
         username=job.credentials.username,
@@ -101,6 +102,7 @@ async def _studio(job: Invocation) -> AsyncIterator[StudioClient]:
         read_timeout=send.read_timeout,
         transport=job.transport,
         reach=job.reach,
+        may_send=cp.holds if cp.leased else None,
     )
     async with http:
         flow = job.spec.flow
@@ -121,7 +123,7 @@ async def run_with_checkpoint(
     reached_earlier, changed = known.earlier(cp, prepared.plan, prepared.input_digest)
     if reached_earlier:
         log.info("input.reached_earlier", rows=reached_earlier, parameters_changed=changed)
-    async with _studio(job) as client:
+    async with _studio(job, cp) as client:
         d = _dispatcher(job, cp, client, history, known)
         sent = Sent(d, reached_earlier=reached_earlier, changed=changed)
         done_flushing = asyncio.Event()

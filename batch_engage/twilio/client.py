@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import ssl
 import urllib.parse
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,6 +32,7 @@ from .classify import (
     storable,
 )
 from .clock import TwilioClock
+from .fence import fence
 from .reach import Reach, WatchedTransport
 
 __all__ = [
@@ -110,18 +111,20 @@ class _StudioHttp(httpx.AsyncClient):
 _NO_COOKIES = _NoCookies()
 
 
-def _aiohttp_transport(limits: httpx.Limits) -> httpx.AsyncBaseTransport:
+def _aiohttp_transport(limits: httpx.Limits, may_send: Callable[[], bool] | None) -> httpx.AsyncBaseTransport:
     """httpx-aiohttp's transport over a session of our own: aiohttp keeps a cookie jar of its own beneath
     httpx's, and a cookie an answer sets would otherwise go back with every later request."""
     import aiohttp  # noqa: PLC0415 - aiohttp loads in 0.2 s; validate never connects
     from httpx_aiohttp import AiohttpTransport  # noqa: PLC0415 - as above
+
+    middlewares = (fence(may_send),) if may_send is not None else ()
 
     def session() -> aiohttp.ClientSession:
         # What the transport's own session would be (pool limit, keep-alive, TLS roots), less the cookie jar.
         connector = aiohttp.TCPConnector(
             keepalive_timeout=limits.keepalive_expiry, ssl=_tls(), limit=limits.max_connections or 0
         )
-        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(), middlewares=middlewares)
 
     return AiohttpTransport(limits=limits, trust_env=False, verify=_tls(), client=session)
 
@@ -142,17 +145,20 @@ def make_http_client(
     read_timeout: float,
     transport: httpx.AsyncBaseTransport | None = None,
     reach: Reach | None = None,
+    may_send: Callable[[], bool] | None = None,
 ) -> httpx.AsyncClient:
     """The ``httpx.AsyncClient`` the runner uses: Basic auth, timeouts, pool sized to ``concurrency``.
 
-    With ``reach``, every request is reported to it (is Studio answering at all?).
+    With ``reach``, every request is reported to it (is Studio answering at all?). With ``may_send``, the
+    default transport asks it the moment before each request is written (:func:`.fence.fence`); an injected
+    ``transport`` is left as it is.
 
     The default transport is httpx-aiohttp: the same httpx API at about a tenth of
     the CPU per request of httpx's own pool (see benchmarks/client_ceiling.py).
     """
     limits = httpx.Limits(max_connections=concurrency + 2, max_keepalive_connections=concurrency + 2)
     if transport is None:
-        transport = _aiohttp_transport(limits)
+        transport = _aiohttp_transport(limits, may_send)
     if reach is not None:
         transport = WatchedTransport(transport, reach)
     return _StudioHttp(

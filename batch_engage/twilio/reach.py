@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 import httpx
 
+from ..errors import HoldLost
+
 __all__ = ["Reach", "WatchedTransport"]
 
 
@@ -91,6 +93,9 @@ class WatchedTransport(httpx.AsyncBaseTransport):
         ticket = self._reach.started()
         try:
             response = await self._inner.handle_async_request(request)
+        except HoldLost:  # never written: says nothing of Studio
+            self._reach.under_way.pop(ticket, None)
+            raise
         except Exception as exc:
             self._reach.failed(ticket, exc)
             raise

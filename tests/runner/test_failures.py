@@ -21,6 +21,7 @@ from batch_engage.control import Progress
 from batch_engage.credentials import Credentials
 from batch_engage.errors import StorageFailed
 from batch_engage.job import load_spec
+from batch_engage.runner import sending
 from batch_engage.runner.failures import Storage, classify
 from batch_engage.sandbox import Sandbox
 
@@ -204,3 +205,35 @@ class TestClassify:
         assert len(tries) >= 2
         assert storage.failure is caught.value
         assert storage.failure.transient
+
+
+class TestAHoldLostAsARequestIsWritten:
+    def test_that_request_stays_the_run_ends_75_and_the_next_run_reaches_each_contact_once(
+        self,
+        sandbox_factory: Callable[..., Sandbox],
+        sandbox_creds: Credentials,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """The transport's last check finds the run's hold stale (a run frozen past its lease between the
+        dispatcher's check and the write, then woken): that request never leaves, the run stops with exit 75, and
+        the next run reaches every contact exactly once."""
+        sb = sandbox_factory(rate_limit=None, active_rule=False)
+        spec = _spec(tmp_path, sb.url, str(tmp_path / "job.checkpoint.sqlite"), concurrency=1)
+        real = sending.make_http_client
+
+        def stale_after_five(**kwargs: Any) -> Any:
+            return real(**kwargs | {"may_send": lambda: sb.stats().created < 5})
+
+        monkeypatch.setattr(sending, "make_http_client", stale_after_five)
+        first = api.run(spec, frame=make_contacts(20), credentials=sandbox_creds)
+        assert first.exit_code == 75
+        assert sb.stats().created == 5
+        assert first.results["status"].value_counts().sort("status").rows() == [("pending", 15), ("sent", 5)]
+        assert "studio.unreachable" not in caplog.text
+
+        monkeypatch.undo()
+        second = api.run(spec, frame=make_contacts(20), credentials=sandbox_creds)
+        assert second.exit_code == 0, second.summary
+        _once_per_contact(sb, 20)

@@ -19,6 +19,7 @@ from batch_engage.errors import (
     AnswerLost,
     AuthFailed,
     FlowNotFound,
+    HoldLost,
     NotConnected,
     RateLimited,
     Rejected,
@@ -678,6 +679,35 @@ class TestOverLoopback:
 
         offset = run(go())
         assert offset is not None and abs(offset) < 2
+
+    def test_a_request_asked_at_the_last_moment_and_refused_never_reaches_studio(self, sandbox: Sandbox) -> None:
+        """``may_send`` saying no as the request is written (a run frozen past its lease, maybe taken over):
+        HoldLost and the sandbox received nothing; saying yes again, the next create goes through."""
+        from batch_engage.twilio.client import make_http_client
+
+        allowed = {"now": True}
+
+        async def go() -> None:
+            http = make_http_client(
+                username=SANDBOX_USERNAME,
+                password=SANDBOX_PASSWORD,
+                concurrency=1,
+                connect_timeout=2,
+                read_timeout=5,
+                may_send=lambda: allowed["now"],
+            )
+            async with http:
+                client = StudioClient(http, base_url=sandbox.url, flow_sid=FLOW_SID, api="executions")
+                await client.create("+14155550100", "+15005550006", None)  # the pooled connection is open
+                allowed["now"] = False
+                with pytest.raises(HoldLost):
+                    await client.create("+14155550101", "+15005550006", None)
+                assert [e.to for e in sandbox.ledger()] == ["+14155550100"]
+                allowed["now"] = True
+                await client.create("+14155550102", "+15005550006", None)
+
+        run(go())
+        assert [e.to for e in sandbox.ledger()] == ["+14155550100", "+14155550102"]
 
 
 def test_a_cookie_an_answer_sets_is_never_sent_back(sandbox_factory: Callable[..., Sandbox]) -> None:

@@ -59,6 +59,8 @@ def _arrays(rows: list[tuple[Any, ...]]) -> tuple[list[Any], ...]:
 class PgCheckpoint(PgSession, StoreBase):
     """One job's journal in PostgreSQL. Open with :meth:`open`; always :meth:`close` (or use ``with``)."""
 
+    leased = True
+
     def __init__(self, loc: PgLocation, conn: Connection, meta: dict[str, str]) -> None:
         self.location = loc
         self.path = loc.describe()
