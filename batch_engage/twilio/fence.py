@@ -17,10 +17,11 @@ __all__ = ["fence"]
 
 
 def fence(may_send: Callable[[], bool]) -> Any:
-    """An aiohttp client middleware that raises :class:`HoldLost`, nothing written, when ``may_send()`` says no."""
+    """An aiohttp client middleware that raises :class:`HoldLost`, nothing written, when a POST (a run created or
+    ended) is about to leave and ``may_send()`` says no; reads change nothing in Studio and always go."""
 
     async def middleware(request: Any, handler: Any) -> Any:
-        if not may_send():
+        if request.method == "POST" and not may_send():
             raise HoldLost("this run's hold on the job is stale: the request was not sent")
         return await handler(request)
 

@@ -681,8 +681,8 @@ class TestOverLoopback:
         assert offset is not None and abs(offset) < 2
 
     def test_a_request_asked_at_the_last_moment_and_refused_never_reaches_studio(self, sandbox: Sandbox) -> None:
-        """``may_send`` saying no as the request is written (a run frozen past its lease, maybe taken over):
-        HoldLost and the sandbox received nothing; saying yes again, the next create goes through."""
+        """``may_send`` saying no as a create is written (a run frozen past its lease, maybe taken over): HoldLost
+        and the sandbox received nothing, while a read still goes; saying yes again, the next create goes through."""
         from batch_engage.twilio.client import make_http_client
 
         allowed = {"now": True}
@@ -703,6 +703,10 @@ class TestOverLoopback:
                 with pytest.raises(HoldLost):
                     await client.create("+14155550101", "+15005550006", None)
                 assert [e.to for e in sandbox.ledger()] == ["+14155550100"]
+                # A read creates nothing: it still goes (reconciliation's lookups, the collector's reads).
+                assert [r.address for r in await collect(client, datetime.now(UTC) - timedelta(minutes=1))] == [
+                    "+14155550100"
+                ]
                 allowed["now"] = True
                 await client.create("+14155550102", "+15005550006", None)
 
