@@ -117,6 +117,7 @@ def _aiohttp_transport(limits: httpx.Limits, may_send: Callable[[], bool] | None
     import aiohttp  # noqa: PLC0415 - aiohttp loads in 0.2 s; validate never connects
     from httpx_aiohttp import AiohttpTransport  # noqa: PLC0415 - as above
 
+    # Only a leased run is fenced: with none, aiohttp builds no handler chain for a request.
     middlewares = (fence(may_send),) if may_send is not None else ()
 
     def session() -> aiohttp.ClientSession:
