@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from batch_engage import api
 from batch_engage.control import Progress
@@ -214,7 +215,6 @@ class TestAHoldLostAsARequestIsWritten:
         sandbox_creds: Credentials,
         tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch,
-        caplog: pytest.LogCaptureFixture,
     ) -> None:
         """The transport's last check finds the run's hold stale (a run frozen past its lease between the
         dispatcher's check and the write, then woken): that request never leaves, the run stops with exit 75, and
@@ -227,11 +227,13 @@ class TestAHoldLostAsARequestIsWritten:
             return real(**kwargs | {"may_send": lambda: sb.stats().created < 5})
 
         monkeypatch.setattr(sending, "make_http_client", stale_after_five)
-        first = api.run(spec, frame=make_contacts(20), credentials=sandbox_creds)
+        with capture_logs() as logs:
+            first = api.run(spec, frame=make_contacts(20), credentials=sandbox_creds)
         assert first.exit_code == 75
         assert sb.stats().created == 5
         assert first.results["status"].value_counts().sort("status").rows() == [("pending", 15), ("sent", 5)]
-        assert "studio.unreachable" not in caplog.text
+        events = [entry["event"] for entry in logs]
+        assert "checkpoint.lease_lost" in events and "studio.unreachable" not in events
 
         monkeypatch.undo()
         second = api.run(spec, frame=make_contacts(20), credentials=sandbox_creds)
