@@ -284,9 +284,7 @@ class TestOneRunPerJob:
         assert "another batch-engage process is running this job" in done.stderr.decode()
         assert sandbox.ledger() == []
 
-    def test_a_run_started_while_a_killed_holders_session_ends_takes_the_job(
-        self, pg_job: Callable[..., Path], tmp_path: Path
-    ) -> None:
+    def test_a_run_started_while_a_killed_holders_session_ends_takes_the_job(self, pg_job: Callable[..., Path]) -> None:
         """A holder gone without letting go (killed: the server ends its session a moment later) is waited for, not
         called running: a run started in that moment takes the job; one still held past the grace is refused."""
         loc = parse_location(api.load_job(pg_job(5)).output.checkpoint)
