@@ -8,7 +8,7 @@ experiment's split before any send; the ``batch-engage`` command is a thin layer
 
 # ruff: noqa: E402 - the imports follow the early stop handler on purpose
 
-from .early import stop_before_start
+from .early import stop_before_start, structlog_without_rich
 
 # First, before the seconds of importing below: a stop now ends the command cleanly (the command only).
 stop_before_start()
@@ -17,7 +17,9 @@ del stop_before_start
 import logging as _logging
 from typing import TYPE_CHECKING
 
-import structlog as _structlog
+with structlog_without_rich():
+    import structlog as _structlog
+del structlog_without_rich
 
 from .api import (
     assign_variants,

@@ -8,15 +8,17 @@ with its own stop button as soon as its event loop starts.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import itertools
 import os
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from types import FrameType
 
-__all__ = ["EXIT_STOPPED_EARLY", "imported", "stop_before_start"]
+__all__ = ["EXIT_STOPPED_EARLY", "imported", "stop_before_start", "structlog_without_rich"]
 
 EXIT_STOPPED_EARLY = 75  # exits.EXIT_TEMPFAIL, not imported: this runs before anything heavy is loaded
 
@@ -66,3 +68,22 @@ def stop_before_start() -> None:
         signal.signal(sig, _stopped)
     # Importing makes a few hundred thousand objects and no garbage worth a pass: imported() turns it back on.
     gc.disable()
+
+
+@contextlib.contextmanager
+def structlog_without_rich() -> Iterator[None]:
+    """In the command's process, structlog is imported as if rich were not installed.
+
+    structlog loads rich's traceback and pretty-printer (with pygments and attrs) at import, to render
+    exceptions in console logs: a tenth of a second of every command, and the command never shows a
+    traceback. Its plain renderer stands in. A program that imports the library keeps structlog's own choice.
+    """
+    if not _is_the_command() or "rich" in sys.modules or "structlog" in sys.modules:
+        yield
+        return
+    sys.modules["rich"] = None  # type: ignore[assignment]  # "import rich" now fails, as when it is absent
+    try:
+        yield
+    finally:
+        if sys.modules.get("rich", 0) is None:
+            del sys.modules["rich"]

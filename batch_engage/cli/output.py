@@ -12,9 +12,6 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import Any, TextIO, TypeVar, cast
 
 import structlog
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
-from rich.progress import Progress as Bar
 
 from .. import api
 
@@ -106,6 +103,11 @@ def _bar(
     if not enabled:
         yield None
         return
+    # rich loads in about 30 ms; validate, status and every run whose stderr is no terminal draw no bar.
+    from rich.console import Console  # noqa: PLC0415
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn  # noqa: PLC0415
+    from rich.progress import Progress as Bar  # noqa: PLC0415
+
     *before, after = (TextColumn(text) for text in columns)
     bar = Bar(
         TextColumn(f"[bold]{label}"),

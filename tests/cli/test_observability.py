@@ -197,3 +197,29 @@ def test_progress_bar_shows_in_a_real_terminal(job: Path, sandbox_env: dict[str,
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0
+
+
+def _structlog_in_a_fresh_process(argv0: str) -> list[str]:
+    """Import the package in a new interpreter whose ``sys.argv[0]`` is ``argv0``: structlog's exception
+    renderer, whether rich is loaded, and whether rich still loads afterwards."""
+    code = (
+        "import sys; sys.argv = [sys.argv[1]]\n"
+        "import batch_engage, structlog.dev as dev\n"
+        "print(dev.default_exception_formatter.__class__.__name__, 'rich' in sys.modules)\n"
+        "import rich.progress\n"
+        "print('rich.progress loads')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, argv0], capture_output=True, text=True, cwd=REPO, timeout=60, check=True
+    )
+    return done.stdout.splitlines()
+
+
+def test_the_command_loads_no_rich_for_structlog_yet_draws_its_bar_with_rich() -> None:
+    """The command never shows a traceback, so structlog renders exceptions plainly there; rich loads later."""
+    assert _structlog_in_a_fresh_process("/usr/bin/batch-engage") == ["function False", "rich.progress loads"]
+
+
+def test_a_program_importing_the_library_keeps_structlogs_rich_exception_renderer() -> None:
+    """Only the command changes how structlog imports: a program's structlog still renders with rich."""
+    assert _structlog_in_a_fresh_process("my_pipeline.py") == ["RichTracebackFormatter True", "rich.progress loads"]
