@@ -26,15 +26,18 @@ import structlog
 
 from ..clock import Clock
 from ..control import RunControl
-from ..errors import StudioError
+from ..errors import HoldLost, StudioError
 from ..job import Spec
 from ..states import RowState
 from ..twilio import PacedReads, StudioClient, parse_datetime
 from .item import Item
 
-__all__ = ["ActiveRuns", "Verdict", "judge_run", "marker_token"]
+__all__ = ["LEASE_LOST", "ActiveRuns", "Verdict", "judge_run", "marker_token"]
 
 log = structlog.get_logger(__name__)
+
+# Said once when a run finds its hold on the job stale (the dispatcher before a create, here before an end).
+LEASE_LOST = "this run's hold on the job is stale; stopping, sending nothing"
 
 
 def marker_token(context: Mapping[str, Any], key: str) -> str | None:
@@ -162,13 +165,25 @@ class ActiveRuns:
                 item, sid, f"waiting: {verdict.reason} is {verdict.age:.0f} s old, younger than end_active_after"
             )
             return False
+        return await self._end(item, sid, verdict.reason, verdict.whose)
+
+    async def _end(self, item: Item, sid: str, reason: str, whose: str) -> bool:
+        """End ``sid`` (this job's run, old enough); True when it ended and the contact may go at once."""
         try:
             await self.reads.call("end", partial(self.client.end_run, sid))
+        except HoldLost:
+            # The end never left (the transport's fence): nothing more may leave from this run, and the contact,
+            # refused with a 409, still waits for its earlier run: neither sent nor possibly sent.
+            if not self.control.stopping:
+                log.error("checkpoint.lease_lost", message=LEASE_LOST)
+                self.control.request_stop()
+            self._wait(item, sid, f"waiting: {reason} was not ended, this run's hold on the job being stale")
+            return False
         except StudioError as exc:
-            self._wait(item, sid, f"waiting: ending {verdict.reason} failed ({exc.message})")
+            self._wait(item, sid, f"waiting: ending {reason} failed ({exc.message})")
             return False
         self.ended += 1
         item.ended_sid = sid
-        item.note = f"ended {verdict.reason} first"
-        log.info("row.ended_active", row=item.row, sid=sid, whose=verdict.whose)
+        item.note = f"ended {reason} first"
+        log.info("row.ended_active", row=item.row, sid=sid, whose=whose)
         return True

@@ -27,7 +27,7 @@ from ..job import SendWindow, Spec, history_identity
 from ..plan import caps
 from ..states import RowState
 from ..twilio import Breaker, Pacer, StudioClient, is_handback
-from .active import ActiveRuns
+from .active import LEASE_LOST, ActiveRuns
 from .answers import Answers
 from .failures import Storage, off_loop
 from .intake import Intake
@@ -209,7 +209,7 @@ class Dispatcher(Answers):
         """Frozen past its lease, this run may have been taken over: nothing more may leave from here."""
         self.put_back(item)
         if not self.control.stopping:
-            log.error("checkpoint.lease_lost", message="this run's hold on the job is stale; stopping, sending nothing")
+            log.error("checkpoint.lease_lost", message=LEASE_LOST)
             self.control.request_stop()
 
     # -- the whole dispatch ------------------------------------------------------------

@@ -198,16 +198,17 @@ class Intake:
         """Keep ``item`` outstanding while ``until`` runs; if it answers True, send it again under a new intent."""
 
         async def release() -> None:
+            # Left in _scheduled when the wait ends early, so unsent() hands the contact back: its create was refused
+            # (409), so it is waiting_active or pending, never "uncertain" for want of an answer that came.
             try:
                 again = await until()
             except Stopped:
-                return  # the run is stopping: the contact's line stays as it is, the next run takes it up
+                return
             except Exception as exc:
                 # Never a lost task exception: a failure of the wait is the run's, named.
                 self._storage.failed("waiting for an earlier run to end", exc)
                 return
-            finally:
-                self._scheduled.pop(item.contact, None)
+            self._scheduled.pop(item.contact, None)
             if again:
                 # Its last line says it was never created: the worker writes a new intent before it leaves again.
                 item.reintent = True

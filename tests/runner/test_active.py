@@ -10,12 +10,15 @@ from typing import Any
 
 import polars as pl
 import pytest
+from structlog.testing import capture_logs
 
 from batch_engage import Credentials, Progress, RunControl, RunOptions, RunResult, report, run
-from batch_engage.errors import ConfigError
+from batch_engage.errors import ConfigError, HoldLost
 from batch_engage.job import Spec, load_spec
+from batch_engage.runner import sending
 from batch_engage.sandbox import Sandbox
 from batch_engage.testing import FakeClock
+from batch_engage.twilio import StudioClient
 
 from conftest import FLOW_SID, make_contacts
 
@@ -177,6 +180,62 @@ class TestEnd:
         page = report_page(tmp_path)
         assert 'id="active-refused"' in page and "is an inbound conversation" in page
         assert 'id="active-ended"' not in page
+
+    def test_a_hold_lost_as_an_earlier_run_is_ended_ends_nothing_and_the_next_run_finishes_once_each(
+        self, weeks: Weeks, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The run's hold goes stale from the first 409 on (a machine frozen past its lease): no earlier run is
+        ended and nothing more is created, the run stops with 75 and one named reason, never a traceback; the next
+        run ends last week's 30 and reaches each of the 200 once."""
+        sb, clock = weeks.sb, weeks.clock
+        real = sending.make_http_client
+
+        def stale_from_the_first_conflict(**kwargs: Any) -> Any:
+            return real(**kwargs | {"may_send": lambda: sb.stats().by_status.get(409, 0) == 0})
+
+        monkeypatch.setattr(sending, "make_http_client", stale_from_the_first_conflict)
+        clock.advance(2)
+        with capture_logs() as logs:
+            stale = weeks.run(on_active="end", end_active_after="1s")
+        assert stale.exit_code == 75, stale.summary
+        assert sb.stats().ended_by_request == 0 and sb.stats().update_requests == 0
+        assert "uncertain" not in stale.results["status"].to_list()
+        assert "checkpoint.lease_lost" in [entry["event"] for entry in logs]
+        assert not [entry for entry in logs if "exc_info" in entry or "exception" in entry]
+
+        monkeypatch.undo()
+        again = weeks.run(on_active="end", end_active_after="1s")
+        assert again.exit_code == 0, again.summary
+        assert again.counts["sent"] == 200 and sb.stats().ended_by_request == 30
+        this_week = [e for e in sb.ledger() if e.source == "rest"][30:]
+        assert len(this_week) == 200 and len({e.to for e in this_week}) == 200
+
+    def test_an_end_refused_by_the_fence_ends_nothing_and_the_contacts_wait_for_the_next_run(
+        self, weeks: Weeks, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The fence refuses the end itself (nothing written): the run stops with 75, the contacts say why they
+        wait, not "uncertain"; the next run ends last week's 30 and reaches each of the 200 once."""
+        sb, clock = weeks.sb, weeks.clock
+
+        async def refused(self: StudioClient, sid: str) -> None:
+            raise HoldLost("this run's hold on the job is stale: the request was not sent")
+
+        monkeypatch.setattr(StudioClient, "end_run", refused)
+        clock.advance(2)
+        with capture_logs() as logs:
+            stale = weeks.run(on_active="end", end_active_after="1s")
+        assert stale.exit_code == 75, stale.summary
+        assert sb.stats().ended_by_request == 0 and "uncertain" not in stale.results["status"].to_list()
+        waiting = stale.results.filter(pl.col("status") == "waiting_active")["error_message"].to_list()
+        assert any("was not ended, this run's hold on the job being stale" in m for m in waiting), waiting
+        assert [entry["event"] for entry in logs].count("checkpoint.lease_lost") == 1
+
+        monkeypatch.undo()
+        again = weeks.run(on_active="end", end_active_after="1s")
+        assert again.exit_code == 0, again.summary
+        assert again.counts["sent"] == 200 and sb.stats().ended_by_request == 30
+        this_week = [e for e in sb.ledger() if e.source == "rest"][30:]
+        assert len({e.to for e in this_week}) == len(this_week) == 200
 
 
 class TestRefusals:
