@@ -4,6 +4,9 @@ busy machine) ends the ``batch-engage`` command with exit 75 and one line, never
 Only the command installs this (its own process, its main thread, handlers still Python's defaults);
 a program that imports the library keeps its signals as they were. The run replaces these handlers
 with its own stop button as soon as its event loop starts.
+
+What else the command's process does before its imports lives here too: structlog imported without rich
+(:func:`structlog_without_rich`).
 """
 
 from __future__ import annotations
