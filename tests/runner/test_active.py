@@ -199,6 +199,7 @@ class TestEnd:
             stale = weeks.run(on_active="end", end_active_after="1s")
         assert stale.exit_code == 75, stale.summary
         assert sb.stats().ended_by_request == 0 and sb.stats().update_requests == 0
+        assert sb.stats().created == 30  # last week's: every create that left met a 409
         assert "uncertain" not in stale.results["status"].to_list()
         assert "checkpoint.lease_lost" in [entry["event"] for entry in logs]
         assert not [entry for entry in logs if "exc_info" in entry or "exception" in entry]
