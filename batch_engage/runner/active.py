@@ -32,12 +32,16 @@ from ..states import RowState
 from ..twilio import PacedReads, StudioClient, parse_datetime
 from .item import Item
 
-__all__ = ["LEASE_LOST", "ActiveRuns", "Verdict", "judge_run", "marker_token"]
+__all__ = ["ActiveRuns", "Verdict", "judge_run", "marker_token", "stop_for_lost_hold"]
 
 log = structlog.get_logger(__name__)
 
-# Said once when a run finds its hold on the job stale (the dispatcher before a create, here before an end).
-LEASE_LOST = "this run's hold on the job is stale; stopping, sending nothing"
+
+def stop_for_lost_hold(control: RunControl) -> None:
+    """The run's hold on the job went stale (before a create, or an end): say so once, and stop the run."""
+    if not control.stopping:
+        log.error("checkpoint.lease_lost", message="this run's hold on the job is stale; stopping, sending nothing")
+        control.request_stop()
 
 
 def marker_token(context: Mapping[str, Any], key: str) -> str | None:
@@ -174,9 +178,7 @@ class ActiveRuns:
         except HoldLost:
             # The end never left (the transport's fence): nothing more may leave from this run, and the contact,
             # refused with a 409, still waits for its earlier run: neither sent nor possibly sent.
-            if not self.control.stopping:
-                log.error("checkpoint.lease_lost", message=LEASE_LOST)
-                self.control.request_stop()
+            stop_for_lost_hold(self.control)
             self._wait(item, sid, f"waiting: {reason} was not ended, this run's hold on the job being stale")
             return False
         except StudioError as exc:

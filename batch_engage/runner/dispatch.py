@@ -27,7 +27,7 @@ from ..job import SendWindow, Spec, history_identity
 from ..plan import caps
 from ..states import RowState
 from ..twilio import Breaker, Pacer, StudioClient, is_handback
-from .active import LEASE_LOST, ActiveRuns
+from .active import ActiveRuns, stop_for_lost_hold
 from .answers import Answers
 from .failures import Storage, off_loop
 from .intake import Intake
@@ -208,9 +208,7 @@ class Dispatcher(Answers):
     def _hold_lost(self, item: Item) -> None:
         """Frozen past its lease, this run may have been taken over: nothing more may leave from here."""
         self.put_back(item)
-        if not self.control.stopping:
-            log.error("checkpoint.lease_lost", message=LEASE_LOST)
-            self.control.request_stop()
+        stop_for_lost_hold(self.control)
 
     # -- the whole dispatch ------------------------------------------------------------
 

@@ -44,6 +44,10 @@ class Reach:
         self.failing_since = None
         self.cause = None
 
+    def never_left(self, ticket: int) -> None:
+        """A request stopped before it was written (the fence): it says nothing of Studio."""
+        self.under_way.pop(ticket, None)
+
     def failed(self, ticket: int, exc: BaseException) -> None:
         """A request failed on the way (no answer): remember since when, and why."""
         # Silent since the failed request left: no answer has come since (an answer clears this).
@@ -93,8 +97,8 @@ class WatchedTransport(httpx.AsyncBaseTransport):
         ticket = self._reach.started()
         try:
             response = await self._inner.handle_async_request(request)
-        except HoldLost:  # never written: says nothing of Studio
-            self._reach.under_way.pop(ticket, None)
+        except HoldLost:
+            self._reach.never_left(ticket)
             raise
         except Exception as exc:
             self._reach.failed(ticket, exc)
