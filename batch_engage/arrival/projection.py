@@ -23,7 +23,7 @@ from typing import Any
 
 import polars as pl
 
-from ..flow import render
+from ..flow import data_keys, render
 from ..job import Spec
 from .paths import FlowMessages, MessageWidget, flow_messages, most_segments
 from .routing import Routing, SenderFacts
@@ -50,33 +50,61 @@ class RowSegments:
     messages: FlowMessages
 
 
-def _widget_segments(widget: MessageWidget, data: dict[str, Any]) -> int:
-    if widget.template:
-        return 1  # a Content template's text is not in the Flow; one segment is its least
-    return count_segments(render(widget.body, data)).segments
+_SHARED_RENDERS = 100_000  # renders a widget keeps for the next contact with the same values; then it only renders
+
+
+class _WidgetCounts:
+    """One widget's segments for a contact: rendered once for all contacts with the same values of the keys it reads."""
+
+    def __init__(self, widget: MessageWidget) -> None:
+        self.widget = widget
+        # A Content template's text is not in the Flow; one segment is its least.
+        read = frozenset() if widget.template else data_keys(widget.body)
+        self.keys = None if read is None else tuple(sorted(read))
+        self._known: dict[object, int] = {}
+
+    def count(self, parameters: str | None, data: dict[str, Any]) -> int:
+        """The segments this widget sends to a contact with these Parameters (``data``, parsed)."""
+        # repr keeps types apart (1, 1.0, True and "1" render differently); a missing key renders as null does.
+        key = parameters if self.keys is None else repr([data.get(k) for k in self.keys])
+        found = self._known.get(key)
+        if found is None:
+            found = 1 if self.widget.template else count_segments(render(self.widget.body, data)).segments
+            if len(self._known) < _SHARED_RENDERS:
+                self._known[key] = found
+        return found
 
 
 def row_segments(definition: dict[str, Any], plan: pl.DataFrame) -> RowSegments:
-    """Render every message widget with each pending row's ``flow.data`` and count its segments."""
+    """Render every message widget with each pending row's ``flow.data`` and count its segments.
+
+    A widget is rendered once for all the contacts that agree on the ``flow.data`` keys it reads
+    (``"Reply YES"`` once for the whole list, ``"Hi {{flow.data.first_name}}"`` once a name).
+    """
     messages = flow_messages(definition)
     pending = plan.filter(pl.col("status") == "pending").select("row", "from", "parameters")
+    widgets = [_WidgetCounts(w) for w in messages.widgets]
+    reads_data = any(w.keys is None or w.keys for w in widgets)
     first: dict[int, int] = {}
     per_run: dict[int, int] = {}
     senders: dict[int, str] = {}
-    constant = all("{" not in w.body for w in messages.widgets)
-    cached: tuple[dict[str, int], int] | None = None
+    bounds: dict[tuple[int, ...], tuple[int, int]] = {}
+    sender_by_from: dict[str | None, str] = {}
+    head = messages.first
     for row, run_from, parameters in pending.iter_rows():
-        if constant and cached is not None:
-            counts, bound = cached
-        else:
-            data = json.loads(parameters) if parameters else {}
-            counts = {w.name: _widget_segments(w, data if isinstance(data, dict) else {}) for w in messages.widgets}
-            bound = most_segments(messages, counts)
-            cached = (counts, bound)
-        head = messages.first
-        first[row] = counts[head.name] if head else 0
-        per_run[row] = bound
-        senders[row] = sender_of(head.from_, head.service, run_from or "") if head else (run_from or "")
+        data = json.loads(parameters) if parameters and reads_data else {}
+        counts = tuple(w.count(parameters, data if isinstance(data, dict) else {}) for w in widgets)
+        known = bounds.get(counts)
+        if known is None:
+            named = {w.widget.name: n for w, n in zip(widgets, counts, strict=True)}
+            known = bounds[counts] = (named[head.name] if head else 0, most_segments(messages, named))
+        first[row], per_run[row] = known
+        sender = sender_by_from.get(run_from)
+        if sender is None:
+            sender = sender_by_from[run_from] = (
+                sender_of(head.from_, head.service, run_from or "") if head else (run_from or "")
+            )
+        senders[row] = sender
     return RowSegments(first=first, per_run=per_run, sender=senders, messages=messages)
 
 

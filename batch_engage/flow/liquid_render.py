@@ -8,16 +8,18 @@ visits a bounded number of nodes. ``nil`` counts as ``empty`` (see
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import itertools
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from . import liquid_nodes as ln
 from .liquid import parse
 
-__all__ = ["MAX_LOOP", "render"]
+__all__ = ["MAX_LOOP", "data_keys", "render"]
 
 MAX_LOOP = 50
 """A preview shows at most this many items of a ``{% for %}`` loop."""
@@ -264,3 +266,34 @@ def render(template: str, data: Mapping[str, Any]) -> str:
     out: list[str] = []
     _render(parse(template), _Context(data, {}), out)
     return "".join(out)
+
+
+def _variables(node: Any) -> Iterator[ln.Var]:
+    """Every variable anywhere in a node tree, those inside another's ``[index]`` too."""
+    if isinstance(node, ln.Var):
+        yield node
+    if isinstance(node, tuple | list):
+        for item in node:
+            yield from _variables(item)
+    elif dataclasses.is_dataclass(node) and not isinstance(node, type):
+        for f in dataclasses.fields(node):
+            yield from _variables(getattr(node, f.name))
+
+
+@functools.cache
+def data_keys(template: str) -> frozenset[str] | None:
+    """The top-level ``flow.data`` keys a render of ``template`` reads; None when it may read any of them.
+
+    Two contacts whose ``data`` agree on these keys see the same text: the arrival check renders a widget
+    once for them. ``flow.data`` whole, an index computed at render time and ``flow.data.size`` (the number
+    of keys) read more than one key.
+    """
+    keys: set[str] = set()
+    for var in _variables(parse(template)):
+        segments = var.segments
+        if segments[:2] != ("flow", "data"):
+            continue
+        if len(segments) < 3 or not isinstance(segments[2], str) or segments[2] == "size":
+            return None
+        keys.add(segments[2])
+    return frozenset(keys)

@@ -8,14 +8,84 @@ from typing import Any
 
 import polars as pl
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from batch_engage.flow import check as flowcheck
+from batch_engage.flow import data_keys
 from batch_engage.flow.check import FlowVariable, FlowWiringError, compare, first_message, flow_variables, render
 
 FLOWS = Path(__file__).parents[1] / "flows"
 MARKER = "_batch_engage"
+
+# Fragments of Liquid, joined in any order: templates no one would write, which every reader must still survive.
+_LIQUID_LIKE = st.lists(
+    st.sampled_from(
+        [
+            "{{",
+            "}}",
+            "{%",
+            "%}",
+            "-",
+            "|",
+            ":",
+            ",",
+            "'",
+            '"',
+            "[",
+            "]",
+            "(",
+            ")",
+            "..",
+            ".",
+            " ",
+            "if",
+            "elsif",
+            "else",
+            "endif",
+            "unless",
+            "endunless",
+            "case",
+            "when",
+            "endcase",
+            "for",
+            "in",
+            "endfor",
+            "assign",
+            "=",
+            "capture",
+            "endcapture",
+            "raw",
+            "endraw",
+            "comment",
+            "endcomment",
+            "and",
+            "or",
+            "contains",
+            "==",
+            "!=",
+            ">",
+            "<=",
+            "empty",
+            "blank",
+            "nil",
+            "true",
+            "0",
+            "-3",
+            "1.5",
+            "flow",
+            "data",
+            "x",
+            "items",
+            "default",
+            "upcase",
+            "size",
+            "reversed",
+            "widgets",
+        ]
+    ),
+    max_size=60,
+).map("".join)
 
 
 def _flow(name: str) -> dict[str, Any]:
@@ -523,85 +593,71 @@ class TestRender:
         """Thousands of nested blocks, brackets or conditions still render, and are read, without raising."""
         assert isinstance(render(template, {"x": "1"}), str)
         assert isinstance(flow_variables(_one_widget(template)), list)
+        assert data_keys(template) is None or isinstance(data_keys(template), frozenset)
 
     @given(st.text())
     def test_never_raises_on_arbitrary_text(self, template: str) -> None:
         """Any text at all renders to some string."""
         assert isinstance(render(template, {"x": "1"}), str)
 
-    @given(
-        st.lists(
-            st.sampled_from(
-                [
-                    "{{",
-                    "}}",
-                    "{%",
-                    "%}",
-                    "-",
-                    "|",
-                    ":",
-                    ",",
-                    "'",
-                    '"',
-                    "[",
-                    "]",
-                    "(",
-                    ")",
-                    "..",
-                    ".",
-                    " ",
-                    "if",
-                    "elsif",
-                    "else",
-                    "endif",
-                    "unless",
-                    "endunless",
-                    "case",
-                    "when",
-                    "endcase",
-                    "for",
-                    "in",
-                    "endfor",
-                    "assign",
-                    "=",
-                    "capture",
-                    "endcapture",
-                    "raw",
-                    "endraw",
-                    "comment",
-                    "endcomment",
-                    "and",
-                    "or",
-                    "contains",
-                    "==",
-                    "!=",
-                    ">",
-                    "<=",
-                    "empty",
-                    "blank",
-                    "nil",
-                    "true",
-                    "0",
-                    "-3",
-                    "1.5",
-                    "flow",
-                    "data",
-                    "x",
-                    "items",
-                    "default",
-                    "upcase",
-                    "size",
-                    "reversed",
-                    "widgets",
-                ]
-            ),
-            max_size=60,
-        ).map("".join)
-    )
+    @given(_LIQUID_LIKE)
     def test_never_raises_on_liquid_like_text(self, template: str) -> None:
         """Fragments of Liquid in any order render, and flow_variables reads them, without raising."""
         assert isinstance(render(template, {"x": "1", "items": [1, {"a": 2}]}), str)
         assert isinstance(flow_variables(_one_widget(template)), list)
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 3) | st.floats(allow_nan=False) | st.text("ab ", max_size=3),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["n", "x", "size"]), inner, max_size=3),
+    max_leaves=8,
+)
+_DATA = st.dictionaries(st.sampled_from(["x", "y", "k", "items", "data", "flow", "size", "first"]), _JSON_VALUES)
+_WRITTEN = [
+    "Hi {{flow.data.x}}, {{flow.data.y | default: 'friend'}}",
+    "{% if flow.data.x %}{{flow.data.items.size}}{% else %}{{flow.data.items.first}}{% endif %}",
+    "{% for i in flow.data.items %}{{i.n}}{% else %}{{flow.data.size}}{% endfor %}",
+    "{{flow.data}} and {{flow.data.x}}",
+    "{{flow.data[flow.data.k]}}",
+    "{{flow.data.items[flow.data.k]}}",
+    "{% assign d = flow.data %}{{d.x}}",
+    "{% assign flow = flow.data.items %}{{flow.data.x}}",
+    "{% case flow.data.x %}{% when flow.data.y %}same{% else %}{{flow.data.first}}{% endcase %}",
+    "{% capture c %}{{flow.data.data}}{% endcapture %}{{c | append: flow.data.flow}}",
+    "{{ flow.data.size }}",
+    "{{contact.channel.address}} only",
+]
+
+
+class TestDataKeys:
+    """Which top-level keys of flow.data a widget's text depends on: contacts that agree on them share one render."""
+
+    @pytest.mark.parametrize(
+        ("template", "keys"),
+        [
+            ("Hi {{flow.data.first_name}}, order {{flow.data.order.id}}", {"first_name", "order"}),
+            ("{% if flow.data.visits %}({{ flow.data.visits | plus: 1 }}){% endif %}", {"visits"}),
+            ("{% for i in flow.data.items %}{{ i.name }}{% endfor %}", {"items"}),
+            ("{{flow.data.items[flow.data.k]}}", {"items", "k"}),
+            ("Reply YES to confirm", set()),
+            ("{{contact.channel.address}}", set()),
+            ("{{flow.data}}", None),
+            ("{{flow.data[flow.data.k]}}", None),
+            ("{% assign d = flow.data %}{{ d.x }}", None),
+            ("{{ flow.data.size }}", None),
+        ],
+    )
+    def test_keys_a_template_reads(self, template: str, keys: set[str] | None) -> None:
+        """Each key a path starts with; None where the text may depend on any key (all of it, a computed key, size)."""
+        assert data_keys(template) == (None if keys is None else frozenset(keys))
+
+    @given(_LIQUID_LIKE | st.sampled_from(_WRITTEN), _DATA)
+    def test_a_render_depends_only_on_the_keys_it_reads(self, template: str, data: dict[str, Any]) -> None:
+        """Leaving out every key data_keys does not name never changes the text a contact would see."""
+        keys = data_keys(template)
+        assume(keys is not None)
+        assert keys is not None
+        assert render(template, {k: v for k, v in data.items() if k in keys}) == render(template, data)
 
 
 class TestNullCounts:
