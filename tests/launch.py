@@ -135,6 +135,12 @@ class _Forked:
             self._conn.connect(_server())
             socket.send_fds(self._conn, [json.dumps(request).encode()], [child_in, child_out, child_err])
             self.pid: int = json.loads(self._conn.recv(4096))["pid"]
+        except BaseException:
+            # No child holds the other ends: ours would only leak (a test that retries would run out of descriptors).
+            for mine in (self.stdin, self.stdout, self.stderr, self._conn):
+                if mine is not None:
+                    mine.close()
+            raise
         finally:
             for fd in theirs:
                 os.close(fd)
