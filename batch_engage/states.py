@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["FINAL", "OPEN", "POSSIBLY_SENT", "REACHED", "RowState", "sql_list"]
+__all__ = ["BLOCKED", "FINAL", "OPEN", "POSSIBLY_SENT", "REACHED", "RowState", "sql_list"]
 
 
 class RowState(StrEnum):
@@ -51,6 +51,9 @@ POSSIBLY_SENT = frozenset({RowState.INTENT, RowState.UNCERTAIN})
 
 REACHED = frozenset({RowState.SENT, RowState.ALREADY_ACTIVE})
 """States in which the contact has a run: a re-exported list never sends to them again."""
+
+BLOCKED = frozenset({RowState.ALREADY_ACTIVE, RowState.WAITING_ACTIVE})
+"""States whose line's SID is the active run that stopped the request, not a run the request made."""
 
 
 def sql_list(states: frozenset[RowState]) -> str:

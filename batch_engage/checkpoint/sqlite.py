@@ -22,7 +22,7 @@ import polars as pl
 
 from ..disk import move_with_sidecars, private_file, release_lock, try_lock
 from ..errors import CheckpointLocked
-from ..states import OPEN, REACHED, RowState, sql_list
+from ..states import BLOCKED, OPEN, REACHED, RowState, sql_list
 from .model import (
     Intent,
     Outcome,
@@ -269,10 +269,14 @@ class Checkpoint(StoreBase):
         return reached_frame(rows)
 
     def sids_since(self, since_iso: str) -> set[str]:
-        """SIDs already attributed to contacts whose intent or answer is at or after ``since_iso``."""
+        """SIDs of the runs contacts' requests made, whose intent or answer is at or after ``since_iso``.
+
+        A line waiting for, or stopped by, an active run names that run, not one its request made: left out.
+        """
         with self._db_lock:
             rows = self._conn.execute(
-                "SELECT sid FROM journal WHERE sid IS NOT NULL AND (completed_at >= ? OR intent_at >= ?)",
+                "SELECT sid FROM journal WHERE sid IS NOT NULL AND (completed_at >= ? OR intent_at >= ?) "
+                f"AND state NOT IN {sql_list(BLOCKED)}",
                 (since_iso, since_iso),
             ).fetchall()
         return {r[0] for r in rows}

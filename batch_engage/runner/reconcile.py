@@ -95,13 +95,13 @@ class Reconciler:
         taken = await self._taken_sids(since)
         by_address: dict[str, list[RunRecord]] = {}
         for record in sorted(records, key=_oldest_first):
-            if record.address and record.sid not in taken and _started_by_rest(record):
+            if record.address and _started_by_rest(record):
                 by_address.setdefault(address_key(record.address), []).append(record)
         contexts: dict[str, dict[str, Any]] = {}
         for item in lookups:
             candidates = by_address.get(address_key(item.to), [])
             try:
-                sid = await self._match(item, candidates, contexts)
+                sid = await self._match(item, candidates, contexts, taken)
             except StudioError as exc:
                 result.undecided[item.contact] = f"reconciliation could not read a run's Context: {exc.message}"
                 continue
@@ -123,10 +123,14 @@ class Reconciler:
         return [record async for record in self._client.list_runs(since=since)]
 
     async def _match(
-        self, item: Lookup, candidates: list[RunRecord], contexts: dict[str, dict[str, Any]]
+        self, item: Lookup, candidates: list[RunRecord], contexts: dict[str, dict[str, Any]], taken: set[str]
     ) -> str | None:
+        """The contact's run among the runs to its address: the one carrying its marker; without a marker, the
+        oldest no other line of the journal holds as its own."""
         if not self._marker_key or item.marker is None:
-            return candidates[0].sid if candidates else None
+            return next((c.sid for c in candidates if c.sid not in taken), None)
+        # Every run to the address is read, those other lines name too: a 409 or v1's hand-back names the run
+        # that blocked another row, and that may be the very run this contact's lost answer created.
         for record in candidates:
             if record.sid not in contexts:
                 contexts[record.sid] = await self._reads.call(

@@ -278,6 +278,62 @@ class TestStudioAnswers:
             assert dict(zip(result.results["to"], result.results["sid"])) == {e.to: e.sid for e in ledger}
 
 
+class LoseTheFirstCreatesAnswer(httpx.AsyncBaseTransport):
+    """The sandbox, but the first create's answer (its run made) comes back as a 503: that row is possibly sent."""
+
+    def __init__(self) -> None:
+        self._inner = httpx.AsyncHTTPTransport()
+        self.lost = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self._inner.handle_async_request(request)
+        creates = request.method == "POST" and request.url.path.endswith(("/Executions", "/Engagements"))
+        if creates and not self.lost:
+            self.lost += 1
+            await response.aread()
+            await response.aclose()
+            return httpx.Response(503, json={"code": 20503, "message": "Service Unavailable", "status": 503})
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class TestARunAnotherRowNames:
+    """Two rows for one person (dedupe = "none"): row 1's answer is lost, row 2 meets row 1's run (409, or v1 hands
+    it back). Row 2's line then names that run; row 1's reconciliation must still find it as row 1's own."""
+
+    @pytest.mark.parametrize(
+        ("api", "marker_key"),
+        [("executions", "_batch_engage"), ("engagements", "_batch_engage"), ("executions", "")],
+        # Without a marker, v1 hands row 1's run to row 2 as its own: the limit the README names.
+        ids=["v2", "v1", "v2-no-marker"],
+    )
+    def test_the_row_whose_answer_was_lost_is_never_sent_again(self, rig: Rig, api: str, marker_key: str) -> None:
+        """One run in Studio for the person, and row 1 holds it (its run ends at once, so a second could start)."""
+        sb = rig.sandbox(rate_limit=None, run_lifetime=1.0)
+        spec = rig.spec(sb.url, api=api, dedupe="none", concurrency=1, reconcile_delay=2.0, marker_key=marker_key)
+        frame = pl.DataFrame({"phone": ["+14155550100"] * 2, "name": ["a", "b"], "visits": [1, 2]})
+        transport = LoseTheFirstCreatesAnswer()
+        result = run(spec, frame=frame, credentials=rig.creds, transport=transport)
+        assert transport.lost == 1
+        runs = [e.sid for e in sb.ledger() if e.source == "rest"]
+        assert len(runs) == 1, result.results.select("row", "status", "sid", "error_message").to_dicts()
+        assert result.results.row(0, named=True)["sid"] == runs[0]
+        assert result.results.row(0, named=True)["status"] == "sent"
+
+    def test_while_that_run_is_active_row_1_is_sent_not_already_active(self, rig: Rig) -> None:
+        """Row 1's own run is still active when it is reconciled: found (sent), not refused by its own run."""
+        sb = rig.sandbox(rate_limit=None)
+        spec = rig.spec(sb.url, api="executions", dedupe="none", concurrency=1, reconcile_delay=1.0)
+        frame = pl.DataFrame({"phone": ["+14155550100"] * 2, "name": ["a", "b"], "visits": [1, 2]})
+        result = run(spec, frame=frame, credentials=rig.creds, transport=LoseTheFirstCreatesAnswer())
+        runs = [e.sid for e in sb.ledger() if e.source == "rest"]
+        rows = result.results.select("status", "sid").to_dicts()
+        assert len(runs) == 1
+        assert rows == [{"status": "sent", "sid": runs[0]}, {"status": "already_active", "sid": runs[0]}]
+
+
 class TestFatal:
     @pytest.mark.parametrize("preflight", [True, False])
     def test_bad_token_aborts_with_exit_3_after_few_requests(

@@ -13,7 +13,7 @@ import psycopg
 
 from ...errors import TryLater
 from ...postgres import PgLocation
-from ...states import OPEN, REACHED, RowState, sql_list
+from ...states import BLOCKED, OPEN, REACHED, RowState, sql_list
 from ..model import contacts_from_text, journal_frame, reached_frame, states_from_text
 from .tables import Connection, journal_sql
 
@@ -121,12 +121,15 @@ class PgSession:
         return reached_frame(rows)
 
     def sids_since(self, since_iso: str) -> set[str]:
-        """SIDs already attributed to contacts whose intent or answer is at or after ``since_iso``."""
+        """SIDs of the runs contacts' requests made, whose intent or answer is at or after ``since_iso``.
+
+        A line waiting for, or stopped by, an active run names that run, not one its request made: left out.
+        """
         with self._db():
             rows = self._conn.execute(
                 self._sql(
                     "SELECT sid FROM {s}.journal WHERE job = %s AND sid IS NOT NULL "
-                    "AND (completed_at >= %s OR intent_at >= %s)"
+                    f"AND (completed_at >= %s OR intent_at >= %s) AND state NOT IN {sql_list(BLOCKED)}"
                 ),
                 (self.location.key, since_iso, since_iso),
             ).fetchall()
