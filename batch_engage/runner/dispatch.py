@@ -92,6 +92,7 @@ class Dispatcher(Answers):
             twilio=self.client.clock,
             stopping=self.stopping,
             storage=self.storage,
+            outcomes_written=self.recorder.flush,
         )
         self._breaker = Breaker(self.spec.send.breaker_window, self.spec.send.breaker_ratio)
         self._warned_concurrency = False

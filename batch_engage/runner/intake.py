@@ -32,9 +32,11 @@ class Intake:
         twilio: TwilioClock,
         stopping: Callable[[], bool],
         storage: Storage,
+        outcomes_written: Callable[[], Awaitable[None]],
     ) -> None:
         self._cp = cp
         self._storage = storage
+        self._outcomes_written = outcomes_written
         self._pacer = pacer
         self._clock = clock
         self._twilio = twilio
@@ -141,6 +143,9 @@ class Intake:
                     # Written by the worker that sends it, so a stop never leaves the write behind its outcome.
                     item.reintent = False
                     try:
+                        # Its last outcome (waiting_active) may still be buffered: committed first, it can never
+                        # land on this intent and hide a request in flight from the next run's reconciliation.
+                        await self._outcomes_written()
                         await self._write_intents([item])
                     except Exception as exc:
                         self._storage.failed("writing intents", exc)

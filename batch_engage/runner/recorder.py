@@ -56,6 +56,8 @@ class Recorder:
         self._counters: list[int] = []
         # Every flushed second of this run, (requests, 2xx): what the summary's achieved rate is computed from.
         self._sent: dict[int, list[int]] = {}
+        # One flush at a time: each commit runs in a thread of its own, so two at once could land in either order.
+        self._flushing = asyncio.Lock()
 
     def outcome(self, outcome: Outcome) -> None:
         """Buffer one outcome."""
@@ -96,19 +98,24 @@ class Recorder:
         return seconds
 
     async def flush(self) -> None:
-        """Commit what is buffered (off the event loop); after a failed flush, nothing more is written."""
-        if self.broken or (not self._outcomes and not self._settlements and not self._seconds):
-            return
-        batch, self._outcomes = self._outcomes, []
-        settled, self._settlements = self._settlements, []
-        seconds = self._take_seconds()
-        try:
-            await self._storage.commit(
-                "recording outcomes", self._write, batch, settled, seconds, self._rate(), after_failure=True
-            )
-        except StorageFailed:
-            # Their intents are committed: the next run reconciles these contacts.
-            self.broken = True
+        """Commit what is buffered (off the event loop), after any flush under way; after a failed one, nothing more.
+
+        On return, every outcome buffered before the call is committed (or the recorder is broken): a new intent
+        written after it can never be overwritten by an older outcome of the same contact.
+        """
+        async with self._flushing:
+            if self.broken or (not self._outcomes and not self._settlements and not self._seconds):
+                return
+            batch, self._outcomes = self._outcomes, []
+            settled, self._settlements = self._settlements, []
+            seconds = self._take_seconds()
+            try:
+                await self._storage.commit(
+                    "recording outcomes", self._write, batch, settled, seconds, self._rate(), after_failure=True
+                )
+            except StorageFailed:
+                # Their intents are committed: the next run reconciles these contacts.
+                self.broken = True
 
     def _write(
         self, batch: list[Outcome], settled: list[tuple[str, str | None]], seconds: dict[int, list[int]], rate: float

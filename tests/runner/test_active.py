@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import polars as pl
 import pytest
 from structlog.testing import capture_logs
@@ -126,6 +128,66 @@ class TestWait:
         resumed = weeks.run(on_active="wait", active_retry="5m")
         assert resumed.exit_code == 0 and resumed.counts["sent"] == 200
         assert max(Counter(e.to for e in sb.ledger() if e.source == "rest").values()) == 2
+
+    def test_a_contact_sent_again_after_waiting_and_stopped_in_flight_is_possibly_sent(
+        self, tmp_path: Path, sandbox_factory: Callable[..., Sandbox], sandbox_creds: Credentials, monkeypatch: Any
+    ) -> None:
+        """Its waiting_active outcome, still buffered when it is sent again, never lands on the new intent: stopped
+        with that request in flight, it is uncertain, and the next run finds its run instead of making another."""
+        from batch_engage.runner import recorder
+
+        # The outcome buffered a while longer than usual, so the re-send's intent always comes first.
+        monkeypatch.setattr(recorder, "FLUSH_SECONDS", 0.25)
+        clock = FakeClock()
+        sb = sandbox_factory(rate_limit=None, wait_timeout=20.0, wall=clock)
+        options = RunOptions(clock=clock)
+        run(survey(tmp_path, sb.url, EARLIER), frame=make_contacts(1), credentials=sandbox_creds, options=options)
+        control = RunControl()
+        stopped = run(
+            survey(tmp_path, sb.url, NOW, on_active="wait", active_retry="25s"),
+            frame=make_contacts(1),
+            credentials=sandbox_creds,
+            options=options,
+            control=control,
+            transport=StopWhileCreating(control),
+        )
+        assert [e.sid for e in sb.ledger() if e.source == "rest"][1:]  # the re-send made its run
+        assert stopped.results["status"].to_list() == ["uncertain"]
+        again = run(
+            survey(tmp_path, sb.url, NOW, on_active="wait", active_retry="25s"),
+            frame=make_contacts(1),
+            credentials=sandbox_creds,
+            options=options,
+        )
+        this_week = [e.sid for e in sb.ledger() if e.source == "rest"][1:]
+        assert len(this_week) == 1, again.results.select("status", "sid", "error_message").to_dicts()
+        assert again.results.select("status", "sid").row(0) == ("sent", this_week[0])
+
+
+class StopWhileCreating(httpx.AsyncBaseTransport):
+    """The sandbox; the second create (the re-send after waiting) is made, then the run is stopped at once (a
+    second Ctrl-C) with its answer in flight, after a latency in which the recorder would flush."""
+
+    def __init__(self, control: RunControl) -> None:
+        self._inner = httpx.AsyncHTTPTransport()
+        self._control = control
+        self.creates = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        creates = request.method == "POST" and request.url.path.endswith("/Executions")
+        if creates:
+            self.creates += 1
+            if self.creates >= 2:
+                await asyncio.sleep(0.6)
+        response = await self._inner.handle_async_request(request)
+        if creates and response.status_code == 201:
+            self._control.request_stop()
+            self._control.request_stop()
+            await asyncio.sleep(30)  # the answer never reaches the run: it stops first
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
 
 
 class TestEnd:
