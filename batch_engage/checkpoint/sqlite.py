@@ -275,7 +275,7 @@ class Checkpoint(StoreBase):
         """
         with self._db_lock:
             rows = self._conn.execute(
-                "SELECT sid FROM journal WHERE sid IS NOT NULL AND (completed_at >= ? OR intent_at >= ?) "
+                "SELECT sid FROM journal WHERE sid IS NOT NULL AND (completed_at >= ? OR intent_at >= ?) "  # noqa: S608 - constants
                 f"AND state NOT IN {sql_list(BLOCKED)}",
                 (since_iso, since_iso),
             ).fetchall()

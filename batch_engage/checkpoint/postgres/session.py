@@ -128,7 +128,7 @@ class PgSession:
         with self._db():
             rows = self._conn.execute(
                 self._sql(
-                    "SELECT sid FROM {s}.journal WHERE job = %s AND sid IS NOT NULL "
+                    "SELECT sid FROM {s}.journal WHERE job = %s AND sid IS NOT NULL "  # noqa: S608 - constants
                     f"AND (completed_at >= %s OR intent_at >= %s) AND state NOT IN {sql_list(BLOCKED)}"
                 ),
                 (self.location.key, since_iso, since_iso),
