@@ -2,13 +2,14 @@
 
 from .catalog import QUERY_SOURCES, SOURCES, Source
 from .database import read_query
-from .files import Table, frame_digest, is_local_file, read_table, require_columns
+from .files import Table, as_text, frame_digest, is_local_file, read_table, require_columns
 
 __all__ = [
     "QUERY_SOURCES",
     "SOURCES",
     "Source",
     "Table",
+    "as_text",
     "frame_digest",
     "is_local_file",
     "read_query",

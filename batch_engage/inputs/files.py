@@ -168,7 +168,7 @@ def read_table(
         frame = _read_remote(name, fmt, spec.separator)
         if frame.height == 0:
             raise InputFileError(name, "has no data rows")
-        frame = frame.with_columns(pl.col(c).cast(pl.String) for c in keep_text if c in frame.columns)
+        frame = as_text(frame, keep_text, name)
         return Table(frame=frame, digest=frame_digest(frame) if digest else "", name=name)
 
     data, taken = raw if raw is not None else (_read_bytes(name, shown, stdin), "")
@@ -203,7 +203,28 @@ def _parsed(spec: InputSpec, fmt: str, shown: str, raw: bytes, keep_text: set[st
                 raise _not_valid(shown, "ndjson", exc) from None
             if frame.height == 0:
                 raise InputFileError(shown, "has no data rows")
-    return frame.with_columns(pl.col(c).cast(pl.String) for c in keep_text if c in frame.columns)
+    return as_text(frame, keep_text, shown)
+
+
+_SHORT_FLOATS = (pl.Float16, pl.Float32)  # 3 and 7 significant digits: fewer than any phone number has
+
+
+def as_text(frame: pl.DataFrame, columns: Iterable[str], shown: str) -> pl.DataFrame:
+    """The ``columns`` (addresses, Parameters JSON) as strings, whatever their type.
+
+    A 16- or 32-bit float column is refused (``InputFileError``): its numbers are already rounded to a few
+    digits, so ``4155550123`` reads as ``4155550200.0``, another person's number.
+    """
+    present = [c for c in dict.fromkeys(columns) if c in frame.columns]
+    for column in present:
+        if frame.schema[column] in _SHORT_FLOATS:
+            raise InputFileError(
+                shown,
+                f"is a {frame.schema[column]} column: it keeps too few digits for a phone number, so its "
+                "numbers are other people's; write it as text (or as 64-bit numbers)",
+                column=column,
+            )
+    return frame.with_columns(pl.col(c).cast(pl.String) for c in present)
 
 
 def frame_digest(frame: pl.DataFrame) -> str:

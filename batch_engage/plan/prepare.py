@@ -21,7 +21,7 @@ from typing import Any, BinaryIO
 import polars as pl
 
 from ..history import is_database_url, open_history, open_opt_outs
-from ..inputs import Table, frame_digest, read_query, read_table
+from ..inputs import Table, as_text, frame_digest, read_query, read_table
 from ..job import Cap, Spec, history_identity
 from .again import KeyedInput, keyed_input
 from .hygiene import apply_history, apply_opt_outs, apply_suppression, load_suppression
@@ -181,8 +181,7 @@ def _read(
     """The job's rows: the frame given, the query's, or the file's; address and JSON columns as text."""
     if frame is not None:
         data = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
-        columns = [c for c in text_columns(spec.mapping) if c in data.columns]
-        data = data.with_columns(pl.col(c).cast(pl.String) for c in columns)
+        data = as_text(data, text_columns(spec.mapping), "(frame)")
         return Table(frame=data, digest=frame_digest(data) if digest else "", name="(frame)")
     if spec.input.query is not None:
         return read_query(spec.input, text_columns=text_columns(spec.mapping))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextvars
 import json
+import math
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -205,6 +206,17 @@ def _shown(value: str) -> str:
     return repr(value if len(value) <= _SHOWN_CHARS else value[:_SHOWN_CHARS] + "…")
 
 
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of a double's range")
+    return value
+
+
 def _merge_column(params: pl.Series, extra: pl.Series, column: str) -> tuple[pl.Series, pl.Series]:
     """Merge each row's JSON object under its mapped keys; the new Parameters and a reason per row."""
     values = params.to_list()
@@ -214,7 +226,8 @@ def _merge_column(params: pl.Series, extra: pl.Series, column: str) -> tuple[pl.
     objects = texts.gather(rows).to_list()
     for i, text in zip(rows, objects, strict=True):
         try:
-            base = json.loads(text)
+            # NaN, Infinity and 1e400 are no JSON number, though Python's reader takes them: such a row is refused.
+            base = json.loads(text, parse_constant=_not_json, parse_float=_finite)
         except ValueError:
             reasons[i] = f"{column}: not valid JSON: {_shown(text)}"
             continue

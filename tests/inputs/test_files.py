@@ -14,10 +14,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from batch_engage.cli.main import main
-from batch_engage.errors import InputFileError
+from batch_engage.errors import ConfigError, InputFileError
 from batch_engage.inputs.files import read_table
-from batch_engage.job import InputSpec
+from batch_engage.job import InputSpec, load_spec
 from batch_engage.sandbox import Sandbox
+
+from conftest import FLOW_SID
 
 HEADER = "phone,name,visits\n"
 GOOD_ROWS = "+14155550100,Ana,1\n+14155550101,Zoë,2\n+14155550102,José,3\n"
@@ -212,6 +214,33 @@ class TestBadFilesGetOneLine:
         with pytest.raises(InputFileError) as caught:
             read_table(InputSpec(path=str(path), encoding="cp1252"))
         assert str(caught.value) == f"{path}:3: not valid cp1252 (byte 0x81)"
+
+    @pytest.mark.parametrize("codec", ["rot13", "base64", "zlib", "punycode"])
+    def test_a_codec_that_is_no_text_encoding_is_refused_by_name(self, codec: str) -> None:
+        """`encoding = "rot13"` (base64, zlib, punycode) is a configuration error naming the key, never a traceback."""
+        raw = {
+            "input": {"path": "c.csv", "encoding": codec},
+            "flow": {"sid": FLOW_SID},
+            "mapping": {"to": "phone", "from": "+15005550006"},
+        }
+        with pytest.raises(ConfigError) as caught:
+            load_spec(raw=raw)
+        assert caught.value.key == "input.encoding" and "not a text encoding" in str(caught.value)
+
+    @pytest.mark.parametrize("dtype", [pl.Float32, pl.Float16])
+    def test_a_short_float_column_of_numbers_is_refused_naming_it(self, tmp_path: Path, dtype: type) -> None:
+        """A 32-bit float keeps 7 digits: 4155550123 reads as 4155550200, another person; the file is refused."""
+        path = tmp_path / "c.parquet"
+        pl.DataFrame({"phone": pl.Series([4155550123.0, 6175550123.0], dtype=dtype)}).write_parquet(path)
+        with pytest.raises(InputFileError) as caught:
+            read_table(InputSpec(path=str(path)), text_columns=["phone"])
+        assert caught.value.column == "phone" and "too few digits" in str(caught.value)
+        wide = tmp_path / "w.parquet"
+        pl.DataFrame({"phone": [4155550123.0, 6175550123.0]}).write_parquet(wide)
+        assert read_table(InputSpec(path=str(wide)), text_columns=["phone"]).frame["phone"].to_list() == [
+            "4155550123.0",
+            "6175550123.0",
+        ]
 
     def test_ndjson_syntax_error_names_the_line(self, tmp_path: Path) -> None:
         """A broken NDJSON line is named, since polars only gives a character offset."""

@@ -250,6 +250,9 @@ class TestParameters:
             ("[1, 2]", "extra: not a JSON object: '[1, 2]'"),
             ('"text"', "extra: not a JSON object: '\"text\"'"),
             ("{oops", "extra: not valid JSON: '{oops'"),
+            ('{"a": NaN}', "extra: not valid JSON: '{\"a\": NaN}'"),
+            ('{"a": -Infinity}', "extra: not valid JSON: '{\"a\": -Infinity}'"),
+            ('{"a": 1e400}', "extra: not valid JSON: '{\"a\": 1e400}'"),
         ],
     )
     def test_a_json_cell_that_is_not_an_object_makes_its_row_invalid(self, cell: str, reason: str) -> None:
