@@ -11,6 +11,7 @@ from pathlib import Path
 
 import polars as pl
 
+from ..errors import InputFileError
 from ..history import OPT_OUT_REASON, HistoryStore
 from ..inputs import read_table, require_columns
 from ..job import Cap, InputSpec
@@ -20,16 +21,30 @@ __all__ = ["apply_history", "apply_opt_outs", "apply_suppression", "load_suppres
 
 
 def load_suppression(files: Iterable[str], column: str | None, default_region: str | None) -> dict[str, set[str]]:
-    """Each suppression list's normalized addresses, by the list's file name."""
+    """Each suppression list's normalized addresses, by the list's file name.
+
+    A list with an entry that is not a number it can read is refused (``InputFileError``, naming the first):
+    the person it stands for would be messaged. Empty cells are skipped.
+    """
     lists: dict[str, set[str]] = {}
     for path in files:
         table = read_table(InputSpec(path=path), text_columns=[column] if column else [], digest=False)
         frame = table.frame
         name = column or frame.columns[0]
         require_columns(path, frame, [("suppress.column", name)])
-        normalized = phone.normalize(frame[name].cast(pl.String), default_region)
-        good = normalized.filter(pl.col("reason").is_null())["address"]
-        lists[Path(path).name] = set(good.to_list())
+        cells = frame[name].cast(pl.String)
+        normalized = phone.normalize(cells, default_region, what="entry")
+        unread = (normalized["reason"].is_not_null() & cells.str.strip_chars().fill_null("").ne("")).arg_true()
+        if len(unread):
+            raise InputFileError(
+                path,
+                f"{len(unread)} of its {frame.height} entries cannot be read as phone numbers, so those people "
+                f"could be messaged; the first, row {unread[0] + 1}: {normalized['reason'][unread[0]]} (is "
+                "suppress.column the column of numbers? are they written without a country code and "
+                "mapping.default_region unset?)",
+                column=name,
+            )
+        lists[Path(path).name] = set(normalized["address"].filter(normalized["reason"].is_null()).to_list())
     return lists
 
 

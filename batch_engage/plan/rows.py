@@ -206,14 +206,10 @@ def _shown(value: str) -> str:
     return repr(value if len(value) <= _SHOWN_CHARS else value[:_SHOWN_CHARS] + "…")
 
 
-def _not_json(constant: str) -> Any:
-    raise ValueError(f"{constant} is not JSON")
-
-
 def _finite(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
-        raise ValueError(f"{text} is out of a double's range")
+        raise ValueError(f"{text} is no JSON number")
     return value
 
 
@@ -227,7 +223,7 @@ def _merge_column(params: pl.Series, extra: pl.Series, column: str) -> tuple[pl.
     for i, text in zip(rows, objects, strict=True):
         try:
             # NaN, Infinity and 1e400 are no JSON number, though Python's reader takes them: such a row is refused.
-            base = json.loads(text, parse_constant=_not_json, parse_float=_finite)
+            base = json.loads(text, parse_constant=_finite, parse_float=_finite)
         except ValueError:
             reasons[i] = f"{column}: not valid JSON: {_shown(text)}"
             continue

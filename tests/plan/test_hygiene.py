@@ -43,6 +43,43 @@ class TestSuppression:
         sent_to = {e.to for e in sandbox.ledger()}
         assert len(sent_to) == 7 and not sent_to & set(suppressed["to"].to_list())
 
+    @pytest.mark.parametrize(
+        ("written", "mapping", "first"),
+        [
+            # The first column is the date (suppress.column left out): not one number is read.
+            (
+                "opted_out_at,phone\n2026-01-01,+14155550101\n2026-02-01,+14155550102\n",
+                'to = "phone"\nfrom = "+15005550006"\ndefault_region = "US"',
+                "'2026-01-01'",
+            ),
+            # National numbers, and no default_region to read them with.
+            (
+                "phone\n(415) 555-0101\n\n415-555-0102\n",
+                'to = "phone"\nfrom = "+15005550006"',
+                "'(415) 555-0101'",
+            ),
+        ],
+        ids=["wrong-column", "no-region"],
+    )
+    def test_a_list_with_entries_it_cannot_read_is_refused_and_nothing_is_sent(
+        self,
+        sandbox: Sandbox,
+        job_for: Callable[..., Path],
+        tmp_path: Path,
+        capsys: pytest.CaptureFixture[str],
+        written: str,
+        mapping: str,
+        first: str,
+    ) -> None:
+        """Exit 2, one line naming the list, its column and the first entry: never the opted-out people messaged."""
+        (tmp_path / "optouts.csv").write_text(written)
+        job = job_for(sandbox, contacts=3, mapping=mapping, extra='[suppress]\nfiles = ["optouts.csv"]\n')
+        assert main(["run", str(job)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "optouts.csv" in err[0] and "cannot be read as phone numbers" in err[0]
+        assert first in err[0]
+        assert sandbox.ledger() == []
+
 
 class TestCaps:
     def test_two_concurrent_processes_reach_each_shared_contact_once(
