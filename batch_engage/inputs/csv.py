@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable
 
 import polars as pl
@@ -25,9 +26,11 @@ SEPARATORS = (",", ";", "\t", "|")
 # A CSV value becomes a number only when writing the number back gives the same text:
 # "02139", "+5", " 7" and "1.0000000000000000001" stay text, so zip codes keep their zeros.
 _INT_TEXT = r"^-?(?:0|[1-9][0-9]{0,17})$"
-_FLOAT_TEXT = r"^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]{1,3})?$"
+# An exponent of two digits at most: 1e400 would be infinite, and leave its key out of Parameters.
+_FLOAT_TEXT = r"^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]{1,2})?$"
 _BOOL_TEXT = r"^(?:true|false)$"
-_FLOAT_CHARS = 17  # "-", a point and 15 digits: a double holds any 15 significant digits exactly
+_FLOAT_DIGITS = 15  # a double holds any 15 significant digits exactly
+_FLOAT_CHARS = 17  # "-", a point and 15 digits
 _QUOTED = r'"[^"]*"'
 _UNIT_SEPARATOR = "\x1f"  # a byte no contacts file has, used to read whole lines
 _SAMPLE_ROWS = 1000
@@ -222,7 +225,7 @@ def _infer_types(frame: pl.DataFrame, keep_text: set[str]) -> pl.DataFrame:
         tried = [(c, *left[0]) for c, left in candidates.items()]
         fits = frame.select(_fits(pl.col(c), pattern, cast).alias(c) for c, pattern, cast in tried).row(0)
         for (column, _, cast), fit in zip(tried, fits, strict=True):
-            if fit:
+            if fit and (cast != pl.Float64 or _held_by_a_double(frame.get_column(column))):
                 col = pl.col(column)
                 casts.append(col == "true" if cast == pl.Boolean else col.cast(cast))
                 del candidates[column]
@@ -231,6 +234,12 @@ def _infer_types(frame: pl.DataFrame, keep_text: set[str]) -> pl.DataFrame:
             else:
                 del candidates[column]
     return frame.with_columns(casts) if casts else frame
+
+
+def _held_by_a_double(values: pl.Series) -> bool:
+    """No value has more significant digits than a double keeps exactly (15): only the few long values are read."""
+    long = values.filter(values.str.len_bytes() > _FLOAT_DIGITS).drop_nulls().to_list()
+    return all(len(re.sub(r"[eE].*$|[^0-9]", "", v).lstrip("0")) <= _FLOAT_DIGITS for v in long)
 
 
 def _fits(col: pl.Expr, pattern: str, cast: type[pl.DataType]) -> pl.Expr:

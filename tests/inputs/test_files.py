@@ -334,6 +334,19 @@ class TestColumnsKeepTheirText:
         )
         assert frame.row(0)[1:] == ("02139", "+5", " 7", "12345678901234567890", "NaN", "0.10000000000000001")
 
+    def test_a_column_a_double_would_round_or_overflow_stays_text(self, tmp_path: Path) -> None:
+        """17 digits beside decimals (a double keeps 15) and 1e400 (infinite) keep their text; 2E3 and 15 digits do not."""
+        frame = _read(
+            tmp_path,
+            "phone,big,huge,fine,long_fine\n"
+            "+14155550100,12345678901234567,1e400,2E3,-1234567890.12345\n"
+            "+14155550101,8.5,5,1.5,0.000001234567891\n",
+        )
+        assert frame.schema["big"] == pl.String and frame["big"].to_list() == ["12345678901234567", "8.5"]
+        assert frame.schema["huge"] == pl.String and frame["huge"].to_list() == ["1e400", "5"]
+        assert frame["fine"].to_list() == [2000.0, 1.5]
+        assert frame["long_fine"].to_list() == [-1234567890.12345, 0.000001234567891]
+
 
 class TestWhatSpreadsheetsWrite:
     def test_a_european_excel_export_reads_correctly(self, tmp_path: Path) -> None:
