@@ -166,13 +166,18 @@ def normalize_one(value: str, default_region: str | None, *, sender: bool = Fals
     return _phone_number(text, default_region)
 
 
+_NATIONAL_DIGITS = 10
+
+
 def _phone_number(text: str, default_region: str | None) -> tuple[str | None, str | None]:
     """A phone number as written by people (no channel prefix): its E.164, or why not."""
     if re.fullmatch(WHOLE_FLOAT_TEXT, text):
         text = re.sub(ZERO_FRACTION, "", text)
     candidate = text
-    if default_region is None and text.isdigit():
-        # Without a region, a bare run of digits is most likely E.164 missing its '+'.
+    if default_region is None and text.isdigit() and len(text) > _NATIONAL_DIGITS:
+        # Without a region, a long run of digits is most likely E.164 missing its '+'. Ten digits or fewer are
+        # most likely a national number (North America's have ten): read with '+', 8 in 100 of them are valid
+        # numbers of other countries (6062642190 is a Malaysian number), so they have no country code.
         candidate = "+" + text
     try:
         parsed = phonenumbers.parse(candidate, default_region)

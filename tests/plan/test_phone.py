@@ -199,6 +199,12 @@ class TestNormalization:
         """Without a default region, 14155550100 is read as +14155550100 (E.164 that lost its +)."""
         assert _one("14155550100", None) == ("+14155550100", None)
 
+    @pytest.mark.parametrize("digits", ["6062642190", "5164845567", "4155550100"])
+    def test_ten_digits_without_a_region_have_no_country_code(self, digits: str) -> None:
+        """Ten digits are most likely a North American number without its region: never read as another country's
+        (+60 6264 2190 is Malaysian, +51 6484 5567 Peruvian), the reason says to set one."""
+        assert _one(digits, None) == (digits, f"To: no country code (set mapping.default_region): '{digits}'")
+
     @pytest.mark.parametrize("dtype", [pl.Int64, pl.Float64])
     def test_a_numeric_column_gives_its_digits(self, dtype: pl.DataType) -> None:
         """A Parquet/NDJSON column of numbers (int or float) still gives +14155550100, never 1.41e10."""
