@@ -276,7 +276,9 @@ def read_csv(shown: str, data: bytes, keep_text: set[str], separator: str | None
     separator = separator or _detect_separator(line, keep_text)
     _check_header(shown, split_fields(line, separator))
     try:
-        frame = pl.read_csv(data, infer_schema=False, raise_if_empty=True, separator=separator)
+        # A quoted empty field ("") is empty as an unquoted one is, and as the csv module's reading has it:
+        # null, so a column's type and a row's Parameters never depend on how the cell was quoted.
+        frame = pl.read_csv(data, infer_schema=False, raise_if_empty=True, separator=separator, null_values=[""])
     except pl.exceptions.NoDataError:
         raise InputFileError(shown, "the file is empty") from None
     except pl.exceptions.PolarsError:

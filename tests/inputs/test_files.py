@@ -259,9 +259,9 @@ def _read(tmp_path: Path, text: str | bytes, text_columns: tuple[str, ...] = ("p
 
 class TestShortRowsAndBlankLines:
     def test_an_empty_last_field_is_not_a_short_row(self, tmp_path: Path) -> None:
-        """`a,b,` and `a,b,""` have every field; only a row missing one is ragged."""
+        """`a,b,` and `a,b,""` have every field (both empty); only a row missing one is ragged."""
         frame = _read(tmp_path, HEADER + '+14155550100,Ana,\n+14155550101,Zoë,""\n+14155550102,José,3\n')
-        assert frame["visits"].to_list() == [None, "", "3"]
+        assert frame["visits"].to_list() == [None, None, 3]
 
     def test_blank_lines_are_skipped_not_read_as_empty_contacts(self, tmp_path: Path) -> None:
         """Blank lines (middle, end, CRLF) are not rows: no `To is empty` for an editor's stray newline."""
@@ -333,6 +333,13 @@ class TestColumnsKeepTheirText:
             "phone,zip,plus,spaced,big,nan,precise\n+14155550100,02139,+5, 7,12345678901234567890,NaN,0.10000000000000001\n",
         )
         assert frame.row(0)[1:] == ("02139", "+5", " 7", "12345678901234567890", "NaN", "0.10000000000000001")
+
+    def test_a_quoted_empty_cell_is_empty_as_an_unquoted_one(self, tmp_path: Path) -> None:
+        """`""` is null like an empty field, so the column is still typed from its values: visits stays a number."""
+        quoted = _read(tmp_path, '"phone","name","visits"\n"+14155550100","Ann","1"\n"+14155550101","",""\n')
+        plain = _read(tmp_path, "phone,name,visits\n+14155550100,Ann,1\n+14155550101,,\n")
+        assert quoted.equals(plain) and quoted.schema["visits"] == pl.Int64
+        assert quoted.row(1) == ("+14155550101", None, None)
 
     def test_a_column_a_double_would_round_or_overflow_stays_text(self, tmp_path: Path) -> None:
         """17 digits beside decimals (a double keeps 15) and 1e400 (infinite) keep their text; 2E3 and 15 digits do not."""
