@@ -159,14 +159,19 @@ def normalize_one(value: str, default_region: str | None, *, sender: bool = Fals
     if _is_channel(text):
         reason = _channel_reason(text, sender=sender)
         return (text, None) if reason is None else (None, reason)
-    if SCIENTIFIC.match(text):
-        return None, SCIENTIFIC_REASON
-    if _DECIMAL.match(text):
-        return None, DECIMAL_REASON
+    for shape, why in _SHAPES:
+        if shape.match(text):
+            return None, why
     return _phone_number(text, default_region)
 
 
 _NATIONAL_DIGITS = 10
+# phonenumbers reads what follows a ';' as a tel: URI's parameters, and drops it: a second number, say.
+_SHAPES = (
+    (SCIENTIFIC, SCIENTIFIC_REASON),
+    (_DECIMAL, DECIMAL_REASON),
+    (re.compile(r".*;", re.S), "holds ';' (two numbers in one cell?)"),
+)
 
 
 def _phone_number(text: str, default_region: str | None) -> tuple[str | None, str | None]:
@@ -185,6 +190,9 @@ def _phone_number(text: str, default_region: str | None) -> tuple[str | None, st
         if exc.error_type == phonenumbers.NumberParseException.INVALID_COUNTRY_CODE and candidate.startswith("+"):
             return None, "unknown country code"
         return None, _PARSE_REASONS.get(exc.error_type, "not a phone number")
+    if parsed.extension:
+        # Sent without it, the message would go to the switchboard, not to the person.
+        return None, f"has an extension ({parsed.extension}), which a text message cannot reach"
     address = _valid_e164(parsed, default_region)
     if default_region is not None and not candidate.startswith("+"):
         international = _international_reading(text, default_region, national=address)

@@ -225,6 +225,16 @@ class TestReasons:
             ("+999123456789", "To: unknown country code: '+999123456789'"),
             ("1" * 300, f"To: too long: '{'1' * 300}'"),
             ("whatsapp:+1555", "To: whatsapp: address: not a valid phone number: 'whatsapp:+1555'"),
+            # Never the switchboard, never the first of two numbers only.
+            (
+                "+1 415 555 0123 ext. 45",
+                "To: has an extension (45), which a text message cannot reach: '+1 415 555 0123 ext. 45'",
+            ),
+            (
+                "(415) 555-0126 x 12",
+                "To: has an extension (12), which a text message cannot reach: '(415) 555-0126 x 12'",
+            ),
+            ("4155550124;4155550199", "To: holds ';' (two numbers in one cell?): '4155550124;4155550199'"),
         ],
     )
     def test_an_unusable_address_says_why_and_keeps_what_was_written(self, value: str, reason: str) -> None:
