@@ -2,7 +2,7 @@
 
 from .catalog import QUERY_SOURCES, SOURCES, Source
 from .database import read_query
-from .files import Table, as_text, frame_digest, is_local_file, read_table, require_columns
+from .files import Table, as_text, frame_digest, integer_columns, is_local_file, read_table, require_columns
 
 __all__ = [
     "QUERY_SOURCES",
@@ -11,6 +11,7 @@ __all__ = [
     "Table",
     "as_text",
     "frame_digest",
+    "integer_columns",
     "is_local_file",
     "read_query",
     "read_table",

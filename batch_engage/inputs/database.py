@@ -15,7 +15,7 @@ from ..credentials import resolve_env_reference
 from ..errors import ConfigError, InputFileError
 from ..job import InputSpec
 from .catalog import query_reader
-from .files import Table, as_text, frame_digest
+from .files import Table, as_text, frame_digest, integer_columns
 from .pg_query import QUERY_NAME
 
 __all__ = ["QUERY_NAME", "read_query"]
@@ -36,5 +36,6 @@ def read_query(spec: InputSpec, *, text_columns: Iterable[str] = ()) -> Table:
     opaque = [c for c, dtype in frame.schema.items() if isinstance(dtype, pl.Extension)]
     if opaque:
         frame = frame.with_columns(pl.col(c).ext.storage() for c in opaque)
+    numbers = integer_columns(frame, text_columns)
     frame = as_text(frame, text_columns, QUERY_NAME)
-    return Table(frame=frame, digest=frame_digest(frame), name=QUERY_NAME)
+    return Table(frame=frame, digest=frame_digest(frame), name=QUERY_NAME, numbers=numbers)

@@ -61,6 +61,8 @@ class Table:
     frame: pl.DataFrame
     digest: str
     name: str
+    numbers: frozenset[str] = frozenset()
+    """Text columns that held integers (Parquet, NDJSON, a query), now their digits: a leading zero may be gone."""
 
 
 def _format_of(spec: InputSpec, name: str, shown: str) -> str:
@@ -168,19 +170,23 @@ def read_table(
         frame = _read_remote(name, fmt, spec.separator)
         if frame.height == 0:
             raise InputFileError(name, "has no data rows")
+        numbers = integer_columns(frame, keep_text)
         frame = as_text(frame, keep_text, name)
-        return Table(frame=frame, digest=frame_digest(frame) if digest else "", name=name)
+        return Table(frame=frame, digest=frame_digest(frame) if digest else "", name=name, numbers=numbers)
 
     data, taken = raw if raw is not None else (_read_bytes(name, shown, stdin), "")
     if is_blank(data):
         raise InputFileError(shown, "the file is empty")
     if digest and not taken:
         taken = hashlib.blake2b(data, digest_size=16).hexdigest()
-    return Table(frame=_parsed(spec, fmt, shown, data, keep_text), digest=taken if digest else "", name=shown)
+    frame, numbers = _parsed(spec, fmt, shown, data, keep_text)
+    return Table(frame=frame, digest=taken if digest else "", name=shown, numbers=numbers)
 
 
-def _parsed(spec: InputSpec, fmt: str, shown: str, raw: bytes, keep_text: set[str]) -> pl.DataFrame:
-    """A local file's bytes as rows, in its format; the ``keep_text`` columns as strings."""
+def _parsed(
+    spec: InputSpec, fmt: str, shown: str, raw: bytes, keep_text: set[str]
+) -> tuple[pl.DataFrame, frozenset[str]]:
+    """A local file's bytes as rows, in its format; the ``keep_text`` columns as strings, and which held integers."""
     if fmt == "parquet":
         frame = _read_parquet(shown, raw)
         if frame.height == 0:
@@ -203,10 +209,15 @@ def _parsed(spec: InputSpec, fmt: str, shown: str, raw: bytes, keep_text: set[st
                 raise _not_valid(shown, "ndjson", exc) from None
             if frame.height == 0:
                 raise InputFileError(shown, "has no data rows")
-    return as_text(frame, keep_text, shown)
+    return as_text(frame, keep_text, shown), integer_columns(frame, keep_text)
 
 
 _SHORT_FLOATS = (pl.Float16, pl.Float32)  # 3 and 7 significant digits: fewer than any phone number has
+
+
+def integer_columns(frame: pl.DataFrame, columns: Iterable[str]) -> frozenset[str]:
+    """Which of ``columns`` hold integers (before :func:`as_text` makes them text)."""
+    return frozenset(c for c in columns if c in frame.columns and frame.schema[c].is_integer())
 
 
 def as_text(frame: pl.DataFrame, columns: Iterable[str], shown: str) -> pl.DataFrame:

@@ -164,14 +164,14 @@ def _as_text(values: pl.Series) -> pl.Series:
     return pl.select(pl.when(whole).then(digits).otherwise(values.cast(pl.String))).to_series()
 
 
-def _look_up(texts: pl.Series, region: str | None, what: str) -> pl.DataFrame:
+def _look_up(texts: pl.Series, region: str | None, what: str, *, numbers: bool = False) -> pl.DataFrame:
     """``address``, ``reason`` and ``whole`` (read from ``4155550123.0``) for values the fast path rejected.
 
     Each value is judged by its shape and by its plain respelling, column-wise; only the distinct
     values neither tells about are handed to phonenumbers, each once.
     """
     sender = what == "From"
-    whole = pl.col("text").str.contains(WHOLE_FLOAT_TEXT)
+    whole = pl.lit(True) if numbers else pl.col("text").str.contains(WHOLE_FLOAT_TEXT)
     judged = (
         texts.alias("text")
         .to_frame()
@@ -243,12 +243,15 @@ def _by_phonenumbers(
     )
 
 
-def normalize(values: pl.Series, default_region: str | None, *, what: str = "To") -> pl.DataFrame:
+def normalize(
+    values: pl.Series, default_region: str | None, *, what: str = "To", numbers: bool = False
+) -> pl.DataFrame:
     """Normalize a column of addresses (``what`` is ``To`` or ``From``; only a From may be an ``MG`` SID).
 
     Returns a frame with ``address`` (the value to send, or the input as given when
     it cannot be used) and ``reason`` (null when the address is usable). Only the
     distinct values that are neither E.164 nor a plain spelling of it reach ``phonenumbers``.
+    ``numbers``: the values are an integer column's digits, whole numbers as ``4155550123.0`` is.
     """
     region = default_region.strip().upper() if default_region else None
     sender = what == "From"
@@ -269,10 +272,12 @@ def normalize(values: pl.Series, default_region: str | None, *, what: str = "To"
     why = pl.select(pl.when(empty).then(pl.lit(f"{what} is empty", pl.String))).to_series()
     judge = (~_fast(text, sender=sender).fill_null(False) & ~empty).arg_true()
     if len(judge):
-        looked = _look_up(text.gather(judge), region, what)
+        # An integer column's values are whole numbers too: where a leading zero matters, it may be gone.
+        integers = numbers or values.dtype.is_integer()
+        looked = _look_up(text.gather(judge), region, what, numbers=integers)
         shown = shown.scatter(judge, looked["address"])
         why = why.scatter(judge, looked["reason"])
         from_floats = int(looked["whole"].sum())
-        if from_floats:
+        if from_floats and not integers:
             log.info("input.float_column", column=values.name, what=what, rows=from_floats)
     return pl.DataFrame({"address": raw.clone().scatter(rejected, shown), "reason": reason.scatter(rejected, why)})

@@ -21,7 +21,7 @@ from typing import Any, BinaryIO
 import polars as pl
 
 from ..history import is_database_url, open_history, open_opt_outs
-from ..inputs import Table, as_text, frame_digest, read_query, read_table
+from ..inputs import Table, as_text, frame_digest, integer_columns, read_query, read_table
 from ..job import Cap, Spec, history_identity
 from .again import KeyedInput, keyed_input
 from .hygiene import apply_history, apply_opt_outs, apply_suppression, load_suppression
@@ -151,7 +151,7 @@ def prepare(
     table = _read(spec, frame, stdin, digest=digest, keyed=keyed)
     key = keyed.key if keyed is not None else ""
     del keyed  # its bytes are read
-    query = planned_rows(table.frame, spec, source_name=table.name)
+    query = planned_rows(table.frame, spec, source_name=table.name, numbers=table.numbers)
     if spec.experiment is not None:
         contact = _contact(spec.send.dedupe)
         rows = with_variants(
@@ -181,8 +181,9 @@ def _read(
     """The job's rows: the frame given, the query's, or the file's; address and JSON columns as text."""
     if frame is not None:
         data = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
+        numbers = integer_columns(data, text_columns(spec.mapping))
         data = as_text(data, text_columns(spec.mapping), "(frame)")
-        return Table(frame=data, digest=frame_digest(data) if digest else "", name="(frame)")
+        return Table(frame=data, digest=frame_digest(data) if digest else "", name="(frame)", numbers=numbers)
     if spec.input.query is not None:
         return read_query(spec.input, text_columns=text_columns(spec.mapping))
     raw = (keyed.raw, keyed.digest) if keyed is not None else None

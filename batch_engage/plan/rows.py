@@ -37,12 +37,7 @@ _NEEDS_ESCAPE = ['"', "\\", *map(chr, range(0x20))]
 
 def text_columns(mapping: MappingSpec) -> list[str]:
     """Columns that must be read as text whatever they look like (addresses, JSON)."""
-    cols = [mapping.to]
-    if mapping.from_column:
-        cols.append(mapping.from_column)
-    if mapping.parameters_column:
-        cols.append(mapping.parameters_column)
-    return cols
+    return [c for c in (mapping.to, mapping.from_column, mapping.parameters_column) if c]
 
 
 def _dumps(value: Any) -> str:
@@ -234,10 +229,12 @@ def _merge_column(params: pl.Series, extra: pl.Series, column: str) -> tuple[pl.
     return pl.Series(values, dtype=pl.String), pl.Series(reasons, dtype=pl.String)
 
 
-def _from_addresses(frame: pl.DataFrame, mapping: MappingSpec, region: str | None) -> tuple[pl.Expr, pl.Expr]:
+def _from_addresses(
+    frame: pl.DataFrame, mapping: MappingSpec, region: str | None, ints: bool
+) -> tuple[pl.Expr, pl.Expr]:
     """Each row's From and why it cannot be sent, as expressions (one literal for ``mapping.from``)."""
     if mapping.from_column:
-        found = phone.normalize(frame[mapping.from_column], region, what="From")
+        found = phone.normalize(frame[mapping.from_column], region, what="From", numbers=ints)
         return pl.lit(found["address"]), pl.lit(found["reason"])
     assert mapping.from_ is not None
     literal = phone.normalize(pl.Series([mapping.from_]), region, what="From")
@@ -252,7 +249,9 @@ def plan(frame: pl.DataFrame, spec: Spec, *, source_name: str = "input") -> pl.D
     return planned(frame, spec, source_name=source_name).collect()
 
 
-def planned(frame: pl.DataFrame, spec: Spec, *, source_name: str = "input") -> pl.LazyFrame:
+def planned(
+    frame: pl.DataFrame, spec: Spec, *, source_name: str = "input", numbers: frozenset[str] = frozenset()
+) -> pl.LazyFrame:
     """:func:`plan` as a query not yet run, for a caller that adds columns before the one ``collect``.
 
     The addresses are judged (and the Parameters merged with a ``parameters_column``) first; the rest,
@@ -265,8 +264,8 @@ def planned(frame: pl.DataFrame, spec: Spec, *, source_name: str = "input") -> p
     with ThreadPoolExecutor(1, thread_name_prefix="batch-engage-plan") as beside:
         built = beside.submit(contextvars.copy_context().run, _parameter_columns, frame, mapping)
         try:
-            to = phone.normalize(frame[mapping.to], region, what="To")
-            from_, from_reason = _from_addresses(frame, mapping, region)
+            to = phone.normalize(frame[mapping.to], region, what="To", numbers=mapping.to in numbers)
+            from_, from_reason = _from_addresses(frame, mapping, region, mapping.from_column in numbers)
         except BaseException:
             built.cancel()
             raise

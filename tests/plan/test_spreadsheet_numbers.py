@@ -120,11 +120,26 @@ def test_spreadsheet_damage_never_sends_to_another_number_in_ten_regions(
 
 
 class TestLeadingZeros:
-    @pytest.mark.parametrize("cell", ["6031234.0", 6031234.0])
+    @pytest.mark.parametrize("cell", ["6031234.0", 6031234.0, 6031234])
     def test_a_number_column_that_may_have_dropped_a_leading_zero_is_invalid(self, cell: str | float) -> None:
         """In GA `06031234` is a number and so is `6031234`: from a number column, which one is unknowable."""
         _, reason = phone.normalize(pl.Series([cell]), "GA").row(0)
         assert reason is not None and "leading zero" in reason
+
+    @pytest.mark.parametrize("suffix", ["parquet", "ndjson"])
+    def test_an_integer_column_of_a_file_is_held_to_the_same_rule(self, tmp_path: Path, suffix: str) -> None:
+        """A Parquet or NDJSON column of integers lost its zeros as a float column does: both rows invalid, none sent."""
+        contacts = tmp_path / f"c.{suffix}"
+        frame = pl.DataFrame({"phone": [6031234, 7012345]})
+        frame.write_parquet(contacts) if suffix == "parquet" else frame.write_ndjson(contacts)
+        job = tmp_path / "ga.toml"
+        job.write_text(
+            f'[input]\npath = "{contacts}"\n\n[flow]\nsid = "{FLOW_SID}"\n\n'
+            '[mapping]\nto = "phone"\nfrom = "+15005550006"\ndefault_region = "GA"\n'
+        )
+        found = batch_engage.validate(job)
+        assert (found.valid, found.invalid) == (0, 2)
+        assert all("leading zero" in m for m in found.results["error_message"])
 
     @pytest.mark.parametrize(
         ("cell", "region", "sent"), [(1712345684.0, "DE", "+491712345684"), ("06031234", "GA", "+24106031234")]
