@@ -32,7 +32,7 @@ from .classify import (
     storable,
 )
 from .clock import TwilioClock
-from .fence import fence
+from .fence import fenced_connector
 from .reach import Reach, WatchedTransport
 
 __all__ = [
@@ -117,15 +117,12 @@ def _aiohttp_transport(limits: httpx.Limits, may_send: Callable[[], bool] | None
     import aiohttp  # noqa: PLC0415 - aiohttp loads in 0.2 s; validate never connects
     from httpx_aiohttp import AiohttpTransport  # noqa: PLC0415 - as above
 
-    # Only a leased run is fenced: with none, aiohttp builds no handler chain for a request.
-    middlewares = (fence(may_send),) if may_send is not None else ()
-
     def session() -> aiohttp.ClientSession:
         # What the transport's own session would be (pool limit, keep-alive, TLS roots), less the cookie jar.
-        connector = aiohttp.TCPConnector(
-            keepalive_timeout=limits.keepalive_expiry, ssl=_tls(), limit=limits.max_connections or 0
-        )
-        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(), middlewares=middlewares)
+        # Only a leased run is fenced.
+        kind = aiohttp.TCPConnector if may_send is None else fenced_connector(may_send)
+        connector = kind(keepalive_timeout=limits.keepalive_expiry, ssl=_tls(), limit=limits.max_connections or 0)
+        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
 
     return AiohttpTransport(limits=limits, trust_env=False, verify=_tls(), client=session)
 
@@ -151,7 +148,7 @@ def make_http_client(
     """The ``httpx.AsyncClient`` the runner uses: Basic auth, timeouts, pool sized to ``concurrency``.
 
     With ``reach``, every request is reported to it (is Studio answering at all?). With ``may_send``, the
-    default transport asks it the moment before each request is written (:func:`.fence.fence`); an injected
+    default transport asks it the moment before each request is written (:func:`.fence.fenced_connector`); an injected
     ``transport`` is left as it is.
 
     The default transport is httpx-aiohttp: the same httpx API at about a tenth of

@@ -713,6 +713,42 @@ class TestOverLoopback:
         run(go())
         assert [e.to for e in sandbox.ledger()] == ["+14155550100", "+14155550102"]
 
+    def test_a_hold_gone_stale_while_a_connection_was_made_stops_the_request(self, sandbox: Sandbox) -> None:
+        """The hold is asked once the connection is ready: a run frozen during the TCP handshake, woken past its
+        lease, sends nothing (HoldLost), though its hold was fresh when the request began."""
+        from batch_engage.twilio.client import make_http_client
+
+        allowed = {"now": True}
+
+        async def go() -> None:
+            loop = asyncio.get_running_loop()
+            make_connection = loop.create_connection
+
+            async def connected_while_the_hold_went_stale(*args: Any, **kwargs: Any) -> Any:
+                made = await make_connection(*args, **kwargs)
+                allowed["now"] = False
+                return made
+
+            http = make_http_client(
+                username=SANDBOX_USERNAME,
+                password=SANDBOX_PASSWORD,
+                concurrency=1,
+                connect_timeout=2,
+                read_timeout=5,
+                may_send=lambda: allowed["now"],
+            )
+            async with http:
+                client = StudioClient(http, base_url=sandbox.url, flow_sid=FLOW_SID, api="executions")
+                loop.create_connection = connected_while_the_hold_went_stale  # type: ignore[method-assign]
+                try:
+                    with pytest.raises(HoldLost):
+                        await client.create("+14155550100", "+15005550006", None)
+                finally:
+                    del loop.create_connection
+
+        run(go())
+        assert sandbox.ledger() == []
+
 
 def test_a_cookie_an_answer_sets_is_never_sent_back(sandbox_factory: Callable[..., Sandbox]) -> None:
     """A Studio whose answers set a cookie (a load balancer's, say): no later request, through the real
