@@ -50,7 +50,9 @@ class RowSegments:
     messages: FlowMessages
 
 
-_SHARED_RENDERS = 100_000  # renders a widget keeps for the next contact with the same values; then it only renders
+# Characters of keys a widget keeps for the next contact with the same values; then it only renders. A widget
+# that reads big values, different for everyone (a list of items), would otherwise keep a copy of each.
+_SHARED_RENDERS = 8_000_000
 
 
 class _WidgetCounts:
@@ -62,6 +64,7 @@ class _WidgetCounts:
         read = frozenset() if widget.template else data_keys(widget.body)
         self.keys = None if read is None else tuple(sorted(read))
         self._known: dict[object, int] = {}
+        self._room = _SHARED_RENDERS
 
     def count(self, parameters: str | None, data: dict[str, Any]) -> int:
         """The segments this widget sends to a contact with these Parameters (``data``, parsed)."""
@@ -70,7 +73,9 @@ class _WidgetCounts:
         found = self._known.get(key)
         if found is None:
             found = 1 if self.widget.template else count_segments(render(self.widget.body, data)).segments
-            if len(self._known) < _SHARED_RENDERS:
+            size = len(key) if key is not None else 0
+            if size <= self._room:
+                self._room -= size
                 self._known[key] = found
         return found
 

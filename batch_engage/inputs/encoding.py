@@ -125,6 +125,9 @@ def as_utf8(shown: str, data: bytes, encoding: str) -> bytes:
             data = data.decode(encoding).encode("utf-8")
         except UnicodeDecodeError as exc:
             raise _decode_error(shown, data, encoding, exc) from None
+        except UnicodeEncodeError as exc:
+            # raw_unicode_escape, unicode_escape and utf-7 can spell a lone surrogate, which is no character.
+            raise InputFileError(shown, f"read as {encoding}, it is not text ({exc.reason})") from None
         data = data.removeprefix(_BOM)  # "utf-16" and the like keep no mark, but "utf-8-sig"-like names might
     _check_utf8(shown, data)
     nul = data.find(b"\x00")

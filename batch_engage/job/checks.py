@@ -92,8 +92,9 @@ def check_input(inp: dict[str, Any]) -> dict[str, Any]:
             info = codecs.lookup(inp["encoding"])
         except LookupError:
             raise ConfigError("input.encoding", f"unknown encoding {inp['encoding']!r}") from None
-        # rot13, base64, zlib and the like are codecs, not text encodings; punycode and idna are for host names.
-        if not getattr(info, "_is_text_encoding", True) or info.name in ("punycode", "idna"):
+        # rot13, base64, zlib and the like are codecs, not text encodings; punycode and idna are for host names;
+        # "undefined" decodes nothing.
+        if not getattr(info, "_is_text_encoding", True) or info.name in ("punycode", "idna", "undefined"):
             raise ConfigError("input.encoding", f'{inp["encoding"]!r} is not a text encoding (e.g. "cp1252")')
     if ("uri" in inp) != ("query" in inp):
         raise ConfigError("input.query" if "uri" in inp else "input.uri", "input.uri and input.query go together")

@@ -33,7 +33,8 @@ def load_suppression(files: Iterable[str], column: str | None, default_region: s
         name = column or frame.columns[0]
         require_columns(path, frame, [("suppress.column", name)])
         cells = frame[name].cast(pl.String)
-        normalized = phone.normalize(cells, default_region, what="entry")
+        # The column as read (numbers too, whose leading zero may be gone), or as its text columns say it was.
+        normalized = phone.normalize(frame[name], default_region, what="entry", numbers=name in table.numbers)
         unread = (normalized["reason"].is_not_null() & cells.str.strip_chars().fill_null("").ne("")).arg_true()
         if len(unread):
             raise InputFileError(

@@ -181,6 +181,30 @@ def test_contacts_share_a_render_only_where_their_text_would_be_the_same() -> No
     assert len({(found.first[r], found.per_run[r]) for r in found.first}) > 2
 
 
+def test_a_widget_out_of_room_for_shared_renders_still_counts_every_contact(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past its budget of kept keys (big values, different for everyone) a widget renders each contact: same counts."""
+    from batch_engage.arrival import projection
+
+    definition = {
+        "states": [
+            {"name": "Trigger", "type": "trigger", "transitions": [{"event": "incomingRequest", "next": "hi"}]},
+            _state("hi", "send-message", "{% for i in flow.data.items %}{{i}}{% endfor %}"),
+        ]
+    }
+    items = [["x" * (n % 7) * 40, n] for n in range(60)]
+    plan = pl.DataFrame(
+        {
+            "row": range(1, 61),
+            "from": ["+15005550006"] * 60,
+            "parameters": [json.dumps({"items": i}) for i in items],
+            "status": ["pending"] * 60,
+        }
+    )
+    shared = row_segments(definition, plan)
+    monkeypatch.setattr(projection, "_SHARED_RENDERS", 500)
+    assert row_segments(definition, plan) == shared
+
+
 @pytest.mark.parametrize(
     ("url", "routing"),
     [

@@ -215,7 +215,7 @@ class TestBadFilesGetOneLine:
             read_table(InputSpec(path=str(path), encoding="cp1252"))
         assert str(caught.value) == f"{path}:3: not valid cp1252 (byte 0x81)"
 
-    @pytest.mark.parametrize("codec", ["rot13", "base64", "zlib", "punycode"])
+    @pytest.mark.parametrize("codec", ["rot13", "base64", "zlib", "punycode", "undefined"])
     def test_a_codec_that_is_no_text_encoding_is_refused_by_name(self, codec: str) -> None:
         """`encoding = "rot13"` (base64, zlib, punycode) is a configuration error naming the key, never a traceback."""
         raw = {
@@ -226,6 +226,17 @@ class TestBadFilesGetOneLine:
         with pytest.raises(ConfigError) as caught:
             load_spec(raw=raw)
         assert caught.value.key == "input.encoding" and "not a text encoding" in str(caught.value)
+
+    @pytest.mark.parametrize(("codec", "cell"), [("unicode_escape", b"\\ud800"), ("utf-7", b"+2AA-")])
+    def test_an_encoding_that_spells_a_lone_surrogate_is_one_line(
+        self, tmp_path: Path, codec: str, cell: bytes
+    ) -> None:
+        """Read in an escaping encoding, a cell that spells half a character is no text: one line, no traceback."""
+        path = tmp_path / "c.csv"
+        path.write_bytes(b"phone,name\n+14155550100," + cell + b"\n")
+        with pytest.raises(InputFileError) as caught:
+            read_table(InputSpec(path=str(path), encoding=codec))
+        assert str(caught.value) == f"{path}: read as {codec}, it is not text (surrogates not allowed)"
 
     @pytest.mark.parametrize("dtype", [pl.Float32, pl.Float16])
     def test_a_short_float_column_of_numbers_is_refused_naming_it(self, tmp_path: Path, dtype: type) -> None:

@@ -80,6 +80,19 @@ class TestSuppression:
         assert first in err[0]
         assert sandbox.ledger() == []
 
+    @pytest.mark.parametrize("dtype", [pl.Int64, pl.Float64])
+    def test_a_number_column_that_may_have_lost_a_leading_zero_makes_the_list_unreadable(
+        self, tmp_path: Path, dtype: type
+    ) -> None:
+        """In GA a list's 6031234, from a number column, may be 06031234: the list is refused, never misread."""
+        from batch_engage.errors import InputFileError
+        from batch_engage.plan.hygiene import load_suppression
+
+        path = tmp_path / "optouts.parquet"
+        pl.DataFrame({"phone": pl.Series([6031234], dtype=dtype)}).write_parquet(path)
+        with pytest.raises(InputFileError, match="leading zero"):
+            load_suppression([str(path)], None, "GA")
+
 
 class TestCaps:
     def test_two_concurrent_processes_reach_each_shared_contact_once(
