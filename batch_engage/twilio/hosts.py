@@ -55,8 +55,14 @@ def _is_loopback(host: str) -> bool:
 
 
 def check_base_url(url: str, *, key: str = "flow.base_url") -> None:
-    """Refuse URLs that are not http(s), and plain http to anything but loopback."""
+    """Refuse URLs that are not http(s), that hold a user or password, and plain http to anything but loopback."""
     parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        # Never repeated: the URL would be written into the checkpoint and every log line that names the target.
+        raise CredentialsError(
+            f"{key}: holds a user name or password (user:password@host); credentials come from TWILIO_ACCOUNT_SID "
+            "and TWILIO_AUTH_TOKEN (or TWILIO_API_KEY and TWILIO_API_SECRET), never from the URL"
+        )
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(key, f"must be an http(s) URL, not {url!r}")
     if parts.scheme == "http" and not _is_loopback(parts.hostname):

@@ -133,3 +133,26 @@ def test_a_libpq_key_value_string_given_as_checkpoint_flag_is_refused(
     assert code == 2
     assert len(err.strip().splitlines()) == 1
     assert "libpq key/value" in err and SECRET not in err
+
+
+@pytest.mark.parametrize("command", ["run", "validate"])
+@pytest.mark.parametrize("url", [f"http://app:{SECRET}@127.0.0.1:9", f"https://{SECRET}@studio.example.com"])
+def test_a_password_in_the_flow_base_url_exits_2_and_appears_in_no_output(
+    write_job: Callable[..., Path],
+    contacts_csv: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    sandbox_env: dict[str, str],
+    url: str,
+    command: str,
+) -> None:
+    """``user:pw@`` in flow.base_url, credentials in the environment: exit 2, one line pointing at the TWILIO_*
+    variables, the password nowhere (it was written into the checkpoint's meta before a traceback)."""
+    job = write_job(input_path=contacts_csv, base_url=url)
+    code, out, err = cli([command, str(job)], capsys)
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and "TWILIO_AUTH_TOKEN" in err
+    assert SECRET not in out + err
+    for path in tmp_path.rglob("*"):
+        if path.is_file() and path != job:
+            assert SECRET.encode() not in path.read_bytes(), path
