@@ -239,7 +239,8 @@ _CONTEXT_PATH = re.compile(r"^[^.\s]+(\.[^.\s]+)*$")
 def collect_fields(section: dict[str, Any]) -> dict[str, Any]:
     """``[collect]`` checked: field names free to be columns, Context paths, widget names, pace."""
     fields = _flatten_parameters_any(section.get("fields", {}))
-    taken = set(OUTCOME_BASE_COLUMNS)
+    # The variant's column, and the keys a database outcomes table adds (tables.KEY_COLUMNS), are taken too.
+    taken = {*OUTCOME_BASE_COLUMNS, "variant", "job_id", "period"}
     for name, path in fields:
         key = f"collect.fields.{name}"
         if not _COLUMN_NAME.match(name):
@@ -257,7 +258,7 @@ def collect_fields(section: dict[str, Any]) -> dict[str, Any]:
             "collect.message_status", f"must be a list of widget names such as ['send_intro'], not {widgets!r}"
         )
     for widget in widgets:
-        for column in (f"{widget}_delivery", f"{widget}_delivery_error_code"):
+        for column in (f"{widget}_delivery", f"{widget}_delivery_error_code", f"{widget}_queue_seconds"):
             if column in taken:
                 raise ConfigError("collect.message_status", f"{widget!r} gives the column {column!r}, which is taken")
             taken.add(column)

@@ -296,3 +296,25 @@ def test_a_password_in_an_address_is_said_before_any_other_mistake(section: str,
     with pytest.raises(ConfigError, match="holds a password") as refused:
         load_spec(raw=raw)
     assert "s3cret" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("collect", "key"),
+    [
+        ({"fields": {"variant": "widgets.ask.inbound.Body"}}, "collect.fields.variant"),
+        ({"fields": {"job_id": "widgets.ask.inbound.Body"}}, "collect.fields.job_id"),
+        ({"fields": {"period": "widgets.ask.inbound.Body"}}, "collect.fields.period"),
+        (
+            {"fields": {"send_intro_queue_seconds": "flow.data.x"}, "message_status": ["send_intro"]},
+            "collect.message_status",
+        ),
+    ],
+)
+def test_a_collect_field_named_like_a_column_the_outcomes_table_adds_is_refused(
+    collect: dict[str, Any], key: str
+) -> None:
+    """variant, job_id, period and a widget's <name>_queue_seconds are columns already: refused when the job is
+    loaded, naming the key, rather than a traceback after every run was fetched."""
+    with pytest.raises(ConfigError) as caught:
+        load_spec(raw=raw_job() | {"collect": collect})
+    assert caught.value.key == key
