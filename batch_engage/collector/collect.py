@@ -148,7 +148,13 @@ async def collect_job(
     control = control or RunControl()
     if options.output is not None:
         out, history = spec.output, spec.history.path
-        check_tables([("--output", options.output)], checkpoint=out.checkpoint, history=history, source=spec.input)
+        check_tables(
+            [("--output", options.output)],
+            checkpoint=out.checkpoint,
+            history=history,
+            source=spec.input,
+            named=spec.job.named,
+        )
     base_url = studio_base_url(spec.flow, region=credentials.region, edge=credentials.edge)
     check_base_url(base_url)
     rows = targets(spec, options.sandbox)

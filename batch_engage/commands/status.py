@@ -86,7 +86,9 @@ def rewrite_results(
     key = "--output" if output else "output.results"
     if output is not None:
         out, history = spec.output, spec.history.path
-        check_tables([(key, str(output))], checkpoint=out.checkpoint, history=history, source=spec.input)
+        check_tables(
+            [(key, str(output))], checkpoint=out.checkpoint, history=history, source=spec.input, named=spec.job.named
+        )
     if output is None and html is not None:
         # A page alone needs no rewrite of a table that may be a hundred megabytes, and nobody asked for it:
         # nor the journal's every detail (a brief read), nor the table built twice.

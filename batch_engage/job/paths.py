@@ -31,10 +31,12 @@ def job_fields(section: dict[str, Any], stem: str, timezone: str | None, now: da
     if len(kinds) > 1:
         raise ConfigError("job.id", f"{template!r}: use only one of {{date}}, {{week}}, {{month}}")
     kind = periods.period_kind(template)
+    named = "id" in section
     if kind is None:
-        return {"id": template, "template": template}
+        return {"id": template, "template": template, "named": named}
     period = periods.current_period(kind, now, timezone)
-    return {"id": periods.render(template, {kind: period}), "template": template, "period_kind": kind, "period": period}
+    rendered = periods.render(template, {kind: period})
+    return {"id": rendered, "template": template, "period_kind": kind, "period": period, "named": named}
 
 
 _POSTGRES = ("postgresql://", "postgres://")
@@ -111,12 +113,22 @@ def _query_reads(query: str, schema: str, table: str) -> bool:
     return re.search(rf"\b(?:from|join)\s+{name}(?![\w.])", query, re.IGNORECASE) is not None
 
 
-def check_tables(tables: list[tuple[str, str | None]], *, checkpoint: str, history: str | None, source: Any) -> None:
-    """Refuse a results or outcomes table in the checkpoint's or the history's schema, or one the input reads."""
+def check_tables(
+    tables: list[tuple[str, str | None]], *, checkpoint: str, history: str | None, source: Any, named: bool = True
+) -> None:
+    """Refuse a results or outcomes table in the checkpoint's or the history's schema, or one the input reads;
+    and, unless the job is ``named`` (``[job] id``), any table: its rows are keyed by the job's id."""
     owners = [("output.checkpoint", checkpoint), ("history.path", history)]
     for key, url in tables:
         if not is_postgres_url(url):
             continue
+        if not named:
+            raise ConfigError(
+                "job.id",
+                f"is required when {key} is a postgresql:// table: it keys the job's rows in it (with the period "
+                "and the row), and two jobs named by their file alone would replace each other's rows; "
+                'add [job] id = "..."',
+            )
         assert url is not None
         table = parse_table_url(url, key=key)
         place = database_of(table.conninfo)

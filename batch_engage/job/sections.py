@@ -160,6 +160,8 @@ class JobSpec:
     template: str = "job"
     period_kind: periods.PeriodKind | None = None
     period: str | None = None
+    named: bool = False
+    """Whether ``[job] id`` was given (else the job file's name): a database table's rows are keyed by it."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -403,3 +403,19 @@ def test_report_output_to_the_inputs_own_table_is_refused(tmp_path: Path, capsys
         "batch-engage: --output: postgresql://db.internal:5432/crm#crm.contacts is a table input.query reads: "
         "choose another"
     )
+
+
+@pytest.mark.parametrize("command", ["report", "collect"])
+def test_output_to_a_table_from_a_job_without_an_id_is_refused(
+    job: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    """`report`/`collect --output` to a table need `[job] id`, as `run` does: two jobs named `job.toml` in two
+    folders would replace each other's rows. Exit 2, one line, before anything is read or written."""
+    assert main(["run", str(job)]) == 0
+    capsys.readouterr()
+    code = main([command, str(job), "--output", "postgresql://postgres@127.0.0.1:9/test#c.results"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert (
+        err.startswith("batch-engage: job.id: is required when --output is a postgresql:// table") and "\n" not in err
+    )
