@@ -46,6 +46,30 @@ class TestRehearsalThenRun:
         table = pl.read_csv(job.parent / "job.results.csv")
         assert dict(zip(table["to"], table["sid"])) == {e.to: e.sid for e in sandbox.ledger()}
 
+    @pytest.mark.parametrize(("command", "name"), [("report", "job.results.csv"), ("collect", "outcomes.csv")])
+    def test_a_rehearsals_output_named_after_the_real_table_goes_beside_it(
+        self,
+        sandbox: Sandbox,
+        job_for: Callable[..., Path],
+        tmp_path: Path,
+        capsys: pytest.CaptureFixture[str],
+        command: str,
+        name: str,
+    ) -> None:
+        """`report`/`collect --sandbox --output` naming the real job's table writes `<name>.sandbox.csv`, as
+        `run --sandbox` does: the real table, and its SIDs, are left as they were."""
+        job = job_for(sandbox, contacts=3)
+        real = tmp_path / name
+        assert cli(["run", str(job), "--quiet"], capsys)[0] == 0
+        # collect says 75 while runs are still active: the outcomes so far are written all the same.
+        assert cli([command, str(job), "--output", str(real)], capsys)[0] in (0, 75)
+        before = real.read_bytes()
+        assert cli(["run", str(job), "--sandbox", "--quiet"], capsys)[0] == 0
+        code, _, err = cli([command, str(job), "--sandbox", "--output", str(real)], capsys)
+        assert code in (0, 75), err
+        assert real.read_bytes() == before
+        assert real.with_name(real.stem + ".sandbox.csv").exists()
+
 
 class TestTheListChanges:
     """A re-exported list continues: contacts reached are never sent again, new contacts are."""
