@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 from collections.abc import Callable, Coroutine, Mapping
 from datetime import datetime
@@ -50,7 +49,6 @@ from .exits import (
 from .faces import lazy_face
 from .job import Spec, check_outputs, parse_duration, prove_outputs
 from .plan import prepare
-from .postgres import sandbox_twin
 from .runner import calls_hanging
 from .sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, SandboxConfig, ServiceConfig
 
@@ -326,9 +324,6 @@ def report(
     campaign page; where the table went (None: not written), and the counts. Nothing is sent."""
     from .commands import guarded_report  # noqa: PLC0415 - each command loads what it needs
 
-    if sandbox and output is not None:
-        # The rehearsal's table goes beside the one named, as run --sandbox --output does: never over the real one.
-        output = sandbox_twin(str(output))
     return guarded_report(load_job(job, overrides, period=period, sandbox=sandbox, latest=True), output, html)
 
 
@@ -381,9 +376,6 @@ async def collect_async(
     from .collector import CollectOptions, collect_job  # noqa: PLC0415 - each command loads what it needs
 
     options = options or CollectOptions()
-    if options.sandbox and options.output is not None:
-        # As run --sandbox --output: the rehearsal's outcomes beside the table named, never over the real one.
-        options = dataclasses.replace(options, output=sandbox_twin(str(options.output)))
     spec = load_job(job, overrides, period=period, sandbox=options.sandbox, latest=True)
     outcomes = options.output or spec.output.outcomes
     check_outputs(spec, [("--output" if options.output else "output.outcomes", outcomes)], replaces=["output.outcomes"])

@@ -37,7 +37,7 @@ from ..credentials import Credentials
 from ..errors import Fatal, StudioError
 from ..exits import collect_exit_code
 from ..history import open_opt_outs
-from ..job import Spec, check_tables
+from ..job import Spec, check_tables, rehearsal_target
 from ..tables import write_output
 from ..twilio import (
     RETENTION,
@@ -147,6 +147,7 @@ async def collect_job(
     """
     control = control or RunControl()
     if options.output is not None:
+        options = dataclasses.replace(options, output=str(rehearsal_target(spec, options.output)))
         out, history = spec.output, spec.history.path
         check_tables(
             [("--output", options.output)],

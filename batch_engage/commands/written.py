@@ -13,7 +13,7 @@ from typing import Any
 
 from ..disk import write_text_atomically
 from ..errors import OutputFailed
-from ..job import Spec, check_outputs
+from ..job import Spec, check_outputs, rehearsal_target
 from .status import rewrite_results, write_report_html
 
 __all__ = ["guarded_report", "guarded_report_html", "guarded_summary_json"]
@@ -30,6 +30,7 @@ def _not_written(path: str | Path, exc: OSError) -> OutputFailed:
 
 def guarded_report(spec: Spec, output: str | Path | None, html: str | Path | None) -> tuple[str | None, dict[str, int]]:
     """``report``: the results table again (``output`` or the job's own), or with ``html`` alone only the page."""
+    output = rehearsal_target(spec, output) if output is not None else None
     table = output or (spec.output.results if html is None else None)
     outputs = [("--output" if output else "output.results", table), ("--html", html)]
     check_outputs(spec, outputs, replaces=["output.results"])

@@ -4,7 +4,7 @@ from .checks import OUTCOME_BASE_COLUMNS, parse_duration, static_parameter_pairs
 from .experiment import HOLDOUT, ExperimentSpec, VariantSpec
 from .identity import history_identity
 from .openings import window_openings
-from .outputs import check_outputs, checkpoint_family, prove_outputs
+from .outputs import check_outputs, checkpoint_family, prove_outputs, rehearsal_target
 from .paths import check_tables
 from .periods import current_period, is_period, previous_period
 from .periods import is_future as is_future_period
@@ -39,6 +39,7 @@ __all__ = [
     "parse_window",
     "previous_period",
     "prove_outputs",
+    "rehearsal_target",
     "render_period",
     "static_parameter_pairs",
     "valid_zone",

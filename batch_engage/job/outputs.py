@@ -15,9 +15,10 @@ import structlog
 
 from ..disk import check_writable, same_file
 from ..errors import UsageError
+from ..postgres import is_postgres_url, sandbox_twin
 from .spec import Spec
 
-__all__ = ["check_outputs", "checkpoint_family", "prove_outputs"]
+__all__ = ["check_outputs", "checkpoint_family", "prove_outputs", "rehearsal_target"]
 
 log = structlog.get_logger(__name__)
 
@@ -72,7 +73,16 @@ def _kept(spec: Spec) -> list[tuple[str, Path, bool]]:
         kept.append(("the checkpoint", family, True))
     if spec.history.path and "://" not in spec.history.path:
         kept.append(("history.path", _absolute(spec.history.path), True))
+    kept.extend(("the real job's output", _absolute(p), False) for p in spec.output.real if _is_file(p))
     return kept
+
+
+def rehearsal_target(spec: Spec, output: str | Path) -> str | Path:
+    """Where a rehearsal's ``--output`` goes: a table to its twin beside it, as ``run --sandbox --output``'s does
+    (a file named after the real job's own is refused by :func:`check_outputs`); anything else as named."""
+    if spec.output.real and is_postgres_url(str(output)):
+        return sandbox_twin(str(output))
+    return output
 
 
 def _refuse(key: str, target: Path, what: str, path: Path) -> UsageError:

@@ -137,6 +137,8 @@ class OutputSpec:
     outcomes_template: str | None = None
     lock_wait: float = DEFAULT_LOCK_WAIT
     csv_guard: bool = True
+    real: tuple[str, ...] = ()
+    """A rehearsal's: the real job's results and outcomes, which nothing the rehearsal writes may replace."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -163,6 +163,7 @@ class Spec:
                 results=sandbox_twin(self.output.results),
                 checkpoint=self.output.checkpoint + ".sandbox",
                 outcomes=sandbox_twin(self.output.outcomes) if self.output.outcomes else None,
+                real=tuple(p for p in (self.output.results, self.output.outcomes) if p),
             ),
             history=HistorySpec(),
         )
