@@ -59,6 +59,26 @@ def test_collect_marks_vanished_runs_expired_and_never_fetches_them_again(rig: R
     assert again.counts.get("expired") == 10 and sb.stats().run_requests == fetched
 
 
+def test_what_collect_read_before_is_kept_when_a_refresh_finds_the_runs_gone(rig: Rig, tmp_path: Path) -> None:
+    """Collected while the runs lived, then --refresh 31 days on: the statuses and end times stay (never 'expired'
+    and empty), and the next collect asks nothing more of them."""
+    clock = FakeClock()
+    sb = rig.sandbox(rate_limit=None, wall=clock)
+    spec = rig.spec(sb.url, api="executions")
+    assert run(spec, frame=make_contacts(5), credentials=rig.creds, options=RunOptions(clock=clock)).exit_code == 0
+    sb.end_all_runs()
+    options = CollectOptions(clock=clock, sleep=_no_wait, output=str(tmp_path / "outcomes.csv"))
+    first = batch_engage.collect(spec, credentials=rig.creds, options=options)
+    assert first.counts.get("ended") == 5
+    clock.advance(31 * DAY)
+    refreshed = batch_engage.collect(spec, credentials=rig.creds, options=dataclasses.replace(options, refresh=True))
+    assert refreshed.counts.get("ended") == 5 and "expired" not in refreshed.counts
+    assert refreshed.outcomes["ended_at"].to_list() == first.outcomes["ended_at"].to_list()
+    fetched = sb.stats().run_requests
+    assert batch_engage.collect(spec, credentials=rig.creds, options=options).counts.get("ended") == 5
+    assert sb.stats().run_requests == fetched
+
+
 def test_a_younger_runs_404_is_still_a_failure(rig: Rig, tmp_path: Path) -> None:
     """A 404 for a run younger than 30 days is failed, as before: only age explains a vanished run."""
     clock = FakeClock()
