@@ -62,6 +62,14 @@ class CollectProgress:
     failed: int
 
 
+def _kept_or(kept: StoredOutcome | None, line: StoredOutcome) -> StoredOutcome:
+    """``line``, unless its run was read before (``--refresh``, a changed ``[collect]``) and ``kept`` holds what that
+    read found: kept, never replaced by a line saying the run can no longer be read (a final one: asked now)."""
+    if kept is None or kept.sid != line.sid or kept.run_status not in ("ended", "active"):
+        return line
+    return dataclasses.replace(kept, asked=line.asked) if line.final else kept
+
+
 class Collector:
     """One collect invocation's fetching: the pacer, the retried reads, and the groups waiting to be committed."""
 
@@ -191,14 +199,6 @@ class Collector:
             **kw,
         )
 
-    def _kept_or(self, target: Target, line: StoredOutcome) -> StoredOutcome:
-        """``line``, unless the run was read before (``--refresh``, a changed ``[collect]``): what that read found is
-        kept, never replaced by a line saying the run can no longer be read (a final one: nothing more to ask)."""
-        kept = self.lines.get(target.contact)
-        if kept is None or kept.sid != target.sid or kept.run_status not in ("ended", "active"):
-            return line
-        return dataclasses.replace(kept, asked=self.asked) if line.final else kept
-
     async def fetch(self, target: Target) -> StoredOutcome:
         """Everything asked of one run; ``Fatal`` propagates, any other failure is this row's alone."""
         try:
@@ -210,16 +210,20 @@ class Collector:
             if gone and target.started is not None and past_retention(target.started, self.studio.clock.now()):
                 # Studio deleted it, as it does every run 30 days after it starts: nothing left to fetch, ever.
                 expired = self._line(target, "expired", error_message=f"{PAST_RETENTION}: the run is gone", final=True)
-                return self._kept_or(target, expired)
+                return _kept_or(self.lines.get(target.contact), expired)
             message = (
                 "Twilio no longer knows this run (404)" if gone else f"Twilio refused the run's GET: {exc.message}"
             )
             log.warning("collect.failed", row=target.row, sid=target.sid, reason=message)
-            return self._kept_or(target, self._line(target, "failed", error_message=message, final=True))
+            return _kept_or(
+                self.lines.get(target.contact), self._line(target, "failed", error_message=message, final=True)
+            )
         except StudioError as exc:
             message = f"could not fetch the run: {exc.message}; collect again to retry"
             log.warning("collect.failed", row=target.row, sid=target.sid, reason=message)
-            return self._kept_or(target, self._line(target, "failed", error_message=message, final=False))
+            return _kept_or(
+                self.lines.get(target.contact), self._line(target, "failed", error_message=message, final=False)
+            )
         ended = run.get("status") == "ended"
         ended_at = parse_datetime(run.get("date_updated")) if ended else None
         values: dict[str, Any] = {name: None for name, _ in value_columns(self.spec)}

@@ -158,6 +158,18 @@ def _seconds(events: pl.DataFrame | None) -> tuple[SecondStats, ...] | None:
     return tuple(map(SecondStats._make, columns.iter_rows()))
 
 
+def _this_plans(
+    collected: dict[str, StoredOutcome] | None, plan: pl.DataFrame, results: pl.DataFrame
+) -> dict[str, StoredOutcome] | None:
+    """Only the outcomes of the plan's contacts, each for the run its results line names: a contact the list
+    dropped, or a run since replaced, is not this campaign's (as the outcomes table has it)."""
+    if collected is None:
+        return None
+    runs = plan.select("row", "contact").join(results.select("row", "sid"), on="row", how="left")
+    sids = {contact: sid for contact, sid in runs.select("contact", "sid").iter_rows() if contact and sid}
+    return {contact: line for contact, line in collected.items() if sids.get(contact) == line.sid}
+
+
 def report_data(spec: Spec, view: CheckpointView, path: str) -> ReportData:
     """Everything the HTML report shows, for ``spec``'s checkpoint as ``view`` read it."""
     assert view.plan is not None
@@ -172,7 +184,7 @@ def report_data(spec: Spec, view: CheckpointView, path: str) -> ReportData:
     by_hour = Counter(
         o.replace(minute=0, second=0, microsecond=0) for o in openings.get_column("opens").to_list() if o is not None
     )
-    collected = read_outcomes(spec.output.checkpoint)
+    collected = _this_plans(read_outcomes(spec.output.checkpoint), plan, results)
     return ReportData(
         job_name=view.meta.get("job_id", spec.job.id),
         flow_sid=spec.flow.sid,

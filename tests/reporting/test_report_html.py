@@ -30,7 +30,7 @@ from batch_engage.reporting.html import (
     render_report,
 )
 
-from conftest import FLOW_SID, REPO
+from conftest import FLOW_SID, REPO, Rig
 
 START = datetime(2026, 3, 2, 14, 0, 0, tzinfo=UTC)
 COUNTS = {
@@ -797,3 +797,28 @@ parameters = {{ variant = "B" }}
         assert "B's rate is higher than A's" in verdict.text and "excludes zero" in verdict.text
         holdout = browser.find_element(By.ID, "holdout")
         assert 15 <= int(holdout.get_attribute("data-count")) == ran.counts["holdout"] <= 45 and holdout.is_displayed()
+
+
+def test_the_report_counts_only_the_outcomes_of_the_lists_contacts_now(rig: Rig, tmp_path: Path) -> None:
+    """10 contacts collected, then a re-exported list of 4 of them: the page's outcomes are those 4 runs, as the
+    outcomes table has them, not the 10 collected before."""
+    from batch_engage import CollectOptions, collect, run
+    from batch_engage.checkpoint import read_checkpoint
+    from batch_engage.reporting.data import report_data
+
+    from conftest import make_contacts
+
+    async def _no_wait(seconds: float) -> None:
+        return None
+
+    sb = rig.sandbox(rate_limit=None)
+    spec = rig.spec(sb.url, api="executions")
+    options = CollectOptions(sleep=_no_wait, output=str(tmp_path / "outcomes.csv"))
+    assert run(spec, frame=make_contacts(10), credentials=rig.creds).exit_code == 0
+    sb.end_all_runs()
+    assert collect(spec, credentials=rig.creds, options=options).counts.get("ended") == 10
+    assert run(spec, frame=make_contacts(10).head(4), credentials=rig.creds).exit_code == 0
+    table = collect(spec, credentials=rig.creds, options=options)
+    assert table.outcomes.height == 4
+    data = report_data(spec, read_checkpoint(spec.output.checkpoint), spec.output.checkpoint)
+    assert data.run_status is not None and sum(data.run_status.values()) == 4
