@@ -193,6 +193,40 @@ class TestPipeline:
         counts = table(pg).group_by("job_id", "period").len().sort("job_id", "period").rows()
         assert counts == [("a", "2026-12-05", 3), ("a", "2026-12-06", 1), ("b", "2026-12-06", 3)]
 
+    def test_four_jobs_creating_one_new_table_at_once_all_land(self, pg: Schema) -> None:
+        """Four writers into a schema and table that do not exist yet, at the same moment: every job's rows are
+        there, none refused (PostgreSQL's catalog collides on CREATE ... IF NOT EXISTS without the lock)."""
+        import threading
+
+        from psycopg import sql
+
+        from batch_engage.tables import write_output
+
+        fresh = f"{pg.name}_new"
+        target = f"{pg.url}#{fresh}.results"
+        three = pl.DataFrame({"row": [1, 2, 3], "status": ["sent"] * 3})
+        failures: list[BaseException] = []
+
+        def write(job: str) -> None:
+            try:
+                write_output(three, target, job_id=job, period="", key="k")
+            except BaseException as exc:
+                failures.append(exc)
+
+        writers = [threading.Thread(target=write, args=(f"job{i}",)) for i in range(4)]
+        try:
+            for w in writers:
+                w.start()
+            for w in writers:
+                w.join()
+            rows = pg.conn.execute(
+                sql.SQL("SELECT job_id, count(*) FROM {}.results GROUP BY 1 ORDER BY 1").format(sql.Identifier(fresh))
+            ).fetchall()
+        finally:
+            pg.conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(fresh)))
+        assert failures == []
+        assert rows == [(f"job{i}", 3) for i in range(4)]
+
 
 class TestKilledWrite:
     @pytest.mark.slow
