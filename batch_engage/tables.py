@@ -63,9 +63,12 @@ def _create(cur: Any, table: PgTable, types: dict[str, str]) -> None:
     """Create the schema and table when missing; add the columns a later version (or ``[collect]``) appended."""
     columns = ", ".join(f"{_ident(c)} {t}" for c, t in types.items() if c != "row")
     # Two writers creating one table at once collide on PostgreSQL's catalog despite IF NOT EXISTS (a unique
-    # violation, and one job's rows lost): the second waits here, to the first's commit, then finds it made.
-    cur.execute("SELECT pg_advisory_xact_lock(hashtext($1))", (f"batch-engage schema {table.schema}",))
-    cur.fetchall()
+    # violation, and one job's rows lost): while it is missing, the second waits here for the first's commit,
+    # then finds it made. A table that is there takes no lock: its writers never wait on each other.
+    cur.execute("SELECT to_regclass($1) IS NULL", (table.qualified,))
+    if cur.fetchall()[0][0]:
+        cur.execute("SELECT pg_advisory_xact_lock(hashtext($1))", (f"batch-engage schema {table.schema}",))
+        cur.fetchall()
     cur.execute(f"CREATE SCHEMA IF NOT EXISTS {_ident(table.schema)}")
     cur.execute(
         f"CREATE TABLE IF NOT EXISTS {table.qualified} (job_id text NOT NULL, period text NOT NULL, "

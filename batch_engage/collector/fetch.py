@@ -63,11 +63,12 @@ class CollectProgress:
 
 
 def _kept_or(kept: StoredOutcome | None, line: StoredOutcome) -> StoredOutcome:
-    """``line``, unless its run was read before (``--refresh``, a changed ``[collect]``) and ``kept`` holds what that
-    read found: kept, never replaced by a line saying the run can no longer be read (a final one: asked now)."""
-    if kept is None or kept.sid != line.sid or kept.run_status not in ("ended", "active"):
+    """``line``, unless its run had ended when it was read before (``--refresh``, a changed ``[collect]``): what
+    that read found is kept, never replaced by a line saying the run can no longer be read (a final one: asked
+    now, and done). A run last seen active becomes what ``line`` says: it may never end in a table."""
+    if kept is None or kept.sid != line.sid or kept.run_status != "ended":
         return line
-    return dataclasses.replace(kept, asked=line.asked) if line.final else kept
+    return dataclasses.replace(kept, asked=line.asked, final=True) if line.final else kept
 
 
 class Collector:

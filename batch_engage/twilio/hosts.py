@@ -56,8 +56,12 @@ def _is_loopback(host: str) -> bool:
 
 def check_base_url(url: str, *, key: str = "flow.base_url") -> None:
     """Refuse URLs that are not http(s), that hold a user or password, and plain http to anything but loopback."""
-    parts = urlsplit(url)
-    if parts.username is not None or parts.password is not None:
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # read here: a bad port, like an unclosed [, is a ValueError, and one line below
+    except ValueError:
+        raise ConfigError(key, "must be an http(s) URL such as https://studio.twilio.com") from None
+    if parts.username is not None or parts.password is not None or "@" in url:
         # Never repeated: the URL would be written into the checkpoint and every log line that names the target.
         raise CredentialsError(
             f"{key}: holds a user name or password (user:password@host); credentials come from TWILIO_ACCOUNT_SID "

@@ -227,6 +227,37 @@ class TestPipeline:
         assert failures == []
         assert rows == [(f"job{i}", 3) for i in range(4)]
 
+    def test_a_write_held_up_on_one_table_never_holds_up_another_tables(self, pg: Schema) -> None:
+        """A transaction left open on table a (someone's UPDATE) holds a's writer; b's writer, in the same schema,
+        finishes all the same: the creation lock is taken only while a table is missing."""
+        import threading
+
+        import psycopg
+        from psycopg import sql
+
+        from batch_engage.tables import write_output
+
+        rows = pl.DataFrame({"row": [1, 2], "status": ["sent", "sent"]})
+        for name in ("a", "b"):
+            write_output(rows, f"{pg.url}#{pg.name}.{name}", job_id="j", period="", key="k")
+        with psycopg.connect(pg.url) as holder:
+            holder.execute(sql.SQL("UPDATE {}.a SET status = 'x'").format(sql.Identifier(pg.name)))
+            done: dict[str, bool] = {}
+
+            def write(name: str) -> None:
+                write_output(rows, f"{pg.url}#{pg.name}.{name}", job_id="j", period="", key="k")
+                done[name] = True
+
+            held = threading.Thread(target=write, args=("a",))
+            free = threading.Thread(target=write, args=("b",))
+            held.start()
+            free.start()
+            free.join(timeout=30)
+            assert done == {"b": True}
+            holder.rollback()
+        held.join(timeout=30)
+        assert done == {"a": True, "b": True}
+
 
 class TestKilledWrite:
     @pytest.mark.slow

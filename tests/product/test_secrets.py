@@ -136,7 +136,16 @@ def test_a_libpq_key_value_string_given_as_checkpoint_flag_is_refused(
 
 
 @pytest.mark.parametrize("command", ["run", "validate"])
-@pytest.mark.parametrize("url", [f"http://app:{SECRET}@127.0.0.1:9", f"https://{SECRET}@studio.example.com"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"http://app:{SECRET}@127.0.0.1:9",
+        f"https://{SECRET}@studio.example.com",
+        # Malformed: no scheme, or one slash; urlsplit sees no user there, and the URL must still not be repeated.
+        f"app:{SECRET}@studio.example.com",
+        f"https:/app:{SECRET}@studio.example.com",
+    ],
+)
 def test_a_password_in_the_flow_base_url_exits_2_and_appears_in_no_output(
     write_job: Callable[..., Path],
     contacts_csv: Path,

@@ -79,6 +79,23 @@ def test_what_collect_read_before_is_kept_when_a_refresh_finds_the_runs_gone(rig
     assert sb.stats().run_requests == fetched
 
 
+def test_a_run_last_seen_active_and_gone_since_is_expired_not_active_forever(rig: Rig, tmp_path: Path) -> None:
+    """Collected while active, then gone 31 days on: expired (exit 0, so --wait has nothing to wait for), never
+    fetched again."""
+    clock = FakeClock()
+    sb = rig.sandbox(rate_limit=None, wait_timeout=60.0, wall=clock)
+    spec = rig.spec(sb.url, api="executions")
+    assert run(spec, frame=make_contacts(3), credentials=rig.creds, options=RunOptions(clock=clock)).exit_code == 0
+    options = CollectOptions(clock=clock, sleep=_no_wait, output=str(tmp_path / "outcomes.csv"))
+    assert batch_engage.collect(spec, credentials=rig.creds, options=options).counts.get("active") == 3
+    clock.advance(31 * DAY)
+    later = batch_engage.collect(spec, credentials=rig.creds, options=options)
+    assert later.counts.get("expired") == 3 and later.exit_code == 0
+    fetched = sb.stats().run_requests
+    assert batch_engage.collect(spec, credentials=rig.creds, options=options).counts.get("expired") == 3
+    assert sb.stats().run_requests == fetched
+
+
 def test_a_younger_runs_404_is_still_a_failure(rig: Rig, tmp_path: Path) -> None:
     """A 404 for a run younger than 30 days is failed, as before: only age explains a vanished run."""
     clock = FakeClock()
