@@ -683,19 +683,10 @@ class TestOverLoopback:
     def test_a_request_asked_at_the_last_moment_and_refused_never_reaches_studio(self, sandbox: Sandbox) -> None:
         """``may_send`` saying no as a create is written (a run frozen past its lease, maybe taken over): HoldLost
         and the sandbox received nothing, while a read still goes; saying yes again, the next create goes through."""
-        from batch_engage.twilio.client import make_http_client
-
         allowed = {"now": True}
 
         async def go() -> None:
-            http = make_http_client(
-                username=SANDBOX_USERNAME,
-                password=SANDBOX_PASSWORD,
-                concurrency=1,
-                connect_timeout=2,
-                read_timeout=5,
-                may_send=lambda: allowed["now"],
-            )
+            http = _fenced_client(lambda: allowed["now"])
             async with http:
                 client = StudioClient(http, base_url=sandbox.url, flow_sid=FLOW_SID, api="executions")
                 await client.create("+14155550100", "+15005550006", None)  # the pooled connection is open
@@ -716,8 +707,6 @@ class TestOverLoopback:
     def test_a_hold_gone_stale_while_a_connection_was_made_stops_the_request(self, sandbox: Sandbox) -> None:
         """The hold is asked once the connection is ready: a run frozen during the TCP handshake, woken past its
         lease, sends nothing (HoldLost), though its hold was fresh when the request began."""
-        from batch_engage.twilio.client import make_http_client
-
         allowed = {"now": True}
 
         async def go() -> None:
@@ -729,14 +718,7 @@ class TestOverLoopback:
                 allowed["now"] = False
                 return made
 
-            http = make_http_client(
-                username=SANDBOX_USERNAME,
-                password=SANDBOX_PASSWORD,
-                concurrency=1,
-                connect_timeout=2,
-                read_timeout=5,
-                may_send=lambda: allowed["now"],
-            )
+            http = _fenced_client(lambda: allowed["now"])
             async with http:
                 client = StudioClient(http, base_url=sandbox.url, flow_sid=FLOW_SID, api="executions")
                 loop.create_connection = connected_while_the_hold_went_stale  # type: ignore[method-assign]
@@ -748,6 +730,20 @@ class TestOverLoopback:
 
         run(go())
         assert sandbox.ledger() == []
+
+
+def _fenced_client(may_send: Callable[[], bool]) -> httpx.AsyncClient:
+    """The runner's client to the sandbox, one connection, its POSTs asked ``may_send`` (a leased run's)."""
+    from batch_engage.twilio.client import make_http_client
+
+    return make_http_client(
+        username=SANDBOX_USERNAME,
+        password=SANDBOX_PASSWORD,
+        concurrency=1,
+        connect_timeout=2,
+        read_timeout=5,
+        may_send=may_send,
+    )
 
 
 def test_a_cookie_an_answer_sets_is_never_sent_back(sandbox_factory: Callable[..., Sandbox]) -> None:
