@@ -4,24 +4,43 @@ from __future__ import annotations
 
 import argparse
 import functools
+import re
 from collections.abc import Sequence
 from typing import Any, NoReturn, TypeAlias
 
 from .. import api
 from ..errors import ConfigError
 from ..exits import EXIT_USAGE
+from ..postgres import masked
 from .sandbox_flags import add_sandbox_options
 
 __all__ = ["build_parser", "parse_duration"]
 
 _PERIOD_HELP = "another period of a job whose id has {date}, {week} or {month}"
 
+# What a mistyped flag may carry into argparse's echo of it: a URL's whole userinfo (token@, user:password@),
+# and 32 letters and digits standing alone, the shape of an Auth Token or an API key's secret (a SID's two
+# letters in front keep it whole, so a SID can still be named).
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]+@")
+_TOKEN_SHAPED = re.compile(r"(?<![0-9A-Za-z])[0-9A-Za-z]{32}(?![0-9A-Za-z])")
+
+
+def _token_hidden(match: re.Match[str]) -> str:
+    word = match[0]
+    # A word of 32 letters alone is a word; a token has digits among its letters.
+    return "***" if any(c.isdigit() for c in word) else word
+
+
+def without_secrets(text: str) -> str:
+    """``text`` as a usage error may show it: URL userinfo, ``password=`` values and token-shaped words as ``***``."""
+    return _TOKEN_SHAPED.sub(_token_hidden, masked(_USERINFO.sub(r"\1***@", text)))
+
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, with its usage errors as one line and exit 2."""
+    """argparse, with its usage errors as one line and exit 2, never echoing a secret typed into a wrong place."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"batch-engage: {message} (see --help)\n")
+        self.exit(EXIT_USAGE, f"batch-engage: {without_secrets(message)} (see --help)\n")
 
 
 class _Version(argparse._VersionAction):

@@ -113,6 +113,38 @@ class TestSecrets:
         creds = Credentials("AC1", SECRET)
         assert SECRET not in repr(creds) and SECRET not in str(creds)
 
+    @pytest.mark.parametrize(
+        "typed",
+        [
+            ["--outptu", f"postgresql://crm:{SECRET}@db.example.com/crm"],
+            ["--output", "results.csv", f"https://AC123:{SECRET}@studio.example.com"],
+            ["--base-url", "https://studio.example.com", f"host=db password={SECRET}"],
+            ["--limit", "10", "Zx8Kq2Lm9Pw4Rt7Yb3Nc6Vd1Hf5Gj0Sa"],
+        ],
+    )
+    def test_a_secret_typed_into_a_wrong_place_is_not_echoed_by_the_usage_error(
+        self, job: Path, typed: list[str], capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A password or token in a mistyped flag, a stray argument or a bad value: exit 2, the error names no secret."""
+        with pytest.raises(SystemExit) as stopped:
+            main(["run", str(job), *typed])
+        err = capsys.readouterr().err
+        assert stopped.value.code == 2
+        assert err.startswith("batch-engage: ") and err.count("\n") == 1
+        assert SECRET not in err and "8b1f0c9e" not in err and "Zx8Kq2Lm9Pw4Rt7Yb3Nc6Vd1Hf5Gj0Sa" not in err
+
+    def test_a_token_shaped_argument_is_hidden_but_a_flow_sid_is_shown(
+        self, job: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """32 hex digits alone (an Auth Token's shape) become ***; a SID's own 32 hex digits stay, so it can be named."""
+        token = "0123456789abcdef0123456789ABCDEF"
+        sid = "FW0123456789abcdef0123456789abcdef"
+        with pytest.raises(SystemExit):
+            main(["run", str(job), token, sid])
+        err = capsys.readouterr().err
+        assert token not in err and "***" in err
+        assert sid in err
+
     def test_plain_http_is_refused_except_to_loopback(
         self, job_for: Callable[..., Path], capsys: pytest.CaptureFixture[str]
     ) -> None:
