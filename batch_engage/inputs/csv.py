@@ -267,10 +267,13 @@ def _without_empty_rows(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.filter(_blank_mask(where.filter(empty).to_list(), frame.height))
 
 
-def read_csv(shown: str, data: bytes, keep_text: set[str], separator: str | None) -> pl.DataFrame:
+def read_csv(
+    shown: str, data: bytes, keep_text: set[str], separator: str | None, *, header_only: bool = False
+) -> pl.DataFrame:
     """A CSV file's rows as a frame: the header checked, short rows refused, blank rows dropped, columns typed.
 
-    ``keep_text`` columns stay text; ``separator`` None means detect it from the header.
+    ``keep_text`` columns stay text; ``separator`` None means detect it from the header; ``header_only``: a header
+    without rows is an empty table, not an error.
     """
     line = _header_line(data)
     separator = separator or _detect_separator(line, keep_text)
@@ -291,6 +294,6 @@ def read_csv(shown: str, data: bytes, keep_text: set[str], separator: str | None
             frame = _check_rows(shown, data, frame, separator)
     if frame.width and frame.height:
         frame = _without_empty_rows(frame)
-    if frame.height == 0:
+    if frame.height == 0 and not header_only:
         raise InputFileError(shown, "has a header but no data rows")
     return _infer_types(frame, keep_text)

@@ -153,12 +153,14 @@ def read_table(
     stdin: BinaryIO | None = None,
     digest: bool = True,
     raw: tuple[bytes, str] | None = None,
+    header_only: bool = False,
 ) -> Table:
     """Read the input file; ``text_columns`` are read as strings, whatever they look like.
 
     ``digest``: take the digest of what was read (a run keeps it; a dry run or a suppression list does not need
     it, and on a million rows it is a fifth of the read). ``raw``: the local file's bytes and their digest,
-    read already (by a resumed run looking for its kept plan).
+    read already (by a resumed run looking for its kept plan). ``header_only``: a header with no rows is a
+    table of none (a suppression list nobody is on yet); a file with no header at all is still refused.
     """
     name = spec.path
     if name is None:
@@ -168,7 +170,7 @@ def read_table(
     keep_text = set(text_columns)
     if _is_remote(name):
         frame = _read_remote(name, fmt, spec.separator)
-        if frame.height == 0:
+        if frame.height == 0 and not (header_only and frame.width):
             raise InputFileError(name, "has no data rows")
         numbers = integer_columns(frame, keep_text)
         frame = as_text(frame, keep_text, name)
@@ -179,23 +181,23 @@ def read_table(
         raise InputFileError(shown, "the file is empty")
     if digest and not taken:
         taken = hashlib.blake2b(data, digest_size=16).hexdigest()
-    frame, numbers = _parsed(spec, fmt, shown, data, keep_text)
+    frame, numbers = _parsed(spec, fmt, shown, data, keep_text, header_only)
     return Table(frame=frame, digest=taken if digest else "", name=shown, numbers=numbers)
 
 
 def _parsed(
-    spec: InputSpec, fmt: str, shown: str, raw: bytes, keep_text: set[str]
+    spec: InputSpec, fmt: str, shown: str, raw: bytes, keep_text: set[str], header_only: bool
 ) -> tuple[pl.DataFrame, frozenset[str]]:
     """A local file's bytes as rows, in its format; the ``keep_text`` columns as strings, and which held integers."""
     if fmt == "parquet":
         frame = _read_parquet(shown, raw)
-        if frame.height == 0:
+        if frame.height == 0 and not (header_only and frame.width):
             raise InputFileError(shown, "has no data rows")
     else:
         data = as_utf8(shown, raw, spec.encoding)
         if fmt == "csv":
             try:
-                frame = read_csv(shown, data, keep_text, spec.separator)
+                frame = read_csv(shown, data, keep_text, spec.separator, header_only=header_only)
             except (pl.exceptions.PolarsError, csv.Error) as exc:
                 # The checks above name the usual problems; whatever is left is still one line, never a traceback.
                 raise _not_valid(shown, fmt, exc) from None

@@ -24,11 +24,14 @@ def load_suppression(files: Iterable[str], column: str | None, default_region: s
     """Each suppression list's normalized addresses, by the list's file name.
 
     A list with an entry that is not a number it can read is refused (``InputFileError``, naming the first):
-    the person it stands for would be messaged. Empty cells are skipped.
+    the person it stands for would be messaged. Empty cells are skipped. A list with its header and no entries
+    is empty (nobody has opted out yet); a file without even a header is refused.
     """
     lists: dict[str, set[str]] = {}
     for path in files:
-        table = read_table(InputSpec(path=path), text_columns=[column] if column else [], digest=False)
+        table = read_table(
+            InputSpec(path=path), text_columns=[column] if column else [], digest=False, header_only=True
+        )
         frame = table.frame
         name = column or frame.columns[0]
         require_columns(path, frame, [("suppress.column", name)])
@@ -50,9 +53,16 @@ def load_suppression(files: Iterable[str], column: str | None, default_region: s
 
 
 def apply_suppression(plan: pl.DataFrame, lists: Mapping[str, set[str]]) -> pl.DataFrame:
-    """Mark pending rows whose To is on a list ``suppressed``, naming the list."""
+    """Mark pending rows whose To is on a list ``suppressed``, naming the list.
+
+    A number on a list stands for the person, on every channel: ``+14155550100`` holds ``whatsapp:+14155550100``
+    back too. An entry written with its channel (``whatsapp:+1…``) holds back that channel only.
+    """
+    on_any_channel = pl.col("to").str.replace(r"^[a-z]+:", "")
     for name, numbers in lists.items():
-        hit = (pl.col("status") == "pending") & pl.col("to").is_in(list(numbers))
+        everywhere = [n for n in numbers if n.startswith("+")]
+        listed = pl.col("to").is_in(list(numbers)) | on_any_channel.is_in(everywhere)
+        hit = (pl.col("status") == "pending") & listed
         plan = plan.with_columns(
             status=pl.when(hit).then(pl.lit("suppressed")).otherwise(pl.col("status")),
             error_message=pl.when(hit).then(pl.lit(f"on suppression list {name}")).otherwise(pl.col("error_message")),

@@ -80,6 +80,52 @@ class TestSuppression:
         assert first in err[0]
         assert sandbox.ledger() == []
 
+    def test_a_number_on_a_list_holds_back_its_whatsapp_address_and_a_whatsapp_entry_only_whatsapp(
+        self, sandbox: Sandbox, job_for: Callable[..., Path], tmp_path: Path
+    ) -> None:
+        """+1… on the list is the person on any channel; whatsapp:+1… on the list leaves their SMS alone."""
+        contacts = tmp_path / "contacts.csv"
+        pl.DataFrame(
+            {
+                "phone": [
+                    "whatsapp:+14155550101",  # the list's plain number: held back
+                    "WhatsApp:(415) 555-0102",  # the list's whatsapp entry, spelled otherwise: held back
+                    "+14155550102",  # the same person by SMS: the whatsapp entry does not hold it
+                    "whatsapp:+14155550103",  # on no list: sent
+                ]
+            }
+        ).write_csv(contacts)
+        (tmp_path / "optouts.csv").write_text("phone\n+14155550101\nwhatsapp:+14155550102\n")
+        job = job_for(
+            sandbox,
+            input_path=contacts,
+            mapping='to = "phone"\nfrom = "+15005550006"\ndefault_region = "US"',
+            extra='[suppress]\nfiles = ["optouts.csv"]\n',
+        )
+        assert main(["run", str(job)]) == 0
+        table = pl.read_csv(tmp_path / "job.results.csv")
+        assert table["status"].to_list() == ["suppressed", "suppressed", "sent", "sent"]
+        assert sorted(e.to for e in sandbox.ledger()) == ["+14155550102", "whatsapp:+14155550103"]
+
+    def test_a_list_with_its_header_and_nobody_on_it_yet_sends_everyone(
+        self, sandbox: Sandbox, job_for: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A nightly opt-out export with no entries yet is an empty list (exit 0); one without a header is refused."""
+        (tmp_path / "optouts.csv").write_text("phone\n")
+        job = job_for(
+            sandbox,
+            contacts=3,
+            mapping='to = "phone"\nfrom = "+15005550006"\ndefault_region = "US"',
+            extra='[suppress]\nfiles = ["optouts.csv"]\n',
+        )
+        assert main(["run", str(job)]) == 0
+        assert len(sandbox.ledger()) == 3
+        capsys.readouterr()
+        (tmp_path / "optouts.csv").write_text("")
+        assert main(["validate", str(job)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "optouts.csv" in err[0] and "empty" in err[0]
+
     @pytest.mark.parametrize("dtype", [pl.Int64, pl.Float64])
     def test_a_number_column_that_may_have_lost_a_leading_zero_makes_the_list_unreadable(
         self, tmp_path: Path, dtype: type
