@@ -32,6 +32,7 @@ from .answers import Answers
 from .failures import Storage, off_loop
 from .intake import Intake
 from .item import Item, make_marker
+from .reconcile import marker_of
 from .recorder import Recorder
 
 __all__ = ["DRAIN_GRACE", "Dispatcher", "Item", "Progress", "RunControl", "make_marker"]
@@ -51,7 +52,8 @@ class Dispatcher(Answers):
     """Sends contacts at the pacer's rate and records what each answer means.
 
     ``total`` and ``done`` count the plan's sendable contacts and those already final; ``sids``
-    holds the runs this job's contacts already have (a v1 answer naming one is a hand-back).
+    holds the runs this job's contacts already have (a v1 answer naming one is a hand-back); ``listed_twice``
+    the addresses more than one of them has (v1 with the marker: whose run an answer names is read, not guessed).
     """
 
     spec: Spec
@@ -68,6 +70,7 @@ class Dispatcher(Answers):
     total: int
     done: int
     sids: set[str]
+    listed_twice: frozenset[str] = frozenset()
     # Reached and failed by earlier runs of this job: a resumed bar counts the whole job, not one invocation.
     sent_before: int = 0
     failed_before: int = 0
@@ -186,10 +189,22 @@ class Dispatcher(Answers):
         self.stats.created += 1
         self.recorder.count("ok")
         handback = wall is not None and is_handback(created, self.client.clock.to_twilio(wall), self.sids)
+        if self._v1 and item.to in self.listed_twice:
+            handback = await self._handed_back(item, created.sid, handback)
         if handback and self.active is not None:
             self.set_aside(item, created.sid)
             return
         self.record(item, RowState.ALREADY_ACTIVE if handback else RowState.SENT, created=created)
+
+    async def _handed_back(self, item: Item, sid: str, judged: bool) -> bool:
+        """Whether v1 handed back another row's run for the same person: its Context's marker says (not the clock,
+        which cannot tell a run made a moment ago by that row's lost or slower answer); ``judged`` if unreadable."""
+        try:
+            context = await self.client_for(item.flow).fetch_context(sid)
+        except StudioError as exc:
+            log.warning("row.handback_unread", row=item.row, sid=sid, reason=exc.message)
+            return judged
+        return marker_of(context, self._marker_key) != item.marker
 
     def _may_leave(self, item: Item) -> bool:
         """Whether ``item`` may leave now its slot has come; if not, it is put back (held, or the run stopped)."""

@@ -29,7 +29,7 @@ import structlog
 from ..errors import StudioError
 from ..twilio import PacedReads, RunRecord, StudioClient
 
-__all__ = ["RECONCILE_MARGIN", "Lookup", "Reconciler", "Settlement", "address_key"]
+__all__ = ["RECONCILE_MARGIN", "Lookup", "Reconciler", "Settlement", "address_key", "marker_of"]
 
 # Twilio's clock is estimated from Date headers (whole seconds); the margin also covers a
 # run created a little before the intent was written on another machine's clock.
@@ -136,7 +136,7 @@ class Reconciler:
                 contexts[record.sid] = await self._reads.call(
                     "context", partial(self._client.fetch_context, record.sid)
                 )
-            if _marker_of(contexts[record.sid], self._marker_key) == item.marker:
+            if marker_of(contexts[record.sid], self._marker_key) == item.marker:
                 return record.sid
         return None
 
@@ -150,7 +150,8 @@ def _started_by_rest(record: RunRecord) -> bool:
     return record.initiated_by is None or record.initiated_by.startswith("RQ")
 
 
-def _marker_of(context: dict[str, Any], key: str) -> object:
+def marker_of(context: dict[str, Any], key: str) -> object:
+    """The marker a run's Context carries (``flow.data.<key>``), None when it carries none."""
     flow = context.get("flow")
     data = flow.get("data") if isinstance(flow, dict) else None
     return data.get(key) if isinstance(data, dict) else None

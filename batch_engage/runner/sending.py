@@ -18,6 +18,7 @@ from ..clock import iso_ms, wall_seconds
 from ..control import StoppableClock
 from ..errors import Stopped, StudioError
 from ..history import HistoryStore
+from ..job import Spec
 from ..plan import send_window
 from ..states import FINAL, REACHED, RowState
 from ..twilio import Pacer, StudioClient, TwilioClock, make_http_client
@@ -86,7 +87,17 @@ def _dispatcher(
         sent_before=known.count(REACHED),
         failed_before=known.count(frozenset({RowState.FAILED})),
         sids=cp.sids_since(iso_ms(clock.now() - RECENT_SIDS)) if spec.flow.api == "engagements" else set(),
+        listed_twice=_listed_twice(spec, known),
     )
+
+
+def _listed_twice(spec: Spec, known: Known) -> frozenset[str]:
+    """v1 with the marker: the addresses of more than one sendable row (``dedupe = "none"``), whose hand-backs
+    the marker tells apart."""
+    if spec.flow.api != "engagements" or not spec.send.marker_key:
+        return frozenset()
+    to = known.sendable.get_column("to")
+    return frozenset(to.filter(to.is_duplicated()).to_list())
 
 
 @contextlib.asynccontextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import urllib.parse
 from collections import Counter
@@ -299,6 +300,31 @@ class LoseTheFirstCreatesAnswer(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
 
+class HoldTheFirstCreatesAnswer(httpx.AsyncBaseTransport):
+    """The sandbox, but the first create's answer is held until the second create's has been taken."""
+
+    def __init__(self) -> None:
+        self._inner = httpx.AsyncHTTPTransport()
+        self._second_answered = asyncio.Event()
+        self.creates = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        creates = request.method == "POST" and request.url.path.endswith(("/Executions", "/Engagements"))
+        order = self.creates = self.creates + creates
+        response = await self._inner.handle_async_request(request)
+        if creates and order == 1:
+            await response.aread()
+            await self._second_answered.wait()
+        elif creates and order == 2:
+            await response.aread()
+            # Released once this answer's worker has yielded: by then it has taken (and recorded) the answer.
+            asyncio.get_running_loop().call_soon(self._second_answered.set)
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
 class TestARunAnotherRowNames:
     """Two rows for one person (dedupe = "none"): row 1's answer is lost, row 2 meets row 1's run (409, or v1 hands
     it back). Row 2's line then names that run; row 1's reconciliation must still find it as row 1's own."""
@@ -331,6 +357,29 @@ class TestARunAnotherRowNames:
         runs = [e.sid for e in sb.ledger() if e.source == "rest"]
         rows = result.results.select("status", "sid").to_dicts()
         assert len(runs) == 1
+        assert rows == [{"status": "sent", "sid": runs[0]}, {"status": "already_active", "sid": runs[0]}]
+
+    def test_v1_hands_row_1s_run_to_row_2_and_row_2_says_already_active(self, rig: Rig) -> None:
+        """v1 with the marker: the run v1 hands row 2 carries row 1's marker, so row 2 is not called its sender."""
+        sb = rig.sandbox(rate_limit=None)
+        spec = rig.spec(sb.url, api="engagements", dedupe="none", concurrency=1, reconcile_delay=1.0)
+        frame = pl.DataFrame({"phone": ["+14155550100"] * 2, "name": ["a", "b"], "visits": [1, 2]})
+        result = run(spec, frame=frame, credentials=rig.creds, transport=LoseTheFirstCreatesAnswer())
+        runs = [e.sid for e in sb.ledger() if e.source == "rest"]
+        rows = result.results.select("status", "sid").to_dicts()
+        assert len(runs) == 1
+        assert rows == [{"status": "sent", "sid": runs[0]}, {"status": "already_active", "sid": runs[0]}]
+
+    def test_v1_answers_coming_back_out_of_order_still_name_the_row_that_made_the_run(self, rig: Rig) -> None:
+        """Row 1 and row 2 in flight at once, row 2's hand-back answered first: row 1 sent, row 2 already_active."""
+        sb = rig.sandbox(rate_limit=None)
+        spec = rig.spec(sb.url, api="engagements", dedupe="none", concurrency=2)
+        frame = pl.DataFrame({"phone": ["+14155550100"] * 2, "name": ["a", "b"], "visits": [1, 2]})
+        transport = HoldTheFirstCreatesAnswer()
+        result = run(spec, frame=frame, credentials=rig.creds, transport=transport)
+        runs = [e.sid for e in sb.ledger() if e.source == "rest"]
+        rows = result.results.select("status", "sid").to_dicts()
+        assert transport.creates == 2 and len(runs) == 1
         assert rows == [{"status": "sent", "sid": runs[0]}, {"status": "already_active", "sid": runs[0]}]
 
 
