@@ -46,6 +46,22 @@ def _header_line(data: bytes) -> str:
     return data[start : end if end >= 0 else len(data)].decode("utf-8").rstrip("\r")
 
 
+def _without_sep_line(shown: str, data: bytes, separator: str | None) -> tuple[bytes, str | None]:
+    """Excel's ``sep=;`` first line, honoured as Excel honours it: the separator it names, the line left blank (so
+    every later line keeps its number). A ``sep=`` line naming another separator than ``input.separator`` is
+    refused."""
+    end = data.find(b"\n")
+    first = data[: end if end >= 0 else len(data)].rstrip(b"\r").strip(b'"')
+    if len(first) != 5 or first[:4].lower() != b"sep=":
+        return data, None
+    named = first[4:].decode("utf-8", errors="replace")
+    if separator is not None and separator != named:
+        raise InputFileError(
+            shown, f"its first line, {first.decode()!r}, names another separator than input.separator", line=1
+        )
+    return (b"" if end < 0 else b"\n" + data[end + 1 :]), named
+
+
 def split_fields(line: str, separator: str) -> list[str]:
     """One line's fields, quotes honoured as the csv module reads them."""
     return next(csv.reader([line], delimiter=separator), [])
@@ -103,7 +119,7 @@ def _scan_records(shown: str, data: bytes, separator: str, *, keep: list[list[st
         if keep is not None:
             keep.append(header)
         for record, row in enumerate(reader):
-            if not row:
+            if not row or (len(row) == 1 and not row[0].strip()):
                 blanks.append(record)
             elif len(row) != width:
                 raise _ragged(shown, start, len(row), width)
@@ -168,7 +184,8 @@ def _check_rows(shown: str, data: bytes, frame: pl.DataFrame, separator: str) ->
     records = lines.slice(first + 1)
     where = frame.get_column(frame.columns[-1]).is_null().arg_true()
     picked = records.gather(where)
-    blank = picked.is_null()
+    # A line of spaces is blank as an empty one is (Excel keeps them from cells once typed into).
+    blank = picked.is_null() | picked.str.contains(r"^\s*$").fill_null(True)
     fields = _field_counts(picked, separator)
     # Removing quoted sections only ever hides commas, so every short row is a suspect;
     # a suspect is a false alarm when a quote mid-field (literal to polars and csv alike) fooled the count.
@@ -275,8 +292,9 @@ def read_csv(
     ``keep_text`` columns stay text; ``separator`` None means detect it from the header; ``header_only``: a header
     without rows is an empty table, not an error.
     """
+    data, named = _without_sep_line(shown, data, separator)
     line = _header_line(data)
-    separator = separator or _detect_separator(line, keep_text)
+    separator = separator or named or _detect_separator(line, keep_text)
     _check_header(shown, split_fields(line, separator))
     try:
         # A quoted empty field ("") is empty as an unquoted one is, and as the csv module's reading has it:

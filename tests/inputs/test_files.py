@@ -462,6 +462,30 @@ class TestWhatSpreadsheetsWrite:
         frame = _read(tmp_path, HEADER + '+14155550100,Ana,1\n,,\n+14155550101,,\n"","", \n,,\n')
         assert frame["phone"].to_list() == ["+14155550100", "+14155550101"]
 
+    def test_a_line_of_spaces_is_blank_not_a_ragged_row(self, tmp_path: Path) -> None:
+        """A line holding only spaces (a cell once typed into) is skipped as a blank line is, wherever it is."""
+        frame = _read(tmp_path, HEADER + "+14155550100,Ana,1\n   \n+14155550101,Zoë,2\n \t \r\n")
+        assert frame["phone"].to_list() == ["+14155550100", "+14155550101"]
+        # The exact scan (a quoted line break) skips it too.
+        frame = _read(tmp_path, HEADER + '+14155550100,"Ana\nMaria",1\n  \n+14155550101,Zoë,2\n')
+        assert frame["phone"].to_list() == ["+14155550100", "+14155550101"]
+
+    def test_excels_sep_line_names_the_separator_and_keeps_every_line_number(self, tmp_path: Path) -> None:
+        """`sep=;` on line 1 (as Excel writes and reads it): `;` separates, and a short row is named by its own line."""
+        frame = _read(tmp_path, 'sep=;\r\nphone;name\r\n+14155550100;Smith, Ana\r\n"sep=;";x\r\n')
+        assert frame.rows() == [("+14155550100", "Smith, Ana"), ("sep=;", "x")]
+        with pytest.raises(InputFileError) as caught:
+            _read(tmp_path, '"sep=;"\nphone;name\n+14155550100;Ana\n+14155550101\n')
+        assert caught.value.line == 4
+
+    def test_a_sep_line_against_the_named_separator_is_refused(self, tmp_path: Path) -> None:
+        """`sep=;` in a file the job says is comma-separated: one line naming line 1, never a silent misreading."""
+        path = tmp_path / "contacts.csv"
+        path.write_text("sep=;\nphone;name\n+14155550100;Ana\n")
+        with pytest.raises(InputFileError) as caught:
+            read_table(InputSpec(path=str(path), separator=","))
+        assert caught.value.line == 1 and "'sep=;'" in str(caught.value) and "input.separator" in str(caught.value)
+
 
 ENCODINGS = ["utf-8", "latin-1", "cp1252", "utf-16", "utf-16-le", "utf-32", "shift_jis", "ascii"]
 
