@@ -108,6 +108,20 @@ def _check_utf8(shown: str, data: bytes) -> None:
         start = end
 
 
+def _check_wide(shown: str, data: bytes, encoding: str) -> None:
+    """A file named UTF-16 or UTF-32 holds zero bytes: a line end is an ASCII character, two or four bytes wide
+    there. One without any was written in a one-byte encoding and would read as one line of nonsense."""
+    if not codecs.lookup(encoding).name.startswith(("utf-16", "utf-32")) or b"\x00" in data:
+        return
+    try:
+        data.decode("utf-8")
+        advice = "it reads as UTF-8: leave input.encoding out"
+    except UnicodeDecodeError:
+        hint = _encoding_hint(data)
+        advice = f'try input.encoding = "{hint}"' if hint else "which encoding wrote it?"
+    raise InputFileError(shown, f"is not {encoding}: it has no zero byte, which every line end there has; {advice}")
+
+
 def as_utf8(shown: str, data: bytes, encoding: str) -> bytes:
     """The text as UTF-8 bytes without a BOM and with LF or CRLF line ends, or the line that is not in ``encoding``.
 
@@ -121,6 +135,7 @@ def as_utf8(shown: str, data: bytes, encoding: str) -> bytes:
         if _is_utf8(encoding):
             encoding = _utf16_without_bom(data) or encoding
     if not _is_utf8(encoding):
+        _check_wide(shown, data, encoding)
         try:
             data = data.decode(encoding).encode("utf-8")
         except UnicodeDecodeError as exc:

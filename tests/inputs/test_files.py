@@ -215,6 +215,21 @@ class TestBadFilesGetOneLine:
             read_table(InputSpec(path=str(path), encoding="cp1252"))
         assert str(caught.value) == f"{path}:3: not valid cp1252 (byte 0x81)"
 
+    @pytest.mark.parametrize(
+        ("written", "named", "advice"),
+        [("utf-8", "utf-16", "leave input.encoding out"), ("latin-1", "utf-32-le", 'input.encoding = "latin-1"')],
+    )
+    def test_a_one_byte_file_named_utf16_or_utf32_is_refused_with_the_encoding_to_use(
+        self, tmp_path: Path, written: str, named: str, advice: str
+    ) -> None:
+        """Named UTF-16 but written in a one-byte encoding: not "no data rows", but what it is and what to set."""
+        path = tmp_path / "c.csv"
+        path.write_bytes((HEADER + "+14155550100,Zoë,1\n").encode(written))
+        with pytest.raises(InputFileError) as caught:
+            read_table(InputSpec(path=str(path), encoding=named))
+        assert str(caught.value).startswith(f"{path}: is not {named}: it has no zero byte")
+        assert advice in str(caught.value)
+
     @pytest.mark.parametrize("codec", ["rot13", "base64", "zlib", "punycode", "undefined"])
     def test_a_codec_that_is_no_text_encoding_is_refused_by_name(self, codec: str) -> None:
         """`encoding = "rot13"` (base64, zlib, punycode) is a configuration error naming the key, never a traceback."""
