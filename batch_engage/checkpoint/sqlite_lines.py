@@ -58,20 +58,22 @@ def _at(i: int) -> str:
     return f"json_extract(o.value, '$[{i}]')"
 
 
-# A pending outcome withdraws the intent: its stamps cleared.
+# A pending or waiting_active outcome withdraws the intent (its request made no run): its stamps cleared, so a
+# later send's intent is stamped anew, not with the time of a request weeks before.
 _OUTCOME = (
     "UPDATE journal SET state = ?, sid = ?, http_status = ?, error_code = ?, "
     "error_message = ?, attempts = ?, completed_at = ?, ended_sid = COALESCE(?, ended_sid), "
-    "intent_at = CASE WHEN ? = 'pending' THEN NULL ELSE intent_at END, "
-    "intent_twilio_at = CASE WHEN ? = 'pending' THEN NULL ELSE intent_twilio_at END "
+    "intent_at = CASE WHEN ? IN ('pending', 'waiting_active') THEN NULL ELSE intent_at END, "
+    "intent_twilio_at = CASE WHEN ? IN ('pending', 'waiting_active') THEN NULL ELSE intent_twilio_at END "
     "WHERE contact = ?"
 )
 _OUTCOMES = (
     f"UPDATE journal SET state = {_at(0)}, sid = {_at(1)}, http_status = {_at(2)}, error_code = {_at(3)}, "  # noqa: S608 - constants
     f"error_message = {_at(4)}, attempts = {_at(5)}, completed_at = {_at(6)}, "
     f"ended_sid = COALESCE({_at(7)}, journal.ended_sid), "
-    f"intent_at = CASE WHEN {_at(0)} = 'pending' THEN NULL ELSE journal.intent_at END, "
-    f"intent_twilio_at = CASE WHEN {_at(0)} = 'pending' THEN NULL ELSE journal.intent_twilio_at END "
+    f"intent_at = CASE WHEN {_at(0)} IN ('pending', 'waiting_active') THEN NULL ELSE journal.intent_at END, "
+    f"intent_twilio_at = CASE WHEN {_at(0)} IN ('pending', 'waiting_active') THEN NULL "
+    "ELSE journal.intent_twilio_at END "
     f"FROM json_each(?) AS o WHERE journal.contact = {_at(8)}"
 )
 # A sent outcome, nearly every line's: no withdrawal's cases.

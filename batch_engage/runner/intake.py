@@ -142,6 +142,8 @@ class Intake:
                 if item.reintent:
                     # Written by the worker that sends it, so a stop never leaves the write behind its outcome.
                     item.reintent = False
+                    # A new intent: the last one's request made no run, so its time is not this one's.
+                    item.intent_at = item.intent_twilio = None
                     try:
                         # Its last outcome (waiting_active) may still be buffered: committed first, it can never
                         # land on this intent and hide a request in flight from the next run's reconciliation.

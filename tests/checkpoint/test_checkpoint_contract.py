@@ -99,6 +99,21 @@ class TestJournal:
         view = read_checkpoint(location)
         assert view.journal.height == 3 and view.meta["token"]
 
+    def test_a_contact_refused_while_its_earlier_run_is_active_is_stamped_anew_when_sent_again(
+        self, location: str
+    ) -> None:
+        """waiting_active clears the intent times as pending does: the re-send's intent is the one looked up."""
+        later = "2027-01-10T00:00:00.000Z"
+        with open_checkpoint(location, FP, TWILIO) as cp:
+            cp.write_intents(_intents("+1", "+2"), at=AT, twilio_at=AT)
+            cp.write_outcomes([Outcome("+1", RowState.WAITING_ACTIVE), Outcome("+2", RowState.UNCERTAIN)])
+            cp.write_intents(_intents("+1", "+2"), at=later, twilio_at=later)
+            lines = {
+                c: (a, t) for c, a, t in cp.journal().select("contact", "intent_at", "intent_twilio_at").iter_rows()
+            }
+        # An uncertain request may have made a run then: its first intent time is kept.
+        assert lines == {"+1": (later, later), "+2": (AT, AT)}
+
     def test_each_line_keeps_the_input_it_was_written_for(self, location: str) -> None:
         """A resumed run tells lines of the last export from an earlier export's and from a line with none."""
         with open_checkpoint(location, FP, TWILIO) as cp:

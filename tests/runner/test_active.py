@@ -163,6 +163,59 @@ class TestWait:
         assert len(this_week) == 1, again.results.select("status", "sid", "error_message").to_dicts()
         assert again.results.select("status", "sid").row(0) == ("sent", this_week[0])
 
+    def test_a_contact_sent_again_weeks_after_it_began_waiting_is_looked_up_by_its_new_intent(
+        self, tmp_path: Path, sandbox_factory: Callable[..., Sandbox], sandbox_creds: Credentials
+    ) -> None:
+        """Left waiting_active, sent again 31 days later and stopped in flight: the next run finds its run, never
+        "past Twilio's 30-day retention" from the time of the request the 409 refused."""
+        clock = FakeClock()
+        sb = sandbox_factory(rate_limit=None, wait_timeout=20.0, wall=clock)
+        options = RunOptions(clock=clock)
+        run(survey(tmp_path, sb.url, EARLIER), frame=make_contacts(1), credentials=sandbox_creds, options=options)
+        job = survey(tmp_path, sb.url, NOW, on_active="wait", active_retry="25s")
+        control = RunControl()
+        waiting = run(
+            job,
+            frame=make_contacts(1),
+            credentials=sandbox_creds,
+            options=options,
+            control=control,
+            transport=StopOnConflict(control),
+        )
+        assert waiting.results["status"].to_list() == ["waiting_active"]
+        clock.advance(31 * 86_400)
+        control = RunControl()
+        stopped = run(
+            job,
+            frame=make_contacts(1),
+            credentials=sandbox_creds,
+            options=options,
+            control=control,
+            transport=StopWhileCreating(control),
+        )
+        assert stopped.results["status"].to_list() == ["uncertain"]
+        again = run(job, frame=make_contacts(1), credentials=sandbox_creds, options=options)
+        this_week = [e.sid for e in sb.ledger() if e.source == "rest"][1:]
+        assert len(this_week) == 1
+        assert again.results.select("status", "sid").row(0) == ("sent", this_week[0]), again.results.to_dicts()
+
+
+class StopOnConflict(httpx.AsyncBaseTransport):
+    """The sandbox; a create refused with 409 (the contact's earlier run still active) stops the run."""
+
+    def __init__(self, control: RunControl) -> None:
+        self._inner = httpx.AsyncHTTPTransport()
+        self._control = control
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self._inner.handle_async_request(request)
+        if request.method == "POST" and response.status_code == 409:
+            self._control.request_stop()
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
 
 class StopWhileCreating(httpx.AsyncBaseTransport):
     """The sandbox; the second create (the re-send after waiting) is made, then the run is stopped at once (a

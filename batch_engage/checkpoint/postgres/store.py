@@ -228,8 +228,10 @@ class PgCheckpoint(PgSession, StoreBase):
                 "http_status = excluded.http_status, error_code = excluded.error_code, "
                 "error_message = excluded.error_message, attempts = excluded.attempts, "
                 "completed_at = excluded.completed_at, ended_sid = COALESCE(excluded.ended_sid, j.ended_sid), "
-                "intent_at = CASE WHEN excluded.state = 'pending' THEN NULL ELSE j.intent_at END, "
-                "intent_twilio_at = CASE WHEN excluded.state = 'pending' THEN NULL ELSE j.intent_twilio_at END "
+                "intent_at = CASE WHEN excluded.state IN ('pending', 'waiting_active') THEN NULL "
+                "ELSE j.intent_at END, "
+                "intent_twilio_at = CASE WHEN excluded.state IN ('pending', 'waiting_active') THEN NULL "
+                "ELSE j.intent_twilio_at END "
                 "RETURNING CASE WHEN j.row = -1 THEN j.contact END"
             ),
             (self.location.key, *columns),
