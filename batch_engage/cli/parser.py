@@ -18,22 +18,30 @@ __all__ = ["build_parser", "parse_duration"]
 
 _PERIOD_HELP = "another period of a job whose id has {date}, {week} or {month}"
 
-# What a mistyped flag may carry into argparse's echo of it: a URL's whole userinfo (token@, user:password@),
-# and 32 letters and digits standing alone, the shape of an Auth Token or an API key's secret (a SID's two
-# letters in front keep it whole, so a SID can still be named).
-_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]+@")
+# What a mistyped flag may carry into argparse's echo of it: a URL's whole userinfo (token@, user:password@, up to
+# the last "@" of the word, as a password may hold one), a value given to anything named like a password, secret
+# or token (``--password=…``, ``PGPASSWORD=…``, ``password=…`` in a libpq string, ``--auth-token …``), and 32
+# letters and digits standing alone, the shape of an Auth Token or an API key's secret (a SID's two letters in
+# front keep it whole, so a SID can still be named).
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)\S*@")
+_HIDDEN_KEYS = r"[a-z_-]*(?:password|passwd|pwd|secret|token|api[_-]?key)[a-z_-]*"
+_ASSIGNED = re.compile(rf"(?i)(?<![a-z0-9])({_HIDDEN_KEYS}\s*[=:]\s*)[^\s',&]+")
+_FLAG_VALUE = re.compile(rf"(?i)(?<![a-z0-9])(--?{_HIDDEN_KEYS})(\s+)(?!-)\S+")
 _TOKEN_SHAPED = re.compile(r"(?<![0-9A-Za-z])[0-9A-Za-z]{32}(?![0-9A-Za-z])")
 
 
 def _token_hidden(match: re.Match[str]) -> str:
     word = match[0]
-    # A word of 32 letters alone is a word; a token has digits among its letters.
-    return "***" if any(c.isdigit() for c in word) else word
+    # A word of 32 letters in one case is a word; a token mixes cases or has digits among its letters.
+    secret = any(c.isdigit() for c in word) or (word.lower() != word and word.upper() != word)
+    return "***" if secret else word
 
 
 def without_secrets(text: str) -> str:
-    """``text`` as a usage error may show it: URL userinfo, ``password=`` values and token-shaped words as ``***``."""
-    return _TOKEN_SHAPED.sub(_token_hidden, masked(_USERINFO.sub(r"\1***@", text)))
+    """``text`` as a usage error may show it: URL userinfo, password-like values and token-shaped words as ``***``."""
+    text = _USERINFO.sub(r"\1***@", text)
+    text = _FLAG_VALUE.sub(r"\1\2***", _ASSIGNED.sub(r"\1***", masked(text)))
+    return _TOKEN_SHAPED.sub(_token_hidden, text)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -46,20 +46,18 @@ def _header_line(data: bytes) -> str:
     return data[start : end if end >= 0 else len(data)].decode("utf-8").rstrip("\r")
 
 
-def _without_sep_line(shown: str, data: bytes, separator: str | None) -> tuple[bytes, str | None]:
-    """Excel's ``sep=;`` first line, honoured as Excel honours it: the separator it names, the line left blank (so
-    every later line keeps its number). A ``sep=`` line naming another separator than ``input.separator`` is
-    refused."""
+_SEP_LINE = re.compile(rb'(?i)"?sep=([^\r\n"])\1*"?[ \t]*')
+
+
+def _without_sep_line(data: bytes) -> tuple[bytes, str | None]:
+    """Excel's ``sep=;`` first line (``"sep=;"``, ``sep=;;;`` too) and the separator it names, the line left blank
+    so that every later line keeps its number. ``input.separator``, when set, still wins over it."""
     end = data.find(b"\n")
-    first = data[: end if end >= 0 else len(data)].rstrip(b"\r").strip(b'"')
-    if len(first) != 5 or first[:4].lower() != b"sep=":
+    first = data[: end if end >= 0 else len(data)].rstrip(b"\r")
+    found = _SEP_LINE.fullmatch(first)
+    if found is None:
         return data, None
-    named = first[4:].decode("utf-8", errors="replace")
-    if separator is not None and separator != named:
-        raise InputFileError(
-            shown, f"its first line, {first.decode()!r}, names another separator than input.separator", line=1
-        )
-    return (b"" if end < 0 else b"\n" + data[end + 1 :]), named
+    return (b"" if end < 0 else b"\n" + data[end + 1 :]), found[1].decode("utf-8", errors="replace")
 
 
 def split_fields(line: str, separator: str) -> list[str]:
@@ -292,7 +290,7 @@ def read_csv(
     ``keep_text`` columns stay text; ``separator`` None means detect it from the header; ``header_only``: a header
     without rows is an empty table, not an error.
     """
-    data, named = _without_sep_line(shown, data, separator)
+    data, named = _without_sep_line(data)
     line = _header_line(data)
     separator = separator or named or _detect_separator(line, keep_text)
     _check_header(shown, split_fields(line, separator))

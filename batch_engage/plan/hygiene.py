@@ -58,16 +58,20 @@ def apply_suppression(plan: pl.DataFrame, lists: Mapping[str, set[str]]) -> pl.D
     A number on a list stands for the person, on every channel: ``+14155550100`` holds ``whatsapp:+14155550100``
     back too. An entry written with its channel (``whatsapp:+1…``) holds back that channel only.
     """
-    on_any_channel = pl.col("to").str.replace(r"^[a-z]+:", "")
+    # Only a plan with channel addresses pays for their numbers: most have none.
+    channels = bool(plan.get_column("to").str.contains(r"^[a-z]+:\+").any())
+    if channels:
+        plan = plan.with_columns(_number=pl.col("to").str.replace(r"^[a-z]+:", ""))
     for name, numbers in lists.items():
-        everywhere = [n for n in numbers if n.startswith("+")]
-        listed = pl.col("to").is_in(list(numbers)) | on_any_channel.is_in(everywhere)
+        listed = pl.col("to").is_in(list(numbers))
+        if channels:
+            listed = listed | pl.col("_number").is_in([n for n in numbers if n.startswith("+")])
         hit = (pl.col("status") == "pending") & listed
         plan = plan.with_columns(
             status=pl.when(hit).then(pl.lit("suppressed")).otherwise(pl.col("status")),
             error_message=pl.when(hit).then(pl.lit(f"on suppression list {name}")).otherwise(pl.col("error_message")),
         )
-    return plan
+    return plan.drop("_number") if channels else plan
 
 
 def apply_opt_outs(plan: pl.DataFrame, opt_outs: pl.DataFrame, *, everywhere: bool) -> pl.DataFrame:

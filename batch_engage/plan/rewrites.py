@@ -17,7 +17,7 @@ __all__ = ["Rewrite", "rewrite_examples"]
 ZERO_FRACTION = "a spreadsheet's decimal zeros dropped"
 WITHOUT_PLUS = "country code written without '+'"
 NATIONAL = "national number: country code of mapping.default_region"
-INTERNATIONAL_PREFIX = "international prefix (00, 011) written for '+'"
+INTERNATIONAL_PREFIX = "international prefix (00, 011, 0011…) written for '+'"
 TRUNK = "trunk prefix (0) after the country code dropped"
 OTHER_DIGITS = "digits changed by the country's numbering rules"
 PUNCTUATION = "spaces and punctuation dropped"
@@ -40,19 +40,22 @@ def _ways(written: pl.Expr, sent: pl.Expr) -> pl.Expr:
     digits = body.str.replace_all(r"[^0-9]", "")
     number = sent.str.replace(r"^whatsapp:", "")
     plus = body.str.starts_with("+")
-    dialled = digits.str.replace(r"^(?:00|011)", "")
+    sent_digits = number.str.strip_prefix("+")
+    # 00, 011, 0011, 010…: whatever a country dials out with, then the number as sent.
+    dialled = digits.str.starts_with("0") & (digits != sent_digits) & digits.str.ends_with(sent_digits)
+    trunk = body.str.contains(r"\(0\)")
     kind = (
         pl.when(~plus & (pl.lit("+") + digits == number))
         .then(pl.lit(WITHOUT_PLUS))
-        .when(~plus & (dialled != digits) & (pl.lit("+") + dialled == number))
+        .when(~plus & dialled)
         .then(pl.lit(INTERNATIONAL_PREFIX))
+        .when(trunk & (pl.lit("+") + digits != number))
+        .then(pl.lit(TRUNK))
         .when(~plus)
         .then(pl.lit(NATIONAL))
         .when(pl.lit("+") + digits == number)
         .then(pl.when(body != number).then(pl.lit(PUNCTUATION)))
         # Digits that changed are worth a look above all: never left without a label.
-        .when(body.str.contains(r"\(0\)"))
-        .then(pl.lit(TRUNK))
         .otherwise(pl.lit(OTHER_DIGITS))
     )
     zero_part = pl.when(zero).then(pl.lit(ZERO_FRACTION))

@@ -10,10 +10,11 @@ from ..errors import AlreadyActive, Fatal, PossiblySent, RateLimited, Rejected, 
 from ..job import Spec
 from ..plan import mask
 from ..states import RowState
-from ..twilio import Pacer, backoff
+from ..twilio import PacedReads, Pacer, StudioClient, backoff
 from .intake import Intake
 from .item import Item
 from .outcomes import Outcomes
+from .reconcile import marker_of
 
 __all__ = ["Answers"]
 
@@ -30,8 +31,15 @@ class Answers(Outcomes):
     pacer: Pacer
     uncertain: list[Item]
     last_ambiguous: float
+    listed_twice: frozenset[str]
+    reads: PacedReads | None
     _queue: Intake
     _warned_concurrency: bool
+    _marker_key: str
+    _v1: bool
+
+    def client_for(self, flow: str | None) -> StudioClient:  # pragma: no cover - the dispatcher's
+        raise NotImplementedError
 
     def _observe_latency(self, seconds: float) -> None:
         latency = self.stats.observe_latency(seconds)
@@ -86,6 +94,46 @@ class Answers(Outcomes):
                 self.stats.retries += 1
                 self.recorder.count("retries")
                 self._queue.retry_later(item, delay)
+
+    # -- a run Studio names for the contact: whose it is -----------------------------------
+
+    def _may_be_own(self, item: Item) -> bool:
+        """Whether a run Studio names for ``item`` may be its own: an earlier request of it may have made one (a
+        lost answer that reconciliation did not find), or (v1) another row for the same person may have."""
+        if not self._marker_key or item.marker is None:
+            return False
+        return item.tries > 1 or (self._v1 and item.to in self.listed_twice)
+
+    async def _carries_marker(self, item: Item, sid: str) -> bool | None:
+        """Whether run ``sid`` carries ``item``'s marker (read paced and retried); None when it cannot be read."""
+        fetch = partial(self.client_for(item.flow).fetch_context, sid)
+        try:
+            context = await (self.reads.call("context", fetch) if self.reads is not None else fetch())
+        except StudioError as exc:
+            log.warning("row.run_unread", row=item.row, to=mask(item.to), sid=sid, reason=exc.message)
+            return None
+        return marker_of(context, self._marker_key) == item.marker
+
+    def _undecided(self, item: Item, sid: str) -> None:
+        """Whose run ``sid`` is could not be read: possibly sent, for reconciliation to decide by its marker."""
+        self.last_ambiguous = self.clock.monotonic()
+        self.uncertain.append(item)
+        self.record(item, RowState.UNCERTAIN, message=f"possibly sent: whose run {sid} is could not be read")
+
+    async def _own_run_named(self, item: Item, sid: str | None, sent_at: float) -> bool:
+        """A 409 named ``sid``: True when it is the run an earlier request of this row made (recorded sent) or
+        cannot be told (recorded possibly sent); False: another's, for the usual answer."""
+        if sid is None or not self._may_be_own(item):
+            return False
+        mine = await self._carries_marker(item, sid)
+        if mine is False:
+            return False
+        self.pacer.admitted(sent_at)
+        if mine is None:
+            self._undecided(item, sid)
+        else:
+            self.record(item, RowState.SENT, sid=sid)
+        return True
 
     def set_aside(self, item: Item, sid: str | None) -> None:
         """``on_active`` wait or end: the contact stays outstanding until its earlier run is over (``active.py``)."""

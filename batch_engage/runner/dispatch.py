@@ -14,6 +14,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -21,18 +22,17 @@ import structlog
 from ..checkpoint import CheckpointStore
 from ..clock import Clock
 from ..control import Progress, RunControl, Stats
-from ..errors import HoldLost, Stopped, StudioError
+from ..errors import AlreadyActive, HoldLost, Stopped, StudioError
 from ..history import HistoryStore
 from ..job import SendWindow, Spec, history_identity
 from ..plan import caps
 from ..states import RowState
-from ..twilio import Breaker, Pacer, StudioClient, is_handback
+from ..twilio import Breaker, Created, PacedReads, Pacer, StudioClient, is_handback
 from .active import ActiveRuns, stop_for_lost_hold
 from .answers import Answers
 from .failures import Storage, off_loop
 from .intake import Intake
 from .item import Item, make_marker
-from .reconcile import marker_of
 from .recorder import Recorder
 
 __all__ = ["DRAIN_GRACE", "Dispatcher", "Item", "Progress", "RunControl", "make_marker"]
@@ -53,7 +53,7 @@ class Dispatcher(Answers):
 
     ``total`` and ``done`` count the plan's sendable contacts and those already final; ``sids``
     holds the runs this job's contacts already have (a v1 answer naming one is a hand-back); ``listed_twice``
-    the addresses more than one of them has (v1 with the marker: whose run an answer names is read, not guessed).
+    the addresses more than one of them has (v1: whose run an answer names is read from its marker, not guessed).
     """
 
     spec: Spec
@@ -84,6 +84,8 @@ class Dispatcher(Answers):
     held: list[Item] = field(default_factory=list, init=False)
     last_ambiguous: float = field(default=0.0, init=False)
     active: ActiveRuns | None = field(default=None, init=False)
+    # The run's paced reads (set by ``phases``): a run Studio names for a contact is read through them.
+    reads: PacedReads | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.caps = caps(self.spec)
@@ -180,7 +182,9 @@ class Dispatcher(Answers):
             return
         except StudioError as exc:
             self.stats.last_answer = self.clock.monotonic()
-            self._on_error(item, exc, sent_at)
+            # A 409 may name the run this row's own earlier request made: then that is its answer.
+            if not (isinstance(exc, AlreadyActive) and await self._own_run_named(item, exc.conflicting_sid, sent_at)):
+                self._on_error(item, exc, sent_at)
             return
         answered = self.clock.monotonic()
         self.stats.last_answer = answered
@@ -188,23 +192,27 @@ class Dispatcher(Answers):
         self.pacer.admitted(sent_at)
         self.stats.created += 1
         self.recorder.count("ok")
-        handback = wall is not None and is_handback(created, self.client.clock.to_twilio(wall), self.sids)
-        if self._v1 and item.to in self.listed_twice:
-            handback = await self._handed_back(item, created.sid, handback)
+        handback = await self._handback(item, created, wall)
+        if handback is None:
+            return
         if handback and self.active is not None:
             self.set_aside(item, created.sid)
             return
         self.record(item, RowState.ALREADY_ACTIVE if handback else RowState.SENT, created=created)
 
-    async def _handed_back(self, item: Item, sid: str, judged: bool) -> bool:
-        """Whether v1 handed back another row's run for the same person: its Context's marker says (not the clock,
-        which cannot tell a run made a moment ago by that row's lost or slower answer); ``judged`` if unreadable."""
-        try:
-            context = await self.client_for(item.flow).fetch_context(sid)
-        except StudioError as exc:
-            log.warning("row.handback_unread", row=item.row, sid=sid, reason=exc.message)
-            return judged
-        return marker_of(context, self._marker_key) != item.marker
+    async def _handback(self, item: Item, created: Created, wall: datetime | None) -> bool | None:
+        """v1 (``wall``: when the request left): whether its answer handed back another's run; None when whose it is
+        could not be read (recorded possibly sent)."""
+        if wall is None:
+            return False
+        if not self._may_be_own(item):
+            return is_handback(created, self.client.clock.to_twilio(wall), self.sids)
+        # A run this row's own earlier request, or another row for the person, may have made: its marker says.
+        mine = await self._carries_marker(item, created.sid)
+        if mine is None:
+            self._undecided(item, created.sid)
+            return None
+        return not mine
 
     def _may_leave(self, item: Item) -> bool:
         """Whether ``item`` may leave now its slot has come; if not, it is put back (held, or the run stopped)."""

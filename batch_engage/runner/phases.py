@@ -99,6 +99,7 @@ async def phases(job: Invocation, cp: CheckpointStore, d: Dispatcher, known: Kno
         on_request=lambda: d.recorder.count("lookups"),
         on_retry=job.reach.retrying_in,
     )
+    d.reads = reads
     settler = Settler(spec, cp, d, reads, clock)
     if spec.send.on_active != "skip":
         tokens = {**job.tokens, cp.token: f"job {spec.job.id}"}

@@ -120,6 +120,12 @@ class TestSecrets:
             ["--output", "results.csv", f"https://AC123:{SECRET}@studio.example.com"],
             ["--base-url", "https://studio.example.com", f"host=db password={SECRET}"],
             ["--limit", "10", "Zx8Kq2Lm9Pw4Rt7Yb3Nc6Vd1Hf5Gj0Sa"],
+            [f"--password={SECRET}"],
+            [f"PGPASSWORD={SECRET}"],
+            ["--auth-token", SECRET],
+            ["--log-format", f"password={SECRET}"],
+            [f"postgresql://crm:{SECRET}@x@db.example.com/crm"],
+            ["ZxKqLmPwRtYbNcVdHfGjSaQeUiOpAsDf"],
         ],
     )
     def test_a_secret_typed_into_a_wrong_place_is_not_echoed_by_the_usage_error(
@@ -131,7 +137,8 @@ class TestSecrets:
         err = capsys.readouterr().err
         assert stopped.value.code == 2
         assert err.startswith("batch-engage: ") and err.count("\n") == 1
-        assert SECRET not in err and "8b1f0c9e" not in err and "Zx8Kq2Lm9Pw4Rt7Yb3Nc6Vd1Hf5Gj0Sa" not in err
+        assert SECRET not in err and "8b1f0c9e" not in err
+        assert "Zx8Kq2Lm9Pw4Rt7Yb3Nc6Vd1Hf5Gj0Sa" not in err and "ZxKqLmPwRtYbNcVdHfGjSaQeUiOpAsDf" not in err
 
     def test_a_token_shaped_argument_is_hidden_but_a_flow_sid_is_shown(
         self, job: Path, capsys: pytest.CaptureFixture[str]

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from batch_engage.cli.main import main
 from batch_engage.errors import ConfigError, InputFileError
+from batch_engage.inputs import require_columns
 from batch_engage.inputs.files import read_table
 from batch_engage.job import InputSpec, load_spec
 from batch_engage.sandbox import Sandbox
@@ -493,13 +494,18 @@ class TestWhatSpreadsheetsWrite:
             _read(tmp_path, '"sep=;"\nphone;name\n+14155550100;Ana\n+14155550101\n')
         assert caught.value.line == 4
 
-    def test_a_sep_line_against_the_named_separator_is_refused(self, tmp_path: Path) -> None:
-        """`sep=;` in a file the job says is comma-separated: one line naming line 1, never a silent misreading."""
+    def test_input_separator_wins_over_a_wrong_sep_line_as_the_error_advises(self, tmp_path: Path) -> None:
+        """`sep=,` over `;` rows: the missing column's error says to set input.separator = ';', and that works."""
         path = tmp_path / "contacts.csv"
-        path.write_text("sep=;\nphone;name\n+14155550100;Ana\n")
-        with pytest.raises(InputFileError) as caught:
-            read_table(InputSpec(path=str(path), separator=","))
-        assert caught.value.line == 1 and "'sep=;'" in str(caught.value) and "input.separator" in str(caught.value)
+        path.write_text("sep=,\nphone;name\n+14155550100;Ana\n")
+        with pytest.raises(InputFileError, match=r"set input\.separator = ';'"):
+            require_columns(str(path), read_table(InputSpec(path=str(path))).frame, [("mapping.to", "phone")])
+        assert read_table(InputSpec(path=str(path), separator=";")).frame.rows() == [("+14155550100", "Ana")]
+
+    @pytest.mark.parametrize("line", ["sep=;;;", "sep=; ", "SEP=;", '"sep=;"'])
+    def test_the_sep_line_as_spreadsheets_also_write_it(self, tmp_path: Path, line: str) -> None:
+        """Trailing empty cells, a trailing space, upper case, quotes: still Excel's line, still honoured."""
+        assert _read(tmp_path, f"{line}\r\nphone;name\r\n+14155550100;Ana\r\n").rows() == [("+14155550100", "Ana")]
 
 
 ENCODINGS = ["utf-8", "latin-1", "cp1252", "utf-16", "utf-16-le", "utf-32", "shift_jis", "ascii"]

@@ -189,15 +189,19 @@ class TestValidateShowsRewrites:
         """`+49 (0)171…` and `0044 7911…` each get their own way, never none and never "national number"."""
         from batch_engage.plan.rewrites import rewrite_examples
 
-        written = pl.Series(["+49 (0)171 1234567", "0044 7911 123456", "011 44 7911 123459", "07911 123457"])
-        sent = ["+491711234567", "+447911123456", "+447911123459", "+447911123457"]
-        plan = pl.DataFrame({"to": sent, "status": ["pending"] * 4})
+        written = pl.Series(
+            ["+49 (0)171 1234567", "0044 7911 123456", "0011 44 7911 123459", "0049 (0)171 1234568", "07911 123457"]
+        )
+        sent = ["+491711234567", "+447911123456", "+447911123459", "+491711234568", "+447911123457"]
+        plan = pl.DataFrame({"to": sent, "status": ["pending"] * 5})
         ways = {r.written: r.way for r in rewrite_examples(written, plan)}
         assert ways == {
             "+49 (0)171 1234567": "trunk prefix (0) after the country code dropped",
-            "0044 7911 123456": "international prefix (00, 011) written for '+'",
+            "0044 7911 123456": "international prefix (00, 011, 0011…) written for '+'",
             "07911 123457": "national number: country code of mapping.default_region",
         }
+        # Australia dials out with 0011: the same way as 00, so it is not shown again.
+        assert len(ways) == 3
 
     def test_validate_prints_the_rewrites_as_written_and_as_sent(
         self, job: Path, capsys: pytest.CaptureFixture[str]

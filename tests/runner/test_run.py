@@ -325,6 +325,69 @@ class HoldTheFirstCreatesAnswer(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
 
+class Misleading(httpx.AsyncBaseTransport):
+    """The sandbox, but the first create's answer is lost (a 503 after its run was made), and then the first list of
+    runs comes back empty and the first ``reads`` Context reads are answered 429 (as Twilio may, briefly)."""
+
+    def __init__(self, *, empty_lists: int = 0, throttled_reads: int = 0) -> None:
+        self._inner = httpx.AsyncHTTPTransport()
+        self.lost = 0
+        self.empty_lists = empty_lists
+        self.throttled_reads = throttled_reads
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if request.method == "GET" and path.endswith("/Context") and self.throttled_reads:
+            self.throttled_reads -= 1
+            return httpx.Response(429, json={"code": 20429, "message": "Too Many Requests", "status": 429})
+        response = await self._inner.handle_async_request(request)
+        creates = request.method == "POST" and path.endswith(("/Executions", "/Engagements"))
+        if creates and not self.lost:
+            self.lost += 1
+            await response.aread()
+            return httpx.Response(503, json={"code": 20503, "message": "Service Unavailable", "status": 503})
+        lists = request.method == "GET" and path.endswith(("/Executions", "/Engagements"))
+        if lists and self.empty_lists:
+            self.empty_lists -= 1
+            await response.aread()
+            page = response.json()
+            page.update({key: [] for key, value in page.items() if isinstance(value, list)})
+            return httpx.Response(200, json=page)
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class TestARunItsOwnEarlierRequestMade:
+    """A row's answer is lost and reconciliation misses its run; sent again, Studio names that run (v2's 409, v1's
+    hand-back): its marker says it is the row's own, so the row is sent, once."""
+
+    @pytest.mark.parametrize("on_active", ["skip", "wait"])
+    @pytest.mark.parametrize("api", ["executions", "engagements"])
+    def test_the_row_holds_its_own_run_and_is_never_sent_again(self, rig: Rig, api: str, on_active: str) -> None:
+        """One run in Studio, the row `sent` with its SID: not `already_active`, not waited out and sent twice."""
+        # Its run ends after 2 s: waited out, the row would be sent a second time.
+        sb = rig.sandbox(rate_limit=None, run_lifetime=2.0)
+        spec = rig.spec(sb.url, api=api, concurrency=1, reconcile_delay=0.0, on_active=on_active, active_retry="1s")
+        transport = Misleading(empty_lists=1)
+        result = run(spec, frame=make_contacts(1), credentials=rig.creds, transport=transport)
+        runs = [e.sid for e in sb.ledger() if e.source == "rest"]
+        assert len(runs) == 1, result.results.select("status", "sid", "error_message").to_dicts()
+        assert result.results.select("status", "sid").row(0) == ("sent", runs[0])
+
+    def test_a_context_read_answered_429_is_read_again_not_guessed(self, rig: Rig) -> None:
+        """v1, one person on two rows, row 1's answer lost: a throttled read of the run v1 hands row 2 is retried."""
+        sb = rig.sandbox(rate_limit=None)
+        spec = rig.spec(sb.url, api="engagements", dedupe="none", concurrency=1, reconcile_delay=1.0)
+        frame = pl.DataFrame({"phone": ["+14155550100"] * 2, "name": ["a", "b"], "visits": [1, 2]})
+        result = run(spec, frame=frame, credentials=rig.creds, transport=Misleading(throttled_reads=1))
+        runs = [e.sid for e in sb.ledger() if e.source == "rest"]
+        rows = result.results.select("status", "sid").to_dicts()
+        assert len(runs) == 1
+        assert rows == [{"status": "sent", "sid": runs[0]}, {"status": "already_active", "sid": runs[0]}]
+
+
 class TestARunAnotherRowNames:
     """Two rows for one person (dedupe = "none"): row 1's answer is lost, row 2 meets row 1's run (409, or v1 hands
     it back). Row 2's line then names that run; row 1's reconciliation must still find it as row 1's own."""
