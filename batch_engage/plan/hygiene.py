@@ -33,6 +33,8 @@ def load_suppression(files: Iterable[str], column: str | None, default_region: s
             InputSpec(path=path), text_columns=[column] if column else [], digest=False, header_only=True
         )
         frame = table.frame
+        if not frame.width:
+            raise InputFileError(path, "has no columns, so no numbers to hold back (set suppress.column?)")
         name = column or frame.columns[0]
         require_columns(path, frame, [("suppress.column", name)])
         cells = frame[name].cast(pl.String)

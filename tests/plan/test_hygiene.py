@@ -126,6 +126,16 @@ class TestSuppression:
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "optouts.csv" in err[0] and "empty" in err[0]
 
+    def test_a_list_of_empty_json_objects_is_one_line_not_a_traceback(self, tmp_path: Path) -> None:
+        """An NDJSON list whose lines are all `{}` has no column to read: refused, naming it."""
+        from batch_engage.errors import InputFileError
+        from batch_engage.plan.hygiene import load_suppression
+
+        path = tmp_path / "optouts.ndjson"
+        path.write_text("{}\n{}\n")
+        with pytest.raises(InputFileError, match="has no columns"):
+            load_suppression([str(path)], None, "US")
+
     @pytest.mark.parametrize("dtype", [pl.Int64, pl.Float64])
     def test_a_number_column_that_may_have_lost_a_leading_zero_makes_the_list_unreadable(
         self, tmp_path: Path, dtype: type
