@@ -6,7 +6,7 @@ from functools import partial
 
 import structlog
 
-from ..errors import AlreadyActive, Fatal, PossiblySent, RateLimited, Rejected, RetrySafe, StudioError
+from ..errors import AlreadyActive, Fatal, PossiblySent, RateLimited, Rejected, RetrySafe, Stopped, StudioError
 from ..job import Spec
 from ..plan import mask
 from ..states import RowState
@@ -111,6 +111,10 @@ class Answers(Outcomes):
             context = await (self.reads.call("context", fetch) if self.reads is not None else fetch())
         except StudioError as exc:
             log.warning("row.run_unread", row=item.row, to=mask(item.to), sid=sid, reason=exc.message)
+            return None
+        except Stopped:
+            # The run stops while the read waits for its slot: undecided, and the worker goes on to hand the rest
+            # of its queue back as never sent.
             return None
         return marker_of(context, self._marker_key) == item.marker
 

@@ -29,14 +29,16 @@ log = structlog.get_logger(__name__)
 
 def earlier_items(lines: pl.DataFrame, flows: Mapping[str, str] | None = None) -> list[Item]:
     """Journal lines an earlier run left possibly sent, as items to settle (on their variant's Flow: ``flows``)."""
-    columns = ("row", "contact", "to_addr", "from_addr", "marker", "attempts", "intent_at", "intent_twilio_at")
+    columns = ("row", "contact", "to_addr", "from_addr", "marker", "attempts", "intent_at", "intent_twilio_at", "state")
     items = []
     variants = lines.get_column("variant").to_list() if "variant" in lines.columns else [None] * lines.height
     rows = zip(lines.select(*columns).iter_rows(), variants, strict=True)
-    for (row, contact, to, from_, marker, attempts, at, theirs), variant in rows:
+    for (row, contact, to, from_, marker, attempts, at, theirs, state), variant in rows:
         # The Parameters are not needed: a contact found is recorded, one not found goes back to pending.
         item = Item(row=row, contact=contact, to=to, from_=from_, parameters=None, marker=marker, intent_at=at)
-        item.attempts = attempts or 0
+        # An intent line's request was never answered (a crash, a second Ctrl-C): it counts, as an uncertain
+        # line's does, so that a run Studio names for the contact once it is sent again is read for its marker.
+        item.attempts = (attempts or 0) + (state == RowState.INTENT)
         item.intent_twilio = parse_iso(theirs) if theirs else None
         item.variant = variant
         item.flow = (flows or {}).get(variant) if variant is not None else None

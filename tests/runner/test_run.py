@@ -329,9 +329,9 @@ class Misleading(httpx.AsyncBaseTransport):
     """The sandbox, but the first create's answer is lost (a 503 after its run was made), and then the first list of
     runs comes back empty and the first ``reads`` Context reads are answered 429 (as Twilio may, briefly)."""
 
-    def __init__(self, *, empty_lists: int = 0, throttled_reads: int = 0) -> None:
+    def __init__(self, *, empty_lists: int = 0, throttled_reads: int = 0, lose_first: bool = True) -> None:
         self._inner = httpx.AsyncHTTPTransport()
-        self.lost = 0
+        self.lost = 0 if lose_first else 1
         self.empty_lists = empty_lists
         self.throttled_reads = throttled_reads
 
@@ -359,6 +359,45 @@ class Misleading(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
 
+class CutOff(httpx.AsyncBaseTransport):
+    """The sandbox; once a create has made its run, the run is stopped at once (a second Ctrl-C), its answer never
+    taken: the contact's line stays an intent."""
+
+    def __init__(self, control: RunControl) -> None:
+        self._inner = httpx.AsyncHTTPTransport()
+        self._control = control
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self._inner.handle_async_request(request)
+        if request.method == "POST" and response.status_code in (200, 201):
+            self._control.request_stop()
+            self._control.request_stop()
+            await asyncio.Event().wait()  # the answer never reaches the run: the hard stop cancels this
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class StopOnRead(httpx.AsyncBaseTransport):
+    """The sandbox; the first read of a run's Context is answered 429 and the run is asked to stop (Ctrl-C)."""
+
+    def __init__(self, control: RunControl) -> None:
+        self._inner = httpx.AsyncHTTPTransport()
+        self._control = control
+        self.stopped = False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "GET" and request.url.path.endswith("/Context") and not self.stopped:
+            self.stopped = True
+            self._control.request_stop()
+            return httpx.Response(429, json={"code": 20429, "message": "Too Many Requests", "status": 429})
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
 class TestARunItsOwnEarlierRequestMade:
     """A row's answer is lost and reconciliation misses its run; sent again, Studio names that run (v2's 409, v1's
     hand-back): its marker says it is the row's own, so the row is sent, once."""
@@ -375,6 +414,48 @@ class TestARunItsOwnEarlierRequestMade:
         runs = [e.sid for e in sb.ledger() if e.source == "rest"]
         assert len(runs) == 1, result.results.select("status", "sid", "error_message").to_dicts()
         assert result.results.select("status", "sid").row(0) == ("sent", runs[0])
+
+    @pytest.mark.parametrize("api", ["executions", "engagements"])
+    def test_a_request_cut_off_by_a_crash_counts_so_its_run_is_still_read_for_the_marker(
+        self, rig: Rig, api: str
+    ) -> None:
+        """Run 1 stops hard with the create in flight (the line stays an intent); run 2's reconciliation misses the
+        run, so the contact is sent again and Studio names that run: it is the row's, sent, never waited out."""
+        clock = FakeClock()
+        sb = rig.sandbox(rate_limit=None, run_lifetime=30.0, wall=clock)
+        spec = rig.spec(sb.url, api=api, concurrency=1, on_active="wait", active_retry="5s")
+        control = RunControl()
+        options = RunOptions(clock=clock)
+        transport = CutOff(control)
+        cut = run(
+            spec, frame=make_contacts(1), credentials=rig.creds, control=control, transport=transport, options=options
+        )
+        assert cut.results["status"].to_list() == ["uncertain"] and len(sb.ledger()) == 1
+        # Past v1's 2.5 s margin: its clock alone would call the row's own run a hand-back.
+        clock.advance(5)
+        again = run(
+            spec,
+            frame=make_contacts(1),
+            credentials=rig.creds,
+            transport=Misleading(empty_lists=1, lose_first=False),
+            options=options,
+        )
+        runs = [e.sid for e in sb.ledger() if e.source == "rest"]
+        assert len(runs) == 1, again.results.select("status", "sid", "error_message").to_dicts()
+        assert again.results.select("status", "sid").row(0) == ("sent", runs[0])
+
+    def test_a_stop_while_a_run_is_read_hands_the_unsent_rows_back_as_pending(self, rig: Rig) -> None:
+        """Stopped while the run v1 handed back waits to be read: only the row whose request left is possibly
+        sent; the rows whose intents were written but never sent are pending, not left for reconciliation."""
+        sb = rig.sandbox(rate_limit=None)
+        spec = rig.spec(sb.url, api="engagements", dedupe="none", concurrency=1, rate=5)
+        # One person on the first two rows, then 40 others: the first row's run is read, and the stop comes then.
+        frame = pl.concat([make_contacts(2).with_columns(phone=pl.lit("+14155559999")), make_contacts(40)])
+        control = RunControl()
+        result = run(spec, frame=frame, credentials=rig.creds, control=control, transport=StopOnRead(control))
+        assert result.exit_code == 75
+        assert result.counts["uncertain"] == 1 and result.counts["pending"] == 41, result.counts
+        assert result.results.row(0, named=True)["status"] == "uncertain"
 
     def test_a_context_read_answered_429_is_read_again_not_guessed(self, rig: Rig) -> None:
         """v1, one person on two rows, row 1's answer lost: a throttled read of the run v1 hands row 2 is retried."""
