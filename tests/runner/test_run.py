@@ -492,21 +492,12 @@ class TestARunAnotherRowNames:
         assert result.results.row(0, named=True)["sid"] == runs[0]
         assert result.results.row(0, named=True)["status"] == "sent"
 
-    def test_while_that_run_is_active_row_1_is_sent_not_already_active(self, rig: Rig) -> None:
-        """Row 1's own run is still active when it is reconciled: found (sent), not refused by its own run."""
+    @pytest.mark.parametrize("api", ["executions", "engagements"], ids=["v2-409", "v1-hand-back"])
+    def test_while_that_run_is_active_row_1_is_sent_and_row_2_already_active(self, rig: Rig, api: str) -> None:
+        """Row 1's own run is still active when it is reconciled: found (sent), not refused by its own run; row 2,
+        refused (v2) or handed that run (v1, whose clock cannot tell: the run's marker does), is already_active."""
         sb = rig.sandbox(rate_limit=None)
-        spec = rig.spec(sb.url, api="executions", dedupe="none", concurrency=1, reconcile_delay=1.0)
-        frame = pl.DataFrame({"phone": ["+14155550100"] * 2, "name": ["a", "b"], "visits": [1, 2]})
-        result = run(spec, frame=frame, credentials=rig.creds, transport=LoseTheFirstCreatesAnswer())
-        runs = [e.sid for e in sb.ledger() if e.source == "rest"]
-        rows = result.results.select("status", "sid").to_dicts()
-        assert len(runs) == 1
-        assert rows == [{"status": "sent", "sid": runs[0]}, {"status": "already_active", "sid": runs[0]}]
-
-    def test_v1_hands_row_1s_run_to_row_2_and_row_2_says_already_active(self, rig: Rig) -> None:
-        """v1 with the marker: the run v1 hands row 2 carries row 1's marker, so row 2 is not called its sender."""
-        sb = rig.sandbox(rate_limit=None)
-        spec = rig.spec(sb.url, api="engagements", dedupe="none", concurrency=1, reconcile_delay=1.0)
+        spec = rig.spec(sb.url, api=api, dedupe="none", concurrency=1, reconcile_delay=1.0)
         frame = pl.DataFrame({"phone": ["+14155550100"] * 2, "name": ["a", "b"], "visits": [1, 2]})
         result = run(spec, frame=frame, credentials=rig.creds, transport=LoseTheFirstCreatesAnswer())
         runs = [e.sid for e in sb.ledger() if e.source == "rest"]
