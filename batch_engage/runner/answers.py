@@ -33,6 +33,7 @@ class Answers(Outcomes):
     last_ambiguous: float
     listed_twice: frozenset[str]
     reads: PacedReads | None
+    markers: dict[str, object]
     _queue: Intake
     _warned_concurrency: bool
     _marker_key: str
@@ -106,17 +107,20 @@ class Answers(Outcomes):
 
     async def _carries_marker(self, item: Item, sid: str) -> bool | None:
         """Whether run ``sid`` carries ``item``'s marker (read paced and retried); None when it cannot be read."""
-        fetch = partial(self.client_for(item.flow).fetch_context, sid)
-        try:
-            context = await (self.reads.call("context", fetch) if self.reads is not None else fetch())
-        except StudioError as exc:
-            log.warning("row.run_unread", row=item.row, to=mask(item.to), sid=sid, reason=exc.message)
-            return None
-        except Stopped:
-            # The run stops while the read waits for its slot: undecided, and the worker goes on to hand the rest
-            # of its queue back as never sent.
-            return None
-        return marker_of(context, self._marker_key) == item.marker
+        # A run's Parameters never change: read once, whichever row (or later try) meets it again.
+        if sid not in self.markers:
+            fetch = partial(self.client_for(item.flow).fetch_context, sid)
+            try:
+                context = await (self.reads.call("context", fetch) if self.reads is not None else fetch())
+            except StudioError as exc:
+                log.warning("row.run_unread", row=item.row, to=mask(item.to), sid=sid, reason=exc.message)
+                return None
+            except Stopped:
+                # The run stops while the read waits for its slot: undecided, and the worker goes on to hand the
+                # rest of its queue back as never sent.
+                return None
+            self.markers[sid] = marker_of(context, self._marker_key)
+        return self.markers[sid] == item.marker
 
     def _undecided(self, item: Item, sid: str) -> None:
         """Whose run ``sid`` is could not be read: possibly sent, for reconciliation to decide by its marker."""

@@ -86,6 +86,8 @@ class Dispatcher(Answers):
     active: ActiveRuns | None = field(default=None, init=False)
     # The run's paced reads (set by ``phases``): a run Studio names for a contact is read through them.
     reads: PacedReads | None = field(default=None, init=False)
+    # The marker each run read so far carries (None: none), by SID.
+    markers: dict[str, object] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         self.caps = caps(self.spec)

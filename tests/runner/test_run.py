@@ -398,6 +398,22 @@ class StopOnRead(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
 
+class CountContextReads(httpx.AsyncBaseTransport):
+    """The sandbox, counting the creates and the reads of a run's Context."""
+
+    def __init__(self) -> None:
+        self._inner = httpx.AsyncHTTPTransport()
+        self.creates = self.reads = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.reads += request.method == "GET" and request.url.path.endswith("/Context")
+        self.creates += request.method == "POST" and request.url.path.endswith(("/Executions", "/Engagements"))
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
 class TestARunItsOwnEarlierRequestMade:
     """A row's answer is lost and reconciliation misses its run; sent again, Studio names that run (v2's 409, v1's
     hand-back): its marker says it is the row's own, so the row is sent, once."""
@@ -504,6 +520,21 @@ class TestARunAnotherRowNames:
         rows = result.results.select("status", "sid").to_dicts()
         assert len(runs) == 1
         assert rows == [{"status": "sent", "sid": runs[0]}, {"status": "already_active", "sid": runs[0]}]
+
+    def test_a_run_handed_back_again_and_again_while_row_2_waits_is_read_once(self, rig: Rig) -> None:
+        """v1, on_active = "wait": row 2 is handed row 1's run every retry until it ends; its marker is read once."""
+        clock = FakeClock()
+        # Runs wait 30 s (of the fake clock) for a reply, then end.
+        sb = rig.sandbox(rate_limit=None, wait_timeout=30.0, wall=clock)
+        spec = rig.spec(sb.url, api="engagements", dedupe="none", concurrency=1, on_active="wait", active_retry="5s")
+        frame = pl.DataFrame({"phone": ["+14155550100"] * 2, "name": ["a", "b"], "visits": [1, 2]})
+        transport = CountContextReads()
+        result = run(spec, frame=frame, credentials=rig.creds, transport=transport, options=RunOptions(clock=clock))
+        runs = [e.sid for e in sb.ledger() if e.source == "rest"]
+        assert len(runs) == 2 and result.results["status"].to_list() == ["sent", "sent"]
+        assert result.results["sid"].to_list() == runs
+        assert transport.creates > 3  # row 2 met row 1's run on several tries
+        assert transport.reads == 2  # row 1's run once, row 2's own once
 
     def test_v1_answers_coming_back_out_of_order_still_name_the_row_that_made_the_run(self, rig: Rig) -> None:
         """Row 1 and row 2 in flight at once, row 2's hand-back answered first: row 1 sent, row 2 already_active."""
