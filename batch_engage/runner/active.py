@@ -31,6 +31,7 @@ from ..job import Spec
 from ..states import RowState
 from ..twilio import PacedReads, StudioClient, parse_datetime
 from .item import Item
+from .reconcile import marker_of
 
 __all__ = ["ActiveRuns", "Verdict", "judge_run", "marker_token", "stop_for_lost_hold"]
 
@@ -46,9 +47,7 @@ def stop_for_lost_hold(control: RunControl) -> None:
 
 def marker_token(context: Mapping[str, Any], key: str) -> str | None:
     """The checkpoint token of the marker a run's Context carries (``flow.data.<key>`` = ``<token>:<hash>``)."""
-    flow = context.get("flow")
-    data = flow.get("data") if isinstance(flow, Mapping) else None
-    marker = data.get(key) if isinstance(data, Mapping) and key else None
+    marker = marker_of(context, key) if key else None
     if not isinstance(marker, str) or ":" not in marker:
         return None
     return marker.split(":", 1)[0]

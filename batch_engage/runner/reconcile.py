@@ -18,7 +18,7 @@ Neither the list's order nor the address's prefix matters.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -150,8 +150,8 @@ def _started_by_rest(record: RunRecord) -> bool:
     return record.initiated_by is None or record.initiated_by.startswith("RQ")
 
 
-def marker_of(context: dict[str, Any], key: str) -> object:
+def marker_of(context: Mapping[str, Any], key: str) -> object:
     """The marker a run's Context carries (``flow.data.<key>``), None when it carries none."""
     flow = context.get("flow")
-    data = flow.get("data") if isinstance(flow, dict) else None
-    return data.get(key) if isinstance(data, dict) else None
+    data = flow.get("data") if isinstance(flow, Mapping) else None
+    return data.get(key) if isinstance(data, Mapping) else None
