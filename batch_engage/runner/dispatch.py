@@ -20,7 +20,7 @@ from typing import Any
 import structlog
 
 from ..checkpoint import CheckpointStore
-from ..clock import Clock
+from ..clock import Clock, iso_ms_stamper
 from ..control import Progress, RunControl, Stats
 from ..errors import AlreadyActive, HoldLost, Stopped, StudioError
 from ..history import HistoryStore
@@ -105,6 +105,7 @@ class Dispatcher(Answers):
         self._warned_concurrency = False
         self._debug = _debug_enabled()
         self._v1 = self.spec.flow.api == "engagements"
+        self._stamp = iso_ms_stamper(self.clock)
         self._marker_key = self.spec.send.marker_key
         self._clients: dict[str, StudioClient] = {}
 

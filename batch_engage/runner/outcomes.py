@@ -8,7 +8,7 @@ from collections.abc import Callable
 import structlog
 
 from ..checkpoint import Outcome
-from ..clock import Clock, iso_ms
+from ..clock import Clock
 from ..control import Progress, Stats
 from ..errors import Fatal, StudioError
 from ..history import owner as history_owner
@@ -50,6 +50,7 @@ class Outcomes:
     _identity: str  # the job as the shared history knows it (job.history_identity), worked out once
     _debug: bool  # whether debug events are kept: a row's debug line is not even built otherwise
     _v1: bool  # only v1 hands a run back, told by the SIDs this job's contacts already have (``sids``)
+    _stamp: Callable[[], str]  # iso_ms of the clock's now (clock.iso_ms_stamper)
 
     def owner(self, item: Item) -> str:
         """The history claim's owner: this job (its id as written and its state's place) and this contact."""
@@ -82,7 +83,7 @@ class Outcomes:
             error_message=message,
             # A line a later run takes up again carries only the tries that count (``max_attempts``): 429s do not.
             attempts=item.attempts if final or state == RowState.WAITING_ACTIVE else item.tries,
-            completed_at=iso_ms(self.clock.now()) if final else None,
+            completed_at=self._stamp() if final else None,
             ended_sid=item.ended_sid,
         )
         if self.active is not None and state != RowState.WAITING_ACTIVE:
