@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from batch_engage.checkpoint.model import SecondStats
 from batch_engage.checkpoint.store import Checkpoint, Intent, Outcome, Target, is_locked, open_checkpoint, read_only
 from batch_engage.errors import CheckpointLocked
 from batch_engage.states import RowState
@@ -250,3 +251,44 @@ class TestGroupsInOneStep:
         assert [row[7] for row in one] == ["sent", "failed", "sent", "sent", "intent", "intent"]
         assert one[1][11] == 'Zürich "x"\n'
         assert one[2][16] == "FN9"
+
+
+class TestDurability:
+    """Intents are committed with a sync to disk before any request leaves; outcomes need not wait for it."""
+
+    def test_intents_are_synced_to_disk_even_right_after_outcomes_were_not(self, tmp_path: Path) -> None:
+        """Every intent commit runs at synchronous=FULL; outcomes and counters commit at NORMAL and put FULL back."""
+        with open_checkpoint(tmp_path / "c", FP, TWILIO) as cp:
+            cp.start_run(AT, "digest")
+            conn = cp._conn  # the statements SQLite runs, in order, with the sync level each commit ran at
+            seen: list[tuple[str, int]] = []
+
+            def trace(statement: str) -> None:
+                if statement.strip().upper() == "COMMIT":
+                    seen.append((last[0], level()))
+                elif statement.lstrip().upper().startswith(("INSERT", "UPDATE")):
+                    words = statement.split()
+                    last[0] = f"{words[0].upper()} {words[2]}"
+
+            def level() -> int:
+                # Read beside the trace, on a second cursor of the same connection: what COMMIT will honour.
+                conn.set_trace_callback(None)
+                try:
+                    return int(conn.execute("PRAGMA synchronous").fetchone()[0])
+                finally:
+                    conn.set_trace_callback(trace)
+
+            last = [""]
+            conn.set_trace_callback(trace)
+            cp.write_intents(_intents("a", "b"), at=AT, twilio_at=None)
+            cp.write_outcomes([Outcome("a", RowState.SENT, sid="FN1", attempts=1)])
+            cp.write_events([SecondStats(second=1, pacer_rate=20.0, requests=1, ok=1)])
+            cp.write_intents(_intents("c"), at=AT, twilio_at=None)
+            conn.set_trace_callback(None)
+            after = int(conn.execute("PRAGMA synchronous").fetchone()[0])
+        full, normal = 2, 1
+        intents = [lvl for what, lvl in seen if what == "INSERT journal"]
+        others = [lvl for what, lvl in seen if what != "INSERT journal"]
+        assert intents == [full, full]
+        assert others and set(others) == {normal}
+        assert after == full
