@@ -147,7 +147,7 @@ async def settle_previous_period(
 ) -> None:
     """Before a new period starts: settle the last period's possibly-sent contacts; warn about its unsent ones."""
     from ..runner import RunOptions, run_job  # noqa: PLC0415 - load_job, which every command uses, needs no runner
-    from ..twilio import PAST_RETENTION  # noqa: PLC0415
+    from ..twilio import AT_RETENTION, PAST_RETENTION  # noqa: PLC0415
 
     spec = current.spec
     assert spec.job.period_kind is not None and spec.job.period is not None
@@ -170,7 +170,7 @@ async def settle_previous_period(
         results = result.results
         # Past Twilio's retention nothing can settle them: waiting for them would hold every later period back.
         unsettled = results.filter(
-            (pl.col("status") == "uncertain") & (pl.col("error_message").fill_null("") != PAST_RETENTION)
+            (pl.col("status") == "uncertain") & ~pl.col("error_message").is_in([PAST_RETENTION, AT_RETENTION])
         ).height
         if unsettled:
             raise PeriodUnsettled(

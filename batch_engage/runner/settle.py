@@ -16,7 +16,7 @@ from ..checkpoint import CheckpointStore, Outcome
 from ..clock import Clock, iso_ms, parse_iso
 from ..job import Spec
 from ..states import RowState
-from ..twilio import PAST_RETENTION, PacedReads, past_retention
+from ..twilio import AT_RETENTION, PAST_RETENTION, RETENTION, RETENTION_MARGIN, PacedReads
 from .dispatch import Dispatcher
 from .failures import off_loop
 from .item import Item
@@ -94,6 +94,17 @@ class Settler:
             since = self.d.client.clock.to_twilio(parse_iso(item.intent_at) if item.intent_at else self.clock.now())
         return Lookup(contact=item.contact, to=item.to, marker=item.marker, since=since)
 
+    def _age(self, item: Item) -> timedelta:
+        """How long ago ``item``'s intent was, on one clock: Twilio's once an answer has told it, ours before.
+
+        An intent stamped on Twilio's clock is never measured against our now: with the preflight off, the list
+        is the run's first request, and a clock ahead of ours would make every run look younger than it is.
+        """
+        twilio = self.d.client.clock
+        if twilio.offset is not None:
+            return twilio.now() - self.lookup(item).since
+        return self.clock.now() - parse_iso(item.intent_at) if item.intent_at else timedelta(0)
+
     def _uncertain(self, item: Item, reason: str) -> None:
         self.d.recorder.outcome(
             Outcome(contact=item.contact, state=RowState.UNCERTAIN, error_message=reason, attempts=item.attempts)
@@ -103,15 +114,16 @@ class Settler:
         """Reconcile possibly-sent items; record the found and the undecided; return those never created.
 
         An item whose intent is older than Studio's retention can no longer be looked up: its run, if any,
-        is gone. It stays uncertain (never sent again blindly, never waited on).
+        is gone. It stays uncertain (never sent again blindly, never waited on). So does one not found within a
+        day of it, judged again once the list is in: its run may have been deleted while it was looked for.
         """
-        twilio_now = self.d.client.clock.now()
-        expired = [i for i in items if past_retention(self.lookup(i).since, twilio_now)]
+        aged = [(self._age(i) >= RETENTION, i) for i in items]
+        expired = [i for old, i in aged if old]
         for item in expired:
             self._uncertain(item, PAST_RETENTION)
         if expired:
             log.warning("reconcile.past_retention", rows=len(expired), reason=PAST_RETENTION)
-            items = [i for i in items if i not in expired]
+            items = [i for old, i in aged if not old]
         if not items:
             return []
         wait = self.d.last_ambiguous + self.spec.send.reconcile_delay - self.clock.monotonic()
@@ -126,6 +138,9 @@ class Settler:
                 self.d.record(item, RowState.SENT, sid=settlement.found[item.contact])
             elif item.contact in settlement.undecided:
                 self._uncertain(item, f"possibly sent; {settlement.undecided[item.contact]}")
+            elif self._age(item) >= RETENTION - RETENTION_MARGIN:
+                self._uncertain(item, AT_RETENTION)
+                log.warning("reconcile.at_retention", row=item.row, reason=AT_RETENTION)
             else:
                 retry.append(item)
         return retry

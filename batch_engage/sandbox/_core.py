@@ -238,7 +238,9 @@ class Studio:
         with self._lock:
             self._counts[counter] += 1
             config = self._config
-            refused = self._read_rng.random() < config.read_rate_limit_rate
+            forced = self._counts["forced_read_429"] < config.read_rate_limited_first
+            self._counts["forced_read_429"] += forced
+            refused = forced or self._read_rng.random() < config.read_rate_limit_rate
             if refused:
                 self._counts["read_rate_limited"] += 1
         if refused:

@@ -91,6 +91,8 @@ class SandboxConfig:
         of the same Flow for the same contact (initiated_by SM..., no Parameters); that
         run ends at once, so it never blocks the create under the active rule.
     read_rate_limit_rate: share of run-list, run and Context GETs answered 429/20429.
+    read_rate_limited_first: the first this many of those GETs are answered 429/20429, whatever
+        read_rate_limit_rate says (counted over the sandbox's life, as rate_limited_first is).
     list_drops_channel_prefix: lists show contact_channel_address without "whatsapp:".
     next_page_host: host (and port) that list paging URLs name instead of the sandbox's.
     replies: what contacts answer the Flow's question, picked per contact.
@@ -137,6 +139,7 @@ class SandboxConfig:
     wall: Callable[[], datetime] | None = None
     other_sender_rate: float = 0.0
     read_rate_limit_rate: float = 0.0
+    read_rate_limited_first: int = 0
     list_drops_channel_prefix: bool = False
     next_page_host: str | None = None
     replies: tuple[str, ...] = _DEFAULT_REPLIES
@@ -156,7 +159,14 @@ class SandboxConfig:
         """Reject settings the simulator cannot honour."""
         if self.rate_limit is not None and not self.rate_limit > 0:
             raise ValueError(f"rate_limit must be positive or None, got {self.rate_limit!r}")
-        for name in ("latency", "jitter", "run_lifetime", "slow_seconds", "rate_limited_first"):
+        for name in (
+            "latency",
+            "jitter",
+            "run_lifetime",
+            "slow_seconds",
+            "rate_limited_first",
+            "read_rate_limited_first",
+        ):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         shares = ("error_rate", "lost_answer_rate", "drop_rate", "slow_rate", "other_sender_rate")

@@ -23,16 +23,27 @@ if TYPE_CHECKING:
     from .clock import TwilioClock
     from .messaging import MessagingClient
     from .pacing import Pacer
-    from .policy import PAST_RETENTION, RETENTION, Breaker, backoff, is_handback, past_retention
+    from .policy import (
+        AT_RETENTION,
+        PAST_RETENTION,
+        RETENTION,
+        RETENTION_MARGIN,
+        Breaker,
+        backoff,
+        is_handback,
+        past_retention,
+    )
     from .reach import Reach
     from .reads import READ_ATTEMPTS, PacedReads
 
 __all__ = [
+    "AT_RETENTION",
     "DEFAULT_BASE_URL",
     "PAST_RETENTION",
     "READ_ATTEMPTS",
     "REGION_EDGES",
     "RETENTION",
+    "RETENTION_MARGIN",
     "Breaker",
     "Created",
     "MessagesClient",
@@ -68,7 +79,7 @@ __getattr__, __dir__ = lazy_face(
         "clock": "TwilioClock",
         "messaging": "MessagingClient",
         "pacing": "Pacer",
-        "policy": "PAST_RETENTION RETENTION Breaker backoff is_handback past_retention",
+        "policy": "AT_RETENTION PAST_RETENTION RETENTION RETENTION_MARGIN Breaker backoff is_handback past_retention",
         "reach": "Reach",
         "reads": "READ_ATTEMPTS PacedReads",
     },

@@ -15,12 +15,27 @@ import tenacity
 from ..errors import RateLimited, StudioError
 from .classify import Created
 
-__all__ = ["HANDBACK_MARGIN", "PAST_RETENTION", "RETENTION", "Breaker", "backoff", "is_handback", "past_retention"]
+__all__ = [
+    "AT_RETENTION",
+    "HANDBACK_MARGIN",
+    "PAST_RETENTION",
+    "RETENTION",
+    "RETENTION_MARGIN",
+    "Breaker",
+    "backoff",
+    "is_handback",
+    "past_retention",
+]
 
 RETENTION = timedelta(days=30)
 """Studio keeps a run (and its Context) 30 days after it starts, on Twilio's clock; then every read answers 404."""
 PAST_RETENTION = "past Twilio's 30-day retention"
 """The reason a possibly-sent contact older than that stays uncertain: nothing can prove it either way."""
+RETENTION_MARGIN = timedelta(days=1)
+"""How near the retention a run not found may have been deleted while it was looked for: Twilio does not say at
+what hour a 30-day-old run goes, and a list of a month of runs can take minutes of paging and 429s."""
+AT_RETENTION = f"{PAST_RETENTION}, or within a day of it: not found, and its run may have gone while it was looked for"
+"""The reason a possibly-sent contact not found that near the retention stays uncertain, never sent again."""
 
 
 def past_retention(started: datetime, twilio_now: datetime) -> bool:

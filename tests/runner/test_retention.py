@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 
 import polars as pl
@@ -10,7 +12,10 @@ import structlog
 
 import batch_engage
 from batch_engage import CollectOptions, RunOptions, run
+from batch_engage.checkpoint.store import read_only
+from batch_engage.clock import parse_iso
 from batch_engage.testing import FakeClock
+from batch_engage.twilio import AT_RETENTION
 
 from conftest import Rig, make_contacts
 
@@ -131,3 +136,44 @@ def test_collect_warns_when_uncollected_runs_near_retention(
     assert result.counts["active"] == 4
     warning = next(e for e in events if e["event"] == "collect.retention")
     assert warning["runs"] == 4 and 3.9 <= warning["days_left"] <= 4.0
+
+
+def test_a_run_deleted_while_reconciliation_lists_it_is_not_sent_again(rig: Rig) -> None:
+    """One second inside the 30 days when looked up, gone by the time the list answers: uncertain, never re-sent."""
+    clock = FakeClock()
+    sb = rig.sandbox(rate_limit=None, lost_answer_rate=1.0, read_rate_limit_rate=1.0, wall=clock, retry_after=3)
+    spec = rig.spec(sb.url, api="executions", max_backoff=5)
+    frame = make_contacts(5)
+    first = run(spec, frame=frame, credentials=rig.creds, options=RunOptions(clock=clock))
+    assert first.counts["uncertain"] == 5 and len(sb.ledger()) == 5
+
+    newest = max(parse_iso(t) for t in read_only(spec.output.checkpoint).journal["intent_at"].to_list())
+    clock.set(newest + timedelta(days=30) - timedelta(seconds=1))
+    # The list is answered 429 once (Retry-After: 3 s): the runs are past 30 days when it is asked again.
+    sb.reconfigure(lost_answer_rate=0.0, read_rate_limit_rate=0.0, read_rate_limited_first=1)
+    later = run(spec, frame=frame, credentials=rig.creds, options=RunOptions(clock=clock))
+    assert len(sb.ledger()) == 5, Counter(entry.to for entry in sb.ledger())
+    assert later.counts.get("sent", 0) == 0 and later.counts["uncertain"] == 5
+    assert set(later.results["error_message"]) == {AT_RETENTION}
+
+
+def test_retention_is_judged_on_one_clock_before_twilios_is_known(rig: Rig) -> None:
+    """--no-preflight, Twilio two minutes ahead: the resumed run's first request is the list, yet runs already gone
+    on Twilio's clock are past retention, not "not found" and sent again."""
+    clock = FakeClock()
+    sb = rig.sandbox(rate_limit=None, lost_answer_rate=1.0, read_rate_limit_rate=1.0, wall=clock, clock_offset=120.0)
+    # Rate 1: groups of one intent, so all but the first carry Twilio's time (its offset known by then).
+    spec = rig.spec(sb.url, api="executions", max_backoff=5, rate=1, preflight=False)
+    frame = make_contacts(4)
+    first = run(spec, frame=frame, credentials=rig.creds, options=RunOptions(clock=clock))
+    assert first.counts["uncertain"] == 4 and len(sb.ledger()) == 4
+    journal = read_only(spec.output.checkpoint).journal
+    assert journal["intent_twilio_at"].null_count() < 4
+    newest = max(parse_iso(t) for t in journal["intent_at"].to_list())
+    # 30 days and 30 s after the newest intent on our clock: every run is gone on Twilio's.
+    clock.set(newest + timedelta(days=30, seconds=30))
+    sb.reconfigure(lost_answer_rate=0.0, read_rate_limit_rate=0.0)
+    later = run(spec, frame=frame, credentials=rig.creds, options=RunOptions(clock=clock))
+    assert len(sb.ledger()) == 4, Counter(entry.to for entry in sb.ledger())
+    assert later.counts["uncertain"] == 4
+    assert set(later.results["error_message"]) == {"past Twilio's 30-day retention"}
