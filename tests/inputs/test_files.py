@@ -62,6 +62,9 @@ def build_bad_files(folder: Path) -> dict[str, BadFile]:
         "truncated.parquet": _parquet_bytes()[:-100],
         "not_parquet.parquet": (HEADER + GOOD_ROWS).encode(),
         "duplicate_header.csv": ("phone,name,phone\n" + GOOD_ROWS).encode(),
+        # Two exports pasted together: the second's header, its columns swapped, is a row of the first.
+        "header_again_reordered.csv": (HEADER + GOOD_ROWS + "name,phone,visits\nAna,+14155550103,4\n").encode(),
+        "header_again.csv": (HEADER + "+14155550100,Ana,1\n\n" + HEADER + GOOD_ROWS).encode(),
     }
     for name, data in files.items():
         (folder / name).write_bytes(data)
@@ -101,6 +104,17 @@ def build_bad_files(folder: Path) -> dict[str, BadFile]:
             "not_parquet.parquet", ": not a Parquet file (it does not end with the Parquet footer)"
         ),
         "duplicate header": bad("duplicate_header.csv", ":1: column 'phone': appears twice in the header"),
+        "the header again, reordered": bad(
+            "header_again_reordered.csv",
+            ":5: the header again, in another order ('name' where the first has 'phone'): two files pasted "
+            "together? The rows under it would be read into the wrong columns; remove it, or give each file its own "
+            "job",
+        ),
+        "the header again": bad(
+            "header_again.csv",
+            ":4: the header again: two files pasted together? The rows under it would be read into the wrong "
+            "columns; remove it, or give each file its own job",
+        ),
         "empty stdin": BadFile("-", "<stdin>: the file is empty", stdin=b""),
         "ragged stdin": BadFile(
             "-", "<stdin>:3: ragged row: 2 fields where the header has 3", stdin=(HEADER + "+1415,A,1\n+1,B\n").encode()
@@ -134,6 +148,8 @@ CASES = [
     "truncated Parquet",
     "CSV named .parquet",
     "duplicate header",
+    "the header again, reordered",
+    "the header again",
     "empty stdin",
     "ragged stdin",
 ]
