@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,17 +111,32 @@ def _contact(dedupe: str) -> pl.Expr:
 
 
 def _with_marker(planned: pl.LazyFrame, spec: Spec) -> pl.LazyFrame:
-    """A row whose Parameters would be over the limit once the marker is added is invalid, and says so."""
-    extra = marker_overhead(spec.send.marker_key)
+    """A row whose Parameters would be over the limit once the marker is added is invalid, and says so; so is one
+    whose ``parameters_column`` object already holds the marker's key."""
+    key = spec.send.marker_key
+    extra = marker_overhead(key)
     if not extra:
         return planned
     limit = spec.send.max_parameters_bytes
-    over = (pl.col("status") != "invalid") & (pl.col("parameters").fill_null("{}").str.len_bytes() + extra > limit)
+    sendable = pl.col("status") != "invalid"
+    over = sendable & (pl.col("parameters").fill_null("{}").str.len_bytes() + extra > limit)
+    reason: Any = pl.when(over).then(
+        pl.lit(f"Parameters is over {limit} bytes with the marker (send.max_parameters_bytes)")
+    )
+    column = spec.mapping.parameters_column
+    if column:
+        # The body would carry the key twice (an old run's flow.data pasted back?), and which one Studio keeps is
+        # not documented: a stale marker would make this contact's run look like someone else's to reconciliation.
+        # Compact JSON: the key as a key (a nested one too, refused alike), never inside a string, whose quotes are
+        # escaped.
+        held = sendable & pl.col("parameters").str.contains(f"[{{,]{re.escape(json.dumps(key))}:").fill_null(False)
+        reason = reason.when(held).then(
+            pl.lit(f"{column}: holds {key!r}, the key batch-engage adds to prove a run is this job's (send.marker_key)")
+        )
+        over = over | held
     return planned.with_columns(
         status=pl.when(over).then(pl.lit("invalid")).otherwise(pl.col("status")),
-        error_message=pl.when(over)
-        .then(pl.lit(f"Parameters is over {limit} bytes with the marker (send.max_parameters_bytes)"))
-        .otherwise(pl.col("error_message")),
+        error_message=reason.otherwise(pl.col("error_message")),
     )
 
 

@@ -40,3 +40,28 @@ class TestMarkerSize:
         spec = spec.replace(send=replace(spec.send, marker_key=""))
         assert prepare(spec, frame=frame).plan["status"].to_list() == ["pending"]
         assert marker_overhead("") == 0 < marker_overhead("_batch_engage")
+
+
+class TestMarkerKeyInTheInput:
+    """A ``parameters_column`` object that already holds the marker's key is refused: the body would carry it twice."""
+
+    def test_a_row_whose_json_holds_the_marker_key_is_invalid_and_the_others_are_sent(
+        self, make_spec: Callable[..., Any]
+    ) -> None:
+        """An old run's flow.data pasted back (a stale marker) is invalid, named; the key inside a text is not."""
+        extra = [
+            '{"a":1}',
+            '{"_batch_engage":"0f1e2d3c:aa","a":2}',
+            '{"note":"x,\\"_batch_engage\\":1"}',
+            '{"a":3, "_batch_engage" : "0f1e2d3c:bb"}',
+        ]
+        frame = pl.DataFrame({"phone": [f"+1415555010{i}" for i in range(4)], "extra": extra})
+        spec = make_spec("http://127.0.0.1:9")
+        spec = spec.replace(mapping=replace(spec.mapping, parameters=(), parameters_column="extra"))
+        plan = prepare(spec, frame=frame).plan
+        assert plan["status"].to_list() == ["pending", "invalid", "pending", "invalid"]
+        held = "extra: holds '_batch_engage', the key batch-engage adds to prove a run is this job's (send.marker_key)"
+        assert plan["error_message"].to_list() == [None, held, None, held]
+        # With the marker off (or renamed), the key is the row's own.
+        spec = spec.replace(send=replace(spec.send, marker_key=""))
+        assert prepare(spec, frame=frame).plan["status"].to_list() == ["pending"] * 4
