@@ -58,7 +58,11 @@ WHATSAPP = "whatsapp:"
 SEPARATORS = r"[\s().\-]"
 # Excel writes 14155550100 as 1.41555501E+10 (or 1,41555501E+10 with a decimal comma).
 SCIENTIFIC = re.compile(r"^[0-9]+(?:[.,][0-9]+)?[eE][+-]?[0-9]+$")
-WHOLE_FLOAT_TEXT = r"^\+?[0-9]+[.,]0+$"
+# A zero fraction right after a digit, in a number spelled with digits, spaces, brackets, '-' or '/': a float's
+# artefact however the number is written. A value with another '.' or ',' is grouped with dots (06.12.34.56.00),
+# and one with letters or '@' is no bare number (whatsapp: and channels are judged without their prefix).
+WHOLE_FLOAT_TEXT = r"^\+?[0-9\s()/\-]*[0-9][.,]0+$"
+_PUNCTUATION = re.compile(r"[\s()/\-]")
 ZERO_FRACTION = r"[.,]0+$"
 _DECIMAL = re.compile(r"^\+?[0-9]+[.,][0-9]*[1-9][0-9]*$")
 SCIENTIFIC_REASON = "written in scientific notation: digits were lost; export the column as text"
@@ -246,6 +250,8 @@ def lost_leading_zero(digits: str, region: str | None, address: str) -> bool:
     Where a national number keeps its leading zero (``06031234`` in GA is +241 06031234), a
     number column stores ``6031234``, which is also a valid number there: +241 6031234, someone else.
     """
+    # A spaced or punctuated whole float (``603 12 34.0``) is held to the same rule as its digits.
+    digits = _PUNCTUATION.sub("", digits)
     if region is None or not digits.isdigit() or digits.startswith("0") or address == "+" + digits:
         # Read with its country code, every digit was there: no zero can have been dropped in front.
         return False

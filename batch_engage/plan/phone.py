@@ -18,7 +18,7 @@ What a spreadsheet did to a number is never guessed back: ``1.41555501E+10`` los
 digits, so it is invalid; ``4155550123.0`` (a number column) is read as its digits,
 and one ``input.float_column`` log line says so; ``4155550123.5`` is invalid. A zero
 fraction is taken off before anything else reads the value, whatever its decimal mark
-and with or without ``+`` (``491712345684,0``, ``+491712345678.0``): read with the
+and with or without ``+`` (``491712345684,0``, ``+491712345678.0``, ``0171 2345684.0``): read with the
 fraction, its zeros would become digits of another person's number.
 """
 

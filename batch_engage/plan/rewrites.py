@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from . import numbers
+
 __all__ = ["Rewrite", "rewrite_examples"]
 
 ZERO_FRACTION = "a spreadsheet's decimal zeros dropped"
@@ -35,8 +37,8 @@ class Rewrite:
 def _ways(written: pl.Expr, sent: pl.Expr) -> pl.Expr:
     """Each rewrite named by what happened to it, the most consequential part first."""
     body = written.str.replace(r"(?i)^whatsapp:", "")
-    zero = body.str.contains(r"^\+?[0-9]+[.,]0+$")
-    body = body.str.replace(r"[.,]0+$", "")
+    zero = body.str.contains(numbers.WHOLE_FLOAT_TEXT)
+    body = pl.when(zero).then(body.str.replace(numbers.ZERO_FRACTION, "")).otherwise(body)
     digits = body.str.replace_all(r"[^0-9]", "")
     number = sent.str.replace(r"^whatsapp:", "")
     plus = body.str.starts_with("+")

@@ -59,6 +59,39 @@ class TestTheGermanCases:
         assert _one(written, "DE") == (written, f"To: {DECIMAL}: '{written}'")
 
 
+class TestFormattedNumbers:
+    @pytest.mark.parametrize(
+        ("written", "sent"),
+        [
+            ("+49 1712345684.0", "+491712345684"),
+            ("0171 2345685.0", "+491712345685"),
+            ("(0171) 2345684.0", "+491712345684"),
+            ("0171-2345684.0", "+491712345684"),
+            ("0171/2345684.0", "+491712345684"),
+            ("+49 171 2345684,00", "+491712345684"),
+            ("whatsapp:+49 1712345684.0", "whatsapp:+491712345684"),
+        ],
+    )
+    def test_a_zero_fraction_after_spaces_or_punctuation_never_becomes_a_digit(self, written: str, sent: str) -> None:
+        """With default_region DE, `0171 2345685.0` reaches +491712345685, never +4917123456850 (someone else)."""
+        assert _one(written, "DE") == (sent, None)
+
+    @pytest.mark.parametrize("written", ["(415) 555-0101.0", "+1 (415) 555-0101.0", "415-555-0101,0"])
+    def test_a_us_number_with_a_zero_fraction_reaches_the_same_person(self, written: str) -> None:
+        """With default_region US, `(415) 555-0101.0` is sent to +14155550101."""
+        assert _one(written, "US") == ("+14155550101", None)
+
+    @pytest.mark.parametrize(("written", "region"), [("06.12.34.56.00", "FR"), ("+33 6.12.34.56.00", "FR")])
+    def test_a_number_grouped_with_dots_keeps_its_last_zeros(self, written: str, region: str) -> None:
+        """`06.12.34.56.00` is dot-grouped, not a float: its `.00` are digits, and it is sent to +33612345600."""
+        assert _one(written, region) == ("+33612345600", None)
+
+    def test_a_formatted_number_that_may_have_dropped_its_leading_zero_is_invalid(self) -> None:
+        """In GA, `603 12 34.0` is held to the rule `6031234.0` is: `06031234` or `6031234` is unknowable."""
+        _, reason = _one("603 12 34.0", "GA")
+        assert reason is not None and "leading zero" in reason
+
+
 @st.composite
 def numbers(draw: st.DrawFn) -> tuple[str, phonenumbers.PhoneNumber]:
     """A valid number of one of ten regions (an example with its last digits changed), and the region."""
@@ -117,6 +150,22 @@ def test_spreadsheet_damage_never_sends_to_another_number_in_ten_regions(
         assert address == phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164) or (
             address == _one(clean, region)[0]
         )
+
+
+@given(
+    drawn=numbers(),
+    style=st.sampled_from([phonenumbers.PhoneNumberFormat.NATIONAL, phonenumbers.PhoneNumberFormat.INTERNATIONAL]),
+    fraction=st.sampled_from(ZERO_FRACTIONS),
+)
+def test_a_zero_fraction_after_a_formatted_number_in_ten_regions_changes_nobody(
+    drawn: tuple[str, phonenumbers.PhoneNumber], style: int, fraction: str
+) -> None:
+    """`(415) 555-0101.0`, `+49 171 2345684,00`: sent where the cell without its fraction is sent, or refused."""
+    region, number = drawn
+    clean = phonenumbers.format_number(number, style)
+    assume(not any(mark in clean for mark in ".,"))
+    address, reason = _one(clean + fraction, region)
+    assert reason is not None or (address, reason) == _one(clean, region), (clean + fraction, address)
 
 
 class TestLeadingZeros:
@@ -202,6 +251,17 @@ class TestValidateShowsRewrites:
         }
         # Australia dials out with 0011: the same way as 00, so it is not shown again.
         assert len(ways) == 3
+
+    def test_a_formatted_number_s_dropped_zeros_are_named_as_such(self) -> None:
+        """`+49 1712345684.0` → +491712345684 is shown as zeros dropped, never as digits the country's rules changed."""
+        from batch_engage.plan.rewrites import rewrite_examples
+
+        written = pl.Series(["+49 1712345684.0", "0171 2345685.0"])
+        plan = pl.DataFrame({"to": ["+491712345684", "+491712345685"], "status": ["pending"] * 2})
+        assert [r.way for r in rewrite_examples(written, plan)] == [
+            "a spreadsheet's decimal zeros dropped, spaces and punctuation dropped",
+            "a spreadsheet's decimal zeros dropped, national number: country code of mapping.default_region",
+        ]
 
     def test_validate_prints_the_rewrites_as_written_and_as_sent(
         self, job: Path, capsys: pytest.CaptureFixture[str]
