@@ -20,7 +20,10 @@ from .pg_query import read_postgres
 __all__ = ["FILE_EXTENSIONS", "FILE_FORMATS", "QUERY_SOURCES", "SOURCES", "Source", "query_reader"]
 
 QueryReader = Callable[[str, str], pl.DataFrame]
-_FILE_CREDENTIALS = "none; a remote URL: polars' own (AWS_* for s3://)"
+_FILE_CREDENTIALS = (
+    "none; a URL: `https://` one plain GET (a presigned URL's signature is its grant), `s3://` `gs://` `abfs://` "
+    "pyarrow's, with those SDKs' own credentials (AWS_* and ~/.aws for s3://)"
+)
 
 
 @dataclass(frozen=True)

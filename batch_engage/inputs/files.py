@@ -13,6 +13,7 @@ says; old Mac line endings (CR alone) end lines; rows whose cells are all empty
 gives anything but an :class:`InputFileError`.
 
 The bytes become UTF-8 text in ``encoding``; the CSV details (separator, short and blank rows, typing) live in ``csv``.
+A URL's bytes come from ``remote``, and are read from there on exactly as a local file's.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from ..job import InputSpec
 from .catalog import FILE_EXTENSIONS, FILE_FORMATS
 from .csv import SEPARATORS, read_csv, split_fields
 from .encoding import as_utf8, is_blank
+from .remote import fetch, file_url_path, is_remote, shown_url
 
 __all__ = [
     "SEPARATORS",
@@ -45,6 +47,7 @@ __all__ = [
     "is_local_file",
     "read_table",
     "require_columns",
+    "shown_name",
 ]
 
 STDIN_NAME = "<stdin>"
@@ -80,18 +83,26 @@ def _format_of(spec: InputSpec, name: str, shown: str) -> str:
     return _EXTENSIONS[suffix]
 
 
-def _is_remote(name: str) -> bool:
-    return "://" in name
-
-
 def is_local_file(name: str) -> bool:
     """Whether ``input.path`` names a file on this machine (not standard input, not a remote URL)."""
-    return name != "-" and not _is_remote(name)
+    return name != "-" and not is_remote(name)
+
+
+def shown_name(name: str) -> str:
+    """How messages, results and logs name the input ``name``: a URL without its secrets, stdin as ``<stdin>``."""
+    if name == "-":
+        return STDIN_NAME
+    return shown_url(name) if is_remote(name) else name
 
 
 def _read_bytes(name: str, shown: str, stdin: BinaryIO | None) -> bytes:
     if name == "-":
         return (stdin or sys.stdin.buffer).read()
+    if is_remote(name):
+        local = file_url_path(name)
+        if local is None:
+            return fetch(name, shown)
+        name = local
     path = Path(name)
     if not path.exists():
         raise InputFileError(shown, "no such file")
@@ -133,19 +144,6 @@ def _read_parquet(shown: str, data: bytes) -> pl.DataFrame:
         raise _not_valid(shown, "parquet", exc) from None
 
 
-def _read_remote(name: str, fmt: str, separator: str | None) -> pl.DataFrame:
-    try:
-        if fmt == "csv":
-            return pl.read_csv(name, infer_schema_length=10_000, separator=separator or ",")
-        if fmt == "parquet":
-            return pl.read_parquet(name)
-        return pl.read_ndjson(name, infer_schema_length=10_000)
-    except pl.exceptions.PolarsError as exc:
-        raise _not_valid(name, fmt, exc) from None
-    except OSError as exc:
-        raise InputFileError(name, f"cannot be read: {exc}") from None
-
-
 def read_table(
     spec: InputSpec,
     *,
@@ -165,17 +163,10 @@ def read_table(
     name = spec.path
     if name is None:
         raise InputFileError("(no input)", "no input file: set input.path or give a frame")
-    shown = STDIN_NAME if name == "-" else name
+    shown = shown_name(name)
     fmt = _format_of(spec, name, shown)
     keep_text = set(text_columns)
-    if _is_remote(name):
-        frame = _read_remote(name, fmt, spec.separator)
-        if frame.height == 0 and not (header_only and frame.width):
-            raise InputFileError(name, "has no data rows")
-        numbers = integer_columns(frame, keep_text)
-        frame = as_text(frame, keep_text, name)
-        return Table(frame=frame, digest=frame_digest(frame) if digest else "", name=name, numbers=numbers)
-
+    # A URL's bytes are read whole, as a local file's: every check and typing rule is the local reader's.
     data, taken = raw if raw is not None else (_read_bytes(name, shown, stdin), "")
     if is_blank(data):
         raise InputFileError(shown, "the file is empty")

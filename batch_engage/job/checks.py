@@ -42,17 +42,17 @@ INPUT_FORMATS = ("csv", "parquet", "ndjson")
 _POSTGRES = ("postgresql://", "postgres://")
 
 
-def _check_input_uri(uri: str) -> None:
-    """PostgreSQL's URL rules for a PostgreSQL input; for any other, no password (the reader checks its scheme)."""
+def _check_input_uri(uri: str, key: str = "input.uri") -> None:
+    """PostgreSQL's URL rules for a PostgreSQL input.uri; for any other URL under ``key``, no password."""
     try:
         parts = urlsplit(uri)
     except ValueError as exc:
-        raise ConfigError("input.uri", f"is not a valid URL ({exc})") from None
-    if parts.scheme in ("postgresql", "postgres"):
-        check_database_uri(uri, key="input.uri")
+        raise ConfigError(key, f"is not a valid URL ({exc})") from None
+    if parts.scheme in ("postgresql", "postgres") and key == "input.uri":
+        check_database_uri(uri, key=key)
     elif parts.password is not None or any(k.lower() == "password" for k, _ in parse_qsl(parts.query)):
         raise ConfigError(
-            "input.uri", "holds a password: remove it; the README's table of inputs says where each one is read from"
+            key, "holds a password: remove it; the README's table of inputs says where each one is read from"
         )
 
 
@@ -65,6 +65,13 @@ def check_addresses(sections: Mapping[str, dict[str, Any]]) -> None:
     uri = sections["input"].get("uri")
     if isinstance(uri, str) and not uri.startswith("env:"):
         _check_input_uri(uri)
+    # A file named by a URL is held to input.uri's rule: a presigned URL's signature may stay (it is the
+    # grant to that one file, and is never shown), a password may not.
+    files = [("input.path", sections["input"].get("path"))]
+    files += [("suppress.files", name) for name in sections["suppress"].get("files", ())]
+    for key, name in files:
+        if isinstance(name, str) and "://" in name:
+            _check_input_uri(name, key)
     checkpoint = sections["output"].get("checkpoint")
     if isinstance(checkpoint, str) and checkpoint.startswith(_POSTGRES):
         parse_location(checkpoint if "#" in checkpoint else checkpoint + "#key", key="output.checkpoint")

@@ -32,25 +32,27 @@ def load_suppression(files: Iterable[str], column: str | None, default_region: s
         table = read_table(
             InputSpec(path=path), text_columns=[column] if column else [], digest=False, header_only=True
         )
-        frame = table.frame
+        frame, shown = table.frame, table.name
         if not frame.width:
-            raise InputFileError(path, "has no columns, so no numbers to hold back (set suppress.column?)")
+            raise InputFileError(shown, "has no columns, so no numbers to hold back (set suppress.column?)")
         name = column or frame.columns[0]
-        require_columns(path, frame, [("suppress.column", name)])
+        require_columns(shown, frame, [("suppress.column", name)])
         cells = frame[name].cast(pl.String)
         # The column as read (numbers too, whose leading zero may be gone), or as its text columns say it was.
         normalized = phone.normalize(frame[name], default_region, what="entry", numbers=name in table.numbers)
         unread = (normalized["reason"].is_not_null() & cells.str.strip_chars().fill_null("").ne("")).arg_true()
         if len(unread):
             raise InputFileError(
-                path,
+                shown,
                 f"{len(unread)} of its {frame.height} entries cannot be read as phone numbers, so those people "
                 f"could be messaged; the first, row {unread[0] + 1}: {normalized['reason'][unread[0]]} (is "
                 "suppress.column the column of numbers? are they written without a country code and "
                 "mapping.default_region unset?)",
                 column=name,
             )
-        lists[Path(path).name] = set(normalized["address"].filter(normalized["reason"].is_null()).to_list())
+        # A URL's list is named by its file, never its query: the name is written into every row it holds back.
+        listed = normalized["address"].filter(normalized["reason"].is_null())
+        lists[Path(shown).name.removesuffix("?…")] = set(listed.to_list())
     return lists
 
 
