@@ -23,6 +23,7 @@ import difflib
 import hashlib
 import io
 import json
+import re
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -202,7 +203,32 @@ def _parsed(
                 raise _not_valid(shown, "ndjson", exc) from None
             if frame.height == 0:
                 raise InputFileError(shown, "has no data rows")
+            return _as_written(as_text(frame, keep_text, shown), data, keep_text), integer_columns(frame, keep_text)
     return as_text(frame, keep_text, shown), integer_columns(frame, keep_text)
+
+
+def _as_written(frame: pl.DataFrame, data: bytes, columns: Iterable[str]) -> pl.DataFrame:
+    """An address written as a JSON number with an exponent (``1.41555501E+10``, Excel's) keeps that text.
+
+    Parsed, it is a whole float whose lost digits nothing shows (``14155550100``, someone else): as written, the
+    plan refuses the row, as it refuses that notation in a CSV.
+    """
+    keys = {c: re.escape(json.dumps(c).encode()) for c in columns if c in frame.columns}
+    patterns = {c: re.compile(key + rb"\s*:\s*(-?[0-9]+(?:\.[0-9]+)?[eE][+-]?[0-9]+)") for c, key in keys.items()}
+    found = {c: p for c, p in patterns.items() if p.search(data)}
+    if not found:
+        return frame
+    written: dict[str, tuple[list[int], list[str]]] = {c: ([], []) for c in found}
+    # Rows are the lines that are not blank, as polars read them; only a file holding such a number gets here.
+    for row, line in enumerate(line for line in data.split(b"\n") if line.strip()):
+        for column, pattern in found.items():
+            match = pattern.search(line)
+            if match:
+                written[column][0].append(row)
+                written[column][1].append(match.group(1).decode())
+    return frame.with_columns(
+        frame.get_column(c).scatter(rows, pl.Series(texts, dtype=pl.String)) for c, (rows, texts) in written.items()
+    )
 
 
 _SHORT_FLOATS = (pl.Float16, pl.Float32)  # 3 and 7 significant digits: fewer than any phone number has

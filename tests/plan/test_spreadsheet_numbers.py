@@ -168,6 +168,27 @@ def test_a_zero_fraction_after_a_formatted_number_in_ten_regions_changes_nobody(
     assert reason is not None or (address, reason) == _one(clean, region), (clean + fraction, address)
 
 
+class TestAnExponentInAJsonFile:
+    def test_a_json_number_with_an_exponent_is_invalid_as_in_a_csv(self, tmp_path: Path) -> None:
+        """NDJSON `"phone": 1.41555501E+10` parses to 14155550100, someone else: the row is invalid, the rest sent."""
+        contacts = tmp_path / "c.ndjson"
+        contacts.write_text(
+            '{"phone": "+14155550101"}\n\n{"phone": 1.41555501E+10}\n{"phone": 14155550103}\n{"phone": 1.5e3}\n'
+        )
+        job = tmp_path / "us.toml"
+        job.write_text(
+            f'[input]\npath = "{contacts}"\n\n[flow]\nsid = "{FLOW_SID}"\n\n'
+            '[mapping]\nto = "phone"\nfrom = "+15005550006"\ndefault_region = "US"\n'
+        )
+        found = batch_engage.validate(job)
+        table = found.results.sort("row")
+        assert table["status"].to_list() == ["pending", "invalid", "pending", "invalid"]
+        # The results show the number as the file wrote it, not the float it parses to.
+        assert table["to"].to_list()[:3] == ["+14155550101", "1.41555501E+10", "+14155550103"]
+        said = "To: written in scientific notation: digits were lost; export the column as text: '1.41555501E+10'"
+        assert table["error_message"][1] == said
+
+
 class TestLeadingZeros:
     @pytest.mark.parametrize("cell", ["6031234.0", 6031234.0, 6031234])
     def test_a_number_column_that_may_have_dropped_a_leading_zero_is_invalid(self, cell: str | float) -> None:
