@@ -385,17 +385,24 @@ class TestColumnsKeepTheirText:
         assert quoted.row(1) == ("+14155550101", None, None)
 
     def test_a_column_a_double_would_round_or_overflow_stays_text(self, tmp_path: Path) -> None:
-        """17 digits beside decimals (a double keeps 15) and 1e400 (infinite) keep their text; 2E3 and 15 digits do not."""
+        """17 digits beside decimals (a double keeps 15) and 1e400 (infinite) keep their text; 15 digits do not."""
         frame = _read(
             tmp_path,
             "phone,big,huge,fine,long_fine\n"
-            "+14155550100,12345678901234567,1e400,2E3,-1234567890.12345\n"
+            "+14155550100,12345678901234567,1e400,2.0,-1234567890.12345\n"
             "+14155550101,8.5,5,1.5,0.000001234567891\n",
         )
         assert frame.schema["big"] == pl.String and frame["big"].to_list() == ["12345678901234567", "8.5"]
         assert frame.schema["huge"] == pl.String and frame["huge"].to_list() == ["1e400", "5"]
-        assert frame["fine"].to_list() == [2000.0, 1.5]
+        assert frame["fine"].to_list() == [2.0, 1.5]
         assert frame["long_fine"].to_list() == [-1234567890.12345, 0.000001234567891]
+
+    def test_a_price_or_a_code_a_number_would_rewrite_keeps_its_text(self, tmp_path: Path) -> None:
+        """`12.50` would reach the message as 12.5 and `1E3` as 1000.0: such columns stay as typed, every row."""
+        frame = _read(tmp_path, "phone,price,code,score\n+14155550100,12.50,1E3,2.5\n+14155550101,3.1,2E10,3.0\n")
+        assert frame.schema["price"] == pl.String and frame["price"].to_list() == ["12.50", "3.1"]
+        assert frame.schema["code"] == pl.String and frame["code"].to_list() == ["1E3", "2E10"]
+        assert frame["score"].to_list() == [2.5, 3.0]
 
 
 class TestWhatSpreadsheetsWrite:
