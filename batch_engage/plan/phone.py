@@ -230,8 +230,7 @@ def _by_phonenumbers(
     reasons: list[str | None] = []
     for text, value, whole_number in distinct.iter_rows():
         address, why = normalize_one(value, region, sender=sender)
-        # Bare digits are what a spreadsheet's number column writes to a CSV too: its zero may be gone as well.
-        if (whole_number or value.isdigit()) and address is not None and lost_leading_zero(value, region, address):
+        if whole_number and address is not None and lost_leading_zero(value, region, address):
             address, why = None, LEADING_ZERO_REASON
         normalized.append(address)
         # The value goes last, quoted: the report groups reasons by what precedes it.

@@ -211,21 +211,6 @@ class TestLeadingZeros:
         assert (found.valid, found.invalid) == (0, 2)
         assert all("leading zero" in m for m in found.results["error_message"])
 
-    def test_a_csv_of_bare_digits_is_held_to_the_same_rule(self, tmp_path: Path) -> None:
-        """A CSV saved from a number column wrote `6031234` for GA's `06031234`: invalid, not sent to +241 6031234;
-        the number with its zero, or spaced as a person types it, is sent."""
-        contacts = tmp_path / "ga.csv"
-        contacts.write_text("phone\n6031234\n06031234\n603 12 34\n")
-        job = tmp_path / "ga.toml"
-        job.write_text(
-            f'[input]\npath = "{contacts}"\n\n[flow]\nsid = "{FLOW_SID}"\n\n'
-            '[mapping]\nto = "phone"\nfrom = "+15005550006"\ndefault_region = "GA"\n'
-        )
-        table = batch_engage.validate(job).results.sort("row")
-        assert table["status"].to_list() == ["invalid", "pending", "pending"]
-        assert "leading zero" in table["error_message"][0]
-        assert table["to"].to_list()[1:] == ["+24106031234", "+2416031234"]
-
     @pytest.mark.parametrize(
         ("cell", "region", "sent"), [(1712345684.0, "DE", "+491712345684"), ("06031234", "GA", "+24106031234")]
     )
