@@ -14,11 +14,14 @@ import os
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 from .errors import UsageError
 
 __all__ = [
     "check_writable",
+    "file_url_path",
     "holds_lock",
     "move_with_sidecars",
     "private_file",
@@ -176,3 +179,11 @@ def check_writable(path: str | Path, what: str) -> list[Path]:
         reason = exc.strerror or type(exc).__name__
         raise UsageError(f"{what} {target}: cannot write there ({reason})") from None
     return list(reversed(missing))
+
+
+def file_url_path(name: str) -> str | None:
+    """The local path a ``file://`` URL names (``file:///data/c.csv``); None for any other URL."""
+    parts = urlsplit(name)
+    if parts.scheme.lower() != "file" or parts.netloc not in ("", "localhost"):
+        return None
+    return url2pathname(parts.path)

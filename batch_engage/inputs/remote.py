@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import re
 from urllib.parse import unquote, urlsplit
-from urllib.request import url2pathname
 
+from ..disk import file_url_path
 from ..errors import InputFileError
 
 __all__ = ["fetch", "file_url_path", "is_remote", "masked_text", "shown_url"]
@@ -52,14 +52,6 @@ def masked_text(text: str, name: str) -> str:
     for secret in sorted({s for p in secrets if p for s in (p, unquote(p))}, key=len, reverse=True):
         text = text.replace(secret, "…")
     return _QUERY.sub(r"\1?…", _USERINFO.sub(r"\1", text))
-
-
-def file_url_path(name: str) -> str | None:
-    """The local path a ``file://`` URL names (``file:///data/c.csv``); None for any other URL."""
-    parts = urlsplit(name)
-    if parts.scheme.lower() != "file" or parts.netloc not in ("", "localhost"):
-        return None
-    return url2pathname(parts.path)
 
 
 def fetch(name: str, shown: str) -> bytes:

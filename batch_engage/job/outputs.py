@@ -13,7 +13,7 @@ from pathlib import Path
 
 import structlog
 
-from ..disk import check_writable, same_file
+from ..disk import check_writable, file_url_path, same_file
 from ..errors import UsageError
 from ..postgres import is_postgres_url, sandbox_twin
 from .spec import Spec
@@ -65,8 +65,10 @@ def _kept(spec: Spec) -> list[tuple[str, Path, bool]]:
     kept: list[tuple[str, Path, bool]] = []
     if spec.job_file:
         kept.append(("the job file", _absolute(spec.job_file), False))
-    if spec.input.path and spec.input.path != "-" and "://" not in spec.input.path:
-        kept.append(("input.path", _absolute(spec.input.path), False))
+    given = spec.input.path
+    local = file_url_path(given) if given and "://" in given else given
+    if local and local != "-" and "://" not in local:
+        kept.append(("input.path", _absolute(local), False))
     kept.extend(("suppress.files", _absolute(f), False) for f in spec.suppress.files)
     family = checkpoint_family(spec.output.checkpoint)
     if family is not None:

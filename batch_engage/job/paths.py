@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..disk import same_file
+from ..disk import file_url_path, same_file
 from ..errors import ConfigError
 from ..postgres import database_of, is_postgres_url, parse_table_url, schema_param
 from . import periods
@@ -159,7 +159,9 @@ def check_paths(
     ]
     if history and "://" not in history:
         outputs.append(("history.path", Path(history)))
-    for in_key, name in inputs:
+    for in_key, given in inputs:
+        # A file:// URL is read as the local file it names: it is protected as that file is.
+        name = file_url_path(given) if given and "://" in given else given
         if not name or name == "-" or "://" in name:
             continue
         source = Path(name)

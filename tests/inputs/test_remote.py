@@ -154,3 +154,21 @@ def test_a_suppression_list_at_a_presigned_url_is_named_by_its_file_not_its_sign
     (folder / "optouts.csv").write_text("phone\n+14155550100\n")
     lists = load_suppression([f"{base}/optouts.csv?X-Amz-Signature=deadbeefSECRET"], None, None)
     assert lists == {"optouts.csv": {"+14155550100"}}
+
+
+def test_a_file_url_input_is_protected_from_the_outputs_as_its_path_is(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`input.path = "file:///…/x.csv"` with `output.results` naming that file: refused, exit 2, the list intact."""
+    contacts = tmp_path / "x.csv"
+    contacts.write_text("phone,name\n+14155550100,Ann\n")
+    job = tmp_path / "job.toml"
+    job.write_text(
+        f'[input]\npath = "{contacts.as_uri()}"\n\n[flow]\nsid = "FW{"0" * 32}"\n\n'
+        '[mapping]\nto = "phone"\nfrom = "+15005550006"\n\n'
+        f'[output]\nresults = "{contacts}"\ncheckpoint = "{tmp_path / "job.checkpoint"}"\n'
+    )
+    code = main(["validate", str(job)])
+    _, err = capsys.readouterr()
+    assert code == 2 and "would overwrite input.path" in err and err.count("\n") == 1
+    assert contacts.read_text() == "phone,name\n+14155550100,Ann\n"
