@@ -24,6 +24,8 @@ __all__ = [
     "SCIENTIFIC_REASON",
     "SEPARATORS",
     "SID_AS_TO",
+    "SPELLED_ZEROS",
+    "SPELLED_ZEROS_REASON",
     "WHATSAPP",
     "WHOLE_FLOAT_TEXT",
     "ZERO_FRACTION",
@@ -58,12 +60,20 @@ WHATSAPP = "whatsapp:"
 SEPARATORS = r"[\s().\-]"
 # Excel writes 14155550100 as 1.41555501E+10 (or 1,41555501E+10 with a decimal comma).
 SCIENTIFIC = re.compile(r"^[0-9]+(?:[.,][0-9]+)?[eE][+-]?[0-9]+$")
-# A zero fraction right after a digit, in a number spelled with digits, spaces, brackets, '-' or '/': a float's
-# artefact however the number is written. A value with another '.' or ',' is grouped with dots (06.12.34.56.00),
-# and one with letters or '@' is no bare number (whatsapp: and channels are judged without their prefix).
-WHOLE_FLOAT_TEXT = r"^\+?[0-9\s()/\-]*[0-9][.,]0+$"
+# A zero fraction right after a digit: bare digits with any zeros (a number column's 4915112345678.00), or a number
+# spelled with spaces, brackets, '-' or '/' and one zero ("+49 " + str(a float)). A spelled one with more zeros is
+# no float's artefact: "030 1234 56.00" may be 030 123456 00, so its zeros are kept. A value with another '.' or
+# ',' is grouped with dots (06.12.34.56.00), and one with letters or '@' is no bare number (whatsapp: and
+# channels are judged without their prefix).
+WHOLE_FLOAT_TEXT = r"^\+?(?:[0-9]+[.,]0+|[0-9\s()/\-]*[0-9][.,]0)$"
 _PUNCTUATION = re.compile(r"[\s()/\-]")
 ZERO_FRACTION = r"[.,]0+$"
+# Spelled with a separator and ending in two or more zeros after a decimal mark: decimals or the last digits.
+SPELLED_ZEROS = r"^\+?[0-9]*[\s()/\-][0-9\s()/\-]*[0-9][.,]00+$"
+SPELLED_ZEROS_REASON = (
+    "ends in zeros after a decimal mark: a spreadsheet's decimals or the number's last digits? "
+    "write it without them, or export the column as text"
+)
 _DECIMAL = re.compile(r"^\+?[0-9]+[.,][0-9]*[1-9][0-9]*$")
 SCIENTIFIC_REASON = "written in scientific notation: digits were lost; export the column as text"
 LEADING_ZERO_REASON = (

@@ -39,6 +39,8 @@ from .numbers import (
     SCIENTIFIC_REASON,
     SEPARATORS,
     SID_AS_TO,
+    SPELLED_ZEROS,
+    SPELLED_ZEROS_REASON,
     WHATSAPP,
     WHOLE_FLOAT_TEXT,
     ZERO_FRACTION,
@@ -119,6 +121,8 @@ def _shape_reasons(text: pl.Expr, *, sender: bool) -> pl.Expr:
         .then(pl.lit(DECIMAL_REASON))
         .when(text.str.contains(SCIENTIFIC.pattern))
         .then(pl.lit(SCIENTIFIC_REASON))
+        .when(number.str.contains(SPELLED_ZEROS))
+        .then(pl.lit(SPELLED_ZEROS_REASON))
     )
     if not sender:
         reason = reason.when(text.str.contains(MESSAGING_SERVICE_SID)).then(pl.lit(SID_AS_TO))

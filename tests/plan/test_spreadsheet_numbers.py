@@ -68,13 +68,20 @@ class TestFormattedNumbers:
             ("(0171) 2345684.0", "+491712345684"),
             ("0171-2345684.0", "+491712345684"),
             ("0171/2345684.0", "+491712345684"),
-            ("+49 171 2345684,00", "+491712345684"),
             ("whatsapp:+49 1712345684.0", "whatsapp:+491712345684"),
         ],
     )
     def test_a_zero_fraction_after_spaces_or_punctuation_never_becomes_a_digit(self, written: str, sent: str) -> None:
         """With default_region DE, `0171 2345685.0` reaches +491712345685, never +4917123456850 (someone else)."""
         assert _one(written, "DE") == (sent, None)
+
+    @pytest.mark.parametrize(
+        ("written", "region"), [("030 1234 56.00", "DE"), ("+49 171 2345684,00", "DE"), ("06 1234 56.00", "IT")]
+    )
+    def test_a_spelled_number_ending_in_two_zeros_is_refused_not_guessed(self, written: str, region: str) -> None:
+        """`030 1234 56.00` is 030 123456 or 030 12345600, both numbers, and no float writes spaces: refused."""
+        address, reason = _one(written, region)
+        assert address == written and reason is not None and "zeros after a decimal mark" in reason
 
     @pytest.mark.parametrize("written", ["(415) 555-0101.0", "+1 (415) 555-0101.0", "415-555-0101,0"])
     def test_a_us_number_with_a_zero_fraction_reaches_the_same_person(self, written: str) -> None:
