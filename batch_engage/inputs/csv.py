@@ -227,14 +227,19 @@ def _check_repeated_header(shown: str, data: bytes, frame: pl.DataFrame, separat
     rows = frame[maybe.arg_true()].select(pl.concat_list(cells).alias("cells")).get_column("cells").to_list()
     if not any(sorted(row) == sorted(names) for row in rows if None not in row):
         return
-    line, moved = None, None
-    # The line, read again on this rare path; a quoted line break above it would only leave the line unnamed.
-    for number, text in enumerate(data.decode("utf-8", errors="replace").splitlines()[1:], start=2):
+    line, moved, header = None, None, False
+    # The line, read again on this rare path (the first such line is the header itself, wherever blank lines or a
+    # sep= line put it); a quoted line break above it would only leave the line unnamed.
+    for number, text in enumerate(data.decode("utf-8", errors="replace").splitlines(), start=1):
         fields = [f.strip() for f in split_fields(text, separator)]
-        if sorted(fields) == sorted(names):
-            line = number
-            moved = next(((n, f) for n, f in zip(names, fields, strict=True) if n != f), None)
-            break
+        if sorted(fields) != sorted(f.strip() for f in names):
+            continue
+        if not header:
+            header = True
+            continue
+        line = number
+        moved = next(((n, f) for n, f in zip(names, fields, strict=True) if n.strip() != f), None)
+        break
     order = f", in another order ({moved[1]!r} where the first has {moved[0]!r})" if moved else ""
     raise InputFileError(
         shown,

@@ -65,6 +65,7 @@ def build_bad_files(folder: Path) -> dict[str, BadFile]:
         # Two exports pasted together: the second's header, its columns swapped, is a row of the first.
         "header_again_reordered.csv": (HEADER + GOOD_ROWS + "name,phone,visits\nAna,+14155550103,4\n").encode(),
         "header_again.csv": (HEADER + "+14155550100,Ana,1\n\n" + HEADER + GOOD_ROWS).encode(),
+        "header_again_after_sep.csv": (b"sep=;\nphone;name\n+14155550100;Ann\nname;phone\nBob;+14155550101\n"),
     }
     for name, data in files.items():
         (folder / name).write_bytes(data)
@@ -110,6 +111,12 @@ def build_bad_files(folder: Path) -> dict[str, BadFile]:
             "together? The rows under it would be read into the wrong columns; remove it, or give each file its own "
             "job",
         ),
+        "the header again, after Excel's sep= line": bad(
+            "header_again_after_sep.csv",
+            ":4: the header again, in another order ('name' where the first has 'phone'): two files pasted "
+            "together? The rows under it would be read into the wrong columns; remove it, or give each file its own "
+            "job",
+        ),
         "the header again": bad(
             "header_again.csv",
             ":4: the header again: two files pasted together? The rows under it would be read into the wrong "
@@ -150,6 +157,7 @@ CASES = [
     "duplicate header",
     "the header again, reordered",
     "the header again",
+    "the header again, after Excel's sep= line",
     "empty stdin",
     "ragged stdin",
 ]
