@@ -214,18 +214,24 @@ def _as_written(frame: pl.DataFrame, data: bytes, columns: Iterable[str]) -> pl.
     plan refuses the row, as it refuses that notation in a CSV.
     """
     keys = {c: re.escape(json.dumps(c).encode()) for c in columns if c in frame.columns}
-    patterns = {c: re.compile(key + rb"\s*:\s*(-?[0-9]+(?:\.[0-9]+)?[eE][+-]?[0-9]+)") for c, key in keys.items()}
+    patterns = {c: re.compile(key + rb"\s*:\s*-?[0-9]+(?:\.[0-9]+)?[eE]") for c, key in keys.items()}
     found = {c: p for c, p in patterns.items() if p.search(data)}
     if not found:
         return frame
     written: dict[str, tuple[list[int], list[str]]] = {c: ([], []) for c in found}
-    # Rows are the lines that are not blank, as polars read them; only a file holding such a number gets here.
+    # Rows are the lines that are not blank, as polars read them; only a file holding such a number gets here, and
+    # only its matching lines are parsed again, numbers as their text, so a nested object's "phone" is not taken.
     for row, line in enumerate(line for line in data.split(b"\n") if line.strip()):
-        for column, pattern in found.items():
-            match = pattern.search(line)
-            if match:
+        matching = [c for c, pattern in found.items() if pattern.search(line)]
+        try:
+            top = json.loads(line, parse_float=str) if matching else None
+        except ValueError:
+            continue
+        for column in matching:
+            text = top.get(column) if isinstance(top, dict) else None
+            if isinstance(text, str) and re.search(r"[eE]", text):
                 written[column][0].append(row)
-                written[column][1].append(match.group(1).decode())
+                written[column][1].append(text)
     return frame.with_columns(
         frame.get_column(c).scatter(rows, pl.Series(texts, dtype=pl.String)) for c, (rows, texts) in written.items()
     )

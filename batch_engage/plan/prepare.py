@@ -129,7 +129,9 @@ def _with_marker(planned: pl.LazyFrame, spec: Spec) -> pl.LazyFrame:
         # not documented: a stale marker would make this contact's run look like someone else's to reconciliation.
         # Compact JSON: the key as a key (a nested one too, refused alike), never inside a string, whose quotes are
         # escaped.
-        held = sendable & pl.col("parameters").str.contains(f"[{{,]{re.escape(json.dumps(key))}:").fill_null(False)
+        # The key as the Parameters spell it (non-ASCII as itself) or escaped, as another writer may have.
+        spellings = "|".join(re.escape(json.dumps(key, ensure_ascii=a)) for a in (False, True))
+        held = sendable & pl.col("parameters").str.contains(f"[{{,](?:{spellings}):").fill_null(False)
         reason = reason.when(held).then(
             pl.lit(f"{column}: holds {key!r}, the key batch-engage adds to prove a run is this job's (send.marker_key)")
         )

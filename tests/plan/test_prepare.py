@@ -65,3 +65,14 @@ class TestMarkerKeyInTheInput:
         # With the marker off (or renamed), the key is the row's own.
         spec = spec.replace(send=replace(spec.send, marker_key=""))
         assert prepare(spec, frame=frame).plan["status"].to_list() == ["pending"] * 4
+
+    def test_a_marker_key_of_any_alphabet_is_found(self, make_spec: Callable[..., Any]) -> None:
+        """`marker_key = "marqué"`: an object holding "marqué" (as written, or escaped) is invalid too."""
+        extra = ['{"marqué":"0f1e2d3c:aa"}', '{"marqu\\u00e9":"0f1e2d3c:bb"}', '{"marque":1}']
+        frame = pl.DataFrame({"phone": [f"+1415555010{i}" for i in range(3)], "extra": extra})
+        spec = make_spec("http://127.0.0.1:9")
+        spec = spec.replace(
+            mapping=replace(spec.mapping, parameters=(), parameters_column="extra"),
+            send=replace(spec.send, marker_key="marqué"),
+        )
+        assert prepare(spec, frame=frame).plan["status"].to_list() == ["invalid", "invalid", "pending"]

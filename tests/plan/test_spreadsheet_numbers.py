@@ -304,3 +304,17 @@ class TestValidateShowsRewrites:
     ) -> None:
         """A list already in E.164 shows no rewrite at all."""
         assert batch_engage.validate(write_job(input_path=contacts_csv)).rewrites == ()
+
+
+def test_a_nested_key_named_like_the_address_column_leaves_the_address_alone(tmp_path: Path) -> None:
+    """NDJSON `{"phone": "+1415…", "prev": {"phone": 1.41555501E+10}}`: the top-level text address is sent."""
+    contacts = tmp_path / "c.ndjson"
+    contacts.write_text('{"phone": "+14155550100", "prev": {"phone": 1.41555501E+10}}\n{"phone": "+14155550101"}\n')
+    job = tmp_path / "us.toml"
+    job.write_text(
+        f'[input]\npath = "{contacts}"\n\n[flow]\nsid = "{FLOW_SID}"\n\n'
+        '[mapping]\nto = "phone"\nfrom = "+15005550006"\ndefault_region = "US"\n'
+    )
+    table = batch_engage.validate(job).results.sort("row")
+    assert table["status"].to_list() == ["pending", "pending"]
+    assert table["to"].to_list() == ["+14155550100", "+14155550101"]
