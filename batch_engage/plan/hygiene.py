@@ -52,8 +52,16 @@ def load_suppression(files: Iterable[str], column: str | None, default_region: s
             )
         # A URL's list is named by its file, never its query: the name is written into every row it holds back.
         listed = normalized["address"].filter(normalized["reason"].is_null())
-        lists[Path(shown).name.removesuffix("?…")] = set(listed.to_list())
+        lists[_unique(Path(shown).name.removesuffix("?…"), lists)] = set(listed.to_list())
     return lists
+
+
+def _unique(name: str, taken: Mapping[str, object]) -> str:
+    """``name``, or ``name (2)``, ``(3)`` … when another list has it (two folders' optout.csv, two queries of one
+    URL): a list named as another would replace it, and its people be messaged."""
+    if name not in taken:
+        return name
+    return next(f"{name} ({n})" for n in range(2, len(taken) + 2) if f"{name} ({n})" not in taken)
 
 
 def apply_suppression(plan: pl.DataFrame, lists: Mapping[str, set[str]]) -> pl.DataFrame:

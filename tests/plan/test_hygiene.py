@@ -149,6 +149,16 @@ class TestSuppression:
         with pytest.raises(InputFileError, match="leading zero"):
             load_suppression([str(path)], None, "GA")
 
+    def test_two_lists_of_one_name_both_hold_their_people_back(self, tmp_path: Path) -> None:
+        """Two folders' `optout.csv` (or one URL with two queries): neither list replaces the other."""
+        from batch_engage.plan.hygiene import load_suppression
+
+        for folder, number in (("a", "+12125550191"), ("b", "+16175550194")):
+            (tmp_path / folder).mkdir()
+            (tmp_path / folder / "optout.csv").write_text(f"phone\n{number}\n")
+        lists = load_suppression([str(tmp_path / "a" / "optout.csv"), str(tmp_path / "b" / "optout.csv")], None, "US")
+        assert lists == {"optout.csv": {"+12125550191"}, "optout.csv (2)": {"+16175550194"}}
+
 
 class TestCaps:
     def test_two_concurrent_processes_reach_each_shared_contact_once(
