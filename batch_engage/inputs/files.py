@@ -29,6 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
+from urllib.parse import urlsplit
 
 import polars as pl
 
@@ -74,7 +75,8 @@ def _format_of(spec: InputSpec, name: str, shown: str) -> str:
         return spec.format
     if name == "-":
         return "csv"
-    suffix = Path(name.split("?", maxsplit=1)[0]).suffix.lower()
+    # A URL's own path: its query and fragment (a signature, a session) never become the "file type" shown.
+    suffix = Path(urlsplit(name).path if is_remote(name) else name).suffix.lower()
     if suffix not in _EXTENSIONS:
         raise InputFileError(
             shown,

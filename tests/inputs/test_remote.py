@@ -172,3 +172,11 @@ def test_a_file_url_input_is_protected_from_the_outputs_as_its_path_is(
     _, err = capsys.readouterr()
     assert code == 2 and "would overwrite input.path" in err and err.count("\n") == 1
     assert contacts.read_text() == "phone,name\n+14155550100,Ann\n"
+
+
+def test_a_urls_query_or_fragment_is_never_shown_as_its_file_type() -> None:
+    """`…/dl?x=1.SECRET` has no extension: the one line says so, and shows neither the query nor the fragment."""
+    for url in ("https://127.0.0.1:9/dl?x=1.SECRET", "https://127.0.0.1:9/dl#t=2.SECRET"):
+        with pytest.raises(InputFileError) as caught:
+            read_table(InputSpec(path=url))
+        assert "'(no extension)'" in str(caught.value) and "SECRET" not in str(caught.value)
