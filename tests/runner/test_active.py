@@ -173,27 +173,22 @@ class TestWait:
         options = RunOptions(clock=clock)
         run(survey(tmp_path, sb.url, EARLIER), frame=make_contacts(1), credentials=sandbox_creds, options=options)
         job = survey(tmp_path, sb.url, NOW, on_active="wait", active_retry="25s")
-        control = RunControl()
-        waiting = run(
-            job,
-            frame=make_contacts(1),
-            credentials=sandbox_creds,
-            options=options,
-            control=control,
-            transport=StopOnConflict(control),
-        )
-        assert waiting.results["status"].to_list() == ["waiting_active"]
+
+        def stopped_by(transport: Callable[[RunControl], httpx.AsyncBaseTransport]) -> list[str]:
+            control = RunControl()
+            stopped = run(
+                job,
+                frame=make_contacts(1),
+                credentials=sandbox_creds,
+                options=options,
+                control=control,
+                transport=transport(control),
+            )
+            return list(stopped.results["status"])
+
+        assert stopped_by(StopOnConflict) == ["waiting_active"]
         clock.advance(31 * 86_400)
-        control = RunControl()
-        stopped = run(
-            job,
-            frame=make_contacts(1),
-            credentials=sandbox_creds,
-            options=options,
-            control=control,
-            transport=StopWhileCreating(control),
-        )
-        assert stopped.results["status"].to_list() == ["uncertain"]
+        assert stopped_by(StopWhileCreating) == ["uncertain"]
         again = run(job, frame=make_contacts(1), credentials=sandbox_creds, options=options)
         this_week = [e.sid for e in sb.ledger() if e.source == "rest"][1:]
         assert len(this_week) == 1
