@@ -66,6 +66,7 @@ def build_bad_files(folder: Path) -> dict[str, BadFile]:
         "header_again_reordered.csv": (HEADER + GOOD_ROWS + "name,phone,visits\nAna,+14155550103,4\n").encode(),
         "header_again.csv": (HEADER + "+14155550100,Ana,1\n\n" + HEADER + GOOD_ROWS).encode(),
         "header_again_after_sep.csv": (b"sep=;\nphone;name\n+14155550100;Ann\nname;phone\nBob;+14155550101\n"),
+        "header_again_spaced.csv": (b"phone, name\n+14155550100, Ann\nname, phone\nBob, +14155550101\n"),
     }
     for name, data in files.items():
         (folder / name).write_bytes(data)
@@ -117,6 +118,12 @@ def build_bad_files(folder: Path) -> dict[str, BadFile]:
             "together? The rows under it would be read into the wrong columns; remove it, or give each file its own "
             "job",
         ),
+        "the header again, its names after spaces": bad(
+            "header_again_spaced.csv",
+            ":3: the header again, in another order ('name' where the first has 'phone'): two files pasted "
+            "together? The rows under it would be read into the wrong columns; remove it, or give each file its own "
+            "job",
+        ),
         "the header again": bad(
             "header_again.csv",
             ":4: the header again: two files pasted together? The rows under it would be read into the wrong "
@@ -158,6 +165,7 @@ CASES = [
     "the header again, reordered",
     "the header again",
     "the header again, after Excel's sep= line",
+    "the header again, its names after spaces",
     "empty stdin",
     "ragged stdin",
 ]
@@ -313,6 +321,12 @@ class TestShortRowsAndBlankLines:
         """`a,b,` and `a,b,""` have every field (both empty); only a row missing one is ragged."""
         frame = _read(tmp_path, HEADER + '+14155550100,Ana,\n+14155550101,Zoë,""\n+14155550102,José,3\n')
         assert frame["visits"].to_list() == [None, None, 3]
+
+    def test_a_one_column_file_holding_its_own_name_is_read_whole(self, tmp_path: Path) -> None:
+        """A one-column list with its header pasted in again is read (that line a bad number), not refused whole:
+        no row under it can land in another column."""
+        frame = _read(tmp_path, "phone\n+14155550100\nphone\n+14155550101\n")
+        assert frame["phone"].to_list() == ["+14155550100", "phone", "+14155550101"]
 
     def test_blank_lines_are_skipped_not_read_as_empty_contacts(self, tmp_path: Path) -> None:
         """Blank lines (middle, end, CRLF) are not rows: no `To is empty` for an editor's stray newline."""
