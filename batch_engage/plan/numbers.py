@@ -29,10 +29,12 @@ __all__ = [
     "WHATSAPP",
     "WHOLE_FLOAT_TEXT",
     "ZERO_FRACTION",
+    "ZERO_TWIN_REASON",
     "fast_path_pattern",
     "lost_leading_zero",
     "normalize_one",
     "region_code",
+    "zero_twin",
 ]
 
 # The descriptions is_valid_number tries; a number is valid when one of its region's matches.
@@ -78,6 +80,10 @@ _DECIMAL = re.compile(r"^\+?[0-9]+[.,][0-9]*[1-9][0-9]*$")
 SCIENTIFIC_REASON = "written in scientific notation: digits were lost; export the column as text"
 LEADING_ZERO_REASON = (
     "a number column may have dropped its leading zero, and both readings are numbers; export the column as text"
+)
+ZERO_TWIN_REASON = (
+    "with a leading zero it is another number of the same kind, and a spreadsheet that read the column as numbers "
+    "drops that zero; write it with its 0, or with its country code"
 )
 DECIMAL_REASON = "a number with a decimal part, not a phone number; export the column as text"
 _PARSE_REASONS = {
@@ -270,3 +276,35 @@ def lost_leading_zero(digits: str, region: str | None, address: str) -> bool:
     except phonenumbers.NumberParseException:
         return False
     return with_zero is not None and with_zero != address
+
+
+@functools.lru_cache(maxsize=64)
+def _kinds_keeping_zeros(region: str) -> tuple[re.Pattern[str], ...]:
+    """``region``'s number patterns, each kind's, where a leading zero is part of the number (no trunk prefix
+    strips it); none elsewhere, where ``0`` and the digits are one number."""
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    if metadata is None or metadata.national_prefix is not None:
+        return ()
+    descs = (getattr(metadata, kind, None) for kind in _NUMBER_TYPES)
+    return tuple(re.compile(d.national_number_pattern) for d in descs if d is not None and d.national_number_pattern)
+
+
+def zero_twin(text: str, region: str | None, address: str) -> bool:
+    """Whether bare digits, read as ``address``, are a leading zero away from another number of the same kind.
+
+    In GA ``6031234`` and ``06031234`` are both mobiles: a CSV cell of the first may be the second after Excel read
+    the column as numbers, and nothing in the cell tells which. Kinds apart (an Italian mobile ``3471234567``,
+    a landline ``03471234567``), a list of one kind is taken as written. Only a pattern match per kind: no parse.
+    """
+    if region is None or not text.isdigit() or text.startswith("0"):
+        return False
+    patterns = _kinds_keeping_zeros(region)
+    if not patterns or address != f"+{phonenumbers.country_code_for_region(region)}{text}":
+        return False
+    if not any(p.fullmatch(text) and p.fullmatch("0" + text) for p in patterns):
+        return False
+    try:
+        twin = _valid_e164(phonenumbers.parse("0" + text, region), region)
+    except phonenumbers.NumberParseException:
+        return False
+    return twin is not None and twin != address

@@ -44,10 +44,12 @@ from .numbers import (
     WHATSAPP,
     WHOLE_FLOAT_TEXT,
     ZERO_FRACTION,
+    ZERO_TWIN_REASON,
     fast_path_pattern,
     lost_leading_zero,
     normalize_one,
     region_code,
+    zero_twin,
 )
 
 __all__ = ["MESSAGING_SERVICE_SID", "fast_path_pattern", "mask", "normalize", "normalize_one", "region_code"]
@@ -236,6 +238,8 @@ def _by_phonenumbers(
         address, why = normalize_one(value, region, sender=sender)
         if whole_number and address is not None and lost_leading_zero(value, region, address):
             address, why = None, LEADING_ZERO_REASON
+        elif address is not None and zero_twin(value, region, address):
+            address, why = None, ZERO_TWIN_REASON
         normalized.append(address)
         # The value goes last, quoted: the report groups reasons by what precedes it.
         reasons.append(None if why is None else f"{what}: {why}: {text!r}")

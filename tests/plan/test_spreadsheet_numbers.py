@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 import batch_engage
 from batch_engage.plan import phone
+from batch_engage.plan.numbers import ZERO_TWIN_REASON
 
 from conftest import FLOW_SID, cli
 
@@ -226,6 +227,45 @@ class TestLeadingZeros:
     ) -> None:
         """Where 0 is only the trunk prefix (DE), or the cell is text that kept its zero, the number is sent."""
         assert phone.normalize(pl.Series([cell]), region).row(0) == (sent, None)
+
+
+class TestZeroTwinsInText:
+    def test_bare_digits_a_zero_away_from_a_number_of_the_same_kind_are_invalid(self, tmp_path: Path) -> None:
+        """GA, from a CSV: `6031234` may be `06031234` after Excel (both mobiles), so it is refused, named; the
+        same person written with its 0 or its country code is sent."""
+        contacts = tmp_path / "ga.csv"
+        contacts.write_text("phone\n6031234\n06031234\n+2416031235\n")
+        job = tmp_path / "ga.toml"
+        job.write_text(
+            f'[input]\npath = "{contacts}"\n\n[flow]\nsid = "{FLOW_SID}"\n\n'
+            '[mapping]\nto = "phone"\nfrom = "+15005550006"\ndefault_region = "GA"\n'
+        )
+        table = batch_engage.validate(job).results.sort("row")
+        assert table["status"].to_list() == ["invalid", "pending", "pending"]
+        assert table["error_message"][0] == f"To: {ZERO_TWIN_REASON}: '6031234'"
+        assert table["to"].to_list()[1:] == ["+24106031234", "+2416031235"]
+
+    @given(st.integers(min_value=300_000_000, max_value=3_999_999_999))
+    def test_an_italian_mobile_written_bare_is_sent_as_written(self, digits: int) -> None:
+        """An Italian mobile (3…) is no landline's zero-less twin by kind: a list of mobiles is never refused for it."""
+        text = str(digits)
+        number = phonenumbers.parse(text, "IT")
+        assume(phonenumbers.number_type(number) == phonenumbers.PhoneNumberType.MOBILE)
+        assume(phonenumbers.is_valid_number(number))
+        assert _one(text, "IT") == (f"+39{text}", None)
+
+    @pytest.mark.parametrize("region", sorted(phonenumbers.SUPPORTED_REGIONS))
+    def test_example_numbers_of_every_region_are_sent_as_written(self, region: str) -> None:
+        """No region's example numbers, written nationally as its people write them, are taken for a zero-less twin."""
+        metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+        for kind in ("mobile", "fixed_line"):
+            desc = getattr(metadata, kind)
+            if desc is None or not desc.example_number:
+                continue
+            number = phonenumbers.parse(desc.example_number, region)
+            national = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
+            _, reason = _one(national, region)
+            assert ZERO_TWIN_REASON not in (reason or ""), (region, national)
 
 
 class TestValidateShowsRewrites:
