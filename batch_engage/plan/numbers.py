@@ -271,11 +271,16 @@ def lost_leading_zero(digits: str, region: str | None, address: str) -> bool:
     if region is None or not digits.isdigit() or digits.startswith("0") or address == "+" + digits:
         # Read with its country code, every digit was there: no zero can have been dropped in front.
         return False
-    try:
-        with_zero = _valid_e164(phonenumbers.parse("0" + digits, region), region)
-    except phonenumbers.NumberParseException:
-        return False
+    with_zero = _with_zero(digits, region)
     return with_zero is not None and with_zero != address
+
+
+def _with_zero(digits: str, region: str) -> str | None:
+    """``0`` and ``digits`` read in ``region``, in E.164 when valid."""
+    try:
+        return _valid_e164(phonenumbers.parse("0" + digits, region), region)
+    except phonenumbers.NumberParseException:
+        return None
 
 
 @functools.lru_cache(maxsize=64)
@@ -294,7 +299,8 @@ def zero_twin(text: str, region: str | None, address: str) -> bool:
 
     In GA ``6031234`` and ``06031234`` are both mobiles: a CSV cell of the first may be the second after Excel read
     the column as numbers, and nothing in the cell tells which. Kinds apart (an Italian mobile ``3471234567``,
-    a landline ``03471234567``), a list of one kind is taken as written. Only a pattern match per kind: no parse.
+    a landline ``03471234567``), a list of one kind is taken as written. A pattern match per kind first; a parse
+    only after one matches.
     """
     if region is None or not text.isdigit() or text.startswith("0"):
         return False
@@ -303,8 +309,5 @@ def zero_twin(text: str, region: str | None, address: str) -> bool:
         return False
     if not any(p.fullmatch(text) and p.fullmatch("0" + text) for p in patterns):
         return False
-    try:
-        twin = _valid_e164(phonenumbers.parse("0" + text, region), region)
-    except phonenumbers.NumberParseException:
-        return False
+    twin = _with_zero(text, region)
     return twin is not None and twin != address

@@ -28,6 +28,16 @@ def _one(value: str, region: str | None) -> tuple[str | None, str | None]:
     return address, reason
 
 
+def _job(folder: Path, contacts: Path, region: str) -> Path:
+    """A job in ``folder`` sending ``contacts``' ``phone`` column with ``default_region``."""
+    job = folder / f"{region.lower()}.toml"
+    job.write_text(
+        f'[input]\npath = "{contacts}"\n\n[flow]\nsid = "{FLOW_SID}"\n\n'
+        f'[mapping]\nto = "phone"\nfrom = "+15005550006"\ndefault_region = "{region}"\n'
+    )
+    return job
+
+
 class TestTheGermanCases:
     @pytest.mark.parametrize(
         ("written", "sent"),
@@ -183,11 +193,7 @@ class TestAnExponentInAJsonFile:
         contacts.write_text(
             '{"phone": "+14155550101"}\n\n{"phone": 1.41555501E+10}\n{"phone": 14155550103}\n{"phone": 1.5e3}\n'
         )
-        job = tmp_path / "us.toml"
-        job.write_text(
-            f'[input]\npath = "{contacts}"\n\n[flow]\nsid = "{FLOW_SID}"\n\n'
-            '[mapping]\nto = "phone"\nfrom = "+15005550006"\ndefault_region = "US"\n'
-        )
+        job = _job(tmp_path, contacts, "US")
         found = batch_engage.validate(job)
         table = found.results.sort("row")
         assert table["status"].to_list() == ["pending", "invalid", "pending", "invalid"]
@@ -210,11 +216,7 @@ class TestLeadingZeros:
         contacts = tmp_path / f"c.{suffix}"
         frame = pl.DataFrame({"phone": [6031234, 7012345]})
         frame.write_parquet(contacts) if suffix == "parquet" else frame.write_ndjson(contacts)
-        job = tmp_path / "ga.toml"
-        job.write_text(
-            f'[input]\npath = "{contacts}"\n\n[flow]\nsid = "{FLOW_SID}"\n\n'
-            '[mapping]\nto = "phone"\nfrom = "+15005550006"\ndefault_region = "GA"\n'
-        )
+        job = _job(tmp_path, contacts, "GA")
         found = batch_engage.validate(job)
         assert (found.valid, found.invalid) == (0, 2)
         assert all("leading zero" in m for m in found.results["error_message"])
@@ -235,11 +237,7 @@ class TestZeroTwinsInText:
         same person written with its 0 or its country code is sent."""
         contacts = tmp_path / "ga.csv"
         contacts.write_text("phone\n6031234\n06031234\n+2416031235\n")
-        job = tmp_path / "ga.toml"
-        job.write_text(
-            f'[input]\npath = "{contacts}"\n\n[flow]\nsid = "{FLOW_SID}"\n\n'
-            '[mapping]\nto = "phone"\nfrom = "+15005550006"\ndefault_region = "GA"\n'
-        )
+        job = _job(tmp_path, contacts, "GA")
         table = batch_engage.validate(job).results.sort("row")
         assert table["status"].to_list() == ["invalid", "pending", "pending"]
         assert table["error_message"][0] == f"To: {ZERO_TWIN_REASON}: '6031234'"
@@ -350,11 +348,7 @@ def test_a_nested_key_named_like_the_address_column_leaves_the_address_alone(tmp
     """NDJSON `{"phone": "+1415…", "prev": {"phone": 1.41555501E+10}}`: the top-level text address is sent."""
     contacts = tmp_path / "c.ndjson"
     contacts.write_text('{"phone": "+14155550100", "prev": {"phone": 1.41555501E+10}}\n{"phone": "+14155550101"}\n')
-    job = tmp_path / "us.toml"
-    job.write_text(
-        f'[input]\npath = "{contacts}"\n\n[flow]\nsid = "{FLOW_SID}"\n\n'
-        '[mapping]\nto = "phone"\nfrom = "+15005550006"\ndefault_region = "US"\n'
-    )
+    job = _job(tmp_path, contacts, "US")
     table = batch_engage.validate(job).results.sort("row")
     assert table["status"].to_list() == ["pending", "pending"]
     assert table["to"].to_list() == ["+14155550100", "+14155550101"]
