@@ -149,6 +149,16 @@ class TestSuppression:
         with pytest.raises(InputFileError, match="leading zero"):
             load_suppression([str(path)], None, "GA")
 
+    def test_a_csv_entry_a_zero_away_from_another_mobile_makes_the_list_unreadable(self, tmp_path: Path) -> None:
+        """In GA a CSV list's 6031234 may be 06031234 after Excel: the list is refused, naming the row, never misread."""
+        from batch_engage.errors import InputFileError
+        from batch_engage.plan.hygiene import load_suppression
+
+        path = tmp_path / "optouts.csv"
+        path.write_text("phone\n+24106031235\n6031234\n")
+        with pytest.raises(InputFileError, match="row 2: entry: with a leading zero it is another number"):
+            load_suppression([str(path)], None, "GA")
+
     def test_two_lists_of_one_name_both_hold_their_people_back(self, tmp_path: Path) -> None:
         """Two folders' `optout.csv` (or one URL with two queries): neither list replaces the other."""
         from batch_engage.plan.hygiene import load_suppression
