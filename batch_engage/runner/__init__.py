@@ -10,8 +10,8 @@ from .launch import Launch, launch, target_for
 
 if TYPE_CHECKING:
     from .active import Verdict, judge_run
-    from .failures import calls_hanging
     from .job import run_job
+    from .offloop import calls_hanging
     from .recover import Recovery, recover_job
     from .values import RunOptions, RunResult, RunSummary
     from .variants import kept_variants
@@ -39,7 +39,7 @@ __getattr__, __dir__ = lazy_face(
     __name__,
     {
         "active": "Verdict judge_run",
-        "failures": "calls_hanging",
+        "offloop": "calls_hanging",
         "job": "run_job",
         "recover": "Recovery recover_job",
         "values": "RunOptions RunResult RunSummary",

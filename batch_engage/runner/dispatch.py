@@ -30,9 +30,10 @@ from ..states import RowState
 from ..twilio import Breaker, Created, PacedReads, Pacer, StudioClient, is_handback
 from .active import ActiveRuns, stop_for_lost_hold
 from .answers import Answers
-from .failures import Storage, off_loop
+from .failures import Storage
 from .intake import Intake
 from .item import Item, make_marker
+from .offloop import off_loop
 from .recorder import Recorder
 
 __all__ = ["DRAIN_GRACE", "Dispatcher", "Item", "Progress", "RunControl", "make_marker"]

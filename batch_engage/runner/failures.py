@@ -12,11 +12,8 @@ disk or database is broken: someone has to look).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import contextvars
 import errno
 import sqlite3
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Literal, TypeVar
@@ -24,8 +21,9 @@ from typing import Literal, TypeVar
 import structlog
 
 from ..errors import Stopped, StorageFailed, TryLater
+from .offloop import abandoned, off_loop
 
-__all__ = ["DEFAULT_LOCK_WAIT", "Storage", "calls_hanging", "classify", "is_storage_error", "off_loop"]
+__all__ = ["DEFAULT_LOCK_WAIT", "Storage", "classify", "is_storage_error"]
 
 T = TypeVar("T")
 Kind = Literal["lock", "transient", "broken"]
@@ -49,16 +47,7 @@ _PG_LOCK = ("55P03", "40001", "40P01")
 _PG_TRANSIENT = ("08", "40", "57", "53300")
 _BROKEN_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.EDQUOT}
 
-_THREAD_NAME = "batch-engage-storage"
 log = structlog.get_logger(__name__)
-
-
-_abandoned: list[float] = []
-
-
-def calls_hanging() -> bool:
-    """Whether a storage call the run abandoned still hangs (then a clean interpreter exit could wait on it)."""
-    return bool(_abandoned) and any(t.name == _THREAD_NAME and t.is_alive() for t in threading.enumerate())
 
 
 def _sqlstate(exc: BaseException) -> str | None:
@@ -105,37 +94,6 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-def _settle(future: asyncio.Future[T], value: T | None, error: BaseException | None) -> None:
-    if future.done():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(value)  # type: ignore[arg-type]
-
-
-async def off_loop(fn: Callable[..., T], *args: object) -> T:
-    """``fn(*args)`` in a daemon thread of its own: a stop can abandon a call that hangs (a frozen database),
-    and the process still exits, which ``asyncio.to_thread``'s pool would not let it do."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[T] = loop.create_future()
-    context = contextvars.copy_context()
-
-    def work() -> None:
-        value: T | None = None
-        error: BaseException | None = None
-        try:
-            value = context.run(fn, *args)
-        except BaseException as exc:
-            error = exc
-        # RuntimeError: the loop is gone, and nobody waits for this answer any more.
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(_settle, future, value, error)
-
-    threading.Thread(target=work, name=_THREAD_NAME, daemon=True).start()
-    return await future
-
-
 class Storage:
     """The run's writes, lock waits bounded, and the first failure that stopped it."""
 
@@ -177,7 +135,7 @@ class Storage:
             if now - started >= self.deadline or (stopped_at is not None and now - stopped_at >= patience):
                 call.cancel()
                 self.hung = True
-                _abandoned.append(now)
+                abandoned(now)
                 waited = "after the stop" if stopped_at is not None else f"in {self.deadline:g} s"
                 message = f"{what}: the checkpoint did not answer {waited}; abandoned (the next run settles it)"
                 raise self.fail(StorageFailed(message, transient=True))

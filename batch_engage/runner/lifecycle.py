@@ -13,7 +13,8 @@ import structlog
 from ..checkpoint import CheckpointStore
 from ..control import RunControl
 from ..errors import Stopped, StorageFailed
-from .failures import Storage, off_loop
+from .failures import Storage
+from .offloop import off_loop
 
 __all__ = ["CLOSE_AFTER_STOP", "FLUSH_AFTER_STOP", "close", "flushed", "journal_lines", "opened"]
 

@@ -21,7 +21,7 @@ from ..errors import ConfigError, FlowNotFound, FlowUnwired, RepliesLost, Studio
 from ..flow import FlowWiringError, log_findings, reply_conflicts, review, waits_for_replies
 from ..job import Spec
 from ..twilio import PacedReads, StudioClient
-from .failures import off_loop
+from .offloop import off_loop
 
 __all__ = ["CLOCK_WARNING_SECONDS", "Preflight", "check_flow", "preflight", "variant_parts"]
 

@@ -18,8 +18,8 @@ from ..job import Spec
 from ..states import RowState
 from ..twilio import AT_RETENTION, PAST_RETENTION, RETENTION, RETENTION_MARGIN, PacedReads
 from .dispatch import Dispatcher
-from .failures import off_loop
 from .item import Item
+from .offloop import off_loop
 from .reconcile import Lookup, Reconciler, Settlement
 
 __all__ = ["Settler", "earlier_items"]

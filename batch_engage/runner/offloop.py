@@ -1,0 +1,116 @@
+"""Storage calls off the event loop, each in a daemon thread: one left idle by an earlier call, or a new one.
+
+A daemon thread, never ``asyncio.to_thread``'s pool: a stop can abandon a call that hangs (a
+frozen database) and the process still exits. A call never waits behind another: when no
+thread is idle, a new one starts. A thread idle for ``IDLE_SECONDS`` ends; one kept for the
+next call saves its start, which was a send's dearest bookkeeping after the journal's own
+writes (a run commits some twenty times a second).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import queue
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+__all__ = ["IDLE_SECONDS", "abandoned", "calls_hanging", "off_loop"]
+
+T = TypeVar("T")
+
+IDLE_SECONDS = 2.0
+_THREAD_NAME = "batch-engage-storage"
+
+
+class _Threads:
+    """The storage threads: those idle (waiting for a call) and those in a call, counted under one lock."""
+
+    def __init__(self) -> None:
+        self.calls: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self.lock = threading.Lock()
+        self.idle = 0
+        self.busy = 0
+        self.abandoned: list[float] = []
+
+    def start(self, call: Callable[[], None]) -> None:
+        """Hand ``call`` to an idle thread, or to a new one when none is idle."""
+        with self.lock:
+            if self.idle > 0:
+                self.idle -= 1
+                self.calls.put(call)
+                return
+            self.busy += 1
+        try:
+            threading.Thread(target=self._serve, args=(call,), name=_THREAD_NAME, daemon=True).start()
+        except BaseException:
+            with self.lock:
+                self.busy -= 1
+            raise
+
+    def _serve(self, call: Callable[[], None]) -> None:
+        while True:
+            try:
+                call()
+            finally:
+                with self.lock:
+                    self.busy -= 1
+                    self.idle += 1
+            try:
+                call = self.calls.get(timeout=IDLE_SECONDS)
+            except queue.Empty:
+                with self.lock:
+                    # A call handed to the idle threads is put under the lock: taken here, or by another of them.
+                    try:
+                        call = self.calls.get_nowait()
+                    except queue.Empty:
+                        self.idle -= 1
+                        return
+            with self.lock:
+                self.busy += 1
+
+
+_threads = _Threads()
+
+
+def abandoned(at: float) -> None:
+    """A call was given up on at ``at`` (monotonic): it may still hang in its thread."""
+    _threads.abandoned.append(at)
+
+
+def calls_hanging() -> bool:
+    """Whether a storage call the run abandoned still hangs (then a clean interpreter exit could wait on it)."""
+    with _threads.lock:
+        return bool(_threads.abandoned) and _threads.busy > 0
+
+
+def _settle(future: asyncio.Future[T], value: T | None, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(value)  # type: ignore[arg-type]
+
+
+async def off_loop(fn: Callable[..., T], *args: object) -> T:
+    """``fn(*args)`` in a daemon thread, awaited; see the module's docstring."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+    context = contextvars.copy_context()
+
+    def work() -> None:
+        value: T | None = None
+        error: BaseException | None = None
+        try:
+            value = context.run(fn, *args)
+        except BaseException as exc:
+            error = exc
+        # RuntimeError: the loop is gone, and nobody waits for this answer any more.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_settle, future, value, error)
+
+    _threads.start(work)
+    return await future
