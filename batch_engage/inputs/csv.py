@@ -58,7 +58,8 @@ def _without_sep_line(data: bytes) -> tuple[bytes, str | None]:
     found = _SEP_LINE.fullmatch(first)
     if found is None:
         return data, None
-    return (b"" if end < 0 else b"\n" + data[end + 1 :]), found[1].decode("utf-8", errors="replace")
+    # Strict: a lone byte over 0x7f is no UTF-8, and the reader's caller names its line.
+    return (b"" if end < 0 else b"\n" + data[end + 1 :]), found[1].decode("utf-8")
 
 
 def split_fields(line: str, separator: str) -> list[str]:

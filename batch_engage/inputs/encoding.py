@@ -15,7 +15,7 @@ import polars as pl
 
 from ..errors import InputFileError
 
-__all__ = ["as_utf8", "is_blank"]
+__all__ = ["as_utf8", "check_utf8", "is_blank"]
 
 _BOM = codecs.BOM_UTF8
 # Longest first: a UTF-32 LE mark starts with the UTF-16 LE one.
@@ -87,7 +87,7 @@ def _utf16_without_bom(data: bytes) -> str | None:
     return None
 
 
-def _check_utf8(shown: str, data: bytes) -> None:
+def check_utf8(shown: str, data: bytes) -> None:
     """Raise the line that is not UTF-8, if one is not.
 
     Polars checks UTF-8 faster than Python and without a copy of the text as str; a few megabytes at a
@@ -122,10 +122,12 @@ def _check_wide(shown: str, data: bytes, encoding: str) -> None:
     raise InputFileError(shown, f"is not {encoding}: it has no zero byte, which every line end there has; {advice}")
 
 
-def as_utf8(shown: str, data: bytes, encoding: str) -> bytes:
+def as_utf8(shown: str, data: bytes, encoding: str, *, checked_later: bool = False) -> bytes:
     """The text as UTF-8 bytes without a BOM and with LF or CRLF line ends, or the line that is not in ``encoding``.
 
-    A byte order mark decides the encoding: no other encoding's text starts with one.
+    A byte order mark decides the encoding: no other encoding's text starts with one. ``checked_later``: the
+    caller's reader refuses what is not UTF-8 and then calls :func:`check_utf8` to name the line, so bytes that
+    came as UTF-8 are not checked here too (a million-row file's second pass over every byte).
     """
     for bom, marked in _BOMS:
         if data.startswith(bom):
@@ -144,9 +146,13 @@ def as_utf8(shown: str, data: bytes, encoding: str) -> bytes:
             # raw_unicode_escape, unicode_escape and utf-7 can spell a lone surrogate, which is no character.
             raise InputFileError(shown, f"read as {encoding}, it is not text ({exc.reason})") from None
         data = data.removeprefix(_BOM)  # "utf-16" and the like keep no mark, but "utf-8-sig"-like names might
-    _check_utf8(shown, data)
+    elif not checked_later:
+        # Text decoded from another encoding is UTF-8 by construction: only bytes that came as UTF-8 are checked.
+        check_utf8(shown, data)
     nul = data.find(b"\x00")
     if nul >= 0:
+        if checked_later:
+            check_utf8(shown, data)  # what is not UTF-8 is named first, as when it is checked here
         raise InputFileError(
             shown,
             "holds a zero byte, so it is not a text file (a workbook? export it as CSV)",

@@ -37,7 +37,7 @@ from ..errors import InputFileError
 from ..job import InputSpec
 from .catalog import FILE_EXTENSIONS, FILE_FORMATS
 from .csv import SEPARATORS, read_csv, split_fields
-from .encoding import as_utf8, is_blank
+from .encoding import as_utf8, check_utf8, is_blank
 from .remote import fetch, file_url_path, is_remote, shown_url
 
 __all__ = [
@@ -188,11 +188,17 @@ def _parsed(
         if frame.height == 0 and not (header_only and frame.width):
             raise InputFileError(shown, "has no data rows")
     else:
-        data = as_utf8(shown, raw, spec.encoding)
+        # A CSV's reading refuses bytes that are not UTF-8 (polars, or a strict decode): only then are they looked
+        # through for the line to name.
+        data = as_utf8(shown, raw, spec.encoding, checked_later=fmt == "csv")
         if fmt == "csv":
             try:
                 frame = read_csv(shown, data, keep_text, spec.separator, header_only=header_only)
-            except (pl.exceptions.PolarsError, csv.Error) as exc:
+            except InputFileError:
+                check_utf8(shown, data)  # bytes that are not UTF-8 are named first, whatever else is wrong
+                raise
+            except (pl.exceptions.PolarsError, csv.Error, UnicodeDecodeError) as exc:
+                check_utf8(shown, data)
                 # The checks above name the usual problems; whatever is left is still one line, never a traceback.
                 raise _not_valid(shown, fmt, exc) from None
         else:

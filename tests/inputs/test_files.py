@@ -376,6 +376,33 @@ class TestShortRowsAndBlankLines:
         assert frame.columns == ["phone", "name", "visits"]
 
 
+# A CSV's bytes are checked as UTF-8 by its reading (polars, or a strict decode), not in a pass of their own: a bad
+# byte anywhere must still be named by its line, before whatever else is wrong with the file.
+NOT_UTF8 = {
+    "the sep line": (b"sep=\xff\nphone,name\n+14155550100,Ana\n", 1),
+    "the header": (b"phone,n\xffame\n+14155550100,Ana\n", 1),
+    "a field": (b"phone,name\n+14155550100,An\xffa\n", 2),
+    "a quoted field": (b'phone,name\n+14155550100,"An\xffa"\n', 2),
+    "a file with a ragged row before it": (b"phone,name\n+14155550100,Ana,x\n+14155550101,B\xffo\n", 3),
+    "a file with a short row before it": (b"phone,name\n+14155550100\n+14155550101,B\xffo\n", 3),
+    "a file with a zero byte before it": (b"phone,name\n+14155550100,A\x00na\n+14155550101,B\xffo\n", 3),
+    "a line of its own": (b"phone,name\n+14155550100,Ana\n\xff\n", 3),
+    "a file with its header again": (b"phone,name\n+14155550100,Ana\nphone,name\n+14155550101,B\xffo\n", 4),
+    "a one-column file": (b"phone\n+14155550100\n\xff\n", 3),
+    "a file after a good sep line": (b"sep=;\nphone;name\n+14155550100;An\xffa\n", 3),
+}
+
+
+@pytest.mark.parametrize("where", NOT_UTF8)
+def test_a_byte_that_is_not_utf8_is_named_by_its_line_wherever_it_is(tmp_path: Path, where: str) -> None:
+    """Never a table, a traceback or another complaint first: the line and the byte that are not UTF-8."""
+    data, line = NOT_UTF8[where]
+    with pytest.raises(InputFileError) as caught:
+        _read(tmp_path, data)
+    assert caught.value.line == line
+    assert ": not valid UTF-8 (byte 0xff); " in str(caught.value)
+
+
 class TestColumnsKeepTheirText:
     def test_address_columns_stay_text(self, tmp_path: Path) -> None:
         """To/From read as text: 14155550100 is not an integer, leading + and 0 survive."""
