@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from batch_engage.plan import phone
+from batch_engage.plan.numbers import WHOLE_FLOAT_TEXT
 
 SIP_RULE = (
     "SIP address: must be sip:user@host or user@host, the user letters, digits, '.', '_', '-' or '+', "
@@ -143,16 +144,18 @@ class TestNormalization:
     @settings(max_examples=30)
     @example(["(+1) 415 555 0100"], "US")
     @example(["+44 (0)20 7946 0000"], "GB")
+    @example(["+2046011234 5.0"], None)
     def test_any_spelling_gives_what_phonenumbers_gives(self, values: list[str], region: str | None) -> None:
         """Spaces, dashes, dots and parentheses never change the answer: polars' shortcut and phonenumbers agree.
 
         One dot or comma between digits and nothing else (`+1201555012.3`) reads as a spreadsheet's
-        decimal: refused, where phonenumbers would take the dot for a separator.
+        decimal: refused, where phonenumbers would take the dot for a separator. A zero fraction after digits,
+        spaced or not (`0171 2345684.0`), is a spreadsheet's and comes off first, whatever phonenumbers makes of it.
         """
         judged = phone.normalize(pl.Series(values), region).rows()
         for value, (address, reason) in zip(values, judged, strict=True):
             written = value.strip()
-            if re.fullmatch(r"\+?[0-9]+[.,]0+", written):
+            if re.fullmatch(WHOLE_FLOAT_TEXT, written):
                 clean, why = _one(re.sub(r"[.,]0+$", "", written), region)
                 assert reason is not None or (address, why) == (clean, None), value
             elif re.fullmatch(r"\+?[0-9]+[.,][0-9]+", written):
