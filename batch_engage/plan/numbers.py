@@ -20,6 +20,7 @@ __all__ = [
     "DECIMAL_REASON",
     "LEADING_ZERO_REASON",
     "MESSAGING_SERVICE_SID",
+    "MORE_THAN_ONE_REASON",
     "SCIENTIFIC",
     "SCIENTIFIC_REASON",
     "SEPARATORS",
@@ -86,6 +87,11 @@ ZERO_TWIN_REASON = (
     "drops that zero; write it with its 0, or with its country code"
 )
 DECIMAL_REASON = "a number with a decimal part, not a phone number; export the column as text"
+MORE_THAN_ONE_REASON = "holds more than one number (one number a row)"
+# What people put between two numbers in one cell: a slash, comma, bar or ampersand, "or"/"and", or a second '+'.
+_NOT_DIGITS = re.compile(r"[^0-9]")
+_MIN_DIGITS = 7  # the fewest digits of a number a list of them is told by (a few countries have shorter ones)
+_BETWEEN_NUMBERS = re.compile(r"\s*(?:[/,|&]|\b(?:or|and)\b)\s*|\s+(?=\+)", re.IGNORECASE)
 _PARSE_REASONS = {
     phonenumbers.NumberParseException.INVALID_COUNTRY_CODE: "no country code (set mapping.default_region)",
     phonenumbers.NumberParseException.NOT_A_NUMBER: "not a phone number",
@@ -196,6 +202,26 @@ _SHAPES = (
 
 def _phone_number(text: str, default_region: str | None) -> tuple[str | None, str | None]:
     """A phone number as written by people (no channel prefix): its E.164, or why not."""
+    address, reason = _single_number(text, default_region)
+    if address is None and _more_than_one(text, default_region):
+        # phonenumbers reads the digits of both as one number: "too long" would not say what is wrong.
+        return None, MORE_THAN_ONE_REASON
+    return address, reason
+
+
+def _more_than_one(text: str, default_region: str | None) -> bool:
+    """Whether ``text`` (not one number) is two or more numbers, each valid alone: split where people put a second
+    one, else at spaces (which a single number may hold too, but then its parts are not numbers)."""
+    parts = [p for p in _BETWEEN_NUMBERS.split(text) if p and p.strip()]
+    if len(parts) < 2:
+        parts = text.split()
+    # Parsed only when every part has a whole number's digits: a value with a space in it is no list of numbers.
+    if len(parts) < 2 or any(len(_NOT_DIGITS.sub("", p)) < _MIN_DIGITS for p in parts):
+        return False
+    return all(_single_number(p.strip(), default_region)[0] is not None for p in parts)
+
+
+def _single_number(text: str, default_region: str | None) -> tuple[str | None, str | None]:
     if re.fullmatch(WHOLE_FLOAT_TEXT, text):
         text = re.sub(ZERO_FRACTION, "", text)
     candidate = text

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from batch_engage.plan import phone
-from batch_engage.plan.numbers import WHOLE_FLOAT_TEXT
+from batch_engage.plan.numbers import WHOLE_FLOAT_TEXT, normalize_one
 
 SIP_RULE = (
     "SIP address: must be sip:user@host or user@host, the user letters, digits, '.', '_', '-' or '+', "
@@ -245,6 +245,46 @@ class TestReasons:
         address, why = _one(value)
         assert why == reason
         assert address == (value.strip() if value.strip() else value)
+
+    @pytest.mark.parametrize(
+        ("value", "region"),
+        [
+            ("4155550100 / 4155550101", "US"),
+            ("(415) 555-0100, (415) 555-0101", "US"),
+            ("4155550100 or 4155550101", "US"),
+            ("4155550100 & 4155550101", "US"),
+            ("4155550100|4155550101", "US"),
+            ("4155550100 4155550101", "US"),
+            ("+14155550100 +14155550101", None),
+            ("whatsapp:+14155550100 +14155550101", None),
+            ("+49 171 2345678 / +49 171 2345679", "DE"),
+            ("0171 2345678 / 0171 2345679", "DE"),
+        ],
+    )
+    def test_two_numbers_in_one_cell_are_named_as_such_not_as_one_too_long(self, value: str, region: str) -> None:
+        """Read as one, their digits are "too long" or "not a phone number": the reason says what a person did."""
+        address, why = _one(value, region)
+        assert (address, why) == (
+            value,
+            f"To: {'whatsapp: address: ' * value.startswith('whatsapp:')}"
+            f"holds more than one number (one number a row): {value!r}",
+        )
+
+    @pytest.mark.parametrize(
+        ("value", "region", "expected"),
+        [
+            # A number and something else keeps its reason; one number spelled with a slash is still one number.
+            ("4155550100 / 12", "US", (None, "not a valid phone number for region US")),
+            ("415 555 0100 99", "US", (None, "not a valid phone number for region US")),
+            ("071 234 5678 / 9", "DE", ("+497123456789", None)),
+            ("030 / 901820", "DE", ("+4930901820", None)),
+        ],
+    )
+    def test_a_value_that_is_not_two_numbers_keeps_its_answer(
+        self, value: str, region: str, expected: tuple[str | None, str | None]
+    ) -> None:
+        """Only a value that is not one number, and whose every part is one, gets the reason."""
+        assert normalize_one(value, region) == expected
 
     def test_phonenumbers_sees_only_distinct_values_the_fast_path_rejects(
         self, monkeypatch: pytest.MonkeyPatch
