@@ -88,9 +88,9 @@ ZERO_TWIN_REASON = (
 )
 DECIMAL_REASON = "a number with a decimal part, not a phone number; export the column as text"
 MORE_THAN_ONE_REASON = "holds more than one number (one number a row)"
-# What people put between two numbers in one cell: a slash, comma, bar or ampersand, "or"/"and", or a second '+'.
 _NOT_DIGITS = re.compile(r"[^0-9]")
 _MIN_DIGITS = 7  # the fewest digits of a number a list of them is told by (a few countries have shorter ones)
+# What people put between two numbers in one cell: a slash, comma, bar or ampersand, "or"/"and", or a second '+'.
 _BETWEEN_NUMBERS = re.compile(r"\s*(?:[/,|&]|\b(?:or|and)\b)\s*|\s+(?=\+)", re.IGNORECASE)
 _PARSE_REASONS = {
     phonenumbers.NumberParseException.INVALID_COUNTRY_CODE: "no country code (set mapping.default_region)",
