@@ -188,9 +188,10 @@ def _parsed(
         if frame.height == 0 and not (header_only and frame.width):
             raise InputFileError(shown, "has no data rows")
     else:
-        # A CSV's reading refuses bytes that are not UTF-8 (polars, or a strict decode): only then are they looked
-        # through for the line to name.
-        data = as_utf8(shown, raw, spec.encoding, checked_later=fmt == "csv")
+        # Without a quote in it, every byte of a CSV lands in a field polars refuses unless it is UTF-8 (or in the
+        # header and sep line, decoded strictly): then the bytes are looked through only when reading failed, to
+        # name the line. A quote can hide bytes from polars (a stray one swallows the rest of its line unread).
+        data = as_utf8(shown, raw, spec.encoding, checked_later=fmt == "csv" and b'"' not in raw)
         if fmt == "csv":
             try:
                 frame = read_csv(shown, data, keep_text, spec.separator, header_only=header_only)
@@ -201,6 +202,10 @@ def _parsed(
                 check_utf8(shown, data)
                 # The checks above name the usual problems; whatever is left is still one line, never a traceback.
                 raise _not_valid(shown, fmt, exc) from None
+            if frame.height == 0 or any("\ufffd" in name for name in frame.columns):
+                # Polars decodes the header's names loosely (U+FFFD for a bad byte), and may take another line for
+                # the header than the one decoded strictly (after a second BOM, say).
+                check_utf8(shown, data)
         else:
             try:
                 frame = pl.read_ndjson(io.BytesIO(data), infer_schema_length=None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from batch_engage.cli.main import main
@@ -376,8 +377,8 @@ class TestShortRowsAndBlankLines:
         assert frame.columns == ["phone", "name", "visits"]
 
 
-# A CSV's bytes are checked as UTF-8 by its reading (polars, or a strict decode), not in a pass of their own: a bad
-# byte anywhere must still be named by its line, before whatever else is wrong with the file.
+# A CSV without a quote is checked as UTF-8 by its reading (polars, or a strict decode), not in a pass of its own: a
+# bad byte anywhere must still be named by its line, before whatever else is wrong with the file.
 NOT_UTF8 = {
     "the sep line": (b"sep=\xff\nphone,name\n+14155550100,Ana\n", 1),
     "the header": (b"phone,n\xffame\n+14155550100,Ana\n", 1),
@@ -390,6 +391,8 @@ NOT_UTF8 = {
     "a file with its header again": (b"phone,name\n+14155550100,Ana\nphone,name\n+14155550101,B\xffo\n", 4),
     "a one-column file": (b"phone\n+14155550100\n\xff\n", 3),
     "a file after a good sep line": (b"sep=;\nphone;name\n+14155550100;An\xffa\n", 3),
+    # Polars reads a header's names loosely, and the strict decode of the header sees its first line only.
+    "a header's name after its quoted line break": (b'phone,"Name\n(pr\xe9nom)"\n+14155550100,Ana\n', 2),
 }
 
 
@@ -400,7 +403,53 @@ def test_a_byte_that_is_not_utf8_is_named_by_its_line_wherever_it_is(tmp_path: P
     with pytest.raises(InputFileError) as caught:
         _read(tmp_path, data)
     assert caught.value.line == line
-    assert ": not valid UTF-8 (byte 0xff); " in str(caught.value)
+    assert re.search(r": not valid UTF-8 \(byte 0x(ff|e9)\); ", str(caught.value))
+
+
+@pytest.mark.parametrize(
+    ("data", "line"),
+    [
+        (b'phone,"na\nm\xffe"\n', 2),  # a quoted name's line break: polars reads the name as U+FFFD
+        (b';+14155550100"\n\xff\n', 2),  # a stray quote: polars reads a header and no row, the bad byte unseen
+    ],
+)
+def test_a_header_read_alone_is_checked_as_utf8_too(tmp_path: Path, data: bytes, line: int) -> None:
+    """A suppression list is read for its header first: its bad bytes are named, never an empty list taken."""
+    path = tmp_path / "suppress.csv"
+    path.write_bytes(data)
+    with pytest.raises(InputFileError, match=rf":{line}: not valid UTF-8 \(byte 0xff\)"):
+        read_table(InputSpec(path=str(path)), text_columns=["phone"], header_only=True)
+
+
+_PIECES = [b"phone", b"name", b",", b";", b"\t", b"|", b"\n", b"\r\n", b"\r", b'"', b"+14155550100", b"Ana", b" "]
+_PIECES += [b"sep=;\n", b"\xff", b"\xc3", b"\xc3\xa9", b"\xef\xbb\xbf", b"\x1f"]
+
+
+@given(
+    st.lists(st.sampled_from(_PIECES), min_size=1, max_size=60).map(b"".join),
+    st.booleans(),
+    st.booleans(),
+)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# Found by fuzzing: polars took the line after a second BOM for the header; a stray quote hid the rest unread.
+@example(b"\xef\xbb\xbf\xef\xbb\xbf\n\xff\xc3,", False, True)
+@example(b'name"\xc3\xa9\x1f+14155550100\n\xc3Ana"name\rname+14155550100', False, False)
+def test_bytes_that_are_not_utf8_never_read_as_a_table(
+    tmp_path: Path, data: bytes, with_header: bool, header_only: bool
+) -> None:
+    """Whatever else is in the file (stray quotes, a second BOM, CRs, a sep line), bytes that are not UTF-8 are
+    named as such: never a table polars read around them, never another complaint first."""
+    data = b"phone,name\n" + data if with_header else data
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    else:
+        return  # valid UTF-8: other tests judge what is read
+    path = tmp_path / "c.csv"
+    path.write_bytes(data)
+    with pytest.raises(InputFileError, match="not valid UTF-8"):
+        read_table(InputSpec(path=str(path)), text_columns=["phone"], header_only=header_only)
 
 
 class TestColumnsKeepTheirText:
