@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import os
 import queue
 import threading
 from collections.abc import Callable
@@ -29,7 +30,13 @@ class _Threads:
     """The storage threads: those idle (waiting for a call) and those in a call, counted under one lock."""
 
     def __init__(self) -> None:
-        self.calls: queue.SimpleQueue[Callable[[], Callable[[], None]]] = queue.SimpleQueue()
+        self.reset()
+
+    def reset(self) -> None:
+        """Count anew, with no thread (a forked child has none of its parent's)."""
+        # queue.Queue, not SimpleQueue: on Python 3.11 and 3.12 SimpleQueue.get(timeout=...) can wait forever when
+        # a put wakes it after its deadline and another thread takes the item first, which this pool does.
+        self.calls: queue.Queue[Callable[[], Callable[[], None]]] = queue.Queue()
         self.lock = threading.Lock()
         self.idle = 0
         self.busy = 0
@@ -54,33 +61,51 @@ class _Threads:
                 self.busy -= 1
             raise
 
-    def _serve(self, call: Callable[[], Callable[[], None]]) -> None:
-        while True:
+    def _serve(self, call: Callable[[], Callable[[], None]] | None) -> None:
+        while call is not None:
             try:
                 answer = call()
             except BaseException:
                 with self.lock:
                     self.busy -= 1
                 raise
+            # Nothing of the last call (its arguments, a journal read) is kept while the thread waits.
+            call = None
             with self.lock:
                 self.busy -= 1
                 self.idle += 1
             answer()
-            try:
-                call = self.calls.get(timeout=IDLE_SECONDS)
-            except queue.Empty:
-                with self.lock:
-                    # A call handed to the idle threads is put under the lock: taken here, or by another of them.
-                    try:
-                        call = self.calls.get_nowait()
-                    except queue.Empty:
-                        self.idle -= 1
-                        return
+            del answer
+            call = self._next()
+
+    def _next(self) -> Callable[[], Callable[[], None]] | None:
+        """The next call handed to the idle threads, counted busy; None (no longer idle) after ``IDLE_SECONDS``."""
+        try:
+            call = self.calls.get(timeout=IDLE_SECONDS)
+        except queue.Empty:
             with self.lock:
-                self.busy += 1
+                # A call handed to the idle threads is put under the lock: taken here, or by another of them.
+                try:
+                    call = self.calls.get_nowait()
+                except queue.Empty:
+                    self.idle -= 1
+                    return None
+        with self.lock:
+            self.busy += 1
+        return call
 
 
 _threads = _Threads()
+
+
+def _after_fork() -> None:
+    # A program that forks (multiprocessing's default on Linux) leaves its threads behind: the child's first call
+    # would otherwise wait for an idle thread that is not there.
+    _threads.reset()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 def abandoned(at: float) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 
@@ -81,3 +82,26 @@ def test_an_idle_thread_ends_after_its_wait(monkeypatch: pytest.MonkeyPatch, fre
     assert (fresh_threads.idle, fresh_threads.busy) == (0, 0)
     asyncio.run(main())
     assert done.is_set()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX-only")
+def test_a_forked_child_gets_its_answers_though_its_parent_left_an_idle_thread() -> None:
+    """A program that forks after a storage call (multiprocessing's default on Linux): the child's calls are
+    answered by threads of its own, not handed to the parent's idle one, which the child does not have."""
+
+    async def ask() -> str:
+        return await asyncio.wait_for(offloop.off_loop(lambda: "answered"), 5)
+
+    assert asyncio.run(ask()) == "answered"  # the parent now has an idle thread
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        try:
+            os.write(write, asyncio.run(ask()).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as child:
+        said = child.read()
+    os.waitpid(pid, 0)
+    assert said == b"answered"
