@@ -93,6 +93,32 @@ def _check_header(shown: str, header: list[str]) -> None:
         seen.add(column)
 
 
+def _lone_quote(line: str, separator: str) -> str | None:
+    """The first column name not quoted itself that holds an odd number of quotes (``height 5'11"``), if any.
+
+    Polars takes such a quote in a header for the start of a quoted field and reads the data lines up to the next
+    quote as part of the header: those rows were lost without a word. A quoted name may run past the line (a
+    line break in it, as Excel writes one): that is no lone quote.
+    """
+    at = 0
+    while True:
+        start = at + len(line[at:]) - len(line[at:].lstrip(" "))
+        if line.startswith('"', start):
+            # An escaped quote ("") is no closing one: blanked out, two characters for two, so places hold.
+            closing = line[start + 1 :].replace('""', "\0\0").find('"')
+            if closing < 0:
+                return None
+            end = line.find(separator, start + closing + 2)
+        else:
+            end = line.find(separator, at)
+            name = line[at : end if end >= 0 else len(line)]
+            if name.count('"') % 2:
+                return name
+        if end < 0:
+            return None
+        at = end + len(separator)
+
+
 def _ragged(shown: str, line: int, fields: int, width: int) -> InputFileError:
     noun = "field" if fields == 1 else "fields"
     return InputFileError(shown, f"ragged row: {fields} {noun} where the header has {width}", line=line)
@@ -336,6 +362,16 @@ def read_csv(
     line = _header_line(data)
     separator = separator or named or _detect_separator(line, keep_text)
     _check_header(shown, split_fields(line, separator))
+    lone = _lone_quote(line, separator)
+    if lone is not None:
+        where = data[: len(data) - len(data.lstrip(b"\r\n"))].count(b"\n") + 1
+        raise InputFileError(
+            shown,
+            "holds a lone quote ('\"') in a column name, which would read the next lines into the header; "
+            "remove it, or quote the whole name",
+            line=where,
+            column=lone,
+        )
     try:
         # A quoted empty field ("") is empty as an unquoted one is, and as the csv module's reading has it:
         # null, so a column's type and a row's Parameters never depend on how the cell was quoted.

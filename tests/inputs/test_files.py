@@ -421,6 +421,42 @@ def test_a_header_read_alone_is_checked_as_utf8_too(tmp_path: Path, data: bytes,
         read_table(InputSpec(path=str(path)), text_columns=["phone"], header_only=True)
 
 
+class TestQuotesInTheHeader:
+    """Polars takes a lone quote in a header for an opening one and reads the next lines into the header."""
+
+    @pytest.mark.parametrize(
+        ("data", "line", "column"),
+        [
+            # Before: the first row went into the header, and the other two were read as if it never was.
+            (b'phone,na"me\n+14155550100,A"na\n+14155550101,Bob\n+14155550102,Cy\n', 1, 'na"me'),
+            (b"phone,name,height 5'11\"\n+14155550100,Ana,170\n+14155550101,Bob,180\n", 1, "height 5'11\""),
+            (b'sep=,\nphone,na"me\n+14155550100,Ana\n', 2, 'na"me'),
+        ],
+    )
+    def test_a_lone_quote_in_a_column_name_is_refused_not_a_row_lost(
+        self, tmp_path: Path, data: bytes, line: int, column: str
+    ) -> None:
+        """The file is refused, naming the line and the column: never a contact silently read into the header."""
+        with pytest.raises(InputFileError) as caught:
+            _read(tmp_path, data)
+        assert (caught.value.line, caught.value.column) == (line, column)
+        assert "holds a lone quote" in str(caught.value)
+
+    @pytest.mark.parametrize(
+        ("data", "columns"),
+        [
+            (b'phone,nickname "a"\n+14155550100,Ana\n+14155550101,Bob\n', ["phone", 'nickname "a"']),
+            (b'phone,"name, given"\n+14155550100,Ana\n+14155550101,Bob\n', ["phone", "name, given"]),
+            (b'phone,"Name\n(pr\xc3\xa9nom)"\n+14155550100,Ana\n+14155550101,Bob\n', ["phone", "Name\n(prénom)"]),
+        ],
+    )
+    def test_quotes_that_read_one_way_keep_every_row(self, tmp_path: Path, data: bytes, columns: list[str]) -> None:
+        """A pair of quotes in a name, a quoted name with the separator or a line break in it: every row is read."""
+        frame = _read(tmp_path, data)
+        assert frame.columns == columns
+        assert frame.get_column("phone").to_list() == ["+14155550100", "+14155550101"]
+
+
 _PIECES = [b"phone", b"name", b",", b";", b"\t", b"|", b"\n", b"\r\n", b"\r", b'"', b"+14155550100", b"Ana", b" "]
 _PIECES += [b"sep=;\n", b"\xff", b"\xc3", b"\xc3\xa9", b"\xef\xbb\xbf", b"\x1f"]
 
