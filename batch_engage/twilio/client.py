@@ -32,7 +32,7 @@ from .classify import (
     storable,
 )
 from .clock import TwilioClock
-from .fence import fenced_connector
+from .fence import fenced_connector, fenced_request
 from .reach import Reach, WatchedTransport
 
 __all__ = [
@@ -122,7 +122,8 @@ def _aiohttp_transport(limits: httpx.Limits, may_send: Callable[[], bool] | None
         # Only a leased run is fenced.
         kind = aiohttp.TCPConnector if may_send is None else fenced_connector(may_send)
         connector = kind(keepalive_timeout=limits.keepalive_expiry, ssl=_tls(), limit=limits.max_connections or 0)
-        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+        request = aiohttp.ClientRequest if may_send is None else fenced_request(may_send)
+        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(), request_class=request)
 
     return AiohttpTransport(limits=limits, trust_env=False, verify=_tls(), client=session)
 

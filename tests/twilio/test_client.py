@@ -731,6 +731,27 @@ class TestOverLoopback:
         run(go())
         assert sandbox.ledger() == []
 
+    def test_a_hold_gone_stale_before_the_body_is_written_stops_the_request(self, sandbox: Sandbox) -> None:
+        """aiohttp writes a request's headers with its body in a task of its own, a loop turn after the connection
+        is handed over: a run frozen in that turn and woken past its lease sends nothing (HoldLost), though the
+        hold was fresh when the connection was asked. Before, that request went out on waking: a second run."""
+        asked: list[bool] = []
+
+        def fresh_only_for_the_connection() -> bool:
+            asked.append(not asked)
+            return asked[-1]
+
+        async def go() -> None:
+            http = _fenced_client(fresh_only_for_the_connection)
+            async with http:
+                client = StudioClient(http, base_url=sandbox.url, flow_sid=FLOW_SID, api="executions")
+                with pytest.raises(HoldLost):
+                    await client.create("+14155550100", "+15005550006", None)
+
+        run(go())
+        assert asked == [True, False]
+        assert sandbox.ledger() == []
+
 
 def _fenced_client(may_send: Callable[[], bool]) -> httpx.AsyncClient:
     """The runner's client to the sandbox, one connection, its POSTs asked ``may_send`` (a leased run's)."""
