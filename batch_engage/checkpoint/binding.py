@@ -18,8 +18,11 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any, Protocol, Unpack
 
+import polars as pl
+
 from ..clock import iso_ms
 from ..errors import CheckpointMismatch
+from ..states import REACHED
 from .model import RestartOptions, Target
 from .schema import SCHEMA_VERSION
 
@@ -31,6 +34,8 @@ __all__ = [
     "check",
     "check_meta",
     "describe_mismatch",
+    "other_list_refused",
+    "reached_by_another_list",
     "restart_refused",
 ]
 
@@ -59,6 +64,31 @@ def restart_refused(where: object, reached: int) -> CheckpointMismatch:
     return CheckpointMismatch(
         f"{where}: --restart would forget {reached} contacts this job reached (or may have reached) and send "
         "to them again; nothing was sent. Add --yes to do it."
+    )
+
+
+def reached_by_another_list(plan: pl.DataFrame, journal: pl.DataFrame) -> int:
+    """The contacts this job reached (``journal``: its lines' contacts and states) when no row of ``plan``, whatever
+    its status, is for a contact with a line; else 0. Capped or suppressed now, a row still shows the list is the
+    one the journal was written for."""
+    reached = int(journal.get_column("state").is_in(sorted(s.value for s in REACHED)).sum())
+    if reached == 0 or plan.get_column("contact").is_in(journal.get_column("contact").implode()).any():
+        return 0
+    return reached
+
+
+def other_list_refused(source: str, where: str, contacts: int, reached: int) -> CheckpointMismatch:
+    """The refusal of a list whose ``contacts`` to send share none with the ``reached`` this job reached before.
+
+    A re-exported list keeps some of its people; one with none of them is, more likely than not, the wrong
+    file (last month's list, another campaign's), and what it would start cannot be taken back.
+    """
+    noun = "contact" if contacts == 1 else "contacts"
+    return CheckpointMismatch(
+        f"{source}: none of its {contacts} {noun} to send is among the {reached} this job already reached "
+        f"({where}): is it the right file? Nothing was sent. To send it under this job anyway, add --other-list "
+        "(or set [input] other_lists = true for a job whose lists only ever hold new contacts); for another "
+        "campaign, use another checkpoint or job id."
     )
 
 

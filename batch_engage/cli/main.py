@@ -87,6 +87,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         values["send.preflight"] = False
     if getattr(args, "strict_variables", False):
         values["flow.strict_variables"] = True
+    if getattr(args, "other_list", False):
+        values["input.other_lists"] = True
     return {k: v for k, v in values.items() if v is not None}
 
 

@@ -186,6 +186,15 @@ def _strict_option(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _other_list_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--other-list",
+        action="store_true",
+        help="send this list though it shares no contact with those this job reached (else refused, exit 2: "
+        "the wrong file?); overrides [input] other_lists",
+    )
+
+
 def _restart_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--restart",
@@ -240,6 +249,7 @@ def _add_run(sub: _Subparsers) -> None:
         "job's (overrides [send] on_active)",
     )
     _restart_options(run)
+    _other_list_option(run)
     _strict_option(run)
     run.add_argument("--no-preflight", action="store_true", help="skip the GET of the Flow before the first row")
     run.add_argument("--dry-run", action="store_true", help="validate only, send nothing (the same as 'validate')")
@@ -262,6 +272,7 @@ def _add_validate(sub: _Subparsers) -> None:
     )
     _strict_option(val)
     _restart_options(val)
+    _other_list_option(val)
     _log_options(val)
 
 

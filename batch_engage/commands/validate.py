@@ -12,12 +12,21 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from ..checkpoint import Target, checkpoint_exists, empty_journal, read_checkpoint
+from ..checkpoint import (
+    Target,
+    checkpoint_exists,
+    empty_journal,
+    other_list_refused,
+    reached_by_another_list,
+    read_checkpoint,
+)
 from ..credentials import Credentials, credentials_from_env
 from ..errors import CredentialsError, UsageError
 from ..exits import exit_code_for
+from ..inputs import source_name
 from ..job import Spec, window_openings
 from ..plan import Rewrite, annotate_windows, send_window
+from ..postgres import masked
 from ..results import build_results, with_segments, write_results
 from ..runner import Item, make_marker, target_for
 from ..states import FINAL
@@ -162,7 +171,16 @@ def _checkpointed(spec: Spec, plan: pl.DataFrame) -> _Checkpointed:
     view = read_checkpoint(spec.output.checkpoint)
     finals = view.journal.filter(pl.col("state").is_in([s.value for s in FINAL]))
     done = pending.filter(pl.col("contact").is_in(finals.get_column("contact").implode())).height
+    if not done and pending.height and not spec.input.other_lists:
+        _refuse_other_list(spec, plan, pending.height, view.journal)
     return _Checkpointed(done_rows=done, marker_token=view.meta.get("token", _Checkpointed.marker_token))
+
+
+def _refuse_other_list(spec: Spec, plan: pl.DataFrame, pending: int, journal: pl.DataFrame) -> None:
+    """As ``run`` refuses it: a list none of whose contacts is among those the job reached before."""
+    reached = reached_by_another_list(plan, journal)
+    if reached:
+        raise other_list_refused(source_name(spec.input), masked(spec.output.checkpoint), pending, reached)
 
 
 def _invalid_reasons(plan: pl.DataFrame) -> dict[str, int]:

@@ -2,7 +2,16 @@
 
 from .catalog import QUERY_SOURCES, SOURCES, Source
 from .database import read_query
-from .files import Table, as_text, frame_digest, integer_columns, is_local_file, read_table, require_columns
+from .files import (
+    Table,
+    as_text,
+    frame_digest,
+    integer_columns,
+    is_local_file,
+    read_table,
+    require_columns,
+    source_name,
+)
 
 __all__ = [
     "QUERY_SOURCES",
@@ -16,4 +25,5 @@ __all__ = [
     "read_query",
     "read_table",
     "require_columns",
+    "source_name",
 ]

@@ -98,6 +98,13 @@ def shown_name(name: str) -> str:
     return shown_url(name) if is_remote(name) else name
 
 
+def source_name(spec: InputSpec) -> str:
+    """How a message names a job's input: its file (as :func:`shown_name` does), else its query, else the frame."""
+    if spec.path is not None:
+        return shown_name(spec.path)
+    return "the query" if spec.query is not None else "the frame given"
+
+
 def _read_bytes(name: str, shown: str, stdin: BinaryIO | None) -> bytes:
     if name == "-":
         return (stdin or sys.stdin.buffer).read()

@@ -29,6 +29,7 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], str]]] = {
         "uri": (str, "uri"),
         "query": (str, "query"),
         "separator": (str, "separator"),
+        "other_lists": (bool, "other_lists"),
     },
     "flow": {
         "sid": (str, "sid"),

@@ -45,6 +45,9 @@ class InputSpec:
     uri: str | None = None
     query: str | None = None
     separator: str | None = None  # a CSV's field separator; None: detected from the header
+    # A list that shares no contact with the ones this job reached is sent (lists that only ever hold new
+    # contacts), not refused as a likely wrong file.
+    other_lists: bool = False
 
 
 @dataclass(frozen=True)

@@ -23,11 +23,12 @@ import httpx
 import polars as pl
 import structlog
 
-from ..checkpoint import CheckpointStore, read_checkpoint, stored_plan
+from ..checkpoint import CheckpointStore, other_list_refused, read_checkpoint, stored_plan
 from ..clock import iso_ms
 from ..control import Progress, RunControl, StoppableClock
 from ..errors import OutputFailed, StorageFailed, UsageError
 from ..history import open_history
+from ..inputs import source_name
 from ..job import Spec
 from ..plan import Prepared, annotate_windows, prepare
 from ..postgres import masked
@@ -36,6 +37,7 @@ from ..tables import write_output
 from ..twilio import load_transport
 from .ending import Ending, ending
 from .failures import Storage
+from .known import Known
 from .launch import Launch
 from .lifecycle import close, journal_lines, opened
 from .opening import EarlyOpening, checkpoint_opening, opens_early, plan_while_opening
@@ -169,12 +171,13 @@ async def _run_locked(
     else:
         cp, lines = await opened(opening, job.control), None
     try:
+        known = None if settle_only else _known(job, cp, lines)
         await storage.commit("starting the run", cp.start_run, iso_ms(clock.now()), prepared.input_digest)
         if not prepared.kept:
             await storage.commit("saving the plan", cp.save_plan, prepared.plan, prepared.key)
         history = open_history(spec.history.path) if spec.history.path and not options.sandbox else None
         try:
-            sent = await run_with_checkpoint(job, cp, history, lines)
+            sent = await run_with_checkpoint(job, cp, history, known)
             if history is not None and not settle_only:
                 await asyncio.to_thread(count_holdout, history, spec, prepared.plan)
         finally:
@@ -205,6 +208,19 @@ async def _run_locked(
     summary = _summary(spec, sent, counts, clock.monotonic() - started, end)
     log.info("run.summary", exit_code=end.exit_code, **summary.as_dict())
     return RunResult(results=results, counts=counts, exit_code=end.exit_code, summary=summary)
+
+
+def _known(job: Invocation, cp: CheckpointStore, lines: pl.DataFrame | None) -> Known:
+    """What the journal says of the plan (``lines``: its states, if read as the checkpoint opened); a list that
+    shares no contact with those the job reached is refused here, before the run is even recorded."""
+    lines = cp.states() if lines is None else lines
+    known = Known.read(cp, job.prepared.plan, lines)
+    spec = job.spec
+    reached = 0 if spec.input.other_lists else known.unrelated(job.prepared.plan, lines)
+    if reached:
+        where = masked(spec.output.checkpoint)
+        raise other_list_refused(source_name(spec.input), where, known.sendable.height, reached)
+    return known
 
 
 def _ending(sent: Sent, counts: dict[str, int], storage: Storage) -> Ending:

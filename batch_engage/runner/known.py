@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from ..checkpoint import CheckpointStore
+from ..checkpoint import CheckpointStore, reached_by_another_list
 from ..plan import params_hash
 from ..states import REACHED, RowState
 from .schedule import with_states
@@ -39,6 +39,14 @@ class Known:
     def count(self, states: frozenset[RowState]) -> int:
         """Sendable rows whose contact's line is in one of ``states``."""
         return int(self.sendable.get_column("state").is_in(_values(states)).sum())
+
+    def unrelated(self, plan: pl.DataFrame, lines: pl.DataFrame) -> int:
+        """:func:`~..checkpoint.reached_by_another_list` of ``plan`` and ``lines`` (its journal's contacts and
+        states), asked only when no contact to send has a line: 0 at once for nearly every run."""
+        states = self.sendable.get_column("state")
+        if states.len() == 0 or states.is_not_null().any():
+            return 0
+        return reached_by_another_list(plan, lines)
 
     def earlier(self, cp: CheckpointStore, plan: pl.DataFrame, input_digest: str) -> tuple[int, int]:
         """Sendable rows whose contact a run for an earlier input reached, and how many now carry other Parameters."""

@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 
-import polars as pl
 import structlog
 
 from ..checkpoint import CheckpointStore
@@ -123,14 +122,14 @@ async def _studio(job: Invocation, cp: CheckpointStore) -> AsyncIterator[StudioC
 
 
 async def run_with_checkpoint(
-    job: Invocation, cp: CheckpointStore, history: HistoryStore | None, lines: pl.DataFrame | None = None
+    job: Invocation, cp: CheckpointStore, history: HistoryStore | None, known: Known | None = None
 ) -> Sent:
     """The sending part: the dispatcher and its flusher around the run's phases, with the --max-duration timer.
 
-    ``lines``: the journal's states, read when the checkpoint was opened (None: read now).
+    ``known``: what the journal said of the plan when the run began (None: read now).
     """
     control, prepared = job.control, job.prepared
-    known = Known.read(cp, prepared.plan, lines)
+    known = known or Known.read(cp, prepared.plan)
     reached_earlier, changed = known.earlier(cp, prepared.plan, prepared.input_digest)
     if reached_earlier:
         log.info("input.reached_earlier", rows=reached_earlier, parameters_changed=changed)

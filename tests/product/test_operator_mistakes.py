@@ -102,6 +102,51 @@ class TestTheListChanges:
         assert len(sandbox.ledger()) == 30
 
 
+class TestAnotherList:
+    """A list sharing no contact with those the job reached is likely the wrong file: refused, unless meant."""
+
+    @pytest.mark.parametrize("command", ["run", "validate"])
+    def test_a_list_with_none_of_the_reached_contacts_is_refused(
+        self, job: Path, sandbox: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+    ) -> None:
+        """Last month's list given by mistake: exit 2, one line naming the file and the counts, nothing sent."""
+        assert cli(["run", str(job), "--quiet"], capsys)[0] == 0
+        results = (job.parent / "job.results.csv").read_bytes()
+        other = tmp_path / "other.csv"
+        make_contacts(5, start=700).write_csv(other)
+        code, _, err = cli([command, str(job), "--input", str(other)], capsys)
+        assert code == 2 and len(err.strip().splitlines()) == 1
+        assert str(other) in err and "none of its 5 contacts to send is among the 30" in err
+        assert "--other-list" in err
+        assert len(sandbox.ledger()) == 30
+        assert (job.parent / "job.results.csv").read_bytes() == results
+
+    @pytest.mark.parametrize("meant", ["--other-list", "other_lists = true"])
+    def test_a_list_meant_to_hold_only_new_contacts_is_sent(
+        self, job: Path, sandbox: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str], meant: str
+    ) -> None:
+        """With --other-list (once) or `[input] other_lists = true` (always), the new list's 5 contacts are sent."""
+        assert cli(["run", str(job), "--quiet"], capsys)[0] == 0
+        other = tmp_path / "other.csv"
+        make_contacts(5, start=700).write_csv(other)
+        flags = [meant] if meant.startswith("--") else []
+        if not flags:
+            job.write_text(job.read_text().replace("[input]\n", "[input]\nother_lists = true\n", 1))
+        assert cli(["run", str(job), "--input", str(other), "--quiet", *flags], capsys)[0] == 0
+        assert len(sandbox.ledger()) == 35
+        table = pl.read_csv(job.parent / "job.results.csv")
+        assert table.height == 5 and set(table["status"]) == {"sent"}
+
+    def test_a_list_keeping_one_reached_contact_continues(
+        self, job: Path, sandbox: Sandbox, contacts_csv: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """One person of the earlier list is enough to make it the same list: the 5 new contacts are sent."""
+        assert cli(["run", str(job), "--quiet"], capsys)[0] == 0
+        pl.concat([make_contacts(5, start=700), make_contacts(1)]).write_csv(contacts_csv)
+        assert cli(["run", str(job), "--quiet"], capsys)[0] == 0
+        assert len(sandbox.ledger()) == 35
+
+
 class TestRefusedBeforeSending:
     """Mistakes caught before the first request: exit 2, one line naming the key or file, nothing sent."""
 
