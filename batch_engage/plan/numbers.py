@@ -58,7 +58,8 @@ _SIP_HOST = r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z][A-Za-
 _SIP = rf"(?:sips?:)?[A-Za-z0-9._+\-]+@{_SIP_HOST}"
 _OTHER_CHANNELS = f"{_CLIENT}|{_SIP}"
 MESSAGING_SERVICE_SID = r"^MG[0-9a-fA-F]{32}$"
-_LOOKS_LIKE_SID = re.compile(r"^MG[0-9A-Za-z]*$")
+# Also a whole SID in another case: a spreadsheet that lowered a column turns `MG…` into `mg…`, no number.
+_LOOKS_LIKE_SID = re.compile(r"^(?:MG[0-9A-Za-z]*|(?i:mg[0-9a-f]{32}))$")
 WHATSAPP = "whatsapp:"
 SEPARATORS = r"[\s().\-]"
 # Excel writes 14155550100 as 1.41555501E+10 (or 1,41555501E+10 with a decimal comma).
@@ -160,6 +161,8 @@ def _channel_reason(text: str, *, sender: bool) -> str | None:
     if _LOOKS_LIKE_SID.match(text):
         if not sender:
             return SID_AS_TO
+        if not text.startswith("MG"):
+            return "Messaging Service SID: must start with 'MG' in capitals"
         rule, why = MESSAGING_SERVICE_SID, "Messaging Service SID: must be 'MG' and 32 hex digits"
     elif text.lower().startswith("client:"):
         rule, why = _CLIENT, "client: address: the name must be letters, digits, '_', '.' or '-'"

@@ -421,11 +421,22 @@ class TestChannels:
             f"To: a Messaging Service SID (MG…) can only be the sender (From), not To: '{self.SID}'",
         )
 
+    def test_a_lowered_sid_as_to_is_refused_as_a_sid(self) -> None:
+        """`mg…` as To is refused as a SID that can only be the sender, as `MG…` is, not as a number "too long"."""
+        lowered = self.SID.lower()
+        assert _one(lowered) == (
+            lowered,
+            f"To: a Messaging Service SID (MG…) can only be the sender (From), not To: '{lowered}'",
+        )
+
     @pytest.mark.parametrize(
         ("value", "reason"),
         [
             ("MG123", "Messaging Service SID: must be 'MG' and 32 hex digits"),
             ("MG" + "g" * 32, "Messaging Service SID: must be 'MG' and 32 hex digits"),
+            # A column lowered by a spreadsheet: said as such, never "too long" as if it were a number.
+            ("mg" + "0123456789abcdef" * 2, "Messaging Service SID: must start with 'MG' in capitals"),
+            ("Mg" + "0123456789abcdef" * 2, "Messaging Service SID: must start with 'MG' in capitals"),
             ("client:ana maria", "client: address: the name must be letters, digits, '_', '.' or '-'"),
             ("client:", "client: address: the name must be letters, digits, '_', '.' or '-'"),
             ("sip:ana maria@pbx.example.com", SIP_RULE),
