@@ -190,6 +190,9 @@ def normalize_one(value: str, default_region: str | None, *, sender: bool = Fals
         return (text, None) if reason is None else (None, reason)
     for shape, why in _SHAPES:
         if shape.match(text):
+            # `4155550100,4155550101` reads as a decimal too: two numbers is the truer reason.
+            if why == DECIMAL_REASON and _more_than_one(text, default_region):
+                return None, MORE_THAN_ONE_REASON
             return None, why
     return _phone_number(text, default_region)
 

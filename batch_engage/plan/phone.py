@@ -58,6 +58,7 @@ log = structlog.get_logger(__name__)
 
 _NANP_NATIONAL = r"^1?([2-9][0-9]{9})$"  # phonenumbers reads these as +1 and the ten digits too
 _E164_SHAPE = r"^\+[0-9]+$"
+_TWO_LONG_PARTS = r"^\+?[0-9]{7,}[.,]\+?[0-9]{7,}$"
 _CODE_SAMPLE = 4096  # values the first look takes its country codes from
 # phonenumbers refuses a national number longer than this (its _MAX_LENGTH_FOR_NSN) as too long.
 _MAX_NSN_DIGITS = 17
@@ -119,7 +120,8 @@ def _shape_reasons(text: pl.Expr, *, sender: bool) -> pl.Expr:
     reason = (
         pl.when(number.str.contains(_E164_SHAPE))
         .then(e164)
-        .when(text.str.contains(r"^\+?[0-9]+[.,][0-9]+$"))
+        # Two whole numbers' digits on either side of the mark may be two numbers: the slow path tells.
+        .when(text.str.contains(r"^\+?[0-9]+[.,][0-9]+$") & ~text.str.contains(_TWO_LONG_PARTS))
         .then(pl.lit(DECIMAL_REASON))
         .when(text.str.contains(SCIENTIFIC.pattern))
         .then(pl.lit(SCIENTIFIC_REASON))

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from batch_engage.plan import phone
-from batch_engage.plan.numbers import WHOLE_FLOAT_TEXT, normalize_one
+from batch_engage.plan.numbers import DECIMAL_REASON, WHOLE_FLOAT_TEXT, normalize_one
 
 SIP_RULE = (
     "SIP address: must be sip:user@host or user@host, the user letters, digits, '.', '_', '-' or '+', "
@@ -259,6 +259,9 @@ class TestReasons:
             ("whatsapp:+14155550100 +14155550101", None),
             ("+49 171 2345678 / +49 171 2345679", "DE"),
             ("0171 2345678 / 0171 2345679", "DE"),
+            # A comma and no space: the shape of a decimal, yet two numbers.
+            ("4155550100,4155550101", "US"),
+            ("+14155550100,+14155550101", None),
         ],
     )
     def test_two_numbers_in_one_cell_are_named_as_such_not_as_one_too_long(self, value: str, region: str) -> None:
@@ -278,6 +281,9 @@ class TestReasons:
             ("415 555 0100 99", "US", (None, "not a valid phone number for region US")),
             ("071 234 5678 / 9", "DE", ("+497123456789", None)),
             ("030 / 901820", "DE", ("+4930901820", None)),
+            # A decimal stays a decimal: a dot is no list, and parts that are not numbers are no two numbers.
+            ("4155550100.4155550101", "US", (None, DECIMAL_REASON)),
+            ("1234567,1234567", "US", (None, DECIMAL_REASON)),
         ],
     )
     def test_a_value_that_is_not_two_numbers_keeps_its_answer(
