@@ -61,7 +61,18 @@ def _encoding_hint(data: bytes) -> str:
     return "cp1252"
 
 
+# What a file that is no text at all most often is, by its first bytes: another format given a text's name.
+_BINARY_KINDS = (
+    (b"PAR1", 'it is a Parquet file: name it .parquet, or set input.format = "parquet"'),
+    (b"PK\x03\x04", "it is a zip archive, as an Excel or OpenDocument workbook is: save the sheet as CSV UTF-8"),
+    (b"\xd0\xcf\x11\xe0", "it is an Excel 97-2003 workbook: save the sheet as CSV UTF-8"),
+)
+
+
 def _decode_error(shown: str, data: bytes, encoding: str, exc: UnicodeDecodeError) -> InputFileError:
+    for magic, what in _BINARY_KINDS:
+        if data.startswith(magic):
+            return InputFileError(shown, f"not text: {what}")
     line = _line_of(data, encoding, exc.start)
     byte = data[exc.start : exc.start + 1].hex()
     if _is_utf8(encoding):

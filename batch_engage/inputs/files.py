@@ -54,6 +54,7 @@ __all__ = [
 
 STDIN_NAME = "<stdin>"
 _EXTENSIONS = FILE_EXTENSIONS
+_WORKBOOKS = frozenset({".xlsx", ".xlsm", ".xlsb", ".xls", ".ods", ".numbers"})
 _KINDS = {source.kind.split()[0].lower(): source.kind.split()[0] for source in FILE_FORMATS}  # {"csv": "CSV", ...}
 _MAX_LISTED_COLUMNS = 30
 
@@ -77,6 +78,8 @@ def _format_of(spec: InputSpec, name: str, shown: str) -> str:
         return "csv"
     # A URL's own path: its query and fragment (a signature, a session) never become the "file type" shown.
     suffix = Path(urlsplit(name).path if is_remote(name) else name).suffix.lower()
+    if suffix in _WORKBOOKS:
+        raise InputFileError(shown, f"a spreadsheet workbook ({suffix!r}) is not read: save the sheet as CSV UTF-8")
     if suffix not in _EXTENSIONS:
         raise InputFileError(
             shown,

@@ -48,7 +48,12 @@ def build_bad_files(folder: Path) -> dict[str, BadFile]:
     """The corpus: every file-level problem of issue 5, written into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     files: dict[str, bytes] = {
-        "unknown_extension.xlsx": (HEADER + GOOD_ROWS).encode(),
+        "unknown_extension.txt": (HEADER + GOOD_ROWS).encode(),
+        "workbook.xlsx": b"PK\x03\x04" + bytes(range(256)),
+        # Another format given a CSV's name: the first bytes say which.
+        "parquet_named.csv": _parquet_bytes(),
+        "workbook_named.csv": b"PK\x03\x04" + bytes(range(256)),
+        "old_workbook_named.csv": b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(range(256)),
         "empty.csv": b"",
         "blank.csv": b"\n \r\n\n",
         "header_only.csv": HEADER.encode(),
@@ -80,8 +85,21 @@ def build_bad_files(folder: Path) -> dict[str, BadFile]:
     return {
         "missing file": bad("nowhere.csv", ": no such file"),
         "unknown extension": bad(
-            "unknown_extension.xlsx",
-            ": unknown file type '.xlsx' (use .csv, .parquet, .ndjson or .jsonl, or set input.format)",
+            "unknown_extension.txt",
+            ": unknown file type '.txt' (use .csv, .parquet, .ndjson or .jsonl, or set input.format)",
+        ),
+        "a workbook": bad(
+            "workbook.xlsx", ": a spreadsheet workbook ('.xlsx') is not read: save the sheet as CSV UTF-8"
+        ),
+        "Parquet named .csv": bad(
+            "parquet_named.csv", ': not text: it is a Parquet file: name it .parquet, or set input.format = "parquet"'
+        ),
+        "a workbook named .csv": bad(
+            "workbook_named.csv",
+            ": not text: it is a zip archive, as an Excel or OpenDocument workbook is: save the sheet as CSV UTF-8",
+        ),
+        "an old workbook named .csv": bad(
+            "old_workbook_named.csv", ": not text: it is an Excel 97-2003 workbook: save the sheet as CSV UTF-8"
         ),
         "empty file": bad("empty.csv", ": the file is empty"),
         "only blank lines": bad("blank.csv", ": the file is empty"),
@@ -151,6 +169,10 @@ def _feed_stdin(monkeypatch: pytest.MonkeyPatch, data: bytes | None) -> None:
 CASES = [
     "missing file",
     "unknown extension",
+    "a workbook",
+    "Parquet named .csv",
+    "a workbook named .csv",
+    "an old workbook named .csv",
     "empty file",
     "only blank lines",
     "header only",
@@ -583,15 +605,17 @@ class TestWhatSpreadsheetsWrite:
         [
             (HEADER.encode() + b"+14155550100,Zo\x93,1\n", 'set input.encoding (e.g. "cp1252")'),
             (HEADER.encode() + b"+14155550100,Zo\xeb,1\n", 'set input.encoding (e.g. "latin-1")'),
-            (b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00\xb7\xe6", "not text in any one-byte encoding"),
+            (b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00\xb7\xe6", "save the sheet as CSV UTF-8"),
+            (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x01\x00\x9b\xe6", "not text in any one-byte encoding"),
         ],
     )
     def test_only_an_encoding_that_fits_is_suggested(self, tmp_path: Path, data: bytes, advice: str) -> None:
-        """A smart quote suggests cp1252, an `ë` latin-1; a workbook's zero bytes get no encoding hint at all."""
+        """A smart quote suggests cp1252, an `ë` latin-1; a workbook or an image gets no encoding hint at all."""
         with pytest.raises(InputFileError) as caught:
             _read(tmp_path, data)
         assert advice in str(caught.value)
         assert "\n" not in str(caught.value)
+        assert ("input.encoding" in str(caught.value)) == ("set input.encoding" in advice)
 
     @pytest.mark.parametrize("separator", [",", ";", "\t", "|"])
     def test_the_separator_is_detected_from_the_header(self, tmp_path: Path, separator: str) -> None:
