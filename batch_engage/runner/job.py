@@ -171,7 +171,7 @@ async def _run_locked(
     else:
         cp, lines = await opened(opening, job.control), None
     try:
-        known = None if settle_only else _known(job, cp, lines)
+        known = None if settle_only else await _known(job, cp, lines)
         await storage.commit("starting the run", cp.start_run, iso_ms(clock.now()), prepared.input_digest)
         if not prepared.kept:
             await storage.commit("saving the plan", cp.save_plan, prepared.plan, prepared.key)
@@ -210,10 +210,11 @@ async def _run_locked(
     return RunResult(results=results, counts=counts, exit_code=end.exit_code, summary=summary)
 
 
-def _known(job: Invocation, cp: CheckpointStore, lines: pl.DataFrame | None) -> Known:
+async def _known(job: Invocation, cp: CheckpointStore, lines: pl.DataFrame | None) -> Known:
     """What the journal says of the plan (``lines``: its states, if read as the checkpoint opened); a list that
     shares no contact with those the job reached is refused here, before the run is even recorded."""
-    lines = cp.states() if lines is None else lines
+    if lines is None:
+        lines = await job.storage.commit("reading the journal", cp.states)
     known = Known.read(cp, job.prepared.plan, lines)
     spec = job.spec
     reached = 0 if spec.input.other_lists else known.unrelated(job.prepared.plan, lines)
