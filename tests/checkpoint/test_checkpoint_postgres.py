@@ -191,6 +191,21 @@ class TestRunsThroughTheSandbox:
         table = pl.read_csv(written)
         assert dict(zip(table["to"], table["sid"], strict=True)) == {e.to: e.sid for e in sandbox.ledger()}
 
+    def test_another_list_is_refused_and_sent_only_when_meant(
+        self, pg_job: Callable[..., Path], sandbox: Sandbox, sandbox_creds: Credentials, tmp_path: Path
+    ) -> None:
+        """A list none of whose contacts the job reached: refused before anything is sent (the journal read from
+        the database); with `[input] other_lists = true` its 3 contacts are sent."""
+        job = pg_job(3)
+        assert api.run(job, credentials=sandbox_creds).counts["sent"] == 3
+        make_contacts(3, start=700).write_csv(tmp_path / "contacts.csv")
+        with pytest.raises(UsageError, match="none of its 3 contacts to send is among the 3 this job already reached"):
+            api.run(job, credentials=sandbox_creds)
+        assert len(sandbox.ledger()) == 3
+        job.write_text(job.read_text().replace("[input]\n", "[input]\nother_lists = true\n", 1))
+        assert api.run(job, credentials=sandbox_creds).counts["sent"] == 3
+        assert len({e.to for e in sandbox.ledger()}) == 6
+
     def test_collect_says_in_one_line_that_it_does_not_work_here_yet(
         self, pg_job: Callable[..., Path], sandbox_creds: Credentials, tmp_path: Path
     ) -> None:
