@@ -157,6 +157,14 @@ def collect_bar(enabled: bool) -> AbstractContextManager[Callable[[api.CollectPr
     )
 
 
+def _left_out(contacts: int) -> str:
+    """The line saying the list no longer holds contacts the job reached (a re-exported list without them)."""
+    return (
+        f"reached earlier, not in this list: {contacts} (their runs stay in the checkpoint; this results table "
+        "has this list's rows only)"
+    )
+
+
 def print_summary(result: api.RunResult, out: TextIO) -> None:
     """The run's summary: counts, requests, rates, top errors, where the files are, and the exit code."""
     s = result.summary
@@ -167,6 +175,8 @@ def print_summary(result: api.RunResult, out: TextIO) -> None:
         print(
             f"all {done} rows were done by earlier runs (results: {s.results_path}); exit {result.exit_code}", file=out
         )
+        if s.left_out:
+            print(_left_out(s.left_out), file=out)
         return
     lines = [
         f"rows: {sum(s.counts.values())} ({counts})",
@@ -175,6 +185,7 @@ def print_summary(result: api.RunResult, out: TextIO) -> None:
             if s.reached_earlier
             else []
         ),
+        *([_left_out(s.left_out)] if s.left_out else []),
         f"requests: {s.requests}, 429s: {s.rate_limited}, retries: {s.retries}, reconciled: {s.reconciled} "
         f"({s.lookups} lookups)",
         f"duration: {s.duration:.1f}s, achieved rate: {s.achieved_rate:.2f}/s "

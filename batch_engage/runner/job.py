@@ -95,6 +95,7 @@ def _summary(spec: Spec, sent: Sent, counts: dict[str, int], duration: float, en
         lookups=stats.lookups,
         reached_earlier=sent.reached_earlier,
         parameters_changed=sent.changed,
+        left_out=sent.left_out,
         clock_offset=d.client.clock.offset,
         capacity=d.capacity,
     )
@@ -171,13 +172,14 @@ async def _run_locked(
     else:
         cp, lines = await opened(opening, job.control), None
     try:
-        known = None if settle_only else await _known(job, cp, lines)
+        known, left_out = (None, 0) if settle_only else await _known(job, cp, lines)
         await storage.commit("starting the run", cp.start_run, iso_ms(clock.now()), prepared.input_digest)
         if not prepared.kept:
             await storage.commit("saving the plan", cp.save_plan, prepared.plan, prepared.key)
         history = open_history(spec.history.path) if spec.history.path and not options.sandbox else None
         try:
             sent = await run_with_checkpoint(job, cp, history, known)
+            sent.left_out = left_out
             if history is not None and not settle_only:
                 await asyncio.to_thread(count_holdout, history, spec, prepared.plan)
         finally:
@@ -210,9 +212,10 @@ async def _run_locked(
     return RunResult(results=results, counts=counts, exit_code=end.exit_code, summary=summary)
 
 
-async def _known(job: Invocation, cp: CheckpointStore, lines: pl.DataFrame | None) -> Known:
-    """What the journal says of the plan (``lines``: its states, if read as the checkpoint opened); a list that
-    shares no contact with those the job reached is refused here, before the run is even recorded."""
+async def _known(job: Invocation, cp: CheckpointStore, lines: pl.DataFrame | None) -> tuple[Known, int]:
+    """What the journal says of the plan (``lines``: its states, if read as the checkpoint opened), and how many
+    contacts the job reached are no longer in the list; a list that shares no contact with those the job reached
+    is refused here, before the run is even recorded."""
     if lines is None:
         lines = await job.storage.commit("reading the journal", cp.states)
     known = Known.read(cp, job.prepared.plan, lines)
@@ -221,7 +224,7 @@ async def _known(job: Invocation, cp: CheckpointStore, lines: pl.DataFrame | Non
     if reached:
         where = masked(spec.output.checkpoint)
         raise other_list_refused(source_name(spec.input), where, known.sendable.height, reached)
-    return known
+    return known, known.left_out(job.prepared.plan, lines)
 
 
 def _ending(sent: Sent, counts: dict[str, int], storage: Storage) -> Ending:

@@ -62,6 +62,8 @@ class RunSummary:
     lookups: int = 0
     reached_earlier: int = 0
     parameters_changed: int = 0
+    left_out: int = 0
+    """Contacts this job reached that no row of this list names: their runs are in the checkpoint, not the table."""
     clock_offset: float | None = None
     stopped_because: str | None = None
     checkpoint_repaired: str | None = None
@@ -87,6 +89,7 @@ class RunSummary:
             "reconciliation_lookups": self.lookups,
             "reached_by_earlier_runs": self.reached_earlier,
             "reached_earlier_parameters_changed": self.parameters_changed,
+            "reached_not_in_list": self.left_out,
             "clock_offset_seconds": None if self.clock_offset is None else round(self.clock_offset, 3),
             "stopped_because": self.stopped_because,
             "checkpoint_repaired": self.checkpoint_repaired,

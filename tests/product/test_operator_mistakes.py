@@ -85,10 +85,26 @@ class TestTheListChanges:
         assert Counter(e.to for e in sandbox.ledger()).most_common(1)[0][1] == 1
         assert len(sandbox.ledger()) == 50
         assert "reached by earlier runs: 30 (parameters changed since: 30)" in out
+        assert "not in this list" not in out
         table = pl.read_csv(job.parent / "job.results.csv")
         earlier = table.filter(pl.col("error_message") == "reached by an earlier run")
         assert earlier.height == 30
         assert dict(zip(earlier["to"], earlier["sid"])) == first
+
+    def test_a_list_reexported_without_some_reached_contacts_says_how_many(
+        self, job: Path, sandbox: Sandbox, contacts_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """10 of the 30 reached contacts left out of the new export: the summary (and its JSON) says 10, the
+        results table has the 20 rows of the list, and nobody is sent to again."""
+        assert cli(["run", str(job), "--quiet"], capsys)[0] == 0
+        make_contacts(30).slice(10).write_csv(contacts_csv)
+        summary = tmp_path / "s.json"
+        code, out, _ = cli(["run", str(job), "--summary-json", str(summary)], capsys)
+        assert code == 0
+        assert "reached earlier, not in this list: 10 " in out
+        assert json.loads(summary.read_text())["reached_not_in_list"] == 10
+        assert pl.read_csv(job.parent / "job.results.csv").height == 20
+        assert len(sandbox.ledger()) == 30
 
     def test_rows_that_moved_never_take_another_contacts_sid(
         self, job: Path, sandbox: Sandbox, contacts_csv: Path, capsys: pytest.CaptureFixture[str]
