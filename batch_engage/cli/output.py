@@ -257,6 +257,7 @@ def validation_lines(v: api.Validation, rate: float) -> list[str]:
         *(["send window openings (rows):"] if v.openings else []),
         *(f"  {when:>17}  {n}" for when, n in v.openings.items()),
         f"already done (checkpoint): {v.already_done}",
+        *([_left_out(v.left_out)] if v.left_out else []),
         f"estimated duration at {rate:g}/s: {v.estimated_seconds:.0f}s",
         "sample requests:",
         *(f"  {json.dumps(s, ensure_ascii=False)}" for s in v.samples),

@@ -29,7 +29,7 @@ from ..plan import Rewrite, annotate_windows, send_window
 from ..postgres import masked
 from ..results import build_results, with_segments, write_results
 from ..runner import Item, make_marker, target_for
-from ..states import FINAL
+from ..states import FINAL, REACHED
 
 if TYPE_CHECKING:
     from ..arrival import Arrival, Capacity
@@ -66,6 +66,8 @@ class Validation:
     flow_warnings: list[str] = field(default_factory=list)
     capacity: Capacity | None = None
     """With ``--flow``: will it arrive (the first variant's, in an experiment)."""
+    left_out: int = 0
+    """Contacts the checkpoint says this job reached that no row of this list names (the run says so too)."""
 
     @functools.cached_property
     def results(self) -> pl.DataFrame:
@@ -85,6 +87,7 @@ class Validation:
             "invalid": self.invalid,
             "duplicate": self.duplicate,
             "already_done": self.already_done,
+            "reached_not_in_list": self.left_out,
             "invalid_reasons": self.invalid_reasons,
             "suppressed": self.suppressed,
             "capped": self.capped,
@@ -101,6 +104,7 @@ class _Checkpointed:
     """What the existing checkpoint adds: rows already done, and the token the markers would carry."""
 
     done_rows: int = 0
+    left_out: int = 0
     marker_token: str = "<token of the new checkpoint>"  # noqa: S105 - a placeholder, not a secret
 
 
@@ -151,6 +155,7 @@ def validation(
         variant_flows=variant_flows[0],
         flow_warnings=variant_flows[1],
         capacity=arrivals[0].capacity if arrivals else None,
+        left_out=earlier.left_out,
     )
 
 
@@ -173,7 +178,10 @@ def _checkpointed(spec: Spec, plan: pl.DataFrame) -> _Checkpointed:
     done = pending.filter(pl.col("contact").is_in(finals.get_column("contact").implode())).height
     if not done and pending.height and not spec.input.other_lists:
         _refuse_other_list(spec, plan, pending.height, view.journal)
-    return _Checkpointed(done_rows=done, marker_token=view.meta.get("token", _Checkpointed.marker_token))
+    reached = view.journal.filter(pl.col("state").is_in([s.value for s in REACHED])).get_column("contact")
+    left_out = int((~reached.is_in(plan.get_column("contact").drop_nulls().implode())).sum())
+    token = view.meta.get("token", _Checkpointed.marker_token)
+    return _Checkpointed(done_rows=done, left_out=left_out, marker_token=token)
 
 
 def _refuse_other_list(spec: Spec, plan: pl.DataFrame, pending: int, journal: pl.DataFrame) -> None:

@@ -94,10 +94,12 @@ class TestTheListChanges:
     def test_a_list_reexported_without_some_reached_contacts_says_how_many(
         self, job: Path, sandbox: Sandbox, contacts_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
-        """10 of the 30 reached contacts left out of the new export: the summary (and its JSON) says 10, the
+        """10 of the 30 reached contacts left out of the new export: validate, the summary and its JSON say 10, the
         results table has the 20 rows of the list, and nobody is sent to again."""
         assert cli(["run", str(job), "--quiet"], capsys)[0] == 0
         make_contacts(30).slice(10).write_csv(contacts_csv)
+        code, out, _ = cli(["validate", str(job)], capsys)
+        assert code == 0 and "reached earlier, not in this list: 10 " in out
         summary = tmp_path / "s.json"
         code, out, _ = cli(["run", str(job), "--summary-json", str(summary)], capsys)
         assert code == 0
