@@ -277,22 +277,19 @@ def validate(
     target = offline_target(spec, None if sandbox else credentials, sandbox)
     check_binding(spec.output.checkpoint, prepared.fingerprint, target, restart=restart, yes=yes)
     if not flow:
-        return validation(
-            spec, prepared.plan, flow_review=None, restart=restart, now=now, output=output, rewrites=prepared.rewrites
-        )
+        return validation(spec, prepared, flow_review=None, restart=restart, now=now, output=output)
     from .commands import held_against_flow  # noqa: PLC0415 - only --flow talks to Twilio
 
     with simulated(spec, keep_runs=False) if sandbox else real(spec, credentials) as (held, creds):
         found, variants, arrivals = held_against_flow(held, prepared.plan, creds, transport, now=now)
     return validation(
         spec,
-        prepared.plan,
+        prepared,
         flow_review=found,
         restart=restart,
         now=now,
         output=output,
         variant_flows=variants,
-        rewrites=prepared.rewrites,
         arrivals=arrivals,
     )
 

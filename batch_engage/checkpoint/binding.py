@@ -77,18 +77,22 @@ def reached_by_another_list(plan: pl.DataFrame, journal: pl.DataFrame) -> int:
     return reached
 
 
-def other_list_refused(source: str, where: str, contacts: int, reached: int) -> CheckpointMismatch:
-    """The refusal of a list whose ``contacts`` to send share none with the ``reached`` this job reached before.
+def other_list_refused(source: str, where: str, plan: pl.DataFrame, reached: int) -> CheckpointMismatch:
+    """The refusal of a list (``plan``) whose contacts share none with the ``reached`` this job reached before.
 
     A re-exported list keeps some of its people; one with none of them is, more likely than not, the wrong
     file (last month's list, another campaign's), and what it would start cannot be taken back.
     """
+    statuses = plan.get_column("status")
+    contacts, invalid = int((statuses == "pending").sum()), int((statuses == "invalid").sum())
     noun = "contact" if contacts == 1 else "contacts"
+    # Numbers a spreadsheet mangled have no contact to match: the same list can look like another one.
+    unmatched = f" ({invalid} invalid rows could not be matched: `validate --other-list` says why)" if invalid else ""
     return CheckpointMismatch(
         f"{source}: none of its {contacts} {noun} to send is among the {reached} this job already reached "
-        f"({where}): is it the right file? Nothing was sent. To send it under this job anyway, add --other-list "
-        "(or set [input] other_lists = true for a job whose lists only ever hold new contacts); for another "
-        "campaign, use another checkpoint or job id."
+        f"({where}){unmatched}: is it the right file? Nothing was sent. To send it under this job anyway, add "
+        "--other-list (or set [input] other_lists = true for a job whose lists only ever hold new contacts); "
+        "for another campaign, use another checkpoint or job id."
     )
 
 

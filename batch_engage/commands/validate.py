@@ -23,9 +23,8 @@ from ..checkpoint import (
 from ..credentials import Credentials, credentials_from_env
 from ..errors import CredentialsError, UsageError
 from ..exits import exit_code_for
-from ..inputs import source_name
 from ..job import Spec, window_openings
-from ..plan import Rewrite, annotate_windows, send_window
+from ..plan import Prepared, Rewrite, annotate_windows, send_window
 from ..postgres import masked
 from ..results import build_results, with_segments, write_results
 from ..runner import Item, make_marker, target_for
@@ -110,7 +109,7 @@ class _Checkpointed:
 
 def validation(
     spec: Spec,
-    plan: pl.DataFrame,
+    prepared: Prepared,
     *,
     flow_review: FlowReview | None,
     restart: bool,
@@ -118,12 +117,13 @@ def validation(
     arrivals: tuple[Arrival, ...] = (),
     now: datetime | None,
     output: str | Path | None,
-    rewrites: tuple[Rewrite, ...] = (),
 ) -> Validation:
-    """What ``plan`` would send, and what not and why (the results table written to ``output``, if given)."""
+    """What ``prepared``'s plan would send, and what not and why (the results table written to ``output``, if
+    given)."""
+    plan, rewrites = prepared.plan, prepared.rewrites
     statuses: dict[str, int] = dict(plan.lazy().group_by("status").len().collect().iter_rows())
     pending = statuses.get("pending", 0)
-    earlier = _Checkpointed() if restart else _checkpointed(spec, plan)
+    earlier = _Checkpointed() if restart else _checkpointed(spec, plan, prepared.source_file)
     moment = now or datetime.now(UTC)
     segments = {row: n for a in arrivals for row, n in a.rows.first.items()}
 
@@ -169,26 +169,26 @@ def offline_target(spec: Spec, credentials: Credentials | None, sandbox: bool) -
     return target_for(spec, credentials, sandbox=sandbox)
 
 
-def _checkpointed(spec: Spec, plan: pl.DataFrame) -> _Checkpointed:
+def _checkpointed(spec: Spec, plan: pl.DataFrame, source_file: str | None) -> _Checkpointed:
     if not checkpoint_exists(spec.output.checkpoint):
         return _Checkpointed()
     pending = plan.filter(pl.col("status") == "pending")
     view = read_checkpoint(spec.output.checkpoint)
     finals = view.journal.filter(pl.col("state").is_in([s.value for s in FINAL]))
     done = pending.filter(pl.col("contact").is_in(finals.get_column("contact").implode())).height
-    if not done and pending.height and not spec.input.other_lists:
-        _refuse_other_list(spec, plan, pending.height, view.journal)
+    if not done and pending.height and source_file is not None and not spec.input.other_lists:
+        _refuse_other_list(spec, plan, source_file, view.journal)
     reached = view.journal.filter(pl.col("state").is_in([s.value for s in REACHED])).get_column("contact")
     left_out = int((~reached.is_in(plan.get_column("contact").drop_nulls().implode())).sum())
     token = view.meta.get("token", _Checkpointed.marker_token)
     return _Checkpointed(done_rows=done, left_out=left_out, marker_token=token)
 
 
-def _refuse_other_list(spec: Spec, plan: pl.DataFrame, pending: int, journal: pl.DataFrame) -> None:
-    """As ``run`` refuses it: a list none of whose contacts is among those the job reached before."""
+def _refuse_other_list(spec: Spec, plan: pl.DataFrame, source_file: str, journal: pl.DataFrame) -> None:
+    """As ``run`` refuses it: a file none of whose contacts is among those the job reached before."""
     reached = reached_by_another_list(plan, journal)
     if reached:
-        raise other_list_refused(source_name(spec.input), masked(spec.output.checkpoint), pending, reached)
+        raise other_list_refused(source_file, masked(spec.output.checkpoint), plan, reached)
 
 
 def _invalid_reasons(plan: pl.DataFrame) -> dict[str, int]:

@@ -10,7 +10,7 @@ from .files import (
     is_local_file,
     read_table,
     require_columns,
-    source_name,
+    shown_name,
 )
 
 __all__ = [
@@ -25,5 +25,5 @@ __all__ = [
     "read_query",
     "read_table",
     "require_columns",
-    "source_name",
+    "shown_name",
 ]

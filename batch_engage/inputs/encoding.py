@@ -61,18 +61,22 @@ def _encoding_hint(data: bytes) -> str:
     return "cp1252"
 
 
-# What a file that is no text at all most often is, by its first bytes: another format given a text's name.
+# What a file that is no text at all most often is, by its first (and last) bytes: another format given a text's
+# name. Told before any decoding: read as latin-1, say, every byte is some character.
 _BINARY_KINDS = (
-    (b"PAR1", 'it is a Parquet file: name it .parquet, or set input.format = "parquet"'),
-    (b"PK\x03\x04", "it is a zip archive, as an Excel or OpenDocument workbook is: save the sheet as CSV UTF-8"),
-    (b"\xd0\xcf\x11\xe0", "it is an Excel 97-2003 workbook: save the sheet as CSV UTF-8"),
+    (b"PAR1", b"PAR1", 'it is a Parquet file: name it .parquet, or set input.format = "parquet"'),
+    (b"PK\x03\x04", b"", "it is a zip archive, as an Excel or OpenDocument workbook is: save the sheet as CSV UTF-8"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", b"", "it is an Excel 97-2003 workbook: save the sheet as CSV UTF-8"),
 )
 
 
+def _refuse_other_formats(shown: str, data: bytes) -> None:
+    for head, tail, what in _BINARY_KINDS:
+        if data.startswith(head) and data.endswith(tail):
+            raise InputFileError(shown, f"not text: {what}")
+
+
 def _decode_error(shown: str, data: bytes, encoding: str, exc: UnicodeDecodeError) -> InputFileError:
-    for magic, what in _BINARY_KINDS:
-        if data.startswith(magic):
-            return InputFileError(shown, f"not text: {what}")
     line = _line_of(data, encoding, exc.start)
     byte = data[exc.start : exc.start + 1].hex()
     if _is_utf8(encoding):
@@ -140,6 +144,7 @@ def as_utf8(shown: str, data: bytes, encoding: str, *, checked_later: bool = Fal
     caller's reader refuses what is not UTF-8 and then calls :func:`check_utf8` to name the line, so bytes that
     came as UTF-8 are not checked here too (a million-row file's second pass over every byte).
     """
+    _refuse_other_formats(shown, data)
     for bom, marked in _BOMS:
         if data.startswith(bom):
             encoding, data = marked, data[len(bom) :]

@@ -54,6 +54,7 @@ __all__ = [
 
 STDIN_NAME = "<stdin>"
 _EXTENSIONS = FILE_EXTENSIONS
+# Often handed over as they are: the refusal says what to do, not only that the type is unknown.
 _WORKBOOKS = frozenset({".xlsx", ".xlsm", ".xlsb", ".xls", ".ods", ".numbers"})
 _KINDS = {source.kind.split()[0].lower(): source.kind.split()[0] for source in FILE_FORMATS}  # {"csv": "CSV", ...}
 _MAX_LISTED_COLUMNS = 30
@@ -99,13 +100,6 @@ def shown_name(name: str) -> str:
     if name == "-":
         return STDIN_NAME
     return shown_url(name) if is_remote(name) else name
-
-
-def source_name(spec: InputSpec) -> str:
-    """How a message names a job's input: its file (as :func:`shown_name` does), else its query, else the frame."""
-    if spec.path is not None:
-        return shown_name(spec.path)
-    return "the query" if spec.query is not None else "the frame given"
 
 
 def _read_bytes(name: str, shown: str, stdin: BinaryIO | None) -> bytes:

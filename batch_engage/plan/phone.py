@@ -58,7 +58,8 @@ log = structlog.get_logger(__name__)
 
 _NANP_NATIONAL = r"^1?([2-9][0-9]{9})$"  # phonenumbers reads these as +1 and the ten digits too
 _E164_SHAPE = r"^\+[0-9]+$"
-_TWO_LONG_PARTS = r"^\+?[0-9]{7,}[.,]\+?[0-9]{7,}$"
+# A comma only: a dot is also a separator a number is spelled with, so a decimal's digits would read as one number.
+_TWO_LONG_PARTS = r"^\+?[0-9]{7,},\+?[0-9]{7,}$"
 _CODE_SAMPLE = 4096  # values the first look takes its country codes from
 # phonenumbers refuses a national number longer than this (its _MAX_LENGTH_FOR_NSN) as too long.
 _MAX_NSN_DIGITS = 17
@@ -120,7 +121,7 @@ def _shape_reasons(text: pl.Expr, *, sender: bool) -> pl.Expr:
     reason = (
         pl.when(number.str.contains(_E164_SHAPE))
         .then(e164)
-        # Two whole numbers' digits on either side of the mark may be two numbers: the slow path tells.
+        # Two whole numbers' digits on either side of a comma may be two numbers: the slow path tells.
         .when(text.str.contains(r"^\+?[0-9]+[.,][0-9]+$") & ~text.str.contains(_TWO_LONG_PARTS))
         .then(pl.lit(DECIMAL_REASON))
         .when(text.str.contains(SCIENTIFIC.pattern))

@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 import polars as pl
 
 from ..history import is_database_url, open_history, open_opt_outs
-from ..inputs import Table, as_text, frame_digest, integer_columns, read_query, read_table
+from ..inputs import Table, as_text, frame_digest, integer_columns, read_query, read_table, shown_name
 from ..job import Cap, Spec, history_identity
 from .again import KeyedInput, keyed_input
 from .hygiene import apply_history, apply_opt_outs, apply_suppression, load_suppression
@@ -47,6 +47,9 @@ class Prepared:
     """What the plan was made from (``again.keyed_input``), kept with it; empty: it is always made again."""
     kept: bool = False
     """The plan was taken from the checkpoint, as kept under ``key``: it needs no saving."""
+    source_file: str | None = None
+    """The file (or URL) the plan was read from, as messages show it; None for a frame, a query or stdin, whose
+    rows the caller makes anew each time, so a list with none of the contacts reached is no sign of a wrong file."""
 
 
 def fingerprint(spec: Spec) -> dict[str, Any]:
@@ -165,7 +168,9 @@ def prepare(
     if keyed is not None and stored is not None:
         plan = stored(keyed.key)
         if plan is not None:
-            return Prepared(plan, fingerprint(spec), keyed.digest, key=keyed.key, kept=True)
+            return Prepared(
+                plan, fingerprint(spec), keyed.digest, key=keyed.key, kept=True, source_file=_file_name(spec, frame)
+            )
     table = _read(spec, frame, stdin, digest=digest, keyed=keyed)
     key = keyed.key if keyed is not None else ""
     del keyed  # its bytes are read
@@ -185,7 +190,22 @@ def prepare(
     del table
     planned = _hygiene(planned, spec, job_owner)
     examples = rewrite_examples(written, planned) if written is not None else ()
-    return Prepared(plan=planned, fingerprint=fingerprint(spec), input_digest=taken, rewrites=examples, key=key)
+    return Prepared(
+        plan=planned,
+        fingerprint=fingerprint(spec),
+        input_digest=taken,
+        rewrites=examples,
+        key=key,
+        source_file=_file_name(spec, frame),
+    )
+
+
+def _file_name(spec: Spec, frame: object) -> str | None:
+    """``Prepared.source_file``: the input file as shown, when the rows come from one."""
+    path = spec.input.path
+    if frame is not None or spec.input.query is not None or path is None or path == "-":
+        return None
+    return shown_name(path)
 
 
 def _read(

@@ -28,7 +28,6 @@ from ..clock import iso_ms
 from ..control import Progress, RunControl, StoppableClock
 from ..errors import OutputFailed, StorageFailed, UsageError
 from ..history import open_history
-from ..inputs import source_name
 from ..job import Spec
 from ..plan import Prepared, annotate_windows, prepare
 from ..postgres import masked
@@ -214,16 +213,15 @@ async def _run_locked(
 
 async def _known(job: Invocation, cp: CheckpointStore, lines: pl.DataFrame | None) -> tuple[Known, int]:
     """What the journal says of the plan (``lines``: its states, if read as the checkpoint opened), and how many
-    contacts the job reached are no longer in the list; a list that shares no contact with those the job reached
-    is refused here, before the run is even recorded."""
+    contacts the job reached are no longer in the list; a file that shares no contact with those the job reached
+    is refused here, before the run is even recorded (a query's or a frame's rows change by design)."""
     if lines is None:
         lines = await job.storage.commit("reading the journal", cp.states)
     known = Known.read(cp, job.prepared.plan, lines)
-    spec = job.spec
-    reached = 0 if spec.input.other_lists else known.unrelated(job.prepared.plan, lines)
-    if reached:
-        where = masked(spec.output.checkpoint)
-        raise other_list_refused(source_name(spec.input), where, known.sendable.height, reached)
+    spec, source = job.spec, job.prepared.source_file
+    reached = 0 if spec.input.other_lists or source is None else known.unrelated(job.prepared.plan, lines)
+    if source is not None and reached:
+        raise other_list_refused(source, masked(spec.output.checkpoint), job.prepared.plan, reached)
     return known, known.left_out(job.prepared.plan, lines)
 
 

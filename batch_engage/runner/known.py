@@ -41,7 +41,7 @@ class Known:
         return int(self.sendable.get_column("state").is_in(_values(states)).sum())
 
     def unrelated(self, plan: pl.DataFrame, lines: pl.DataFrame) -> int:
-        """:func:`~..checkpoint.reached_by_another_list` of ``plan`` and ``lines`` (its journal's contacts and
+        """The checkpoint's ``reached_by_another_list`` of ``plan`` and ``lines`` (its journal's contacts and
         states), asked only when no contact to send has a line: 0 at once for nearly every run."""
         states = self.sendable.get_column("state")
         if states.len() == 0 or states.is_not_null().any():

@@ -59,7 +59,7 @@ class Sent:
     stopped_early: bool = False
     reached_earlier: int = 0
     changed: int = 0
-    left_out: int = 0  # contacts the job reached that the list no longer holds
+    left_out: int = 0  # reached contacts this list no longer holds: said, since their runs leave the results table
     stop_reason: str | None = None
     repaired: str | None = None
 

@@ -184,6 +184,21 @@ class TestFiles:
         assert table["to"].to_list() == make_contacts(12)["phone"].to_list()[::-1]
         assert set(table["status"]) == {"sent"}
 
+    def test_a_query_whose_rows_are_all_new_people_is_sent_not_refused(
+        self, lite: Path, query_job: Callable[..., Path], sandbox: Sandbox
+    ) -> None:
+        """Today's appointments are other people than yesterday's: a query's rows change by design, so a result
+        sharing no contact with those reached is sent, never refused as a wrong file would be."""
+        job = query_job(f"sqlite:///{lite.name}", "select phone, name, visits from contacts")
+        assert main(["run", str(job)]) == 0
+        with sqlite3.connect(lite) as conn:
+            conn.execute("DELETE FROM contacts")
+            conn.executemany("INSERT INTO contacts VALUES (?, ?, ?)", make_contacts(5, start=700).iter_rows())
+        conn.close()
+        assert main(["validate", str(job)]) == 0
+        assert main(["run", str(job)]) == 0
+        assert len({e.to for e in sandbox.ledger()}) == 17
+
     @pytest.mark.parametrize("scheme", ["duckdb", "sqlite"])
     def test_a_query_that_writes_is_refused_by_the_read_only_file(self, scheme: str, duck: Path, lite: Path) -> None:
         """The file is opened read-only: a DELETE is one line and every row stays."""

@@ -600,6 +600,28 @@ class TestWhatSpreadsheetsWrite:
         """UTF-16 LE text with no BOM is read as UTF-16, not refused with a hint to try latin-1."""
         assert _read(tmp_path, (HEADER + GOOD_ROWS).encode("utf-16-le"))["name"].to_list() == ["Ana", "Zoë", "José"]
 
+    @pytest.mark.parametrize("encoding", ["utf-8", "latin-1", "cp1252"])
+    @pytest.mark.parametrize(
+        ("data", "what"),
+        [
+            (b"PAR1" + bytes(range(256)) + b"PAR1", "it is a Parquet file"),
+            (b"PK\x03\x04" + bytes(range(256)), "it is a zip archive"),
+            (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(range(256)), "it is an Excel 97-2003 workbook"),
+        ],
+    )
+    def test_another_format_under_a_csv_name_is_named_whatever_the_encoding(
+        self, tmp_path: Path, data: bytes, what: str, encoding: str
+    ) -> None:
+        """Read as latin-1 every byte is a character: the file is still told by its first bytes, before decoding."""
+        path = tmp_path / "c.csv"
+        path.write_bytes(data)
+        with pytest.raises(InputFileError, match=f"not text: {what}"):
+            read_table(InputSpec(path=str(path), encoding=encoding), text_columns=["phone"])
+
+    def test_a_header_that_starts_with_par1_is_still_text(self, tmp_path: Path) -> None:
+        """A column named `PAR1` is no Parquet file: the file must end with the magic too."""
+        assert _read(tmp_path, b"PAR1,phone\nx,+14155550100\n")["phone"].to_list() == ["+14155550100"]
+
     @pytest.mark.parametrize(
         ("data", "advice"),
         [

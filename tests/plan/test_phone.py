@@ -274,6 +274,22 @@ class TestReasons:
         )
 
     @pytest.mark.parametrize(
+        ("value", "region"),
+        [
+            # Joined, the digits would be valid numbers: a decimal must never be sent as one.
+            ("+4962029.5083738", "DE"),
+            ("+3932336.5022208", "IT"),
+            ("+4962029,5083738", "DE"),
+            ("4155550.1000000", "US"),
+        ],
+    )
+    def test_a_decimal_with_long_parts_is_never_sent(self, value: str, region: str) -> None:
+        """`+4962029.5083738` (a spreadsheet's decimal) is refused by the whole-column path, not sent as one number."""
+        address, why = _one(value, region)
+        assert why is not None and why.startswith("To: ")
+        assert address == value
+
+    @pytest.mark.parametrize(
         ("value", "region", "expected"),
         [
             # A number and something else keeps its reason; one number spelled with a slash is still one number.

@@ -17,6 +17,7 @@ import launch
 import polars as pl
 import pytest
 
+import batch_engage
 from batch_engage import status
 from batch_engage.credentials import Credentials
 from batch_engage.sandbox import Sandbox
@@ -154,6 +155,27 @@ class TestAnotherList:
         assert len(sandbox.ledger()) == 35
         table = pl.read_csv(job.parent / "job.results.csv")
         assert table.height == 5 and set(table["status"]) == {"sent"}
+
+    def test_a_list_whose_reached_numbers_a_spreadsheet_mangled_says_they_were_not_matched(
+        self, job: Path, sandbox: Sandbox, contacts_csv: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """The 30 numbers saved as 1.4155552E+10 plus 5 new rows: refused, the line saying the invalid rows could
+        not be matched and how to see why; nothing sent."""
+        assert cli(["run", str(job), "--quiet"], capsys)[0] == 0
+        mangled = make_contacts(30).with_columns(phone=pl.lit("1.4155552E+10"))
+        pl.concat([mangled, make_contacts(5, start=700)]).write_csv(contacts_csv)
+        code, _, err = cli(["run", str(job)], capsys)
+        assert code == 2 and "30 invalid rows could not be matched: `validate --other-list` says why" in err
+        assert len(sandbox.ledger()) == 30
+
+    def test_a_frame_given_by_code_is_no_file_to_mistake(
+        self, job: Path, sandbox: Sandbox, sandbox_creds: Credentials
+    ) -> None:
+        """A pipeline hands `run` a frame of new people each day: sent, as a query's rows are."""
+        assert batch_engage.run(job, credentials=sandbox_creds).counts["sent"] == 30
+        frame = make_contacts(5, start=700)
+        assert batch_engage.run(job, credentials=sandbox_creds, frame=frame).counts["sent"] == 5
+        assert len(sandbox.ledger()) == 35
 
     def test_a_list_keeping_one_reached_contact_continues(
         self, job: Path, sandbox: Sandbox, contacts_csv: Path, capsys: pytest.CaptureFixture[str]
