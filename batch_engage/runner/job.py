@@ -171,14 +171,15 @@ async def _run_locked(
     else:
         cp, lines = await opened(opening, job.control), None
     try:
-        known, left_out = (None, 0) if settle_only else await _known(job, cp, lines)
+        known, lines = (None, lines) if settle_only else await _known(job, cp, lines)
         await storage.commit("starting the run", cp.start_run, iso_ms(clock.now()), prepared.input_digest)
         if not prepared.kept:
             await storage.commit("saving the plan", cp.save_plan, prepared.plan, prepared.key)
         history = open_history(spec.history.path) if spec.history.path and not options.sandbox else None
         try:
             sent = await run_with_checkpoint(job, cp, history, known)
-            sent.left_out = left_out
+            # Only the summary needs it: counted once sending is over, on the journal as the run found it.
+            sent.left_out = 0 if known is None or lines is None else known.left_out(prepared.plan, lines)
             if history is not None and not settle_only:
                 await asyncio.to_thread(count_holdout, history, spec, prepared.plan)
         finally:
@@ -211,10 +212,10 @@ async def _run_locked(
     return RunResult(results=results, counts=counts, exit_code=end.exit_code, summary=summary)
 
 
-async def _known(job: Invocation, cp: CheckpointStore, lines: pl.DataFrame | None) -> tuple[Known, int]:
-    """What the journal says of the plan (``lines``: its states, if read as the checkpoint opened), and how many
-    contacts the job reached are no longer in the list; a file that shares no contact with those the job reached
-    is refused here, before the run is even recorded (a query's or a frame's rows change by design)."""
+async def _known(job: Invocation, cp: CheckpointStore, lines: pl.DataFrame | None) -> tuple[Known, pl.DataFrame]:
+    """What the journal says of the plan, and the journal's states it was read from (``lines``, if read as the
+    checkpoint opened); a file that shares no contact with those the job reached is refused here, before the run
+    is even recorded (a query's or a frame's rows change by design)."""
     if lines is None:
         lines = await job.storage.commit("reading the journal", cp.states)
     known = Known.read(cp, job.prepared.plan, lines)
@@ -222,7 +223,7 @@ async def _known(job: Invocation, cp: CheckpointStore, lines: pl.DataFrame | Non
     reached = 0 if spec.input.other_lists or source is None else known.unrelated(job.prepared.plan, lines)
     if source is not None and reached:
         raise other_list_refused(source, masked(spec.output.checkpoint), job.prepared.plan, reached)
-    return known, known.left_out(job.prepared.plan, lines)
+    return known, lines
 
 
 def _ending(sent: Sent, counts: dict[str, int], storage: Storage) -> Ending:
