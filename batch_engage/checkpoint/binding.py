@@ -36,6 +36,7 @@ __all__ = [
     "describe_mismatch",
     "other_list_refused",
     "reached_by_another_list",
+    "reached_not_in",
     "restart_refused",
 ]
 
@@ -67,14 +68,25 @@ def restart_refused(where: object, reached: int) -> CheckpointMismatch:
     )
 
 
+def _reached(journal: pl.DataFrame) -> pl.Series:
+    return journal.get_column("state").is_in(sorted(s.value for s in REACHED))
+
+
 def reached_by_another_list(plan: pl.DataFrame, journal: pl.DataFrame) -> int:
     """The contacts this job reached (``journal``: its lines' contacts and states) when no row of ``plan``, whatever
     its status, is for a contact with a line; else 0. Capped or suppressed now, a row still shows the list is the
     one the journal was written for."""
-    reached = int(journal.get_column("state").is_in(sorted(s.value for s in REACHED)).sum())
+    reached = int(_reached(journal).sum())
     if reached == 0 or plan.get_column("contact").is_in(journal.get_column("contact").implode()).any():
         return 0
     return reached
+
+
+def reached_not_in(plan: pl.DataFrame, journal: pl.DataFrame) -> int:
+    """The contacts this job reached (``journal``) that no row of ``plan`` names: a re-export without them, whose
+    results table no longer shows their runs."""
+    reached = journal.get_column("contact").filter(_reached(journal))
+    return int((~reached.is_in(plan.get_column("contact").drop_nulls().implode())).sum())
 
 
 def other_list_refused(source: str, where: str, plan: pl.DataFrame, reached: int) -> CheckpointMismatch:

@@ -18,6 +18,7 @@ from ..checkpoint import (
     empty_journal,
     other_list_refused,
     reached_by_another_list,
+    reached_not_in,
     read_checkpoint,
 )
 from ..credentials import Credentials, credentials_from_env
@@ -28,7 +29,7 @@ from ..plan import Prepared, Rewrite, annotate_windows, send_window
 from ..postgres import masked
 from ..results import build_results, with_segments, write_results
 from ..runner import Item, make_marker, target_for
-from ..states import FINAL, REACHED
+from ..states import FINAL
 
 if TYPE_CHECKING:
     from ..arrival import Arrival, Capacity
@@ -178,10 +179,8 @@ def _checkpointed(spec: Spec, plan: pl.DataFrame, source_file: str | None) -> _C
     done = pending.filter(pl.col("contact").is_in(finals.get_column("contact").implode())).height
     if not done and pending.height and source_file is not None and not spec.input.other_lists:
         _refuse_other_list(spec, plan, source_file, view.journal)
-    reached = view.journal.filter(pl.col("state").is_in([s.value for s in REACHED])).get_column("contact")
-    left_out = int((~reached.is_in(plan.get_column("contact").drop_nulls().implode())).sum())
     token = view.meta.get("token", _Checkpointed.marker_token)
-    return _Checkpointed(done_rows=done, left_out=left_out, marker_token=token)
+    return _Checkpointed(done_rows=done, left_out=reached_not_in(plan, view.journal), marker_token=token)
 
 
 def _refuse_other_list(spec: Spec, plan: pl.DataFrame, source_file: str, journal: pl.DataFrame) -> None:

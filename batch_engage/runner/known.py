@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from ..checkpoint import CheckpointStore, reached_by_another_list
+from ..checkpoint import CheckpointStore, reached_by_another_list, reached_not_in
 from ..plan import params_hash
 from ..states import REACHED, RowState
 from .schedule import with_states
@@ -49,13 +49,11 @@ class Known:
         return reached_by_another_list(plan, lines)
 
     def left_out(self, plan: pl.DataFrame, lines: pl.DataFrame) -> int:
-        """The contacts this job reached (``lines``: its journal's contacts and states) that no row of ``plan``
-        names: a re-exported list without them, whose results table no longer shows their runs."""
-        reached = lines.get_column("state").is_in(_values(REACHED))
-        if int(reached.sum()) == self.count(REACHED):
-            return 0  # every one is a contact to send now (nearly every run): no join
-        contacts = lines.get_column("contact").filter(reached)
-        return int((~contacts.is_in(plan.get_column("contact").drop_nulls().implode())).sum())
+        """The checkpoint's ``reached_not_in`` of ``plan`` and ``lines`` (its journal's contacts and states), with no
+        join when every contact reached is one to send now (nearly every run)."""
+        if int(lines.get_column("state").is_in(_values(REACHED)).sum()) == self.count(REACHED):
+            return 0
+        return reached_not_in(plan, lines)
 
     def earlier(self, cp: CheckpointStore, plan: pl.DataFrame, input_digest: str) -> tuple[int, int]:
         """Sendable rows whose contact a run for an earlier input reached, and how many now carry other Parameters."""
