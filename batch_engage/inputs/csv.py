@@ -18,6 +18,7 @@ from collections.abc import Iterable
 import polars as pl
 
 from ..errors import InputFileError
+from .pasted import check_repeated_header
 
 __all__ = ["SEPARATORS", "read_csv", "split_fields"]
 
@@ -241,46 +242,6 @@ def _blank_mask(blanks: list[int], height: int) -> pl.Series:
     return pl.repeat(True, height, eager=True).scatter(blanks, False)
 
 
-def _check_repeated_header(shown: str, data: bytes, frame: pl.DataFrame, separator: str) -> None:
-    """Refuse a row that is the header again (two exports pasted one under the other): its columns may come in
-    another order, and every row under it would be read into the wrong ones (someone else's number as To)."""
-    names = frame.columns
-    if len(names) == 1:
-        # Under a one-column header the rows land in the one column whatever: the header again is a bad row.
-        return
-    # Compared stripped: ``phone, name`` is a header Excel writes too, and its second name is " name".
-    stripped = sorted(n.strip() for n in names)
-    # One column first, as written (3 ms a million rows, a seventh of stripping it first): only a row whose first
-    # cell is a column's name can be the header again.
-    maybe = frame.get_column(names[0]).is_in([*names, *stripped]).fill_null(False)
-    if not maybe.any():
-        return
-    cells = [pl.col(c).str.strip_chars() for c in names]
-    rows = frame[maybe.arg_true()].select(pl.concat_list(cells).alias("cells")).get_column("cells").to_list()
-    if not any(sorted(row) == stripped for row in rows if None not in row):
-        return
-    line, moved, header = None, None, False
-    # The line, read again on this rare path (the first such line is the header itself, wherever blank lines or a
-    # sep= line put it); a quoted line break above it would only leave the line unnamed.
-    for number, text in enumerate(data.decode("utf-8", errors="replace").splitlines(), start=1):
-        fields = [f.strip() for f in split_fields(text, separator)]
-        if sorted(fields) != stripped:
-            continue
-        if not header:
-            header = True
-            continue
-        line = number
-        moved = next(((n.strip(), f) for n, f in zip(names, fields, strict=True) if n.strip() != f), None)
-        break
-    order = f", in another order ({moved[1]!r} where the first has {moved[0]!r})" if moved else ""
-    raise InputFileError(
-        shown,
-        f"the header again{order}: two files pasted together? The rows under it would be read into the wrong "
-        "columns; remove it, or give each file its own job",
-        line=line,
-    )
-
-
 def _infer_types(frame: pl.DataFrame, keep_text: set[str]) -> pl.DataFrame:
     """Type each CSV column from all of its values (polars would look at the first rows only).
 
@@ -388,7 +349,7 @@ def read_csv(
             frame = _check_rows(shown, data, frame, separator)
     if frame.width and frame.height:
         frame = _without_empty_rows(frame)
-        _check_repeated_header(shown, data, frame, separator)
+        check_repeated_header(shown, data, frame, separator)
     if frame.height == 0 and not header_only:
         raise InputFileError(shown, "has a header but no data rows")
     return _infer_types(frame, keep_text)

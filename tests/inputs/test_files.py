@@ -73,6 +73,16 @@ def build_bad_files(folder: Path) -> dict[str, BadFile]:
         "header_again.csv": (HEADER + "+14155550100,Ana,1\n\n" + HEADER + GOOD_ROWS).encode(),
         "header_again_after_sep.csv": (b"sep=;\nphone;name\n+14155550100;Ann\nname;phone\nBob;+14155550101\n"),
         "header_again_spaced.csv": (b"phone, name\n+14155550100, Ann\nname, phone\nBob, +14155550101\n"),
+        # Two Excel "CSV UTF-8" exports joined with cat: each begins with a byte-order mark.
+        "header_again_after_a_bom.csv": (
+            "\ufeffphone,landline,name\r\n+14155550100,+14155550200,Ann\r\n"
+            "\ufefflandline,phone,name\r\n+14155550302,+14155550102,Cy\r\n"
+        ).encode(),
+        # The second export's names in another case and spelling (Title Case, a space for "_").
+        "header_again_respelled.csv": (
+            "phone,landline,first_name\n+14155550100,+14155550200,Ann\n"
+            "Landline,Phone,First Name\n+14155550302,+14155550102,Cy\n"
+        ).encode(),
     }
     for name, data in files.items():
         (folder / name).write_bytes(data)
@@ -143,6 +153,18 @@ def build_bad_files(folder: Path) -> dict[str, BadFile]:
             "together? The rows under it would be read into the wrong columns; remove it, or give each file its own "
             "job",
         ),
+        "the header again, after a byte-order mark": bad(
+            "header_again_after_a_bom.csv",
+            ":3: the header again, in another order ('landline' where the first has 'phone'): two files pasted "
+            "together? The rows under it would be read into the wrong columns; remove it, or give each file its own "
+            "job",
+        ),
+        "the header again, respelled": bad(
+            "header_again_respelled.csv",
+            ":3: the header again, in another order ('Landline' where the first has 'phone'): two files pasted "
+            "together? The rows under it would be read into the wrong columns; remove it, or give each file its own "
+            "job",
+        ),
         "the header again": bad(
             "header_again.csv",
             ":4: the header again: two files pasted together? The rows under it would be read into the wrong "
@@ -189,6 +211,8 @@ CASES = [
     "the header again",
     "the header again, after Excel's sep= line",
     "the header again, its names after spaces",
+    "the header again, after a byte-order mark",
+    "the header again, respelled",
     "empty stdin",
     "ragged stdin",
 ]
