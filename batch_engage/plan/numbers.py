@@ -89,6 +89,12 @@ ZERO_TWIN_REASON = (
 )
 DECIMAL_REASON = "a number with a decimal part, not a phone number; export the column as text"
 MORE_THAN_ONE_REASON = "holds more than one number (one number a row)"
+LETTERS_REASON = (
+    "holds letters among its digits: a letter typed for a digit (O for 0, I for 1) or a vanity number "
+    "(1-800-FLOWERS)? write it in digits"
+)
+_LETTERS = re.compile(r"[A-Za-z]")
+_NUMBER_START = re.compile(r"[+0-9]")
 _NOT_DIGITS = re.compile(r"[^0-9]")
 _MIN_DIGITS = 7  # the fewest digits of a number a list of them is told by (a few countries have shorter ones)
 # What people put between two numbers in one cell: a slash, comma, bar or ampersand, "or"/"and", or a second '+'.
@@ -242,9 +248,9 @@ def _single_number(text: str, default_region: str | None) -> tuple[str | None, s
         if exc.error_type == phonenumbers.NumberParseException.INVALID_COUNTRY_CODE and candidate.startswith("+"):
             return None, "unknown country code"
         return None, _PARSE_REASONS.get(exc.error_type, "not a phone number")
-    if parsed.extension:
-        # Sent without it, the message would go to the switchboard, not to the person.
-        return None, f"has an extension ({parsed.extension}), which a text message cannot reach"
+    wrong = _more_than_digits(parsed, text)
+    if wrong is not None:
+        return None, wrong
     address = _valid_e164(parsed, default_region)
     if default_region is not None and not candidate.startswith("+"):
         international = _international_reading(text, default_region, national=address)
@@ -254,6 +260,23 @@ def _single_number(text: str, default_region: str | None) -> tuple[str | None, s
         return address, None
     where = f" for region {default_region}" if default_region and not candidate.startswith("+") else ""
     return None, f"not a valid phone number{where}"
+
+
+def _more_than_digits(parsed: phonenumbers.PhoneNumber, text: str) -> str | None:
+    """Why a number that parsed is still not one to send: an extension, or letters phonenumbers made digits of."""
+    if parsed.extension:
+        # Sent without it, the message would go to the switchboard, not to the person.
+        return f"has an extension ({parsed.extension}), which a text message cannot reach"
+    if _LETTERS.search(text, _first_digit(text)):
+        # phonenumbers reads three or more letters as a phone keypad's digits: 415-555-O1OO became +14155556166.
+        return LETTERS_REASON
+    return None
+
+
+def _first_digit(text: str) -> int:
+    """Where the number itself starts: the words before it (``Mobile:``, ``tel:``) are no part of it."""
+    found = _NUMBER_START.search(text)
+    return found.start() if found else len(text)
 
 
 def _international_reading(text: str, region: str, *, national: str | None) -> str | None:

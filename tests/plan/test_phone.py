@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from batch_engage.plan import phone
-from batch_engage.plan.numbers import DECIMAL_REASON, WHOLE_FLOAT_TEXT, normalize_one
+from batch_engage.plan.numbers import DECIMAL_REASON, LETTERS_REASON, WHOLE_FLOAT_TEXT, normalize_one
 
 SIP_RULE = (
     "SIP address: must be sip:user@host or user@host, the user letters, digits, '.', '_', '-' or '+', "
@@ -272,6 +272,29 @@ class TestReasons:
             f"To: {'whatsapp: address: ' * value.startswith('whatsapp:')}"
             f"holds more than one number (one number a row): {value!r}",
         )
+
+    @pytest.mark.parametrize(
+        "value",
+        [
+            "415-555-O1OO",  # letter O typed for a zero: was sent to +14155556166
+            "+1 415 555 0IOI",  # I and O: was sent to +14155550464
+            "1-800-FLOWERS",
+            "whatsapp:+1415555O1OO",
+        ],
+    )
+    def test_letters_among_the_digits_are_refused_never_read_as_a_keypad(self, value: str) -> None:
+        """phonenumbers turns three or more letters into a keypad's digits: another person's number, never sent."""
+        address, why = _one(value)
+        assert address == value
+        assert why is not None and why.startswith("To: ") and LETTERS_REASON in why
+
+    @pytest.mark.parametrize(
+        ("value", "sent"),
+        [("Mobile: 415-555-0114", "+14155550114"), ("tel:+1-415-555-0100", "+14155550100")],
+    )
+    def test_words_before_the_number_are_no_letters_in_it(self, value: str, sent: str) -> None:
+        """A label or a tel: in front of the number is not part of it: the number is sent."""
+        assert _one(value) == (sent, None)
 
     @pytest.mark.parametrize(
         ("value", "region"),
