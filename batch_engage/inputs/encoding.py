@@ -137,6 +137,36 @@ def _check_wide(shown: str, data: bytes, encoding: str) -> None:
     raise InputFileError(shown, f"is not {encoding}: it has no zero byte, which every line end there has; {advice}")
 
 
+# A word holding a byte over 0x7f: what a person would recognise, shown both ways.
+_HIGH_WORD = re.compile(rb"[^\s,;|\"']*[\x80-\xff][^\s,;|\"']*")
+
+
+def _check_not_utf8(shown: str, data: bytes, encoding: str) -> None:
+    """Refuse UTF-8 text a job names another encoding for (last month's export was cp1252, this one is not): read
+    so, every accented name would be sent garbled (Renée as RenÃ©e). Text in a one-byte encoding whose every high
+    byte happens to make UTF-8 is next to unheard of in a contacts list."""
+    if codecs.lookup(encoding).name.startswith(("utf-16", "utf-32")):
+        return
+    word = _HIGH_WORD.search(data)
+    if word is None or not _reads_as_utf8(data):
+        return
+    written, garbled = word[0].decode("utf-8", errors="replace"), word[0].decode(encoding, errors="replace")
+    raise InputFileError(
+        shown,
+        f"is UTF-8, not {encoding}: read as {encoding}, {written!r} would be sent as {garbled!r}; "
+        "leave input.encoding out",
+        line=_line_of(data, "utf-8", word.start()),
+    )
+
+
+def _reads_as_utf8(data: bytes) -> bool:
+    try:
+        pl.Series([data], dtype=pl.Binary).cast(pl.String)
+    except pl.exceptions.PolarsError:
+        return False
+    return True
+
+
 def as_utf8(shown: str, data: bytes, encoding: str, *, checked_later: bool = False) -> bytes:
     """The text as UTF-8 bytes without a BOM and with LF or CRLF line ends, or the line that is not in ``encoding``.
 
@@ -154,6 +184,7 @@ def as_utf8(shown: str, data: bytes, encoding: str, *, checked_later: bool = Fal
             encoding = _utf16_without_bom(data) or encoding
     if not _is_utf8(encoding):
         _check_wide(shown, data, encoding)
+        _check_not_utf8(shown, data, encoding)
         try:
             data = data.decode(encoding).encode("utf-8")
         except UnicodeDecodeError as exc:

@@ -295,6 +295,18 @@ class TestBadFilesGetOneLine:
             read_table(InputSpec(path=str(path), encoding="cp1252"))
         assert str(caught.value) == f"{path}:3: not valid cp1252 (byte 0x81)"
 
+    @pytest.mark.parametrize("named", ["cp1252", "latin-1"])
+    def test_a_utf8_file_named_a_one_byte_encoding_is_refused_never_garbled(self, tmp_path: Path, named: str) -> None:
+        """Last month's cp1252 setting on this month's UTF-8 export: refused naming the word, never RenÃ©e sent."""
+        path = tmp_path / "c.csv"
+        path.write_bytes((HEADER + "+14155550100,Ana,1\n+14155550101,Renée,2\n").encode())
+        with pytest.raises(InputFileError) as caught:
+            read_table(InputSpec(path=str(path), encoding=named))
+        assert str(caught.value) == (
+            f"{path}:3: is UTF-8, not {named}: read as {named}, 'Renée' would be sent as 'RenÃ©e'; "
+            "leave input.encoding out"
+        )
+
     @pytest.mark.parametrize(
         ("written", "named", "advice"),
         [("utf-8", "utf-16", "leave input.encoding out"), ("latin-1", "utf-32-le", 'input.encoding = "latin-1"')],
