@@ -80,9 +80,9 @@ def build_bad_files(folder: Path) -> dict[str, BadFile]:
         ).encode(),
         # The second export's names in another case and spelling (Title Case, a space for "_").
         "header_again_respelled.csv": (
-            "phone,landline,first_name\n+14155550100,+14155550200,Ann\n"
-            "Landline,Phone,First Name\n+14155550302,+14155550102,Cy\n"
-        ).encode(),
+            b"phone,landline,first_name\n+14155550100,+14155550200,Ann\n"
+            b"Landline,Phone,First Name\n+14155550302,+14155550102,Cy\n"
+        ),
     }
     for name, data in files.items():
         (folder / name).write_bytes(data)
