@@ -19,6 +19,7 @@ import polars as pl
 
 from ..errors import InputFileError
 from .pasted import check_repeated_header
+from .quotes import check_swallowed_rows
 
 __all__ = ["SEPARATORS", "read_csv", "split_fields"]
 
@@ -350,6 +351,7 @@ def read_csv(
     if frame.width and frame.height:
         frame = _without_empty_rows(frame)
         check_repeated_header(shown, data, frame, separator)
+        check_swallowed_rows(shown, data, frame, separator)
     if frame.height == 0 and not header_only:
         raise InputFileError(shown, "has a header but no data rows")
     return _infer_types(frame, keep_text)

@@ -405,6 +405,34 @@ class TestShortRowsAndBlankLines:
             _read(tmp_path, 'x,y,z\nab"c,d"e,\n1,2\n')
         assert (caught.value.line, str(caught.value).rsplit(": ", 1)[1]) == (3, "2 fields where the header has 3")
 
+    @pytest.mark.parametrize(
+        ("text", "line"),
+        [
+            # An opening quote, and an inch mark before a line end two rows down: a legal field over three lines.
+            (HEADER + '+14155550100,"Ann,1\n+14155550101,Bob,2\n+14155550102,wants the 55",3\n', 2),
+            # The stray quote in the number's own column.
+            ('phone,name\n+14155550100,Ann\n"+14155550101,Bob\n+14155550102",Cy\n', 3),
+            # A one-column list.
+            ('phone\n+14155550100\n"+14155550101\n+14155550102\n+14155550103"\n', 3),
+        ],
+    )
+    def test_rows_swallowed_by_a_stray_quote_are_refused_naming_its_line(
+        self, tmp_path: Path, text: str, line: int
+    ) -> None:
+        """The rows a stray quote reads into one field would have no result line: the file is refused, never short."""
+        with pytest.raises(InputFileError) as caught:
+            _read(tmp_path, text)
+        assert caught.value.line == line
+        assert "a quote opened on this line runs on over lines that read as rows of their own" in str(caught.value)
+
+    def test_a_field_over_lines_that_are_no_rows_is_read(self, tmp_path: Path) -> None:
+        """An address over two lines, a comma and a number in it, is one field as Excel writes it."""
+        text = 'phone,address\n+14155550100,"12 Main St\nSpringfield, IL 62701"\n+14155550101,"PO Box 5\nCall 555"\n'
+        assert _read(tmp_path, text).get_column("address").to_list() == [
+            "12 Main St\nSpringfield, IL 62701",
+            "PO Box 5\nCall 555",
+        ]
+
     def test_a_short_row_far_down_a_large_file_is_found_with_its_line(self, tmp_path: Path) -> None:
         """The vectorized check reports the exact line of a short row after 50,000 good ones."""
         rows = "".join(f"+1415555{i % 10000:04d},n{i},{'' if i % 3 else i}\n" for i in range(50_000))

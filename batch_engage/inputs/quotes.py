@@ -1,0 +1,55 @@
+"""A stray quote: a field opened with one and closed by a later inch mark (``"gift for mom`` … ``the 55"``) is a
+legal field over several lines, and the rows between are read into it. Their contacts would have no result line,
+and their numbers would go into another person's Parameters. Refused when a line inside a quoted field reads as a
+row of its own: as many fields as the header, one of them a phone number."""
+
+from __future__ import annotations
+
+import csv
+import re
+
+import polars as pl
+
+from ..errors import InputFileError
+
+__all__ = ["check_swallowed_rows"]
+
+# A cell that is a phone number and nothing else: a row's To, not words that hold a number.
+_PHONE_CELL = re.compile(r"\s*\+?[0-9][0-9 ().\-/]{5,}[0-9]\s*")
+
+
+def check_swallowed_rows(shown: str, data: bytes, frame: pl.DataFrame, separator: str) -> None:
+    """Raise, naming the line the quote opens on, when a quoted field holds lines that read as rows of their own."""
+    if b'"' not in data or data.count(b"\n") + 1 <= frame.height + 1:
+        # No quote, or no more lines than records (header included): no field spans lines.
+        return
+    texts = [c for c, dtype in frame.schema.items() if dtype == pl.String]
+    spanning = frame.select(pl.col(texts).str.contains("\n", literal=True).fill_null(False).any())
+    for column, spans in zip(texts, spanning.row(0), strict=True):
+        if not spans:
+            continue
+        values = frame.get_column(column)
+        for value in values.filter(values.str.contains("\n", literal=True)).to_list():
+            parts = [p.rstrip("\r") for p in value.split("\n")]
+            # The first part too: a quote opened at a line's start (in its first column) takes a whole row in.
+            for k, part in enumerate(parts):
+                if _reads_as_a_row(part, separator, frame.width):
+                    raise _swallowed(shown, data, part, k)
+
+
+def _reads_as_a_row(line: str, separator: str, width: int) -> bool:
+    fields = next(csv.reader([line], delimiter=separator), [])
+    return len(fields) == width and any(_PHONE_CELL.fullmatch(f) for f in fields)
+
+
+def _swallowed(shown: str, data: bytes, part: str, k: int) -> InputFileError:
+    """The refusal, naming the line the quote opened on: ``k`` lines above the first one read as a row."""
+    text = data.decode("utf-8", errors="replace")
+    at = text.find(('"' if k == 0 else "\n") + part)
+    line = text.count("\n", 0, at + 1) + 1 - k if at >= 0 else None
+    return InputFileError(
+        shown,
+        "a quote opened on this line runs on over lines that read as rows of their own (a stray quote?): their "
+        'contacts would be lost; remove the quote, or double it ("")',
+        line=line,
+    )
