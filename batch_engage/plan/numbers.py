@@ -18,9 +18,11 @@ import phonenumbers
 
 __all__ = [
     "DECIMAL_REASON",
-    "LEADING_ZERO_REASON",
+    "LETTERS_REASON",
     "MESSAGING_SERVICE_SID",
     "MORE_THAN_ONE_REASON",
+    "NUMBER_TYPES",
+    "PUNCTUATION",
     "SCIENTIFIC",
     "SCIENTIFIC_REASON",
     "SEPARATORS",
@@ -30,16 +32,14 @@ __all__ = [
     "WHATSAPP",
     "WHOLE_FLOAT_TEXT",
     "ZERO_FRACTION",
-    "ZERO_TWIN_REASON",
     "fast_path_pattern",
-    "lost_leading_zero",
     "normalize_one",
     "region_code",
-    "zero_twin",
+    "valid_e164",
 ]
 
 # The descriptions is_valid_number tries; a number is valid when one of its region's matches.
-_NUMBER_TYPES = (
+NUMBER_TYPES = (
     "fixed_line",
     "mobile",
     "toll_free",
@@ -70,7 +70,7 @@ SCIENTIFIC = re.compile(r"^[0-9]+(?:[.,][0-9]+)?[eE][+-]?[0-9]+$")
 # ',' is grouped with dots (06.12.34.56.00), and one with letters or '@' is no bare number (whatsapp: and
 # channels are judged without their prefix).
 WHOLE_FLOAT_TEXT = r"^\+?(?:[0-9]+[.,]0+|[0-9\s()/\-]*[0-9][.,]0)$"
-_PUNCTUATION = re.compile(r"[\s()/\-]")
+PUNCTUATION = re.compile(r"[\s()/\-]")
 ZERO_FRACTION = r"[.,]0+$"
 # Spelled with a separator and ending in two or more zeros after a decimal mark: decimals or the last digits.
 SPELLED_ZEROS = r"^\+?[0-9]*[\s()/\-][0-9\s()/\-]*[0-9][.,]00+$"
@@ -80,13 +80,6 @@ SPELLED_ZEROS_REASON = (
 )
 _DECIMAL = re.compile(r"^\+?[0-9]+[.,][0-9]*[1-9][0-9]*$")
 SCIENTIFIC_REASON = "written in scientific notation: digits were lost; export the column as text"
-LEADING_ZERO_REASON = (
-    "a number column may have dropped its leading zero, and both readings are numbers; export the column as text"
-)
-ZERO_TWIN_REASON = (
-    "with a leading zero it is another number of the same kind, and a spreadsheet that read the column as numbers "
-    "drops that zero; write it with its 0, or with its country code"
-)
 DECIMAL_REASON = "a number with a decimal part, not a phone number; export the column as text"
 MORE_THAN_ONE_REASON = "holds more than one number (one number a row)"
 LETTERS_REASON = (
@@ -116,7 +109,7 @@ def _national_patterns(code: int, regions: tuple[str, ...]) -> list[str]:
             if region == phonenumbers.REGION_CODE_FOR_NON_GEO_ENTITY
             else phonenumbers.PhoneMetadata.metadata_for_region(region)
         )
-        for kind in _NUMBER_TYPES:
+        for kind in NUMBER_TYPES:
             desc = getattr(metadata, kind, None)
             if desc is not None and desc.national_number_pattern:
                 # \d is any Unicode digit to polars' regex engine; Studio wants ASCII digits.
@@ -251,7 +244,7 @@ def _single_number(text: str, default_region: str | None) -> tuple[str | None, s
     wrong = _more_than_digits(parsed, text)
     if wrong is not None:
         return None, wrong
-    address = _valid_e164(parsed, default_region)
+    address = valid_e164(parsed, default_region)
     if default_region is not None and not candidate.startswith("+"):
         international = _international_reading(text, default_region, national=address)
         if international is not None:
@@ -301,11 +294,11 @@ def _international_reading(text: str, region: str, *, national: str | None) -> s
         return None
     if parsed.country_code != int(code):
         return None
-    international = _valid_e164(parsed, region)
+    international = valid_e164(parsed, region)
     return international if international != national else None
 
 
-def _valid_e164(number: phonenumbers.PhoneNumber, region: str | None) -> str | None:
+def valid_e164(number: phonenumbers.PhoneNumber, region: str | None) -> str | None:
     """The number in E.164 when phonenumbers finds it valid, else None."""
     # Checking the default region first is half the cost of is_valid_number, which tries every region of the code.
     if (region is not None and phonenumbers.is_valid_number_for_region(number, region)) or phonenumbers.is_valid_number(
@@ -313,56 +306,3 @@ def _valid_e164(number: phonenumbers.PhoneNumber, region: str | None) -> str | N
     ):
         return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     return None
-
-
-def lost_leading_zero(digits: str, region: str | None, address: str) -> bool:
-    """Whether a number column may have eaten a leading zero that made it another person's number.
-
-    Where a national number keeps its leading zero (``06031234`` in GA is +241 06031234), a
-    number column stores ``6031234``, which is also a valid number there: +241 6031234, someone else.
-    """
-    # A spaced or punctuated whole float (``603 12 34.0``) is held to the same rule as its digits.
-    digits = _PUNCTUATION.sub("", digits)
-    if region is None or not digits.isdigit() or digits.startswith("0") or address == "+" + digits:
-        # Read with its country code, every digit was there: no zero can have been dropped in front.
-        return False
-    with_zero = _with_zero(digits, region)
-    return with_zero is not None and with_zero != address
-
-
-def _with_zero(digits: str, region: str) -> str | None:
-    """``0`` and ``digits`` read in ``region``, in E.164 when valid."""
-    try:
-        return _valid_e164(phonenumbers.parse("0" + digits, region), region)
-    except phonenumbers.NumberParseException:
-        return None
-
-
-@functools.lru_cache(maxsize=64)
-def _kinds_keeping_zeros(region: str) -> tuple[re.Pattern[str], ...]:
-    """``region``'s number patterns, each kind's, where a leading zero is part of the number (no trunk prefix
-    strips it); none elsewhere, where ``0`` and the digits are one number."""
-    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
-    if metadata is None or metadata.national_prefix is not None:
-        return ()
-    descs = (getattr(metadata, kind, None) for kind in _NUMBER_TYPES)
-    return tuple(re.compile(d.national_number_pattern) for d in descs if d is not None and d.national_number_pattern)
-
-
-def zero_twin(text: str, region: str | None, address: str) -> bool:
-    """Whether bare digits, read as ``address``, are a leading zero away from another number of the same kind.
-
-    In GA ``6031234`` and ``06031234`` are both mobiles: a CSV cell of the first may be the second after Excel read
-    the column as numbers, and nothing in the cell tells which. Kinds apart (an Italian mobile ``3471234567``,
-    a landline ``03471234567``), a list of one kind is taken as written. A pattern match per kind first; a parse
-    only after one matches.
-    """
-    if region is None or not text.isdigit() or text.startswith("0"):
-        return False
-    patterns = _kinds_keeping_zeros(region)
-    if not patterns or address != f"+{phonenumbers.country_code_for_region(region)}{text}":
-        return False
-    if not any(p.fullmatch(text) and p.fullmatch("0" + text) for p in patterns):
-        return False
-    twin = _with_zero(text, region)
-    return twin is not None and twin != address

@@ -33,7 +33,6 @@ import structlog
 from .masking import mask
 from .numbers import (
     DECIMAL_REASON,
-    LEADING_ZERO_REASON,
     MESSAGING_SERVICE_SID,
     SCIENTIFIC,
     SCIENTIFIC_REASON,
@@ -44,13 +43,11 @@ from .numbers import (
     WHATSAPP,
     WHOLE_FLOAT_TEXT,
     ZERO_FRACTION,
-    ZERO_TWIN_REASON,
     fast_path_pattern,
-    lost_leading_zero,
     normalize_one,
     region_code,
-    zero_twin,
 )
+from .twins import second_reading
 
 __all__ = ["MESSAGING_SERVICE_SID", "fast_path_pattern", "mask", "normalize", "normalize_one", "region_code"]
 
@@ -168,7 +165,7 @@ def _as_text(values: pl.Series) -> pl.Series:
         return values.cast(pl.String)
     whole = values.is_finite() & (values == values.round(0)) & (values.abs() < _FLOAT_DIGITS_LIMIT)
     # Written as a spreadsheet shows it (``4155550123.0``): the look-up reads it as its digits and counts
-    # it, and knows a leading zero may have been lost on the way (see lost_leading_zero).
+    # it, and knows a leading zero may have been lost on the way (see twins.lost_leading_zero).
     digits = values.cast(pl.Int64, strict=False).cast(pl.String) + ".0"
     return pl.select(pl.when(whole).then(digits).otherwise(values.cast(pl.String))).to_series()
 
@@ -239,10 +236,10 @@ def _by_phonenumbers(
     reasons: list[str | None] = []
     for text, value, whole_number in distinct.iter_rows():
         address, why = normalize_one(value, region, sender=sender)
-        if whole_number and address is not None and lost_leading_zero(value, region, address):
-            address, why = None, LEADING_ZERO_REASON
-        elif address is not None and zero_twin(value, region, address):
-            address, why = None, ZERO_TWIN_REASON
+        if address is not None:
+            second = second_reading(value, region, address, whole=whole_number)
+            if second is not None:
+                address, why = None, second
         normalized.append(address)
         # The value goes last, quoted: the report groups reasons by what precedes it.
         reasons.append(None if why is None else f"{what}: {why}: {text!r}")

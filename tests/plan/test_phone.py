@@ -391,6 +391,36 @@ class TestWhatASpreadsheetDid:
         logged = [(e["event"], e["column"], e["rows"]) for e in events if e["event"] == "input.float_column"]
         assert logged == [("input.float_column", "phone", 2), ("input.float_column", "mobile", 2)]
 
+    @pytest.mark.parametrize(
+        ("value", "region", "national", "foreign"),
+        [
+            ("447911123456", "DE", "+49447911123456", "+447911123456 (GB"),
+            ("33612345678", "DE", "+4933612345678", "+33612345678 (FR"),
+            ("14155550100", "AT", "+4314155550100", "+14155550100 (US"),
+            ("372 321 2345", "GB", "+443723212345", "+3723212345 (EE"),
+        ],
+    )
+    def test_a_foreign_number_missing_its_plus_is_refused_where_a_zero_dials_nationally(
+        self, value: str, region: str, national: str, foreign: str
+    ) -> None:
+        """In DE `447911123456` is a German number without its 0 and a British one without its '+': never guessed."""
+        address, reason = _one(value, region)
+        assert address == value
+        assert reason is not None and f"reads as {national} ({region}, its 0 dropped) and as {foreign}" in reason
+
+    @pytest.mark.parametrize(
+        ("value", "region", "sent"),
+        [
+            ("1701234567", "DE", "+491701234567"),  # read with '+', no number
+            ("4915112345678", "DE", "+4915112345678"),  # the region's own code
+            ("7911123450", "GB", "+447911123450"),  # Excel's dropped zero, no foreign number
+            ("4155550100", "US", "+14155550100"),  # North America writes its numbers so
+        ],
+    )
+    def test_bare_digits_that_are_no_foreign_number_are_sent(self, value: str, region: str, sent: str) -> None:
+        """Only digits that are a valid number of another country with their '+' back are refused."""
+        assert _one(value, region) == (sent, None)
+
     @pytest.mark.parametrize("value", [4155550123.5, "4155550123.5", "415555012.3"])
     def test_a_number_with_a_decimal_part_is_invalid_naming_the_decimal(self, value: float | str) -> None:
         """`415555012.3` is not (415) 555-0123: the row is refused and the reason mentions the decimal part."""

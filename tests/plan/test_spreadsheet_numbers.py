@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import batch_engage
 from batch_engage.plan import phone
-from batch_engage.plan.numbers import ZERO_TWIN_REASON
+from batch_engage.plan.twins import ZERO_TWIN_REASON
 
 from conftest import FLOW_SID, cli
 
