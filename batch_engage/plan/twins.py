@@ -76,9 +76,9 @@ def foreign_reading(text: str, region: str | None, address: str) -> str | None:
     """The other country's number bare digits also are, missing their ``+``, where ``region`` dials with a ``0``
     that they lack; None when they are no such number.
 
-    In DE ``447911123456`` is +49 447911123456 read nationally, and +44 7911 123456 (a British mobile) read with
-    its ``+`` put back: a list may hold both, and nothing in the cell tells which. Not in North America, whose
-    national numbers are written without their ``1`` every day (``4155550100`` would read as Swiss).
+    In DE ``447911123456`` is +49 447911123456 read nationally (a landline), and +44 7911 123456 (a British mobile)
+    read with its ``+`` put back: a list may hold both, and nothing in the cell tells which. Not in North America,
+    whose national numbers are written without their ``1`` every day (``4155550100`` would read as Swiss).
     """
     metadata = phonenumbers.PhoneMetadata.metadata_for_region(region) if region else None
     if metadata is None or metadata.national_prefix != "0":
@@ -92,7 +92,19 @@ def foreign_reading(text: str, region: str | None, address: str) -> str | None:
         return None
     if other.country_code == metadata.country_code or not phonenumbers.is_valid_number(other):
         return None
+    # Kinds apart: a list to message holds mobiles. A German mobile without its 0 (17472678374) stays German, though
+    # +1 747… is a number too (refusing those refused a quarter of them); a landline read so, a mobile abroad, not.
+    if _mobile(phonenumbers.parse(address, None)) or not _mobile(other):
+        return None
     return phonenumbers.format_number(other, phonenumbers.PhoneNumberFormat.E164)
+
+
+_MOBILE_KINDS = (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE)
+
+
+def _mobile(number: phonenumbers.PhoneNumber) -> bool:
+    """Whether a text message may reach ``number``: a mobile, or one its country does not tell from a landline."""
+    return phonenumbers.number_type(number) in _MOBILE_KINDS
 
 
 def foreign_reason(region: str, address: str, other: str) -> str:

@@ -397,7 +397,7 @@ class TestWhatASpreadsheetDid:
             ("447911123456", "DE", "+49447911123456", "+447911123456 (GB"),
             ("33612345678", "DE", "+4933612345678", "+33612345678 (FR"),
             ("14155550100", "AT", "+4314155550100", "+14155550100 (US"),
-            ("372 321 2345", "GB", "+443723212345", "+3723212345 (EE"),
+            ("291 712 3456", "GB", "+442917123456", "+2917123456 (ER"),
         ],
     )
     def test_a_foreign_number_missing_its_plus_is_refused_where_a_zero_dials_nationally(
@@ -414,6 +414,7 @@ class TestWhatASpreadsheetDid:
             ("1701234567", "DE", "+491701234567"),  # read with '+', no number
             ("4915112345678", "DE", "+4915112345678"),  # the region's own code
             ("7911123450", "GB", "+447911123450"),  # Excel's dropped zero, no foreign number
+            ("17472678374", "DE", "+4917472678374"),  # a German mobile; +1 747… is a number too, of another kind
             ("4155550100", "US", "+14155550100"),  # North America writes its numbers so
         ],
     )
