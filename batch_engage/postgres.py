@@ -35,6 +35,7 @@ __all__ = [
     "PgTable",
     "check_database_uri",
     "database_of",
+    "holds_password",
     "is_libpq_keywords",
     "is_postgres_url",
     "masked",
@@ -146,6 +147,11 @@ def masked(text: str) -> str:
     return _SECRET_IN_TEXT.sub(lambda m: f"{m[1]}***", text)
 
 
+def holds_password(parts: SplitResult) -> bool:
+    """Whether a URL's user part holds a password: after a ``:``, or after a ``%3A`` that the driver decodes."""
+    return parts.password is not None or ":" in unquote(parts.username or "")
+
+
 def split_url(url: str, *, key: str) -> tuple[SplitResult, list[tuple[str, str]]]:
     """``url`` checked for ``key``: a well-formed ``postgresql://`` URL holding no password; its parts and query."""
     if is_libpq_keywords(url):
@@ -161,9 +167,10 @@ def split_url(url: str, *, key: str) -> tuple[SplitResult, list[tuple[str, str]]
     except ValueError as exc:
         raise ConfigError(key, f"is not a valid URL ({exc})") from None
     if parts.scheme.lower() not in _SCHEMES:
-        shown = parts.scheme or masked(url)
-        raise ConfigError(key, f"must start with postgresql:// (or be env:NAME), not {shown!r}")
-    if parts.password is not None or any(name.lower() in _SECRET_KEYS for name, _ in params):
+        # The scheme only: the rest may be a password (env:NAME naming the wrong variable, a typed postgresql//).
+        shown = f"{parts.scheme!r}" if parts.scheme else "a value with no scheme"
+        raise ConfigError(key, f"must start with postgresql:// (or be env:NAME), not {shown}")
+    if holds_password(parts) or any(name.lower() in _SECRET_KEYS for name, _ in params):
         raise ConfigError(
             key,
             "holds a password: remove it and set PGPASSWORD or put it in ~/.pgpass (never in the job file)",

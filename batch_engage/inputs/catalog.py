@@ -73,4 +73,6 @@ def query_reader(uri: str) -> QueryReader:
         if f"{scheme}://" in source.names and source.read is not None:
             return source.read
     known = ", ".join(name for source in QUERY_SOURCES for name in source.names)
-    raise ConfigError("input.uri", f"{scheme or uri!r} is not a known database (use {known} or env:NAME)")
+    # The scheme only, never the URL: env:NAME may name a variable that holds a password, or the wrong variable.
+    shown = f"{scheme!r}" if scheme else "a value with no scheme"
+    raise ConfigError("input.uri", f"{shown} is not a known database (use {known} or env:NAME)")

@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl, urlsplit
 import phonenumbers
 
 from ..errors import ConfigError
-from ..postgres import check_database_uri, parse_location, split_schema
+from ..postgres import check_database_uri, holds_password, parse_location, split_schema
 from ..twilio import check_base_url, edge_name, processing_region
 from .send_window import valid_zone
 
@@ -50,10 +50,32 @@ def _check_input_uri(uri: str, key: str = "input.uri") -> None:
         raise ConfigError(key, f"is not a valid URL ({exc})") from None
     if parts.scheme in ("postgresql", "postgres") and key == "input.uri":
         check_database_uri(uri, key=key)
-    elif parts.password is not None or any(k.lower() == "password" for k, _ in parse_qsl(parts.query)):
+    elif holds_password(parts) or any(k.lower() == "password" for k, _ in parse_qsl(parts.query)):
         raise ConfigError(
             key, "holds a password: remove it; the README's table of inputs says where each one is read from"
         )
+    elif key != "input.uri" and parts.username is not None:
+        # A file's URL: a user name alone is a token too (https://TOKEN@host/), sent with every request.
+        raise ConfigError(
+            key,
+            "holds a user name (user@host): remove it; the README's table of inputs says where each one is read from",
+        )
+
+
+# A database's URL that lost its "://" (postgresql:/…, postgresql//…) or its spelling (postgressql://…), or any
+# value with a user and password in it: taken for a file's name, it would be created on disk and shown everywhere.
+_MISTYPED_URL = re.compile(r"(?i)^\s*(?:postgres|mysql|mariadb)[a-z]*(?::/?/?|//)|[^\s/@:]+:[^\s/@]*@")
+
+
+def _check_not_a_mistyped_url(name: object, key: str) -> None:
+    if not isinstance(name, str) or name.startswith((*_POSTGRES, "env:")) or not _MISTYPED_URL.search(name):
+        return
+    # Never repeated: the value may hold a password.
+    raise ConfigError(
+        key,
+        "looks like a database URL mistyped (or holds user:password@), not a file name: write postgresql://host/db, "
+        "and keep the password in PGPASSWORD or ~/.pgpass",
+    )
 
 
 def check_addresses(sections: Mapping[str, dict[str, Any]]) -> None:
@@ -72,6 +94,9 @@ def check_addresses(sections: Mapping[str, dict[str, Any]]) -> None:
     for key, name in files:
         if isinstance(name, str) and "://" in name:
             _check_input_uri(name, key)
+    stores = [(f"output.{k}", sections["output"].get(k)) for k in ("checkpoint", "results", "outcomes")]
+    for key, name in [*stores, ("history.path", sections["history"].get("path"))]:
+        _check_not_a_mistyped_url(name, key)
     checkpoint = sections["output"].get("checkpoint")
     if isinstance(checkpoint, str) and checkpoint.startswith(_POSTGRES):
         parse_location(checkpoint if "#" in checkpoint else checkpoint + "#key", key="output.checkpoint")

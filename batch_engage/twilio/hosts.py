@@ -68,7 +68,7 @@ def check_base_url(url: str, *, key: str = "flow.base_url") -> None:
             "and TWILIO_AUTH_TOKEN (or TWILIO_API_KEY and TWILIO_API_SECRET), never from the URL"
         )
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(key, f"must be an http(s) URL, not {url!r}")
+        raise ConfigError(key, f"must be an http(s) URL such as https://studio.twilio.com, not {_shown(url)}")
     if parts.scheme == "http" and not _is_loopback(parts.hostname):
         raise CredentialsError(
             f"{key}: refusing plain http:// to {parts.hostname}: credentials would travel "
@@ -89,7 +89,21 @@ _STUDIO_REGION_NOTES: Mapping[str, str] = {
     "ie1": "Twilio offers Studio in ie1 only as a private beta",
     "au1": "Twilio does not list Studio among the products available in au1",
 }
-_EDGE_NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+# Twilio's edges are words (ashburn, sao-paulo, tokyo-ix): a name with digits, a token pasted into TWILIO_EDGE,
+# would be sent to DNS as part of the host's name before anything could refuse it.
+_EDGE_NAME = re.compile(r"^[a-z]{2,20}(-[a-z]{2,20}){0,3}$")
+
+
+# What a region, an edge or a host is spelled with; a long run of letters and digits is a token's shape.
+_NAME_LIKE = re.compile(r"[A-Za-z0-9.:/\[\]-]{0,60}")
+_TOKEN_LIKE = re.compile(r"[A-Za-z0-9_]{20,}")
+
+
+def _shown(value: str) -> str:
+    """``value`` quoted for a message, unless it may be a secret pasted into the wrong setting (never repeated)."""
+    if _NAME_LIKE.fullmatch(value) and not _TOKEN_LIKE.search(value):
+        return repr(value)
+    return "a value (not shown: a secret in the wrong setting?)"
 
 
 def processing_region(region: str, *, key: str) -> str:
@@ -98,7 +112,8 @@ def processing_region(region: str, *, key: str) -> str:
     if name not in REGION_EDGES:
         raise ConfigError(
             key,
-            f"{region!r} is not a Twilio processing region (use one of {', '.join(REGION_EDGES)}, or leave it unset)",
+            f"{_shown(region)} is not a Twilio processing region (use one of {', '.join(REGION_EDGES)}, or leave it "
+            "unset)",
         )
     return name
 
@@ -107,7 +122,7 @@ def edge_name(edge: str, *, key: str) -> str:
     """``edge`` as a lower-case edge location name; a URL or dotted name is a ``ConfigError``."""
     name = edge.strip().lower()
     if not _EDGE_NAME.match(name):
-        raise ConfigError(key, f"{edge!r} is not an edge location name such as 'dublin' or 'sydney'")
+        raise ConfigError(key, f"{_shown(edge)} is not an edge location name such as 'dublin' or 'sydney'")
     return name
 
 

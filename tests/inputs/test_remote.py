@@ -133,6 +133,25 @@ def test_a_password_in_input_path_is_refused_in_one_line_that_does_not_show_it(
     )
 
 
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        # A percent-encoded colon: httpx decodes it and sends user and password as Basic auth.
+        ("http://alice%3AS3cr3tPassw0rd@10.255.255.1:8000/contacts.csv", "holds a password"),
+        # A user name alone is a token too, sent with every request (https://TOKEN@host/).
+        ("http://S3cr3tPassw0rd@10.255.255.1:8000/contacts.csv", "holds a user name (user@host)"),
+    ],
+)
+def test_credentials_in_an_input_url_are_refused_before_anything_is_sent(
+    write_job: Callable[..., Path], capsys: pytest.CaptureFixture[str], url: str, said: str
+) -> None:
+    """Refused while the job is read, before any connection: never sent over plain http, never printed."""
+    code, out, err = _validate(write_job, capsys, url)
+    assert (code, out) == (2, "")
+    assert err.startswith(f"batch-engage: input.path: {said}: remove it")
+    assert "S3cr3tPassw0rd" not in err
+
+
 def test_a_missing_column_in_a_presigned_url_names_the_url_without_its_signature(
     served: tuple[Path, str], write_job: Callable[..., Path], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -42,6 +42,8 @@ def _job(write_job: Callable[..., Path], contacts_csv: Path, key: str, value: st
         f"postgresql://127.0.0.1/test?schema=x&PASSWORD={SECRET}",
         f"postgresql://127.0.0.1/test?Password={SECRET}",
         f"postgresql://app:{SECRET}@127.0.0.1/test",
+        # A percent-encoded colon: urlsplit sees a user name alone, libpq a user and a password.
+        f"postgresql://app%3A{SECRET}@127.0.0.1/test",
     ],
 )
 @pytest.mark.parametrize("command", ["run", "validate", "status", "report"])
@@ -165,3 +167,79 @@ def test_a_password_in_the_flow_base_url_exits_2_and_appears_in_no_output(
     for path in tmp_path.rglob("*"):
         if path.is_file() and path != job:
             assert SECRET.encode() not in path.read_bytes(), path
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        f"postgresql:/app:{SECRET}@127.0.0.1:5432/test",
+        f"postgresql//app:{SECRET}@127.0.0.1:5432/test",
+        f"postgressql://app:{SECRET}@127.0.0.1:5432/test",
+        f"app:{SECRET}@127.0.0.1/test",
+    ],
+)
+@pytest.mark.parametrize("key", ["output.checkpoint", "history.path"])
+def test_a_mistyped_database_url_is_refused_not_taken_for_a_file_name(
+    write_job: Callable[..., Path],
+    contacts_csv: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    key: str,
+    value: str,
+) -> None:
+    """`postgresql:/user:pw@…` was a SQLite file of that name: the whole campaign sent, the password in every line."""
+    job = _job(write_job, contacts_csv, key, value)
+    code, out, err = cli(["run", str(job), "--sandbox"], capsys)
+    assert code == 2
+    assert err.startswith(f"batch-engage: {key}: looks like a database URL mistyped") and err.count("\n") == 1
+    assert SECRET not in out + err
+    assert [
+        p for p in tmp_path.rglob("*") if SECRET in str(p) or (p.is_file() and SECRET.encode() in p.read_bytes())
+    ] == [job] * (SECRET.encode() in job.read_bytes())
+
+
+@pytest.mark.parametrize("variable", ["TWILIO_REGION", "TWILIO_EDGE"])
+def test_a_secret_in_the_region_or_edge_variable_is_not_repeated(
+    write_job: Callable[..., Path],
+    contacts_csv: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    variable: str,
+) -> None:
+    """A token pasted into TWILIO_REGION is refused without being shown; a plain wrong name still is."""
+    monkeypatch.setenv("TWILIO_ACCOUNT_SID", "AC" + "0" * 32)
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", "x")
+    job = write_job(input_path=contacts_csv)
+    # No base_url: the host is Twilio's, made from the region and the edge.
+    job.write_text(job.read_text().replace('base_url = "http://127.0.0.1:9"\n', ""))
+    token = "9f8e7d6c5b4a39281706f5e4d3c2b1a0"
+    monkeypatch.setenv(variable, token)
+    code, out, err = cli(["validate", str(job), "--flow"], capsys)
+    assert code == 2 and variable in err and "not shown" in err
+    assert token not in out + err
+    monkeypatch.setenv(variable, "dub.lin")
+    code, _, err = cli(["validate", str(job), "--flow"], capsys)
+    assert code == 2 and "'dub.lin'" in err
+
+
+@pytest.mark.parametrize("key", ["input.uri", "history.path"])
+def test_an_env_reference_naming_the_wrong_variable_is_not_repeated(
+    write_job: Callable[..., Path],
+    contacts_csv: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    key: str,
+) -> None:
+    """`env:TWILIO_AUTH_TOKEN` where a database URL belongs: refused, the token never printed."""
+    token = "9f8e7d6c5b4a39281706f5e4d3c2b1a0"
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", token)
+    job = write_job(input_path=contacts_csv)
+    text = job.read_text()
+    if key == "input.uri":
+        text = text.replace(f'path = "{contacts_csv}"', 'uri = "env:TWILIO_AUTH_TOKEN"\nquery = "select 1"')
+    else:
+        text += '\n[history]\npath = "env:TWILIO_AUTH_TOKEN"\n'
+    job.write_text(text)
+    code, out, err = cli(["validate", str(job)], capsys)
+    assert code == 2 and key in err and "a value with no scheme" in err
+    assert token not in out + err
