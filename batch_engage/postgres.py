@@ -111,7 +111,8 @@ class PgLocation:
                 keepalives_count=self.keepalives["keepalives_count"],
                 tcp_user_timeout=TCP_USER_TIMEOUT_MS,
             )
-        except psycopg.OperationalError as exc:
+        except (psycopg.OperationalError, psycopg.ProgrammingError) as exc:
+            # ProgrammingError: libpq refused the URL itself (a parameter it does not know), before any connection.
             reason = " ".join(str(exc).split())
             raise UsageError(
                 f"{self.describe()}: cannot connect ({reason}); check the server, and PGPASSWORD or ~/.pgpass"
@@ -170,7 +171,8 @@ def split_url(url: str, *, key: str) -> tuple[SplitResult, list[tuple[str, str]]
         # The scheme only: the rest may be a password (env:NAME naming the wrong variable, a typed postgresql//).
         shown = f"{parts.scheme!r}" if parts.scheme else "a value with no scheme"
         raise ConfigError(key, f"must start with postgresql:// (or be env:NAME), not {shown}")
-    if holds_password(parts) or any(name.lower() in _SECRET_KEYS for name, _ in params):
+    # Any key that names one: ";password" is no libpq parameter, yet it holds the password all the same.
+    if holds_password(parts) or any(secret in name.lower() for name, _ in params for secret in _SECRET_KEYS):
         raise ConfigError(
             key,
             "holds a password: remove it and set PGPASSWORD or put it in ~/.pgpass (never in the job file)",
@@ -183,7 +185,7 @@ def split_schema(url: str, *, key: str) -> tuple[str, str]:
     parts, params = split_url(url, key=key)
     schema = next((v for k, v in params if k == "schema"), DEFAULT_SCHEMA)
     if not _IDENTIFIER.match(schema):
-        raise ConfigError(key, f"schema {schema!r} is not a plain identifier (letters, digits, _)")
+        raise ConfigError(key, f"schema {masked(schema)!r} is not a plain identifier (letters, digits, _)")
     rest = urlencode([(k, v) for k, v in params if k != "schema"])
     return urlunsplit(parts._replace(query=rest, fragment="")), schema
 

@@ -44,6 +44,8 @@ def _job(write_job: Callable[..., Path], contacts_csv: Path, key: str, value: st
         f"postgresql://app:{SECRET}@127.0.0.1/test",
         # A percent-encoded colon: urlsplit sees a user name alone, libpq a user and a password.
         f"postgresql://app%3A{SECRET}@127.0.0.1/test",
+        # A key libpq does not know, holding the password all the same (it was a traceback).
+        f"postgresql://127.0.0.1/test?;password={SECRET}",
     ],
 )
 @pytest.mark.parametrize("command", ["run", "validate", "status", "report"])
@@ -243,3 +245,20 @@ def test_an_env_reference_naming_the_wrong_variable_is_not_repeated(
     code, out, err = cli(["validate", str(job)], capsys)
     assert code == 2 and key in err and "a value with no scheme" in err
     assert token not in out + err
+
+
+def test_a_schema_that_holds_a_password_is_named_without_it() -> None:
+    """`?schema=x;password=…` is no schema name: refused, the password masked in the line."""
+    with pytest.raises(ConfigError) as info:
+        postgres.split_schema(f"postgresql://127.0.0.1/test?schema=x;password={SECRET}", key="output.checkpoint")
+    assert "is not a plain identifier" in str(info.value) and SECRET not in str(info.value)
+
+
+def test_a_parameter_libpq_does_not_know_is_one_line_exit_2(
+    write_job: Callable[..., Path], contacts_csv: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """libpq refuses `?bogus=1` before connecting: one line naming it and the database, exit 2, no traceback."""
+    job = _job(write_job, contacts_csv, "output.checkpoint", "postgresql://127.0.0.1:5432/test?bogus=1")
+    code, _, err = cli(["validate", str(job)], capsys)
+    assert code == 2
+    assert err.count("\n") == 1 and 'invalid URI query parameter: "bogus"' in err and "127.0.0.1:5432" in err
