@@ -18,6 +18,7 @@ from ..errors import InputFileError
 __all__ = ["as_utf8", "check_utf8", "is_blank"]
 
 _BOM = codecs.BOM_UTF8
+_DOS_EOF = b"\x1a"
 # Longest first: a UTF-32 LE mark starts with the UTF-16 LE one.
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32-le"),
@@ -205,6 +206,9 @@ def as_utf8(shown: str, data: bytes, encoding: str, *, checked_later: bool = Fal
             "holds a zero byte, so it is not a text file (a workbook? export it as CSV)",
             line=_line_of(data, "utf-8", nul),
         )
+    if data[-64:].rstrip(b"\r\n").endswith(_DOS_EOF):  # the tail only: a million-row file is not copied to look
+        # DOS's end-of-file mark, which old exporters still write last: no character of the last cell or line.
+        data = data.rstrip(b"\r\n").rstrip(_DOS_EOF) + b"\n"
     if b"\r" in data and data.count(b"\r") != data.count(b"\r\n"):
         # A CR alone ends a line (old Mac, some Excel exports); polars and csv only know LF and CRLF.
         data = re.sub(rb"\r(?!\n)", b"\n", data)

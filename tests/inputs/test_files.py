@@ -295,6 +295,12 @@ class TestBadFilesGetOneLine:
             read_table(InputSpec(path=str(path), encoding="cp1252"))
         assert str(caught.value) == f"{path}:3: not valid cp1252 (byte 0x81)"
 
+    @pytest.mark.parametrize("end", ["\x1a", "\n\x1a", "\x1a\r\n", "\n\x1a\x1a\n"])
+    def test_dos_end_of_file_mark_is_no_part_of_the_last_row(self, tmp_path: Path, end: str) -> None:
+        """An old exporter's Ctrl-Z after the last field is not sent in a Parameter, nor a ragged row of its own."""
+        frame = _read(tmp_path, HEADER + "+14155550100,Ana,1\n+14155550101,Bob,00501" + end)
+        assert frame.rows() == [("+14155550100", "Ana", "1"), ("+14155550101", "Bob", "00501")]
+
     @pytest.mark.parametrize("named", ["cp1252", "latin-1"])
     def test_a_utf8_file_named_a_one_byte_encoding_is_refused_never_garbled(self, tmp_path: Path, named: str) -> None:
         """Last month's cp1252 setting on this month's UTF-8 export: refused naming the word, never RenÃ©e sent."""
