@@ -28,9 +28,9 @@ SEPARATORS = (",", ";", "\t", "|")
 # A CSV value becomes a number only when writing the number back gives the same text:
 # "02139", "+5", " 7" and "1.0000000000000000001" stay text, so zip codes keep their zeros,
 # and so do "12.50" and "1E3", which a message would show as 12.5 and 1000.0.
-_INT_TEXT = r"^-?(?:0|[1-9][0-9]{0,17})$"
+_INT_TEXT = r"^(?:0|-?[1-9][0-9]{0,17})$"  # "-0" would be written back as 0
 # A fraction of one zero or ending in a digit that is not; no exponent.
-_FLOAT_TEXT = r"^-?(?:0|[1-9][0-9]*)(?:\.(?:0|[0-9]*[1-9]))?$"
+_FLOAT_TEXT = r"^(?:0|-?0\.(?:0|[0-9]*[1-9])|-?[1-9][0-9]*(?:\.(?:0|[0-9]*[1-9]))?)$"
 _BOOL_TEXT = r"^(?:true|false)$"
 _FLOAT_DIGITS = 15  # a double holds any 15 significant digits exactly
 _FLOAT_CHARS = 17  # "-", a point and 15 digits

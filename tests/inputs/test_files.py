@@ -603,6 +603,13 @@ class TestColumnsKeepTheirText:
         )
         assert frame.row(0)[1:] == ("02139", "+5", " 7", "12345678901234567890", "NaN", "0.10000000000000001")
 
+    def test_minus_zero_stays_text(self, tmp_path: Path) -> None:
+        """`-0` would be written back as 0 (or -0.0): its column keeps its text; `-0.5` and `-3` are still numbers."""
+        frame = _read(tmp_path, "phone,a,b,c\n+14155550100,-0,-0,-0.5\n+14155550101,3,1.5,-3\n")
+        assert frame.schema["a"] == pl.String and frame["a"].to_list() == ["-0", "3"]
+        assert frame.schema["b"] == pl.String and frame["b"].to_list() == ["-0", "1.5"]
+        assert frame["c"].to_list() == [-0.5, -3.0]
+
     def test_a_quoted_empty_cell_is_empty_as_an_unquoted_one(self, tmp_path: Path) -> None:
         """`""` is null like an empty field, so the column is still typed from its values: visits stays a number."""
         quoted = _read(tmp_path, '"phone","name","visits"\n"+14155550100","Ann","1"\n"+14155550101","",""\n')
