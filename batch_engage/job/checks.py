@@ -64,7 +64,7 @@ def _check_input_uri(uri: str, key: str = "input.uri") -> None:
 
 # A database's URL that lost its "://" (postgresql:/…, postgresql//…) or its spelling (postgressql://…), or any
 # value with a user and password in it: taken for a file's name, it would be created on disk and shown everywhere.
-_MISTYPED_URL = re.compile(r"(?i)^\s*(?:postgres|mysql|mariadb)[a-z]*(?::/?/?|//)|[^\s/@:]+:[^\s/@]*@")
+_MISTYPED_URL = re.compile(r"(?i)^\s*(?:postgres|mysql|mariadb)[a-z]*(?::/?/?|//)|^[^\s/\\@:]+:[^\s/\\@]*@")
 
 
 def _check_not_a_mistyped_url(name: object, key: str) -> None:
