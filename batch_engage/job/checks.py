@@ -64,7 +64,8 @@ def _check_input_uri(uri: str, key: str = "input.uri") -> None:
 
 # A database's URL that lost its "://" (postgresql:/…, postgresql//…) or its spelling (postgressql://…), or any
 # value with a user and password in it: taken for a file's name, it would be created on disk and shown everywhere.
-_MISTYPED_URL = re.compile(r"(?i)^\s*(?:postgres|mysql|mariadb)[a-z]*(?::/?/?|//)|^[^\s/\\@:]+:[^\s/\\@]*@")
+# Looked for anywhere in the value (a relative one arrives joined to the job's folder), never across a backslash.
+_MISTYPED_URL = re.compile(r"(?i)(?:^|/)\s*(?:postgres|mysql|mariadb)[a-z]*(?::/?/?|//)|[^\s/\\@:]+:[^\s/\\@]*@")
 
 
 def _check_not_a_mistyped_url(name: object, key: str) -> None:
