@@ -201,9 +201,10 @@ def prepare(
 
 
 def _file_name(spec: Spec, frame: object) -> str | None:
-    """``Prepared.source_file``: the input file as shown, when the rows come from one."""
+    """``Prepared.source_file``: the input file as shown, when the rows come from one (stdin too: a pipe from the
+    wrong export is the same mistake as a path to it)."""
     path = spec.input.path
-    if frame is not None or spec.input.query is not None or path is None or path == "-":
+    if frame is not None or spec.input.query is not None or path is None:
         return None
     return shown_name(path)
 

@@ -6,6 +6,7 @@ file, a number that is not a number, another Twilio, a status asked during a liv
 
 from __future__ import annotations
 
+import io
 import json
 import sqlite3
 from collections import Counter
@@ -139,6 +140,23 @@ class TestAnotherList:
         assert "--other-list" in err
         assert len(sandbox.ledger()) == 30
         assert (job.parent / "job.results.csv").read_bytes() == results
+
+    def test_a_list_piped_in_is_held_to_the_rule_as_a_file_is(
+        self,
+        job: Path,
+        sandbox: Sandbox,
+        tmp_path: Path,
+        capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """`run --input - < other.csv`: refused naming <stdin>, nothing sent, as the same file by its path is."""
+        assert cli(["run", str(job), "--quiet"], capsys)[0] == 0
+        other = tmp_path / "other.csv"
+        make_contacts(5, start=700).write_csv(other)
+        monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(other.read_bytes())))
+        code, _, err = cli(["run", str(job), "--input", "-"], capsys)
+        assert code == 2 and "<stdin>" in err and "none of its 5 contacts to send is among the 30" in err
+        assert len(sandbox.ledger()) == 30
 
     @pytest.mark.parametrize("meant", ["--other-list", "other_lists = true"])
     def test_a_list_meant_to_hold_only_new_contacts_is_sent(
