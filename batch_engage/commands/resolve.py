@@ -187,5 +187,5 @@ async def settle_previous_period(
             period=previous.job.period,
             rows=left,
             message=f"{left} contacts of period {previous.job.period} were never sent; they stay pending there "
-            f"(run with --period {previous.job.period} to send them)",
+            f"(run with --period {previous.job.period} and that period's own list to send them)",
         )

@@ -17,13 +17,22 @@ import contextlib
 import json
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import BinaryIO
 
 import httpx
 import polars as pl
 import structlog
 
-from ..checkpoint import CheckpointStore, other_list_refused, read_checkpoint, stored_plan
+from ..checkpoint import (
+    CheckpointStore,
+    checkpoint_meta,
+    checkpoints_beside,
+    is_postgres,
+    other_list_refused,
+    read_checkpoint,
+    stored_plan,
+)
 from ..clock import iso_ms
 from ..control import Progress, RunControl, StoppableClock
 from ..errors import OutputFailed, StorageFailed, UsageError
@@ -223,7 +232,36 @@ async def _known(job: Invocation, cp: CheckpointStore, lines: pl.DataFrame | Non
     reached = 0 if spec.input.other_lists or source is None else known.unrelated(job.prepared.plan, lines)
     if source is not None and reached:
         raise other_list_refused(source, masked(spec.output.checkpoint), job.prepared.plan, reached)
+    if lines.height == 0 and spec.job.period_kind is not None and not job.options.yes:
+        later = await asyncio.to_thread(_period_sent_this_list, spec, job.options.sandbox, job.prepared.input_digest)
+        if later is not None:
+            raise UsageError(
+                f"period {spec.job.period} has not sent yet, and this list is the very file period {later} was sent "
+                f"from, a later period: its contacts would be reached again. Did send.default_timezone change, or "
+                f"is --period {spec.job.period}'s own list another file (give it with --input)? Nothing was sent; "
+                "add --yes to send it all the same"
+            )
     return known, lines
+
+
+def _period_sent_this_list(spec: Spec, sandbox: bool, digest: str) -> str | None:
+    """A later period of ``spec``'s job whose checkpoint was bound to the input ``digest``, if one was.
+
+    A new period that comes before one already sent, with the same file, is a clock gone back (a time zone set
+    today: the period is yesterday's) or ``--period`` given without that period's own list, never a new day's
+    run. A new period after one sent from the same file is a recurring campaign, and goes.
+    """
+    location, period = spec.output.checkpoint, spec.job.period or ""
+    if not digest:
+        return None
+    for tail in checkpoints_beside(location):
+        other = spec.period_of_checkpoint(tail, sandbox=sandbox)
+        if other is None or other <= period:
+            continue
+        place = f"{location.rsplit('#', 1)[0]}#{tail}" if is_postgres(location) else str(Path(location).with_name(tail))
+        if checkpoint_meta(place).get("input") == digest:
+            return other
+    return None
 
 
 def _ending(sent: Sent, counts: dict[str, int], storage: Storage) -> Ending:

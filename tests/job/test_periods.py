@@ -12,7 +12,7 @@ from structlog.testing import capture_logs
 
 from batch_engage import RunOptions, load_spec, run, status
 from batch_engage.credentials import Credentials
-from batch_engage.errors import ConfigError, PeriodUnsettled
+from batch_engage.errors import ConfigError, PeriodUnsettled, UsageError
 from batch_engage.sandbox import Sandbox
 
 DAY1 = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
@@ -95,6 +95,34 @@ class TestPeriods:
             run(load_spec(job, now=DAY2), credentials=sandbox_creds)
         unsent = [e for e in logs if e["event"] == "period.unsent"]
         assert unsent and unsent[0]["rows"] == 20 and "--period 2026-11-24" in unsent[0]["message"]
+
+    def test_the_same_file_under_an_earlier_period_is_refused_unless_yes(
+        self, sandbox: Sandbox, daily_job: Callable[[str], Path], sandbox_creds: Credentials
+    ) -> None:
+        """Day 2 sent, then `--period` day 1 with day 2's file: refused, nothing sent; --yes sends it all the same."""
+        job = daily_job(sandbox.url)
+        assert run(load_spec(job, now=DAY2), credentials=sandbox_creds).counts["sent"] == 30
+        sandbox.end_all_runs()
+        with pytest.raises(UsageError, match="this list is the very file period 2026-11-25 was sent from"):
+            run(load_spec(job, now=DAY1), credentials=sandbox_creds)
+        assert len(sandbox.ledger()) == 30
+        again = run(load_spec(job, now=DAY1), credentials=sandbox_creds, options=RunOptions(yes=True))
+        assert again.counts["sent"] == 30
+
+    def test_a_time_zone_set_after_the_day_was_sent_does_not_send_it_again(
+        self, sandbox: Sandbox, daily_job: Callable[[str], Path], sandbox_creds: Credentials
+    ) -> None:
+        """Sent at 03:00 UTC on the 25th; a Los Angeles time zone then makes it the 24th: refused, none sent twice."""
+        job = daily_job(sandbox.url)
+        early = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
+        assert run(load_spec(job, now=early), credentials=sandbox_creds).counts["sent"] == 30
+        zoned = 'reconcile_delay = 0.0\nwindow = "00:00-24:00"\ndefault_timezone = "America/Los_Angeles"'
+        job.write_text(job.read_text().replace("reconcile_delay = 0.0", zoned))
+        spec = load_spec(job, now=early)
+        assert spec.job.period == "2026-11-24"
+        with pytest.raises(UsageError, match=r"Did send\.default_timezone change"):
+            run(spec, credentials=sandbox_creds)
+        assert len(sandbox.ledger()) == 30
 
     def test_status_shows_the_latest_period_by_default(
         self, sandbox: Sandbox, daily_job: Callable[[str], Path], sandbox_creds: Credentials
