@@ -38,7 +38,7 @@ from ..control import Progress, RunControl, StoppableClock
 from ..errors import OutputFailed, StorageFailed, UsageError
 from ..history import open_history
 from ..job import Spec
-from ..plan import Prepared, annotate_windows, prepare
+from ..plan import Prepared, annotate_windows, mask, prepare
 from ..postgres import masked
 from ..results import SEGMENTS_META, build_results, counts_by_status, with_segments
 from ..tables import write_output
@@ -232,6 +232,8 @@ async def _known(job: Invocation, cp: CheckpointStore, lines: pl.DataFrame | Non
     reached = 0 if spec.input.other_lists or source is None else known.unrelated(job.prepared.plan, lines)
     if source is not None and reached:
         raise other_list_refused(source, masked(spec.output.checkpoint), job.prepared.plan, reached)
+    if spec.send.dedupe == "none" and not job.options.yes:
+        await _refuse_moved_rows(job, cp, known)
     if lines.height == 0 and spec.job.period_kind is not None and not job.options.yes:
         later = await asyncio.to_thread(_period_sent_this_list, spec, job.options.sandbox, job.prepared.input_digest)
         if later is not None:
@@ -242,6 +244,24 @@ async def _known(job: Invocation, cp: CheckpointStore, lines: pl.DataFrame | Non
                 "add --yes to send it all the same"
             )
     return known, lines
+
+
+async def _refuse_moved_rows(job: Invocation, cp: CheckpointStore, known: Known) -> None:
+    """With ``dedupe = "none"`` a row is its number's n-th row: a row inserted above, deleted or moved in a
+    re-exported list shifts every later one onto another's run (one sent twice, one never). A row reached before
+    whose place now holds other Parameters cannot be told from a corrected one: refused, nothing sent."""
+    digest = job.prepared.input_digest
+    if not known.reached_for_another_input(digest):
+        return
+    finals = await job.storage.commit("reading the journal", cp.reached_for_other_input, digest)
+    moved, first = Known.changed_places(job.prepared.plan, finals)
+    if moved:
+        raise UsageError(
+            f'with send.dedupe = "none" a row is its number\'s n-th row, and {moved} rows reached before now hold '
+            f"other Parameters in their place ({mask(first)}'s, say): a row inserted, deleted or moved above them, "
+            "or corrected? Which run is whose cannot be told, so nothing was sent. Put the list's rows back in their "
+            "order, or add --yes to take each row by its place (a row whose place was reached is not sent again)"
+        )
 
 
 def _period_sent_this_list(spec: Spec, sandbox: bool, digest: str) -> str | None:

@@ -55,6 +55,21 @@ class Known:
             return 0
         return reached_not_in(plan, lines)
 
+    def reached_for_another_input(self, input_digest: str) -> bool:
+        """Whether a sendable row's contact was reached by a run for another input (a re-exported list)."""
+        other = pl.col("input").cast(pl.String).ne_missing(input_digest)
+        return bool(self.sendable.select((pl.col("state").is_in(_values(REACHED)) & other).any()).item())
+
+    @staticmethod
+    def changed_places(plan: pl.DataFrame, finals: pl.DataFrame) -> tuple[int, str | None]:
+        """Rows to send whose place (their number's n-th row, ``dedupe = "none"``) a run already had with other
+        Parameters (``finals``: contact, params_hash), and the first one's address."""
+        rows = plan.filter(pl.col("status") == "pending").join(
+            finals.select("contact", pl.col("params_hash").alias("was")), on="contact", how="inner"
+        )
+        moved = [to for to, p, was in rows.select("to", "parameters", "was").iter_rows() if params_hash(p) != was]
+        return len(moved), (moved[0] if moved else None)
+
     def earlier(self, cp: CheckpointStore, plan: pl.DataFrame, input_digest: str) -> tuple[int, int]:
         """Sendable rows whose contact a run for an earlier input reached, and how many now carry other Parameters."""
         # ``input IS NOT digest``: a line with no digest (an older release's) counts as another input's.

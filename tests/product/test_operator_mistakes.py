@@ -122,6 +122,51 @@ class TestTheListChanges:
         assert len(sandbox.ledger()) == 30
 
 
+class TestRowsOfOnePerson:
+    """`dedupe = "none"`: a row is its number's n-th row, so a list re-exported with rows moved is refused."""
+
+    @staticmethod
+    def _job(sandbox: Sandbox, job_for: Callable[..., Path], tmp_path: Path) -> tuple[Path, Path]:
+        contacts = tmp_path / "orders.csv"
+        send = 'rate = 500\nconcurrency = 8\nreconcile_delay = 0.0\ndedupe = "none"'
+        return job_for(sandbox, input_path=contacts, send=send), contacts
+
+    @staticmethod
+    def _write(path: Path, rows: list[tuple[str, str]]) -> None:
+        pl.DataFrame(
+            {"phone": [r[0] for r in rows], "name": [r[1] for r in rows], "visits": [1] * len(rows)}
+        ).write_csv(path)
+
+    def test_a_row_inserted_above_a_persons_sent_row_is_refused_until_yes(
+        self, sandbox: Sandbox, job_for: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Ann's order A sent; order C inserted above it: refused, nothing sent (A would go again, C never)."""
+        job, orders = self._job(sandbox, job_for, tmp_path)
+        ann, bob = "+13125550101", "+13125550202"
+        self._write(orders, [(ann, "order A"), (ann, "order B"), (bob, "order X")])
+        assert cli(["run", str(job), "--limit", "1", "--quiet"], capsys)[0] == 0
+        self._write(orders, [(ann, "order C"), (ann, "order A"), (ann, "order B"), (bob, "order X")])
+        code, _, err = cli(["run", str(job)], capsys)
+        assert code == 2 and 'with send.dedupe = "none" a row is its number\'s n-th row' in err
+        assert len(sandbox.ledger()) == 1
+        assert cli(["run", str(job), "--yes", "--quiet"], capsys)[0] in (0, 1)
+
+    def test_rows_added_below_or_other_people_moved_go_on(
+        self, sandbox: Sandbox, job_for: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Another person's rows moved, an order added at the end: nothing refused, no order sent twice."""
+        job, orders = self._job(sandbox, job_for, tmp_path)
+        ann, bob = "+13125550101", "+13125550202"
+        self._write(orders, [(ann, "order A"), (ann, "order B"), (bob, "order X")])
+        assert cli(["run", str(job), "--limit", "2", "--quiet"], capsys)[0] == 0
+        sandbox.end_all_runs()
+        self._write(orders, [(bob, "order X"), (ann, "order A"), (ann, "order B"), (ann, "order D")])
+        code, _, err = cli(["run", str(job), "--quiet"], capsys)
+        assert code != 2 and "n-th row" not in err
+        sent = Counter((e.to, e.parameters["name"]) for e in sandbox.ledger())
+        assert max(sent.values()) == 1
+
+
 class TestAnotherList:
     """A list sharing no contact with those the job reached is likely the wrong file: refused, unless meant."""
 
