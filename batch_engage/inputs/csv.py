@@ -351,7 +351,7 @@ def read_csv(
     if frame.width and frame.height:
         frame = _without_empty_rows(frame)
         check_repeated_header(shown, data, frame, separator)
-        check_swallowed_rows(shown, data, frame, separator)
+        check_swallowed_rows(shown, data, frame, separator, keep_text)
     if frame.height == 0 and not header_only:
         raise InputFileError(shown, "has a header but no data rows")
     return _infer_types(frame, keep_text)

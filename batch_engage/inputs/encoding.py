@@ -146,8 +146,8 @@ def _check_not_utf8(shown: str, data: bytes, encoding: str) -> None:
     """Refuse UTF-8 text a job names another encoding for (last month's export was cp1252, this one is not): read
     so, every accented name would be sent garbled (Renée as RenÃ©e). Text in a one-byte encoding whose every high
     byte happens to make UTF-8 is next to unheard of in a contacts list."""
-    if codecs.lookup(encoding).name.startswith(("utf-16", "utf-32")):
-        return
+    if codecs.lookup(encoding).name.startswith(("utf-8", "utf-16", "utf-32")):
+        return  # UTF-8 by another name (cp65001, U8) is right; a wide encoding has its own check
     word = _HIGH_WORD.search(data)
     if word is None or not _reads_as_utf8(data):
         return
@@ -161,6 +161,7 @@ def _check_not_utf8(shown: str, data: bytes, encoding: str) -> None:
 
 
 def _reads_as_utf8(data: bytes) -> bool:
+    """Whether ``data`` is valid UTF-8, checked by polars (no decoded copy of the file is kept)."""
     try:
         pl.Series([data], dtype=pl.Binary).cast(pl.String)
     except pl.exceptions.PolarsError:

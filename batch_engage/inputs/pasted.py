@@ -26,7 +26,8 @@ def _spellings(names: list[str]) -> set[str]:
     """The ways a column's name may be written again, for a first, cheap look at the first column."""
     out: set[str] = set()
     for name in names:
-        for base in {name, name.strip(), name.strip().replace("_", " "), name.strip().replace(" ", "_")}:
+        bases = {name, name.strip()} | {_NAME_SPACING.sub(sep, name.strip()) for sep in (" ", "_", "-")}
+        for base in bases:
             for form in {base, base.lower(), base.upper(), base.title(), base.capitalize()}:
                 out.update((form, "\ufeff" + form))
     return out

@@ -14,14 +14,21 @@ from ..errors import InputFileError
 
 __all__ = ["check_swallowed_rows"]
 
-# A cell that is a phone number and nothing else: a row's To, not words that hold a number.
-_PHONE_CELL = re.compile(r"\s*\+?[0-9][0-9 ().\-/]{5,}[0-9]\s*")
+# A cell that is a phone number and nothing else (not a date, 2024-01-15 or 12/03/2024): a row's To.
+_PHONE_CELL = re.compile(
+    r"\s*(?![0-9]{4}-[0-9]{2}-[0-9]{2}\s*$|[0-9]{1,2}/[0-9]{1,2}/[0-9]{2,4}\s*$)\+?[0-9][0-9 ().\-/]{5,}[0-9]\s*"
+)
 
 
-def check_swallowed_rows(shown: str, data: bytes, frame: pl.DataFrame, separator: str) -> None:
-    """Raise, naming the line the quote opens on, when a quoted field holds lines that read as rows of their own."""
-    if b'"' not in data or data.count(b"\n") + 1 <= frame.height + 1:
-        # No quote, or no more lines than records (header included): no field spans lines.
+def check_swallowed_rows(shown: str, data: bytes, frame: pl.DataFrame, separator: str, numbers: set[str]) -> None:
+    """Raise, naming the line the quote opens on, when a quoted field holds lines that read as rows of their own: as
+    many fields as the header, and a phone number where a ``numbers`` column (To, From) has its cells."""
+    lines = data.count(b"\n") + (not data.endswith(b"\n"))
+    if b'"' not in data or lines <= frame.height + 1:
+        # No quote, or no more lines than records (the header's included): no field spans lines.
+        return
+    places = [i for i, c in enumerate(frame.columns) if c in numbers]
+    if not places:
         return
     texts = [c for c, dtype in frame.schema.items() if dtype == pl.String]
     spanning = frame.select(pl.col(texts).str.contains("\n", literal=True).fill_null(False).any())
@@ -33,13 +40,14 @@ def check_swallowed_rows(shown: str, data: bytes, frame: pl.DataFrame, separator
             parts = [p.rstrip("\r") for p in value.split("\n")]
             # The first part too: a quote opened at a line's start (in its first column) takes a whole row in.
             for k, part in enumerate(parts):
-                if _reads_as_a_row(part, separator, frame.width):
+                if _reads_as_a_row(part, separator, frame.width, places):
                     raise _swallowed(shown, data, part, k)
 
 
-def _reads_as_a_row(line: str, separator: str, width: int) -> bool:
+def _reads_as_a_row(line: str, separator: str, width: int, places: list[int]) -> bool:
+    """Whether ``line`` has the header's ``width`` and a phone number at one of ``places``."""
     fields = next(csv.reader([line], delimiter=separator), [])
-    return len(fields) == width and any(_PHONE_CELL.fullmatch(f) for f in fields)
+    return len(fields) == width and any(_PHONE_CELL.fullmatch(fields[i]) for i in places)
 
 
 def _swallowed(shown: str, data: bytes, part: str, k: int) -> InputFileError:
@@ -47,9 +55,10 @@ def _swallowed(shown: str, data: bytes, part: str, k: int) -> InputFileError:
     text = data.decode("utf-8", errors="replace")
     at = text.find(('"' if k == 0 else "\n") + part)
     line = text.count("\n", 0, at + 1) + 1 - k if at >= 0 else None
+    where = "a quote opened on this line" if line is not None else "a quote"
     return InputFileError(
         shown,
-        "a quote opened on this line runs on over lines that read as rows of their own (a stray quote?): their "
+        f"{where} runs on over lines that read as rows of their own (a stray quote?): their "
         'contacts would be lost; remove the quote, or double it ("")',
         line=line,
     )

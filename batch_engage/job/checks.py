@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import codecs
 import math
+import os
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -54,22 +56,27 @@ def _check_input_uri(uri: str, key: str = "input.uri") -> None:
         raise ConfigError(
             key, "holds a password: remove it; the README's table of inputs says where each one is read from"
         )
-    elif key != "input.uri" and parts.username is not None:
-        # A file's URL: a user name alone is a token too (https://TOKEN@host/), sent with every request.
+    elif key != "input.uri" and parts.scheme in ("http", "https") and parts.username is not None:
+        # Over http(s) a user name alone is a token too (https://TOKEN@host/), sent with every request as Basic auth;
+        # abfs://container@account names a container.
         raise ConfigError(
             key,
             "holds a user name (user@host): remove it; the README's table of inputs says where each one is read from",
         )
 
 
-# A database's URL that lost its "://" (postgresql:/…, postgresql//…) or its spelling (postgressql://…), or any
-# value with a user and password in it: taken for a file's name, it would be created on disk and shown everywhere.
-# Looked for anywhere in the value (a relative one arrives joined to the job's folder), never across a backslash.
-_MISTYPED_URL = re.compile(r"(?i)(?:^|/)\s*(?:postgres|mysql|mariadb)[a-z]*(?::/?/?|//)|[^\s/\\@:]+:[^\s/\\@]*@")
+# A database's URL that lost its "://" (postgresql:/…, postgresql//…) or its spelling (postgressql://…), or a
+# value that starts with a user and password: taken for a file's name, it would be created on disk and shown
+# everywhere. Asked of the value as written (a folder of the job's own, "acme:ops@eu", is no part of it).
+_MISTYPED_URL = re.compile(r"(?i)^\s*(?:(?:postgres|mysql|mariadb)[a-z]*(?::|/+[^/\s]*@)|[^\s/\\@:]+:[^\s/\\@]*@)")
 
 
-def _check_not_a_mistyped_url(name: object, key: str) -> None:
-    if not isinstance(name, str) or name.startswith((*_POSTGRES, "env:")) or not _MISTYPED_URL.search(name):
+def _check_not_a_mistyped_url(name: object, key: str, folders: tuple[Path, ...]) -> None:
+    """Refuse a store's value that is a database URL mistyped, never repeating it (it may hold a password)."""
+    if not isinstance(name, str) or name.startswith((*_POSTGRES, "env:")):
+        return
+    written = next((name[len(str(f)) + 1 :] for f in folders if name.startswith(f"{f}{os.sep}")), name)
+    if not _MISTYPED_URL.search(written):
         return
     # Never repeated: the value may hold a password.
     raise ConfigError(
@@ -79,7 +86,7 @@ def _check_not_a_mistyped_url(name: object, key: str) -> None:
     )
 
 
-def check_addresses(sections: Mapping[str, dict[str, Any]]) -> None:
+def check_addresses(sections: Mapping[str, dict[str, Any]], base: Path | None = None) -> None:
     """Every address the job names, held to its own rules before anything else is said (a password in one first).
 
     The input's URL, a PostgreSQL checkpoint's and history's, the Flow's base URL; the Flow's region and edge
@@ -96,8 +103,10 @@ def check_addresses(sections: Mapping[str, dict[str, Any]]) -> None:
         if isinstance(name, str) and "://" in name:
             _check_input_uri(name, key)
     stores = [(f"output.{k}", sections["output"].get(k)) for k in ("checkpoint", "results", "outcomes")]
+    # Relative values arrive joined to the job's folder (or, given as flags, to the current one).
+    folders = (*([base.resolve()] if base is not None else []), Path.cwd())
     for key, name in [*stores, ("history.path", sections["history"].get("path"))]:
-        _check_not_a_mistyped_url(name, key)
+        _check_not_a_mistyped_url(name, key, folders)
     checkpoint = sections["output"].get("checkpoint")
     if isinstance(checkpoint, str) and checkpoint.startswith(_POSTGRES):
         parse_location(checkpoint if "#" in checkpoint else checkpoint + "#key", key="output.checkpoint")

@@ -189,7 +189,7 @@ def load_spec(
 
 
 def _build(sections: dict[str, dict[str, Any]], base: Path, stem: str, now: datetime) -> Spec:
-    check_addresses(sections)
+    check_addresses(sections, base)
     # Each section's own rules, then the paths and the period (these read several sections together).
     inp = InputSpec(**check_input(sections["input"]))
     flow = FlowSpec(**check_flow(sections["flow"]))

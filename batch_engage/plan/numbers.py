@@ -267,9 +267,13 @@ def _more_than_digits(parsed: phonenumbers.PhoneNumber, text: str) -> str | None
 
 
 def _first_digit(text: str) -> int:
-    """Where the number itself starts: the words before it (``Mobile:``, ``tel:``) are no part of it."""
+    """Where the number itself starts: a label before it (``Mobile:``, ``tel:``, ``M 415…``) is no part of it, but a
+    letter touching its first digit is (``O6031234``: a letter O for a zero), and is looked at with it."""
     found = _NUMBER_START.search(text)
-    return found.start() if found else len(text)
+    if found is None:
+        return len(text)
+    start = found.start()
+    return start - 1 if start and text[start - 1].isalpha() else start
 
 
 def _international_reading(text: str, region: str, *, national: str | None) -> str | None:

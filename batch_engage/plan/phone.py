@@ -165,7 +165,7 @@ def _as_text(values: pl.Series) -> pl.Series:
         return values.cast(pl.String)
     whole = values.is_finite() & (values == values.round(0)) & (values.abs() < _FLOAT_DIGITS_LIMIT)
     # Written as a spreadsheet shows it (``4155550123.0``): the look-up reads it as its digits and counts
-    # it, and knows a leading zero may have been lost on the way (see twins.lost_leading_zero).
+    # it, and knows a leading zero may have been lost on the way (see twins._lost_leading_zero).
     digits = values.cast(pl.Int64, strict=False).cast(pl.String) + ".0"
     return pl.select(pl.when(whole).then(digits).otherwise(values.cast(pl.String))).to_series()
 

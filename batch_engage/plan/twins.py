@@ -12,7 +12,7 @@ import re
 
 import phonenumbers
 
-from .numbers import NUMBER_TYPES, PUNCTUATION, SEPARATORS, valid_e164
+from .numbers import NUMBER_TYPES, PUNCTUATION, valid_e164
 
 __all__ = ["LEADING_ZERO_REASON", "ZERO_TWIN_REASON", "second_reading"]
 
@@ -30,15 +30,15 @@ def second_reading(value: str, region: str | None, address: str, *, whole: bool)
 
     ``whole``: the value came from a number column (or reads as one: ``4155550123.0``).
     """
-    if whole and lost_leading_zero(value, region, address):
+    if whole and _lost_leading_zero(value, region, address):
         return LEADING_ZERO_REASON
-    if zero_twin(value, region, address):
+    if _zero_twin(value, region, address):
         return ZERO_TWIN_REASON
-    other = foreign_reading(value, region, address)
-    return None if other is None or region is None else foreign_reason(region, address, other)
+    other = _foreign_reading(value, region, address)
+    return None if other is None or region is None else _foreign_reason(region, address, other)
 
 
-def lost_leading_zero(digits: str, region: str | None, address: str) -> bool:
+def _lost_leading_zero(digits: str, region: str | None, address: str) -> bool:
     """Whether a number column may have eaten a leading zero that made it another person's number.
 
     Where a national number keeps its leading zero (``06031234`` in GA is +241 06031234), a
@@ -72,7 +72,7 @@ def _kinds_keeping_zeros(region: str) -> tuple[re.Pattern[str], ...]:
     return tuple(re.compile(d.national_number_pattern) for d in descs if d is not None and d.national_number_pattern)
 
 
-def foreign_reading(text: str, region: str | None, address: str) -> str | None:
+def _foreign_reading(text: str, region: str | None, address: str) -> str | None:
     """The other country's number bare digits also are, missing their ``+``, where ``region`` dials with a ``0``
     that they lack; None when they are no such number.
 
@@ -83,22 +83,24 @@ def foreign_reading(text: str, region: str | None, address: str) -> str | None:
     metadata = phonenumbers.PhoneMetadata.metadata_for_region(region) if region else None
     if metadata is None or metadata.national_prefix != "0":
         return None
-    digits = re.sub(SEPARATORS, "", text)
-    if not (digits.isascii() and digits.isdigit()) or digits.startswith("0") or address == "+" + digits:
+    # Digits (and spaces) only: "(45) 4724-4496" is spelled as its country writes it at home (in BR, with no 0).
+    if not _BARE.fullmatch(text) or text.startswith("0") or address == "+" + (digits := text.replace(" ", "")):
+        return None
+    # Kinds apart: a list to message holds mobiles. A German mobile without its 0 (17472678374) stays German, though
+    # +1 747… is a number too (refusing those refused a quarter of them); a landline read so, a mobile abroad, not.
+    # Asked first: most numbers in a list are mobiles, and then nothing else is parsed.
+    if _mobile(phonenumbers.parse(address, None)):
         return None
     try:
         other = phonenumbers.parse("+" + digits, None)
     except phonenumbers.NumberParseException:
         return None
-    if other.country_code == metadata.country_code or not phonenumbers.is_valid_number(other):
-        return None
-    # Kinds apart: a list to message holds mobiles. A German mobile without its 0 (17472678374) stays German, though
-    # +1 747… is a number too (refusing those refused a quarter of them); a landline read so, a mobile abroad, not.
-    if _mobile(phonenumbers.parse(address, None)) or not _mobile(other):
+    if other.country_code == metadata.country_code or not phonenumbers.is_valid_number(other) or not _mobile(other):
         return None
     return phonenumbers.format_number(other, phonenumbers.PhoneNumberFormat.E164)
 
 
+_BARE = re.compile(r"[0-9][0-9 ]*")
 _MOBILE_KINDS = (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE)
 
 
@@ -107,8 +109,8 @@ def _mobile(number: phonenumbers.PhoneNumber) -> bool:
     return phonenumbers.number_type(number) in _MOBILE_KINDS
 
 
-def foreign_reason(region: str, address: str, other: str) -> str:
-    """Why bare digits that :func:`foreign_reading` reads two ways are not sent."""
+def _foreign_reason(region: str, address: str, other: str) -> str:
+    """Why bare digits that :func:`_foreign_reading` reads two ways are not sent."""
     where = phonenumbers.region_code_for_country_code(phonenumbers.parse(other, None).country_code or 0)
     return (
         f"reads as {address} ({region}, its 0 dropped) and as {other} ({where}, its '+' dropped); "
@@ -116,7 +118,7 @@ def foreign_reason(region: str, address: str, other: str) -> str:
     )
 
 
-def zero_twin(text: str, region: str | None, address: str) -> bool:
+def _zero_twin(text: str, region: str | None, address: str) -> bool:
     """Whether bare digits, read as ``address``, are a leading zero away from another number of the same kind.
 
     In GA ``6031234`` and ``06031234`` are both mobiles: a CSV cell of the first may be the second after Excel read

@@ -301,6 +301,13 @@ class TestBadFilesGetOneLine:
         frame = _read(tmp_path, HEADER + "+14155550100,Ana,1\n+14155550101,Bob,00501" + end)
         assert frame.rows() == [("+14155550100", "Ana", "1"), ("+14155550101", "Bob", "00501")]
 
+    @pytest.mark.parametrize("alias", ["cp65001", "U8"])
+    def test_utf8_by_another_name_reads_as_utf8(self, tmp_path: Path, alias: str) -> None:
+        """`encoding = "cp65001"` is UTF-8 by Windows' name: the file is read, not refused as UTF-8 misnamed."""
+        path = tmp_path / "c.csv"
+        path.write_bytes((HEADER + "+14155550101,Renée,2\n").encode())
+        assert read_table(InputSpec(path=str(path), encoding=alias)).frame["name"].to_list() == ["Renée"]
+
     @pytest.mark.parametrize("named", ["cp1252", "latin-1"])
     def test_a_utf8_file_named_a_one_byte_encoding_is_refused_never_garbled(self, tmp_path: Path, named: str) -> None:
         """Last month's cp1252 setting on this month's UTF-8 export: refused naming the word, never RenÃ©e sent."""
@@ -431,13 +438,19 @@ class TestShortRowsAndBlankLines:
         assert caught.value.line == line
         assert "a quote opened on this line runs on over lines that read as rows of their own" in str(caught.value)
 
-    def test_a_field_over_lines_that_are_no_rows_is_read(self, tmp_path: Path) -> None:
-        """An address over two lines, a comma and a number in it, is one field as Excel writes it."""
-        text = 'phone,address\n+14155550100,"12 Main St\nSpringfield, IL 62701"\n+14155550101,"PO Box 5\nCall 555"\n'
-        assert _read(tmp_path, text).get_column("address").to_list() == [
-            "12 Main St\nSpringfield, IL 62701",
-            "PO Box 5\nCall 555",
-        ]
+    @pytest.mark.parametrize(
+        "text",
+        [
+            'phone,address\n+14155550100,"12 Main St\nSpringfield, IL 62701"\n',
+            'phone,address\n+14155550100,"1 Main St, Apt 5\nSpringfield, 62704-1234"\n',
+            'phone,name,notes\n+14155550100,Ann,"Emergency contact:\nJane Doe, 415-555-0101, sister"\n',
+            'phone,name,notes\n+14155550100,Ann,"History:\nCalled, 2024-01-15, voicemail"\n',
+            'phone,notes\n+14155550100,"Calls:\n12/03/2024, no answer"\n',
+        ],
+    )
+    def test_a_field_over_lines_that_are_no_rows_is_read(self, tmp_path: Path, text: str) -> None:
+        """An address or a note over lines, with commas and numbers where no To is, is one field as Excel writes it."""
+        assert _read(tmp_path, text).height == 1
 
     def test_a_short_row_far_down_a_large_file_is_found_with_its_line(self, tmp_path: Path) -> None:
         """The vectorized check reports the exact line of a short row after 50,000 good ones."""

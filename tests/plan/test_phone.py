@@ -280,6 +280,7 @@ class TestReasons:
             "+1 415 555 0IOI",  # I and O: was sent to +14155550464
             "1-800-FLOWERS",
             "whatsapp:+1415555O1OO",
+            "O4155550100",  # touching the first digit: no label before the number
         ],
     )
     def test_letters_among_the_digits_are_refused_never_read_as_a_keypad(self, value: str) -> None:
@@ -290,7 +291,11 @@ class TestReasons:
 
     @pytest.mark.parametrize(
         ("value", "sent"),
-        [("Mobile: 415-555-0114", "+14155550114"), ("tel:+1-415-555-0100", "+14155550100")],
+        [
+            ("Mobile: 415-555-0114", "+14155550114"),
+            ("tel:+1-415-555-0100", "+14155550100"),
+            ("M 415 555 0114", "+14155550114"),
+        ],
     )
     def test_words_before_the_number_are_no_letters_in_it(self, value: str, sent: str) -> None:
         """A label or a tel: in front of the number is not part of it: the number is sent."""
@@ -416,6 +421,7 @@ class TestWhatASpreadsheetDid:
             ("7911123450", "GB", "+447911123450"),  # Excel's dropped zero, no foreign number
             ("17472678374", "DE", "+4917472678374"),  # a German mobile; +1 747… is a number too, of another kind
             ("4155550100", "US", "+14155550100"),  # North America writes its numbers so
+            ("(45) 4724-4496", "BR", "+554547244496"),  # as Brazil writes a landline at home: no bare digits
         ],
     )
     def test_bare_digits_that_are_no_foreign_number_are_sent(self, value: str, region: str, sent: str) -> None:

@@ -262,3 +262,25 @@ def test_a_parameter_libpq_does_not_know_is_one_line_exit_2(
     code, _, err = cli(["validate", str(job)], capsys)
     assert code == 2
     assert err.count("\n") == 1 and 'invalid URI query parameter: "bogus"' in err and "127.0.0.1:5432" in err
+
+
+def test_a_job_in_a_folder_with_at_and_colon_is_no_mistyped_url(tmp_path: Path) -> None:
+    """A job kept in `acme:ops@eu/` names its checkpoint `ck`: the folder is no part of what was written."""
+    folder = tmp_path / "acme:ops@eu"
+    folder.mkdir()
+    job = folder / "job.toml"
+    job.write_text(
+        f'[input]\npath = "c.csv"\n[flow]\nsid = "{FLOW_SID}"\n[mapping]\nto = "phone"\nfrom = "+15005550006"\n'
+        '[output]\ncheckpoint = "ck"\n'
+    )
+    assert load_spec(job).output.checkpoint == str(folder.resolve() / "ck")
+
+
+def test_an_azure_container_before_the_at_is_no_credential() -> None:
+    """`abfs://container@account…/c.csv` names a container, not a user: accepted (only http(s) sends a user)."""
+    raw = {
+        "input": {"path": "abfs://contacts@myaccount.dfs.core.windows.net/lists/c.csv"},
+        "flow": {"sid": FLOW_SID},
+        "mapping": {"to": "phone", "from": "+15005550006"},
+    }
+    assert load_spec(raw=raw).input.path == "abfs://contacts@myaccount.dfs.core.windows.net/lists/c.csv"
