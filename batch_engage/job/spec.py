@@ -17,8 +17,8 @@ from typing import Any
 from ..errors import ConfigError, UsageError
 from ..postgres import sandbox_twin
 from . import periods
+from .addresses import check_addresses
 from .checks import (
-    check_addresses,
     check_flow,
     check_history,
     check_input,
