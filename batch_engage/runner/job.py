@@ -30,6 +30,7 @@ from ..checkpoint import (
     checkpoints_beside,
     is_postgres,
     other_list_refused,
+    reached_not_in,
     read_checkpoint,
     stored_plan,
 )
@@ -41,6 +42,7 @@ from ..job import Spec
 from ..plan import Prepared, annotate_windows, mask, prepare
 from ..postgres import masked
 from ..results import SEGMENTS_META, build_results, counts_by_status, with_segments
+from ..states import REACHED
 from ..tables import write_output
 from ..twilio import load_transport
 from .ending import Ending, ending
@@ -187,8 +189,6 @@ async def _run_locked(
         history = open_history(spec.history.path) if spec.history.path and not options.sandbox else None
         try:
             sent = await run_with_checkpoint(job, cp, history, known)
-            # Only the summary needs it: counted once sending is over, on the journal as the run found it.
-            sent.left_out = 0 if known is None or lines is None else known.left_out(prepared.plan, lines)
             if history is not None and not settle_only:
                 await asyncio.to_thread(count_holdout, history, spec, prepared.plan)
         finally:
@@ -203,6 +203,9 @@ async def _run_locked(
         lines = await journal_lines(cp, storage)
         journal = build_results(prepared.plan, lines, input_digest=prepared.input_digest)
         counts = counts_by_status(journal)
+        # Only the summary needs it, counted on the journal as the run leaves it: a contact this run settled (in
+        # flight when the last one was killed) that the list no longer holds is said too.
+        sent.left_out = 0 if settle_only else _left_out(prepared.plan, lines, counts)
         end = _ending(sent, counts, storage)
         if counts.get("pending"):
             # Only pending rows say why they wait: without one, the table is the same.
@@ -282,6 +285,13 @@ def _period_sent_this_list(spec: Spec, sandbox: bool, digest: str) -> str | None
         if checkpoint_meta(place).get("input") == digest:
             return other
     return None
+
+
+def _left_out(plan: pl.DataFrame, lines: pl.DataFrame, counts: dict[str, int]) -> int:
+    """Contacts the journal ``lines`` has reached that no row of ``plan`` names; no join when the results'
+    ``counts`` hold every one of them (nearly every run)."""
+    reached = int(lines.get_column("state").is_in(sorted(s.value for s in REACHED)).sum())
+    return 0 if reached == sum(counts.get(s.value, 0) for s in REACHED) else reached_not_in(plan, lines)
 
 
 def _ending(sent: Sent, counts: dict[str, int], storage: Storage) -> Ending:

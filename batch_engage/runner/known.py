@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from ..checkpoint import CheckpointStore, reached_by_another_list, reached_not_in
+from ..checkpoint import CheckpointStore, reached_by_another_list
 from ..plan import params_hash
 from ..states import REACHED, RowState
 from .schedule import with_states
@@ -47,13 +47,6 @@ class Known:
         if states.len() == 0 or states.is_not_null().any():
             return 0
         return reached_by_another_list(plan, lines)
-
-    def left_out(self, plan: pl.DataFrame, lines: pl.DataFrame) -> int:
-        """The checkpoint's ``reached_not_in`` of ``plan`` and ``lines`` (its journal's contacts and states), with no
-        join when every contact reached is one to send now (nearly every run)."""
-        if int(lines.get_column("state").is_in(_values(REACHED)).sum()) == self.count(REACHED):
-            return 0
-        return reached_not_in(plan, lines)
 
     def reached_for_another_input(self, input_digest: str) -> bool:
         """Whether a sendable row's contact was reached by a run for another input (a re-exported list)."""

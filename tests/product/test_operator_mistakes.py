@@ -110,6 +110,21 @@ class TestTheListChanges:
         assert pl.read_csv(job.parent / "job.results.csv").height == 20
         assert len(sandbox.ledger()) == 30
 
+    def test_contacts_the_run_settles_then_finds_left_out_are_counted(
+        self, job: Path, sandbox: Sandbox, contacts_csv: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Killed with 5 requests out, then the list re-exported without those 5: the run finds their runs, and its
+        summary says they are not in this list (it said nothing: they were not reached when it began)."""
+        assert cli(["run", str(job), "--quiet"], capsys)[0] == 0
+        checkpoint = job.parent / "job.checkpoint"
+        with sqlite3.connect(checkpoint) as db:  # as if killed: 5 intents whose answers were never recorded
+            db.execute("UPDATE journal SET state = 'intent', sid = NULL WHERE row <= 5")
+        make_contacts(30).slice(5).write_csv(contacts_csv)
+        code, out, _ = cli(["run", str(job)], capsys)
+        assert code == 0
+        assert "reached earlier, not in this list: 5 " in out
+        assert len(sandbox.ledger()) == 30
+
     def test_rows_that_moved_never_take_another_contacts_sid(
         self, job: Path, sandbox: Sandbox, contacts_csv: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
