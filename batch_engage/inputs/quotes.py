@@ -39,9 +39,8 @@ def check_swallowed_rows(shown: str, data: bytes, frame: pl.DataFrame, separator
         for value in values.filter(values.str.contains("\n", literal=True)).to_list():
             parts = [p.rstrip("\r") for p in value.split("\n")]
             # The first part too: a quote opened at a line's start (in its first column) takes a whole row in.
-            for k, part in enumerate(parts):
-                if _reads_as_a_row(part, separator, frame.width, places):
-                    raise _swallowed(shown, data, part, k)
+            if any(_reads_as_a_row(part, separator, frame.width, places) for part in parts):
+                raise _swallowed(shown, data, parts)
 
 
 def _reads_as_a_row(line: str, separator: str, width: int, places: list[int]) -> bool:
@@ -50,11 +49,12 @@ def _reads_as_a_row(line: str, separator: str, width: int, places: list[int]) ->
     return len(fields) == width and any(_PHONE_CELL.fullmatch(fields[i]) for i in places)
 
 
-def _swallowed(shown: str, data: bytes, part: str, k: int) -> InputFileError:
-    """The refusal, naming the line the quote opened on: ``k`` lines above the first one read as a row."""
+def _swallowed(shown: str, data: bytes, parts: list[str]) -> InputFileError:
+    """The refusal, naming the line the quote opened on: where the field's own lines (``parts``), after their
+    opening quote, stand in the file (a line that holds a doubled quote is written otherwise: then no line)."""
     text = data.decode("utf-8", errors="replace")
-    at = text.find(('"' if k == 0 else "\n") + part)
-    line = text.count("\n", 0, at + 1) + 1 - k if at >= 0 else None
+    found = re.search('"' + r"\r?\n".join(map(re.escape, parts)), text)
+    line = text.count("\n", 0, found.start()) + 1 if found else None
     where = "a quote opened on this line" if line is not None else "a quote"
     return InputFileError(
         shown,

@@ -427,6 +427,12 @@ class TestShortRowsAndBlankLines:
             ('phone,name\n+14155550100,Ann\n"+14155550101,Bob\n+14155550102",Cy\n', 3),
             # A one-column list.
             ('phone\n+14155550100\n"+14155550101\n+14155550102\n+14155550103"\n', 3),
+            # The swallowed row's text is also a row of its own earlier on, and the file ends its lines with CRLF.
+            (
+                HEADER.replace("\n", "\r\n")
+                + '+14155550101,Bob,2\r\n+14155550100,"Ann,1\r\n+14155550101,Bob,2\r\nx",3\r\n',
+                3,
+            ),
         ],
     )
     def test_rows_swallowed_by_a_stray_quote_are_refused_naming_its_line(
