@@ -27,6 +27,7 @@ from .commands import (
     offline_target,
     opt_outs_store,
     real,
+    refuse_period_behind,
     sandbox_config,
     sandbox_state_path,
     simulated,
@@ -276,6 +277,7 @@ def validate(
     prepared = prepare(spec, frame=frame, stdin=stdin, rewrites=True, digest=False)
     target = offline_target(spec, None if sandbox else credentials, sandbox)
     check_binding(spec.output.checkpoint, prepared.fingerprint, target, restart=restart, yes=yes)
+    refuse_period_behind(spec, sandbox=sandbox, yes=yes)
     if not flow:
         return validation(spec, prepared, flow_review=None, restart=restart, now=now, output=output)
     from .commands import held_against_flow  # noqa: PLC0415 - only --flow talks to Twilio

@@ -15,12 +15,13 @@ did per second (for the report).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Unpack
 
 import polars as pl
 
+from ..errors import UsageError
 from .binding import bind, check, check_meta, describe_mismatch
 from .model import (
     CheckpointStore,
@@ -58,7 +59,9 @@ __all__ = [
     "empty_journal",
     "is_locked",
     "is_postgres",
+    "later_period_bound_to",
     "open_checkpoint",
+    "period_behind",
     "plan_path",
     "read_checkpoint",
     "read_only",
@@ -164,3 +167,34 @@ def stored_plan(location: str | Path, key: str) -> pl.DataFrame | None:
     if is_postgres(location):
         return None
     return _stored_plan(plan_path(location), key)
+
+
+def later_period_bound_to(
+    location: str, digest: str, period: str, period_of: Callable[[str], str | None]
+) -> str | None:
+    """A period after ``period`` whose checkpoint beside ``location`` was bound to the input ``digest``, if one was.
+
+    ``period_of`` tells a checkpoint's period by the last part of its location (None: no period's). A new period
+    that comes before one already sent, with the same file, is a clock gone back (a time zone set today: the
+    period is yesterday's) or ``--period`` given without that period's own list, never a new day's run; a new
+    period after one sent from the same file is a recurring campaign.
+    """
+    if not digest:
+        return None
+    for tail in checkpoints_beside(location):
+        other = period_of(tail)
+        if other is None or other <= period:
+            continue
+        place = f"{location.rsplit('#', 1)[0]}#{tail}" if is_postgres(location) else str(Path(location).with_name(tail))
+        if checkpoint_meta(place).get("input") == digest:
+            return other
+    return None
+
+
+def period_behind(period: str, later: str) -> UsageError:
+    """The refusal of a new ``period`` whose list is the very file the ``later`` period was sent from."""
+    return UsageError(
+        f"period {period} has not sent yet, and this list is the very file period {later} was sent from, a later "
+        f"period: its contacts would be reached again. Did send.default_timezone change, or is --period {period}'s "
+        "own list another file (give it with --input)? Nothing was sent; add --yes to send it all the same"
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,8 +16,11 @@ import polars as pl
 from ..checkpoint import (
     Target,
     checkpoint_exists,
+    checkpoints_beside,
     empty_journal,
+    later_period_bound_to,
     other_list_refused,
+    period_behind,
     reached_by_another_list,
     reached_not_in,
     read_checkpoint,
@@ -24,6 +28,7 @@ from ..checkpoint import (
 from ..credentials import Credentials, credentials_from_env
 from ..errors import CredentialsError, UsageError
 from ..exits import exit_code_for
+from ..inputs import is_local_file
 from ..job import Spec, window_openings
 from ..plan import Prepared, Rewrite, annotate_windows, send_window
 from ..postgres import masked
@@ -168,6 +173,22 @@ def offline_target(spec: Spec, credentials: Credentials | None, sandbox: bool) -
         except CredentialsError:
             credentials = None  # without credentials the identity is unknown; the base URL still counts
     return target_for(spec, credentials, sandbox=sandbox)
+
+
+def refuse_period_behind(spec: Spec, *, sandbox: bool, yes: bool) -> None:
+    """As ``run`` refuses it: a new period before one already sent from the very same local file (read for its
+    digest only when such a period's checkpoint is there)."""
+    period, where, path = spec.job.period, spec.output.checkpoint, spec.input.path
+    if period is None or yes or path is None or not is_local_file(path) or checkpoint_exists(where, plan=True):
+        return
+    period_of = functools.partial(spec.period_of_checkpoint, sandbox=sandbox)
+    if not any((other := period_of(tail)) is not None and other > period for tail in checkpoints_beside(where)):
+        return
+    # The digest a run binds its checkpoint to: its bytes as read.
+    digest = hashlib.blake2b(Path(path).read_bytes(), digest_size=16).hexdigest()
+    later = later_period_bound_to(where, digest, period, period_of)
+    if later is not None:
+        raise period_behind(period, later)
 
 
 def _checkpointed(spec: Spec, plan: pl.DataFrame, source_file: str | None) -> _Checkpointed:

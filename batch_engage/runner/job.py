@@ -17,7 +17,6 @@ import contextlib
 import json
 from collections.abc import Callable
 from functools import partial
-from pathlib import Path
 from typing import BinaryIO
 
 import httpx
@@ -26,10 +25,9 @@ import structlog
 
 from ..checkpoint import (
     CheckpointStore,
-    checkpoint_meta,
-    checkpoints_beside,
-    is_postgres,
+    later_period_bound_to,
     other_list_refused,
+    period_behind,
     reached_not_in,
     read_checkpoint,
     stored_plan,
@@ -238,14 +236,11 @@ async def _known(job: Invocation, cp: CheckpointStore, lines: pl.DataFrame | Non
     if spec.send.dedupe == "none" and not job.options.yes:
         await _refuse_moved_rows(job, cp, known)
     if lines.height == 0 and spec.job.period_kind is not None and not job.options.yes:
-        later = await asyncio.to_thread(_period_sent_this_list, spec, job.options.sandbox, job.prepared.input_digest)
+        period_of = partial(spec.period_of_checkpoint, sandbox=job.options.sandbox)
+        where, digest, period = spec.output.checkpoint, job.prepared.input_digest, spec.job.period or ""
+        later = await asyncio.to_thread(later_period_bound_to, where, digest, period, period_of)
         if later is not None:
-            raise UsageError(
-                f"period {spec.job.period} has not sent yet, and this list is the very file period {later} was sent "
-                f"from, a later period: its contacts would be reached again. Did send.default_timezone change, or "
-                f"is --period {spec.job.period}'s own list another file (give it with --input)? Nothing was sent; "
-                "add --yes to send it all the same"
-            )
+            raise period_behind(period, later)
     return known, lines
 
 
@@ -265,26 +260,6 @@ async def _refuse_moved_rows(job: Invocation, cp: CheckpointStore, known: Known)
             "or corrected? Which run is whose cannot be told, so nothing was sent. Put the list's rows back in their "
             "order, or add --yes to take each row by its place (a row whose place was reached is not sent again)"
         )
-
-
-def _period_sent_this_list(spec: Spec, sandbox: bool, digest: str) -> str | None:
-    """A later period of ``spec``'s job whose checkpoint was bound to the input ``digest``, if one was.
-
-    A new period that comes before one already sent, with the same file, is a clock gone back (a time zone set
-    today: the period is yesterday's) or ``--period`` given without that period's own list, never a new day's
-    run. A new period after one sent from the same file is a recurring campaign, and goes.
-    """
-    location, period = spec.output.checkpoint, spec.job.period or ""
-    if not digest:
-        return None
-    for tail in checkpoints_beside(location):
-        other = spec.period_of_checkpoint(tail, sandbox=sandbox)
-        if other is None or other <= period:
-            continue
-        place = f"{location.rsplit('#', 1)[0]}#{tail}" if is_postgres(location) else str(Path(location).with_name(tail))
-        if checkpoint_meta(place).get("input") == digest:
-            return other
-    return None
 
 
 def _left_out(plan: pl.DataFrame, lines: pl.DataFrame, counts: dict[str, int]) -> int:

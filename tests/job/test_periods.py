@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from batch_engage import RunOptions, load_spec, run, status
+from batch_engage import RunOptions, load_spec, run, status, validate
 from batch_engage.credentials import Credentials
 from batch_engage.errors import ConfigError, PeriodUnsettled, UsageError
 from batch_engage.sandbox import Sandbox
@@ -99,13 +99,16 @@ class TestPeriods:
     def test_the_same_file_under_an_earlier_period_is_refused_unless_yes(
         self, sandbox: Sandbox, daily_job: Callable[[str], Path], sandbox_creds: Credentials
     ) -> None:
-        """Day 2 sent, then `--period` day 1 with day 2's file: refused, nothing sent; --yes sends it all the same."""
+        """Day 2 sent, then day 1 with day 2's file: run and validate refuse, nothing sent; --yes sends it all the same."""
         job = daily_job(sandbox.url)
         assert run(load_spec(job, now=DAY2), credentials=sandbox_creds).counts["sent"] == 30
         sandbox.end_all_runs()
         with pytest.raises(UsageError, match="this list is the very file period 2026-11-25 was sent from"):
             run(load_spec(job, now=DAY1), credentials=sandbox_creds)
         assert len(sandbox.ledger()) == 30
+        with pytest.raises(UsageError, match="this list is the very file period 2026-11-25 was sent from"):
+            validate(load_spec(job, now=DAY1))
+        assert validate(load_spec(job, now=DAY1), yes=True).valid == 30
         again = run(load_spec(job, now=DAY1), credentials=sandbox_creds, options=RunOptions(yes=True))
         assert again.counts["sent"] == 30
 
