@@ -25,6 +25,7 @@ from .output import (
     notice,
     print_collect_summary,
     print_summary,
+    printable,
     progress_bar,
     sandbox_banner,
     status_lines,
@@ -55,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code = _COMMANDS[args.command](args)
     except BatchEngageError as exc:
-        print(f"batch-engage: {exc}", file=sys.stderr)
+        print(f"batch-engage: {printable(str(exc))}", file=sys.stderr)
         code = api.exit_code_for_error(exc)
     except KeyboardInterrupt as exc:
         code = api.exit_code_for_error(exc)
@@ -183,7 +184,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     lines = validation_lines(v, api.load_job(args.job, overrides).send.rate)
     if args.output:
         lines.append(f"results: {args.output}")
-    print("\n".join(lines))
+    print("\n".join(map(printable, lines)))
     if getattr(args, "summary_json", None):
         spec = api.load_job(args.job, overrides, sandbox=args.sandbox)
         api.write_summary_json(spec, args.summary_json, v.as_dict() | {"exit_code": v.exit_code})
@@ -192,7 +193,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 def _cmd_status(args: argparse.Namespace) -> int:
     state = api.status(args.job, overrides=_overrides(args), period=args.period, sandbox=args.sandbox)
-    print("\n".join(status_lines(state)))
+    print("\n".join(map(printable, status_lines(state))))
     return EXIT_OK
 
 
@@ -360,7 +361,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     )
     if not args.quiet:
         for line in sweep_lines(result):
-            print(line)
+            print(printable(line))
     return result.exit_code
 
 

@@ -38,13 +38,24 @@ _stderr_format = {"format": "console"}
 _log = structlog.get_logger("batch_engage.cli")
 
 
+def printable(text: str) -> str:
+    """``text`` as one line of a terminal: a control character (an escape sequence, a line break, U+202E) escaped.
+
+    The lines shown hold what anyone can write: a list's cells and column names, a Flow's step names, Twilio's
+    error text. Left raw, they could clear the screen above a dry run's counts, or print a log line of their own.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def notice(line: str, event: str | None, **fields: Any) -> None:
     """Tell the user ``line`` on stderr; under JSON logs, the event ``event`` instead (None: already logged)."""
     if _stderr_format["format"] == "json":
         if event is not None:
             _log.warning(event, message=line, **fields)
     else:
-        print(f"batch-engage: {line}", file=sys.stderr, flush=True)
+        print(f"batch-engage: {printable(line)}", file=sys.stderr, flush=True)
 
 
 def configure_logging(log_format: str, log_level: str, *, quiet: bool) -> None:
@@ -55,12 +66,12 @@ def configure_logging(log_format: str, log_level: str, *, quiet: bool) -> None:
         fmt = "console" if sys.stderr.isatty() else "json"
     _stderr_format["format"] = fmt
     renderer: Any = (
-        structlog.processors.JSONRenderer(ensure_ascii=False)
+        structlog.processors.JSONRenderer(serializer=_json_line, ensure_ascii=False)
         if fmt == "json"
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
     # On a console the human summary on stdout is the only summary; JSON logs keep the event for machines.
-    drop = [_drop_summary] if fmt == "console" else []
+    drop = [_drop_summary, _printable_values] if fmt == "console" else []
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -73,6 +84,24 @@ def configure_logging(log_format: str, log_level: str, *, quiet: bool) -> None:
         logger_factory=structlog.PrintLoggerFactory(file=cast(TextIO, _CurrentStderr())),
         cache_logger_on_first_use=False,
     )
+
+
+# JSON leaves these raw, yet a reader that splits lines with str.splitlines() breaks an event at them, and a
+# terminal showing the log turns text around at the bidi ones.
+_JSON_RAW_BREAKS = {c: f"\\u{c:04x}" for c in (0x85, 0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A))}
+
+
+def _json_line(event: Any, **options: Any) -> str:
+    """One event as one JSON line, whatever text a reply or a cell put in it."""
+    return json.dumps(event, **options).translate(_JSON_RAW_BREAKS)
+
+
+def _printable_values(logger: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """A console line's text values with their control characters escaped (:func:`printable`)."""
+    for key, value in event.items():
+        if isinstance(value, str):
+            event[key] = printable(value)
+    return event
 
 
 def _drop_summary(logger: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -202,7 +231,7 @@ def print_summary(result: api.RunResult, out: TextIO) -> None:
             advice = f"stopped: {s.stopped_because}"
     files: dict[str, object] = {"results": s.results_path, "checkpoint": s.checkpoint_path}
     lines += _closing_lines(s.aborted, advice, files, result.exit_code)
-    print("\n".join(lines), file=out)
+    print("\n".join(map(printable, lines)), file=out)
 
 
 def print_collect_summary(result: api.CollectResult, out: TextIO) -> None:
@@ -229,7 +258,7 @@ def print_collect_summary(result: api.CollectResult, out: TextIO) -> None:
         {"outcomes": result.outcomes_path},
         result.exit_code,
     )
-    print("\n".join(lines), file=out)
+    print("\n".join(map(printable, lines)), file=out)
 
 
 def _closing_lines(aborted: object, advice: str | None, files: dict[str, object], exit_code: int) -> list[str]:

@@ -65,8 +65,9 @@ def _without_sep_line(data: bytes) -> tuple[bytes, str | None]:
 
 
 def split_fields(line: str, separator: str) -> list[str]:
-    """One line's fields, quotes honoured as the csv module reads them."""
-    return next(csv.reader([line], delimiter=separator), [])
+    """One line's fields, quotes honoured as the csv module reads them (a line break in a cell, which a column's
+    name may hold, is no end of it)."""
+    return next(csv.reader(io.StringIO(line, newline=""), delimiter=separator), [])
 
 
 def _detect_separator(header: str, wanted: Iterable[str] = ()) -> str:
