@@ -17,6 +17,7 @@ from ..job import Spec, window_openings
 from ..plan import mask
 from ..postgres import masked
 from ..results import build_results, counts_by_status
+from ..states import REACHED
 from .active import active_groups
 from .arrival import arrival_figures
 from .compare import experiment_report
@@ -158,6 +159,9 @@ def _seconds(events: pl.DataFrame | None) -> tuple[SecondStats, ...] | None:
     return tuple(map(SecondStats._make, columns.iter_rows()))
 
 
+_ANY_RUN = ""
+
+
 def _this_plans(
     collected: dict[str, StoredOutcome] | None, plan: pl.DataFrame, results: pl.DataFrame
 ) -> dict[str, StoredOutcome] | None:
@@ -165,9 +169,15 @@ def _this_plans(
     dropped, or a run since replaced, is not this campaign's (as the outcomes table has it)."""
     if collected is None:
         return None
-    runs = plan.select("row", "contact").join(results.select("row", "sid"), on="row", how="left")
-    sids = {contact: sid for contact, sid in runs.select("contact", "sid").iter_rows() if contact and sid}
-    return {contact: line for contact, line in collected.items() if sids.get(contact) == line.sid}
+    runs = plan.select("row", "contact").join(results.select("row", "sid", "status"), on="row", how="left")
+    reached = {state.value for state in REACHED}
+    # A brief read (the page alone) has no SID for a plain sent line: its contact's outcome is taken as its run's.
+    sids = {
+        contact: sid or _ANY_RUN
+        for contact, sid, status in runs.select("contact", "sid", "status").iter_rows()
+        if contact and (sid or status in reached)
+    }
+    return {c: line for c, line in collected.items() if sids.get(c) in (line.sid, _ANY_RUN)}
 
 
 def report_data(spec: Spec, view: CheckpointView, path: str) -> ReportData:

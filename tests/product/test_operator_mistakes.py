@@ -376,3 +376,19 @@ def _accepting_also(rig: Rig, second: Credentials) -> tuple[Sandbox, Any]:
         rate_limit=None, credentials=((rig.creds.username, rig.creds.password), (second.username, second.password))
     )
     return sb, rig.spec(sb.url)
+
+
+class TestReportAfterCollect:
+    """The report page alone (`report --html`) shows what `collect` brought back, as the page with a table does."""
+
+    def test_the_page_alone_shows_the_collected_run_statuses(
+        self, job: Path, sandbox: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Sent, ended, collected: the page written alone charts the 30 runs' statuses, never "Nothing recorded"."""
+        assert cli(["run", str(job), "--quiet"], capsys)[0] == 0
+        sandbox.end_all_runs()
+        assert cli(["collect", str(job), "--quiet"], capsys)[0] == 0
+        page = tmp_path / "page.html"
+        assert cli(["report", str(job), "--html", str(page)], capsys)[0] == 0
+        html = page.read_text()
+        assert 'id="chart-run-status"' in html and 'id="chart-run-status-empty"' not in html
