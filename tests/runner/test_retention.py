@@ -139,17 +139,19 @@ def test_collect_warns_when_uncollected_runs_near_retention(
 
 
 def test_a_run_deleted_while_reconciliation_lists_it_is_not_sent_again(rig: Rig) -> None:
-    """One second inside the 30 days when looked up, gone by the time the list answers: uncertain, never re-sent."""
+    """Seconds inside the 30 days when looked up, gone by the time the list answers: uncertain, never re-sent."""
     clock = FakeClock()
-    sb = rig.sandbox(rate_limit=None, lost_answer_rate=1.0, read_rate_limit_rate=1.0, wall=clock, retry_after=3)
+    sb = rig.sandbox(rate_limit=None, lost_answer_rate=1.0, read_rate_limit_rate=1.0, wall=clock, retry_after=5)
     spec = rig.spec(sb.url, api="executions", max_backoff=5)
     frame = make_contacts(5)
     first = run(spec, frame=frame, credentials=rig.creds, options=RunOptions(clock=clock))
     assert first.counts["uncertain"] == 5 and len(sb.ledger()) == 5
 
     newest = max(parse_iso(t) for t in read_only(spec.output.checkpoint).journal["intent_at"].to_list())
-    clock.set(newest + timedelta(days=30) - timedelta(seconds=1))
-    # The list is answered 429 once (Retry-After: 3 s): the runs are past 30 days when it is asked again.
+    # Two seconds inside: Twilio's clock is read off Date headers of one-second resolution, so a one-second margin
+    # was judged past the 30 days before the lookup when a loaded machine stretched the round trip (seen in CI).
+    clock.set(newest + timedelta(days=30) - timedelta(seconds=2))
+    # The list is answered 429 once (Retry-After: 5 s): the runs are past 30 days when it is asked again.
     sb.reconfigure(lost_answer_rate=0.0, read_rate_limit_rate=0.0, read_rate_limited_first=1)
     later = run(spec, frame=frame, credentials=rig.creds, options=RunOptions(clock=clock))
     assert len(sb.ledger()) == 5, Counter(entry.to for entry in sb.ledger())
