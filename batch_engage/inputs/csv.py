@@ -18,6 +18,7 @@ from collections.abc import Iterable
 import polars as pl
 
 from ..errors import InputFileError
+from .fields import split_fields
 from .pasted import check_repeated_header
 from .quotes import check_swallowed_rows
 
@@ -62,12 +63,6 @@ def _without_sep_line(data: bytes) -> tuple[bytes, str | None]:
         return data, None
     # Strict: a lone byte over 0x7f is no UTF-8, and the reader's caller names its line.
     return (b"" if end < 0 else b"\n" + data[end + 1 :]), found[1].decode("utf-8")
-
-
-def split_fields(line: str, separator: str) -> list[str]:
-    """One line's fields, quotes honoured as the csv module reads them (a line break in a cell, which a column's
-    name may hold, is no end of it)."""
-    return next(csv.reader(io.StringIO(line, newline=""), delimiter=separator), [])
 
 
 def _detect_separator(header: str, wanted: Iterable[str] = ()) -> str:

@@ -4,12 +4,12 @@ writes them."""
 
 from __future__ import annotations
 
-import csv
 import re
 
 import polars as pl
 
 from ..errors import InputFileError
+from .fields import split_fields
 
 __all__ = ["check_repeated_header"]
 
@@ -53,7 +53,7 @@ def check_repeated_header(shown: str, data: bytes, frame: pl.DataFrame, separato
     # The line, read again on this rare path (the first such line is the header itself, wherever blank lines or a
     # sep= line put it); a quoted line break above it would only leave the line unnamed.
     for number, text in enumerate(data.decode("utf-8", errors="replace").splitlines(), start=1):
-        fields = [f.strip() for f in next(csv.reader([text], delimiter=separator), [])]
+        fields = [f.strip() for f in split_fields(text, separator)]
         if sorted(map(_name_key, fields)) != keys:
             continue
         if not header:

@@ -5,12 +5,12 @@ row of its own: as many fields as the header, one of them a phone number."""
 
 from __future__ import annotations
 
-import csv
 import re
 
 import polars as pl
 
 from ..errors import InputFileError
+from .fields import split_fields
 
 __all__ = ["check_swallowed_rows"]
 
@@ -45,7 +45,7 @@ def check_swallowed_rows(shown: str, data: bytes, frame: pl.DataFrame, separator
 
 def _reads_as_a_row(line: str, separator: str, width: int, places: list[int]) -> bool:
     """Whether ``line`` has the header's ``width`` and a phone number at one of ``places``."""
-    fields = next(csv.reader([line], delimiter=separator), [])
+    fields = split_fields(line, separator)
     return len(fields) == width and any(_PHONE_CELL.fullmatch(fields[i]) for i in places)
 
 

@@ -24,6 +24,9 @@ ZERO_TWIN_REASON = (
     "drops that zero; write it with its 0, or with its country code"
 )
 
+_BARE = re.compile(r"[0-9][0-9 ]*")
+_MOBILE_KINDS = (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE)
+
 
 def second_reading(value: str, region: str | None, address: str, *, whole: bool) -> str | None:
     """Why ``value``, read as ``address``, is not sent: it may be another number too (None: it may not).
@@ -98,10 +101,6 @@ def _foreign_reading(text: str, region: str | None, address: str) -> str | None:
     if other.country_code == metadata.country_code or not phonenumbers.is_valid_number(other) or not _mobile(other):
         return None
     return phonenumbers.format_number(other, phonenumbers.PhoneNumberFormat.E164)
-
-
-_BARE = re.compile(r"[0-9][0-9 ]*")
-_MOBILE_KINDS = (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE)
 
 
 def _mobile(number: phonenumbers.PhoneNumber) -> bool:

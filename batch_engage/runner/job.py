@@ -252,11 +252,11 @@ async def _refuse_moved_rows(job: Invocation, cp: CheckpointStore, known: Known)
     if not known.reached_for_another_input(digest):
         return
     finals = await job.storage.commit("reading the journal", cp.reached_for_other_input, digest)
-    moved, first = Known.changed_places(job.prepared.plan, finals)
+    _, moved = Known.changed_since(job.prepared.plan, finals)
     if moved:
         raise UsageError(
-            f'with send.dedupe = "none" a row is its number\'s n-th row, and {moved} rows reached before now hold '
-            f"other Parameters in their place ({mask(first)}'s, say): a row inserted, deleted or moved above them, "
+            f'with send.dedupe = "none" a row is its number\'s n-th row, and {len(moved)} rows reached before now hold '
+            f"other Parameters in their place ({mask(moved[0])}'s, say): a row inserted, deleted or moved above them, "
             "or corrected? Which run is whose cannot be told, so nothing was sent. Put the list's rows back in their "
             "order, or add --yes to take each row by its place (a row whose place was reached is not sent again)"
         )

@@ -50,30 +50,24 @@ class Known:
 
     def reached_for_another_input(self, input_digest: str) -> bool:
         """Whether a sendable row's contact was reached by a run for another input (a re-exported list)."""
+        # ``input IS NOT digest``: a line with no digest (an older release's) counts as another input's.
         other = pl.col("input").cast(pl.String).ne_missing(input_digest)
         return bool(self.sendable.select((pl.col("state").is_in(_values(REACHED)) & other).any()).item())
 
     @staticmethod
-    def changed_places(plan: pl.DataFrame, finals: pl.DataFrame) -> tuple[int, str | None]:
-        """Rows to send whose place (their number's n-th row, ``dedupe = "none"``) a run already had with other
-        Parameters (``finals``: contact, params_hash), and the first one's address."""
+    def changed_since(plan: pl.DataFrame, finals: pl.DataFrame) -> tuple[int, list[str]]:
+        """Rows to send whose contact a run for another input reached (``finals``: contact, params_hash): how many,
+        and the addresses of those that now carry other Parameters."""
         rows = plan.filter(pl.col("status") == "pending").join(
             finals.select("contact", pl.col("params_hash").alias("was")), on="contact", how="inner"
         )
-        moved = [to for to, p, was in rows.select("to", "parameters", "was").iter_rows() if params_hash(p) != was]
-        return len(moved), (moved[0] if moved else None)
+        changed = [to for to, p, was in rows.select("to", "parameters", "was").iter_rows() if params_hash(p) != was]
+        return rows.height, changed
 
     def earlier(self, cp: CheckpointStore, plan: pl.DataFrame, input_digest: str) -> tuple[int, int]:
         """Sendable rows whose contact a run for an earlier input reached, and how many now carry other Parameters."""
-        # ``input IS NOT digest``: a line with no digest (an older release's) counts as another input's.
-        other = pl.col("input").cast(pl.String).ne_missing(input_digest)
-        reached = self.sendable.filter(pl.col("state").is_in(_values(REACHED)) & other)
-        if reached.height == 0:
+        if not self.reached_for_another_input(input_digest):
             return 0, 0
         # Rare (a re-exported list): only then are the Parameters' hashes read.
-        finals = cp.reached_for_other_input(input_digest)
-        rows = plan.filter(pl.col("status") == "pending").join(
-            finals.select("contact", pl.col("params_hash").alias("was")), on="contact", how="inner"
-        )
-        changed = sum(params_hash(p) != was for p, was in rows.select("parameters", "was").iter_rows())
-        return rows.height, changed
+        reached, changed = self.changed_since(plan, cp.reached_for_other_input(input_digest))
+        return reached, len(changed)
