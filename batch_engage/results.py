@@ -10,6 +10,7 @@ from pathlib import Path
 
 import polars as pl
 
+from .digests import params_hash
 from .disk import write_atomically
 
 # Re-exported: older callers import them from here; exits is their home.
@@ -108,7 +109,7 @@ def build_results(
         if "variant" in journal.columns
         else pl.lit(None, pl.String).alias("line_variant"),
     )
-    joined = plan.join(lines, on="contact", how="left", maintain_order="left")
+    joined = _credit_rows_sent(plan, journal).join(lines, on="contact", how="left", maintain_order="left")
     # What this job did outranks what the history says now: a contact it reached, capped since
     # (by another job, or by claims it wrote before a history told jobs apart), shows that run.
     reached = pl.col("state").is_in([s.value for s in REACHED])
@@ -131,6 +132,50 @@ def build_results(
         _variant(joined.columns),
         # Filled by the preflight's arrival check (with_segments); empty without one.
         pl.lit(None, dtype=pl.Int64).alias("segments"),
+    )
+
+
+def _credit_rows_sent(plan: pl.DataFrame, journal: pl.DataFrame) -> pl.DataFrame:
+    """The plan with each reached contact's run credited to the row sent with its Parameters, the others repeats.
+
+    A list re-exported with a new row above one reached (one person, twice, with other Parameters) makes the
+    new row the contact's first: without this, it took the run's SID and the row sent read ``duplicate``.
+    """
+    # A brief read (the page's) has no Parameters: its counts are the same either way.
+    if "params_hash" not in journal.columns or "parameters" not in plan.columns:
+        return plan
+    if not plan.get_column("status").eq("duplicate").any():
+        return plan
+    repeated = plan.filter(pl.col("status") == "duplicate").get_column("contact").unique()
+    reached = [s.value for s in REACHED]
+    sent = journal.filter(pl.col("contact").is_in(repeated.implode()) & pl.col("state").is_in(reached))
+    if sent.is_empty():
+        return plan
+    hashes = dict(sent.select("contact", "params_hash").iter_rows())
+    rows = plan.filter(pl.col("contact").is_in(list(hashes)) & pl.col("status").is_in(["pending", "duplicate"]))
+    first: dict[str, int] = {}
+    credited: dict[str, int] = {}
+    for contact, row, status, parameters in rows.select("contact", "row", "status", "parameters").iter_rows():
+        if status == "pending":
+            first[contact] = row
+        if contact not in credited and params_hash(parameters) == hashes[contact]:
+            credited[contact] = row
+    moved = {c: row for c, row in credited.items() if first.get(c, row) != row}
+    if not moved:
+        return plan
+    new_first = pl.col("contact").replace_strict(moved, default=None, return_dtype=pl.Int64)
+    touched = new_first.is_not_null() & pl.col("status").is_in(["pending", "duplicate"])
+    again = pl.col("row") != new_first
+    # The words of the contact's repeats ("same contact and sender as row 2"), now naming the credited row.
+    words = pl.when(pl.col("status") == "duplicate").then(pl.col("error_message").str.replace(r"\d+$", ""))
+    repeat_of = words.max().over("contact")
+    return plan.with_columns(
+        status=pl.when(touched)
+        .then(pl.when(again).then(pl.lit("duplicate")).otherwise(pl.lit("pending")))
+        .otherwise(pl.col("status")),
+        error_message=pl.when(touched)
+        .then(pl.when(again).then(pl.format("{}{}", repeat_of, new_first)))
+        .otherwise(pl.col("error_message")),
     )
 
 

@@ -166,9 +166,10 @@ RESULT_LINE_COLUMNS = (
     "ended_sid",
     "input",
     "variant",
+    "params_hash",
 )
 """The journal columns a results table is built from (``results.build_results``): not the addresses, marker or
-intent stamps, which are most of a line's bytes."""
+intent stamps, which are most of a line's bytes (``params_hash`` tells which of a contact's rows was sent)."""
 
 
 def _column_arrays(names: Sequence[str]) -> str:

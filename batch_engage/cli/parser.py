@@ -152,6 +152,31 @@ def _job_options(p: argparse.ArgumentParser, *, period: bool = False) -> None:
     )
 
 
+class _NotRead(argparse.Action):
+    """A flag of the job's input that a command reading the checkpoint alone refuses: taken silently, it let
+    ``report --input other.csv`` show the checkpoint's list as if it were the file named."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, *_: object) -> None:
+        parser.error(
+            f"{self.option_strings[0]}: {parser.prog.split()[-1]} reads the contacts its checkpoint holds (those its "
+            "runs read), never a file; drop it, or run the job with it"
+        )
+
+
+def _checkpoint_reader_options(p: argparse.ArgumentParser) -> None:
+    """A job as status and report read it: from its checkpoint, whose plan holds the list its runs read."""
+    p.add_argument("job", help="the job file (TOML)")
+    p.add_argument("--checkpoint", metavar="PATH", help="use this checkpoint instead of [output] checkpoint")
+    p.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="the rehearsal on the built-in Studio simulator (no Twilio account): its own checkpoint and results",
+    )
+    p.add_argument("--period", metavar="PERIOD", help=_PERIOD_HELP)
+    for flag in ("--input", "--separator"):
+        p.add_argument(flag, action=_NotRead, help=argparse.SUPPRESS)
+
+
 def _runs_job_options(p: argparse.ArgumentParser, sandbox: str) -> None:
     """A job's runs, as collect and sweep read them: from its checkpoint; no input, no separator."""
     p.add_argument("job", help="the job file (TOML)")
@@ -279,10 +304,10 @@ def _add_validate(sub: _Subparsers) -> None:
 def _add_checkpoint_readers(sub: _Subparsers) -> None:
     """``status`` and ``report``: the commands that read the checkpoint alone."""
     st = _command(sub, "status")
-    _job_options(st, period=True)
+    _checkpoint_reader_options(st)
     _log_options(st)
     rep = _command(sub, "report")
-    _job_options(rep, period=True)
+    _checkpoint_reader_options(rep)
     rep.add_argument("--output", metavar="PATH", help="write to PATH instead of [output] results")
     rep.add_argument("--html", metavar="PATH", help="also write the campaign report: one self-contained HTML page")
     _log_options(rep)

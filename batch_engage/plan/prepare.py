@@ -11,7 +11,6 @@ key: a re-exported list whose rows moved still maps every outcome to its person.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -21,6 +20,7 @@ from typing import Any, BinaryIO
 
 import polars as pl
 
+from ..digests import contact_hash, params_hash
 from ..history import is_database_url, open_history, open_opt_outs
 from ..inputs import Table, as_text, frame_digest, integer_columns, read_query, read_table, shown_name
 from ..job import Cap, Spec, history_identity
@@ -84,16 +84,6 @@ def fingerprint(spec: Spec) -> dict[str, Any]:
 def caps(spec: Spec) -> tuple[Cap | None, Cap | None]:
     """The job's frequency caps, parsed."""
     return spec.history.caps
-
-
-def contact_hash(contact: str) -> str:
-    """A short, stable hash of a contact key: the part of the marker that names the person."""
-    return hashlib.blake2b(contact.encode(), digest_size=8).hexdigest()
-
-
-def params_hash(parameters: str | None) -> str:
-    """A short, stable hash of a row's Parameters (to tell "reached earlier, parameters changed")."""
-    return hashlib.blake2b((parameters or "").encode(), digest_size=8).hexdigest()
 
 
 def marker_overhead(marker_key: str) -> int:

@@ -23,7 +23,7 @@ FLOORS: list[set[str]] = [
     {"job", "checkpoint", "results"},
     {"twilio", "postgres", "credentials", "exits"},
     {"control", "disk"},
-    {"clock", "states", "testing"},
+    {"clock", "states", "testing", "digests"},
     {"errors", "early", "faces"},
 ]
 FLOOR_OF = {unit: level for level, units in enumerate(FLOORS) for unit in units}

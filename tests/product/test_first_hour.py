@@ -16,6 +16,7 @@ from batch_engage.checkpoint import empty_journal
 from batch_engage.control import Progress, RunControl
 from batch_engage.credentials import Credentials
 from batch_engage.disk import release_lock, try_lock
+from batch_engage.plan import params_hash
 from batch_engage.results import build_results
 from batch_engage.sandbox import Sandbox
 
@@ -36,6 +37,33 @@ def test_an_uncertain_row_says_why_and_what_happens_next() -> None:
         table = build_results(plan, journal.with_columns(state=pl.lit(state)), input_digest="d")
         assert table["status"].to_list() == ["uncertain"]
         assert "marker" in table["error_message"][0]
+
+
+def test_a_persons_run_is_credited_to_the_row_sent_with_its_parameters() -> None:
+    """One person on three rows (``to_from``), the run made for the third's Parameters: the third shows its SID, the
+    others read ``duplicate`` naming it in the plan's words; with no row matching, the first keeps the run."""
+    plan = pl.DataFrame(
+        {
+            "row": [1, 2, 3],
+            "to": ["+14155550100"] * 3,
+            "from": ["+15005550006"] * 3,
+            "parameters": ['{"n":"new"}', '{"n":"newer"}', '{"n":"sent"}'],
+            "status": ["pending", "duplicate", "duplicate"],
+            "error_message": [None, "same contact and sender as row 1", "same contact and sender as row 1"],
+            "contact": ["c1"] * 3,
+        }
+    )
+    schema = empty_journal().schema
+    line = {"contact": "c1", "state": "sent", "sid": "FN1", "attempts": 1, "input": "old"}
+    journal = pl.DataFrame([{n: line.get(n) for n in schema}], schema=schema)
+    table = build_results(plan, journal.with_columns(params_hash=pl.lit(params_hash('{"n":"sent"}'))), input_digest="d")
+    assert table.select("status", "sid", "error_message").rows() == [
+        ("duplicate", None, "same contact and sender as row 3"),
+        ("duplicate", None, "same contact and sender as row 3"),
+        ("sent", "FN1", "reached by an earlier run"),
+    ]
+    table = build_results(plan, journal.with_columns(params_hash=pl.lit(params_hash("{}"))), input_digest="d")
+    assert table["sid"].to_list() == ["FN1", None, None]
 
 
 def test_status_names_the_checkpoint_it_read(job: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -136,6 +136,41 @@ class TestTheListChanges:
         assert dict(zip(table["to"], table["sid"])) == {e.to: e.sid for e in sandbox.ledger()}
         assert len(sandbox.ledger()) == 30
 
+    def test_a_new_row_above_a_reached_one_never_takes_its_sid(
+        self, job: Path, sandbox: Sandbox, contacts_csv: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Re-exported with a new row for a reached person at the top (other Parameters): the row that was sent keeps
+        its SID, and the new one reads ``duplicate`` naming it; nobody is sent again."""
+        assert cli(["run", str(job), "--quiet"], capsys)[0] == 0
+        old = make_contacts(30)
+        again = old.slice(4, 1).with_columns(name=pl.lit("Someone else"))
+        pl.concat([again, old]).write_csv(contacts_csv)
+        assert cli(["run", str(job), "--quiet"], capsys)[0] == 0
+        assert len(sandbox.ledger()) == 30
+        table = pl.read_csv(job.parent / "job.results.csv")
+        first, sent = table.row(0, named=True), table.row(5, named=True)
+        assert first["to"] == sent["to"] == old["phone"][4]
+        assert (first["status"], first["sid"], first["error_message"]) == ("duplicate", None, "same contact as row 6")
+        assert (sent["status"], sent["sid"]) == ("sent", {e.to: e.sid for e in sandbox.ledger()}[sent["to"]])
+
+    @pytest.mark.parametrize("command", ["report", "status"])
+    def test_report_of_another_list_is_refused_not_answered_from_the_checkpoint(
+        self, job: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+    ) -> None:
+        """`report --input new.csv` (or status): exit 2, one line saying the checkpoint's own list is what they
+        read; the results table of the list that was run is left as it was."""
+        assert cli(["run", str(job), "--quiet"], capsys)[0] == 0
+        table = job.parent / "job.results.csv"
+        before = table.read_bytes()
+        other = tmp_path / "new.csv"
+        make_contacts(5, start=900).write_csv(other)
+        with pytest.raises(SystemExit) as refused:
+            cli([command, str(job), "--input", str(other)], capsys)
+        err = capsys.readouterr().err
+        assert refused.value.code == 2 and len(err.strip().splitlines()) == 1
+        assert f"--input: {command} reads the contacts its checkpoint holds" in err
+        assert table.read_bytes() == before
+
 
 class TestRowsOfOnePerson:
     """`dedupe = "none"`: a row is its number's n-th row, so a list re-exported with rows moved is refused."""
