@@ -260,8 +260,9 @@ def counts_by_status(results: pl.DataFrame) -> dict[str, int]:
     return counts
 
 
-# OWASP's CSV injection rule: a spreadsheet runs a cell that starts with one of these as a formula.
-_FORMULA_START = r"^[=+\-@\t\r]"
+# OWASP's CSV injection rule: a spreadsheet runs a cell that starts with one of these as a formula; ASVS adds NUL,
+# and a line feed or spaces before one are trimmed by some spreadsheets' imports.
+_FORMULA_START = r"^(?:[=+\-@\t\r\n\x00]|\s+[=+\-@])"
 # A phone number as sent (``+14155550100``, ``whatsapp:+14155550100``) is the one such text that is data.
 _PLAIN_NUMBER = r"^(?:whatsapp:)?\+[0-9]+$"
 

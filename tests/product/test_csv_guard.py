@@ -41,7 +41,12 @@ class TestGuardRule:
         table = guard_formulas(pl.DataFrame({"cell": [text]}))
         assert table["cell"].to_list() == ["'" + text]
 
-    @pytest.mark.parametrize("text", ["+14155550100", "whatsapp:+14155550100", "Ada", "", "a=b", "name@x.com"])
+    @pytest.mark.parametrize("text", [" =1+1", "  @SUM(1)", "\n=1", "\x00=1", "\u00a0=1"])
+    def test_a_formula_behind_spaces_a_line_feed_or_nul_is_guarded_too(self, text: str) -> None:
+        """A reply of `" =HYPERLINK(…)"`: some spreadsheets trim the spaces on import and run it; it is guarded."""
+        assert guard_formulas(pl.DataFrame({"cell": [text]}))["cell"].to_list() == ["'" + text]
+
+    @pytest.mark.parametrize("text", ["+14155550100", "whatsapp:+14155550100", "Ada", "", "a=b", "name@x.com", " a"])
     def test_numbers_as_sent_and_ordinary_text_are_left_alone(self, text: str) -> None:
         """Only a cell of exactly `+` and digits (maybe after `whatsapp:`) is exempt; plain text was never at risk."""
         assert guard_formulas(pl.DataFrame({"cell": [text]}))["cell"].to_list() == [text]
