@@ -7,11 +7,12 @@ Every answer is classified by one table (``classify_response`` and
 answer                                                 error                row becomes
 =====================================================  ===================  ==================
 2xx with a run SID                                     (none)               sent
-2xx without a readable run SID (HTML, empty, array)    AnswerLost           uncertain
+2xx without a run SID of this Flow (HTML, empty)       AnswerLost           uncertain
 429 / 20429                                            RateLimited          retried
 connect error, DNS failure, connect/pool timeout       NotConnected         retried
-5xx                                                    ServerError          uncertain
+5xx, whatever code its body names                      ServerError          uncertain
 read timeout, connection dropped after the write       AnswerLost           uncertain
+an answer aiohttp cannot parse (8 KB header line)      AnswerLost           uncertain
 409 / 20409                                            AlreadyActive        already_active
 401, 403, 20003                                        AuthFailed           run aborted (3)
 404 on the Flow, 20404                                 FlowNotFound         run aborted (3)
@@ -30,6 +31,7 @@ from __future__ import annotations
 import email.utils
 import math
 import re
+import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -54,6 +56,7 @@ __all__ = [
     "classify_exception",
     "classify_response",
     "error_code",
+    "is_transport_error",
     "json_body",
     "object_body",
     "parse_datetime",
@@ -119,6 +122,8 @@ def json_body(response: httpx.Response) -> object:
 
 
 _MAX_CODE = 2**31  # PostgreSQL's integer
+# An Execution's SID, and an Engagement's (Studio names both FN...).
+_RUN_SID = re.compile(r"FN[0-9a-fA-F]{32}")
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
@@ -167,8 +172,12 @@ def _error_body(response: httpx.Response) -> tuple[int | None, str, dict[str, An
     )
 
 
-def classify_response(response: httpx.Response, *, what: Purpose = "create") -> Created:
-    """Return a ``Created`` for a 2xx; raise the ``StudioError`` the table above names otherwise."""
+def classify_response(response: httpx.Response, *, what: Purpose = "create", flow_sid: str | None = None) -> Created:
+    """Return a ``Created`` for a 2xx; raise the ``StudioError`` the table above names otherwise.
+
+    A create's 2xx is believed only when it names a run (``FN`` and 32 hex digits) of ``flow_sid``, where it
+    names a Flow: an answer about something else (a proxy's, a desynchronized connection's) makes no row sent.
+    """
     status = response.status_code
     if 200 <= status < 300:
         body = json_body(response)
@@ -176,9 +185,17 @@ def classify_response(response: httpx.Response, *, what: Purpose = "create") -> 
         if not isinstance(body, dict) or not isinstance(sid, str) or not sid:
             # A 2xx we cannot read may still have created a run: possibly sent, never a crash.
             raise AnswerLost(f"HTTP {status} without a run SID in its body", http_status=status)
+        if what == "create" and not _RUN_SID.fullmatch(sid):
+            raise AnswerLost(f"HTTP {status} naming {storable(sid)[:40]!r}, not a run's SID", http_status=status)
+        named = body.get("flow_sid")
+        if flow_sid is not None and isinstance(named, str) and named != flow_sid:
+            raise AnswerLost(f"HTTP {status} naming a run of another Flow ({storable(named)[:40]})", http_status=status)
         return Created(sid=storable(sid), http_status=status, created_text=body.get("date_created"))
     code, message, details = _error_body(response)
     kw: dict[str, Any] = {"http_status": status, "code": code, "details": details}
+    if status >= 500:
+        # Whatever its body's code says (a 503 saying 20429, a 500 saying 20003), a 5xx may have been processed.
+        raise ServerError(message, **kw)
     if status == 429 or code == 20429:
         raise RateLimited(message, retry_after=_retry_after(response.headers.get("Retry-After")), http_status=status)
     if status in (401, 403) or code == 20003:
@@ -195,16 +212,24 @@ def classify_response(response: httpx.Response, *, what: Purpose = "create") -> 
         )
     if status == 409 and code == 20409:
         raise AlreadyActive(message, **kw)
-    if status >= 500:
-        raise ServerError(message, **kw)
     raise Rejected(message, **kw)
 
 
-def classify_exception(exc: httpx.HTTPError) -> StudioError:
-    """Map a transport error to never-sent (``NotConnected``) or possibly-sent (``AnswerLost``)."""
+def is_transport_error(exc: Exception) -> bool:
+    """Whether ``exc`` is httpx's transport error, or one of aiohttp's (loaded by then: its transport raised it)."""
+    aiohttp = sys.modules.get("aiohttp")
+    return isinstance(exc, httpx.HTTPError) or (aiohttp is not None and isinstance(exc, aiohttp.ClientError))
+
+
+def classify_exception(exc: Exception) -> StudioError:
+    """Map a transport error to never-sent (``NotConnected``) or possibly-sent (``AnswerLost``).
+
+    ``exc`` is httpx's, or aiohttp's own where httpx-aiohttp lets one through unmapped: an answer it could not
+    parse (a header line over 8 KB, a bad status line or Content-Length) came after the request was written.
+    """
     import aiohttp  # noqa: PLC0415 - a command that never connects (validate) is spared loading it
 
-    cause = exc.__cause__
+    cause = exc if isinstance(exc, aiohttp.ClientError) else exc.__cause__
     if isinstance(cause, aiohttp.ClientError):
         # httpx-aiohttp maps every aiohttp connection error to ConnectTimeout, including
         # a connection dropped after the body was written: judge by the real cause.

@@ -27,6 +27,7 @@ from .classify import (
     Purpose,
     classify_exception,
     classify_response,
+    is_transport_error,
     object_body,
     parse_datetime,
     storable,
@@ -179,7 +180,9 @@ async def _exchange(http: httpx.AsyncClient, clock: TwilioClock, request: httpx.
     """Send ``request``, its answer read to the end; a transport error raised by the table, the Date observed."""
     try:
         response = await http.send(request)
-    except httpx.HTTPError as exc:
+    except Exception as exc:
+        if not is_transport_error(exc):
+            raise
         raise classify_exception(exc) from None
     clock.observe(response.headers.get("Date"))
     return response
@@ -246,7 +249,7 @@ class StudioClient:
             form += f"&Parameters={_form_value(parameters)}"
         body = form.encode("ascii")
         request = self._http.build_request("POST", self._runs_target, content=body, headers=_FORM)
-        return classify_response(await _exchange(self._http, self.clock, request))
+        return classify_response(await _exchange(self._http, self.clock, request), flow_sid=self.flow_sid)
 
     async def fetch_flow(self) -> dict[str, Any]:
         """GET /v2/Flows/{sid} (also for v1 jobs): proves the credentials and that the Flow exists."""

@@ -363,6 +363,51 @@ class TestClassification:
 
         assert isinstance(run(attempt()), NotConnected)
 
+    @pytest.mark.parametrize("header", [b"X-Long: " + b"a" * 9000, b"Content-Length: x"])
+    def test_an_answer_aiohttp_cannot_parse_is_possibly_sent_not_a_crash(self, header: bytes) -> None:
+        """A 201 with a header line over 8 KB or a broken Content-Length (aiohttp's own error, which httpx-aiohttp
+        lets through): the row is possibly sent, never a traceback."""
+        from batch_engage.twilio.client import make_http_client
+
+        async def attempt() -> StudioError:
+            async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(b"HTTP/1.1 201 Created\r\n" + header + b"\r\nContent-Length: 2\r\n\r\n{}")
+                await writer.drain()
+                writer.close()
+
+            server = await asyncio.start_server(answer, "127.0.0.1", 0)
+            port = server.sockets[0].getsockname()[1]
+            http = make_http_client(username="u", password="p", concurrency=1, connect_timeout=2, read_timeout=2)
+            async with server, http:
+                client = StudioClient(http, base_url=f"http://127.0.0.1:{port}", flow_sid=FLOW_SID, api="executions")
+                with pytest.raises(StudioError) as info:
+                    await client.create("+14155550100", "+15005550006", None)
+                return info.value
+
+        assert isinstance(run(attempt()), AnswerLost)
+
+    @pytest.mark.parametrize("code", [20003, 20429, 20409])
+    def test_a_5xx_is_possibly_sent_whatever_code_its_body_names(self, code: int) -> None:
+        """A 500 saying 20003 or a 503 saying 20429 may have been processed: uncertain, never retried or aborted."""
+        with pytest.raises(ServerError):
+            classify_response(answer(503, twilio_error(503, code)))
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            {"sid": "RQ0123", "flow_sid": FLOW_SID},
+            {"sid": "FN" + "0" * 31, "flow_sid": FLOW_SID},
+            {"sid": "FN" + "a" * 32, "flow_sid": "FW" + "9" * 32},
+        ],
+        ids=["not-a-run", "short", "another-flow"],
+    )
+    def test_a_2xx_naming_no_run_of_this_flow_is_possibly_sent(self, body: dict[str, Any]) -> None:
+        """A create's 201 whose SID is no run's, or whose run is another Flow's, never makes the row sent."""
+        with pytest.raises(AnswerLost):
+            classify_response(answer(201, body), flow_sid=FLOW_SID)
+        assert classify_response(answer(201, body | {"sid": "FN" + "a" * 32, "flow_sid": FLOW_SID})).sid
+
 
 def always(status: int, body: Any = None, *, content: bytes | None = None) -> tuple[Handler, list[httpx.Request]]:
     seen: list[httpx.Request] = []
