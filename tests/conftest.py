@@ -258,7 +258,7 @@ def write_job(tmp_path: Path) -> Callable[..., Path]:
         base_url: str = "http://127.0.0.1:9",
         api: str = "engagements",
         extra: str = "",
-        send: str = "rate = 500\nconcurrency = 8\nreconcile_delay = 0.0",
+        send: str = "rate = 500\nconcurrency = 8\nreconcile_delay = 0.0\nsettle_after = 0.0",
         mapping: str = 'to = "phone"\nfrom = "+15005550006"\n\n[mapping.parameters]\nname = "name"\nvisits = "visits"',
         name: str = "job",
     ) -> Path:
@@ -333,7 +333,7 @@ def make_spec(tmp_path: Path) -> Callable[..., Any]:
     from batch_engage.job import load_spec
 
     def make(base_url: str, *, api: str = "engagements", name: str = "job", **send: Any) -> Any:
-        send_table = {"rate": 1000, "concurrency": 8, "reconcile_delay": 0.0} | send
+        send_table = {"rate": 1000, "concurrency": 8, "reconcile_delay": 0.0, "settle_after": 0.0} | send
         raw = {
             "flow": {"sid": FLOW_SID, "api": api, "base_url": base_url},
             "mapping": {"to": "phone", "from": "+15005550006", "parameters": {"name": "name", "visits": "visits"}},

@@ -240,6 +240,7 @@ _FLOAT_KEYS = {
     "connect_timeout",
     "read_timeout",
     "reconcile_delay",
+    "settle_after",
     "breaker_ratio",
 }
 
@@ -260,6 +261,7 @@ _NUMBER_LIMITS: dict[str, tuple[float, float, bool]] = {
     "read_timeout": (0.0, MAX_TIMEOUT, True),
     "max_parameters_bytes": (1, 16 * 1024 * 1024, False),
     "reconcile_delay": (0.0, MAX_TIMEOUT, False),
+    "settle_after": (0.0, MAX_TIMEOUT, False),
     "breaker_window": (1, 1_000_000, False),
     "breaker_ratio": (0.0, 1.0, True),
 }

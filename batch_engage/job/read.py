@@ -61,6 +61,7 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], str]]] = {
         "max_parameters_bytes": (int, "max_parameters_bytes"),
         "preflight": (bool, "preflight"),
         "reconcile_delay": ((int, float), "reconcile_delay"),
+        "settle_after": ((int, float), "settle_after"),
         "breaker_window": (int, "breaker_window"),
         "breaker_ratio": ((int, float), "breaker_ratio"),
         "window": (str, "window"),

@@ -20,6 +20,9 @@ DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_READ_TIMEOUT = 15.0
 DEFAULT_MAX_PARAMETERS_BYTES = 16 * 1024
 DEFAULT_RECONCILE_DELAY = 3.0
+# Seconds a possibly-sent request must be old before a lookup that misses its run means "never created": Studio may
+# still create a run after its edge answered 504, or after we stopped waiting (no bound is documented).
+DEFAULT_SETTLE_AFTER = 60.0
 DEFAULT_BREAKER_WINDOW = 100
 DEFAULT_BREAKER_RATIO = 0.5
 DEFAULT_MARKER_KEY = "_batch_engage"
@@ -108,6 +111,7 @@ class SendSpec:
     max_parameters_bytes: int = DEFAULT_MAX_PARAMETERS_BYTES
     preflight: bool = True
     reconcile_delay: float = DEFAULT_RECONCILE_DELAY
+    settle_after: float = DEFAULT_SETTLE_AFTER
     breaker_window: int = DEFAULT_BREAKER_WINDOW
     breaker_ratio: float = DEFAULT_BREAKER_RATIO
     window: str | None = None

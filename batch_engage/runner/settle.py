@@ -129,9 +129,13 @@ class Settler:
         wait = self.d.last_ambiguous + self.spec.send.reconcile_delay - self.clock.monotonic()
         if wait > 0:
             await self.clock.sleep(wait)
-        settlement = await self._reconcile(items)
+        not_found = self._judge(items, await self._reconcile(items))
+        return await self._settled_not_found(not_found)
+
+    def _judge(self, items: list[Item], settlement: Settlement) -> list[Item]:
+        """Record the items found and those undecided (or at retention); return those not found."""
         self.d.stats.lookups += settlement.lookups
-        retry: list[Item] = []
+        not_found: list[Item] = []
         for item in items:
             if item.contact in settlement.found:
                 self.d.stats.reconciled += 1
@@ -142,8 +146,27 @@ class Settler:
                 self._uncertain(item, AT_RETENTION)
                 log.warning("reconcile.at_retention", row=item.row, reason=AT_RETENTION)
             else:
-                retry.append(item)
-        return retry
+                not_found.append(item)
+        return not_found
+
+    async def _settled_not_found(self, items: list[Item]) -> list[Item]:
+        """The items not found that were never created: each looked for again once its request is ``settle_after``
+        old, as Studio may still be working on a request its edge answered 504 (or we stopped waiting for)."""
+        horizon = self.spec.send.settle_after
+        young = [i for i in items if self._age(i).total_seconds() < horizon]
+        if not young:
+            return items
+        looked = {id(i) for i in young}
+        wait = horizon - min(self._age(i).total_seconds() for i in young)
+        log.info("reconcile.not_found_yet", rows=len(young), wait_seconds=round(wait, 1))
+        await self.clock.sleep(wait)
+        if self.d.control.stopping:
+            # Looked for too soon to tell: the next run looks again rather than send blindly.
+            for item in young:
+                self._uncertain(item, f"possibly sent; not found yet, under {horizon:g} s after its request")
+            return [i for i in items if id(i) not in looked]
+        again = self._judge(young, await self._reconcile(young))
+        return [i for i in items if id(i) not in looked] + again
 
     async def settle_earlier(self, lines: pl.DataFrame) -> None:
         """Contacts an earlier run may have sent: settle them before anything new is sent."""

@@ -71,6 +71,8 @@ class Studio:
         self._state_path = None if config.state_path is None else Path(config.state_path)
         self.base_url = ""
         self._closing: asyncio.Event | None = None
+        # Runs a late fault creates after its answer: held, or the loop could drop a task still sleeping.
+        self._late: set[asyncio.Task[None]] = set()
         if self._state_path is not None:
             self._restore(load_state(self._state_path))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -18,7 +19,7 @@ from .state import Run, TokenBucket, message_fates
 
 __all__ = ["CreateRoutes"]
 
-_Fault = Literal["error", "lost", "drop", "slow"] | None
+_Fault = Literal["error", "lost", "drop", "slow", "late"] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +85,10 @@ class CreateRoutes(Studio):
                 status = self._next_error
                 # Alternate so a client sees both flavours of server error.
                 self._next_error = 503 if status == 500 else 500
+            elif fault == "late":
+                task = asyncio.create_task(self._create_late(config, contact, parameters))
+                self._late.add(task)
+                task.add_done_callback(self._late.discard)
             else:
                 run, created = self._create_or_find(config, contact, parameters)
                 body = run_json(run, config, self.base_url)
@@ -91,6 +96,9 @@ class CreateRoutes(Studio):
         if fault == "error":
             await self._pause(delay)
             raise ApiError(status, 20000 + status, "Internal Server Error" if status == 500 else "Service Unavailable")
+        if fault == "late":
+            await self._pause(delay)
+            raise ApiError(504, 20504, "Gateway Timeout")
         await self._pause(config.slow_seconds if fault == "slow" else delay)
         if fault == "lost":
             raise ApiError(503, 20503, "Service Unavailable")
@@ -109,6 +117,14 @@ class CreateRoutes(Studio):
             "Execution already exists for this contact. End the active Execution or wait for it to end.",
             details={"conflicting_execution_sid": run.sid},
         )
+
+    async def _create_late(self, config: SandboxConfig, contact: _Contact, parameters: dict[str, Any]) -> None:
+        """The run of a request answered 504 before it was processed: created ``late_seconds`` after it."""
+        await self._pause(config.late_seconds)
+        if self._closing is None or self._closing.is_set():
+            return
+        with self._lock:
+            self._create_or_find(config, contact, parameters)
 
     async def _update(self, request: web.Request) -> web.StreamResponse:
         """POST /v2/Flows/{f}/Executions/{sid} (UpdateExecution): ``Status=ended`` ends an active run."""
@@ -159,6 +175,7 @@ class CreateRoutes(Studio):
             ("lost", config.lost_answer_rate),
             ("drop", config.drop_rate),
             ("slow", config.slow_rate),
+            ("late", config.late_rate),
         )
         draw = self._rng.random()
         for fault, share in shares:

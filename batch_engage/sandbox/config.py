@@ -72,9 +72,10 @@ class SandboxConfig:
     other_sender_active: contacts (To addresses) that, at their first create, already
         sit in an active run another sender started (an inbound conversation: initiated_by
         SM..., no Parameters); it blocks them like any active run until it ends.
-    error_rate, lost_answer_rate, drop_rate, slow_rate: shares of one draw per create:
+    error_rate, lost_answer_rate, drop_rate, slow_rate, late_rate: shares of one draw per create:
         500/503 without a run, run created but 503, run created but connection
-        dropped, run created but answered after slow_seconds.
+        dropped, run created but answered after slow_seconds, 504 answered at once and the
+        run created late_seconds later (an edge that gave up while Studio still worked).
     retry_after: seconds put in Retry-After on 429s (rounded up), or no header.
     flows: Flow SID -> "published", "draft" (never published) or
         "draft_over_published" (a published revision under a newer draft); None
@@ -130,6 +131,8 @@ class SandboxConfig:
     drop_rate: float = 0.0
     slow_rate: float = 0.0
     slow_seconds: float = 5.0
+    late_rate: float = 0.0
+    late_seconds: float = 5.0
     retry_after: float | None = None
     flows: Mapping[str, str] | None = None
     credentials: tuple[tuple[str, str], ...] = ((SANDBOX_USERNAME, SANDBOX_PASSWORD),)
@@ -164,12 +167,13 @@ class SandboxConfig:
             "jitter",
             "run_lifetime",
             "slow_seconds",
+            "late_seconds",
             "rate_limited_first",
             "read_rate_limited_first",
         ):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
-        shares = ("error_rate", "lost_answer_rate", "drop_rate", "slow_rate", "other_sender_rate")
+        shares = ("error_rate", "lost_answer_rate", "drop_rate", "slow_rate", "late_rate", "other_sender_rate")
         for name in (*shares, "read_rate_limit_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1, got {getattr(self, name)!r}")

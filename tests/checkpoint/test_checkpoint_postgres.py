@@ -44,7 +44,7 @@ from conftest import FLOW_SID, cli, make_contacts
 from killing import cli_env, kill_9_at_random, ledger_length, start_run
 from pg import Schema, fresh_schema
 
-FAST_SEND = "rate = 500\nconcurrency = 8\nreconcile_delay = 0.0"
+FAST_SEND = "rate = 500\nconcurrency = 8\nreconcile_delay = 0.0\nsettle_after = 1.0"
 TARGET = Target(base_url="http://127.0.0.1:9", identity=None, sandbox=False)
 
 
@@ -363,7 +363,7 @@ class TestTwoMachines:
         """SIGKILLs at random moments, alternating machines, then the other machine finishes: every contact has
         exactly one run in the ledger and the finishing machine's results carry the ledger's SIDs."""
         sb = sandbox_factory(rate_limit=None, latency=0.02, jitter=0.01, active_rule=False, lost_answer_rate=0.05)
-        send = "rate = 200\nconcurrency = 8\nreconcile_delay = 0.1"
+        send = "rate = 200\nconcurrency = 8\nreconcile_delay = 0.1\nsettle_after = 1.0"
         machines = _machines(tmp_path, self.ROWS, sb, pg_url, send)
         env = cli_env(sandbox_env)
         kills = kill_9_at_random(
@@ -403,7 +403,9 @@ class TestTwoMachines:
         # quarter of a lease old when the holder freezes). It runs in this process, so no Python start-up
         # comes first: a loaded CI machine has taken over 3 s for that alone.
         lease = 5
-        machines = _machines(tmp_path, 200, sb, f"{pg_url}&lease={lease}", "rate = 100\nconcurrency = 4")
+        machines = _machines(
+            tmp_path, 200, sb, f"{pg_url}&lease={lease}", "rate = 100\nconcurrency = 4\nsettle_after = 1.0"
+        )
         env = cli_env(sandbox_env)
         frozen = start_run(machines[0], env)
         try:

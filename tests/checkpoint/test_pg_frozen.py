@@ -106,6 +106,7 @@ def _job(folder: Path, contacts: Path, sb: Sandbox, checkpoint: str) -> Path:
             rate = 300
             concurrency = 4
             reconcile_delay = 0.1
+            settle_after = 1.0
 
             [output]
             results = "{folder / "results.csv"}"

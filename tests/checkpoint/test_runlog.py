@@ -30,7 +30,11 @@ def _killed_mid_run(
 ) -> tuple[Path, Path]:
     contacts = tmp_path / "contacts.csv"
     make_contacts(ROWS).write_csv(contacts)
-    job = write_job(input_path=contacts, base_url=sb.url, send="rate = 500\nconcurrency = 8\nreconcile_delay = 0.1")
+    job = write_job(
+        input_path=contacts,
+        base_url=sb.url,
+        send="rate = 500\nconcurrency = 8\nreconcile_delay = 0.1\nsettle_after = 1.0",
+    )
     proc = start_run(job, env)
     assert kill_9_when(proc, lambda: ledger_length(sb) >= ROWS // 2, within=60)
     return job, tmp_path / "job.checkpoint"

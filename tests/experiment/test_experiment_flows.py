@@ -85,7 +85,7 @@ def test_kill_9_mid_run_and_a_resume_keep_each_contact_once_on_its_own_flow(
     sb = sandbox_factory(rate_limit=None, latency=0.02, jitter=0.01, active_rule=False, lost_answer_rate=0.05)
     path = tmp_path / "contacts.csv"
     make_contacts(ROWS).write_csv(path)
-    send = "rate = 500\nconcurrency = 8\nreconcile_delay = 0.1"
+    send = "rate = 500\nconcurrency = 8\nreconcile_delay = 0.1\nsettle_after = 1.0"
     job = write_job(input_path=path, base_url=sb.url, send=send, extra=TWO_FLOWS)
     env = cli_env(sandbox_env)
     kills = 0

@@ -31,7 +31,9 @@ def test_kill_9_at_random_moments_never_sends_twice_and_finishes(
     sb = sandbox_factory(rate_limit=None, latency=0.02, jitter=0.01, active_rule=False, lost_answer_rate=0.05)
     path = tmp_path / "contacts.csv"
     make_contacts(ROWS).write_csv(path)
-    job = write_job(input_path=path, base_url=sb.url, send="rate = 150\nconcurrency = 8\nreconcile_delay = 0.1")
+    job = write_job(
+        input_path=path, base_url=sb.url, send="rate = 150\nconcurrency = 8\nreconcile_delay = 0.1\nsettle_after = 1.0"
+    )
     env = cli_env(sandbox_env)
     kills = kill_9_at_random(
         lambda _: start_run(job, env, cwd=REPO),

@@ -485,6 +485,25 @@ class TestARunItsOwnEarlierRequestMade:
         assert rows == [{"status": "sent", "sid": runs[0]}, {"status": "already_active", "sid": runs[0]}]
 
 
+class TestStudioStillWorking:
+    """An edge answers 504 while Studio still works on the request: its run appears only later."""
+
+    @pytest.mark.parametrize("api", ["executions", "engagements"])
+    def test_a_run_created_after_its_504_is_found_and_never_sent_again(self, rig: Rig, api: str) -> None:
+        """Every create answered 504 at once and its run made 0.5 s later: looked for again once the request is
+        settle_after old, each contact has one run and its row that run's SID (it was sent twice)."""
+        sb = rig.sandbox(rate_limit=None, late_rate=1.0, late_seconds=0.5)
+        spec = rig.spec(sb.url, api=api, concurrency=2, settle_after=2.0)
+        frame = pl.DataFrame(
+            {"phone": [f"+1415555010{i}" for i in range(3)], "name": ["a", "b", "c"], "visits": [1] * 3}
+        )
+        result = run(spec, frame=frame, credentials=rig.creds)
+        runs = [e for e in sb.ledger() if e.source == "rest"]
+        assert sorted(e.to for e in runs) == frame["phone"].to_list()
+        assert result.results["status"].to_list() == ["sent"] * 3
+        assert dict(zip(result.results["to"], result.results["sid"])) == {e.to: e.sid for e in runs}
+
+
 class TestARunAnotherRowNames:
     """Two rows for one person (dedupe = "none"): row 1's answer is lost, row 2 meets row 1's run (409, or v1 hands
     it back). Row 2's line then names that run; row 1's reconciliation must still find it as row 1's own."""
