@@ -31,6 +31,7 @@ class Answers(Outcomes):
     pacer: Pacer
     uncertain: list[Item]
     last_ambiguous: float
+    later: str | None
     listed_twice: frozenset[str]
     reads: PacedReads | None
     markers: dict[str, object]
@@ -88,13 +89,20 @@ class Answers(Outcomes):
                 item.waits += 1
             delay = self._retry_delay(item, exc)
             if delay is None:
-                self.record(item, RowState.FAILED, error=exc)
+                self._leave_for_later(item, exc)
             else:
                 if self._debug:
                     log.debug("row.retry", row=item.row, delay=round(delay, 3), reason=type(exc).__name__)
                 self.stats.retries += 1
                 self.recorder.count("retries")
                 self._queue.retry_later(item, delay)
+
+    def _leave_for_later(self, item: Item, exc: RetrySafe) -> None:
+        """Never processed, and its retries spent: pending for a later run, never ``failed`` (which no run retries);
+        the run then ends 75 saying why."""
+        log.warning("row.not_sent_now", row=item.row, to=mask(item.to), reason=exc.message)
+        self.later = self.later or f"Twilio took no request for some rows within their retries ({exc.message})"
+        self.put_back(item)
 
     # -- a run Studio names for the contact: whose it is -----------------------------------
 

@@ -83,6 +83,8 @@ class Dispatcher(Answers):
     capacity: dict[str, Any] | None = field(default=None, init=False)
     uncertain: list[Item] = field(default_factory=list, init=False)
     held: list[Item] = field(default_factory=list, init=False)
+    # Why rows whose requests Twilio never took were left pending for a later run (None: none was).
+    later: str | None = field(default=None, init=False)
     last_ambiguous: float = field(default=0.0, init=False)
     active: ActiveRuns | None = field(default=None, init=False)
     # The run's paced reads (set by ``phases``): a run Studio names for a contact is read through them.

@@ -178,4 +178,6 @@ async def run_with_checkpoint(
             await flushed(flusher, control)
     if sent.stop_reason is None and control.stopping:
         sent.stop_reason = "a stop was asked for"
+    if d.later is not None and not sent.stopped_early:
+        sent.stopped_early, sent.stop_reason = True, d.later
     return sent

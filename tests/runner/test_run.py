@@ -192,16 +192,33 @@ class TestStudioAnswers:
         assert result.summary.rate_limited == 5
 
     def test_a_server_answering_429_with_retry_after_0_forever_ends_the_row_at_max_backoff(self, rig: Rig) -> None:
-        """Each 429 spends at least a second of max_backoff: with max_backoff = 5 the row fails after six requests
-        (its 429 the reason) and the run ends, instead of retrying at once forever."""
+        """Each 429 spends at least a second of max_backoff: with max_backoff = 5 the run gives up on the row after
+        six requests instead of retrying at once forever; Twilio never took it, so it stays pending (exit 75, its
+        429 the reason), never ``failed``, and the next run sends it."""
         clock = FakeClock()
         sb = rig.sandbox(rate_limit=None, rate_limited_first=1000, retry_after=0, wall=clock)
         spec = rig.spec(sb.url, rate=300, concurrency=1, max_attempts=2, max_backoff=5)
         result = on_the_clock(rig, spec, 1, clock)
-        assert result.counts["failed"] == 1
-        assert result.results["http_status"].to_list() == [429]
+        assert (result.counts["pending"], result.counts["failed"], result.exit_code) == (1, 0, 75)
+        assert "Too Many Requests" in result.results["error_message"][0]
         assert sb.stats().create_requests == 6
         assert len(sb.ledger()) == 0
+        sb.reconfigure(rate_limited_first=0)
+        again = on_the_clock(rig, spec, 1, clock)
+        assert (again.counts["sent"], again.exit_code) == (1, 0)
+        assert len(sb.ledger()) == 1
+
+    def test_a_retry_after_beyond_max_backoff_leaves_the_rows_for_a_later_run(self, rig: Rig) -> None:
+        """Twilio asks to wait 600 s, max_backoff is 300: the rows are never ``failed`` (a re-run would skip them
+        for good); they stay pending, the run exits 75, and a later run sends each once."""
+        clock = FakeClock()
+        sb = rig.sandbox(rate_limit=None, rate_limited_first=3, retry_after=600, wall=clock)
+        spec = rig.spec(sb.url, rate=300, concurrency=3)
+        result = on_the_clock(rig, spec, 3, clock)
+        assert (result.counts["pending"], result.exit_code) == (3, 75)
+        again = on_the_clock(rig, spec, 3, clock)
+        assert (again.counts["sent"], again.exit_code) == (3, 0)
+        assert sorted(e.to for e in sb.ledger()) == make_contacts(3)["phone"].to_list()
 
     def test_429s_before_a_stop_still_do_not_count_after_it(self, rig: Rig) -> None:
         """Three 429s, then a stop leaves the row pending; the next run (max_attempts = 2) meets two more 429s
