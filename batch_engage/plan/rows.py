@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextvars
 import json
-import math
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from ..errors import ConfigError
 from ..inputs import require_columns
 from ..job import MappingSpec, Spec, static_parameter_pairs
 from . import phone
+from .finite import finite, no_json_number
 
 __all__ = ["MAX_ADDRESS_BYTES", "build_parameters", "plan", "planned", "text_columns"]
 
@@ -107,7 +107,7 @@ def _plain_columns(frame: pl.DataFrame, columns: list[str]) -> set[str]:
 
 
 def _json_value(frame: pl.DataFrame, column: str, key: str, plain: set[str]) -> _Json:
-    """Each value of ``column`` as JSON text, null where the value is null (or NaN, which JSON cannot hold).
+    """Each value of ``column`` as JSON text, null where the value is null (or NaN: :mod:`.finite` refuses its row).
 
     A list column becomes a JSON array (what Studio hands the Flow as ``flow.data.<key>``); a
     binary one is refused by name: bytes have no JSON form. ``plain``: see :func:`_plain_columns`.
@@ -201,13 +201,6 @@ def _shown(value: str) -> str:
     return repr(value if len(value) <= _SHOWN_CHARS else value[:_SHOWN_CHARS] + "…")
 
 
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"{text} is no JSON number")
-    return value
-
-
 def _merge_column(params: pl.Series, extra: pl.Series, column: str) -> tuple[pl.Series, pl.Series]:
     """Merge each row's JSON object under its mapped keys; the new Parameters and a reason per row."""
     values = params.to_list()
@@ -218,7 +211,7 @@ def _merge_column(params: pl.Series, extra: pl.Series, column: str) -> tuple[pl.
     for i, text in zip(rows, objects, strict=True):
         try:
             # NaN, Infinity and 1e400 are no JSON number, though Python's reader takes them: such a row is refused.
-            base = json.loads(text, parse_constant=_finite, parse_float=_finite)
+            base = json.loads(text, parse_constant=finite, parse_float=finite)
         except ValueError:
             reasons[i] = f"{column}: not valid JSON: {_shown(text)}"
             continue
@@ -262,7 +255,7 @@ def planned(
     # The Parameters are built beside the addresses: judging the To column is mostly one core's work, and
     # the JSON needs nothing from it. The addresses' errors still come first, as when one followed the other.
     with ThreadPoolExecutor(1, thread_name_prefix="batch-engage-plan") as beside:
-        built = beside.submit(contextvars.copy_context().run, _parameter_columns, frame, mapping)
+        built = beside.submit(contextvars.copy_context().run, _parameter_columns, frame, mapping, numbers)
         try:
             to = phone.normalize(frame[mapping.to], region, what="To", numbers=mapping.to in numbers)
             from_, from_reason = _from_addresses(frame, mapping, region, mapping.from_column in numbers)
@@ -300,9 +293,10 @@ def _check_mapping(frame: pl.DataFrame, mapping: MappingSpec, source_name: str) 
         raise ConfigError("mapping.default_region", str(exc)) from None
 
 
-def _parameter_columns(frame: pl.DataFrame, mapping: MappingSpec) -> pl.DataFrame:
+def _parameter_columns(frame: pl.DataFrame, mapping: MappingSpec, numbers: frozenset[str]) -> pl.DataFrame:
     """``parameters`` and ``param_reason`` for every row, computed (see :func:`_parameters`)."""
     params, param_reason = _parameters(frame, mapping)
+    param_reason = pl.coalesce(no_json_number(frame, mapping, numbers), param_reason)
     built = frame.lazy().with_columns(parameters=params, param_reason=param_reason)
     return built.select("parameters", "param_reason").collect()
 

@@ -263,6 +263,20 @@ class TestParameters:
         )
         assert [(r["status"], r["error_message"]) for r in rows] == [("invalid", reason), ("pending", None)]
 
+    def test_a_nan_or_infinite_float_parameter_makes_its_row_invalid(self) -> None:
+        """A float column's NaN or infinity (a Parquet file, a query's float8) is refused as inside a JSON column,
+        not sent as a message without its amount; the finite row beside it is sent."""
+        frame = pl.DataFrame(
+            {"phone": ["+14155550100", "+14155550101", "+14155550102"], "total": [float("nan"), -math.inf, 12.5]}
+        )
+        rows = planned(frame, mapping={"parameters": {"total": "total"}})
+        assert [(r["status"], r["error_message"]) for r in rows] == [
+            ("invalid", "total: NaN is no JSON number (NaN and infinities have none)"),
+            ("invalid", "total: -inf is no JSON number (NaN and infinities have none)"),
+            ("pending", None),
+        ]
+        assert json.loads(rows[2]["parameters"]) == {"total": 12.5}
+
     @pytest.mark.parametrize(
         ("mapping", "key"),
         [
