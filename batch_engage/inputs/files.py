@@ -69,7 +69,8 @@ class Table:
     digest: str
     name: str
     numbers: frozenset[str] = frozenset()
-    """Text columns that held integers (Parquet, NDJSON, a query), now their digits: a leading zero may be gone."""
+    """Text columns that held integers or exact decimals (Parquet, NDJSON, a query, where a decimal column need not
+    be mapped), now their text: a leading zero may be gone."""
 
 
 def _format_of(spec: InputSpec, name: str, shown: str) -> str:
@@ -258,8 +259,10 @@ _SHORT_FLOATS = (pl.Float16, pl.Float32)  # 3 and 7 significant digits: fewer th
 
 
 def integer_columns(frame: pl.DataFrame, columns: Iterable[str]) -> frozenset[str]:
-    """Which of ``columns`` hold integers (before :func:`as_text` makes them text)."""
-    return frozenset(c for c in columns if c in frame.columns and frame.schema[c].is_integer())
+    """Which of ``columns`` hold integers or decimals (before :func:`as_text` makes them text)."""
+    return frozenset(
+        c for c in columns if c in frame.columns and (frame.schema[c].is_integer() or frame.schema[c].is_decimal())
+    )
 
 
 def as_text(frame: pl.DataFrame, columns: Iterable[str], shown: str) -> pl.DataFrame:

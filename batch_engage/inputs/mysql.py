@@ -12,12 +12,15 @@ built here with the password percent-encoded: it never leaves this module. Witho
 
 from __future__ import annotations
 
+import re
 from urllib.parse import quote, unquote, urlsplit
 
 import polars as pl
 
 from ..credentials import MySqlLogin, mysql_login
 from ..errors import ConfigError, InputFileError
+from .columns import duplicated, is_panic
+from .mysql_types import DECIMAL_TOO_LONG, Column, check_columns, panic_error, result_columns, with_scales
 from .pg_query import QUERY_NAME, query_error
 
 __all__ = ["read_mysql"]
@@ -48,8 +51,11 @@ def _where(uri: str) -> tuple[str, int, str, str | None]:
     return parts.hostname or "localhost", port, database, user
 
 
-def _check_login(host: str, port: int, database: str, login: MySqlLogin) -> None:
-    """One quick connection: connectorx would retry a refused one for 30 seconds, logging each try."""
+def _columns(host: str, port: int, database: str, login: MySqlLogin, query: str) -> list[Column] | None:
+    """The result's columns (None when the query cannot be asked for them), on one quick connection.
+
+    That connection also checks the login: connectorx would retry a refused one for 30 seconds, logging each try.
+    """
     import pymysql  # noqa: PLC0415 - only MySQL jobs pay for it
 
     try:
@@ -60,6 +66,7 @@ def _check_login(host: str, port: int, database: str, login: MySqlLogin) -> None
             password=login.password or "",
             database=database,
             connect_timeout=CONNECT_TIMEOUT,
+            init_command=_READ_ONLY,
         )
     except pymysql.MySQLError as exc:
         reason = str(exc.args[1]) if len(exc.args) > 1 else str(exc)
@@ -68,7 +75,10 @@ def _check_login(host: str, port: int, database: str, login: MySqlLogin) -> None
             f"cannot read from MySQL at {host}:{port} (database {database}: {' '.join(reason.split())}); "
             "check input.uri, that the server is up, and MYSQL_PWD or ~/.my.cnf",
         ) from None
-    conn.close()
+    try:
+        return result_columns(conn, query)
+    finally:
+        conn.close()
 
 
 def _refused(message: str, where: str) -> InputFileError:
@@ -82,14 +92,26 @@ def read_mysql(uri: str, query: str) -> pl.DataFrame:
     """The rows of ``query`` on a MySQL/MariaDB server, in a read-only session."""
     host, port, database, user = _where(uri)
     login = mysql_login(user)
-    _check_login(host, port, database, login)
+    columns = _columns(host, port, database, login, query)
+    if columns is not None:
+        check_columns(columns)
     import connectorx  # noqa: PLC0415 - only MySQL jobs pay for loading it
 
     secret = f":{quote(login.password, safe='')}" if login.password else ""
     url = f"mysql://{quote(login.user, safe='')}{secret}@{host}:{port}/{quote(database, safe='')}"
     try:
         frame = connectorx.read_sql(url, query, return_type="polars", pre_execution_query=_READ_ONLY)
+    except pl.exceptions.DuplicateError as exc:
+        # Only when the query could not be asked for its columns (which finds them first): polars names one.
+        named = re.search(r'\["((?:[^"\\]|\\.)*)"', str(exc))
+        raise duplicated([named[1]] * 2 if named else ["?", "?"]) or exc from None
     except (RuntimeError, ValueError) as exc:
+        if DECIMAL_TOO_LONG in str(exc):
+            raise panic_error(str(exc), columns) from None
         where = f"MySQL at {host}:{port}, database {database}"
         raise _refused(str(exc).replace(url, "mysql://…"), where) from None
-    return pl.DataFrame(frame)
+    except BaseException as exc:
+        if not is_panic(exc):
+            raise
+        raise panic_error(str(exc), columns) from None
+    return with_scales(pl.DataFrame(frame), columns or [])

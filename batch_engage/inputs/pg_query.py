@@ -17,10 +17,11 @@ import polars as pl
 
 from ..errors import InputFileError
 from ..postgres import check_database_uri, server_of
+from .columns import QUERY_NAME
+from .pg_types import pg_frame
 
-__all__ = ["QUERY_NAME", "read_postgres"]
+__all__ = ["QUERY_NAME", "query_error", "read_postgres"]
 
-QUERY_NAME = "input.query"
 _SERVER_IN_MESSAGE = re.compile(r'server (?:at|on socket) "([^"]+)"(?:, port (\d+))?')
 _READ_ONLY_VIOLATION = "25006"
 
@@ -77,7 +78,7 @@ def read_postgres(uri: str, query: str) -> pl.DataFrame:
         with conn.cursor() as cur:
             cur.execute("SET TRANSACTION READ ONLY")
             cur.execute(query)
-            return pl.DataFrame(pl.from_arrow(cur.fetch_arrow_table()))
+            return pg_frame(cur.fetch_arrow_table())
     except adbc_driver_manager.Error as exc:
         raise _refused(uri, exc) from None
     finally:
