@@ -132,19 +132,45 @@ class Dispatcher(Answers):
     # -- one request -------------------------------------------------------------------
 
     async def _worker(self) -> None:
+        # One coroutine a worker, none a row: a row's way is awaited from here, and what is not awaited is plain calls.
+        queue = self._queue
         while True:
             # Nearly always one is ready: taken without a coroutine.
-            item = self._queue.take() or await self._queue.next_item()
+            item = queue.take() or await queue.next_item()
             if item is None:
-                await self._queue.notify()
+                await queue.notify()
                 return
-            self._queue.in_flight += 1
+            queue.in_flight += 1
             try:
-                await self._send(item)
+                # Nearly always a slot is due: taken without a coroutine too.
+                sent_at = self.pacer.take_now()
+                if sent_at is None:
+                    sent_at = await self._slot()
+                if not self._may_leave(item) or (self.history is not None and not await self._claimed(item)):
+                    continue
+                wall = self._leaving(item, sent_at)
+                try:
+                    created = await self.client_for(item.flow).create(item.to, item.from_, item.body(self._marker_key))
+                except (HoldLost, StudioError) as exc:
+                    await self._refused(item, exc, sent_at)
+                    continue
+                self._answered(sent_at)
+                if wall is None:
+                    self.record(item, RowState.SENT, created=created)
+                else:
+                    await self._answered_v1(item, created, wall)
             finally:
-                self._queue.in_flight -= 1
-                if self._queue.outstanding() == 0 or self.stopping():
-                    await self._queue.notify()
+                queue.in_flight -= 1
+                # In flight counts as outstanding: only a worker whose row was the last may find nothing left.
+                if (queue.in_flight == 0 and queue.outstanding() == 0) or self.stopping():
+                    await queue.notify()
+
+    async def _slot(self) -> float:
+        """The pacer's next slot, waited for; -1.0 when a stop came first (``_may_leave`` then puts the row back)."""
+        try:
+            return await self.pacer.acquire()
+        except Stopped:
+            return -1.0
 
     async def _claimed(self, item: Item) -> bool:
         """Claim the contact in the shared history; False (recorded) when a cap holds it or the history failed."""
@@ -162,42 +188,40 @@ class Dispatcher(Answers):
             return False
         return True
 
-    async def _send(self, item: Item) -> None:
-        sent_at = self.pacer.take_now()
-        if sent_at is None:
-            try:
-                sent_at = await self.pacer.acquire()
-            except Stopped:
-                sent_at = -1.0
-        if not self._may_leave(item):
-            return
-        if self.history is not None and not await self._claimed(item):
-            return
+    def _leaving(self, item: Item, sent_at: float) -> datetime | None:
+        """Count the request about to leave; v1: the moment it leaves, on the wall clock (None for v2)."""
         item.attempts += 1
         self.storage.sending_began = True
-        self.stats.requests += 1
-        self.recorder.count("requests")
-        self.stats.first_send = self.stats.first_send or sent_at
+        stats = self.stats
+        stats.requests += 1
+        self.recorder.count_request()
+        stats.first_send = stats.first_send or sent_at
         # Only v1 can hand a run back, and only the moment the request left tells one.
-        wall = self.clock.now() if self._v1 else None
-        try:
-            created = await self.client_for(item.flow).create(item.to, item.from_, item.body(self._marker_key))
-        except HoldLost:  # asked again as it was written (the transport's fence): it never left
+        return self.clock.now() if self._v1 else None
+
+    def _answered(self, sent_at: float) -> None:
+        """A 2xx with a run SID came back for a request sent at ``sent_at``: latency, pace and counters."""
+        answered = self.clock.monotonic()
+        stats = self.stats
+        stats.last_answer = answered
+        self._observe_latency(answered - sent_at)
+        self.pacer.admitted(sent_at)
+        stats.created += 1
+        self.recorder.count_ok()
+
+    async def _refused(self, item: Item, exc: HoldLost | StudioError, sent_at: float) -> None:
+        """The request made no run of its own (or none is known): the error's meaning for the row."""
+        if isinstance(exc, HoldLost):  # asked again as it was written (the transport's fence): it never left
             item.attempts -= 1
             self._hold_lost(item)
             return
-        except StudioError as exc:
-            self.stats.last_answer = self.clock.monotonic()
-            # A 409 may name the run this row's own earlier request made: then that is its answer.
-            if not (isinstance(exc, AlreadyActive) and await self._own_run_named(item, exc.conflicting_sid, sent_at)):
-                self._on_error(item, exc, sent_at)
-            return
-        answered = self.clock.monotonic()
-        self.stats.last_answer = answered
-        self._observe_latency(answered - sent_at)
-        self.pacer.admitted(sent_at)
-        self.stats.created += 1
-        self.recorder.count("ok")
+        self.stats.last_answer = self.clock.monotonic()
+        # A 409 may name the run this row's own earlier request made: then that is its answer.
+        if not (isinstance(exc, AlreadyActive) and await self._own_run_named(item, exc.conflicting_sid, sent_at)):
+            self._on_error(item, exc, sent_at)
+
+    async def _answered_v1(self, item: Item, created: Created, wall: datetime) -> None:
+        """v1's 2xx: this row's run, or another's handed back (set aside with ``on_active``), or undecided."""
         handback = await self._handback(item, created, wall)
         if handback is None:
             return
@@ -206,11 +230,9 @@ class Dispatcher(Answers):
             return
         self.record(item, RowState.ALREADY_ACTIVE if handback else RowState.SENT, created=created)
 
-    async def _handback(self, item: Item, created: Created, wall: datetime | None) -> bool | None:
+    async def _handback(self, item: Item, created: Created, wall: datetime) -> bool | None:
         """v1 (``wall``: when the request left): whether its answer handed back another's run; None when whose it is
         could not be read (recorded possibly sent)."""
-        if wall is None:
-            return False
         if not self._may_be_own(item):
             return is_handback(created, self.client.clock.to_twilio(wall), self.sids)
         # A run this row's own earlier request, or another row for the person, may have made: its marker says.

@@ -70,14 +70,30 @@ class Recorder:
 
     def count(self, what: str, n: int = 1) -> None:
         """Add to this second's counter ``what`` (requests, ok, rate_limited, retries, lookups)."""
-        # Twice for every row sent: the second's list is kept at hand until the clock leaves it.
         second = int(self._now())
-        if second != self._second:
-            counters = self._seconds.get(second)
-            if counters is None:
-                counters = self._seconds[second] = [0] * len(_COUNTERS)
-            self._second, self._counters = second, counters
-        self._counters[_INDEX[what]] += n
+        counters = self._counters if second == self._second else self._enter(second)
+        counters[_INDEX[what]] += n
+
+    # Twice for every row sent: its counter's place known, and the second's list kept at hand until the clock leaves it.
+    def count_request(self) -> None:
+        """``count("requests")``."""
+        second = int(self._now())
+        counters = self._counters if second == self._second else self._enter(second)
+        counters[0] += 1
+
+    def count_ok(self) -> None:
+        """``count("ok")``."""
+        second = int(self._now())
+        counters = self._counters if second == self._second else self._enter(second)
+        counters[1] += 1
+
+    def _enter(self, second: int) -> list[int]:
+        """The counters of ``second``, now the one counted."""
+        counters = self._seconds.get(second)
+        if counters is None:
+            counters = self._seconds[second] = [0] * len(_COUNTERS)
+        self._second, self._counters = second, counters
+        return counters
 
     def achieved_rate(self) -> float:
         """The pace this run held (``checkpoint.achieved_rate``), as the report page computes it (0 if none sent)."""
