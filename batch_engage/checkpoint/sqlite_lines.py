@@ -1,23 +1,27 @@
-"""How a SQLite checkpoint writes and reads its journal's lines: a group of intents or outcomes, or the whole
-journal, in one statement.
+"""How a SQLite checkpoint writes and reads its journal's lines: a group of intents or outcomes in a few
+statements, the whole journal in one.
 
 ``executemany`` steps SQLite once per line, and lets go of the GIL and takes it back around each
 step. While the run's event loop wants the GIL too, every line became a hand-over between the two
-threads: a group of 800 outcomes cost ~16 us a line and context switches by the thousand, against
-~4 us in one step. So a group goes to SQLite as one JSON array, unpacked by ``json_each`` inside a
-single statement (SQLite 3.33 or later with JSON: the statements below fall back to ``executemany``
-where that is missing). The order of a group is kept: intents are inserted in the array's order, and
-outcomes of a group that names a contact twice are written one by one, in order. The run's results read
-the whole journal back the same way: one JSON array per column instead of a Python tuple per line.
+threads: a group of 800 outcomes cost ~16 us a line and context switches by the thousand. So a group
+goes to SQLite as multi-row ``VALUES`` lists of up to 128 lines a statement (SQLite 3.33 or later, for
+``UPDATE ... FROM``; the statements below fall back to ``executemany`` where that is missing): a handful
+of steps a group, and no line parsed back out of text (a JSON array unpacked by ``json_each`` cost
+SQLite a parse of the line for every column, a third of its time a line). The order of a group is
+kept: intents are inserted in the group's order, and outcomes of a group that names a contact twice
+are written one by one, in order. The run's results read the whole journal back in one statement: one
+JSON array per column instead of a Python tuple per line.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import operator
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 import polars as pl
 
@@ -45,17 +49,29 @@ _ON_CONFLICT = (
     "intent_twilio_at = COALESCE(journal.intent_twilio_at, excluded.intent_twilio_at)"
 )
 _INTENT = f"INSERT INTO journal ({_INTENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, 'intent', ?, ?, ?) {_ON_CONFLICT}"  # noqa: S608 - constants
-# ?1: the lines as a JSON array of [contact, row, to, from, params_hash, marker, variant]; ?2-?4 the group's.
-# "WHERE true": an upsert's SELECT needs one, or its ON is read as a join's.
-_INTENTS = (
-    f"INSERT INTO journal ({_INTENT_COLUMNS}) SELECT "  # noqa: S608 - constant column names
-    + ", ".join(f"json_extract(value, '$[{i}]')" for i in range(6))
-    + f", ?2, 'intent', ?3, ?4, json_extract(value, '$[6]') FROM json_each(?1) WHERE true {_ON_CONFLICT}"
-)
 
 
-def _at(i: int) -> str:
-    return f"json_extract(o.value, '$[{i}]')"
+def _chunks(n: int) -> Iterator[tuple[int, int]]:
+    """``(start, size)`` of the statements a group of ``n`` lines is written in: a few sizes only, so each size's
+    statement is prepared once a connection (``sqlite3`` keeps them by text) and every group reuses it."""
+    start = 0
+    for size in _CHUNK_SIZES:
+        while n - start >= size:
+            yield start, size
+            start += size
+
+
+_CHUNK_SIZES = (128, 32, 8, 2, 1)
+
+
+@functools.lru_cache(maxsize=len(_CHUNK_SIZES))
+def _intents_sql(size: int) -> str:
+    """Insert ``size`` intent lines: ?1-?3 the group's input digest and stamps, then each line's seven values."""
+    rows = ", ".join(
+        "({}, {}, {}, {}, {}, {}, ?1, 'intent', ?2, ?3, {})".format(*(f"?{4 + 7 * k + i}" for i in range(7)))
+        for k in range(size)
+    )
+    return f"INSERT INTO journal ({_INTENT_COLUMNS}) VALUES {rows} {_ON_CONFLICT}"  # noqa: S608 - constants
 
 
 # A pending or waiting_active outcome withdraws the intent (its request made no run): its stamps cleared, so a
@@ -67,14 +83,15 @@ _OUTCOME = (
     "intent_twilio_at = CASE WHEN ? IN ('pending', 'waiting_active') THEN NULL ELSE intent_twilio_at END "
     "WHERE contact = ?"
 )
+# The same for a group, from its VALUES list ``o`` (column1 ... column9: _OUTCOME_VALUES' order).
 _OUTCOMES = (
-    f"UPDATE journal SET state = {_at(0)}, sid = {_at(1)}, http_status = {_at(2)}, error_code = {_at(3)}, "  # noqa: S608 - constants
-    f"error_message = {_at(4)}, attempts = {_at(5)}, completed_at = {_at(6)}, "
-    f"ended_sid = COALESCE({_at(7)}, journal.ended_sid), "
-    f"intent_at = CASE WHEN {_at(0)} IN ('pending', 'waiting_active') THEN NULL ELSE journal.intent_at END, "
-    f"intent_twilio_at = CASE WHEN {_at(0)} IN ('pending', 'waiting_active') THEN NULL "
+    "UPDATE journal SET state = o.column1, sid = o.column2, http_status = o.column3, error_code = o.column4, "
+    "error_message = o.column5, attempts = o.column6, completed_at = o.column7, "
+    "ended_sid = COALESCE(o.column8, journal.ended_sid), "
+    "intent_at = CASE WHEN o.column1 IN ('pending', 'waiting_active') THEN NULL ELSE journal.intent_at END, "
+    "intent_twilio_at = CASE WHEN o.column1 IN ('pending', 'waiting_active') THEN NULL "
     "ELSE journal.intent_twilio_at END "
-    f"FROM json_each(?) AS o WHERE journal.contact = {_at(8)}"
+    "FROM ({values}) AS o WHERE journal.contact = o.column9"
 )
 # A sent outcome, nearly every line's: no withdrawal's cases.
 _SENT = (
@@ -82,29 +99,45 @@ _SENT = (
     "error_message = ?, attempts = ?, completed_at = ?, ended_sid = COALESCE(?, ended_sid) WHERE contact = ?"
 )
 _SENTS = (
-    f"UPDATE journal SET state = '{RowState.SENT.value}', sid = {_at(0)}, http_status = {_at(1)}, "  # noqa: S608 - a constant
-    f"error_code = {_at(2)}, error_message = {_at(3)}, attempts = {_at(4)}, completed_at = {_at(5)}, "
-    f"ended_sid = COALESCE({_at(6)}, journal.ended_sid) FROM json_each(?) AS o WHERE journal.contact = {_at(7)}"
+    f"UPDATE journal SET state = '{RowState.SENT.value}', sid = o.column1, http_status = o.column2, "  # noqa: S608 - a constant
+    "error_code = o.column3, error_message = o.column4, attempts = o.column5, completed_at = o.column6, "
+    "ended_sid = COALESCE(o.column7, journal.ended_sid) FROM ({values}) AS o WHERE journal.contact = o.column8"
 )
-# A sent outcome with no error and no run ended before it: nearly every line's. Each json_extract parses the line
-# again (~0.2 us), so a group of these sends only what varies: a third less SQLite time per line.
+# A sent outcome with no error and no run ended before it: nearly every line's. Only what varies is sent.
 _PLAIN_SENTS = (
-    f"UPDATE journal SET state = '{RowState.SENT.value}', sid = {_at(0)}, http_status = {_at(1)}, "  # noqa: S608 - a constant
-    f"error_code = NULL, error_message = NULL, attempts = {_at(2)}, completed_at = {_at(3)} "
-    f"FROM json_each(?) AS o WHERE journal.contact = {_at(4)}"
+    f"UPDATE journal SET state = '{RowState.SENT.value}', sid = o.column1, http_status = o.column2, "  # noqa: S608 - a constant
+    "error_code = NULL, error_message = NULL, attempts = o.column3, completed_at = o.column4 "
+    "FROM ({values}) AS o WHERE journal.contact = o.column5"
 )
 
-# An outcome's values for each statement, read in C (the state as itself: a StrEnum is its text, in SQL and JSON).
+
+@functools.lru_cache(maxsize=3 * len(_CHUNK_SIZES))
+def _group_sql(statement: str, width: int, size: int) -> str:
+    """``statement`` over a VALUES list of ``size`` lines of ``width`` values each."""
+    line = "(" + ", ".join("?" * width) + ")"
+    return statement.format(values="VALUES " + ", ".join([line] * size))
+
+
+def _write_group(conn: sqlite3.Connection, statement: str, lines: Sequence[tuple[Any, ...]]) -> None:
+    width = len(lines[0])
+    for start, size in _chunks(len(lines)):
+        values = list(itertools.chain.from_iterable(lines[start : start + size]))
+        conn.execute(_group_sql(statement, width, size), values)
+
+
+# An outcome's values for each statement, read in C (the state as itself: a StrEnum is its text in SQL).
 _OUTCOME_VALUES = operator.attrgetter(
     "state", "sid", "http_status", "error_code", "error_message", "attempts", "completed_at", "ended_sid", "contact"
 )
 _SENT_VALUES = operator.attrgetter(
     "sid", "http_status", "error_code", "error_message", "attempts", "completed_at", "ended_sid", "contact"
 )
+_INTENT_VALUES = operator.attrgetter("contact", "row", "to", "from_", "params_hash", "marker", "variant")
 
 
 def writes_in_one_step(conn: sqlite3.Connection) -> bool:
-    """Whether this SQLite takes a group in one statement: JSON (``json_each``) and ``UPDATE ... FROM`` (3.33)."""
+    """Whether this SQLite takes a group in a few statements (``UPDATE ... FROM``, 3.33) and reads the journal in
+    one (JSON)."""
     if sqlite3.sqlite_version_info < (3, 33, 0):
         return False
     try:
@@ -125,8 +158,10 @@ def write_intent_lines(
 ) -> None:
     """Write these intent lines (in the transaction the caller holds)."""
     if one_step:
-        lines = [[i.contact, i.row, i.to, i.from_, i.params_hash, i.marker, i.variant] for i in intents]
-        conn.execute(_INTENTS, (json.dumps(lines), input_digest, at, twilio_at))
+        lines = list(map(_INTENT_VALUES, intents))
+        for start, size in _chunks(len(lines)):
+            values = [input_digest, at, twilio_at, *itertools.chain.from_iterable(lines[start : start + size])]
+            conn.execute(_intents_sql(size), values)
         return
     rows = [
         (i.contact, i.row, i.to, i.from_, i.params_hash, i.marker, input_digest, at, twilio_at, i.variant)
@@ -140,14 +175,14 @@ def write_outcome_lines(conn: sqlite3.Connection, outcomes: Iterable[Outcome], *
     for sent, run in itertools.groupby(outcomes, key=_is_sent):
         values = _SENT_VALUES if sent else _OUTCOME_VALUES
         group = list(map(values, run))
-        # UPDATE ... FROM takes one line of the array per contact, whichever: a contact named twice goes in order.
+        # UPDATE ... FROM takes one line of the list per contact, whichever: a contact named twice goes in order.
         if one_step and len({line[-1] for line in group}) == len(group):
             if sent and all(line[2] is None and line[3] is None and line[6] is None for line in group):
                 # ended_sid = COALESCE(NULL, ended_sid) leaves it as it is: the plain statement does not touch it.
                 plain = [(sid, status, attempts, at, contact) for sid, status, _, _, attempts, at, _, contact in group]
-                conn.execute(_PLAIN_SENTS, (json.dumps(plain),))
+                _write_group(conn, _PLAIN_SENTS, plain)
             else:
-                conn.execute(_SENTS if sent else _OUTCOMES, (json.dumps(group),))
+                _write_group(conn, _SENTS if sent else _OUTCOMES, group)
         elif sent:
             conn.executemany(_SENT, group)
         else:
