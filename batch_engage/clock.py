@@ -129,14 +129,20 @@ def iso_ms_stamper(clock: Clock) -> Callable[[], str]:
     if clock.now != SYSTEM_CLOCK.now:
         return lambda: iso_ms(clock.now())
     second, text = -1, ""
+    # A fast run records several outcomes a millisecond: the last one's text serves them all.
+    last_ms, last = -1, ""
 
     def stamp() -> str:
-        nonlocal second, text
+        nonlocal second, text, last_ms, last
         # Whole milliseconds, cut as isoformat(timespec="milliseconds") cuts a datetime's microseconds.
-        whole, ms = divmod(time.time_ns() // 1_000_000, 1000)
+        now_ms = time.time_ns() // 1_000_000
+        if now_ms == last_ms:
+            return last
+        whole, ms = divmod(now_ms, 1000)
         if whole != second:
             second, text = whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
-        return f"{text}.{ms:03d}Z"
+        last_ms, last = now_ms, f"{text}.{ms:03d}Z"
+        return last
 
     return stamp
 

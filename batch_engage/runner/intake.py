@@ -124,12 +124,14 @@ class Intake:
         return self._taken()
 
     def _taken(self) -> Item:
-        item = self._ready.popleft()
+        ready = self._ready
+        item = ready.popleft()
         # Write the next group's intents while this one is still being sent: once, when the
-        # queue is down to half a group.
-        half_group = max(1, min(int(self._pacer.rate), GROUP_MAX) // 2)
-        if len(self._ready) < half_group and not self._source_done and not self._refill_lock.locked():
-            self._refill_ahead()
+        # queue is down to half a group (worked out only when the queue is that short).
+        if len(ready) < GROUP_MAX // 2 and not self._source_done and not self._refill_lock.locked():
+            half_group = max(1, min(int(self._pacer.rate), GROUP_MAX) // 2)
+            if len(ready) < half_group:
+                self._refill_ahead()
         return item
 
     async def next_item(self) -> Item | None:

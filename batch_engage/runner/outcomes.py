@@ -74,17 +74,19 @@ class Outcomes:
         elif state == RowState.SENT and message is None:
             message = item.note
         final = state in FINAL
+        # Positional, in Outcome's order (contact, state, sid, http_status, error_code, error_message, attempts,
+        # completed_at, ended_sid): once for every row, where keywords cost a name lookup each.
         outcome = Outcome(
-            contact=item.contact,
-            state=state,
-            sid=sid or (created.sid if created else None),
-            http_status=created.http_status if created else (error.http_status if error else None),
-            error_code=error.code if error else None,
-            error_message=message,
+            item.contact,
+            state,
+            sid or (created.sid if created else None),
+            created.http_status if created else (error.http_status if error else None),
+            error.code if error else None,
+            message,
             # A line a later run takes up again carries only the tries that count (``max_attempts``): 429s do not.
-            attempts=item.attempts if final or state == RowState.WAITING_ACTIVE else item.tries,
-            completed_at=self._stamp() if final else None,
-            ended_sid=item.ended_sid,
+            item.attempts if final or state == RowState.WAITING_ACTIVE else item.tries,
+            self._stamp() if final else None,
+            item.ended_sid,
         )
         if self.active is not None and state != RowState.WAITING_ACTIVE:
             self.active.settled(item.contact)

@@ -67,11 +67,13 @@ def to_send(sendable: pl.DataFrame, open_lines: pl.DataFrame, flows: Mapping[str
     )
     rows = zip(columns.iter_rows(), zones.to_list(), variants.to_list(), strict=True)
     for (row, contact, to, from_, params, tries, waits), zone, variant in rows:
-        item = Item(
-            row=row, contact=contact, to=to, from_=from_, parameters=params, attempts=tries, waits=waits, zones=zone
-        )
-        item.variant = variant
-        item.flow = flows.get(variant) if variant is not None else None
+        # Positional, in Item's order (row, contact, to, from_, parameters, marker, attempts, backoff, intent_at,
+        # intent_twilio, zones): once for every row, where keywords cost a name lookup each.
+        item = Item(row, contact, to, from_, params, None, tries, 0.0, None, None, zone)
+        item.waits = waits
+        if variant is not None:
+            item.variant = variant
+            item.flow = flows.get(variant)
         yield item
 
 

@@ -137,7 +137,11 @@ class Pacer:
         return now
 
     def _reserve(self, now: float) -> float:
-        self._grow(now)
+        if self.rate < self.configured or self._last_grow is None:
+            self._grow(now)
+        else:
+            # At its rate (nearly every slot of a long run) growing is only keeping the time.
+            self._last_grow = now
         interval = 1.0 / self.rate
         slot = max(self._next, now - (self._burst - 1) * interval)
         self._next = slot + interval
@@ -174,7 +178,8 @@ class Pacer:
         self._admitted.append(left)
         while self._admitted and self._admitted[0] < now - self._window - self._latency:
             self._admitted.popleft()
-        if sent_at is not None:
+        # Only slow start cares: at its rate (nearly every answer of a long run), not even a call.
+        if sent_at is not None and self._slow_start:
             self.answered(sent_at)
 
     def answered(self, sent_at: float) -> None:
