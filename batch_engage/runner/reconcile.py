@@ -51,6 +51,7 @@ class Lookup:
     to: str
     marker: str | None
     since: datetime  # its intent, on Twilio's clock
+    ours: datetime | None = None  # its intent, on our clock (None: not known)
 
 
 @dataclass
@@ -83,7 +84,9 @@ class Reconciler:
         result = Settlement()
         if not lookups:
             return result
-        since = min(item.since for item in lookups) - RECONCILE_MARGIN
+        # From the earlier of the intent's two readings: Twilio's clock is read off Date headers, and a proxy or an
+        # edge whose clock is not the one that stamps date_created would otherwise move the run out of the window.
+        since = min(min(item.since, item.ours or item.since) for item in lookups) - RECONCILE_MARGIN
         before = self._reads.requests
         try:
             records = await self._reads.call("list", lambda: self._list(since))

@@ -92,7 +92,8 @@ class Settler:
         since = item.intent_twilio
         if since is None:
             since = self.d.client.clock.to_twilio(parse_iso(item.intent_at) if item.intent_at else self.clock.now())
-        return Lookup(contact=item.contact, to=item.to, marker=item.marker, since=since)
+        ours = parse_iso(item.intent_at) if item.intent_at else None
+        return Lookup(contact=item.contact, to=item.to, marker=item.marker, since=since, ours=ours)
 
     def _age(self, item: Item) -> timedelta:
         """How long ago ``item``'s intent was, on one clock: Twilio's once an answer has told it, ours before.

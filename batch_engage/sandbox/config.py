@@ -86,6 +86,8 @@ class SandboxConfig:
     clock_offset: seconds Twilio's clock is ahead of ours (negative: behind); drives
         date_created/date_updated, the Date header, v2 DateCreated filters and retention:
         runs older than 30 days on this clock answer 404 and leave the lists.
+    date_header_offset: seconds the Date header is ahead of the clock that stamps runs (an edge or a proxy
+        with its own clock): Twilio's clock as a client reads it is then not date_created's.
     wall: where "ours" is read (None: this machine's clock); a test that runs a job on a
         ``batch_engage.testing.FakeClock`` passes the same one, so both sides share virtual time.
     other_sender_rate: share of creates before which an inbound message starts a run
@@ -139,6 +141,7 @@ class SandboxConfig:
     repeat_next_page: bool = False
     seed: int | None = None
     clock_offset: float = 0.0
+    date_header_offset: float = 0.0
     wall: Callable[[], datetime] | None = None
     other_sender_rate: float = 0.0
     read_rate_limit_rate: float = 0.0
@@ -182,8 +185,9 @@ class SandboxConfig:
         object.__setattr__(self, "other_sender_active", tuple(self.other_sender_active))
         if self.retry_after is not None and not self.retry_after >= 0:
             raise ValueError(f"retry_after must be >= 0 or None, got {self.retry_after!r}")
-        if not math.isfinite(self.clock_offset):
-            raise ValueError(f"clock_offset must be a finite number of seconds, got {self.clock_offset!r}")
+        for name in ("clock_offset", "date_header_offset"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name} must be a finite number of seconds, got {getattr(self, name)!r}")
         if self.flows is not None:
             bad = {sid: status for sid, status in self.flows.items() if status not in _FLOW_STATUSES}
             if bad:

@@ -7,6 +7,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from email.utils import format_datetime
 from types import FrameType, TracebackType
 from typing import Any, Final, Self
@@ -74,7 +75,7 @@ class _Studio(FlowRoutes, CreateRoutes, ReadRoutes, NumberRoutes):
     async def _stamp_date(self, request: web.Request, response: web.StreamResponse) -> None:
         """Put Twilio's clock in the Date header of every answer, in place of aiohttp's (and a cookie, if set)."""
         with self._lock:
-            now = twilio_now(self._config)
+            now = twilio_now(self._config) + timedelta(seconds=self._config.date_header_offset)
         response.headers["Date"] = format_datetime(now.replace(microsecond=0), usegmt=True)
         if self._config.set_cookie is not None:
             response.headers["Set-Cookie"] = self._config.set_cookie

@@ -521,6 +521,20 @@ class TestStudioStillWorking:
         assert dict(zip(result.results["to"], result.results["sid"])) == {e.to: e.sid for e in runs}
 
 
+class TestAnEdgeWithItsOwnClock:
+    """The Date header Twilio's clock is read from is not the clock that stamps a run's date_created."""
+
+    def test_a_date_header_five_minutes_ahead_never_hides_a_lost_answers_run(self, rig: Rig) -> None:
+        """Every answer lost (the run made, 503 back) and Date 300 s ahead of date_created: the runs are still
+        found by their marker, one a contact (the window on the Date clock alone missed them: six runs each)."""
+        sb = rig.sandbox(rate_limit=None, lost_answer_rate=1.0, active_rule=False, date_header_offset=300.0)
+        spec = rig.spec(sb.url, api="executions", concurrency=2)
+        result = run(spec, frame=make_contacts(3), credentials=rig.creds)
+        runs = [e for e in sb.ledger() if e.source == "rest"]
+        assert sorted(e.to for e in runs) == make_contacts(3)["phone"].to_list()
+        assert result.results["status"].to_list() == ["sent"] * 3
+
+
 class TestARunAnotherRowNames:
     """Two rows for one person (dedupe = "none"): row 1's answer is lost, row 2 meets row 1's run (409, or v1 hands
     it back). Row 2's line then names that run; row 1's reconciliation must still find it as row 1's own."""
