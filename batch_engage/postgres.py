@@ -69,7 +69,8 @@ _KEYWORDS = re.compile(r"^\s*[A-Za-z_]+\s*=\s*\S*(\s+[A-Za-z_]+\s*=\s*\S*)*\s*$"
 _LIBPQ_KEYS = ("host", "hostaddr", "dbname", "user", "port", "password", "service", "sslmode")
 _SECRET_KEYS = ("password", "passfile", "sslpassword")
 _SECRET_IN_TEXT = re.compile(r"(?i)((?:^|[?&;\s])(?:password|passfile|sslpassword)=)[^&#\s]*")
-_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^/@\s:]*):[^/@\s]*@")
+# A password may hold "/", "?", "#" or "@" unencoded: the user part runs to a word's LAST "@", as people write it.
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^/@\s:]*):\S*@")
 
 
 @dataclass(frozen=True)
@@ -148,9 +149,20 @@ def masked(text: str) -> str:
     return _SECRET_IN_TEXT.sub(lambda m: f"{m[1]}***", text)
 
 
-def holds_password(parts: SplitResult) -> bool:
-    """Whether a URL's user part holds a password: after a ``:``, or after a ``%3A`` that the driver decodes."""
-    return parts.password is not None or ":" in unquote(parts.username or "")
+def userinfo(url: str) -> str | None:
+    """Everything between ``://`` and the URL's last ``@``: its user part as written, or None when it has none."""
+    start, at = url.find("://"), url.rfind("@")
+    return url[start + 3 : at] if 0 <= start < at else None
+
+
+def holds_password(url: str) -> bool:
+    """Whether a URL's user part holds a password: after a ``:``, or after a ``%3A`` that the driver decodes.
+
+    The user part runs to the last ``@``: ``user:2024/pw@host`` is a password with a ``/`` in it, not host
+    ``user`` on port 2024 (urlsplit's reading, which then showed the password as the host and the database).
+    """
+    user = userinfo(url)
+    return user is not None and ":" in unquote(user)
 
 
 def split_url(url: str, *, key: str) -> tuple[SplitResult, list[tuple[str, str]]]:
@@ -161,6 +173,8 @@ def split_url(url: str, *, key: str) -> tuple[SplitResult, list[tuple[str, str]]
             "is a libpq key/value string; write it as postgresql://host:port/dbname, and keep the password "
             "in PGPASSWORD or ~/.pgpass (never in the job file)",
         )
+    # Before parsing: urlsplit cuts a password at its "/", "?" or "#" and shows a piece of it as the port.
+    _refuse_password(url, key)
     try:
         parts = urlsplit(url)
         _ = parts.port  # a port that is not a number raises here
@@ -172,12 +186,23 @@ def split_url(url: str, *, key: str) -> tuple[SplitResult, list[tuple[str, str]]
         shown = f"{parts.scheme!r}" if parts.scheme else "a value with no scheme"
         raise ConfigError(key, f"must start with postgresql:// (or be env:NAME), not {shown}")
     # Any key that names one: ";password" is no libpq parameter, yet it holds the password all the same.
-    if holds_password(parts) or any(secret in name.lower() for name, _ in params for secret in _SECRET_KEYS):
-        raise ConfigError(
-            key,
-            "holds a password: remove it and set PGPASSWORD or put it in ~/.pgpass (never in the job file)",
-        )
+    if any(secret in name.lower() for name, _ in params for secret in _SECRET_KEYS):
+        raise ConfigError(key, _REFUSED_CREDENTIAL)
     return parts, params
+
+
+_REFUSED_CREDENTIAL = "holds a password: remove it and set PGPASSWORD or put it in ~/.pgpass (never in the job file)"
+
+
+def _refuse_password(url: str, key: str) -> None:
+    """Refuse a URL whose user part (to its last ``@``) holds a password, never repeating any of it."""
+    if not holds_password(url):
+        return
+    user = userinfo(url) or ""
+    # A "/", "?" or "#" there is a password's or an "@" written bare further on: say both, show neither.
+    unsure = any(c in user for c in "/?#")
+    where = " (the user part runs to the last '@'; write an '@' meant elsewhere as %40)" if unsure else ""
+    raise ConfigError(key, _REFUSED_CREDENTIAL.replace("password", "password" + where, 1))
 
 
 def split_schema(url: str, *, key: str) -> tuple[str, str]:

@@ -18,21 +18,24 @@ from ..twilio import check_base_url, edge_name, processing_region
 __all__ = ["check_addresses"]
 
 _POSTGRES = ("postgresql://", "postgres://")
+_REFUSED_CREDENTIAL = "holds a password: remove it; the README's table of inputs says where each one is read from"
 
 
 def _check_input_uri(uri: str, key: str = "input.uri") -> None:
     """PostgreSQL's URL rules for a PostgreSQL input.uri; for any other URL under ``key``, no password."""
+    if uri.partition("://")[0].lower() in ("postgresql", "postgres") and key == "input.uri":
+        check_database_uri(uri, key=key)
+        return
+    # Asked of the text before urlsplit, which cuts a password at its "/", "?" or "#" (mysql://u:a/b@db).
+    if holds_password(uri):
+        raise ConfigError(key, _REFUSED_CREDENTIAL)
     try:
         parts = urlsplit(uri)
     except ValueError as exc:
         raise ConfigError(key, f"is not a valid URL ({exc})") from None
-    if parts.scheme in ("postgresql", "postgres") and key == "input.uri":
-        check_database_uri(uri, key=key)
-    elif holds_password(parts) or any(k.lower() == "password" for k, _ in parse_qsl(parts.query)):
-        raise ConfigError(
-            key, "holds a password: remove it; the README's table of inputs says where each one is read from"
-        )
-    elif key != "input.uri" and parts.scheme in ("http", "https") and parts.username is not None:
+    if any(k.lower() == "password" for k, _ in parse_qsl(parts.query)):
+        raise ConfigError(key, _REFUSED_CREDENTIAL)
+    if key != "input.uri" and parts.scheme in ("http", "https") and parts.username is not None:
         # Over http(s) a user name alone is a token too (https://TOKEN@host/), sent with every request as Basic auth;
         # abfs://container@account names a container.
         raise ConfigError(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,6 +18,7 @@ from batch_engage import postgres
 from batch_engage.errors import ConfigError
 from batch_engage.history import postgres as history_pg
 from batch_engage.job import load_spec
+from batch_engage.sandbox import Sandbox
 
 from conftest import FLOW_SID, cli
 
@@ -284,3 +286,94 @@ def test_an_azure_container_before_the_at_is_no_credential() -> None:
         "mapping": {"to": "phone", "from": "+15005550006"},
     }
     assert load_spec(raw=raw).input.path == "abfs://contacts@myaccount.dfs.core.windows.net/lists/c.csv"
+
+
+# A password may hold "/", "?" or "#": urlsplit cut it there, took "postgres:2024" for a host and port, and the rest
+# was shown as the database (or a piece of it as a port that is no number), and a results table was accepted.
+CUT_PASSWORDS = ["2024/Pw9x", "S3cr#tpw", "S3cr?tpw"]
+
+
+def _with_url(job: Path, key: str, url: str) -> None:
+    """``job`` (with ``[job] id``) naming ``url`` under ``key``: input.uri, history.path or output.checkpoint/results."""
+    text = job.read_text() + '\n[job]\nid = "j"\n'
+    if key == "input.uri":
+        text = re.sub(r'(?m)^path = ".*"$', lambda _: f'uri = "{url}"\nquery = "select 1"', text, count=1)
+    elif key == "history.path":
+        text += f'\n[history]\npath = "{url}"\n'
+    else:
+        name = key.split(".")[1]
+        fragment = "#s.results" if name == "results" and url.startswith("postgresql") else ""
+        text = re.sub(rf'(?m)^{name} = ".*"$', lambda _: f'{name} = "{url}{fragment}"', text)
+    job.write_text(text)
+
+
+@pytest.mark.parametrize("password", CUT_PASSWORDS)
+@pytest.mark.parametrize(
+    ("key", "through_env"),
+    [
+        ("input.uri", False),
+        ("input.uri", True),
+        ("history.path", False),
+        ("history.path", True),
+        ("output.checkpoint", False),
+        ("output.results", False),
+    ],
+)
+def test_a_password_holding_a_slash_hash_or_question_mark_is_refused_and_never_shown(
+    job: Path,
+    sandbox: Sandbox,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    key: str,
+    through_env: bool,
+    password: str,
+) -> None:
+    """`postgresql://postgres:2024/Pw9x@…` (or `S3cr#tpw`, `S3cr?tpw`), written or through env:NAME: validate and run
+    exit 2 with one line saying it holds a password, no piece of it shown, nothing sent (a results table with one
+    was accepted, everyone was sent to, and the run ended 74 printing the URL twice)."""
+    url = f"postgresql://postgres:{password}@127.0.0.1:5432/test"
+    if through_env:
+        monkeypatch.setenv("BE_TEST_DB_URL", url)
+    _with_url(job, key, "env:BE_TEST_DB_URL" if through_env else url)
+    pieces = [p for p in re.split(r"[/#?]", password) if p]
+    for command in ("validate", "run"):
+        code, out, err = cli([command, str(job)], capsys)
+        assert code == 2, err
+        assert err.startswith(f"batch-engage: {key}: holds a password") and err.count("\n") == 1
+        assert not [p for p in pieces if p in out + err], err
+    assert sandbox.ledger() == []
+    for path in tmp_path.rglob("*"):
+        if path.is_file() and path != job:
+            assert not [p for p in pieces if p.encode() in path.read_bytes()], path
+
+
+@pytest.mark.parametrize("password", CUT_PASSWORDS)
+def test_a_url_whose_password_holds_a_slash_hash_or_question_mark_is_masked_whole(password: str) -> None:
+    """Any line that names such a URL shows `postgresql://postgres:***@host…`: no piece of the password."""
+    shown = postgres.masked(f"failed: postgresql://postgres:{password}@127.0.0.1:5432/test (x)")
+    assert shown == "failed: postgresql://postgres:***@127.0.0.1:5432/test (x)"
+
+
+def test_an_at_sign_further_on_is_no_password_unless_a_colon_comes_before_it() -> None:
+    """The user part runs to the last '@': `?application_name=a@b` with no ':' before it is accepted; with a port
+    before it, it is refused as a password with the hint to write that '@' as %40 (the two cannot be told apart)."""
+    postgres.check_database_uri("postgresql://db/x?application_name=a@b", key="k")
+    with pytest.raises(ConfigError, match=r"^k: holds a password \(the user part runs to the last '@'.*%40"):
+        postgres.check_database_uri("postgresql://db:5432/x?application_name=a@b", key="k")
+
+
+@pytest.mark.parametrize(
+    ("key", "url"),
+    [
+        ("input.uri", "mysql://app:2024/Pw9x@127.0.0.1:3306/crm"),
+        ("input.path", "https://app:2024/Pw9x@files.example.com/c.csv"),
+    ],
+)
+def test_other_urls_with_a_password_holding_a_slash_are_refused_unshown(key: str, url: str) -> None:
+    """A MySQL URI or a file's URL, `user:2024/Pw9x@host`: refused as holding a password, none of it repeated."""
+    raw: dict[str, Any] = {"flow": {"sid": FLOW_SID}, "mapping": {"to": "phone", "from": "+15005550006"}}
+    raw["input"] = {"uri": url, "query": "select 1"} if key == "input.uri" else {"path": url}
+    with pytest.raises(ConfigError, match=rf"^{key}: holds a password") as info:
+        load_spec(raw=raw)
+    assert "Pw9x" not in str(info.value) and "2024" not in str(info.value)
