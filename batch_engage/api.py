@@ -26,6 +26,7 @@ from .commands import (
     load_job,
     offline_target,
     opt_outs_store,
+    prove_validate_outputs,
     real,
     refuse_period_behind,
     sandbox_config,
@@ -273,7 +274,7 @@ def validate(
     ``flow.strict_variables`` raise ``ConfigError``.
     """
     spec = load_job(job, overrides, sandbox=sandbox)
-    check_outputs(spec, [("--output", output)])
+    prove_validate_outputs(spec, output)
     prepared = prepare(spec, frame=frame, stdin=stdin, rewrites=True, digest=False)
     target = offline_target(spec, None if sandbox else credentials, sandbox)
     check_binding(spec.output.checkpoint, prepared.fingerprint, target, restart=restart, yes=yes)

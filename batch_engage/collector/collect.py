@@ -37,7 +37,7 @@ from ..credentials import Credentials
 from ..errors import Fatal, StudioError
 from ..exits import collect_exit_code
 from ..history import open_opt_outs
-from ..job import Spec, check_tables, rehearsal_target
+from ..job import Spec, check_tables, rehearsal_target, table_owner
 from ..tables import write_output
 from ..twilio import (
     RETENTION,
@@ -131,6 +131,12 @@ def messages_base_url(spec: Spec, credentials: Credentials) -> str:
     return api_base_url(spec.flow.region or credentials.region, spec.flow.edge or credentials.edge)
 
 
+def _write_outcomes(spec: Spec, table: pl.DataFrame, path: str | Path, key: str) -> None:
+    """The outcomes written to ``path`` (a file, or a table whose rows of this job id must be this job's)."""
+    job_id, period, guard, owner = spec.job.template, spec.job.period, spec.output.csv_guard, table_owner(spec)
+    write_output(table, path, job_id=job_id, period=period, key=key, csv_guard=guard, owner=owner)
+
+
 async def collect_job(
     spec: Spec,
     *,
@@ -182,8 +188,7 @@ async def collect_job(
     path = options.output or spec.output.outcomes
     if path is not None:
         key = "--output" if options.output else "output.outcomes"
-        job_id, period, guard = spec.job.template, spec.job.period, spec.output.csv_guard
-        await asyncio.to_thread(write_output, table, path, job_id=job_id, period=period, key=key, csv_guard=guard)
+        await asyncio.to_thread(_write_outcomes, spec, table, path, key)
     sending = not is_postgres(spec.output.checkpoint) and is_locked(spec.output.checkpoint)
     if sending:
         log.warning("collect.run_still_sending", checkpoint=spec.output.checkpoint)

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from .resolve import job_tokens, launched, load_job, settle_previous_period
     from .status import Status, job_status, rewrite_results, write_report_html
     from .sweep import DEFAULT_OLDER_THAN, Sweep, SweptRun, sweep_job
-    from .validate import Validation, offline_target, refuse_period_behind, validation
+    from .validate import Validation, offline_target, prove_validate_outputs, refuse_period_behind, validation
     from .variants import assign_variants
     from .written import guarded_report, guarded_report_html, guarded_summary_json
 
@@ -46,6 +46,7 @@ __all__ = [
     "load_job",
     "offline_target",
     "opt_outs_store",
+    "prove_validate_outputs",
     "real",
     "refuse_period_behind",
     "rewrite_results",
@@ -69,7 +70,7 @@ __getattr__, __dir__ = lazy_face(
         "resolve": "job_tokens launched load_job settle_previous_period",
         "status": "Status job_status rewrite_results write_report_html",
         "sweep": "DEFAULT_OLDER_THAN Sweep SweptRun sweep_job",
-        "validate": "Validation offline_target refuse_period_behind validation",
+        "validate": "Validation offline_target prove_validate_outputs refuse_period_behind validation",
         "variants": "assign_variants",
         "written": "guarded_report guarded_report_html guarded_summary_json",
     },

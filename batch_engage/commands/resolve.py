@@ -25,6 +25,7 @@ from ..results import build_results, counts_by_status
 from ..runner import launch
 from ..sandbox import SandboxConfig
 from ..states import POSSIBLY_SENT
+from ..tables import prove_tables
 from .rehearsal import simulated
 
 if TYPE_CHECKING:
@@ -72,6 +73,8 @@ async def launched(
     spec = run_spec(job, overrides, sandbox=options.sandbox)
     spec.refuse_early_period(yes=options.yes)
     prove_outputs(spec)
+    # A table that cannot take the rows was found only once everyone had been sent to.
+    prove_tables(spec)
     tokens = job_tokens(spec, sandbox=options.sandbox) if spec.send.on_active == "end" else None
     with simulated(spec, config=simulator) if options.sandbox else nullcontext((spec, credentials)) as (spec, creds):
         resolved = launch(spec, creds or credentials_from_env(), sandbox=options.sandbox, tokens=tokens)

@@ -12,7 +12,7 @@ from ..checkpoint import CheckpointView, read_checkpoint
 from ..disk import write_text_atomically
 from ..errors import UsageError
 from ..experiment import split
-from ..job import Spec, check_tables, window_openings
+from ..job import Spec, check_tables, table_owner, window_openings
 from ..plan import annotate_windows
 from ..postgres import masked
 from ..reporting import ReportData, render_report, report_data
@@ -102,6 +102,7 @@ def rewrite_results(
         period=spec.job.period,
         key=key,
         csv_guard=spec.output.csv_guard,
+        owner=table_owner(spec),
     )
     if html is not None:
         _page(spec, html, view)

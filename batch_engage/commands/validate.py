@@ -29,18 +29,19 @@ from ..credentials import Credentials, credentials_from_env
 from ..errors import CredentialsError, UsageError
 from ..exits import exit_code_for
 from ..inputs import is_local_file
-from ..job import Spec, window_openings
+from ..job import Spec, check_outputs, window_openings
 from ..plan import Prepared, Rewrite, annotate_windows, send_window
 from ..postgres import masked
 from ..results import build_results, with_segments, write_results
 from ..runner import Item, make_marker, target_for
 from ..states import FINAL
+from ..tables import prove_tables
 
 if TYPE_CHECKING:
     from ..arrival import Arrival, Capacity
     from ..flow import FlowReview
 
-__all__ = ["Validation", "offline_target", "validation"]
+__all__ = ["Validation", "offline_target", "prove_validate_outputs", "validation"]
 
 # A reason quotes its value last, after ": '" (or ': "'): cut there, rows group by kind of problem.
 _QUOTED_TAIL = r"""(?s): ['"].*$"""
@@ -173,6 +174,13 @@ def offline_target(spec: Spec, credentials: Credentials | None, sandbox: bool) -
         except CredentialsError:
             credentials = None  # without credentials the identity is unknown; the base URL still counts
     return target_for(spec, credentials, sandbox=sandbox)
+
+
+def prove_validate_outputs(spec: Spec, output: str | Path | None) -> None:
+    """``validate``: its ``--output`` held against the job's files, and the job's tables proven as ``run`` proves
+    them before sending (``validate`` said OK to a database that did not exist, and the run found it after)."""
+    check_outputs(spec, [("--output", output)])
+    prove_tables(spec, ("output.results", "output.outcomes"))
 
 
 def refuse_period_behind(spec: Spec, *, sandbox: bool, yes: bool) -> None:

@@ -2,7 +2,7 @@
 
 from .checks import OUTCOME_BASE_COLUMNS, parse_duration, static_parameter_pairs
 from .experiment import HOLDOUT, ExperimentSpec, VariantSpec
-from .identity import history_identity
+from .identity import history_identity, table_owner
 from .openings import window_openings
 from .outputs import check_outputs, checkpoint_family, prove_outputs, rehearsal_target
 from .paths import check_tables
@@ -42,6 +42,7 @@ __all__ = [
     "rehearsal_target",
     "render_period",
     "static_parameter_pairs",
+    "table_owner",
     "valid_zone",
     "window_openings",
 ]

@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, urlsplit
 from ..postgres import DEFAULT_SCHEMA, server_of
 from .spec import Spec
 
-__all__ = ["history_identity"]
+__all__ = ["history_identity", "table_owner"]
 
 _POSTGRES = ("postgresql://", "postgres://")
 
@@ -38,3 +38,17 @@ def history_identity(spec: Spec) -> str:
     """
     written = spec.job.template if spec.job.period_kind is not None else spec.job.id
     return f"{written}@{_place(spec.output.checkpoint_template or spec.output.checkpoint)}"
+
+
+def table_owner(spec: Spec) -> str:
+    """The job a results or outcomes table's rows belong to: ``<id as written>@<its checkpoint>``.
+
+    Finer than :func:`history_identity` for a file: two jobs in one folder may share an id under checkpoints of
+    their own, and each would replace the other's rows. A database checkpoint is keyed by the id, so its
+    database and schema name it. Every period, and ``--restart``'s fresh checkpoint, stay the same owner.
+    """
+    written = spec.job.template if spec.job.period_kind is not None else spec.job.id
+    # {id} as written, like the id: the same owner for every period.
+    checkpoint = (spec.output.checkpoint_template or spec.output.checkpoint).replace("{id}", written)
+    place = _place(checkpoint) if checkpoint.startswith(_POSTGRES) else str(Path(checkpoint).resolve())
+    return f"{written}@{place}"

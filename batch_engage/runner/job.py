@@ -36,7 +36,7 @@ from ..clock import iso_ms
 from ..control import Progress, RunControl, StoppableClock
 from ..errors import OutputFailed, StorageFailed, UsageError
 from ..history import open_history
-from ..job import Spec
+from ..job import Spec, table_owner
 from ..plan import Prepared, annotate_windows, mask, prepare
 from ..postgres import masked
 from ..results import SEGMENTS_META, build_results, counts_by_status, with_segments
@@ -284,14 +284,15 @@ async def _write_results(spec: Spec, results: pl.DataFrame) -> None:
     """The results table written; a failure now (a full disk) loses nothing sent, and says how to get it back."""
     try:
         job_id, period, output, guard = spec.job.template, spec.job.period, spec.output.results, spec.output.csv_guard
+        key, owner = "output.results", table_owner(spec)
         await asyncio.to_thread(
-            write_output, results, output, job_id=job_id, period=period, key="output.results", csv_guard=guard
+            write_output, results, output, job_id=job_id, period=period, key=key, csv_guard=guard, owner=owner
         )
     except (OSError, UsageError) as exc:
         # A full disk, a read-only folder, a database table that refused the rows: all after sending.
         reason = (exc.strerror or type(exc).__name__) if isinstance(exc, OSError) else str(exc)
         raise OutputFailed(
             f"{masked(spec.output.results)}: the results could not be written ({reason}). Nothing sent is lost: "
-            f"the journal is in {masked(spec.output.checkpoint)}; once there is room, "
+            f"the journal is in {masked(spec.output.checkpoint)}; once that is put right, "
             "`batch-engage report JOB` writes the table again"
         ) from None
