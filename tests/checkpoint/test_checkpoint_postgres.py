@@ -492,6 +492,34 @@ class TestLayout:
         assert [d.replace(f"{pg_schema.name}.", "S.") for (d,) in indexes] == LAYOUT_1_INDEXES
 
 
+class TestDroppedTable:
+    @pytest.mark.parametrize("table", ["journal", "meta", "events"])
+    def test_a_dropped_checkpoint_table_is_one_line_exit_2_for_every_later_command_and_never_made_again(
+        self,
+        pg_job: Callable[..., Path],
+        pg_schema: Schema,
+        sandbox: Sandbox,
+        sandbox_env: dict[str, str],
+        capsys: pytest.CaptureFixture[str],
+        table: str,
+    ) -> None:
+        """The journal (or another table) dropped after a run: every later run, status, report and validate exits 2
+        in one line naming the table, nobody is sent to again, and the table is not made again (every later run was
+        a psycopg UndefinedTable traceback, exit 1; made again, it would send to everyone afresh)."""
+        job = pg_job(5)
+        code, _, err = cli(["run", str(job)], capsys)
+        assert code == 0, err
+        pg_schema.execute(f"DROP TABLE {{schema}}.{table}")
+        for command in ("run", "run", "status", "report", "validate"):
+            code, _, err = cli([command, str(job)], capsys)
+            assert code == 2, err
+            assert err.count("\n") == 1 and f"the checkpoint table {pg_schema.name}.{table} is missing" in err
+            assert "?schema=" in err
+        assert len(sandbox.ledger()) == 5
+        gone = pg_schema.conn.execute("SELECT to_regclass(%s)", (f'"{pg_schema.name}".{table}',)).fetchone()
+        assert gone == (None,)
+
+
 class TestAddedColumns:
     """A schema made before the journal's ``variant`` column still serves: read as is, given the column on open."""
 

@@ -65,10 +65,31 @@ def _add_columns(conn: Connection, loc: PgLocation) -> None:
             conn.execute(loc.sql(statement))
 
 
+_ALL_TABLES = ("checkpoint_version", *PG_TABLES)
+
+
 def tables_exist(conn: Connection, loc: PgLocation) -> bool:
-    """Whether the schema has the checkpoint tables yet."""
-    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f'"{loc.schema}".meta',)).fetchone()
-    return bool(row and row[0])
+    """Whether the schema has the checkpoint tables yet; some of them without the others is refused.
+
+    A table dropped (the journal, say) is never made again: the schema would look like a new one, and every job in it
+    would send again to everyone it had reached. Seen as the version row alone, it was a traceback on every run.
+    """
+    rows = conn.execute(
+        "SELECT name FROM unnest(%s::text[]) AS name WHERE to_regclass(format('%%I.%%I', %s::text, name)) IS NULL",
+        (list(_ALL_TABLES), loc.schema),
+    ).fetchall()
+    missing = [str(name) for (name,) in rows]
+    if len(missing) == len(_ALL_TABLES):
+        return False
+    if not missing:
+        return True
+    names = ", ".join(f"{loc.schema}.{name}" for name in missing)
+    lost = "whom its jobs sent to" if {"journal", "meta"} & set(missing) else "what its jobs did"
+    raise UsageError(
+        f"{loc.describe()}: the checkpoint table {names} is missing (dropped?) while the others remain: the record of "
+        f"{lost} is incomplete, so nothing is sent. Restore it from a backup of the database; or, to start afresh "
+        "knowing that contacts already reached may be reached again, give the checkpoint a new schema (?schema=...)"
+    )
 
 
 def read_meta(conn: Connection, loc: PgLocation) -> dict[str, str]:
