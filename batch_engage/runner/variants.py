@@ -8,7 +8,7 @@ import structlog
 from ..checkpoint import checkpoint_exists, read_checkpoint
 from ..history import HistoryStore
 from ..history import owner as history_owner
-from ..job import HOLDOUT, Spec
+from ..job import HOLDOUT, Spec, history_identity
 from ..states import RowState
 
 __all__ = ["count_holdout", "kept_variants"]
@@ -32,15 +32,17 @@ def kept_variants(spec: Spec, *, restart: bool) -> dict[str, str]:
 def count_holdout(history: HistoryStore, spec: Spec, plan: pl.DataFrame) -> int:
     """With ``holdout_counts``, the holdout's contacts claim their place in the history, as if contacted.
 
-    The claim is keyed by job and contact, so a rerun claims nobody twice. It never carries a run
+    The claim is keyed by the job's history identity and contact, so a rerun claims nobody twice and the
+    job's own claims never cap it (a contact later moved out of the holdout is sent). It never carries a run
     SID: the history's statistics count only contacts really reached.
     """
     experiment = spec.experiment
     if experiment is None or not experiment.holdout_counts:
         return 0
     held = plan.filter(pl.col("status") == HOLDOUT).select("to", "contact")
+    identity = history_identity(spec)
     for to, contact in held.iter_rows():
-        history.claim(to, spec.flow.sid, history_owner(spec.job.id, contact), None, None)
+        history.claim(to, spec.flow.sid, history_owner(identity, contact), None, None)
     if held.height:
         log.info("holdout.counted", contacts=held.height)
     return held.height

@@ -1,0 +1,55 @@
+"""A holdout that counts against the shared history (``holdout_counts = true``): whose claims they are, and when."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from batch_engage import Credentials, run
+from batch_engage.sandbox import Sandbox
+
+from conftest import make_contacts
+
+CAPPED_HOLDOUT = """
+[history]
+path = "{history}"
+cap = "1 per 7d"
+
+[experiment]
+salt = "s1"
+holdout = {share}
+holdout_counts = true
+
+[[experiment.variants]]
+name = "A"
+"""
+
+
+@pytest.fixture
+def holdout_job(tmp_path: Path, write_job: Callable[..., Path], sandbox: Sandbox) -> Callable[[float], Path]:
+    """``holdout_job(share)``: 40 contacts, an experiment holding out ``share`` that counts, a cap of 1 per 7d."""
+    path = tmp_path / "contacts.csv"
+    make_contacts(40).write_csv(path)
+    history = tmp_path / "history.db"
+
+    def write(share: float) -> Path:
+        extra = CAPPED_HOLDOUT.format(history=history, share=share)
+        return write_job(input_path=path, base_url=sandbox.url, api="executions", extra=extra)
+
+    return write
+
+
+def test_a_job_is_not_capped_by_its_own_holdouts_claims_when_they_leave_the_holdout(
+    holdout_job: Callable[[float], Path], sandbox: Sandbox, sandbox_creds: Credentials
+) -> None:
+    """What a user notices: after `holdout = 0.0`, the former holdout contacts are sent, not `capped` "contacted
+    at … (run in progress)" by the job's own holdout (nobody was contacted)."""
+    first = run(holdout_job(0.5), credentials=sandbox_creds)
+    held = first.counts["holdout"]
+    assert held > 0 and first.counts["sent"] == 40 - held
+    second = run(holdout_job(0.0), credentials=sandbox_creds)
+    assert second.exit_code == 0
+    assert second.counts.get("capped", 0) == 0 and second.counts["sent"] == 40
+    assert len({e.to for e in sandbox.ledger()}) == 40
