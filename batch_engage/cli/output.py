@@ -198,7 +198,7 @@ def print_summary(result: api.RunResult, out: TextIO) -> None:
     """The run's summary: counts, requests, rates, top errors, where the files are, and the exit code."""
     s = result.summary
     counts = ", ".join(f"{k} {v}" for k, v in s.counts.items() if v)
-    done = sum(s.counts.get(k, 0) for k in ("sent", "already_active", "failed", "capped"))
+    done = sum(s.counts.get(k, 0) for k in ("sent", "already_active", "failed", "capped", "holdout"))
     left = sum(s.counts.get(k, 0) for k in ("pending", "uncertain", "in_flight", "waiting_active"))
     if s.requests == 0 and s.lookups == 0 and done and not left and not s.aborted:
         print(

@@ -67,9 +67,12 @@ class HistoryStore(Protocol):
         """The contact that blocks ``to`` under the caps, if any (read only); ``job``'s own contacts don't count."""
 
     def claim(
-        self, to: str, flow_sid: str, owner: str, cap: Cap | None, flow_cap: Cap | None
+        self, to: str, flow_sid: str, owner: str, cap: Cap | None, flow_cap: Cap | None, *, refresh: bool = True
     ) -> tuple[Reached, Cap] | None:
-        """Atomically check the caps and record an intent to contact ``to``; return the blocker if capped."""
+        """Atomically check the caps and record an intent to contact ``to``; return the blocker if capped.
+
+        An owner's claim already there moves to now, unless ``refresh`` is False (then it stays as first made).
+        """
 
     def settle(self, owner: str, sid: str | None) -> None:
         """The claim's answer: a SID makes it a contact; None withdraws it (nothing was sent)."""

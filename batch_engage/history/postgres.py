@@ -210,11 +210,12 @@ class PgHistory:
             return self._blocking(conn, to, flow_sid, cap, flow_cap, job)
 
     def claim(
-        self, to: str, flow_sid: str, owner: str, cap: Cap | None, flow_cap: Cap | None
+        self, to: str, flow_sid: str, owner: str, cap: Cap | None, flow_cap: Cap | None, *, refresh: bool = True
     ) -> tuple[Reached, Cap] | None:
         """Atomically check the caps and record an intent to contact ``to``; return the blocker if capped.
 
         ``owner`` is :func:`batch_engage.history.owner`'s ``<job>#<item>``; its job's contacts don't cap it.
+        Without ``refresh``, an owner's claim already there keeps its time.
         """
         with self._connection() as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (to,))
@@ -223,9 +224,9 @@ class PgHistory:
                 conn.execute(
                     sql.SQL(
                         "INSERT INTO {} (to_addr, flow_sid, sid, at, owner) VALUES (%s, %s, NULL, %s, %s) "
-                        "ON CONFLICT (owner) DO UPDATE SET at = excluded.at"
-                    ).format(self._table()),
-                    (to, flow_sid, self._clock(), owner),
+                        "ON CONFLICT (owner) DO UPDATE SET at = CASE WHEN %s THEN excluded.at ELSE {}.at END"
+                    ).format(self._table(), self._table()),
+                    (to, flow_sid, self._clock(), owner, refresh),
                 )
             return blocker
 

@@ -104,11 +104,12 @@ class History:
             return self._blocking(to, flow_sid, cap, flow_cap, job)
 
     def claim(
-        self, to: str, flow_sid: str, owner: str, cap: Cap | None, flow_cap: Cap | None
+        self, to: str, flow_sid: str, owner: str, cap: Cap | None, flow_cap: Cap | None, *, refresh: bool = True
     ) -> tuple[Reached, Cap] | None:
         """Atomically check the caps and record an intent to contact ``to``; return the blocker if capped.
 
         ``owner`` is :func:`owner`'s ``<job>#<item>``: the claim's identity, and its job's contacts don't cap it.
+        Without ``refresh``, an owner's claim already there keeps its time.
         """
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
@@ -117,8 +118,9 @@ class History:
                 if blocker is None:
                     self._conn.execute(
                         "INSERT INTO contacts (to_addr, flow_sid, sid, at, owner) VALUES (?, ?, NULL, ?, ?) "
-                        "ON CONFLICT(owner) WHERE owner IS NOT NULL DO UPDATE SET at = excluded.at",
-                        (to, flow_sid, self._clock(), owner),
+                        "ON CONFLICT(owner) WHERE owner IS NOT NULL "
+                        "DO UPDATE SET at = CASE WHEN ? THEN excluded.at ELSE contacts.at END",
+                        (to, flow_sid, self._clock(), owner, refresh),
                     )
             except BaseException:
                 self._conn.execute("ROLLBACK")

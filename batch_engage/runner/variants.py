@@ -33,8 +33,10 @@ def count_holdout(history: HistoryStore, spec: Spec, plan: pl.DataFrame) -> int:
     """With ``holdout_counts``, the holdout's contacts claim their place in the history, as if contacted.
 
     The claim is keyed by the job's history identity and contact, so a rerun claims nobody twice and the
-    job's own claims never cap it (a contact later moved out of the holdout is sent). It never carries a run
-    SID: the history's statistics count only contacts really reached.
+    job's own claims never cap it (a contact later moved out of the holdout is sent). It is made once and
+    never moved: the holdout was "contacted" when first held out, and a rerun of a finished job (a cron)
+    must not push that forward and so cap them for every other job forever. It never carries a run SID:
+    the history's statistics count only contacts really reached.
     """
     experiment = spec.experiment
     if experiment is None or not experiment.holdout_counts:
@@ -42,7 +44,7 @@ def count_holdout(history: HistoryStore, spec: Spec, plan: pl.DataFrame) -> int:
     held = plan.filter(pl.col("status") == HOLDOUT).select("to", "contact")
     identity = history_identity(spec)
     for to, contact in held.iter_rows():
-        history.claim(to, spec.flow.sid, history_owner(identity, contact), None, None)
+        history.claim(to, spec.flow.sid, history_owner(identity, contact), None, None, refresh=False)
     if held.height:
         log.info("holdout.counted", contacts=held.height)
     return held.height

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from batch_engage import Credentials, run
 from batch_engage.sandbox import Sandbox
 
-from conftest import make_contacts
+from conftest import cli, make_contacts
 
 CAPPED_HOLDOUT = """
 [history]
@@ -41,6 +42,11 @@ def holdout_job(tmp_path: Path, write_job: Callable[..., Path], sandbox: Sandbox
     return write
 
 
+def _claimed_at(history: Path) -> dict[str, float]:
+    with sqlite3.connect(history) as conn:
+        return dict(conn.execute("SELECT to_addr, at FROM contacts WHERE sid IS NULL").fetchall())
+
+
 def test_a_job_is_not_capped_by_its_own_holdouts_claims_when_they_leave_the_holdout(
     holdout_job: Callable[[float], Path], sandbox: Sandbox, sandbox_creds: Credentials
 ) -> None:
@@ -53,3 +59,22 @@ def test_a_job_is_not_capped_by_its_own_holdouts_claims_when_they_leave_the_hold
     assert second.exit_code == 0
     assert second.counts.get("capped", 0) == 0 and second.counts["sent"] == 40
     assert len({e.to for e in sandbox.ledger()}) == 40
+
+
+def test_a_rerun_of_a_finished_job_neither_moves_its_holdouts_claims_nor_calls_them_undone(
+    holdout_job: Callable[[float], Path],
+    sandbox_creds: Credentials,
+    sandbox_env: dict[str, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """What a user notices: a cron re-running a finished job keeps the held-out people's "contacted at" where
+    the first run put it (they are not capped for other jobs forever), and says all 40 rows were done."""
+    job = holdout_job(0.5)
+    first = run(job, credentials=sandbox_creds)
+    claimed = _claimed_at(tmp_path / "history.db")
+    assert len(claimed) == first.counts["holdout"] > 0
+    code, out, err = cli(["run", str(job)], capsys)
+    assert code == 0, err
+    assert "all 40 rows were done by earlier runs" in out
+    assert _claimed_at(tmp_path / "history.db") == claimed

@@ -56,6 +56,22 @@ class TestContract:
         assert history.claim("+14155550100", FLOW_SID, owner("jobC", "1"), cap, None) is not None
         history.close()
 
+    def test_a_claim_made_without_refresh_keeps_its_first_time(self, open_store: Callable[..., HistoryStore]) -> None:
+        """A holdout's claim claimed again a day later still caps from its first day (it is not moved forward);
+        a sending claim claimed again moves to now."""
+        clock = Clock()
+        history = open_store(clock=clock)
+        week = parse_cap("1 per 7d", key="cap")
+        history.claim("+14155550100", FLOW_SID, "jobA#held", None, None, refresh=False)
+        history.claim("+14155550101", FLOW_SID, "jobA#sent", None, None)
+        clock.now += 6 * DAY
+        history.claim("+14155550100", FLOW_SID, "jobA#held", None, None, refresh=False)
+        history.claim("+14155550101", FLOW_SID, "jobA#sent", None, None)
+        clock.now += 2 * DAY
+        assert history.check("+14155550100", FLOW_SID, week, None) is None
+        assert history.check("+14155550101", FLOW_SID, week, None) is not None
+        history.close()
+
     def test_a_claim_blocks_others_and_a_withdrawn_claim_does_not(
         self, open_store: Callable[..., HistoryStore]
     ) -> None:
