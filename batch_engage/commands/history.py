@@ -17,7 +17,10 @@ __all__ = ["forget_opt_out", "history_opt_outs", "history_stats", "import_histor
 
 
 def import_history(results: str | Path, *, history: str | Path, flow_sid: str) -> int:
-    """Seed the contact history from a results table's ``sent`` and ``already_active`` rows."""
+    """Seed the contact history from a results table's ``sent`` and ``already_active`` rows; how many were new.
+
+    A run already in the history (its SID) is not counted again, so importing a table twice changes nothing.
+    """
     path = str(results)
     try:
         table = pl.read_parquet(path) if path.endswith(".parquet") else pl.read_csv(path, infer_schema_length=0)
@@ -26,14 +29,31 @@ def import_history(results: str | Path, *, history: str | Path, flow_sid: str) -
     missing = {"to", "status", "sid", "completed_at"} - set(table.columns)
     if missing:
         raise UsageError(f"{path}: not a results table (no column {', '.join(sorted(missing))})")
-    reached = table.filter(pl.col("status").is_in(["sent", "already_active"]))
+    # Rows numbered as a spreadsheet shows them (the header is row 1 of a CSV).
+    numbered = table.with_row_index("_line", offset=1 if path.endswith(".parquet") else 2)
+    reached = numbered.filter(pl.col("status").is_in(["sent", "already_active"]))
     rows = [
-        (unguarded(to), flow_sid, sid, datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp())
-        for to, sid, at in reached.select("to", "sid", pl.col("completed_at").cast(pl.String)).iter_rows()
+        (unguarded(to), flow_sid, sid, _moment(path, line, at))
+        for line, to, sid, at in reached.select(
+            "_line", "to", "sid", pl.col("completed_at").cast(pl.String)
+        ).iter_rows()
         if to and at
     ]
     with open_history(history) as store:
         return store.record(rows)
+
+
+def _moment(path: str, line: int, at: str) -> float:
+    """A row's ``completed_at`` in seconds since the epoch; a time a spreadsheet rewrote is refused, naming its row."""
+    try:
+        return datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        # The cell is the file's text: repr() escapes control characters, and it is cut short.
+        shown = repr(at[:40]) + ("…" if len(at) > 40 else "")
+        raise UsageError(
+            f"{path}, row {line}: completed_at {shown} is not an ISO 8601 time like 2026-12-08T03:54:00Z "
+            "(a spreadsheet may have rewritten it); nothing was recorded"
+        ) from None
 
 
 def history_stats(history: str | Path) -> pl.DataFrame:

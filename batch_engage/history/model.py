@@ -81,7 +81,7 @@ class HistoryStore(Protocol):
         """Every address contacted (or claimed) within the last ``seconds``."""
 
     def record(self, rows: Iterable[tuple[str, str, str | None, float]]) -> int:
-        """Add past contacts ``(to, flow_sid, sid, at)``; return how many."""
+        """Add past contacts ``(to, flow_sid, sid, at)`` not already there (the same run's SID); return how many."""
 
     def stats(self) -> pl.DataFrame:
         """Contacts reached per flow per day."""

@@ -42,6 +42,19 @@ _KEY = "history.path"
 # Any constant serializes the first-use DDL of every process (CREATE ... IF NOT EXISTS races in PostgreSQL).
 _DDL_LOCK = 0x62617463
 
+_RECORD_LOCK = 0x72656364
+# Seen already: the same run (to and SID), or for a contact without a SID the same Flow and time.
+_RECORD = """
+INSERT INTO {} (to_addr, flow_sid, sid, at)
+SELECT %(to)s::text, %(flow)s::text, %(sid)s::text, %(at)s::double precision
+WHERE NOT EXISTS (
+    SELECT 1 FROM {} WHERE to_addr = %(to)s::text AND (
+        sid = %(sid)s::text
+        OR (%(sid)s::text IS NULL AND sid IS NULL AND flow_sid = %(flow)s::text AND at = %(at)s::double precision)
+    )
+)
+"""
+
 _TABLES = """
 CREATE TABLE IF NOT EXISTS {schema}.version (version integer NOT NULL);
 CREATE TABLE IF NOT EXISTS {schema}.contacts (
@@ -248,14 +261,17 @@ class PgHistory:
         return {r[0] for r in rows}
 
     def record(self, rows: Iterable[tuple[str, str, str | None, float]]) -> int:
-        """Add past contacts ``(to, flow_sid, sid, at)``; return how many."""
-        batch = list(rows)
+        """Add past contacts ``(to, flow_sid, sid, at)`` not already there; return how many were added.
+
+        A contact is known by its run's SID (without one, by its Flow and time), so importing one
+        results table twice counts nobody twice.
+        """
+        batch = [dict(zip(("to", "flow", "sid", "at"), row, strict=True)) for row in rows]
         with self._connection() as conn, conn.transaction(), conn.cursor() as cur:
-            copy = sql.SQL("COPY {} (to_addr, flow_sid, sid, at) FROM STDIN").format(self._table())
-            with cur.copy(copy) as writer:
-                for row in batch:
-                    writer.write_row(row)
-        return len(batch)
+            # Two imports at once would each see the other's rows missing: they queue instead.
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_RECORD_LOCK,))
+            cur.executemany(sql.SQL(_RECORD).format(self._table(), self._table()), batch)
+            return max(cur.rowcount, 0)
 
     def _opt_outs(self) -> sql.Composed:
         return sql.SQL("{}.opt_outs").format(sql.Identifier(self.schema))

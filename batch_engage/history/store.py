@@ -50,6 +50,15 @@ CREATE TABLE IF NOT EXISTS opt_outs (
 );
 """
 
+# Seen already: the same run (to and SID), or for a contact without a SID the same Flow and time.
+_RECORD = """
+INSERT INTO contacts (to_addr, flow_sid, sid, at) SELECT :to, :flow, :sid, :at
+WHERE NOT EXISTS (
+    SELECT 1 FROM contacts WHERE to_addr = :to
+    AND (sid = :sid OR (:sid IS NULL AND sid IS NULL AND flow_sid = :flow AND at = :at))
+)
+"""
+
 
 class History:
     """The shared contact history in a SQLite file (safe for many processes at once), readable by its owner only."""
@@ -145,13 +154,19 @@ class History:
         return {r[0] for r in rows}
 
     def record(self, rows: Iterable[tuple[str, str, str | None, float]]) -> int:
-        """Add past contacts ``(to, flow_sid, sid, at)``; return how many."""
-        batch = list(rows)
+        """Add past contacts ``(to, flow_sid, sid, at)`` not already there; return how many were added.
+
+        A contact is known by its run's SID (without one, by its Flow and time), so importing one
+        results table twice counts nobody twice.
+        """
+        batch = [dict(zip(("to", "flow", "sid", "at"), row, strict=True)) for row in rows]
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
-            self._conn.executemany("INSERT INTO contacts (to_addr, flow_sid, sid, at) VALUES (?, ?, ?, ?)", batch)
+            before = self._conn.total_changes
+            self._conn.executemany(_RECORD, batch)
+            added = self._conn.total_changes - before
             self._conn.execute("COMMIT")
-        return len(batch)
+        return added
 
     def add_opt_outs(self, rows: Iterable[tuple[str, str, float]]) -> int:
         """Record contacts who opted out ``(to, sender, at)`` (the latest date kept); return how many."""

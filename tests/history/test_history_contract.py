@@ -72,6 +72,17 @@ class TestContract:
         assert history.check("+14155550101", FLOW_SID, week, None) is not None
         history.close()
 
+    def test_recording_the_same_contacts_twice_adds_them_once(self, open_store: Callable[..., HistoryStore]) -> None:
+        """A results table imported twice: its runs (by SID) and its SID-less contacts are each counted once."""
+        clock = Clock()
+        history = open_store(clock=clock)
+        rows = [("+14155550100", FLOW_SID, "FN1", clock.now), ("+14155550101", FLOW_SID, None, clock.now)]
+        assert history.record(rows) == 2
+        assert history.record([*rows, ("+14155550102", FLOW_SID, "FN2", clock.now)]) == 1
+        assert history.check("+14155550100", FLOW_SID, parse_cap("2 per 1d", key="cap"), None) is None
+        assert history.check("+14155550101", FLOW_SID, parse_cap("2 per 1d", key="cap"), None) is None
+        history.close()
+
     def test_a_claim_blocks_others_and_a_withdrawn_claim_does_not(
         self, open_store: Callable[..., HistoryStore]
     ) -> None:
