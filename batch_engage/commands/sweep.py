@@ -1,6 +1,7 @@
 """``sweep``: end this job's own runs that are still active (a dry run unless ``yes``).
 
-The runs are the checkpoint's SIDs; each is read (paced and retried like every read) and
+The runs are the checkpoint's SIDs; each is read on the Flow that holds it (its variant's, in an
+experiment), paced and retried like every read, and
 ended only when its Context carries a marker of one of this job's checkpoints (any period)
 and it is older than ``older_than`` on Twilio's clock. Another job's run, another sender's
 or an inbound conversation is listed and left alone. v1 Engagements have no documented
@@ -66,11 +67,16 @@ class Sweep:
         return EXIT_TEMPFAIL if not self.dry_run and self.count("left active") else EXIT_OK
 
 
-def _runs_of(spec: Spec) -> list[tuple[str, int]]:
-    """Each SID the checkpoint names (sent, already active, waited on), once, with its row."""
+def _runs_of(spec: Spec) -> list[tuple[str, int, str]]:
+    """Each SID the checkpoint names (sent, already active, waited on), once, with its row and the Flow that holds
+    it (its variant's, in an experiment, as ``collect`` reads it)."""
     view = read_checkpoint(spec.output.checkpoint)
-    lines = view.journal.filter(pl.col("sid").is_not_null()).select("sid", "row").unique("sid", maintain_order=True)
-    return [(sid, row) for sid, row in lines.iter_rows()]
+    lines = view.journal.filter(pl.col("sid").is_not_null()).select("sid", "row", "variant")
+    experiment, default = spec.experiment, spec.flow.sid
+    return [
+        (sid, row, experiment.flow_of(variant, default) if experiment is not None and variant else default)
+        for sid, row, variant in lines.unique("sid", maintain_order=True).iter_rows()
+    ]
 
 
 async def sweep_job(
@@ -108,9 +114,16 @@ async def sweep_job(
             Pacer(spec.send.rate), sleep=asyncio.sleep, attempts=READ_ATTEMPTS, max_backoff=spec.send.max_backoff
         )
         found: list[SweptRun] = []
-        for sid, row in runs:
+        for sid, row, flow in runs:
             swept = await _one(
-                client, reads, sid, row, tokens=tokens, marker_key=spec.send.marker_key, yes=yes, older_than=older_than
+                client.for_flow(flow),
+                reads,
+                sid,
+                row,
+                tokens=tokens,
+                marker_key=spec.send.marker_key,
+                yes=yes,
+                older_than=older_than,
             )
             if swept is not None:
                 found.append(swept)

@@ -7,9 +7,9 @@ run (``details.conflicting_execution_sid``), v1 hands that run back. With ``on_a
 - ``"wait"``: it is set aside as ``waiting_active`` and tried again every ``active_retry``;
 - ``"end"``: when the blocking run's Context carries a marker of one of this job's
   checkpoints (any period) and it is at least ``end_active_after`` old on Twilio's clock,
-  it is ended (``Status=ended``) and the contact sent at once; any other run (another
-  job's, another sender's, an inbound conversation) is never ended: the contact waits,
-  and its line says why.
+  it is ended (``Status=ended``, on the contact's variant's Flow in an experiment) and the
+  contact sent at once; any other run (another job's, another sender's, an inbound
+  conversation) is never ended: the contact waits, and its line says why.
 
 A contact set aside keeps its place among the dispatcher's outstanding work, so the run
 goes on with the others and stays until every contact is sent or the run is stopped.
@@ -146,6 +146,10 @@ class ActiveRuns:
             return False
         return True
 
+    def _client(self, item: Item) -> StudioClient:
+        """The client of the Flow that holds the contact's runs: its variant's, in an experiment."""
+        return self.client.for_flow(item.flow) if item.flow else self.client
+
     @staticmethod
     def _waiting_for(sid: str | None) -> str:
         return f"waiting for its earlier run {sid} to end" if sid else "waiting for its earlier run to end"
@@ -154,7 +158,9 @@ class ActiveRuns:
         """End the blocking run if it is this job's and old enough; True when the contact may go at once."""
         send = self.spec.send
         try:
-            verdict = await judge_run(self.client, self.reads, sid, tokens=self.tokens, marker_key=send.marker_key)
+            verdict = await judge_run(
+                self._client(item), self.reads, sid, tokens=self.tokens, marker_key=send.marker_key
+            )
         except StudioError as exc:
             self._wait(item, sid, f"waiting: its active run {sid} could not be read ({exc.message})")
             return False
@@ -173,7 +179,7 @@ class ActiveRuns:
     async def _end(self, item: Item, sid: str, reason: str, whose: str) -> bool:
         """End ``sid`` (this job's run, old enough); True when it ended and the contact may go at once."""
         try:
-            await self.reads.call("end", partial(self.client.end_run, sid))
+            await self.reads.call("end", partial(self._client(item).end_run, sid))
         except HoldLost:
             # The end never left (the transport's fence): nothing more may leave from this run, and the contact,
             # refused with a 409, still waits for its earlier run: neither sent nor possibly sent.
