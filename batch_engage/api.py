@@ -324,7 +324,8 @@ def report(
     campaign page; where the table went (None: not written), and the counts. Nothing is sent."""
     from .commands import guarded_report  # noqa: PLC0415 - each command loads what it needs
 
-    return guarded_report(load_job(job, overrides, period=period, sandbox=sandbox, latest=True), output, html)
+    spec = load_job(job, overrides, period=period, sandbox=sandbox, latest=True)
+    return guarded_report(spec, output, html, sandbox=sandbox)
 
 
 async def sweep_async(

@@ -1,6 +1,6 @@
 """The checkpoint: the journal keyed by contact, bound to one job and one target, in SQLite or PostgreSQL."""
 
-from .binding import other_list_refused, reached_by_another_list, reached_not_in
+from .binding import describe_mismatch, other_list_refused, reached_by_another_list, reached_not_in
 from .columnar import read_only_uri
 from .model import CheckpointStore, CheckpointView, Intent, Outcome, SecondStats, Target, achieved_rate, empty_journal
 from .runlog import LostLines, RunLogState, read_runlog, refuse_lost_journal, runlog_path, set_aside_damaged
@@ -34,6 +34,7 @@ __all__ = [
     "checkpoint_exists",
     "checkpoint_meta",
     "checkpoints_beside",
+    "describe_mismatch",
     "empty_journal",
     "is_locked",
     "is_postgres",

@@ -24,6 +24,7 @@ from ..errors import StudioError, UsageError
 from ..exits import EXIT_OK, EXIT_TEMPFAIL
 from ..job import Spec
 from ..twilio import studio_base_url
+from .owned import refuse_foreign_checkpoint
 from .resolve import job_tokens
 
 if TYPE_CHECKING:
@@ -94,6 +95,8 @@ async def sweep_job(
             "sweep: Twilio documents no way to end a v1 Engagement but deleting it (flow.api = 'engagements'); "
             "nothing was ended"
         )
+    # Another job's checkpoint (--checkpoint) would have that job's runs ended as this job's own.
+    refuse_foreign_checkpoint(spec, "sweep", sandbox=sandbox, nothing="nothing was ended", credentials=credentials)
     # The API's default above is this module's: the HTTP client loads only when a sweep runs.
     from ..twilio import READ_ATTEMPTS, PacedReads, Pacer, StudioClient, make_http_client  # noqa: PLC0415
 

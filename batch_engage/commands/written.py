@@ -14,6 +14,7 @@ from typing import Any
 from ..disk import write_text_atomically
 from ..errors import OutputFailed
 from ..job import Spec, check_outputs, rehearsal_target
+from .owned import refuse_foreign_checkpoint
 from .status import rewrite_results, write_report_html
 
 __all__ = ["guarded_report", "guarded_report_html", "guarded_summary_json"]
@@ -28,12 +29,19 @@ def _not_written(path: str | Path, exc: OSError) -> OutputFailed:
     )
 
 
-def guarded_report(spec: Spec, output: str | Path | None, html: str | Path | None) -> tuple[str | None, dict[str, int]]:
-    """``report``: the results table again (``output`` or the job's own), or with ``html`` alone only the page."""
+def guarded_report(
+    spec: Spec, output: str | Path | None, html: str | Path | None, *, sandbox: bool = False
+) -> tuple[str | None, dict[str, int]]:
+    """``report``: the results table again (``output`` or the job's own), or with ``html`` alone only the page.
+
+    Another job's checkpoint, or one from the other side of ``sandbox``, is refused: its rows would be written
+    over this job's results table.
+    """
     output = rehearsal_target(spec, output) if output is not None else None
     table = output or (spec.output.results if html is None else None)
     outputs = [("--output" if output else "output.results", table), ("--html", html)]
     check_outputs(spec, outputs, replaces=["output.results"])
+    refuse_foreign_checkpoint(spec, "report", sandbox=sandbox, nothing="nothing was written")
     try:
         return rewrite_results(spec, output, html)
     except OSError as exc:

@@ -86,7 +86,7 @@ def test_the_cli_lists_then_ends(
     job = tmp_path / "sweep.toml"
     job.write_text(
         f'[flow]\nsid = "{spec.flow.sid}"\napi = "executions"\nbase_url = "{sb.url}"\n'
-        '[mapping]\nto = "phone"\nfrom = "+15005550006"\n'
+        '[mapping]\nto = "phone"\nfrom = "+15005550006"\n[mapping.parameters]\nname = "name"\nvisits = "visits"\n'
         # The reads are paced at the job's rate: at the default 20/s, two sweeps of 40 runs wait 8 s.
         f"[send]\nrate = {spec.send.rate:g}\n"
         f'[output]\nresults = "{spec.output.results}"\ncheckpoint = "{spec.output.checkpoint}"\n'
