@@ -320,8 +320,7 @@ def report(
     sandbox: bool = False,
     html: str | Path | None = None,
 ) -> tuple[str | None, dict[str, int]]:
-    """Write the results table again from the checkpoint alone, or with ``html`` (and no ``output``) only the
-    campaign page; where the table went (None: not written), and the counts. Nothing is sent."""
+    """The results table again from the checkpoint (with ``html`` alone, only the page): where, and the counts."""
     from .commands import guarded_report  # noqa: PLC0415 - each command loads what it needs
 
     spec = load_job(job, overrides, period=period, sandbox=sandbox, latest=True)
