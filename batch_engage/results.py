@@ -263,6 +263,8 @@ def counts_by_status(results: pl.DataFrame) -> dict[str, int]:
 # OWASP's CSV injection rule: a spreadsheet runs a cell that starts with one of these as a formula; ASVS adds NUL,
 # and a line feed or spaces before one are trimmed by some spreadsheets' imports.
 _FORMULA_START = r"^(?:[=+\-@\t\r\n\x00]|\s+[=+\-@])"
+# C0 and C1 controls but tab, line feed and carriage return (a CSV cell holds those quoted).
+_CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]"
 # A phone number as sent (``+14155550100``, ``whatsapp:+14155550100``) is the one such text that is data.
 _PLAIN_NUMBER = r"^(?:whatsapp:)?\+[0-9]+$"
 
@@ -276,13 +278,15 @@ def guard_formulas(table: pl.DataFrame) -> pl.DataFrame:
     texts = [name for name, dtype in table.schema.items() if dtype == pl.String]
     if not texts:
         return table
-    return table.with_columns(
+    guarded = table.with_columns(
         pl.when(pl.col(c).str.contains(_FORMULA_START) & ~pl.col(c).str.contains(_PLAIN_NUMBER))
         .then(pl.lit("'") + pl.col(c))
         .otherwise(pl.col(c))
         .alias(c)
         for c in texts
     )
+    # A control character (an input cell's ESC [2J) reaches whoever cats the file: shown as U+FFFD instead.
+    return guarded.with_columns(pl.col(c).str.replace_all(_CONTROL, "\ufffd") for c in texts)
 
 
 def unguarded(text: str) -> str:

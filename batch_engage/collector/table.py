@@ -176,5 +176,16 @@ def top_values(spec: Spec, table: pl.DataFrame, n: int = 5) -> dict[str, list[tu
         if name.endswith(("_delivery_error_code", "_queue_seconds")):
             continue
         values = Counter(str(v) for v in table.get_column(name).to_list() if v is not None)
-        top[name] = values.most_common(n)
+        top[name] = [(_shown(value), count) for value, count in values.most_common(n)]
     return top
+
+
+# Anyone can text the number: a 200,000-character reply was one summary line and one log line, whole.
+SHOWN_CHARACTERS = 80
+
+
+def _shown(value: str) -> str:
+    """A value as a summary line or a log shows it: whole up to ``SHOWN_CHARACTERS``, cut and counted beyond."""
+    if len(value) <= SHOWN_CHARACTERS:
+        return value
+    return f"{value[:SHOWN_CHARACTERS]}… ({len(value):,} characters)"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -345,9 +346,14 @@ def _label_indices(count: int) -> list[int]:
     return list(range(0, count, every))
 
 
+# C0 and C1 controls but tab, line feed and carriage return: invalid in HTML, and raw bytes to whoever reads it.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
 def escape(text: str) -> str:
-    """Text made safe for HTML content and attribute values."""
-    return html.escape(text, quote=True)
+    """Text made safe for HTML content and attribute values; a control character (a reply's ESC or BEL) shown as
+    U+FFFD, never written raw."""
+    return _CONTROL.sub("\ufffd", html.escape(text, quote=True))
 
 
 def coord(value: float) -> str:

@@ -43,8 +43,11 @@ class TestGuardRule:
 
     @pytest.mark.parametrize("text", [" =1+1", "  @SUM(1)", "\n=1", "\x00=1", "\u00a0=1"])
     def test_a_formula_behind_spaces_a_line_feed_or_nul_is_guarded_too(self, text: str) -> None:
-        """A reply of `" =HYPERLINK(…)"`: some spreadsheets trim the spaces on import and run it; it is guarded."""
-        assert guard_formulas(pl.DataFrame({"cell": [text]}))["cell"].to_list() == ["'" + text]
+        """A reply of `" =HYPERLINK(…)"`: some spreadsheets trim the spaces on import and run it; it is guarded (a NUL
+        itself then shown as U+FFFD)."""
+        assert guard_formulas(pl.DataFrame({"cell": [text]}))["cell"].to_list() == [
+            "'" + text.replace("\x00", "\ufffd")
+        ]
 
     @pytest.mark.parametrize("text", ["+14155550100", "whatsapp:+14155550100", "Ada", "", "a=b", "name@x.com", " a"])
     def test_numbers_as_sent_and_ordinary_text_are_left_alone(self, text: str) -> None:
@@ -55,6 +58,12 @@ class TestGuardRule:
     def test_anything_else_that_starts_with_plus_or_minus_is_guarded(self, text: str) -> None:
         """A `+` cell that is not only digits, or a `-` number, is guarded too: every cell in any column."""
         assert guard_formulas(pl.DataFrame({"cell": [text]}))["cell"].to_list() == ["'" + text]
+
+    def test_a_control_character_in_a_cell_is_never_written_raw(self) -> None:
+        """An input cell's ESC [2J (or a reply's BEL) would clear the terminal of whoever cats the CSV: U+FFFD;
+        tabs and line breaks, which a quoted CSV cell holds, stay."""
+        table = guard_formulas(pl.DataFrame({"cell": ["\x1b[2J+1415", "ring\x07", "a\tb\nc"]}))
+        assert table["cell"].to_list() == ["\ufffd[2J+1415", "ring\ufffd", "a\tb\nc"]
 
     def test_numbers_and_nulls_are_not_text_and_stay_as_they_are(self) -> None:
         """A negative count is a number, not a formula; an empty cell stays empty."""

@@ -190,6 +190,13 @@ class TestEscaping:
         assert "<script" not in page
         assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;" in page
 
+    def test_a_replys_control_characters_never_reach_the_page_raw(self) -> None:
+        """An answer holding ESC or BEL (anyone can text the number) is shown with U+FFFD, never as the raw byte."""
+        answer = "yes\x1b[2J\x07"
+        page = render_report(report(fields=(FieldValues(name="answer", top=((answer, 3),)),)))
+        assert "\x1b" not in page and "\x07" not in page
+        assert "yes\ufffd[2J\ufffd" in page
+
 
 any_text = st.text(max_size=40)
 any_seconds = st.lists(
