@@ -49,7 +49,7 @@ from .exits import (
     exit_code_for_error,
 )
 from .faces import lazy_face
-from .job import Spec, check_outputs, parse_duration, prove_outputs
+from .job import Spec, parse_duration, prove_outputs
 from .plan import prepare
 from .runner import calls_hanging
 from .sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, SandboxConfig, ServiceConfig
@@ -374,11 +374,11 @@ async def collect_async(
 ) -> CollectResult:
     """:func:`collect` for callers that already run an event loop."""
     from .collector import CollectOptions, collect_job  # noqa: PLC0415 - each command loads what it needs
+    from .commands import guarded_collect  # noqa: PLC0415 - each command loads what it needs
 
     options = options or CollectOptions()
     spec = load_job(job, overrides, period=period, sandbox=options.sandbox, latest=True)
-    outcomes = options.output or spec.output.outcomes
-    check_outputs(spec, [("--output" if options.output else "output.outcomes", outcomes)], replaces=["output.outcomes"])
+    guarded_collect(spec, options.output, sandbox=options.sandbox)
     with simulated(spec, config=simulator) if options.sandbox else real(spec, credentials) as (spec, creds):
         return await collect_job(
             spec, credentials=creds, options=options, control=control, transport=transport, on_progress=on_progress

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from .sweep import DEFAULT_OLDER_THAN, Sweep, SweptRun, sweep_job
     from .validate import Validation, offline_target, prove_validate_outputs, refuse_period_behind, validation
     from .variants import assign_variants
-    from .written import guarded_report, guarded_report_html, guarded_summary_json
+    from .written import guarded_collect, guarded_report, guarded_report_html, guarded_summary_json
 
 __all__ = [
     "DEFAULT_OLDER_THAN",
@@ -33,6 +33,7 @@ __all__ = [
     "Validation",
     "assign_variants",
     "forget_opt_out",
+    "guarded_collect",
     "guarded_report",
     "guarded_report_html",
     "guarded_summary_json",
@@ -72,6 +73,6 @@ __getattr__, __dir__ = lazy_face(
         "sweep": "DEFAULT_OLDER_THAN Sweep SweptRun sweep_job",
         "validate": "Validation offline_target prove_validate_outputs refuse_period_behind validation",
         "variants": "assign_variants",
-        "written": "guarded_report guarded_report_html guarded_summary_json",
+        "written": "guarded_collect guarded_report guarded_report_html guarded_summary_json",
     },
 )

@@ -17,7 +17,7 @@ from ..job import Spec, check_outputs, rehearsal_target
 from .owned import refuse_foreign_checkpoint
 from .status import rewrite_results, write_report_html
 
-__all__ = ["guarded_report", "guarded_report_html", "guarded_summary_json"]
+__all__ = ["guarded_collect", "guarded_report", "guarded_report_html", "guarded_summary_json"]
 
 
 def _not_written(path: str | Path, exc: OSError) -> OutputFailed:
@@ -46,6 +46,14 @@ def guarded_report(
         return rewrite_results(spec, output, html)
     except OSError as exc:
         raise _not_written(output or spec.output.results, exc) from None
+
+
+def guarded_collect(spec: Spec, output: str | None, *, sandbox: bool) -> None:
+    """``collect``'s outcomes table never over the job's own files, and its checkpoint this job's: another job's
+    (``--checkpoint``) would have its runs fetched and written as this job's outcomes."""
+    outcomes = output or spec.output.outcomes
+    check_outputs(spec, [("--output" if output else "output.outcomes", outcomes)], replaces=["output.outcomes"])
+    refuse_foreign_checkpoint(spec, "collect", sandbox=sandbox, nothing="nothing was fetched")
 
 
 def guarded_report_html(spec: Spec, path: str | Path) -> Path:

@@ -90,3 +90,16 @@ def test_report_refuses_a_rehearsals_checkpoint_without_sandbox_and_takes_it_wit
     assert results.read_bytes() == before
     assert cli(["report", str(job), "--sandbox"], capsys)[0] == 0
     assert cli(["report", str(job)], capsys)[0] == 0 and results.read_bytes() == before
+
+
+def test_collect_refuses_another_jobs_checkpoint_and_fetches_nothing(
+    two_jobs: tuple[Sandbox, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What a user notices: `collect JOB --checkpoint OTHER.checkpoint` is exit 2, one line; no run is read and no
+    outcomes table is written (the other job's runs were fetched and written as this job's outcomes)."""
+    sb, job, _ = two_jobs
+    reads = sb.stats().run_requests
+    args = ["collect", str(job), "--checkpoint", str(tmp_path / "other.checkpoint")]
+    _one_line_refusal(*cli(args, capsys), "made for another job", "nothing was fetched")
+    assert sb.stats().run_requests == reads
+    assert not (tmp_path / "job.outcomes.csv").exists()
