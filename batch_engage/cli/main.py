@@ -35,6 +35,7 @@ from .output import (
     validation_lines,
 )
 from .parser import build_parser, parse_duration
+from .sandbox_flags import sandbox_config
 
 __all__ = ["build_parser", "main", "parse_duration"]
 
@@ -228,77 +229,8 @@ def _cmd_recover(args: argparse.Namespace) -> int:
     return recovery.result.exit_code
 
 
-def _sandbox_config(args: argparse.Namespace) -> api.SandboxConfig:
-    flows = dict(flow.partition("=")[::2] for flow in args.flow)
-    for sid, status in flows.items():
-        if not status:
-            raise UsageError(f"sandbox: --flow {sid!r} needs =STATUS (published, draft or draft_over_published)")
-    try:
-        return api.SandboxConfig(
-            rate_limit=args.rate_limit or None,
-            latency=args.latency,
-            active_rule=not args.no_active_rule,
-            lost_answer_rate=args.lost_answer_rate,
-            error_rate=args.error_rate,
-            retry_after=args.retry_after,
-            seed=args.seed,
-            run_lifetime=args.run_lifetime,
-            wait_timeout=args.wait_timeout,
-            other_sender_active=tuple(a.strip() for a in args.other_sender_active.split(",") if a.strip()),
-            clock_offset=args.clock_offset,
-            other_sender_rate=args.other_sender_rate,
-            read_rate_limit_rate=args.read_rate_limit_rate,
-            flows=flows or None,
-            list_drops_channel_prefix=args.list_drops_channel_prefix,
-            next_page_host=args.next_page_host,
-            replies=tuple(reply.strip() for reply in args.replies.split(",")),
-            unwired_trigger=args.unwired_trigger,
-            state_path=args.state_path,
-            **_sandbox_senders(args),
-        )
-    except ValueError as exc:
-        raise UsageError(f"sandbox: {exc}") from None
-
-
-def _pairs(values: list[str], flag: str) -> dict[str, str]:
-    pairs = dict(value.partition("=")[::2] for value in values)
-    for key, value in pairs.items():
-        if not key or not value:
-            raise UsageError(f"sandbox: {flag} {key!r} needs KEY=VALUE")
-    return pairs
-
-
-def _sandbox_senders(args: argparse.Namespace) -> dict[str, Any]:
-    """The sandbox's senders from their flags: numbers, services, queues, opt-outs."""
-    pools = _pairs(args.service, "--service")
-    inbound = _pairs(args.service_inbound, "--service-inbound")
-    validity = _pairs(args.service_validity, "--service-validity")
-    for sid in {*inbound, *validity} - set(pools):
-        raise UsageError(f"sandbox: {sid} has no --service {sid}=NUMBERS")
-    try:
-        services = {
-            sid: api.ServiceConfig(
-                numbers=tuple(n.strip() for n in numbers.split(",") if n.strip()),
-                inbound=inbound.get(sid, "this_flow"),
-                validity_period=int(validity.get(sid, 36_000)),
-            )
-            for sid, numbers in pools.items()
-        }
-    except ValueError as exc:
-        raise UsageError(f"sandbox: {exc}") from None
-    return {
-        "reply_routing": args.reply_routing,
-        "numbers": _pairs(args.number, "--number"),
-        "services": services,
-        "sender_pace": args.sender_pace,
-        "validity_period": int(args.validity_period),
-        "queue_limit": args.queue_limit,
-        "opted_out": frozenset(n.strip() for value in args.opted_out for n in value.split(",") if n.strip()),
-    }
-
-
 def _cmd_sandbox(args: argparse.Namespace) -> int:
-    config = _sandbox_config(args)
+    config = sandbox_config(args)
     try:
         api.serve_sandbox(config, port=args.port, on_ready=sandbox_banner)
     except ValueError as exc:  # a state file that is not the sandbox's

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
-from ..api import SandboxConfig
+from ..api import SandboxConfig, ServiceConfig
+from ..errors import UsageError
 
-__all__ = ["add_sandbox_options"]
+__all__ = ["add_sandbox_options", "sandbox_config"]
 
 
 def add_sandbox_options(sb: argparse.ArgumentParser) -> None:
@@ -38,6 +40,8 @@ def _add_pace_and_faults(sb: argparse.ArgumentParser) -> None:
     sb.add_argument("--no-active-rule", action="store_true", help="switch off Studio's one-active-run-per-contact rule")
     _share(sb, "--lost-answer-rate", "creates that create the run but answer 503")
     _share(sb, "--error-rate", "creates answered 500/503 without creating a run")
+    _share(sb, "--late-rate", "creates answered 504 at once whose run Studio creates --late-seconds later")
+    _seconds(sb, "--late-seconds", 5.0, "how long after its 504 a --late-rate run is created (default 5)")
     sb.add_argument(
         "--retry-after", type=float, metavar="SECONDS", help="put Retry-After (rounded up) on every 429 (default: none)"
     )
@@ -56,6 +60,7 @@ def _add_pace_and_faults(sb: argparse.ArgumentParser) -> None:
         help="comma-separated contacts already in another sender's active conversation at their first create",
     )
     _seconds(sb, "--clock-offset", 0.0, "how far Twilio's clock is ahead of ours (negative: behind)")
+    _seconds(sb, "--date-header-offset", 0.0, "how far the Date header is ahead of the clock that stamps runs")
     _share(
         sb,
         "--other-sender-rate",
@@ -133,3 +138,76 @@ def _add_senders(sb: argparse.ArgumentParser) -> None:
         metavar="NUMBERS",
         help="comma-separated contacts who sent STOP: their messages fail with 21610 (repeatable)",
     )
+
+
+def sandbox_config(args: argparse.Namespace) -> SandboxConfig:
+    """The simulator's settings from the ``sandbox`` command's flags; a bad one is a ``UsageError``."""
+    flows = dict(flow.partition("=")[::2] for flow in args.flow)
+    for sid, status in flows.items():
+        if not status:
+            raise UsageError(f"sandbox: --flow {sid!r} needs =STATUS (published, draft or draft_over_published)")
+    try:
+        return SandboxConfig(
+            rate_limit=args.rate_limit or None,
+            latency=args.latency,
+            active_rule=not args.no_active_rule,
+            lost_answer_rate=args.lost_answer_rate,
+            error_rate=args.error_rate,
+            retry_after=args.retry_after,
+            seed=args.seed,
+            run_lifetime=args.run_lifetime,
+            wait_timeout=args.wait_timeout,
+            other_sender_active=tuple(a.strip() for a in args.other_sender_active.split(",") if a.strip()),
+            clock_offset=args.clock_offset,
+            other_sender_rate=args.other_sender_rate,
+            read_rate_limit_rate=args.read_rate_limit_rate,
+            flows=flows or None,
+            list_drops_channel_prefix=args.list_drops_channel_prefix,
+            next_page_host=args.next_page_host,
+            replies=tuple(reply.strip() for reply in args.replies.split(",")),
+            unwired_trigger=args.unwired_trigger,
+            state_path=args.state_path,
+            late_rate=args.late_rate,
+            late_seconds=args.late_seconds,
+            date_header_offset=args.date_header_offset,
+            **_sandbox_senders(args),
+        )
+    except ValueError as exc:
+        raise UsageError(f"sandbox: {exc}") from None
+
+
+def _pairs(values: list[str], flag: str) -> dict[str, str]:
+    pairs = dict(value.partition("=")[::2] for value in values)
+    for key, value in pairs.items():
+        if not key or not value:
+            raise UsageError(f"sandbox: {flag} {key!r} needs KEY=VALUE")
+    return pairs
+
+
+def _sandbox_senders(args: argparse.Namespace) -> dict[str, Any]:
+    """The sandbox's senders from their flags: numbers, services, queues, opt-outs."""
+    pools = _pairs(args.service, "--service")
+    inbound = _pairs(args.service_inbound, "--service-inbound")
+    validity = _pairs(args.service_validity, "--service-validity")
+    for sid in {*inbound, *validity} - set(pools):
+        raise UsageError(f"sandbox: {sid} has no --service {sid}=NUMBERS")
+    try:
+        services = {
+            sid: ServiceConfig(
+                numbers=tuple(n.strip() for n in numbers.split(",") if n.strip()),
+                inbound=inbound.get(sid, "this_flow"),
+                validity_period=int(validity.get(sid, 36_000)),
+            )
+            for sid, numbers in pools.items()
+        }
+    except ValueError as exc:
+        raise UsageError(f"sandbox: {exc}") from None
+    return {
+        "reply_routing": args.reply_routing,
+        "numbers": _pairs(args.number, "--number"),
+        "services": services,
+        "sender_pace": args.sender_pace,
+        "validity_period": int(args.validity_period),
+        "queue_limit": args.queue_limit,
+        "opted_out": frozenset(n.strip() for value in args.opted_out for n in value.split(",") if n.strip()),
+    }

@@ -7,8 +7,8 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
-from batch_engage.cli.main import _sandbox_config
 from batch_engage.cli.parser import build_parser
+from batch_engage.cli.sandbox_flags import sandbox_config
 from batch_engage.errors import UsageError
 from batch_engage.sandbox import OTHER_FLOW_SID, SANDBOX_PASSWORD, SANDBOX_USERNAME, Sandbox, ServiceConfig
 
@@ -95,7 +95,7 @@ def test_every_sender_setting_has_a_flag() -> None:
             "--opted-out", "+14155550100,+14155550101",
         ]
     )  # fmt: skip
-    config = _sandbox_config(args)
+    config = sandbox_config(args)
     assert config.reply_routing == "other_flow" and config.numbers == {NUMBER: "none"}
     assert config.services[SERVICE] == ServiceConfig((NUMBER, "+15005550007"), "number", 120)
     assert (config.sender_pace, config.validity_period, config.queue_limit) == (2.0, 60, 600.0)
@@ -105,4 +105,12 @@ def test_every_sender_setting_has_a_flag() -> None:
 def test_a_bad_routing_is_refused_naming_it() -> None:
     """A routing Twilio has no equivalent of is refused (a usage error on the command line)."""
     with pytest.raises(UsageError, match="reply_routing"):
-        _sandbox_config(build_parser().parse_args(["sandbox", "--reply-routing", "somewhere"]))
+        sandbox_config(build_parser().parse_args(["sandbox", "--reply-routing", "somewhere"]))
+
+
+def test_the_hostile_edges_are_flags_of_the_sandbox_command() -> None:
+    """`batch-engage sandbox --late-rate 0.1 --late-seconds 2 --date-header-offset 300` rehearses a 504 whose run
+    Studio still makes, and a Date header on another clock, as the library's config does."""
+    args = ["sandbox", "--late-rate", "0.1", "--late-seconds", "2", "--date-header-offset", "300"]
+    config = sandbox_config(build_parser().parse_args(args))
+    assert (config.late_rate, config.late_seconds, config.date_header_offset) == (0.1, 2.0, 300.0)
