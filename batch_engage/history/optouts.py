@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..checkpoint import is_postgres
-from ..job import Spec
+from ..job import Spec, periods
 from .model import HistoryStore, is_database_url
 from .store import open_history
 
@@ -20,12 +20,23 @@ OPT_OUTS_SUFFIX = ".opt-outs"
 
 
 def opt_outs_path(spec: Spec) -> str | None:
-    """The store a job's opt-outs are kept in; None when there is none (a PostgreSQL checkpoint and no history)."""
+    """The store a job's opt-outs are kept in; None when there is none (a PostgreSQL checkpoint and no history).
+
+    A job with periods (``id = "daily-{date}"``) keeps one store for all of them, named with ``every-date`` where a
+    period's checkpoint has its date: each period has a checkpoint of its own, and a store beside it forgot at
+    midnight everyone who had texted STOP.
+    """
     if spec.history.path:
         return spec.history.path
     if is_postgres(spec.output.checkpoint):
         return None
-    return spec.output.checkpoint + OPT_OUTS_SUFFIX
+    kind = spec.job.period_kind
+    if kind is None:
+        return spec.output.checkpoint + OPT_OUTS_SUFFIX
+    every = f"every-{kind}"
+    template = spec.output.checkpoint_template or spec.output.checkpoint
+    job_id = periods.render(spec.job.template, {kind: every})
+    return periods.render(template, {"id": job_id, kind: every}) + OPT_OUTS_SUFFIX
 
 
 def open_opt_outs(spec: Spec, *, create: bool) -> HistoryStore | None:
@@ -35,4 +46,7 @@ def open_opt_outs(spec: Spec, *, create: bool) -> HistoryStore | None:
         return None
     if not create and not is_database_url(path) and not Path(path).exists():
         return None
+    if not is_database_url(path):
+        # A period in a folder's name (out/{date}/job.checkpoint) puts every period's store in out/every-date/.
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
     return open_history(path)

@@ -28,7 +28,15 @@ SERVICE = "MG" + "c" * 32
 
 def _spec(tmp_path: Path, base_url: str, name: str = "job", **sections: dict[str, Any]) -> Any:
     """A frame-fed job against the sandbox; keyword sections extend the defaults."""
-    raw: dict[str, Any] = {
+    raw = _raw(tmp_path, base_url, name)
+    for section, values in sections.items():
+        raw[section] = raw.get(section, {}) | values
+    return load_spec(raw=raw)
+
+
+def _raw(tmp_path: Path, base_url: str, name: str = "job") -> dict[str, Any]:
+    """:func:`_spec`'s job as the raw sections of a job file."""
+    return {
         "flow": {"sid": FLOW_SID, "api": "executions", "base_url": base_url},
         "mapping": {"to": "phone", "from": FROM, "parameters": {"name": "name", "visits": "visits"}},
         "send": {"rate": 1000, "concurrency": 8, "reconcile_delay": 0.0},
@@ -38,9 +46,6 @@ def _spec(tmp_path: Path, base_url: str, name: str = "job", **sections: dict[str
             "outcomes": str(tmp_path / f"{name}.outcomes.csv"),
         },
     }
-    for section, values in sections.items():
-        raw[section] = raw.get(section, {}) | values
-    return load_spec(raw=raw)
 
 
 class TestReplyRouting:
@@ -219,6 +224,32 @@ class TestOptOuts:
         assert set(suppressed["to"].to_list()) == opted
         assert set(suppressed["error_message"].to_list()) == {"opted out (21610)"}
         assert not {e.to for e in sb.ledger()[before:]} & opted and len(sb.ledger()) - before == 15
+
+    def test_a_daily_job_without_a_history_remembers_opt_outs_the_next_day(
+        self, tmp_path: Path, sandbox_factory: Callable[..., Sandbox], sandbox_creds: Credentials
+    ) -> None:
+        """`id = "daily-{date}"`, no [history]: the 3 who texted STOP on Monday are suppressed on Tuesday and sent
+        nothing (each day's checkpoint had its own opt-out store, and Tuesday's knew nobody)."""
+        frame = make_contacts(8)
+        opted = frozenset(frame["phone"].head(3).to_list())
+        sb = sandbox_factory(rate_limit=None, opted_out=opted)
+        daily = load_spec(
+            raw={
+                **_raw(tmp_path, sb.url),
+                "job": {"id": "daily-{date}"},
+                "collect": {"message_status": ["send_intro"]},
+                "output": {"checkpoint": str(tmp_path / "{id}.checkpoint"), "results": str(tmp_path / "{id}.csv")},
+            }
+        )
+        monday, tuesday = daily.for_period("2026-12-07"), daily.for_period("2026-12-08")
+        assert run(monday, frame=frame, credentials=sandbox_creds).counts["sent"] == 8
+        sb.end_all_runs()
+        assert collect(monday, credentials=sandbox_creds, options=CollectOptions()).opted_out == 3
+        before = len(sb.ledger())
+        result = run(tuesday, frame=frame, credentials=sandbox_creds)
+        suppressed = result.results.filter(pl.col("status") == "suppressed")
+        assert set(suppressed["to"].to_list()) == opted
+        assert not {e.to for e in sb.ledger()[before:]} & opted and len(sb.ledger()) - before == 5
 
     def test_an_opt_out_covers_its_sender_only_unless_everywhere(
         self, tmp_path: Path, sandbox_factory: Callable[..., Sandbox], sandbox_creds: Credentials
