@@ -87,6 +87,8 @@ class Answers(Outcomes):
                 # Twilio never processed it: the pace was too fast, not the row wrong. Only max_backoff bounds
                 # such retries, so a run paced far above its account's limit loses no row while it finds it.
                 item.waits += 1
+            else:
+                item.unconnected += 1
             delay = self._retry_delay(item, exc)
             if delay is None:
                 self._leave_for_later(item, exc)
@@ -102,7 +104,7 @@ class Answers(Outcomes):
         the run then ends 75 saying why."""
         log.warning("row.not_sent_now", row=item.row, to=mask(item.to), reason=exc.message)
         self.later = self.later or f"Twilio took no request for some rows within their retries ({exc.message})"
-        self.put_back(item)
+        self.put_back(item, taken_only=True)
 
     # -- a run Studio names for the contact: whose it is -----------------------------------
 

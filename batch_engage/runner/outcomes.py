@@ -121,11 +121,16 @@ class Outcomes:
         if self._breaker.add(failed) and not self.aborted:
             self._trip()
 
-    def put_back(self, item: Item) -> None:
-        """Never sent in this attempt: back to pending (or waiting_active), its intent (and claim) withdrawn."""
+    def put_back(self, item: Item, *, taken_only: bool = False) -> None:
+        """Never sent in this attempt: back to pending (or waiting_active), its intent (and claim) withdrawn.
+
+        ``taken_only``: its line counts only the tries that may have reached Twilio, so that a row left for a later
+        run because nothing connected does not start that run with its ``max_attempts`` spent.
+        """
         if self.active is not None and self.active.still_waiting(item):
             return
-        self.recorder.outcome(Outcome(contact=item.contact, state=RowState.PENDING, attempts=item.tries))
+        tries = item.tries - item.unconnected if taken_only else item.tries
+        self.recorder.outcome(Outcome(contact=item.contact, state=RowState.PENDING, attempts=tries))
         if self.recorder.settles:
             self.recorder.settle(self.owner(item), None)
 

@@ -238,7 +238,11 @@ class TestOptOuts:
                 **_raw(tmp_path, sb.url),
                 "job": {"id": "daily-{date}"},
                 "collect": {"message_status": ["send_intro"]},
-                "output": {"checkpoint": str(tmp_path / "{id}.checkpoint"), "results": str(tmp_path / "{id}.csv")},
+                "output": {
+                    "checkpoint": str(tmp_path / "{id}.checkpoint"),
+                    "results": str(tmp_path / "{id}.csv"),
+                    "outcomes": str(tmp_path / "{id}.outcomes.csv"),
+                },
             }
         )
         monday, tuesday = daily.for_period("2026-12-07"), daily.for_period("2026-12-08")

@@ -208,6 +208,22 @@ class TestStudioAnswers:
         assert (again.counts["sent"], again.exit_code) == (1, 0)
         assert len(sb.ledger()) == 1
 
+    def test_a_row_left_because_nothing_connected_starts_the_next_run_with_its_tries_whole(self, rig: Rig) -> None:
+        """Creates that never connect, max_attempts = 2: the rows stay pending (exit 75); the next run, whose first
+        two creates are answered 429, still sends each (it began with its tries spent, and gave up at once)."""
+        clock = FakeClock()
+        sb = rig.sandbox(rate_limit=None, wall=clock)
+        spec = rig.spec(sb.url, rate=300, concurrency=1, max_attempts=2, max_backoff=30)
+        frame = make_contacts(2)
+        refused = run(
+            spec, frame=frame, credentials=rig.creds, transport=RefuseCreates(), options=RunOptions(clock=clock)
+        )
+        assert (refused.counts["pending"], refused.exit_code) == (2, 75)
+        sb.reconfigure(rate_limited_first=2, retry_after=1)
+        again = run(spec, frame=frame, credentials=rig.creds, options=RunOptions(clock=clock))
+        assert (again.counts["sent"], again.exit_code) == (2, 0)
+        assert sorted(e.to for e in sb.ledger()) == frame["phone"].to_list()
+
     def test_a_retry_after_beyond_max_backoff_leaves_the_rows_for_a_later_run(self, rig: Rig) -> None:
         """Twilio asks to wait 600 s, max_backoff is 300: the rows are never ``failed`` (a re-run would skip them
         for good); they stay pending, the run exits 75, and a later run sends each once."""
@@ -294,6 +310,21 @@ class TestStudioAnswers:
             assert len(ledger) == 100
             assert result.summary.reconciled >= 1
             assert dict(zip(result.results["to"], result.results["sid"])) == {e.to: e.sid for e in ledger}
+
+
+class RefuseCreates(httpx.AsyncBaseTransport):
+    """The sandbox, but no create ever connects (reads do): each create is never processed."""
+
+    def __init__(self) -> None:
+        self._inner = httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "POST" and request.url.path.endswith(("/Executions", "/Engagements")):
+            raise httpx.ConnectError("connection refused", request=request)
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
 
 
 class LoseTheFirstCreatesAnswer(httpx.AsyncBaseTransport):
