@@ -89,7 +89,8 @@ def _create(cur: Any, table: PgTable, types: dict[str, str]) -> None:
     # Only when one is missing: ALTER TABLE locks out readers until the commit.
     for name, sql_type in types.items():
         if name not in present:
-            cur.execute(f"ALTER TABLE {table.qualified} ADD COLUMN {_ident(name)} {sql_type}")
+            # IF NOT EXISTS: two writers may both have found it missing; the second would fail after sending.
+            cur.execute(f"ALTER TABLE {table.qualified} ADD COLUMN IF NOT EXISTS {_ident(name)} {sql_type}")
 
 
 def _connect(table: PgTable) -> Any:

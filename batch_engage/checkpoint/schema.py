@@ -147,7 +147,7 @@ PG_DDL = (
 )
 """The PostgreSQL checkpoint's tables, ``{s}`` standing for the schema (statements split on ``;``)."""
 
-PG_ADDED = tuple(f"ALTER TABLE {{s}}.journal ADD COLUMN {c.name} {c.pg_type}" for c in _JOURNAL_ADDED)
+PG_ADDED = tuple(f"ALTER TABLE {{s}}.journal ADD COLUMN IF NOT EXISTS {c.name} {c.pg_type}" for c in _JOURNAL_ADDED)
 """The statements that add :data:`ADDED_JOURNAL_COLUMNS` to an older PostgreSQL journal (run only when missing)."""
 
 SQLITE_ADDED = tuple(f"ALTER TABLE journal ADD COLUMN {c.name} {_SQLITE_TYPES[c.pg_type]}" for c in _JOURNAL_ADDED)

@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from ..errors import ConfigError
-from ..postgres import check_database_uri, holds_password, parse_location, split_schema
+from ..postgres import check_database_uri, holds_password, parse_location, split_schema, userinfo
 from ..twilio import check_base_url, edge_name, processing_region
 
 __all__ = ["check_addresses"]
@@ -28,7 +28,14 @@ def _check_input_uri(uri: str, key: str = "input.uri") -> None:
         return
     # Asked of the text before urlsplit, which cuts a password at its "/", "?" or "#" (mysql://u:a/b@db).
     if holds_password(uri):
-        raise ConfigError(key, _REFUSED_CREDENTIAL)
+        user = userinfo(uri) or ""
+        # Past a "/", "?" or "#" it may be an "@" of the path (contacts@2024.csv): both said, neither shown.
+        unsure = (
+            " (the user part runs to the last '@'; write an '@' meant elsewhere as %40)"
+            if set("/?#") & set(user)
+            else ""
+        )
+        raise ConfigError(key, _REFUSED_CREDENTIAL.replace("password", "password" + unsure, 1))
     try:
         parts = urlsplit(uri)
     except ValueError as exc:

@@ -363,6 +363,19 @@ def test_an_at_sign_further_on_is_no_password_unless_a_colon_comes_before_it() -
         postgres.check_database_uri("postgresql://db:5432/x?application_name=a@b", key="k")
 
 
+def test_a_file_url_with_an_at_sign_in_its_path_is_refused_with_the_way_out() -> None:
+    """`https://files.example.com:8443/exports/contacts@2024-06.csv` cannot be told from a password holding a '/':
+    refused, and the line says to write that '@' as %40 (it said only "remove it")."""
+    raw = {
+        "input": {"uri": "https://files.example.com:8443/exports/contacts@2024-06.csv"},
+        "flow": {"sid": FLOW_SID},
+        "mapping": {"to": "phone", "from": "+15005550006"},
+    }
+    with pytest.raises(ConfigError, match=r"last '@'; write an '@' meant elsewhere as %40") as refused:
+        load_spec(raw=raw)
+    assert "2024-06" not in str(refused.value)
+
+
 @pytest.mark.parametrize(
     ("key", "url"),
     [

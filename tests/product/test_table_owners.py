@@ -4,13 +4,16 @@ id's rows in it belong to one job. Each refusal is one line, exit 2, and nobody 
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import polars as pl
 import pytest
 
+from batch_engage.postgres import parse_table_url
 from batch_engage.sandbox import Sandbox
+from batch_engage.tables import write_table
 
 from conftest import cli, make_contacts, unique_name
 from pg import Schema, fresh_schema
@@ -147,3 +150,31 @@ class TestUnusableTable:
             assert ("is a view" if target == "src_w" else "without batch-engage's key (job_id, period, row)") in err
         assert sandbox.ledger() == []
         assert pg.conn.execute(f'SELECT count(*) FROM "{pg.name}".src').fetchone() == (5,)  # noqa: S608
+
+
+def test_four_writers_meeting_a_table_from_before_job_owner_all_land(pg: Schema) -> None:
+    """A results table an earlier release made (no job_owner column), four jobs writing at once: each one's rows
+    land (three failed "column job_owner already exists" after their runs had sent, exit 74)."""
+    pg.execute(
+        'CREATE TABLE {schema}.results (job_id text NOT NULL, period text NOT NULL, "row" bigint NOT NULL, '
+        '"to" text, status text, PRIMARY KEY (job_id, period, "row"))'
+    )
+    table = parse_table_url(f"{pg.url}#{pg.name}.results", key="output.results")
+    frame = pl.DataFrame({"row": list(range(1, 5001)), "to": ["+14155550100"] * 5000, "status": ["sent"] * 5000})
+    failures: list[str] = []
+
+    def write(job: str) -> None:
+        try:
+            write_table(frame, table, job_id=job, period=None, owner=f"{job}@/jobs/{job}.checkpoint")
+        except Exception as exc:
+            failures.append(f"{job}: {exc}")
+
+    writers = [threading.Thread(target=write, args=(f"job{i}",)) for i in range(4)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
+    assert failures == []
+    query = f'SELECT job_id, count(*) FROM "{pg.name}".results GROUP BY 1 ORDER BY 1'  # noqa: S608 - our schema
+    counts = pg.conn.execute(query).fetchall()
+    assert counts == [(f"job{i}", 5000) for i in range(4)]
