@@ -12,6 +12,7 @@ import os
 import re
 import sys
 import tempfile
+import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -57,6 +58,29 @@ def quiet_panics() -> Iterator[None]:
     the descriptor, where no Python handler can reach it; the panic itself becomes a Python exception the
     caller turns into one line, which those lines would otherwise bury.
     """
+    global _catching  # noqa: PLW0603 - one descriptor 2 per process, so one catch at a time
+    with _catch_lock:
+        first, _catching = _catching == 0, _catching + 1
+    try:
+        if first:
+            with _caught():
+                yield
+        else:
+            # Another thread's read is catching descriptor 2 already: two catches left in the wrong order would
+            # leave descriptor 2 on a deleted file, and every later error unseen.
+            yield
+    finally:
+        with _catch_lock:
+            _catching -= 1
+
+
+_catch_lock = threading.Lock()
+_catching = 0
+
+
+@contextmanager
+def _caught() -> Iterator[None]:
+    """Descriptor 2 caught for the body, then what it printed written back, less a Rust panic's report."""
     try:
         sys.stderr.flush()
         saved = os.dup(2)

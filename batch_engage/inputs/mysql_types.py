@@ -49,6 +49,10 @@ class Column:
     length: int
 
 
+# A statement's closing ";", and a line comment after it: no subquery takes them.
+_LAST_SEMICOLON = re.compile(r";\s*(?:(?:--|#)[^\n]*)?\s*$")
+
+
 def result_columns(conn: Any, query: str) -> list[Column] | None:
     """The columns ``query`` returns, asked with the query wrapped to return none; None when it cannot be wrapped.
 
@@ -56,11 +60,12 @@ def result_columns(conn: Any, query: str) -> list[Column] | None:
     """
     import pymysql  # noqa: PLC0415 - only MySQL jobs pay for it
 
-    body = query.strip().rstrip(";").rstrip()
+    body = _LAST_SEMICOLON.sub("", query.strip())
     try:
         with conn.cursor() as cur:
-            # The job's own SQL, as connectorx runs it next, in this read-only session.
-            cur.execute(f"SELECT * FROM ({body}) AS batch_engage_columns LIMIT 0")  # noqa: S608
+            # The job's own SQL, as connectorx runs it next, in this read-only session; on lines of its own, so that
+            # a line comment at its end (-- note, # note) does not swallow the wrapping's ")".
+            cur.execute(f"SELECT * FROM (\n{body}\n) AS batch_engage_columns LIMIT 0")  # noqa: S608
             return [Column(d[0], d[1], d[5] or 0, d[3] or 0) for d in cur.description or ()]
     except pymysql.MySQLError as exc:
         named = re.search(r"'(.*)'", str(exc.args[1])) if len(exc.args) > 1 else None
