@@ -73,9 +73,14 @@ def variants_section(report: ExperimentReport | None) -> str:
             if d is not None and d.excludes_zero
         ]
     assigned = ", ".join(f"{escape(n)} {c:,}" for n, c in zip(names, report.assigned, strict=True))
+    # The share held out, of everyone the experiment placed: the job's own setting said 50 % where 32.5 % were
+    # (contacts sent before a holdout was added, or raised, keep their variant).
+    placed = report.holdout + sum(report.assigned)
+    held = f"{_share(report.holdout / placed)} of {placed:,}" if placed else "none"
     holdout = (
         f'<p class="holdout" id="holdout" data-count="{report.holdout}">Holdout: <strong>{report.holdout:,}</strong> '
-        f"contacts were held out (share {_share(report.holdout_share)}) and sent nothing; assigned: {assigned}.</p>"
+        f"contacts were held out ({held}; the job's holdout is {_share(report.holdout_share)}) and sent nothing; "
+        f"assigned: {assigned}.</p>"
     )
     note = (
         "<p class=\"note\">Rates are of each variant's contacts sent (Sent: of those assigned), with Wilson's 95% "

@@ -527,6 +527,17 @@ class TestVariants:
         assert elements.attrs["holdout"]["data-count"] == "22"
         assert elements.attrs["status-holdout"]["data-count"] == "22"
 
+    def test_the_holdout_share_shown_is_the_one_held_out_not_only_the_setting(self) -> None:
+        """22 of 222 held out under a 50 % setting (others were sent before it was raised): the page says 9.9 % of
+        222, and the setting beside it (it said "share 50.0%" alone)."""
+        from batch_engage.reporting.compare import ExperimentReport
+
+        experiment = ExperimentReport(
+            variants=("A", "B"), assigned=(100, 100), holdout=22, holdout_share=0.5, metrics=(), collected=False
+        )
+        page = render_report(report(experiment=experiment, counts=dict(COUNTS) | {"holdout": 22}))
+        assert "held out (9.9% of 222; the job's holdout is 50.0%)" in page
+
 
 class TestInABrowser:
     """Headless Chromium opens the page offline, shows the numbers, and requests nothing."""
