@@ -33,6 +33,7 @@ from .commands import (
     sandbox_state_path,
     simulated,
     sweep_job,
+    validate_plan,
     validation,
 )
 from .control import Progress, RunControl
@@ -50,7 +51,6 @@ from .exits import (
 )
 from .faces import lazy_face
 from .job import Spec, parse_duration, prove_outputs
-from .plan import prepare
 from .runner import calls_hanging
 from .sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME, SandboxConfig, ServiceConfig
 
@@ -275,7 +275,7 @@ def validate(
     """
     spec = load_job(job, overrides, sandbox=sandbox)
     prove_validate_outputs(spec, output)
-    prepared = prepare(spec, frame=frame, stdin=stdin, rewrites=True, digest=False)
+    prepared = validate_plan(spec, frame, stdin, restart=restart)
     target = offline_target(spec, None if sandbox else credentials, sandbox)
     check_binding(spec.output.checkpoint, prepared.fingerprint, target, restart=restart, yes=yes)
     refuse_period_behind(spec, sandbox=sandbox, yes=yes)

@@ -20,7 +20,14 @@ if TYPE_CHECKING:
     from .resolve import job_tokens, launched, load_job, settle_previous_period
     from .status import Status, job_status, rewrite_results, write_report_html
     from .sweep import DEFAULT_OLDER_THAN, Sweep, SweptRun, sweep_job
-    from .validate import Validation, offline_target, prove_validate_outputs, refuse_period_behind, validation
+    from .validate import (
+        Validation,
+        offline_target,
+        prove_validate_outputs,
+        refuse_period_behind,
+        validate_plan,
+        validation,
+    )
     from .variants import assign_variants
     from .written import guarded_collect, guarded_report, guarded_report_html, guarded_summary_json
 
@@ -57,6 +64,7 @@ __all__ = [
     "settle_previous_period",
     "simulated",
     "sweep_job",
+    "validate_plan",
     "validation",
     "write_report_html",
 ]
@@ -71,7 +79,7 @@ __getattr__, __dir__ = lazy_face(
         "resolve": "job_tokens launched load_job settle_previous_period",
         "status": "Status job_status rewrite_results write_report_html",
         "sweep": "DEFAULT_OLDER_THAN Sweep SweptRun sweep_job",
-        "validate": "Validation offline_target prove_validate_outputs refuse_period_behind validation",
+        "validate": "Validation offline_target prove_validate_outputs refuse_period_behind validate_plan validation",
         "variants": "assign_variants",
         "written": "guarded_collect guarded_report guarded_report_html guarded_summary_json",
     },

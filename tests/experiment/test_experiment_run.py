@@ -9,7 +9,7 @@ from typing import Any
 
 import polars as pl
 
-from batch_engage import Credentials, assign_variants, run
+from batch_engage import Credentials, assign_variants, run, validate
 from batch_engage.job import load_spec
 from batch_engage.sandbox import Sandbox
 
@@ -122,3 +122,21 @@ def test_new_weights_move_only_contacts_not_yet_sent(
     newcomers = [now[to] for to in people(100, exchange=666)["phone"]]
     assert newcomers.count("A") <= 2
     assert all(e.parameters["variant"] == now[e.to] for e in sb.ledger()[before:])
+
+
+def test_validate_after_the_holdout_is_raised_counts_what_the_run_will_do(
+    sandbox_factory: Callable[..., Sandbox], sandbox_creds: Credentials, tmp_path: Path
+) -> None:
+    """20 of 40 sent with no holdout, then holdout 0.5: validate counts those 20 done (they keep their variant, as
+    the run keeps it) and never offers one of them as a sample request; it counted some as held out instead."""
+    sb = sandbox_factory(rate_limit=None)
+    no_holdout = AB | {"holdout": 0.0}
+    first = run(experiment_spec(tmp_path, sb.url, no_holdout), frame=people(20), credentials=sandbox_creds)
+    assert first.counts["sent"] == 20
+    raised = experiment_spec(tmp_path, sb.url, AB | {"holdout": 0.5})
+    checked = validate(raised, frame=people(40))
+    assert checked.already_done == 20
+    sent = set(first.results["to"].to_list())
+    assert not {s.get("To") for s in checked.samples} & sent
+    again = run(raised, frame=people(40), credentials=sandbox_creds)
+    assert again.counts["holdout"] + again.counts["sent"] - 20 == 40 - 20
