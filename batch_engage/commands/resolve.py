@@ -20,11 +20,12 @@ import structlog
 from ..checkpoint import checkpoint_exists, checkpoint_meta, checkpoints_beside, is_postgres, read_checkpoint
 from ..credentials import Credentials, credentials_from_env
 from ..errors import PeriodUnsettled, UsageError
+from ..experiment import assign_frame
 from ..job import Spec, load_spec, previous_period, prove_outputs
 from ..results import build_results, counts_by_status
 from ..runner import launch
 from ..sandbox import SandboxConfig
-from ..states import POSSIBLY_SENT
+from ..states import POSSIBLY_SENT, REACHED
 from ..tables import prove_tables
 from .rehearsal import simulated
 
@@ -183,6 +184,7 @@ async def settle_previous_period(
             )
         view = read_checkpoint(previous.output.checkpoint)
     assert view.plan is not None
+    _warn_experiment_changed(spec, previous.job.period, view.journal)
     left = counts_by_status(build_results(view.plan, view.journal)).get("pending", 0)
     if left:
         log.warning(
@@ -191,4 +193,28 @@ async def settle_previous_period(
             rows=left,
             message=f"{left} contacts of period {previous.job.period} were never sent; they stay pending there "
             f"(run with --period {previous.job.period} and that period's own list to send them)",
+        )
+
+
+def _warn_experiment_changed(spec: Spec, period: str | None, journal: pl.DataFrame) -> None:
+    """Say so when contacts the last period sent a variant would get another now (weights or holdout changed).
+
+    Each period has its own checkpoint, so what a contact was sent there is not kept here: with other weights, the
+    same person moved from A to B overnight without a word.
+    """
+    if spec.experiment is None or "variant" not in journal.columns:
+        return
+    reached = [s.value for s in REACHED]
+    sent = journal.filter(pl.col("variant").is_not_null() & pl.col("state").is_in(reached))
+    if sent.is_empty():
+        return
+    now = assign_frame(sent.select("contact", pl.col("variant").alias("was")), spec.experiment)
+    moved = now.filter(pl.col("variant") != pl.col("was")).height
+    if moved:
+        log.warning(
+            "period.experiment_changed",
+            period=period,
+            rows=moved,
+            message=f"{moved} contacts sent a variant in period {period} would get another now: the [experiment] "
+            "changed (weights, holdout or variants); keep it as it was while the experiment runs",
         )

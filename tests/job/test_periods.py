@@ -17,6 +17,7 @@ from batch_engage.sandbox import Sandbox
 
 DAY1 = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
 DAY2 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+DAY3 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 
 
 async def _no_wait(seconds: float) -> None:
@@ -95,6 +96,24 @@ class TestPeriods:
             run(load_spec(job, now=DAY2), credentials=sandbox_creds)
         unsent = [e for e in logs if e["event"] == "period.unsent"]
         assert unsent and unsent[0]["rows"] == 20 and "--period 2026-11-24" in unsent[0]["message"]
+
+    def test_an_experiment_changed_since_the_last_day_is_said(
+        self, sandbox: Sandbox, daily_job: Callable[[str], Path], sandbox_creds: Credentials
+    ) -> None:
+        """Day 1 at A:B 1:1, day 2 at 1:4: day 2 warns that a contact of both days may get another variant (the
+        same person moved from A to B overnight without a word); the same weights on day 2 say nothing."""
+        job = daily_job(sandbox.url)
+        variants = '[experiment]\nvariants = [{name = "A", weight = 1}, {name = "B", weight = 1}]\n'
+        job.write_text(job.read_text() + variants)
+        run(load_spec(job, now=DAY1), credentials=sandbox_creds)
+        with capture_logs() as same:
+            run(load_spec(job, now=DAY2), credentials=sandbox_creds)
+        assert not [e for e in same if e["event"] == "period.experiment_changed"]
+        job.write_text(job.read_text().replace('name = "B", weight = 1', 'name = "B", weight = 4'))
+        with capture_logs() as logs:
+            run(load_spec(job, now=DAY3), credentials=sandbox_creds)
+        changed = [e for e in logs if e["event"] == "period.experiment_changed"]
+        assert changed and changed[0]["rows"] > 0 and "period 2026-11-25" in changed[0]["message"]
 
     def test_the_same_file_under_an_earlier_period_is_refused_unless_yes(
         self, sandbox: Sandbox, daily_job: Callable[[str], Path], sandbox_creds: Credentials
