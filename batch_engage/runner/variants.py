@@ -32,7 +32,7 @@ def kept_variants(spec: Spec, *, restart: bool) -> dict[str, str]:
 def count_holdout(history: HistoryStore, spec: Spec, plan: pl.DataFrame) -> int:
     """With ``holdout_counts``, the holdout's contacts claim their place in the history, as if contacted.
 
-    The claim is keyed by the job's history identity and contact, so a rerun claims nobody twice and the
+    The claim is keyed by the job's history identity, contact and period, so a rerun claims nobody twice and the
     job's own claims never cap it (a contact later moved out of the holdout is sent). It is made once and
     never moved: the holdout was "contacted" when first held out, and a rerun of a finished job (a cron)
     must not push that forward and so cap them for every other job forever. It never carries a run SID:
@@ -43,8 +43,11 @@ def count_holdout(history: HistoryStore, spec: Spec, plan: pl.DataFrame) -> int:
         return 0
     held = plan.filter(pl.col("status") == HOLDOUT).select("to", "contact")
     identity = history_identity(spec)
+    # A job with periods holds a contact out again each period: each period's claim is its own (made once), or the
+    # first one's time stood for all and, past the cap's window, other jobs reached people it still held out.
+    period = f" {spec.job.period}" if spec.job.period is not None else ""
     for to, contact in held.iter_rows():
-        history.claim(to, spec.flow.sid, history_owner(identity, contact), None, None, refresh=False)
+        history.claim(to, spec.flow.sid, history_owner(identity, contact + period), None, None, refresh=False)
     if held.height:
         log.info("holdout.counted", contacts=held.height)
     return held.height

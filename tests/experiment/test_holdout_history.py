@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from batch_engage import Credentials, run
+from batch_engage import Credentials, load_spec, run
 from batch_engage.sandbox import Sandbox
 
 from conftest import cli, make_contacts
@@ -78,3 +79,31 @@ def test_a_rerun_of_a_finished_job_neither_moves_its_holdouts_claims_nor_calls_t
     assert code == 0, err
     assert "all 40 rows were done by earlier runs" in out
     assert _claimed_at(tmp_path / "history.db") == claimed
+
+
+def test_a_daily_jobs_holdout_is_claimed_again_each_day_and_once_a_day(
+    tmp_path: Path, write_job: Callable[..., Path], sandbox: Sandbox, sandbox_creds: Credentials
+) -> None:
+    """What a user notices: a daily job holding people out claims them on each day it holds them (the first day's
+    claim stood for every later day, so once the cap's window had passed other jobs reached people it still held
+    out); a rerun the same day adds nothing."""
+    path = tmp_path / "contacts.csv"
+    make_contacts(40).write_csv(path)
+    history = tmp_path / "history.db"
+    extra = CAPPED_HOLDOUT.format(history=history, share=0.5) + '\n[job]\nid = "h-{date}"\n'
+    job = write_job(input_path=path, base_url=sandbox.url, api="executions", extra=extra)
+    job.write_text(job.read_text().replace("job.results.csv", "{id}.results.csv").replace("job.checkpoint", "{id}.c"))
+
+    def claims() -> dict[str, int]:
+        with sqlite3.connect(history) as conn:
+            rows = conn.execute("SELECT to_addr, count(*) FROM contacts WHERE sid IS NULL GROUP BY 1").fetchall()
+        return dict(rows)
+
+    monday = run(load_spec(job, now=datetime(2026, 11, 23, 9, 0, tzinfo=UTC)), credentials=sandbox_creds)
+    held = monday.counts["holdout"]
+    assert held > 0 and set(claims().values()) == {1}
+    tuesday = load_spec(job, now=datetime(2026, 11, 24, 9, 0, tzinfo=UTC))
+    assert run(tuesday, credentials=sandbox_creds).counts["holdout"] == held
+    assert len(claims()) == held and set(claims().values()) == {2}
+    run(tuesday, credentials=sandbox_creds)
+    assert set(claims().values()) == {2}
