@@ -74,7 +74,7 @@ class Answers(Outcomes):
             self.pacer.admitted(sent_at)
             self.record(item, RowState.FAILED, error=exc)
         elif isinstance(exc, PossiblySent):
-            self.last_ambiguous = self.clock.monotonic()
+            self.last_ambiguous = item.left = self.clock.monotonic()
             self.uncertain.append(item)
             self.record(item, RowState.UNCERTAIN, error=exc)
             log.warning("row.uncertain", row=item.row, to=mask(item.to), reason=exc.message)
@@ -134,7 +134,7 @@ class Answers(Outcomes):
 
     def _undecided(self, item: Item, sid: str) -> None:
         """Whose run ``sid`` is could not be read: possibly sent, for reconciliation to decide by its marker."""
-        self.last_ambiguous = self.clock.monotonic()
+        self.last_ambiguous = item.left = self.clock.monotonic()
         self.uncertain.append(item)
         self.record(item, RowState.UNCERTAIN, message=f"possibly sent: whose run {sid} is could not be read")
 

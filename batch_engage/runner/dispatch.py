@@ -233,8 +233,12 @@ class Dispatcher(Answers):
     async def _handback(self, item: Item, created: Created, wall: datetime) -> bool | None:
         """v1 (``wall``: when the request left): whether its answer handed back another's run; None when whose it is
         could not be read (recorded possibly sent)."""
-        if not self._may_be_own(item):
-            return is_handback(created, self.client.clock.to_twilio(wall), self.sids)
+        # A Date header ahead of the clock that stamps date_created made every fresh run look older than its
+        # request (each row already_active, and waiting, sent again forever): a hand-back is confirmed by marker.
+        if not self._may_be_own(item) and not is_handback(created, self.client.clock.to_twilio(wall), self.sids):
+            return False
+        if not self._marker_key or item.marker is None:
+            return not self._may_be_own(item)
         # A run this row's own earlier request, or another row for the person, may have made: its marker says.
         mine = await self._carries_marker(item, created.sid)
         if mine is None:

@@ -36,6 +36,7 @@ class Item:
     note: str | None = None  # what its sent line says (why an earlier run was ended)
     waits: int = 0  # requests answered 429 or "an earlier run is active": they do not count against max_attempts
     unconnected: int = 0  # requests that never connected: they count here, never in a later run
+    left: float | None = None  # when its latest possibly-sent request was answered (the run's monotonic clock)
     reintent: bool = False  # set aside after a 409: a new intent must be written before it is sent again
     variant: str | None = None
     flow: str | None = None  # the variant's Flow SID (None: the job's)

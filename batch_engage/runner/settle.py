@@ -106,6 +106,14 @@ class Settler:
             return twilio.now() - self.lookup(item).since
         return self.clock.now() - parse_iso(item.intent_at) if item.intent_at else timedelta(0)
 
+    def _since_left(self, item: Item) -> float:
+        """Seconds since ``item``'s latest possibly-sent request was answered, not since its first intent (a row
+        sent again after a 500 keeps that intent's stamp, and its second request's late run was sent a third time).
+
+        An earlier run's line tells only its first intent: it is taken as just answered, the one safe reading.
+        """
+        return self.clock.monotonic() - item.left if item.left is not None else 0.0
+
     def _uncertain(self, item: Item, reason: str) -> None:
         self.d.recorder.outcome(
             Outcome(contact=item.contact, state=RowState.UNCERTAIN, error_message=reason, attempts=item.attempts)
@@ -154,11 +162,11 @@ class Settler:
         """The items not found that were never created: each looked for again once its request is ``settle_after``
         old, as Studio may still be working on a request its edge answered 504 (or we stopped waiting for)."""
         horizon = self.spec.send.settle_after
-        young = [i for i in items if self._age(i).total_seconds() < horizon]
+        young = [i for i in items if self._since_left(i) < horizon]
         if not young:
             return items
         looked = {id(i) for i in young}
-        wait = horizon - min(self._age(i).total_seconds() for i in young)
+        wait = horizon - min(self._since_left(i) for i in young)
         log.info("reconcile.not_found_yet", rows=len(young), wait_seconds=round(wait, 1))
         await self.clock.sleep(wait)
         if self.d.control.stopping:

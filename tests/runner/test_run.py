@@ -312,6 +312,24 @@ class TestStudioAnswers:
             assert dict(zip(result.results["to"], result.results["sid"])) == {e.to: e.sid for e in ledger}
 
 
+class FailTheFirstCreate(httpx.AsyncBaseTransport):
+    """The sandbox, but the first create is answered 500 before it reaches Studio (no run made)."""
+
+    def __init__(self) -> None:
+        self._inner = httpx.AsyncHTTPTransport()
+        self.failed = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        creates = request.method == "POST" and request.url.path.endswith(("/Executions", "/Engagements"))
+        if creates and not self.failed:
+            self.failed += 1
+            return httpx.Response(500, json={"code": 20500, "message": "Internal Server Error", "status": 500})
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
 class RefuseCreates(httpx.AsyncBaseTransport):
     """The sandbox, but no create ever connects (reads do): each create is never processed."""
 
@@ -551,9 +569,31 @@ class TestStudioStillWorking:
         assert result.results["status"].to_list() == ["sent"] * 3
         assert dict(zip(result.results["to"], result.results["sid"])) == {e.to: e.sid for e in runs}
 
+    def test_a_row_sent_again_after_a_500_waits_settle_after_from_its_second_request(self, rig: Rig) -> None:
+        """Its first create 500 (no run), its second answered 504 with the run made a second later: the second
+        request's run is waited for and found, one run (its age was taken from the first intent, and a third
+        request went out at once: two runs)."""
+        sb = rig.sandbox(rate_limit=None, late_rate=1.0, late_seconds=1.0)
+        spec = rig.spec(sb.url, api="executions", concurrency=1, settle_after=2.0)
+        frame = pl.DataFrame({"phone": ["+14155550100"], "name": ["a"], "visits": [1]})
+        result = run(spec, frame=frame, credentials=rig.creds, transport=FailTheFirstCreate())
+        runs = [e for e in sb.ledger() if e.source == "rest"]
+        assert [e.to for e in runs] == ["+14155550100"]
+        assert result.results.select("status", "sid").rows() == [("sent", runs[0].sid)]
+
 
 class TestAnEdgeWithItsOwnClock:
     """The Date header Twilio's clock is read from is not the clock that stamps a run's date_created."""
+
+    def test_v1_runs_are_this_rows_own_when_the_date_header_runs_ahead(self, rig: Rig) -> None:
+        """v1, Date 200 s ahead of date_created: each fresh run looked older than its request and every row read
+        already_active with its own run's SID; the marker says they are this row's: sent, one run each."""
+        sb = rig.sandbox(rate_limit=None, date_header_offset=200.0)
+        spec = rig.spec(sb.url, api="engagements", concurrency=2)
+        result = run(spec, frame=make_contacts(4), credentials=rig.creds)
+        runs = {e.to: e.sid for e in sb.ledger() if e.source == "rest"}
+        assert result.results["status"].to_list() == ["sent"] * 4
+        assert dict(zip(result.results["to"], result.results["sid"])) == runs
 
     def test_a_date_header_five_minutes_ahead_never_hides_a_lost_answers_run(self, rig: Rig) -> None:
         """Every answer lost (the run made, 503 back) and Date 300 s ahead of date_created: the runs are still
