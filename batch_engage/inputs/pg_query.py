@@ -18,7 +18,6 @@ import polars as pl
 from ..errors import InputFileError
 from ..postgres import check_database_uri, server_of
 from .columns import QUERY_NAME
-from .pg_types import pg_frame
 
 __all__ = ["QUERY_NAME", "query_error", "read_postgres"]
 
@@ -66,9 +65,12 @@ def _refused(uri: str, exc: Exception) -> InputFileError:
 def read_postgres(uri: str, query: str) -> pl.DataFrame:
     """The rows of ``query`` on ``uri``, read in a read-only transaction that is rolled back afterwards."""
     check_database_uri(uri, key="input.uri")
-    # Imported here: only jobs that read a query pay for loading the driver.
+    # Imported here: only jobs that read a query pay for loading the driver, and for pyarrow (35 MB and a tenth
+    # of a second that every CSV validate paid when it came with this module).
     import adbc_driver_manager  # noqa: PLC0415
     import adbc_driver_postgresql.dbapi as pgdb  # noqa: PLC0415
+
+    from .pg_types import pg_frame  # noqa: PLC0415
 
     try:
         conn = pgdb.connect(uri)

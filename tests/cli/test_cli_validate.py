@@ -92,8 +92,17 @@ class TestReport:
 
     def test_validate_loads_no_http_client_or_simulator(self, mixed_job: Callable[..., Path]) -> None:
         """A dry run starts without loading the HTTP client (httpx, aiohttp, tenacity's retries), the simulator's
-        server or the runner: its process is done in the time of reading the file and judging its rows."""
-        heavy = ("aiohttp", "httpx_aiohttp", "httpx", "tenacity", "batch_engage.runner.job", "batch_engage.collector")
+        server, the runner or pyarrow (35 MB, which the PostgreSQL query reader brought to every CSV's validate):
+        its process is done in the time of reading the file and judging its rows."""
+        heavy = (
+            "aiohttp",
+            "httpx_aiohttp",
+            "httpx",
+            "tenacity",
+            "batch_engage.runner.job",
+            "batch_engage.collector",
+            "pyarrow",
+        )
         probe = (
             "import sys\nfrom batch_engage.cli import main\n"
             f"code = main(['validate', {str(mixed_job())!r}])\n"
