@@ -16,6 +16,7 @@ from .store import open_history
 __all__ = ["OPT_OUTS_SUFFIX", "open_opt_outs", "opt_outs_path"]
 
 OPT_OUTS_SUFFIX = ".opt-outs"
+REHEARSAL_SUFFIX = ".sandbox"
 """The job's own opt-out store, without a history: ``<checkpoint>.opt-outs``."""
 
 
@@ -36,7 +37,10 @@ def opt_outs_path(spec: Spec) -> str | None:
     every = f"every-{kind}"
     template = spec.output.checkpoint_template or spec.output.checkpoint
     job_id = periods.render(spec.job.template, {kind: every})
-    return periods.render(template, {"id": job_id, kind: every}) + OPT_OUTS_SUFFIX
+    # A rehearsal's checkpoint has its own name (its template does not say so): a simulated STOP stays out of
+    # the real job's store, or a real person would never be sent.
+    rehearsal = REHEARSAL_SUFFIX if spec.output.checkpoint.endswith(REHEARSAL_SUFFIX) else ""
+    return periods.render(template, {"id": job_id, kind: every}) + rehearsal + OPT_OUTS_SUFFIX
 
 
 def open_opt_outs(spec: Spec, *, create: bool) -> HistoryStore | None:

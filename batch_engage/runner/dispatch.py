@@ -233,18 +233,17 @@ class Dispatcher(Answers):
     async def _handback(self, item: Item, created: Created, wall: datetime) -> bool | None:
         """v1 (``wall``: when the request left): whether its answer handed back another's run; None when whose it is
         could not be read (recorded possibly sent)."""
-        # A Date header ahead of the clock that stamps date_created made every fresh run look older than its
-        # request (each row already_active, and waiting, sent again forever): a hand-back is confirmed by marker.
-        if not self._may_be_own(item) and not is_handback(created, self.client.clock.to_twilio(wall), self.sids):
-            return False
-        if not self._marker_key or item.marker is None:
-            return not self._may_be_own(item)
+        # Another contact's run is certain; the clock's verdict, by marker (a Date ahead of date_created fooled it).
+        clock = not self._may_be_own(item)
+        known = created.sid in self.sids or not is_handback(created, self.client.clock.to_twilio(wall), self.sids)
+        if clock and known:
+            return created.sid in self.sids
         # A run this row's own earlier request, or another row for the person, may have made: its marker says.
-        mine = await self._carries_marker(item, created.sid)
-        if mine is None:
+        mine = await self._carries_marker(item, created.sid) if self._marker_key and item.marker else None
+        if mine is None and not clock:
             self._undecided(item, created.sid)
-            return None
-        return not mine
+        # No marker, or its Context unread: the clock's verdict stands (True), or the row is possibly sent (None).
+        return (True if clock else None) if mine is None else not mine
 
     def _may_leave(self, item: Item) -> bool:
         """Whether ``item`` may leave now its slot has come; if not, it is put back (held, or the run stopped)."""

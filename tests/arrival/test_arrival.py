@@ -15,6 +15,7 @@ from batch_engage import collect, run, validate
 from batch_engage.api import CollectOptions, history_opt_outs, write_report_html
 from batch_engage.cli.main import main
 from batch_engage.credentials import Credentials
+from batch_engage.history import opt_outs_path
 from batch_engage.job import load_spec
 from batch_engage.runner import RunOptions
 from batch_engage.sandbox import OTHER_FLOW_SID, Sandbox, ServiceConfig
@@ -254,6 +255,20 @@ class TestOptOuts:
         suppressed = result.results.filter(pl.col("status") == "suppressed")
         assert set(suppressed["to"].to_list()) == opted
         assert not {e.to for e in sb.ledger()[before:]} & opted and len(sb.ledger()) - before == 5
+
+    def test_a_rehearsals_opt_outs_never_reach_the_real_daily_jobs_store(self, tmp_path: Path) -> None:
+        """A daily job's rehearsal (`--sandbox`) keeps its simulated STOPs in a store of its own: in the real one, a
+        real person would never be sent."""
+        daily = load_spec(
+            raw={
+                **_raw(tmp_path, "http://127.0.0.1:9"),
+                "job": {"id": "daily-{date}"},
+                "output": {"checkpoint": str(tmp_path / "{id}.checkpoint"), "results": str(tmp_path / "{id}.csv")},
+            }
+        ).for_period("2026-12-08")
+        real, rehearsal = opt_outs_path(daily), opt_outs_path(daily.rehearsal())
+        assert real == str(tmp_path / "daily-every-date.checkpoint.opt-outs")
+        assert rehearsal == str(tmp_path / "daily-every-date.checkpoint.sandbox.opt-outs")
 
     def test_an_opt_out_covers_its_sender_only_unless_everywhere(
         self, tmp_path: Path, sandbox_factory: Callable[..., Sandbox], sandbox_creds: Credentials
