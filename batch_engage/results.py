@@ -278,15 +278,15 @@ def guard_formulas(table: pl.DataFrame) -> pl.DataFrame:
     texts = [name for name, dtype in table.schema.items() if dtype == pl.String]
     if not texts:
         return table
-    guarded = table.with_columns(
+    # A control character (an input cell's ESC [2J) reaches whoever cats the file: shown as U+FFFD instead.
+    return table.with_columns(
         pl.when(pl.col(c).str.contains(_FORMULA_START) & ~pl.col(c).str.contains(_PLAIN_NUMBER))
         .then(pl.lit("'") + pl.col(c))
         .otherwise(pl.col(c))
+        .str.replace_all(_CONTROL, "\ufffd")
         .alias(c)
         for c in texts
     )
-    # A control character (an input cell's ESC [2J) reaches whoever cats the file: shown as U+FFFD instead.
-    return guarded.with_columns(pl.col(c).str.replace_all(_CONTROL, "\ufffd") for c in texts)
 
 
 def unguarded(text: str) -> str:
